@@ -1,0 +1,150 @@
+// The img2vm command line: parses options, renders progress, maps errors to exit codes. The only place that prints or exits.
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BOOT_MODES, BUILDERS } from '../core/config.js';
+import { ExitCode, Img2vmError, InterruptedError, isImg2vmError } from '../core/errors.js';
+import { PACKAGE_ROOT } from '../core/paths.js';
+import { Scope } from '../core/scope.js';
+import { parseSize } from '../core/units.js';
+import { formatIds } from '../output/index.js';
+import { convert, STAGES, type ConvertResult } from '../pipeline.js';
+import { listrRenderer, plainRenderer, silentRenderer, type Renderer } from './render.js';
+
+const VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+interface GlobalFlags {
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+/** Runs fn with SIGINT/SIGTERM turned into an abort, and the scope closed whatever happens. */
+async function withSignals<T>(fn: (signal: AbortSignal, scope: Scope) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const scope = new Scope();
+  let count = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    count++;
+    if (count === 1) ac.abort(new InterruptedError(sig));
+    else process.stderr.write('img2vm: still cleaning up; interrupt again to stop waiting\n');
+    if (count >= 3) process.exit(ExitCode.interrupted);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const r = await fn(ac.signal, scope);
+    if (ac.signal.aborted) throw ac.signal.reason;
+    return r;
+  } catch (e) {
+    throw ac.signal.aborted ? ac.signal.reason : e;
+  } finally {
+    await scope.close((label, e) => process.stderr.write(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function pickRenderer(flags: GlobalFlags): Renderer & { fail?: (e: Error) => void } {
+  if (flags.json || flags.quiet) return silentRenderer();
+  if (process.stderr.isTTY && !process.env.CI) return listrRenderer(STAGES, !!flags.verbose);
+  return plainRenderer(!!flags.verbose);
+}
+
+function summary(r: ConvertResult): string {
+  const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`;
+  return [
+    `wrote ${r.output} (${r.format}, ${mb(r.diskSize)} disk, ${mb(r.fileSize)} on disk)`,
+    `  boot ${r.bootMode} (${r.partitionTable}), kernel ${r.kernelVersion ?? 'none'}${r.distribution ? `, ${r.distribution}` : ''}`,
+    `  total ${(r.timings.total / 1000).toFixed(1)}s`,
+  ].join('\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('img2vm')
+    .description('Turn a container image into a disk that boots in a virtual machine')
+    .version(VERSION, '--version')
+    .showHelpAfterError('(run img2vm --help for usage)')
+    .exitOverride();
+
+  program
+    .command('convert', { isDefault: true })
+    .description('convert IMAGE into a bootable disk (the default command)')
+    .argument('<image>', 'image: NAME[:TAG] (local daemon), docker-daemon:NAME, docker-archive:FILE')
+    .requiredOption('-o, --output <file>', 'the disk to write; format from the extension unless --format')
+    .addOption(new Option('--format <format>', 'output format').choices(formatIds()))
+    .option('--size <size>', 'disk size, e.g. 4G (default: content plus headroom)')
+    .addOption(new Option('--boot <mode>', 'firmware the disk boots with').choices([...BOOT_MODES]).default('bios'))
+    .option('--password <pass>', 'root password (otherwise root has no password login)')
+    .option('--hostname <name>', 'guest hostname (default: from the image name)')
+    .addOption(new Option('--builder <builder>', 'what runs the guest recipe').choices([...BUILDERS]).default('auto'))
+    .option('--raw', 'the image already has a kernel and init: install nothing', false)
+    .option('--kernel-cmdline <args>', 'appended to the kernel command line')
+    .option('--compress', 'compress qcow2 output', false)
+    .option('--seed <seed>', 'fixes UUIDs and every other random choice')
+    .option('--json', 'print one JSON result object')
+    .option('-q, --quiet', 'print nothing but errors')
+    .option('-v, --verbose', 'show build output and details')
+    .action(async (image: string, opts: Record<string, unknown> & GlobalFlags) => {
+      const renderer = pickRenderer(opts);
+      let ok = false;
+      try {
+        const result = await withSignals((signal, scope) =>
+          convert(
+            {
+              image,
+              output: String(opts.output),
+              format: opts.format as string | undefined,
+              size: opts.size ? parseSize(String(opts.size)) : undefined,
+              boot: opts.boot as 'bios',
+              password: opts.password as string | undefined,
+              hostname: opts.hostname as string | undefined,
+              builder: opts.builder as 'auto',
+              raw: Boolean(opts.raw),
+              kernelCmdline: opts.kernelCmdline as string | undefined,
+              compress: Boolean(opts.compress),
+              seed: opts.seed as string | undefined,
+            },
+            { sink: renderer.sink, signal, scope },
+          ),
+        );
+        ok = true;
+        await renderer.done(true);
+        if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        else if (!opts.quiet) process.stderr.write(`${summary(result)}\n`);
+      } finally {
+        if (!ok) await renderer.done(false);
+      }
+    });
+  return program;
+}
+
+function report(e: unknown, json: boolean): number {
+  if (e instanceof CommanderError) {
+    return e.exitCode === 0 ? 0 : ExitCode.usage;
+  }
+  const err = isImg2vmError(e)
+    ? e
+    : new Img2vmError('internal', `internal error: ${(e as Error)?.stack ?? String(e)}`, 'this is a bug in img2vm; please report it with the command you ran');
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ error: { kind: err.kind, message: err.message, hint: err.hint ?? null, exitCode: err.exitCode } })}\n`);
+  }
+  process.stderr.write(`img2vm: error: ${err.message}\n`);
+  if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+  return err.exitCode;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const json = argv.includes('--json');
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    return report(e, json);
+  }
+}
+
+const code = await main(process.argv.slice(2));
+process.exitCode = code;

@@ -1,0 +1,106 @@
+// Renders pipeline events: listr2 on a terminal, plain lines otherwise, nothing with --json or --quiet.
+import { Listr, type ListrTaskWrapper, type ListrRendererFactory } from 'listr2';
+import type { EventSink, Img2vmEvent, StageId } from '../core/events.js';
+
+export type RenderMode = 'tty' | 'plain' | 'json' | 'quiet';
+
+export interface Renderer {
+  sink: EventSink;
+  /** Resolves when the renderer has drawn its last frame. */
+  done(ok: boolean): Promise<void>;
+}
+
+function fmtMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)}s` : `${ms}ms`;
+}
+
+export function plainRenderer(verbose: boolean, write: (s: string) => void = (s) => process.stderr.write(s)): Renderer {
+  return {
+    sink(e: Img2vmEvent) {
+      switch (e.type) {
+        case 'stage-start':
+          write(`[${e.stage}] ${e.title}\n`);
+          break;
+        case 'stage-end':
+          write(`[${e.stage}] done in ${fmtMs(e.ms)}${e.detail ? `: ${e.detail}` : ''}\n`);
+          break;
+        case 'stage-skip':
+          write(`[${e.stage}] skipped: ${e.reason}\n`);
+          break;
+        case 'log':
+          if (e.level === 'warn') write(`warning: ${e.message}\n`);
+          else if (e.level === 'info' || verbose) write(`${e.stage ? `[${e.stage}] ` : ''}${e.message}\n`);
+          break;
+      }
+    },
+    async done() {},
+  };
+}
+
+export function silentRenderer(): Renderer {
+  return { sink() {}, async done() {} };
+}
+
+interface Deferred {
+  started: Promise<string>;
+  start(title: string): void;
+  finished: Promise<{ detail?: string; skipped?: string }>;
+  finish(r: { detail?: string; skipped?: string }): void;
+  fail(e: Error): void;
+}
+
+function deferred(): Deferred {
+  let start!: (t: string) => void;
+  let finish!: (r: { detail?: string; skipped?: string }) => void;
+  let fail!: (e: Error) => void;
+  let failStart!: (e: Error) => void;
+  const started = new Promise<string>((res, rej) => {
+    start = res;
+    failStart = rej;
+  });
+  const finished = new Promise<{ detail?: string; skipped?: string }>((res, rej) => {
+    finish = res;
+    fail = rej;
+  });
+  started.catch(() => {});
+  finished.catch(() => {});
+  return { started, start, finished, finish, fail: (e) => (failStart(e), fail(e)) };
+}
+
+/** Stages run in the pipeline; listr2 only mirrors them, each task waiting for its stage's events. */
+export function listrRenderer(stages: { id: StageId; title: string }[], verbose: boolean): Renderer & { fail(e: Error): void } {
+  const d = new Map<StageId, Deferred>(stages.map((s) => [s.id, deferred()]));
+  const list = new Listr(
+    stages.map((s) => ({
+      title: s.title,
+      task: async (_ctx: unknown, task: ListrTaskWrapper<unknown, ListrRendererFactory, ListrRendererFactory>) => {
+        const dd = d.get(s.id)!;
+        const title = await Promise.race([dd.started, dd.finished.then((r) => r.skipped ?? '')]);
+        if (title) task.title = title;
+        const r = await dd.finished;
+        if (r.skipped !== undefined) {
+          task.skip(`${s.title}: ${r.skipped}`);
+          return;
+        }
+        task.title = `${task.title}${r.detail ? ` — ${r.detail}` : ''}`;
+      },
+    })),
+    { concurrent: false, exitOnError: true, rendererOptions: { collapseSubtasks: false }, registerSignalListeners: false },
+  );
+  const running = list.run().catch(() => {});
+  return {
+    sink(e) {
+      if (e.type === 'stage-start') d.get(e.stage)?.start(e.title);
+      else if (e.type === 'stage-end') d.get(e.stage)?.finish({ detail: `${e.detail ? `${e.detail}, ` : ''}${fmtMs(e.ms)}` });
+      else if (e.type === 'stage-skip') d.get(e.stage)?.finish({ skipped: e.reason });
+      else if (e.type === 'log' && (e.level === 'warn' || verbose)) process.stderr.write(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}\n`);
+    },
+    fail(e) {
+      for (const x of d.values()) x.fail(e);
+    },
+    async done(ok) {
+      if (!ok) for (const x of d.values()) x.fail(new Error('failed'));
+      await running;
+    },
+  };
+}

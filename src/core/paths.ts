@@ -1,0 +1,12 @@
+// Locations of the files img2vm ships beside its code (templates/, native/) and of its cache.
+import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { homedir } from 'node:os';
+
+/** The package root: dist/core/ → ../.. */
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const TEMPLATES_DIR = join(PACKAGE_ROOT, 'templates');
+
+export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'img2vm');
+}

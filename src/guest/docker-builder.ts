@@ -1,0 +1,81 @@
+// The docker builder: renders a distribution's template and builds it on top of the image, cached by content.
+import { createHash } from 'node:crypto';
+import { readdir, readFile, lstat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { Readable } from 'node:stream';
+import * as tar from 'tar-stream';
+import type { RunContext } from '../core/context.js';
+import { TEMPLATES_DIR } from '../core/paths.js';
+import type { DockerClient } from '../source/docker-api.js';
+import { renderTemplate } from './template.js';
+import type { DistroRecipe } from './distros.js';
+
+/** Bump when the way a build is done changes, so old cache entries are not reused. */
+const CACHE_VERSION = '1';
+export const CACHE_REPO = 'img2vm-cache';
+
+interface TemplateFile {
+  path: string;
+  mode: number;
+  content: Buffer;
+}
+
+async function readTree(root: string): Promise<TemplateFile[]> {
+  const out: TemplateFile[] = [];
+  const walk = async (dir: string) => {
+    for (const name of (await readdir(dir)).sort()) {
+      const p = join(dir, name);
+      const st = await lstat(p);
+      if (st.isDirectory()) await walk(p);
+      else if (st.isFile()) out.push({ path: relative(root, p), mode: st.mode & 0o777, content: await readFile(p) });
+    }
+  };
+  await walk(root);
+  return out;
+}
+
+export interface BuildPlan {
+  /** The tag of the built image in the daemon, derived from everything that affects it. */
+  tag: string;
+  key: string;
+  files: TemplateFile[];
+}
+
+/** Renders the template and derives the cache key: base image id + every template byte + values. */
+export async function planBuild(baseId: string, recipe: DistroRecipe): Promise<BuildPlan> {
+  const dir = join(TEMPLATES_DIR, recipe.template);
+  const files = await readTree(dir);
+  const rendered = files.map((f) =>
+    f.path === 'Dockerfile'
+      ? { ...f, content: Buffer.from(renderTemplate(f.content.toString('utf8'), { base: baseId, ...recipe.values }, `templates/${recipe.template}/Dockerfile`)) }
+      : f,
+  );
+  const h = createHash('sha256').update(`img2vm-build:${CACHE_VERSION}\0${baseId}\0`);
+  for (const f of rendered) h.update(`${f.path}\0${f.mode}\0${f.content.length}\0`).update(f.content);
+  const key = h.digest('hex');
+  return { key, tag: `${CACHE_REPO}:${key.slice(0, 32)}`, files: rendered };
+}
+
+function contextTar(files: TemplateFile[]): Readable {
+  const pack = tar.pack();
+  for (const f of files) pack.entry({ name: f.path, mode: f.mode, mtime: new Date(0), uid: 0, gid: 0 }, f.content);
+  pack.finalize();
+  return pack as unknown as Readable;
+}
+
+export interface BuildResult {
+  tag: string;
+  cached: boolean;
+}
+
+/** Builds (or finds in the cache) the bootable variant of baseId in the daemon. */
+export async function dockerBuild(client: DockerClient, baseId: string, recipe: DistroRecipe, ctx: RunContext): Promise<BuildResult> {
+  const plan = await planBuild(baseId, recipe);
+  if (await client.inspect(plan.tag)) return { tag: plan.tag, cached: true };
+  await client.build(Readable.from(contextTar(plan.files)), {
+    tag: plan.tag,
+    labels: { 'org.img2vm.base': baseId, 'org.img2vm.template': recipe.template, 'org.img2vm.key': plan.key },
+    onLine: (l) => ctx.sink({ type: 'log', level: 'debug', stage: 'guest', message: l }),
+  });
+  return { tag: plan.tag, cached: false };
+}

@@ -1,0 +1,31 @@
+// Picks the output format from --format or the file extension.
+import { extname } from 'node:path';
+import { Img2vmError } from '../core/errors.js';
+import type { OutputFormat } from './format.js';
+import { qcow2 } from './qcow2.js';
+import { raw } from './raw.js';
+
+export const FORMATS: readonly OutputFormat[] = [raw, qcow2];
+
+export function formatIds(): string[] {
+  return FORMATS.map((f) => f.id);
+}
+
+export function resolveFormat(output: string, format?: string): OutputFormat {
+  if (format) {
+    const f = FORMATS.find((x) => x.id === format);
+    if (!f) throw new Img2vmError('usage', `unknown --format "${format}"`, `choose one of: ${formatIds().join(', ')}`);
+    return f;
+  }
+  const ext = extname(output).toLowerCase();
+  const f = FORMATS.find((x) => x.extensions.includes(ext));
+  if (!f) {
+    const exts = FORMATS.flatMap((x) => x.extensions).join(', ');
+    throw new Img2vmError(
+      'usage',
+      ext ? `cannot tell the output format from the extension "${ext}"` : `the output "${output}" has no extension to tell its format`,
+      `use one of ${exts}, or give --format (${formatIds().join(', ')})`,
+    );
+  }
+  return f;
+}

@@ -1,0 +1,12 @@
+// Raw output: the work image itself, which is built beside the target and renamed into place.
+import { rename } from 'node:fs/promises';
+import type { OutputFormat } from './format.js';
+
+export const raw: OutputFormat = {
+  id: 'raw',
+  extensions: ['.raw', '.img'],
+  isRaw: true,
+  async write(rawPath, dest) {
+    if (rawPath !== dest) await rename(rawPath, dest);
+  },
+};

@@ -1,0 +1,256 @@
+// The conversion pipeline: source → guest → rootfs → disk → boot → output, with every resource owned by the scope.
+import { access, constants, mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import type { RunContext } from './core/context.js';
+import { ConvertOptionsSchema, hostnameFromImage, type ConvertOptionsInput, type ConvertOptions } from './core/config.js';
+import { Img2vmError } from './core/errors.js';
+import { nullSink, stage, type EventSink, type StageId } from './core/events.js';
+import { createRandom } from './core/random.js';
+import { Scope } from './core/scope.js';
+import { formatSize, MiB } from './core/units.js';
+import { installGrubBios, stageGrubBiosFiles } from './boot/grub-bios.js';
+import { kernelCmdline, renderGrubCfg } from './boot/grub-config.js';
+import { defaultFsSize, inodesFor, journalMiBFor, makeExt4, minimumFsSize } from './disk/ext4.js';
+import { planLayout, partitionByRole, type DiskLayout } from './disk/layout.js';
+import { writePartitionTable } from './disk/table.js';
+import { configureGuest, findKernel, type KernelInfo } from './guest/configure.js';
+import { detectOs } from './guest/detect.js';
+import { recipeFor } from './guest/distros.js';
+import { dockerBuild } from './guest/docker-builder.js';
+import { resolveFormat } from './output/index.js';
+import { RootfsBuilder, type FlattenStats } from './rootfs/flatten.js';
+import { DockerClient } from './source/docker-api.js';
+import { openDaemonImage, openSource, parseSourceRef } from './source/index.js';
+import type { SourceImage } from './source/image.js';
+import { preflight, type ToolName } from './tools/index.js';
+
+export const STAGES: { id: StageId; title: string }[] = [
+  { id: 'source', title: 'Read image' },
+  { id: 'guest', title: 'Install kernel and init' },
+  { id: 'rootfs', title: 'Flatten layers' },
+  { id: 'disk', title: 'Partition and format' },
+  { id: 'boot', title: 'Install bootloader' },
+  { id: 'output', title: 'Write output' },
+];
+
+export interface ConvertResult {
+  output: string;
+  format: string;
+  bootMode: string;
+  partitionTable: string;
+  /** Virtual disk size in bytes. */
+  diskSize: number;
+  /** Bytes the output file takes on disk. */
+  fileSize: number;
+  rootfs: { bytes: number; files: number; entries: number; fsSize: number; uuid: string };
+  kernelVersion: string | null;
+  distribution: string | null;
+  guestBuildCached: boolean | null;
+  /** The daemon image the guest stage built (img2vm-cache:...), null with --raw. */
+  guestImage: string | null;
+  timings: Partial<Record<StageId, number>> & { total: number };
+}
+
+export interface ConvertHooks {
+  sink?: EventSink;
+  signal?: AbortSignal;
+  /** Supplied by the CLI so a SIGINT can release resources; created here otherwise. */
+  scope?: Scope;
+}
+
+/** Checks what can be checked before any work: the output directory, tools, format. */
+async function preflightConvert(o: ConvertOptions): Promise<void> {
+  const out = resolve(o.output);
+  const dir = dirname(out);
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) {
+    throw new Img2vmError('outputNotWritable', `output directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
+  }
+  try {
+    await access(dir, constants.W_OK);
+  } catch {
+    throw new Img2vmError('outputNotWritable', `output directory ${dir} is not writable`, 'choose another -o path, or fix its permissions');
+  }
+  const ost = await stat(out).catch(() => undefined);
+  if (ost?.isDirectory()) throw new Img2vmError('outputNotWritable', `output ${out} is a directory`, 'give a file name, e.g. -o disk.qcow2');
+  if (o.boot !== 'bios') {
+    throw new Img2vmError('usage', `--boot ${o.boot} is not supported yet`, 'use --boot bios');
+  }
+  const tools: ToolName[] = ['mke2fs', 'grub-mkimage', 'setfattr'];
+  if (resolveFormat(o.output, o.format).id !== 'raw') tools.push('qemu-img');
+  preflight(tools);
+  if (process.getuid?.() !== 0) {
+    throw new Img2vmError(
+      'usage',
+      'img2vm must run as root for now: the root file system is staged with real owners, devices and security xattrs',
+      'run it with sudo; unprivileged assembly is planned',
+    );
+  }
+}
+
+export async function convert(input: ConvertOptionsInput, hooks: ConvertHooks = {}): Promise<ConvertResult> {
+  const parsed = ConvertOptionsSchema.safeParse(input);
+  if (!parsed.success) {
+    const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'options'}: ${i.message}`).join('; ');
+    throw new Img2vmError('usage', `invalid options: ${msg}`, 'see img2vm --help');
+  }
+  const o = parsed.data;
+  const sink = hooks.sink ?? nullSink;
+  const ac = new AbortController();
+  const signal = hooks.signal ? AbortSignal.any([hooks.signal, ac.signal]) : ac.signal;
+  const scope = hooks.scope ?? new Scope();
+  const ownScope = !hooks.scope;
+  const t0 = performance.now();
+  const timings: Partial<Record<StageId, number>> = {};
+  const format = resolveFormat(o.output, o.format);
+  await preflightConvert(o);
+  parseSourceRef(o.image);
+
+  const work = await mkdtemp(join(process.env.TMPDIR || tmpdir(), 'img2vm-'));
+  scope.defer(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
+  const ctx: RunContext = { work, signal, sink, scope, random: createRandom(o.seed) };
+  try {
+    return await runPipeline(o, format, ctx, timings, t0);
+  } finally {
+    if (ownScope) await scope.close();
+  }
+}
+
+async function runPipeline(
+  o: ConvertOptions,
+  format: ReturnType<typeof resolveFormat>,
+  ctx: RunContext,
+  timings: Partial<Record<StageId, number>>,
+  t0: number,
+): Promise<ConvertResult> {
+  const { sink, signal } = ctx;
+  const src = parseSourceRef(o.image);
+  const docker = src.transport === 'docker-daemon' || !o.raw ? new DockerClient(undefined, signal) : undefined;
+
+  // 1. source
+  let img: SourceImage = await stage(sink, 'source', `Read image ${o.image}`, timings, () => openSource(o.image, ctx, docker), (i) => `${i.layers.length} layers, ${i.id.slice(0, 19)}`);
+
+  // 2. guest: build kernel + init on top of the image (cached), then read the built image instead
+  let distribution: string | null = null;
+  let cached: boolean | null = null;
+  let guestImage: string | null = null;
+  if (o.raw) {
+    sink({ type: 'stage-skip', stage: 'guest', reason: '--raw: the image brings its own kernel and init' });
+  } else {
+    img = await stage(sink, 'guest', 'Install kernel and init', timings, async () => {
+      if (src.transport !== 'docker-daemon' || !docker) {
+        throw new Img2vmError('usage', `the guest stage needs the image in the Docker daemon; ${src.transport} sources work only with --raw for now`, 'docker load the archive first, or pass --raw if it already has a kernel and init');
+      }
+      const os = await detectOs(img);
+      const recipe = recipeFor(os, img.config.architecture);
+      distribution = recipe.label;
+      const built = await dockerBuild(docker, img.id, recipe, ctx);
+      cached = built.cached;
+      guestImage = built.tag;
+      const dir = await mkdtemp(join(ctx.work, 'built-'));
+      const out = await openDaemonImage(docker, built.tag, o.image, dir);
+      return out;
+    }, () => (cached ? 'cached' : 'built'));
+  }
+
+  // 3. rootfs: flatten every layer into the staging tree, then write the guest's configuration
+  const staging = join(ctx.work, 'rootfs');
+  await mkdir(staging, { mode: 0o755 });
+  let stats!: FlattenStats;
+  let kernel: KernelInfo | undefined;
+  const rootUuid = ctx.random.uuid();
+  const hostname = o.hostname ?? hostnameFromImage(o.image);
+  await stage(sink, 'rootfs', 'Flatten layers', timings, async () => {
+    const b = new RootfsBuilder(staging, { signal, onWarning: (m) => sink({ type: 'log', level: 'warn', stage: 'rootfs', message: m }) });
+    for (const layer of img.layers) await b.applyLayer(await layer.open());
+    stats = await b.finish();
+    kernel = await findKernel(staging);
+    if (!kernel) {
+      throw new Img2vmError('badImage', 'the image has no kernel in /boot', o.raw ? 'drop --raw so img2vm installs a kernel, or add one to the image' : 'the guest build did not install a kernel; see -v output');
+    }
+    await configureGuest(staging, {
+      rootUuid,
+      hostname,
+      password: o.password,
+      random: ctx.random,
+      epochSeconds: Number(process.env.SOURCE_DATE_EPOCH ?? Math.floor(Date.now() / 1000)),
+      raw: o.raw,
+    });
+    await stageGrubBiosFiles(staging);
+    const { writeInRoot } = await import('./guest/configure.js');
+    await writeInRoot(staging, 'boot/grub/grub.cfg', renderGrubCfg({
+      title: distribution ?? 'Linux',
+      kernel: kernel.kernelPath,
+      initrd: kernel.initrdPath,
+      cmdline: kernelCmdline(rootUuid, o.kernelCmdline),
+    }));
+    return stats;
+  }, (s) => `${s.files} files, ${formatSize(s.bytes)}`);
+
+  // 4. disk: layout, partition table, ext4 written at its offset
+  const content = { blocks4k: stats.blocks4k + 2048 /* GRUB modules and config */, entries: stats.files + stats.dirs + stats.symlinks + stats.specials + 400 };
+  const minFs = minimumFsSize(content);
+  const wantFs = o.size ? minFs : defaultFsSize(content);
+  let layout!: DiskLayout;
+  const outPath = resolve(o.output);
+  const tmpOut = join(dirname(outPath), `.${basename(outPath)}.img2vm-${process.pid}.tmp`);
+  const removeTmpOut = ctx.scope.defer(`remove ${tmpOut}`, () => rm(tmpOut, { force: true }));
+  const rawPath = format.isRaw ? tmpOut : join(ctx.work, 'disk.raw');
+  await stage(sink, 'disk', 'Partition and format', timings, async () => {
+    layout = planLayout({ boot: o.boot, rootSize: wantFs, diskSize: o.size, random: ctx.random });
+    const root = partitionByRole(layout, 'root')!;
+    if (root.size < minFs) {
+      throw new Img2vmError('sizeTooSmall', `--size ${formatSize(o.size ?? 0)} is too small: the image needs at least ${formatSize(layout.diskSize - root.size + minFs)}`, 'give a larger --size, or leave it out to fit the content');
+    }
+    const fh = await open(rawPath, 'w');
+    try {
+      await fh.truncate(layout.diskSize);
+      await writePartitionTable(fh.fd, layout);
+    } finally {
+      await fh.close();
+    }
+    await makeExt4({
+      image: rawPath,
+      offset: root.start,
+      size: root.size,
+      uuid: rootUuid,
+      label: 'root',
+      inodes: inodesFor(content),
+      journalMiB: journalMiBFor(root.size),
+      source: staging,
+      hashSeed: ctx.random.seeded ? ctx.random.uuid() : undefined,
+    }, ctx);
+    // The staging tree is no longer needed; free its space before the output is written.
+    await rm(staging, { recursive: true, force: true });
+    return layout;
+  }, (l) => `${l.table.toUpperCase()}, ${formatSize(l.diskSize)}`);
+
+  // 5. boot
+  await stage(sink, 'boot', 'Install bootloader (GRUB, BIOS)', timings, () => installGrubBios(rawPath, layout, rootUuid, '/boot/grub', ctx));
+
+  // 6. output
+  await stage(sink, 'output', `Write ${format.id} ${o.output}`, timings, async () => {
+    await format.write(rawPath, tmpOut, ctx, { compress: o.compress });
+    await rename(tmpOut, outPath);
+    ctx.scope.release(() => rm(tmpOut, { force: true }));
+    void removeTmpOut;
+  });
+  const st = await stat(outPath);
+  return {
+    output: outPath,
+    format: format.id,
+    bootMode: o.boot,
+    partitionTable: layout.table,
+    diskSize: layout.diskSize,
+    fileSize: st.blocks * 512,
+    rootfs: { bytes: stats.bytes, files: stats.files, entries: content.entries, fsSize: partitionByRole(layout, 'root')!.size, uuid: rootUuid },
+    kernelVersion: kernel?.version ?? null,
+    distribution,
+    guestBuildCached: cached,
+    guestImage,
+    timings: { ...timings, total: Math.round(performance.now() - t0) },
+  };
+}
+
+export { MiB };

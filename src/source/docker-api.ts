@@ -1,0 +1,164 @@
+// A small Docker Engine API client over the daemon's unix socket: ping, inspect, save, build, tag, remove.
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { Img2vmError } from '../core/errors.js';
+
+export interface DockerEndpoint {
+  socketPath: string;
+}
+
+/** Where the daemon listens: DOCKER_HOST=unix:///path, else the standard socket. */
+export function dockerEndpoint(env: NodeJS.ProcessEnv = process.env): DockerEndpoint {
+  const host = env.DOCKER_HOST;
+  if (!host) return { socketPath: '/var/run/docker.sock' };
+  if (host.startsWith('unix://')) return { socketPath: host.slice('unix://'.length) };
+  throw new Img2vmError(
+    'daemonUnreachable',
+    `DOCKER_HOST=${host} is not supported`,
+    'img2vm talks to the daemon over a unix socket: set DOCKER_HOST=unix:///var/run/docker.sock or unset it',
+  );
+}
+
+export interface ImageInspect {
+  Id: string;
+  RepoTags?: string[] | null;
+  RepoDigests?: string[] | null;
+  Os?: string;
+  Architecture?: string;
+  Size?: number;
+  Config?: { Labels?: Record<string, string> | null } | null;
+}
+
+export class DockerClient {
+  constructor(
+    readonly endpoint: DockerEndpoint = dockerEndpoint(),
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  private raw(method: string, path: string, body?: Readable | Buffer, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(
+        { socketPath: this.endpoint.socketPath, method, path: `/v1.41${path}`, headers, signal: this.signal },
+        resolve,
+      );
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.name === 'AbortError') return reject(this.signal?.reason ?? err);
+        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'EACCES') {
+          reject(
+            new Img2vmError(
+              'daemonUnreachable',
+              `cannot reach the Docker daemon at ${this.endpoint.socketPath} (${err.code})`,
+              err.code === 'EACCES'
+                ? 'run as root or add your user to the "docker" group'
+                : 'start it (systemctl start docker, or dockerd &), or use another source such as oci-archive:FILE',
+              { cause: err },
+            ),
+          );
+        } else reject(err);
+      });
+      if (body && !Buffer.isBuffer(body)) body.pipe(req);
+      else req.end(body);
+    });
+  }
+
+  private async json<T>(method: string, path: string): Promise<{ status: number; body: T }> {
+    const res = await this.raw(method, path);
+    const text = await readAll(res);
+    let body: unknown = text;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      /* keep text */
+    }
+    return { status: res.statusCode ?? 0, body: body as T };
+  }
+
+  async ping(): Promise<void> {
+    const r = await this.json('GET', '/_ping');
+    if (r.status !== 200) throw new Img2vmError('daemonUnreachable', `Docker daemon answered ${r.status} to a ping`, 'check dockerd');
+  }
+
+  /** Inspects an image; undefined when the daemon does not have it. */
+  async inspect(name: string): Promise<ImageInspect | undefined> {
+    const r = await this.json<ImageInspect & { message?: string }>('GET', `/images/${name}/json`);
+    if (r.status === 404) return undefined;
+    if (r.status !== 200) throw apiError('inspect image', name, r.status, r.body);
+    return r.body;
+  }
+
+  /** The image's own layers and config as a `docker save` tar stream. */
+  async save(name: string): Promise<IncomingMessage> {
+    const res = await this.raw('GET', `/images/get?names=${encodeURIComponent(name)}`);
+    if (res.statusCode !== 200) throw apiError('save image', name, res.statusCode ?? 0, await readAll(res));
+    return res;
+  }
+
+  /**
+   * Builds an image from a tar build context; the host network is used because these machines
+   * have no bridge. Each line of build output goes to onLine; a build error is thrown.
+   */
+  async build(context: Readable, opts: { tag: string; labels: Record<string, string>; onLine?: (l: string) => void }): Promise<void> {
+    const q = new URLSearchParams({
+      t: opts.tag,
+      networkmode: 'host',
+      rm: '1',
+      forcerm: '1',
+      labels: JSON.stringify(opts.labels),
+    });
+    const res = await this.raw('POST', `/build?${q}`, context, { 'Content-Type': 'application/x-tar' });
+    if (res.statusCode !== 200) throw apiError('build image', opts.tag, res.statusCode ?? 0, await readAll(res));
+    let buf = '';
+    let error: string | undefined;
+    const tail: string[] = [];
+    for await (const chunk of res) {
+      buf += String(chunk);
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i).trim();
+        buf = buf.slice(i + 1);
+        if (!line) continue;
+        let msg: { stream?: string; error?: string; status?: string };
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (msg.error) error = msg.error;
+        const text = (msg.stream ?? msg.status ?? '').replace(/\n$/, '');
+        for (const l of text.split('\n')) {
+          if (!l) continue;
+          opts.onLine?.(l);
+          tail.push(l);
+          if (tail.length > 15) tail.shift();
+        }
+      }
+    }
+    if (error) {
+      throw new Img2vmError('buildFailed', `guest build failed: ${error.trim()}`, `last build output:\n${tail.join('\n')}`);
+    }
+  }
+
+  async removeImage(name: string): Promise<void> {
+    await this.json('DELETE', `/images/${name}?noprune=0`);
+  }
+
+  /** Imports a root filesystem tar as a one-layer image (used to hand non-daemon sources to the builder). */
+  async importRootfs(tar: Readable, repo: string, tag: string): Promise<string> {
+    const q = new URLSearchParams({ fromSrc: '-', repo, tag });
+    const res = await this.raw('POST', `/images/create?${q}`, tar, { 'Content-Type': 'application/x-tar' });
+    const text = await readAll(res);
+    if (res.statusCode !== 200 || /"error"/.test(text)) throw apiError('import image', `${repo}:${tag}`, res.statusCode ?? 0, text);
+    return `${repo}:${tag}`;
+  }
+}
+
+function apiError(what: string, name: string, status: number, body: unknown): Img2vmError {
+  const msg = typeof body === 'object' && body && 'message' in body ? String((body as { message: unknown }).message) : String(body).trim();
+  return new Img2vmError('toolFailed', `Docker daemon could not ${what} ${name} (HTTP ${status}): ${msg}`, 'see the daemon log (journalctl -u docker)');
+}
+
+async function readAll(s: Readable): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(Buffer.from(c));
+  return Buffer.concat(parts).toString('utf8');
+}

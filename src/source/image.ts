@@ -1,0 +1,40 @@
+// What every source yields: an image config and its layers in order, each opened as a byte stream.
+import { z } from 'zod';
+import type { Readable } from 'node:stream';
+
+export const ImageConfigSchema = z
+  .object({
+    architecture: z.string().optional(),
+    os: z.string().optional(),
+    config: z
+      .object({
+        Env: z.array(z.string()).nullish(),
+        Entrypoint: z.array(z.string()).nullish(),
+        Cmd: z.array(z.string()).nullish(),
+        WorkingDir: z.string().nullish(),
+        User: z.string().nullish(),
+        Labels: z.record(z.string(), z.string()).nullish(),
+      })
+      .passthrough()
+      .nullish(),
+    rootfs: z.object({ type: z.string(), diff_ids: z.array(z.string()) }).optional(),
+  })
+  .passthrough();
+
+export type ImageConfig = z.infer<typeof ImageConfigSchema>;
+
+export interface Layer {
+  /** A name for messages (the blob digest or path in the archive). */
+  name: string;
+  /** Opens the layer's tar (possibly compressed) from the start. */
+  open(): Promise<Readable>;
+}
+
+export interface SourceImage {
+  /** The reference as the user gave it. */
+  ref: string;
+  /** The content address of the image config (sha256:...), the image's identity. */
+  id: string;
+  config: ImageConfig;
+  layers: Layer[];
+}

@@ -1,0 +1,124 @@
+// The one module that spawns host programs: a table of known tools (with their Debian packages) and run().
+import { execa, type ResultPromise } from 'execa';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { Img2vmError } from '../core/errors.js';
+
+/** Every host program img2vm may start, and the Debian package that provides it. */
+export const TOOLS = {
+  'mke2fs': 'e2fsprogs',
+  'e2fsck': 'e2fsprogs',
+  'debugfs': 'e2fsprogs',
+  'tune2fs': 'e2fsprogs',
+  'qemu-img': 'qemu-utils',
+  'qemu-system-x86_64': 'qemu-system-x86',
+  'grub-mkimage': 'grub-common',
+  'mkfs.fat': 'dosfstools',
+  'mcopy': 'mtools',
+  'mmd': 'mtools',
+  'sfdisk': 'fdisk',
+  'setfattr': 'attr',
+  'mknod': 'coreutils',
+  'mkfifo': 'coreutils',
+  'docker': 'docker.io',
+  'debootstrap': 'debootstrap',
+} as const;
+
+export type ToolName = keyof typeof TOOLS;
+
+const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
+
+/** Finds a program on PATH (plus the sbin directories, which non-root PATHs often lack). */
+export function which(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), ...SBIN];
+  for (const d of dirs) {
+    const p = join(d, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      /* keep looking */
+    }
+  }
+  return undefined;
+}
+
+export function requireTool(name: ToolName): string {
+  const p = which(name);
+  if (!p) {
+    const pkg = TOOLS[name];
+    throw new Img2vmError('toolMissing', `host tool "${name}" is missing`, `install it: apt-get install ${pkg}`);
+  }
+  return p;
+}
+
+/** Checks a set of tools at once, so the user learns every missing package in one go. */
+export function preflight(names: readonly ToolName[]): void {
+  const missing = [...new Set(names)].filter((n) => !which(n));
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing.map((n) => TOOLS[n]))];
+  throw new Img2vmError(
+    'toolMissing',
+    `host tool${missing.length > 1 ? 's' : ''} missing: ${missing.join(', ')}`,
+    `install: apt-get install ${pkgs.join(' ')}`,
+  );
+}
+
+export interface RunOptions {
+  input?: string | Buffer;
+  signal?: AbortSignal;
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Called with each line the program prints (stdout and stderr), for verbose logs. */
+  onLine?: (line: string) => void;
+  /** Do not throw on a non-zero exit; return the result instead. */
+  reject?: boolean;
+}
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a host tool with an exact argv; a failure becomes a toolFailed error quoting its stderr. */
+export async function run(name: ToolName, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const bin = requireTool(name);
+  const child = execa(bin, [...args], {
+    input: opts.input,
+    cancelSignal: opts.signal,
+    env: { LC_ALL: 'C', ...opts.env },
+    cwd: opts.cwd,
+    reject: false,
+    stripFinalNewline: true,
+    forceKillAfterDelay: 3000,
+  });
+  if (opts.onLine) forwardLines(child, opts.onLine);
+  const r = await child;
+  if (r.isCanceled) throw opts.signal?.reason ?? new Error('canceled');
+  const result = { exitCode: r.exitCode ?? -1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
+  if (result.exitCode !== 0 && opts.reject !== false) {
+    const why = (result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ');
+    throw new Img2vmError(
+      'toolFailed',
+      `${name} failed (exit ${r.exitCode ?? r.signal}): ${why || 'no output'}`,
+      `command: ${name} ${args.join(' ')}`,
+    );
+  }
+  return result;
+}
+
+function forwardLines(child: ResultPromise, onLine: (line: string) => void): void {
+  for (const s of [child.stdout, child.stderr]) {
+    let buf = '';
+    s?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        onLine(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+    s?.on('end', () => buf && onLine(buf));
+  }
+}
