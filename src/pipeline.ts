@@ -142,7 +142,7 @@ async function runPipeline(
       if (src.transport !== 'docker-daemon' || !docker) {
         throw new Img2vmError('usage', `the guest stage needs the image in the Docker daemon; ${src.transport} sources work only with --raw for now`, 'docker load the archive first, or pass --raw if it already has a kernel and init');
       }
-      const os = await detectOs(img);
+      const os = await detectOs(img, signal);
       const recipe = recipeFor(os, img.config.architecture);
       distribution = recipe.label;
       const built = await dockerBuild(docker, img.id, recipe, ctx);

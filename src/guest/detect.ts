@@ -1,9 +1,9 @@
 // Finds the distribution of an image by reading /etc/os-release (or /usr/lib/os-release) out of its layers.
-import * as tar from 'tar-stream';
-import { pipeline } from 'node:stream/promises';
 import { posix } from 'node:path';
+import { Img2vmError } from '../core/errors.js';
+import { openLayer } from '../rootfs/decompress.js';
+import { ByteSource, TarFormatError, TarReader } from '../rootfs/tar.js';
 import type { SourceImage } from '../source/image.js';
-import { decompressLayer } from '../source/layer.js';
 
 export interface OsRelease {
   id: string;
@@ -34,32 +34,37 @@ export function parseOsRelease(text: string): OsRelease {
 const CANDIDATES = ['etc/os-release', 'usr/lib/os-release'];
 
 /** Reads os-release as the flattened image would show it; undefined for images without an OS (scratch). */
-export async function detectOs(img: SourceImage): Promise<OsRelease | undefined> {
+export async function detectOs(img: SourceImage, signal?: AbortSignal): Promise<OsRelease | undefined> {
   const found = new Map<string, string | null>();
   for (const layer of img.layers) {
-    const ex = tar.extract();
-    const reading = (async () => {
-      for await (const entry of ex) {
-        const name = posix.normalize(entry.header.name.replace(/^\.?\/+/, '')).replace(/\/$/, '');
+    const opened = await openLayer(await layer.open(), signal);
+    try {
+      const tar = new TarReader(new ByteSource(opened.chunks));
+      for (let h = await tar.next(); h; h = await tar.next()) {
+        const name = posix.normalize(Buffer.from(h.path, 'latin1').toString('utf8').replace(/^\.?\/+/, '')).replace(/\/$/, '');
         const base = posix.basename(name);
         const dir = posix.dirname(name);
         if (base.startsWith('.wh.')) {
           const target = base === '.wh..wh..opq' ? dir : posix.join(dir, base.slice(4));
           for (const c of CANDIDATES) if (c === target || c.startsWith(`${target}/`)) found.set(c, null);
         } else if (CANDIDATES.includes(name)) {
-          if (entry.header.type === 'file') {
+          if (h.type === 'file' && h.size <= 64 * 1024) {
             const parts: Buffer[] = [];
-            for await (const c of entry) parts.push(c as Buffer);
-            found.set(name, Buffer.concat(parts).toString('utf8').slice(0, 64 * 1024));
-            continue;
+            await tar.readData((c) => parts.push(Buffer.from(c)));
+            found.set(name, Buffer.concat(parts).toString('utf8'));
+          } else {
+            // a symlink such as etc/os-release -> ../usr/lib/os-release: the other candidate answers
+            found.set(name, null);
           }
-          // a symlink such as etc/os-release -> ../usr/lib/os-release: fall through to the other candidate
-          found.set(name, null);
         }
-        entry.resume();
       }
-    })();
-    await Promise.all([pipeline(await decompressLayer(await layer.open(), layer.name), ex), reading]);
+    } catch (e) {
+      opened.destroy(e);
+      if (e instanceof TarFormatError) throw new Img2vmError('badImage', `layer ${layer.name} is corrupt: ${e.message}`, 'the image is damaged; pull or save it again');
+      throw e;
+    } finally {
+      opened.dispose();
+    }
   }
   for (const c of CANDIDATES) {
     const t = found.get(c);

@@ -7,6 +7,8 @@ import { Img2vmError } from '../core/errors.js';
 export type Compression = 'none' | 'gzip' | 'zstd' | 'bzip2' | 'xz';
 
 export function detectCompression(head: Buffer): Compression {
+  // A plain tar whose first name starts with "BZh" must not pass for bzip2: its ustar magic decides.
+  if (head.length >= 263 && head.toString('latin1', 257, 262) === 'ustar') return 'none';
   if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
   if (head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68) return 'bzip2';
@@ -21,22 +23,37 @@ export interface OpenedLayer {
   destroy(reason?: unknown): void;
   /** Whether err came from the caller's stream (not ours to reclassify). */
   isSourceError(err: unknown): boolean;
+  /** Releases the abort listener; call once the layer is done with. */
+  dispose(): void;
 }
 
 type LayerStream = NodeJS.ReadableStream | Readable;
 
 const CHUNK = 1 << 16;
 
-export async function openLayer(stream: LayerStream): Promise<OpenedLayer> {
+export async function openLayer(stream: LayerStream, signal?: AbortSignal): Promise<OpenedLayer> {
   const sourceErrors = new WeakSet<object>();
   const it = (stream as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+  // A stalled source may never settle a pending read, even when destroyed (Readable.from of a stuck
+  // generator), so every read also races the signal.
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    if (!signal) return;
+    onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => {});
+  const dispose = (): void => {
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  };
   const destroySource = (reason?: unknown): void => {
     const d = (stream as Partial<Readable>).destroy;
     if (typeof d === 'function') d.call(stream, reason instanceof Error ? reason : undefined);
   };
   const nextChunk = async (): Promise<Buffer | null> => {
     try {
-      const r = await it.next();
+      const r = await (signal ? Promise.race([it.next(), aborted]) : it.next());
       if (r.done) return null;
       return typeof r.value === 'string' ? Buffer.from(r.value, 'latin1') : r.value;
     } catch (e) {
@@ -45,10 +62,10 @@ export async function openLayer(stream: LayerStream): Promise<OpenedLayer> {
     }
   };
 
-  // Enough bytes to tell the codecs apart.
+  // Enough bytes to tell the codecs, and a tar header, apart.
   const headParts: Buffer[] = [];
   let headLen = 0;
-  while (headLen < 6) {
+  while (headLen < 512) {
     const c = await nextChunk();
     if (c === null) break;
     headParts.push(c);
@@ -78,6 +95,7 @@ export async function openLayer(stream: LayerStream): Promise<OpenedLayer> {
         void gen.return(undefined).catch(() => {});
       },
       isSourceError,
+      dispose,
     };
   }
 
@@ -88,6 +106,7 @@ export async function openLayer(stream: LayerStream): Promise<OpenedLayer> {
     // Node ≥ 22.15 has zstd; Node 20 does not.
     const make = (zlib as unknown as { createZstdDecompress?: (o?: object) => Transform }).createZstdDecompress;
     if (!make) {
+      dispose();
       destroySource();
       throw new Img2vmError(
         'badImage',
@@ -97,6 +116,7 @@ export async function openLayer(stream: LayerStream): Promise<OpenedLayer> {
     }
     decoder = make({ chunkSize: CHUNK });
   } else {
+    dispose();
     destroySource();
     throw new Img2vmError(
       'badImage',
@@ -115,6 +135,7 @@ export async function openLayer(stream: LayerStream): Promise<OpenedLayer> {
       destroySource(reason);
     },
     isSourceError,
+    dispose,
   };
 }
 

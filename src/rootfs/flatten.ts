@@ -129,7 +129,7 @@ export class RootfsBuilder {
     try {
       signal?.throwIfAborted();
       signal?.addEventListener('abort', onAbort, { once: true });
-      layer = await openLayer(stream);
+      layer = await openLayer(stream, signal);
       signal?.throwIfAborted();
       const tar = new TarReader(new ByteSource(layer.chunks));
       for (;;) {
@@ -144,6 +144,7 @@ export class RootfsBuilder {
       throw this.classify(e, layer);
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      layer?.dispose();
       this.layerPaths = new Set();
       this.layerAncestors = new Set();
       this.pendingXattrs = new Map();

@@ -88,7 +88,7 @@ describe('img2vm IMAGE -o disk.qcow2 (docker daemon, Debian, BIOS)', () => {
     const actual = await readExt4(raw, 1024 * 1024, got);
     // Files img2vm writes on purpose, and what docker export adds of its own.
     const ignore = (p: string) =>
-      /^(\.dockerenv|dev(\/.*)?|proc(\/.*)?|sys(\/.*)?|boot\/grub(\/.*)?)$/.test(p) ||
+      /^(\.dockerenv|lost\+found|dev(\/.*)?|proc(\/.*)?|sys(\/.*)?|boot\/grub(\/.*)?)$/.test(p) ||
       ['etc/fstab', 'etc/hostname', 'etc/hosts', 'etc/shadow', 'etc/machine-id', 'etc/resolv.conf', 'etc/mtab'].includes(p);
     const diffs = diffTrees(expected, actual, ignore);
     expect(diffs.slice(0, 30)).toEqual([]);

@@ -97,7 +97,13 @@ export async function readExt4(image: string, offset: number, dest: string): Pro
     const m = /^\/(\d+)\/(\d+)\/(\d+)\/(\d+)\/(.*)\/(\d*)\/$/.exec(line);
     if (!m || m[5] === '.' || m[5] === '..') continue;
     const path = cur ? `${cur}/${m[5]}` : m[5]!;
-    const e = tree.get(path);
+    let e = tree.get(path);
+    if (!e) {
+      // rdump skips fifos, sockets and device nodes: take them from the listing.
+      const fmt = Number.parseInt(m[2]!, 8) & 0o170000;
+      const type = ({ 0o010000: 'fifo', 0o020000: 'char', 0o060000: 'block', 0o140000: 'socket' } as const)[fmt as 0o010000];
+      if (type) tree.set(path, (e = { type, mode: 0, uid: 0, gid: 0 }));
+    }
     if (e) {
       e.mode = Number.parseInt(m[2]!, 8) & 0o7777;
       e.uid = Number(m[3]);

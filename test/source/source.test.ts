@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseSourceRef } from '../../src/source/index.js';
 import { archiveMemberPath } from '../../src/source/archive.js';
-import { detectCompression } from '../../src/source/layer.js';
 import { dockerEndpoint } from '../../src/source/docker-api.js';
 
 describe('parseSourceRef', () => {
@@ -21,14 +20,6 @@ describe('archive member names', () => {
   it('refuses names that climb out', () => {
     expect(archiveMemberPath('./abc/layer.tar')).toBe('abc/layer.tar');
     for (const bad of ['../x', '/etc/passwd', 'a/../../x']) expect(() => archiveMemberPath(bad)).toThrow(/unsafe/);
-  });
-});
-
-describe('layer compression', () => {
-  it('is detected by magic bytes', () => {
-    expect(detectCompression(Buffer.from([0x1f, 0x8b, 8, 0]))).toBe('gzip');
-    expect(detectCompression(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]))).toBe('zstd');
-    expect(detectCompression(Buffer.from('usr/'))).toBe('none');
   });
 });
 

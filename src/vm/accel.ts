@@ -1,0 +1,79 @@
+// Chooses KVM or TCG: KVM only when a probe guest really runs under it, and the probe can never hang.
+import { constants } from 'node:fs';
+import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Img2vmError } from '../core/errors.js';
+import { spawnTool, stopProcess } from '../tools/process.js';
+import { kvmProbeArgs, type Accel } from './qemu.js';
+
+/** Built from kvm-probe.S (see there why a probe must run code rather than just open /dev/kvm). */
+const KVM_PROBE_HEX =
+  '02b0ad1b00000100fe4f51e40000100000001000000000000000000020001000fabf0000200031c0b9000c0000f3abc705000020000310' +
+  '2000c7050010200003202000bf00202000b883000000b9000200008907050000200083c708e2f4b8000020000f22d80f20e083c8200f22' +
+  'e0b9800000c00f320d000100000f300f20c00d010000800f22c00f0115d8001000ea96001000080066b810008ed88ec048c7c700004000' +
+  '4831c048c7c100002000f348ab66baf400b810000000eff4ebfd900000000000000000ffff0000009aaf00ffff00000092cf001700c000' +
+  '1000';
+/** isa-debug-exit turns the probe's write of 0x10 into this exit status. */
+const PROBE_OK = 33;
+export const KVM_PROBE_TIMEOUT_MS = 3000;
+
+export interface AccelChoice {
+  accel: Accel;
+  /** Why this accelerator: shown with -v and in --json. */
+  reason: string;
+}
+
+let cached: Promise<AccelChoice> | undefined;
+
+/**
+ * KVM if it works, TCG otherwise; probed once per process. IMG2VM_ACCEL=kvm|tcg skips the probe
+ * (CI machines know what they have).
+ */
+export function chooseAccel(env: NodeJS.ProcessEnv = process.env): Promise<AccelChoice> {
+  const forced = env.IMG2VM_ACCEL;
+  if (forced === 'kvm' || forced === 'tcg') return Promise.resolve({ accel: forced, reason: 'IMG2VM_ACCEL' });
+  if (forced) {
+    return Promise.reject(new Img2vmError('usage', `invalid IMG2VM_ACCEL "${forced}"`, 'set it to kvm or tcg, or unset it'));
+  }
+  cached ??= probeKvm();
+  return cached;
+}
+
+async function probeKvm(): Promise<AccelChoice> {
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return { accel: 'tcg', reason: '/dev/kvm is missing or not accessible' };
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'img2vm-kvm-'));
+  try {
+    const kernel = join(dir, 'probe.bin');
+    await writeFile(kernel, Buffer.from(KVM_PROBE_HEX, 'hex'));
+    const child = spawnTool('qemu-system-x86_64', kvmProbeArgs(kernel), { stdio: 'pipe' });
+    child.stdin?.end();
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000);
+    });
+    child.stdout?.resume();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void stopProcess(child, 500);
+    }, KVM_PROBE_TIMEOUT_MS);
+    const r = await child;
+    clearTimeout(timer);
+    if (timedOut) return { accel: 'tcg', reason: `a KVM probe guest did not finish within ${KVM_PROBE_TIMEOUT_MS / 1000} s` };
+    if (r.exitCode === PROBE_OK) return { accel: 'kvm', reason: 'KVM probe passed' };
+    const why = stderr.trim().split('\n').filter((l) => !/warning:/.test(l)).pop();
+    return { accel: 'tcg', reason: `KVM probe failed${why ? `: ${why}` : ` (exit ${r.exitCode ?? r.signal})`}` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** For tests: forget the cached probe result. */
+export function resetAccelCache(): void {
+  cached = undefined;
+}

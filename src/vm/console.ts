@@ -1,0 +1,260 @@
+// Reads a guest's serial console: cleans the byte stream, times boot milestones and decides pass or fail.
+import { StringDecoder } from 'node:string_decoder';
+
+/**
+ * Turns raw console bytes into plain text: UTF-8 decoded across chunk boundaries, terminal escape sequences
+ * (colours, cursor moves, OSC titles) removed even when split between chunks, CR LF and lone CR made LF.
+ */
+export class ConsoleCleaner {
+  private readonly decoder = new StringDecoder('utf8');
+  private state: 'text' | 'esc' | 'csi' | 'osc' | 'oscEsc' | 'escArg' = 'text';
+  private lastCR = false;
+
+  push(chunk: Buffer | string): string {
+    const s = typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
+    let out = '';
+    for (const ch of s) {
+      const c = ch.codePointAt(0)!;
+      switch (this.state) {
+        case 'esc':
+          if (ch === '[') this.state = 'csi';
+          else if (ch === ']') this.state = 'osc';
+          else if (ch === '(' || ch === ')' || ch === '#' || ch === '%') this.state = 'escArg';
+          else this.state = 'text';
+          continue;
+        case 'csi':
+          if (c >= 0x40 && c <= 0x7e) this.state = 'text';
+          continue;
+        case 'osc':
+          if (c === 0x07) this.state = 'text';
+          else if (c === 0x1b) this.state = 'oscEsc';
+          continue;
+        case 'oscEsc':
+        case 'escArg':
+          this.state = 'text';
+          continue;
+        case 'text':
+          break;
+      }
+      if (c === 0x1b) {
+        this.state = 'esc';
+        continue;
+      }
+      if (ch === '\n') {
+        if (!this.lastCR) out += '\n';
+        this.lastCR = false;
+        continue;
+      }
+      this.lastCR = ch === '\r';
+      if (this.lastCR) out += '\n';
+      else if (ch === '\t' || c >= 0x20) out += ch === '\u009b' ? '' : ch;
+    }
+    return out;
+  }
+}
+
+/** Splits cleaned text into complete lines, keeping the line still being written (a prompt has no newline). */
+export class LineBuffer {
+  partial = '';
+
+  constructor(private readonly maxLine = 4096) {}
+
+  push(text: string): string[] {
+    const parts = (this.partial + text).split('\n');
+    this.partial = parts.pop()!;
+    if (this.partial.length > this.maxLine) this.partial = this.partial.slice(-this.maxLine);
+    return parts;
+  }
+}
+
+export type Milestone = 'firmware' | 'kernel' | 'init' | 'login' | 'marker' | 'ready';
+
+export type Verdict =
+  | {
+      status: 'ready';
+      /** What made the guest count as up. */
+      matched: 'marker' | 'login' | 'expect';
+      line: string;
+      /** Milliseconds since QEMU started. */
+      at: number;
+    }
+  | { status: 'failed'; reason: string; line: string; at: number };
+
+export interface WatchOptions {
+  /** A custom readiness pattern, matched against each console line (and the line still being written). */
+  expect?: RegExp;
+  /** 'login': ready at the first login prompt (a login session follows), without waiting for the marker. */
+  until?: 'ready' | 'login';
+  /** How long a login prompt waits for the readiness marker before it counts on its own. */
+  loginGraceMs?: number;
+  /** How long after a GRUB error the kernel has to start before the error counts as fatal. */
+  grubGraceMs?: number;
+}
+
+/** The line img2vm's guests print on /dev/console once multi-user.target is reached. */
+export const READY_MARKER = /\bimg2vm-ready: (\S+)/;
+/** A getty prompt ("localhost login: "), alone or with a kernel message printed right after it. */
+export const LOGIN_PROMPT = /\blogin: *(?:$|\[ *\d+\.\d+\])/;
+export const LOGIN_GRACE_MS = 10_000;
+export const GRUB_GRACE_MS = 15_000;
+
+interface Rule {
+  re: RegExp;
+  /** Only before the kernel starts (bootloader and firmware text). */
+  early?: boolean;
+  /** Also checked on the unfinished line: prompts that wait for input never end their line. */
+  prompt?: boolean;
+  reason: (m: RegExpExecArray, w: ConsoleWatcher) => string;
+}
+
+/** Console text that means the boot has failed and will not recover by waiting. */
+const FAILURES: readonly Rule[] = [
+  { re: /Kernel panic - not syncing: ?(.*)/, reason: (m) => `kernel panic: ${m[1]!.trim() || 'not syncing'}` },
+  { re: /Entering rescue mode/, early: true, reason: (_m, w) => `GRUB entered rescue mode${w.detail('grub')}` },
+  { re: /^grub rescue> *$/, early: true, prompt: true, reason: (_m, w) => `GRUB entered rescue mode${w.detail('grub')}` },
+  { re: /^grub> *$/, early: true, prompt: true, reason: (_m, w) => `GRUB stopped at its command line (no usable grub.cfg?)${w.detail('grub')}` },
+  { re: /you need to load the kernel first|Press any key to continue/, early: true, reason: (_m, w) => `GRUB could not boot the kernel${w.detail('grub')}` },
+  { re: /No bootable device/, early: true, reason: (_m, w) => `the BIOS found no bootable disk${w.detail('firmware')}` },
+  { re: /No bootable option or device was found/, early: true, reason: (_m, w) => `the UEFI firmware found nothing to boot${w.detail('firmware')}` },
+  { re: /^Shell> *$/, early: true, prompt: true, reason: () => 'the UEFI firmware dropped to its shell: no bootable EFI binary found' },
+  { re: /Gave up waiting for root (?:file system )?device/, reason: (_m, w) => `the initramfs gave up waiting for the root device${w.detail('initramfs')}` },
+  { re: /^\(initramfs\) *$/, prompt: true, reason: (_m, w) => `dropped to the initramfs emergency shell${w.detail('initramfs')}` },
+  { re: /You are in emergency mode|Give root password for maintenance|Cannot open access to console, the root account is locked/, reason: (_m, w) => `systemd entered emergency mode${w.detail('systemd')}` },
+];
+
+/** Lines kept to explain a failure that is announced later (GRUB prints the error, then the prompt). */
+const DETAILS: readonly { re: RegExp; key: 'grub' | 'firmware' | 'initramfs' | 'systemd'; early?: boolean }[] = [
+  { re: /^error: .+/, key: 'grub', early: true },
+  { re: /Boot failed: .+/, key: 'firmware', early: true },
+  { re: /BdsDxe: failed to load .+/, key: 'firmware', early: true },
+  { re: /ALERT! .+/, key: 'initramfs' },
+  { re: /\[FAILED\] Failed to (?:mount|start) .+/, key: 'systemd' },
+];
+
+/**
+ * A console watcher: feed it serial output with timestamps, read milestones and the verdict.
+ * Pure (no clock, no I/O) so recorded transcripts replay exactly in tests.
+ *
+ * Without --expect the guest is up on the readiness marker, or on a login prompt (disks made with --raw have
+ * no marker unit): a prompt waits loginGraceMs for the marker, because getty often starts just before it.
+ */
+export class ConsoleWatcher {
+  readonly milestones: Partial<Record<Milestone, number>> = {};
+  verdict: Verdict | undefined;
+  kernelRelease: string | undefined;
+  private readonly cleaner = new ConsoleCleaner();
+  private readonly lines = new LineBuffer();
+  private readonly tail: string[] = [];
+  private readonly details = new Map<string, string>();
+  private pendingLogin: { line: string; at: number } | undefined;
+  private grubErrorAt: number | undefined;
+  private initCandidate: number | undefined;
+  private readonly loginGraceMs: number;
+  private readonly grubGraceMs: number;
+
+  constructor(private readonly opts: WatchOptions = {}) {
+    this.loginGraceMs = opts.loginGraceMs ?? LOGIN_GRACE_MS;
+    this.grubGraceMs = opts.grubGraceMs ?? GRUB_GRACE_MS;
+  }
+
+  /** Feeds a chunk of console output received `at` ms after QEMU started; returns the cleaned text. */
+  feed(chunk: Buffer | string, at: number): string {
+    const text = this.cleaner.push(chunk);
+    if (this.milestones.firmware === undefined && /\S/.test(text)) this.milestones.firmware = at;
+    for (const line of this.lines.push(text)) {
+      this.remember(line);
+      this.check(line, at, false);
+    }
+    const partial = this.lines.partial;
+    if (partial) this.check(partial, at, true);
+    this.tick(at);
+    return text;
+  }
+
+  /** Time-based decisions (a login prompt without marker, a GRUB error that nothing follows). */
+  tick(at: number): Verdict | undefined {
+    if (this.verdict) return this.verdict;
+    if (this.pendingLogin && at - this.pendingLogin.at >= this.loginGraceMs) {
+      this.decide({ status: 'ready', matched: 'login', line: this.pendingLogin.line, at: this.pendingLogin.at });
+    } else if (this.grubErrorAt !== undefined && this.milestones.kernel === undefined && at - this.grubErrorAt >= this.grubGraceMs) {
+      this.decide({ status: 'failed', reason: `GRUB failed: ${this.details.get('grub') ?? 'error'}`, line: this.details.get('grub') ?? '', at });
+    }
+    return this.verdict;
+  }
+
+  /** The last console lines (for a failure report), the unfinished one included. */
+  lastLines(n = 20): string[] {
+    const all = this.lines.partial.trim() ? [...this.tail, this.lines.partial] : [...this.tail];
+    return all.slice(-n);
+  }
+
+  /** " (<the remembered line>)" for a failure reason, or "". */
+  detail(key: string): string {
+    const d = this.details.get(key);
+    return d ? ` (${d})` : '';
+  }
+
+  private remember(line: string): void {
+    if (!line.trim()) return;
+    this.tail.push(line);
+    if (this.tail.length > 50) this.tail.shift();
+  }
+
+  private decide(v: Verdict): void {
+    if (this.verdict) return;
+    this.verdict = v;
+    if (v.status === 'ready') {
+      this.milestones.ready = v.at;
+      if (this.milestones.init === undefined && this.initCandidate !== undefined) this.milestones.init = this.initCandidate;
+    }
+  }
+
+  private check(line: string, at: number, partial: boolean): void {
+    const m = this.milestones;
+    const early = m.kernel === undefined;
+    if (!partial) {
+      const lv = /Linux version (\S+)/.exec(line);
+      if (lv && m.kernel === undefined) {
+        m.kernel = at;
+        this.kernelRelease ??= lv[1];
+      }
+      if (m.kernel !== undefined && m.init === undefined) {
+        if (/systemd\[1\]: |^Welcome to .*!|INIT: version/.test(line)) m.init = at;
+        // Without an initramfs this is the real init; with one it is only a fallback.
+        else if (/Run \S+ as init process/.test(line)) this.initCandidate ??= at;
+      }
+      for (const d of DETAILS) {
+        if (d.early && !early) continue;
+        const dm = d.re.exec(line);
+        if (dm) {
+          this.details.set(d.key, dm[0].trim());
+          if (d.key === 'grub') this.grubErrorAt ??= at;
+        }
+      }
+      const marker = READY_MARKER.exec(line);
+      if (marker && m.marker === undefined) {
+        m.marker = at;
+        this.kernelRelease = marker[1];
+      }
+    }
+    if (LOGIN_PROMPT.test(line) && m.login === undefined && !early) m.login = at;
+    if (this.verdict) return;
+
+    for (const r of FAILURES) {
+      if ((r.early && !early) || (partial && !r.prompt)) continue;
+      const fm = r.re.exec(line.trim());
+      if (fm) return this.decide({ status: 'failed', reason: r.reason(fm, this), line: line.trim(), at });
+    }
+
+    if (this.opts.expect) {
+      if (this.opts.expect.test(line)) this.decide({ status: 'ready', matched: 'expect', line: line.trim(), at });
+      return;
+    }
+    if (this.opts.until === 'login') {
+      if (m.login !== undefined) this.decide({ status: 'ready', matched: 'login', line: line.trim(), at: m.login });
+      return;
+    }
+    if (m.marker !== undefined) return this.decide({ status: 'ready', matched: 'marker', line: line.trim(), at: m.marker });
+    if (m.login !== undefined && !this.pendingLogin) this.pendingLogin = { line: line.trim(), at: m.login };
+  }
+}

@@ -1,0 +1,124 @@
+// QEMU command lines as pure data, so tests can assert every argument a guest is started with.
+import { Img2vmError } from '../core/errors.js';
+import { MiB, parseSize } from '../core/units.js';
+
+export type Firmware = 'bios' | 'uefi';
+export type Accel = 'kvm' | 'tcg';
+/** Disk formats qemu-img reports for the files img2vm writes (vhd is "vpc" to QEMU). */
+export type DiskFormat = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vpc' | 'vdi';
+export const DISK_FORMATS: readonly DiskFormat[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vpc', 'vdi'];
+
+export interface Publish {
+  host: number;
+  guest: number;
+}
+
+export interface OvmfFiles {
+  /** Read-only firmware code. */
+  code: string;
+  /** A private, writable copy of the variable store (never the system's template). */
+  vars: string;
+}
+
+export interface QemuOptions {
+  disk: string;
+  format: DiskFormat;
+  firmware: Firmware;
+  /** Required when firmware is 'uefi'. */
+  ovmf?: OvmfFiles;
+  accel: Accel;
+  memMiB: number;
+  cpus: number;
+  /** Discard guest writes (the default): the disk file is never changed. */
+  snapshot: boolean;
+  publish: readonly Publish[];
+  /**
+   * 'terminal': the serial console and the QEMU monitor multiplexed on the user's terminal (Ctrl-a x quits).
+   * 'pipe': the serial console alone on stdin/stdout, no monitor, so no input byte is ever taken as a command.
+   */
+  console: 'terminal' | 'pipe';
+}
+
+/** QEMU option values are comma-separated; a literal comma is written twice. */
+export function qemuEscape(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+export function qemuArgs(o: QemuOptions): string[] {
+  const args: string[] = ['-nodefaults', '-machine', 'q35', '-accel', o.accel];
+  // KVM passes the host CPU through; under TCG "max" offers the x86-64-v2+ features newer distributions require.
+  args.push('-cpu', o.accel === 'kvm' ? 'host' : 'max');
+  args.push('-m', String(o.memMiB), '-smp', String(o.cpus));
+  if (o.firmware === 'uefi') {
+    if (!o.ovmf) throw new Error('qemuArgs: UEFI needs OVMF files');
+    args.push(
+      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${qemuEscape(o.ovmf.code)}`,
+      '-drive', `if=pflash,format=raw,unit=1,file=${qemuEscape(o.ovmf.vars)}`,
+    );
+  }
+  args.push('-drive', `file=${qemuEscape(o.disk)},if=virtio,format=${o.format}`);
+  if (o.snapshot) args.push('-snapshot');
+  if (o.publish.length === 0) {
+    args.push('-nic', 'none');
+  } else {
+    // restrict=on: the guest reaches nothing, not even the host; only these forwards, on loopback, reach it.
+    const fwd = o.publish.map((p) => `,hostfwd=tcp:127.0.0.1:${p.host}-:${p.guest}`).join('');
+    // romfile= drops iPXE: it costs seconds under TCG and would only try network boot.
+    args.push('-netdev', `user,id=net0,restrict=on${fwd}`, '-device', 'virtio-net-pci,netdev=net0,romfile=');
+  }
+  // -nographic also routes SeaBIOS and GRUB output to the serial port (sercon), so boot failures are visible.
+  args.push('-nographic');
+  if (o.console === 'terminal') args.push('-serial', 'mon:stdio');
+  else args.push('-serial', 'stdio', '-monitor', 'none');
+  // A reboot (panic=N, a triple fault, `reboot`) ends QEMU instead of looping through the boot again.
+  args.push('-no-reboot');
+  return args;
+}
+
+/** The command line of the KVM probe: a tiny multiboot kernel that exits QEMU through isa-debug-exit. */
+export function kvmProbeArgs(kernel: string): string[] {
+  return [
+    '-nodefaults', '-machine', 'q35', '-accel', 'kvm', '-cpu', 'host', '-m', '64',
+    '-display', 'none', '-serial', 'none', '-monitor', 'none', '-no-reboot',
+    '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04',
+    '-kernel', kernel,
+  ];
+}
+
+/** Parses --publish HOST:GUEST (TCP ports). */
+export function parsePublish(text: string): Publish {
+  const m = /^(\d{1,5}):(\d{1,5})$/.exec(text.trim());
+  const host = m ? Number(m[1]) : 0;
+  const guest = m ? Number(m[2]) : 0;
+  if (!m || host < 1 || host > 65535 || guest < 1 || guest > 65535) {
+    throw new Img2vmError('usage', `invalid --publish "${text}"`, 'use HOST:GUEST with TCP ports 1-65535, e.g. --publish 2222:22');
+  }
+  return { host, guest };
+}
+
+/** Parses --mem: a size with a unit, or a bare number of MiB as QEMU's -m takes it. */
+export function parseMem(text: string): number {
+  const bytes = /^\s*\d+\s*$/.test(text) ? Number(text) * MiB : parseSize(text);
+  const mib = Math.floor(bytes / MiB);
+  if (bytes % MiB !== 0 || mib < 64) {
+    throw new Img2vmError('usage', `invalid --mem "${text}"`, 'give whole MiB, at least 64M, e.g. --mem 1024M or --mem 2G');
+  }
+  return mib;
+}
+
+export function parseCpus(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < 1 || n > 255) {
+    throw new Img2vmError('usage', `invalid --cpus "${text}"`, 'give a whole number from 1 to 255');
+  }
+  return n;
+}
+
+/** Parses a timeout in seconds (fractions allowed); returns milliseconds. */
+export function parseTimeout(text: string): number {
+  const s = Number(text);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(text) || !(s > 0)) {
+    throw new Img2vmError('usage', `invalid --timeout "${text}"`, 'give a number of seconds, e.g. --timeout 300');
+  }
+  return Math.round(s * 1000);
+}
