@@ -1,0 +1,203 @@
+// The `run` and `test` subcommands: option parsing, signal handling and output for the vm stage.
+import { Command, Option } from 'commander';
+import { Img2vmError, InterruptedError } from '../core/errors.js';
+import { Scope } from '../core/scope.js';
+import type { Machine } from '../vm/machine.js';
+import { parseLogin } from '../vm/login.js';
+import { parseCpus, parseMem, parsePublish, parseTimeout, type Firmware } from '../vm/qemu.js';
+import { runDisk } from '../vm/run.js';
+import { DEFAULT_TEST_TIMEOUT_MS, testDisk, VmTestError, type TestReport, type VmEvent } from '../vm/test.js';
+
+/** Turns SIGINT/SIGTERM into an abort (QEMU is stopped by the scope), and always closes the scope. */
+async function withVmSignals<T>(fn: (ctx: { scope: Scope; signal: AbortSignal }) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const scope = new Scope();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (!ac.signal.aborted) ac.abort(new InterruptedError(sig));
+    else process.stderr.write('img2vm: stopping QEMU; it is killed 3 s after the first signal\n');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const r = await fn({ scope, signal: ac.signal });
+    if (ac.signal.aborted) throw ac.signal.reason;
+    return r;
+  } catch (e) {
+    throw ac.signal.aborted ? ac.signal.reason : e;
+  } finally {
+    await scope.close((label, e) => process.stderr.write(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function firmwareFlag(opts: { uefi?: boolean; bios?: boolean }): Firmware | undefined {
+  return opts.uefi ? 'uefi' : opts.bios ? 'bios' : undefined;
+}
+
+function describe(m: Machine): string {
+  return `${m.disk} (${m.format}, ${m.firmware.toUpperCase()}: ${m.firmwareReason}; ${m.accel.toUpperCase()}: ${m.accelReason})`;
+}
+
+function parseExpect(text: string): RegExp {
+  try {
+    return new RegExp(text);
+  } catch (e) {
+    throw new Img2vmError('usage', `invalid --expect regex: ${(e as Error).message}`, 'a JavaScript regular expression, matched against each console line');
+  }
+}
+
+const seconds = (s: number | undefined) => (s === undefined ? '-' : `${s.toFixed(1)} s`);
+
+function summary(r: TestReport): string {
+  const t = r.timings;
+  const what = r.matched === 'marker' ? `readiness marker (kernel ${r.kernelRelease ?? '?'})` : r.matched === 'login' ? 'login prompt' : `--expect match "${r.matchedLine ?? ''}"`;
+  const lines = [
+    `passed: ${what} after ${seconds(t.ready)}`,
+    `  firmware ${seconds(t.firmware)} → kernel ${seconds(t.kernel)} → init ${seconds(t.init)} → ready ${seconds(t.ready)} (total ${seconds(t.total)})`,
+  ];
+  if (r.command) lines.push(`  command exited 0: ${r.command.command}`);
+  else if (r.login?.ok) lines.push(`  logged in as ${r.login.user}`);
+  return lines.join('\n');
+}
+
+interface TestFlags {
+  timeout: string;
+  expect?: string;
+  login?: string;
+  run?: string;
+  log?: string;
+  uefi?: boolean;
+  bios?: boolean;
+  mem: string;
+  cpus: string;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+interface RunFlags {
+  timeout?: string;
+  mem: string;
+  cpus: string;
+  publish: string[];
+  persist?: boolean;
+  uefi?: boolean;
+  bios?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function addVmCommands(program: Command): void {
+  program
+    .command('run')
+    .description('boot DISK in QEMU with its serial console on this terminal (Ctrl-a x quits)')
+    .argument('<disk>', 'a disk written by img2vm: raw, qcow2, vmdk, vhdx, vhd or vdi')
+    .option('--timeout <seconds>', 'stop QEMU after this many seconds')
+    .option('--mem <size>', 'guest memory, e.g. 1024M or 2G', '1024M')
+    .option('--cpus <n>', 'virtual CPUs', '2')
+    .option('--publish <host:guest>', 'forward TCP port 127.0.0.1:HOST to the guest port GUEST (repeatable)', collect, [])
+    .addOption(new Option('--snapshot', 'discard the guest\'s writes (the default)').conflicts('persist'))
+    .option('--persist', 'let the guest write to DISK')
+    .addOption(new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'))
+    .option('--bios', 'boot with BIOS firmware (SeaBIOS), whatever the partition table says')
+    .option('--json', 'print one JSON result object when QEMU has exited')
+    .option('-q, --quiet', 'print nothing but errors')
+    .action(async (disk: string, f: RunFlags) => {
+      const opts = {
+        disk,
+        firmware: firmwareFlag(f),
+        memMiB: parseMem(f.mem),
+        cpus: parseCpus(f.cpus),
+        timeoutMs: f.timeout !== undefined ? parseTimeout(f.timeout) : undefined,
+        publish: f.publish.map(parsePublish),
+        persist: Boolean(f.persist),
+      };
+      const result = await withVmSignals((ctx) =>
+        runDisk(
+          {
+            ...opts,
+            onStart: (m) => {
+              if (f.quiet || f.json) return;
+              process.stderr.write(`img2vm: booting ${describe(m)}\n`);
+              for (const p of opts.publish) process.stderr.write(`img2vm: 127.0.0.1:${p.host} → guest port ${p.guest}\n`);
+              process.stderr.write(`img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; Ctrl-a x quits\n`);
+            },
+          },
+          ctx,
+        ),
+      );
+      if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    });
+
+  program
+    .command('test')
+    .description('boot DISK headless and pass when the guest is up (readiness marker or login prompt)')
+    .argument('<disk>', 'a disk written by img2vm: raw, qcow2, vmdk, vhdx, vhd or vdi')
+    .option('--timeout <seconds>', 'fail if the test has not passed by then', String(DEFAULT_TEST_TIMEOUT_MS / 1000))
+    .option('--expect <regex>', 'pass when a console line matches REGEX instead')
+    .option('--login <user:password>', 'log in on the serial console (an empty password: "root:")')
+    .option('--run <command>', 'after --login, run COMMAND; pass only if it exits 0')
+    .option('--log <file>', 'save the console output to FILE')
+    .addOption(new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'))
+    .option('--bios', 'boot with BIOS firmware (SeaBIOS), whatever the partition table says')
+    .option('--mem <size>', 'guest memory, e.g. 1024M or 2G', '1024M')
+    .option('--cpus <n>', 'virtual CPUs', '2')
+    .option('--json', 'print one JSON result object (timings, match, command output)')
+    .option('-q, --quiet', 'print nothing but errors and the command output')
+    .option('-v, --verbose', 'show the serial console while the guest boots')
+    .action(async (disk: string, f: TestFlags) => {
+      const login = f.login !== undefined ? parseLogin(f.login) : undefined;
+      if (f.login !== undefined && !login) {
+        throw new Img2vmError('usage', `invalid --login "${f.login}"`, 'use USER:PASSWORD, e.g. --login root:secret (root: for an empty password)');
+      }
+      if (f.run !== undefined && !login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD');
+      const chatty = !f.json && !f.quiet;
+      const err = (s: string) => process.stderr.write(s);
+      const onEvent = (e: VmEvent) => {
+        if (!chatty) return;
+        if (e.type === 'machine') err(`img2vm: testing ${describe(e.machine)}\n`);
+        else if (e.type === 'console' && f.verbose) err(e.text);
+        else if (e.type === 'milestone' && !f.verbose) err(`img2vm: ${e.name} at ${seconds(e.seconds)}\n`);
+        else if (e.type === 'phase' && !f.verbose) err(`img2vm: ${e.phase === 'login' ? `logging in as ${login?.user}` : 'running the command'}\n`);
+      };
+      try {
+        const report = await withVmSignals((ctx) =>
+          testDisk(
+            {
+              disk,
+              firmware: firmwareFlag(f),
+              memMiB: parseMem(f.mem),
+              cpus: parseCpus(f.cpus),
+              timeoutMs: parseTimeout(f.timeout),
+              expect: f.expect !== undefined ? parseExpect(f.expect) : undefined,
+              login,
+              command: f.run,
+              logFile: f.log,
+              onEvent,
+            },
+            ctx,
+          ),
+        );
+        if (f.json) {
+          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+          return;
+        }
+        if (report.command?.output) process.stdout.write(`${report.command.output}\n`);
+        if (chatty) err(`${summary(report)}\n`);
+      } catch (e) {
+        if (e instanceof VmTestError) {
+          const r = e.report;
+          if (f.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+          else {
+            if (r.command?.output) process.stdout.write(`${r.command.output}\n`);
+            if (!f.quiet && !f.verbose && r.lastLines?.length) err(`img2vm: last console lines:\n${r.lastLines.map((l) => `  | ${l}\n`).join('')}`);
+            if (!f.quiet && r.log) err(`img2vm: console log: ${r.log}\n`);
+          }
+        }
+        throw e;
+      }
+    });
+}
