@@ -8,13 +8,16 @@ import { Img2vmError } from './core/errors.js';
 import { nullSink, stage, type EventSink, type StageId } from './core/events.js';
 import { createRandom } from './core/random.js';
 import { Scope } from './core/scope.js';
-import { formatSize, MiB } from './core/units.js';
+import { formatSize } from './core/units.js';
 import { installGrubBios, stageGrubBiosFiles } from './boot/grub-bios.js';
 import { kernelCmdline, renderGrubCfg } from './boot/grub-config.js';
 import { defaultFsSize, inodesFor, journalMiBFor, makeExt4, minimumFsSize } from './disk/ext4.js';
 import { planLayout, partitionByRole, type DiskLayout } from './disk/layout.js';
 import { writePartitionTable } from './disk/table.js';
-import { configureGuest, findKernel, type KernelInfo } from './guest/configure.js';
+import { configureGuest, findKernel, resolveInRoot, writeInRoot, type KernelInfo } from './guest/configure.js';
+import { stageGrubEfiFiles, installGrubEfi } from './boot/grub-efi.js';
+import { makeFat } from './disk/fat.js';
+import { treeUsage } from './rootfs/usage.js';
 import { detectOs } from './guest/detect.js';
 import { recipeFor } from './guest/distros.js';
 import { dockerBuild } from './guest/docker-builder.js';
@@ -44,6 +47,7 @@ export interface ConvertResult {
   /** Bytes the output file takes on disk. */
   fileSize: number;
   rootfs: { bytes: number; files: number; entries: number; fsSize: number; uuid: string };
+  partitions: { role: string; start: number; size: number }[];
   kernelVersion: string | null;
   distribution: string | null;
   guestBuildCached: boolean | null;
@@ -74,10 +78,8 @@ async function preflightConvert(o: ConvertOptions): Promise<void> {
   }
   const ost = await stat(out).catch(() => undefined);
   if (ost?.isDirectory()) throw new Img2vmError('outputNotWritable', `output ${out} is a directory`, 'give a file name, e.g. -o disk.qcow2');
-  if (o.boot !== 'bios') {
-    throw new Img2vmError('usage', `--boot ${o.boot} is not supported yet`, 'use --boot bios');
-  }
   const tools: ToolName[] = ['mke2fs', 'grub-mkimage', 'setfattr'];
+  if (o.boot !== 'bios') tools.push('mkfs.fat', 'mmd', 'mcopy');
   if (resolveFormat(o.output, o.format).id !== 'raw') tools.push('qemu-img');
   preflight(tools);
   if (process.getuid?.() !== 0) {
@@ -158,47 +160,75 @@ async function runPipeline(
   const staging = join(ctx.work, 'rootfs');
   await mkdir(staging, { mode: 0o755 });
   let stats!: FlattenStats;
-  let kernel: KernelInfo | undefined;
+  let kernel!: KernelInfo;
+  const bios = o.boot === 'bios' || o.boot === 'hybrid';
+  const uefi = o.boot === 'uefi' || o.boot === 'hybrid';
   const rootUuid = ctx.random.uuid();
+  const bootUuid = o.bootPartition ? ctx.random.uuid() : undefined;
+  const espId = uefi ? ctx.random.bytes(4).toString('hex').toUpperCase() : undefined;
+  const bootFsUuid = bootUuid ?? rootUuid;
+  // GRUB paths are relative to the file system that holds /boot.
+  const grubDir = bootUuid ? '/grub' : '/boot/grub';
   const hostname = o.hostname ?? hostnameFromImage(o.image);
+  const bootStaging = join(ctx.work, 'bootfs');
+  let bootUsage = { blocks4k: 0, entries: 0 };
   await stage(sink, 'rootfs', 'Flatten layers', timings, async () => {
     const b = new RootfsBuilder(staging, { signal, onWarning: (m) => sink({ type: 'log', level: 'warn', stage: 'rootfs', message: m }) });
     for (const layer of img.layers) await b.applyLayer(await layer.open());
     stats = await b.finish();
-    kernel = await findKernel(staging);
-    if (!kernel) {
+    const k = await findKernel(staging);
+    if (!k) {
       throw new Img2vmError('badImage', 'the image has no kernel in /boot', o.raw ? 'drop --raw so img2vm installs a kernel, or add one to the image' : 'the guest build did not install a kernel; see -v output');
     }
+    kernel = k;
     await configureGuest(staging, {
       rootUuid,
+      bootUuid,
+      espUuid: espId ? `${espId.slice(0, 4)}-${espId.slice(4)}` : undefined,
       hostname,
       password: o.password,
       random: ctx.random,
       epochSeconds: Number(process.env.SOURCE_DATE_EPOCH ?? Math.floor(Date.now() / 1000)),
       raw: o.raw,
     });
-    await stageGrubBiosFiles(staging);
-    const { writeInRoot } = await import('./guest/configure.js');
+    if (bios) await stageGrubBiosFiles(staging);
+    if (uefi) await stageGrubEfiFiles(staging);
+    const onBootFs = (p: string) => (bootUuid ? p.replace(/^\/boot\//, '/') : p);
+    const versioned = { kernelPath: `/boot/vmlinuz-${kernel.version}`, initrdPath: kernel.initrdPath && `/boot/initrd.img-${kernel.version}` };
+    // The /vmlinuz links live on the root file system, which GRUB does not see when /boot is separate.
+    const paths = bootUuid ? versioned : kernel;
     await writeInRoot(staging, 'boot/grub/grub.cfg', renderGrubCfg({
       title: distribution ?? 'Linux',
-      kernel: kernel.kernelPath,
-      initrd: kernel.initrdPath,
+      kernel: onBootFs(paths.kernelPath),
+      initrd: paths.initrdPath && onBootFs(paths.initrdPath),
       cmdline: kernelCmdline(rootUuid, o.kernelCmdline),
     }));
+    if (bootUuid) {
+      // /boot becomes its own file system: move its content aside and leave an empty mount point.
+      const bootDir = await resolveInRoot(staging, 'boot');
+      await rename(bootDir, bootStaging);
+      await mkdir(bootDir, { mode: 0o755 });
+      bootUsage = await treeUsage(bootStaging);
+    }
     return stats;
   }, (s) => `${s.files} files, ${formatSize(s.bytes)}`);
 
-  // 4. disk: layout, partition table, ext4 written at its offset
-  const content = { blocks4k: stats.blocks4k + 2048 /* GRUB modules and config */, entries: stats.files + stats.dirs + stats.symlinks + stats.specials + 400 };
+  // 4. disk: layout, partition table, file systems written at their offsets
+  const content = { blocks4k: stats.blocks4k + 4096 /* GRUB modules and config */, entries: stats.files + stats.dirs + stats.symlinks + stats.specials + 1000 };
   const minFs = minimumFsSize(content);
   const wantFs = o.size ? minFs : defaultFsSize(content);
+  const minBoot = bootUuid ? minimumFsSize(bootUsage) : 0;
+  if (o.bootPartition && o.bootPartition < minBoot) {
+    throw new Img2vmError('sizeTooSmall', `--boot-partition ${formatSize(o.bootPartition)} is too small: /boot needs at least ${formatSize(minBoot)}`, `give --boot-partition ${formatSize(minBoot)} or more`);
+  }
   let layout!: DiskLayout;
   const outPath = resolve(o.output);
   const tmpOut = join(dirname(outPath), `.${basename(outPath)}.img2vm-${process.pid}.tmp`);
-  const removeTmpOut = ctx.scope.defer(`remove ${tmpOut}`, () => rm(tmpOut, { force: true }));
+  const removeTmpOut = () => rm(tmpOut, { force: true });
+  ctx.scope.defer(`remove ${tmpOut}`, removeTmpOut);
   const rawPath = format.isRaw ? tmpOut : join(ctx.work, 'disk.raw');
   await stage(sink, 'disk', 'Partition and format', timings, async () => {
-    layout = planLayout({ boot: o.boot, rootSize: wantFs, diskSize: o.size, random: ctx.random });
+    layout = planLayout({ boot: o.boot, table: o.partitionTable, rootSize: wantFs, bootPartitionSize: o.bootPartition, diskSize: o.size, random: ctx.random });
     const root = partitionByRole(layout, 'root')!;
     if (root.size < minFs) {
       throw new Img2vmError('sizeTooSmall', `--size ${formatSize(o.size ?? 0)} is too small: the image needs at least ${formatSize(layout.diskSize - root.size + minFs)}`, 'give a larger --size, or leave it out to fit the content');
@@ -209,6 +239,16 @@ async function runPipeline(
       await writePartitionTable(fh.fd, layout);
     } finally {
       await fh.close();
+    }
+    const esp = partitionByRole(layout, 'esp');
+    if (esp && espId) await makeFat({ image: rawPath, offset: esp.start, size: esp.size, volumeId: espId, label: 'EFI' }, ctx);
+    const bootPart = partitionByRole(layout, 'boot');
+    if (bootPart && bootUuid) {
+      await makeExt4({
+        image: rawPath, offset: bootPart.start, size: bootPart.size, uuid: bootUuid, label: 'boot',
+        inodes: inodesFor(bootUsage), journalMiB: journalMiBFor(bootPart.size), source: bootStaging,
+        hashSeed: ctx.random.seeded ? ctx.random.uuid() : undefined,
+      }, ctx);
     }
     await makeExt4({
       image: rawPath,
@@ -221,20 +261,25 @@ async function runPipeline(
       source: staging,
       hashSeed: ctx.random.seeded ? ctx.random.uuid() : undefined,
     }, ctx);
-    // The staging tree is no longer needed; free its space before the output is written.
+    // The staging trees are no longer needed; free their space before the output is written.
     await rm(staging, { recursive: true, force: true });
+    await rm(bootStaging, { recursive: true, force: true });
     return layout;
   }, (l) => `${l.table.toUpperCase()}, ${formatSize(l.diskSize)}`);
 
   // 5. boot
-  await stage(sink, 'boot', 'Install bootloader (GRUB, BIOS)', timings, () => installGrubBios(rawPath, layout, rootUuid, '/boot/grub', ctx));
+  const loaders = [bios && 'GRUB BIOS', uefi && 'GRUB EFI'].filter(Boolean).join(' + ');
+  await stage(sink, 'boot', `Install bootloader (${loaders})`, timings, async () => {
+    if (bios) await installGrubBios(rawPath, layout, bootFsUuid, grubDir, ctx);
+    const esp = partitionByRole(layout, 'esp');
+    if (uefi && esp) await installGrubEfi(rawPath, esp.start, bootFsUuid, grubDir, ctx);
+  });
 
   // 6. output
   await stage(sink, 'output', `Write ${format.id} ${o.output}`, timings, async () => {
     await format.write(rawPath, tmpOut, ctx, { compress: o.compress });
     await rename(tmpOut, outPath);
-    ctx.scope.release(() => rm(tmpOut, { force: true }));
-    void removeTmpOut;
+    ctx.scope.release(removeTmpOut);
   });
   const st = await stat(outPath);
   return {
@@ -245,7 +290,8 @@ async function runPipeline(
     diskSize: layout.diskSize,
     fileSize: st.blocks * 512,
     rootfs: { bytes: stats.bytes, files: stats.files, entries: content.entries, fsSize: partitionByRole(layout, 'root')!.size, uuid: rootUuid },
-    kernelVersion: kernel?.version ?? null,
+    partitions: layout.partitions.map((p) => ({ role: p.role, start: p.start, size: p.size })),
+    kernelVersion: kernel.version,
     distribution,
     guestBuildCached: cached,
     guestImage,
@@ -253,4 +299,3 @@ async function runPipeline(
   };
 }
 
-export { MiB };

@@ -76,7 +76,9 @@ export function buildProgram(): Command {
     .requiredOption('-o, --output <file>', 'the disk to write; format from the extension unless --format')
     .addOption(new Option('--format <format>', 'output format').choices(formatIds()))
     .option('--size <size>', 'disk size, e.g. 4G (default: content plus headroom)')
-    .addOption(new Option('--boot <mode>', 'firmware the disk boots with').choices([...BOOT_MODES]).default('bios'))
+    .addOption(new Option('--boot <mode>', 'firmware the disk boots with (hybrid: both BIOS and UEFI)').choices([...BOOT_MODES]).default('hybrid'))
+    .addOption(new Option('--partition-table <kind>', 'partition table (default: mbr for --boot bios, gpt otherwise)').choices(['mbr', 'gpt']))
+    .option('--boot-partition <size>', 'a separate ext4 /boot partition of this size, e.g. 512M')
     .option('--password <pass>', 'root password (otherwise root has no password login)')
     .option('--hostname <name>', 'guest hostname (default: from the image name)')
     .addOption(new Option('--builder <builder>', 'what runs the guest recipe').choices([...BUILDERS]).default('auto'))
@@ -99,6 +101,8 @@ export function buildProgram(): Command {
               format: opts.format as string | undefined,
               size: opts.size ? parseSize(String(opts.size)) : undefined,
               boot: opts.boot as 'bios',
+              partitionTable: opts.partitionTable as 'mbr' | 'gpt' | undefined,
+              bootPartition: opts.bootPartition ? parseSize(String(opts.bootPartition)) : undefined,
               password: opts.password as string | undefined,
               hostname: opts.hostname as string | undefined,
               builder: opts.builder as 'auto',

@@ -14,7 +14,11 @@ export const ConvertOptionsSchema = z.object({
   format: z.string().optional(),
   /** Disk size in bytes; default: fitted to the content plus headroom. */
   size: z.number().int().positive().optional(),
-  boot: z.enum(BOOT_MODES).default('bios'),
+  boot: z.enum(BOOT_MODES).default('hybrid'),
+  /** Partition table; default: MBR for --boot bios, GPT otherwise. */
+  partitionTable: z.enum(['mbr', 'gpt']).optional(),
+  /** Size of a separate ext4 /boot partition in bytes; none by default. */
+  bootPartition: z.number().int().positive().optional(),
   password: z.string().min(1, 'the password is empty').optional(),
   hostname: hostname.optional(),
   builder: z.enum(BUILDERS).default('auto'),

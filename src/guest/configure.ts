@@ -102,6 +102,10 @@ export async function findKernel(root: string): Promise<KernelInfo | undefined> 
 
 export interface GuestSettings {
   rootUuid: string;
+  /** UUID of a separate /boot file system. */
+  bootUuid?: string;
+  /** FAT volume id of the ESP as blkid shows it (XXXX-XXXX), mounted at /boot/efi. */
+  espUuid?: string;
   hostname: string;
   password?: string;
   random: Random;
@@ -110,12 +114,20 @@ export interface GuestSettings {
   raw: boolean;
 }
 
-export function renderFstab(rootUuid: string): string {
-  return `# Written by img2vm\nUUID=${rootUuid}\t/\text4\terrors=remount-ro\t0\t1\n`;
+export function renderFstab(rootUuid: string, bootUuid?: string, espUuid?: string): string {
+  return [
+    '# Written by img2vm',
+    `UUID=${rootUuid}\t/\text4\terrors=remount-ro\t0\t1`,
+    ...(bootUuid ? [`UUID=${bootUuid}\t/boot\text4\tdefaults\t0\t2`] : []),
+    // nofail: a disk converted for BIOS only boots fine without it
+    ...(espUuid ? [`UUID=${espUuid}\t/boot/efi\tvfat\tumask=0077,nofail\t0\t2`] : []),
+    '',
+  ].join('\n');
 }
 
 export async function configureGuest(root: string, s: GuestSettings): Promise<void> {
-  await writeInRoot(root, 'etc/fstab', renderFstab(s.rootUuid));
+  await writeInRoot(root, 'etc/fstab', renderFstab(s.rootUuid, s.bootUuid, s.espUuid));
+  if (s.espUuid) await mkdirInRoot(root, await resolveInRoot(root, 'boot/efi', true));
   // Docker leaves this marker in some images; inside a VM it would make systemd think it runs in a container.
   await rm(await resolveInRoot(root, '.dockerenv'), { force: true });
   if (s.raw && s.password === undefined) return;

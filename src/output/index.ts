@@ -4,8 +4,12 @@ import { Img2vmError } from '../core/errors.js';
 import type { OutputFormat } from './format.js';
 import { qcow2 } from './qcow2.js';
 import { raw } from './raw.js';
+import { vdi } from './vdi.js';
+import { vhd } from './vhd.js';
+import { vhdx } from './vhdx.js';
+import { vmdk } from './vmdk.js';
 
-export const FORMATS: readonly OutputFormat[] = [raw, qcow2];
+export const FORMATS: readonly OutputFormat[] = [raw, qcow2, vmdk, vhdx, vhd, vdi];
 
 export function formatIds(): string[] {
   return FORMATS.map((f) => f.id);

@@ -122,3 +122,34 @@ function forwardLines(child: ResultPromise, onLine: (line: string) => void): voi
     s?.on('end', () => buf && onLine(buf));
   }
 }
+
+/**
+ * Runs a docker credential helper (`docker-credential-NAME ACTION`, the server URL on stdin).
+ * Helper names come from the user's docker config, so they cannot be in TOOLS; the name is
+ * restricted to what a file name on PATH can safely be.
+ */
+export async function runCredentialHelper(
+  helper: string,
+  action: 'get',
+  serverUrl: string,
+  opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(helper)) {
+    throw new Img2vmError('usage', `credential helper name "${helper}" in the docker config is not valid`, 'fix credsStore or credHelpers in ~/.docker/config.json');
+  }
+  const name = `docker-credential-${helper}`;
+  const bin = which(name);
+  if (!bin) {
+    throw new Img2vmError('toolMissing', `credential helper "${name}" is not installed`, `install it, or remove "${helper}" from credsStore/credHelpers in ~/.docker/config.json`);
+  }
+  const r = await execa(bin, [action], {
+    input: serverUrl,
+    cancelSignal: opts.signal,
+    timeout: opts.timeoutMs ?? 30_000,
+    reject: false,
+    stripFinalNewline: true,
+    env: { LC_ALL: 'C' },
+  });
+  if (r.isCanceled) throw opts.signal?.reason ?? new Error('canceled');
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
+}

@@ -117,17 +117,18 @@ const FAILURES: readonly Rule[] = [
   { re: /No bootable device/, early: true, reason: (_m, w) => `the BIOS found no bootable disk${w.detail('firmware')}` },
   { re: /No bootable option or device was found/, early: true, reason: (_m, w) => `the UEFI firmware found nothing to boot${w.detail('firmware')}` },
   { re: /^Shell> *$/, early: true, prompt: true, reason: () => 'the UEFI firmware dropped to its shell: no bootable EFI binary found' },
-  { re: /Gave up waiting for root (?:file system )?device/, reason: (_m, w) => `the initramfs gave up waiting for the root device${w.detail('initramfs')}` },
   { re: /^\(initramfs\) *$/, prompt: true, reason: (_m, w) => `dropped to the initramfs emergency shell${w.detail('initramfs')}` },
   { re: /You are in emergency mode|Give root password for maintenance|Cannot open access to console, the root account is locked/, reason: (_m, w) => `systemd entered emergency mode${w.detail('systemd')}` },
 ];
 
 /** Lines kept to explain a failure that is announced later (GRUB prints the error, then the prompt). */
-const DETAILS: readonly { re: RegExp; key: 'grub' | 'firmware' | 'initramfs' | 'systemd'; early?: boolean }[] = [
+const DETAILS: readonly { re: RegExp; key: 'grub' | 'firmware' | 'initramfs' | 'systemd'; early?: boolean; overrides?: boolean }[] = [
   { re: /^error: .+/, key: 'grub', early: true },
   { re: /Boot failed: .+/, key: 'firmware', early: true },
   { re: /BdsDxe: failed to load .+/, key: 'firmware', early: true },
-  { re: /ALERT! .+/, key: 'initramfs' },
+  // Debian's initramfs says it gave up first, then names the missing device: the name explains more.
+  { re: /Gave up waiting for root (?:file system )?device/, key: 'initramfs' },
+  { re: /ALERT! .+/, key: 'initramfs', overrides: true },
   { re: /\[FAILED\] Failed to (?:mount|start) .+/, key: 'systemd' },
 ];
 
@@ -227,7 +228,8 @@ export class ConsoleWatcher {
         if (d.early && !early) continue;
         const dm = d.re.exec(line);
         if (dm) {
-          this.details.set(d.key, dm[0].trim());
+          // The first line usually names the cause; later ones are its consequences.
+          if (!this.details.has(d.key) || d.overrides) this.details.set(d.key, dm[0].trim());
           if (d.key === 'grub') this.grubErrorAt ??= at;
         }
       }

@@ -98,7 +98,12 @@ type End = { ok: true } | { ok: false; kind: ExitCodeName; message: string; hint
 export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestReport> {
   if (o.command !== undefined && !o.login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD', 'e.g. --login root:secret --run "systemctl is-system-running"');
   const timeoutMs = o.timeoutMs ?? DEFAULT_TEST_TIMEOUT_MS;
-  const report: TestReport = { passed: false, disk: resolve(o.disk), timings: { total: 0 } };
+  // Keys in the order a reader of --json wants them; undefined ones are left out.
+  const report: TestReport = {
+    passed: false, disk: resolve(o.disk), format: undefined, firmware: undefined, firmwareReason: undefined,
+    accel: undefined, accelReason: undefined, matched: undefined, matchedLine: undefined, kernelRelease: undefined,
+    timings: { total: 0 }, login: undefined, command: undefined, log: undefined,
+  };
   let log: WriteStream | undefined;
   if (o.logFile) {
     report.log = resolve(o.logFile);

@@ -35,7 +35,7 @@ describe('options', () => {
   });
   it('defaults', () => {
     const r = ConvertOptionsSchema.parse({ image: 'a', output: 'b.qcow2' });
-    expect(r).toMatchObject({ boot: 'bios', builder: 'auto', raw: false });
+    expect(r).toMatchObject({ boot: 'hybrid', builder: 'auto', raw: false });
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resolveFormat } from '../../src/output/index.js';
-import { qemuImgConvertArgs } from '../../src/output/qcow2.js';
+import { qemuImgConvertArgs } from '../../src/output/qemu-img.js';
 import { mke2fsArgs, minimumFsSize, defaultFsSize, MKE2FS_CONF } from '../../src/disk/ext4.js';
 
 describe('output format', () => {
@@ -9,6 +9,7 @@ describe('output format', () => {
     expect(resolveFormat('a.IMG').id).toBe('raw');
     expect(resolveFormat('a.raw').id).toBe('raw');
     expect(resolveFormat('a.bin', 'qcow2').id).toBe('qcow2');
+    expect(['a.vmdk', 'a.vhdx', 'a.vhd', 'a.vdi'].map((f) => resolveFormat(f).id)).toEqual(['vmdk', 'vhdx', 'vhd', 'vdi']);
   });
   it('lists the choices when it cannot tell', () => {
     expect(() => resolveFormat('a.xyz')).toThrow(/cannot tell the output format/);

@@ -1,0 +1,167 @@
+// A content-addressed blob cache shared by concurrent img2vm processes: blobs appear under their digest only whole and verified.
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { constants, createReadStream } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { Img2vmError } from '../core/errors.js';
+import { digestMismatch, hexOf, sha256, tooLarge, truncated, verified } from './digest.js';
+
+/**
+ * Layout: ROOT/blobs/sha256/<hex> (final, immutable), ROOT/blobs/sha256/.partial-* (in flight,
+ * private to one writer), ROOT/refs/<sha256 of the reference>.json (tag → digest).
+ * A final name is only ever created by rename() of a fully written, fsynced and verified temp
+ * file, so readers never see a partial blob, and two writers of one blob both succeed (the second
+ * rename replaces identical bytes).
+ */
+export class BlobCache {
+  readonly blobs: string;
+  readonly refs: string;
+
+  constructor(readonly root: string) {
+    this.blobs = join(root, 'blobs', 'sha256');
+    this.refs = join(root, 'refs');
+  }
+
+  pathOf(digest: string): string {
+    return join(this.blobs, hexOf(digest));
+  }
+
+  /** Whether the blob is present (with the expected size, when given). */
+  async has(digest: string, size?: number): Promise<boolean> {
+    const st = await stat(this.pathOf(digest)).catch(() => undefined);
+    return !!st?.isFile() && (size === undefined || st.size === size);
+  }
+
+  /** A small blob's bytes, verified; a damaged entry is removed so it is fetched again. */
+  async read(digest: string, max: number): Promise<Buffer | undefined> {
+    const p = this.pathOf(digest);
+    const st = await stat(p).catch(() => undefined);
+    if (!st?.isFile() || st.size > max) return undefined;
+    const buf = await readFile(p);
+    if (sha256(buf) !== digest) {
+      await rm(p, { force: true });
+      return undefined;
+    }
+    return buf;
+  }
+
+  /** Streams a blob, verifying it again on the way (a cache on a failing disk must not poison images). */
+  open(digest: string, size: number | undefined, what: string): Readable {
+    return verified(createReadStream(this.pathOf(digest)), digest, size, what);
+  }
+
+  async put(digest: string, bytes: Buffer): Promise<void> {
+    const w = await this.writer(digest, bytes.length, `blob ${digest}`);
+    try {
+      await w.write(bytes);
+      await w.commit();
+    } finally {
+      await w.abort();
+    }
+  }
+
+  async writer(digest: string, size: number, what: string): Promise<BlobWriter> {
+    await mkdir(this.blobs, { recursive: true, mode: 0o755 });
+    const tmp = join(this.blobs, `.partial-${hexOf(digest)}-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const fh = await open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644);
+    return new BlobWriter(this, fh, tmp, digest, size, what);
+  }
+
+  private refPath(ref: string): string {
+    return join(this.refs, `${sha256(ref).slice(7)}.json`);
+  }
+
+  /** The digest a reference (tag) resolved to when it was last pulled. */
+  async getRef(ref: string): Promise<string | undefined> {
+    try {
+      const j = JSON.parse(await readFile(this.refPath(ref), 'utf8')) as { ref?: unknown; digest?: unknown };
+      return j.ref === ref && typeof j.digest === 'string' && /^sha256:[a-f0-9]{64}$/.test(j.digest) ? j.digest : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async setRef(ref: string, digest: string): Promise<void> {
+    await mkdir(this.refs, { recursive: true, mode: 0o755 });
+    const p = this.refPath(ref);
+    const tmp = `${p}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await writeFile(tmp, `${JSON.stringify({ ref, digest })}\n`, { mode: 0o644 });
+      await rename(tmp, p);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+}
+
+/** Sequential writer of one blob into a private temp file; commit() verifies, then publishes it. */
+export class BlobWriter {
+  private hash: Hash = createHash('sha256');
+  private done = false;
+  offset = 0;
+
+  constructor(
+    private readonly cache: BlobCache,
+    private readonly fh: FileHandle,
+    readonly tmp: string,
+    readonly digest: string,
+    readonly size: number,
+    private readonly what: string,
+  ) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.offset + chunk.length > this.size) throw tooLarge(this.what, this.size);
+    this.hash.update(chunk);
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.offset + off);
+      off += bytesWritten;
+    }
+    this.offset += chunk.length;
+  }
+
+  /** Starts over (a registry that cannot resume a range). */
+  async reset(): Promise<void> {
+    await this.fh.truncate(0);
+    this.hash = createHash('sha256');
+    this.offset = 0;
+  }
+
+  async commit(): Promise<string> {
+    if (this.offset < this.size) throw truncated(this.what, this.offset, this.size);
+    const got = `sha256:${this.hash.digest('hex')}`;
+    if (got !== this.digest) throw digestMismatch(this.what, this.digest, got);
+    await this.fh.sync();
+    await this.fh.close();
+    this.done = true;
+    const final = this.cache.pathOf(this.digest);
+    await rename(this.tmp, final);
+    await syncDir(this.cache.blobs);
+    return final;
+  }
+
+  /** Discards the temp file unless it was committed; safe to call more than once. */
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.fh.close().catch(() => {});
+    await rm(this.tmp, { force: true });
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY).catch(() => undefined);
+  if (!fh) return;
+  try {
+    await fh.sync();
+  } catch {
+    /* some file systems cannot fsync a directory; the rename is still atomic */
+  } finally {
+    await fh.close();
+  }
+}
+
+export function cacheError(root: string, e: unknown): Img2vmError {
+  return new Img2vmError('outputNotWritable', `cannot write the blob cache ${root}: ${(e as Error).message}`, 'free space there, fix its permissions, or set XDG_CACHE_HOME elsewhere', { cause: e });
+}

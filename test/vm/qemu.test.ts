@@ -1,0 +1,102 @@
+// Exact QEMU command lines: every flag a guest starts with is part of the contract (isolation, firmware, console).
+import { describe, expect, it } from 'vitest';
+import { Img2vmError } from '../../src/core/errors.js';
+import { kvmProbeArgs, parseCpus, parseMem, parsePublish, parseTimeout, qemuArgs, qemuEscape } from '../../src/vm/qemu.js';
+
+describe('qemuArgs', () => {
+  it('BIOS, TCG, no network, snapshot, headless console', () => {
+    expect(
+      qemuArgs({
+        disk: '/d/disk.qcow2', format: 'qcow2', firmware: 'bios', accel: 'tcg', memMiB: 1024, cpus: 2,
+        snapshot: true, publish: [], console: 'pipe',
+      }),
+    ).toEqual([
+      '-nodefaults', '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-m', '1024', '-smp', '2',
+      '-drive', 'file=/d/disk.qcow2,if=virtio,format=qcow2',
+      '-snapshot',
+      '-nic', 'none',
+      '-nographic', '-serial', 'stdio', '-monitor', 'none',
+      '-no-reboot',
+    ]);
+  });
+
+  it('UEFI, KVM, published ports on loopback only, persistent, terminal console', () => {
+    expect(
+      qemuArgs({
+        disk: '/d/a,b.vhdx', format: 'vhdx', firmware: 'uefi', ovmf: { code: '/fw/CODE.fd', vars: '/tmp/x/VARS.fd' },
+        accel: 'kvm', memMiB: 2048, cpus: 4, snapshot: false,
+        publish: [{ host: 2222, guest: 22 }, { host: 8080, guest: 80 }], console: 'terminal',
+      }),
+    ).toEqual([
+      '-nodefaults', '-machine', 'q35', '-accel', 'kvm', '-cpu', 'host', '-m', '2048', '-smp', '4',
+      '-drive', 'if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd',
+      '-drive', 'if=pflash,format=raw,unit=1,file=/tmp/x/VARS.fd',
+      '-drive', 'file=/d/a,,b.vhdx,if=virtio,format=vhdx',
+      '-netdev', 'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8080-:80',
+      '-device', 'virtio-net-pci,netdev=net0,romfile=',
+      '-nographic', '-serial', 'mon:stdio',
+      '-no-reboot',
+    ]);
+  });
+
+  it('never forwards a port on anything but 127.0.0.1 and always restricts the guest', () => {
+    const args = qemuArgs({
+      disk: 'x', format: 'raw', firmware: 'bios', accel: 'tcg', memMiB: 512, cpus: 1, snapshot: true,
+      publish: [{ host: 1, guest: 65535 }], console: 'pipe',
+    });
+    const net = args[args.indexOf('-netdev') + 1]!;
+    expect(net.startsWith('user,id=net0,restrict=on,')).toBe(true);
+    for (const f of net.split(',').filter((p) => p.startsWith('hostfwd='))) expect(f).toMatch(/^hostfwd=tcp:127\.0\.0\.1:\d+-:\d+$/);
+  });
+
+  it('refuses UEFI without firmware files', () => {
+    expect(() =>
+      qemuArgs({ disk: 'x', format: 'raw', firmware: 'uefi', accel: 'tcg', memMiB: 512, cpus: 1, snapshot: true, publish: [], console: 'pipe' }),
+    ).toThrow(/OVMF/);
+  });
+
+  it('escapes commas in option values', () => {
+    expect(qemuEscape('/a,b,,c')).toBe('/a,,b,,,,c');
+  });
+
+  it('probes KVM with a kernel that exits through isa-debug-exit', () => {
+    expect(kvmProbeArgs('/tmp/p.bin')).toEqual([
+      '-nodefaults', '-machine', 'q35', '-accel', 'kvm', '-cpu', 'host', '-m', '64',
+      '-display', 'none', '-serial', 'none', '-monitor', 'none', '-no-reboot',
+      '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-kernel', '/tmp/p.bin',
+    ]);
+  });
+});
+
+describe('option parsing', () => {
+  const usage = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      expect(e).toBeInstanceOf(Img2vmError);
+      expect((e as Img2vmError).exitCode).toBe(2);
+      return;
+    }
+    throw new Error('expected a usage error');
+  };
+
+  it('--publish', () => {
+    expect(parsePublish('2222:22')).toEqual({ host: 2222, guest: 22 });
+    for (const bad of ['22', '0:22', '2222:70000', 'a:b', '0.0.0.0:2222:22', '2222:22/udp']) usage(() => parsePublish(bad));
+  });
+
+  it('--mem', () => {
+    expect(parseMem('1024M')).toBe(1024);
+    expect(parseMem('2G')).toBe(2048);
+    expect(parseMem('512')).toBe(512);
+    for (const bad of ['1.5M', '10M', 'lots', '0']) usage(() => parseMem(bad));
+  });
+
+  it('--cpus and --timeout', () => {
+    expect(parseCpus('4')).toBe(4);
+    for (const bad of ['0', '-1', '1.5', 'two']) usage(() => parseCpus(bad));
+    expect(parseTimeout('300')).toBe(300_000);
+    expect(parseTimeout('0.5')).toBe(500);
+    for (const bad of ['0', '-3', 'soon']) usage(() => parseTimeout(bad));
+  });
+});
