@@ -9,6 +9,7 @@ import { Scope } from '../core/scope.js';
 import { parseSize } from '../core/units.js';
 import { formatIds } from '../output/index.js';
 import { convert, STAGES, type ConvertResult } from '../pipeline.js';
+import { addVmCommands } from './vm-commands.js';
 import { listrRenderer, plainRenderer, silentRenderer, type Renderer } from './render.js';
 
 const VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -122,6 +123,7 @@ export function buildProgram(): Command {
         if (!ok) await renderer.done(false);
       }
     });
+  addVmCommands(program);
   return program;
 }
 

@@ -1,7 +1,6 @@
 // Reads `docker save` archives (legacy and OCI-layout flavours) from a stream into a work directory, safely.
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
@@ -9,7 +8,9 @@ import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { z } from 'zod';
 import { Img2vmError } from '../core/errors.js';
-import { ImageConfigSchema, type SourceImage } from './image.js';
+import { detectCompression } from '../rootfs/decompress.js';
+import { MAX_JSON, isDigest, sha256, verified } from './digest.js';
+import { ImageConfigSchema, type Layer, type SourceImage } from './image.js';
 
 const ManifestSchema = z
   .array(
@@ -66,24 +67,27 @@ export async function extractArchive(stream: Readable, dir: string): Promise<Ext
   return { dir, links };
 }
 
-function resolveMember(a: ExtractedArchive, member: string): string {
+/** The file of a member, following the archive's own symlinks (which were checked when it was read). */
+export function resolveMember(a: ExtractedArchive, member: string): string {
   let p = archiveMemberPath(member);
   for (let i = 0; i < 8 && a.links.has(p); i++) p = a.links.get(p)!;
   return join(a.dir, p);
 }
 
+async function readJsonBytes(path: string, what: string): Promise<Buffer> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isFile()) throw new Img2vmError('badImage', `image archive has no ${what}`, 'the archive is corrupt or not made by docker save');
+  if (st.size > MAX_JSON) throw new Img2vmError('badImage', `image archive's ${what} is ${st.size} bytes; more than ${MAX_JSON} is refused`, 'the archive is hostile or broken');
+  return readFile(path);
+}
+
 async function readJson(path: string, what: string): Promise<unknown> {
+  const bytes = await readJsonBytes(path, what);
   try {
-    return JSON.parse(await readFile(path, 'utf8'));
+    return JSON.parse(bytes.toString('utf8'));
   } catch (e) {
     throw new Img2vmError('badImage', `image archive has no valid ${what}: ${(e as Error).message}`, 'the archive is corrupt or not made by docker save');
   }
-}
-
-async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  await pipeline(createReadStream(path), h);
-  return `sha256:${h.digest('hex')}`;
 }
 
 /** Opens an extracted docker-save archive as an image (the first manifest entry, or the one tagged `tag`). */
@@ -98,19 +102,51 @@ export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: s
     throw new Img2vmError('imageNotFound', `image archive has no image tagged "${tag}"`, `it holds: ${tags.join(', ') || '(untagged images)'}`);
   }
   const configPath = resolveMember(a, entry.Config);
-  const cfg = ImageConfigSchema.safeParse(await readJson(configPath, 'image config'));
+  const configBytes = await readJsonBytes(configPath, 'image config');
+  let cfgJson: unknown;
+  try {
+    cfgJson = JSON.parse(configBytes.toString('utf8'));
+  } catch (e) {
+    throw new Img2vmError('badImage', `image archive has no valid image config: ${(e as Error).message}`, 'the archive is corrupt or not made by docker save');
+  }
+  const cfg = ImageConfigSchema.safeParse(cfgJson);
   if (!cfg.success) {
     throw new Img2vmError('badImage', `image config is invalid: ${z.prettifyError(cfg.error)}`, 'the archive is corrupt');
   }
-  const id = await sha256File(configPath);
+  const id = sha256(configBytes);
+  const diffIds = cfg.data.rootfs?.diff_ids ?? [];
   const layers = await Promise.all(
-    entry.Layers.map(async (l) => {
+    entry.Layers.map(async (l, i): Promise<Layer> => {
       const path = resolveMember(a, l);
-      await stat(path).catch(() => {
-        throw new Img2vmError('badImage', `image archive lacks layer ${l}`, 'the archive is truncated; re-create it');
-      });
-      return { name: l, open: async () => createReadStream(path) as Readable };
+      const st = await stat(path).catch(() => undefined);
+      if (!st?.isFile()) throw new Img2vmError('badImage', `image archive lacks layer ${l}`, 'the archive is truncated; re-create it');
+      const digest = await expectedDigest(archiveMemberPath(l), path, diffIds[i]);
+      const what = `image archive layer ${l}`;
+      return {
+        name: l,
+        size: st.size,
+        ...(digest ? { digest } : {}),
+        open: async () => (digest ? verified(createReadStream(path), digest, st.size, what) : (createReadStream(path) as Readable)),
+      };
     }),
   );
-  return { ref, id, config: cfg.data, layers };
+  return { ref, id, config: cfg.data, configBytes, layers, transport: 'docker-archive' };
+}
+
+/**
+ * What a layer member must hash to: its name in the OCI flavour (blobs/sha256/HEX); in the legacy
+ * flavour an uncompressed layer.tar is exactly the layer's diff, so its diff_id.
+ */
+async function expectedDigest(member: string, path: string, diffId: string | undefined): Promise<string | undefined> {
+  const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(member);
+  if (m) return `sha256:${m[1]}`;
+  if (!diffId || !isDigest(diffId)) return undefined;
+  const fh = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(6);
+    const { bytesRead } = await fh.read(head, 0, 6, 0);
+    return detectCompression(head.subarray(0, bytesRead)) === 'none' ? diffId : undefined;
+  } finally {
+    await fh.close();
+  }
 }

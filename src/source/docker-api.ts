@@ -142,6 +142,37 @@ export class DockerClient {
     await this.json('DELETE', `/images/${name}?noprune=0`);
   }
 
+  /**
+   * Loads a docker-archive (docker save format) tar; returns the daemon's report lines
+   * ("Loaded image ID: sha256:…"). A load error reported in the stream is thrown.
+   */
+  async load(tar: Readable): Promise<string[]> {
+    const res = await this.raw('POST', '/images/load?quiet=1', tar, { 'Content-Type': 'application/x-tar' });
+    const text = await readAll(res);
+    if (res.statusCode !== 200) throw apiError('load image', 'archive', res.statusCode ?? 0, text);
+    const lines: string[] = [];
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      let msg: { stream?: string; error?: string; errorDetail?: { message?: string } };
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        lines.push(line.trim());
+        continue;
+      }
+      if (msg.error || msg.errorDetail) throw apiError('load image', 'archive', 200, msg.errorDetail?.message ?? msg.error);
+      if (msg.stream?.trim()) lines.push(msg.stream.trim());
+    }
+    return lines;
+  }
+
+  /** Adds a tag to an image. */
+  async tag(image: string, repo: string, tag: string): Promise<void> {
+    const q = new URLSearchParams({ repo, tag });
+    const r = await this.json('POST', `/images/${encodeURIComponent(image)}/tag?${q}`);
+    if (r.status !== 201 && r.status !== 200) throw apiError('tag image', image, r.status, r.body);
+  }
+
   /** Imports a root filesystem tar as a one-layer image (used to hand non-daemon sources to the builder). */
   async importRootfs(tar: Readable, repo: string, tag: string): Promise<string> {
     const q = new URLSearchParams({ fromSrc: '-', repo, tag });

@@ -28,7 +28,13 @@ export interface Layer {
   name: string;
   /** Opens the layer's tar (possibly compressed) from the start. */
   open(): Promise<Readable>;
+  /** The blob's content address and size, when the source knows them (registry, OCI layouts). */
+  digest?: string;
+  size?: number;
+  mediaType?: string;
 }
+
+export type SourceTransport = 'docker' | 'docker-daemon' | 'docker-archive' | 'oci' | 'oci-archive';
 
 export interface SourceImage {
   /** The reference as the user gave it. */
@@ -37,4 +43,12 @@ export interface SourceImage {
   id: string;
   config: ImageConfig;
   layers: Layer[];
+  /** The config exactly as stored, so the image can be handed on (docker load) under the same id. */
+  configBytes?: Buffer;
+  /** Set when the image came from the local Docker daemon: its image ID there. */
+  daemonId?: string;
+  /** The digest of the image manifest, when the source has one. */
+  manifestDigest?: string;
+  /** Where the image was read from (a bare reference resolves to docker-daemon or docker). */
+  transport?: SourceTransport;
 }

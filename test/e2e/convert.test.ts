@@ -52,7 +52,7 @@ describe('img2vm IMAGE -o disk.qcow2 (docker daemon, Debian, BIOS)', () => {
 
   it('converts the image and reports the result as JSON', async () => {
     const out = join(work, 'disk.qcow2');
-    const r = await img2vm([RICH, '-o', out, '--password', 's3cret', '--hostname', 'e2e-host', '--json']);
+    const r = await img2vm([RICH, '-o', out, '--boot', 'bios', '--password', 's3cret', '--hostname', 'e2e-host', '--json']);
     expect(r.exitCode, r.all).toBe(0);
     result = JSON.parse(r.stdout);
     expect(result.format).toBe('qcow2');
@@ -130,7 +130,7 @@ describe('img2vm IMAGE -o disk.qcow2 (docker daemon, Debian, BIOS)', () => {
 
   it('reuses the cached guest build on a second conversion', async () => {
     const out = join(work, 'again.img');
-    const r = await img2vm([RICH, '-o', out, '--json', '--seed', 'x']);
+    const r = await img2vm([RICH, '-o', out, '--boot', 'bios', '--json', '--seed', 'x']);
     expect(r.exitCode, r.all).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.guestBuildCached).toBe(true);
@@ -143,6 +143,7 @@ describe('img2vm IMAGE -o disk.qcow2 (docker daemon, Debian, BIOS)', () => {
     expect(r.exitCode, r.all).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.passed).toBe(true);
-    expect(j.matched).toMatch(/ready/);
+    expect(j.matched).toBe('marker');
+    expect(j.firmware).toBe('bios');
   });
 });

@@ -1,0 +1,210 @@
+// Pulls an image from a registry into the blob cache (verified, three layers at a time) and opens it from there.
+import type { RunContext } from '../core/context.js';
+import { Img2vmError } from '../core/errors.js';
+import { lookupCredentials } from './auth.js';
+import { BlobCache, cacheError } from './blob-cache.js';
+import { MAX_JSON, digestMismatch, sha256, verifyBytes } from './digest.js';
+import { ImageConfigSchema, type Layer, type SourceImage } from './image.js';
+import { parseDocument, parseJson, validate, type Descriptor, type ImageManifest } from './manifest.js';
+import { formatPlatform, platformMatches, selectPlatform, type Platform } from './platform.js';
+import { canonicalReference, isLoopbackRegistry, type DockerReference } from './reference.js';
+import { RegistryClient, RegistryError } from './registry.js';
+
+export type PullPolicy = 'always' | 'missing' | 'never';
+
+export interface PullContext {
+  ctx: RunContext;
+  cache: BlobCache;
+  pull: PullPolicy;
+  platform: Platform;
+  /** Whether the user asked for the platform (then a single-platform image must match it). */
+  platformExplicit: boolean;
+  insecureRegistries: readonly string[];
+  /** Tuning for tests. */
+  registry?: { tries?: number; backoffMs?: number; timeoutMs?: number };
+  env?: NodeJS.ProcessEnv;
+}
+
+const MAX_NESTING = 4;
+const PARALLEL = 3;
+
+function debug(ctx: RunContext, message: string): void {
+  ctx.sink({ type: 'log', level: 'debug', stage: 'source', message });
+}
+
+export function makeClient(ref: DockerReference, p: PullContext): RegistryClient {
+  const insecure = isLoopbackRegistry(ref.domain) || p.insecureRegistries.some((r) => r.replace(/^https?:\/\//, '').replace(/\/+$/, '') === ref.domain);
+  return new RegistryClient({
+    domain: ref.domain,
+    plainHttp: insecure,
+    signal: p.ctx.signal,
+    log: (m) => debug(p.ctx, m),
+    credentials: () => lookupCredentials(ref.domain, { env: p.env, signal: p.ctx.signal, warn: (m) => p.ctx.sink({ type: 'log', level: 'warn', stage: 'source', message: m }) }),
+    ...p.registry,
+  });
+}
+
+/**
+ * Resolves ref to an image: the manifest from the cache or the registry (by the pull policy),
+ * then config and layers into the cache. Every document and blob is checked against its digest
+ * and declared size before it is used or kept.
+ */
+export async function openRegistryImage(ref: DockerReference, original: string, p: PullContext): Promise<SourceImage> {
+  const name = canonicalReference(ref);
+  let client: RegistryClient | undefined;
+  const registry = (): RegistryClient => {
+    if (p.pull === 'never') {
+      throw new Img2vmError('imageNotFound', `${name} is not in the local cache, and --pull never forbids the registry`, 'pull it once with --pull missing, or use a local source');
+    }
+    return (client ??= makeClient(ref, p));
+  };
+  const repo = ref.path;
+
+  // The top-level document: by digest it is immutable, so the cache always answers; a tag is looked up again only with --pull always.
+  let topDigest = ref.digest;
+  let top: { bytes: Buffer; contentType?: string } | undefined;
+  if (!topDigest && p.pull !== 'always') topDigest = await p.cache.getRef(name);
+  if (topDigest) {
+    const bytes = await p.cache.read(topDigest, MAX_JSON);
+    if (bytes) top = { bytes };
+    else if (!ref.digest) topDigest = undefined;
+  }
+  if (!top) {
+    const reference = ref.digest ?? ref.tag!;
+    const got = await registry().getManifest(repo, reference);
+    const digest = sha256(got.bytes);
+    if (ref.digest && digest !== ref.digest) throw digestMismatch(`manifest ${name}`, ref.digest, digest);
+    if (got.digest && /^sha256:/.test(got.digest) && got.digest !== digest) throw digestMismatch(`manifest ${name} (Docker-Content-Digest)`, got.digest, digest);
+    top = got;
+    topDigest = digest;
+    await p.cache.put(digest, got.bytes).catch((e) => {
+      throw cacheError(p.cache.root, e);
+    });
+    if (!ref.digest) await p.cache.setRef(name, digest).catch(() => {});
+  } else {
+    debug(p.ctx, `${name}: manifest ${topDigest} from the cache`);
+  }
+
+  const { manifest, digest: manifestDigest } = await resolveManifest(top, topDigest!, name, p, async (d) => {
+    const cached = await p.cache.read(d.digest, MAX_JSON);
+    if (cached) return { bytes: cached };
+    const got = await registry().getManifest(repo, d.digest);
+    verifyBytes(got.bytes, d.digest, `manifest ${d.digest} of ${name}`, d.size);
+    await p.cache.put(d.digest, got.bytes).catch((e) => {
+      throw cacheError(p.cache.root, e);
+    });
+    return got;
+  });
+
+  // The config.
+  const cfgDesc = manifest.config;
+  if (cfgDesc.size > MAX_JSON) throw new Img2vmError('badImage', `the image config of ${name} declares ${cfgDesc.size} bytes; more than ${MAX_JSON} is refused`, 'the image is hostile or broken');
+  let configBytes = await p.cache.read(cfgDesc.digest, MAX_JSON);
+  if (!configBytes) {
+    await fetchBlob(registry(), repo, cfgDesc, p, () => {});
+    configBytes = await p.cache.read(cfgDesc.digest, MAX_JSON);
+    if (!configBytes) throw new Img2vmError('badImage', `the image config ${cfgDesc.digest} vanished from the cache`, 'try again');
+  }
+  const config = validate(ImageConfigSchema, parseJson(configBytes, `image config ${cfgDesc.digest}`), `image config ${cfgDesc.digest}`);
+  if (p.platformExplicit && !platformMatches({ os: config.os, architecture: config.architecture, variant: (config as { variant?: string }).variant }, p.platform)) {
+    throw new Img2vmError('imageNotFound', `${name} is ${config.os}/${config.architecture}, not ${formatPlatform(p.platform)}`, 'choose its platform with --platform, or another image');
+  }
+
+  // The layers, three at a time, each only once it is verified in the cache.
+  const missing: Descriptor[] = [];
+  for (const l of manifest.layers) if (!(await p.cache.has(l.digest, l.size)) && !missing.some((m) => m.digest === l.digest)) missing.push(l);
+  if (missing.length) {
+    const c = registry();
+    const total = missing.reduce((s, l) => s + l.size, 0);
+    const t0 = performance.now();
+    await mapLimit(missing, PARALLEL, p.ctx.signal, (l, signal) => fetchBlob(c, repo, l, p, progressReporter(p.ctx, l), signal));
+    const s = (performance.now() - t0) / 1000;
+    debug(p.ctx, `${name}: pulled ${missing.length} layer(s), ${mb(total)} in ${s.toFixed(1)} s (${(total / 1e6 / Math.max(s, 0.001)).toFixed(1)} MB/s)`);
+  } else if (manifest.layers.length) {
+    debug(p.ctx, `${name}: all ${manifest.layers.length} layer(s) in the cache`);
+  }
+  const layers: Layer[] = manifest.layers.map((l) => ({
+    name: l.digest,
+    digest: l.digest,
+    size: l.size,
+    mediaType: l.mediaType,
+    open: async () => p.cache.open(l.digest, l.size, `layer ${l.digest} in the cache`),
+  }));
+  return { ref: original, id: cfgDesc.digest, config, configBytes, layers, manifestDigest, transport: 'docker' };
+}
+
+/** Descends from an index (possibly nested) to the platform's image manifest. */
+export async function resolveManifest(
+  top: { bytes: Buffer; contentType?: string },
+  topDigest: string,
+  name: string,
+  p: { platform: Platform },
+  fetch: (d: Descriptor) => Promise<{ bytes: Buffer; contentType?: string }>,
+): Promise<{ manifest: ImageManifest; digest: string }> {
+  let doc = top;
+  let digest = topDigest;
+  for (let depth = 0; ; depth++) {
+    const parsed = parseDocument(doc.bytes, `manifest ${digest} of ${name}`, doc.contentType);
+    if (parsed.kind === 'manifest') return { manifest: parsed.manifest, digest };
+    if (depth >= MAX_NESTING) throw new Img2vmError('badImage', `${name}: indexes nested more than ${MAX_NESTING} deep`, 'the image is hostile or broken');
+    const d = selectPlatform(parsed.index.manifests, p.platform, name);
+    if (d.size > MAX_JSON) throw new Img2vmError('badImage', `${name}: manifest ${d.digest} declares ${d.size} bytes; more than ${MAX_JSON} is refused`, 'the image is hostile or broken');
+    doc = await fetch(d);
+    digest = d.digest;
+  }
+}
+
+async function fetchBlob(c: RegistryClient, repo: string, d: Descriptor, p: PullContext, onProgress: (n: number) => void, signal?: AbortSignal): Promise<void> {
+  if (await p.cache.has(d.digest, d.size)) return;
+  const w = await p.cache.writer(d.digest, d.size, `blob ${d.digest}`).catch((e) => {
+    throw cacheError(p.cache.root, e);
+  });
+  const release = p.ctx.scope.defer(`remove ${w.tmp}`, () => w.abort());
+  try {
+    await c.downloadBlob(repo, d.digest, w, onProgress, signal ?? p.ctx.signal);
+    await w.commit();
+  } finally {
+    await release();
+  }
+}
+
+function mb(n: number): string {
+  return `${(n / 1e6).toFixed(1)} MB`;
+}
+
+function progressReporter(ctx: RunContext, l: Descriptor): (n: number) => void {
+  let last = 0;
+  const short = l.digest.slice(7, 19);
+  debug(ctx, `layer ${short}: downloading ${mb(l.size)}`);
+  return (n) => {
+    const now = performance.now();
+    if (n < l.size && now - last < 1000) return;
+    last = now;
+    debug(ctx, `layer ${short}: ${mb(n)} of ${mb(l.size)}${n >= l.size ? ', verifying' : ''}`);
+  };
+}
+
+/** Runs fn over items, limit at a time; the first failure cancels the others and is thrown. */
+export async function mapLimit<T>(items: readonly T[], limit: number, parent: AbortSignal | undefined, fn: (item: T, signal: AbortSignal) => Promise<void>): Promise<void> {
+  const ac = new AbortController();
+  const signal = parent ? AbortSignal.any([parent, ac.signal]) : ac.signal;
+  let next = 0;
+  let failure: { e: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (!failure && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item, signal);
+      } catch (e) {
+        if (!failure) {
+          failure = { e };
+          ac.abort(e);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw parent?.aborted ? parent.reason : failure.e;
+}
+
+export { RegistryError };
