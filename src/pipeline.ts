@@ -1,5 +1,5 @@
 // The conversion pipeline: source → guest → rootfs → disk → boot → output, with every resource owned by the scope.
-import { access, constants, mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { access, constants, cp, mkdir, writeFile, chmod, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { RunContext } from './core/context.js';
@@ -22,6 +22,7 @@ import { detectOs } from './guest/detect.js';
 import { recipeFor } from './guest/distros.js';
 import { dockerBuild } from './guest/docker-builder.js';
 import { resolveFormat } from './output/index.js';
+import { cloudHypervisorScript, firecrackerConfig, rootfsArtifacts } from './output/rootfs.js';
 import { RootfsBuilder, type FlattenStats } from './rootfs/flatten.js';
 import { DockerClient } from './source/docker-api.js';
 import { openDaemonImage, openSource, parseSourceRef } from './source/index.js';
@@ -161,8 +162,10 @@ async function runPipeline(
   await mkdir(staging, { mode: 0o755 });
   let stats!: FlattenStats;
   let kernel!: KernelInfo;
-  const bios = o.boot === 'bios' || o.boot === 'hybrid';
-  const uefi = o.boot === 'uefi' || o.boot === 'hybrid';
+  const direct = !!format.directKernel;
+  const bios = !direct && (o.boot === 'bios' || o.boot === 'hybrid');
+  const uefi = !direct && (o.boot === 'uefi' || o.boot === 'hybrid');
+  if (direct && o.bootPartition) throw new Img2vmError('usage', '--boot-partition does not apply to --format rootfs', 'the direct-kernel output has no partitions; leave --boot-partition out');
   const rootUuid = ctx.random.uuid();
   const bootUuid = o.bootPartition ? ctx.random.uuid() : undefined;
   const espId = uefi ? ctx.random.bytes(4).toString('hex').toUpperCase() : undefined;
@@ -191,6 +194,12 @@ async function runPipeline(
       epochSeconds: Number(process.env.SOURCE_DATE_EPOCH ?? Math.floor(Date.now() / 1000)),
       raw: o.raw,
     });
+    if (direct) {
+      // The runner loads kernel and initrd from the host: copy them out before the tree is turned into ext4.
+      await cp(await resolveInRoot(staging, `boot/vmlinuz-${kernel.version}`, true), join(ctx.work, 'vmlinuz'));
+      if (kernel.initrdPath) await cp(await resolveInRoot(staging, `boot/initrd.img-${kernel.version}`, true), join(ctx.work, 'initrd.img'));
+      return stats;
+    }
     if (bios) await stageGrubBiosFiles(staging);
     if (uefi) await stageGrubEfiFiles(staging);
     const onBootFs = (p: string) => (bootUuid ? p.replace(/^\/boot\//, '/') : p);
@@ -221,13 +230,29 @@ async function runPipeline(
   if (o.bootPartition && o.bootPartition < minBoot) {
     throw new Img2vmError('sizeTooSmall', `--boot-partition ${formatSize(o.bootPartition)} is too small: /boot needs at least ${formatSize(minBoot)}`, `give --boot-partition ${formatSize(minBoot)} or more`);
   }
-  let layout!: DiskLayout;
   const outPath = resolve(o.output);
   const tmpOut = join(dirname(outPath), `.${basename(outPath)}.img2vm-${process.pid}.tmp`);
   const removeTmpOut = () => rm(tmpOut, { force: true });
   ctx.scope.defer(`remove ${tmpOut}`, removeTmpOut);
   const rawPath = format.isRaw ? tmpOut : join(ctx.work, 'disk.raw');
-  await stage(sink, 'disk', 'Partition and format', timings, async () => {
+  let layout: DiskLayout | undefined;
+  if (direct) {
+    const fsSize = o.size ?? wantFs;
+    if (fsSize < minFs) {
+      throw new Img2vmError('sizeTooSmall', `--size ${formatSize(fsSize)} is too small: the image needs at least ${formatSize(minFs)}`, 'give a larger --size, or leave it out to fit the content');
+    }
+    await stage(sink, 'disk', 'Format the root file system', timings, async () => {
+      const fh = await open(rawPath, 'w');
+      await fh.truncate(fsSize).finally(() => fh.close());
+      await makeExt4({ image: rawPath, offset: 0, size: fsSize, uuid: rootUuid, label: 'root', inodes: inodesFor(content), journalMiB: journalMiBFor(fsSize), source: staging, hashSeed: ctx.random.seeded ? ctx.random.uuid() : undefined }, ctx);
+      await rm(staging, { recursive: true, force: true });
+    }, () => `ext4, ${formatSize(fsSize)}`);
+    sink({ type: 'stage-skip', stage: 'boot', reason: 'direct-kernel output: the VM runner loads the kernel' });
+    await stage(sink, 'output', `Write ${o.output} with kernel, initrd and runner configs`, timings, () =>
+      writeDirectKernel(outPath, tmpOut, ctx, { cmdline: o.kernelCmdline, initrd: !!kernel.initrdPath }),
+    );
+    ctx.scope.release(removeTmpOut);
+  } else await stage(sink, 'disk', 'Partition and format', timings, async () => {
     layout = planLayout({ boot: o.boot, table: o.partitionTable, rootSize: wantFs, bootPartitionSize: o.bootPartition, diskSize: o.size, random: ctx.random });
     const root = partitionByRole(layout, 'root')!;
     if (root.size < minFs) {
@@ -267,11 +292,13 @@ async function runPipeline(
     return layout;
   }, (l) => `${l.table.toUpperCase()}, ${formatSize(l.diskSize)}`);
 
+  if (layout) await bootAndOutput(layout);
+  async function bootAndOutput(l: DiskLayout) {
   // 5. boot
   const loaders = [bios && 'GRUB BIOS', uefi && 'GRUB EFI'].filter(Boolean).join(' + ');
   await stage(sink, 'boot', `Install bootloader (${loaders})`, timings, async () => {
-    if (bios) await installGrubBios(rawPath, layout, bootFsUuid, grubDir, ctx);
-    const esp = partitionByRole(layout, 'esp');
+    if (bios) await installGrubBios(rawPath, l, bootFsUuid, grubDir, ctx);
+    const esp = partitionByRole(l, 'esp');
     if (uefi && esp) await installGrubEfi(rawPath, esp.start, bootFsUuid, grubDir, ctx);
   });
 
@@ -281,16 +308,17 @@ async function runPipeline(
     await rename(tmpOut, outPath);
     ctx.scope.release(removeTmpOut);
   });
+  }
   const st = await stat(outPath);
   return {
     output: outPath,
     format: format.id,
-    bootMode: o.boot,
-    partitionTable: layout.table,
-    diskSize: layout.diskSize,
+    bootMode: direct ? 'direct-kernel' : o.boot,
+    partitionTable: layout?.table ?? 'none',
+    diskSize: layout?.diskSize ?? st.size,
     fileSize: st.blocks * 512,
-    rootfs: { bytes: stats.bytes, files: stats.files, entries: content.entries, fsSize: partitionByRole(layout, 'root')!.size, uuid: rootUuid },
-    partitions: layout.partitions.map((p) => ({ role: p.role, start: p.start, size: p.size })),
+    rootfs: { bytes: stats.bytes, files: stats.files, entries: content.entries, fsSize: layout ? partitionByRole(layout, 'root')!.size : st.size, uuid: rootUuid },
+    partitions: (layout?.partitions ?? []).map((p) => ({ role: p.role, start: p.start, size: p.size })),
     kernelVersion: kernel.version,
     distribution,
     guestBuildCached: cached,
@@ -299,3 +327,22 @@ async function runPipeline(
   };
 }
 
+
+/** Moves NAME.ext4 into place and writes kernel, initrd and the runner configs beside it, each via a temp name. */
+async function writeDirectKernel(outPath: string, tmpOut: string, ctx: RunContext, o: { cmdline?: string; initrd: boolean }): Promise<void> {
+  const a = rootfsArtifacts(outPath, o.initrd);
+  const vm = { mem: 1024, cpus: 2, cmdline: o.cmdline };
+  const files: [string, () => Promise<void>, number][] = [
+    [a.kernel, () => cp(join(ctx.work, 'vmlinuz'), `${a.kernel}.tmp`), 0o644],
+    ...(a.initrd ? [[a.initrd, () => cp(join(ctx.work, 'initrd.img'), `${a.initrd}.tmp`), 0o644] as [string, () => Promise<void>, number]] : []),
+    [a.firecracker, () => writeFile(`${a.firecracker}.tmp`, firecrackerConfig(a, vm)), 0o644],
+    [a.cloudHypervisor, () => writeFile(`${a.cloudHypervisor}.tmp`, cloudHypervisorScript(a, vm)), 0o755],
+  ];
+  for (const [dest, make, mode] of files) {
+    ctx.scope.defer(`remove ${dest}.tmp`, () => rm(`${dest}.tmp`, { force: true }));
+    await make();
+    await chmod(`${dest}.tmp`, mode);
+  }
+  for (const [dest] of files) await rename(`${dest}.tmp`, dest);
+  await rename(tmpOut, outPath);
+}

@@ -9,4 +9,6 @@ export interface OutputFormat {
   write(rawPath: string, dest: string, ctx: RunContext, opts: { compress?: boolean }): Promise<void>;
   /** True when the raw work file can simply be renamed into place. */
   readonly isRaw?: boolean;
+  /** No disk at all: the bare root file system plus kernel and initrd (the pipeline writes these itself). */
+  readonly directKernel?: boolean;
 }

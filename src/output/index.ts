@@ -2,14 +2,16 @@
 import { extname } from 'node:path';
 import { Img2vmError } from '../core/errors.js';
 import type { OutputFormat } from './format.js';
+import { containerdisk } from './containerdisk.js';
 import { qcow2 } from './qcow2.js';
 import { raw } from './raw.js';
+import { rootfs } from './rootfs.js';
 import { vdi } from './vdi.js';
 import { vhd } from './vhd.js';
 import { vhdx } from './vhdx.js';
 import { vmdk } from './vmdk.js';
 
-export const FORMATS: readonly OutputFormat[] = [raw, qcow2, vmdk, vhdx, vhd, vdi];
+export const FORMATS: readonly OutputFormat[] = [raw, qcow2, vmdk, vhdx, vhd, vdi, rootfs, containerdisk];
 
 export function formatIds(): string[] {
   return FORMATS.map((f) => f.id);

@@ -46,6 +46,24 @@ export class BlobCache {
     return buf;
   }
 
+  /** Hashes a stored blob; a damaged one is removed (so it is fetched again) and false returned. */
+  async verify(digest: string, size: number): Promise<boolean> {
+    const p = this.pathOf(digest);
+    const h = createHash('sha256');
+    let n = 0;
+    try {
+      for await (const c of createReadStream(p)) {
+        n += (c as Buffer).length;
+        h.update(c as Buffer);
+      }
+    } catch {
+      return false;
+    }
+    if (n === size && `sha256:${h.digest('hex')}` === digest) return true;
+    await rm(p, { force: true });
+    return false;
+  }
+
   /** Streams a blob, verifying it again on the way (a cache on a failing disk must not poison images). */
   open(digest: string, size: number | undefined, what: string): Readable {
     return verified(createReadStream(this.pathOf(digest)), digest, size, what);

@@ -84,7 +84,7 @@ export async function importToDaemon(img: SourceImage, client: DockerClient, ctx
   }
 }
 
-function entry(pack: tar.Pack, header: tar.Headers, data: Buffer): Promise<void> {
+function entry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => pack.entry(header, data, (err) => (err ? reject(err) : resolve())));
 }
 

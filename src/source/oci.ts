@@ -120,7 +120,7 @@ async function openBlobFile(path: string, d: Descriptor, where: string): Promise
     await fh.close();
     throw truncated(`${where}: blob ${d.digest}`, st.size, d.size);
   }
-  return createReadStream('', { fd: fh.fd, autoClose: true }) as Readable;
+  return fh.createReadStream() as Readable;
 }
 
 async function readBlobFile(path: string, d: Descriptor, where: string): Promise<Buffer> {

@@ -54,7 +54,7 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
   let client: RegistryClient | undefined;
   const registry = (): RegistryClient => {
     if (p.pull === 'never') {
-      throw new Img2vmError('imageNotFound', `${name} is not in the local cache, and --pull never forbids the registry`, 'pull it once with --pull missing, or use a local source');
+      throw new RegistryError('notFound', 'imageNotFound', `${name} is not (completely) in the local cache, and --pull never forbids the registry`, 'pull it once with --pull missing, or use a local source');
     }
     return (client ??= makeClient(ref, p));
   };
@@ -111,8 +111,12 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
   }
 
   // The layers, three at a time, each only once it is verified in the cache.
+  // Cached layers are hashed again first: a cache on a failing disk must not poison images.
+  const unique = manifest.layers.filter((l, i) => manifest.layers.findIndex((m) => m.digest === l.digest) === i);
   const missing: Descriptor[] = [];
-  for (const l of manifest.layers) if (!(await p.cache.has(l.digest, l.size)) && !missing.some((m) => m.digest === l.digest)) missing.push(l);
+  await mapLimit(unique, PARALLEL, p.ctx.signal, async (l) => {
+    if (!(await p.cache.has(l.digest, l.size)) || !(await p.cache.verify(l.digest, l.size))) missing.push(l);
+  });
   if (missing.length) {
     const c = registry();
     const total = missing.reduce((s, l) => s + l.size, 0);

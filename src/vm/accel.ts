@@ -66,7 +66,12 @@ async function probeKvm(): Promise<AccelChoice> {
     clearTimeout(timer);
     if (timedOut) return { accel: 'tcg', reason: `a KVM probe guest did not finish within ${KVM_PROBE_TIMEOUT_MS / 1000} s` };
     if (r.exitCode === PROBE_OK) return { accel: 'kvm', reason: 'KVM probe passed' };
-    const why = stderr.trim().split('\n').filter((l) => !/warning:/.test(l)).pop();
+    const why = stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !/warning:/.test(l))
+      .pop()
+      ?.replace(/^qemu-system-x86_64: (?:\S+:\d+: )?/, '');
     return { accel: 'tcg', reason: `KVM probe failed${why ? `: ${why}` : ` (exit ${r.exitCode ?? r.signal})`}` };
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -1,0 +1,98 @@
+// KubeVirt containerDisk: an OCI image archive whose one layer holds the qcow2 at /disk/disk.qcow2, owned by 107:107 (qemu).
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { run } from '../tools/index.js';
+import type { OutputFormat } from './format.js';
+import { qemuImgConvertArgs } from './qemu-img.js';
+
+const QEMU_UID = 107;
+
+function mtime(): Date {
+  const e = process.env.SOURCE_DATE_EPOCH;
+  return new Date(e ? Number(e) * 1000 : 0);
+}
+
+/** Streams a tar into `dest` while hashing it; returns its sha256 digest and size. */
+async function writeHashed(pack: tar.Pack, dest: string): Promise<{ digest: string; size: number }> {
+  const h = createHash('sha256');
+  let size = 0;
+  const tee = new PassThrough();
+  tee.on('data', (c: Buffer) => {
+    h.update(c);
+    size += c.length;
+  });
+  await pipeline(pack, tee, createWriteStream(dest));
+  return { digest: `sha256:${h.digest('hex')}`, size };
+}
+
+/** The layer: /disk (dir) and /disk/disk.qcow2, both 107:107, as KubeVirt's virt-launcher expects. */
+async function diskLayer(qcow2: string, dest: string): Promise<{ digest: string; size: number }> {
+  const pack = tar.pack();
+  const size = (await stat(qcow2)).size;
+  const done = writeHashed(pack, dest);
+  const t = mtime();
+  pack.entry({ name: 'disk/', type: 'directory', mode: 0o555, uid: QEMU_UID, gid: QEMU_UID, mtime: t });
+  const entry = pack.entry({ name: 'disk/disk.qcow2', type: 'file', mode: 0o444, uid: QEMU_UID, gid: QEMU_UID, size, mtime: t });
+  await pipeline(createReadStream(qcow2), entry);
+  pack.finalize();
+  return done;
+}
+
+function blob(json: unknown): { bytes: Buffer; digest: string } {
+  const bytes = Buffer.from(JSON.stringify(json));
+  return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+}
+
+/** The OCI image layout as a tar: oci-layout, index.json, and the blobs (config, manifest, the layer). */
+export async function writeContainerDiskArchive(qcow2: string, dest: string, work: string): Promise<void> {
+  const layerPath = join(work, 'containerdisk-layer.tar');
+  const layer = await diskLayer(qcow2, layerPath);
+  const config = blob({
+    architecture: 'amd64',
+    os: 'linux',
+    created: mtime().toISOString(),
+    config: { Labels: { 'org.img2vm.kind': 'containerdisk' } },
+    rootfs: { type: 'layers', diff_ids: [layer.digest] },
+    history: [{ created: mtime().toISOString(), created_by: 'img2vm --format containerdisk' }],
+  });
+  const manifest = blob({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.bytes.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layer.digest, size: layer.size }],
+  });
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifest.digest, size: manifest.bytes.length, platform: { architecture: 'amd64', os: 'linux' } }],
+  };
+  const pack = tar.pack();
+  const out = pipeline(pack, createWriteStream(dest));
+  const t = mtime();
+  const file = (name: string, bytes: Buffer) => pack.entry({ name, mode: 0o644, mtime: t }, bytes);
+  file('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
+  file('index.json', Buffer.from(JSON.stringify(index)));
+  pack.entry({ name: 'blobs/', type: 'directory', mode: 0o755, mtime: t });
+  pack.entry({ name: 'blobs/sha256/', type: 'directory', mode: 0o755, mtime: t });
+  file(`blobs/sha256/${config.digest.slice(7)}`, config.bytes);
+  file(`blobs/sha256/${manifest.digest.slice(7)}`, manifest.bytes);
+  const entry = pack.entry({ name: `blobs/sha256/${layer.digest.slice(7)}`, mode: 0o644, size: layer.size, mtime: t });
+  await pipeline(createReadStream(layerPath), entry);
+  pack.finalize();
+  await out;
+}
+
+export const containerdisk: OutputFormat = {
+  id: 'containerdisk',
+  extensions: [],
+  async write(rawPath, dest, ctx, opts) {
+    const qcow2 = join(ctx.work, 'containerdisk.qcow2');
+    await run('qemu-img', qemuImgConvertArgs(rawPath, qcow2, 'qcow2', { compress: opts.compress }), { signal: ctx.signal });
+    await writeContainerDiskArchive(qcow2, dest, ctx.work);
+  },
+};
