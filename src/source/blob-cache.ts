@@ -1,7 +1,7 @@
 // A content-addressed blob cache shared by concurrent img2vm processes: blobs appear under their digest only whole and verified.
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Img2vmError } from '../core/errors.js';
@@ -81,9 +81,24 @@ export class BlobCache {
 
   async writer(digest: string, size: number, what: string): Promise<BlobWriter> {
     await mkdir(this.blobs, { recursive: true, mode: 0o755 });
+    this.swept ??= this.sweep();
+    await this.swept;
     const tmp = join(this.blobs, `.partial-${hexOf(digest)}-${process.pid}-${randomBytes(6).toString('hex')}`);
     const fh = await open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644);
     return new BlobWriter(this, fh, tmp, digest, size, what);
+  }
+
+  private swept: Promise<void> | undefined;
+
+  /** Removes partial files a killed process left behind; a live writer's file is younger than a day. */
+  private async sweep(): Promise<void> {
+    const names = await readdir(this.blobs).catch(() => [] as string[]);
+    const old = Date.now() - 24 * 3600_000;
+    for (const n of names) {
+      if (!n.startsWith('.partial-')) continue;
+      const st = await stat(join(this.blobs, n)).catch(() => undefined);
+      if (st && st.mtimeMs < old) await rm(join(this.blobs, n), { force: true });
+    }
   }
 
   private refPath(ref: string): string {

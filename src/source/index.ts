@@ -12,7 +12,7 @@ import type { SourceImage } from './image.js';
 import { openOciLayout } from './oci.js';
 import { defaultPlatform, formatPlatform, parsePlatform, platformMatches, type Platform } from './platform.js';
 import { openRegistryImage, type PullContext, type PullPolicy } from './pull.js';
-import { parseDockerReference } from './reference.js';
+import { parseDockerReference, type DockerReference } from './reference.js';
 import { RegistryError } from './registry.js';
 
 export type { PullPolicy } from './pull.js';
@@ -157,6 +157,15 @@ export async function openSource(ref: string, ctx: RunContext, docker?: DockerCl
 async function openBare(name: string, ref: string, client: DockerClient, r: Resolved, pullCtx: () => PullContext, workDir: () => Promise<string>): Promise<SourceImage> {
   let daemonDown: Img2vmError | undefined;
   let mismatch: ImageInspect | undefined;
+  let dref: DockerReference | undefined;
+  let refError: unknown;
+  try {
+    dref = parseDockerReference(name);
+  } catch (e) {
+    refError = e;
+  }
+  // Only the daemon knows image IDs; anything else must be a valid reference before anyone is asked.
+  if (refError && !/^(sha256:)?[a-f0-9]{1,64}$/.test(name)) throw refError;
   if (r.pull !== 'always') {
     try {
       const info = await client.inspect(name);
@@ -169,12 +178,9 @@ async function openBare(name: string, ref: string, client: DockerClient, r: Reso
       daemonDown = e;
     }
   }
-  let dref;
-  try {
-    dref = parseDockerReference(name);
-  } catch (e) {
+  if (!dref) {
     if (daemonDown) throw daemonDown;
-    if (r.pull === 'always') throw e;
+    if (r.pull === 'always') throw refError;
     throw new Img2vmError('imageNotFound', `image "${name}" is not in the local Docker daemon (and is not a name a registry could have)`, 'check the name with: docker image ls');
   }
   try {

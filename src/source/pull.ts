@@ -151,7 +151,9 @@ export async function resolveManifest(
     const parsed = parseDocument(doc.bytes, `manifest ${digest} of ${name}`, doc.contentType);
     if (parsed.kind === 'manifest') return { manifest: parsed.manifest, digest };
     if (depth >= MAX_NESTING) throw new Img2vmError('badImage', `${name}: indexes nested more than ${MAX_NESTING} deep`, 'the image is hostile or broken');
-    const d = selectPlatform(parsed.index.manifests, p.platform, name);
+    // A lone entry without a platform (a nested index, say) is descended into whatever the platform.
+    const only = parsed.index.manifests.length === 1 && !parsed.index.manifests[0]!.platform ? parsed.index.manifests[0] : undefined;
+    const d = only ?? selectPlatform(parsed.index.manifests, p.platform, name);
     if (d.size > MAX_JSON) throw new Img2vmError('badImage', `${name}: manifest ${d.digest} declares ${d.size} bytes; more than ${MAX_JSON} is refused`, 'the image is hostile or broken');
     doc = await fetch(d);
     digest = d.digest;

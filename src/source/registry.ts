@@ -55,7 +55,8 @@ const TokenSchema = z
   .passthrough()
   .refine((t) => !!(t.token || t.access_token), 'the answer has neither token nor access_token');
 
-const RETRYABLE = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETRESET']);
+// DNS failures (ENOTFOUND, EAI_AGAIN) are not retried: without a network they would only delay the error.
+const RETRYABLE = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETRESET']);
 
 function isRetryable(e: unknown): boolean {
   if (e instanceof Img2vmError) return false;

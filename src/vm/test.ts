@@ -105,6 +105,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
     timings: { total: 0 }, login: undefined, command: undefined, log: undefined,
   };
   let log: WriteStream | undefined;
+  let closeLog: (() => Promise<void>) | undefined;
   if (o.logFile) {
     report.log = resolve(o.logFile);
     // Fail before booting, not after minutes, when the log cannot be written.
@@ -113,7 +114,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
     });
     const stream = createWriteStream(report.log, { flags: 'a' });
     log = stream;
-    ctx.scope.defer('close console log', () => new Promise<void>((r) => stream.end(r)));
+    closeLog = ctx.scope.defer('close console log', () => new Promise<void>((r) => stream.end(r)));
   }
 
   const machine = await prepareMachine(
@@ -253,6 +254,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
   });
   const totalMs = now();
   await qemu.stop();
+  await closeLog?.();
 
   const m = watcher.milestones;
   report.timings = {
@@ -277,7 +279,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
     if (end.kind === 'interrupted') throw ctx.signal?.reason ?? new Img2vmError('interrupted', end.message);
     return fail(end.kind, end.message, end.hint);
   }
-  if (sessionOutcome?.status === 'login-failed') return fail('loginFailed', sessionOutcome.reason, `check the password given to --login; the image was converted with --password`);
+  if (sessionOutcome?.status === 'login-failed') return fail('loginFailed', sessionOutcome.reason, 'check --login against the --password the disk was converted with');
   if (sessionOutcome?.status === 'done' && sessionOutcome.exitCode !== 0) {
     return fail('commandFailed', `the command exited with status ${sessionOutcome.exitCode}: ${o.command}`);
   }

@@ -77,7 +77,7 @@ describe('output formats', () => {
     const { out: raw, result } = await convert('ref.img', []);
     const sizes: string[] = [];
     const ctx = { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('f') };
-    for (const f of FORMATS.filter((x) => !x.isRaw)) {
+    for (const f of FORMATS.filter((x) => ['qcow2', 'vmdk', 'vhdx', 'vhd', 'vdi'].includes(x.id))) {
       const out = join(work, `disk.${f.id}`);
       await f.write(raw, out, ctx, { compress: f.id === 'qcow2' });
       const info = JSON.parse((await sh('qemu-img', ['info', '--output=json', out])).stdout);

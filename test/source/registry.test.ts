@@ -331,7 +331,7 @@ describe('cache and pull policies', () => {
     const p = join(sb.cache, 'blobs', 'sha256', img.layers[0]!.digest.slice(7));
     const damage = async () => {
       const b = await readFile(p);
-      b[100] ^= 1;
+      b[100] = b[100]! ^ 1;
       await writeFile(p, b);
     };
     await damage();
