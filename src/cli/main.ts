@@ -10,6 +10,7 @@ import { parseSize } from '../core/units.js';
 import { formatIds } from '../output/index.js';
 import { convert, STAGES, type ConvertResult } from '../pipeline.js';
 import { addVmCommands } from './vm-commands.js';
+import { addDoctorCommand } from './doctor.js';
 import { listrRenderer, plainRenderer, silentRenderer, type Renderer } from './render.js';
 
 const VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -124,6 +125,7 @@ export function buildProgram(): Command {
       }
     });
   addVmCommands(program);
+  addDoctorCommand(program);
   return program;
 }
 
@@ -146,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
   try {
     await buildProgram().parseAsync(argv, { from: 'user' });
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     return report(e, json);
   }

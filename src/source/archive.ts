@@ -11,6 +11,7 @@ import { Img2vmError } from '../core/errors.js';
 import { detectCompression } from '../rootfs/decompress.js';
 import { MAX_JSON, isDigest, sha256, verified } from './digest.js';
 import { ImageConfigSchema, type Layer, type SourceImage } from './image.js';
+import { formatZodError } from './manifest.js';
 
 const ManifestSchema = z
   .array(
@@ -94,7 +95,7 @@ async function readJson(path: string, what: string): Promise<unknown> {
 export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: string): Promise<SourceImage> {
   const parsed = ManifestSchema.safeParse(await readJson(join(a.dir, 'manifest.json'), 'manifest.json'));
   if (!parsed.success) {
-    throw new Img2vmError('badImage', `image archive manifest.json is invalid: ${z.prettifyError(parsed.error)}`, 'the archive is corrupt or not made by docker save');
+    throw new Img2vmError('badImage', `image archive manifest.json is invalid: ${formatZodError(parsed.error)}`, 'the archive is corrupt or not made by docker save');
   }
   const entry = tag ? parsed.data.find((m) => m.RepoTags?.includes(tag)) : parsed.data[0];
   if (!entry) {
@@ -111,7 +112,7 @@ export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: s
   }
   const cfg = ImageConfigSchema.safeParse(cfgJson);
   if (!cfg.success) {
-    throw new Img2vmError('badImage', `image config is invalid: ${z.prettifyError(cfg.error)}`, 'the archive is corrupt');
+    throw new Img2vmError('badImage', `image config is invalid: ${formatZodError(cfg.error)}`, 'the archive is corrupt');
   }
   const id = sha256(configBytes);
   const diffIds = cfg.data.rootfs?.diff_ids ?? [];

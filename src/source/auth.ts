@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { Img2vmError } from '../core/errors.js';
 import { runCredentialHelper } from '../tools/index.js';
+import { formatZodError } from './manifest.js';
 
 export interface Credentials {
   username?: string;
@@ -70,7 +71,7 @@ export async function lookupCredentials(domain: string, opts: CredentialOptions 
   }
   const parsed = ConfigSchema.safeParse(data);
   if (!parsed.success) {
-    throw new Img2vmError('usage', `docker config ${path} is invalid: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`, 'fix or remove that file');
+    throw new Img2vmError('usage', `docker config ${path} is invalid: ${formatZodError(parsed.error)}`, 'fix or remove that file');
   }
   const cfg = parsed.data;
   const key = credentialKey(domain);

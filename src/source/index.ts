@@ -141,7 +141,7 @@ export async function openSource(ref: string, ctx: RunContext, docker?: DockerCl
       }
       const dir = await workDir();
       const a = await extractArchive(createReadStream(src.target), dir);
-      return openOciLayout(dir, ref, { tag: src.tag, ...r, resolve: (m) => resolveMember(a, m), transport: 'oci-archive', signal: ctx.signal });
+      return openOciLayout(dir, ref, { tag: src.tag, ...r, resolve: (m) => resolveMember(a, m), transport: 'oci-archive', signal: ctx.signal, label: `OCI archive ${src.target}` });
     }
     case 'docker':
       return openRegistryImage(parseDockerReference(src.target), ref, pullCtx());

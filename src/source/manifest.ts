@@ -76,10 +76,20 @@ export function parseJson(bytes: Buffer, what: string): unknown {
   }
 }
 
+/** One line per problem, "path: message", joined: error messages here are one line. */
+export function formatZodError(e: z.ZodError): string {
+  const problems = e.issues.slice(0, 5).map((i) => {
+    const path = i.path.map((p, n) => (typeof p === 'number' ? `[${p}]` : `${n ? '.' : ''}${String(p)}`)).join('');
+    return path ? `${path}: ${i.message}` : i.message;
+  });
+  if (e.issues.length > 5) problems.push(`and ${e.issues.length - 5} more`);
+  return problems.join('; ');
+}
+
 export function validate<T extends z.ZodType>(schema: T, data: unknown, what: string): z.infer<T> {
   const r = schema.safeParse(data);
   if (!r.success) {
-    throw new Img2vmError('badImage', `${what} is invalid: ${z.prettifyError(r.error).replace(/\n/g, '; ')}`, 'the image source is corrupt or not a container image');
+    throw new Img2vmError('badImage', `${what} is invalid: ${formatZodError(r.error)}`, 'the image source is corrupt or not a container image');
   }
   return r.data;
 }

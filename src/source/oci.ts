@@ -25,12 +25,14 @@ export interface OciLayoutOptions {
   resolve?: (member: string) => string;
   transport?: SourceTransport;
   signal?: AbortSignal;
+  /** How messages name the layout (an unpacked archive is named after its file). */
+  label?: string;
 }
 
 /** Opens one image of an OCI layout directory; blobs are read in place and verified. */
 export async function openOciLayout(dir: string, ref: string, o: OciLayoutOptions): Promise<SourceImage> {
   const resolve = o.resolve ?? ((m: string) => join(dir, m));
-  const where = `OCI layout ${dir}`;
+  const where = o.label ?? `OCI layout ${dir}`;
   const st = await stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) {
     throw new Img2vmError('imageNotFound', `${where} does not exist or is not a directory`, 'give the directory that holds index.json and blobs/ (oci:DIR[:TAG])');
@@ -128,8 +130,15 @@ async function readBlobFile(path: string, d: Descriptor, where: string): Promise
   const parts: Buffer[] = [];
   for await (const c of s) parts.push(c as Buffer);
   const buf = Buffer.concat(parts);
-  verifyBytes(buf, d.digest, `${where}: ${d.mediaType} ${d.digest}`, d.size);
+  verifyBytes(buf, d.digest, `${where}: ${kindOf(d.mediaType)} ${d.digest}`, d.size);
   return buf;
+}
+
+function kindOf(mediaType: string): string {
+  if (/config/.test(mediaType)) return 'image config';
+  if (isIndexType(mediaType)) return 'index';
+  if (/manifest/.test(mediaType)) return 'manifest';
+  return mediaType;
 }
 
 async function readSmallFile(path: string, name: string, where: string, optional: boolean): Promise<Buffer | undefined> {

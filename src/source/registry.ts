@@ -7,7 +7,7 @@ import { Img2vmError, type ExitCodeName } from '../core/errors.js';
 import type { Credentials } from './auth.js';
 import type { BlobWriter } from './blob-cache.js';
 import { MAX_JSON, readLimited, tooLarge, truncated } from './digest.js';
-import { MANIFEST_ACCEPT } from './manifest.js';
+import { formatZodError, MANIFEST_ACCEPT } from './manifest.js';
 import { apiHost } from './reference.js';
 
 const USER_AGENT = 'img2vm/0.1';
@@ -288,7 +288,7 @@ export class RegistryClient {
       throw new RegistryError('protocol', 'badImage', `the token service of ${this.domain} answered something other than JSON`, 'the registry is misconfigured');
     }
     const t = TokenSchema.safeParse(json);
-    if (!t.success) throw new RegistryError('protocol', 'badImage', `the token service of ${this.domain} answered an invalid token: ${z.prettifyError(t.error)}`, 'the registry is misconfigured');
+    if (!t.success) throw new RegistryError('protocol', 'badImage', `the token service of ${this.domain} answered an invalid token: ${formatZodError(t.error)}`, 'the registry is misconfigured');
     return { value: (t.data.token || t.data.access_token)!, expiresIn: t.data.expires_in ?? 60 };
   }
 
