@@ -11,6 +11,7 @@ import { formatIds } from '../output/index.js';
 import { convert, STAGES, type ConvertResult } from '../pipeline.js';
 import { addVmCommands } from './vm-commands.js';
 import { addDoctorCommand } from './doctor.js';
+import { VmTestError } from '../vm/test.js';
 import { listrRenderer, plainRenderer, silentRenderer, type Renderer } from './render.js';
 
 const VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -136,7 +137,8 @@ function report(e: unknown, json: boolean): number {
   const err = isImg2vmError(e)
     ? e
     : new Img2vmError('internal', `internal error: ${(e as Error)?.stack ?? String(e)}`, 'this is a bug in img2vm; please report it with the command you ran');
-  if (json) {
+  // `img2vm test --json` has already printed its full report, failure included.
+  if (json && !(e instanceof VmTestError)) {
     process.stdout.write(`${JSON.stringify({ error: { kind: err.kind, message: err.message, hint: err.hint ?? null, exitCode: err.exitCode } })}\n`);
   }
   process.stderr.write(`img2vm: error: ${err.message}\n`);

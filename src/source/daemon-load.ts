@@ -67,16 +67,26 @@ export async function importToDaemon(img: SourceImage, client: DockerClient, ctx
       await entry(pack, { name: 'manifest.json', size: Buffer.byteLength(manifest), mtime }, Buffer.from(manifest));
       pack.finalize();
     })();
-    feeding.catch((e) => pack.destroy(e));
+    // Whichever side fails first explains the failure (a bad layer, or the daemon refusing); the
+    // other side is torn down so it cannot stay stuck on backpressure.
+    let first: { e: unknown } | undefined;
+    const loading = client.load(body);
+    feeding.catch((e) => {
+      first ??= { e };
+      pack.destroy(e);
+    });
+    loading.catch((e) => {
+      first ??= { e };
+      pack.destroy(e);
+      body.destroy(e);
+    });
     pack.pipe(body);
     pack.on('error', (e) => body.destroy(e));
-    const [lines] = await Promise.all([client.load(body), feeding]);
-    const loaded = lines.map((l) => /Loaded image ID: (sha256:[a-f0-9]{64})/.exec(l)?.[1]).find(Boolean);
+    const [, load] = await Promise.allSettled([feeding, loading]);
+    if (first) throw first.e;
+    const lines = (load as PromiseFulfilledResult<string[]>).value;
     const info = await client.inspect(`${repo}:${tag}`);
     if (!info) throw new Img2vmError('toolFailed', `the Docker daemon did not keep the image it loaded (${lines.join('; ') || 'no output'})`, 'see the daemon log');
-    if (info.Id !== id && loaded !== info.Id) {
-      ctx.sink({ type: 'log', level: 'debug', stage: 'source', message: `daemon loaded ${info.Id} for ${id}` });
-    }
     ctx.sink({ type: 'log', level: 'debug', stage: 'source', message: `loaded ${img.ref} into the Docker daemon as ${repo}:${tag} (${info.Id})` });
     return info.Id;
   } finally {

@@ -90,12 +90,3 @@ export function startQemu(m: Machine, scope: Scope): Running {
   const stop = scope.defer('stop QEMU', () => stopProcess(child, 3000));
   return { child, stop };
 }
-
-/** Rejects with the abort reason once the signal fires (for Promise.race with the work it interrupts). */
-export function aborted(signal: AbortSignal | undefined): Promise<never> {
-  return new Promise((_resolve, reject) => {
-    if (!signal) return;
-    if (signal.aborted) return reject(signal.reason as Error);
-    signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
-  });
-}

@@ -251,6 +251,20 @@ describe('importToDaemon', () => {
     expect(await readFile(join(root, 'hello.txt'), 'utf8')).toBe('hello\n');
   });
 
+  it('reports a layer that went bad after it was opened as a digest mismatch, and loads nothing', async () => {
+    const built = buildImage({ layers: [await tarOf({ 'y.txt': `${Math.random()}`.repeat(100) })] });
+    const dir = join(tmp, 'gen-bad');
+    await writeLayout(dir, [{ top: built.manifest }], imageBlobs(built));
+    const img = await openSource(`oci:${dir}`, ctx);
+    const p = join(dir, 'blobs', 'sha256', built.layers[0]!.digest.slice(7));
+    const b = await readFile(p);
+    b.write('X', 600, 'latin1');
+    await writeFile(p, b);
+    await expect(importToDaemon(img, new DockerClient(), ctx, { tag: 'img2vm-e2e-import:bad' })).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/does not match its digest/) });
+    loadedImages.push('img2vm-e2e-import:bad');
+    expect((await execa('docker', ['image', 'inspect', built.config.digest], { reject: false })).exitCode).not.toBe(0);
+  });
+
   it('an OCI archive made in code goes through the same path', async () => {
     const built = buildImage({ layers: [gz(await tarOf({ 'x.txt': `${Math.random()}` }))] });
     const dir = join(tmp, 'gen2');
