@@ -123,7 +123,8 @@ const FAILURES: readonly Rule[] = [
 
 /** Lines kept to explain a failure that is announced later (GRUB prints the error, then the prompt). */
 const DETAILS: readonly { re: RegExp; key: 'grub' | 'firmware' | 'initramfs' | 'systemd'; early?: boolean; overrides?: boolean }[] = [
-  { re: /^error: .+/, key: 'grub', early: true },
+  // GRUB redraws its banner with cursor moves, not newlines, so the banner can end up on the error's line.
+  { re: /^error: .+?(?=\s*GNU GRUB|$)/, key: 'grub', early: true },
   { re: /Boot failed: .+/, key: 'firmware', early: true },
   { re: /BdsDxe: failed to load .+/, key: 'firmware', early: true },
   // Debian's initramfs says it gave up first, then names the missing device: the name explains more.

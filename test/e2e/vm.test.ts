@@ -76,9 +76,10 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
     const t0 = Date.now();
     const e = await failure({ disk: BROKEN, timeoutMs: 240_000 });
     expect(e.exitCode).toBe(21);
-    expect(e.message).toMatch(/^boot failed: GRUB entered rescue mode \(error: no such device: [0-9a-f-]+\.\)$/);
+    // core.img has `normal` built in, so GRUB stops at its command line rather than in rescue mode
+    expect(e.message).toMatch(/^boot failed: GRUB (entered rescue mode|stopped at its command line \(no usable grub.cfg\?\)) \(error: no such device: [0-9a-f-]+\.\)$/);
     expect(Date.now() - t0).toBeLessThan(60_000);
-    expect(e.report.lastLines?.at(-1)).toMatch(/grub rescue>/);
+    expect(e.report.lastLines?.at(-1)).toMatch(/grub( rescue)?>/);
   });
 
   it('--expect passes on a custom pattern', async () => {

@@ -163,3 +163,14 @@ describe('ConsoleWatcher does not fail on look-alikes', () => {
     expect(w.lastLines(3)).toEqual(['error: no such device: ac5b47d9-f427-46f2-a78e-83ffb17eeac4.', 'error: unknown filesystem.', 'grub rescue> ']);
   });
 });
+
+describe('GRUB banner redrawn onto the error line', () => {
+  it('keeps only the error in the reason', () => {
+    const w = new ConsoleWatcher();
+    w.feed('error: no such device: d79141a5-aea9.\x1b[2J\x1b[HGNU GRUB  version 2.06-13+deb12u2\r\n\r\ngrub> ', 100);
+    w.tick(200);
+    expect(w.verdict).toMatchObject({ status: 'failed' });
+    expect(JSON.stringify(w.verdict)).toContain('(error: no such device: d79141a5-aea9.)');
+    expect(JSON.stringify(w.verdict)).not.toContain('GNU GRUB');
+  });
+});
