@@ -25,7 +25,7 @@ import { resolveFormat } from './output/index.js';
 import { cloudHypervisorScript, firecrackerConfig, rootfsArtifacts } from './output/rootfs.js';
 import { RootfsBuilder, type FlattenStats } from './rootfs/flatten.js';
 import { DockerClient } from './source/docker-api.js';
-import { openDaemonImage, openSource, parseSourceRef } from './source/index.js';
+import { importToDaemon, openDaemonImage, openSource, parsePlatform, parseSourceRef } from './source/index.js';
 import type { SourceImage } from './source/image.js';
 import { preflight, type ToolName } from './tools/index.js';
 
@@ -83,6 +83,7 @@ async function preflightConvert(o: ConvertOptions): Promise<void> {
   if (o.boot !== 'bios') tools.push('mkfs.fat', 'mmd', 'mcopy');
   if (resolveFormat(o.output, o.format).id !== 'raw') tools.push('qemu-img');
   preflight(tools);
+  if (o.platform) parsePlatform(o.platform);
   if (process.getuid?.() !== 0) {
     throw new Img2vmError(
       'usage',
@@ -129,10 +130,11 @@ async function runPipeline(
 ): Promise<ConvertResult> {
   const { sink, signal } = ctx;
   const src = parseSourceRef(o.image);
-  const docker = src.transport === 'docker-daemon' || !o.raw ? new DockerClient(undefined, signal) : undefined;
+  const docker = new DockerClient(undefined, signal);
+  const sourceOptions = { pull: o.pull, platform: o.platform, insecureRegistries: o.insecureRegistries };
 
   // 1. source
-  let img: SourceImage = await stage(sink, 'source', `Read image ${o.image}`, timings, () => openSource(o.image, ctx, docker), (i) => `${i.layers.length} layers, ${i.id.slice(0, 19)}`);
+  let img: SourceImage = await stage(sink, 'source', `Read image ${o.image}`, timings, () => openSource(o.image, ctx, docker, sourceOptions), (i) => `${i.layers.length} layers, ${i.id.slice(0, 19)}`);
 
   // 2. guest: build kernel + init on top of the image (cached), then read the built image instead
   let distribution: string | null = null;
@@ -142,13 +144,22 @@ async function runPipeline(
     sink({ type: 'stage-skip', stage: 'guest', reason: '--raw: the image brings its own kernel and init' });
   } else {
     img = await stage(sink, 'guest', 'Install kernel and init', timings, async () => {
-      if (src.transport !== 'docker-daemon' || !docker) {
-        throw new Img2vmError('usage', `the guest stage needs the image in the Docker daemon; ${src.transport} sources work only with --raw for now`, 'docker load the archive first, or pass --raw if it already has a kernel and init');
+      try {
+        await docker.ping();
+      } catch (e) {
+        throw new Img2vmError(
+          'daemonUnreachable',
+          `installing a kernel and init needs a builder, and the docker builder's daemon is not reachable at ${docker.endpoint.socketPath}`,
+          'start dockerd (dockerd --bridge=none &), or pass --raw if the image already has a kernel and init',
+          { cause: e },
+        );
       }
       const os = await detectOs(img, signal);
       const recipe = recipeFor(os, img.config.architecture);
       distribution = recipe.label;
-      const built = await dockerBuild(docker, img.id, recipe, ctx);
+      // Images from registries and archives are loaded into the daemon (unchanged, same id) to build on.
+      const base = img.daemonId ?? (await importToDaemon(img, docker, ctx));
+      const built = await dockerBuild(docker, base, recipe, ctx);
       cached = built.cached;
       guestImage = built.tag;
       const dir = await mkdtemp(join(ctx.work, 'built-'));

@@ -75,7 +75,7 @@ export function buildProgram(): Command {
   program
     .command('convert', { isDefault: true })
     .description('convert IMAGE into a bootable disk (the default command)')
-    .argument('<image>', 'image: NAME[:TAG] (local daemon), docker-daemon:NAME, docker-archive:FILE')
+    .argument('<image>', 'NAME[:TAG] (daemon, else registry), docker://REF, docker-daemon:REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE')
     .requiredOption('-o, --output <file>', 'the disk to write; format from the extension unless --format')
     .addOption(new Option('--format <format>', 'output format').choices(formatIds()))
     .option('--size <size>', 'disk size, e.g. 4G (default: content plus headroom)')
@@ -89,6 +89,9 @@ export function buildProgram(): Command {
     .option('--kernel-cmdline <args>', 'appended to the kernel command line')
     .option('--compress', 'compress qcow2 output', false)
     .option('--seed <seed>', 'fixes UUIDs and every other random choice')
+    .addOption(new Option('--pull <policy>', 'when to pull from the registry, as docker spells it').choices(['always', 'missing', 'never']).default('missing'))
+    .option('--platform <os/arch>', 'which image of a multi-platform index (default: the host\'s)')
+    .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable; loopback registries always are)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--json', 'print one JSON result object')
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'show build output and details')
@@ -113,6 +116,9 @@ export function buildProgram(): Command {
               kernelCmdline: opts.kernelCmdline as string | undefined,
               compress: Boolean(opts.compress),
               seed: opts.seed as string | undefined,
+              pull: opts.pull as 'missing',
+              platform: opts.platform as string | undefined,
+              insecureRegistries: opts.insecureRegistry as string[],
             },
             { sink: renderer.sink, signal, scope },
           ),

@@ -26,6 +26,12 @@ export const ConvertOptionsSchema = z.object({
   seed: z.string().optional(),
   kernelCmdline: z.string().optional(),
   compress: z.boolean().default(false),
+  /** docker's --pull: always | missing | never. */
+  pull: z.enum(['always', 'missing', 'never']).default('missing'),
+  /** OS/ARCH[/VARIANT] of a multi-platform image; default: the host's. */
+  platform: z.string().optional(),
+  /** Registries (host[:port]) reached over plain HTTP; loopback registries always are. */
+  insecureRegistries: z.array(z.string()).default([]),
 });
 
 export type ConvertOptionsInput = z.input<typeof ConvertOptionsSchema>;

@@ -56,7 +56,11 @@ export class DockerClient {
           );
         } else reject(err);
       });
-      if (body && !Buffer.isBuffer(body)) body.pipe(req);
+      if (body && !Buffer.isBuffer(body)) {
+        // pipe() leaves the request open when the body fails; the daemon would wait forever.
+        body.on('error', (e) => req.destroy(e));
+        body.pipe(req);
+      }
       else req.end(body);
     });
   }

@@ -16,7 +16,7 @@ import { DockerClient } from '../../src/source/docker-api.js';
 import type { SourceImage } from '../../src/source/image.js';
 import { importToDaemon, openSource, type OpenSourceOptions } from '../../src/source/index.js';
 import { buildImage, gz, imageBlobs, sha256, tarDirectory, tarOf, writeLayout } from '../../fixtures/hostile/images.js';
-import { debianFixture, diffTrees, sh, snapshotTree, type Meta } from './helpers.js';
+import { debianFixture, diffTrees, img2vm, sh, snapshotTree, type Meta } from './helpers.js';
 
 const BASE = 'img2vm-e2e:bookworm';
 let tmp: string;
@@ -251,7 +251,7 @@ describe('importToDaemon', () => {
     expect(await readFile(join(root, 'hello.txt'), 'utf8')).toBe('hello\n');
   });
 
-  it('reports a layer that went bad after it was opened as a digest mismatch, and loads nothing', async () => {
+  it('reports a layer that went bad after it was opened as a digest mismatch, and loads nothing', { timeout: 120_000 }, async () => {
     const built = buildImage({ layers: [await tarOf({ 'y.txt': `${Math.random()}`.repeat(100) })] });
     const dir = join(tmp, 'gen-bad');
     await writeLayout(dir, [{ top: built.manifest }], imageBlobs(built));
@@ -274,5 +274,42 @@ describe('importToDaemon', () => {
     const id = await importToDaemon(await openSource(`oci-archive:${file}`, ctx), new DockerClient(), ctx, { tag: 'img2vm-e2e-import:gen2' });
     loadedImages.push('img2vm-e2e-import:gen2', id);
     expect(id).toBe(built.config.digest);
+  });
+});
+
+describe('the CLI with daemonless sources', () => {
+  const NO_DAEMON = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' };
+
+  it('converts docker://127.0.0.1:PORT/... with --raw and no daemon at all, to a disk that boots', async () => {
+    // An image that already has a kernel and init: the guest image img2vm built for the fixture.
+    const built = await img2vm([BASE, '-o', join(tmp, 'seed.raw'), '--boot', 'bios', '--json']);
+    expect(built.exitCode, built.all).toBe(0);
+    const guestImage = JSON.parse(built.stdout).guestImage as string;
+    const tag = `${anon}/e2e/with-kernel:latest`;
+    await sh('docker', ['tag', guestImage, tag]);
+    pushedTags.push(tag);
+    await sh('docker', ['push', '-q', tag]);
+    const out = join(tmp, 'from-registry.qcow2');
+    const r = await img2vm([`docker://${tag}`, '-o', out, '--raw', '--json'], { env: { ...NO_DAEMON, XDG_CACHE_HOME: join(tmp, 'xdg') } });
+    expect(r.exitCode, r.all).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ guestImage: null, kernelVersion: expect.stringMatching(/^6\./) });
+    const t = await img2vm(['test', out, '--timeout', '300', '--json']);
+    expect(t.exitCode, t.all).toBe(0);
+  });
+
+  it('without --raw and without a daemon, names the missing builder', async () => {
+    const r = await img2vm([`docker://${anon}/e2e/debian:bookworm`, '-o', join(tmp, 'x.qcow2')], { env: { ...NO_DAEMON, XDG_CACHE_HOME: join(tmp, 'xdg') } });
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toMatch(/needs a builder, and the docker builder's daemon is not reachable/);
+  });
+
+  it('an oci-archive goes through the same Debian guest stage as a daemon image', async () => {
+    const out = join(tmp, 'from-oci.img');
+    const r = await img2vm([`oci-archive:${ociArchive}:bookworm`, '-o', out, '--boot', 'bios', '--json']);
+    expect(r.exitCode, r.all).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.distribution).toMatch(/Debian/);
+    expect(j.kernelVersion).toMatch(/^6\./);
+    await sh('e2fsck', ['-fn', `${out}?offset=${1024 * 1024}`]);
   });
 });

@@ -143,6 +143,18 @@ describe('flaky registries', () => {
     expect(sb.events.some((e) => e.type === 'log' && /HTTP 503.*retrying in 0 ms/.test(e.message))).toBe(true);
   });
 
+  it('waits as long as a 429 says in Retry-After', async () => {
+    await start();
+    reg.push('limited', 'v1', await image(1));
+    reg.faults.unavailable = 1;
+    reg.faults.unavailableStatus = 429;
+    reg.faults.retryAfter = '1';
+    const t0 = performance.now();
+    await openSource(`docker://${reg.host}/limited:v1`, sb.ctx, undefined, opts());
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(950);
+    expect(reg.log.filter((l) => l.status === 429)).toHaveLength(1);
+  });
+
   it('gives up after five tries with the status it kept getting', async () => {
     await start();
     reg.push('down', 'v1', await image(1));
