@@ -129,7 +129,6 @@ async function runPipeline(
   t0: number,
 ): Promise<ConvertResult> {
   const { sink, signal } = ctx;
-  const src = parseSourceRef(o.image);
   const docker = new DockerClient(undefined, signal);
   const sourceOptions = { pull: o.pull, platform: o.platform, insecureRegistries: o.insecureRegistries };
 

@@ -3,9 +3,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BOOT_MODES, BUILDERS } from '../core/config.js';
-import { ExitCode, Img2vmError, InterruptedError, isImg2vmError } from '../core/errors.js';
+import { ExitCode, Img2vmError, isImg2vmError } from '../core/errors.js';
+import { withSignals } from './signals.js';
 import { PACKAGE_ROOT } from '../core/paths.js';
-import { Scope } from '../core/scope.js';
 import { parseSize } from '../core/units.js';
 import { formatIds } from '../output/index.js';
 import { convert, STAGES, type ConvertResult } from '../pipeline.js';
@@ -20,32 +20,6 @@ interface GlobalFlags {
   json?: boolean;
   quiet?: boolean;
   verbose?: boolean;
-}
-
-/** Runs fn with SIGINT/SIGTERM turned into an abort, and the scope closed whatever happens. */
-async function withSignals<T>(fn: (signal: AbortSignal, scope: Scope) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
-  const scope = new Scope();
-  let count = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    count++;
-    if (count === 1) ac.abort(new InterruptedError(sig));
-    else process.stderr.write('img2vm: still cleaning up; interrupt again to stop waiting\n');
-    if (count >= 3) process.exit(ExitCode.interrupted);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    const r = await fn(ac.signal, scope);
-    if (ac.signal.aborted) throw ac.signal.reason;
-    return r;
-  } catch (e) {
-    throw ac.signal.aborted ? ac.signal.reason : e;
-  } finally {
-    await scope.close((label, e) => process.stderr.write(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
 }
 
 function pickRenderer(flags: GlobalFlags): Renderer & { fail?: (e: Error) => void } {
@@ -99,7 +73,7 @@ export function buildProgram(): Command {
       const renderer = pickRenderer(opts);
       let ok = false;
       try {
-        const result = await withSignals((signal, scope) =>
+        const result = await withSignals(({ signal, scope }) =>
           convert(
             {
               image,
@@ -122,6 +96,7 @@ export function buildProgram(): Command {
             },
             { sink: renderer.sink, signal, scope },
           ),
+          'still cleaning up; interrupt again to stop waiting',
         );
         ok = true;
         await renderer.done(true);

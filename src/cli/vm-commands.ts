@@ -1,6 +1,7 @@
 // The `run` and `test` subcommands: option parsing, signal handling and output for the vm stage.
 import { Command, Option } from 'commander';
-import { Img2vmError, InterruptedError } from '../core/errors.js';
+import { Img2vmError } from '../core/errors.js';
+import { withSignals } from './signals.js';
 import { Scope } from '../core/scope.js';
 import type { Machine } from '../vm/machine.js';
 import { parseLogin } from '../vm/login.js';
@@ -8,27 +9,9 @@ import { parseCpus, parseMem, parsePublish, parseTimeout, type Firmware } from '
 import { runDisk } from '../vm/run.js';
 import { DEFAULT_TEST_TIMEOUT_MS, testDisk, VmTestError, type TestReport, type VmEvent } from '../vm/test.js';
 
-/** Turns SIGINT/SIGTERM into an abort (QEMU is stopped by the scope), and always closes the scope. */
-async function withVmSignals<T>(fn: (ctx: { scope: Scope; signal: AbortSignal }) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
-  const scope = new Scope();
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (!ac.signal.aborted) ac.abort(new InterruptedError(sig));
-    else process.stderr.write('img2vm: stopping QEMU; it is killed 3 s after the first signal\n');
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    const r = await fn({ scope, signal: ac.signal });
-    if (ac.signal.aborted) throw ac.signal.reason;
-    return r;
-  } catch (e) {
-    throw ac.signal.aborted ? ac.signal.reason : e;
-  } finally {
-    await scope.close((label, e) => process.stderr.write(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+/** QEMU is stopped by the scope: SIGTERM, then SIGKILL 3 s later. */
+function withVmSignals<T>(fn: (ctx: { scope: Scope; signal: AbortSignal }) => Promise<T>): Promise<T> {
+  return withSignals(fn, 'stopping QEMU; it is killed 3 s after the first signal');
 }
 
 function firmwareFlag(opts: { uefi?: boolean; bios?: boolean }): Firmware | undefined {

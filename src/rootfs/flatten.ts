@@ -80,8 +80,6 @@ interface DirMeta {
   mtime: number;
 }
 
-type Existing = Stats | undefined;
-
 /**
  * Builds a root file system from layer tars. Layers must be applied one at a time, in order;
  * finish() applies directory modes and mtimes (deferred because writing children changes them)
