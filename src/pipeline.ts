@@ -22,6 +22,8 @@ import { detectOs } from './guest/detect.js';
 import { recipeFor } from './guest/distros.js';
 import { dockerBuild } from './guest/docker-builder.js';
 import { resolveFormat } from './output/index.js';
+import { containerDiskQcow2, pushContainerDisk } from './output/containerdisk.js';
+import { parseDockerReference } from './source/reference.js';
 import { cloudHypervisorScript, firecrackerConfig, rootfsArtifacts } from './output/rootfs.js';
 import { RootfsBuilder, type FlattenStats } from './rootfs/flatten.js';
 import { DockerClient } from './source/docker-api.js';
@@ -54,6 +56,8 @@ export interface ConvertResult {
   guestBuildCached: boolean | null;
   /** The daemon image the guest stage built (img2vm-cache:...), null with --raw. */
   guestImage: string | null;
+  /** Set when --push pushed the containerDisk image. */
+  pushed?: { ref: string; digest: string };
   timings: Partial<Record<StageId, number>> & { total: number };
 }
 
@@ -84,6 +88,10 @@ async function preflightConvert(o: ConvertOptions): Promise<void> {
   if (resolveFormat(o.output, o.format).id !== 'raw') tools.push('qemu-img');
   preflight(tools);
   if (o.platform) parsePlatform(o.platform);
+  if (o.push) {
+    if (resolveFormat(o.output, o.format).id !== 'containerdisk') throw new Img2vmError('usage', '--push applies only to --format containerdisk', 'add --format containerdisk, or leave --push out');
+    if (parseDockerReference(o.push).digest) throw new Img2vmError('usage', `--push ${o.push}: a push needs a tag, not a digest`, 'give a reference like registry.example:5000/team/disk:1.0');
+  }
   if (process.getuid?.() !== 0) {
     throw new Img2vmError(
       'usage',
@@ -131,6 +139,7 @@ async function runPipeline(
   const { sink, signal } = ctx;
   const docker = new DockerClient(undefined, signal);
   const sourceOptions = { pull: o.pull, platform: o.platform, insecureRegistries: o.insecureRegistries };
+  let pushed: { ref: string; digest: string } | undefined;
 
   // 1. source
   let img: SourceImage = await stage(sink, 'source', `Read image ${o.image}`, timings, () => openSource(o.image, ctx, docker, sourceOptions), (i) => `${i.layers.length} layers, ${i.id.slice(0, 19)}`);
@@ -315,6 +324,8 @@ async function runPipeline(
   // 6. output
   await stage(sink, 'output', `Write ${format.id} ${o.output}`, timings, async () => {
     await format.write(rawPath, tmpOut, ctx, { compress: o.compress });
+    // Pushed before the rename, so a failed push leaves no output file.
+    if (o.push) pushed = await pushContainerDisk(containerDiskQcow2(ctx), o.push, ctx, { insecureRegistries: o.insecureRegistries });
     await rename(tmpOut, outPath);
     ctx.scope.release(removeTmpOut);
   });
@@ -333,6 +344,7 @@ async function runPipeline(
     distribution,
     guestBuildCached: cached,
     guestImage,
+    ...(pushed ? { pushed } : {}),
     timings: { ...timings, total: Math.round(performance.now() - t0) },
   };
 }

@@ -33,6 +33,7 @@ function summary(r: ConvertResult): string {
   return [
     `wrote ${r.output} (${r.format}, ${mb(r.diskSize)} disk, ${mb(r.fileSize)} on disk)`,
     `  boot ${r.bootMode} (${r.partitionTable}), kernel ${r.kernelVersion ?? 'none'}${r.distribution ? `, ${r.distribution}` : ''}`,
+    ...(r.pushed ? [`  pushed ${r.pushed.ref}@${r.pushed.digest}`] : []),
     `  total ${(r.timings.total / 1000).toFixed(1)}s`,
   ].join('\n');
 }
@@ -66,6 +67,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--pull <policy>', 'when to pull from the registry, as docker spells it').choices(['always', 'missing', 'never']).default('missing'))
     .option('--platform <os/arch>', 'which image of a multi-platform index (default: the host\'s)')
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable; loopback registries always are)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--push <ref>', 'with --format containerdisk: also push the image to this registry (REGISTRY/REPO:TAG)')
     .option('--json', 'print one JSON result object')
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'show build output and details')
@@ -93,6 +95,7 @@ export function buildProgram(): Command {
               pull: opts.pull as 'missing',
               platform: opts.platform as string | undefined,
               insecureRegistries: opts.insecureRegistry as string[],
+              push: opts.push as string | undefined,
             },
             { sink: renderer.sink, signal, scope },
           ),

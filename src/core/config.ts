@@ -32,6 +32,8 @@ export const ConvertOptionsSchema = z.object({
   platform: z.string().optional(),
   /** Registries (host[:port]) reached over plain HTTP; loopback registries always are. */
   insecureRegistries: z.array(z.string()).default([]),
+  /** With --format containerdisk: also push the image to this registry reference (REGISTRY/REPO:TAG). */
+  push: z.string().min(1, 'the --push reference is empty').optional(),
 });
 
 export type ConvertOptionsInput = z.input<typeof ConvertOptionsSchema>;

@@ -6,11 +6,16 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
+import type { RunContext } from '../core/context.js';
+import { pushOciImage, type PushBlob, type PushManifest, type PushOptions } from '../source/push.js';
 import { run } from '../tools/index.js';
 import type { OutputFormat } from './format.js';
 import { qemuImgConvertArgs } from './qemu-img.js';
 
 const QEMU_UID = 107;
+const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
+const CONFIG_TYPE = 'application/vnd.oci.image.config.v1+json';
+const LAYER_TYPE = 'application/vnd.oci.image.layer.v1.tar';
 
 function mtime(): Date {
   const e = process.env.SOURCE_DATE_EPOCH;
@@ -48,8 +53,16 @@ function blob(json: unknown): { bytes: Buffer; digest: string } {
   return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
 }
 
-/** The OCI image layout as a tar: oci-layout, index.json, and the blobs (config, manifest, the layer). */
-export async function writeContainerDiskArchive(qcow2: string, dest: string, work: string): Promise<void> {
+/** The image's parts, ready to write as a layout or to push: config and layer blobs, the manifest, and the layout's index. */
+export interface ContainerDiskImage {
+  /** Config (in memory) and the layer (a file under work), in push order. */
+  blobs: PushBlob[];
+  manifest: PushManifest & { digest: string };
+  index: unknown;
+}
+
+/** Builds the layer (under `work`), the config and the manifest of the containerDisk image for a qcow2. */
+export async function containerDiskImage(qcow2: string, work: string): Promise<ContainerDiskImage> {
   const layerPath = join(work, 'containerdisk-layer.tar');
   const layer = await diskLayer(qcow2, layerPath);
   const config = blob({
@@ -62,36 +75,61 @@ export async function writeContainerDiskArchive(qcow2: string, dest: string, wor
   });
   const manifest = blob({
     schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.bytes.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layer.digest, size: layer.size }],
+    mediaType: MANIFEST_TYPE,
+    config: { mediaType: CONFIG_TYPE, digest: config.digest, size: config.bytes.length },
+    layers: [{ mediaType: LAYER_TYPE, digest: layer.digest, size: layer.size }],
   });
   const index = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifest.digest, size: manifest.bytes.length, platform: { architecture: 'amd64', os: 'linux' } }],
+    manifests: [{ mediaType: MANIFEST_TYPE, digest: manifest.digest, size: manifest.bytes.length, platform: { architecture: 'amd64', os: 'linux' } }],
   };
+  return {
+    blobs: [
+      { digest: config.digest, size: config.bytes.length, mediaType: CONFIG_TYPE, bytes: config.bytes },
+      { digest: layer.digest, size: layer.size, mediaType: LAYER_TYPE, path: layerPath },
+    ],
+    manifest: { bytes: manifest.bytes, mediaType: MANIFEST_TYPE, digest: manifest.digest },
+    index,
+  };
+}
+
+/** The OCI image layout as a tar: oci-layout, index.json, and the blobs (config, manifest, the layer). */
+export async function writeContainerDiskArchive(qcow2: string, dest: string, work: string): Promise<void> {
+  const img = await containerDiskImage(qcow2, work);
   const pack = tar.pack();
   const out = pipeline(pack, createWriteStream(dest));
   const t = mtime();
   const file = (name: string, bytes: Buffer) => pack.entry({ name, mode: 0o644, mtime: t }, bytes);
   file('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
-  file('index.json', Buffer.from(JSON.stringify(index)));
+  file('index.json', Buffer.from(JSON.stringify(img.index)));
   pack.entry({ name: 'blobs/', type: 'directory', mode: 0o755, mtime: t });
   pack.entry({ name: 'blobs/sha256/', type: 'directory', mode: 0o755, mtime: t });
+  const [config, layer] = img.blobs as [PushBlob & { bytes: Buffer }, PushBlob & { path: string }];
   file(`blobs/sha256/${config.digest.slice(7)}`, config.bytes);
-  file(`blobs/sha256/${manifest.digest.slice(7)}`, manifest.bytes);
+  file(`blobs/sha256/${img.manifest.digest.slice(7)}`, img.manifest.bytes);
   const entry = pack.entry({ name: `blobs/sha256/${layer.digest.slice(7)}`, mode: 0o644, size: layer.size, mtime: t });
-  await pipeline(createReadStream(layerPath), entry);
+  await pipeline(createReadStream(layer.path), entry);
   pack.finalize();
   await out;
+}
+
+/** Pushes the containerDisk image of a qcow2 to a registry as `ref` (a tag); returns the canonical reference and manifest digest. */
+export async function pushContainerDisk(qcow2: string, ref: string, ctx: RunContext, opts: PushOptions = {}): Promise<{ ref: string; digest: string }> {
+  const img = await containerDiskImage(qcow2, ctx.work);
+  return pushOciImage(ref, img.blobs, img.manifest, ctx, opts);
+}
+
+/** Where `containerdisk.write` leaves the qcow2 in the work directory (so a push can reuse it). */
+export function containerDiskQcow2(ctx: RunContext): string {
+  return join(ctx.work, 'containerdisk.qcow2');
 }
 
 export const containerdisk: OutputFormat = {
   id: 'containerdisk',
   extensions: [],
   async write(rawPath, dest, ctx, opts) {
-    const qcow2 = join(ctx.work, 'containerdisk.qcow2');
+    const qcow2 = containerDiskQcow2(ctx);
     await run('qemu-img', qemuImgConvertArgs(rawPath, qcow2, 'qcow2', { compress: opts.compress }), { signal: ctx.signal });
     await writeContainerDiskArchive(qcow2, dest, ctx.work);
   },
