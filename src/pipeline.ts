@@ -142,7 +142,7 @@ async function runPipeline(
   let pushed: { ref: string; digest: string } | undefined;
 
   // 1. source
-  let img: SourceImage = await stage(sink, 'source', `Read image ${o.image}`, timings, () => openSource(o.image, ctx, docker, sourceOptions), (i) => `${i.layers.length} layers, ${i.id.slice(0, 19)}`);
+  let img: SourceImage = await stage(sink, 'source', `Read image ${o.image}`, timings, () => openSource(o.image, ctx, docker, sourceOptions), (i) => `${i.layers.length} layer${i.layers.length === 1 ? '' : 's'}, ${i.id.slice(0, 19)}`);
 
   // 2. guest: build kernel + init on top of the image (cached), then read the built image instead
   let distribution: string | null = null;

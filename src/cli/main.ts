@@ -24,7 +24,8 @@ interface GlobalFlags {
 
 function pickRenderer(flags: GlobalFlags): Renderer & { fail?: (e: Error) => void } {
   if (flags.json || flags.quiet) return silentRenderer();
-  if (process.stderr.isTTY && !process.env.CI) return listrRenderer(STAGES, !!flags.verbose);
+  // listr2 needs a real terminal width; a pty without one (script, some CI runners) gets plain lines.
+  if (process.stderr.isTTY && !process.env.CI && (process.stderr.columns ?? 0) >= 40) return listrRenderer(STAGES, !!flags.verbose);
   return plainRenderer(!!flags.verbose);
 }
 
