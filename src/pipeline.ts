@@ -1,5 +1,5 @@
 // The conversion pipeline: source → guest → rootfs → disk → boot → output, with every resource owned by the scope.
-import { access, constants, cp, mkdir, writeFile, chmod, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { access, constants, cp, lstat, mkdir, writeFile, chmod, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { RunContext } from './core/context.js';
@@ -215,8 +215,8 @@ async function runPipeline(
     });
     if (direct) {
       // The runner loads kernel and initrd from the host: copy them out before the tree is turned into ext4.
-      await cp(await resolveInRoot(staging, `boot/vmlinuz-${kernel.version}`, true), join(ctx.work, 'vmlinuz'));
-      if (kernel.initrdPath) await cp(await resolveInRoot(staging, `boot/initrd.img-${kernel.version}`, true), join(ctx.work, 'initrd.img'));
+      await copyRegularFile(await resolveInRoot(staging, `boot/vmlinuz-${kernel.version}`, true), join(ctx.work, 'vmlinuz'));
+      if (kernel.initrdPath) await copyRegularFile(await resolveInRoot(staging, `boot/initrd.img-${kernel.version}`, true), join(ctx.work, 'initrd.img'));
       return stats;
     }
     if (bios) await stageGrubBiosFiles(staging);
@@ -233,9 +233,15 @@ async function runPipeline(
     }));
     if (bootUuid) {
       // /boot becomes its own file system: move its content aside and leave an empty mount point.
-      const bootDir = await resolveInRoot(staging, 'boot');
+      // /boot may be a symlink in the image: move the real directory it names (inside the root), never the link.
+      const bootDir = await resolveInRoot(staging, 'boot', true);
+      if (bootDir === staging || !(await lstat(bootDir)).isDirectory()) {
+        throw new Img2vmError('badImage', "the image's /boot is not a directory of its own", 'convert without --boot-partition');
+      }
       await rename(bootDir, bootStaging);
-      await mkdir(bootDir, { mode: 0o755 });
+      const mountPoint = join(staging, 'boot');
+      await rm(mountPoint, { force: true, recursive: true });
+      await mkdir(mountPoint, { mode: 0o755 });
       bootUsage = await treeUsage(bootStaging);
     }
     return stats;
@@ -367,4 +373,11 @@ async function writeDirectKernel(outPath: string, tmpOut: string, ctx: RunContex
   }
   for (const [dest] of files) await rename(`${dest}.tmp`, dest);
   await rename(tmpOut, outPath);
+}
+
+/** Copies a file taken from the image; anything but a regular file (a fifo would block) is refused. */
+async function copyRegularFile(src: string, dest: string): Promise<void> {
+  const st = await lstat(src).catch(() => undefined);
+  if (!st?.isFile()) throw new Img2vmError('badImage', `${basename(src)} in the image is not a regular file`, 'the image\'s /boot is damaged');
+  await cp(src, dest);
 }

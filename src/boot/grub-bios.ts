@@ -1,5 +1,6 @@
 // GRUB for BIOS without grub-install: boot.img goes into the MBR, a grub-mkimage core image after it, by writing bytes.
-import { cp, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { cp, open, readFile, writeFile } from 'node:fs/promises';
+import { freshDirInRoot } from '../guest/configure.js';
 import { join } from 'node:path';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
@@ -27,9 +28,8 @@ export function grubMkimageArgs(out: string, earlyCfg: string, prefix: string, f
 }
 
 /** Copies GRUB's BIOS modules into the root file system, for modules grub.cfg loads at run time. */
-export async function stageGrubBiosFiles(bootRoot: string, grubDir = 'boot/grub'): Promise<void> {
-  const dest = join(bootRoot, grubDir, 'i386-pc');
-  await mkdir(dest, { recursive: true });
+export async function stageGrubBiosFiles(root: string): Promise<void> {
+  const dest = await freshDirInRoot(root, 'boot/grub/i386-pc');
   await cp(GRUB_PC_DIR, dest, { recursive: true, filter: (src) => src === GRUB_PC_DIR || /\.(mod|lst)$/.test(src) });
 }
 

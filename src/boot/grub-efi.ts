@@ -1,5 +1,6 @@
 // GRUB for UEFI without grub-install: a grub-mkimage EFI binary at the removable-media path of the ESP.
-import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { cp, writeFile } from 'node:fs/promises';
+import { freshDirInRoot } from '../guest/configure.js';
 import { join } from 'node:path';
 import type { RunContext } from '../core/context.js';
 import { fatCopy } from '../disk/fat.js';
@@ -12,10 +13,9 @@ export const REMOVABLE_PATH = 'EFI/BOOT/BOOTX64.EFI';
 
 export const EFI_MODULES = ['part_gpt', 'part_msdos', 'ext2', 'fat', 'search_fs_uuid', 'normal', 'configfile', 'linux', 'gzio', 'serial', 'terminal', 'efi_gop', 'all_video'];
 
-/** Copies GRUB's EFI modules into the boot file system, for modules grub.cfg loads at run time. */
-export async function stageGrubEfiFiles(bootRoot: string, grubDir = 'boot/grub'): Promise<void> {
-  const dest = join(bootRoot, grubDir, 'x86_64-efi');
-  await mkdir(dest, { recursive: true });
+/** Copies GRUB's EFI modules into the root file system, for modules grub.cfg loads at run time. */
+export async function stageGrubEfiFiles(root: string): Promise<void> {
+  const dest = await freshDirInRoot(root, 'boot/grub/x86_64-efi');
   await cp(GRUB_EFI_DIR, dest, { recursive: true, filter: (src) => src === GRUB_EFI_DIR || /\.(mod|lst)$/.test(src) });
 }
 

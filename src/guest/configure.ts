@@ -59,6 +59,20 @@ async function mkdirInRoot(root: string, real: string): Promise<void> {
   }
 }
 
+/**
+ * Gives a directory inside root that img2vm fills itself (GRUB's modules): whatever the image had at
+ * that path is removed first, so no symlink planted there can redirect the copy outside the root.
+ */
+export async function freshDirInRoot(root: string, path: string): Promise<string> {
+  const parent = await resolveInRoot(root, posix.dirname(path), true);
+  await mkdirInRoot(root, parent);
+  const dir = join(parent, posix.basename(path));
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { mode: 0o755 });
+  return dir;
+}
+
+/** Reads a regular file inside root; undefined when it is missing or not a regular file. */
 export async function readInRoot(root: string, path: string): Promise<string | undefined> {
   const p = await resolveInRoot(root, path, true);
   const st = await lstat(p).catch(() => undefined);

@@ -80,3 +80,20 @@ describe('findKernel', () => {
     void readlink;
   });
 });
+
+describe('GRUB module directories in a hostile root', () => {
+  it('never copies through symlinks the image planted at /boot or inside /boot/grub', async () => {
+    const { stageGrubBiosFiles, GRUB_PC_DIR } = await import('../../src/boot/grub-bios.js');
+    const { existsSync } = await import('node:fs');
+    if (!existsSync(GRUB_PC_DIR)) return;
+    // /boot points at the host's /, and a module path points at a file outside the root
+    await symlink('/', join(root, 'boot'));
+    await mkdir(join(root, 'grub', 'i386-pc'), { recursive: true });
+    await symlink(join(outside, 'sentinel'), join(root, 'grub', 'i386-pc', 'normal.mod'));
+    await stageGrubBiosFiles(root);
+    expect(await readFile(join(outside, 'sentinel'), 'utf8')).toBe('keep');
+    expect(await readdir(outside)).toEqual(['sentinel']);
+    // /boot re-rooted: the modules land at root/grub/i386-pc, as real files
+    expect((await lstat(join(root, 'grub', 'i386-pc', 'normal.mod'))).isFile()).toBe(true);
+  });
+});
