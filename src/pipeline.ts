@@ -88,6 +88,9 @@ async function preflightConvert(o: ConvertOptions): Promise<void> {
   if (resolveFormat(o.output, o.format).id !== 'raw') tools.push('qemu-img');
   preflight(tools);
   if (o.platform) parsePlatform(o.platform);
+  if (o.bootPartition && resolveFormat(o.output, o.format).directKernel) {
+    throw new Img2vmError('usage', '--boot-partition does not apply to --format rootfs', 'the direct-kernel output has no partitions; leave --boot-partition out');
+  }
   if (o.push) {
     if (resolveFormat(o.output, o.format).id !== 'containerdisk') throw new Img2vmError('usage', '--push applies only to --format containerdisk', 'add --format containerdisk, or leave --push out');
     if (parseDockerReference(o.push).digest) throw new Img2vmError('usage', `--push ${o.push}: a push needs a tag, not a digest`, 'give a reference like registry.example:5000/team/disk:1.0');
@@ -184,7 +187,6 @@ async function runPipeline(
   const direct = !!format.directKernel;
   const bios = !direct && (o.boot === 'bios' || o.boot === 'hybrid');
   const uefi = !direct && (o.boot === 'uefi' || o.boot === 'hybrid');
-  if (direct && o.bootPartition) throw new Img2vmError('usage', '--boot-partition does not apply to --format rootfs', 'the direct-kernel output has no partitions; leave --boot-partition out');
   const rootUuid = ctx.random.uuid();
   const bootUuid = o.bootPartition ? ctx.random.uuid() : undefined;
   const espId = uefi ? ctx.random.bytes(4).toString('hex').toUpperCase() : undefined;
