@@ -144,8 +144,9 @@ async function runPipeline(
   const sourceOptions = { pull: o.pull, platform: o.platform, insecureRegistries: o.insecureRegistries };
   let pushed: { ref: string; digest: string } | undefined;
 
-  // 1. source
-  let img: SourceImage = await stage(sink, 'source', `Read image ${o.image}`, timings, () => openSource(o.image, ctx, docker, sourceOptions), (i) => `${i.layers.length} layer${i.layers.length === 1 ? '' : 's'}, ${i.id.slice(0, 19)}`);
+  // 1. source — unpacked into its own directory, so it can be freed once the guest build replaces it
+  const sourceWork = await mkdtemp(join(ctx.work, 'source-'));
+  let img: SourceImage = await stage(sink, 'source', `Read image ${o.image}`, timings, () => openSource(o.image, { ...ctx, work: sourceWork }, docker, sourceOptions), (i) => `${i.layers.length} layer${i.layers.length === 1 ? '' : 's'}, ${i.id.slice(0, 19)}`);
 
   // 2. guest: build kernel + init on top of the image (cached), then read the built image instead
   let distribution: string | null = null;
@@ -175,6 +176,8 @@ async function runPipeline(
       guestImage = built.tag;
       const dir = await mkdtemp(join(ctx.work, 'built-'));
       const out = await openDaemonImage(docker, built.tag, o.image, dir);
+      // The built image holds the base layers too: the source's copy would only double the disk used.
+      await rm(sourceWork, { recursive: true, force: true });
       return out;
     }, () => (cached ? 'cached' : 'built'));
   }

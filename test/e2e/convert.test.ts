@@ -1,6 +1,6 @@
 // End to end: a debootstrapped Debian image in the Docker daemon becomes a qcow2 whose files match the image and that boots.
 import { execa } from 'execa';
-import { mkdtemp, rm, stat, readdir, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, rm, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,7 +1,8 @@
 // Shared helpers of the end-to-end tests: the CLI, Docker fixtures, and reading a disk's root file system back.
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
 export const REPO = resolve(import.meta.dirname, '..', '..');
@@ -130,4 +131,34 @@ export function diffTrees(expected: Map<string, Meta>, actual: Map<string, Meta>
   }
   for (const p of actual.keys()) if (!ignore(p) && !expected.has(p)) diffs.push(`extra: ${p}`);
   return diffs;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/**
+ * Starts Debian's docker-registry on 127.0.0.1 with its storage (and optionally htpasswd auth) below dir;
+ * resolves once /v2/ answers. The caller kills the returned process.
+ */
+export async function startRegistry(dir: string, htpasswd?: string): Promise<{ host: string; process: ResultPromise }> {
+  const port = await freePort();
+  await mkdir(join(dir, 'data'), { recursive: true });
+  const auth = htpasswd ? `auth:\n  htpasswd:\n    realm: img2vm-e2e\n    path: ${htpasswd}\n` : '';
+  await writeFile(
+    join(dir, 'config.yml'),
+    `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: img2vm-e2e\n${auth}`,
+  );
+  const p = execa('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], { reject: false, all: true, buffer: false });
+  for (let i = 0; i < 100; i++) {
+    const r = await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => undefined);
+    if (r && (r.status === 200 || r.status === 401)) return { host: `127.0.0.1:${port}`, process: p };
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  p.kill('SIGTERM');
+  throw new Error(`docker-registry in ${dir} did not start`);
 }

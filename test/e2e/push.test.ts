@@ -1,8 +1,7 @@
 // pushContainerDisk against Debian's docker-registry on 127.0.0.1, pulled back with docker: /disk/disk.qcow2 intact and owned 107:107.
 import { execa, type ResultPromise } from 'execa';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +10,7 @@ import type { Img2vmEvent } from '../../src/core/events.js';
 import { createRandom } from '../../src/core/random.js';
 import { Scope } from '../../src/core/scope.js';
 import { pushContainerDisk } from '../../src/output/containerdisk.js';
-import { debianFixture, img2vm, REPO, sh } from './helpers.js';
+import { debianFixture, img2vm, REPO, sh, startRegistry } from './helpers.js';
 
 let tmp: string;
 let ctx: RunContext;
@@ -24,31 +23,13 @@ const containers: string[] = [];
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'img2vm-e2e-push-'));
   await mkdir(join(tmp, 'work'));
   ctx = { work: join(tmp, 'work'), signal: new AbortController().signal, sink: (e) => events.push(e), scope: new Scope(), random: createRandom('e2e-push') };
   await sh('bash', [join(REPO, 'scripts', 'start-docker.sh')]);
 
-  const port = await freePort();
-  await mkdir(join(tmp, 'registry', 'data'), { recursive: true });
-  const config = join(tmp, 'registry', 'config.yml');
-  await writeFile(config, `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(tmp, 'registry', 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: img2vm-e2e\n`);
-  registry = execa('/usr/bin/docker-registry', ['serve', config], { reject: false, all: true, buffer: false });
-  for (let i = 0; i < 100 && !host; i++) {
-    const r = await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => undefined);
-    if (r?.status === 200) host = `127.0.0.1:${port}`;
-    else await new Promise((res) => setTimeout(res, 100));
-  }
-  if (!host) throw new Error('docker-registry did not start');
+  ({ host, process: registry } = await startRegistry(join(tmp, 'registry')));
 
   qcow2 = join(tmp, 'x.qcow2');
   await sh('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '64M']);

@@ -2,7 +2,6 @@
 import { execa, type ResultPromise } from 'execa';
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +15,7 @@ import { DockerClient } from '../../src/source/docker-api.js';
 import type { SourceImage } from '../../src/source/image.js';
 import { importToDaemon, openSource, type OpenSourceOptions } from '../../src/source/index.js';
 import { buildImage, gz, imageBlobs, sha256, tarDirectory, tarOf, writeLayout } from '../../fixtures/hostile/images.js';
-import { debianFixture, diffTrees, img2vm, sh, snapshotTree, type Meta } from './helpers.js';
+import { debianFixture, diffTrees, img2vm, sh, snapshotTree, startRegistry as startSharedRegistry, type Meta } from './helpers.js';
 
 const BASE = 'img2vm-e2e:bookworm';
 let tmp: string;
@@ -34,32 +33,10 @@ let layout: string;
 let ociArchive: string;
 const throughput: string[] = [];
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** Starts docker-registry on 127.0.0.1 with storage (and optionally htpasswd) in tmp; resolves once /v2/ answers. */
 async function startRegistry(name: string, htpasswd?: string): Promise<string> {
-  const port = await freePort();
-  const dir = join(tmp, name);
-  await mkdir(join(dir, 'data'), { recursive: true });
-  const auth = htpasswd ? `auth:\n  htpasswd:\n    realm: img2vm-e2e\n    path: ${htpasswd}\n` : '';
-  await writeFile(
-    join(dir, 'config.yml'),
-    `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: img2vm-e2e\n${auth}`,
-  );
-  const p = execa('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], { reject: false, all: true, buffer: false });
-  registries.push(p);
-  for (let i = 0; i < 100; i++) {
-    const r = await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => undefined);
-    if (r && (r.status === 200 || r.status === 401)) return `127.0.0.1:${port}`;
-    await new Promise((res) => setTimeout(res, 100));
-  }
-  throw new Error(`docker-registry ${name} did not start`);
+  const r = await startSharedRegistry(join(tmp, name), htpasswd);
+  registries.push(r.process);
+  return r.host;
 }
 
 async function push(registry: string, config?: string): Promise<string> {
