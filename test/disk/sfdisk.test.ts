@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GiB } from '../../src/core/units.js';
 import type { DiskLayout } from '../../src/disk/layout.js';
 import { partitionTableBytes, writePartitionTable } from '../../src/disk/table.js';
-import { CASES, caseLayout, DISK_SIZE } from './cases.js';
+import { CASES, caseLayout, DISK_SIZE, readAt } from './cases.js';
 
 const hasSfdisk = spawnSync('sfdisk', ['--version']).status === 0;
 const GOLDEN_DIR = join(fileURLToPath(new URL('.', import.meta.url)), 'golden');
@@ -78,17 +78,6 @@ async function writeTable(path: string, l: DiskLayout): Promise<void> {
   const fh = await open(path, 'r+');
   try {
     await writePartitionTable(fh.fd, l);
-  } finally {
-    await fh.close();
-  }
-}
-
-async function readAt(path: string, offset: number, length: number): Promise<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    await fh.read(b, 0, length, offset);
-    return b;
   } finally {
     await fh.close();
   }

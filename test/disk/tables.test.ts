@@ -1,5 +1,6 @@
 // Unit tests for MBR and GPT structures as bytes: field offsets, CHS, GUID encoding, CRCs, backup copies, writing to files.
 import { mkdtemp, open, rm } from 'node:fs/promises';
+import { readAt } from './cases.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
@@ -209,16 +210,7 @@ describe('writePartitionTable', () => {
   });
 
   const size = 200 * MiB;
-  const read = async (path: string, offset: number, length: number) => {
-    const fh = await open(path, 'r');
-    try {
-      const b = Buffer.alloc(length);
-      await fh.read(b, 0, length, offset);
-      return b;
-    } finally {
-      await fh.close();
-    }
-  };
+  const read = readAt;
 
   for (const [name, boot] of [['mbr', 'bios'], ['gpt', 'hybrid']] as const) {
     it(`writes the ${name} chunks at their offsets and touches nothing else (fd and FileHandle)`, async () => {
