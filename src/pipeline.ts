@@ -1,5 +1,5 @@
 // The conversion pipeline: source → guest → rootfs → disk → boot → output, with every resource owned by the scope.
-import { access, constants, cp, lstat, mkdir, writeFile, chmod, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { access, constants, cp, lstat, mkdir, writeFile, chmod, mkdtemp, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { RunContext } from './core/context.js';
@@ -24,6 +24,7 @@ import { dockerBuild } from './guest/docker-builder.js';
 import { resolveFormat } from './output/index.js';
 import { containerDiskQcow2, pushContainerDisk } from './output/containerdisk.js';
 import { parseDockerReference } from './source/reference.js';
+import { extractVmlinux } from './boot/vmlinux.js';
 import { cloudHypervisorScript, firecrackerConfig, rootfsArtifacts } from './output/rootfs.js';
 import { RootfsBuilder, type FlattenStats } from './rootfs/flatten.js';
 import { DockerClient } from './source/docker-api.js';
@@ -222,6 +223,11 @@ async function runPipeline(
       // The runner loads kernel and initrd from the host: copy them out before the tree is turned into ext4.
       await copyRegularFile(await resolveInRoot(staging, `boot/vmlinuz-${kernel.version}`, true), join(ctx.work, 'vmlinuz'));
       if (kernel.initrdPath) await copyRegularFile(await resolveInRoot(staging, `boot/initrd.img-${kernel.version}`, true), join(ctx.work, 'initrd.img'));
+      const vmlinux = await extractVmlinux(await readFile(join(ctx.work, 'vmlinuz')), ctx.work, signal);
+      await writeFile(join(ctx.work, 'vmlinux'), vmlinux.elf);
+      if (!vmlinux.pvh) {
+        sink({ type: 'log', level: 'warn', stage: 'rootfs', message: `kernel ${kernel.version} has no PVH entry note: Firecracker can boot its vmlinux, cloud-hypervisor cannot` });
+      }
       return stats;
     }
     if (bios) await stageGrubBiosFiles(staging);
@@ -367,6 +373,7 @@ async function writeDirectKernel(outPath: string, tmpOut: string, ctx: RunContex
   const vm = { mem: 1024, cpus: 2, cmdline: o.cmdline };
   const files: [string, () => Promise<void>, number][] = [
     [a.kernel, () => cp(join(ctx.work, 'vmlinuz'), `${a.kernel}.tmp`), 0o644],
+    [a.vmlinux, () => cp(join(ctx.work, 'vmlinux'), `${a.vmlinux}.tmp`), 0o644],
     ...(a.initrd ? [[a.initrd, () => cp(join(ctx.work, 'initrd.img'), `${a.initrd}.tmp`), 0o644] as [string, () => Promise<void>, number]] : []),
     [a.firecracker, () => writeFile(`${a.firecracker}.tmp`, firecrackerConfig(a, vm)), 0o644],
     [a.cloudHypervisor, () => writeFile(`${a.cloudHypervisor}.tmp`, cloudHypervisorScript(a, vm)), 0o755],

@@ -1,24 +1,31 @@
 // Direct-kernel output for microVM runners: NAME.ext4 (the bare root file system), the kernel and initrd beside it,
 // a Firecracker config and a cloud-hypervisor command line that boot them.
-import { basename, dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { Img2vmError } from '../core/errors.js';
 import type { OutputFormat } from './format.js';
 
 export interface RootfsArtifacts {
   /** NAME.ext4 — the root file system, no partition table. */
   ext4: string;
+  /** The distribution's bzImage, as QEMU's -kernel and libvirt take it. */
   kernel: string;
+  /** The same kernel as an uncompressed ELF: Firecracker loads only ELF on x86-64, cloud-hypervisor boots its PVH entry. */
+  vmlinux: string;
   initrd?: string;
   firecracker: string;
   cloudHypervisor: string;
 }
 
-/** The companion files of an output NAME.ext4 (or NAME.anything): NAME.vmlinuz, NAME.initrd.img, NAME.firecracker.json, NAME.cloud-hypervisor.sh. */
+/** The companion files of an output NAME.ext4: NAME.vmlinuz, NAME.vmlinux, NAME.initrd.img, NAME.firecracker.json, NAME.cloud-hypervisor.sh. */
 export function rootfsArtifacts(output: string, withInitrd: boolean): RootfsArtifacts {
   const dir = dirname(output);
   const name = basename(output).replace(/\.(ext4|img|raw)$/i, '');
   return {
     ext4: output,
     kernel: join(dir, `${name}.vmlinuz`),
+    vmlinux: join(dir, `${name}.vmlinux`),
     initrd: withInitrd ? join(dir, `${name}.initrd.img`) : undefined,
     firecracker: join(dir, `${name}.firecracker.json`),
     cloudHypervisor: join(dir, `${name}.cloud-hypervisor.sh`),
@@ -36,7 +43,7 @@ export function firecrackerConfig(a: RootfsArtifacts, opts: { mem: number; cpus:
   return `${JSON.stringify(
     {
       'boot-source': {
-        kernel_image_path: rel(a.kernel),
+        kernel_image_path: rel(a.vmlinux),
         ...(a.initrd ? { initrd_path: rel(a.initrd) } : {}),
         boot_args: directKernelCmdline(`reboot=k panic=1 pci=off${opts.cmdline ? ` ${opts.cmdline}` : ''}`),
       },
@@ -55,7 +62,7 @@ export function cloudHypervisorScript(a: RootfsArtifacts, opts: { mem: number; c
     '# Written by img2vm: boots the direct-kernel output with cloud-hypervisor (needs KVM). Run it from any directory.',
     'cd "$(dirname "$0")"',
     'exec cloud-hypervisor \\',
-    `  --kernel ${q(`./${basename(a.kernel)}`)} \\`,
+    `  --kernel ${q(`./${basename(a.vmlinux)}`)} \\`,
     ...(a.initrd ? [`  --initramfs ${q(`./${basename(a.initrd)}`)} \\`] : []),
     `  --cmdline ${q(directKernelCmdline(opts.cmdline))} \\`,
     `  --disk path=${q(`./${basename(a.ext4)}`)} \\`,
@@ -63,6 +70,56 @@ export function cloudHypervisorScript(a: RootfsArtifacts, opts: { mem: number; c
     '  --serial tty --console off "$@"',
     '',
   ].join('\n');
+}
+
+const FirecrackerConfigSchema = z.object({
+  'boot-source': z.object({ kernel_image_path: z.string().min(1), initrd_path: z.string().min(1).optional(), boot_args: z.string().default('') }),
+  drives: z.array(z.object({ drive_id: z.string(), path_on_host: z.string().min(1), is_root_device: z.boolean(), is_read_only: z.boolean().optional() })),
+  'machine-config': z.object({ vcpu_count: z.number().int().positive(), mem_size_mib: z.number().int().positive() }).optional(),
+});
+
+/** What a Firecracker config boots, with paths made absolute. */
+export interface DirectBoot {
+  config: string;
+  kernel: string;
+  initrd?: string;
+  cmdline: string;
+  /** The root device first, then any other drives in config order. */
+  drives: { path: string; readOnly: boolean }[];
+  memMiB?: number;
+  cpus?: number;
+}
+
+/**
+ * Reads a Firecracker config as `img2vm test`/`run` need it. Relative paths are taken from the config's own
+ * directory (where img2vm writes the files); Firecracker itself takes them from its working directory.
+ */
+export async function readFirecrackerConfig(path: string): Promise<DirectBoot> {
+  const config = resolve(path);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(config, 'utf8'));
+  } catch (e) {
+    throw new Img2vmError('usage', `cannot read the Firecracker config ${path}: ${(e as Error).message}`, 'give a NAME.firecracker.json written by img2vm --format rootfs');
+  }
+  const r = FirecrackerConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new Img2vmError('usage', `${path} is not a Firecracker config: ${issue.path.join('.') || '(top)'}: ${issue.message}`, 'give a NAME.firecracker.json written by img2vm --format rootfs');
+  }
+  const c = r.data;
+  const at = (p: string) => resolve(dirname(config), p);
+  const drives = [...c.drives].sort((x, y) => Number(y.is_root_device) - Number(x.is_root_device));
+  if (!drives[0]?.is_root_device) throw new Img2vmError('usage', `${path} has no root drive (is_root_device: true)`);
+  return {
+    config,
+    kernel: at(c['boot-source'].kernel_image_path),
+    initrd: c['boot-source'].initrd_path !== undefined ? at(c['boot-source'].initrd_path) : undefined,
+    cmdline: c['boot-source'].boot_args,
+    drives: drives.map((d) => ({ path: at(d.path_on_host), readOnly: d.is_read_only ?? false })),
+    memMiB: c['machine-config']?.mem_size_mib,
+    cpus: c['machine-config']?.vcpu_count,
+  };
 }
 
 export const rootfs: OutputFormat = {

@@ -22,6 +22,11 @@ export const TOOLS = {
   'mkfifo': 'coreutils',
   'docker': 'docker.io',
   'debootstrap': 'debootstrap',
+  // Only for guest kernels compressed with something other than LZ4 or gzip (turned into vmlinux for microVMs).
+  'xz': 'xz-utils',
+  'zstd': 'zstd',
+  'bzip2': 'bzip2',
+  'lzop': 'lzop',
 } as const;
 
 export type ToolName = keyof typeof TOOLS;
