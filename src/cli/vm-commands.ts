@@ -77,7 +77,7 @@ export function addVmCommands(program: Command): void {
   program
     .command('run')
     .description('boot DISK in QEMU with its serial console on this terminal (Ctrl-a x quits)')
-    .argument('<disk>', 'a disk written by img2vm: raw, qcow2, vmdk, vhdx, vhd or vdi')
+    .argument('<disk>', 'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs')
     .option('--timeout <seconds>', 'stop QEMU after this many seconds')
     .option('--mem <size>', 'guest memory, e.g. 1024M or 2G', '1024M')
     .option('--cpus <n>', 'virtual CPUs', '2')
@@ -118,7 +118,7 @@ export function addVmCommands(program: Command): void {
   program
     .command('test')
     .description('boot DISK headless and pass when the guest is up (readiness marker or login prompt)')
-    .argument('<disk>', 'a disk written by img2vm: raw, qcow2, vmdk, vhdx, vhd or vdi')
+    .argument('<disk>', 'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs')
     .option('--timeout <seconds>', 'fail if the test has not passed by then', String(DEFAULT_TEST_TIMEOUT_MS / 1000))
     .option('--expect <regex>', 'pass when a console line matches REGEX instead')
     .option('--login <user:password>', 'log in on the serial console (an empty password: "root:")')

@@ -1,16 +1,18 @@
 // What run and test share: inspecting the disk, choosing firmware and accelerator, and owning the QEMU process.
-import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Img2vmError } from '../core/errors.js';
 import type { Scope } from '../core/scope.js';
 import { run } from '../tools/index.js';
 import { spawnTool, stopProcess, type ToolProcess } from '../tools/process.js';
 import { chooseAccel } from './accel.js';
 import { detectFirmware, findOvmf, readDiskHead } from './firmware.js';
-import { DISK_FORMATS, qemuArgs, type Accel, type DiskFormat, type Firmware, type OvmfFiles, type Publish } from './qemu.js';
+import { readFirecrackerConfig, type DirectBoot } from '../output/rootfs.js';
+import { DISK_FORMATS, qemuArgs, type Accel, type Boot, type DiskFormat, type Firmware, type OvmfFiles, type Publish } from './qemu.js';
 
 export interface MachineOptions {
+  /** A disk, or a direct-kernel output: NAME.firecracker.json, or the NAME.ext4 beside one. */
   disk: string;
   /** Forced by --uefi / --bios; detected from the partition table otherwise. */
   firmware?: Firmware;
@@ -24,7 +26,7 @@ export interface MachineOptions {
 export interface Machine {
   disk: string;
   format: DiskFormat;
-  firmware: Firmware;
+  firmware: Boot;
   firmwareReason: string;
   accel: Accel;
   accelReason: string;
@@ -49,17 +51,20 @@ export async function diskFormat(path: string): Promise<DiskFormat> {
 
 /** Everything QEMU needs, with temporary files (the UEFI variable store) released by the scope. */
 export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<Machine> {
+  if (/\.firecracker\.json$/i.test(o.disk)) return prepareDirect(o, await readFirecrackerConfig(o.disk));
   const disk = resolve(o.disk);
   const st = await stat(disk).catch(() => undefined);
   if (!st?.isFile()) throw new Img2vmError('usage', `disk not found: ${o.disk}`, 'give the path of a disk written by img2vm');
   const format = await diskFormat(disk);
-  let firmware = o.firmware;
-  let firmwareReason = firmware ? `--${firmware}` : '';
-  if (!firmware) {
-    const guess = detectFirmware(await readDiskHead(disk, format));
-    firmware = guess.firmware;
-    firmwareReason = guess.reason;
+  // A bare file system with a Firecracker config beside it is img2vm's direct-kernel output.
+  const config = join(dirname(disk), `${basename(disk).replace(/\.[^.]*$/, '')}.firecracker.json`);
+  const hasConfig = format === 'raw' && !!(await stat(config).catch(() => undefined))?.isFile();
+  const guess = !o.firmware || hasConfig ? detectFirmware(await readDiskHead(disk, format)) : undefined;
+  if (hasConfig && guess?.table === 'none') {
+    return prepareDirect(o, await readFirecrackerConfig(config));
   }
+  const firmware = o.firmware ?? guess!.firmware;
+  const firmwareReason = o.firmware ? `--${o.firmware}` : guess!.reason;
   const { accel, reason: accelReason } = await chooseAccel();
   let ovmf: OvmfFiles | undefined;
   if (firmware === 'uefi') {
@@ -76,6 +81,44 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
     memMiB: o.memMiB, cpus: o.cpus, snapshot: o.snapshot, publish: o.publish, console: o.console,
   });
   return { disk, format, firmware, firmwareReason, accel, accelReason, console: o.console, argv };
+}
+
+/**
+ * A direct-kernel output booted the way Firecracker would boot it, on QEMU's microvm machine: the config's kernel
+ * (the ELF vmlinux), initrd, kernel command line and raw disks on virtio-mmio. Firecracker itself needs KVM;
+ * this runs under TCG too.
+ */
+async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine> {
+  if (o.firmware) {
+    throw new Img2vmError('usage', `--${o.firmware} does not apply: ${o.disk} is a direct-kernel output, booted without firmware`, 'leave out --uefi/--bios');
+  }
+  const files: [string, string][] = [
+    ['kernel', c.kernel], ...(c.initrd ? [['initrd', c.initrd] as [string, string]] : []), ...c.drives.map((d, i) => [i ? `drive ${i}` : 'root drive', d.path] as [string, string]),
+  ];
+  for (const [what, path] of files) {
+    if (!(await stat(path).catch(() => undefined))?.isFile()) {
+      throw new Img2vmError('usage', `the ${what} named by ${basename(c.config)} is missing: ${path}`, 'keep the files img2vm wrote beside the config together');
+    }
+  }
+  const [root, ...more] = c.drives;
+  const { accel, reason: accelReason } = await chooseAccel();
+  const argv = qemuArgs({
+    disk: root!.path, format: 'raw', firmware: 'direct', accel,
+    direct: { kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, moreDisks: more, tscKhz: await hostCpuKhz() },
+    memMiB: o.memMiB, cpus: o.cpus, snapshot: o.snapshot, publish: o.publish, console: o.console,
+  });
+  return {
+    disk: root!.path, format: 'raw', firmware: 'direct',
+    firmwareReason: `${basename(c.config)}: ${basename(c.kernel)} on QEMU microvm, disks on virtio-mmio found through ACPI as Firecracker presents them`,
+    accel, accelReason, console: o.console, argv,
+  };
+}
+
+/** The host CPU's clock in kHz from /proc/cpuinfo (an emulated guest's TSC runs at the host's rate). */
+export async function hostCpuKhz(cpuinfo = '/proc/cpuinfo'): Promise<number | undefined> {
+  const text = await readFile(cpuinfo, 'utf8').catch(() => '');
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(text)?.[1]);
+  return mhz > 0 ? Math.round(mhz * 1000) : undefined;
 }
 
 export interface Running {

@@ -3,6 +3,8 @@ import { Img2vmError } from '../core/errors.js';
 import { MiB, parseSize } from '../core/units.js';
 
 export type Firmware = 'bios' | 'uefi';
+/** How a machine starts: through firmware from a disk, or (direct-kernel outputs) with the kernel loaded by QEMU. */
+export type Boot = Firmware | 'direct';
 export type Accel = 'kvm' | 'tcg';
 /** Disk formats qemu-img reports for the files img2vm writes (vhd is "vpc" to QEMU). */
 export type DiskFormat = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vpc' | 'vdi';
@@ -20,10 +22,27 @@ export interface OvmfFiles {
   vars: string;
 }
 
+/** A Firecracker-style machine: kernel and initrd from the host, raw disks on virtio-mmio. */
+export interface DirectKernel {
+  kernel: string;
+  initrd?: string;
+  cmdline: string;
+  /**
+   * Under TCG only: the TSC rate to hand the guest kernel (tsc_early_khz=). microvm has no HPET or ACPI PM timer,
+   * so when the kernel's PIT calibration misses under an emulated CPU's timing jitter (seen in about 1 boot in 7
+   * here) it has no other reference and hangs. With KVM the guest reads kvmclock instead, as on Firecracker.
+   */
+  tscKhz?: number;
+  /** Disks after the root disk, in order (vdb, vdc, ...). */
+  moreDisks: readonly { path: string; readOnly: boolean }[];
+}
+
 export interface QemuOptions {
   disk: string;
   format: DiskFormat;
-  firmware: Firmware;
+  firmware: Boot;
+  /** Required when firmware is 'direct'. */
+  direct?: DirectKernel;
   /** Required when firmware is 'uefi'. */
   ovmf?: OvmfFiles;
   accel: Accel;
@@ -45,7 +64,12 @@ export function qemuEscape(value: string): string {
 }
 
 export function qemuArgs(o: QemuOptions): string[] {
-  const args: string[] = ['-nodefaults', '-machine', 'q35', '-accel', o.accel];
+  const direct = o.firmware === 'direct' ? o.direct : undefined;
+  if (o.firmware === 'direct' && !direct) throw new Error('qemuArgs: direct boot needs a kernel');
+  // microvm is QEMU's Firecracker-like machine: no PCI, virtio-mmio devices. With ACPI on and the automatic
+  // virtio_mmio.device= command line off, the guest finds its disks only through the ACPI DSDT, which is how
+  // Firecracker (1.8 and newer) describes them — so a kernel that boots here finds its disks there too.
+  const args: string[] = ['-nodefaults', '-machine', direct ? 'microvm,acpi=on,auto-kernel-cmdline=off' : 'q35', '-accel', o.accel];
   // KVM passes the host CPU through; under TCG "max" offers the x86-64-v2+ features newer distributions require.
   args.push('-cpu', o.accel === 'kvm' ? 'host' : 'max');
   args.push('-m', String(o.memMiB), '-smp', String(o.cpus));
@@ -56,7 +80,15 @@ export function qemuArgs(o: QemuOptions): string[] {
       '-drive', `if=pflash,format=raw,unit=1,file=${qemuEscape(o.ovmf.vars)}`,
     );
   }
-  args.push('-drive', `file=${qemuEscape(o.disk)},if=virtio,format=${o.format}`);
+  if (direct) {
+    const cmdline = o.accel === 'tcg' && direct.tscKhz ? `${direct.cmdline} tsc_early_khz=${direct.tscKhz}` : direct.cmdline;
+    args.push('-kernel', direct.kernel, ...(direct.initrd ? ['-initrd', direct.initrd] : []), '-append', cmdline);
+    const disks = [{ path: o.disk, readOnly: false }, ...direct.moreDisks];
+    disks.forEach((d, i) => {
+      args.push('-drive', `id=disk${i},file=${qemuEscape(d.path)},if=none,format=${o.format}${d.readOnly ? ',readonly=on' : ''}`);
+      args.push('-device', `virtio-blk-device,drive=disk${i}`);
+    });
+  } else args.push('-drive', `file=${qemuEscape(o.disk)},if=virtio,format=${o.format}`);
   if (o.snapshot) args.push('-snapshot');
   if (o.publish.length === 0) {
     args.push('-nic', 'none');
@@ -64,7 +96,7 @@ export function qemuArgs(o: QemuOptions): string[] {
     // restrict=on: the guest reaches nothing, not even the host; only these forwards, on loopback, reach it.
     const fwd = o.publish.map((p) => `,hostfwd=tcp:127.0.0.1:${p.host}-:${p.guest}`).join('');
     // romfile= drops iPXE: it costs seconds under TCG and would only try network boot.
-    args.push('-netdev', `user,id=net0,restrict=on${fwd}`, '-device', 'virtio-net-pci,netdev=net0,romfile=');
+    args.push('-netdev', `user,id=net0,restrict=on${fwd}`, '-device', direct ? 'virtio-net-device,netdev=net0' : 'virtio-net-pci,netdev=net0,romfile=');
   }
   // -nographic also routes SeaBIOS and GRUB output to the serial port (sercon), so boot failures are visible.
   args.push('-nographic');

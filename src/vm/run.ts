@@ -1,7 +1,7 @@
 // `img2vm run`: boots a disk with its serial console on the user's terminal until the guest or the user ends it.
 import { Img2vmError } from '../core/errors.js';
 import { prepareMachine, startQemu, type Machine } from './machine.js';
-import type { Accel, DiskFormat, Firmware, Publish } from './qemu.js';
+import type { Accel, Boot, DiskFormat, Firmware, Publish } from './qemu.js';
 import { DEFAULT_CPUS, DEFAULT_MEM_MIB, type VmContext } from './test.js';
 
 export interface RunOptions {
@@ -21,7 +21,7 @@ export interface RunOptions {
 export interface RunResult {
   disk: string;
   format: DiskFormat;
-  firmware: Firmware;
+  firmware: Boot;
   accel: Accel;
   seconds: number;
 }

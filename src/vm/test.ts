@@ -8,7 +8,7 @@ import type { Scope } from '../core/scope.js';
 import { ConsoleWatcher, type Milestone } from './console.js';
 import { LoginSession, type SessionOutcome } from './login.js';
 import { prepareMachine, startQemu, type Machine } from './machine.js';
-import type { Accel, DiskFormat, Firmware } from './qemu.js';
+import type { Accel, Boot, DiskFormat, Firmware } from './qemu.js';
 
 export const DEFAULT_TEST_TIMEOUT_MS = 300_000;
 export const DEFAULT_MEM_MIB = 1024;
@@ -60,7 +60,7 @@ export interface TestReport {
   passed: boolean;
   disk: string;
   format?: DiskFormat;
-  firmware?: Firmware;
+  firmware?: Boot;
   firmwareReason?: string;
   accel?: Accel;
   accelReason?: string;
@@ -122,7 +122,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
     ctx.scope,
   );
   Object.assign(report, {
-    format: machine.format, firmware: machine.firmware, firmwareReason: machine.firmwareReason,
+    disk: machine.disk, format: machine.format, firmware: machine.firmware, firmwareReason: machine.firmwareReason,
     accel: machine.accel, accelReason: machine.accelReason,
   });
   o.onEvent?.({ type: 'machine', machine });

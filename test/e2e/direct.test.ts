@@ -1,9 +1,11 @@
-// The direct-kernel output boots with QEMU's -kernel/-initrd (as a microVM runner would), and a containerDisk holds a valid qcow2.
+// The direct-kernel output boots with QEMU's -kernel/-initrd and, through its Firecracker config, on a Firecracker-like
+// microvm; a containerDisk holds a valid qcow2.
 import { execa } from 'execa';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bzImagePayload, inspectElfKernel } from '../../src/boot/vmlinux.js';
 import { debianFixture, img2vm, sh } from './helpers.js';
 
 const BASE = 'img2vm-e2e:bookworm';
@@ -42,13 +44,33 @@ describe('--format rootfs', () => {
     const r = await img2vm([BASE, '-o', out, '--json']);
     expect(r.exitCode, r.all).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ format: 'rootfs', bootMode: 'direct-kernel', partitionTable: 'none' });
-    expect((await readdir(work)).sort()).toEqual(['vm.cloud-hypervisor.sh', 'vm.ext4', 'vm.firecracker.json', 'vm.initrd.img', 'vm.vmlinuz']);
+    expect((await readdir(work)).sort()).toEqual(['vm.cloud-hypervisor.sh', 'vm.ext4', 'vm.firecracker.json', 'vm.initrd.img', 'vm.vmlinux', 'vm.vmlinuz']);
     await sh('e2fsck', ['-fn', out]);
+    await sh('sh', ['-n', join(work, 'vm.cloud-hypervisor.sh')]);
+    // The ELF kernel is the bzImage's payload, whole: the size the build recorded, an x86-64 ELF with the PVH entry.
+    const vmlinux = await readFile(join(work, 'vm.vmlinux'));
+    expect(vmlinux.length).toBe(bzImagePayload(await readFile(join(work, 'vm.vmlinuz'))).size);
+    expect(inspectElfKernel(vmlinux).pvh).toBe(true);
+    // QEMU users boot the bzImage with -kernel on a PC machine (virtio-pci).
     const s = await bootUntil(
       ['-kernel', join(work, 'vm.vmlinuz'), '-initrd', join(work, 'vm.initrd.img'), '-append', 'root=/dev/vda rw console=ttyS0', '-drive', `file=${out},if=virtio,format=raw,snapshot=on`],
       /img2vm-ready: /,
     );
-    console.log(`direct-kernel boot to ready: ${s.toFixed(1)} s`);
+    console.log(`direct-kernel boot (q35, bzImage) to ready: ${s.toFixed(1)} s`);
+  });
+
+  it('boots as its Firecracker config says: the ELF vmlinux, boot_args and drive on a virtio-mmio microvm', async () => {
+    const r = await img2vm(['test', join(work, 'vm.firecracker.json'), '--json', '--timeout', '240']);
+    expect(r.exitCode, r.all).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ passed: true, firmware: 'direct', matched: 'marker', disk: join(work, 'vm.ext4') });
+    console.log(`Firecracker config on QEMU microvm to ready: ${report.timings.ready} s`);
+  });
+
+  it('takes NAME.ext4 for its config, and refuses a firmware flag for it', async () => {
+    const r = await img2vm(['test', join(work, 'vm.ext4'), '--uefi']);
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/--uefi does not apply: .*direct-kernel output/);
   });
 });
 

@@ -20,6 +20,28 @@ describe('qemuArgs', () => {
     ]);
   });
 
+  it('direct kernel: Firecracker-like microvm, disks on virtio-mmio found through ACPI only, TSC rate under TCG', () => {
+    const direct = { kernel: '/o/vm.vmlinux', initrd: '/o/vm.initrd.img', cmdline: 'root=/dev/vda rw console=ttyS0', tscKhz: 2596134, moreDisks: [{ path: '/o/data,1.ext4', readOnly: true }] };
+    expect(
+      qemuArgs({
+        disk: '/o/vm.ext4', format: 'raw', firmware: 'direct', direct, accel: 'tcg', memMiB: 512, cpus: 1,
+        snapshot: true, publish: [{ host: 2222, guest: 22 }], console: 'pipe',
+      }),
+    ).toEqual([
+      '-nodefaults', '-machine', 'microvm,acpi=on,auto-kernel-cmdline=off', '-accel', 'tcg', '-cpu', 'max', '-m', '512', '-smp', '1',
+      '-kernel', '/o/vm.vmlinux', '-initrd', '/o/vm.initrd.img', '-append', 'root=/dev/vda rw console=ttyS0 tsc_early_khz=2596134',
+      '-drive', 'id=disk0,file=/o/vm.ext4,if=none,format=raw', '-device', 'virtio-blk-device,drive=disk0',
+      '-drive', 'id=disk1,file=/o/data,,1.ext4,if=none,format=raw,readonly=on', '-device', 'virtio-blk-device,drive=disk1',
+      '-snapshot',
+      '-netdev', 'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22', '-device', 'virtio-net-device,netdev=net0',
+      '-nographic', '-serial', 'stdio', '-monitor', 'none',
+      '-no-reboot',
+    ]);
+    // KVM guests read kvmclock: the kernel command line is passed exactly as the config has it.
+    const kvm = qemuArgs({ disk: '/o/vm.ext4', format: 'raw', firmware: 'direct', direct: { ...direct, moreDisks: [] }, accel: 'kvm', memMiB: 512, cpus: 1, snapshot: true, publish: [], console: 'pipe' });
+    expect(kvm[kvm.indexOf('-append') + 1]).toBe('root=/dev/vda rw console=ttyS0');
+  });
+
   it('UEFI, KVM, published ports on loopback only, persistent, terminal console', () => {
     expect(
       qemuArgs({
