@@ -22,7 +22,8 @@ import { detectOs } from './guest/detect.js';
 import { recipeFor } from './guest/distros.js';
 import { dockerBuild } from './guest/docker-builder.js';
 import { resolveFormat } from './output/index.js';
-import { containerDiskQcow2, pushContainerDisk } from './output/containerdisk.js';
+import type { OutputFormat } from './output/format.js';
+import { containerDiskQcow2, makeContainerDiskQcow2, pushContainerDisk } from './output/containerdisk.js';
 import { parseDockerReference } from './source/reference.js';
 import { extractVmlinux } from './boot/vmlinux.js';
 import { cloudHypervisorScript, firecrackerConfig, rootfsArtifacts } from './output/rootfs.js';
@@ -42,13 +43,14 @@ export const STAGES: { id: StageId; title: string }[] = [
 ];
 
 export interface ConvertResult {
-  output: string;
+  /** null when a containerDisk was only pushed (--push without -o). */
+  output: string | null;
   format: string;
   bootMode: string;
   partitionTable: string;
   /** Virtual disk size in bytes. */
   diskSize: number;
-  /** Bytes the output file takes on disk. */
+  /** Bytes the output file takes on disk (with --push alone: the pushed qcow2). */
   fileSize: number;
   rootfs: { bytes: number; files: number; entries: number; fsSize: number; uuid: string };
   partitions: { role: string; start: number; size: number }[];
@@ -70,8 +72,31 @@ export interface ConvertHooks {
 }
 
 /** Checks what can be checked before any work: the output directory, tools, format. */
-async function preflightConvert(o: ConvertOptions): Promise<void> {
-  const out = resolve(o.output);
+async function preflightConvert(o: ConvertOptions, format: OutputFormat): Promise<void> {
+  if (o.output !== undefined) await preflightOutput(o.output);
+  const tools: ToolName[] = ['mke2fs', 'grub-mkimage', 'setfattr'];
+  if (o.boot !== 'bios') tools.push('mkfs.fat', 'mmd', 'mcopy');
+  if (format.id !== 'raw') tools.push('qemu-img');
+  preflight(tools);
+  if (o.platform) parsePlatform(o.platform);
+  if (o.bootPartition && format.directKernel) {
+    throw new Img2vmError('usage', '--boot-partition does not apply to --format rootfs', 'the direct-kernel output has no partitions; leave --boot-partition out');
+  }
+  if (o.push) {
+    if (format.id !== 'containerdisk') throw new Img2vmError('usage', '--push applies only to --format containerdisk', 'add --format containerdisk, or leave --push out');
+    if (parseDockerReference(o.push).digest) throw new Img2vmError('usage', `--push ${o.push}: a push needs a tag, not a digest`, 'give a reference like registry.example:5000/team/disk:1.0');
+  }
+  if (process.getuid?.() !== 0) {
+    throw new Img2vmError(
+      'usage',
+      'img2vm must run as root for now: the root file system is staged with real owners, devices and security xattrs',
+      'run it with sudo; unprivileged assembly is planned',
+    );
+  }
+}
+
+async function preflightOutput(output: string): Promise<void> {
+  const out = resolve(output);
   const dir = dirname(out);
   const st = await stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) {
@@ -84,25 +109,6 @@ async function preflightConvert(o: ConvertOptions): Promise<void> {
   }
   const ost = await stat(out).catch(() => undefined);
   if (ost?.isDirectory()) throw new Img2vmError('outputNotWritable', `output ${out} is a directory`, 'give a file name, e.g. -o disk.qcow2');
-  const tools: ToolName[] = ['mke2fs', 'grub-mkimage', 'setfattr'];
-  if (o.boot !== 'bios') tools.push('mkfs.fat', 'mmd', 'mcopy');
-  if (resolveFormat(o.output, o.format).id !== 'raw') tools.push('qemu-img');
-  preflight(tools);
-  if (o.platform) parsePlatform(o.platform);
-  if (o.bootPartition && resolveFormat(o.output, o.format).directKernel) {
-    throw new Img2vmError('usage', '--boot-partition does not apply to --format rootfs', 'the direct-kernel output has no partitions; leave --boot-partition out');
-  }
-  if (o.push) {
-    if (resolveFormat(o.output, o.format).id !== 'containerdisk') throw new Img2vmError('usage', '--push applies only to --format containerdisk', 'add --format containerdisk, or leave --push out');
-    if (parseDockerReference(o.push).digest) throw new Img2vmError('usage', `--push ${o.push}: a push needs a tag, not a digest`, 'give a reference like registry.example:5000/team/disk:1.0');
-  }
-  if (process.getuid?.() !== 0) {
-    throw new Img2vmError(
-      'usage',
-      'img2vm must run as root for now: the root file system is staged with real owners, devices and security xattrs',
-      'run it with sudo; unprivileged assembly is planned',
-    );
-  }
 }
 
 export async function convert(input: ConvertOptionsInput, hooks: ConvertHooks = {}): Promise<ConvertResult> {
@@ -119,8 +125,13 @@ export async function convert(input: ConvertOptionsInput, hooks: ConvertHooks = 
   const ownScope = !hooks.scope;
   const t0 = performance.now();
   const timings: Partial<Record<StageId, number>> = {};
-  const format = resolveFormat(o.output, o.format);
-  await preflightConvert(o);
+  if (o.output === undefined) {
+    if (!o.push) throw new Img2vmError('usage', 'no output given', 'add -o FILE, e.g. -o disk.qcow2 (only a pushed containerDisk needs no file: --push REGISTRY/REPO:TAG)');
+    // --push alone: the containerDisk goes to the registry and nowhere else.
+    o.format ??= 'containerdisk';
+  }
+  const format = resolveFormat(o.output ?? '', o.format);
+  await preflightConvert(o, format);
   parseSourceRef(o.image);
 
   const work = await mkdtemp(join(process.env.TMPDIR || tmpdir(), 'img2vm-'));
@@ -266,8 +277,9 @@ async function runPipeline(
   if (o.bootPartition && o.bootPartition < minBoot) {
     throw new Img2vmError('sizeTooSmall', `--boot-partition ${formatSize(o.bootPartition)} is too small: /boot needs at least ${formatSize(minBoot)}`, `give --boot-partition ${formatSize(minBoot)} or more`);
   }
-  const outPath = resolve(o.output);
-  const tmpOut = join(dirname(outPath), `.${basename(outPath)}.img2vm-${process.pid}.tmp`);
+  // Without -o (--push alone) nothing is written outside the work directory.
+  const outPath = o.output !== undefined ? resolve(o.output) : undefined;
+  const tmpOut = outPath ? join(dirname(outPath), `.${basename(outPath)}.img2vm-${process.pid}.tmp`) : join(ctx.work, 'output.tmp');
   const removeTmpOut = () => rm(tmpOut, { force: true });
   ctx.scope.defer(`remove ${tmpOut}`, removeTmpOut);
   const rawPath = format.isRaw ? tmpOut : join(ctx.work, 'disk.raw');
@@ -285,7 +297,7 @@ async function runPipeline(
     }, () => `ext4, ${formatSize(fsSize)}`);
     sink({ type: 'stage-skip', stage: 'boot', reason: 'direct-kernel output: the VM runner loads the kernel' });
     await stage(sink, 'output', `Write ${o.output} with kernel, initrd and runner configs`, timings, () =>
-      writeDirectKernel(outPath, tmpOut, ctx, { cmdline: o.kernelCmdline, initrd: !!kernel.initrdPath }),
+      writeDirectKernel(outPath!, tmpOut, ctx, { cmdline: o.kernelCmdline, initrd: !!kernel.initrdPath }),
     );
     ctx.scope.release(removeTmpOut);
   } else await stage(sink, 'disk', 'Partition and format', timings, async () => {
@@ -339,7 +351,11 @@ async function runPipeline(
   });
 
   // 6. output
-  await stage(sink, 'output', `Write ${format.id} ${o.output}`, timings, async () => {
+  if (!outPath) await stage(sink, 'output', `Push ${format.id} ${o.push}`, timings, async () => {
+    const qcow2 = await makeContainerDiskQcow2(rawPath, ctx, o.compress);
+    pushed = await pushContainerDisk(qcow2, o.push!, ctx, { insecureRegistries: o.insecureRegistries });
+  });
+  else await stage(sink, 'output', `Write ${format.id} ${o.output}`, timings, async () => {
     await format.write(rawPath, tmpOut, ctx, { compress: o.compress });
     // Pushed before the rename, so a failed push leaves no output file.
     if (o.push) pushed = await pushContainerDisk(containerDiskQcow2(ctx), o.push, ctx, { insecureRegistries: o.insecureRegistries });
@@ -347,9 +363,9 @@ async function runPipeline(
     ctx.scope.release(removeTmpOut);
   });
   }
-  const st = await stat(outPath);
+  const st = await stat(outPath ?? containerDiskQcow2(ctx));
   return {
-    output: outPath,
+    output: outPath ?? null,
     format: format.id,
     bootMode: direct ? 'direct-kernel' : o.boot,
     partitionTable: layout?.table ?? 'none',

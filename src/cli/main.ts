@@ -32,7 +32,9 @@ function pickRenderer(flags: GlobalFlags): Renderer & { fail?: (e: Error) => voi
 function summary(r: ConvertResult): string {
   const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`;
   return [
-    `wrote ${r.output} (${r.format}, ${mb(r.diskSize)} disk, ${mb(r.fileSize)} on disk)`,
+    r.output !== null
+      ? `wrote ${r.output} (${r.format}, ${mb(r.diskSize)} disk, ${mb(r.fileSize)} on disk)`
+      : `pushed ${r.format} (${mb(r.diskSize)} disk, ${mb(r.fileSize)} qcow2), no file written`,
     `  boot ${r.bootMode} (${r.partitionTable}), kernel ${r.kernelVersion ?? 'none'}${r.distribution ? `, ${r.distribution}` : ''}`,
     ...(r.pushed ? [`  pushed ${r.pushed.ref}@${r.pushed.digest}`] : []),
     `  total ${(r.timings.total / 1000).toFixed(1)}s`,
@@ -52,7 +54,7 @@ export function buildProgram(): Command {
     .command('convert', { isDefault: true })
     .description('convert IMAGE into a bootable disk (the default command)')
     .argument('<image>', 'NAME[:TAG] (daemon, else registry), docker://REF, docker-daemon:REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE')
-    .requiredOption('-o, --output <file>', 'the disk to write; format from the extension unless --format')
+    .option('-o, --output <file>', 'the disk to write; format from the extension unless --format (not needed with --push)')
     .addOption(new Option('--format <format>', 'output format').choices(formatIds()))
     .option('--size <size>', 'disk size, e.g. 4G (default: content plus headroom)')
     .addOption(new Option('--boot <mode>', 'firmware the disk boots with (hybrid: both BIOS and UEFI)').choices([...BOOT_MODES]).default('hybrid'))
@@ -68,7 +70,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--pull <policy>', 'when to pull from the registry, as docker spells it').choices(['always', 'missing', 'never']).default('missing'))
     .option('--platform <os/arch>', 'which image of a multi-platform index (default: the host\'s)')
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable; loopback registries always are)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--push <ref>', 'with --format containerdisk: also push the image to this registry (REGISTRY/REPO:TAG)')
+    .option('--push <ref>', 'push the containerDisk image to this registry (REGISTRY/REPO:TAG); with -o also keep the archive')
     .option('--json', 'print one JSON result object')
     .option('-q, --quiet', 'print nothing but errors')
     .option('-v, --verbose', 'show build output and details')
@@ -80,7 +82,7 @@ export function buildProgram(): Command {
           convert(
             {
               image,
-              output: String(opts.output),
+              output: opts.output as string | undefined,
               format: opts.format as string | undefined,
               size: opts.size ? parseSize(String(opts.size)) : undefined,
               boot: opts.boot as 'bios',

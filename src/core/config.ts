@@ -10,7 +10,8 @@ const hostname = z
 
 export const ConvertOptionsSchema = z.object({
   image: z.string().min(1, 'the image reference is empty'),
-  output: z.string().min(1, 'the output path is empty'),
+  /** Optional only for a containerDisk that is pushed (--push) and not kept as a file. */
+  output: z.string().min(1, 'the output path is empty').optional(),
   format: z.string().optional(),
   /** Disk size in bytes; default: fitted to the content plus headroom. */
   size: z.number().int().positive().optional(),

@@ -125,12 +125,17 @@ export function containerDiskQcow2(ctx: RunContext): string {
   return join(ctx.work, 'containerdisk.qcow2');
 }
 
+/** Converts the raw disk into the qcow2 the containerDisk holds, at containerDiskQcow2(ctx). */
+export async function makeContainerDiskQcow2(rawPath: string, ctx: RunContext, compress: boolean): Promise<string> {
+  const qcow2 = containerDiskQcow2(ctx);
+  await run('qemu-img', qemuImgConvertArgs(rawPath, qcow2, 'qcow2', { compress }), { signal: ctx.signal });
+  return qcow2;
+}
+
 export const containerdisk: OutputFormat = {
   id: 'containerdisk',
   extensions: [],
   async write(rawPath, dest, ctx, opts) {
-    const qcow2 = containerDiskQcow2(ctx);
-    await run('qemu-img', qemuImgConvertArgs(rawPath, qcow2, 'qcow2', { compress: opts.compress }), { signal: ctx.signal });
-    await writeContainerDiskArchive(qcow2, dest, ctx.work);
+    await writeContainerDiskArchive(await makeContainerDiskQcow2(rawPath, ctx, !!opts.compress), dest, ctx.work);
   },
 };

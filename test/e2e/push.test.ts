@@ -1,7 +1,7 @@
 // pushContainerDisk against Debian's docker-registry on 127.0.0.1, pulled back with docker: /disk/disk.qcow2 intact and owned 107:107.
 import { execa, type ResultPromise } from 'execa';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -109,6 +109,24 @@ describe('img2vm --format containerdisk --push', () => {
     const inspect = JSON.parse((await sh('docker', ['image', 'inspect', ref])).stdout)[0];
     expect(inspect.RepoDigests).toContain(`${ref.replace(/:1$/, '')}@${j.pushed.digest}`);
     await sh('docker', ['rmi', '-f', ref]);
+  });
+
+  it('with --push alone pushes the containerDisk and writes no file', async () => {
+    const ref = `${host}/e2e/push-only:1`;
+    const before = (await readdir(tmp)).sort();
+    const r = await img2vm(['img2vm-e2e:bookworm', '--push', ref, '--json']);
+    expect(r.exitCode, r.all).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ output: null, format: 'containerdisk' });
+    expect((await readdir(tmp)).sort()).toEqual(before);
+    const head = await fetch(`http://${host}/v2/e2e/push-only/manifests/1`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    expect(head.headers.get('docker-content-digest')).toBe(j.pushed.digest);
+  });
+
+  it('refuses no -o without --push, naming both ways out', async () => {
+    const r = await img2vm(['img2vm-e2e:bookworm']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/no output given[\s\S]*-o FILE[\s\S]*--push/);
   });
 
   it('refuses --push without --format containerdisk', async () => {
