@@ -11,9 +11,13 @@ export interface FatSpec {
   label: string;
 }
 
-/** The exact mkfs.fat argv: FAT32 as the UEFI spec asks of fixed disks; the size is given in KiB blocks. */
+/**
+ * The exact mkfs.fat argv: FAT32 as the UEFI spec asks of fixed disks; the size is given in KiB blocks.
+ * --invariant (fixed timestamps) must come before -i: given after it, it resets the volume id to 1234-ABCD, and the
+ * guest's fstab, which names the ESP by volume id, would never mount it.
+ */
 export function mkfsFatArgs(s: FatSpec): string[] {
-  return ['-F', '32', '-S', '512', '-s', '1', '-n', s.label, '-i', s.volumeId, '--invariant', `--offset=${s.offset / 512}`, s.image, String(Math.floor(s.size / 1024))];
+  return ['-F', '32', '-S', '512', '-s', '1', '-n', s.label, '--invariant', '-i', s.volumeId, `--offset=${s.offset / 512}`, s.image, String(Math.floor(s.size / 1024))];
 }
 
 /** mtools addresses a file system inside an image as IMAGE@@OFFSET. */
