@@ -26,6 +26,7 @@ import type { OutputFormat } from './output/format.js';
 import { containerDiskQcow2, makeContainerDiskQcow2, pushContainerDisk } from './output/containerdisk.js';
 import { parseDockerReference } from './source/reference.js';
 import { extractVmlinux } from './boot/vmlinux.js';
+import { configureKernelInstall, findSystemdBootEfi, installSystemdBoot, renderBlsEntry, renderLoaderConf, SYSTEMD_BOOT_ESP_SIZE } from './boot/systemd-boot.js';
 import { cloudHypervisorScript, firecrackerConfig, rootfsArtifacts } from './output/rootfs.js';
 import { RootfsBuilder, type FlattenStats } from './rootfs/flatten.js';
 import { DockerClient } from './source/docker-api.js';
@@ -47,6 +48,8 @@ export interface ConvertResult {
   output: string | null;
   format: string;
   bootMode: string;
+  /** null for the direct-kernel output, which has none. */
+  bootloader: string | null;
   partitionTable: string;
   /** Virtual disk size in bytes. */
   diskSize: number;
@@ -74,7 +77,17 @@ export interface ConvertHooks {
 /** Checks what can be checked before any work: the output directory, tools, format. */
 async function preflightConvert(o: ConvertOptions, format: OutputFormat): Promise<void> {
   if (o.output !== undefined) await preflightOutput(o.output);
-  const tools: ToolName[] = ['mke2fs', 'grub-mkimage', 'setfattr'];
+  if (o.bootloader === 'systemd-boot') {
+    if (format.directKernel) throw new Img2vmError('usage', '--bootloader does not apply to --format rootfs', 'the direct-kernel output has no boot loader; leave --bootloader out');
+    if (o.boot !== 'uefi') {
+      throw new Img2vmError('usage', `--bootloader systemd-boot boots UEFI only, not --boot ${o.boot}`, 'add --boot uefi, or keep GRUB (the default) for disks that also boot on BIOS');
+    }
+    if (o.bootPartition) {
+      throw new Img2vmError('usage', '--boot-partition does not apply to systemd-boot', 'systemd-boot loads the kernel from the EFI system partition; leave --boot-partition out');
+    }
+  }
+  const tools: ToolName[] = ['mke2fs', 'setfattr'];
+  if (o.bootloader === 'grub') tools.push('grub-mkimage');
   if (o.boot !== 'bios') tools.push('mkfs.fat', 'mmd', 'mcopy');
   if (format.id !== 'raw') tools.push('qemu-img');
   preflight(tools);
@@ -162,6 +175,7 @@ async function runPipeline(
 
   // 2. guest: build kernel + init on top of the image (cached), then read the built image instead
   let distribution: string | null = null;
+  let osId: string | undefined;
   let cached: boolean | null = null;
   let guestImage: string | null = null;
   if (o.raw) {
@@ -179,7 +193,12 @@ async function runPipeline(
         );
       }
       const os = await detectOs(img, signal);
-      const recipe = recipeFor(os, img.config.architecture);
+      osId = os?.id;
+      let recipe = recipeFor(os, img.config.architecture);
+      if (o.bootloader === 'systemd-boot') {
+        // The guest's own systemd-boot: bootctl and the kernel-install hooks keep the ESP current on upgrades.
+        recipe = { ...recipe, values: { ...recipe.values, extra_packages: [recipe.values.extra_packages, 'systemd-boot'].filter(Boolean).join(' ') } };
+      }
       distribution = recipe.label;
       // Images from registries and archives are loaded into the daemon (unchanged, same id) to build on.
       const base = img.daemonId ?? (await importToDaemon(img, docker, ctx));
@@ -202,6 +221,7 @@ async function runPipeline(
   const direct = !!format.directKernel;
   const bios = !direct && (o.boot === 'bios' || o.boot === 'hybrid');
   const uefi = !direct && (o.boot === 'uefi' || o.boot === 'hybrid');
+  const sdboot = uefi && o.bootloader === 'systemd-boot';
   const rootUuid = ctx.random.uuid();
   const bootUuid = o.bootPartition ? ctx.random.uuid() : undefined;
   const espId = uefi ? ctx.random.bytes(4).toString('hex').toUpperCase() : undefined;
@@ -239,6 +259,17 @@ async function runPipeline(
       if (!vmlinux.pvh) {
         sink({ type: 'log', level: 'warn', stage: 'rootfs', message: `kernel ${kernel.version} has no PVH entry note: Firecracker can boot its vmlinux, cloud-hypervisor cannot` });
       }
+      return stats;
+    }
+    if (sdboot) {
+      // The ESP gets the kernel and initrd (systemd-boot reads nothing else); the guest's kernel-install learns the layout.
+      const cmdline = kernelCmdline(rootUuid, o.kernelCmdline);
+      await configureKernelInstall(staging, cmdline);
+      await copyRegularFile(await resolveInRoot(staging, `boot/vmlinuz-${kernel.version}`, true), join(ctx.work, 'esp-linux'));
+      if (kernel.initrdPath) await copyRegularFile(await resolveInRoot(staging, `boot/initrd.img-${kernel.version}`, true), join(ctx.work, 'esp-initrd'));
+      await cp(await findSystemdBootEfi(staging), join(ctx.work, 'systemd-bootx64.efi'));
+      await writeFile(join(ctx.work, 'loader.conf'), renderLoaderConf());
+      await writeFile(join(ctx.work, 'bls-entry.conf'), renderBlsEntry({ title: distribution ?? 'Linux', kernelVersion: kernel.version, cmdline, hasInitrd: !!kernel.initrdPath, sortKey: osId }));
       return stats;
     }
     if (bios) await stageGrubBiosFiles(staging);
@@ -301,7 +332,10 @@ async function runPipeline(
     );
     ctx.scope.release(removeTmpOut);
   } else await stage(sink, 'disk', 'Partition and format', timings, async () => {
-    layout = planLayout({ boot: o.boot, table: o.partitionTable, rootSize: wantFs, bootPartitionSize: o.bootPartition, diskSize: o.size, random: ctx.random });
+    layout = planLayout({
+      boot: o.boot, table: o.partitionTable, rootSize: wantFs, bootPartitionSize: o.bootPartition, diskSize: o.size, random: ctx.random,
+      espSize: sdboot ? SYSTEMD_BOOT_ESP_SIZE : undefined,
+    });
     const root = partitionByRole(layout, 'root')!;
     if (root.size < minFs) {
       throw new Img2vmError('sizeTooSmall', `--size ${formatSize(o.size ?? 0)} is too small: the image needs at least ${formatSize(layout.diskSize - root.size + minFs)}`, 'give a larger --size, or leave it out to fit the content');
@@ -343,11 +377,16 @@ async function runPipeline(
   if (layout) await bootAndOutput(layout);
   async function bootAndOutput(l: DiskLayout) {
   // 5. boot
-  const loaders = [bios && 'GRUB BIOS', uefi && 'GRUB EFI'].filter(Boolean).join(' + ');
+  const loaders = [bios && 'GRUB BIOS', uefi && (sdboot ? 'systemd-boot' : 'GRUB EFI')].filter(Boolean).join(' + ');
   await stage(sink, 'boot', `Install bootloader (${loaders})`, timings, async () => {
     if (bios) await installGrubBios(rawPath, l, bootFsUuid, grubDir, ctx);
     const esp = partitionByRole(l, 'esp');
-    if (uefi && esp) await installGrubEfi(rawPath, esp.start, bootFsUuid, grubDir, ctx);
+    if (sdboot && esp) {
+      await installSystemdBoot(rawPath, esp.start, kernel.version, {
+        efi: join(ctx.work, 'systemd-bootx64.efi'), kernel: join(ctx.work, 'esp-linux'), initrd: kernel.initrdPath ? join(ctx.work, 'esp-initrd') : undefined,
+        loaderConf: join(ctx.work, 'loader.conf'), entry: join(ctx.work, 'bls-entry.conf'),
+      }, ctx);
+    } else if (uefi && esp) await installGrubEfi(rawPath, esp.start, bootFsUuid, grubDir, ctx);
   });
 
   // 6. output
@@ -368,6 +407,7 @@ async function runPipeline(
     output: outPath ?? null,
     format: format.id,
     bootMode: direct ? 'direct-kernel' : o.boot,
+    bootloader: direct ? null : sdboot ? 'systemd-boot' : 'grub',
     partitionTable: layout?.table ?? 'none',
     diskSize: layout?.diskSize ?? st.size,
     fileSize: st.blocks * 512,

@@ -2,7 +2,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BOOT_MODES, BUILDERS } from '../core/config.js';
+import { BOOT_MODES, BOOTLOADERS, BUILDERS } from '../core/config.js';
 import { ExitCode, Img2vmError, isImg2vmError } from '../core/errors.js';
 import { withSignals } from './signals.js';
 import { PACKAGE_ROOT } from '../core/paths.js';
@@ -35,7 +35,7 @@ function summary(r: ConvertResult): string {
     r.output !== null
       ? `wrote ${r.output} (${r.format}, ${mb(r.diskSize)} disk, ${mb(r.fileSize)} on disk)`
       : `pushed ${r.format} (${mb(r.diskSize)} disk, ${mb(r.fileSize)} qcow2), no file written`,
-    `  boot ${r.bootMode} (${r.partitionTable}), kernel ${r.kernelVersion ?? 'none'}${r.distribution ? `, ${r.distribution}` : ''}`,
+    `  boot ${r.bootMode} (${r.partitionTable}${r.bootloader ? `, ${r.bootloader}` : ''}), kernel ${r.kernelVersion ?? 'none'}${r.distribution ? `, ${r.distribution}` : ''}`,
     ...(r.pushed ? [`  pushed ${r.pushed.ref}@${r.pushed.digest}`] : []),
     `  total ${(r.timings.total / 1000).toFixed(1)}s`,
   ].join('\n');
@@ -58,6 +58,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--format <format>', 'output format').choices(formatIds()))
     .option('--size <size>', 'disk size, e.g. 4G (default: content plus headroom)')
     .addOption(new Option('--boot <mode>', 'firmware the disk boots with (hybrid: both BIOS and UEFI)').choices([...BOOT_MODES]).default('hybrid'))
+    .addOption(new Option('--bootloader <name>', 'UEFI boot loader (systemd-boot needs --boot uefi)').choices([...BOOTLOADERS]).default('grub'))
     .addOption(new Option('--partition-table <kind>', 'partition table (default: mbr for --boot bios, gpt otherwise)').choices(['mbr', 'gpt']))
     .option('--boot-partition <size>', 'a separate ext4 /boot partition of this size, e.g. 512M')
     .option('--password <pass>', 'root password (otherwise root has no password login)')
@@ -86,6 +87,7 @@ export function buildProgram(): Command {
               format: opts.format as string | undefined,
               size: opts.size ? parseSize(String(opts.size)) : undefined,
               boot: opts.boot as 'bios',
+              bootloader: opts.bootloader as 'grub',
               partitionTable: opts.partitionTable as 'mbr' | 'gpt' | undefined,
               bootPartition: opts.bootPartition ? parseSize(String(opts.bootPartition)) : undefined,
               password: opts.password as string | undefined,

@@ -3,6 +3,7 @@ import { z } from 'zod';
 
 export const BOOT_MODES = ['bios', 'uefi', 'hybrid'] as const;
 export const BUILDERS = ['auto', 'docker'] as const;
+export const BOOTLOADERS = ['grub', 'systemd-boot'] as const;
 
 const hostname = z
   .string()
@@ -16,6 +17,8 @@ export const ConvertOptionsSchema = z.object({
   /** Disk size in bytes; default: fitted to the content plus headroom. */
   size: z.number().int().positive().optional(),
   boot: z.enum(BOOT_MODES).default('hybrid'),
+  /** The UEFI boot loader; systemd-boot only for --boot uefi (a BIOS boot needs GRUB). */
+  bootloader: z.enum(BOOTLOADERS).default('grub'),
   /** Partition table; default: MBR for --boot bios, GPT otherwise. */
   partitionTable: z.enum(['mbr', 'gpt']).optional(),
   /** Size of a separate ext4 /boot partition in bytes; none by default. */

@@ -56,6 +56,35 @@ describe('boot modes', () => {
     timings.push(`uefi/OVMF ${r.timings.ready}`);
   });
 
+  it('uefi with systemd-boot boots on OVMF, and the guest\'s kernel-install adds new kernels beside img2vm\'s', async () => {
+    const { out, result } = await convert('sdboot.qcow2', ['--boot', 'uefi', '--bootloader', 'systemd-boot', '--password', 'pw']);
+    expect(result).toMatchObject({ bootMode: 'uefi', bootloader: 'systemd-boot', partitionTable: 'gpt' });
+    expect(result.partitions.map((p: { role: string; size: number }) => [p.role, p.size])).toEqual([['esp', 256 * 1024 * 1024], ['root', expect.any(Number)]]);
+    // The ESP is mounted by volume id; bootctl finds it; a kernel added the way an upgrade adds one becomes the default.
+    const cmd = [
+      'findmnt -n -o FSTYPE /boot/efi',
+      'bootctl is-installed',
+      'k=$(uname -r); kernel-install add 6.1.999-img2vm-test /boot/vmlinuz-$k /boot/initrd.img-$k',
+      'ls /boot/efi/loader/entries',
+      'bootctl list --no-pager 2>/dev/null | grep -E "title:.*default"',
+    ].join(' && ');
+    const r = await bootTest(out, ['--login', 'root:pw', '--run', cmd]);
+    expect(r).toMatchObject({ passed: true, firmware: 'uefi' });
+    const output = (r as unknown as { command: { output: string } }).command.output;
+    expect(output).toMatch(/^vfat$/m);
+    expect(output).toMatch(/^yes$/m);
+    expect(output).toMatch(/img2vm-6\.1\.999-img2vm-test\.conf/);
+    expect(output).toMatch(/img2vm-\d[^\s]*-cloud-amd64\.conf/);
+    expect(output).toMatch(/title: .*\(6\.1\.999-img2vm-test\) \(default\)/);
+    timings.push(`uefi+systemd-boot/OVMF ${r.timings.ready}`);
+  });
+
+  it('refuses systemd-boot for a disk that must also boot on BIOS', async () => {
+    const r = await img2vm([BASE, '-o', join(work, 'no.qcow2'), '--bootloader', 'systemd-boot']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/systemd-boot boots UEFI only, not --boot hybrid/);
+  });
+
   it('a separate /boot partition boots and is mounted', async () => {
     const { out, result } = await convert('bootpart.qcow2', ['--boot-partition', '256M', '--password', 'pw']);
     expect(result.partitions.map((p: { role: string }) => p.role)).toEqual(['bios-boot', 'esp', 'boot', 'root']);
