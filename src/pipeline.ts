@@ -250,10 +250,13 @@ async function runPipeline(
       epochSeconds: Number(process.env.SOURCE_DATE_EPOCH ?? Math.floor(Date.now() / 1000)),
       raw: o.raw,
     });
-    if (direct) {
-      // The runner loads kernel and initrd from the host: copy them out before the tree is turned into ext4.
+    if (direct || sdboot) {
+      // A microVM runner loads kernel and initrd from the host, systemd-boot from the ESP: copy them out before the
+      // tree is turned into ext4.
       await copyRegularFile(await resolveInRoot(staging, `boot/vmlinuz-${kernel.version}`, true), join(ctx.work, 'vmlinuz'));
       if (kernel.initrdPath) await copyRegularFile(await resolveInRoot(staging, `boot/initrd.img-${kernel.version}`, true), join(ctx.work, 'initrd.img'));
+    }
+    if (direct) {
       const vmlinux = await extractVmlinux(await readFile(join(ctx.work, 'vmlinuz')), ctx.work, signal);
       await writeFile(join(ctx.work, 'vmlinux'), vmlinux.elf);
       if (!vmlinux.pvh) {
@@ -265,8 +268,6 @@ async function runPipeline(
       // The ESP gets the kernel and initrd (systemd-boot reads nothing else); the guest's kernel-install learns the layout.
       const cmdline = kernelCmdline(rootUuid, o.kernelCmdline);
       await configureKernelInstall(staging, cmdline);
-      await copyRegularFile(await resolveInRoot(staging, `boot/vmlinuz-${kernel.version}`, true), join(ctx.work, 'esp-linux'));
-      if (kernel.initrdPath) await copyRegularFile(await resolveInRoot(staging, `boot/initrd.img-${kernel.version}`, true), join(ctx.work, 'esp-initrd'));
       await cp(await findSystemdBootEfi(staging), join(ctx.work, 'systemd-bootx64.efi'));
       await writeFile(join(ctx.work, 'loader.conf'), renderLoaderConf());
       await writeFile(join(ctx.work, 'bls-entry.conf'), renderBlsEntry({ title: distribution ?? 'Linux', kernelVersion: kernel.version, cmdline, hasInitrd: !!kernel.initrdPath, sortKey: osId }));
@@ -383,7 +384,7 @@ async function runPipeline(
     const esp = partitionByRole(l, 'esp');
     if (sdboot && esp) {
       await installSystemdBoot(rawPath, esp.start, kernel.version, {
-        efi: join(ctx.work, 'systemd-bootx64.efi'), kernel: join(ctx.work, 'esp-linux'), initrd: kernel.initrdPath ? join(ctx.work, 'esp-initrd') : undefined,
+        efi: join(ctx.work, 'systemd-bootx64.efi'), kernel: join(ctx.work, 'vmlinuz'), initrd: kernel.initrdPath ? join(ctx.work, 'initrd.img') : undefined,
         loaderConf: join(ctx.work, 'loader.conf'), entry: join(ctx.work, 'bls-entry.conf'),
       }, ctx);
     } else if (uefi && esp) await installGrubEfi(rawPath, esp.start, bootFsUuid, grubDir, ctx);
