@@ -1,5 +1,7 @@
 // `img2vm doctor`: which host tools and services are present, and how to install what is missing.
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { SYSTEMD_BOOT_EFI } from '../boot/systemd-boot.js';
 import { DockerClient } from '../source/docker-api.js';
 import { TOOLS, which, type ToolName } from '../tools/index.js';
 
@@ -23,6 +25,10 @@ const PURPOSE: Partial<Record<ToolName, string>> = {
   'qemu-system-x86_64': 'img2vm run / test',
   'docker': 'building test images by hand',
   'debootstrap': 'the demo image and tests',
+  'xz': '--format rootfs with an xz/lzma-compressed kernel',
+  'zstd': '--format rootfs with a zstd-compressed kernel',
+  'bzip2': '--format rootfs with a bzip2-compressed kernel',
+  'lzop': '--format rootfs with an lzo-compressed kernel',
 };
 
 export async function doctorChecks(): Promise<Check[]> {
@@ -37,10 +43,15 @@ export async function doctorChecks(): Promise<Check[]> {
   } catch (e) {
     checks.push({ name: 'docker daemon', ok: false, detail: (e as Error).message, fix: 'start it: dockerd --bridge=none &  (or systemctl start docker)', for: 'images in the daemon, the guest stage' });
   }
-  for (const f of ['/usr/lib/grub/i386-pc/boot.img', '/usr/lib/grub/x86_64-efi/linux.mod', '/usr/share/OVMF/OVMF_CODE_4M.fd']) {
-    const ok = !!(await import('node:fs')).existsSync(f);
-    const pkg = f.includes('i386-pc') ? 'grub-pc-bin' : f.includes('x86_64-efi') ? 'grub-efi-amd64-bin' : 'ovmf';
-    checks.push({ name: f, ok, detail: ok ? 'present' : 'missing', fix: ok ? undefined : `apt-get install ${pkg}`, for: pkg === 'ovmf' ? 'img2vm run/test --uefi' : pkg === 'grub-pc-bin' ? 'BIOS boot' : 'UEFI boot' });
+  const files: [string, string, string][] = [
+    ['/usr/lib/grub/i386-pc/boot.img', 'grub-pc-bin', 'BIOS boot'],
+    ['/usr/lib/grub/x86_64-efi/linux.mod', 'grub-efi-amd64-bin', 'UEFI boot'],
+    ['/usr/share/OVMF/OVMF_CODE_4M.fd', 'ovmf', 'img2vm run/test --uefi'],
+    [SYSTEMD_BOOT_EFI, 'systemd-boot-efi', '--bootloader systemd-boot with --raw images that lack it'],
+  ];
+  for (const [f, pkg, purpose] of files) {
+    const ok = existsSync(f);
+    checks.push({ name: f, ok, detail: ok ? 'present' : 'missing', fix: ok ? undefined : `apt-get install ${pkg}`, for: purpose });
   }
   checks.push({ name: 'root', ok: process.getuid?.() === 0, detail: process.getuid?.() === 0 ? 'yes' : 'no', fix: 'run img2vm as root (sudo)', for: 'conversions (staging needs real owners and device nodes)' });
   return checks;
@@ -57,7 +68,7 @@ export function addDoctorCommand(program: Command): void {
         process.stdout.write(`${JSON.stringify(checks, null, 2)}\n`);
       } else {
         for (const c of checks) {
-          process.stdout.write(`${c.ok ? 'ok     ' : 'MISSING'}  ${c.name.padEnd(36)} ${c.ok ? c.detail : `${c.fix}   (needed for ${c.for})`}\n`);
+          process.stdout.write(`${c.ok ? 'ok     ' : 'MISSING'}  ${c.name.padEnd(46)} ${c.ok ? c.detail : `${c.fix}   (needed for ${c.for})`}\n`);
         }
         const missing = checks.filter((c) => !c.ok);
         const pkgs = [...new Set(missing.map((c) => c.fix).filter((f): f is string => !!f && f.startsWith('apt-get install ')).map((f) => f.slice(16)))];
