@@ -106,6 +106,9 @@ describe('bzImage → vmlinux', () => {
     ['lz4', (b: Buffer) => tool('lz4', ['-l', '-c'], b)],
     ['xz', (b: Buffer) => tool('xz', ['--check=crc32', '-c'], b)],
     ['zstd', (b: Buffer) => tool('zstd', ['-q', '-c'], b)],
+    ['lzma', (b: Buffer) => tool('xz', ['--format=lzma', '-c'], b)],
+    ['bzip2', (b: Buffer) => tool('bzip2', ['-c'], b)],
+    ['lzo', (b: Buffer) => tool('lzop', ['-c'], b)],
   ] as const)('finds and decodes a %s payload from the boot header', async (name, pack) => {
     const v = await extractVmlinux(bzImage(pack(kernel), kernel.length), scratch);
     expect(v.compression).toBe(name);
