@@ -1,6 +1,8 @@
 // A client of the OCI distribution API over node:http(s): bearer and basic auth, bounded redirects, retries, resumable blob downloads.
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { Img2vmError, type ExitCodeName } from '../core/errors.js';
@@ -45,6 +47,17 @@ export interface RegistryClientOptions {
   maxRedirects?: number;
 }
 
+/** A request body: bytes, or a stream made afresh for each attempt (uploads of files). */
+export type RequestBody = Buffer | (() => Readable);
+
+export interface RequestOptions {
+  body?: RequestBody;
+  /** Authenticate for pushing (scope pull,push) instead of pulling. */
+  push?: boolean;
+  /** false: one attempt, the caller retries (an upload restarts from a new session). */
+  retry?: boolean;
+}
+
 interface Challenge {
   scheme: string;
   params: Record<string, string>;
@@ -58,7 +71,7 @@ const TokenSchema = z
 // DNS failures (ENOTFOUND, EAI_AGAIN) are not retried: without a network they would only delay the error.
 const RETRYABLE = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETRESET']);
 
-function isRetryable(e: unknown): boolean {
+export function isRetryable(e: unknown): boolean {
   if (e instanceof Img2vmError) return false;
   const err = e as NodeJS.ErrnoException | null;
   if (!err) return false;
@@ -86,13 +99,13 @@ export class RegistryClient {
     this.maxRedirects = o.maxRedirects ?? 10;
   }
 
-  static scope(repo: string): string {
-    return `repository:${repo}:pull`;
+  static scope(repo: string, push = false): string {
+    return `repository:${repo}:${push ? 'pull,push' : 'pull'}`;
   }
 
   // ---- transport ----
 
-  private exchange(method: string, url: URL, headers: OutgoingHttpHeaders, body: Buffer | undefined, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+  private exchange(method: string, url: URL, headers: OutgoingHttpHeaders, body: RequestBody | undefined, signal: AbortSignal | undefined): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const mod = url.protocol === 'https:' ? httpsRequest : httpRequest;
       const req = mod(url, { method, headers, signal, timeout: this.timeoutMs }, resolve);
@@ -100,7 +113,10 @@ export class RegistryClient {
         req.destroy(Object.assign(new Error(`${url.host} sent nothing for ${this.timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
       });
       req.on('error', reject);
-      req.end(body);
+      if (typeof body === 'function') {
+        // A failed upload surfaces as the request's error or its answer; the stream's own error is the file's.
+        pipeline(body(), req).catch((e: unknown) => req.destroy(e as Error));
+      } else req.end(body);
     });
   }
 
@@ -112,7 +128,7 @@ export class RegistryClient {
     authorization: string | undefined,
     authOrigin: string,
     signal: AbortSignal | undefined,
-    body?: Buffer,
+    body?: RequestBody,
   ): Promise<IncomingMessage> {
     let current = url;
     for (let hop = 0; ; hop++) {
@@ -151,21 +167,22 @@ export class RegistryClient {
     auth: () => string | undefined,
     authOrigin: string,
     signal: AbortSignal | undefined,
-    body?: Buffer,
+    body?: RequestBody,
+    tries = this.tries,
   ): Promise<IncomingMessage> {
     for (let attempt = 1; ; attempt++) {
       let res: IncomingMessage;
       try {
         res = await this.send(method, url, headers, auth(), authOrigin, signal, body);
       } catch (e) {
-        if (isRetryable(e) && attempt < this.tries && !signal?.aborted) {
+        if (isRetryable(e) && attempt < tries && !signal?.aborted) {
           await this.backoff(attempt, undefined, `${(e as Error).message} (${url.pathname})`, signal);
           continue;
         }
         throw this.networkError(e, url, signal);
       }
       const status = res.statusCode ?? 0;
-      if ((status === 429 || status >= 500) && attempt < this.tries) {
+      if ((status === 429 || status >= 500) && attempt < tries) {
         const ra = retryAfterMs(res.headers['retry-after']);
         res.resume();
         await this.backoff(attempt, ra, `HTTP ${status} (${url.pathname})`, signal);
@@ -175,7 +192,8 @@ export class RegistryClient {
     }
   }
 
-  private async backoff(attempt: number, retryAfter: number | undefined, why: string, signal: AbortSignal | undefined): Promise<void> {
+  /** Waits before attempt `attempt + 1`: Retry-After when given, else exponential with jitter. */
+  async backoff(attempt: number, retryAfter: number | undefined, why: string, signal: AbortSignal | undefined): Promise<void> {
     const exp = Math.min(this.backoffMs * 2 ** (attempt - 1), 10_000);
     const ms = retryAfter ?? Math.round(exp * (0.75 + Math.random() / 2));
     this.o.log?.(`${this.domain}: ${why}; retrying in ${ms} ms (attempt ${attempt + 1} of ${this.tries})`);
@@ -292,11 +310,12 @@ export class RegistryClient {
     return { value: (t.data.token || t.data.access_token)!, expiresIn: t.data.expires_in ?? 60 };
   }
 
-  /** A request in a repository's scope, authenticating once on a 401. */
-  async request(method: string, path: string, repo: string, headers: Record<string, string> = {}, signal = this.o.signal): Promise<IncomingMessage> {
+  /** A request in a repository's scope (pull, or pull,push), authenticating once on a 401. */
+  async request(method: string, path: string | URL, repo: string, headers: Record<string, string> = {}, signal = this.o.signal, opts: RequestOptions = {}): Promise<IncomingMessage> {
     const url = new URL(path, this.base);
-    const scope = RegistryClient.scope(repo);
-    const go = () => this.sendRetrying(method, url, headers, () => this.authHeader(scope), this.base.origin, signal);
+    const scope = RegistryClient.scope(repo, opts.push);
+    const tries = opts.retry === false ? 1 : this.tries;
+    const go = () => this.sendRetrying(method, url, headers, () => this.authHeader(scope), this.base.origin, signal, opts.body, tries);
     let res = await go();
     if (res.statusCode === 401) {
       const challenge = res.headers['www-authenticate'];
@@ -311,14 +330,7 @@ export class RegistryClient {
   /** Turns a final non-success answer into an error that says what the registry said. */
   async failure(res: IncomingMessage, what: string): Promise<RegistryError> {
     const status = res.statusCode ?? 0;
-    let detail = '';
-    try {
-      const body = await readLimited(res, 64 * 1024, 'an error answer');
-      const j = JSON.parse(body.toString('utf8')) as { errors?: { code?: string; message?: string }[] };
-      detail = (j.errors ?? []).map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ');
-    } catch {
-      res.destroy();
-    }
+    const detail = await errorDetail(res);
     const said = detail ? ` (${detail})` : '';
     if (status === 401 || status === 403) {
       return new RegistryError('denied', 'imageNotFound', `registry ${this.domain} denied access to ${what}${said}`, `the repository does not exist or needs a login: docker login ${this.domain}`);
@@ -410,6 +422,23 @@ export class RegistryClient {
       }
       return;
     }
+  }
+}
+
+/** What a registry said in an error answer: its `errors` codes and messages, else the start of the text. */
+export async function errorDetail(res: IncomingMessage): Promise<string> {
+  let text: string;
+  try {
+    text = (await readLimited(res, 64 * 1024, 'an error answer')).toString('utf8');
+  } catch {
+    res.destroy();
+    return '';
+  }
+  try {
+    const j = JSON.parse(text) as { errors?: { code?: string; message?: string }[] };
+    return (j.errors ?? []).map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ');
+  } catch {
+    return text.trim().slice(0, 200);
   }
 }
 
