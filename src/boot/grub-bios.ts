@@ -1,11 +1,15 @@
 // GRUB for BIOS without grub-install: boot.img goes into the MBR, a grub-mkimage core image after it, by writing bytes.
-import { cp, open, readFile, writeFile } from 'node:fs/promises';
-import { freshDirInRoot } from '../guest/configure.js';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ConversionRun } from '../core/conversion.js';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import type { DiskLayout } from '../disk/layout.js';
 import { run } from '../tools/index.js';
+import { earlyConfig, grubCfgFile, grubMkimageArgs, grubModulesCopy } from './grub-config.js';
+import type { BootLoader } from './loader.js';
+
+export { earlyConfig, grubMkimageArgs } from './grub-config.js';
 
 export const GRUB_PC_DIR = '/usr/lib/grub/i386-pc';
 
@@ -19,18 +23,10 @@ const BLOCKLIST_START = 512 - 12;
 /** Modules built into core.img: enough to find the root by UUID and read grub.cfg from ext4 on MBR or GPT. */
 export const CORE_MODULES = ['biosdisk', 'part_msdos', 'part_gpt', 'ext2', 'search_fs_uuid', 'normal', 'configfile', 'linux', 'gzio', 'serial', 'terminal'];
 
-export function earlyConfig(bootFsUuid: string, grubDir: string): string {
-  return `search.fs_uuid ${bootFsUuid} root\nset prefix=($root)${grubDir}\n`;
-}
-
-export function grubMkimageArgs(out: string, earlyCfg: string, prefix: string, format: 'i386-pc' | 'x86_64-efi', modules: readonly string[], dir?: string): string[] {
-  return ['-O', format, ...(dir ? ['-d', dir] : []), '-o', out, '-c', earlyCfg, '-p', prefix, ...modules];
-}
-
-/** Copies GRUB's BIOS modules into the root file system, for modules grub.cfg loads at run time. */
+/** Copies GRUB's BIOS modules into a staged root (as the configure step does from the plan). */
 export async function stageGrubBiosFiles(root: string): Promise<void> {
-  const dest = await freshDirInRoot(root, 'boot/grub/i386-pc');
-  await cp(GRUB_PC_DIR, dest, { recursive: true, filter: (src) => src === GRUB_PC_DIR || /\.(mod|lst)$/.test(src) });
+  const { copyHostFilesInRoot } = await import('../rootfs/inroot.js');
+  copyHostFilesInRoot(root, 'boot/grub/i386-pc', GRUB_PC_DIR, ['*.mod', '*.lst']);
 }
 
 /** Patches boot.img for a core image at `coreSector`: where to load from, and no floppy drive check. */
@@ -83,4 +79,22 @@ export async function installGrubBios(image: string, layout: DiskLayout, bootFsU
   } finally {
     await fh.close();
   }
+}
+
+export const grubBios: BootLoader = {
+  id: 'grub-bios',
+  label: 'GRUB BIOS',
+  tools: ['grub-mkimage'],
+  files: (i) => ({ guestFiles: [grubCfgFile(i, 'grub'), grubModulesCopy(i, GRUB_PC_DIR, 'i386-pc', 'grub-bios')], exports: [] }),
+  async install(r: ConversionRun) {
+    const { layout, boot } = r.plan;
+    if (!layout) throw new Error('grub-bios needs a partitioned disk');
+    await installGrubBios(r.rawPath, layout, bootFsUuid(r), boot.grubDir!, r.ctx);
+  },
+};
+
+/** The file system GRUB reads grub.cfg from: a separate /boot, else the root. */
+export function bootFsUuid(r: ConversionRun): string {
+  const fs = r.plan.filesystems.find((f) => f.role === 'boot') ?? r.plan.filesystems.find((f) => f.role === 'root');
+  return fs!.uuid;
 }

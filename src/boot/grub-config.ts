@@ -1,4 +1,7 @@
 // The grub.cfg img2vm writes (shared by the BIOS and EFI GRUB installs): one entry, serial and screen console.
+import type { GuestFile } from '../core/plan.js';
+import type { LoaderInput } from './loader.js';
+
 export interface GrubEntry {
   title: string;
   /** Paths as GRUB sees them on the root file system. */
@@ -29,4 +32,31 @@ export function renderGrubCfg(e: GrubEntry): string {
 /** The kernel command line: root by UUID, consoles on screen and serial (serial last, so it is /dev/console). */
 export function kernelCmdline(rootUuid: string, extra?: string): string {
   return [`root=UUID=${rootUuid}`, 'ro', 'console=tty0', 'console=ttyS0,115200n8', ...(extra ? [extra] : [])].join(' ');
+}
+
+/** /boot/grub/grub.cfg for either GRUB; its kernel paths are relative to the file system holding /boot. */
+export function grubCfgFile(i: LoaderInput, by: string): GuestFile {
+  const onBootFs = (p: string) => (i.separateBoot ? p.replace(/^\/boot\//, '/') : p);
+  const file: GuestFile = { kind: 'file', path: '/boot/grub/grub.cfg', fs: i.separateBoot ? 'boot' : 'root', mode: 0o644, by };
+  if (!i.kernel) return { ...file, note: 'written once the kernel is known' };
+  // The /vmlinuz links live on the root file system, which GRUB does not see when /boot is separate.
+  const versioned = { kernelPath: `/boot/vmlinuz-${i.kernel.version}`, initrdPath: i.kernel.initrdPath && `/boot/initrd.img-${i.kernel.version}` };
+  const paths = i.separateBoot ? versioned : i.kernel;
+  return {
+    ...file,
+    content: renderGrubCfg({ title: i.title, kernel: onBootFs(paths.kernelPath), initrd: paths.initrdPath && onBootFs(paths.initrdPath), cmdline: i.cmdline }),
+  };
+}
+
+/** GRUB's modules for one platform, copied from the host into the guest for what grub.cfg loads at run time. */
+export function grubModulesCopy(i: LoaderInput, platformDir: string, platform: string, by: string): GuestFile {
+  return { kind: 'copy', path: `/boot/grub/${platform}`, fs: i.separateBoot ? 'boot' : 'root', from: platformDir, filter: '*.mod *.lst', by };
+}
+
+export function earlyConfig(bootFsUuid: string, grubDir: string): string {
+  return `search.fs_uuid ${bootFsUuid} root\nset prefix=($root)${grubDir}\n`;
+}
+
+export function grubMkimageArgs(out: string, earlyCfg: string, prefix: string, format: 'i386-pc' | 'x86_64-efi', modules: readonly string[], dir?: string): string[] {
+  return ['-O', format, ...(dir ? ['-d', dir] : []), '-o', out, '-c', earlyCfg, '-p', prefix, ...modules];
 }

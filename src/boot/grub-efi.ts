@@ -1,11 +1,14 @@
 // GRUB for UEFI without grub-install: a grub-mkimage EFI binary at the removable-media path of the ESP.
-import { cp, writeFile } from 'node:fs/promises';
-import { freshDirInRoot } from '../guest/configure.js';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ConversionRun } from '../core/conversion.js';
 import type { RunContext } from '../core/context.js';
 import { fatCopy } from '../disk/fat.js';
+import { partitionByRole } from '../disk/layout.js';
 import { run } from '../tools/index.js';
-import { earlyConfig, grubMkimageArgs } from './grub-bios.js';
+import { bootFsUuid } from './grub-bios.js';
+import { earlyConfig, grubCfgFile, grubMkimageArgs, grubModulesCopy } from './grub-config.js';
+import type { BootLoader } from './loader.js';
 
 export const GRUB_EFI_DIR = '/usr/lib/grub/x86_64-efi';
 /** Firmware looks here when no boot entry exists (UEFI spec, removable media path). */
@@ -13,10 +16,10 @@ export const REMOVABLE_PATH = 'EFI/BOOT/BOOTX64.EFI';
 
 export const EFI_MODULES = ['part_gpt', 'part_msdos', 'ext2', 'fat', 'search_fs_uuid', 'normal', 'configfile', 'linux', 'gzio', 'serial', 'terminal', 'efi_gop', 'all_video'];
 
-/** Copies GRUB's EFI modules into the root file system, for modules grub.cfg loads at run time. */
+/** Copies GRUB's EFI modules into a staged root (as the configure step does from the plan). */
 export async function stageGrubEfiFiles(root: string): Promise<void> {
-  const dest = await freshDirInRoot(root, 'boot/grub/x86_64-efi');
-  await cp(GRUB_EFI_DIR, dest, { recursive: true, filter: (src) => src === GRUB_EFI_DIR || /\.(mod|lst)$/.test(src) });
+  const { copyHostFilesInRoot } = await import('../rootfs/inroot.js');
+  copyHostFilesInRoot(root, 'boot/grub/x86_64-efi', GRUB_EFI_DIR, ['*.mod', '*.lst']);
 }
 
 /** Builds BOOTX64.EFI (finds the boot file system by UUID, then reads its grub.cfg) and copies it into the ESP. */
@@ -27,3 +30,18 @@ export async function installGrubEfi(image: string, espOffset: number, bootFsUui
   await run('grub-mkimage', grubMkimageArgs(efi, early, grubDir, 'x86_64-efi', EFI_MODULES, GRUB_EFI_DIR), { signal: ctx.signal });
   await fatCopy(image, espOffset, [{ src: efi, dest: REMOVABLE_PATH }], ctx);
 }
+
+export const grubEfi: BootLoader = {
+  id: 'grub-efi',
+  label: 'GRUB EFI',
+  tools: ['grub-mkimage', 'mmd', 'mcopy'],
+  files: (i) => ({
+    guestFiles: [grubCfgFile(i, 'grub'), grubModulesCopy(i, GRUB_EFI_DIR, 'x86_64-efi', 'grub-efi'), { kind: 'file', path: `/${REMOVABLE_PATH}`, fs: 'esp', note: 'grub-mkimage x86_64-efi image that finds the boot file system by UUID', by: 'grub-efi' }],
+    exports: [],
+  }),
+  async install(r: ConversionRun) {
+    const esp = r.plan.layout && partitionByRole(r.plan.layout, 'esp');
+    if (!esp) throw new Error('grub-efi needs an ESP');
+    await installGrubEfi(r.rawPath, esp.start, bootFsUuid(r), r.plan.boot.grubDir!, r.ctx);
+  },
+};

@@ -1,6 +1,7 @@
 // Renders pipeline events: listr2 on a terminal, plain lines otherwise, nothing with --json or --quiet.
 import { Listr, type ListrTaskWrapper, type ListrRendererFactory } from 'listr2';
 import type { EventSink, Img2vmEvent, StageId } from '../core/events.js';
+import { formatProgress, RateMeter } from './progress.js';
 
 export type RenderMode = 'tty' | 'plain' | 'json' | 'quiet';
 
@@ -14,13 +15,30 @@ function fmtMs(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toFixed(1)}s` : `${ms}ms`;
 }
 
-export function plainRenderer(verbose: boolean, write: (s: string) => void = (s) => process.stderr.write(s)): Renderer {
+/**
+ * One line per stage event; progress at most every intervalMs per stage (CI logs show a long pull moving
+ * without drowning in lines).
+ */
+export function plainRenderer(verbose: boolean, write: (s: string) => void = (s) => process.stderr.write(s), intervalMs = 5000): Renderer {
+  const meters = new Map<StageId, { meter: RateMeter; last: number }>();
   return {
     sink(e: Img2vmEvent) {
       switch (e.type) {
         case 'stage-start':
+          meters.set(e.stage, { meter: new RateMeter(), last: performance.now() });
           write(`[${e.stage}] ${e.title}\n`);
           break;
+        case 'progress': {
+          const m = meters.get(e.stage) ?? { meter: new RateMeter(), last: performance.now() };
+          meters.set(e.stage, m);
+          m.meter.add(e.done);
+          const now = performance.now();
+          if (now - m.last >= intervalMs) {
+            m.last = now;
+            write(`[${e.stage}] ${formatProgress(e, m.meter.rate(), false)}\n`);
+          }
+          break;
+        }
         case 'stage-end':
           write(`[${e.stage}] done in ${fmtMs(e.ms)}${e.detail ? `: ${e.detail}` : ''}\n`);
           break;
@@ -70,6 +88,7 @@ function deferred(): Deferred {
 /** Stages run in the pipeline; listr2 only mirrors them, each task waiting for its stage's events. */
 export function listrRenderer(stages: { id: StageId; title: string }[], verbose: boolean): Renderer & { fail(e: Error): void } {
   const d = new Map<StageId, Deferred>(stages.map((s) => [s.id, deferred()]));
+  const tasks = new Map<StageId, { task: ListrTaskWrapper<unknown, ListrRendererFactory, ListrRendererFactory>; title: string; meter: RateMeter }>();
   const list = new Listr(
     stages.map((s) => ({
       title: s.title,
@@ -77,7 +96,11 @@ export function listrRenderer(stages: { id: StageId; title: string }[], verbose:
         const dd = d.get(s.id)!;
         const title = await Promise.race([dd.started, dd.finished.then((r) => r.skipped ?? '')]);
         if (title) task.title = title;
+        tasks.set(s.id, { task, title: task.title ?? s.title, meter: new RateMeter() });
         const r = await dd.finished;
+        const t = tasks.get(s.id);
+        tasks.delete(s.id);
+        if (t) task.title = t.title;
         if (r.skipped !== undefined) {
           task.skip(`${s.title}: ${r.skipped}`);
           return;
@@ -93,6 +116,13 @@ export function listrRenderer(stages: { id: StageId; title: string }[], verbose:
       if (e.type === 'stage-start') d.get(e.stage)?.start(e.title);
       else if (e.type === 'stage-end') d.get(e.stage)?.finish({ detail: `${e.detail ? `${e.detail}, ` : ''}${fmtMs(e.ms)}` });
       else if (e.type === 'stage-skip') d.get(e.stage)?.finish({ skipped: e.reason });
+      else if (e.type === 'progress') {
+        const t = tasks.get(e.stage);
+        if (t) {
+          t.meter.add(e.done);
+          t.task.title = `${t.title} ${formatProgress(e, t.meter.rate(), true)}`;
+        }
+      }
       else if (e.type === 'log' && (e.level === 'warn' || verbose)) process.stderr.write(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}\n`);
     },
     fail(e) {

@@ -7,7 +7,8 @@ import type { Machine } from '../vm/machine.js';
 import { parseLogin } from '../vm/login.js';
 import { parseCpus, parseMem, parsePublish, parseTimeout, type Firmware } from '../vm/qemu.js';
 import { runDisk } from '../vm/run.js';
-import { DEFAULT_TEST_TIMEOUT_MS, testDisk, VmTestError, type TestReport, type VmEvent } from '../vm/test.js';
+import type { Img2vmEvent } from '../core/events.js';
+import { DEFAULT_TEST_TIMEOUT_MS, testDisk, VmTestError, type TestReport } from '../vm/test.js';
 
 /** QEMU is stopped by the scope: SIGTERM, then SIGKILL 3 s later. */
 function withVmSignals<T>(fn: (ctx: { scope: Scope; signal: AbortSignal }) => Promise<T>): Promise<T> {
@@ -139,12 +140,13 @@ export function addVmCommands(program: Command): void {
       if (f.run !== undefined && !login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD');
       const chatty = !f.json && !f.quiet;
       const err = (s: string) => process.stderr.write(s);
-      const onEvent = (e: VmEvent) => {
+      const onEvent = (e: Img2vmEvent) => {
         if (!chatty) return;
-        if (e.type === 'machine') err(`img2vm: testing ${describe(e.machine)}\n`);
-        else if (e.type === 'console' && f.verbose) err(e.text);
-        else if (e.type === 'milestone' && !f.verbose) err(`img2vm: ${e.name} at ${seconds(e.seconds)}\n`);
-        else if (e.type === 'phase' && !f.verbose) err(`img2vm: ${e.phase === 'login' ? `logging in as ${login?.user}` : 'running the command'}\n`);
+        if (e.type === 'vm-machine') err(`img2vm: testing ${describe(e.machine)}\n`);
+        else if (e.type === 'vm-console' && f.verbose) err(e.text);
+        else if (e.type === 'vm-milestone' && !f.verbose) err(`img2vm: ${e.name} at ${seconds(e.seconds)}\n`);
+        else if (e.type === 'vm-phase' && !f.verbose) err(`img2vm: ${e.phase === 'login' ? `logging in as ${login?.user}` : 'running the command'}\n`);
+        else if (e.type === 'log' && (e.level === 'warn' || f.verbose)) err(`img2vm: ${e.message}\n`);
       };
       try {
         const report = await withVmSignals((ctx) =>

@@ -7,6 +7,11 @@ export interface Random {
   uuid(): string;
   /** True when the sequence is fixed by a seed. */
   readonly seeded: boolean;
+  /**
+   * An independent stream for one purpose (the layout, the root file system): with a seed it depends only on
+   * the seed and the label, so a plan computed twice draws the same values whatever else was drawn before.
+   */
+  fork(label: string): Random;
 }
 
 /** Seeded: SHA-256 in counter mode over the seed and a label, so each use gets its own stream. */
@@ -25,6 +30,7 @@ export function createRandom(seed?: string): Random {
   };
   return {
     seeded: seed !== undefined,
+    fork: (label) => createRandom(seed === undefined ? undefined : `${seed}/${label}`),
     bytes,
     uuid() {
       const b = bytes(16);

@@ -8,9 +8,8 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import type { RunContext } from '../core/context.js';
 import { pushOciImage, type PushBlob, type PushManifest, type PushOptions } from '../source/push.js';
-import { run } from '../tools/index.js';
 import type { OutputFormat } from './format.js';
-import { qemuImgConvertArgs } from './qemu-img.js';
+import { qemuImgConvert } from './qemu-img.js';
 
 const QEMU_UID = 107;
 const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
@@ -128,14 +127,17 @@ export function containerDiskQcow2(ctx: RunContext): string {
 /** Converts the raw disk into the qcow2 the containerDisk holds, at containerDiskQcow2(ctx). */
 export async function makeContainerDiskQcow2(rawPath: string, ctx: RunContext, compress: boolean): Promise<string> {
   const qcow2 = containerDiskQcow2(ctx);
-  await run('qemu-img', qemuImgConvertArgs(rawPath, qcow2, 'qcow2', { compress }), { signal: ctx.signal });
+  await qemuImgConvert(rawPath, qcow2, 'qcow2', ctx, { compress });
   return qcow2;
 }
 
 export const containerdisk: OutputFormat = {
   id: 'containerdisk',
   extensions: [],
-  async write(rawPath, dest, ctx, opts) {
-    await writeContainerDiskArchive(await makeContainerDiskQcow2(rawPath, ctx, !!opts.compress), dest, ctx.work);
+  async write(i) {
+    const qcow2 = await makeContainerDiskQcow2(i.raw, i.ctx, i.plan.output.compress);
+    // With --push alone nothing is kept: the image is only pushed.
+    if (i.plan.output.path !== null) await writeContainerDiskArchive(qcow2, i.dest, i.ctx.work);
+    return { containerDiskQcow2: qcow2 };
   },
 };

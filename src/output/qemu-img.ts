@@ -1,9 +1,24 @@
 // Output formats that qemu-img writes from the raw disk (sparse-aware, so unused space costs nothing).
+import type { RunContext } from '../core/context.js';
+import { progress } from '../core/events.js';
 import { run } from '../tools/index.js';
 import type { OutputFormat } from './format.js';
 
-export function qemuImgConvertArgs(src: string, dest: string, format: string, opts: { compress?: boolean; options?: string } = {}): string[] {
-  return ['convert', '-f', 'raw', '-O', format, ...(opts.compress ? ['-c'] : []), ...(opts.options ? ['-o', opts.options] : []), src, dest];
+export function qemuImgConvertArgs(src: string, dest: string, format: string, opts: { compress?: boolean; options?: string; progress?: boolean } = {}): string[] {
+  return ['convert', ...(opts.progress ? ['-p'] : []), '-f', 'raw', '-O', format, ...(opts.compress ? ['-c'] : []), ...(opts.options ? ['-o', opts.options] : []), src, dest];
+}
+
+/** Runs qemu-img convert with its progress meter turned into progress events (percent of the disk). */
+export async function qemuImgConvert(src: string, dest: string, format: string, ctx: RunContext, opts: { compress?: boolean; options?: string } = {}): Promise<void> {
+  const bar = progress(ctx.sink, 'output', 'entries', 100, 'percent');
+  await run('qemu-img', qemuImgConvertArgs(src, dest, format, { ...opts, progress: true }), {
+    signal: ctx.signal,
+    onLine: (l) => {
+      const m = /\((\d+(?:\.\d+)?)\/100%\)/.exec(l);
+      if (m) bar.set(Number(m[1]));
+    },
+  });
+  bar.end();
 }
 
 /** A format written by `qemu-img convert -O qemuFormat`; `options` are its -o creation options. */
@@ -11,8 +26,8 @@ export function qemuImgFormat(id: string, extensions: string[], qemuFormat: stri
   return {
     id,
     extensions,
-    async write(rawPath, dest, ctx, opts) {
-      await run('qemu-img', qemuImgConvertArgs(rawPath, dest, qemuFormat, { compress: compressible && opts.compress, options }), { signal: ctx.signal });
+    async write(i) {
+      await qemuImgConvert(i.raw, i.dest, qemuFormat, i.ctx, { compress: compressible && i.plan.output.compress, options });
     },
   };
 }

@@ -6,7 +6,7 @@ export const raw: OutputFormat = {
   id: 'raw',
   extensions: ['.raw', '.img'],
   isRaw: true,
-  async write(rawPath, dest) {
-    if (rawPath !== dest) await rename(rawPath, dest);
+  async write(i) {
+    if (i.raw !== i.dest) await rename(i.raw, i.dest);
   },
 };

@@ -1,6 +1,6 @@
 // Direct-kernel output for microVM runners: NAME.ext4 (the bare root file system), the kernel and initrd beside it,
 // a Firecracker config and a cloud-hypervisor command line that boot them.
-import { readFile } from 'node:fs/promises';
+import { chmod, copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { Img2vmError } from '../core/errors.js';
@@ -122,12 +122,32 @@ export async function readFirecrackerConfig(path: string): Promise<DirectBoot> {
   };
 }
 
+/** The runner configs' defaults: what a small microVM needs. */
+const VM = { mem: 1024, cpus: 2 };
+
 export const rootfs: OutputFormat = {
   id: 'rootfs',
   extensions: ['.ext4'],
   isRaw: true,
   directKernel: true,
-  async write() {
-    // the pipeline writes the file system in place and the companion files itself
+  // The file system is written in place; the companion files go beside it under temporary names, renamed with it.
+  async write(i) {
+    const outPath = i.plan.output.path!;
+    const a = rootfsArtifacts(outPath, i.files.has('initrd.img'));
+    const vm = { ...VM, cmdline: i.plan.boot.userCmdline ?? undefined };
+    const tmp = (p: string) => join(dirname(p), `.${basename(p)}.img2vm-${process.pid}.tmp`);
+    const files: [string, () => Promise<void>, number][] = [
+      [a.kernel, () => copyFile(i.files.get('vmlinuz')!, tmp(a.kernel)), 0o644],
+      [a.vmlinux, () => copyFile(i.files.get('vmlinux')!, tmp(a.vmlinux)), 0o644],
+      ...(a.initrd ? [[a.initrd, () => copyFile(i.files.get('initrd.img')!, tmp(a.initrd!)), 0o644] as [string, () => Promise<void>, number]] : []),
+      [a.firecracker, () => writeFile(tmp(a.firecracker), firecrackerConfig(a, vm)), 0o644],
+      [a.cloudHypervisor, () => writeFile(tmp(a.cloudHypervisor), cloudHypervisorScript(a, vm)), 0o755],
+    ];
+    for (const [dest, make, mode] of files) {
+      i.ctx.scope.defer(`remove ${tmp(dest)}`, () => rm(tmp(dest), { force: true }));
+      await make();
+      await chmod(tmp(dest), mode);
+      i.commits.push([tmp(dest), dest]);
+    }
   },
 };

@@ -115,6 +115,43 @@ export class RootResolver {
     return { ok: true, parent: stack.join('/'), name: null };
   }
 
+  /**
+   * The real path (relative to the root) that comps names, as the kernel would resolve it inside a chroot; the
+   * final component is followed too when followLast. From the first component that does not exist on, the rest
+   * is taken literally ('..' included), so the answer is where the entry would be created.
+   */
+  realPath(comps: readonly string[], followLast: boolean): BinPath {
+    const stack: string[] = [];
+    const queue = comps.filter((c) => c !== '' && c !== '.').reverse();
+    let links = 0;
+    let missingAt = -1; // stack depth at which the walk left the existing tree
+    while (queue.length > 0) {
+      const c = queue.pop()!;
+      if (c === '..') {
+        stack.pop();
+        if (missingAt >= 0 && stack.length < missingAt) missingAt = -1;
+        continue;
+      }
+      const rel = stack.length ? `${stack.join('/')}/${c}` : c;
+      if (missingAt < 0) {
+        const st = lstatOpt(this.checkedAbs(rel));
+        if (!st) missingAt = stack.length;
+        else if (st.isSymbolicLink() && (queue.length > 0 || followLast)) {
+          if (++links > MAX_SYMLINKS) {
+            throw new Img2vmError('badImage', `too many symlinks resolving /${display(comps.join('/'))} in the image`, 'the image has a symlink loop');
+          }
+          const target = readlinkSync(fsPath(this.abs(rel)), { encoding: 'buffer' }).toString('latin1');
+          if (target.startsWith('/')) stack.length = 0;
+          const tc = target.split('/').filter((x) => x !== '' && x !== '.');
+          for (let i = tc.length - 1; i >= 0; i--) queue.push(tc[i]!);
+          continue;
+        }
+      }
+      stack.push(c);
+    }
+    return stack.join('/');
+  }
+
   /** The absolute path of rel, refusing paths the kernel would reject as too long. */
   checkedAbs(rel: BinPath): BinPath {
     const abs = this.abs(rel);

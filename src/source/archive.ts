@@ -39,9 +39,10 @@ export interface ExtractedArchive {
 }
 
 /** Unpacks the regular files of an image archive below dir; symlinks are remembered, never created. */
-export async function extractArchive(stream: Readable, dir: string): Promise<ExtractedArchive> {
+export async function extractArchive(stream: Readable, dir: string, onBytes?: (n: number) => void): Promise<ExtractedArchive> {
   const links = new Map<string, string>();
   const ex = tar.extract();
+  if (onBytes) stream.on('data', (c: Buffer) => onBytes(c.length));
   const done = (async () => {
     for await (const entry of ex) {
       const h = entry.header;

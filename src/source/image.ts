@@ -51,4 +51,6 @@ export interface SourceImage {
   manifestDigest?: string;
   /** Where the image was read from (a bare reference resolves to docker-daemon or docker). */
   transport?: SourceTransport;
+  /** A directory this image was unpacked into (under the run's work directory), freed when no longer needed. */
+  workDir?: string;
 }

@@ -1,24 +1,23 @@
 // Resolves an image reference with its transport (docker://, docker-daemon:, oci:, oci-archive:, docker-archive:, bare) to a SourceImage.
-import { createReadStream } from 'node:fs';
-import { mkdtemp, stat } from 'node:fs/promises';
-import { join, resolve as resolvePath } from 'node:path';
+import { mkdtemp } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { cacheDir } from '../core/paths.js';
-import { extractArchive, openArchiveImage, resolveMember } from './archive.js';
 import { BlobCache } from './blob-cache.js';
-import { DockerClient, type ImageInspect } from './docker-api.js';
+import { DockerClient } from './docker-api.js';
 import type { SourceImage } from './image.js';
-import { openOciLayout } from './oci.js';
-import { defaultPlatform, formatPlatform, parsePlatform, platformMatches, type Platform } from './platform.js';
-import { openRegistryImage, type PullContext, type PullPolicy } from './pull.js';
-import { parseDockerReference, type DockerReference } from './reference.js';
-import { RegistryError } from './registry.js';
+import { defaultPlatform, parsePlatform, type Platform } from './platform.js';
+import type { PullPolicy } from './pull.js';
+import { parseDockerReference } from './reference.js';
+import type { TransportEnv } from './transport.js';
+import { TRANSPORTS } from './transports/index.js';
 
 export type { PullPolicy } from './pull.js';
 export type { Platform } from './platform.js';
 export { importToDaemon, type ImportOptions } from './daemon-load.js';
 export { parsePlatform, defaultPlatform, formatPlatform } from './platform.js';
+export { openDaemonImage } from './transports/docker-daemon.js';
 export { parseDockerReference, canonicalReference, familiarReference, type DockerReference } from './reference.js';
 
 export type Transport = 'docker-daemon' | 'docker-archive' | 'docker' | 'oci' | 'oci-archive';
@@ -90,7 +89,7 @@ export function parseSourceRef(ref: string): ParsedSource {
   return { transport: 'docker-daemon', target: ref, bare: true };
 }
 
-interface Resolved {
+export interface Resolved {
   pull: PullPolicy;
   platform: Platform;
   platformExplicit: boolean;
@@ -104,123 +103,29 @@ function resolveOptions(o: OpenSourceOptions): Resolved {
 }
 
 /**
- * Opens the image. Archives are unpacked below ctx.work (which the scope removes); registry blobs
- * go to the shared cache and are read from there. The returned image's `transport` says where it
- * came from, and `daemonId` is set when it is in the Docker daemon (else see importToDaemon).
+ * Opens the image with the transport its reference names. Archives are unpacked below ctx.work (which the
+ * scope removes); registry blobs go to the shared cache and are read from there. The returned image's
+ * `transport` says where it came from, and `daemonId` is set when it is in the Docker daemon.
  */
 export async function openSource(ref: string, ctx: RunContext, docker?: DockerClient, options: OpenSourceOptions = {}): Promise<SourceImage> {
   const src = parseSourceRef(ref);
   const r = resolveOptions(options);
-  const pullCtx = (): PullContext => ({
+  let client = docker;
+  const env: TransportEnv = {
     ctx,
-    cache: new BlobCache(options.cacheDir ?? cacheDir(options.env)),
-    pull: r.pull,
-    platform: r.platform,
-    platformExplicit: r.platformExplicit,
-    insecureRegistries: options.insecureRegistries ?? [],
-    registry: options.registry,
-    env: options.env,
-  });
-  const workDir = () => mkdtemp(join(ctx.work, 'source-'));
-  switch (src.transport) {
-    case 'docker-archive': {
-      await splitArchiveTag(src);
-      const st = await stat(src.target).catch(() => undefined);
-      if (!st?.isFile()) {
-        throw new Img2vmError('imageNotFound', `docker archive "${src.target}" does not exist or is not a file`, 'create one with: docker save IMAGE -o FILE');
-      }
-      const a = await extractArchive(createReadStream(src.target), await workDir());
-      return openArchiveImage(a, ref, src.tag);
-    }
-    case 'oci':
-      return openOciLayout(resolvePath(src.target), ref, { tag: src.tag, ...r, signal: ctx.signal });
-    case 'oci-archive': {
-      const st = await stat(src.target).catch(() => undefined);
-      if (!st?.isFile()) {
-        throw new Img2vmError('imageNotFound', `OCI archive "${src.target}" does not exist or is not a file`, 'give a tar of an OCI image layout (oci-archive:FILE[:TAG])');
-      }
-      const dir = await workDir();
-      const a = await extractArchive(createReadStream(src.target), dir);
-      return openOciLayout(dir, ref, { tag: src.tag, ...r, resolve: (m) => resolveMember(a, m), transport: 'oci-archive', signal: ctx.signal, label: `OCI archive ${src.target}` });
-    }
-    case 'docker':
-      return openRegistryImage(parseDockerReference(src.target), ref, pullCtx());
-    case 'docker-daemon': {
-      const client = docker ?? new DockerClient(undefined, ctx.signal);
-      if (!src.bare) return openDaemonImage(client, src.target, ref, await workDir(), r.platformExplicit ? r.platform : undefined);
-      return openBare(src.target, ref, client, r, pullCtx, workDir);
-    }
-  }
-}
-
-/** A bare reference: the daemon's image unless --pull always, then the cache and the registry. */
-async function openBare(name: string, ref: string, client: DockerClient, r: Resolved, pullCtx: () => PullContext, workDir: () => Promise<string>): Promise<SourceImage> {
-  let daemonDown: Img2vmError | undefined;
-  let mismatch: ImageInspect | undefined;
-  let dref: DockerReference | undefined;
-  let refError: unknown;
-  try {
-    dref = parseDockerReference(name);
-  } catch (e) {
-    refError = e;
-  }
-  // Only the daemon knows image IDs; anything else must be a valid reference before anyone is asked.
-  if (refError && !/^(sha256:)?[a-f0-9]{1,64}$/.test(name)) throw refError;
-  if (r.pull !== 'always') {
-    try {
-      const info = await client.inspect(name);
-      if (info && (!r.platformExplicit || platformMatches({ os: info.Os, architecture: info.Architecture }, r.platform))) {
-        return await openDaemonImage(client, name, ref, await workDir(), undefined, info);
-      }
-      mismatch = info;
-    } catch (e) {
-      if (!(e instanceof Img2vmError && e.kind === 'daemonUnreachable')) throw e;
-      daemonDown = e;
-    }
-  }
-  if (!dref) {
-    if (daemonDown) throw daemonDown;
-    if (r.pull === 'always') throw refError;
-    throw new Img2vmError('imageNotFound', `image "${name}" is not in the local Docker daemon (and is not a name a registry could have)`, 'check the name with: docker image ls');
-  }
-  try {
-    return await openRegistryImage(dref, ref, pullCtx());
-  } catch (e) {
-    if (!(e instanceof RegistryError) || e.reason === 'protocol' || r.pull === 'always') throw e;
-    if (daemonDown) throw new Img2vmError('daemonUnreachable', `${daemonDown.message}, and ${e.message}`, daemonDown.hint, { cause: e });
-    const why = mismatch ? ` for ${formatPlatform(r.platform)} (it has ${mismatch.Os}/${mismatch.Architecture})` : '';
-    throw new Img2vmError('imageNotFound', `image "${name}" is not in the local Docker daemon${why}, and ${e.message}`, `pull or build it first (docker pull ${name}), or check the name with: docker image ls; ${e.hint ?? ''}`.replace(/; $/, ''), { cause: e });
-  }
-}
-
-/** docker-archive:FILE[:REF] — REF may hold colons too, so the first prefix that is an existing file is the file. */
-async function splitArchiveTag(src: ParsedSource): Promise<void> {
-  if ((await stat(src.target).catch(() => undefined))?.isFile()) return;
-  for (let i = src.target.indexOf(':'); i > 0; i = src.target.indexOf(':', i + 1)) {
-    if ((await stat(src.target.slice(0, i)).catch(() => undefined))?.isFile()) {
-      src.tag = src.target.slice(i + 1);
-      src.target = src.target.slice(0, i);
-      return;
-    }
-  }
-}
-
-export async function openDaemonImage(client: DockerClient, name: string, ref: string, dir: string, platform?: Platform, inspected?: ImageInspect): Promise<SourceImage> {
-  const info = inspected ?? (await client.inspect(name));
-  if (!info) {
-    throw new Img2vmError(
-      'imageNotFound',
-      `image "${name}" is not in the local Docker daemon`,
-      `pull or build it first (docker pull ${name}), or check the name with: docker image ls`,
-    );
-  }
-  if (platform && !platformMatches({ os: info.Os, architecture: info.Architecture }, platform)) {
-    throw new Img2vmError('imageNotFound', `image "${name}" in the Docker daemon is ${info.Os}/${info.Architecture}, not ${formatPlatform(platform)}`, 'pull the platform you want, or drop --platform');
-  }
-  const a = await extractArchive(await client.save(info.Id), dir);
-  const img = await openArchiveImage(a, ref);
-  if (img.id !== info.Id) {
-    throw new Img2vmError('badImage', `daemon saved ${img.id} for ${name}, expected ${info.Id}`, 'the image changed while it was read; try again');
-  }
-  return { ...img, daemonId: info.Id, transport: 'docker-daemon' };
+    ...r,
+    docker: () => (client ??= new DockerClient(undefined, ctx.signal)),
+    pullContext: () => ({
+      ctx,
+      cache: new BlobCache(options.cacheDir ?? cacheDir(options.env)),
+      pull: r.pull,
+      platform: r.platform,
+      platformExplicit: r.platformExplicit,
+      insecureRegistries: options.insecureRegistries ?? [],
+      registry: options.registry,
+      env: options.env,
+    }),
+    workDir: () => mkdtemp(join(ctx.work, 'source-')),
+  };
+  return TRANSPORTS[src.transport].open(src, ref, env);
 }

@@ -1,6 +1,7 @@
 // Pulls an image from a registry into the blob cache (verified, three layers at a time) and opens it from there.
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
+import { progress } from '../core/events.js';
 import { lookupCredentials } from './auth.js';
 import { BlobCache, cacheError } from './blob-cache.js';
 import { MAX_JSON, digestMismatch, sha256, verifyBytes } from './digest.js';
@@ -121,7 +122,9 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
     const c = registry();
     const total = missing.reduce((s, l) => s + l.size, 0);
     const t0 = performance.now();
-    await mapLimit(missing, PARALLEL, p.ctx.signal, (l, signal) => fetchBlob(c, repo, l, p, progressReporter(p.ctx, l), signal));
+    const bar = progress(p.ctx.sink, 'source', 'bytes', total, `${missing.length} layer${missing.length === 1 ? '' : 's'}`);
+    await mapLimit(missing, PARALLEL, p.ctx.signal, (l, signal) => fetchBlob(c, repo, l, p, progressReporter(p.ctx, l, (n) => bar.add(n)), signal));
+    bar.end();
     const s = (performance.now() - t0) / 1000;
     debug(p.ctx, `${name}: pulled ${missing.length} layer(s), ${mb(total)} in ${s.toFixed(1)} s (${(total / 1e6 / Math.max(s, 0.001)).toFixed(1)} MB/s)`);
   } else if (manifest.layers.length) {
@@ -178,11 +181,18 @@ function mb(n: number): string {
   return `${(n / 1e6).toFixed(1)} MB`;
 }
 
-function progressReporter(ctx: RunContext, l: Descriptor): (n: number) => void {
+/** Logs one layer's download now and then, and adds what it gained to the pull's overall count. */
+function progressReporter(ctx: RunContext, l: Descriptor, add: (delta: number) => void): (n: number) => void {
   let last = 0;
+  let seen = 0;
   const short = l.digest.slice(7, 19);
   debug(ctx, `layer ${short}: downloading ${mb(l.size)}`);
   return (n) => {
+    // A resumed or retried download may report from an earlier offset again: only growth counts.
+    if (n > seen) {
+      add(n - seen);
+      seen = n;
+    }
     const now = performance.now();
     if (n < l.size && now - last < 1000) return;
     last = now;

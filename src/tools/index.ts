@@ -118,10 +118,11 @@ function forwardLines(child: ResultPromise, onLine: (line: string) => void): voi
     let buf = '';
     s?.on('data', (d: Buffer) => {
       buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        onLine(buf.slice(0, i));
-        buf = buf.slice(i + 1);
+      // Progress meters (qemu-img -p) redraw their line with a carriage return: each redraw is a line too.
+      let m;
+      while ((m = /[\r\n]/.exec(buf))) {
+        if (m.index > 0) onLine(buf.slice(0, m.index));
+        buf = buf.slice(m.index + 1);
       }
     });
     s?.on('end', () => buf && onLine(buf));

@@ -1,4 +1,5 @@
 // `img2vm test`: boots a disk headless under QEMU and decides from the serial console whether it came up.
+import type { EventSink, Img2vmEvent } from '../core/events.js';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -7,7 +8,7 @@ import { Img2vmError, type ExitCodeName } from '../core/errors.js';
 import type { Scope } from '../core/scope.js';
 import { ConsoleWatcher, type Milestone } from './console.js';
 import { LoginSession, type SessionOutcome } from './login.js';
-import { prepareMachine, startQemu, type Machine } from './machine.js';
+import { prepareMachine, startQemu } from './machine.js';
 import type { Accel, Boot, DiskFormat, Firmware } from './qemu.js';
 
 export const DEFAULT_TEST_TIMEOUT_MS = 300_000;
@@ -31,7 +32,7 @@ export interface TestOptions {
   logFile?: string;
   /** Fixes the command markers (tests); random otherwise. */
   nonce?: string;
-  onEvent?: (e: VmEvent) => void;
+  onEvent?: EventSink;
 }
 
 export interface VmContext {
@@ -39,11 +40,8 @@ export interface VmContext {
   signal?: AbortSignal;
 }
 
-export type VmEvent =
-  | { type: 'machine'; machine: Machine }
-  | { type: 'milestone'; name: Milestone; seconds: number }
-  | { type: 'console'; text: string }
-  | { type: 'phase'; phase: 'login' | 'command' };
+/** What `img2vm test` reports as it goes: the machine, boot milestones, console text and login phases. */
+export type VmEvent = Extract<Img2vmEvent, { stage: 'vm' }>;
 
 /** Seconds since QEMU started. */
 export interface Timings {
@@ -125,7 +123,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
     disk: machine.disk, format: machine.format, firmware: machine.firmware, firmwareReason: machine.firmwareReason,
     accel: machine.accel, accelReason: machine.accelReason,
   });
-  o.onEvent?.({ type: 'machine', machine });
+  o.onEvent?.({ type: 'vm-machine', stage: 'vm', machine });
   ctx.signal?.throwIfAborted();
 
   const watcher = new ConsoleWatcher({ expect: o.expect, until: o.login && !o.expect ? 'login' : 'ready' });
@@ -161,7 +159,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
 
     const startLogin = () => {
       phase = 'login';
-      o.onEvent?.({ type: 'phase', phase: 'login' });
+      o.onEvent?.({ type: 'vm-phase', stage: 'vm', phase: 'login' });
       type(session!.start());
     };
     const afterVerdict = () => {
@@ -176,7 +174,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
       for (const [name, at] of Object.entries(watcher.milestones) as [Milestone, number][]) {
         if (emitted.has(name)) continue;
         emitted.add(name);
-        o.onEvent?.({ type: 'milestone', name, seconds: round(at)! });
+        o.onEvent?.({ type: 'vm-milestone', stage: 'vm', name, seconds: round(at)! });
       }
     };
 
@@ -184,7 +182,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
       if (done) return;
       const text = watcher.feed(chunk, now());
       log?.write(text);
-      if (text) o.onEvent?.({ type: 'console', text });
+      if (text) o.onEvent?.({ type: 'vm-console', stage: 'vm', text });
       emitMilestones();
       if (phase === 'boot') return afterVerdict();
       if (phase === 'wait-login') {
@@ -195,7 +193,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
       if (step.write) type(step.write);
       if (session!.phase === 'command' && phase === 'login') {
         phase = 'command';
-        o.onEvent?.({ type: 'phase', phase: 'command' });
+        o.onEvent?.({ type: 'vm-phase', stage: 'vm', phase: 'command' });
       }
       if (step.outcome) {
         sessionOutcome = step.outcome;

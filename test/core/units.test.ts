@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatSize, parseSize, GiB, MiB } from '../../src/core/units.js';
-import { hostnameFromImage, ConvertOptionsSchema } from '../../src/core/config.js';
+import { hostnameFromImage, ConvertOptionsSchema } from '../../src/core/options.js';
 import { createRandom } from '../../src/core/random.js';
 
 describe('parseSize', () => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { renderTemplate } from '../../src/guest/template.js';
 import { parseOsRelease } from '../../src/guest/detect.js';
 import { recipeFor } from '../../src/guest/distros.js';
-import { planBuild } from '../../src/guest/docker-builder.js';
+import { planBuild } from '../../src/guest/builders/docker.js';
 import { TEMPLATES_DIR } from '../../src/core/paths.js';
 
 describe('renderTemplate', () => {

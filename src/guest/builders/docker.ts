@@ -4,11 +4,16 @@ import { readdir, readFile, lstat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import type { RunContext } from '../core/context.js';
-import { TEMPLATES_DIR } from '../core/paths.js';
-import type { DockerClient } from '../source/docker-api.js';
-import { renderTemplate } from './template.js';
-import type { DistroRecipe } from './distros.js';
+import { mkdtemp } from 'node:fs/promises';
+import type { ConversionRun } from '../../core/conversion.js';
+import type { RunContext } from '../../core/context.js';
+import { progress } from '../../core/events.js';
+import { importToDaemon, openDaemonImage } from '../../source/index.js';
+import type { Builder } from './builder.js';
+import { TEMPLATES_DIR } from '../../core/paths.js';
+import type { DockerClient } from '../../source/docker-api.js';
+import { renderTemplate } from '../template.js';
+import type { DistroRecipe } from '../distros.js';
 
 /** Bump when the way a build is done changes, so old cache entries are not reused. */
 const CACHE_VERSION = '1';
@@ -72,10 +77,51 @@ export interface BuildResult {
 export async function dockerBuild(client: DockerClient, baseId: string, recipe: DistroRecipe, ctx: RunContext): Promise<BuildResult> {
   const plan = await planBuild(baseId, recipe);
   if (await client.inspect(plan.tag)) return { tag: plan.tag, cached: true };
+  const bar = progress(ctx.sink, 'guest', 'entries', undefined, 'build steps');
   await client.build(Readable.from(contextTar(plan.files)), {
     tag: plan.tag,
     labels: { 'org.img2vm.base': baseId, 'org.img2vm.template': recipe.template, 'org.img2vm.key': plan.key },
-    onLine: (l) => ctx.sink({ type: 'log', level: 'debug', stage: 'guest', message: l }),
+    onLine: (l) => {
+      // The classic builder announces "Step N/M : ..." before each instruction.
+      const m = /^Step (\d+)\/(\d+)/.exec(l);
+      if (m) {
+        bar.setTotal(Number(m[2]));
+        bar.set(Number(m[1]) - 1);
+      }
+      ctx.sink({ type: 'log', level: 'debug', stage: 'guest', message: l });
+    },
   });
+  bar.end();
   return { tag: plan.tag, cached: false };
 }
+
+/** The docker builder: the template is a Dockerfile built by the daemon on top of the image, which it must have. */
+export const dockerBuilder: Builder = {
+  id: 'docker',
+  async available(r: ConversionRun) {
+    try {
+      await r.docker().ping();
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, why: `the docker builder's daemon is not reachable at ${r.docker().endpoint.socketPath}`, cause: e };
+    }
+  },
+  async lookup(r: ConversionRun, recipe: DistroRecipe) {
+    const img = r.image!;
+    const docker = r.docker();
+    const plan = await planBuild(img.daemonId ?? img.id, recipe);
+    if (!(await docker.inspect(plan.tag))) return undefined;
+    const dir = await mkdtemp(join(r.ctx.work, 'built-'));
+    return { image: await openDaemonImage(docker, plan.tag, r.options.image, dir), ref: plan.tag };
+  },
+  async build(r: ConversionRun, recipe: DistroRecipe) {
+    const img = r.image!;
+    const docker = r.docker();
+    // Images from registries and archives are loaded into the daemon (unchanged, same id) to build on.
+    const base = img.daemonId ?? (await importToDaemon(img, docker, r.ctx));
+    const built = await dockerBuild(docker, base, recipe, r.ctx);
+    const dir = await mkdtemp(join(r.ctx.work, 'built-'));
+    const out = await openDaemonImage(docker, built.tag, r.options.image, dir);
+    return { image: out, cached: built.cached, ref: built.tag };
+  },
+};

@@ -1,0 +1,91 @@
+// apply(): runs a plan's steps through the registries of step implementations, stage by stage, and renames the
+// output into place only when every step succeeded.
+import { rename } from 'node:fs/promises';
+import { BOOT_LOADERS } from './boot/index.js';
+import type { ConversionRun, StepFn, StepRegistry } from './core/conversion.js';
+import type { StageId } from './core/events.js';
+import type { BootLoaderId, PlanStep } from './core/plan.js';
+import { DISK_STEPS } from './disk/steps.js';
+import { GUEST_STRATEGIES } from './guest/index.js';
+import { FORMATS } from './output/index.js';
+import { SINKS } from './output/push.js';
+import { ROOTFS_STEPS } from './rootfs/steps.js';
+import { openSource } from './source/index.js';
+import { TRANSPORTS } from './source/transports/index.js';
+
+const sourceStep: StepFn = async (r) => {
+  const o = r.options;
+  const img = await openSource(o.image, r.ctx, r.docker(), { pull: o.pull, platform: o.platform, insecureRegistries: o.insecureRegistries });
+  r.image = img;
+  r.facts.source = { transport: img.transport ?? 'docker-daemon', id: img.id, layers: img.layers.length, daemonId: img.daemonId };
+  r.replan();
+  return `${img.layers.length} layer${img.layers.length === 1 ? '' : 's'}, ${img.id.slice(0, 19)}`;
+};
+
+const outputStep: StepFn = async (r, step) => {
+  const format = FORMATS.find((f) => f.id === step.id)!;
+  const artifact = await format.write({ raw: r.rawPath, dest: r.tmpOut, ctx: r.ctx, plan: r.plan, files: r.exported, commits: r.commits });
+  if (artifact) r.artifact = artifact;
+  if (r.outPath) r.commits.push([r.tmpOut, r.outPath]);
+};
+
+/** Every step implementation by stage and id: adding a transport, strategy, loader or format registers it here. */
+export const STEPS: StepRegistry = {
+  source: Object.fromEntries(Object.keys(TRANSPORTS).map((id) => [id, sourceStep])),
+  guest: Object.fromEntries(Object.values(GUEST_STRATEGIES).map((s) => [s.id, (r: ConversionRun) => s.apply(r)])),
+  rootfs: ROOTFS_STEPS,
+  disk: DISK_STEPS,
+  boot: Object.fromEntries(Object.values(BOOT_LOADERS).map((l) => [l.id, async (r: ConversionRun) => void (await l.install(r))])),
+  output: {
+    ...Object.fromEntries(FORMATS.map((f) => [f.id, outputStep])),
+    ...Object.fromEntries(Object.values(SINKS).map((s) => [s.id, (r: ConversionRun) => s.run(r)])),
+  },
+};
+
+export function stepFn(step: PlanStep): StepFn {
+  const fn = STEPS[step.stage]?.[step.id];
+  if (!fn) throw new Error(`no implementation registered for step ${step.stage}:${step.id}`);
+  return fn;
+}
+
+/** The line a stage shows: one step's own title, or what the stage does as a whole. */
+function stageTitle(stage: StageId, steps: PlanStep[]): string {
+  if (steps.length === 1) return steps[0]!.title;
+  if (stage === 'boot') return `Install bootloader (${steps.map((s) => BOOT_LOADERS[s.id as BootLoaderId].label).join(' + ')})`;
+  if (stage === 'disk') return 'Partition and format';
+  if (stage === 'rootfs') return 'Flatten layers and write the guest configuration';
+  return steps.map((s) => s.title).join(', ');
+}
+
+/** Runs every step of run.plan in order; the stages are timed into timings. */
+export async function apply(r: ConversionRun, timings: Partial<Record<StageId, number>>): Promise<void> {
+  const { sink, signal } = r.ctx;
+  const stages: { stage: StageId; steps: PlanStep[] }[] = [];
+  for (const step of r.plan.steps) {
+    const last = stages.at(-1);
+    if (last?.stage === step.stage) last.steps.push(step);
+    else stages.push({ stage: step.stage, steps: [step] });
+  }
+  for (const { stage, steps } of stages) {
+    signal.throwIfAborted();
+    if (stage === 'guest' && steps.every((s) => s.id === 'image')) {
+      await stepFn(steps[0]!)(r, steps[0]!);
+      sink({ type: 'stage-skip', stage, reason: r.plan.guest.reason });
+      continue;
+    }
+    sink({ type: 'stage-start', stage, title: stageTitle(stage, steps) });
+    const t0 = performance.now();
+    const details: string[] = [];
+    for (const step of steps) {
+      signal.throwIfAborted();
+      const d = await stepFn(step)(r, step);
+      if (d) details.push(d);
+    }
+    const ms = Math.round(performance.now() - t0);
+    timings[stage] = (timings[stage] ?? 0) + ms;
+    sink({ type: 'stage-end', stage, ms, detail: details.join(', ') || undefined });
+  }
+  signal.throwIfAborted();
+  // Side files first, the output last: a disk that is in place always has its companions.
+  for (const [tmp, dest] of r.commits) await rename(tmp, dest);
+}

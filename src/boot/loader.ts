@@ -1,0 +1,39 @@
+// The boot-loader interface: what a loader puts into the guest and the ESP (pure, part of the plan), and how it
+// installs itself into the finished disk. One file per loader, registered in boot/index.ts under its CLI id.
+import type { ConversionRun } from '../core/conversion.js';
+import type { BootLoaderId, GuestFile, KernelFacts } from '../core/plan.js';
+import type { ToolName } from '../tools/index.js';
+
+export interface LoaderInput {
+  rootUuid: string;
+  /** The file system GRUB reads its config from: /boot's own when separate, else the root. */
+  bootFsUuid: string;
+  separateBoot: boolean;
+  /** GRUB's directory on that file system (/grub on a separate /boot, /boot/grub on the root). */
+  grubDir: string;
+  /** The kernel command line for loaders that pass one. */
+  cmdline: string;
+  /** The menu title (the distribution's pretty name). */
+  title: string;
+  /** os-release ID, for sorting boot entries. */
+  osId?: string;
+  /** null until the kernel is known (before the guest build). */
+  kernel: KernelFacts | null;
+}
+
+export interface LoaderFiles {
+  guestFiles: GuestFile[];
+  /** Guest files copied out before the file system is made: path in the guest → name in the work directory. */
+  exports: { path: string; as: string; optional?: boolean }[];
+}
+
+export interface BootLoader {
+  id: BootLoaderId;
+  /** A few words for the stage line, e.g. "GRUB BIOS". */
+  label: string;
+  /** Host tools install() runs (checked before any work). */
+  tools: readonly ToolName[];
+  files(input: LoaderInput): LoaderFiles;
+  /** Writes the loader into the disk once its file systems exist. */
+  install(run: ConversionRun): Promise<void>;
+}

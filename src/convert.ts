@@ -1,0 +1,220 @@
+// The library entry points: convert() an image into a disk (plan, then apply), and planImage() for `img2vm plan`.
+import { randomBytes } from 'node:crypto';
+import { access, constants, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { apply } from './apply.js';
+import { BOOT_LOADERS } from './boot/index.js';
+import type { RunContext } from './core/context.js';
+import type { ConversionRun } from './core/conversion.js';
+import { Img2vmError } from './core/errors.js';
+import { nullSink, type EventSink, type StageId } from './core/events.js';
+import { parseConvertOptions, type ConvertOptions, type ConvertOptionsInput } from './core/options.js';
+import type { ConversionPlan, ImageFacts } from './core/plan.js';
+import { createRandom } from './core/random.js';
+import { Scope } from './core/scope.js';
+import { partitionByRole } from './disk/layout.js';
+import { GUEST_STRATEGIES } from './guest/index.js';
+import { resolveFormat } from './output/index.js';
+import type { OutputFormat } from './output/format.js';
+import { plan, strategyFor } from './plan.js';
+import { DockerClient } from './source/docker-api.js';
+import { openSource } from './source/index.js';
+import { scanImage } from './rootfs/scan.js';
+import { lookupGuestBuild } from './guest/distro.js';
+import { preflight, type ToolName } from './tools/index.js';
+
+export const STAGES: { id: StageId; title: string }[] = [
+  { id: 'source', title: 'Read image' },
+  { id: 'guest', title: 'Install kernel and init' },
+  { id: 'rootfs', title: 'Flatten layers' },
+  { id: 'disk', title: 'Partition and format' },
+  { id: 'boot', title: 'Install bootloader' },
+  { id: 'output', title: 'Write output' },
+];
+
+export interface ConvertResult {
+  /** null when a containerDisk was only pushed (--push without -o). */
+  output: string | null;
+  format: string;
+  bootMode: string;
+  /** null for the direct-kernel output, which has none. */
+  bootloader: string | null;
+  partitionTable: string;
+  /** Virtual disk size in bytes. */
+  diskSize: number;
+  /** Bytes the output file takes on disk (with --push alone: the pushed qcow2). */
+  fileSize: number;
+  rootfs: { bytes: number; files: number; entries: number; fsSize: number; uuid: string };
+  partitions: { role: string; start: number; size: number }[];
+  kernelVersion: string | null;
+  distribution: string | null;
+  guestBuildCached: boolean | null;
+  /** The daemon image the guest stage built (img2vm-cache:...), null with --raw. */
+  guestImage: string | null;
+  /** Set when --push pushed the containerDisk image. */
+  pushed?: { ref: string; digest: string };
+  timings: Partial<Record<StageId, number>> & { total: number };
+  /** The plan as it was carried out. */
+  plan: ConversionPlan;
+}
+
+export interface ConvertHooks {
+  sink?: EventSink;
+  signal?: AbortSignal;
+  /** Supplied by the CLI so a SIGINT can release resources; created here otherwise. */
+  scope?: Scope;
+}
+
+/** The options, with the one rule the schema cannot express: some output must be asked for. */
+function validate(input: ConvertOptionsInput | ConvertOptions): { o: ConvertOptions; format: OutputFormat } {
+  const o = parseConvertOptions(input);
+  if (o.output === undefined && !o.push) {
+    throw new Img2vmError('usage', 'no output given', 'add -o FILE, e.g. -o disk.qcow2 (only a pushed containerDisk needs no file: --push REGISTRY/REPO:TAG)');
+  }
+  return { o, format: resolveFormat(o.output ?? '', o.format ?? (o.output === undefined ? 'containerdisk' : undefined)) };
+}
+
+/** Checks what can be checked before any work: option combinations, tools, the output directory. */
+async function preflightConvert(o: ConvertOptions, format: OutputFormat): Promise<void> {
+  if (o.output !== undefined) await preflightOutput(o.output);
+  const probe = plan(o, {});
+  const tools: ToolName[] = ['mke2fs', 'setfattr', ...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools), ...GUEST_STRATEGIES[strategyFor(o)].tools];
+  if (probe.steps.some((s) => s.stage === 'disk' && s.id === 'vfat')) tools.push('mkfs.fat');
+  if (!format.isRaw) tools.push('qemu-img');
+  preflight(tools);
+  if (process.getuid?.() !== 0) {
+    throw new Img2vmError(
+      'usage',
+      'img2vm must run as root for now: the root file system is staged with real owners, devices and security xattrs',
+      'run it with sudo; unprivileged assembly is planned',
+    );
+  }
+}
+
+async function preflightOutput(output: string): Promise<void> {
+  const out = resolve(output);
+  const dir = dirname(out);
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) {
+    throw new Img2vmError('outputNotWritable', `output directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
+  }
+  try {
+    await access(dir, constants.W_OK);
+  } catch {
+    throw new Img2vmError('outputNotWritable', `output directory ${dir} is not writable`, 'choose another -o path, or fix its permissions');
+  }
+  const ost = await stat(out).catch(() => undefined);
+  if (ost?.isDirectory()) throw new Img2vmError('outputNotWritable', `output ${out} is a directory`, 'give a file name, e.g. -o disk.qcow2');
+}
+
+/** A run's state; plan() is re-derived from its options and facts whenever a step learns something. */
+function newRun(o: ConvertOptions, format: OutputFormat, ctx: RunContext, work: string): ConversionRun {
+  const outPath = o.output !== undefined ? resolve(o.output) : null;
+  const tmpOut = outPath ? join(dirname(outPath), `.${basename(outPath)}.img2vm-${process.pid}.tmp`) : join(work, 'output.tmp');
+  const facts: ImageFacts = {};
+  let docker: DockerClient | undefined;
+  const r: ConversionRun = {
+    options: o,
+    plan: plan(o, facts, { random: ctx.random }),
+    facts,
+    ctx,
+    staging: join(work, 'rootfs'),
+    bootStaging: join(work, 'bootfs'),
+    exported: new Map(),
+    rawPath: format.isRaw ? tmpOut : join(work, 'disk.raw'),
+    tmpOut,
+    outPath,
+    commits: [],
+    docker: () => (docker ??= new DockerClient(undefined, ctx.signal)),
+    replan: () => {
+      r.plan = plan(o, r.facts, { random: ctx.random });
+    },
+  };
+  return r;
+}
+
+export async function convert(input: ConvertOptionsInput | ConvertOptions, hooks: ConvertHooks = {}): Promise<ConvertResult> {
+  const { o, format } = validate(input);
+  const sink = hooks.sink ?? nullSink;
+  const ac = new AbortController();
+  const signal = hooks.signal ? AbortSignal.any([hooks.signal, ac.signal]) : ac.signal;
+  const scope = hooks.scope ?? new Scope();
+  const t0 = performance.now();
+  const timings: Partial<Record<StageId, number>> = {};
+  await preflightConvert(o, format);
+  const work = await mkdtemp(join(process.env.TMPDIR || tmpdir(), 'img2vm-'));
+  scope.defer(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
+  // Unseeded runs still draw every value from one seed of their own, so re-planning never changes an id.
+  const ctx: RunContext = { work, signal, sink, scope, random: createRandom(o.seed ?? randomBytes(16).toString('hex')) };
+  try {
+    const r = newRun(o, format, ctx, work);
+    await mkdir(r.staging, { mode: 0o755 });
+    const removeTmpOut = () => rm(r.tmpOut, { force: true });
+    scope.defer(`remove ${r.tmpOut}`, removeTmpOut);
+    await apply(r, timings);
+    scope.release(removeTmpOut);
+    return await result(r, timings, t0);
+  } finally {
+    if (!hooks.scope) await scope.close();
+  }
+}
+
+async function result(r: ConversionRun, timings: Partial<Record<StageId, number>>, t0: number): Promise<ConvertResult> {
+  const p = r.plan;
+  const st = await stat(r.outPath ?? r.artifact?.containerDiskQcow2 ?? r.tmpOut);
+  const root = p.filesystems.find((f) => f.role === 'root')!;
+  const c = p.content!;
+  return {
+    output: r.outPath,
+    format: p.output.format,
+    bootMode: p.boot.mode,
+    bootloader: p.boot.mode === 'direct-kernel' ? null : p.boot.loaders.includes('systemd-boot') ? 'systemd-boot' : 'grub',
+    partitionTable: p.layout?.table ?? 'none',
+    diskSize: p.layout?.diskSize ?? st.size,
+    fileSize: st.blocks * 512,
+    rootfs: { bytes: c.bytes, files: c.files, entries: c.entries + 1000, fsSize: p.layout ? partitionByRole(p.layout, 'root')!.size : root.size, uuid: root.uuid },
+    partitions: (p.layout?.partitions ?? []).map((x) => ({ role: x.role, start: x.start, size: x.size })),
+    kernelVersion: p.kernel?.version ?? null,
+    distribution: p.guest.distribution,
+    guestBuildCached: p.guest.cached,
+    guestImage: r.facts.guest?.image ?? null,
+    ...(r.pushed ? { pushed: r.pushed } : {}),
+    timings: { ...timings, total: Math.round(performance.now() - t0) },
+    plan: p,
+  };
+}
+
+/**
+ * What a conversion would build, without building it: reads the image (its layers decide the sizes), and for
+ * the distro strategy looks up a cached guest build. Writes nothing but temporary files, needs no root.
+ */
+export async function planImage(input: ConvertOptionsInput | ConvertOptions, hooks: ConvertHooks = {}): Promise<ConversionPlan> {
+  const { o, format } = validate(input);
+  plan(o, {});
+  const scope = hooks.scope ?? new Scope();
+  const work = await mkdtemp(join(process.env.TMPDIR || tmpdir(), 'img2vm-plan-'));
+  scope.defer(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
+  const ctx: RunContext = { work, signal: hooks.signal ?? new AbortController().signal, sink: hooks.sink ?? nullSink, scope, random: createRandom(o.seed ?? randomBytes(16).toString('hex')) };
+  try {
+    const r = newRun(o, format, ctx, work);
+    const img = await openSource(o.image, ctx, r.docker(), { pull: o.pull, platform: o.platform, insecureRegistries: o.insecureRegistries });
+    r.image = img;
+    r.facts.source = { transport: img.transport ?? 'docker-daemon', id: img.id, layers: img.layers.length, daemonId: img.daemonId };
+    let measured = img;
+    let estimated = false;
+    if (strategyFor(o) === 'distro') {
+      const looked = await lookupGuestBuild(r);
+      if (looked) measured = looked;
+      else estimated = true;
+    }
+    const scan = await scanImage(measured, ctx.signal);
+    r.facts.content = { ...scan.content, ...(estimated ? { estimated: true } : {}) };
+    if (!estimated) r.facts.kernel = scan.kernel;
+    r.facts.hasResolved = scan.hasResolved;
+    r.replan();
+    return r.plan;
+  } finally {
+    if (!hooks.scope) await scope.close();
+  }
+}

@@ -1,0 +1,40 @@
+// The state one conversion carries from step to step while apply() runs the plan.
+import type { RunContext } from './context.js';
+import type { ConvertOptions } from './options.js';
+import type { ConversionPlan, ImageFacts, PlanStep } from './plan.js';
+import type { StageId } from './events.js';
+import type { SourceImage } from '../source/image.js';
+import type { DockerClient } from '../source/docker-api.js';
+
+export interface ConversionRun {
+  readonly options: ConvertOptions;
+  /** Re-derived from options and facts whenever a step learns something (replan). */
+  plan: ConversionPlan;
+  facts: ImageFacts;
+  readonly ctx: RunContext;
+  /** The image whose layers become the root (the guest build replaces the source's). */
+  image?: SourceImage;
+  /** The staged root tree, and /boot once it is moved aside for its own file system. */
+  readonly staging: string;
+  readonly bootStaging: string;
+  /** Files copied out of the guest before its file system was made, by the name the plan gives them. */
+  readonly exported: Map<string, string>;
+  /** The raw disk (or bare file system) being assembled, and the temporary output beside the target. */
+  readonly rawPath: string;
+  readonly tmpOut: string;
+  /** Where the output goes in the end; null when a containerDisk is only pushed. */
+  readonly outPath: string | null;
+  /** Files to rename into place, all together, once every step succeeded: [temporary, final]. */
+  readonly commits: [string, string][];
+  /** What the output step produced, for sinks that run after it (push). */
+  artifact?: { containerDiskQcow2?: string };
+  pushed?: { ref: string; digest: string };
+  docker(): DockerClient;
+  /** Recomputes the plan from the options and the facts known now. */
+  replan(): void;
+}
+
+/** One step implementation, registered under the id the plan names; returns a short detail for the stage line. */
+export type StepFn = (run: ConversionRun, step: PlanStep) => Promise<string | void>;
+
+export type StepRegistry = Partial<Record<StageId, Record<string, StepFn>>>;

@@ -1,0 +1,130 @@
+// The one declaration of every conversion option: flag, help, validation and default. The CLI, the help text
+// and the config-file schema are all derived from this table; nothing maps options by hand.
+import { z } from 'zod';
+import { parseSize } from './units.js';
+import { Img2vmError } from './errors.js';
+
+export const BOOT_MODES = ['hybrid', 'bios', 'uefi'] as const;
+export const BOOTLOADERS = ['grub', 'systemd-boot'] as const;
+export const PARTITION_TABLES = ['mbr', 'gpt'] as const;
+export const INIT_MODES = ['auto', 'distro', 'image'] as const;
+export const BUILDERS = ['auto', 'docker'] as const;
+export const PULL_POLICIES = ['always', 'missing', 'never'] as const;
+
+/** A size given as bytes (number) or text with a unit ("4G", "512M"), validated without throwing. */
+const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') {
+    if (Number.isSafeInteger(v) && v > 0) return v;
+    ctx.issues.push({ code: 'custom', message: `invalid size ${v}: a positive whole number of bytes`, input: v });
+    return z.NEVER;
+  }
+  try {
+    return parseSize(v);
+  } catch {
+    ctx.issues.push({ code: 'custom', message: `invalid size "${v}": use a number with an optional unit, e.g. 512M, 4G`, input: v });
+    return z.NEVER;
+  }
+});
+
+const hostname = z
+  .string()
+  .regex(/^(?=.{1,63}$)[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$/, 'a hostname is 1-63 letters, digits and inner hyphens');
+
+/** Where an option may appear: every option can be set in a config file; `global` ones also apply to other commands. */
+export interface OptionSpec<S extends z.ZodType = z.ZodType> {
+  /** Commander flags, e.g. '-o, --output <file>'; the long name is also the config-file key. */
+  flags: string;
+  help: string;
+  schema: S;
+  /** The default as the help shows it (the schema applies it). */
+  defaultHelp?: string;
+  /** The flag may be given more than once; values collect into an array. */
+  repeatable?: boolean;
+  /** Not in the help: kept for compatibility (e.g. --raw). */
+  hidden?: boolean;
+}
+
+function opt<S extends z.ZodType>(spec: OptionSpec<S>): OptionSpec<S> {
+  return spec;
+}
+
+/** Every option of `img2vm convert` and `img2vm plan`, keyed by the property name the library takes. */
+export const CONVERT_OPTIONS = {
+  output: opt({ flags: '-o, --output <file>', help: 'the disk to write; format from the extension unless --format (not needed with --push)', schema: z.string().min(1, 'the output path is empty').optional() }),
+  format: opt({ flags: '--format <format>', help: 'output format: raw | qcow2 | vmdk | vhdx | vhd | vdi | rootfs | containerdisk (.img = raw)', schema: z.string().min(1).optional() }),
+  size: opt({ flags: '--size <size>', help: 'disk size, e.g. 4G', defaultHelp: 'the content plus headroom', schema: size.optional() }),
+  boot: opt({ flags: '--boot <mode>', help: 'firmware the disk boots with (hybrid: both BIOS and UEFI)', schema: z.enum(BOOT_MODES).default('hybrid'), defaultHelp: 'hybrid' }),
+  bootloader: opt({ flags: '--bootloader <name>', help: 'boot loader (systemd-boot needs --boot uefi)', schema: z.enum(BOOTLOADERS).default('grub'), defaultHelp: 'grub' }),
+  partitionTable: opt({ flags: '--partition-table <kind>', help: 'partition table', defaultHelp: 'mbr for --boot bios, gpt otherwise', schema: z.enum(PARTITION_TABLES).optional() }),
+  bootPartition: opt({ flags: '--boot-partition <size>', help: 'a separate ext4 /boot partition of this size, e.g. 512M', schema: size.optional() }),
+  init: opt({ flags: '--init <mode>', help: 'how the VM boots: distro (install the distribution\'s kernel and init from a template), image (the image brings its own: same as --raw)', schema: z.enum(INIT_MODES).default('auto'), defaultHelp: 'auto' }),
+  raw: opt({ flags: '--raw', help: 'the image already has a kernel and init: install nothing (same as --init image)', schema: z.boolean().default(false) }),
+  kernelCmdline: opt({ flags: '--kernel-cmdline <args>', help: 'appended to the kernel command line', schema: z.string().optional() }),
+  password: opt({ flags: '--password <pass>', help: 'root password (otherwise root has no password login)', schema: z.string().min(1, 'the password is empty').optional() }),
+  hostname: opt({ flags: '--hostname <name>', help: 'guest hostname', defaultHelp: 'from the image name', schema: hostname.optional() }),
+  builder: opt({ flags: '--builder <builder>', help: 'what runs the distribution template', schema: z.enum(BUILDERS).default('auto'), defaultHelp: 'auto' }),
+  platform: opt({ flags: '--platform <os/arch>', help: 'which image of a multi-platform index', defaultHelp: "the host's", schema: z.string().min(1).optional() }),
+  pull: opt({ flags: '--pull <policy>', help: 'when to pull from the registry, as docker spells it', schema: z.enum(PULL_POLICIES).default('missing'), defaultHelp: 'missing' }),
+  insecureRegistries: opt({ flags: '--insecure-registry <host>', help: 'reach this registry over plain HTTP (repeatable; loopback registries always are)', schema: z.array(z.string().min(1)).default([]), repeatable: true }),
+  compress: opt({ flags: '--compress', help: 'compressed qcow2 (also inside a containerdisk)', schema: z.boolean().default(false) }),
+  push: opt({ flags: '--push <ref>', help: 'push the containerDisk image to this registry (REGISTRY/REPO:TAG); with -o also keep the archive', schema: z.string().min(1, 'the --push reference is empty').optional() }),
+  seed: opt({ flags: '--seed <seed>', help: 'fixes UUIDs and every other random choice (reproducible output)', schema: z.string().optional() }),
+} as const;
+
+/** Output options every command takes. */
+export const GLOBAL_OPTIONS = {
+  json: opt({ flags: '--json', help: 'print one JSON result object', schema: z.boolean().optional() }),
+  quiet: opt({ flags: '-q, --quiet', help: 'print nothing but errors', schema: z.boolean().optional() }),
+  verbose: opt({ flags: '-v, --verbose', help: 'show build output and details', schema: z.boolean().optional() }),
+} as const;
+
+type Shape<T extends Record<string, OptionSpec>> = { [K in keyof T]: T[K]['schema'] };
+
+function shapeOf<T extends Record<string, OptionSpec>>(table: T): Shape<T> {
+  return Object.fromEntries(Object.entries(table).map(([k, v]) => [k, v.schema])) as Shape<T>;
+}
+
+/** The long flag name without dashes: the key of an option in a config file and in messages. */
+export function longName(spec: OptionSpec): string {
+  const m = /--([a-z0-9-]+)/.exec(spec.flags);
+  if (!m) throw new Error(`option without a long flag: ${spec.flags}`);
+  return m[1]!;
+}
+
+export const ConvertOptionsSchema = z
+  .object({ image: z.string().min(1, 'the image reference is empty'), ...shapeOf(CONVERT_OPTIONS) })
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.raw && o.init !== 'auto' && o.init !== 'image') {
+      ctx.addIssue({ code: 'custom', path: ['raw'], message: `--raw means --init image, but --init ${o.init} was given too; give one of them` });
+    }
+  })
+  .transform((o) => ({ ...o, init: o.raw ? ('image' as const) : o.init }));
+
+export type ConvertOptionsInput = z.input<typeof ConvertOptionsSchema>;
+export type ConvertOptions = z.output<typeof ConvertOptionsSchema>;
+
+/** Validates options from any source, reporting every problem at once with its option name. */
+export function parseConvertOptions(input: unknown): ConvertOptions {
+  const r = ConvertOptionsSchema.safeParse(input);
+  if (r.success) return r.data;
+  const names = new Map<string, string>(Object.entries(CONVERT_OPTIONS).map(([k, v]) => [k, `--${longName(v)}`]));
+  const msg = r.error.issues
+    .map((i) => {
+      const key = String(i.path[0] ?? '');
+      const name = key === 'image' ? 'image' : names.get(key) ?? (key || 'options');
+      const rest = i.path.slice(1).join('.');
+      const text = i.code === 'unrecognized_keys' ? `unknown option${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')}` : i.message;
+      return `${name}${rest ? `[${rest}]` : ''}: ${text}`;
+    })
+    .join('; ');
+  throw new Img2vmError('usage', `invalid options: ${msg}`, 'see img2vm --help');
+}
+
+/** A hostname from the image name: "ghcr.io/acme/web-app:1.2" → "web-app". */
+export function hostnameFromImage(ref: string): string {
+  const noTransport = ref.replace(/^(docker-daemon|docker-archive|docker|oci|oci-archive):(\/\/)?/, '');
+  const last = noTransport.replace(/@.*$/, '').replace(/:[^/]*$/, '').split('/').pop() ?? '';
+  const h = last.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '');
+  return h || 'img2vm';
+}

@@ -1,0 +1,21 @@
+// --init image (--raw): the image brings its own kernel and init; img2vm installs nothing and keeps its configuration.
+import type { GuestStrategy } from './strategy.js';
+
+export const imageStrategy: GuestStrategy = {
+  id: 'image',
+  describe: (o) => ({
+    strategy: 'image',
+    reason: o.raw ? '--raw: the image brings its own kernel and init' : '--init image: the image brings its own kernel and init',
+    distribution: null,
+    template: null,
+    builder: null,
+    cached: null,
+  }),
+  guestFiles: () => [],
+  noKernelHint: 'drop --raw so img2vm installs a kernel, or add one to the image',
+  tools: [],
+  async apply(r) {
+    r.ctx.sink({ type: 'log', level: 'debug', stage: 'guest', message: r.plan.guest.reason });
+    return 'nothing installed';
+  },
+};

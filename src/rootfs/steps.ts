@@ -1,0 +1,73 @@
+// The rootfs steps: flatten the layers into the staged root, then write the planned guest files and copy out
+// what the boot stage needs from it (kernel, initrd) before the tree becomes a file system.
+import { copyFile, lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import type { ConversionRun, StepFn } from '../core/conversion.js';
+import { Img2vmError } from '../core/errors.js';
+import { progress } from '../core/events.js';
+import { formatSize } from '../core/units.js';
+import { applyGuestFiles, findKernel, hasResolved } from '../guest/configure.js';
+import { GUEST_STRATEGIES } from '../guest/index.js';
+import { RootfsBuilder } from './flatten.js';
+import { moveDirOutOfRoot, resolveInRoot } from './inroot.js';
+import { treeUsage } from './usage.js';
+
+/** Counts the bytes of each layer blob as the flattener reads it, for the progress bar. */
+function counted(stream: NodeJS.ReadableStream, add: (n: number) => void): NodeJS.ReadableStream {
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      add(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  stream.on('error', (e) => t.destroy(e));
+  return stream.pipe(t);
+}
+
+const flatten: StepFn = async (r) => {
+  const img = r.image!;
+  const sizes = img.layers.map((l) => l.size);
+  const total = sizes.every((s) => s !== undefined) ? sizes.reduce((a, b) => a! + b!, 0) : undefined;
+  const p = progress(r.ctx.sink, 'rootfs', 'bytes', total, `${img.layers.length} layer${img.layers.length === 1 ? '' : 's'}`);
+  const b = new RootfsBuilder(r.staging, { signal: r.ctx.signal, onWarning: (m) => r.ctx.sink({ type: 'log', level: 'warn', stage: 'rootfs', message: m }) });
+  for (const layer of img.layers) await b.applyLayer(counted(await layer.open(), (n) => p.add(n)));
+  p.end();
+  const stats = await b.finish();
+  r.facts.content = { blocks4k: stats.blocks4k, entries: stats.files + stats.dirs + stats.symlinks + stats.specials, bytes: stats.bytes, files: stats.files };
+  const kernel = await findKernel(r.staging);
+  if (!kernel) throw new Img2vmError('badImage', 'the image has no kernel in /boot', GUEST_STRATEGIES[r.plan.guest.strategy].noKernelHint);
+  r.facts.kernel = kernel;
+  r.facts.hasResolved = hasResolved(r.staging);
+  r.replan();
+  return `${stats.files} files, ${formatSize(stats.bytes)}`;
+};
+
+/** Copies a file taken from the image; anything but a regular file (a fifo would block) is refused. */
+async function exportFile(r: ConversionRun, path: string, as: string, optional: boolean): Promise<void> {
+  const src = resolveInRoot(r.staging, path.replace(/^\/+/, ''), true);
+  const st = await lstat(src).catch(() => undefined);
+  if (!st?.isFile()) {
+    if (optional) return;
+    throw new Img2vmError('badImage', `${path} in the image is not a regular file`, "the image's /boot is damaged");
+  }
+  const dest = join(r.ctx.work, as);
+  await copyFile(src, dest);
+  r.exported.set(as, dest);
+}
+
+const configure: StepFn = async (r) => {
+  const epochSeconds = Number(process.env.SOURCE_DATE_EPOCH ?? Math.floor(Date.now() / 1000));
+  applyGuestFiles(r.staging, r.plan.guestFiles, { password: r.options.password, random: r.ctx.random.fork('password'), epochSeconds });
+  for (const e of r.plan.exports) await exportFile(r, e.path, e.as, !!e.optional);
+  if (r.options.bootPartition !== undefined) {
+    // /boot becomes its own file system: its content moves aside and an empty mount point stays.
+    moveDirOutOfRoot(r.staging, 'boot', r.bootStaging);
+    r.facts.content = { ...r.facts.content!, boot: await treeUsage(r.bootStaging) };
+    r.replan();
+  }
+  const n = r.plan.guestFiles.filter((f) => f.fs !== 'esp').length;
+  return `${n} file${n === 1 ? '' : 's'}`;
+};
+
+export const ROOTFS_STEPS: Record<string, StepFn> = { flatten, configure };

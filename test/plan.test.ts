@@ -1,0 +1,224 @@
+// The plan as data: every combination of boot mode, partition table, separate /boot, boot loader and format,
+// checked for what it builds instead of booting each; plus a golden plan for the default conversion.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseConvertOptions, type ConvertOptionsInput } from '../src/core/options.js';
+import type { ConversionPlan, ImageFacts } from '../src/core/plan.js';
+import { createRandom } from '../src/core/random.js';
+import { GPT_TYPE, partitionByRole } from '../src/disk/layout.js';
+import { plan } from '../src/plan.js';
+
+const MiB = 1024 * 1024;
+
+/** A Debian image after its guest build: what flattening and findKernel would report. */
+const FACTS: ImageFacts = {
+  source: { transport: 'docker-daemon', id: `sha256:${'ab'.repeat(32)}`, layers: 2, daemonId: `sha256:${'ab'.repeat(32)}` },
+  os: { id: 'debian', idLike: [], versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' },
+  guest: { distribution: 'Debian GNU/Linux 12 (bookworm)', template: 'debian', builder: 'docker', cached: true, image: 'img2vm-cache:0123' },
+  content: { blocks4k: 70_000, entries: 9_000, bytes: 270 * MiB, files: 7_000, boot: { blocks4k: 12_000, entries: 12 } },
+  kernel: { version: '6.1.0-28-cloud-amd64', kernelPath: '/vmlinuz', initrdPath: '/initrd.img' },
+  hasResolved: true,
+};
+
+function planFor(opts: Partial<ConvertOptionsInput>, facts: ImageFacts = FACTS, seed = 'fixed'): ConversionPlan {
+  const o = parseConvertOptions({ image: 'img2vm-demo:bookworm', output: '/out/disk.qcow2', seed, ...opts });
+  return plan(o, facts, { random: createRandom(seed) });
+}
+
+const FORMATS: [string, string][] = [
+  ['raw', '/out/d.raw'], ['qcow2', '/out/d.qcow2'], ['vmdk', '/out/d.vmdk'], ['vhdx', '/out/d.vhdx'],
+  ['vhd', '/out/d.vhd'], ['vdi', '/out/d.vdi'], ['containerdisk', '/out/d.tar'], ['rootfs', '/out/d.ext4'],
+];
+const BOOTS = ['hybrid', 'bios', 'uefi'] as const;
+const TABLES = [undefined, 'mbr', 'gpt'] as const;
+const BOOT_PARTS = [undefined, '256M'] as const;
+const LOADERS = ['grub', 'systemd-boot'] as const;
+
+interface Combo {
+  format: string;
+  output: string;
+  boot: (typeof BOOTS)[number];
+  partitionTable: (typeof TABLES)[number];
+  bootPartition: (typeof BOOT_PARTS)[number];
+  bootloader: (typeof LOADERS)[number];
+}
+
+const combos: Combo[] = [];
+for (const [format, output] of FORMATS)
+  for (const boot of BOOTS)
+    for (const partitionTable of TABLES)
+      for (const bootPartition of BOOT_PARTS)
+        for (const bootloader of LOADERS) combos.push({ format, output, boot, partitionTable, bootPartition, bootloader });
+
+/** The refusals plan() must make, and why; null when the combination is valid. */
+function refusal(c: Combo): RegExp | null {
+  const direct = c.format === 'rootfs';
+  if (c.bootloader === 'systemd-boot') {
+    if (direct) return /--bootloader does not apply to --format rootfs/;
+    if (c.boot !== 'uefi') return /systemd-boot boots UEFI only/;
+    if (c.bootPartition) return /--boot-partition does not apply to systemd-boot/;
+  }
+  if (direct && c.bootPartition) return /--boot-partition does not apply to --format rootfs/;
+  return null;
+}
+
+const name = (c: Combo) => `${c.format} ${c.boot} table=${c.partitionTable ?? 'default'} boot-partition=${c.bootPartition ?? 'no'} ${c.bootloader}`;
+
+describe('plan: every combination, as data', () => {
+  it.each(combos.map((c) => [name(c), c] as const))('%s', (_n, c) => {
+    const opts = { output: c.output, format: c.format, boot: c.boot, partitionTable: c.partitionTable, bootPartition: c.bootPartition, bootloader: c.bootloader };
+    const why = refusal(c);
+    if (why) {
+      expect(() => planFor(opts)).toThrow(why);
+      return;
+    }
+    const p = planFor(opts);
+    const direct = c.format === 'rootfs';
+    const bios = !direct && c.boot !== 'uefi';
+    const uefi = !direct && c.boot !== 'bios';
+    const sdboot = uefi && c.bootloader === 'systemd-boot';
+    const table = c.partitionTable ?? (c.boot === 'bios' ? 'mbr' : 'gpt');
+
+    // the boot loaders, in install order
+    const loaders = direct ? ['direct-kernel'] : [...(bios ? ['grub-bios'] : []), ...(uefi ? [sdboot ? 'systemd-boot' : 'grub-efi'] : [])];
+    expect(p.boot.loaders).toEqual(loaders);
+    expect(p.boot.mode).toBe(direct ? 'direct-kernel' : c.boot);
+
+    // the steps, in order, each under the id the CLI spells
+    const disk = direct
+      ? ['disk/ext4']
+      : [`disk/${table}`, ...(uefi ? ['disk/vfat'] : []), ...(c.bootPartition ? ['disk/ext4'] : []), 'disk/ext4'];
+    expect(p.steps.map((s) => `${s.stage}/${s.id}`)).toEqual([
+      'source/docker-daemon', 'guest/distro', 'rootfs/flatten', 'rootfs/configure', ...disk, ...loaders.map((l) => `boot/${l}`), `output/${c.format}`,
+    ]);
+
+    const root = p.filesystems.find((f) => f.role === 'root')!;
+    expect(root.type).toBe('ext4');
+    if (direct) {
+      expect(p.layout).toBeNull();
+      expect(root.offset).toBe(0);
+      expect(p.filesystems.map((f) => f.role)).toEqual(['root']);
+      expect(p.exports.map((e) => e.as)).toEqual(['vmlinuz', 'initrd.img']);
+      expect(p.output.sideFiles.map((f) => f.replace('/out/', ''))).toEqual(['d.vmlinuz', 'd.vmlinux', 'd.initrd.img', 'd.firecracker.json', 'd.cloud-hypervisor.sh']);
+      expect(p.guestFiles.some((f) => f.path === '/boot/grub/grub.cfg')).toBe(false);
+      return;
+    }
+    const l = p.layout!;
+    expect(l.table).toBe(table);
+    const roles = [...(bios && table === 'gpt' ? ['bios-boot'] : []), ...(uefi ? ['esp'] : []), ...(c.bootPartition ? ['boot'] : []), 'root'];
+    expect(l.partitions.map((x) => x.role)).toEqual(roles);
+    // partitions are 1 MiB aligned, in order, without overlap; root fills the disk up to the GPT backup
+    let at = MiB;
+    for (const x of l.partitions) {
+      expect(x.start).toBe(at);
+      expect(x.start % MiB).toBe(0);
+      expect(x.size % MiB).toBe(0);
+      at = x.start + x.size;
+    }
+    expect(l.diskSize - at).toBe(table === 'gpt' ? MiB : 0);
+    if (uefi) expect(partitionByRole(l, 'esp')!.size).toBe(sdboot ? 256 * MiB : 64 * MiB);
+    if (c.bootPartition) expect(partitionByRole(l, 'boot')!.size).toBe(256 * MiB);
+    if (table === 'gpt') expect(partitionByRole(l, 'root')!.gptType).toBe(GPT_TYPE.rootX86_64);
+    // the MBR active flag sits where GRUB reads from; GPT disks have none
+    expect(l.partitions.filter((x) => x.bootable).map((x) => x.role)).toEqual(table === 'mbr' && bios ? [c.bootPartition ? 'boot' : 'root'] : []);
+
+    // each file system sits on its partition
+    for (const fs of p.filesystems) {
+      const part = partitionByRole(l, fs.role)!;
+      expect([fs.offset, fs.size]).toEqual([part.start, part.size]);
+    }
+    expect(p.filesystems.map((f) => `${f.role}:${f.type}`)).toEqual([...(uefi ? ['esp:vfat'] : []), ...(c.bootPartition ? ['boot:ext4'] : []), 'root:ext4']);
+
+    // fstab names every file system the guest mounts, by UUID
+    const fstab = p.guestFiles.find((f) => f.path === '/etc/fstab')!.content!;
+    for (const fs of p.filesystems) expect(fstab).toContain(`UUID=${fs.uuid}\t${{ root: '/', boot: '/boot', esp: '/boot/efi' }[fs.role]}\t`);
+
+    // grub.cfg: only for GRUB, on /boot's own file system when separate, with paths relative to it
+    const cfg = p.guestFiles.find((f) => f.path === '/boot/grub/grub.cfg');
+    if (sdboot && !bios) expect(cfg).toBeUndefined();
+    else {
+      expect(cfg!.fs).toBe(c.bootPartition ? 'boot' : 'root');
+      expect(cfg!.content).toContain(c.bootPartition ? 'linux /vmlinuz-6.1.0-28-cloud-amd64 root=UUID=' : 'linux /vmlinuz root=UUID=');
+      expect(cfg!.content).toContain(`root=UUID=${root.uuid} ro`);
+      expect(p.boot.grubDir).toBe(c.bootPartition ? '/grub' : '/boot/grub');
+    }
+    const copies = p.guestFiles.filter((f) => f.kind === 'copy').map((f) => f.path);
+    expect(copies).toEqual([...(bios ? ['/boot/grub/i386-pc'] : []), ...(uefi && !sdboot ? ['/boot/grub/x86_64-efi'] : [])]);
+
+    // systemd-boot: kernel-install learns the layout, and the ESP gets loader, entry, kernel and initrd
+    const esp = p.guestFiles.filter((f) => f.fs === 'esp').map((f) => f.path);
+    if (sdboot) {
+      expect(esp).toEqual(['/EFI/BOOT/BOOTX64.EFI', '/EFI/systemd/systemd-bootx64.efi', '/loader/loader.conf', '/loader/entries/img2vm-6.1.0-28-cloud-amd64.conf', '/img2vm/6.1.0-28-cloud-amd64/linux', '/img2vm/6.1.0-28-cloud-amd64/initrd.img-6.1.0-28-cloud-amd64']);
+      expect(p.guestFiles.find((f) => f.path === '/etc/kernel/cmdline')!.content).toBe(`${p.boot.cmdline}\n`);
+      expect(p.exports.map((e) => e.as)).toEqual(['vmlinuz', 'initrd.img', 'systemd-bootx64.efi']);
+    } else expect(esp).toEqual(uefi ? ['/EFI/BOOT/BOOTX64.EFI'] : []);
+
+    expect(p.output.format).toBe(c.format);
+    expect(p.output.sideFiles).toEqual([]);
+  });
+});
+
+describe('plan: ids, sizes and strategies', () => {
+  it('is a pure function: the same options, facts and seed give the same plan; another seed other ids', () => {
+    expect(planFor({})).toEqual(planFor({}));
+    const a = planFor({});
+    const b = planFor({}, FACTS, 'other');
+    expect(b.filesystems.map((f) => f.uuid)).not.toEqual(a.filesystems.map((f) => f.uuid));
+    expect(b.layout!.diskGuid).not.toBe(a.layout!.diskGuid);
+  });
+
+  it('keeps every id when a fact arrives or an unrelated option changes', () => {
+    const before = planFor({}, { ...FACTS, kernel: undefined, content: undefined });
+    const after = planFor({});
+    expect(before.layout).toBeNull();
+    expect(before.unknown).toEqual(['kernel', 'content']);
+    expect(before.guestFiles.find((f) => f.path === '/boot/grub/grub.cfg')!.content).toBeUndefined();
+    expect(after.filesystems.find((f) => f.role === 'root')!.uuid).toBe(planFor({ bootPartition: '512M' }).filesystems.find((f) => f.role === 'root')!.uuid);
+    expect(after.guestFiles.find((f) => f.path === '/etc/fstab')!.content).toContain(after.filesystems.find((f) => f.role === 'root')!.uuid);
+  });
+
+  it('fits the disk to the content, or takes --size and refuses one too small', () => {
+    const fitted = planFor({});
+    expect(fitted.sizing).toBe('fitted');
+    const fixed = planFor({ size: '4G' });
+    expect(fixed.sizing).toBe('fixed');
+    expect(fixed.layout!.diskSize).toBe(4 * 1024 * MiB);
+    expect(() => planFor({ size: '100M' })).toThrow(/--size 100M is too small: the image needs at least/);
+    expect(() => planFor({ bootPartition: '8M' })).toThrow(/--boot-partition 8M is too small: \/boot needs at least/);
+  });
+
+  it('writes hostname, hosts, machine-id and the resolver link for distro guests, only fstab and the password for --raw', () => {
+    const paths = (p: ConversionPlan) => p.guestFiles.filter((f) => f.by !== 'grub' && f.by !== 'grub-bios' && f.by !== 'grub-efi').map((f) => `${f.kind} ${f.path}`);
+    expect(paths(planFor({ password: 'pw' }))).toEqual([
+      'file /etc/fstab', 'dir /boot/efi', 'remove /.dockerenv', 'edit /etc/shadow', 'file /etc/hostname', 'file /etc/hosts', 'file /etc/machine-id', 'symlink /etc/resolv.conf',
+    ]);
+    const raw = planFor({ raw: true });
+    expect(raw.guest.strategy).toBe('image');
+    expect(raw.steps[1]).toMatchObject({ stage: 'guest', id: 'image' });
+    expect(paths(raw)).toEqual(['file /etc/fstab', 'dir /boot/efi', 'remove /.dockerenv']);
+    expect(planFor({ hostname: 'web-1' }).guestFiles.find((f) => f.path === '/etc/hostname')!.content).toBe('web-1\n');
+    // the password is never part of the plan
+    expect(JSON.stringify(planFor({ password: 's3cret-pw' }))).not.toContain('s3cret-pw');
+  });
+
+  it('pushes after the containerdisk output, and with --push alone keeps no file', () => {
+    const p = planFor({ output: undefined, format: undefined, push: '127.0.0.1:5000/disk:1' });
+    expect(p.output).toMatchObject({ format: 'containerdisk', path: null, push: '127.0.0.1:5000/disk:1' });
+    expect(p.steps.slice(-2).map((s) => `${s.stage}/${s.id}`)).toEqual(['output/containerdisk', 'output/push']);
+    expect(() => planFor({ push: '127.0.0.1:5000/disk:1' })).toThrow(/--push applies only to --format containerdisk/);
+  });
+
+  it('names the transport of each kind of reference', () => {
+    const ids = ['docker://127.0.0.1:5000/a:1', 'docker-daemon:a:1', 'oci:/l:1', 'oci-archive:/a.tar', 'docker-archive:/s.tar', 'a:1']
+      .map((image) => plan(parseConvertOptions({ image, output: '/o/d.raw', seed: 's' }), {}).steps[0]!.id);
+    expect(ids).toEqual(['docker', 'docker-daemon', 'oci', 'oci-archive', 'docker-archive', 'docker-daemon']);
+  });
+
+  it('matches the golden plan of the default conversion (UPDATE_GOLDEN=1 rewrites it)', () => {
+    const golden = join(import.meta.dirname, 'golden', 'plan-default.json');
+    const text = `${JSON.stringify(planFor({ password: 'pw' }), null, 2)}\n`;
+    if (process.env.UPDATE_GOLDEN) writeFileSync(golden, text);
+    expect(text).toBe(readFileSync(golden, 'utf8'));
+  });
+});
