@@ -5,7 +5,6 @@ import {
   fchmodSync,
   fchownSync,
   fstatSync,
-  ftruncateSync,
   futimesSync,
   lchownSync,
   linkSync,
@@ -19,7 +18,6 @@ import {
   rmSync,
   symlinkSync,
   unlinkSync,
-  writeSync,
   type Stats,
 } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
@@ -39,38 +37,12 @@ import {
 } from './safepath.js';
 import { ByteSource, TarFormatError, TarReader, type TarHeader } from './tar.js';
 import { SETFATTR_RESTORE_ARGV, xattrRestoreScript } from './xattr.js';
+import { SparseWriter } from './sparse.js';
+import { measureTree, type FlattenOptions, type FlattenStats } from './stats.js';
 
-export interface FlattenStats {
-  /** Counts describe the final tree (after all whiteouts); a hard-linked inode counts once in its type and once per extra name in hardlinks. */
-  files: number;
-  dirs: number;
-  symlinks: number;
-  hardlinks: number;
-  /** fifos and device nodes */
-  specials: number;
-  /** whiteout entries applied, over all layers (including opaque markers) */
-  whiteouts: number;
-  /** extended attributes from the image present in the final tree */
-  xattrs: number;
-  /** apparent bytes of regular files */
-  bytes: number;
-  /**
-   * 4 KiB blocks the tree needs on ext4: non-zero data blocks of regular files (holes are free),
-   * one for each symlink too long to be stored in the inode, and each directory's entry blocks.
-   */
-  blocks4k: number;
-}
-
-export interface FlattenOptions {
-  onWarning?: (msg: string) => void;
-  signal?: AbortSignal;
-}
+export type { FlattenOptions, FlattenStats } from './stats.js';
 
 const CORRUPT_HINT = 'the layer blob is truncated or damaged; pull the image again (--pull always)';
-const BLOCK = 4096;
-const ZERO = Buffer.alloc(BLOCK);
-/** Ext4 keeps symlink targets shorter than this in the inode itself. */
-const FAST_SYMLINK_MAX = 60;
 const WH = '.wh.';
 const WH_META = '.wh..wh.';
 const WH_OPAQUE = '.wh..wh..opq';
@@ -155,7 +127,7 @@ export class RootfsBuilder {
     if (this.finished) throw new Error('RootfsBuilder.finish called twice');
     this.finished = true;
     const stats: FlattenStats = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, whiteouts: this.whiteouts, xattrs: 0, bytes: 0, blocks4k: 0 };
-    this.walk('', new Set(), stats);
+    measureTree(this.resolver, { xattrNames: this.xattrNames, fileBlocks: this.fileBlocks, deferred: this.deferred }, stats);
     return stats;
   }
 
@@ -411,124 +383,5 @@ export class RootfsBuilder {
     if (r.exitCode !== 0) {
       for (const line of (r.stderr || r.stdout).split('\n').filter(Boolean)) this.warn(`extended attribute not set: ${line}`);
     }
-  }
-
-  // ---- finish ----
-
-  /** Post-order walk of the real tree (never through symlinks): statistics, then each directory's deferred metadata. */
-  private walk(rel: BinPath, seen: Set<number>, stats: FlattenStats): void {
-    const abs = this.resolver.abs(rel);
-    let dirBytes = 24; // '.' and '..'
-    for (const child of readdirSync(fsPath(abs), { encoding: 'buffer' })) {
-      dirBytes += 8 + ((child.length + 3) & ~3);
-      const crel = joinRel(rel, child.toString('latin1'));
-      const st = lstatOpt(this.resolver.abs(crel));
-      if (!st) continue;
-      if (st.isDirectory()) {
-        stats.dirs++;
-        stats.xattrs += this.xattrNames.get(crel)?.size ?? 0;
-        this.walk(crel, seen, stats);
-        continue;
-      }
-      if (st.nlink > 1) {
-        if (seen.has(st.ino)) {
-          stats.hardlinks++;
-          continue;
-        }
-        seen.add(st.ino);
-      }
-      stats.xattrs += this.xattrNames.get(crel)?.size ?? 0;
-      if (st.isFile()) {
-        stats.files++;
-        stats.bytes += st.size;
-        stats.blocks4k += this.fileBlocks.get(st.ino) ?? Math.ceil(st.blocks / 8);
-      } else if (st.isSymbolicLink()) {
-        stats.symlinks++;
-        if (st.size >= FAST_SYMLINK_MAX) stats.blocks4k++;
-      } else {
-        stats.specials++;
-      }
-    }
-    stats.blocks4k += Math.ceil(dirBytes / BLOCK);
-    const meta = this.deferred.get(rel);
-    if (meta) {
-      chmodSync(fsPath(abs), meta.mode);
-      lutimesSync(fsPath(abs), meta.mtime, meta.mtime);
-    }
-  }
-}
-
-/** Writes a file's content, leaving all-zero 4 KiB blocks as holes; counts the blocks it wrote. */
-class SparseWriter {
-  private readonly carry = Buffer.alloc(BLOCK);
-  private carryLen = 0;
-  /** File offset of the first byte not yet written or skipped; always a multiple of BLOCK. */
-  private pos = 0;
-  blocks = 0;
-
-  constructor(private readonly fd: number) {}
-
-  write(chunk: Buffer): void {
-    let i = 0;
-    const len = chunk.length;
-    if (this.carryLen > 0) {
-      const n = Math.min(BLOCK - this.carryLen, len);
-      chunk.copy(this.carry, this.carryLen, 0, n);
-      this.carryLen += n;
-      i = n;
-      if (this.carryLen < BLOCK) return;
-      if (!isZero(this.carry, 0, BLOCK)) {
-        writeAll(this.fd, this.carry, 0, BLOCK, this.pos);
-        this.blocks++;
-      }
-      this.pos += BLOCK;
-      this.carryLen = 0;
-    }
-    // Consecutive non-zero blocks go out in one write, straight from the chunk.
-    let runStart = -1;
-    let runPos = 0;
-    for (; i + BLOCK <= len; i += BLOCK, this.pos += BLOCK) {
-      if (isZero(chunk, i, BLOCK)) {
-        if (runStart >= 0) {
-          writeAll(this.fd, chunk, runStart, i - runStart, runPos);
-          runStart = -1;
-        }
-      } else {
-        if (runStart < 0) {
-          runStart = i;
-          runPos = this.pos;
-        }
-        this.blocks++;
-      }
-    }
-    if (runStart >= 0) writeAll(this.fd, chunk, runStart, i - runStart, runPos);
-    if (i < len) {
-      chunk.copy(this.carry, 0, i, len);
-      this.carryLen = len - i;
-    }
-  }
-
-  /** Flushes the tail and sets the size (which also makes trailing holes). */
-  end(size: number): number {
-    if (this.carryLen > 0 && !isZero(this.carry, 0, this.carryLen)) {
-      writeAll(this.fd, this.carry, 0, this.carryLen, this.pos);
-      this.blocks++;
-    }
-    if (this.pos + this.carryLen !== size) throw new TarFormatError(`file content is ${this.pos + this.carryLen} bytes, header says ${size}`);
-    ftruncateSync(this.fd, size);
-    return this.blocks;
-  }
-}
-
-function isZero(b: Buffer, off: number, len: number): boolean {
-  return b.compare(ZERO, 0, len, off, off + len) === 0;
-}
-
-function writeAll(fd: number, b: Buffer, off: number, len: number, pos: number): void {
-  while (len > 0) {
-    const n = writeSync(fd, b, off, len, pos);
-    off += n;
-    len -= n;
-    pos += n;
   }
 }

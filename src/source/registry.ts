@@ -5,29 +5,17 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { Img2vmError, type ExitCodeName } from '../core/errors.js';
+import { Img2vmError } from '../core/errors.js';
 import type { Credentials } from './auth.js';
 import type { BlobWriter } from './blob-cache.js';
 import { MAX_JSON, readLimited, tooLarge, truncated } from './digest.js';
 import { formatZodError, MANIFEST_ACCEPT } from './manifest.js';
 import { apiHost } from './reference.js';
+import { errorDetail, isRetryable, parseChallenges, RegistryError, retryAfterMs } from './registry-errors.js';
+
+export { errorDetail, isRetryable, parseChallenges, RegistryError, type RegistryFailure } from './registry-errors.js';
 
 const USER_AGENT = 'img2vm/0.1';
-
-export type RegistryFailure = 'unreachable' | 'notFound' | 'denied' | 'protocol';
-
-/** A registry failure; `reason` lets a bare reference tell "no such image" from "no registry". */
-export class RegistryError extends Img2vmError {
-  constructor(
-    readonly reason: RegistryFailure,
-    kind: ExitCodeName,
-    message: string,
-    hint?: string,
-    options?: { cause?: unknown },
-  ) {
-    super(kind, message, hint, options);
-  }
-}
 
 export interface RegistryClientOptions {
   /** The registry as references name it (docker.io, localhost:5000). */
@@ -58,25 +46,10 @@ export interface RequestOptions {
   retry?: boolean;
 }
 
-interface Challenge {
-  scheme: string;
-  params: Record<string, string>;
-}
-
 const TokenSchema = z
   .object({ token: z.string().optional(), access_token: z.string().optional(), expires_in: z.number().optional() })
   .passthrough()
   .refine((t) => !!(t.token || t.access_token), 'the answer has neither token nor access_token');
-
-// DNS failures (ENOTFOUND, EAI_AGAIN) are not retried: without a network they would only delay the error.
-const RETRYABLE = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETRESET']);
-
-export function isRetryable(e: unknown): boolean {
-  if (e instanceof Img2vmError) return false;
-  const err = e as NodeJS.ErrnoException | null;
-  if (!err) return false;
-  return RETRYABLE.has(err.code ?? '') || err.message === 'aborted' || /socket hang up/.test(err.message ?? '');
-}
 
 export class RegistryClient {
   readonly base: URL;
@@ -425,51 +398,3 @@ export class RegistryClient {
   }
 }
 
-/** What a registry said in an error answer: its `errors` codes and messages, else the start of the text. */
-export async function errorDetail(res: IncomingMessage): Promise<string> {
-  let text: string;
-  try {
-    text = (await readLimited(res, 64 * 1024, 'an error answer')).toString('utf8');
-  } catch {
-    res.destroy();
-    return '';
-  }
-  try {
-    const j = JSON.parse(text) as { errors?: { code?: string; message?: string }[] };
-    return (j.errors ?? []).map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ');
-  } catch {
-    return text.trim().slice(0, 200);
-  }
-}
-
-function retryAfterMs(v: string | undefined): number | undefined {
-  if (!v) return undefined;
-  const s = Number(v);
-  const ms = Number.isFinite(s) ? s * 1000 : Date.parse(v) - Date.now();
-  if (!Number.isFinite(ms)) return undefined;
-  return Math.min(Math.max(ms, 0), 60_000);
-}
-
-/** Parses WWW-Authenticate: one or more `Scheme k="v", k2=v2` challenges. */
-export function parseChallenges(header: string): Challenge[] {
-  const out: Challenge[] = [];
-  const re = /\s*([A-Za-z][A-Za-z0-9_-]*)(?:\s+|$)|\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?/y;
-  let cur: Challenge | undefined;
-  let i = 0;
-  while (i < header.length) {
-    re.lastIndex = i;
-    const m = re.exec(header);
-    if (!m || m[0].length === 0) {
-      i++;
-      continue;
-    }
-    i = re.lastIndex;
-    if (m[1] && !(m[2] || m[3] !== undefined)) {
-      cur = { scheme: m[1].toLowerCase(), params: {} };
-      out.push(cur);
-    } else if (m[2] && cur) {
-      cur.params[m[2].toLowerCase()] = m[3] !== undefined ? m[3].replace(/\\(.)/g, '$1') : m[4] ?? '';
-    }
-  }
-  return out;
-}
