@@ -1,0 +1,152 @@
+// Benchmark: writing a qcow2 directly (Qcow2Target) against the current path, a raw image (RawFileTarget) then `qemu-img convert -O qcow2`.
+// Usage (after `npm run build`): node bench/qcow2.mjs [--compress] [--data-mib N] [--runs N]
+// Both write the same disk-stage-like pattern: 1 GiB virtual, N MiB (default 400) of file data in 1 MiB chunks that
+// are not cluster-aligned, and scattered 4 KiB metadata writes (some rewriting earlier ones). Prints seconds (median),
+// the ratio direct/current (lower is better), peak RSS of each process, write syscalls, and the output sizes.
+// Neither side fsyncs (qemu-img convert's default cache mode does not either); everything stays in the page cache.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const MiB = 1 << 20;
+const VIRTUAL = 1024 * MiB;
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(name);
+const value = (name, dflt) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt);
+
+/** The write pattern, as a deterministic list of operations (the same for every variant and run). */
+function* pattern(dataMiB, pool) {
+  let seed = 12345;
+  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const meta = (fill) => Buffer.alloc(4096, fill);
+  yield [meta(1).subarray(0, 512), 0]; // partition table
+  for (let g = 0; g < 8; g++) yield [meta(2), g * 128 * MiB + 4096]; // superblocks and group descriptors
+  const metaOffsets = [];
+  let off = 64 * MiB + 4096;
+  for (let i = 0; i < dataMiB; i++) {
+    const from = Math.floor(rnd() * (pool.length - MiB));
+    yield [pool.subarray(from, from + MiB), off];
+    off += MiB;
+    for (let k = 0; k < 4; k++) {
+      // inode tables, directory blocks, bitmaps: anywhere, 4 KiB aligned
+      const m = Math.floor(rnd() * (VIRTUAL / 4096)) * 4096;
+      metaOffsets.push(m);
+      yield [meta(3 + (i & 7)), m];
+    }
+  }
+  // The file-system writer goes back to update bitmaps and the superblocks at the end.
+  for (let i = 0; i < metaOffsets.length; i += 16) yield [meta(0x77), metaOffsets[i]];
+  for (let g = 0; g < 8; g++) yield [meta(4), g * 128 * MiB + 4096];
+}
+
+function makePool(compressible) {
+  const pool = Buffer.alloc(16 * MiB);
+  let s = 987654321;
+  for (let i = 0; i < pool.length; i += 4) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    pool.writeUInt32LE(compressible ? (s & 0x0f0f0f0f) | 0x40404040 : s, i);
+  }
+  return pool;
+}
+
+async function child(variant, out, dataMiB, compress) {
+  const { Qcow2Target } = await import('../dist/output/qcow2-target.js');
+  const { RawFileTarget } = await import('../dist/disk/target.js');
+  const pool = makePool(compress);
+  const t0 = performance.now();
+  const target = variant === 'direct' ? new Qcow2Target(out, { size: VIRTUAL, compress }) : new RawFileTarget(out);
+  if (variant !== 'direct') target.resize(VIRTUAL);
+  let writes = 0;
+  for (const [buf, off] of pattern(dataMiB, pool)) {
+    target.write(buf, off);
+    writes++;
+  }
+  target.close();
+  const seconds = (performance.now() - t0) / 1000;
+  const stats = variant === 'direct' ? target.stats : { writeCalls: writes };
+  process.stdout.write(JSON.stringify({ seconds, rssKiB: process.resourceUsage().maxRSS, writeCalls: stats.writeCalls, writes }));
+}
+
+/** Runs a process to completion, sampling its peak RSS (VmHWM) from /proc while it runs. */
+function timed(cmd, argv) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    let hwm = 0;
+    p.stdout.on('data', (d) => (out += d));
+    const sample = setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'));
+        if (m) hwm = Math.max(hwm, Number(m[1]));
+      } catch {
+        /* exited */
+      }
+    }, 10);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearInterval(sample);
+      if (code !== 0) reject(new Error(`${cmd} exited ${code}`));
+      else resolve({ seconds: (performance.now() - t0) / 1000, hwmKiB: hwm, out });
+    });
+  });
+}
+
+async function main() {
+  const compress = flag('--compress');
+  const dataMiB = value('--data-mib', 400);
+  const runs = value('--runs', 3);
+  const work = mkdtempSync(join(tmpdir(), 'img2vm-bench-qcow2-'));
+  const self = fileURLToPath(import.meta.url);
+  const direct = [];
+  const current = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const q = join(work, `direct-${i}.qcow2`);
+      const raw = join(work, `current-${i}.raw`);
+      const conv = join(work, `current-${i}.qcow2`);
+      // Alternate which goes first, so neither always gets the warmer page cache.
+      const order = i % 2 === 0 ? ['direct', 'current'] : ['current', 'direct'];
+      for (const v of order) {
+        spawnSync('sync');
+        if (v === 'direct') {
+          const r = await timed(process.execPath, [self, '--child', 'direct', q, String(dataMiB), compress ? '1' : '0']);
+          direct.push({ ...JSON.parse(r.out), file: statSync(q) });
+        } else {
+          const w = await timed(process.execPath, [self, '--child', 'raw', raw, String(dataMiB), compress ? '1' : '0']);
+          const c = await timed('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...(compress ? ['-c'] : []), raw, conv]);
+          current.push({ ...JSON.parse(w.out), convertSeconds: c.seconds, convertHwmKiB: c.hwmKiB, file: statSync(conv), raw: statSync(raw) });
+        }
+      }
+      // The benchmark is only worth something if both produce the same disk.
+      const cmp = spawnSync('qemu-img', ['compare', '-f', 'qcow2', '-F', 'qcow2', q, conv], { encoding: 'utf8' });
+      if (cmp.status !== 0) throw new Error(`outputs differ: ${cmp.stdout}${cmp.stderr}`);
+      const chk = spawnSync('qemu-img', ['check', q], { encoding: 'utf8' });
+      if (chk.status !== 0) throw new Error(`qemu-img check: ${chk.stdout}${chk.stderr}`);
+      rmSync(q);
+      rmSync(raw);
+      rmSync(conv);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const d = median(direct.map((r) => r.seconds));
+  const w = median(current.map((r) => r.seconds));
+  const c = median(current.map((r) => r.convertSeconds));
+  const mib = (kib) => `${(kib / 1024).toFixed(0)} MiB`;
+  const size = (s) => `${(s.size / MiB).toFixed(1)} MiB (${(s.blocks * 512 / MiB).toFixed(1)} MiB on disk)`;
+  const last = { d: direct.at(-1), c: current.at(-1) };
+  console.log(`pattern: ${dataMiB} MiB data in 1 MiB chunks + ${last.d.writes - dataMiB} small writes, 1 GiB virtual${compress ? ', compressed' : ''}; median of ${runs}`);
+  console.log(`current: RawFileTarget ${w.toFixed(2)} s + qemu-img convert${compress ? ' -c' : ''} ${c.toFixed(2)} s = ${(w + c).toFixed(2)} s`);
+  console.log(`direct : Qcow2Target${compress ? ' (compress)' : ''} ${d.toFixed(2)} s`);
+  console.log(`ratio direct/current: ${(d / (w + c)).toFixed(2)}`);
+  console.log(`peak RSS: Qcow2Target process ${mib(median(direct.map((r) => r.rssKiB)))}, RawFileTarget process ${mib(median(current.map((r) => r.rssKiB)))}, qemu-img convert ${mib(median(current.map((r) => r.convertHwmKiB)))}`);
+  console.log(`write syscalls: Qcow2Target ${last.d.writeCalls} for ${last.d.writes} writes (RawFileTarget: one per write)`);
+  console.log(`files: direct qcow2 ${size(last.d.file)}; current raw ${size(last.c.raw)} + qcow2 ${size(last.c.file)}`);
+}
+
+if (args[0] === '--child') await child(args[1], args[2], Number(args[3]), args[4] === '1');
+else await main();
