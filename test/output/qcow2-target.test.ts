@@ -186,12 +186,38 @@ describe('Qcow2Target layout and header', () => {
     await expectSameAsRaw(p.qPath, p.rPath);
   });
 
+  it('qemu can go on writing the file: grow it, write over and beside our clusters (compressed ones too)', async () => {
+    for (const compress of [false, true]) {
+      const p = new Pair(undefined, undefined, { size: 32 * MiB, compress });
+      p.write(prng(8).bytes(3 * MiB, true), MiB);
+      p.close();
+      await qemuImg('resize', '-f', 'qcow2', p.qPath, '3G');
+      const other = file('raw');
+      const t = new RawFileTarget(other);
+      t.resize(3 * 1024 * MiB);
+      t.write(prng(9).bytes(3 * MiB), 2 * MiB);
+      t.write(prng(10).bytes(MiB), 2500 * MiB);
+      t.close();
+      // -n writes into the existing image through qemu's own allocator and refcounting.
+      await qemuImg('convert', '-n', '-f', 'raw', '-O', 'qcow2', other, p.qPath);
+      await expectValid(p.qPath);
+      await expectSameAsRaw(p.qPath, other);
+    }
+  });
+
   it('an empty disk is the four table clusters and passes check', async () => {
     const q = new Qcow2Target(file('qcow2'), { size: GiB });
     q.close();
     expect(statSync(q.path).size).toBe(4 * CLUSTER);
     await expectValid(q.path);
     expect((await qemuMap(q.path)).every((e) => !e.data)).toBe(true);
+  });
+
+  it('a zero-sized disk has no L1 table and passes check', async () => {
+    const q = new Qcow2Target(file('qcow2'));
+    q.close();
+    expect(statSync(q.path).size).toBe(3 * CLUSTER);
+    await expectValid(q.path);
   });
 
   it('rounds a virtual size that is not whole sectors up, never cutting off written bytes', async () => {

@@ -23,8 +23,8 @@ export function l1SizeFor(virtualSize: number): number {
 
 export function planTables(dataClusters: number, l2Tables: number, virtualSize: number): TablePlan {
   const l1Size = l1SizeFor(virtualSize);
-  // One L1 cluster even for an empty disk, so the header never points at offset 0.
-  const l1Clusters = Math.max(1, Math.ceil((l1Size * 8) / CLUSTER));
+  // An empty disk has no L1 table at all (offset 0), as qemu-img writes it: a table nothing maps would be a leak.
+  const l1Clusters = Math.ceil((l1Size * 8) / CLUSTER);
   const l2Start = dataClusters;
   const l1Start = l2Start + l2Tables;
   const refcountBlocksStart = l1Start + l1Clusters;
@@ -93,7 +93,7 @@ export function writeTables(fd: number, src: TableSource, stats: IoStats): Table
   const header = encodeHeader({
     virtualSize: src.virtualSize,
     l1Size: plan.l1Size,
-    l1Offset: plan.l1Start * CLUSTER,
+    l1Offset: plan.l1Clusters > 0 ? plan.l1Start * CLUSTER : 0,
     refcountTableOffset: plan.refcountTableStart * CLUSTER,
     refcountTableClusters: plan.refcountTableClusters,
   });
