@@ -1,5 +1,6 @@
 // Benchmark: writing a qcow2 directly (Qcow2Target) against the current path, a raw image (RawFileTarget) then `qemu-img convert -O qcow2`.
-// Usage (after `npm run build`): node bench/qcow2.mjs [--compress] [--data-mib N] [--runs N]
+// Usage (after `npm run build`): node bench/qcow2.mjs [--compress] [--data-mib N] [--runs N] [--formats]
+// --formats also times, from the same raw, `qemu-img convert` to vmdk/vhdx/vhd/vdi plus makeReproducible on the result.
 // Both write the same disk-stage-like pattern: 1 GiB virtual, N MiB (default 400) of file data in 1 MiB chunks that
 // are not cluster-aligned, and scattered 4 KiB metadata writes (some rewriting earlier ones). Prints seconds (median),
 // the ratio direct/current (lower is better), peak RSS of each process, write syscalls, and the output sizes.
@@ -148,5 +149,36 @@ async function main() {
   console.log(`files: direct qcow2 ${size(last.d.file)}; current raw ${size(last.c.raw)} + qcow2 ${size(last.c.file)}`);
 }
 
+/** The other formats stay convert + patch: how long each step takes for the same disk. */
+async function formats() {
+  const { makeReproducible } = await import('../dist/output/reproducible.js');
+  const { createRandom } = await import('../dist/core/random.js');
+  const { qemuImgConvertArgs } = await import('../dist/output/qemu-img.js');
+  const dataMiB = value('--data-mib', 400);
+  const work = mkdtempSync(join(tmpdir(), 'img2vm-bench-formats-'));
+  const self = fileURLToPath(import.meta.url);
+  try {
+    const raw = join(work, 'disk.raw');
+    await timed(process.execPath, [self, '--child', 'raw', raw, String(dataMiB), '0']);
+    console.log(`\nconvert + makeReproducible from the same raw (${dataMiB} MiB data):`);
+    console.log('format  convert s  patch ms  file MiB');
+    for (const [id, qemu, options] of [['vmdk', 'vmdk', 'subformat=monolithicSparse'], ['vhdx', 'vhdx', 'subformat=dynamic'], ['vhd', 'vpc', 'subformat=dynamic,force_size=on'], ['vdi', 'vdi', undefined]]) {
+      const out = join(work, `disk.${id}`);
+      spawnSync('sync');
+      const c = await timed('qemu-img', qemuImgConvertArgs(raw, out, qemu, { options }));
+      const t0 = performance.now();
+      makeReproducible(id, out, createRandom('bench'), 1_700_000_000);
+      const patchMs = performance.now() - t0;
+      console.log(`${id.padEnd(6)}  ${c.seconds.toFixed(2).padStart(9)}  ${patchMs.toFixed(1).padStart(8)}  ${(statSync(out).size / MiB).toFixed(1).padStart(8)}`);
+      rmSync(out);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 if (args[0] === '--child') await child(args[1], args[2], Number(args[3]), args[4] === '1');
-else await main();
+else {
+  await main();
+  if (flag('--formats')) await formats();
+}
