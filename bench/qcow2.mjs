@@ -5,8 +5,9 @@
 // are not cluster-aligned, and scattered 4 KiB metadata writes (some rewriting earlier ones). Prints seconds (median),
 // the ratio direct/current (lower is better), peak RSS of each process, write syscalls, and the output sizes.
 // Neither side fsyncs (qemu-img convert's default cache mode does not either); everything stays in the page cache.
+// Each process runs under GNU time (/usr/bin/time, Debian package `time`, installed by scripts/install-deps.sh).
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,30 +68,22 @@ async function child(variant, out, dataMiB, compress) {
   target.close();
   const seconds = (performance.now() - t0) / 1000;
   const stats = variant === 'direct' ? target.stats : { writeCalls: writes };
-  process.stdout.write(JSON.stringify({ seconds, rssKiB: process.resourceUsage().maxRSS, writeCalls: stats.writeCalls, writes }));
+  process.stdout.write(JSON.stringify({ inner: seconds, writeCalls: stats.writeCalls, writes }));
 }
 
-/** Runs a process to completion, sampling its peak RSS (VmHWM) from /proc while it runs. */
+/** Runs a process to completion under GNU time (package `time`): wall and CPU seconds and peak RSS, the same way for every process. */
 function timed(cmd, argv) {
   return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn('/usr/bin/time', ['-f', 'TIME %e %U %S %M', cmd, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    let hwm = 0;
+    let err = '';
     p.stdout.on('data', (d) => (out += d));
-    const sample = setInterval(() => {
-      try {
-        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'));
-        if (m) hwm = Math.max(hwm, Number(m[1]));
-      } catch {
-        /* exited */
-      }
-    }, 10);
-    p.on('error', reject);
+    p.stderr.on('data', (d) => (err += d));
+    p.on('error', (e) => reject(new Error(`cannot run /usr/bin/time (apt-get install time): ${e.message}`)));
     p.on('close', (code) => {
-      clearInterval(sample);
-      if (code !== 0) reject(new Error(`${cmd} exited ${code}`));
-      else resolve({ seconds: (performance.now() - t0) / 1000, hwmKiB: hwm, out });
+      const m = /TIME (\S+) (\S+) (\S+) (\d+)/.exec(err);
+      if (code !== 0 || !m) return reject(new Error(`${cmd} failed (${code}): ${err}`));
+      resolve({ seconds: Number(m[1]), cpu: Number(m[2]) + Number(m[3]), rssKiB: Number(m[4]), out });
     });
   });
 }
@@ -114,11 +107,14 @@ async function main() {
         spawnSync('sync');
         if (v === 'direct') {
           const r = await timed(process.execPath, [self, '--child', 'direct', q, String(dataMiB), compress ? '1' : '0']);
-          direct.push({ ...JSON.parse(r.out), file: statSync(q) });
+          direct.push({ ...JSON.parse(r.out), seconds: r.seconds, cpu: r.cpu, rssKiB: r.rssKiB, file: statSync(q) });
         } else {
           const w = await timed(process.execPath, [self, '--child', 'raw', raw, String(dataMiB), compress ? '1' : '0']);
           const c = await timed('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...(compress ? ['-c'] : []), raw, conv]);
-          current.push({ ...JSON.parse(w.out), convertSeconds: c.seconds, convertHwmKiB: c.hwmKiB, file: statSync(conv), raw: statSync(raw) });
+          current.push({
+            ...JSON.parse(w.out), seconds: w.seconds, cpu: w.cpu, rssKiB: w.rssKiB,
+            convertSeconds: c.seconds, convertCpu: c.cpu, convertRssKiB: c.rssKiB, file: statSync(conv), raw: statSync(raw),
+          });
         }
       }
       // The benchmark is only worth something if both produce the same disk.
@@ -134,17 +130,22 @@ async function main() {
     rmSync(work, { recursive: true, force: true });
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const d = median(direct.map((r) => r.seconds));
-  const w = median(current.map((r) => r.seconds));
-  const c = median(current.map((r) => r.convertSeconds));
+  const med = (rows, k) => median(rows.map((r) => r[k]));
+  const d = med(direct, 'seconds');
+  const w = med(current, 'seconds');
+  const c = med(current, 'convertSeconds');
+  const dc = med(direct, 'cpu');
+  const wc = med(current, 'cpu');
+  const cc = med(current, 'convertCpu');
   const mib = (kib) => `${(kib / 1024).toFixed(0)} MiB`;
-  const size = (s) => `${(s.size / MiB).toFixed(1)} MiB (${(s.blocks * 512 / MiB).toFixed(1)} MiB on disk)`;
+  const size = (s) => `${(s.size / MiB).toFixed(1)} MiB (${(s.blocks * 512 / MiB).toFixed(1)} MiB allocated)`;
   const last = { d: direct.at(-1), c: current.at(-1) };
-  console.log(`pattern: ${dataMiB} MiB data in 1 MiB chunks + ${last.d.writes - dataMiB} small writes, 1 GiB virtual${compress ? ', compressed' : ''}; median of ${runs}`);
-  console.log(`current: RawFileTarget ${w.toFixed(2)} s + qemu-img convert${compress ? ' -c' : ''} ${c.toFixed(2)} s = ${(w + c).toFixed(2)} s`);
-  console.log(`direct : Qcow2Target${compress ? ' (compress)' : ''} ${d.toFixed(2)} s`);
-  console.log(`ratio direct/current: ${(d / (w + c)).toFixed(2)}`);
-  console.log(`peak RSS: Qcow2Target process ${mib(median(direct.map((r) => r.rssKiB)))}, RawFileTarget process ${mib(median(current.map((r) => r.rssKiB)))}, qemu-img convert ${mib(median(current.map((r) => r.convertHwmKiB)))}`);
+  const cx = compress ? ' -c' : '';
+  console.log(`pattern: ${dataMiB} MiB data in 1 MiB chunks + ${last.d.writes - dataMiB} small writes, 1 GiB virtual${compress ? ', compressed' : ''}; median of ${runs}; wall s / CPU s (user+sys) / peak RSS per process (node processes include a 16 MiB data pool)`);
+  console.log(`current: RawFileTarget ${w.toFixed(2)} / ${wc.toFixed(2)} / ${mib(med(current, 'rssKiB'))}  +  qemu-img convert${cx} ${c.toFixed(2)} / ${cc.toFixed(2)} / ${mib(med(current, 'convertRssKiB'))}  =  ${(w + c).toFixed(2)} / ${(wc + cc).toFixed(2)}`);
+  console.log(`direct : Qcow2Target${compress ? ' (compress)' : ''} ${d.toFixed(2)} / ${dc.toFixed(2)} / ${mib(med(direct, 'rssKiB'))}`);
+  console.log(`ratio direct/current: wall ${(d / (w + c)).toFixed(2)}, CPU ${(dc / (wc + cc)).toFixed(2)}`);
+  console.log(`writing alone, timed inside the node processes: Qcow2Target ${med(direct, 'inner').toFixed(2)} s, RawFileTarget ${med(current, 'inner').toFixed(2)} s`);
   console.log(`write syscalls: Qcow2Target ${last.d.writeCalls} for ${last.d.writes} writes (RawFileTarget: one per write)`);
   console.log(`files: direct qcow2 ${size(last.d.file)}; current raw ${size(last.c.raw)} + qcow2 ${size(last.c.file)}`);
 }
