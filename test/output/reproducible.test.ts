@@ -1,6 +1,6 @@
 // makeReproducible: two qemu-img conversions of one raw disk become byte-identical with one seed, stay valid, and differ with another seed.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -131,6 +131,19 @@ describe('the fields each format gets', () => {
     expect(text).toContain(`\nCID=${cid}\nparentCID=ffffffff\n`);
     expect(text).toMatch(/\nRW 98304 SPARSE "my disk\.vmdk"\n/);
     expect(text).not.toContain('.tmp.');
+  });
+
+  it('vmdk: accepts the CID qemu prints without leading zeros (one conversion in sixteen)', async () => {
+    const a = await convert(vmdk, 'vmdk');
+    const desc = bytesAt(a, 512, 1024);
+    const text = desc.toString('latin1').replace(/\nCID=[0-9a-f]+\n/, '\nCID=fa1\n');
+    const fd = openSync(a, 'r+');
+    const out = Buffer.alloc(1024);
+    out.write(text.replace(/\0+$/, ''), 'latin1');
+    writeSync(fd, out, 0, 1024, 512);
+    closeSync(fd);
+    makeReproducible('vmdk', a, createRandom('s1'), EPOCH, { finalName: 'disk.vmdk' });
+    expect(bytesAt(a, 512, 1024).toString('latin1')).toMatch(/\nCID=[0-9a-f]{8}\nparentCID=ffffffff\n/);
   });
 
   it('vhd: both footers carry the epoch, the seeded id and a correct checksum', async () => {

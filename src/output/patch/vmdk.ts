@@ -32,7 +32,8 @@ export function patchVmdk(f: PatchFile, random: Random, extentName: string): voi
   // ASCII apart from the file name, which qemu-img writes as UTF-8 bytes.
   const text = region.toString('utf8', 0, end < 0 ? size : end);
   const lines = text.split('\n');
-  const cid = lines.findIndex((l) => /^CID=[0-9a-f]{8}$/i.test(l));
+  // qemu prints the CID without leading zeros, so it has 1 to 8 digits.
+  const cid = lines.findIndex((l) => /^CID=[0-9a-f]{1,8}$/i.test(l));
   const extents = lines.map((l, i) => [i, /^(RW|RDONLY|NOACCESS) (\d+) SPARSE "[^"]*"(.*)$/.exec(l)] as const).filter(([, m]) => m);
   if (cid < 0) unexpected(f, 'its descriptor has no CID line');
   if (extents.length !== 1) unexpected(f, `its descriptor has ${extents.length} sparse extents, not one`);
