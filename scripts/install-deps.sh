@@ -1,9 +1,29 @@
 #!/bin/bash
 # Installs the Debian packages img2vm and its tests use, and makes sure a Docker daemon is running.
 set -euo pipefail
-PKGS=(docker.io qemu-system-x86 qemu-utils e2fsprogs fdisk grub-pc-bin grub-efi-amd64-bin grub-common
-      mtools dosfstools ovmf debootstrap attr openssl ca-certificates curl xz-utils zstd lz4 bzip2 lzop systemd-boot-efi
-      apache2-utils docker-registry)
+# One package a line, with what needs it, so every test's and the set-up's needs are named here.
+PKGS=(
+  docker.io            # the docker builder and daemon sources; tests build fixtures with it
+  qemu-system-x86      # img2vm run/test, boot tests
+  qemu-utils           # qemu-img: output formats, checks in tests
+  ovmf                 # UEFI firmware for run/test
+  e2fsprogs            # mke2fs; e2fsck and debugfs in tests
+  fdisk                # sfdisk: tests read partition tables back
+  grub-pc-bin          # GRUB for BIOS (boot.img, modules)
+  grub-efi-amd64-bin   # GRUB for UEFI
+  grub-common          # grub-mkimage
+  mtools               # filling the ESP without mounting it
+  dosfstools           # mkfs.fat for the ESP
+  systemd-boot-efi     # --bootloader systemd-boot when the image has none
+  attr                 # setfattr: xattrs in the staged tree
+  debootstrap          # the demo image and test fixtures
+  openssl              # tests cross-check password hashes
+  ca-certificates curl # HTTPS to registries; start-docker.sh pings the daemon
+  xz-utils zstd lz4 bzip2 lzop  # kernel and layer decompressors
+  apache2-utils        # htpasswd: the registry-auth e2e test
+  docker-registry      # a local registry on 127.0.0.1 for the source and push e2e tests
+  time                 # GNU time: peak memory in the benchmarks
+)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
