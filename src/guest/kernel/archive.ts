@@ -155,12 +155,9 @@ async function fetchSuite(src: SuiteSource, o: ArchiveOptions): Promise<SuiteInd
   if (plain && (stats.bytes !== plain.size || plainHash.digest('hex') !== plain.sha256)) {
     throw badIndex(canonical, `it decompresses to ${stats.bytes} bytes that do not match the signed Release's entry for ${dir}/Packages`);
   }
-  return {
-    source: src,
-    release,
-    stanzas,
-    stats: { inRelease: raw.length, packages: body.length, packagesPath, uncompressed: stats.bytes, stanzas: stats.stanzas, ms: Math.round(performance.now() - t0) },
-  };
+  const st = { inRelease: raw.length, packages: body.length, packagesPath, uncompressed: stats.bytes, stanzas: stats.stanzas, ms: Math.round(performance.now() - t0) };
+  o.debug(`${src.suite}: InRelease ${st.inRelease} B, ${packagesPath} ${st.packages} B → ${st.uncompressed} B, ${st.stanzas} stanzas, in ${st.ms} ms`);
+  return { source: src, release, stanzas, stats: st };
 }
 
 function unreachableHint(o: ArchiveOptions): string {
