@@ -24,14 +24,18 @@ export function depmodArgv(baseDir: string, configDir: string, version: string):
   return ['-b', baseDir, '-C', configDir, version];
 }
 
-/** Opens a staged tar (linuxkit's kernel.tar, possibly compressed) for the collector. */
-export async function openStagedTar(file: string, what: string, signal?: AbortSignal): Promise<TarReader> {
+/** Feeds a staged tar (linuxkit's kernel.tar, possibly compressed) to the collector. */
+async function collectStagedTar(collector: KernelCollector, file: string, what: string, signal?: AbortSignal): Promise<void> {
   const fh = await open(file, 'r');
   const head = Buffer.alloc(512);
   const { bytesRead } = await fh.read(head, 0, 512, 0);
   await fh.close();
   const { chunks } = decode(head.subarray(0, bytesRead), createReadStream(file), { signal, maxBytes: 16 * 2 ** 30, what });
-  return new TarReader(new ByteSource(chunks));
+  try {
+    await collector.addTar(new TarReader(new ByteSource(chunks)), { whiteouts: false });
+  } finally {
+    await chunks.return(undefined);
+  }
 }
 
 const MODULES = /^(?:usr\/)?lib\/modules\/([^/]+)\/(.+)$/;
@@ -44,7 +48,7 @@ export async function assembleKernel(collector: KernelCollector, dest: string, o
   let files = collector.files();
   const kernelTar = files.get('kernel.tar');
   if (kernelTar) {
-    await collector.addTar(await openStagedTar(kernelTar, `${o.what}: /kernel.tar`, o.signal), { whiteouts: false });
+    await collectStagedTar(collector, kernelTar, `${o.what}: /kernel.tar`, o.signal);
     files = collector.files();
   }
   const moduleVersions = new Set<string>();

@@ -31,5 +31,10 @@ export async function collectDeb(debPath: string, collector: KernelCollector, si
   if (dataSize === 0) return;
   const stream = createReadStream(debPath, { start: dataOffset, end: dataOffset + dataSize - 1 });
   const { chunks } = decode(head, stream, { signal, maxBytes: MAX_DATA, what: `${debPath}: data.tar` });
-  await collector.addTar(new TarReader(new ByteSource(chunks)), { whiteouts: false });
+  try {
+    await collector.addTar(new TarReader(new ByteSource(chunks)), { whiteouts: false });
+  } finally {
+    // Stops the decompressor (and closes the file) when the collector gave up early.
+    await chunks.return(undefined);
+  }
 }

@@ -239,6 +239,18 @@ describe('local .deb', () => {
     expect(await getKernel({ kind: 'deb', path }, env.ctx, { cacheDir: env.cache })).toEqual(a);
   });
 
+  it('refuses a .deb whose data is not a tar, and leaves no decompressor running', async () => {
+    const { arOf } = await import('../../../fixtures/debian-mirror/kernel.js');
+    const path = join(env.dir, 'bad.deb');
+    const junk = Buffer.concat([Buffer.from('boot/vmlinuz-1'), Buffer.alloc(4 << 20, 0x41)]);
+    await writeFile(path, arOf([{ name: 'debian-binary', data: Buffer.from('2.0\n') }, { name: 'control.tar.xz', data: xz(Buffer.alloc(10)) }, { name: 'data.tar.xz', data: xz(junk) }]));
+    await expect(getKernel({ kind: 'deb', path }, env.ctx, { cacheDir: env.cache })).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/bad tar header checksum/) });
+    const { execFileSync } = await import('node:child_process');
+    const children = execFileSync('ps', ['-o', 'comm=', '--ppid', String(process.pid)], { encoding: 'utf8' }).split('\n');
+    expect(children).not.toContain('xz');
+    await expectNothingCached();
+  });
+
   it('refuses a truncated .deb and caches nothing', async () => {
     const path = join(env.dir, 'k.deb');
     await writeFile(path, newDeb.subarray(0, newDeb.length - 100));
