@@ -1,6 +1,5 @@
 // NEEDS THE NETWORK: fetches Debian's real cloud kernel from deb.debian.org into a temp cache. It fails, never skips, when the archive is unreachable.
-import { open, readFile, rm } from 'node:fs/promises';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,17 +12,19 @@ import { getKernel, kernelVersionOf, parseKernelSource, resolveModules, type Ker
 let dir: string;
 let ctx: RunContext;
 const events: Img2vmEvent[] = [];
-let bundle: KernelBundle;
+let bundle: KernelBundle | undefined;
 let fetchMs: number;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'img2vm-kernel-e2e-'));
   ctx = { work: await mkdtemp(join(dir, 'work-')), signal: new AbortController().signal, sink: (e) => events.push(e), scope: new Scope(), random: createRandom() };
-  const t0 = performance.now();
-  // No catch: an unreachable archive must fail this file with its message.
-  bundle = await getKernel(parseKernelSource(undefined), ctx, { cacheDir: join(dir, 'cache') });
-  fetchMs = performance.now() - t0;
 });
+
+/** Every test needs the fetched kernel; without it each one fails (a failed hook would only mark them skipped). */
+function fetched(): KernelBundle {
+  expect(bundle, 'the kernel fetch from deb.debian.org failed (see the first test)').toBeDefined();
+  return bundle!;
+}
 
 afterAll(async () => {
   await ctx?.scope.close();
@@ -32,6 +33,10 @@ afterAll(async () => {
 
 describe("Debian's cloud kernel from deb.debian.org (network)", () => {
   it('is a trixie cloud kernel, verified and unpacked into the cache', async () => {
+    const t0 = performance.now();
+    // No catch: an unreachable archive fails here with its message.
+    bundle = await getKernel(parseKernelSource(undefined), ctx, { cacheDir: join(dir, 'cache') });
+    fetchMs = performance.now() - t0;
     expect(bundle.version).toMatch(/^6\.12\.\d+\+deb13(\.\d+)?-cloud-amd64$/);
     expect(bundle.origin).toMatch(/^Debian trixie(-security|-updates)? linux-image-6\.12\.\d+\+deb13(\.\d+)?-cloud-amd64 6\.12\.\d+-\d+$/);
     expect(bundle.id).toMatch(/^sha256:[0-9a-f]{64}$/);
@@ -40,6 +45,7 @@ describe("Debian's cloud kernel from deb.debian.org (network)", () => {
   });
 
   it('has a bzImage whose header names the same version', async () => {
+    const bundle = fetched();
     const fh = await open(bundle.vmlinuz, 'r');
     const head = Buffer.alloc(0x210);
     await fh.read(head, 0, head.length, 0);
@@ -50,6 +56,7 @@ describe("Debian's cloud kernel from deb.debian.org (network)", () => {
   });
 
   it('has modules.dep (made by depmod) and the drivers a VM needs, as xz-compressed modules', async () => {
+    const bundle = fetched();
     expect(bundle.modulesDir).toBe(join(bundle.vmlinuz, '..', '..', 'lib', 'modules', bundle.version));
     const dep = await readFile(join(bundle.modulesDir!, 'modules.dep'), 'utf8');
     expect(dep.split('\n').length).toBeGreaterThan(1000);
@@ -66,6 +73,7 @@ describe("Debian's cloud kernel from deb.debian.org (network)", () => {
   });
 
   it('is served from the cache the second time, without the network', async () => {
+    const bundle = fetched();
     const t0 = performance.now();
     expect(await getKernel(parseKernelSource(undefined), ctx, { cacheDir: join(dir, 'cache'), offline: true })).toEqual(bundle);
     console.log(`cached lookup in ${Math.round(performance.now() - t0)} ms`);
