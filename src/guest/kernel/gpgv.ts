@@ -56,9 +56,14 @@ export function judgeStatus(status: string): SignatureVerdict {
       case 'EXPSIG':
       case 'EXPKEYSIG':
       case 'REVKEYSIG':
-      case 'ERRSIG':
         cur.other = `${kw} ${rest.split(' ')[0] ?? ''}`.trim();
         break;
+      case 'ERRSIG': {
+        // ERRSIG keyid pkalgo hashalgo class time rc: rc 9 is "no public key", 4 an unsupported algorithm.
+        const f = rest.split(' ');
+        cur.other = `ERRSIG ${f[0] ?? ''} rc=${f[5] ?? '?'}`;
+        break;
+      }
     }
   }
   if (sigs.some((s) => s.bad)) return { ok: false, signers: [], reason: 'a signature is BAD (the file was altered after signing)' };
@@ -82,8 +87,9 @@ export async function verifyDetached(text: Buffer, signature: Buffer, keyring: s
     await writeFile(sig, signature);
     const r = await run('gpgv', gpgvArgv(keyring, sig, data), { reject: false, signal, env: { GNUPGHOME: dir } });
     const verdict = judgeStatus(r.stdout);
-    if (!verdict.ok && !/\[GNUPG:\]/.test(r.stdout)) {
-      verdict.reason = `gpgv could not check it: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ') || `exit ${r.exitCode}`}`;
+    if (!verdict.ok) {
+      const said = r.stderr.trim().split('\n').filter((l) => !/^gpgv: +(Signature made|using )/.test(l)).slice(-2).join(' | ');
+      verdict.reason = /\[GNUPG:\]/.test(r.stdout) ? `${verdict.reason ?? 'rejected'}${said ? `; gpgv: ${said}` : ''}` : `gpgv could not check it: ${said || `exit ${r.exitCode}`}`;
     }
     return verdict;
   } finally {
