@@ -27,6 +27,9 @@ export const TOOLS = {
   'zstd': 'zstd',
   'bzip2': 'bzip2',
   'lzop': 'lzop',
+  // The img2vm guest kernel: Debian archive signatures, and modules.dep for kernel packages that ship none.
+  'gpgv': 'gpgv',
+  'depmod': 'kmod',
 } as const;
 
 export type ToolName = keyof typeof TOOLS;

@@ -1,0 +1,157 @@
+// The archive HTTP client against a local server: redirects bounded and http(s)-only, retries of transient failures, resumed downloads, size limits, idle timeouts.
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { downloadFile, getBuffer, HttpError } from '../../../src/guest/kernel/http.js';
+import { testEnv, type TestEnv } from './helpers.js';
+
+let server: Server;
+let base: string;
+let handler: (req: IncomingMessage, res: ServerResponse) => void;
+let env: TestEnv;
+const fast = { tries: 3, backoffMs: 1, idleTimeoutMs: 2000 };
+
+beforeEach(async () => {
+  env = await testEnv();
+  server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterEach(async () => {
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+  await env.close();
+});
+
+const BODY = Buffer.from('x'.repeat(10_000) + 'end');
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('getBuffer', () => {
+  it('follows a few redirects, relative ones included', async () => {
+    handler = (req, res) => {
+      if (req.url === '/a') res.writeHead(301, { location: '/b' }).end();
+      else if (req.url === '/b') res.writeHead(302, { location: `${base}/c` }).end();
+      else res.end('ok');
+    };
+    expect((await getBuffer(`${base}/a`, 100, fast)).toString()).toBe('ok');
+  });
+
+  it('refuses endless redirects and redirects to other schemes', async () => {
+    handler = (req, res) => {
+      if (req.url === '/loop') res.writeHead(302, { location: '/loop' }).end();
+      else res.writeHead(302, { location: 'file:///etc/passwd' }).end();
+    };
+    await expect(getBuffer(`${base}/loop`, 100, fast)).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/redirects more than 5 times/) });
+    await expect(getBuffer(`${base}/file`, 100, fast)).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/redirects to a file: URL/) });
+  });
+
+  it('retries 5xx and broken connections, then succeeds', async () => {
+    let n = 0;
+    handler = (_req, res) => {
+      n++;
+      if (n === 1) res.writeHead(503).end();
+      else if (n === 2) res.socket?.destroy();
+      else res.end('third time');
+    };
+    expect((await getBuffer(`${base}/x`, 100, fast)).toString()).toBe('third time');
+    expect(n).toBe(3);
+  });
+
+  it('gives up after its attempts, as unreachable', async () => {
+    handler = (_req, res) => res.writeHead(500).end();
+    await expect(getBuffer(`${base}/x`, 100, fast)).rejects.toMatchObject({ reason: 'unreachable', message: expect.stringMatching(/HTTP 500 .*gave up after 3 attempts/) });
+  });
+
+  it('does not retry 404, nor other client errors', async () => {
+    let n = 0;
+    handler = (req, res) => {
+      n++;
+      res.writeHead(req.url === '/gone' ? 404 : 403).end();
+    };
+    await expect(getBuffer(`${base}/gone`, 100, fast)).rejects.toMatchObject({ reason: 'notFound', status: 404 });
+    await expect(getBuffer(`${base}/denied`, 100, fast)).rejects.toMatchObject({ reason: 'protocol', status: 403 });
+    expect(n).toBe(2);
+  });
+
+  it('refuses bodies over the limit, declared or not', async () => {
+    handler = (req, res) => {
+      if (req.url === '/declared') res.writeHead(200, { 'content-length': 1000 }).end(Buffer.alloc(1000));
+      else {
+        res.writeHead(200);
+        res.write(Buffer.alloc(600));
+        res.end(Buffer.alloc(600));
+      }
+    };
+    await expect(getBuffer(`${base}/declared`, 999, fast)).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/1000 bytes, more than the 999/) });
+    await expect(getBuffer(`${base}/chunked`, 999, fast)).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/more than the 999 bytes/) });
+  });
+
+  it('drops a server that goes silent and tries again', async () => {
+    let n = 0;
+    handler = (_req, res) => {
+      if (++n === 1) return; // never answers
+      res.end('awake');
+    };
+    expect((await getBuffer(`${base}/x`, 100, { ...fast, idleTimeoutMs: 200 })).toString()).toBe('awake');
+    expect(n).toBe(2);
+  });
+
+  it('says unreachable at once when nothing listens', async () => {
+    const port = (server.address() as AddressInfo).port;
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await expect(getBuffer(`http://127.0.0.1:${port}/x`, 100, fast)).rejects.toMatchObject({ reason: 'unreachable', message: expect.stringMatching(/ECONNREFUSED/) });
+    server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  });
+});
+
+describe('downloadFile', () => {
+  it('resumes a download that breaks off, with a Range request', async () => {
+    const ranges: (string | undefined)[] = [];
+    handler = (req, res) => {
+      ranges.push(req.headers.range);
+      if (!req.headers.range) {
+        res.writeHead(200, { 'content-length': BODY.length });
+        res.write(BODY.subarray(0, 4000), () => res.socket?.destroy());
+        return;
+      }
+      const from = Number(/bytes=(\d+)-/.exec(req.headers.range)![1]);
+      res.writeHead(206, { 'content-length': BODY.length - from, 'content-range': `bytes ${from}-${BODY.length - 1}/${BODY.length}` }).end(BODY.subarray(from));
+    };
+    const file = join(env.dir, 'f');
+    const progress: number[] = [];
+    expect(await downloadFile(`${base}/f`, file, { ...fast, size: BODY.length, onProgress: (d) => progress.push(d) })).toBe(sha(BODY));
+    expect((await readFile(file)).equals(BODY)).toBe(true);
+    expect(ranges[0]).toBeUndefined();
+    expect(ranges[1]).toMatch(/^bytes=\d+-$/);
+    expect(progress.at(-1)).toBe(BODY.length);
+  });
+
+  it('starts over when the server ignores the Range request', async () => {
+    let n = 0;
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-length': BODY.length });
+      if (++n === 1) res.write(BODY.subarray(0, 3000), () => res.socket?.destroy());
+      else res.end(BODY);
+    };
+    const file = join(env.dir, 'f');
+    expect(await downloadFile(`${base}/f`, file, { ...fast, size: BODY.length })).toBe(sha(BODY));
+    expect((await readFile(file)).equals(BODY)).toBe(true);
+  });
+
+  it('refuses a file larger than the index says, as soon as it shows', async () => {
+    handler = (_req, res) => res.writeHead(200, { 'content-length': BODY.length }).end(BODY);
+    await expect(downloadFile(`${base}/f`, join(env.dir, 'f'), { ...fast, size: 100 })).rejects.toThrow(HttpError);
+    await expect(downloadFile(`${base}/f`, join(env.dir, 'f'), { ...fast, size: 100 })).rejects.toThrow(/is 10003 bytes, but the index says 100/);
+    handler = (_req, res) => {
+      res.writeHead(200);
+      res.end(BODY);
+    };
+    await expect(downloadFile(`${base}/f`, join(env.dir, 'f'), { ...fast, size: 100 })).rejects.toThrow(/more than the 100 bytes the index says/);
+  });
+});
