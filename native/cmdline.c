@@ -48,7 +48,7 @@ int ip_parse(const char *value, struct ipconf *ip)
 			return -1;
 		if (!ip->off && !ip->client)
 			ip->dhcp = 1;
-		return 0;
+		goto mask;
 	}
 	char *p = buf;
 	for (int i = 0; i < 10 && p; i++) {
@@ -92,6 +92,7 @@ int ip_parse(const char *value, struct ipconf *ip)
 		return -1;
 	if (!ip->client && !ip->dhcp)
 		ip->off = 1;
+mask:
 	if (ip->client && !ip->netmask) {
 		/* The kernel's default: the classful mask of the address. */
 		uint32_t h = ntohl(ip->client);

@@ -21,7 +21,8 @@
  * img2vm.halt=reboot (ends Firecracker, which exits on the i8042 reset of reboot=k, and QEMU with -no-reboot),
  * img2vm.halt=halt (stops the CPUs; for debugging). A fatal error waits 1 s, then does the same.
  *
- * When not PID 1 this binary is a test tool: --check-spec FILE, --resolve-user ROOT USER, --parse-cmdline TEXT.
+ * When not PID 1 this binary is a test tool: --check-spec FILE, --resolve-user ROOT USER, --parse-cmdline TEXT,
+ * --parse-dhcp PACKET XID MAC (the parsers, run on the host by the unit tests).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -129,8 +130,31 @@ static int tool_main(int argc, char **argv)
 		       c.ip.dhcp, a, g, m, c.ip.host, c.ip.iface, d0, d1);
 		return 0;
 	}
+	if (argc == 5 && !strcmp(argv[1], "--parse-dhcp")) {
+		size_t len;
+		unsigned xid, m[6];
+		uint8_t mac[6];
+		int type;
+		struct lease l;
+		char *pkt = read_file(argv[2], 65536, &len);
+		if (!pkt || sscanf(argv[3], "%8x", &xid) != 1 ||
+		    sscanf(argv[4], "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6)
+			fatal("usage: --parse-dhcp PACKET XID MAC");
+		for (int i = 0; i < 6; i++)
+			mac[i] = (uint8_t)m[i];
+		if (dhcp_parse_reply((const uint8_t *)pkt, len, xid, mac, &type, &l) < 0)
+			fatal("not a DHCP reply to us");
+		char a[16], k[16], r[16], sv[16], d[3][16];
+		ipv4_format(l.addr, a), ipv4_format(l.mask, k), ipv4_format(l.router, r), ipv4_format(l.server, sv);
+		for (int i = 0; i < 3; i++)
+			ipv4_format(i < l.ndns ? l.dns[i] : 0, d[i]);
+		printf("{\"type\":%d,\"addr\":\"%s\",\"mask\":\"%s\",\"router\":\"%s\",\"server\":\"%s\",\"mtu\":%d,"
+		       "\"dns\":[\"%s\",\"%s\",\"%s\"],\"ndns\":%d}\n",
+		       type, a, k, r, sv, l.mtu, d[0], d[1], d[2], l.ndns);
+		return 0;
+	}
 	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --resolve-user ROOT "
-			"USER | --parse-cmdline TEXT\n");
+			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC\n");
 	return 2;
 }
 
@@ -143,15 +167,15 @@ int main(int argc, char **argv)
 	reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del becomes SIGINT to us: forwarded, not an instant reset */
 	umask(022);
 	early_mounts();
+	char nonce[33];
+	random_hex(nonce, 16);
+	say("nonce=%s", nonce);
+
 	struct cmdline c;
 	char *text = read_file("/proc/cmdline", 65536, NULL);
 	cmdline_parse(text, &c);
 	free(text);
 	g_halt = c.halt;
-
-	char nonce[33];
-	random_hex(nonce, 16);
-	say("nonce=%s", nonce);
 
 	struct spec s = read_spec();
 	load_modules(&s);
