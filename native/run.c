@@ -128,7 +128,7 @@ struct child_plan {
 	int envn;
 	struct ids ids;
 	const char *cwd;
-	int session; /* own session with the console as controlling tty (not for getty, which makes its own) */
+	int session; /* make the console its controlling tty (a getty opens the tty itself) */
 };
 
 static pid_t spawn(const struct child_plan *p)
@@ -139,8 +139,8 @@ static pid_t spawn(const struct child_plan *p)
 	if (pid != 0)
 		return pid;
 	reset_signals();
+	setsid(); /* a getty takes the tty as its controlling terminal itself; it can only as a session leader */
 	if (p->session) {
-		setsid();
 		int fd = open(tty, O_RDWR | O_NOCTTY);
 		if (fd < 0)
 			fd = open("/dev/console", O_RDWR | O_NOCTTY);

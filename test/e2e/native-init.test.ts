@@ -8,6 +8,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { img2vmInitramfsEntries, writeInitramfs, type InitModule } from '../../src/guest/initramfs.js';
+import { setRootPassword, sha512Crypt } from '../../src/guest/credentials.js';
 import type { InitSpec } from '../../src/guest/init-spec.js';
 import { debianFixture, dockerBuild, REPO, sh } from './helpers.js';
 
@@ -244,9 +245,14 @@ describe('a scratch image holding one static program', () => {
 });
 
 describe('a Debian image', () => {
-  it('gives a root shell on the console, with the address DHCP gave and the hostname, and powers off when it ends', async () => {
+  let debian: string;
+  beforeAll(async () => {
     await debianFixture(BASE);
-    const disk = await ext4Of(await exportImage(BASE), '600M');
+    debian = await exportImage(BASE);
+  });
+
+  it('gives a root shell on the console, with the address DHCP gave and the hostname, and powers off when it ends', async () => {
+    const disk = await ext4Of(debian, '600M');
     const initrd = await initrdFor({ mode: 'console', root: { uuid: disk.uuid }, hostname: 'native-init', env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] });
     const vm = boot(qemuArgs({ initrd, disk: disk.file, snapshot: true, net: true, mem: 512 }));
     await vm.waitFor(/root@native-init:\/# /, 240);
@@ -261,6 +267,26 @@ describe('a Debian image', () => {
     vm.type('exit 5\n');
     expect(await vm.exit).toBe(0);
     expect(exitOf(vm.output())).toMatchObject({ status: 5 });
+  });
+
+  it('gives a login prompt on the console when root has a password, with job control after login', async () => {
+    const shadow = join(debian, 'etc', 'shadow');
+    const before = readFileSync(shadow, 'utf8');
+    await writeFile(shadow, setRootPassword(before, sha512Crypt('s3cret', 'native1nit'), 19000));
+    const disk = await ext4Of(debian, '600M');
+    await writeFile(shadow, before);
+    const initrd = await initrdFor({ mode: 'console', login: true, root: { uuid: disk.uuid }, hostname: 'native-init' });
+    const vm = boot(qemuArgs({ initrd, disk: disk.file, snapshot: true, net: false, mem: 512 }));
+    await vm.waitFor(/native-init login: $/, 240);
+    vm.type('root\n');
+    await vm.waitFor(/Password: $/, 60);
+    vm.type('s3cret\n');
+    await vm.waitFor(/root@native-init:~# $/, 120);
+    vm.type('echo "in-$((2+3))"; logout\n');
+    expect(await vm.exit).toBe(0);
+    expect(vm.output()).toContain('in-5');
+    expect(vm.output()).not.toMatch(/no job control/);
+    expect(exitOf(vm.output())).toMatchObject({ status: 0 });
   });
 
   it("hands PID 1 over to the image's systemd, which boots to its readiness marker", async () => {
