@@ -175,8 +175,9 @@ void mount_root(const char *dev, const struct spec *s)
 }
 
 /*
- * Makes sure the image has a directory at /name (scratch images have none); 1 = usable, 0 = the image has
- * something else there (a symlink would send our mount elsewhere, so it is never followed).
+ * Makes sure the image has a directory at /name (scratch images have none): 1 = usable; 0 = the image has
+ * something else there (a symlink would send our mount elsewhere, so it is never followed); -1 = it could not be
+ * created (errno; a read-only root).
  */
 static int mount_point(const char *root, const char *name, mode_t mode)
 {
@@ -185,10 +186,8 @@ static int mount_point(const char *root, const char *name, mode_t mode)
 	snprintf(p, sizeof p, "%s/%s", root, name);
 	if (lstat(p, &st) == 0)
 		return S_ISDIR(st.st_mode);
-	if (errno != ENOENT)
-		return 0;
-	if (mkdir(p, mode) < 0)
-		return 0;
+	if (errno != ENOENT || mkdir(p, mode) < 0)
+		return -1;
 	chmod(p, mode); /* the umask must not narrow /tmp's 1777 */
 	return 1;
 }
@@ -228,8 +227,12 @@ void switch_root(void)
 	static const char *moved[] = { "dev", "proc", "sys" };
 	for (size_t i = 0; i < 3; i++) {
 		char from[16], to[64];
-		if (!mount_point(NEWROOT, moved[i], 0555))
+		int ok = mount_point(NEWROOT, moved[i], 0555);
+		if (ok == 0)
 			fatal("the image's /%s is not a directory (a symlink or a file): cannot mount it", moved[i]);
+		if (ok < 0)
+			fatal("the image has no /%s and it cannot be created (%s): mount the root rw once, or add it",
+			      moved[i], strerror(errno));
 		snprintf(from, sizeof from, "/%s", moved[i]);
 		snprintf(to, sizeof to, NEWROOT "/%s", moved[i]);
 		if (mount(from, to, NULL, MS_MOVE, NULL) < 0)
@@ -269,15 +272,15 @@ void mount_runtime(const struct spec *s)
 	symlink("/proc/self/fd/0", "/dev/stdin");
 	symlink("/proc/self/fd/1", "/dev/stdout");
 	symlink("/proc/self/fd/2", "/dev/stderr");
-	if (mount_point("", "run", 0755))
+	if (mount_point("", "run", 0755) > 0)
 		mnt("tmpfs", "/run", "tmpfs", nsd, "mode=0755");
 	else
-		warn("the image's /run is not a directory: not mounting a tmpfs there");
+		warn("the image's /run is not a directory and cannot be made one: no tmpfs there");
 	if (s->tmp_tmpfs) {
-		if (mount_point("", "tmp", 01777))
+		if (mount_point("", "tmp", 01777) > 0)
 			mnt("tmpfs", "/tmp", "tmpfs", nsd, "mode=1777");
 		else
-			warn("the image's /tmp is not a directory: not mounting a tmpfs there");
+			warn("the image's /tmp is not a directory and cannot be made one: no tmpfs there");
 	}
 	mnt("cgroup2", "/sys/fs/cgroup", "cgroup2", nsd | MS_NOEXEC, NULL);
 }

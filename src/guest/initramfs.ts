@@ -19,7 +19,11 @@ export type InitramfsEntry =
 export interface InitramfsOptions {
   /** mtime of every entry; default SOURCE_DATE_EPOCH, else 0. */
   mtime?: number;
-  /** gzip: smaller on disk and in guest RAM while unpacking; none: what the kernel unpacks fastest. Default none. */
+  /**
+   * Default none: under TCG the kernel unpacks a plain archive faster (a 31 MB one booted about 1 s sooner than its
+   * 7.8 MB gzip; at the usual 0.6 MB of init and virtio modules there is no measurable difference). gzip only to
+   * save space (about 3x smaller).
+   */
   compression?: 'none' | 'gzip';
 }
 
