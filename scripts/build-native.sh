@@ -11,6 +11,8 @@ fi
 if command -v musl-gcc >/dev/null; then cc=(musl-gcc); else cc=(gcc); fi
 flags=(-std=gnu11 -Os -Wall -Wextra -Werror -static -s -ffunction-sections -fdata-sections -Wl,--gc-sections
        -fno-asynchronous-unwind-tables -ffile-prefix-map="$PWD"=native -Wl,--build-id=none)
-"${cc[@]}" "${flags[@]}" -o "$out.tmp" "${srcs[@]}"
-mv "$out.tmp" "$out"
+tmp="$out.tmp.$$"  # concurrent builds (parallel test projects) each rename a whole binary into place
+trap 'rm -f "$tmp"' EXIT
+"${cc[@]}" "${flags[@]}" -o "$tmp" "${srcs[@]}"
+mv "$tmp" "$out"
 echo "built native/$out with ${cc[0]} ($(stat -c %s "$out") bytes)"
