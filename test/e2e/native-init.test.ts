@@ -1,5 +1,5 @@
 // Boots img2vm's own init (native/init) under QEMU TCG with Debian's cloud kernel: a scratch workload, a Debian console with
-// DHCP, a handover to systemd, and the exit statuses of a signalled and a missing workload, read from the nonce'd exit line.
+// DHCP or a login, signals and reaping, a handover to systemd, and exit statuses, read from the nonce'd exit line.
 import { execa, type ResultPromise } from 'execa';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -267,6 +267,22 @@ describe('a Debian image', () => {
     vm.type('exit 5\n');
     expect(await vm.exit).toBe(0);
     expect(exitOf(vm.output())).toMatchObject({ status: 5 });
+  });
+
+  it('reaps orphans and forwards SIGTERM sent to PID 1 to the workload', async () => {
+    const disk = await ext4Of(debian, '600M');
+    const script = [
+      '(sleep 0.2 &); (sleep 0.2 &); sleep 1',
+      'echo "zombies=$(grep -l \") Z \" /proc/[0-9]*/stat 2>/dev/null | wc -l)"',
+      'trap "echo got-term; exit 9" TERM',
+      '(sleep 1; kill -TERM 1) & sleep 300 & wait',
+    ].join('; ');
+    const initrd = await initrdFor({ mode: 'workload', root: { uuid: disk.uuid }, argv: ['/bin/bash', '-c', script], network: 'none' });
+    const vm = boot(qemuArgs({ initrd, disk: disk.file, snapshot: true, net: false, mem: 512 }));
+    expect(await vm.exit).toBe(0);
+    expect(vm.output()).toContain('zombies=0');
+    expect(vm.output()).toContain('got-term');
+    expect(exitOf(vm.output())).toMatchObject({ status: 9 });
   });
 
   it('gives a login prompt on the console when root has a password, with job control after login', async () => {
