@@ -1,7 +1,8 @@
+/* A minimal DHCPv4 client (DISCOVER, OFFER, REQUEST, ACK) for the init. */
+
 /*
- * A minimal DHCPv4 client (DISCOVER, OFFER, REQUEST, ACK) for the init, on every interface at once over AF_PACKET
- * sockets: an interface without an address cannot use an ordinary UDP socket to hear replies addressed to the
- * offered address. Replies come from the network, so every length is checked. No lease renewal: VMs of img2vm are
+ * It runs on every interface at once over AF_PACKET sockets: an interface without an address cannot use an ordinary
+ * UDP socket to hear replies addressed to the offered address. Replies come from the network, so every length is checked. No lease renewal: VMs of img2vm are
  * short-lived, and QEMU's user network leases for a day.
  */
 #define _GNU_SOURCE

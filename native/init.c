@@ -1,6 +1,8 @@
+/* img2vm's init: PID 1 of the initramfs img2vm writes for --init img2vm (boot sequence, exit protocol, halting below). */
+
 /*
- * img2vm's init: PID 1 of the initramfs img2vm writes for --init img2vm. It mounts the image's root file system and
- * then hands over to the image's own init, runs the image's ENTRYPOINT/CMD as the workload, or gives a console.
+ * It mounts the image's root file system and then hands over to the image's own init, runs the image's ENTRYPOINT/CMD
+ * as the workload, or gives a console.
  *
  * Boot: devtmpfs, proc, sysfs; the kernel command line (img2vm.* and ip= only); the nonce line; the spec
  * (/img2vm/spec, see spec.c); kernel modules in the spec's order; wait for the ext4 root by UUID; mount it; move

@@ -1,6 +1,8 @@
+/* Parser of the spec img2vm writes for its init (src/guest/init-spec.ts renders it). */
+
 /*
- * Parser of the spec img2vm writes for its init (src/guest/init-spec.ts renders it). Strict on purpose: the
- * init and the spec always ship together in one initramfs, so anything unexpected is a bug or corruption.
+ * Strict on purpose: the init and the spec always ship together in one initramfs, so anything unexpected is a bug
+ * or corruption.
  *
  *   img2vm-init 1            magic and version, the first line
  *   KEY SP VALUE LF          KEY is [a-z0-9-]+; VALUE is the rest of the line, escaped:

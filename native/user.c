@@ -1,6 +1,7 @@
+/* Resolves an image's User (name, uid, name:group, uid:gid) through the image's own /etc/passwd and /etc/group. */
+
 /*
- * Resolves an image's User (name, uid, name:group, uid:gid) through the image's own /etc/passwd and /etc/group, the
- * way container runtimes do: no NSS, numeric ids need no entry, names must have one. The files are image content,
+ * As container runtimes do: no NSS, numeric ids need no entry, names must have one. The files are image content,
  * so lines and counts are bounded and malformed lines are skipped.
  */
 #define _GNU_SOURCE

@@ -1,5 +1,4 @@
-// Boots img2vm's own init (native/init) under QEMU TCG with Debian's cloud kernel: a scratch workload, a Debian console with
-// DHCP or a login, signals and reaping, a handover to systemd, and exit statuses, read from the nonce'd exit line.
+// Boots img2vm's own init under QEMU TCG with Debian's cloud kernel: scratch workloads, a Debian console, signals, systemd handover.
 import { execa, type ResultPromise } from 'execa';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
