@@ -26,6 +26,8 @@ PKGS=(
   gpgv debian-archive-keyring  # verifying the Debian archive img2vm fetches kernels from
   kmod                 # depmod: modules.dep for fetched kernels (Debian's packages ship none)
   gnupg                # the fake signed mirror in the kernel-fetch tests
+  musl-tools           # musl-gcc: img2vm's own init (native/), small and static
+  cpio                 # tests list the initramfs img2vm writes
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 npm ci --no-audit --no-fund
 npm run -s build
+bash scripts/build-native.sh
 # The demo image: Debian bookworm (minbase) made by debootstrap and imported into the local daemon.
 bash fixtures/debian-image.sh img2vm-demo:bookworm bookworm
 bin/img2vm img2vm-demo:bookworm -o demo.qcow2 --password img2vm

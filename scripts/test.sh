@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 npm run -s build
+bash scripts/build-native.sh
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 set +e

@@ -1,0 +1,202 @@
+/* img2vm's init: PID 1 of the initramfs img2vm writes for --init img2vm (boot sequence, exit protocol, halting below). */
+
+/*
+ * It mounts the image's root file system and then hands over to the image's own init, runs the image's ENTRYPOINT/CMD
+ * as the workload, or gives a console.
+ *
+ * Boot: devtmpfs, proc, sysfs; the kernel command line (img2vm.* and ip= only); the nonce line; the spec
+ * (/img2vm/spec, see spec.c); kernel modules in the spec's order; wait for the ext4 root by UUID; mount it; move
+ * /dev, /proc, /sys into it; free the initramfs; MS_MOVE the root onto / and chroot. Then, for the workload and
+ * console modes: devpts, /dev/shm, /run, /tmp, cgroup2; hostname; loopback and DHCP or ip=; /etc/resolv.conf,
+ * hosts and hostname bind-mounted from /run/img2vm; the workload as a child in its own session on the console.
+ *
+ * Exit protocol (what a host reads on the serial console):
+ *   img2vm-init: nonce=<32 hex digits>      printed once, before anything of the image runs
+ *   img2vm-exit: nonce=<the same> status=<n>  after the workload ended, every process is gone and the file
+ *                                           systems are read-only; n is its exit code, 128+N for signal N,
+ *                                           126 when it could not be started, 127 when it was not found
+ * The nonce is fresh randomness of this boot that exists only in PID 1's memory (a child's copy is gone at
+ * exec), so workload output cannot forge an exit line: a host takes the FIRST nonce line as the only true one
+ * and ignores exit lines with any other nonce. A fatal error prints "img2vm-init: fatal: <why>" and no exit line.
+ *
+ * Ending the VM: img2vm.halt=poweroff (default: ACPI power-off, ends QEMU with or without -no-reboot),
+ * img2vm.halt=reboot (ends Firecracker, which exits on the i8042 reset of reboot=k, and QEMU with -no-reboot),
+ * img2vm.halt=halt (stops the CPUs; for debugging). A fatal error waits 1 s, then does the same.
+ *
+ * When not PID 1 this binary is a test tool: --check-spec FILE, --resolve-user ROOT USER, --parse-cmdline TEXT,
+ * --parse-dhcp PACKET XID MAC (the parsers, run on the host by the unit tests).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "init.h"
+
+static void early_mounts(void)
+{
+	mkdir("/dev", 0755);
+	if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") < 0)
+		fatal("mount devtmpfs on /dev: %s", strerror(errno));
+	mkdir("/proc", 0555);
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		fatal("mount proc: %s", strerror(errno));
+	mkdir("/sys", 0555);
+	if (mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		fatal("mount sysfs: %s", strerror(errno));
+}
+
+/* The kernel opens /dev/console for PID 1 when the initramfs has it; without it there is nowhere to report. */
+static void ensure_console(void)
+{
+	if (fcntl(2, F_GETFD) >= 0)
+		return;
+	int fd = open("/dev/console", O_RDWR | O_NOCTTY);
+	for (int i = 0; fd >= 0 && i < 3; i++)
+		if (fcntl(i, F_GETFD) < 0)
+			dup2(fd, i);
+}
+
+static void block_signals(void)
+{
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+}
+
+static struct spec read_spec(void)
+{
+	size_t len;
+	struct spec s;
+	char err[512];
+	char *buf = read_file(SPEC_PATH, SPEC_MAX_BYTES, &len);
+	if (!buf)
+		fatal("spec %s: %s", SPEC_PATH, errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
+	if (spec_parse(buf, len, &s, err, sizeof err) < 0)
+		fatal("spec %s: %s", SPEC_PATH, err);
+	return s;
+}
+
+static const char *pick_hostname(const struct spec *s, const struct cmdline *c)
+{
+	if (c->hostname && *c->hostname)
+		return c->hostname;
+	if (c->ip.host[0])
+		return c->ip.host;
+	return s->hostname ? s->hostname : "localhost";
+}
+
+static int tool_main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "--check-spec")) {
+		size_t len;
+		struct spec s;
+		char err[512];
+		char *buf = read_file(argv[2], SPEC_MAX_BYTES, &len);
+		if (!buf)
+			fatal("spec %s: %s", argv[2], errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
+		if (spec_parse(buf, len, &s, err, sizeof err) < 0)
+			fatal("spec %s: %s", argv[2], err);
+		spec_dump(&s);
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "--resolve-user")) {
+		struct ids o;
+		char err[256];
+		if (resolve_user(argv[2], argv[3], &o, err, sizeof err) < 0)
+			fatal("user %s: %s", argv[3], err);
+		printf("{\"uid\":%u,\"gid\":%u,\"groups\":[", (unsigned)o.uid, (unsigned)o.gid);
+		for (int i = 0; i < o.ngroups; i++)
+			printf("%s%u", i ? "," : "", (unsigned)o.groups[i]);
+		printf("],\"name\":\"%s\",\"home\":\"%s\",\"shell\":\"%s\"}\n", o.name, o.home, o.shell);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "--parse-cmdline")) {
+		struct cmdline c;
+		char a[16], g[16], m[16], d0[16], d1[16];
+		static const char *halts[] = { "poweroff", "reboot", "halt" };
+		cmdline_parse(argv[2], &c);
+		ipv4_format(c.ip.client, a), ipv4_format(c.ip.gateway, g), ipv4_format(c.ip.netmask, m);
+		ipv4_format(c.ip.dns[0], d0), ipv4_format(c.ip.dns[1], d1);
+		printf("{\"halt\":\"%s\",\"rootWait\":%d,\"dhcpTimeout\":%d,\"hostname\":\"%s\",\"ip\":{\"present\":%d,"
+		       "\"off\":%d,\"dhcp\":%d,\"client\":\"%s\",\"gateway\":\"%s\",\"netmask\":\"%s\",\"host\":\"%s\","
+		       "\"iface\":\"%s\",\"dns\":[\"%s\",\"%s\"]}}\n",
+		       halts[c.halt], c.root_wait, c.dhcp_timeout, c.hostname ? c.hostname : "", c.ip.present, c.ip.off,
+		       c.ip.dhcp, a, g, m, c.ip.host, c.ip.iface, d0, d1);
+		return 0;
+	}
+	if (argc == 5 && !strcmp(argv[1], "--parse-dhcp")) {
+		size_t len;
+		unsigned xid, m[6];
+		uint8_t mac[6];
+		int type;
+		struct lease l;
+		char *pkt = read_file(argv[2], 65536, &len);
+		if (!pkt || sscanf(argv[3], "%8x", &xid) != 1 ||
+		    sscanf(argv[4], "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6)
+			fatal("usage: --parse-dhcp PACKET XID MAC");
+		for (int i = 0; i < 6; i++)
+			mac[i] = (uint8_t)m[i];
+		if (dhcp_parse_reply((const uint8_t *)pkt, len, xid, mac, &type, &l) < 0)
+			fatal("not a DHCP reply to us");
+		char a[16], k[16], r[16], sv[16], d[3][16];
+		ipv4_format(l.addr, a), ipv4_format(l.mask, k), ipv4_format(l.router, r), ipv4_format(l.server, sv);
+		for (int i = 0; i < 3; i++)
+			ipv4_format(i < l.ndns ? l.dns[i] : 0, d[i]);
+		printf("{\"type\":%d,\"addr\":\"%s\",\"mask\":\"%s\",\"router\":\"%s\",\"server\":\"%s\",\"mtu\":%d,"
+		       "\"dns\":[\"%s\",\"%s\",\"%s\"],\"ndns\":%d}\n",
+		       type, a, k, r, sv, l.mtu, d[0], d[1], d[2], l.ndns);
+		return 0;
+	}
+	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --resolve-user ROOT "
+			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (getpid() != 1)
+		return tool_main(argc, argv);
+	ensure_console();
+	block_signals();
+	reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del becomes SIGINT to us: forwarded, not an instant reset */
+	umask(022);
+	early_mounts();
+	char nonce[33];
+	random_hex(nonce, 16);
+	say("nonce=%s", nonce);
+
+	struct cmdline c;
+	char *text = read_file("/proc/cmdline", 65536, NULL);
+	cmdline_parse(text, &c);
+	free(text);
+	g_halt = c.halt;
+
+	struct spec s = read_spec();
+	load_modules(&s);
+	const char *dev = wait_root(s.root_uuid, c.root_wait >= 0 ? c.root_wait : s.root_wait);
+	mount_root(dev, &s);
+	switch_root();
+	const char *hostname = pick_hostname(&s, &c);
+	if (sethostname(hostname, strlen(hostname)) < 0)
+		warn("sethostname %s: %s", hostname, strerror(errno));
+	if (s.mode == MODE_INIT)
+		run_image_init(&s);
+
+	mount_runtime(&s);
+	struct netinfo ni;
+	net_setup(&s, &c, &ni);
+	write_etc(&s, hostname, &ni);
+	int status = run_workload(&s, hostname);
+	shutdown_all();
+	/* A leading newline: the workload's last line may lack one, and the exit line must start a line. */
+	dprintf(2, "\nimg2vm-exit: nonce=%s status=%d\n", nonce, status);
+	halt_now();
+}

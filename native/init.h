@@ -1,0 +1,131 @@
+/* Shared declarations of img2vm's init (PID 1 of the initramfs img2vm writes); see init.c for the boot sequence. */
+#ifndef IMG2VM_INIT_H
+#define IMG2VM_INIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Where the initramfs carries the spec; src/guest/initramfs.ts and init-spec.ts write it there. */
+#define SPEC_PATH "/img2vm/spec"
+#define SPEC_MAGIC "img2vm-init"
+#define SPEC_VERSION 1
+#define SPEC_MAX_BYTES (1 << 20)
+#define NEWROOT "/newroot"
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+enum mode { MODE_INIT, MODE_WORKLOAD, MODE_CONSOLE };
+enum net_mode { NET_AUTO, NET_NONE };
+enum halt_action { HALT_POWEROFF, HALT_REBOOT, HALT_HALT };
+
+struct strv {
+	char **v; /* NULL-terminated */
+	int n;
+};
+
+struct spec {
+	enum mode mode;
+	const char *root_uuid;
+	const char *root_fstype;
+	const char *root_options;
+	int root_wait; /* seconds */
+	const char *hostname;
+	struct strv argv, env, modules, dns;
+	const char *cwd;
+	const char *user;
+	int login;
+	enum net_mode net;
+	int tmp_tmpfs;
+};
+
+/* What the kernel command line asked for (only img2vm.* and ip=). */
+struct ipconf {
+	int present; /* ip= given */
+	int off;     /* ip=off/none */
+	int dhcp;    /* ip=dhcp/on/any/... or no client address */
+	uint32_t client, gateway, netmask; /* network byte order; 0 = unset */
+	char host[65];
+	char iface[16];
+	uint32_t dns[2];
+};
+
+struct cmdline {
+	enum halt_action halt;
+	int root_wait; /* -1 = unset */
+	int dhcp_timeout;
+	const char *hostname; /* img2vm.hostname= */
+	struct ipconf ip;
+};
+
+struct ids {
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[64];
+	int ngroups;
+	char name[64]; /* empty when the user is numeric and not in passwd */
+	char home[256];
+	char shell[256]; /* empty when unknown */
+};
+
+/* Network facts learned while configuring, for resolv.conf and hosts. */
+struct netinfo {
+	uint32_t addr;     /* first configured address, network order */
+	uint32_t dns[3];
+	int ndns;
+};
+
+/* util.c */
+extern enum halt_action g_halt;
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void halt_now(void) __attribute__((noreturn));
+double uptime(void);
+void sleep_ms(int ms);
+char *read_file(const char *path, size_t max, size_t *len);
+int write_file(const char *path, const char *data, mode_t mode);
+void random_hex(char *out, size_t bytes);
+int parse_uint(const char *s, unsigned long max, unsigned long *out);
+int mkdir_p(const char *path, mode_t mode);
+
+/* cmdline.c */
+void cmdline_parse(const char *text, struct cmdline *out);
+int ip_parse(const char *value, struct ipconf *ip);
+int ipv4_parse(const char *s, uint32_t *out);
+void ipv4_format(uint32_t a, char out[16]);
+
+/* spec.c */
+int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t errlen);
+void spec_dump(const struct spec *s);
+
+/* root.c */
+void load_modules(const struct spec *s);
+const char *wait_root(const char *uuid, int seconds);
+void mount_root(const char *dev, const struct spec *s);
+void switch_root(void);
+void mount_runtime(const struct spec *s);
+
+/* net.c */
+void net_setup(const struct spec *s, const struct cmdline *c, struct netinfo *ni);
+void write_etc(const struct spec *s, const char *hostname, const struct netinfo *ni);
+int if_set_addr(const char *ifname, uint32_t addr, uint32_t mask, int mtu);
+int route_add_default(const char *ifname, uint32_t gw);
+int if_up(const char *ifname);
+
+/* dhcp.c */
+struct lease {
+	uint32_t addr, mask, router, server;
+	uint32_t dns[3];
+	int ndns, mtu;
+};
+int dhcp_run(char ifnames[][16], int nif, int timeout_s, const char *hostname, struct lease *leases, int *got);
+int dhcp_parse_reply(const uint8_t *pkt, size_t len, uint32_t xid, const uint8_t mac[6], int *type, struct lease *l);
+
+/* user.c */
+int resolve_user(const char *root, const char *spec, struct ids *out, char *err, size_t errlen);
+
+/* run.c */
+void run_image_init(const struct spec *s) __attribute__((noreturn));
+int run_workload(const struct spec *s, const char *hostname);
+void shutdown_all(void);
+#endif
