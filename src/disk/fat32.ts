@@ -51,6 +51,8 @@ export function planFat32(opts: Fat32Options, files: readonly Fat32File[]): Fat3
  */
 export async function writeFat32(target: BlockTarget, opts: Fat32Options, files: readonly Fat32File[]): Promise<void> {
   const layout = planFat32(opts, files);
+  // Written past the end, the file system would grow a raw file or a qcow2 beyond the disk its partition table describes.
+  if (target.size() < opts.offset + opts.size) throw new RangeError(`writeFat32: the target is ${target.size()} bytes, the file system ends at ${opts.offset + opts.size}`);
   const g = layout.geometry;
   const free = g.clusterCount - layout.used;
   const boot: BootFields = {

@@ -14,7 +14,7 @@ import { assignShortNames, CASE_LOWER_BASE, CASE_LOWER_EXT, shortNameChecksum } 
 class MemoryTarget implements BlockTarget {
   readonly writes: { offset: number; length: number }[] = [];
   private readonly blocks = new Map<number, Buffer>();
-  private bytes = 0;
+  private bytes = OPTS.offset + OPTS.size;
   write(buf: Uint8Array, offset: number): void {
     this.writes.push({ offset, length: buf.length });
     for (let i = 0; i < buf.length; ) {
@@ -172,9 +172,27 @@ describe('errors', () => {
     expect(caught(() => planFat32(OPTS, [{ path: 'EFI', content: text('') }, { path: 'EFI/BOOT/BOOTX64.EFI', content: text('') }])).message).toMatch(/is a file/);
   });
 
+  it('merges directories spelled in different cases into one, whose name does not depend on the input order', async () => {
+    const files = [{ path: 'efi/boot/a.efi', content: text('a') }, { path: 'EFI/BOOT/B.EFI', content: text('b') }];
+    const layout = planFat32(OPTS, files);
+    expect(layout.dirs.map((d) => d.path)).toEqual(['', 'EFI', 'EFI/BOOT']);
+    const a = new MemoryTarget();
+    const b = new MemoryTarget();
+    await writeFat32(a, OPTS, files);
+    await writeFat32(b, OPTS, [...files].reverse());
+    expect(a.sha256(OPTS.offset, OPTS.size)).toBe(b.sha256(OPTS.offset, OPTS.size));
+  });
+
   it('rejects a label that is not upper-case 8.3 characters', () => {
     expect(caught(() => planFat32({ ...OPTS, label: 'efi' }, [])).kind).toBe('usage');
     expect(caught(() => planFat32({ ...OPTS, label: 'TWELVE CHARS' }, [])).kind).toBe('usage');
+  });
+
+  it('refuses a target smaller than the end of the file system (a planning bug, not a user error)', async () => {
+    const t = new MemoryTarget();
+    t.resize(OPTS.offset + OPTS.size - 512);
+    await expect(writeFat32(t, OPTS, SMALL)).rejects.toThrow(RangeError);
+    expect(t.writes).toEqual([]);
   });
 
   it('fails, without writing past the file, when a stream yields another size than it declared', async () => {
@@ -200,7 +218,7 @@ describe('writeFat32', () => {
     expect(t.writes.reduce((n, w) => n + w.length, 0)).toBe(32 * 512 + 2 * g.fatSectors * 512 + dirBytes + fileBytes);
     for (let i = 1; i < t.writes.length; i++) expect(t.writes[i]!.offset).toBeGreaterThanOrEqual(t.writes[i - 1]!.offset + t.writes[i - 1]!.length);
     expect(t.writes[0]!.offset).toBe(OPTS.offset);
-    // 7 directories (root, EFI, BOOT, systemd, loader, entries) = 6, one cluster each, then the files, contiguous.
+    // Six directories of one cluster each, root first, then the files, each one contiguous run.
     expect(layout.dirs.map((d) => [d.path, d.cluster])).toEqual([['', 2], ['EFI', 3], ['EFI/BOOT', 4], ['EFI/systemd', 5], ['loader', 6], ['loader/entries', 7]]);
     expect(layout.files.map((f) => [f.path, f.cluster, f.clusters])).toEqual([
       ['vmlinuz-6.1.0-28-cloud-amd64', 8, 385],

@@ -74,7 +74,9 @@ function newDir(name: string, path: string, parent: DirNode | undefined): DirNod
 function buildTree(files: readonly Fat32File[], hasLabel: boolean): { root: DirNode; dirs: DirNode[]; nodes: FatNode[] } {
   const root = newDir('', '', undefined);
   const index = new Map<DirNode, Map<string, FatNode>>([[root, new Map()]]);
-  for (const f of files) {
+  // In path order, so that when two paths spell one directory differently (FAT ignores case) the same one wins.
+  const sorted = [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (const f of sorted) {
     const parts = f.path.replace(/^\/+/, '').split('/');
     let dir = root;
     parts.forEach((name, i) => {
