@@ -108,7 +108,7 @@ describe('output formats', () => {
     const ctx = { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('f') };
     for (const f of FORMATS.filter((x) => ['qcow2', 'vmdk', 'vhdx', 'vhd', 'vdi'].includes(x.id))) {
       const out = join(work, `disk.${f.id}`);
-      await f.write(raw, out, ctx, { compress: f.id === 'qcow2' });
+      await f.write({ raw, dest: out, ctx, plan: { ...result.plan, output: { ...result.plan.output, compress: f.id === 'qcow2' } }, files: new Map(), commits: [] });
       const info = JSON.parse((await sh('qemu-img', ['info', '--output=json', out])).stdout);
       const qemuFmt = f.id === 'vhd' ? 'vpc' : f.id;
       expect(info.format).toBe(qemuFmt);
