@@ -77,7 +77,7 @@ function enterprise(os: OsRelease, id: 'centos' | 'rocky' | 'almalinux' | 'ol', 
   const n = major(os.versionId);
   const min = id === 'centos' ? 9 : 8;
   if (Number.isNaN(n) || n < min || n > 10) {
-    throw unsupported(`${label} ${os.versionId ?? ''} is not supported${id === 'centos' && n === 8 ? ' (CentOS Stream 8 reached its end of life and its repositories are archived)' : ''}`.replace(/ +/g, ' '));
+    throw unsupported(`${os.prettyName ?? `${label} ${os.versionId ?? ''}`} is not supported${id === 'centos' && n === 8 ? ' (CentOS Stream 8 reached its end of life and its repositories are archived)' : ''}`.replace(/ +/g, ' '));
   }
   return enterpriseInfo(id, String(n));
 }

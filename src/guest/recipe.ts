@@ -230,7 +230,8 @@ async function readTree(root: string): Promise<RecipeFile[]> {
       const p = join(dir, name);
       const st = await lstat(p);
       if (st.isDirectory()) await walk(p);
-      else if (st.isFile()) out.push({ path: relative(root, p), mode: st.mode & 0o777, content: await readFile(p) });
+      // Git keeps only the executable bit, so the mode is what any checkout has, whatever its umask.
+      else if (st.isFile()) out.push({ path: relative(root, p), mode: st.mode & 0o111 ? 0o755 : 0o644, content: await readFile(p) });
       else throw new Error(`${p}: templates hold only regular files and directories`);
     }
   };
