@@ -73,14 +73,15 @@ function out(path: string, content: string, current: CurrentFile | undefined, fa
   return current ? { path, content, mode: current.mode, uid: current.uid, gid: current.gid } : { path, content, mode: fallback.mode, uid: 0, gid: fallback.gid };
 }
 
-/** Adds `name` to the member list (4th field of group, also of gshadow) of `group`, if that group exists. */
+/** Adds `name` to the member list (4th field of group, also of gshadow) of `group`; whether anything changed. */
 function addMember(l: string[], group: string, name: string): boolean {
   const i = l.findIndex((x) => fields(x)[0] === group);
   if (i < 0) return false;
   const f = fields(l[i]!);
   while (f.length < 4) f.push('');
   const members = f[3]!.split(',').filter(Boolean);
-  if (!members.includes(name)) members.push(name);
+  if (members.includes(name)) return false;
+  members.push(name);
   f[3] = members.join(',');
   l[i] = f.join(':');
   return true;
@@ -167,7 +168,7 @@ export function applyAccounts(edits: AccountEdits, readFile: ReadGuestFile): Acc
       shadowChanged = true;
     }
     if (addMember(group, u.sudoGroup, u.name)) groupChanged = true;
-    if (gshadow) addMember(gshadow, u.sudoGroup, u.name);
+    if (gshadow && addMember(gshadow, u.sudoGroup, u.name)) groupChanged = true;
     result.user = { name: u.name, uid, gid, home, created: !existing };
   }
 

@@ -34,9 +34,13 @@ export function systemdWord(s: string, what: string): string {
   return `${out}"`;
 }
 
-/** Characters systemd refuses in the executable path itself ("contains special characters"). */
-function safeExecutable(path: string): boolean {
-  return path.startsWith('/') && !/[\x00-\x1f\x7f"'\\]/.test(path) && !path.endsWith('/');
+/**
+ * Whether a path can be ExecStart='s first word as it is. systemd refuses quotes, backslashes and control
+ * characters there, splits at blanks, resolves % in it, and expands $ in argv[0] but not in the path it
+ * runs; rather than escape for each of those, anything beyond plain path characters goes through sh.
+ */
+function plainExecutable(path: string): boolean {
+  return /^\/[A-Za-z0-9._+@:,=\/-]*$/.test(path) && !path.endsWith('/');
 }
 
 const MAX_COMMAND = 64 * 1024;
@@ -50,7 +54,7 @@ export function execStart(argv: readonly string[]): string {
   if (!argv.length || argv[0] === '') throw badImage('ENTRYPOINT/CMD', 'is empty');
   // A leading - would be read as an option by sh's exec; docker would fail to find such a program too.
   if (argv[0]!.startsWith('-')) throw badImage('ENTRYPOINT/CMD', `starts with ${JSON.stringify(argv[0])}, which is not a program`);
-  const words = safeExecutable(argv[0]!)
+  const words = plainExecutable(argv[0]!)
     ? [argv[0]!, ...argv.slice(1).map((a, i) => systemdWord(a, `CMD argument ${i + 1}`))]
     : ['/bin/sh', '-c', systemdWord('exec "$0" "$@"', 'wrapper'), ...argv.map((a, i) => systemdWord(a, `CMD argument ${i}`))];
   const line = words.join(' ');

@@ -35,7 +35,8 @@ export function parseDns(values: readonly string[]): string[] {
     for (const part of v.split(',')) {
       const ip = part.trim();
       if (!ip) continue;
-      if (!isIP(ip)) throw new Img2vmError('usage', `invalid --dns ${JSON.stringify(ip)}`, 'give IPv4 or IPv6 addresses, e.g. --dns 1.1.1.1,2606:4700:4700::1111');
+      // A zone (fe80::1%eth0) names an interface of the VM, which img2vm cannot know.
+      if (!isIP(ip) || ip.includes('%')) throw new Img2vmError('usage', `invalid --dns ${JSON.stringify(ip)}`, 'give IPv4 or IPv6 addresses, e.g. --dns 1.1.1.1,2606:4700:4700::1111');
       if (!out.includes(ip)) out.push(ip);
     }
   }
