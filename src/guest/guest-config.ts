@@ -154,6 +154,11 @@ export function guestFiles(recipe: DistroRecipe, o: GuestOptions, image: ImageCo
   // An empty machine-id makes systemd make a fresh one on the first boot, so clones of a disk differ.
   if (d.init === 'systemd') files.push(file('/etc/machine-id', '', 0o444));
   if (o.dns !== undefined) files.push(...dnsFiles(recipe, parseDns(o.dns), warnings));
+  // What /etc/resolv.conf is matters more than what the image left there (often nothing, or docker's copy).
+  if (d.network === 'networkd') symlinks.push({ path: '/etc/resolv.conf', target: '../run/systemd/resolve/stub-resolv.conf' });
+  // A regular file: NetworkManager leaves a symlink alone (EL 8's systemd ships resolved, disabled, so a stub
+  // link would point at nothing).
+  if (d.network === 'networkmanager') files.push(file('/etc/resolv.conf', '# Written by img2vm: NetworkManager writes the DNS servers here once it is up.\n'));
 
   if (o.entrypointService) {
     const spec = entrypointSpec(image);

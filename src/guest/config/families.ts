@@ -86,8 +86,8 @@ export function debianInfo(version: string, n: number): DistroInfo {
 /** n is YYMM (2404 for 24.04). */
 export function ubuntuInfo(version: string, n: number): DistroInfo {
   // linux-image-virtual: the generic kernel with the module set for VMs; exists in every release since 14.04.
-  // Since 22.10 sshd is socket-activated (ssh.socket starts ssh.service); enabling ssh.service as well would
-  // make both bind port 22.
+  // Since 22.10 sshd is socket-activated: ssh.socket (RequiredBy=ssh.service) listens and starts ssh.service on
+  // the first connection; that is the unit the package itself enables there.
   return debianFamily('ubuntu', version, `Ubuntu ${version}`, 'linux-image-virtual', n >= 2210, n >= 2210 ? 'ssh.socket' : 'ssh.service', n >= 2210 ? 'systemd-boot' : undefined);
 }
 
