@@ -9,8 +9,11 @@ import { renderTemplate } from './template.js';
 /**
  * One step of a recipe. RUN steps are shell-form only: `script` is what docker hands to `/bin/sh -c`
  * (continuation lines joined as docker joins them). `env` holds only what the recipe declares (ARG defaults,
- * then ENV): a builder starts from the base image's own Env and applies it on top. `network` says whether the
- * step fetches anything (a package manager that installs); the runc builder runs the others without network.
+ * then ENV): a builder starts from the base image's own Env and applies it on top. `user` is as USER gave it
+ * (resolved against the image's /etc/passwd, like docker); `workdir` is created if missing, like docker's
+ * WORKDIR. `network` says whether the step fetches anything (a package manager that installs); the runc
+ * builder runs the others without network. COPY copies the build context's `src` (a directory's content
+ * when it ends in /) to `dest`, owned by root, modes as in `files`.
  */
 export type Step =
   | { kind: 'run'; script: string; env: Record<string, string>; user: string; workdir: string; network: boolean; line: number }

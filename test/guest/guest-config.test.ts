@@ -193,6 +193,8 @@ describe('--entrypoint-service', () => {
     expect(setting(unit, 'WorkingDirectory')).toEqual(['/srv/app 100%%']);
     expect(setting(unit, 'User')).toEqual(['app']);
     expect(setting(unit, 'Group')).toEqual(['staff']);
+    expect(setting(unit, 'Wants')).toEqual([]);
+    expect(setting(unit, 'After')).toEqual(['network.target network-online.target']);
     expect(unit).toMatch(/^StandardOutput=journal\+console$/m);
     expect(unit).toMatch(/^StandardError=journal\+console$/m);
     expect(p.symlinks).toContainEqual({ path: '/etc/systemd/system/multi-user.target.wants/img2vm-entrypoint.service', target: '/etc/systemd/system/img2vm-entrypoint.service' });

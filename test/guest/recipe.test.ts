@@ -1,5 +1,8 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { needsNetwork, parseRecipe, RecipeSyntaxError } from '../../src/guest/recipe.js';
+import { needsNetwork, parseRecipe, RecipeSyntaxError, renderRecipe } from '../../src/guest/recipe.js';
 
 function syntaxError(text: string): RecipeSyntaxError {
   try {
@@ -113,5 +116,38 @@ describe('needsNetwork', () => {
     ]) {
       expect(needsNetwork(s), s).toBe(false);
     }
+  });
+});
+
+describe('renderRecipe', () => {
+  const tmpl = (files: Record<string, string>) => {
+    const root = mkdtempSync(join(tmpdir(), 'img2vm-tmpl-'));
+    for (const [p, c] of Object.entries(files)) {
+      mkdirSync(dirname(join(root, 't', p)), { recursive: true });
+      writeFileSync(join(root, 't', p), c);
+    }
+    return root;
+  };
+  it('renders, parses and lists the files with git modes, whatever the checkout umask', async () => {
+    const root = tmpl({ Dockerfile: 'FROM {{base}}\nUSER root\nWORKDIR /\nCOPY files/ /\nRUN {{cmd}}\n', 'files/etc/a': 'a', 'files/usr/bin/b': '#!/bin/sh\n' });
+    chmodSync(join(root, 't/files/etc/a'), 0o664);
+    chmodSync(join(root, 't/files/usr/bin/b'), 0o775);
+    const r = await renderRecipe({ template: 't' }, { base: 'img', cmd: 'apk add x' }, root);
+    expect(r.base).toBe('img');
+    expect(r.steps.map((s) => s.kind)).toEqual(['copy', 'run']);
+    expect(r.files.map((f) => [f.path, f.mode])).toEqual([
+      ['files/etc/a', 0o644],
+      ['files/usr/bin/b', 0o755],
+    ]);
+    rmSync(root, { recursive: true, force: true });
+  });
+  it('a template outside the subset, or with files outside files/, is an img2vm bug naming the template', async () => {
+    const bad = tmpl({ Dockerfile: 'FROM {{base}}\nUSER root\nWORKDIR /\nADD x /\n' });
+    await expect(renderRecipe({ template: 't' }, { base: 'img' }, bad)).rejects.toThrow('templates/t/Dockerfile (rendered): line 4: ADD is not in the subset');
+    const stray = tmpl({ Dockerfile: 'FROM {{base}}\n', 'notes.txt': 'x' });
+    await expect(renderRecipe({ template: 't' }, { base: 'img' }, stray)).rejects.toThrow('templates/t/notes.txt: only files/ is copied into the guest');
+    await expect(renderRecipe({ template: 't' }, {}, stray)).rejects.toThrow('no value for {{base}}');
+    rmSync(bad, { recursive: true, force: true });
+    rmSync(stray, { recursive: true, force: true });
   });
 });

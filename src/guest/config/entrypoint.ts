@@ -68,8 +68,9 @@ export function systemdEntrypointUnit(spec: EntrypointSpec): { unit: string; war
     '# Written by img2vm (--entrypoint-service): the image\'s ENTRYPOINT/CMD, with its Env, WorkingDir and User.',
     '[Unit]',
     'Description=img2vm: the image\'s entrypoint',
-    'Wants=network-online.target',
-    'After=network-online.target',
+    // Ordered after the network is online when something else asks for that, without asking for it: a VM with
+    // no NIC (img2vm test and run without --publish) would hold the start for wait-online's two minutes.
+    'After=network.target network-online.target',
     '',
     '[Service]',
     'Type=simple',
