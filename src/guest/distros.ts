@@ -131,7 +131,9 @@ export function recipeFor(os: OsRelease | undefined, arch: string | undefined): 
     default:
       info = derivative(os, name, warnings);
   }
-  return { template: info.template, label: os.prettyName ?? info.label, values: info.values, distro: info, warnings };
+  // PRETTY_NAME is image content that ends up in boot menus: printable and short.
+  const pretty = os.prettyName?.replace(/[\x00-\x1f\x7f]/g, '').slice(0, 80).trim();
+  return { template: info.template, label: pretty || info.label, values: info.values, distro: info, warnings };
 }
 
 /**

@@ -73,6 +73,7 @@ describe('recipeFor: supported releases', () => {
   it('labels with the image\'s PRETTY_NAME when it has one', () => {
     expect(recipeFor(osr({ ID: 'debian', VERSION_ID: '12', PRETTY_NAME: 'Debian GNU/Linux 12 (bookworm)' }), 'amd64').label).toBe('Debian GNU/Linux 12 (bookworm)');
     expect(recipeFor(osr({ ID: 'rocky', VERSION_ID: '9.4' }), 'amd64').label).toBe('Rocky Linux 9');
+    expect(recipeFor(osr({ ID: 'debian', VERSION_ID: '12', PRETTY_NAME: `evil\x1b[2J${'x'.repeat(200)}` }), 'amd64').label).toBe(`evil[2J${'x'.repeat(73)}`);
   });
 });
 

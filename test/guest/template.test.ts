@@ -119,7 +119,10 @@ describe('templates', () => {
     expect(read('fedora', 'etc/dracut.conf.d/90-img2vm.conf')).toMatch(/^hostonly="no"$/m);
     expect(read('fedora', 'etc/dracut.conf.d/90-img2vm.conf')).toMatch(/virtio_blk virtio_scsi nvme/);
     expect(read('fedora', 'etc/kernel/install.d/95-img2vm.install')).toContain('dracut --force --no-hostonly');
-    expect(read('alpine', 'etc/mkinitfs/mkinitfs.conf')).toMatch(/^features="ata base ext4 nvme scsi virtio"$/m);
+    expect(read('alpine', 'etc/mkinitfs/mkinitfs.conf')).toMatch(/^features="ata base ext4 nvme scsi virtio img2vm"$/m);
+    // The initramfs loads the modules its /etc/modules names before mounting root: ext4 is one of them.
+    expect(read('alpine', 'etc/mkinitfs/features.d/img2vm.files')).toBe('/etc/modules\n');
+    expect(readFileSync(join(TEMPLATES_DIR, 'alpine', 'Dockerfile'), 'utf8')).toContain('grep -qx ext4 /etc/modules 2>/dev/null || echo ext4 >> /etc/modules');
     expect(read('debian', 'etc/initramfs-tools/conf.d/img2vm')).toMatch(/^FSTYPE=ext4$/m);
   });
 });

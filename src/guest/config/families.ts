@@ -114,8 +114,9 @@ export function alpineInfo(version: string): DistroInfo {
       entrypoint: feature(['su-exec']),
     },
     sudoGroup: 'wheel',
-    // Alpine's initramfs loads only the modules named on the command line before mounting root (ext4 is a module
-    // in linux-virt); this is what Alpine's own boot loader configuration passes.
+    // Alpine's initramfs loads the modules named on the command line (and in its /etc/modules, which the template
+    // fills) before it mounts the root; ext4 is a module in linux-virt. This is what Alpine's own boot loader
+    // configuration passes; the template's /etc/modules makes a boot entry without it work too.
     kernelArgs: ['modules=sd-mod,usb-storage,ext4', 'rootfstype=ext4'],
     shadow: { mode: 0o640, group: 'shadow' },
   };
