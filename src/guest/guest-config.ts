@@ -198,7 +198,8 @@ export function applyEdits(edits: GuestEdits, read: ReadGuestFile): { files: Gue
   const files = [...acc.files];
   const dirs: GuestDir[] = [];
   if (edits.authorizedKeys !== undefined) {
-    dirs.push({ path: posix.join(acc.root.home, '.ssh'), mode: 0o700, uid: 0, gid: 0 });
+    // Container images sometimes have no /root at all.
+    dirs.push({ path: acc.root.home, mode: 0o700, uid: 0, gid: 0 }, { path: posix.join(acc.root.home, '.ssh'), mode: 0o700, uid: 0, gid: 0 });
     files.push({ path: posix.join(acc.root.home, '.ssh/authorized_keys'), content: edits.authorizedKeys, mode: 0o600, uid: 0, gid: 0 });
   }
   const u = acc.user;

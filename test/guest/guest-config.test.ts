@@ -295,6 +295,7 @@ describe('applyEdits: accounts against the image\'s files', () => {
     // No password to give sudo, so no password to ask for.
     expect(f['/etc/sudoers.d/90-img2vm']).toMatchObject({ content: '# Written by img2vm (--user)\nalice ALL=(ALL:ALL) NOPASSWD: ALL\n', mode: 0o440 });
     expect(r.dirs).toEqual([
+      { path: '/root', mode: 0o700, uid: 0, gid: 0 },
       { path: '/root/.ssh', mode: 0o700, uid: 0, gid: 0 },
       { path: '/home', mode: 0o755, uid: 0, gid: 0 },
       { path: '/home/alice', mode: 0o750, uid: 1001, gid: 1001 },
