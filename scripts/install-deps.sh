@@ -28,6 +28,7 @@ PKGS=(
   gnupg                # the fake signed mirror in the kernel-fetch tests
   musl-tools           # musl-gcc: img2vm's own init (native/), small and static
   cpio                 # tests list the initramfs img2vm writes
+  shellcheck           # tests lint the templates' shell scripts
 )
 missing=()
 for p in "${PKGS[@]}"; do

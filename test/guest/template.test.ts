@@ -1,11 +1,23 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { renderTemplate } from '../../src/guest/template.js';
+import { TEMPLATES_DIR } from '../../src/core/paths.js';
 import { parseOsRelease } from '../../src/guest/detect.js';
 import { recipeFor } from '../../src/guest/distros.js';
 import { planBuild } from '../../src/guest/builders/docker.js';
-import { TEMPLATES_DIR } from '../../src/core/paths.js';
+import { buildValues } from '../../src/guest/guest-config.js';
+import { renderRecipe } from '../../src/guest/recipe.js';
+import { renderTemplate } from '../../src/guest/template.js';
+import { shellcheck } from './shellcheck.js';
+
+const TEMPLATES = ['debian', 'fedora', 'alpine'];
+
+function walk(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+}
+
+const read = (t: string, p: string) => readFileSync(join(TEMPLATES_DIR, t, 'files', p), 'utf8');
 
 describe('renderTemplate', () => {
   it('fills placeholders', () => expect(renderTemplate('FROM {{base}}\n{{ x }}', { base: 'a', x: 'b' })).toBe('FROM a\nb'));
@@ -15,38 +27,102 @@ describe('renderTemplate', () => {
   });
 });
 
-describe('distribution detection', () => {
-  const bookworm = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nID=debian\n';
-  it('parses os-release', () => {
-    expect(parseOsRelease(bookworm)).toMatchObject({ id: 'debian', versionId: '12', versionCodename: 'bookworm', prettyName: 'Debian GNU/Linux 12 (bookworm)' });
-    expect(parseOsRelease('ID=ubuntu\nID_LIKE="debian"\n').idLike).toEqual(['debian']);
-  });
-  it('picks the Debian recipe and names what is supported otherwise', () => {
-    expect(recipeFor(parseOsRelease(bookworm), 'amd64').template).toBe('debian');
-    expect(recipeFor(parseOsRelease('ID=debian\nPRETTY_NAME="Debian GNU/Linux trixie/sid"\n'), 'amd64').template).toBe('debian');
-    expect(() => recipeFor(parseOsRelease('ID=alpine\nPRETTY_NAME="Alpine Linux v3.20"'), 'amd64')).toThrow(/Alpine Linux v3.20.*not supported/);
-    expect(() => recipeFor(undefined, 'amd64')).toThrow(/no \/etc\/os-release/);
-    expect(() => recipeFor(parseOsRelease('ID=debian\nVERSION_ID="11"'), 'amd64')).toThrow(/too old/);
-    expect(() => recipeFor(parseOsRelease(bookworm), 'arm64')).toThrow(/arm64/);
-  });
-});
-
-describe('debian template', () => {
-  it('renders with every placeholder filled, and a cache key that follows the base and the template', async () => {
+describe('templates', () => {
+  it('the docker builder renders the same Dockerfile as the recipe model, with a cache key that follows the base', async () => {
     const recipe = recipeFor(parseOsRelease('ID=debian\nVERSION_ID=12'), 'amd64');
     const a = await planBuild('sha256:aaa', recipe);
     const b = await planBuild('sha256:bbb', recipe);
     const dockerfile = a.files.find((f) => f.path === 'Dockerfile')!.content.toString();
-    expect(dockerfile).toContain('FROM sha256:aaa');
-    expect(dockerfile).toContain('linux-image-cloud-amd64');
-    expect(dockerfile).not.toMatch(/\{\{/);
+    expect(dockerfile).toBe((await renderRecipe(recipe, { base: 'sha256:aaa', ...recipe.values })).dockerfile);
     expect(a.key).not.toBe(b.key);
-    expect(a.key).toBe((await planBuild('sha256:aaa', recipe)).key);
     expect(a.tag).toMatch(/^img2vm-cache:[0-9a-f]{32}$/);
-    expect(a.files.map((f) => f.path)).toContain('files/etc/systemd/system/img2vm-ready.service');
   });
-  it('prints the readiness marker img2vm test waits for', () => {
-    const unit = readFileSync(join(TEMPLATES_DIR, 'debian/files/etc/systemd/system/img2vm-ready.service'), 'utf8');
-    expect(unit).toContain('img2vm-ready: ');
+
+  it('files shared by several templates are byte-identical copies', () => {
+    const shared = [
+      'usr/local/sbin/img2vm-growroot',
+      'etc/cloud/cloud.cfg.d/99-img2vm-datasource.cfg',
+      'etc/systemd/system/img2vm-ready.service',
+      'etc/systemd/system/img2vm-growroot.service',
+      'etc/systemd/system/img2vm-ssh-keygen.service',
+    ];
+    for (const p of shared) {
+      const copies = TEMPLATES.filter((t) => {
+        try {
+          return statSync(join(TEMPLATES_DIR, t, 'files', p)).isFile();
+        } catch {
+          return false;
+        }
+      });
+      expect(copies.length, p).toBeGreaterThan(1);
+      for (const t of copies) expect(read(t, p), `${t}/${p}`).toBe(read(copies[0]!, p));
+    }
+  });
+
+  it('every shell script parses with dash and bash', () => {
+    const scripts = TEMPLATES.flatMap((t) => walk(join(TEMPLATES_DIR, t, 'files'))).filter((f) => /^#!\/(bin\/sh|sbin\/openrc-run)/.test(readFileSync(f, 'utf8')));
+    expect(scripts.length).toBeGreaterThanOrEqual(7);
+    for (const f of scripts) {
+      for (const sh of ['/bin/dash', '/bin/bash']) {
+        try {
+          execFileSync(sh, ['-n', f], { stdio: 'pipe' });
+        } catch (e) {
+          throw new Error(`${sh} -n ${relative(TEMPLATES_DIR, f)}: ${(e as { stderr?: Buffer }).stderr?.toString() ?? e}`);
+        }
+      }
+      expect(statSync(f).mode & 0o111, `${f} is executable`).not.toBe(0);
+    }
+  });
+
+  it('every shell script is clean under shellcheck (POSIX sh: busybox runs some of them)', () => {
+    const scripts = TEMPLATES.flatMap((t) => walk(join(TEMPLATES_DIR, t, 'files'))).filter((f) => /^#!\/(bin\/sh|sbin\/openrc-run)/.test(readFileSync(f, 'utf8')));
+    for (const f of scripts) shellcheck(readFileSync(f, 'utf8'), relative(TEMPLATES_DIR, f));
+  });
+
+  it('every package install removes the host keys it made, in the same step', async () => {
+    for (const os of ['ID=debian\nVERSION_ID=12', 'ID=alpine\nVERSION_ID=3.20.0', 'ID=fedora\nVERSION_ID=41']) {
+      const recipe = recipeFor(parseOsRelease(os), 'amd64');
+      const r = await renderRecipe(recipe, { base: 'x', ...buildValues(recipe, { ssh: true, sudo: false, cloudInit: false, entrypoint: false }) });
+      const installs = r.steps.filter((s) => s.kind === 'run' && s.network);
+      expect(installs.length, os).toBe(1);
+      expect(installs[0]).toMatchObject({ script: expect.stringMatching(/openssh-server[\s\S]*rm -f \/etc\/ssh\/ssh_host_\*$/) });
+    }
+  });
+
+  it('prints the readiness marker img2vm test waits for, on every init', () => {
+    expect(read('debian', 'etc/systemd/system/img2vm-ready.service')).toContain('echo "img2vm-ready: $(uname -r)" > /dev/console');
+    expect(read('alpine', 'etc/init.d/img2vm-ready')).toContain('echo "img2vm-ready: $(uname -r)" > /dev/console');
+  });
+
+  it('DHCP covers every Ethernet interface whatever its name, and only those', () => {
+    const networkd = read('debian', 'etc/systemd/network/80-img2vm-dhcp.network');
+    expect(networkd).toMatch(/^Type=ether$/m);
+    expect(networkd).toMatch(/^Kind=!\*$/m);
+    expect(networkd).not.toMatch(/^Name=/m);
+    const nm = read('fedora', 'etc/NetworkManager/system-connections/img2vm-dhcp.nmconnection');
+    expect(nm).toMatch(/^type=ethernet$/m);
+    expect(nm).toMatch(/^multi-connect=3$/m);
+    expect(nm).not.toMatch(/^interface-name=/m);
+    expect(readFileSync(join(TEMPLATES_DIR, 'fedora', 'Dockerfile'), 'utf8')).toContain('chmod 600 /etc/NetworkManager/system-connections/img2vm-dhcp.nmconnection');
+    const udhcpc = read('alpine', 'etc/init.d/img2vm-dhcp');
+    expect(udhcpc).toContain('for dev in /sys/class/net/*');
+    expect(udhcpc).toContain('udhcpc -b');
+  });
+
+  it('the serial console gets a login on every init', () => {
+    expect(readFileSync(join(TEMPLATES_DIR, 'debian', 'Dockerfile'), 'utf8')).toContain('serial-getty@ttyS0.service');
+    expect(readFileSync(join(TEMPLATES_DIR, 'fedora', 'Dockerfile'), 'utf8')).toContain('serial-getty@ttyS0.service');
+    expect(read('alpine', 'etc/inittab')).toMatch(/^ttyS0::respawn:\/sbin\/getty -L 115200 ttyS0 vt100$/m);
+  });
+
+  it('initramfs generators are told to be generic and to carry the VM disk drivers', () => {
+    expect(read('fedora', 'etc/dracut.conf.d/90-img2vm.conf')).toMatch(/^hostonly="no"$/m);
+    expect(read('fedora', 'etc/dracut.conf.d/90-img2vm.conf')).toMatch(/virtio_blk virtio_scsi nvme/);
+    expect(read('fedora', 'etc/kernel/install.d/95-img2vm.install')).toContain('dracut --force --no-hostonly');
+    expect(read('alpine', 'etc/mkinitfs/mkinitfs.conf')).toMatch(/^features="ata base ext4 nvme scsi virtio img2vm"$/m);
+    // The initramfs loads the modules its /etc/modules names before mounting root: ext4 is one of them.
+    expect(read('alpine', 'etc/mkinitfs/features.d/img2vm.files')).toBe('/etc/modules\n');
+    expect(readFileSync(join(TEMPLATES_DIR, 'alpine', 'Dockerfile'), 'utf8')).toContain('grep -qx ext4 /etc/modules 2>/dev/null || echo ext4 >> /etc/modules');
+    expect(read('debian', 'etc/initramfs-tools/conf.d/img2vm')).toMatch(/^FSTYPE=ext4$/m);
   });
 });

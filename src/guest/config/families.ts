@@ -1,0 +1,164 @@
+// Per-family, per-release facts: package names, services, network stack; release-specific choices cite why.
+
+export type Family = 'debian' | 'alpine' | 'fedora';
+
+/** What one optional feature needs at build time: packages, and services to enable. */
+export interface Feature {
+  packages: string[];
+  /** systemd units to `systemctl enable`, or OpenRC services for the default runlevel. */
+  enable: string[];
+  /** OpenRC services for the boot runlevel. */
+  boot: string[];
+}
+
+export interface DistroInfo {
+  /** The os-release ID the recipe is for (a derivative gets its parent's). */
+  id: string;
+  /** Normalised release: "12", "testing", "24.04", "3.20", "edge", "41", "9". */
+  version: string;
+  family: Family;
+  template: string;
+  label: string;
+  init: 'systemd' | 'openrc';
+  network: 'networkd' | 'networkmanager' | 'udhcpc';
+  kernelPackage: string;
+  /** Template values with every optional feature off. */
+  values: Record<string, string>;
+  features: { ssh: Feature; sudo: Feature; cloudInit: Feature; entrypoint: Feature };
+  /** The group sudoers conventionally grants (membership is added when the image has the group). */
+  sudoGroup: 'sudo' | 'wheel';
+  /** Appended to the kernel command line by whoever writes the boot entry. */
+  kernelArgs: string[];
+  /** The package that ships systemd-boot's EFI binary, where the release has one. */
+  systemdBootPackage?: string;
+  /** How /etc/shadow is created when an image has none (existing files keep their own mode and owner). */
+  shadow: { mode: number; group: string | null };
+}
+
+const none: Feature = { packages: [], enable: [], boot: [] };
+const feature = (packages: string[], enable: string[] = [], boot: string[] = []): Feature => ({ packages, enable, boot });
+
+/**
+ * Debian and Ubuntu share templates/debian. `resolvedSplit`: systemd-resolved is its own package from
+ * systemd 251.3 on (Debian 12 bookworm, Ubuntu 22.10 kinetic); before that it is part of `systemd`.
+ */
+function debianFamily(
+  id: string,
+  version: string,
+  label: string,
+  kernelPackage: string,
+  resolvedSplit: boolean,
+  sshUnit: string,
+  systemdBootPackage: string | undefined,
+): DistroInfo {
+  return {
+    id,
+    version,
+    family: 'debian',
+    template: 'debian',
+    label,
+    init: 'systemd',
+    network: 'networkd',
+    kernelPackage,
+    values: { kernel_package: kernelPackage, release_packages: resolvedSplit ? 'systemd-resolved' : '', extra_packages: '', enable_units: '' },
+    features: {
+      ssh: feature(['openssh-server'], [sshUnit, 'img2vm-ssh-keygen.service']),
+      sudo: feature(['sudo']),
+      // The package's maintainer scripts enable its units (their names changed in cloud-init 24.3).
+      cloudInit: feature(['cloud-init']),
+      entrypoint: none,
+    },
+    sudoGroup: 'sudo',
+    kernelArgs: [],
+    systemdBootPackage,
+    shadow: { mode: 0o640, group: 'shadow' },
+  };
+}
+
+/** n is the major release, Infinity for testing/sid. */
+export function debianInfo(version: string, n: number): DistroInfo {
+  const label = version === 'testing' ? 'Debian testing/sid' : `Debian ${version}`;
+  // linux-image-cloud-amd64: the kernel Debian builds for VMs (virtio, NVMe, Xen/Hyper-V), in 11, 12 and 13.
+  // systemd-boot became a package of its own in bookworm; in bullseye the EFI binary is inside `systemd`.
+  return debianFamily('debian', version, label, 'linux-image-cloud-amd64', n >= 12, 'ssh.service', n >= 12 ? 'systemd-boot' : undefined);
+}
+
+/** n is YYMM (2404 for 24.04). */
+export function ubuntuInfo(version: string, n: number): DistroInfo {
+  // linux-image-virtual: the generic kernel with the module set for VMs; exists in every release since 14.04.
+  // Since 22.10 sshd is socket-activated: ssh.socket (RequiredBy=ssh.service) listens and starts ssh.service on
+  // the first connection; that is the unit the package itself enables there.
+  return debianFamily('ubuntu', version, `Ubuntu ${version}`, 'linux-image-virtual', n >= 2210, n >= 2210 ? 'ssh.socket' : 'ssh.service', n >= 2210 ? 'systemd-boot' : undefined);
+}
+
+export function alpineInfo(version: string): DistroInfo {
+  return {
+    id: 'alpine',
+    version,
+    family: 'alpine',
+    template: 'alpine',
+    label: `Alpine ${version}`,
+    init: 'openrc',
+    network: 'udhcpc',
+    // linux-virt installs /boot/vmlinuz-virt and its modules; mkinitfs writes /boot/initramfs-virt.
+    kernelPackage: 'linux-virt',
+    values: { kernel_package: 'linux-virt', kernel_flavor: 'virt', release_packages: '', extra_packages: '', boot_services: '', default_services: '' },
+    features: {
+      // openssh-server's init script lives in openssh-server-common-openrc, which apk adds itself (install_if openrc).
+      ssh: feature(['openssh-server'], ['img2vm-ssh-keygen', 'sshd']),
+      sudo: feature(['sudo']),
+      // cloud-init is in the community repository, which Alpine's container images enable. Its package does not
+      // enable its services (setup-cloud-init does); these are the four it adds.
+      cloudInit: feature(['cloud-init'], ['cloud-init', 'cloud-config', 'cloud-final'], ['cloud-init-local']),
+      // su-exec drops to the image's USER without PAM or a TTY, as Docker does.
+      entrypoint: feature(['su-exec']),
+    },
+    sudoGroup: 'wheel',
+    // Alpine's initramfs loads the modules named on the command line (and in its /etc/modules, which the template
+    // fills) before it mounts the root; ext4 is a module in linux-virt. This is what Alpine's own boot loader
+    // configuration passes; the template's /etc/modules makes a boot entry without it work too.
+    kernelArgs: ['modules=sd-mod,usb-storage,ext4', 'rootfstype=ext4'],
+    shadow: { mode: 0o640, group: 'shadow' },
+  };
+}
+
+function fedoraFamily(id: string, version: string, label: string, systemdBootPackage: string | undefined): DistroInfo {
+  return {
+    id,
+    version,
+    family: 'fedora',
+    template: 'fedora',
+    label,
+    init: 'systemd',
+    // systemd-networkd is not in the RHEL-family repositories (only EPEL); NetworkManager is everywhere.
+    network: 'networkmanager',
+    // kernel-core: the kernel and the modules a VM needs (virtio, NVMe, ext4), since Fedora 21 and EL 8.
+    kernelPackage: 'kernel-core',
+    values: { kernel_package: 'kernel-core', release_packages: '', extra_packages: '', enable_units: '' },
+    features: {
+      // sshd-keygen@.service already makes missing host keys before sshd on this family; ours runs after it.
+      ssh: feature(['openssh-server'], ['sshd.service', 'img2vm-ssh-keygen.service']),
+      sudo: feature(['sudo']),
+      // cloud-init's %post enables its four units on first install ("runs once then goes away" exception).
+      cloudInit: feature(['cloud-init']),
+      entrypoint: none,
+    },
+    sudoGroup: 'wheel',
+    kernelArgs: [],
+    systemdBootPackage,
+    // The setup package ships /etc/shadow as mode 0000, root:root.
+    shadow: { mode: 0o000, group: null },
+  };
+}
+
+export function fedoraInfo(version: string): DistroInfo {
+  // systemd-boot-unsigned carries the EFI binary on Fedora (systemd-boot itself is the signed one on some releases).
+  return fedoraFamily('fedora', version, `Fedora ${version}`, 'systemd-boot-unsigned');
+}
+
+const EL_NAMES: Record<string, string> = { centos: 'CentOS Stream', rocky: 'Rocky Linux', almalinux: 'AlmaLinux', ol: 'Oracle Linux' };
+
+/** CentOS Stream, Rocky Linux, AlmaLinux (and Oracle Linux as a rebuild) 8, 9 and 10; none ships systemd-boot. */
+export function enterpriseInfo(id: 'centos' | 'rocky' | 'almalinux' | 'ol', version: string): DistroInfo {
+  return fedoraFamily(id, version, `${EL_NAMES[id]} ${version}`, undefined);
+}
