@@ -4,7 +4,10 @@ import { rename } from 'node:fs/promises';
 import { BOOT_LOADERS } from './boot/index.js';
 import type { ConversionRun, StepFn, StepRegistry } from './core/conversion.js';
 import type { StageId } from './core/events.js';
-import type { BootLoaderId, PlanStep } from './core/plan.js';
+import type { BootLoaderId, BuilderId, PlanStep } from './core/plan.js';
+import { AUTO_ORDER, BUILDERS } from './guest/builders/index.js';
+import { detectOs } from './guest/detect.js';
+import { processOf } from './guest/workload.js';
 import { DISK_STEPS } from './disk/steps.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
 import { FORMATS } from './output/index.js';
@@ -18,9 +21,20 @@ const sourceStep: StepFn = async (r) => {
   const img = await openSource(o.image, r.ctx, r.docker(), { pull: o.pull, platform: o.platform, insecureRegistries: o.insecureRegistries });
   r.image = img;
   r.facts.source = { transport: img.transport ?? 'docker-daemon', id: img.id, layers: img.layers.length, daemonId: img.daemonId };
+  r.facts.process = processOf(img.config.config);
+  if (o.init === 'auto') await learnForAuto(r);
   r.replan();
   return `${img.layers.length} layer${img.layers.length === 1 ? '' : 's'}, ${img.id.slice(0, 19)}`;
 };
+
+/** What --init auto decides by: the distribution (os-release) and whether a builder answers. */
+async function learnForAuto(r: ConversionRun): Promise<void> {
+  const os = await detectOs(r.image!, r.ctx.signal);
+  r.facts.os = os ?? null;
+  const builders: Partial<Record<BuilderId, boolean>> = {};
+  for (const id of AUTO_ORDER) builders[id] = (await BUILDERS[id].available(r)).ok;
+  r.facts.builders = builders;
+}
 
 const outputStep: StepFn = async (r, step) => {
   const format = FORMATS.find((f) => f.id === step.id)!;
@@ -57,16 +71,15 @@ function stageTitle(stage: StageId, steps: PlanStep[]): string {
   return steps.map((s) => s.title).join(', ');
 }
 
+const STAGE_ORDER: StageId[] = ['source', 'guest', 'rootfs', 'disk', 'boot', 'output'];
+
 /** Runs every step of run.plan in order; the stages are timed into timings. */
 export async function apply(r: ConversionRun, timings: Partial<Record<StageId, number>>): Promise<void> {
   const { sink, signal } = r.ctx;
-  const stages: { stage: StageId; steps: PlanStep[] }[] = [];
-  for (const step of r.plan.steps) {
-    const last = stages.at(-1);
-    if (last?.stage === step.stage) last.steps.push(step);
-    else stages.push({ stage: step.stage, steps: [step] });
-  }
-  for (const { stage, steps } of stages) {
+  for (const stage of STAGE_ORDER) {
+    // Read the steps anew for each stage: what an earlier stage learnt (--init auto's choice) may change them.
+    const steps = r.plan.steps.filter((s) => s.stage === stage);
+    if (steps.length === 0) continue;
     signal.throwIfAborted();
     if (stage === 'guest' && steps.every((s) => s.id === 'image')) {
       await stepFn(steps[0]!)(r, steps[0]!);

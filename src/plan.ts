@@ -13,6 +13,7 @@ import { formatSize } from './core/units.js';
 import { defaultFsSize, inodesFor, journalMiBFor, minimumFsSize, type ContentStats } from './disk/ext4.js';
 import { partitionByRole, planLayout, type DiskLayout } from './disk/layout.js';
 import { baseGuestFiles } from './guest/configure.js';
+import { recipeFor } from './guest/distros.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
 import { resolveFormat } from './output/index.js';
 import { rootfsArtifacts } from './output/rootfs.js';
@@ -37,8 +38,25 @@ function drawIds(random: Random): { root: string; boot: string; esp: string; roo
   return { root, boot, esp, rootHash: r.uuid(), bootHash: r.uuid() };
 }
 
-export function strategyFor(o: ConvertOptions): GuestStrategyId {
-  return o.init === 'image' ? 'image' : 'distro';
+/**
+ * --init auto: the distribution's own VM when img2vm has its template and a builder is available, img2vm's
+ * kernel and init otherwise. Until the image has been read, distro is assumed.
+ */
+export function strategyFor(o: ConvertOptions, facts: ImageFacts = {}): GuestStrategyId {
+  if (o.init !== 'auto') return o.init;
+  if (facts.os === undefined) return 'distro';
+  if (facts.os === null || !hasTemplate(facts)) return 'img2vm';
+  if (facts.builders && !Object.values(facts.builders).some(Boolean)) return 'img2vm';
+  return 'distro';
+}
+
+function hasTemplate(facts: ImageFacts): boolean {
+  try {
+    recipeFor(facts.os ?? undefined, undefined);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function loadersFor(o: ConvertOptions, direct: boolean): BootLoaderId[] {
@@ -86,7 +104,7 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
   const format = resolveFormat(o.output ?? '', o.format ?? (pushOnly ? 'containerdisk' : undefined));
   checkOptions(o, format);
   const direct = !!format.directKernel;
-  const strategyId = strategyFor(o);
+  const strategyId = strategyFor(o, facts);
   const strategy = GUEST_STRATEGIES[strategyId];
   const guest = strategy.describe(o, facts);
   const loaders = loadersFor(o, direct);
@@ -129,6 +147,7 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
 
   return {
     image: o.image,
+    rootUuid: ids.root,
     source: { transport: facts.source?.transport ?? parseSourceRef(o.image).transport, id: facts.source?.id ?? null, layers: facts.source?.layers ?? null },
     guest,
     content: facts.content ?? null,
@@ -216,7 +235,7 @@ function planSteps(o: ConvertOptions, s: StepInput): PlanStep[] {
   const src = parseSourceRef(o.image);
   const steps: PlanStep[] = [
     { stage: 'source', id: src.transport, title: src.bare ? `Read image ${o.image} (the daemon's, else the registry's)` : `Read image ${o.image}` },
-    { stage: 'guest', id: s.strategy, title: s.strategy === 'distro' ? 'Install kernel and init' : 'Keep the image\'s own kernel and init' },
+    { stage: 'guest', id: s.strategy, title: { distro: 'Install kernel and init', img2vm: "Fetch img2vm's kernel", image: "Keep the image's own kernel and init" }[s.strategy] },
     { stage: 'rootfs', id: 'flatten', title: 'Flatten layers' },
     { stage: 'rootfs', id: 'configure', title: 'Write the guest configuration' },
   ];

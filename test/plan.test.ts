@@ -222,3 +222,54 @@ describe('plan: ids, sizes and strategies', () => {
     expect(text).toBe(readFileSync(golden, 'utf8'));
   });
 });
+
+describe('plan: --init img2vm and auto', () => {
+  const bundle = { version: '6.12.118+deb13-cloud-amd64', vmlinuz: '/cache/vmlinuz', modulesDir: '/cache/lib/modules/6.12.118+deb13-cloud-amd64', origin: 'Debian trixie', id: 'sha256:1' };
+  const scratch: ImageFacts = {
+    source: { transport: 'oci-archive', id: `sha256:${'cd'.repeat(32)}`, layers: 1 },
+    os: null,
+    process: { entrypoint: ['/hello'], cmd: ['a'], env: ['X=1'], cwd: '/work', user: '' },
+    userland: { login: false, modprobe: false, shell: null },
+    content: { blocks4k: 10, entries: 3, bytes: 40_000, files: 1 },
+  };
+  const withKernel: ImageFacts = {
+    ...scratch,
+    kernelBundle: bundle,
+    kernel: { version: bundle.version, kernelPath: `/boot/img2vm/vmlinuz-${bundle.version}`, initrdPath: `/boot/img2vm/initrd.img-${bundle.version}`, kernelFile: `/boot/img2vm/vmlinuz-${bundle.version}`, initrdFile: `/boot/img2vm/initrd.img-${bundle.version}` },
+  };
+
+  it("boots img2vm's kernel and initramfs from /boot/img2vm, running the image's command as the workload", () => {
+    const p = planFor({ init: 'img2vm' }, withKernel);
+    expect(p.steps[1]).toMatchObject({ stage: 'guest', id: 'img2vm' });
+    expect(p.guest.init).toMatchObject({ mode: 'workload', argv: ['/hello', 'a'], cwd: '/work', user: '' });
+    const files = p.guestFiles.filter((f) => f.by === 'img2vm').map((f) => `${f.kind} ${f.path} ${f.from}`);
+    expect(files).toEqual([`file /boot/img2vm/vmlinuz-${bundle.version} /cache/vmlinuz`, `file /boot/img2vm/initrd.img-${bundle.version} work:img2vm-initrd.img`]);
+    expect(p.guestFiles.find((f) => f.path === '/boot/grub/grub.cfg')!.content).toContain(`linux /boot/img2vm/vmlinuz-${bundle.version} root=UUID=${p.rootUuid}`);
+    // no hostname or machine-id files: img2vm's init sets the hostname and mounts /etc/hosts itself
+    expect(p.guestFiles.some((f) => f.path === '/etc/hostname' || f.path === '/etc/machine-id')).toBe(false);
+  });
+
+  it("gives an image that loads modules the kernel's /lib/modules, a scratch image only its initramfs", () => {
+    const copy = (f: ImageFacts) => planFor({ init: 'img2vm' }, f).guestFiles.filter((x) => x.kind === 'copy' && x.by === 'img2vm').map((x) => x.path);
+    expect(copy(withKernel)).toEqual([]);
+    expect(copy({ ...withKernel, userland: { login: true, modprobe: true, shell: '/bin/bash' } })).toEqual([`/lib/modules/${bundle.version}`]);
+  });
+
+  it('direct-kernel output exports the kernel and initramfs and tells Firecracker to end with a reboot', () => {
+    const p = planFor({ init: 'img2vm', output: '/out/s.ext4' }, withKernel);
+    expect(p.exports).toEqual([{ path: `/boot/img2vm/vmlinuz-${bundle.version}`, as: 'vmlinuz' }, { path: `/boot/img2vm/initrd.img-${bundle.version}`, as: 'initrd.img' }]);
+  });
+
+  it('auto takes distro when the distribution has a template and a builder answers, img2vm otherwise, and says why', () => {
+    const debian = { ...FACTS, guest: undefined, kernel: undefined };
+    expect(planFor({}, { ...debian, builders: { docker: true } }).guest.strategy).toBe('distro');
+    const noBuilder = planFor({}, { ...debian, builders: { docker: false } }).guest;
+    expect(noBuilder).toMatchObject({ strategy: 'img2vm', reason: expect.stringMatching(/no builder is available/) });
+    expect(planFor({}, scratch).guest).toMatchObject({ strategy: 'img2vm', reason: expect.stringMatching(/no \/etc\/os-release/) });
+    const other = planFor({}, { ...debian, os: { id: 'toyos', idLike: [], prettyName: 'Toy OS 1' }, builders: { docker: true } }).guest;
+    expect(other).toMatchObject({ strategy: 'img2vm', reason: expect.stringMatching(/no template for Toy OS 1/) });
+    // before the image is read, the plan assumes distro; --init img2vm never changes its mind
+    expect(planFor({}, {}).guest.strategy).toBe('distro');
+    expect(planFor({ init: 'img2vm' }, { ...debian, builders: { docker: true } }).guest.strategy).toBe('img2vm');
+  });
+});

@@ -3,7 +3,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConversionRun } from '../core/conversion.js';
-import type { BootLoader } from './loader.js';
+import { kernelFiles, type BootLoader } from './loader.js';
 import { extractVmlinux } from './vmlinux.js';
 
 export const directKernel: BootLoader = {
@@ -12,9 +12,7 @@ export const directKernel: BootLoader = {
   tools: [],
   files: (i) => ({
     guestFiles: [],
-    exports: i.kernel
-      ? [{ path: `/boot/vmlinuz-${i.kernel.version}`, as: 'vmlinuz' }, ...(i.kernel.initrdPath ? [{ path: `/boot/initrd.img-${i.kernel.version}`, as: 'initrd.img' }] : [])]
-      : [],
+    exports: i.kernel ? kernelExports(kernelFiles(i.kernel)) : [],
   }),
   async install(r: ConversionRun) {
     const vmlinux = await extractVmlinux(await readFile(r.exported.get('vmlinuz')!), r.ctx.work, r.ctx.signal);
@@ -26,3 +24,7 @@ export const directKernel: BootLoader = {
     }
   },
 };
+
+export function kernelExports(f: { kernel: string; initrd?: string }): { path: string; as: string }[] {
+  return [{ path: f.kernel, as: 'vmlinuz' }, ...(f.initrd ? [{ path: f.initrd, as: 'initrd.img' }] : [])];
+}

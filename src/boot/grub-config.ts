@@ -1,6 +1,6 @@
 // The grub.cfg img2vm writes (shared by the BIOS and EFI GRUB installs): one entry, serial and screen console.
 import type { GuestFile } from '../core/plan.js';
-import type { LoaderInput } from './loader.js';
+import { kernelFiles, type LoaderInput } from './loader.js';
 
 export interface GrubEntry {
   title: string;
@@ -40,7 +40,8 @@ export function grubCfgFile(i: LoaderInput, by: string): GuestFile {
   const file: GuestFile = { kind: 'file', path: '/boot/grub/grub.cfg', fs: i.separateBoot ? 'boot' : 'root', mode: 0o644, by };
   if (!i.kernel) return { ...file, note: 'written once the kernel is known' };
   // The /vmlinuz links live on the root file system, which GRUB does not see when /boot is separate.
-  const versioned = { kernelPath: `/boot/vmlinuz-${i.kernel.version}`, initrdPath: i.kernel.initrdPath && `/boot/initrd.img-${i.kernel.version}` };
+  const files = kernelFiles(i.kernel);
+  const versioned = { kernelPath: files.kernel, initrdPath: files.initrd };
   const paths = i.separateBoot ? versioned : i.kernel;
   return {
     ...file,

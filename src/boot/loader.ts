@@ -37,3 +37,11 @@ export interface BootLoader {
   /** Writes the loader into the disk once its file systems exist. */
   install(run: ConversionRun): Promise<void>;
 }
+
+/** The kernel's and initrd's own files in the guest (not the links GRUB may boot through). */
+export function kernelFiles(k: KernelFacts): { kernel: string; initrd?: string } {
+  return {
+    kernel: k.kernelFile ?? `/boot/vmlinuz-${k.version}`,
+    initrd: k.initrdPath ? k.initrdFile ?? `/boot/initrd.img-${k.version}` : undefined,
+  };
+}

@@ -10,7 +10,8 @@ import { fatCopy } from '../disk/fat.js';
 import { partitionByRole } from '../disk/layout.js';
 import { resolveInRoot, writeGuestFiles } from '../rootfs/inroot.js';
 import { REMOVABLE_PATH } from './grub-efi.js';
-import type { BootLoader, LoaderInput } from './loader.js';
+import { kernelFiles, type BootLoader, type LoaderInput } from './loader.js';
+import { kernelExports } from './direct-kernel.js';
 
 /** Where Debian's systemd-boot-efi package puts the boot loader (in the guest, and on a Debian host). */
 export const SYSTEMD_BOOT_EFI = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
@@ -118,16 +119,12 @@ function bootFiles(i: LoaderInput): { guestFiles: GuestFile[]; exports: { path: 
       ...(k && p
         ? [
             esp(`/${p.entry}`, renderBlsEntry({ title: i.title, kernelVersion: k.version, cmdline: i.cmdline, hasInitrd: !!k.initrdPath, sortKey: i.osId })),
-            esp(`/${p.linux}`, undefined, `the guest's /boot/vmlinuz-${k.version}`),
-            ...(k.initrdPath ? [esp(`/${p.initrd}`, undefined, `the guest's /boot/initrd.img-${k.version}`)] : []),
+            esp(`/${p.linux}`, undefined, `the guest's ${kernelFiles(k).kernel}`),
+            ...(k.initrdPath ? [esp(`/${p.initrd}`, undefined, `the guest's ${kernelFiles(k).initrd}`)] : []),
           ]
         : [esp('/loader/entries/', undefined, 'the entry and kernel, once the kernel is known')]),
     ],
-    exports: [
-      ...(k ? [{ path: `/boot/vmlinuz-${k.version}`, as: 'vmlinuz' }] : []),
-      ...(k?.initrdPath ? [{ path: `/boot/initrd.img-${k.version}`, as: 'initrd.img' }] : []),
-      { path: SYSTEMD_BOOT_EFI, as: 'systemd-bootx64.efi', optional: true },
-    ],
+    exports: [...(k ? kernelExports(kernelFiles(k)) : []), { path: SYSTEMD_BOOT_EFI, as: 'systemd-bootx64.efi', optional: true }],
   };
 }
 

@@ -7,7 +7,7 @@ import { Img2vmError } from './errors.js';
 export const BOOT_MODES = ['hybrid', 'bios', 'uefi'] as const;
 export const BOOTLOADERS = ['grub', 'systemd-boot'] as const;
 export const PARTITION_TABLES = ['mbr', 'gpt'] as const;
-export const INIT_MODES = ['auto', 'distro', 'image'] as const;
+export const INIT_MODES = ['auto', 'distro', 'img2vm', 'image'] as const;
 export const BUILDERS = ['auto', 'docker'] as const;
 export const PULL_POLICIES = ['always', 'missing', 'never'] as const;
 
@@ -57,7 +57,15 @@ export const CONVERT_OPTIONS = {
   bootloader: opt({ flags: '--bootloader <name>', help: 'boot loader (systemd-boot needs --boot uefi)', schema: z.enum(BOOTLOADERS).default('grub'), defaultHelp: 'grub' }),
   partitionTable: opt({ flags: '--partition-table <kind>', help: 'partition table', defaultHelp: 'mbr for --boot bios, gpt otherwise', schema: z.enum(PARTITION_TABLES).optional() }),
   bootPartition: opt({ flags: '--boot-partition <size>', help: 'a separate ext4 /boot partition of this size, e.g. 512M', schema: size.optional() }),
-  init: opt({ flags: '--init <mode>', help: 'how the VM boots: distro (install the distribution\'s kernel and init from a template), image (the image brings its own: same as --raw)', schema: z.enum(INIT_MODES).default('auto'), defaultHelp: 'auto' }),
+  init: opt({
+    flags: '--init <mode>',
+    help: "how the VM boots: distro (the distribution's kernel and init, installed from a template by a builder), img2vm (img2vm's own kernel and init: any image, nothing installed), image (the image brings its own: same as --raw); auto: distro when the distribution has a template and a builder is available, else img2vm",
+    schema: z.enum(INIT_MODES).default('auto'),
+    defaultHelp: 'auto',
+  }),
+  kernel: opt({ flags: '--kernel <src>', help: "kernel for --init img2vm: debian-archive[:SUITE], a .deb, a vmlinuz path (with --kernel-modules), or an image ref holding /kernel or /boot/vmlinuz-*", defaultHelp: "Debian's cloud kernel (debian-archive:trixie)", schema: z.string().min(1).optional() }),
+  kernelModules: opt({ flags: '--kernel-modules <dir>', help: 'the lib/modules/VERSION directory of a --kernel vmlinuz path', schema: z.string().min(1).optional() }),
+  kernelMirror: opt({ flags: '--kernel-mirror <url>', help: 'Debian mirror or apt proxy for the kernel fetch', defaultHelp: 'http://deb.debian.org/debian', schema: z.string().url('a URL, e.g. http://deb.debian.org/debian').optional() }),
   raw: opt({ flags: '--raw', help: 'the image already has a kernel and init: install nothing (same as --init image)', schema: z.boolean().default(false) }),
   kernelCmdline: opt({ flags: '--kernel-cmdline <args>', help: 'appended to the kernel command line', schema: z.string().optional() }),
   password: opt({ flags: '--password <pass>', help: 'root password (otherwise root has no password login)', schema: z.string().min(1, 'the password is empty').optional() }),

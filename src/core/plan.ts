@@ -3,7 +3,7 @@ import type { DiskLayout } from '../disk/layout.js';
 import type { OsRelease } from '../guest/detect.js';
 import type { StageId } from './events.js';
 
-export type GuestStrategyId = 'distro' | 'image';
+export type GuestStrategyId = 'distro' | 'img2vm' | 'image';
 export type BootLoaderId = 'grub-bios' | 'grub-efi' | 'systemd-boot' | 'direct-kernel';
 export type BuilderId = 'docker';
 
@@ -26,6 +26,23 @@ export interface ImageFacts {
   kernel?: KernelFacts | null;
   /** The image has systemd-resolved (DNS goes through its stub then). */
   hasResolved?: boolean;
+  /** Which builders answered (for --init auto). */
+  builders?: Partial<Record<BuilderId, boolean>>;
+  /** --init img2vm: the kernel img2vm supplies. */
+  kernelBundle?: { version: string; vmlinuz: string; modulesDir?: string; config?: string; origin: string; id: string };
+  /** What the image's userland offers the init (found in the flattened root). */
+  userland?: Userland;
+  /** The image config's process: ENTRYPOINT, CMD, Env, WorkingDir, User. */
+  process?: { entrypoint: string[]; cmd: string[]; env: string[]; cwd: string; user: string };
+}
+
+export interface Userland {
+  /** A getty and login exist (a console login prompt is possible). */
+  login: boolean;
+  /** modprobe exists (the image loads modules, so it gets the kernel's /lib/modules). */
+  modprobe: boolean;
+  /** A shell img2vm can offer on the console (/bin/bash, /bin/sh), if any. */
+  shell: string | null;
 }
 
 export interface ContentFacts {
@@ -43,6 +60,9 @@ export interface ContentFacts {
 
 export interface KernelFacts {
   version: string;
+  /** The kernel and initrd files themselves in the guest (kernelPath may be a link); default Debian's /boot names. */
+  kernelFile?: string;
+  initrdFile?: string;
   /** Paths as GRUB sees them on the root file system (Debian's /vmlinuz links when they point at this kernel). */
   kernelPath: string;
   initrdPath?: string;
@@ -97,6 +117,8 @@ export interface PlanStep {
 
 export interface ConversionPlan {
   image: string;
+  /** The root file system's UUID (drawn before its size is known). */
+  rootUuid: string;
   source: { transport: string; id: string | null; layers: number | null };
   guest: {
     strategy: GuestStrategyId;
@@ -106,6 +128,8 @@ export interface ConversionPlan {
     template: string | null;
     builder: BuilderId | null;
     cached: boolean | null;
+    /** --init img2vm: what img2vm's init will run, and the kernel it boots. */
+    init?: { mode: 'workload' | 'init' | 'console'; argv: string[]; user: string; cwd: string; login: boolean; why: string; kernel: string | null };
   };
   content: ContentFacts | null;
   kernel: KernelFacts | null;

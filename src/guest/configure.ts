@@ -111,13 +111,15 @@ export interface Secrets {
   password?: string;
   random: Random;
   epochSeconds: number;
+  /** Where files named work:NAME come from. */
+  workDir?: string;
 }
 
 /** Writes the planned files (all but the ESP's) into the staged root, in order; the password edit needs the secret. */
 export function applyGuestFiles(root: string, files: readonly GuestFile[], secrets: Secrets): void {
   writeGuestFiles(root, files, (f) => {
     if (f.path === '/etc/shadow' && secrets.password !== undefined) setPassword(root, secrets);
-  });
+  }, secrets.workDir);
 }
 
 function setPassword(root: string, s: Secrets & { password?: string }): void {

@@ -69,11 +69,12 @@ export const distroStrategy: GuestStrategy = {
     return { strategy: 'distro', reason, distribution: recipe.label, template: recipe.template, builder: o.builder === 'auto' ? null : o.builder, cached: null };
   },
   guestFiles: (_o, facts, hostname) => systemGuestFiles(hostname, facts.hasResolved ?? false, 'distro'),
+  kernelFromImage: true,
   noKernelHint: 'the guest build did not install a kernel; see -v output',
   tools: [],
   async apply(r) {
     const builder = await pickBuilder(r);
-    const os = await detectOs(r.image!, r.ctx.signal);
+    const os = r.facts.os !== undefined ? r.facts.os ?? undefined : await detectOs(r.image!, r.ctx.signal);
     r.facts.os = os ?? null;
     const recipe = recipeWithOptions(recipeFor(os, r.image!.config.architecture), r.options);
     const built = await builder.build(r, recipe);

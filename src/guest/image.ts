@@ -12,6 +12,7 @@ export const imageStrategy: GuestStrategy = {
     cached: null,
   }),
   guestFiles: () => [],
+  kernelFromImage: true,
   noKernelHint: 'drop --raw so img2vm installs a kernel, or add one to the image',
   tools: [],
   async apply(r) {

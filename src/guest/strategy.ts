@@ -11,9 +11,13 @@ export interface GuestStrategy {
   describe(o: ConvertOptions, facts: ImageFacts): ConversionPlan['guest'];
   /** The files it writes into the guest besides fstab and the password (pure). */
   guestFiles(o: ConvertOptions, facts: ImageFacts, hostname: string): GuestFile[];
+  /** Whether the kernel is the one in the image's /boot (distro, image) or one the strategy brings (img2vm). */
+  kernelFromImage: boolean;
   /** The hint when the flattened root has no kernel. */
   noKernelHint: string;
   tools: readonly ToolName[];
   /** Makes the image bootable (may replace run.image), recording what it learnt in run.facts; returns the stage detail. */
   apply(r: ConversionRun): Promise<string>;
+  /** Makes the files its guest files come from (work:NAME), once the root is flattened and the plan final. */
+  beforeConfigure?(r: ConversionRun): Promise<void>;
 }

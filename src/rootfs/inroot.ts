@@ -91,6 +91,27 @@ export function copyHostFilesInRoot(root: string, path: string, hostDir: string,
   }
 }
 
+/**
+ * Copies a whole host tree (a kernel's modules) into a fresh directory inside root: directories and regular files
+ * only, owned by root, nothing of the host's symlinks or special files.
+ */
+export function copyHostTreeInRoot(root: string, path: string, hostDir: string): void {
+  const dest = freshDirInRoot(root, path);
+  const walk = (from: string, to: string) => {
+    for (const name of readdirSync(from).sort()) {
+      const st = lstatSync(join(from, name));
+      if (st.isDirectory()) {
+        mkdirSync(join(to, name), 0o755);
+        walk(join(from, name), join(to, name));
+      } else if (st.isFile()) {
+        cpSync(join(from, name), join(to, name));
+        chmodSync(join(to, name), 0o644);
+      }
+    }
+  };
+  walk(hostDir, dest);
+}
+
 /** Reads a regular file inside root; undefined when it is missing or not a regular file. */
 export function readInRoot(root: string, path: string): string | undefined {
   const p = resolveInRoot(root, path, true);
@@ -112,14 +133,17 @@ export function moveDirOutOfRoot(root: string, path: string, dest: string): void
 }
 
 /** Carries out planned guest files (all but the ESP's) in order; `edit` entries go to the caller, who knows the secrets. */
-export function writeGuestFiles(root: string, files: readonly GuestFile[], edit: (f: GuestFile) => void = () => {}): void {
+export function writeGuestFiles(root: string, files: readonly GuestFile[], edit: (f: GuestFile) => void = () => {}, workDir?: string): void {
   for (const f of files) {
     if (f.fs === 'esp') continue;
     const path = f.path.replace(/^\/+/, '');
     switch (f.kind) {
       case 'file':
-        if (f.content === undefined) throw new Error(`guest file ${f.path} has no content yet`);
-        writeInRoot(root, path, f.content, f.mode ?? 0o644);
+        if (f.from !== undefined) {
+          const src = f.from.startsWith('work:') ? join(workDir ?? '', f.from.slice(5)) : f.from;
+          writeInRoot(root, path, readFileSync(src), f.mode ?? 0o644);
+        } else if (f.content === undefined) throw new Error(`guest file ${f.path} has no content yet`);
+        else writeInRoot(root, path, f.content, f.mode ?? 0o644);
         break;
       case 'dir':
         mkdirInRoot(root, path);
@@ -131,7 +155,8 @@ export function writeGuestFiles(root: string, files: readonly GuestFile[], edit:
         removeInRoot(root, path);
         break;
       case 'copy':
-        copyHostFilesInRoot(root, path, f.from!, (f.filter ?? '*').split(/\s+/));
+        if (f.filter === '**') copyHostTreeInRoot(root, path, f.from!);
+        else copyHostFilesInRoot(root, path, f.from!, (f.filter ?? '*').split(/\s+/));
         break;
       case 'edit':
         edit(f);

@@ -1,11 +1,13 @@
 // The rootfs steps: flatten the layers into the staged root, then write the planned guest files and copy out
 // what the boot stage needs from it (kernel, initrd) before the tree becomes a file system.
+import { lstatSync } from 'node:fs';
 import { copyFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import type { ConversionRun, StepFn } from '../core/conversion.js';
 import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
+import type { Userland } from '../core/plan.js';
 import { formatSize } from '../core/units.js';
 import { applyGuestFiles, findKernel, hasResolved } from '../guest/configure.js';
 import { GUEST_STRATEGIES } from '../guest/index.js';
@@ -35,13 +37,33 @@ const flatten: StepFn = async (r) => {
   p.end();
   const stats = await b.finish();
   r.facts.content = { blocks4k: stats.blocks4k, entries: stats.files + stats.dirs + stats.symlinks + stats.specials, bytes: stats.bytes, files: stats.files };
-  const kernel = await findKernel(r.staging);
-  if (!kernel) throw new Img2vmError('badImage', 'the image has no kernel in /boot', GUEST_STRATEGIES[r.plan.guest.strategy].noKernelHint);
-  r.facts.kernel = kernel;
+  const strategy = GUEST_STRATEGIES[r.plan.guest.strategy];
+  if (strategy.kernelFromImage) {
+    const kernel = await findKernel(r.staging);
+    if (!kernel) throw new Img2vmError('badImage', 'the image has no kernel in /boot', strategy.noKernelHint);
+    r.facts.kernel = kernel;
+  }
   r.facts.hasResolved = hasResolved(r.staging);
+  r.facts.userland = probeUserland(r.staging);
   r.replan();
   return `${stats.files} files, ${formatSize(stats.bytes)}`;
 };
+
+/** What the image's userland offers img2vm's init: a console login, module loading, a shell. */
+export function probeUserland(root: string): Userland {
+  const has = (...paths: string[]) => paths.find((p) => {
+    try {
+      return lstatSync(resolveInRoot(root, p, true)).isFile();
+    } catch {
+      return false;
+    }
+  });
+  return {
+    login: !!has('sbin/agetty', 'usr/sbin/agetty', 'sbin/getty', 'usr/sbin/getty') && !!has('bin/login', 'usr/bin/login'),
+    modprobe: !!has('sbin/modprobe', 'usr/sbin/modprobe', 'bin/kmod', 'usr/bin/kmod'),
+    shell: has('bin/bash', 'bin/sh') ? `/${has('bin/bash', 'bin/sh')}` : null,
+  };
+}
 
 /** Copies a file taken from the image; anything but a regular file (a fifo would block) is refused. */
 async function exportFile(r: ConversionRun, path: string, as: string, optional: boolean): Promise<void> {
@@ -57,8 +79,9 @@ async function exportFile(r: ConversionRun, path: string, as: string, optional: 
 }
 
 const configure: StepFn = async (r) => {
+  await GUEST_STRATEGIES[r.plan.guest.strategy].beforeConfigure?.(r);
   const epochSeconds = Number(process.env.SOURCE_DATE_EPOCH ?? Math.floor(Date.now() / 1000));
-  applyGuestFiles(r.staging, r.plan.guestFiles, { password: r.options.password, random: r.ctx.random.fork('password'), epochSeconds });
+  applyGuestFiles(r.staging, r.plan.guestFiles, { password: r.options.password, random: r.ctx.random.fork('password'), epochSeconds, workDir: r.ctx.work });
   for (const e of r.plan.exports) await exportFile(r, e.path, e.as, !!e.optional);
   if (r.options.bootPartition !== undefined) {
     // /boot becomes its own file system: its content moves aside and an empty mount point stays.

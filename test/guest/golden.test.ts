@@ -8,7 +8,7 @@ import { recipeFor } from '../../src/guest/distros.js';
 import { buildValues, type BuildFeatures } from '../../src/guest/guest-config.js';
 import { describeRecipe, renderRecipe } from '../../src/guest/recipe.js';
 
-const GOLDEN = join(import.meta.dirname, 'golden');
+const GOLDEN = join(import.meta.dirname, 'golden', 'recipes');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const NONE: BuildFeatures = { ssh: false, sudo: false, cloudInit: false, entrypoint: false };
 const ALL: BuildFeatures = { ssh: true, sudo: true, cloudInit: true, entrypoint: true };

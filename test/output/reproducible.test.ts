@@ -38,7 +38,7 @@ beforeAll(() => {
 });
 
 /** Only signal is used by the qemu-img formats' write(). */
-const ctx = { signal: new AbortController().signal } as RunContext;
+const ctx = { signal: new AbortController().signal, sink: () => {} } as unknown as RunContext;
 const sha256 = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 const FORMATS: Array<[DiskFormatId, OutputFormat, string]> = [
   ['vmdk', vmdk, 'vmdk'],
@@ -51,7 +51,7 @@ let n = 0;
 /** Converts with img2vm's own qemu-img options for the format, to a fresh temporary name each time. */
 async function convert(f: OutputFormat, ext: string): Promise<string> {
   const dest = join(tmp, `.out-${n++}.tmp.${ext}`);
-  await f.write(raw, dest, ctx, {});
+  await f.write({ raw, dest, ctx, plan: { output: { compress: false } } as unknown as ConversionPlan, files: new Map(), commits: [] });
   return dest;
 }
 function bytesAt(path: string, offset: number, length: number): Buffer {
