@@ -29,6 +29,7 @@ PKGS=(
   musl-tools           # musl-gcc: img2vm's own init (native/), small and static
   cpio                 # tests list the initramfs img2vm writes
   shellcheck           # tests lint the templates' shell scripts
+  busybox-static       # a userland with no distribution template, for the --init img2vm tests
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,119 @@
+// --init img2vm end to end: images with nothing bootable in them (a scratch binary, a Debian image as docker ships
+// it, a busybox userland no template knows) become disks that run their workload or give a console, with no daemon.
+import { execa } from 'execa';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { layerOf, writeOciArchive } from '../../fixtures/oci.js';
+import { debianFixture, img2vm, sh } from './helpers.js';
+
+const NO_DAEMON = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' };
+const PROBE_C = `
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  char cwd[256];
+  for (int i = 0; i < argc; i++) printf("probe: argv[%d]=%s\\n", i, argv[i]);
+  printf("probe: GREETING=%s\\n", getenv("GREETING") ? getenv("GREETING") : "(unset)");
+  printf("probe: cwd=%s pid=%d uid=%d\\n", getcwd(cwd, sizeof cwd) ? cwd : "?", (int)getpid(), (int)getuid());
+  fflush(stdout);
+  return 7;
+}
+`;
+
+let tmp: string;
+let scratch: string;
+let busybox: string;
+const timings: string[] = [];
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'img2vm-e2e-init-'));
+  await writeFile(join(tmp, 'probe.c'), PROBE_C);
+  await sh('musl-gcc', ['-static', '-Os', '-o', join(tmp, 'probe'), join(tmp, 'probe.c')]);
+  // scratch: one static binary, no /etc, no /proc, no shell
+  scratch = join(tmp, 'scratch.tar');
+  await writeOciArchive(scratch, [await layerOf([{ name: 'probe', mode: 0o755, content: await readFile(join(tmp, 'probe')) }])], {
+    Entrypoint: ['/probe'], Cmd: ['one', 'two words'], Env: ['GREETING=hello from the image'], WorkingDir: '/data',
+  });
+  // a busybox userland whose os-release names a distribution img2vm has no template for
+  const applets = ['sh', 'echo', 'cat', 'ls', 'mount', 'modprobe'];
+  busybox = join(tmp, 'busybox.tar');
+  await writeOciArchive(busybox, [await layerOf([
+    { name: 'bin/', dir: true },
+    { name: 'bin/busybox', mode: 0o755, content: await readFile('/bin/busybox') },
+    ...applets.map((a) => ({ name: `bin/${a}`, symlink: 'busybox' })),
+    { name: 'etc/', dir: true },
+    { name: 'etc/os-release', content: 'ID=toyos\nNAME="Toy OS"\nPRETTY_NAME="Toy OS 1.0"\nVERSION_ID=1.0\n' },
+  ])], { Cmd: ['/bin/sh', '-c', 'echo toy: $(cat /etc/os-release | head -1); ls /lib/modules; exit 0'] });
+}, 120_000);
+
+afterAll(async () => {
+  if (timings.length) console.log(`--init img2vm:\n${timings.join('\n')}`);
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** Converts (with no Docker daemon reachable unless env says otherwise); the JSON result. */
+async function convert(src: string, out: string, args: string[] = [], env: Record<string, string> = NO_DAEMON) {
+  const t0 = performance.now();
+  const r = await img2vm([src, '-o', out, '--json', ...args], { env });
+  expect(r.exitCode, r.all).toBe(0);
+  timings.push(`convert ${out.split('/').pop()}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return JSON.parse(r.stdout) as { plan: { guest: { strategy: string; reason: string; init?: { mode: string } } }; fileSize: number; diskSize: number };
+}
+
+describe('--init img2vm', () => {
+  it('a scratch image runs its ENTRYPOINT/CMD through GRUB: output on the terminal, its exit code, not PID 1', async () => {
+    const out = join(tmp, 'scratch.qcow2');
+    const j = await convert(`oci-archive:${scratch}`, out);
+    // auto chose img2vm and said why: a scratch image has no distribution
+    expect(j.plan.guest).toMatchObject({ strategy: 'img2vm', init: { mode: 'workload' } });
+    expect(j.plan.guest.reason).toMatch(/no \/etc\/os-release/);
+    timings.push(`scratch qcow2: ${(j.fileSize / 1048576).toFixed(1)} MiB on disk, ${(j.diskSize / 1048576).toFixed(0)} MiB virtual`);
+    const t0 = performance.now();
+    const run = await execa('bin/img2vm', ['run', out, '--timeout', '300'], { reject: false, all: true, stdin: 'ignore' });
+    expect(run.exitCode, run.all).toBe(7);
+    expect(run.stdout).toContain('probe: argv[0]=/probe\nprobe: argv[1]=one\nprobe: argv[2]=two words');
+    expect(run.stdout).toContain('probe: GREETING=hello from the image');
+    expect(run.stdout).toMatch(/probe: cwd=\/data pid=(\d+) uid=0/);
+    expect(Number(/pid=(\d+)/.exec(run.stdout)![1])).toBeGreaterThan(1);
+    timings.push(`run scratch.qcow2 to exit: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    // the test command passes it only with the status asked for
+    expect((await img2vm(['test', out, '--expect-exit', '7', '--timeout', '300'])).exitCode).toBe(0);
+  });
+
+  it('the same image as --format rootfs boots its Firecracker config directly', async () => {
+    const out = join(tmp, 'scratch.ext4');
+    await convert(`oci-archive:${scratch}`, out);
+    const cfg = JSON.parse(await readFile(join(tmp, 'scratch.firecracker.json'), 'utf8'));
+    expect(cfg['boot-source'].boot_args).toContain('img2vm.halt=reboot');
+    const r = await execa('bin/img2vm', ['run', join(tmp, 'scratch.firecracker.json'), '--timeout', '300'], { reject: false, all: true, stdin: 'ignore' });
+    expect(r.exitCode, r.all).toBe(7);
+    expect(r.stdout).toContain('probe: argv[2]=two words');
+  });
+
+  it('an image img2vm has no template for boots its command (auto says why), and gets the kernel modules it could load', async () => {
+    const out = join(tmp, 'toy.qcow2');
+    const j = await convert(`oci-archive:${busybox}`, out, ['--boot', 'bios']);
+    expect(j.plan.guest.reason).toMatch(/no template for Toy OS 1.0/);
+    const r = await execa('bin/img2vm', ['run', out, '--timeout', '300'], { reject: false, all: true, stdin: 'ignore' });
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toContain('toy: ID=toyos');
+    // modprobe exists, so the kernel's modules are where it looks
+    expect(r.stdout).toMatch(/^\d+\.\d+\.\S+-cloud-amd64$/m);
+  });
+
+  it('a Debian image as docker ships it (no kernel, no systemd) gives a login prompt with --password, a root shell without', async () => {
+    const image = await debianFixture('img2vm-e2e:bookworm');
+    const login = join(tmp, 'debian-login.qcow2');
+    await convert(image, login, ['--init', 'img2vm', '--password', 'pw', '--boot', 'bios'], {});
+    const t = await img2vm(['test', login, '--login', 'root:pw', '--run', 'cat /etc/debian_version; cat /proc/1/comm', '--timeout', '300', '--json']);
+    expect(t.exitCode, t.all).toBe(0);
+    expect(JSON.parse(t.stdout).command.output).toMatch(/^12\./);
+    const shell = join(tmp, 'debian-shell.qcow2');
+    await convert(image, shell, ['--init', 'img2vm', '--boot', 'bios'], {});
+    const s = await img2vm(['test', shell, '--expect', 'root@[^:]*:/# ', '--timeout', '300']);
+    expect(s.exitCode, s.all).toBe(0);
+  });
+});
