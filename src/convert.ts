@@ -1,5 +1,6 @@
 // The library entry points: convert() an image into a disk (plan, then apply), and planImage() for `img2vm plan`.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { access, constants, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -78,7 +79,7 @@ function validate(input: ConvertOptionsInput | ConvertOptions): { o: ConvertOpti
 /** Checks what can be checked before any work: option combinations, tools, the output directory. */
 async function preflightConvert(o: ConvertOptions, format: OutputFormat): Promise<void> {
   if (o.output !== undefined) await preflightOutput(o.output);
-  const probe = plan(o, {});
+  const probe = plan(o, { inputs: readInputs(o) });
   const tools: ToolName[] = ['mke2fs', 'setfattr', ...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools), ...GUEST_STRATEGIES[strategyFor(o)].tools];
   if (probe.steps.some((s) => s.stage === 'disk' && s.id === 'vfat')) tools.push('mkfs.fat');
   if (!format.isRaw) tools.push('qemu-img');
@@ -108,11 +109,21 @@ async function preflightOutput(output: string): Promise<void> {
   if (ost?.isDirectory()) throw new Img2vmError('outputNotWritable', `output ${out} is a directory`, 'give a file name, e.g. -o disk.qcow2');
 }
 
+/** The files options name, read once at the start (so a plan is a function of data). */
+function readInputs(o: ConvertOptions): NonNullable<ImageFacts['inputs']> {
+  if (o.sshKey === undefined) return {};
+  try {
+    return { sshKey: { file: o.sshKey, text: readFileSync(o.sshKey, 'utf8') } };
+  } catch (e) {
+    throw new Img2vmError('usage', `cannot read --ssh-key ${o.sshKey}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'give the public key file, e.g. --ssh-key ~/.ssh/id_ed25519.pub');
+  }
+}
+
 /** A run's state; plan() is re-derived from its options and facts whenever a step learns something. */
 function newRun(o: ConvertOptions, format: OutputFormat, ctx: RunContext, work: string): ConversionRun {
   const outPath = o.output !== undefined ? resolve(o.output) : null;
   const tmpOut = outPath ? join(dirname(outPath), `.${basename(outPath)}.img2vm-${process.pid}.tmp`) : join(work, 'output.tmp');
-  const facts: ImageFacts = {};
+  const facts: ImageFacts = { inputs: readInputs(o) };
   let docker: DockerClient | undefined;
   const r: ConversionRun = {
     options: o,
@@ -191,7 +202,7 @@ async function result(r: ConversionRun, timings: Partial<Record<StageId, number>
  */
 export async function planImage(input: ConvertOptionsInput | ConvertOptions, hooks: ConvertHooks = {}): Promise<ConversionPlan> {
   const { o, format } = validate(input);
-  plan(o, {});
+  plan(o, { inputs: readInputs(o) });
   const scope = hooks.scope ?? new Scope();
   const work = await mkdtemp(join(process.env.TMPDIR || tmpdir(), 'img2vm-plan-'));
   scope.defer(`remove ${work}`, () => rm(work, { recursive: true, force: true }));

@@ -38,6 +38,19 @@ function drawIds(random: Random): { root: string; boot: string; esp: string; roo
   return { root, boot, esp, rootHash: r.uuid(), bootHash: r.uuid() };
 }
 
+/** Options that install packages into the distribution need its template; say so instead of ignoring them. */
+function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId): void {
+  if (id === 'distro') return;
+  const distroOnly = [o.sshKey && '--ssh-key', o.user && '--user', o.cloudInit && '--cloud-init', o.entrypointService && '--entrypoint-service'].filter(Boolean);
+  if (distroOnly.length === 0) return;
+  const why = id === 'img2vm' ? "img2vm's own init" : 'the image\'s own kernel and init (--init image)';
+  throw new Img2vmError(
+    'usage',
+    `${distroOnly.join(', ')} install${distroOnly.length === 1 ? 's' : ''} packages from the distribution's template, which ${why} does not use`,
+    id === 'img2vm' && o.init === 'auto' ? 'give --init distro (it needs a template for the distribution and a builder), or leave the option out' : 'give --init distro, or leave the option out',
+  );
+}
+
 /**
  * --init auto: the distribution's own VM when img2vm has its template and a builder is available, img2vm's
  * kernel and init otherwise. Until the image has been read, distro is assumed.
@@ -106,6 +119,7 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
   const direct = !!format.directKernel;
   const strategyId = strategyFor(o, facts);
   const strategy = GUEST_STRATEGIES[strategyId];
+  checkStrategyOptions(o, strategyId);
   const guest = strategy.describe(o, facts);
   const loaders = loadersFor(o, direct);
   const uefi = loaders.includes('grub-efi') || loaders.includes('systemd-boot');

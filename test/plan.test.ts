@@ -191,12 +191,13 @@ describe('plan: ids, sizes and strategies', () => {
   it('writes hostname, hosts, machine-id and the resolver link for distro guests, only fstab and the password for --raw', () => {
     const paths = (p: ConversionPlan) => p.guestFiles.filter((f) => f.by !== 'grub' && f.by !== 'grub-bios' && f.by !== 'grub-efi').map((f) => `${f.kind} ${f.path}`);
     expect(paths(planFor({ password: 'pw' }))).toEqual([
-      'file /etc/fstab', 'dir /boot/efi', 'remove /.dockerenv', 'edit /etc/shadow', 'file /etc/hostname', 'file /etc/hosts', 'file /etc/machine-id', 'symlink /etc/resolv.conf',
+      'file /etc/fstab', 'dir /boot/efi', 'remove /.dockerenv', 'file /etc/hostname', 'file /etc/hosts', 'file /etc/machine-id', 'symlink /etc/resolv.conf', 'edit /etc/passwd, /etc/shadow, /etc/group',
     ]);
     const raw = planFor({ raw: true });
     expect(raw.guest.strategy).toBe('image');
     expect(raw.steps[1]).toMatchObject({ stage: 'guest', id: 'image' });
     expect(paths(raw)).toEqual(['file /etc/fstab', 'dir /boot/efi', 'remove /.dockerenv']);
+    expect(paths(planFor({ raw: true, password: 'pw' })).at(-1)).toBe('edit /etc/shadow');
     expect(planFor({ hostname: 'web-1' }).guestFiles.find((f) => f.path === '/etc/hostname')!.content).toBe('web-1\n');
     // the password is never part of the plan
     expect(JSON.stringify(planFor({ password: 's3cret-pw' }))).not.toContain('s3cret-pw');
@@ -271,5 +272,37 @@ describe('plan: --init img2vm and auto', () => {
     // before the image is read, the plan assumes distro; --init img2vm never changes its mind
     expect(planFor({}, {}).guest.strategy).toBe('distro');
     expect(planFor({ init: 'img2vm' }, { ...debian, builders: { docker: true } }).guest.strategy).toBe('img2vm');
+  });
+});
+
+describe('plan: guest configuration options', () => {
+  const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0rT3Mm8VHZb2PaZ4xO2sC1pZ6J7nN8u1e2bVrQk0a user@host\n';
+  const withKey: ImageFacts = { ...FACTS, inputs: { sshKey: { file: '/k/id.pub', text: KEY } } };
+
+  it('--ssh-key and --user: host keys the image carries are removed, accounts are edited when written; no secret in the plan', () => {
+    const p = planFor({ password: 'hunter22', user: 'alice' }, withKey);
+    const distro = p.guestFiles.filter((f) => f.by === 'distro');
+    expect(distro.find((f) => f.kind === 'remove')).toMatchObject({ path: '/etc/ssh', filter: 'ssh_host_*' });
+    expect(distro.find((f) => f.kind === 'edit')!.note).toBe("root's password (SHA-512 crypt); the sudo user alice with the same password; authorized_keys from /k/id.pub");
+    expect(JSON.stringify(p)).not.toMatch(/hunter22|\$6\$/);
+  });
+
+  it('--dns writes the servers in the network stack the distribution uses', () => {
+    const p = planFor({ dns: ['192.0.2.1,192.0.2.2'] });
+    const f = p.guestFiles.find((x) => x.path === '/etc/systemd/resolved.conf.d/90-img2vm-dns.conf');
+    expect(f!.content).toContain('DNS=192.0.2.1 192.0.2.2');
+  });
+
+  it('--entrypoint-service writes a unit for the image command and enables it', () => {
+    const p = planFor({ entrypointService: true }, { ...FACTS, process: { entrypoint: ['/app'], cmd: ['--port', '80'], env: ['A=1'], cwd: '/srv', user: 'nobody' } });
+    const unit = p.guestFiles.find((x) => x.kind === 'file' && x.path.endsWith('img2vm-entrypoint.service'));
+    expect(unit!.content).toMatch(/ExecStart=.*\/app.*--port.*80/);
+    expect(p.guestFiles.some((x) => x.kind === 'symlink' && x.path.includes('multi-user.target.wants'))).toBe(true);
+  });
+
+  it('refuses options that need the template when img2vm or the image boots itself', () => {
+    expect(() => planFor({ init: 'img2vm', user: 'alice', password: 'x' })).toThrow(/--user installs packages from the distribution's template, which img2vm's own init does not use/);
+    expect(() => planFor({ raw: true, cloudInit: true })).toThrow(/--cloud-init installs packages/);
+    expect(() => planFor({ init: 'img2vm', password: 'x', hostname: 'h1', dns: ['192.0.2.1'] })).not.toThrow();
   });
 });

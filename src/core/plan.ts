@@ -32,6 +32,8 @@ export interface ImageFacts {
   kernelBundle?: { version: string; vmlinuz: string; modulesDir?: string; config?: string; origin: string; id: string };
   /** What the image's userland offers the init (found in the flattened root). */
   userland?: Userland;
+  /** Files the options name, as read when the conversion started (the --ssh-key file). */
+  inputs?: { sshKey?: { file: string; text: string } };
   /** The image config's process: ENTRYPOINT, CMD, Env, WorkingDir, User. */
   process?: { entrypoint: string[]; cmd: string[]; env: string[]; cwd: string; user: string };
 }
@@ -81,8 +83,9 @@ export interface GuestFile {
   mode?: number;
   /** file: its content (absent until the facts it depends on are known); symlink: its target. */
   content?: string;
-  /** copy: the host directory or file, and which names of it. */
+  /** copy (and file): the host directory or file it comes from; work:NAME is a file the run made. */
   from?: string;
+  /** copy: which names ("*.mod *.lst", or ** for the whole tree); remove: only the entries of the directory that match. */
   filter?: string;
   note?: string;
   /** The step that asked for it (a boot loader, or the guest strategy). */

@@ -92,8 +92,12 @@ export function baseGuestFiles(s: BaseSettings, by: string): GuestFile[] {
     ...(s.espUuid ? [{ kind: 'dir', path: '/boot/efi', fs: 'root', mode: 0o755, by } as GuestFile] : []),
     // Docker leaves this marker in some images; inside a VM it would make systemd think it runs in a container.
     { kind: 'remove', path: '/.dockerenv', fs: 'root', by },
-    ...(s.password ? [{ kind: 'edit', path: '/etc/shadow', fs: 'root', mode: 0o640, note: "root's password (SHA-512 crypt)", by } as GuestFile] : []),
   ];
+}
+
+/** The root password, set in the image's own /etc/shadow (the hash is made when the file is written). */
+export function passwordEdit(password: boolean, by: string): GuestFile[] {
+  return password ? [{ kind: 'edit', path: '/etc/shadow', fs: 'root', mode: 0o640, note: "root's password (SHA-512 crypt)", by }] : [];
 }
 
 /** A VM of the image's own distribution: its identity is fresh on first boot, DNS goes where its resolver listens. */
@@ -116,9 +120,11 @@ export interface Secrets {
 }
 
 /** Writes the planned files (all but the ESP's) into the staged root, in order; the password edit needs the secret. */
-export function applyGuestFiles(root: string, files: readonly GuestFile[], secrets: Secrets): void {
+export function applyGuestFiles(root: string, files: readonly GuestFile[], secrets: Secrets, edit?: (f: GuestFile) => void): void {
   writeGuestFiles(root, files, (f) => {
-    if (f.path === '/etc/shadow' && secrets.password !== undefined) setPassword(root, secrets);
+    if (f.path === '/etc/shadow') {
+      if (secrets.password !== undefined) setPassword(root, secrets);
+    } else edit?.(f);
   }, secrets.workDir);
 }
 
@@ -155,6 +161,7 @@ export interface GuestSettings {
 export async function configureGuest(root: string, s: GuestSettings): Promise<void> {
   const files = [
     ...baseGuestFiles({ rootUuid: s.rootUuid, bootUuid: s.bootUuid, espUuid: s.espUuid, password: s.password !== undefined }, 'guest'),
+    ...passwordEdit(s.password !== undefined, 'guest'),
     ...(s.raw ? [] : systemGuestFiles(s.hostname, hasResolved(root), 'guest')),
   ];
   applyGuestFiles(root, files, { password: s.password, random: s.random, epochSeconds: s.epochSeconds });

@@ -2,21 +2,16 @@
 import { rm } from 'node:fs/promises';
 import { Img2vmError } from '../core/errors.js';
 import type { BuilderId } from '../core/plan.js';
-import { systemGuestFiles } from './configure.js';
+import { applyAccountEdits, distroGuestFiles, recipeWithFeatures } from './distro-config.js';
+import { epochSeconds } from '../core/epoch.js';
 import { detectOs } from './detect.js';
-import { recipeFor, type DistroRecipe } from './distros.js';
+import { recipeFor } from './distros.js';
 import { AUTO_ORDER, BUILDERS } from './builders/index.js';
 import type { Builder } from './builders/builder.js';
 import type { GuestStrategy } from './strategy.js';
 import type { ConversionRun } from '../core/conversion.js';
-import type { ConvertOptions } from '../core/options.js';
 import type { SourceImage } from '../source/image.js';
 
-/** The recipe with what the options add to it (the guest's own systemd-boot keeps the ESP current on upgrades). */
-export function recipeWithOptions(recipe: DistroRecipe, o: ConvertOptions): DistroRecipe {
-  if (o.bootloader !== 'systemd-boot') return recipe;
-  return { ...recipe, values: { ...recipe.values, extra_packages: [recipe.values.extra_packages, 'systemd-boot'].filter(Boolean).join(' ') } };
-}
 
 async function pickBuilder(r: ConversionRun): Promise<Builder> {
   const wanted: BuilderId[] = r.options.builder === 'auto' ? AUTO_ORDER : [r.options.builder];
@@ -45,7 +40,7 @@ async function pickBuilder(r: ConversionRun): Promise<Builder> {
 export async function lookupGuestBuild(r: ConversionRun): Promise<SourceImage | undefined> {
   const os = await detectOs(r.image!, r.ctx.signal);
   r.facts.os = os ?? null;
-  const recipe = recipeWithOptions(recipeFor(os, r.image!.config.architecture), r.options);
+  const recipe = recipeWithFeatures(recipeFor(os, r.image!.config.architecture), r.options, r.facts);
   const wanted: BuilderId[] = r.options.builder === 'auto' ? AUTO_ORDER : [r.options.builder];
   for (const id of wanted) {
     const b = BUILDERS[id];
@@ -68,7 +63,14 @@ export const distroStrategy: GuestStrategy = {
     const recipe = recipeFor(facts.os ?? undefined, undefined);
     return { strategy: 'distro', reason, distribution: recipe.label, template: recipe.template, builder: o.builder === 'auto' ? null : o.builder, cached: null };
   },
-  guestFiles: (_o, facts, hostname) => systemGuestFiles(hostname, facts.hasResolved ?? false, 'distro'),
+  guestFiles(o, facts, hostname) {
+    if (!facts.os) return [];
+    return distroGuestFiles(recipeFor(facts.os, undefined), o, facts, hostname);
+  },
+  edit(r, f) {
+    if (f.by !== 'distro' || !r.facts.os) return;
+    applyAccountEdits(r, recipeFor(r.facts.os, undefined), epochSeconds());
+  },
   kernelFromImage: true,
   noKernelHint: 'the guest build did not install a kernel; see -v output',
   tools: [],
@@ -76,7 +78,7 @@ export const distroStrategy: GuestStrategy = {
     const builder = await pickBuilder(r);
     const os = r.facts.os !== undefined ? r.facts.os ?? undefined : await detectOs(r.image!, r.ctx.signal);
     r.facts.os = os ?? null;
-    const recipe = recipeWithOptions(recipeFor(os, r.image!.config.architecture), r.options);
+    const recipe = recipeWithFeatures(recipeFor(os, r.image!.config.architecture), r.options, r.facts);
     const built = await builder.build(r, recipe);
     const before = r.image!;
     r.image = built.image;

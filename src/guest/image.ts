@@ -1,4 +1,5 @@
 // --init image (--raw): the image brings its own kernel and init; img2vm installs nothing and keeps its configuration.
+import { passwordEdit } from './configure.js';
 import type { GuestStrategy } from './strategy.js';
 
 export const imageStrategy: GuestStrategy = {
@@ -11,7 +12,7 @@ export const imageStrategy: GuestStrategy = {
     builder: null,
     cached: null,
   }),
-  guestFiles: () => [],
+  guestFiles: (o) => passwordEdit(o.password !== undefined, 'image'),
   kernelFromImage: true,
   noKernelHint: 'drop --raw so img2vm installs a kernel, or add one to the image',
   tools: [],

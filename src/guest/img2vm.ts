@@ -10,6 +10,7 @@ import type { GuestFile, ImageFacts } from '../core/plan.js';
 import { run } from '../tools/index.js';
 import { img2vmInitramfsEntries, writeInitramfs, type InitModule } from './initramfs.js';
 import { getKernel, parseKernelSource, resolveModules, type ModuleFile } from './kernel/index.js';
+import { passwordEdit } from './configure.js';
 import type { GuestStrategy } from './strategy.js';
 import { decideInit } from './workload.js';
 
@@ -78,11 +79,13 @@ export const img2vmStrategy: GuestStrategy = {
     cached: null,
     init: init(facts, o.password !== undefined),
   }),
-  guestFiles(_o, facts) {
+  guestFiles(o, facts) {
     const k = facts.kernelBundle;
-    if (!k) return [{ kind: 'file', path: `${IMG2VM_BOOT_DIR}/`, fs: 'root', note: "img2vm's kernel and initramfs, once the kernel is fetched", by: 'img2vm' }];
+    const pw = passwordEdit(o.password !== undefined, 'img2vm');
+    if (!k) return [...pw, { kind: 'file', path: `${IMG2VM_BOOT_DIR}/`, fs: 'root', note: "img2vm's kernel and initramfs, once the kernel is fetched", by: 'img2vm' }];
     const p = img2vmKernelPaths(k.version);
     const files: GuestFile[] = [
+      ...pw,
       { kind: 'file', path: p.kernel, fs: 'root', mode: 0o644, from: k.vmlinuz, note: k.origin, by: 'img2vm' },
       { kind: 'file', path: p.initrd, fs: 'root', mode: 0o644, from: `work:${INITRD_WORK_NAME}`, note: "img2vm's init, its spec and the disk and network modules", by: 'img2vm' },
     ];
@@ -131,6 +134,7 @@ export const img2vmStrategy: GuestStrategy = {
         hostname: r.plan.hostname,
         login: decision.login,
         network: 'auto',
+        ...(r.options.dns ? { dns: r.options.dns.flatMap((d) => d.split(',')).map((d) => d.trim()).filter(Boolean) } : {}),
       },
       modules,
     );

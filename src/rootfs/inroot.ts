@@ -60,6 +60,23 @@ export function removeInRoot(root: string, path: string): void {
   rmSync(fsPath(r.checkedAbs(joinRel(res.parent, res.name))), { recursive: true, force: true });
 }
 
+/** Removes the entries of a directory inside root whose names match a pattern (ssh_host_*); nothing if it is missing. */
+export function removeMatchingInRoot(root: string, dir: string, pattern: string): void {
+  const r = resolverFor(root);
+  const res = r.resolve([...comps(dir), '.'], false);
+  if (!res.ok) return;
+  const abs = r.abs(res.parent);
+  const re = globRe(pattern);
+  for (const name of readdirSync(fsPath(abs), { encoding: 'buffer' })) {
+    const n = name.toString('latin1');
+    if (re.test(n)) rmSync(fsPath(r.checkedAbs(joinRel(res.parent, n))), { recursive: true, force: true });
+  }
+}
+
+function globRe(pattern: string): RegExp {
+  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+}
+
 /** Makes the directory path (and its parents) inside root, following symlinks inside root; returns its host path. */
 export function mkdirInRoot(root: string, path: string): string {
   const r = resolverFor(root);
@@ -83,7 +100,7 @@ export function freshDirInRoot(root: string, path: string): string {
 /** Copies the regular files of a host directory whose names match one of the patterns ("*.mod") into a fresh directory. */
 export function copyHostFilesInRoot(root: string, path: string, hostDir: string, patterns: string[]): void {
   const dest = freshDirInRoot(root, path);
-  const res = patterns.map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`));
+  const res = patterns.map(globRe);
   for (const name of readdirSync(hostDir).sort()) {
     if (!res.some((re) => re.test(name))) continue;
     if (!lstatSync(join(hostDir, name)).isFile()) continue;
@@ -152,7 +169,8 @@ export function writeGuestFiles(root: string, files: readonly GuestFile[], edit:
         symlinkInRoot(root, path, f.content ?? '');
         break;
       case 'remove':
-        removeInRoot(root, path);
+        if (f.filter) removeMatchingInRoot(root, path, f.filter);
+        else removeInRoot(root, path);
         break;
       case 'copy':
         if (f.filter === '**') copyHostTreeInRoot(root, path, f.from!);

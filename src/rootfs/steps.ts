@@ -9,6 +9,7 @@ import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
 import type { Userland } from '../core/plan.js';
 import { formatSize } from '../core/units.js';
+import { epochSeconds } from '../core/epoch.js';
 import { applyGuestFiles, findKernel, hasResolved } from '../guest/configure.js';
 import { GUEST_STRATEGIES } from '../guest/index.js';
 import { RootfsBuilder } from './flatten.js';
@@ -79,9 +80,10 @@ async function exportFile(r: ConversionRun, path: string, as: string, optional: 
 }
 
 const configure: StepFn = async (r) => {
-  await GUEST_STRATEGIES[r.plan.guest.strategy].beforeConfigure?.(r);
-  const epochSeconds = Number(process.env.SOURCE_DATE_EPOCH ?? Math.floor(Date.now() / 1000));
-  applyGuestFiles(r.staging, r.plan.guestFiles, { password: r.options.password, random: r.ctx.random.fork('password'), epochSeconds, workDir: r.ctx.work });
+  const strategy = GUEST_STRATEGIES[r.plan.guest.strategy];
+  await strategy.beforeConfigure?.(r);
+  const secrets = { password: r.options.password, random: r.ctx.random.fork('password'), epochSeconds: epochSeconds(), workDir: r.ctx.work };
+  applyGuestFiles(r.staging, r.plan.guestFiles, secrets, (f) => strategy.edit?.(r, f));
   for (const e of r.plan.exports) await exportFile(r, e.path, e.as, !!e.optional);
   if (r.options.bootPartition !== undefined) {
     // /boot becomes its own file system: its content moves aside and an empty mount point stays.
