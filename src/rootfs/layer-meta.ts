@@ -31,32 +31,37 @@ export function checkDevice(h: TarHeader): void {
   }
 }
 
+/** What a layer entry becomes, for the xattr rules that depend on it. */
+export type EntryKind = 'file' | 'dir' | 'other';
+
 /** Why Linux would refuse to set this xattr on a node of this kind, or undefined if it would not. */
-function xattrProblem(name: string, value: Buffer, isDir: boolean): string | undefined {
+function xattrProblem(name: string, value: Buffer, kind: EntryKind): string | undefined {
   if (name.length === 0 || name.length > XATTR_NAME_MAX) return `its name is ${name.length} bytes (1 to ${XATTR_NAME_MAX} allowed)`;
   if (name.includes('\0')) return 'its name contains a NUL byte';
   if (value.length > XATTR_SIZE_MAX) return `its value is ${value.length} bytes (at most ${XATTR_SIZE_MAX})`;
   if (POSIX_ACLS.includes(name)) {
     // posix_acl_xattr_header (version 2) then 8-byte entries; the kernel refuses anything else.
     if (value.length < 4 || (value.length - 4) % 8 !== 0 || value.readUInt32LE(0) !== 2) return 'it is not a POSIX ACL in the xattr format';
-    if (name === 'system.posix_acl_default' && !isDir) return 'a default ACL belongs on a directory';
+    if (name === 'system.posix_acl_default' && kind !== 'dir') return 'a default ACL belongs on a directory';
     return undefined;
   }
   if (!NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length)) return 'Linux has no such xattr namespace';
+  // The kernel refuses user.* on symlinks and device nodes (and would not show them).
+  if (name.startsWith('user.') && kind === 'other') return 'user xattrs exist only on regular files and directories';
   return undefined;
 }
 
 /** The entry's metadata. Ids out of range are a badImage error; unusable xattrs are dropped with a warning each. */
-export function headerMeta(h: TarHeader, warn: (msg: string) => void, isDir: boolean): NodeMeta {
+export function headerMeta(h: TarHeader, warn: (msg: string) => void, kind: EntryKind): NodeMeta {
   checkId(h.uid, 'uid', h);
   checkId(h.gid, 'gid', h);
-  const meta: NodeMeta = { mode: h.mode & 0o7777, uid: h.uid, gid: h.gid, mtime: { ...h.mtimeExact }, xattrs: validXattrs(h, warn, isDir) };
+  const meta: NodeMeta = { mode: h.mode & 0o7777, uid: h.uid, gid: h.gid, mtime: { ...h.mtimeExact }, xattrs: validXattrs(h, warn, kind) };
   if (h.atime) meta.atime = { ...h.atime };
   if (h.ctime) meta.ctime = { ...h.ctime };
   return meta;
 }
 
-export function validXattrs(h: TarHeader, warn: (msg: string) => void, isDir: boolean): Map<string, Buffer> {
+export function validXattrs(h: TarHeader, warn: (msg: string) => void, kind: EntryKind): Map<string, Buffer> {
   if (h.xattrs.size === 0 && !h.aclText) return h.xattrs;
   const out = new Map<string, Buffer>();
   const all = new Map(h.xattrs);
@@ -69,7 +74,7 @@ export function validXattrs(h: TarHeader, warn: (msg: string) => void, isDir: bo
     else all.set(name, v);
   }
   for (const [name, value] of all) {
-    const why = xattrProblem(name, value, isDir);
+    const why = xattrProblem(name, value, kind);
     if (why) warn(`dropping extended attribute "${showPath(name)}" of "${showPath(h.path)}": ${why}`);
     else out.set(name, value);
   }

@@ -97,6 +97,18 @@ describe('xattrs', () => {
     expect(stats.xattrs).toBe(9);
   });
 
+  it('user.* on a symlink or device node is dropped as the kernel would refuse it; security.* stays', async () => {
+    const { root, warnings } = await flattenLayers([
+      await makeTar([
+        { name: 'ln', type: 'symlink', linkname: 'x', pax: { 'SCHILY.xattr.user.x': '1', 'SCHILY.xattr.security.selinux': 'l' } },
+        { name: 'null', type: 'character-device', devmajor: 1, devminor: 3, pax: { 'SCHILY.xattr.user.y': '2' } },
+      ]),
+    ]);
+    expect(must(root, 'ln').meta.xattrs).toEqual(new Map([['security.selinux', Buffer.from('l')]]));
+    expect(must(root, 'null').meta.xattrs.size).toBe(0);
+    expect(warnings).toEqual([expect.stringMatching(/"user.x" of "ln": user xattrs exist only/), expect.stringMatching(/"user.y" of "null"/)]);
+  });
+
   it('a hard link entry adds its xattrs to the shared node', async () => {
     const { root } = await flattenLayers([
       await makeTar([
