@@ -1,13 +1,14 @@
 // Benchmark: the tree flattener (LayerFlattener into a counting content store) against the staging-directory RootfsBuilder, in one run.
-// Usage (after `npm run build`): node bench/layers.mjs [--image IMG] [--synthetic N] [--bigfile MiB] [--runs R] [--no-old]
+// Usage (after `npm run build`): node bench/layers.mjs [--image IMG] [--synthetic N] [--bigfile MiB] [--runs R] [--old-runs R] [--no-old]
 //   --image IMG     flatten the layers of `docker save IMG` (IMG in the local daemon)
 //   --synthetic N   a generated two-layer image with N files (default 100000; 0 to skip)
 //   --bigfile MiB   a layer holding one sparse-ish file of that size (default 1024; 0 to skip)
 // Each measurement runs in a fresh child process, so its peak RSS (VmHWM) is its own. Prints, per
 // input: entries/s, MB/s of layer bytes, peak RSS, and for gzip layers how much of the gunzip time
-// overlapped with the flattening (1 = fully hidden on another core, 0 = strictly added).
+// overlapped with the flattening (1 = fully hidden on another core, 0 = strictly added), and CPU
+// seconds of the main thread and of the others (libuv's pool, where zlib inflates and files are read).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -23,6 +24,20 @@ const dist = new URL('../dist/rootfs/', import.meta.url);
 function hwmKiB() {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) : 0;
+}
+
+/** CPU seconds of the main thread and of all other threads (libuv's pool inflates gzip there), from /proc. */
+function threadCpu() {
+  let main = 0;
+  let other = 0;
+  for (const tid of readdirSync('/proc/self/task')) {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+    if (Number(tid) === process.pid) main += ticks;
+    else other += ticks;
+  }
+  return { main: main / 100, other: other / 100 };
 }
 
 /** A content store that consumes every chunk and keeps nothing: the flattener's own cost, not a store's. */
@@ -55,7 +70,9 @@ async function child(impl, files) {
   const { RootfsBuilder } = await import(new URL('flatten.js', dist));
   const { createGunzip } = await import('node:zlib');
   const out = { impl, bytesIn: files.reduce((a, f) => a + statSync(f).size, 0) };
+  const th0 = threadCpu();
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   if (impl === 'tree') {
     const store = new CountingStore();
     let last;
@@ -80,6 +97,10 @@ async function child(impl, files) {
     out.bytesOut = n;
   }
   out.ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  out.cpuMs = (c.user + c.system) / 1000;
+  const th1 = threadCpu();
+  out.threads = { main: th1.main - th0.main, other: th1.other - th0.other };
   out.hwmKiB = hwmKiB();
   process.stdout.write(JSON.stringify(out));
 }
@@ -206,7 +227,10 @@ function report(title, files, results, tarBytes, entries) {
   console.log(`\n${title}: ${files.length} layers, ${mb(tree.bytesIn)} MB of blobs, ${mb(tarBytes)} MB of tar, ${entries} entries, ${tree.files} files in the result`);
   for (const [impl, { best, median }] of Object.entries(results)) {
     const s = median.ms / 1000;
-    console.log(`  ${impl.padEnd(7)} ${s.toFixed(2)} s median (best ${(best.ms / 1000).toFixed(2)}), ${Math.round(entries / s)} entries/s, ${(tarBytes / 1e6 / s).toFixed(0)} MB/s of tar, peak RSS ${(median.hwmKiB / 1024).toFixed(0)} MiB`);
+    console.log(
+      `  ${impl.padEnd(10)} ${s.toFixed(2)} s median (best ${(best.ms / 1000).toFixed(2)}), ${Math.round(entries / s)} entries/s, ${(tarBytes / 1e6 / s).toFixed(0)} MB/s of tar, ` +
+        `CPU ${(median.cpuMs / 1000).toFixed(2)} s (main thread ${median.threads.main.toFixed(2)}, others ${median.threads.other.toFixed(2)}), peak RSS ${(median.hwmKiB / 1024).toFixed(0)} MiB`,
+    );
   }
 }
 
@@ -216,6 +240,7 @@ async function main() {
   const n = Number(arg('--synthetic', '100000'));
   const mib = Number(arg('--bigfile', '1024'));
   const old = !process.argv.includes('--no-old');
+  const oldRuns = Number(arg('--old-runs', '1'));
   const work = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), 'img2vm-bench-layers-'));
   try {
     const idle = measure('idle', [], 1).best;
@@ -234,9 +259,9 @@ async function main() {
         gz.push(`${f}.gz`);
       }
       const results = { tree: measure('tree', plain, runs) };
-      if (old) results.old = measure('old', plain, runs);
+      if (old) results.old = measure('old', plain, oldRuns);
       const gzResults = { tree: measure('tree', gz, runs), gunzip: measure('gunzip', gz, runs) };
-      if (old) gzResults.old = measure('old', gz, runs);
+      if (old) gzResults.old = measure('old', gz, oldRuns);
       const tarBytes = results.tree.median.bytesIn;
       const entries = results.tree.median.entries;
       report(`${title}, uncompressed`, plain, results, tarBytes, entries);
@@ -245,7 +270,10 @@ async function main() {
       const tGunzip = gzResults.gunzip.median.ms;
       const tGz = gzResults.tree.median.ms;
       const overlap = (tPlain + tGunzip - tGz) / Math.min(tPlain, tGunzip);
-      console.log(`  overlap: flatten ${(tPlain / 1000).toFixed(2)} s + gunzip ${(tGunzip / 1000).toFixed(2)} s = ${((tPlain + tGunzip) / 1000).toFixed(2)} s serial; gzip flatten took ${(tGz / 1000).toFixed(2)} s → overlap ${overlap.toFixed(2)}`);
+      console.log(
+        `  overlap: flatten ${(tPlain / 1000).toFixed(2)} s + gunzip ${(tGunzip / 1000).toFixed(2)} s = ${((tPlain + tGunzip) / 1000).toFixed(2)} s serial; ` +
+          `gzip flatten took ${(tGz / 1000).toFixed(2)} s → overlap ${overlap.toFixed(2)}`,
+      );
       rmSync(dir, { recursive: true, force: true });
     }
   } finally {
@@ -255,7 +283,7 @@ async function main() {
 
 if (process.argv[2] === '--child') {
   if (process.argv[3] === 'idle') {
-    process.stdout.write(JSON.stringify({ impl: 'idle', ms: 0, hwmKiB: hwmKiB(), bytesIn: 0 }));
+    process.stdout.write(JSON.stringify({ impl: 'idle', ms: 0, cpuMs: 0, threads: { main: 0, other: 0 }, hwmKiB: hwmKiB(), bytesIn: 0 }));
   } else await child(process.argv[3], process.argv.slice(4));
 } else await main();
 

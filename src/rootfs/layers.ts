@@ -4,7 +4,6 @@ import { Img2vmError } from '../core/errors.js';
 import { BlockCounter } from './blocks.js';
 import { isCodecError, openLayer, type OpenedLayer } from './decompress.js';
 import { checkDevice, headerMeta, validXattrs } from './layer-meta.js';
-import { ReadAhead } from './read-ahead.js';
 import { ByteSource, TarFormatError, TarReader, type TarHeader } from './tar.js';
 import { RootTree, type Found } from './tree-edit.js';
 import { resolveComponents, showPath, splitPath } from './tree-path.js';
@@ -37,8 +36,6 @@ export interface LayerFlattenerOptions {
   layers?: number;
   bytesInTotal?: number;
   progressIntervalMs?: number;
-  /** Decompressed bytes read ahead of the flattening, so both cores work (default 4 MiB; 0: none). */
-  readAheadBytes?: number;
 }
 
 export interface Flattened {
@@ -52,7 +49,6 @@ const CORRUPT_HINT = 'the layer blob is truncated or damaged; pull the image aga
 const WH = '.wh.';
 const WH_META = '.wh..wh.';
 const WH_OPAQUE = '.wh..wh..opq';
-const READ_AHEAD = 4 * 1024 * 1024;
 /** Files up to this size that are already buffered are copied into the store in one piece. */
 const SMALL_FILE = 64 * 1024;
 
@@ -112,8 +108,7 @@ export class LayerFlattener {
       signal?.addEventListener('abort', onAbort, { once: true });
       layer = await openLayer(counted, signal);
       signal?.throwIfAborted();
-      const ahead = this.opts.readAheadBytes ?? READ_AHEAD;
-      const tar = new TarReader(new ByteSource(ahead > 0 ? new ReadAhead(layer.chunks, ahead) : layer.chunks));
+      const tar = new TarReader(new ByteSource(layer.chunks));
       for (;;) {
         const h = await tar.next();
         if (h === null) break;

@@ -4,7 +4,6 @@ import { createGzip } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { LayerFlattener, type FlattenProgress } from '../../src/rootfs/layers.js';
 import { MemoryStore } from '../../src/rootfs/memory-store.js';
-import { ReadAhead } from '../../src/rootfs/read-ahead.js';
 import type { ContentRef } from '../../src/rootfs/tree.js';
 import { makeTar, TAR_END } from './helpers.js';
 import { EPOCH, text, ustar } from './layers-helpers.js';
@@ -75,52 +74,6 @@ describe('content streams to the store', () => {
     }
     const f = new LayerFlattener({ store: new Failing(), epoch: EPOCH });
     await expect(f.applyLayer(Readable.from([await makeTar([{ name: 'f', content: 'x'.repeat(100_000) }])]))).rejects.toThrow('disk full (from the store)');
-  });
-});
-
-describe('read-ahead', () => {
-  it('pulls up to its budget ahead, then delivers chunks in order and the error after them', async () => {
-    let pulled = 0;
-    const boom = new Error('source failed');
-    async function* src(): AsyncGenerator<Buffer> {
-      for (let i = 0; i < 10; i++) {
-        pulled++;
-        yield Buffer.alloc(100, i);
-      }
-      throw boom;
-    }
-    const ra = new ReadAhead(src(), 350);
-    const first = await ra.next();
-    expect(first.value?.[0]).toBe(0);
-    await new Promise((r) => setImmediate(r));
-    expect(pulled).toBeGreaterThanOrEqual(4);
-    expect(pulled).toBeLessThanOrEqual(6);
-    const seen: number[] = [];
-    const e = await (async () => {
-      for (;;) {
-        const r = await ra.next();
-        if (r.done) return undefined;
-        seen.push(r.value[0]!);
-      }
-    })().catch((x: unknown) => x);
-    expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    expect(e).toBe(boom);
-  });
-
-  it('return() stops pulling and closes the source', async () => {
-    let closed = false;
-    async function* src(): AsyncGenerator<Buffer> {
-      try {
-        for (;;) yield Buffer.alloc(10);
-      } finally {
-        closed = true;
-      }
-    }
-    const ra = new ReadAhead(src(), 1000);
-    await ra.next();
-    await ra.return();
-    expect(closed).toBe(true);
-    expect((await ra.next()).done).toBe(true);
   });
 });
 
