@@ -54,7 +54,11 @@ const SMALL_FILE = 64 * 1024;
 
 /**
  * Applies layer tars bottom-up onto a RootTree. Each layer is read once; a regular file's bytes go
- * to the store as they stream, so memory does not grow with file sizes.
+ * to the store as they stream, so memory does not grow with file sizes. The store sees put() with
+ * chunks that are valid until it pulls the next one (it writes or copies each), or, for small files
+ * already decompressed, putBuffer() with a copy it may keep. It gets release() for every content
+ * whose last name goes. A layer that fails leaves half a layer applied: the flattener then refuses
+ * to go on, and the caller discards the store's content.
  *
  * Hostile-content policy (the old staging-directory flattener's, on the tree): paths resolve with
  * chroot semantics (tree-path.ts); entries that cannot be given a safe meaning inside the root are
@@ -78,6 +82,7 @@ export class LayerFlattener {
   private lastProgress = -Infinity;
   private busy = false;
   private finished = false;
+  private failed = false;
 
   constructor(private readonly opts: LayerFlattenerOptions) {
     this.store = opts.store;
@@ -90,6 +95,7 @@ export class LayerFlattener {
   async applyLayer(stream: NodeJS.ReadableStream | Readable): Promise<void> {
     if (this.finished) throw new Error('LayerFlattener.applyLayer called after finish()');
     if (this.busy) throw new Error('LayerFlattener.applyLayer called while another layer is being applied');
+    if (this.failed) throw new Error('LayerFlattener.applyLayer called after a layer failed');
     this.busy = true;
     this.layerNo++;
     const signal = this.signal;
@@ -118,6 +124,7 @@ export class LayerFlattener {
         this.progress(false);
       }
     } catch (e) {
+      this.failed = true;
       stop(e);
       throw this.classify(e, layer);
     } finally {
@@ -131,6 +138,7 @@ export class LayerFlattener {
   finish(): Flattened {
     if (this.busy) throw new Error('LayerFlattener.finish called while a layer is being applied');
     if (this.finished) throw new Error('LayerFlattener.finish called twice');
+    if (this.failed) throw new Error('LayerFlattener.finish called after a layer failed');
     this.finished = true;
     this.progress(true);
     return { root: this.tree.root, stats: treeStats(this.tree, this.whiteouts), tree: this.tree };

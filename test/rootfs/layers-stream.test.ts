@@ -175,4 +175,12 @@ describe('cancellation', () => {
     await expect(f.applyLayer(Readable.from([tar]))).rejects.toThrow(/after finish/);
     expect(() => f.finish()).toThrow(/twice/);
   });
+
+  it('after a layer failed, half applied, it refuses to go on', async () => {
+    const f = new LayerFlattener({ store: new MemoryStore(), epoch: EPOCH });
+    const tar = await makeTar([{ name: 'a', content: 'a' }, { name: 'b', content: 'b'.repeat(5000) }]);
+    await expect(f.applyLayer(Readable.from([tar.subarray(0, 2048)]))).rejects.toMatchObject({ kind: 'badImage' });
+    await expect(f.applyLayer(Readable.from([tar]))).rejects.toThrow(/after a layer failed/);
+    expect(() => f.finish()).toThrow(/after a layer failed/);
+  });
 });
