@@ -27,12 +27,26 @@ export interface TarHeader {
   gid: number;
   /** Bytes of content that follow (0 for header-only types, as Go's archive/tar reads them). */
   size: number;
-  /** Seconds since the epoch, possibly fractional (PAX). */
+  /** Seconds since the epoch, possibly fractional (PAX); rounded to a double, see mtimeExact. */
   mtime: number;
+  /** mtime exactly: whole seconds (negative before 1970) and nanoseconds 0..999999999. */
+  mtimeExact: TarTime;
+  /** From a PAX atime record, when there is one. */
+  atime?: TarTime;
+  /** From a PAX ctime record, when there is one. */
+  ctime?: TarTime;
   devmajor: number;
   devminor: number;
   /** xattr name (latin1 binary string) → raw value. */
   xattrs: Map<string, Buffer>;
+  /** POSIX ACLs in text form (SCHILY.acl.access / .default, as GNU tar --acls and star write them), when present. */
+  aclText?: { access?: string; default?: string };
+}
+
+/** A point in time as tar carries it: sec may be negative, 0 <= nsec < 1e9 (the shape of tree.ts's Timestamp). */
+export interface TarTime {
+  sec: number;
+  nsec: number;
 }
 
 const BLOCK = 512;
@@ -85,6 +99,14 @@ export class ByteSource {
       got += b.length;
     }
     return Buffer.concat(parts, n);
+  }
+
+  /** Exactly n bytes if they are already buffered (a zero-copy slice, consumed), else null without consuming anything. */
+  takeBuffered(n: number): Buffer | null {
+    if (this.buf.length - this.off < n) return null;
+    const b = this.buf.subarray(this.off, this.off + n);
+    this.off += n;
+    return b;
   }
 
   async skip(n: number, what: string): Promise<void> {
@@ -172,6 +194,31 @@ export class TarReader {
     }
   }
 
+  /**
+   * The current entry's content as it streams, without copying: each slice is valid until the next
+   * one is requested, so a consumer writes or copies it before pulling again. Reading stops early
+   * if the consumer stops; next() skips what was left.
+   */
+  async *data(): AsyncGenerator<Buffer, void, undefined> {
+    while (this.remaining > 0) {
+      const b = await this.src.read(this.remaining);
+      if (b === null) throw new TarFormatError(`unexpected end of data in the content of "${this.current}"`);
+      this.remaining -= b.length;
+      yield b;
+    }
+  }
+
+  /**
+   * The current entry's whole content if it is already buffered (so no await is needed), as a
+   * zero-copy slice valid until the next read; else null, and nothing is consumed. Small files
+   * take this path, which saves the cost of streaming them.
+   */
+  takeBufferedData(): Buffer | null {
+    const b = this.src.takeBuffered(this.remaining);
+    if (b) this.remaining = 0;
+    return b;
+  }
+
   /** Streams the current entry's content to onChunk (slices that are valid only during the call). */
   async readData(onChunk: (chunk: Buffer) => void): Promise<void> {
     while (this.remaining > 0) {
@@ -197,6 +244,7 @@ export class TarReader {
     let name = cstring(b.subarray(0, 100));
     if (ustar && b[345] !== 0) name = `${cstring(b.subarray(345, 500))}/${name}`;
     const hasDev = ustar || gnu;
+    const mtime = parseNumeric(b, 136, 12, 'mtime');
     return {
       path: name,
       linkpath: cstring(b.subarray(157, 257)),
@@ -206,7 +254,8 @@ export class TarReader {
       uid: parseNumeric(b, 108, 8, 'uid'),
       gid: parseNumeric(b, 116, 8, 'gid'),
       size,
-      mtime: parseNumeric(b, 136, 12, 'mtime'),
+      mtime,
+      mtimeExact: { sec: mtime, nsec: 0 },
       devmajor: hasDev ? parseNumeric(b, 329, 8, 'devmajor') : 0,
       devminor: hasDev ? parseNumeric(b, 337, 8, 'devminor') : 0,
       xattrs: new Map(),
@@ -280,12 +329,22 @@ function applyPax(h: TarHeader, pax: Pax): void {
       case 'gid':
         h.gid = paxInt(value, key);
         break;
-      case 'mtime': {
-        const t = Number(value.toString('latin1'));
-        if (!Number.isFinite(t)) throw new TarFormatError(`malformed PAX mtime "${value.toString('latin1')}"`);
-        h.mtime = t;
+      case 'mtime':
+        h.mtimeExact = parsePaxTime(value.toString('latin1'), key);
+        h.mtime = h.mtimeExact.sec + h.mtimeExact.nsec / 1e9;
         break;
-      }
+      case 'atime':
+        h.atime = parsePaxTime(value.toString('latin1'), key);
+        break;
+      case 'ctime':
+        h.ctime = parsePaxTime(value.toString('latin1'), key);
+        break;
+      case 'SCHILY.acl.access':
+        h.aclText = { ...h.aclText, access: value.toString('latin1') };
+        break;
+      case 'SCHILY.acl.default':
+        h.aclText = { ...h.aclText, default: value.toString('latin1') };
+        break;
       default:
         if (key.startsWith('SCHILY.xattr.')) {
           h.xattrs.set(key.slice('SCHILY.xattr.'.length), Buffer.from(value));
@@ -302,6 +361,19 @@ function paxInt(v: Buffer, key: string): number {
   const s = v.toString('latin1');
   if (!/^[0-9]{1,16}$/.test(s) || !Number.isSafeInteger(Number(s))) throw new TarFormatError(`malformed PAX ${key} "${s}"`);
   return Number(s);
+}
+
+/**
+ * A PAX time ("1700000000.123456789", "-1.5", "12."), exactly: digits beyond nanoseconds are cut
+ * off (as Go's archive/tar does) and negative times are normalised so that nsec stays >= 0.
+ */
+export function parsePaxTime(s: string, key = 'time'): TarTime {
+  const m = /^(-?)([0-9]{1,16})(?:\.([0-9]*))?$/.exec(s);
+  const whole = m ? Number(m[2]) : NaN;
+  if (!m || !Number.isSafeInteger(whole)) throw new TarFormatError(`malformed PAX ${key} "${s.slice(0, 40)}"`);
+  const nsec = Number((m[3] ?? '').slice(0, 9).padEnd(9, '0'));
+  if (m[1] !== '-') return { sec: whole, nsec };
+  return nsec === 0 ? { sec: whole === 0 ? 0 : -whole, nsec: 0 } : { sec: -whole - 1, nsec: 1e9 - nsec };
 }
 
 function percentDecode(s: string): string {
