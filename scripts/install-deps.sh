@@ -23,6 +23,7 @@ PKGS=(
   apache2-utils        # htpasswd: the registry-auth e2e test
   docker-registry      # a local registry on 127.0.0.1 for the source and push e2e tests
   time                 # GNU time: peak memory in the benchmarks
+  musl-tools gcc cpio  # the workload e2e test builds a static /init (musl-gcc wraps gcc) into an initramfs
 )
 missing=()
 for p in "${PKGS[@]}"; do

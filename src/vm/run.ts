@@ -21,6 +21,7 @@ export class SignalInterrupt extends InterruptedError {
     super(signal);
     if (detail) this.message = `${this.message}: ${detail}`;
     Object.defineProperty(this, 'exitCode', { value: signalExitCode(signal), enumerable: true });
+    Object.defineProperty(this, 'hint', { value: 'QEMU was stopped; nothing is left running', enumerable: true });
   }
 }
 
