@@ -24,6 +24,7 @@ PKGS=(
   docker-registry      # a local registry on 127.0.0.1 for the source and push e2e tests
   time                 # GNU time: peak memory in the benchmarks
   musl-tools gcc cpio  # the workload e2e test builds a static /init (musl-gcc wraps gcc) into an initramfs
+  bsdutils             # script(1): the workload e2e test gives img2vm run a terminal
 )
 missing=()
 for p in "${PKGS[@]}"; do

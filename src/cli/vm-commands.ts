@@ -134,6 +134,100 @@ function parseExitStatus(text: string): number {
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
+/** What `img2vm test` shows while it runs: the machine, milestones and phases, or with -v the console itself. */
+function testEvents(f: TestFlags, user: string | undefined): (e: Img2vmEvent) => void {
+  const err = (s: string) => process.stderr.write(s);
+  const chatty = !f.json && !f.quiet;
+  return (e) => {
+    if (!chatty) return;
+    if (e.type === 'vm-machine') err(`img2vm: testing ${describe(e.machine)}\n`);
+    else if (e.type === 'vm-console' && f.verbose) err(e.text);
+    else if (e.type === 'vm-milestone' && !f.verbose) err(`img2vm: ${e.name} at ${seconds(e.seconds)}\n`);
+    else if (e.type === 'vm-phase' && !f.verbose) err(`img2vm: ${e.phase === 'login' ? `logging in as ${user}` : 'running the command'}\n`);
+    else if (e.type === 'log' && (e.level === 'warn' || f.verbose)) err(`img2vm: ${e.message}\n`);
+  };
+}
+
+async function runAction(disk: string, f: RunFlags): Promise<void> {
+  const opts = {
+    disk,
+    firmware: firmwareFlag(f),
+    memMiB: parseMem(f.mem),
+    cpus: parseCpus(f.cpus),
+    timeoutMs: f.timeout !== undefined ? parseTimeout(f.timeout) : undefined,
+    publish: f.publish.map(parsePublish),
+    persist: Boolean(f.persist),
+  };
+  const result = await withVmSignals((ctx) => {
+    const io = terminalIo(ctx.scope, Boolean(f.verbose));
+    return runDisk(
+      {
+        ...opts,
+        io,
+        onStart: (m) => {
+          if (f.quiet || f.json) return;
+          process.stderr.write(`img2vm: booting ${describe(m)}\n`);
+          for (const p of opts.publish) process.stderr.write(`img2vm: 127.0.0.1:${p.host} → guest port ${p.guest}\n`);
+          const quit = io.terminal ? 'Ctrl-a x quits' : 'SIGINT or SIGTERM sends ^C to the guest, then stops it';
+          process.stderr.write(`img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; ${quit}\n`);
+        },
+      },
+      ctx,
+    );
+  });
+  if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  // Like `docker run`: the workload's status is img2vm's.
+  if (result.workload) process.exitCode = result.workload.status;
+}
+
+async function testAction(disk: string, f: TestFlags): Promise<void> {
+  const login = f.login !== undefined ? parseLogin(f.login) : undefined;
+  if (f.login !== undefined && !login) {
+    throw new Img2vmError('usage', `invalid --login "${f.login}"`, 'use USER:PASSWORD, e.g. --login root:secret (root: for an empty password)');
+  }
+  if (f.run !== undefined && !login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD');
+  const chatty = !f.json && !f.quiet;
+  const err = (s: string) => process.stderr.write(s);
+  const onEvent = testEvents(f, login?.user);
+  try {
+    const report = await withVmSignals((ctx) =>
+      testDisk(
+        {
+          disk,
+          firmware: firmwareFlag(f),
+          memMiB: parseMem(f.mem),
+          cpus: parseCpus(f.cpus),
+          timeoutMs: parseTimeout(f.timeout),
+          expect: f.expect !== undefined ? parseExpect(f.expect) : undefined,
+          expectExit: f.expectExit !== undefined ? parseExitStatus(f.expectExit) : undefined,
+          login,
+          command: f.run,
+          logFile: f.log,
+          onEvent,
+        },
+        ctx,
+      ),
+    );
+    if (f.json) {
+      process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      return;
+    }
+    if (report.command?.output) process.stdout.write(`${report.command.output}\n`);
+    if (chatty) err(`${summary(report)}\n`);
+  } catch (e) {
+    if (e instanceof VmTestError) {
+      const r = e.report;
+      if (f.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      else {
+        if (r.command?.output) process.stdout.write(`${r.command.output}\n`);
+        if (!f.quiet && !f.verbose && r.lastLines?.length) err(`img2vm: last console lines:\n${r.lastLines.map((l) => `  | ${l}\n`).join('')}`);
+        if (!f.quiet && r.log) err(`img2vm: console log: ${r.log}\n`);
+      }
+    }
+    throw e;
+  }
+}
+
 export function addVmCommands(program: Command): void {
   program
     .command('run')
@@ -150,37 +244,7 @@ export function addVmCommands(program: Command): void {
     .option('--json', 'print one JSON result object when QEMU has exited')
     .option('-q, --quiet', 'print nothing but errors (and the console)')
     .option('-v, --verbose', 'also show img2vm\'s own console lines (its init\'s) on stderr')
-    .action(async (disk: string, f: RunFlags) => {
-      const opts = {
-        disk,
-        firmware: firmwareFlag(f),
-        memMiB: parseMem(f.mem),
-        cpus: parseCpus(f.cpus),
-        timeoutMs: f.timeout !== undefined ? parseTimeout(f.timeout) : undefined,
-        publish: f.publish.map(parsePublish),
-        persist: Boolean(f.persist),
-      };
-      const result = await withVmSignals((ctx) => {
-        const io = terminalIo(ctx.scope, Boolean(f.verbose));
-        return runDisk(
-          {
-            ...opts,
-            io,
-            onStart: (m) => {
-              if (f.quiet || f.json) return;
-              process.stderr.write(`img2vm: booting ${describe(m)}\n`);
-              for (const p of opts.publish) process.stderr.write(`img2vm: 127.0.0.1:${p.host} → guest port ${p.guest}\n`);
-              const quit = io.terminal ? 'Ctrl-a x quits' : 'SIGINT or SIGTERM sends ^C to the guest, then stops it';
-              process.stderr.write(`img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; ${quit}\n`);
-            },
-          },
-          ctx,
-        );
-      });
-      if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-      // Like `docker run`: the workload's status is img2vm's.
-      if (result.workload) process.exitCode = result.workload.status;
-    });
+    .action(runAction);
 
   program
     .command('test')
@@ -199,58 +263,5 @@ export function addVmCommands(program: Command): void {
     .option('--json', 'print one JSON result object (timings, match, command output)')
     .option('-q, --quiet', 'print nothing but errors and the command output')
     .option('-v, --verbose', 'show the serial console while the guest boots')
-    .action(async (disk: string, f: TestFlags) => {
-      const login = f.login !== undefined ? parseLogin(f.login) : undefined;
-      if (f.login !== undefined && !login) {
-        throw new Img2vmError('usage', `invalid --login "${f.login}"`, 'use USER:PASSWORD, e.g. --login root:secret (root: for an empty password)');
-      }
-      if (f.run !== undefined && !login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD');
-      const chatty = !f.json && !f.quiet;
-      const err = (s: string) => process.stderr.write(s);
-      const onEvent = (e: Img2vmEvent) => {
-        if (!chatty) return;
-        if (e.type === 'vm-machine') err(`img2vm: testing ${describe(e.machine)}\n`);
-        else if (e.type === 'vm-console' && f.verbose) err(e.text);
-        else if (e.type === 'vm-milestone' && !f.verbose) err(`img2vm: ${e.name} at ${seconds(e.seconds)}\n`);
-        else if (e.type === 'vm-phase' && !f.verbose) err(`img2vm: ${e.phase === 'login' ? `logging in as ${login?.user}` : 'running the command'}\n`);
-        else if (e.type === 'log' && (e.level === 'warn' || f.verbose)) err(`img2vm: ${e.message}\n`);
-      };
-      try {
-        const report = await withVmSignals((ctx) =>
-          testDisk(
-            {
-              disk,
-              firmware: firmwareFlag(f),
-              memMiB: parseMem(f.mem),
-              cpus: parseCpus(f.cpus),
-              timeoutMs: parseTimeout(f.timeout),
-              expect: f.expect !== undefined ? parseExpect(f.expect) : undefined,
-              expectExit: f.expectExit !== undefined ? parseExitStatus(f.expectExit) : undefined,
-              login,
-              command: f.run,
-              logFile: f.log,
-              onEvent,
-            },
-            ctx,
-          ),
-        );
-        if (f.json) {
-          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-          return;
-        }
-        if (report.command?.output) process.stdout.write(`${report.command.output}\n`);
-        if (chatty) err(`${summary(report)}\n`);
-      } catch (e) {
-        if (e instanceof VmTestError) {
-          const r = e.report;
-          if (f.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-          else {
-            if (r.command?.output) process.stdout.write(`${r.command.output}\n`);
-            if (!f.quiet && !f.verbose && r.lastLines?.length) err(`img2vm: last console lines:\n${r.lastLines.map((l) => `  | ${l}\n`).join('')}`);
-            if (!f.quiet && r.log) err(`img2vm: console log: ${r.log}\n`);
-          }
-        }
-        throw e;
-      }
-    });
+    .action(testAction);
 }

@@ -83,6 +83,8 @@ export interface RunSessionOptions {
 export class RunSession {
   readonly console = new WorkloadConsole();
   stderrTail = '';
+  /** The end of the console stream as QEMU sent it, to tell a user's Ctrl-a x (QEMU says so) from a power-off. */
+  private rawTail = '';
   private readonly timers: NodeJS.Timeout[] = [];
   private interrupted: NodeJS.Signals | undefined;
   private poweroffTimer = false;
@@ -125,8 +127,14 @@ export class RunSession {
     settle?.(this.interrupted && e.kind !== 'timeout' ? { kind: 'interrupted', signal: this.interrupted } : e);
   }
 
+  /** The user quit through QEMU's monitor (Ctrl-a x on a terminal) rather than the guest ending. */
+  get quit(): boolean {
+    return this.o.io.terminal && /QEMU: Terminated\s*$/.test(this.rawTail);
+  }
+
   private onConsole(chunk: Buffer): void {
     if (!this.settle) return;
+    this.rawTail = (this.rawTail + chunk.toString('latin1')).slice(-64);
     const parts = this.console.feed(chunk);
     this.deliver(parts.output, parts.own);
     if (this.console.exited && !this.poweroffTimer) {
@@ -176,7 +184,7 @@ export function concludeRun(end: RunEnd, session: RunSession, machine: Machine, 
       `command: qemu-system-x86_64 ${machine.argv.join(' ')}`,
     );
   }
-  if (wl.nonce !== undefined && wl.status === undefined) {
+  if (wl.nonce !== undefined && wl.status === undefined && !session.quit) {
     throw new Img2vmError(
       'kernelPanic',
       wl.fatal ? `img2vm's init failed: ${wl.fatal}` : "the guest powered off without reporting the workload's exit status",

@@ -189,6 +189,26 @@ describe('workload disks (TCG)', () => {
     expect(b.stderr).toContain('interrupted by SIGTERM: the workload exited with status 130');
     expect(await qemuPids()).toEqual([]);
   });
+
+  it('run on a terminal: Ctrl-C is a keystroke for the guest, and the workload it kills gives the exit code', async () => {
+    const wait = await workloadConfig('tty', 'wait');
+    // script(1) gives img2vm a pseudo-terminal; what is written to script's stdin is typed on it.
+    const p = execa('script', ['-qec', `${BIN} run ${wait}`, '/dev/null'], { reject: false, env: ENV, stdin: 'pipe', timeout: 300_000 });
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      p.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('waiting for ^C')) resolve();
+      });
+      void p.then((r) => reject(new Error(`img2vm run ended before the workload waited (exit ${r.exitCode}):\n${r.stdout}`)));
+    });
+    p.stdin!.write('\x03');
+    const r = await p;
+    expect(r.exitCode, r.stdout).toBe(130);
+    expect(r.stdout).not.toContain('interrupted');
+    expect(r.stdout).toContain('Ctrl-a x quits');
+    expect(await qemuPids()).toEqual([]);
+  });
 });
 
 describe('a raw disk whose first sector a guest rewrote into a qcow2 header naming a host file', () => {

@@ -109,9 +109,9 @@ describe('concludeRun', () => {
     disk: '/d/app.raw', format: 'raw', firmware: 'bios', firmwareReason: 'MBR', accel: 'tcg', accelReason: 'test', console: 'pipe', argv: ['-nodefaults'],
   };
   /** A session that has read `console`, ended as `end`. */
-  async function conclude(consoleText: string, end: RunEnd): Promise<ReturnType<typeof concludeRun>> {
+  async function conclude(consoleText: string, end: RunEnd, terminal = false): Promise<ReturnType<typeof concludeRun>> {
     const q = new FakeQemu();
-    const s = new RunSession(q, { io: io() });
+    const s = new RunSession(q, { io: { ...io(), terminal } });
     const run = s.run();
     q.print(consoleText);
     q.exit(0);
@@ -142,6 +142,12 @@ describe('concludeRun', () => {
   it('a missing exit line is an error, not a status', async () => {
     await expect(conclude(nonceLine(), { kind: 'exit', code: 0 })).rejects.toMatchObject({ kind: 'kernelPanic', message: "the guest powered off without reporting the workload's exit status" });
     await expect(conclude(`${nonceLine()}img2vm-init: fatal: no root\r\n`, { kind: 'exit', code: 0 })).rejects.toMatchObject({ message: "img2vm's init failed: no root" });
+  });
+
+  it('Ctrl-a x on a terminal is the user quitting, not a failed guest', async () => {
+    expect((await conclude(`${nonceLine()}working\r\nQEMU: Terminated\n\r`, { kind: 'exit', code: 0 }, true)).workload).toBeUndefined();
+    // Without a terminal there is no monitor: the same text is only the guest's.
+    await expect(conclude(`${nonceLine()}QEMU: Terminated\n\r`, { kind: 'exit', code: 0 }, false)).rejects.toMatchObject({ kind: 'kernelPanic' });
   });
 
   it('a timeout exits 20, QEMU failing 22', async () => {
