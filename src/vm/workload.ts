@@ -10,7 +10,6 @@ const FATAL = /^img2vm-init: fatal: (.*)$/;
 const PREFIXES = ['img2vm-init: ', 'img2vm-exit: '];
 
 /** Escape sequences and carriage returns, removed before a line is compared with the protocol. */
-// eslint-disable-next-line no-control-regex
 const NOISE = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()#%]?[\s\S]?|\r|\0/g;
 
 export function plainLine(bytes: Buffer | string): string {
