@@ -123,11 +123,20 @@ async function interrupted(config: string, signal: 'SIGINT' | 'SIGTERM') {
   return p;
 }
 
+beforeAll(async () => {
+  await rm(WORK, { recursive: true, force: true });
+  await mkdir(WORK, { recursive: true });
+});
+
+afterAll(async () => {
+  expect(await qemuPids()).toEqual([]);
+  await rm(WORK, { recursive: true, force: true });
+});
+
 describe('workload disks (TCG)', () => {
   let exit3: string;
 
   beforeAll(async () => {
-    await rm(WORK, { recursive: true, force: true });
     await mkdir(join(WORK, 'root'), { recursive: true });
     await copyFile(await debianKernel(), join(WORK, 'vm.vmlinuz'));
     await writeFile(join(WORK, 'init.c'), INIT_C);
@@ -136,11 +145,6 @@ describe('workload disks (TCG)', () => {
     await sh('sh', ['-c', 'cd "$1/root" && find . | cpio -o -H newc --quiet > ../vm.initrd.img', 'sh', WORK]);
     await writeFile(join(WORK, 'vm.ext4'), Buffer.alloc(1024 * 1024));
     exit3 = await workloadConfig('exit3', 'exit:3');
-  });
-
-  afterAll(async () => {
-    expect(await qemuPids()).toEqual([]);
-    await rm(WORK, { recursive: true, force: true });
   });
 
   it('run: the workload\'s output on stdout, img2vm\'s lines only on stderr with -v, its status as the exit code', async () => {
