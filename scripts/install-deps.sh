@@ -26,10 +26,12 @@ PKGS=(
   gpgv debian-archive-keyring  # verifying the Debian archive img2vm fetches kernels from
   kmod                 # depmod: modules.dep for fetched kernels (Debian's packages ship none)
   gnupg                # the fake signed mirror in the kernel-fetch tests
-  musl-tools           # musl-gcc: img2vm's own init (native/), small and static
+  musl-tools gcc       # musl-gcc (a gcc wrapper): img2vm's own init (native/), small and static
   cpio                 # tests list the initramfs img2vm writes
   shellcheck           # tests lint the templates' shell scripts
   busybox-static       # a userland with no distribution template, for the --init img2vm tests
+  bsdutils             # script: tests type Ctrl-C into img2vm run through a pseudo-terminal
+  openssh-client       # ssh, ssh-keygen, ssh-keyscan: the SSH login e2e tests
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,79 +1,113 @@
-// `img2vm doctor`: which host tools and services are present, and how to install what is missing.
+// `img2vm doctor`: which host tools and services are present, what each is for, and how to install what is missing.
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
+import { BOOT_LOADERS } from '../boot/index.js';
 import { SYSTEMD_BOOT_EFI } from '../boot/systemd-boot.js';
+import { ExitCode } from '../core/errors.js';
+import { parseConvertOptions } from '../core/options.js';
+import { GUEST_STRATEGIES } from '../guest/index.js';
+import { resolveFormat } from '../output/index.js';
+import { plan, strategyFor } from '../plan.js';
 import { DockerClient } from '../source/docker-api.js';
-import { TOOLS, which, type ToolName } from '../tools/index.js';
+import { TOOL_PURPOSES, TOOLS, which, type ToolName } from '../tools/index.js';
 
-interface Check {
+export interface Check {
   name: string;
   ok: boolean;
+  /** Where it was found, or why not. */
   detail: string;
+  /** The Debian package that provides it. */
+  package?: string;
   fix?: string;
-  /** What needs it, so a missing optional item is not alarming. */
+  /** What needs it. */
   for: string;
+  /** `img2vm IMAGE -o disk.qcow2` with every default needs it: doctor fails without it. */
+  required: boolean;
 }
 
-const PURPOSE: Partial<Record<ToolName, string>> = {
-  'mke2fs': 'every conversion',
-  'grub-mkimage': 'every disk',
-  'setfattr': 'every conversion',
-  'qemu-img': 'all formats but raw',
-  'mkfs.fat': '--boot uefi/hybrid',
-  'mcopy': '--boot uefi/hybrid',
-  'mmd': '--boot uefi/hybrid',
-  'qemu-system-x86_64': 'img2vm run / test',
-  'docker': 'building test images by hand',
-  'debootstrap': 'the demo image and tests',
-  'xz': '--format rootfs with an xz/lzma-compressed kernel',
-  'zstd': '--format rootfs with a zstd-compressed kernel',
-  'bzip2': '--format rootfs with a bzip2-compressed kernel',
-  'lzop': '--format rootfs with an lzo-compressed kernel',
-};
+/** The example every guide starts with; its needs decide doctor's exit status. */
+export const DEFAULT_CONVERSION = { image: 'debian:12', output: 'disk.qcow2' };
 
-export async function doctorChecks(): Promise<Check[]> {
+/** The host tools the default conversion checks for before it starts (as convert's preflight derives them). */
+export function defaultConversionTools(): Set<ToolName> {
+  const o = parseConvertOptions(DEFAULT_CONVERSION);
+  const probe = plan(o, {});
+  const tools: ToolName[] = ['mke2fs', 'setfattr', ...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools), ...GUEST_STRATEGIES[strategyFor(o)].tools];
+  if (probe.steps.some((s) => s.stage === 'disk' && s.id === 'vfat')) tools.push('mkfs.fat');
+  if (!resolveFormat(o.output!, o.format).isRaw) tools.push('qemu-img');
+  return new Set(tools);
+}
+
+export interface DoctorEnv {
+  /** Finds a program (PATH by default). */
+  which?: (name: string) => string | undefined;
+  exists?: (path: string) => boolean;
+  /** Resolves when the Docker daemon answers. */
+  pingDocker?: () => Promise<void>;
+  isRoot?: boolean;
+}
+
+export async function doctorChecks(env: DoctorEnv = {}): Promise<Check[]> {
+  const find = env.which ?? which;
+  const exists = env.exists ?? existsSync;
+  const needed = defaultConversionTools();
   const checks: Check[] = [];
   for (const [tool, pkg] of Object.entries(TOOLS) as [ToolName, string][]) {
-    const p = which(tool);
-    checks.push({ name: tool, ok: !!p, detail: p ?? 'not found', fix: p ? undefined : `apt-get install ${pkg}`, for: PURPOSE[tool] ?? 'some features' });
+    const p = find(tool);
+    checks.push({ name: tool, ok: !!p, detail: p ?? 'not found', package: pkg, fix: p ? undefined : `apt-get install ${pkg}`, for: TOOL_PURPOSES[tool], required: needed.has(tool) });
   }
+  const daemonFor = 'images in the daemon, and the guest stage of --init distro (the default) builds there';
   try {
-    await new DockerClient(undefined, AbortSignal.timeout(3000)).ping();
-    checks.push({ name: 'docker daemon', ok: true, detail: 'answers', for: 'images in the daemon, the guest stage' });
+    await (env.pingDocker ?? (() => new DockerClient(undefined, AbortSignal.timeout(3000)).ping()))();
+    checks.push({ name: 'docker daemon', ok: true, detail: 'answers', package: 'docker.io', for: daemonFor, required: true });
   } catch (e) {
-    checks.push({ name: 'docker daemon', ok: false, detail: (e as Error).message, fix: 'start it: dockerd --bridge=none &  (or systemctl start docker)', for: 'images in the daemon, the guest stage' });
+    checks.push({ name: 'docker daemon', ok: false, detail: (e as Error).message, package: 'docker.io', fix: 'start it: dockerd --bridge=none &  (or systemctl start docker)', for: daemonFor, required: true });
   }
-  const files: [string, string, string][] = [
-    ['/usr/lib/grub/i386-pc/boot.img', 'grub-pc-bin', 'BIOS boot'],
-    ['/usr/lib/grub/x86_64-efi/linux.mod', 'grub-efi-amd64-bin', 'UEFI boot'],
-    ['/usr/share/OVMF/OVMF_CODE_4M.fd', 'ovmf', 'img2vm run/test --uefi'],
-    [SYSTEMD_BOOT_EFI, 'systemd-boot-efi', '--bootloader systemd-boot with --raw images that lack it'],
+  const files: [string, string, string, boolean][] = [
+    ['/usr/lib/grub/i386-pc/boot.img', 'grub-pc-bin', 'GRUB for BIOS boot (--boot hybrid, the default, and bios)', true],
+    ['/usr/lib/grub/x86_64-efi/linux.mod', 'grub-efi-amd64-bin', 'GRUB for UEFI boot (--boot hybrid, the default, and uefi)', true],
+    ['/usr/share/OVMF/OVMF_CODE_4M.fd', 'ovmf', 'img2vm run/test of UEFI disks', false],
+    [SYSTEMD_BOOT_EFI, 'systemd-boot-efi', '--bootloader systemd-boot with --raw images that lack it', false],
   ];
-  for (const [f, pkg, purpose] of files) {
-    const ok = existsSync(f);
-    checks.push({ name: f, ok, detail: ok ? 'present' : 'missing', fix: ok ? undefined : `apt-get install ${pkg}`, for: purpose });
+  for (const [f, pkg, purpose, required] of files) {
+    const ok = exists(f);
+    checks.push({ name: f, ok, detail: ok ? 'present' : 'missing', package: pkg, fix: ok ? undefined : `apt-get install ${pkg}`, for: purpose, required });
   }
-  checks.push({ name: 'root', ok: process.getuid?.() === 0, detail: process.getuid?.() === 0 ? 'yes' : 'no', fix: 'run img2vm as root (sudo)', for: 'conversions (staging needs real owners and device nodes)' });
+  const root = env.isRoot ?? process.getuid?.() === 0;
+  checks.push({ name: 'root', ok: root, detail: root ? 'yes' : 'no', fix: root ? undefined : 'run img2vm as root (sudo)', for: 'conversions (staging needs real owners and device nodes)', required: true });
   return checks;
+}
+
+/** The report for people: one line per check (what provides it, what needs it), how to fix what is missing. */
+export function renderChecks(checks: readonly Check[]): string {
+  const out: string[] = [];
+  for (const c of checks) {
+    const status = c.ok ? 'ok     ' : c.required ? 'MISSING' : 'missing';
+    out.push(`${status}  ${c.name.padEnd(36)} ${(c.package ?? '').padEnd(19)} ${c.for}${c.required ? '' : ' (optional)'}`);
+    if (!c.ok) out.push(`${' '.repeat(9)}→ ${c.fix ?? c.detail}`);
+  }
+  const pkgs = (required: boolean) => [...new Set(checks.filter((c) => !c.ok && c.required === required && c.fix?.startsWith('apt-get install ')).map((c) => c.package!))];
+  const must = pkgs(true);
+  const may = pkgs(false);
+  if (must.length || may.length) out.push('');
+  if (must.length) out.push(`the default conversion needs: apt-get install ${must.join(' ')}`);
+  if (may.length) out.push(`optional: apt-get install ${may.join(' ')}`);
+  return `${out.join('\n')}\n`;
+}
+
+/** Non-zero (toolMissing) when the default conversion cannot run; optional items only inform. */
+export function doctorExitCode(checks: readonly Check[]): number {
+  return checks.some((c) => c.required && !c.ok) ? ExitCode.toolMissing : 0;
 }
 
 export function addDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('which host tools are present, and how to install the missing ones')
+    .description('which host tools are present, what each is needed for, and how to install the missing ones')
     .option('--json', 'print the checks as JSON')
     .action(async (opts: { json?: boolean }) => {
       const checks = await doctorChecks();
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(checks, null, 2)}\n`);
-      } else {
-        for (const c of checks) {
-          process.stdout.write(`${c.ok ? 'ok     ' : 'MISSING'}  ${c.name.padEnd(46)} ${c.ok ? c.detail : `${c.fix}   (needed for ${c.for})`}\n`);
-        }
-        const missing = checks.filter((c) => !c.ok);
-        const pkgs = [...new Set(missing.map((c) => c.fix).filter((f): f is string => !!f && f.startsWith('apt-get install ')).map((f) => f.slice(16)))];
-        if (pkgs.length) process.stdout.write(`\nto install everything: apt-get install ${pkgs.join(' ')}\n`);
-      }
-      if (checks.some((c) => !c.ok)) process.exitCode = 1;
+      process.stdout.write(opts.json ? `${JSON.stringify(checks, null, 2)}\n` : renderChecks(checks));
+      process.exitCode = doctorExitCode(checks);
     });
 }

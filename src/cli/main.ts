@@ -6,7 +6,8 @@ import { ExitCode, Img2vmError, isImg2vmError } from '../core/errors.js';
 import { withSignals } from './signals.js';
 import { PACKAGE_ROOT } from '../core/paths.js';
 import { convert, planImage, STAGES, type ConvertResult } from '../convert.js';
-import { addConvertOptions, givenConvertOptions } from './options.js';
+import { addConvertOptions } from './options.js';
+import { conversionInput } from './config-file.js';
 import { renderPlan } from './plan-render.js';
 import { addVmCommands } from './vm-commands.js';
 import { addDoctorCommand } from './doctor.js';
@@ -54,13 +55,14 @@ export function buildProgram(): Command {
   const convertCmd = program
     .command('convert', { isDefault: true })
     .description('convert IMAGE into a bootable disk (the default command)')
-    .argument('<image>', IMAGE_HELP);
-  addConvertOptions(convertCmd).action(async (image: string, opts: Record<string, unknown> & GlobalFlags) => {
+    .argument('[image]', `${IMAGE_HELP}; or image: in --config`);
+  addConvertOptions(convertCmd).action(async (image: string | undefined, opts: Record<string, unknown> & GlobalFlags) => {
+    const input = await conversionInput(image, opts);
     const renderer = pickRenderer(opts);
     let ok = false;
     try {
       const result = await withSignals(
-        ({ signal, scope }) => convert({ image, ...givenConvertOptions(opts) }, { sink: renderer.sink, signal, scope }),
+        ({ signal, scope }) => convert(input, { sink: renderer.sink, signal, scope }),
         'still cleaning up; interrupt again to stop waiting',
       );
       ok = true;
@@ -75,9 +77,10 @@ export function buildProgram(): Command {
   const planCmd = program
     .command('plan')
     .description('print what a conversion would build (layout, file systems, boot loaders, guest files, steps) without writing a disk')
-    .argument('<image>', IMAGE_HELP);
-  addConvertOptions(planCmd).action(async (image: string, opts: Record<string, unknown> & GlobalFlags) => {
-    const p = await withSignals(({ signal, scope }) => planImage({ image, ...givenConvertOptions(opts) }, { signal, scope, sink: opts.verbose ? plainRenderer(true).sink : undefined }), 'still cleaning up');
+    .argument('[image]', `${IMAGE_HELP}; or image: in --config`);
+  addConvertOptions(planCmd).action(async (image: string | undefined, opts: Record<string, unknown> & GlobalFlags) => {
+    const input = await conversionInput(image, opts);
+    const p = await withSignals(({ signal, scope }) => planImage(input, { signal, scope, sink: opts.verbose ? plainRenderer(true).sink : undefined }), 'still cleaning up');
     if (opts.json) process.stdout.write(`${JSON.stringify(p, null, 2)}\n`);
     else if (!opts.quiet) process.stdout.write(renderPlan(p));
   });

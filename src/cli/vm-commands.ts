@@ -1,18 +1,69 @@
-// The `run` and `test` subcommands: option parsing, signal handling and output for the vm stage.
+// The `run` and `test` subcommands: option parsing, signal handling, the terminal and output for the vm stage.
 import { Command, Option } from 'commander';
 import { Img2vmError } from '../core/errors.js';
-import { withSignals } from './signals.js';
 import { Scope } from '../core/scope.js';
 import type { Machine } from '../vm/machine.js';
 import { parseLogin } from '../vm/login.js';
 import { parseCpus, parseMem, parsePublish, parseTimeout, type Firmware } from '../vm/qemu.js';
-import { runDisk } from '../vm/run.js';
+import { runDisk, SignalInterrupt, type RunIo } from '../vm/run.js';
 import type { Img2vmEvent } from '../core/events.js';
 import { DEFAULT_TEST_TIMEOUT_MS, testDisk, VmTestError, type TestReport } from '../vm/test.js';
+import { CrlfToLf } from '../vm/workload.js';
 
-/** QEMU is stopped by the scope: SIGTERM, then SIGKILL 3 s later. */
-function withVmSignals<T>(fn: (ctx: { scope: Scope; signal: AbortSignal }) => Promise<T>): Promise<T> {
-  return withSignals(fn, 'stopping QEMU; it is killed 3 s after the first signal');
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/**
+ * The first signal aborts with the signal's name (run types ^C to the guest and waits for its workload; QEMU is
+ * stopped by the scope: SIGTERM, then SIGKILL 3 s later); a second one only says that this is under way; a
+ * third exits at once, with execa killing QEMU on the way out.
+ */
+async function withVmSignals<T>(fn: (ctx: { scope: Scope; signal: AbortSignal }) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const scope = new Scope();
+  let count = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    count++;
+    if (count === 1) ac.abort(new SignalInterrupt(sig));
+    else process.stderr.write('img2vm: stopping the guest; QEMU is killed soon after the first signal\n');
+    if (count >= 3) process.exit(new SignalInterrupt(sig).exitCode);
+  };
+  for (const s of SIGNALS) process.on(s, onSignal);
+  try {
+    const r = await fn({ signal: ac.signal, scope });
+    if (ac.signal.aborted) throw ac.signal.reason;
+    return r;
+  } catch (e) {
+    throw ac.signal.aborted && !(e instanceof SignalInterrupt) && !(e instanceof VmTestError) ? ac.signal.reason : e;
+  } finally {
+    await scope.close((label, e) => process.stderr.write(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
+    for (const s of SIGNALS) process.off(s, onSignal);
+  }
+}
+
+/**
+ * The user's terminal as the guest's console: keystrokes go to the guest raw (Ctrl-C included, so it reaches the
+ * workload), console bytes come back; into a file or pipe, CR LF becomes LF. img2vm's own lines go to stderr
+ * with -v. The terminal is restored by the scope.
+ */
+function terminalIo(scope: Scope, verbose: boolean): RunIo {
+  const stdin = process.stdin;
+  const terminal = stdin.isTTY === true;
+  if (terminal) {
+    stdin.setRawMode(true);
+    scope.defer('restore the terminal', () => stdin.setRawMode(false));
+  }
+  scope.defer('stop reading the terminal', () => {
+    stdin.pause();
+    if ('unref' in stdin && typeof stdin.unref === 'function') stdin.unref();
+  });
+  const lf = process.stdout.isTTY ? undefined : new CrlfToLf();
+  if (lf) scope.defer('flush the console', () => process.stdout.write(lf.end()));
+  return {
+    input: stdin,
+    terminal,
+    output: (b) => process.stdout.write(lf ? lf.push(b) : b),
+    own: verbose ? (line) => process.stderr.write(`${line}\n`) : undefined,
+  };
 }
 
 function firmwareFlag(opts: { uefi?: boolean; bios?: boolean }): Firmware | undefined {
@@ -40,6 +91,7 @@ function summary(r: TestReport): string {
     `passed: ${what} after ${seconds(t.ready)}`,
     `  firmware ${seconds(t.firmware)} → kernel ${seconds(t.kernel)} → init ${seconds(t.init)} → ready ${seconds(t.ready)} (total ${seconds(t.total)})`,
   ];
+  if (r.matched === 'exit') lines[0] = `passed: the workload exited with status ${r.workload?.status} after ${seconds(t.exit)}`;
   if (r.command) lines.push(`  command exited 0: ${r.command.command}`);
   else if (r.login?.ok) lines.push(`  logged in as ${r.login.user}`);
   return lines.join('\n');
@@ -48,6 +100,7 @@ function summary(r: TestReport): string {
 interface TestFlags {
   timeout: string;
   expect?: string;
+  expectExit?: string;
   login?: string;
   run?: string;
   log?: string;
@@ -70,14 +123,115 @@ interface RunFlags {
   bios?: boolean;
   json?: boolean;
   quiet?: boolean;
+  verbose?: boolean;
+}
+
+function parseExitStatus(text: string): number {
+  const n = Number(text);
+  if (!/^\d{1,3}$/.test(text.trim()) || n > 255) throw new Img2vmError('usage', `invalid --expect-exit "${text}"`, 'an exit status is a whole number from 0 to 255');
+  return n;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
+/** What `img2vm test` shows while it runs: the machine, milestones and phases, or with -v the console itself. */
+function testEvents(f: TestFlags, user: string | undefined): (e: Img2vmEvent) => void {
+  const err = (s: string) => process.stderr.write(s);
+  const chatty = !f.json && !f.quiet;
+  return (e) => {
+    if (!chatty) return;
+    if (e.type === 'vm-machine') err(`img2vm: testing ${describe(e.machine)}\n`);
+    else if (e.type === 'vm-console' && f.verbose) err(e.text);
+    else if (e.type === 'vm-milestone' && !f.verbose) err(`img2vm: ${e.name} at ${seconds(e.seconds)}\n`);
+    else if (e.type === 'vm-phase' && !f.verbose) err(`img2vm: ${e.phase === 'login' ? `logging in as ${user}` : 'running the command'}\n`);
+    else if (e.type === 'log' && (e.level === 'warn' || f.verbose)) err(`img2vm: ${e.message}\n`);
+  };
+}
+
+async function runAction(disk: string, f: RunFlags): Promise<void> {
+  const opts = {
+    disk,
+    firmware: firmwareFlag(f),
+    memMiB: parseMem(f.mem),
+    cpus: parseCpus(f.cpus),
+    timeoutMs: f.timeout !== undefined ? parseTimeout(f.timeout) : undefined,
+    publish: f.publish.map(parsePublish),
+    persist: Boolean(f.persist),
+  };
+  const result = await withVmSignals((ctx) => {
+    const io = terminalIo(ctx.scope, Boolean(f.verbose));
+    return runDisk(
+      {
+        ...opts,
+        io,
+        onStart: (m) => {
+          if (f.quiet || f.json) return;
+          process.stderr.write(`img2vm: booting ${describe(m)}\n`);
+          for (const p of opts.publish) process.stderr.write(`img2vm: 127.0.0.1:${p.host} → guest port ${p.guest}\n`);
+          const quit = io.terminal ? 'Ctrl-a x quits' : 'SIGINT or SIGTERM sends ^C to the guest, then stops it';
+          process.stderr.write(`img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; ${quit}\n`);
+        },
+      },
+      ctx,
+    );
+  });
+  if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  // Like `docker run`: the workload's status is img2vm's.
+  if (result.workload) process.exitCode = result.workload.status;
+}
+
+async function testAction(disk: string, f: TestFlags): Promise<void> {
+  const login = f.login !== undefined ? parseLogin(f.login) : undefined;
+  if (f.login !== undefined && !login) {
+    throw new Img2vmError('usage', `invalid --login "${f.login}"`, 'use USER:PASSWORD, e.g. --login root:secret (root: for an empty password)');
+  }
+  if (f.run !== undefined && !login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD');
+  const chatty = !f.json && !f.quiet;
+  const err = (s: string) => process.stderr.write(s);
+  const onEvent = testEvents(f, login?.user);
+  try {
+    const report = await withVmSignals((ctx) =>
+      testDisk(
+        {
+          disk,
+          firmware: firmwareFlag(f),
+          memMiB: parseMem(f.mem),
+          cpus: parseCpus(f.cpus),
+          timeoutMs: parseTimeout(f.timeout),
+          expect: f.expect !== undefined ? parseExpect(f.expect) : undefined,
+          expectExit: f.expectExit !== undefined ? parseExitStatus(f.expectExit) : undefined,
+          login,
+          command: f.run,
+          logFile: f.log,
+          onEvent,
+        },
+        ctx,
+      ),
+    );
+    if (f.json) {
+      process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      return;
+    }
+    if (report.command?.output) process.stdout.write(`${report.command.output}\n`);
+    if (chatty) err(`${summary(report)}\n`);
+  } catch (e) {
+    if (e instanceof VmTestError) {
+      const r = e.report;
+      if (f.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      else {
+        if (r.command?.output) process.stdout.write(`${r.command.output}\n`);
+        if (!f.quiet && !f.verbose && r.lastLines?.length) err(`img2vm: last console lines:\n${r.lastLines.map((l) => `  | ${l}\n`).join('')}`);
+        if (!f.quiet && r.log) err(`img2vm: console log: ${r.log}\n`);
+      }
+    }
+    throw e;
+  }
+}
+
 export function addVmCommands(program: Command): void {
   program
     .command('run')
-    .description('boot DISK in QEMU with its serial console on this terminal (Ctrl-a x quits)')
+    .description('boot DISK in QEMU with its serial console on this terminal (Ctrl-a x quits); a workload disk exits with its workload\'s status')
     .argument('<disk>', 'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs')
     .option('--timeout <seconds>', 'stop QEMU after this many seconds')
     .option('--mem <size>', 'guest memory, e.g. 1024M or 2G', '1024M')
@@ -88,40 +242,17 @@ export function addVmCommands(program: Command): void {
     .addOption(new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'))
     .option('--bios', 'boot with BIOS firmware (SeaBIOS), whatever the partition table says')
     .option('--json', 'print one JSON result object when QEMU has exited')
-    .option('-q, --quiet', 'print nothing but errors')
-    .action(async (disk: string, f: RunFlags) => {
-      const opts = {
-        disk,
-        firmware: firmwareFlag(f),
-        memMiB: parseMem(f.mem),
-        cpus: parseCpus(f.cpus),
-        timeoutMs: f.timeout !== undefined ? parseTimeout(f.timeout) : undefined,
-        publish: f.publish.map(parsePublish),
-        persist: Boolean(f.persist),
-      };
-      const result = await withVmSignals((ctx) =>
-        runDisk(
-          {
-            ...opts,
-            onStart: (m) => {
-              if (f.quiet || f.json) return;
-              process.stderr.write(`img2vm: booting ${describe(m)}\n`);
-              for (const p of opts.publish) process.stderr.write(`img2vm: 127.0.0.1:${p.host} → guest port ${p.guest}\n`);
-              process.stderr.write(`img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; Ctrl-a x quits\n`);
-            },
-          },
-          ctx,
-        ),
-      );
-      if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    });
+    .option('-q, --quiet', 'print nothing but errors (and the console)')
+    .option('-v, --verbose', 'also show img2vm\'s own console lines (its init\'s) on stderr')
+    .action(runAction);
 
   program
     .command('test')
-    .description('boot DISK headless and pass when the guest is up (readiness marker or login prompt)')
+    .description('boot DISK headless and pass when the guest is up (readiness marker or login prompt), or when its workload exits 0')
     .argument('<disk>', 'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs')
     .option('--timeout <seconds>', 'fail if the test has not passed by then', String(DEFAULT_TEST_TIMEOUT_MS / 1000))
     .option('--expect <regex>', 'pass when a console line matches REGEX instead')
+    .option('--expect-exit <status>', 'a disk with img2vm\'s init: pass when its workload exits with STATUS (default 0)')
     .option('--login <user:password>', 'log in on the serial console (an empty password: "root:")')
     .option('--run <command>', 'after --login, run COMMAND; pass only if it exits 0')
     .option('--log <file>', 'save the console output to FILE')
@@ -132,57 +263,5 @@ export function addVmCommands(program: Command): void {
     .option('--json', 'print one JSON result object (timings, match, command output)')
     .option('-q, --quiet', 'print nothing but errors and the command output')
     .option('-v, --verbose', 'show the serial console while the guest boots')
-    .action(async (disk: string, f: TestFlags) => {
-      const login = f.login !== undefined ? parseLogin(f.login) : undefined;
-      if (f.login !== undefined && !login) {
-        throw new Img2vmError('usage', `invalid --login "${f.login}"`, 'use USER:PASSWORD, e.g. --login root:secret (root: for an empty password)');
-      }
-      if (f.run !== undefined && !login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD');
-      const chatty = !f.json && !f.quiet;
-      const err = (s: string) => process.stderr.write(s);
-      const onEvent = (e: Img2vmEvent) => {
-        if (!chatty) return;
-        if (e.type === 'vm-machine') err(`img2vm: testing ${describe(e.machine)}\n`);
-        else if (e.type === 'vm-console' && f.verbose) err(e.text);
-        else if (e.type === 'vm-milestone' && !f.verbose) err(`img2vm: ${e.name} at ${seconds(e.seconds)}\n`);
-        else if (e.type === 'vm-phase' && !f.verbose) err(`img2vm: ${e.phase === 'login' ? `logging in as ${login?.user}` : 'running the command'}\n`);
-        else if (e.type === 'log' && (e.level === 'warn' || f.verbose)) err(`img2vm: ${e.message}\n`);
-      };
-      try {
-        const report = await withVmSignals((ctx) =>
-          testDisk(
-            {
-              disk,
-              firmware: firmwareFlag(f),
-              memMiB: parseMem(f.mem),
-              cpus: parseCpus(f.cpus),
-              timeoutMs: parseTimeout(f.timeout),
-              expect: f.expect !== undefined ? parseExpect(f.expect) : undefined,
-              login,
-              command: f.run,
-              logFile: f.log,
-              onEvent,
-            },
-            ctx,
-          ),
-        );
-        if (f.json) {
-          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-          return;
-        }
-        if (report.command?.output) process.stdout.write(`${report.command.output}\n`);
-        if (chatty) err(`${summary(report)}\n`);
-      } catch (e) {
-        if (e instanceof VmTestError) {
-          const r = e.report;
-          if (f.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-          else {
-            if (r.command?.output) process.stdout.write(`${r.command.output}\n`);
-            if (!f.quiet && !f.verbose && r.lastLines?.length) err(`img2vm: last console lines:\n${r.lastLines.map((l) => `  | ${l}\n`).join('')}`);
-            if (!f.quiet && r.log) err(`img2vm: console log: ${r.log}\n`);
-          }
-        }
-        throw e;
-      }
-    });
+    .action(testAction);
 }

@@ -82,6 +82,7 @@ export const CONVERT_OPTIONS = {
   compress: opt({ flags: '--compress', help: 'compressed qcow2 (also inside a containerdisk)', schema: z.boolean().default(false) }),
   push: opt({ flags: '--push <ref>', help: 'push the containerDisk image to this registry (REGISTRY/REPO:TAG); with -o also keep the archive', schema: z.string().min(1, 'the --push reference is empty').optional() }),
   seed: opt({ flags: '--seed <seed>', help: 'fixes UUIDs and every other random choice (reproducible output)', schema: z.string().optional() }),
+  config: opt({ flags: '--config <file>', help: 'these options from a YAML or JSON file, keyed by the long flag names (plus image:); flags given here win', schema: z.string().min(1, 'the config file name is empty').optional() }),
 } as const;
 
 /** Output options every command takes. */

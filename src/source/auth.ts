@@ -1,4 +1,4 @@
-// Registry credentials as docker finds them: ~/.docker/config.json auths, credsStore and credHelpers (docker-credential-NAME).
+// Registry credentials as docker finds them (~/.docker/config.json auths, credsStore, credHelpers), and where they may be sent.
 import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,20 @@ export interface Credentials {
   identityToken?: string;
   /** A bearer token to send as is. */
   registryToken?: string;
+}
+
+export function basicAuth(c: Credentials): string {
+  return `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`;
+}
+
+/**
+ * Whether a token service may receive a registry's credentials: over HTTPS wherever it is, over plain HTTP only
+ * on the registry's own host, and only when the registry itself is plain HTTP (the user chose that for it).
+ * Anything else would put the credentials on the wire in the clear, to a host the registry merely named.
+ */
+export function mayReceiveCredentials(target: URL, registry: URL): boolean {
+  if (target.protocol === 'https:') return true;
+  return target.protocol === 'http:' && registry.protocol === 'http:' && target.hostname.toLowerCase() === registry.hostname.toLowerCase();
 }
 
 const AuthEntrySchema = z

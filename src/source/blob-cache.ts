@@ -1,11 +1,34 @@
 // A content-addressed blob cache shared by concurrent img2vm processes: blobs appear under their digest only whole and verified.
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { Img2vmError } from '../core/errors.js';
 import { digestMismatch, hexOf, sha256, tooLarge, truncated, verified } from './digest.js';
+
+/**
+ * Opens a file for reading without letting what sits at its name block or feed the reader: O_NONBLOCK so a FIFO
+ * opens at once, O_NOFOLLOW (unless follow) so a symlink is not taken, then fstat of what was opened must be a
+ * regular file (a FIFO or device is closed unread). Undefined when nothing is there.
+ */
+export async function openRegularFile(path: string, follow = false): Promise<{ fh: FileHandle; size: number } | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | (follow ? 0 : constants.O_NOFOLLOW));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') throw Object.assign(new Error(`${path} is a symbolic link`), { code: 'ELOOP' });
+    throw e;
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTREG' });
+  }
+  return { fh, size: st.size };
+}
 
 /**
  * Layout: ROOT/blobs/sha256/<hex> (final, immutable), ROOT/blobs/sha256/.partial-* (in flight,
@@ -36,9 +59,15 @@ export class BlobCache {
   /** A small blob's bytes, verified; a damaged entry is removed so it is fetched again. */
   async read(digest: string, max: number): Promise<Buffer | undefined> {
     const p = this.pathOf(digest);
-    const st = await stat(p).catch(() => undefined);
-    if (!st?.isFile() || st.size > max) return undefined;
-    const buf = await readFile(p);
+    const f = await openRegularFile(p).catch(() => undefined);
+    if (!f) return undefined;
+    let buf: Buffer;
+    try {
+      if (f.size > max) return undefined;
+      buf = await f.fh.readFile();
+    } finally {
+      await f.fh.close();
+    }
     if (sha256(buf) !== digest) {
       await rm(p, { force: true });
       return undefined;
@@ -52,7 +81,9 @@ export class BlobCache {
     const h = createHash('sha256');
     let n = 0;
     try {
-      for await (const c of createReadStream(p)) {
+      const f = await openRegularFile(p);
+      if (!f) return false;
+      for await (const c of f.fh.createReadStream()) {
         n += (c as Buffer).length;
         h.update(c as Buffer);
       }
@@ -66,7 +97,19 @@ export class BlobCache {
 
   /** Streams a blob, verifying it again on the way (a cache on a failing disk must not poison images). */
   open(digest: string, size: number | undefined, what: string): Readable {
-    return verified(createReadStream(this.pathOf(digest)), digest, size, what);
+    const path = this.pathOf(digest);
+    // Opened through a stream so callers keep a synchronous open; a FIFO planted in the cache is refused on open.
+    const source = new PassThrough();
+    openRegularFile(path).then(
+      (f) => {
+        if (!f) return source.destroy(Object.assign(new Error(`${path} is missing`), { code: 'ENOENT' }));
+        const s = f.fh.createReadStream();
+        s.on('error', (e) => source.destroy(e));
+        s.pipe(source);
+      },
+      (e: Error) => source.destroy(e),
+    );
+    return verified(source, digest, size, what);
   }
 
   async put(digest: string, bytes: Buffer): Promise<void> {

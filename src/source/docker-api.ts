@@ -19,6 +19,19 @@ export function dockerEndpoint(env: NodeJS.ProcessEnv = process.env): DockerEndp
   );
 }
 
+/**
+ * An image name or id as it goes into an Engine API path: each /-separated part percent-encoded, so "?" or "#"
+ * cannot end the path and start a query; "." and ".." parts are refused, since the daemon's router would resolve
+ * them into another endpoint.
+ */
+export function imagePath(name: string): string {
+  const parts = name.split('/');
+  if (!name || /[\x00-\x1f\x7f]/.test(name) || parts.some((p) => p === '' || p === '.' || p === '..')) {
+    throw new Img2vmError('usage', `invalid image name for the Docker daemon: ${JSON.stringify(name)}`, 'give a name like debian:12, registry.lan/team/app:v1 or an image id');
+  }
+  return parts.map(encodeURIComponent).join('/');
+}
+
 export interface ImageInspect {
   Id: string;
   RepoTags?: string[] | null;
@@ -84,7 +97,7 @@ export class DockerClient {
 
   /** Inspects an image; undefined when the daemon does not have it. */
   async inspect(name: string): Promise<ImageInspect | undefined> {
-    const r = await this.json<ImageInspect & { message?: string }>('GET', `/images/${name}/json`);
+    const r = await this.json<ImageInspect & { message?: string }>('GET', `/images/${imagePath(name)}/json`);
     if (r.status === 404) return undefined;
     if (r.status !== 200) throw apiError('inspect image', name, r.status, r.body);
     return r.body;
@@ -143,7 +156,7 @@ export class DockerClient {
   }
 
   async removeImage(name: string): Promise<void> {
-    await this.json('DELETE', `/images/${name}?noprune=0`);
+    await this.json('DELETE', `/images/${imagePath(name)}?noprune=0`);
   }
 
   /**
@@ -173,7 +186,7 @@ export class DockerClient {
   /** Adds a tag to an image. */
   async tag(image: string, repo: string, tag: string): Promise<void> {
     const q = new URLSearchParams({ repo, tag });
-    const r = await this.json('POST', `/images/${encodeURIComponent(image)}/tag?${q}`);
+    const r = await this.json('POST', `/images/${imagePath(image)}/tag?${q}`);
     if (r.status !== 201 && r.status !== 200) throw apiError('tag image', image, r.status, r.body);
   }
 

@@ -1,11 +1,11 @@
 // Reads OCI image layouts (oci:DIR[:TAG]) and, once unpacked, oci-archive: files, verifying every blob against its digest.
-import { constants, createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { Img2vmError } from '../core/errors.js';
+import { openRegularFile } from './blob-cache.js';
 import { MAX_JSON, VerifyStream, hexOf, tooLarge, truncated, verified, verifyBytes } from './digest.js';
 import { ImageConfigSchema, type Layer, type SourceImage, type SourceTransport } from './image.js';
 import { IndexSchema, isIndexType, parseJson, validate, type Descriptor, type ImageIndex } from './manifest.js';
@@ -98,29 +98,29 @@ function chooseEntry(index: ImageIndex, o: OciLayoutOptions, where: string): Des
   throw new Img2vmError('usage', `${where} holds ${index.manifests.length} images; say which one`, tags.length ? `add a tag: oci:DIR:TAG, one of: ${tags.join(', ')}` : 'the images are untagged');
 }
 
-/** Opens a blob file without following a symlink at its name, checking its size against the descriptor. */
+/**
+ * Opens a blob file so that nothing at its name can block or feed the read (a FIFO, a device, a symlink out of the
+ * layout), checking its size against the descriptor.
+ */
 async function openBlobFile(path: string, d: Descriptor, where: string): Promise<Readable> {
-  let fh;
+  let f;
   try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    f = await openRegularFile(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new Img2vmError('badImage', `${where} lacks blob ${d.digest}`, 'the layout is incomplete; copy it again');
     if (code === 'ELOOP') throw new Img2vmError('badImage', `${where}: blob ${d.digest} is a symbolic link`, 'layouts hold blobs as regular files; the layout is hostile or broken');
+    if (code === 'ENOTREG') throw new Img2vmError('badImage', `${where}: blob ${d.digest} is not a regular file`, 'the layout is hostile or broken');
     throw e;
   }
-  const st = await fh.stat();
-  if (!st.isFile()) {
-    await fh.close();
-    throw new Img2vmError('badImage', `${where}: blob ${d.digest} is not a regular file`, 'the layout is hostile or broken');
-  }
-  if (st.size > d.size) {
+  if (!f) throw new Img2vmError('badImage', `${where} lacks blob ${d.digest}`, 'the layout is incomplete; copy it again');
+  const { fh, size } = f;
+  if (size > d.size) {
     await fh.close();
     throw tooLarge(`${where}: blob ${d.digest}`, d.size);
   }
-  if (st.size < d.size) {
+  if (size < d.size) {
     await fh.close();
-    throw truncated(`${where}: blob ${d.digest}`, st.size, d.size);
+    throw truncated(`${where}: blob ${d.digest}`, size, d.size);
   }
   return fh.createReadStream() as Readable;
 }
@@ -141,26 +141,30 @@ function kindOf(mediaType: string): string {
   return mediaType;
 }
 
+/** index.json and oci-layout: followed if they are links (the user's own layout), but only ever read as regular files. */
 async function readSmallFile(path: string, name: string, where: string, optional: boolean): Promise<Buffer | undefined> {
-  const st = await stat(path).catch(() => undefined);
-  if (!st) return undefined;
-  if (!st.isFile()) {
+  let f;
+  try {
+    f = await openRegularFile(path, true);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOTREG') throw e;
     if (optional) return undefined;
     throw new Img2vmError('badImage', `${where}: ${name} is not a regular file`, 'the layout is broken');
   }
-  if (st.size > MAX_JSON) throw new Img2vmError('badImage', `${where}: ${name} is ${st.size} bytes; more than ${MAX_JSON} is refused`, 'the layout is hostile or broken');
-  const s = createReadStream(path);
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of s) {
-    n += (c as Buffer).length;
-    if (n > MAX_JSON) {
-      s.destroy();
-      throw new Img2vmError('badImage', `${where}: ${name} is larger than ${MAX_JSON} bytes`, 'the layout is hostile or broken');
+  if (!f) return undefined;
+  try {
+    if (f.size > MAX_JSON) throw new Img2vmError('badImage', `${where}: ${name} is ${f.size} bytes; more than ${MAX_JSON} is refused`, 'the layout is hostile or broken');
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const c of f.fh.createReadStream({ autoClose: false })) {
+      n += (c as Buffer).length;
+      if (n > MAX_JSON) throw new Img2vmError('badImage', `${where}: ${name} is larger than ${MAX_JSON} bytes`, 'the layout is hostile or broken');
+      parts.push(c as Buffer);
     }
-    parts.push(c as Buffer);
+    return Buffer.concat(parts);
+  } finally {
+    await f.fh.close();
   }
-  return Buffer.concat(parts);
 }
 
 function devNull(): Writable {

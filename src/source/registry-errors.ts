@@ -82,3 +82,20 @@ export function parseChallenges(header: string): Challenge[] {
   }
   return out;
 }
+
+/** A failed exchange as the user should read it: which registry, and what to check. */
+export function networkError(e: unknown, domain: string, url: URL, signal: AbortSignal | undefined): unknown {
+  if (signal?.aborted) return signal.reason;
+  if (e instanceof Img2vmError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const code = err.code ?? '';
+  const where = `registry ${domain} (${url.origin})`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new RegistryError('unreachable', 'imageNotFound', `cannot resolve the host of ${where}`, 'check the name and the network, or use a local source (docker-daemon:, oci:, docker-archive:)', { cause: e });
+  }
+  if (code === 'ECONNREFUSED') return new RegistryError('unreachable', 'imageNotFound', `${where} refused the connection`, 'is the registry running on that port?', { cause: e });
+  if (code.startsWith('ERR_SSL') || code === 'EPROTO' || /certificate|SSL|TLS/i.test(err.message ?? '')) {
+    return new RegistryError('unreachable', 'imageNotFound', `TLS with ${where} failed: ${err.message}`, `if it serves plain HTTP, list it in insecureRegistries (${domain})`, { cause: e });
+  }
+  return new RegistryError('unreachable', 'imageNotFound', `cannot reach ${where}: ${err.message}`, 'check the network and the registry', { cause: e });
+}

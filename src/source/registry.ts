@@ -5,13 +5,12 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { Img2vmError } from '../core/errors.js';
-import type { Credentials } from './auth.js';
+import { basicAuth, mayReceiveCredentials, type Credentials } from './auth.js';
 import type { BlobWriter } from './blob-cache.js';
 import { MAX_JSON, readLimited, tooLarge, truncated } from './digest.js';
 import { formatZodError, MANIFEST_ACCEPT } from './manifest.js';
 import { apiHost } from './reference.js';
-import { errorDetail, isRetryable, parseChallenges, RegistryError, retryAfterMs } from './registry-errors.js';
+import { errorDetail, isRetryable, networkError, parseChallenges, RegistryError, retryAfterMs } from './registry-errors.js';
 
 export { errorDetail, isRetryable, parseChallenges, RegistryError, type RegistryFailure } from './registry-errors.js';
 
@@ -33,6 +32,8 @@ export interface RegistryClientOptions {
   /** A connection idle this long is broken. */
   timeoutMs?: number;
   maxRedirects?: number;
+  /** Extra trusted certificates (PEM) for HTTPS: a private CA. */
+  ca?: string | Buffer;
 }
 
 /** A request body: bytes, or a stream made afresh for each attempt (uploads of files). */
@@ -81,7 +82,7 @@ export class RegistryClient {
   private exchange(method: string, url: URL, headers: OutgoingHttpHeaders, body: RequestBody | undefined, signal: AbortSignal | undefined): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const mod = url.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req = mod(url, { method, headers, signal, timeout: this.timeoutMs }, resolve);
+      const req = mod(url, { method, headers, signal, timeout: this.timeoutMs, ...(this.o.ca && url.protocol === 'https:' ? { ca: this.o.ca } : {}) }, resolve);
       req.on('timeout', () => {
         req.destroy(Object.assign(new Error(`${url.host} sent nothing for ${this.timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
       });
@@ -123,6 +124,13 @@ export class RegistryClient {
       }
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
         throw new RegistryError('protocol', 'badImage', `registry ${this.domain} redirected to a ${next.protocol} URL`, 'the registry is misconfigured or hostile');
+      }
+      if (current.protocol === 'https:' && next.protocol === 'http:') {
+        throw new RegistryError(
+          'protocol', 'badImage',
+          `registry ${this.domain} redirected ${current.host}${current.pathname} from HTTPS to plain HTTP (${next.origin})`,
+          'img2vm does not give up TLS on a redirect; the registry is misconfigured or hostile',
+        );
       }
       if (status === 303) {
         method = 'GET';
@@ -178,25 +186,7 @@ export class RegistryClient {
   }
 
   private networkError(e: unknown, url: URL, signal: AbortSignal | undefined): unknown {
-    if (signal?.aborted) return signal.reason;
-    if (e instanceof Img2vmError) return e;
-    const err = e as NodeJS.ErrnoException;
-    const code = err.code ?? '';
-    const where = `registry ${this.domain} (${url.origin})`;
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-      return new RegistryError('unreachable', 'imageNotFound', `cannot resolve the host of ${where}`, 'check the name and the network, or use a local source (docker-daemon:, oci:, docker-archive:)', { cause: e });
-    }
-    if (code === 'ECONNREFUSED') return new RegistryError('unreachable', 'imageNotFound', `${where} refused the connection`, 'is the registry running on that port?', { cause: e });
-    if (code.startsWith('ERR_SSL') || code === 'EPROTO' || /certificate|SSL|TLS/i.test(err.message ?? '')) {
-      return new RegistryError(
-        'unreachable',
-        'imageNotFound',
-        `TLS with ${where} failed: ${err.message}`,
-        `if it serves plain HTTP, list it in insecureRegistries (${this.domain})`,
-        { cause: e },
-      );
-    }
-    return new RegistryError('unreachable', 'imageNotFound', `cannot reach ${where}: ${err.message}`, 'check the network and the registry', { cause: e });
+    return networkError(e, this.domain, url, signal);
   }
 
   // ---- authentication ----
@@ -236,7 +226,8 @@ export class RegistryClient {
       if (!creds?.username && !creds?.password) {
         throw new RegistryError('denied', 'imageNotFound', `registry ${this.domain} requires a login`, `log in first: docker login ${this.domain}`);
       }
-      this.basic = `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password ?? ''}`).toString('base64')}`;
+      // Sent only to the registry's own origin (see send), over whatever the user chose for it.
+      this.basic = basicAuth(creds);
       return;
     }
     throw new RegistryError('denied', 'imageNotFound', `registry ${this.domain} refused access and offered no supported authentication (${String(header ?? 'no WWW-Authenticate')})`, `log in first: docker login ${this.domain}`);
@@ -244,6 +235,14 @@ export class RegistryClient {
 
   private async fetchToken(realm: URL, service: string | undefined, scope: string, creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<{ value: string; expiresIn: number }> {
     if (creds?.registryToken) return { value: creds.registryToken, expiresIn: 3600 };
+    const basic = creds?.username || creds?.password ? basicAuth(creds) : undefined;
+    if ((creds?.identityToken || basic) && !mayReceiveCredentials(realm, this.base)) {
+      throw new RegistryError(
+        'protocol', 'badImage',
+        `registry ${this.domain} names ${realm.origin} as its token service: img2vm sends credentials to another host only over HTTPS`,
+        `serve that token service over HTTPS, or remove the credentials for ${this.domain} from the docker config to pull anonymously`,
+      );
+    }
     let res: IncomingMessage;
     if (creds?.identityToken) {
       // OAuth2 refresh-token grant, as docker does for identity tokens.
@@ -254,9 +253,12 @@ export class RegistryClient {
       const u = new URL(realm);
       if (service) u.searchParams.set('service', service);
       u.searchParams.set('scope', scope);
-      const basic = creds?.username || creds?.password ? `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password ?? ''}`).toString('base64')}` : undefined;
       res = await this.sendRetrying('GET', u, {}, () => basic, u.origin, signal);
     }
+    return this.readToken(res, realm, creds);
+  }
+
+  private async readToken(res: IncomingMessage, realm: URL, creds: Credentials | undefined): Promise<{ value: string; expiresIn: number }> {
     const status = res.statusCode ?? 0;
     if (status === 401 || status === 403) {
       res.resume();

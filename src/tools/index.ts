@@ -34,6 +34,30 @@ export const TOOLS = {
 
 export type ToolName = keyof typeof TOOLS;
 
+/** What each tool is needed for, as `img2vm doctor` says it (a new tool needs a line here too). */
+export const TOOL_PURPOSES: Readonly<Record<ToolName, string>> = {
+  'mke2fs': 'writing the ext4 root and /boot file systems (every conversion)',
+  'e2fsck': 'checking written file systems (the tests)',
+  'debugfs': 'reading file systems back (the tests)',
+  'tune2fs': 'inspecting file systems (the tests)',
+  'qemu-img': 'every output format but raw; img2vm run/test on non-raw disks',
+  'qemu-system-x86_64': 'img2vm run and img2vm test',
+  'grub-mkimage': 'GRUB for BIOS and UEFI boot (--boot hybrid, the default, needs both)',
+  'mkfs.fat': 'the EFI System partition (--boot uefi and hybrid)',
+  'mcopy': 'filling the EFI System partition (--boot uefi and hybrid)',
+  'mmd': 'filling the EFI System partition (--boot uefi and hybrid)',
+  'sfdisk': 'reading partition tables back (the tests)',
+  'setfattr': 'security xattrs in the staged root (every conversion)',
+  'mknod': 'device nodes of the image in the staged root',
+  'mkfifo': 'FIFOs of the image in the staged root',
+  'docker': 'building test fixture images by hand (img2vm itself talks to the daemon\'s API)',
+  'debootstrap': 'the demo image and the test fixtures',
+  'xz': '--format rootfs with an xz- or lzma-compressed kernel',
+  'zstd': '--format rootfs with a zstd-compressed kernel',
+  'bzip2': '--format rootfs with a bzip2-compressed kernel',
+  'lzop': '--format rootfs with an lzo-compressed kernel',
+};
+
 const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
 
 /** Finds a program on PATH (plus the sbin directories, which non-root PATHs often lack). */

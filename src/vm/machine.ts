@@ -1,15 +1,16 @@
 // What run and test share: inspecting the disk, choosing firmware and accelerator, and owning the QEMU process.
-import { copyFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, lstat, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { Img2vmError } from '../core/errors.js';
 import type { Scope } from '../core/scope.js';
-import { run } from '../tools/index.js';
 import { spawnTool, stopProcess, type ToolProcess } from '../tools/process.js';
+import { diskFormat } from './disk.js';
 import { chooseAccel } from './accel.js';
 import { detectFirmware, findOvmf, readDiskHead } from './firmware.js';
 import { readFirecrackerConfig, type DirectBoot } from '../output/rootfs.js';
-import { DISK_FORMATS, qemuArgs, type Accel, type Boot, type DiskFormat, type Firmware, type OvmfFiles, type Publish } from './qemu.js';
+import { qemuArgs, type Accel, type Boot, type DiskFormat, type Firmware, type OvmfFiles, type Publish } from './qemu.js';
 
 export interface MachineOptions {
   /** A disk, or a direct-kernel output: NAME.firecracker.json, or the NAME.ext4 beside one. */
@@ -32,21 +33,6 @@ export interface Machine {
   accelReason: string;
   console: 'terminal' | 'pipe';
   argv: string[];
-}
-
-/** Asks qemu-img what the file is; only formats img2vm writes are accepted. */
-export async function diskFormat(path: string): Promise<DiskFormat> {
-  const r = await run('qemu-img', ['info', '-U', '--output=json', path]);
-  let format: string | undefined;
-  try {
-    format = (JSON.parse(r.stdout) as { format?: string }).format;
-  } catch {
-    /* reported below */
-  }
-  if (!format || !(DISK_FORMATS as readonly string[]).includes(format)) {
-    throw new Img2vmError('usage', `${path}: unsupported disk format "${format ?? 'unknown'}"`, `img2vm runs ${DISK_FORMATS.join(', ')} disks`);
-  }
-  return format as DiskFormat;
 }
 
 /** Everything QEMU needs, with temporary files (the UEFI variable store) released by the scope. */
@@ -92,14 +78,7 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
   if (o.firmware) {
     throw new Img2vmError('usage', `--${o.firmware} does not apply: ${o.disk} is a direct-kernel output, booted without firmware`, 'leave out --uefi/--bios');
   }
-  const files: [string, string][] = [
-    ['kernel', c.kernel], ...(c.initrd ? [['initrd', c.initrd] as [string, string]] : []), ...c.drives.map((d, i) => [i ? `drive ${i}` : 'root drive', d.path] as [string, string]),
-  ];
-  for (const [what, path] of files) {
-    if (!(await stat(path).catch(() => undefined))?.isFile()) {
-      throw new Img2vmError('usage', `the ${what} named by ${basename(c.config)} is missing: ${path}`, 'keep the files img2vm wrote beside the config together');
-    }
-  }
+  await checkDirectFiles(c);
   const [root, ...more] = c.drives;
   const { accel, reason: accelReason } = await chooseAccel();
   const argv = qemuArgs({
@@ -114,6 +93,25 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
   };
 }
 
+/**
+ * The kernel, initrd and drives a Firecracker config names are loaded into the guest or handed to it, so they must
+ * be the files img2vm wrote beside the config: regular files in its directory, not links to elsewhere.
+ */
+async function checkDirectFiles(c: DirectBoot): Promise<void> {
+  const files: [string, string][] = [
+    ['kernel', c.kernel], ...(c.initrd ? [['initrd', c.initrd] as [string, string]] : []), ...c.drives.map((d, i) => [i ? `drive ${i}` : 'root drive', d.path] as [string, string]),
+  ];
+  const dir = dirname(c.config);
+  for (const [what, path] of files) {
+    if (dirname(path) !== dir) {
+      throw new Img2vmError('usage', `refusing ${basename(c.config)}: its ${what} ${path} is not beside the config`, 'img2vm boots only the files it wrote next to the config (./NAME...), so a config cannot hand other host files to the guest');
+    }
+    const st = await lstat(path).catch(() => undefined);
+    if (!st) throw new Img2vmError('usage', `the ${what} named by ${basename(c.config)} is missing: ${path}`, 'keep the files img2vm wrote beside the config together');
+    if (!st.isFile()) throw new Img2vmError('usage', `refusing ${basename(c.config)}: its ${what} ${path} is not a regular file (a link or device?)`, 'img2vm boots only the regular files it wrote next to the config');
+  }
+}
+
 /** The host CPU's clock in kHz from /proc/cpuinfo (an emulated guest's TSC runs at the host's rate). */
 export async function hostCpuKhz(cpuinfo = '/proc/cpuinfo'): Promise<number | undefined> {
   const text = await readFile(cpuinfo, 'utf8').catch(() => '');
@@ -121,15 +119,27 @@ export async function hostCpuKhz(cpuinfo = '/proc/cpuinfo'): Promise<number | un
   return mhz > 0 ? Math.round(mhz * 1000) : undefined;
 }
 
-export interface Running {
-  child: ToolProcess;
+/** What a console session needs of a running QEMU (tests give it a fake): its serial console and its end. */
+export interface ConsoleProcess {
+  stdout: Readable;
+  stderr?: Readable;
+  stdin: Writable;
+  /** Settles once QEMU has exited and its output has been read to the end. */
+  exited: Promise<{ exitCode?: number; signal?: string }>;
   /** Stops QEMU now (idempotent); the scope would do it otherwise. */
   stop: () => Promise<void>;
 }
 
-/** Starts QEMU; the scope stops it (SIGTERM, then SIGKILL after 3 s) whatever happens next. */
-export function startQemu(m: Machine, scope: Scope): Running {
-  const child = spawnTool('qemu-system-x86_64', m.argv, { stdio: m.console === 'terminal' ? 'inherit' : 'pipe' });
+/**
+ * Starts QEMU with its serial console on pipes; the scope stops it (SIGTERM, then SIGKILL after 3 s) whatever
+ * happens next. `img2vm run` relays the console to the terminal itself, so it can tell the workload's output
+ * from img2vm's own lines.
+ */
+export function startQemu(m: Machine, scope: Scope): ConsoleProcess {
+  const child: ToolProcess = spawnTool('qemu-system-x86_64', m.argv, { stdio: 'pipe' });
   const stop = scope.defer('stop QEMU', () => stopProcess(child, 3000));
-  return { child, stop };
+  // QEMU may exit while a session types; the exit is reported on its own, the broken pipe is not news.
+  child.stdin!.on('error', () => undefined);
+  const exited = child.then((r) => ({ exitCode: r.exitCode, signal: r.signal }));
+  return { stdout: child.stdout!, stderr: child.stderr ?? undefined, stdin: child.stdin!, exited, stop };
 }

@@ -1,8 +1,41 @@
-// `img2vm run`: boots a disk with its serial console on the user's terminal until the guest or the user ends it.
-import { Img2vmError } from '../core/errors.js';
-import { prepareMachine, startQemu, type Machine } from './machine.js';
+// `img2vm run`: boots a disk with its console relayed to the user; on a workload disk it ends with the workload's exit status.
+import { InterruptedError, Img2vmError } from '../core/errors.js';
+import { prepareMachine, startQemu, type ConsoleProcess, type Machine } from './machine.js';
 import type { Accel, Boot, DiskFormat, Firmware, Publish } from './qemu.js';
 import { DEFAULT_CPUS, DEFAULT_MEM_MIB, type VmContext } from './test.js';
+import { signalExitCode, WorkloadConsole } from './workload.js';
+
+/** How long an interrupted guest has to report its workload's exit before QEMU is stopped. */
+export const INTERRUPT_GRACE_MS = 10_000;
+/** How long a guest has to power off after its exit line before QEMU is stopped. */
+export const POWEROFF_GRACE_MS = 10_000;
+/** ^C: the guest's terminal turns it into SIGINT for the workload. */
+export const INTERRUPT_BYTE = '\x03';
+
+/** An interruption by a signal, exiting as a shell would report it (130 for SIGINT, 143 for SIGTERM). */
+export class SignalInterrupt extends InterruptedError {
+  constructor(
+    readonly signal: NodeJS.Signals,
+    detail?: string,
+  ) {
+    super(signal);
+    if (detail) this.message = `${this.message}: ${detail}`;
+    Object.defineProperty(this, 'exitCode', { value: signalExitCode(signal), enumerable: true });
+    Object.defineProperty(this, 'hint', { value: 'QEMU was stopped; nothing is left running', enumerable: true });
+  }
+}
+
+/** The user's side of the console: the CLI wires it to the terminal, tests to buffers. */
+export interface RunIo {
+  /** What the user types, forwarded to the guest's console. */
+  input?: NodeJS.ReadableStream;
+  /** Console bytes for the user: the workload's output (and, before img2vm's init speaks, the boot). */
+  output: (bytes: Buffer) => void;
+  /** img2vm's own console lines, plain text. */
+  own?: (line: string) => void;
+  /** The user's terminal (in raw mode) is the console: QEMU's Ctrl-a commands are offered. */
+  terminal: boolean;
+}
 
 export interface RunOptions {
   disk: string;
@@ -14,7 +47,9 @@ export interface RunOptions {
   publish?: readonly Publish[];
   /** Let the guest write to the disk file (QEMU's -snapshot is on otherwise). */
   persist?: boolean;
-  /** Called once the machine is chosen, before QEMU takes the terminal. */
+  io: RunIo;
+  interruptGraceMs?: number;
+  /** Called once the machine is chosen, before QEMU starts. */
   onStart?: (machine: Machine) => void;
 }
 
@@ -24,46 +59,155 @@ export interface RunResult {
   firmware: Boot;
   accel: Accel;
   seconds: number;
+  /** On a disk with img2vm's init: the workload's exit status, which `img2vm run` exits with. */
+  workload?: { status: number };
+}
+
+export type RunEnd =
+  | { kind: 'exit'; code?: number; signal?: string }
+  | { kind: 'timeout' }
+  | { kind: 'interrupted'; signal: NodeJS.Signals };
+
+export interface RunSessionOptions {
+  io: RunIo;
+  timeoutMs?: number;
+  interruptGraceMs?: number;
+  poweroffGraceMs?: number;
+}
+
+/**
+ * One QEMU run as a state machine: console bytes are split into the user's and img2vm's, a timeout or an
+ * interruption ends it. An interruption first types ^C on the guest's console and waits a bounded grace for the
+ * workload's exit line, so the workload can end cleanly. Every end stops QEMU.
+ */
+export class RunSession {
+  readonly console = new WorkloadConsole();
+  stderrTail = '';
+  /** The end of the console stream as QEMU sent it, to tell a user's Ctrl-a x (QEMU says so) from a power-off. */
+  private rawTail = '';
+  private readonly timers: NodeJS.Timeout[] = [];
+  private interrupted: NodeJS.Signals | undefined;
+  private poweroffTimer = false;
+  private settle: ((e: RunEnd) => void) | undefined;
+
+  constructor(
+    private readonly qemu: ConsoleProcess,
+    private readonly o: RunSessionOptions,
+  ) {}
+
+  async run(signal?: AbortSignal): Promise<RunEnd> {
+    const onAbort = () => this.interrupt(signalOf(signal?.reason));
+    const onInput = (d: Buffer | string) => this.qemu.stdin.write(d);
+    const end = new Promise<RunEnd>((resolve) => {
+      this.settle = resolve;
+      this.qemu.stdout.on('data', (chunk: Buffer) => this.onConsole(chunk));
+      this.qemu.stderr?.on('data', (d: Buffer) => {
+        this.stderrTail = (this.stderrTail + d.toString()).slice(-4000);
+      });
+      this.o.io.input?.on('data', onInput);
+      if (this.o.timeoutMs !== undefined) this.timers.push(setTimeout(() => this.finish({ kind: 'timeout' }), this.o.timeoutMs));
+      if (signal?.aborted) onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      void this.qemu.exited.then((r) => this.onExit(r));
+    });
+    try {
+      return await end;
+    } finally {
+      this.timers.forEach((t) => clearTimeout(t));
+      signal?.removeEventListener('abort', onAbort);
+      this.o.io.input?.removeListener('data', onInput);
+      await this.qemu.stop();
+    }
+  }
+
+  private finish(e: RunEnd): void {
+    const settle = this.settle;
+    this.settle = undefined;
+    // Once interrupted, however QEMU then ends, the run ends as interrupted.
+    settle?.(this.interrupted && e.kind !== 'timeout' ? { kind: 'interrupted', signal: this.interrupted } : e);
+  }
+
+  /** The user quit through QEMU's monitor (Ctrl-a x on a terminal) rather than the guest ending. */
+  get quit(): boolean {
+    return this.o.io.terminal && /QEMU: Terminated\s*$/.test(this.rawTail);
+  }
+
+  private onConsole(chunk: Buffer): void {
+    if (!this.settle) return;
+    this.rawTail = (this.rawTail + chunk.toString('latin1')).slice(-64);
+    const parts = this.console.feed(chunk);
+    this.deliver(parts.output, parts.own);
+    if (this.console.exited && !this.poweroffTimer) {
+      this.poweroffTimer = true;
+      this.timers.push(setTimeout(() => void this.qemu.stop(), this.o.poweroffGraceMs ?? POWEROFF_GRACE_MS));
+    }
+  }
+
+  private deliver(output: Buffer, own: string[]): void {
+    if (output.length) this.o.io.output(output);
+    for (const line of own) this.o.io.own?.(line);
+  }
+
+  private onExit(r: { exitCode?: number; signal?: string }): void {
+    const rest = this.console.flush();
+    this.deliver(rest.output, rest.own);
+    this.finish({ kind: 'exit', code: r.exitCode, signal: r.signal });
+  }
+
+  private interrupt(sig: NodeJS.Signals): void {
+    if (this.interrupted) return;
+    this.interrupted = sig;
+    if (this.console.exited) return;
+    this.qemu.stdin.write(INTERRUPT_BYTE);
+    this.timers.push(setTimeout(() => this.finish({ kind: 'interrupted', signal: sig }), this.o.interruptGraceMs ?? INTERRUPT_GRACE_MS));
+  }
+}
+
+function signalOf(reason: unknown): NodeJS.Signals {
+  return reason instanceof SignalInterrupt ? reason.signal : 'SIGINT';
+}
+
+/** What a run's end means: the result (with the workload's status), or the error img2vm exits with. */
+export function concludeRun(end: RunEnd, session: RunSession, machine: Machine, o: { timeoutMs?: number }, seconds: number): RunResult {
+  const wl = session.console;
+  if (end.kind === 'interrupted') {
+    const said = wl.status !== undefined ? `the workload exited with status ${wl.status}` : wl.nonce ? 'the workload did not report an exit status in time; QEMU was stopped' : 'QEMU was stopped';
+    throw new SignalInterrupt(end.signal, said);
+  }
+  if (end.kind === 'timeout') throw new Img2vmError('testTimeout', `stopped QEMU after --timeout ${o.timeoutMs! / 1000} s`);
+  // A guest that reported its workload's status and was then stopped (it did not power off) still has that status.
+  if (end.code !== 0 && wl.status === undefined) {
+    const why = session.stderrTail.split('\n').map((l) => l.trim()).filter((l) => l && !/warning:/.test(l)).pop();
+    throw new Img2vmError(
+      'qemuFailed',
+      `QEMU failed (${end.signal ? `signal ${end.signal}` : `exit ${end.code}`})${why ? `: ${why}` : ''}`,
+      `command: qemu-system-x86_64 ${machine.argv.join(' ')}`,
+    );
+  }
+  if (wl.nonce !== undefined && wl.status === undefined && !session.quit) {
+    throw new Img2vmError(
+      'kernelPanic',
+      wl.fatal ? `img2vm's init failed: ${wl.fatal}` : "the guest powered off without reporting the workload's exit status",
+      "run it again with -v to see img2vm's own console lines",
+    );
+  }
+  const result: RunResult = { disk: machine.disk, format: machine.format, firmware: machine.firmware, accel: machine.accel, seconds };
+  if (wl.status !== undefined) result.workload = { status: wl.status };
+  return result;
 }
 
 export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult> {
   const machine = await prepareMachine(
     {
       disk: o.disk, firmware: o.firmware, memMiB: o.memMiB ?? DEFAULT_MEM_MIB, cpus: o.cpus ?? DEFAULT_CPUS,
-      snapshot: !o.persist, publish: o.publish ?? [], console: 'terminal',
+      snapshot: !o.persist, publish: o.publish ?? [], console: o.io.terminal ? 'terminal' : 'pipe',
     },
     ctx.scope,
   );
   o.onStart?.(machine);
   ctx.signal?.throwIfAborted();
   const t0 = performance.now();
-  const qemu = startQemu(machine, ctx.scope);
-
-  type End = { kind: 'exit'; code: number | undefined; signal: string | undefined } | { kind: 'timeout' } | { kind: 'abort' };
-  const end = await new Promise<End>((resolve) => {
-    const timer = o.timeoutMs !== undefined ? setTimeout(() => resolve({ kind: 'timeout' }), o.timeoutMs) : undefined;
-    const onAbort = () => resolve({ kind: 'abort' });
-    if (ctx.signal?.aborted) onAbort();
-    ctx.signal?.addEventListener('abort', onAbort, { once: true });
-    void qemu.child.then((r) => {
-      clearTimeout(timer);
-      ctx.signal?.removeEventListener('abort', onAbort);
-      resolve({ kind: 'exit', code: r.exitCode, signal: r.signal });
-    });
-  });
-  await qemu.stop();
-  const seconds = Math.round(performance.now() - t0) / 1000;
-  // A signal wins over the exit it caused (QEMU also receives a terminal's SIGINT).
-  if (end.kind === 'abort' || ctx.signal?.aborted) throw ctx.signal?.reason ?? new Img2vmError('interrupted', 'interrupted');
-  if (end.kind === 'timeout') {
-    throw new Img2vmError('testTimeout', `stopped QEMU after --timeout ${o.timeoutMs! / 1000} s`);
-  }
-  if (end.code !== 0) {
-    throw new Img2vmError(
-      'qemuFailed',
-      `QEMU failed (${end.signal ? `signal ${end.signal}` : `exit ${end.code}`})`,
-      `command: qemu-system-x86_64 ${machine.argv.join(' ')}`,
-    );
-  }
-  return { disk: machine.disk, format: machine.format, firmware: machine.firmware, accel: machine.accel, seconds };
+  const session = new RunSession(startQemu(machine, ctx.scope), { io: o.io, timeoutMs: o.timeoutMs, interruptGraceMs: o.interruptGraceMs });
+  const end = await session.run(ctx.signal);
+  return concludeRun(end, session, machine, o, Math.round(performance.now() - t0) / 1000);
 }

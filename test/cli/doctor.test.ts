@@ -1,0 +1,78 @@
+// img2vm doctor: what each tool is for and which package provides it; non-zero only when the default conversion cannot run.
+import { mkdtemp, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { defaultConversionTools, doctorChecks, doctorExitCode, renderChecks, type DoctorEnv } from '../../src/cli/doctor.js';
+import { TOOL_PURPOSES, TOOLS, which } from '../../src/tools/index.js';
+
+const healthy: DoctorEnv = { pingDocker: async () => undefined, exists: () => true, isRoot: true };
+
+let bin: string;
+let oldPath: string | undefined;
+beforeEach(async () => {
+  bin = await mkdtemp(join(tmpdir(), 'img2vm-doctor-'));
+  oldPath = process.env.PATH;
+});
+afterEach(async () => {
+  process.env.PATH = oldPath;
+  await rm(bin, { recursive: true, force: true });
+});
+
+/** A PATH with only these host tools on it (the sbin directories are always searched too). */
+async function pathWith(tools: string[]): Promise<void> {
+  for (const t of tools) {
+    const p = which(t);
+    if (!p) throw new Error(`this host lacks ${t}; run scripts/install-deps.sh`);
+    await symlink(p, join(bin, t));
+  }
+  process.env.PATH = bin;
+}
+
+describe('img2vm doctor', () => {
+  it('the default conversion needs these tools', () => {
+    expect([...defaultConversionTools()].sort()).toEqual(['grub-mkimage', 'mcopy', 'mke2fs', 'mkfs.fat', 'mmd', 'qemu-img', 'setfattr']);
+  });
+
+  it('every tool has its package and what it is needed for', async () => {
+    const checks = await doctorChecks(healthy);
+    for (const [tool, pkg] of Object.entries(TOOLS)) {
+      expect(checks.find((c) => c.name === tool)).toMatchObject({ package: pkg, for: TOOL_PURPOSES[tool as keyof typeof TOOLS] });
+      expect(TOOL_PURPOSES[tool as keyof typeof TOOLS].length).toBeGreaterThan(10);
+    }
+  });
+
+  it('a tool the default conversion needs missing from PATH: named with its package and purpose, exit 5', async () => {
+    // Everything the default conversion needs except qemu-img (mke2fs and mkfs.fat are found in sbin anyway).
+    await pathWith(['grub-mkimage', 'mcopy', 'mmd', 'setfattr']);
+    const checks = await doctorChecks(healthy);
+    expect(checks.find((c) => c.name === 'qemu-img')).toMatchObject({ ok: false, required: true, package: 'qemu-utils', fix: 'apt-get install qemu-utils' });
+    expect(doctorExitCode(checks)).toBe(5);
+    const text = renderChecks(checks);
+    expect(text).toMatch(/^MISSING {2}qemu-img +qemu-utils +every output format but raw; img2vm run\/test on non-raw disks$/m);
+    expect(text).toMatch(/^ {9}→ apt-get install qemu-utils$/m);
+    expect(text).toContain('the default conversion needs: apt-get install qemu-utils\n');
+  });
+
+  it('only optional tools missing: reported, exit 0', async () => {
+    await pathWith(['grub-mkimage', 'mcopy', 'mmd', 'setfattr', 'qemu-img']);
+    const checks = await doctorChecks(healthy);
+    expect(checks.find((c) => c.name === 'qemu-system-x86_64')).toMatchObject({ ok: false, required: false, package: 'qemu-system-x86' });
+    expect(doctorExitCode(checks)).toBe(0);
+    const text = renderChecks(checks);
+    expect(text).toMatch(/^missing {2}qemu-system-x86_64 +qemu-system-x86 +img2vm run and img2vm test \(optional\)$/m);
+    expect(text).not.toContain('the default conversion needs');
+    expect(text).toMatch(/^optional: apt-get install .*qemu-system-x86/m);
+  });
+
+  it('no daemon or no GRUB modules also fail the default conversion; no OVMF does not', async () => {
+    const noDaemon = await doctorChecks({ ...healthy, which: () => '/usr/bin/x', pingDocker: async () => Promise.reject(new Error('connect ENOENT /var/run/docker.sock')) });
+    expect(noDaemon.find((c) => c.name === 'docker daemon')).toMatchObject({ ok: false, required: true, detail: 'connect ENOENT /var/run/docker.sock' });
+    expect(doctorExitCode(noDaemon)).toBe(5);
+    const noOvmf = await doctorChecks({ ...healthy, which: () => '/usr/bin/x', exists: (p) => !p.includes('OVMF') });
+    expect(doctorExitCode(noOvmf)).toBe(0);
+    const noGrub = await doctorChecks({ ...healthy, which: () => '/usr/bin/x', exists: (p) => !p.includes('i386-pc') });
+    expect(noGrub.find((c) => c.name.includes('i386-pc'))).toMatchObject({ ok: false, package: 'grub-pc-bin' });
+    expect(doctorExitCode(noGrub)).toBe(5);
+  });
+});

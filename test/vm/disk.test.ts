@@ -1,0 +1,182 @@
+// run/test never let a disk name other host files: the format comes from the name, never from probing; backing and data files are refused.
+import { execa } from 'execa';
+import { mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Scope } from '../../src/core/scope.js';
+import { diskFormat, formatFromName, infoProblem, qcow2HeaderProblem, qemuImgInfoArgs, vmdkHeaderProblem } from '../../src/vm/disk.js';
+import { prepareMachine, type MachineOptions } from '../../src/vm/machine.js';
+
+let dir: string;
+const qemuImg = async (...args: string[]) => {
+  const r = await execa('qemu-img', args, { reject: false });
+  if (r.exitCode !== 0) throw new Error(`qemu-img ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+};
+
+/**
+ * The attack: a guest rewrites the first (4 KiB) sector of its raw disk into a qcow2 header whose backing file is a
+ * host file. A host that probes the format would hand that file to the guest on the next boot.
+ */
+async function poisonedRaw(name: string, backing: string): Promise<string> {
+  const header = join(dir, `${name}.header.qcow2`);
+  await qemuImg('create', '-q', '-f', 'qcow2', '-b', backing, '-F', 'raw', header, '1M');
+  const disk = join(dir, name);
+  await writeFile(disk, Buffer.alloc(4 * 1024 * 1024));
+  const src = await open(header, 'r');
+  // One 4 KiB sector: the header, its extensions and the backing file's name.
+  const first = Buffer.alloc(4096);
+  await src.read(first, 0, 4096, 0);
+  await src.close();
+  const dst = await open(disk, 'r+');
+  await dst.write(first, 0, 4096, 0);
+  await dst.close();
+  return disk;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'img2vm-disk-'));
+  await writeFile(join(dir, 'secret.raw'), 'host secret\n'.repeat(1000));
+  process.env.IMG2VM_ACCEL = 'tcg';
+});
+afterAll(async () => {
+  delete process.env.IMG2VM_ACCEL;
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('formatFromName', () => {
+  it('maps the extensions img2vm writes, and nothing else', () => {
+    expect(['a.raw', 'a.IMG', 'a.ext4', 'a.qcow2', 'a.vmdk', 'a.vhdx', 'a.vhd', 'a.vdi'].map(formatFromName)).toEqual(['raw', 'raw', 'raw', 'qcow2', 'vmdk', 'vhdx', 'vpc', 'vdi']);
+    expect(['disk', 'a.iso', 'a.qcow', '.raw/x'].map(formatFromName)).toEqual([undefined, undefined, undefined, undefined]);
+  });
+
+  it('qemu-img is always told the format', () => {
+    expect(qemuImgInfoArgs('/d/x.qcow2', 'qcow2')).toEqual(['info', '-f', 'qcow2', '-U', '--output=json', '/d/x.qcow2']);
+  });
+});
+
+describe('the raw disk whose first sector a guest made a qcow2 header naming a host file', () => {
+  it('is a qcow2 with a backing file to a probing reader (the attack is real)', async () => {
+    const disk = await poisonedRaw('attack.raw', join(dir, 'secret.raw'));
+    const probed = JSON.parse(await qemuImg('info', '-U', '--output=json', disk)) as { format: string; 'backing-filename'?: string };
+    expect(probed.format).toBe('qcow2');
+    expect(probed['backing-filename']).toBe(join(dir, 'secret.raw'));
+  });
+
+  it('is booted as raw: QEMU gets format=raw and never sees the header as one', async () => {
+    const disk = await poisonedRaw('attack2.raw', join(dir, 'secret.raw'));
+    expect(await diskFormat(disk)).toBe('raw');
+    const scope = new Scope();
+    try {
+      const m = await prepareMachine({ disk, firmware: 'bios', memMiB: 256, cpus: 1, snapshot: true, publish: [], console: 'pipe' }, scope);
+      expect(m.format).toBe('raw');
+      expect(m.argv[m.argv.indexOf('-drive') + 1]).toBe(`file=${disk},if=virtio,format=raw`);
+      expect(m.argv.join(' ')).not.toContain('secret');
+    } finally {
+      await scope.close();
+    }
+  });
+});
+
+describe('qcow2 and vmdk disks that name other files are refused', () => {
+  it('a qcow2 with a backing file', async () => {
+    const disk = join(dir, 'overlay.qcow2');
+    await qemuImg('create', '-q', '-f', 'qcow2', '-b', join(dir, 'secret.raw'), '-F', 'raw', disk);
+    await expect(diskFormat(disk)).rejects.toMatchObject({ kind: 'usage', message: `refusing to boot ${disk} as qcow2: it has a backing file` });
+  });
+
+  it('a qcow2 with an external data file', async () => {
+    const disk = join(dir, 'datafile.qcow2');
+    await qemuImg('create', '-q', '-f', 'qcow2', '-o', `data_file=${join(dir, 'data.raw')}`, disk, '1M');
+    await expect(diskFormat(disk)).rejects.toMatchObject({ message: `refusing to boot ${disk} as qcow2: it keeps its data in an external data file` });
+  });
+
+  it('a .qcow2 that is not qcow2, and a VMDK descriptor listing extents', async () => {
+    const fake = join(dir, 'fake.qcow2');
+    await writeFile(fake, Buffer.alloc(1024 * 1024));
+    await expect(diskFormat(fake)).rejects.toMatchObject({ message: `refusing to boot ${fake} as qcow2: it is not a qcow2 file (no qcow2 header)` });
+    const desc = join(dir, 'desc.vmdk');
+    await writeFile(desc, `# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "${join(dir, 'secret.raw')}" 0\n`);
+    await expect(diskFormat(desc)).rejects.toMatchObject({ message: `refusing to boot ${desc} as vmdk: it is a VMDK descriptor that names other files as its extents` });
+  });
+
+  it('self-contained disks of every format img2vm writes pass', async () => {
+    for (const [ext, fmt, opts] of [['qcow2', 'qcow2', []], ['vmdk', 'vmdk', []], ['vmdk', 'vmdk', ['-o', 'subformat=streamOptimized']], ['vhdx', 'vhdx', []], ['vhd', 'vpc', []], ['vdi', 'vdi', []]] as const) {
+      const disk = join(dir, `ok-${opts.length}.${ext}`);
+      await qemuImg('create', '-q', '-f', fmt, ...opts, disk, '4M');
+      expect(await diskFormat(disk)).toBe(fmt);
+    }
+  });
+
+  it('a disk without an extension img2vm writes', async () => {
+    const disk = join(dir, 'noext');
+    await writeFile(disk, '');
+    await expect(diskFormat(disk)).rejects.toMatchObject({ kind: 'usage', message: `cannot tell the format of ${disk} from its name` });
+  });
+});
+
+describe('header and info checks', () => {
+  it('qcow2 headers: v2 and v3 clean, backing, the data-file bit, not qcow2', () => {
+    const h = Buffer.alloc(112);
+    h.writeUInt32BE(0x514649fb, 0);
+    h.writeUInt32BE(3, 4);
+    h.writeUInt32BE(112, 100);
+    expect(qcow2HeaderProblem(h)).toBeUndefined();
+    const v2 = Buffer.from(h);
+    v2.writeUInt32BE(2, 4);
+    expect(qcow2HeaderProblem(v2.subarray(0, 72))).toBeUndefined();
+    const backing = Buffer.from(h);
+    backing.writeBigUInt64BE(512n, 8);
+    expect(qcow2HeaderProblem(backing)).toBe('it has a backing file');
+    const data = Buffer.from(h);
+    data.writeBigUInt64BE(4n, 72);
+    expect(qcow2HeaderProblem(data)).toBe('it keeps its data in an external data file');
+    expect(qcow2HeaderProblem(Buffer.from('QFI'))).toBe('it is not a qcow2 file (no qcow2 header)');
+  });
+
+  it('vmdk: a sparse header passes, a descriptor does not', () => {
+    expect(vmdkHeaderProblem(Buffer.from('KDMV\x01\x00\x00\x00', 'latin1'))).toBeUndefined();
+    expect(vmdkHeaderProblem(Buffer.from('  # Disk DescriptorFile\n'))).toMatch(/descriptor/);
+  });
+
+  it('qemu-img info: backing, data file, extents elsewhere, another format', () => {
+    expect(infoProblem({ format: 'qcow2' }, '/d/a.qcow2', 'qcow2')).toBeUndefined();
+    expect(infoProblem({ format: 'raw' }, '/d/a.qcow2', 'qcow2')).toBe('qemu-img reads it as raw, not qcow2');
+    expect(infoProblem({ format: 'qcow2', 'backing-filename': '/etc/shadow' }, '/d/a.qcow2', 'qcow2')).toBe('it has a backing file (/etc/shadow)');
+    expect(infoProblem({ format: 'qcow2', 'format-specific': { data: { 'data-file': '/x' } } }, '/d/a.qcow2', 'qcow2')).toMatch(/external data file/);
+    expect(infoProblem({ format: 'vmdk', 'format-specific': { data: { extents: [{ filename: '/d/a.vmdk' }] } } }, '/d/a.vmdk', 'vmdk')).toBeUndefined();
+    expect(infoProblem({ format: 'vmdk', 'format-specific': { data: { extents: [{ filename: '/etc/shadow' }] } } }, '/d/a.vmdk', 'vmdk')).toBe('it names other files as extents (/etc/shadow)');
+  });
+});
+
+describe('a Firecracker config names only the files beside it', () => {
+  const opts = (disk: string): MachineOptions => ({ disk, memMiB: 256, cpus: 1, snapshot: true, publish: [], console: 'pipe' });
+  async function config(name: string, kernel: string, drive: string): Promise<string> {
+    const d = join(dir, name);
+    await mkdir(d, { recursive: true });
+    await writeFile(join(d, 'vm.vmlinux'), 'k');
+    await writeFile(join(d, 'vm.ext4'), Buffer.alloc(4096));
+    const file = join(d, 'vm.firecracker.json');
+    await writeFile(file, JSON.stringify({ 'boot-source': { kernel_image_path: kernel, boot_args: 'console=ttyS0' }, drives: [{ drive_id: 'rootfs', path_on_host: drive, is_root_device: true }] }));
+    return file;
+  }
+
+  it('refuses a drive or kernel elsewhere on the host, or a link', async () => {
+    const scope = new Scope();
+    try {
+      const far = await config('far', './vm.vmlinux', join(dir, 'secret.raw'));
+      await expect(prepareMachine(opts(far), scope)).rejects.toMatchObject({ message: expect.stringMatching(/^refusing vm\.firecracker\.json: its root drive .*secret\.raw is not beside the config$/) });
+      const up = await config('up', '../secret.raw', './vm.ext4');
+      await expect(prepareMachine(opts(up), scope)).rejects.toMatchObject({ message: expect.stringMatching(/its kernel .*secret\.raw is not beside the config/) });
+      const link = await config('link', './vm.vmlinux', './shadow.ext4');
+      await symlink(join(dir, 'secret.raw'), join(dir, 'link', 'shadow.ext4'));
+      await expect(prepareMachine(opts(link), scope)).rejects.toMatchObject({ message: expect.stringMatching(/its root drive .*shadow\.ext4 is not a regular file/) });
+      const ok = await config('ok', './vm.vmlinux', './vm.ext4');
+      const m = await prepareMachine(opts(ok), scope);
+      expect(m.firmware).toBe('direct');
+    } finally {
+      await scope.close();
+    }
+  });
+});
