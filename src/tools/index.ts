@@ -56,6 +56,8 @@ export const TOOL_PURPOSES: Readonly<Record<ToolName, string>> = {
   'zstd': '--format rootfs with a zstd-compressed kernel',
   'bzip2': '--format rootfs with a bzip2-compressed kernel',
   'lzop': '--format rootfs with an lzo-compressed kernel',
+  'gpgv': "checking the Debian archive's signature when img2vm fetches a kernel (--init img2vm)",
+  'depmod': 'the module order of fetched kernels whose package ships no modules.dep (--init img2vm)',
 };
 
 const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
