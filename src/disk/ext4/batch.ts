@@ -16,6 +16,7 @@ export class BatchWriter {
 
   /** Writes one block at block number b: len bytes of src from off, the rest zeros. */
   block(b: number, src: Uint8Array, off = 0, len = BLOCK): void {
+    len = Math.min(len, src.length - off);
     if (this.blocks > 0 && (b !== this.start + this.blocks || this.blocks * BLOCK === BATCH_BYTES)) this.flush();
     if (this.blocks === 0) this.start = b;
     const at = this.blocks * BLOCK;
