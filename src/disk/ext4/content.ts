@@ -7,6 +7,8 @@ import type { BatchWriter } from './batch.js';
 import { BLOCK, MAX_EXTENT_LEN, MAX_FILE_BLOCKS } from './geometry.js';
 
 const ZERO = Buffer.alloc(BLOCK);
+/** The zero-padded last block of content already in memory; emit() copies it out at once. */
+const TAIL = Buffer.alloc(BLOCK);
 
 /** Where a file's bytes are: extents as flat triples (logical block, physical block, length). */
 export class Ext4Ref implements ContentRef {
@@ -32,7 +34,8 @@ export function checkFileSize(size: number): void {
 
 /** Receives one file's bytes in order; end() checks the declared size and returns the ref. */
 export class FileSink {
-  private readonly carry = Buffer.allocUnsafe(BLOCK);
+  /** A block split across chunks; allocated only when chunks are not block-aligned. */
+  private carry: Buffer | undefined;
   private carryLen = 0;
   private total = 0;
   private logical = 0;
@@ -55,12 +58,13 @@ export class FileSink {
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, len);
     let off = 0;
     if (this.carryLen > 0) {
+      const carry = this.carry!;
       const n = Math.min(BLOCK - this.carryLen, len);
-      buf.copy(this.carry, this.carryLen, 0, n);
+      buf.copy(carry, this.carryLen, 0, n);
       this.carryLen += n;
       off = n;
       if (this.carryLen < BLOCK) return;
-      this.emit(this.carry, 0);
+      this.emit(carry, 0);
       this.carryLen = 0;
     }
     while (len - off >= BLOCK) {
@@ -68,9 +72,23 @@ export class FileSink {
       off += BLOCK;
     }
     if (off < len) {
+      this.carry ??= Buffer.allocUnsafe(BLOCK);
       buf.copy(this.carry, 0, off, len);
       this.carryLen = len - off;
     }
+  }
+
+  /** The whole content at once (putBuffer): no carry buffer, the tail goes out zero-padded. */
+  whole(data: Uint8Array): Ext4Ref {
+    const n = data.length - (data.length % BLOCK);
+    if (n > 0) this.feed(data.subarray(0, n));
+    if (n < data.length) {
+      this.total += data.length - n;
+      TAIL.set(data.subarray(n));
+      TAIL.fill(0, data.length - n);
+      this.emit(TAIL, 0);
+    }
+    return this.end();
   }
 
   end(): Ext4Ref {
@@ -78,8 +96,9 @@ export class FileSink {
       throw new Img2vmError('badImage', `a file's content ended after ${this.total} of its declared ${this.size} bytes`, 'the image content is damaged or hostile');
     }
     if (this.carryLen > 0) {
-      this.carry.fill(0, this.carryLen);
-      this.emit(this.carry, 0);
+      const carry = this.carry!;
+      carry.fill(0, this.carryLen);
+      this.emit(carry, 0);
       this.carryLen = 0;
     }
     return new Ext4Ref(this.store, this.size, this.ext, this.blocks);

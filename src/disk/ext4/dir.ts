@@ -13,7 +13,8 @@ export const FT_SOCK = 6;
 export const FT_LNK = 7;
 
 export interface DirEntry {
-  name: Buffer;
+  /** The name as a latin1 binary string (one char per byte). */
+  name: string;
   ino: number;
   type: number;
 }
@@ -67,12 +68,12 @@ function htreeShape(sortedSizes: number[]): { leaves: number[]; nodes: number; t
   return { leaves, nodes, total: 1 + nodes + leaves.length };
 }
 
-function putEntry(b: Buffer, off: number, ino: number, rec: number, name: Buffer, type: number): void {
+function putEntry(b: Buffer, off: number, ino: number, rec: number, name: string, type: number): void {
   b.writeUInt32LE(ino, off);
   b.writeUInt16LE(rec, off + 4);
   b.writeUInt8(name.length, off + 6);
   b.writeUInt8(type, off + 7);
-  name.copy(b, off + 8);
+  b.write(name, off + 8, 'latin1');
 }
 
 function leafTail(b: Buffer, seed: number): void {
@@ -101,8 +102,8 @@ function leaf(entries: DirEntry[], from: number, to: number, seed: number, head?
   return b;
 }
 
-const DOT = Buffer.from('.');
-const DOTDOT = Buffer.from('..');
+const DOT = '.';
+const DOTDOT = '..';
 
 function dxTail(b: Buffer, countOffset: number, count: number, limit: number, seed: number): void {
   const t = countOffset + limit * 8;

@@ -69,6 +69,7 @@ export class DirHasher {
   private readonly seed = new Uint32Array(4);
   private readonly buf = new Uint32Array(4);
   private readonly x = new Uint32Array(8);
+  private readonly scratch = Buffer.alloc(256);
 
   constructor(seed: Uint8Array, private readonly signed: boolean) {
     const v = Buffer.from(seed.buffer, seed.byteOffset, 16);
@@ -76,8 +77,15 @@ export class DirHasher {
     if (this.seed.every((s) => s === 0)) this.seed.set([0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476]);
   }
 
-  /** The major hash of a name (low bit clear), as the kernel computes it for lookups. */
-  hash(name: Uint8Array): number {
+  /** The major hash of a name (bytes, or a latin1 binary string), low bit clear, as the kernel computes it for lookups. */
+  hash(input: Uint8Array | string): number {
+    let name: Uint8Array;
+    if (typeof input === 'string') {
+      const n = input.length <= 255 ? this.scratch.write(input, 0, 'latin1') : 0;
+      name = n === input.length ? this.scratch.subarray(0, n) : Buffer.from(input, 'latin1');
+    } else {
+      name = input;
+    }
     this.buf.set(this.seed);
     let len = name.length;
     let p = 0;

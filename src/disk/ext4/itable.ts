@@ -100,7 +100,7 @@ function nodeInode(p: InodePass, ino: number, node: Node): InodeFields {
   switch (node.kind) {
     case 'dir': {
       const entries = sortedEntries(ino === 2 ? p.plan.rootEntries : (node as DirNode).entries);
-      const children: DirEntry[] = entries.map(([name, child]) => ({ name: Buffer.from(name, 'latin1'), ino: p.plan.inoOf.get(child)!, type: TYPE[child.kind][1] }));
+      const children: DirEntry[] = entries.map(([name, child]) => ({ name, ino: p.plan.inoOf.get(child)!, type: TYPE[child.kind][1] }));
       const d = buildDir(ino, p.plan.parent[ino]!, children, p.hasher, seed, ino === LOST_FOUND_INO ? LOST_FOUND_BLOCKS : 1);
       const [root, t] = tree(p, writeBlocks(p, d.blocks), seed);
       f.iblock = root;

@@ -180,7 +180,7 @@ export function planTree(root: DirNode, epoch: number, hasher: DirHasher, ours: 
     }
     dirs++;
     const lost = dir === lostFound;
-    const blocks = dirBlocks(nameLens, () => new Uint32Array(entries.map(([n]) => hasher.hash(Buffer.from(n, 'latin1')))), lost ? LOST_FOUND_BLOCKS : 1);
+    const blocks = dirBlocks(nameLens, () => new Uint32Array(entries.map(([n]) => hasher.hash(n))), lost ? LOST_FOUND_BLOCKS : 1);
     metadataBlocks += blocks + treeBlocksFor(blocks);
     const l = 2 + subdirs;
     linkList[dirIno] = l > LINK_MAX ? 1 : l;

@@ -152,8 +152,7 @@ export class Ext4Writer implements ContentStore {
     checkFileSize(data.length);
     const sink = new FileSink(this, this.alloc, this.batch, data.length);
     try {
-      sink.feed(data);
-      return sink.end();
+      return sink.whole(data);
     } catch (e) {
       sink.abort();
       throw e;

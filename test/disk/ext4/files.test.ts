@@ -49,7 +49,7 @@ describe('file contents', () => {
 
   it('accept any chunking, and refuse content shorter or longer than declared', async () => {
     const img = t.path('chunks.img');
-    const data = Buffer.alloc(100_003).map((_, i) => (i * 13) & 0xff);
+    const data = Buffer.from(Buffer.alloc(100_003).map((_, i) => (i * 13) & 0xff));
     const target = new RawFileTarget(img);
     const w = new Ext4Writer({ target, offset: 0, uuid: UUID, label: '', hashSeed: SEED, epoch: EPOCH });
     const sizes = [1, 4095, 4096, 4097, 8191, 100_003];

@@ -12,7 +12,7 @@ const t = tmp();
 afterAll(() => t.done());
 const GOLDEN = join(fileURLToPath(new URL('.', import.meta.url)), 'golden.sha256');
 
-const payload = (n: number, seed: number): Buffer => Buffer.alloc(n).map((_, i) => (i * seed + (i >> 9)) & 0xff);
+const payload = (n: number, seed: number): Buffer => Buffer.from(Buffer.alloc(n).map((_, i) => (i * seed + (i >> 9)) & 0xff));
 
 /** Yields the buffer in pieces of `size`, waiting `delayMs` between them. */
 async function* slowly(b: Buffer, size: number, delayMs: number): AsyncIterable<Uint8Array> {

@@ -8,7 +8,7 @@ import { chunksOf, dir, expectClean, file, meta, run, tmp, writeImage } from './
 const t = tmp();
 afterAll(() => t.done());
 
-const kernel = Buffer.alloc(5 * 1024 * 1024).map((_, i) => (i * 7 + (i >> 12)) & 0xff);
+const kernel = Buffer.from(Buffer.alloc(5 * 1024 * 1024).map((_, i) => (i * 7 + (i >> 12)) & 0xff));
 const sparse = Buffer.alloc(2000 * 4096);
 for (let i = 0; i < 2000; i += 2) sparse.fill(i % 200 + 1, i * 4096, i * 4096 + 4096);
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

@@ -48,7 +48,7 @@ describe('journal', () => {
 describe('resize inode', () => {
   it('reserves descriptor blocks so resize2fs can grow the file system offline', async () => {
     const img = t.path('grow.img');
-    const data = Buffer.alloc(3 * MiB).map((_, i) => (i * 31) & 0xff);
+    const data = Buffer.from(Buffer.alloc(3 * MiB).map((_, i) => (i * 31) & 0xff));
     const { summary } = await writeImage(img, (w) => dir({ keep: file(w.putBuffer(data), data.length) }), { sizeBytes: 256 * MiB });
     expect(summary.reservedGdtBlocks).toBe(255);
     expectClean(img);
