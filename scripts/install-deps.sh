@@ -2,7 +2,8 @@
 # Installs the Debian packages img2vm and its tests use, and makes sure a Docker daemon is running.
 set -euo pipefail
 PKGS=(docker.io qemu-system-x86 qemu-utils e2fsprogs fdisk grub-pc-bin grub-efi-amd64-bin grub-common
-      mtools dosfstools ovmf debootstrap attr openssl ca-certificates curl xz-utils zstd lz4 bzip2 lzop systemd-boot-efi)
+      mtools dosfstools ovmf debootstrap attr openssl ca-certificates curl xz-utils zstd lz4 bzip2 lzop systemd-boot-efi
+      time)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -55,7 +55,13 @@ function checkName(name: string, dirPath: string): void {
   }
 }
 
+const isU32 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
+
 function checkNode(node: Node, path: () => string, ours: (r: unknown) => r is Ext4Ref): void {
+  const m = node.meta;
+  if (!isU32(m.uid) || !isU32(m.gid) || !Number.isInteger(m.mode)) {
+    throw new Img2vmError('badImage', `${path()} has owner ${m.uid}:${m.gid} or mode ${m.mode}, which ext4 cannot store`, 'owners are 32-bit numbers; the image content is damaged or hostile');
+  }
   switch (node.kind) {
     case 'symlink':
       if (node.target.length === 0 || node.target.length > MAX_SYMLINK || !isBinary(node.target)) {

@@ -70,10 +70,20 @@ function tool(name: string, args: string[], input?: Buffer): { status: number; s
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr.toString() };
 }
 
-/** e2fsck -fn must find nothing (exit 0); the whole report is the failure message otherwise. */
+/**
+ * e2fsck -fn must find nothing (exit 0); the whole report is the failure message otherwise.
+ * IMG2VM_E2FSCK_EXTRA names a second e2fsck (e.g. 1.47.2 unpacked from bookworm-backports, its
+ * libraries in ../lib/x86_64-linux-gnu) that must agree.
+ */
 export function expectClean(path: string): void {
   const r = tool('e2fsck', ['-fn', path]);
   expect(r.status, `e2fsck -fn ${path}:\n${r.stdout.toString()}${r.stderr}`).toBe(0);
+  const extra = process.env.IMG2VM_E2FSCK_EXTRA;
+  if (extra) {
+    const lib = join(extra, '..', '..', 'lib', 'x86_64-linux-gnu');
+    const x = spawnSync(extra, ['-fn', path], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C', LD_LIBRARY_PATH: lib } });
+    expect(x.status, `${extra} -fn ${path}:\n${x.stdout}${x.stderr}`).toBe(0);
+  }
 }
 
 /** Runs one debugfs request against the image and returns its output (debugfs's banner removed). */

@@ -87,6 +87,7 @@ describe('hostile trees', () => {
     await refuse(() => dir({ s: { kind: 'symlink', meta: meta(0o777), target: 'x'.repeat(4096) } }), /target of 4096 bytes/);
     await refuse(() => dir({ d: { kind: 'block', meta: meta(0o600), major: 4096, minor: 0 } }), /device \/d has number 4096:0/);
     await refuse(() => dir({ 'lost+found': fifo() }), /lost\+found in the image is not a directory/);
+    await refuse(() => dir({ big: { kind: 'fifo', meta: meta(0o644, { uid: 2 ** 32 }) } }), /\/big has owner 4294967296:0/);
     const many = fifo();
     await refuse(() => dir(new Map(Array.from({ length: 65_001 }, (_, i): [string, Node] => [`l${i}`, many]))), /has more than 65000 hard links/);
   });
