@@ -1,5 +1,5 @@
 // Block allocation: a fresh cursor that only moves forward past the backup regions, plus a heap of freed runs reused lowest first.
-import { BACKUP_REGION, BLOCKS_PER_GROUP, nextReservedStart, placeRun, skipReserved } from './geometry.js';
+import { nextReservedStart, placeRun, skipReserved } from './geometry.js';
 
 export class Allocator {
   /** The next never-used block; never inside a backup region. */
@@ -108,15 +108,4 @@ export class Allocator {
     this.lens[a] = this.lens[b]!;
     this.lens[b] = l;
   }
-}
-
-/** Blocks used by backup regions of groups [0, groups) that start at or after block `from`. */
-export function reservedBlocksFrom(from: number, groups: number): number {
-  let n = 0;
-  for (let g = Math.ceil(from / BLOCKS_PER_GROUP); g < groups; g++) {
-    const s = nextReservedStart(g * BLOCKS_PER_GROUP);
-    g = s / BLOCKS_PER_GROUP;
-    if (g < groups) n += BACKUP_REGION;
-  }
-  return n;
 }

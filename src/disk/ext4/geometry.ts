@@ -1,5 +1,5 @@
 // The fixed geometry of the file systems the writer makes, and where backup superblocks sit whatever the final size.
-//
+
 // Data is written before the final size is known, so nothing may depend on it: 4 KiB blocks,
 // 32768 blocks per group, and with sparse_super the groups that carry a backup superblock (0, 1
 // and the powers of 3, 5 and 7) depend only on the group number. Every such group starts with a
@@ -8,7 +8,6 @@
 // is whatever the table does not use: room to grow to MAX_GROUPS groups with resize2fs.
 
 export const BLOCK = 4096;
-export const BLOCK_SHIFT = 12;
 export const BLOCKS_PER_GROUP = 32768;
 export const INODE_SIZE = 256;
 export const EXTRA_ISIZE = 32;

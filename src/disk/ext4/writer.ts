@@ -195,10 +195,15 @@ export class Ext4Writer implements ContentStore {
     };
   }
 
+  /**
+   * Writes everything but the data: inodes, directories, xattrs, extent trees, bitmaps, descriptors,
+   * superblocks, journal and resize inode. A size or inode count it refuses (sizeTooSmall, usage)
+   * is refused before anything is written, so finish may be called again with other options.
+   */
   async finish(root: DirNode, o: Ext4FinishOptions): Promise<Ext4Summary> {
     await this.tail;
     this.open();
-    this.finished = true;
+    // Everything up to the first write is checked first: a refused size leaves the writer usable.
     const plan = planTree(root, this.epoch, this.hasher, this.isOurs);
     const d = this.demand(plan);
     const jWanted = journalBlocksOf(o.journalBytes);
@@ -215,6 +220,7 @@ export class Ext4Writer implements ContentStore {
     const jb = chooseJournal(d, geo, jWanted);
     if (jb === undefined) throw new Img2vmError('sizeTooSmall', `the root file system (${formatSize(o.sizeBytes)}) is too small for the image content: it needs ${need()}`, 'give a larger --size, or leave --size out to fit the content');
 
+    this.finished = true;
     const dataEnd = this.alloc.cursor;
     this.alloc.limit = blocks;
     const fixed = placeFixed(this.alloc, geo, jb);

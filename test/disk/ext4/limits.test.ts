@@ -1,6 +1,7 @@
 // Sizing and refusals: measure's minimum is enough and checked, hostile trees and impossible sizes fail with clear errors.
 import { closeSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { formatSize } from '../../../src/core/units.js';
 import { Ext4Writer, MemoryStore } from '../../../src/disk/ext4/index.js';
 import { RawFileTarget } from '../../../src/disk/target.js';
 import type { DirNode, Node } from '../../../src/rootfs/tree.js';
@@ -42,9 +43,14 @@ describe('sizing', () => {
     expectClean(t.path('min.img'));
 
     const b = writer(t.path('below.img'));
-    const err = await b.w.finish(busyTree(b.w), { sizeBytes: min - MiB, inodeCount: m.inodes }).catch((e: unknown) => e);
-    b.target.close();
+    const tree = busyTree(b.w);
+    const err = await b.w.finish(tree, { sizeBytes: min - MiB, inodeCount: m.inodes }).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'sizeTooSmall', message: /too small for the image content: it needs/ });
+    expect((err as Error).message).toContain(`it needs ${formatSize(min)}`);
+    // Refused before writing: the same writer finishes at the minimum.
+    await b.w.finish(tree, { sizeBytes: min, inodeCount: m.inodes });
+    b.target.close();
+    expectClean(t.path('below.img'));
   });
 
   it('grows the minimum with the inode count, and refuses more inodes than the groups can hold', async () => {
