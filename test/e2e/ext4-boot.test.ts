@@ -1,13 +1,13 @@
 // Linux 6.1 (Debian's cloud kernel, under QEMU TCG) mounts a file system the ext4 writer made, reads it, writes to it; e2fsck agrees after.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Node } from '../../src/rootfs/tree.js';
-import { catFile, chunksOf, debugfs, dir, expectClean, file, meta, tmp, ts, writeImage } from '../disk/ext4/helpers.js';
+import { catFile, chunksOf, debugfs, dir, expectClean, file, meta, run, tmp, ts, writeImage } from '../disk/ext4/helpers.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const CACHE = join(REPO, '.cache', 'ext4-boot');
@@ -40,6 +40,15 @@ function fromDeb(pkg: string, path: RegExp): Buffer {
   return readFileSync(hit);
 }
 
+/** A host program and the shared libraries ldd says it loads, as initramfs entries (for resize2fs in the guest). */
+function withLibraries(program: string, as: string): Array<{ name: string; mode: number; data: Buffer }> {
+  const out: Array<{ name: string; mode: number; data: Buffer }> = [{ name: as, mode: 0o100755, data: readFileSync(program) }];
+  for (const m of execFileSync('ldd', [program], { encoding: 'utf8' }).matchAll(/(?:=> )?(\/\S+) \(0x/g)) {
+    out.push({ name: m[1]!.slice(1), mode: 0o100755, data: readFileSync(m[1]!) });
+  }
+  return out;
+}
+
 /** The kernel package the cloud-amd64 metapackage points at today. */
 function cloudKernelPackage(): string {
   const out = execFileSync('apt-cache', ['depends', 'linux-image-cloud-amd64'], { encoding: 'utf8' });
@@ -69,7 +78,7 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t devtmpfs dev /dev
 mount -t sysfs sys /sys
-for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/nvme0n1 ] && break; sleep 1; done
+i=0; while [ ! -b /dev/nvme0n1 ] && [ $i -lt 120 ]; do sleep 0.5; i=$((i+1)); done
 if mount -t ext4 -o rw /dev/nvme0n1 /mnt; then
   echo "CHECK hello=$(cat /mnt/hello)"
   echo "CHECK big=$(sha256sum /mnt/data/big | cut -d' ' -f1)"
@@ -86,7 +95,14 @@ if mount -t ext4 -o rw /dev/nvme0n1 /mnt; then
   echo more >> /mnt/hello
   rm /mnt/data/big
   sync
+  echo "CHECK before=$(stat -f -c %b /mnt)"
+  resize2fs /dev/nvme0n1 2>&1 | sed 's/^/RESIZE /'
+  echo "CHECK after=$(stat -f -c %b /mnt)"
+  dd if=/dev/urandom of=/mnt/new/after-resize bs=1M count=300 2>/dev/null && echo "CHECK grown-write=ok"
+  sync
   umount /mnt && echo "CHECK umount=ok"
+else
+  dmesg | tail -40 | sed 's/^/FAIL /'
 fi
 dmesg | grep -iE 'ext4|jbd2' | sed 's/^/KMSG /'
 echo IMG2VM-DONE
@@ -98,9 +114,13 @@ describe('Linux mounts the image', () => {
     const kernel = fromDeb(cloudKernelPackage(), /^\/boot\/vmlinuz-/);
     const busybox = fromDeb('busybox-static', /^\/bin\/busybox$/);
     const initrd = t.path('initrd.gz');
+    const resize = withLibraries('/usr/sbin/resize2fs', 'bin/resize2fs');
+    const dirs = [...new Set(resize.flatMap((f) => f.name.split('/').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('/'))))].filter((d) => d !== 'bin');
     writeFileSync(initrd, gzipSync(cpio([
       { name: 'bin', mode: 0o40755 },
+      ...dirs.map((d) => ({ name: d, mode: 0o40755 })),
       { name: 'bin/busybox', mode: 0o100755, data: busybox },
+      ...resize,
       { name: 'init', mode: 0o100755, data: Buffer.from(INIT) },
     ])));
     const vmlinuz = t.path('vmlinuz');
@@ -128,6 +148,9 @@ describe('Linux mounts the image', () => {
       });
     }, { sizeBytes: 256 << 20, inodeCount: 32_768 });
     expectClean(img);
+    // The disk is larger than the file system: the guest grows it online, as a first boot would,
+    // to 72 groups, past what one descriptor block holds (a reserved descriptor block comes into use).
+    truncateSync(img, 9 * 1024 ** 3);
 
     const r = spawnSync('qemu-system-x86_64', [
       '-accel', 'tcg', '-m', '512', '-smp', '1', '-nographic', '-no-reboot', '-nic', 'none',
@@ -147,6 +170,14 @@ describe('Linux mounts the image', () => {
     expect(check('owner')).toBe('4750 1234 5678 2000000000');
     expect(check('link')).toBe(`/${'long/'.repeat(20)}target`);
     expect(check('hard')).toBe('2');
+    // statfs blocks: the 65536-block file system less its overhead, then 9 GiB's worth after the online resize.
+    const resized = out.split('\n').filter((l) => l.includes('RESIZE ')).join('\n');
+    expect(resized).toMatch(/on-line resizing required/);
+    expect(resized).toMatch(/old_desc_blocks = 1, new_desc_blocks = 2/);
+    expect(Number(check('before'))).toBeGreaterThan(50_000);
+    expect(Number(check('before'))).toBeLessThan(65_536);
+    expect(Number(check('after')), resized).toBeGreaterThan(2_200_000);
+    expect(check('grown-write')).toBe('ok');
     expect(check('umount')).toBe('ok');
     const kmsg = out.split('\n').filter((l) => l.includes('KMSG ')).join('\n');
     expect(kmsg).toMatch(/EXT4-fs \(nvme0n1\): mounted filesystem/);
@@ -157,6 +188,10 @@ describe('Linux mounts the image', () => {
     expect(debugfs(img, 'stat /new/deeper/random')).toMatch(/Size: 8388608\b/);
     expect(debugfs(img, 'stat /many/added-2999')).toMatch(/Type: regular/);
     expect(debugfs(img, 'ls /many')).not.toMatch(/\bentry-499\b/);
+    const h = run('dumpe2fs', ['-h', img]).out;
+    expect(h).toMatch(/Block count: +2359296\n/);
+    expect(h).toMatch(/Reserved GDT blocks: +254\n/);
+    expect(debugfs(img, 'stat /new/after-resize')).toMatch(/Size: 314572800\b/);
     rmSync(vmlinuz);
   });
 });
