@@ -40,8 +40,15 @@ export interface TreePlan {
   dirs: number;
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A binary path for messages: as UTF-8 when it is, else with the bytes past ASCII as \xNN. */
 export function displayPath(bin: string): string {
-  return Buffer.from(bin, 'latin1').toString('utf8');
+  try {
+    return utf8.decode(Buffer.from(bin, 'latin1'));
+  } catch {
+    return bin.replace(/[\x80-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`);
+  }
 }
 
 function isBinary(s: string): boolean {

@@ -93,6 +93,9 @@ export class Ext4Writer implements ContentStore {
   private readonly maxBytes: number | undefined;
   private tail: Promise<unknown> = Promise.resolve();
   private finished = false;
+  /** Declared size of the file being stored and blocks held by stored files, for the message when contents do not fit. */
+  private storing = 0;
+  private held = 0;
 
   constructor(o: Ext4WriterOptions) {
     if (!Number.isSafeInteger(o.offset) || o.offset < 0 || o.offset % BLOCK !== 0) {
@@ -115,8 +118,12 @@ export class Ext4Writer implements ContentStore {
   }
 
   private full(): never {
-    if (this.maxBytes !== undefined && this.alloc.limit < MAX_BLOCKS) {
-      throw new Img2vmError('sizeTooSmall', `the file contents alone need more than the root file system's ${formatSize(this.maxBytes)}`, 'give a larger --size, or leave --size out to fit the content');
+    if (this.maxBytes !== undefined && this.alloc.limit < MAX_BLOCKS && !this.finished) {
+      throw new Img2vmError(
+        'sizeTooSmall',
+        `the file contents alone need more than the root file system's ${formatSize(this.maxBytes)}: ${formatSize(this.held * BLOCK)} are stored and a file of ${formatSize(this.storing)} does not fit`,
+        'give a larger --size, or leave --size out to fit the content',
+      );
     }
     throw new Img2vmError('usage', `the content is larger than the ext4 writer supports (${formatSize(MAX_BLOCKS * BLOCK)})`, 'the image is too large for one file system');
   }
@@ -137,10 +144,11 @@ export class Ext4Writer implements ContentStore {
   private async putNow(chunks: AsyncIterable<Uint8Array>, size: number): Promise<Ext4Ref> {
     this.open();
     checkFileSize(size);
+    this.storing = size;
     const sink = new FileSink(this, this.alloc, this.batch, size);
     try {
       for await (const c of chunks) sink.feed(c);
-      return sink.end();
+      return this.stored(sink.end());
     } catch (e) {
       sink.abort();
       throw e;
@@ -150,13 +158,19 @@ export class Ext4Writer implements ContentStore {
   putBuffer(data: Uint8Array): ContentRef {
     this.open();
     checkFileSize(data.length);
+    this.storing = data.length;
     const sink = new FileSink(this, this.alloc, this.batch, data.length);
     try {
-      return sink.whole(data);
+      return this.stored(sink.whole(data));
     } catch (e) {
       sink.abort();
       throw e;
     }
+  }
+
+  private stored(ref: Ext4Ref): Ext4Ref {
+    this.held += ref.blocks;
+    return ref;
   }
 
   release(ref: ContentRef): void {
@@ -166,6 +180,7 @@ export class Ext4Writer implements ContentStore {
     }
     if (ref.released || this.finished) return;
     ref.released = true;
+    this.held -= ref.blocks;
     const e = ref.extents;
     for (let i = 0; i < e.length; i += 3) this.alloc.free(e[i + 1]!, e[i + 2]!);
   }

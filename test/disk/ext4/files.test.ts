@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Img2vmError } from '../../../src/core/errors.js';
 import { Ext4Writer, MemoryStore } from '../../../src/disk/ext4/index.js';
 import { RawFileTarget } from '../../../src/disk/target.js';
-import { catFile, chunksOf, debugfs, dir, EPOCH, expectClean, file, SEED, tmp, UUID, writeImage } from './helpers.js';
+import { catFile, chunksOf, debugfs, dir, EPOCH, expectClean, file, SEED, tmp, UUID, writeImage, expectFailure, rejection } from './helpers.js';
 
 const t = tmp();
 afterAll(() => t.done());
@@ -54,8 +54,8 @@ describe('file contents', () => {
     const w = new Ext4Writer({ target, offset: 0, uuid: UUID, label: '', hashSeed: SEED, epoch: EPOCH });
     const sizes = [1, 4095, 4096, 4097, 8191, 100_003];
     const refs = await Promise.all(sizes.map((s) => w.put(chunksOf(data, s), data.length)));
-    await expect(w.put(chunksOf(data, 4096), data.length + 1)).rejects.toMatchObject({ kind: 'badImage', message: /ended after 100003 of its declared 100004/ });
-    await expect(w.put(chunksOf(data, 4096), data.length - 1)).rejects.toMatchObject({ kind: 'badImage', message: /longer than its declared 100002/ });
+    expectFailure(await rejection(w.put(chunksOf(data, 4096), data.length + 1)), 'badImage', /ended after 100003 of its declared 100004/);
+    expectFailure(await rejection(w.put(chunksOf(data, 4096), data.length - 1)), 'badImage', /longer than its declared 100002/);
     const root = dir(Object.fromEntries(refs.map((r, i) => [`f${sizes[i]}`, file(r, data.length)])));
     await w.finish(root, { sizeBytes: 32 << 20, inodeCount: 1024 });
     target.close();
@@ -160,9 +160,9 @@ describe('file contents', () => {
     w.putBuffer(Buffer.alloc(200 * 4096, 1));
     const err = await w.put(chunksOf(Buffer.alloc(400 * 4096, 2), 65536), 400 * 4096).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Img2vmError);
-    expect(err).toMatchObject({ kind: 'sizeTooSmall', message: /file contents alone need more than the root file system's 2M/ });
+    expectFailure(err, 'sizeTooSmall', /file contents alone need more than the root file system's 2M: 800K are stored and a file of 1\.6M does not fit/);
     expect(() => w.putBuffer(Buffer.alloc(300 * 4096, 3))).toThrow(/need more than/);
-    await expect(w.put(chunksOf(Buffer.alloc(0), 1), 2 ** 60)).rejects.toMatchObject({ kind: 'badImage' });
+    expectFailure(await rejection(w.put(chunksOf(Buffer.alloc(0), 1), 2 ** 60)), 'badImage', /./);
     target.close();
   });
 });

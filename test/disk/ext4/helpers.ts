@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import { Img2vmError } from '../../../src/core/errors.js';
 import { Ext4Writer, type Ext4Summary, type Ext4WriterOptions } from '../../../src/disk/ext4/index.js';
 import { RawFileTarget } from '../../../src/disk/target.js';
 import type { ContentRef, DirNode, Node, NodeMeta, Timestamp } from '../../../src/rootfs/tree.js';
@@ -114,4 +115,20 @@ export function run(name: string, args: string[]): { status: number; out: string
 
 export async function* chunksOf(buf: Buffer, size: number): AsyncIterable<Uint8Array> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+/** The error a promise rejects with (undefined if it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(() => undefined, (e: unknown) => e);
+}
+
+/**
+ * e must be an Img2vmError of this kind whose message matches. (toMatchObject does not look at an
+ * Error's message, so it is checked here explicitly.)
+ */
+export function expectFailure(e: unknown, kind: string, message: RegExp): void {
+  expect(e, 'expected an Img2vmError').toBeInstanceOf(Img2vmError);
+  const err = e as Img2vmError;
+  expect(err.kind, err.message).toBe(kind);
+  expect(err.message).toMatch(message);
 }
