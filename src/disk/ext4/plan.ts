@@ -37,6 +37,8 @@ export interface TreePlan {
   metadataBlocks: number;
   /** Blocks held by file data written through this writer that the tree uses. */
   dataBlocks: number;
+  /** The refs of this writer the tree uses (each once; a second use is a copy). */
+  usedRefs: Set<Ext4Ref>;
   dirs: number;
 }
 
@@ -205,5 +207,5 @@ export function planTree(root: DirNode, epoch: number, hasher: DirHasher, ours: 
     links[i] = linkList[i] ?? 0;
     parent[i] = parentList[i] ?? 0;
   }
-  return { nodes, inoOf, parent, links, lastIno, rootEntries, copies, copyBlocks, metadataBlocks, dataBlocks, dirs };
+  return { nodes, inoOf, parent, links, lastIno, rootEntries, copies, copyBlocks, metadataBlocks, dataBlocks, usedRefs: used, dirs };
 }

@@ -96,6 +96,8 @@ export class Ext4Writer implements ContentStore {
   /** Declared size of the file being stored and blocks held by stored files, for the message when contents do not fit. */
   private storing = 0;
   private held = 0;
+  /** Refs stored and not released: those the tree does not use are freed at finish. */
+  private readonly live = new Set<Ext4Ref>();
 
   constructor(o: Ext4WriterOptions) {
     if (!Number.isSafeInteger(o.offset) || o.offset < 0 || o.offset % BLOCK !== 0) {
@@ -170,7 +172,16 @@ export class Ext4Writer implements ContentStore {
 
   private stored(ref: Ext4Ref): Ext4Ref {
     this.held += ref.blocks;
+    this.live.add(ref);
     return ref;
+  }
+
+  private freeRef(ref: Ext4Ref): void {
+    ref.released = true;
+    this.held -= ref.blocks;
+    this.live.delete(ref);
+    const e = ref.extents;
+    for (let i = 0; i < e.length; i += 3) this.alloc.free(e[i + 1]!, e[i + 2]!);
   }
 
   release(ref: ContentRef): void {
@@ -179,10 +190,7 @@ export class Ext4Writer implements ContentStore {
       return;
     }
     if (ref.released || this.finished) return;
-    ref.released = true;
-    this.held -= ref.blocks;
-    const e = ref.extents;
-    for (let i = 0; i < e.length; i += 3) this.alloc.free(e[i + 1]!, e[i + 2]!);
+    this.freeRef(ref);
   }
 
   read(ref: ContentRef): AsyncIterable<Buffer> {
@@ -193,7 +201,9 @@ export class Ext4Writer implements ContentStore {
   }
 
   private demand(plan: TreePlan): Demand {
-    return { cursor: this.alloc.cursor, free: this.alloc.freeBlocks, variable: plan.metadataBlocks + plan.copyBlocks, usedInodes: plan.lastIno };
+    // Content stored but used by no node is freed at finish, so it counts as free space.
+    const unused = this.held - plan.dataBlocks;
+    return { cursor: this.alloc.cursor, free: this.alloc.freeBlocks + unused, variable: plan.metadataBlocks + plan.copyBlocks, usedInodes: plan.lastIno };
   }
 
   measure(root: DirNode): Ext4Measure {
@@ -235,6 +245,7 @@ export class Ext4Writer implements ContentStore {
     const jb = chooseJournal(d, geo, jWanted);
     if (jb === undefined) throw new Img2vmError('sizeTooSmall', `the root file system (${formatSize(o.sizeBytes)}) is too small for the image content: it needs ${need()}`, 'give a larger --size, or leave --size out to fit the content');
 
+    for (const ref of [...this.live]) if (!plan.usedRefs.has(ref)) this.freeRef(ref);
     this.finished = true;
     const dataEnd = this.alloc.cursor;
     this.alloc.limit = blocks;
