@@ -56,7 +56,7 @@ async function child(mode, scen, src, out) {
   const summary = await w.finish(root, { sizeBytes: SCENARIOS[scen].sizeBytes, inodeCount: inodesFor(stats) });
   target.close();
   execFileSync('sync', ['-f', out]);
-  process.stdout.write(JSON.stringify({ seconds: (performance.now() - t0) / 1000, writes: summary.writes, bytes: summary.bytesWritten }));
+  process.stdout.write(JSON.stringify({ inner: (performance.now() - t0) / 1000, writes: summary.writes, bytes: summary.bytesWritten }));
 }
 
 /** The same content as the source directory, made in memory. */
@@ -146,7 +146,7 @@ async function main() {
           rmSync(img, { force: true });
           const r = timed([process.execPath, self, '--run', mode, scen, src, img]);
           runs[mode].push({ ...r, ...JSON.parse(r.stdout) });
-          console.error(`(${scen}) writer from ${mode}: ${r.seconds} s, ${r.rss.toFixed(0)} MiB`);
+          console.error(`(${scen}) writer from ${mode}: ${r.seconds} s (${runs[mode].at(-1).inner.toFixed(2)} s inside node), ${r.rss.toFixed(0)} MiB`);
         }
         const fsck = spawnSync('e2fsck', ['-fn', img], { encoding: 'utf8' });
         if (fsck.status !== 0) throw new Error(`e2fsck on the writer's image failed:\n${fsck.stdout}`);
@@ -166,7 +166,7 @@ async function main() {
     const ratio = (x) => (cut ? `< ${(x / MKE2FS_LIMIT).toFixed(3)}` : (x / r.mke2fs).toFixed(2));
     console.log(`(${r.scen}) ${r.title.padEnd(48)} | ${mk.padStart(7)} s | ${r.dir.toFixed(2).padStart(10)} s | ${ratio(r.dir)} | ${r.mem.toFixed(2).padStart(13)} s | ${ratio(r.mem)} | ${cut ? '-' : r.rssM.toFixed(0)} / ${r.rssD.toFixed(0)} / ${r.rssW.toFixed(0)} MiB | ${r.writes}`);
   }
-  console.log('times: median of 3, each ending with sync -f of the image; ratio = writer / mke2fs (lower is better)');
+  console.log('times: wall clock (process start to exit, /usr/bin/time), median of 3, each ending with sync -f of the image; ratio = writer / mke2fs (lower is better)');
 }
 
 if (process.argv[2] === '--run') await child(process.argv[3], process.argv[4], process.argv[5], process.argv[6]);
