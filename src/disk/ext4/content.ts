@@ -1,0 +1,147 @@
+// File contents as they stream in: cut into 4 KiB blocks, all-zero blocks kept as holes, the rest written at once.
+import { Img2vmError } from '../../core/errors.js';
+import type { ContentRef, ContentStore } from '../../rootfs/tree.js';
+import type { BlockTarget } from '../target.js';
+import type { Allocator } from './alloc.js';
+import type { BatchWriter } from './batch.js';
+import { BLOCK, MAX_EXTENT_LEN, MAX_FILE_BLOCKS } from './geometry.js';
+
+const ZERO = Buffer.alloc(BLOCK);
+/** The zero-padded last block of content already in memory; emit() copies it out at once. */
+const TAIL = Buffer.alloc(BLOCK);
+
+/** Where a file's bytes are: extents as flat triples (logical block, physical block, length). */
+export class Ext4Ref implements ContentRef {
+  released = false;
+  constructor(
+    readonly store: ContentStore,
+    readonly size: number,
+    readonly extents: readonly number[],
+    /** Physical blocks the extents cover. */
+    readonly blocks: number,
+  ) {}
+
+  get extentCount(): number {
+    return this.extents.length / 3;
+  }
+}
+
+export function checkFileSize(size: number): void {
+  if (!Number.isSafeInteger(size) || size < 0 || Math.ceil(size / BLOCK) > MAX_FILE_BLOCKS) {
+    throw new Img2vmError('badImage', `a file size of ${size} bytes cannot be stored in ext4`, 'the image content is damaged or hostile');
+  }
+}
+
+/** Receives one file's bytes in order; end() checks the declared size and returns the ref. */
+export class FileSink {
+  /** A block split across chunks; allocated only when chunks are not block-aligned. */
+  private carry: Buffer | undefined;
+  private carryLen = 0;
+  private total = 0;
+  private logical = 0;
+  private blocks = 0;
+  private readonly ext: number[] = [];
+
+  constructor(
+    private readonly store: ContentStore,
+    private readonly alloc: Allocator,
+    private readonly batch: BatchWriter,
+    private readonly size: number,
+  ) {}
+
+  feed(chunk: Uint8Array): void {
+    const len = chunk.length;
+    if (this.total + len > this.size) {
+      throw new Img2vmError('badImage', `a file's content is longer than its declared ${this.size} bytes`, 'the image content is damaged or hostile');
+    }
+    this.total += len;
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, len);
+    let off = 0;
+    if (this.carryLen > 0) {
+      const carry = this.carry!;
+      const n = Math.min(BLOCK - this.carryLen, len);
+      buf.copy(carry, this.carryLen, 0, n);
+      this.carryLen += n;
+      off = n;
+      if (this.carryLen < BLOCK) return;
+      this.emit(carry, 0);
+      this.carryLen = 0;
+    }
+    while (len - off >= BLOCK) {
+      this.emit(buf, off);
+      off += BLOCK;
+    }
+    if (off < len) {
+      this.carry ??= Buffer.allocUnsafe(BLOCK);
+      buf.copy(this.carry, 0, off, len);
+      this.carryLen = len - off;
+    }
+  }
+
+  /** The whole content at once (putBuffer): no carry buffer, the tail goes out zero-padded. */
+  whole(data: Uint8Array): Ext4Ref {
+    const n = data.length - (data.length % BLOCK);
+    if (n > 0) this.feed(data.subarray(0, n));
+    if (n < data.length) {
+      this.total += data.length - n;
+      TAIL.set(data.subarray(n));
+      TAIL.fill(0, data.length - n);
+      this.emit(TAIL, 0);
+    }
+    return this.end();
+  }
+
+  end(): Ext4Ref {
+    if (this.total !== this.size) {
+      throw new Img2vmError('badImage', `a file's content ended after ${this.total} of its declared ${this.size} bytes`, 'the image content is damaged or hostile');
+    }
+    if (this.carryLen > 0) {
+      const carry = this.carry!;
+      carry.fill(0, this.carryLen);
+      this.emit(carry, 0);
+      this.carryLen = 0;
+    }
+    return new Ext4Ref(this.store, this.size, this.ext, this.blocks);
+  }
+
+  /** Gives back whatever blocks were taken (a failed or oversized stream). */
+  abort(): void {
+    for (let i = 0; i < this.ext.length; i += 3) this.alloc.free(this.ext[i + 1]!, this.ext[i + 2]!);
+    this.ext.length = 0;
+  }
+
+  private emit(buf: Buffer, off: number): void {
+    const l = this.logical++;
+    if (buf.compare(ZERO, 0, BLOCK, off, off + BLOCK) === 0) return;
+    const p = this.alloc.alloc();
+    this.batch.block(p, buf, off);
+    this.blocks++;
+    const e = this.ext;
+    const n = e.length;
+    if (n > 0 && e[n - 3]! + e[n - 1]! === l && e[n - 2]! + e[n - 1]! === p && e[n - 1]! < MAX_EXTENT_LEN) e[n - 1]!++;
+    else e.push(l, p, 1);
+  }
+}
+
+/** Reads a ref back from the target, holes as zeros, in pieces of at most 1 MiB. */
+export async function* readRef(ref: Ext4Ref, target: BlockTarget, base: number): AsyncGenerator<Buffer> {
+  const PIECE = 256;
+  let pos = 0; // logical block
+  const total = Math.ceil(ref.size / BLOCK);
+  const e = ref.extents;
+  let i = 0;
+  while (pos < total) {
+    const n = Math.min(PIECE, total - pos);
+    const out = Buffer.alloc(n * BLOCK);
+    while (i < e.length && e[i]! + e[i + 2]! <= pos) i += 3;
+    for (let j = i; j < e.length && e[j]! < pos + n; j += 3) {
+      const from = Math.max(pos, e[j]!);
+      const to = Math.min(pos + n, e[j]! + e[j + 2]!);
+      const phys = e[j + 1]! + (from - e[j]!);
+      target.read(out.subarray((from - pos) * BLOCK, (to - pos) * BLOCK), base + phys * BLOCK);
+    }
+    pos += n;
+    const end = Math.min(n * BLOCK, ref.size - (pos - n) * BLOCK);
+    yield end === out.length ? out : out.subarray(0, end);
+  }
+}
