@@ -128,7 +128,9 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
   const espUuid = uefi ? `${ids.esp.slice(0, 4)}-${ids.esp.slice(4)}` : undefined;
   const hostname = o.hostname ?? hostnameFromImage(o.image);
   const grubDir = direct ? null : separateBoot ? '/grub' : '/boot/grub';
-  const cmdline = direct ? null : kernelCmdline(ids.root, o.kernelCmdline);
+  // img2vm's init shares the console with the workload's output: the kernel says only what is wrong.
+  const extraArgs = [...(strategyId === 'img2vm' ? ['quiet'] : []), ...(o.kernelCmdline ? [o.kernelCmdline] : [])].join(' ') || undefined;
+  const cmdline = direct ? null : kernelCmdline(ids.root, extraArgs);
   const kernel = facts.kernel ?? null;
 
   const li: LoaderInput = {

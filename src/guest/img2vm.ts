@@ -11,6 +11,7 @@ import { run } from '../tools/index.js';
 import { img2vmInitramfsEntries, writeInitramfs, type InitModule } from './initramfs.js';
 import { getKernel, parseKernelSource, resolveModules, type ModuleFile } from './kernel/index.js';
 import { passwordEdit } from './configure.js';
+import { recipeFor } from './distros.js';
 import type { GuestStrategy } from './strategy.js';
 import { decideInit } from './workload.js';
 
@@ -145,6 +146,15 @@ export const img2vmStrategy: GuestStrategy = {
 
 function autoReason(facts: ImageFacts): string {
   if (facts.os === null) return 'auto: the image has no /etc/os-release (no distribution to install into)';
-  if (facts.os && facts.builders && !Object.values(facts.builders).some(Boolean)) return 'auto: no builder is available to install the distribution (docker)';
-  return `auto: img2vm has no template for ${facts.os?.prettyName ?? facts.os?.id ?? 'this image'}`;
+  if (facts.os && !hasTemplate(facts.os)) return `auto: img2vm has no template for ${facts.os.prettyName ?? facts.os.id}`;
+  return 'auto: no builder is available to install the distribution (docker)';
+}
+
+function hasTemplate(os: NonNullable<ImageFacts['os']>): boolean {
+  try {
+    recipeFor(os, undefined);
+    return true;
+  } catch {
+    return false;
+  }
 }

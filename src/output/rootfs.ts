@@ -135,7 +135,7 @@ export const rootfs: OutputFormat = {
     const outPath = i.plan.output.path!;
     const a = rootfsArtifacts(outPath, i.files.has('initrd.img'));
     // img2vm's init ends the VM by a reboot there: Firecracker exits on the guest's i8042 reset, not on poweroff.
-    const extra = [...(i.plan.guest.strategy === 'img2vm' ? ['img2vm.halt=reboot'] : []), ...(i.plan.boot.userCmdline ? [i.plan.boot.userCmdline] : [])].join(' ');
+    const extra = [...(i.plan.guest.strategy === 'img2vm' ? ['quiet', 'img2vm.halt=reboot'] : []), ...(i.plan.boot.userCmdline ? [i.plan.boot.userCmdline] : [])].join(' ');
     const vm = { ...VM, cmdline: extra || undefined };
     const tmp = (p: string) => join(dirname(p), `.${basename(p)}.img2vm-${process.pid}.tmp`);
     const files: [string, () => Promise<void>, number][] = [

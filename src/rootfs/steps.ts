@@ -61,7 +61,7 @@ export function probeUserland(root: string): Userland {
   });
   return {
     login: !!has('sbin/agetty', 'usr/sbin/agetty', 'sbin/getty', 'usr/sbin/getty') && !!has('bin/login', 'usr/bin/login'),
-    modprobe: !!has('sbin/modprobe', 'usr/sbin/modprobe', 'bin/kmod', 'usr/bin/kmod'),
+    modprobe: !!has('sbin/modprobe', 'usr/sbin/modprobe', 'bin/modprobe', 'usr/bin/modprobe', 'bin/kmod', 'usr/bin/kmod'),
     shell: has('bin/bash', 'bin/sh') ? `/${has('bin/bash', 'bin/sh')}` : null,
   };
 }

@@ -220,6 +220,8 @@ export class ConsoleWatcher {
         m.kernel = at;
         this.kernelRelease ??= lv[1];
       }
+      // A quiet kernel (img2vm's init boots with quiet) says nothing: the init announcing itself proves it ran.
+      if (m.kernel === undefined && /^img2vm-init: nonce=/.test(line.trim())) m.kernel = at;
       if (m.kernel !== undefined && m.init === undefined) {
         if (/systemd\[1\]: |^Welcome to .*!|INIT: version/.test(line)) m.init = at;
         // Without an initramfs this is the real init; with one it is only a fallback.

@@ -71,6 +71,8 @@ export type RunEnd =
 export interface RunSessionOptions {
   io: RunIo;
   timeoutMs?: number;
+  /** How long boot text is held back waiting for img2vm's nonce line when output is not a terminal. */
+  bootHoldMs?: number;
   interruptGraceMs?: number;
   poweroffGraceMs?: number;
 }
@@ -80,8 +82,15 @@ export interface RunSessionOptions {
  * interruption ends it. An interruption first types ^C on the guest's console and waits a bounded grace for the
  * workload's exit line, so the workload can end cleanly. Every end stops QEMU.
  */
+/** img2vm's init announces itself within seconds of the kernel starting, even under TCG on a busy machine. */
+const BOOT_HOLD_MS = 60_000;
+const MAX_BOOT_HOLD = 8 * 1024 * 1024;
+
 export class RunSession {
   readonly console = new WorkloadConsole();
+  /** Boot text held back while it is not known whether the disk runs a workload (output not to a terminal). */
+  private boot: Buffer[] = [];
+  private bootBytes = 0;
   stderrTail = '';
   /** The end of the console stream as QEMU sent it, to tell a user's Ctrl-a x (QEMU says so) from a power-off. */
   private rawTail = '';
@@ -96,6 +105,12 @@ export class RunSession {
   ) {}
 
   async run(signal?: AbortSignal): Promise<RunEnd> {
+    // A script reading a workload's output wants that alone, as from docker run; a disk without img2vm's init
+    // (no nonce line) gets its boot text released after a while, and from then on as it comes.
+    if (!this.o.io.terminal) {
+      this.console.holdBoot = true;
+      this.timers.push(setTimeout(() => this.releaseBoot(), this.o.bootHoldMs ?? BOOT_HOLD_MS));
+    }
     const onAbort = () => this.interrupt(signalOf(signal?.reason));
     const onInput = (d: Buffer | string) => this.qemu.stdin.write(d);
     const end = new Promise<RunEnd>((resolve) => {
@@ -136,6 +151,17 @@ export class RunSession {
     if (!this.settle) return;
     this.rawTail = (this.rawTail + chunk.toString('latin1')).slice(-64);
     const parts = this.console.feed(chunk);
+    if (parts.boot.length) {
+      this.boot.push(parts.boot);
+      this.bootBytes += parts.boot.length;
+      if (this.bootBytes > MAX_BOOT_HOLD) this.releaseBoot();
+    }
+    // The nonce line came: what was held is the boot of a workload disk, not its output.
+    if (this.console.nonce !== undefined && this.console.holdBoot) {
+      this.console.stopHoldingBoot();
+      for (const line of Buffer.concat(this.boot).toString('utf8').split('\n')) if (line.trim()) this.o.io.own?.(`boot: ${line.replace(/\r$/, '')}`);
+      this.boot = [];
+    }
     this.deliver(parts.output, parts.own);
     if (this.console.exited && !this.poweroffTimer) {
       this.poweroffTimer = true;
@@ -148,7 +174,16 @@ export class RunSession {
     for (const line of own) this.o.io.own?.(line);
   }
 
+  /** The disk runs no workload (or took too long to say so): the boot text was the user's after all. */
+  private releaseBoot(): void {
+    if (!this.console.holdBoot) return;
+    this.console.stopHoldingBoot();
+    if (this.boot.length) this.o.io.output(Buffer.concat(this.boot));
+    this.boot = [];
+  }
+
   private onExit(r: { exitCode?: number; signal?: string }): void {
+    this.releaseBoot();
     const rest = this.console.flush();
     this.deliver(rest.output, rest.own);
     this.finish({ kind: 'exit', code: r.exitCode, signal: r.signal });

@@ -19,6 +19,8 @@ export function plainLine(bytes: Buffer | string): string {
 export interface ConsoleParts {
   /** Console bytes for the user, unchanged (escape sequences, CR LF): the workload's output, and boot text. */
   output: Buffer;
+  /** With holdBoot: what came before the nonce line (firmware, boot loader, kernel), kept apart from output. */
+  boot: Buffer;
   /** img2vm's own lines (the nonce line, the true exit line, the init's messages, what follows the exit), plain text. */
   own: string[];
 }
@@ -48,17 +50,28 @@ export class WorkloadConsole {
     return this.status !== undefined;
   }
 
+  /**
+   * holdBoot: keep what precedes the nonce line out of `output` (in `boot`), so a workload's output is all a
+   * script sees; stopHoldingBoot() ends that for disks that turn out to have no img2vm init.
+   */
+  holdBoot = false;
+
+  stopHoldingBoot(): void {
+    this.holdBoot = false;
+  }
+
   feed(chunk: Buffer): ConsoleParts {
     const out: Buffer[] = [];
+    const boot: Buffer[] = [];
     const own: string[] = [];
     let from = 0;
     while (from < chunk.length) {
       const nl = chunk.indexOf(0x0a, from);
       const end = nl < 0 ? chunk.length : nl + 1;
-      this.segment(chunk.subarray(from, end), nl >= 0, out, own);
+      this.segment(chunk.subarray(from, end), nl >= 0, this.holdBoot && this.nonce === undefined ? boot : out, own);
       from = end;
     }
-    return { output: Buffer.concat(out), own };
+    return { output: Buffer.concat(out), boot: Buffer.concat(boot), own };
   }
 
   /** At the end of the stream: a held, unfinished line is released as what it looks like. */
@@ -67,7 +80,7 @@ export class WorkloadConsole {
     const own: string[] = [];
     if (this.heldBytes) this.lineDone(out, own);
     this.releaseBlank(out);
-    return { output: Buffer.concat(out), own };
+    return { output: Buffer.concat(out), boot: Buffer.alloc(0), own };
   }
 
   private segment(bytes: Buffer, endsLine: boolean, out: Buffer[], own: string[]): void {

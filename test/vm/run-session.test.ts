@@ -4,11 +4,11 @@ import type { Machine } from '../../src/vm/machine.js';
 import { concludeRun, RunSession, SignalInterrupt, type RunEnd, type RunIo } from '../../src/vm/run.js';
 import { exitLine, FakeQemu, nonceLine } from './fake-qemu.js';
 
-function io(): RunIo & { out: string; lines: string[] } {
+function io(terminal = false): RunIo & { out: string; lines: string[] } {
   const r = {
     out: '',
     lines: [] as string[],
-    terminal: false,
+    terminal,
     output: (b: Buffer) => {
       r.out += b.toString();
     },
@@ -30,8 +30,31 @@ describe('RunSession', () => {
     q.exit(0);
     expect(await end).toEqual({ kind: 'exit', code: 0, signal: undefined });
     expect(s.console.status).toBe(5);
-    expect(u.out).toBe(`SeaBIOS\r\nhello\r\nimg2vm-exit: nonce=${'f'.repeat(32)} status=0\r\n`);
-    expect(u.lines).toEqual([nonceLine().trim(), exitLine(5).trim()]);
+    // not a terminal: the boot text before the nonce line is not the workload's (shown with -v only)
+    expect(u.out).toBe(`hello\r\nimg2vm-exit: nonce=${'f'.repeat(32)} status=0\r\n`);
+    expect(u.lines).toEqual(['boot: SeaBIOS', nonceLine().trim(), exitLine(5).trim()]);
+  });
+
+  it('on a terminal shows the boot text as it comes; without a nonce line releases it after a while', async () => {
+    const q = new FakeQemu();
+    const t = io(true);
+    const end = new RunSession(q, { io: t }).run();
+    q.print(`SeaBIOS\r\n${nonceLine()}hello\r\n`);
+    q.exit(0);
+    await end;
+    expect(t.out).toBe('SeaBIOS\r\nhello\r\n');
+
+    const q2 = new FakeQemu();
+    const u = io();
+    const end2 = new RunSession(q2, { io: u, bootHoldMs: 20 }).run();
+    q2.print('GRUB loading.\r\n');
+    expect(u.out).toBe('');
+    await new Promise((r) => setTimeout(r, 60));
+    expect(u.out).toBe('GRUB loading.\r\n');
+    q2.print('Debian login: ');
+    expect(u.out).toBe('GRUB loading.\r\nDebian login: ');
+    q2.exit(0);
+    await end2;
   });
 
   it('forwards what the user types to the guest', async () => {
