@@ -15,6 +15,7 @@ import { SINKS } from './output/push.js';
 import { ROOTFS_STEPS } from './rootfs/steps.js';
 import { openSource } from './source/index.js';
 import { TRANSPORTS } from './source/transports/index.js';
+import { diskFile } from './output/target.js';
 
 const sourceStep: StepFn = async (r) => {
   const o = r.options;
@@ -38,7 +39,9 @@ async function learnForAuto(r: ConversionRun): Promise<void> {
 
 const outputStep: StepFn = async (r, step) => {
   const format = FORMATS.find((f) => f.id === step.id)!;
-  const artifact = await format.write({ raw: r.rawPath, dest: r.tmpOut, ctx: r.ctx, plan: r.plan, files: r.exported, commits: r.commits });
+  // The disk is complete: a qcow2 target writes its tables now, a raw one is flushed and closed.
+  r.target?.close();
+  const artifact = await format.write({ raw: diskFile(r), dest: r.tmpOut, ctx: r.ctx, plan: r.plan, files: r.exported, commits: r.commits });
   if (artifact) r.artifact = artifact;
   if (r.outPath) r.commits.push([r.tmpOut, r.outPath]);
 };
@@ -47,9 +50,12 @@ const outputStep: StepFn = async (r, step) => {
 export const STEPS: StepRegistry = {
   source: Object.fromEntries(Object.keys(TRANSPORTS).map((id) => [id, sourceStep])),
   guest: Object.fromEntries(Object.values(GUEST_STRATEGIES).map((s) => [s.id, (r: ConversionRun) => s.apply(r)])),
-  rootfs: ROOTFS_STEPS,
+  rootfs: {
+    ...ROOTFS_STEPS,
+    ...Object.fromEntries(Object.values(BOOT_LOADERS).flatMap((l) => (l.prepare ? [[l.id, async (r: ConversionRun) => void (await l.prepare!(r))]] : []))),
+  },
   disk: DISK_STEPS,
-  boot: Object.fromEntries(Object.values(BOOT_LOADERS).map((l) => [l.id, async (r: ConversionRun) => void (await l.install(r))])),
+  boot: Object.fromEntries(Object.values(BOOT_LOADERS).flatMap((l) => (l.install ? [[l.id, async (r: ConversionRun) => void (await l.install!(r))]] : []))),
   output: {
     ...Object.fromEntries(FORMATS.map((f) => [f.id, outputStep])),
     ...Object.fromEntries(Object.values(SINKS).map((s) => [s.id, (r: ConversionRun) => s.run(r)])),
@@ -72,6 +78,9 @@ function stageTitle(stage: StageId, steps: PlanStep[]): string {
 }
 
 const STAGE_ORDER: StageId[] = ['source', 'guest', 'rootfs', 'disk', 'boot', 'output'];
+const SKIPPED: Partial<Record<StageId, string>> = {
+  boot: 'no boot code to write: the EFI system partition holds the boot loader',
+};
 
 /** Runs every step of run.plan in order; the stages are timed into timings. */
 export async function apply(r: ConversionRun, timings: Partial<Record<StageId, number>>): Promise<void> {
@@ -79,7 +88,10 @@ export async function apply(r: ConversionRun, timings: Partial<Record<StageId, n
   for (const stage of STAGE_ORDER) {
     // Read the steps anew for each stage: what an earlier stage learnt (--init auto's choice) may change them.
     const steps = r.plan.steps.filter((s) => s.stage === stage);
-    if (steps.length === 0) continue;
+    if (steps.length === 0) {
+      sink({ type: 'stage-skip', stage, reason: SKIPPED[stage] ?? 'nothing to do for this conversion' });
+      continue;
+    }
     signal.throwIfAborted();
     if (stage === 'guest' && steps.every((s) => s.id === 'image')) {
       await stepFn(steps[0]!)(r, steps[0]!);

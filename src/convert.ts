@@ -1,7 +1,7 @@
 // The library entry points: convert() an image into a disk (plan, then apply), and planImage() for `img2vm plan`.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { access, constants, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { apply } from './apply.js';
@@ -13,6 +13,7 @@ import { nullSink, type EventSink, type StageId } from './core/events.js';
 import { parseConvertOptions, type ConvertOptions, type ConvertOptionsInput } from './core/options.js';
 import type { ConversionPlan, ImageFacts } from './core/plan.js';
 import { createRandom } from './core/random.js';
+import { epochSeconds } from './core/epoch.js';
 import { Scope } from './core/scope.js';
 import { partitionByRole } from './disk/layout.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
@@ -76,21 +77,21 @@ function validate(input: ConvertOptionsInput | ConvertOptions): { o: ConvertOpti
   return { o, format: resolveFormat(o.output ?? '', o.format ?? (o.output === undefined ? 'containerdisk' : undefined)) };
 }
 
+/** Host tools an output format needs (img2vm writes raw, qcow2, containerdisk and rootfs itself). */
+const FORMAT_TOOLS: Record<string, ToolName[]> = { vmdk: ['qemu-img'], vhdx: ['qemu-img'], vhd: ['qemu-img'], vdi: ['qemu-img'] };
+
 /** Checks what can be checked before any work: option combinations, tools, the output directory. */
 async function preflightConvert(o: ConvertOptions, format: OutputFormat): Promise<void> {
   if (o.output !== undefined) await preflightOutput(o.output);
+  preflight(conversionTools(o, format));
+}
+
+/** The host tools a conversion with these options runs (doctor asks the same question of the default one). */
+export function conversionTools(o: ConvertOptions, format: OutputFormat): ToolName[] {
   const probe = plan(o, { inputs: readInputs(o) });
-  const tools: ToolName[] = ['mke2fs', 'setfattr', ...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools), ...GUEST_STRATEGIES[strategyFor(o)].tools];
-  if (probe.steps.some((s) => s.stage === 'disk' && s.id === 'vfat')) tools.push('mkfs.fat');
-  if (!format.isRaw) tools.push('qemu-img');
-  preflight(tools);
-  if (process.getuid?.() !== 0) {
-    throw new Img2vmError(
-      'usage',
-      'img2vm must run as root for now: the root file system is staged with real owners, devices and security xattrs',
-      'run it with sudo; unprivileged assembly is planned',
-    );
-  }
+  const tools: ToolName[] = [...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools), ...GUEST_STRATEGIES[strategyFor(o)].tools];
+  if (FORMAT_TOOLS[format.id]) tools.push(...FORMAT_TOOLS[format.id]!);
+  return [...new Set(tools)];
 }
 
 async function preflightOutput(output: string): Promise<void> {
@@ -130,10 +131,8 @@ function newRun(o: ConvertOptions, format: OutputFormat, ctx: RunContext, work: 
     plan: plan(o, facts, { random: ctx.random }),
     facts,
     ctx,
-    staging: join(work, 'rootfs'),
-    bootStaging: join(work, 'bootfs'),
+    epoch: epochSeconds(),
     exported: new Map(),
-    rawPath: format.isRaw ? tmpOut : join(work, 'disk.raw'),
     tmpOut,
     outPath,
     commits: [],
@@ -160,7 +159,6 @@ export async function convert(input: ConvertOptionsInput | ConvertOptions, hooks
   const ctx: RunContext = { work, signal, sink, scope, random: createRandom(o.seed ?? randomBytes(16).toString('hex')) };
   try {
     const r = newRun(o, format, ctx, work);
-    await mkdir(r.staging, { mode: 0o755 });
     const removeTmpOut = () => rm(r.tmpOut, { force: true });
     scope.defer(`remove ${r.tmpOut}`, removeTmpOut);
     await apply(r, timings);

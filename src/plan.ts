@@ -9,8 +9,8 @@ import { Img2vmError } from './core/errors.js';
 import { hostnameFromImage, type ConvertOptions } from './core/options.js';
 import type { BootLoaderId, ConversionPlan, FileSystemPlan, GuestFile, GuestStrategyId, ImageFacts, PlanStep } from './core/plan.js';
 import { createRandom, type Random } from './core/random.js';
-import { formatSize } from './core/units.js';
-import { defaultFsSize, inodesFor, journalMiBFor, minimumFsSize, type ContentStats } from './disk/ext4.js';
+import { alignUp, formatSize, MiB } from './core/units.js';
+import { defaultFsSize, inodesFor, journalMiBFor, minimumFsSize, type ContentStats } from './disk/sizing.js';
 import { partitionByRole, planLayout, type DiskLayout } from './disk/layout.js';
 import { baseGuestFiles } from './guest/configure.js';
 import { recipeFor } from './guest/distros.js';
@@ -164,6 +164,7 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
   return {
     image: o.image,
     rootUuid: ids.root,
+    rootHashSeed: ids.rootHash,
     source: { transport: facts.source?.transport ?? parseSourceRef(o.image).transport, id: facts.source?.id ?? null, layers: facts.source?.layers ?? null },
     guest,
     content: facts.content ?? null,
@@ -194,8 +195,9 @@ function sizeDisk(o: ConvertOptions, facts: ImageFacts, d: DiskInput): { layout:
   const c = facts.content;
   if (!c) return { layout: null, filesystems: [] };
   const content: ContentStats = { blocks4k: c.blocks4k + SLACK_BLOCKS, entries: c.entries + SLACK_ENTRIES };
-  const minFs = minimumFsSize(content);
-  const wantFs = o.size ? minFs : defaultFsSize(content);
+  // The writer's own measure of the tree, once known, wins over the estimate from the counts.
+  const minFs = Math.max(minimumFsSize(content), alignUp(c.minimumBytes ?? 0, MiB));
+  const wantFs = o.size ? minFs : Math.max(defaultFsSize(content), minFs);
   const root = (offset: number, size: number): FileSystemPlan => ({
     role: 'root', type: 'ext4', label: 'root', uuid: d.ids.root, offset, size, inodes: inodesFor(content), journalMiB: journalMiBFor(size), hashSeed: d.ids.rootHash,
   });
@@ -237,6 +239,13 @@ function sizeDisk(o: ConvertOptions, facts: ImageFacts, d: DiskInput): { layout:
   return { layout, filesystems: fss };
 }
 
+const PREPARE_TITLES: Record<BootLoaderId, string> = {
+  'grub-bios': 'Make the GRUB BIOS image',
+  'grub-efi': 'Make the GRUB EFI image for the ESP',
+  'systemd-boot': 'Take the systemd-boot binary for the ESP',
+  'direct-kernel': 'Unpack the kernel for microVM runners (vmlinux)',
+};
+
 interface StepInput {
   format: string;
   direct: boolean;
@@ -252,8 +261,9 @@ function planSteps(o: ConvertOptions, s: StepInput): PlanStep[] {
   const steps: PlanStep[] = [
     { stage: 'source', id: src.transport, title: src.bare ? `Read image ${o.image} (the daemon's, else the registry's)` : `Read image ${o.image}` },
     { stage: 'guest', id: s.strategy, title: { distro: 'Install kernel and init', img2vm: "Fetch img2vm's kernel", image: "Keep the image's own kernel and init" }[s.strategy] },
-    { stage: 'rootfs', id: 'flatten', title: 'Flatten layers' },
+    { stage: 'rootfs', id: 'flatten', title: 'Flatten layers into the root file system' },
     { stage: 'rootfs', id: 'configure', title: 'Write the guest configuration' },
+    ...s.loaders.filter((id) => BOOT_LOADERS[id].prepare).map((id): PlanStep => ({ stage: 'rootfs', id, title: PREPARE_TITLES[id] })),
   ];
   if (s.direct) steps.push({ stage: 'disk', id: 'ext4', title: 'Format the root file system', target: 'root' });
   else {
@@ -262,7 +272,7 @@ function planSteps(o: ConvertOptions, s: StepInput): PlanStep[] {
     if (s.separateBoot) steps.push({ stage: 'disk', id: 'ext4', title: 'Format /boot', target: 'boot' });
     steps.push({ stage: 'disk', id: 'ext4', title: 'Format the root file system', target: 'root' });
   }
-  for (const id of s.loaders) steps.push({ stage: 'boot', id, title: `Install ${BOOT_LOADERS[id].label}` });
+  for (const id of s.loaders) if (BOOT_LOADERS[id].install) steps.push({ stage: 'boot', id, title: `Install ${BOOT_LOADERS[id].label}` });
   if (o.output !== undefined || !o.push) steps.push({ stage: 'output', id: s.format, title: `Write ${s.format} ${o.output ?? ''}`.trim() });
   else steps.push({ stage: 'output', id: s.format, title: `Make the ${s.format} in the work directory` });
   if (o.push) steps.push({ stage: 'output', id: 'push', title: `Push ${o.push}` });

@@ -89,8 +89,13 @@ describe('plan: every combination, as data', () => {
     const disk = direct
       ? ['disk/ext4']
       : [`disk/${table}`, ...(uefi ? ['disk/vfat'] : []), ...(c.bootPartition ? ['disk/ext4'] : []), 'disk/ext4'];
+    // loaders that make ESP files or a vmlinux do it in the rootfs stage; only GRUB BIOS writes boot code after
     expect(p.steps.map((s) => `${s.stage}/${s.id}`)).toEqual([
-      'source/docker-daemon', 'guest/distro', 'rootfs/flatten', 'rootfs/configure', ...disk, ...loaders.map((l) => `boot/${l}`), `output/${c.format}`,
+      'source/docker-daemon', 'guest/distro', 'rootfs/flatten', 'rootfs/configure',
+      ...loaders.filter((l) => l !== 'grub-bios').map((l) => `rootfs/${l}`),
+      ...disk,
+      ...loaders.filter((l) => l === 'grub-bios').map((l) => `boot/${l}`),
+      `output/${c.format}`,
     ]);
 
     const root = p.filesystems.find((f) => f.role === 'root')!;
@@ -151,7 +156,7 @@ describe('plan: every combination, as data', () => {
     if (sdboot) {
       expect(esp).toEqual(['/EFI/BOOT/BOOTX64.EFI', '/EFI/systemd/systemd-bootx64.efi', '/loader/loader.conf', '/loader/entries/img2vm-6.1.0-28-cloud-amd64.conf', '/img2vm/6.1.0-28-cloud-amd64/linux', '/img2vm/6.1.0-28-cloud-amd64/initrd.img-6.1.0-28-cloud-amd64']);
       expect(p.guestFiles.find((f) => f.path === '/etc/kernel/cmdline')!.content).toBe(`${p.boot.cmdline}\n`);
-      expect(p.exports.map((e) => e.as)).toEqual(['vmlinuz', 'initrd.img', 'systemd-bootx64.efi']);
+      expect(p.exports.map((e) => e.as)).toEqual(['vmlinuz', 'initrd.img', 'guest-systemd-bootx64.efi']);
     } else expect(esp).toEqual(uefi ? ['/EFI/BOOT/BOOTX64.EFI'] : []);
 
     expect(p.output.format).toBe(c.format);

@@ -14,7 +14,7 @@ export const directKernel: BootLoader = {
     guestFiles: [],
     exports: i.kernel ? kernelExports(kernelFiles(i.kernel)) : [],
   }),
-  async install(r: ConversionRun) {
+  async prepare(r: ConversionRun) {
     const vmlinux = await extractVmlinux(await readFile(r.exported.get('vmlinuz')!), r.ctx.work, r.ctx.signal);
     const dest = join(r.ctx.work, 'vmlinux');
     await writeFile(dest, vmlinux.elf);

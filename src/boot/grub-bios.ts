@@ -1,10 +1,11 @@
 // GRUB for BIOS without grub-install: boot.img goes into the MBR, a grub-mkimage core image after it, by writing bytes.
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConversionRun } from '../core/conversion.js';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import type { DiskLayout } from '../disk/layout.js';
+import type { BlockTarget } from '../disk/target.js';
 import { run } from '../tools/index.js';
 import { earlyConfig, grubCfgFile, grubMkimageArgs, grubModulesCopy } from './grub-config.js';
 import type { BootLoader } from './loader.js';
@@ -60,8 +61,8 @@ export function coreLocation(layout: DiskLayout): { sector: number; maxBytes: nu
   return { sector: 1, maxBytes: first - 512 };
 }
 
-/** Builds core.img and writes it and boot.img into the raw disk image. */
-export async function installGrubBios(image: string, layout: DiskLayout, bootFsUuid: string, grubDir: string, ctx: RunContext): Promise<void> {
+/** Builds core.img and writes it and boot.img into the disk (boot.img's code only: the partition table is kept). */
+export async function installGrubBios(target: BlockTarget, layout: DiskLayout, bootFsUuid: string, grubDir: string, ctx: RunContext): Promise<void> {
   const early = join(ctx.work, 'grub-bios-early.cfg');
   const coreOut = join(ctx.work, 'core.img');
   await writeFile(early, earlyConfig(bootFsUuid, grubDir));
@@ -72,13 +73,8 @@ export async function installGrubBios(image: string, layout: DiskLayout, bootFsU
     throw new Img2vmError('internal', `GRUB core image (${core.length} bytes) does not fit in ${maxBytes} bytes`, 'report this as a bug');
   }
   const boot = patchBootImage(await readFile(join(GRUB_PC_DIR, 'boot.img')), sector);
-  const fh = await open(image, 'r+');
-  try {
-    await fh.write(boot, 0, boot.length, 0);
-    await fh.write(core, 0, core.length, sector * 512);
-  } finally {
-    await fh.close();
-  }
+  target.write(boot, 0);
+  target.write(core, sector * 512);
 }
 
 export const grubBios: BootLoader = {
@@ -89,7 +85,7 @@ export const grubBios: BootLoader = {
   async install(r: ConversionRun) {
     const { layout, boot } = r.plan;
     if (!layout) throw new Error('grub-bios needs a partitioned disk');
-    await installGrubBios(r.rawPath, layout, bootFsUuid(r), boot.grubDir!, r.ctx);
+    await installGrubBios(r.target!, layout, bootFsUuid(r), boot.grubDir!, r.ctx);
   },
 };
 

@@ -3,8 +3,6 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConversionRun } from '../core/conversion.js';
 import type { RunContext } from '../core/context.js';
-import { fatCopy } from '../disk/fat.js';
-import { partitionByRole } from '../disk/layout.js';
 import { run } from '../tools/index.js';
 import { bootFsUuid } from './grub-bios.js';
 import { earlyConfig, grubCfgFile, grubMkimageArgs, grubModulesCopy } from './grub-config.js';
@@ -22,26 +20,30 @@ export async function stageGrubEfiFiles(root: string): Promise<void> {
   copyHostFilesInRoot(root, 'boot/grub/x86_64-efi', GRUB_EFI_DIR, ['*.mod', '*.lst']);
 }
 
-/** Builds BOOTX64.EFI (finds the boot file system by UUID, then reads its grub.cfg) and copies it into the ESP. */
-export async function installGrubEfi(image: string, espOffset: number, bootFsUuid: string, grubDir: string, ctx: RunContext): Promise<void> {
+/** Builds BOOTX64.EFI (finds the boot file system by UUID, then reads its grub.cfg) in the work directory. */
+export async function makeGrubEfi(bootFsUuid: string, grubDir: string, ctx: RunContext): Promise<string> {
   const early = join(ctx.work, 'grub-efi-early.cfg');
-  const efi = join(ctx.work, 'BOOTX64.EFI');
+  const efi = join(ctx.work, EFI_WORK_NAME);
   await writeFile(early, earlyConfig(bootFsUuid, grubDir));
   await run('grub-mkimage', grubMkimageArgs(efi, early, grubDir, 'x86_64-efi', EFI_MODULES, GRUB_EFI_DIR), { signal: ctx.signal });
-  await fatCopy(image, espOffset, [{ src: efi, dest: REMOVABLE_PATH }], ctx);
+  return efi;
 }
+
+const EFI_WORK_NAME = 'grub-BOOTX64.EFI';
 
 export const grubEfi: BootLoader = {
   id: 'grub-efi',
   label: 'GRUB EFI',
-  tools: ['grub-mkimage', 'mmd', 'mcopy'],
+  tools: ['grub-mkimage'],
   files: (i) => ({
-    guestFiles: [grubCfgFile(i, 'grub'), grubModulesCopy(i, GRUB_EFI_DIR, 'x86_64-efi', 'grub-efi'), { kind: 'file', path: `/${REMOVABLE_PATH}`, fs: 'esp', note: 'grub-mkimage x86_64-efi image that finds the boot file system by UUID', by: 'grub-efi' }],
+    guestFiles: [
+      grubCfgFile(i, 'grub'),
+      grubModulesCopy(i, GRUB_EFI_DIR, 'x86_64-efi', 'grub-efi'),
+      { kind: 'file', path: `/${REMOVABLE_PATH}`, fs: 'esp', from: `work:${EFI_WORK_NAME}`, note: 'grub-mkimage x86_64-efi image that finds the boot file system by UUID', by: 'grub-efi' },
+    ],
     exports: [],
   }),
-  async install(r: ConversionRun) {
-    const esp = r.plan.layout && partitionByRole(r.plan.layout, 'esp');
-    if (!esp) throw new Error('grub-efi needs an ESP');
-    await installGrubEfi(r.rawPath, esp.start, bootFsUuid(r), r.plan.boot.grubDir!, r.ctx);
+  async prepare(r: ConversionRun) {
+    await makeGrubEfi(bootFsUuid(r), r.plan.boot.grubDir!, r.ctx);
   },
 };

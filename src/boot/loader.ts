@@ -34,8 +34,10 @@ export interface BootLoader {
   /** Host tools install() runs (checked before any work). */
   tools: readonly ToolName[];
   files(input: LoaderInput): LoaderFiles;
-  /** Writes the loader into the disk once its file systems exist. */
-  install(run: ConversionRun): Promise<void>;
+  /** Makes what its ESP files come from (work:NAME), after the guest files are written (the rootfs stage). */
+  prepare?(run: ConversionRun): Promise<void>;
+  /** Writes boot code into the disk once its partitions and file systems exist (the boot stage). */
+  install?(run: ConversionRun): Promise<void>;
 }
 
 /** The kernel's and initrd's own files in the guest (not the links GRUB may boot through). */

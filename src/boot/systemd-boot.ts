@@ -1,13 +1,10 @@
 // systemd-boot for UEFI disks, installed as the guest's own kernel-install would lay it out (Boot Loader
 // Specification, type #1 entries), so kernel upgrades inside the guest keep the ESP current by themselves.
-import { lstat, writeFile } from 'node:fs/promises';
+import { copyFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConversionRun } from '../core/conversion.js';
-import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import type { GuestFile } from '../core/plan.js';
-import { fatCopy } from '../disk/fat.js';
-import { partitionByRole } from '../disk/layout.js';
 import { resolveInRoot, writeGuestFiles } from '../rootfs/inroot.js';
 import { REMOVABLE_PATH } from './grub-efi.js';
 import { kernelFiles, type BootLoader, type LoaderInput } from './loader.js';
@@ -80,74 +77,39 @@ async function pickSystemdBootEfi(guest: string | undefined): Promise<string> {
   throw new Img2vmError('toolMissing', 'systemd-boot is neither in the image nor on this host', 'install it: apt-get install systemd-boot-efi (or use --bootloader grub)');
 }
 
-export interface SystemdBootFiles {
-  efi: string;
-  kernel: string;
-  initrd?: string;
-  loaderConf: string;
-  entry: string;
-}
-
-/** The ESP's content: the loader at the removable path and where bootctl looks for it, the entry, kernel and initrd. */
-export function systemdBootEspFiles(kernelVersion: string, f: SystemdBootFiles): { src: string; dest: string }[] {
-  const p = blsPaths(kernelVersion);
-  return [
-    { src: f.efi, dest: REMOVABLE_PATH },
-    { src: f.efi, dest: 'EFI/systemd/systemd-bootx64.efi' },
-    { src: f.loaderConf, dest: 'loader/loader.conf' },
-    { src: f.entry, dest: p.entry },
-    { src: f.kernel, dest: p.linux },
-    ...(f.initrd ? [{ src: f.initrd, dest: p.initrd }] : []),
-  ];
-}
-
-export async function installSystemdBoot(image: string, espOffset: number, kernelVersion: string, f: SystemdBootFiles, ctx: RunContext): Promise<void> {
-  await fatCopy(image, espOffset, systemdBootEspFiles(kernelVersion, f), ctx);
-}
-
 function bootFiles(i: LoaderInput): { guestFiles: GuestFile[]; exports: { path: string; as: string; optional?: boolean }[] } {
   const by = 'systemd-boot';
-  const esp = (path: string, content?: string, note?: string): GuestFile => ({ kind: 'file', path, fs: 'esp', mode: 0o644, ...(content !== undefined ? { content } : {}), ...(note ? { note } : {}), by });
+  const esp = (path: string, src: { content?: string; from?: string }, note?: string): GuestFile => ({ kind: 'file', path, fs: 'esp', mode: 0o644, ...src, ...(note ? { note } : {}), by });
   const k = i.kernel;
   const p = k ? blsPaths(k.version) : undefined;
+  const efi = { from: `work:${EFI_WORK_NAME}` };
   return {
     guestFiles: [
       ...kernelInstallFiles(i.cmdline),
-      esp(`/${REMOVABLE_PATH}`, undefined, "the guest's systemd-bootx64.efi (the host's if the image has none)"),
-      esp('/EFI/systemd/systemd-bootx64.efi', undefined, 'the same binary, where bootctl looks for it'),
-      esp('/loader/loader.conf', renderLoaderConf()),
+      esp(`/${REMOVABLE_PATH}`, efi, "the guest's systemd-bootx64.efi (the host's if the image has none)"),
+      esp('/EFI/systemd/systemd-bootx64.efi', efi, 'the same binary, where bootctl looks for it'),
+      esp('/loader/loader.conf', { content: renderLoaderConf() }),
       ...(k && p
         ? [
-            esp(`/${p.entry}`, renderBlsEntry({ title: i.title, kernelVersion: k.version, cmdline: i.cmdline, hasInitrd: !!k.initrdPath, sortKey: i.osId })),
-            esp(`/${p.linux}`, undefined, `the guest's ${kernelFiles(k).kernel}`),
-            ...(k.initrdPath ? [esp(`/${p.initrd}`, undefined, `the guest's ${kernelFiles(k).initrd}`)] : []),
+            esp(`/${p.entry}`, { content: renderBlsEntry({ title: i.title, kernelVersion: k.version, cmdline: i.cmdline, hasInitrd: !!k.initrdPath, sortKey: i.osId }) }),
+            esp(`/${p.linux}`, { from: 'work:vmlinuz' }, `the guest's ${kernelFiles(k).kernel}`),
+            ...(k.initrdPath ? [esp(`/${p.initrd}`, { from: 'work:initrd.img' }, `the guest's ${kernelFiles(k).initrd}`)] : []),
           ]
-        : [esp('/loader/entries/', undefined, 'the entry and kernel, once the kernel is known')]),
+        : [esp('/loader/entries/', {}, 'the entry and kernel, once the kernel is known')]),
     ],
-    exports: [...(k ? kernelExports(kernelFiles(k)) : []), { path: SYSTEMD_BOOT_EFI, as: 'systemd-bootx64.efi', optional: true }],
+    exports: [...(k ? kernelExports(kernelFiles(k)) : []), { path: SYSTEMD_BOOT_EFI, as: 'guest-systemd-bootx64.efi', optional: true }],
   };
 }
+
+const EFI_WORK_NAME = 'systemd-bootx64.efi';
 
 export const systemdBoot: BootLoader = {
   id: 'systemd-boot',
   label: 'systemd-boot',
-  tools: ['mmd', 'mcopy'],
+  tools: [],
   files: bootFiles,
-  async install(r: ConversionRun) {
-    const esp = r.plan.layout && partitionByRole(r.plan.layout, 'esp');
-    const k = r.plan.kernel;
-    if (!esp || !k) throw new Error('systemd-boot needs an ESP and a kernel');
-    const content = (suffix: string) => r.plan.guestFiles.find((f) => f.fs === 'esp' && f.path.endsWith(suffix))?.content ?? '';
-    const loaderConf = join(r.ctx.work, 'loader.conf');
-    const entry = join(r.ctx.work, 'bls-entry.conf');
-    await writeFile(loaderConf, content('/loader/loader.conf'));
-    await writeFile(entry, content(`/${blsPaths(k.version).entry}`));
-    await installSystemdBoot(r.rawPath, esp.start, k.version, {
-      efi: await pickSystemdBootEfi(r.exported.get('systemd-bootx64.efi')),
-      kernel: r.exported.get('vmlinuz')!,
-      initrd: r.exported.get('initrd.img'),
-      loaderConf,
-      entry,
-    }, r.ctx);
+  /** The loader binary for the ESP: the guest's own (matching its bootctl), else the host's. */
+  async prepare(r: ConversionRun) {
+    await copyFile(await pickSystemdBootEfi(r.exported.get('guest-systemd-bootx64.efi')), join(r.ctx.work, EFI_WORK_NAME));
   },
 };

@@ -1,13 +1,11 @@
 // `img2vm doctor`: which host tools and services are present, what each is for, and how to install what is missing.
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { BOOT_LOADERS } from '../boot/index.js';
 import { SYSTEMD_BOOT_EFI } from '../boot/systemd-boot.js';
 import { ExitCode } from '../core/errors.js';
 import { parseConvertOptions } from '../core/options.js';
-import { GUEST_STRATEGIES } from '../guest/index.js';
 import { resolveFormat } from '../output/index.js';
-import { plan, strategyFor } from '../plan.js';
+import { conversionTools } from '../convert.js';
 import { DockerClient } from '../source/docker-api.js';
 import { TOOL_PURPOSES, TOOLS, which, type ToolName } from '../tools/index.js';
 
@@ -31,11 +29,7 @@ export const DEFAULT_CONVERSION = { image: 'debian:12', output: 'disk.qcow2' };
 /** The host tools the default conversion checks for before it starts (as convert's preflight derives them). */
 export function defaultConversionTools(): Set<ToolName> {
   const o = parseConvertOptions(DEFAULT_CONVERSION);
-  const probe = plan(o, {});
-  const tools: ToolName[] = ['mke2fs', 'setfattr', ...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools), ...GUEST_STRATEGIES[strategyFor(o)].tools];
-  if (probe.steps.some((s) => s.stage === 'disk' && s.id === 'vfat')) tools.push('mkfs.fat');
-  if (!resolveFormat(o.output!, o.format).isRaw) tools.push('qemu-img');
-  return new Set(tools);
+  return new Set(conversionTools(o, resolveFormat(o.output!, o.format)));
 }
 
 export interface DoctorEnv {
@@ -74,7 +68,7 @@ export async function doctorChecks(env: DoctorEnv = {}): Promise<Check[]> {
     checks.push({ name: f, ok, detail: ok ? 'present' : 'missing', package: pkg, fix: ok ? undefined : `apt-get install ${pkg}`, for: purpose, required });
   }
   const root = env.isRoot ?? process.getuid?.() === 0;
-  checks.push({ name: 'root', ok: root, detail: root ? 'yes' : 'no', fix: root ? undefined : 'run img2vm as root (sudo)', for: 'conversions (staging needs real owners and device nodes)', required: true });
+  checks.push({ name: 'root', ok: root, detail: root ? 'yes' : 'no', fix: root ? undefined : 'run as root (sudo) for those', for: 'the runc and podman builders (conversions themselves need no privileges)', required: false });
   return checks;
 }
 

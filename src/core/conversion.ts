@@ -5,6 +5,10 @@ import type { ConversionPlan, ImageFacts, PlanStep } from './plan.js';
 import type { StageId } from './events.js';
 import type { SourceImage } from '../source/image.js';
 import type { DockerClient } from '../source/docker-api.js';
+import type { BlockTarget } from '../disk/target.js';
+import type { Ext4Writer } from '../disk/ext4/index.js';
+import type { RootTree } from '../rootfs/tree-edit.js';
+import type { DirNode } from '../rootfs/tree.js';
 
 export interface ConversionRun {
   readonly options: ConvertOptions;
@@ -12,15 +16,19 @@ export interface ConversionRun {
   plan: ConversionPlan;
   facts: ImageFacts;
   readonly ctx: RunContext;
+  /** Seconds since 1970 for every time img2vm itself writes: SOURCE_DATE_EPOCH, else when the run started. */
+  readonly epoch: number;
   /** The image whose layers become the root (the guest build replaces the source's). */
   image?: SourceImage;
-  /** The staged root tree, and /boot once it is moved aside for its own file system. */
-  readonly staging: string;
-  readonly bootStaging: string;
+  /** The disk being written (a raw file, or the output's qcow2 itself), opened by the first step that writes. */
+  target?: BlockTarget;
+  /** The flattened root and the ext4 writer its file contents went into; /boot's tree once it is taken out. */
+  tree?: RootTree;
+  rootWriter?: Ext4Writer;
+  bootTree?: DirNode;
   /** Files copied out of the guest before its file system was made, by the name the plan gives them. */
   readonly exported: Map<string, string>;
-  /** The raw disk (or bare file system) being assembled, and the temporary output beside the target. */
-  readonly rawPath: string;
+  /** The temporary output beside the target (or in the work directory when nothing is kept). */
   readonly tmpOut: string;
   /** Where the output goes in the end; null when a containerDisk is only pushed. */
   readonly outPath: string | null;

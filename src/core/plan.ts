@@ -57,6 +57,8 @@ export interface ContentFacts {
   files: number;
   /** /boot alone, when it becomes a file system of its own. */
   boot?: { blocks4k: number; entries: number };
+  /** The smallest root file system the ext4 writer can make of the tree (measured once the tree is final). */
+  minimumBytes?: number;
   estimated?: boolean;
 }
 
@@ -120,8 +122,9 @@ export interface PlanStep {
 
 export interface ConversionPlan {
   image: string;
-  /** The root file system's UUID (drawn before its size is known). */
+  /** The root file system's UUID and directory hash seed (drawn before its size is known). */
   rootUuid: string;
+  rootHashSeed: string;
   source: { transport: string; id: string | null; layers: number | null };
   guest: {
     strategy: GuestStrategyId;

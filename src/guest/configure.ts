@@ -128,6 +128,13 @@ export function applyGuestFiles(root: string, files: readonly GuestFile[], secre
   }, secrets.workDir);
 }
 
+/** /etc/shadow with root's password set (SHA-512 crypt), and the group that owns the file (Debian's shadow). */
+export function passwordShadow(shadow: string, group: string, password: string, random: Random, epochSeconds: number): { content: string; gid: number } {
+  const hash = sha512Crypt(password, makeSalt(random));
+  const gid = /^shadow:[^:]*:(\d+):/m.exec(group)?.[1];
+  return { content: setRootPassword(shadow, hash, passwordChangeDays(epochSeconds)), gid: gid ? Number(gid) : 0 };
+}
+
 function setPassword(root: string, s: Secrets & { password?: string }): void {
   const shadow = readIn(root, 'etc/shadow') ?? '';
   const hash = sha512Crypt(s.password!, makeSalt(s.random));

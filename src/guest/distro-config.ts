@@ -1,11 +1,10 @@
 // The distro strategy's guest configuration: the options' build features for the cached template build, the
 // per-conversion files as plan data (secrets left out), and the account edits made when the files are written.
-import { chownSync, chmodSync, lstatSync, readFileSync } from 'node:fs';
 import type { ConversionRun } from '../core/conversion.js';
 import type { ConvertOptions } from '../core/options.js';
 import type { GuestFile, ImageFacts } from '../core/plan.js';
 import { createRandom } from '../core/random.js';
-import { mkdirInRoot, resolveInRoot, writeInRoot } from '../rootfs/inroot.js';
+import { binPath } from '../rootfs/tree-path.js';
 import type { ImageConfig } from '../source/image.js';
 import type { DistroRecipe } from './distros.js';
 import { applyEdits, buildFeatures, buildValues, guestFiles, type GuestOptions, type GuestPlan } from './guest-config.js';
@@ -66,37 +65,25 @@ export function distroWarnings(recipe: DistroRecipe, o: ConvertOptions, facts: I
   return guestFiles(recipe, { ...guestOptionsOf(o, facts, hostname), ...(o.password !== undefined ? { password: 'x' } : {}) }, imageConfigOf(facts), { random: createRandom('plan'), epochSeconds: 0 }).warnings;
 }
 
-/** The account edits, with the real password hashes (salted from the run's seed), against the image's own files. */
-export function applyAccountEdits(r: ConversionRun, recipe: DistroRecipe, epochSeconds: number): void {
-  const g: GuestPlan = guestFiles(recipe, guestOptionsOf(r.options, r.facts, r.plan.hostname), imageConfigOf(r.facts), { random: r.ctx.random.fork('password'), epochSeconds });
-  const read = (path: string) => {
-    try {
-      const p = resolveInRoot(r.staging, path.replace(/^\/+/, ''), true);
-      const st = lstatSync(p);
-      if (!st.isFile()) return undefined;
-      return { content: readFileSync(p, 'utf8'), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
-    } catch {
-      return undefined;
-    }
-  };
-  const out = applyEdits(g.edits, read);
-  for (const d of out.dirs) {
-    const rel = d.path.replace(/^\/+/, '');
-    // An existing directory (root's home) keeps its owner and mode; a new one (a user's home) gets them.
-    if (exists(resolveInRoot(r.staging, rel, true))) continue;
-    const host = mkdirInRoot(r.staging, rel);
-    chownSync(host, d.uid, d.gid);
-    chmodSync(host, d.mode);
-  }
-  for (const f of out.files) writeInRoot(r.staging, f.path.replace(/^\/+/, ''), f.content, f.mode, { uid: f.uid, gid: f.gid });
-  for (const w of out.warnings) r.ctx.sink({ type: 'log', level: 'warn', stage: 'rootfs', message: w });
-}
+/** The account files applyEdits may read, read from the tree first (it wants them synchronously). */
+const ACCOUNT_FILES = ['/etc/passwd', '/etc/group', '/etc/shadow', '/etc/gshadow', '/etc/shells'];
 
-function exists(p: string): boolean {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
+/** The account edits, with the real password hashes (salted from the run's seed), against the image's own files. */
+export async function applyAccountEdits(r: ConversionRun, recipe: DistroRecipe, epochSeconds: number): Promise<void> {
+  const tree = r.tree!;
+  const g: GuestPlan = guestFiles(recipe, guestOptionsOf(r.options, r.facts, r.plan.hostname), imageConfigOf(r.facts), { random: r.ctx.random.fork('password'), epochSeconds });
+  const current = new Map<string, { content: string; mode: number; uid: number; gid: number }>();
+  for (const path of ACCOUNT_FILES) {
+    const n = tree.lookup(binPath(path));
+    const data = await tree.readFile(binPath(path));
+    if (n?.kind === 'file' && data) current.set(path, { content: data.toString('utf8'), mode: n.meta.mode, uid: n.meta.uid, gid: n.meta.gid });
   }
+  const out = applyEdits(g.edits, (path) => current.get(path));
+  for (const d of out.dirs) {
+    // An existing directory (root's home) keeps its owner and mode; a new one (a user's home) gets them.
+    if (tree.lookup(binPath(d.path))) continue;
+    tree.mkdirp(binPath(d.path), { mode: d.mode, uid: d.uid, gid: d.gid });
+  }
+  for (const f of out.files) tree.writeFile(binPath(f.path), f.content, { mode: f.mode, uid: f.uid, gid: f.gid });
+  for (const w of out.warnings) r.ctx.sink({ type: 'log', level: 'warn', stage: 'rootfs', message: w });
 }

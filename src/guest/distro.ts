@@ -67,9 +67,9 @@ export const distroStrategy: GuestStrategy = {
     if (!facts.os) return [];
     return distroGuestFiles(recipeFor(facts.os, undefined), o, facts, hostname);
   },
-  edit(r, f) {
+  async edit(r, f) {
     if (f.by !== 'distro' || !r.facts.os) return;
-    applyAccountEdits(r, recipeFor(r.facts.os, undefined), epochSeconds());
+    await applyAccountEdits(r, recipeFor(r.facts.os, undefined), epochSeconds());
   },
   kernelFromImage: true,
   noKernelHint: 'the guest build did not install a kernel; see -v output',

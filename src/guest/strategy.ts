@@ -19,7 +19,7 @@ export interface GuestStrategy {
   /** Makes the image bootable (may replace run.image), recording what it learnt in run.facts; returns the stage detail. */
   apply(r: ConversionRun): Promise<string>;
   /** Carries out one of its `edit` guest files (the ones that need secrets or the image's account files). */
-  edit?(r: ConversionRun, f: GuestFile): void;
+  edit?(r: ConversionRun, f: GuestFile): Promise<void>;
   /** Makes the files its guest files come from (work:NAME), once the root is flattened and the plan final. */
   beforeConfigure?(r: ConversionRun): Promise<void>;
 }

@@ -7,18 +7,18 @@ import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import type { RunContext } from '../core/context.js';
+import { fixedEpochSeconds } from '../core/epoch.js';
 import { pushOciImage, type PushBlob, type PushManifest, type PushOptions } from '../source/push.js';
 import type { OutputFormat } from './format.js';
-import { qemuImgConvert } from './qemu-img.js';
 
 const QEMU_UID = 107;
 const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 const CONFIG_TYPE = 'application/vnd.oci.image.config.v1+json';
 const LAYER_TYPE = 'application/vnd.oci.image.layer.v1.tar';
 
+/** Archive members and the image's created time: SOURCE_DATE_EPOCH, else 1970 (so the archive is reproducible). */
 function mtime(): Date {
-  const e = process.env.SOURCE_DATE_EPOCH;
-  return new Date(e ? Number(e) * 1000 : 0);
+  return new Date(fixedEpochSeconds() * 1000);
 }
 
 /** Streams a tar into `dest` while hashing it; returns its sha256 digest and size. */
@@ -119,25 +119,13 @@ export async function pushContainerDisk(qcow2: string, ref: string, ctx: RunCont
   return pushOciImage(ref, img.blobs, img.manifest, ctx, opts);
 }
 
-/** Where `containerdisk.write` leaves the qcow2 in the work directory (so a push can reuse it). */
-export function containerDiskQcow2(ctx: RunContext): string {
-  return join(ctx.work, 'containerdisk.qcow2');
-}
-
-/** Converts the raw disk into the qcow2 the containerDisk holds, at containerDiskQcow2(ctx). */
-export async function makeContainerDiskQcow2(rawPath: string, ctx: RunContext, compress: boolean): Promise<string> {
-  const qcow2 = containerDiskQcow2(ctx);
-  await qemuImgConvert(rawPath, qcow2, 'qcow2', ctx, { compress });
-  return qcow2;
-}
-
 export const containerdisk: OutputFormat = {
   id: 'containerdisk',
   extensions: [],
+  // The disk was written as the qcow2 itself (see output/target.ts); the archive wraps it.
   async write(i) {
-    const qcow2 = await makeContainerDiskQcow2(i.raw, i.ctx, i.plan.output.compress);
     // With --push alone nothing is kept: the image is only pushed.
-    if (i.plan.output.path !== null) await writeContainerDiskArchive(qcow2, i.dest, i.ctx.work);
-    return { containerDiskQcow2: qcow2 };
+    if (i.plan.output.path !== null) await writeContainerDiskArchive(i.raw, i.dest, i.ctx.work);
+    return { containerDiskQcow2: i.raw };
   },
 };

@@ -1,4 +1,10 @@
-// qcow2, the QEMU/KVM native format; --compress makes the clusters zlib-compressed.
-import { qemuImgFormat } from './qemu-img.js';
+// qcow2, the QEMU/KVM native format, written directly by the disk's Qcow2Target (no raw copy, no qemu-img);
+// --compress compresses its clusters when the target closes.
+import type { OutputFormat } from './format.js';
 
-export const qcow2 = qemuImgFormat('qcow2', ['.qcow2'], 'qcow2', undefined, true);
+export const qcow2: OutputFormat = {
+  id: 'qcow2',
+  extensions: ['.qcow2'],
+  // The disk's target is this file: there is nothing left to convert.
+  async write() {},
+};

@@ -1,5 +1,8 @@
 // Output formats that qemu-img writes from the raw disk (sparse-aware, so unused space costs nothing).
+import { basename } from 'node:path';
 import type { RunContext } from '../core/context.js';
+import { epochSeconds } from '../core/epoch.js';
+import { makeReproducible, type DiskFormatId } from './reproducible.js';
 import { progress } from '../core/events.js';
 import { run } from '../tools/index.js';
 import type { OutputFormat } from './format.js';
@@ -21,13 +24,19 @@ export async function qemuImgConvert(src: string, dest: string, format: string, 
   bar.end();
 }
 
+/** How qemu-img writes each of these formats (its -O name and -o creation options), by img2vm's id. */
+export const QEMU_FORMATS: Record<string, { qemuFormat: string; options?: string }> = {};
+
 /** A format written by `qemu-img convert -O qemuFormat`; `options` are its -o creation options. */
 export function qemuImgFormat(id: string, extensions: string[], qemuFormat: string, options?: string, compressible = false): OutputFormat {
+  QEMU_FORMATS[id] = { qemuFormat, options };
   return {
     id,
     extensions,
     async write(i) {
       await qemuImgConvert(i.raw, i.dest, qemuFormat, i.ctx, { compress: compressible && i.plan.output.compress, options });
+      // qemu-img puts random ids and the time into these formats: they come from the seed and the epoch instead.
+      makeReproducible(id as DiskFormatId, i.dest, i.ctx.random.fork(`format-${id}`), epochSeconds(), { finalName: i.plan.output.path ? basename(i.plan.output.path) : undefined });
     },
   };
 }

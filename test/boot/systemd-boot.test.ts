@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  blsPaths, configureKernelInstall, findSystemdBootEfi, renderBlsEntry, renderLoaderConf, SYSTEMD_BOOT_EFI, systemdBootEspFiles,
+  blsPaths, configureKernelInstall, findSystemdBootEfi, renderBlsEntry, renderLoaderConf, SYSTEMD_BOOT_EFI, systemdBoot,
 } from '../../src/boot/systemd-boot.js';
 
 let tmp: string;
@@ -42,14 +42,14 @@ describe('systemd-boot layout', () => {
     expect(renderLoaderConf()).toMatch(/^editor no$/m);
   });
   it('puts the loader at the removable path and where bootctl looks for it', () => {
-    const files = systemdBootEspFiles('6.9', { efi: '/w/sd.efi', kernel: '/w/k', initrd: '/w/i', loaderConf: '/w/l', entry: '/w/e' });
-    expect(files).toEqual([
-      { src: '/w/sd.efi', dest: 'EFI/BOOT/BOOTX64.EFI' },
-      { src: '/w/sd.efi', dest: 'EFI/systemd/systemd-bootx64.efi' },
-      { src: '/w/l', dest: 'loader/loader.conf' },
-      { src: '/w/e', dest: 'loader/entries/img2vm-6.9.conf' },
-      { src: '/w/k', dest: 'img2vm/6.9/linux' },
-      { src: '/w/i', dest: 'img2vm/6.9/initrd.img-6.9' },
+    const { guestFiles } = systemdBoot.files({ rootUuid: 'u', bootFsUuid: 'u', separateBoot: false, grubDir: '/boot/grub', cmdline: 'root=UUID=u', title: 'T', kernel: { version: '6.9', kernelPath: '/vmlinuz', initrdPath: '/initrd.img' } });
+    expect(guestFiles.filter((f) => f.fs === 'esp').map((f) => ({ src: f.from ?? 'content', dest: f.path.slice(1) }))).toEqual([
+      { src: 'work:systemd-bootx64.efi', dest: 'EFI/BOOT/BOOTX64.EFI' },
+      { src: 'work:systemd-bootx64.efi', dest: 'EFI/systemd/systemd-bootx64.efi' },
+      { src: 'content', dest: 'loader/loader.conf' },
+      { src: 'content', dest: 'loader/entries/img2vm-6.9.conf' },
+      { src: 'work:vmlinuz', dest: 'img2vm/6.9/linux' },
+      { src: 'work:initrd.img', dest: 'img2vm/6.9/initrd.img-6.9' },
     ]);
   });
 });

@@ -9,6 +9,8 @@ import { Img2vmError } from '../../src/core/errors.js';
 import { createRandom } from '../../src/core/random.js';
 import { MiB } from '../../src/core/units.js';
 import { RawFileTarget } from '../../src/disk/target.js';
+import { QEMU_FORMATS, qemuImgConvertArgs } from '../../src/output/qemu-img.js';
+import { run } from '../../src/tools/index.js';
 import { writeContainerDiskArchive } from '../../src/output/containerdisk.js';
 import type { OutputFormat } from '../../src/output/format.js';
 import { crc32c } from '../../src/output/patch/crc32c.js';
@@ -21,7 +23,6 @@ import { vdi } from '../../src/output/vdi.js';
 import { vhd } from '../../src/output/vhd.js';
 import { vhdx } from '../../src/output/vhdx.js';
 import { vmdk } from '../../src/output/vmdk.js';
-import { run } from '../../src/tools/index.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'img2vm-repro-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -48,10 +49,11 @@ const FORMATS: Array<[DiskFormatId, OutputFormat, string]> = [
   ['qcow2', qcow2, 'qcow2'],
 ];
 let n = 0;
-/** Converts with img2vm's own qemu-img options for the format, to a fresh temporary name each time. */
+/** Converts with img2vm's own qemu-img options for the format (qemu-img alone, before any patching), to a fresh temporary name each time. */
 async function convert(f: OutputFormat, ext: string): Promise<string> {
   const dest = join(tmp, `.out-${n++}.tmp.${ext}`);
-  await f.write({ raw, dest, ctx, plan: { output: { compress: false } } as unknown as ConversionPlan, files: new Map(), commits: [] });
+  const q = QEMU_FORMATS[f.id] ?? { qemuFormat: 'qcow2' };
+  await run('qemu-img', qemuImgConvertArgs(raw, dest, q.qemuFormat, { options: q.options }), { signal: ctx.signal });
   return dest;
 }
 function bytesAt(path: string, offset: number, length: number): Buffer {

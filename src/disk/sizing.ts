@@ -1,0 +1,36 @@
+// How big a file system to make for some content: inodes, journal, the minimum and the default with headroom.
+import { MiB, alignUp } from '../core/units.js';
+
+export interface ContentStats {
+  /** 4 KiB blocks that file data, symlinks and directories take. */
+  blocks4k: number;
+  /** Number of inodes the tree uses. */
+  entries: number;
+}
+
+/** Inodes to reserve: the tree's own plus room for the system to create files after boot. */
+export function inodesFor(stats: ContentStats): number {
+  return alignUp(Math.max(16384, Math.ceil(stats.entries * 1.5) + 8192), 1024);
+}
+
+export function journalMiBFor(fsBytes: number): number {
+  return fsBytes >= 2048 * MiB ? 64 : fsBytes >= 512 * MiB ? 32 : 16;
+}
+
+/**
+ * The smallest file system that holds the content: data + inode tables + journal + group metadata
+ * (bitmaps, descriptors, reserved GDT ~ 3%) + the 1% reserved for root.
+ */
+export function minimumFsSize(stats: ContentStats): number {
+  const data = stats.blocks4k * 4096;
+  const inodeTables = inodesFor(stats) * 256;
+  const guess = data + inodeTables;
+  const journal = journalMiBFor(guess * 1.1) * MiB;
+  return alignUp(Math.ceil((guess + journal) * 1.06) + 16 * MiB, MiB);
+}
+
+/** Default headroom above the minimum: 256 MiB plus 15% of the content, so the guest can log and install a little. */
+export function defaultFsSize(stats: ContentStats): number {
+  const min = minimumFsSize(stats);
+  return alignUp(min + 256 * MiB + Math.ceil(stats.blocks4k * 4096 * 0.15), MiB);
+}
