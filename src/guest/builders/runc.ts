@@ -85,6 +85,9 @@ async function runStep(r: ConversionRun, bundle: string, step: Extract<Step, { k
   // runc makes the mount point when the image has none; it must not stay behind as an empty file.
   const placeholder = step.network && !existsInRoot(rootfs, 'etc/resolv.conf');
   const tail: string[] = [];
+  // runc relays SIGTERM to the container's init, which a shell ignores: kill it outright, at once.
+  const onAbort = () => void run('runc', runcKillArgv(id), { reject: false });
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {
     const res = await run('runc', runcRunArgv(bundle, id), {
       input: '',
@@ -104,7 +107,7 @@ async function runStep(r: ConversionRun, bundle: string, step: Extract<Step, { k
       );
     }
   } finally {
-    // Also after an abort: runc run relays the signal, but a shell as the container's init ignores SIGTERM.
+    ctx.signal.removeEventListener('abort', onAbort);
     await run('runc', runcKillArgv(id), { reject: false });
     await run('runc', runcDeleteArgv(id), { reject: false });
     if (placeholder && existsInRoot(rootfs, 'etc/resolv.conf')) removeInRoot(rootfs, 'etc/resolv.conf');
