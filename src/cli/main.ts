@@ -10,6 +10,7 @@ import { addConvertOptions, givenConvertOptions } from './options.js';
 import { renderPlan } from './plan-render.js';
 import { addVmCommands } from './vm-commands.js';
 import { addDoctorCommand } from './doctor.js';
+import { addCacheCommand } from './cache.js';
 import { VmTestError } from '../vm/test.js';
 import { listrRenderer, plainRenderer, silentRenderer, type Renderer } from './render.js';
 
@@ -83,6 +84,7 @@ export function buildProgram(): Command {
   });
   addVmCommands(program);
   addDoctorCommand(program);
+  addCacheCommand(program);
   return program;
 }
 

@@ -5,7 +5,7 @@
 //                          layer.tar    the whole built tree as one uncompressed layer
 //                          used         touched on every use: its mtime is the entry's last use
 //                          holders/<pid>-<nonce>   one per running process that uses the entry
-// <cache>/builds/podman/<key>.used       last use of a podman image img2vm-cache:<key>
+// <cache>/builds/podman/cache-<tag>.used  last use of podman's img2vm-cache:<tag> (source-<tag>.used: img2vm-source:<tag>)
 // <cache>/builds/locks/<builder>-<key>.lock  held while one process builds that key
 // <cache>/builds/tmp/<pid>-<nonce>/      an entry being written; renamed into place when complete
 import { randomBytes } from 'node:crypto';
@@ -188,10 +188,15 @@ export class BuildCache {
     }
   }
 
-  /** Records a use of the podman image built for key. */
-  async touchPodman(key: string): Promise<void> {
-    await mkdir(this.podman, { recursive: true });
-    await this.touch(join(this.podman, `${key}.used`));
+  /** Where the last use of a podman image img2vm tagged REPO:TAG is stamped ("cache" or "source", and the tag). */
+  podmanStamp(kind: 'cache' | 'source', tag: string): string {
+    return join(this.podman, `${kind}-${tag}.used`);
+  }
+
+  /** Records a use of a podman image img2vm made (podman keeps no last-use time of its own). */
+  async touchPodman(kind: 'cache' | 'source', tag: string): Promise<void> {
+    await mkdir(this.podman, { recursive: true }).catch(() => undefined);
+    await this.touch(this.podmanStamp(kind, tag));
   }
 
   private async touch(p: string): Promise<void> {

@@ -68,6 +68,8 @@ async function planPodman(img: SourceImage, recipe: DistroRecipe): Promise<Plann
   return { rendered, key, base, tag: `${PODMAN_CACHE_REPO}:${key.slice(0, 32)}` };
 }
 
+const tagOf = (ref: string) => ref.slice(ref.lastIndexOf(':') + 1);
+
 async function exists(ref: string, signal: AbortSignal): Promise<boolean> {
   return (await run('podman', podmanExistsArgv(ref), { reject: false, signal })).exitCode === 0;
 }
@@ -87,6 +89,7 @@ async function readBuilt(r: ConversionRun, tag: string): Promise<SourceImage> {
 
 /** Makes the base image available in podman's storage (loaded from an oci-archive written from any source). */
 async function ensureBase(r: ConversionRun, p: Planned): Promise<void> {
+  await new BuildCache().touchPodman('source', p.base.slice(7, 23));
   if (await exists(p.base, r.ctx.signal)) return;
   const dir = await mkdtemp(join(r.ctx.work, 'podman-load-'));
   try {
@@ -166,14 +169,14 @@ export const podmanBuilder: Builder = {
   async lookup(r, recipe) {
     const p = await planPodman(r.image!, recipe);
     if (!(await exists(p.tag, r.ctx.signal))) return undefined;
-    await new BuildCache().touchPodman(p.key);
+    await new BuildCache().touchPodman('cache', tagOf(p.tag));
     return { image: await readBuilt(r, p.tag), ref: p.tag };
   },
   async build(r, recipe) {
     const p = await planPodman(r.image!, recipe);
     const cached = await exists(p.tag, r.ctx.signal);
     if (!cached) await build(r, p, recipe);
-    await new BuildCache().touchPodman(p.key);
+    await new BuildCache().touchPodman('cache', tagOf(p.tag));
     return { image: await readBuilt(r, p.tag), cached, ref: p.tag };
   },
 };
