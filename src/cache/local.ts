@@ -1,10 +1,11 @@
 // The parts of the cache img2vm keeps in its own directory: runc builds, registry blobs, kernels; each listed with how to remove it safely.
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildCache, liveHolders } from '../guest/builders/build-cache.js';
-import { KernelCache } from '../guest/kernel/cache.js';
+import { KernelCache, TreeRecordSchema, type TreeRecord } from '../guest/kernel/cache.js';
 import { pidAlive } from '../guest/kernel/lock.js';
 import { isoOf, type Removable, type RemoveOutcome } from './entries.js';
 
@@ -170,14 +171,37 @@ export async function dropDanglingRefs(root: string): Promise<void> {
   }
 }
 
+/**
+ * A tree's record, read without moving its access time (O_NOATIME: listing is not a use), and the tree's last
+ * use: kernel.json and the kernel image are read on every use, so their access times say when.
+ */
+async function readKernelTree(dir: string): Promise<{ record: TreeRecord; used: number } | undefined> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(join(dir, 'kernel.json'), constants.O_RDONLY | constants.O_NOATIME);
+    const r = TreeRecordSchema.safeParse(JSON.parse(await fh.readFile('utf8')));
+    if (!r.success) return undefined;
+    const st = await fh.stat();
+    const k = await stat(join(dir, r.data.vmlinuz)).catch(() => undefined);
+    if (!k?.isFile()) return undefined;
+    return { record: r.data, used: Math.max(st.atimeMs, st.mtimeMs, k.atimeMs, k.mtimeMs) };
+  } catch {
+    return undefined;
+  } finally {
+    await fh?.close();
+  }
+}
+
 /** Kernel trees. While a kernel fetch holds a lock none is removed (the fetch may be about to reuse one). */
 export async function kernelTrees(kc: KernelCache): Promise<Removable[]> {
   const locked = await liveLocks(kc.locks);
   const busy = () => (locked.length ? `a kernel fetch is under way (img2vm process ${locked.join(', ')})` : null);
   const out: Removable[] = [];
-  for (const { name, record } of (await kc.allTrees()).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+  for (const name of (await readdir(kc.trees).catch(() => [] as string[])).sort()) {
     const dir = kc.treeDir(name);
-    const used = (await usedOf(join(dir, 'kernel.json'))) ?? Date.parse(record.createdAt);
+    const tree = await readKernelTree(dir);
+    if (!tree) continue;
+    const { record, used } = tree;
     out.push({
       entry: {
         kind: 'kernel',
@@ -205,6 +229,7 @@ export async function dropDanglingKernelIndex(kc: KernelCache): Promise<void> {
   for (const name of await readdir(kc.index).catch(() => [] as string[])) {
     if (!name.endsWith('.json')) continue;
     const rec = await kc.readIndex(name.slice(0, -5));
-    if (rec && !(await kc.readTree(rec.tree))) await rm(join(kc.index, name), { force: true });
+    // stat, not a read: reading a tree's record would look like a use of it.
+    if (rec && !(await stat(join(kc.treeDir(rec.tree), 'kernel.json')).catch(() => undefined))) await rm(join(kc.index, name), { force: true });
   }
 }
