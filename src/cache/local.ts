@@ -33,12 +33,6 @@ async function mtimeOf(p: string): Promise<number | undefined> {
   return (await stat(p).catch(() => undefined))?.mtimeMs;
 }
 
-/** Reading a file moves its access time (daily, under relatime): the cheapest record of a use there is. */
-async function usedOf(p: string): Promise<number | undefined> {
-  const st = await stat(p).catch(() => undefined);
-  return st ? Math.max(st.atimeMs, st.mtimeMs) : undefined;
-}
-
 /** Moves a directory out of view at once, then deletes it. */
 async function discardDir(dir: string, tmpParent: string): Promise<void> {
   await mkdir(tmpParent, { recursive: true });

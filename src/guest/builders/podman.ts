@@ -15,6 +15,7 @@ import type { Builder } from './builder.js';
 import { BuildCache } from './build-cache.js';
 import { buildKey } from './key.js';
 import { writeOciArchive } from './oci-archive-out.js';
+import { runPodmanBuild } from './podman-build.js';
 
 /** Bump when the way a podman build is done changes, so old cache entries are not reused. */
 export const PODMAN_BUILDER_VERSION = '1';
@@ -118,30 +119,28 @@ async function build(r: ConversionRun, p: Planned, recipe: DistroRecipe): Promis
   const { ctx } = r;
   await ensureBase(r, p);
   const context = await mkdtemp(join(ctx.work, 'podman-ctx-'));
+  // Where podman puts its steps' bundles: private, so an abort can find (and kill) exactly this build's step.
+  const steps = await mkdtemp(join(ctx.work, 'podman-steps-'));
   try {
     await writeContext(context, p.rendered);
     const bar = progress(ctx.sink, 'guest', 'entries', undefined, 'build steps');
     const tail: string[] = [];
     const labels = { 'org.img2vm.base': p.base, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
-    const res = await run('podman', podmanBuildArgv({ tag: p.tag, context, labels }), {
-      input: '',
-      signal: ctx.signal,
-      reject: false,
-      onLine: (l) => {
-        const m = /^STEP (\d+)\/(\d+)/.exec(l);
-        if (m) {
-          bar.setTotal(Number(m[2]));
-          bar.set(Number(m[1]) - 1);
-        }
-        tail.push(l);
-        if (tail.length > 15) tail.shift();
-        log(ctx, 'debug', l);
-      },
+    const code = await runPodmanBuild(podmanBuildArgv({ tag: p.tag, context, labels }), steps, ctx.signal, (l) => {
+      const m = /^STEP (\d+)\/(\d+)/.exec(l);
+      if (m) {
+        bar.setTotal(Number(m[2]));
+        bar.set(Number(m[1]) - 1);
+      }
+      tail.push(l);
+      if (tail.length > 15) tail.shift();
+      log(ctx, 'debug', l);
     });
     bar.end();
-    if (res.exitCode !== 0) throw new Img2vmError('buildFailed', `guest build failed: podman build exited with ${res.exitCode}`, `last build output:\n${tail.join('\n')}`);
+    if (code !== 0) throw new Img2vmError('buildFailed', `guest build failed: podman build exited with ${code}`, `last build output:\n${tail.join('\n')}`);
   } finally {
     await rm(context, { recursive: true, force: true });
+    await rm(steps, { recursive: true, force: true });
   }
 }
 

@@ -150,9 +150,16 @@ async function buildEntry(r: ConversionRun, cache: BuildCache, p: Planned, recip
   try {
     const rootfs = join(bundle, 'rootfs');
     await mkdir(rootfs, { mode: 0o755 });
+    let t = performance.now();
+    const phase = (what: string) => {
+      const now = performance.now();
+      log(ctx, 'debug', `runc builder: ${what} in ${((now - t) / 1000).toFixed(1)} s`);
+      t = now;
+    };
     const b = new RootfsBuilder(rootfs, { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
     for (const layer of img.layers) await b.applyLayer(await layer.open());
     await b.finish();
+    phase('unpacked the image into the bundle');
     const resolvConf = join(bundle, 'resolv.conf');
     await hostResolvConf(resolvConf);
     const steps = p.rendered.steps;
@@ -170,11 +177,13 @@ async function buildEntry(r: ConversionRun, cache: BuildCache, p: Planned, recip
       bar.set(i + 1);
     }
     bar.end();
+    phase(`ran ${steps.length} steps`);
 
     const tmp = await cache.makeTemp();
     const dropTmp = ctx.scope.defer(`remove ${tmp}`, () => rm(tmp, { recursive: true, force: true }));
     try {
       const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
+      phase(`wrote the layer (${layer.entries} entries, ${(layer.size / 1048576).toFixed(0)} MiB)`);
       const labels = { 'org.img2vm.base': img.id, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
       const created = createdAt();
       const configBytes = Buffer.from(JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)));
