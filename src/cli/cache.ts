@@ -23,10 +23,10 @@ function clip(s: string, n: number): string {
 
 /** The table `cache ls` prints: one line an entry, then the total and any store that could not be read. */
 export function renderList(entries: CacheEntry[], notes: string[], now = Date.now()): string {
-  const lines = [`${'KIND'.padEnd(14)} ${'STORE'.padEnd(7)} ${'NAME'.padEnd(48)} ${'SIZE'.padStart(10)}  LAST USED`];
+  const lines = [`${'KIND'.padEnd(14)} ${'STORE'.padEnd(7)} ${'NAME'.padEnd(56)} ${'SIZE'.padStart(10)}  LAST USED`];
   for (const e of entries) {
     const flag = e.busy ? `  (${e.busy})` : '';
-    lines.push(`${KIND_LABEL[e.kind].padEnd(14)} ${e.store.padEnd(7)} ${clip(e.name, 48).padEnd(48)} ${formatSize(e.bytes).padStart(10)}  ${ago(e.lastUsed, now)}${flag}`);
+    lines.push(`${KIND_LABEL[e.kind].padEnd(14)} ${e.store.padEnd(7)} ${clip(e.name, 56).padEnd(56)} ${formatSize(e.bytes).padStart(10)}  ${ago(e.lastUsed, now)}${flag}`);
     lines.push(`${''.padEnd(23)}${clip(e.detail, 80)}`);
   }
   const total = entries.reduce((a, e) => a + e.bytes, 0);

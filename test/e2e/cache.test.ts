@@ -5,6 +5,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isStale, parseAge } from '../../src/cache/index.js';
+import { ago } from '../../src/cli/cache.js';
 import { img2vm, sh } from './helpers.js';
 
 const OLD = new Date(Date.now() - 40 * 86400_000);
@@ -236,5 +238,30 @@ describe('img2vm cache prune', () => {
     expect(names(again.removed)).toEqual([`runc:${KEY_HELD.slice(0, 32)}`, `sha256:${BLOB_NEW}`, '6.1.0-2-cloud-amd64'].sort());
     expect((await ls()).entries).toEqual([]);
     expect((await sh('docker', ['-H', env.DOCKER_HOST!, 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'])).stdout).toBe('someone-else:old');
+  });
+});
+
+describe('ages', () => {
+  it('parses s, m, h, d, w and refuses anything else', () => {
+    expect([parseAge('45s'), parseAge('90m'), parseAge('12h'), parseAge('7d'), parseAge('2w'), parseAge('1.5h')]).toEqual([45_000, 5_400_000, 43_200_000, 604_800_000, 1_209_600_000, 5_400_000]);
+    for (const bad of ['', '7', 'd', '-1d', '7y', '7 days']) expect(() => parseAge(bad)).toThrow(/is not an age/);
+  });
+
+  it('stale means last used before now minus the age (30 days by default); --all takes everything', () => {
+    const now = Date.parse('2024-03-01T00:00:00Z');
+    const e = (lastUsed: string) => ({ kind: 'kernel' as const, store: 'img2vm' as const, name: 'k', detail: '', bytes: 1, busy: null, location: '/', lastUsed });
+    expect(isStale(e('2024-01-30T23:59:59Z'), { now })).toBe(true);
+    expect(isStale(e('2024-01-31T00:00:01Z'), { now })).toBe(false);
+    expect(isStale(e('2024-02-29T11:00:00Z'), { now, olderThan: parseAge('12h') })).toBe(true);
+    expect(isStale(e('2024-02-29T13:00:00Z'), { now, olderThan: parseAge('12h') })).toBe(false);
+    expect(isStale(e('2024-02-29T23:59:59Z'), { now, all: true })).toBe(true);
+  });
+
+  it('says how long ago in the unit a person would', () => {
+    const now = Date.parse('2024-03-01T00:00:00Z');
+    expect(ago('2024-02-29T23:59:30Z', now)).toBe('30 seconds ago');
+    expect(ago('2024-02-29T23:00:00Z', now)).toBe('60 minutes ago');
+    expect(ago('2024-02-29T00:00:00Z', now)).toBe('24 hours ago');
+    expect(ago('2024-01-21T00:00:00Z', now)).toBe('40 days ago');
   });
 });

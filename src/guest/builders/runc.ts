@@ -161,8 +161,8 @@ async function buildEntry(r: ConversionRun, cache: BuildCache, p: Planned, recip
     await b.finish();
     phase('unpacked the image into the bundle');
     const resolvConf = join(bundle, 'resolv.conf');
-    await hostResolvConf(resolvConf);
     const steps = p.rendered.steps;
+    if (steps.some((s) => s.kind === 'run' && s.network)) await hostResolvConf(resolvConf);
     const bar = progress(ctx.sink, 'guest', 'entries', steps.length, 'build steps');
     const nonce = randomBytes(4).toString('hex');
     for (const [i, step] of steps.entries()) {

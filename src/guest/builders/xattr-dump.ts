@@ -5,6 +5,9 @@ import { Img2vmError } from '../../core/errors.js';
 /** -R walks, -P never follows a symlink into another tree, -h reads a symlink's own attributes, -m - takes every namespace. */
 export const GETFATTR_DUMP_ARGV: readonly string[] = ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'];
 
+/** A real tree has a few KiB of them (file capabilities); this much is hostile, and would otherwise all be held in memory. */
+const MAX_DUMP = 256 << 20;
+
 /** Attributes the host's security module gives files; they describe the host, not the image. */
 const HOST_ONLY = new Set(['security.selinux', 'security.apparmor', 'security.SMACK64']);
 
@@ -56,7 +59,15 @@ export async function readTreeXattrs(root: string, signal?: AbortSignal): Promis
     child.stderr?.on('data', (d: Buffer) => {
       if (errs.length < 64) errs.push(d);
     });
-    for await (const c of child.stdout!) chunks.push(c as Buffer);
+    let total = 0;
+    for await (const c of child.stdout!) {
+      total += (c as Buffer).length;
+      if (total > MAX_DUMP) {
+        await stopProcess(child);
+        throw new Img2vmError('badImage', `the built tree under ${root} has more than ${MAX_DUMP >> 20} MiB of extended attributes`, 'the image or its packages set extended attributes on a vast number of files; build it with --builder docker');
+      }
+      chunks.push(c as Buffer);
+    }
     const r = await child;
     signal?.throwIfAborted();
     // getfattr exits 1 when it could not read some file; what it could read is still right.
