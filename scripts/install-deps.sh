@@ -4,6 +4,8 @@ set -euo pipefail
 # One package a line, with what needs it, so every test's and the set-up's needs are named here.
 PKGS=(
   docker.io            # the docker builder and daemon sources; tests build fixtures with it
+  runc                 # the daemonless runc builder (--builder runc)
+  podman               # the podman builder (--builder podman)
   qemu-system-x86      # img2vm run/test, boot tests
   qemu-utils           # qemu-img: output formats, checks in tests
   ovmf                 # UEFI firmware for run/test

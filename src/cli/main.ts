@@ -11,6 +11,7 @@ import { conversionInput } from './config-file.js';
 import { renderPlan } from './plan-render.js';
 import { addVmCommands } from './vm-commands.js';
 import { addDoctorCommand } from './doctor.js';
+import { addCacheCommand } from './cache.js';
 import { VmTestError } from '../vm/test.js';
 import { listrRenderer, plainRenderer, silentRenderer, type Renderer } from './render.js';
 
@@ -86,6 +87,7 @@ export function buildProgram(): Command {
   });
   addVmCommands(program);
   addDoctorCommand(program);
+  addCacheCommand(program);
   return program;
 }
 

@@ -8,7 +8,7 @@ export const BOOT_MODES = ['hybrid', 'bios', 'uefi'] as const;
 export const BOOTLOADERS = ['grub', 'systemd-boot'] as const;
 export const PARTITION_TABLES = ['mbr', 'gpt'] as const;
 export const INIT_MODES = ['auto', 'distro', 'img2vm', 'image'] as const;
-export const BUILDERS = ['auto', 'docker'] as const;
+export const BUILDERS = ['auto', 'docker', 'podman', 'runc'] as const;
 export const PULL_POLICIES = ['always', 'missing', 'never'] as const;
 
 /** A size given as bytes (number) or text with a unit ("4G", "512M"), validated without throwing. */

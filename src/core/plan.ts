@@ -5,7 +5,7 @@ import type { StageId } from './events.js';
 
 export type GuestStrategyId = 'distro' | 'img2vm' | 'image';
 export type BootLoaderId = 'grub-bios' | 'grub-efi' | 'systemd-boot' | 'direct-kernel';
-export type BuilderId = 'docker';
+export type BuilderId = 'docker' | 'podman' | 'runc';
 
 /** What img2vm learns about the image as the conversion goes; plan() is a pure function of options and facts. */
 export interface ImageFacts {

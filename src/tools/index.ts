@@ -21,6 +21,10 @@ export const TOOLS = {
   'mknod': 'coreutils',
   'mkfifo': 'coreutils',
   'docker': 'docker.io',
+  // The daemonless guest builders: runc runs the recipe's steps, getfattr reads the built tree's xattrs back.
+  'runc': 'runc',
+  'getfattr': 'attr',
+  'podman': 'podman',
   'debootstrap': 'debootstrap',
   // Only for guest kernels compressed with something other than LZ4 or gzip (turned into vmlinux for microVMs).
   'xz': 'xz-utils',

@@ -1,0 +1,103 @@
+// `img2vm cache`: the inventory of everything img2vm caches, and pruning what has not been used for a while.
+import { join } from 'node:path';
+import { cacheDir } from '../core/paths.js';
+import { Img2vmError } from '../core/errors.js';
+import { BuildCache } from '../guest/builders/build-cache.js';
+import { KernelCache } from '../guest/kernel/cache.js';
+import type { CacheEntry, Inventory, RemoveOutcome } from './entries.js';
+import { dockerImages, podmanImages } from './images.js';
+import { dropDanglingKernelIndex, dropDanglingRefs, kernelTrees, registryBlobs, runcBuilds } from './local.js';
+
+export type { CacheEntry, CacheKind, CacheStore } from './entries.js';
+
+/** What prune removes when given no age: entries unused for this long. */
+export const DEFAULT_PRUNE_AGE = '30d';
+
+const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3600_000, d: 86400_000, w: 7 * 86400_000 };
+
+/** "30d", "12h", "90m", "45s", "2w" → milliseconds. */
+export function parseAge(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$/i.exec(text);
+  if (!m) throw new Img2vmError('usage', `--older-than ${text} is not an age`, 'give a number and a unit: s, m, h, d or w (e.g. 7d, 12h)');
+  return Number(m[1]) * UNITS[m[2]!.toLowerCase()]!;
+}
+
+export interface CacheLocations {
+  /** img2vm's cache directory (default ~/.cache/img2vm, or $XDG_CACHE_HOME/img2vm). */
+  root: string;
+  /** Whether to ask docker and podman about their images (tests of the directories alone turn it off). */
+  imageStores: boolean;
+}
+
+export function defaultLocations(env: NodeJS.ProcessEnv = process.env): CacheLocations {
+  return { root: cacheDir(env), imageStores: true };
+}
+
+export async function inventory(loc: CacheLocations = defaultLocations()): Promise<Inventory> {
+  const notes: string[] = [];
+  const builds = new BuildCache(join(loc.root, 'builds'));
+  const kernels = new KernelCache(join(loc.root, 'kernels'));
+  const items = [
+    ...(await runcBuilds(builds)),
+    ...(loc.imageStores ? await dockerImages(notes) : []),
+    ...(loc.imageStores ? await podmanImages(builds, notes) : []),
+    ...(await registryBlobs(loc.root)),
+    ...(await kernelTrees(kernels)),
+  ];
+  return { items, notes };
+}
+
+export interface PruneOptions {
+  all?: boolean;
+  /** Milliseconds; default DEFAULT_PRUNE_AGE. */
+  olderThan?: number;
+  now?: number;
+}
+
+export interface PruneRecord {
+  entry: CacheEntry;
+  /** What happened: removed (with bytes freed, a note), or kept and why. */
+  outcome: RemoveOutcome;
+}
+
+export interface PruneReport {
+  removed: PruneRecord[];
+  /** Entries old enough that were kept anyway (in use, or their store refused). */
+  kept: PruneRecord[];
+  freed: number;
+  notes: string[];
+}
+
+/** Whether prune would take an entry: --all takes everything, else what was last used before now - age. */
+export function isStale(e: CacheEntry, o: PruneOptions): boolean {
+  if (o.all) return true;
+  const age = o.olderThan ?? parseAge(DEFAULT_PRUNE_AGE);
+  return Date.parse(e.lastUsed) < (o.now ?? Date.now()) - age;
+}
+
+/** Removes stale entries, never one a running img2vm holds, then what pointed at them (tag records, kernel index). */
+export async function prune(o: PruneOptions, loc: CacheLocations = defaultLocations()): Promise<PruneReport> {
+  const inv = await inventory(loc);
+  const report: PruneReport = { removed: [], kept: [], freed: 0, notes: inv.notes };
+  // Guest builds first: an image store refuses to drop a source image a build still stands on.
+  const order = ['guest-build', 'source-image', 'registry-blob', 'kernel'];
+  const stale = inv.items.filter((i) => isStale(i.entry, o)).sort((a, b) => order.indexOf(a.entry.kind) - order.indexOf(b.entry.kind));
+  for (const item of stale) {
+    if (item.entry.busy) {
+      report.kept.push({ entry: item.entry, outcome: { removed: false, why: item.entry.busy } });
+      continue;
+    }
+    let outcome: RemoveOutcome;
+    try {
+      outcome = await item.remove();
+    } catch (e) {
+      outcome = { removed: false, why: (e as Error).message };
+    }
+    (outcome.removed ? report.removed : report.kept).push({ entry: item.entry, outcome });
+    if (outcome.removed) report.freed += outcome.freed;
+  }
+  await dropDanglingRefs(loc.root);
+  await dropDanglingKernelIndex(new KernelCache(join(loc.root, 'kernels')));
+  await new BuildCache(join(loc.root, 'builds')).sweep();
+  return report;
+}
