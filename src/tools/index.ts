@@ -62,6 +62,9 @@ export const TOOL_PURPOSES: Readonly<Record<ToolName, string>> = {
   'lzop': '--format rootfs with an lzo-compressed kernel',
   'gpgv': "checking the Debian archive's signature when img2vm fetches a kernel (--init img2vm)",
   'depmod': 'the module order of fetched kernels whose package ships no modules.dep (--init img2vm)',
+  'runc': 'the daemonless runc builder (--builder runc; auto takes it when no Docker daemon answers)',
+  'podman': 'the podman builder (--builder podman)',
+  'getfattr': "reading xattrs back from the runc builder's bundle root",
 };
 
 const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
