@@ -23,14 +23,20 @@ async function pickBuilder(r: ConversionRun): Promise<Builder> {
     why.push(a.why);
     if (wanted.length === 1) {
       throw new Img2vmError(
-        'daemonUnreachable',
+        id === 'docker' ? 'daemonUnreachable' : 'toolMissing',
         `installing a kernel and init needs a builder, and ${a.why}`,
-        'start dockerd (dockerd --bridge=none &), or pass --raw if the image already has a kernel and init',
+        id === 'docker'
+          ? 'start dockerd (dockerd --bridge=none &), use --builder runc (as root), or --init img2vm (no builder at all)'
+          : 'install it, pick another --builder, or use --init img2vm (no builder at all)',
         { cause: a.cause },
       );
     }
   }
-  throw new Img2vmError('daemonUnreachable', `installing a kernel and init needs a builder, and none is available: ${why.join('; ')}`, 'start dockerd (dockerd --bridge=none &), or pass --raw if the image already has a kernel and init');
+  throw new Img2vmError(
+    'daemonUnreachable',
+    `installing a kernel and init needs a builder, and none is available: ${why.join('; ')}`,
+    'start dockerd (dockerd --bridge=none &), install runc and run as root, or use --init img2vm (no builder at all)',
+  );
 }
 
 /**

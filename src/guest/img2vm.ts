@@ -147,7 +147,7 @@ export const img2vmStrategy: GuestStrategy = {
 function autoReason(facts: ImageFacts): string {
   if (facts.os === null) return 'auto: the image has no /etc/os-release (no distribution to install into)';
   if (facts.os && !hasTemplate(facts.os)) return `auto: img2vm has no template for ${facts.os.prettyName ?? facts.os.id}`;
-  return 'auto: no builder is available to install the distribution (docker)';
+  return 'auto: no builder is available to install the distribution (docker, runc, podman)';
 }
 
 function hasTemplate(os: NonNullable<ImageFacts['os']>): boolean {

@@ -275,7 +275,7 @@ describe('the CLI with daemonless sources', () => {
   });
 
   it('without --raw and without a daemon, names the missing builder', async () => {
-    const r = await img2vm([`docker://${anon}/e2e/debian:bookworm`, '-o', join(tmp, 'x.qcow2'), '--init', 'distro'], { env: { ...NO_DAEMON, XDG_CACHE_HOME: join(tmp, 'xdg') } });
+    const r = await img2vm([`docker://${anon}/e2e/debian:bookworm`, '-o', join(tmp, 'x.qcow2'), '--init', 'distro', '--builder', 'docker'], { env: { ...NO_DAEMON, XDG_CACHE_HOME: join(tmp, 'xdg') } });
     expect(r.exitCode).toBe(4);
     expect(r.stderr).toMatch(/needs a builder, and the docker builder's daemon is not reachable/);
   });
