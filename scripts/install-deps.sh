@@ -25,6 +25,7 @@ PKGS=(
   apache2-utils        # htpasswd: the registry-auth e2e test
   docker-registry      # a local registry on 127.0.0.1 for the source and push e2e tests
   time                 # GNU time: peak memory in the benchmarks
+  extlinux syslinux-common  # the classic loop-mount pipeline npm run bench compares against
   gpgv debian-archive-keyring  # verifying the Debian archive img2vm fetches kernels from
   kmod                 # depmod: modules.dep for fetched kernels (Debian's packages ship none)
   gnupg                # the fake signed mirror in the kernel-fetch tests
