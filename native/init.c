@@ -27,8 +27,9 @@
  * img2vm.halt=halt (stops the CPUs; for debugging). A fatal error waits 1 s, then does the same.
  *
  * When not PID 1 this binary is a test tool: --check-spec FILE, --resolve-user ROOT USER, --parse-cmdline TEXT,
- * --parse-dhcp PACKET XID MAC (the parsers, run on the host by the unit tests); and --relay PREFIX, the service's
- * output relay, which PID 1 starts in the guest and the unit tests drive on the host.
+ * --parse-dhcp PACKET XID MAC (the parsers, run on the host by the unit tests), --restart-policy END... (the
+ * service's); and --relay PREFIX, the service's output relay, which PID 1 starts in the guest and the unit tests
+ * drive on the host.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -161,8 +162,10 @@ static int tool_main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "--relay"))
 		return relay_main(argv[2]);
+	if (argc >= 2 && !strcmp(argv[1], "--restart-policy"))
+		return restart_policy_main(argc - 2, argv + 2);
 	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --resolve-user ROOT "
-			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC | --relay PREFIX\n");
+			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC | --relay PREFIX | --restart-policy END...\n");
 	return 2;
 }
 

@@ -160,5 +160,7 @@ void service_reaped(struct service *sv, pid_t pid, int status);
 int service_wait_ms(const struct service *sv);
 void service_tick(struct service *sv);
 void service_stop(struct service *sv);
+int restart_after(int status, double ran, int *delay);
+int restart_policy_main(int argc, char **argv);
 int relay_main(const char *prefix);
 #endif

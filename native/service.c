@@ -85,8 +85,9 @@ static void start(struct service *sv)
 		return;
 	}
 	sv->pid = 0;
-	say("service %s: fork: %s; trying again in %d s", name_of(sv), strerror(errno), sv->delay);
-	sv->due = sv->started + sv->delay;
+	int e = errno, secs = restart_after(1 << 8, 0, &sv->delay); /* as a failed run */
+	say("service %s: fork: %s; trying again in %d s", name_of(sv), strerror(e), secs);
+	sv->due = sv->started + secs;
 }
 
 void service_start(struct service *sv, const struct spec *s, const char *hostname)
@@ -122,12 +123,17 @@ void service_start(struct service *sv, const struct spec *s, const char *hostnam
 	start(sv);
 }
 
-static int clean_end(int st)
+/* The restart policy: -1 when the end (a wait status) is final, else the seconds to wait; *delay is the backoff. */
+int restart_after(int st, double ran, int *delay)
 {
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st) == 0;
-	int sig = WTERMSIG(st);
-	return sig == SIGHUP || sig == SIGINT || sig == SIGTERM || sig == SIGPIPE;
+	int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+	if ((WIFEXITED(st) && WEXITSTATUS(st) == 0) || sig == SIGHUP || sig == SIGINT || sig == SIGTERM || sig == SIGPIPE)
+		return -1;
+	if (ran >= STEADY_S || *delay < FIRST_DELAY_S)
+		*delay = FIRST_DELAY_S;
+	int now = *delay;
+	*delay = now * 2 > MAX_DELAY_S ? MAX_DELAY_S : now * 2;
+	return now;
 }
 
 void service_reaped(struct service *sv, pid_t pid, int st)
@@ -147,16 +153,14 @@ void service_reaped(struct service *sv, pid_t pid, int st)
 		snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(st));
 	else
 		snprintf(why, sizeof why, "was killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-	if (clean_end(st)) {
+	int secs = restart_after(st, now - sv->started, &sv->delay);
+	if (secs < 0) {
 		say("service %s %s: not restarted (status 0 and SIGHUP, SIGINT, SIGTERM, SIGPIPE are final)", name_of(sv),
 		    why);
 		return;
 	}
-	if (now - sv->started >= STEADY_S)
-		sv->delay = FIRST_DELAY_S;
-	say("service %s %s: restarting in %d s", name_of(sv), why, sv->delay);
-	sv->due = now + sv->delay;
-	sv->delay = sv->delay * 2 > MAX_DELAY_S ? MAX_DELAY_S : sv->delay * 2;
+	say("service %s %s: restarting in %d s", name_of(sv), why, secs);
+	sv->due = now + secs;
 }
 
 /* Milliseconds until service_tick has something to do; -1 for nothing pending. */
@@ -178,8 +182,10 @@ void service_tick(struct service *sv)
 	double now = uptime();
 	if (sv->relay_due > 0 && now >= sv->relay_due) {
 		sv->relay_due = 0;
-		if (start_relay(sv) < 0) /* the output waits in the pipe, then the service blocks: say so */
-			warn("service: restarting the output relay: %s", strerror(errno));
+		if (start_relay(sv) < 0) { /* meanwhile the output waits in the pipe, and once it is full the service blocks */
+			warn("service: restarting the output relay: %s; trying again in %d s", strerror(errno), MAX_DELAY_S);
+			sv->relay_due = now + MAX_DELAY_S;
+		}
 	}
 	if (sv->due > 0 && now >= sv->due)
 		start(sv);
@@ -188,12 +194,36 @@ void service_tick(struct service *sv)
 /* The console ended: no more restarts; PID 1 lets go of the pipe so the relay ends once the service has. */
 void service_stop(struct service *sv)
 {
+	if (sv->pid > 0)
+		say("the console ended: stopping service %s (pid %d)", name_of(sv), (int)sv->pid);
 	sv->due = sv->relay_due = 0;
 	if (sv->rd >= 0)
 		close(sv->rd);
 	if (sv->wr >= 0)
 		close(sv->wr);
 	sv->rd = sv->wr = -1;
+}
+
+/* Tool mode --restart-policy: for each END (exit=N/SECONDS or signal=N/SECONDS, how long the run lasted) of one
+ * service in a row, "restart N" or "final". */
+int restart_policy_main(int argc, char **argv)
+{
+	int delay = FIRST_DELAY_S;
+	for (int i = 0; i < argc; i++) {
+		unsigned n;
+		double ran;
+		char kind[8];
+		if (sscanf(argv[i], "%7[a-z]=%u/%lf", kind, &n, &ran) != 3 || n > 255 ||
+		    (strcmp(kind, "exit") && strcmp(kind, "signal")))
+			fatal("usage: --restart-policy exit=N/SECONDS|signal=N/SECONDS...");
+		int st = !strcmp(kind, "exit") ? (int)(n << 8) : (int)(n & 0x7f);
+		int secs = restart_after(st, ran, &delay);
+		if (secs < 0)
+			printf("final\n");
+		else
+			printf("restart %d\n", secs);
+	}
+	return 0;
 }
 
 /*

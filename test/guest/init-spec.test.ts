@@ -229,6 +229,25 @@ describe("native/init relays the service's output", () => {
   });
 });
 
+describe("native/init's restart policy for the service", () => {
+  const policy = async (...ends: string[]) => (await execa(INIT, ['--restart-policy', ...ends])).stdout.split('\n');
+  it('restarts a failure after 1 s, doubling to 30 s while it keeps failing fast, and from 1 s after a run of 30 s', async () => {
+    const fast = Array.from({ length: 7 }, () => 'exit=1/2');
+    expect(await policy(...fast, 'exit=1/30', 'exit=1/29.9')).toEqual(['restart 1', 'restart 2', 'restart 4', 'restart 8', 'restart 16', 'restart 30', 'restart 30', 'restart 1', 'restart 2']);
+  });
+  it('takes status 0 and SIGHUP, SIGINT, SIGTERM, SIGPIPE as final (kill PID stops it), any other end as a failure', async () => {
+    expect(await policy('exit=0/0', 'signal=1/0', 'signal=2/0', 'signal=15/0', 'signal=13/0')).toEqual(['final', 'final', 'final', 'final', 'final']);
+    expect(await policy('signal=9/0', 'signal=11/0', 'exit=127/0', 'exit=126/0', 'signal=6/0')).toEqual(['restart 1', 'restart 2', 'restart 4', 'restart 8', 'restart 16']);
+  });
+  it('refuses malformed ends', async () => {
+    for (const bad of ['exit=1', 'exit=x/1', 'stop=1/1', 'exit=256/1']) {
+      const r = await execa(INIT, ['--restart-policy', bad], { reject: false });
+      expect(r.exitCode, bad).toBe(1);
+      expect(r.stderr).toMatch(/usage: --restart-policy/);
+    }
+  });
+});
+
 describe('native/init resolves User through the image files', () => {
   let root: string;
   beforeAll(() => {
