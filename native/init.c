@@ -2,29 +2,34 @@
 
 /*
  * It mounts the image's root file system and then hands over to the image's own init, runs the image's ENTRYPOINT/CMD
- * as the workload, or gives a console.
+ * as the workload, or gives a console (optionally with the image's command as a service beside it, service.c).
  *
  * Boot: devtmpfs, proc, sysfs; the kernel command line (img2vm.* and ip= only); the nonce line; the spec
  * (/img2vm/spec, see spec.c); kernel modules in the spec's order; wait for the ext4 root by UUID; mount it; move
  * /dev, /proc, /sys into it; free the initramfs; MS_MOVE the root onto / and chroot. Then, for the workload and
  * console modes: devpts, /dev/shm, /run, /tmp, cgroup2; hostname; loopback and DHCP or ip=; /etc/resolv.conf,
- * hosts and hostname bind-mounted from /run/img2vm; the workload as a child in its own session on the console.
+ * hosts and hostname bind-mounted from /run/img2vm; the service, if any; the workload (or the getty or shell) as
+ * a child in its own session on the console.
  *
  * Exit protocol (what a host reads on the serial console):
  *   img2vm-init: nonce=<32 hex digits>      printed once, before anything of the image runs
- *   img2vm-exit: nonce=<the same> status=<n>  after the workload ended, every process is gone and the file
+ *   img2vm-exit: nonce=<the same> status=<n>  after the workload (console mode: the getty or shell, never the
+ *                                           service) ended, every process is gone and the file
  *                                           systems are read-only; n is its exit code, 128+N for signal N,
  *                                           126 when it could not be started, 127 when it was not found
  * The nonce is fresh randomness of this boot that exists only in PID 1's memory (a child's copy is gone at
- * exec), so workload output cannot forge an exit line: a host takes the FIRST nonce line as the only true one
- * and ignores exit lines with any other nonce. A fatal error prints "img2vm-init: fatal: <why>" and no exit line.
+ * exec, which is why even the service's output relay is exec'd), so workload output cannot forge an exit line:
+ * a host takes the FIRST nonce line as the only true one and ignores exit lines with any other nonce. A fatal
+ * error prints "img2vm-init: fatal: <why>" and no exit line.
  *
  * Ending the VM: img2vm.halt=poweroff (default: ACPI power-off, ends QEMU with or without -no-reboot),
  * img2vm.halt=reboot (ends Firecracker, which exits on the i8042 reset of reboot=k, and QEMU with -no-reboot),
  * img2vm.halt=halt (stops the CPUs; for debugging). A fatal error waits 1 s, then does the same.
  *
  * When not PID 1 this binary is a test tool: --check-spec FILE, --resolve-user ROOT USER, --parse-cmdline TEXT,
- * --parse-dhcp PACKET XID MAC (the parsers, run on the host by the unit tests).
+ * --parse-dhcp PACKET XID MAC (the parsers, run on the host by the unit tests), --restart-policy END... (the
+ * service's); and --relay PREFIX, the service's output relay, which PID 1 starts in the guest and the unit tests
+ * drive on the host.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -155,8 +160,12 @@ static int tool_main(int argc, char **argv)
 		       type, a, k, r, sv, l.mtu, d[0], d[1], d[2], l.ndns);
 		return 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "--relay"))
+		return relay_main(argv[2]);
+	if (argc >= 2 && !strcmp(argv[1], "--restart-policy"))
+		return restart_policy_main(argc - 2, argv + 2);
 	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --resolve-user ROOT "
-			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC\n");
+			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC | --relay PREFIX | --restart-policy END...\n");
 	return 2;
 }
 

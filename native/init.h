@@ -9,7 +9,7 @@
 /* Where the initramfs carries the spec; src/guest/initramfs.ts and init-spec.ts write it there. */
 #define SPEC_PATH "/img2vm/spec"
 #define SPEC_MAGIC "img2vm-init"
-#define SPEC_VERSION 1
+#define SPEC_VERSION 2 /* 2 added the service keys */
 #define SPEC_MAX_BYTES (1 << 20)
 #define NEWROOT "/newroot"
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -31,6 +31,7 @@ struct spec {
 	int root_wait; /* seconds */
 	const char *hostname;
 	struct strv argv, env, modules, dns;
+	struct strv service; /* console mode: the image's command, run beside the console with env, cwd and user */
 	const char *cwd;
 	const char *user;
 	int login;
@@ -76,6 +77,7 @@ struct netinfo {
 
 /* util.c */
 extern enum halt_action g_halt;
+void write_all(int fd, const char *p, size_t n);
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -125,7 +127,40 @@ int dhcp_parse_reply(const uint8_t *pkt, size_t len, uint32_t xid, const uint8_t
 int resolve_user(const char *root, const char *spec, struct ids *out, char *err, size_t errlen);
 
 /* run.c */
+struct child_plan {
+	char **argv;
+	char **envp;
+	int envn, envcap;
+	struct ids ids;
+	const char *cwd;
+	int session; /* make the console its controlling tty (a getty opens the tty itself) */
+	int out_fd;  /* >= 0: stdin /dev/null, stdout and stderr this fd, no tty at all (the service) */
+};
+void reset_signals(void);
+int child_env(const struct spec *s, const char *hostname, struct child_plan *p, int extra);
+void add_env(struct child_plan *p, const char *name, const char *value);
+pid_t spawn(const struct child_plan *p);
 void run_image_init(const struct spec *s) __attribute__((noreturn));
 int run_workload(const struct spec *s, const char *hostname);
 void shutdown_all(void);
+
+/* service.c */
+#define SERVICE_PREFIX "service| "
+struct service {
+	struct child_plan p;
+	pid_t pid, relay; /* 0 when not running */
+	int rd, wr;       /* the relay pipe, held by PID 1 across restarts; rd -1 when output goes straight to the console */
+	double started;   /* uptime of the last start */
+	double due;       /* uptime of a pending restart of the service, of the relay; 0 = none */
+	double relay_due;
+	int delay;        /* seconds before the next restart */
+};
+void service_start(struct service *sv, const struct spec *s, const char *hostname);
+void service_reaped(struct service *sv, pid_t pid, int status);
+int service_wait_ms(const struct service *sv);
+void service_tick(struct service *sv);
+void service_stop(struct service *sv);
+int restart_after(int status, double ran, int *delay);
+int restart_policy_main(int argc, char **argv);
+int relay_main(const char *prefix);
 #endif

@@ -16,7 +16,7 @@
 
 #include "init.h"
 
-static void reset_signals(void)
+void reset_signals(void)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -122,16 +122,7 @@ static void exec_search(char **argv, char **envp, int envn)
 	_exit(126);
 }
 
-struct child_plan {
-	char **argv;
-	char **envp;
-	int envn;
-	struct ids ids;
-	const char *cwd;
-	int session; /* make the console its controlling tty (a getty opens the tty itself) */
-};
-
-static pid_t spawn(const struct child_plan *p)
+pid_t spawn(const struct child_plan *p)
 {
 	char tty[64];
 	console_tty(tty, sizeof tty);
@@ -152,6 +143,14 @@ static pid_t spawn(const struct child_plan *p)
 			if (fd > 2)
 				close(fd);
 		}
+	} else if (p->out_fd >= 0) {
+		int null = open("/dev/null", O_RDONLY);
+		if (null > 0) {
+			dup2(null, 0);
+			close(null);
+		}
+		dup2(p->out_fd, 1);
+		dup2(p->out_fd, 2);
 	}
 	if (setgroups((size_t)p->ids.ngroups, p->ids.groups) < 0 || setgid(p->ids.gid) < 0 || setuid(p->ids.uid) < 0) {
 		say("switching to uid %u gid %u: %s", (unsigned)p->ids.uid, (unsigned)p->ids.gid, strerror(errno));
@@ -164,20 +163,24 @@ static pid_t spawn(const struct child_plan *p)
 	exec_search(p->argv, p->envp, p->envn);
 }
 
-/* Reaps every child; returns 1 when main ended, with its status as a shell reports it (128+N for signal N). */
-static int reap(pid_t main, int *status)
+/* Reaps every child (the service's end goes to sv); returns 1 when main ended, with its status as a shell
+ * reports it (128+N for signal N). */
+static int reap(pid_t main, int *status, struct service *sv)
 {
 	int st, done = 0;
 	pid_t r;
-	while ((r = waitpid(-1, &st, WNOHANG)) > 0)
+	while ((r = waitpid(-1, &st, WNOHANG)) > 0) {
 		if (r == main) {
 			done = 1;
 			*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		} else if (sv) {
+			service_reaped(sv, r, st);
 		}
+	}
 	return done;
 }
 
-static int supervise(pid_t pid)
+static int supervise(pid_t pid, struct service *sv)
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -186,10 +189,15 @@ static int supervise(pid_t pid)
 		sigaddset(&set, sigs[i]);
 	int status = 0;
 	for (;;) {
-		struct timespec ts = { 1, 0 };
+		int ms = 1000, due = sv ? service_wait_ms(sv) : -1;
+		if (due >= 0 && due < ms)
+			ms = due;
+		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 		int sig = sigtimedwait(&set, NULL, &ts);
-		if (reap(pid, &status))
+		if (reap(pid, &status, sv))
 			return status;
+		if (sv)
+			service_tick(sv);
 		if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP)
 			kill(pid, sig);
 		else if (sig == SIGUSR1 || sig == SIGUSR2 || sig == SIGPWR) /* busybox halt/poweroff, power button */
@@ -197,17 +205,33 @@ static int supervise(pid_t pid)
 	}
 }
 
-static int add_env(char **envp, int n, int cap, const char *name, const char *value)
+/* Sets name=value unless the environment already has name (the image's Env wins). */
+void add_env(struct child_plan *p, const char *name, const char *value)
 {
-	if (env_get(envp, n, name) || n >= cap)
-		return n;
+	if (env_get(p->envp, p->envn, name) || p->envn >= p->envcap)
+		return;
 	size_t len = strlen(name) + strlen(value) + 2;
 	char *e = malloc(len);
 	if (!e)
-		return n;
+		return;
 	snprintf(e, len, "%s=%s", name, value);
-	envp[n++] = e;
-	return n;
+	p->envp[p->envn++] = e;
+}
+
+/* The image's Env, then what docker adds when it is missing (PATH, HOSTNAME, HOME of p->ids), and room for extra. */
+int child_env(const struct spec *s, const char *hostname, struct child_plan *p, int extra)
+{
+	p->envcap = s->env.n + 3 + extra;
+	p->envn = 0;
+	p->envp = calloc((size_t)p->envcap + 1, sizeof(char *));
+	if (!p->envp)
+		return -1;
+	for (int i = 0; i < s->env.n; i++)
+		p->envp[p->envn++] = s->env.v[i];
+	add_env(p, "PATH", DEFAULT_PATH);
+	add_env(p, "HOSTNAME", hostname);
+	add_env(p, "HOME", p->ids.home);
+	return 0;
 }
 
 static const char *find_first(const char *const *cands)
@@ -218,26 +242,26 @@ static const char *find_first(const char *const *cands)
 	return NULL;
 }
 
-/* Runs the workload (or the console) as a child of PID 1 and returns its exit status; 126 when it cannot start. */
+/*
+ * Runs the workload (or the console) as a child of PID 1 and returns its exit status; 126 when it cannot start.
+ * With a service, the image's User and WorkingDir are the service's: the console is root's, in /, with the Env.
+ */
 int run_workload(const struct spec *s, const char *hostname)
 {
 	struct child_plan p;
+	struct service sv;
 	char err[256], tty[64];
+	int with_service = s->mode == MODE_CONSOLE && s->service.n > 0;
+	const char *user = with_service ? "0" : s->user;
 	memset(&p, 0, sizeof p);
-	if (resolve_user("", s->user, &p.ids, err, sizeof err) < 0) {
-		say("user %s: %s", s->user, err);
+	p.out_fd = -1;
+	if (resolve_user("", user, &p.ids, err, sizeof err) < 0) {
+		say("user %s: %s", user, err);
 		return 126;
 	}
-	int cap = s->env.n + 8;
-	p.envp = calloc((size_t)cap + 1, sizeof(char *));
-	if (!p.envp)
+	if (child_env(s, hostname, &p, 1) < 0)
 		return 126;
-	for (int i = 0; i < s->env.n; i++)
-		p.envp[p.envn++] = s->env.v[i];
-	p.envn = add_env(p.envp, p.envn, cap, "PATH", DEFAULT_PATH);
-	p.envn = add_env(p.envp, p.envn, cap, "HOSTNAME", hostname);
-	p.envn = add_env(p.envp, p.envn, cap, "HOME", p.ids.home);
-	p.cwd = s->cwd;
+	p.cwd = with_service ? "/" : s->cwd;
 	p.argv = s->argv.v;
 	p.session = 1;
 	if (s->mode == MODE_CONSOLE) {
@@ -245,7 +269,7 @@ int run_workload(const struct spec *s, const char *hostname)
 		static const char *logins[] = { "/bin/login", "/usr/bin/login", NULL };
 		static const char *shells[] = { "/bin/bash", "/bin/sh", NULL };
 		const char *getty = find_first(gettys);
-		p.envn = add_env(p.envp, p.envn, cap, "TERM", "vt220");
+		add_env(&p, "TERM", "vt220");
 		if (s->login && getty && find_first(logins)) {
 			static char *gargv[6];
 			console_tty(tty, sizeof tty);
@@ -266,13 +290,18 @@ int run_workload(const struct spec *s, const char *hostname)
 	if (chdir(p.cwd) < 0 && errno == ENOENT)
 		mkdir_p(p.cwd, 0755); /* as runc does for a WorkingDir the image lacks */
 	chdir("/");
+	if (with_service)
+		service_start(&sv, s, hostname);
 	say("starting %s (%.2f s since boot)", p.argv[0], uptime());
 	pid_t pid = spawn(&p);
-	if (pid < 0) {
+	int status = 126;
+	if (pid < 0)
 		say("fork: %s", strerror(errno));
-		return 126;
-	}
-	return supervise(pid);
+	else
+		status = supervise(pid, with_service ? &sv : NULL);
+	if (with_service)
+		service_stop(&sv);
+	return status;
 }
 
 /* Reaps until no child is left or ms passed. */

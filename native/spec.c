@@ -4,10 +4,13 @@
  * Strict on purpose: the init and the spec always ship together in one initramfs, so anything unexpected is a bug
  * or corruption.
  *
- *   img2vm-init 1            magic and version, the first line
+ *   img2vm-init 2            magic and version, the first line (2 added service)
  *   KEY SP VALUE LF          KEY is [a-z0-9-]+; VALUE is the rest of the line, escaped:
  *                            \\ is a backslash, \n a newline, \xHH any byte but NUL; raw control bytes are refused
  *   end LF                   the last line, so a truncated file is noticed
+ *
+ * service (repeatable, console mode only) is the argv of a program run beside the console; env, cwd and user
+ * are then its settings, and the console is root's (see service.c).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -27,6 +30,7 @@ static const struct key KEYS[] = {
 	{ "mode", 0 },	   { "root-uuid", 0 }, { "root-fstype", 0 }, { "root-options", 0 }, { "root-wait", 0 },
 	{ "hostname", 0 }, { "arg", 1 },       { "env", 1 },	     { "cwd", 0 },	    { "user", 0 },
 	{ "login", 0 },	   { "module", 1 },    { "net", 0 },	     { "dns", 1 },	    { "tmp", 0 },
+	{ "service", 1 },
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -147,6 +151,8 @@ static int set(struct spec *s, const char *k, char *v, int cap, char *err, size_
 		s->hostname = v;
 	} else if (!strcmp(k, "arg")) {
 		push(&s->argv, v, cap);
+	} else if (!strcmp(k, "service")) {
+		push(&s->service, v, cap);
 	} else if (!strcmp(k, "env")) {
 		if (!strchr(v, '=') || v[0] == '=')
 			return fail(err, n, line, "env must be NAME=VALUE, not \"%s\"", v);
@@ -260,8 +266,12 @@ int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t n)
 		return fail(err, n, 0, "no root-uuid");
 	if (s->mode == MODE_WORKLOAD && s->argv.n == 0)
 		return fail(err, n, 0, "mode workload needs at least one arg");
+	if (s->service.n > 0 && s->mode != MODE_CONSOLE)
+		return fail(err, n, 0, "service is for mode console only");
+	if (s->service.n > 0 && !s->service.v[0][0])
+		return fail(err, n, 0, "the service's program (its first service line) is empty");
 	static char *none[1] = { NULL };
-	struct strv *all[] = { &s->argv, &s->env, &s->modules, &s->dns };
+	struct strv *all[] = { &s->argv, &s->env, &s->modules, &s->dns, &s->service };
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
 		if (!all[i]->v)
 			all[i]->v = none;
@@ -309,6 +319,7 @@ void spec_dump(const struct spec *s)
 	else
 		printf("null");
 	jlist("argv", &s->argv);
+	jlist("service", &s->service);
 	jlist("env", &s->env);
 	printf(",\"cwd\":");
 	jstr(s->cwd);

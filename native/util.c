@@ -16,7 +16,7 @@
 
 enum halt_action g_halt = HALT_POWEROFF;
 
-static void write_all(int fd, const char *p, size_t n)
+void write_all(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
 		ssize_t w = write(fd, p, n);

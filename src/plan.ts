@@ -41,7 +41,9 @@ function drawIds(random: Random): { root: string; boot: string; esp: string; roo
 /** Options that install packages into the distribution need its template; say so instead of ignoring them. */
 function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId): void {
   if (id === 'distro') return;
-  const distroOnly = [o.sshKey && '--ssh-key', o.user && '--user', o.cloudInit && '--cloud-init', o.entrypointService && '--entrypoint-service'].filter(Boolean);
+  // img2vm's init runs the entrypoint as a service itself; an image's own init gets nothing from img2vm.
+  const service = id === 'image' && o.entrypointService && '--entrypoint-service';
+  const distroOnly = [o.sshKey && '--ssh-key', o.user && '--user', o.cloudInit && '--cloud-init', service].filter(Boolean);
   if (distroOnly.length === 0) return;
   const why = id === 'img2vm' ? "img2vm's own init" : 'the image\'s own kernel and init (--init image)';
   throw new Img2vmError(

@@ -255,6 +255,14 @@ describe('plan: --init img2vm and auto', () => {
     expect(p.guestFiles.some((f) => f.path === '/etc/hostname' || f.path === '/etc/machine-id')).toBe(false);
   });
 
+  it('--entrypoint-service: a console with the image command as a service beside it; an image without a command is refused', () => {
+    const p = planFor({ init: 'img2vm', entrypointService: true, password: 'pw' }, { ...withKernel, userland: { login: true, modprobe: false, shell: '/bin/bash' } });
+    expect(p.guest.init).toMatchObject({ mode: 'console', argv: [], service: ['/hello', 'a'], cwd: '/work', login: true });
+    expect(p.guestFiles.some((f) => f.path.includes('img2vm-entrypoint'))).toBe(false);
+    const none = { ...withKernel, process: { ...withKernel.process!, entrypoint: [], cmd: [] } };
+    expect(() => planFor({ init: 'img2vm', entrypointService: true }, none)).toThrow(/--entrypoint-service: the image has no ENTRYPOINT or CMD/);
+  });
+
   it("gives an image that loads modules the kernel's /lib/modules, a scratch image only its initramfs", () => {
     const copy = (f: ImageFacts) => planFor({ init: 'img2vm' }, f).guestFiles.filter((x) => x.kind === 'copy' && x.by === 'img2vm').map((x) => x.path);
     expect(copy(withKernel)).toEqual([]);
@@ -308,6 +316,9 @@ describe('plan: guest configuration options', () => {
   it('refuses options that need the template when img2vm or the image boots itself', () => {
     expect(() => planFor({ init: 'img2vm', user: 'alice', password: 'x' })).toThrow(/--user installs packages from the distribution's template, which img2vm's own init does not use/);
     expect(() => planFor({ raw: true, cloudInit: true })).toThrow(/--cloud-init installs packages/);
+    // img2vm's init runs the service itself; an image's own init would never see it
+    expect(() => planFor({ raw: true, entrypointService: true })).toThrow(/--entrypoint-service installs packages from the distribution's template, which the image's own kernel and init/);
+    expect(() => planFor({ init: 'img2vm', entrypointService: true })).not.toThrow();
     expect(() => planFor({ init: 'img2vm', password: 'x', hostname: 'h1', dns: ['192.0.2.1'] })).not.toThrow();
   });
 });

@@ -5,6 +5,7 @@ import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { ConversionRun } from '../core/conversion.js';
+import type { ConvertOptions } from '../core/options.js';
 import { progress } from '../core/events.js';
 import type { GuestFile, ImageFacts } from '../core/plan.js';
 import { run } from '../tools/index.js';
@@ -13,7 +14,7 @@ import { getKernel, parseKernelSource, resolveModules, type ModuleFile } from '.
 import { passwordEdit } from './configure.js';
 import { recipeFor } from './distros.js';
 import type { GuestStrategy } from './strategy.js';
-import { decideInit } from './workload.js';
+import { decideInit, type InitDecision } from './workload.js';
 
 /** Where the kernel and initramfs go in the root file system, beside (never over) a distribution's own /boot. */
 export const IMG2VM_BOOT_DIR = '/boot/img2vm';
@@ -62,9 +63,15 @@ async function initramfsModules(r: ConversionRun, files: ModuleFile[], decompres
   return out;
 }
 
-function init(facts: ImageFacts, password: boolean): NonNullable<ReturnType<GuestStrategy['describe']>['init']> | undefined {
+/** What the init will run; the plan and the spec both take it from here, so they cannot disagree. */
+function decisionOf(o: ConvertOptions, facts: ImageFacts): InitDecision | undefined {
   if (!facts.process) return undefined;
-  const d = decideInit(facts.process, password, facts.userland);
+  return decideInit(facts.process, o.password !== undefined, facts.userland, o.entrypointService);
+}
+
+function init(o: ConvertOptions, facts: ImageFacts): NonNullable<ReturnType<GuestStrategy['describe']>['init']> | undefined {
+  const d = decisionOf(o, facts);
+  if (!d) return undefined;
   return { ...d, kernel: facts.kernelBundle ? `${facts.kernelBundle.version} (${facts.kernelBundle.origin})` : null };
 }
 
@@ -78,7 +85,7 @@ export const img2vmStrategy: GuestStrategy = {
     template: null,
     builder: null,
     cached: null,
-    init: init(facts, o.password !== undefined),
+    init: init(o, facts),
   }),
   guestFiles(o, facts) {
     const k = facts.kernelBundle;
@@ -121,7 +128,7 @@ export const img2vmStrategy: GuestStrategy = {
   /** The initramfs: img2vm's init, the spec of what it runs, and the modules the root disk and network need. */
   async beforeConfigure(r) {
     const k = r.facts.kernelBundle!;
-    const decision = r.plan.guest.init!;
+    const decision = decisionOf(r.options, r.facts)!;
     const modules = await initramfsModules(r, resolveModules(k, WANTED_MODULES, { missing: 'skip' }), kernelDecompresses(k.config));
     const proc = r.facts.process!;
     const entries = img2vmInitramfsEntries(
@@ -129,6 +136,7 @@ export const img2vmStrategy: GuestStrategy = {
         mode: decision.mode,
         root: { uuid: r.plan.rootUuid, fsType: 'ext4' },
         argv: decision.argv,
+        ...(decision.service ? { service: decision.service } : {}),
         env: proc.env,
         cwd: decision.cwd,
         user: decision.user,

@@ -3,18 +3,18 @@ import { isIP } from 'node:net';
 import { Img2vmError } from '../core/errors.js';
 
 /**
- * Format, version 1 (native/spec.c is the parser and refuses anything else):
+ * Format, version 2 (native/spec.c is the parser and refuses anything else; 2 added `service`):
  *
- *   img2vm-init 1          first line: magic and version
+ *   img2vm-init 2          first line: magic and version
  *   KEY VALUE              one setting a line; VALUE is the rest of the line, escaped so any byte but NUL fits:
  *                          `\\` a backslash, `\n` a newline, `\xHH` any other byte below 0x20, 0x7f and above
- *                          (so the file is ASCII); repeatable keys (arg, env, module, dns) keep their order
+ *                          (so the file is ASCII); repeatable keys (arg, service, env, module, dns) keep their order
  *   end                    last line, so a truncated spec is refused rather than half-applied
  *
  * Unknown keys, a key given twice, bad escapes and raw control bytes are fatal in the init: the spec and the
  * init always ship together in one initramfs, so a mismatch is a bug, never something to guess around.
  */
-export const INIT_SPEC_VERSION = 1;
+export const INIT_SPEC_VERSION = 2;
 /** Where the spec and the init live in the initramfs (paths without the leading slash, as cpio has them). */
 export const INIT_SPEC_PATH = 'img2vm/spec';
 export const INIT_MODULES_DIR = 'img2vm/modules';
@@ -23,7 +23,8 @@ const MAX_SPEC_BYTES = 1 << 20;
 /**
  * What the init does once the root is mounted: `init` hands PID 1 over to the image's init (argv, default
  * /sbin/init); `workload` runs argv as a child and powers off with its exit status; `console` gives a getty when
- * `login` (a password is set and the image has getty and login), else argv or the user's shell, e.g. bash.
+ * `login` (a password is set and the image has getty and login), else argv or the user's shell, e.g. bash; with
+ * `service`, that program runs beside the console.
  */
 export type InitMode = 'init' | 'workload' | 'console';
 
@@ -40,6 +41,12 @@ export interface InitSpec {
   };
   /** The command: the image's ENTRYPOINT + CMD (workload), its init (init), or a shell (console; empty = user's shell). */
   argv?: readonly string[];
+  /**
+   * Console mode only: the image's ENTRYPOINT/CMD, started before the console in a session of its own (stdin
+   * /dev/null, output on the console behind "service| "), restarted when it fails (native/service.c). env, cwd
+   * and user are then the service's; the console is root's, in /.
+   */
+  service?: readonly string[];
   /** NAME=VALUE, the image's Env. The init adds PATH (Docker's default), HOME and HOSTNAME when missing. */
   env?: readonly string[];
   /** The image's WorkingDir (created when the image lacks it, as runc does). Default /. */
@@ -100,6 +107,10 @@ function check(spec: InitSpec): void {
   for (const m of spec.modules ?? []) {
     if (!m.startsWith('/')) throw new Error(`init spec: module path "${m}" is not absolute`);
   }
+  if (spec.service?.length && spec.mode !== 'console') throw new Error(`init spec: a service is for mode console, not ${spec.mode}`);
+  if (spec.service?.length && !spec.service[0]) {
+    throw new Img2vmError('badImage', "the image's ENTRYPOINT/CMD starts with an empty program name", 'fix the image config, or convert without --entrypoint-service');
+  }
   if (spec.mode === 'workload' && (spec.argv ?? []).length === 0) {
     throw new Img2vmError('badImage', 'the image has neither ENTRYPOINT nor CMD: there is no workload to run', 'give the image a CMD, or boot it with a console or its own init');
   }
@@ -123,6 +134,7 @@ export function renderInitSpec(spec: InitSpec): Buffer {
   put('root-wait', String(spec.root.waitSeconds ?? 30));
   if (spec.hostname !== undefined) put('hostname', spec.hostname);
   for (const [i, a] of (spec.argv ?? []).entries()) put('arg', a, `argument ${i} of the command`);
+  for (const [i, a] of (spec.service ?? []).entries()) put('service', a, `argument ${i} of the service`);
   for (const e of spec.env ?? []) put('env', e, `environment entry ${e.split('=')[0]}`);
   put('cwd', cwdOf(spec.cwd), 'WorkingDir');
   put('user', spec.user ?? '', 'User');

@@ -1,12 +1,13 @@
 // --init img2vm end to end: images with nothing bootable in them (a scratch binary, a Debian image as docker ships
-// it, a busybox userland no template knows) become disks that run their workload or give a console, with no daemon.
+// it, a busybox userland no template knows) become disks that run their workload or give a console (with
+// --entrypoint-service, both), with no daemon.
 import { execa } from 'execa';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layerOf, writeOciArchive } from '../../fixtures/oci.js';
-import { debianFixture, img2vm, sh } from './helpers.js';
+import { debianFixture, dockerBuild, img2vm, sh } from './helpers.js';
 
 const NO_DAEMON = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' };
 const PROBE_C = `
@@ -115,5 +116,37 @@ describe('--init img2vm', () => {
     await convert(image, shell, ['--init', 'img2vm', '--boot', 'bios'], {});
     const s = await img2vm(['test', shell, '--expect', 'root@[^:]*:/# ', '--timeout', '300']);
     expect(s.exitCode, s.all).toBe(0);
+  });
+
+  it('--entrypoint-service runs the image command beside the console login: its output on the console, restarted when it fails', async () => {
+    const tag = 'img2vm-e2e-service:bookworm';
+    await debianFixture('img2vm-e2e:bookworm');
+    // A marker every second, as the image's User in its WorkingDir with its Env; the first run fails after one
+    // marker, so the init's restart shows in the same boot. /tmp counts the runs (the console waits for the second).
+    const script = 'n=$(($(cat /tmp/runs 2>/dev/null || echo 0) + 1)); echo $n >/tmp/runs; '
+      + 'while :; do echo "$MARK run=$n uid=$(id -u) cwd=$(pwd)"; [ $n -gt 1 ] || exit 3; sleep 1; done';
+    await dockerBuild(tag, ['FROM img2vm-e2e:bookworm', 'ENV MARK=img2vm-service-marker', 'WORKDIR /srv', 'USER nobody', `CMD ${JSON.stringify(['/bin/sh', '-c', script])}`].join('\n'));
+    const disk = join(tmp, 'debian-service.qcow2');
+    let j: Awaited<ReturnType<typeof convert>>;
+    try {
+      j = await convert(tag, disk, ['--init', 'img2vm', '--entrypoint-service', '--password', 'pw', '--boot', 'bios'], {});
+    } finally {
+      await sh('docker', ['rmi', tag]);
+    }
+    expect(j.plan.guest.init).toMatchObject({ mode: 'console', argv: [], service: ['/bin/sh', '-c', script], login: true });
+    const log = join(tmp, 'debian-service.log');
+    const run = 'cat /proc/1/comm; id -u; until [ "$(cat /tmp/runs 2>/dev/null)" = 2 ]; do sleep 0.2; done; echo runs=2';
+    const t = await img2vm(['test', disk, '--login', 'root:pw', '--run', run, '--timeout', '300', '--log', log, '--json']);
+    expect(t.exitCode, t.all).toBe(0);
+    // the console is root's login, PID 1 is img2vm's init (service lines may interleave with the command's output)
+    const output = JSON.parse(t.stdout).command.output as string;
+    expect(output).toMatch(/^init\n0\n/);
+    expect(output).toMatch(/^runs=2$/m);
+    const text = await readFile(log, 'utf8');
+    expect(text).toMatch(/^img2vm-init: service \/bin\/sh started \(pid \d+\)$/m);
+    expect(text).toContain('service| img2vm-service-marker run=1 uid=65534 cwd=/srv\n');
+    expect(text).toMatch(/^img2vm-init: service \/bin\/sh exited with status 3: restarting in 1 s$/m);
+    // started before the getty, and it is the getty's login prompt the test logged in at
+    expect(text.indexOf('img2vm-init: service /bin/sh started')).toBeLessThan(text.indexOf('img2vm-init: starting /sbin/agetty'));
   });
 });

@@ -34,6 +34,17 @@ const FULL: InitSpec = {
   tmp: 'image',
 };
 
+/** --entrypoint-service: the image's command, Env, WorkingDir and User as the service; a login on the console. */
+const SERVICE: InitSpec = {
+  mode: 'console',
+  root: { uuid: UUID },
+  login: true,
+  service: ['/usr/local/bin/app', '--listen', ':8080', 'two words\n'],
+  env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'APP_MODE=vm'],
+  cwd: '/srv',
+  user: 'app:app',
+};
+
 function golden(name: string, bytes: Buffer): void {
   const file = join(GOLDEN, name);
   if (update) {
@@ -60,6 +71,10 @@ describe('renderInitSpec', () => {
     golden('init-spec-console.txt', renderInitSpec({ mode: 'console', root: { uuid: UUID }, login: true }));
   });
 
+  it('renders a console with the service beside it: its argv after the console command, env, cwd, user shared (golden)', () => {
+    golden('init-spec-service.txt', renderInitSpec(SERVICE));
+  });
+
   it('escapes backslash, newline, control bytes and everything beyond ASCII, and nothing else', () => {
     expect(escapeSpecValue('a b~!', 'x')).toBe('a b~!');
     expect(escapeSpecValue('\\\n\t\x7f\x1b', 'x')).toBe('\\\\\\n\\x09\\x7f\\x1b');
@@ -81,6 +96,10 @@ describe('renderInitSpec', () => {
     bad({ argv: ['/bin/sh', 'a\0b'] }, 'badImage', /argument 1 of the command contains a NUL byte/);
     bad({ env: ['NOVALUE'] }, 'badImage', /not NAME=VALUE/);
     bad({ argv: [] }, 'badImage', /neither ENTRYPOINT nor CMD/);
+    bad({ mode: 'console', service: ['', 'x'] }, 'badImage', /starts with an empty program name/);
+    bad({ mode: 'console', service: ['/app', 'a\0b'] }, 'badImage', /argument 1 of the service contains a NUL byte/);
+    // only the console mode has a service: anything else is a bug in img2vm, not the user's doing
+    expect(() => renderInitSpec({ mode: 'workload', root: { uuid: UUID }, argv: ['/x'], service: ['/y'] })).toThrow(/a service is for mode console, not workload/);
     bad({ hostname: 'bad_name!' }, 'usage', /hostname "bad_name!" is not valid/);
     bad({ dns: ['dns.example'] }, 'usage', /not an IP address/);
     bad({ root: { uuid: UUID, waitSeconds: 5000 } }, 'usage', /root wait/);
@@ -110,6 +129,7 @@ describe('native/init reads the spec', () => {
       rootWait: 12,
       hostname: 'web-1',
       argv: [...FULL.argv!.map(utf8), weird],
+      service: [],
       env: FULL.env,
       cwd: '/srv/app',
       user: 'www-data:www-data',
@@ -122,15 +142,23 @@ describe('native/init reads the spec', () => {
   });
 
   it('applies its defaults to a minimal spec', async () => {
-    const r = await checkSpec(`img2vm-init 1\nmode init\nroot-uuid ${UUID}\nend\n`);
-    expect(r.json).toMatchObject({ mode: 'init', rootFstype: 'ext4', rootOptions: 'rw', rootWait: 30, hostname: null, argv: [], cwd: '/', user: '', login: false, net: 'auto', tmp: 'tmpfs' });
+    const r = await checkSpec(`img2vm-init 2\nmode init\nroot-uuid ${UUID}\nend\n`);
+    expect(r.json).toMatchObject({ mode: 'init', rootFstype: 'ext4', rootOptions: 'rw', rootWait: 30, hostname: null, argv: [], service: [], cwd: '/', user: '', login: false, net: 'auto', tmp: 'tmpfs' });
   });
 
-  const head = `img2vm-init 1\nmode workload\nroot-uuid ${UUID}\narg /x\n`;
+  it('gets back the service, in order, beside an empty console command and the shared env, cwd and user', async () => {
+    const r = await checkSpec(renderInitSpec(SERVICE));
+    expect(r.stderr).toBe('');
+    expect(r.json).toMatchObject({ mode: 'console', argv: [], service: SERVICE.service, env: SERVICE.env, cwd: '/srv', user: 'app:app', login: true });
+  });
+
+  const head = `img2vm-init 2\nmode workload\nroot-uuid ${UUID}\narg /x\n`;
   const refused: Array<[string, string, RegExp]> = [
-    ['a newer version', `img2vm-init 2\nmode init\nend\n`, /line 1: spec version 2, this init reads version 1 only/],
+    ['a newer version', `img2vm-init 3\nmode init\nend\n`, /line 1: spec version 3, this init reads version 2 only/],
+    // version 1 had no service; an init and its spec ship together, so an old spec is a stale build
+    ['an older version', `img2vm-init 1\nmode init\nend\n`, /line 1: spec version 1, this init reads version 2 only/],
     ['another file', `#!/bin/sh\nend\n`, /line 1: not an img2vm init spec/],
-    ['a malformed version', `img2vm-init 1.0\nend\n`, /line 1: malformed version/],
+    ['a malformed version', `img2vm-init 2.0\nend\n`, /line 1: malformed version/],
     ['an unknown key', `${head}color blue\nend\n`, /line 5: unknown key "color"/],
     ['a malformed key', `${head}Mode! x\nend\n`, /line 5: malformed key/],
     ['a line without value', `${head}cwd\nend\n`, /line 5: malformed line/],
@@ -143,11 +171,15 @@ describe('native/init reads the spec', () => {
     ['a missing end', `${head}`, /no "end" line \(truncated\?\)/],
     ['a missing final newline', `${head}end`, /does not end with a newline/],
     ['text after end', `${head}end\narg /y\n`, /line 6: text after "end"/],
-    ['no mode', `img2vm-init 1\nroot-uuid ${UUID}\nend\n`, /no mode/],
-    ['no root', `img2vm-init 1\nmode init\nend\n`, /no root-uuid/],
-    ['a workload without command', `img2vm-init 1\nmode workload\nroot-uuid ${UUID}\nend\n`, /mode workload needs at least one arg/],
-    ['a bad mode', `img2vm-init 1\nmode daemon\nend\n`, /line 2: mode must be init, workload or console/],
-    ['a bad UUID', `img2vm-init 1\nroot-uuid 1234\nend\n`, /line 2: root-uuid "1234" is not a UUID/],
+    ['no mode', `img2vm-init 2\nroot-uuid ${UUID}\nend\n`, /no mode/],
+    ['no root', `img2vm-init 2\nmode init\nend\n`, /no root-uuid/],
+    ['a workload without command', `img2vm-init 2\nmode workload\nroot-uuid ${UUID}\nend\n`, /mode workload needs at least one arg/],
+    ['a service beside a workload', `${head}service /y\nend\n`, /service is for mode console only/],
+    ['a service beside an init', `img2vm-init 2\nmode init\nroot-uuid ${UUID}\nservice /y\nend\n`, /service is for mode console only/],
+    ['a service with an empty program', `img2vm-init 2\nmode console\nroot-uuid ${UUID}\nservice \nservice x\nend\n`, /the service's program \(its first service line\) is empty/],
+    ['a service with a bad escape', `img2vm-init 2\nmode console\nroot-uuid ${UUID}\nservice a\\qb\nend\n`, /line 4: service: unknown escape/],
+    ['a bad mode', `img2vm-init 2\nmode daemon\nend\n`, /line 2: mode must be init, workload or console/],
+    ['a bad UUID', `img2vm-init 2\nroot-uuid 1234\nend\n`, /line 2: root-uuid "1234" is not a UUID/],
     ['a relative module', `${head}module virtio.ko\nend\n`, /line 5: module must be an absolute path/],
     ['a bad wait', `${head}root-wait -1\nend\n`, /line 5: root-wait must be seconds/],
     ['an env without =', `${head}env FOO\nend\n`, /line 5: env must be NAME=VALUE/],
@@ -162,6 +194,58 @@ describe('native/init reads the spec', () => {
       expect(r.stderr).toMatch(msg);
     });
   }
+});
+
+describe("native/init relays the service's output", () => {
+  const relay = async (input: Buffer | string, prefix = 'service| ') => {
+    const r = await execa(INIT, ['--relay', prefix], { input, reject: false, encoding: 'buffer', stripFinalNewline: false });
+    return { code: r.exitCode, out: Buffer.from(r.stdout).toString('latin1') };
+  };
+  it('puts the prefix before every line, empty ones included, and ends at end of input', async () => {
+    expect(await relay('one\n\ntwo\n')).toEqual({ code: 0, out: 'service| one\nservice| \nservice| two\n' });
+    expect(await relay('')).toEqual({ code: 0, out: '' });
+  });
+  it('passes a last line without newline, any byte and long lines through untouched', async () => {
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i).filter((b) => b !== 10));
+    const long = 'x'.repeat(100_000);
+    const r = await relay(Buffer.concat([Buffer.from(`${long}\n`), bytes]), '> ');
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(`> ${long}\n> ${bytes.toString('latin1')}`);
+  });
+  it('keeps every byte of many short lines (the output buffer fills and flushes mid-chunk)', async () => {
+    const lines = Array.from({ length: 5000 }, (_, i) => String(i));
+    const r = await relay(lines.join('\n') + '\n', 'a-long-prefix-for-the-service| ');
+    expect(r.out).toBe(lines.map((l) => `a-long-prefix-for-the-service| ${l}\n`).join(''));
+  });
+  it('outlives SIGTERM (the shutdown) so the last words still arrive, and ends when its input does', async () => {
+    const p = execa(INIT, ['--relay', 'svc| '], { reject: false });
+    p.stdin!.write('before\n');
+    await new Promise<void>((res) => p.stdout!.once('data', () => res()));
+    p.kill('SIGTERM');
+    p.stdin!.end('after\n');
+    const r = await p;
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe('svc| before\nsvc| after');
+  });
+});
+
+describe("native/init's restart policy for the service", () => {
+  const policy = async (...ends: string[]) => (await execa(INIT, ['--restart-policy', ...ends])).stdout.split('\n');
+  it('restarts a failure after 1 s, doubling to 30 s while it keeps failing fast, and from 1 s after a run of 30 s', async () => {
+    const fast = Array.from({ length: 7 }, () => 'exit=1/2');
+    expect(await policy(...fast, 'exit=1/30', 'exit=1/29.9')).toEqual(['restart 1', 'restart 2', 'restart 4', 'restart 8', 'restart 16', 'restart 30', 'restart 30', 'restart 1', 'restart 2']);
+  });
+  it('takes status 0 and SIGHUP, SIGINT, SIGTERM, SIGPIPE as final (kill PID stops it), any other end as a failure', async () => {
+    expect(await policy('exit=0/0', 'signal=1/0', 'signal=2/0', 'signal=15/0', 'signal=13/0')).toEqual(['final', 'final', 'final', 'final', 'final']);
+    expect(await policy('signal=9/0', 'signal=11/0', 'exit=127/0', 'exit=126/0', 'signal=6/0')).toEqual(['restart 1', 'restart 2', 'restart 4', 'restart 8', 'restart 16']);
+  });
+  it('refuses malformed ends', async () => {
+    for (const bad of ['exit=1', 'exit=x/1', 'stop=1/1', 'exit=256/1']) {
+      const r = await execa(INIT, ['--restart-policy', bad], { reject: false });
+      expect(r.exitCode, bad).toBe(1);
+      expect(r.stderr).toMatch(/usage: --restart-policy/);
+    }
+  });
 });
 
 describe('native/init resolves User through the image files', () => {

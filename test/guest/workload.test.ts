@@ -1,5 +1,6 @@
 // What img2vm's init runs, decided from the image config as docker would read it.
 import { describe, expect, it } from 'vitest';
+import { Img2vmError } from '../../src/core/errors.js';
 import { decideInit, processOf } from '../../src/guest/workload.js';
 
 const userland = { login: true, modprobe: false, shell: '/bin/bash' };
@@ -22,6 +23,35 @@ describe('decideInit', () => {
     expect(decideInit(p([], []), false, userland)).toMatchObject({ mode: 'console', argv: [], login: false });
     expect(decideInit(p([], ['/bin/bash']), true, userland)).toMatchObject({ mode: 'console', argv: ['/bin/bash'], login: true });
     expect(decideInit(p([], ['sh']), true, { ...userland, login: false })).toMatchObject({ mode: 'console', login: false });
+  });
+  it('--entrypoint-service: the console as in console mode, the command beside it with the image user and directory', () => {
+    const d = decideInit(p(['/app'], ['--port', '80'], 'nobody', '/srv'), true, userland, true);
+    expect(d).toEqual({ mode: 'console', argv: [], service: ['/app', '--port', '80'], user: 'nobody', cwd: '/srv', login: true, why: expect.stringMatching(/as a service \(restarted when it fails\) beside a login prompt/) });
+    // without a password (or a getty) the console is a root shell; a bare shell or an init as CMD is still the service
+    expect(decideInit(p([], ['/bin/sh']), false, userland, true)).toMatchObject({ mode: 'console', argv: [], service: ['/bin/sh'], login: false, why: expect.stringMatching(/beside a root shell/) });
+    expect(decideInit(p([], ['/sbin/init']), true, { ...userland, login: false }, true)).toMatchObject({ mode: 'console', service: ['/sbin/init'], login: false });
+    // before the image's userland is known, nothing is refused
+    expect(decideInit(p(['/app'], []), false, undefined, true)).toMatchObject({ mode: 'console', service: ['/app'] });
+    // no option, no service
+    expect(decideInit(p(['/app'], []), false, userland)).not.toHaveProperty('service');
+  });
+  it('--entrypoint-service refuses an image without a command, or without anything to put on the console', () => {
+    const usage = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        expect(e).toBeInstanceOf(Img2vmError);
+        return e as Img2vmError;
+      }
+      throw new Error('no error');
+    };
+    const none = usage(() => decideInit(p([], []), true, userland, true));
+    expect(none).toMatchObject({ kind: 'usage', message: '--entrypoint-service: the image has no ENTRYPOINT or CMD' });
+    const scratch = usage(() => decideInit(p(['/app'], []), true, { login: false, modprobe: false, shell: null }, true));
+    expect(scratch.kind).toBe('usage');
+    expect(scratch.message).toMatch(/no shell for it/);
+    // a login prompt is a console even when no shell was found
+    expect(decideInit(p(['/app'], []), true, { login: true, modprobe: false, shell: null }, true).login).toBe(true);
   });
   it('treats a missing User as uid 0 (the init resolves names in the image only when one is given)', () => {
     expect(decideInit(p(['/app'], []), false, userland).user).toBe('');
