@@ -135,7 +135,7 @@ export interface ConversionPlan {
     builder: BuilderId | null;
     cached: boolean | null;
     /** --init img2vm: what img2vm's init will run, and the kernel it boots. */
-    init?: { mode: 'workload' | 'init' | 'console'; argv: string[]; user: string; cwd: string; login: boolean; why: string; kernel: string | null };
+    init?: { mode: 'workload' | 'init' | 'console'; argv: string[]; user: string; cwd: string; login: boolean; why: string; kernel: string | null; service?: string[] };
   };
   content: ContentFacts | null;
   kernel: KernelFacts | null;

@@ -32,6 +32,7 @@ export const TOOLS = {
   'bzip2': 'bzip2',
   'lzop': 'lzop',
   // The img2vm guest kernel: Debian archive signatures, and modules.dep for kernel packages that ship none.
+  'setpriv': 'util-linux',
   'gpgv': 'gpgv',
   'depmod': 'kmod',
 } as const;
@@ -60,6 +61,7 @@ export const TOOL_PURPOSES: Readonly<Record<ToolName, string>> = {
   'zstd': '--format rootfs with a zstd-compressed kernel',
   'bzip2': '--format rootfs with a bzip2-compressed kernel',
   'lzop': '--format rootfs with an lzo-compressed kernel',
+  'setpriv': 'QEMU dies with img2vm, however img2vm ends (img2vm run/test)',
   'gpgv': "checking the Debian archive's signature when img2vm fetches a kernel (--init img2vm)",
   'depmod': 'the module order of fetched kernels whose package ships no modules.dep (--init img2vm)',
   'runc': 'the daemonless runc builder (--builder runc; auto takes it when no Docker daemon answers)',

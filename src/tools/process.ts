@@ -10,6 +10,11 @@ export interface SpawnOptions {
   stdio: 'pipe' | 'inherit';
   env?: Record<string, string>;
   cwd?: string;
+  /**
+   * The child is killed by the kernel when img2vm dies, however it dies (SIGKILL included): a VM must never
+   * outlive the process that owns it. Runs the tool through util-linux's setpriv --pdeathsig.
+   */
+  dieWithParent?: boolean;
 }
 
 export type ToolProcess = ResultPromise<{ reject: false; buffer: false; encoding: 'buffer' }>;
@@ -20,7 +25,8 @@ export type ToolProcess = ResultPromise<{ reject: false; buffer: false; encoding
  */
 export function spawnTool(name: ToolName, argv: readonly string[], opts: SpawnOptions): ToolProcess {
   const bin = requireTool(name);
-  return execa(bin, [...argv], {
+  const [file, args] = opts.dieWithParent ? [requireTool('setpriv'), ['--pdeathsig', 'KILL', '--', bin, ...argv]] : [bin, [...argv]];
+  return execa(file, args, {
     stdio: opts.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
     env: { LC_ALL: 'C', ...opts.env },
     cwd: opts.cwd,

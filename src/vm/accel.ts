@@ -55,7 +55,7 @@ async function probeKvm(): Promise<AccelChoice> {
   try {
     const kernel = join(dir, 'probe.bin');
     await writeFile(kernel, Buffer.from(KVM_PROBE_HEX, 'hex'));
-    const child = spawnTool('qemu-system-x86_64', kvmProbeArgs(kernel), { stdio: 'pipe' });
+    const child = spawnTool('qemu-system-x86_64', kvmProbeArgs(kernel), { stdio: 'pipe', dieWithParent: true });
     child.stdin?.end();
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {

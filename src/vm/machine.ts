@@ -136,7 +136,7 @@ export interface ConsoleProcess {
  * from img2vm's own lines.
  */
 export function startQemu(m: Machine, scope: Scope): ConsoleProcess {
-  const child: ToolProcess = spawnTool('qemu-system-x86_64', m.argv, { stdio: 'pipe' });
+  const child: ToolProcess = spawnTool('qemu-system-x86_64', m.argv, { stdio: 'pipe', dieWithParent: true });
   const stop = scope.defer('stop QEMU', () => stopProcess(child, 3000));
   // QEMU may exit while a session types; the exit is reported on its own, the broken pipe is not news.
   child.stdin!.on('error', () => undefined);

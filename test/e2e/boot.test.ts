@@ -1,5 +1,5 @@
 // Boot modes × firmware, /boot partitions, first-boot growth and every output format, checked with real QEMU (TCG).
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,12 +103,17 @@ describe('boot modes', () => {
 
 describe('output formats', () => {
   it('every format holds the same disk as the raw image', async () => {
-    const { out: raw, result } = await convert('ref.img', []);
+    const { out: raw, result } = await convert('ref.img', ['--seed', 'formats']);
     const sizes: string[] = [];
+    // qcow2 is written directly (no raw disk, no qemu-img): the same seed gives the same disk as the raw one
+    const { out: direct } = await convert('ref.qcow2', ['--seed', 'formats']);
+    await sh('qemu-img', ['check', '-f', 'qcow2', direct]);
+    await sh('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', raw, direct]);
+    sizes.push(`qcow2 (direct) ${((await stat(direct)).blocks * 512 / 1048576).toFixed(0)} MiB`);
     const ctx = { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('f') };
-    for (const f of FORMATS.filter((x) => ['qcow2', 'vmdk', 'vhdx', 'vhd', 'vdi'].includes(x.id))) {
+    for (const f of FORMATS.filter((x) => ['vmdk', 'vhdx', 'vhd', 'vdi'].includes(x.id))) {
       const out = join(work, `disk.${f.id}`);
-      await f.write({ raw, dest: out, ctx, plan: { ...result.plan, output: { ...result.plan.output, compress: f.id === 'qcow2' } }, files: new Map(), commits: [] });
+      await f.write({ raw, dest: out, ctx, plan: result.plan, files: new Map(), commits: [] });
       const info = JSON.parse((await sh('qemu-img', ['info', '--output=json', out])).stdout);
       const qemuFmt = f.id === 'vhd' ? 'vpc' : f.id;
       expect(info.format).toBe(qemuFmt);

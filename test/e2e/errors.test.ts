@@ -35,7 +35,7 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'img2vm-err-'));
   tmp = await mkdtemp(join(tmpdir(), 'img2vm-errtmp-'));
   await debianFixture(BASE);
-  await importTar('img2vm-e2e-alpine:latest', { 'etc/os-release': 'ID=alpine\nPRETTY_NAME="Alpine Linux v3.20"\n' });
+  await importTar('img2vm-e2e-toyos:latest', { 'etc/os-release': 'ID=toyos\nPRETTY_NAME="Toy OS 1.0"\n' });
 });
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
@@ -65,11 +65,11 @@ describe('user errors', () => {
     await nothingLeft();
   });
 
-  it('unsupported distribution → exit 6 naming the supported ones', async () => {
-    const r = await run(['img2vm-e2e-alpine:latest', '-o', join(work, 'd.qcow2')]);
+  it('unsupported distribution under --init distro → exit 6 naming the supported ones and the other ways', async () => {
+    const r = await run(['img2vm-e2e-toyos:latest', '-o', join(work, 'd.qcow2'), '--init', 'distro']);
     expect(r.exitCode).toBe(6);
-    oneLine(r.stderr, /Alpine Linux v3.20.*not supported/);
-    expect(r.stderr).toMatch(/supported: Debian/);
+    oneLine(r.stderr, /Toy OS 1.0.*not supported.*img2vm installs a kernel and init into: Debian 11, 12, 13.*Alpine.*Rocky/);
+    expect(r.stderr).toMatch(/hint: --init img2vm boots any image.*--init image \(--raw\)/);
     await nothingLeft();
   });
 

@@ -39,7 +39,7 @@ afterAll(async () => {
 /** Boots the disk (snapshot: the disk file never changes) with SSH forwarded to a port on 127.0.0.1. */
 async function boot(): Promise<{ port: number; console: () => string; stop: () => Promise<void> }> {
   const port = await freePort();
-  const p = execa(BIN, ['run', disk, '--publish', `${port}:22`, '--timeout', '600'], { reject: false, stdin: 'ignore', all: true, buffer: false, env: { CI: 'true' } });
+  const p = execa(BIN, ['run', disk, '--publish', `${port}:22`, '--timeout', '600'], { reject: false, stdin: 'ignore', all: true, buffer: false, env: { CI: 'true' }, forceKillAfterDelay: 60_000 });
   running.add(p);
   let out = '';
   p.all!.on('data', (d: Buffer) => (out += d.toString('latin1')));
