@@ -109,20 +109,26 @@ describe('unprivileged, reproducible assembly', () => {
   it('two conversions with one --seed and SOURCE_DATE_EPOCH are identical in every format, one after the other and at the same time', async () => {
     const formats = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vhd', 'vdi', 'containerdisk', 'rootfs'];
     const ext: Record<string, string> = { raw: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', vhdx: 'vhdx', vhd: 'vhd', vdi: 'vdi', containerdisk: 'tar', rootfs: 'ext4' };
-    const convert = (f: string, tag: string) => asUser([`oci-archive:${archive}`, '-o', join(tmp, 'out', `${tag}.${ext[f]}`), '--format', f, '--init', 'img2vm', '--seed', 'same', '-q']);
+    // The same file name in two directories: a VMDK names its own file, which is part of its bytes.
+    for (const d of ['1', '2']) {
+      await sh('mkdir', ['-p', join(tmp, 'out', d)]);
+      await chown(join(tmp, 'out', d), uid, uid);
+    }
+    const file = (f: string, d: string) => join(tmp, 'out', d, `disk.${ext[f]}`);
+    const convert = (f: string, d: string) => asUser([`oci-archive:${archive}`, '-o', file(f, d), '--format', f, '--init', 'img2vm', '--seed', 'same', '-q']);
     for (const f of formats) {
-      const [a, b] = f === 'qcow2' || f === 'raw' ? await Promise.all([convert(f, `${f}-1`), convert(f, `${f}-2`)]) : [await convert(f, `${f}-1`), await convert(f, `${f}-2`)];
+      const [a, b] = f === 'qcow2' || f === 'raw' ? await Promise.all([convert(f, '1'), convert(f, '2')]) : [await convert(f, '1'), await convert(f, '2')];
       expect(a.exitCode, a.all).toBe(0);
       expect(b.exitCode, b.all).toBe(0);
-      expect(await sha(join(tmp, 'out', `${f}-2.${ext[f]}`)), `${f} differs`).toBe(await sha(join(tmp, 'out', `${f}-1.${ext[f]}`)));
+      expect(await sha(file(f, '2')), `${f} differs`).toBe(await sha(file(f, '1')));
     }
     // the direct-kernel output's side files too (kernel, initrd, vmlinux, runner configs)
     for (const side of ['vmlinuz', 'initrd.img', 'vmlinux', 'firecracker.json', 'cloud-hypervisor.sh']) {
-      expect(await sha(join(tmp, 'out', `rootfs-2.${side}`)), side).toBe(await sha(join(tmp, 'out', `rootfs-1.${side}`)));
+      expect(await sha(join(tmp, 'out', '2', `disk.${side}`)), side).toBe(await sha(join(tmp, 'out', '1', `disk.${side}`)));
     }
     // another seed: other ids, other bytes
     const c = await asUser([`oci-archive:${archive}`, '-o', join(tmp, 'out', 'other.raw'), '--init', 'img2vm', '--seed', 'another', '-q']);
     expect(c.exitCode, c.all).toBe(0);
-    expect(await sha(join(tmp, 'out', 'other.raw'))).not.toBe(await sha(join(tmp, 'out', 'raw-1.raw')));
+    expect(await sha(join(tmp, 'out', 'other.raw'))).not.toBe(await sha(file('raw', '1')));
   });
 });
