@@ -21,8 +21,11 @@ import { resolveFormat } from './output/index.js';
 import type { OutputFormat } from './output/format.js';
 import { plan, strategyFor } from './plan.js';
 import { DockerClient } from './source/docker-api.js';
-import { openSource } from './source/index.js';
-import { scanImage } from './rootfs/scan.js';
+import { LayerFlattener } from './rootfs/layers.js';
+import { MemoryStore } from './rootfs/memory-store.js';
+import { findKernelInTree, hasResolvedInTree, probeUserlandInTree } from './rootfs/tree-guest.js';
+import { stepFn } from './apply.js';
+import { cachedKernel } from './guest/img2vm.js';
 import { lookupGuestBuild } from './guest/distro.js';
 import { preflight, type ToolName } from './tools/index.js';
 
@@ -207,20 +210,24 @@ export async function planImage(input: ConvertOptionsInput | ConvertOptions, hoo
   const ctx: RunContext = { work, signal: hooks.signal ?? new AbortController().signal, sink: hooks.sink ?? nullSink, scope, random: createRandom(o.seed ?? randomBytes(16).toString('hex')) };
   try {
     const r = newRun(o, format, ctx, work);
-    const img = await openSource(o.image, ctx, r.docker(), { pull: o.pull, platform: o.platform, insecureRegistries: o.insecureRegistries });
-    r.image = img;
-    r.facts.source = { transport: img.transport ?? 'docker-daemon', id: img.id, layers: img.layers.length, daemonId: img.daemonId };
-    let measured = img;
+    // The same source step a conversion runs: the image, its process, and for auto its distribution and builders.
+    await stepFn(r.plan.steps[0]!)(r, r.plan.steps[0]!);
+    let measured = r.image!;
     let estimated = false;
-    if (strategyFor(o) === 'distro') {
+    const strategy = r.plan.guest.strategy;
+    if (strategy === 'distro') {
       const looked = await lookupGuestBuild(r);
       if (looked) measured = looked;
       else estimated = true;
-    }
-    const scan = await scanImage(measured, ctx.signal);
-    r.facts.content = { ...scan.content, ...(estimated ? { estimated: true } : {}) };
-    if (!estimated) r.facts.kernel = scan.kernel;
-    r.facts.hasResolved = scan.hasResolved;
+    } else if (strategy === 'img2vm') await cachedKernel(r);
+    // Flattened as a conversion would, with the contents counted and dropped: exact sizes, kernel and userland.
+    const f = new LayerFlattener({ store: new MemoryStore({ discard: true }), epoch: { sec: r.epoch, nsec: 0 }, signal: ctx.signal, onWarning: (m) => ctx.sink({ type: 'log', level: 'warn', stage: 'rootfs', message: m }) });
+    for (const layer of measured.layers) await f.applyLayer(await layer.open());
+    const { tree, stats } = f.finish();
+    r.facts.content = { blocks4k: stats.blocks4k, entries: stats.files + stats.dirs + stats.symlinks + stats.specials, bytes: stats.bytes, files: stats.files, ...(estimated ? { estimated: true } : {}) };
+    if (!estimated && GUEST_STRATEGIES[strategy].kernelFromImage) r.facts.kernel = findKernelInTree(tree) ?? null;
+    r.facts.hasResolved = hasResolvedInTree(tree);
+    r.facts.userland = probeUserlandInTree(tree);
     r.replan();
     return r.plan;
   } finally {

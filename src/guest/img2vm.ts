@@ -75,6 +75,23 @@ function init(o: ConvertOptions, facts: ImageFacts): NonNullable<ReturnType<Gues
   return { ...d, kernel: facts.kernelBundle ? `${facts.kernelBundle.version} (${facts.kernelBundle.origin})` : null };
 }
 
+/** For `img2vm plan`: the kernel img2vm would boot, if it is in the cache already (nothing is fetched). */
+export async function cachedKernel(r: ConversionRun): Promise<void> {
+  try {
+    const k = await getKernel(parseKernelSource(r.options.kernel, { modulesDir: r.options.kernelModules }), r.ctx, { mirror: r.options.kernelMirror, offline: true, docker: r.docker() });
+    recordKernel(r, k);
+  } catch {
+    // not cached (or not reachable offline): the plan says the kernel is not known yet
+  }
+}
+
+function recordKernel(r: ConversionRun, k: { version: string; vmlinuz: string; modulesDir?: string; config?: string; origin: string; id: string }): void {
+  r.facts.kernelBundle = { version: k.version, vmlinuz: k.vmlinuz, modulesDir: k.modulesDir, config: k.config, origin: k.origin, id: k.id };
+  const p = img2vmKernelPaths(k.version);
+  r.facts.kernel = { version: k.version, kernelPath: p.kernel, initrdPath: p.initrd, kernelFile: p.kernel, initrdFile: p.initrd };
+  r.replan();
+}
+
 export const img2vmStrategy: GuestStrategy = {
   id: 'img2vm',
   kernelFromImage: false,
@@ -119,10 +136,7 @@ export const img2vmStrategy: GuestStrategy = {
       },
     });
     bar.end();
-    r.facts.kernelBundle = { version: k.version, vmlinuz: k.vmlinuz, modulesDir: k.modulesDir, config: k.config, origin: k.origin, id: k.id };
-    const p = img2vmKernelPaths(k.version);
-    r.facts.kernel = { version: k.version, kernelPath: p.kernel, initrdPath: p.initrd, kernelFile: p.kernel, initrdFile: p.initrd };
-    r.replan();
+    recordKernel(r, k);
     return `kernel ${k.version} (${k.origin})`;
   },
   /** The initramfs: img2vm's init, the spec of what it runs, and the modules the root disk and network need. */

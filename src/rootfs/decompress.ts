@@ -38,24 +38,31 @@ export async function openLayer(stream: LayerStream, signal?: AbortSignal): Prom
   const it = (stream as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
   // A stalled source may never settle a pending read, even when destroyed (Readable.from of a stuck
   // generator), so every read also races the signal.
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    if (!signal) return;
-    onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-  });
-  aborted.catch(() => {});
-  const dispose = (): void => {
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
-  };
+  // Each read races the signal on its own (see raceAbort): nothing to release at the end.
+  const dispose = (): void => {};
   const destroySource = (reason?: unknown): void => {
     const d = (stream as Partial<Readable>).destroy;
     if (typeof d === 'function') d.call(stream, reason instanceof Error ? reason : undefined);
   };
+  // A race against one long-lived pending promise would keep every chunk it ever raced alive until that promise
+  // settles (measured: 170 MB held for a 171 MB layer); each read races a promise of its own instead.
+  const raceAbort = async <T>(p: Promise<T>): Promise<T> => {
+    if (!signal) return p;
+    signal.throwIfAborted();
+    let off: (() => void) | undefined;
+    const stop = new Promise<never>((_, reject) => {
+      off = () => reject(signal.reason);
+      signal.addEventListener('abort', off, { once: true });
+    });
+    try {
+      return await Promise.race([p, stop]);
+    } finally {
+      signal.removeEventListener('abort', off!);
+    }
+  };
   const nextChunk = async (): Promise<Buffer | null> => {
     try {
-      const r = await (signal ? Promise.race([it.next(), aborted]) : it.next());
+      const r = await raceAbort(it.next());
       if (r.done) return null;
       return typeof r.value === 'string' ? Buffer.from(r.value, 'latin1') : r.value;
     } catch (e) {

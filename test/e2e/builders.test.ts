@@ -154,7 +154,6 @@ describe('the runc builder, with no daemon', () => {
     expect(warm).toMatchObject({ guestBuildCached: true, guestImage: cold.guestImage, kernelVersion: cold.kernelVersion });
     await expectNothingLeft(work);
     measured.push(`runc cold ${cold.timings.guest}, cached ${warm.timings.guest}`);
-    await bootsToMarker(join(tmp, 'runc-2.qcow2'));
     // The holder files of both runs are gone with them.
     expect(readdirSync(join(xdg, 'img2vm', 'builds', 'runc', entries[0]!, 'holders'))).toEqual([]);
   });
@@ -178,6 +177,30 @@ describe('the runc builder, with no daemon', () => {
     await expectNothingLeft(work);
     expect(listOrNone(join(xdg, 'img2vm', 'builds', 'runc'))).toEqual([]);
     expect(listOrNone(join(xdg, 'img2vm', 'builds', 'tmp'))).toEqual([]);
+  });
+});
+
+describe('Debian trixie', () => {
+  it('boots to the readiness marker built with the docker builder, and with runc from an oci-archive with no daemon', async () => {
+    const image = await debianFixture('img2vm-e2e:trixie', 'trixie');
+    const viaDocker = join(tmp, 'trixie-docker.qcow2');
+    const d = await img2vm([image, '-o', viaDocker, '--builder', 'docker', '--boot', 'bios', '--json']);
+    expect(d.exitCode, d.all).toBe(0);
+    expect(JSON.parse(d.stdout)).toMatchObject({ distribution: expect.stringMatching(/Debian GNU\/Linux 13/), kernelVersion: expect.stringMatching(/^6\.12\./) });
+    await bootsToMarker(viaDocker);
+
+    const saved = join(tmp, 'trixie-save.tar');
+    await sh('docker', ['save', '-o', saved, image]);
+    const ctx: RunContext = { work: tmp, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('e2e') };
+    const trixieOci = join(tmp, 'trixie-oci.tar');
+    await writeOciArchive(await openSource(`docker-archive:${saved}`, ctx), trixieOci, 'trixie', tmp, ctx.signal);
+    await ctx.scope.close();
+    rmSync(saved);
+    const { env } = scenario('trixie-runc');
+    const viaRunc = join(tmp, 'trixie-runc.qcow2');
+    const r = await convert(viaRunc, 'runc', env, `oci-archive:${trixieOci}:trixie`);
+    expect(r).toMatchObject({ guestBuildCached: false, distribution: expect.stringMatching(/Debian GNU\/Linux 13/) });
+    await bootsToMarker(viaRunc);
   });
 });
 
