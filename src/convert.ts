@@ -224,6 +224,7 @@ export async function planImage(input: ConvertOptionsInput | ConvertOptions, hoo
     const f = new LayerFlattener({ store: new MemoryStore({ discard: true }), epoch: { sec: r.epoch, nsec: 0 }, signal: ctx.signal, onWarning: (m) => ctx.sink({ type: 'log', level: 'warn', stage: 'rootfs', message: m }) });
     for (const layer of measured.layers) await f.applyLayer(await layer.open());
     const { tree, stats } = f.finish();
+    await measured.afterFlatten?.(tree, { warnLost: false });
     r.facts.content = { blocks4k: stats.blocks4k, entries: stats.files + stats.dirs + stats.symlinks + stats.specials, bytes: stats.bytes, files: stats.files, ...(estimated ? { estimated: true } : {}) };
     if (!estimated && GUEST_STRATEGIES[strategy].kernelFromImage) r.facts.kernel = findKernelInTree(tree) ?? null;
     r.facts.hasResolved = hasResolvedInTree(tree);

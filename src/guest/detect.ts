@@ -87,6 +87,14 @@ export function resolveOsRelease(nodes: Map<string, Node>, start: string): strin
 
 /** Reads os-release as the flattened image would show it; undefined for images without an OS (scratch). */
 export async function detectOs(img: SourceImage, signal?: AbortSignal): Promise<OsRelease | undefined> {
+  // A daemon image answers for one file without its whole file system being read.
+  if (img.readFile) {
+    for (const c of ['/etc/os-release', '/usr/lib/os-release']) {
+      const text = await img.readFile(c);
+      if (text) return parseOsRelease(text.toString('utf8'));
+    }
+    // os-release may be a symlink the archive endpoint does not follow: read the layers after all.
+  }
   const nodes = new Map<string, Node>();
   for (const layer of img.layers) {
     const opened = await openLayer(await layer.open(), signal);

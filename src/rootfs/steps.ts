@@ -60,6 +60,8 @@ const flatten: StepFn = async (r) => {
   for (const layer of img.layers) await f.applyLayer(counted(await layer.open(), (n) => bar.add(n)));
   bar.end();
   const { tree, stats } = f.finish();
+  // Only the image's own configuration is kept as it is: the other strategies write these files themselves.
+  await img.afterFlatten?.(tree, { warnLost: r.plan.guest.strategy === 'image' });
   r.tree = tree;
   r.facts.content = contentFacts(tree);
   const strategy = GUEST_STRATEGIES[r.plan.guest.strategy];

@@ -39,7 +39,16 @@ export interface ImageInspect {
   Os?: string;
   Architecture?: string;
   Size?: number;
-  Config?: { Labels?: Record<string, string> | null } | null;
+  Config?: {
+    Labels?: Record<string, string> | null;
+    Env?: string[] | null;
+    Entrypoint?: string[] | null;
+    Cmd?: string[] | null;
+    WorkingDir?: string | null;
+    User?: string | null;
+  } | null;
+  RootFS?: { Type?: string; Layers?: string[] | null } | null;
+  GraphDriver?: { Name?: string; Data?: Record<string, string> | null } | null;
 }
 
 export class DockerClient {
@@ -181,6 +190,47 @@ export class DockerClient {
       if (msg.stream?.trim()) lines.push(msg.stream.trim());
     }
     return lines;
+  }
+
+  /** Creates (never starts) a container of an image, to read its file system; no network, a command that is never run. */
+  async createContainer(image: string, labels: Record<string, string>): Promise<string> {
+    const body = Buffer.from(JSON.stringify({ Image: image, Entrypoint: ['/img2vm-never-run'], Cmd: [], Labels: labels, NetworkDisabled: true, HostConfig: { NetworkMode: 'none' } }));
+    const res = await this.raw('POST', '/containers/create', body, { 'Content-Type': 'application/json' });
+    const text = await readAll(res);
+    if (res.statusCode !== 201) throw apiError('create container of', image, res.statusCode ?? 0, text);
+    return (JSON.parse(text) as { Id: string }).Id;
+  }
+
+  /** The container's whole file system, the image's layers as the daemon flattened them, as a tar stream. */
+  async exportContainer(id: string): Promise<IncomingMessage> {
+    const res = await this.raw('GET', `/containers/${encodeURIComponent(id)}/export`);
+    if (res.statusCode !== 200) throw apiError('export container', id, res.statusCode ?? 0, await readAll(res));
+    return res;
+  }
+
+  /** A tar of one path of the container's file system; undefined when it does not exist. */
+  async archive(id: string, path: string): Promise<IncomingMessage | undefined> {
+    const res = await this.raw('GET', `/containers/${encodeURIComponent(id)}/archive?path=${encodeURIComponent(path)}`);
+    if (res.statusCode === 404) {
+      res.resume();
+      return undefined;
+    }
+    if (res.statusCode !== 200) throw apiError('read from container', id, res.statusCode ?? 0, await readAll(res));
+    return res;
+  }
+
+  /** Containers (running or not) with a label, and its value. */
+  async containersWithLabel(label: string): Promise<{ id: string; value: string }[]> {
+    const q = new URLSearchParams({ all: '1', filters: JSON.stringify({ label: [label] }) });
+    const r = await this.json<{ Id: string; Labels?: Record<string, string> }[]>('GET', `/containers/json?${q}`);
+    if (r.status !== 200) throw apiError('list containers', label, r.status, r.body);
+    return r.body.map((c) => ({ id: c.Id, value: c.Labels?.[label] ?? '' }));
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    const res = await this.raw('DELETE', `/containers/${encodeURIComponent(id)}?force=1&v=1`);
+    const text = await readAll(res);
+    if (res.statusCode !== 204 && res.statusCode !== 404) throw apiError('remove container', id, res.statusCode ?? 0, text);
   }
 
   /** Adds a tag to an image. */

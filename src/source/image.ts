@@ -1,6 +1,7 @@
 // What every source yields: an image config and its layers in order, each opened as a byte stream.
 import { z } from 'zod';
 import type { Readable } from 'node:stream';
+import type { RootTree } from '../rootfs/tree-edit.js';
 
 export const ImageConfigSchema = z
   .object({
@@ -53,4 +54,8 @@ export interface SourceImage {
   transport?: SourceTransport;
   /** A directory this image was unpacked into (under the run's work directory), freed when no longer needed. */
   workDir?: string;
+  /** Reads one file of the flattened image without reading the layers (a daemon image: its container's archive). */
+  readFile?(path: string): Promise<Buffer | undefined>;
+  /** Corrects the flattened tree for what the transport's stream got wrong (a daemon export's init layer). */
+  afterFlatten?(tree: RootTree, o: { warnLost: boolean }): Promise<void>;
 }

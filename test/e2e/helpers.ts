@@ -4,6 +4,8 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import type { RootTree } from '../../src/rootfs/tree-edit.js';
+import type { DirNode, Node } from '../../src/rootfs/tree.js';
 
 export const REPO = resolve(import.meta.dirname, '..', '..');
 export const BIN = join(REPO, 'bin', 'img2vm');
@@ -116,6 +118,31 @@ export async function readExt4(image: string, offset: number, dest: string): Pro
 }
 
 /** Lists the differences between two snapshots, ignoring inode numbers (hard links are compared as groups). */
+/** A flattened tree as path → metadata (content hashed from its store), comparable with snapshotTree's. */
+export async function treeMeta(tree: RootTree): Promise<Map<string, Meta>> {
+  const out = new Map<string, Meta>();
+  const kinds: Record<Node['kind'], Meta['type']> = { file: 'file', dir: 'dir', symlink: 'symlink', fifo: 'fifo', char: 'char', block: 'block', socket: 'socket' };
+  const walk = async (dir: DirNode, rel: string) => {
+    for (const [bname, n] of [...dir.entries].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const name = Buffer.from(bname, 'latin1').toString('utf8');
+      const r = rel ? `${rel}/${name}` : name;
+      const m: Meta = { type: kinds[n.kind], mode: n.meta.mode, uid: n.meta.uid, gid: n.meta.gid, nlink: tree.nameCount(n) };
+      if (n.kind === 'file') {
+        m.size = n.size;
+        m.mtime = n.meta.mtime.sec;
+        const h = createHash('sha256');
+        for await (const c of n.data.store.read(n.data)) h.update(c);
+        m.sha256 = h.digest('hex');
+      }
+      if (n.kind === 'symlink') m.target = Buffer.from(n.target, 'latin1').toString('utf8');
+      out.set(r, m);
+      if (n.kind === 'dir') await walk(n, r);
+    }
+  };
+  await walk(tree.root, '');
+  return out;
+}
+
 export function diffTrees(expected: Map<string, Meta>, actual: Map<string, Meta>, ignore: (p: string) => boolean): string[] {
   const diffs: string[] = [];
   for (const [p, e] of expected) {

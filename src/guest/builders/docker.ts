@@ -4,7 +4,6 @@ import { readdir, readFile, lstat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { mkdtemp } from 'node:fs/promises';
 import type { ConversionRun } from '../../core/conversion.js';
 import type { RunContext } from '../../core/context.js';
 import { progress } from '../../core/events.js';
@@ -111,8 +110,7 @@ export const dockerBuilder: Builder = {
     const docker = r.docker();
     const plan = await planBuild(img.daemonId ?? img.id, recipe);
     if (!(await docker.inspect(plan.tag))) return undefined;
-    const dir = await mkdtemp(join(r.ctx.work, 'built-'));
-    return { image: await openDaemonImage(docker, plan.tag, r.options.image, dir), ref: plan.tag };
+    return { image: await openDaemonImage(docker, plan.tag, r.options.image, r.ctx), ref: plan.tag };
   },
   async build(r: ConversionRun, recipe: DistroRecipe) {
     const img = r.image!;
@@ -120,8 +118,7 @@ export const dockerBuilder: Builder = {
     // Images from registries and archives are loaded into the daemon (unchanged, same id) to build on.
     const base = img.daemonId ?? (await importToDaemon(img, docker, r.ctx));
     const built = await dockerBuild(docker, base, recipe, r.ctx);
-    const dir = await mkdtemp(join(r.ctx.work, 'built-'));
-    const out = await openDaemonImage(docker, built.tag, r.options.image, dir);
+    const out = await openDaemonImage(docker, built.tag, r.options.image, r.ctx);
     return { image: out, cached: built.cached, ref: built.tag };
   },
 };
