@@ -155,6 +155,21 @@ export class DockerClient {
     }
   }
 
+  /**
+   * Removes a container at once (killing it), and waits until the daemon has let go of it: a cancelled build's
+   * step container must not outlive img2vm. One the daemon is already removing is waited for.
+   */
+  async removeContainer(id: string, waitMs = 30_000): Promise<void> {
+    const path = `/containers/${encodeURIComponent(id)}`;
+    const r = await this.json('DELETE', `${path}?force=1&v=1`);
+    if (r.status !== 204 && r.status !== 404 && r.status !== 409) throw apiError('remove container', id, r.status, r.body);
+    for (const t0 = Date.now(); Date.now() - t0 < waitMs; ) {
+      if ((await this.json('GET', `${path}/json`)).status === 404) return;
+      await new Promise((res) => setTimeout(res, 100));
+      await this.json('DELETE', `${path}?force=1&v=1`);
+    }
+  }
+
   async removeImage(name: string): Promise<void> {
     await this.json('DELETE', `/images/${imagePath(name)}?noprune=0`);
   }

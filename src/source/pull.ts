@@ -163,17 +163,28 @@ export async function resolveManifest(
   }
 }
 
+/** Fetches a blob into the cache once across processes: under its lock, unless a holder has fetched it meanwhile. */
 async function fetchBlob(c: RegistryClient, repo: string, d: Descriptor, p: PullContext, onProgress: (n: number) => void, signal?: AbortSignal): Promise<void> {
   if (await p.cache.has(d.digest, d.size)) return;
-  const w = await p.cache.writer(d.digest, d.size, `blob ${d.digest}`).catch((e) => {
-    throw cacheError(p.cache.root, e);
+  const sig = signal ?? p.ctx.signal;
+  const lock = await p.cache.lock(d.digest, { signal: sig, onWait: (pid) => debug(p.ctx, `blob ${d.digest.slice(7, 19)}: waiting for img2vm process ${pid}, which is fetching it`) }).catch((e) => {
+    throw sig.aborted ? sig.reason : cacheError(p.cache.root, e, d.size);
   });
-  const release = p.ctx.scope.defer(`remove ${w.tmp}`, () => w.abort());
+  const unlock = p.ctx.scope.defer(`unlock blob ${d.digest}`, () => lock.release());
   try {
-    await c.downloadBlob(repo, d.digest, w, onProgress, signal ?? p.ctx.signal);
-    await w.commit();
+    if (await p.cache.has(d.digest, d.size)) return;
+    const w = await p.cache.writer(d.digest, d.size, `blob ${d.digest}`).catch((e) => {
+      throw cacheError(p.cache.root, e, d.size);
+    });
+    const release = p.ctx.scope.defer(`remove ${w.tmp}`, () => w.abort());
+    try {
+      await c.downloadBlob(repo, d.digest, w, onProgress, sig);
+      await w.commit();
+    } finally {
+      await release();
+    }
   } finally {
-    await release();
+    await unlock();
   }
 }
 
