@@ -154,7 +154,14 @@ function writeFailure(r: ConversionRun, e: unknown): unknown {
   const size = r.plan.layout?.diskSize ?? r.plan.filesystems.find((f) => f.role === 'root')?.size;
   // The disk's data is what a sparse disk file (and a converted copy of it) takes; its virtual size bounds it.
   const isDisk = file === disk || file === r.tmpOut;
-  const need = isDisk && c ? { needBytes: c.blocks4k * 4096, needNote: `the disk's data${size ? `; the disk is ${formatSize(size)} at most` : ''}` } : {};
+  const layers = (r.image?.layers ?? []).reduce((n, l) => n + (l.size ?? 0), 0);
+  const need = !isDisk
+    ? {}
+    : c
+      ? { needBytes: c.blocks4k * 4096, needNote: `the disk's data${size ? `; the disk is ${formatSize(size)} at most` : ''}` }
+      : layers > 0
+        ? { needBytes: layers, needNote: "at least: the image's layers are that big" }
+        : {};
   const what = isDisk ? 'the disk' : area === 'output' ? basename(file) : `the work file ${basename(file)}`;
   return asWriteError(e, { area, what, path: area === 'output' ? dirname(file) : area === 'work' ? r.ctx.work : file, ...need });
 }

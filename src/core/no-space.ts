@@ -81,6 +81,11 @@ const WAYS_OUT: Record<WriteArea, string> = {
 
 const AREA_NAMES: Record<WriteArea, string> = { output: 'the output directory', work: 'the work directory (TMPDIR)', cache: 'the cache' };
 
+/** The directory the user chose: TMPDIR, not the run's own work directory in it (which is gone when this is read). */
+function shownPath(site: WriteSite): string {
+  return site.area === 'work' ? site.path.replace(/\/img2vm-(?:plan-)?\d+\.[0-9a-f]{8}-[^/]+(?:\/.*)?$/, '') || '/' : site.path;
+}
+
 /** The one message for a full file system at a write site. */
 export function noSpaceError(site: WriteSite, cause?: unknown): Img2vmError {
   const mp = mountPointOf(site.path);
@@ -89,7 +94,7 @@ export function noSpaceError(site: WriteSite, cause?: unknown): Img2vmError {
   const need = site.needBytes !== undefined ? `; it needs about ${formatSize(site.needBytes)}${site.needNote ? ` (${site.needNote})` : ''}` : '';
   return new Img2vmError(
     'outputNotWritable',
-    `no space left for ${site.what} in ${AREA_NAMES[site.area]} ${site.path}: ${fs} has ${free !== undefined ? formatSize(free) : 'nothing'} free${need}`,
+    `no space left for ${site.what} in ${AREA_NAMES[site.area]} ${shownPath(site)}: ${fs} has ${free !== undefined ? formatSize(free) : 'nothing'} free${need}`,
     `${WAYS_OUT[site.area]}; nothing partial was kept`,
     { cause },
   );
@@ -97,7 +102,7 @@ export function noSpaceError(site: WriteSite, cause?: unknown): Img2vmError {
 
 export function readOnlyError(site: WriteSite, cause?: unknown): Img2vmError {
   const mp = mountPointOf(site.path);
-  return new Img2vmError('outputNotWritable', `cannot write ${site.what}: ${AREA_NAMES[site.area]} ${site.path} is on a read-only file system${mp ? ` (${mp})` : ''}`, WAYS_OUT[site.area].replace(/^free space there, or /, ''), { cause });
+  return new Img2vmError('outputNotWritable', `cannot write ${site.what}: ${AREA_NAMES[site.area]} ${shownPath(site)} is on a read-only file system${mp ? ` (${mp})` : ''}`, WAYS_OUT[site.area].replace(/^free space there, or /, ''), { cause });
 }
 
 /** The resource error a write failure means at this site, or the failure itself when it is something else. */

@@ -236,7 +236,7 @@ export class BlobWriter {
   }
 
   private writeError(e: unknown): unknown {
-    return asWriteError(e, { area: 'cache', what: this.what, path: this.cache.blobs, needBytes: this.size - this.offset, needNote: `the rest of ${this.size} bytes` });
+    return asWriteError(e, { area: 'cache', what: this.what, path: this.cache.blobs, needBytes: this.size, needNote: 'the whole blob' });
   }
 
   /** Starts over (a registry that cannot resume a range). */

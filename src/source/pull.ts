@@ -1,6 +1,7 @@
 // Pulls an image from a registry into the blob cache (verified, three layers at a time) and opens it from there.
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
+import { isNoSpace, noSpaceError } from '../core/no-space.js';
 import { progress } from '../core/events.js';
 import { lookupCredentials } from './auth.js';
 import { BlobCache, cacheError } from './blob-cache.js';
@@ -123,7 +124,13 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
     const total = missing.reduce((s, l) => s + l.size, 0);
     const t0 = performance.now();
     const bar = progress(p.ctx.sink, 'source', 'bytes', total, `${missing.length} layer${missing.length === 1 ? '' : 's'}`);
-    await mapLimit(missing, PARALLEL, p.ctx.signal, (l, signal) => fetchBlob(c, repo, l, p, progressReporter(p.ctx, l, (n) => bar.add(n)), signal));
+    try {
+      await mapLimit(missing, PARALLEL, p.ctx.signal, (l, signal) => fetchBlob(c, repo, l, p, progressReporter(p.ctx, l, (n) => bar.add(n)), signal));
+    } catch (e) {
+      // What the user must make room for is every layer still missing, not the rest of the one that failed.
+      if (isNoSpace(e)) throw noSpaceError({ area: 'cache', what: `the layers of ${name}`, path: p.cache.blobs, needBytes: total, needNote: `${missing.length} layer${missing.length === 1 ? '' : 's'} not cached yet` }, e);
+      throw e;
+    }
     bar.end();
     const s = (performance.now() - t0) / 1000;
     debug(p.ctx, `${name}: pulled ${missing.length} layer(s), ${mb(total)} in ${s.toFixed(1)} s (${(total / 1e6 / Math.max(s, 0.001)).toFixed(1)} MB/s)`);
