@@ -169,7 +169,8 @@ export async function interruptAt(hook: string, args: string[], env: Record<stri
 /** The error lines img2vm ends with: the message and its hint. */
 export function lastError(stderr: string): { message: string; hint: string } {
   const lines = stderr.trim().split('\n');
-  const i = lines.findLastIndex((l) => l.startsWith('img2vm: error: '));
+  let i = lines.length - 1;
+  while (i >= 0 && !lines[i]!.startsWith('img2vm: error: ')) i--;
   expect(i, `no error line in:\n${stderr}`).toBeGreaterThanOrEqual(0);
   return { message: lines[i]!.slice('img2vm: error: '.length), hint: (lines[i + 1] ?? '').replace(/^ {2}hint: /, '') };
 }
