@@ -1,7 +1,7 @@
 // apply(): runs a plan's steps through the registries of step implementations, stage by stage, and renames the
 // output into place only when every step succeeded.
 import { rename } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, relative, resolve } from 'node:path';
 import { asWriteError, freeBytes, isNoSpace, isReadOnly } from './core/no-space.js';
 import { cacheDir } from './core/paths.js';
 import { formatSize } from './core/units.js';
@@ -162,7 +162,15 @@ function writeFailure(r: ConversionRun, e: unknown): unknown {
       : layers > 0
         ? { needBytes: layers, needNote: "at least: the image's layers are that big" }
         : {};
-  const what = isDisk ? 'the disk' : area === 'output' ? basename(file) : `the work file ${basename(file)}`;
+  const what = isDisk
+    ? 'the disk'
+    : area === 'cache'
+      ? 'the cache'
+      : area === 'output'
+        ? basename(file)
+        : file === r.ctx.work
+          ? 'the work files (kernel, initramfs, boot loader images)'
+          : `the work file ${relative(r.ctx.work, file)}`;
   return asWriteError(e, { area, what, path: area === 'output' ? dirname(file) : area === 'work' ? r.ctx.work : file, ...need });
 }
 
