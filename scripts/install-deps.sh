@@ -35,6 +35,7 @@ PKGS=(
   busybox-static       # a userland with no distribution template, for the --init img2vm tests
   bsdutils             # script: tests type Ctrl-C into img2vm run through a pseudo-terminal
   openssh-client       # ssh, ssh-keygen, ssh-keyscan: the SSH login e2e tests
+  procps util-linux    # ps and mount: the interrupt e2e tests look for children left, the full-disk ones mount small tmpfs
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,6 +1,10 @@
 // apply(): runs a plan's steps through the registries of step implementations, stage by stage, and renames the
 // output into place only when every step succeeded.
 import { rename } from 'node:fs/promises';
+import { basename, dirname, relative, resolve } from 'node:path';
+import { asWriteError, freeBytes, isNoSpace, isReadOnly } from './core/no-space.js';
+import { cacheDir } from './core/paths.js';
+import { formatSize } from './core/units.js';
 import { BOOT_LOADERS } from './boot/index.js';
 import type { ConversionRun, StepFn, StepRegistry } from './core/conversion.js';
 import type { StageId } from './core/events.js';
@@ -16,6 +20,7 @@ import { ROOTFS_STEPS } from './rootfs/steps.js';
 import { openSource } from './source/index.js';
 import { TRANSPORTS } from './source/transports/index.js';
 import { diskFile } from './output/target.js';
+import { testHook } from './core/test-hook.js';
 
 const sourceStep: StepFn = async (r) => {
   const o = r.options;
@@ -94,7 +99,7 @@ export async function apply(r: ConversionRun, timings: Partial<Record<StageId, n
     }
     signal.throwIfAborted();
     if (stage === 'guest' && steps.every((s) => s.id === 'image')) {
-      await stepFn(steps[0]!)(r, steps[0]!);
+      await runStep(r, steps[0]!);
       sink({ type: 'stage-skip', stage, reason: r.plan.guest.reason });
       continue;
     }
@@ -103,14 +108,85 @@ export async function apply(r: ConversionRun, timings: Partial<Record<StageId, n
     const details: string[] = [];
     for (const step of steps) {
       signal.throwIfAborted();
-      const d = await stepFn(step)(r, step);
+      const d = await runStep(r, step);
       if (d) details.push(d);
     }
     const ms = Math.round(performance.now() - t0);
     timings[stage] = (timings[stage] ?? 0) + ms;
     sink({ type: 'stage-end', stage, ms, detail: details.join(', ') || undefined });
   }
+  await testHook('before', 'output/rename');
   signal.throwIfAborted();
-  // Side files first, the output last: a disk that is in place always has its companions.
-  for (const [tmp, dest] of r.commits) await rename(tmp, dest);
+  // Side files first, the output last: a disk that is in place always has its companions. From the first
+  // rename on the run is complete: a signal now can only be reported, not undo it.
+  for (const [tmp, dest] of r.commits) {
+    await rename(tmp, dest);
+    r.renamed.push(dest);
+  }
+  await testHook('after', 'output/rename');
+}
+
+/** One step, with the test pause points around it (see core/test-hook.ts). */
+async function runStep(r: ConversionRun, step: PlanStep): Promise<string | void> {
+  await testHook('before', `${step.stage}/${step.id}`);
+  r.ctx.signal.throwIfAborted();
+  let d: string | void;
+  try {
+    d = await stepFn(step)(r, step);
+  } catch (e) {
+    throw r.ctx.signal.aborted ? r.ctx.signal.reason : writeFailure(r, e);
+  }
+  await testHook('after', `${step.stage}/${step.id}`);
+  return d;
+}
+
+/**
+ * A full or read-only file system, wherever a step hit it, as the one message that says where and how much is
+ * needed; anything else is passed on as it is.
+ */
+function writeFailure(r: ConversionRun, e: unknown): unknown {
+  if (!isNoSpace(e) && !isReadOnly(e)) return e;
+  const disk = diskFile(r);
+  const file = failedPath(r, e, disk);
+  const inWork = file === r.ctx.work || file.startsWith(`${r.ctx.work}/`);
+  const area = file.startsWith(`${cacheDir()}/`) ? 'cache' : inWork ? 'work' : 'output';
+  const c = r.plan.content;
+  const size = r.plan.layout?.diskSize ?? r.plan.filesystems.find((f) => f.role === 'root')?.size;
+  // The disk's data is what a sparse disk file (and a converted copy of it) takes; its virtual size bounds it.
+  const isDisk = file === disk || file === r.tmpOut;
+  const layers = (r.image?.layers ?? []).reduce((n, l) => n + (l.size ?? 0), 0);
+  const need = !isDisk
+    ? {}
+    : c
+      ? { needBytes: c.blocks4k * 4096, needNote: `the disk's data${size ? `; the disk is ${formatSize(size)} at most` : ''}` }
+      : layers > 0
+        ? { needBytes: layers, needNote: "at least: the image's layers are that big" }
+        : {};
+  const what = isDisk
+    ? 'the disk'
+    : area === 'cache'
+      ? 'the cache'
+      : area === 'output'
+        ? basename(file)
+        : file === r.ctx.work
+          ? 'the work files (kernel, initramfs, boot loader images)'
+          : `the work file ${relative(r.ctx.work, file)}`;
+  return asWriteError(e, { area, what, path: area === 'output' ? dirname(file) : area === 'work' ? r.ctx.work : file, ...need });
+}
+
+/**
+ * The file a write failed on: named by the error when it can (copyFile's dest), else the disk, the work directory
+ * or the cache, whichever has least room left (writes through a descriptor do not say which file).
+ */
+function failedPath(r: ConversionRun, e: unknown, disk: string): string {
+  const err = e as { dest?: unknown; path?: unknown; cause?: unknown };
+  const named = typeof err.dest === 'string' ? err.dest : typeof err.path === 'string' ? err.path : undefined;
+  if (named) return resolve(named);
+  if (err.cause && typeof err.cause === 'object') {
+    const inner = err.cause as { dest?: unknown; path?: unknown };
+    if (typeof inner.dest === 'string' || typeof inner.path === 'string') return failedPath(r, err.cause, disk);
+  }
+  const candidates = [disk, r.ctx.work, cacheDir()];
+  const free = candidates.map((p) => freeBytes(p) ?? Number.POSITIVE_INFINITY);
+  return candidates[free.indexOf(Math.min(...free))]!;
 }

@@ -2,19 +2,20 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { apply } from './apply.js';
 import { BOOT_LOADERS } from './boot/index.js';
 import type { RunContext } from './core/context.js';
 import type { ConversionRun } from './core/conversion.js';
-import { Img2vmError } from './core/errors.js';
+import { Img2vmError, InterruptedError } from './core/errors.js';
 import { nullSink, type EventSink, type StageId } from './core/events.js';
 import { parseConvertOptions, type ConvertOptions, type ConvertOptionsInput } from './core/options.js';
 import type { ConversionPlan, ImageFacts } from './core/plan.js';
 import { createRandom } from './core/random.js';
 import { epochSeconds } from './core/epoch.js';
 import { Scope } from './core/scope.js';
+import { sweepTempOutputs, sweepWorkDirs, tempBeside, workDirPrefix } from './core/leftovers.js';
 import { partitionByRole } from './disk/layout.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
 import { resolveFormat } from './output/index.js';
@@ -106,7 +107,10 @@ async function preflightOutput(output: string): Promise<void> {
   }
   try {
     await access(dir, constants.W_OK);
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EROFS') {
+      throw new Img2vmError('outputNotWritable', `output directory ${dir} is on a read-only file system`, 'choose an -o path on a writable file system (nothing was read or written)');
+    }
     throw new Img2vmError('outputNotWritable', `output directory ${dir} is not writable`, 'choose another -o path, or fix its permissions');
   }
   const ost = await stat(out).catch(() => undefined);
@@ -126,7 +130,7 @@ function readInputs(o: ConvertOptions): NonNullable<ImageFacts['inputs']> {
 /** A run's state; plan() is re-derived from its options and facts whenever a step learns something. */
 function newRun(o: ConvertOptions, format: OutputFormat, ctx: RunContext, work: string): ConversionRun {
   const outPath = o.output !== undefined ? resolve(o.output) : null;
-  const tmpOut = outPath ? join(dirname(outPath), `.${basename(outPath)}.img2vm-${process.pid}.tmp`) : join(work, 'output.tmp');
+  const tmpOut = outPath ? tempBeside(outPath) : join(work, 'output.tmp');
   const facts: ImageFacts = { inputs: readInputs(o) };
   let docker: DockerClient | undefined;
   const r: ConversionRun = {
@@ -139,6 +143,7 @@ function newRun(o: ConvertOptions, format: OutputFormat, ctx: RunContext, work: 
     tmpOut,
     outPath,
     commits: [],
+    renamed: [],
     docker: () => (docker ??= new DockerClient(undefined, ctx.signal)),
     replan: () => {
       r.plan = plan(o, r.facts, { random: ctx.random });
@@ -156,7 +161,8 @@ export async function convert(input: ConvertOptionsInput | ConvertOptions, hooks
   const t0 = performance.now();
   const timings: Partial<Record<StageId, number>> = {};
   await preflightConvert(o, format);
-  const work = await mkdtemp(join(process.env.TMPDIR || tmpdir(), 'img2vm-'));
+  const work = await makeWorkDir('', sink);
+  if (o.output !== undefined) await sweepTempOutputs(dirname(resolve(o.output))).then((gone) => logSwept(sink, gone));
   scope.defer(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
   // Unseeded runs still draw every value from one seed of their own, so re-planning never changes an id.
   const ctx: RunContext = { work, signal, sink, scope, random: createRandom(o.seed ?? randomBytes(16).toString('hex')) };
@@ -164,12 +170,43 @@ export async function convert(input: ConvertOptionsInput | ConvertOptions, hooks
     const r = newRun(o, format, ctx, work);
     const removeTmpOut = () => rm(r.tmpOut, { force: true });
     scope.defer(`remove ${r.tmpOut}`, removeTmpOut);
-    await apply(r, timings);
+    try {
+      await apply(r, timings);
+    } catch (e) {
+      throw lateInterrupt(r, signal) ?? e;
+    }
     scope.release(removeTmpOut);
-    return await result(r, timings, t0);
+    const res = await result(r, timings, t0);
+    const late = lateInterrupt(r, signal);
+    if (late) throw late;
+    return res;
   } finally {
     if (!hooks.scope) await scope.close();
   }
+}
+
+/** A private work directory in TMPDIR, named for its owner, after sweeping those of runs that were killed. */
+async function makeWorkDir(kind: '' | 'plan-', sink: EventSink): Promise<string> {
+  const tmp = process.env.TMPDIR || tmpdir();
+  logSwept(sink, await sweepWorkDirs(tmp));
+  return mkdtemp(join(tmp, workDirPrefix(kind)));
+}
+
+function logSwept(sink: EventSink, gone: string[]): void {
+  for (const p of gone) sink({ type: 'log', level: 'debug', message: `removed ${p}, left by an img2vm process that is gone` });
+}
+
+/**
+ * An interruption that came when the run was already complete in part: the output renamed into place, or the
+ * image pushed. The user is told what exists rather than "nothing was written".
+ */
+function lateInterrupt(r: ConversionRun, signal: AbortSignal): InterruptedError | undefined {
+  if (!signal.aborted || !(signal.reason instanceof InterruptedError)) return undefined;
+  const done = [
+    ...(r.renamed.length ? [`${r.renamed.at(-1)} was written`] : []),
+    ...(r.pushed ? [`${r.pushed.ref} was pushed${r.outPath && !r.renamed.length ? ` (${r.outPath} was not written)` : ''}`] : []),
+  ];
+  return done.length ? new InterruptedError(signal.reason.signalName, { after: done.join(' and ') }) : undefined;
 }
 
 async function result(r: ConversionRun, timings: Partial<Record<StageId, number>>, t0: number): Promise<ConvertResult> {
@@ -205,7 +242,7 @@ export async function planImage(input: ConvertOptionsInput | ConvertOptions, hoo
   const { o, format } = validate(input);
   plan(o, { inputs: readInputs(o) });
   const scope = hooks.scope ?? new Scope();
-  const work = await mkdtemp(join(process.env.TMPDIR || tmpdir(), 'img2vm-plan-'));
+  const work = await makeWorkDir('plan-', hooks.sink ?? nullSink);
   scope.defer(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
   const ctx: RunContext = { work, signal: hooks.signal ?? new AbortController().signal, sink: hooks.sink ?? nullSink, scope, random: createRandom(o.seed ?? randomBytes(16).toString('hex')) };
   try {

@@ -105,11 +105,11 @@ async function liveLocks(dir: string): Promise<number[]> {
   return out;
 }
 
-/** Pids of writers with a blob in flight (.partial-<hex>-<pid>-<nonce>). */
+/** Pids of writers with a blob in flight (.partial-<hex>-<pid>.<host tag>-<nonce>). */
 async function liveBlobWriters(blobs: string): Promise<number[]> {
   const out: number[] = [];
   for (const name of await readdir(blobs).catch(() => [] as string[])) {
-    const m = /^\.partial-[0-9a-f]{64}-(\d+)-/.exec(name);
+    const m = /^\.partial-[0-9a-f]{64}-(\d+)[.-]/.exec(name);
     if (m && pidAlive(Number(m[1]))) out.push(Number(m[1]));
   }
   return out;

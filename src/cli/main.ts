@@ -2,8 +2,8 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ExitCode, Img2vmError, isImg2vmError } from '../core/errors.js';
-import { withSignals } from './signals.js';
+import { ExitCode, Img2vmError, InterruptedError, isImg2vmError } from '../core/errors.js';
+import { reportLateSignals, withSignals } from './signals.js';
 import { PACKAGE_ROOT } from '../core/paths.js';
 import { convert, planImage, STAGES, type ConvertResult } from '../convert.js';
 import { addConvertOptions } from './options.js';
@@ -44,6 +44,12 @@ function summary(r: ConvertResult): string {
   ].join('\n');
 }
 
+/** What a finished conversion left, for an interruption that came too late to undo it. */
+function completed(r: ConvertResult): string {
+  if (r.output !== null) return `${r.output} was written`;
+  return r.pushed ? `${r.pushed.ref} was pushed` : 'the conversion finished';
+}
+
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -65,7 +71,9 @@ export function buildProgram(): Command {
       const result = await withSignals(
         ({ signal, scope }) => convert(input, { sink: renderer.sink, signal, scope }),
         'still cleaning up; interrupt again to stop waiting',
+        { late: (res, sig) => new InterruptedError(sig, { after: completed(res) }) },
       );
+      reportLateSignals(completed(result));
       ok = true;
       await renderer.done(true);
       if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

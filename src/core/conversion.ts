@@ -34,6 +34,8 @@ export interface ConversionRun {
   readonly outPath: string | null;
   /** Files to rename into place, all together, once every step succeeded: [temporary, final]. */
   readonly commits: [string, string][];
+  /** The final paths renamed into place so far (the run is complete once the first is). */
+  readonly renamed: string[];
   /** What the output step produced, for sinks that run after it (push). */
   artifact?: { containerDiskQcow2?: string };
   pushed?: { ref: string; digest: string };

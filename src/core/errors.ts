@@ -28,12 +28,12 @@ export class Img2vmError extends Error {
   readonly hint: string | undefined;
   readonly exitCode: number;
 
-  constructor(kind: ExitCodeName, message: string, hint?: string, options?: { cause?: unknown }) {
+  constructor(kind: ExitCodeName, message: string, hint?: string, options?: { cause?: unknown; exitCode?: number }) {
     super(message, options);
     this.name = 'Img2vmError';
     this.kind = kind;
     this.hint = hint;
-    this.exitCode = ExitCode[kind];
+    this.exitCode = options?.exitCode ?? ExitCode[kind];
   }
 }
 
@@ -41,9 +41,28 @@ export function isImg2vmError(e: unknown): e is Img2vmError {
   return e instanceof Img2vmError;
 }
 
-/** Raised when the user interrupts (SIGINT/SIGTERM); cleanup has run or is running. */
+/** The signals that interrupt a run (and that the CLI turns into an abort). */
+export const INTERRUPT_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/** The shell's convention for a process ended by a signal: 128 + its number (SIGHUP 1, SIGINT 2, SIGTERM 15). */
+export function signalExitCode(signal: string | undefined): number {
+  return signal === 'SIGTERM' ? 143 : signal === 'SIGHUP' ? 129 : ExitCode.interrupted;
+}
+
+/**
+ * Raised when the user interrupts (SIGINT/SIGTERM/SIGHUP); cleanup has run or is running. `after` names what was
+ * already complete when the signal came (the output renamed into place), so the user is not told nothing was written.
+ */
 export class InterruptedError extends Img2vmError {
-  constructor(signal: string) {
-    super('interrupted', `interrupted by ${signal}`, 'nothing was written; temporary files were removed');
+  readonly signalName: string;
+
+  constructor(signal: string, o: { after?: string } = {}) {
+    super(
+      'interrupted',
+      o.after ? `interrupted by ${signal} after ${o.after}` : `interrupted by ${signal}`,
+      o.after ? 'that output is complete and stays; temporary files were removed' : 'nothing was written; temporary files were removed',
+      { exitCode: signalExitCode(signal) },
+    );
+    this.signalName = signal;
   }
 }

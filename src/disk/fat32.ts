@@ -49,7 +49,7 @@ export function planFat32(opts: Fat32Options, files: readonly Fat32File[]): Fat3
  * Writes the reserved sectors, both FATs and every directory cluster in full and nothing else: free clusters and
  * the slack after each file's end stay holes. The same options and files give the same bytes, in any input order.
  */
-export async function writeFat32(target: BlockTarget, opts: Fat32Options, files: readonly Fat32File[]): Promise<void> {
+export async function writeFat32(target: BlockTarget, opts: Fat32Options, files: readonly Fat32File[], signal?: AbortSignal): Promise<void> {
   const layout = planFat32(opts, files);
   // Written past the end, the file system would grow a raw file or a qcow2 beyond the disk its partition table describes.
   if (target.size() < opts.offset + opts.size) throw new RangeError(`writeFat32: the target is ${target.size()} bytes, the file system ends at ${opts.offset + opts.size}`);
@@ -67,7 +67,7 @@ export async function writeFat32(target: BlockTarget, opts: Fat32Options, files:
   writeFats(target, opts.offset, layout);
   const time = fatTime(opts.epoch);
   for (const d of layout.dirs) target.write(encodeDirectory(d, g, time, opts.label), opts.offset + clusterOffset(g, d.cluster));
-  for (const f of layout.files) await writeFile(target, opts.offset + clusterOffset(g, f.cluster), f);
+  for (const f of layout.files) await writeFile(target, opts.offset + clusterOffset(g, f.cluster), f, signal);
 }
 
 function writeFats(target: BlockTarget, base: number, layout: Fat32Layout): void {
@@ -144,7 +144,8 @@ class SequentialWriter {
   }
 }
 
-async function writeFile(target: BlockTarget, at: number, f: FileNode): Promise<void> {
+async function writeFile(target: BlockTarget, at: number, f: FileNode, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted();
   if (f.size === 0) return;
   const content: Fat32Content = f.content;
   if (content instanceof Uint8Array) {
@@ -154,6 +155,7 @@ async function writeFile(target: BlockTarget, at: number, f: FileNode): Promise<
   const out = new SequentialWriter(target, at);
   let seen = 0;
   for await (const chunk of content.read()) {
+    signal?.throwIfAborted();
     // Never past the file's run: the next file's clusters start right after it.
     if (seen + chunk.length > f.size) throw sizeChanged(f, `more than ${f.size}`);
     out.push(chunk);

@@ -32,12 +32,12 @@ const ext4: StepFn = async (r, step) => {
   if (fs.role === 'root') {
     // The root's file contents are in place since flattening; its metadata goes after them now.
     if (!r.plan.layout) r.target!.resize(fs.size);
-    await r.rootWriter!.finish(r.tree!.root, { sizeBytes: fs.size, inodeCount: fs.inodes!, journalBytes });
+    await r.rootWriter!.finish(r.tree!.root, { sizeBytes: fs.size, inodeCount: fs.inodes!, journalBytes, signal: r.ctx.signal });
     return `ext4 root, ${formatSize(fs.size)}`;
   }
   // /boot's own file system: its file contents are copied from where flattening put them.
   const w = new Ext4Writer({ target: r.target!, offset: fs.offset, maxBytes: fs.size, uuid: fs.uuid, label: fs.label, hashSeed: fs.hashSeed!, epoch: r.epoch });
-  await w.finish(r.bootTree!, { sizeBytes: fs.size, inodeCount: fs.inodes!, journalBytes });
+  await w.finish(r.bootTree!, { sizeBytes: fs.size, inodeCount: fs.inodes!, journalBytes, signal: r.ctx.signal });
   return `ext4 ${fs.role}, ${formatSize(fs.size)}`;
 };
 
@@ -58,7 +58,7 @@ const vfat: StepFn = async (r, step) => {
     if (f.fs !== 'esp' || f.path.endsWith('/')) continue;
     files.push(await espFile(r, f.path.replace(/^\/+/, ''), f));
   }
-  await writeFat32(r.target!, { offset: fs.offset, size: fs.size, volumeId: Number.parseInt(fs.uuid.replace('-', ''), 16), label: fs.label, epoch: r.epoch }, files);
+  await writeFat32(r.target!, { offset: fs.offset, size: fs.size, volumeId: Number.parseInt(fs.uuid.replace('-', ''), 16), label: fs.label, epoch: r.epoch }, files, r.ctx.signal);
   return `vfat ESP, ${formatSize(fs.size)}, ${files.length} file${files.length === 1 ? '' : 's'}`;
 };
 

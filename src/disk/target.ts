@@ -12,6 +12,8 @@ export interface BlockTarget {
   resize(bytes: number): void;
   /** Writes out whatever is buffered (format metadata, tables) and releases the file. */
   close(): void;
+  /** Releases the file without writing what is buffered: the run failed and the file is being removed. */
+  discard?(): void;
 }
 
 /** A sparse raw image file. */
@@ -53,5 +55,9 @@ export class RawFileTarget implements BlockTarget {
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
+  }
+
+  discard(): void {
+    this.close();
   }
 }

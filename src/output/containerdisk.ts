@@ -22,7 +22,7 @@ function mtime(): Date {
 }
 
 /** Streams a tar into `dest` while hashing it; returns its sha256 digest and size. */
-async function writeHashed(pack: tar.Pack, dest: string): Promise<{ digest: string; size: number }> {
+async function writeHashed(pack: tar.Pack, dest: string, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
   const h = createHash('sha256');
   let size = 0;
   const tee = new PassThrough();
@@ -30,19 +30,21 @@ async function writeHashed(pack: tar.Pack, dest: string): Promise<{ digest: stri
     h.update(c);
     size += c.length;
   });
-  await pipeline(pack, tee, createWriteStream(dest));
+  await pipeline(pack, tee, createWriteStream(dest), { signal });
   return { digest: `sha256:${h.digest('hex')}`, size };
 }
 
 /** The layer: /disk (dir) and /disk/disk.qcow2, both 107:107, as KubeVirt's virt-launcher expects. */
-async function diskLayer(qcow2: string, dest: string): Promise<{ digest: string; size: number }> {
+async function diskLayer(qcow2: string, dest: string, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
   const pack = tar.pack();
   const size = (await stat(qcow2)).size;
-  const done = writeHashed(pack, dest);
+  const done = writeHashed(pack, dest, signal);
+  // The write side fails first when it fails (a full disk, an abort): the copy into the entry must not wait for it.
+  done.catch((e: unknown) => pack.destroy(e as Error));
   const t = mtime();
   pack.entry({ name: 'disk/', type: 'directory', mode: 0o555, uid: QEMU_UID, gid: QEMU_UID, mtime: t });
   const entry = pack.entry({ name: 'disk/disk.qcow2', type: 'file', mode: 0o444, uid: QEMU_UID, gid: QEMU_UID, size, mtime: t });
-  await pipeline(createReadStream(qcow2), entry);
+  await pipeline(createReadStream(qcow2), entry, { signal });
   pack.finalize();
   return done;
 }
@@ -61,9 +63,9 @@ export interface ContainerDiskImage {
 }
 
 /** Builds the layer (under `work`), the config and the manifest of the containerDisk image for a qcow2. */
-export async function containerDiskImage(qcow2: string, work: string): Promise<ContainerDiskImage> {
+export async function containerDiskImage(qcow2: string, work: string, signal?: AbortSignal): Promise<ContainerDiskImage> {
   const layerPath = join(work, 'containerdisk-layer.tar');
-  const layer = await diskLayer(qcow2, layerPath);
+  const layer = await diskLayer(qcow2, layerPath, signal);
   const config = blob({
     architecture: 'amd64',
     os: 'linux',
@@ -94,10 +96,11 @@ export async function containerDiskImage(qcow2: string, work: string): Promise<C
 }
 
 /** The OCI image layout as a tar: oci-layout, index.json, and the blobs (config, manifest, the layer). */
-export async function writeContainerDiskArchive(qcow2: string, dest: string, work: string): Promise<void> {
-  const img = await containerDiskImage(qcow2, work);
+export async function writeContainerDiskArchive(qcow2: string, dest: string, work: string, signal?: AbortSignal): Promise<void> {
+  const img = await containerDiskImage(qcow2, work, signal);
   const pack = tar.pack();
-  const out = pipeline(pack, createWriteStream(dest));
+  const out = pipeline(pack, createWriteStream(dest), { signal });
+  out.catch((e: unknown) => pack.destroy(e as Error));
   const t = mtime();
   const file = (name: string, bytes: Buffer) => pack.entry({ name, mode: 0o644, mtime: t }, bytes);
   file('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
@@ -108,14 +111,14 @@ export async function writeContainerDiskArchive(qcow2: string, dest: string, wor
   file(`blobs/sha256/${config.digest.slice(7)}`, config.bytes);
   file(`blobs/sha256/${img.manifest.digest.slice(7)}`, img.manifest.bytes);
   const entry = pack.entry({ name: `blobs/sha256/${layer.digest.slice(7)}`, mode: 0o644, size: layer.size, mtime: t });
-  await pipeline(createReadStream(layer.path), entry);
+  await pipeline(createReadStream(layer.path), entry, { signal });
   pack.finalize();
   await out;
 }
 
 /** Pushes the containerDisk image of a qcow2 to a registry as `ref` (a tag); returns the canonical reference and manifest digest. */
 export async function pushContainerDisk(qcow2: string, ref: string, ctx: RunContext, opts: PushOptions = {}): Promise<{ ref: string; digest: string }> {
-  const img = await containerDiskImage(qcow2, ctx.work);
+  const img = await containerDiskImage(qcow2, ctx.work, ctx.signal);
   return pushOciImage(ref, img.blobs, img.manifest, ctx, opts);
 }
 
@@ -125,7 +128,7 @@ export const containerdisk: OutputFormat = {
   // The disk was written as the qcow2 itself (see output/target.ts); the archive wraps it.
   async write(i) {
     // With --push alone nothing is kept: the image is only pushed.
-    if (i.plan.output.path !== null) await writeContainerDiskArchive(i.raw, i.dest, i.ctx.work);
+    if (i.plan.output.path !== null) await writeContainerDiskArchive(i.raw, i.dest, i.ctx.work, i.ctx.signal);
     return { containerDiskQcow2: i.raw };
   },
 };

@@ -250,6 +250,14 @@ export class Qcow2Target implements BlockTarget {
     }
   }
 
+  /** Closes the file without writing the tables (it is being removed). */
+  discard(): void {
+    if (this.fd === undefined) return;
+    const fd = this.fd;
+    this.fd = undefined;
+    closeSync(fd);
+  }
+
   private plainSource(l2Indexes: number[]) {
     return {
       dataClusters: this.nextHost,

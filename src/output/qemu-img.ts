@@ -1,5 +1,8 @@
 // Output formats that qemu-img writes from the raw disk (sparse-aware, so unused space costs nothing).
-import { basename } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { isNoSpace, noSpaceError } from '../core/no-space.js';
+import { testHook } from '../core/test-hook.js';
 import type { RunContext } from '../core/context.js';
 import { epochSeconds } from '../core/epoch.js';
 import { makeReproducible, type DiskFormatId } from './reproducible.js';
@@ -14,13 +17,24 @@ export function qemuImgConvertArgs(src: string, dest: string, format: string, op
 /** Runs qemu-img convert with its progress meter turned into progress events (percent of the disk). */
 export async function qemuImgConvert(src: string, dest: string, format: string, ctx: RunContext, opts: { compress?: boolean; options?: string } = {}): Promise<void> {
   const bar = progress(ctx.sink, 'output', 'entries', 100, 'percent');
-  await run('qemu-img', qemuImgConvertArgs(src, dest, format, { ...opts, progress: true }), {
-    signal: ctx.signal,
-    onLine: (l) => {
-      const m = /\((\d+(?:\.\d+)?)\/100%\)/.exec(l);
-      if (m) bar.set(Number(m[1]));
-    },
-  });
+  try {
+    await run('qemu-img', qemuImgConvertArgs(src, dest, format, { ...opts, progress: true }), {
+      signal: ctx.signal,
+      onLine: (l) => {
+        const m = /\((\d+(?:\.\d+)?)\/100%\)/.exec(l);
+        if (m) bar.set(Number(m[1]));
+        // qemu-img goes on while a test signals (see core/test-hook.ts).
+        void testHook('during', 'output/convert');
+      },
+    });
+  } catch (e) {
+    // qemu-img says "No space left on device" on stderr; the disk's data is what the converted file needs.
+    if (isNoSpace(e)) {
+      const data = await stat(src).then((st) => st.blocks * 512).catch(() => undefined);
+      throw noSpaceError({ area: 'output', what: `the ${format} output`, path: dirname(dest), ...(data !== undefined ? { needBytes: data, needNote: "the disk's data" } : {}) }, e);
+    }
+    throw e;
+  }
   bar.end();
 }
 

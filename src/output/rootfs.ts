@@ -4,6 +4,7 @@ import { chmod, copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { Img2vmError } from '../core/errors.js';
+import { tempBeside as tmp } from '../core/leftovers.js';
 import type { OutputFormat } from './format.js';
 
 export interface RootfsArtifacts {
@@ -137,7 +138,6 @@ export const rootfs: OutputFormat = {
     // img2vm's init ends the VM by a reboot there: Firecracker exits on the guest's i8042 reset, not on poweroff.
     const extra = [...(i.plan.guest.strategy === 'img2vm' ? ['quiet', 'img2vm.halt=reboot'] : []), ...(i.plan.boot.userCmdline ? [i.plan.boot.userCmdline] : [])].join(' ');
     const vm = { ...VM, cmdline: extra || undefined };
-    const tmp = (p: string) => join(dirname(p), `.${basename(p)}.img2vm-${process.pid}.tmp`);
     const files: [string, () => Promise<void>, number][] = [
       [a.kernel, () => copyFile(i.files.get('vmlinuz')!, tmp(a.kernel)), 0o644],
       [a.vmlinux, () => copyFile(i.files.get('vmlinux')!, tmp(a.vmlinux)), 0o644],

@@ -22,9 +22,53 @@ export function diskFile(r: ConversionRun): string {
 export function openDiskTarget(r: ConversionRun): BlockTarget {
   const file = diskFile(r);
   const id = r.plan.output.format;
-  const t = id === 'qcow2' || id === 'containerdisk' ? new Qcow2Target(file, { compress: r.plan.output.compress }) : new RawFileTarget(file);
-  r.ctx.scope.defer(`close ${file}`, () => t.close());
+  const t = new PathTagged(id === 'qcow2' || id === 'containerdisk' ? new Qcow2Target(file, { compress: r.plan.output.compress }) : new RawFileTarget(file), file);
+  // Reached only when the run failed (the output step closes it first): the file goes, its tables need not be written.
+  r.ctx.scope.defer(`close ${file}`, () => t.discard());
   return t;
+}
+
+/**
+ * The disk's target with its file named in every write failure (fd writes say only ENOSPC), so a full file system
+ * is reported where it is full.
+ */
+class PathTagged implements BlockTarget {
+  constructor(private readonly t: BlockTarget, readonly path: string) {}
+
+  private tagged<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err && typeof err === 'object' && typeof err.code === 'string' && err.path === undefined) err.path = this.path;
+      throw e;
+    }
+  }
+
+  write(buf: Uint8Array, offset: number): void {
+    this.tagged(() => this.t.write(buf, offset));
+  }
+
+  read(buf: Uint8Array, offset: number): number {
+    return this.t.read(buf, offset);
+  }
+
+  size(): number {
+    return this.t.size();
+  }
+
+  resize(bytes: number): void {
+    this.tagged(() => this.t.resize(bytes));
+  }
+
+  close(): void {
+    this.tagged(() => this.t.close());
+  }
+
+  discard(): void {
+    if (this.t.discard) this.t.discard();
+    else this.t.close();
+  }
 }
 
 /**

@@ -6,6 +6,7 @@ import type { ConversionRun, StepFn } from '../core/conversion.js';
 import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
 import { formatSize } from '../core/units.js';
+import { testHook } from '../core/test-hook.js';
 import { Ext4Writer } from '../disk/ext4/index.js';
 import { inodesFor } from '../disk/sizing.js';
 import { GUEST_STRATEGIES } from '../guest/index.js';
@@ -18,10 +19,14 @@ import { binPath } from './tree-path.js';
 
 /** Counts the bytes of each layer blob as the flattener reads it, for the progress bar. */
 function counted(stream: NodeJS.ReadableStream, add: (n: number) => void): NodeJS.ReadableStream {
+  let first = true;
   const t = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       add(chunk.length);
-      cb(null, chunk);
+      if (!first) return cb(null, chunk);
+      // The first chunk is held while a test interrupts mid-layer (see core/test-hook.ts).
+      first = false;
+      void testHook('during', 'rootfs/flatten').then(() => cb(null, chunk));
     },
   });
   stream.on('error', (e) => t.destroy(e));

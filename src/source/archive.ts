@@ -8,6 +8,8 @@ import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { z } from 'zod';
 import { Img2vmError } from '../core/errors.js';
+import { asWriteError, isNoSpace, isReadOnly } from '../core/no-space.js';
+import { testHook } from '../core/test-hook.js';
 import { detectCompression } from '../rootfs/decompress.js';
 import { MAX_JSON, isDigest, sha256, verified } from './digest.js';
 import { ImageConfigSchema, type Layer, type SourceImage } from './image.js';
@@ -38,11 +40,20 @@ export interface ExtractedArchive {
   links: Map<string, string>;
 }
 
+export interface ExtractOptions {
+  onBytes?: (n: number) => void;
+  signal?: AbortSignal;
+  /** The archive's size, when known: what a full work directory is told it needs. */
+  size?: number;
+}
+
 /** Unpacks the regular files of an image archive below dir; symlinks are remembered, never created. */
-export async function extractArchive(stream: Readable, dir: string, onBytes?: (n: number) => void): Promise<ExtractedArchive> {
+export async function extractArchive(stream: Readable, dir: string, o: ExtractOptions | ((n: number) => void) = {}): Promise<ExtractedArchive> {
+  const { onBytes, signal, size } = typeof o === 'function' ? { onBytes: o, signal: undefined, size: undefined } : o;
   const links = new Map<string, string>();
   const ex = tar.extract();
   if (onBytes) stream.on('data', (c: Buffer) => onBytes(c.length));
+  let files = 0;
   const done = (async () => {
     for await (const entry of ex) {
       const h = entry.header;
@@ -50,7 +61,9 @@ export async function extractArchive(stream: Readable, dir: string, onBytes?: (n
       if (h.type === 'file' || h.type === 'contiguous-file') {
         const dest = join(dir, p);
         await mkdir(dirname(dest), { recursive: true });
-        await pipeline(entry, createWriteStream(dest, { mode: 0o600 }));
+        await pipeline(entry, createWriteStream(dest, { mode: 0o600 }), { signal });
+        if (files++ === 0) await testHook('during', 'source/extract');
+        signal?.throwIfAborted();
         continue;
       }
       if (h.type === 'symlink' && h.linkname) {
@@ -60,10 +73,17 @@ export async function extractArchive(stream: Readable, dir: string, onBytes?: (n
     }
   })();
   try {
-    await Promise.all([pipeline(stream, ex), done]);
+    await Promise.all([pipeline(stream, ex, { signal }), done]);
   } catch (e) {
+    // Both sides are torn down (a stream left paused would keep its file open).
+    stream.destroy();
+    ex.destroy();
+    await done.catch(() => undefined);
+    if (signal?.aborted) throw signal.reason;
     if (e instanceof Img2vmError) throw e;
     if ((e as Error).name === 'AbortError') throw e;
+    // A full work directory is not a corrupt archive.
+    if (isNoSpace(e) || isReadOnly(e)) throw asWriteError(e, { area: 'work', what: "the image archive's files", path: dir, ...(size !== undefined ? { needBytes: size, needNote: 'the archive\'s size' } : {}) });
     throw new Img2vmError('badImage', `image archive is corrupt: ${(e as Error).message}`, 'check the file, or re-create it with docker save', { cause: e });
   }
   return { dir, links };

@@ -5,6 +5,10 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileH
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { Img2vmError } from '../core/errors.js';
+import { deadOwner, ownerTag } from '../core/leftovers.js';
+import { asWriteError, isNoSpace, noSpaceError } from '../core/no-space.js';
+import { testHook } from '../core/test-hook.js';
+import { acquireLock, type HeldLock, type LockOptions } from '../guest/kernel/lock.js';
 import { digestMismatch, hexOf, sha256, tooLarge, truncated, verified } from './digest.js';
 
 /**
@@ -62,17 +66,25 @@ export class BlobCache {
     const f = await openRegularFile(p).catch(() => undefined);
     if (!f) return undefined;
     let buf: Buffer;
+    let ino: number;
     try {
       if (f.size > max) return undefined;
+      ino = (await f.fh.stat()).ino;
       buf = await f.fh.readFile();
     } finally {
       await f.fh.close();
     }
     if (sha256(buf) !== digest) {
-      await rm(p, { force: true });
+      await this.removeDamaged(p, ino);
       return undefined;
     }
     return buf;
+  }
+
+  /** Removes a damaged entry, unless another process has put a good one there since it was read. */
+  private async removeDamaged(p: string, ino: number): Promise<void> {
+    const st = await stat(p).catch(() => undefined);
+    if (st?.ino === ino) await rm(p, { force: true });
   }
 
   /** Hashes a stored blob; a damaged one is removed (so it is fetched again) and false returned. */
@@ -80,9 +92,11 @@ export class BlobCache {
     const p = this.pathOf(digest);
     const h = createHash('sha256');
     let n = 0;
+    let ino: number;
     try {
       const f = await openRegularFile(p);
       if (!f) return false;
+      ino = (await f.fh.stat()).ino;
       for await (const c of f.fh.createReadStream()) {
         n += (c as Buffer).length;
         h.update(c as Buffer);
@@ -91,7 +105,7 @@ export class BlobCache {
       return false;
     }
     if (n === size && `sha256:${h.digest('hex')}` === digest) return true;
-    await rm(p, { force: true });
+    await this.removeDamaged(p, ino);
     return false;
   }
 
@@ -126,22 +140,37 @@ export class BlobCache {
     await mkdir(this.blobs, { recursive: true, mode: 0o755 });
     this.swept ??= this.sweep();
     await this.swept;
-    const tmp = join(this.blobs, `.partial-${hexOf(digest)}-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const tmp = join(this.blobs, `.partial-${hexOf(digest)}-${ownerTag()}-${randomBytes(6).toString('hex')}`);
     const fh = await open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644);
     return new BlobWriter(this, fh, tmp, digest, size, what);
   }
 
   private swept: Promise<void> | undefined;
 
-  /** Removes partial files a killed process left behind; a live writer's file is younger than a day. */
+  /**
+   * Removes partial files killed processes left behind: those whose owner (named in them) is gone, and any older
+   * than a day (from another host, which cannot be asked).
+   */
   private async sweep(): Promise<void> {
     const names = await readdir(this.blobs).catch(() => [] as string[]);
     const old = Date.now() - 24 * 3600_000;
     for (const n of names) {
       if (!n.startsWith('.partial-')) continue;
+      if (deadOwner(n, PARTIAL)) {
+        await rm(join(this.blobs, n), { force: true });
+        continue;
+      }
       const st = await stat(join(this.blobs, n)).catch(() => undefined);
       if (st && st.mtimeMs < old) await rm(join(this.blobs, n), { force: true });
     }
+  }
+
+  /**
+   * Held while one process fetches a blob, so concurrent runs fetch it once: the others wait, then find it in the
+   * cache. Integrity never depends on it (blobs appear only by rename of verified bytes).
+   */
+  lock(digest: string, o: LockOptions): Promise<HeldLock> {
+    return acquireLock(join(this.root, 'locks', `${hexOf(digest)}.lock`), o);
   }
 
   private refPath(ref: string): string {
@@ -171,6 +200,8 @@ export class BlobCache {
   }
 }
 
+const PARTIAL = /^\.partial-[0-9a-f]{64}-(\d+)\.([0-9a-f]{8})-[0-9a-f]{12}$/;
+
 /** Sequential writer of one blob into a private temp file; commit() verifies, then publishes it. */
 export class BlobWriter {
   private hash: Hash = createHash('sha256');
@@ -188,13 +219,24 @@ export class BlobWriter {
 
   async write(chunk: Buffer): Promise<void> {
     if (this.offset + chunk.length > this.size) throw tooLarge(this.what, this.size);
+    // After the first chunk: a partial file exists (see core/test-hook.ts).
+    if (this.offset > 0) await testHook('during', 'source/fetch-blob');
     this.hash.update(chunk);
     let off = 0;
-    while (off < chunk.length) {
-      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.offset + off);
-      off += bytesWritten;
+    try {
+      while (off < chunk.length) {
+        const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.offset + off);
+        off += bytesWritten;
+      }
+    } catch (e) {
+      // Not a network failure: a registry client must not retry it or call the registry unreachable.
+      throw this.writeError(e);
     }
     this.offset += chunk.length;
+  }
+
+  private writeError(e: unknown): unknown {
+    return asWriteError(e, { area: 'cache', what: this.what, path: this.cache.blobs, needBytes: this.size, needNote: 'the whole blob' });
   }
 
   /** Starts over (a registry that cannot resume a range). */
@@ -208,7 +250,11 @@ export class BlobWriter {
     if (this.offset < this.size) throw truncated(this.what, this.offset, this.size);
     const got = `sha256:${this.hash.digest('hex')}`;
     if (got !== this.digest) throw digestMismatch(this.what, this.digest, got);
-    await this.fh.sync();
+    try {
+      await this.fh.sync();
+    } catch (e) {
+      throw this.writeError(e);
+    }
     await this.fh.close();
     this.done = true;
     const final = this.cache.pathOf(this.digest);
@@ -238,6 +284,8 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-export function cacheError(root: string, e: unknown): Img2vmError {
+export function cacheError(root: string, e: unknown, needBytes?: number): Img2vmError {
+  if (e instanceof Img2vmError) return e;
+  if (isNoSpace(e)) return noSpaceError({ area: 'cache', what: 'the blob cache', path: root, ...(needBytes !== undefined ? { needBytes } : {}) }, e);
   return new Img2vmError('outputNotWritable', `cannot write the blob cache ${root}: ${(e as Error).message}`, 'free space there, fix its permissions, or set XDG_CACHE_HOME elsewhere', { cause: e });
 }

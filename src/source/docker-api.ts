@@ -164,6 +164,21 @@ export class DockerClient {
     }
   }
 
+  /**
+   * Removes a container at once (killing it), and waits until the daemon has let go of it: a cancelled build's
+   * step container must not outlive img2vm. One the daemon is already removing is waited for.
+   */
+  async removeContainer(id: string, waitMs = 30_000): Promise<void> {
+    const path = `/containers/${encodeURIComponent(id)}`;
+    const r = await this.json('DELETE', `${path}?force=1&v=1`);
+    if (r.status !== 204 && r.status !== 404 && r.status !== 409) throw apiError('remove container', id, r.status, r.body);
+    for (const t0 = Date.now(); Date.now() - t0 < waitMs; ) {
+      if ((await this.json('GET', `${path}/json`)).status === 404) return;
+      await new Promise((res) => setTimeout(res, 100));
+      await this.json('DELETE', `${path}?force=1&v=1`);
+    }
+  }
+
   async removeImage(name: string): Promise<void> {
     await this.json('DELETE', `/images/${imagePath(name)}?noprune=0`);
   }
@@ -227,11 +242,6 @@ export class DockerClient {
     return r.body.map((c) => ({ id: c.Id, value: c.Labels?.[label] ?? '' }));
   }
 
-  async removeContainer(id: string): Promise<void> {
-    const res = await this.raw('DELETE', `/containers/${encodeURIComponent(id)}?force=1&v=1`);
-    const text = await readAll(res);
-    if (res.statusCode !== 204 && res.statusCode !== 404) throw apiError('remove container', id, res.statusCode ?? 0, text);
-  }
 
   /** Adds a tag to an image. */
   async tag(image: string, repo: string, tag: string): Promise<void> {

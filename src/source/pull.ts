@@ -1,6 +1,7 @@
 // Pulls an image from a registry into the blob cache (verified, three layers at a time) and opens it from there.
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
+import { isNoSpace, noSpaceError } from '../core/no-space.js';
 import { progress } from '../core/events.js';
 import { lookupCredentials } from './auth.js';
 import { BlobCache, cacheError } from './blob-cache.js';
@@ -123,7 +124,13 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
     const total = missing.reduce((s, l) => s + l.size, 0);
     const t0 = performance.now();
     const bar = progress(p.ctx.sink, 'source', 'bytes', total, `${missing.length} layer${missing.length === 1 ? '' : 's'}`);
-    await mapLimit(missing, PARALLEL, p.ctx.signal, (l, signal) => fetchBlob(c, repo, l, p, progressReporter(p.ctx, l, (n) => bar.add(n)), signal));
+    try {
+      await mapLimit(missing, PARALLEL, p.ctx.signal, (l, signal) => fetchBlob(c, repo, l, p, progressReporter(p.ctx, l, (n) => bar.add(n)), signal));
+    } catch (e) {
+      // What the user must make room for is every layer still missing, not the rest of the one that failed.
+      if (isNoSpace(e)) throw noSpaceError({ area: 'cache', what: `the layers of ${name}`, path: p.cache.blobs, needBytes: total, needNote: `${missing.length} layer${missing.length === 1 ? '' : 's'} not cached yet` }, e);
+      throw e;
+    }
     bar.end();
     const s = (performance.now() - t0) / 1000;
     debug(p.ctx, `${name}: pulled ${missing.length} layer(s), ${mb(total)} in ${s.toFixed(1)} s (${(total / 1e6 / Math.max(s, 0.001)).toFixed(1)} MB/s)`);
@@ -163,17 +170,28 @@ export async function resolveManifest(
   }
 }
 
+/** Fetches a blob into the cache once across processes: under its lock, unless a holder has fetched it meanwhile. */
 async function fetchBlob(c: RegistryClient, repo: string, d: Descriptor, p: PullContext, onProgress: (n: number) => void, signal?: AbortSignal): Promise<void> {
   if (await p.cache.has(d.digest, d.size)) return;
-  const w = await p.cache.writer(d.digest, d.size, `blob ${d.digest}`).catch((e) => {
-    throw cacheError(p.cache.root, e);
+  const sig = signal ?? p.ctx.signal;
+  const lock = await p.cache.lock(d.digest, { signal: sig, onWait: (pid) => debug(p.ctx, `blob ${d.digest.slice(7, 19)}: waiting for img2vm process ${pid}, which is fetching it`) }).catch((e) => {
+    throw sig.aborted ? sig.reason : cacheError(p.cache.root, e, d.size);
   });
-  const release = p.ctx.scope.defer(`remove ${w.tmp}`, () => w.abort());
+  const unlock = p.ctx.scope.defer(`unlock blob ${d.digest}`, () => lock.release());
   try {
-    await c.downloadBlob(repo, d.digest, w, onProgress, signal ?? p.ctx.signal);
-    await w.commit();
+    if (await p.cache.has(d.digest, d.size)) return;
+    const w = await p.cache.writer(d.digest, d.size, `blob ${d.digest}`).catch((e) => {
+      throw cacheError(p.cache.root, e, d.size);
+    });
+    const release = p.ctx.scope.defer(`remove ${w.tmp}`, () => w.abort());
+    try {
+      await c.downloadBlob(repo, d.digest, w, onProgress, sig);
+      await w.commit();
+    } finally {
+      await release();
+    }
   } finally {
-    await release();
+    await unlock();
   }
 }
 

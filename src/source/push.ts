@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
+import { testHook } from '../core/test-hook.js';
 import { formatSize } from '../core/units.js';
 import { lookupCredentials } from './auth.js';
 import { isDigest, sha256 } from './digest.js';
@@ -177,6 +178,8 @@ export async function pushOciImage(ref: string, blobs: PushBlob[], manifest: Pus
       }
       await p.uploadBlob(b);
       log(`${b.digest.slice(7, 19)}: pushed ${formatSize(b.size)}`);
+      // Blobs are in the registry, the tag not yet (see core/test-hook.ts).
+      await testHook('during', 'output/push');
     }
     digest = await p.putManifest(tag, manifest);
   } catch (e) {

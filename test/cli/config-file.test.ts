@@ -27,11 +27,7 @@ describe('configOptions', () => {
       'config.yaml: boot: Invalid option: expected one of "hybrid"|"bios"|"uefi"; nosuchkey: unknown option; '
       + 'boot-partition: invalid size "lots": use a number with an optional unit, e.g. 512M, 4G; insecure-registry[1]: Invalid input: expected string, received number',
     );
-    try {
-      yaml('boot: efi');
-    } catch (e) {
-      expect(e).toMatchObject({ kind: 'usage', exitCode: 2 });
-    }
+    expect(() => yaml('boot: efi')).toThrow(expect.objectContaining({ kind: 'usage', exitCode: 2 }));
   });
 
   it('helps with the mistakes YAML invites: camelCase keys, unquoted numbers, output flags, nesting', () => {

@@ -83,9 +83,10 @@ async function writeTable(path: string, l: DiskLayout): Promise<void> {
   }
 }
 
-describe.skipIf(!hasSfdisk)('sfdisk reads back what we write', () => {
+describe('sfdisk reads back what we write', () => {
   let dir: string;
   beforeAll(async () => {
+    if (!hasSfdisk) throw new Error('sfdisk is missing: install fdisk (scripts/install-deps.sh)');
     dir = await mkdtemp(join(tmpdir(), 'img2vm-sfdisk-'));
   });
   afterAll(async () => {

@@ -1,5 +1,6 @@
 // The registry client against an in-process fake registry: auth (bearer, basic, config.json, helpers), platforms, ranges, retries, cache and pull policies.
 import { randomBytes } from 'node:crypto';
+import * as zlib from 'node:zlib';
 import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -78,16 +79,18 @@ describe('pulling', () => {
     expect((await openSource(`docker://${reg.host}/x:v1@${img.manifest.digest}`, sb.ctx, undefined, opts())).id).toBe(img.config.digest);
   });
 
-  it('handles uncompressed layers, and reports zstd layers clearly on Node 20', async () => {
+  it('handles uncompressed layers, and zstd layers (unpacked where Node has zstd, else reported clearly)', async () => {
     await start();
     const plain = buildImage({ layers: [await tarOf({ 'a.txt': 'a' })] });
     reg.push('plain', 'v1', plain);
     expect(await pullAndList(`docker://${reg.host}/plain:v1`)).toEqual(['a.txt']);
-    const zstdMagic = Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), randomBytes(100)]);
-    const z = buildImage({ layers: [zstdMagic], layerMediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' });
+    const zl = zlib as unknown as { createZstdDecompress?: unknown; zstdCompressSync?: (b: Buffer) => Buffer };
+    const hasZstd = typeof zl.createZstdDecompress === 'function' && !!zl.zstdCompressSync;
+    const layer = hasZstd ? zl.zstdCompressSync!(await tarOf({ 'z.txt': 'z' })) : Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), randomBytes(100)]);
+    const z = buildImage({ layers: [layer], layerMediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' });
     reg.push('zstd', 'v1', z);
-    const major = Number(process.versions.node.split('.')[0]);
-    if (major < 22) await expect(pullAndList(`docker://${reg.host}/zstd:v1`)).rejects.toThrow(/zstd-compressed/);
+    if (hasZstd) expect(await pullAndList(`docker://${reg.host}/zstd:v1`)).toEqual(['z.txt']);
+    else await expect(pullAndList(`docker://${reg.host}/zstd:v1`)).rejects.toThrow(/zstd-compressed/);
   });
 
   it('chooses the platform from a manifest list or an OCI index; attestations never match', async () => {
@@ -149,9 +152,9 @@ describe('flaky registries', () => {
     reg.faults.unavailable = 1;
     reg.faults.unavailableStatus = 429;
     reg.faults.retryAfter = '1';
-    const t0 = performance.now();
     await openSource(`docker://${reg.host}/limited:v1`, sb.ctx, undefined, opts());
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(950);
+    // The wait the client chose, as it logs it (a measured time would make the test depend on the machine's load).
+    expect(sb.events.some((e) => e.type === 'log' && /HTTP 429.*retrying in 1000 ms/.test(e.message))).toBe(true);
     expect(reg.log.filter((l) => l.status === 429)).toHaveLength(1);
   });
 

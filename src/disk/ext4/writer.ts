@@ -36,6 +36,8 @@ export interface Ext4FinishOptions {
   inodeCount: number;
   /** Journal size; default 16/32/64 MiB by file-system size (smaller if the default does not fit). */
   journalBytes?: number;
+  /** Stops between the passes and while contents are copied in (the metadata passes themselves are bounded). */
+  signal?: AbortSignal;
 }
 
 export interface Ext4Measure {
@@ -252,7 +254,11 @@ export class Ext4Writer implements ContentStore {
     const fixed = placeFixed(this.alloc, geo, jb);
     const resizeDind = this.alloc.alloc();
     const copied = new Map<FileNode, Ext4Ref>();
-    for (const node of plan.copies) copied.set(node, await this.copyIn(node));
+    for (const node of plan.copies) {
+      o.signal?.throwIfAborted();
+      copied.set(node, await this.copyIn(node));
+    }
+    o.signal?.throwIfAborted();
     const reservedGdtBlocks = GDT_SPAN - Math.ceil(geo.groups / DESCS_PER_BLOCK);
     const pass = {
       plan, geo, fixed, alloc: this.alloc, batch: this.batch, fsSeed: this.fsSeed, hasher: this.hasher, epoch: this.epoch,
@@ -260,6 +266,7 @@ export class Ext4Writer implements ContentStore {
       reservedGdtBlocks, resizeDind,
     };
     const usedDirs = writeInodeTables(pass);
+    o.signal?.throwIfAborted();
     this.zeroStale(dataEnd);
     const journalIBlock = buildExtentTree(journalExtents(fixed), () => 0, 0).root;
     const counts = finalize({

@@ -10,7 +10,8 @@ import { progress } from '../../core/events.js';
 import { importToDaemon, openDaemonImage } from '../../source/index.js';
 import type { Builder } from './builder.js';
 import { TEMPLATES_DIR } from '../../core/paths.js';
-import type { DockerClient } from '../../source/docker-api.js';
+import { DockerClient } from '../../source/docker-api.js';
+import { testHook } from '../../core/test-hook.js';
 import { renderTemplate } from '../template.js';
 import type { DistroRecipe } from '../distros.js';
 
@@ -77,19 +78,31 @@ export async function dockerBuild(client: DockerClient, baseId: string, recipe: 
   const plan = await planBuild(baseId, recipe);
   if (await client.inspect(plan.tag)) return { tag: plan.tag, cached: true };
   const bar = progress(ctx.sink, 'guest', 'entries', undefined, 'build steps');
-  await client.build(Readable.from(contextTar(plan.files)), {
-    tag: plan.tag,
-    labels: { 'org.img2vm.base': baseId, 'org.img2vm.template': recipe.template, 'org.img2vm.key': plan.key },
-    onLine: (l) => {
-      // The classic builder announces "Step N/M : ..." before each instruction.
-      const m = /^Step (\d+)\/(\d+)/.exec(l);
-      if (m) {
-        bar.setTotal(Number(m[2]));
-        bar.set(Number(m[1]) - 1);
-      }
-      ctx.sink({ type: 'log', level: 'debug', stage: 'guest', message: l });
-    },
-  });
+  let running: string | undefined;
+  try {
+    await client.build(Readable.from(contextTar(plan.files)), {
+      tag: plan.tag,
+      labels: { 'org.img2vm.base': baseId, 'org.img2vm.template': recipe.template, 'org.img2vm.key': plan.key },
+      onLine: (l) => {
+        // The classic builder announces "Step N/M : ..." before each instruction, and the container a RUN runs in.
+        const m = /^Step (\d+)\/(\d+)/.exec(l);
+        if (m) {
+          bar.setTotal(Number(m[2]));
+          bar.set(Number(m[1]) - 1);
+        }
+        const c = /^ ---> Running in ([0-9a-f]{12,64})$/.exec(l);
+        if (c) {
+          running = c[1];
+          void testHook('during', 'guest/build-step');
+        } else if (/^ ---> (?!Running in )/.test(l)) running = undefined;
+        ctx.sink({ type: 'log', level: 'debug', stage: 'guest', message: l });
+      },
+    });
+  } catch (e) {
+    // The daemon cancels a build whose client went away, but in its own time: its step container goes now.
+    if (ctx.signal.aborted && running) await new DockerClient(client.endpoint).removeContainer(running).catch(() => undefined);
+    throw e;
+  }
   bar.end();
   return { tag: plan.tag, cached: false };
 }

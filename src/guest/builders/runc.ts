@@ -21,6 +21,7 @@ import { containerId, ownerOf, runcDeleteArgv, runcKillArgv, runcListArgv, runcR
 import { applyEnv, copyStep, ensureWorkdir, recipeEnv, stepUser } from './steps.js';
 import { writeTreeTar } from './tree-tar.js';
 import { pidAlive } from '../kernel/lock.js';
+import { testHook } from '../../core/test-hook.js';
 
 /** Bump when the way a runc build is done (or its layer written) changes, so old cache entries are not reused. */
 export const RUNC_BUILDER_VERSION = '1';
@@ -97,6 +98,8 @@ async function runStep(r: ConversionRun, bundle: string, step: Extract<Step, { k
         tail.push(l);
         if (tail.length > 15) tail.shift();
         log(ctx, 'debug', l);
+        // The step's container is running: it goes on while a test signals (see core/test-hook.ts).
+        void testHook('during', 'guest/build-step');
       },
     });
     if (res.exitCode !== 0) {

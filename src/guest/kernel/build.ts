@@ -3,6 +3,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunContext } from '../../core/context.js';
 import { Img2vmError } from '../../core/errors.js';
+import { asWriteError } from '../../core/no-space.js';
 import { TarFormatError } from '../../rootfs/tar.js';
 import { ArError } from './ar.js';
 import { assembleKernel } from './assemble.js';
@@ -54,9 +55,13 @@ export async function buildTree(cache: KernelCache, name: string, ctx: RunContex
       };
     } catch (e) {
       if (isFormatError(e)) throw new Img2vmError('badImage', `${what}: ${e.message}`, 'the kernel source is damaged or not a kernel; nothing was cached');
-      throw e;
+      throw asWriteError(e, { area: 'cache', what: `the kernel from ${what}`, path: cache.root });
     }
-    await writeFile(join(tree, 'kernel.json'), `${JSON.stringify(record, null, 2)}\n`);
+    try {
+      await writeFile(join(tree, 'kernel.json'), `${JSON.stringify(record, null, 2)}\n`);
+    } catch (e) {
+      throw asWriteError(e, { area: 'cache', what: `the kernel from ${what}`, path: cache.root });
+    }
     await cache.install(name, tree);
     return (await cache.readTree(name)) ?? record;
   } finally {

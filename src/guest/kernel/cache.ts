@@ -71,15 +71,38 @@ export class KernelCache {
     return join(this.trees, name);
   }
 
-  /** A tree's record, if the tree is complete and its record readable. */
-  async readTree(name: string): Promise<TreeRecord | undefined> {
+  /**
+   * A tree's record, if the tree is complete and its record readable. With verify (for use, not for listing) the
+   * tree must still hold the files and bytes its record counted; a damaged tree is removed, so it is fetched again.
+   */
+  async readTree(name: string, o: { verify?: boolean } = {}): Promise<TreeRecord | undefined> {
+    const dir = this.treeDir(name);
+    let record: TreeRecord;
     try {
-      const r = TreeRecordSchema.safeParse(JSON.parse(await readFile(join(this.treeDir(name), 'kernel.json'), 'utf8')));
+      const r = TreeRecordSchema.safeParse(JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')));
       if (!r.success) return undefined;
-      const st = await stat(join(this.treeDir(name), r.data.vmlinuz)).catch(() => undefined);
-      return st?.isFile() ? r.data : undefined;
+      record = r.data;
     } catch {
       return undefined;
+    }
+    const st = await stat(join(dir, record.vmlinuz)).catch(() => undefined);
+    if (o.verify === false) return st?.isFile() ? record : undefined;
+    const ino = (await stat(dir).catch(() => undefined))?.ino;
+    const size = st?.isFile() ? await treeSize(dir, ['kernel.json']).catch(() => undefined) : undefined;
+    if (size && size.bytes === record.bytes && size.files === record.files) return record;
+    if (ino !== undefined) await this.discard(name, ino);
+    return undefined;
+  }
+
+  /** Moves a damaged tree out of trees/ (unless another process has replaced it since it was read) and removes it. */
+  private async discard(name: string, ino: number): Promise<void> {
+    if ((await stat(this.treeDir(name)).catch(() => undefined))?.ino !== ino) return;
+    const tmp = await this.makeTemp();
+    const gone = join(tmp, 'damaged');
+    try {
+      await rename(this.treeDir(name), gone);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
     }
   }
 
@@ -87,7 +110,7 @@ export class KernelCache {
     const names = await readdir(this.trees).catch(() => [] as string[]);
     const out: { name: string; record: TreeRecord }[] = [];
     for (const name of names) {
-      const record = await this.readTree(name);
+      const record = await this.readTree(name, { verify: false });
       if (record) out.push({ name, record });
     }
     return out;
@@ -150,13 +173,14 @@ export class KernelCache {
   }
 }
 
-/** Apparent size and file count of a tree, for its record. */
-export async function treeSize(dir: string): Promise<{ bytes: number; files: number }> {
+/** Apparent size and file count of a tree, for its record (top-level names in `skip` not counted). */
+export async function treeSize(dir: string, skip: string[] = []): Promise<{ bytes: number; files: number }> {
   let bytes = 0;
   let files = 0;
   const walk = async (d: string): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true })) {
       const p = join(d, e.name);
+      if (d === dir && skip.includes(e.name)) continue;
       if (e.isDirectory()) await walk(p);
       else if (e.isFile()) {
         files++;

@@ -4,6 +4,7 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { RunContext } from '../../core/context.js';
 import { Img2vmError } from '../../core/errors.js';
+import { isNoSpace, noSpaceError } from '../../core/no-space.js';
 import { ArchiveUnreachableError, defaultSecurityMirror, DEFAULT_MIRROR, resolveArchiveKernel, type ResolvedKernel } from './archive.js';
 import { buildTree } from './build.js';
 import { bundleOf, type KernelBundle } from './bundle.js';
@@ -123,6 +124,7 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
         try {
           sha = await downloadFile(resolved.url, deb, { ...o.http, signal: ctx.signal, size: img.size, onProgress: o.onProgress, log: (m) => log(ctx, 'debug', m) });
         } catch (e) {
+          if (isNoSpace(e)) throw noSpaceError({ area: 'cache', what: `the kernel package ${img.package}`, path: cache.root, needBytes: img.size, needNote: 'the package; its unpacked tree needs more' }, e);
           if (e instanceof HttpError) {
             const kind = e.reason === 'protocol' ? 'badImage' : 'imageNotFound';
             throw new Img2vmError(kind, `cannot download ${resolved.url}: ${e.message}`, 'the mirror may be mid-update or unreachable; try again, or another --kernel-mirror');

@@ -103,9 +103,25 @@ async function retrying<T>(url: string, o: HttpOptions, attempt: (n: number) => 
       if (n >= tries) throw new HttpError('unreachable', url, `${(e as Error).message}; gave up after ${tries} attempts`);
       const ms = Math.round(Math.min((o.backoffMs ?? 500) * 2 ** (n - 1), 10_000) * (0.75 + Math.random() / 2));
       o.log?.(`${(e as Error).message}; retrying in ${ms} ms (attempt ${n + 1} of ${tries})`);
-      await new Promise((r) => setTimeout(r, ms));
+      await abortableSleep(ms, o.signal);
     }
   }
+}
+
+/** Waits ms, or until the signal aborts (then throws its reason): a retry's wait must not hold up an interrupt. */
+function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 function declaredLength(res: http.IncomingMessage): number | undefined {
@@ -174,7 +190,11 @@ export async function downloadFile(url: string, file: string, o: DownloadOptions
           res.destroy();
           throw new HttpError('protocol', url, `${url} is more than the ${o.size} bytes the index says`);
         }
-        await fh.write(c, 0, c.length, done);
+        await fh.write(c, 0, c.length, done).catch((e: NodeJS.ErrnoException) => {
+          // Say which file: a full file system is reported where it is.
+          e.path ??= file;
+          throw e;
+        });
         hash.update(c);
         done += c.length;
         o.onProgress?.(done, o.size);

@@ -7,6 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { mkdir, open, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { pidAlive } from '../../core/leftovers.js';
+
+export { pidAlive };
 
 interface Owner {
   pid: number;
@@ -25,15 +28,6 @@ export interface LockOptions {
 
 export interface HeldLock {
   release(): Promise<void>;
-}
-
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function readOwner(path: string): Promise<Owner | undefined> {

@@ -17,7 +17,7 @@ export const dockerArchive: Transport = {
     }
     const dir = await env.workDir();
     const bar = progress(env.ctx.sink, 'source', 'bytes', st.size, 'archive');
-    const a = await extractArchive(createReadStream(src.target), dir, (n) => bar.add(n));
+    const a = await extractArchive(createReadStream(src.target), dir, { onBytes: (n) => bar.add(n), signal: env.ctx.signal, size: st.size });
     bar.end();
     return { ...(await openArchiveImage(a, ref, src.tag)), workDir: dir };
   },

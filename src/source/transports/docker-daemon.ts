@@ -7,7 +7,7 @@ import type { Scope } from '../../core/scope.js';
 import { ByteSource, TarReader } from '../../rootfs/tar.js';
 import type { ImageConfig } from '../image.js';
 import { initLayerFixup } from './daemon-fixups.js';
-import type { DockerClient, ImageInspect } from '../docker-api.js';
+import { DockerClient, type ImageInspect } from '../docker-api.js';
 import type { SourceImage } from '../image.js';
 import { formatPlatform, platformMatches, type Platform } from '../platform.js';
 import { openRegistryImage, type PullContext } from '../pull.js';
@@ -115,7 +115,8 @@ export async function openDaemonImage(client: DockerClient, name: string, ref: s
   const containerId = (): Promise<string> =>
     (container ??= (async () => {
       const id = await client.createContainer(info.Id, { [EXPORT_LABEL]: `${hostname()}:${process.pid}` });
-      ctx.scope.defer(`remove container ${id.slice(0, 12)}`, () => client.removeContainer(id));
+      // Removed by a client of its own: the run's client stops answering once the run is interrupted.
+      ctx.scope.defer(`remove container ${id.slice(0, 12)}`, () => new DockerClient(client.endpoint).removeContainer(id));
       return id;
     })());
   const c = info.Config ?? {};

@@ -16,7 +16,7 @@ export const ociArchive: Transport = {
     }
     const dir = await env.workDir();
     const bar = progress(env.ctx.sink, 'source', 'bytes', st.size, 'archive');
-    const a = await extractArchive(createReadStream(src.target), dir, (n) => bar.add(n));
+    const a = await extractArchive(createReadStream(src.target), dir, { onBytes: (n) => bar.add(n), signal: env.ctx.signal, size: st.size });
     bar.end();
     const img = await openOciLayout(dir, ref, { tag: src.tag, ...env, resolve: (m) => resolveMember(a, m), transport: 'oci-archive', signal: env.ctx.signal, label: `OCI archive ${src.target}` });
     return { ...img, workDir: dir };
