@@ -123,7 +123,7 @@ archive=$1; out=$2; size=$3; w=$(mktemp -d "$4/floor-XXXXXX")
 trap 'rm -rf "$w"' EXIT
 mkdir "$w/oci" "$w/root"
 tar -x -C "$w/oci" -f "$archive"
-for l in $(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]+"/index.json"))["manifests"][0]["digest"][7:]; print(" ".join(x["digest"][7:] for x in json.load(open(sys.argv[1]+"/blobs/sha256/"+m))["layers"]))' "$w/oci"); do
+for l in $(node -e 'const fs=require("fs"),d=process.argv[1];const m=JSON.parse(fs.readFileSync(d+"/index.json")).manifests[0].digest.slice(7);console.log(JSON.parse(fs.readFileSync(d+"/blobs/sha256/"+m)).layers.map(x=>x.digest.slice(7)).join(" "))' "$w/oci"); do
   tar -xz --numeric-owner --xattrs --xattrs-include='*' -f "$w/oci/blobs/sha256/$l" -C "$w/root"
 done
 mke2fs -q -t ext4 -d "$w/root" "$w/root.ext4" "$size"

@@ -17,9 +17,9 @@ beforeAll(async () => {
 });
 afterAll(() => rm(work, { recursive: true, force: true }));
 
-async function convert(name: string, args: string[]) {
+async function convert(name: string, args: string[], env: Record<string, string> = {}) {
   const out = join(work, name);
-  const r = await img2vm([BASE, '-o', out, '--json', ...args]);
+  const r = await img2vm([BASE, '-o', out, '--json', ...args], { env });
   expect(r.exitCode, r.all).toBe(0);
   return { out, result: JSON.parse(r.stdout) };
 }
@@ -103,10 +103,11 @@ describe('boot modes', () => {
 
 describe('output formats', () => {
   it('every format holds the same disk as the raw image', async () => {
-    const { out: raw, result } = await convert('ref.img', ['--seed', 'formats']);
+    const fixed = { SOURCE_DATE_EPOCH: '1700000000' };
+    const { out: raw, result } = await convert('ref.img', ['--seed', 'formats'], fixed);
     const sizes: string[] = [];
     // qcow2 is written directly (no raw disk, no qemu-img): the same seed gives the same disk as the raw one
-    const { out: direct } = await convert('ref.qcow2', ['--seed', 'formats']);
+    const { out: direct } = await convert('ref.qcow2', ['--seed', 'formats'], fixed);
     await sh('qemu-img', ['check', '-f', 'qcow2', direct]);
     await sh('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', raw, direct]);
     sizes.push(`qcow2 (direct) ${((await stat(direct)).blocks * 512 / 1048576).toFixed(0)} MiB`);

@@ -10,6 +10,8 @@ import type { ImageInspect } from '../docker-api.js';
 
 /** What Docker's init layer creates in every container (daemon/initlayer), shadowing the image. */
 export const INIT_LAYER_PATHS = ['/.dockerenv', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf', '/etc/mtab', '/dev/console'];
+/** The directories it makes or changes on the way: the export shows them with the container's creation time. */
+export const INIT_LAYER_DIRS = ['/dev/pts', '/dev/shm', '/dev', '/proc', '/sys', '/etc', '/'];
 
 type Owned = { mode: number; uid: number; gid: number; mtimeMs: number };
 type Entry =
@@ -34,6 +36,17 @@ async function imageEntry(dirs: string[], path: string): Promise<Entry | null> {
       return { ...owned, kind: st.isCharacterDevice() ? 'char' : 'block', major: ((st.rdev >> 8) & 0xfff) | (Math.floor(st.rdev / 2 ** 32) & ~0xfff), minor: (st.rdev & 0xff) | ((st.rdev >> 12) & ~0xff) };
     }
     return st.isDirectory() ? { kind: 'dir' } : { kind: 'other' };
+  }
+  return null;
+}
+
+/** The directory's metadata in the topmost layer that has it; null when no layer has it. */
+async function imageDir(dirs: string[], path: string): Promise<{ mode: number; uid: number; gid: number; mtimeMs: number } | null> {
+  for (const d of dirs) {
+    const st = await lstat(join(d, path)).catch(() => undefined);
+    if (!st) continue;
+    if (!st.isDirectory()) return null;
+    return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs };
   }
   return null;
 }
@@ -63,6 +76,15 @@ export function initLayerFixup(info: ImageInspect, sink?: EventSink): (tree: Roo
       else if (e.kind === 'file') tree.writeFile(binPath(path), e.content, { mode: e.mode, uid: e.uid, gid: e.gid, mtime: ts(e.mtimeMs) });
       else if (e.kind === 'symlink') tree.symlink(binPath(path), binPath(e.target), { mode: 0o777, uid: e.uid, gid: e.gid, mtime: ts(e.mtimeMs) });
       else if (e.kind === 'char' || e.kind === 'block') tree.put(binPath(path), { kind: e.kind, meta: tree.meta({ mode: e.mode, uid: e.uid, gid: e.gid, mtime: ts(e.mtimeMs) }), major: e.major, minor: e.minor });
+    }
+    for (const path of INIT_LAYER_DIRS) {
+      const n = tree.lookup(binPath(path), { followLast: false });
+      if (n?.kind !== 'dir') continue;
+      const st = readable ? await imageDir(dirs, path) : undefined;
+      if (readable && st === null && n.entries.size === 0) tree.remove(binPath(path));
+      else if (st) n.meta = { ...n.meta, mode: st.mode, uid: st.uid, gid: st.gid, mtime: ts(st.mtimeMs), atime: ts(st.mtimeMs), ctime: ts(st.mtimeMs) };
+      // Unknown: at least not the time the container was made, so conversions stay reproducible.
+      else if (!readable) n.meta = { ...n.meta, mtime: { ...tree.epoch }, atime: { ...tree.epoch }, ctime: { ...tree.epoch } };
     }
     if (lost.length && o.warnLost) {
       sink?.({
