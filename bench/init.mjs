@@ -1,7 +1,7 @@
 // Benchmark (issue 10): converting the Debian demo image with img2vm's own kernel and init (--init img2vm) beside the
 // distribution template path (--init distro), cold and cached, in one run; and the time from `img2vm run` to the
 // first output of a scratch image's workload, through GRUB (qcow2) and direct-kernel (--format rootfs).
-// Usage (as root, after the set-up): node bench/init.mjs
+// Usage (as root, after the set-up): node bench/init.mjs [--only-run]   (--only-run: just the first-output times)
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,10 +30,13 @@ function firstOutput(disk) {
     const t0 = performance.now();
     const p = spawn(BIN, ['run', disk, '--timeout', '300'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let first;
+    let err = '';
+    p.stderr.on('data', (d) => (err = (err + d).slice(-2000)));
     p.stdout.on('data', () => {
       first ??= (performance.now() - t0) / 1000;
     });
-    p.on('exit', (code) => (first !== undefined ? res({ s: first, code }) : rej(new Error(`no output from ${disk} (exit ${code})`))));
+    // 'close', not 'exit': the output can arrive after the process has exited.
+    p.on('close', (code) => (first !== undefined ? res({ s: first, code }) : rej(new Error(`no output from ${disk} (exit ${code}):\n${err}`))));
   });
 }
 
@@ -41,19 +44,20 @@ try {
   sh('bash', [join(REPO, 'fixtures', 'debian-image.sh'), 'img2vm-demo:bookworm', 'bookworm']);
   const cold = join(work, 'cache-cold');
   // --init img2vm, cold: the kernel is fetched and verified; cached: it comes from img2vm's cache.
-  const i1 = convert(['img2vm-demo:bookworm', '-o', join(work, 'i.qcow2'), '--init', 'img2vm'], cold);
-  const i2 = convert(['img2vm-demo:bookworm', '-o', join(work, 'i.qcow2'), '--init', 'img2vm'], cold);
-  // --init distro, cold: the template build runs (its cached image is removed first); cached: it is reused.
-  const probe = convert(['img2vm-demo:bookworm', '-o', join(work, 'd.qcow2'), '--init', 'distro'], cold);
-  spawnSync('docker', ['rmi', '-f', probe.json.guestImage]);
-  const d1 = convert(['img2vm-demo:bookworm', '-o', join(work, 'd.qcow2'), '--init', 'distro'], cold);
-  const d2 = convert(['img2vm-demo:bookworm', '-o', join(work, 'd.qcow2'), '--init', 'distro'], cold);
-  const g = (r) => `${r.s.toFixed(1)} s (guest ${(r.json.timings.guest / 1000).toFixed(1)} s)`;
-  console.log('Debian demo image (debootstrap bookworm minbase) → hybrid qcow2, same run:');
-  console.log(`  --init img2vm   cold ${g(i1)}   cached ${g(i2)}`);
-  console.log(`  --init distro   cold ${g(d1)}   cached ${g(d2)}`);
-  console.log(`  ratio img2vm/distro: cold ${(i1.s / d1.s).toFixed(2)}, cached ${(i2.s / d2.s).toFixed(2)}`);
-
+  if (!process.argv.includes('--only-run')) {
+    const i1 = convert(['img2vm-demo:bookworm', '-o', join(work, 'i.qcow2'), '--init', 'img2vm'], cold);
+    const i2 = convert(['img2vm-demo:bookworm', '-o', join(work, 'i.qcow2'), '--init', 'img2vm'], cold);
+    // --init distro, cold: the template build runs (its cached image is removed first); cached: it is reused.
+    const probe = convert(['img2vm-demo:bookworm', '-o', join(work, 'd.qcow2'), '--init', 'distro'], cold);
+    spawnSync('docker', ['rmi', '-f', probe.json.guestImage]);
+    const d1 = convert(['img2vm-demo:bookworm', '-o', join(work, 'd.qcow2'), '--init', 'distro'], cold);
+    const d2 = convert(['img2vm-demo:bookworm', '-o', join(work, 'd.qcow2'), '--init', 'distro'], cold);
+    const g = (r) => `${r.s.toFixed(1)} s (guest ${(r.json.timings.guest / 1000).toFixed(1)} s)`;
+    console.log('Debian demo image (debootstrap bookworm minbase) → hybrid qcow2, same run:');
+    console.log(`  --init img2vm   cold ${g(i1)}   cached ${g(i2)}`);
+    console.log(`  --init distro   cold ${g(d1)}   cached ${g(d2)}`);
+    console.log(`  ratio img2vm/distro: cold ${(i1.s / d1.s).toFixed(2)}, cached ${(i2.s / d2.s).toFixed(2)}`);
+  }
   // A scratch image: one static program that prints and exits.
   writeFileSync(join(work, 'hello.c'), '#include <stdio.h>\nint main(int c, char **v) { printf("hello from %s\\n", v[0]); return 0; }\n');
   sh('musl-gcc', ['-static', '-Os', '-o', join(work, 'hello'), join(work, 'hello.c')]);

@@ -11,6 +11,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,6 +123,41 @@ static void exec_search(char **argv, char **envp, int envn)
 	_exit(126);
 }
 
+/*
+ * The workload's session leader stays behind it, holding the console, until the workload has ended and the tty
+ * has sent what it wrote. Were the workload the leader, its exit would hang the tty up, and a hangup discards
+ * what the serial port had not sent yet: a short program's whole output, under a slow emulator.
+ */
+static pid_t g_worker;
+
+static void keeper_forward(int sig, siginfo_t *si, void *unused)
+{
+	(void)unused;
+	/* What the init sends (kill) is passed on; ^C on the tty already reached the worker itself. */
+	if (si->si_code == SI_USER || si->si_code == SI_QUEUE)
+		kill(g_worker, sig);
+}
+
+static void keep_tty(pid_t worker)
+{
+	g_worker = worker;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = keeper_forward;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	int fwd[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+	for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
+		sigaction(fwd[i], &sa, NULL);
+	signal(SIGTSTP, SIG_IGN);
+	signal(SIGTTOU, SIG_IGN); /* tcdrain from the background when a shell gave the tty to a job */
+	int st = 0;
+	while (waitpid(worker, &st, 0) < 0 && errno == EINTR)
+		;
+	tcdrain(1);
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
 pid_t spawn(const struct child_plan *p)
 {
 	char tty[64];
@@ -143,6 +179,11 @@ pid_t spawn(const struct child_plan *p)
 			if (fd > 2)
 				close(fd);
 		}
+		pid_t worker = fork();
+		if (worker > 0)
+			keep_tty(worker);
+		if (worker < 0)
+			say("fork for the workload: %s; it runs as the session leader", strerror(errno));
 	} else if (p->out_fd >= 0) {
 		int null = open("/dev/null", O_RDONLY);
 		if (null > 0) {
