@@ -159,37 +159,40 @@ function stages(j) {
   return Object.entries(j.timings).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(', ');
 }
 
+// A labelled block: --only-scale leaves it early and the finally still removes the work directory.
 try {
-  if (ONLY_SCALE) {
-    scale();
-    process.exit(0);
+  bench: {
+    if (ONLY_SCALE) {
+      scale();
+      break bench;
+    }
+    console.log(`img2vm assembly benchmark: ${RUNS} interleaved runs each, ${dropCaches.warm ? 'WARM' : 'cold'} page cache`);
+    const image = kernelReadyImage();
+    const archive = join(work, 'image.oci.tar');
+    const nLayers = ociArchiveOf(image, archive);
+    const info = JSON.parse(sh('docker', ['image', 'inspect', image]))[0];
+    console.log(`image ${image}: ${nLayers} layers, ${mib(info.Size)}; OCI archive (gzip layers) ${mib(statSync(archive).size)}`);
+    const size = Math.ceil((info.Size * 1.6 + 256 * 1048576) / 1048576) * 1048576;
+    const res = { a: [], b: [], c: [], d: [] };
+    const out = (k) => join(work, `out-${k}.qcow2`);
+    for (let i = 0; i < RUNS; i++) {
+      for (const k of ['a', 'b', 'c', 'd']) rmSync(out(k), { force: true });
+      res.a.push(img2vm(image, out('a')));
+      res.b.push(classic(image, out('b'), size));
+      res.c.push(img2vm(`oci-archive:${archive}`, out('c')));
+      res.d.push(floor(archive, out('d'), size));
+    }
+    if (dropCaches.warm) console.log('(could not drop the page cache: these are warm-cache numbers)');
+    report('kernel-ready Debian image', [
+      ['(a) img2vm, daemon, --raw → qcow2', res.a, out('a')],
+      ['(b) classic loop-mount pipeline', res.b, out('b')],
+      ['(c) img2vm, OCI archive, --raw → qcow2', res.c, out('c')],
+      ['(d) tool floor (untar, mke2fs -d, qemu-img)', res.d, out('d')],
+    ], [['a/b', res.a, res.b], ['c/d', res.c, res.d]]);
+    console.log(`where img2vm's time went (best (a)): ${stages(best(res.a).json)}`);
+    console.log(`where img2vm's time went (best (c)): ${stages(best(res.c).json)}`);
+    if (!SKIP_SCALE) scale();
   }
-  console.log(`img2vm assembly benchmark: ${RUNS} interleaved runs each, ${dropCaches.warm ? 'WARM' : 'cold'} page cache`);
-  const image = kernelReadyImage();
-  const archive = join(work, 'image.oci.tar');
-  const nLayers = ociArchiveOf(image, archive);
-  const info = JSON.parse(sh('docker', ['image', 'inspect', image]))[0];
-  console.log(`image ${image}: ${nLayers} layers, ${mib(info.Size)}; OCI archive (gzip layers) ${mib(statSync(archive).size)}`);
-  const size = Math.ceil((info.Size * 1.6 + 256 * 1048576) / 1048576) * 1048576;
-  const res = { a: [], b: [], c: [], d: [] };
-  const out = (k) => join(work, `out-${k}.qcow2`);
-  for (let i = 0; i < RUNS; i++) {
-    for (const k of ['a', 'b', 'c', 'd']) rmSync(out(k), { force: true });
-    res.a.push(img2vm(image, out('a')));
-    res.b.push(classic(image, out('b'), size));
-    res.c.push(img2vm(`oci-archive:${archive}`, out('c')));
-    res.d.push(floor(archive, out('d'), size));
-  }
-  if (dropCaches.warm) console.log('(could not drop the page cache: these are warm-cache numbers)');
-  report('kernel-ready Debian image', [
-    ['(a) img2vm, daemon, --raw → qcow2', res.a, out('a')],
-    ['(b) classic loop-mount pipeline', res.b, out('b')],
-    ['(c) img2vm, OCI archive, --raw → qcow2', res.c, out('c')],
-    ['(d) tool floor (untar, mke2fs -d, qemu-img)', res.d, out('d')],
-  ], [['a/b', res.a, res.b], ['c/d', res.c, res.d]]);
-  console.log(`where img2vm's time went (best (a)): ${stages(best(res.a).json)}`);
-  console.log(`where img2vm's time went (best (c)): ${stages(best(res.c).json)}`);
-  if (!SKIP_SCALE) scale();
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
