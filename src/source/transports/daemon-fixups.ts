@@ -18,7 +18,7 @@ type Entry =
   | (Owned & { kind: 'file'; content: Buffer })
   | (Owned & { kind: 'symlink'; target: string })
   | (Owned & { kind: 'char' | 'block'; major: number; minor: number })
-  | { kind: 'dir' }
+  | (Owned & { kind: 'dir' })
   | { kind: 'other' };
 
 /** The image's own entry at path, from its overlay2 layer directories top down; null when the image has none. */
@@ -35,18 +35,7 @@ async function imageEntry(dirs: string[], path: string): Promise<Entry | null> {
     if (st.isCharacterDevice() || st.isBlockDevice()) {
       return { ...owned, kind: st.isCharacterDevice() ? 'char' : 'block', major: ((st.rdev >> 8) & 0xfff) | (Math.floor(st.rdev / 2 ** 32) & ~0xfff), minor: (st.rdev & 0xff) | ((st.rdev >> 12) & ~0xff) };
     }
-    return st.isDirectory() ? { kind: 'dir' } : { kind: 'other' };
-  }
-  return null;
-}
-
-/** The directory's metadata in the topmost layer that has it; null when no layer has it. */
-async function imageDir(dirs: string[], path: string): Promise<{ mode: number; uid: number; gid: number; mtimeMs: number } | null> {
-  for (const d of dirs) {
-    const st = await lstat(join(d, path)).catch(() => undefined);
-    if (!st) continue;
-    if (!st.isDirectory()) return null;
-    return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs };
+    return st.isDirectory() ? { ...owned, kind: 'dir' } : { kind: 'other' };
   }
   return null;
 }
@@ -80,11 +69,11 @@ export function initLayerFixup(info: ImageInspect, sink?: EventSink): (tree: Roo
     for (const path of INIT_LAYER_DIRS) {
       const n = tree.lookup(binPath(path), { followLast: false });
       if (n?.kind !== 'dir') continue;
-      const st = readable ? await imageDir(dirs, path) : undefined;
-      if (readable && st === null && n.entries.size === 0) tree.remove(binPath(path));
-      else if (st) n.meta = { ...n.meta, mode: st.mode, uid: st.uid, gid: st.gid, mtime: ts(st.mtimeMs), atime: ts(st.mtimeMs), ctime: ts(st.mtimeMs) };
-      // Unknown: at least not the time the container was made, so conversions stay reproducible.
-      else if (!readable) n.meta = { ...n.meta, mtime: { ...tree.epoch }, atime: { ...tree.epoch }, ctime: { ...tree.epoch } };
+      const e = readable ? await imageEntry(dirs, path) : undefined;
+      if (e?.kind === 'dir') n.meta = { ...n.meta, mode: e.mode, uid: e.uid, gid: e.gid, mtime: ts(e.mtimeMs), atime: ts(e.mtimeMs), ctime: ts(e.mtimeMs) };
+      else if (readable && n.entries.size === 0) tree.remove(binPath(path));
+      // Unknown, or Docker's own with the image's files in it: at least not the container's creation time.
+      else n.meta = { ...n.meta, mtime: { ...tree.epoch }, atime: { ...tree.epoch }, ctime: { ...tree.epoch } };
     }
     if (lost.length && o.warnLost) {
       sink?.({
