@@ -184,6 +184,18 @@ describe('an older kernel', () => {
   });
 });
 
+describe('cut off from the archive', () => {
+  it('uses the newest cached kernel of the suite, not an older one the unreachable mirror last named', async () => {
+    const lagging = await mirror('lagging', archive({ security: kernel('old'), dates: { security: before(2) } }));
+    expect((await getKernel(TRIXIE, env.ctx, opts(lagging))).version).toBe(OLD);
+    const current = await mirror('current', archive());
+    expect((await getKernel(TRIXIE, env.ctx, opts(current))).version).toBe(NEW);
+    await lagging.close();
+    expect((await getKernel(TRIXIE, env.ctx, opts(lagging))).version).toBe(NEW);
+    expect(env.logs('warn').at(-1)).toMatch(/cannot reach .*; using the newest cached trixie kernel 6\.12\.99/);
+  });
+});
+
 describe('https by default', () => {
   it('fetches from deb.debian.org over https; a user\'s http mirror or apt proxy stays as given, with its security archive beside it', async () => {
     const { DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR, defaultSecurityMirror, suiteSources } = await import('../../../src/guest/kernel/archive.js');
