@@ -10,7 +10,7 @@ import { progress } from '../core/events.js';
 import type { GuestFile, ImageFacts } from '../core/plan.js';
 import { run } from '../tools/index.js';
 import { img2vmInitramfsEntries, writeInitramfs, type InitModule } from './initramfs.js';
-import { getKernel, parseKernelSource, resolveModules, type ModuleFile } from './kernel/index.js';
+import { archiveOptions, getKernel, parseKernelSource, resolveModules, type ModuleFile } from './kernel/index.js';
 import { passwordEdit } from './configure.js';
 import { recipeFor } from './distros.js';
 import type { GuestStrategy } from './strategy.js';
@@ -78,7 +78,7 @@ function init(o: ConvertOptions, facts: ImageFacts): NonNullable<ReturnType<Gues
 /** For `img2vm plan`: the kernel img2vm would boot, if it is in the cache already (nothing is fetched). */
 export async function cachedKernel(r: ConversionRun): Promise<void> {
   try {
-    const k = await getKernel(parseKernelSource(r.options.kernel, { modulesDir: r.options.kernelModules }), r.ctx, { mirror: r.options.kernelMirror, offline: true, docker: r.docker() });
+    const k = await getKernel(parseKernelSource(r.options.kernel, { modulesDir: r.options.kernelModules }), r.ctx, { ...archiveOptions(r.options), offline: true, docker: r.docker() });
     recordKernel(r, k);
   } catch {
     // not cached (or not reachable offline): the plan says the kernel is not known yet
@@ -127,7 +127,7 @@ export const img2vmStrategy: GuestStrategy = {
     const spec = parseKernelSource(o.kernel, { modulesDir: o.kernelModules });
     const bar = progress(r.ctx.sink, 'guest', 'bytes', undefined, 'kernel package');
     const k = await getKernel(spec, r.ctx, {
-      mirror: o.kernelMirror,
+      ...archiveOptions(o),
       docker: r.docker(),
       source: { pull: o.pull, insecureRegistries: o.insecureRegistries },
       onProgress: (done, total) => {

@@ -1,4 +1,4 @@
-// NEEDS THE NETWORK: fetches Debian's real cloud kernel from deb.debian.org into a temp cache. It fails, never skips, when the archive is unreachable.
+// NEEDS THE NETWORK: fetches Debian's real cloud kernel from deb.debian.org (https) into a temp cache, twice. It fails, never skips, when the archive is unreachable.
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +70,20 @@ describe("Debian's cloud kernel from deb.debian.org (network)", () => {
     expect(names(['vfat'])).toEqual(['fat', 'vfat']);
     expect(new Set(resolveModules(bundle, ['virtio_blk', 'virtio_scsi', 'vfat']).map((m) => m.compressed))).toEqual(new Set(['xz']));
     expect(await readFile(bundle.config!, 'utf8')).toMatch(/^CONFIG_MODULE_DECOMPRESS=y$/m);
+  });
+
+  it('came over https, with the security suite, and is remembered so that no older index or kernel is taken later', async () => {
+    fetched();
+    const seen = JSON.parse(await readFile(join(dir, 'cache', 'kernels', 'seen.json'), 'utf8')) as { releases: Record<string, { date: string; at: string }>; kernels: Record<string, { version: string }> };
+    expect(Object.keys(seen.releases).sort()).toEqual(['trixie', 'trixie-security', 'trixie-updates']);
+    expect(seen.releases['trixie-security']!.at).toBe('https://deb.debian.org/debian-security');
+    expect(seen.releases.trixie!.at).toBe('https://deb.debian.org/debian');
+    expect(Object.keys(seen.kernels)).toEqual(['amd64:trixie,trixie-updates,trixie-security']);
+  });
+
+  it('asked again at once, the archive passes its own memory check (no refusal of the same or a newer index)', async () => {
+    const bundle = fetched();
+    expect(await getKernel(parseKernelSource(undefined), ctx, { cacheDir: join(dir, 'cache'), maxAgeMs: 0 })).toEqual(bundle);
   });
 
   it('is served from the cache the second time, without the network', async () => {

@@ -11,12 +11,24 @@ import { getBuffer, HttpError, type HttpOptions } from './http.js';
 import { PackagesError, scanPackages, type PackageStanza, type ScanStats } from './packages.js';
 import { checkRelease, parseRelease, ReleaseError, type Release } from './release.js';
 
-export const DEFAULT_MIRROR = 'http://deb.debian.org/debian';
-export const DEFAULT_SECURITY_MIRROR = 'http://deb.debian.org/debian-security';
+// https by default: a signature proves an index is Debian's but not that it is current, and over plain http
+// anyone on the path can serve an old one. Node checks the certificate against its bundled CA list (plus
+// NODE_EXTRA_CA_CERTS); a failure is an error, never a silent retry over http.
+export const DEFAULT_MIRROR = 'https://deb.debian.org/debian';
+export const DEFAULT_SECURITY_MIRROR = 'https://deb.debian.org/debian-security';
+
+/** Suites Debian gives no security support and no -updates, so there is nothing to ask for beside them. */
+const DEVELOPMENT_SUITES = new Set(['sid', 'unstable', 'experimental', 'rc-buggy']);
 
 /** The archive could not be reached at all: the caller may fall back to a cached kernel. */
 export class ArchiveUnreachableError extends Img2vmError {
-  constructor(message: string, hint: string, cause?: unknown) {
+  constructor(
+    message: string,
+    hint: string,
+    cause?: unknown,
+    /** The archive root that did not answer. */
+    readonly base?: string,
+  ) {
     super('imageNotFound', message, hint, { cause });
     this.name = 'ArchiveUnreachableError';
   }
@@ -26,18 +38,29 @@ export interface SuiteSource {
   /** Archive root: the URL below which dists/ and pool/ are. */
   base: string;
   suite: string;
-  /** The suite asked for must exist; -updates and -security may be missing or unreachable. */
+  role: 'base' | 'updates' | 'security' | 'backports';
+  /** Every suite but -updates must answer: a missing security suite would silently mean a kernel without its fixes. */
   required: boolean;
 }
 
-/** trixie → trixie, trixie-updates, trixie-security; bookworm-backports adds itself to bookworm's three. */
+/**
+ * trixie → trixie, trixie-updates, trixie-security; bookworm-backports adds itself to bookworm's three;
+ * sid is alone. security null: the user opted out of the security suite (--kernel-no-security).
+ */
 export function suiteSources(suite: string, mirror: string, security: string | null): SuiteSource[] {
   const backports = suite.endsWith('-backports');
   const base = backports ? suite.slice(0, -'-backports'.length) : suite;
-  const out: SuiteSource[] = [{ base: mirror, suite: base, required: true }, { base: mirror, suite: `${base}-updates`, required: false }];
-  if (security) out.push({ base: security, suite: `${base}-security`, required: false });
-  if (backports) out.push({ base: mirror, suite, required: true });
+  const out: SuiteSource[] = [{ base: mirror, suite: base, role: 'base', required: true }];
+  if (DEVELOPMENT_SUITES.has(base)) return out;
+  out.push({ base: mirror, suite: `${base}-updates`, role: 'updates', required: false });
+  if (security) out.push({ base: security, suite: `${base}-security`, role: 'security', required: true });
+  if (backports) out.push({ base: mirror, suite, role: 'backports', required: true });
   return out;
+}
+
+/** Whether a suite has a security suite beside it that --kernel-no-security leaves out. */
+export function hasSecuritySuite(suite: string): boolean {
+  return !DEVELOPMENT_SUITES.has(suite.replace(/-backports$/, ''));
 }
 
 /** The security archive beside a user's mirror: a sibling "-security" path (as deb.debian.org and apt proxies lay it out). */
@@ -161,12 +184,29 @@ async function fetchSuite(src: SuiteSource, o: ArchiveOptions): Promise<SuiteInd
 }
 
 function unreachableHint(o: ArchiveOptions): string {
-  return `check the network, or point --kernel-mirror at a reachable Debian mirror or apt proxy (now ${o.mirror}); or pass --kernel with a local kernel`;
+  // Node's http client does not read these, and neither does img2vm: say so rather than let the user wonder.
+  const proxy = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY'].find((v) => process.env[v]);
+  const viaProxy = proxy ? `; img2vm does not use ${proxy} for the kernel: give an apt proxy as the mirror instead (e.g. --kernel-mirror http://PROXY:3142/deb.debian.org/debian)` : '';
+  return `check the network, or point --kernel-mirror at a reachable Debian mirror or apt proxy (now ${o.mirror}); or pass --kernel with a local kernel${viaProxy}`;
 }
 
-/** Fetches every suite; the asked-for suite must work, the others are warned about and skipped when unreachable. */
+/** A certificate Node could not verify: an intercepting proxy, a wrong clock, or an attacker; never retried over http. */
+export function tlsHint(host: string): string {
+  return (
+    `${host}'s certificate is not signed by a CA Node.js trusts, or the clock is wrong: if a proxy or firewall intercepts TLS, ` +
+    'add its CA with NODE_EXTRA_CA_CERTS=FILE (the host\'s store is /etc/ssl/certs/ca-certificates.crt on Debian); ' +
+    'or give a plain-http mirror or apt proxy with --kernel-mirror http://… (the signatures are still checked, but an old index can then be replayed to a cache that has seen none)'
+  );
+}
+
+const securityOptOut = 'to go without security updates (not advised), pass --kernel-no-security';
+
+/** Fetches every suite; all but -updates must answer (a missing -updates is skipped, an unreachable one warned about). */
 export async function fetchSuites(o: ArchiveOptions): Promise<SuiteIndex[]> {
   const sources = suiteSources(o.suite, o.mirror, o.securityMirror);
+  if (!o.securityMirror && hasSecuritySuite(o.suite)) {
+    o.warn(`fetching without ${o.suite.replace(/-backports$/, '')}-security (--kernel-no-security): the kernel may lack security fixes`);
+  }
   const results = await Promise.allSettled(sources.map((s) => fetchSuite(s, o)));
   const out: SuiteIndex[] = [];
   results.forEach((r, i) => {
@@ -175,11 +215,22 @@ export async function fetchSuites(o: ArchiveOptions): Promise<SuiteIndex[]> {
     const e = r.reason as unknown;
     if (e instanceof HttpError) {
       if (e.reason === 'notFound') {
+        if (src.role === 'security') {
+          throw new Img2vmError(
+            'imageNotFound',
+            `${src.suite} is not in the security archive at ${src.base} (${e.message}), and without it the kernel would lack its security fixes`,
+            `give a mirror that carries it: img2vm looks beside --kernel-mirror (…/debian → …/debian-security), else at ${DEFAULT_SECURITY_MIRROR}; ${securityOptOut}`,
+          );
+        }
         if (src.required) throw new Img2vmError('imageNotFound', `suite ${src.suite} is not in the Debian archive at ${src.base} (${e.message})`, 'check the suite name (e.g. trixie, bookworm) and the --kernel-mirror');
         return void o.debug(`${src.suite}: not in ${src.base}; skipped`);
       }
-      if (e.reason === 'unreachable') {
-        if (src.required) throw new ArchiveUnreachableError(`cannot fetch the kernel index of ${src.suite} from ${src.base}: ${e.message}`, unreachableHint(o), e);
+      if (e.reason === 'unreachable' || e.reason === 'tls') {
+        if (src.required) {
+          const what = src.role === 'security' ? `the security suite ${src.suite}` : `the kernel index of ${src.suite}`;
+          const hint = e.reason === 'tls' ? tlsHint(new URL(e.url).host) : unreachableHint(o);
+          throw new ArchiveUnreachableError(`cannot fetch ${what} from ${src.base}: ${e.message}`, src.role === 'security' ? `${hint}; ${securityOptOut}` : hint, e, src.base);
+        }
         return void o.warn(`${src.suite} at ${src.base} is unreachable (${e.message}); continuing without it, so the kernel may lack its newest fixes`);
       }
       throw new Img2vmError('badImage', `${src.suite} at ${src.base}: ${e.message}`, 'the mirror or a proxy misbehaves; try another --kernel-mirror');

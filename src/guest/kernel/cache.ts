@@ -4,7 +4,8 @@
 // <cache>/kernels/trees/image-<config hex>/   the kernel of one container image
 //     kernel.json  boot/vmlinuz-V  boot/config-V  lib/modules/V/...
 // <cache>/kernels/index/<key>.json           which tree a mirror + suite resolved to, and when
-// <cache>/kernels/locks/<key>.lock           held while one process fetches for that key
+// <cache>/kernels/seen.json                  the newest Release dates and kernels seen (seen.ts); outlives prune
+// <cache>/kernels/locks/<key>.lock           held while one process fetches for that key (seen.lock: seen.json)
 // <cache>/kernels/tmp/<pid>-<random>/         in flight; renamed into trees/ only when complete
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { RunContext } from '../../core/context.js';
 import { Img2vmError } from '../../core/errors.js';
 import { isNoSpace, noSpaceError } from '../../core/no-space.js';
-import { ArchiveUnreachableError, defaultSecurityMirror, DEFAULT_MIRROR, resolveArchiveKernel, type ResolvedKernel } from './archive.js';
+import { ArchiveUnreachableError, defaultSecurityMirror, DEFAULT_MIRROR, resolveArchiveKernel, suiteSources, type ResolvedKernel } from './archive.js';
 import { buildTree } from './build.js';
 import { bundleOf, type KernelBundle } from './bundle.js';
 import { KernelCache, type IndexRecord, type TreeRecord } from './cache.js';
@@ -14,6 +14,7 @@ import { compareDebVersions } from './debversion.js';
 import { DEBIAN_KEYRING } from './gpgv.js';
 import { downloadFile, HttpError } from './http.js';
 import type { KernelOptions } from './options.js';
+import { checkKernelVersion, checkReleaseDates, olderThanSeen, readSeen, recordSeen, suiteSetKey } from './seen.js';
 
 const DAY = 24 * 3600_000;
 
@@ -29,10 +30,12 @@ function treeName(debSha256: string): string {
   return `sha256-${debSha256}`;
 }
 
+const packageVersionOf = (r: TreeRecord): string => (r.source.kind === 'debian-archive' ? r.source.packageVersion : '0');
+
 /** The newest cached archive kernel of a suite (from any mirror), for working offline. */
 async function newestCached(cache: KernelCache, suite: string): Promise<{ name: string; record: TreeRecord } | undefined> {
   const all = (await cache.allTrees()).filter((t) => t.record.source.kind === 'debian-archive' && t.record.source.suite === suite);
-  return all.sort((a, b) => compareDebVersions((b.record.source as { packageVersion: string }).packageVersion, (a.record.source as { packageVersion: string }).packageVersion))[0];
+  return all.sort((a, b) => compareDebVersions(packageVersionOf(b.record), packageVersionOf(a.record)))[0];
 }
 
 export async function debianArchiveKernel(suite: string, ctx: RunContext, o: KernelOptions, cache: KernelCache): Promise<KernelBundle> {
@@ -43,6 +46,7 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
   const now = o.now?.() ?? new Date();
   const key = indexKey(mirror, security, suite, arch);
   const maxAge = o.maxAgeMs ?? DAY;
+  const set = suiteSetKey(arch, suiteSources(suite, mirror, security).map((s) => s.suite));
 
   const fromIndex = async (idx: IndexRecord | undefined): Promise<KernelBundle | undefined> => {
     if (!idx) return undefined;
@@ -50,20 +54,31 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
     return r ? bundleOf(cache.treeDir(idx.tree), r) : undefined;
   };
   const fresh = (idx: IndexRecord | undefined): boolean => !!idx && now.getTime() - Date.parse(idx.checkedAt) < maxAge && now.getTime() >= Date.parse(idx.checkedAt);
+  // A cached answer is not fresh once a newer kernel of the same suites was seen, through this mirror or another.
+  const usable = async (idx: IndexRecord | undefined): Promise<boolean> => {
+    if (o.refresh || !fresh(idx)) return false;
+    if (!olderThanSeen(await readSeen(cache), set, idx!.packageVersion)) return true;
+    log(ctx, 'debug', `the cached ${suite} kernel ${idx!.packageVersion} is older than one seen since; asking the archive`);
+    return false;
+  };
+  // Without the archive: the newer of this mirror's last answer and the newest cached kernel of the suite, so that
+  // an attacker who cuts the connection cannot bring back an older kernel either.
   const offlineFallback = async (why: string, idx: IndexRecord | undefined): Promise<KernelBundle | undefined> => {
-    const b = await fromIndex(idx);
-    if (b) {
+    const viaIndex = idx && (await cache.readTree(idx.tree));
+    const n = await newestCached(cache, suite);
+    const newer = n && viaIndex && n.name !== idx!.tree && compareDebVersions(packageVersionOf(n.record), packageVersionOf(viaIndex)) > 0;
+    if (viaIndex && !newer) {
+      const b = bundleOf(cache.treeDir(idx!.tree), viaIndex);
       log(ctx, 'warn', `${why}; using the cached kernel ${b.version} (${b.origin}), last checked ${idx!.checkedAt}`);
       return b;
     }
-    const n = await newestCached(cache, suite);
     if (!n) return undefined;
     log(ctx, 'warn', `${why}; using the newest cached ${suite} kernel ${n.record.version} (${n.record.origin})`);
     return bundleOf(cache.treeDir(n.name), n.record);
   };
 
   let idx = await cache.readIndex(key);
-  if (!o.refresh && fresh(idx)) {
+  if (await usable(idx)) {
     const b = await fromIndex(idx);
     if (b) {
       log(ctx, 'debug', `${b.version} from the cache (checked ${idx!.checkedAt})`);
@@ -79,7 +94,7 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
   const lock = await cache.lock(key, { signal: ctx.signal, onWait: (pid) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is fetching the same kernel`) });
   try {
     idx = await cache.readIndex(key);
-    if (!o.refresh && fresh(idx)) {
+    if (await usable(idx)) {
       const b = await fromIndex(idx);
       if (b) return b;
     }
@@ -100,18 +115,18 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
       });
     } catch (e) {
       if (e instanceof ArchiveUnreachableError) {
-        const b = await offlineFallback(`cannot reach ${mirror}`, idx);
+        const b = await offlineFallback(`cannot reach ${e.base ?? mirror}`, idx);
         if (b) return b;
       }
       throw e;
     }
-    for (const s of resolved.suites) {
-      const before = idx?.releases[s.source.suite];
-      if (before && s.release.date.getTime() < Date.parse(before)) {
-        log(ctx, 'warn', `${s.source.suite} at ${s.source.base} is dated ${s.release.date.toISOString()}, older than the ${before} seen before (a stale mirror?)`);
-      }
-    }
     const img = resolved.image;
+    // Before anything is downloaded or cached: nothing older than what was seen, then remember what is seen now.
+    const seen = await readSeen(cache);
+    const releases = resolved.suites.map((s) => ({ codename: s.release.codename ?? s.source.suite, date: s.release.date, at: s.source.base }));
+    checkReleaseDates(seen, releases);
+    checkKernelVersion(seen, { set, package: img.package, version: img.version, at: resolved.from.base });
+    await recordSeen(cache, { releases, kernel: { set, package: img.package, version: img.version, at: resolved.from.base, seenAt: now } }, ctx.signal);
     const name = treeName(img.sha256);
     const origin = `Debian ${resolved.from.suite} ${img.package} ${img.version}`;
     let record = await cache.readTree(name);

@@ -1,4 +1,4 @@
-// A careful HTTP GET for archive files: bounded redirects (http/https only), idle timeouts, retries with backoff, size limits, resumable downloads.
+// A careful HTTP GET for archive files: bounded redirects (http/https only, never https → http), certificate failures named, idle timeouts, retries with backoff, size limits, resumable downloads.
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import * as http from 'node:http';
@@ -10,7 +10,9 @@ export type HttpFailure =
   /** No answer at all: DNS, refused, unreachable, or still failing after the retries. */
   | 'unreachable'
   /** The server broke the protocol or a limit: too large, a bad redirect. Not retried. */
-  | 'protocol';
+  | 'protocol'
+  /** The TLS certificate could not be verified. Not retried, and never retried over plain http. */
+  | 'tls';
 
 export class HttpError extends Error {
   constructor(
@@ -33,11 +35,20 @@ export interface HttpOptions {
   /** A connection that sends nothing for this long is dropped and retried (default 30 s). */
   idleTimeoutMs?: number;
   maxRedirects?: number;
+  /** Trust only these CAs (PEM) for https, instead of Node's list (tests; users add CAs with NODE_EXTRA_CA_CERTS). */
+  ca?: string | Buffer;
   log?: (message: string) => void;
 }
 
 /** Whether an error of the network stack is worth another attempt; failing to connect at all is not. */
 const TRANSIENT = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'HPE_INVALID_CHUNK_SIZE']);
+
+/** Certificate errors of Node's TLS stack (and OpenSSL's, for a handshake that cannot even start). */
+function tlsFailure(code: string, host: string): string | undefined {
+  if (/CERT|SELF_SIGNED|^UNABLE_TO_|^ERR_TLS_|HOSTNAME_MISMATCH/.test(code)) return `cannot verify the TLS certificate of ${host} (${code})`;
+  if (/^ERR_SSL_/.test(code)) return `the TLS handshake with ${host} failed (${code})`;
+  return undefined;
+}
 
 class Transient extends Error {}
 
@@ -50,7 +61,8 @@ function request(url: URL, headers: Record<string, string>, o: HttpOptions): Pro
   const mod = url.protocol === 'https:' ? https : http;
   const idle = o.idleTimeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const req = mod.get(url, { headers: { 'user-agent': 'img2vm', ...headers }, signal: o.signal, timeout: idle }, resolve);
+    const tls = url.protocol === 'https:' && o.ca !== undefined ? { ca: o.ca } : {};
+    const req = mod.get(url, { headers: { 'user-agent': 'img2vm', ...headers }, signal: o.signal, timeout: idle, ...tls }, resolve);
     req.on('timeout', () => req.destroy(Object.assign(new Error(`${url.host} sent nothing for ${idle / 1000} s`), { code: 'ETIMEDOUT' })));
     req.on('error', reject);
   });
@@ -67,6 +79,8 @@ async function openOnce(url: string, headers: Record<string, string>, o: HttpOpt
       if (o.signal?.aborted) throw o.signal.reason;
       const code = (e as NodeJS.ErrnoException).code ?? '';
       if (TRANSIENT.has(code)) throw new Transient(`${(e as Error).message} (${u.href})`);
+      const tls = u.protocol === 'https:' ? tlsFailure(code, u.host) : undefined;
+      if (tls) throw new HttpError('tls', u.href, tls);
       throw new HttpError('unreachable', u.href, `cannot reach ${u.host}: ${code || (e as Error).message}`);
     }
     const status = res.statusCode ?? 0;
@@ -80,6 +94,7 @@ async function openOnce(url: string, headers: Record<string, string>, o: HttpOpt
         throw new HttpError('protocol', u.href, `${u.href} redirects to an invalid URL`);
       }
       if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new HttpError('protocol', u.href, `${u.href} redirects to a ${next.protocol} URL`);
+      if (u.protocol === 'https:' && next.protocol === 'http:') throw new HttpError('protocol', u.href, `${u.href} redirects to plain http (${next.href}), which would give up what https protects`);
       u = next;
       continue;
     }

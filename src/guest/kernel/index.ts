@@ -11,7 +11,7 @@ import type { KernelOptions } from './options.js';
 import type { KernelSpec } from './spec.js';
 
 export type { KernelBundle } from './bundle.js';
-export type { KernelOptions } from './options.js';
+export { archiveOptions, type KernelOptions } from './options.js';
 export { parseKernelSource, describeSpec, DEFAULT_SUITE, type KernelSpec, type ParseKernelOptions } from './spec.js';
 export { resolveModules, canonicalModuleName, type ModuleFile, type ModuleCompression, type ResolveOptions } from './modules.js';
 export { kernelVersionOf } from './bzimage.js';

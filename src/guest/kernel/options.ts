@@ -5,9 +5,9 @@ import type { DockerClient } from '../../source/docker-api.js';
 export interface KernelOptions {
   /** img2vm's cache root (default cacheDir()); kernels live in its kernels/ directory. */
   cacheDir?: string;
-  /** Debian mirror or apt proxy URL (--kernel-mirror); default http://deb.debian.org/debian. */
+  /** Debian mirror or apt proxy URL (--kernel-mirror); default https://deb.debian.org/debian. */
   mirror?: string;
-  /** The security archive; default beside the mirror (…/debian-security); null: do not use one. */
+  /** The security archive; default beside the mirror (…/debian-security); null: do not use one (--kernel-no-security). */
   securityMirror?: string | null;
   /** OpenPGP keyring the archive must be signed with (binary format); default Debian's archive keyring. */
   keyring?: string;
@@ -29,4 +29,9 @@ export interface KernelOptions {
   /** For kernels in container images. */
   docker?: DockerClient;
   source?: OpenSourceOptions;
+}
+
+/** What a conversion's options decide about the archive fetch (the rest is the caller's). */
+export function archiveOptions(o: { kernelMirror?: string; kernelNoSecurity?: boolean }): Pick<KernelOptions, 'mirror' | 'securityMirror'> {
+  return o.kernelNoSecurity ? { mirror: o.kernelMirror, securityMirror: null } : { mirror: o.kernelMirror };
 }

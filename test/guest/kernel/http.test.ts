@@ -1,4 +1,4 @@
-// The archive HTTP client against a local server: redirects bounded and http(s)-only, retries of transient failures, resumed downloads, size limits, idle timeouts.
+// The archive HTTP client against local servers: redirects bounded, http(s)-only and never from https to http, certificates it cannot verify named, retries of transient failures, resumed downloads, size limits, idle timeouts.
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
@@ -153,5 +153,61 @@ describe('downloadFile', () => {
       res.end(BODY);
     };
     await expect(downloadFile(`${base}/f`, join(env.dir, 'f'), { ...fast, size: 100 })).rejects.toThrow(/more than the 100 bytes the index says/);
+  });
+});
+
+describe('https', () => {
+  let tlsServer: import('node:https').Server;
+  let tlsBase: string;
+  let cert: string;
+  let connections = 0;
+
+  beforeEach(async () => {
+    // A certificate of our own for 127.0.0.1: trusted only where a test passes it as the CA.
+    const { execFileSync } = await import('node:child_process');
+    const [k, c] = [join(env.dir, 'key.pem'), join(env.dir, 'cert.pem')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', k, '-out', c, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    cert = await readFile(c, 'utf8');
+    const { createServer: createHttpsServer } = await import('node:https');
+    connections = 0;
+    tlsServer = createHttpsServer({ key: await readFile(k), cert }, (req, res) => handler(req, res));
+    tlsServer.on('connection', () => connections++);
+    await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
+    tlsBase = `https://127.0.0.1:${(tlsServer.address() as AddressInfo).port}`;
+  });
+
+  afterEach(async () => {
+    tlsServer.closeAllConnections();
+    await new Promise<void>((r) => tlsServer.close(() => r()));
+  });
+
+  it('works with a certificate it can verify', async () => {
+    handler = (_req, res) => res.end('secure');
+    expect((await getBuffer(`${tlsBase}/x`, 100, { ...fast, ca: cert })).toString()).toBe('secure');
+  });
+
+  it('names a certificate it cannot verify, at the first attempt, and tries nothing else', async () => {
+    let served = 0;
+    handler = (_req, res) => {
+      served++;
+      res.end('should not be read');
+    };
+    await expect(getBuffer(`${tlsBase}/x`, 100, fast)).rejects.toMatchObject({ reason: 'tls', message: expect.stringMatching(/cannot verify the TLS certificate of 127\.0\.0\.1:\d+ \(DEPTH_ZERO_SELF_SIGNED_CERT\)/) });
+    expect(connections).toBe(1);
+    expect(served).toBe(0);
+  });
+
+  it('refuses a redirect from https to plain http', async () => {
+    // One handler serves both servers: /secure on the https one, /plain on the http one.
+    let plain = 0;
+    handler = (req, res) => {
+      if (req.url === '/secure') res.writeHead(302, { location: `${base}/plain` }).end();
+      else {
+        plain++;
+        res.end('plain');
+      }
+    };
+    await expect(getBuffer(`${tlsBase}/secure`, 100, { ...fast, ca: cert })).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/redirects to plain http \(http:\/\/127\.0\.0\.1:\d+\/plain\)/) });
+    expect(plain).toBe(0);
   });
 });

@@ -154,18 +154,32 @@ describe('debian archive: a good mirror', () => {
     expect(await listFiles(locks)).toEqual([]);
   });
 
-  it('skips a security archive that does not answer, with a warning, and takes the suite\'s own kernel', async () => {
+  it('fails when the security archive does not answer (naming the opt-out), uses a kernel it already has, and skips it only when told to', async () => {
     const m = await mirror(suites());
-    m.intercept = (path, res) => {
+    const cut = (path: string, res: import('node:http').ServerResponse): boolean => {
       if (!path.startsWith('/debian-security/')) return false;
       res.socket?.destroy();
       return true;
     };
-    const b = await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m));
+    m.intercept = cut;
+    // Nothing cached: no kernel without its security suite, unless the user says so.
+    await expect(getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m))).rejects.toMatchObject({
+      kind: 'imageNotFound',
+      message: expect.stringMatching(/cannot fetch the security suite trixie-security from .*\/debian-security/),
+      hint: expect.stringMatching(/--kernel-no-security/),
+    });
+    await expectNothingCached();
+    const b = await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m, { securityMirror: null }));
     expect(b.version).toBe(OLD);
-    expect(env.logs('warn')).toEqual([expect.stringMatching(/trixie-security at .* is unreachable .*continuing without it/)]);
+    expect(env.logs('warn')).toEqual([expect.stringMatching(/fetching without trixie-security \(--kernel-no-security\)/)]);
     // bookworm's layout: lib/modules, uncompressed modules.
     expect(resolveModules(b, ['virtio-blk'])).toEqual([{ name: 'virtio_blk', path: join(b.modulesDir!, 'kernel/drivers/block/virtio_blk.ko'), compressed: null }]);
+    // With the security suite once fetched, a later cut falls back to that kernel (newer than any other cached), with a warning.
+    m.intercept = undefined;
+    expect((await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m))).version).toBe(NEW);
+    m.intercept = cut;
+    expect((await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m, { maxAgeMs: 0 }))).version).toBe(NEW);
+    expect(env.logs('warn').at(-1)).toMatch(new RegExp(`cannot reach .*/debian-security; using the cached kernel ${NEW.replace(/\+/g, '\\+')}`));
   });
 
   it('accepts an expired security suite only when asked to', async () => {
