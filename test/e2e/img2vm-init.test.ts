@@ -2,7 +2,7 @@
 // it, a busybox userland no template knows) become disks that run their workload or give a console (with
 // --entrypoint-service, both), with no daemon.
 import { execa } from 'execa';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,6 +103,31 @@ describe('--init img2vm', () => {
     expect(r.stdout).toContain('toy: ID=toyos');
     // modprobe exists, so the kernel's modules are where it looks
     expect(r.stdout).toMatch(/^\d+\.\d+\.\S+-cloud-amd64$/m);
+  });
+
+  it('--password on a busybox console image without getty and login is refused before anything is written; with them it plans a login prompt', async () => {
+    const consoleImage = async (name: string, applets: string[]) => {
+      const file = join(tmp, `${name}.tar`);
+      await writeOciArchive(file, [await layerOf([
+        { name: 'bin/', dir: true },
+        { name: 'bin/busybox', mode: 0o755, content: await readFile('/bin/busybox') },
+        ...applets.map((a) => ({ name: a, symlink: '/bin/busybox' })),
+      ])], { Cmd: ['/bin/sh'] });
+      return `oci-archive:${file}`;
+    };
+    const bare = await consoleImage('busybox-shell', ['bin/sh']);
+    const outDir = join(tmp, 'refused');
+    await mkdir(outDir);
+    const r = await img2vm([bare, '-o', join(outDir, 'disk.qcow2'), '--init', 'img2vm', '--password', 'pw', '--boot', 'bios'], { env: NO_DAEMON });
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/--password is for a console login, but the image has no getty and login/);
+    expect(r.stderr).toMatch(/--init distro/);
+    expect(await readdir(outDir)).toEqual([]);
+    // the same image with busybox's getty and login applets: a login prompt, not a refusal
+    const withLogin = await consoleImage('busybox-login', ['bin/sh', 'sbin/getty', 'bin/login']);
+    const p = await img2vm(['plan', withLogin, '-o', join(outDir, 'disk.qcow2'), '--init', 'img2vm', '--password', 'pw', '--json'], { env: NO_DAEMON });
+    expect(p.exitCode, p.all).toBe(0);
+    expect(JSON.parse(p.stdout).guest.init).toMatchObject({ mode: 'console', login: true });
   });
 
   it('a Debian image as docker ships it (no kernel, no systemd) gives a login prompt with --password, a root shell without', async () => {
