@@ -84,6 +84,25 @@ describe('--init img2vm', () => {
     expect((await img2vm(['test', out, '--expect-exit', '7', '--timeout', '300'])).exitCode).toBe(0);
   });
 
+  it('--kernel-cmdline reaches the kernel through GRUB byte for byte, with what GRUB script reads specially quoted', async () => {
+    // The kernel's own view: /proc/cmdline, read by a scratch workload.
+    await writeFile(join(tmp, 'cmdline.c'), '#include <stdio.h>\nint main(void) { char b[4096]; FILE *f = fopen("/proc/cmdline", "r"); size_t n = f ? fread(b, 1, sizeof b - 1, f) : 0; b[n] = 0; if (n && b[n - 1] == 10) b[n - 1] = 0; printf("cmdline=[%s]\\n", b); return 0; }\n');
+    await sh('musl-gcc', ['-static', '-Os', '-o', join(tmp, 'cmdline'), join(tmp, 'cmdline.c')]);
+    const image = join(tmp, 'cmdline.tar');
+    await writeOciArchive(image, [await layerOf([{ name: 'cmdline', mode: 0o755, content: await readFile(join(tmp, 'cmdline')) }])], { Entrypoint: ['/cmdline'] });
+    const user = 't1=a$b t2=c;d t3={e} t4=#f "t5=g  h" t6=ok*? t7=x|y&z<w>v t8=[[ t9=é if';
+    const out = join(tmp, 'cmdline.qcow2');
+    const r = await img2vm([`oci-archive:${image}`, '-o', out, '--json', '--boot', 'bios', '--kernel-cmdline', user], { env: NO_DAEMON });
+    expect(r.exitCode, r.all).toBe(0);
+    const p = JSON.parse(r.stdout).plan as { kernel: { kernelPath: string }; boot: { cmdline: string } };
+    expect(p.boot.cmdline.endsWith(` ${user}`)).toBe(true);
+    const run = await execa('bin/img2vm', ['run', out, '--timeout', '300'], { reject: false, all: true, stdin: 'ignore' });
+    expect(run.exitCode, run.all).toBe(0);
+    // GRUB puts BOOT_IMAGE=<the kernel it loaded> first; everything after it is the plan's command line, unchanged
+    const got = /^cmdline=\[(.*)\]$/m.exec(run.stdout)?.[1];
+    expect(got, run.all).toBe(`BOOT_IMAGE=${p.kernel.kernelPath} ${p.boot.cmdline}`);
+  });
+
   it('the same image as --format rootfs boots its Firecracker config directly', async () => {
     const out = join(tmp, 'scratch.ext4');
     await convert(`oci-archive:${scratch}`, out);
