@@ -1,5 +1,6 @@
 // What reaches grub.cfg and the BLS entry from outside img2vm (--kernel-cmdline, the image's PRETTY_NAME, ID and
-// kernel name): one entry, one line per field, and the kernel gets exactly the arguments the user gave.
+// kernel name): one entry, one line per field, and the kernel gets exactly the arguments the user gave. Tools tier
+// in part: grub-script-check (grub-common) parses the grub.cfg written, with GRUB's own lexer and grammar.
 import { execa } from 'execa';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
