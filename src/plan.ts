@@ -2,6 +2,7 @@
 // img2vm writes into the guest, the output and the steps). Pure: the same inputs give the same plan.
 import { resolve } from 'node:path';
 import { BOOT_LOADERS } from './boot/index.js';
+import { checkKernelCmdline, checkKernelVersion } from './boot/cmdline.js';
 import { kernelCmdline } from './boot/grub-config.js';
 import type { LoaderInput } from './boot/loader.js';
 import { SYSTEMD_BOOT_ESP_SIZE } from './boot/systemd-boot.js';
@@ -124,6 +125,8 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
   checkStrategyOptions(o, strategyId);
   const guest = strategy.describe(o, facts);
   const loaders = loadersFor(o, direct);
+  // Before anything is read: what the user adds to the kernel command line, as every loader here can carry it.
+  const userCmdline = checkKernelCmdline(o.kernelCmdline, { grub: loaders.some((l) => l === 'grub-bios' || l === 'grub-efi') });
   const uefi = loaders.includes('grub-efi') || loaders.includes('systemd-boot');
   const ids = drawIds(env.random);
   const separateBoot = o.bootPartition !== undefined;
@@ -131,9 +134,11 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
   const hostname = o.hostname ?? hostnameFromImage(o.image);
   const grubDir = direct ? null : separateBoot ? '/grub' : '/boot/grub';
   // img2vm's init shares the console with the workload's output: the kernel says only what is wrong.
-  const extraArgs = [...(strategyId === 'img2vm' ? ['quiet'] : []), ...(o.kernelCmdline ? [o.kernelCmdline] : [])].join(' ') || undefined;
+  const extraArgs = [...(strategyId === 'img2vm' ? ['quiet'] : []), ...(userCmdline ? [userCmdline] : [])].join(' ') || undefined;
   const cmdline = direct ? null : kernelCmdline(ids.root, extraArgs);
   const kernel = facts.kernel ?? null;
+  // The version names the kernel's files on the ESP and in boot entries; it comes from a file name in the image.
+  if (kernel) checkKernelVersion(kernel.version);
 
   const li: LoaderInput = {
     rootUuid: ids.root,
@@ -174,7 +179,7 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
     layout,
     sizing: o.size !== undefined ? 'fixed' : 'fitted',
     filesystems,
-    boot: { mode: direct ? 'direct-kernel' : o.boot, loaders, cmdline, userCmdline: o.kernelCmdline ?? null, grubDir },
+    boot: { mode: direct ? 'direct-kernel' : o.boot, loaders, cmdline, userCmdline: userCmdline ?? null, grubDir },
     hostname,
     guestFiles,
     exports,

@@ -1,5 +1,6 @@
 // The grub.cfg img2vm writes (shared by the BIOS and EFI GRUB installs): one entry, serial and screen console.
 import type { GuestFile } from '../core/plan.js';
+import { kernelArgs, menuTitle } from './cmdline.js';
 import { kernelFiles, type LoaderInput } from './loader.js';
 
 export interface GrubEntry {
@@ -10,8 +11,41 @@ export interface GrubEntry {
   cmdline: string;
 }
 
+/**
+ * GRUB's script lexer (grub-core/script/yylex.l) reads { } | & $ ; < > quotes, backslash and blanks specially, #
+ * at the start of a word as a comment, * ? [ ] as wildcards, and some bare words (if, for, done ...) as reserved.
+ * Inside single quotes every byte is itself, and a ' is written '\'' (close, an escaped quote, reopen).
+ */
+const GRUB_BARE = /^[A-Za-z0-9_.,:/=+@%^~-]+$/;
+const GRUB_RESERVED = new Set(['case', 'do', 'done', 'elif', 'else', 'esac', 'fi', 'for', 'function', 'if', 'in', 'select', 'then', 'until', 'while']);
+
+/** A string as one GRUB word that GRUB's parser turns back into exactly that string. */
+export function grubQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** grubQuote when needed: plain words stay bare, so the usual grub.cfg reads as people write it. */
+export function grubWord(s: string): string {
+  return GRUB_BARE.test(s) && !GRUB_RESERVED.has(s) ? s : grubQuote(s);
+}
+
+/**
+ * The kernel command line as the words of GRUB's `linux` line. GRUB rebuilds the command line from its argument
+ * words, wrapping one with a space in double quotes; so a "..." argument goes in as the quoted word inside. What GRUB
+ * cannot carry unchanged (see checkKernelCmdline) never gets here: the plan refuses it.
+ */
+export function grubArgs(cmdline: string): string {
+  return kernelArgs(cmdline)
+    .map(({ text }) => {
+      const whole = /^"([^"]* [^"]*)"$/.exec(text);
+      const word = whole ? whole[1]! : text;
+      if (/["'\\\p{Cc}]/u.test(word)) throw new Error(`kernel argument ${JSON.stringify(text)} cannot pass through GRUB unchanged; the plan should have refused it`);
+      return grubWord(word);
+    })
+    .join(' ');
+}
+
 export function renderGrubCfg(e: GrubEntry): string {
-  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   return [
     '# Written by img2vm. The kernel and initrd paths follow Debian\'s /vmlinuz and /initrd.img links when present,',
     '# so kernel upgrades inside the guest keep booting.',
@@ -20,10 +54,10 @@ export function renderGrubCfg(e: GrubEntry): string {
     'terminal_output serial console',
     'set timeout=0',
     'set timeout_style=hidden',
-    `menuentry ${q(e.title)} {`,
+    `menuentry ${grubQuote(menuTitle(e.title))} {`,
     '  insmod gzio',
-    `  linux ${e.kernel} ${e.cmdline}`,
-    ...(e.initrd ? [`  initrd ${e.initrd}`] : []),
+    `  linux ${grubWord(e.kernel)} ${grubArgs(e.cmdline)}`,
+    ...(e.initrd ? [`  initrd ${grubWord(e.initrd)}`] : []),
     '}',
     '',
   ].join('\n');

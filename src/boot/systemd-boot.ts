@@ -8,6 +8,7 @@ import type { GuestFile } from '../core/plan.js';
 import { resolveInRoot, writeGuestFiles } from '../rootfs/inroot.js';
 import { REMOVABLE_PATH } from './grub-efi.js';
 import { kernelFiles, type BootLoader, type LoaderInput } from './loader.js';
+import { menuTitle } from './cmdline.js';
 import { kernelExports } from './direct-kernel.js';
 
 /** Where Debian's systemd-boot-efi package puts the boot loader (in the guest, and on a Debian host). */
@@ -32,12 +33,23 @@ export function blsPaths(kernelVersion: string): { dir: string; linux: string; i
   return { dir, linux: `${dir}/linux`, initrd: `${dir}/initrd.img-${kernelVersion}`, entry: `loader/entries/${ENTRY_TOKEN}-${kernelVersion}.conf` };
 }
 
+/** What the BLS allows in a sort key, and what os-release allows in an ID. */
+const SORT_KEY = /^[a-z0-9._-]{1,64}$/;
+
+/**
+ * One line per field (the BLS reads key, spaces, value up to the end of the line): the title from the image loses
+ * its control characters, an ID that is no os-release ID gives no sort key, and the version and command line,
+ * which the plan has checked, are refused here if they could still break a line.
+ */
 export function renderBlsEntry(e: BlsEntry): string {
   const p = blsPaths(e.kernelVersion);
+  for (const [what, v] of [['version', e.kernelVersion], ['options', e.cmdline]]) {
+    if (/\p{Cc}/u.test(v!)) throw new Error(`BLS ${what} ${JSON.stringify(v)} holds a control character; the plan should have refused it`);
+  }
   return [
-    `title      ${e.title}`,
+    `title      ${menuTitle(e.title)}`,
     `version    ${e.kernelVersion}`,
-    ...(e.sortKey ? [`sort-key   ${e.sortKey}`] : []),
+    ...(e.sortKey && SORT_KEY.test(e.sortKey) ? [`sort-key   ${e.sortKey}`] : []),
     `options    ${e.cmdline}`,
     `linux      /${p.linux}`,
     ...(e.hasInitrd ? [`initrd     /${p.initrd}`] : []),

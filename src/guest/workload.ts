@@ -4,6 +4,7 @@
 import { posix } from 'node:path';
 import { Img2vmError } from '../core/errors.js';
 import type { ImageFacts, Userland } from '../core/plan.js';
+import { CONSOLE_PROGRAMS } from '../rootfs/tree-guest.js';
 
 export type InitDecision = {
   mode: 'workload' | 'init' | 'console';
@@ -25,17 +26,35 @@ export function decideInit(p: NonNullable<ImageFacts['process']>, password: bool
   const argv = [...p.entrypoint, ...p.cmd];
   // No User means uid 0 even without an /etc/passwd, as docker runs it; the init resolves names in the image.
   const base = { user: p.user, cwd: p.cwd || '/' };
-  const login = password && (userland?.login ?? false);
-  if (service) return serviceDecision(argv, base, login, userland);
-  if (argv.length === 0) return { ...base, mode: 'console', argv: [], login, why: 'the image has no ENTRYPOINT or CMD: a console' };
+  if (service) return serviceDecision(argv, base, consoleLogin(password, userland), userland);
+  if (argv.length === 0) return { ...base, mode: 'console', argv: [], login: consoleLogin(password, userland), why: 'the image has no ENTRYPOINT or CMD: a console' };
   const prog = posix.basename(argv[0]!);
   if (INIT_SYSTEMS.has(prog) && p.entrypoint.length === 0) {
     return { ...base, mode: 'init', argv, login: false, why: `CMD ${argv[0]} is an init system: it becomes PID 1` };
   }
   if (argv.length === 1 && SHELLS.has(prog)) {
+    const login = consoleLogin(password, userland);
     return { ...base, mode: 'console', argv, login, why: `CMD is a bare shell (${argv[0]}): ${login ? 'a login prompt' : 'a root shell'} on the console` };
   }
   return { ...base, mode: 'workload', argv, login: false, why: 'ENTRYPOINT/CMD runs as the workload; its exit status ends the VM' };
+}
+
+/**
+ * Whether the console is a login prompt. A password asks for one; without a getty and a login the init would start a
+ * root shell that asks for nothing, so that is refused here, before anything is written. Until the image has been
+ * read (userland unknown) nothing is refused.
+ */
+function consoleLogin(password: boolean, userland: Userland | undefined): boolean {
+  if (!password || !userland) return false;
+  if (userland.login) return true;
+  const any = (paths: readonly string[]) => `${paths.slice(0, -1).join(', ')} or ${paths.at(-1)}`;
+  throw new Img2vmError(
+    'usage',
+    `--password is for a console login, but the image has no getty and login (img2vm's init looks for an executable ${any(CONSOLE_PROGRAMS.getty)}, and ${any(CONSOLE_PROGRAMS.login)}): its console would be a root shell that asks for no password`,
+    "use an image that has a getty and login at those paths (util-linux's agetty and login, or busybox's getty and login applets), or add them; " +
+      'or give --init distro where img2vm has a template for the distribution (a login prompt, and --ssh-key for SSH); ' +
+      'or leave --password out to accept a root shell on the console',
+  );
 }
 
 /**

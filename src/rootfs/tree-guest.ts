@@ -46,14 +46,36 @@ export function hasResolvedInTree(tree: RootTree): boolean {
   return isFile(tree, '/usr/lib/systemd/systemd-resolved');
 }
 
+/**
+ * The programs img2vm's init looks for on the console (native/run.c, run_workload), in its order: a getty and a
+ * login for a login prompt, else a shell. A test holds these lists to the C source's.
+ */
+export const CONSOLE_PROGRAMS = {
+  getty: ['/sbin/agetty', '/usr/sbin/agetty', '/sbin/getty', '/usr/sbin/getty'],
+  login: ['/bin/login', '/usr/bin/login'],
+  shell: ['/bin/bash', '/bin/sh'],
+} as const;
+
+/**
+ * The init's rule for a program, applied to the tree: stat() after its chroot finds a regular file with an
+ * execute bit (symlinks followed inside the root; a dangling or looping one is no program).
+ */
+function isProgram(tree: RootTree, path: string): boolean {
+  try {
+    const n = tree.lookup(p(path));
+    return n?.kind === 'file' && (n.meta.mode & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 /** What the image's userland offers img2vm's init: a console login, module loading, a shell. */
 export function probeUserlandInTree(tree: RootTree): Userland {
-  const first = (...paths: string[]) => paths.find((x) => isFile(tree, x));
-  const shell = first('/bin/bash', '/bin/sh');
+  const first = (paths: readonly string[]) => paths.find((x) => isProgram(tree, x));
   return {
-    login: !!first('/sbin/agetty', '/usr/sbin/agetty', '/sbin/getty', '/usr/sbin/getty') && !!first('/bin/login', '/usr/bin/login'),
-    modprobe: !!first('/sbin/modprobe', '/usr/sbin/modprobe', '/bin/modprobe', '/usr/bin/modprobe', '/bin/kmod', '/usr/bin/kmod'),
-    shell: shell ?? null,
+    login: !!first(CONSOLE_PROGRAMS.getty) && !!first(CONSOLE_PROGRAMS.login),
+    modprobe: !!first(['/sbin/modprobe', '/usr/sbin/modprobe', '/bin/modprobe', '/usr/bin/modprobe', '/bin/kmod', '/usr/bin/kmod']),
+    shell: first(CONSOLE_PROGRAMS.shell) ?? null,
   };
 }
 

@@ -2,7 +2,7 @@
 // it, a busybox userland no template knows) become disks that run their workload or give a console (with
 // --entrypoint-service, both), with no daemon.
 import { execa } from 'execa';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +84,25 @@ describe('--init img2vm', () => {
     expect((await img2vm(['test', out, '--expect-exit', '7', '--timeout', '300'])).exitCode).toBe(0);
   });
 
+  it('--kernel-cmdline reaches the kernel through GRUB byte for byte, with what GRUB script reads specially quoted', async () => {
+    // The kernel's own view: /proc/cmdline, read by a scratch workload.
+    await writeFile(join(tmp, 'cmdline.c'), '#include <stdio.h>\nint main(void) { char b[4096]; FILE *f = fopen("/proc/cmdline", "r"); size_t n = f ? fread(b, 1, sizeof b - 1, f) : 0; b[n] = 0; if (n && b[n - 1] == 10) b[n - 1] = 0; printf("cmdline=[%s]\\n", b); return 0; }\n');
+    await sh('musl-gcc', ['-static', '-Os', '-o', join(tmp, 'cmdline'), join(tmp, 'cmdline.c')]);
+    const image = join(tmp, 'cmdline.tar');
+    await writeOciArchive(image, [await layerOf([{ name: 'cmdline', mode: 0o755, content: await readFile(join(tmp, 'cmdline')) }])], { Entrypoint: ['/cmdline'] });
+    const user = 't1=a$b t2=c;d t3={e} t4=#f "t5=g  h" t6=ok*? t7=x|y&z<w>v t8=[[ t9=é if';
+    const out = join(tmp, 'cmdline.qcow2');
+    const r = await img2vm([`oci-archive:${image}`, '-o', out, '--json', '--boot', 'bios', '--kernel-cmdline', user], { env: NO_DAEMON });
+    expect(r.exitCode, r.all).toBe(0);
+    const p = JSON.parse(r.stdout).plan as { kernel: { kernelPath: string }; boot: { cmdline: string } };
+    expect(p.boot.cmdline.endsWith(` ${user}`)).toBe(true);
+    const run = await execa('bin/img2vm', ['run', out, '--timeout', '300'], { reject: false, all: true, stdin: 'ignore' });
+    expect(run.exitCode, run.all).toBe(0);
+    // GRUB puts BOOT_IMAGE=<the kernel it loaded> first; everything after it is the plan's command line, unchanged
+    const got = /^cmdline=\[(.*)\]$/m.exec(run.stdout)?.[1];
+    expect(got, run.all).toBe(`BOOT_IMAGE=${p.kernel.kernelPath} ${p.boot.cmdline}`);
+  });
+
   it('the same image as --format rootfs boots its Firecracker config directly', async () => {
     const out = join(tmp, 'scratch.ext4');
     await convert(`oci-archive:${scratch}`, out);
@@ -103,6 +122,31 @@ describe('--init img2vm', () => {
     expect(r.stdout).toContain('toy: ID=toyos');
     // modprobe exists, so the kernel's modules are where it looks
     expect(r.stdout).toMatch(/^\d+\.\d+\.\S+-cloud-amd64$/m);
+  });
+
+  it('--password on a busybox console image without getty and login is refused before anything is written; with them it plans a login prompt', async () => {
+    const consoleImage = async (name: string, applets: string[]) => {
+      const file = join(tmp, `${name}.tar`);
+      await writeOciArchive(file, [await layerOf([
+        { name: 'bin/', dir: true },
+        { name: 'bin/busybox', mode: 0o755, content: await readFile('/bin/busybox') },
+        ...applets.map((a) => ({ name: a, symlink: '/bin/busybox' })),
+      ])], { Cmd: ['/bin/sh'] });
+      return `oci-archive:${file}`;
+    };
+    const bare = await consoleImage('busybox-shell', ['bin/sh']);
+    const outDir = join(tmp, 'refused');
+    await mkdir(outDir);
+    const r = await img2vm([bare, '-o', join(outDir, 'disk.qcow2'), '--init', 'img2vm', '--password', 'pw', '--boot', 'bios'], { env: NO_DAEMON });
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/--password is for a console login, but the image has no getty and login/);
+    expect(r.stderr).toMatch(/--init distro/);
+    expect(await readdir(outDir)).toEqual([]);
+    // the same image with busybox's getty and login applets: a login prompt, not a refusal
+    const withLogin = await consoleImage('busybox-login', ['bin/sh', 'sbin/getty', 'bin/login']);
+    const p = await img2vm(['plan', withLogin, '-o', join(outDir, 'disk.qcow2'), '--init', 'img2vm', '--password', 'pw', '--json'], { env: NO_DAEMON });
+    expect(p.exitCode, p.all).toBe(0);
+    expect(JSON.parse(p.stdout).guest.init).toMatchObject({ mode: 'console', login: true });
   });
 
   it('a Debian image as docker ships it (no kernel, no systemd) gives a login prompt with --password, a root shell without', async () => {

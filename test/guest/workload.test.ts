@@ -22,14 +22,15 @@ describe('decideInit', () => {
   it('gives the console for no command or a bare shell: a login prompt with a password and getty, else a root shell', () => {
     expect(decideInit(p([], []), false, userland)).toMatchObject({ mode: 'console', argv: [], login: false });
     expect(decideInit(p([], ['/bin/bash']), true, userland)).toMatchObject({ mode: 'console', argv: ['/bin/bash'], login: true });
-    expect(decideInit(p([], ['sh']), true, { ...userland, login: false })).toMatchObject({ mode: 'console', login: false });
+    expect(decideInit(p([], ['sh']), false, { ...userland, login: false })).toMatchObject({ mode: 'console', login: false });
+    // with a password and no getty and login, the conversion is refused (console-login.test.ts)
   });
   it('--entrypoint-service: the console as in console mode, the command beside it with the image user and directory', () => {
     const d = decideInit(p(['/app'], ['--port', '80'], 'nobody', '/srv'), true, userland, true);
     expect(d).toEqual({ mode: 'console', argv: [], service: ['/app', '--port', '80'], user: 'nobody', cwd: '/srv', login: true, why: expect.stringMatching(/as a service \(restarted when it fails\) beside a login prompt/) });
     // without a password (or a getty) the console is a root shell; a bare shell or an init as CMD is still the service
     expect(decideInit(p([], ['/bin/sh']), false, userland, true)).toMatchObject({ mode: 'console', argv: [], service: ['/bin/sh'], login: false, why: expect.stringMatching(/beside a root shell/) });
-    expect(decideInit(p([], ['/sbin/init']), true, { ...userland, login: false }, true)).toMatchObject({ mode: 'console', service: ['/sbin/init'], login: false });
+    expect(decideInit(p([], ['/sbin/init']), false, { ...userland, login: false }, true)).toMatchObject({ mode: 'console', service: ['/sbin/init'], login: false });
     // before the image's userland is known, nothing is refused
     expect(decideInit(p(['/app'], []), false, undefined, true)).toMatchObject({ mode: 'console', service: ['/app'] });
     // no option, no service
@@ -47,7 +48,7 @@ describe('decideInit', () => {
     };
     const none = usage(() => decideInit(p([], []), true, userland, true));
     expect(none).toMatchObject({ kind: 'usage', message: '--entrypoint-service: the image has no ENTRYPOINT or CMD' });
-    const scratch = usage(() => decideInit(p(['/app'], []), true, { login: false, modprobe: false, shell: null }, true));
+    const scratch = usage(() => decideInit(p(['/app'], []), false, { login: false, modprobe: false, shell: null }, true));
     expect(scratch.kind).toBe('usage');
     expect(scratch.message).toMatch(/no shell for it/);
     // a login prompt is a console even when no shell was found
