@@ -65,3 +65,25 @@ describe('the daemon source reading the image own /etc files from its layer dire
     expect(stat.stdout).toContain(host);
   });
 });
+
+describe('terminal control sequences from the image', () => {
+  // A 314-byte name component that opens with an OSC "set the window title" sequence: refused (longer than 255 bytes),
+  // and the refusal quotes it.
+  const opening = '\x1b]0;IMG2VM-PWNED-TITLE\x07\x1b]52;c;cHduZWQ=\x07\x9b31m';
+  const hostile = `${opening}${'A'.repeat(314 - Buffer.byteLength(opening))}`;
+
+  it('a refused layer entry whose name holds escape sequences is quoted with them escaped', async () => {
+    expect(Buffer.byteLength(hostile)).toBe(314);
+    const archive = join(tmp, 'escape.tar');
+    await writeOciArchive(archive, [await layerOf([...bootable(), { name: 'data/', dir: true }, { name: `data/${hostile}`, content: 'x' }])], { Cmd: ['/bin/sh'] });
+    for (const json of [false, true]) {
+      const r = await img2vm([`oci-archive:${archive}`, '-o', join(tmp, 'escape.img'), '--raw', '--boot', 'bios', ...(json ? ['--json'] : [])]);
+      expect(r.exitCode, r.all).toBe(10);
+      for (const stream of [r.stdout, r.stderr]) {
+        expect(stream, JSON.stringify(stream)).not.toMatch(/[\x07\x1b\x7f-\x9f]/);
+      }
+      // Still there to read, as escapes.
+      expect(json ? r.stdout : r.stderr).toContain(json ? '\\u001b]0;IMG2VM-PWNED-TITLE\\u0007' : '\\x1b]0;IMG2VM-PWNED-TITLE\\x07');
+    }
+  });
+});
