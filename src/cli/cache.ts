@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { formatSize } from '../core/units.js';
 import { DEFAULT_PRUNE_AGE, inventory, parseAge, prune, type CacheEntry, type PruneReport } from '../cache/index.js';
+import { stdout, stdoutJson } from './print.js';
 
 const KIND_LABEL: Record<CacheEntry['kind'], string> = {
   'guest-build': 'guest build',
@@ -53,8 +54,8 @@ export function addCacheCommand(program: Command): void {
     .action(async (opts: { json?: boolean }) => {
       const inv = await inventory();
       const entries = inv.items.map((i) => i.entry);
-      if (opts.json) process.stdout.write(`${JSON.stringify({ entries, notes: inv.notes, bytes: entries.reduce((a, e) => a + e.bytes, 0) }, null, 2)}\n`);
-      else process.stdout.write(renderList(entries, inv.notes));
+      if (opts.json) stdoutJson({ entries, notes: inv.notes, bytes: entries.reduce((a, e) => a + e.bytes, 0) });
+      else stdout(renderList(entries, inv.notes));
     });
   cache
     .command('prune')
@@ -67,7 +68,7 @@ export function addCacheCommand(program: Command): void {
       const r = await prune({ all: !!opts.all, olderThan });
       if (opts.json) {
         const rec = (x: PruneReport['removed'][number]) => ({ ...x.entry, ...(x.outcome.removed ? { freed: x.outcome.freed, note: x.outcome.note ?? null } : { why: x.outcome.why }) });
-        process.stdout.write(`${JSON.stringify({ removed: r.removed.map(rec), kept: r.kept.map(rec), freed: r.freed, notes: r.notes }, null, 2)}\n`);
-      } else process.stdout.write(renderPrune(r));
+        stdoutJson({ removed: r.removed.map(rec), kept: r.kept.map(rec), freed: r.freed, notes: r.notes });
+      } else stdout(renderPrune(r));
     });
 }

@@ -8,6 +8,7 @@ import { resolveFormat } from '../output/index.js';
 import { conversionTools } from '../convert.js';
 import { DockerClient } from '../source/docker-api.js';
 import { TOOL_PURPOSES, TOOLS, which, type ToolName } from '../tools/index.js';
+import { stdout, stdoutJson } from './print.js';
 
 export interface Check {
   name: string;
@@ -101,7 +102,8 @@ export function addDoctorCommand(program: Command): void {
     .option('--json', 'print the checks as JSON')
     .action(async (opts: { json?: boolean }) => {
       const checks = await doctorChecks();
-      process.stdout.write(opts.json ? `${JSON.stringify(checks, null, 2)}\n` : renderChecks(checks));
+      if (opts.json) stdoutJson(checks);
+      else stdout(renderChecks(checks));
       process.exitCode = doctorExitCode(checks);
     });
 }

@@ -14,6 +14,7 @@ import { addDoctorCommand } from './doctor.js';
 import { addCacheCommand } from './cache.js';
 import { VmTestError } from '../vm/test.js';
 import { listrRenderer, plainRenderer, silentRenderer, type Renderer } from './render.js';
+import { stderr, stdout, stdoutJson } from './print.js';
 
 const IMAGE_HELP = 'NAME[:TAG] (daemon, else registry), docker://REF, docker-daemon:REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE';
 
@@ -76,8 +77,8 @@ export function buildProgram(): Command {
       reportLateSignals(completed(result));
       ok = true;
       await renderer.done(true);
-      if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-      else if (!opts.quiet) process.stderr.write(`${summary(result)}\n`);
+      if (opts.json) stdoutJson(result);
+      else if (!opts.quiet) stderr(`${summary(result)}\n`);
     } finally {
       if (!ok) await renderer.done(false);
     }
@@ -90,8 +91,8 @@ export function buildProgram(): Command {
   addConvertOptions(planCmd).action(async (image: string | undefined, opts: Record<string, unknown> & GlobalFlags) => {
     const input = await conversionInput(image, opts);
     const p = await withSignals(({ signal, scope }) => planImage(input, { signal, scope, sink: opts.verbose ? plainRenderer(true).sink : undefined }), 'still cleaning up');
-    if (opts.json) process.stdout.write(`${JSON.stringify(p, null, 2)}\n`);
-    else if (!opts.quiet) process.stdout.write(renderPlan(p));
+    if (opts.json) stdoutJson(p);
+    else if (!opts.quiet) stdout(renderPlan(p));
   });
   addVmCommands(program);
   addDoctorCommand(program);
@@ -108,10 +109,11 @@ function report(e: unknown, json: boolean): number {
     : new Img2vmError('internal', `internal error: ${(e as Error)?.stack ?? String(e)}`, 'this is a bug in img2vm; please report it with the command you ran');
   // `img2vm test --json` has already printed its full report, failure included.
   if (json && !(e instanceof VmTestError)) {
-    process.stdout.write(`${JSON.stringify({ error: { kind: err.kind, message: err.message, hint: err.hint ?? null, exitCode: err.exitCode } })}\n`);
+    stdoutJson({ error: { kind: err.kind, message: err.message, hint: err.hint ?? null, exitCode: err.exitCode } }, null);
   }
-  process.stderr.write(`img2vm: error: ${err.message}\n`);
-  if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+  // The message and hint quote what the image, a registry or a tool said: escaped on the way out.
+  stderr(`img2vm: error: ${err.message}\n`);
+  if (err.hint) stderr(`  hint: ${err.hint}\n`);
   return err.exitCode;
 }
 

@@ -1,6 +1,7 @@
 // Renders pipeline events: listr2 on a terminal, plain lines otherwise, nothing with --json or --quiet.
 import { Listr, type ListrTaskWrapper, type ListrRendererFactory } from 'listr2';
 import type { EventSink, Img2vmEvent, StageId } from '../core/events.js';
+import { printableEvent, stderr } from './print.js';
 import { formatProgress, RateMeter } from './progress.js';
 
 export type RenderMode = 'tty' | 'plain' | 'json' | 'quiet';
@@ -17,12 +18,13 @@ function fmtMs(ms: number): string {
 
 /**
  * One line per stage event; progress at most every intervalMs per stage (CI logs show a long pull moving
- * without drowning in lines).
+ * without drowning in lines). Every text of an event is escaped (printableEvent) before it is written.
  */
-export function plainRenderer(verbose: boolean, write: (s: string) => void = (s) => process.stderr.write(s), intervalMs = 5000): Renderer {
+export function plainRenderer(verbose: boolean, write: (s: string) => void = stderr, intervalMs = 5000): Renderer {
   const meters = new Map<StageId, { meter: RateMeter; last: number }>();
   return {
-    sink(e: Img2vmEvent) {
+    sink(event: Img2vmEvent) {
+      const e = printableEvent(event);
       switch (e.type) {
         case 'stage-start':
           meters.set(e.stage, { meter: new RateMeter(), last: performance.now() });
@@ -85,7 +87,7 @@ function deferred(): Deferred {
   return { started, start, finished, finish, fail: (e) => (failStart(e), fail(e)) };
 }
 
-/** Stages run in the pipeline; listr2 only mirrors them, each task waiting for its stage's events. */
+/** Stages run in the pipeline; listr2 only mirrors them, each task waiting for its stage's events (their texts escaped first). */
 export function listrRenderer(stages: { id: StageId; title: string }[], verbose: boolean): Renderer & { fail(e: Error): void } {
   const d = new Map<StageId, Deferred>(stages.map((s) => [s.id, deferred()]));
   const tasks = new Map<StageId, { task: ListrTaskWrapper<unknown, ListrRendererFactory, ListrRendererFactory>; title: string; meter: RateMeter }>();
@@ -112,7 +114,8 @@ export function listrRenderer(stages: { id: StageId; title: string }[], verbose:
   );
   const running = list.run().catch(() => {});
   return {
-    sink(e) {
+    sink(event) {
+      const e = printableEvent(event);
       if (e.type === 'stage-start') d.get(e.stage)?.start(e.title);
       else if (e.type === 'stage-end') d.get(e.stage)?.finish({ detail: `${e.detail ? `${e.detail}, ` : ''}${fmtMs(e.ms)}` });
       else if (e.type === 'stage-skip') d.get(e.stage)?.finish({ skipped: e.reason });
@@ -123,7 +126,7 @@ export function listrRenderer(stages: { id: StageId; title: string }[], verbose:
           t.task.title = `${t.title} ${formatProgress(e, t.meter.rate(), true)}`;
         }
       }
-      else if (e.type === 'log' && (e.level === 'warn' || verbose)) process.stderr.write(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}\n`);
+      else if (e.type === 'log' && (e.level === 'warn' || verbose)) stderr(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}\n`);
     },
     fail(e) {
       for (const x of d.values()) x.fail(e);

@@ -1,6 +1,7 @@
 // Runs a command with SIGINT/SIGTERM/SIGHUP turned into an abort, and its resource scope closed whatever happens.
 import { INTERRUPT_SIGNALS, InterruptedError, signalExitCode } from '../core/errors.js';
 import { Scope } from '../core/scope.js';
+import { stderr } from './print.js';
 
 const SIGNALS = INTERRUPT_SIGNALS;
 
@@ -26,7 +27,7 @@ export async function withSignals<T>(fn: (ctx: { signal: AbortSignal; scope: Sco
     if (count === 1) {
       first = sig;
       ac.abort(new InterruptedError(sig));
-    } else process.stderr.write(`img2vm: ${stillCleaning}\n`);
+    } else stderr(`img2vm: ${stillCleaning}\n`);
     if (count >= 3) process.exit(signalExitCode(first));
   };
   for (const s of SIGNALS) process.on(s, onSignal);
@@ -38,7 +39,7 @@ export async function withSignals<T>(fn: (ctx: { signal: AbortSignal; scope: Sco
     // A step that knows more about the interruption (what was already complete) says so itself.
     throw ac.signal.aborted && !(e instanceof InterruptedError) ? ac.signal.reason : e;
   } finally {
-    await scope.close((label, e) => process.stderr.write(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
+    await scope.close((label, e) => stderr(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
     for (const s of SIGNALS) process.off(s, onSignal);
   }
 }
@@ -50,7 +51,7 @@ export async function withSignals<T>(fn: (ctx: { signal: AbortSignal; scope: Sco
 export function reportLateSignals(after: string): void {
   const onSignal = (sig: NodeJS.Signals) => {
     const e = new InterruptedError(sig, { after });
-    process.stderr.write(`img2vm: ${e.message}\n  hint: ${e.hint}\n`);
+    stderr(`img2vm: ${e.message}\n  hint: ${e.hint}\n`);
     process.exit(e.exitCode);
   };
   for (const s of SIGNALS) process.once(s, onSignal);

@@ -8,7 +8,8 @@ import { parseCpus, parseMem, parsePublish, parseTimeout, type Firmware } from '
 import { runDisk, SignalInterrupt, type RunIo } from '../vm/run.js';
 import type { Img2vmEvent } from '../core/events.js';
 import { DEFAULT_TEST_TIMEOUT_MS, testDisk, VmTestError, type TestReport } from '../vm/test.js';
-import { CrlfToLf } from '../vm/workload.js';
+import { CrlfToLf, plainLine } from '../vm/workload.js';
+import { stderr, stdout, stdoutJson } from './print.js';
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
@@ -24,7 +25,7 @@ async function withVmSignals<T>(fn: (ctx: { scope: Scope; signal: AbortSignal })
   const onSignal = (sig: NodeJS.Signals) => {
     count++;
     if (count === 1) ac.abort(new SignalInterrupt(sig));
-    else process.stderr.write('img2vm: stopping the guest; QEMU is killed soon after the first signal\n');
+    else stderr('img2vm: stopping the guest; QEMU is killed soon after the first signal\n');
     if (count >= 3) process.exit(new SignalInterrupt(sig).exitCode);
   };
   for (const s of SIGNALS) process.on(s, onSignal);
@@ -35,7 +36,7 @@ async function withVmSignals<T>(fn: (ctx: { scope: Scope; signal: AbortSignal })
   } catch (e) {
     throw ac.signal.aborted && !(e instanceof SignalInterrupt) && !(e instanceof VmTestError) ? ac.signal.reason : e;
   } finally {
-    await scope.close((label, e) => process.stderr.write(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
+    await scope.close((label, e) => stderr(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
     for (const s of SIGNALS) process.off(s, onSignal);
   }
 }
@@ -57,12 +58,14 @@ function terminalIo(scope: Scope, verbose: boolean): RunIo {
     if ('unref' in stdin && typeof stdin.unref === 'function') stdin.unref();
   });
   const lf = process.stdout.isTTY ? undefined : new CrlfToLf();
+  // The guest's console itself is the one output not escaped: it is the VM's terminal, as `docker run` gives a container its own.
   if (lf) scope.defer('flush the console', () => process.stdout.write(lf.end()));
   return {
     input: stdin,
     terminal,
     output: (b) => process.stdout.write(lf ? lf.push(b) : b),
-    own: verbose ? (line) => process.stderr.write(`${line}\n`) : undefined,
+    // These lines are re-emitted on img2vm's stderr (boot text of a workload disk among them): colours dropped, the rest escaped.
+    own: verbose ? (line) => stderr(`${plainLine(line)}\n`) : undefined,
   };
 }
 
@@ -136,7 +139,7 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** What `img2vm test` shows while it runs: the machine, milestones and phases, or with -v the console itself. */
 function testEvents(f: TestFlags, user: string | undefined): (e: Img2vmEvent) => void {
-  const err = (s: string) => process.stderr.write(s);
+  const err = stderr;
   const chatty = !f.json && !f.quiet;
   return (e) => {
     if (!chatty) return;
@@ -166,16 +169,16 @@ async function runAction(disk: string, f: RunFlags): Promise<void> {
         io,
         onStart: (m) => {
           if (f.quiet || f.json) return;
-          process.stderr.write(`img2vm: booting ${describe(m)}\n`);
-          for (const p of opts.publish) process.stderr.write(`img2vm: 127.0.0.1:${p.host} → guest port ${p.guest}\n`);
+          stderr(`img2vm: booting ${describe(m)}\n`);
+          for (const p of opts.publish) stderr(`img2vm: 127.0.0.1:${p.host} → guest port ${p.guest}\n`);
           const quit = io.terminal ? 'Ctrl-a x quits' : 'SIGINT or SIGTERM sends ^C to the guest, then stops it';
-          process.stderr.write(`img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; ${quit}\n`);
+          stderr(`img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; ${quit}\n`);
         },
       },
       ctx,
     );
   });
-  if (f.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  if (f.json) stdoutJson(result);
   // Like `docker run`: the workload's status is img2vm's.
   if (result.workload) process.exitCode = result.workload.status;
 }
@@ -187,7 +190,7 @@ async function testAction(disk: string, f: TestFlags): Promise<void> {
   }
   if (f.run !== undefined && !login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD');
   const chatty = !f.json && !f.quiet;
-  const err = (s: string) => process.stderr.write(s);
+  const err = stderr;
   const onEvent = testEvents(f, login?.user);
   try {
     const report = await withVmSignals((ctx) =>
@@ -209,17 +212,17 @@ async function testAction(disk: string, f: TestFlags): Promise<void> {
       ),
     );
     if (f.json) {
-      process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      stdoutJson(report);
       return;
     }
-    if (report.command?.output) process.stdout.write(`${report.command.output}\n`);
+    if (report.command?.output) stdout(`${report.command.output}\n`);
     if (chatty) err(`${summary(report)}\n`);
   } catch (e) {
     if (e instanceof VmTestError) {
       const r = e.report;
-      if (f.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      if (f.json) stdoutJson(r);
       else {
-        if (r.command?.output) process.stdout.write(`${r.command.output}\n`);
+        if (r.command?.output) stdout(`${r.command.output}\n`);
         if (!f.quiet && !f.verbose && r.lastLines?.length) err(`img2vm: last console lines:\n${r.lastLines.map((l) => `  | ${l}\n`).join('')}`);
         if (!f.quiet && r.log) err(`img2vm: console log: ${r.log}\n`);
       }

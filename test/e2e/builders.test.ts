@@ -21,6 +21,7 @@ const NO_DAEMON = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' };
 let tmp: string;
 let oci: string;
 let broken: string;
+let probe: string;
 let podmanEnv: Record<string, string>;
 let baseId: string;
 const measured: string[] = [];
@@ -32,6 +33,13 @@ interface Result {
   kernelVersion: string;
   timings: Record<string, number>;
 }
+
+/** Asks the kernel for a user namespace and for the session keyring (keyctl is 250 on x86-64, 219 on arm64), then fails the step. */
+const SECCOMP_PROBE = `#!/bin/sh
+if unshare -U true; then echo "probe: unshare -U allowed"; else echo "probe: unshare -U refused"; fi
+perl -MConfig -e 'my $r = syscall($Config{archname} =~ /aarch64/ ? 219 : 250, 0, -3, 0); print "probe: keyctl ", ($r < 0 ? "refused ($!)" : "allowed"), "\\n"'
+exit 3
+`;
 
 /** A fresh cache and work directory for one conversion scenario. */
 function scenario(name: string, extra: Record<string, string> = {}): { env: Record<string, string>; work: string; xdg: string } {
@@ -111,19 +119,24 @@ beforeAll(async () => {
   const img = await openSource(`docker-archive:${saved}`, ctx);
   oci = join(tmp, 'debian-oci.tar');
   expect(await writeOciArchive(img, oci, 'bookworm', tmp, ctx.signal)).toBe(img.id);
-  // The same image with an apt-get that fails: the build must fail and leave nothing.
-  const bad = await layerOf([{ name: 'usr/bin/apt-get', mode: 0o755, content: '#!/bin/sh\necho "apt-get: broken on purpose" >&2\nexit 3\n' }]);
-  const config = { ...img.config, rootfs: { type: 'layers', diff_ids: [...(img.config.rootfs?.diff_ids ?? []), sha256(bad)] } };
-  const configBytes = Buffer.from(JSON.stringify(config));
-  const brokenImg: SourceImage = {
-    ...img,
-    id: sha256(configBytes),
-    config,
-    configBytes,
-    layers: [...img.layers, { name: 'broken apt-get', digest: sha256(bad), size: bad.length, mediaType: 'application/vnd.oci.image.layer.v1.tar', open: async () => (await import('node:stream')).Readable.from([bad]) }],
+  /** The image with one more layer, as an oci-archive. */
+  const withLayer = async (layer: Buffer, name: string, dest: string): Promise<string> => {
+    const config = { ...img.config, rootfs: { type: 'layers', diff_ids: [...(img.config.rootfs?.diff_ids ?? []), sha256(layer)] } };
+    const configBytes = Buffer.from(JSON.stringify(config));
+    const extended: SourceImage = {
+      ...img,
+      id: sha256(configBytes),
+      config,
+      configBytes,
+      layers: [...img.layers, { name, digest: sha256(layer), size: layer.length, mediaType: 'application/vnd.oci.image.layer.v1.tar', open: async () => (await import('node:stream')).Readable.from([layer]) }],
+    };
+    await writeOciArchive(extended, dest, 'bookworm', tmp, ctx.signal);
+    return dest;
   };
-  broken = join(tmp, 'broken-oci.tar');
-  await writeOciArchive(brokenImg, broken, 'bookworm', tmp, ctx.signal);
+  // The same image with an apt-get that fails: the build must fail and leave nothing.
+  broken = await withLayer(await layerOf([{ name: 'usr/bin/apt-get', mode: 0o755, content: '#!/bin/sh\necho "apt-get: broken on purpose" >&2\nexit 3\n' }]), 'broken apt-get', join(tmp, 'broken-oci.tar'));
+  // And with an apt-get that asks for what the runc builder's seccomp filter refuses, and says what it got.
+  probe = await withLayer(await layerOf([{ name: 'usr/bin/apt-get', mode: 0o755, content: SECCOMP_PROBE }]), 'seccomp probe', join(tmp, 'probe-oci.tar'));
   await ctx.scope.close();
   baseId = img.id;
   rmSync(saved);
@@ -177,6 +190,18 @@ describe('the runc builder, with no daemon', () => {
     await expectNothingLeft(work);
     expect(listOrNone(join(xdg, 'img2vm', 'builds', 'runc'))).toEqual([]);
     expect(listOrNone(join(xdg, 'img2vm', 'builds', 'tmp'))).toEqual([]);
+  });
+});
+
+describe('the runc builder seccomp filter', () => {
+  it('a step that asks for a user namespace or the kernel keyring is refused (EPERM), and the Debian build fails with what it got', async () => {
+    const { env, work } = scenario('runc-seccomp');
+    const r = await img2vm([`oci-archive:${probe}:bookworm`, '-o', join(tmp, 'runc-seccomp.qcow2'), '--builder', 'runc', '--boot', 'bios'], { env });
+    expect(r.exitCode, r.all).toBe(9);
+    expect(r.stderr).toContain('probe: unshare -U refused');
+    expect(r.stderr).toMatch(/unshare.*Operation not permitted/);
+    expect(r.stderr).toContain('probe: keyctl refused (Operation not permitted)');
+    await expectNothingLeft(work);
   });
 });
 

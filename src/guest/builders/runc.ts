@@ -24,7 +24,7 @@ import { pidAlive } from '../kernel/lock.js';
 import { testHook } from '../../core/test-hook.js';
 
 /** Bump when the way a runc build is done (or its layer written) changes, so old cache entries are not reused. */
-export const RUNC_BUILDER_VERSION = '1';
+export const RUNC_BUILDER_VERSION = '2';
 
 const log = (ctx: RunContext, level: 'info' | 'warn' | 'debug', message: string) => ctx.sink({ type: 'log', level, stage: 'guest', message });
 
@@ -81,7 +81,7 @@ async function runStep(r: ConversionRun, bundle: string, step: Extract<Step, { k
     cwd: step.workdir,
     network: step.network,
     resolvConf,
-  });
+  }, process.arch);
   await writeFile(join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`);
   // runc makes the mount point when the image has none; it must not stay behind as an empty file.
   const placeholder = step.network && !existsInRoot(rootfs, 'etc/resolv.conf');

@@ -46,6 +46,83 @@ export interface OciMount {
   options: string[];
 }
 
+/** One rule of a runtime config's seccomp filter (OCI runtime spec, config-linux "seccomp"). */
+export interface SeccompRule {
+  names: string[];
+  action: 'SCMP_ACT_ERRNO';
+  errnoRet: number;
+  args?: { index: number; value: number; valueTwo: number; op: 'SCMP_CMP_MASKED_EQ' }[];
+}
+
+export interface Seccomp {
+  defaultAction: 'SCMP_ACT_ALLOW';
+  architectures: string[];
+  syscalls: SeccompRule[];
+}
+
+const EPERM = 1;
+const ENOSYS = 38; // the same number on every architecture Linux's generic syscall table serves, and on x86
+const CLONE_NEWUSER = 0x10000000;
+
+/**
+ * What a build step may not ask of the kernel, refused with EPERM as if the capability were missing. The steps
+ * run as root of the host's user namespace (no user namespace: see runtimeSpec), so this shuts the interfaces
+ * that are reachable without the capabilities left out, or that would be the next step of an escape: loading
+ * kernel code or a new kernel, rebooting, swap, mounting and the new mount API, entering or making namespaces
+ * (an unprivileged user namespace would hand the step every capability inside it), the kernel keyring (not
+ * namespaced), tracing and reading other processes' memory, BPF, perf and userfaultfd (the usual way into kernel
+ * bugs), file handles that open files by number past the mount's root, the clock, accounting, quotas and the
+ * kernel log, port I/O. Each is refused by Docker's default profile to a container with the capabilities given
+ * here, so a template that builds with docker builds with runc. runc skips a name the host's own ABI does not
+ * have (iopl on arm64, the 32-bit *64 time calls on x86-64) and applies the others to every ABI listed.
+ */
+export const SECCOMP_REFUSED: readonly string[] = [
+  'kexec_load', 'kexec_file_load', 'reboot',
+  'init_module', 'finit_module', 'delete_module', 'create_module', 'query_module', 'get_kernel_syms',
+  'swapon', 'swapoff',
+  'mount', 'umount', 'umount2', 'pivot_root', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'move_mount', 'open_tree', 'mount_setattr',
+  'unshare', 'setns',
+  'keyctl', 'add_key', 'request_key',
+  'ptrace', 'process_vm_readv', 'process_vm_writev', 'kcmp', 'pidfd_getfd',
+  'bpf', 'perf_event_open', 'userfaultfd',
+  'open_by_handle_at',
+  'settimeofday', 'stime', 'clock_settime', 'clock_settime64', 'clock_adjtime', 'clock_adjtime64',
+  'acct', 'quotactl', 'quotactl_fd', 'syslog', 'vhangup', 'lookup_dcookie', 'nfsservctl', 'uselib', 'ustat', 'sysfs', '_sysctl',
+  'iopl', 'ioperm',
+];
+
+/**
+ * Refused with ENOSYS, which callers take as "this kernel has no such call" and fall back from: clone3 keeps its
+ * flags in memory a filter cannot read (glibc then uses clone, whose flags it can), and io_uring is a large
+ * kernel interface no package manager needs.
+ */
+export const SECCOMP_ABSENT: readonly string[] = ['clone3', 'io_uring_setup', 'io_uring_enter', 'io_uring_register'];
+
+/** The ABIs a process of the host's architecture can call the kernel with (Node's process.arch names); others: the native one only. */
+const SECCOMP_ARCHITECTURES: Record<string, string[]> = {
+  x64: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+  arm64: ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'],
+  riscv64: ['SCMP_ARCH_RISCV64'],
+};
+
+/**
+ * The seccomp filter of every build step: everything allowed but the calls above, and clone with CLONE_NEWUSER
+ * (clone's flags are its first argument on every architecture listed). A deny list, not Docker's allow list: the
+ * steps run the package managers and maintainer scripts of distributions img2vm does not pin, whose newer
+ * calls an allow list would refuse as they appear, while what is shut here is named and stays shut.
+ */
+export function seccompProfile(arch: string): Seccomp {
+  return {
+    defaultAction: 'SCMP_ACT_ALLOW',
+    architectures: SECCOMP_ARCHITECTURES[arch] ?? [],
+    syscalls: [
+      { names: [...SECCOMP_REFUSED], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM },
+      { names: ['clone'], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [{ index: 0, value: CLONE_NEWUSER, valueTwo: CLONE_NEWUSER, op: 'SCMP_CMP_MASKED_EQ' }] },
+      { names: [...SECCOMP_ABSENT], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS },
+    ],
+  };
+}
+
 export interface OciSpec {
   ociVersion: string;
   process: {
@@ -66,6 +143,7 @@ export interface OciSpec {
     namespaces: { type: string }[];
     maskedPaths: string[];
     readonlyPaths: string[];
+    seccomp: Seccomp;
   };
 }
 
@@ -73,13 +151,15 @@ export interface OciSpec {
 export const PIDS_LIMIT = 4096;
 
 /**
- * The runtime config for one RUN step. Namespaces: pid, ipc, uts, mount always; network only for steps
- * that do not fetch (they get a fresh namespace with nothing but a loopback device), so only package
- * managers and downloaders can reach anything. No user namespace: files must get their real owners.
- * /run and /tmp are fresh tmpfs, so what scripts leave there is not baked into the image (as in a booted
- * system, where both start empty); core dumps are off so a crashing script leaves no core file behind.
+ * The runtime config for one RUN step, on a host of architecture arch (process.arch). Namespaces: pid, ipc,
+ * uts, mount always; network only for steps that do not fetch (they get a fresh namespace with nothing but a
+ * loopback device), so only package managers and downloaders can reach anything. No user namespace: the files
+ * a step writes must get the owners it gives them (a user namespace would map them to an unprivileged range on
+ * disk, or need that range set up on the host). The seccomp filter of seccompProfile(). /run and /tmp are
+ * fresh tmpfs, so what scripts leave there is not baked into the image (as in a booted system, where both
+ * start empty); core dumps are off so a crashing script leaves no core file behind.
  */
-export function runtimeSpec(p: StepProcess): OciSpec {
+export function runtimeSpec(p: StepProcess, arch: string): OciSpec {
   const caps = [...BUILD_CAPABILITIES];
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
@@ -116,6 +196,7 @@ export function runtimeSpec(p: StepProcess): OciSpec {
       namespaces,
       maskedPaths: ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      seccomp: seccompProfile(arch),
     },
   };
 }

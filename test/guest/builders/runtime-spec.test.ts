@@ -1,6 +1,6 @@
 // The runc builder's config.json and runc command lines, as exact data.
 import { describe, expect, it } from 'vitest';
-import { containerId, ownerOf, runcDeleteArgv, runcKillArgv, runcListArgv, runcRunArgv, runtimeSpec, stepEnv, type StepProcess } from '../../../src/guest/builders/runtime-spec.js';
+import { containerId, ownerOf, runcDeleteArgv, runcKillArgv, runcListArgv, runcRunArgv, runtimeSpec, SECCOMP_REFUSED, seccompProfile, stepEnv, type StepProcess } from '../../../src/guest/builders/runtime-spec.js';
 
 const STEP: StepProcess = {
   script: 'apt-get update && apt-get install -y linux-image-cloud-amd64',
@@ -17,7 +17,7 @@ const CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_
 
 describe('runtimeSpec', () => {
   it('a step that fetches: the host network namespace and its resolv.conf, read-only; nothing else of the host', () => {
-    expect(runtimeSpec(STEP)).toEqual({
+    expect(runtimeSpec(STEP, 'x64')).toEqual({
       ociVersion: '1.0.2',
       process: {
         terminal: false,
@@ -49,12 +49,13 @@ describe('runtimeSpec', () => {
         namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
         maskedPaths: ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
         readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+        seccomp: seccompProfile('x64'),
       },
     });
   });
 
   it('a step that does not fetch: a fresh network namespace and no resolv.conf from the host', () => {
-    const s = runtimeSpec({ ...STEP, network: false, script: 'systemctl enable foo' });
+    const s = runtimeSpec({ ...STEP, network: false, script: 'systemctl enable foo' }, 'x64');
     expect(s.linux.namespaces).toEqual([{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }]);
     expect(s.mounts.map((m) => m.destination)).toEqual(['/proc', '/dev', '/dev/pts', '/dev/shm', '/sys', '/run', '/tmp']);
     expect(s.process.args).toEqual(['/bin/sh', '-c', 'systemctl enable foo']);
@@ -62,7 +63,7 @@ describe('runtimeSpec', () => {
 
   it('never shares the host user, pid, ipc or mount namespace, and never grants the admin capabilities', () => {
     for (const network of [true, false]) {
-      const s = runtimeSpec({ ...STEP, network });
+      const s = runtimeSpec({ ...STEP, network }, 'x64');
       for (const ns of ['pid', 'ipc', 'uts', 'mount']) expect(s.linux.namespaces).toContainEqual({ type: ns });
       expect(s.linux.namespaces).not.toContainEqual({ type: 'user' });
       for (const cap of ['CAP_SYS_ADMIN', 'CAP_NET_ADMIN', 'CAP_SYS_MODULE', 'CAP_SYS_PTRACE', 'CAP_NET_RAW', 'CAP_SYS_RAWIO']) expect(s.process.capabilities.bounding).not.toContain(cap);
@@ -70,7 +71,49 @@ describe('runtimeSpec', () => {
   });
 
   it('a step as another user gets its supplementary groups', () => {
-    expect(runtimeSpec({ ...STEP, uid: 1000, gid: 1000, additionalGids: [27, 100] }).process.user).toEqual({ uid: 1000, gid: 1000, additionalGids: [27, 100], umask: 0o022 });
+    expect(runtimeSpec({ ...STEP, uid: 1000, gid: 1000, additionalGids: [27, 100] }, 'x64').process.user).toEqual({ uid: 1000, gid: 1000, additionalGids: [27, 100], umask: 0o022 });
+  });
+});
+
+describe('the seccomp filter of a build step', () => {
+  /** What the filter answers for a call with the given first argument, as the kernel would apply its rules. */
+  function answer(profile: ReturnType<typeof seccompProfile>, name: string, arg0 = 0): 'allow' | number {
+    for (const r of profile.syscalls) {
+      if (!r.names.includes(name)) continue;
+      if ((r.args ?? []).every((a) => (arg0 & a.value) === a.valueTwo)) return r.errnoRet;
+    }
+    return 'allow';
+  }
+
+  it('is in every step config, for the host ABIs of x86-64 and arm64 (and the native one elsewhere)', () => {
+    for (const network of [true, false]) expect(runtimeSpec({ ...STEP, network }, 'x64').linux.seccomp).toEqual(seccompProfile('x64'));
+    expect(seccompProfile('x64').architectures).toEqual(['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
+    expect(seccompProfile('arm64').architectures).toEqual(['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM']);
+    expect(seccompProfile('mips').architectures).toEqual([]);
+    expect(seccompProfile('x64').defaultAction).toBe('SCMP_ACT_ALLOW');
+  });
+
+  it('refuses with EPERM what Docker refuses a container without CAP_SYS_ADMIN: kexec, modules, keys, mount, namespaces, tracing, bpf', () => {
+    const p = seccompProfile('x64');
+    for (const name of ['kexec_load', 'kexec_file_load', 'init_module', 'finit_module', 'delete_module', 'keyctl', 'add_key', 'request_key', 'bpf', 'mount', 'umount2', 'pivot_root', 'fsopen', 'move_mount', 'open_tree', 'ptrace', 'process_vm_readv', 'unshare', 'setns', 'open_by_handle_at', 'perf_event_open', 'userfaultfd', 'reboot', 'swapon', 'swapoff', 'settimeofday', 'clock_settime', 'acct', 'syslog', 'iopl', 'ioperm']) {
+      expect(answer(p, name), name).toBe(1);
+    }
+  });
+
+  it('refuses clone with CLONE_NEWUSER, and clone3 and io_uring as absent (ENOSYS: callers fall back)', () => {
+    const p = seccompProfile('arm64');
+    expect(answer(p, 'clone', 0x10000000 | 0x01200011)).toBe(1);
+    expect(answer(p, 'clone', 0x01200011)).toBe('allow'); // fork's flags
+    expect(answer(p, 'clone', 0x003d0f00)).toBe('allow'); // pthread_create's flags
+    for (const name of ['clone3', 'io_uring_setup', 'io_uring_enter', 'io_uring_register']) expect(answer(p, name), name).toBe(38);
+  });
+
+  it('leaves what package managers and maintainer scripts use alone', () => {
+    const p = seccompProfile('x64');
+    for (const name of ['openat', 'execve', 'chown', 'fchownat', 'mknodat', 'chroot', 'setuid', 'setgroups', 'setxattr', 'fsetxattr', 'rename', 'renameat2', 'fsync', 'socket', 'connect', 'kill', 'wait4', 'sethostname', 'personality', 'prctl', 'capset']) {
+      expect(answer(p, name), name).toBe('allow');
+    }
+    expect(new Set(SECCOMP_REFUSED).size).toBe(SECCOMP_REFUSED.length);
   });
 });
 

@@ -111,7 +111,7 @@ describe('the ENV a built image keeps', () => {
       created: '2024-01-01T00:00:00Z',
       config: { Env: ['PATH=/bin', 'LANG=C.UTF-8'], Cmd: ['/bin/bash'], Labels: { 'org.img2vm.template': 'debian' } },
       rootfs: { type: 'layers', diff_ids: ['sha256:layer'] },
-      history: [{ created: '2024-01-01T00:00:00Z', created_by: 'img2vm runc builder 1: template debian' }],
+      history: [{ created: '2024-01-01T00:00:00Z', created_by: 'img2vm runc builder 2: template debian' }],
     });
   });
 });
