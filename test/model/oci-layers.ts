@@ -85,12 +85,15 @@ function under(p: string, top: string): boolean {
 /** Components of a tar path: '' and '.' mean nothing; '..' is kept for the resolver. */
 function components(p: string): string[] {
   if (p.length >= PATH_MAX) throw new ModelRejects(`path of ${p.length} bytes`);
-  const out = p.split('/').filter((c) => c !== '' && c !== '.');
-  for (const c of out) {
+  return p.split('/').filter((c) => c !== '' && c !== '.');
+}
+
+/** Names no Linux file system can hold make the image unusable. */
+function checkNames(comps: string[]): void {
+  for (const c of comps) {
     if (c.length > NAME_MAX) throw new ModelRejects(`component of ${c.length} bytes`);
     if (c.includes('\0')) throw new ModelRejects('NUL in a path');
   }
-  return out;
 }
 
 type Where = { ok: true; dir: string; name: string | null } | { ok: false };
@@ -130,7 +133,9 @@ export class LayerModel {
    * entry lives below that directory; the spec says nothing, Linux's mkdir -p would fail).
    */
   private resolve(path: string, opts: { followLast?: boolean; create?: boolean }): Where {
-    const todo = components(path).reverse();
+    const comps = components(path);
+    checkNames(comps);
+    const todo = comps.reverse();
     let cur = '';
     let followed = 0;
     while (todo.length > 0) {
@@ -198,7 +203,9 @@ export class LayerModel {
     // POLICY (Docker's too): aufs metadata (.wh..wh.plnk and the like) is not content, nor anything beneath it.
     if (comps.slice(0, -1).some((c) => c.startsWith(AUFS_META))) return;
     const last = comps[comps.length - 1];
+    // A whiteout is never made itself: only the name it hides must fit in 255 bytes (`.wh.` + 255 is 259).
     if (last !== undefined && last.startsWith(WH)) return this.whiteout(comps.slice(0, -1).join('/'), last);
+    checkNames(comps);
     if ((e.type === 'char' || e.type === 'block') && (e.major > 0xfff || e.minor > 0xfffff)) throw new ModelRejects('device number out of range');
     // POLICY: a symlink with an empty target (or one Linux refuses) is skipped with a warning.
     if (e.type === 'symlink' && (e.target === '' || e.target.includes('\0') || e.target.length >= PATH_MAX)) return;
@@ -275,8 +282,8 @@ export class LayerModel {
     // POLICY (Docker's too): other `.wh..wh.` names are aufs metadata, not whiteouts.
     if (last !== OPAQUE && last.startsWith(AUFS_META)) return;
     const name = last === OPAQUE ? null : last.slice(WH.length);
-    // POLICY: a whiteout of '', '.' or '..' names nothing and is ignored.
-    if (name === '' || name === '.' || name === '..') return;
+    // POLICY: a whiteout of '', '.' or '..' names nothing and is ignored; nor can a name over 255 bytes exist.
+    if (name === '' || name === '.' || name === '..' || (name !== null && name.length > NAME_MAX)) return;
     // A whiteout never creates anything: a missing parent means there is nothing to hide.
     const w = this.resolve(parent, { followLast: true });
     if (!w.ok) return;
