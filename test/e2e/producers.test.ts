@@ -360,12 +360,19 @@ function summary(r: CellResult, known: Known[]): string {
     return `refused (exit ${r.exitCode})${k ? ` [item ${k.item}]` : ''}: ${line.replace(/^img2vm: error: /, '').slice(0, 90)}`;
   }
   if (r.diffs.length === 0 && !r.fsck) return 'identical';
-  const by = new Map<string, Difference[]>();
-  for (const d of r.diffs) by.set(d.what, [...(by.get(d.what) ?? []), d]);
-  const parts = [...by].map(([what, ds]) => {
-    const k = known.find((x) => ds.every((d) => x.explains?.(d)));
-    return `${what} ×${ds.length}${k ? ` [item ${k.item}]` : ''} (${ds.slice(0, 2).map((d) => showPath(d.path)).join(', ')}${ds.length > 2 ? ', …' : ''})`;
-  });
+  // Known items first, by the paths they touch; the rest by field.
+  const parts: string[] = [];
+  const rest: Difference[] = [];
+  const byItem = new Map<number, Set<string>>();
+  for (const d of r.diffs) {
+    const k = known.find((x) => x.explains?.(d));
+    if (k) byItem.set(k.item, (byItem.get(k.item) ?? new Set()).add(d.path));
+    else rest.push(d);
+  }
+  for (const [item, paths] of byItem) parts.push(`[item ${item}] ${[...paths].map(showPath).join(', ')}`);
+  const byField = new Map<string, Difference[]>();
+  for (const d of rest) byField.set(d.what, [...(byField.get(d.what) ?? []), d]);
+  for (const [what, ds] of byField) parts.push(`${what} ×${ds.length} (${ds.slice(0, 3).map((d) => showPath(d.path)).join(', ')}${ds.length > 3 ? ', …' : ''})`);
   if (r.fsck) parts.push('e2fsck finds errors');
   return parts.join('; ');
 }
