@@ -43,11 +43,11 @@ const PRODUCERS: Record<Producer, { how: string; compressions: Compression[]; zs
   'gnutar-posix-sparse': { how: 'GNU tar --format=posix --xattrs --acls -S', compressions: ['none'] },
   bsdtar: { how: 'bsdtar (defaults: restricted pax, xattrs, ACLs, sparse files read)', compressions: ['none', 'gzip', 'zstd'] },
   'bsdtar-no-read-sparse': { how: 'bsdtar --no-read-sparse', compressions: ['none'] },
-  'python-pax': { how: "Python tarfile PAX_FORMAT, xattrs as SCHILY.xattr", compressions: ['none', 'gzip', 'zstd'], zstdBy: 'zstd(1)' },
+  'python-pax': { how: 'Python tarfile PAX_FORMAT, xattrs as SCHILY.xattr', compressions: ['none', 'gzip', 'zstd'], zstdBy: 'zstd(1)' },
   'python-gnu': { how: 'Python tarfile GNU_FORMAT', compressions: ['none', 'gzip', 'zstd'], zstdBy: 'zstd(1)' },
-  go: { how: "Go archive/tar FileInfoHeader + FormatPAX, xattrs as SCHILY.xattr", compressions: ['none', 'gzip', 'zstd'], zstdBy: 'zstd(1)' },
+  go: { how: 'Go archive/tar FileInfoHeader + FormatPAX, xattrs as SCHILY.xattr', compressions: ['none', 'gzip', 'zstd'], zstdBy: 'zstd(1)' },
   docker: { how: 'docker build (classic builder) + docker save; gzip: docker push', compressions: ['none', 'gzip'] },
-  podman: { how: 'podman build + podman save --format oci-archive; gzip, zstd: podman push --compression-format', compressions: ['none', 'gzip', 'zstd'] },
+  podman: { how: 'podman build + podman save --format oci-archive --uncompressed; gzip, zstd: podman push --compression-format', compressions: ['none', 'gzip', 'zstd'] },
 };
 
 type Feature = 'user-xattrs' | 'capability' | 'acls' | 'long-whiteout';
