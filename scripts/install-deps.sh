@@ -36,6 +36,9 @@ PKGS=(
   bsdutils             # script: tests type Ctrl-C into img2vm run through a pseudo-terminal
   openssh-client       # ssh, ssh-keygen, ssh-keyscan: the SSH login e2e tests
   procps util-linux    # ps and mount: the interrupt e2e tests look for children left, the full-disk ones mount small tmpfs
+  libarchive-tools     # bsdtar: a layer producer in the producer-matrix e2e test
+  golang-go            # Go's archive/tar: a layer producer in the producer-matrix e2e test (compiled at test time)
+  python3              # Python's tarfile: a layer producer in the producer-matrix e2e test; it also materialises the tree
 )
 missing=()
 for p in "${PKGS[@]}"; do
