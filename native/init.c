@@ -12,7 +12,7 @@
  * a child in its own session on the console.
  *
  * Exit protocol (what a host reads on the serial console):
- *   img2vm-init: nonce=<32 hex digits>      printed once, before anything of the image runs
+ *   img2vm-init: nonce=<32 hex digits> host=<H>   printed once, before anything of the image runs
  *   img2vm-exit: nonce=<the same> status=<n>  after the workload (console mode: the getty or shell, never the
  *                                           service) ended, every process is gone and the file
  *                                           systems are read-only; n is its exit code, 128+N for signal N,
@@ -21,15 +21,20 @@
  * exec, which is why even the service's output relay is exec'd), so workload output cannot forge an exit line:
  * a host takes the FIRST nonce line as the only true one and ignores exit lines with any other nonce. A fatal
  * error prints "img2vm-init: fatal: <why>" and no exit line.
+ * H is the boot nonce `img2vm test` handed this boot (an SMBIOS OEM string img2vm.nonce=HEX, or img2vm.nonce=HEX on
+ * the kernel command line of a direct-kernel boot, which has no SMBIOS), or "none". The host believes only a nonce
+ * line that carries its own: "first line" alone would let a disk without this init (a distribution's systemd
+ * printing canned lines) pass a test, since nothing of img2vm's prints first there. Unlike the init's own nonce,
+ * H is readable by root in the guest; it binds the line to this boot, the init's nonce binds the exit line to PID 1.
  *
  * Ending the VM: img2vm.halt=poweroff (default: ACPI power-off, ends QEMU with or without -no-reboot),
  * img2vm.halt=reboot (ends Firecracker, which exits on the i8042 reset of reboot=k, and QEMU with -no-reboot),
  * img2vm.halt=halt (stops the CPUs; for debugging). A fatal error waits 1 s, then does the same.
  *
  * When not PID 1 this binary is a test tool: --check-spec FILE, --resolve-user ROOT USER, --parse-cmdline TEXT,
- * --parse-dhcp PACKET XID MAC (the parsers, run on the host by the unit tests), --restart-policy END... (the
- * service's); and --relay PREFIX, the service's output relay, which PID 1 starts in the guest and the unit tests
- * drive on the host.
+ * --parse-dhcp PACKET XID MAC, --boot-nonce DMI_DIR CMDLINE (the parsers, run on the host by the unit tests),
+ * --restart-policy END... (the service's); and --relay PREFIX, the service's output relay, which PID 1 starts in
+ * the guest and the unit tests drive on the host.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,10 +45,64 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "init.h"
+
+#define BOOT_NONCE_KEY "img2vm.nonce="
+
+/* 16 to 64 lowercase hex digits: the boot nonces img2vm test makes. */
+static int is_boot_nonce(const char *s, size_t n)
+{
+	if (n < 16 || n > 64)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/*
+ * The boot nonce from the SMBIOS OEM strings (type 11) that DMI sysfs shows in dmi_dir/11-N/raw: a header whose
+ * second byte is its length, then NUL-ended strings, an empty one last. Else the command line's img2vm.nonce=.
+ */
+static void boot_nonce(const char *dmi_dir, const char *from_cmdline, char out[65])
+{
+	DIR *d = opendir(dmi_dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char path[512];
+		size_t len;
+		if (strncmp(e->d_name, "11-", 3) || snprintf(path, sizeof path, "%s/%s/raw", dmi_dir, e->d_name) >= (int)sizeof path)
+			continue;
+		char *raw = read_file(path, 4096, &len);
+		if (!raw)
+			continue;
+		size_t at = len >= 2 ? (unsigned char)raw[1] : len;
+		while (at < len && raw[at]) {
+			const char *str = raw + at;
+			size_t n = strnlen(str, len - at);
+			size_t k = strlen(BOOT_NONCE_KEY);
+			if (n > k && !memcmp(str, BOOT_NONCE_KEY, k) && is_boot_nonce(str + k, n - k)) {
+				memcpy(out, str + k, n - k);
+				out[n - k] = 0;
+				free(raw);
+				closedir(d);
+				return;
+			}
+			at += n + 1;
+		}
+		free(raw);
+	}
+	if (d)
+		closedir(d);
+	if (from_cmdline && is_boot_nonce(from_cmdline, strlen(from_cmdline)))
+		strcpy(out, from_cmdline);
+	else
+		strcpy(out, "none");
+}
 
 static void early_mounts(void)
 {
@@ -160,12 +219,20 @@ static int tool_main(int argc, char **argv)
 		       type, a, k, r, sv, l.mtu, d[0], d[1], d[2], l.ndns);
 		return 0;
 	}
+	if (argc == 4 && !strcmp(argv[1], "--boot-nonce")) {
+		struct cmdline c;
+		char host[65];
+		cmdline_parse(argv[3], &c);
+		boot_nonce(argv[2], c.nonce, host);
+		printf("%s\n", host);
+		return 0;
+	}
 	if (argc == 3 && !strcmp(argv[1], "--relay"))
 		return relay_main(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "--restart-policy"))
 		return restart_policy_main(argc - 2, argv + 2);
 	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --resolve-user ROOT "
-			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC | --relay PREFIX | --restart-policy END...\n");
+			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC | --boot-nonce DMI_DIR CMDLINE | --relay PREFIX | --restart-policy END...\n");
 	return 2;
 }
 
@@ -178,15 +245,16 @@ int main(int argc, char **argv)
 	reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del becomes SIGINT to us: forwarded, not an instant reset */
 	umask(022);
 	early_mounts();
-	char nonce[33];
-	random_hex(nonce, 16);
-	say("nonce=%s", nonce);
-
 	struct cmdline c;
 	char *text = read_file("/proc/cmdline", 65536, NULL);
 	cmdline_parse(text, &c);
 	free(text);
 	g_halt = c.halt;
+
+	char nonce[33], host[65];
+	random_hex(nonce, 16);
+	boot_nonce("/sys/firmware/dmi/entries", c.nonce, host);
+	say("nonce=%s host=%s", nonce, host);
 
 	struct spec s = read_spec();
 	load_modules(&s);

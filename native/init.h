@@ -55,6 +55,7 @@ struct cmdline {
 	int root_wait; /* -1 = unset */
 	int dhcp_timeout;
 	const char *hostname; /* img2vm.hostname= */
+	const char *nonce;    /* img2vm.nonce=: img2vm test's boot nonce on a direct-kernel boot (see init.c) */
 	struct ipconf ip;
 };
 

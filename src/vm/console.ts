@@ -78,9 +78,14 @@ export type Verdict =
       /** Milliseconds since QEMU started. */
       at: number;
     }
-  | { status: 'failed'; reason: string; line: string; at: number };
+  | { status: 'failed'; reason: string; line: string; at: number; hint?: string };
 
 export interface WatchOptions {
+  /**
+   * The nonce `img2vm test` handed this boot (see BOOT_NONCE_PREFIX): readiness lines are believed only when they
+   * carry it. Without one no readiness line is believed.
+   */
+  nonce?: string;
   /** A custom readiness pattern, matched against each console line (and the line still being written). */
   expect?: RegExp;
   /** 'login': ready at the first login prompt (a login session follows), without waiting for the marker. */
@@ -91,8 +96,27 @@ export interface WatchOptions {
   grubGraceMs?: number;
 }
 
-/** The line img2vm's guests print on /dev/console once multi-user.target is reached. */
-export const READY_MARKER = /\bimg2vm-ready: (\S+)/;
+/**
+ * The readiness lines img2vm's distribution guests print on /dev/console (templates/<family>/files/usr/local/sbin/
+ * img2vm-ready), each with the nonce the host handed the boot (or "none" when it was given none: `img2vm run`,
+ * plain QEMU):
+ *   img2vm-checking: nonce=N                  the check has begun (before the console login starts)
+ *   img2vm-ready: nonce=N kernel=K            the system is up and no unit failed
+ *   img2vm-degraded: nonce=N kernel=K state=S failed=U,... waiting=U,...   it is not: failed units, or still starting
+ * A line with another nonce (canned in the image, replayed from another boot, printed early) is ignored. The nonce
+ * comes from the host through the firmware tables and is readable by root in the guest, so it proves a line was
+ * printed during this boot, after the guest could read it, not which process printed it.
+ */
+export const CHECKING_LINE = /\bimg2vm-checking: nonce=(\S+)/;
+export const READY_MARKER = /\bimg2vm-ready: nonce=(\S+) kernel=(\S+)/;
+export const DEGRADED_LINE = /\bimg2vm-degraded: nonce=(\S+) kernel=(\S+) state=(\S+) failed=(\S*) waiting=(\S*)/;
+/** Anything that looks like one of them (an older img2vm's `img2vm-ready: RELEASE` too), for the report of what was ignored. */
+const READINESS_LIKE = /\bimg2vm-(?:checking|ready|degraded): /;
+/** How the QEMU SMBIOS OEM string (or the direct-kernel command line parameter) that carries the boot nonce starts. */
+export const BOOT_NONCE_PREFIX = 'img2vm.nonce=';
+export const BOOT_NONCE = /^[0-9a-f]{16,64}$/;
+/** Failed units named in a failure reason; the rest are counted. */
+const MAX_UNITS_NAMED = 10;
 /** A getty prompt ("localhost login: "), alone or with a kernel message printed right after it. */
 export const LOGIN_PROMPT = /\blogin: *(?:$|\[ *\d+\.\d+\])/;
 export const LOGIN_GRACE_MS = 10_000;
@@ -144,6 +168,10 @@ export class ConsoleWatcher {
   readonly milestones: Partial<Record<Milestone, number>> = {};
   verdict: Verdict | undefined;
   kernelRelease: string | undefined;
+  /** Readiness lines not believed (without this boot's nonce), the first few, for the failure report. */
+  readonly ignored: string[] = [];
+  /** The guest's readiness check began with this boot's nonce: a verdict line will follow, a login prompt does not decide. */
+  checking = false;
   private readonly cleaner = new ConsoleCleaner();
   private readonly lines = new LineBuffer();
   private readonly tail: string[] = [];
@@ -176,7 +204,7 @@ export class ConsoleWatcher {
   /** Time-based decisions (a login prompt without marker, a GRUB error that nothing follows). */
   tick(at: number): Verdict | undefined {
     if (this.verdict) return this.verdict;
-    if (this.pendingLogin && at - this.pendingLogin.at >= this.loginGraceMs) {
+    if (this.pendingLogin && !this.checking && at - this.pendingLogin.at >= this.loginGraceMs) {
       this.decide({ status: 'ready', matched: 'login', line: this.pendingLogin.line, at: this.pendingLogin.at });
     } else if (this.grubErrorAt !== undefined && this.milestones.kernel === undefined && at - this.grubErrorAt >= this.grubGraceMs) {
       this.decide({ status: 'failed', reason: `GRUB failed: ${this.details.get('grub') ?? 'error'}`, line: this.details.get('grub') ?? '', at });
@@ -236,12 +264,8 @@ export class ConsoleWatcher {
           if (d.key === 'grub') this.grubErrorAt ??= at;
         }
       }
-      const marker = READY_MARKER.exec(line);
-      if (marker && m.marker === undefined) {
-        m.marker = at;
-        this.kernelRelease = marker[1];
-      }
     }
+    const readiness = partial ? undefined : this.readiness(line, at);
     if (LOGIN_PROMPT.test(line) && m.login === undefined && !early) m.login = at;
     if (this.verdict) return;
 
@@ -255,11 +279,74 @@ export class ConsoleWatcher {
       if (this.opts.expect.test(line)) this.decide({ status: 'ready', matched: 'expect', line: line.trim(), at });
       return;
     }
+    if (readiness) return this.decide(readiness);
+    if (this.checking) return;
     if (this.opts.until === 'login') {
       if (m.login !== undefined) this.decide({ status: 'ready', matched: 'login', line: line.trim(), at: m.login });
       return;
     }
-    if (m.marker !== undefined) return this.decide({ status: 'ready', matched: 'marker', line: line.trim(), at: m.marker });
     if (m.login !== undefined && !this.pendingLogin) this.pendingLogin = { line: line.trim(), at: m.login };
   }
+
+  /**
+   * A readiness line of this boot: the verdict it carries, if any. Lines with another nonce are remembered, not
+   * believed; a check that found no nonce fails, since no line of it could ever be believed.
+   */
+  private readiness(line: string, at: number): Verdict | undefined {
+    const c = CHECKING_LINE.exec(line);
+    const r = READY_MARKER.exec(line);
+    const d = DEGRADED_LINE.exec(line);
+    const nonce = (c ?? r ?? d)?.[1];
+    const text = line.trim();
+    if (nonce === undefined || nonce !== this.opts.nonce || !this.opts.nonce) {
+      if (nonce === 'none' && this.opts.nonce && !this.verdict && !this.opts.expect) {
+        return {
+          status: 'failed', line: text, at,
+          reason: `the guest's readiness check found no nonce (${text.slice(text.indexOf('img2vm-'))}): it reads the SMBIOS OEM string ${BOOT_NONCE_PREFIX}… that img2vm test passes, through /sys/firmware/dmi/entries, or ${BOOT_NONCE_PREFIX} on the kernel command line of a direct-kernel boot`,
+          hint: "the guest's kernel needs DMI sysfs (CONFIG_DMI_SYSFS, the dmi-sysfs module); Debian's cloud kernel has it built in",
+        };
+      }
+      if (READINESS_LIKE.test(line) && this.ignored.length < 5) this.ignored.push(text);
+      return undefined;
+    }
+    if (c) {
+      this.checking = true;
+      return undefined;
+    }
+    const m = this.milestones;
+    m.marker ??= at;
+    this.kernelRelease = (r ?? d)![2];
+    if (r) return { status: 'ready', matched: 'marker', line: text, at: m.marker };
+    return { status: 'failed', line: text, at, ...degradedReason(d![3]!, units(d![4]!), units(d![5]!)) };
+  }
+
+  /** "; ignored …" for a timeout or power-off report: readiness lines that did not carry this boot's nonce. */
+  ignoredNote(): string {
+    if (!this.ignored.length) return '';
+    return `; ignored ${this.ignored.length === 1 ? 'a readiness line' : `${this.ignored.length} readiness lines`} without this boot's nonce (${this.ignored[0]})`;
+  }
+}
+
+function units(list: string): string[] {
+  return list.split(',').filter(Boolean);
+}
+
+function named(list: string[]): string {
+  const shown = list.slice(0, MAX_UNITS_NAMED).join(', ');
+  return list.length > MAX_UNITS_NAMED ? `${shown} and ${list.length - MAX_UNITS_NAMED} more` : shown;
+}
+
+/** Why a guest that printed img2vm-degraded did not pass, naming its failed units (or what it still waited for). */
+function degradedReason(state: string, failed: string[], waiting: string[]): { reason: string; hint: string } {
+  const hint = failed.length
+    ? `boot the disk with \`img2vm run\` and look at \`systemctl status ${failed[0]}\` (or \`rc-status\`) and the journal`
+    : 'boot the disk with `img2vm run` and look at what it waits for (`systemctl list-jobs`)';
+  if (state === 'degraded' || (state === 'running' && failed.length)) {
+    return { reason: `the guest came up degraded: failed units: ${named(failed) || '(none named)'}`, hint };
+  }
+  const failedToo = failed.length ? `; failed units: ${named(failed)}` : '';
+  if (state === 'starting' || state === 'initializing') {
+    return { reason: `the guest was still starting when its readiness check gave up${waiting.length ? `: waiting for ${named(waiting)}` : ''}${failedToo}`, hint };
+  }
+  return { reason: `the guest's system is in state ${state}${failedToo}`, hint };
 }

@@ -22,6 +22,8 @@ export interface MachineOptions {
   snapshot: boolean;
   publish: readonly Publish[];
   console: 'terminal' | 'pipe';
+  /** `img2vm test`'s nonce for this boot, handed to the guest (see qemuArgs). */
+  bootNonce?: string;
 }
 
 export interface Machine {
@@ -64,7 +66,7 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
   }
   const argv = qemuArgs({
     disk, format, firmware, ovmf, accel,
-    memMiB: o.memMiB, cpus: o.cpus, snapshot: o.snapshot, publish: o.publish, console: o.console,
+    memMiB: o.memMiB, cpus: o.cpus, snapshot: o.snapshot, publish: o.publish, console: o.console, bootNonce: o.bootNonce,
   });
   return { disk, format, firmware, firmwareReason, accel, accelReason, console: o.console, argv };
 }
@@ -84,7 +86,7 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
   const argv = qemuArgs({
     disk: root!.path, format: 'raw', firmware: 'direct', accel,
     direct: { kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, moreDisks: more, tscKhz: await hostCpuKhz() },
-    memMiB: o.memMiB, cpus: o.cpus, snapshot: o.snapshot, publish: o.publish, console: o.console,
+    memMiB: o.memMiB, cpus: o.cpus, snapshot: o.snapshot, publish: o.publish, console: o.console, bootNonce: o.bootNonce,
   });
   return {
     disk: root!.path, format: 'raw', firmware: 'direct',

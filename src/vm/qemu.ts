@@ -1,6 +1,7 @@
 // QEMU command lines as pure data, so tests can assert every argument a guest is started with.
 import { Img2vmError } from '../core/errors.js';
 import { MiB, parseSize } from '../core/units.js';
+import { BOOT_NONCE, BOOT_NONCE_PREFIX } from './console.js';
 
 export type Firmware = 'bios' | 'uefi';
 /** How a machine starts: through firmware from a disk, or (direct-kernel outputs) with the kernel loaded by QEMU. */
@@ -56,6 +57,12 @@ export interface QemuOptions {
    * 'pipe': the serial console alone on stdin/stdout, no monitor, so no input byte is ever taken as a command.
    */
   console: 'terminal' | 'pipe';
+  /**
+   * A nonce for this boot that the guest's readiness lines must carry (`img2vm test`). Firmware boots get it as an
+   * SMBIOS OEM string (type 11), which the guest's kernel shows root in /sys/firmware/dmi/entries/11-*\/raw; microvm
+   * has no SMBIOS, so a direct-kernel boot gets it on the kernel command line, which QEMU builds there anyway.
+   */
+  bootNonce?: string;
 }
 
 /** QEMU option values are comma-separated; a literal comma is written twice. */
@@ -80,8 +87,10 @@ export function qemuArgs(o: QemuOptions): string[] {
       '-drive', `if=pflash,format=raw,unit=1,file=${qemuEscape(o.ovmf.vars)}`,
     );
   }
+  if (o.bootNonce !== undefined && !BOOT_NONCE.test(o.bootNonce)) throw new Error(`qemuArgs: a boot nonce is 16 to 64 hex digits, not ${o.bootNonce}`);
   if (direct) {
-    const cmdline = o.accel === 'tcg' && direct.tscKhz ? `${direct.cmdline} tsc_early_khz=${direct.tscKhz}` : direct.cmdline;
+    let cmdline = o.accel === 'tcg' && direct.tscKhz ? `${direct.cmdline} tsc_early_khz=${direct.tscKhz}` : direct.cmdline;
+    if (o.bootNonce) cmdline += ` ${BOOT_NONCE_PREFIX}${o.bootNonce}`;
     args.push('-kernel', direct.kernel, ...(direct.initrd ? ['-initrd', direct.initrd] : []), '-append', cmdline);
     const disks = [{ path: o.disk, readOnly: false }, ...direct.moreDisks];
     disks.forEach((d, i) => {
@@ -89,6 +98,7 @@ export function qemuArgs(o: QemuOptions): string[] {
       args.push('-device', `virtio-blk-device,drive=disk${i}`);
     });
   } else args.push('-drive', `file=${qemuEscape(o.disk)},if=virtio,format=${o.format}`);
+  if (o.bootNonce && !direct) args.push('-smbios', `type=11,value=${BOOT_NONCE_PREFIX}${o.bootNonce}`);
   if (o.snapshot) args.push('-snapshot');
   if (o.publish.length === 0) {
     args.push('-nic', 'none');

@@ -2,7 +2,7 @@
 import type { WriteStream } from 'node:fs';
 import type { EventSink } from '../core/events.js';
 import type { ExitCodeName } from '../core/errors.js';
-import { ConsoleWatcher, type Milestone } from './console.js';
+import { BOOT_NONCE_PREFIX, ConsoleWatcher, type Milestone } from './console.js';
 import { LoginSession, type SessionOutcome } from './login.js';
 import type { ConsoleProcess } from './machine.js';
 import { WorkloadConsole } from './workload.js';
@@ -17,6 +17,11 @@ export interface TestSessionOptions {
   login?: { user: string; password: string };
   command?: string;
   nonce: string;
+  /**
+   * The boot nonce handed to the guest (qemu.ts): readiness lines and img2vm's init line are believed only with it,
+   * so nothing canned in the image or printed early can pass the test.
+   */
+  bootNonce: string;
   /** The QEMU command line, for the hint of a QEMU failure. */
   argv: readonly string[];
   log?: WriteStream;
@@ -34,7 +39,7 @@ const round = (ms: number) => Math.round(ms / 10) / 100;
  */
 export class TestSession {
   readonly watcher: ConsoleWatcher;
-  readonly workload = new WorkloadConsole();
+  readonly workload: WorkloadConsole;
   readonly session: LoginSession | undefined;
   sessionOutcome: SessionOutcome | undefined;
   /** Milliseconds since QEMU started when the true exit line arrived. */
@@ -50,7 +55,8 @@ export class TestSession {
     private readonly qemu: ConsoleProcess,
     private readonly o: TestSessionOptions,
   ) {
-    this.watcher = new ConsoleWatcher({ expect: o.expect, until: o.login && !o.expect ? 'login' : 'ready' });
+    this.watcher = new ConsoleWatcher({ expect: o.expect, until: o.login && !o.expect ? 'login' : 'ready', nonce: o.bootNonce });
+    this.workload = new WorkloadConsole({ hostNonce: o.bootNonce });
     this.session = o.login ? new LoginSession({ ...o.login, command: o.command, nonce: o.nonce }) : undefined;
   }
 
@@ -110,6 +116,7 @@ export class TestSession {
     this.emitMilestones();
     if (this.phase === 'boot') {
       this.afterVerdict();
+      if (!this.done) this.unboundInit();
       if (!this.done && this.workload.exited) this.afterWorkload();
       return;
     }
@@ -153,7 +160,7 @@ export class TestSession {
   private afterVerdict(): void {
     const v = this.watcher.verdict;
     if (!v || this.phase !== 'boot' || this.done) return;
-    if (v.status === 'failed') return this.finish({ ok: false, kind: 'kernelPanic', message: `boot failed: ${v.reason}` });
+    if (v.status === 'failed') return this.finish({ ok: false, kind: 'kernelPanic', message: `boot failed: ${v.reason}`, hint: v.hint });
     if (this.o.expectExit !== undefined && v.matched !== 'expect') {
       const what = v.matched === 'marker' ? 'its readiness marker' : 'a login prompt';
       return this.finish({
@@ -165,6 +172,20 @@ export class TestSession {
     if (!this.session) return this.finish({ ok: true });
     this.phase = 'wait-login';
     if (this.watcher.milestones.login !== undefined) this.startLogin();
+  }
+
+  /**
+   * img2vm's init said it found no boot nonce: none of its lines can be believed, so the test cannot pass; say why now
+   * rather than at the timeout.
+   */
+  private unboundInit(): void {
+    const line = this.workload.unbound;
+    if (this.workload.nonce !== undefined || this.o.expect || !line || !/ host=none$/i.test(line)) return;
+    this.finish({
+      ok: false, kind: 'kernelPanic',
+      message: `boot failed: img2vm's init found no nonce (host=none): it reads the SMBIOS OEM string ${BOOT_NONCE_PREFIX}… that img2vm test passes, through /sys/firmware/dmi/entries, or ${BOOT_NONCE_PREFIX} on the kernel command line of a direct-kernel boot`,
+      hint: "the guest's kernel needs DMI sysfs (CONFIG_DMI_SYSFS); Debian's cloud kernel, img2vm's default, has it built in",
+    });
   }
 
   /** The workload's exit status decides, against --expect-exit (0 without it). */
@@ -197,6 +218,12 @@ export class TestSession {
     return last ? `${prefix}${last}` : silent;
   }
 
+  /** What was seen but not believed, for a report of a test that did not pass. */
+  private ignoredNote(): string {
+    const unbound = this.workload.nonce === undefined && this.workload.unbound;
+    return this.watcher.ignoredNote() + (unbound ? `; ignored a nonce line without this boot's nonce (${unbound})` : '');
+  }
+
   private onTimeout(): void {
     const s = this.o.timeoutMs / 1000;
     const tail = this.tail('; last console line: ', '; the console stayed silent');
@@ -207,14 +234,21 @@ export class TestSession {
     if (this.workload.nonce !== undefined && !this.o.expect) {
       return this.finish({ ok: false, kind: 'testTimeout', message: `the workload did not exit within ${s} s${tail}` });
     }
-    const what = this.o.expect ? `no console line matched /${this.o.expect.source}/` : this.o.expectExit !== undefined ? 'no workload exit' : 'no readiness marker or login prompt';
-    this.finish({ ok: false, kind: 'testTimeout', message: `${what} within ${s} s${tail}` });
+    const what = this.o.expect
+      ? `no console line matched /${this.o.expect.source}/`
+      : this.o.expectExit !== undefined
+        ? 'no workload exit'
+        : this.watcher.checking
+          ? "the guest's readiness check began but gave no verdict"
+          : 'no readiness marker or login prompt';
+    this.finish({ ok: false, kind: 'testTimeout', message: `${what} within ${s} s${tail}${this.o.expect ? '' : this.ignoredNote()}` });
   }
 
   private onExit(r: { exitCode?: number; signal?: string }): void {
     if (this.done) return;
     this.workload.flush();
     this.afterVerdict();
+    if (!this.done && this.phase === 'boot') this.unboundInit();
     if (!this.done && this.workload.exited && this.phase === 'boot') this.afterWorkload();
     if (this.done) return;
     if (r.exitCode !== 0) {
@@ -232,7 +266,7 @@ export class TestSession {
       return this.finish({ ok: false, kind: 'kernelPanic', message: `boot failed: ${why}` });
     }
     if (this.phase === 'boot' || this.phase === 'wait-login') {
-      return this.finish({ ok: false, kind: 'kernelPanic', message: `boot failed: the guest reset or powered off before it was up${ending}${close}` });
+      return this.finish({ ok: false, kind: 'kernelPanic', message: `boot failed: the guest reset or powered off before it was up${ending}${close}${this.ignoredNote()}` });
     }
     this.finish({ ok: false, kind: this.phase === 'login' ? 'loginFailed' : 'commandFailed', message: `the guest reset or powered off during the ${this.phase}${ending}${close}` });
   }

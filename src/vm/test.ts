@@ -33,6 +33,8 @@ export interface TestOptions {
   logFile?: string;
   /** Fixes the command markers (tests); random otherwise. */
   nonce?: string;
+  /** Fixes the boot nonce handed to the guest (tests); 16 random bytes otherwise. */
+  bootNonce?: string;
   onEvent?: EventSink;
 }
 
@@ -177,8 +179,13 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
   checkOptions(o);
   const report = emptyReport(o);
   const log = await openLog(o, report, ctx.scope);
+  // Fresh for each boot, so nothing written into the disk beforehand, or printed in another boot, can carry it.
+  const bootNonce = o.bootNonce ?? randomBytes(16).toString('hex');
   const machine = await prepareMachine(
-    { disk: o.disk, firmware: o.firmware, memMiB: o.memMiB ?? DEFAULT_MEM_MIB, cpus: o.cpus ?? DEFAULT_CPUS, snapshot: true, publish: [], console: 'pipe' },
+    {
+      disk: o.disk, firmware: o.firmware, memMiB: o.memMiB ?? DEFAULT_MEM_MIB, cpus: o.cpus ?? DEFAULT_CPUS, snapshot: true, publish: [], console: 'pipe',
+      bootNonce,
+    },
     ctx.scope,
   );
   describeMachine(report, machine);
@@ -188,7 +195,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
   const qemu = startQemu(machine, ctx.scope);
   const session = new TestSession(qemu, {
     timeoutMs: o.timeoutMs ?? DEFAULT_TEST_TIMEOUT_MS, expect: o.expect, expectExit: o.expectExit, login: o.login, command: o.command,
-    nonce: o.nonce ?? randomBytes(4).toString('hex'), argv: machine.argv, log: log?.stream, onEvent: o.onEvent,
+    nonce: o.nonce ?? randomBytes(4).toString('hex'), bootNonce, argv: machine.argv, log: log?.stream, onEvent: o.onEvent,
   });
   const end = await session.run(ctx.signal);
   const totalMs = session.now();

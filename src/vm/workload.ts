@@ -1,7 +1,10 @@
 // The console protocol of img2vm's init: the nonce line, the workload's exit line, and the console bytes minus img2vm's own lines.
 
-/** Printed once by img2vm's init before anything of the image runs. */
-export const NONCE_LINE = /^img2vm-init: nonce=([0-9a-f]{16,})$/i;
+/**
+ * Printed once by img2vm's init before anything of the image runs: its own nonce, and (host=) the boot nonce
+ * `img2vm test` handed the guest, or "none" when it found none (see native/init.c).
+ */
+export const NONCE_LINE = /^img2vm-init: nonce=([0-9a-f]{16,})(?: host=(\S+))?$/i;
 /** Printed by img2vm's init when the workload has ended; only the nonce of the first nonce line makes it true. */
 export const EXIT_LINE = /^img2vm-exit: nonce=([0-9a-f]{16,}) status=(\d{1,3})$/i;
 /** Any other message of img2vm's init ("img2vm-init: fatal: ...", warnings). */
@@ -31,19 +34,30 @@ export interface ConsoleParts {
  * prompt without a newline reaches the user at once.
  */
 export class WorkloadConsole {
-  /** The nonce of the first nonce line: only exit lines with it are believed. */
+  /** The nonce of the first nonce line (that carried the boot nonce, when there is one): only exit lines with it are believed. */
   nonce: string | undefined;
   /** The workload's exit status, from the first exit line with the true nonce. */
   status: number | undefined;
   /** What the init said before it gave up ("img2vm-init: fatal: ..."). */
   fatal: string | undefined;
+  /** The first nonce line that did not carry the boot nonce (not believed), for the failure report. */
+  unbound: string | undefined;
+  private readonly maxLine: number;
+  private readonly hostNonce: string | undefined;
   private held: Buffer[] = [];
   private heldBytes = 0;
   /** An empty line kept back: the init starts its exit line with a newline of its own, which is not the workload's. */
   private blank: Buffer | undefined;
   private mode: 'start' | 'held' | 'pass' = 'start';
 
-  constructor(private readonly maxLine = 4096) {}
+  /**
+   * hostNonce: the boot nonce `img2vm test` handed the guest. With it, only a nonce line that carries it is believed,
+   * so a disk without img2vm's init cannot pass a test by printing a canned nonce line and exit line.
+   */
+  constructor(opts: { hostNonce?: string; maxLine?: number } = {}) {
+    this.hostNonce = opts.hostNonce?.toLowerCase();
+    this.maxLine = opts.maxLine ?? 4096;
+  }
 
   /** Whether the init said the workload has ended. */
   get exited(): boolean {
@@ -162,6 +176,10 @@ export class WorkloadConsole {
     const n = NONCE_LINE.exec(text);
     if (n) {
       if (this.nonce !== undefined) return false;
+      if (this.hostNonce !== undefined && n[2]?.toLowerCase() !== this.hostNonce) {
+        this.unbound ??= text;
+        return false;
+      }
       this.nonce = n[1]!.toLowerCase();
       return true;
     }

@@ -176,9 +176,12 @@ function boot(args: string[]): Vm {
   };
 }
 
-/** What a host concludes from the console: the first nonce line is the only true one; exit lines must carry it. */
+/**
+ * What a host concludes from the console: the first nonce line is the only true one; exit lines must carry it.
+ * These plain QEMU boots hand the guest no boot nonce, and the init says so (host=none).
+ */
 function exitOf(console: string): { nonce: string; status: number; exitLines: number } | undefined {
-  const n = /img2vm-init: nonce=([0-9a-f]{32})\r?\n/.exec(console);
+  const n = /img2vm-init: nonce=([0-9a-f]{32}) host=none\r?\n/.exec(console);
   if (!n) return undefined;
   const lines = [...console.matchAll(new RegExp(`^img2vm-exit: nonce=${n[1]} status=(\\d+)\\r?$`, 'gm'))];
   return lines[0] ? { nonce: n[1]!, status: Number(lines[0][1]), exitLines: lines.length } : undefined;

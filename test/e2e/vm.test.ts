@@ -1,15 +1,19 @@
 // Boot tests of `img2vm test` / `run` under QEMU TCG on a Debian disk: pass, fail fast, --expect, login, signals.
 import { execa } from 'execa';
+import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Scope } from '../../src/core/scope.js';
 import { testDisk, VmTestError, type TestOptions } from '../../src/vm/test.js';
-import { BIN, debianFixture, img2vm, sh } from './helpers.js';
+import { BIN, debianFixture, dockerBuild, img2vm, sh } from './helpers.js';
 
 const BASE = 'img2vm-e2e:bookworm';
 const WORK = '/tmp/img2vm-e2e-vm';
 const GOOD = join(WORK, 'good.raw');
+/** The case of issue 16: an image with an enabled unit that fails at every boot. */
+const FAILING_UNIT = 'img2vm-e2e-failing:bookworm';
+const DEGRADED = join(WORK, 'degraded.raw');
 const BROKEN = join(WORK, 'broken.raw');
 const PART_OFFSET_MIB = 1;
 
@@ -56,9 +60,10 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
     await rm(WORK, { recursive: true, force: true });
   });
 
-  it('passes on a good disk at the readiness marker, with boot timings and a console log', async () => {
+  it('passes on a good disk at the readiness marker carrying the boot nonce, with boot timings and a console log', async () => {
     const log = join(WORK, 'good.log');
-    const r = await test({ logFile: log });
+    const bootNonce = randomBytes(16).toString('hex');
+    const r = await test({ logFile: log, bootNonce });
     expect(r).toMatchObject({ passed: true, matched: 'marker', format: 'raw', firmware: 'bios', kernelRelease: expect.stringMatching(/^6\./) });
     const t = r.timings;
     expect(t.firmware).toBeLessThan(t.kernel!);
@@ -68,7 +73,10 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
     console.log(`boot timings (s): ${JSON.stringify(t)} accel=${r.accel}`);
     const text = await readFile(log, 'utf8');
     expect(text).toContain('Linux version');
-    expect(text).toMatch(/^img2vm-ready: 6\./m);
+    // The guest read the nonce from the SMBIOS OEM string: its check announced itself, then gave the verdict.
+    const checking = text.indexOf(`img2vm-checking: nonce=${bootNonce}\n`);
+    expect(checking).toBeGreaterThan(-1);
+    expect(text.slice(checking)).toMatch(new RegExp(`^img2vm-ready: nonce=${bootNonce} kernel=6\\.`, 'm'));
     expect(text).not.toContain('\x1b');
   });
 
@@ -104,6 +112,24 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
     expect(e.exitCode).toBe(24);
     expect(e.message).toBe('the command exited with status 1: echo out; false');
     expect(e.report.command).toMatchObject({ exitCode: 1, output: 'out' });
+  });
+
+  it('fails on a system that came up degraded, naming the failed unit (exit 21)', async () => {
+    // Enabled as `systemctl enable` would (the fixture has no systemd yet: the distro template installs it).
+    await dockerBuild(FAILING_UNIT, [
+      `FROM ${BASE}`,
+      'RUN mkdir -p /etc/systemd/system/multi-user.target.wants'
+        + " && printf '[Unit]\\nDescription=fails at every boot\\n[Service]\\nExecStart=/bin/false\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/img2vm-e2e-false.service"
+        + ' && ln -s ../img2vm-e2e-false.service /etc/systemd/system/multi-user.target.wants/',
+    ].join('\n'));
+    const c = await img2vm([FAILING_UNIT, '-o', DEGRADED, '--init', 'distro', '--boot', 'bios']);
+    expect(c.exitCode, c.all).toBe(0);
+    const r = await img2vm(['test', DEGRADED, '--timeout', '300', '--json']);
+    expect(r.exitCode, r.stdout).toBe(21);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ passed: false, error: { kind: 'kernelPanic', exitCode: 21 } });
+    expect(report.reason).toMatch(/^boot failed: the guest came up degraded: failed units: img2vm-e2e-false\.service$/);
+    console.log(`degraded disk: verdict after ${report.timings.total} s (${JSON.stringify(report.timings)})`);
   });
 
   describe('through the CLI in a child process', () => {

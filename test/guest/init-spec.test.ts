@@ -322,6 +322,43 @@ describe('native/init reads the kernel command line', () => {
   });
 });
 
+describe("native/init finds img2vm test's boot nonce, to repeat it in its nonce line", () => {
+  const NONCE = '7a'.repeat(16);
+  const oem = (...strings: string[]) => Buffer.concat([Buffer.from([11, 5, 0x0b, 0x00, strings.length]), ...strings.map((s) => Buffer.from(`${s}\0`)), Buffer.from([0])]);
+  const dmi = (entries: Record<string, Buffer>) => {
+    const dir = mkdtempSync(join(work, 'dmi-'));
+    for (const [name, raw] of Object.entries(entries)) {
+      mkdirSync(join(dir, name));
+      writeFileSync(join(dir, name, 'raw'), raw);
+    }
+    return dir;
+  };
+  const find = async (dir: string, cmdline = 'console=ttyS0 quiet') => {
+    const r = await execa(INIT, ['--boot-nonce', dir, cmdline]);
+    expect(r.stderr).toBe('');
+    return r.stdout;
+  };
+
+  it('in an SMBIOS OEM string (type 11), whichever entry and position holds it', async () => {
+    expect(await find(dmi({ '1-0': oem(`img2vm.nonce=${'0'.repeat(32)}`), '11-0': oem('vendor'), '11-1': oem('x', `img2vm.nonce=${NONCE}`) }))).toBe(NONCE);
+  });
+
+  it('else on the kernel command line (direct-kernel boots), without a warning about the parameter', async () => {
+    expect(await find(dmi({}), `console=ttyS0 img2vm.nonce=${NONCE} quiet`)).toBe(NONCE);
+    expect(await find(join(work, 'no-such-dir'), `img2vm.nonce=${NONCE}`)).toBe(NONCE);
+  });
+
+  it('"none" without one, or for anything but 16 to 64 lowercase hex digits; never past the structure', async () => {
+    expect(await find(dmi({}))).toBe('none');
+    for (const bad of ['abc', NONCE.toUpperCase(), `${NONCE} x`, 'a'.repeat(65)]) {
+      expect(await find(dmi({ '11-0': oem(`img2vm.nonce=${bad}`) }), `"img2vm.nonce=${bad}"`), bad).toBe('none');
+    }
+    // Cut short (no NUL at the end), or a header length past the end.
+    expect(await find(dmi({ '11-0': Buffer.from([11, 5, 0, 0, 1, ...Buffer.from(`img2vm.nonce=${NONCE}`)]), '11-1': Buffer.from([11, 200, 0]) }))).toBe(NONCE);
+    expect(await find(dmi({ '11-0': Buffer.from([11, 200, 0, 0]) }))).toBe('none');
+  });
+});
+
 describe('native/init parses DHCP replies from the network defensively', () => {
   const MAC = '52:54:00:12:34:56';
   const XID = 0x1badcafe;

@@ -41,6 +41,7 @@ describe('templates', () => {
   it('files shared by several templates are byte-identical copies', () => {
     const shared = [
       'usr/local/sbin/img2vm-growroot',
+      'usr/local/sbin/img2vm-ready',
       'etc/cloud/cloud.cfg.d/99-img2vm-datasource.cfg',
       'etc/systemd/system/img2vm-ready.service',
       'etc/systemd/system/img2vm-growroot.service',
@@ -89,9 +90,17 @@ describe('templates', () => {
     }
   });
 
-  it('prints the readiness marker img2vm test waits for, on every init', () => {
-    expect(read('debian', 'etc/systemd/system/img2vm-ready.service')).toContain('echo "img2vm-ready: $(uname -r)" > /dev/console');
-    expect(read('alpine', 'etc/init.d/img2vm-ready')).toContain('echo "img2vm-ready: $(uname -r)" > /dev/console');
+  it('runs the readiness check on every init: announced before the serial login, the verdict once the system settled', () => {
+    const unit = read('debian', 'etc/systemd/system/img2vm-ready.service');
+    expect(unit).toContain("ExecStartPre=/bin/sh -c 'exec /usr/local/sbin/img2vm-ready announce > /dev/console'");
+    expect(unit).toContain("ExecStart=/bin/sh -c 'exec /usr/local/sbin/img2vm-ready systemd > /dev/console'");
+    expect(unit).toMatch(/^Before=serial-getty@ttyS0\.service$/m);
+    // A oneshot's own pending start job would keep `is-system-running --wait` waiting for it: a deadlock.
+    expect(unit).toMatch(/^Type=simple$/m);
+    expect(unit).not.toMatch(/^After=multi-user\.target$/m);
+    const openrc = read('alpine', 'etc/init.d/img2vm-ready');
+    expect(openrc).toContain('/usr/local/sbin/img2vm-ready announce > /dev/console\n\t/usr/local/sbin/img2vm-ready openrc > /dev/console');
+    expect(openrc).toContain("after '*'");
   });
 
   it('DHCP covers every Ethernet interface whatever its name, and only those', () => {

@@ -62,8 +62,9 @@ describe('ConsoleWatcher on a Debian boot to a login prompt (no readiness marker
   });
 
   it('passes on the readiness marker when it follows the prompt within the grace period', () => {
-    const { w } = replay(Buffer.concat([log, Buffer.from('\r\nimg2vm-ready: 6.1.0-51-amd64\r\n')]));
-    expect(w.verdict).toMatchObject({ status: 'ready', matched: 'marker', line: 'img2vm-ready: 6.1.0-51-amd64' });
+    const nonce = '1'.repeat(32);
+    const { w } = replay(Buffer.concat([log, Buffer.from(`\r\nimg2vm-ready: nonce=${nonce} kernel=6.1.0-51-amd64\r\n`)]), { nonce });
+    expect(w.verdict).toMatchObject({ status: 'ready', matched: 'marker', line: `img2vm-ready: nonce=${nonce} kernel=6.1.0-51-amd64` });
     expect(w.kernelRelease).toBe('6.1.0-51-amd64');
     expect(w.milestones.marker).toBe(w.milestones.ready);
   });
@@ -172,5 +173,88 @@ describe('GRUB banner redrawn onto the error line', () => {
     expect(w.verdict).toMatchObject({ status: 'failed' });
     expect(JSON.stringify(w.verdict)).toContain('(error: no such device: d79141a5-aea9.)');
     expect(JSON.stringify(w.verdict)).not.toContain('GNU GRUB');
+  });
+});
+
+describe('ConsoleWatcher believes readiness lines only when they carry this boot\'s nonce', () => {
+  const NONCE = '5e'.repeat(16);
+  const OTHER = '0'.repeat(32);
+  const BOOT = '[    0.000000] Linux version 6.1.0-28-cloud-amd64 (x)\r\n[    1.0] systemd[1]: systemd 252 running in system mode\r\n';
+  const checking = (n = NONCE) => `img2vm-checking: nonce=${n}\r\n`;
+  const ready = (n = NONCE) => `img2vm-ready: nonce=${n} kernel=6.1.0-28-cloud-amd64\r\n`;
+  const degraded = (state: string, failed: string, waiting = '', n = NONCE) =>
+    `img2vm-degraded: nonce=${n} kernel=6.1.0-28-cloud-amd64 state=${state} failed=${failed} waiting=${waiting}\r\n`;
+
+  it('passes on the marker with the nonce, and takes the kernel release from it', () => {
+    const { w } = replay(BOOT + checking() + ready(), { nonce: NONCE });
+    expect(w.verdict).toMatchObject({ status: 'ready', matched: 'marker', line: `img2vm-ready: nonce=${NONCE} kernel=6.1.0-28-cloud-amd64` });
+    expect(w.kernelRelease).toBe('6.1.0-28-cloud-amd64');
+    expect(w.milestones.marker).toBe(w.milestones.ready);
+  });
+
+  it('ignores a marker canned in the image or printed early: without a nonce, with another, or from an older img2vm', () => {
+    const forged = 'img2vm-ready: 6.1.0-28-cloud-amd64\r\n' + ready(OTHER) + checking(OTHER) + degraded('degraded', 'x.service', '', OTHER);
+    const { w, end } = replay(BOOT + forged, { nonce: NONCE });
+    expect(w.verdict).toBeUndefined();
+    expect(w.milestones.marker).toBeUndefined();
+    expect(w.tick(end + 3_600_000)).toBeUndefined();
+    expect(w.ignored[0]).toBe('img2vm-ready: 6.1.0-28-cloud-amd64');
+    expect(w.ignored).toHaveLength(4);
+    // The true marker still decides after the forgeries.
+    w.feed(ready(), end + 1);
+    expect(w.verdict).toMatchObject({ status: 'ready', matched: 'marker' });
+  });
+
+  it('with no nonce to expect, no marker is believed', () => {
+    const { w, end } = replay(BOOT + ready(), {});
+    expect(w.tick(end + 3_600_000)).toBeUndefined();
+  });
+
+  it('fails on a degraded system, naming the failed units', () => {
+    const { w } = replay(BOOT + checking() + degraded('degraded', 'img2vm-e2e-false.service,other@x.service'), { nonce: NONCE });
+    expect(w.verdict).toMatchObject({
+      status: 'failed',
+      reason: 'the guest came up degraded: failed units: img2vm-e2e-false.service, other@x.service',
+      hint: expect.stringContaining('systemctl status'),
+    });
+    expect(w.milestones.marker).toBeDefined();
+  });
+
+  it('names what a system still starting waited for, and lists at most 10 units', () => {
+    const many = Array.from({ length: 12 }, (_, i) => `u${i}.service`).join(',');
+    expect(replay(BOOT + degraded('starting', '', 'slow.service,slower.mount'), { nonce: NONCE }).w.verdict).toMatchObject({
+      status: 'failed', reason: 'the guest was still starting when its readiness check gave up: waiting for slow.service, slower.mount',
+    });
+    expect(replay(BOOT + degraded('degraded', many), { nonce: NONCE }).w.verdict).toMatchObject({
+      reason: 'the guest came up degraded: failed units: u0.service, u1.service, u2.service, u3.service, u4.service, u5.service, u6.service, u7.service, u8.service, u9.service and 2 more',
+    });
+    expect(replay(BOOT + degraded('maintenance', 'a.service'), { nonce: NONCE }).w.verdict).toMatchObject({
+      reason: 'the guest\'s system is in state maintenance; failed units: a.service',
+    });
+  });
+
+  it('once the check has begun, a login prompt no longer passes on its own, with or without --login', () => {
+    const prompt = 'Debian GNU/Linux 12 localhost ttyS0\r\n\r\nlocalhost login: ';
+    const a = replay(BOOT + checking() + prompt, { nonce: NONCE });
+    expect(a.w.tick(a.end + 3_600_000)).toBeUndefined();
+    a.w.feed(degraded('degraded', 'x.service'), a.end + 3_600_001);
+    expect(a.w.verdict).toMatchObject({ status: 'failed' });
+    const b = replay(BOOT + checking() + prompt, { nonce: NONCE, until: 'login' });
+    expect(b.w.verdict).toBeUndefined();
+    b.w.feed(ready(), b.end + 1);
+    expect(b.w.verdict).toMatchObject({ status: 'ready', matched: 'marker' });
+    // A check with another nonce does not hold the prompt back.
+    const c = replay(BOOT + checking(OTHER) + prompt, { nonce: NONCE, until: 'login' });
+    expect(c.w.verdict).toMatchObject({ status: 'ready', matched: 'login' });
+  });
+
+  it('a guest whose check could not read the nonce fails at once, saying so', () => {
+    const { w } = replay(BOOT + checking('none'), { nonce: NONCE });
+    expect(w.verdict).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^the guest's readiness check found no nonce \(img2vm-checking: nonce=none\)/) });
+  });
+
+  it('--expect alone decides: readiness lines are not consulted', () => {
+    const { w } = replay(BOOT + checking() + degraded('degraded', 'x.service') + 'hello\r\n', { nonce: NONCE, expect: /hello/ });
+    expect(w.verdict).toMatchObject({ status: 'ready', matched: 'expect' });
   });
 });

@@ -48,5 +48,7 @@ export class FakeQemu implements ConsoleProcess {
 }
 
 export const NONCE = '0123456789abcdef0123456789abcdef';
-export const nonceLine = (nonce = NONCE) => `img2vm-init: nonce=${nonce}\r\n`;
+/** The boot nonce a test hands the guest; img2vm's init repeats it as host=. */
+export const BOOT_NONCE = 'b0075eed'.repeat(4);
+export const nonceLine = (nonce = NONCE, host = BOOT_NONCE) => `img2vm-init: nonce=${nonce} host=${host}\r\n`;
 export const exitLine = (status: number, nonce = NONCE) => `\r\nimg2vm-exit: nonce=${nonce} status=${status}\r\n`;

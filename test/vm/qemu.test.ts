@@ -71,6 +71,19 @@ describe('qemuArgs', () => {
     for (const f of net.split(',').filter((p) => p.startsWith('hostfwd='))) expect(f).toMatch(/^hostfwd=tcp:127\.0\.0\.1:\d+-:\d+$/);
   });
 
+  it('hands img2vm test\'s boot nonce to the guest: an SMBIOS OEM string, or on microvm (no SMBIOS) the kernel command line', () => {
+    const nonce = '0123456789abcdef'.repeat(2);
+    const base = { format: 'raw' as const, accel: 'tcg' as const, memMiB: 512, cpus: 1, snapshot: true, publish: [], console: 'pipe' as const, bootNonce: nonce };
+    const bios = qemuArgs({ ...base, disk: '/d/disk.raw', firmware: 'bios' });
+    expect(bios.slice(bios.indexOf('-smbios'), bios.indexOf('-smbios') + 2)).toEqual(['-smbios', `type=11,value=img2vm.nonce=${nonce}`]);
+    const direct = qemuArgs({ ...base, disk: '/o/vm.ext4', firmware: 'direct', direct: { kernel: '/o/k', cmdline: 'root=/dev/vda console=ttyS0', moreDisks: [] } });
+    expect(direct).not.toContain('-smbios');
+    expect(direct[direct.indexOf('-append') + 1]).toBe(`root=/dev/vda console=ttyS0 img2vm.nonce=${nonce}`);
+    // Without one (img2vm run), nothing is added: the guest's readiness lines say nonce=none.
+    expect(qemuArgs({ ...base, bootNonce: undefined, disk: '/d/disk.raw', firmware: 'bios' })).not.toContain('-smbios');
+    expect(() => qemuArgs({ ...base, bootNonce: 'x,y', disk: '/d/disk.raw', firmware: 'bios' })).toThrow(/16 to 64 hex digits/);
+  });
+
   it('refuses UEFI without firmware files', () => {
     expect(() =>
       qemuArgs({ disk: 'x', format: 'raw', firmware: 'uefi', accel: 'tcg', memMiB: 512, cpus: 1, snapshot: true, publish: [], console: 'pipe' }),

@@ -94,7 +94,7 @@ describe('WorkloadConsole', () => {
   });
 
   it('releases an endless line that looks like img2vm\'s once it is longer than any line of the protocol', () => {
-    const wl = new WorkloadConsole(64);
+    const wl = new WorkloadConsole({ maxLine: 64 });
     const out = wl.feed(Buffer.from(`img2vm-init: ${'x'.repeat(100)}`)).output.toString();
     expect(out).toBe(`img2vm-init: ${'x'.repeat(100)}`);
   });
@@ -121,5 +121,36 @@ describe('helpers', () => {
 
   it('exit codes of signals follow the shell', () => {
     expect([signalExitCode('SIGINT'), signalExitCode('SIGTERM'), signalExitCode('SIGHUP')]).toEqual([130, 143, 129]);
+  });
+});
+
+describe('WorkloadConsole with the boot nonce img2vm test handed the guest', () => {
+  const BOOT = 'b0'.repeat(16);
+  const run = (text: string) => {
+    const wl = new WorkloadConsole({ hostNonce: BOOT });
+    const p = wl.feed(Buffer.from(text));
+    return { wl, output: p.output.toString(), own: p.own };
+  };
+
+  it('believes the init\'s nonce line only when it carries the boot nonce', () => {
+    const r = run(`img2vm-init: nonce=${NONCE} host=${BOOT}\r\nhi\r\n\r\nimg2vm-exit: nonce=${NONCE} status=4\r\n`);
+    expect([r.wl.nonce, r.wl.status]).toEqual([NONCE, 4]);
+    expect(r.own[0]).toBe(`img2vm-init: nonce=${NONCE} host=${BOOT}`);
+  });
+
+  it('takes a nonce line without it, with another or with none for the guest\'s output, and remembers it', () => {
+    for (const host of ['', ' host=none', ` host=${OTHER}`]) {
+      const line = `img2vm-init: nonce=${OTHER}${host}`;
+      const r = run(`${line}\r\nimg2vm-exit: nonce=${OTHER} status=0\r\n`);
+      expect([r.wl.nonce, r.wl.status], host).toEqual([undefined, undefined]);
+      expect(r.wl.unbound).toBe(line);
+      expect(r.output).toContain(line);
+    }
+  });
+
+  it('without a boot nonce (img2vm run), the first nonce line is believed whatever it carries', () => {
+    const wl = new WorkloadConsole();
+    wl.feed(Buffer.from(`img2vm-init: nonce=${NONCE} host=none\r\n`));
+    expect(wl.nonce).toBe(NONCE);
   });
 });
