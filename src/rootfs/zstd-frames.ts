@@ -1,5 +1,5 @@
-// Walks the frame structure of a zstd stream without decompressing it, so that a stream cut short is an error: Node's own
-// zstd decoder (22.15 and later) ends quietly at a truncated frame, where the zstd tool says "unexpected end of file".
+// Walks a zstd stream's frames without decompressing them, so that a stream cut short is an error under Node's own zstd.
+// Node's decoder (22.15 and later) ends quietly at a truncated frame, where the zstd tool says "unexpected end of file".
 import { Transform } from 'node:stream';
 
 /** The stream is not a whole sequence of zstd frames (truncated, or bytes that are no frame). */

@@ -1,5 +1,5 @@
-// A host program used as a stream filter (zstd -dc): the input piped to its stdin, its stdout read as chunks, and the
-// program stopped and waited for on every way out, so no process outlives the read that started it.
+// A host program as a stream filter (zstd -dc): input on its stdin, its stdout as chunks, stopped and waited for on every way out.
+// No process outlives the read that started it.
 import { pipeline } from 'node:stream';
 import type { ToolName } from './index.js';
 import { hasExited, spawnTool, stopProcess } from './process.js';

@@ -1,5 +1,5 @@
-// The zstd frame walker that makes a truncated stream an error under Node's own zstd: it accepts exactly what the zstd
-// tool accepts, at every cut point, however the bytes are split.
+// The zstd frame walker accepts exactly what the zstd tool accepts, at every cut point, however the bytes are split.
+// It is what makes a truncated stream an error under Node's own zstd.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';

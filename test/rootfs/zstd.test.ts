@@ -1,5 +1,5 @@
-// zstd layers (buildah, podman, BuildKit) on every Node img2vm runs on: Node's own zstd where it has one, else the zstd
-// host tool as a child process — the same tree as the gzip twin, damaged layers refused, and no process left behind.
+// zstd layers (buildah, podman, BuildKit) on every Node: the same tree as the gzip twin, damaged ones refused, no process left.
+// Node's own zstd decompresses where it has one (22.15 and later), else the zstd host tool as a child process.
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';

@@ -1,5 +1,5 @@
-// Times in every range ext4 can hold (1901 to 2446), written by img2vm's ext4 writer and read back by debugfs, e2fsck
-// and the kernel (a read-only loop mount); the 2310-2378 range e2fsck reads differently, and what lies beyond 2446.
+// Times in every range ext4 holds (1901 to 2446), written by the ext4 writer and read back by debugfs, e2fsck and the kernel.
+// Also what becomes of 2310-2378 (which e2fsck reads differently) and of times beyond 2446 or before 1901.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,5 +1,5 @@
-// The kernel path's decompressor (data.tar of .debs, Packages indexes, compressed kernels): zstd by Node's own where it
-// has one, else by the tool; damaged input is a CodecError; a reader that stops at the size cap leaves no process.
+// The kernel path's decompressor (.deb data.tar, Packages, kernels): exact output, CodecError on damage, no process left.
+// zstd is Node's own where it has one, else the tool, as for layers; a reader that stops at the size cap stops the tool.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
