@@ -34,16 +34,18 @@ async function* viaTool(tool: FilterDecompressor, input: Readable, o: DecodeOpti
   const f = filterThrough(tool, decompressArgv(tool), input as AsyncIterable<Buffer>);
   const onAbort = (): void => f.stop(o.signal?.reason);
   o.signal?.addEventListener('abort', onAbort, { once: true });
+  let finished = false;
   try {
     // Delegated, so a reader that stops early (the size cap) stops the program too, and waits for it.
     yield* f.chunks;
+    finished = true;
   } catch (e) {
     if (o.signal?.aborted) throw o.signal.reason;
     if (e instanceof FilterError) throw new CodecError(`${o.what}: ${e.message}`);
     throw e;
   } finally {
     o.signal?.removeEventListener('abort', onAbort);
-    input.destroy();
+    if (!finished) input.destroy();
   }
 }
 
