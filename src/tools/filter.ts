@@ -106,7 +106,10 @@ export function filterThrough(tool: ToolName, argv: readonly string[], input: As
       if (inputError) throw inputError.e;
       const late = stopped as { reason: unknown } | undefined;
       if (late) throw reasonOf(late.reason);
-      if (r.exitCode !== 0) throw new FilterError(tool, r.exitCode === undefined ? `killed by ${r.signal}` : `exit ${r.exitCode}`, stderr);
+      if (r.exitCode !== 0) {
+        const status = r.exitCode !== undefined ? `exit ${r.exitCode}` : r.signal ? `killed by ${r.signal}` : `could not start: ${r.shortMessage}`;
+        throw new FilterError(tool, status, stderr);
+      }
       clean = true;
     } finally {
       // Also the way out when the reader stops early (return()) or the output is bad: nothing may keep running.
