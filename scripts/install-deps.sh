@@ -21,7 +21,8 @@ PKGS=(
   debootstrap          # the demo image and test fixtures
   openssl              # tests cross-check password hashes
   ca-certificates curl # HTTPS to registries; start-docker.sh pings the daemon
-  xz-utils zstd lz4 bzip2 lzop  # kernel and layer decompressors
+  xz-utils lz4 bzip2 lzop  # kernel decompressors
+  zstd                 # zstd layers on a Node.js before 22.15, zstd kernels; the tests make zstd layers with it
   apache2-utils        # htpasswd: the registry-auth e2e test
   docker-registry      # a local registry on 127.0.0.1 for the source and push e2e tests
   time                 # GNU time: peak memory in the benchmarks

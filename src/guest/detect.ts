@@ -129,7 +129,7 @@ export async function detectOs(img: SourceImage, signal?: AbortSignal): Promise<
       if (e instanceof TarFormatError) throw new Img2vmError('badImage', `layer ${layer.name} is corrupt: ${e.message}`, 'the image is damaged; pull or save it again');
       throw e;
     } finally {
-      opened.dispose();
+      await opened.dispose();
     }
   }
   for (const c of CANDIDATES) {

@@ -114,7 +114,7 @@ export class RootfsBuilder {
       throw this.classify(e, layer);
     } finally {
       signal?.removeEventListener('abort', onAbort);
-      layer?.dispose();
+      await layer?.dispose();
       this.layerPaths = new Set();
       this.layerAncestors = new Set();
       this.pendingXattrs = new Map();

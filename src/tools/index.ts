@@ -26,7 +26,8 @@ export const TOOLS = {
   'getfattr': 'attr',
   'podman': 'podman',
   'debootstrap': 'debootstrap',
-  // Only for guest kernels compressed with something other than LZ4 or gzip (turned into vmlinux for microVMs).
+  // Guest kernels compressed with something other than LZ4 or gzip (turned into vmlinux for microVMs); zstd also
+  // decompresses zstd layers on a Node.js without zstd of its own (before 22.15).
   'xz': 'xz-utils',
   'zstd': 'zstd',
   'bzip2': 'bzip2',
@@ -58,7 +59,7 @@ export const TOOL_PURPOSES: Readonly<Record<ToolName, string>> = {
   'docker': 'building test fixture images by hand (img2vm itself talks to the daemon\'s API)',
   'debootstrap': 'the demo image and the test fixtures',
   'xz': '--format rootfs with an xz- or lzma-compressed kernel',
-  'zstd': '--format rootfs with a zstd-compressed kernel',
+  'zstd': 'zstd-compressed layers (buildah, podman, BuildKit) when Node.js is older than 22.15; zstd-compressed kernels and modules',
   'bzip2': '--format rootfs with a bzip2-compressed kernel',
   'lzop': '--format rootfs with an lzo-compressed kernel',
   'setpriv': 'QEMU dies with img2vm, however img2vm ends (img2vm run/test)',

@@ -41,22 +41,56 @@ export interface InodeFields {
 }
 
 const TWO32 = 2 ** 32;
-/** Earliest second ext4 stores: the 32-bit signed field with epoch bits 0. */
-export const MIN_TIME = -(2 ** 31);
+const TWO31 = 2 ** 31;
+/** Earliest second ext4 stores (1901-12-13T20:45:52Z): the seconds field read as signed 32 bits, epoch bits 0. */
+export const MIN_TIME = -TWO31;
 /**
- * Latest second stored here. The format reaches 2446, but e2fsck (until 2242) treats epoch bits 3
- * with the sign bit set as an old pre-1970 encoding and "fixes" it, so times stop before that
- * range (year 2310).
+ * Latest second ext4 stores (2446-05-10T22:38:55Z): epoch bits 3 and seconds field 0x7fffffff, the kernel's
+ * EXT4_EXTRA_TIMESTAMP_MAX. Times outside MIN_TIME..MAX_TIME are written as that second with 0 nanoseconds, as
+ * Linux's timestamp_truncate() (fs/inode.c) stores what utimensat() asks of an ext4 file: what `tar -x` onto a
+ * mounted ext4 would have made of them.
  */
-export const MAX_TIME = 3 * TWO32 - 2 ** 31 - 1;
+export const MAX_TIME = 4 * TWO32 - TWO31 - 1;
+
+/**
+ * The seconds the two readers of ext4 disagree on: epoch bits 3 with the sign bit of the seconds field set,
+ * 2310-04-04T16:10:40Z (AMBIGUOUS_FROM) to 2378-04-22T19:24:47Z (AMBIGUOUS_TO - 1).
+ *
+ * - Linux reads every encoding one way (fs/ext4/ext4.h, ext4_decode_extra_time(), the same in 6.1 and since): the
+ *   seconds field as signed 32 bits plus the epoch bits times 2^32, so 1901 to 2446 all read back exactly.
+ * - e2fsck (e2fsck/pass1.c, check_inode_extra_space() with check_inode_extra_negative_epoch(); 1.47.0 on bookworm,
+ *   unchanged up to 1.47.4) takes epoch bits 3 with that sign bit for the pre-1970 encoding of old kernels and,
+ *   while the checking machine's clock is before 2242 (EXT4_EXTRA_NEGATIVE_DATE_CUTOFF), clears the epoch bits:
+ *   "Timestamp(s) on inode N beyond 2310-04-04 are likely pre-1970". The problem may be fixed when preening, so
+ *   `e2fsck -fp` (a boot-time check) silently turns a file of 2344 into one of 1935; `e2fsck -fn` reports it.
+ *
+ * A disk must not change under a routine fsck, so a time in this range is written as the nearer edge that both
+ * read alike: 2310-04-04T16:10:39.999999999Z just before it, or 2378-04-22T19:24:48Z just after it. 2378 to 2446
+ * (epoch bits 3, sign bit clear) is written exactly: e2fsck leaves it alone and Linux reads it exactly.
+ */
+export const AMBIGUOUS_FROM = 3 * TWO32 - TWO31;
+export const AMBIGUOUS_TO = 3 * TWO32;
 
 /** The 32-bit seconds field and the extra field (nanoseconds << 2 | epoch bits) of a timestamp. */
 export function encodeTime(t: Timestamp): [number, number] {
-  const sec = Math.min(MAX_TIME, Math.max(MIN_TIME, Math.trunc(t.sec)));
-  const nsec = Math.min(999_999_999, Math.max(0, Math.trunc(t.nsec)));
-  const epoch = Math.floor((sec + 2 ** 31) / TWO32);
+  let sec = Math.trunc(t.sec);
+  const ns = Math.trunc(t.nsec);
+  // NaN nanoseconds are 0, never NaN arithmetic that would lose the epoch bits.
+  let nsec = ns > 0 ? Math.min(999_999_999, ns) : 0;
+  // Out of range (a NaN second too) becomes the nearest second ext4 holds, never a wrapped one.
+  if (!(sec >= MIN_TIME)) [sec, nsec] = [MIN_TIME, 0];
+  else if (sec > MAX_TIME) [sec, nsec] = [MAX_TIME, 0];
+  else if (sec >= AMBIGUOUS_FROM && sec < AMBIGUOUS_TO) {
+    [sec, nsec] = sec - AMBIGUOUS_FROM < AMBIGUOUS_TO - sec ? [AMBIGUOUS_FROM - 1, 999_999_999] : [AMBIGUOUS_TO, 0];
+  }
+  const epoch = Math.floor((sec + TWO31) / TWO32);
   const lo = sec - epoch * TWO32;
   return [lo | 0, (nsec * 4 + epoch) >>> 0];
+}
+
+/** What Linux reads from a seconds field and its extra field (ext4_decode_extra_time()): the inverse of encodeTime. */
+export function decodeTime(lo: number, extra: number): Timestamp {
+  return { sec: (lo | 0) + (extra & 3) * TWO32, nsec: (extra >>> 0) >>> 2 };
 }
 
 /** The checksum seed of an inode's own structures (extent blocks, directory blocks): crc over number and generation 0. */

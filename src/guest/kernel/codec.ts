@@ -1,9 +1,9 @@
-// Decompresses a byte stream by its magic: gzip in-process, xz/zstd/bzip2 through their host tools, with a cap on the output size.
-import { pipeline, type Readable } from 'node:stream';
+// Decompresses a byte stream by its magic (gzip, and zstd where Node has it, in-process; the others by host tools), size-capped.
+import { pipeline, type Readable, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { detectCompression, type Compression } from '../../rootfs/decompress.js';
-import type { ToolName } from '../../tools/index.js';
-import { spawnTool, stopProcess } from '../../tools/process.js';
+import { detectCompression, nodeZstd, type Compression } from '../../rootfs/decompress.js';
+import { zstdFrameCheck } from '../../rootfs/zstd-frames.js';
+import { decompressArgv, FilterError, filterThrough, type FilterDecompressor } from '../../tools/filter.js';
 
 export class CodecError extends Error {
   constructor(message: string) {
@@ -12,16 +12,7 @@ export class CodecError extends Error {
   }
 }
 
-const TOOL: Partial<Record<Compression, [ToolName, string[]]>> = {
-  xz: ['xz', ['--decompress', '--stdout']],
-  zstd: ['zstd', ['--decompress', '--stdout', '--quiet']],
-  bzip2: ['bzip2', ['--decompress', '--stdout']],
-};
-
-/** The argv that decompresses stdin to stdout, for the codecs that need a host tool. */
-export function decompressArgv(c: Compression): [ToolName, string[]] | undefined {
-  return TOOL[c];
-}
+const TOOL: Partial<Record<Compression, FilterDecompressor>> = { xz: 'xz', zstd: 'zstd', bzip2: 'bzip2' };
 
 export interface DecodeOptions {
   signal?: AbortSignal;
@@ -39,35 +30,28 @@ async function* capped(src: AsyncIterable<Buffer>, o: DecodeOptions): AsyncGener
   }
 }
 
-async function* viaTool(name: ToolName, argv: string[], input: Readable, o: DecodeOptions): AsyncGenerator<Buffer> {
-  const child = spawnTool(name, argv, { stdio: 'pipe' });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    if (stderr.length < 4096) stderr += d.toString();
-  });
-  // A tool that exits early closes its stdin: that EPIPE is reported through the exit status instead.
-  pipeline(input, child.stdin!, () => {});
-  const onAbort = (): void => void stopProcess(child, 1000);
+async function* viaTool(tool: FilterDecompressor, input: Readable, o: DecodeOptions): AsyncGenerator<Buffer> {
+  const f = filterThrough(tool, decompressArgv(tool), input as AsyncIterable<Buffer>);
+  const onAbort = (): void => f.stop(o.signal?.reason);
   o.signal?.addEventListener('abort', onAbort, { once: true });
   let finished = false;
   try {
-    for await (const c of child.stdout! as AsyncIterable<Buffer>) yield c;
-    const r = await child;
-    if (o.signal?.aborted) throw o.signal.reason;
-    if (r.exitCode !== 0) throw new CodecError(`${o.what}: ${name} failed (exit ${r.exitCode ?? r.signal}): ${stderr.trim().split('\n').slice(-2).join(' | ') || 'no output'}`);
+    // Delegated, so a reader that stops early (the size cap) stops the program too, and waits for it.
+    yield* f.chunks;
     finished = true;
+  } catch (e) {
+    if (o.signal?.aborted) throw o.signal.reason;
+    if (e instanceof FilterError) throw new CodecError(`${o.what}: ${e.message}`);
+    throw e;
   } finally {
     o.signal?.removeEventListener('abort', onAbort);
-    if (!finished) {
-      input.destroy();
-      await stopProcess(child, 1000);
-    }
+    if (!finished) input.destroy();
   }
 }
 
-async function* gunzip(input: Readable, o: DecodeOptions): AsyncGenerator<Buffer> {
-  const z = zlib.createGunzip({ chunkSize: 1 << 16 });
-  pipeline(input, z, () => {});
+async function* viaZlib(z: Transform, input: Readable, o: DecodeOptions, check?: Transform): AsyncGenerator<Buffer> {
+  if (check) pipeline(input, check, z, () => {});
+  else pipeline(input, z, () => {});
   try {
     for await (const c of z as AsyncIterable<Buffer>) yield c;
   } catch (e) {
@@ -75,6 +59,7 @@ async function* gunzip(input: Readable, o: DecodeOptions): AsyncGenerator<Buffer
     throw new CodecError(`${o.what}: ${(e as Error).message}`);
   } finally {
     z.destroy();
+    check?.destroy();
     input.destroy();
   }
 }
@@ -83,7 +68,9 @@ async function* gunzip(input: Readable, o: DecodeOptions): AsyncGenerator<Buffer
 export function decode(head: Buffer, input: Readable, o: DecodeOptions): { compression: Compression; chunks: AsyncGenerator<Buffer> } {
   const compression = detectCompression(head);
   if (compression === 'none') return { compression, chunks: capped(input as AsyncIterable<Buffer>, o) };
-  if (compression === 'gzip') return { compression, chunks: capped(gunzip(input, o), o) };
-  const [tool, argv] = TOOL[compression]!;
-  return { compression, chunks: capped(viaTool(tool, argv, input, o), o) };
+  if (compression === 'gzip') return { compression, chunks: capped(viaZlib(zlib.createGunzip({ chunkSize: 1 << 16 }), input, o), o) };
+  // zstd as layers have it: Node's own where this Node has one, else the host tool.
+  const zstd = compression === 'zstd' ? nodeZstd() : undefined;
+  if (zstd) return { compression, chunks: capped(viaZlib(zstd({ chunkSize: 1 << 16 }), input, o, zstdFrameCheck()), o) };
+  return { compression, chunks: capped(viaTool(TOOL[compression]!, input, o), o) };
 }

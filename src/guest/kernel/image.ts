@@ -31,7 +31,7 @@ export async function imageKernel(ref: string, ctx: RunContext, o: KernelOptions
           if (e instanceof TarFormatError || isCodecError(e)) throw new Img2vmError('badImage', `image ${ref}, layer ${layer.name}: ${e.message}`, 'the image is damaged; rebuild or re-pull it');
           throw e;
         } finally {
-          opened.dispose();
+          await opened.dispose();
         }
       }
     },
