@@ -184,6 +184,11 @@ export class TarReader {
       if (longName !== null) h.path = longName;
       if (longLink !== null) h.linkpath = longLink;
       if (pax) applyPax(h, pax);
+      // Pre-POSIX archives mark directories only by a trailing slash. As Go's archive/tar (which
+      // writes and reads docker layers) does, the rule is for the V7 typeflag '\0' alone and is
+      // judged on the final path: GNU tar and Python's tarfile cut the ustar name field of a long
+      // path at 100 bytes, which can leave a '/' at its end on a regular file ('0').
+      if (flag === 0 && h.path.endsWith('/')) h.type = 'dir';
       // Go's archive/tar (which writes and reads docker layers) gives header-only types no content.
       const dataSize = h.type === 'file' || h.type === 'unknown' || flag === 0x44 /* 'D' dumpdir */ ? h.size : 0;
       if (h.type !== 'file') h.size = 0;
@@ -248,7 +253,7 @@ export class TarReader {
     return {
       path: name,
       linkpath: cstring(b.subarray(157, 257)),
-      type: toType(flag, name),
+      type: toType(flag),
       typeflag: flag === 0 ? '\\0' : String.fromCharCode(flag),
       mode: parseNumeric(b, 100, 8, 'mode') & 0o7777,
       uid: parseNumeric(b, 108, 8, 'uid'),
@@ -263,13 +268,12 @@ export class TarReader {
   }
 }
 
-function toType(flag: number, name: string): TarEntryType {
+function toType(flag: number): TarEntryType {
   switch (flag) {
-    case 0:
+    case 0: // V7 regular file, unless its final path ends in '/' (see next())
     case 0x30:
     case 0x37: // contiguous file
-      // Pre-POSIX archives mark directories only by a trailing slash.
-      return name.endsWith('/') ? 'dir' : 'file';
+      return 'file';
     case 0x31:
       return 'link';
     case 0x32:

@@ -1,0 +1,115 @@
+// Long names as GNU tar and Python's tarfile write them (the ustar name field cut at 100 bytes), and whiteouts of the longest names.
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { ByteSource, TarReader, type TarHeader } from '../../src/rootfs/tar.js';
+import { applyLayers, makeTar, padTo512, rawHeader, sandbox, TAR_END } from './helpers.js';
+import { at, bytes, flattenLayers, must, paths } from './layers-helpers.js';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** One PAX record, its length counting itself. */
+function paxRecord(key: string, value: string): string {
+  const body = ` ${key}=${value}\n`;
+  let n = body.length + 1;
+  while (String(n).length + body.length !== n) n++;
+  return `${n}${body}`;
+}
+
+/** An entry as Python's tarfile (PAX_FORMAT) writes it: the path in a PAX record, the ustar name field its first 100 bytes. */
+function paxEntry(path: string, content: Buffer, typeflag = '0'): Buffer {
+  const pax = Buffer.from(paxRecord('path', path), 'latin1');
+  return Buffer.concat([
+    rawHeader({ name: '././@PaxHeader', typeflag: 'x', size: pax.length }),
+    padTo512(pax),
+    rawHeader({ name: path.slice(0, 100), typeflag, size: content.length }),
+    padTo512(content),
+  ]);
+}
+
+/** An entry as GNU tar (--format=gnu) writes it: an 'L' record with the path, then a header whose name field is cut at 100 bytes. */
+function gnuEntry(path: string, content: Buffer, typeflag = '0'): Buffer {
+  const name = Buffer.from(`${path}\0`, 'latin1');
+  return Buffer.concat([
+    rawHeader({ name: '././@LongLink', typeflag: 'L', size: name.length, gnu: true }),
+    padTo512(name),
+    rawHeader({ name: path.slice(0, 100), typeflag, size: content.length, gnu: true }),
+    padTo512(content),
+  ]);
+}
+
+async function headers(tar: Buffer): Promise<TarHeader[]> {
+  const r = new TarReader(new ByteSource(Readable.from([tar])[Symbol.asyncIterator]()));
+  const out: TarHeader[] = [];
+  for (let h = await r.next(); h; h = await r.next()) out.push(h);
+  return out;
+}
+
+// 99 bytes, then '/' as byte 100, so a writer that cuts the name at 100 bytes leaves a trailing slash.
+const DIR = `${'d'.repeat(49)}/${'e'.repeat(49)}`;
+const EMPTY = `${DIR}/empty-file`;
+const FULL = `${DIR}/file-with-content`;
+const CONTENT = Buffer.from('the bytes of a file whose name is longer than 100 bytes\n');
+
+describe('a path longer than 100 bytes with "/" as byte 100 stays a regular file', () => {
+  it('the writers really leave a trailing slash in the 100-byte name field', () => {
+    expect(EMPTY.slice(0, 100)).toBe(`${DIR}/`);
+    expect(FULL.slice(0, 100).endsWith('/')).toBe(true);
+  });
+
+  for (const [format, entry] of [
+    ['PAX (Python tarfile, GNU tar --format=posix)', paxEntry],
+    ['GNU long name (GNU tar --format=gnu, tarfile GNU_FORMAT)', gnuEntry],
+  ] as const) {
+    it(`${format}: the reader gives typeflag '0' with the full path as a file`, async () => {
+      const hs = await headers(Buffer.concat([entry(EMPTY, Buffer.alloc(0)), entry(FULL, CONTENT), TAR_END]));
+      expect(hs.map((h) => [h.path, h.type, h.size])).toEqual([
+        [EMPTY, 'file', 0],
+        [FULL, 'file', CONTENT.length],
+      ]);
+    });
+
+    it(`${format}: the tree flattener makes regular files with their bytes`, async () => {
+      const { root, warnings } = await flattenLayers([Buffer.concat([entry(EMPTY, Buffer.alloc(0)), entry(FULL, CONTENT), TAR_END])]);
+      expect(warnings).toEqual([]);
+      expect(must(root, EMPTY).kind).toBe('file');
+      expect(await bytes(root, EMPTY)).toEqual(Buffer.alloc(0));
+      expect(await bytes(root, FULL)).toEqual(CONTENT);
+      expect(paths(root).filter((p) => p.endsWith(' dir'))).toEqual([`${DIR.split('/')[0]} dir`, `${DIR} dir`]);
+    });
+
+    it(`${format}: the staging flattener (runc builder) makes regular files with their bytes`, async () => {
+      const sb = sandbox();
+      try {
+        await applyLayers(sb.root, [Buffer.concat([entry(EMPTY, Buffer.alloc(0)), entry(FULL, CONTENT), TAR_END])]);
+        expect(statSync(join(sb.root, EMPTY)).isFile()).toBe(true);
+        expect(statSync(join(sb.root, EMPTY)).size).toBe(0);
+        expect(readFileSync(join(sb.root, FULL))).toEqual(CONTENT);
+      } finally {
+        sb.cleanup();
+      }
+    });
+  }
+
+  it("the old trailing-slash rule still holds for V7 typeflag '\\0', judged on the final path", async () => {
+    const hs = await headers(
+      Buffer.concat([
+        rawHeader({ name: 'v7dir/', typeflag: '\0' }),
+        rawHeader({ name: 'v7file', typeflag: '\0' }),
+        // Cut at 100 bytes the name ends in '/', the long name does not: a file.
+        gnuEntry(EMPTY, Buffer.alloc(0), '\0'),
+        // The long name itself ends in '/': a directory.
+        paxEntry(`${DIR}/sub/`, Buffer.alloc(0), '\0'),
+        // typeflag '0' is a regular file whatever the name (as Go's archive/tar, which reads docker layers).
+        rawHeader({ name: 'zero/', typeflag: '0' }),
+        TAR_END,
+      ]),
+    );
+    expect(hs.map((h) => [h.path, h.type])).toEqual([
+      ['v7dir/', 'dir'],
+      ['v7file', 'file'],
+      [EMPTY, 'file'],
+      [`${DIR}/sub/`, 'dir'],
+      ['zero/', 'file'],
+    ]);
+  });
+});
