@@ -6,6 +6,7 @@ import { isCodecError, openLayer, type OpenedLayer } from './decompress.js';
 import { checkDevice, headerMeta, validXattrs } from './layer-meta.js';
 import { ByteSource, TarFormatError, TarReader, type TarHeader } from './tar.js';
 import { RootTree, type Found } from './tree-edit.js';
+import { NAME_MAX, WHITEOUT_PREFIX } from './limits.js';
 import { resolveComponents, showPath, splitPath } from './tree-path.js';
 import { treeStats, type TreeStats } from './tree-stats.js';
 import type { BinName, ContentStore, DirNode, FileNode, Node, Timestamp } from './tree.js';
@@ -46,7 +47,7 @@ export interface Flattened {
 }
 
 const CORRUPT_HINT = 'the layer blob is truncated or damaged; pull the image again (--pull always)';
-const WH = '.wh.';
+const WH = WHITEOUT_PREFIX;
 const WH_META = '.wh..wh.';
 const WH_OPAQUE = '.wh..wh..opq';
 /** Files up to this size that are already buffered are copied into the store in one piece. */
@@ -182,7 +183,7 @@ export class LayerFlattener {
   // ---- one entry ----
 
   private async applyEntry(h: TarHeader, tar: TarReader): Promise<void> {
-    const comps = splitPath(h.path);
+    const comps = splitPath(h.path, WH);
     // aufs metadata (.wh..wh.plnk, .wh..wh.aufs ...) and anything beneath it: not image content.
     for (let i = 0; i < comps.length - 1; i++) if (comps[i]!.startsWith(WH_META)) return;
     const last = comps[comps.length - 1];
@@ -316,6 +317,11 @@ export class LayerFlattener {
     const name = last === WH_OPAQUE ? null : last.slice(WH.length);
     if (name === '' || name === '.' || name === '..') {
       this.warn(`ignoring whiteout "${showPath(h.path)}": it names no entry`);
+      return;
+    }
+    if (name !== null && name.length > NAME_MAX) {
+      // No layer below can have made such a name (it is refused there), so there is nothing to hide.
+      this.warn(`ignoring whiteout "${showPath(h.path)}": it hides a name of ${name.length} bytes, and no Linux file has a name over ${NAME_MAX}`);
       return;
     }
     this.whiteouts++;

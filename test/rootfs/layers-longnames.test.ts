@@ -113,3 +113,59 @@ describe('a path longer than 100 bytes with "/" as byte 100 stays a regular file
     ]);
   });
 });
+
+describe('a whiteout of a name of 252 to 255 bytes', () => {
+  const long = 'n'.repeat(255);
+  const short = 's'.repeat(252);
+
+  it('removes the file below (tree flattener); the 259-byte ".wh." component is judged by the name it hides', async () => {
+    const lower = await makeTar([
+      { name: `dir/${long}`, content: 'lower' },
+      { name: `dir/${short}`, content: 'lower too' },
+      { name: 'dir/keep', content: 'k' },
+    ]);
+    const upper = await makeTar([
+      { name: `dir/.wh.${long}`, content: '' },
+      { name: `dir/.wh.${short}`, content: '' },
+    ]);
+    const { root, warnings, stats } = await flattenLayers([lower, upper]);
+    expect(warnings).toEqual([]);
+    expect(at(root, `dir/${long}`)).toBeUndefined();
+    expect(at(root, `dir/${short}`)).toBeUndefined();
+    expect(paths(root)).toEqual(['dir dir', 'dir/keep file']);
+    expect(stats.whiteouts).toBe(2);
+  });
+
+  it('removes the file below (staging flattener); one hiding 256 bytes is ignored', async () => {
+    const sb = sandbox();
+    try {
+      const lower = await makeTar([{ name: `dir/${long}`, content: 'lower' }, { name: 'dir/keep', content: 'k' }]);
+      const upper = await makeTar([{ name: `dir/.wh.${long}`, content: '' }, { name: `dir/.wh.${'m'.repeat(256)}`, content: '' }]);
+      const { warnings } = await applyLayers(sb.root, [lower, upper]);
+      expect(warnings).toEqual([expect.stringMatching(/ignoring whiteout .*hides a name of 256 bytes/)]);
+      expect(existsSync(join(sb.root, 'dir', long))).toBe(false);
+      expect(existsSync(join(sb.root, 'dir', 'keep'))).toBe(true);
+    } finally {
+      sb.cleanup();
+    }
+  });
+
+  it('a whiteout of the longest path (/ + 4094 bytes; the whiteout itself is 4098) removes it', async () => {
+    const comp = 'p'.repeat(200);
+    const deep = Array.from({ length: 20 }, () => comp).join('/'); // 4019 bytes
+    const name = 'q'.repeat(4094 - deep.length - 1);
+    const lower = await makeTar([{ name: `${deep}/${name}`, content: 'x' }, { name: `${deep}/keep`, content: 'k' }]);
+    const upper = await makeTar([{ name: `${deep}/.wh.${name}`, content: '' }]);
+    const { root } = await flattenLayers([lower, upper]);
+    expect(at(root, `${deep}/${name}`)).toBeUndefined();
+    expect(at(root, `${deep}/keep`)?.kind).toBe('file');
+  });
+
+  it('a whiteout hiding a name over 255 bytes hides nothing (no such file can exist below): a warning, not a rejected image', async () => {
+    const lower = await makeTar([{ name: 'dir/keep', content: 'k' }]);
+    const upper = await makeTar([{ name: `dir/.wh.${'m'.repeat(256)}`, content: '' }]);
+    const { root, warnings } = await flattenLayers([lower, upper]);
+    expect(paths(root)).toEqual(['dir dir', 'dir/keep file']);
+    expect(warnings).toEqual([expect.stringMatching(/ignoring whiteout .*hides a name of 256 bytes/)]);
+  });
+});
