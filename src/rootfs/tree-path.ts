@@ -7,7 +7,7 @@
 // so that tools inside the guest can reach it.
 import { Img2vmError } from '../core/errors.js';
 import { MAX_SYMLINKS, NAME_MAX, PATH_MAX } from './limits.js';
-import type { BinName, DirNode, Node, NodeMeta } from './tree.js';
+import { ownName, type BinName, type DirNode, type Node, type NodeMeta } from './tree.js';
 
 export { MAX_SYMLINKS, NAME_MAX, PATH_MAX } from './limits.js';
 
@@ -157,8 +157,9 @@ export function resolveComponents(root: DirNode, comps: readonly string[], path:
     if (node === undefined) {
       if (!opts.create) return { ok: false, reason: 'missing', at: at(c) };
       const made: DirNode = { kind: 'dir', meta: opts.create(), entries: new Map() };
-      dir.entries.set(c, made);
-      opts.onCreate?.(made, dir, c);
+      const name = ownName(c);
+      dir.entries.set(name, made);
+      opts.onCreate?.(made, dir, name);
       dirs.push(made);
       names.push(c);
       len += 1 + c.length;

@@ -2,40 +2,10 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ByteSource, TarReader, type TarHeader } from '../../src/rootfs/tar.js';
-import { applyLayers, makeTar, padTo512, rawHeader, sandbox, TAR_END } from './helpers.js';
+import { applyLayers, gnuEntry, makeTar, paxEntry, rawHeader, sandbox, TAR_END } from './helpers.js';
 import { at, bytes, flattenLayers, must, paths } from './layers-helpers.js';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-
-/** One PAX record, its length counting itself. */
-function paxRecord(key: string, value: string): string {
-  const body = ` ${key}=${value}\n`;
-  let n = body.length + 1;
-  while (String(n).length + body.length !== n) n++;
-  return `${n}${body}`;
-}
-
-/** An entry as Python's tarfile (PAX_FORMAT) writes it: the path in a PAX record, the ustar name field its first 100 bytes. */
-function paxEntry(path: string, content: Buffer, typeflag = '0'): Buffer {
-  const pax = Buffer.from(paxRecord('path', path), 'latin1');
-  return Buffer.concat([
-    rawHeader({ name: '././@PaxHeader', typeflag: 'x', size: pax.length }),
-    padTo512(pax),
-    rawHeader({ name: path.slice(0, 100), typeflag, size: content.length }),
-    padTo512(content),
-  ]);
-}
-
-/** An entry as GNU tar (--format=gnu) writes it: an 'L' record with the path, then a header whose name field is cut at 100 bytes. */
-function gnuEntry(path: string, content: Buffer, typeflag = '0'): Buffer {
-  const name = Buffer.from(`${path}\0`, 'latin1');
-  return Buffer.concat([
-    rawHeader({ name: '././@LongLink', typeflag: 'L', size: name.length, gnu: true }),
-    padTo512(name),
-    rawHeader({ name: path.slice(0, 100), typeflag, size: content.length, gnu: true }),
-    padTo512(content),
-  ]);
-}
 
 async function headers(tar: Buffer): Promise<TarHeader[]> {
   const r = new TarReader(new ByteSource(Readable.from([tar])[Symbol.asyncIterator]()));
