@@ -8,9 +8,18 @@ export interface ContentStats {
   entries: number;
 }
 
-/** Inodes to reserve: the tree's own plus room for the system to create files after boot. */
+/** Spare inodes beyond half the tree's are not given: each costs 4 KiB of file system at least (see inodesFor). */
+export const MAX_SPARE_INODES = 262144;
+
+/**
+ * Inodes to reserve: the tree's own plus room for the system to create files after boot (half as
+ * many again, at most MAX_SPARE_INODES). An ext4 group holds at most 32768 inodes (one 4 KiB
+ * bitmap) in 128 MiB, so every inode costs 4 KiB of file system whatever the content: with half
+ * again as spare, a tree of 4 million empty files made a 23 GB file system.
+ */
 export function inodesFor(stats: ContentStats): number {
-  return alignUp(Math.max(16384, Math.ceil(stats.entries * 1.5) + 8192), 1024);
+  const spare = Math.min(Math.ceil(stats.entries / 2), MAX_SPARE_INODES);
+  return alignUp(Math.max(16384, stats.entries + spare + 8192), 1024);
 }
 
 export function journalMiBFor(fsBytes: number): number {

@@ -35,6 +35,7 @@ import {
   toBin,
   type BinPath,
 } from './safepath.js';
+import { NAME_MAX, WHITEOUT_PREFIX } from './limits.js';
 import { ByteSource, TarFormatError, TarReader, type TarHeader } from './tar.js';
 import { SETFATTR_RESTORE_ARGV, xattrRestoreScript } from './xattr.js';
 import { SparseWriter } from './sparse.js';
@@ -43,7 +44,7 @@ import { measureTree, type FlattenOptions, type FlattenStats } from './stats.js'
 export type { FlattenOptions, FlattenStats } from './stats.js';
 
 const CORRUPT_HINT = 'the layer blob is truncated or damaged; pull the image again (--pull always)';
-const WH = '.wh.';
+const WH = WHITEOUT_PREFIX;
 const WH_META = '.wh..wh.';
 const WH_OPAQUE = '.wh..wh..opq';
 
@@ -148,7 +149,7 @@ export class RootfsBuilder {
   // ---- one entry ----
 
   private async applyEntry(h: TarHeader, tar: TarReader): Promise<void> {
-    const comps = splitArchivePath(h.path);
+    const comps = splitArchivePath(h.path, WH);
     // aufs metadata (.wh..wh.plnk, .wh..wh.aufs ...) and anything beneath it: not image content.
     for (let i = 0; i < comps.length - 1; i++) if (comps[i]!.startsWith(WH_META)) return;
     const last = comps[comps.length - 1];
@@ -298,6 +299,11 @@ export class RootfsBuilder {
     const name = last === WH_OPAQUE ? null : last.slice(WH.length);
     if (name === '' || name === '.' || name === '..') {
       this.warn(`ignoring whiteout "${display(h.path)}": it names no entry`);
+      return;
+    }
+    if (name !== null && name.length > NAME_MAX) {
+      // No layer below can have made such a name (it is refused there), so there is nothing to hide.
+      this.warn(`ignoring whiteout "${display(h.path)}": it hides a name of ${name.length} bytes, and no Linux file has a name over ${NAME_MAX}`);
       return;
     }
     this.whiteouts++;

@@ -1,9 +1,10 @@
 // Turns a layer entry's header into node metadata, refusing numbers no Linux file system can hold and dropping xattrs Linux would reject.
 import { Img2vmError } from '../core/errors.js';
 import { aclTextToXattr } from './acl.js';
+import { MAX_ENTRY_XATTR_BYTES, MAX_TOTAL_XATTR_BYTES, overLimit, XATTR_HELD_OVERHEAD, xattrDiskBytes } from './limits.js';
 import type { TarHeader } from './tar.js';
 import { showPath } from './tree-path.js';
-import type { NodeMeta } from './tree.js';
+import { NO_XATTRS, sealMap, type NodeMeta, type Timestamp } from './tree.js';
 
 const HINT = 'the image contains an entry that cannot exist on a Linux file system; rebuild the image without it';
 
@@ -51,18 +52,91 @@ function xattrProblem(name: string, value: Buffer, kind: EntryKind): string | un
   return undefined;
 }
 
-/** The entry's metadata. Ids out of range are a badImage error; unusable xattrs are dropped with a warning each. */
-export function headerMeta(h: TarHeader, warn: (msg: string) => void, kind: EntryKind): NodeMeta {
+/** Distinct metadata and xattr sets kept for sharing; past this, new ones are simply not shared. */
+const SHARED_MAX = 4096;
+/** xattr sets up to this many bytes are compared for sharing (bigger ones are rare and costly to key). */
+const SHARED_XATTR_BYTES = 1024;
+
+/**
+ * Hands out metadata shared between entries that have the same, so that a tree of a million files
+ * with a few distinct owners, modes and times holds a few metadata objects, not a million (with
+ * their times and xattr maps, that was some 300 bytes an entry). What it hands out is frozen (the
+ * xattr maps sealed): a node whose metadata changes gets a new object. It also keeps the count of
+ * xattr bytes held, for MAX_TOTAL_XATTR_BYTES.
+ */
+export class MetaCache {
+  private readonly metas = new Map<string, NodeMeta>();
+  private readonly xattrSets = new Map<string, { id: number; map: Map<string, Buffer> }>();
+  private readonly xattrIds = new WeakMap<Map<string, Buffer>, number>([[NO_XATTRS, 0]]);
+  /** xattr bytes held, each distinct set once, as MAX_TOTAL_XATTR_BYTES counts them. */
+  heldXattrBytes = 0;
+
+  /** The entry's metadata (ids checked; xattrs as given, already checked), with mode in place of the header's. */
+  meta(h: TarHeader, xattrs: Map<string, Buffer>, mode: number): NodeMeta {
+    const x = this.xattrs(xattrs, h.path);
+    const id = this.xattrIds.get(x);
+    const m = h.mtimeExact;
+    const key = id === undefined ? undefined : `${mode} ${h.uid} ${h.gid} ${m.sec} ${m.nsec} ${time(h.atime)} ${time(h.ctime)} ${id}`;
+    const found = key === undefined ? undefined : this.metas.get(key);
+    if (found) return found;
+    const meta: NodeMeta = { mode, uid: h.uid, gid: h.gid, mtime: Object.freeze({ ...m }), xattrs: x };
+    if (h.atime) meta.atime = Object.freeze({ ...h.atime });
+    if (h.ctime) meta.ctime = Object.freeze({ ...h.ctime });
+    Object.freeze(meta);
+    if (key !== undefined && this.metas.size < SHARED_MAX) this.metas.set(key, meta);
+    return meta;
+  }
+
+  /** A shared (sealed) map equal to xattrs where there is one, counting what is newly held. */
+  xattrs(xattrs: Map<string, Buffer>, path: string): Map<string, Buffer> {
+    if (xattrs.size === 0) return NO_XATTRS;
+    let bytes = 0;
+    let key = '';
+    for (const [k, v] of xattrs) {
+      bytes += xattrDiskBytes(k, v);
+      if (bytes <= SHARED_XATTR_BYTES) key += `${k.length} ${k}${v.length} ${v.toString('latin1')}`;
+    }
+    if (bytes > MAX_ENTRY_XATTR_BYTES) {
+      throw overLimit(
+        'MAX_ENTRY_XATTR_BYTES',
+        MAX_ENTRY_XATTR_BYTES,
+        `the extended attributes of "${showPath(path)}" take ${bytes} bytes in ext4 (without the ea_inode feature, which img2vm does not write, one inode and one 4 KiB block hold them)`,
+        'remove or shorten some of its extended attributes in the image',
+      );
+    }
+    const shareable = bytes <= SHARED_XATTR_BYTES;
+    const found = shareable ? this.xattrSets.get(key) : undefined;
+    if (found) return found.map;
+    this.heldXattrBytes += bytes + xattrs.size * XATTR_HELD_OVERHEAD;
+    if (this.heldXattrBytes > MAX_TOTAL_XATTR_BYTES) {
+      throw overLimit('MAX_TOTAL_XATTR_BYTES', MAX_TOTAL_XATTR_BYTES, `the image's extended attributes take more than ${MAX_TOTAL_XATTR_BYTES} bytes of memory (at "${showPath(path)}")`);
+    }
+    const map = sealMap(new Map(xattrs));
+    if (shareable && this.xattrSets.size < SHARED_MAX) {
+      const id = this.xattrSets.size + 1;
+      this.xattrSets.set(key, { id, map });
+      this.xattrIds.set(map, id);
+    }
+    return map;
+  }
+}
+
+function time(t: Timestamp | undefined): string {
+  return t ? `${t.sec}.${t.nsec}` : '-';
+}
+
+/**
+ * The entry's metadata, shared through cache; a symlink's mode is always 0777. Ids out of range are
+ * a badImage error; unusable xattrs are dropped with a warning each.
+ */
+export function headerMeta(h: TarHeader, warn: (msg: string) => void, kind: EntryKind, cache: MetaCache): NodeMeta {
   checkId(h.uid, 'uid', h);
   checkId(h.gid, 'gid', h);
-  const meta: NodeMeta = { mode: h.mode & 0o7777, uid: h.uid, gid: h.gid, mtime: { ...h.mtimeExact }, xattrs: validXattrs(h, warn, kind) };
-  if (h.atime) meta.atime = { ...h.atime };
-  if (h.ctime) meta.ctime = { ...h.ctime };
-  return meta;
+  return cache.meta(h, validXattrs(h, warn, kind), h.type === 'symlink' ? 0o777 : h.mode & 0o7777);
 }
 
 export function validXattrs(h: TarHeader, warn: (msg: string) => void, kind: EntryKind): Map<string, Buffer> {
-  if (h.xattrs.size === 0 && !h.aclText) return h.xattrs;
+  if (h.xattrs.size === 0 && !h.aclText) return NO_XATTRS;
   const out = new Map<string, Buffer>();
   const all = new Map(h.xattrs);
   // ACLs in text form count only where the same ACL is not there as an xattr already (GNU tar --acls --xattrs writes both).

@@ -3,9 +3,10 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import { Img2vmError } from '../core/errors.js';
 import { BlockCounter } from './blocks.js';
 import { isCodecError, openLayer, type OpenedLayer } from './decompress.js';
-import { checkDevice, headerMeta, validXattrs } from './layer-meta.js';
+import { checkDevice, headerMeta, MetaCache, validXattrs } from './layer-meta.js';
 import { ByteSource, TarFormatError, TarReader, type TarHeader } from './tar.js';
 import { RootTree, type Found } from './tree-edit.js';
+import { MAX_ENTRIES, MAX_NAME_BYTES, NAME_MAX, overLimit, WHITEOUT_PREFIX } from './limits.js';
 import { resolveComponents, showPath, splitPath } from './tree-path.js';
 import { treeStats, type TreeStats } from './tree-stats.js';
 import type { BinName, ContentStore, DirNode, FileNode, Node, Timestamp } from './tree.js';
@@ -46,7 +47,7 @@ export interface Flattened {
 }
 
 const CORRUPT_HINT = 'the layer blob is truncated or damaged; pull the image again (--pull always)';
-const WH = '.wh.';
+const WH = WHITEOUT_PREFIX;
 const WH_META = '.wh..wh.';
 const WH_OPAQUE = '.wh..wh..opq';
 /** Files up to this size that are already buffered are copied into the store in one piece. */
@@ -75,6 +76,8 @@ export class LayerFlattener {
   private readonly warn: (msg: string) => void;
   /** Entries (directory, name) the current layer wrote, and their ancestors: a whiteout hides lower layers only. */
   private marks = new Map<DirNode, Set<BinName>>();
+  /** Metadata shared between entries that have the same. */
+  private readonly metas = new MetaCache();
   private whiteouts = 0;
   private layerNo = 0;
   private bytesIn = 0;
@@ -121,6 +124,7 @@ export class LayerFlattener {
         signal?.throwIfAborted();
         this.entries++;
         await this.applyEntry(h, tar);
+        this.checkLimits(h);
         this.progress(false);
       }
     } catch (e) {
@@ -179,10 +183,21 @@ export class LayerFlattener {
     return e;
   }
 
+  /** The tree may not outgrow the caps on what it holds in memory (limits.ts). */
+  private checkLimits(h: TarHeader): void {
+    const t = this.tree;
+    if (t.entries > MAX_ENTRIES) {
+      throw overLimit('MAX_ENTRIES', MAX_ENTRIES, `the image has more than ${MAX_ENTRIES} files, directories and links (at "${showPath(h.path)}" in layer ${this.layerNo})`);
+    }
+    if (t.nameBytes > MAX_NAME_BYTES) {
+      throw overLimit('MAX_NAME_BYTES', MAX_NAME_BYTES, `the image's names and symlink targets take more than ${MAX_NAME_BYTES} bytes (at "${showPath(h.path)}" in layer ${this.layerNo})`);
+    }
+  }
+
   // ---- one entry ----
 
   private async applyEntry(h: TarHeader, tar: TarReader): Promise<void> {
-    const comps = splitPath(h.path);
+    const comps = splitPath(h.path, WH);
     // aufs metadata (.wh..wh.plnk, .wh..wh.aufs ...) and anything beneath it: not image content.
     for (let i = 0; i < comps.length - 1; i++) if (comps[i]!.startsWith(WH_META)) return;
     const last = comps[comps.length - 1];
@@ -205,7 +220,7 @@ export class LayerFlattener {
       target = this.linkTarget(h);
       if (!target) return;
     }
-    const meta = h.type === 'link' ? undefined : headerMeta(h, this.warn, h.type === 'dir' || h.type === 'file' ? h.type : 'other');
+    const meta = h.type === 'link' ? undefined : headerMeta(h, this.warn, h.type === 'dir' || h.type === 'file' ? h.type : 'other', this.metas);
 
     const r = resolveComponents(this.tree.root, comps, h.path, this.tree.creating);
     if (!r.ok) {
@@ -234,7 +249,7 @@ export class LayerFlattener {
         break;
       }
       case 'symlink':
-        this.tree.place(r, { kind: 'symlink', meta: { ...meta!, mode: 0o777 }, target: h.linkpath });
+        this.tree.place(r, { kind: 'symlink', meta: meta!, target: h.linkpath });
         break;
       case 'link': {
         const t = target!;
@@ -248,7 +263,11 @@ export class LayerFlattener {
           this.tree.placeLink(r, t.node);
         }
         // The other metadata belongs to the shared inode; xattrs are added to it, as setxattr on the link would.
-        for (const [k, v] of validXattrs(h, this.warn, t.node.kind === 'file' ? 'file' : 'other')) t.node.meta.xattrs.set(k, v);
+        const added = validXattrs(h, this.warn, t.node.kind === 'file' ? 'file' : 'other');
+        if (added.size > 0) {
+          const m = t.node.meta;
+          t.node.meta = Object.freeze({ ...m, xattrs: this.metas.xattrs(new Map([...m.xattrs, ...added]), h.path) });
+        }
         break;
       }
       case 'fifo':
@@ -318,7 +337,14 @@ export class LayerFlattener {
       this.warn(`ignoring whiteout "${showPath(h.path)}": it names no entry`);
       return;
     }
+    if (name !== null && name.length > NAME_MAX) {
+      // No layer below can have made such a name (it is refused there), so there is nothing to hide.
+      this.warn(`ignoring whiteout "${showPath(h.path)}": it hides a name of ${name.length} bytes, and no Linux file has a name over ${NAME_MAX}`);
+      return;
+    }
     this.whiteouts++;
+    // The bottom layer has nothing below it to hide (and keeps no marks: they would cost memory per entry).
+    if (this.layerNo === 1) return;
     // A whiteout never creates anything: a missing parent means there is nothing to hide.
     const r = resolveComponents(this.tree.root, parentComps, h.path, { followLast: true });
     if (!r.ok || r.node?.kind !== 'dir') return;
@@ -339,8 +365,9 @@ export class LayerFlattener {
     }
   }
 
-  /** Marks the entry r names and its real ancestors as written by this layer. */
+  /** Marks the entry r names and its real ancestors as written by this layer (above the bottom one, which whiteouts cannot touch). */
   private mark(r: Found): void {
+    if (this.layerNo === 1) return;
     const set = (d: DirNode, n: BinName): boolean => {
       let s = this.marks.get(d);
       if (!s) this.marks.set(d, (s = new Set()));

@@ -1,6 +1,7 @@
 // Resolves archive paths inside the staging root with chroot semantics, so no layer entry can reach anything outside it.
 import { lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
 import { Img2vmError } from '../core/errors.js';
+import { MAX_SYMLINKS, NAME_MAX, PATH_MAX } from './limits.js';
 
 /**
  * Paths are handled as "binary strings" (one char per byte, latin1) so that names which are not
@@ -8,10 +9,7 @@ import { Img2vmError } from '../core/errors.js';
  */
 export type BinPath = string;
 
-export const NAME_MAX = 255;
-export const PATH_MAX = 4096;
-/** Linux's limit on symlinks followed in one lookup. */
-export const MAX_SYMLINKS = 40;
+export { MAX_SYMLINKS, NAME_MAX, PATH_MAX } from './limits.js';
 
 const HINT = 'the image contains an entry that cannot exist on a Linux file system; rebuild the image without it';
 
@@ -32,12 +30,21 @@ export function toBin(s: string): BinPath {
   return Buffer.from(s, 'utf8').toString('latin1');
 }
 
-/** Splits an archive path into components, dropping '', '.' and leading slashes; '..' is kept for the resolver. */
-export function splitArchivePath(p: BinPath): string[] {
+/**
+ * Splits an archive path into components, dropping '', '.' and leading slashes; '..' is kept for the
+ * resolver. With whiteoutPrefix, a final component that starts with it is a whiteout (never made):
+ * the length of the name it hides is left to the caller.
+ */
+export function splitArchivePath(p: BinPath, whiteoutPrefix?: string): string[] {
   const out: string[] = [];
-  for (const c of p.split('/')) {
+  const parts = p.split('/');
+  let lastIdx = parts.length - 1;
+  while (lastIdx >= 0 && (parts[lastIdx] === '' || parts[lastIdx] === '.')) lastIdx--;
+  for (let i = 0; i <= lastIdx; i++) {
+    const c = parts[i]!;
     if (c === '' || c === '.') continue;
-    if (c.length > NAME_MAX) {
+    const whiteout = i === lastIdx && whiteoutPrefix !== undefined && c.startsWith(whiteoutPrefix);
+    if (c.length > NAME_MAX && !whiteout) {
       throw new Img2vmError(
         'badImage',
         `layer entry "${clip(display(p))}" has a name component of ${c.length} bytes; Linux allows at most ${NAME_MAX}`,

@@ -4,6 +4,10 @@
 // security.capability containing 0x80 (cap_setuid); that is why layers are parsed here.
 // Names are "binary strings": one char per byte (latin1), lossless and cheap to compare.
 
+import { MAX_EXTENDED_HEADER_BYTES, overLimit } from './limits.js';
+import { showPath } from './tree-path.js';
+import { NO_XATTRS } from './tree.js';
+
 /** A malformed or truncated archive; the caller turns it into a badImage error. */
 export class TarFormatError extends Error {
   constructor(message: string) {
@@ -37,7 +41,7 @@ export interface TarHeader {
   ctime?: TarTime;
   devmajor: number;
   devminor: number;
-  /** xattr name (latin1 binary string) → raw value. */
+  /** xattr name (latin1 binary string) → raw value; the shared NO_XATTRS (not to be changed) when there are none. */
   xattrs: Map<string, Buffer>;
   /** POSIX ACLs in text form (SCHILY.acl.access / .default, as GNU tar --acls and star write them), when present. */
   aclText?: { access?: string; default?: string };
@@ -50,8 +54,6 @@ export interface TarTime {
 }
 
 const BLOCK = 512;
-/** Extended headers hold names and xattr values (at most 64 KiB each on Linux); anything bigger is hostile. */
-const MAX_EXTENDED = 8 * 1024 * 1024;
 
 /** Pulls bytes out of an async iterator of chunks, handing out zero-copy slices. */
 export class ByteSource {
@@ -144,6 +146,7 @@ export class TarReader {
     this.remaining = this.padding = 0;
 
     let pax: Pax | null = null;
+    let paxBytes = 0;
     let longName: string | null = null;
     let longLink: string | null = null;
     for (;;) {
@@ -160,10 +163,12 @@ export class TarReader {
       }
       verifyChecksum(blk);
       const flag = blk[156] ?? 0;
-      const size = parseNumeric(blk, 124, 12, 'size');
+      const size = parseCount(blk, 124, 12, 'size', blk);
       switch (flag) {
         case 0x78: // 'x' PAX extended header for the next entry
-          pax = parsePax(await this.extended(size, 'PAX header'), pax);
+          // Consecutive ones add up: the limit is on what one entry carries.
+          paxBytes += size;
+          pax = parsePax(await this.extended(size, 'PAX header', paxBytes), pax);
           continue;
         case 0x67: // 'g' PAX global header: ignored, as docker does
           await this.src.skip(size + pad(size), 'a PAX global header');
@@ -184,6 +189,11 @@ export class TarReader {
       if (longName !== null) h.path = longName;
       if (longLink !== null) h.linkpath = longLink;
       if (pax) applyPax(h, pax);
+      // Pre-POSIX archives mark directories only by a trailing slash. As Go's archive/tar (which
+      // writes and reads docker layers) does, the rule is for the V7 typeflag '\0' alone and is
+      // judged on the final path: GNU tar and Python's tarfile cut the ustar name field of a long
+      // path at 100 bytes, which can leave a '/' at its end on a regular file ('0').
+      if (flag === 0 && h.path.endsWith('/')) h.type = 'dir';
       // Go's archive/tar (which writes and reads docker layers) gives header-only types no content.
       const dataSize = h.type === 'file' || h.type === 'unknown' || flag === 0x44 /* 'D' dumpdir */ ? h.size : 0;
       if (h.type !== 'file') h.size = 0;
@@ -229,8 +239,15 @@ export class TarReader {
     }
   }
 
-  private async extended(size: number, what: string): Promise<Buffer> {
-    if (size > MAX_EXTENDED) throw new TarFormatError(`${what} of ${size} bytes is too large`);
+  private async extended(size: number, what: string, total = size): Promise<Buffer> {
+    if (total > MAX_EXTENDED_HEADER_BYTES) {
+      throw overLimit(
+        'MAX_EXTENDED_HEADER_BYTES',
+        MAX_EXTENDED_HEADER_BYTES,
+        `a layer has a ${what} of ${total} bytes for one entry (a path, a link target and extended attributes take a few KiB)`,
+        'the layer was written by a broken or hostile tool; rebuild the image',
+      );
+    }
     const data = (await this.src.readExact(size, `a ${what}`)) ?? Buffer.alloc(0);
     if (data.length < size) throw new TarFormatError(`unexpected end of data in a ${what}`);
     const copy = Buffer.from(data); // the slice may belong to a chunk that is about to be released
@@ -248,28 +265,27 @@ export class TarReader {
     return {
       path: name,
       linkpath: cstring(b.subarray(157, 257)),
-      type: toType(flag, name),
+      type: toType(flag),
       typeflag: flag === 0 ? '\\0' : String.fromCharCode(flag),
-      mode: parseNumeric(b, 100, 8, 'mode') & 0o7777,
-      uid: parseNumeric(b, 108, 8, 'uid'),
-      gid: parseNumeric(b, 116, 8, 'gid'),
+      mode: parseCount(b, 100, 8, 'mode', b) & 0o7777,
+      uid: parseCount(b, 108, 8, 'uid', b),
+      gid: parseCount(b, 116, 8, 'gid', b),
       size,
       mtime,
       mtimeExact: { sec: mtime, nsec: 0 },
-      devmajor: hasDev ? parseNumeric(b, 329, 8, 'devmajor') : 0,
-      devminor: hasDev ? parseNumeric(b, 337, 8, 'devminor') : 0,
-      xattrs: new Map(),
+      devmajor: hasDev ? parseCount(b, 329, 8, 'devmajor', b) : 0,
+      devminor: hasDev ? parseCount(b, 337, 8, 'devminor', b) : 0,
+      xattrs: NO_XATTRS,
     };
   }
 }
 
-function toType(flag: number, name: string): TarEntryType {
+function toType(flag: number): TarEntryType {
   switch (flag) {
-    case 0:
+    case 0: // V7 regular file, unless its final path ends in '/' (see next())
     case 0x30:
     case 0x37: // contiguous file
-      // Pre-POSIX archives mark directories only by a trailing slash.
-      return name.endsWith('/') ? 'dir' : 'file';
+      return 'file';
     case 0x31:
       return 'link';
     case 0x32:
@@ -346,6 +362,7 @@ function applyPax(h: TarHeader, pax: Pax): void {
         h.aclText = { ...h.aclText, default: value.toString('latin1') };
         break;
       default:
+        if ((key.startsWith('SCHILY.xattr.') || key.startsWith('LIBARCHIVE.xattr.')) && h.xattrs === NO_XATTRS) h.xattrs = new Map();
         if (key.startsWith('SCHILY.xattr.')) {
           h.xattrs.set(key.slice('SCHILY.xattr.'.length), Buffer.from(value));
         } else if (key.startsWith('LIBARCHIVE.xattr.')) {
@@ -407,6 +424,16 @@ function verifyChecksum(b: Buffer): void {
   if (want !== unsigned && want !== signed) {
     throw new TarFormatError('bad tar header checksum (not a tar archive, or damaged)');
   }
+}
+
+/**
+ * A header number that cannot be negative (a size, a mode, an id, a device number): a negative
+ * base-256 value is a damaged header, not something to carry on with.
+ */
+function parseCount(b: Buffer, off: number, len: number, what: string, header: Buffer): number {
+  const n = parseNumeric(b, off, len, what);
+  if (n < 0) throw new TarFormatError(`the tar header of "${showPath(cstring(header.subarray(0, 100)))}" has a negative ${what}: ${what} ${n}`);
+  return n;
 }
 
 /** Octal (space/NUL padded) or base-256 (high bit set) numbers, as GNU tar and Go write them. */

@@ -2,7 +2,7 @@
 import { Img2vmError } from '../core/errors.js';
 import { countDataBlocks } from './blocks.js';
 import { realPath, resolvePath, showPath, type ResolveOptions, type Resolved } from './tree-path.js';
-import type { BinName, ContentStore, DirNode, FileNode, Node, NodeMeta, Timestamp } from './tree.js';
+import { NO_XATTRS, ownName, type BinName, type ContentStore, type DirNode, type FileNode, type Node, type NodeMeta, type Timestamp } from './tree.js';
 
 export type Found = Extract<Resolved, { ok: true }>;
 
@@ -41,21 +41,39 @@ export class RootTree {
   private readonly names = new Map<Node, number>();
   /** Data blocks of files that have holes (others have ceil(size / 4096)). */
   private readonly blocks = new Map<FileNode, number>();
+  /** What dirMeta() gives: one frozen object for every directory made on the way. */
+  private readonly madeDirMeta: NodeMeta;
+  private entryTotal = 0;
+  private nameByteTotal = 0;
 
   constructor(opts: RootTreeOptions) {
     this.store = opts.store;
-    this.epoch = { ...opts.epoch };
+    this.epoch = Object.freeze({ ...opts.epoch });
+    this.madeDirMeta = Object.freeze({ mode: 0o755, uid: 0, gid: 0, mtime: this.epoch, xattrs: NO_XATTRS });
     this.root = opts.root ?? { kind: 'dir', meta: this.dirMeta(), entries: new Map() };
     if (opts.root) this.countNames();
   }
 
-  /** Metadata of a directory img2vm makes on its own: 0755 root:root at the epoch, like docker's. */
+  /**
+   * Names in the tree (the root not counted; a hard link counts once per name): what the tree's
+   * memory grows with, for MAX_ENTRIES.
+   */
+  get entries(): number {
+    return this.entryTotal;
+  }
+
+  /** Bytes of all names plus, for each name of a symlink, its target: for MAX_NAME_BYTES. */
+  get nameBytes(): number {
+    return this.nameByteTotal;
+  }
+
+  /** Metadata of a directory img2vm makes on its own: 0755 root:root at the epoch, like docker's. Frozen and shared. */
   dirMeta(): NodeMeta {
-    return { mode: 0o755, uid: 0, gid: 0, mtime: { ...this.epoch }, xattrs: new Map() };
+    return this.madeDirMeta;
   }
 
   meta(init: MetaInit): NodeMeta {
-    const m: NodeMeta = { mode: init.mode & 0o7777, uid: init.uid ?? 0, gid: init.gid ?? 0, mtime: init.mtime ?? { ...this.epoch }, xattrs: init.xattrs ?? new Map() };
+    const m: NodeMeta = { mode: init.mode & 0o7777, uid: init.uid ?? 0, gid: init.gid ?? 0, mtime: init.mtime ?? this.epoch, xattrs: init.xattrs ?? NO_XATTRS };
     if (init.atime) m.atime = init.atime;
     if (init.ctime) m.ctime = init.ctime;
     return m;
@@ -84,8 +102,9 @@ export class RootTree {
   }
 
   /** ResolveOptions that make missing directories as members of this tree. */
-  readonly creating: Pick<ResolveOptions, 'create'> = {
+  readonly creating: Pick<ResolveOptions, 'create' | 'onCreate'> = {
     create: () => this.dirMeta(),
+    onCreate: (dir, _parent, name) => this.counted(name, dir, 1),
   };
 
   /** What path names, following symlinks inside the tree (the final one too unless followLast is false). */
@@ -193,8 +212,22 @@ export class RootTree {
     if (dir.entries.get(r.name) === node) return;
     this.names.set(node, this.nameCount(node) + 1);
     this.removeEntry(dir, r.name);
-    dir.entries.set(r.name, node);
+    const name = ownName(r.name);
+    dir.entries.set(name, node);
+    this.counted(name, node, 1);
     r.node = node;
+  }
+
+  /**
+   * Takes the entry r names out of the tree without releasing anything in it: its content moves
+   * elsewhere (/boot to a file system of its own).
+   */
+  unlink(r: Found): void {
+    if (r.name === null || !r.node) return;
+    const dir = r.dirs[r.dirs.length - 1]!;
+    dir.entries.delete(r.name);
+    this.counted(r.name, r.node, -1);
+    r.node = undefined;
   }
 
   /** Removes the entry r names, if any. */
@@ -207,21 +240,50 @@ export class RootTree {
   /** dir's entry name becomes node, a new node; what was there loses that name. */
   setEntry(dir: DirNode, name: BinName, node: Node): void {
     const old = dir.entries.get(name);
-    if (old) this.detach(old);
-    dir.entries.set(name, node);
+    if (old) {
+      this.counted(name, old, -1);
+      this.detach(old);
+      dir.entries.set(name, node);
+    } else {
+      name = ownName(name);
+      dir.entries.set(name, node);
+    }
+    this.counted(name, node, 1);
   }
 
   removeEntry(dir: DirNode, name: BinName): void {
     const old = dir.entries.get(name);
     if (!old) return;
     dir.entries.delete(name);
+    this.counted(name, old, -1);
     this.detach(old);
   }
 
   /** Removes every entry of dir. */
   clear(dir: DirNode): void {
-    for (const child of dir.entries.values()) this.detach(child);
+    for (const [name, child] of dir.entries) {
+      this.counted(name, child, -1);
+      this.detach(child);
+    }
     dir.entries.clear();
+  }
+
+  /** Counts a name coming (sign 1) or going (-1) with what it names, a directory's whole tree included. */
+  private counted(name: BinName, node: Node, sign: 1 | -1): void {
+    let n = 1;
+    let bytes = name.length + (node.kind === 'symlink' ? node.target.length : 0);
+    if (node.kind === 'dir' && node.entries.size > 0) {
+      const stack: DirNode[] = [node];
+      for (let d = stack.pop(); d; d = stack.pop()) {
+        for (const [k, c] of d.entries) {
+          n++;
+          bytes += k.length + (c.kind === 'symlink' ? c.target.length : 0);
+          if (c.kind === 'dir') stack.push(c);
+        }
+      }
+    }
+    this.entryTotal += sign * n;
+    this.nameByteTotal += sign * bytes;
   }
 
   private resolveForWrite(path: BinName): Found {
@@ -259,7 +321,9 @@ export class RootTree {
     const seen = new Set<Node>([this.root]);
     const stack: DirNode[] = [this.root];
     for (let d = stack.pop(); d; d = stack.pop()) {
-      for (const child of d.entries.values()) {
+      for (const [name, child] of d.entries) {
+        this.entryTotal++;
+        this.nameByteTotal += name.length + (child.kind === 'symlink' ? child.target.length : 0);
         if (!seen.has(child)) {
           seen.add(child);
           if (child.kind === 'dir') stack.push(child);

@@ -172,7 +172,7 @@ export function detachBoot(tree: RootTree): DirNode {
   }
   const boot = r.node;
   // Unlinked without releasing: the contents move to /boot's own file system (which copies them).
-  r.dirs.at(-1)!.entries.delete(r.name!);
+  tree.unlink(r);
   // The mount point replaces whatever named the directory (a symlink to it included).
   tree.put(p('/boot'), { kind: 'dir', meta: { ...boot.meta, xattrs: new Map(boot.meta.xattrs) }, entries: new Map() });
   return boot;

@@ -6,13 +6,10 @@
 // most 255 bytes, and every entry must have an absolute path the kernel accepts (under 4096 bytes),
 // so that tools inside the guest can reach it.
 import { Img2vmError } from '../core/errors.js';
-import type { BinName, DirNode, Node, NodeMeta } from './tree.js';
+import { MAX_SYMLINKS, NAME_MAX, PATH_MAX } from './limits.js';
+import { ownName, type BinName, type DirNode, type Node, type NodeMeta } from './tree.js';
 
-export const NAME_MAX = 255;
-/** Linux's PATH_MAX counts the terminating NUL: a path string has at most 4095 bytes. */
-export const PATH_MAX = 4096;
-/** Linux's limit on symlinks followed in one lookup (MAXSYMLINKS). */
-export const MAX_SYMLINKS = 40;
+export { MAX_SYMLINKS, NAME_MAX, PATH_MAX } from './limits.js';
 
 const HINT = 'the image contains an entry that cannot exist on a Linux file system; rebuild the image without it';
 
@@ -38,16 +35,27 @@ function checkName(c: string, whole: BinName): void {
  * Splits a path into components, dropping '', '.' and leading slashes ('..' is kept for the
  * resolver). A path string the kernel would refuse (4096 bytes or more, a component over 255 bytes,
  * a NUL) is a badImage error.
+ *
+ * With whiteoutPrefix, a final component that starts with it is a whiteout, which is never made:
+ * the limits apply to the path it hides (the prefix taken out), and the length of the name it hides
+ * is left to the caller. Docker's and containerd's differs write '.wh.' + a 255-byte name.
  */
-export function splitPath(p: BinName): string[] {
-  if (p.length >= PATH_MAX) {
-    throw new Img2vmError('badImage', `path "${showPath(p)}" is ${p.length} bytes long; Linux allows at most ${PATH_MAX - 1}`, HINT);
-  }
+export function splitPath(p: BinName, whiteoutPrefix?: string): string[] {
   const out: string[] = [];
   for (const c of p.split('/')) {
     if (c === '' || c === '.') continue;
-    checkName(c, p);
     out.push(c);
+  }
+  const n = out.length;
+  const whiteout = whiteoutPrefix !== undefined && n > 0 && out[n - 1]!.startsWith(whiteoutPrefix);
+  const len = whiteout ? p.length - whiteoutPrefix.length : p.length;
+  if (len >= PATH_MAX) {
+    throw new Img2vmError('badImage', `path "${showPath(p)}" is ${len} bytes long; Linux allows at most ${PATH_MAX - 1}`, HINT);
+  }
+  for (let i = 0; i < n; i++) {
+    if (whiteout && i === n - 1) {
+      if (out[i]!.includes('\0')) throw new Img2vmError('badImage', `path "${showPath(p)}" contains a NUL byte`, HINT);
+    } else checkName(out[i]!, p);
   }
   return out;
 }
@@ -149,8 +157,9 @@ export function resolveComponents(root: DirNode, comps: readonly string[], path:
     if (node === undefined) {
       if (!opts.create) return { ok: false, reason: 'missing', at: at(c) };
       const made: DirNode = { kind: 'dir', meta: opts.create(), entries: new Map() };
-      dir.entries.set(c, made);
-      opts.onCreate?.(made, dir, c);
+      const name = ownName(c);
+      dir.entries.set(name, made);
+      opts.onCreate?.(made, dir, name);
       dirs.push(made);
       names.push(c);
       len += 1 + c.length;

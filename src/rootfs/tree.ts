@@ -86,3 +86,26 @@ export interface ContentStore {
   /** Reads the content back, in order, holes as zeros. */
   read(ref: ContentRef): AsyncIterable<Buffer>;
 }
+
+function refuse(): never {
+  throw new TypeError('this map is shared by many nodes and cannot be changed; give the node a new one');
+}
+
+/**
+ * Makes a map that many nodes share unchangeable in fact (a Map cannot be frozen): set, delete and
+ * clear throw. Sharing is what keeps a tree of a million entries small.
+ */
+export function sealMap<K, V>(m: Map<K, V>): Map<K, V> {
+  for (const k of ['set', 'delete', 'clear']) Object.defineProperty(m, k, { value: refuse, enumerable: false });
+  return m;
+}
+
+/** The xattrs of every node that has none: one shared map (an empty Map per node cost about 180 bytes). */
+export const NO_XATTRS: Map<string, Buffer> = sealMap(new Map<string, Buffer>());
+
+/** A copy of a name that does not keep alive the string it was cut from. */
+export function ownName(name: BinName): BinName {
+  // V8 keeps a substring of 13 characters or more as a view into its parent, so a name cut from an
+  // entry's path would hold the whole path (up to 4 KiB) for as long as the tree lives.
+  return name.length < 13 ? name : Buffer.from(name, 'latin1').toString('latin1');
+}

@@ -94,12 +94,61 @@ export function rawHeader(o: { name: Buffer | string; size?: number; typeflag?: 
   return b;
 }
 
+/** Sets a numeric header field to value, base-256 (two's complement, as GNU tar writes negative numbers), and fixes the checksum. */
+export function setBase256(header: Buffer, off: number, len: number, value: bigint): Buffer {
+  const b = Buffer.from(header);
+  let v = BigInt.asUintN(len * 8, value);
+  for (let i = len - 1; i >= 0; i--) {
+    b[off + i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  b[off] = b[off]! | 0x80;
+  b.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const c of b) sum += c;
+  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return b;
+}
+
 export function padTo512(data: Buffer): Buffer {
   const pad = (512 - (data.length % 512)) % 512;
   return Buffer.concat([data, Buffer.alloc(pad)]);
 }
 
 export const TAR_END = Buffer.alloc(1024);
+
+/** One PAX record, its length counting itself. */
+export function paxRecord(key: string, value: string): string {
+  const body = ` ${key}=${value}\n`;
+  let n = body.length + 1;
+  while (String(n).length + body.length !== n) n++;
+  return `${n}${body}`;
+}
+
+/**
+ * An entry as Python's tarfile (PAX_FORMAT) writes it: the path in a PAX record, the ustar name
+ * field its first 100 bytes. More records (binary strings) may follow the path.
+ */
+export function paxEntry(path: string, content: Buffer, typeflag = '0', records: Array<[string, string]> = []): Buffer {
+  const pax = Buffer.from([paxRecord('path', path), ...records.map(([k, v]) => paxRecord(k, v))].join(''), 'latin1');
+  return Buffer.concat([
+    rawHeader({ name: '././@PaxHeader', typeflag: 'x', size: pax.length }),
+    padTo512(pax),
+    rawHeader({ name: path.slice(0, 100), typeflag, size: content.length }),
+    padTo512(content),
+  ]);
+}
+
+/** An entry as GNU tar (--format=gnu) writes it: an 'L' record with the path, then a header whose name field is cut at 100 bytes. */
+export function gnuEntry(path: string, content: Buffer, typeflag = '0'): Buffer {
+  const name = Buffer.from(`${path}\0`, 'latin1');
+  return Buffer.concat([
+    rawHeader({ name: '././@LongLink', typeflag: 'L', size: name.length, gnu: true }),
+    padTo512(name),
+    rawHeader({ name: path.slice(0, 100), typeflag, size: content.length, gnu: true }),
+    padTo512(content),
+  ]);
+}
 
 /** The staging root sits a few levels down, so that naive `..` escapes would land in the sandbox where we can see them. */
 export interface Sandbox {

@@ -1,0 +1,77 @@
+// The limits a layer is held to, in one place: what Linux and ext4 cannot hold, and what bounds img2vm's memory on hostile input.
+//
+// The flattened tree lives in memory (file contents do not), so what it costs grows with the
+// number of entries, their names and link targets, and their extended attributes. Each of those
+// has a cap here, checked as layers stream in, so an image too big to hold is refused early with
+// an error that names the cap, instead of exhausting memory or writing a file system that fails
+// later. README.md ("Limits") lists them with their reasons; keep the two in step.
+import { Img2vmError } from '../core/errors.js';
+
+/** Longest name component (Linux's NAME_MAX). */
+export const NAME_MAX = 255;
+/** Linux's PATH_MAX counts the terminating NUL: a path string has at most 4095 bytes. */
+export const PATH_MAX = 4096;
+/** Linux's limit on symlinks followed in one lookup (MAXSYMLINKS). */
+export const MAX_SYMLINKS = 40;
+/** The prefix of a whiteout's name: the entry is never made, it hides the name after the prefix. */
+export const WHITEOUT_PREFIX = '.wh.';
+
+/**
+ * Names in the flattened tree (files, directories, symlinks, devices; each name of a hard link),
+ * counted as they come and go. An empty file costs about 150 bytes of tree and, with the ext4
+ * writer's pass over the tree, about 750 bytes of peak memory (bench/entries.mjs: 990,000 empty
+ * files converted in 751 MiB), and ext4 needs 4 KiB of file system per inode at least (32768
+ * inodes per 128 MiB group).
+ */
+export const MAX_ENTRIES = 1_000_000;
+
+/**
+ * Bytes of all names and symlink targets in the tree. A million entries with 20-byte names hold
+ * 20 MB; without a cap a hostile layer of 4 KiB symlink targets would hold 4 GB.
+ */
+export const MAX_NAME_BYTES = 64 * 1024 * 1024;
+
+/**
+ * One extended header (a PAX 'x' record set, summed over consecutive ones, or a GNU long name or
+ * link): it carries a path, a link target (4095 bytes each at most) and xattrs (which ext4 holds
+ * in about 4 KiB per inode), so anything near a mebibyte is not a real entry.
+ */
+export const MAX_EXTENDED_HEADER_BYTES = 1024 * 1024;
+
+/**
+ * An entry's extended attributes as ext4 stores them (per attribute 16 bytes, the name without its
+ * user./trusted./security. prefix and the value, each padded to 4): one 4 KiB xattr block less its
+ * 32-byte header and 4-byte end marker. img2vm's ext4 writer has no ea_inode feature, so what does
+ * not fit in the inode body and one block cannot be written; anything up to this always fits.
+ */
+export const MAX_ENTRY_XATTR_BYTES = 4096 - 32 - 4;
+
+/**
+ * Extended attributes held in memory over the whole tree, each distinct set of an entry's
+ * attributes counted once by its ext4 size plus XATTR_HELD_OVERHEAD per attribute (identical sets,
+ * such as one SELinux label on every file, are shared). Real images hold well under a megabyte.
+ */
+export const MAX_TOTAL_XATTR_BYTES = 32 * 1024 * 1024;
+/** What one attribute costs in memory beyond its bytes (a Buffer and a Map entry), for MAX_TOTAL_XATTR_BYTES. */
+export const XATTR_HELD_OVERHEAD = 128;
+
+const REFUSE_HINT = 'img2vm holds the file tree in memory while it writes the disk; make the image smaller (fewer files or layers with less metadata), or report the image if it is a real one';
+
+/** The error for a cap: it names the cap, its value, and what the image had. */
+export function overLimit(limit: string, value: number, what: string, hint = REFUSE_HINT): Img2vmError {
+  return new Img2vmError('badImage', `${what}; the limit ${limit} is ${value.toLocaleString('en-US')}`, hint);
+}
+
+function pad4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+const PREFIXES = ['user.', 'trusted.', 'security.'];
+
+/** Bytes ext4 needs for one attribute in an xattr block (entry header, name without its namespace prefix, value). */
+export function xattrDiskBytes(name: string, value: Uint8Array): number {
+  let n = name.length;
+  if (name.startsWith('system.posix_acl_')) n = 0; // stored by index; the on-disk ACL is no longer than the xattr form
+  else for (const p of PREFIXES) if (name.startsWith(p)) n -= p.length;
+  return 16 + pad4(n) + pad4(value.length);
+}
