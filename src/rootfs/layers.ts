@@ -133,7 +133,7 @@ export class LayerFlattener {
       throw this.classify(e, layer);
     } finally {
       signal?.removeEventListener('abort', onAbort);
-      layer?.dispose();
+      await layer?.dispose();
       this.marks = new Map();
       this.busy = false;
     }

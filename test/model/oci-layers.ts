@@ -105,6 +105,8 @@ export class LayerModel {
   private nextId = 1;
   /** Real paths the current layer wrote, and the directories holding them. */
   private written = new Set<string>();
+  /** Layers applied so far: whiteouts in the first one have nothing below them to hide. */
+  private layers = 0;
   /** Paths whiteouts removed (for counts only). */
   private readonly whitedOut = new Set<string>();
 
@@ -195,6 +197,7 @@ export class LayerModel {
   /** Applies one layer. Throws ModelRejects where the whole image must be refused. */
   applyLayer(entries: LayerEntry[]): void {
     this.written = new Set();
+    this.layers++;
     for (const e of entries) this.apply(e);
   }
 
@@ -282,6 +285,9 @@ export class LayerModel {
     // POLICY (Docker's too): other `.wh..wh.` names are aufs metadata, not whiteouts.
     if (last !== OPAQUE && last.startsWith(AUFS_META)) return;
     const name = last === OPAQUE ? null : last.slice(WH.length);
+    // The spec: whiteouts hide lower layers only, so in the bottom layer they mean nothing (POLICY: nor is their
+    // parent looked up, so a symlink loop there does not reject the image).
+    if (this.layers === 1) return this.count('whiteout in the bottom layer ignored');
     // POLICY: a whiteout of '', '.' or '..' names nothing and is ignored; nor can a name over 255 bytes exist.
     if (name === '' || name === '.' || name === '..' || (name !== null && name.length > NAME_MAX)) return;
     // A whiteout never creates anything: a missing parent means there is nothing to hide.
