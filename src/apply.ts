@@ -9,7 +9,7 @@ import { BOOT_LOADERS } from './boot/index.js';
 import type { ConversionRun, StepFn, StepRegistry } from './core/conversion.js';
 import type { StageId } from './core/events.js';
 import type { BootLoaderId, BuilderId, PlanStep } from './core/plan.js';
-import { AUTO_ORDER, BUILDERS } from './guest/builders/index.js';
+import { AUTO_ORDER, BUILDERS } from './build/index.js';
 import { detectOs } from './guest/detect.js';
 import { processOf } from './guest/workload.js';
 import { DISK_STEPS } from './disk/steps.js';

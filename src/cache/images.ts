@@ -1,7 +1,7 @@
 // The parts of the cache that live in image stores: docker's and podman's img2vm-cache:* (guest builds) and img2vm-source:* (imported sources).
 import { stat } from 'node:fs/promises';
 import { z } from 'zod';
-import type { BuildCache } from '../guest/builders/build-cache.js';
+import type { BuildCache } from '../build/build-cache.js';
 import { run, which } from '../tools/index.js';
 import { isoOf, type CacheKind, type CacheStore, type Removable, type RemoveOutcome } from './entries.js';
 

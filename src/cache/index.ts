@@ -2,8 +2,8 @@
 import { join } from 'node:path';
 import { cacheDir } from '../core/paths.js';
 import { Img2vmError } from '../core/errors.js';
-import { BuildCache } from '../guest/builders/build-cache.js';
-import { KernelCache } from '../guest/kernel/cache.js';
+import { BuildCache } from '../build/build-cache.js';
+import { KernelCache } from '../kernel/cache.js';
 import type { CacheEntry, Inventory, RemoveOutcome } from './entries.js';
 import { dockerImages, podmanImages } from './images.js';
 import { dropDanglingKernelIndex, dropDanglingRefs, kernelTrees, registryBlobs, runcBuilds } from './local.js';

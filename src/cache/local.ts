@@ -4,9 +4,9 @@ import { hostname } from 'node:os';
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BuildCache, liveHolders } from '../guest/builders/build-cache.js';
-import { KernelCache, TreeRecordSchema, type TreeRecord } from '../guest/kernel/cache.js';
-import { pidAlive } from '../guest/kernel/lock.js';
+import { BuildCache, liveHolders } from '../build/build-cache.js';
+import { KernelCache, TreeRecordSchema, type TreeRecord } from '../kernel/cache.js';
+import { pidAlive } from '../kernel/lock.js';
 import { isoOf, type Removable, type RemoveOutcome } from './entries.js';
 
 /** Apparent bytes of a tree (hard links counted once). */

@@ -6,8 +6,8 @@ import { applyAccountEdits, distroGuestFiles, recipeWithFeatures } from './distr
 import { epochSeconds } from '../core/epoch.js';
 import { detectOs } from './detect.js';
 import { recipeFor } from './distros.js';
-import { AUTO_ORDER, BUILDERS } from './builders/index.js';
-import type { Builder } from './builders/builder.js';
+import { AUTO_ORDER, BUILDERS } from '../build/index.js';
+import type { Builder } from '../build/builder.js';
 import type { GuestStrategy } from './strategy.js';
 import type { ConversionRun } from '../core/conversion.js';
 import type { SourceImage } from '../source/image.js';

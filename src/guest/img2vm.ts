@@ -10,7 +10,7 @@ import { progress } from '../core/events.js';
 import type { GuestFile, ImageFacts } from '../core/plan.js';
 import { run } from '../tools/index.js';
 import { img2vmInitramfsEntries, writeInitramfs, type InitModule } from './initramfs.js';
-import { archiveOptions, getKernel, parseKernelSource, resolveModules, type ModuleFile } from './kernel/index.js';
+import { archiveOptions, getKernel, parseKernelSource, resolveModules, type ModuleFile } from '../kernel/index.js';
 import { passwordEdit } from './configure.js';
 import { recipeFor } from './distros.js';
 import type { GuestStrategy } from './strategy.js';

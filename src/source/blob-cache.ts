@@ -8,7 +8,7 @@ import { Img2vmError } from '../core/errors.js';
 import { deadOwner, ownerTag } from '../core/leftovers.js';
 import { asWriteError, isNoSpace, noSpaceError } from '../core/no-space.js';
 import { testHook } from '../core/test-hook.js';
-import { acquireLock, type HeldLock, type LockOptions } from '../guest/kernel/lock.js';
+import { acquireLock, type HeldLock, type LockOptions } from '../kernel/lock.js';
 import { digestMismatch, hexOf, sha256, tooLarge, truncated, verified } from './digest.js';
 
 /**

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuiltImage } from '../../fixtures/hostile/images.js';
-import { writeOciArchive } from '../../src/guest/builders/oci-archive-out.js';
+import { writeOciArchive } from '../../src/build/oci-archive-out.js';
 import { openSource } from '../../src/source/index.js';
 import { debianFixture, dockerBuild, img2vm, sh, startRegistry } from './helpers.js';
 import {

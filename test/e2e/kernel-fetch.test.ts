@@ -7,7 +7,7 @@ import type { RunContext } from '../../src/core/context.js';
 import type { Img2vmEvent } from '../../src/core/events.js';
 import { createRandom } from '../../src/core/random.js';
 import { Scope } from '../../src/core/scope.js';
-import { getKernel, kernelVersionOf, parseKernelSource, resolveModules, type KernelBundle } from '../../src/guest/kernel/index.js';
+import { getKernel, kernelVersionOf, parseKernelSource, resolveModules, type KernelBundle } from '../../src/kernel/index.js';
 
 let dir: string;
 let ctx: RunContext;

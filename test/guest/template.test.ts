@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { TEMPLATES_DIR } from '../../src/core/paths.js';
 import { parseOsRelease } from '../../src/guest/detect.js';
 import { recipeFor } from '../../src/guest/distros.js';
-import { planBuild } from '../../src/guest/builders/docker.js';
+import { planBuild } from '../../src/build/docker.js';
 import { buildValues } from '../../src/guest/guest-config.js';
 import { renderRecipe } from '../../src/guest/recipe.js';
 import { renderTemplate } from '../../src/guest/template.js';
