@@ -45,6 +45,8 @@ export interface ApplyInput {
 
 export interface Applied {
   plan: ConversionPlan;
+  /** The file the result is measured by: the output, else (a push alone) the containerDisk's qcow2. */
+  file: string;
   /** The image the guest stage made (the daemon image a distro build tagged), null with nothing built. */
   guestImage: string | null;
   pushed?: { ref: string; digest: string };
@@ -105,7 +107,8 @@ export async function apply(input: ApplyInput, env: Env, completed: Completed): 
     completed.renamed.push(dest);
   }
   await testHook('after', 'output/rename');
-  return { plan, guestImage: made.build?.image ?? null, ...(completed.pushed ? { pushed: completed.pushed } : {}), timings: stages.timings };
+  const file = input.out.final ?? artifact?.containerDiskQcow2 ?? input.out.tmp;
+  return { plan, file, guestImage: made.build?.image ?? null, ...(completed.pushed ? { pushed: completed.pushed } : {}), timings: stages.timings };
 }
 
 /**

@@ -146,7 +146,7 @@ export async function convert(input: ConvertOptionsInput | ConvertOptions, hooks
       throw lateInterrupt(completed, final, signal) ?? e;
     }
     scope.release(removeTmpOut);
-    const res = await result(applied, final ?? out.tmp, final, t0);
+    const res = await result(applied, final, t0);
     const late = lateInterrupt(completed, final, signal);
     if (late) throw late;
     return res;
@@ -179,9 +179,9 @@ function lateInterrupt(c: Completed, final: string | null, signal: AbortSignal):
   return done.length ? new InterruptedError(signal.reason.signalName, { after: done.join(' and ') }) : undefined;
 }
 
-async function result(a: Awaited<ReturnType<typeof apply>>, file: string, final: string | null, t0: number): Promise<ConvertResult> {
+async function result(a: Awaited<ReturnType<typeof apply>>, final: string | null, t0: number): Promise<ConvertResult> {
   const p = a.plan;
-  const st = await stat(final ?? file);
+  const st = await stat(a.file);
   const root = p.filesystems.find((f) => f.role === 'root');
   const c = p.content;
   if (!root || !c) throw new Error('a finished conversion has a root file system and its content');

@@ -25,6 +25,7 @@ import { createRandom, type Random } from './core/random.js';
 import { alignUp, formatSize, MiB } from './core/units.js';
 import { defaultFsSize, inodesFor, journalMiBFor, minimumFsSize, withSlack } from './disk/sizing.js';
 import { partitionByRole, planLayout, type DiskLayout } from './disk/layout.js';
+import { ext4Shape } from './disk/ext4/index.js';
 import { baseGuestFiles } from './guest/configure.js';
 import { hasTemplate } from './guest/distros.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
@@ -167,22 +168,20 @@ export function checkOptions(o: ConvertOptions, format: OutputFormat): void {
 
 /**
  * Where the root file system starts: 0 for the direct-kernel output, else after the partitions before it, whose
- * sizes do not depend on the content (so file data can be written before the root's size is known); and with a
- * fixed --size, how big it can be at most (so a disk too small is refused while its data is written, not after).
+ * sizes do not depend on the content (so file data can be written before the root's size is known). A --size too
+ * small is refused once the content is measured, with the size it needs.
  */
-function rootPlacement(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[]): { rootOffset: number; rootMaxBytes: number | null } {
-  if (direct) return { rootOffset: 0, rootMaxBytes: o.size ?? null };
+function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[]): number {
+  if (direct) return 0;
   const probe = planLayout({
     boot: o.boot,
     table: o.partitionTable,
     rootSize: MiB,
     bootPartitionSize: o.bootPartition,
-    diskSize: o.size,
     random: createRandom('offsets'),
     espSize: loaders.includes('systemd-boot') ? SYSTEMD_BOOT_ESP_SIZE : undefined,
   });
-  const root = partitionByRole(probe, 'root')!;
-  return { rootOffset: root.start, rootMaxBytes: o.size !== undefined ? root.size : null };
+  return partitionByRole(probe, 'root')!.start;
 }
 
 /** The plan from the options and every fact known so far; the phases above call it with more facts each time. */
@@ -223,7 +222,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     ...baseGuestFiles({ rootUuid: ids.root, bootUuid: separateBoot ? ids.boot : undefined, espUuid, password: o.password !== undefined }, 'guest'),
     ...strategy.guestFiles(o, known, hostname),
     ...loaderFiles.flatMap((l) => l.guestFiles),
-  ]).map((f) => (separateBoot && f.fs === 'root' && f.path.startsWith('/boot/') && f.path !== '/boot/efi' ? { ...f, fs: 'boot' as const } : f));
+  ]).map((f) => (separateBoot && f.fs === 'root' && f.path.startsWith('/boot/') ? { ...f, fs: 'boot' as const } : f));
   const exports = [...new Map(loaderFiles.flatMap((l) => l.exports).map((e) => [e.as, e])).values()];
 
   const content = known.content ?? null;
@@ -254,7 +253,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     guest,
     content,
     kernel,
-    disk: { ...rootPlacement(o, direct, loaders), container: format.assembly.container, inPlace: format.assembly.inPlace },
+    disk: { rootOffset: rootOffset(o, direct, loaders), container: format.assembly.container, inPlace: format.assembly.inPlace },
     layout,
     sizing: o.size !== undefined ? 'fixed' : 'fitted',
     filesystems,
@@ -283,9 +282,10 @@ function sizeDisk(o: ConvertOptions, c: ContentFacts | null, d: DiskInput): { la
   // The writer's own measure of the tree, once known, wins over the estimate from the counts.
   const minFs = Math.max(minimumFsSize(content), alignUp(c.minimumBytes ?? 0, MiB));
   const wantFs = o.size ? minFs : Math.max(defaultFsSize(content), minFs);
-  const root = (offset: number, size: number): FileSystemPlan => ({
-    role: 'root', type: 'ext4', label: 'root', uuid: d.ids.root, offset, size, inodes: inodesFor(content), journalMiB: journalMiBFor(size), hashSeed: d.ids.rootHash,
-  });
+  const root = (offset: number, space: number): FileSystemPlan => {
+    const fs = ext4Shape(space, inodesFor(content));
+    return { role: 'root', type: 'ext4', label: 'root', uuid: d.ids.root, offset, size: fs.bytes, inodes: fs.inodes, journalMiB: journalMiBFor(fs.bytes), hashSeed: d.ids.rootHash };
+  };
   if (d.direct) {
     const fsSize = o.size ?? wantFs;
     if (fsSize < minFs) {
@@ -318,7 +318,8 @@ function sizeDisk(o: ConvertOptions, c: ContentFacts | null, d: DiskInput): { la
   if (esp && d.espUuid) fss.push({ role: 'esp', type: 'vfat', label: 'EFI', uuid: d.espUuid, offset: esp.start, size: esp.size });
   const boot = partitionByRole(layout, 'boot');
   if (boot) {
-    fss.push({ role: 'boot', type: 'ext4', label: 'boot', uuid: d.ids.boot, offset: boot.start, size: boot.size, inodes: inodesFor(bootUsage), journalMiB: journalMiBFor(boot.size), hashSeed: d.ids.bootHash });
+    const fs = ext4Shape(boot.size, inodesFor(bootUsage));
+    fss.push({ role: 'boot', type: 'ext4', label: 'boot', uuid: d.ids.boot, offset: boot.start, size: fs.bytes, inodes: fs.inodes, journalMiB: journalMiBFor(fs.bytes), hashSeed: d.ids.bootHash });
   }
   fss.push(root(rootPart.start, rootPart.size));
   return { layout, filesystems: fss };

@@ -190,9 +190,9 @@ export interface ConversionPlan {
   kernel: KernelFacts | null;
   /**
    * Where the disk is assembled: the root file system's offset (known from the options, so file contents can be
-   * written before the sizes are), its largest size with a fixed --size, and the container the output format asks for.
+   * written before the sizes are), and the container the output format asks for.
    */
-  disk: { rootOffset: number; rootMaxBytes: number | null; container: 'raw' | 'qcow2'; inPlace: boolean };
+  disk: { rootOffset: number; container: 'raw' | 'qcow2'; inPlace: boolean };
   /** Partitions with sizes, offsets, type GUIDs and GUIDs; null for the direct-kernel output, or until the content is known. */
   layout: DiskLayout | null;
   /** How the size was chosen: fitted to the content, or --size. */

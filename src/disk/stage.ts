@@ -35,7 +35,6 @@ export function openDisk(plan: ConversionPlan, file: string, env: Env, o: { cont
   const root = new Ext4Writer({
     target: t,
     offset: plan.disk.rootOffset,
-    ...(plan.disk.rootMaxBytes !== null ? { maxBytes: plan.disk.rootMaxBytes } : {}),
     uuid: plan.rootUuid,
     label: 'root',
     hashSeed: plan.rootHashSeed,
