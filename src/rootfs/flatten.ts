@@ -262,10 +262,12 @@ export class RootfsBuilder {
     try {
       const w = new SparseWriter(fd);
       const signal = this.signal;
-      await tar.readData((chunk) => {
+      // A sparse file's holes are skipped, not written.
+      for await (const p of tar.parts()) {
         signal?.throwIfAborted();
-        w.write(chunk);
-      });
+        if (typeof p === 'number') w.hole(p);
+        else w.write(p);
+      }
       const blocks = w.end(h.size);
       // chown clears setuid/setgid and file capabilities, so it goes first; xattrs come after the layer.
       fchownSync(fd, h.uid, h.gid);

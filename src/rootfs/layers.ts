@@ -4,7 +4,7 @@ import { Img2vmError } from '../core/errors.js';
 import { BlockCounter } from './blocks.js';
 import { isCodecError, openLayer, type OpenedLayer } from './decompress.js';
 import { checkDevice, headerMeta, MetaCache, validXattrs } from './layer-meta.js';
-import { ByteSource, TarFormatError, TarReader, type TarHeader } from './tar.js';
+import { ByteSource, holesAsZeros, TarFormatError, TarReader, type SparsePart, type TarHeader } from './tar.js';
 import { RootTree, type Found } from './tree-edit.js';
 import { MAX_ENTRIES, MAX_NAME_BYTES, NAME_MAX, overLimit, WHITEOUT_PREFIX } from './limits.js';
 import { resolveComponents, showPath, splitPath } from './tree-path.js';
@@ -300,6 +300,8 @@ export class LayerFlattener {
     if (whole) {
       blocks.add(whole);
       data = this.store.putBuffer(Buffer.from(whole));
+    } else if (h.sparse) {
+      data = await this.storeSparse(h, tar, blocks);
     } else {
       const signal = this.signal;
       let readError: unknown;
@@ -326,6 +328,31 @@ export class LayerFlattener {
     const node: FileNode = { kind: 'file', meta, size: h.size, data };
     this.tree.setDataBlocks(node, blocks.blocks);
     return node;
+  }
+
+  /** A sparse file's data at its offsets; its holes are handed on as holes where the store takes them, else as zeros. */
+  private async storeSparse(h: TarHeader, tar: TarReader, blocks: BlockCounter): Promise<FileNode['data']> {
+    const signal = this.signal;
+    let readError: unknown;
+    const parts = async function* (): AsyncGenerator<SparsePart, void, undefined> {
+      try {
+        for await (const p of tar.parts()) {
+          signal?.throwIfAborted();
+          if (typeof p === 'number') blocks.skip(p);
+          else blocks.add(p);
+          yield p;
+        }
+      } catch (e) {
+        readError = signal?.aborted ? signal.reason : e;
+        throw readError;
+      }
+    };
+    try {
+      const store = this.store;
+      return store.putSparse ? await store.putSparse(parts(), h.size) : await store.put(holesAsZeros(parts()), h.size);
+    } catch (e) {
+      throw readError ?? e;
+    }
   }
 
   // ---- whiteouts ----

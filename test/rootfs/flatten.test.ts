@@ -1,6 +1,6 @@
 // Flattening of well-formed layers: types, metadata, whiteouts, replacement, compression, sparseness, statistics.
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -140,6 +140,27 @@ describe('entry types and metadata', () => {
     expect(fifo.mode & 0o7777).toBe(0o600);
     expect(stats.specials).toBe(3);
     expect(readdirSync(sb.root).filter((n) => n.startsWith('.img2vm'))).toEqual([]);
+  });
+
+  it('a sparse file of GNU tar -S lands with its holes skipped: 1 GiB with 4 KiB of data', async () => {
+    const src = join(sb.dir, 'src');
+    mkdirSync(src);
+    const fd = openSync(join(src, 'big'), 'w');
+    writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 512 * 1024 * 1024);
+    ftruncateSync(fd, 1024 * 1024 * 1024);
+    closeSync(fd);
+    const r = spawnSync('tar', ['--format=posix', '-S', '--numeric-owner', '-C', src, '-cf', '-', 'big'], { maxBuffer: 1 << 20 });
+    expect(r.status).toBe(0);
+    const { stats } = await applyLayers(sb.root, [r.stdout]);
+    const st = statSync(p('big'));
+    expect(st.size).toBe(1024 * 1024 * 1024);
+    expect(st.blocks * 512).toBeLessThanOrEqual(64 * 1024);
+    expect(stats.blocks4k).toBe(1 + 1);
+    const mid = Buffer.alloc(8192);
+    const rfd = openSync(p('big'), 'r');
+    readSync(rfd, mid, 0, 8192, 512 * 1024 * 1024 - 4096);
+    closeSync(rfd);
+    expect(mid.equals(Buffer.concat([Buffer.alloc(4096), Buffer.alloc(4096, 0x5a)]))).toBe(true);
   });
 
   it('writes runs of zero blocks as holes', async () => {
