@@ -122,6 +122,24 @@ describe('entry types and metadata', () => {
     expect(stats.xattrs).toBe(4);
   });
 
+  it("an access ACL as an xattr ends as Docker's unpacker leaves it: the header's mode, the ACL following it", async () => {
+    // user::rwx, group::r-x, group:100:rwx, mask::rwx, other::--- on a file and a directory whose headers say 0640 and 0750.
+    const acl = Buffer.from('0200000001000700ffffffff04000500ffffffff080007006400000010000700ffffffff20000000ffffffff', 'hex');
+    const placeholder = (c: string): string => c.repeat(acl.length);
+    let tar = await makeTar([
+      { name: 'f', content: 'x', mode: 0o640, pax: { 'SCHILY.xattr.system.posix_acl_access': placeholder('F') } },
+      { name: 'd/', type: 'directory', mode: 0o750, pax: { 'SCHILY.xattr.system.posix_acl_access': placeholder('D') } },
+    ]);
+    tar = patchBytes(patchBytes(tar, placeholder('F'), acl), placeholder('D'), acl);
+    const { warnings } = await applyLayers(sb.root, [tar]);
+    expect(warnings).toEqual([]);
+    expect(lstatSync(p('f')).mode & 0o7777).toBe(0o640);
+    expect(lstatSync(p('d')).mode & 0o7777).toBe(0o750);
+    // chmod rewrote user:: to rw- (f), mask:: to r-- (f) and r-x (d).
+    expect(getXattrHex(p('f'), 'system.posix_acl_access')).toBe('0200000001000600ffffffff04000500ffffffff080007006400000010000400ffffffff20000000ffffffff');
+    expect(getXattrHex(p('d'), 'system.posix_acl_access')).toBe('0200000001000700ffffffff04000500ffffffff080007006400000010000500ffffffff20000000ffffffff');
+  });
+
   it('creates fifos and device nodes', async () => {
     const layer = await makeTar([
       { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
