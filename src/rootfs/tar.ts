@@ -244,7 +244,7 @@ export class TarReader {
       if (h.type !== 'file') h.size = 0;
       this.remaining = dataSize;
       this.padding = pad(dataSize);
-      this.current = h.path; // (GNU.sparse.name is in it now)
+      this.current = h.path; // after paxSparse(), which puts GNU.sparse.name there
       if (map) {
         if (h.type !== 'file') throw badSparse(h.path, `is on a ${h.type} entry`);
         const regions = map.regions ?? (await this.sparseMap10(h.path));
