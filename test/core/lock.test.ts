@@ -1,17 +1,16 @@
 // The cross-process lock: exclusive while held, waited for, and broken when its holder died or stopped its heartbeat.
-import { mkdir, stat, utimes, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { acquireLock } from '../../src/kernel/lock.js';
-import { testEnv, type TestEnv } from './helpers.js';
+import { acquireLock } from '../../src/core/lock.js';
 
-let env: TestEnv;
+let env: { dir: string };
 beforeEach(async () => {
-  env = await testEnv();
+  env = { dir: await mkdtemp(join(tmpdir(), 'img2vm-lock-')) };
 });
 afterEach(async () => {
-  await env.close();
+  await rm(env.dir, { recursive: true, force: true });
 });
 
 describe('acquireLock', () => {
