@@ -131,9 +131,14 @@ export class KernelCache {
     await writeRecord(join(this.index, `${key}.json`), `${JSON.stringify(rec, null, 2)}\n`);
   }
 
-  /** Held while one process asks the archive for an index key (or, as "seen", updates seen.json). */
-  lock(name: string, o: LockOptions): Promise<HeldLock> {
-    return this.store.lock('kernel', name === 'seen' ? name : `index-${name}`, o);
+  /** Held while one process asks the archive for an index key (a mirror, suite and architecture). */
+  lock(indexKey: string, o: LockOptions): Promise<HeldLock> {
+    return this.store.lock('kernel', `index-${indexKey}`, o);
+  }
+
+  /** Held while one process updates seen.json. */
+  lockSeen(o: LockOptions): Promise<HeldLock> {
+    return this.store.lock('kernel', 'seen', o);
   }
 
   /** Index records that name a tree no longer there would send the next fetch to a missing directory: dropped. */

@@ -93,7 +93,7 @@ export async function readSeen(cache: KernelCache): Promise<Seen> {
 
 /** Adds what a fetch saw, keeping the newest of each; under a lock and by rename, so concurrent runs lose nothing. */
 export async function recordSeen(cache: KernelCache, facts: { releases?: SeenRelease[]; kernel?: SeenKernel }, signal?: AbortSignal): Promise<void> {
-  const lock = await cache.lock('seen', { signal });
+  const lock = await cache.lockSeen({ signal });
   try {
     const s = await readFileRecord(cache);
     for (const r of facts.releases ?? []) mergeRelease(s, { codename: r.codename, date: r.date.toISOString(), at: r.at });
