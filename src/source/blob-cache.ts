@@ -7,7 +7,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { Img2vmError } from '../core/errors.js';
 import { asWriteError, isNoSpace, noSpaceError } from '../core/no-space.js';
 import { testHook } from '../core/test-hook.js';
-import type { HeldLock, LockOptions } from '../core/lock.js';
+import type { LockOptions } from '../core/lock.js';
 import type { Scope } from '../core/scope.js';
 import { writeRecord, type BlobKey, type Check, type Draft, type Store } from '../store/index.js';
 import { digestMismatch, hexOf, sha256, tooLarge, truncated, verified } from './digest.js';
@@ -156,14 +156,6 @@ export class BlobCache {
         }
       },
     });
-  }
-
-  /**
-   * Held while one process fetches a blob, so concurrent runs fetch it once: the others wait, then find it in the
-   * cache. Integrity never depends on it (blobs appear only by rename of verified bytes).
-   */
-  lock(digest: string, o: LockOptions): Promise<HeldLock> {
-    return this.store.lock('blob', key(digest), o);
   }
 
   private refPath(ref: string): string {

@@ -11,14 +11,14 @@
 // a writer killed at any instant leaves only a temp that a later run sweeps. The last use of an entry is its mtime,
 // set when a run takes it (never its access time, which listing or a backup would move).
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { lstat, mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Img2vmError } from '../core/errors.js';
 import { hostTag, ownerTag, pidAlive } from '../core/leftovers.js';
 import { acquireLock, lockHolder, type HeldLock, type LockOptions } from '../core/lock.js';
 import { cacheDir } from '../core/paths.js';
 import type { Scope } from '../core/scope.js';
+import { syncDir, syncTree, treeBytes } from './files.js';
 import { isKind, KINDS, LAYOUT, LOCK_NAME, type KeyOf, type Kind } from './kinds.js';
 
 export interface StoreOptions {
@@ -170,7 +170,6 @@ export class Store {
       await rm(scratch, { recursive: true, force: true });
     };
     const release = scope?.defer(`remove ${scratch}`, drop);
-    const store = this;
     return {
       kind,
       key,
@@ -179,22 +178,19 @@ export class Store {
       get published() {
         return state === 'published';
       },
-      async publish(check?: Check): Promise<string> {
+      publish: async (check?: Check): Promise<string> => {
         if (state !== 'open') throw new Error(`the draft of ${kind} ${key} was ${state} already`);
         await syncTree(path);
         if (check && !(await passes(path, check, true))) {
           throw new Img2vmError('outputNotWritable', `the ${kind} ${key} written to ${scratch} does not read back as written`, 'the disk holding the cache may be failing: check it, or set XDG_CACHE_HOME elsewhere');
         }
-        const final = await store.place(kind, key, path, check);
+        const final = await this.place(kind, key, path, check);
         state = 'published';
         await rm(scratch, { recursive: true, force: true });
-        if (release) scope!.release(drop);
+        scope?.release(drop);
         return final;
       },
-      async discard() {
-        if (release) await release();
-        else await drop();
-      },
+      discard: () => (release ?? drop)(),
     };
   }
 
@@ -429,82 +425,4 @@ export function openStore(root: string = cacheDir(), o: StoreOptions = {}): Stor
   let s = stores.get(id);
   if (!s) stores.set(id, (s = new Store(root, o)));
   return s;
-}
-
-/** Apparent bytes of a tree (hard links counted once). */
-export async function treeBytes(dir: string): Promise<number> {
-  const seen = new Set<string>();
-  let n = 0;
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else {
-        const st = await lstat(p).catch(() => undefined);
-        if (!st || seen.has(`${st.dev}:${st.ino}`)) continue;
-        seen.add(`${st.dev}:${st.ino}`);
-        n += st.size;
-      }
-    }
-  };
-  await walk(dir);
-  return n;
-}
-
-/**
- * fsyncs a file, or every file and directory of a tree, so a rename after it never publishes bytes still in flight.
- * Many at once: the file system commits concurrent fsyncs together (one at a time, a kernel's 2,000 modules took
- * seconds longer; see the report of the store's change).
- */
-async function syncTree(p: string): Promise<void> {
-  const files: string[] = [];
-  const dirs: string[] = [];
-  const walk = async (q: string): Promise<void> => {
-    const st = await lstat(q);
-    if (st.isFile()) files.push(q);
-    else if (st.isDirectory()) {
-      for (const e of await readdir(q)) await walk(join(q, e));
-      dirs.push(q);
-    }
-  };
-  await walk(p);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < files.length) {
-      const fh = await open(files[next++]!, constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(SYNC_PARALLEL, files.length) }, worker));
-  for (const d of dirs) await syncDir(d);
-}
-
-const SYNC_PARALLEL = 32;
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY).catch(() => undefined);
-  if (!fh) return;
-  try {
-    await fh.sync();
-  } catch {
-    /* some file systems cannot fsync a directory; the rename is still atomic */
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Replaces a small record beside the store (a tag's digest, a kernel index) by rename, so readers see old or new. */
-export async function writeRecord(path: string, text: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  const tmp = join(dirname(path), `.${basename(path)}.${ownerTag()}.${nonce()}.tmp`);
-  try {
-    await writeFile(tmp, text, { mode: 0o644 });
-    await rename(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
-  }
 }
