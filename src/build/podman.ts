@@ -12,6 +12,7 @@ import { run, which } from '../tools/index.js';
 import type { DistroRecipe } from '../guest/distros.js';
 import { renderRecipe, type RenderedRecipe } from '../guest/recipe.js';
 import type { Builder } from './builder.js';
+import { openStore } from '../store/index.js';
 import { BuildCache } from './build-cache.js';
 import { buildKey } from './key.js';
 import { writeOciArchive } from './oci-archive-out.js';
@@ -90,7 +91,7 @@ async function readBuilt(r: ConversionRun, tag: string): Promise<SourceImage> {
 
 /** Makes the base image available in podman's storage (loaded from an oci-archive written from any source). */
 async function ensureBase(r: ConversionRun, p: Planned): Promise<void> {
-  await new BuildCache().touchPodman('source', p.base.slice(7, 23));
+  await new BuildCache(openStore()).touchPodman('source', p.base.slice(7, 23));
   if (await exists(p.base, r.ctx.signal)) return;
   const dir = await mkdtemp(join(r.ctx.work, 'podman-load-'));
   try {
@@ -168,14 +169,14 @@ export const podmanBuilder: Builder = {
   async lookup(r, recipe) {
     const p = await planPodman(r.image!, recipe);
     if (!(await exists(p.tag, r.ctx.signal))) return undefined;
-    await new BuildCache().touchPodman('cache', tagOf(p.tag));
+    await new BuildCache(openStore()).touchPodman('cache', tagOf(p.tag));
     return { image: await readBuilt(r, p.tag), ref: p.tag };
   },
   async build(r, recipe) {
     const p = await planPodman(r.image!, recipe);
     const cached = await exists(p.tag, r.ctx.signal);
     if (!cached) await build(r, p, recipe);
-    await new BuildCache().touchPodman('cache', tagOf(p.tag));
+    await new BuildCache(openStore()).touchPodman('cache', tagOf(p.tag));
     return { image: await readBuilt(r, p.tag), cached, ref: p.tag };
   },
 };

@@ -20,8 +20,9 @@ import { buildKey } from './key.js';
 import { containerId, ownerOf, runcDeleteArgv, runcKillArgv, runcListArgv, runcRunArgv, runtimeSpec, stepEnv } from './runtime-spec.js';
 import { applyEnv, copyStep, ensureWorkdir, recipeEnv, stepUser } from './steps.js';
 import { writeTreeTar } from './tree-tar.js';
-import { pidAlive } from '../kernel/lock.js';
 import { testHook } from '../core/test-hook.js';
+import { pidAlive } from '../core/leftovers.js';
+import { openStore } from '../store/index.js';
 
 /** Bump when the way a runc build is done (or its layer written) changes, so old cache entries are not reused. */
 export const RUNC_BUILDER_VERSION = '2';
@@ -144,8 +145,8 @@ async function hostResolvConf(dest: string): Promise<void> {
   await writeFile(dest, text, { mode: 0o644 });
 }
 
-/** Unpacks the image into a bundle, runs the steps, and stores the tree as one layer in the cache. */
-async function buildEntry(r: ConversionRun, cache: BuildCache, p: Planned, recipe: DistroRecipe): Promise<void> {
+/** Unpacks the image into a bundle, runs the steps, and writes the tree as one layer into the store's draft `tmp`. */
+async function buildEntry(r: ConversionRun, tmp: string, p: Planned, recipe: DistroRecipe): Promise<void> {
   const { ctx } = r;
   const img = r.image!;
   const bundle = await mkdtemp(join(ctx.work, 'runc-bundle-'));
@@ -182,33 +183,24 @@ async function buildEntry(r: ConversionRun, cache: BuildCache, p: Planned, recip
     bar.end();
     phase(`ran ${steps.length} steps`);
 
-    const tmp = await cache.makeTemp();
-    const dropTmp = ctx.scope.defer(`remove ${tmp}`, () => rm(tmp, { recursive: true, force: true }));
-    try {
-      const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
-      phase(`wrote the layer (${layer.entries} entries, ${(layer.size / 1048576).toFixed(0)} MiB)`);
-      const labels = { 'org.img2vm.base': img.id, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
-      const created = createdAt();
-      const configBytes = Buffer.from(JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)));
-      await writeFile(join(tmp, 'config.json'), configBytes);
-      const record: BuildRecord = {
-        format: 1,
-        builder: 'runc',
-        key: p.key,
-        base: img.id,
-        template: recipe.template,
-        label: recipe.label,
-        createdAt: created,
-        layer: { digest: layer.digest, size: layer.size, entries: layer.entries },
-        configDigest: sha256(configBytes),
-      };
-      await writeFile(join(tmp, 'used'), '');
-      // Written last: an entry is complete once its record is there.
-      await writeFile(join(tmp, 'build.json'), `${JSON.stringify(record, null, 2)}\n`);
-      await cache.install(p.key, tmp);
-    } finally {
-      await dropTmp();
-    }
+    const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
+    phase(`wrote the layer (${layer.entries} entries, ${(layer.size / 1048576).toFixed(0)} MiB)`);
+    const labels = { 'org.img2vm.base': img.id, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
+    const created = createdAt();
+    const configBytes = Buffer.from(JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)));
+    await writeFile(join(tmp, 'config.json'), configBytes);
+    const record: BuildRecord = {
+      format: 1,
+      builder: 'runc',
+      key: p.key,
+      base: img.id,
+      template: recipe.template,
+      label: recipe.label,
+      createdAt: created,
+      layer: { digest: layer.digest, size: layer.size, entries: layer.entries },
+      configDigest: sha256(configBytes),
+    };
+    await writeFile(join(tmp, 'build.json'), `${JSON.stringify(record, null, 2)}\n`);
   } finally {
     // The tree is in the layer now; the rootfs stage needs the room.
     await dropBundle();
@@ -225,28 +217,18 @@ export const runcBuilder: Builder = {
   },
   async lookup(r, recipe) {
     const p = await planRunc(r.image!, recipe);
-    const image = await new BuildCache().use(p.key, r.ctx.scope, r.options.image);
+    const image = await new BuildCache(openStore()).use(p.key, r.ctx.scope, r.options.image);
     return image ? { image, ref: p.ref } : undefined;
   },
   async build(r, recipe) {
     const { ctx } = r;
-    const cache = new BuildCache();
     const p = await planRunc(r.image!, recipe);
-    const hit = await cache.use(p.key, ctx.scope, r.options.image);
-    if (hit) return { image: hit, cached: true, ref: p.ref };
     // One process builds a key at a time; the others wait and then take its result.
-    const lock = await cache.lock('runc', p.key, { signal: ctx.signal, onWait: (pid) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is building the same guest`) });
-    try {
-      const done = await cache.use(p.key, ctx.scope, r.options.image);
-      if (done) return { image: done, cached: true, ref: p.ref };
-      await cache.sweep();
+    const onWait = (pid: number) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is building the same guest`);
+    const { image, made } = await new BuildCache(openStore()).build(p.key, ctx, r.options.image, onWait, async (dir) => {
       await sweepContainers();
-      await buildEntry(r, cache, p, recipe);
-      const image = await cache.use(p.key, ctx.scope, r.options.image);
-      if (!image) throw new Img2vmError('outputNotWritable', `the runc build was stored in ${cache.entryDir(p.key)} but cannot be read back`, 'check that directory (disk full, or removed meanwhile)');
-      return { image, cached: false, ref: p.ref };
-    } finally {
-      await lock.release();
-    }
+      await buildEntry(r, dir, p, recipe);
+    });
+    return { image, cached: !made, ref: p.ref };
   },
 };
