@@ -1,7 +1,8 @@
 // The podman builder: no daemon; podman builds the rendered template on the image in its own storage, cached there as img2vm-cache:<key>.
-import type { BuildRecipe } from '../core/plan.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import type { Env } from '../core/context.js';
+import type { BuildRecipe } from '../core/plan.js';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
@@ -11,7 +12,7 @@ import { openSource } from '../source/index.js';
 import { run, which } from '../tools/index.js';
 import { renderRecipe, type RenderedRecipe } from '../guest/recipe.js';
 import type { Builder, BuildInput } from './builder.js';
-import type { Env } from '../core/context.js';
+import { openStore } from '../store/index.js';
 import { BuildCache } from './build-cache.js';
 import { buildKey } from './key.js';
 import { writeOciArchive } from './oci-archive-out.js';
@@ -90,7 +91,7 @@ async function readBuilt(env: Env, tag: string): Promise<SourceImage> {
 
 /** Makes the base image available in podman's storage (loaded from an oci-archive written from any source). */
 async function ensureBase(input: BuildInput, env: Env, p: Planned): Promise<void> {
-  await new BuildCache().touchPodman('source', p.base.slice(7, 23));
+  await new BuildCache(openStore()).touchPodman('source', p.base.slice(7, 23));
   if (await exists(p.base, env.signal)) return;
   const dir = await mkdtemp(join(env.work, 'podman-load-'));
   try {
@@ -167,14 +168,14 @@ export const podmanBuilder: Builder = {
   async lookup(input, env) {
     const p = await planPodman(input.image, input.recipe);
     if (!(await exists(p.tag, env.signal))) return undefined;
-    await new BuildCache().touchPodman('cache', tagOf(p.tag));
+    await new BuildCache(openStore()).touchPodman('cache', tagOf(p.tag));
     return { image: await readBuilt(env, p.tag), ref: p.tag };
   },
   async build(input, env) {
     const p = await planPodman(input.image, input.recipe);
     const cached = await exists(p.tag, env.signal);
     if (!cached) await build(input, env, p);
-    await new BuildCache().touchPodman('cache', tagOf(p.tag));
+    await new BuildCache(openStore()).touchPodman('cache', tagOf(p.tag));
     return { image: await readBuilt(env, p.tag), cached, ref: p.tag };
   },
 };

@@ -1,9 +1,10 @@
 // The runc builder: no daemon; the image is unpacked into an OCI bundle, each recipe step runs in its own runc container, the result is one cached layer.
-import type { BuildRecipe } from '../core/plan.js';
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Env } from '../core/context.js';
+import type { BuildRecipe } from '../core/plan.js';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
@@ -14,14 +15,14 @@ import type { ImageConfig, SourceImage } from '../source/image.js';
 import { run, which } from '../tools/index.js';
 import { renderRecipe, type RenderedRecipe, type Step } from '../guest/recipe.js';
 import type { Builder, BuildInput } from './builder.js';
-import type { Env } from '../core/context.js';
 import { BuildCache, type BuildRecord } from './build-cache.js';
 import { buildKey } from './key.js';
 import { containerId, ownerOf, runcDeleteArgv, runcKillArgv, runcListArgv, runcRunArgv, runtimeSpec, stepEnv } from './runtime-spec.js';
 import { applyEnv, copyStep, ensureWorkdir, recipeEnv, stepUser } from './steps.js';
 import { writeTreeTar } from './tree-tar.js';
-import { pidAlive } from '../kernel/lock.js';
 import { testHook } from '../core/test-hook.js';
+import { pidAlive } from '../core/leftovers.js';
+import { openStore } from '../store/index.js';
 
 /** Bump when the way a runc build is done (or its layer written) changes, so old cache entries are not reused. */
 export const RUNC_BUILDER_VERSION = '2';
@@ -143,8 +144,8 @@ async function hostResolvConf(dest: string): Promise<void> {
   await writeFile(dest, text, { mode: 0o644 });
 }
 
-/** Unpacks the image into a bundle, runs the steps, and stores the tree as one layer in the cache. */
-async function buildEntry(input: BuildInput, ctx: Env, cache: BuildCache, p: Planned): Promise<void> {
+/** Unpacks the image into a bundle, runs the steps, and writes the tree as one layer into the store's draft `tmp`. */
+async function buildEntry(input: BuildInput, ctx: Env, tmp: string, p: Planned): Promise<void> {
   const recipe = input.recipe;
   const img = input.image;
   const bundle = await mkdtemp(join(ctx.work, 'runc-bundle-'));
@@ -181,33 +182,24 @@ async function buildEntry(input: BuildInput, ctx: Env, cache: BuildCache, p: Pla
     bar.end();
     phase(`ran ${steps.length} steps`);
 
-    const tmp = await cache.makeTemp();
-    const dropTmp = ctx.scope.defer(`remove ${tmp}`, () => rm(tmp, { recursive: true, force: true }));
-    try {
-      const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
-      phase(`wrote the layer (${layer.entries} entries, ${(layer.size / 1048576).toFixed(0)} MiB)`);
-      const labels = { 'org.img2vm.base': img.id, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
-      const created = createdAt(ctx.epoch);
-      const configBytes = Buffer.from(JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)));
-      await writeFile(join(tmp, 'config.json'), configBytes);
-      const record: BuildRecord = {
-        format: 1,
-        builder: 'runc',
-        key: p.key,
-        base: img.id,
-        template: recipe.template,
-        label: recipe.label,
-        createdAt: created,
-        layer: { digest: layer.digest, size: layer.size, entries: layer.entries },
-        configDigest: sha256(configBytes),
-      };
-      await writeFile(join(tmp, 'used'), '');
-      // Written last: an entry is complete once its record is there.
-      await writeFile(join(tmp, 'build.json'), `${JSON.stringify(record, null, 2)}\n`);
-      await cache.install(p.key, tmp);
-    } finally {
-      await dropTmp();
-    }
+    const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
+    phase(`wrote the layer (${layer.entries} entries, ${(layer.size / 1048576).toFixed(0)} MiB)`);
+    const labels = { 'org.img2vm.base': img.id, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
+    const created = createdAt(ctx.epoch);
+    const configBytes = Buffer.from(JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)));
+    await writeFile(join(tmp, 'config.json'), configBytes);
+    const record: BuildRecord = {
+      format: 1,
+      builder: 'runc',
+      key: p.key,
+      base: img.id,
+      template: recipe.template,
+      label: recipe.label,
+      createdAt: created,
+      layer: { digest: layer.digest, size: layer.size, entries: layer.entries },
+      configDigest: sha256(configBytes),
+    };
+    await writeFile(join(tmp, 'build.json'), `${JSON.stringify(record, null, 2)}\n`);
   } finally {
     // The tree is in the layer now; the rootfs stage needs the room.
     await dropBundle();
@@ -224,27 +216,17 @@ export const runcBuilder: Builder = {
   },
   async lookup(input, env) {
     const p = await planRunc(input.image, input.recipe);
-    const image = await new BuildCache().use(p.key, env.scope, input.ref);
+    const image = await new BuildCache(openStore()).use(p.key, env.scope, input.ref);
     return image ? { image, ref: p.ref } : undefined;
   },
   async build(input, ctx) {
-    const cache = new BuildCache();
     const p = await planRunc(input.image, input.recipe);
-    const hit = await cache.use(p.key, ctx.scope, input.ref);
-    if (hit) return { image: hit, cached: true, ref: p.ref };
     // One process builds a key at a time; the others wait and then take its result.
-    const lock = await cache.lock('runc', p.key, { signal: ctx.signal, onWait: (pid) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is building the same guest`) });
-    try {
-      const done = await cache.use(p.key, ctx.scope, input.ref);
-      if (done) return { image: done, cached: true, ref: p.ref };
-      await cache.sweep();
+    const onWait = (pid: number) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is building the same guest`);
+    const { image, made } = await new BuildCache(openStore()).build(p.key, ctx, input.ref, onWait, async (dir) => {
       await sweepContainers();
-      await buildEntry(input, ctx, cache, p);
-      const image = await cache.use(p.key, ctx.scope, input.ref);
-      if (!image) throw new Img2vmError('outputNotWritable', `the runc build was stored in ${cache.entryDir(p.key)} but cannot be read back`, 'check that directory (disk full, or removed meanwhile)');
-      return { image, cached: false, ref: p.ref };
-    } finally {
-      await lock.release();
-    }
+      await buildEntry(input, ctx, dir, p);
+    });
+    return { image, cached: !made, ref: p.ref };
   },
 };
