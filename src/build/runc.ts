@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ConversionRun } from '../core/conversion.js';
+import type { Env } from '../core/context.js';
+import type { BuildRecipe } from '../core/plan.js';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
@@ -12,9 +13,8 @@ import { removeInRoot, resolveInRoot } from '../rootfs/inroot.js';
 import { sha256 } from '../source/digest.js';
 import type { ImageConfig, SourceImage } from '../source/image.js';
 import { run, which } from '../tools/index.js';
-import type { DistroRecipe } from '../guest/distros.js';
 import { renderRecipe, type RenderedRecipe, type Step } from '../guest/recipe.js';
-import type { Builder } from './builder.js';
+import type { Builder, BuildInput } from './builder.js';
 import { BuildCache, type BuildRecord } from './build-cache.js';
 import { buildKey } from './key.js';
 import { containerId, ownerOf, runcDeleteArgv, runcKillArgv, runcListArgv, runcRunArgv, runtimeSpec, stepEnv } from './runtime-spec.js';
@@ -35,7 +35,7 @@ interface Planned {
   ref: string;
 }
 
-async function planRunc(img: SourceImage, recipe: DistroRecipe): Promise<Planned> {
+async function planRunc(img: SourceImage, recipe: BuildRecipe): Promise<Planned> {
   const rendered = await renderRecipe(recipe, { base: img.id, ...recipe.values });
   const key = buildKey('runc', RUNC_BUILDER_VERSION, img.id, rendered);
   return { rendered, key, ref: `runc:${key.slice(0, 32)}` };
@@ -68,14 +68,13 @@ function existsInRoot(root: string, path: string): boolean {
   }
 }
 
-async function runStep(r: ConversionRun, bundle: string, step: Extract<Step, { kind: 'run' }>, id: string, resolvConf: string): Promise<void> {
-  const { ctx } = r;
+async function runStep(input: BuildInput, ctx: Env, bundle: string, step: Extract<Step, { kind: 'run' }>, id: string, resolvConf: string): Promise<void> {
   const rootfs = join(bundle, 'rootfs');
   const user = stepUser(rootfs, step);
   ensureWorkdir(rootfs, step.workdir);
   const spec = runtimeSpec({
     script: step.script,
-    env: stepEnv(r.image!.config.config?.Env, step.env, user.home),
+    env: stepEnv(input.image.config.config?.Env, step.env, user.home),
     uid: user.uid,
     gid: user.gid,
     additionalGids: user.additionalGids,
@@ -130,9 +129,9 @@ export function builtConfig(base: ImageConfig, env: Record<string, string>, laye
   };
 }
 
-function createdAt(): string {
-  const epoch = Number(process.env.SOURCE_DATE_EPOCH);
-  return (Number.isFinite(epoch) && process.env.SOURCE_DATE_EPOCH ? new Date(epoch * 1000) : new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+/** The build's creation time as image configs spell it: the run's epoch (SOURCE_DATE_EPOCH, else now). */
+function createdAt(epoch: number): string {
+  return new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 async function hostResolvConf(dest: string): Promise<void> {
@@ -146,9 +145,9 @@ async function hostResolvConf(dest: string): Promise<void> {
 }
 
 /** Unpacks the image into a bundle, runs the steps, and writes the tree as one layer into the store's draft `tmp`. */
-async function buildEntry(r: ConversionRun, tmp: string, p: Planned, recipe: DistroRecipe): Promise<void> {
-  const { ctx } = r;
-  const img = r.image!;
+async function buildEntry(input: BuildInput, ctx: Env, tmp: string, p: Planned): Promise<void> {
+  const recipe = input.recipe;
+  const img = input.image;
   const bundle = await mkdtemp(join(ctx.work, 'runc-bundle-'));
   const dropBundle = ctx.scope.defer(`remove ${bundle}`, () => rm(bundle, { recursive: true, force: true }));
   try {
@@ -176,7 +175,7 @@ async function buildEntry(r: ConversionRun, tmp: string, p: Planned, recipe: Dis
         log(ctx, 'debug', `COPY ${step.src} ${step.dest}: ${n} files`);
       } else {
         log(ctx, 'debug', `RUN (line ${step.line}, network ${step.network ? 'host' : 'none'}) ${step.script}`);
-        await runStep(r, bundle, step, containerId(process.pid, nonce, i), resolvConf);
+        await runStep(input, ctx, bundle, step, containerId(process.pid, nonce, i), resolvConf);
       }
       bar.set(i + 1);
     }
@@ -186,7 +185,7 @@ async function buildEntry(r: ConversionRun, tmp: string, p: Planned, recipe: Dis
     const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
     phase(`wrote the layer (${layer.entries} entries, ${(layer.size / 1048576).toFixed(0)} MiB)`);
     const labels = { 'org.img2vm.base': img.id, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
-    const created = createdAt();
+    const created = createdAt(ctx.epoch);
     const configBytes = Buffer.from(JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)));
     await writeFile(join(tmp, 'config.json'), configBytes);
     const record: BuildRecord = {
@@ -215,19 +214,18 @@ export const runcBuilder: Builder = {
     if (!which('getfattr')) return { ok: false, why: 'the runc builder needs getfattr, which is not installed (install attr: apt-get install attr)' };
     return { ok: true };
   },
-  async lookup(r, recipe) {
-    const p = await planRunc(r.image!, recipe);
-    const image = await new BuildCache(openStore()).use(p.key, r.ctx.scope, r.options.image);
+  async lookup(input, env) {
+    const p = await planRunc(input.image, input.recipe);
+    const image = await new BuildCache(openStore()).use(p.key, env.scope, input.ref);
     return image ? { image, ref: p.ref } : undefined;
   },
-  async build(r, recipe) {
-    const { ctx } = r;
-    const p = await planRunc(r.image!, recipe);
+  async build(input, ctx) {
+    const p = await planRunc(input.image, input.recipe);
     // One process builds a key at a time; the others wait and then take its result.
     const onWait = (pid: number) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is building the same guest`);
-    const { image, made } = await new BuildCache(openStore()).build(p.key, ctx, r.options.image, onWait, async (dir) => {
+    const { image, made } = await new BuildCache(openStore()).build(p.key, ctx, input.ref, onWait, async (dir) => {
       await sweepContainers();
-      await buildEntry(r, dir, p, recipe);
+      await buildEntry(input, ctx, dir, p);
     });
     return { image, cached: !made, ref: p.ref };
   },
