@@ -1,5 +1,5 @@
 // Builds the input for one `setfattr --restore` per layer, so xattrs cost one process per layer rather than one per file.
-import type { BinPath } from './safepath.js';
+import type { BinName as BinPath } from './tree.js';
 
 /** argv for setfattr: -h never follows a symlink, '-' reads the dump from stdin. */
 export const SETFATTR_RESTORE_ARGV: readonly string[] = ['-h', '--restore=-'];
