@@ -1,10 +1,14 @@
 // The runc builder's unpacking: layers flattened into the tree and made real in a host directory (types, owners, modes, times, xattrs, devices, hard links, holes).
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkfifoArgv, mknodArgv } from '../../src/rootfs/materialise.js';
+import { materialise, mkfifoArgv, mknodArgv } from '../../src/rootfs/materialise.js';
+import { MemoryStore } from '../../src/rootfs/memory-store.js';
+import { SpoolStore } from '../../src/rootfs/spool-store.js';
+import { RootTree } from '../../src/rootfs/tree-edit.js';
+import { binPath } from '../../src/rootfs/tree-path.js';
 import { SETFATTR_RESTORE_ARGV, xattrRestoreScript } from '../../src/rootfs/xattr.js';
 import { applyLayers, getXattrHex, makeTar, padTo512, patchBytes, rawHeader, sandbox, T0, TAR_END, type Sandbox } from './helpers.js';
 
@@ -451,6 +455,47 @@ describe('statistics', () => {
       blocks4k: 1 /* etc/a */ + 1 /* long symlink */ + 2 /* root and etc directories */,
     });
     expect(existsSync(p('etc/gone'))).toBe(false);
+  });
+});
+
+describe('a tree img2vm edited, with contents in another store', () => {
+  it('is copied through the spool: contents with their holes, one inode for a hard link, xattrs on the root and a directory', async () => {
+    const tree = new RootTree({ store: new MemoryStore(), epoch: { sec: 1_600_000_000, nsec: 500_000_000 } });
+    const big = Buffer.alloc(3 << 20);
+    big.write('head');
+    big.write('tail', big.length - 4);
+    tree.writeFile(binPath('/var/big'), big, { mode: 0o600, uid: 5, gid: 6 });
+    tree.link(binPath('/var/big-too'), binPath('/var/big'));
+    tree.symlink(binPath('/link'), binPath('var/big'));
+    tree.mkdirp(binPath('/tagged'), { mode: 0o750, xattrs: new Map([['trusted.tag', Buffer.from([0, 0xff])]]) });
+    tree.root.meta = { ...tree.root.meta, mode: 0o711, xattrs: new Map([['user.root', Buffer.from('r')]]) };
+    const spool = new SpoolStore(join(sb.dir, 'spool'));
+    const warnings: string[] = [];
+    await materialise(tree, sb.root, spool, { onWarning: (m) => warnings.push(m) });
+    expect(warnings).toEqual([]);
+    expect(readFileSync(p('var', 'big')).equals(big)).toBe(true);
+    const st = lstatSync(p('var', 'big'));
+    expect([st.mode & 0o7777, st.uid, st.gid, st.mtimeMs, st.nlink]).toEqual([0o600, 5, 6, 1_600_000_000_500, 3]);
+    expect(st.blocks * 512).toBeLessThanOrEqual(16 * 1024);
+    expect(lstatSync(p('var', 'big-too')).ino).toBe(st.ino);
+    expect(readlinkSync(p('link'))).toBe('var/big');
+    expect(lstatSync(p('tagged')).mode & 0o7777).toBe(0o750);
+    expect(getXattrHex(p('tagged'), 'trusted.tag')).toBe('00ff');
+    expect(lstatSync(sb.root).mode & 0o7777).toBe(0o711);
+    expect(getXattrHex(sb.root, 'user.root')).toBe('72');
+    // The spool still names the linked file; removing it leaves the tree's two names.
+    rmSync(spool.dir, { recursive: true });
+    expect(lstatSync(p('var', 'big')).nlink).toBe(2);
+  });
+
+  it('an aborted signal stops it before the first entry, with the signal\'s reason', async () => {
+    const tree = new RootTree({ store: new MemoryStore(), epoch: { sec: 0, nsec: 0 } });
+    tree.writeFile(binPath('/f'), 'x', { mode: 0o644 });
+    const ac = new AbortController();
+    const reason = new Error('stop');
+    ac.abort(reason);
+    await expect(materialise(tree, sb.root, new SpoolStore(join(sb.dir, 'spool')), { signal: ac.signal })).rejects.toBe(reason);
+    expect(readdirSync(sb.root)).toEqual([]);
   });
 });
 
