@@ -1,4 +1,4 @@
-// The runc builder: no daemon; the image is unpacked into an OCI bundle, each recipe step runs in its own runc container, the result is one cached layer.
+// The runc builder: no daemon; the image is flattened into the tree and made real in an OCI bundle, each recipe step runs in its own runc container, the result is one cached layer.
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
