@@ -1,5 +1,6 @@
-// Benchmark: the tree flattener (LayerFlattener into a counting content store) against the staging-directory RootfsBuilder, in one run.
-// Usage (after `npm run build`): node bench/layers.mjs [--image IMG] [--synthetic N] [--bigfile MiB] [--runs R] [--old-runs R] [--no-old]
+// Benchmark: the tree flattener (LayerFlattener into a counting content store), and the runc builder's unpacking (the tree with
+// contents spooled on disk, made real in a directory as root), in one run.
+// Usage (after `npm run build`): node bench/layers.mjs [--image IMG] [--synthetic N] [--bigfile MiB] [--runs R] [--bundle-runs R] [--no-bundle]
 //   --image IMG     flatten the layers of `docker save IMG` (IMG in the local daemon)
 //   --synthetic N   a generated two-layer image with N files (default 100000; 0 to skip)
 //   --bigfile MiB   a layer holding one sparse-ish file of that size (default 1024; 0 to skip)
@@ -67,7 +68,8 @@ class CountingStore {
 
 async function child(impl, files) {
   const { LayerFlattener } = await import(new URL('layers.js', dist));
-  const { RootfsBuilder } = await import(new URL('flatten.js', dist));
+  const { materialise } = await import(new URL('materialise.js', dist));
+  const { SpoolStore } = await import(new URL('spool-store.js', dist));
   const { createGunzip } = await import('node:zlib');
   const out = { impl, bytesIn: files.reduce((a, f) => a + statSync(f).size, 0) };
   const th0 = threadCpu();
@@ -80,15 +82,20 @@ async function child(impl, files) {
     for (const file of files) await f.applyLayer(createReadStream(file, { highWaterMark: 1 << 20 }));
     const { stats } = f.finish();
     Object.assign(out, { entries: last.entries, files: stats.files, bytesOut: store.bytes, live: store.live });
-  } else if (impl === 'old') {
-    const root = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), 'old-'));
+  } else if (impl === 'bundle') {
+    // As root: the owners are set. What the runc builder does before its first step.
+    const dir = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), 'bundle-'));
     try {
-      const b = new RootfsBuilder(root);
-      for (const file of files) await b.applyLayer(createReadStream(file, { highWaterMark: 1 << 20 }));
-      const stats = await b.finish();
+      const root = join(dir, 'rootfs');
+      mkdirSync(root);
+      const spool = new SpoolStore(join(dir, 'spool'));
+      const f = new LayerFlattener({ store: spool, epoch: { sec: 0, nsec: 0 } });
+      for (const file of files) await f.applyLayer(createReadStream(file, { highWaterMark: 1 << 20 }));
+      const { tree, stats } = f.finish();
+      await materialise(tree, root, spool);
       Object.assign(out, { files: stats.files, bytesOut: stats.bytes });
     } finally {
-      rmSync(root, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   } else if (impl === 'gunzip') {
     // The decompression alone, consumed as fast as it comes: the floor for a gzip layer.
@@ -239,8 +246,8 @@ async function main() {
   const image = arg('--image', undefined);
   const n = Number(arg('--synthetic', '100000'));
   const mib = Number(arg('--bigfile', '1024'));
-  const old = !process.argv.includes('--no-old');
-  const oldRuns = Number(arg('--old-runs', '1'));
+  const bundle = !process.argv.includes('--no-bundle');
+  const bundleRuns = Number(arg('--bundle-runs', '1'));
   const work = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), 'img2vm-bench-layers-'));
   try {
     const idle = measure('idle', [], 1).best;
@@ -259,9 +266,9 @@ async function main() {
         gz.push(`${f}.gz`);
       }
       const results = { tree: measure('tree', plain, runs) };
-      if (old) results.old = measure('old', plain, oldRuns);
+      if (bundle) results.bundle = measure('bundle', plain, bundleRuns);
       const gzResults = { tree: measure('tree', gz, runs), gunzip: measure('gunzip', gz, runs) };
-      if (old) gzResults.old = measure('old', gz, oldRuns);
+      if (bundle) gzResults.bundle = measure('bundle', gz, bundleRuns);
       const tarBytes = results.tree.median.bytesIn;
       const entries = results.tree.median.entries;
       report(`${title}, uncompressed`, plain, results, tarBytes, entries);

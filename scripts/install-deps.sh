@@ -6,6 +6,7 @@ PKGS=(
   docker.io            # the docker builder and daemon sources; tests build fixtures with it
   runc                 # the daemonless runc builder (--builder runc)
   podman               # the podman builder (--builder podman)
+  buildah              # bench/builders.mjs: the daemonless builders compared (runc builder, buildah, podman)
   qemu-system-x86      # img2vm run/test, boot tests
   qemu-utils           # qemu-img: output formats, checks in tests
   ovmf                 # UEFI firmware for run/test

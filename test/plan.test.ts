@@ -12,7 +12,7 @@ import { plan } from '../src/plan.js';
 
 const MiB = 1024 * 1024;
 
-/** A Debian image after its guest build: what flattening and findKernel would report. */
+/** A Debian image after its guest build: what flattening and findKernelInTree would report. */
 const FACTS: FlatFacts = {
   source: { transport: 'docker-daemon', id: `sha256:${'ab'.repeat(32)}`, layers: 2, daemonId: `sha256:${'ab'.repeat(32)}` },
   os: { id: 'debian', idLike: [], versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' },

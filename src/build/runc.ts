@@ -1,6 +1,5 @@
-// The runc builder: no daemon; the image is unpacked into an OCI bundle, each recipe step runs in its own runc container, the result is one cached layer.
+// The runc builder: no daemon; the image is flattened into the tree and made real in an OCI bundle, each recipe step runs in its own runc container, the result is one cached layer.
 import { randomBytes } from 'node:crypto';
-import { lstatSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Env } from '../core/context.js';
@@ -8,8 +7,13 @@ import type { BuildRecipe } from '../core/plan.js';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
-import { RootfsBuilder } from '../rootfs/flatten.js';
-import { removeInRoot, resolveInRoot } from '../rootfs/inroot.js';
+import { LayerFlattener } from '../rootfs/layers.js';
+import { materialise } from '../rootfs/materialise.js';
+import { PATH_MAX } from '../rootfs/limits.js';
+import { SpoolStore } from '../rootfs/spool-store.js';
+import { showPath } from '../rootfs/tree-path.js';
+import type { BinName, DirNode } from '../rootfs/tree.js';
+import { existsInRoot, removeInRoot } from '../rootfs/inroot.js';
 import { sha256 } from '../source/digest.js';
 import type { ImageConfig, SourceImage } from '../source/image.js';
 import { run, which } from '../tools/index.js';
@@ -25,7 +29,7 @@ import { pidAlive } from '../core/leftovers.js';
 import { openStore } from '../store/index.js';
 
 /** Bump when the way a runc build is done (or its layer written) changes, so old cache entries are not reused. */
-export const RUNC_BUILDER_VERSION = '2';
+export const RUNC_BUILDER_VERSION = '3';
 
 const log = (ctx: RunContext, level: 'info' | 'warn' | 'debug', message: string) => ctx.sink({ type: 'log', level, stage: 'guest', message });
 
@@ -55,16 +59,6 @@ export async function sweepContainers(): Promise<void> {
     if (typeof c.id !== 'string') continue;
     const pid = ownerOf(c.id);
     if (pid !== undefined && pid !== process.pid && !pidAlive(pid)) await run('runc', runcDeleteArgv(c.id), { reject: false });
-  }
-}
-
-/** Whether a path exists in the root (following the image's symlinks inside it). */
-function existsInRoot(root: string, path: string): boolean {
-  try {
-    lstatSync(resolveInRoot(root, path, true));
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -144,6 +138,57 @@ async function hostResolvConf(dest: string): Promise<void> {
   await writeFile(dest, text, { mode: 0o644 });
 }
 
+/**
+ * The tree is made in the bundle relative to open directories, however deep; but runc, getfattr, the layer writer
+ * and the removal of the bundle reach its files by whole host paths, which Linux holds to PATH_MAX.
+ */
+export function checkBundlePaths(root: DirNode, rootfs: string): void {
+  let longest = 0;
+  let at = '';
+  const stack: [DirNode, BinName][] = [[root, '']];
+  for (let e = stack.pop(); e; e = stack.pop()) {
+    const [dir, path] = e;
+    for (const [name, node] of dir.entries) {
+      if (path.length + 1 + name.length > longest) [longest, at] = [path.length + 1 + name.length, `${path}/${name}`];
+      if (node.kind === 'dir') stack.push([node, `${path}/${name}`]);
+    }
+  }
+  const base = Buffer.byteLength(rootfs);
+  if (base + longest >= PATH_MAX) {
+    throw new Img2vmError(
+      'badImage',
+      `the image's path "${showPath(at)}" is ${longest} bytes; under the build directory ${rootfs} it would be ${base + longest}, and Linux allows ${PATH_MAX - 1}`,
+      'point TMPDIR at a directory with a shorter path, or use --builder docker',
+    );
+  }
+}
+
+/**
+ * The image's files in the bundle's root: its layers flattened into the tree a conversion makes of them (the one
+ * whiteout and path policy, and what the transport puts right afterwards), file contents spooled beside the root and
+ * moved into it as the tree is made real there.
+ */
+async function unpack(img: SourceImage, rootfs: string, spoolDir: string, ctx: Env): Promise<void> {
+  const warn = (m: string) => log(ctx, 'warn', m);
+  const spool = new SpoolStore(spoolDir);
+  try {
+    const f = new LayerFlattener({ store: spool, epoch: { sec: ctx.epoch, nsec: 0 }, signal: ctx.signal, onWarning: warn });
+    for (const layer of img.layers) await f.applyLayer(await layer.open());
+    const { tree } = f.finish();
+    await img.afterFlatten?.(tree, { warnLost: false });
+    checkBundlePaths(tree.root, rootfs);
+    await materialise(tree, rootfs, spool, { signal: ctx.signal, onWarning: warn });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException | null)?.code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      throw new Img2vmError('outputNotWritable', `no space left while unpacking the image into ${rootfs}`, 'free space there, or point TMPDIR at a larger file system', { cause: e });
+    }
+    throw e;
+  } finally {
+    await rm(spoolDir, { recursive: true, force: true });
+  }
+}
+
 /** Unpacks the image into a bundle, runs the steps, and writes the tree as one layer into the store's draft `tmp`. */
 async function buildEntry(input: BuildInput, ctx: Env, tmp: string, p: Planned): Promise<void> {
   const recipe = input.recipe;
@@ -159,9 +204,7 @@ async function buildEntry(input: BuildInput, ctx: Env, tmp: string, p: Planned):
       log(ctx, 'debug', `runc builder: ${what} in ${((now - t) / 1000).toFixed(1)} s`);
       t = now;
     };
-    const b = new RootfsBuilder(rootfs, { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
-    for (const layer of img.layers) await b.applyLayer(await layer.open());
-    await b.finish();
+    await unpack(img, rootfs, join(bundle, 'spool'), ctx);
     phase('unpacked the image into the bundle');
     const resolvConf = join(bundle, 'resolv.conf');
     const steps = p.rendered.steps;

@@ -66,7 +66,7 @@ export function resolveUser(passwd: string | undefined, group: string | undefine
 
 /** The user a step runs as, from the image in root. */
 export function stepUser(root: string, step: Extract<Step, { kind: 'run' }>): ResolvedUser {
-  return resolveUser(readInRoot(root, 'etc/passwd'), readInRoot(root, 'etc/group'), step.user);
+  return resolveUser(readInRoot(root, 'etc/passwd')?.toString('utf8'), readInRoot(root, 'etc/group')?.toString('utf8'), step.user);
 }
 
 /** Makes the step's WORKDIR (docker creates it when missing), never outside root. */

@@ -1,8 +1,10 @@
-// Finds the distribution of an image by reading /etc/os-release (or /usr/lib/os-release) out of its layers.
-import { posix } from 'node:path';
+// Finds the distribution of an image by reading /etc/os-release (or /usr/lib/os-release) out of its flattened layers.
 import { Img2vmError } from '../core/errors.js';
-import { openLayer } from '../rootfs/decompress.js';
-import { ByteSource, TarFormatError, TarReader } from '../rootfs/tar.js';
+import { LayerFlattener } from '../rootfs/layers.js';
+import { MemoryStore } from '../rootfs/memory-store.js';
+import type { RootTree } from '../rootfs/tree-edit.js';
+import { binPath } from '../rootfs/tree-path.js';
+import type { BinName } from '../rootfs/tree.js';
 import type { SourceImage } from '../source/image.js';
 
 export interface OsRelease {
@@ -36,105 +38,50 @@ export function parseOsRelease(text: string): OsRelease {
   };
 }
 
-const CANDIDATES = ['etc/os-release', 'usr/lib/os-release'];
+const CANDIDATES = ['/etc/os-release', '/usr/lib/os-release'];
 /** Only small files are read: os-release is a few hundred bytes, anything large is not one. */
 const MAX_FILE = 64 * 1024;
-/** Bounds the memory a hostile image can make detection hold. */
-const MAX_TRACKED = 256;
-const MAX_HOPS = 16;
 
-type Node = { kind: 'file'; text: string } | { kind: 'symlink'; target: string } | { kind: 'hardlink'; target: string } | { kind: 'other' };
-
-/** Whether an entry can matter for finding os-release: the file itself, or a directory on its way. */
-function interesting(name: string): boolean {
-  return posix.basename(name).includes('os-release') || ['etc', 'usr', 'usr/lib', 'lib'].includes(name);
+/** Which contents detection keeps while the layers stream by: small files named like os-release, nothing else. */
+function osReleaseLike(path: BinName | undefined, size: number): boolean {
+  return size <= MAX_FILE && path !== undefined && path.slice(path.lastIndexOf('/') + 1).includes('os-release');
 }
 
-function clean(raw: string): string {
-  return posix.normalize(Buffer.from(raw, 'latin1').toString('utf8').replace(/^\.?\/+/, '')).replace(/\/$/, '');
+/** The text of the regular file path names in the tree (symlinks followed inside it), if detection kept it. */
+async function readKept(tree: RootTree, store: MemoryStore, path: string): Promise<string | undefined> {
+  let node;
+  try {
+    node = tree.lookup(binPath(path));
+  } catch (e) {
+    // A symlink loop on the way: this is no os-release (the next candidate may be).
+    if (e instanceof Img2vmError) return undefined;
+    throw e;
+  }
+  if (node?.kind !== 'file' || node.size > MAX_FILE || !store.kept(node.data)) return undefined;
+  return (await tree.readFile(binPath(path), { maxBytes: MAX_FILE }))?.toString('utf8');
 }
 
 /**
- * Resolves a path inside the image with chroot semantics (symlinks re-rooted, '..' stops at the root)
- * over the entries collected from the layers; undefined when it leads nowhere we know.
+ * Reads os-release as the flattened image shows it; undefined for images without an OS (scratch). The layers are
+ * flattened as the conversion flattens them (one whiteout and path policy, one resolver), with a store that keeps
+ * the contents of nothing but os-release candidates: the tree of names costs memory, the files do not.
  */
-export function resolveOsRelease(nodes: Map<string, Node>, start: string): string | undefined {
-  let todo = start.split('/').filter(Boolean);
-  const done: string[] = [];
-  let hops = 0;
-  while (todo.length) {
-    const c = todo.shift()!;
-    if (c === '.') continue;
-    if (c === '..') {
-      done.pop();
-      continue;
-    }
-    const path = [...done, c].join('/');
-    const node = nodes.get(path);
-    if (node?.kind === 'symlink' || node?.kind === 'hardlink') {
-      if (++hops > MAX_HOPS) return undefined;
-      // A hard link names its target from the root; a symlink from its own directory unless absolute.
-      const target = node.kind === 'hardlink' ? `/${node.target}` : node.target;
-      if (target.startsWith('/')) done.length = 0;
-      todo = [...target.split('/').filter(Boolean), ...todo];
-      continue;
-    }
-    done.push(c);
-    if (!todo.length) return node?.kind === 'file' ? node.text : undefined;
-  }
-  return undefined;
-}
-
-/** Reads os-release as the flattened image would show it; undefined for images without an OS (scratch). */
 export async function detectOs(img: SourceImage, signal?: AbortSignal): Promise<OsRelease | undefined> {
   // A daemon image answers for one file without its whole file system being read.
   if (img.readFile) {
-    for (const c of ['/etc/os-release', '/usr/lib/os-release']) {
+    for (const c of CANDIDATES) {
       const text = await img.readFile(c);
       if (text) return parseOsRelease(text.toString('utf8'));
     }
     // os-release may be a symlink the archive endpoint does not follow: read the layers after all.
   }
-  const nodes = new Map<string, Node>();
-  for (const layer of img.layers) {
-    const opened = await openLayer(await layer.open(), signal);
-    try {
-      const tar = new TarReader(new ByteSource(opened.chunks));
-      for (let h = await tar.next(); h; h = await tar.next()) {
-        const name = clean(h.path);
-        const base = posix.basename(name);
-        const dir = posix.dirname(name);
-        if (base.startsWith('.wh.')) {
-          const gone = base === '.wh..wh..opq' ? dir : posix.join(dir, base.slice(4));
-          // An opaque directory hides what lower layers put inside it, not the directory itself.
-          for (const k of [...nodes.keys()]) if ((base !== '.wh..wh..opq' && k === gone) || k.startsWith(`${gone}/`)) nodes.delete(k);
-          continue;
-        }
-        if (!interesting(name)) continue;
-        if (!nodes.has(name) && nodes.size >= MAX_TRACKED) continue;
-        if (h.type === 'file' && h.size <= MAX_FILE && posix.basename(name).includes('os-release')) {
-          const parts: Buffer[] = [];
-          await tar.readData((c) => parts.push(Buffer.from(c)));
-          nodes.set(name, { kind: 'file', text: Buffer.concat(parts).toString('utf8') });
-        } else if (h.type === 'symlink') {
-          nodes.set(name, { kind: 'symlink', target: Buffer.from(h.linkpath, 'latin1').toString('utf8') });
-        } else if (h.type === 'link') {
-          nodes.set(name, { kind: 'hardlink', target: clean(h.linkpath) });
-        } else {
-          nodes.set(name, { kind: 'other' });
-        }
-      }
-    } catch (e) {
-      opened.destroy(e);
-      if (e instanceof TarFormatError) throw new Img2vmError('badImage', `layer ${layer.name} is corrupt: ${e.message}`, 'the image is damaged; pull or save it again');
-      throw e;
-    } finally {
-      await opened.dispose();
-    }
-  }
+  const store = new MemoryStore({ keep: osReleaseLike });
+  const flattener = new LayerFlattener({ store, epoch: { sec: 0, nsec: 0 }, ...(signal ? { signal } : {}) });
+  for (const layer of img.layers) await flattener.applyLayer(await layer.open());
+  const { tree } = flattener.finish();
   for (const c of CANDIDATES) {
-    const t = resolveOsRelease(nodes, c);
-    if (t !== undefined) return parseOsRelease(t);
+    const text = await readKept(tree, store, c);
+    if (text !== undefined) return parseOsRelease(text);
   }
   return undefined;
 }

@@ -1,184 +1,209 @@
-// Reading and writing img2vm's own files inside a staged root through the one in-root resolver (safepath.ts),
-// so nothing img2vm writes into the guest can be redirected outside it by the image's symlinks.
-import { chmodSync, chownSync, cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// The one in-root resolver for host directories: reads and writes inside a root on the host with chroot semantics, one component at a time from an open directory, so the image's symlinks never lead outside it.
+//
+// The runc builder's steps run the image's own programs in its bundle root, which may leave any
+// symlink anywhere in it; img2vm then reads /etc/passwd there, makes a WORKDIR and copies template
+// files in. Node has no openat(): a path under /proc/self/fd/N starts at the directory open as N
+// itself, whatever has been renamed on the way to it since, so every lookup goes one component from
+// a directory already opened O_NOFOLLOW, and only img2vm's own paths (the root) are ever walked whole.
+import { closeSync, constants as C, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, readSync, rmSync, writeSync, type Stats } from 'node:fs';
 import { Img2vmError } from '../core/errors.js';
-import type { GuestFile } from '../core/plan.js';
-import { display, fsPath, joinRel, lstatOpt, RootResolver, splitArchivePath, toBin, type BinPath } from './safepath.js';
+import { MAX_SYMLINKS, NAME_MAX } from './limits.js';
+import { binPath, showPath, splitPath } from './tree-path.js';
+import type { BinName } from './tree.js';
 
-function resolverFor(root: string): RootResolver {
-  return new RootResolver(toBin(realpathSync(root)));
+/** The path of name inside the directory open as fd: the kernel starts the lookup at that directory itself. */
+export function at(fd: number, name: BinName): Buffer {
+  return Buffer.concat([Buffer.from(`/proc/self/fd/${fd}/`), Buffer.from(name, 'latin1')]);
 }
 
-function comps(path: string): string[] {
-  return splitArchivePath(toBin(path));
+const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | null)?.code;
+
+/** lstat of name in the directory open as fd; undefined when there is nothing. */
+export function lstatAt(fd: number, name: BinName): Stats | undefined {
+  return lstatSync(at(fd, name), { throwIfNoEntry: false });
 }
 
-/** The host path of `path` inside root: symlinks on the way are followed inside root, the last one only with followLast. */
-export function resolveInRoot(root: string, path: string, followLast = false): string {
-  const r = resolverFor(root);
-  return display(r.abs(r.realPath(comps(path), followLast)));
-}
-
-function notDir(at: BinPath): Img2vmError {
-  return new Img2vmError('badImage', `/${display(at)} in the image is not a directory`, 'the image layout is broken');
-}
-
-/** Resolves the parent of path (creating missing directories 0755), and the final name, which is never followed. */
-function parentOf(r: RootResolver, path: string): { rel: BinPath; abs: BinPath } {
-  const c = comps(path);
-  if (c.length === 0) throw new Error(`no file name in ${path}`);
-  const res = r.resolve(c, true);
-  if (!res.ok) throw notDir(res.at);
-  if (res.name === null) throw new Img2vmError('badImage', `/${path} in the image is a directory`, 'the image layout is broken');
-  const rel = joinRel(res.parent, res.name);
-  return { rel, abs: r.checkedAbs(rel) };
-}
-
-/** Writes a file inside root owned by root, replacing whatever entry was there (a symlink is replaced, never followed). */
-export function writeInRoot(root: string, path: string, content: string | Buffer, mode = 0o644, owner: { uid: number; gid: number } = { uid: 0, gid: 0 }): void {
-  const { abs } = parentOf(resolverFor(root), path);
-  // Unlink first: writing through an existing hard link would change the other names too.
-  if (lstatOpt(abs)) rmSync(fsPath(abs), { recursive: true, force: true });
-  writeFileSync(fsPath(abs), content, { mode, flag: 'wx' });
-  chownSync(fsPath(abs), owner.uid, owner.gid);
-  chmodSync(fsPath(abs), mode);
-}
-
-/** Makes a symlink inside root, replacing whatever entry was there. */
-export function symlinkInRoot(root: string, path: string, target: string): void {
-  const { abs } = parentOf(resolverFor(root), path);
-  if (lstatOpt(abs)) rmSync(fsPath(abs), { recursive: true, force: true });
-  symlinkSync(target, fsPath(abs));
-}
-
-/** Removes an entry inside root (never anything a symlink on the way points to outside it). */
-export function removeInRoot(root: string, path: string): void {
-  const r = resolverFor(root);
-  const res = r.resolve(comps(path), false);
-  if (!res.ok || res.name === null) return;
-  rmSync(fsPath(r.checkedAbs(joinRel(res.parent, res.name))), { recursive: true, force: true });
-}
-
-/** Removes the entries of a directory inside root whose names match a pattern (ssh_host_*); nothing if it is missing. */
-export function removeMatchingInRoot(root: string, dir: string, pattern: string): void {
-  const r = resolverFor(root);
-  const res = r.resolve([...comps(dir), '.'], false);
-  if (!res.ok) return;
-  const abs = r.abs(res.parent);
-  const re = globRe(pattern);
-  for (const name of readdirSync(fsPath(abs), { encoding: 'buffer' })) {
-    const n = name.toString('latin1');
-    if (re.test(n)) rmSync(fsPath(r.checkedAbs(joinRel(res.parent, n))), { recursive: true, force: true });
+/** Opens name in the directory open as fd as a directory, never through a symlink; undefined when it is not one (or is gone). */
+export function openDirAt(fd: number, name: BinName): number | undefined {
+  try {
+    return openSync(at(fd, name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+  } catch (e) {
+    const code = errno(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return undefined;
+    throw e;
   }
 }
 
-function globRe(pattern: string): RegExp {
-  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+/** Opens a directory img2vm names itself (its own, trusted path), to resolve inside it. */
+export function openRoot(root: string): number {
+  return openSync(root, C.O_RDONLY | C.O_DIRECTORY);
 }
 
-/** Makes the directory path (and its parents) inside root, following symlinks inside root; returns its host path. */
-export function mkdirInRoot(root: string, path: string): string {
-  const r = resolverFor(root);
-  const res = r.resolve([...comps(path), '.'], true);
-  if (!res.ok) throw notDir(res.at);
-  return display(r.abs(res.parent));
+function loop(path: string): Img2vmError {
+  return new Img2vmError('badImage', `too many levels of symbolic links resolving /${showPath(binPath(path))} in the image`, 'the image has a symlink loop on that path');
 }
 
-/**
- * A directory inside root that img2vm fills itself (GRUB's modules): whatever the image had at that path is
- * removed first, so no symlink planted there can redirect the copy outside the root.
- */
-export function freshDirInRoot(root: string, path: string): string {
-  const r = resolverFor(root);
-  const { abs } = parentOf(r, path);
-  rmSync(fsPath(abs), { recursive: true, force: true });
-  mkdirSync(fsPath(abs), 0o755);
-  return display(abs);
+function notDir(path: string, at: BinName): Img2vmError {
+  return new Img2vmError('badImage', `cannot reach /${path.replace(/^\/+/, '')} in the image: /${showPath(at)} is not a directory`, 'the image has a file where a directory is expected');
 }
 
-/** Copies the regular files of a host directory whose names match one of the patterns ("*.mod") into a fresh directory. */
-export function copyHostFilesInRoot(root: string, path: string, hostDir: string, patterns: string[]): void {
-  const dest = freshDirInRoot(root, path);
-  const res = patterns.map(globRe);
-  for (const name of readdirSync(hostDir).sort()) {
-    if (!res.some((re) => re.test(name))) continue;
-    if (!lstatSync(join(hostDir, name)).isFile()) continue;
-    cpSync(join(hostDir, name), join(dest, name));
-  }
+/** Where a path leads: the directory that holds it, open, and the final name in it (null: the path names that directory). */
+interface Found {
+  dir: number;
+  name: BinName | null;
+  /** Closes dir, unless it is the root (which its opener closes). */
+  close(): void;
 }
 
 /**
- * Copies a whole host tree (a kernel's modules) into a fresh directory inside root: directories and regular files
- * only, owned by root, nothing of the host's symlinks or special files.
+ * Resolves path inside the root open as rootFd as the kernel would inside a chroot there: '..' stops at the root,
+ * symlinks are followed inside it (absolute ones from the root), at most 40 per lookup; the final component only
+ * with followLast. With create, missing directories on the way are made 0755 (root's, as docker makes them). When a
+ * directory on the way is missing (without create) or is no directory, says which (its real path).
  */
-export function copyHostTreeInRoot(root: string, path: string, hostDir: string): void {
-  const dest = freshDirInRoot(root, path);
-  const walk = (from: string, to: string) => {
-    for (const name of readdirSync(from).sort()) {
-      const st = lstatSync(join(from, name));
-      if (st.isDirectory()) {
-        mkdirSync(join(to, name), 0o755);
-        walk(join(from, name), join(to, name));
-      } else if (st.isFile()) {
-        cpSync(join(from, name), join(to, name));
-        chmodSync(join(to, name), 0o644);
-      }
-    }
+function resolve(rootFd: number, path: string, o: { followLast?: boolean; create?: boolean } = {}): Found | { blocked: BinName } {
+  /** Directories opened below the root, the innermost last, and their names. */
+  const stack: number[] = [];
+  const names: BinName[] = [];
+  const top = (): number => stack[stack.length - 1] ?? rootFd;
+  const release = (): void => {
+    for (const fd of stack.splice(0)) closeSync(fd);
+    names.length = 0;
   };
-  walk(hostDir, dest);
-}
-
-/** Reads a regular file inside root; undefined when it is missing or not a regular file. */
-export function readInRoot(root: string, path: string): string | undefined {
-  const p = resolveInRoot(root, path, true);
-  const st = lstatOpt(toBin(p));
-  if (!st?.isFile()) return undefined;
-  return readFileSync(p, 'utf8');
-}
-
-/** Moves the real directory path names (inside root) to dest on the host, leaving an empty directory in its place. */
-export function moveDirOutOfRoot(root: string, path: string, dest: string): void {
-  const real = resolveInRoot(root, path, true);
-  const st = lstatOpt(toBin(real));
-  if (real === realpathSync(root) || !st?.isDirectory()) {
-    throw new Img2vmError('badImage', `the image's /${path} is not a directory of its own`, `convert without --${path}-partition`);
-  }
-  renameSync(real, dest);
-  // The mount point replaces whatever named the directory (a symlink to it included).
-  freshDirInRoot(root, path);
-}
-
-/** Carries out planned guest files (all but the ESP's) in order; `edit` entries go to the caller, who knows the secrets. */
-export function writeGuestFiles(root: string, files: readonly GuestFile[], edit: (f: GuestFile) => void = () => {}, workDir?: string): void {
-  for (const f of files) {
-    if (f.fs === 'esp') continue;
-    const path = f.path.replace(/^\/+/, '');
-    switch (f.kind) {
-      case 'file':
-        if (f.from !== undefined) {
-          const src = f.from.startsWith('work:') ? join(workDir ?? '', f.from.slice(5)) : f.from;
-          writeInRoot(root, path, readFileSync(src), f.mode ?? 0o644);
-        } else if (f.content === undefined) throw new Error(`guest file ${f.path} has no content yet`);
-        else writeInRoot(root, path, f.content, f.mode ?? 0o644);
-        break;
-      case 'dir':
-        mkdirInRoot(root, path);
-        break;
-      case 'symlink':
-        symlinkInRoot(root, path, f.content ?? '');
-        break;
-      case 'remove':
-        if (f.filter) removeMatchingInRoot(root, path, f.filter);
-        else removeInRoot(root, path);
-        break;
-      case 'copy':
-        if (f.filter === '**') copyHostTreeInRoot(root, path, f.from!);
-        else copyHostFilesInRoot(root, path, f.from!, (f.filter ?? '*').split(/\s+/));
-        break;
-      case 'edit':
-        edit(f);
-        break;
+  const hand = (name: BinName | null): Found => {
+    const dir = stack.pop();
+    return { dir: dir ?? rootFd, name, close: () => dir !== undefined && closeSync(dir) };
+  };
+  const queue = splitPath(binPath(path)).reverse();
+  let links = 0;
+  try {
+    while (queue.length > 0) {
+      const c = queue.pop()!;
+      if (c === '' || c === '.') continue;
+      if (c === '..') {
+        const fd = stack.pop();
+        if (fd !== undefined) closeSync(fd);
+        names.pop();
+        continue;
+      }
+      // Components of symlink targets are not checked by splitPath; the kernel would refuse such a name too.
+      if (c.length > NAME_MAX) throw new Img2vmError('badImage', `resolving /${showPath(binPath(path))} in the image meets a name of ${c.length} bytes; Linux allows at most ${NAME_MAX}`, 'the image has a symlink no Linux file system can follow');
+      const last = queue.length === 0;
+      if (last && !o.followLast) return hand(c);
+      const st = lstatAt(top(), c);
+      if (st?.isSymbolicLink()) {
+        if (++links > MAX_SYMLINKS) throw loop(path);
+        const target = readlinkSync(at(top(), c), { encoding: 'buffer' }).toString('latin1');
+        if (target.startsWith('/')) release();
+        const tc = target.split('/');
+        for (let i = tc.length - 1; i >= 0; i--) queue.push(tc[i]!);
+        continue;
+      }
+      if (last) return hand(c);
+      if (!st && o.create) mkdirSync(at(top(), c), 0o755);
+      const fd = st || o.create ? openDirAt(top(), c) : undefined;
+      if (fd === undefined) return { blocked: [...names, c].join('/') };
+      stack.push(fd);
+      names.push(c);
     }
+    return hand(null);
+  } finally {
+    release();
   }
+}
+
+/** Runs fn on what path leads to inside root (open only meanwhile); undefined when it leads nowhere. */
+function inRoot<T>(root: string, path: string, o: { followLast?: boolean; create?: boolean }, fn: (f: Found) => T, blocked?: (at: BinName) => T): T | undefined {
+  const rootFd = openRoot(root);
+  try {
+    const f = resolve(rootFd, path, o);
+    if ('blocked' in f) return blocked?.(f.blocked);
+    try {
+      return fn(f);
+    } finally {
+      f.close();
+    }
+  } finally {
+    closeSync(rootFd);
+  }
+}
+
+/** Whether path exists inside root (symlinks followed inside it, the final one too). */
+export function existsInRoot(root: string, path: string): boolean {
+  return inRoot(root, path, { followLast: true }, (f) => f.name === null || lstatAt(f.dir, f.name) !== undefined) ?? false;
+}
+
+/** Removes the entry path names inside root (a directory with its tree; a final symlink itself, never what it points to). */
+export function removeInRoot(root: string, path: string): void {
+  inRoot(root, path, {}, (f) => {
+    if (f.name !== null) rmSync(at(f.dir, f.name), { recursive: true, force: true });
+  });
+}
+
+/** Makes the directory path and its parents inside root, following the image's symlinks inside it (as mkdir -p does). */
+export function mkdirInRoot(root: string, path: string): void {
+  inRoot(root, path, { create: true, followLast: true }, (f) => {
+    if (f.name === null) return;
+    const st = lstatAt(f.dir, f.name);
+    if (!st) mkdirSync(at(f.dir, f.name), 0o755);
+    else if (!st.isDirectory()) throw notDir(path, binPath(path.replace(/^\/+/, '')));
+  }, (blockedAt) => {
+    throw notDir(path, blockedAt);
+  });
+}
+
+/** More than this is no account database: a hostile image may put a huge file, a FIFO or a device there. */
+const MAX_READ = 16 << 20;
+
+/** A regular file's content inside root (symlinks followed inside it); undefined when it is missing or not a regular file. */
+export function readInRoot(root: string, path: string): Buffer | undefined {
+  return inRoot(root, path, { followLast: true }, (f) => {
+    if (f.name === null) return undefined;
+    let fd: number;
+    try {
+      // O_NONBLOCK: opening a FIFO the image put there must not wait for a writer.
+      fd = openSync(at(f.dir, f.name), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch (e) {
+      if (['ENOENT', 'ELOOP', 'ENXIO', 'EISDIR'].includes(errno(e) ?? '')) return undefined;
+      throw e;
+    }
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) return undefined;
+      if (st.size > MAX_READ) {
+        throw new Img2vmError('badImage', `/${path.replace(/^\/+/, '')} in the image is ${st.size} bytes; more than ${MAX_READ} is not read`, 'check that the image file is what it should be');
+      }
+      const buf = Buffer.alloc(st.size);
+      let n = 0;
+      for (let r = 1; r > 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, n);
+      return buf.subarray(0, n);
+    } finally {
+      closeSync(fd);
+    }
+  });
+}
+
+/**
+ * Writes a regular file inside root with the given mode, owned by owner (root by default), replacing whatever
+ * entry was there (a symlink is replaced, never written through; a hard link is not written through either).
+ * Missing directories on the way are made.
+ */
+export function writeInRoot(root: string, path: string, content: string | Uint8Array, mode = 0o644, owner: { uid: number; gid: number } = { uid: 0, gid: 0 }): void {
+  inRoot(root, path, { create: true }, (f) => {
+    if (f.name === null) throw new Img2vmError('badImage', `cannot write /${path.replace(/^\/+/, '')} in the image: it names a directory`, 'the image layout is broken');
+    const name = at(f.dir, f.name);
+    rmSync(name, { recursive: true, force: true });
+    const fd = openSync(name, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777);
+    try {
+      const data = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+      for (let n = 0; n < data.length; ) n += writeSync(fd, data, n, data.length - n);
+      // chown first: it clears setuid and setgid bits, which the mode then sets.
+      fchownSync(fd, owner.uid, owner.gid);
+      fchmodSync(fd, mode & 0o7777);
+    } finally {
+      closeSync(fd);
+    }
+  }, (blockedAt) => {
+    throw notDir(path, blockedAt);
+  });
 }

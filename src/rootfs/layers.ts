@@ -61,13 +61,13 @@ const SMALL_FILE = 64 * 1024;
  * whose last name goes. A layer that fails leaves half a layer applied: the flattener then refuses
  * to go on, and the caller discards the store's content.
  *
- * Hostile-content policy (the old staging-directory flattener's, on the tree): paths resolve with
- * chroot semantics (tree-path.ts); entries that cannot be given a safe meaning inside the root are
- * skipped with a warning (a hard link to a missing target or a directory, a parent that is not a
- * directory, a non-directory naming a directory with '..', a whiteout of '.' or '..', an invalid
- * symlink target, an xattr Linux would refuse); entries no Linux file system can hold (a component
- * over 255 bytes, a path of 4096 bytes or more, a symlink loop, an id or device number out of range)
- * and corrupt archives are badImage errors.
+ * Hostile-content policy, the only one (the runc builder's bundle and OS detection are made from
+ * this tree too): paths resolve with chroot semantics (tree-path.ts); entries that cannot be given a
+ * safe meaning inside the root are skipped with a warning (a hard link to a missing target or a
+ * directory, a parent that is not a directory, a non-directory naming a directory with '..', a
+ * whiteout of '.' or '..', an invalid symlink target, an xattr Linux would refuse); entries no Linux
+ * file system can hold (a component over 255 bytes, a path of 4096 bytes or more, a symlink loop,
+ * an id or device number out of range) and corrupt archives are badImage errors.
  */
 export class LayerFlattener {
   private readonly tree: RootTree;
@@ -300,7 +300,7 @@ export class LayerFlattener {
     const whole = h.size <= SMALL_FILE ? tar.takeBufferedData() : null;
     if (whole) {
       blocks.add(whole);
-      data = this.store.putBuffer(Buffer.from(whole));
+      data = this.store.putBuffer(Buffer.from(whole), h.path);
     } else if (h.sparse) {
       data = await this.storeSparse(h, tar, blocks);
     } else {
@@ -320,7 +320,7 @@ export class LayerFlattener {
         }
       };
       try {
-        data = await this.store.put(chunks(), h.size);
+        data = await this.store.put(chunks(), h.size, h.path);
       } catch (e) {
         // A store may wrap what the layer threw; the layer's own error says what went wrong.
         throw readError ?? e;
@@ -350,7 +350,7 @@ export class LayerFlattener {
     };
     try {
       const store = this.store;
-      return store.putSparse ? await store.putSparse(parts(), h.size) : await store.put(holesAsZeros(parts()), h.size);
+      return store.putSparse ? await store.putSparse(parts(), h.size, h.path) : await store.put(holesAsZeros(parts()), h.size, h.path);
     } catch (e) {
       throw readError ?? e;
     }

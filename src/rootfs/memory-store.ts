@@ -1,5 +1,5 @@
 // A ContentStore in memory, for tests and small trees: all-zero pages are kept as holes, and live references are counted exactly.
-import type { ContentRef, ContentStore } from './tree.js';
+import type { BinName, ContentRef, ContentStore } from './tree.js';
 
 const PAGE = 64 * 1024;
 
@@ -11,10 +11,15 @@ interface MemoryRef extends ContentRef {
 export interface MemoryStoreOptions {
   /** Keep only sizes, not bytes (a counting sink for benchmarks); read() then fails. */
   discard?: boolean;
+  /**
+   * Keep only the contents this accepts, by the name the layer gave the file and its size; the
+   * others are read through and dropped unlooked-at, and reading them back fails (see kept()).
+   */
+  keep?: (path: BinName | undefined, size: number) => boolean;
 }
 
 export class MemoryStore implements ContentStore {
-  private readonly live = new Map<number, { ref: MemoryRef; pages: (Buffer | null)[] }>();
+  private readonly live = new Map<number, { ref: MemoryRef; pages: (Buffer | null)[] | null }>();
   private nextId = 1;
   /** Bytes kept (non-hole pages), for tests that check sparseness. */
   storedBytes = 0;
@@ -23,12 +28,13 @@ export class MemoryStore implements ContentStore {
 
   constructor(private readonly opts: MemoryStoreOptions = {}) {}
 
-  async put(chunks: AsyncIterable<Uint8Array>, size: number): Promise<ContentRef> {
-    return this.putSparse(chunks, size);
+  async put(chunks: AsyncIterable<Uint8Array>, size: number, path?: BinName): Promise<ContentRef> {
+    return this.putSparse(chunks, size, path);
   }
 
   /** Holes (numbers) fill no page: a whole page of hole is kept as a hole without being made. */
-  async putSparse(parts: AsyncIterable<Uint8Array | number>, size: number): Promise<ContentRef> {
+  async putSparse(parts: AsyncIterable<Uint8Array | number>, size: number, path?: BinName): Promise<ContentRef> {
+    if (this.opts.keep && !this.opts.keep(path, size)) return this.drop(parts, size);
     const pages: (Buffer | null)[] = [];
     /** The page being filled: it starts at pos - fill and ends at a PAGE boundary or at size. */
     let page: Buffer | null = null;
@@ -63,10 +69,19 @@ export class MemoryStore implements ContentStore {
     return this.add(pages, size);
   }
 
-  putBuffer(data: Uint8Array): ContentRef {
+  putBuffer(data: Uint8Array, path?: BinName): ContentRef {
+    if (this.opts.keep && !this.opts.keep(path, data.length)) return this.add(null, data.length);
     const pages: (Buffer | null)[] = [];
     for (let i = 0; i < data.length; i += PAGE) pages.push(this.keep(Buffer.from(data.subarray(i, i + PAGE))));
     return this.add(pages, data.length);
+  }
+
+  /** Content not kept: only its length is checked. */
+  private async drop(parts: AsyncIterable<Uint8Array | number>, size: number): Promise<ContentRef> {
+    let pos = 0;
+    for await (const c of parts) pos += typeof c === 'number' ? c : c.length;
+    if (pos !== size) throw new Error(`content is ${pos} bytes, ${size} declared`);
+    return this.add(null, size);
   }
 
   /** A page to keep, or null for a hole (or when discarding). */
@@ -88,13 +103,19 @@ export class MemoryStore implements ContentStore {
     const r = ref as MemoryRef;
     const e = this.live.get(r.id);
     if (!e) throw new Error(`read of content ${r.id} that is not live`);
-    if (this.opts.discard) throw new Error('this MemoryStore discards content');
+    if (this.opts.discard || !e.pages) throw new Error(`this MemoryStore did not keep content ${r.id}`);
     let left = r.size;
     for (const p of e.pages) {
       const n = Math.min(PAGE, left);
       yield p ?? Buffer.alloc(n);
       left -= n;
     }
+  }
+
+  /** Whether ref's bytes were kept (live, and accepted by the keep option), so read() gives them. */
+  kept(ref: ContentRef): boolean {
+    const e = this.live.get((ref as MemoryRef).id);
+    return ref.store === this && !this.opts.discard && !!e?.pages;
   }
 
   /** Content references not released yet. */
@@ -106,7 +127,7 @@ export class MemoryStore implements ContentStore {
     return this.live.size;
   }
 
-  private add(pages: (Buffer | null)[], size: number): MemoryRef {
+  private add(pages: (Buffer | null)[] | null, size: number): MemoryRef {
     const ref: MemoryRef = { store: this, id: this.nextId++, size };
     this.live.set(ref.id, { ref, pages });
     this.puts++;

@@ -76,17 +76,19 @@ export type Node = FileNode | DirNode | SymlinkNode | DeviceNode | SpecialNode;
 export interface ContentStore {
   /**
    * Stores a file's content as it streams in. size is the declared size: fewer or more bytes is an
-   * error. All-zero 4 KiB blocks may be kept as holes.
+   * error. All-zero 4 KiB blocks may be kept as holes. path is the name the layer gives the file
+   * (unresolved), when there is one: a store that will only be asked for some files (OS detection
+   * reads os-release) may keep only theirs.
    */
-  put(chunks: AsyncIterable<Uint8Array>, size: number): Promise<ContentRef>;
+  put(chunks: AsyncIterable<Uint8Array>, size: number, path?: BinName): Promise<ContentRef>;
   /**
    * Optional: as put(), for content given as data and holes, where a number n stands for n zero
    * bytes. A store that has it never sees a sparse file's holes as zeros (a 1 TB file with 4 KiB of
    * data is 4 KiB of work); without it, the flattener hands put() the holes as zeros.
    */
-  putSparse?(parts: AsyncIterable<Uint8Array | number>, size: number): Promise<ContentRef>;
+  putSparse?(parts: AsyncIterable<Uint8Array | number>, size: number, path?: BinName): Promise<ContentRef>;
   /** Stores content already in memory. */
-  putBuffer(data: Uint8Array): ContentRef;
+  putBuffer(data: Uint8Array, path?: BinName): ContentRef;
   /** No node refers to ref any more (overwritten or whited out): its space may be reused. */
   release(ref: ContentRef): void;
   /** Reads the content back, in order, holes as zeros. */

@@ -1,5 +1,5 @@
-// Builds the input for one `setfattr --restore` per layer, so xattrs cost one process per layer rather than one per file.
-import type { BinPath } from './safepath.js';
+// Builds the input of one `setfattr --restore` run for all the xattrs materialise() sets, so they cost one process rather than one per file.
+import type { BinName } from './tree.js';
 
 /** argv for setfattr: -h never follows a symlink, '-' reads the dump from stdin. */
 export const SETFATTR_RESTORE_ARGV: readonly string[] = ['-h', '--restore=-'];
@@ -9,7 +9,7 @@ export const SETFATTR_RESTORE_ARGV: readonly string[] = ['-h', '--restore=-'];
  * un-escapes \ooo in paths and names, so every byte outside a plain set is escaped: that keeps
  * newlines, '=' and non-UTF-8 bytes exact. Values are hex, hence binary-safe.
  */
-export function xattrRestoreScript(items: Iterable<{ path: BinPath; attrs: Iterable<[string, Buffer]> }>): Buffer {
+export function xattrRestoreScript(items: Iterable<{ path: BinName; attrs: Iterable<[string, Buffer]> }>): Buffer {
   let s = '';
   for (const { path, attrs } of items) {
     let lines = '';

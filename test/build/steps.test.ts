@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildKey } from '../../src/build/key.js';
-import { builtConfig } from '../../src/build/runc.js';
+import { builtConfig, checkBundlePaths } from '../../src/build/runc.js';
+import { Img2vmError } from '../../src/core/errors.js';
+import { MemoryStore } from '../../src/rootfs/memory-store.js';
+import { RootTree } from '../../src/rootfs/tree-edit.js';
 import { applyEnv, copyStep, copyTargets, recipeEnv, resolveUser } from '../../src/build/steps.js';
 import { parseRecipe, renderRecipe, type RecipeFile, type Step } from '../../src/guest/recipe.js';
 import { recipeFor } from '../../src/guest/distros.js';
@@ -111,7 +114,7 @@ describe('the ENV a built image keeps', () => {
       created: '2024-01-01T00:00:00Z',
       config: { Env: ['PATH=/bin', 'LANG=C.UTF-8'], Cmd: ['/bin/bash'], Labels: { 'org.img2vm.template': 'debian' } },
       rootfs: { type: 'layers', diff_ids: ['sha256:layer'] },
-      history: [{ created: '2024-01-01T00:00:00Z', created_by: 'img2vm runc builder 2: template debian' }],
+      history: [{ created: '2024-01-01T00:00:00Z', created_by: 'img2vm runc builder 3: template debian' }],
     });
   });
 });
@@ -138,5 +141,26 @@ describe('buildKey', () => {
     // The values are in the key through the rendered Dockerfile.
     const other = await renderRecipe(recipe, { base, ...recipe.values, extra_packages: 'openssh-server' });
     expect(buildKey('runc', '1', base, other)).not.toBe(k);
+  });
+});
+
+describe('the bundle root', () => {
+  it('refuses an image whose deepest path, under the build directory, is more than Linux allows in a path', () => {
+    const tree = new RootTree({ store: new MemoryStore(), epoch: { sec: 0, nsec: 0 } });
+    const deep = Array.from({ length: 38 }, (_, i) => `d${String(i).padStart(2, '0')}${'x'.repeat(96)}`).join('/');
+    tree.writeFile(`${deep}/f`, 'x', { mode: 0o644 });
+    // "/" + 3800 bytes of directories + "/f"
+    expect(() => checkBundlePaths(tree.root, '/tmp/short')).not.toThrow();
+    const e = (() => {
+      try {
+        checkBundlePaths(tree.root, `/tmp/${'t'.repeat(300)}`);
+      } catch (x) {
+        return x;
+      }
+    })();
+    expect(e).toBeInstanceOf(Img2vmError);
+    expect((e as Img2vmError).kind).toBe('badImage');
+    expect((e as Img2vmError).message).toMatch(/is 3802 bytes; under the build directory \/tmp\/t+ it would be 4107, and Linux allows 4095/);
+    expect((e as Img2vmError).message).toMatch(/^the image's path "\/d00x+/);
   });
 });

@@ -1,15 +1,15 @@
-// The runc builder's layer writer, read back by the flattener: owners, modes, binary xattrs, hard links, devices, sparse files, raw names.
+// The runc builder's layer writer, read back as the runc builder unpacks a layer: owners, modes, binary xattrs, hard links, devices, sparse files, raw names.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, createReadStream, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RootfsBuilder } from '../../src/rootfs/flatten.js';
 import { SETFATTR_RESTORE_ARGV, xattrRestoreScript } from '../../src/rootfs/xattr.js';
 import { ByteSource, TarReader } from '../../src/rootfs/tar.js';
 import { devNumbers, writeTreeTar } from '../../src/build/tree-tar.js';
 import { readTreeXattrs } from '../../src/build/xattr-dump.js';
+import { applyLayers } from '../rootfs/helpers.js';
 
 const CAP = Buffer.from('0100000200200000000000000000000000000000', 'hex');
 const BINARY = Buffer.from([0x00, 0xff, 0x80, 0x0a, 0x3d]);
@@ -143,9 +143,8 @@ describe('writeTreeTar', () => {
   it('flattens back to the same tree: types, modes, owners, mtimes, content, targets, devices, hard links', async () => {
     const dest = join(dir, 'back');
     mkdirSync(dest);
-    const fb = new RootfsBuilder(dest, { onWarning: (m) => warnings.push(`flatten: ${m}`) });
-    await fb.applyLayer(createReadStream(tarPath));
-    await fb.finish();
+    const back = await applyLayers(dest, [readFileSync(tarPath)]);
+    warnings.push(...back.warnings.map((m) => `flatten: ${m}`));
     const want = snapshot(src);
     want.delete('sock');
     expect(snapshot(dest)).toEqual(want);

@@ -87,6 +87,21 @@ describe('detectOs: os-release reached through links', () => {
     expect(await detectOs(image([lower, await layer([{ name: 'usr/lib/.wh.os-release' }])]))).toBeUndefined();
     expect(await detectOs(image([lower, await layer([{ name: 'usr/.wh..wh..opq' }])]))).toBeUndefined();
   });
+  it('a whiteout hides only lower layers: an os-release its own layer wrote, before or after it, stays', async () => {
+    const lower = await layer([{ name: 'etc/os-release', body: 'ID=debian\n' }]);
+    const after = await layer([{ name: 'etc/os-release', body: 'ID=alpine\n' }, { name: 'etc/.wh.os-release' }]);
+    expect((await detectOs(image([lower, after])))?.id).toBe('alpine');
+    const opaque = await layer([{ name: 'etc/os-release', body: 'ID=arch\n' }, { name: 'etc/.wh..wh..opq' }]);
+    expect((await detectOs(image([lower, opaque])))?.id).toBe('arch');
+  });
+  it('a whiteout under a symlinked directory removes the file it leads to', async () => {
+    const lower = await layer([usrLib, { name: 'lib', type: 'symlink', linkname: 'usr/lib' }, { name: 'etc/os-release', type: 'symlink', linkname: '../usr/lib/os-release' }]);
+    expect(await detectOs(image([lower, await layer([{ name: 'lib/.wh.os-release' }])]))).toBeUndefined();
+  });
+  it('many other files named like os-release do not hide the real one', async () => {
+    const decoys = Array.from({ length: 300 }, (_, i) => ({ name: `etc/os-release.d/os-release-${i}`, body: 'ID=decoy\n' }));
+    expect((await detectOs(image([await layer([...decoys, usrLib])])))?.id).toBe('fedora');
+  });
   it('ignores an os-release too large to be one', async () => {
     const img = image([await layer([{ name: 'etc/os-release', body: `ID=debian\n${'#'.repeat(70 * 1024)}\n` }, usrLib])]);
     expect((await detectOs(img))?.id).toBe('fedora');

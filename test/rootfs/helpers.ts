@@ -8,7 +8,9 @@ import { Readable } from 'node:stream';
 import { pack, type Header } from 'tar-stream';
 
 type HeaderArg = Partial<Header> & Pick<Header, 'name'>;
-import { RootfsBuilder, type FlattenStats } from '../../src/rootfs/flatten.js';
+import { LayerFlattener, type FlattenStats } from '../../src/rootfs/layers.js';
+import { materialise } from '../../src/rootfs/materialise.js';
+import { SpoolStore } from '../../src/rootfs/spool-store.js';
 
 export interface Ent {
   name: string;
@@ -172,7 +174,8 @@ export function sandbox(): Sandbox {
     writeFileSync(join(dir, d, 'etc', 'passwd'), `sentinel ${d}\n`);
     writeFileSync(join(dir, d, 'b'), `sentinel b ${d}\n`);
   }
-  return { dir, root, outside, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  // rm(1) walks relative to open directories: trees deeper than PATH_MAX under dir go too.
+  return { dir, root, outside, cleanup: () => execFileSync('rm', ['-rf', '--', dir]) };
 }
 
 /** Everything in the sandbox except the root: type, mode, owner, size, times, content, link target. */
@@ -201,11 +204,22 @@ export interface Applied {
   warnings: string[];
 }
 
+/**
+ * What the runc builder does with an image's layers: flattened into the tree (contents spooled in a directory of
+ * their own on the same file system, outside the sandbox), then made real in root, an empty directory.
+ */
 export async function applyLayers(root: string, layers: Buffer[], signal?: AbortSignal): Promise<Applied> {
   const warnings: string[] = [];
-  const b = new RootfsBuilder(root, { onWarning: (w) => warnings.push(w), ...(signal ? { signal } : {}) });
-  for (const l of layers) await b.applyLayer(Readable.from([l]));
-  return { stats: await b.finish(), warnings };
+  const spool = new SpoolStore(join(mkdtempSync(join(tmpdir(), 'img2vm-spool-')), 'spool'));
+  try {
+    const f = new LayerFlattener({ store: spool, epoch: { sec: T0.getTime() / 1000, nsec: 0 }, onWarning: (w) => warnings.push(w), ...(signal ? { signal } : {}) });
+    for (const l of layers) await f.applyLayer(Readable.from([l]));
+    const { tree, stats } = f.finish();
+    await materialise(tree, root, spool, { onWarning: (w) => warnings.push(w), ...(signal ? { signal } : {}) });
+    return { stats, warnings };
+  } finally {
+    rmSync(join(spool.dir, '..'), { recursive: true, force: true });
+  }
 }
 
 /** Reads one xattr as hex with getfattr (the test's own check, independent of the code under test). */

@@ -47,7 +47,7 @@ describe('a path longer than 100 bytes with "/" as byte 100 stays a regular file
       expect(paths(root).filter((p) => p.endsWith(' dir'))).toEqual([`${DIR.split('/')[0]} dir`, `${DIR} dir`]);
     });
 
-    it(`${format}: the staging flattener (runc builder) makes regular files with their bytes`, async () => {
+    it(`${format}: made real in a directory (the runc builder's bundle), they are regular files with their bytes`, async () => {
       const sb = sandbox();
       try {
         await applyLayers(sb.root, [Buffer.concat([entry(EMPTY, Buffer.alloc(0)), entry(FULL, CONTENT), TAR_END])]);
@@ -106,7 +106,7 @@ describe('a whiteout of a name of 252 to 255 bytes', () => {
     expect(stats.whiteouts).toBe(2);
   });
 
-  it('removes the file below (staging flattener); one hiding 256 bytes is ignored', async () => {
+  it("removes the file below, made real in a directory (the runc builder's bundle); one hiding 256 bytes is ignored", async () => {
     const sb = sandbox();
     try {
       const lower = await makeTar([{ name: `dir/${long}`, content: 'lower' }, { name: 'dir/keep', content: 'k' }]);

@@ -6,7 +6,9 @@ import type { RunContext } from '../../src/core/context.js';
 import type { Img2vmEvent } from '../../src/core/events.js';
 import { createRandom } from '../../src/core/random.js';
 import { Scope } from '../../src/core/scope.js';
-import { RootfsBuilder, type FlattenStats } from '../../src/rootfs/flatten.js';
+import { LayerFlattener, type FlattenStats } from '../../src/rootfs/layers.js';
+import { materialise } from '../../src/rootfs/materialise.js';
+import { SpoolStore } from '../../src/rootfs/spool-store.js';
 import type { SourceImage } from '../../src/source/image.js';
 
 export interface Sandbox {
@@ -40,11 +42,19 @@ export async function sandbox(): Promise<Sandbox> {
   };
 }
 
+/** The image's layers flattened and made real in dest (made here), as the runc builder unpacks an image. */
 export async function flatten(img: SourceImage, dest: string, signal?: AbortSignal): Promise<FlattenStats> {
   await mkdir(dest, { recursive: true });
-  const b = new RootfsBuilder(dest, { signal });
-  for (const l of img.layers) await b.applyLayer(await l.open());
-  return b.finish();
+  const spool = new SpoolStore(`${dest}.spool`);
+  try {
+    const f = new LayerFlattener({ store: spool, epoch: { sec: 0, nsec: 0 }, ...(signal ? { signal } : {}) });
+    for (const l of img.layers) await f.applyLayer(await l.open());
+    const { tree, stats } = f.finish();
+    await materialise(tree, dest, spool, signal ? { signal } : {});
+    return stats;
+  } finally {
+    await rm(spool.dir, { recursive: true, force: true });
+  }
 }
 
 /** Every path below dir (relative), sorted. */

@@ -3,9 +3,10 @@
 // directories), and the mount points Docker adds where the image has none go away.
 import { constants, type Stats } from 'node:fs';
 import { lstat, open, readlink, stat, type FileHandle } from 'node:fs/promises';
-import { fsPath, splitArchivePath, toBin, type BinPath } from '../../rootfs/safepath.js';
+import { at as atFd } from '../../rootfs/inroot.js';
 import type { RootTree } from '../../rootfs/tree-edit.js';
-import { binPath } from '../../rootfs/tree-path.js';
+import { binPath, splitPath } from '../../rootfs/tree-path.js';
+import type { BinName as BinPath } from '../../rootfs/tree.js';
 import type { EventSink } from '../../core/events.js';
 import type { ImageInspect } from '../docker-api.js';
 
@@ -26,13 +27,12 @@ type Entry =
 const MAX_FILE = 1 << 20;
 
 /**
- * The path of `name` inside the directory open as dir, for the fs calls Node has (it has no openat): the kernel
- * resolves /proc/self/fd/N to the open directory itself, whatever has been renamed or replaced on the way to it
- * since, so the lookup goes one component from a directory already checked, and only the final component
- * follows the call's own rules (lstat and O_NOFOLLOW never follow it).
+ * The path of `name` inside the directory open as dir (rootfs/inroot.ts): the lookup goes one component from a
+ * directory already checked, and only the final component follows the call's own rules (lstat and O_NOFOLLOW never
+ * follow it).
  */
 function at(dir: FileHandle, name: BinPath): Buffer {
-  return Buffer.concat([Buffer.from(`/proc/self/fd/${dir.fd}/`), fsPath(name)]);
+  return atFd(dir.fd, name);
 }
 
 const errno = (e: unknown) => (e as NodeJS.ErrnoException).code;
@@ -116,7 +116,7 @@ async function readSmallFile(name: Buffer, seen: Stats): Promise<Buffer | undefi
 
 /** The image's own entry at path, looked up through its overlay2 layer directories top down as overlayfs would; null when the image has none. */
 async function imageEntry(layers: FileHandle[], path: string): Promise<Entry | null> {
-  const comps = splitArchivePath(toBin(path));
+  const comps = splitPath(binPath(path));
   for (const layer of layers) {
     const e = await layerEntry(layer, comps);
     if (e === 'none') return null;
