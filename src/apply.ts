@@ -167,12 +167,14 @@ async function prepare(
   if (made) await strategy.workFiles?.(p.plan, made, env);
   const plan3 = p.plan;
   const configured = await stages.stage(plan3, 'rootfs-configure', fail, (step) =>
-    step('configure', () => configureTree(flat.tree, plan3, editor(flat.tree, plan3, strategy, secrets, env), env), () => {
+    step('configure', () => configureTree(flat.tree, plan3, editor(flat.tree, plan3, strategy, secrets, env), env, { estimate: o.lookupOnly && !made }), () => {
       const n = plan3.guestFiles.filter((g) => g.fs !== 'esp').length;
       return `${n} file${n === 1 ? '' : 's'}`;
     }),
   );
-  p = p.withContent(measureContent(flat.tree, configured.bootTree, (inodes) => disk.root.measure(flat.tree.root).minimumBytes(inodes)));
+  const content = measureContent(flat.tree, configured.bootTree, (inodes) => disk.root.measure(flat.tree.root).minimumBytes(inodes));
+  // Without the guest's build or kernel (img2vm plan), the source image was measured: the sizes are an estimate.
+  p = p.withContent(o.lookupOnly && !made ? { ...content, estimated: true } : content);
   return { plan: p.plan, made, disk, flat, configured };
 }
 

@@ -81,8 +81,8 @@ export interface Configured {
 }
 
 /** Writes the plan's guest files into the tree, copies out what the plan exports, and takes /boot out when separate. */
-export async function configureTree(tree: RootTree, plan: ConversionPlan, edit: EditGuestFile, env: Env): Promise<Configured> {
-  await writeGuestFilesToTree(tree, plan.guestFiles, edit, env.work);
+export async function configureTree(tree: RootTree, plan: ConversionPlan, edit: EditGuestFile, env: Env, o: { estimate?: boolean } = {}): Promise<Configured> {
+  await writeGuestFilesToTree(tree, plan.guestFiles, edit, env.work, o);
   const exported = new Map<string, string>();
   for (const e of plan.exports) {
     const dest = join(env.work, e.as);

@@ -110,8 +110,11 @@ function globRe(pattern: string): RegExp {
   return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
 }
 
-/** Carries out planned guest files (all but the ESP's) in order; `edit` entries go to the caller, who knows the secrets. */
-export async function writeGuestFilesToTree(tree: RootTree, files: readonly GuestFile[], edit: (f: GuestFile) => Promise<void>, workDir: string): Promise<void> {
+/**
+ * Carries out planned guest files (all but the ESP's) in order; `edit` entries go to the caller, who knows the secrets.
+ * An estimate (img2vm plan without the guest's build or kernel) leaves out the files whose content is not known yet.
+ */
+export async function writeGuestFilesToTree(tree: RootTree, files: readonly GuestFile[], edit: (f: GuestFile) => Promise<void>, workDir: string, o: { estimate?: boolean } = {}): Promise<void> {
   for (const f of files) {
     if (f.fs === 'esp') continue;
     switch (f.kind) {
@@ -119,7 +122,10 @@ export async function writeGuestFilesToTree(tree: RootTree, files: readonly Gues
         // A directory-like entry names files a later fact decides (img2vm's kernel before it is fetched): nothing yet.
         if (f.path.endsWith('/') && f.from === undefined && f.content === undefined) break;
         if (f.from !== undefined) await putHostFile(tree, f.path, f.from.startsWith('work:') ? join(workDir, f.from.slice(5)) : f.from, f.mode ?? 0o644);
-        else if (f.content === undefined) throw new Error(`guest file ${f.path} has no content yet`);
+        else if (f.content === undefined) {
+          if (o.estimate) break;
+          throw new Error(`guest file ${f.path} has no content yet`);
+        }
         else tree.writeFile(p(f.path), f.content, { mode: f.mode ?? 0o644 });
         break;
       case 'dir':
