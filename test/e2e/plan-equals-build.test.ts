@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConversionPlan, FileSystemPlan, GuestFile } from '../../src/core/plan.js';
 import { layerOf, writeOciArchive } from '../../fixtures/oci.js';
-import { debianFixture, img2vm } from './helpers.js';
+import { debianFixture, dockerBuild, img2vm } from './helpers.js';
 
 const NO_DAEMON = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' };
 const SEED = 'plan-equals-build';
@@ -156,5 +156,21 @@ describe('the plan is what a conversion builds', () => {
     expect(plan.unknown).toEqual([]);
     expect(built).toEqual(plan);
     await expectDiskAsPlanned(out, built);
+  });
+
+  it('without the guest build in any cache the plan is an estimate and says so, and writes nothing', async () => {
+    const base = await debianFixture('img2vm-e2e-plan:bookworm');
+    // An image no builder has built yet: its own id.
+    const image = `img2vm-e2e-plan-fresh:${Date.now()}`;
+    await dockerBuild(image, `FROM ${base}\nLABEL org.img2vm.test.nonce="${image}"\n`);
+    const out = join(tmp, 'estimated.raw');
+    const r = await img2vm(['plan', image, '-o', out, '--builder', 'runc', '--json']);
+    expect(r.exitCode, r.all).toBe(0);
+    const p = JSON.parse(r.stdout) as ConversionPlan;
+    expect(p.unknown).toEqual(['kernel (estimated)', 'content (estimated)']);
+    expect(p.guest).toMatchObject({ strategy: 'distro', cached: null, distribution: 'Debian GNU/Linux 12 (bookworm)' });
+    expect(p.layout).not.toBeNull();
+    await expect(open(out, 'r')).rejects.toThrow(/ENOENT/);
+    await execa('docker', ['rmi', image], { reject: false });
   });
 });
