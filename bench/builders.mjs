@@ -72,7 +72,7 @@ async function child(builder, phase, dir) {
   } else {
     // buildah as a builder would run it: the base pulled into its storage, the rendered template built with the host
     // network and no registry, the result exported uncompressed as an oci-archive and opened.
-    const { renderRecipe } = await import(join(dist, 'guest/recipe.js'));
+    const { renderRecipe } = await import(join(dist, 'build/recipe.js'));
     const rendered = await renderRecipe(recipe, { base: BASE, ...recipe.values });
     const ctxDir = join(e.work, 'ctx');
     mkdirSync(ctxDir, { recursive: true });

@@ -10,6 +10,7 @@ import type { StageId } from './core/events.js';
 import type { BootLoaderId, BuilderId, ConversionPlan, ImageFacts, PlanStep, TreeFacts } from './core/plan.js';
 import { testHook } from './core/test-hook.js';
 import { DISK_STEPS, openDisk, type Disk } from './disk/stage.js';
+import { inodesFor, withSlack } from './disk/sizing.js';
 import { detectOs } from './guest/detect.js';
 import { passwordShadow } from './guest/configure.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
@@ -172,7 +173,8 @@ async function prepare(
       return `${n} file${n === 1 ? '' : 's'}`;
     }),
   );
-  const content = measureContent(flat.tree, configured.bootTree, (inodes) => disk.root.measure(flat.tree.root).minimumBytes(inodes));
+  // The writer's own measure, with the inodes the plan will give the file system.
+  const content = measureContent(flat.tree, configured.bootTree, (c) => disk.root.measure(flat.tree.root).minimumBytes(inodesFor(withSlack(c))));
   // Without the guest's build or kernel (img2vm plan), the source image was measured: the sizes are an estimate.
   p = p.withContent(o.lookupOnly && !made ? { ...content, estimated: true } : content);
   return { plan: p.plan, made, disk, flat, configured };

@@ -12,7 +12,7 @@ import type { Builder, BuildInput } from './builder.js';
 import { TEMPLATES_DIR } from '../core/paths.js';
 import { DockerClient } from '../source/docker-api.js';
 import { testHook } from '../core/test-hook.js';
-import { renderTemplate } from '../guest/template.js';
+import { renderTemplate } from './template.js';
 
 /** Bump when the way a build is done changes, so old cache entries are not reused. */
 const CACHE_VERSION = '1';

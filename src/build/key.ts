@@ -1,6 +1,6 @@
 // The cache key of a guest build: which builder (and its version), the base image, and every byte of the rendered template.
 import { createHash } from 'node:crypto';
-import type { RenderedRecipe } from '../guest/recipe.js';
+import type { RenderedRecipe } from './recipe.js';
 
 /**
  * sha256 hex over the builder and its version, the base image id, the rendered Dockerfile (which holds the

@@ -10,7 +10,7 @@ import { sha256 } from '../source/digest.js';
 import type { SourceImage } from '../source/image.js';
 import { openSource } from '../source/index.js';
 import { run, which } from '../tools/index.js';
-import { renderRecipe, type RenderedRecipe } from '../guest/recipe.js';
+import { renderRecipe, type RenderedRecipe } from './recipe.js';
 import type { Builder, BuildInput } from './builder.js';
 import { openStore } from '../store/index.js';
 import { BuildCache } from './build-cache.js';

@@ -17,7 +17,7 @@ import { existsInRoot, removeInRoot } from '../rootfs/inroot.js';
 import { sha256 } from '../source/digest.js';
 import type { ImageConfig, SourceImage } from '../source/image.js';
 import { run, which } from '../tools/index.js';
-import { renderRecipe, type RenderedRecipe, type Step } from '../guest/recipe.js';
+import { renderRecipe, type RenderedRecipe, type Step } from './recipe.js';
 import type { Builder, BuildInput } from './builder.js';
 import { BuildCache, type BuildRecord } from './build-cache.js';
 import { buildKey } from './key.js';

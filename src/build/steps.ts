@@ -2,7 +2,7 @@
 import { posix } from 'node:path';
 import { Img2vmError } from '../core/errors.js';
 import { mkdirInRoot, readInRoot, writeInRoot } from '../rootfs/inroot.js';
-import { parseRecipe, type RecipeFile, type Step } from '../guest/recipe.js';
+import { parseRecipe, type RecipeFile, type Step } from './recipe.js';
 
 export interface ResolvedUser {
   uid: number;

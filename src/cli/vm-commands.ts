@@ -2,11 +2,10 @@
 import { Command, Option } from 'commander';
 import { Img2vmError } from '../core/errors.js';
 import { Scope } from '../core/scope.js';
-import type { Machine } from '../vm/machine.js';
 import { parseLogin } from '../vm/login.js';
 import { parseCpus, parseMem, parsePublish, parseTimeout, type Firmware } from '../vm/qemu.js';
 import { runDisk, SignalInterrupt, type RunIo } from '../vm/run.js';
-import type { Img2vmEvent } from '../core/events.js';
+import type { Img2vmEvent, MachineSummary } from '../core/events.js';
 import { DEFAULT_TEST_TIMEOUT_MS, testDisk, VmTestError, type TestReport } from '../vm/test.js';
 import { CrlfToLf, plainLine } from '../vm/workload.js';
 import { stderr, stdout, stdoutJson } from './print.js';
@@ -73,7 +72,7 @@ function firmwareFlag(opts: { uefi?: boolean; bios?: boolean }): Firmware | unde
   return opts.uefi ? 'uefi' : opts.bios ? 'bios' : undefined;
 }
 
-function describe(m: Machine): string {
+function describe(m: MachineSummary): string {
   return `${m.disk} (${m.format}, ${m.firmware.toUpperCase()}: ${m.firmwareReason}; ${m.accel.toUpperCase()}: ${m.accelReason})`;
 }
 

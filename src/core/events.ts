@@ -1,12 +1,20 @@
 // Events that stages emit (progress included); only cli/ turns them into output.
-import type { Machine } from '../vm/machine.js';
-
 export type StageId = 'source' | 'guest' | 'rootfs' | 'disk' | 'boot' | 'output' | 'vm';
 
 /** What a progress count measures: bytes read or written, or entries (files, layers) handled. */
 export type ProgressUnit = 'bytes' | 'entries';
 
 export type VmMilestone = 'firmware' | 'kernel' | 'init' | 'login' | 'marker' | 'ready';
+
+/** The machine a VM command starts, as it is reported (vm/machine.ts's Machine has this shape and more). */
+export interface MachineSummary {
+  disk: string;
+  format: string;
+  firmware: string;
+  firmwareReason: string;
+  accel: string;
+  accelReason: string;
+}
 
 export type Img2vmEvent =
   | { type: 'stage-start'; stage: StageId; title: string }
@@ -15,7 +23,7 @@ export type Img2vmEvent =
   /** done of total (total unknown: undefined); emitted at most a few times a second per stage. */
   | { type: 'progress'; stage: StageId; done: number; total?: number; unit: ProgressUnit; what?: string }
   | { type: 'log'; level: 'info' | 'warn' | 'debug'; message: string; stage?: StageId }
-  | { type: 'vm-machine'; stage: 'vm'; machine: Machine }
+  | { type: 'vm-machine'; stage: 'vm'; machine: MachineSummary }
   | { type: 'vm-milestone'; stage: 'vm'; name: VmMilestone; seconds: number }
   | { type: 'vm-console'; stage: 'vm'; text: string }
   | { type: 'vm-phase'; stage: 'vm'; phase: 'login' | 'command' };
@@ -23,24 +31,6 @@ export type Img2vmEvent =
 export type EventSink = (event: Img2vmEvent) => void;
 
 export const nullSink: EventSink = () => {};
-
-/** Times a stage and reports its start and end to the sink. */
-export async function stage<T>(
-  sink: EventSink,
-  id: StageId,
-  title: string,
-  timings: Partial<Record<StageId, number>>,
-  fn: () => Promise<T>,
-  detail?: (r: T) => string | undefined,
-): Promise<T> {
-  sink({ type: 'stage-start', stage: id, title });
-  const t0 = performance.now();
-  const r = await fn();
-  const ms = Math.round(performance.now() - t0);
-  timings[id] = (timings[id] ?? 0) + ms;
-  sink({ type: 'stage-end', stage: id, ms, detail: detail?.(r) });
-  return r;
-}
 
 /**
  * A progress reporter for one stage: counts may be reported as often as convenient, events go out at most every

@@ -1,7 +1,17 @@
 // The conversion plan as plain data (what `img2vm plan --json` prints), and the facts about an image it is made from.
-import type { DiskLayout } from '../disk/layout.js';
-import type { OsRelease } from '../guest/detect.js';
+import type { DiskLayout } from './layout.js';
 import type { StageId } from './events.js';
+
+/** What /etc/os-release says of the image's distribution (parsed in guest/detect.ts). */
+export interface OsRelease {
+  id: string;
+  idLike: string[];
+  versionId?: string;
+  versionCodename?: string;
+  /** Ubuntu and its derivatives (Mint, Pop!_OS) name the Ubuntu release they are built on. */
+  ubuntuCodename?: string;
+  prettyName?: string;
+}
 
 export type GuestStrategyId = 'distro' | 'img2vm' | 'image';
 export type BootLoaderId = 'grub-bios' | 'grub-efi' | 'systemd-boot' | 'direct-kernel';

@@ -1,4 +1,5 @@
 // Finds the distribution of an image by reading /etc/os-release (or /usr/lib/os-release) out of its flattened layers.
+import type { OsRelease } from '../core/plan.js';
 import { Img2vmError } from '../core/errors.js';
 import { LayerFlattener } from '../rootfs/layers.js';
 import { MemoryStore } from '../rootfs/memory-store.js';
@@ -7,15 +8,7 @@ import { binPath } from '../rootfs/tree-path.js';
 import type { BinName } from '../rootfs/tree.js';
 import type { SourceImage } from '../source/image.js';
 
-export interface OsRelease {
-  id: string;
-  idLike: string[];
-  versionId?: string;
-  versionCodename?: string;
-  /** Ubuntu and its derivatives (Mint, Pop!_OS) name the Ubuntu release they are built on. */
-  ubuntuCodename?: string;
-  prettyName?: string;
-}
+export type { OsRelease } from '../core/plan.js';
 
 /** os-release is a list of shell-style assignments; values may be quoted and use \ escapes inside quotes. */
 export function parseOsRelease(text: string): OsRelease {

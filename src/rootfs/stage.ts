@@ -8,8 +8,6 @@ import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
 import type { ContentFacts, ConversionPlan, GuestFile, TreeFacts } from '../core/plan.js';
 import { testHook } from '../core/test-hook.js';
-import { inodesFor, withSlack } from '../disk/sizing.js';
-import type { SourceImage } from '../source/image.js';
 import { LayerFlattener, type Flattened } from './layers.js';
 import { detachBoot, exportFromTree, findKernelInTree, hasResolvedInTree, probeUserlandInTree, writeGuestFilesToTree } from './tree-guest.js';
 import { treeStats } from './tree-stats.js';
@@ -33,8 +31,14 @@ function counted(stream: NodeJS.ReadableStream, add: (n: number) => void): NodeJ
   return stream.pipe(t);
 }
 
+/** What flattening needs of an image (a source's SourceImage is one): its layers in order, and a fix-up of the result. */
+export interface LayeredImage {
+  layers: readonly { open(): Promise<NodeJS.ReadableStream>; size?: number }[];
+  afterFlatten?(tree: RootTree, o: { warnLost: boolean }): Promise<void>;
+}
+
 /** Flattens the image's layers into a tree whose file contents go to `store` as they stream. */
-export async function flattenImage(image: SourceImage, store: ContentStore, env: Env, o: { warnLost: boolean }): Promise<Flattened> {
+export async function flattenImage(image: LayeredImage, store: ContentStore, env: Env, o: { warnLost: boolean }): Promise<Flattened> {
   const sizes = image.layers.map((l) => l.size);
   const total = sizes.every((s) => s !== undefined) ? sizes.reduce((a, b) => a! + b!, 0) : undefined;
   const bar = progress(env.sink, 'rootfs', 'bytes', total, `${image.layers.length} layer${image.layers.length === 1 ? '' : 's'}`);
@@ -98,15 +102,15 @@ export async function configureTree(tree: RootTree, plan: ConversionPlan, edit: 
 
 /**
  * What the file systems must hold, measured on the final tree: blocks and entries (the root's, and /boot's when it
- * is separate), and the smallest root file system the writer can make of it with the inodes the plan will give it.
+ * is separate), and the smallest root file system the writer can make of it (which the caller's writer says).
  */
-export function measureContent(tree: RootTree, bootTree: DirNode | null, minimumBytes: (inodes: number) => number): ContentFacts {
+export function measureContent(tree: RootTree, bootTree: DirNode | null, minimumBytes: (content: ContentFacts) => number): ContentFacts {
   const s = treeStats(tree);
   const content: ContentFacts = { blocks4k: s.blocks4k, entries: s.files + s.dirs + s.symlinks + s.specials, bytes: s.bytes, files: s.files };
   if (bootTree) {
     const b = treeStats({ root: bootTree, nameCount: (n) => tree.nameCount(n), dataBlocks: (n) => tree.dataBlocks(n) } as RootTree);
     content.boot = { blocks4k: b.blocks4k, entries: b.files + b.dirs + b.symlinks + b.specials };
   }
-  content.minimumBytes = minimumBytes(inodesFor(withSlack(content)));
+  content.minimumBytes = minimumBytes(content);
   return content;
 }

@@ -9,7 +9,7 @@ import { Img2vmError } from '../../src/core/errors.js';
 import { MemoryStore } from '../../src/rootfs/memory-store.js';
 import { RootTree } from '../../src/rootfs/tree-edit.js';
 import { applyEnv, copyStep, copyTargets, recipeEnv, resolveUser } from '../../src/build/steps.js';
-import { parseRecipe, renderRecipe, type RecipeFile, type Step } from '../../src/guest/recipe.js';
+import { parseRecipe, renderRecipe, type RecipeFile, type Step } from '../../src/build/recipe.js';
 import { recipeFor } from '../../src/guest/distros.js';
 
 const PASSWD = 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nu:x:1000:1000::/home/u:/bin/sh\nbroken line\n';

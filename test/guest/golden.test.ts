@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseOsRelease } from '../../src/guest/detect.js';
 import { recipeFor } from '../../src/guest/distros.js';
 import { buildValues, type BuildFeatures } from '../../src/guest/guest-config.js';
-import { describeRecipe, renderRecipe } from '../../src/guest/recipe.js';
+import { describeRecipe, renderRecipe } from '../../src/build/recipe.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'recipes');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';

@@ -7,8 +7,8 @@ import { parseOsRelease } from '../../src/guest/detect.js';
 import { recipeFor } from '../../src/guest/distros.js';
 import { planBuild } from '../../src/build/docker.js';
 import { buildValues } from '../../src/guest/guest-config.js';
-import { renderRecipe } from '../../src/guest/recipe.js';
-import { renderTemplate } from '../../src/guest/template.js';
+import { renderRecipe } from '../../src/build/recipe.js';
+import { renderTemplate } from '../../src/build/template.js';
 import { shellcheck } from './shellcheck.js';
 
 const TEMPLATES = ['debian', 'fedora', 'alpine'];

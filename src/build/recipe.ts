@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import { TEMPLATES_DIR } from '../core/paths.js';
-import type { DistroRecipe } from './distros.js';
 import { renderTemplate } from './template.js';
 
 /**
@@ -246,7 +245,7 @@ async function readTree(root: string): Promise<RecipeFile[]> {
  * Renders a distribution's template with `values` (which must include `base`) and parses it. A template
  * error is a bug in img2vm, not something a user caused, so it is a plain Error.
  */
-export async function renderRecipe(recipe: Pick<DistroRecipe, 'template'>, values: Record<string, string>, templatesDir = TEMPLATES_DIR): Promise<RenderedRecipe> {
+export async function renderRecipe(recipe: { template: string }, values: Record<string, string>, templatesDir = TEMPLATES_DIR): Promise<RenderedRecipe> {
   const dir = join(templatesDir, recipe.template);
   const what = `templates/${recipe.template}/Dockerfile`;
   const dockerfile = renderTemplate(await readFile(join(dir, 'Dockerfile'), 'utf8'), values, what);

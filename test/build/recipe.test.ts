@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { needsNetwork, parseRecipe, RecipeSyntaxError, renderRecipe } from '../../src/guest/recipe.js';
+import { needsNetwork, parseRecipe, RecipeSyntaxError, renderRecipe } from '../../src/build/recipe.js';
 
 function syntaxError(text: string): RecipeSyntaxError {
   try {
