@@ -10,9 +10,20 @@ const ZERO = Buffer.alloc(BLOCK);
 /** The zero-padded last block of content already in memory; emit() copies it out at once. */
 const TAIL = Buffer.alloc(BLOCK);
 
+/** The extents of every ref without data blocks (empty files, holes only): one array, not one per file. */
+const NO_EXTENTS: readonly number[] = Object.freeze([]);
+
 /** Where a file's bytes are: extents as flat triples (logical block, physical block, length). */
 export class Ext4Ref implements ContentRef {
   released = false;
+  /**
+   * Set by a plan of the tree (plan.ts) on the first node it finds using this ref: the plan's mark,
+   * that node and its inode number. A tree of a million files is numbered through these fields
+   * instead of a map from node to number, which cost about 30 bytes a file more.
+   */
+  mark = 0;
+  ino = 0;
+  owner: object | undefined = undefined;
   constructor(
     readonly store: ContentStore,
     readonly size: number,
@@ -101,7 +112,7 @@ export class FileSink {
       this.emit(carry, 0);
       this.carryLen = 0;
     }
-    return new Ext4Ref(this.store, this.size, this.ext, this.blocks);
+    return new Ext4Ref(this.store, this.size, this.ext.length === 0 ? NO_EXTENTS : this.ext, this.blocks);
   }
 
   /** Gives back whatever blocks were taken (a failed or oversized stream). */
