@@ -2,7 +2,8 @@
 // Usage (after `npm run build`): node bench/entries.mjs [--entries N[,N...]] [--per-dir D] [--shape empty|mix] [--mode tree|ext4|both|cli] [--gzip] [--base DIST]
 //   --entries   how many empty regular files the one generated layer holds (default 100000,990000: just under MAX_ENTRIES with the directories)
 //   --per-dir   files per directory (default 1000), so a layer of N files has N/D directories too
-//   --shape     empty (default): N empty files, --per-dir to a directory; mix: N entries in all, in directories
+//   --shape     empty (default): N empty files, --per-dir to a directory; small: the same with 100 bytes in
+//               each file; mix: N entries in all, in directories
 //               of 1 to 200,000 entries, with subdirectories, 10% symlinks (a quarter of them too long for the
 //               inode), 10% hard links and 10% files of 100 bytes, the rest empty files
 //   --base      another build's dist/ directory (e.g. main's, built in a checkout with its node_modules): each
@@ -94,8 +95,8 @@ function layer(n, perDir, shape = 'empty') {
       off = 0;
       return full;
     };
-    if (shape === 'mix') {
-      for (const [name, size, type, mode, link] of mixEntries(n)) {
+    if (shape !== 'empty') {
+      for (const [name, size, type, mode, link] of shape === 'mix' ? mixEntries(n) : smallEntries(n, perDir)) {
         const full = room();
         if (full) yield full;
         header(b, off, name, size, type, mode, link);
@@ -126,6 +127,15 @@ function layer(n, perDir, shape = 'empty') {
     yield Buffer.alloc(1024);
   }
   return Readable.from(gen(), { objectMode: false });
+}
+
+/** n files of 100 bytes, perDir to a directory: each holds a data block and an extent, where an empty file holds none. */
+function* smallEntries(n, perDir) {
+  for (let i = 0; i < n; i++) {
+    const d = Math.floor(i / perDir);
+    if (i % perDir === 0) yield [`usr/share/pkg-${d}/`, 0, '5', 0o755];
+    yield [`usr/share/pkg-${d}/file-${i}.txt`, 100, '0', 0o644];
+  }
 }
 
 /**
@@ -318,7 +328,7 @@ async function main() {
   const dir = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), 'img2vm-bench-entries-'));
   try {
     const idle = run('idle', 0, perDir, false, dir).hwmKiB * 1024;
-    const what = shape === 'mix' ? 'the mix of entries' : `${perDir} empty files a directory`;
+    const what = shape === 'mix' ? 'the mix of entries' : `${perDir} ${shape === 'small' ? '100-byte' : 'empty'} files a directory`;
     console.log(`node ${process.version}, idle child RSS ${(idle / 2 ** 20).toFixed(0)} MiB, ${what}${gzip ? ', gzip -1' : ''}`);
     for (const n of ns) {
       if (which === 'cli') {

@@ -177,18 +177,20 @@ export class Ext4Writer implements ContentStore {
   }
 
   private stored(ref: Ext4Ref): Ext4Ref {
-    this.held += ref.blocks;
+    const n = ref.blocks;
+    this.held += n;
     // A ref without blocks (an empty file, holes only) has nothing to free.
-    if (ref.blocks > 0) this.live.push(ref);
+    if (n > 0) this.live.push(ref);
     return ref;
   }
 
   private freeRef(ref: Ext4Ref): void {
-    ref.released = true;
-    this.held -= ref.blocks;
+    ref.release();
+    const n = ref.blocks;
+    this.held -= n;
     const e = ref.extents;
     for (let i = 0; i < e.length; i += 3) this.alloc.free(e[i + 1]!, e[i + 2]!);
-    if (ref.blocks > 0 && ++this.liveReleased > 1024 && this.liveReleased * 2 > this.live.length) {
+    if (n > 0 && ++this.liveReleased > 1024 && this.liveReleased * 2 > this.live.length) {
       this.live = this.live.filter((r) => !r.released);
       this.liveReleased = 0;
     }
