@@ -5,7 +5,7 @@ import type { ContentRef, ContentStore, DirNode, FileNode } from '../../rootfs/t
 import type { BlockTarget } from '../target.js';
 import { Allocator } from './alloc.js';
 import { BatchWriter } from './batch.js';
-import { checkFileSize, Ext4Ref, FileSink, readRef } from './content.js';
+import { checkFileSize, Ext4Ref, FileSink, readRef, refKinds, type RefMaker } from './content.js';
 import { DirHasher } from './dirhash.js';
 import { finalize } from './finalize.js';
 import { BLOCK, DESCS_PER_BLOCK, GDT_SPAN, MAX_BLOCKS, trimBlocks } from './geometry.js';
@@ -104,6 +104,7 @@ export class Ext4Writer implements ContentStore {
    */
   private live: Ext4Ref[] = [];
   private liveReleased = 0;
+  private readonly makeRef: RefMaker = refKinds(this);
 
   constructor(o: Ext4WriterOptions) {
     if (!Number.isSafeInteger(o.offset) || o.offset < 0 || o.offset % BLOCK !== 0) {
@@ -153,7 +154,7 @@ export class Ext4Writer implements ContentStore {
     this.open();
     checkFileSize(size);
     this.storing = size;
-    const sink = new FileSink(this, this.alloc, this.batch, size);
+    const sink = new FileSink(this.makeRef, this.alloc, this.batch, size);
     try {
       for await (const c of chunks) sink.feed(c);
       return this.stored(sink.end());
@@ -167,7 +168,7 @@ export class Ext4Writer implements ContentStore {
     this.open();
     checkFileSize(data.length);
     this.storing = data.length;
-    const sink = new FileSink(this, this.alloc, this.batch, data.length);
+    const sink = new FileSink(this.makeRef, this.alloc, this.batch, data.length);
     try {
       return this.stored(sink.whole(data));
     } catch (e) {
@@ -297,7 +298,7 @@ export class Ext4Writer implements ContentStore {
 
   private async copyIn(node: FileNode): Promise<Ext4Ref> {
     const src = node.data;
-    const sink = new FileSink(this, this.alloc, this.batch, node.size);
+    const sink = new FileSink(this.makeRef, this.alloc, this.batch, node.size);
     this.batch.flush();
     const chunks = this.isOurs(src) ? readRef(src, this.target, this.base) : src.store.read(src);
     for await (const c of chunks) sink.feed(c);
