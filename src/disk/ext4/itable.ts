@@ -48,24 +48,29 @@ const MODE_TYPE: Record<Node['kind'], number> = {
 /** Offset of i_block in the on-disk inode. */
 const IBLOCK = 0x28;
 
-/** In the queue of the walk: lost+found's turn to have its entries numbered (its own inode, 11, came long before). */
-const LOST_FOUND_TURN = Symbol('lost+found');
-
 /**
- * The tree's nodes in inode order, found again by walking it breadth first as the plan did: a
- * directory's entries are numbered when its own inode is written, and queued until theirs are.
- * What is held is the queue of nodes numbered and not yet written, one slot each.
+ * The tree's nodes in inode order, found again by walking it breadth first as the plan did. A
+ * directory's entries are numbered when its own inode is written (its blocks list them), and handed
+ * out later, when their turn comes, by going through its names again: what is held is the queue of
+ * directories whose entries are still to come, not a slot for every node numbered and not written.
  */
 class InodeWalk {
-  private readonly queue = new Fifo<Node | number | symbol>();
-  private next = FIRST_INO + 1;
+  private readonly dirs = new Fifo<DirNode | number>();
+  /** The next number a listing gives, and the next number take() hands out. */
+  private numbered = FIRST_INO + 1;
+  private handed = FIRST_INO + 1;
+  /** The directory whose entries take() is going through, its inode, its names and where it is in them. */
+  private cur: DirNode | undefined;
+  private curIno = 0;
+  private names: string[] = [];
+  private at = 0;
   /** The node take() found, and for a directory its parent's inode. */
   node: Node | undefined;
   parent = 0;
 
   constructor(private readonly p: InodePass) {}
 
-  /** Numbers dir's entries as the plan did, queues those met for the first time, and lists them for the directory's blocks. */
+  /** Numbers dir's entries as the plan did and lists them for the directory's blocks; they are handed out after those of the directories listed before. */
   list(dir: DirNode, self: number): { list: DirListing; subdirs: number } {
     const { plan, ours } = this.p;
     const names = sortedNames(dir, plan);
@@ -77,46 +82,62 @@ class InodeWalk {
       types[i] = FILE_TYPE[child.kind];
       if (child.kind === 'dir') {
         subdirs++;
-        if (child === plan.lostFound) {
-          inos[i] = LOST_FOUND_INO;
-          this.queue.push(LOST_FOUND_TURN);
-        } else {
-          inos[i] = this.next++;
-          this.queue.push(child);
-          this.queue.push(self);
-        }
+        inos[i] = child === plan.lostFound ? LOST_FOUND_INO : this.numbered++;
         continue;
       }
       const ino = plannedIno(plan, child, ours);
-      if (ino === undefined || ino > this.next) throw new Error('the tree changed between the plan and the inode pass');
-      if (ino === this.next) {
-        this.next++;
-        this.queue.push(child);
-      }
+      if (ino === undefined || ino > this.numbered) throw changed();
+      if (ino === this.numbered) this.numbered++;
       inos[i] = ino;
     }
+    this.dirs.push(dir);
+    this.dirs.push(self);
     return { list: { names, inos, types }, subdirs };
   }
 
   /** The node with the next inode number. */
   take(): void {
+    const { plan, ours } = this.p;
     for (;;) {
-      if (this.queue.length === 0) throw new Error('the tree changed between the plan and the inode pass');
-      const v = this.queue.shift();
-      if (v === LOST_FOUND_TURN) {
-        this.list(this.p.plan.lostFound, LOST_FOUND_INO);
+      if (this.cur === undefined || this.at === this.names.length) {
+        if (this.dirs.length === 0) throw changed();
+        this.cur = this.dirs.shift() as DirNode;
+        this.curIno = this.dirs.shift() as number;
+        this.names = sortedNames(this.cur, plan);
+        this.at = 0;
         continue;
       }
-      this.node = v as Node;
-      this.parent = this.node.kind === 'dir' ? (this.queue.shift() as number) : 0;
-      return;
+      const child = childOf(this.cur, this.names[this.at++]!, plan);
+      if (child.kind === 'dir') {
+        // lost+found's inode (11) came long before: only its entries are numbered, at its turn.
+        if (child === plan.lostFound) {
+          this.list(child, LOST_FOUND_INO);
+          continue;
+        }
+        this.node = child;
+        this.parent = this.curIno;
+        this.handed++;
+        return;
+      }
+      const ino = plannedIno(plan, child, ours);
+      if (ino === undefined || ino > this.handed) throw changed();
+      if (ino === this.handed) {
+        this.node = child;
+        this.parent = 0;
+        this.handed++;
+        return;
+      }
     }
   }
 
-  /** The highest number handed out. */
+  /** The highest number numbered and handed out: both the plan's last when the walk is done. */
   get lastIno(): number {
-    return this.next - 1;
+    return this.numbered === this.handed ? this.handed - 1 : -1;
   }
+}
+
+function changed(): Error {
+  return new Error('the tree changed between the plan and the inode pass');
 }
 
 /** Writes an extent tree's blocks (when the extents do not fit the inode) and its root at off of buf; returns the tree blocks. */
@@ -244,6 +265,9 @@ function dirLinks(subdirs: number): number {
   return l > LINK_MAX ? 1 : l;
 }
 
+/** Inodes encoded before they are written out: a piece of a group's table (8 MiB whole), enough to write in one call. */
+const PIECE_INODES = 512;
+
 /** Writes all inode tables (used part only) and returns the directories per group. */
 export function writeInodeTables(p: InodePass): number[] {
   const { inodesPerGroup: ipg, groups } = p.geo;
@@ -253,48 +277,53 @@ export function writeInodeTables(p: InodePass): number[] {
   const walk = new InodeWalk(p);
   const epoch = { sec: p.epoch, nsec: 0 };
   const f: InodeFields = { mode: 0, uid: 0, gid: 0, size: 0, atime: epoch, ctime: epoch, mtime: epoch, crtime: epoch, links: 0, sectors: 0, flags: 0, fileAcl: 0 };
-  // One table buffer for every group: the batch writer copies or writes it out before it is filled again.
-  const table = Buffer.alloc(Math.ceil(Math.min(ipg, last) / (BLOCK / INODE_SIZE)) * BLOCK);
+  const perBlock = BLOCK / INODE_SIZE;
+  // One buffer for every piece of every table: the target has it written out before it is filled again.
+  const piece = Buffer.alloc(PIECE_INODES * INODE_SIZE);
   for (let g = 0; g < groups && g * ipg < last; g++) {
     const count = Math.min(ipg, last - g * ipg);
-    const buf = table.subarray(0, Math.ceil(count / (BLOCK / INODE_SIZE)) * BLOCK);
-    buf.fill(0);
-    for (let i = 0; i < count; i++) {
-      const ino = g * ipg + i + 1;
-      const off = i * INODE_SIZE;
-      if (ino < FIRST_INO && ino !== ROOT_INO) {
-        encodeInode(buf, off, reservedInode(p, ino) ?? emptyInode(), ino, p.fsSeed);
-        continue;
-      }
-      let node: Node;
-      let links: number;
-      let list: DirListing | undefined;
-      let parent = ROOT_INO;
-      if (ino === ROOT_INO || ino === LOST_FOUND_INO) {
-        node = ino === ROOT_INO ? plan.root : plan.lostFound;
-        // lost+found's entries were numbered by the plan: the walk reaches them only later.
-        const l = ino === ROOT_INO ? walk.list(plan.root, ROOT_INO) : { list: plan.lostFoundList, subdirs: countDirs(plan.lostFoundList) };
-        list = l.list;
-        links = dirLinks(l.subdirs);
-      } else {
-        walk.take();
-        node = walk.node!;
-        parent = walk.parent;
-        if (node.kind === 'dir') {
-          const l = walk.list(node, ino);
+    for (let from = 0; from < count; from += PIECE_INODES) {
+      const n = Math.min(PIECE_INODES, count - from);
+      const buf = piece.subarray(0, Math.ceil(n / perBlock) * BLOCK);
+      buf.fill(0);
+      for (let i = 0; i < n; i++) {
+        const ino = g * ipg + from + i + 1;
+        const off = i * INODE_SIZE;
+        if (ino < FIRST_INO && ino !== ROOT_INO) {
+          encodeInode(buf, off, reservedInode(p, ino) ?? emptyInode(), ino, p.fsSeed);
+          continue;
+        }
+        let node: Node;
+        let links: number;
+        let list: DirListing | undefined;
+        let parent = ROOT_INO;
+        if (ino === ROOT_INO || ino === LOST_FOUND_INO) {
+          node = ino === ROOT_INO ? plan.root : plan.lostFound;
+          // lost+found's entries were numbered by the plan: the walk reaches them only later.
+          const l = ino === ROOT_INO ? walk.list(plan.root, ROOT_INO) : { list: plan.lostFoundList, subdirs: countDirs(plan.lostFoundList) };
           list = l.list;
           links = dirLinks(l.subdirs);
         } else {
-          links = plan.links.get(ino) ?? 1;
+          walk.take();
+          node = walk.node!;
+          parent = walk.parent;
+          if (node.kind === 'dir') {
+            const l = walk.list(node, ino);
+            list = l.list;
+            links = dirLinks(l.subdirs);
+          } else {
+            links = plan.links.get(ino) ?? 1;
+          }
         }
+        if (node.kind === 'dir') usedDirs[g]!++;
+        nodeInode(p, f, buf, off, ino, node, links, list, parent);
+        encodeInode(buf, off, f, ino, p.fsSeed);
       }
-      if (node.kind === 'dir') usedDirs[g]!++;
-      nodeInode(p, f, buf, off, ino, node, links, list, parent);
-      encodeInode(buf, off, f, ino, p.fsSeed);
+      // Pieces are whole blocks (512 inodes are 32 of them), so they tile the table as one buffer would.
+      p.batch.blocksAt(p.fixed.inodeTables[g]! + from / perBlock, buf);
     }
-    p.batch.blocksAt(p.fixed.inodeTables[g]!, buf);
   }
-  if (walk.lastIno !== last) throw new Error('the tree changed between the plan and the inode pass');
+  if (walk.lastIno !== last) throw changed();
   return usedDirs;
 }
 

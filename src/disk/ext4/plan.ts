@@ -113,10 +113,21 @@ export function lostFoundNode(epoch: number): DirNode {
 
 /** The names of a directory in byte order (a binary string holds one byte per char), lost+found added to a root without one. */
 export function sortedNames(dir: DirNode, plan: Pick<TreePlan, 'root' | 'madeLostFound'>): string[] {
-  const names = [...dir.entries.keys()];
-  if (dir === plan.root && plan.madeLostFound) names.push(LOST_FOUND);
+  const extra = dir === plan.root && plan.madeLostFound;
+  const names = new Array<string>(dir.entries.size + (extra ? 1 : 0));
+  let i = 0;
+  let sorted = true;
+  for (const name of dir.entries.keys()) {
+    if (i > 0 && name < names[i - 1]!) sorted = false;
+    names[i++] = name;
+  }
+  if (extra) {
+    if (i > 0 && LOST_FOUND < names[i - 1]!) sorted = false;
+    names[i] = LOST_FOUND;
+  }
+  // Layers list a directory's names in order more often than not; then there is nothing to sort.
   // The default sort compares UTF-16 code units: byte order for binary strings, and no comparator call per pair.
-  return names.sort();
+  return sorted ? names : names.sort();
 }
 
 /** The node a name of dir stands for (lost+found made up for a root without one). */
