@@ -265,8 +265,8 @@ function dirLinks(subdirs: number): number {
   return l > LINK_MAX ? 1 : l;
 }
 
-/** Inodes encoded before they are written out: a piece of a group's table (8 MiB whole), enough to write in one call. */
-const PIECE_INODES = 512;
+/** Inodes encoded before they are written out: 1 MiB of a group's table (8 MiB whole), few write calls either way. */
+const PIECE_INODES = 4096;
 
 /** Writes all inode tables (used part only) and returns the directories per group. */
 export function writeInodeTables(p: InodePass): number[] {
@@ -319,7 +319,7 @@ export function writeInodeTables(p: InodePass): number[] {
         nodeInode(p, f, buf, off, ino, node, links, list, parent);
         encodeInode(buf, off, f, ino, p.fsSeed);
       }
-      // Pieces are whole blocks (512 inodes are 32 of them), so they tile the table as one buffer would.
+      // Pieces are whole blocks (4096 inodes are 256 of them), so they tile the table as one buffer would.
       p.batch.blocksAt(p.fixed.inodeTables[g]! + from / perBlock, buf);
     }
   }
