@@ -10,20 +10,102 @@ const ZERO = Buffer.alloc(BLOCK);
 /** The zero-padded last block of content already in memory; emit() copies it out at once. */
 const TAIL = Buffer.alloc(BLOCK);
 
-/** Where a file's bytes are: extents as flat triples (logical block, physical block, length). */
-export class Ext4Ref implements ContentRef {
-  released = false;
-  constructor(
-    readonly store: ContentStore,
-    readonly size: number,
-    readonly extents: readonly number[],
-    /** Physical blocks the extents cover. */
-    readonly blocks: number,
-  ) {}
+/** The extents of every ref without data blocks (empty files, holes only): one array, not one per file. */
+const NO_EXTENTS: readonly number[] = Object.freeze([]);
+
+/**
+ * Where a file's bytes are: extents as flat triples (logical block, physical block, length). A tree
+ * holds one per file, so it is kept small: an empty file's has no fields of its own but the plan's,
+ * a file in one run of blocks from its start (nearly every file) keeps just the run's first block,
+ * others an array of exactly their extents, and the store is on the prototype (refKinds).
+ */
+export abstract class Ext4Ref implements ContentRef {
+  declare readonly store: ContentStore;
+  /**
+   * Set by a plan of the tree (plan.ts) on the first node it finds using this ref: the plan's mark,
+   * that node and its inode number. A tree of a million files is numbered through these fields
+   * instead of a map from node to number, which cost about 30 bytes a file more. -1: released.
+   */
+  mark = 0;
+  ino = 0;
+  owner: object | undefined = undefined;
+  abstract readonly size: number;
+  abstract readonly extents: readonly number[];
+  abstract readonly extentCount: number;
+  /** Physical blocks the extents cover. */
+  abstract readonly blocks: number;
+
+  get released(): boolean {
+    return this.mark < 0;
+  }
+
+  release(): void {
+    this.mark = -1;
+  }
+}
+
+/** The ref of an empty file. */
+class EmptyRef extends Ext4Ref {
+  get size(): number {
+    return 0;
+  }
+
+  get extents(): readonly number[] {
+    return NO_EXTENTS;
+  }
 
   get extentCount(): number {
-    return this.extents.length / 3;
+    return 0;
   }
+
+  get blocks(): number {
+    return 0;
+  }
+}
+
+class DataRef extends Ext4Ref {
+  /** The first physical block of the one extent [0, size in blocks), or the extents. */
+  private readonly ext: number | readonly number[];
+
+  constructor(
+    readonly size: number,
+    extents: readonly number[],
+  ) {
+    super();
+    if (extents.length === 0) this.ext = NO_EXTENTS;
+    else if (extents.length === 3 && extents[0] === 0 && extents[2] === Math.ceil(size / BLOCK)) this.ext = extents[1]!;
+    // A copy of exactly its length: the list it was built in grew by push and has spare slots.
+    else this.ext = extents.slice();
+  }
+
+  get extents(): readonly number[] {
+    const e = this.ext;
+    return typeof e === 'number' ? [0, e, Math.ceil(this.size / BLOCK)] : e;
+  }
+
+  get extentCount(): number {
+    const e = this.ext;
+    return typeof e === 'number' ? 1 : e.length / 3;
+  }
+
+  get blocks(): number {
+    const e = this.ext;
+    if (typeof e === 'number') return Math.ceil(this.size / BLOCK);
+    let n = 0;
+    for (let i = 2; i < e.length; i += 3) n += e[i]!;
+    return n;
+  }
+}
+
+/** Makes the refs of one store: classes of their own whose prototype holds the store (8 bytes a file less than a field). */
+export type RefMaker = (size: number, extents: readonly number[]) => Ext4Ref;
+
+export function refKinds(store: ContentStore): RefMaker {
+  class Empty extends EmptyRef {}
+  class Data extends DataRef {}
+  Object.defineProperty(Empty.prototype, 'store', { value: store });
+  Object.defineProperty(Data.prototype, 'store', { value: store });
+  return (size, extents) => (size === 0 ? new Empty() : new Data(size, extents));
 }
 
 export function checkFileSize(size: number): void {
@@ -39,11 +121,10 @@ export class FileSink {
   private carryLen = 0;
   private total = 0;
   private logical = 0;
-  private blocks = 0;
   private readonly ext: number[] = [];
 
   constructor(
-    private readonly store: ContentStore,
+    private readonly make: RefMaker,
     private readonly alloc: Allocator,
     private readonly batch: BatchWriter,
     private readonly size: number,
@@ -101,7 +182,7 @@ export class FileSink {
       this.emit(carry, 0);
       this.carryLen = 0;
     }
-    return new Ext4Ref(this.store, this.size, this.ext, this.blocks);
+    return this.make(this.size, this.ext);
   }
 
   /** Gives back whatever blocks were taken (a failed or oversized stream). */
@@ -115,7 +196,6 @@ export class FileSink {
     if (buf.compare(ZERO, 0, BLOCK, off, off + BLOCK) === 0) return;
     const p = this.alloc.alloc();
     this.batch.block(p, buf, off);
-    this.blocks++;
     const e = this.ext;
     const n = e.length;
     if (n > 0 && e[n - 3]! + e[n - 1]! === l && e[n - 2]! + e[n - 1]! === p && e[n - 1]! < MAX_EXTENT_LEN) e[n - 1]!++;

@@ -7,36 +7,37 @@ function rotl(x: number, s: number): number {
 const K2 = 0x5a827999;
 const K3 = 0x6ed9eba1;
 
+const F = (p: number, q: number, r: number): number => (r ^ (p & (q ^ r))) >>> 0;
+const G = (p: number, q: number, r: number): number => ((p & q) + ((p ^ q) & r)) >>> 0;
+const H = (p: number, q: number, r: number): number => (p ^ q ^ r) >>> 0;
+const R1 = [3, 7, 11, 19];
+const O2 = [1, 3, 5, 7, 0, 2, 4, 6];
+const R2 = [3, 5, 9, 13];
+const O3 = [3, 7, 2, 6, 1, 5, 0, 4];
+const R3 = [3, 9, 11, 15];
+
 function transform(buf: Uint32Array, x: Uint32Array): void {
   let a = buf[0]!;
   let b = buf[1]!;
   let c = buf[2]!;
   let d = buf[3]!;
-  const F = (p: number, q: number, r: number): number => (r ^ (p & (q ^ r))) >>> 0;
-  const G = (p: number, q: number, r: number): number => ((p & q) + ((p ^ q) & r)) >>> 0;
-  const H = (p: number, q: number, r: number): number => (p ^ q ^ r) >>> 0;
-  const r1 = [3, 7, 11, 19];
   for (let i = 0; i < 8; i += 4) {
-    a = rotl((a + F(b, c, d) + x[i]!) >>> 0, r1[0]!);
-    d = rotl((d + F(a, b, c) + x[i + 1]!) >>> 0, r1[1]!);
-    c = rotl((c + F(d, a, b) + x[i + 2]!) >>> 0, r1[2]!);
-    b = rotl((b + F(c, d, a) + x[i + 3]!) >>> 0, r1[3]!);
+    a = rotl((a + F(b, c, d) + x[i]!) >>> 0, R1[0]!);
+    d = rotl((d + F(a, b, c) + x[i + 1]!) >>> 0, R1[1]!);
+    c = rotl((c + F(d, a, b) + x[i + 2]!) >>> 0, R1[2]!);
+    b = rotl((b + F(c, d, a) + x[i + 3]!) >>> 0, R1[3]!);
   }
-  const o2 = [1, 3, 5, 7, 0, 2, 4, 6];
-  const r2 = [3, 5, 9, 13];
   for (let i = 0; i < 8; i += 4) {
-    a = rotl((a + G(b, c, d) + x[o2[i]!]! + K2) >>> 0, r2[0]!);
-    d = rotl((d + G(a, b, c) + x[o2[i + 1]!]! + K2) >>> 0, r2[1]!);
-    c = rotl((c + G(d, a, b) + x[o2[i + 2]!]! + K2) >>> 0, r2[2]!);
-    b = rotl((b + G(c, d, a) + x[o2[i + 3]!]! + K2) >>> 0, r2[3]!);
+    a = rotl((a + G(b, c, d) + x[O2[i]!]! + K2) >>> 0, R2[0]!);
+    d = rotl((d + G(a, b, c) + x[O2[i + 1]!]! + K2) >>> 0, R2[1]!);
+    c = rotl((c + G(d, a, b) + x[O2[i + 2]!]! + K2) >>> 0, R2[2]!);
+    b = rotl((b + G(c, d, a) + x[O2[i + 3]!]! + K2) >>> 0, R2[3]!);
   }
-  const o3 = [3, 7, 2, 6, 1, 5, 0, 4];
-  const r3 = [3, 9, 11, 15];
   for (let i = 0; i < 8; i += 4) {
-    a = rotl((a + H(b, c, d) + x[o3[i]!]! + K3) >>> 0, r3[0]!);
-    d = rotl((d + H(a, b, c) + x[o3[i + 1]!]! + K3) >>> 0, r3[1]!);
-    c = rotl((c + H(d, a, b) + x[o3[i + 2]!]! + K3) >>> 0, r3[2]!);
-    b = rotl((b + H(c, d, a) + x[o3[i + 3]!]! + K3) >>> 0, r3[3]!);
+    a = rotl((a + H(b, c, d) + x[O3[i]!]! + K3) >>> 0, R3[0]!);
+    d = rotl((d + H(a, b, c) + x[O3[i + 1]!]! + K3) >>> 0, R3[1]!);
+    c = rotl((c + H(d, a, b) + x[O3[i + 2]!]! + K3) >>> 0, R3[2]!);
+    b = rotl((b + H(c, d, a) + x[O3[i + 3]!]! + K3) >>> 0, R3[3]!);
   }
   buf[0] = buf[0]! + a;
   buf[1] = buf[1]! + b;
@@ -79,15 +80,18 @@ export class DirHasher {
 
   /** The major hash of a name (bytes, or a latin1 binary string), low bit clear, as the kernel computes it for lookups. */
   hash(input: Uint8Array | string): number {
+    // A name of up to 255 bytes (all of them in a directory) is hashed in place, without a buffer of its own.
     let name: Uint8Array;
+    let len: number;
     if (typeof input === 'string') {
       const n = input.length <= 255 ? this.scratch.write(input, 0, 'latin1') : 0;
-      name = n === input.length ? this.scratch.subarray(0, n) : Buffer.from(input, 'latin1');
+      name = n === input.length ? this.scratch : Buffer.from(input, 'latin1');
+      len = input.length;
     } else {
       name = input;
+      len = input.length;
     }
     this.buf.set(this.seed);
-    let len = name.length;
     let p = 0;
     while (len > 0) {
       str2hashbuf(name, p, len, this.x, 8, this.signed);

@@ -47,6 +47,18 @@ export interface ExtentTree {
 }
 
 /**
+ * Writes the in-inode root of up to 4 extents at off of buf (an i_block of zeros), the case of
+ * nearly every file, without a buffer of its own; false when the extents need tree blocks.
+ */
+export function extentRootInPlace(ext: readonly number[], buf: Buffer, off: number): boolean {
+  const n = ext.length / 3;
+  if (n > ROOT_MAX) return false;
+  header(buf, off, n, ROOT_MAX, 0);
+  for (let i = 0; i < n; i++) leafEntry(buf, off + 12 + 12 * i, ext[3 * i]!, ext[3 * i + 1]!, ext[3 * i + 2]!);
+  return true;
+}
+
+/**
  * Builds the tree for extents given as flat (logical, physical, length) triples, sorted by logical
  * block. Tree blocks come from alloc in creation order (leaves first), checksummed with the
  * inode's seed.
@@ -54,11 +66,7 @@ export interface ExtentTree {
 export function buildExtentTree(ext: readonly number[], alloc: () => number, seed: number): ExtentTree {
   const root = Buffer.alloc(60);
   const n = ext.length / 3;
-  if (n <= ROOT_MAX) {
-    header(root, 0, n, ROOT_MAX, 0);
-    for (let i = 0; i < n; i++) leafEntry(root, 12 + 12 * i, ext[3 * i]!, ext[3 * i + 1]!, ext[3 * i + 2]!);
-    return { root, blocks: [] };
-  }
+  if (extentRootInPlace(ext, root, 0)) return { root, blocks: [] };
   const blocks: Array<{ block: number; data: Buffer }> = [];
   // Each level is a list of (first logical block, block number) of its nodes.
   let level: Array<[number, number]> = [];

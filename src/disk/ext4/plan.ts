@@ -1,8 +1,8 @@
 // Numbers the tree's inodes (breadth first, names in byte order, after lost+found), checks every node, and counts what it needs.
 import { Img2vmError } from '../../core/errors.js';
-import type { BinName, DirNode, FileNode, Node, NodeMeta } from '../../rootfs/tree.js';
+import type { DirNode, FileNode, Node, NodeMeta } from '../../rootfs/tree.js';
 import { Ext4Ref } from './content.js';
-import { dirBlocks } from './dir.js';
+import { dirBlocks, FILE_TYPE, type DirListing } from './dir.js';
 import type { DirHasher } from './dirhash.js';
 import { treeBlocksFor } from './extents.js';
 import { BLOCK, FIRST_INO, LOST_FOUND_INO, ROOT_INO } from './geometry.js';
@@ -18,17 +18,27 @@ export const MAX_SYMLINK = BLOCK - 1;
 export const FAST_SYMLINK_MAX = 59;
 
 export interface TreePlan {
-  /** Node by inode number (reserved numbers other than 2 and 11 are empty). */
-  nodes: Array<Node | undefined>;
+  /** This plan's mark: each ref of this writer the tree uses carries it, with its first node and inode number (Ext4Ref). */
+  mark: number;
+  root: DirNode;
+  lostFound: DirNode;
+  /** lost+found is not in the tree: the root lists it as if it were. */
+  madeLostFound: boolean;
+  /**
+   * Inode numbers of the nodes not numbered through a ref: symlinks, devices, fifos, sockets, files
+   * whose content is another store's, and a second node using a ref. Directories need none: each
+   * has one name, so the inode pass numbers them as it meets them.
+   */
   inoOf: Map<Node, number>;
-  /** Parent inode of each directory. */
-  parent: Uint32Array;
-  /** Link count: names of a non-directory; 2 + subdirectories of a directory (1 past LINK_MAX). */
-  links: Uint32Array;
+  /** Link counts of non-directories with more than one name, by inode number (every other has 1). */
+  links: Map<number, number>;
+  /**
+   * lost+found's entries, numbered: its inode (11) comes before the breadth-first walk reaches its
+   * entries, so the inode pass cannot number them in time.
+   */
+  lostFoundList: DirListing;
   /** The highest inode number used. */
   lastIno: number;
-  /** Root entries including lost+found (synthesised when the tree has none). */
-  rootEntries: Map<BinName, Node>;
   /** Files whose bytes must be copied in: another store's, or one of ours already used by another node. */
   copies: FileNode[];
   /** Blocks the copies take at most, with their extent trees. */
@@ -37,10 +47,11 @@ export interface TreePlan {
   metadataBlocks: number;
   /** Blocks held by file data written through this writer that the tree uses. */
   dataBlocks: number;
-  /** The refs of this writer the tree uses (each once; a second use is a copy). */
-  usedRefs: Set<Ext4Ref>;
   dirs: number;
 }
+
+/** Plans made so far: each gets its own mark, so a ref marked by an earlier plan reads as unused. */
+let plans = 0;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -58,9 +69,9 @@ function isBinary(s: string): boolean {
   return true;
 }
 
-function checkName(name: string, dirPath: string): void {
+function checkName(name: string, dirPath: () => string): void {
   if (name.length === 0 || name.length > 255 || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || !isBinary(name)) {
-    throw new Img2vmError('badImage', `directory ${displayPath(dirPath)} has an entry whose name ext4 cannot store (${JSON.stringify(displayPath(name))}, ${name.length} bytes)`, 'names are 1 to 255 bytes without "/" or NUL');
+    throw new Img2vmError('badImage', `directory ${displayPath(dirPath())} has an entry whose name ext4 cannot store (${JSON.stringify(displayPath(name))}, ${name.length} bytes)`, 'names are 1 to 255 bytes without "/" or NUL');
   }
 }
 
@@ -100,112 +111,141 @@ export function lostFoundNode(epoch: number): DirNode {
   return { kind: 'dir', meta, entries: new Map() };
 }
 
-/** Entries of a directory in byte order of their names. */
-export function sortedEntries(entries: Map<BinName, Node>): Array<[BinName, Node]> {
-  return [...entries].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+/** The names of a directory in byte order (a binary string holds one byte per char), lost+found added to a root without one. */
+export function sortedNames(dir: DirNode, plan: Pick<TreePlan, 'root' | 'madeLostFound'>): string[] {
+  const extra = dir === plan.root && plan.madeLostFound;
+  const names = new Array<string>(dir.entries.size + (extra ? 1 : 0));
+  let i = 0;
+  let sorted = true;
+  for (const name of dir.entries.keys()) {
+    if (i > 0 && name < names[i - 1]!) sorted = false;
+    names[i++] = name;
+  }
+  if (extra) {
+    if (i > 0 && LOST_FOUND < names[i - 1]!) sorted = false;
+    names[i] = LOST_FOUND;
+  }
+  // Layers list a directory's names in order more often than not; then there is nothing to sort.
+  // The default sort compares UTF-16 code units: byte order for binary strings, and no comparator call per pair.
+  return sorted ? names : names.sort();
 }
 
+/** The node a name of dir stands for (lost+found made up for a root without one). */
+export function childOf(dir: DirNode, name: string, plan: Pick<TreePlan, 'root' | 'madeLostFound' | 'lostFound'>): Node {
+  return dir === plan.root && plan.madeLostFound && name === LOST_FOUND ? plan.lostFound : dir.entries.get(name)!;
+}
+
+/** The inode number a plan gave a non-directory node, or undefined when it has not met it (yet). */
+export function plannedIno(plan: Pick<TreePlan, 'mark' | 'inoOf'>, node: Node, ours: (r: unknown) => r is Ext4Ref): number | undefined {
+  if (node.kind === 'file') {
+    const r = node.data;
+    if (ours(r) && r.mark === plan.mark && r.owner === node) return r.ino;
+  }
+  return plan.inoOf.get(node);
+}
+
+/**
+ * Numbers the tree's inodes breadth first (names in byte order), checks every node, and counts the
+ * blocks it needs. It keeps no list of nodes: the inode pass walks the tree again in the same order
+ * (itable.ts), and what it cannot find again by walking is here, small for real trees.
+ */
 export function planTree(root: DirNode, epoch: number, hasher: DirHasher, ours: (r: unknown) => r is Ext4Ref): TreePlan {
   if (root.kind !== 'dir') throw new Img2vmError('badImage', 'the root of the tree is not a directory', 'the image content is damaged');
   const lf = root.entries.get(LOST_FOUND);
   if (lf && lf.kind !== 'dir') {
     throw new Img2vmError('badImage', '/lost+found in the image is not a directory', 'ext4 needs /lost+found as a directory; remove the entry from the image');
   }
-  const lostFound = lf ?? lostFoundNode(epoch);
-  const rootEntries = lf ? root.entries : new Map([...root.entries, [LOST_FOUND, lostFound]]);
-  const nodes: Array<Node | undefined> = [];
-  const inoOf = new Map<Node, number>();
-  const linkList: number[] = [];
-  const parentList: number[] = [];
-  nodes[ROOT_INO] = root;
-  inoOf.set(root, ROOT_INO);
-  nodes[LOST_FOUND_INO] = lostFound;
-  inoOf.set(lostFound, LOST_FOUND_INO);
-  parentList[ROOT_INO] = ROOT_INO;
+  const mark = ++plans;
+  const plan: TreePlan = {
+    mark, root, lostFound: lf ?? lostFoundNode(epoch), madeLostFound: !lf, inoOf: new Map(), links: new Map(),
+    lostFoundList: { names: [], inos: [], types: [] }, lastIno: 0, copies: [], copyBlocks: 0,
+    metadataBlocks: 1, // the resize inode's double-indirect block
+    dataBlocks: 0, dirs: 0,
+  };
+  const { lostFound, inoOf, links, copies } = plan;
   let next = FIRST_INO + 1;
-  const used = new Set<Ext4Ref>();
-  const copies: FileNode[] = [];
-  let copyBlocks = 0;
-  let metadataBlocks = 1; // the resize inode's double-indirect block
-  let dataBlocks = 0;
-  let dirs = 0;
 
-  const account = (node: Node, path: () => string): void => {
+  /** What a node needs besides its inode; a file of ours is marked as this plan's, with its number. */
+  const account = (node: Node, ino: number, path: () => string): void => {
     checkNode(node, path, ours);
-    if (node.meta.xattrs.size > 0 && layoutXattrs(node.meta.xattrs, path).block.length > 0) metadataBlocks++;
-    if (node.kind === 'symlink' && node.target.length > FAST_SYMLINK_MAX) metadataBlocks++;
+    if (node.meta.xattrs.size > 0 && layoutXattrs(node.meta.xattrs, path).block.length > 0) plan.metadataBlocks++;
+    if (node.kind === 'symlink' && node.target.length > FAST_SYMLINK_MAX) plan.metadataBlocks++;
+    if (node.kind === 'dir') return;
     if (node.kind === 'file') {
       const r = node.data;
-      if (ours(r) && !used.has(r)) {
-        used.add(r);
-        dataBlocks += r.blocks;
-        metadataBlocks += treeBlocksFor(r.extentCount);
-      } else {
-        copies.push(node);
-        const n = Math.ceil(node.size / BLOCK);
-        copyBlocks += n + treeBlocksFor(n);
+      if (ours(r) && r.mark !== mark) {
+        r.mark = mark;
+        r.owner = node;
+        r.ino = ino;
+        plan.dataBlocks += r.blocks;
+        plan.metadataBlocks += treeBlocksFor(r.extentCount);
+        return;
       }
+      copies.push(node);
+      const n = Math.ceil(node.size / BLOCK);
+      plan.copyBlocks += n + treeBlocksFor(n);
     }
+    inoOf.set(node, ino);
   };
 
-  const queue: Array<[DirNode, string]> = [[root, '/']];
-  const placed = new Set<Node>([root]);
-  account(root, () => '/');
+  // The directories in the order they are reached; a message names one by its parent's place here and its name.
+  const queue: DirNode[] = [root];
+  const upOf: number[] = [-1];
+  const nameOf: string[] = [''];
+  const pathOf = (qi: number): string => {
+    const parts: string[] = [];
+    for (let i = qi; i > 0; i = upOf[i]!) parts.push(nameOf[i]!);
+    return `/${parts.reverse().join('/')}`;
+  };
+  const placed = new Set<DirNode>([root]);
+  account(root, ROOT_INO, () => '/');
   for (let qi = 0; qi < queue.length; qi++) {
-    const [dir, dirPath] = queue[qi]!;
-    const dirIno = inoOf.get(dir)!;
-    const entries = sortedEntries(dir === root ? rootEntries : dir.entries);
-    const nameLens: number[] = [];
-    let subdirs = 0;
-    for (const [name, child] of entries) {
+    const dir = queue[qi]!;
+    const names = sortedNames(dir, plan);
+    const dirPath = (): string => pathOf(qi);
+    const childPath = (name: string) => (): string => displayPath(`${qi === 0 ? '' : pathOf(qi)}/${name}`);
+    const isLostFound = dir === lostFound;
+    const lfInos = isLostFound ? new Uint32Array(names.length) : undefined;
+    const lfTypes = isLostFound ? new Uint8Array(names.length) : undefined;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
       checkName(name, dirPath);
-      nameLens.push(name.length);
-      const childBin = `${dirPath === '/' ? '' : dirPath}/${name}`;
-      const childPath = (): string => displayPath(childBin);
+      const child = childOf(dir, name, plan);
+      let ino: number;
       if (child.kind === 'dir') {
-        subdirs++;
         if (placed.has(child)) {
-          throw new Img2vmError('badImage', `directory ${childPath()} appears under more than one name (a hard-linked directory)`, 'the image content is damaged or hostile');
+          throw new Img2vmError('badImage', `directory ${childPath(name)()} appears under more than one name (a hard-linked directory)`, 'the image content is damaged or hostile');
         }
         placed.add(child);
-        let ino = inoOf.get(child);
-        if (ino === undefined) {
-          ino = next++;
-          inoOf.set(child, ino);
-          nodes[ino] = child;
-        }
-        account(child, childPath);
-        parentList[ino] = dirIno;
-        queue.push([child, childBin]);
-        continue;
-      }
-      const ino = inoOf.get(child);
-      if (ino === undefined) {
-        const n = next++;
-        inoOf.set(child, n);
-        nodes[n] = child;
-        linkList[n] = 1;
-        account(child, childPath);
+        ino = child === lostFound ? LOST_FOUND_INO : next++;
+        account(child, ino, childPath(name));
+        queue.push(child);
+        upOf.push(qi);
+        nameOf.push(name);
       } else {
-        linkList[ino] = linkList[ino]! + 1;
-        if (linkList[ino]! > LINK_MAX) {
-          throw new Img2vmError('badImage', `${childPath()} has more than ${LINK_MAX} hard links, more than ext4 allows`, 'the image content is damaged or hostile');
+        const known = plannedIno(plan, child, ours);
+        if (known === undefined) {
+          ino = next++;
+          account(child, ino, childPath(name));
+        } else {
+          ino = known;
+          const l = (links.get(ino) ?? 1) + 1;
+          if (l > LINK_MAX) {
+            throw new Img2vmError('badImage', `${childPath(name)()} has more than ${LINK_MAX} hard links, more than ext4 allows`, 'the image content is damaged or hostile');
+          }
+          links.set(ino, l);
         }
+      }
+      if (lfInos) {
+        lfInos[i] = ino;
+        lfTypes![i] = FILE_TYPE[child.kind];
       }
     }
-    dirs++;
-    const lost = dir === lostFound;
-    const blocks = dirBlocks(nameLens, () => new Uint32Array(entries.map(([n]) => hasher.hash(n))), lost ? LOST_FOUND_BLOCKS : 1);
-    metadataBlocks += blocks + treeBlocksFor(blocks);
-    const l = 2 + subdirs;
-    linkList[dirIno] = l > LINK_MAX ? 1 : l;
+    if (lfInos) plan.lostFoundList = { names, inos: lfInos, types: lfTypes! };
+    plan.dirs++;
+    const blocks = dirBlocks(names, hasher, isLostFound ? LOST_FOUND_BLOCKS : 1);
+    plan.metadataBlocks += blocks + treeBlocksFor(blocks);
   }
-  const lastIno = next - 1;
-  const links = new Uint32Array(lastIno + 1);
-  const parent = new Uint32Array(lastIno + 1);
-  for (let i = 0; i <= lastIno; i++) {
-    links[i] = linkList[i] ?? 0;
-    parent[i] = parentList[i] ?? 0;
-  }
-  return { nodes, inoOf, parent, links, lastIno, rootEntries, copies, copyBlocks, metadataBlocks, dataBlocks, usedRefs: used, dirs };
+  plan.lastIno = next - 1;
+  return plan;
 }

@@ -5,7 +5,7 @@ import type { ContentRef, ContentStore, DirNode, FileNode } from '../../rootfs/t
 import type { BlockTarget } from '../target.js';
 import { Allocator } from './alloc.js';
 import { BatchWriter } from './batch.js';
-import { checkFileSize, Ext4Ref, FileSink, readRef } from './content.js';
+import { checkFileSize, Ext4Ref, FileSink, readRef, refKinds, type RefMaker } from './content.js';
 import { DirHasher } from './dirhash.js';
 import { finalize } from './finalize.js';
 import { BLOCK, DESCS_PER_BLOCK, GDT_SPAN, MAX_BLOCKS, trimBlocks } from './geometry.js';
@@ -98,8 +98,13 @@ export class Ext4Writer implements ContentStore {
   /** Declared size of the file being stored and blocks held by stored files, for the message when contents do not fit. */
   private storing = 0;
   private held = 0;
-  /** Refs stored and not released: those the tree does not use are freed at finish. */
-  private readonly live = new Set<Ext4Ref>();
+  /**
+   * Refs stored with data blocks, in the order stored: those the tree does not use are freed at
+   * finish. Released ones leave lazily (a list costs 8 bytes a file, a set about 30).
+   */
+  private live: Ext4Ref[] = [];
+  private liveReleased = 0;
+  private readonly makeRef: RefMaker = refKinds(this);
 
   constructor(o: Ext4WriterOptions) {
     if (!Number.isSafeInteger(o.offset) || o.offset < 0 || o.offset % BLOCK !== 0) {
@@ -149,7 +154,7 @@ export class Ext4Writer implements ContentStore {
     this.open();
     checkFileSize(size);
     this.storing = size;
-    const sink = new FileSink(this, this.alloc, this.batch, size);
+    const sink = new FileSink(this.makeRef, this.alloc, this.batch, size);
     try {
       for await (const c of chunks) sink.feed(c);
       return this.stored(sink.end());
@@ -163,7 +168,7 @@ export class Ext4Writer implements ContentStore {
     this.open();
     checkFileSize(data.length);
     this.storing = data.length;
-    const sink = new FileSink(this, this.alloc, this.batch, data.length);
+    const sink = new FileSink(this.makeRef, this.alloc, this.batch, data.length);
     try {
       return this.stored(sink.whole(data));
     } catch (e) {
@@ -173,17 +178,23 @@ export class Ext4Writer implements ContentStore {
   }
 
   private stored(ref: Ext4Ref): Ext4Ref {
-    this.held += ref.blocks;
-    this.live.add(ref);
+    const n = ref.blocks;
+    this.held += n;
+    // A ref without blocks (an empty file, holes only) has nothing to free.
+    if (n > 0) this.live.push(ref);
     return ref;
   }
 
   private freeRef(ref: Ext4Ref): void {
-    ref.released = true;
-    this.held -= ref.blocks;
-    this.live.delete(ref);
+    ref.release();
+    const n = ref.blocks;
+    this.held -= n;
     const e = ref.extents;
     for (let i = 0; i < e.length; i += 3) this.alloc.free(e[i + 1]!, e[i + 2]!);
+    if (n > 0 && ++this.liveReleased > 1024 && this.liveReleased * 2 > this.live.length) {
+      this.live = this.live.filter((r) => !r.released);
+      this.liveReleased = 0;
+    }
   }
 
   release(ref: ContentRef): void {
@@ -247,7 +258,10 @@ export class Ext4Writer implements ContentStore {
     const jb = chooseJournal(d, geo, jWanted);
     if (jb === undefined) throw new Img2vmError('sizeTooSmall', `the root file system (${formatSize(o.sizeBytes)}) is too small for the image content: it needs ${need()}`, 'give a larger --size, or leave --size out to fit the content');
 
-    for (const ref of [...this.live]) if (!plan.usedRefs.has(ref)) this.freeRef(ref);
+    // Content stored for no node of the tree (overwritten files the flattener did not release) is freed.
+    const live = this.live;
+    this.live = [];
+    for (const ref of live) if (!ref.released && ref.mark !== plan.mark) this.freeRef(ref);
     this.finished = true;
     const dataEnd = this.alloc.cursor;
     this.alloc.limit = blocks;
@@ -261,7 +275,7 @@ export class Ext4Writer implements ContentStore {
     o.signal?.throwIfAborted();
     const reservedGdtBlocks = GDT_SPAN - Math.ceil(geo.groups / DESCS_PER_BLOCK);
     const pass = {
-      plan, geo, fixed, alloc: this.alloc, batch: this.batch, fsSeed: this.fsSeed, hasher: this.hasher, epoch: this.epoch,
+      plan, geo, fixed, alloc: this.alloc, batch: this.batch, fsSeed: this.fsSeed, hasher: this.hasher, epoch: this.epoch, ours: this.isOurs,
       refOf: (n: FileNode): Ext4Ref => copied.get(n) ?? (n.data as Ext4Ref),
       reservedGdtBlocks, resizeDind,
     };
@@ -284,7 +298,7 @@ export class Ext4Writer implements ContentStore {
 
   private async copyIn(node: FileNode): Promise<Ext4Ref> {
     const src = node.data;
-    const sink = new FileSink(this, this.alloc, this.batch, node.size);
+    const sink = new FileSink(this.makeRef, this.alloc, this.batch, node.size);
     this.batch.flush();
     const chunks = this.isOurs(src) ? readRef(src, this.target, this.base) : src.store.read(src);
     for await (const c of chunks) sink.feed(c);
