@@ -159,6 +159,22 @@ export class FileSink {
     }
   }
 
+  /** n bytes of hole (putSparse): whole blocks stay unmapped without being looked at; a block the hole only partly covers is fed zeros. */
+  skip(n: number): void {
+    if (this.total + n > this.size) {
+      throw new Img2vmError('badImage', `a file's content is longer than its declared ${this.size} bytes`, 'the image content is damaged or hostile');
+    }
+    if (this.carryLen > 0) {
+      const k = Math.min(n, BLOCK - this.carryLen);
+      this.feed(ZERO.subarray(0, k));
+      n -= k;
+    }
+    const whole = Math.floor(n / BLOCK);
+    this.logical += whole;
+    this.total += whole * BLOCK;
+    if (n > whole * BLOCK) this.feed(ZERO.subarray(0, n - whole * BLOCK));
+  }
+
   /** The whole content at once (putBuffer): no carry buffer, the tail goes out zero-padded. */
   whole(data: Uint8Array): Ext4Ref {
     const n = data.length - (data.length % BLOCK);

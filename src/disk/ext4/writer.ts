@@ -150,13 +150,22 @@ export class Ext4Writer implements ContentStore {
     return run;
   }
 
-  private async putNow(chunks: AsyncIterable<Uint8Array>, size: number): Promise<Ext4Ref> {
+  putSparse(parts: AsyncIterable<Uint8Array | number>, size: number): Promise<ContentRef> {
+    const run = this.tail.then(() => this.putNow(parts, size));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async putNow(chunks: AsyncIterable<Uint8Array | number>, size: number): Promise<Ext4Ref> {
     this.open();
     checkFileSize(size);
     this.storing = size;
     const sink = new FileSink(this.makeRef, this.alloc, this.batch, size);
     try {
-      for await (const c of chunks) sink.feed(c);
+      for await (const c of chunks) {
+        if (typeof c === 'number') sink.skip(c);
+        else sink.feed(c);
+      }
       return this.stored(sink.end());
     } catch (e) {
       sink.abort();
