@@ -6,7 +6,7 @@ import { isCodecError, openLayer, type OpenedLayer } from './decompress.js';
 import { aclAsText, checkDevice, entryKind, headerMeta, MetaCache, validXattrs, withAccessAcl } from './layer-meta.js';
 import { ByteSource, holesAsZeros, TarFormatError, TarReader, type SparsePart, type TarHeader } from './tar.js';
 import { RootTree, type Found } from './tree-edit.js';
-import { MAX_ENTRIES, MAX_NAME_BYTES, NAME_MAX, overLimit, WHITEOUT_PREFIX } from './limits.js';
+import { maxEntries, MAX_NAME_BYTES, NAME_MAX, overLimit, WHITEOUT_PREFIX } from './limits.js';
 import { resolveComponents, showPath, splitPath } from './tree-path.js';
 import { treeStats, type TreeStats } from './tree-stats.js';
 import type { BinName, ContentStore, DirNode, FileNode, Node, Timestamp } from './tree.js';
@@ -28,6 +28,8 @@ export interface FlattenProgress {
 
 export interface LayerFlattenerOptions {
   store: ContentStore;
+  /** Default MAX_ENTRIES (src/rootfs/limits.ts), which IMG2VM_MAX_ENTRIES sets. */
+  maxEntries?: number;
   /** mtime of directories made because a path needed them (and of the root until a layer sets it). */
   epoch: Timestamp;
   signal?: AbortSignal;
@@ -74,6 +76,8 @@ export class LayerFlattener {
   private readonly store: ContentStore;
   private readonly signal: AbortSignal | undefined;
   private readonly warn: (msg: string) => void;
+  /** MAX_ENTRIES as this run has it (IMG2VM_MAX_ENTRIES, read once, when the flattener is made). */
+  private readonly maxEntries: number;
   /** Entries (directory, name) the current layer wrote, and their ancestors: a whiteout hides lower layers only. */
   private marks = new Map<DirNode, Set<BinName>>();
   /** Metadata shared between entries that have the same. */
@@ -88,6 +92,7 @@ export class LayerFlattener {
   private failed = false;
 
   constructor(private readonly opts: LayerFlattenerOptions) {
+    this.maxEntries = opts.maxEntries ?? maxEntries();
     this.store = opts.store;
     this.tree = new RootTree({ store: opts.store, epoch: opts.epoch });
     this.signal = opts.signal;
@@ -186,8 +191,13 @@ export class LayerFlattener {
   /** The tree may not outgrow the caps on what it holds in memory (limits.ts). */
   private checkLimits(h: TarHeader): void {
     const t = this.tree;
-    if (t.entries > MAX_ENTRIES) {
-      throw overLimit('MAX_ENTRIES', MAX_ENTRIES, `the image has more than ${MAX_ENTRIES} files, directories and links (at "${showPath(h.path)}" in layer ${this.layerNo})`);
+    if (t.entries > this.maxEntries) {
+      throw overLimit(
+        'MAX_ENTRIES',
+        this.maxEntries,
+        `the image has more than ${this.maxEntries} files, directories and links (at "${showPath(h.path)}" in layer ${this.layerNo})`,
+        `the cap bounds img2vm's memory (about 300 MB at the default 500,000); for a bigger image set IMG2VM_MAX_ENTRIES to the entries it has (about 400 bytes of memory each), or make the image smaller (fewer files)`,
+      );
     }
     if (t.nameBytes > MAX_NAME_BYTES) {
       throw overLimit('MAX_NAME_BYTES', MAX_NAME_BYTES, `the image's names and symlink targets take more than ${MAX_NAME_BYTES} bytes (at "${showPath(h.path)}" in layer ${this.layerNo})`);

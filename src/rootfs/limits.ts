@@ -18,12 +18,24 @@ export const WHITEOUT_PREFIX = '.wh.';
 
 /**
  * Names in the flattened tree (files, directories, symlinks, devices; each name of a hard link),
- * counted as they come and go. An empty file costs about 150 bytes of tree and, with the ext4
- * writer's pass over the tree, about 750 bytes of peak memory (bench/entries.mjs: 990,000 empty
- * files converted in 751 MiB), and ext4 needs 4 KiB of file system per inode at least (32768
- * inodes per 128 MiB group).
+ * counted as they come and go. The tree costs about 155 bytes an entry and a whole conversion peaks
+ * near 290 MiB at 500,000 entries (bench/entries.mjs --mode cli: 500,000 entries in directories of
+ * every size, with links: 284-288 MiB; 990,000 empty files: 354 MiB; a million mixed: 410 MiB), so
+ * this default keeps a conversion within the 300 MB the benchmark holds. IMG2VM_MAX_ENTRIES raises it
+ * for a bigger image on a machine with the memory (about 400 bytes an entry above the default).
  */
-export const MAX_ENTRIES = 1_000_000;
+export function maxEntries(): number {
+  return maxEntriesFrom(process.env.IMG2VM_MAX_ENTRIES);
+}
+
+/** The entry cap an IMG2VM_MAX_ENTRIES value asks for (unset or empty: 500,000); anything but a positive count is refused. */
+export function maxEntriesFrom(v: string | undefined): number {
+  if (v === undefined || v === '') return 500_000;
+  if (!/^[1-9][0-9]{0,9}$/.test(v)) {
+    throw new Img2vmError('usage', `IMG2VM_MAX_ENTRIES="${v.slice(0, 40)}" is not a count of entries`, 'give a whole number, e.g. IMG2VM_MAX_ENTRIES=2000000, or unset it for 500,000');
+  }
+  return Number(v);
+}
 
 /**
  * Bytes of all names and symlink targets in the tree. A million entries with 20-byte names hold

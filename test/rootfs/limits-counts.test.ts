@@ -6,7 +6,7 @@ import { flattenLayers, paths } from './layers-helpers.js';
 
 vi.mock('../../src/rootfs/limits.js', async (importOriginal) => ({
   ...(await importOriginal<typeof import('../../src/rootfs/limits.js')>()),
-  MAX_ENTRIES: 100,
+  maxEntries: () => 100,
   MAX_NAME_BYTES: 20_000,
   MAX_TOTAL_XATTR_BYTES: 50_000,
 }));

@@ -219,3 +219,13 @@ describe('the tree counts its names and their bytes exactly', () => {
     expect({ names: adopted.entries, bytes: adopted.nameBytes }).toEqual(walk(tree.root));
   });
 });
+
+describe('the entry cap', () => {
+  it('is 500,000 by default, which IMG2VM_MAX_ENTRIES raises; anything but a count is a usage error', async () => {
+    const { maxEntriesFrom } = await import('../../src/rootfs/limits.js');
+    expect(maxEntriesFrom(undefined)).toBe(500_000);
+    expect(maxEntriesFrom('')).toBe(500_000);
+    expect(maxEntriesFrom('2000000')).toBe(2_000_000);
+    for (const bad of ['0', '-1', '1e6', 'lots', '99999999999']) expect(() => maxEntriesFrom(bad)).toThrow(/IMG2VM_MAX_ENTRIES=".*" is not a count of entries/);
+  });
+});
