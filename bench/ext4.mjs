@@ -30,7 +30,7 @@ function place(scen, i) {
 async function child(mode, scen, src, out) {
   const { Ext4Writer } = await import('../dist/disk/ext4/index.js');
   const { RawFileTarget } = await import('../dist/disk/target.js');
-  const { inodesFor } = await import('../dist/disk/ext4.js');
+  const { inodesFor } = await import('../dist/disk/sizing.js');
   const t0 = performance.now();
   const target = new RawFileTarget(out);
   const w = new Ext4Writer({ target, offset: 0, uuid: '01234567-89ab-4def-8123-456789abcdef', label: 'root', hashSeed: '11111111-2222-4333-8444-555555555555', epoch: 1_700_000_000 });
@@ -122,7 +122,8 @@ function timed(argv, env, limitS) {
 }
 
 async function main() {
-  const { MKE2FS_CONF, mke2fsArgs, inodesFor, journalMiBFor } = await import('../dist/disk/ext4.js');
+  const { inodesFor, journalMiBFor } = await import('../dist/disk/sizing.js');
+  const { MKE2FS_CONF, mke2fsArgs } = await import('./mke2fs.mjs');
   const work = process.argv[2] ?? mkdtempSync(join(tmpdir(), 'img2vm-bench-ext4-'));
   const conf = join(work, 'mke2fs.conf');
   writeFileSync(conf, MKE2FS_CONF);

@@ -51,10 +51,6 @@ export function podmanSaveArgv(tag: string, file: string): string[] {
   return ['save', '--uncompressed', '--format', 'oci-archive', '--output', file, tag];
 }
 
-export function podmanRemoveArgv(ref: string): string[] {
-  return ['image', 'rm', ref];
-}
-
 interface Planned {
   rendered: RenderedRecipe;
   key: string;

@@ -1,5 +1,5 @@
 // img2vm's own writes to stdout and stderr: each goes through printable() (or printableJson()), so text from outside reaches the terminal only as text.
-import type { EventSink, Img2vmEvent } from '../core/events.js';
+import type { Img2vmEvent } from '../core/events.js';
 import { printable, printableJson } from '../core/printable.js';
 
 /** Writes text to stdout, unsafe characters escaped (newlines kept). */
@@ -27,7 +27,3 @@ export function printableEvent(e: Img2vmEvent): Img2vmEvent {
   return out as Img2vmEvent;
 }
 
-/** A sink that passes on every event with its texts escaped. */
-export function printableSink(sink: EventSink): EventSink {
-  return (e) => sink(printableEvent(e));
-}

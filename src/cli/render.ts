@@ -4,8 +4,6 @@ import type { EventSink, Img2vmEvent, StageId } from '../core/events.js';
 import { printableEvent, stderr } from './print.js';
 import { formatProgress, RateMeter } from './progress.js';
 
-export type RenderMode = 'tty' | 'plain' | 'json' | 'quiet';
-
 export interface Renderer {
   sink: EventSink;
   /** Resolves when the renderer has drawn its last frame. */

@@ -1,4 +1,5 @@
 // Builds the GUID partition table: primary header and entries after the protective MBR, backup copies at the disk's end.
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import type { DiskLayout } from './layout.js';
 
 export const GPT_ENTRY_COUNT = 128;
@@ -112,19 +113,7 @@ export function decodeGuid(bytes: Buffer): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-// Our own CRC-32 (IEEE, as zlib): zlib.crc32 only arrived in Node 20.15, and package.json promises >=20.5.
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
+/** CRC-32 (IEEE) as GPT's headers and entry arrays carry it. */
 export function crc32(data: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  return zlibCrc32(data);
 }

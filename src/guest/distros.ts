@@ -22,10 +22,6 @@ const SUPPORTED =
 const OTHER_WAYS =
   '--init img2vm boots any image with img2vm\'s own kernel and init; --init image (--raw) boots an image that brings its own kernel and init';
 
-export function supportedDistros(): string {
-  return SUPPORTED;
-}
-
 function unsupported(message: string): Img2vmError {
   return new Img2vmError('unsupportedDistro', `${message}; img2vm installs a kernel and init into: ${SUPPORTED}`, OTHER_WAYS);
 }
@@ -163,7 +159,6 @@ function derivative(os: OsRelease, name: string, warnings: string[]): DistroInfo
   }
   throw unsupported(`distribution "${name}" is not supported`);
 }
-
 
 /** Whether img2vm has a template for this distribution (for --init auto's choice). */
 export function hasTemplate(os: OsRelease): boolean {

@@ -167,11 +167,6 @@ export async function exportFromTree(tree: RootTree, path: string, dest: string)
   await pipeline(Readable.from(n.data.store.read(n.data)), createWriteStream(dest, { mode: 0o644 }));
 }
 
-/** Writes a regular file of known content with an owner (accounts: a user's authorized_keys). */
-export function writeOwnedFile(tree: RootTree, path: string, content: string, mode: number, uid: number, gid: number): void {
-  tree.writeFile(p(path), content, { mode, uid, gid });
-}
-
 /** Takes /boot out of the tree for a file system of its own, leaving an empty mount point with its metadata. */
 export function detachBoot(tree: RootTree): DirNode {
   const r = tree.resolve(p('/boot'), { followLast: true });

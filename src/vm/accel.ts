@@ -83,7 +83,3 @@ async function probeKvm(): Promise<AccelChoice> {
   }
 }
 
-/** For tests: forget the cached probe result. */
-export function resetAccelCache(): void {
-  cached = undefined;
-}

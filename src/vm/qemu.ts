@@ -9,8 +9,6 @@ export type Boot = Firmware | 'direct';
 export type Accel = 'kvm' | 'tcg';
 /** Disk formats qemu-img reports for the files img2vm writes (vhd is "vpc" to QEMU). */
 export type DiskFormat = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vpc' | 'vdi';
-export const DISK_FORMATS: readonly DiskFormat[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vpc', 'vdi'];
-
 export interface Publish {
   host: number;
   guest: number;

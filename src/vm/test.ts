@@ -1,5 +1,5 @@
 // `img2vm test`: boots a disk headless under QEMU and decides from the serial console whether it came up.
-import type { EventSink, Img2vmEvent } from '../core/events.js';
+import type { EventSink } from '../core/events.js';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -42,9 +42,6 @@ export interface VmContext {
   scope: Scope;
   signal?: AbortSignal;
 }
-
-/** What `img2vm test` reports as it goes: the machine, boot milestones, console text and login phases. */
-export type VmEvent = Extract<Img2vmEvent, { stage: 'vm' }>;
 
 /** Seconds since QEMU started. */
 export interface Timings {

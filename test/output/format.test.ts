@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveFormat } from '../../src/output/index.js';
 import { qemuImgConvertArgs } from '../../src/output/qemu-img.js';
-import { mke2fsArgs, minimumFsSize, defaultFsSize, MKE2FS_CONF } from '../../src/disk/ext4.js';
+import { minimumFsSize, defaultFsSize } from '../../src/disk/sizing.js';
 
 describe('output format', () => {
   it('comes from the extension or --format', () => {
@@ -21,16 +21,7 @@ describe('output format', () => {
   });
 });
 
-describe('ext4', () => {
-  it('builds the exact mke2fs argv', () => {
-    expect(
-      mke2fsArgs({ image: '/w/d.raw', offset: 1048576, size: 1024 * 1048576, uuid: 'U', label: 'root', inodes: 65536, journalMiB: 32, source: '/w/rootfs', hashSeed: 'H' }),
-    ).toEqual(['-q', '-F', '-t', 'ext4', '-b', '4096', '-N', '65536', '-J', 'size=32', '-m', '1', '-U', 'U', '-L', 'root',
-      '-E', 'offset=1048576,root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0,hash_seed=H', '-d', '/w/rootfs', '/w/d.raw', '1048576k']);
-  });
-  it('leaves out features GRUB 2.06 cannot read', () => {
-    expect(MKE2FS_CONF).not.toMatch(/orphan_file|metadata_csum_seed|large_dir/);
-  });
+describe('ext4 sizes', () => {
   it('sizes: default has headroom above the minimum', () => {
     const s = { blocks4k: 100_000, entries: 20_000 };
     expect(minimumFsSize(s)).toBeGreaterThan(100_000 * 4096);

@@ -13,7 +13,7 @@ import { QEMU_FORMATS, qemuImgConvertArgs } from '../../src/output/qemu-img.js';
 import { run } from '../../src/tools/index.js';
 import { writeContainerDiskArchive } from '../../src/output/containerdisk.js';
 import type { OutputFormat } from '../../src/output/format.js';
-import { crc32c } from '../../src/output/patch/crc32c.js';
+import { crc32cOf as crc32c } from '../../src/core/crc32c.js';
 import { vhdChecksum, vhdTimestamp } from '../../src/output/patch/vhd.js';
 import { vhdxChecksum } from '../../src/output/patch/vhdx.js';
 import { Qcow2Target } from '../../src/disk/qcow2/target.js';

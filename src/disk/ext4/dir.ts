@@ -1,7 +1,7 @@
 // Directory blocks: one linear block when the entries fit, else an htree (dx root, dx nodes, hash-ordered leaves), all checksummed.
 import { Img2vmError } from '../../core/errors.js';
 import type { Node } from '../../rootfs/tree.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../core/crc32c.js';
 import type { DirHasher } from './dirhash.js';
 import { BLOCK } from './geometry.js';
 

@@ -1,5 +1,5 @@
 // Extent trees: up to 4 extents in the inode, else leaf and index blocks (each with its checksum tail) under an in-inode root.
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../core/crc32c.js';
 import { BLOCK } from './geometry.js';
 
 const MAGIC = 0xf30a;

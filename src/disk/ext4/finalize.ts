@@ -1,7 +1,7 @@
 // The last writes of finish: bitmaps, descriptors, the resize inode's blocks, the journal superblock and every superblock copy.
 import type { Allocator } from './alloc.js';
 import type { BatchWriter } from './batch.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../core/crc32c.js';
 import { BACKUP_REGION, BLOCK, BLOCKS_PER_GROUP, DESCS_PER_BLOCK, backupGroups, isBackupGroup } from './geometry.js';
 import { journalSuperblock } from './journal.js';
 import type { FixedPlacement, Geometry } from './layout.js';

@@ -1,6 +1,6 @@
 // The 256-byte on-disk inode: fields, nanosecond timestamps with epoch bits, and its checksum.
 import type { Timestamp } from '../../rootfs/tree.js';
-import { crc32c, crc32cU32 } from './crc32c.js';
+import { crc32c, crc32cU32 } from '../../core/crc32c.js';
 import { EXTRA_ISIZE, INODE_SIZE } from './geometry.js';
 
 export const S_IFIFO = 0o010000;

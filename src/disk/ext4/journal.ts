@@ -1,5 +1,5 @@
 // The jbd2 journal: its size rule and its v2 superblock (big-endian, 64-bit block tags, checksum v3), the rest of the journal zeros.
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../core/crc32c.js';
 import { BLOCK } from './geometry.js';
 
 const MiB = 1024 * 1024;

@@ -1,5 +1,5 @@
 // The superblock and the group descriptor table, with the feature set GRUB 2.06 and Linux 6.1 both read.
-import { crc32c, crc32cU32 } from './crc32c.js';
+import { crc32c, crc32cU32 } from '../../core/crc32c.js';
 import { BLOCK, BLOCKS_PER_GROUP, DESC_SIZE, FIRST_INO, INODE_SIZE, EXTRA_ISIZE, JOURNAL_INO } from './geometry.js';
 
 const COMPAT_HAS_JOURNAL = 0x4;

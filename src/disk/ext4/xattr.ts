@@ -1,6 +1,6 @@
 // Extended attributes: name-index prefixes, POSIX ACLs in ext4's on-disk form, packed into the inode first and then one block.
 import { Img2vmError } from '../../core/errors.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../core/crc32c.js';
 import { BLOCK, INODE_SIZE } from './geometry.js';
 import { XATTR_IBODY_OFFSET } from './inode.js';
 

@@ -1,6 +1,6 @@
 // VHDX: header sequence numbers and write GUIDs, the disk's page-83 id, and the stale log qemu-img leaves; header checksums redone.
 import type { Random } from '../../core/random.js';
-import { crc32c } from './crc32c.js';
+import { crc32cOf as crc32c } from '../../core/crc32c.js';
 import { guidLayout, guidLE, u32 } from './ids.js';
 import { readAt, unexpected, writeAt, type PatchFile } from './file.js';
 

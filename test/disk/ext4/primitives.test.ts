@@ -1,6 +1,6 @@
 // The ext4 writer's building blocks against published values and e2fsprogs: crc32c, the directory hash, timestamps, geometry.
 import { afterAll, describe, expect, it } from 'vitest';
-import { crc32c } from '../../../src/disk/ext4/crc32c.js';
+import { crc32c } from '../../../src/core/crc32c.js';
 import { DirHasher } from '../../../src/disk/ext4/dirhash.js';
 import { advance, backupGroups, BACKUP_REGION, isBackupGroup, placeRun, skipReserved, trimBlocks } from '../../../src/disk/ext4/geometry.js';
 import { encodeInode, encodeTime, MAX_TIME, MIN_TIME } from '../../../src/disk/ext4/inode.js';

@@ -1,4 +1,5 @@
-// CRC32C (Castagnoli), the checksum of every ext4 metadata_csum structure and of the jbd2 superblock; slicing-by-8 tables.
+// CRC-32C (Castagnoli), the one implementation: every ext4 metadata_csum structure, the jbd2 superblock, VHDX
+// headers and logs; slicing-by-8 tables. (Plain CRC-32, for GPT, is Node's zlib.crc32.)
 
 const POLY = 0x82f63b78;
 const T = new Uint32Array(8 * 256);
@@ -46,4 +47,9 @@ const U32 = Buffer.alloc(4);
 export function crc32cU32(crc: number, v: number): number {
   U32.writeUInt32LE(v >>> 0, 0);
   return crc32c(crc, U32);
+}
+
+/** The standard CRC-32C of a buffer (initial ~0, final inversion), as VHDX and iSCSI define it. */
+export function crc32cOf(buf: Uint8Array): number {
+  return (crc32c(0xffffffff, buf) ^ 0xffffffff) >>> 0;
 }
