@@ -1,5 +1,4 @@
 // The guest recipe as steps any builder can run: a rendered template Dockerfile parsed into typed RUN/COPY steps.
-import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import { TEMPLATES_DIR } from '../core/paths.js';
@@ -261,21 +260,3 @@ export async function renderRecipe(recipe: { template: string }, values: Record<
   return { dockerfile, steps: parsed.steps, files, base: parsed.base };
 }
 
-/** A stable text form of a rendered recipe: what the golden files hold. */
-export function describeRecipe(r: RenderedRecipe): string {
-  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-  const steps = r.steps.map((s) =>
-    s.kind === 'copy'
-      ? `${s.line} COPY ${s.src} -> ${s.dest}`
-      : `${s.line} RUN user=${s.user} workdir=${s.workdir} network=${s.network ? 'yes' : 'no'} env=${Object.entries(s.env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',')}`,
-  );
-  return [
-    '== Dockerfile',
-    r.dockerfile.trimEnd(),
-    '== files',
-    ...r.files.map((f) => `${f.mode.toString(8).padStart(4, '0')} ${sha(f.content)} ${f.path}`),
-    '== steps',
-    ...steps,
-    '',
-  ].join('\n');
-}

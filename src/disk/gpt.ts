@@ -103,15 +103,6 @@ export function encodeGuid(guid: string): Buffer {
   return b;
 }
 
-export function decodeGuid(bytes: Buffer): string {
-  if (bytes.length !== 16) throw new Error(`a GUID is 16 bytes, got ${bytes.length}`);
-  const b = Buffer.from(bytes);
-  b.subarray(0, 4).reverse();
-  b.subarray(4, 6).reverse();
-  b.subarray(6, 8).reverse();
-  const h = b.toString('hex').toUpperCase();
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
 
 /** CRC-32 (IEEE) as GPT's headers and entry arrays carry it. */
 export function crc32(data: Uint8Array): number {

@@ -1,20 +1,12 @@
-// Writes a planned partition table (MBR or GPT) into an existing raw image with positional writes: no loop device, no tools.
-import { fstat, write } from 'node:fs';
-import { promisify } from 'node:util';
+// A planned partition table (MBR or GPT) as the byte ranges the disk stage writes: no loop device, no tools.
 import { gptSectors } from './gpt.js';
 import type { DiskLayout } from './layout.js';
-import { BOOT_CODE_SIZE, mbrPartitionSector, protectiveMbr } from './mbr.js';
+import { mbrPartitionSector, protectiveMbr } from './mbr.js';
 
 export interface TableChunk {
   /** Byte offset in the disk image. */
   offset: number;
   bytes: Buffer;
-}
-
-/** What a fs/promises FileHandle offers; anything with positional writes will do. */
-export interface PositionalFile {
-  write(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
-  stat(): Promise<{ size: number; isFile(): boolean }>;
 }
 
 /** Every byte range the table occupies, in disk order. Sector 0 always comes whole, boot-code area included. */
@@ -26,43 +18,4 @@ export function partitionTableBytes(layout: DiskLayout, bootCode?: Buffer): Tabl
     { offset: 0, bytes: Buffer.concat([protectiveMbr(layout, bootCode), g.primaryHeader, g.entries]) },
     { offset: g.backupEntriesLba * ss, bytes: Buffer.concat([g.entries, g.backupHeader]) },
   ];
-}
-
-/**
- * Writes the table into an image file of exactly layout.diskSize bytes (a regular file; block devices are not
- * size-checked). Without bootCode the boot-code area of sector 0 is left as the file has it, as fdisk does, so a
- * boot loader written earlier survives and the order of the two steps does not matter.
- */
-export async function writePartitionTable(file: number | PositionalFile, layout: DiskLayout, bootCode?: Buffer): Promise<void> {
-  const f = typeof file === 'number' ? fdFile(file) : file;
-  const st = await f.stat();
-  if (st.isFile() && st.size !== layout.diskSize) {
-    // The backup GPT belongs in the last sectors; writing it anywhere else would make a disk every tool rejects.
-    throw new Error(`the image is ${st.size} bytes but the layout is for ${layout.diskSize}; size the file first`);
-  }
-  for (const chunk of partitionTableBytes(layout, bootCode)) {
-    const skip = chunk.offset === 0 && bootCode === undefined ? BOOT_CODE_SIZE : 0;
-    await writeAll(f, chunk.bytes.subarray(skip), chunk.offset + skip);
-  }
-}
-
-async function writeAll(f: PositionalFile, bytes: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await f.write(bytes, done, bytes.length - done, position + done);
-    if (bytesWritten <= 0) throw new Error(`short write at byte ${position + done} of the disk image`);
-    done += bytesWritten;
-  }
-}
-
-const fstatAsync = promisify(fstat);
-
-function fdFile(fd: number): PositionalFile {
-  return {
-    write: (buffer, offset, length, position) =>
-      new Promise((resolve, reject) => {
-        write(fd, buffer, offset, length, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten })));
-      }),
-    stat: () => fstatAsync(fd),
-  };
 }

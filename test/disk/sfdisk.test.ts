@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GiB } from '../../src/core/units.js';
 import type { DiskLayout } from '../../src/disk/layout.js';
-import { partitionTableBytes, writePartitionTable } from '../../src/disk/table.js';
+import { partitionTableBytes } from '../../src/disk/table.js';
+import { writePartitionTable } from './table-file.js';
 import { CASES, caseLayout, DISK_SIZE, readAt } from './cases.js';
 
 const hasSfdisk = spawnSync('sfdisk', ['--version']).status === 0;

@@ -7,10 +7,11 @@ import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRandom } from '../../src/core/random.js';
 import { GiB, MiB } from '../../src/core/units.js';
-import { ATTR_LEGACY_BIOS_BOOTABLE, crc32, decodeGuid, encodeGuid, gptSectors } from '../../src/disk/gpt.js';
+import { ATTR_LEGACY_BIOS_BOOTABLE, crc32, encodeGuid, gptSectors } from '../../src/disk/gpt.js';
+import { decodeGuid, writePartitionTable } from './table-file.js';
 import { planLayout, type DiskLayout } from '../../src/disk/layout.js';
 import { chs, mbrPartitionSector, protectiveMbr } from '../../src/disk/mbr.js';
-import { partitionTableBytes, writePartitionTable } from '../../src/disk/table.js';
+import { partitionTableBytes } from '../../src/disk/table.js';
 
 const layout = (boot: 'bios' | 'uefi' | 'hybrid', diskSize = 3 * GiB, extra: Partial<Parameters<typeof planLayout>[0]> = {}) =>
   planLayout({ boot, rootSize: GiB, diskSize, random: createRandom('tables'), ...extra });

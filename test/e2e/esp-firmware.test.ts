@@ -8,7 +8,7 @@ import { createRandom } from '../../src/core/random.js';
 import { MiB } from '../../src/core/units.js';
 import { writeFat32, type Fat32File } from '../../src/disk/fat32.js';
 import { partitionByRole, planLayout } from '../../src/disk/layout.js';
-import { writePartitionTable } from '../../src/disk/table.js';
+import { writePartitionTable } from '../disk/table-file.js';
 import { RawFileTarget } from '../../src/disk/target.js';
 import { OVMF_CANDIDATES } from '../../src/vm/firmware.js';
 import { qemuArgs } from '../../src/vm/qemu.js';

@@ -1,12 +1,32 @@
 // Golden renders of every distribution's recipe: any change to a template, a value or a step shows up here.
 // UPDATE_GOLDEN=1 npx vitest run --project unit test/guest/golden.test.ts rewrites them; review the diff.
+import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseOsRelease } from '../../src/guest/detect.js';
 import { recipeFor } from '../../src/guest/distros.js';
 import { buildValues, type BuildFeatures } from '../../src/guest/guest-config.js';
-import { describeRecipe, renderRecipe } from '../../src/build/recipe.js';
+import { renderRecipe, type RenderedRecipe } from '../../src/build/recipe.js';
+
+/** A stable text form of a rendered recipe: what the golden files hold. */
+function describeRecipe(r: RenderedRecipe): string {
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  const steps = r.steps.map((s) =>
+    s.kind === 'copy'
+      ? `${s.line} COPY ${s.src} -> ${s.dest}`
+      : `${s.line} RUN user=${s.user} workdir=${s.workdir} network=${s.network ? 'yes' : 'no'} env=${Object.entries(s.env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',')}`,
+  );
+  return [
+    '== Dockerfile',
+    r.dockerfile.trimEnd(),
+    '== files',
+    ...r.files.map((f) => `${f.mode.toString(8).padStart(4, '0')} ${sha(f.content)} ${f.path}`),
+    '== steps',
+    ...steps,
+    '',
+  ].join('\n');
+}
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'recipes');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';

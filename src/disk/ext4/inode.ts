@@ -88,11 +88,6 @@ export function encodeTime(t: Timestamp): [number, number] {
   return [lo | 0, (nsec * 4 + epoch) >>> 0];
 }
 
-/** What Linux reads from a seconds field and its extra field (ext4_decode_extra_time()): the inverse of encodeTime. */
-export function decodeTime(lo: number, extra: number): Timestamp {
-  return { sec: (lo | 0) + (extra & 3) * TWO32, nsec: (extra >>> 0) >>> 2 };
-}
-
 /** The checksum seed of an inode's own structures (extent blocks, directory blocks): crc over number and generation 0. */
 export function inodeSeed(fsSeed: number, ino: number): number {
   return crc32cU32(crc32cU32(fsSeed, ino), 0);

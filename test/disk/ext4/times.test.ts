@@ -3,9 +3,14 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AMBIGUOUS_FROM, AMBIGUOUS_TO, decodeTime, encodeTime, MAX_TIME, MIN_TIME } from '../../../src/disk/ext4/inode.js';
+import { AMBIGUOUS_FROM, AMBIGUOUS_TO, encodeTime, MAX_TIME, MIN_TIME } from '../../../src/disk/ext4/inode.js';
 import type { Node, Timestamp } from '../../../src/rootfs/tree.js';
 import { dir, EPOCH, expectClean, file, meta, run, tmp, ts, writeImage } from './helpers.js';
+
+/** What Linux reads from a seconds field and its extra field (ext4_decode_extra_time()): the inverse of encodeTime. */
+function decodeTime(lo: number, extra: number): Timestamp {
+  return { sec: (lo | 0) + (extra & 3) * 2 ** 32, nsec: (extra >>> 0) >>> 2 };
+}
 
 const TWO32 = 2 ** 32;
 const LAST_NS = 999_999_999;
