@@ -3,7 +3,7 @@ import { gzipSync } from 'node:zlib';
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { Img2vmError } from '../../src/core/errors.js';
-import type { DeviceNode, DirNode, FileNode, SymlinkNode } from '../../src/rootfs/tree.js';
+import type { DeviceNode, FileNode, SymlinkNode } from '../../src/rootfs/tree.js';
 import { makeTar, padTo512, rawHeader, T0, TAR_END } from './helpers.js';
 import { at, bytes, EPOCH, expectExactRefs, flattenLayers, ls, must, paths, text } from './layers-helpers.js';
 

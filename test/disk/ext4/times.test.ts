@@ -5,7 +5,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AMBIGUOUS_FROM, AMBIGUOUS_TO, decodeTime, encodeTime, MAX_TIME, MIN_TIME } from '../../../src/disk/ext4/inode.js';
 import type { Node, Timestamp } from '../../../src/rootfs/tree.js';
-import { dir, EPOCH, expectClean, file, meta, run, tmp, ts, writeImage } from './helpers.js';
+import { dir, expectClean, file, meta, run, tmp, ts, writeImage } from './helpers.js';
 
 const TWO32 = 2 ** 32;
 const LAST_NS = 999_999_999;
