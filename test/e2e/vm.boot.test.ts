@@ -3,6 +3,7 @@ import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { copyFile, readFile, rm } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -84,6 +85,15 @@ async function until<T>(found: () => T | undefined, o: { seconds: number; what: 
     if (performance.now() > deadline) throw new Error(`${o.what}: not there after ${o.seconds} s`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** A TCP port nothing listens on now (the kernel's pick), for --publish. */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }
 
 /** The local addresses that listen on a TCP port, from the kernel's socket tables (no ss needed, nothing to skip). */
@@ -206,12 +216,13 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
 
     it('run: the console goes to stdout, --publish listens on 127.0.0.1 only, --timeout stops QEMU (exit 20)', async () => {
       // Run holds a piped console back until the end (it cannot know yet whether the disk runs a workload), so its stdout
-      // is read once QEMU stopped. The kernel printed 10 to 18 s after QEMU started on this busy 2-core TCG host:
-      // --timeout leaves it well over twice that.
-      const p = execa(BIN, ['run', GOOD, '--timeout', '45', '--publish', '47022:22'], { reject: false, stdin: 'ignore' });
+      // is read once QEMU stopped. The kernel printed 10 to 18 s after QEMU started on this busy 2-core TCG host, with
+      // another test file beside this one: --timeout leaves it three times that.
+      const port = await freePort();
+      const p = execa(BIN, ['run', GOOD, '--timeout', '60', '--publish', `${port}:22`], { reject: false, stdin: 'ignore' });
       try {
-        const where = await until(() => (tcpListeners(47022).length ? tcpListeners(47022) : undefined), { seconds: 45, what: 'a listener for --publish 47022:22', ended: p });
-        expect(where).toEqual(['127.0.0.1:47022']);
+        const where = await until(() => (tcpListeners(port).length ? tcpListeners(port) : undefined), { seconds: 60, what: `a listener for --publish ${port}:22`, ended: p });
+        expect(where).toEqual([`127.0.0.1:${port}`]);
       } catch (e) {
         p.kill('SIGTERM');
         await p;
@@ -219,7 +230,7 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
       }
       const r = await p;
       expect(r.exitCode).toBe(20);
-      expect(r.stderr).toContain('stopped QEMU after --timeout 45 s');
+      expect(r.stderr).toContain('stopped QEMU after --timeout 60 s');
       expect(r.stdout, 'the console up to --timeout').toContain('Linux version');
       expect(await qemuPids()).toEqual([]);
     });
