@@ -54,7 +54,7 @@ function makePool(compressible) {
 }
 
 async function child(variant, out, dataMiB, compress) {
-  const { Qcow2Target } = await import('../dist/output/qcow2-target.js');
+  const { Qcow2Target } = await import('../dist/disk/qcow2/target.js');
   const { RawFileTarget } = await import('../dist/disk/target.js');
   const pool = makePool(compress);
   const t0 = performance.now();

@@ -1,76 +1,308 @@
-// apply(): runs a plan's steps through the registries of step implementations, stage by stage, and renames the
-// output into place only when every step succeeded.
+// apply(): the conversion, stage by stage. Each stage is given what the ones before made and returns what it made;
+// planning grows between them in its named phases (image, tree, content). Read top to bottom, this is the whole
+// conversion: source → guest → rootfs → disk → boot → output.
 import { rename } from 'node:fs/promises';
-import { basename, dirname, relative, resolve } from 'node:path';
-import { asWriteError, freeBytes, isNoSpace, isReadOnly } from './core/no-space.js';
-import { cacheDir } from './core/paths.js';
-import { formatSize } from './core/units.js';
+import { join } from 'node:path';
 import { BOOT_LOADERS } from './boot/index.js';
-import type { ConversionRun, StepFn, StepRegistry } from './core/conversion.js';
-import type { StageId } from './core/events.js';
-import type { BootLoaderId, BuilderId, PlanStep } from './core/plan.js';
 import { AUTO_ORDER, BUILDERS } from './build/index.js';
-import { detectOs } from './guest/detect.js';
-import { processOf } from './guest/workload.js';
-import { DISK_STEPS } from './disk/steps.js';
-import { GUEST_STRATEGIES } from './guest/index.js';
-import { FORMATS } from './output/index.js';
-import { SINKS } from './output/push.js';
-import { ROOTFS_STEPS } from './rootfs/steps.js';
-import { openSource } from './source/index.js';
-import { TRANSPORTS } from './source/transports/index.js';
-import { diskFile } from './output/target.js';
+import type { Env } from './core/context.js';
+import type { StageId } from './core/events.js';
+import type { BootLoaderId, BuilderId, ConversionPlan, ImageFacts, PlanStep, TreeFacts } from './core/plan.js';
 import { testHook } from './core/test-hook.js';
+import { DISK_STEPS, openDisk, type Disk } from './disk/stage.js';
+import { detectOs } from './guest/detect.js';
+import { passwordShadow } from './guest/configure.js';
+import { GUEST_STRATEGIES } from './guest/index.js';
+import { bundleFacts, img2vmKernelFacts } from './guest/img2vm.js';
+import type { Bootable, GuestStrategy, Secrets } from './guest/strategy.js';
+import { processOf } from './guest/workload.js';
+import { FORMATS } from './output/index.js';
+import type { OutputArtifact } from './output/format.js';
+import { pushArtifact } from './output/push.js';
+import type { Planning } from './plan.js';
+import { configureTree, flattenImage, measureContent, treeFacts, type Configured, type EditGuestFile } from './rootfs/stage.js';
+import type { Flattened } from './rootfs/layers.js';
+import type { RootTree } from './rootfs/tree-edit.js';
+import { binPath } from './rootfs/tree-path.js';
+import { openSource } from './source/index.js';
+import type { SourceImage } from './source/image.js';
+import { writeFailure, type FailureContext } from './write-failure.js';
 
-const sourceStep: StepFn = async (r) => {
-  const o = r.options;
-  const img = await openSource(o.image, r.ctx, r.docker(), { pull: o.pull, platform: o.platform, insecureRegistries: o.insecureRegistries });
-  r.image = img;
-  r.facts.source = { transport: img.transport ?? 'docker-daemon', id: img.id, layers: img.layers.length, daemonId: img.daemonId };
-  r.facts.process = processOf(img.config.config);
-  if (o.init === 'auto') await learnForAuto(r);
-  r.replan();
-  return `${img.layers.length} layer${img.layers.length === 1 ? '' : 's'}, ${img.id.slice(0, 19)}`;
-};
-
-/** What --init auto decides by: the distribution (os-release) and whether a builder answers. */
-async function learnForAuto(r: ConversionRun): Promise<void> {
-  const os = await detectOs(r.image!, r.ctx.signal);
-  r.facts.os = os ?? null;
-  const builders: Partial<Record<BuilderId, boolean>> = {};
-  for (const id of AUTO_ORDER) builders[id] = (await BUILDERS[id].available(r)).ok;
-  r.facts.builders = builders;
+/** What the caller keeps track of while apply runs, so an interruption can say what was already complete. */
+export interface Completed {
+  /** Final paths renamed into place so far (the run is complete once the first is). */
+  renamed: string[];
+  pushed?: { ref: string; digest: string };
 }
 
-const outputStep: StepFn = async (r, step) => {
-  const format = FORMATS.find((f) => f.id === step.id)!;
-  // The disk is complete: a qcow2 target writes its tables now, a raw one is flushed and closed.
-  r.target?.close();
-  const artifact = await format.write({ raw: diskFile(r), dest: r.tmpOut, ctx: r.ctx, plan: r.plan, files: r.exported, commits: r.commits });
-  if (artifact) r.artifact = artifact;
-  if (r.outPath) r.commits.push([r.tmpOut, r.outPath]);
-};
+export interface ApplyInput {
+  /** Planning after its first phase (the options). */
+  planning: Planning;
+  secrets: Secrets;
+  /** The temporary output beside the target (or in the work directory), and the final path (null: push only). */
+  out: { tmp: string; final: string | null };
+}
 
-/** Every step implementation by stage and id: adding a transport, strategy, loader or format registers it here. */
-export const STEPS: StepRegistry = {
-  source: Object.fromEntries(Object.keys(TRANSPORTS).map((id) => [id, sourceStep])),
-  guest: Object.fromEntries(Object.values(GUEST_STRATEGIES).map((s) => [s.id, (r: ConversionRun) => s.apply(r)])),
-  rootfs: {
-    ...ROOTFS_STEPS,
-    ...Object.fromEntries(Object.values(BOOT_LOADERS).flatMap((l) => (l.prepare ? [[l.id, async (r: ConversionRun) => void (await l.prepare!(r))]] : []))),
-  },
-  disk: DISK_STEPS,
-  boot: Object.fromEntries(Object.values(BOOT_LOADERS).flatMap((l) => (l.install ? [[l.id, async (r: ConversionRun) => void (await l.install!(r))]] : []))),
-  output: {
-    ...Object.fromEntries(FORMATS.map((f) => [f.id, outputStep])),
-    ...Object.fromEntries(Object.values(SINKS).map((s) => [s.id, (r: ConversionRun) => s.run(r)])),
-  },
-};
+export interface Applied {
+  plan: ConversionPlan;
+  /** The file the result is measured by: the output, else (a push alone) the containerDisk's qcow2. */
+  file: string;
+  /** The image the guest stage made (the daemon image a distro build tagged), null with nothing built. */
+  guestImage: string | null;
+  pushed?: { ref: string; digest: string };
+  timings: Partial<Record<StageId, number>>;
+}
 
-export function stepFn(step: PlanStep): StepFn {
-  const fn = STEPS[step.stage]?.[step.id];
-  if (!fn) throw new Error(`no implementation registered for step ${step.stage}:${step.id}`);
-  return fn;
+/** Runs the conversion: every stage in order, then the renames into place, all or nothing. */
+export async function apply(input: ApplyInput, env: Env, completed: Completed): Promise<Applied> {
+  const stages = new Stages(env);
+  const prepared = await prepare(input.planning, input.secrets, env, stages, { lookupOnly: false, diskFile: (p) => diskFileFor(p, input.out.tmp, env) });
+  const { plan, disk, flat, configured, made } = prepared;
+  if (!made) throw new Error('the guest stage made nothing outside img2vm plan');
+  const fail = failureContext(plan, disk.file, input.out.tmp, made.image, env);
+
+  // rootfs (continued): what the loaders put on the ESP or beside the output, from the files the guest gave up.
+  const files = new Map(configured.exported);
+  await stages.stage(plan, 'rootfs-loaders', fail, async (step) => {
+    for (const id of plan.boot.loaders) {
+      const prepare = BOOT_LOADERS[id].prepare;
+      if (prepare) for (const [name, file] of await step(id, () => prepare(plan, files, env))) files.set(name, file);
+    }
+  });
+
+  // disk: the partition table and the file systems, the root's metadata after the data flattening wrote.
+  await stages.stage(plan, 'disk', fail, async (step) => {
+    for (const s of plan.steps.filter((x) => x.stage === 'disk')) {
+      await step(s.id, () => DISK_STEPS[s.id]!(disk, plan, s, { root: flat.tree.root, boot: configured.bootTree }, env));
+    }
+  });
+
+  // boot: boot code written into the finished disk.
+  await stages.stage(plan, 'boot', fail, async (step) => {
+    for (const id of plan.boot.loaders) {
+      const install = BOOT_LOADERS[id].install;
+      if (install) await step(id, () => install(plan, disk.target, env));
+    }
+  });
+
+  // output: the disk closed (a qcow2 writes its tables now), turned into the format asked for, then pushed.
+  disk.target.close();
+  const format = FORMATS.find((f) => f.id === plan.output.format)!;
+  let artifact: OutputArtifact | undefined;
+  await stages.stage(plan, 'output', fail, async (step) => {
+    artifact = await step(format.id, () => format.write({ disk: disk.file, dest: input.out.tmp, plan, files, env }));
+    if (plan.output.push !== null) {
+      const made = artifact;
+      completed.pushed = await step('push', () => pushArtifact(plan, made, env), (p) => p.digest);
+    }
+  });
+
+  // Side files first, the output last: a disk that is in place always has its companions. From the first rename
+  // on the run is complete: a signal now can only be reported, not undo it.
+  await testHook('before', 'output/rename');
+  env.signal.throwIfAborted();
+  const commits: [string, string][] = [...(artifact?.sideFiles ?? []), ...(input.out.final !== null ? [[input.out.tmp, input.out.final] as [string, string]] : [])];
+  for (const [tmp, dest] of commits) {
+    await rename(tmp, dest);
+    completed.renamed.push(dest);
+  }
+  await testHook('after', 'output/rename');
+  const file = input.out.final ?? artifact?.containerDiskQcow2 ?? input.out.tmp;
+  return { plan, file, guestImage: made.build?.image ?? null, ...(completed.pushed ? { pushed: completed.pushed } : {}), timings: stages.timings };
+}
+
+/**
+ * `img2vm plan`: the same stages as a conversion up to the last planning phase, so the plan shows what a conversion
+ * builds. Nothing is built or fetched (a guest build or a kernel not in the caches leaves the plan estimated), and
+ * the root file system's data goes to a sparse file in the work directory, removed with it.
+ */
+export async function planOnly(planning: Planning, secrets: Secrets, env: Env): Promise<ConversionPlan> {
+  const stages = new Stages(env, { silent: true });
+  const prepared = await prepare(planning, secrets, env, stages, { lookupOnly: true, diskFile: () => join(env.work, 'plan-root.raw') });
+  prepared.disk.target.close();
+  return prepared.plan;
+}
+
+interface Prepared {
+  plan: ConversionPlan;
+  /** The guest stage's result; undefined in `img2vm plan` when it would have to build or fetch. */
+  made: Bootable | undefined;
+  disk: Disk;
+  flat: Flattened;
+  configured: Configured;
+}
+
+/** source → guest → rootfs, with the image, tree and content phases of planning between them. */
+async function prepare(
+  planning: Planning,
+  secrets: Secrets,
+  env: Env,
+  stages: Stages,
+  o: { lookupOnly: boolean; diskFile: (plan: ConversionPlan) => string },
+): Promise<Prepared> {
+  let p = planning;
+
+  // source: the image's config and layers, from the transport its reference names.
+  const image = await stages.stage(p.plan, 'source', { work: env.work, plan: p.plan }, (step) =>
+    step(p.plan.source.transport, () => openImage(p.plan, env), (img) => `${img.layers.length} layer${img.layers.length === 1 ? '' : 's'}, ${img.id.slice(0, 19)}`),
+  );
+  p = p.withImage(await imageFacts(image, p.needs(), env));
+
+  // guest: made bootable by the strategy the plan chose (a template build, img2vm's kernel, or nothing).
+  const strategy = GUEST_STRATEGIES[p.plan.guest.strategy];
+  const made = await stages.stage(p.plan, 'guest', { work: env.work, plan: p.plan }, (step) =>
+    step(strategy.id, () => strategy.make(p.plan, image, env, { lookupOnly: o.lookupOnly }), (m) => m?.detail),
+  );
+  const bootable = made?.image ?? image;
+
+  // rootfs: the layers flattened straight into the root file system inside the disk.
+  const disk = openDisk(p.plan, o.diskFile(p.plan), env, o.lookupOnly ? { container: 'raw' } : {});
+  const fail = failureContext(p.plan, disk.file, undefined, bootable, env);
+  const flat = await stages.stage(p.plan, 'rootfs', fail, (step) =>
+    step('flatten', () => flattenImage(bootable, disk.root, env, { warnLost: p.plan.guest.strategy === 'image' }), (f) => `${f.stats.files} files`),
+  );
+  p = p.withTree(bootableTreeFacts(flat.tree, strategy, made, o.lookupOnly));
+
+  // rootfs (continued): the plan's guest files written into the tree, then what they add up to measured.
+  if (made) await strategy.workFiles?.(p.plan, made, env);
+  const plan3 = p.plan;
+  const configured = await stages.stage(plan3, 'rootfs-configure', fail, (step) =>
+    step('configure', () => configureTree(flat.tree, plan3, editor(flat.tree, plan3, strategy, secrets, env), env), () => {
+      const n = plan3.guestFiles.filter((g) => g.fs !== 'esp').length;
+      return `${n} file${n === 1 ? '' : 's'}`;
+    }),
+  );
+  p = p.withContent(measureContent(flat.tree, configured.bootTree, (inodes) => disk.root.measure(flat.tree.root).minimumBytes(inodes)));
+  return { plan: p.plan, made, disk, flat, configured };
+}
+
+/** Opens the image the plan names, with the plan's pull policy, platform and plain-HTTP registries. */
+function openImage(plan: ConversionPlan, env: Env): Promise<SourceImage> {
+  return openSource(plan.image, env, undefined, { pull: plan.source.pull, ...(plan.source.platform ? { platform: plan.source.platform } : {}), insecureRegistries: plan.source.insecureRegistries });
+}
+
+/** What the image's config says, and what the image phase of planning needs found out: its distribution, the builders. */
+async function imageFacts(image: SourceImage, needs: { os: boolean; builders: boolean }, env: Env): Promise<ImageFacts> {
+  const facts: ImageFacts = {
+    source: { transport: image.transport ?? 'docker-daemon', id: image.id, layers: image.layers.length, daemonId: image.daemonId },
+    process: processOf(image.config.config),
+    architecture: image.config.architecture ?? 'amd64',
+  };
+  if (needs.os) facts.os = (await detectOs(image, env.signal)) ?? null;
+  if (needs.builders) {
+    const builders: Partial<Record<BuilderId, boolean>> = {};
+    for (const id of AUTO_ORDER) builders[id] = (await BUILDERS[id].available(env)).ok;
+    facts.builders = builders;
+  }
+  return facts;
+}
+
+/** The tree phase's facts: the kernel in the tree or the one the strategy brought, and how the guest was made. */
+function bootableTreeFacts(tree: RootTree, strategy: GuestStrategy, made: Bootable | undefined, lookupOnly: boolean): TreeFacts {
+  const brought: Pick<TreeFacts, 'kernel' | 'kernelBundle' | 'build'> = {
+    kernel: made?.kernel ? img2vmKernelFacts(made.kernel.version) : null,
+    ...(made?.kernel ? { kernelBundle: bundleFacts(made.kernel) } : {}),
+    ...(made?.build ? { build: made.build } : {}),
+  };
+  // `img2vm plan` without the guest's build measures the source image: no kernel need be there yet.
+  if (lookupOnly && (!made || !strategy.kernelFromImage)) {
+    const t = treeFacts(tree, false, brought, '');
+    return { ...t, ...(made ? {} : { estimated: true }) };
+  }
+  return treeFacts(tree, strategy.kernelFromImage, brought, strategy.noKernelHint);
+}
+
+/** How the configure step carries out `edit` guest files: the root password here, the rest by the strategy. */
+function editor(tree: RootTree, plan: ConversionPlan, strategy: GuestStrategy, secrets: Secrets, env: Env): EditGuestFile {
+  let strategyEdited = false;
+  return async (f) => {
+    if (f.path === '/etc/shadow' && f.by !== 'distro') {
+      if (secrets.password === undefined) throw new Error('the plan edits /etc/shadow but no password was given');
+      const shadow = (await tree.readFile(binPath('/etc/shadow')))?.toString('utf8') ?? '';
+      const group = (await tree.readFile(binPath('/etc/group')))?.toString('utf8') ?? '';
+      const { content, gid } = passwordShadow(shadow, group, secrets.password, env.random.fork('password'), env.epoch);
+      tree.writeFile(binPath('/etc/shadow'), content, { mode: 0o640, uid: 0, gid });
+    } else if (!strategyEdited && strategy.edit) {
+      strategyEdited = true;
+      await strategy.edit(tree, plan, secrets, env);
+    }
+  };
+}
+
+/** The file the disk is assembled in: the temporary output when the format allows it, else a work file. */
+function diskFileFor(plan: ConversionPlan, tmpOut: string, env: Env): string {
+  return plan.disk.inPlace ? tmpOut : join(env.work, `disk.${plan.disk.container}`);
+}
+
+/** What a write failure is explained with, once the disk is open. */
+function failureContext(plan: ConversionPlan, disk: string, tmpOut: string | undefined, image: SourceImage, env: Env): FailureContext {
+  return { disk, ...(tmpOut ? { tmpOut } : {}), work: env.work, plan, layerBytes: image.layers.reduce((n, l) => n + (l.size ?? 0), 0) };
+}
+
+type StepRun = <T>(id: string, fn: () => Promise<T>, detail?: (t: T) => string | undefined) => Promise<T>;
+
+/** The stage line a group of steps shows, keyed like the plan's stages; rootfs continues over three groups. */
+const GROUP_STAGE: Record<string, StageId> = { 'rootfs-configure': 'rootfs', 'rootfs-loaders': 'rootfs' };
+const SKIPPED: Partial<Record<StageId, string>> = { boot: 'no boot code to write: the EFI system partition holds the boot loader' };
+
+/**
+ * Runs the stages: one stage line each (the rootfs stage's three groups share one), the test pause points around
+ * each step (STAGE/ID, as IMG2VM_TEST_HOOK names them), timings, and a full or read-only file system explained.
+ */
+class Stages {
+  readonly timings: Partial<Record<StageId, number>> = {};
+  private open: { stage: StageId; t0: number; details: string[] } | undefined;
+
+  constructor(private readonly env: Env, private readonly o: { silent?: boolean } = {}) {}
+
+  async stage<T>(plan: ConversionPlan, group: StageId | 'rootfs-configure' | 'rootfs-loaders', fail: FailureContext, body: (step: StepRun) => Promise<T>): Promise<T> {
+    const stage = GROUP_STAGE[group] ?? (group as StageId);
+    const steps = plan.steps.filter((s) => s.stage === stage);
+    this.env.signal.throwIfAborted();
+    if (this.open?.stage !== stage) this.start(stage, steps, plan);
+    const step: StepRun = async (id, fn, detail) => {
+      await testHook('before', `${stage}/${id}`);
+      this.env.signal.throwIfAborted();
+      let r;
+      try {
+        r = await fn();
+      } catch (e) {
+        throw this.env.signal.aborted ? this.env.signal.reason : writeFailure(e, fail);
+      }
+      await testHook('after', `${stage}/${id}`);
+      const d = detail?.(r);
+      if (d && this.open) this.open.details.push(d);
+      return r;
+    };
+    const result = await body(step);
+    // The rootfs stage ends with its last group; every other stage with its own.
+    if (group !== 'rootfs' && group !== 'rootfs-configure') this.end(plan, stage, steps);
+    return result;
+  }
+
+  private start(stage: StageId, steps: PlanStep[], plan: ConversionPlan): void {
+    this.open = { stage, t0: performance.now(), details: [] };
+    if (this.o.silent || steps.length === 0) return;
+    if (stage === 'guest' && plan.guest.strategy === 'image') return;
+    this.env.sink({ type: 'stage-start', stage, title: stageTitle(stage, steps) });
+  }
+
+  private end(plan: ConversionPlan, stage: StageId, steps: PlanStep[]): void {
+    const o = this.open;
+    this.open = undefined;
+    if (!o || this.o.silent) return;
+    if (steps.length === 0) {
+      this.env.sink({ type: 'stage-skip', stage, reason: SKIPPED[stage] ?? 'nothing to do for this conversion' });
+      return;
+    }
+    if (stage === 'guest' && plan.guest.strategy === 'image') {
+      this.env.sink({ type: 'stage-skip', stage, reason: plan.guest.reason });
+      return;
+    }
+    const ms = Math.round(performance.now() - o.t0);
+    this.timings[stage] = (this.timings[stage] ?? 0) + ms;
+    this.env.sink({ type: 'stage-end', stage, ms, detail: o.details.join(', ') || undefined });
+  }
 }
 
 /** The line a stage shows: one step's own title, or what the stage does as a whole. */
@@ -80,113 +312,4 @@ function stageTitle(stage: StageId, steps: PlanStep[]): string {
   if (stage === 'disk') return 'Partition and format';
   if (stage === 'rootfs') return 'Flatten layers and write the guest configuration';
   return steps.map((s) => s.title).join(', ');
-}
-
-const STAGE_ORDER: StageId[] = ['source', 'guest', 'rootfs', 'disk', 'boot', 'output'];
-const SKIPPED: Partial<Record<StageId, string>> = {
-  boot: 'no boot code to write: the EFI system partition holds the boot loader',
-};
-
-/** Runs every step of run.plan in order; the stages are timed into timings. */
-export async function apply(r: ConversionRun, timings: Partial<Record<StageId, number>>): Promise<void> {
-  const { sink, signal } = r.ctx;
-  for (const stage of STAGE_ORDER) {
-    // Read the steps anew for each stage: what an earlier stage learnt (--init auto's choice) may change them.
-    const steps = r.plan.steps.filter((s) => s.stage === stage);
-    if (steps.length === 0) {
-      sink({ type: 'stage-skip', stage, reason: SKIPPED[stage] ?? 'nothing to do for this conversion' });
-      continue;
-    }
-    signal.throwIfAborted();
-    if (stage === 'guest' && steps.every((s) => s.id === 'image')) {
-      await runStep(r, steps[0]!);
-      sink({ type: 'stage-skip', stage, reason: r.plan.guest.reason });
-      continue;
-    }
-    sink({ type: 'stage-start', stage, title: stageTitle(stage, steps) });
-    const t0 = performance.now();
-    const details: string[] = [];
-    for (const step of steps) {
-      signal.throwIfAborted();
-      const d = await runStep(r, step);
-      if (d) details.push(d);
-    }
-    const ms = Math.round(performance.now() - t0);
-    timings[stage] = (timings[stage] ?? 0) + ms;
-    sink({ type: 'stage-end', stage, ms, detail: details.join(', ') || undefined });
-  }
-  await testHook('before', 'output/rename');
-  signal.throwIfAborted();
-  // Side files first, the output last: a disk that is in place always has its companions. From the first
-  // rename on the run is complete: a signal now can only be reported, not undo it.
-  for (const [tmp, dest] of r.commits) {
-    await rename(tmp, dest);
-    r.renamed.push(dest);
-  }
-  await testHook('after', 'output/rename');
-}
-
-/** One step, with the test pause points around it (see core/test-hook.ts). */
-async function runStep(r: ConversionRun, step: PlanStep): Promise<string | void> {
-  await testHook('before', `${step.stage}/${step.id}`);
-  r.ctx.signal.throwIfAborted();
-  let d: string | void;
-  try {
-    d = await stepFn(step)(r, step);
-  } catch (e) {
-    throw r.ctx.signal.aborted ? r.ctx.signal.reason : writeFailure(r, e);
-  }
-  await testHook('after', `${step.stage}/${step.id}`);
-  return d;
-}
-
-/**
- * A full or read-only file system, wherever a step hit it, as the one message that says where and how much is
- * needed; anything else is passed on as it is.
- */
-function writeFailure(r: ConversionRun, e: unknown): unknown {
-  if (!isNoSpace(e) && !isReadOnly(e)) return e;
-  const disk = diskFile(r);
-  const file = failedPath(r, e, disk);
-  const inWork = file === r.ctx.work || file.startsWith(`${r.ctx.work}/`);
-  const area = file.startsWith(`${cacheDir()}/`) ? 'cache' : inWork ? 'work' : 'output';
-  const c = r.plan.content;
-  const size = r.plan.layout?.diskSize ?? r.plan.filesystems.find((f) => f.role === 'root')?.size;
-  // The disk's data is what a sparse disk file (and a converted copy of it) takes; its virtual size bounds it.
-  const isDisk = file === disk || file === r.tmpOut;
-  const layers = (r.image?.layers ?? []).reduce((n, l) => n + (l.size ?? 0), 0);
-  const need = !isDisk
-    ? {}
-    : c
-      ? { needBytes: c.blocks4k * 4096, needNote: `the disk's data${size ? `; the disk is ${formatSize(size)} at most` : ''}` }
-      : layers > 0
-        ? { needBytes: layers, needNote: "at least: the image's layers are that big" }
-        : {};
-  const what = isDisk
-    ? 'the disk'
-    : area === 'cache'
-      ? 'the cache'
-      : area === 'output'
-        ? basename(file)
-        : file === r.ctx.work
-          ? 'the work files (kernel, initramfs, boot loader images)'
-          : `the work file ${relative(r.ctx.work, file)}`;
-  return asWriteError(e, { area, what, path: area === 'output' ? dirname(file) : area === 'work' ? r.ctx.work : file, ...need });
-}
-
-/**
- * The file a write failed on: named by the error when it can (copyFile's dest), else the disk, the work directory
- * or the cache, whichever has least room left (writes through a descriptor do not say which file).
- */
-function failedPath(r: ConversionRun, e: unknown, disk: string): string {
-  const err = e as { dest?: unknown; path?: unknown; cause?: unknown };
-  const named = typeof err.dest === 'string' ? err.dest : typeof err.path === 'string' ? err.path : undefined;
-  if (named) return resolve(named);
-  if (err.cause && typeof err.cause === 'object') {
-    const inner = err.cause as { dest?: unknown; path?: unknown };
-    if (typeof inner.dest === 'string' || typeof inner.path === 'string') return failedPath(r, err.cause, disk);
-  }
-  const candidates = [disk, r.ctx.work, cacheDir()];
-  const free = candidates.map((p) => freeBytes(p) ?? Number.POSITIVE_INFINITY);
-  return candidates[free.indexOf(Math.min(...free))]!;
 }

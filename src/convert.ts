@@ -4,30 +4,22 @@ import { readFileSync } from 'node:fs';
 import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
-import { apply } from './apply.js';
+import { apply, planOnly, type Completed } from './apply.js';
 import { BOOT_LOADERS } from './boot/index.js';
-import type { RunContext } from './core/context.js';
-import type { ConversionRun } from './core/conversion.js';
+import type { Env } from './core/context.js';
 import { Img2vmError, InterruptedError } from './core/errors.js';
 import { nullSink, type EventSink, type StageId } from './core/events.js';
 import { parseConvertOptions, type ConvertOptions, type ConvertOptionsInput } from './core/options.js';
-import type { ConversionPlan, ImageFacts } from './core/plan.js';
+import type { ConversionPlan, PlanInputs } from './core/plan.js';
 import { createRandom } from './core/random.js';
-import { epochSeconds } from './core/epoch.js';
+import { epochSeconds, fixedEpochSeconds } from './core/epoch.js';
 import { Scope } from './core/scope.js';
 import { sweepTempOutputs, sweepWorkDirs, tempBeside, workDirPrefix } from './core/leftovers.js';
 import { partitionByRole } from './disk/layout.js';
+import { SLACK } from './disk/sizing.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
-import { resolveFormat } from './output/index.js';
 import type { OutputFormat } from './output/format.js';
-import { plan, strategyFor } from './plan.js';
-import { DockerClient } from './source/docker-api.js';
-import { LayerFlattener } from './rootfs/layers.js';
-import { MemoryStore } from './rootfs/memory-store.js';
-import { findKernelInTree, hasResolvedInTree, probeUserlandInTree } from './rootfs/tree-guest.js';
-import { stepFn } from './apply.js';
-import { cachedKernel } from './guest/img2vm.js';
-import { lookupGuestBuild } from './guest/distro.js';
+import { formatOf, plan, Planning, strategyFor } from './plan.js';
 import { preflight, type ToolName } from './tools/index.js';
 
 export const STAGES: { id: StageId; title: string }[] = [
@@ -78,11 +70,8 @@ function validate(input: ConvertOptionsInput | ConvertOptions): { o: ConvertOpti
   if (o.output === undefined && !o.push) {
     throw new Img2vmError('usage', 'no output given', 'add -o FILE, e.g. -o disk.qcow2 (only a pushed containerDisk needs no file: --push REGISTRY/REPO:TAG)');
   }
-  return { o, format: resolveFormat(o.output ?? '', o.format ?? (o.output === undefined ? 'containerdisk' : undefined)) };
+  return { o, format: formatOf(o) };
 }
-
-/** Host tools an output format needs (img2vm writes raw, qcow2, containerdisk and rootfs itself). */
-const FORMAT_TOOLS: Record<string, ToolName[]> = { vmdk: ['qemu-img'], vhdx: ['qemu-img'], vhd: ['qemu-img'], vdi: ['qemu-img'] };
 
 /** Checks what can be checked before any work: option combinations, tools, the output directory. */
 async function preflightConvert(o: ConvertOptions, format: OutputFormat): Promise<void> {
@@ -93,9 +82,7 @@ async function preflightConvert(o: ConvertOptions, format: OutputFormat): Promis
 /** The host tools a conversion with these options runs (doctor asks the same question of the default one). */
 export function conversionTools(o: ConvertOptions, format: OutputFormat): ToolName[] {
   const probe = plan(o, { inputs: readInputs(o) });
-  const tools: ToolName[] = [...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools), ...GUEST_STRATEGIES[strategyFor(o)].tools];
-  if (FORMAT_TOOLS[format.id]) tools.push(...FORMAT_TOOLS[format.id]!);
-  return [...new Set(tools)];
+  return [...new Set([...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools), ...GUEST_STRATEGIES[strategyFor(o)].tools, ...format.tools])];
 }
 
 async function preflightOutput(output: string): Promise<void> {
@@ -118,7 +105,7 @@ async function preflightOutput(output: string): Promise<void> {
 }
 
 /** The files options name, read once at the start (so a plan is a function of data). */
-function readInputs(o: ConvertOptions): NonNullable<ImageFacts['inputs']> {
+function readInputs(o: ConvertOptions): PlanInputs {
   if (o.sshKey === undefined) return {};
   try {
     return { sshKey: { file: o.sshKey, text: readFileSync(o.sshKey, 'utf8') } };
@@ -127,29 +114,10 @@ function readInputs(o: ConvertOptions): NonNullable<ImageFacts['inputs']> {
   }
 }
 
-/** A run's state; plan() is re-derived from its options and facts whenever a step learns something. */
-function newRun(o: ConvertOptions, format: OutputFormat, ctx: RunContext, work: string): ConversionRun {
-  const outPath = o.output !== undefined ? resolve(o.output) : null;
-  const tmpOut = outPath ? tempBeside(outPath) : join(work, 'output.tmp');
-  const facts: ImageFacts = { inputs: readInputs(o) };
-  let docker: DockerClient | undefined;
-  const r: ConversionRun = {
-    options: o,
-    plan: plan(o, facts, { random: ctx.random }),
-    facts,
-    ctx,
-    epoch: epochSeconds(),
-    exported: new Map(),
-    tmpOut,
-    outPath,
-    commits: [],
-    renamed: [],
-    docker: () => (docker ??= new DockerClient(undefined, ctx.signal)),
-    replan: () => {
-      r.plan = plan(o, r.facts, { random: ctx.random });
-    },
-  };
-  return r;
+/** The stages' context: the run's, and the one epoch every time img2vm writes comes from. */
+function envOf(work: string, hooks: { signal: AbortSignal; sink: EventSink; scope: Scope }, o: ConvertOptions): Env {
+  // Unseeded runs still draw every value from one seed of their own, so every phase draws the same ids.
+  return { work, ...hooks, random: createRandom(o.seed ?? randomBytes(16).toString('hex')), epoch: epochSeconds(), fixedEpoch: fixedEpochSeconds() };
 }
 
 export async function convert(input: ConvertOptionsInput | ConvertOptions, hooks: ConvertHooks = {}): Promise<ConvertResult> {
@@ -159,25 +127,27 @@ export async function convert(input: ConvertOptionsInput | ConvertOptions, hooks
   const signal = hooks.signal ? AbortSignal.any([hooks.signal, ac.signal]) : ac.signal;
   const scope = hooks.scope ?? new Scope();
   const t0 = performance.now();
-  const timings: Partial<Record<StageId, number>> = {};
   await preflightConvert(o, format);
+  const inputs = readInputs(o);
   const work = await makeWorkDir('', sink);
   if (o.output !== undefined) await sweepTempOutputs(dirname(resolve(o.output))).then((gone) => logSwept(sink, gone));
   scope.defer(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
-  // Unseeded runs still draw every value from one seed of their own, so re-planning never changes an id.
-  const ctx: RunContext = { work, signal, sink, scope, random: createRandom(o.seed ?? randomBytes(16).toString('hex')) };
+  const env = envOf(work, { signal, sink, scope }, o);
+  const final = o.output !== undefined ? resolve(o.output) : null;
+  const out = { tmp: final ? tempBeside(final) : join(work, 'output.tmp'), final };
+  const completed: Completed = { renamed: [] };
   try {
-    const r = newRun(o, format, ctx, work);
-    const removeTmpOut = () => rm(r.tmpOut, { force: true });
-    scope.defer(`remove ${r.tmpOut}`, removeTmpOut);
+    const removeTmpOut = () => rm(out.tmp, { force: true });
+    scope.defer(`remove ${out.tmp}`, removeTmpOut);
+    let applied;
     try {
-      await apply(r, timings);
+      applied = await apply({ planning: Planning.fromOptions(o, inputs, env.random), secrets: { password: o.password }, out }, env, completed);
     } catch (e) {
-      throw lateInterrupt(r, signal) ?? e;
+      throw lateInterrupt(completed, final, signal) ?? e;
     }
     scope.release(removeTmpOut);
-    const res = await result(r, timings, t0);
-    const late = lateInterrupt(r, signal);
+    const res = await result(applied, final, t0);
+    const late = lateInterrupt(completed, final, signal);
     if (late) throw late;
     return res;
   } finally {
@@ -200,74 +170,57 @@ function logSwept(sink: EventSink, gone: string[]): void {
  * An interruption that came when the run was already complete in part: the output renamed into place, or the
  * image pushed. The user is told what exists rather than "nothing was written".
  */
-function lateInterrupt(r: ConversionRun, signal: AbortSignal): InterruptedError | undefined {
+function lateInterrupt(c: Completed, final: string | null, signal: AbortSignal): InterruptedError | undefined {
   if (!signal.aborted || !(signal.reason instanceof InterruptedError)) return undefined;
   const done = [
-    ...(r.renamed.length ? [`${r.renamed.at(-1)} was written`] : []),
-    ...(r.pushed ? [`${r.pushed.ref} was pushed${r.outPath && !r.renamed.length ? ` (${r.outPath} was not written)` : ''}`] : []),
+    ...(c.renamed.length ? [`${c.renamed.at(-1)} was written`] : []),
+    ...(c.pushed ? [`${c.pushed.ref} was pushed${final && !c.renamed.length ? ` (${final} was not written)` : ''}`] : []),
   ];
   return done.length ? new InterruptedError(signal.reason.signalName, { after: done.join(' and ') }) : undefined;
 }
 
-async function result(r: ConversionRun, timings: Partial<Record<StageId, number>>, t0: number): Promise<ConvertResult> {
-  const p = r.plan;
-  const st = await stat(r.outPath ?? r.artifact?.containerDiskQcow2 ?? r.tmpOut);
-  const root = p.filesystems.find((f) => f.role === 'root')!;
-  const c = p.content!;
+async function result(a: Awaited<ReturnType<typeof apply>>, final: string | null, t0: number): Promise<ConvertResult> {
+  const p = a.plan;
+  const st = await stat(a.file);
+  const root = p.filesystems.find((f) => f.role === 'root');
+  const c = p.content;
+  if (!root || !c) throw new Error('a finished conversion has a root file system and its content');
   return {
-    output: r.outPath,
+    output: final,
     format: p.output.format,
     bootMode: p.boot.mode,
     bootloader: p.boot.mode === 'direct-kernel' ? null : p.boot.loaders.includes('systemd-boot') ? 'systemd-boot' : 'grub',
     partitionTable: p.layout?.table ?? 'none',
     diskSize: p.layout?.diskSize ?? st.size,
     fileSize: st.blocks * 512,
-    rootfs: { bytes: c.bytes, files: c.files, entries: c.entries + 1000, fsSize: p.layout ? partitionByRole(p.layout, 'root')!.size : root.size, uuid: root.uuid },
+    rootfs: { bytes: c.bytes, files: c.files, entries: c.entries + SLACK.entries, fsSize: p.layout ? partitionByRole(p.layout, 'root')!.size : root.size, uuid: root.uuid },
     partitions: (p.layout?.partitions ?? []).map((x) => ({ role: x.role, start: x.start, size: x.size })),
     kernelVersion: p.kernel?.version ?? null,
     distribution: p.guest.distribution,
     guestBuildCached: p.guest.cached,
-    guestImage: r.facts.guest?.image ?? null,
-    ...(r.pushed ? { pushed: r.pushed } : {}),
-    timings: { ...timings, total: Math.round(performance.now() - t0) },
+    guestImage: a.guestImage,
+    ...(a.pushed ? { pushed: a.pushed } : {}),
+    timings: { ...a.timings, total: Math.round(performance.now() - t0) },
     plan: p,
   };
 }
 
 /**
- * What a conversion would build, without building it: reads the image (its layers decide the sizes), and for
- * the distro strategy looks up a cached guest build. Writes nothing but temporary files, needs no root.
+ * What a conversion would build, without building it: reads the image and flattens it as a conversion does (its
+ * file data into a sparse work file, removed), so the sizes are the conversion's; a guest build or kernel that is
+ * not cached leaves the plan estimated. Writes no output, needs no root.
  */
 export async function planImage(input: ConvertOptionsInput | ConvertOptions, hooks: ConvertHooks = {}): Promise<ConversionPlan> {
-  const { o, format } = validate(input);
-  plan(o, { inputs: readInputs(o) });
+  const { o } = validate(input);
+  const inputs = readInputs(o);
+  Planning.fromOptions(o, inputs);
   const scope = hooks.scope ?? new Scope();
-  const work = await makeWorkDir('plan-', hooks.sink ?? nullSink);
+  const sink = hooks.sink ?? nullSink;
+  const work = await makeWorkDir('plan-', sink);
   scope.defer(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
-  const ctx: RunContext = { work, signal: hooks.signal ?? new AbortController().signal, sink: hooks.sink ?? nullSink, scope, random: createRandom(o.seed ?? randomBytes(16).toString('hex')) };
+  const env = envOf(work, { signal: hooks.signal ?? new AbortController().signal, sink, scope }, o);
   try {
-    const r = newRun(o, format, ctx, work);
-    // The same source step a conversion runs: the image, its process, and for auto its distribution and builders.
-    await stepFn(r.plan.steps[0]!)(r, r.plan.steps[0]!);
-    let measured = r.image!;
-    let estimated = false;
-    const strategy = r.plan.guest.strategy;
-    if (strategy === 'distro') {
-      const looked = await lookupGuestBuild(r);
-      if (looked) measured = looked;
-      else estimated = true;
-    } else if (strategy === 'img2vm') await cachedKernel(r);
-    // Flattened as a conversion would, with the contents counted and dropped: exact sizes, kernel and userland.
-    const f = new LayerFlattener({ store: new MemoryStore({ discard: true }), epoch: { sec: r.epoch, nsec: 0 }, signal: ctx.signal, onWarning: (m) => ctx.sink({ type: 'log', level: 'warn', stage: 'rootfs', message: m }) });
-    for (const layer of measured.layers) await f.applyLayer(await layer.open());
-    const { tree, stats } = f.finish();
-    await measured.afterFlatten?.(tree, { warnLost: false });
-    r.facts.content = { blocks4k: stats.blocks4k, entries: stats.files + stats.dirs + stats.symlinks + stats.specials, bytes: stats.bytes, files: stats.files, ...(estimated ? { estimated: true } : {}) };
-    if (!estimated && GUEST_STRATEGIES[strategy].kernelFromImage) r.facts.kernel = findKernelInTree(tree) ?? null;
-    r.facts.hasResolved = hasResolvedInTree(tree);
-    r.facts.userland = probeUserlandInTree(tree);
-    r.replan();
-    return r.plan;
+    return await planOnly(Planning.fromOptions(o, inputs, env.random), { password: o.password }, env);
   } finally {
     if (!hooks.scope) await scope.close();
   }

@@ -1,5 +1,6 @@
-// plan(): options + facts about the image → the whole conversion as data (layout, file systems, loaders, the files
-// img2vm writes into the guest, the output and the steps). Pure: the same inputs give the same plan.
+// Planning: options + facts about the image → the whole conversion as data, in named phases (what the options
+// decide; what the image decides; what the bootable tree decides; what the measured content decides). Pure: the
+// same inputs give the same plan, and apply() calls each phase once, between the stages that learn its facts.
 import { resolve } from 'node:path';
 import { BOOT_LOADERS } from './boot/index.js';
 import { checkKernelCmdline, checkKernelVersion } from './boot/cmdline.js';
@@ -8,26 +9,78 @@ import type { LoaderInput } from './boot/loader.js';
 import { SYSTEMD_BOOT_ESP_SIZE } from './boot/systemd-boot.js';
 import { Img2vmError } from './core/errors.js';
 import { hostnameFromImage, type ConvertOptions } from './core/options.js';
-import type { BootLoaderId, ConversionPlan, FileSystemPlan, GuestFile, GuestStrategyId, ImageFacts, PlanStep } from './core/plan.js';
+import type {
+  BootLoaderId,
+  ContentFacts,
+  ConversionPlan,
+  FileSystemPlan,
+  GuestFile,
+  GuestStrategyId,
+  ImageFacts,
+  PlanInputs,
+  PlanStep,
+  TreeFacts,
+} from './core/plan.js';
 import { createRandom, type Random } from './core/random.js';
 import { alignUp, formatSize, MiB } from './core/units.js';
-import { defaultFsSize, inodesFor, journalMiBFor, minimumFsSize, type ContentStats } from './disk/sizing.js';
+import { defaultFsSize, inodesFor, journalMiBFor, minimumFsSize, withSlack } from './disk/sizing.js';
 import { partitionByRole, planLayout, type DiskLayout } from './disk/layout.js';
+import { ext4Shape } from './disk/ext4/index.js';
 import { baseGuestFiles } from './guest/configure.js';
-import { recipeFor } from './guest/distros.js';
+import { hasTemplate } from './guest/distros.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
+import type { Known } from './guest/strategy.js';
 import { resolveFormat } from './output/index.js';
 import { rootfsArtifacts } from './output/rootfs.js';
 import type { OutputFormat } from './output/format.js';
 import { parseDockerReference, parsePlatform, parseSourceRef } from './source/index.js';
 
-/** Room the content gets beyond what flattening measured: GRUB's modules, img2vm's own files, a few new inodes. */
-const SLACK_BLOCKS = 4096;
-const SLACK_ENTRIES = 1000;
+/**
+ * The plan as known so far, and what it was made from. Each phase returns a new Planning with the facts it was
+ * given; `plan` is the data a phase decided (printed by `img2vm plan`, carried out by apply()).
+ */
+export class Planning {
+  private constructor(
+    readonly options: ConvertOptions,
+    private readonly known: Known,
+    private readonly random: Random,
+    readonly plan: ConversionPlan,
+  ) {}
 
-export interface PlanEnv {
-  /** Every random choice comes from here; a run draws it from --seed or from one random seed of its own. */
-  random: Random;
+  /** Phase 1, what the options decide: loaders, ids, the command line, the output; nothing about the image yet. */
+  static fromOptions(o: ConvertOptions, inputs: PlanInputs, random: Random = createRandom(o.seed)): Planning {
+    const known: Known = { inputs };
+    return new Planning(o, known, random, derive(o, known, random));
+  }
+
+  /** What phase 2 needs found out about the image: its distribution when the distro strategy may be used, and the builders for auto. */
+  needs(): { os: boolean; builders: boolean } {
+    return { os: this.options.init === 'auto' || this.options.init === 'distro', builders: this.options.init === 'auto' };
+  }
+
+  /** Phase 2, what the image decides: its config's process, its distribution, the builders (→ the guest strategy). */
+  withImage(image: ImageFacts): Planning {
+    return this.next({ ...this.known, image });
+  }
+
+  /** Phase 3, what the bootable tree decides: its kernel and userland (→ the guest files, the loaders' files). */
+  withTree(tree: TreeFacts): Planning {
+    return this.next({ ...this.known, tree });
+  }
+
+  /** Phase 4, what the measured content decides: sizes, partitions, file systems. */
+  withContent(content: ContentFacts): Planning {
+    return this.next({ ...this.known, content });
+  }
+
+  private next(known: Known): Planning {
+    return new Planning(this.options, known, this.random, derive(this.options, known, this.random));
+  }
+}
+
+/** Every phase at once, from whatever facts are known (tests, and the tools a conversion will need). */
+export function plan(o: ConvertOptions, known: Known = { inputs: {} }, random: Random = createRandom(o.seed)): ConversionPlan {
+  return derive(o, known, random);
 }
 
 /** The ids each part of the disk needs, drawn in a fixed order that no option changes (so a seed pins them all). */
@@ -46,11 +99,13 @@ function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId): void {
   const service = id === 'image' && o.entrypointService && '--entrypoint-service';
   const distroOnly = [o.sshKey && '--ssh-key', o.user && '--user', o.cloudInit && '--cloud-init', service].filter(Boolean);
   if (distroOnly.length === 0) return;
-  const why = id === 'img2vm' ? "img2vm's own init" : 'the image\'s own kernel and init (--init image)';
+  const why = id === 'img2vm' ? "img2vm's own init" : "the image's own kernel and init (--init image)";
   throw new Img2vmError(
     'usage',
     `${distroOnly.join(', ')} install${distroOnly.length === 1 ? 's' : ''} packages from the distribution's template, which ${why} does not use`,
-    id === 'img2vm' && o.init === 'auto' ? 'give --init distro (it needs a template for the distribution and a builder), or leave the option out' : 'give --init distro, or leave the option out',
+    id === 'img2vm' && o.init === 'auto'
+      ? 'give --init distro (it needs a template for the distribution and a builder), or leave the option out'
+      : 'give --init distro, or leave the option out',
   );
 }
 
@@ -58,21 +113,12 @@ function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId): void {
  * --init auto: the distribution's own VM when img2vm has its template and a builder is available, img2vm's
  * kernel and init otherwise. Until the image has been read, distro is assumed.
  */
-export function strategyFor(o: ConvertOptions, facts: ImageFacts = {}): GuestStrategyId {
+export function strategyFor(o: ConvertOptions, image?: ImageFacts): GuestStrategyId {
   if (o.init !== 'auto') return o.init;
-  if (facts.os === undefined) return 'distro';
-  if (facts.os === null || !hasTemplate(facts)) return 'img2vm';
-  if (facts.builders && !Object.values(facts.builders).some(Boolean)) return 'img2vm';
+  if (image?.os === undefined) return 'distro';
+  if (image.os === null || !hasTemplate(image.os)) return 'img2vm';
+  if (image.builders && !Object.values(image.builders).some(Boolean)) return 'img2vm';
   return 'distro';
-}
-
-function hasTemplate(facts: ImageFacts): boolean {
-  try {
-    recipeFor(facts.os ?? undefined, undefined);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export function loadersFor(o: ConvertOptions, direct: boolean): BootLoaderId[] {
@@ -91,6 +137,11 @@ function dedupe(files: GuestFile[]): GuestFile[] {
     seen.add(k);
     return true;
   });
+}
+
+/** The output format the options ask for (a push alone makes a containerDisk). */
+export function formatOf(o: ConvertOptions): OutputFormat {
+  return resolveFormat(o.output ?? '', o.format ?? (o.output === undefined ? 'containerdisk' : undefined));
 }
 
 /** Option combinations that cannot work (usage errors, before anything is read). */
@@ -115,20 +166,37 @@ export function checkOptions(o: ConvertOptions, format: OutputFormat): void {
   parseSourceRef(o.image);
 }
 
-export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { random: createRandom(o.seed) }): ConversionPlan {
-  const pushOnly = o.output === undefined;
-  const format = resolveFormat(o.output ?? '', o.format ?? (pushOnly ? 'containerdisk' : undefined));
+/**
+ * Where the root file system starts: 0 for the direct-kernel output, else after the partitions before it, whose
+ * sizes do not depend on the content (so file data can be written before the root's size is known). A --size too
+ * small is refused once the content is measured, with the size it needs.
+ */
+function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[]): number {
+  if (direct) return 0;
+  const probe = planLayout({
+    boot: o.boot,
+    table: o.partitionTable,
+    rootSize: MiB,
+    bootPartitionSize: o.bootPartition,
+    random: createRandom('offsets'),
+    espSize: loaders.includes('systemd-boot') ? SYSTEMD_BOOT_ESP_SIZE : undefined,
+  });
+  return partitionByRole(probe, 'root')!.start;
+}
+
+/** The plan from the options and every fact known so far; the phases above call it with more facts each time. */
+function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan {
+  const format = formatOf(o);
   checkOptions(o, format);
   const direct = !!format.directKernel;
-  const strategyId = strategyFor(o, facts);
+  const strategyId = strategyFor(o, known.image);
   const strategy = GUEST_STRATEGIES[strategyId];
   checkStrategyOptions(o, strategyId);
-  const guest = strategy.describe(o, facts);
+  const guest = strategy.describe(o, known);
   const loaders = loadersFor(o, direct);
-  // Before anything is read: what the user adds to the kernel command line, as every loader here can carry it.
   const userCmdline = checkKernelCmdline(o.kernelCmdline, { grub: loaders.some((l) => l === 'grub-bios' || l === 'grub-efi') });
   const uefi = loaders.includes('grub-efi') || loaders.includes('systemd-boot');
-  const ids = drawIds(env.random);
+  const ids = drawIds(random);
   const separateBoot = o.bootPartition !== undefined;
   const espUuid = uefi ? `${ids.esp.slice(0, 4)}-${ids.esp.slice(4)}` : undefined;
   const hostname = o.hostname ?? hostnameFromImage(o.image);
@@ -136,8 +204,7 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
   // img2vm's init shares the console with the workload's output: the kernel says only what is wrong.
   const extraArgs = [...(strategyId === 'img2vm' ? ['quiet'] : []), ...(userCmdline ? [userCmdline] : [])].join(' ') || undefined;
   const cmdline = direct ? null : kernelCmdline(ids.root, extraArgs);
-  const kernel = facts.kernel ?? null;
-  // The version names the kernel's files on the ESP and in boot entries; it comes from a file name in the image.
+  const kernel = known.tree?.kernel ?? null;
   if (kernel) checkKernelVersion(kernel.version);
 
   const li: LoaderInput = {
@@ -147,35 +214,46 @@ export function plan(o: ConvertOptions, facts: ImageFacts, env: PlanEnv = { rand
     grubDir: grubDir ?? '/boot/grub',
     cmdline: cmdline ?? '',
     title: guest.distribution ?? 'Linux',
-    osId: facts.os?.id,
+    osId: known.image?.os?.id,
     kernel,
   };
   const loaderFiles = loaders.map((id) => BOOT_LOADERS[id].files(li));
   const guestFiles = dedupe([
     ...baseGuestFiles({ rootUuid: ids.root, bootUuid: separateBoot ? ids.boot : undefined, espUuid, password: o.password !== undefined }, 'guest'),
-    ...strategy.guestFiles(o, facts, hostname),
+    ...strategy.guestFiles(o, known, hostname),
     ...loaderFiles.flatMap((l) => l.guestFiles),
-  ]).map((f) => (separateBoot && f.fs === 'root' && f.path.startsWith('/boot/') && f.path !== '/boot/efi' ? { ...f, fs: 'boot' as const } : f));
+  ]).map((f) => (separateBoot && f.fs === 'root' && f.path.startsWith('/boot/') ? { ...f, fs: 'boot' as const } : f));
   const exports = [...new Map(loaderFiles.flatMap((l) => l.exports).map((e) => [e.as, e])).values()];
 
-  const { layout, filesystems } = sizeDisk(o, facts, { direct, loaders, ids, espUuid, random: env.random });
+  const content = known.content ?? null;
+  const { layout, filesystems } = sizeDisk(o, content, { direct, loaders, ids, espUuid, random });
   const outPath = o.output !== undefined ? resolve(o.output) : null;
   const sideFiles = direct && outPath ? Object.values(rootfsArtifacts(outPath, !!kernel?.initrdPath)).filter((p): p is string => !!p && p !== outPath) : [];
+  const src = parseSourceRef(o.image);
 
   const unknown: string[] = [];
-  if (!facts.source) unknown.push('source');
-  if (facts.kernel === undefined) unknown.push('kernel');
-  if (!facts.content) unknown.push('content');
-  else if (facts.content.estimated) unknown.push('content (estimated)');
+  if (!known.image) unknown.push('source');
+  if (!known.tree) unknown.push('kernel');
+  else if (known.tree.estimated) unknown.push('kernel (estimated)');
+  if (!content) unknown.push('content');
+  else if (content.estimated) unknown.push('content (estimated)');
 
   return {
     image: o.image,
     rootUuid: ids.root,
     rootHashSeed: ids.rootHash,
-    source: { transport: facts.source?.transport ?? parseSourceRef(o.image).transport, id: facts.source?.id ?? null, layers: facts.source?.layers ?? null },
+    source: {
+      transport: known.image?.source.transport ?? src.transport,
+      id: known.image?.source.id ?? null,
+      layers: known.image?.source.layers ?? null,
+      pull: o.pull,
+      platform: o.platform ?? null,
+      insecureRegistries: o.insecureRegistries,
+    },
     guest,
-    content: facts.content ?? null,
+    content,
     kernel,
+    disk: { rootOffset: rootOffset(o, direct, loaders), container: format.assembly.container, inPlace: format.assembly.inPlace },
     layout,
     sizing: o.size !== undefined ? 'fixed' : 'fitted',
     filesystems,
@@ -198,16 +276,16 @@ interface DiskInput {
 }
 
 /** Partitions and file systems from the content's size (or --size); nothing until the content is known. */
-function sizeDisk(o: ConvertOptions, facts: ImageFacts, d: DiskInput): { layout: DiskLayout | null; filesystems: FileSystemPlan[] } {
-  const c = facts.content;
+function sizeDisk(o: ConvertOptions, c: ContentFacts | null, d: DiskInput): { layout: DiskLayout | null; filesystems: FileSystemPlan[] } {
   if (!c) return { layout: null, filesystems: [] };
-  const content: ContentStats = { blocks4k: c.blocks4k + SLACK_BLOCKS, entries: c.entries + SLACK_ENTRIES };
+  const content = withSlack(c);
   // The writer's own measure of the tree, once known, wins over the estimate from the counts.
   const minFs = Math.max(minimumFsSize(content), alignUp(c.minimumBytes ?? 0, MiB));
   const wantFs = o.size ? minFs : Math.max(defaultFsSize(content), minFs);
-  const root = (offset: number, size: number): FileSystemPlan => ({
-    role: 'root', type: 'ext4', label: 'root', uuid: d.ids.root, offset, size, inodes: inodesFor(content), journalMiB: journalMiBFor(size), hashSeed: d.ids.rootHash,
-  });
+  const root = (offset: number, space: number): FileSystemPlan => {
+    const fs = ext4Shape(space, inodesFor(content));
+    return { role: 'root', type: 'ext4', label: 'root', uuid: d.ids.root, offset, size: fs.bytes, inodes: fs.inodes, journalMiB: journalMiBFor(fs.bytes), hashSeed: d.ids.rootHash };
+  };
   if (d.direct) {
     const fsSize = o.size ?? wantFs;
     if (fsSize < minFs) {
@@ -240,7 +318,8 @@ function sizeDisk(o: ConvertOptions, facts: ImageFacts, d: DiskInput): { layout:
   if (esp && d.espUuid) fss.push({ role: 'esp', type: 'vfat', label: 'EFI', uuid: d.espUuid, offset: esp.start, size: esp.size });
   const boot = partitionByRole(layout, 'boot');
   if (boot) {
-    fss.push({ role: 'boot', type: 'ext4', label: 'boot', uuid: d.ids.boot, offset: boot.start, size: boot.size, inodes: inodesFor(bootUsage), journalMiB: journalMiBFor(boot.size), hashSeed: d.ids.bootHash });
+    const fs = ext4Shape(boot.size, inodesFor(bootUsage));
+    fss.push({ role: 'boot', type: 'ext4', label: 'boot', uuid: d.ids.boot, offset: boot.start, size: fs.bytes, inodes: fs.inodes, journalMiB: journalMiBFor(fs.bytes), hashSeed: d.ids.bootHash });
   }
   fss.push(root(rootPart.start, rootPart.size));
   return { layout, filesystems: fss };
@@ -263,6 +342,7 @@ interface StepInput {
   table: string;
 }
 
+/** The steps as the user is shown them (and as IMG2VM_TEST_HOOK names them: STAGE/ID). */
 function planSteps(o: ConvertOptions, s: StepInput): PlanStep[] {
   const src = parseSourceRef(o.image);
   const steps: PlanStep[] = [
@@ -286,3 +366,6 @@ function planSteps(o: ConvertOptions, s: StepInput): PlanStep[] {
   return steps;
 }
 
+export type { Known };
+export { hasTemplate };
+export type { TreeFacts };

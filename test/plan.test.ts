@@ -4,7 +4,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConvertOptions, type ConvertOptionsInput } from '../src/core/options.js';
-import type { ConversionPlan, ImageFacts } from '../src/core/plan.js';
+import type { ConversionPlan } from '../src/core/plan.js';
+import { known, type FlatFacts } from './helpers/facts.js';
 import { createRandom } from '../src/core/random.js';
 import { GPT_TYPE, partitionByRole } from '../src/disk/layout.js';
 import { plan } from '../src/plan.js';
@@ -12,18 +13,19 @@ import { plan } from '../src/plan.js';
 const MiB = 1024 * 1024;
 
 /** A Debian image after its guest build: what flattening and findKernel would report. */
-const FACTS: ImageFacts = {
+const FACTS: FlatFacts = {
   source: { transport: 'docker-daemon', id: `sha256:${'ab'.repeat(32)}`, layers: 2, daemonId: `sha256:${'ab'.repeat(32)}` },
   os: { id: 'debian', idLike: [], versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' },
   guest: { distribution: 'Debian GNU/Linux 12 (bookworm)', template: 'debian', builder: 'docker', cached: true, image: 'img2vm-cache:0123' },
   content: { blocks4k: 70_000, entries: 9_000, bytes: 270 * MiB, files: 7_000, boot: { blocks4k: 12_000, entries: 12 } },
   kernel: { version: '6.1.0-28-cloud-amd64', kernelPath: '/vmlinuz', initrdPath: '/initrd.img' },
   hasResolved: true,
+  process: { entrypoint: [], cmd: ['bash'], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], cwd: '/', user: '' },
 };
 
-function planFor(opts: Partial<ConvertOptionsInput>, facts: ImageFacts = FACTS, seed = 'fixed'): ConversionPlan {
+function planFor(opts: Partial<ConvertOptionsInput>, facts: FlatFacts = FACTS, seed = 'fixed'): ConversionPlan {
   const o = parseConvertOptions({ image: 'img2vm-demo:bookworm', output: '/out/disk.qcow2', seed, ...opts });
-  return plan(o, facts, { random: createRandom(seed) });
+  return plan(o, known(facts), createRandom(seed));
 }
 
 const FORMATS: [string, string][] = [
@@ -174,7 +176,8 @@ describe('plan: ids, sizes and strategies', () => {
   });
 
   it('keeps every id when a fact arrives or an unrelated option changes', () => {
-    const before = planFor({}, { ...FACTS, kernel: undefined, content: undefined });
+    // Before the guest stage: no tree facts (no kernel) and no content yet.
+    const before = planFor({}, { ...FACTS, kernel: undefined, content: undefined, hasResolved: undefined, guest: undefined });
     const after = planFor({});
     expect(before.layout).toBeNull();
     expect(before.unknown).toEqual(['kernel', 'content']);
@@ -217,7 +220,7 @@ describe('plan: ids, sizes and strategies', () => {
 
   it('names the transport of each kind of reference', () => {
     const ids = ['docker://127.0.0.1:5000/a:1', 'docker-daemon:a:1', 'oci:/l:1', 'oci-archive:/a.tar', 'docker-archive:/s.tar', 'a:1']
-      .map((image) => plan(parseConvertOptions({ image, output: '/o/d.raw', seed: 's' }), {}).steps[0]!.id);
+      .map((image) => plan(parseConvertOptions({ image, output: '/o/d.raw', seed: 's' })).steps[0]!.id);
     expect(ids).toEqual(['docker', 'docker-daemon', 'oci', 'oci-archive', 'docker-archive', 'docker-daemon']);
   });
 
@@ -231,14 +234,14 @@ describe('plan: ids, sizes and strategies', () => {
 
 describe('plan: --init img2vm and auto', () => {
   const bundle = { version: '6.12.118+deb13-cloud-amd64', vmlinuz: '/cache/vmlinuz', modulesDir: '/cache/lib/modules/6.12.118+deb13-cloud-amd64', origin: 'Debian trixie', id: 'sha256:1' };
-  const scratch: ImageFacts = {
+  const scratch: FlatFacts = {
     source: { transport: 'oci-archive', id: `sha256:${'cd'.repeat(32)}`, layers: 1 },
     os: null,
     process: { entrypoint: ['/hello'], cmd: ['a'], env: ['X=1'], cwd: '/work', user: '' },
     userland: { login: false, modprobe: false, shell: null },
     content: { blocks4k: 10, entries: 3, bytes: 40_000, files: 1 },
   };
-  const withKernel: ImageFacts = {
+  const withKernel: FlatFacts = {
     ...scratch,
     kernelBundle: bundle,
     kernel: { version: bundle.version, kernelPath: `/boot/img2vm/vmlinuz-${bundle.version}`, initrdPath: `/boot/img2vm/initrd.img-${bundle.version}`, kernelFile: `/boot/img2vm/vmlinuz-${bundle.version}`, initrdFile: `/boot/img2vm/initrd.img-${bundle.version}` },
@@ -264,7 +267,7 @@ describe('plan: --init img2vm and auto', () => {
   });
 
   it("gives an image that loads modules the kernel's /lib/modules, a scratch image only its initramfs", () => {
-    const copy = (f: ImageFacts) => planFor({ init: 'img2vm' }, f).guestFiles.filter((x) => x.kind === 'copy' && x.by === 'img2vm').map((x) => x.path);
+    const copy = (f: FlatFacts) => planFor({ init: 'img2vm' }, f).guestFiles.filter((x) => x.kind === 'copy' && x.by === 'img2vm').map((x) => x.path);
     expect(copy(withKernel)).toEqual([]);
     expect(copy({ ...withKernel, userland: { login: true, modprobe: true, shell: '/bin/bash' } })).toEqual([`/lib/modules/${bundle.version}`]);
   });
@@ -290,7 +293,7 @@ describe('plan: --init img2vm and auto', () => {
 
 describe('plan: guest configuration options', () => {
   const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0rT3Mm8VHZb2PaZ4xO2sC1pZ6J7nN8u1e2bVrQk0a user@host\n';
-  const withKey: ImageFacts = { ...FACTS, inputs: { sshKey: { file: '/k/id.pub', text: KEY } } };
+  const withKey: FlatFacts = { ...FACTS, inputs: { sshKey: { file: '/k/id.pub', text: KEY } } };
 
   it('--ssh-key and --user: host keys the image carries are removed, accounts are edited when written; no secret in the plan', () => {
     const p = planFor({ password: 'hunter22', user: 'alice' }, withKey);

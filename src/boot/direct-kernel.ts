@@ -2,7 +2,6 @@
 // Firecracker and cloud-hypervisor need the kernel as an uncompressed ELF (vmlinux), made here from the bzImage.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ConversionRun } from '../core/conversion.js';
 import { kernelFiles, type BootLoader } from './loader.js';
 import { extractVmlinux } from './vmlinux.js';
 
@@ -14,14 +13,16 @@ export const directKernel: BootLoader = {
     guestFiles: [],
     exports: i.kernel ? kernelExports(kernelFiles(i.kernel)) : [],
   }),
-  async prepare(r: ConversionRun) {
-    const vmlinux = await extractVmlinux(await readFile(r.exported.get('vmlinuz')!), r.ctx.work, r.ctx.signal);
-    const dest = join(r.ctx.work, 'vmlinux');
+  async prepare(plan, exported, env) {
+    const vmlinuz = exported.get('vmlinuz');
+    if (!vmlinuz) throw new Error('the direct-kernel output needs the guest kernel exported');
+    const vmlinux = await extractVmlinux(await readFile(vmlinuz), env.work, env.signal);
+    const dest = join(env.work, 'vmlinux');
     await writeFile(dest, vmlinux.elf);
-    r.exported.set('vmlinux', dest);
     if (!vmlinux.pvh) {
-      r.ctx.sink({ type: 'log', level: 'warn', stage: 'boot', message: `kernel ${r.plan.kernel?.version} has no PVH entry note: Firecracker can boot its vmlinux, cloud-hypervisor cannot` });
+      env.sink({ type: 'log', level: 'warn', stage: 'boot', message: `kernel ${plan.kernel?.version} has no PVH entry note: Firecracker can boot its vmlinux, cloud-hypervisor cannot` });
     }
+    return new Map([['vmlinux', dest]]);
   },
 };
 

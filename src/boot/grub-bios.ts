@@ -1,7 +1,7 @@
 // GRUB for BIOS without grub-install: boot.img goes into the MBR, a grub-mkimage core image after it, by writing bytes.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ConversionRun } from '../core/conversion.js';
+import type { ConversionPlan } from '../core/plan.js';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import type { DiskLayout } from '../disk/layout.js';
@@ -23,12 +23,6 @@ const BLOCKLIST_START = 512 - 12;
 
 /** Modules built into core.img: enough to find the root by UUID and read grub.cfg from ext4 on MBR or GPT. */
 export const CORE_MODULES = ['biosdisk', 'part_msdos', 'part_gpt', 'ext2', 'search_fs_uuid', 'normal', 'configfile', 'linux', 'gzio', 'serial', 'terminal'];
-
-/** Copies GRUB's BIOS modules into a staged root (as the configure step does from the plan). */
-export async function stageGrubBiosFiles(root: string): Promise<void> {
-  const { copyHostFilesInRoot } = await import('../rootfs/inroot.js');
-  copyHostFilesInRoot(root, 'boot/grub/i386-pc', GRUB_PC_DIR, ['*.mod', '*.lst']);
-}
 
 /** Patches boot.img for a core image at `coreSector`: where to load from, and no floppy drive check. */
 export function patchBootImage(bootImg: Buffer, coreSector: number): Buffer {
@@ -82,15 +76,16 @@ export const grubBios: BootLoader = {
   label: 'GRUB BIOS',
   tools: ['grub-mkimage'],
   files: (i) => ({ guestFiles: [grubCfgFile(i, 'grub'), grubModulesCopy(i, GRUB_PC_DIR, 'i386-pc', 'grub-bios')], exports: [] }),
-  async install(r: ConversionRun) {
-    const { layout, boot } = r.plan;
-    if (!layout) throw new Error('grub-bios needs a partitioned disk');
-    await installGrubBios(r.target!, layout, bootFsUuid(r), boot.grubDir!, r.ctx);
+  async install(plan, target, env) {
+    const { layout, boot } = plan;
+    if (!layout || !boot.grubDir) throw new Error('grub-bios needs a partitioned disk and a GRUB directory');
+    await installGrubBios(target, layout, bootFsUuid(plan), boot.grubDir, env);
   },
 };
 
 /** The file system GRUB reads grub.cfg from: a separate /boot, else the root. */
-export function bootFsUuid(r: ConversionRun): string {
-  const fs = r.plan.filesystems.find((f) => f.role === 'boot') ?? r.plan.filesystems.find((f) => f.role === 'root');
-  return fs!.uuid;
+export function bootFsUuid(plan: ConversionPlan): string {
+  const fs = plan.filesystems.find((f) => f.role === 'boot') ?? plan.filesystems.find((f) => f.role === 'root');
+  if (!fs) throw new Error('the plan has no root file system yet');
+  return fs.uuid;
 }

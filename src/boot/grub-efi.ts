@@ -1,7 +1,6 @@
 // GRUB for UEFI without grub-install: a grub-mkimage EFI binary at the removable-media path of the ESP.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ConversionRun } from '../core/conversion.js';
 import type { RunContext } from '../core/context.js';
 import { run } from '../tools/index.js';
 import { bootFsUuid } from './grub-bios.js';
@@ -13,12 +12,6 @@ export const GRUB_EFI_DIR = '/usr/lib/grub/x86_64-efi';
 export const REMOVABLE_PATH = 'EFI/BOOT/BOOTX64.EFI';
 
 export const EFI_MODULES = ['part_gpt', 'part_msdos', 'ext2', 'fat', 'search_fs_uuid', 'normal', 'configfile', 'linux', 'gzio', 'serial', 'terminal', 'efi_gop', 'all_video'];
-
-/** Copies GRUB's EFI modules into a staged root (as the configure step does from the plan). */
-export async function stageGrubEfiFiles(root: string): Promise<void> {
-  const { copyHostFilesInRoot } = await import('../rootfs/inroot.js');
-  copyHostFilesInRoot(root, 'boot/grub/x86_64-efi', GRUB_EFI_DIR, ['*.mod', '*.lst']);
-}
 
 /** Builds BOOTX64.EFI (finds the boot file system by UUID, then reads its grub.cfg) in the work directory. */
 export async function makeGrubEfi(bootFsUuid: string, grubDir: string, ctx: RunContext): Promise<string> {
@@ -43,7 +36,9 @@ export const grubEfi: BootLoader = {
     ],
     exports: [],
   }),
-  async prepare(r: ConversionRun) {
-    await makeGrubEfi(bootFsUuid(r), r.plan.boot.grubDir!, r.ctx);
+  async prepare(plan, _exported, env) {
+    if (!plan.boot.grubDir) throw new Error('grub-efi needs a GRUB directory');
+    await makeGrubEfi(bootFsUuid(plan), plan.boot.grubDir, env);
+    return new Map();
   },
 };

@@ -1,7 +1,8 @@
 // The boot-loader interface: what a loader puts into the guest and the ESP (pure, part of the plan), and how it
 // installs itself into the finished disk. One file per loader, registered in boot/index.ts under its CLI id.
-import type { ConversionRun } from '../core/conversion.js';
-import type { BootLoaderId, GuestFile, KernelFacts } from '../core/plan.js';
+import type { Env } from '../core/context.js';
+import type { BootLoaderId, ConversionPlan, GuestFile, KernelFacts } from '../core/plan.js';
+import type { BlockTarget } from '../disk/target.js';
 import type { ToolName } from '../tools/index.js';
 
 export interface LoaderInput {
@@ -34,10 +35,13 @@ export interface BootLoader {
   /** Host tools install() runs (checked before any work). */
   tools: readonly ToolName[];
   files(input: LoaderInput): LoaderFiles;
-  /** Makes what its ESP files come from (work:NAME), after the guest files are written (the rootfs stage). */
-  prepare?(run: ConversionRun): Promise<void>;
+  /**
+   * Makes what its ESP files come from (work:NAME), once the guest files are written: from the plan and the files
+   * exported from the guest (by name); returns the files it made that an output takes (by name).
+   */
+  prepare?(plan: ConversionPlan, exported: ReadonlyMap<string, string>, env: Env): Promise<ReadonlyMap<string, string>>;
   /** Writes boot code into the disk once its partitions and file systems exist (the boot stage). */
-  install?(run: ConversionRun): Promise<void>;
+  install?(plan: ConversionPlan, target: BlockTarget, env: Env): Promise<void>;
 }
 
 /** The kernel's and initrd's own files in the guest (not the links GRUB may boot through). */

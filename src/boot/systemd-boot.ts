@@ -2,10 +2,8 @@
 // Specification, type #1 entries), so kernel upgrades inside the guest keep the ESP current by themselves.
 import { copyFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ConversionRun } from '../core/conversion.js';
 import { Img2vmError } from '../core/errors.js';
 import type { GuestFile } from '../core/plan.js';
-import { resolveInRoot, writeGuestFiles } from '../rootfs/inroot.js';
 import { REMOVABLE_PATH } from './grub-efi.js';
 import { kernelFiles, type BootLoader, type LoaderInput } from './loader.js';
 import { menuTitle } from './cmdline.js';
@@ -71,16 +69,6 @@ export function kernelInstallFiles(cmdline: string, by = 'systemd-boot'): GuestF
   return [f('/etc/kernel/entry-token', `${ENTRY_TOKEN}\n`), f('/etc/kernel/cmdline', `${cmdline}\n`), f('/etc/kernel/install.conf', '# Written by img2vm.\nlayout=bls\n')];
 }
 
-/** Writes kernelInstallFiles into a staged root (as the configure step does from the plan). */
-export async function configureKernelInstall(root: string, cmdline: string): Promise<void> {
-  writeGuestFiles(root, kernelInstallFiles(cmdline));
-}
-
-/** The guest's own systemd-boot binary (matching its bootctl), else the host's. */
-export async function findSystemdBootEfi(root: string): Promise<string> {
-  return pickSystemdBootEfi(resolveInRoot(root, SYSTEMD_BOOT_EFI.slice(1), true));
-}
-
 /** The first of the guest's copy (exported from the image) and the host's that is a regular file. */
 async function pickSystemdBootEfi(guest: string | undefined): Promise<string> {
   for (const c of [guest, SYSTEMD_BOOT_EFI]) {
@@ -121,7 +109,8 @@ export const systemdBoot: BootLoader = {
   tools: [],
   files: bootFiles,
   /** The loader binary for the ESP: the guest's own (matching its bootctl), else the host's. */
-  async prepare(r: ConversionRun) {
-    await copyFile(await pickSystemdBootEfi(r.exported.get('guest-systemd-bootx64.efi')), join(r.ctx.work, EFI_WORK_NAME));
+  async prepare(_plan, exported, env) {
+    await copyFile(await pickSystemdBootEfi(exported.get('guest-systemd-bootx64.efi')), join(env.work, EFI_WORK_NAME));
+    return new Map();
   },
 };

@@ -1,19 +1,18 @@
 // The docker builder: renders a distribution's template and builds it on top of the image, cached by content.
+import type { BuildRecipe } from '../core/plan.js';
 import { createHash } from 'node:crypto';
 import { readdir, readFile, lstat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import type { ConversionRun } from '../core/conversion.js';
 import type { RunContext } from '../core/context.js';
 import { progress } from '../core/events.js';
 import { importToDaemon, openDaemonImage } from '../source/index.js';
-import type { Builder } from './builder.js';
+import type { Builder, BuildInput } from './builder.js';
 import { TEMPLATES_DIR } from '../core/paths.js';
 import { DockerClient } from '../source/docker-api.js';
 import { testHook } from '../core/test-hook.js';
 import { renderTemplate } from '../guest/template.js';
-import type { DistroRecipe } from '../guest/distros.js';
 
 /** Bump when the way a build is done changes, so old cache entries are not reused. */
 const CACHE_VERSION = '1';
@@ -47,7 +46,7 @@ export interface BuildPlan {
 }
 
 /** Renders the template and derives the cache key: base image id + every template byte + values. */
-export async function planBuild(baseId: string, recipe: DistroRecipe): Promise<BuildPlan> {
+export async function planBuild(baseId: string, recipe: BuildRecipe): Promise<BuildPlan> {
   const dir = join(TEMPLATES_DIR, recipe.template);
   const files = await readTree(dir);
   const rendered = files.map((f) =>
@@ -74,7 +73,7 @@ export interface BuildResult {
 }
 
 /** Builds (or finds in the cache) the bootable variant of baseId in the daemon. */
-export async function dockerBuild(client: DockerClient, baseId: string, recipe: DistroRecipe, ctx: RunContext): Promise<BuildResult> {
+export async function dockerBuild(client: DockerClient, baseId: string, recipe: BuildRecipe, ctx: RunContext): Promise<BuildResult> {
   const plan = await planBuild(baseId, recipe);
   if (await client.inspect(plan.tag)) return { tag: plan.tag, cached: true };
   const bar = progress(ctx.sink, 'guest', 'entries', undefined, 'build steps');
@@ -110,28 +109,29 @@ export async function dockerBuild(client: DockerClient, baseId: string, recipe: 
 /** The docker builder: the template is a Dockerfile built by the daemon on top of the image, which it must have. */
 export const dockerBuilder: Builder = {
   id: 'docker',
-  async available(r: ConversionRun) {
+  async available(env) {
+    const docker = new DockerClient(undefined, env.signal);
     try {
-      await r.docker().ping();
+      await docker.ping();
       return { ok: true };
     } catch (e) {
-      return { ok: false, why: `the docker builder's daemon is not reachable at ${r.docker().endpoint.socketPath}`, cause: e };
+      return { ok: false, why: `the docker builder's daemon is not reachable at ${docker.endpoint.socketPath}`, cause: e };
     }
   },
-  async lookup(r: ConversionRun, recipe: DistroRecipe) {
-    const img = r.image!;
-    const docker = r.docker();
-    const plan = await planBuild(img.daemonId ?? img.id, recipe);
+  async lookup(input: BuildInput, env) {
+    const img = input.image;
+    const docker = new DockerClient(undefined, env.signal);
+    const plan = await planBuild(img.daemonId ?? img.id, input.recipe);
     if (!(await docker.inspect(plan.tag))) return undefined;
-    return { image: await openDaemonImage(docker, plan.tag, r.options.image, r.ctx), ref: plan.tag };
+    return { image: await openDaemonImage(docker, plan.tag, input.ref, env), ref: plan.tag };
   },
-  async build(r: ConversionRun, recipe: DistroRecipe) {
-    const img = r.image!;
-    const docker = r.docker();
+  async build(input: BuildInput, env) {
+    const img = input.image;
+    const docker = new DockerClient(undefined, env.signal);
     // Images from registries and archives are loaded into the daemon (unchanged, same id) to build on.
-    const base = img.daemonId ?? (await importToDaemon(img, docker, r.ctx));
-    const built = await dockerBuild(docker, base, recipe, r.ctx);
-    const out = await openDaemonImage(docker, built.tag, r.options.image, r.ctx);
+    const base = img.daemonId ?? (await importToDaemon(img, docker, env));
+    const built = await dockerBuild(docker, base, input.recipe, env);
+    const out = await openDaemonImage(docker, built.tag, input.ref, env);
     return { image: out, cached: built.cached, ref: built.tag };
   },
 };

@@ -1,7 +1,8 @@
 // The podman builder: no daemon; podman builds the rendered template on the image in its own storage, cached there as img2vm-cache:<key>.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { ConversionRun } from '../core/conversion.js';
+import type { Env } from '../core/context.js';
+import type { BuildRecipe } from '../core/plan.js';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
@@ -9,9 +10,9 @@ import { sha256 } from '../source/digest.js';
 import type { SourceImage } from '../source/image.js';
 import { openSource } from '../source/index.js';
 import { run, which } from '../tools/index.js';
-import type { DistroRecipe } from '../guest/distros.js';
 import { renderRecipe, type RenderedRecipe } from '../guest/recipe.js';
-import type { Builder } from './builder.js';
+import type { Builder, BuildInput } from './builder.js';
+import { openStore } from '../store/index.js';
 import { BuildCache } from './build-cache.js';
 import { buildKey } from './key.js';
 import { writeOciArchive } from './oci-archive-out.js';
@@ -61,7 +62,7 @@ interface Planned {
   base: string;
 }
 
-async function planPodman(img: SourceImage, recipe: DistroRecipe): Promise<Planned> {
+async function planPodman(img: SourceImage, recipe: BuildRecipe): Promise<Planned> {
   // The id podman will know the base by: the digest of the config bytes it is loaded with.
   const base = img.configBytes ? sha256(img.configBytes) : img.id;
   const rendered = await renderRecipe(recipe, { base, ...recipe.values });
@@ -76,12 +77,12 @@ async function exists(ref: string, signal: AbortSignal): Promise<boolean> {
 }
 
 /** Reads the built image out of podman's storage into the work directory. */
-async function readBuilt(r: ConversionRun, tag: string): Promise<SourceImage> {
-  const dir = await mkdtemp(join(r.ctx.work, 'podman-out-'));
+async function readBuilt(env: Env, tag: string): Promise<SourceImage> {
+  const dir = await mkdtemp(join(env.work, 'podman-out-'));
   const file = join(dir, 'image.tar');
-  await run('podman', podmanSaveArgv(tag, file), { signal: r.ctx.signal });
+  await run('podman', podmanSaveArgv(tag, file), { signal: env.signal });
   try {
-    return await openSource(`oci-archive:${file}`, r.ctx);
+    return await openSource(`oci-archive:${file}`, env);
   } finally {
     // The source module unpacked it: the archive itself is no longer needed.
     await rm(file, { force: true });
@@ -89,18 +90,18 @@ async function readBuilt(r: ConversionRun, tag: string): Promise<SourceImage> {
 }
 
 /** Makes the base image available in podman's storage (loaded from an oci-archive written from any source). */
-async function ensureBase(r: ConversionRun, p: Planned): Promise<void> {
-  await new BuildCache().touchPodman('source', p.base.slice(7, 23));
-  if (await exists(p.base, r.ctx.signal)) return;
-  const dir = await mkdtemp(join(r.ctx.work, 'podman-load-'));
+async function ensureBase(input: BuildInput, env: Env, p: Planned): Promise<void> {
+  await new BuildCache(openStore()).touchPodman('source', p.base.slice(7, 23));
+  if (await exists(p.base, env.signal)) return;
+  const dir = await mkdtemp(join(env.work, 'podman-load-'));
   try {
     const file = join(dir, 'base.tar');
-    const id = await writeOciArchive(r.image!, file, `${PODMAN_SOURCE_REPO}:${p.base.slice(7, 23)}`, dir, r.ctx.signal);
-    await run('podman', podmanLoadArgv(file), { signal: r.ctx.signal });
-    if (id !== p.base || !(await exists(p.base, r.ctx.signal))) {
+    const id = await writeOciArchive(input.image, file, `${PODMAN_SOURCE_REPO}:${p.base.slice(7, 23)}`, dir, env.signal);
+    await run('podman', podmanLoadArgv(file), { signal: env.signal });
+    if (id !== p.base || !(await exists(p.base, env.signal))) {
       throw new Img2vmError('toolFailed', `podman load did not keep the image as ${p.base}`, 'see podman images; podman may have re-encoded the config');
     }
-    log(r.ctx, 'debug', `loaded ${r.image!.ref} into podman's storage as ${PODMAN_SOURCE_REPO}:${p.base.slice(7, 23)}`);
+    log(env, 'debug', `loaded ${input.image.ref} into podman's storage as ${PODMAN_SOURCE_REPO}:${p.base.slice(7, 23)}`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -115,9 +116,8 @@ async function writeContext(dir: string, rendered: RenderedRecipe): Promise<void
   }
 }
 
-async function build(r: ConversionRun, p: Planned, recipe: DistroRecipe): Promise<void> {
-  const { ctx } = r;
-  await ensureBase(r, p);
+async function build(input: BuildInput, ctx: Env, p: Planned): Promise<void> {
+  await ensureBase(input, ctx, p);
   const context = await mkdtemp(join(ctx.work, 'podman-ctx-'));
   // Where podman puts its steps' bundles: private, so an abort can find (and kill) exactly this build's step.
   const steps = await mkdtemp(join(ctx.work, 'podman-steps-'));
@@ -125,7 +125,7 @@ async function build(r: ConversionRun, p: Planned, recipe: DistroRecipe): Promis
     await writeContext(context, p.rendered);
     const bar = progress(ctx.sink, 'guest', 'entries', undefined, 'build steps');
     const tail: string[] = [];
-    const labels = { 'org.img2vm.base': p.base, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
+    const labels = { 'org.img2vm.base': p.base, 'org.img2vm.template': input.recipe.template, 'org.img2vm.key': p.key };
     const code = await runPodmanBuild(podmanBuildArgv({ tag: p.tag, context, labels }), steps, ctx.signal, (l) => {
       const m = /^STEP (\d+)\/(\d+)/.exec(l);
       if (m) {
@@ -165,17 +165,17 @@ export const podmanBuilder: Builder = {
     if (process.getuid?.() !== 0) return { ok: false, why: 'the podman builder needs root (rootless podman cannot give the built files their real owners)' };
     return podmanWorks();
   },
-  async lookup(r, recipe) {
-    const p = await planPodman(r.image!, recipe);
-    if (!(await exists(p.tag, r.ctx.signal))) return undefined;
-    await new BuildCache().touchPodman('cache', tagOf(p.tag));
-    return { image: await readBuilt(r, p.tag), ref: p.tag };
+  async lookup(input, env) {
+    const p = await planPodman(input.image, input.recipe);
+    if (!(await exists(p.tag, env.signal))) return undefined;
+    await new BuildCache(openStore()).touchPodman('cache', tagOf(p.tag));
+    return { image: await readBuilt(env, p.tag), ref: p.tag };
   },
-  async build(r, recipe) {
-    const p = await planPodman(r.image!, recipe);
-    const cached = await exists(p.tag, r.ctx.signal);
-    if (!cached) await build(r, p, recipe);
-    await new BuildCache().touchPodman('cache', tagOf(p.tag));
-    return { image: await readBuilt(r, p.tag), cached, ref: p.tag };
+  async build(input, env) {
+    const p = await planPodman(input.image, input.recipe);
+    const cached = await exists(p.tag, env.signal);
+    if (!cached) await build(input, env, p);
+    await new BuildCache(openStore()).touchPodman('cache', tagOf(p.tag));
+    return { image: await readBuilt(env, p.tag), cached, ref: p.tag };
   },
 };

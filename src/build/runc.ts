@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ConversionRun } from '../core/conversion.js';
+import type { Env } from '../core/context.js';
+import type { BuildRecipe } from '../core/plan.js';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { progress } from '../core/events.js';
@@ -12,16 +13,16 @@ import { removeInRoot, resolveInRoot } from '../rootfs/inroot.js';
 import { sha256 } from '../source/digest.js';
 import type { ImageConfig, SourceImage } from '../source/image.js';
 import { run, which } from '../tools/index.js';
-import type { DistroRecipe } from '../guest/distros.js';
 import { renderRecipe, type RenderedRecipe, type Step } from '../guest/recipe.js';
-import type { Builder } from './builder.js';
+import type { Builder, BuildInput } from './builder.js';
 import { BuildCache, type BuildRecord } from './build-cache.js';
 import { buildKey } from './key.js';
 import { containerId, ownerOf, runcDeleteArgv, runcKillArgv, runcListArgv, runcRunArgv, runtimeSpec, stepEnv } from './runtime-spec.js';
 import { applyEnv, copyStep, ensureWorkdir, recipeEnv, stepUser } from './steps.js';
 import { writeTreeTar } from './tree-tar.js';
-import { pidAlive } from '../kernel/lock.js';
 import { testHook } from '../core/test-hook.js';
+import { pidAlive } from '../core/leftovers.js';
+import { openStore } from '../store/index.js';
 
 /** Bump when the way a runc build is done (or its layer written) changes, so old cache entries are not reused. */
 export const RUNC_BUILDER_VERSION = '2';
@@ -34,7 +35,7 @@ interface Planned {
   ref: string;
 }
 
-async function planRunc(img: SourceImage, recipe: DistroRecipe): Promise<Planned> {
+async function planRunc(img: SourceImage, recipe: BuildRecipe): Promise<Planned> {
   const rendered = await renderRecipe(recipe, { base: img.id, ...recipe.values });
   const key = buildKey('runc', RUNC_BUILDER_VERSION, img.id, rendered);
   return { rendered, key, ref: `runc:${key.slice(0, 32)}` };
@@ -67,14 +68,13 @@ function existsInRoot(root: string, path: string): boolean {
   }
 }
 
-async function runStep(r: ConversionRun, bundle: string, step: Extract<Step, { kind: 'run' }>, id: string, resolvConf: string): Promise<void> {
-  const { ctx } = r;
+async function runStep(input: BuildInput, ctx: Env, bundle: string, step: Extract<Step, { kind: 'run' }>, id: string, resolvConf: string): Promise<void> {
   const rootfs = join(bundle, 'rootfs');
   const user = stepUser(rootfs, step);
   ensureWorkdir(rootfs, step.workdir);
   const spec = runtimeSpec({
     script: step.script,
-    env: stepEnv(r.image!.config.config?.Env, step.env, user.home),
+    env: stepEnv(input.image.config.config?.Env, step.env, user.home),
     uid: user.uid,
     gid: user.gid,
     additionalGids: user.additionalGids,
@@ -129,9 +129,9 @@ export function builtConfig(base: ImageConfig, env: Record<string, string>, laye
   };
 }
 
-function createdAt(): string {
-  const epoch = Number(process.env.SOURCE_DATE_EPOCH);
-  return (Number.isFinite(epoch) && process.env.SOURCE_DATE_EPOCH ? new Date(epoch * 1000) : new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+/** The build's creation time as image configs spell it: the run's epoch (SOURCE_DATE_EPOCH, else now). */
+function createdAt(epoch: number): string {
+  return new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 async function hostResolvConf(dest: string): Promise<void> {
@@ -144,10 +144,10 @@ async function hostResolvConf(dest: string): Promise<void> {
   await writeFile(dest, text, { mode: 0o644 });
 }
 
-/** Unpacks the image into a bundle, runs the steps, and stores the tree as one layer in the cache. */
-async function buildEntry(r: ConversionRun, cache: BuildCache, p: Planned, recipe: DistroRecipe): Promise<void> {
-  const { ctx } = r;
-  const img = r.image!;
+/** Unpacks the image into a bundle, runs the steps, and writes the tree as one layer into the store's draft `tmp`. */
+async function buildEntry(input: BuildInput, ctx: Env, tmp: string, p: Planned): Promise<void> {
+  const recipe = input.recipe;
+  const img = input.image;
   const bundle = await mkdtemp(join(ctx.work, 'runc-bundle-'));
   const dropBundle = ctx.scope.defer(`remove ${bundle}`, () => rm(bundle, { recursive: true, force: true }));
   try {
@@ -175,40 +175,31 @@ async function buildEntry(r: ConversionRun, cache: BuildCache, p: Planned, recip
         log(ctx, 'debug', `COPY ${step.src} ${step.dest}: ${n} files`);
       } else {
         log(ctx, 'debug', `RUN (line ${step.line}, network ${step.network ? 'host' : 'none'}) ${step.script}`);
-        await runStep(r, bundle, step, containerId(process.pid, nonce, i), resolvConf);
+        await runStep(input, ctx, bundle, step, containerId(process.pid, nonce, i), resolvConf);
       }
       bar.set(i + 1);
     }
     bar.end();
     phase(`ran ${steps.length} steps`);
 
-    const tmp = await cache.makeTemp();
-    const dropTmp = ctx.scope.defer(`remove ${tmp}`, () => rm(tmp, { recursive: true, force: true }));
-    try {
-      const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
-      phase(`wrote the layer (${layer.entries} entries, ${(layer.size / 1048576).toFixed(0)} MiB)`);
-      const labels = { 'org.img2vm.base': img.id, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
-      const created = createdAt();
-      const configBytes = Buffer.from(JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)));
-      await writeFile(join(tmp, 'config.json'), configBytes);
-      const record: BuildRecord = {
-        format: 1,
-        builder: 'runc',
-        key: p.key,
-        base: img.id,
-        template: recipe.template,
-        label: recipe.label,
-        createdAt: created,
-        layer: { digest: layer.digest, size: layer.size, entries: layer.entries },
-        configDigest: sha256(configBytes),
-      };
-      await writeFile(join(tmp, 'used'), '');
-      // Written last: an entry is complete once its record is there.
-      await writeFile(join(tmp, 'build.json'), `${JSON.stringify(record, null, 2)}\n`);
-      await cache.install(p.key, tmp);
-    } finally {
-      await dropTmp();
-    }
+    const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
+    phase(`wrote the layer (${layer.entries} entries, ${(layer.size / 1048576).toFixed(0)} MiB)`);
+    const labels = { 'org.img2vm.base': img.id, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
+    const created = createdAt(ctx.epoch);
+    const configBytes = Buffer.from(JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)));
+    await writeFile(join(tmp, 'config.json'), configBytes);
+    const record: BuildRecord = {
+      format: 1,
+      builder: 'runc',
+      key: p.key,
+      base: img.id,
+      template: recipe.template,
+      label: recipe.label,
+      createdAt: created,
+      layer: { digest: layer.digest, size: layer.size, entries: layer.entries },
+      configDigest: sha256(configBytes),
+    };
+    await writeFile(join(tmp, 'build.json'), `${JSON.stringify(record, null, 2)}\n`);
   } finally {
     // The tree is in the layer now; the rootfs stage needs the room.
     await dropBundle();
@@ -223,30 +214,19 @@ export const runcBuilder: Builder = {
     if (!which('getfattr')) return { ok: false, why: 'the runc builder needs getfattr, which is not installed (install attr: apt-get install attr)' };
     return { ok: true };
   },
-  async lookup(r, recipe) {
-    const p = await planRunc(r.image!, recipe);
-    const image = await new BuildCache().use(p.key, r.ctx.scope, r.options.image);
+  async lookup(input, env) {
+    const p = await planRunc(input.image, input.recipe);
+    const image = await new BuildCache(openStore()).use(p.key, env.scope, input.ref);
     return image ? { image, ref: p.ref } : undefined;
   },
-  async build(r, recipe) {
-    const { ctx } = r;
-    const cache = new BuildCache();
-    const p = await planRunc(r.image!, recipe);
-    const hit = await cache.use(p.key, ctx.scope, r.options.image);
-    if (hit) return { image: hit, cached: true, ref: p.ref };
+  async build(input, ctx) {
+    const p = await planRunc(input.image, input.recipe);
     // One process builds a key at a time; the others wait and then take its result.
-    const lock = await cache.lock('runc', p.key, { signal: ctx.signal, onWait: (pid) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is building the same guest`) });
-    try {
-      const done = await cache.use(p.key, ctx.scope, r.options.image);
-      if (done) return { image: done, cached: true, ref: p.ref };
-      await cache.sweep();
+    const onWait = (pid: number) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is building the same guest`);
+    const { image, made } = await new BuildCache(openStore()).build(p.key, ctx, input.ref, onWait, async (dir) => {
       await sweepContainers();
-      await buildEntry(r, cache, p, recipe);
-      const image = await cache.use(p.key, ctx.scope, r.options.image);
-      if (!image) throw new Img2vmError('outputNotWritable', `the runc build was stored in ${cache.entryDir(p.key)} but cannot be read back`, 'check that directory (disk full, or removed meanwhile)');
-      return { image, cached: false, ref: p.ref };
-    } finally {
-      await lock.release();
-    }
+      await buildEntry(input, ctx, dir, p);
+    });
+    return { image, cached: !made, ref: p.ref };
   },
 };

@@ -1,6 +1,6 @@
 // What `img2vm cache` lists and prunes: one entry per cached thing, in whichever store holds it, with its size and last use.
 
-export type CacheKind = 'guest-build' | 'source-image' | 'registry-blob' | 'kernel';
+export type CacheKind = 'guest-build' | 'source-image' | 'registry-blob' | 'kernel' | 'converted-disk';
 export type CacheStore = 'img2vm' | 'docker' | 'podman';
 
 export interface CacheEntry {

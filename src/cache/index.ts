@@ -1,12 +1,13 @@
 // `img2vm cache`: the inventory of everything img2vm caches, and pruning what has not been used for a while.
-import { join } from 'node:path';
 import { cacheDir } from '../core/paths.js';
 import { Img2vmError } from '../core/errors.js';
 import { BuildCache } from '../build/build-cache.js';
 import { KernelCache } from '../kernel/cache.js';
+import { BlobCache } from '../source/blob-cache.js';
+import { openStore } from '../store/index.js';
 import type { CacheEntry, Inventory, RemoveOutcome } from './entries.js';
 import { dockerImages, podmanImages } from './images.js';
-import { dropDanglingKernelIndex, dropDanglingRefs, kernelTrees, registryBlobs, runcBuilds } from './local.js';
+import { storeEntries } from './local.js';
 
 export type { CacheEntry, CacheKind, CacheStore } from './entries.js';
 
@@ -35,14 +36,11 @@ export function defaultLocations(env: NodeJS.ProcessEnv = process.env): CacheLoc
 
 export async function inventory(loc: CacheLocations = defaultLocations()): Promise<Inventory> {
   const notes: string[] = [];
-  const builds = new BuildCache(join(loc.root, 'builds'));
-  const kernels = new KernelCache(join(loc.root, 'kernels'));
+  const store = openStore(loc.root);
   const items = [
-    ...(await runcBuilds(builds)),
+    ...(await storeEntries(store)),
     ...(loc.imageStores ? await dockerImages(notes) : []),
-    ...(loc.imageStores ? await podmanImages(builds, notes) : []),
-    ...(await registryBlobs(loc.root)),
-    ...(await kernelTrees(kernels)),
+    ...(loc.imageStores ? await podmanImages(new BuildCache(store), notes) : []),
   ];
   return { items, notes };
 }
@@ -80,7 +78,7 @@ export async function prune(o: PruneOptions, loc: CacheLocations = defaultLocati
   const inv = await inventory(loc);
   const report: PruneReport = { removed: [], kept: [], freed: 0, notes: inv.notes };
   // Guest builds first: an image store refuses to drop a source image a build still stands on.
-  const order = ['guest-build', 'source-image', 'registry-blob', 'kernel'];
+  const order = ['guest-build', 'source-image', 'converted-disk', 'registry-blob', 'kernel'];
   const stale = inv.items.filter((i) => isStale(i.entry, o)).sort((a, b) => order.indexOf(a.entry.kind) - order.indexOf(b.entry.kind));
   for (const item of stale) {
     if (item.entry.busy) {
@@ -96,8 +94,9 @@ export async function prune(o: PruneOptions, loc: CacheLocations = defaultLocati
     (outcome.removed ? report.removed : report.kept).push({ entry: item.entry, outcome });
     if (outcome.removed) report.freed += outcome.freed;
   }
-  await dropDanglingRefs(loc.root);
-  await dropDanglingKernelIndex(new KernelCache(join(loc.root, 'kernels')));
-  await new BuildCache(join(loc.root, 'builds')).sweep();
+  const store = openStore(loc.root);
+  await new BlobCache(store).dropDanglingRefs();
+  await new KernelCache(store).dropDanglingIndex();
+  await store.sweep();
   return report;
 }

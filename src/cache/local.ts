@@ -1,229 +1,54 @@
-// The parts of the cache img2vm keeps in its own directory: runc builds, registry blobs, kernels; each listed with how to remove it safely.
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
-import { BuildCache, liveHolders } from '../build/build-cache.js';
-import { KernelCache, TreeRecordSchema, type TreeRecord } from '../kernel/cache.js';
-import { pidAlive } from '../kernel/lock.js';
-import { isoOf, type Removable, type RemoveOutcome } from './entries.js';
+// The part of the cache img2vm keeps itself, the store: each entry listed with what it is, and removed only when no running img2vm holds or may take it.
+import { BuildCache } from '../build/build-cache.js';
+import { KernelCache } from '../kernel/cache.js';
+import type { Kind, Store, StoreEntry } from '../store/index.js';
+import { isoOf, type CacheEntry, type CacheKind, type Removable, type RemoveOutcome } from './entries.js';
 
-/** Apparent bytes of a tree (hard links counted once). */
-export async function treeBytes(dir: string): Promise<number> {
-  const seen = new Set<string>();
-  let n = 0;
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else {
-        const st = await lstat(p).catch(() => undefined);
-        if (!st || seen.has(`${st.dev}:${st.ino}`)) continue;
-        seen.add(`${st.dev}:${st.ino}`);
-        n += st.size;
-      }
+const KIND: Record<Kind, CacheKind> = { build: 'guest-build', blob: 'registry-blob', kernel: 'kernel', disk: 'converted-disk' };
+
+/** What a live writer of each kind is doing, for the reason prune gives when it leaves the kind alone. */
+const WRITING: Record<Kind, string> = { build: 'a guest build', blob: 'a pull', kernel: 'a kernel fetch', disk: 'a conversion' };
+
+/** Why prune must leave an entry alone now, or null. */
+function busy(kind: Kind, s: { holders: number[]; writers: number[] }): string | null {
+  if (s.holders.length) return `in use by img2vm process ${s.holders.join(', ')}`;
+  if (s.writers.length) return `${WRITING[kind]} is under way (img2vm process ${s.writers.join(', ')})`;
+  return null;
+}
+
+/** The name a user recognises and a short description, read from the entry's record without taking it. */
+async function describe(store: Store, e: StoreEntry): Promise<{ name: string; detail: string }> {
+  switch (e.kind) {
+    case 'blob':
+      return { name: e.key, detail: 'a layer, manifest or config pulled from a registry' };
+    case 'build': {
+      const found = await new BuildCache(store).find(e.key);
+      const detail = found ? `${found.record.label} (template ${found.record.template}, base ${found.record.base.slice(7, 19)})` : 'incomplete (an interrupted build or removal)';
+      return { name: `runc:${e.key.slice(0, 32)}`, detail };
     }
-  };
-  await walk(dir);
-  return n;
-}
-
-async function mtimeOf(p: string): Promise<number | undefined> {
-  return (await stat(p).catch(() => undefined))?.mtimeMs;
-}
-
-/** Moves a directory out of view at once, then deletes it. */
-async function discardDir(dir: string, tmpParent: string): Promise<void> {
-  await mkdir(tmpParent, { recursive: true });
-  const gone = join(tmpParent, `${process.pid}-${randomBytes(6).toString('hex')}-gone`);
-  try {
-    await rename(dir, gone);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
+    case 'kernel': {
+      const record = await new KernelCache(store).readTree(e.key, { verify: false });
+      return record ? { name: record.version, detail: record.origin } : { name: e.key, detail: 'incomplete (an interrupted unpacking or removal)' };
+    }
+    case 'disk':
+      return { name: e.key, detail: 'a converted disk' };
   }
-  await rm(gone, { recursive: true, force: true });
 }
 
-function held(pids: number[]): string {
-  return `in use by img2vm process ${pids.join(', ')}`;
-}
-
-/** The runc builder's layers. */
-export async function runcBuilds(cache: BuildCache): Promise<Removable[]> {
+/** Every entry of the store, each with how to remove it safely. */
+export async function storeEntries(store: Store): Promise<Removable[]> {
   const out: Removable[] = [];
-  for (const key of (await readdir(cache.runc).catch(() => [] as string[])).sort()) {
-    const dir = cache.entryDir(key);
-    const found = await cache.find(key);
-    const bytes = await treeBytes(dir);
-    const used = (await mtimeOf(join(dir, 'used'))) ?? (await mtimeOf(dir)) ?? 0;
-    const pids = await liveHolders(dir);
+  for (const e of await store.entries()) {
+    const entry: CacheEntry = { kind: KIND[e.kind], store: 'img2vm', ...(await describe(store, e)), bytes: e.bytes, lastUsed: isoOf(e.lastUsed), busy: busy(e.kind, e), location: e.path };
     out.push({
-      entry: {
-        kind: 'guest-build',
-        store: 'img2vm',
-        name: `runc:${key.slice(0, 32)}`,
-        detail: found ? `${found.record.label} (template ${found.record.template}, base ${found.record.base.slice(7, 19)})` : 'incomplete (an interrupted build or removal)',
-        bytes,
-        lastUsed: isoOf(used),
-        busy: pids.length ? held(pids) : null,
-        location: dir,
-      },
+      entry,
       async remove(): Promise<RemoveOutcome> {
-        const now = await liveHolders(dir);
-        if (now.length) return { removed: false, why: held(now) };
-        await cache.discard(key);
-        return { removed: true, freed: bytes };
+        const why = busy(e.kind, await store.status(e.kind, e.key));
+        if (why) return { removed: false, why };
+        await store.discard(e.kind, e.key);
+        return { removed: true, freed: e.bytes };
       },
     });
   }
   return out;
-}
-
-interface LockOwner {
-  pid: number;
-  host: string;
-}
-
-/** Pids holding the lock files in dir: the kernel cache's fetch locks (owner pid + heartbeat). */
-async function liveLocks(dir: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    const p = join(dir, name);
-    const st = await stat(p).catch(() => undefined);
-    if (!st) continue;
-    let o: Partial<LockOwner> = {};
-    try {
-      o = JSON.parse(await readFile(p, 'utf8')) as Partial<LockOwner>;
-    } catch {
-      /* being written: treat as live while fresh */
-    }
-    const alive = typeof o.pid === 'number' && o.host === hostname() ? pidAlive(o.pid) : Date.now() - st.mtimeMs < 60_000;
-    if (alive) out.push(typeof o.pid === 'number' ? o.pid : 0);
-  }
-  return out;
-}
-
-/** Pids of writers with a blob in flight (.partial-<hex>-<pid>.<host tag>-<nonce>). */
-async function liveBlobWriters(blobs: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const name of await readdir(blobs).catch(() => [] as string[])) {
-    const m = /^\.partial-[0-9a-f]{64}-(\d+)[.-]/.exec(name);
-    if (m && pidAlive(Number(m[1]))) out.push(Number(m[1]));
-  }
-  return out;
-}
-
-/**
- * Registry blobs. While any pull is under way none is removed: a pull writes the manifest first and reads it
- * back before its layers arrive.
- */
-export async function registryBlobs(root: string): Promise<Removable[]> {
-  const blobs = join(root, 'blobs', 'sha256');
-  const writers = await liveBlobWriters(blobs);
-  const out: Removable[] = [];
-  for (const name of (await readdir(blobs).catch(() => [] as string[])).sort()) {
-    if (!/^[0-9a-f]{64}$/.test(name)) continue;
-    const p = join(blobs, name);
-    const st = await stat(p).catch(() => undefined);
-    if (!st?.isFile()) continue;
-    out.push({
-      entry: {
-        kind: 'registry-blob',
-        store: 'img2vm',
-        name: `sha256:${name}`,
-        detail: 'a layer, manifest or config pulled from a registry',
-        bytes: st.size,
-        lastUsed: isoOf(Math.max(st.atimeMs, st.mtimeMs)),
-        busy: writers.length ? `a pull is under way (img2vm process ${writers.join(', ')})` : null,
-        location: p,
-      },
-      async remove(): Promise<RemoveOutcome> {
-        const w = await liveBlobWriters(blobs);
-        if (w.length) return { removed: false, why: `a pull is under way (img2vm process ${w.join(', ')})` };
-        await rm(p, { force: true });
-        return { removed: true, freed: st.size };
-      },
-    });
-  }
-  return out;
-}
-
-/** Tag records whose manifest blob is gone point at nothing: they are dropped with it. */
-export async function dropDanglingRefs(root: string): Promise<void> {
-  const refs = join(root, 'refs');
-  for (const name of await readdir(refs).catch(() => [] as string[])) {
-    if (!name.endsWith('.json')) continue;
-    try {
-      const j = JSON.parse(await readFile(join(refs, name), 'utf8')) as { digest?: unknown };
-      if (typeof j.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(j.digest)) continue;
-      if (!(await stat(join(root, 'blobs', 'sha256', j.digest.slice(7))).catch(() => undefined))) await rm(join(refs, name), { force: true });
-    } catch {
-      /* unreadable: leave it to the blob cache */
-    }
-  }
-}
-
-/**
- * A tree's record, read without moving its access time (O_NOATIME: listing is not a use), and the tree's last
- * use: kernel.json and the kernel image are read on every use, so their access times say when.
- */
-async function readKernelTree(dir: string): Promise<{ record: TreeRecord; used: number } | undefined> {
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(join(dir, 'kernel.json'), constants.O_RDONLY | constants.O_NOATIME);
-    const r = TreeRecordSchema.safeParse(JSON.parse(await fh.readFile('utf8')));
-    if (!r.success) return undefined;
-    const st = await fh.stat();
-    const k = await stat(join(dir, r.data.vmlinuz)).catch(() => undefined);
-    if (!k?.isFile()) return undefined;
-    return { record: r.data, used: Math.max(st.atimeMs, st.mtimeMs, k.atimeMs, k.mtimeMs) };
-  } catch {
-    return undefined;
-  } finally {
-    await fh?.close();
-  }
-}
-
-/** Kernel trees. While a kernel fetch holds a lock none is removed (the fetch may be about to reuse one). */
-export async function kernelTrees(kc: KernelCache): Promise<Removable[]> {
-  const locked = await liveLocks(kc.locks);
-  const busy = () => (locked.length ? `a kernel fetch is under way (img2vm process ${locked.join(', ')})` : null);
-  const out: Removable[] = [];
-  for (const name of (await readdir(kc.trees).catch(() => [] as string[])).sort()) {
-    const dir = kc.treeDir(name);
-    const tree = await readKernelTree(dir);
-    if (!tree) continue;
-    const { record, used } = tree;
-    out.push({
-      entry: {
-        kind: 'kernel',
-        store: 'img2vm',
-        name: record.version,
-        detail: record.origin,
-        bytes: record.bytes,
-        lastUsed: isoOf(used),
-        busy: busy(),
-        location: dir,
-      },
-      async remove(): Promise<RemoveOutcome> {
-        const now = await liveLocks(kc.locks);
-        if (now.length) return { removed: false, why: `a kernel fetch is under way (img2vm process ${now.join(', ')})` };
-        await discardDir(dir, kc.tmp);
-        return { removed: true, freed: record.bytes };
-      },
-    });
-  }
-  return out;
-}
-
-/** Index records that name a tree no longer there would send the next fetch to a missing directory: dropped. */
-export async function dropDanglingKernelIndex(kc: KernelCache): Promise<void> {
-  for (const name of await readdir(kc.index).catch(() => [] as string[])) {
-    if (!name.endsWith('.json')) continue;
-    const rec = await kc.readIndex(name.slice(0, -5));
-    // stat, not a read: reading a tree's record would look like a use of it.
-    if (rec && !(await stat(join(kc.treeDir(rec.tree), 'kernel.json')).catch(() => undefined))) await rm(join(kc.index, name), { force: true });
-  }
 }

@@ -9,6 +9,7 @@ const KIND_LABEL: Record<CacheEntry['kind'], string> = {
   'source-image': 'source image',
   'registry-blob': 'registry blob',
   kernel: 'kernel',
+  'converted-disk': 'disk',
 };
 
 /** "5 minutes ago", "3 days ago": precise enough to decide what to prune. */

@@ -11,3 +11,11 @@ export interface RunContext {
   scope: Scope;
   random: Random;
 }
+
+/** What a conversion's stages receive: the run's context and the one epoch every time img2vm writes comes from. */
+export interface Env extends RunContext {
+  /** Seconds since 1970: SOURCE_DATE_EPOCH when set, else when the run started. */
+  epoch: number;
+  /** For what must not move without SOURCE_DATE_EPOCH either (archive members, the initramfs): it, else 0. */
+  fixedEpoch: number;
+}

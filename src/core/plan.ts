@@ -7,35 +7,52 @@ export type GuestStrategyId = 'distro' | 'img2vm' | 'image';
 export type BootLoaderId = 'grub-bios' | 'grub-efi' | 'systemd-boot' | 'direct-kernel';
 export type BuilderId = 'docker' | 'podman' | 'runc';
 
-/** What img2vm learns about the image as the conversion goes; plan() is a pure function of options and facts. */
+/** What reading the image tells (planning phase 2): where it came from, its process, its distribution, the builders. */
 export interface ImageFacts {
-  source?: {
+  source: {
     transport: string;
     id: string;
     layers: number;
     /** Set when the image is in the Docker daemon (its image id there). */
     daemonId?: string;
   };
-  /** The distribution from /etc/os-release; null: the image has none. */
-  os?: OsRelease | null;
-  /** The distro strategy's build: its recipe label, whether the result was cached, the built image. */
-  guest?: { distribution: string; template: string; builder: BuilderId; cached: boolean | null; image: string | null };
-  /** Measured after flattening (estimated == true: from a scan of the image that knows nothing of a guest build yet). */
-  content?: ContentFacts;
-  /** The kernel the root file system holds. */
-  kernel?: KernelFacts | null;
-  /** The image has systemd-resolved (DNS goes through its stub then). */
-  hasResolved?: boolean;
-  /** Which builders answered (for --init auto). */
-  builders?: Partial<Record<BuilderId, boolean>>;
-  /** --init img2vm: the kernel img2vm supplies. */
-  kernelBundle?: { version: string; vmlinuz: string; modulesDir?: string; config?: string; origin: string; id: string };
-  /** What the image's userland offers the init (found in the flattened root). */
-  userland?: Userland;
-  /** Files the options name, as read when the conversion started (the --ssh-key file). */
-  inputs?: { sshKey?: { file: string; text: string } };
   /** The image config's process: ENTRYPOINT, CMD, Env, WorkingDir, User. */
-  process?: { entrypoint: string[]; cmd: string[]; env: string[]; cwd: string; user: string };
+  process: ProcessFacts;
+  /** The image config's architecture (amd64 when it says none). */
+  architecture: string;
+  /** The distribution from /etc/os-release; null: the image has none; undefined: not looked for (not needed). */
+  os?: OsRelease | null;
+  /** Which builders answered (looked for only when --init auto may pick the distro strategy). */
+  builders?: Partial<Record<BuilderId, boolean>>;
+}
+
+export interface ProcessFacts {
+  entrypoint: string[];
+  cmd: string[];
+  env: string[];
+  cwd: string;
+  user: string;
+}
+
+/** What the bootable tree tells (planning phase 3): its kernel, what its userland offers, how it was made bootable. */
+export interface TreeFacts {
+  /** The kernel the guest boots: in its /boot (distro, image), or the one img2vm brings (img2vm); null: none found. */
+  kernel: KernelFacts | null;
+  /** The image has systemd-resolved (DNS goes through its stub then). */
+  hasResolved: boolean;
+  /** What the image's userland offers the init (found in the flattened root; unknown in plans made from partial facts). */
+  userland?: Userland;
+  /** The distro strategy's build: whether the result was cached, the builder that made it, the built image. */
+  build?: { builder: BuilderId; cached: boolean; image: string };
+  /** --init img2vm: the kernel img2vm supplies (host paths of its files in img2vm's cache or the user's). */
+  kernelBundle?: { version: string; vmlinuz: string; modulesDir?: string; config?: string; origin: string; id: string };
+  /** Measured from a scan of the source image where the guest build is not known yet (img2vm plan). */
+  estimated?: boolean;
+}
+
+/** Files the options name, read once when the conversion starts (so a plan is a function of data). */
+export interface PlanInputs {
+  sshKey?: { file: string; text: string };
 }
 
 export interface Userland {
@@ -107,8 +124,6 @@ export interface FileSystemPlan {
   journalMiB?: number;
   /** Fixed directory hash seed (with --seed). */
   hashSeed?: string;
-  /** Host directory whose tree becomes this file system (set by apply, not by plan). */
-  source?: string;
 }
 
 export interface PlanStep {
@@ -120,12 +135,38 @@ export interface PlanStep {
   target?: 'root' | 'boot' | 'esp';
 }
 
+/** The distro strategy's per-conversion settings, as the options give them (the password only as whether there is one). */
+export interface GuestSettings {
+  password: boolean;
+  sshKey: { file: string; text: string } | null;
+  user: string | null;
+  dns: string[] | null;
+  cloudInit: boolean;
+  entrypointService: boolean;
+  systemdBoot: boolean;
+}
+
+/** A distribution template with the values the options select: what a builder builds on top of the image. */
+export interface BuildRecipe {
+  template: string;
+  label: string;
+  values: Record<string, string>;
+}
+
 export interface ConversionPlan {
   image: string;
   /** The root file system's UUID and directory hash seed (drawn before its size is known). */
   rootUuid: string;
   rootHashSeed: string;
-  source: { transport: string; id: string | null; layers: number | null };
+  source: {
+    transport: string;
+    id: string | null;
+    layers: number | null;
+    pull: 'always' | 'missing' | 'never';
+    /** The platform asked for (--platform), null: the host's. */
+    platform: string | null;
+    insecureRegistries: string[];
+  };
   guest: {
     strategy: GuestStrategyId;
     /** Why this strategy (auto says which it chose). */
@@ -134,11 +175,24 @@ export interface ConversionPlan {
     template: string | null;
     builder: BuilderId | null;
     cached: boolean | null;
+    /**
+     * distro: the builders to try, in order (one, or auto's order); once the distribution is known, the template
+     * with the options' values, the distribution, the image's process and the account settings the build's files
+     * and edits are made from (secrets left out).
+     */
+    build?: { builders: BuilderId[]; recipe: BuildRecipe | null; os: OsRelease | null; process: ProcessFacts | null; settings: GuestSettings };
+    /** img2vm: the kernel asked for (--kernel and its companions; null spec: Debian's cloud kernel). */
+    kernelSource?: { spec: string | null; modulesDir: string | null; mirror: string | null; security: boolean };
     /** --init img2vm: what img2vm's init will run, and the kernel it boots. */
-    init?: { mode: 'workload' | 'init' | 'console'; argv: string[]; user: string; cwd: string; login: boolean; why: string; kernel: string | null; service?: string[] };
+    init?: { mode: 'workload' | 'init' | 'console'; argv: string[]; user: string; cwd: string; login: boolean; why: string; kernel: string | null; service?: string[]; dns?: string[] };
   };
   content: ContentFacts | null;
   kernel: KernelFacts | null;
+  /**
+   * Where the disk is assembled: the root file system's offset (known from the options, so file contents can be
+   * written before the sizes are), and the container the output format asks for.
+   */
+  disk: { rootOffset: number; container: 'raw' | 'qcow2'; inPlace: boolean };
   /** Partitions with sizes, offsets, type GUIDs and GUIDs; null for the direct-kernel output, or until the content is known. */
   layout: DiskLayout | null;
   /** How the size was chosen: fitted to the content, or --size. */

@@ -43,3 +43,11 @@ export function defaultFsSize(stats: ContentStats): number {
   const min = minimumFsSize(stats);
   return alignUp(min + 256 * MiB + Math.ceil(stats.blocks4k * 4096 * 0.15), MiB);
 }
+
+/** Room the content gets beyond what was measured: files the guest makes on its first boot, a few new inodes. */
+export const SLACK: ContentStats = { blocks4k: 4096, entries: 1000 };
+
+/** The content with the slack every size is computed from (the plan's file systems, the writer's inode count). */
+export function withSlack(c: ContentStats): ContentStats {
+  return { blocks4k: c.blocks4k + SLACK.blocks4k, entries: c.entries + SLACK.entries };
+}

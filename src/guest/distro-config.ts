@@ -1,46 +1,45 @@
 // The distro strategy's guest configuration: the options' build features for the cached template build, the
 // per-conversion files as plan data (secrets left out), and the account edits made when the files are written.
-import type { ConversionRun } from '../core/conversion.js';
-import type { ConvertOptions } from '../core/options.js';
-import type { GuestFile, ImageFacts } from '../core/plan.js';
+import type { Env } from '../core/context.js';
+import type { BuildRecipe, GuestFile, GuestSettings, ProcessFacts } from '../core/plan.js';
 import { createRandom } from '../core/random.js';
+import type { RootTree } from '../rootfs/tree-edit.js';
 import { binPath } from '../rootfs/tree-path.js';
 import type { ImageConfig } from '../source/image.js';
 import type { DistroRecipe } from './distros.js';
 import { applyEdits, buildFeatures, buildValues, guestFiles, type GuestOptions, type GuestPlan } from './guest-config.js';
 
-/** The guest options as guest-config takes them; the --ssh-key file was read when the conversion started. */
-export function guestOptionsOf(o: ConvertOptions, facts: ImageFacts, hostname: string): GuestOptions {
+/** The guest options as guest-config takes them, from the plan's settings (and the password, kept apart). */
+function guestOptionsOf(s: GuestSettings, hostname: string, password: string | undefined): GuestOptions {
   return {
-    password: o.password,
-    sshKey: facts.inputs?.sshKey,
-    user: o.user,
+    password,
+    sshKey: s.sshKey ?? undefined,
+    user: s.user ?? undefined,
     hostname,
-    dns: o.dns,
-    cloudInit: o.cloudInit,
-    entrypointService: o.entrypointService,
+    dns: s.dns ?? undefined,
+    cloudInit: s.cloudInit,
+    entrypointService: s.entrypointService,
   };
 }
 
 /** The recipe with what the options install: packages and services (booleans only, so the build cache is shared). */
-export function recipeWithFeatures(recipe: DistroRecipe, o: ConvertOptions, facts: ImageFacts): DistroRecipe {
-  const values = buildValues(recipe, buildFeatures(guestOptionsOf(o, facts, '')));
+export function recipeWithFeatures(recipe: DistroRecipe, s: GuestSettings): BuildRecipe {
+  const values = buildValues(recipe, buildFeatures(guestOptionsOf(s, '', undefined)));
   // The guest's own systemd-boot: bootctl and the kernel-install hooks keep the ESP current on upgrades.
-  const sdboot = o.bootloader === 'systemd-boot' ? recipe.distro.systemdBootPackage : undefined;
+  const sdboot = s.systemdBoot ? recipe.distro.systemdBootPackage : undefined;
   if (sdboot) values.extra_packages = [values.extra_packages, sdboot].filter(Boolean).join(' ');
-  return { ...recipe, values };
+  return { template: recipe.template, label: recipe.label, values };
 }
 
-function imageConfigOf(facts: ImageFacts): ImageConfig {
-  const p = facts.process;
+function imageConfigOf(p: ProcessFacts | null): ImageConfig {
   return { config: p ? { Entrypoint: p.entrypoint, Cmd: p.cmd, Env: p.env, WorkingDir: p.cwd, User: p.user } : {} };
 }
 
-function accountNotes(o: ConvertOptions, facts: ImageFacts): string[] {
+function accountNotes(s: GuestSettings): string[] {
   return [
-    ...(o.password !== undefined ? ["root's password (SHA-512 crypt)"] : []),
-    ...(o.user ? [`the sudo user ${o.user}${o.password !== undefined ? ' with the same password' : ''}`] : []),
-    ...(facts.inputs?.sshKey ? [`authorized_keys from ${facts.inputs.sshKey.file}`] : []),
+    ...(s.password ? ["root's password (SHA-512 crypt)"] : []),
+    ...(s.user ? [`the sudo user ${s.user}${s.password ? ' with the same password' : ''}`] : []),
+    ...(s.sshKey ? [`authorized_keys from ${s.sshKey.file}`] : []),
   ];
 }
 
@@ -48,10 +47,10 @@ function accountNotes(o: ConvertOptions, facts: ImageFacts): string[] {
  * What a conversion writes into a distribution's root, as plan data. Computed with a stand-in password, whose
  * hash is not kept: the real one is made when the accounts are edited.
  */
-export function distroGuestFiles(recipe: DistroRecipe, o: ConvertOptions, facts: ImageFacts, hostname: string): GuestFile[] {
-  const g = guestFiles(recipe, { ...guestOptionsOf(o, facts, hostname), ...(o.password !== undefined ? { password: 'x' } : {}) }, imageConfigOf(facts), { random: createRandom('plan'), epochSeconds: 0 });
+export function distroGuestFiles(recipe: DistroRecipe, s: GuestSettings, process: ProcessFacts | null, hostname: string): GuestFile[] {
+  const g = guestFiles(recipe, guestOptionsOf(s, hostname, s.password ? 'x' : undefined), imageConfigOf(process), { random: createRandom('plan'), epochSeconds: 0 });
   const by = 'distro';
-  const notes = accountNotes(o, facts);
+  const notes = accountNotes(s);
   return [
     ...g.dirs.map((d): GuestFile => ({ kind: 'dir', path: d.path, fs: 'root', mode: d.mode, by })),
     ...g.removes.map((r): GuestFile => ({ kind: 'remove', path: r.dir, fs: 'root', filter: `${r.prefix}*`, by })),
@@ -61,17 +60,20 @@ export function distroGuestFiles(recipe: DistroRecipe, o: ConvertOptions, facts:
   ];
 }
 
-export function distroWarnings(recipe: DistroRecipe, o: ConvertOptions, facts: ImageFacts, hostname: string): string[] {
-  return guestFiles(recipe, { ...guestOptionsOf(o, facts, hostname), ...(o.password !== undefined ? { password: 'x' } : {}) }, imageConfigOf(facts), { random: createRandom('plan'), epochSeconds: 0 }).warnings;
-}
-
 /** The account files applyEdits may read, read from the tree first (it wants them synchronously). */
 const ACCOUNT_FILES = ['/etc/passwd', '/etc/group', '/etc/shadow', '/etc/gshadow', '/etc/shells'];
 
+export interface AccountInput {
+  recipe: DistroRecipe;
+  settings: GuestSettings;
+  process: ProcessFacts | null;
+  hostname: string;
+  password: string | undefined;
+}
+
 /** The account edits, with the real password hashes (salted from the run's seed), against the image's own files. */
-export async function applyAccountEdits(r: ConversionRun, recipe: DistroRecipe, epochSeconds: number): Promise<void> {
-  const tree = r.tree!;
-  const g: GuestPlan = guestFiles(recipe, guestOptionsOf(r.options, r.facts, r.plan.hostname), imageConfigOf(r.facts), { random: r.ctx.random.fork('password'), epochSeconds });
+export async function applyAccountEdits(tree: RootTree, a: AccountInput, env: Env): Promise<void> {
+  const g: GuestPlan = guestFiles(a.recipe, guestOptionsOf(a.settings, a.hostname, a.password), imageConfigOf(a.process), { random: env.random.fork('password'), epochSeconds: env.epoch });
   const current = new Map<string, { content: string; mode: number; uid: number; gid: number }>();
   for (const path of ACCOUNT_FILES) {
     const n = tree.lookup(binPath(path));
@@ -85,5 +87,5 @@ export async function applyAccountEdits(r: ConversionRun, recipe: DistroRecipe, 
     tree.mkdirp(binPath(d.path), { mode: d.mode, uid: d.uid, gid: d.gid });
   }
   for (const f of out.files) tree.writeFile(binPath(f.path), f.content, { mode: f.mode, uid: f.uid, gid: f.gid });
-  for (const w of out.warnings) r.ctx.sink({ type: 'log', level: 'warn', stage: 'rootfs', message: w });
+  for (const w of out.warnings) env.sink({ type: 'log', level: 'warn', stage: 'rootfs', message: w });
 }

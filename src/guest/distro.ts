@@ -1,24 +1,38 @@
 // --init distro: the distribution's own kernel, initramfs and init, installed from its template by a builder.
 import { rm } from 'node:fs/promises';
+import type { Env } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
-import type { BuilderId } from '../core/plan.js';
-import { applyAccountEdits, distroGuestFiles, recipeWithFeatures } from './distro-config.js';
-import { epochSeconds } from '../core/epoch.js';
-import { detectOs } from './detect.js';
-import { recipeFor } from './distros.js';
+import type { BuilderId, GuestSettings } from '../core/plan.js';
+import type { ConvertOptions } from '../core/options.js';
 import { AUTO_ORDER, BUILDERS } from '../build/index.js';
-import type { Builder } from '../build/builder.js';
-import type { GuestStrategy } from './strategy.js';
-import type { ConversionRun } from '../core/conversion.js';
-import type { SourceImage } from '../source/image.js';
+import type { Builder, BuildInput } from '../build/builder.js';
+import { applyAccountEdits, distroGuestFiles, recipeWithFeatures } from './distro-config.js';
+import { recipeFor } from './distros.js';
+import type { Bootable, GuestStrategy, Known } from './strategy.js';
 
+/** The builders --builder names: one, or auto's order. */
+export function buildersFor(o: ConvertOptions): BuilderId[] {
+  return o.builder === 'auto' ? AUTO_ORDER : [o.builder];
+}
 
-async function pickBuilder(r: ConversionRun): Promise<Builder> {
-  const wanted: BuilderId[] = r.options.builder === 'auto' ? AUTO_ORDER : [r.options.builder];
+function settingsOf(o: ConvertOptions, known: Known): GuestSettings {
+  return {
+    password: o.password !== undefined,
+    sshKey: known.inputs.sshKey ?? null,
+    user: o.user ?? null,
+    dns: o.dns ?? null,
+    cloudInit: o.cloudInit,
+    entrypointService: o.entrypointService,
+    systemdBoot: o.bootloader === 'systemd-boot',
+  };
+}
+
+/** The first builder that works here (of the one asked for, or auto's order); the error says why none does. */
+async function pickBuilder(wanted: BuilderId[], env: Env): Promise<Builder> {
   const why: string[] = [];
   for (const id of wanted) {
     const b = BUILDERS[id];
-    const a = await b.available(r);
+    const a = await b.available(env);
     if (a.ok) return b;
     why.push(a.why);
     if (wanted.length === 1) {
@@ -39,58 +53,58 @@ async function pickBuilder(r: ConversionRun): Promise<Builder> {
   );
 }
 
-/**
- * For `img2vm plan`: the distribution (from os-release) and, when a builder has the guest build cached, the built
- * image to measure; undefined when it would have to be built.
- */
-export async function lookupGuestBuild(r: ConversionRun): Promise<SourceImage | undefined> {
-  const os = await detectOs(r.image!, r.ctx.signal);
-  r.facts.os = os ?? null;
-  const recipe = recipeWithFeatures(recipeFor(os, r.image!.config.architecture), r.options, r.facts);
-  const wanted: BuilderId[] = r.options.builder === 'auto' ? AUTO_ORDER : [r.options.builder];
-  for (const id of wanted) {
-    const b = BUILDERS[id];
-    if (!(await b.available(r)).ok) continue;
-    const hit = await b.lookup(r, recipe);
-    r.facts.guest = { distribution: recipe.label, template: recipe.template, builder: id, cached: !!hit, image: hit?.ref ?? null };
-    return hit?.image;
-  }
-  return undefined;
-}
-
 export const distroStrategy: GuestStrategy = {
   id: 'distro',
-  describe(o, facts) {
+  describe(o, known) {
     const reason = o.init === 'auto' ? 'auto: the distribution is installed from its template' : '--init distro';
-    const known = facts.guest;
-    if (known) return { strategy: 'distro', reason, distribution: known.distribution, template: known.template, builder: known.builder, cached: known.cached };
-    // Before the build: the distribution is known once os-release was read.
-    if (facts.os === undefined) return { strategy: 'distro', reason, distribution: null, template: null, builder: null, cached: null };
-    const recipe = recipeFor(facts.os ?? undefined, undefined);
-    return { strategy: 'distro', reason, distribution: recipe.label, template: recipe.template, builder: o.builder === 'auto' ? null : o.builder, cached: null };
+    const settings = settingsOf(o, known);
+    const builders = buildersFor(o);
+    const image = known.image;
+    // Before the image is read, the distribution is not known; the recipe refuses an unsupported one.
+    const recipe = image && image.os !== undefined ? recipeFor(image.os ?? undefined, image.architecture) : undefined;
+    const build = { builders, recipe: recipe ? recipeWithFeatures(recipe, settings) : null, os: image?.os ?? null, process: image?.process ?? null, settings };
+    const made = known.tree?.build;
+    return {
+      strategy: 'distro',
+      reason,
+      distribution: recipe?.label ?? null,
+      template: recipe?.template ?? null,
+      builder: made?.builder ?? (o.builder === 'auto' ? null : o.builder),
+      cached: made ? made.cached : null,
+      build,
+    };
   },
-  guestFiles(o, facts, hostname) {
-    if (!facts.os) return [];
-    return distroGuestFiles(recipeFor(facts.os, undefined), o, facts, hostname);
+  guestFiles(o, known, hostname) {
+    const os = known.image?.os;
+    if (!os) return [];
+    return distroGuestFiles(recipeFor(os, undefined), settingsOf(o, known), known.image?.process ?? null, hostname);
   },
-  async edit(r, f) {
-    if (f.by !== 'distro' || !r.facts.os) return;
-    await applyAccountEdits(r, recipeFor(r.facts.os, undefined), epochSeconds());
+  async edit(tree, plan, secrets, env) {
+    const b = plan.guest.build;
+    if (!b?.os) return;
+    await applyAccountEdits(tree, { recipe: recipeFor(b.os, undefined), settings: b.settings, process: b.process, hostname: plan.hostname, password: secrets.password }, env);
   },
   kernelFromImage: true,
   noKernelHint: 'the guest build did not install a kernel; see -v output',
   tools: [],
-  async apply(r) {
-    const builder = await pickBuilder(r);
-    const os = r.facts.os !== undefined ? r.facts.os ?? undefined : await detectOs(r.image!, r.ctx.signal);
-    r.facts.os = os ?? null;
-    const recipe = recipeWithFeatures(recipeFor(os, r.image!.config.architecture), r.options, r.facts);
-    const built = await builder.build(r, recipe);
-    const before = r.image!;
-    r.image = built.image;
-    r.facts.guest = { distribution: recipe.label, template: recipe.template, builder: builder.id, cached: built.cached, image: built.ref };
+  /** Builds the template on the image (or takes the builder's cached result); with lookupOnly only the cache. */
+  async make(plan, image, env, { lookupOnly }): Promise<Bootable | undefined> {
+    const b = plan.guest.build;
+    if (!b?.recipe) throw new Error('the distro strategy was planned without its recipe');
+    const input: BuildInput = { image, recipe: b.recipe, ref: plan.image };
+    if (lookupOnly) {
+      for (const id of b.builders) {
+        const builder = BUILDERS[id];
+        if (!(await builder.available(env)).ok) continue;
+        const hit = await builder.lookup(input, env);
+        return hit ? { image: hit.image, build: { builder: id, cached: true, image: hit.ref }, detail: 'cached' } : undefined;
+      }
+      return undefined;
+    }
+    const builder = await pickBuilder(b.builders, env);
+    const built = await builder.build(input, env);
     // The built image holds the base layers too: the source's unpacked copy would only double the disk used.
-    if (before.workDir) await rm(before.workDir, { recursive: true, force: true });
-    return built.cached ? 'cached' : 'built';
+    if (image.workDir) await rm(image.workDir, { recursive: true, force: true });
+    return { image: built.image, build: { builder: builder.id, cached: built.cached, image: built.ref }, detail: built.cached ? 'cached' : 'built' };
   },
 };

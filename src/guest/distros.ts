@@ -164,3 +164,13 @@ function derivative(os: OsRelease, name: string, warnings: string[]): DistroInfo
   throw unsupported(`distribution "${name}" is not supported`);
 }
 
+
+/** Whether img2vm has a template for this distribution (for --init auto's choice). */
+export function hasTemplate(os: OsRelease): boolean {
+  try {
+    recipeFor(os, undefined);
+    return true;
+  } catch {
+    return false;
+  }
+}

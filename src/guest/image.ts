@@ -16,8 +16,8 @@ export const imageStrategy: GuestStrategy = {
   kernelFromImage: true,
   noKernelHint: 'drop --raw so img2vm installs a kernel, or add one to the image',
   tools: [],
-  async apply(r) {
-    r.ctx.sink({ type: 'log', level: 'debug', stage: 'guest', message: r.plan.guest.reason });
-    return 'nothing installed';
+  async make(plan, image, env) {
+    env.sink({ type: 'log', level: 'debug', stage: 'guest', message: plan.guest.reason });
+    return { image, detail: 'nothing installed' };
   },
 };

@@ -4,16 +4,17 @@ import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import type { ConversionRun } from '../core/conversion.js';
+import type { Env } from '../core/context.js';
 import type { ConvertOptions } from '../core/options.js';
 import { progress } from '../core/events.js';
-import type { GuestFile, ImageFacts } from '../core/plan.js';
+import type { ConversionPlan, GuestFile, ImageFacts, TreeFacts } from '../core/plan.js';
+import { DockerClient } from '../source/docker-api.js';
 import { run } from '../tools/index.js';
 import { img2vmInitramfsEntries, writeInitramfs, type InitModule } from './initramfs.js';
-import { archiveOptions, getKernel, parseKernelSource, resolveModules, type ModuleFile } from '../kernel/index.js';
+import { getKernel, parseKernelSource, resolveModules, type KernelBundle, type ModuleFile } from '../kernel/index.js';
 import { passwordEdit } from './configure.js';
-import { recipeFor } from './distros.js';
-import type { GuestStrategy } from './strategy.js';
+import { hasTemplate } from './distros.js';
+import type { GuestStrategy, Known } from './strategy.js';
 import { decideInit, type InitDecision } from './workload.js';
 
 /** Where the kernel and initramfs go in the root file system, beside (never over) a distribution's own /boot. */
@@ -42,70 +43,72 @@ function kernelDecompresses(config: string | undefined): boolean {
 }
 
 /** The modules for the initramfs, decompressed in the work directory when the kernel cannot do it itself. */
-async function initramfsModules(r: ConversionRun, files: ModuleFile[], decompresses: boolean): Promise<InitModule[]> {
+async function initramfsModules(env: Env, files: ModuleFile[], decompresses: boolean): Promise<InitModule[]> {
   const out: InitModule[] = [];
   for (const m of files) {
     if (!m.compressed || decompresses) {
       out.push({ name: basename(m.path), content: { path: m.path } });
       continue;
     }
-    const plain = join(r.ctx.work, 'modules', `${m.name}.ko`);
+    const plain = join(env.work, 'modules', `${m.name}.ko`);
     await mkdir(dirname(plain), { recursive: true });
     if (m.compressed === 'gzip') await writeFile(plain, gunzipSync(await readFile(m.path)));
     else {
       // The tools decompress in place: a copy under the work directory, named as they expect.
       const packed = `${plain}.${m.compressed === 'xz' ? 'xz' : 'zst'}`;
       await copyFile(m.path, packed);
-      await run(m.compressed === 'xz' ? 'xz' : 'zstd', m.compressed === 'xz' ? ['-d', '-q', packed] : ['-d', '-q', '--rm', packed], { signal: r.ctx.signal });
+      await run(m.compressed === 'xz' ? 'xz' : 'zstd', m.compressed === 'xz' ? ['-d', '-q', packed] : ['-d', '-q', '--rm', packed], { signal: env.signal });
     }
     out.push({ name: `${m.name}.ko`, content: { path: plain } });
   }
   return out;
 }
 
+/** --dns values: repeated and/or comma lists. */
+function dnsList(dns: string[] | undefined): string[] | undefined {
+  return dns ? dns.flatMap((d) => d.split(',')).map((d) => d.trim()).filter(Boolean) : undefined;
+}
+
 /** What the init will run; the plan and the spec both take it from here, so they cannot disagree. */
-function decisionOf(o: ConvertOptions, facts: ImageFacts): InitDecision | undefined {
-  if (!facts.process) return undefined;
-  return decideInit(facts.process, o.password !== undefined, facts.userland, o.entrypointService);
+function decisionOf(o: ConvertOptions, known: Known): InitDecision | undefined {
+  if (!known.image) return undefined;
+  return decideInit(known.image.process, o.password !== undefined, known.tree?.userland, o.entrypointService);
 }
 
-function init(o: ConvertOptions, facts: ImageFacts): NonNullable<ReturnType<GuestStrategy['describe']>['init']> | undefined {
-  const d = decisionOf(o, facts);
+function init(o: ConvertOptions, known: Known): NonNullable<ConversionPlan['guest']['init']> | undefined {
+  const d = decisionOf(o, known);
   if (!d) return undefined;
-  return { ...d, kernel: facts.kernelBundle ? `${facts.kernelBundle.version} (${facts.kernelBundle.origin})` : null };
+  const k = known.tree?.kernelBundle;
+  const dns = dnsList(o.dns);
+  return { ...d, kernel: k ? `${k.version} (${k.origin})` : null, ...(dns ? { dns } : {}) };
 }
 
-/** For `img2vm plan`: the kernel img2vm would boot, if it is in the cache already (nothing is fetched). */
-export async function cachedKernel(r: ConversionRun): Promise<void> {
-  try {
-    const k = await getKernel(parseKernelSource(r.options.kernel, { modulesDir: r.options.kernelModules }), r.ctx, { ...archiveOptions(r.options), offline: true, docker: r.docker() });
-    recordKernel(r, k);
-  } catch {
-    // not cached (or not reachable offline): the plan says the kernel is not known yet
-  }
+/** The kernel img2vm boots, as the tree facts and the plan carry it. */
+export function bundleFacts(k: KernelBundle): NonNullable<TreeFacts['kernelBundle']> {
+  return { version: k.version, vmlinuz: k.vmlinuz, modulesDir: k.modulesDir, config: k.config, origin: k.origin, id: k.id };
 }
 
-function recordKernel(r: ConversionRun, k: { version: string; vmlinuz: string; modulesDir?: string; config?: string; origin: string; id: string }): void {
-  r.facts.kernelBundle = { version: k.version, vmlinuz: k.vmlinuz, modulesDir: k.modulesDir, config: k.config, origin: k.origin, id: k.id };
-  const p = img2vmKernelPaths(k.version);
-  r.facts.kernel = { version: k.version, kernelPath: p.kernel, initrdPath: p.initrd, kernelFile: p.kernel, initrdFile: p.initrd };
-  r.replan();
+/** Where img2vm's kernel and initramfs are in the guest, as the loaders boot them. */
+export function img2vmKernelFacts(version: string): NonNullable<TreeFacts['kernel']> {
+  const p = img2vmKernelPaths(version);
+  return { version, kernelPath: p.kernel, initrdPath: p.initrd, kernelFile: p.kernel, initrdFile: p.initrd };
 }
 
 export const img2vmStrategy: GuestStrategy = {
   id: 'img2vm',
   kernelFromImage: false,
-  describe: (o, facts) => ({
+  describe: (o, known) => ({
     strategy: 'img2vm',
-    reason: o.init === 'img2vm' ? "--init img2vm: img2vm's own kernel and init" : autoReason(facts),
-    distribution: facts.os?.prettyName ?? facts.os?.id ?? null,
+    reason: o.init === 'img2vm' ? "--init img2vm: img2vm's own kernel and init" : autoReason(known.image),
+    distribution: known.image?.os?.prettyName ?? known.image?.os?.id ?? null,
     template: null,
     builder: null,
     cached: null,
-    init: init(o, facts),
+    kernelSource: { spec: o.kernel ?? null, modulesDir: o.kernelModules ?? null, mirror: o.kernelMirror ?? null, security: !o.kernelNoSecurity },
+    init: init(o, known),
   }),
-  guestFiles(o, facts) {
-    const k = facts.kernelBundle;
+  guestFiles(o, known) {
+    const k = known.tree?.kernelBundle;
     const pw = passwordEdit(o.password !== undefined, 'img2vm');
     if (!k) return [...pw, { kind: 'file', path: `${IMG2VM_BOOT_DIR}/`, fs: 'root', note: "img2vm's kernel and initramfs, once the kernel is fetched", by: 'img2vm' }];
     const p = img2vmKernelPaths(k.version);
@@ -115,68 +118,71 @@ export const img2vmStrategy: GuestStrategy = {
       { kind: 'file', path: p.initrd, fs: 'root', mode: 0o644, from: `work:${INITRD_WORK_NAME}`, note: "img2vm's init, its spec and the disk and network modules", by: 'img2vm' },
     ];
     // An image that loads modules itself (udev, modprobe) finds the rest of the kernel's where it looks.
-    if (facts.userland?.modprobe && k.modulesDir) {
+    if (known.tree?.userland?.modprobe && k.modulesDir) {
       files.push({ kind: 'copy', path: `/lib/modules/${k.version}`, fs: 'root', from: k.modulesDir, filter: '**', note: `the modules of ${k.version}`, by: 'img2vm' });
     }
     return files;
   },
   noKernelHint: '',
   tools: [],
-  async apply(r) {
-    const o = r.options;
-    const spec = parseKernelSource(o.kernel, { modulesDir: o.kernelModules });
-    const bar = progress(r.ctx.sink, 'guest', 'bytes', undefined, 'kernel package');
-    const k = await getKernel(spec, r.ctx, {
-      ...archiveOptions(o),
-      docker: r.docker(),
-      source: { pull: o.pull, insecureRegistries: o.insecureRegistries },
+  /** The kernel: fetched and verified (or from the cache); with lookupOnly only from the cache, never the network. */
+  async make(plan, image, env, { lookupOnly }) {
+    const ks = plan.guest.kernelSource;
+    if (!ks) throw new Error('the img2vm strategy was planned without a kernel source');
+    const spec = parseKernelSource(ks.spec ?? undefined, { modulesDir: ks.modulesDir ?? undefined });
+    const archive = { mirror: ks.mirror ?? undefined, ...(ks.security ? {} : { securityMirror: null }) };
+    const docker = new DockerClient(undefined, env.signal);
+    if (lookupOnly) {
+      try {
+        const k = await getKernel(spec, env, { ...archive, offline: true, docker });
+        return { image, kernel: k, detail: `kernel ${k.version} (${k.origin})` };
+      } catch {
+        // Not cached (or not reachable offline): the plan says the kernel is not known yet.
+        return undefined;
+      }
+    }
+    const bar = progress(env.sink, 'guest', 'bytes', undefined, 'kernel package');
+    const k = await getKernel(spec, env, {
+      ...archive,
+      docker,
+      source: { pull: plan.source.pull, insecureRegistries: plan.source.insecureRegistries },
       onProgress: (done, total) => {
         bar.setTotal(total);
         bar.set(done);
       },
     });
     bar.end();
-    recordKernel(r, k);
-    return `kernel ${k.version} (${k.origin})`;
+    return { image, kernel: k, detail: `kernel ${k.version} (${k.origin})` };
   },
   /** The initramfs: img2vm's init, the spec of what it runs, and the modules the root disk and network need. */
-  async beforeConfigure(r) {
-    const k = r.facts.kernelBundle!;
-    const decision = decisionOf(r.options, r.facts)!;
-    const modules = await initramfsModules(r, resolveModules(k, WANTED_MODULES, { missing: 'skip' }), kernelDecompresses(k.config));
-    const proc = r.facts.process!;
+  async workFiles(plan, made, env) {
+    const k = made.kernel;
+    const init = plan.guest.init;
+    if (!k || !init) throw new Error('the initramfs needs the kernel and the init decision');
+    const proc = made.image.config.config;
+    const modules = await initramfsModules(env, resolveModules(k, WANTED_MODULES, { missing: 'skip' }), kernelDecompresses(k.config));
     const entries = img2vmInitramfsEntries(
       {
-        mode: decision.mode,
-        root: { uuid: r.plan.rootUuid, fsType: 'ext4' },
-        argv: decision.argv,
-        ...(decision.service ? { service: decision.service } : {}),
-        env: proc.env,
-        cwd: decision.cwd,
-        user: decision.user,
-        hostname: r.plan.hostname,
-        login: decision.login,
+        mode: init.mode,
+        root: { uuid: plan.rootUuid, fsType: 'ext4' },
+        argv: init.argv,
+        ...(init.service ? { service: init.service } : {}),
+        env: proc?.Env ?? [],
+        cwd: init.cwd,
+        user: init.user,
+        hostname: plan.hostname,
+        login: init.login,
         network: 'auto',
-        ...(r.options.dns ? { dns: r.options.dns.flatMap((d) => d.split(',')).map((d) => d.trim()).filter(Boolean) } : {}),
+        ...(init.dns ? { dns: init.dns } : {}),
       },
       modules,
     );
-    const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? 0);
-    await writeFile(join(r.ctx.work, INITRD_WORK_NAME), await writeInitramfs(entries, { mtime: epoch }));
+    await writeFile(join(env.work, INITRD_WORK_NAME), await writeInitramfs(entries, { mtime: env.fixedEpoch }));
   },
 };
 
-function autoReason(facts: ImageFacts): string {
-  if (facts.os === null) return 'auto: the image has no /etc/os-release (no distribution to install into)';
-  if (facts.os && !hasTemplate(facts.os)) return `auto: img2vm has no template for ${facts.os.prettyName ?? facts.os.id}`;
+function autoReason(image: ImageFacts | undefined): string {
+  if (image?.os === null) return 'auto: the image has no /etc/os-release (no distribution to install into)';
+  if (image?.os && !hasTemplate(image.os)) return `auto: img2vm has no template for ${image.os.prettyName ?? image.os.id}`;
   return 'auto: no builder is available to install the distribution (docker, runc, podman)';
-}
-
-function hasTemplate(os: NonNullable<ImageFacts['os']>): boolean {
-  try {
-    recipeFor(os, undefined);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -1,25 +1,56 @@
 // The guest-strategy interface: how a root file system becomes bootable (the distribution's own kernel and init
-// from a template, or the image's own). One file per strategy, registered in guest/index.ts under its --init id.
-import type { ConversionRun } from '../core/conversion.js';
+// from a template, img2vm's own, or the image's own). One file per strategy, registered in guest/index.ts under
+// its --init id. Planning functions are pure; make() is the guest stage.
+import type { Env } from '../core/context.js';
 import type { ConvertOptions } from '../core/options.js';
-import type { ConversionPlan, GuestFile, GuestStrategyId, ImageFacts } from '../core/plan.js';
+import type { ContentFacts, ConversionPlan, GuestFile, GuestStrategyId, ImageFacts, PlanInputs, TreeFacts } from '../core/plan.js';
+import type { KernelBundle } from '../kernel/index.js';
+import type { RootTree } from '../rootfs/tree-edit.js';
+import type { SourceImage } from '../source/image.js';
 import type { ToolName } from '../tools/index.js';
+
+/** The facts planning has so far: the options' files, then the image, the bootable tree, the measured content. */
+export interface Known {
+  inputs: PlanInputs;
+  image?: ImageFacts;
+  tree?: TreeFacts;
+  content?: ContentFacts;
+}
+
+/** What the guest stage made: the image whose layers become the root, and what it learnt on the way. */
+export interface Bootable {
+  image: SourceImage;
+  /** distro: the build that made `image`. */
+  build?: NonNullable<TreeFacts['build']>;
+  /** img2vm: the kernel img2vm boots. */
+  kernel?: KernelBundle;
+  /** For the stage line: built, cached, the kernel's version. */
+  detail: string;
+}
+
+/** What a conversion knows that the plan must not show. */
+export interface Secrets {
+  password?: string;
+}
 
 export interface GuestStrategy {
   id: GuestStrategyId;
   /** What it will do and why, from what is known (pure; may refuse, e.g. an unsupported distribution). */
-  describe(o: ConvertOptions, facts: ImageFacts): ConversionPlan['guest'];
+  describe(o: ConvertOptions, known: Known): ConversionPlan['guest'];
   /** The files it writes into the guest besides fstab and the password (pure). */
-  guestFiles(o: ConvertOptions, facts: ImageFacts, hostname: string): GuestFile[];
+  guestFiles(o: ConvertOptions, known: Known, hostname: string): GuestFile[];
   /** Whether the kernel is the one in the image's /boot (distro, image) or one the strategy brings (img2vm). */
   kernelFromImage: boolean;
   /** The hint when the flattened root has no kernel. */
   noKernelHint: string;
   tools: readonly ToolName[];
-  /** Makes the image bootable (may replace run.image), recording what it learnt in run.facts; returns the stage detail. */
-  apply(r: ConversionRun): Promise<string>;
-  /** Carries out one of its `edit` guest files (the ones that need secrets or the image's account files). */
-  edit?(r: ConversionRun, f: GuestFile): Promise<void>;
-  /** Makes the files its guest files come from (work:NAME), once the root is flattened and the plan final. */
-  beforeConfigure?(r: ConversionRun): Promise<void>;
+  /**
+   * The guest stage: makes the image bootable. With lookupOnly (img2vm plan) nothing is built or fetched:
+   * undefined when it would have to be.
+   */
+  make(plan: ConversionPlan, image: SourceImage, env: Env, o: { lookupOnly: boolean }): Promise<Bootable | undefined>;
+  /** Makes the work files its guest files come from (work:NAME), once the plan's files are known. */
+  workFiles?(plan: ConversionPlan, made: Bootable, env: Env): Promise<void>;
+  /** Carries out its `edit` guest files (the ones that need secrets or the image's account files). */
+  edit?(tree: RootTree, plan: ConversionPlan, secrets: Secrets, env: Env): Promise<void>;
 }

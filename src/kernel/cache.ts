@@ -1,17 +1,17 @@
-// The kernel cache beside the blob cache: complete kernel trees by content address, index records with a TTL, locks and in-flight temp dirs.
+// Kernel trees in the store (kind kernel), and beside them the index records with a TTL and the memory of what was seen.
 //
 // <cache>/kernels/trees/sha256-<deb sha256>/   one unpacked kernel package (from the archive or a local .deb)
 // <cache>/kernels/trees/image-<config hex>/   the kernel of one container image
 //     kernel.json  boot/vmlinuz-V  boot/config-V  lib/modules/V/...
 // <cache>/kernels/index/<key>.json           which tree a mirror + suite resolved to, and when
 // <cache>/kernels/seen.json                  the newest Release dates and kernels seen (seen.ts); outlives prune
-// <cache>/kernels/locks/<key>.lock           held while one process fetches for that key (seen.lock: seen.json)
-// <cache>/kernels/tmp/<pid>-<random>/         in flight; renamed into trees/ only when complete
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+// <cache>/locks/kernel.index-<key>.lock      held while one process asks the archive for that key (kernel.seen.lock: seen.json)
+import { lstat, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { acquireLock, pidAlive, type HeldLock, type LockOptions } from './lock.js';
+import type { HeldLock, LockOptions } from '../core/lock.js';
+import type { Scope } from '../core/scope.js';
+import { LAYOUT, writeRecord, type Check, type KernelKey, type Store } from '../store/index.js';
 
 export const TreeSourceSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('debian-archive'), suite: z.string(), from: z.string(), package: z.string(), packageVersion: z.string(), url: z.string(), sha256: z.string(), size: z.number() }),
@@ -53,23 +53,40 @@ export const IndexRecordSchema = z.object({
 
 export type IndexRecord = z.infer<typeof IndexRecordSchema>;
 
-const TMP_MAX_AGE = 24 * 3600_000;
+/** A tree is whole when its record parses and its kernel image is there, intact when it still has the files and bytes its record counted. */
+export const TREE_CHECK: Check = {
+  whole: async (dir) => !!(await readRecord(dir)),
+  intact: async (dir) => {
+    const r = await readRecord(dir);
+    const size = r && (await treeSize(dir, ['kernel.json']));
+    return !!size && size.bytes === r.bytes && size.files === r.files;
+  },
+};
 
+/** A tree's record, if it parses and the kernel image it names is a file. */
+async function readRecord(dir: string): Promise<TreeRecord | undefined> {
+  try {
+    const r = TreeRecordSchema.safeParse(JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')));
+    if (!r.success) return undefined;
+    return (await lstat(join(dir, r.data.vmlinuz))).isFile() ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The kernels of the store (kind kernel), with their index records and the memory of what was seen (seen.ts) beside. */
 export class KernelCache {
-  readonly trees: string;
+  /** <root>/kernels: index/ and seen.json; the trees themselves are the store's (kernels/trees/). */
+  readonly root: string;
   readonly index: string;
-  readonly locks: string;
-  readonly tmp: string;
 
-  constructor(readonly root: string) {
-    this.trees = join(root, 'trees');
-    this.index = join(root, 'index');
-    this.locks = join(root, 'locks');
-    this.tmp = join(root, 'tmp');
+  constructor(readonly store: Store) {
+    this.root = join(store.root, 'kernels');
+    this.index = join(this.root, 'index');
   }
 
   treeDir(name: string): string {
-    return join(this.trees, name);
+    return this.store.path('kernel', key(name));
   }
 
   /**
@@ -77,42 +94,26 @@ export class KernelCache {
    * tree must still hold the files and bytes its record counted; a damaged tree is removed, so it is fetched again.
    */
   async readTree(name: string, o: { verify?: boolean } = {}): Promise<TreeRecord | undefined> {
-    const dir = this.treeDir(name);
-    let record: TreeRecord;
-    try {
-      const r = TreeRecordSchema.safeParse(JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')));
-      if (!r.success) return undefined;
-      record = r.data;
-    } catch {
-      return undefined;
-    }
-    const st = await stat(join(dir, record.vmlinuz)).catch(() => undefined);
-    if (o.verify === false) return st?.isFile() ? record : undefined;
-    const ino = (await stat(dir).catch(() => undefined))?.ino;
-    const size = st?.isFile() ? await treeSize(dir, ['kernel.json']).catch(() => undefined) : undefined;
-    if (size && size.bytes === record.bytes && size.files === record.files) return record;
-    if (ino !== undefined) await this.discard(name, ino);
-    return undefined;
+    // An index record names its tree: a name that is not a key (a damaged record) names nothing.
+    if (!LAYOUT.kernel.key(name)) return undefined;
+    if (o.verify !== false && !(await this.store.verify('kernel', key(name), TREE_CHECK))) return undefined;
+    return readRecord(this.treeDir(name));
   }
 
-  /** Moves a damaged tree out of trees/ (unless another process has replaced it since it was read) and removes it. */
-  private async discard(name: string, ino: number): Promise<void> {
-    if ((await stat(this.treeDir(name)).catch(() => undefined))?.ino !== ino) return;
-    const tmp = await this.makeTemp();
-    const gone = join(tmp, 'damaged');
-    try {
-      await rename(this.treeDir(name), gone);
-    } finally {
-      await rm(tmp, { recursive: true, force: true });
-    }
+  /** A tree for this run: held until the scope closes (prune leaves it alone), its use recorded, verified. */
+  async take(name: string, scope: Scope): Promise<TreeRecord | undefined> {
+    if (!LAYOUT.kernel.key(name)) return undefined;
+    await this.store.hold('kernel', key(name), scope);
+    return this.readTree(name);
   }
 
+  /** Every tree with a readable record, unverified (for choosing among them, not for use). */
   async allTrees(): Promise<{ name: string; record: TreeRecord }[]> {
-    const names = await readdir(this.trees).catch(() => [] as string[]);
     const out: { name: string; record: TreeRecord }[] = [];
-    for (const name of names) {
-      const record = await this.readTree(name, { verify: false });
-      if (record) out.push({ name, record });
+    for (const e of await readdir(this.store.dir('kernel')).catch(() => [] as string[])) {
+      const name = LAYOUT.kernel.key(e);
+      const record = name && (await readRecord(this.treeDir(name)));
+      if (name && record) out.push({ name, record });
     }
     return out;
   }
@@ -127,51 +128,33 @@ export class KernelCache {
   }
 
   async writeIndex(key: string, rec: IndexRecord): Promise<void> {
-    await mkdir(this.index, { recursive: true });
-    const tmp = join(this.index, `.${key}.${process.pid}.${randomBytes(4).toString('hex')}`);
-    await writeFile(tmp, `${JSON.stringify(rec, null, 2)}\n`);
-    await rename(tmp, join(this.index, `${key}.json`));
+    await writeRecord(join(this.index, `${key}.json`), `${JSON.stringify(rec, null, 2)}\n`);
   }
 
-  lock(key: string, o: LockOptions): Promise<HeldLock> {
-    return acquireLock(join(this.locks, `${key}.lock`), o);
+  /** Held while one process asks the archive for an index key (a mirror, suite and architecture). */
+  lock(indexKey: string, o: LockOptions): Promise<HeldLock> {
+    return this.store.lock('kernel', `index-${indexKey}`, o);
   }
 
-  /** A private directory for building a tree; its name carries the pid so a later run can sweep it once that process is gone. */
-  async makeTemp(): Promise<string> {
-    await mkdir(this.tmp, { recursive: true });
-    const dir = join(this.tmp, `${process.pid}-${randomBytes(6).toString('hex')}`);
-    await mkdir(dir);
-    return dir;
+  /** Held while one process updates seen.json. */
+  lockSeen(o: LockOptions): Promise<HeldLock> {
+    return this.store.lock('kernel', 'seen', o);
   }
 
-  /** Removes what killed runs left in tmp/. */
-  async sweep(): Promise<void> {
-    for (const name of await readdir(this.tmp).catch(() => [] as string[])) {
-      const pid = Number(name.split('-')[0]);
-      const p = join(this.tmp, name);
-      const st = await stat(p).catch(() => undefined);
-      if (!st) continue;
-      if ((Number.isInteger(pid) && pid > 0 && pid !== process.pid && !pidAlive(pid)) || Date.now() - st.mtimeMs > TMP_MAX_AGE) {
-        await rm(p, { recursive: true, force: true });
-      }
+  /** Index records that name a tree no longer there would send the next fetch to a missing directory: dropped. */
+  async dropDanglingIndex(): Promise<void> {
+    for (const name of await readdir(this.index).catch(() => [] as string[])) {
+      if (!name.endsWith('.json')) continue;
+      const rec = await this.readIndex(name.slice(0, -5));
+      const tree = rec && LAYOUT.kernel.key(rec.tree);
+      // lstat, not a read: reading a tree would not be a use, but it is work prune need not do.
+      if (rec && !(tree && (await lstat(join(this.treeDir(tree), 'kernel.json')).catch(() => undefined)))) await rm(join(this.index, name), { force: true });
     }
   }
+}
 
-  /**
-   * Moves a complete tree (with its kernel.json already written) into place. When another process
-   * was faster, its tree is kept and ours dropped: both were built from the same verified bytes.
-   */
-  async install(name: string, built: string): Promise<void> {
-    await mkdir(this.trees, { recursive: true });
-    try {
-      await rename(built, this.treeDir(name));
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
-      await rm(built, { recursive: true, force: true });
-    }
-  }
+function key(name: string): KernelKey {
+  return name as KernelKey;
 }
 
 /** Apparent size and file count of a tree, for its record (top-level names in `skip` not counted). */

@@ -50,7 +50,7 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
 
   const fromIndex = async (idx: IndexRecord | undefined): Promise<KernelBundle | undefined> => {
     if (!idx) return undefined;
-    const r = await cache.readTree(idx.tree);
+    const r = await cache.take(idx.tree, ctx.scope);
     return r ? bundleOf(cache.treeDir(idx.tree), r) : undefined;
   };
   const fresh = (idx: IndexRecord | undefined): boolean => !!idx && now.getTime() - Date.parse(idx.checkedAt) < maxAge && now.getTime() >= Date.parse(idx.checkedAt);
@@ -64,7 +64,7 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
   // Without the archive: the newer of this mirror's last answer and the newest cached kernel of the suite, so that
   // an attacker who cuts the connection cannot bring back an older kernel either.
   const offlineFallback = async (why: string, idx: IndexRecord | undefined): Promise<KernelBundle | undefined> => {
-    const viaIndex = idx && (await cache.readTree(idx.tree));
+    const viaIndex = idx && (await cache.take(idx.tree, ctx.scope));
     const n = await newestCached(cache, suite);
     const newer = n && viaIndex && n.name !== idx!.tree && compareDebVersions(packageVersionOf(n.record), packageVersionOf(viaIndex)) > 0;
     if (viaIndex && !newer) {
@@ -72,9 +72,10 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
       log(ctx, 'warn', `${why}; using the cached kernel ${b.version} (${b.origin}), last checked ${idx!.checkedAt}`);
       return b;
     }
-    if (!n) return undefined;
-    log(ctx, 'warn', `${why}; using the newest cached ${suite} kernel ${n.record.version} (${n.record.origin})`);
-    return bundleOf(cache.treeDir(n.name), n.record);
+    const record = n && (await cache.take(n.name, ctx.scope));
+    if (!n || !record) return undefined;
+    log(ctx, 'warn', `${why}; using the newest cached ${suite} kernel ${record.version} (${record.origin})`);
+    return bundleOf(cache.treeDir(n.name), record);
   };
 
   let idx = await cache.readIndex(key);
@@ -132,7 +133,7 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
     await recordSeen(cache, { releases, kernel: { set, package: img.package, version: img.version, at: resolved.from.base, seenAt: now } }, ctx.signal);
     const name = treeName(img.sha256);
     const origin = `Debian ${resolved.from.suite} ${img.package} ${img.version}`;
-    let record = await cache.readTree(name);
+    let record = await cache.take(name, ctx.scope);
     if (record) log(ctx, 'debug', `${img.package} ${img.version} is already cached`);
     else {
       log(ctx, 'info', `fetching ${img.package} ${img.version} from ${resolved.from.suite} (${(img.size / 1e6).toFixed(1)} MB)`);
@@ -191,7 +192,7 @@ export async function localDebKernel(path: string, ctx: RunContext, cache: Kerne
   const sha = h.digest('hex');
   const name = treeName(sha);
   const record =
-    (await cache.readTree(name)) ??
+    (await cache.take(name, ctx.scope)) ??
     (await buildTree(cache, name, ctx, path, (collector) => collectDeb(path, collector, ctx.signal), () => ({
       id: `sha256:${sha}`,
       origin: `package ${path}`,

@@ -14,7 +14,7 @@ export async function imageKernel(ref: string, ctx: RunContext, o: KernelOptions
   const hex = image.id.replace(/^sha256:/, '');
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new Img2vmError('badImage', `image ${ref} has an unusable id ${image.id.slice(0, 80)}`, 'use an image with a sha256 config digest');
   const name = `image-${hex}`;
-  const cached = await cache.readTree(name);
+  const cached = await cache.take(name, ctx.scope);
   if (cached) return bundleOf(cache.treeDir(name), cached);
   const record = await buildTree(
     cache,

@@ -2,6 +2,7 @@
 import { join, resolve } from 'node:path';
 import type { RunContext } from '../core/context.js';
 import { cacheDir } from '../core/paths.js';
+import { openStore } from '../store/index.js';
 import type { KernelBundle } from './bundle.js';
 import { KernelCache } from './cache.js';
 import { debianArchiveKernel, localDebKernel } from './debian.js';
@@ -19,14 +20,14 @@ export { compareDebVersions } from './debversion.js';
 export { DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR } from './archive.js';
 export { KernelCache } from './cache.js';
 
-/** <cache>/kernels: beside the blob cache. */
+/** <cache>/kernels: the trees (kernels/trees/, the store's), their index records and the memory of what was seen. */
 export function kernelCacheDir(o: Pick<KernelOptions, 'cacheDir'> = {}): string {
   return join(o.cacheDir ?? cacheDir(), 'kernels');
 }
 
 /** Delivers the kernel a spec names: from the cache when it can, fetched, unpacked and verified when it must. */
 export async function getKernel(spec: KernelSpec, ctx: RunContext, opts: KernelOptions = {}): Promise<KernelBundle> {
-  const cache = new KernelCache(kernelCacheDir(opts));
+  const cache = new KernelCache(openStore(opts.cacheDir ?? cacheDir()));
   switch (spec.kind) {
     case 'debian-archive':
       return debianArchiveKernel(spec.suite, ctx, opts, cache);

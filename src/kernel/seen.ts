@@ -5,11 +5,11 @@
 // apt defends by never replacing its stored Release by an older one (per source); img2vm keeps the newest
 // Date per codename in <cache>/kernels/seen.json whatever the mirror, so switching mirrors does not reset
 // it. The file outlives `cache prune` on purpose: it is a memory of signed facts, not a cached kernel.
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Img2vmError } from '../core/errors.js';
+import { writeRecord } from '../store/index.js';
 import { suiteSources } from './archive.js';
 import type { KernelCache } from './cache.js';
 import { compareDebVersions } from './debversion.js';
@@ -93,7 +93,7 @@ export async function readSeen(cache: KernelCache): Promise<Seen> {
 
 /** Adds what a fetch saw, keeping the newest of each; under a lock and by rename, so concurrent runs lose nothing. */
 export async function recordSeen(cache: KernelCache, facts: { releases?: SeenRelease[]; kernel?: SeenKernel }, signal?: AbortSignal): Promise<void> {
-  const lock = await cache.lock('seen', { signal });
+  const lock = await cache.lockSeen({ signal });
   try {
     const s = await readFileRecord(cache);
     for (const r of facts.releases ?? []) mergeRelease(s, { codename: r.codename, date: r.date.toISOString(), at: r.at });
@@ -101,10 +101,7 @@ export async function recordSeen(cache: KernelCache, facts: { releases?: SeenRel
       const k = facts.kernel;
       mergeKernel(s, k.set, { package: k.package, version: k.version, at: k.at, seenAt: k.seenAt.toISOString() });
     }
-    await mkdir(cache.root, { recursive: true });
-    const tmp = join(cache.root, `.seen.${process.pid}.${randomBytes(4).toString('hex')}`);
-    await writeFile(tmp, `${JSON.stringify(s, null, 2)}\n`);
-    await rename(tmp, seenPath(cache));
+    await writeRecord(seenPath(cache), `${JSON.stringify(s, null, 2)}\n`);
   } finally {
     await lock.release();
   }

@@ -7,7 +7,6 @@ import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import type { RunContext } from '../core/context.js';
-import { fixedEpochSeconds } from '../core/epoch.js';
 import { pushOciImage, type PushBlob, type PushManifest, type PushOptions } from '../source/push.js';
 import type { OutputFormat } from './format.js';
 
@@ -16,10 +15,6 @@ const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 const CONFIG_TYPE = 'application/vnd.oci.image.config.v1+json';
 const LAYER_TYPE = 'application/vnd.oci.image.layer.v1.tar';
 
-/** Archive members and the image's created time: SOURCE_DATE_EPOCH, else 1970 (so the archive is reproducible). */
-function mtime(): Date {
-  return new Date(fixedEpochSeconds() * 1000);
-}
 
 /** Streams a tar into `dest` while hashing it; returns its sha256 digest and size. */
 async function writeHashed(pack: tar.Pack, dest: string, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
@@ -35,13 +30,12 @@ async function writeHashed(pack: tar.Pack, dest: string, signal?: AbortSignal): 
 }
 
 /** The layer: /disk (dir) and /disk/disk.qcow2, both 107:107, as KubeVirt's virt-launcher expects. */
-async function diskLayer(qcow2: string, dest: string, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
+async function diskLayer(qcow2: string, dest: string, t: Date, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
   const pack = tar.pack();
   const size = (await stat(qcow2)).size;
   const done = writeHashed(pack, dest, signal);
   // The write side fails first when it fails (a full disk, an abort): the copy into the entry must not wait for it.
   done.catch((e: unknown) => pack.destroy(e as Error));
-  const t = mtime();
   pack.entry({ name: 'disk/', type: 'directory', mode: 0o555, uid: QEMU_UID, gid: QEMU_UID, mtime: t });
   const entry = pack.entry({ name: 'disk/disk.qcow2', type: 'file', mode: 0o444, uid: QEMU_UID, gid: QEMU_UID, size, mtime: t });
   await pipeline(createReadStream(qcow2), entry, { signal });
@@ -62,17 +56,21 @@ export interface ContainerDiskImage {
   index: unknown;
 }
 
-/** Builds the layer (under `work`), the config and the manifest of the containerDisk image for a qcow2. */
-export async function containerDiskImage(qcow2: string, work: string, signal?: AbortSignal): Promise<ContainerDiskImage> {
+/**
+ * Builds the layer (under `work`), the config and the manifest of the containerDisk image for a qcow2; `epoch`
+ * (seconds) is its members' and its config's time (SOURCE_DATE_EPOCH, else 1970: the archive is reproducible).
+ */
+export async function containerDiskImage(qcow2: string, work: string, epoch: number, signal?: AbortSignal): Promise<ContainerDiskImage> {
+  const t = new Date(epoch * 1000);
   const layerPath = join(work, 'containerdisk-layer.tar');
-  const layer = await diskLayer(qcow2, layerPath, signal);
+  const layer = await diskLayer(qcow2, layerPath, t, signal);
   const config = blob({
     architecture: 'amd64',
     os: 'linux',
-    created: mtime().toISOString(),
+    created: t.toISOString(),
     config: { Labels: { 'org.img2vm.kind': 'containerdisk' } },
     rootfs: { type: 'layers', diff_ids: [layer.digest] },
-    history: [{ created: mtime().toISOString(), created_by: 'img2vm --format containerdisk' }],
+    history: [{ created: t.toISOString(), created_by: 'img2vm --format containerdisk' }],
   });
   const manifest = blob({
     schemaVersion: 2,
@@ -96,12 +94,12 @@ export async function containerDiskImage(qcow2: string, work: string, signal?: A
 }
 
 /** The OCI image layout as a tar: oci-layout, index.json, and the blobs (config, manifest, the layer). */
-export async function writeContainerDiskArchive(qcow2: string, dest: string, work: string, signal?: AbortSignal): Promise<void> {
-  const img = await containerDiskImage(qcow2, work, signal);
+export async function writeContainerDiskArchive(qcow2: string, dest: string, work: string, epoch: number, signal?: AbortSignal): Promise<void> {
+  const img = await containerDiskImage(qcow2, work, epoch, signal);
   const pack = tar.pack();
   const out = pipeline(pack, createWriteStream(dest), { signal });
   out.catch((e: unknown) => pack.destroy(e as Error));
-  const t = mtime();
+  const t = new Date(epoch * 1000);
   const file = (name: string, bytes: Buffer) => pack.entry({ name, mode: 0o644, mtime: t }, bytes);
   file('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
   file('index.json', Buffer.from(JSON.stringify(img.index)));
@@ -117,18 +115,20 @@ export async function writeContainerDiskArchive(qcow2: string, dest: string, wor
 }
 
 /** Pushes the containerDisk image of a qcow2 to a registry as `ref` (a tag); returns the canonical reference and manifest digest. */
-export async function pushContainerDisk(qcow2: string, ref: string, ctx: RunContext, opts: PushOptions = {}): Promise<{ ref: string; digest: string }> {
-  const img = await containerDiskImage(qcow2, ctx.work, ctx.signal);
+export async function pushContainerDisk(qcow2: string, ref: string, ctx: RunContext, epoch: number, opts: PushOptions = {}): Promise<{ ref: string; digest: string }> {
+  const img = await containerDiskImage(qcow2, ctx.work, epoch, ctx.signal);
   return pushOciImage(ref, img.blobs, img.manifest, ctx, opts);
 }
 
 export const containerdisk: OutputFormat = {
   id: 'containerdisk',
   extensions: [],
-  // The disk was written as the qcow2 itself (see output/target.ts); the archive wraps it.
+  // The disk is assembled as a qcow2 in the work directory; the archive wraps it.
+  assembly: { container: 'qcow2', inPlace: false },
+  tools: [],
   async write(i) {
     // With --push alone nothing is kept: the image is only pushed.
-    if (i.plan.output.path !== null) await writeContainerDiskArchive(i.raw, i.dest, i.ctx.work, i.ctx.signal);
-    return { containerDiskQcow2: i.raw };
+    if (i.plan.output.path !== null) await writeContainerDiskArchive(i.disk, i.dest, i.env.work, i.env.fixedEpoch, i.env.signal);
+    return { sideFiles: [], containerDiskQcow2: i.disk };
   },
 };

@@ -1,23 +1,25 @@
-// The output-format interface: turns the finished raw disk into the file the user asked for. One file per
-// format, registered in output/index.ts under the id --format spells.
-import type { RunContext } from '../core/context.js';
+// The output-format interface: how the disk is assembled for a format, and how the finished disk becomes the file
+// the user asked for. One file per format, registered in output/index.ts under the id --format spells.
+import type { Env } from '../core/context.js';
 import type { ConversionPlan } from '../core/plan.js';
+import type { ToolName } from '../tools/index.js';
 
 export interface OutputInput {
-  /** The finished raw disk (or bare file system for the direct-kernel output). */
-  raw: string;
+  /** The finished disk (or bare file system for the direct-kernel output) as the disk stage assembled it. */
+  disk: string;
   /** The temporary name beside the final output (or in the work directory when nothing is kept). */
   dest: string;
-  ctx: RunContext;
   plan: ConversionPlan;
-  /** Files the earlier steps produced (kernel, initrd, vmlinux), by name. */
+  /** Files the earlier stages made (kernel, initrd, vmlinux), by name. */
   files: ReadonlyMap<string, string>;
-  /** Side files to rename into place together with the output: [temporary, final]. */
-  commits: [string, string][];
+  env: Env;
 }
 
-/** What a format leaves for the sinks that run after it (a push reuses the containerDisk's qcow2). */
+/** What a format leaves: side files to rename into place with the output, and what a push takes. */
 export interface OutputArtifact {
+  /** [temporary, final] pairs, renamed before the output itself. */
+  sideFiles: [string, string][];
+  /** containerdisk: the qcow2 inside it. */
   containerDiskQcow2?: string;
 }
 
@@ -25,9 +27,14 @@ export interface OutputFormat {
   id: string;
   /** File extensions that select this format. */
   extensions: string[];
-  write(i: OutputInput): Promise<OutputArtifact | void>;
-  /** True when the raw work file is the output itself (built beside the target and renamed). */
-  readonly isRaw?: boolean;
+  /**
+   * How the disk is assembled for it: as raw or qcow2, in the temporary output itself (then nothing is copied) or
+   * in a work file that write() converts.
+   */
+  assembly: { container: 'raw' | 'qcow2'; inPlace: boolean };
+  /** Host tools write() runs (checked before any work). */
+  tools: readonly ToolName[];
   /** No partitioned disk: the bare root file system plus kernel and initrd. */
   readonly directKernel?: boolean;
+  write(i: OutputInput): Promise<OutputArtifact>;
 }

@@ -1,20 +1,12 @@
 // The push sink: after the containerdisk output, pushes its image to a registry (the OCI distribution flow).
-import type { ConversionRun } from '../core/conversion.js';
+import type { Env } from '../core/context.js';
+import type { ConversionPlan } from '../core/plan.js';
 import { pushContainerDisk } from './containerdisk.js';
+import type { OutputArtifact } from './format.js';
 
-export interface OutputSink {
-  id: string;
-  run(r: ConversionRun): Promise<string>;
+/** Pushes the containerDisk the output stage made to the plan's --push reference. */
+export async function pushArtifact(plan: ConversionPlan, artifact: OutputArtifact, env: Env): Promise<{ ref: string; digest: string }> {
+  const ref = plan.output.push;
+  if (!artifact.containerDiskQcow2 || ref === null) throw new Error('push runs after the containerdisk output, with a reference');
+  return pushContainerDisk(artifact.containerDiskQcow2, ref, env, env.fixedEpoch, { insecureRegistries: plan.source.insecureRegistries });
 }
-
-export const push: OutputSink = {
-  id: 'push',
-  async run(r) {
-    const qcow2 = r.artifact?.containerDiskQcow2;
-    if (!qcow2) throw new Error('push runs after the containerdisk output');
-    r.pushed = await pushContainerDisk(qcow2, r.options.push!, r.ctx, { insecureRegistries: r.options.insecureRegistries });
-    return r.pushed.digest;
-  },
-};
-
-export const SINKS: Record<string, OutputSink> = { push };

@@ -5,6 +5,10 @@ import type { OutputFormat } from './format.js';
 export const qcow2: OutputFormat = {
   id: 'qcow2',
   extensions: ['.qcow2'],
+  assembly: { container: 'qcow2', inPlace: true },
+  tools: [],
   // The disk's target is this file: there is nothing left to convert.
-  async write() {},
+  async write() {
+    return { sideFiles: [] };
+  },
 };

@@ -4,7 +4,6 @@ import { basename, dirname } from 'node:path';
 import { isNoSpace, noSpaceError } from '../core/no-space.js';
 import { testHook } from '../core/test-hook.js';
 import type { RunContext } from '../core/context.js';
-import { epochSeconds } from '../core/epoch.js';
 import { makeReproducible, type DiskFormatId } from './reproducible.js';
 import { progress } from '../core/events.js';
 import { run } from '../tools/index.js';
@@ -47,10 +46,13 @@ export function qemuImgFormat(id: string, extensions: string[], qemuFormat: stri
   return {
     id,
     extensions,
+    assembly: { container: 'raw', inPlace: false },
+    tools: ['qemu-img'],
     async write(i) {
-      await qemuImgConvert(i.raw, i.dest, qemuFormat, i.ctx, { compress: compressible && i.plan.output.compress, options });
+      await qemuImgConvert(i.disk, i.dest, qemuFormat, i.env, { compress: compressible && i.plan.output.compress, options });
       // qemu-img puts random ids and the time into these formats: they come from the seed and the epoch instead.
-      makeReproducible(id as DiskFormatId, i.dest, i.ctx.random.fork(`format-${id}`), epochSeconds(), { finalName: i.plan.output.path ? basename(i.plan.output.path) : undefined });
+      makeReproducible(id as DiskFormatId, i.dest, i.env.random.fork(`format-${id}`), i.env.epoch, { finalName: i.plan.output.path ? basename(i.plan.output.path) : undefined });
+      return { sideFiles: [] };
     },
   };
 }

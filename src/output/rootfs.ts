@@ -129,27 +129,36 @@ const VM = { mem: 1024, cpus: 2 };
 export const rootfs: OutputFormat = {
   id: 'rootfs',
   extensions: ['.ext4'],
-  isRaw: true,
+  assembly: { container: 'raw', inPlace: true },
+  tools: [],
   directKernel: true,
   // The file system is written in place; the companion files go beside it under temporary names, renamed with it.
   async write(i) {
-    const outPath = i.plan.output.path!;
+    const outPath = i.plan.output.path;
+    if (outPath === null) throw new Error('the rootfs output needs a path');
     const a = rootfsArtifacts(outPath, i.files.has('initrd.img'));
+    const file = (name: string): string => {
+      const f = i.files.get(name);
+      if (!f) throw new Error(`the rootfs output needs the ${name} the earlier stages make`);
+      return f;
+    };
     // img2vm's init ends the VM by a reboot there: Firecracker exits on the guest's i8042 reset, not on poweroff.
     const extra = [...(i.plan.guest.strategy === 'img2vm' ? ['quiet', 'img2vm.halt=reboot'] : []), ...(i.plan.boot.userCmdline ? [i.plan.boot.userCmdline] : [])].join(' ');
     const vm = { ...VM, cmdline: extra || undefined };
     const files: [string, () => Promise<void>, number][] = [
-      [a.kernel, () => copyFile(i.files.get('vmlinuz')!, tmp(a.kernel)), 0o644],
-      [a.vmlinux, () => copyFile(i.files.get('vmlinux')!, tmp(a.vmlinux)), 0o644],
-      ...(a.initrd ? [[a.initrd, () => copyFile(i.files.get('initrd.img')!, tmp(a.initrd!)), 0o644] as [string, () => Promise<void>, number]] : []),
+      [a.kernel, () => copyFile(file('vmlinuz'), tmp(a.kernel)), 0o644],
+      [a.vmlinux, () => copyFile(file('vmlinux'), tmp(a.vmlinux)), 0o644],
+      ...(a.initrd ? [[a.initrd, () => copyFile(file('initrd.img'), tmp(a.initrd!)), 0o644] as [string, () => Promise<void>, number]] : []),
       [a.firecracker, () => writeFile(tmp(a.firecracker), firecrackerConfig(a, vm)), 0o644],
       [a.cloudHypervisor, () => writeFile(tmp(a.cloudHypervisor), cloudHypervisorScript(a, vm)), 0o755],
     ];
+    const sideFiles: [string, string][] = [];
     for (const [dest, make, mode] of files) {
-      i.ctx.scope.defer(`remove ${tmp(dest)}`, () => rm(tmp(dest), { force: true }));
+      i.env.scope.defer(`remove ${tmp(dest)}`, () => rm(tmp(dest), { force: true }));
       await make();
       await chmod(tmp(dest), mode);
-      i.commits.push([tmp(dest), dest]);
+      sideFiles.push([tmp(dest), dest]);
     }
+    return { sideFiles };
   },
 };

@@ -29,6 +29,16 @@ export class BlockCounter {
     }
   }
 
+  /** n bytes of hole (zeros that are not handed over): counts as add() of n zeros would, without looking at them. */
+  skip(n: number): void {
+    const into = this.pos % BLOCK;
+    if (into !== 0 && n >= BLOCK - into) {
+      if (this.dirty) this.count++;
+      this.dirty = false;
+    }
+    this.pos += n;
+  }
+
   /** Blocks with data, counting a final partial block. */
   get blocks(): number {
     return this.count + (this.dirty ? 1 : 0);

@@ -24,6 +24,7 @@ import { resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Img2vmError } from '../core/errors.js';
 import { run } from '../tools/index.js';
+import { aclXattrProblem, chmodAcl } from './acl.js';
 import { isCodecError, openLayer, type OpenedLayer } from './decompress.js';
 import {
   display,
@@ -179,7 +180,7 @@ export class RootfsBuilder {
       if (h.type === 'dir') {
         this.updateDir(r.parent, h);
         this.markLayer(r.parent);
-        if (h.xattrs.size) this.pendingXattrs.set(r.parent, h.xattrs);
+        if (h.xattrs.size) this.pendingXattrs.set(r.parent, xattrsToSet(h));
       } else this.warn(`skipping "${display(h.path)}": a ${h.type} entry cannot replace the directory "${display(r.parent) || '/'}"`);
       return;
     }
@@ -233,7 +234,7 @@ export class RootfsBuilder {
         break;
     }
     this.markLayer(rel);
-    if (h.xattrs.size) this.pendingXattrs.set(rel, h.xattrs);
+    if (h.xattrs.size) this.pendingXattrs.set(rel, xattrsToSet(h));
   }
 
   private lookupLinkTarget(h: TarHeader): { rel: BinPath; st: Stats } | undefined {
@@ -262,10 +263,12 @@ export class RootfsBuilder {
     try {
       const w = new SparseWriter(fd);
       const signal = this.signal;
-      await tar.readData((chunk) => {
+      // A sparse file's holes are skipped, not written.
+      for await (const p of tar.parts()) {
         signal?.throwIfAborted();
-        w.write(chunk);
-      });
+        if (typeof p === 'number') w.hole(p);
+        else w.write(p);
+      }
       const blocks = w.end(h.size);
       // chown clears setuid/setgid and file capabilities, so it goes first; xattrs come after the layer.
       fchownSync(fd, h.uid, h.gid);
@@ -390,4 +393,16 @@ export class RootfsBuilder {
       for (const line of (r.stderr || r.stdout).split('\n').filter(Boolean)) this.warn(`extended attribute not set: ${line}`);
     }
   }
+}
+
+/**
+ * The entry's xattrs as setfattr is to set them after the layer: an access ACL already as a chmod
+ * to the header's mode leaves it. Docker's and containerd's unpackers set xattrs and then the mode,
+ * which rewrites the ACL (posix_acl_chmod()); here files get their mode first, and setting the
+ * ACL would set the mode from it instead (layer-meta.ts, withAccessAcl, says the same for the tree).
+ */
+function xattrsToSet(h: TarHeader): Map<string, Buffer> {
+  const acl = h.xattrs.get('system.posix_acl_access');
+  if (!acl || aclXattrProblem(acl) !== undefined) return h.xattrs;
+  return new Map([...h.xattrs, ['system.posix_acl_access', chmodAcl(acl, h.mode)]]);
 }

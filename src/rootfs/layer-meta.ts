@@ -1,6 +1,6 @@
 // Turns a layer entry's header into node metadata, refusing numbers no Linux file system can hold and dropping xattrs Linux would reject.
 import { Img2vmError } from '../core/errors.js';
-import { aclTextToXattr } from './acl.js';
+import { accessAclMode, aclTextToXattr, aclXattrProblem, chmodAcl } from './acl.js';
 import { MAX_ENTRY_XATTR_BYTES, MAX_TOTAL_XATTR_BYTES, overLimit, XATTR_HELD_OVERHEAD, xattrDiskBytes } from './limits.js';
 import type { TarHeader } from './tar.js';
 import { showPath } from './tree-path.js';
@@ -18,7 +18,8 @@ export const XATTR_NAME_MAX = 255;
 export const XATTR_SIZE_MAX = 65536;
 
 const NAMESPACES = ['security.', 'trusted.', 'user.'];
-const POSIX_ACLS = ['system.posix_acl_access', 'system.posix_acl_default'];
+const ACCESS_ACL = 'system.posix_acl_access';
+const POSIX_ACLS = [ACCESS_ACL, 'system.posix_acl_default'];
 
 function checkId(v: number, what: string, h: TarHeader): void {
   if (!Number.isSafeInteger(v) || v < 0 || v > MAX_ID) {
@@ -32,8 +33,12 @@ export function checkDevice(h: TarHeader): void {
   }
 }
 
-/** What a layer entry becomes, for the xattr rules that depend on it. */
-export type EntryKind = 'file' | 'dir' | 'other';
+/** What a layer entry becomes, for the xattr rules that depend on it ('other': a device node or a fifo). */
+export type EntryKind = 'file' | 'dir' | 'symlink' | 'other';
+
+export function entryKind(type: string): EntryKind {
+  return type === 'file' || type === 'dir' || type === 'symlink' ? type : 'other';
+}
 
 /** Why Linux would refuse to set this xattr on a node of this kind, or undefined if it would not. */
 function xattrProblem(name: string, value: Buffer, kind: EntryKind): string | undefined {
@@ -41,14 +46,14 @@ function xattrProblem(name: string, value: Buffer, kind: EntryKind): string | un
   if (name.includes('\0')) return 'its name contains a NUL byte';
   if (value.length > XATTR_SIZE_MAX) return `its value is ${value.length} bytes (at most ${XATTR_SIZE_MAX})`;
   if (POSIX_ACLS.includes(name)) {
-    // posix_acl_xattr_header (version 2) then 8-byte entries; the kernel refuses anything else.
-    if (value.length < 4 || (value.length - 4) % 8 !== 0 || value.readUInt32LE(0) !== 2) return 'it is not a POSIX ACL in the xattr format';
-    if (name === 'system.posix_acl_default' && kind !== 'dir') return 'a default ACL belongs on a directory';
-    return undefined;
+    // set_posix_acl() in fs/posix_acl.c: no ACLs on symlinks, default ACLs on directories only.
+    if (kind === 'symlink') return 'Linux has no ACLs on symlinks';
+    if (name !== ACCESS_ACL && kind !== 'dir') return 'a default ACL belongs on a directory';
+    return aclXattrProblem(value);
   }
   if (!NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length)) return 'Linux has no such xattr namespace';
   // The kernel refuses user.* on symlinks and device nodes (and would not show them).
-  if (name.startsWith('user.') && kind === 'other') return 'user xattrs exist only on regular files and directories';
+  if (name.startsWith('user.') && kind !== 'file' && kind !== 'dir') return 'user xattrs exist only on regular files and directories';
   return undefined;
 }
 
@@ -127,12 +132,48 @@ function time(t: Timestamp | undefined): string {
 
 /**
  * The entry's metadata, shared through cache; a symlink's mode is always 0777. Ids out of range are
- * a badImage error; unusable xattrs are dropped with a warning each.
+ * a badImage error; unusable xattrs are dropped with a warning each. An access ACL and the mode
+ * end as extracting the layer on Linux leaves them (withAccessAcl).
  */
 export function headerMeta(h: TarHeader, warn: (msg: string) => void, kind: EntryKind, cache: MetaCache): NodeMeta {
   checkId(h.uid, 'uid', h);
   checkId(h.gid, 'gid', h);
-  return cache.meta(h, validXattrs(h, warn, kind), h.type === 'symlink' ? 0o777 : h.mode & 0o7777);
+  const x = validXattrs(h, warn, kind);
+  const set = withAccessAcl(h.type === 'symlink' ? 0o777 : h.mode & 0o7777, x, x, aclAsText(h));
+  return cache.meta(h, set.xattrs, set.mode);
+}
+
+/** Whether the entry's access ACL came as text (SCHILY.acl.access) rather than as the xattr. */
+export function aclAsText(h: TarHeader): boolean {
+  return h.aclText?.access !== undefined && !h.xattrs.has(ACCESS_ACL);
+}
+
+/**
+ * The mode and xattrs an inode ends with when an entry sets the xattrs in `set` (valid ones) over
+ * mode and the xattrs it has (`all`), as extraction on Linux leaves them. Linux keeps the mode's
+ * permission bits and an access ACL in step: setting the ACL sets the bits
+ * (posix_acl_update_mode()), chmod(2) rewrites the ACL (posix_acl_chmod()), and an ACL that says no
+ * more than the bits is not kept at all. Which one wins is the extractor's order:
+ * - an ACL as text (SCHILY.acl.access) is set after the mode by GNU tar --acls and bsdtar, so the
+ *   ACL decides the bits. bsdtar writes group:: into the header's mode beside an ACL whose mask::
+ *   may be more: a directory 0770 on disk with mask::rwx arrives as 0750 and extracts as 0770.
+ * - an ACL as the xattr (SCHILY.xattr.system.posix_acl_access) is set before the mode by Docker's
+ *   and containerd's unpackers (setxattr, then chmod) and by GNU tar --xattrs, so the header's
+ *   mode decides and the ACL follows it. (bsdtar does not set it from there at all.)
+ */
+export function withAccessAcl(
+  mode: number,
+  all: Map<string, Buffer>,
+  set: Map<string, Buffer>,
+  asText: boolean,
+): { mode: number; xattrs: Map<string, Buffer> } {
+  const acl = set.get(ACCESS_ACL);
+  if (!acl) return { mode, xattrs: all };
+  const r = accessAclMode(mode, acl);
+  const xattrs = new Map(all);
+  if (!r.keep) xattrs.delete(ACCESS_ACL);
+  else if (!asText) xattrs.set(ACCESS_ACL, chmodAcl(acl, mode));
+  return { mode: asText ? r.mode : mode, xattrs };
 }
 
 export function validXattrs(h: TarHeader, warn: (msg: string) => void, kind: EntryKind): Map<string, Buffer> {

@@ -3,8 +3,8 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import { Img2vmError } from '../core/errors.js';
 import { BlockCounter } from './blocks.js';
 import { isCodecError, openLayer, type OpenedLayer } from './decompress.js';
-import { checkDevice, headerMeta, MetaCache, validXattrs } from './layer-meta.js';
-import { ByteSource, TarFormatError, TarReader, type TarHeader } from './tar.js';
+import { aclAsText, checkDevice, entryKind, headerMeta, MetaCache, validXattrs, withAccessAcl } from './layer-meta.js';
+import { ByteSource, holesAsZeros, TarFormatError, TarReader, type SparsePart, type TarHeader } from './tar.js';
 import { RootTree, type Found } from './tree-edit.js';
 import { MAX_ENTRIES, MAX_NAME_BYTES, NAME_MAX, overLimit, WHITEOUT_PREFIX } from './limits.js';
 import { resolveComponents, showPath, splitPath } from './tree-path.js';
@@ -220,7 +220,7 @@ export class LayerFlattener {
       target = this.linkTarget(h);
       if (!target) return;
     }
-    const meta = h.type === 'link' ? undefined : headerMeta(h, this.warn, h.type === 'dir' || h.type === 'file' ? h.type : 'other', this.metas);
+    const meta = h.type === 'link' ? undefined : headerMeta(h, this.warn, entryKind(h.type), this.metas);
 
     const r = resolveComponents(this.tree.root, comps, h.path, this.tree.creating);
     if (!r.ok) {
@@ -262,11 +262,12 @@ export class LayerFlattener {
           }
           this.tree.placeLink(r, t.node);
         }
-        // The other metadata belongs to the shared inode; xattrs are added to it, as setxattr on the link would.
-        const added = validXattrs(h, this.warn, t.node.kind === 'file' ? 'file' : 'other');
+        // The other metadata belongs to the shared inode; xattrs are added to it, as setxattr on the link would (an access ACL with its mode).
+        const added = validXattrs(h, this.warn, entryKind(t.node.kind));
         if (added.size > 0) {
           const m = t.node.meta;
-          t.node.meta = Object.freeze({ ...m, xattrs: this.metas.xattrs(new Map([...m.xattrs, ...added]), h.path) });
+          const set = withAccessAcl(m.mode, new Map([...m.xattrs, ...added]), added, aclAsText(h));
+          t.node.meta = Object.freeze({ ...m, mode: set.mode, xattrs: this.metas.xattrs(set.xattrs, h.path) });
         }
         break;
       }
@@ -300,6 +301,8 @@ export class LayerFlattener {
     if (whole) {
       blocks.add(whole);
       data = this.store.putBuffer(Buffer.from(whole));
+    } else if (h.sparse) {
+      data = await this.storeSparse(h, tar, blocks);
     } else {
       const signal = this.signal;
       let readError: unknown;
@@ -326,6 +329,31 @@ export class LayerFlattener {
     const node: FileNode = { kind: 'file', meta, size: h.size, data };
     this.tree.setDataBlocks(node, blocks.blocks);
     return node;
+  }
+
+  /** A sparse file's data at its offsets; its holes are handed on as holes where the store takes them, else as zeros. */
+  private async storeSparse(h: TarHeader, tar: TarReader, blocks: BlockCounter): Promise<FileNode['data']> {
+    const signal = this.signal;
+    let readError: unknown;
+    const parts = async function* (): AsyncGenerator<SparsePart, void, undefined> {
+      try {
+        for await (const p of tar.parts()) {
+          signal?.throwIfAborted();
+          if (typeof p === 'number') blocks.skip(p);
+          else blocks.add(p);
+          yield p;
+        }
+      } catch (e) {
+        readError = signal?.aborted ? signal.reason : e;
+        throw readError;
+      }
+    };
+    try {
+      const store = this.store;
+      return store.putSparse ? await store.putSparse(parts(), h.size) : await store.put(holesAsZeros(parts()), h.size);
+    } catch (e) {
+      throw readError ?? e;
+    }
   }
 
   // ---- whiteouts ----

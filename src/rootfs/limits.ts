@@ -39,6 +39,13 @@ export const MAX_NAME_BYTES = 64 * 1024 * 1024;
 export const MAX_EXTENDED_HEADER_BYTES = 1024 * 1024;
 
 /**
+ * Data regions in one sparse file's map (GNU tar -S, bsdtar by default). The map is held while the
+ * file streams, as two numbers a region; a real file has one region per run of data between holes,
+ * so a million is far beyond any image's file and 16 MiB of memory at most.
+ */
+export const MAX_SPARSE_REGIONS = 1_000_000;
+
+/**
  * An entry's extended attributes as ext4 stores them (per attribute 16 bytes, the name without its
  * user./trusted./security. prefix and the value, each padded to 4): one 4 KiB xattr block less its
  * 32-byte header and 4-byte end marker. img2vm's ext4 writer has no ea_inode feature, so what does

@@ -24,18 +24,31 @@ export class MemoryStore implements ContentStore {
   constructor(private readonly opts: MemoryStoreOptions = {}) {}
 
   async put(chunks: AsyncIterable<Uint8Array>, size: number): Promise<ContentRef> {
+    return this.putSparse(chunks, size);
+  }
+
+  /** Holes (numbers) fill no page: a whole page of hole is kept as a hole without being made. */
+  async putSparse(parts: AsyncIterable<Uint8Array | number>, size: number): Promise<ContentRef> {
     const pages: (Buffer | null)[] = [];
     /** The page being filled: it starts at pos - fill and ends at a PAGE boundary or at size. */
     let page: Buffer | null = null;
     let fill = 0;
     let pos = 0;
-    for await (const c of chunks) {
-      if (pos + c.length > size) throw new Error(`content is more than the ${size} bytes declared`);
+    for await (const c of parts) {
+      const len = typeof c === 'number' ? c : c.length;
+      if (pos + len > size) throw new Error(`content is more than the ${size} bytes declared`);
       let i = 0;
-      while (i < c.length) {
+      while (i < len) {
+        if (typeof c === 'number' && page === null && len - i >= Math.min(PAGE, size - pos)) {
+          const n = Math.min(PAGE, size - pos);
+          pages.push(null);
+          i += n;
+          pos += n;
+          continue;
+        }
         page ??= Buffer.alloc(Math.min(PAGE, size - pos));
-        const n = Math.min(page.length - fill, c.length - i);
-        page.set(c.subarray(i, i + n), fill);
+        const n = Math.min(page.length - fill, len - i);
+        if (typeof c !== 'number') page.set(c.subarray(i, i + n), fill);
         fill += n;
         i += n;
         pos += n;

@@ -55,6 +55,19 @@ export class SparseWriter {
     }
   }
 
+  /** n bytes of hole: whole blocks are skipped, never written (end() sets the size, so a trailing hole stays one). */
+  hole(n: number): void {
+    if (this.carryLen > 0) {
+      const k = Math.min(n, BLOCK - this.carryLen);
+      this.write(ZERO.subarray(0, k));
+      n -= k;
+    }
+    if (n === 0) return;
+    const whole = n - (n % BLOCK);
+    this.pos += whole;
+    if (n > whole) this.write(ZERO.subarray(0, n - whole));
+  }
+
   /** Flushes the tail and sets the size (which also makes trailing holes). */
   end(size: number): number {
     if (this.carryLen > 0 && !isZero(this.carry, 0, this.carryLen)) {

@@ -116,6 +116,8 @@ export async function writeGuestFilesToTree(tree: RootTree, files: readonly Gues
     if (f.fs === 'esp') continue;
     switch (f.kind) {
       case 'file':
+        // A directory-like entry names files a later fact decides (img2vm's kernel before it is fetched): nothing yet.
+        if (f.path.endsWith('/') && f.from === undefined && f.content === undefined) break;
         if (f.from !== undefined) await putHostFile(tree, f.path, f.from.startsWith('work:') ? join(workDir, f.from.slice(5)) : f.from, f.mode ?? 0o644);
         else if (f.content === undefined) throw new Error(`guest file ${f.path} has no content yet`);
         else tree.writeFile(p(f.path), f.content, { mode: f.mode ?? 0o644 });

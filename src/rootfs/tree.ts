@@ -79,6 +79,12 @@ export interface ContentStore {
    * error. All-zero 4 KiB blocks may be kept as holes.
    */
   put(chunks: AsyncIterable<Uint8Array>, size: number): Promise<ContentRef>;
+  /**
+   * Optional: as put(), for content given as data and holes, where a number n stands for n zero
+   * bytes. A store that has it never sees a sparse file's holes as zeros (a 1 TB file with 4 KiB of
+   * data is 4 KiB of work); without it, the flattener hands put() the holes as zeros.
+   */
+  putSparse?(parts: AsyncIterable<Uint8Array | number>, size: number): Promise<ContentRef>;
   /** Stores content already in memory. */
   putBuffer(data: Uint8Array): ContentRef;
   /** No node refers to ref any more (overwritten or whited out): its space may be reused. */

@@ -1,14 +1,15 @@
-// A content-addressed blob cache shared by concurrent img2vm processes: blobs appear under their digest only whole and verified.
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+// Registry blobs in the store, shared by concurrent img2vm processes: blobs appear under their digest only whole and verified.
+import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readdir, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { Img2vmError } from '../core/errors.js';
-import { deadOwner, ownerTag } from '../core/leftovers.js';
 import { asWriteError, isNoSpace, noSpaceError } from '../core/no-space.js';
 import { testHook } from '../core/test-hook.js';
-import { acquireLock, type HeldLock, type LockOptions } from '../kernel/lock.js';
+import type { LockOptions } from '../core/lock.js';
+import type { Scope } from '../core/scope.js';
+import { writeRecord, type BlobKey, type Check, type Draft, type Store } from '../store/index.js';
 import { digestMismatch, hexOf, sha256, tooLarge, truncated, verified } from './digest.js';
 
 /**
@@ -35,23 +36,26 @@ export async function openRegularFile(path: string, follow = false): Promise<{ f
 }
 
 /**
- * Layout: ROOT/blobs/sha256/<hex> (final, immutable), ROOT/blobs/sha256/.partial-* (in flight,
- * private to one writer), ROOT/refs/<sha256 of the reference>.json (tag → digest).
- * A final name is only ever created by rename() of a fully written, fsynced and verified temp
- * file, so readers never see a partial blob, and two writers of one blob both succeed (the second
- * rename replaces identical bytes).
+ * The registry blobs of the store (kind blob: <root>/blobs/sha256/<hex>) and the tags pulled
+ * (<root>/refs/<sha256 of the reference>.json: tag → digest). A blob appears only by the store's rename of
+ * fully written, fsynced bytes whose digest was checked as they came, so readers never see a partial blob, and
+ * two writers of one blob both succeed (the second rename replaces identical bytes).
  */
 export class BlobCache {
   readonly blobs: string;
   readonly refs: string;
 
-  constructor(readonly root: string) {
-    this.blobs = join(root, 'blobs', 'sha256');
-    this.refs = join(root, 'refs');
+  constructor(readonly store: Store) {
+    this.blobs = store.dir('blob');
+    this.refs = join(store.root, 'refs');
+  }
+
+  get root(): string {
+    return this.store.root;
   }
 
   pathOf(digest: string): string {
-    return join(this.blobs, hexOf(digest));
+    return this.store.path('blob', key(digest));
   }
 
   /** Whether the blob is present (with the expected size, when given). */
@@ -60,10 +64,14 @@ export class BlobCache {
     return !!st?.isFile() && (size === undefined || st.size === size);
   }
 
-  /** A small blob's bytes, verified; a damaged entry is removed so it is fetched again. */
+  /** Holds the blob for this run (prune leaves it alone) and records its use; it need not be there yet. */
+  async hold(digest: string, scope: Scope): Promise<void> {
+    await this.store.hold('blob', key(digest), scope);
+  }
+
+  /** A small blob's bytes, verified (unless the store trusts what entered it); a damaged entry is removed so it is fetched again. */
   async read(digest: string, max: number): Promise<Buffer | undefined> {
-    const p = this.pathOf(digest);
-    const f = await openRegularFile(p).catch(() => undefined);
+    const f = await openRegularFile(this.pathOf(digest)).catch(() => undefined);
     if (!f) return undefined;
     let buf: Buffer;
     let ino: number;
@@ -74,42 +82,24 @@ export class BlobCache {
     } finally {
       await f.fh.close();
     }
-    if (sha256(buf) !== digest) {
-      await this.removeDamaged(p, ino);
+    if (this.store.verifyOnRead && sha256(buf) !== digest) {
+      await this.store.discard('blob', key(digest), ino);
       return undefined;
     }
     return buf;
   }
 
-  /** Removes a damaged entry, unless another process has put a good one there since it was read. */
-  private async removeDamaged(p: string, ino: number): Promise<void> {
-    const st = await stat(p).catch(() => undefined);
-    if (st?.ino === ino) await rm(p, { force: true });
-  }
-
-  /** Hashes a stored blob; a damaged one is removed (so it is fetched again) and false returned. */
+  /** Hashes a stored blob (only its size, when the store trusts what entered it); a damaged one is removed and false returned. */
   async verify(digest: string, size: number): Promise<boolean> {
-    const p = this.pathOf(digest);
-    const h = createHash('sha256');
-    let n = 0;
-    let ino: number;
-    try {
-      const f = await openRegularFile(p);
-      if (!f) return false;
-      ino = (await f.fh.stat()).ino;
-      for await (const c of f.fh.createReadStream()) {
-        n += (c as Buffer).length;
-        h.update(c as Buffer);
-      }
-    } catch {
-      return false;
-    }
-    if (n === size && `sha256:${h.digest('hex')}` === digest) return true;
-    await this.removeDamaged(p, ino);
+    if (!this.store.verifyOnRead) return this.has(digest, size);
+    const got = await digestOf(this.pathOf(digest)).catch(() => undefined);
+    if (!got) return false;
+    if (got.size === size && got.digest === digest) return true;
+    await this.store.discard('blob', key(digest), got.ino);
     return false;
   }
 
-  /** Streams a blob, verifying it again on the way (a cache on a failing disk must not poison images). */
+  /** Streams a blob, verifying it again on the way unless the store trusts it (a cache on a failing disk must not poison images). */
   open(digest: string, size: number | undefined, what: string): Readable {
     const path = this.pathOf(digest);
     // Opened through a stream so callers keep a synchronous open; a FIFO planted in the cache is refused on open.
@@ -123,7 +113,7 @@ export class BlobCache {
       },
       (e: Error) => source.destroy(e),
     );
-    return verified(source, digest, size, what);
+    return this.store.verifyOnRead ? verified(source, digest, size, what) : source;
   }
 
   async put(digest: string, bytes: Buffer): Promise<void> {
@@ -137,40 +127,35 @@ export class BlobCache {
   }
 
   async writer(digest: string, size: number, what: string): Promise<BlobWriter> {
-    await mkdir(this.blobs, { recursive: true, mode: 0o755 });
-    this.swept ??= this.sweep();
-    await this.swept;
-    const tmp = join(this.blobs, `.partial-${hexOf(digest)}-${ownerTag()}-${randomBytes(6).toString('hex')}`);
-    const fh = await open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644);
-    return new BlobWriter(this, fh, tmp, digest, size, what);
-  }
-
-  private swept: Promise<void> | undefined;
-
-  /**
-   * Removes partial files killed processes left behind: those whose owner (named in them) is gone, and any older
-   * than a day (from another host, which cannot be asked).
-   */
-  private async sweep(): Promise<void> {
-    const names = await readdir(this.blobs).catch(() => [] as string[]);
-    const old = Date.now() - 24 * 3600_000;
-    for (const n of names) {
-      if (!n.startsWith('.partial-')) continue;
-      if (deadOwner(n, PARTIAL)) {
-        await rm(join(this.blobs, n), { force: true });
-        continue;
-      }
-      const st = await stat(join(this.blobs, n)).catch(() => undefined);
-      if (st && st.mtimeMs < old) await rm(join(this.blobs, n), { force: true });
+    const draft = await this.store.draft('blob', key(digest));
+    try {
+      return new BlobWriter(this, draft, await open(draft.path, 'r+'), digest, size, what);
+    } catch (e) {
+      await draft.discard();
+      throw e;
     }
   }
 
   /**
-   * Held while one process fetches a blob, so concurrent runs fetch it once: the others wait, then find it in the
-   * cache. Integrity never depends on it (blobs appear only by rename of verified bytes).
+   * The blob, fetched by fill() once across processes when it is not in the store (whole and verified): the first
+   * process fetches under the blob's lock, the others wait and then find it. Held for the scope either way.
    */
-  lock(digest: string, o: LockOptions): Promise<HeldLock> {
-    return acquireLock(join(this.root, 'locks', `${hexOf(digest)}.lock`), o);
+  async fetch(digest: string, size: number, scope: Scope, lock: LockOptions, fill: (w: BlobWriter) => Promise<void>): Promise<void> {
+    const what = `blob ${digest}`;
+    await this.store.ensure('blob', key(digest), {
+      scope,
+      lock,
+      check: blobCheck(digest, size),
+      make: async (draft) => {
+        const w = new BlobWriter(this, draft, await open(draft.path, 'r+'), digest, size, what);
+        try {
+          await fill(w);
+          await w.commit();
+        } finally {
+          await w.abort();
+        }
+      },
+    });
   }
 
   private refPath(ref: string): string {
@@ -188,21 +173,60 @@ export class BlobCache {
   }
 
   async setRef(ref: string, digest: string): Promise<void> {
-    await mkdir(this.refs, { recursive: true, mode: 0o755 });
-    const p = this.refPath(ref);
-    const tmp = `${p}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
-    try {
-      await writeFile(tmp, `${JSON.stringify({ ref, digest })}\n`, { mode: 0o644 });
-      await rename(tmp, p);
-    } finally {
-      await rm(tmp, { force: true });
+    await writeRecord(this.refPath(ref), `${JSON.stringify({ ref, digest })}\n`);
+  }
+
+  /** Tag records whose manifest blob is gone point at nothing: dropped once prune has removed it. */
+  async dropDanglingRefs(): Promise<void> {
+    for (const name of await readdir(this.refs).catch(() => [] as string[])) {
+      if (!name.endsWith('.json')) continue;
+      try {
+        const j = JSON.parse(await readFile(join(this.refs, name), 'utf8')) as { digest?: unknown };
+        if (typeof j.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(j.digest)) continue;
+        if (!(await stat(this.pathOf(j.digest)).catch(() => undefined))) await rm(join(this.refs, name), { force: true });
+      } catch {
+        /* unreadable: getRef ignores it */
+      }
     }
   }
 }
 
-const PARTIAL = /^\.partial-[0-9a-f]{64}-(\d+)\.([0-9a-f]{8})-[0-9a-f]{12}$/;
+/** A stored blob's SHA-256, size and inode; undefined when nothing is there (a FIFO or a link is refused, unread). */
+async function digestOf(path: string): Promise<{ digest: string; size: number; ino: number } | undefined> {
+  const f = await openRegularFile(path);
+  if (!f) return undefined;
+  const h = createHash('sha256');
+  let size = 0;
+  try {
+    const { ino } = await f.fh.stat();
+    for await (const c of f.fh.createReadStream({ autoClose: false })) {
+      size += (c as Buffer).length;
+      h.update(c as Buffer);
+    }
+    return { digest: `sha256:${h.digest('hex')}`, size, ino };
+  } finally {
+    await f.fh.close();
+  }
+}
 
-/** Sequential writer of one blob into a private temp file; commit() verifies, then publishes it. */
+/** A blob is whole when it is a regular file of its size, intact when its bytes hash to its digest. */
+function blobCheck(digest: string, size: number): Check {
+  return {
+    whole: async (p) => {
+      const st = await lstat(p);
+      return st.isFile() && st.size === size;
+    },
+    intact: async (p) => (await digestOf(p))?.digest === digest,
+  };
+}
+
+/** A digest as the store's blob key (hexOf refuses anything but a sha256 digest, as a hostile manifest may carry). */
+function key(digest: string): BlobKey {
+  hexOf(digest);
+  return digest as BlobKey;
+}
+
+/** Sequential writer of one blob into the store's draft; commit() checks size and digest, then publishes it. */
 export class BlobWriter {
   private hash: Hash = createHash('sha256');
   private done = false;
@@ -210,12 +234,16 @@ export class BlobWriter {
 
   constructor(
     private readonly cache: BlobCache,
+    private readonly draft: Draft,
     private readonly fh: FileHandle,
-    readonly tmp: string,
     readonly digest: string,
     readonly size: number,
     private readonly what: string,
   ) {}
+
+  get tmp(): string {
+    return this.draft.path;
+  }
 
   async write(chunk: Buffer): Promise<void> {
     if (this.offset + chunk.length > this.size) throw tooLarge(this.what, this.size);
@@ -246,41 +274,27 @@ export class BlobWriter {
     this.offset = 0;
   }
 
+  /** Checked as the bytes came (size and digest); the store fsyncs and renames. */
   async commit(): Promise<string> {
     if (this.offset < this.size) throw truncated(this.what, this.offset, this.size);
     const got = `sha256:${this.hash.digest('hex')}`;
     if (got !== this.digest) throw digestMismatch(this.what, this.digest, got);
+    await this.fh.close();
+    this.done = true;
     try {
-      await this.fh.sync();
+      return await this.draft.publish();
     } catch (e) {
       throw this.writeError(e);
     }
-    await this.fh.close();
-    this.done = true;
-    const final = this.cache.pathOf(this.digest);
-    await rename(this.tmp, final);
-    await syncDir(this.cache.blobs);
-    return final;
   }
 
-  /** Discards the temp file unless it was committed; safe to call more than once. */
+  /** Discards the draft unless it was committed; safe to call more than once. */
   async abort(): Promise<void> {
-    if (this.done) return;
-    this.done = true;
-    await this.fh.close().catch(() => {});
-    await rm(this.tmp, { force: true });
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY).catch(() => undefined);
-  if (!fh) return;
-  try {
-    await fh.sync();
-  } catch {
-    /* some file systems cannot fsync a directory; the rename is still atomic */
-  } finally {
-    await fh.close();
+    if (!this.done) {
+      this.done = true;
+      await this.fh.close().catch(() => {});
+    }
+    await this.draft.discard();
   }
 }
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { cacheDir } from '../core/paths.js';
+import { openStore } from '../store/index.js';
 import { BlobCache } from './blob-cache.js';
 import { DockerClient } from './docker-api.js';
 import type { SourceImage } from './image.js';
@@ -117,7 +118,7 @@ export async function openSource(ref: string, ctx: RunContext, docker?: DockerCl
     docker: () => (client ??= new DockerClient(undefined, ctx.signal)),
     pullContext: () => ({
       ctx,
-      cache: new BlobCache(options.cacheDir ?? cacheDir(options.env)),
+      cache: new BlobCache(openStore(options.cacheDir ?? cacheDir(options.env))),
       pull: r.pull,
       platform: r.platform,
       platformExplicit: r.platformExplicit,

@@ -66,7 +66,10 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
   let topDigest = ref.digest;
   let top: { bytes: Buffer; contentType?: string } | undefined;
   if (!topDigest && p.pull !== 'always') topDigest = await p.cache.getRef(name);
+  // Every blob this run reads is held until it ends, so a concurrent `cache prune` cannot take it away meanwhile.
+  const hold = (digest: string) => p.cache.hold(digest, p.ctx.scope);
   if (topDigest) {
+    await hold(topDigest);
     const bytes = await p.cache.read(topDigest, MAX_JSON);
     if (bytes) top = { bytes };
     else if (!ref.digest) topDigest = undefined;
@@ -79,6 +82,7 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
     if (got.digest && /^sha256:/.test(got.digest) && got.digest !== digest) throw digestMismatch(`manifest ${name} (Docker-Content-Digest)`, got.digest, digest);
     top = got;
     topDigest = digest;
+    await hold(digest);
     await p.cache.put(digest, got.bytes).catch((e) => {
       throw cacheError(p.cache.root, e);
     });
@@ -88,6 +92,7 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
   }
 
   const { manifest, digest: manifestDigest } = await resolveManifest(top, topDigest!, name, p, async (d) => {
+    await hold(d.digest);
     const cached = await p.cache.read(d.digest, MAX_JSON);
     if (cached) return { bytes: cached };
     const got = await registry().getManifest(repo, d.digest);
@@ -101,6 +106,7 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
   // The config.
   const cfgDesc = manifest.config;
   if (cfgDesc.size > MAX_JSON) throw new Img2vmError('badImage', `the image config of ${name} declares ${cfgDesc.size} bytes; more than ${MAX_JSON} is refused`, 'the image is hostile or broken');
+  await hold(cfgDesc.digest);
   let configBytes = await p.cache.read(cfgDesc.digest, MAX_JSON);
   if (!configBytes) {
     await fetchBlob(registry(), repo, cfgDesc, p, () => {});
@@ -117,6 +123,7 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
   const unique = manifest.layers.filter((l, i) => manifest.layers.findIndex((m) => m.digest === l.digest) === i);
   const missing: Descriptor[] = [];
   await mapLimit(unique, PARALLEL, p.ctx.signal, async (l) => {
+    await hold(l.digest);
     if (!(await p.cache.has(l.digest, l.size)) || !(await p.cache.verify(l.digest, l.size))) missing.push(l);
   });
   if (missing.length) {
@@ -172,27 +179,11 @@ export async function resolveManifest(
 
 /** Fetches a blob into the cache once across processes: under its lock, unless a holder has fetched it meanwhile. */
 async function fetchBlob(c: RegistryClient, repo: string, d: Descriptor, p: PullContext, onProgress: (n: number) => void, signal?: AbortSignal): Promise<void> {
-  if (await p.cache.has(d.digest, d.size)) return;
   const sig = signal ?? p.ctx.signal;
-  const lock = await p.cache.lock(d.digest, { signal: sig, onWait: (pid) => debug(p.ctx, `blob ${d.digest.slice(7, 19)}: waiting for img2vm process ${pid}, which is fetching it`) }).catch((e) => {
+  const onWait = (pid: number) => debug(p.ctx, `blob ${d.digest.slice(7, 19)}: waiting for img2vm process ${pid}, which is fetching it`);
+  await p.cache.fetch(d.digest, d.size, p.ctx.scope, { signal: sig, onWait }, (w) => c.downloadBlob(repo, d.digest, w, onProgress, sig)).catch((e) => {
     throw sig.aborted ? sig.reason : cacheError(p.cache.root, e, d.size);
   });
-  const unlock = p.ctx.scope.defer(`unlock blob ${d.digest}`, () => lock.release());
-  try {
-    if (await p.cache.has(d.digest, d.size)) return;
-    const w = await p.cache.writer(d.digest, d.size, `blob ${d.digest}`).catch((e) => {
-      throw cacheError(p.cache.root, e, d.size);
-    });
-    const release = p.ctx.scope.defer(`remove ${w.tmp}`, () => w.abort());
-    try {
-      await c.downloadBlob(repo, d.digest, w, onProgress, sig);
-      await w.commit();
-    } finally {
-      await release();
-    }
-  } finally {
-    await unlock();
-  }
 }
 
 function mb(n: number): string {

@@ -10,14 +10,15 @@ import { renderGrubCfg } from '../../src/boot/grub-config.js';
 import { renderBlsEntry } from '../../src/boot/systemd-boot.js';
 import { Img2vmError } from '../../src/core/errors.js';
 import { parseConvertOptions, type ConvertOptionsInput } from '../../src/core/options.js';
-import type { ConversionPlan, ImageFacts } from '../../src/core/plan.js';
+import type { ConversionPlan } from '../../src/core/plan.js';
+import { known, type FlatFacts } from '../helpers/facts.js';
 import { createRandom } from '../../src/core/random.js';
 import { plan } from '../../src/plan.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'img2vm-boot-entries-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const FACTS: ImageFacts = {
+const FACTS: FlatFacts = {
   source: { transport: 'docker-daemon', id: `sha256:${'ab'.repeat(32)}`, layers: 1 },
   os: { id: 'debian', idLike: [], versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' },
   guest: { distribution: 'Debian GNU/Linux 12 (bookworm)', template: 'debian', builder: 'docker', cached: true, image: 'img2vm-cache:0123' },
@@ -25,9 +26,9 @@ const FACTS: ImageFacts = {
   kernel: { version: '6.1.0-28-cloud-amd64', kernelPath: '/vmlinuz', initrdPath: '/initrd.img' },
 };
 
-function planFor(opts: Partial<ConvertOptionsInput>, facts: ImageFacts = FACTS): ConversionPlan {
+function planFor(opts: Partial<ConvertOptionsInput>, facts: FlatFacts = FACTS): ConversionPlan {
   const o = parseConvertOptions({ image: 'img2vm-demo:bookworm', output: '/out/disk.qcow2', seed: 's', ...opts });
-  return plan(o, facts, { random: createRandom('s') });
+  return plan(o, known(facts), createRandom('s'));
 }
 const grubCfg = (p: ConversionPlan) => p.guestFiles.find((f) => f.path === '/boot/grub/grub.cfg')!.content!;
 const blsEntry = (p: ConversionPlan) => p.guestFiles.find((f) => f.fs === 'esp' && f.path.startsWith('/loader/entries/') && f.content)!.content!;

@@ -1,11 +1,14 @@
 // systemd-boot's ESP as img2vm lays it out: the same names the guest's kernel-install uses, so upgrades line up.
-import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  blsPaths, configureKernelInstall, findSystemdBootEfi, renderBlsEntry, renderLoaderConf, SYSTEMD_BOOT_EFI, systemdBoot,
+  blsPaths, kernelInstallFiles, renderBlsEntry, renderLoaderConf, SYSTEMD_BOOT_EFI, systemdBoot,
 } from '../../src/boot/systemd-boot.js';
+import type { ConversionPlan } from '../../src/core/plan.js';
+import { createRandom } from '../../src/core/random.js';
+import { Scope } from '../../src/core/scope.js';
 
 let tmp: string;
 beforeAll(async () => {
@@ -55,29 +58,24 @@ describe('systemd-boot layout', () => {
 });
 
 describe('guest configuration', () => {
-  it('tells kernel-install the entry token, command line and BLS layout', async () => {
-    const root = join(tmp, 'root1');
-    await mkdir(root);
-    await configureKernelInstall(root, 'root=UUID=u ro');
-    expect(await readFile(join(root, 'etc/kernel/entry-token'), 'utf8')).toBe('img2vm\n');
-    expect(await readFile(join(root, 'etc/kernel/cmdline'), 'utf8')).toBe('root=UUID=u ro\n');
-    expect(await readFile(join(root, 'etc/kernel/install.conf'), 'utf8')).toMatch(/^layout=bls$/m);
-  });
-  it('writes inside the root even when the image makes /etc/kernel a symlink out of it', async () => {
-    const root = join(tmp, 'root2');
-    const outside = join(tmp, 'outside');
-    await mkdir(join(root, 'etc'), { recursive: true });
-    await mkdir(outside);
-    await symlink(outside, join(root, 'etc', 'kernel'));
-    await configureKernelInstall(root, 'x');
-    await expect(readFile(join(outside, 'cmdline'), 'utf8')).rejects.toThrow();
+  it('tells kernel-install the entry token, command line and BLS layout', () => {
+    const files = new Map(kernelInstallFiles('root=UUID=u ro').map((f) => [f.path, f]));
+    expect(files.get('/etc/kernel/entry-token')).toMatchObject({ kind: 'file', fs: 'root', content: 'img2vm\n' });
+    expect(files.get('/etc/kernel/cmdline')).toMatchObject({ kind: 'file', fs: 'root', content: 'root=UUID=u ro\n' });
+    expect(files.get('/etc/kernel/install.conf')!.content).toMatch(/^layout=bls$/m);
   });
   it("prefers the guest's systemd-boot binary and falls back to the host's", async () => {
-    const root = join(tmp, 'root3');
-    await mkdir(root);
-    expect(await findSystemdBootEfi(root)).toBe(SYSTEMD_BOOT_EFI);
-    await mkdir(join(root, 'usr/lib/systemd/boot/efi'), { recursive: true });
-    await writeFile(join(root, SYSTEMD_BOOT_EFI), 'guest');
-    expect(await findSystemdBootEfi(root)).toBe(join(root, SYSTEMD_BOOT_EFI));
+    const { existsSync, readFileSync } = await import('node:fs');
+    expect(existsSync(SYSTEMD_BOOT_EFI), `${SYSTEMD_BOOT_EFI} is missing: install systemd-boot-efi (scripts/install-deps.sh)`).toBe(true);
+    const work = join(tmp, 'work');
+    await mkdir(work);
+    const env = { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('t'), epoch: 0, fixedEpoch: 0 };
+    const plan = {} as ConversionPlan;
+    await systemdBoot.prepare!(plan, new Map(), env);
+    expect(readFileSync(join(work, 'systemd-bootx64.efi')).equals(readFileSync(SYSTEMD_BOOT_EFI))).toBe(true);
+    const guest = join(tmp, 'guest.efi');
+    await writeFile(guest, 'guest');
+    await systemdBoot.prepare!(plan, new Map([['guest-systemd-bootx64.efi', guest]]), env);
+    expect(readFileSync(join(work, 'systemd-bootx64.efi'), 'utf8')).toBe('guest');
   });
 });

@@ -10,7 +10,7 @@ import { writeFat32, type Fat32Content, type Fat32File, type Fat32Options } from
 import { bootSector } from '../../src/disk/fat32/boot.js';
 import { fat32Geometry } from '../../src/disk/fat32/geometry.js';
 import { RawFileTarget, type BlockTarget } from '../../src/disk/target.js';
-import { Qcow2Target } from '../../src/output/qcow2-target.js';
+import { Qcow2Target } from '../../src/disk/qcow2/target.js';
 import { GOLDEN_SMALL, OPTS, SMALL } from './fat32-cases.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'img2vm-fat32-'));

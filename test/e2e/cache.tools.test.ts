@@ -1,12 +1,13 @@
 // `img2vm cache ls | prune` on fake cache directories, a private Docker daemon and a private podman storage (so no one else's images are touched).
 import { execa, execaSync, type ResultPromise } from 'execa';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isStale, parseAge } from '../../src/cache/index.js';
 import { ago } from '../../src/cli/cache.js';
+import { hostTag } from '../../src/core/leftovers.js';
 import { img2vm, sh } from './helpers.js';
 
 const OLD = new Date(Date.now() - 40 * 86400_000);
@@ -17,6 +18,10 @@ const KEY_BROKEN = hex('broken');
 const KEY_NEW = hex('new');
 const BLOB_OLD = hex('blob-old');
 const BLOB_NEW = hex('blob-new');
+const KERNEL_OLD = `sha256-${hex('kernel-old')}`;
+const KERNEL_NEW = `sha256-${hex('kernel-new')}`;
+/** The name the store gives a file of a live process of this host (a holder, a draft): kind, key, owner, nonce. */
+const owned = (kind: string, name: string) => `${kind}.${name}.${process.pid}.${hostTag()}.abcdefabcdef`;
 
 let tmp: string;
 let xdg: string;
@@ -50,13 +55,11 @@ function runcEntry(key: string, used: Date, complete = true): string {
       JSON.stringify({ format: 1, builder: 'runc', key, base: `sha256:${'b'.repeat(64)}`, template: 'debian', label: 'Debian GNU/Linux 12 (bookworm)', createdAt: used.toISOString(), layer: { digest: `sha256:${hex(key)}`, size: layer.length, entries: 3 }, configDigest: `sha256:${hex('{}')}` }),
     );
   }
-  writeFileSync(join(dir, 'used'), '');
-  utimesSync(join(dir, 'used'), used, used);
   utimesSync(dir, used, used);
   return dir;
 }
 
-function kernelTree(name: string, version: string, used: Date): void {
+function kernelTree(name: string, version: string, used: Date): string {
   const dir = join(xdg, 'img2vm', 'kernels', 'trees', name);
   mkdirSync(join(dir, 'boot'), { recursive: true });
   writeFileSync(join(dir, 'boot', `vmlinuz-${version}`), 'kernel');
@@ -66,6 +69,8 @@ function kernelTree(name: string, version: string, used: Date): void {
   );
   utimesSync(join(dir, 'kernel.json'), used, used);
   utimesSync(join(dir, 'boot', `vmlinuz-${version}`), used, used);
+  utimesSync(dir, used, used);
+  return dir;
 }
 
 async function ls(): Promise<{ entries: { kind: string; store: string; name: string; bytes: number; lastUsed: string; busy: string | null }[]; notes: string[] }> {
@@ -98,9 +103,9 @@ beforeAll(async () => {
   }
 
   runcEntry(KEY_OLD, OLD);
-  const held = runcEntry(KEY_HELD, OLD);
-  mkdirSync(join(held, 'holders'));
-  writeFileSync(join(held, 'holders', `${process.pid}-test`), '');
+  runcEntry(KEY_HELD, OLD);
+  mkdirSync(join(xdg, 'img2vm', 'holders'), { recursive: true });
+  writeFileSync(join(xdg, 'img2vm', 'holders', owned('build', KEY_HELD)), '');
   runcEntry(KEY_BROKEN, OLD, false);
   runcEntry(KEY_NEW, new Date());
 
@@ -113,12 +118,12 @@ beforeAll(async () => {
   writeFileSync(join(xdg, 'img2vm', 'refs', 'r1.json'), JSON.stringify({ ref: 'x', digest: `sha256:${BLOB_OLD}` }));
   writeFileSync(join(xdg, 'img2vm', 'refs', 'r2.json'), JSON.stringify({ ref: 'y', digest: `sha256:${BLOB_NEW}` }));
 
-  kernelTree('sha256-old', '6.1.0-1-cloud-amd64', OLD);
-  kernelTree('sha256-new', '6.1.0-2-cloud-amd64', new Date());
+  kernelTree(KERNEL_OLD, '6.1.0-1-cloud-amd64', OLD);
+  kernelTree(KERNEL_NEW, '6.1.0-2-cloud-amd64', new Date());
   mkdirSync(join(xdg, 'img2vm', 'kernels', 'index'), { recursive: true });
   writeFileSync(
     join(xdg, 'img2vm', 'kernels', 'index', 'k1.json'),
-    JSON.stringify({ format: 1, mirror: 'm', securityMirror: null, suite: 'bookworm', arch: 'amd64', tree: 'sha256-old', packageVersion: '1', checkedAt: OLD.toISOString(), releases: {} }),
+    JSON.stringify({ format: 1, mirror: 'm', securityMirror: null, suite: 'bookworm', arch: 'amd64', tree: KERNEL_OLD, packageVersion: '1', checkedAt: OLD.toISOString(), releases: {} }),
   );
 
   const old = join(tmp, 'old.tar');
@@ -178,7 +183,9 @@ describe('img2vm cache ls', () => {
     expect(by[`img2vm-cache:${KEY_OLD.slice(0, 32)}`]).toMatchObject({ kind: 'guest-build', store: 'docker', lastUsed: OLD.toISOString() });
     expect(by['img2vm-source:0123456789abcdef']).toMatchObject({ kind: 'source-image', store: 'docker' });
     expect(by[`sha256:${BLOB_OLD}`]).toMatchObject({ kind: 'registry-blob', bytes: 8, lastUsed: OLD.toISOString() });
-    expect(by['6.1.0-1-cloud-amd64']).toMatchObject({ kind: 'kernel', bytes: 6, lastUsed: OLD.toISOString() });
+    // A kernel's size is its tree's: the 6-byte kernel image and its record.
+    const record = statSync(join(xdg, 'img2vm', 'kernels', 'trees', KERNEL_OLD, 'kernel.json')).size;
+    expect(by['6.1.0-1-cloud-amd64']).toMatchObject({ kind: 'kernel', bytes: 6 + record, lastUsed: OLD.toISOString() });
     expect(Date.parse(by[`localhost/img2vm-cache:${KEY_NEW.slice(0, 32)}`]!.lastUsed)).toBeGreaterThan(OLD.getTime() + 86400_000);
   });
 
@@ -221,19 +228,20 @@ describe('img2vm cache prune', () => {
   });
 
   it('--all removes everything but what is held, also while a kernel fetch or a pull runs only those wait', async () => {
-    const lock = join(xdg, 'img2vm', 'kernels', 'locks', 'k1.lock');
-    mkdirSync(join(xdg, 'img2vm', 'kernels', 'locks'), { recursive: true });
+    const lock = join(xdg, 'img2vm', 'locks', 'kernel.index-k1.lock');
+    mkdirSync(join(xdg, 'img2vm', 'locks'), { recursive: true });
     writeFileSync(lock, JSON.stringify({ pid: process.pid, host: hostname(), nonce: 'n' }));
-    const partial = join(xdg, 'img2vm', 'blobs', 'sha256', `.partial-${hex('x')}-${process.pid}-abc`);
-    writeFileSync(partial, '');
+    const partial = join(xdg, 'img2vm', 'tmp', owned('blob', hex('x')));
+    mkdirSync(partial, { recursive: true });
+    writeFileSync(join(partial, 'entry'), '');
     const r = await pruneJson(['--all']);
     expect(names(r.removed)).toEqual([`runc:${KEY_NEW.slice(0, 32)}`, 'img2vm-source:0123456789abcdef', `localhost/img2vm-cache:${KEY_NEW.slice(0, 32)}`].sort());
     expect(names(r.kept)).toEqual([`runc:${KEY_HELD.slice(0, 32)}`, `sha256:${BLOB_NEW}`, '6.1.0-2-cloud-amd64'].sort());
     expect(r.kept.find((k) => k.name === '6.1.0-2-cloud-amd64')!.why).toBe(`a kernel fetch is under way (img2vm process ${process.pid})`);
     expect(r.kept.find((k) => k.name === `sha256:${BLOB_NEW}`)!.why).toBe(`a pull is under way (img2vm process ${process.pid})`);
     rmSync(lock);
-    rmSync(partial);
-    rmSync(join(xdg, 'img2vm', 'builds', 'runc', KEY_HELD, 'holders'), { recursive: true });
+    rmSync(partial, { recursive: true });
+    rmSync(join(xdg, 'img2vm', 'holders', owned('build', KEY_HELD)));
     const again = await pruneJson(['--all']);
     expect(names(again.removed)).toEqual([`runc:${KEY_HELD.slice(0, 32)}`, `sha256:${BLOB_NEW}`, '6.1.0-2-cloud-amd64'].sort());
     expect((await ls()).entries).toEqual([]);

@@ -9,7 +9,8 @@ import { img2vm } from './helpers.js';
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'img2vm-e2e-config-'));
-  const img = buildImage({ layers: [gz(await tarOf({ 'etc/': { dir: true }, 'etc/hostname': 'x\n', 'bin/app': '#!/bin/sh\n' }))] });
+  // --raw plans (and converts) only an image with a kernel of its own: a stand-in is enough to plan.
+  const img = buildImage({ layers: [gz(await tarOf({ 'etc/': { dir: true }, 'etc/hostname': 'x\n', 'bin/app': '#!/bin/sh\n', 'boot/': { dir: true }, 'boot/vmlinuz-6.1.0-test': 'not a kernel\n' }))] });
   await writeLayout(join(dir, 'layout'), [{ top: img.manifest, tag: 'v1' }], imageBlobs(img));
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));

@@ -110,9 +110,11 @@ describe('an interrupt at each stage leaves nothing, and a rerun succeeds', () =
     const args = [`docker://${proxy.host}/e2e/light:v1`, '-o', s.out, '--raw', '--boot', 'bios'];
     const r = await interruptAt('during:source/fetch-blob', args, { ...s.env, ...NO_DAEMON });
     await expectInterrupted(r, s, 'SIGINT', 'source');
-    // No partial blob and no lock outlives the run.
+    // No partial blob, no lock and no holder outlives the run.
     expect(entries(join(s.xdg, 'img2vm', 'blobs', 'sha256')).filter((n) => n.startsWith('.'))).toEqual([]);
+    expect(entries(join(s.xdg, 'img2vm', 'tmp'))).toEqual([]);
     expect(entries(join(s.xdg, 'img2vm', 'locks'))).toEqual([]);
+    expect(entries(join(s.xdg, 'img2vm', 'holders'))).toEqual([]);
     const before = new Map([light.config, ...light.layers].map((b) => [b.digest, proxy.blobGets(b.digest)]));
     const cached = new Set(entries(join(s.xdg, 'img2vm', 'blobs', 'sha256')));
     await rerun(args, s);
@@ -144,7 +146,7 @@ describe('an interrupt at each stage leaves nothing, and a rerun succeeds', () =
     const r = await interruptAt('during:guest/build-step', args, { ...s.env, ...NO_DAEMON }, 'SIGHUP');
     await expectInterrupted(r, s, 'SIGHUP', 'guest');
     expect(entries(join(s.xdg, 'img2vm', 'builds', 'runc'))).toEqual([]);
-    expect(entries(join(s.xdg, 'img2vm', 'builds', 'tmp'))).toEqual([]);
+    expect(entries(join(s.xdg, 'img2vm', 'tmp'))).toEqual([]);
   });
 
   it('flattening a layer into the disk: SIGINT → 130', async () => {

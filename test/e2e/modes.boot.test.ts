@@ -111,10 +111,10 @@ describe('output formats', () => {
     await sh('qemu-img', ['check', '-f', 'qcow2', direct]);
     await sh('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', raw, direct]);
     sizes.push(`qcow2 (direct) ${((await stat(direct)).blocks * 512 / 1048576).toFixed(0)} MiB`);
-    const ctx = { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('f') };
+    const env = { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('f'), epoch: 1_700_000_000, fixedEpoch: 1_700_000_000 };
     for (const f of FORMATS.filter((x) => ['vmdk', 'vhdx', 'vhd', 'vdi'].includes(x.id))) {
       const out = join(work, `disk.${f.id}`);
-      await f.write({ raw, dest: out, ctx, plan: result.plan, files: new Map(), commits: [] });
+      await f.write({ disk: raw, dest: out, env, plan: result.plan, files: new Map() });
       const info = JSON.parse((await sh('qemu-img', ['info', '--output=json', out])).stdout);
       const qemuFmt = f.id === 'vhd' ? 'vpc' : f.id;
       expect(info.format).toBe(qemuFmt);

@@ -16,7 +16,7 @@ import { debugfs, run } from '../disk/ext4/helpers.js';
 import { diffListings, listingFromExt4, listingFromModel, showPath, type Difference, type Listing } from '../model/listing.js';
 import { flattenModel, type LayerEntry, type Time } from '../model/oci-layers.js';
 import { REPO, img2vm, sh } from './helpers.js';
-import { AFTER_2310, LADDER_EMPTY, layers, specJson } from './producers/tree.js';
+import { LADDER, layers, specJson } from './producers/tree.js';
 
 const OCI_LAYER_ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd';
 const EPOCH: Time = { sec: 1_700_000_000, nsec: 0 };
@@ -134,64 +134,11 @@ interface CellResult {
   output: string;
   diffs: Difference[];
   fsck: string;
-  listed: boolean;
 }
-
-/**
- * Failures the issue names, fixed in parallel on other branches. Each is checked by an it.fails
- * that asserts the symptom is gone: it turns red the moment the fix lands, and the entry must then
- * be removed. Per-path symptoms are left out of the cell's own comparison; a whole-cell symptom
- * (the image refused) makes the cell's own test an it.fails too.
- */
-interface Known {
-  item: number;
-  title: string;
-  cells: (c: Cell) => boolean;
-  /** A difference this item explains (per-path symptoms). */
-  explains?: (d: Difference) => boolean;
-  /** The conversion fails with this (whole-cell symptoms). */
-  refuses?: RegExp;
-}
-
-const LADDER_PATH = (p: string): boolean => /^\/ladder\/p+\/f\d+x*$|^\/ladder\/p+\/L+$/.test(p);
-const KNOWN_UNTIL_FIXED: Known[] = [
-  {
-    item: 1,
-    title: "a path over 100 bytes with '/' at byte 100 of a PAX or GNU long-name entry becomes a directory",
-    // GNU tar's "./" names have the '/' at byte 100 for the ladder's 98, Python's bare names for its 100; Go and libarchive avoid it.
-    cells: (c) => ['gnutar-gnu', 'gnutar-posix', 'python-pax', 'python-gnu'].includes(c.producer),
-    // A directory in place of the empty file: no size, no content.
-    explains: (d) => LADDER_PATH(d.path) && ['kind', 'size', 'sha256'].includes(d.what),
-  },
-  {
-    item: 2,
-    title: 'a whiteout of a 255-byte name (a 259-byte .wh. component) refuses the image',
-    // (Their zstd cells are refused earlier, by item 4.)
-    cells: (c) => ['go', 'docker', 'podman'].includes(c.producer) && c.compression !== 'zstd',
-    refuses: /name component of 259 bytes/,
-  },
-  {
-    item: 3,
-    title: 'times after 2310-04-04 are clamped in ext4',
-    // Docker's and podman's layers cannot say 2400 (TIMES), so they cannot show this.
-    cells: (c) => producerTime(AFTER_2310, TIMES[c.producer].rule).sec === AFTER_2310.sec,
-    explains: (d) => d.path === '/times/after2310' && d.what === 'mtime',
-  },
-  {
-    item: 4,
-    title: 'zstd layers are refused on Node 20',
-    cells: (c) => c.compression === 'zstd',
-    refuses: /layer is zstd-compressed, which this Node\.js .* cannot decompress/,
-  },
-];
 
 /** The line img2vm's error starts with, or '' when it succeeded. */
 function errorLine(r: CellResult): string {
   return r.exitCode === 0 ? '' : (r.output.split('\n').find((l) => l.startsWith('img2vm: error:')) ?? r.output.split('\n').at(-1) ?? '');
-}
-
-function knownFor(c: Cell): Known[] {
-  return KNOWN_UNTIL_FIXED.filter((k) => k.cells(c));
 }
 
 // ---- the expected tree per producer ----
@@ -342,7 +289,7 @@ async function convertCell(c: Cell): Promise<CellResult> {
   }
   const out = join(dir, 'root.ext4');
   const r = await img2vm([ref, '--format', 'rootfs', '-o', out, '--raw', '--seed', 'producers'], { env: { SOURCE_DATE_EPOCH: String(EPOCH.sec) } });
-  const res: CellResult = { exitCode: r.exitCode ?? -1, output: r.all ?? '', diffs: [], fsck: '', listed: false };
+  const res: CellResult = { exitCode: r.exitCode ?? -1, output: r.all ?? '', diffs: [], fsck: '' };
   if (res.exitCode === 0) {
     const fsck = run('e2fsck', ['-fn', out]);
     res.fsck = fsck.status === 0 ? '' : fsck.out;
@@ -351,7 +298,6 @@ async function convertCell(c: Cell): Promise<CellResult> {
     const extra = new Set(EXTRA[c.producer]?.paths ?? []);
     const got = listingFromExt4(out, scratch, { ignore: (p) => IMG2VM_OWN.has(p) || extra.has(p), blocksOf: (p) => p.startsWith('/holes/'), extents: (ino) => mappedBlocks(out, ino) });
     res.diffs = diffListings(expectedFor(c.producer), got);
-    res.listed = true;
   }
   await rm(dir, { recursive: true, force: true });
   return res;
@@ -359,25 +305,13 @@ async function convertCell(c: Cell): Promise<CellResult> {
 
 // ---- the matrix ----
 
-function summary(r: CellResult, known: Known[]): string {
-  if (r.exitCode !== 0) {
-    const line = errorLine(r);
-    const k = known.find((x) => x.refuses?.test(line));
-    return `refused (exit ${r.exitCode})${k ? ` [item ${k.item}]` : ''}: ${line.replace(/^img2vm: error: /, '').slice(0, 90)}`;
-  }
+function summary(r: CellResult): string {
+  if (r.exitCode !== 0) return `refused (exit ${r.exitCode}): ${errorLine(r).replace(/^img2vm: error: /, '').slice(0, 90)}`;
   if (r.diffs.length === 0 && !r.fsck) return 'identical';
-  // Known items first, by the paths they touch; the rest by field.
+  // Differences by field, with the first paths of each.
   const parts: string[] = [];
-  const rest: Difference[] = [];
-  const byItem = new Map<number, Set<string>>();
-  for (const d of r.diffs) {
-    const k = known.find((x) => x.explains?.(d));
-    if (k) byItem.set(k.item, (byItem.get(k.item) ?? new Set()).add(d.path));
-    else rest.push(d);
-  }
-  for (const [item, paths] of byItem) parts.push(`[item ${item}] ${[...paths].map(showPath).join(', ')}`);
   const byField = new Map<string, Difference[]>();
-  for (const d of rest) byField.set(d.what, [...(byField.get(d.what) ?? []), d]);
+  for (const d of r.diffs) byField.set(d.what, [...(byField.get(d.what) ?? []), d]);
   for (const [what, ds] of byField) parts.push(`${what} ×${ds.length} (${ds.slice(0, 3).map((d) => showPath(d.path)).join(', ')}${ds.length > 3 ? ', …' : ''})`);
   if (r.fsck) parts.push('e2fsck finds errors');
   return parts.join('; ');
@@ -397,11 +331,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const lines: string[] = [];
-  const settled = await Promise.all(CELLS.map(async (c) => [c, await results.get(c.id)?.catch((e: unknown) => ({ exitCode: -1, output: String(e), diffs: [], fsck: '', listed: false }))] as const));
+  const settled = await Promise.all(CELLS.map(async (c) => [c, await results.get(c.id)?.catch((e: unknown) => ({ exitCode: -1, output: String(e), diffs: [], fsck: '' }))] as const));
   lines.push('', 'producer matrix (ext4 written by img2vm vs. the layer model minus what the producer cannot write)', '');
   for (const [c, r] of settled) {
     if (!r) continue;
-    lines.push(`${c.id.padEnd(28)} ${summary(r, knownFor(c))}`);
+    lines.push(`${c.id.padEnd(28)} ${summary(r)}`);
   }
   lines.push('', 'differences, cell by cell:');
   for (const [c, r] of settled) {
@@ -422,39 +356,23 @@ afterAll(async () => {
 });
 
 describe('producer matrix', () => {
-  it('the expected tree is the model of the layers (the ladder files near byte 100 are empty on purpose)', () => {
+  it('the expected tree is the model of the layers', () => {
     const want = expectedFor('go');
     expect(want.get('/gone/kept')?.kind).toBe('file');
     expect(want.has('/gone/file')).toBe(false);
     expect([...want.keys()].filter((p) => p.startsWith('/opq/'))).toEqual(['/opq/new']);
     expect(want.get('/links/sub/hard2')?.group).toBe('/links/sub/hard2');
-    expect([...LADDER_EMPTY].every((k) => want.get(`/ladder/${'p'.repeat(k - 8)}/${'L'.repeat(266 - k)}`)?.size === 0)).toBe(true);
+    // Every file of the ladder has content: one cut into a directory cannot pass for it.
+    expect(LADDER.every((k) => want.get(`/ladder/${'p'.repeat(k - 8)}/${'L'.repeat(266 - k)}`)?.size === `long ${k}\n`.length)).toBe(true);
   });
 
   for (const c of CELLS) {
-    const known = knownFor(c);
-    const refusal = known.find((k) => k.refuses);
     const how = PRODUCERS[c.producer];
-    const title = `${c.id}: ${how.how}${c.compression === 'zstd' && how.zstdBy ? ', zstd by zstd(1)' : ''} → the tree, e2fsck clean`;
-    const body = async (): Promise<void> => {
+    it(`${c.id}: ${how.how}${c.compression === 'zstd' && how.zstdBy ? ', zstd by zstd(1)' : ''} → the tree, e2fsck clean`, async () => {
       const r = await convert(c);
       expect(r.exitCode, r.output).toBe(0);
-      const left = r.diffs.filter((d) => !known.some((k) => k.explains?.(d)));
-      expect(left.map((d) => d.text).join('\n')).toBe('');
+      expect(r.diffs.map((d) => d.text).join('\n')).toBe('');
       expect(r.fsck).toBe('');
-    };
-    // A known refusal leaves nothing to compare until it is fixed: the cell's test fails until then.
-    if (refusal) it.fails(`${title} [until issue 16 item ${refusal.item} is fixed]`, body);
-    else it(title, body);
-    for (const k of known) {
-      it.fails(`${c.id}: KNOWN_UNTIL_FIXED issue 16 item ${k.item}: ${k.title}`, async () => {
-        const r = await convert(c);
-        if (k.refuses) expect(errorLine(r)).not.toMatch(k.refuses);
-        else {
-          expect(r.listed, 'the image converted').toBe(true);
-          expect(r.diffs.filter((d) => k.explains!(d)).map((d) => d.text)).toEqual([]);
-        }
-      });
-    }
+    });
   }
 });

@@ -49,7 +49,7 @@ afterAll(async () => {
 describe('pushContainerDisk to docker-registry', () => {
   it('pushes an image that docker pulls back with /disk/disk.qcow2 owned 107:107', async () => {
     const ref = `${host}/kubevirt/fake-disk:v1`;
-    const r = await pushContainerDisk(qcow2, ref, ctx, { env: { HOME: tmp } });
+    const r = await pushContainerDisk(qcow2, ref, ctx, 0, { env: { HOME: tmp } });
     expect(r.ref).toBe(ref);
     expect(r.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
 
@@ -87,7 +87,7 @@ describe('pushContainerDisk to docker-registry', () => {
 
   it('pushes a second tag without uploading any blob again', async () => {
     events.length = 0;
-    const r = await pushContainerDisk(qcow2, `${host}/kubevirt/fake-disk:v2`, ctx, { env: { HOME: tmp } });
+    const r = await pushContainerDisk(qcow2, `${host}/kubevirt/fake-disk:v2`, ctx, 0, { env: { HOME: tmp } });
     const logs = events.flatMap((e) => (e.type === 'log' ? [e.message] : []));
     expect(logs.filter((m) => /already in/.test(m))).toHaveLength(2);
     expect(logs.some((m) => /: pushed /.test(m))).toBe(false);

@@ -83,17 +83,24 @@ describe('findKernel', () => {
 
 describe('GRUB module directories in a hostile root', () => {
   it('never copies through symlinks the image planted at /boot or inside /boot/grub', async () => {
-    const { stageGrubBiosFiles, GRUB_PC_DIR } = await import('../../src/boot/grub-bios.js');
+    const { GRUB_PC_DIR } = await import('../../src/boot/grub-bios.js');
+    const { grubModulesCopy } = await import('../../src/boot/grub-config.js');
+    const { RootTree } = await import('../../src/rootfs/tree-edit.js');
+    const { MemoryStore } = await import('../../src/rootfs/memory-store.js');
+    const { writeGuestFilesToTree } = await import('../../src/rootfs/tree-guest.js');
+    const { binPath } = await import('../../src/rootfs/tree-path.js');
     const { existsSync } = await import('node:fs');
     expect(existsSync(GRUB_PC_DIR), `${GRUB_PC_DIR} is missing: install grub-pc-bin (scripts/install-deps.sh)`).toBe(true);
-    // /boot points at the host's /, and a module path points at a file outside the root
-    await symlink('/', join(root, 'boot'));
-    await mkdir(join(root, 'grub', 'i386-pc'), { recursive: true });
-    await symlink(join(outside, 'sentinel'), join(root, 'grub', 'i386-pc', 'normal.mod'));
-    await stageGrubBiosFiles(root);
-    expect(await readFile(join(outside, 'sentinel'), 'utf8')).toBe('keep');
-    expect(await readdir(outside)).toEqual(['sentinel']);
-    // /boot re-rooted: the modules land at root/grub/i386-pc, as real files
-    expect((await lstat(join(root, 'grub', 'i386-pc', 'normal.mod'))).isFile()).toBe(true);
+    const tree = new RootTree({ store: new MemoryStore(), epoch: { sec: 0, nsec: 0 } });
+    // /boot points at the root, and a module path points at a file elsewhere in the image
+    tree.symlink(binPath('/boot'), binPath('/'));
+    tree.writeFile(binPath('/outside/sentinel'), 'keep', { mode: 0o644 });
+    tree.mkdirp(binPath('/grub/i386-pc'));
+    tree.symlink(binPath('/grub/i386-pc/normal.mod'), binPath('/outside/sentinel'));
+    const copy = grubModulesCopy({ rootUuid: 'u', bootFsUuid: 'u', separateBoot: false, grubDir: '/boot/grub', cmdline: '', title: 'T', kernel: null }, GRUB_PC_DIR, 'i386-pc', 'grub-bios');
+    await writeGuestFilesToTree(tree, [copy], async () => {}, tmp);
+    expect((await tree.readFile(binPath('/outside/sentinel')))?.toString()).toBe('keep');
+    // /boot re-rooted: the modules land at /grub/i386-pc, as real files, never through the planted link
+    expect(tree.lookup(binPath('/grub/i386-pc/normal.mod'), { followLast: false })?.kind).toBe('file');
   });
 });

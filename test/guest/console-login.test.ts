@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Img2vmError } from '../../src/core/errors.js';
 import { parseConvertOptions } from '../../src/core/options.js';
-import type { ImageFacts } from '../../src/core/plan.js';
+import { known, type FlatFacts } from '../helpers/facts.js';
 import { createRandom } from '../../src/core/random.js';
 import { decideInit } from '../../src/guest/workload.js';
 import { plan } from '../../src/plan.js';
@@ -108,11 +108,11 @@ describe('--password on an image without a getty and login', () => {
   });
   it('is refused by the plan once the flattened tree shows the image lacks them', () => {
     const o = parseConvertOptions({ image: 'oci-archive:/x/busybox.tar', output: '/out/d.qcow2', init: 'img2vm', password: 'pw', seed: 's' });
-    const facts: ImageFacts = { os: null, process: p([], ['/bin/sh']), content: { blocks4k: 10, entries: 3, bytes: 4096, files: 2 } };
-    expect(() => plan(o, facts, { random: createRandom('s') })).not.toThrow();
+    const facts: FlatFacts = { os: null, process: p([], ['/bin/sh']), content: { blocks4k: 10, entries: 3, bytes: 4096, files: 2 } };
+    expect(() => plan(o, known(facts), createRandom('s'))).not.toThrow();
     const lacking = { ...facts, userland: probeUserlandInTree(busybox(['/bin/sh'])) };
-    expect(refusal(() => plan(o, lacking, { random: createRandom('s') })).message).toMatch(/--password/);
+    expect(refusal(() => plan(o, known(lacking), createRandom('s'))).message).toMatch(/--password/);
     const having = { ...facts, userland: probeUserlandInTree(busybox(['/bin/sh', '/sbin/getty', '/bin/login'])) };
-    expect(plan(o, having, { random: createRandom('s') }).guest.init).toMatchObject({ mode: 'console', login: true });
+    expect(plan(o, known(having), createRandom('s')).guest.init).toMatchObject({ mode: 'console', login: true });
   });
 });

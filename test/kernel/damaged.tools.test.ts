@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fakeKernelDeb } from '../../fixtures/debian-mirror/kernel.js';
 import { KernelCache } from '../../src/kernel/cache.js';
+import { openStore } from '../../src/store/index.js';
 import { localDebKernel } from '../../src/kernel/debian.js';
 import { listFiles, testEnv, type TestEnv } from './helpers.js';
 
@@ -22,7 +23,7 @@ afterEach(() => env.close());
 
 describe('damaged kernel trees', () => {
   it('a tree missing a module is unpacked again; a whole tree is used as it is', async () => {
-    const cache = new KernelCache(join(env.cache, 'kernels'));
+    const cache = new KernelCache(openStore(env.cache));
     const first = await localDebKernel(deb, env.ctx, cache);
     const tree = join(first.modulesDir!, '..', '..', '..');
     const files = await listFiles(tree);
@@ -40,11 +41,11 @@ describe('damaged kernel trees', () => {
     const again = await localDebKernel(deb, env.ctx, cache);
     expect(readFileSync(join(again.modulesDir!, 'kernel', 'drivers', 'block', 'virtio_blk.ko'), 'utf8')).toBe('blk');
     expect(await listFiles(tree)).toEqual(files);
-    expect(await listFiles(cache.tmp)).toEqual([]);
+    expect(await listFiles(cache.store.tmp)).toEqual([]);
   });
 
   it('a tree whose file lost bytes is unpacked again', async () => {
-    const cache = new KernelCache(join(env.cache, 'kernels'));
+    const cache = new KernelCache(openStore(env.cache));
     const first = await localDebKernel(deb, env.ctx, cache);
     const size = readFileSync(first.vmlinuz).length;
     truncateSync(first.vmlinuz, size - 1);

@@ -116,7 +116,7 @@ describe('kernel images', () => {
     await expect(kernel(await layout([{ kernel: 'not a kernel' }]))).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/not a Linux kernel image/) });
     const kernels = kernelCacheDir({ cacheDir: env.cache });
     expect(await listFiles(join(kernels, 'trees'))).toEqual([]);
-    expect(await listFiles(join(kernels, 'tmp'))).toEqual([]);
+    expect(await listFiles(join(env.cache, 'tmp'))).toEqual([]);
   });
 });
 

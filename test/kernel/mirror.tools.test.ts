@@ -3,6 +3,7 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { getKernel, kernelCacheDir, resolveModules, type KernelOptions } from '../../src/kernel/index.js';
+import { openStore } from '../../src/store/index.js';
 import { makeTestKey, type TestKey } from '../../fixtures/debian-mirror/gpg.js';
 import { fakeBzImage, fakeKernelDeb, xz } from '../../fixtures/debian-mirror/kernel.js';
 import { serveMirror, writeMirror, type MirrorServer, type MirrorSuite } from '../../fixtures/debian-mirror/mirror.js';
@@ -81,8 +82,8 @@ async function expectNothingCached(): Promise<void> {
   const kernels = kernelCacheDir({ cacheDir: env.cache });
   expect(await listFiles(join(kernels, 'trees'))).toEqual([]);
   expect(await listFiles(join(kernels, 'index'))).toEqual([]);
-  expect(await listFiles(join(kernels, 'tmp'))).toEqual([]);
-  expect(await listFiles(join(kernels, 'locks'))).toEqual([]);
+  expect(await listFiles(join(env.cache, 'tmp'))).toEqual([]);
+  expect(await listFiles(join(env.cache, 'locks'))).toEqual([]);
 }
 
 describe('debian archive: a good mirror', () => {
@@ -153,8 +154,7 @@ describe('debian archive: a good mirror', () => {
     const inRelease = () => m.count((p) => p.endsWith('/InRelease'));
     expect(inRelease()).toBe(3);
     const { indexKey } = await import('../../src/kernel/debian.js');
-    const { acquireLock } = await import('../../src/kernel/lock.js');
-    const held = await acquireLock(join(kernelCacheDir({ cacheDir: env.cache }), 'locks', `${indexKey(`${m.url}/debian`, `${m.url}/debian-security`, 'trixie', 'amd64')}.lock`));
+    const held = await openStore(env.cache).lock('kernel', `index-${indexKey(`${m.url}/debian`, `${m.url}/debian-security`, 'trixie', 'amd64')}`);
     t = base + 1000;
     const waiter = getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, o);
     for (let i = 0; !env.logs('info').some((l) => /waiting for img2vm process \d+/.test(l)); i++) {
@@ -169,12 +169,12 @@ describe('debian archive: a good mirror', () => {
 
   it('breaks a lock left by a process that died', async () => {
     const m = await mirror(suites());
-    const locks = join(kernelCacheDir({ cacheDir: env.cache }), 'locks');
+    const locks = join(env.cache, 'locks');
     await mkdir(locks, { recursive: true });
     // The key is derived from the mirror and suite; any lock there from a dead pid must not block.
     const { indexKey } = await import('../../src/kernel/debian.js');
     const k = indexKey(`${m.url}/debian`, `${m.url}/debian-security`, 'trixie', 'amd64');
-    await writeFile(join(locks, `${k}.lock`), JSON.stringify({ pid: 2 ** 22 + 12345, host: (await import('node:os')).hostname(), nonce: 'dead' }));
+    await writeFile(openStore(env.cache).lockPath('kernel', `index-${k}`), JSON.stringify({ pid: 2 ** 22 + 12345, host: (await import('node:os')).hostname(), nonce: 'dead' }));
     expect((await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m))).version).toBe(NEW);
     expect(await listFiles(locks)).toEqual([]);
   });

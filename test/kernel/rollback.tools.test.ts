@@ -132,7 +132,8 @@ describe('a replayed old InRelease', () => {
   it('keeps the newest date seen per suite, whatever order the writes come in', async () => {
     const { recordSeen, readSeen } = await import('../../src/kernel/seen.js');
     const { KernelCache } = await import('../../src/kernel/cache.js');
-    const cache = new KernelCache(kernels());
+    const { openStore } = await import('../../src/store/index.js');
+    const cache = new KernelCache(openStore(env.cache));
     await recordSeen(cache, { releases: [{ codename: 'trixie-security', date: T0, at: 'https://a/debian-security' }] });
     await recordSeen(cache, { releases: [{ codename: 'trixie-security', date: before(1), at: 'https://b/debian-security' }, { codename: 'trixie', date: before(30), at: 'https://b/debian' }] });
     const seen = await readSeen(cache);

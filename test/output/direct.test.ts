@@ -86,7 +86,7 @@ describe('containerDisk', () => {
     const disk = Buffer.from('QFI\xfb fake qcow2 bytes'.repeat(100), 'latin1');
     await writeFile(qcow2, disk);
     const out = join(tmp, 'cd.tar');
-    await writeContainerDiskArchive(qcow2, out, tmp);
+    await writeContainerDiskArchive(qcow2, out, tmp, 0);
     const files = await readTar(createReadStream(out));
     expect(JSON.parse(files.get('oci-layout')!.body.toString())).toEqual({ imageLayoutVersion: '1.0.0' });
     const index = JSON.parse(files.get('index.json')!.body.toString());

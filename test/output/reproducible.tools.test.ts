@@ -16,7 +16,7 @@ import type { OutputFormat } from '../../src/output/format.js';
 import { crc32c } from '../../src/output/patch/crc32c.js';
 import { vhdChecksum, vhdTimestamp } from '../../src/output/patch/vhd.js';
 import { vhdxChecksum } from '../../src/output/patch/vhdx.js';
-import { Qcow2Target } from '../../src/output/qcow2-target.js';
+import { Qcow2Target } from '../../src/disk/qcow2/target.js';
 import { qcow2 } from '../../src/output/qcow2.js';
 import { makeReproducible, type DiskFormatId } from '../../src/output/reproducible.js';
 import { vdi } from '../../src/output/vdi.js';
@@ -224,7 +224,7 @@ describe('containerDisk', () => {
       vi.useFakeTimers({ now: when, toFake: ['Date'] });
       const work = mkdtempSync(join(tmp, `cdw${i}-`));
       const out = join(tmp, `cd${i}.tar`);
-      await writeContainerDiskArchive(q, out, work);
+      await writeContainerDiskArchive(q, out, work, EPOCH);
       digests.push(sha256(out));
       vi.useRealTimers();
     }

@@ -1,6 +1,6 @@
 // Flattening of well-formed layers: types, metadata, whiteouts, replacement, compression, sparseness, statistics.
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -122,6 +122,24 @@ describe('entry types and metadata', () => {
     expect(stats.xattrs).toBe(4);
   });
 
+  it("an access ACL as an xattr ends as Docker's unpacker leaves it: the header's mode, the ACL following it", async () => {
+    // user::rwx, group::r-x, group:100:rwx, mask::rwx, other::--- on a file and a directory whose headers say 0640 and 0750.
+    const acl = Buffer.from('0200000001000700ffffffff04000500ffffffff080007006400000010000700ffffffff20000000ffffffff', 'hex');
+    const placeholder = (c: string): string => c.repeat(acl.length);
+    let tar = await makeTar([
+      { name: 'f', content: 'x', mode: 0o640, pax: { 'SCHILY.xattr.system.posix_acl_access': placeholder('F') } },
+      { name: 'd/', type: 'directory', mode: 0o750, pax: { 'SCHILY.xattr.system.posix_acl_access': placeholder('D') } },
+    ]);
+    tar = patchBytes(patchBytes(tar, placeholder('F'), acl), placeholder('D'), acl);
+    const { warnings } = await applyLayers(sb.root, [tar]);
+    expect(warnings).toEqual([]);
+    expect(lstatSync(p('f')).mode & 0o7777).toBe(0o640);
+    expect(lstatSync(p('d')).mode & 0o7777).toBe(0o750);
+    // chmod rewrote user:: to rw- (f), mask:: to r-- (f) and r-x (d).
+    expect(getXattrHex(p('f'), 'system.posix_acl_access')).toBe('0200000001000600ffffffff04000500ffffffff080007006400000010000400ffffffff20000000ffffffff');
+    expect(getXattrHex(p('d'), 'system.posix_acl_access')).toBe('0200000001000700ffffffff04000500ffffffff080007006400000010000500ffffffff20000000ffffffff');
+  });
+
   it('creates fifos and device nodes', async () => {
     const layer = await makeTar([
       { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
@@ -140,6 +158,27 @@ describe('entry types and metadata', () => {
     expect(fifo.mode & 0o7777).toBe(0o600);
     expect(stats.specials).toBe(3);
     expect(readdirSync(sb.root).filter((n) => n.startsWith('.img2vm'))).toEqual([]);
+  });
+
+  it('a sparse file of GNU tar -S lands with its holes skipped: 1 GiB with 4 KiB of data', async () => {
+    const src = join(sb.dir, 'src');
+    mkdirSync(src);
+    const fd = openSync(join(src, 'big'), 'w');
+    writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 512 * 1024 * 1024);
+    ftruncateSync(fd, 1024 * 1024 * 1024);
+    closeSync(fd);
+    const r = spawnSync('tar', ['--format=posix', '-S', '--numeric-owner', '-C', src, '-cf', '-', 'big'], { maxBuffer: 1 << 20 });
+    expect(r.status).toBe(0);
+    const { stats } = await applyLayers(sb.root, [r.stdout]);
+    const st = statSync(p('big'));
+    expect(st.size).toBe(1024 * 1024 * 1024);
+    expect(st.blocks * 512).toBeLessThanOrEqual(64 * 1024);
+    expect(stats.blocks4k).toBe(1 + 1);
+    const mid = Buffer.alloc(8192);
+    const rfd = openSync(p('big'), 'r');
+    readSync(rfd, mid, 0, 8192, 512 * 1024 * 1024 - 4096);
+    closeSync(rfd);
+    expect(mid.equals(Buffer.concat([Buffer.alloc(4096), Buffer.alloc(4096, 0x5a)]))).toBe(true);
   });
 
   it('writes runs of zero blocks as holes', async () => {

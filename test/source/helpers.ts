@@ -61,9 +61,10 @@ export async function listTree(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-/** Files in the blob cache that are not final blobs (leftover partial downloads). */
+/** Files in the blob cache that are not final blobs, and the store's drafts (leftover partial downloads). */
 export async function partials(cache: string): Promise<string[]> {
   const dir = join(cache, 'blobs', 'sha256');
   const names = await readdir(dir).catch(() => [] as string[]);
-  return names.filter((n) => !/^[a-f0-9]{64}$/.test(n));
+  const drafts = await readdir(join(cache, 'tmp')).catch(() => [] as string[]);
+  return [...names.filter((n) => !/^[a-f0-9]{64}$/.test(n)), ...drafts.map((n) => `tmp/${n}`)];
 }

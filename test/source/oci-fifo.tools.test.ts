@@ -4,6 +4,7 @@ import { mkdir, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/source/blob-cache.js';
+import { openStore } from '../../src/store/index.js';
 import { openSource } from '../../src/source/index.js';
 import { buildImage, gz, imageBlobs, tarOf, writeLayout, type BuiltImage } from '../../fixtures/hostile/images.js';
 import { sandbox, type Sandbox } from './helpers.js';
@@ -58,7 +59,7 @@ describe('oci: layouts with special files at blob paths', () => {
 
 describe('blob cache', () => {
   it('a FIFO planted under a digest reads as absent, never blocking', async () => {
-    const cache = new BlobCache(sb.cache);
+    const cache = new BlobCache(openStore(sb.cache));
     const digest = `sha256:${'ab'.repeat(32)}`;
     await mkdir(cache.blobs, { recursive: true });
     await mkfifo(cache.pathOf(digest));

@@ -353,8 +353,8 @@ describe('pushContainerDisk', () => {
     const qcow2 = join(tmp, 'x.qcow2');
     const content = randomBytes(200 * 1024);
     await writeFile(qcow2, content);
-    const r = await pushContainerDisk(qcow2, `${reg.host}/kubevirt/disk:v1`, ctx, { env: { HOME: tmp } });
-    const img = await containerDiskImage(qcow2, ctx.work);
+    const r = await pushContainerDisk(qcow2, `${reg.host}/kubevirt/disk:v1`, ctx, 0, { env: { HOME: tmp } });
+    const img = await containerDiskImage(qcow2, ctx.work, 0);
     expect(r.digest).toBe(img.manifest.digest);
     const m = JSON.parse(reg.manifests.get('kubevirt/disk:v1')!.bytes.toString('utf8')) as { layers: { digest: string; mediaType: string }[] };
     expect(m.layers).toHaveLength(1);

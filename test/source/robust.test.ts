@@ -10,6 +10,7 @@ import { createRandom } from '../../src/core/random.js';
 import { Scope } from '../../src/core/scope.js';
 import { extractArchive } from '../../src/source/archive.js';
 import { BlobCache } from '../../src/source/blob-cache.js';
+import { openStore } from '../../src/store/index.js';
 import { openSource } from '../../src/source/index.js';
 import { sandbox, type Sandbox } from './helpers.js';
 
@@ -75,6 +76,6 @@ describe('concurrent pulls into one cache', () => {
     const waited = sb.events.some((e) => e.type === 'log' && /waiting for img2vm process \d+, which is fetching it/.test(e.message));
     expect(waited).toBe(true);
     expect((await readdir(join(sb.cache, 'locks')))).toEqual([]);
-    expect(await new BlobCache(sb.cache).verify(img.layers[0]!.digest, img.layers[0]!.size)).toBe(true);
+    expect(await new BlobCache(openStore(sb.cache)).verify(img.layers[0]!.digest, img.layers[0]!.size)).toBe(true);
   });
 });

@@ -3,3 +3,4 @@ export { Ext4Writer, type Ext4FinishOptions, type Ext4Measure, type Ext4Summary,
 export { MemoryStore } from './memory-store.js';
 export { MAX_BLOCKS, MAX_GROUPS, BLOCK, GDT_SPAN } from './geometry.js';
 export { defaultJournalBlocks } from './journal.js';
+export { ext4Shape } from './layout.js';

@@ -4,7 +4,7 @@ import { formatSize } from '../../core/units.js';
 import type { Allocator } from './alloc.js';
 import {
   BACKUP_REGION, BLOCK, BLOCKS_PER_GROUP, INODE_SIZE, MAX_BLOCKS, MAX_GROUPS, MAX_INODES_PER_GROUP,
-  advance, groupsFor, inodesPerGroupFor, isBackupGroup, nextReservedStart, placeRun, skipReserved,
+  advance, groupsFor, inodesPerGroupFor, isBackupGroup, nextReservedStart, placeRun, skipReserved, trimBlocks,
 } from './geometry.js';
 import { defaultJournalBlocks, journalFallbacks, MIN_JOURNAL_BLOCKS } from './journal.js';
 
@@ -142,4 +142,15 @@ export function chooseJournal(d: Demand, g: Geometry, journalBlocks: number | un
   }
   for (const jb of journalFallbacks(defaultJournalBlocks(g.blocks * BLOCK))) if (layoutEnd(d, g, jb) <= g.blocks) return jb;
   return undefined;
+}
+
+/**
+ * What a file system made with `sizeBytes` and at least `inodeCount` inodes really is: the writer drops a last group
+ * too small to be worth it and rounds the inodes up to whole inode-table blocks per group, as mke2fs does. Planning
+ * states these, so the plan says what the superblock will.
+ */
+export function ext4Shape(sizeBytes: number, inodeCount: number): { bytes: number; inodes: number } {
+  const blocks = trimBlocks(Math.floor(sizeBytes / BLOCK));
+  const g = geometryFor(blocks, inodeCount);
+  return { bytes: blocks * BLOCK, inodes: g ? g.inodesPerGroup * g.groups : inodeCount };
 }

@@ -1,17 +1,16 @@
 // The cross-process lock: exclusive while held, waited for, and broken when its holder died or stopped its heartbeat.
-import { mkdir, stat, utimes, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { acquireLock } from '../../src/kernel/lock.js';
-import { testEnv, type TestEnv } from './helpers.js';
+import { acquireLock, lockHolder } from '../../src/core/lock.js';
 
-let env: TestEnv;
+let env: { dir: string };
 beforeEach(async () => {
-  env = await testEnv();
+  env = { dir: await mkdtemp(join(tmpdir(), 'img2vm-lock-')) };
 });
 afterEach(async () => {
-  await env.close();
+  await rm(env.dir, { recursive: true, force: true });
 });
 
 describe('acquireLock', () => {
@@ -71,5 +70,22 @@ describe('acquireLock', () => {
     ac.abort(new Error('SIGINT'));
     await expect(p).rejects.toThrow('SIGINT');
     await held.release();
+  });
+
+  it('names its live holder to a listing; a dead one, a silent one or no lock names none', async () => {
+    const path = join(env.dir, 'k.lock');
+    expect(await lockHolder(path)).toBeUndefined();
+    const held = await acquireLock(path);
+    expect(await lockHolder(path)).toBe(process.pid);
+    await held.release();
+    expect(await lockHolder(path)).toBeUndefined();
+    await writeFile(path, JSON.stringify({ pid: 2 ** 22 + 1, host: hostname(), nonce: 'x' }));
+    expect(await lockHolder(path)).toBeUndefined();
+    // Another host's holder cannot be asked: live while its heartbeat is fresh.
+    await writeFile(path, JSON.stringify({ pid: 77, host: 'elsewhere', nonce: 'x' }));
+    expect(await lockHolder(path)).toBe(77);
+    const old = new Date(Date.now() - 120_000);
+    await utimes(path, old, old);
+    expect(await lockHolder(path)).toBeUndefined();
   });
 });

@@ -1,11 +1,11 @@
 // A BlockTarget that writes a qcow2 file directly (no raw image, no qemu-img convert): data clusters as they come, tables at close().
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
-import { Img2vmError } from '../core/errors.js';
-import type { BlockTarget } from '../disk/target.js';
-import { compactInPlace, placementRefcounts, type Placement } from './qcow2/compress.js';
-import { CLUSTER, L2_ENTRIES, MAX_CLUSTERS, writeCompressedEntry, writeStandardEntry } from './qcow2/format.js';
-import { isZero, preadAll, pwriteAll, type IoStats } from './qcow2/io.js';
-import { l1SizeFor, writeTables } from './qcow2/tables.js';
+import { Img2vmError } from '../../core/errors.js';
+import type { BlockTarget } from '../target.js';
+import { compactInPlace, placementRefcounts, type Placement } from './compress.js';
+import { CLUSTER, L2_ENTRIES, MAX_CLUSTERS, writeCompressedEntry, writeStandardEntry } from './format.js';
+import { isZero, preadAll, pwriteAll, type IoStats } from './io.js';
+import { l1SizeFor, writeTables } from './tables.js';
 
 export interface Qcow2TargetOptions {
   /** Initial virtual size in bytes (resize() and writes past the end change it). */

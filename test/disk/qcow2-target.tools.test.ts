@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GiB, MiB } from '../../src/core/units.js';
 import { RawFileTarget } from '../../src/disk/target.js';
-import { CLUSTER } from '../../src/output/qcow2/format.js';
-import { Qcow2Target } from '../../src/output/qcow2-target.js';
+import { CLUSTER } from '../../src/disk/qcow2/format.js';
+import { Qcow2Target } from '../../src/disk/qcow2/target.js';
 import { run } from '../../src/tools/index.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'img2vm-qcow2-'));

@@ -1,15 +1,13 @@
-// A lock file shared by concurrent img2vm processes (O_EXCL create, owner pid + heartbeat, stale locks broken), so a kernel is fetched once.
+// The one lock shared by concurrent img2vm processes (O_EXCL create, owner pid + heartbeat, stale locks broken), so each thing is fetched or built once.
 //
-// Node has no flock(). The lock only saves duplicate downloads: cache integrity never depends on
-// it, because trees appear only by rename() of a complete, verified directory. That is why the
-// rare race when two waiters break the same stale lock at the same instant is tolerable.
+// Node has no flock(). The lock only saves duplicate work: the store's integrity never depends on it, because
+// entries appear only by rename() of a complete, verified temp. That is why the rare race when two waiters break
+// the same stale lock at the same instant is tolerable.
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { mkdir, open, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { pidAlive } from '../core/leftovers.js';
-
-export { pidAlive };
+import { pidAlive } from './leftovers.js';
 
 interface Owner {
   pid: number;
@@ -17,9 +15,11 @@ interface Owner {
   nonce: string;
 }
 
+/** A lock whose heartbeat is older than this is abandoned (its holder hung, or lives on another host). */
+export const LOCK_STALE_MS = 60_000;
+
 export interface LockOptions {
   signal?: AbortSignal;
-  /** A lock whose heartbeat is older than this is abandoned (its holder hung, or lives on another host). */
   staleMs?: number;
   pollMs?: number;
   /** Called once when the lock is busy, with the holder's pid. */
@@ -40,8 +40,21 @@ async function readOwner(path: string): Promise<Owner | undefined> {
   return undefined;
 }
 
+/**
+ * The pid holding the lock at path, while its holder lives: on this host its process must exist, elsewhere (which
+ * cannot be asked) its heartbeat must be fresh. A lock still being written counts as live while fresh (pid 0).
+ */
+export async function lockHolder(path: string, staleMs = LOCK_STALE_MS): Promise<number | undefined> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) return undefined;
+  const owner = await readOwner(path);
+  const silent = Date.now() - st.mtimeMs > staleMs;
+  if (owner && owner.host === hostname()) return pidAlive(owner.pid) && !silent ? owner.pid : undefined;
+  return silent ? undefined : (owner?.pid ?? 0);
+}
+
 export async function acquireLock(path: string, o: LockOptions = {}): Promise<HeldLock> {
-  const staleMs = o.staleMs ?? 60_000;
+  const staleMs = o.staleMs ?? LOCK_STALE_MS;
   const me: Owner = { pid: process.pid, host: hostname(), nonce: randomBytes(8).toString('hex') };
   await mkdir(dirname(path), { recursive: true });
   let told = false;
