@@ -1,17 +1,49 @@
-// Test tiers: "unit" runs in seconds with no host tools beyond node; "e2e" uses real tools, Docker and QEMU.
-import { defineConfig } from 'vitest/config';
+// Test tiers named for what they need: "node" (node alone: seconds), "tools" (real host programs), "boot" (QEMU boots).
+import { availableParallelism } from 'node:os';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+// The file name says what a test needs; test/setup/node-only.ts fails a node-tier test that starts a process or leaves loopback.
+const TOOLS = 'test/**/*.tools.test.ts';
+const BOOT = 'test/**/*.boot.test.ts';
+// vitest's default is one worker per core but one: a single worker on the 2-core machines this runs on.
+const NODE_WORKERS = Math.max(2, availableParallelism() - 1);
+// Two files at a time: a TCG guest keeps about one core busy while the other file converts, builds or waits on the
+// network. Files that run together must not see each other: private work directories, free ports, containers of
+// their own image (docker ps --filter ancestor=), processes named by their own paths.
+const VM_WORKERS = 2;
 
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/e2e/**'], testTimeout: 30_000 } },
       {
         test: {
-          name: 'e2e',
-          include: ['test/e2e/**/*.test.ts'],
+          name: 'node',
+          include: ['test/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, TOOLS, BOOT],
+          setupFiles: ['test/setup/node-only.ts'],
+          testTimeout: 30_000,
+          maxWorkers: NODE_WORKERS,
+        },
+      },
+      {
+        test: {
+          name: 'tools',
+          include: [TOOLS],
           testTimeout: 30 * 60_000,
           hookTimeout: 30 * 60_000,
-          fileParallelism: false,
+          maxWorkers: VM_WORKERS,
+          // After the node tier, together with the boot tier: the two share the VM_WORKERS.
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        test: {
+          name: 'boot',
+          include: [BOOT],
+          testTimeout: 30 * 60_000,
+          hookTimeout: 30 * 60_000,
+          maxWorkers: VM_WORKERS,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

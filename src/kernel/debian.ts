@@ -43,7 +43,7 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
   if (!/^https?:\/\/[^/]/.test(mirror)) throw new Img2vmError('usage', `--kernel-mirror ${mirror} is not an http(s) URL`, `e.g. --kernel-mirror ${DEFAULT_MIRROR}`);
   const security = o.securityMirror === undefined ? defaultSecurityMirror(mirror) : o.securityMirror === null ? null : o.securityMirror.replace(/\/+$/, '');
   const arch = o.arch ?? 'amd64';
-  const now = o.now?.() ?? new Date();
+  let now = o.now?.() ?? new Date();
   const key = indexKey(mirror, security, suite, arch);
   const maxAge = o.maxAgeMs ?? DAY;
   const set = suiteSetKey(arch, suiteSources(suite, mirror, security).map((s) => s.suite));
@@ -94,6 +94,9 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
 
   const lock = await cache.lock(key, { signal: ctx.signal, onWait: (pid) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is fetching the same kernel`) });
   try {
+    // The clock again: while this run waited, the holder may have cached an answer checked after the first reading,
+    // and an answer checked later than `now` is never fresh (it would be fetched all over again).
+    now = o.now?.() ?? new Date();
     idx = await cache.readIndex(key);
     if (await usable(idx)) {
       const b = await fromIndex(idx);

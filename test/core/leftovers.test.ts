@@ -1,6 +1,5 @@
 // What a run leaves while it works is named for its owner (pid and host), and only a dead owner's leftovers are swept.
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -12,12 +11,11 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The pid of a process that has exited (and been reaped). */
+/** A pid no process has: the highest free one below the kernel's pid_max (as good as one whose process exited). */
 function deadPid(): number {
-  const r = spawnSync('sh', ['-c', 'echo $$']);
-  const pid = Number(String(r.stdout).trim());
-  expect(pidAlive(pid)).toBe(false);
-  return pid;
+  const max = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  for (let pid = max - 1; pid > 1; pid--) if (!pidAlive(pid)) return pid;
+  throw new Error('every pid is taken');
 }
 
 describe('leftover names', () => {

@@ -25,5 +25,5 @@ export const SMALL: Fat32File[] = [
   },
 ];
 
-/** sha256 of the 64 MiB of OPTS/SMALL. Change it only after fsck.fat and mtools accept the new bytes (fat32-tools.test.ts). */
+/** sha256 of the 64 MiB of OPTS/SMALL. Change it only after fsck.fat and mtools accept the new bytes (fat32.tools.test.ts). */
 export const GOLDEN_SMALL = '36f247db2b290b0cbec077fa01a8ea6e3beaa78223aed27651f825b546912b92';

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { downloadFile, getBuffer, HttpError } from '../../src/kernel/http.js';
+import { TEST_TLS_CERT, TEST_TLS_KEY } from '../../fixtures/tls.js';
 import { testEnv, type TestEnv } from './helpers.js';
 
 let server: Server;
@@ -164,13 +165,10 @@ describe('https', () => {
 
   beforeEach(async () => {
     // A certificate of our own for 127.0.0.1: trusted only where a test passes it as the CA.
-    const { execFileSync } = await import('node:child_process');
-    const [k, c] = [join(env.dir, 'key.pem'), join(env.dir, 'cert.pem')];
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', k, '-out', c, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-    cert = await readFile(c, 'utf8');
+    cert = TEST_TLS_CERT;
     const { createServer: createHttpsServer } = await import('node:https');
     connections = 0;
-    tlsServer = createHttpsServer({ key: await readFile(k), cert }, (req, res) => handler(req, res));
+    tlsServer = createHttpsServer({ key: TEST_TLS_KEY, cert }, (req, res) => handler(req, res));
     tlsServer.on('connection', () => connections++);
     await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
     tlsBase = `https://127.0.0.1:${(tlsServer.address() as AddressInfo).port}`;

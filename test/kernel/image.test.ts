@@ -118,12 +118,6 @@ describe('kernel images', () => {
     expect(await listFiles(join(kernels, 'trees'))).toEqual([]);
     expect(await listFiles(join(env.cache, 'tmp'))).toEqual([]);
   });
-
-  it('runs depmod for an image whose modules lack modules.dep', async () => {
-    const ref = await layout([{ 'boot/vmlinuz-6.1.0': fakeBzImage('6.1.0'), 'lib/modules/6.1.0/kernel/a.ko': 'a' }]);
-    const b = await kernel(ref);
-    expect(await readFile(join(b.modulesDir!, 'modules.dep'), 'utf8')).toBe('kernel/a.ko:\n');
-  });
 });
 
 describe('a kernel file with a modules directory', () => {

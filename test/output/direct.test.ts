@@ -15,7 +15,7 @@ beforeAll(async () => {
 afterAll(() => rm(tmp, { recursive: true, force: true }));
 
 async function readTar(stream: NodeJS.ReadableStream) {
-  const out = new Map<string, { header: tar.Headers; body: Buffer }>();
+  const out = new Map<string, { header: tar.Header; body: Buffer }>();
   const ex = tar.extract();
   stream.pipe(ex);
   for await (const e of ex) {

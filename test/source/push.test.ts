@@ -363,7 +363,7 @@ describe('pushContainerDisk', () => {
     const x = tar.extract();
     x.on('entry', (h, stream, next) => {
       const parts: Buffer[] = [];
-      stream.on('data', (c: Buffer) => parts.push(c));
+      stream.on('data', (c) => parts.push(c as Buffer)); // streamx types its chunks as unknown; tar-stream gives Buffers
       stream.on('end', () => {
         entries.push({ name: h.name, uid: h.uid, gid: h.gid, body: Buffer.concat(parts) });
         next();

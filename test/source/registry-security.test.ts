@@ -1,30 +1,16 @@
 // Where registry credentials may go: the registry itself and HTTPS token services only; never dropping TLS on a redirect.
-import { execa } from 'execa';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { mayReceiveCredentials, type Credentials } from '../../src/source/auth.js';
 import { RegistryClient } from '../../src/source/registry.js';
+import { TEST_TLS_CERT, TEST_TLS_KEY } from '../../fixtures/tls.js';
 
-let tls: { key: Buffer; cert: Buffer };
-let dir: string;
+// One self-signed certificate for 127.0.0.1 and localhost: the two count as different hosts.
+const tls = { key: TEST_TLS_KEY, cert: TEST_TLS_CERT };
 const servers: Server[] = [];
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'img2vm-tls-'));
-  // One self-signed certificate for 127.0.0.1 and localhost: the two count as different hosts.
-  const r = await execa('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=img2vm-test',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-  ], { reject: false });
-  if (r.exitCode !== 0) throw new Error(`openssl could not make a test certificate: ${r.stderr}`);
-  tls = { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) };
-});
-afterAll(() => rm(dir, { recursive: true, force: true }));
 afterEach(async () => {
   for (const s of servers.splice(0)) {
     s.closeAllConnections();

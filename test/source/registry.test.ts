@@ -1,7 +1,6 @@
-// The registry client against an in-process fake registry: auth (bearer, basic, config.json, helpers), platforms, ranges, retries, cache and pull policies.
+// The registry client against an in-process fake registry: auth (bearer, basic, config.json), platforms, ranges, retries, cache and pull policies (zstd and credential helpers: registry.tools.test.ts).
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -77,18 +76,6 @@ describe('pulling', () => {
     reg.push('x', 'v1', img);
     expect((await openSource(`docker://${reg.host}/x@${img.manifest.digest}`, sb.ctx, undefined, opts())).id).toBe(img.config.digest);
     expect((await openSource(`docker://${reg.host}/x:v1@${img.manifest.digest}`, sb.ctx, undefined, opts())).id).toBe(img.config.digest);
-  });
-
-  it('handles uncompressed layers, and zstd layers (on every Node: its own zstd, else the zstd tool)', async () => {
-    await start();
-    const plain = buildImage({ layers: [await tarOf({ 'a.txt': 'a' })] });
-    reg.push('plain', 'v1', plain);
-    expect(await pullAndList(`docker://${reg.host}/plain:v1`)).toEqual(['a.txt']);
-    const zr = spawnSync('zstd', ['-q', '-c'], { input: await tarOf({ 'z.txt': 'z' }) });
-    expect(zr.status, `zstd: ${zr.error?.message ?? zr.stderr}`).toBe(0);
-    const z = buildImage({ layers: [zr.stdout], layerMediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' });
-    reg.push('zstd', 'v1', z);
-    expect(await pullAndList(`docker://${reg.host}/zstd:v1`)).toEqual(['z.txt']);
   });
 
   it('chooses the platform from a manifest list or an OCI index; attestations never match', async () => {
@@ -245,41 +232,6 @@ describe('credentials', () => {
     await writeFile(join(sb.input, '.docker', 'config.json'), JSON.stringify({ auths: { [reg.host]: { username: 'bob', password: 'pw' } } }));
     expect(await pullAndList(ref)).toContain('marker0');
     expect(reg.tokenRequests.at(-1)!.authorization).toBe(`Basic ${Buffer.from('bob:pw').toString('base64')}`);
-  });
-
-  it('asks credHelpers and credsStore helpers (docker-credential-NAME get, server URL on stdin)', async () => {
-    await start({ auth: 'basic', users: { carol: 'from-helper' } });
-    reg.push('private', 'v1', await image(1));
-    const bin = join(sb.input, 'bin');
-    await mkdir(bin);
-    const stdinLog = join(sb.input, 'helper-stdin');
-    await writeFile(
-      join(bin, 'docker-credential-fake'),
-      `#!/bin/sh\n[ "$1" = get ] || exit 3\nread url\necho "$url" >> ${stdinLog}\nif [ "$url" = "${reg.host}" ]; then echo '{"ServerURL":"'$url'","Username":"carol","Secret":"from-helper"}'; else echo "credentials not found in native keychain"; exit 1; fi\n`,
-    );
-    await chmod(join(bin, 'docker-credential-fake'), 0o755);
-    const oldPath = process.env.PATH;
-    process.env.PATH = `${bin}:${oldPath}`;
-    try {
-      const dir = join(sb.input, 'cfg');
-      await mkdir(dir);
-      await writeFile(join(dir, 'config.json'), JSON.stringify({ credHelpers: { [reg.host]: 'fake' } }));
-      expect(await pullAndList(`docker://${reg.host}/private:v1`, opts({ env: { DOCKER_CONFIG: dir } }))).toContain('marker0');
-      expect((await readFile(stdinLog, 'utf8')).trim()).toBe(reg.host);
-      // credsStore: a helper that does not know the registry means anonymous (and then a login error).
-      await writeFile(join(dir, 'config.json'), JSON.stringify({ credsStore: 'fake' }));
-      await reg.close();
-      await start({ auth: 'basic', users: { carol: 'from-helper' } });
-      reg.push('private', 'v1', await image(1));
-      // The new registry has another port, which the helper does not know.
-      await expect(openSource(`docker://${reg.host}/private:v1`, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } }))).rejects.toThrow(/requires a login/);
-      // A helper that is not installed is a warning, not a failure.
-      await writeFile(join(dir, 'config.json'), JSON.stringify({ credsStore: 'missing-helper' }));
-      await expect(openSource(`docker://${reg.host}/private:v1`, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } }))).rejects.toThrow(/requires a login/);
-      expect(sb.events.some((e) => e.type === 'log' && e.level === 'warn' && /docker-credential-missing-helper/.test(e.message))).toBe(true);
-    } finally {
-      process.env.PATH = oldPath;
-    }
   });
 
   it('refuses an invalid config.json with a usage error', async () => {

@@ -1,15 +1,9 @@
-// The ext4 writer's building blocks against published values and e2fsprogs: crc32c, the directory hash, timestamps, geometry.
-import { afterAll, describe, expect, it } from 'vitest';
+// The ext4 writer's building blocks against published values: crc32c, timestamps, geometry, ACLs (the directory hash against debugfs: primitives.tools.test.ts).
+import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../../src/core/crc32c.js';
-import { DirHasher } from '../../../src/disk/ext4/dirhash.js';
 import { advance, backupGroups, BACKUP_REGION, isBackupGroup, placeRun, skipReserved, trimBlocks } from '../../../src/disk/ext4/geometry.js';
 import { encodeInode, encodeTime, MAX_TIME, MIN_TIME } from '../../../src/disk/ext4/inode.js';
 import { aclToDisk } from '../../../src/disk/ext4/xattr.js';
-import { parseUuid } from '../../../src/disk/ext4/writer.js';
-import { debugfsBatch, dir, SEED, tmp, writeImage } from './helpers.js';
-
-const t = tmp();
-afterAll(() => t.done());
 
 describe('crc32c', () => {
   it('matches the published check value and chains like the kernel crc32c_le', () => {
@@ -22,19 +16,6 @@ describe('crc32c', () => {
     let bytewise = 0x12345678;
     for (let i = 0; i < long.length; i++) bytewise = crc32c(bytewise, long, i, i + 1);
     expect(bytewise).toBe(whole);
-  });
-});
-
-describe('directory hash', () => {
-  it('agrees with debugfs dx_hash (signed half_md4, the seed) on ASCII, long and high-byte names', async () => {
-    const img = t.path('hash.img');
-    await writeImage(img, () => dir());
-    const names = ['a', 'hello', 'x'.repeat(31), 'y'.repeat(32), 'z'.repeat(33), 'n'.repeat(255), 'caf\xe9', '\xff\xfe\x80', 'mixed-\x81name.txt'];
-    const out = debugfsBatch(img, names.map((n) => `dx_hash -h half_md4 -s ${SEED} "${n}"`));
-    const got = [...out.matchAll(/Hash of .* is 0x([0-9a-f]+)/g)].map((m) => parseInt(m[1]!, 16));
-    const h = new DirHasher(parseUuid(SEED, 'seed'), true);
-    expect(got).toHaveLength(names.length);
-    expect(names.map((n) => h.hash(Buffer.from(n, 'latin1')))).toEqual(got);
   });
 });
 

@@ -196,7 +196,7 @@ function describeStack(s: Stack): string {
 }
 
 function compare(seed: number, s: Stack, want: Outcome, got: { rejected: true; why: string } | { rejected: false; listing: Listing }): string | undefined {
-  const again = `reproduce: IMG2VM_LAYER_SEED=${seed} npx vitest run test/rootfs/random-layers.test.ts`;
+  const again = `reproduce: IMG2VM_LAYER_SEED=${seed} npx vitest run test/rootfs/random-layers.tools.test.ts`;
   if (want.rejected !== got.rejected) {
     return `seed ${seed}: the model ${want.rejected ? `rejects the image (${want.why})` : 'accepts the image'}, img2vm ${got.rejected ? `rejects it (${got.why})` : 'accepts it'}\n${again}`;
   }

@@ -143,6 +143,30 @@ describe('debian archive: a good mirror', () => {
     expect(m.count((p) => p.endsWith('/InRelease'))).toBe(3);
   });
 
+  it('a fetch that waited for the lock takes the answer the holder cached, though it read the clock before that answer was made', async () => {
+    // Two runs at once: the one that reads the clock first can get the lock last. Its earlier reading must not make
+    // the answer just cached look like one from the future (which is never fresh), or it fetches everything again.
+    const m = await mirror(suites());
+    const base = Date.now();
+    let t = base + 2000;
+    const o = opts(m, { now: () => new Date(t) });
+    await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, o);
+    const inRelease = () => m.count((p) => p.endsWith('/InRelease'));
+    expect(inRelease()).toBe(3);
+    const { indexKey } = await import('../../src/kernel/debian.js');
+    const held = await openStore(env.cache).lock('kernel', `index-${indexKey(`${m.url}/debian`, `${m.url}/debian-security`, 'trixie', 'amd64')}`);
+    t = base + 1000;
+    const waiter = getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, o);
+    for (let i = 0; !env.logs('info').some((l) => /waiting for img2vm process \d+/.test(l)); i++) {
+      if (i === 1000) throw new Error(`the second fetch never waited for the lock; it logged:\n${env.logs().join('\n')}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    t = base + 3000;
+    await held.release();
+    expect((await waiter).version).toBe(NEW);
+    expect(inRelease()).toBe(3);
+  });
+
   it('breaks a lock left by a process that died', async () => {
     const m = await mirror(suites());
     const locks = join(env.cache, 'locks');

@@ -5,10 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { debianFixture, img2vm } from './helpers.js';
-import { interruptAt, lastError, processesNaming } from './robust-helpers.js';
+import { debianFixture, dockerBuild, img2vm } from './helpers.js';
+import { dockerContainersFrom, interruptAt, lastError, processesNaming } from './robust-helpers.js';
 
 const BASE = 'img2vm-e2e:bookworm';
+const OWN = 'img2vm-e2e-errors:ctrl-c';
 let work: string;
 let tmp: string;
 
@@ -114,15 +115,17 @@ describe('user errors', () => {
 
   it('Ctrl-C in the middle leaves no output, temp files, child processes or containers', async () => {
     const out = join(work, 'd.qcow2');
-    const containers = async () => (await execa('docker', ['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean).sort();
+    // The containers of an image of this file's own (ancestor=), so conversions that other test files run at the same
+    // time on this daemon do not count.
+    await dockerBuild(OWN, `FROM ${BASE}\nLABEL org.img2vm.test=errors-ctrl-c\n`);
+    const containers = async () => (await dockerContainersFrom(OWN)).sort();
     const before = await containers();
     // Paused by the pipeline's test hook while a layer is being flattened, then interrupted there (no sleeping).
-    const r = await interruptAt('during:rootfs/flatten', [BASE, '-o', out, '--raw'], { TMPDIR: tmp });
+    const r = await interruptAt('during:rootfs/flatten', [OWN, '-o', out, '--raw'], { TMPDIR: tmp });
     expect(r.exitCode, r.stderr).toBe(130);
     expect(lastError(r.stderr).message).toBe('interrupted by SIGINT');
     await nothingLeft();
     expect(await processesNaming([tmp, work])).toEqual([]);
-    // Containers made meanwhile by anyone else on this daemon would show here too: none of img2vm's may.
     const made = (await containers()).filter((c) => !before.includes(c));
     expect(made).toEqual([]);
   });

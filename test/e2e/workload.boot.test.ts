@@ -1,15 +1,16 @@
 // `img2vm run` / `test` on tiny workload disks under QEMU TCG: a kernel and an initramfs whose /init speaks img2vm's exit
 // protocol itself (so this needs no img2vm init), signals, no QEMU left behind; and a raw disk a guest poisoned with a qcow2 header.
 import { execa } from 'execa';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, sh } from './helpers.js';
 
 const CACHE = process.env.IMG2VM_FIXTURE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'img2vm-fixtures');
-const WORK = '/tmp/img2vm-e2e-workload';
+// Its own directory: a fixed path would be emptied under another run of this file, and qemuPids would count its QEMUs.
+const WORK = mkdtempSync(join(tmpdir(), 'img2vm-e2e-workload-'));
 const ENV = { CI: 'true', IMG2VM_ACCEL: 'tcg' };
 
 /**
@@ -129,11 +130,6 @@ async function interrupted(config: string, signal: 'SIGINT' | 'SIGTERM') {
   p.kill(signal);
   return p;
 }
-
-beforeAll(async () => {
-  await rm(WORK, { recursive: true, force: true });
-  await mkdir(WORK, { recursive: true });
-});
 
 afterAll(async () => {
   expect(await qemuPids()).toEqual([]);

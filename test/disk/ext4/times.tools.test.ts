@@ -5,7 +5,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AMBIGUOUS_FROM, AMBIGUOUS_TO, encodeTime, MAX_TIME, MIN_TIME } from '../../../src/disk/ext4/inode.js';
 import type { Node, Timestamp } from '../../../src/rootfs/tree.js';
-import { dir, EPOCH, expectClean, file, meta, run, tmp, ts, writeImage } from './helpers.js';
+import { dir, expectClean, file, meta, run, tmp, ts, writeImage } from './helpers.js';
 
 /** What Linux reads from a seconds field and its extra field (ext4_decode_extra_time()): the inverse of encodeTime. */
 function decodeTime(lo: number, extra: number): Timestamp {

@@ -14,7 +14,7 @@ import { LayerFlattener } from '../../src/rootfs/layers.js';
 import { MemoryStore } from '../../src/rootfs/memory-store.js';
 import type { DirNode, Node } from '../../src/rootfs/tree.js';
 import { makeTar, T0, type Ent } from './helpers.js';
-import { EPOCH, flattenLayers } from './layers-helpers.js';
+import { EPOCH, flattenLayers, text } from './layers-helpers.js';
 
 // Every layer the flattener opens, so a test can wait for its release the way the flattener's caller would.
 const { opened } = vi.hoisted(() => ({ opened: [] as OpenedLayer[] }));
@@ -225,5 +225,21 @@ describe('zstd layers', () => {
       process.env.PATH = path;
       rmSync(empty, { recursive: true });
     }
+  });
+});
+
+describe('zstd layers among the other compressions', () => {
+  const corrupt = async (blob: Buffer): Promise<Img2vmError> => {
+    const e = await flattenLayers([blob]).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(Img2vmError);
+    expect((e as Img2vmError).kind).toBe('badImage');
+    return e as Img2vmError;
+  };
+
+  it('zstd layers are unpacked on every Node (its own zstd, else the zstd tool); a damaged one is badImage', async () => {
+    const r = spawnSync('zstd', ['-q', '-c'], { input: await makeTar([{ name: 'z', content: 'zstd' }]) });
+    expect(r.status, `zstd: ${r.error?.message ?? r.stderr}`).toBe(0);
+    expect(await text((await flattenLayers([r.stdout])).root, 'z')).toBe('zstd');
+    expect((await corrupt(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]))).message).toMatch(/^layer is corrupt: zstd: /);
   });
 });

@@ -232,7 +232,7 @@ function mappedBlocks(img: string, ino: number): string {
 
 async function decompressed(file: string, data: Buffer): Promise<Buffer> {
   if (file.endsWith('.gz')) return gunzipSync(data);
-  if (file.endsWith('.zst')) return (await execa('zstd', ['-dc', file], { encoding: 'buffer', maxBuffer: 1 << 30 })).stdout as Buffer;
+  if (file.endsWith('.zst')) return (await execa('zstd', ['-dc', file], { encoding: 'buffer', stripFinalNewline: false, maxBuffer: 1 << 30 })).stdout as Buffer;
   return data;
 }
 
