@@ -5,7 +5,17 @@
 //   (c) img2vm from an OCI archive, --raw  vs  (d) tool floor: untar the layers, mke2fs -d, qemu-img
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -25,7 +35,8 @@ const env = { ...process.env, CI: 'true', SOURCE_DATE_EPOCH: '1700000000' };
 
 function sh(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 28, env, ...opts });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr}\n${r.stdout}`.slice(0, 4000));
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr}\n${r.stdout}`.slice(0, 4000));
   return r.stdout;
 }
 const bash = (script) => sh('bash', ['-euo', 'pipefail', '-c', script]);
@@ -82,11 +93,20 @@ function ociArchiveOf(image, dest) {
     const b = readFileSync(gz);
     return { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...blob(b) };
   });
-  const config = { mediaType: 'application/vnd.oci.image.config.v1+json', ...blob(readFileSync(join(dir, manifest.Config))) };
+  const config = {
+    mediaType: 'application/vnd.oci.image.config.v1+json',
+    ...blob(readFileSync(join(dir, manifest.Config))),
+  };
   const m = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers };
   const md = blob(Buffer.from(JSON.stringify(m)));
   writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: m.mediaType, ...md, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+  writeFileSync(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: m.mediaType, ...md, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
+    }),
+  );
   bash(`tar -C ${layout} -cf ${dest} .`);
   rmSync(dir, { recursive: true, force: true });
   rmSync(layout, { recursive: true, force: true });
@@ -150,13 +170,20 @@ function report(title, rows, ratios) {
   console.log('path                                   best s   runs (s)                  peak RSS   output on disk');
   for (const [name, runs, file] of rows) {
     const b = best(runs);
-    console.log(`${name.padEnd(38)} ${b.s.toFixed(2).padStart(6)}   ${runs.map((r) => r.s.toFixed(2)).join(', ').padEnd(25)} ${(b.rss.toFixed(0) + ' MiB').padStart(8)}   ${mib(onDisk(file))}`);
+    console.log(
+      `${name.padEnd(38)} ${b.s.toFixed(2).padStart(6)}   ${runs
+        .map((r) => r.s.toFixed(2))
+        .join(', ')
+        .padEnd(25)} ${(b.rss.toFixed(0) + ' MiB').padStart(8)}   ${mib(onDisk(file))}`,
+    );
   }
   for (const [name, a, b] of ratios) console.log(`ratio ${name}: ${(best(a).s / best(b).s).toFixed(2)}`);
 }
 
 function stages(j) {
-  return Object.entries(j.timings).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(', ');
+  return Object.entries(j.timings)
+    .map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`)
+    .join(', ');
 }
 
 // A labelled block: --only-scale leaves it early and the finally still removes the work directory.
@@ -166,12 +193,16 @@ try {
       scale();
       break bench;
     }
-    console.log(`img2vm assembly benchmark: ${RUNS} interleaved runs each, ${dropCaches.warm ? 'WARM' : 'cold'} page cache`);
+    console.log(
+      `img2vm assembly benchmark: ${RUNS} interleaved runs each, ${dropCaches.warm ? 'WARM' : 'cold'} page cache`,
+    );
     const image = kernelReadyImage();
     const archive = join(work, 'image.oci.tar');
     const nLayers = ociArchiveOf(image, archive);
     const info = JSON.parse(sh('docker', ['image', 'inspect', image]))[0];
-    console.log(`image ${image}: ${nLayers} layers, ${mib(info.Size)}; OCI archive (gzip layers) ${mib(statSync(archive).size)}`);
+    console.log(
+      `image ${image}: ${nLayers} layers, ${mib(info.Size)}; OCI archive (gzip layers) ${mib(statSync(archive).size)}`,
+    );
     const size = Math.ceil((info.Size * 1.6 + 256 * 1048576) / 1048576) * 1048576;
     const res = { a: [], b: [], c: [], d: [] };
     const out = (k) => join(work, `out-${k}.qcow2`);
@@ -183,12 +214,19 @@ try {
       res.d.push(floor(archive, out('d'), size));
     }
     if (dropCaches.warm) console.log('(could not drop the page cache: these are warm-cache numbers)');
-    report('kernel-ready Debian image', [
-      ['(a) img2vm, daemon, --raw → qcow2', res.a, out('a')],
-      ['(b) classic loop-mount pipeline', res.b, out('b')],
-      ['(c) img2vm, OCI archive, --raw → qcow2', res.c, out('c')],
-      ['(d) tool floor (untar, mke2fs -d, qemu-img)', res.d, out('d')],
-    ], [['a/b', res.a, res.b], ['c/d', res.c, res.d]]);
+    report(
+      'kernel-ready Debian image',
+      [
+        ['(a) img2vm, daemon, --raw → qcow2', res.a, out('a')],
+        ['(b) classic loop-mount pipeline', res.b, out('b')],
+        ['(c) img2vm, OCI archive, --raw → qcow2', res.c, out('c')],
+        ['(d) tool floor (untar, mke2fs -d, qemu-img)', res.d, out('d')],
+      ],
+      [
+        ['a/b', res.a, res.b],
+        ['c/d', res.c, res.d],
+      ],
+    );
     console.log(`where img2vm's time went (best (a)): ${stages(best(res.a).json)}`);
     console.log(`where img2vm's time went (best (c)): ${stages(best(res.c).json)}`);
     if (!SKIP_SCALE) scale();
@@ -207,21 +245,51 @@ function scale() {
   const sha = (f) => sh('sha256sum', [f]).split(' ')[0];
   const ld = sha(layer);
   bash(`mv ${layer} ${dir}/blobs/sha256/${ld}`);
-  const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, rootfs: { type: 'layers', diff_ids: [`sha256:${ld}`] } }));
+  const cfg = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Cmd: ['/bin/sh'] },
+      rootfs: { type: 'layers', diff_ids: [`sha256:${ld}`] },
+    }),
+  );
   const cd = createHash('sha256').update(cfg).digest('hex');
   writeFileSync(join(dir, 'blobs', 'sha256', cd), cfg);
   const lsize = statSync(join(dir, 'blobs', 'sha256', ld)).size;
-  const m = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${cd}`, size: cfg.length }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${ld}`, size: lsize }] }));
+  const m = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${cd}`, size: cfg.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${ld}`, size: lsize }],
+    }),
+  );
   const md = createHash('sha256').update(m).digest('hex');
   writeFileSync(join(dir, 'blobs', 'sha256', md), m);
   writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${md}`, size: m.length, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: `sha256:${md}`,
+          size: m.length,
+          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+        },
+      ],
+    }),
+  );
   bash(`tar -C ${dir} -cf ${archive} .`);
   // The same image in the daemon for the classic pipeline (docker load takes a docker-archive).
   const da = join(work, 'scale-docker');
   mkdirSync(da);
   bash(`ln ${dir}/blobs/sha256/${ld} ${da}/layer.tar && cp ${dir}/blobs/sha256/${cd} ${da}/${cd}.json`);
-  writeFileSync(join(da, 'manifest.json'), JSON.stringify([{ Config: `${cd}.json`, RepoTags: ['img2vm-bench-scale:latest'], Layers: ['layer.tar'] }]));
+  writeFileSync(
+    join(da, 'manifest.json'),
+    JSON.stringify([{ Config: `${cd}.json`, RepoTags: ['img2vm-bench-scale:latest'], Layers: ['layer.tar'] }]),
+  );
   bash(`tar -C ${da} -c . | docker load -q >/dev/null`);
   rmSync(dir, { recursive: true, force: true });
   rmSync(da, { recursive: true, force: true });
@@ -232,7 +300,9 @@ function scale() {
   const a = img2vm('img2vm-bench-scale:latest', o('a'));
   rmSync(o('a'), { force: true });
   // The synthetic image has no kernel to install a boot loader for: the classic pipeline skips extlinux here.
-  const b = process.argv.includes('--no-classic') ? { s: NaN, rss: NaN } : timed('bash', ['-c', CLASSIC, 'classic', 'img2vm-bench-scale:latest', o('b'), String(size), work, 'noboot']);
+  const b = process.argv.includes('--no-classic')
+    ? { s: NaN, rss: NaN }
+    : timed('bash', ['-c', CLASSIC, 'classic', 'img2vm-bench-scale:latest', o('b'), String(size), work, 'noboot']);
   console.log(`\nscale run: ${FILES} files + one ${BIG_MIB} MiB file, layer ${mib(lsize)}`);
   console.log(`img2vm, OCI archive: ${c.s.toFixed(1)} s, peak RSS ${c.rss.toFixed(0)} MiB (${stages(c.json)})`);
   console.log(`img2vm, daemon:      ${a.s.toFixed(1)} s, peak RSS ${a.rss.toFixed(0)} MiB (${stages(a.json)})`);

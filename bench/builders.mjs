@@ -23,7 +23,15 @@ async function env(work) {
   const { Scope } = await import(join(dist, 'core/scope.js'));
   const { createRandom } = await import(join(dist, 'core/random.js'));
   const now = Math.floor(Date.now() / 1000);
-  return { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('bench'), epoch: now, fixedEpoch: 0 };
+  return {
+    work,
+    signal: new AbortController().signal,
+    sink: () => {},
+    scope: new Scope(),
+    random: createRandom('bench'),
+    epoch: now,
+    fixedEpoch: 0,
+  };
 }
 
 /** The recipe a conversion with default options builds for the image. */
@@ -31,7 +39,15 @@ async function recipeOf(img) {
   const { detectOs } = await import(join(dist, 'guest/detect.js'));
   const { recipeFor } = await import(join(dist, 'guest/distros.js'));
   const { recipeWithFeatures } = await import(join(dist, 'guest/distro-config.js'));
-  const settings = { password: false, sshKey: null, user: null, dns: null, cloudInit: false, entrypointService: false, systemdBoot: false };
+  const settings = {
+    password: false,
+    sshKey: null,
+    user: null,
+    dns: null,
+    cloudInit: false,
+    entrypointService: false,
+    systemdBoot: false,
+  };
   return recipeWithFeatures(recipeFor(await detectOs(img), 'amd64'), settings);
 }
 
@@ -63,7 +79,14 @@ async function child(builder, phase, dir) {
     // The runc builder says how long each of its phases took.
     e.sink = (ev) => {
       const m = ev.type === 'log' && /^runc builder: (.+) in ([\d.]+) s$/.exec(ev.message);
-      if (m) out.steps[m[1].split(' ')[0].replace(/^unpacked$/, 'unpack').replace(/^ran$/, 'steps').replace(/^wrote$/, 'layer')] = Number(m[2]);
+      if (m)
+        out.steps[
+          m[1]
+            .split(' ')[0]
+            .replace(/^unpacked$/, 'unpack')
+            .replace(/^ran$/, 'steps')
+            .replace(/^wrote$/, 'layer')
+        ] = Number(m[2]);
     };
     const { BUILDERS } = await import(join(dist, 'build/index.js'));
     const r = await BUILDERS[builder].build({ image: img, recipe, ref: 'bench' }, e);
@@ -91,9 +114,25 @@ async function child(builder, phase, dir) {
       return r.stdout.trim();
     };
     if (!exists) {
-      const id = step('pull', ['buildah', 'pull', '--quiet', `oci-archive:${join(dir, '..', 'base.tar')}:bookworm`]).split('\n').pop();
+      const id = step('pull', ['buildah', 'pull', '--quiet', `oci-archive:${join(dir, '..', 'base.tar')}:bookworm`])
+        .split('\n')
+        .pop();
       step('tag', ['buildah', 'tag', id, BASE]);
-      step('bud', ['buildah', 'bud', '--network', 'host', '--pull=never', '--layers=false', '--format', 'oci', '--file', join(ctxDir, 'Dockerfile'), '--tag', BUILT, ctxDir]);
+      step('bud', [
+        'buildah',
+        'bud',
+        '--network',
+        'host',
+        '--pull=never',
+        '--layers=false',
+        '--format',
+        'oci',
+        '--file',
+        join(ctxDir, 'Dockerfile'),
+        '--tag',
+        BUILT,
+        ctxDir,
+      ]);
     }
     const archive = join(e.work, 'built.tar');
     step('push', ['buildah', 'push', '--quiet', '--disable-compression', BUILT, `oci-archive:${archive}:built`]);
@@ -140,7 +179,10 @@ async function timedSampling(argv, envVars, sample) {
 
 function storageEnv(dir) {
   const conf = join(dir, 'storage.conf');
-  writeFileSync(conf, `[storage]\ndriver = "overlay"\ngraphroot = "${join(dir, 'graph')}"\nrunroot = "${join(dir, 'run')}"\n`);
+  writeFileSync(
+    conf,
+    `[storage]\ndriver = "overlay"\ngraphroot = "${join(dir, 'graph')}"\nrunroot = "${join(dir, 'run')}"\n`,
+  );
   return { CONTAINERS_STORAGE_CONF: conf };
 }
 
@@ -155,7 +197,13 @@ async function main() {
     const { openSource } = await import(join(dist, 'source/index.js'));
     const { writeOciArchive } = await import(join(dist, 'build/oci-archive-out.js'));
     const e = await env(top);
-    await writeOciArchive(await openSource(`docker-daemon:${image}`, e), join(top, 'base.tar'), 'bookworm', top, e.signal);
+    await writeOciArchive(
+      await openSource(`docker-daemon:${image}`, e),
+      join(top, 'base.tar'),
+      'bookworm',
+      top,
+      e.signal,
+    );
     await e.scope.close();
     for (let round = 1; round <= rounds; round++) {
       const dirs = {};
@@ -163,14 +211,28 @@ async function main() {
         dirs[b] = join(top, `${b}-${round}`);
         mkdirSync(dirs[b]);
       }
-      const childEnv = (b) => ({ ...process.env, XDG_CACHE_HOME: join(dirs[b], 'xdg'), TMPDIR: join(dirs[b], 'work'), ...(b === 'runc' ? {} : storageEnv(dirs[b])) });
+      const childEnv = (b) => ({
+        ...process.env,
+        XDG_CACHE_HOME: join(dirs[b], 'xdg'),
+        TMPDIR: join(dirs[b], 'work'),
+        ...(b === 'runc' ? {} : storageEnv(dirs[b])),
+      });
       for (const phase of ['cold', 'cached']) {
         for (const b of builders) {
           execFileSync('sync');
-          const r = await timedSampling([process.execPath, self, '--child', b, phase, dirs[b]], childEnv(b), () => du([dirs[b]]));
+          const r = await timedSampling([process.execPath, self, '--child', b, phase, dirs[b]], childEnv(b), () =>
+            du([dirs[b]]),
+          );
           const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
           if (!line) throw new Error(`${b} ${phase}: ${r.stderr.slice(-3000)}`);
-          const res = { ...JSON.parse(line.slice(7)), round, wall: r.s, treeMaxKiB: r.maxKiB, diskPeak: r.peak, diskAfter: du([dirs[b]]) };
+          const res = {
+            ...JSON.parse(line.slice(7)),
+            round,
+            wall: r.s,
+            treeMaxKiB: r.maxKiB,
+            diskPeak: r.peak,
+            diskAfter: du([dirs[b]]),
+          };
           results.push(res);
           console.log(JSON.stringify(res));
         }
@@ -181,9 +243,13 @@ async function main() {
         spawnSync('sh', ['-c', `grep -o " ${dirs[b]}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount`]);
       }
     }
-    console.log('\nbuilder  phase   seconds  builder-steps                        peak RSS (largest process / node)  disk peak / after');
+    console.log(
+      '\nbuilder  phase   seconds  builder-steps                        peak RSS (largest process / node)  disk peak / after',
+    );
     for (const r of results) {
-      const steps = Object.entries(r.steps).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+      const steps = Object.entries(r.steps)
+        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+        .join(', ');
       console.log(
         `${r.builder.padEnd(8)} ${r.phase.padEnd(7)} ${r.wall.toFixed(1).padStart(7)}  ${steps.padEnd(36)} ${(r.treeMaxKiB / 1024).toFixed(0).padStart(5)} MiB / ${(r.nodeHwmKiB / 1024).toFixed(0)} MiB${r.buildahMaxKiB ? ` (buildah ${(r.buildahMaxKiB / 1024).toFixed(0)} MiB)` : ''}  ${(r.diskPeak / 1048576).toFixed(0)} / ${(r.diskAfter / 1048576).toFixed(0)} MiB`,
       );

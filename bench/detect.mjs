@@ -14,7 +14,13 @@ const DEMO = 'img2vm-demo:bookworm';
 async function context(work) {
   const { Scope } = await import(join(dist, 'core/scope.js'));
   const { createRandom } = await import(join(dist, 'core/random.js'));
-  return { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('bench') };
+  return {
+    work,
+    signal: new AbortController().signal,
+    sink: () => {},
+    scope: new Scope(),
+    random: createRandom('bench'),
+  };
 }
 
 async function child(what, ref, work) {
@@ -74,8 +80,12 @@ async function main() {
       const d = measure('detect', ref, work);
       const f = measure('floor', ref, work);
       console.log(`${ref}`);
-      console.log(`  detect: ${d.ms.toFixed(0)} ms (opening the source: ${d.open.toFixed(0)} ms more), peak RSS ${(d.hwmKiB / 1024).toFixed(0)} MiB → ${d.result}`);
-      console.log(`  floor : ${f.ms.toFixed(0)} ms, peak RSS ${(f.hwmKiB / 1024).toFixed(0)} MiB, ${f.result} tar entries`);
+      console.log(
+        `  detect: ${d.ms.toFixed(0)} ms (opening the source: ${d.open.toFixed(0)} ms more), peak RSS ${(d.hwmKiB / 1024).toFixed(0)} MiB → ${d.result}`,
+      );
+      console.log(
+        `  floor : ${f.ms.toFixed(0)} ms, peak RSS ${(f.hwmKiB / 1024).toFixed(0)} MiB, ${f.result} tar entries`,
+      );
       console.log(`  ratio detect/floor: ${(d.ms / f.ms).toFixed(2)}`);
     }
   } finally {

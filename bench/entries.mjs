@@ -35,7 +35,9 @@ import { fileURLToPath } from 'node:url';
 import { createGzip } from 'node:zlib';
 
 const self = fileURLToPath(import.meta.url);
-const dist = process.env.BENCH_DIST ? new URL(`file://${process.env.BENCH_DIST.replace(/\/?$/, '/')}`) : new URL('../dist/', import.meta.url);
+const dist = process.env.BENCH_DIST
+  ? new URL(`file://${process.env.BENCH_DIST.replace(/\/?$/, '/')}`)
+  : new URL('../dist/', import.meta.url);
 
 function hwmKiB() {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
@@ -115,7 +117,12 @@ function layer(n, perDir, shape = 'empty') {
     }
     for (let i = 0; i < n; i++) {
       const d = Math.floor(i / perDir);
-      for (const [name, type, mode] of i % perDir === 0 ? [[`usr/share/pkg-${d}/`, '5', 0o755], [`usr/share/pkg-${d}/file-${i}.txt`, '0', 0o644]] : [[`usr/share/pkg-${d}/file-${i}.txt`, '0', 0o644]]) {
+      for (const [name, type, mode] of i % perDir === 0
+        ? [
+            [`usr/share/pkg-${d}/`, '5', 0o755],
+            [`usr/share/pkg-${d}/file-${i}.txt`, '0', 0o644],
+          ]
+        : [[`usr/share/pkg-${d}/file-${i}.txt`, '0', 0o644]]) {
         const full = room();
         if (full) yield full;
         header(b, off, name, 0, type, mode);
@@ -188,7 +195,14 @@ async function child(mode, n, perDir, gzip, shape) {
     const { RawFileTarget } = await import(new URL('disk/target.js', dist));
     file = join(process.env.BENCH_DIR, `fs-${n}.img`);
     target = new RawFileTarget(file);
-    w = new Ext4Writer({ target, offset: 0, uuid: '01234567-89ab-4def-8123-456789abcdef', label: 'root', hashSeed: '11111111-2222-4333-8444-555555555555', epoch: 1_700_000_000 });
+    w = new Ext4Writer({
+      target,
+      offset: 0,
+      uuid: '01234567-89ab-4def-8123-456789abcdef',
+      label: 'root',
+      hashSeed: '11111111-2222-4333-8444-555555555555',
+      epoch: 1_700_000_000,
+    });
   }
   const store = w ?? new NullStore();
   try {
@@ -248,7 +262,13 @@ async function ociArchive(dir, n, perDir, shape) {
   const diff = createHash('sha256');
   const gzHash = createHash('sha256');
   const tmp = join(layout, 'layer.tmp');
-  const tap = (h) => new Transform({ transform(c, _e, cb) { h.update(c); cb(null, c); } });
+  const tap = (h) =>
+    new Transform({
+      transform(c, _e, cb) {
+        h.update(c);
+        cb(null, c);
+      },
+    });
   await pipeline(layer(n, perDir, shape), tap(diff), createGzip({ level: 1 }), tap(gzHash), createWriteStream(tmp));
   const blob = (bytes) => {
     const d = createHash('sha256').update(bytes).digest('hex');
@@ -259,7 +279,16 @@ async function ociArchive(dir, n, perDir, shape) {
   const gzSize = statSync(tmp).size;
   rmSync(join(layout, 'blobs', 'sha256', gzDigest), { force: true });
   spawnSync('mv', [tmp, join(layout, 'blobs', 'sha256', gzDigest)]);
-  const config = blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [`sha256:${diff.digest('hex')}`] } })));
+  const config = blob(
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: {},
+        rootfs: { type: 'layers', diff_ids: [`sha256:${diff.digest('hex')}`] },
+      }),
+    ),
+  );
   const manifest = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
@@ -268,7 +297,15 @@ async function ociArchive(dir, n, perDir, shape) {
   };
   const md = blob(Buffer.from(JSON.stringify(manifest)));
   writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: manifest.mediaType, ...md, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+  writeFileSync(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        { mediaType: manifest.mediaType, ...md, annotations: { 'org.opencontainers.image.ref.name': 'latest' } },
+      ],
+    }),
+  );
   const archive = join(dir, `entries-${n}.tar`);
   spawnSync('tar', ['-C', layout, '-cf', archive, '.']);
   rmSync(layout, { recursive: true, force: true });
@@ -281,7 +318,11 @@ async function cli(n, perDir, dir, shape, distDir) {
   const out = join(dir, `disk-${n}.raw`);
   const bin = distDir ? join(distDir, '..', 'bin', 'img2vm') : fileURLToPath(new URL('../bin/img2vm', import.meta.url));
   const t0 = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-f', 'RSS %M', bin, `oci-archive:${archive}`, '-o', out, '--init', 'img2vm', '--boot', 'bios', '--json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const r = spawnSync(
+    '/usr/bin/time',
+    ['-f', 'RSS %M', bin, `oci-archive:${archive}`, '-o', out, '--init', 'img2vm', '--boot', 'bios', '--json'],
+    { encoding: 'utf8', maxBuffer: 1 << 26 },
+  );
   const s = (performance.now() - t0) / 1000;
   const rss = Number(/RSS (\d+)/.exec(r.stderr)?.[1] ?? 0) * 1024;
   let size;
@@ -308,11 +349,15 @@ function arg(name, def) {
 }
 
 function run(mode, n, perDir, gzip, dir, shape, distDir) {
-  const r = spawnSync(process.execPath, ['--expose-gc', self, '--child', mode, String(n), String(perDir), gzip ? '1' : '0', shape], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 20,
-    env: { ...process.env, BENCH_DIR: dir, ...(distDir ? { BENCH_DIST: distDir } : {}) },
-  });
+  const r = spawnSync(
+    process.execPath,
+    ['--expose-gc', self, '--child', mode, String(n), String(perDir), gzip ? '1' : '0', shape],
+    {
+      encoding: 'utf8',
+      maxBuffer: 1 << 20,
+      env: { ...process.env, BENCH_DIR: dir, ...(distDir ? { BENCH_DIST: distDir } : {}) },
+    },
+  );
   if (r.status !== 0) throw new Error(`${mode} ${n} failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
@@ -328,24 +373,46 @@ async function main() {
   const dir = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), 'img2vm-bench-entries-'));
   try {
     const idle = run('idle', 0, perDir, false, dir).hwmKiB * 1024;
-    const what = shape === 'mix' ? 'the mix of entries' : `${perDir} ${shape === 'small' ? '100-byte' : 'empty'} files a directory`;
-    console.log(`node ${process.version}, idle child RSS ${(idle / 2 ** 20).toFixed(0)} MiB, ${what}${gzip ? ', gzip -1' : ''}`);
+    const what =
+      shape === 'mix'
+        ? 'the mix of entries'
+        : `${perDir} ${shape === 'small' ? '100-byte' : 'empty'} files a directory`;
+    console.log(
+      `node ${process.version}, idle child RSS ${(idle / 2 ** 20).toFixed(0)} MiB, ${what}${gzip ? ', gzip -1' : ''}`,
+    );
     for (const n of ns) {
       if (which === 'cli') {
         const got = [];
-        for (const [label, distDir] of base ? [['base', base], ['this', undefined]] : [['', undefined]]) {
+        for (const [label, distDir] of base
+          ? [
+              ['base', base],
+              ['this', undefined],
+            ]
+          : [['', undefined]]) {
           const r = await cli(n, perDir, dir, shape, distDir);
           got.push(r);
           const line = `  ${String(n).padStart(9)} ${shape === 'mix' ? 'mixed' : 'files'}  cli${label ? ` ${label.padEnd(4)}` : ''}  peak RSS ${(r.rss / 2 ** 20).toFixed(0).padStart(5)} MiB, ${r.s.toFixed(1)} s`;
-          console.log(r.refused ? `${line}, refused: ${r.refused}` : `${line}, ${(r.rss / n).toFixed(0)} B/entry, disk ${(r.size / 2 ** 30).toFixed(1)} GiB`);
+          console.log(
+            r.refused
+              ? `${line}, refused: ${r.refused}`
+              : `${line}, ${(r.rss / n).toFixed(0)} B/entry, disk ${(r.size / 2 ** 30).toFixed(1)} GiB`,
+          );
         }
         if (got.length === 2 && !got[0].refused && !got[1].refused) {
-          console.log(`  ${''.padStart(9)}        this/base: peak RSS ${(got[1].rss / got[0].rss).toFixed(2)}, time ${(got[1].s / got[0].s).toFixed(2)}`);
+          console.log(
+            `  ${''.padStart(9)}        this/base: peak RSS ${(got[1].rss / got[0].rss).toFixed(2)}, time ${(got[1].s / got[0].s).toFixed(2)}`,
+          );
         }
         continue;
       }
       for (const mode of modes) {
-        const builds = mode === 'ext4' && base ? [['base', base], ['this', undefined]] : [['', undefined]];
+        const builds =
+          mode === 'ext4' && base
+            ? [
+                ['base', base],
+                ['this', undefined],
+              ]
+            : [['', undefined]];
         const got = [];
         for (const [label, distDir] of builds) {
           const r = run(mode, n, perDir, gzip, dir, shape, distDir);
@@ -370,7 +437,9 @@ async function main() {
         if (got.length === 2 && !got[0].refused && !got[1].refused) {
           const [a, b] = got;
           const same = a.sha && b.sha ? (a.sha === b.sha ? ', same bytes' : ', BYTES DIFFER') : '';
-          console.log(`  ${''.padStart(9)}        this/base: peak RSS ${(b.hwmKiB / a.hwmKiB).toFixed(2)}, finish peak ${(b.hwmFinish / a.hwmFinish).toFixed(2)}, measure ${(b.measureMs / a.measureMs).toFixed(2)}x time, finish ${(b.finishMs / a.finishMs).toFixed(2)}x time${same}`);
+          console.log(
+            `  ${''.padStart(9)}        this/base: peak RSS ${(b.hwmKiB / a.hwmKiB).toFixed(2)}, finish peak ${(b.hwmFinish / a.hwmFinish).toFixed(2)}, measure ${(b.measureMs / a.measureMs).toFixed(2)}x time, finish ${(b.finishMs / a.finishMs).toFixed(2)}x time${same}`,
+          );
         }
       }
     }

@@ -43,16 +43,31 @@ async function child(disk, espMiB, inputsJson) {
   t.resize(OFFSET + espMiB * MiB + MiB);
   const t0 = performance.now();
   const c0 = process.cpuUsage();
-  const files = inputs.map((f) => ({ path: f.dest, content: { size: f.size, read: () => createReadStream(f.src, { highWaterMark: MiB }) } }));
-  await writeFat32(t, { offset: OFFSET, size: espMiB * MiB, volumeId: 0xc0ffee42, label: 'EFI', epoch: 1_700_000_000 }, files);
+  const files = inputs.map((f) => ({
+    path: f.dest,
+    content: { size: f.size, read: () => createReadStream(f.src, { highWaterMark: MiB }) },
+  }));
+  await writeFat32(
+    t,
+    { offset: OFFSET, size: espMiB * MiB, volumeId: 0xc0ffee42, label: 'EFI', epoch: 1_700_000_000 },
+    files,
+  );
   t.close();
-  process.stdout.write(JSON.stringify({ inner: (performance.now() - t0) / 1000, innerCpu: ((c) => (c.user + c.system) / 1e6)(process.cpuUsage(c0)) }));
+  process.stdout.write(
+    JSON.stringify({
+      inner: (performance.now() - t0) / 1000,
+      innerCpu: ((c) => (c.user + c.system) / 1e6)(process.cpuUsage(c0)),
+    }),
+  );
 }
 
 /** Runs a process to completion under GNU time: wall and CPU seconds and peak RSS. */
 function timed(cmd, argv, env = process.env) {
   return new Promise((resolve, reject) => {
-    const p = spawn('/usr/bin/time', ['-f', 'TIME %e %U %S %M', cmd, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const p = spawn('/usr/bin/time', ['-f', 'TIME %e %U %S %M', cmd, ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env,
+    });
     let err = '';
     let out = '';
     p.stdout.on('data', (d) => (out += d));
@@ -66,13 +81,35 @@ function timed(cmd, argv, env = process.env) {
   });
 }
 
-const sum = (rs) => ({ seconds: rs.reduce((a, r) => a + r.seconds, 0), cpu: rs.reduce((a, r) => a + r.cpu, 0), rssKiB: Math.max(...rs.map((r) => r.rssKiB)), processes: rs.length });
+const sum = (rs) => ({
+  seconds: rs.reduce((a, r) => a + r.seconds, 0),
+  cpu: rs.reduce((a, r) => a + r.cpu, 0),
+  rssKiB: Math.max(...rs.map((r) => r.rssKiB)),
+  processes: rs.length,
+});
 
 async function current(disk, espMiB, inputs) {
   const rs = [];
   spawnSync('truncate', ['-s', String(OFFSET + espMiB * MiB + MiB), disk]);
   // The argv of src/disk/fat.ts (mkfsFatArgs, fatCopy), spelled out here because the bench must not depend on a RunContext.
-  rs.push(await timed('mkfs.fat', ['-F', '32', '-S', '512', '-s', '1', '-n', 'EFI', '--invariant', '-i', 'C0FFEE42', `--offset=${OFFSET / 512}`, disk, String(espMiB * 1024)]));
+  rs.push(
+    await timed('mkfs.fat', [
+      '-F',
+      '32',
+      '-S',
+      '512',
+      '-s',
+      '1',
+      '-n',
+      'EFI',
+      '--invariant',
+      '-i',
+      'C0FFEE42',
+      `--offset=${OFFSET / 512}`,
+      disk,
+      String(espMiB * 1024),
+    ]),
+  );
   const img = `${disk}@@${OFFSET}`;
   const dirs = new Set();
   for (const f of inputs) {
@@ -89,9 +126,13 @@ function checkSame(disk, inputs, work) {
   const out = join(work, 'back');
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out);
-  const r = spawnSync('mcopy', ['-s', '-n', '-i', `${disk}@@${OFFSET}`, '::/*', out], { env: MTOOLS, encoding: 'utf8' });
+  const r = spawnSync('mcopy', ['-s', '-n', '-i', `${disk}@@${OFFSET}`, '::/*', out], {
+    env: MTOOLS,
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`mcopy back: ${r.stderr}`);
-  for (const f of inputs) if (!readFileSync(join(out, f.dest)).equals(readFileSync(f.src))) throw new Error(`${disk}: ${f.dest} differs`);
+  for (const f of inputs)
+    if (!readFileSync(join(out, f.dest)).equals(readFileSync(f.src))) throw new Error(`${disk}: ${f.dest} differs`);
 }
 
 async function main() {
@@ -111,8 +152,7 @@ async function main() {
         if (v === 'ours') {
           const r = await timed(process.execPath, [self, '--child', a, String(espMiB), JSON.stringify(inputs)]);
           ours.push({ ...r, ...JSON.parse(r.out), allocated: statSync(a).blocks * 512 });
-        }
-        else theirs.push({ ...(await current(b, espMiB, inputs)), allocated: statSync(b).blocks * 512 });
+        } else theirs.push({ ...(await current(b, espMiB, inputs)), allocated: statSync(b).blocks * 512 });
       }
       checkSame(a, inputs, work);
       checkSame(b, inputs, work);
@@ -128,8 +168,12 @@ async function main() {
   console.log(`${espMiB} MiB ESP at 1 MiB, a 10 MB kernel + a 30 MB initrd + 4 small files; median of ${runs}`);
   console.log(line('writeFat32 (1 node process)', ours));
   console.log(line(`mkfs.fat + mmd + mcopy (${theirs[0].processes} processes)`, theirs));
-  console.log(`writeFat32 alone, timed inside its process (img2vm's own process is running anyway): ${median(ours, 'inner').toFixed(2)} s wall / ${median(ours, 'innerCpu').toFixed(2)} s CPU`);
-  console.log(`ratio writeFat32/current: wall ${(median(ours, 'seconds') / median(theirs, 'seconds')).toFixed(2)}, CPU ${(median(ours, 'cpu') / median(theirs, 'cpu')).toFixed(2)}`);
+  console.log(
+    `writeFat32 alone, timed inside its process (img2vm's own process is running anyway): ${median(ours, 'inner').toFixed(2)} s wall / ${median(ours, 'innerCpu').toFixed(2)} s CPU`,
+  );
+  console.log(
+    `ratio writeFat32/current: wall ${(median(ours, 'seconds') / median(theirs, 'seconds')).toFixed(2)}, CPU ${(median(ours, 'cpu') / median(theirs, 'cpu')).toFixed(2)}`,
+  );
 }
 
 if (args[0] === '--child') await child(args[1], Number(args[2]), args[3]);

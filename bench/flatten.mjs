@@ -26,7 +26,7 @@ try {
     let t = performance.now();
     for (const l of layers) {
       // GNU tar does not resolve whiteouts; it is the floor for "write these bytes and inodes to disk".
-      const r = spawnSync('tar', ['--numeric-owner', '--xattrs', "--xattrs-include=*", '-xpf', l, '-C', a]);
+      const r = spawnSync('tar', ['--numeric-owner', '--xattrs', '--xattrs-include=*', '-xpf', l, '-C', a]);
       if (r.status !== 0) throw new Error(String(r.stderr));
     }
     tarTimes.push((performance.now() - t) / 1000);

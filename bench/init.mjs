@@ -14,7 +14,8 @@ const env = { ...process.env, CI: 'true' };
 
 function sh(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26, env, ...opts });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr}\n${r.stdout}`.slice(0, 3000));
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr}\n${r.stdout}`.slice(0, 3000));
   return r.stdout;
 }
 
@@ -36,7 +37,9 @@ function firstOutput(disk) {
       first ??= (performance.now() - t0) / 1000;
     });
     // 'close', not 'exit': the output can arrive after the process has exited.
-    p.on('close', (code) => (first !== undefined ? res({ s: first, code }) : rej(new Error(`no output from ${disk} (exit ${code}):\n${err}`))));
+    p.on('close', (code) =>
+      first !== undefined ? res({ s: first, code }) : rej(new Error(`no output from ${disk} (exit ${code}):\n${err}`)),
+    );
   });
 }
 
@@ -59,7 +62,10 @@ try {
     console.log(`  ratio img2vm/distro: cold ${(i1.s / d1.s).toFixed(2)}, cached ${(i2.s / d2.s).toFixed(2)}`);
   }
   // A scratch image: one static program that prints and exits.
-  writeFileSync(join(work, 'hello.c'), '#include <stdio.h>\nint main(int c, char **v) { printf("hello from %s\\n", v[0]); return 0; }\n');
+  writeFileSync(
+    join(work, 'hello.c'),
+    '#include <stdio.h>\nint main(int c, char **v) { printf("hello from %s\\n", v[0]); return 0; }\n',
+  );
   sh('musl-gcc', ['-static', '-Os', '-o', join(work, 'hello'), join(work, 'hello.c')]);
   chmodSync(join(work, 'hello'), 0o755);
   writeFileSync(join(work, 'Dockerfile'), 'FROM scratch\nCOPY hello /hello\nCMD ["/hello"]\n');
@@ -73,8 +79,12 @@ try {
     fr.push((await firstOutput(join(work, 's.firecracker.json'))).s);
   }
   const best = (xs) => Math.min(...xs).toFixed(1);
-  console.log(`scratch image (${(q.json.fileSize / 1048576).toFixed(1)} MiB on disk as qcow2, ${(q.json.diskSize / 1048576).toFixed(0)} MiB virtual):`);
-  console.log(`  img2vm run → first workload output, TCG: qcow2 through GRUB ${best(fq)} s (${fq.map((x) => x.toFixed(1)).join(', ')}); rootfs, direct kernel ${best(fr)} s (${fr.map((x) => x.toFixed(1)).join(', ')})`);
+  console.log(
+    `scratch image (${(q.json.fileSize / 1048576).toFixed(1)} MiB on disk as qcow2, ${(q.json.diskSize / 1048576).toFixed(0)} MiB virtual):`,
+  );
+  console.log(
+    `  img2vm run → first workload output, TCG: qcow2 through GRUB ${best(fq)} s (${fq.map((x) => x.toFixed(1)).join(', ')}); rootfs, direct kernel ${best(fr)} s (${fr.map((x) => x.toFixed(1)).join(', ')})`,
+  );
   spawnSync('docker', ['rmi', '-f', 'img2vm-bench-scratch:latest']);
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -9,7 +9,16 @@
 // overlapped with the flattening (1 = fully hidden on another core, 0 = strictly added), and CPU
 // seconds of the main thread and of the others (libuv's pool, where zlib inflates and files are read).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -78,7 +87,12 @@ async function child(impl, files) {
   if (impl === 'tree') {
     const store = new CountingStore();
     let last;
-    const f = new LayerFlattener({ store, epoch: { sec: 0, nsec: 0 }, onProgress: (p) => (last = p), progressIntervalMs: 1e9 });
+    const f = new LayerFlattener({
+      store,
+      epoch: { sec: 0, nsec: 0 },
+      onProgress: (p) => (last = p),
+      progressIntervalMs: 1e9,
+    });
     for (const file of files) await f.applyLayer(createReadStream(file, { highWaterMark: 1 << 20 }));
     const { stats } = f.finish();
     Object.assign(out, { entries: last.entries, files: stats.files, bytesOut: store.bytes, live: store.live });
@@ -100,7 +114,11 @@ async function child(impl, files) {
   } else if (impl === 'gunzip') {
     // The decompression alone, consumed as fast as it comes: the floor for a gzip layer.
     let n = 0;
-    for (const file of files) for await (const c of createReadStream(file, { highWaterMark: 1 << 20 }).pipe(createGunzip({ chunkSize: 1 << 16 }))) n += c.length;
+    for (const file of files)
+      for await (const c of createReadStream(file, { highWaterMark: 1 << 20 }).pipe(
+        createGunzip({ chunkSize: 1 << 16 }),
+      ))
+        n += c.length;
     out.bytesOut = n;
   }
   out.ms = performance.now() - t0;
@@ -122,7 +140,11 @@ function arg(name, def) {
 function measure(impl, files, runs) {
   const results = [];
   for (let i = 0; i < runs; i++) {
-    const r = spawnSync(process.execPath, [self, '--child', impl, ...files], { encoding: 'utf8', maxBuffer: 1 << 20, env: { ...process.env } });
+    const r = spawnSync(process.execPath, [self, '--child', impl, ...files], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 20,
+      env: { ...process.env },
+    });
     if (r.status !== 0) throw new Error(`${impl} failed: ${r.stderr}`);
     results.push(JSON.parse(r.stdout));
   }
@@ -175,7 +197,9 @@ async function gzipFile(src, dst) {
 /** N files in N/100 directories, text-like content of 0-16 KiB; a second layer overwrites, whites out and adds. */
 async function synthetic(dir, n) {
   const rnd = prng(42);
-  const words = rnd(64 * 1024).toString('base64').replace(/[+/=]/g, ' ');
+  const words = rnd(64 * 1024)
+    .toString('base64')
+    .replace(/[+/=]/g, ' ');
   const body = (i) => {
     const size = (i * 2654435761) % 16384;
     return Buffer.from(words.slice(i % 40000, (i % 40000) + size).padEnd(size, 'x'));
@@ -231,7 +255,9 @@ async function dockerImage(dir, image) {
 function report(title, files, results, tarBytes, entries) {
   const mb = (b) => (b / 1e6).toFixed(0);
   const tree = results.tree.median;
-  console.log(`\n${title}: ${files.length} layers, ${mb(tree.bytesIn)} MB of blobs, ${mb(tarBytes)} MB of tar, ${entries} entries, ${tree.files} files in the result`);
+  console.log(
+    `\n${title}: ${files.length} layers, ${mb(tree.bytesIn)} MB of blobs, ${mb(tarBytes)} MB of tar, ${entries} entries, ${tree.files} files in the result`,
+  );
   for (const [impl, { best, median }] of Object.entries(results)) {
     const s = median.ms / 1000;
     console.log(
@@ -251,7 +277,9 @@ async function main() {
   const work = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), 'img2vm-bench-layers-'));
   try {
     const idle = measure('idle', [], 1).best;
-    console.log(`node ${process.version}, ${runs} runs each (median), idle child RSS ${(idle.hwmKiB / 1024).toFixed(0)} MiB`);
+    console.log(
+      `node ${process.version}, ${runs} runs each (median), idle child RSS ${(idle.hwmKiB / 1024).toFixed(0)} MiB`,
+    );
     const inputs = [];
     if (image) inputs.push([`docker save ${image}`, 'image', (d) => dockerImage(d, image)]);
     if (n > 0) inputs.push([`synthetic ${n} files`, 'synthetic', (d) => synthetic(d, n)]);
@@ -290,7 +318,8 @@ async function main() {
 
 if (process.argv[2] === '--child') {
   if (process.argv[3] === 'idle') {
-    process.stdout.write(JSON.stringify({ impl: 'idle', ms: 0, cpuMs: 0, threads: { main: 0, other: 0 }, hwmKiB: hwmKiB(), bytesIn: 0 }));
+    process.stdout.write(
+      JSON.stringify({ impl: 'idle', ms: 0, cpuMs: 0, threads: { main: 0, other: 0 }, hwmKiB: hwmKiB(), bytesIn: 0 }),
+    );
   } else await child(process.argv[3], process.argv.slice(4));
 } else await main();
-

@@ -21,5 +21,28 @@ export const MKE2FS_CONF = `[defaults]
 export function mke2fsArgs(s) {
   const ext = [`offset=${s.offset}`, 'root_owner=0:0', 'lazy_itable_init=0', 'lazy_journal_init=0'];
   if (s.hashSeed) ext.push(`hash_seed=${s.hashSeed}`);
-  return ['-q', '-F', '-t', 'ext4', '-b', '4096', '-N', String(s.inodes), '-J', `size=${s.journalMiB}`, '-m', '1', '-U', s.uuid, '-L', s.label, '-E', ext.join(','), '-d', s.source, s.image, `${Math.floor(s.size / 1024)}k`];
+  return [
+    '-q',
+    '-F',
+    '-t',
+    'ext4',
+    '-b',
+    '4096',
+    '-N',
+    String(s.inodes),
+    '-J',
+    `size=${s.journalMiB}`,
+    '-m',
+    '1',
+    '-U',
+    s.uuid,
+    '-L',
+    s.label,
+    '-E',
+    ext.join(','),
+    '-d',
+    s.source,
+    s.image,
+    `${Math.floor(s.size / 1024)}k`,
+  ];
 }

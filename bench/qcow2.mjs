@@ -21,7 +21,7 @@ const value = (name, dflt) => (args.includes(name) ? Number(args[args.indexOf(na
 /** The write pattern, as a deterministic list of operations (the same for every variant and run). */
 function* pattern(dataMiB, pool) {
   let seed = 12345;
-  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const meta = (fill) => Buffer.alloc(4096, fill);
   yield [meta(1).subarray(0, 512), 0]; // partition table
   for (let g = 0; g < 8; g++) yield [meta(2), g * 128 * MiB + 4096]; // superblocks and group descriptors
@@ -106,14 +106,37 @@ async function main() {
       for (const v of order) {
         spawnSync('sync');
         if (v === 'direct') {
-          const r = await timed(process.execPath, [self, '--child', 'direct', q, String(dataMiB), compress ? '1' : '0']);
+          const r = await timed(process.execPath, [
+            self,
+            '--child',
+            'direct',
+            q,
+            String(dataMiB),
+            compress ? '1' : '0',
+          ]);
           direct.push({ ...JSON.parse(r.out), seconds: r.seconds, cpu: r.cpu, rssKiB: r.rssKiB, file: statSync(q) });
         } else {
           const w = await timed(process.execPath, [self, '--child', 'raw', raw, String(dataMiB), compress ? '1' : '0']);
-          const c = await timed('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...(compress ? ['-c'] : []), raw, conv]);
+          const c = await timed('qemu-img', [
+            'convert',
+            '-f',
+            'raw',
+            '-O',
+            'qcow2',
+            ...(compress ? ['-c'] : []),
+            raw,
+            conv,
+          ]);
           current.push({
-            ...JSON.parse(w.out), seconds: w.seconds, cpu: w.cpu, rssKiB: w.rssKiB,
-            convertSeconds: c.seconds, convertCpu: c.cpu, convertRssKiB: c.rssKiB, file: statSync(conv), raw: statSync(raw),
+            ...JSON.parse(w.out),
+            seconds: w.seconds,
+            cpu: w.cpu,
+            rssKiB: w.rssKiB,
+            convertSeconds: c.seconds,
+            convertCpu: c.cpu,
+            convertRssKiB: c.rssKiB,
+            file: statSync(conv),
+            raw: statSync(raw),
           });
         }
       }
@@ -138,15 +161,25 @@ async function main() {
   const wc = med(current, 'cpu');
   const cc = med(current, 'convertCpu');
   const mib = (kib) => `${(kib / 1024).toFixed(0)} MiB`;
-  const size = (s) => `${(s.size / MiB).toFixed(1)} MiB (${(s.blocks * 512 / MiB).toFixed(1)} MiB allocated)`;
+  const size = (s) => `${(s.size / MiB).toFixed(1)} MiB (${((s.blocks * 512) / MiB).toFixed(1)} MiB allocated)`;
   const last = { d: direct.at(-1), c: current.at(-1) };
   const cx = compress ? ' -c' : '';
-  console.log(`pattern: ${dataMiB} MiB data in 1 MiB chunks + ${last.d.writes - dataMiB} small writes, 1 GiB virtual${compress ? ', compressed' : ''}; median of ${runs}; wall s / CPU s (user+sys) / peak RSS per process (node processes include a 16 MiB data pool)`);
-  console.log(`current: RawFileTarget ${w.toFixed(2)} / ${wc.toFixed(2)} / ${mib(med(current, 'rssKiB'))}  +  qemu-img convert${cx} ${c.toFixed(2)} / ${cc.toFixed(2)} / ${mib(med(current, 'convertRssKiB'))}  =  ${(w + c).toFixed(2)} / ${(wc + cc).toFixed(2)}`);
-  console.log(`direct : Qcow2Target${compress ? ' (compress)' : ''} ${d.toFixed(2)} / ${dc.toFixed(2)} / ${mib(med(direct, 'rssKiB'))}`);
+  console.log(
+    `pattern: ${dataMiB} MiB data in 1 MiB chunks + ${last.d.writes - dataMiB} small writes, 1 GiB virtual${compress ? ', compressed' : ''}; median of ${runs}; wall s / CPU s (user+sys) / peak RSS per process (node processes include a 16 MiB data pool)`,
+  );
+  console.log(
+    `current: RawFileTarget ${w.toFixed(2)} / ${wc.toFixed(2)} / ${mib(med(current, 'rssKiB'))}  +  qemu-img convert${cx} ${c.toFixed(2)} / ${cc.toFixed(2)} / ${mib(med(current, 'convertRssKiB'))}  =  ${(w + c).toFixed(2)} / ${(wc + cc).toFixed(2)}`,
+  );
+  console.log(
+    `direct : Qcow2Target${compress ? ' (compress)' : ''} ${d.toFixed(2)} / ${dc.toFixed(2)} / ${mib(med(direct, 'rssKiB'))}`,
+  );
   console.log(`ratio direct/current: wall ${(d / (w + c)).toFixed(2)}, CPU ${(dc / (wc + cc)).toFixed(2)}`);
-  console.log(`writing alone, timed inside the node processes: Qcow2Target ${med(direct, 'inner').toFixed(2)} s, RawFileTarget ${med(current, 'inner').toFixed(2)} s`);
-  console.log(`write syscalls: Qcow2Target ${last.d.writeCalls} for ${last.d.writes} writes (RawFileTarget: one per write)`);
+  console.log(
+    `writing alone, timed inside the node processes: Qcow2Target ${med(direct, 'inner').toFixed(2)} s, RawFileTarget ${med(current, 'inner').toFixed(2)} s`,
+  );
+  console.log(
+    `write syscalls: Qcow2Target ${last.d.writeCalls} for ${last.d.writes} writes (RawFileTarget: one per write)`,
+  );
   console.log(`files: direct qcow2 ${size(last.d.file)}; current raw ${size(last.c.raw)} + qcow2 ${size(last.c.file)}`);
 }
 
@@ -163,14 +196,21 @@ async function formats() {
     await timed(process.execPath, [self, '--child', 'raw', raw, String(dataMiB), '0']);
     console.log(`\nconvert + makeReproducible from the same raw (${dataMiB} MiB data):`);
     console.log('format  convert s  patch ms  file MiB');
-    for (const [id, qemu, options] of [['vmdk', 'vmdk', 'subformat=monolithicSparse'], ['vhdx', 'vhdx', 'subformat=dynamic'], ['vhd', 'vpc', 'subformat=dynamic,force_size=on'], ['vdi', 'vdi', undefined]]) {
+    for (const [id, qemu, options] of [
+      ['vmdk', 'vmdk', 'subformat=monolithicSparse'],
+      ['vhdx', 'vhdx', 'subformat=dynamic'],
+      ['vhd', 'vpc', 'subformat=dynamic,force_size=on'],
+      ['vdi', 'vdi', undefined],
+    ]) {
       const out = join(work, `disk.${id}`);
       spawnSync('sync');
       const c = await timed('qemu-img', qemuImgConvertArgs(raw, out, qemu, { options }));
       const t0 = performance.now();
       makeReproducible(id, out, createRandom('bench'), 1_700_000_000);
       const patchMs = performance.now() - t0;
-      console.log(`${id.padEnd(6)}  ${c.seconds.toFixed(2).padStart(9)}  ${patchMs.toFixed(1).padStart(8)}  ${(statSync(out).size / MiB).toFixed(1).padStart(8)}`);
+      console.log(
+        `${id.padEnd(6)}  ${c.seconds.toFixed(2).padStart(9)}  ${patchMs.toFixed(1).padStart(8)}  ${(statSync(out).size / MiB).toFixed(1).padStart(8)}`,
+      );
       rmSync(out);
     }
   } finally {

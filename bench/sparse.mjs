@@ -51,12 +51,23 @@ const pad = (b) => Buffer.concat([b, Buffer.alloc((512 - (b.length % 512)) % 512
 function layer() {
   const at = Math.floor(size / 2 / 4096) * 4096;
   const pax = Buffer.from(
-    [record('GNU.sparse.major', '1'), record('GNU.sparse.minor', '0'), record('GNU.sparse.name', 'huge'), record('GNU.sparse.realsize', String(size))].join(''),
+    [
+      record('GNU.sparse.major', '1'),
+      record('GNU.sparse.minor', '0'),
+      record('GNU.sparse.name', 'huge'),
+      record('GNU.sparse.realsize', String(size)),
+    ].join(''),
     'latin1',
   );
   const map = pad(Buffer.from(`1\n${at}\n4096\n`, 'latin1'));
   const data = Buffer.concat([map, Buffer.alloc(4096, 0x5a)]);
-  return Buffer.concat([header('PaxHeaders/huge', 'x', pax.length), pad(pax), header('GNUSparseFile.0/huge', '0', data.length), data, Buffer.alloc(1024)]);
+  return Buffer.concat([
+    header('PaxHeaders/huge', 'x', pax.length),
+    pad(pax),
+    header('GNUSparseFile.0/huge', '0', data.length),
+    data,
+    Buffer.alloc(1024),
+  ]);
 }
 
 /** The ext4 writer, counting what it is handed; without putSparse when the baseline asks for zeros. */

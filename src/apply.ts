@@ -21,7 +21,14 @@ import { FORMATS } from './output/index.js';
 import type { OutputArtifact } from './output/format.js';
 import { pushArtifact } from './output/push.js';
 import type { Planning } from './plan.js';
-import { configureTree, flattenImage, measureContent, treeFacts, type Configured, type EditGuestFile } from './rootfs/stage.js';
+import {
+  configureTree,
+  flattenImage,
+  measureContent,
+  treeFacts,
+  type Configured,
+  type EditGuestFile,
+} from './rootfs/stage.js';
 import type { Flattened } from './rootfs/layers.js';
 import type { RootTree } from './rootfs/tree-edit.js';
 import { binPath } from './rootfs/tree-path.js';
@@ -57,7 +64,10 @@ export interface Applied {
 /** Runs the conversion: every stage in order, then the renames into place, all or nothing. */
 export async function apply(input: ApplyInput, env: Env, completed: Completed): Promise<Applied> {
   const stages = new Stages(env);
-  const prepared = await prepare(input.planning, input.secrets, env, stages, { lookupOnly: false, diskFile: (p) => diskFileFor(p, input.out.tmp, env) });
+  const prepared = await prepare(input.planning, input.secrets, env, stages, {
+    lookupOnly: false,
+    diskFile: (p) => diskFileFor(p, input.out.tmp, env),
+  });
   const { plan, disk, flat, configured, made } = prepared;
   if (!made) throw new Error('the guest stage made nothing outside img2vm plan');
   const fail = failureContext(plan, disk.file, input.out.tmp, made.image, env);
@@ -74,7 +84,9 @@ export async function apply(input: ApplyInput, env: Env, completed: Completed): 
   // disk: the partition table and the file systems, the root's metadata after the data flattening wrote.
   await stages.stage(plan, 'disk', fail, async (step) => {
     for (const s of plan.steps.filter((x) => x.stage === 'disk')) {
-      await step(s.id, () => DISK_STEPS[s.id]!(disk, plan, s, { root: flat.tree.root, boot: configured.bootTree }, env));
+      await step(s.id, () =>
+        DISK_STEPS[s.id]!(disk, plan, s, { root: flat.tree.root, boot: configured.bootTree }, env),
+      );
     }
   });
 
@@ -94,7 +106,11 @@ export async function apply(input: ApplyInput, env: Env, completed: Completed): 
     artifact = await step(format.id, () => format.write({ disk: disk.file, dest: input.out.tmp, plan, files, env }));
     if (plan.output.push !== null) {
       const made = artifact;
-      completed.pushed = await step('push', () => pushArtifact(plan, made, env), (p) => p.digest);
+      completed.pushed = await step(
+        'push',
+        () => pushArtifact(plan, made, env),
+        (p) => p.digest,
+      );
     }
   });
 
@@ -102,14 +118,23 @@ export async function apply(input: ApplyInput, env: Env, completed: Completed): 
   // on the run is complete: a signal now can only be reported, not undo it.
   await testHook('before', 'output/rename');
   env.signal.throwIfAborted();
-  const commits: [string, string][] = [...(artifact?.sideFiles ?? []), ...(input.out.final !== null ? [[input.out.tmp, input.out.final] as [string, string]] : [])];
+  const commits: [string, string][] = [
+    ...(artifact?.sideFiles ?? []),
+    ...(input.out.final !== null ? [[input.out.tmp, input.out.final] as [string, string]] : []),
+  ];
   for (const [tmp, dest] of commits) {
     await rename(tmp, dest);
     completed.renamed.push(dest);
   }
   await testHook('after', 'output/rename');
   const file = input.out.final ?? artifact?.containerDiskQcow2 ?? input.out.tmp;
-  return { plan, file, guestImage: made.build?.image ?? null, ...(completed.pushed ? { pushed: completed.pushed } : {}), timings: stages.timings };
+  return {
+    plan,
+    file,
+    guestImage: made.build?.image ?? null,
+    ...(completed.pushed ? { pushed: completed.pushed } : {}),
+    timings: stages.timings,
+  };
 }
 
 /**
@@ -119,7 +144,10 @@ export async function apply(input: ApplyInput, env: Env, completed: Completed): 
  */
 export async function planOnly(planning: Planning, secrets: Secrets, env: Env): Promise<ConversionPlan> {
   const stages = new Stages(env, { silent: true });
-  const prepared = await prepare(planning, secrets, env, stages, { lookupOnly: true, diskFile: () => join(env.work, 'plan-root.raw') });
+  const prepared = await prepare(planning, secrets, env, stages, {
+    lookupOnly: true,
+    diskFile: () => join(env.work, 'plan-root.raw'),
+  });
   prepared.disk.target.close();
   return prepared.plan;
 }
@@ -145,14 +173,22 @@ async function prepare(
 
   // source: the image's config and layers, from the transport its reference names.
   const image = await stages.stage(p.plan, 'source', { work: env.work, plan: p.plan }, (step) =>
-    step(p.plan.source.transport, () => openImage(p.plan, env), (img) => `${img.layers.length} layer${img.layers.length === 1 ? '' : 's'}, ${img.id.slice(0, 19)}`),
+    step(
+      p.plan.source.transport,
+      () => openImage(p.plan, env),
+      (img) => `${img.layers.length} layer${img.layers.length === 1 ? '' : 's'}, ${img.id.slice(0, 19)}`,
+    ),
   );
   p = p.withImage(await imageFacts(image, p.needs(), env));
 
   // guest: made bootable by the strategy the plan chose (a template build, img2vm's kernel, or nothing).
   const strategy = GUEST_STRATEGIES[p.plan.guest.strategy];
   const made = await stages.stage(p.plan, 'guest', { work: env.work, plan: p.plan }, (step) =>
-    step(strategy.id, () => strategy.make(p.plan, image, env, { lookupOnly: o.lookupOnly }), (m) => m?.detail),
+    step(
+      strategy.id,
+      () => strategy.make(p.plan, image, env, { lookupOnly: o.lookupOnly }),
+      (m) => m?.detail,
+    ),
   );
   const bootable = made?.image ?? image;
 
@@ -160,7 +196,11 @@ async function prepare(
   const disk = openDisk(p.plan, o.diskFile(p.plan), env, o.lookupOnly ? { container: 'raw' } : {});
   const fail = failureContext(p.plan, disk.file, undefined, bootable, env);
   const flat = await stages.stage(p.plan, 'rootfs', fail, (step) =>
-    step('flatten', () => flattenImage(bootable, disk.root, env, { warnLost: p.plan.guest.strategy === 'image' }), (f) => `${f.stats.files} files`),
+    step(
+      'flatten',
+      () => flattenImage(bootable, disk.root, env, { warnLost: p.plan.guest.strategy === 'image' }),
+      (f) => `${f.stats.files} files`,
+    ),
   );
   p = p.withTree(bootableTreeFacts(flat.tree, strategy, made, o.lookupOnly));
 
@@ -168,13 +208,22 @@ async function prepare(
   if (made) await strategy.workFiles?.(p.plan, made, env);
   const plan3 = p.plan;
   const configured = await stages.stage(plan3, 'rootfs-configure', fail, (step) =>
-    step('configure', () => configureTree(flat.tree, plan3, editor(flat.tree, plan3, strategy, secrets, env), env, { estimate: o.lookupOnly && !made }), () => {
-      const n = plan3.guestFiles.filter((g) => g.fs !== 'esp').length;
-      return `${n} file${n === 1 ? '' : 's'}`;
-    }),
+    step(
+      'configure',
+      () =>
+        configureTree(flat.tree, plan3, editor(flat.tree, plan3, strategy, secrets, env), env, {
+          estimate: o.lookupOnly && !made,
+        }),
+      () => {
+        const n = plan3.guestFiles.filter((g) => g.fs !== 'esp').length;
+        return `${n} file${n === 1 ? '' : 's'}`;
+      },
+    ),
   );
   // The writer's own measure, with the inodes the plan will give the file system.
-  const content = measureContent(flat.tree, configured.bootTree, (c) => disk.root.measure(flat.tree.root).minimumBytes(inodesFor(withSlack(c))));
+  const content = measureContent(flat.tree, configured.bootTree, (c) =>
+    disk.root.measure(flat.tree.root).minimumBytes(inodesFor(withSlack(c))),
+  );
   // Without the guest's build or kernel (img2vm plan), the source image was measured: the sizes are an estimate.
   p = p.withContent(o.lookupOnly && !made ? { ...content, estimated: true } : content);
   return { plan: p.plan, made, disk, flat, configured };
@@ -182,13 +231,26 @@ async function prepare(
 
 /** Opens the image the plan names, with the plan's pull policy, platform and plain-HTTP registries. */
 function openImage(plan: ConversionPlan, env: Env): Promise<SourceImage> {
-  return openSource(plan.image, env, undefined, { pull: plan.source.pull, ...(plan.source.platform ? { platform: plan.source.platform } : {}), insecureRegistries: plan.source.insecureRegistries });
+  return openSource(plan.image, env, undefined, {
+    pull: plan.source.pull,
+    ...(plan.source.platform ? { platform: plan.source.platform } : {}),
+    insecureRegistries: plan.source.insecureRegistries,
+  });
 }
 
 /** What the image's config says, and what the image phase of planning needs found out: its distribution, the builders. */
-async function imageFacts(image: SourceImage, needs: { os: boolean; builders: boolean }, env: Env): Promise<ImageFacts> {
+async function imageFacts(
+  image: SourceImage,
+  needs: { os: boolean; builders: boolean },
+  env: Env,
+): Promise<ImageFacts> {
   const facts: ImageFacts = {
-    source: { transport: image.transport ?? 'docker-daemon', id: image.id, layers: image.layers.length, daemonId: image.daemonId },
+    source: {
+      transport: image.transport ?? 'docker-daemon',
+      id: image.id,
+      layers: image.layers.length,
+      daemonId: image.daemonId,
+    },
     process: processOf(image.config.config),
     architecture: image.config.architecture ?? 'amd64',
   };
@@ -202,7 +264,12 @@ async function imageFacts(image: SourceImage, needs: { os: boolean; builders: bo
 }
 
 /** The tree phase's facts: the kernel in the tree or the one the strategy brought, and how the guest was made. */
-function bootableTreeFacts(tree: RootTree, strategy: GuestStrategy, made: Bootable | undefined, lookupOnly: boolean): TreeFacts {
+function bootableTreeFacts(
+  tree: RootTree,
+  strategy: GuestStrategy,
+  made: Bootable | undefined,
+  lookupOnly: boolean,
+): TreeFacts {
   const brought: Pick<TreeFacts, 'kernel' | 'kernelBundle' | 'build'> = {
     kernel: made?.kernel ? img2vmKernelFacts(made.kernel.version) : null,
     ...(made?.kernel ? { kernelBundle: bundleFacts(made.kernel) } : {}),
@@ -217,7 +284,13 @@ function bootableTreeFacts(tree: RootTree, strategy: GuestStrategy, made: Bootab
 }
 
 /** How the configure step carries out `edit` guest files: the root password here, the rest by the strategy. */
-function editor(tree: RootTree, plan: ConversionPlan, strategy: GuestStrategy, secrets: Secrets, env: Env): EditGuestFile {
+function editor(
+  tree: RootTree,
+  plan: ConversionPlan,
+  strategy: GuestStrategy,
+  secrets: Secrets,
+  env: Env,
+): EditGuestFile {
   let strategyEdited = false;
   return async (f) => {
     if (f.path === '/etc/shadow' && f.by !== 'distro') {
@@ -239,15 +312,29 @@ function diskFileFor(plan: ConversionPlan, tmpOut: string, env: Env): string {
 }
 
 /** What a write failure is explained with, once the disk is open. */
-function failureContext(plan: ConversionPlan, disk: string, tmpOut: string | undefined, image: SourceImage, env: Env): FailureContext {
-  return { disk, ...(tmpOut ? { tmpOut } : {}), work: env.work, plan, layerBytes: image.layers.reduce((n, l) => n + (l.size ?? 0), 0) };
+function failureContext(
+  plan: ConversionPlan,
+  disk: string,
+  tmpOut: string | undefined,
+  image: SourceImage,
+  env: Env,
+): FailureContext {
+  return {
+    disk,
+    ...(tmpOut ? { tmpOut } : {}),
+    work: env.work,
+    plan,
+    layerBytes: image.layers.reduce((n, l) => n + (l.size ?? 0), 0),
+  };
 }
 
 type StepRun = <T>(id: string, fn: () => Promise<T>, detail?: (t: T) => string | undefined) => Promise<T>;
 
 /** The stage line a group of steps shows, keyed like the plan's stages; rootfs continues over three groups. */
 const GROUP_STAGE: Record<string, StageId> = { 'rootfs-configure': 'rootfs', 'rootfs-loaders': 'rootfs' };
-const SKIPPED: Partial<Record<StageId, string>> = { boot: 'no boot code to write: the EFI system partition holds the boot loader' };
+const SKIPPED: Partial<Record<StageId, string>> = {
+  boot: 'no boot code to write: the EFI system partition holds the boot loader',
+};
 
 /**
  * Runs the stages: one stage line each (the rootfs stage's three groups share one), the test pause points around
@@ -257,9 +344,17 @@ class Stages {
   readonly timings: Partial<Record<StageId, number>> = {};
   private open: { stage: StageId; t0: number; details: string[] } | undefined;
 
-  constructor(private readonly env: Env, private readonly o: { silent?: boolean } = {}) {}
+  constructor(
+    private readonly env: Env,
+    private readonly o: { silent?: boolean } = {},
+  ) {}
 
-  async stage<T>(plan: ConversionPlan, group: StageId | 'rootfs-configure' | 'rootfs-loaders', fail: FailureContext, body: (step: StepRun) => Promise<T>): Promise<T> {
+  async stage<T>(
+    plan: ConversionPlan,
+    group: StageId | 'rootfs-configure' | 'rootfs-loaders',
+    fail: FailureContext,
+    body: (step: StepRun) => Promise<T>,
+  ): Promise<T> {
     const stage = GROUP_STAGE[group] ?? (group as StageId);
     const steps = plan.steps.filter((s) => s.stage === stage);
     this.env.signal.throwIfAborted();
@@ -312,7 +407,8 @@ class Stages {
 /** The line a stage shows: one step's own title, or what the stage does as a whole. */
 function stageTitle(stage: StageId, steps: PlanStep[]): string {
   if (steps.length === 1) return steps[0]!.title;
-  if (stage === 'boot') return `Install bootloader (${steps.map((s) => BOOT_LOADERS[s.id as BootLoaderId].label).join(' + ')})`;
+  if (stage === 'boot')
+    return `Install bootloader (${steps.map((s) => BOOT_LOADERS[s.id as BootLoaderId].label).join(' + ')})`;
   if (stage === 'disk') return 'Partition and format';
   if (stage === 'rootfs') return 'Flatten layers and write the guest configuration';
   return steps.map((s) => s.title).join(', ');

@@ -68,7 +68,11 @@ export interface ConvertHooks {
 function validate(input: ConvertOptionsInput | ConvertOptions): { o: ConvertOptions; format: OutputFormat } {
   const o = parseConvertOptions(input);
   if (o.output === undefined && !o.push) {
-    throw new Img2vmError('usage', 'no output given', 'add -o FILE, e.g. -o disk.qcow2 (only a pushed containerDisk needs no file: --push REGISTRY/REPO:TAG)');
+    throw new Img2vmError(
+      'usage',
+      'no output given',
+      'add -o FILE, e.g. -o disk.qcow2 (only a pushed containerDisk needs no file: --push REGISTRY/REPO:TAG)',
+    );
   }
   return { o, format: formatOf(o) };
 }
@@ -82,7 +86,13 @@ async function preflightConvert(o: ConvertOptions, format: OutputFormat): Promis
 /** The host tools a conversion with these options runs (doctor asks the same question of the default one). */
 export function conversionTools(o: ConvertOptions, format: OutputFormat): ToolName[] {
   const probe = plan(o, { inputs: readInputs(o) });
-  return [...new Set([...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools), ...GUEST_STRATEGIES[strategyFor(o)].tools, ...format.tools])];
+  return [
+    ...new Set([
+      ...probe.boot.loaders.flatMap((id) => BOOT_LOADERS[id].tools),
+      ...GUEST_STRATEGIES[strategyFor(o)].tools,
+      ...format.tools,
+    ]),
+  ];
 }
 
 async function preflightOutput(output: string): Promise<void> {
@@ -90,18 +100,31 @@ async function preflightOutput(output: string): Promise<void> {
   const dir = dirname(out);
   const st = await stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) {
-    throw new Img2vmError('outputNotWritable', `output directory ${dir} does not exist`, `create it first: mkdir -p ${dir}`);
+    throw new Img2vmError(
+      'outputNotWritable',
+      `output directory ${dir} does not exist`,
+      `create it first: mkdir -p ${dir}`,
+    );
   }
   try {
     await access(dir, constants.W_OK);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EROFS') {
-      throw new Img2vmError('outputNotWritable', `output directory ${dir} is on a read-only file system`, 'choose an -o path on a writable file system (nothing was read or written)');
+      throw new Img2vmError(
+        'outputNotWritable',
+        `output directory ${dir} is on a read-only file system`,
+        'choose an -o path on a writable file system (nothing was read or written)',
+      );
     }
-    throw new Img2vmError('outputNotWritable', `output directory ${dir} is not writable`, 'choose another -o path, or fix its permissions');
+    throw new Img2vmError(
+      'outputNotWritable',
+      `output directory ${dir} is not writable`,
+      'choose another -o path, or fix its permissions',
+    );
   }
   const ost = await stat(out).catch(() => undefined);
-  if (ost?.isDirectory()) throw new Img2vmError('outputNotWritable', `output ${out} is a directory`, 'give a file name, e.g. -o disk.qcow2');
+  if (ost?.isDirectory())
+    throw new Img2vmError('outputNotWritable', `output ${out} is a directory`, 'give a file name, e.g. -o disk.qcow2');
 }
 
 /** The files options name, read once at the start (so a plan is a function of data). */
@@ -110,17 +133,30 @@ function readInputs(o: ConvertOptions): PlanInputs {
   try {
     return { sshKey: { file: o.sshKey, text: readFileSync(o.sshKey, 'utf8') } };
   } catch (e) {
-    throw new Img2vmError('usage', `cannot read --ssh-key ${o.sshKey}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'give the public key file, e.g. --ssh-key ~/.ssh/id_ed25519.pub');
+    throw new Img2vmError(
+      'usage',
+      `cannot read --ssh-key ${o.sshKey}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      'give the public key file, e.g. --ssh-key ~/.ssh/id_ed25519.pub',
+    );
   }
 }
 
 /** The stages' context: the run's, and the one epoch every time img2vm writes comes from. */
 function envOf(work: string, hooks: { signal: AbortSignal; sink: EventSink; scope: Scope }, o: ConvertOptions): Env {
   // Unseeded runs still draw every value from one seed of their own, so every phase draws the same ids.
-  return { work, ...hooks, random: createRandom(o.seed ?? randomBytes(16).toString('hex')), epoch: epochSeconds(), fixedEpoch: fixedEpochSeconds() };
+  return {
+    work,
+    ...hooks,
+    random: createRandom(o.seed ?? randomBytes(16).toString('hex')),
+    epoch: epochSeconds(),
+    fixedEpoch: fixedEpochSeconds(),
+  };
 }
 
-export async function convert(input: ConvertOptionsInput | ConvertOptions, hooks: ConvertHooks = {}): Promise<ConvertResult> {
+export async function convert(
+  input: ConvertOptionsInput | ConvertOptions,
+  hooks: ConvertHooks = {},
+): Promise<ConvertResult> {
   const { o, format } = validate(input);
   const sink = hooks.sink ?? nullSink;
   const ac = new AbortController();
@@ -141,7 +177,11 @@ export async function convert(input: ConvertOptionsInput | ConvertOptions, hooks
     scope.defer(`remove ${out.tmp}`, removeTmpOut);
     let applied;
     try {
-      applied = await apply({ planning: Planning.fromOptions(o, inputs, env.random), secrets: { password: o.password }, out }, env, completed);
+      applied = await apply(
+        { planning: Planning.fromOptions(o, inputs, env.random), secrets: { password: o.password }, out },
+        env,
+        completed,
+      );
     } catch (e) {
       throw lateInterrupt(completed, final, signal) ?? e;
     }
@@ -163,7 +203,8 @@ async function makeWorkDir(kind: '' | 'plan-', sink: EventSink): Promise<string>
 }
 
 function logSwept(sink: EventSink, gone: string[]): void {
-  for (const p of gone) sink({ type: 'log', level: 'debug', message: `removed ${p}, left by an img2vm process that is gone` });
+  for (const p of gone)
+    sink({ type: 'log', level: 'debug', message: `removed ${p}, left by an img2vm process that is gone` });
 }
 
 /**
@@ -174,7 +215,9 @@ function lateInterrupt(c: Completed, final: string | null, signal: AbortSignal):
   if (!signal.aborted || !(signal.reason instanceof InterruptedError)) return undefined;
   const done = [
     ...(c.renamed.length ? [`${c.renamed.at(-1)} was written`] : []),
-    ...(c.pushed ? [`${c.pushed.ref} was pushed${final && !c.renamed.length ? ` (${final} was not written)` : ''}`] : []),
+    ...(c.pushed
+      ? [`${c.pushed.ref} was pushed${final && !c.renamed.length ? ` (${final} was not written)` : ''}`]
+      : []),
   ];
   return done.length ? new InterruptedError(signal.reason.signalName, { after: done.join(' and ') }) : undefined;
 }
@@ -189,11 +232,18 @@ async function result(a: Awaited<ReturnType<typeof apply>>, final: string | null
     output: final,
     format: p.output.format,
     bootMode: p.boot.mode,
-    bootloader: p.boot.mode === 'direct-kernel' ? null : p.boot.loaders.includes('systemd-boot') ? 'systemd-boot' : 'grub',
+    bootloader:
+      p.boot.mode === 'direct-kernel' ? null : p.boot.loaders.includes('systemd-boot') ? 'systemd-boot' : 'grub',
     partitionTable: p.layout?.table ?? 'none',
     diskSize: p.layout?.diskSize ?? st.size,
     fileSize: st.blocks * 512,
-    rootfs: { bytes: c.bytes, files: c.files, entries: c.entries + SLACK.entries, fsSize: p.layout ? partitionByRole(p.layout, 'root')!.size : root.size, uuid: root.uuid },
+    rootfs: {
+      bytes: c.bytes,
+      files: c.files,
+      entries: c.entries + SLACK.entries,
+      fsSize: p.layout ? partitionByRole(p.layout, 'root')!.size : root.size,
+      uuid: root.uuid,
+    },
     partitions: (p.layout?.partitions ?? []).map((x) => ({ role: x.role, start: x.start, size: x.size })),
     kernelVersion: p.kernel?.version ?? null,
     distribution: p.guest.distribution,
@@ -210,7 +260,10 @@ async function result(a: Awaited<ReturnType<typeof apply>>, final: string | null
  * file data into a sparse work file, removed), so the sizes are the conversion's; a guest build or kernel that is
  * not cached leaves the plan estimated. Writes no output, needs no root.
  */
-export async function planImage(input: ConvertOptionsInput | ConvertOptions, hooks: ConvertHooks = {}): Promise<ConversionPlan> {
+export async function planImage(
+  input: ConvertOptionsInput | ConvertOptions,
+  hooks: ConvertHooks = {},
+): Promise<ConversionPlan> {
   const { o } = validate(input);
   const inputs = readInputs(o);
   Planning.fromOptions(o, inputs);

@@ -55,7 +55,10 @@ export class Planning {
 
   /** What phase 2 needs found out about the image: its distribution when the distro strategy may be used, and the builders for auto. */
   needs(): { os: boolean; builders: boolean } {
-    return { os: this.options.init === 'auto' || this.options.init === 'distro', builders: this.options.init === 'auto' };
+    return {
+      os: this.options.init === 'auto' || this.options.init === 'distro',
+      builders: this.options.init === 'auto',
+    };
   }
 
   /** Phase 2, what the image decides: its config's process, its distribution, the builders (→ the guest strategy). */
@@ -79,7 +82,11 @@ export class Planning {
 }
 
 /** Every phase at once, from whatever facts are known (tests, and the tools a conversion will need). */
-export function plan(o: ConvertOptions, known: Known = { inputs: {} }, random: Random = createRandom(o.seed)): ConversionPlan {
+export function plan(
+  o: ConvertOptions,
+  known: Known = { inputs: {} },
+  random: Random = createRandom(o.seed),
+): ConversionPlan {
   return derive(o, known, random);
 }
 
@@ -97,7 +104,9 @@ function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId): void {
   if (id === 'distro') return;
   // img2vm's init runs the entrypoint as a service itself; an image's own init gets nothing from img2vm.
   const service = id === 'image' && o.entrypointService && '--entrypoint-service';
-  const distroOnly = [o.sshKey && '--ssh-key', o.user && '--user', o.cloudInit && '--cloud-init', service].filter(Boolean);
+  const distroOnly = [o.sshKey && '--ssh-key', o.user && '--user', o.cloudInit && '--cloud-init', service].filter(
+    Boolean,
+  );
   if (distroOnly.length === 0) return;
   const why = id === 'img2vm' ? "img2vm's own init" : "the image's own kernel and init (--init image)";
   throw new Img2vmError(
@@ -125,7 +134,10 @@ export function loadersFor(o: ConvertOptions, direct: boolean): BootLoaderId[] {
   if (direct) return ['direct-kernel'];
   const bios = o.boot === 'bios' || o.boot === 'hybrid';
   const uefi = o.boot === 'uefi' || o.boot === 'hybrid';
-  return [...(bios ? ['grub-bios' as const] : []), ...(uefi ? [o.bootloader === 'systemd-boot' ? ('systemd-boot' as const) : ('grub-efi' as const)] : [])];
+  return [
+    ...(bios ? ['grub-bios' as const] : []),
+    ...(uefi ? [o.bootloader === 'systemd-boot' ? ('systemd-boot' as const) : ('grub-efi' as const)] : []),
+  ];
 }
 
 /** The same file asked for twice (both GRUBs write grub.cfg) is written once. */
@@ -147,21 +159,48 @@ export function formatOf(o: ConvertOptions): OutputFormat {
 /** Option combinations that cannot work (usage errors, before anything is read). */
 export function checkOptions(o: ConvertOptions, format: OutputFormat): void {
   if (o.bootloader === 'systemd-boot') {
-    if (format.directKernel) throw new Img2vmError('usage', '--bootloader does not apply to --format rootfs', 'the direct-kernel output has no boot loader; leave --bootloader out');
+    if (format.directKernel)
+      throw new Img2vmError(
+        'usage',
+        '--bootloader does not apply to --format rootfs',
+        'the direct-kernel output has no boot loader; leave --bootloader out',
+      );
     if (o.boot !== 'uefi') {
-      throw new Img2vmError('usage', `--bootloader systemd-boot boots UEFI only, not --boot ${o.boot}`, 'add --boot uefi, or keep GRUB (the default) for disks that also boot on BIOS');
+      throw new Img2vmError(
+        'usage',
+        `--bootloader systemd-boot boots UEFI only, not --boot ${o.boot}`,
+        'add --boot uefi, or keep GRUB (the default) for disks that also boot on BIOS',
+      );
     }
     if (o.bootPartition) {
-      throw new Img2vmError('usage', '--boot-partition does not apply to systemd-boot', 'systemd-boot loads the kernel from the EFI system partition; leave --boot-partition out');
+      throw new Img2vmError(
+        'usage',
+        '--boot-partition does not apply to systemd-boot',
+        'systemd-boot loads the kernel from the EFI system partition; leave --boot-partition out',
+      );
     }
   }
   if (o.platform) parsePlatform(o.platform);
   if (o.bootPartition && format.directKernel) {
-    throw new Img2vmError('usage', '--boot-partition does not apply to --format rootfs', 'the direct-kernel output has no partitions; leave --boot-partition out');
+    throw new Img2vmError(
+      'usage',
+      '--boot-partition does not apply to --format rootfs',
+      'the direct-kernel output has no partitions; leave --boot-partition out',
+    );
   }
   if (o.push) {
-    if (format.id !== 'containerdisk') throw new Img2vmError('usage', '--push applies only to --format containerdisk', 'add --format containerdisk, or leave --push out');
-    if (parseDockerReference(o.push).digest) throw new Img2vmError('usage', `--push ${o.push}: a push needs a tag, not a digest`, 'give a reference like registry.example:5000/team/disk:1.0');
+    if (format.id !== 'containerdisk')
+      throw new Img2vmError(
+        'usage',
+        '--push applies only to --format containerdisk',
+        'add --format containerdisk, or leave --push out',
+      );
+    if (parseDockerReference(o.push).digest)
+      throw new Img2vmError(
+        'usage',
+        `--push ${o.push}: a push needs a tag, not a digest`,
+        'give a reference like registry.example:5000/team/disk:1.0',
+      );
   }
   parseSourceRef(o.image);
 }
@@ -194,7 +233,9 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
   checkStrategyOptions(o, strategyId);
   const guest = strategy.describe(o, known);
   const loaders = loadersFor(o, direct);
-  const userCmdline = checkKernelCmdline(o.kernelCmdline, { grub: loaders.some((l) => l === 'grub-bios' || l === 'grub-efi') });
+  const userCmdline = checkKernelCmdline(o.kernelCmdline, {
+    grub: loaders.some((l) => l === 'grub-bios' || l === 'grub-efi'),
+  });
   const uefi = loaders.includes('grub-efi') || loaders.includes('systemd-boot');
   const ids = drawIds(random);
   const separateBoot = o.bootPartition !== undefined;
@@ -202,7 +243,8 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
   const hostname = o.hostname ?? hostnameFromImage(o.image);
   const grubDir = direct ? null : separateBoot ? '/grub' : '/boot/grub';
   // img2vm's init shares the console with the workload's output: the kernel says only what is wrong.
-  const extraArgs = [...(strategyId === 'img2vm' ? ['quiet'] : []), ...(userCmdline ? [userCmdline] : [])].join(' ') || undefined;
+  const extraArgs =
+    [...(strategyId === 'img2vm' ? ['quiet'] : []), ...(userCmdline ? [userCmdline] : [])].join(' ') || undefined;
   const cmdline = direct ? null : kernelCmdline(ids.root, extraArgs);
   const kernel = known.tree?.kernel ?? null;
   if (kernel) checkKernelVersion(kernel.version);
@@ -219,7 +261,15 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
   };
   const loaderFiles = loaders.map((id) => BOOT_LOADERS[id].files(li));
   const guestFiles = dedupe([
-    ...baseGuestFiles({ rootUuid: ids.root, bootUuid: separateBoot ? ids.boot : undefined, espUuid, password: o.password !== undefined }, 'guest'),
+    ...baseGuestFiles(
+      {
+        rootUuid: ids.root,
+        bootUuid: separateBoot ? ids.boot : undefined,
+        espUuid,
+        password: o.password !== undefined,
+      },
+      'guest',
+    ),
     ...strategy.guestFiles(o, known, hostname),
     ...loaderFiles.flatMap((l) => l.guestFiles),
   ]).map((f) => (separateBoot && f.fs === 'root' && f.path.startsWith('/boot/') ? { ...f, fs: 'boot' as const } : f));
@@ -228,7 +278,10 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
   const content = known.content ?? null;
   const { layout, filesystems } = sizeDisk(o, content, { direct, loaders, ids, espUuid, random });
   const outPath = o.output !== undefined ? resolve(o.output) : null;
-  const sideFiles = direct && outPath ? Object.values(rootfsArtifacts(outPath, !!kernel?.initrdPath)).filter((p): p is string => !!p && p !== outPath) : [];
+  const sideFiles =
+    direct && outPath
+      ? Object.values(rootfsArtifacts(outPath, !!kernel?.initrdPath)).filter((p): p is string => !!p && p !== outPath)
+      : [];
   const src = parseSourceRef(o.image);
 
   const unknown: string[] = [];
@@ -253,7 +306,11 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     guest,
     content,
     kernel,
-    disk: { rootOffset: rootOffset(o, direct, loaders), container: format.assembly.container, inPlace: format.assembly.inPlace },
+    disk: {
+      rootOffset: rootOffset(o, direct, loaders),
+      container: format.assembly.container,
+      inPlace: format.assembly.inPlace,
+    },
     layout,
     sizing: o.size !== undefined ? 'fixed' : 'fitted',
     filesystems,
@@ -262,7 +319,15 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     guestFiles,
     exports,
     output: { format: format.id, path: outPath, compress: o.compress, push: o.push ?? null, sideFiles },
-    steps: planSteps(o, { format: format.id, direct, strategy: strategyId, loaders, uefi, separateBoot, table: layout?.table ?? (o.partitionTable ?? (o.boot === 'bios' ? 'mbr' : 'gpt')) }),
+    steps: planSteps(o, {
+      format: format.id,
+      direct,
+      strategy: strategyId,
+      loaders,
+      uefi,
+      separateBoot,
+      table: layout?.table ?? o.partitionTable ?? (o.boot === 'bios' ? 'mbr' : 'gpt'),
+    }),
     unknown,
   };
 }
@@ -276,7 +341,11 @@ interface DiskInput {
 }
 
 /** Partitions and file systems from the content's size (or --size); nothing until the content is known. */
-function sizeDisk(o: ConvertOptions, c: ContentFacts | null, d: DiskInput): { layout: DiskLayout | null; filesystems: FileSystemPlan[] } {
+function sizeDisk(
+  o: ConvertOptions,
+  c: ContentFacts | null,
+  d: DiskInput,
+): { layout: DiskLayout | null; filesystems: FileSystemPlan[] } {
   if (!c) return { layout: null, filesystems: [] };
   const content = withSlack(c);
   // The writer's own measure of the tree, once known, wins over the estimate from the counts.
@@ -284,12 +353,26 @@ function sizeDisk(o: ConvertOptions, c: ContentFacts | null, d: DiskInput): { la
   const wantFs = o.size ? minFs : Math.max(defaultFsSize(content), minFs);
   const root = (offset: number, space: number): FileSystemPlan => {
     const fs = ext4Shape(space, inodesFor(content));
-    return { role: 'root', type: 'ext4', label: 'root', uuid: d.ids.root, offset, size: fs.bytes, inodes: fs.inodes, journalMiB: journalMiBFor(fs.bytes), hashSeed: d.ids.rootHash };
+    return {
+      role: 'root',
+      type: 'ext4',
+      label: 'root',
+      uuid: d.ids.root,
+      offset,
+      size: fs.bytes,
+      inodes: fs.inodes,
+      journalMiB: journalMiBFor(fs.bytes),
+      hashSeed: d.ids.rootHash,
+    };
   };
   if (d.direct) {
     const fsSize = o.size ?? wantFs;
     if (fsSize < minFs) {
-      throw new Img2vmError('sizeTooSmall', `--size ${formatSize(fsSize)} is too small: the image needs at least ${formatSize(minFs)}`, 'give a larger --size, or leave it out to fit the content');
+      throw new Img2vmError(
+        'sizeTooSmall',
+        `--size ${formatSize(fsSize)} is too small: the image needs at least ${formatSize(minFs)}`,
+        'give a larger --size, or leave it out to fit the content',
+      );
     }
     return { layout: null, filesystems: [root(0, fsSize)] };
   }
@@ -297,7 +380,11 @@ function sizeDisk(o: ConvertOptions, c: ContentFacts | null, d: DiskInput): { la
   if (o.bootPartition !== undefined && c.boot) {
     const minBoot = minimumFsSize(bootUsage);
     if (o.bootPartition < minBoot) {
-      throw new Img2vmError('sizeTooSmall', `--boot-partition ${formatSize(o.bootPartition)} is too small: /boot needs at least ${formatSize(minBoot)}`, `give --boot-partition ${formatSize(minBoot)} or more`);
+      throw new Img2vmError(
+        'sizeTooSmall',
+        `--boot-partition ${formatSize(o.bootPartition)} is too small: /boot needs at least ${formatSize(minBoot)}`,
+        `give --boot-partition ${formatSize(minBoot)} or more`,
+      );
     }
   }
   const layout = planLayout({
@@ -311,15 +398,30 @@ function sizeDisk(o: ConvertOptions, c: ContentFacts | null, d: DiskInput): { la
   });
   const rootPart = partitionByRole(layout, 'root')!;
   if (rootPart.size < minFs) {
-    throw new Img2vmError('sizeTooSmall', `--size ${formatSize(o.size ?? 0)} is too small: the image needs at least ${formatSize(layout.diskSize - rootPart.size + minFs)}`, 'give a larger --size, or leave it out to fit the content');
+    throw new Img2vmError(
+      'sizeTooSmall',
+      `--size ${formatSize(o.size ?? 0)} is too small: the image needs at least ${formatSize(layout.diskSize - rootPart.size + minFs)}`,
+      'give a larger --size, or leave it out to fit the content',
+    );
   }
   const fss: FileSystemPlan[] = [];
   const esp = partitionByRole(layout, 'esp');
-  if (esp && d.espUuid) fss.push({ role: 'esp', type: 'vfat', label: 'EFI', uuid: d.espUuid, offset: esp.start, size: esp.size });
+  if (esp && d.espUuid)
+    fss.push({ role: 'esp', type: 'vfat', label: 'EFI', uuid: d.espUuid, offset: esp.start, size: esp.size });
   const boot = partitionByRole(layout, 'boot');
   if (boot) {
     const fs = ext4Shape(boot.size, inodesFor(bootUsage));
-    fss.push({ role: 'boot', type: 'ext4', label: 'boot', uuid: d.ids.boot, offset: boot.start, size: fs.bytes, inodes: fs.inodes, journalMiB: journalMiBFor(fs.bytes), hashSeed: d.ids.bootHash });
+    fss.push({
+      role: 'boot',
+      type: 'ext4',
+      label: 'boot',
+      uuid: d.ids.boot,
+      offset: boot.start,
+      size: fs.bytes,
+      inodes: fs.inodes,
+      journalMiB: journalMiBFor(fs.bytes),
+      hashSeed: d.ids.bootHash,
+    });
   }
   fss.push(root(rootPart.start, rootPart.size));
   return { layout, filesystems: fss };
@@ -346,11 +448,25 @@ interface StepInput {
 function planSteps(o: ConvertOptions, s: StepInput): PlanStep[] {
   const src = parseSourceRef(o.image);
   const steps: PlanStep[] = [
-    { stage: 'source', id: src.transport, title: src.bare ? `Read image ${o.image} (the daemon's, else the registry's)` : `Read image ${o.image}` },
-    { stage: 'guest', id: s.strategy, title: { distro: 'Install kernel and init', img2vm: "Fetch img2vm's kernel", image: "Keep the image's own kernel and init" }[s.strategy] },
+    {
+      stage: 'source',
+      id: src.transport,
+      title: src.bare ? `Read image ${o.image} (the daemon's, else the registry's)` : `Read image ${o.image}`,
+    },
+    {
+      stage: 'guest',
+      id: s.strategy,
+      title: {
+        distro: 'Install kernel and init',
+        img2vm: "Fetch img2vm's kernel",
+        image: "Keep the image's own kernel and init",
+      }[s.strategy],
+    },
     { stage: 'rootfs', id: 'flatten', title: 'Flatten layers into the root file system' },
     { stage: 'rootfs', id: 'configure', title: 'Write the guest configuration' },
-    ...s.loaders.filter((id) => BOOT_LOADERS[id].prepare).map((id): PlanStep => ({ stage: 'rootfs', id, title: PREPARE_TITLES[id] })),
+    ...s.loaders
+      .filter((id) => BOOT_LOADERS[id].prepare)
+      .map((id): PlanStep => ({ stage: 'rootfs', id, title: PREPARE_TITLES[id] })),
   ];
   if (s.direct) steps.push({ stage: 'disk', id: 'ext4', title: 'Format the root file system', target: 'root' });
   else {
@@ -359,8 +475,10 @@ function planSteps(o: ConvertOptions, s: StepInput): PlanStep[] {
     if (s.separateBoot) steps.push({ stage: 'disk', id: 'ext4', title: 'Format /boot', target: 'boot' });
     steps.push({ stage: 'disk', id: 'ext4', title: 'Format the root file system', target: 'root' });
   }
-  for (const id of s.loaders) if (BOOT_LOADERS[id].install) steps.push({ stage: 'boot', id, title: `Install ${BOOT_LOADERS[id].label}` });
-  if (o.output !== undefined || !o.push) steps.push({ stage: 'output', id: s.format, title: `Write ${s.format} ${o.output ?? ''}`.trim() });
+  for (const id of s.loaders)
+    if (BOOT_LOADERS[id].install) steps.push({ stage: 'boot', id, title: `Install ${BOOT_LOADERS[id].label}` });
+  if (o.output !== undefined || !o.push)
+    steps.push({ stage: 'output', id: s.format, title: `Write ${s.format} ${o.output ?? ''}`.trim() });
   else steps.push({ stage: 'output', id: s.format, title: `Make the ${s.format} in the work directory` });
   if (o.push) steps.push({ stage: 'output', id: 'push', title: `Push ${o.push}` });
   return steps;

@@ -30,7 +30,10 @@ export function writeFailure(e: unknown, c: FailureContext): unknown {
   const need = !isDisk
     ? {}
     : content
-      ? { needBytes: content.blocks4k * 4096, needNote: `the disk's data${size ? `; the disk is ${formatSize(size)} at most` : ''}` }
+      ? {
+          needBytes: content.blocks4k * 4096,
+          needNote: `the disk's data${size ? `; the disk is ${formatSize(size)} at most` : ''}`,
+        }
       : (c.layerBytes ?? 0) > 0
         ? { needBytes: c.layerBytes, needNote: "at least: the image's layers are that big" }
         : {};
@@ -43,7 +46,12 @@ export function writeFailure(e: unknown, c: FailureContext): unknown {
         : file === c.work
           ? 'the work files (kernel, initramfs, boot loader images)'
           : `the work file ${relative(c.work, file)}`;
-  return asWriteError(e, { area, what, path: area === 'output' ? dirname(file) : area === 'work' ? c.work : file, ...need });
+  return asWriteError(e, {
+    area,
+    what,
+    path: area === 'output' ? dirname(file) : area === 'work' ? c.work : file,
+    ...need,
+  });
 }
 
 /**

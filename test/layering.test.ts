@@ -35,7 +35,9 @@ const RANKS: Record<string, number> = {
 };
 
 function files(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 function roomOf(src: string, file: string): string {
@@ -57,7 +59,9 @@ function violations(src: string): string[] {
       const target = resolve(dirname(f), m[2]!).replace(/\.js$/, '.ts');
       const to = roomOf(src, target);
       if (to !== from && (RANKS[to] ?? Infinity) >= RANKS[from]!) {
-        bad.push(`${relative(src, f)} (${from}, rank ${RANKS[from]}) imports ${relative(src, target)} (${to}, rank ${RANKS[to]})`);
+        bad.push(
+          `${relative(src, f)} (${from}, rank ${RANKS[from]}) imports ${relative(src, target)} (${to}, rank ${RANKS[to]})`,
+        );
       }
     }
   }

@@ -10,7 +10,14 @@ import { Img2vmError } from '../core/errors.js';
 export const MAX_USER_CMDLINE_BYTES = 1024;
 
 const CONTROL = /\p{Cc}/u;
-const CONTROL_NAMES: Record<number, string> = { 0: 'NUL', 9: 'tab', 10: 'newline', 13: 'carriage return', 27: 'escape', 127: 'delete' };
+const CONTROL_NAMES: Record<number, string> = {
+  0: 'NUL',
+  9: 'tab',
+  10: 'newline',
+  13: 'carriage return',
+  27: 'escape',
+  127: 'delete',
+};
 
 /** One argument as the kernel reads the command line, and where it starts (in characters, from 0). */
 export interface KernelArg {
@@ -72,12 +79,20 @@ function grubProblem(arg: KernelArg): { at: number; char: string; why: string; h
   const rewrite = inner.includes(' ') ? `"${inner}"` : inner;
   const base = { at: arg.at + quotes[0]!, char: '"' };
   if (quotes.length % 2 === 1) {
-    return { ...base, why: 'the quote is not closed, and GRUB can hand the kernel double quotes only around a whole argument that holds a space', hint: 'close the quote around the whole argument, or leave it out' };
+    return {
+      ...base,
+      why: 'the quote is not closed, and GRUB can hand the kernel double quotes only around a whole argument that holds a space',
+      hint: 'close the quote around the whole argument, or leave it out',
+    };
   }
   const whole = quotes.length === 2 && quotes[0] === 0 && quotes[1] === chars.length - 1;
   if (whole && inner.includes(' ')) return undefined;
   if (whole) {
-    return { ...base, why: 'GRUB drops quotes around an argument without a space', hint: `write ${rewrite} without the quotes` };
+    return {
+      ...base,
+      why: 'GRUB drops quotes around an argument without a space',
+      hint: `write ${rewrite} without the quotes`,
+    };
   }
   return {
     ...base,
@@ -106,7 +121,12 @@ export function checkKernelCmdline(cmdline: string | undefined, opts: { grub: bo
   if (opts.grub) {
     for (const a of args) {
       const p = grubProblem(a);
-      if (p) throw new Img2vmError('usage', `--kernel-cmdline has ${p.char} at character ${p.at + 1} (in ${a.text}): ${p.why}`, p.hint);
+      if (p)
+        throw new Img2vmError(
+          'usage',
+          `--kernel-cmdline has ${p.char} at character ${p.at + 1} (in ${a.text}): ${p.why}`,
+          p.hint,
+        );
     }
   }
   const joined = args.map((a) => a.text).join(' ');
@@ -126,7 +146,15 @@ export function checkKernelCmdline(cmdline: string | undefined, opts: { grub: bo
  * (a newline would start a line of its own in grub.cfg or a BLS entry), runs of spaces one, at most 100 characters.
  */
 export function menuTitle(name: string): string {
-  const t = Array.from(name.replace(/[\p{Cc}\p{Zl}\p{Zp}]/gu, ' ').replace(/\s+/g, ' ').trim()).slice(0, 100).join('').trim();
+  const t = Array.from(
+    name
+      .replace(/[\p{Cc}\p{Zl}\p{Zp}]/gu, ' ')
+      .replace(/\s+/g, ' ')
+      .trim(),
+  )
+    .slice(0, 100)
+    .join('')
+    .trim();
   return t || 'Linux';
 }
 
@@ -139,10 +167,13 @@ export const KERNEL_VERSION = /^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$/;
 /** Refuses a kernel whose version (from its file name in the image's /boot) is not one (KERNEL_VERSION). */
 export function checkKernelVersion(version: string): void {
   if (KERNEL_VERSION.test(version)) return;
-  const shown = JSON.stringify(Array.from(version).slice(0, 80).join('')).replace(/\p{Cc}/gu, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+  const shown = JSON.stringify(Array.from(version).slice(0, 80).join('')).replace(
+    /\p{Cc}/gu,
+    (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`,
+  );
   throw new Img2vmError(
     'badImage',
     `the kernel version ${shown} (from its file name, vmlinuz-VERSION) is not one img2vm can name boot entries and files on the EFI system partition with`,
-    'a kernel version is letters, digits and . _ + ~ - (at most 64, as uname -r prints it); rename the kernel and its initrd in the image\'s /boot',
+    "a kernel version is letters, digits and . _ + ~ - (at most 64, as uname -r prints it); rename the kernel and its initrd in the image's /boot",
   );
 }

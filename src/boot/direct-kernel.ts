@@ -20,7 +20,12 @@ export const directKernel: BootLoader = {
     const dest = join(env.work, 'vmlinux');
     await writeFile(dest, vmlinux.elf);
     if (!vmlinux.pvh) {
-      env.sink({ type: 'log', level: 'warn', stage: 'boot', message: `kernel ${plan.kernel?.version} has no PVH entry note: Firecracker can boot its vmlinux, cloud-hypervisor cannot` });
+      env.sink({
+        type: 'log',
+        level: 'warn',
+        stage: 'boot',
+        message: `kernel ${plan.kernel?.version} has no PVH entry note: Firecracker can boot its vmlinux, cloud-hypervisor cannot`,
+      });
     }
     return new Map([['vmlinux', dest]]);
   },

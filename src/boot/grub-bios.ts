@@ -22,7 +22,19 @@ const BOOT_CODE_END = 0x1b8; // disk signature and partition table follow; they 
 const BLOCKLIST_START = 512 - 12;
 
 /** Modules built into core.img: enough to find the root by UUID and read grub.cfg from ext4 on MBR or GPT. */
-export const CORE_MODULES = ['biosdisk', 'part_msdos', 'part_gpt', 'ext2', 'search_fs_uuid', 'normal', 'configfile', 'linux', 'gzio', 'serial', 'terminal'];
+export const CORE_MODULES = [
+  'biosdisk',
+  'part_msdos',
+  'part_gpt',
+  'ext2',
+  'search_fs_uuid',
+  'normal',
+  'configfile',
+  'linux',
+  'gzio',
+  'serial',
+  'terminal',
+];
 
 /** Patches boot.img for a core image at `coreSector`: where to load from, and no floppy drive check. */
 export function patchBootImage(bootImg: Buffer, coreSector: number): Buffer {
@@ -56,15 +68,27 @@ export function coreLocation(layout: DiskLayout): { sector: number; maxBytes: nu
 }
 
 /** Builds core.img and writes it and boot.img into the disk (boot.img's code only: the partition table is kept). */
-export async function installGrubBios(target: BlockTarget, layout: DiskLayout, bootFsUuid: string, grubDir: string, ctx: RunContext): Promise<void> {
+export async function installGrubBios(
+  target: BlockTarget,
+  layout: DiskLayout,
+  bootFsUuid: string,
+  grubDir: string,
+  ctx: RunContext,
+): Promise<void> {
   const early = join(ctx.work, 'grub-bios-early.cfg');
   const coreOut = join(ctx.work, 'core.img');
   await writeFile(early, earlyConfig(bootFsUuid, grubDir));
-  await run('grub-mkimage', grubMkimageArgs(coreOut, early, grubDir, 'i386-pc', CORE_MODULES, GRUB_PC_DIR), { signal: ctx.signal });
+  await run('grub-mkimage', grubMkimageArgs(coreOut, early, grubDir, 'i386-pc', CORE_MODULES, GRUB_PC_DIR), {
+    signal: ctx.signal,
+  });
   const { sector, maxBytes } = coreLocation(layout);
   const core = patchCoreImage(await readFile(coreOut), sector);
   if (core.length > maxBytes) {
-    throw new Img2vmError('internal', `GRUB core image (${core.length} bytes) does not fit in ${maxBytes} bytes`, 'report this as a bug');
+    throw new Img2vmError(
+      'internal',
+      `GRUB core image (${core.length} bytes) does not fit in ${maxBytes} bytes`,
+      'report this as a bug',
+    );
   }
   const boot = patchBootImage(await readFile(join(GRUB_PC_DIR, 'boot.img')), sector);
   target.write(boot, 0);
@@ -75,7 +99,10 @@ export const grubBios: BootLoader = {
   id: 'grub-bios',
   label: 'GRUB BIOS',
   tools: ['grub-mkimage'],
-  files: (i) => ({ guestFiles: [grubCfgFile(i, 'grub'), grubModulesCopy(i, GRUB_PC_DIR, 'i386-pc', 'grub-bios')], exports: [] }),
+  files: (i) => ({
+    guestFiles: [grubCfgFile(i, 'grub'), grubModulesCopy(i, GRUB_PC_DIR, 'i386-pc', 'grub-bios')],
+    exports: [],
+  }),
   async install(plan, target, env) {
     const { layout, boot } = plan;
     if (!layout || !boot.grubDir) throw new Error('grub-bios needs a partitioned disk and a GRUB directory');

@@ -17,7 +17,23 @@ export interface GrubEntry {
  * Inside single quotes every byte is itself, and a ' is written '\'' (close, an escaped quote, reopen).
  */
 const GRUB_BARE = /^[A-Za-z0-9_.,:/=+@%^~-]+$/;
-const GRUB_RESERVED = new Set(['case', 'do', 'done', 'elif', 'else', 'esac', 'fi', 'for', 'function', 'if', 'in', 'select', 'then', 'until', 'while']);
+const GRUB_RESERVED = new Set([
+  'case',
+  'do',
+  'done',
+  'elif',
+  'else',
+  'esac',
+  'fi',
+  'for',
+  'function',
+  'if',
+  'in',
+  'select',
+  'then',
+  'until',
+  'while',
+]);
 
 /** A string as one GRUB word that GRUB's parser turns back into exactly that string. */
 export function grubQuote(s: string): string {
@@ -39,7 +55,10 @@ export function grubArgs(cmdline: string): string {
     .map(({ text }) => {
       const whole = /^"([^"]* [^"]*)"$/.exec(text);
       const word = whole ? whole[1]! : text;
-      if (/["'\\\p{Cc}]/u.test(word)) throw new Error(`kernel argument ${JSON.stringify(text)} cannot pass through GRUB unchanged; the plan should have refused it`);
+      if (/["'\\\p{Cc}]/u.test(word))
+        throw new Error(
+          `kernel argument ${JSON.stringify(text)} cannot pass through GRUB unchanged; the plan should have refused it`,
+        );
       return grubWord(word);
     })
     .join(' ');
@@ -47,7 +66,7 @@ export function grubArgs(cmdline: string): string {
 
 export function renderGrubCfg(e: GrubEntry): string {
   return [
-    '# Written by img2vm. The kernel and initrd paths follow Debian\'s /vmlinuz and /initrd.img links when present,',
+    "# Written by img2vm. The kernel and initrd paths follow Debian's /vmlinuz and /initrd.img links when present,",
     '# so kernel upgrades inside the guest keep booting.',
     'serial --unit=0 --speed=115200',
     'terminal_input serial console',
@@ -71,7 +90,13 @@ export function kernelCmdline(rootUuid: string, extra?: string): string {
 /** /boot/grub/grub.cfg for either GRUB; its kernel paths are relative to the file system holding /boot. */
 export function grubCfgFile(i: LoaderInput, by: string): GuestFile {
   const onBootFs = (p: string) => (i.separateBoot ? p.replace(/^\/boot\//, '/') : p);
-  const file: GuestFile = { kind: 'file', path: '/boot/grub/grub.cfg', fs: i.separateBoot ? 'boot' : 'root', mode: 0o644, by };
+  const file: GuestFile = {
+    kind: 'file',
+    path: '/boot/grub/grub.cfg',
+    fs: i.separateBoot ? 'boot' : 'root',
+    mode: 0o644,
+    by,
+  };
   if (!i.kernel) return { ...file, note: 'written once the kernel is known' };
   // The /vmlinuz links live on the root file system, which GRUB does not see when /boot is separate.
   const files = kernelFiles(i.kernel);
@@ -79,19 +104,38 @@ export function grubCfgFile(i: LoaderInput, by: string): GuestFile {
   const paths = i.separateBoot ? versioned : i.kernel;
   return {
     ...file,
-    content: renderGrubCfg({ title: i.title, kernel: onBootFs(paths.kernelPath), initrd: paths.initrdPath && onBootFs(paths.initrdPath), cmdline: i.cmdline }),
+    content: renderGrubCfg({
+      title: i.title,
+      kernel: onBootFs(paths.kernelPath),
+      initrd: paths.initrdPath && onBootFs(paths.initrdPath),
+      cmdline: i.cmdline,
+    }),
   };
 }
 
 /** GRUB's modules for one platform, copied from the host into the guest for what grub.cfg loads at run time. */
 export function grubModulesCopy(i: LoaderInput, platformDir: string, platform: string, by: string): GuestFile {
-  return { kind: 'copy', path: `/boot/grub/${platform}`, fs: i.separateBoot ? 'boot' : 'root', from: platformDir, filter: '*.mod *.lst', by };
+  return {
+    kind: 'copy',
+    path: `/boot/grub/${platform}`,
+    fs: i.separateBoot ? 'boot' : 'root',
+    from: platformDir,
+    filter: '*.mod *.lst',
+    by,
+  };
 }
 
 export function earlyConfig(bootFsUuid: string, grubDir: string): string {
   return `search.fs_uuid ${bootFsUuid} root\nset prefix=($root)${grubDir}\n`;
 }
 
-export function grubMkimageArgs(out: string, earlyCfg: string, prefix: string, format: 'i386-pc' | 'x86_64-efi', modules: readonly string[], dir?: string): string[] {
+export function grubMkimageArgs(
+  out: string,
+  earlyCfg: string,
+  prefix: string,
+  format: 'i386-pc' | 'x86_64-efi',
+  modules: readonly string[],
+  dir?: string,
+): string[] {
   return ['-O', format, ...(dir ? ['-d', dir] : []), '-o', out, '-c', earlyCfg, '-p', prefix, ...modules];
 }

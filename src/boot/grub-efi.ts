@@ -11,14 +11,30 @@ export const GRUB_EFI_DIR = '/usr/lib/grub/x86_64-efi';
 /** Firmware looks here when no boot entry exists (UEFI spec, removable media path). */
 export const REMOVABLE_PATH = 'EFI/BOOT/BOOTX64.EFI';
 
-export const EFI_MODULES = ['part_gpt', 'part_msdos', 'ext2', 'fat', 'search_fs_uuid', 'normal', 'configfile', 'linux', 'gzio', 'serial', 'terminal', 'efi_gop', 'all_video'];
+export const EFI_MODULES = [
+  'part_gpt',
+  'part_msdos',
+  'ext2',
+  'fat',
+  'search_fs_uuid',
+  'normal',
+  'configfile',
+  'linux',
+  'gzio',
+  'serial',
+  'terminal',
+  'efi_gop',
+  'all_video',
+];
 
 /** Builds BOOTX64.EFI (finds the boot file system by UUID, then reads its grub.cfg) in the work directory. */
 export async function makeGrubEfi(bootFsUuid: string, grubDir: string, ctx: RunContext): Promise<string> {
   const early = join(ctx.work, 'grub-efi-early.cfg');
   const efi = join(ctx.work, EFI_WORK_NAME);
   await writeFile(early, earlyConfig(bootFsUuid, grubDir));
-  await run('grub-mkimage', grubMkimageArgs(efi, early, grubDir, 'x86_64-efi', EFI_MODULES, GRUB_EFI_DIR), { signal: ctx.signal });
+  await run('grub-mkimage', grubMkimageArgs(efi, early, grubDir, 'x86_64-efi', EFI_MODULES, GRUB_EFI_DIR), {
+    signal: ctx.signal,
+  });
   return efi;
 }
 
@@ -32,7 +48,14 @@ export const grubEfi: BootLoader = {
     guestFiles: [
       grubCfgFile(i, 'grub'),
       grubModulesCopy(i, GRUB_EFI_DIR, 'x86_64-efi', 'grub-efi'),
-      { kind: 'file', path: `/${REMOVABLE_PATH}`, fs: 'esp', from: `work:${EFI_WORK_NAME}`, note: 'grub-mkimage x86_64-efi image that finds the boot file system by UUID', by: 'grub-efi' },
+      {
+        kind: 'file',
+        path: `/${REMOVABLE_PATH}`,
+        fs: 'esp',
+        from: `work:${EFI_WORK_NAME}`,
+        note: 'grub-mkimage x86_64-efi image that finds the boot file system by UUID',
+        by: 'grub-efi',
+      },
     ],
     exports: [],
   }),

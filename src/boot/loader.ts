@@ -48,6 +48,6 @@ export interface BootLoader {
 export function kernelFiles(k: KernelFacts): { kernel: string; initrd?: string } {
   return {
     kernel: k.kernelFile ?? `/boot/vmlinuz-${k.version}`,
-    initrd: k.initrdPath ? k.initrdFile ?? `/boot/initrd.img-${k.version}` : undefined,
+    initrd: k.initrdPath ? (k.initrdFile ?? `/boot/initrd.img-${k.version}`) : undefined,
   };
 }

@@ -28,7 +28,12 @@ export interface BlsEntry {
 /** Paths on the ESP, as kernel-install (layout=bls) names them. */
 export function blsPaths(kernelVersion: string): { dir: string; linux: string; initrd: string; entry: string } {
   const dir = `${ENTRY_TOKEN}/${kernelVersion}`;
-  return { dir, linux: `${dir}/linux`, initrd: `${dir}/initrd.img-${kernelVersion}`, entry: `loader/entries/${ENTRY_TOKEN}-${kernelVersion}.conf` };
+  return {
+    dir,
+    linux: `${dir}/linux`,
+    initrd: `${dir}/initrd.img-${kernelVersion}`,
+    entry: `loader/entries/${ENTRY_TOKEN}-${kernelVersion}.conf`,
+  };
 }
 
 /** What the BLS allows in a sort key, and what os-release allows in an ID. */
@@ -41,8 +46,12 @@ const SORT_KEY = /^[a-z0-9._-]{1,64}$/;
  */
 export function renderBlsEntry(e: BlsEntry): string {
   const p = blsPaths(e.kernelVersion);
-  for (const [what, v] of [['version', e.kernelVersion], ['options', e.cmdline]]) {
-    if (/\p{Cc}/u.test(v!)) throw new Error(`BLS ${what} ${JSON.stringify(v)} holds a control character; the plan should have refused it`);
+  for (const [what, v] of [
+    ['version', e.kernelVersion],
+    ['options', e.cmdline],
+  ]) {
+    if (/\p{Cc}/u.test(v!))
+      throw new Error(`BLS ${what} ${JSON.stringify(v)} holds a control character; the plan should have refused it`);
   }
   return [
     `title      ${menuTitle(e.title)}`,
@@ -65,8 +74,19 @@ export function renderLoaderConf(): string {
  * way img2vm did: same entry token, same command line, BLS layout.
  */
 export function kernelInstallFiles(cmdline: string, by = 'systemd-boot'): GuestFile[] {
-  const f = (path: string, content: string): GuestFile => ({ kind: 'file', path, fs: 'root', mode: 0o644, content, by });
-  return [f('/etc/kernel/entry-token', `${ENTRY_TOKEN}\n`), f('/etc/kernel/cmdline', `${cmdline}\n`), f('/etc/kernel/install.conf', '# Written by img2vm.\nlayout=bls\n')];
+  const f = (path: string, content: string): GuestFile => ({
+    kind: 'file',
+    path,
+    fs: 'root',
+    mode: 0o644,
+    content,
+    by,
+  });
+  return [
+    f('/etc/kernel/entry-token', `${ENTRY_TOKEN}\n`),
+    f('/etc/kernel/cmdline', `${cmdline}\n`),
+    f('/etc/kernel/install.conf', '# Written by img2vm.\nlayout=bls\n'),
+  ];
 }
 
 /** The first of the guest's copy (exported from the image) and the host's that is a regular file. */
@@ -74,12 +94,27 @@ async function pickSystemdBootEfi(guest: string | undefined): Promise<string> {
   for (const c of [guest, SYSTEMD_BOOT_EFI]) {
     if (c && (await lstat(c).catch(() => undefined))?.isFile()) return c;
   }
-  throw new Img2vmError('toolMissing', 'systemd-boot is neither in the image nor on this host', 'install it: apt-get install systemd-boot-efi (or use --bootloader grub)');
+  throw new Img2vmError(
+    'toolMissing',
+    'systemd-boot is neither in the image nor on this host',
+    'install it: apt-get install systemd-boot-efi (or use --bootloader grub)',
+  );
 }
 
-function bootFiles(i: LoaderInput): { guestFiles: GuestFile[]; exports: { path: string; as: string; optional?: boolean }[] } {
+function bootFiles(i: LoaderInput): {
+  guestFiles: GuestFile[];
+  exports: { path: string; as: string; optional?: boolean }[];
+} {
   const by = 'systemd-boot';
-  const esp = (path: string, src: { content?: string; from?: string }, note?: string): GuestFile => ({ kind: 'file', path, fs: 'esp', mode: 0o644, ...src, ...(note ? { note } : {}), by });
+  const esp = (path: string, src: { content?: string; from?: string }, note?: string): GuestFile => ({
+    kind: 'file',
+    path,
+    fs: 'esp',
+    mode: 0o644,
+    ...src,
+    ...(note ? { note } : {}),
+    by,
+  });
   const k = i.kernel;
   const p = k ? blsPaths(k.version) : undefined;
   const efi = { from: `work:${EFI_WORK_NAME}` };
@@ -91,13 +126,26 @@ function bootFiles(i: LoaderInput): { guestFiles: GuestFile[]; exports: { path: 
       esp('/loader/loader.conf', { content: renderLoaderConf() }),
       ...(k && p
         ? [
-            esp(`/${p.entry}`, { content: renderBlsEntry({ title: i.title, kernelVersion: k.version, cmdline: i.cmdline, hasInitrd: !!k.initrdPath, sortKey: i.osId }) }),
+            esp(`/${p.entry}`, {
+              content: renderBlsEntry({
+                title: i.title,
+                kernelVersion: k.version,
+                cmdline: i.cmdline,
+                hasInitrd: !!k.initrdPath,
+                sortKey: i.osId,
+              }),
+            }),
             esp(`/${p.linux}`, { from: 'work:vmlinuz' }, `the guest's ${kernelFiles(k).kernel}`),
-            ...(k.initrdPath ? [esp(`/${p.initrd}`, { from: 'work:initrd.img' }, `the guest's ${kernelFiles(k).initrd}`)] : []),
+            ...(k.initrdPath
+              ? [esp(`/${p.initrd}`, { from: 'work:initrd.img' }, `the guest's ${kernelFiles(k).initrd}`)]
+              : []),
           ]
         : [esp('/loader/entries/', {}, 'the entry and kernel, once the kernel is known')]),
     ],
-    exports: [...(k ? kernelExports(kernelFiles(k)) : []), { path: SYSTEMD_BOOT_EFI, as: 'guest-systemd-bootx64.efi', optional: true }],
+    exports: [
+      ...(k ? kernelExports(kernelFiles(k)) : []),
+      { path: SYSTEMD_BOOT_EFI, as: 'guest-systemd-bootx64.efi', optional: true },
+    ],
   };
 }
 

@@ -26,14 +26,20 @@ interface Payload {
 const LZ4_LEGACY_MAGIC = 0x184c2102;
 
 function bad(message: string): Img2vmError {
-  return new Img2vmError('badImage', `kernel: ${message}`, 'the guest kernel must be an x86-64 bzImage (boot protocol 2.08 or newer)');
+  return new Img2vmError(
+    'badImage',
+    `kernel: ${message}`,
+    'the guest kernel must be an x86-64 bzImage (boot protocol 2.08 or newer)',
+  );
 }
 
 /** Locates the compressed vmlinux inside a bzImage from its setup header. */
 export function bzImagePayload(img: Buffer): Payload {
-  if (img.length < 0x250 || img.toString('latin1', 0x202, 0x206) !== 'HdrS') throw bad('no x86 boot header ("HdrS") — not a bzImage');
+  if (img.length < 0x250 || img.toString('latin1', 0x202, 0x206) !== 'HdrS')
+    throw bad('no x86 boot header ("HdrS") — not a bzImage');
   const version = img.readUInt16LE(0x206);
-  if (version < 0x208) throw bad(`boot protocol ${version >> 8}.${(version & 0xff).toString().padStart(2, '0')} has no payload fields`);
+  if (version < 0x208)
+    throw bad(`boot protocol ${version >> 8}.${(version & 0xff).toString().padStart(2, '0')} has no payload fields`);
   const setupSects = img[0x1f1] || 4;
   const start = (setupSects + 1) * 512 + img.readUInt32LE(0x248);
   const length = img.readUInt32LE(0x24c);
@@ -117,7 +123,10 @@ function lz4Block(src: Buffer, p: number, end: number, out: Buffer, o: number): 
 
 /** Decompresses with a host tool, through files in `scratch` (the tools write binary output we must not decode). */
 async function decompressWithTool(p: Payload, scratch: string, signal?: AbortSignal): Promise<Buffer> {
-  const tools: Record<Exclude<KernelCompression, 'gzip' | 'lz4'>, [ToolName, string, (i: string, o: string) => string[]]> = {
+  const tools: Record<
+    Exclude<KernelCompression, 'gzip' | 'lz4'>,
+    [ToolName, string, (i: string, o: string) => string[]]
+  > = {
     xz: ['xz', '.xz', (i) => ['--decompress', '--single-stream', '--keep', '--force', i]],
     lzma: ['xz', '.lzma', (i) => ['--decompress', '--format=lzma', '--keep', '--force', i]],
     zstd: ['zstd', '.zst', (i, o) => ['--decompress', '--quiet', '--force', i, '-o', o]],
@@ -145,7 +154,8 @@ export interface ElfKernel {
 export function inspectElfKernel(b: Buffer): ElfKernel {
   if (b.length < 64 || b.readUInt32BE(0) !== 0x7f454c46) throw bad('the decompressed payload is not an ELF file');
   if (b[4] !== 2 || b[5] !== 1) throw bad('the decompressed payload is not a little-endian 64-bit ELF');
-  if (b.readUInt16LE(18) !== 62) throw bad(`the decompressed payload is ELF for machine ${b.readUInt16LE(18)}, not x86-64 (62)`);
+  if (b.readUInt16LE(18) !== 62)
+    throw bad(`the decompressed payload is ELF for machine ${b.readUInt16LE(18)}, not x86-64 (62)`);
   const phoff = Number(b.readBigUInt64LE(32));
   const phentsize = b.readUInt16LE(54);
   const phnum = b.readUInt16LE(56);
@@ -157,7 +167,7 @@ export function inspectElfKernel(b: Buffer): ElfKernel {
     const off = Number(b.readBigUInt64LE(ph + 8));
     const end = off + Number(b.readBigUInt64LE(ph + 32));
     if (end > b.length) throw bad('ELF note segment lies outside the file');
-    for (let n = off; n + 12 <= end; ) {
+    for (let n = off; n + 12 <= end;) {
       const namesz = b.readUInt32LE(n);
       const descsz = b.readUInt32LE(n + 4);
       const type = b.readUInt32LE(n + 8);

@@ -23,7 +23,11 @@ export const BuildRecordSchema = z.object({
   template: z.string(),
   label: z.string(),
   createdAt: z.string(),
-  layer: z.object({ digest: z.string().regex(/^sha256:[0-9a-f]{64}$/), size: z.number().int().nonnegative(), entries: z.number().int().nonnegative() }),
+  layer: z.object({
+    digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+    size: z.number().int().nonnegative(),
+    entries: z.number().int().nonnegative(),
+  }),
   configDigest: z.string(),
 });
 
@@ -110,10 +114,26 @@ export class BuildCache {
    * The entry, built by make(dir) once across processes when it is not in the store: one process builds a key at a
    * time, the others wait and then take its result. make writes build.json, config.json and layer.tar into dir.
    */
-  async build(key: string, ctx: RunContext, ref: string, onWait: (pid: number) => void, make: (dir: string) => Promise<void>): Promise<{ image: SourceImage; made: boolean }> {
-    const { made } = await this.store.ensure('build', key as BuildKey, { scope: ctx.scope, check: buildCheck(key), lock: { signal: ctx.signal, onWait }, make: (d) => make(d.path) });
+  async build(
+    key: string,
+    ctx: RunContext,
+    ref: string,
+    onWait: (pid: number) => void,
+    make: (dir: string) => Promise<void>,
+  ): Promise<{ image: SourceImage; made: boolean }> {
+    const { made } = await this.store.ensure('build', key as BuildKey, {
+      scope: ctx.scope,
+      check: buildCheck(key),
+      lock: { signal: ctx.signal, onWait },
+      make: (d) => make(d.path),
+    });
     const image = await this.use(key, ctx.scope, ref);
-    if (!image) throw new Img2vmError('outputNotWritable', `the runc build was stored in ${this.entryDir(key)} but cannot be read back`, 'check that directory (disk full, or removed meanwhile)');
+    if (!image)
+      throw new Img2vmError(
+        'outputNotWritable',
+        `the runc build was stored in ${this.entryDir(key)} but cannot be read back`,
+        'check that directory (disk full, or removed meanwhile)',
+      );
     return { image, made };
   }
 

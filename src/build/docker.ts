@@ -51,7 +51,16 @@ export async function planBuild(baseId: string, recipe: BuildRecipe): Promise<Bu
   const files = await readTree(dir);
   const rendered = files.map((f) =>
     f.path === 'Dockerfile'
-      ? { ...f, content: Buffer.from(renderTemplate(f.content.toString('utf8'), { base: baseId, ...recipe.values }, `templates/${recipe.template}/Dockerfile`)) }
+      ? {
+          ...f,
+          content: Buffer.from(
+            renderTemplate(
+              f.content.toString('utf8'),
+              { base: baseId, ...recipe.values },
+              `templates/${recipe.template}/Dockerfile`,
+            ),
+          ),
+        }
       : f,
   );
   const h = createHash('sha256').update(`img2vm-build:${CACHE_VERSION}\0${baseId}\0`);
@@ -73,7 +82,12 @@ export interface BuildResult {
 }
 
 /** Builds (or finds in the cache) the bootable variant of baseId in the daemon. */
-export async function dockerBuild(client: DockerClient, baseId: string, recipe: BuildRecipe, ctx: RunContext): Promise<BuildResult> {
+export async function dockerBuild(
+  client: DockerClient,
+  baseId: string,
+  recipe: BuildRecipe,
+  ctx: RunContext,
+): Promise<BuildResult> {
   const plan = await planBuild(baseId, recipe);
   if (await client.inspect(plan.tag)) return { tag: plan.tag, cached: true };
   const bar = progress(ctx.sink, 'guest', 'entries', undefined, 'build steps');
@@ -99,7 +113,8 @@ export async function dockerBuild(client: DockerClient, baseId: string, recipe: 
     });
   } catch (e) {
     // The daemon cancels a build whose client went away, but in its own time: its step container goes now.
-    if (ctx.signal.aborted && running) await new DockerClient(client.endpoint).removeContainer(running).catch(() => undefined);
+    if (ctx.signal.aborted && running)
+      await new DockerClient(client.endpoint).removeContainer(running).catch(() => undefined);
     throw e;
   }
   bar.end();
@@ -115,7 +130,11 @@ export const dockerBuilder: Builder = {
       await docker.ping();
       return { ok: true };
     } catch (e) {
-      return { ok: false, why: `the docker builder's daemon is not reachable at ${docker.endpoint.socketPath}`, cause: e };
+      return {
+        ok: false,
+        why: `the docker builder's daemon is not reachable at ${docker.endpoint.socketPath}`,
+        cause: e,
+      };
     }
   },
   async lookup(input: BuildInput, env) {

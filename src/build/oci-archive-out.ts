@@ -43,18 +43,31 @@ async function spool(layer: Layer, path: string, signal: AbortSignal): Promise<B
     },
   });
   await pipeline(await layer.open(), tap, createWriteStream(path, { mode: 0o600 }), { signal });
-  return { digest: `sha256:${h.digest('hex')}`, size, mediaType: layerMediaType(layer.mediaType, head && head.length >= 4 ? head : undefined), open: async () => createReadStream(path) };
+  return {
+    digest: `sha256:${h.digest('hex')}`,
+    size,
+    mediaType: layerMediaType(layer.mediaType, head && head.length >= 4 ? head : undefined),
+    open: async () => createReadStream(path),
+  };
 }
 
 function add(pack: tar.Pack, name: string, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => pack.entry({ name, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? reject(e) : resolve())));
+  return new Promise((resolve, reject) =>
+    pack.entry({ name, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? reject(e) : resolve())),
+  );
 }
 
 /**
  * Writes img to dest as an oci-archive tagged `name` (org.opencontainers.image.ref.name). The config goes in
  * byte for byte, so the loaded image keeps the id sha256(configBytes); returns that id.
  */
-export async function writeOciArchive(img: SourceImage, dest: string, name: string, spoolDir: string, signal: AbortSignal): Promise<string> {
+export async function writeOciArchive(
+  img: SourceImage,
+  dest: string,
+  name: string,
+  spoolDir: string,
+  signal: AbortSignal,
+): Promise<string> {
   const configBytes = img.configBytes ?? Buffer.from(JSON.stringify(img.config));
   const spooled: string[] = [];
   try {
@@ -73,7 +86,11 @@ export async function writeOciArchive(img: SourceImage, dest: string, name: stri
       JSON.stringify({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: configBytes.length },
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          digest: configDigest,
+          size: configBytes.length,
+        },
         layers: blobs.map((b) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size })),
       }),
     );
@@ -81,7 +98,14 @@ export async function writeOciArchive(img: SourceImage, dest: string, name: stri
       JSON.stringify({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': name } }],
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: sha256(manifest),
+            size: manifest.length,
+            annotations: { 'org.opencontainers.image.ref.name': name },
+          },
+        ],
       }),
     );
     const pack = tar.pack();
@@ -95,7 +119,12 @@ export async function writeOciArchive(img: SourceImage, dest: string, name: stri
       for (const b of blobs) {
         if (seen.has(b.digest)) continue;
         seen.add(b.digest);
-        const entry = pack.entry({ name: `blobs/sha256/${b.digest.slice(7)}`, size: b.size, mode: 0o644, mtime: new Date(0) });
+        const entry = pack.entry({
+          name: `blobs/sha256/${b.digest.slice(7)}`,
+          size: b.size,
+          mode: 0o644,
+          mtime: new Date(0),
+        });
         await pipeline(await b.open(), entry, { signal });
       }
       pack.finalize();

@@ -26,7 +26,9 @@ export async function stepContainers(dir: string): Promise<string[]> {
   if (r.exitCode !== 0) return [];
   try {
     const list = (JSON.parse(r.stdout || 'null') as { id?: unknown; bundle?: unknown }[] | null) ?? [];
-    return list.filter((c) => typeof c.id === 'string' && typeof c.bundle === 'string' && c.bundle.startsWith(`${dir}/`)).map((c) => c.id as string);
+    return list
+      .filter((c) => typeof c.id === 'string' && typeof c.bundle === 'string' && c.bundle.startsWith(`${dir}/`))
+      .map((c) => c.id as string);
   } catch {
     return [];
   }
@@ -34,7 +36,14 @@ export async function stepContainers(dir: string): Promise<string[]> {
 
 async function externalContainers(): Promise<Set<string>> {
   const r = await run('podman', podmanExternalArgv(), { reject: false });
-  return new Set(r.exitCode === 0 ? r.stdout.split('\n').map((l) => l.trim()).filter(Boolean) : []);
+  return new Set(
+    r.exitCode === 0
+      ? r.stdout
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean)
+      : [],
+  );
 }
 
 function lines(s: NodeJS.ReadableStream | null | undefined, onLine: (l: string) => void): void {
@@ -54,7 +63,12 @@ function lines(s: NodeJS.ReadableStream | null | undefined, onLine: (l: string) 
  * Runs podman build with argv; its steps' bundles go to tmpDir (private to this build). Resolves with the
  * exit code; on abort, rejects with the signal's reason once podman has cleaned up (or was made to).
  */
-export async function runPodmanBuild(argv: string[], tmpDir: string, signal: AbortSignal, onLine: (l: string) => void): Promise<number> {
+export async function runPodmanBuild(
+  argv: string[],
+  tmpDir: string,
+  signal: AbortSignal,
+  onLine: (l: string) => void,
+): Promise<number> {
   signal.throwIfAborted();
   await mkdir(tmpDir, { recursive: true });
   const before = await externalContainers();
@@ -86,7 +100,8 @@ export async function runPodmanBuild(argv: string[], tmpDir: string, signal: Abo
       for (const id of await stepContainers(tmpDir)) await run('runc', runcDeleteArgv(id), { reject: false });
       if (forced) {
         // (A build another process started meanwhile would lose its container too: this is the last resort.)
-        for (const id of await externalContainers()) if (!before.has(id)) await run('podman', podmanRemoveContainerArgv(id), { reject: false });
+        for (const id of await externalContainers())
+          if (!before.has(id)) await run('podman', podmanRemoveContainerArgv(id), { reject: false });
       }
       throw signal.reason;
     }

@@ -23,7 +23,8 @@ export const PODMAN_BUILDER_VERSION = '1';
 export const PODMAN_CACHE_REPO = 'localhost/img2vm-cache';
 export const PODMAN_SOURCE_REPO = 'localhost/img2vm-source';
 
-const log = (ctx: RunContext, level: 'info' | 'warn' | 'debug', message: string) => ctx.sink({ type: 'log', level, stage: 'guest', message });
+const log = (ctx: RunContext, level: 'info' | 'warn' | 'debug', message: string) =>
+  ctx.sink({ type: 'log', level, stage: 'guest', message });
 
 export function podmanInfoArgv(): string[] {
   return ['info', '--format', 'json'];
@@ -43,7 +44,21 @@ export function podmanLoadArgv(file: string): string[] {
  */
 export function podmanBuildArgv(o: { tag: string; context: string; labels: Record<string, string> }): string[] {
   const labels = Object.entries(o.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
-  return ['build', '--network', 'host', '--pull=never', '--layers=false', '--format', 'oci', ...labels, '--file', join(o.context, 'Dockerfile'), '--tag', o.tag, o.context];
+  return [
+    'build',
+    '--network',
+    'host',
+    '--pull=never',
+    '--layers=false',
+    '--format',
+    'oci',
+    ...labels,
+    '--file',
+    join(o.context, 'Dockerfile'),
+    '--tag',
+    o.tag,
+    o.context,
+  ];
 }
 
 /** Uncompressed: the layers are read once, right away, and compressing them would only cost time. */
@@ -92,12 +107,26 @@ async function ensureBase(input: BuildInput, env: Env, p: Planned): Promise<void
   const dir = await mkdtemp(join(env.work, 'podman-load-'));
   try {
     const file = join(dir, 'base.tar');
-    const id = await writeOciArchive(input.image, file, `${PODMAN_SOURCE_REPO}:${p.base.slice(7, 23)}`, dir, env.signal);
+    const id = await writeOciArchive(
+      input.image,
+      file,
+      `${PODMAN_SOURCE_REPO}:${p.base.slice(7, 23)}`,
+      dir,
+      env.signal,
+    );
     await run('podman', podmanLoadArgv(file), { signal: env.signal });
     if (id !== p.base || !(await exists(p.base, env.signal))) {
-      throw new Img2vmError('toolFailed', `podman load did not keep the image as ${p.base}`, 'see podman images; podman may have re-encoded the config');
+      throw new Img2vmError(
+        'toolFailed',
+        `podman load did not keep the image as ${p.base}`,
+        'see podman images; podman may have re-encoded the config',
+      );
     }
-    log(env, 'debug', `loaded ${input.image.ref} into podman's storage as ${PODMAN_SOURCE_REPO}:${p.base.slice(7, 23)}`);
+    log(
+      env,
+      'debug',
+      `loaded ${input.image.ref} into podman's storage as ${PODMAN_SOURCE_REPO}:${p.base.slice(7, 23)}`,
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -133,7 +162,12 @@ async function build(input: BuildInput, ctx: Env, p: Planned): Promise<void> {
       log(ctx, 'debug', l);
     });
     bar.end();
-    if (code !== 0) throw new Img2vmError('buildFailed', `guest build failed: podman build exited with ${code}`, `last build output:\n${tail.join('\n')}`);
+    if (code !== 0)
+      throw new Img2vmError(
+        'buildFailed',
+        `guest build failed: podman build exited with ${code}`,
+        `last build output:\n${tail.join('\n')}`,
+      );
   } finally {
     await rm(context, { recursive: true, force: true });
     await rm(steps, { recursive: true, force: true });
@@ -148,7 +182,10 @@ function podmanWorks(): Promise<{ ok: true } | { ok: false; why: string }> {
     const r = await run('podman', podmanInfoArgv(), { reject: false });
     if (r.exitCode === 0) return { ok: true as const };
     const why = (r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ');
-    return { ok: false as const, why: `podman does not work here: podman info failed (${why || `exit ${r.exitCode}`})` };
+    return {
+      ok: false as const,
+      why: `podman does not work here: podman info failed (${why || `exit ${r.exitCode}`})`,
+    };
   })();
   return works;
 }
@@ -156,9 +193,17 @@ function podmanWorks(): Promise<{ ok: true } | { ok: false; why: string }> {
 export const podmanBuilder: Builder = {
   id: 'podman',
   async available() {
-    if (!which('podman')) return { ok: false, why: 'the podman builder needs podman, which is not installed (install podman: apt-get install podman)' };
+    if (!which('podman'))
+      return {
+        ok: false,
+        why: 'the podman builder needs podman, which is not installed (install podman: apt-get install podman)',
+      };
     // Rootless podman maps ids through /etc/subuid, so the built files would not get the owners the guest needs.
-    if (process.getuid?.() !== 0) return { ok: false, why: 'the podman builder needs root (rootless podman cannot give the built files their real owners)' };
+    if (process.getuid?.() !== 0)
+      return {
+        ok: false,
+        why: 'the podman builder needs root (rootless podman cannot give the built files their real owners)',
+      };
     return podmanWorks();
   },
   async lookup(input, env) {

@@ -14,7 +14,15 @@ import { renderTemplate } from './template.js';
  * when it ends in /) to `dest`, owned by root, modes as in `files`.
  */
 export type Step =
-  | { kind: 'run'; script: string; env: Record<string, string>; user: string; workdir: string; network: boolean; line: number }
+  | {
+      kind: 'run';
+      script: string;
+      env: Record<string, string>;
+      user: string;
+      workdir: string;
+      network: boolean;
+      line: number;
+    }
   | { kind: 'copy'; src: string; dest: string; line: number };
 
 export interface RecipeFile {
@@ -59,7 +67,8 @@ function instructions(text: string): Instruction[] {
     const n = i + 1;
     if (/^\s*#/.test(raw)) {
       // Parser directives (# escape=`, # syntax=) change how everything after them is read.
-      if (leading && !pending && /^#\s*[a-zA-Z][a-zA-Z0-9]*\s*=/.test(raw)) throw new RecipeSyntaxError(n, 'parser directives are not in the subset');
+      if (leading && !pending && /^#\s*[a-zA-Z][a-zA-Z0-9]*\s*=/.test(raw))
+        throw new RecipeSyntaxError(n, 'parser directives are not in the subset');
       continue;
     }
     // Blank lines end nothing: docker skips them, also inside a continued instruction.
@@ -129,9 +138,33 @@ function assignments(args: string, line: number, what: string, allowBare: boolea
 }
 
 const FETCHERS = new Set(['curl', 'wget']);
-const PACKAGE_MANAGERS = new Set(['apt-get', 'apt', 'aptitude', 'dnf', 'dnf5', 'microdnf', 'yum', 'apk', 'zypper', 'pip', 'pip3']);
+const PACKAGE_MANAGERS = new Set([
+  'apt-get',
+  'apt',
+  'aptitude',
+  'dnf',
+  'dnf5',
+  'microdnf',
+  'yum',
+  'apk',
+  'zypper',
+  'pip',
+  'pip3',
+]);
 /** Subcommands that work from what is already on disk. */
-const OFFLINE = new Set(['clean', 'autoclean', 'autoremove', 'del', 'remove', 'purge', 'erase', 'info', 'list', 'check', 'mark']);
+const OFFLINE = new Set([
+  'clean',
+  'autoclean',
+  'autoremove',
+  'del',
+  'remove',
+  'purge',
+  'erase',
+  'info',
+  'list',
+  'check',
+  'mark',
+]);
 
 /**
  * Whether a RUN script reaches the network: any simple command that starts with a package manager (other
@@ -140,7 +173,10 @@ const OFFLINE = new Set(['clean', 'autoclean', 'autoremove', 'del', 'remove', 'p
  */
 export function needsNetwork(script: string): boolean {
   for (const command of script.split(/&&|\|\||[;|\n&(){}]/)) {
-    const ws = command.trim().split(/\s+/).filter((w) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(w));
+    const ws = command
+      .trim()
+      .split(/\s+/)
+      .filter((w) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(w));
     const head = ws[0] === 'exec' || ws[0] === 'command' || ws[0] === 'env' ? ws.slice(1) : ws;
     const prog = posix.basename(head[0] ?? '');
     if (FETCHERS.has(prog)) return true;
@@ -172,7 +208,8 @@ export function parseRecipe(dockerfile: string): { base: string; steps: Step[] }
       case 'FROM': {
         if (base !== undefined) throw new RecipeSyntaxError(line, 'only one FROM (no multi-stage builds)');
         const ws = rest.split(/\s+/).filter(Boolean);
-        if (ws.length !== 1 || ws[0]!.startsWith('--')) throw new RecipeSyntaxError(line, 'FROM takes one image and no flags or AS');
+        if (ws.length !== 1 || ws[0]!.startsWith('--'))
+          throw new RecipeSyntaxError(line, 'FROM takes one image and no flags or AS');
         base = ws[0]!;
         break;
       }
@@ -201,23 +238,42 @@ export function parseRecipe(dockerfile: string): { base: string; steps: Step[] }
         if (/^--/.test(rest)) throw new RecipeSyntaxError(line, 'RUN flags (--mount, --network) are not in the subset');
         if (!rest) throw new RecipeSyntaxError(line, 'RUN needs a command');
         // The image's own USER and WORKDIR would otherwise decide how the step runs.
-        if (user === undefined || workdir === undefined) throw new RecipeSyntaxError(line, 'USER and WORKDIR must be set before the first RUN');
-        steps.push({ kind: 'run', script: rest, env: { ...args, ...env }, user, workdir, network: needsNetwork(rest), line });
+        if (user === undefined || workdir === undefined)
+          throw new RecipeSyntaxError(line, 'USER and WORKDIR must be set before the first RUN');
+        steps.push({
+          kind: 'run',
+          script: rest,
+          env: { ...args, ...env },
+          user,
+          workdir,
+          network: needsNetwork(rest),
+          line,
+        });
         break;
       }
       case 'COPY': {
         const ws = rest.split(/\s+/).filter(Boolean);
-        if (ws.some((w) => w.startsWith('--'))) throw new RecipeSyntaxError(line, 'COPY flags (--chown, --from) are not in the subset');
-        if (ws.length !== 2) throw new RecipeSyntaxError(line, 'COPY takes one source under files/ and one destination');
+        if (ws.some((w) => w.startsWith('--')))
+          throw new RecipeSyntaxError(line, 'COPY flags (--chown, --from) are not in the subset');
+        if (ws.length !== 2)
+          throw new RecipeSyntaxError(line, 'COPY takes one source under files/ and one destination');
         const src = posix.normalize(ws[0]!);
         if (!(src === 'files' || src === 'files/' || src.startsWith('files/')) || src.split('/').includes('..')) {
           throw new RecipeSyntaxError(line, 'COPY source must be files/ or a path under it');
         }
-        steps.push({ kind: 'copy', src: src.replace(/\/$/, '') + (ws[0]!.endsWith('/') ? '/' : ''), dest: absolute(ws[1]!, line, 'COPY destination'), line });
+        steps.push({
+          kind: 'copy',
+          src: src.replace(/\/$/, '') + (ws[0]!.endsWith('/') ? '/' : ''),
+          dest: absolute(ws[1]!, line, 'COPY destination'),
+          line,
+        });
         break;
       }
       default:
-        throw new RecipeSyntaxError(line, `${keyword} is not in the subset (FROM, USER, ARG, ENV, WORKDIR, RUN, COPY files/)`);
+        throw new RecipeSyntaxError(
+          line,
+          `${keyword} is not in the subset (FROM, USER, ARG, ENV, WORKDIR, RUN, COPY files/)`,
+        );
     }
   }
   if (base === undefined) throw new RecipeSyntaxError(1, 'no FROM');
@@ -232,7 +288,8 @@ async function readTree(root: string): Promise<RecipeFile[]> {
       const st = await lstat(p);
       if (st.isDirectory()) await walk(p);
       // Git keeps only the executable bit, so the mode is what any checkout has, whatever its umask.
-      else if (st.isFile()) out.push({ path: relative(root, p), mode: st.mode & 0o111 ? 0o755 : 0o644, content: await readFile(p) });
+      else if (st.isFile())
+        out.push({ path: relative(root, p), mode: st.mode & 0o111 ? 0o755 : 0o644, content: await readFile(p) });
       else throw new Error(`${p}: templates hold only regular files and directories`);
     }
   };
@@ -244,7 +301,11 @@ async function readTree(root: string): Promise<RecipeFile[]> {
  * Renders a distribution's template with `values` (which must include `base`) and parses it. A template
  * error is a bug in img2vm, not something a user caused, so it is a plain Error.
  */
-export async function renderRecipe(recipe: { template: string }, values: Record<string, string>, templatesDir = TEMPLATES_DIR): Promise<RenderedRecipe> {
+export async function renderRecipe(
+  recipe: { template: string },
+  values: Record<string, string>,
+  templatesDir = TEMPLATES_DIR,
+): Promise<RenderedRecipe> {
   const dir = join(templatesDir, recipe.template);
   const what = `templates/${recipe.template}/Dockerfile`;
   const dockerfile = renderTemplate(await readFile(join(dir, 'Dockerfile'), 'utf8'), values, what);
@@ -256,7 +317,8 @@ export async function renderRecipe(recipe: { template: string }, values: Record<
     throw e;
   }
   const files = (await readTree(dir)).filter((f) => f.path !== 'Dockerfile');
-  for (const f of files) if (!f.path.startsWith('files/')) throw new Error(`templates/${recipe.template}/${f.path}: only files/ is copied into the guest`);
+  for (const f of files)
+    if (!f.path.startsWith('files/'))
+      throw new Error(`templates/${recipe.template}/${f.path}: only files/ is copied into the guest`);
   return { dockerfile, steps: parsed.steps, files, base: parsed.base };
 }
-

@@ -21,7 +21,16 @@ import { renderRecipe, type RenderedRecipe, type Step } from './recipe.js';
 import type { Builder, BuildInput } from './builder.js';
 import { BuildCache, type BuildRecord } from './build-cache.js';
 import { buildKey } from './key.js';
-import { containerId, ownerOf, runcDeleteArgv, runcKillArgv, runcListArgv, runcRunArgv, runtimeSpec, stepEnv } from './runtime-spec.js';
+import {
+  containerId,
+  ownerOf,
+  runcDeleteArgv,
+  runcKillArgv,
+  runcListArgv,
+  runcRunArgv,
+  runtimeSpec,
+  stepEnv,
+} from './runtime-spec.js';
 import { applyEnv, copyStep, ensureWorkdir, recipeEnv, stepUser } from './steps.js';
 import { writeTreeTar } from './tree-tar.js';
 import { testHook } from '../core/test-hook.js';
@@ -31,7 +40,8 @@ import { openStore } from '../store/index.js';
 /** Bump when the way a runc build is done (or its layer written) changes, so old cache entries are not reused. */
 export const RUNC_BUILDER_VERSION = '3';
 
-const log = (ctx: RunContext, level: 'info' | 'warn' | 'debug', message: string) => ctx.sink({ type: 'log', level, stage: 'guest', message });
+const log = (ctx: RunContext, level: 'info' | 'warn' | 'debug', message: string) =>
+  ctx.sink({ type: 'log', level, stage: 'guest', message });
 
 interface Planned {
   rendered: RenderedRecipe;
@@ -58,24 +68,35 @@ export async function sweepContainers(): Promise<void> {
   for (const c of list) {
     if (typeof c.id !== 'string') continue;
     const pid = ownerOf(c.id);
-    if (pid !== undefined && pid !== process.pid && !pidAlive(pid)) await run('runc', runcDeleteArgv(c.id), { reject: false });
+    if (pid !== undefined && pid !== process.pid && !pidAlive(pid))
+      await run('runc', runcDeleteArgv(c.id), { reject: false });
   }
 }
 
-async function runStep(input: BuildInput, ctx: Env, bundle: string, step: Extract<Step, { kind: 'run' }>, id: string, resolvConf: string): Promise<void> {
+async function runStep(
+  input: BuildInput,
+  ctx: Env,
+  bundle: string,
+  step: Extract<Step, { kind: 'run' }>,
+  id: string,
+  resolvConf: string,
+): Promise<void> {
   const rootfs = join(bundle, 'rootfs');
   const user = stepUser(rootfs, step);
   ensureWorkdir(rootfs, step.workdir);
-  const spec = runtimeSpec({
-    script: step.script,
-    env: stepEnv(input.image.config.config?.Env, step.env, user.home),
-    uid: user.uid,
-    gid: user.gid,
-    additionalGids: user.additionalGids,
-    cwd: step.workdir,
-    network: step.network,
-    resolvConf,
-  }, process.arch);
+  const spec = runtimeSpec(
+    {
+      script: step.script,
+      env: stepEnv(input.image.config.config?.Env, step.env, user.home),
+      uid: user.uid,
+      gid: user.gid,
+      additionalGids: user.additionalGids,
+      cwd: step.workdir,
+      network: step.network,
+      resolvConf,
+    },
+    process.arch,
+  );
   await writeFile(join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`);
   // runc makes the mount point when the image has none; it must not stay behind as an empty file.
   const placeholder = step.network && !existsInRoot(rootfs, 'etc/resolv.conf');
@@ -112,14 +133,26 @@ async function runStep(input: BuildInput, ctx: Env, bundle: string, step: Extrac
 }
 
 /** The built image's config: the base's, with the recipe's ENV, one layer, and where it came from. */
-export function builtConfig(base: ImageConfig, env: Record<string, string>, layerDigest: string, labels: Record<string, string>, created: string): ImageConfig {
+export function builtConfig(
+  base: ImageConfig,
+  env: Record<string, string>,
+  layerDigest: string,
+  labels: Record<string, string>,
+  created: string,
+): ImageConfig {
   const inner = base.config ?? {};
   return {
     ...base,
     created,
     config: { ...inner, Env: applyEnv(inner.Env, env), Labels: { ...(inner.Labels ?? {}), ...labels } },
     rootfs: { type: 'layers', diff_ids: [layerDigest] },
-    history: [{ created, created_by: `img2vm runc builder ${RUNC_BUILDER_VERSION}: template ${labels['org.img2vm.template'] ?? ''}`.trim() }],
+    history: [
+      {
+        created,
+        created_by:
+          `img2vm runc builder ${RUNC_BUILDER_VERSION}: template ${labels['org.img2vm.template'] ?? ''}`.trim(),
+      },
+    ],
   };
 }
 
@@ -133,7 +166,12 @@ async function hostResolvConf(dest: string): Promise<void> {
   try {
     text = await readFile('/etc/resolv.conf', 'utf8');
   } catch (e) {
-    throw new Img2vmError('buildFailed', 'the host has no readable /etc/resolv.conf, which the guest build needs to fetch packages', 'configure DNS on the host', { cause: e });
+    throw new Img2vmError(
+      'buildFailed',
+      'the host has no readable /etc/resolv.conf, which the guest build needs to fetch packages',
+      'configure DNS on the host',
+      { cause: e },
+    );
   }
   await writeFile(dest, text, { mode: 0o644 });
 }
@@ -172,7 +210,12 @@ async function unpack(img: SourceImage, rootfs: string, spoolDir: string, ctx: E
   const warn = (m: string) => log(ctx, 'warn', m);
   const spool = new SpoolStore(spoolDir);
   try {
-    const f = new LayerFlattener({ store: spool, epoch: { sec: ctx.epoch, nsec: 0 }, signal: ctx.signal, onWarning: warn });
+    const f = new LayerFlattener({
+      store: spool,
+      epoch: { sec: ctx.epoch, nsec: 0 },
+      signal: ctx.signal,
+      onWarning: warn,
+    });
     for (const layer of img.layers) await f.applyLayer(await layer.open());
     const { tree } = f.finish();
     await img.afterFlatten?.(tree, { warnLost: false });
@@ -181,7 +224,12 @@ async function unpack(img: SourceImage, rootfs: string, spoolDir: string, ctx: E
   } catch (e) {
     const code = (e as NodeJS.ErrnoException | null)?.code;
     if (code === 'ENOSPC' || code === 'EDQUOT') {
-      throw new Img2vmError('outputNotWritable', `no space left while unpacking the image into ${rootfs}`, 'free space there, or point TMPDIR at a larger file system', { cause: e });
+      throw new Img2vmError(
+        'outputNotWritable',
+        `no space left while unpacking the image into ${rootfs}`,
+        'free space there, or point TMPDIR at a larger file system',
+        { cause: e },
+      );
     }
     throw e;
   } finally {
@@ -225,11 +273,16 @@ async function buildEntry(input: BuildInput, ctx: Env, tmp: string, p: Planned):
     bar.end();
     phase(`ran ${steps.length} steps`);
 
-    const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), { signal: ctx.signal, onWarning: (m) => log(ctx, 'warn', m) });
+    const layer = await writeTreeTar(rootfs, join(tmp, 'layer.tar'), {
+      signal: ctx.signal,
+      onWarning: (m) => log(ctx, 'warn', m),
+    });
     phase(`wrote the layer (${layer.entries} entries, ${(layer.size / 1048576).toFixed(0)} MiB)`);
     const labels = { 'org.img2vm.base': img.id, 'org.img2vm.template': recipe.template, 'org.img2vm.key': p.key };
     const created = createdAt(ctx.epoch);
-    const configBytes = Buffer.from(JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)));
+    const configBytes = Buffer.from(
+      JSON.stringify(builtConfig(img.config, recipeEnv(p.rendered.dockerfile), layer.digest, labels, created)),
+    );
     await writeFile(join(tmp, 'config.json'), configBytes);
     const record: BuildRecord = {
       format: 1,
@@ -252,9 +305,21 @@ async function buildEntry(input: BuildInput, ctx: Env, tmp: string, p: Planned):
 export const runcBuilder: Builder = {
   id: 'runc',
   async available() {
-    if (!which('runc')) return { ok: false, why: 'the runc builder needs runc, which is not installed (install runc: apt-get install runc)' };
-    if (process.getuid?.() !== 0) return { ok: false, why: 'the runc builder needs root, to give the built files their real owners (run img2vm as root)' };
-    if (!which('getfattr')) return { ok: false, why: 'the runc builder needs getfattr, which is not installed (install attr: apt-get install attr)' };
+    if (!which('runc'))
+      return {
+        ok: false,
+        why: 'the runc builder needs runc, which is not installed (install runc: apt-get install runc)',
+      };
+    if (process.getuid?.() !== 0)
+      return {
+        ok: false,
+        why: 'the runc builder needs root, to give the built files their real owners (run img2vm as root)',
+      };
+    if (!which('getfattr'))
+      return {
+        ok: false,
+        why: 'the runc builder needs getfattr, which is not installed (install attr: apt-get install attr)',
+      };
     return { ok: true };
   },
   async lookup(input, env) {
@@ -265,7 +330,8 @@ export const runcBuilder: Builder = {
   async build(input, ctx) {
     const p = await planRunc(input.image, input.recipe);
     // One process builds a key at a time; the others wait and then take its result.
-    const onWait = (pid: number) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is building the same guest`);
+    const onWait = (pid: number) =>
+      log(ctx, 'info', `waiting for img2vm process ${pid}, which is building the same guest`);
     const { image, made } = await new BuildCache(openStore()).build(p.key, ctx, input.ref, onWait, async (dir) => {
       await sweepContainers();
       await buildEntry(input, ctx, dir, p);

@@ -77,18 +77,61 @@ const CLONE_NEWUSER = 0x10000000;
  * have (iopl on arm64, the 32-bit *64 time calls on x86-64) and applies the others to every ABI listed.
  */
 export const SECCOMP_REFUSED: readonly string[] = [
-  'kexec_load', 'kexec_file_load', 'reboot',
-  'init_module', 'finit_module', 'delete_module', 'create_module', 'query_module', 'get_kernel_syms',
-  'swapon', 'swapoff',
-  'mount', 'umount', 'umount2', 'pivot_root', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'move_mount', 'open_tree', 'mount_setattr',
-  'unshare', 'setns',
-  'keyctl', 'add_key', 'request_key',
-  'ptrace', 'process_vm_readv', 'process_vm_writev', 'kcmp', 'pidfd_getfd',
-  'bpf', 'perf_event_open', 'userfaultfd',
+  'kexec_load',
+  'kexec_file_load',
+  'reboot',
+  'init_module',
+  'finit_module',
+  'delete_module',
+  'create_module',
+  'query_module',
+  'get_kernel_syms',
+  'swapon',
+  'swapoff',
+  'mount',
+  'umount',
+  'umount2',
+  'pivot_root',
+  'fsopen',
+  'fsconfig',
+  'fsmount',
+  'fspick',
+  'move_mount',
+  'open_tree',
+  'mount_setattr',
+  'unshare',
+  'setns',
+  'keyctl',
+  'add_key',
+  'request_key',
+  'ptrace',
+  'process_vm_readv',
+  'process_vm_writev',
+  'kcmp',
+  'pidfd_getfd',
+  'bpf',
+  'perf_event_open',
+  'userfaultfd',
   'open_by_handle_at',
-  'settimeofday', 'stime', 'clock_settime', 'clock_settime64', 'clock_adjtime', 'clock_adjtime64',
-  'acct', 'quotactl', 'quotactl_fd', 'syslog', 'vhangup', 'lookup_dcookie', 'nfsservctl', 'uselib', 'ustat', 'sysfs', '_sysctl',
-  'iopl', 'ioperm',
+  'settimeofday',
+  'stime',
+  'clock_settime',
+  'clock_settime64',
+  'clock_adjtime',
+  'clock_adjtime64',
+  'acct',
+  'quotactl',
+  'quotactl_fd',
+  'syslog',
+  'vhangup',
+  'lookup_dcookie',
+  'nfsservctl',
+  'uselib',
+  'ustat',
+  'sysfs',
+  '_sysctl',
+  'iopl',
+  'ioperm',
 ];
 
 /**
@@ -117,7 +160,12 @@ export function seccompProfile(arch: string): Seccomp {
     architectures: SECCOMP_ARCHITECTURES[arch] ?? [],
     syscalls: [
       { names: [...SECCOMP_REFUSED], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM },
-      { names: ['clone'], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [{ index: 0, value: CLONE_NEWUSER, valueTwo: CLONE_NEWUSER, op: 'SCMP_CMP_MASKED_EQ' }] },
+      {
+        names: ['clone'],
+        action: 'SCMP_ACT_ERRNO',
+        errnoRet: EPERM,
+        args: [{ index: 0, value: CLONE_NEWUSER, valueTwo: CLONE_NEWUSER, op: 'SCMP_CMP_MASKED_EQ' }],
+      },
       { names: [...SECCOMP_ABSENT], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS },
     ],
   };
@@ -163,21 +211,47 @@ export function runtimeSpec(p: StepProcess, arch: string): OciSpec {
   const caps = [...BUILD_CAPABILITIES];
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    {
+      destination: '/dev',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+    },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
+    {
+      destination: '/dev/shm',
+      type: 'tmpfs',
+      source: 'shm',
+      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+    },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
     { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755'] },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
   ];
-  if (p.network) mounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: p.resolvConf, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+  if (p.network)
+    mounts.push({
+      destination: '/etc/resolv.conf',
+      type: 'bind',
+      source: p.resolvConf,
+      options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'],
+    });
   const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
   if (!p.network) namespaces.push({ type: 'network' });
   return {
     ociVersion: '1.0.2',
     process: {
       terminal: false,
-      user: { uid: p.uid, gid: p.gid, ...(p.additionalGids.length ? { additionalGids: p.additionalGids } : {}), umask: 0o022 },
+      user: {
+        uid: p.uid,
+        gid: p.gid,
+        ...(p.additionalGids.length ? { additionalGids: p.additionalGids } : {}),
+        umask: 0o022,
+      },
       args: ['/bin/sh', '-c', p.script],
       env: p.env,
       cwd: p.cwd,
@@ -194,7 +268,18 @@ export function runtimeSpec(p: StepProcess, arch: string): OciSpec {
     linux: {
       resources: { devices: [{ allow: false, access: 'rwm' }], pids: { limit: PIDS_LIMIT } },
       namespaces,
-      maskedPaths: ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
+      maskedPaths: [
+        '/proc/acpi',
+        '/proc/asound',
+        '/proc/kcore',
+        '/proc/keys',
+        '/proc/latency_stats',
+        '/proc/timer_list',
+        '/proc/timer_stats',
+        '/proc/sched_debug',
+        '/proc/scsi',
+        '/sys/firmware',
+      ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
       seccomp: seccompProfile(arch),
     },
@@ -202,7 +287,11 @@ export function runtimeSpec(p: StepProcess, arch: string): OciSpec {
 }
 
 /** Image Env, then the step's variables over it; a PATH is added when neither has one. */
-export function stepEnv(imageEnv: readonly string[] | null | undefined, step: Record<string, string>, home: string): string[] {
+export function stepEnv(
+  imageEnv: readonly string[] | null | undefined,
+  step: Record<string, string>,
+  home: string,
+): string[] {
   const out = new Map<string, string>();
   for (const kv of imageEnv ?? []) {
     const i = kv.indexOf('=');

@@ -49,7 +49,12 @@ export function resolveUser(passwd: string | undefined, group: string | undefine
   const byName = users.find((e) => e.name === u);
   const numeric = /^\d+$/.test(u);
   const entry = byName ?? (numeric ? users.find((e) => e.uid === Number(u)) : undefined);
-  if (!entry && !numeric) throw new Img2vmError('buildFailed', `the recipe's USER ${u} does not exist in the image's /etc/passwd`, 'this is a bug in the template; run with --builder docker to compare');
+  if (!entry && !numeric)
+    throw new Img2vmError(
+      'buildFailed',
+      `the recipe's USER ${u} does not exist in the image's /etc/passwd`,
+      'this is a bug in the template; run with --builder docker to compare',
+    );
   const uid = entry?.uid ?? Number(u);
   let gid = entry?.gid ?? 0;
   let additionalGids: number[] = [];
@@ -57,16 +62,27 @@ export function resolveUser(passwd: string | undefined, group: string | undefine
     const grp = groups.find((e) => e.name === g);
     if (grp) gid = grp.gid;
     else if (/^\d+$/.test(g)) gid = Number(g);
-    else throw new Img2vmError('buildFailed', `the recipe's USER group ${g} does not exist in the image's /etc/group`, 'this is a bug in the template');
+    else
+      throw new Img2vmError(
+        'buildFailed',
+        `the recipe's USER group ${g} does not exist in the image's /etc/group`,
+        'this is a bug in the template',
+      );
   } else if (entry) {
-    additionalGids = [...new Set(groups.filter((e) => e.members.includes(entry.name) && e.gid !== gid).map((e) => e.gid))].sort((a, b) => a - b);
+    additionalGids = [
+      ...new Set(groups.filter((e) => e.members.includes(entry.name) && e.gid !== gid).map((e) => e.gid)),
+    ].sort((a, b) => a - b);
   }
   return { uid, gid, additionalGids, home: entry?.home || '/' };
 }
 
 /** The user a step runs as, from the image in root. */
 export function stepUser(root: string, step: Extract<Step, { kind: 'run' }>): ResolvedUser {
-  return resolveUser(readInRoot(root, 'etc/passwd')?.toString('utf8'), readInRoot(root, 'etc/group')?.toString('utf8'), step.user);
+  return resolveUser(
+    readInRoot(root, 'etc/passwd')?.toString('utf8'),
+    readInRoot(root, 'etc/group')?.toString('utf8'),
+    step.user,
+  );
 }
 
 /** Makes the step's WORKDIR (docker creates it when missing), never outside root. */
@@ -78,7 +94,10 @@ export function ensureWorkdir(root: string, workdir: string): void {
  * The files a COPY step writes, as destination paths: `files/` (or a directory under it) copies its content
  * into dest; a single file goes to dest, or into it when dest ends with a slash.
  */
-export function copyTargets(step: Extract<Step, { kind: 'copy' }>, files: readonly RecipeFile[]): { dest: string; file: RecipeFile }[] {
+export function copyTargets(
+  step: Extract<Step, { kind: 'copy' }>,
+  files: readonly RecipeFile[],
+): { dest: string; file: RecipeFile }[] {
   const src = step.src.replace(/\/$/, '');
   const exact = files.find((f) => f.path === src);
   if (exact) {

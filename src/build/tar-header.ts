@@ -25,7 +25,15 @@ export interface TarWriteEntry {
 }
 
 const BLOCK = 512;
-const TYPEFLAG: Record<TarWriteType, number> = { file: 0x30, link: 0x31, symlink: 0x32, char: 0x33, block: 0x34, dir: 0x35, fifo: 0x36 };
+const TYPEFLAG: Record<TarWriteType, number> = {
+  file: 0x30,
+  link: 0x31,
+  symlink: 0x32,
+  char: 0x33,
+  block: 0x34,
+  dir: 0x35,
+  fifo: 0x36,
+};
 
 /** One PAX record: "LEN key=value\n", LEN counting itself. */
 export function paxRecord(key: string, value: Buffer): Buffer {
@@ -68,7 +76,19 @@ function splitUstar(name: Buffer): { prefix: Buffer; name: Buffer } | undefined 
   return undefined;
 }
 
-function header(fields: { name: Buffer; prefix: Buffer; mode: number; uid: number; gid: number; size: number; mtime: number; typeflag: number; linkname: Buffer; devmajor: number; devminor: number }): Buffer {
+function header(fields: {
+  name: Buffer;
+  prefix: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  typeflag: number;
+  linkname: Buffer;
+  devmajor: number;
+  devminor: number;
+}): Buffer {
   const b = Buffer.alloc(BLOCK);
   fields.name.copy(b, 0, 0, 100);
   writeOctal(b, 100, 8, fields.mode);

@@ -115,7 +115,15 @@ export async function writeTreeTar(root: string, dest: string, o: TreeTarOptions
       warn(`not in the built layer: /${Buffer.from(rel, 'latin1').toString('utf8')} (a socket)`);
       return;
     }
-    const e: TarWriteEntry = { path: rel, type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: Math.floor(st.mtimeMs / 1000), size: 0 };
+    const e: TarWriteEntry = {
+      path: rel,
+      type,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      mtime: Math.floor(st.mtimeMs / 1000),
+      size: 0,
+    };
     if (type !== 'dir' && st.nlink > 1) {
       const key = `${st.dev}:${st.ino}`;
       const first = links.get(key);
@@ -161,7 +169,12 @@ export async function writeTreeTar(root: string, dest: string, o: TreeTarOptions
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC' || code === 'EDQUOT') {
-      throw new Img2vmError('outputNotWritable', `no space left while writing the built layer ${dest}`, 'free space in the cache directory (img2vm cache prune), or set XDG_CACHE_HOME elsewhere', { cause: e });
+      throw new Img2vmError(
+        'outputNotWritable',
+        `no space left while writing the built layer ${dest}`,
+        'free space in the cache directory (img2vm cache prune), or set XDG_CACHE_HOME elsewhere',
+        { cause: e },
+      );
     }
     throw e;
   } finally {
@@ -171,7 +184,14 @@ export async function writeTreeTar(root: string, dest: string, o: TreeTarOptions
 }
 
 /** Exactly st.size bytes of the file (a file that shrank meanwhile is padded with zeros), then the block padding. */
-async function copyContent(path: Buffer, st: Stats, out: Out, rel: string, warn: (m: string) => void, signal?: AbortSignal): Promise<void> {
+async function copyContent(
+  path: Buffer,
+  st: Stats,
+  out: Out,
+  rel: string,
+  warn: (m: string) => void,
+  signal?: AbortSignal,
+): Promise<void> {
   let left = st.size;
   // Nothing allocated at all: a hole from end to end, no need to read it.
   if (st.blocks === 0 && left > 0) {

@@ -64,7 +64,11 @@ export async function readTreeXattrs(root: string, signal?: AbortSignal): Promis
       total += (c as Buffer).length;
       if (total > MAX_DUMP) {
         await stopProcess(child);
-        throw new Img2vmError('badImage', `the built tree under ${root} has more than ${MAX_DUMP >> 20} MiB of extended attributes`, 'the image or its packages set extended attributes on a vast number of files; build it with --builder docker');
+        throw new Img2vmError(
+          'badImage',
+          `the built tree under ${root} has more than ${MAX_DUMP >> 20} MiB of extended attributes`,
+          'the image or its packages set extended attributes on a vast number of files; build it with --builder docker',
+        );
       }
       chunks.push(c as Buffer);
     }
@@ -72,7 +76,11 @@ export async function readTreeXattrs(root: string, signal?: AbortSignal): Promis
     signal?.throwIfAborted();
     // getfattr exits 1 when it could not read some file; what it could read is still right.
     if (r.exitCode !== 0 && r.exitCode !== 1) {
-      throw new Img2vmError('toolFailed', `getfattr failed (exit ${r.exitCode}): ${Buffer.concat(errs).toString('utf8').trim().slice(0, 300)}`, `command: getfattr ${GETFATTR_DUMP_ARGV.join(' ')} (in ${root})`);
+      throw new Img2vmError(
+        'toolFailed',
+        `getfattr failed (exit ${r.exitCode}): ${Buffer.concat(errs).toString('utf8').trim().slice(0, 300)}`,
+        `command: getfattr ${GETFATTR_DUMP_ARGV.join(' ')} (in ${root})`,
+      );
     }
     return parseXattrDump(Buffer.concat(chunks).toString('latin1'));
   } finally {

@@ -13,7 +13,17 @@ const REPOS: Record<CacheStore, Record<string, CacheKind>> = {
 };
 
 export function dockerListArgv(): string[] {
-  return ['image', 'ls', '--no-trunc', '--filter', 'reference=img2vm-cache:*', '--filter', 'reference=img2vm-source:*', '--format', '{{.Repository}}:{{.Tag}}'];
+  return [
+    'image',
+    'ls',
+    '--no-trunc',
+    '--filter',
+    'reference=img2vm-cache:*',
+    '--filter',
+    'reference=img2vm-source:*',
+    '--format',
+    '{{.Repository}}:{{.Tag}}',
+  ];
 }
 
 export function dockerInspectArgv(refs: readonly string[]): string[] {
@@ -37,7 +47,10 @@ const DockerInspectSchema = z.array(
       Created: z.string(),
       Size: z.number(),
       Metadata: z.object({ LastTagTime: z.string().nullish() }).passthrough().nullish(),
-      Config: z.object({ Labels: z.record(z.string(), z.string()).nullish() }).passthrough().nullish(),
+      Config: z
+        .object({ Labels: z.record(z.string(), z.string()).nullish() })
+        .passthrough()
+        .nullish(),
     })
     .passthrough(),
 );
@@ -68,9 +81,12 @@ function detailOf(kind: CacheKind, labels: Record<string, string> | null | undef
 
 async function removeImage(tool: 'docker' | 'podman', ref: string, bytes: number): Promise<RemoveOutcome> {
   const r = await run(tool, imageRemoveArgv(ref), { reject: false });
-  if (r.exitCode !== 0) return { removed: false, why: (r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? `${tool} image rm failed` };
+  if (r.exitCode !== 0)
+    return { removed: false, why: (r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? `${tool} image rm failed` };
   // An image with other tags is only untagged: its bytes stay.
-  return /^Deleted:/m.test(r.stdout) ? { removed: true, freed: bytes } : { removed: true, freed: 0, note: 'untagged; the image has other tags' };
+  return /^Deleted:/m.test(r.stdout)
+    ? { removed: true, freed: bytes }
+    : { removed: true, freed: 0, note: 'untagged; the image has other tags' };
 }
 
 /** docker's img2vm-cache:* and img2vm-source:* images; last use is the later of creation and last tagging. */
@@ -84,7 +100,14 @@ export async function dockerImages(notes: string[]): Promise<Removable[]> {
     notes.push(`docker: not listed (${(ls.stderr || ls.stdout).trim().split('\n')[0]})`);
     return [];
   }
-  const refs = [...new Set(ls.stdout.split('\n').map((l) => l.trim()).filter((l) => l && !l.includes('<none>')))];
+  const refs = [
+    ...new Set(
+      ls.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.includes('<none>')),
+    ),
+  ];
   if (refs.length === 0) return [];
   const ins = await run('docker', dockerInspectArgv(refs), { reject: false });
   const parsed = DockerInspectSchema.safeParse(JSON.parse(ins.stdout || '[]'));
@@ -100,7 +123,16 @@ export async function dockerImages(notes: string[]): Promise<Removable[]> {
       const tagged = Date.parse(img.Metadata?.LastTagTime ?? '');
       const used = Math.max(Date.parse(img.Created) || 0, tagged > 0 ? tagged : 0);
       out.push({
-        entry: { kind, store: 'docker', name: ref, detail: detailOf(kind, img.Config?.Labels), bytes: img.Size, lastUsed: isoOf(used), busy: null, location: img.Id },
+        entry: {
+          kind,
+          store: 'docker',
+          name: ref,
+          detail: detailOf(kind, img.Config?.Labels),
+          bytes: img.Size,
+          lastUsed: isoOf(used),
+          busy: null,
+          location: img.Id,
+        },
         remove: () => removeImage('docker', ref, img.Size),
       });
     }
@@ -131,10 +163,21 @@ export async function podmanImages(cache: BuildCache, notes: string[]): Promise<
       const [repo, tag] = splitRef(ref);
       const kind = REPOS.podman[repo];
       if (!kind) continue;
-      const stamp = await stat(cache.podmanStamp(kind === 'guest-build' ? 'cache' : 'source', tag)).catch(() => undefined);
+      const stamp = await stat(cache.podmanStamp(kind === 'guest-build' ? 'cache' : 'source', tag)).catch(
+        () => undefined,
+      );
       const used = Math.max(img.Created * 1000, stamp?.mtimeMs ?? 0);
       out.push({
-        entry: { kind, store: 'podman', name: ref, detail: detailOf(kind, img.Labels), bytes: img.Size, lastUsed: isoOf(used), busy: null, location: img.Id },
+        entry: {
+          kind,
+          store: 'podman',
+          name: ref,
+          detail: detailOf(kind, img.Labels),
+          bytes: img.Size,
+          lastUsed: isoOf(used),
+          busy: null,
+          location: img.Id,
+        },
         remove: () => removeImage('podman', ref, img.Size),
       });
     }

@@ -19,7 +19,12 @@ const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3600_000, d: 8640
 /** "30d", "12h", "90m", "45s", "2w" → milliseconds. */
 export function parseAge(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$/i.exec(text);
-  if (!m) throw new Img2vmError('usage', `--older-than ${text} is not an age`, 'give a number and a unit: s, m, h, d or w (e.g. 7d, 12h)');
+  if (!m)
+    throw new Img2vmError(
+      'usage',
+      `--older-than ${text} is not an age`,
+      'give a number and a unit: s, m, h, d or w (e.g. 7d, 12h)',
+    );
   return Number(m[1]) * UNITS[m[2]!.toLowerCase()]!;
 }
 
@@ -79,7 +84,9 @@ export async function prune(o: PruneOptions, loc: CacheLocations = defaultLocati
   const report: PruneReport = { removed: [], kept: [], freed: 0, notes: inv.notes };
   // Guest builds first: an image store refuses to drop a source image a build still stands on.
   const order = ['guest-build', 'source-image', 'converted-disk', 'registry-blob', 'kernel'];
-  const stale = inv.items.filter((i) => isStale(i.entry, o)).sort((a, b) => order.indexOf(a.entry.kind) - order.indexOf(b.entry.kind));
+  const stale = inv.items
+    .filter((i) => isStale(i.entry, o))
+    .sort((a, b) => order.indexOf(a.entry.kind) - order.indexOf(b.entry.kind));
   for (const item of stale) {
     if (item.entry.busy) {
       report.kept.push({ entry: item.entry, outcome: { removed: false, why: item.entry.busy } });

@@ -4,10 +4,20 @@ import { KernelCache } from '../kernel/cache.js';
 import type { Kind, Store, StoreEntry } from '../store/index.js';
 import { isoOf, type CacheEntry, type CacheKind, type Removable, type RemoveOutcome } from './entries.js';
 
-const KIND: Record<Kind, CacheKind> = { build: 'guest-build', blob: 'registry-blob', kernel: 'kernel', disk: 'converted-disk' };
+const KIND: Record<Kind, CacheKind> = {
+  build: 'guest-build',
+  blob: 'registry-blob',
+  kernel: 'kernel',
+  disk: 'converted-disk',
+};
 
 /** What a live writer of each kind is doing, for the reason prune gives when it leaves the kind alone. */
-const WRITING: Record<Kind, string> = { build: 'a guest build', blob: 'a pull', kernel: 'a kernel fetch', disk: 'a conversion' };
+const WRITING: Record<Kind, string> = {
+  build: 'a guest build',
+  blob: 'a pull',
+  kernel: 'a kernel fetch',
+  disk: 'a conversion',
+};
 
 /** Why prune must leave an entry alone now, or null. */
 function busy(kind: Kind, s: { holders: number[]; writers: number[] }): string | null {
@@ -23,12 +33,16 @@ async function describe(store: Store, e: StoreEntry): Promise<{ name: string; de
       return { name: e.key, detail: 'a layer, manifest or config pulled from a registry' };
     case 'build': {
       const found = await new BuildCache(store).find(e.key);
-      const detail = found ? `${found.record.label} (template ${found.record.template}, base ${found.record.base.slice(7, 19)})` : 'incomplete (an interrupted build or removal)';
+      const detail = found
+        ? `${found.record.label} (template ${found.record.template}, base ${found.record.base.slice(7, 19)})`
+        : 'incomplete (an interrupted build or removal)';
       return { name: `runc:${e.key.slice(0, 32)}`, detail };
     }
     case 'kernel': {
       const record = await new KernelCache(store).readTree(e.key, { verify: false });
-      return record ? { name: record.version, detail: record.origin } : { name: e.key, detail: 'incomplete (an interrupted unpacking or removal)' };
+      return record
+        ? { name: record.version, detail: record.origin }
+        : { name: e.key, detail: 'incomplete (an interrupted unpacking or removal)' };
     }
     case 'disk':
       return { name: e.key, detail: 'a converted disk' };
@@ -39,7 +53,15 @@ async function describe(store: Store, e: StoreEntry): Promise<{ name: string; de
 export async function storeEntries(store: Store): Promise<Removable[]> {
   const out: Removable[] = [];
   for (const e of await store.entries()) {
-    const entry: CacheEntry = { kind: KIND[e.kind], store: 'img2vm', ...(await describe(store, e)), bytes: e.bytes, lastUsed: isoOf(e.lastUsed), busy: busy(e.kind, e), location: e.path };
+    const entry: CacheEntry = {
+      kind: KIND[e.kind],
+      store: 'img2vm',
+      ...(await describe(store, e)),
+      bytes: e.bytes,
+      lastUsed: isoOf(e.lastUsed),
+      busy: busy(e.kind, e),
+      location: e.path,
+    };
     out.push({
       entry,
       async remove(): Promise<RemoveOutcome> {

@@ -15,7 +15,14 @@ const KIND_LABEL: Record<CacheEntry['kind'], string> = {
 /** "5 minutes ago", "3 days ago": precise enough to decide what to prune. */
 export function ago(iso: string, now = Date.now()): string {
   const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  const [n, unit] = s < 90 ? [s, 'second'] : s < 5400 ? [Math.round(s / 60), 'minute'] : s < 129600 ? [Math.round(s / 3600), 'hour'] : [Math.round(s / 86400), 'day'];
+  const [n, unit] =
+    s < 90
+      ? [s, 'second']
+      : s < 5400
+        ? [Math.round(s / 60), 'minute']
+        : s < 129600
+          ? [Math.round(s / 3600), 'hour']
+          : [Math.round(s / 86400), 'day'];
   return `${n} ${unit}${n === 1 ? '' : 's'} ago`;
 }
 
@@ -28,26 +35,39 @@ export function renderList(entries: CacheEntry[], notes: string[], now = Date.no
   const lines = [`${'KIND'.padEnd(14)} ${'STORE'.padEnd(7)} ${'NAME'.padEnd(56)} ${'SIZE'.padStart(10)}  LAST USED`];
   for (const e of entries) {
     const flag = e.busy ? `  (${e.busy})` : '';
-    lines.push(`${KIND_LABEL[e.kind].padEnd(14)} ${e.store.padEnd(7)} ${clip(e.name, 56).padEnd(56)} ${formatSize(e.bytes).padStart(10)}  ${ago(e.lastUsed, now)}${flag}`);
+    lines.push(
+      `${KIND_LABEL[e.kind].padEnd(14)} ${e.store.padEnd(7)} ${clip(e.name, 56).padEnd(56)} ${formatSize(e.bytes).padStart(10)}  ${ago(e.lastUsed, now)}${flag}`,
+    );
     lines.push(`${''.padEnd(23)}${clip(e.detail, 80)}`);
   }
   const total = entries.reduce((a, e) => a + e.bytes, 0);
-  lines.push('', `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, ${formatSize(total)} (image sizes include the layers they share with other images)`);
+  lines.push(
+    '',
+    `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, ${formatSize(total)} (image sizes include the layers they share with other images)`,
+  );
   for (const n of notes) lines.push(`note: ${n}`);
   return `${lines.join('\n')}\n`;
 }
 
 export function renderPrune(r: PruneReport): string {
   const lines: string[] = [];
-  for (const { entry, outcome } of r.removed) lines.push(`removed  ${KIND_LABEL[entry.kind]} ${entry.name} (${formatSize(entry.bytes)})${outcome.removed && outcome.note ? `: ${outcome.note}` : ''}`);
-  for (const { entry, outcome } of r.kept) lines.push(`kept     ${KIND_LABEL[entry.kind]} ${entry.name}: ${outcome.removed ? '' : outcome.why}`);
-  lines.push(`${r.removed.length} removed, ${formatSize(r.freed)} freed${r.kept.length ? `, ${r.kept.length} kept` : ''}`);
+  for (const { entry, outcome } of r.removed)
+    lines.push(
+      `removed  ${KIND_LABEL[entry.kind]} ${entry.name} (${formatSize(entry.bytes)})${outcome.removed && outcome.note ? `: ${outcome.note}` : ''}`,
+    );
+  for (const { entry, outcome } of r.kept)
+    lines.push(`kept     ${KIND_LABEL[entry.kind]} ${entry.name}: ${outcome.removed ? '' : outcome.why}`);
+  lines.push(
+    `${r.removed.length} removed, ${formatSize(r.freed)} freed${r.kept.length ? `, ${r.kept.length} kept` : ''}`,
+  );
   for (const n of r.notes) lines.push(`note: ${n}`);
   return `${lines.join('\n')}\n`;
 }
 
 export function addCacheCommand(program: Command): void {
-  const cache = program.command('cache').description('what img2vm keeps between runs: guest builds, imported sources, registry blobs, kernels');
+  const cache = program
+    .command('cache')
+    .description('what img2vm keeps between runs: guest builds, imported sources, registry blobs, kernels');
   cache
     .command('ls')
     .description('list the cached entries with their sizes and last use')
@@ -60,15 +80,24 @@ export function addCacheCommand(program: Command): void {
     });
   cache
     .command('prune')
-    .description(`remove cached entries not used for ${DEFAULT_PRUNE_AGE.replace('d', ' days')} (or --older-than); never one a running img2vm holds`)
+    .description(
+      `remove cached entries not used for ${DEFAULT_PRUNE_AGE.replace('d', ' days')} (or --older-than); never one a running img2vm holds`,
+    )
     .option('--all', 'remove every entry, whatever its age')
-    .option('--older-than <age>', 'remove entries last used longer ago than this: 45s, 90m, 12h, 7d, 2w', DEFAULT_PRUNE_AGE)
+    .option(
+      '--older-than <age>',
+      'remove entries last used longer ago than this: 45s, 90m, 12h, 7d, 2w',
+      DEFAULT_PRUNE_AGE,
+    )
     .option('--json', 'print what was removed and kept as JSON')
     .action(async (opts: { all?: boolean; olderThan: string; json?: boolean }) => {
       const olderThan = parseAge(opts.olderThan);
       const r = await prune({ all: !!opts.all, olderThan });
       if (opts.json) {
-        const rec = (x: PruneReport['removed'][number]) => ({ ...x.entry, ...(x.outcome.removed ? { freed: x.outcome.freed, note: x.outcome.note ?? null } : { why: x.outcome.why }) });
+        const rec = (x: PruneReport['removed'][number]) => ({
+          ...x.entry,
+          ...(x.outcome.removed ? { freed: x.outcome.freed, note: x.outcome.note ?? null } : { why: x.outcome.why }),
+        });
         stdoutJson({ removed: r.removed.map(rec), kept: r.kept.map(rec), freed: r.freed, notes: r.notes });
       } else stdout(renderPrune(r));
     });

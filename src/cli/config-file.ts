@@ -24,14 +24,20 @@ const IMAGE_SCHEMA = z.string().min(1, 'the image reference is empty');
 function describeIssue(name: string, issue: z.core.$ZodIssue, value: unknown): string {
   const sub = issue.path.map((p) => `[${String(p)}]`).join('');
   // YAML reads 42 and true as a number and a boolean; an option that takes text needs them quoted.
-  const quote = issue.code === 'invalid_type' && issue.expected === 'string' && (typeof value === 'number' || typeof value === 'boolean');
+  const quote =
+    issue.code === 'invalid_type' &&
+    issue.expected === 'string' &&
+    (typeof value === 'number' || typeof value === 'boolean');
   return `${name}${sub}: ${issue.message}${quote ? ` (quote it: ${name}: "${String(value)}")` : ''}`;
 }
 
 function unknownKey(name: string, table: Map<string, { key: string }>): string {
   if (name in GLOBAL_OPTIONS) return `${name}: not a conversion option (give --${name} on the command line)`;
   if (name === 'config') return 'config: a config file cannot name another one';
-  const byTableKey = [...table].find(([, v]) => v.key.toLowerCase() === name.toLowerCase() || v.key.toLowerCase() === name.replace(/[-_]/g, '').toLowerCase());
+  const byTableKey = [...table].find(
+    ([, v]) =>
+      v.key.toLowerCase() === name.toLowerCase() || v.key.toLowerCase() === name.replace(/[-_]/g, '').toLowerCase(),
+  );
   return `${name}: unknown option${byTableKey ? ` (did you mean ${byTableKey[0]}?)` : ''}`;
 }
 
@@ -42,7 +48,11 @@ function unknownKey(name: string, table: Map<string, { key: string }>): string {
 export function configOptions(doc: unknown, label: string): Record<string, unknown> {
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new Img2vmError('usage', `${label}: a config file holds a mapping of options (key: value), not ${Array.isArray(doc) ? 'a list' : typeof doc}`, 'e.g. boot: uefi');
+    throw new Img2vmError(
+      'usage',
+      `${label}: a config file holds a mapping of options (key: value), not ${Array.isArray(doc) ? 'a list' : typeof doc}`,
+      'e.g. boot: uefi',
+    );
   }
   const table = keys();
   const out: Record<string, unknown> = {};
@@ -60,7 +70,12 @@ export function configOptions(doc: unknown, label: string): Record<string, unkno
     if (r.success) out[entry.key] = value;
     else problems.push(...r.error.issues.map((i) => describeIssue(name, i, value)));
   }
-  if (problems.length) throw new Img2vmError('usage', `${label}: ${problems.join('; ')}`, 'keys are the long flag names (see img2vm --help), plus image:');
+  if (problems.length)
+    throw new Img2vmError(
+      'usage',
+      `${label}: ${problems.join('; ')}`,
+      'keys are the long flag names (see img2vm --help), plus image:',
+    );
   return out;
 }
 
@@ -70,7 +85,11 @@ export function parseConfigText(text: string, label: string, json: boolean): unk
     return json ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true, maxAliasCount: 100 });
   } catch (e) {
     const first = (e as Error).message.split('\n')[0];
-    throw new Img2vmError('usage', `${label}: not valid ${json ? 'JSON' : 'YAML'}: ${first}`, 'fix the file; keys are the long flag names, e.g. boot: uefi');
+    throw new Img2vmError(
+      'usage',
+      `${label}: not valid ${json ? 'JSON' : 'YAML'}: ${first}`,
+      'fix the file; keys are the long flag names, e.g. boot: uefi',
+    );
   }
 }
 
@@ -95,7 +114,11 @@ export async function loadConfigFile(path: string): Promise<Record<string, unkno
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : (e as Error).message;
-    throw new Img2vmError('usage', `cannot read the config file ${path}: ${why}`, 'give a YAML or JSON file of options, e.g. --config img2vm.yaml');
+    throw new Img2vmError(
+      'usage',
+      `cannot read the config file ${path}: ${why}`,
+      'give a YAML or JSON file of options, e.g. --config img2vm.yaml',
+    );
   }
   return configOptions(parseConfigText(text, path, /\.json$/i.test(path)), path);
 }
@@ -104,12 +127,21 @@ export async function loadConfigFile(path: string): Promise<Record<string, unkno
  * What `img2vm [convert|plan]` converts: the config file's options under those given as flags (flags win), and
  * the image from the argument or else the file's `image:`.
  */
-export async function conversionInput(image: string | undefined, parsed: Record<string, unknown>): Promise<Record<string, unknown> & { image: string }> {
+export async function conversionInput(
+  image: string | undefined,
+  parsed: Record<string, unknown>,
+): Promise<Record<string, unknown> & { image: string }> {
   const { config, ...flags } = givenConvertOptions(parsed);
   const file = typeof config === 'string' ? await loadConfigFile(config) : {};
   const img = image ?? (typeof file.image === 'string' ? file.image : undefined);
   if (img === undefined) {
-    throw new Img2vmError('usage', 'no image given', typeof config === 'string' ? `name it as the argument or as image: in ${config}` : 'name it as the argument, e.g. img2vm debian:12 -o disk.qcow2');
+    throw new Img2vmError(
+      'usage',
+      'no image given',
+      typeof config === 'string'
+        ? `name it as the argument or as image: in ${config}`
+        : 'name it as the argument, e.g. img2vm debian:12 -o disk.qcow2',
+    );
   }
   return { ...file, ...flags, image: img };
 }

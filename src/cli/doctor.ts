@@ -49,27 +49,75 @@ export async function doctorChecks(env: DoctorEnv = {}): Promise<Check[]> {
   const checks: Check[] = [];
   for (const [tool, pkg] of Object.entries(TOOLS) as [ToolName, string][]) {
     const p = find(tool);
-    checks.push({ name: tool, ok: !!p, detail: p ?? 'not found', package: pkg, fix: p ? undefined : `apt-get install ${pkg}`, for: TOOL_PURPOSES[tool], required: needed.has(tool) });
+    checks.push({
+      name: tool,
+      ok: !!p,
+      detail: p ?? 'not found',
+      package: pkg,
+      fix: p ? undefined : `apt-get install ${pkg}`,
+      for: TOOL_PURPOSES[tool],
+      required: needed.has(tool),
+    });
   }
   const daemonFor = 'images in the daemon, and the guest stage of --init distro (the default) builds there';
   try {
     await (env.pingDocker ?? (() => new DockerClient(undefined, AbortSignal.timeout(3000)).ping()))();
-    checks.push({ name: 'docker daemon', ok: true, detail: 'answers', package: 'docker.io', for: daemonFor, required: true });
+    checks.push({
+      name: 'docker daemon',
+      ok: true,
+      detail: 'answers',
+      package: 'docker.io',
+      for: daemonFor,
+      required: true,
+    });
   } catch (e) {
-    checks.push({ name: 'docker daemon', ok: false, detail: (e as Error).message, package: 'docker.io', fix: 'start it: dockerd --bridge=none &  (or systemctl start docker)', for: daemonFor, required: true });
+    checks.push({
+      name: 'docker daemon',
+      ok: false,
+      detail: (e as Error).message,
+      package: 'docker.io',
+      fix: 'start it: dockerd --bridge=none &  (or systemctl start docker)',
+      for: daemonFor,
+      required: true,
+    });
   }
   const files: [string, string, string, boolean][] = [
-    ['/usr/lib/grub/i386-pc/boot.img', 'grub-pc-bin', 'GRUB for BIOS boot (--boot hybrid, the default, and bios)', true],
-    ['/usr/lib/grub/x86_64-efi/linux.mod', 'grub-efi-amd64-bin', 'GRUB for UEFI boot (--boot hybrid, the default, and uefi)', true],
+    [
+      '/usr/lib/grub/i386-pc/boot.img',
+      'grub-pc-bin',
+      'GRUB for BIOS boot (--boot hybrid, the default, and bios)',
+      true,
+    ],
+    [
+      '/usr/lib/grub/x86_64-efi/linux.mod',
+      'grub-efi-amd64-bin',
+      'GRUB for UEFI boot (--boot hybrid, the default, and uefi)',
+      true,
+    ],
     ['/usr/share/OVMF/OVMF_CODE_4M.fd', 'ovmf', 'img2vm run/test of UEFI disks', false],
     [SYSTEMD_BOOT_EFI, 'systemd-boot-efi', '--bootloader systemd-boot with --raw images that lack it', false],
   ];
   for (const [f, pkg, purpose, required] of files) {
     const ok = exists(f);
-    checks.push({ name: f, ok, detail: ok ? 'present' : 'missing', package: pkg, fix: ok ? undefined : `apt-get install ${pkg}`, for: purpose, required });
+    checks.push({
+      name: f,
+      ok,
+      detail: ok ? 'present' : 'missing',
+      package: pkg,
+      fix: ok ? undefined : `apt-get install ${pkg}`,
+      for: purpose,
+      required,
+    });
   }
   const root = env.isRoot ?? process.getuid?.() === 0;
-  checks.push({ name: 'root', ok: root, detail: root ? 'yes' : 'no', fix: root ? undefined : 'run as root (sudo) for those', for: 'the runc and podman builders (conversions themselves need no privileges)', required: false });
+  checks.push({
+    name: 'root',
+    ok: root,
+    detail: root ? 'yes' : 'no',
+    fix: root ? undefined : 'run as root (sudo) for those',
+    for: 'the runc and podman builders (conversions themselves need no privileges)',
+    required: false,
+  });
   return checks;
 }
 
@@ -78,10 +126,18 @@ export function renderChecks(checks: readonly Check[]): string {
   const out: string[] = [];
   for (const c of checks) {
     const status = c.ok ? 'ok     ' : c.required ? 'MISSING' : 'missing';
-    out.push(`${status}  ${c.name.padEnd(36)} ${(c.package ?? '').padEnd(19)} ${c.for}${c.required ? '' : ' (optional)'}`);
+    out.push(
+      `${status}  ${c.name.padEnd(36)} ${(c.package ?? '').padEnd(19)} ${c.for}${c.required ? '' : ' (optional)'}`,
+    );
     if (!c.ok) out.push(`${' '.repeat(9)}→ ${c.fix ?? c.detail}`);
   }
-  const pkgs = (required: boolean) => [...new Set(checks.filter((c) => !c.ok && c.required === required && c.fix?.startsWith('apt-get install ')).map((c) => c.package!))];
+  const pkgs = (required: boolean) => [
+    ...new Set(
+      checks
+        .filter((c) => !c.ok && c.required === required && c.fix?.startsWith('apt-get install '))
+        .map((c) => c.package!),
+    ),
+  ];
   const must = pkgs(true);
   const may = pkgs(false);
   if (must.length || may.length) out.push('');

@@ -16,7 +16,8 @@ import { VmTestError } from '../vm/test.js';
 import { listrRenderer, plainRenderer, silentRenderer, type Renderer } from './render.js';
 import { stderr, stdout, stdoutJson } from './print.js';
 
-const IMAGE_HELP = 'NAME[:TAG] (daemon, else registry), docker://REF, docker-daemon:REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE';
+const IMAGE_HELP =
+  'NAME[:TAG] (daemon, else registry), docker://REF, docker-daemon:REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE';
 
 const VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -29,7 +30,8 @@ interface GlobalFlags {
 function pickRenderer(flags: GlobalFlags): Renderer & { fail?: (e: Error) => void } {
   if (flags.json || flags.quiet) return silentRenderer();
   // listr2 needs a real terminal width; a pty without one (script, some CI runners) gets plain lines.
-  if (process.stderr.isTTY && !process.env.CI && (process.stderr.columns ?? 0) >= 40) return listrRenderer(STAGES, !!flags.verbose);
+  if (process.stderr.isTTY && !process.env.CI && (process.stderr.columns ?? 0) >= 40)
+    return listrRenderer(STAGES, !!flags.verbose);
   return plainRenderer(!!flags.verbose);
 }
 
@@ -64,33 +66,41 @@ export function buildProgram(): Command {
     .command('convert', { isDefault: true })
     .description('convert IMAGE into a bootable disk (the default command)')
     .argument('[image]', `${IMAGE_HELP}; or image: in --config`);
-  addConvertOptions(convertCmd).action(async (image: string | undefined, opts: Record<string, unknown> & GlobalFlags) => {
-    const input = await conversionInput(image, opts);
-    const renderer = pickRenderer(opts);
-    let ok = false;
-    try {
-      const result = await withSignals(
-        ({ signal, scope }) => convert(input, { sink: renderer.sink, signal, scope }),
-        'still cleaning up; interrupt again to stop waiting',
-        { late: (res, sig) => new InterruptedError(sig, { after: completed(res) }) },
-      );
-      reportLateSignals(completed(result));
-      ok = true;
-      await renderer.done(true);
-      if (opts.json) stdoutJson(result);
-      else if (!opts.quiet) stderr(`${summary(result)}\n`);
-    } finally {
-      if (!ok) await renderer.done(false);
-    }
-  });
+  addConvertOptions(convertCmd).action(
+    async (image: string | undefined, opts: Record<string, unknown> & GlobalFlags) => {
+      const input = await conversionInput(image, opts);
+      const renderer = pickRenderer(opts);
+      let ok = false;
+      try {
+        const result = await withSignals(
+          ({ signal, scope }) => convert(input, { sink: renderer.sink, signal, scope }),
+          'still cleaning up; interrupt again to stop waiting',
+          { late: (res, sig) => new InterruptedError(sig, { after: completed(res) }) },
+        );
+        reportLateSignals(completed(result));
+        ok = true;
+        await renderer.done(true);
+        if (opts.json) stdoutJson(result);
+        else if (!opts.quiet) stderr(`${summary(result)}\n`);
+      } finally {
+        if (!ok) await renderer.done(false);
+      }
+    },
+  );
 
   const planCmd = program
     .command('plan')
-    .description('print what a conversion would build (layout, file systems, boot loaders, guest files, steps) without writing a disk')
+    .description(
+      'print what a conversion would build (layout, file systems, boot loaders, guest files, steps) without writing a disk',
+    )
     .argument('[image]', `${IMAGE_HELP}; or image: in --config`);
   addConvertOptions(planCmd).action(async (image: string | undefined, opts: Record<string, unknown> & GlobalFlags) => {
     const input = await conversionInput(image, opts);
-    const p = await withSignals(({ signal, scope }) => planImage(input, { signal, scope, sink: opts.verbose ? plainRenderer(true).sink : undefined }), 'still cleaning up');
+    const p = await withSignals(
+      ({ signal, scope }) =>
+        planImage(input, { signal, scope, sink: opts.verbose ? plainRenderer(true).sink : undefined }),
+      'still cleaning up',
+    );
     if (opts.json) stdoutJson(p);
     else if (!opts.quiet) stdout(renderPlan(p));
   });
@@ -106,10 +116,17 @@ function report(e: unknown, json: boolean): number {
   }
   const err = isImg2vmError(e)
     ? e
-    : new Img2vmError('internal', `internal error: ${(e as Error)?.stack ?? String(e)}`, 'this is a bug in img2vm; please report it with the command you ran');
+    : new Img2vmError(
+        'internal',
+        `internal error: ${(e as Error)?.stack ?? String(e)}`,
+        'this is a bug in img2vm; please report it with the command you ran',
+      );
   // `img2vm test --json` has already printed its full report, failure included.
   if (json && !(e instanceof VmTestError)) {
-    stdoutJson({ error: { kind: err.kind, message: err.message, hint: err.hint ?? null, exitCode: err.exitCode } }, null);
+    stdoutJson(
+      { error: { kind: err.kind, message: err.message, hint: err.hint ?? null, exitCode: err.exitCode } },
+      null,
+    );
   }
   // The message and hint quote what the image, a registry or a tool said: escaped on the way out.
   stderr(`img2vm: error: ${err.message}\n`);

@@ -5,19 +5,35 @@ import { formatSize } from '../core/units.js';
 export function renderPlan(p: ConversionPlan): string {
   const out: string[] = [];
   const line = (s = '') => out.push(s);
-  line(`image     ${p.image} (${p.source.transport}${p.source.id ? `, ${p.source.id.slice(0, 19)}` : ''}${p.source.layers !== null ? `, ${p.source.layers} layer${p.source.layers === 1 ? '' : 's'}` : ''})`);
-  line(`guest     ${p.guest.strategy}: ${p.guest.reason}${p.guest.distribution ? `; ${p.guest.distribution}` : ''}${p.guest.builder ? ` with ${p.guest.builder}` : ''}${p.guest.cached === null ? '' : p.guest.cached ? ' (cached)' : ' (to build)'}`);
-  if (p.content) line(`content   ${p.content.files} files, ${formatSize(p.content.bytes)}${p.content.estimated ? ' (before the guest build: sizes are estimates)' : ''}`);
+  line(
+    `image     ${p.image} (${p.source.transport}${p.source.id ? `, ${p.source.id.slice(0, 19)}` : ''}${p.source.layers !== null ? `, ${p.source.layers} layer${p.source.layers === 1 ? '' : 's'}` : ''})`,
+  );
+  line(
+    `guest     ${p.guest.strategy}: ${p.guest.reason}${p.guest.distribution ? `; ${p.guest.distribution}` : ''}${p.guest.builder ? ` with ${p.guest.builder}` : ''}${p.guest.cached === null ? '' : p.guest.cached ? ' (cached)' : ' (to build)'}`,
+  );
+  if (p.content)
+    line(
+      `content   ${p.content.files} files, ${formatSize(p.content.bytes)}${p.content.estimated ? ' (before the guest build: sizes are estimates)' : ''}`,
+    );
   line(`kernel    ${p.kernel ? p.kernel.version : 'known after the guest build'}`);
   line(`boot      ${p.boot.mode}: ${p.boot.loaders.join(' + ')}${p.boot.cmdline ? `; ${p.boot.cmdline}` : ''}`);
   if (p.layout) {
     line(`disk      ${p.layout.table.toUpperCase()}, ${formatSize(p.layout.diskSize)} (${p.sizing})`);
-    for (const x of p.layout.partitions) line(`  ${x.index}  ${x.role.padEnd(9)} ${formatSize(x.start).padStart(7)} +${formatSize(x.size).padEnd(8)} ${x.gptType} ${x.guid}`);
+    for (const x of p.layout.partitions)
+      line(
+        `  ${x.index}  ${x.role.padEnd(9)} ${formatSize(x.start).padStart(7)} +${formatSize(x.size).padEnd(8)} ${x.gptType} ${x.guid}`,
+      );
   }
-  for (const f of p.filesystems) line(`fs        ${f.role}: ${f.type} "${f.label}" ${f.uuid}, ${formatSize(f.size)} at ${f.offset}${f.inodes ? `, ${f.inodes} inodes` : ''}`);
+  for (const f of p.filesystems)
+    line(
+      `fs        ${f.role}: ${f.type} "${f.label}" ${f.uuid}, ${formatSize(f.size)} at ${f.offset}${f.inodes ? `, ${f.inodes} inodes` : ''}`,
+    );
   line('guest files');
-  for (const f of p.guestFiles) line(`  ${f.kind.padEnd(7)} ${f.fs.padEnd(4)} ${f.path}${f.note ? `  (${f.note})` : ''}`);
-  line(`output    ${p.output.format} ${p.output.path ?? '(none: pushed only)'}${p.output.compress ? ', compressed' : ''}${p.output.push ? `, pushed to ${p.output.push}` : ''}`);
+  for (const f of p.guestFiles)
+    line(`  ${f.kind.padEnd(7)} ${f.fs.padEnd(4)} ${f.path}${f.note ? `  (${f.note})` : ''}`);
+  line(
+    `output    ${p.output.format} ${p.output.path ?? '(none: pushed only)'}${p.output.compress ? ', compressed' : ''}${p.output.push ? `, pushed to ${p.output.push}` : ''}`,
+  );
   for (const s of p.output.sideFiles) line(`  + ${s}`);
   line('steps');
   p.steps.forEach((s, i) => line(`  ${String(i + 1).padStart(2)}. ${s.stage}/${s.id}: ${s.title}`));

@@ -23,7 +23,8 @@ export function stdoutJson(value: unknown, space: number | null = 2): void {
  */
 export function printableEvent(e: Img2vmEvent): Img2vmEvent {
   const out: Record<string, unknown> = { ...e };
-  for (const [k, v] of Object.entries(e)) if (typeof v === 'string' && k !== 'type' && k !== 'stage') out[k] = printable(v, { newlines: k === 'message' || k === 'text' });
+  for (const [k, v] of Object.entries(e))
+    if (typeof v === 'string' && k !== 'type' && k !== 'stage')
+      out[k] = printable(v, { newlines: k === 'message' || k === 'text' });
   return out as Img2vmEvent;
 }
-

@@ -51,11 +51,14 @@ export function formatProgress(p: ProgressState, rate: number | undefined, withB
   const unitName = p.unit === 'bytes' ? '' : ` ${p.what ?? 'entries'}`;
   if (p.total !== undefined && p.total > 0) {
     const f = p.done / p.total;
-    parts.push(`${withBar ? `${bar(f)} ` : ''}${Math.floor(f * 100)}% ${amount(p.done, p.unit)} of ${amount(p.total, p.unit)}${unitName}`);
+    parts.push(
+      `${withBar ? `${bar(f)} ` : ''}${Math.floor(f * 100)}% ${amount(p.done, p.unit)} of ${amount(p.total, p.unit)}${unitName}`,
+    );
   } else parts.push(`${amount(p.done, p.unit)}${unitName}`);
   if (rate !== undefined) {
     parts.push(`${amount(rate, p.unit)}${p.unit === 'bytes' ? '' : unitName}/s`);
-    if (p.total !== undefined && rate > 0 && p.done < p.total) parts.push(`${duration((p.total - p.done) / rate)} left`);
+    if (p.total !== undefined && rate > 0 && p.done < p.total)
+      parts.push(`${duration((p.total - p.done) / rate)} left`);
   }
   return parts.join(', ');
 }

@@ -86,9 +86,15 @@ function deferred(): Deferred {
 }
 
 /** Stages run in the pipeline; listr2 only mirrors them, each task waiting for its stage's events (their texts escaped first). */
-export function listrRenderer(stages: { id: StageId; title: string }[], verbose: boolean): Renderer & { fail(e: Error): void } {
+export function listrRenderer(
+  stages: { id: StageId; title: string }[],
+  verbose: boolean,
+): Renderer & { fail(e: Error): void } {
   const d = new Map<StageId, Deferred>(stages.map((s) => [s.id, deferred()]));
-  const tasks = new Map<StageId, { task: ListrTaskWrapper<unknown, ListrRendererFactory, ListrRendererFactory>; title: string; meter: RateMeter }>();
+  const tasks = new Map<
+    StageId,
+    { task: ListrTaskWrapper<unknown, ListrRendererFactory, ListrRendererFactory>; title: string; meter: RateMeter }
+  >();
   const list = new Listr(
     stages.map((s) => ({
       title: s.title,
@@ -108,14 +114,20 @@ export function listrRenderer(stages: { id: StageId; title: string }[], verbose:
         task.title = `${task.title}${r.detail ? ` — ${r.detail}` : ''}`;
       },
     })),
-    { concurrent: false, exitOnError: true, rendererOptions: { collapseSubtasks: false }, registerSignalListeners: false },
+    {
+      concurrent: false,
+      exitOnError: true,
+      rendererOptions: { collapseSubtasks: false },
+      registerSignalListeners: false,
+    },
   );
   const running = list.run().catch(() => {});
   return {
     sink(event) {
       const e = printableEvent(event);
       if (e.type === 'stage-start') d.get(e.stage)?.start(e.title);
-      else if (e.type === 'stage-end') d.get(e.stage)?.finish({ detail: `${e.detail ? `${e.detail}, ` : ''}${fmtMs(e.ms)}` });
+      else if (e.type === 'stage-end')
+        d.get(e.stage)?.finish({ detail: `${e.detail ? `${e.detail}, ` : ''}${fmtMs(e.ms)}` });
       else if (e.type === 'stage-skip') d.get(e.stage)?.finish({ skipped: e.reason });
       else if (e.type === 'progress') {
         const t = tasks.get(e.stage);
@@ -123,8 +135,8 @@ export function listrRenderer(stages: { id: StageId; title: string }[], verbose:
           t.meter.add(e.done);
           t.task.title = `${t.title} ${formatProgress(e, t.meter.rate(), true)}`;
         }
-      }
-      else if (e.type === 'log' && (e.level === 'warn' || verbose)) stderr(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}\n`);
+      } else if (e.type === 'log' && (e.level === 'warn' || verbose))
+        stderr(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}\n`);
     },
     fail(e) {
       for (const x of d.values()) x.fail(e);

@@ -17,7 +17,11 @@ export interface SignalOptions<T> {
  * The first signal aborts (stages stop, the scope releases temp files, containers, QEMU); a second one only
  * says that cleanup is under way; a third gives up waiting and exits. The exit code is the signal's (130, 143, 129).
  */
-export async function withSignals<T>(fn: (ctx: { signal: AbortSignal; scope: Scope }) => Promise<T>, stillCleaning: string, o: SignalOptions<T> = {}): Promise<T> {
+export async function withSignals<T>(
+  fn: (ctx: { signal: AbortSignal; scope: Scope }) => Promise<T>,
+  stillCleaning: string,
+  o: SignalOptions<T> = {},
+): Promise<T> {
   const ac = new AbortController();
   const scope = new Scope();
   let count = 0;

@@ -80,7 +80,11 @@ function parseExpect(text: string): RegExp {
   try {
     return new RegExp(text);
   } catch (e) {
-    throw new Img2vmError('usage', `invalid --expect regex: ${(e as Error).message}`, 'a JavaScript regular expression, matched against each console line');
+    throw new Img2vmError(
+      'usage',
+      `invalid --expect regex: ${(e as Error).message}`,
+      'a JavaScript regular expression, matched against each console line',
+    );
   }
 }
 
@@ -88,12 +92,18 @@ const seconds = (s: number | undefined) => (s === undefined ? '-' : `${s.toFixed
 
 function summary(r: TestReport): string {
   const t = r.timings;
-  const what = r.matched === 'marker' ? `readiness marker (kernel ${r.kernelRelease ?? '?'})` : r.matched === 'login' ? 'login prompt' : `--expect match "${r.matchedLine ?? ''}"`;
+  const what =
+    r.matched === 'marker'
+      ? `readiness marker (kernel ${r.kernelRelease ?? '?'})`
+      : r.matched === 'login'
+        ? 'login prompt'
+        : `--expect match "${r.matchedLine ?? ''}"`;
   const lines = [
     `passed: ${what} after ${seconds(t.ready)}`,
     `  firmware ${seconds(t.firmware)} → kernel ${seconds(t.kernel)} → init ${seconds(t.init)} → ready ${seconds(t.ready)} (total ${seconds(t.total)})`,
   ];
-  if (r.matched === 'exit') lines[0] = `passed: the workload exited with status ${r.workload?.status} after ${seconds(t.exit)}`;
+  if (r.matched === 'exit')
+    lines[0] = `passed: the workload exited with status ${r.workload?.status} after ${seconds(t.exit)}`;
   if (r.command) lines.push(`  command exited 0: ${r.command.command}`);
   else if (r.login?.ok) lines.push(`  logged in as ${r.login.user}`);
   return lines.join('\n');
@@ -130,7 +140,8 @@ interface RunFlags {
 
 function parseExitStatus(text: string): number {
   const n = Number(text);
-  if (!/^\d{1,3}$/.test(text.trim()) || n > 255) throw new Img2vmError('usage', `invalid --expect-exit "${text}"`, 'an exit status is a whole number from 0 to 255');
+  if (!/^\d{1,3}$/.test(text.trim()) || n > 255)
+    throw new Img2vmError('usage', `invalid --expect-exit "${text}"`, 'an exit status is a whole number from 0 to 255');
   return n;
 }
 
@@ -145,7 +156,8 @@ function testEvents(f: TestFlags, user: string | undefined): (e: Img2vmEvent) =>
     if (e.type === 'vm-machine') err(`img2vm: testing ${describe(e.machine)}\n`);
     else if (e.type === 'vm-console' && f.verbose) err(e.text);
     else if (e.type === 'vm-milestone' && !f.verbose) err(`img2vm: ${e.name} at ${seconds(e.seconds)}\n`);
-    else if (e.type === 'vm-phase' && !f.verbose) err(`img2vm: ${e.phase === 'login' ? `logging in as ${user}` : 'running the command'}\n`);
+    else if (e.type === 'vm-phase' && !f.verbose)
+      err(`img2vm: ${e.phase === 'login' ? `logging in as ${user}` : 'running the command'}\n`);
     else if (e.type === 'log' && (e.level === 'warn' || f.verbose)) err(`img2vm: ${e.message}\n`);
   };
 }
@@ -171,7 +183,9 @@ async function runAction(disk: string, f: RunFlags): Promise<void> {
           stderr(`img2vm: booting ${describe(m)}\n`);
           for (const p of opts.publish) stderr(`img2vm: 127.0.0.1:${p.host} → guest port ${p.guest}\n`);
           const quit = io.terminal ? 'Ctrl-a x quits' : 'SIGINT or SIGTERM sends ^C to the guest, then stops it';
-          stderr(`img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; ${quit}\n`);
+          stderr(
+            `img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; ${quit}\n`,
+          );
         },
       },
       ctx,
@@ -185,7 +199,11 @@ async function runAction(disk: string, f: RunFlags): Promise<void> {
 async function testAction(disk: string, f: TestFlags): Promise<void> {
   const login = f.login !== undefined ? parseLogin(f.login) : undefined;
   if (f.login !== undefined && !login) {
-    throw new Img2vmError('usage', `invalid --login "${f.login}"`, 'use USER:PASSWORD, e.g. --login root:secret (root: for an empty password)');
+    throw new Img2vmError(
+      'usage',
+      `invalid --login "${f.login}"`,
+      'use USER:PASSWORD, e.g. --login root:secret (root: for an empty password)',
+    );
   }
   if (f.run !== undefined && !login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD');
   const chatty = !f.json && !f.quiet;
@@ -222,7 +240,8 @@ async function testAction(disk: string, f: TestFlags): Promise<void> {
       if (f.json) stdoutJson(r);
       else {
         if (r.command?.output) stdout(`${r.command.output}\n`);
-        if (!f.quiet && !f.verbose && r.lastLines?.length) err(`img2vm: last console lines:\n${r.lastLines.map((l) => `  | ${l}\n`).join('')}`);
+        if (!f.quiet && !f.verbose && r.lastLines?.length)
+          err(`img2vm: last console lines:\n${r.lastLines.map((l) => `  | ${l}\n`).join('')}`);
         if (!f.quiet && r.log) err(`img2vm: console log: ${r.log}\n`);
       }
     }
@@ -233,32 +252,51 @@ async function testAction(disk: string, f: TestFlags): Promise<void> {
 export function addVmCommands(program: Command): void {
   program
     .command('run')
-    .description('boot DISK in QEMU with its serial console on this terminal (Ctrl-a x quits); a workload disk exits with its workload\'s status')
-    .argument('<disk>', 'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs')
+    .description(
+      "boot DISK in QEMU with its serial console on this terminal (Ctrl-a x quits); a workload disk exits with its workload's status",
+    )
+    .argument(
+      '<disk>',
+      'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs',
+    )
     .option('--timeout <seconds>', 'stop QEMU after this many seconds')
     .option('--mem <size>', 'guest memory, e.g. 1024M or 2G', '1024M')
     .option('--cpus <n>', 'virtual CPUs', '2')
-    .option('--publish <host:guest>', 'forward TCP port 127.0.0.1:HOST to the guest port GUEST (repeatable)', collect, [])
-    .addOption(new Option('--snapshot', 'discard the guest\'s writes (the default)').conflicts('persist'))
+    .option(
+      '--publish <host:guest>',
+      'forward TCP port 127.0.0.1:HOST to the guest port GUEST (repeatable)',
+      collect,
+      [],
+    )
+    .addOption(new Option('--snapshot', "discard the guest's writes (the default)").conflicts('persist'))
     .option('--persist', 'let the guest write to DISK')
-    .addOption(new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'))
+    .addOption(
+      new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),
+    )
     .option('--bios', 'boot with BIOS firmware (SeaBIOS), whatever the partition table says')
     .option('--json', 'print one JSON result object when QEMU has exited')
     .option('-q, --quiet', 'print nothing but errors (and the console)')
-    .option('-v, --verbose', 'also show img2vm\'s own console lines (its init\'s) on stderr')
+    .option('-v, --verbose', "also show img2vm's own console lines (its init's) on stderr")
     .action(runAction);
 
   program
     .command('test')
-    .description('boot DISK headless and pass when the guest is up (readiness marker or login prompt), or when its workload exits 0')
-    .argument('<disk>', 'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs')
+    .description(
+      'boot DISK headless and pass when the guest is up (readiness marker or login prompt), or when its workload exits 0',
+    )
+    .argument(
+      '<disk>',
+      'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs',
+    )
     .option('--timeout <seconds>', 'fail if the test has not passed by then', String(DEFAULT_TEST_TIMEOUT_MS / 1000))
     .option('--expect <regex>', 'pass when a console line matches REGEX instead')
-    .option('--expect-exit <status>', 'a disk with img2vm\'s init: pass when its workload exits with STATUS (default 0)')
+    .option('--expect-exit <status>', "a disk with img2vm's init: pass when its workload exits with STATUS (default 0)")
     .option('--login <user:password>', 'log in on the serial console (an empty password: "root:")')
     .option('--run <command>', 'after --login, run COMMAND; pass only if it exits 0')
     .option('--log <file>', 'save the console output to FILE')
-    .addOption(new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'))
+    .addOption(
+      new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),
+    )
     .option('--bios', 'boot with BIOS firmware (SeaBIOS), whatever the partition table says')
     .option('--mem <size>', 'guest memory, e.g. 1024M or 2G', '1024M')
     .option('--cpus <n>', 'virtual CPUs', '2')

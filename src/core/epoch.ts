@@ -6,7 +6,11 @@ export function epochSeconds(env: NodeJS.ProcessEnv = process.env): number {
   const v = env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === '') return Math.floor(Date.now() / 1000);
   if (!/^\d{1,12}$/.test(v)) {
-    throw new Img2vmError('usage', `SOURCE_DATE_EPOCH="${v}" is not a number of seconds since 1970`, 'set it to e.g. $(git log -1 --format=%ct), or unset it');
+    throw new Img2vmError(
+      'usage',
+      `SOURCE_DATE_EPOCH="${v}" is not a number of seconds since 1970`,
+      'set it to e.g. $(git log -1 --format=%ct), or unset it',
+    );
   }
   return Number(v);
 }

@@ -60,7 +60,9 @@ export class InterruptedError extends Img2vmError {
     super(
       'interrupted',
       o.after ? `interrupted by ${signal} after ${o.after}` : `interrupted by ${signal}`,
-      o.after ? 'that output is complete and stays; temporary files were removed' : 'nothing was written; temporary files were removed',
+      o.after
+        ? 'that output is complete and stays; temporary files were removed'
+        : 'nothing was written; temporary files were removed',
       { exitCode: signalExitCode(signal) },
     );
     this.signalName = signal;

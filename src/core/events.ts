@@ -36,7 +36,14 @@ export const nullSink: EventSink = () => {};
  * A progress reporter for one stage: counts may be reported as often as convenient, events go out at most every
  * intervalMs (and always for the final count), so a loop over 100,000 files does not flood the renderer.
  */
-export function progress(sink: EventSink, stage: StageId, unit: ProgressUnit, total?: number, what?: string, intervalMs = 200): {
+export function progress(
+  sink: EventSink,
+  stage: StageId,
+  unit: ProgressUnit,
+  total?: number,
+  what?: string,
+  intervalMs = 200,
+): {
   add(n: number): void;
   set(done: number): void;
   setTotal(total: number | undefined): void;

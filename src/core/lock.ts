@@ -91,10 +91,13 @@ export async function acquireLock(path: string, o: LockOptions = {}): Promise<He
 }
 
 function held(path: string, me: Owner, staleMs: number): HeldLock {
-  const beat = setInterval(() => {
-    const t = new Date();
-    void utimes(path, t, t).catch(() => undefined);
-  }, Math.max(50, Math.floor(staleMs / 4)));
+  const beat = setInterval(
+    () => {
+      const t = new Date();
+      void utimes(path, t, t).catch(() => undefined);
+    },
+    Math.max(50, Math.floor(staleMs / 4)),
+  );
   beat.unref();
   let released = false;
   return {

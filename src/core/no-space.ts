@@ -50,9 +50,12 @@ export function mountPointOf(path: string): string | undefined {
   let best: string | undefined;
   try {
     for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const mp = line.split(' ')[4]?.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+      const mp = line
+        .split(' ')[4]
+        ?.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
       if (!mp) continue;
-      if ((real === mp || real.startsWith(mp.endsWith('/') ? mp : `${mp}/`)) && mp.length > (best?.length ?? -1)) best = mp;
+      if ((real === mp || real.startsWith(mp.endsWith('/') ? mp : `${mp}/`)) && mp.length > (best?.length ?? -1))
+        best = mp;
     }
   } catch {
     return undefined;
@@ -79,11 +82,17 @@ const WAYS_OUT: Record<WriteArea, string> = {
   cache: 'free space there (img2vm cache prune), or set XDG_CACHE_HOME to a directory on a larger file system',
 };
 
-const AREA_NAMES: Record<WriteArea, string> = { output: 'the output directory', work: 'the work directory (TMPDIR)', cache: 'the cache' };
+const AREA_NAMES: Record<WriteArea, string> = {
+  output: 'the output directory',
+  work: 'the work directory (TMPDIR)',
+  cache: 'the cache',
+};
 
 /** The directory the user chose: TMPDIR, not the run's own work directory in it (which is gone when this is read). */
 function shownPath(site: WriteSite): string {
-  return site.area === 'work' ? site.path.replace(/\/img2vm-(?:plan-)?\d+\.[0-9a-f]{8}-[^/]+(?:\/.*)?$/, '') || '/' : site.path;
+  return site.area === 'work'
+    ? site.path.replace(/\/img2vm-(?:plan-)?\d+\.[0-9a-f]{8}-[^/]+(?:\/.*)?$/, '') || '/'
+    : site.path;
 }
 
 /** The one message for a full file system at a write site. */
@@ -91,7 +100,10 @@ export function noSpaceError(site: WriteSite, cause?: unknown): Img2vmError {
   const mp = mountPointOf(site.path);
   const free = freeBytes(site.path);
   const fs = mp ? `the file system at ${mp}` : 'its file system';
-  const need = site.needBytes !== undefined ? `; it needs about ${formatSize(site.needBytes)}${site.needNote ? ` (${site.needNote})` : ''}` : '';
+  const need =
+    site.needBytes !== undefined
+      ? `; it needs about ${formatSize(site.needBytes)}${site.needNote ? ` (${site.needNote})` : ''}`
+      : '';
   return new Img2vmError(
     'outputNotWritable',
     `no space left for ${site.what} in ${AREA_NAMES[site.area]} ${shownPath(site)}: ${fs} has ${free !== undefined ? formatSize(free) : 'nothing'} free${need}`,
@@ -102,12 +114,18 @@ export function noSpaceError(site: WriteSite, cause?: unknown): Img2vmError {
 
 export function readOnlyError(site: WriteSite, cause?: unknown): Img2vmError {
   const mp = mountPointOf(site.path);
-  return new Img2vmError('outputNotWritable', `cannot write ${site.what}: ${AREA_NAMES[site.area]} ${shownPath(site)} is on a read-only file system${mp ? ` (${mp})` : ''}`, WAYS_OUT[site.area].replace(/^free space there, or /, ''), { cause });
+  return new Img2vmError(
+    'outputNotWritable',
+    `cannot write ${site.what}: ${AREA_NAMES[site.area]} ${shownPath(site)} is on a read-only file system${mp ? ` (${mp})` : ''}`,
+    WAYS_OUT[site.area].replace(/^free space there, or /, ''),
+    { cause },
+  );
 }
 
 /** The resource error a write failure means at this site, or the failure itself when it is something else. */
 export function asWriteError(e: unknown, site: WriteSite): unknown {
-  if (isNoSpace(e)) return e instanceof Img2vmError && /^no space left for /.test(e.message) ? e : noSpaceError(site, e);
+  if (isNoSpace(e))
+    return e instanceof Img2vmError && /^no space left for /.test(e.message) ? e : noSpaceError(site, e);
   if (isReadOnly(e)) return readOnlyError(site, e);
   return e;
 }

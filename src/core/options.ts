@@ -21,14 +21,21 @@ const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
   try {
     return parseSize(v);
   } catch {
-    ctx.issues.push({ code: 'custom', message: `invalid size "${v}": use a number with an optional unit, e.g. 512M, 4G`, input: v });
+    ctx.issues.push({
+      code: 'custom',
+      message: `invalid size "${v}": use a number with an optional unit, e.g. 512M, 4G`,
+      input: v,
+    });
     return z.NEVER;
   }
 });
 
 const hostname = z
   .string()
-  .regex(/^(?=.{1,63}$)[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$/, 'a hostname is 1-63 letters, digits and inner hyphens');
+  .regex(
+    /^(?=.{1,63}$)[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$/,
+    'a hostname is 1-63 letters, digits and inner hyphens',
+  );
 
 /** Where an option may appear: every option can be set in a config file; `global` ones also apply to other commands. */
 export interface OptionSpec<S extends z.ZodType = z.ZodType> {
@@ -50,40 +57,164 @@ function opt<S extends z.ZodType>(spec: OptionSpec<S>): OptionSpec<S> {
 
 /** Every option of `img2vm convert` and `img2vm plan`, keyed by the property name the library takes. */
 export const CONVERT_OPTIONS = {
-  output: opt({ flags: '-o, --output <file>', help: 'the disk to write; format from the extension unless --format (not needed with --push)', schema: z.string().min(1, 'the output path is empty').optional() }),
-  format: opt({ flags: '--format <format>', help: 'output format: raw | qcow2 | vmdk | vhdx | vhd | vdi | rootfs | containerdisk (.img = raw)', schema: z.string().min(1).optional() }),
-  size: opt({ flags: '--size <size>', help: 'disk size, e.g. 4G', defaultHelp: 'the content plus headroom', schema: size.optional() }),
-  boot: opt({ flags: '--boot <mode>', help: 'firmware the disk boots with (hybrid: both BIOS and UEFI)', schema: z.enum(BOOT_MODES).default('hybrid'), defaultHelp: 'hybrid' }),
-  bootloader: opt({ flags: '--bootloader <name>', help: 'boot loader (systemd-boot needs --boot uefi)', schema: z.enum(BOOTLOADERS).default('grub'), defaultHelp: 'grub' }),
-  partitionTable: opt({ flags: '--partition-table <kind>', help: 'partition table', defaultHelp: 'mbr for --boot bios, gpt otherwise', schema: z.enum(PARTITION_TABLES).optional() }),
-  bootPartition: opt({ flags: '--boot-partition <size>', help: 'a separate ext4 /boot partition of this size, e.g. 512M', schema: size.optional() }),
+  output: opt({
+    flags: '-o, --output <file>',
+    help: 'the disk to write; format from the extension unless --format (not needed with --push)',
+    schema: z.string().min(1, 'the output path is empty').optional(),
+  }),
+  format: opt({
+    flags: '--format <format>',
+    help: 'output format: raw | qcow2 | vmdk | vhdx | vhd | vdi | rootfs | containerdisk (.img = raw)',
+    schema: z.string().min(1).optional(),
+  }),
+  size: opt({
+    flags: '--size <size>',
+    help: 'disk size, e.g. 4G',
+    defaultHelp: 'the content plus headroom',
+    schema: size.optional(),
+  }),
+  boot: opt({
+    flags: '--boot <mode>',
+    help: 'firmware the disk boots with (hybrid: both BIOS and UEFI)',
+    schema: z.enum(BOOT_MODES).default('hybrid'),
+    defaultHelp: 'hybrid',
+  }),
+  bootloader: opt({
+    flags: '--bootloader <name>',
+    help: 'boot loader (systemd-boot needs --boot uefi)',
+    schema: z.enum(BOOTLOADERS).default('grub'),
+    defaultHelp: 'grub',
+  }),
+  partitionTable: opt({
+    flags: '--partition-table <kind>',
+    help: 'partition table',
+    defaultHelp: 'mbr for --boot bios, gpt otherwise',
+    schema: z.enum(PARTITION_TABLES).optional(),
+  }),
+  bootPartition: opt({
+    flags: '--boot-partition <size>',
+    help: 'a separate ext4 /boot partition of this size, e.g. 512M',
+    schema: size.optional(),
+  }),
   init: opt({
     flags: '--init <mode>',
     help: "how the VM boots: distro (the distribution's kernel and init, installed from a template by a builder), img2vm (img2vm's own kernel and init: any image, nothing installed), image (the image brings its own: same as --raw); auto: distro when the distribution has a template and a builder is available, else img2vm",
     schema: z.enum(INIT_MODES).default('auto'),
     defaultHelp: 'auto',
   }),
-  kernel: opt({ flags: '--kernel <src>', help: "kernel for --init img2vm: debian-archive[:SUITE], a .deb, a vmlinuz path (with --kernel-modules), or an image ref holding /kernel or /boot/vmlinuz-*", defaultHelp: "Debian's cloud kernel (debian-archive:trixie)", schema: z.string().min(1).optional() }),
-  kernelModules: opt({ flags: '--kernel-modules <dir>', help: 'the lib/modules/VERSION directory of a --kernel vmlinuz path', schema: z.string().min(1).optional() }),
-  kernelMirror: opt({ flags: '--kernel-mirror <url>', help: 'Debian mirror or apt proxy for the kernel fetch (an http one is used as given)', defaultHelp: 'https://deb.debian.org/debian', schema: z.string().url('a URL, e.g. https://deb.debian.org/debian').optional() }),
-  kernelNoSecurity: opt({ flags: '--kernel-no-security', help: "fetch Debian's cloud kernel without its -security suite, for a mirror that has none: the kernel may lack security fixes (not advised)", schema: z.boolean().default(false) }),
-  raw: opt({ flags: '--raw', help: 'the image already has a kernel and init: install nothing (same as --init image)', schema: z.boolean().default(false) }),
-  kernelCmdline: opt({ flags: '--kernel-cmdline <args>', help: 'appended to the kernel command line', schema: z.string().optional() }),
-  password: opt({ flags: '--password <pass>', help: 'root password (otherwise root has no password login)', schema: z.string().min(1, 'the password is empty').optional() }),
-  hostname: opt({ flags: '--hostname <name>', help: 'guest hostname', defaultHelp: 'from the image name', schema: hostname.optional() }),
-  sshKey: opt({ flags: '--ssh-key <file>', help: "an authorized public key for root (and --user); installs and enables an SSH server whose host keys are made on the VM's first boot", schema: z.string().min(1).optional() }),
-  user: opt({ flags: '--user <name>', help: 'a sudo user (log in with --password and/or --ssh-key)', schema: z.string().min(1).optional() }),
-  dns: opt({ flags: '--dns <ip>', help: 'a static DNS server instead of the one DHCP offers (repeatable, or comma-separated)', schema: z.array(z.string().min(1)).optional(), repeatable: true }),
-  cloudInit: opt({ flags: '--cloud-init', help: 'install cloud-init with its NoCloud data source (does not hold the boot without a seed)', schema: z.boolean().default(false) }),
-  entrypointService: opt({ flags: '--entrypoint-service', help: "run the image's ENTRYPOINT/CMD (with its Env, WorkingDir and User) as a service at boot, output on the console", schema: z.boolean().default(false) }),
-  builder: opt({ flags: '--builder <builder>', help: 'what runs the distribution template', schema: z.enum(BUILDERS).default('auto'), defaultHelp: 'auto' }),
-  platform: opt({ flags: '--platform <os/arch>', help: 'which image of a multi-platform index', defaultHelp: "the host's", schema: z.string().min(1).optional() }),
-  pull: opt({ flags: '--pull <policy>', help: 'when to pull from the registry, as docker spells it', schema: z.enum(PULL_POLICIES).default('missing'), defaultHelp: 'missing' }),
-  insecureRegistries: opt({ flags: '--insecure-registry <host>', help: 'reach this registry over plain HTTP (repeatable; loopback registries always are)', schema: z.array(z.string().min(1)).default([]), repeatable: true }),
-  compress: opt({ flags: '--compress', help: 'compressed qcow2 (also inside a containerdisk)', schema: z.boolean().default(false) }),
-  push: opt({ flags: '--push <ref>', help: 'push the containerDisk image to this registry (REGISTRY/REPO:TAG); with -o also keep the archive', schema: z.string().min(1, 'the --push reference is empty').optional() }),
-  seed: opt({ flags: '--seed <seed>', help: 'fixes UUIDs and every other random choice (reproducible output)', schema: z.string().optional() }),
-  config: opt({ flags: '--config <file>', help: 'these options from a YAML or JSON file, keyed by the long flag names (plus image:); flags given here win', schema: z.string().min(1, 'the config file name is empty').optional() }),
+  kernel: opt({
+    flags: '--kernel <src>',
+    help: 'kernel for --init img2vm: debian-archive[:SUITE], a .deb, a vmlinuz path (with --kernel-modules), or an image ref holding /kernel or /boot/vmlinuz-*',
+    defaultHelp: "Debian's cloud kernel (debian-archive:trixie)",
+    schema: z.string().min(1).optional(),
+  }),
+  kernelModules: opt({
+    flags: '--kernel-modules <dir>',
+    help: 'the lib/modules/VERSION directory of a --kernel vmlinuz path',
+    schema: z.string().min(1).optional(),
+  }),
+  kernelMirror: opt({
+    flags: '--kernel-mirror <url>',
+    help: 'Debian mirror or apt proxy for the kernel fetch (an http one is used as given)',
+    defaultHelp: 'https://deb.debian.org/debian',
+    schema: z.string().url('a URL, e.g. https://deb.debian.org/debian').optional(),
+  }),
+  kernelNoSecurity: opt({
+    flags: '--kernel-no-security',
+    help: "fetch Debian's cloud kernel without its -security suite, for a mirror that has none: the kernel may lack security fixes (not advised)",
+    schema: z.boolean().default(false),
+  }),
+  raw: opt({
+    flags: '--raw',
+    help: 'the image already has a kernel and init: install nothing (same as --init image)',
+    schema: z.boolean().default(false),
+  }),
+  kernelCmdline: opt({
+    flags: '--kernel-cmdline <args>',
+    help: 'appended to the kernel command line',
+    schema: z.string().optional(),
+  }),
+  password: opt({
+    flags: '--password <pass>',
+    help: 'root password (otherwise root has no password login)',
+    schema: z.string().min(1, 'the password is empty').optional(),
+  }),
+  hostname: opt({
+    flags: '--hostname <name>',
+    help: 'guest hostname',
+    defaultHelp: 'from the image name',
+    schema: hostname.optional(),
+  }),
+  sshKey: opt({
+    flags: '--ssh-key <file>',
+    help: "an authorized public key for root (and --user); installs and enables an SSH server whose host keys are made on the VM's first boot",
+    schema: z.string().min(1).optional(),
+  }),
+  user: opt({
+    flags: '--user <name>',
+    help: 'a sudo user (log in with --password and/or --ssh-key)',
+    schema: z.string().min(1).optional(),
+  }),
+  dns: opt({
+    flags: '--dns <ip>',
+    help: 'a static DNS server instead of the one DHCP offers (repeatable, or comma-separated)',
+    schema: z.array(z.string().min(1)).optional(),
+    repeatable: true,
+  }),
+  cloudInit: opt({
+    flags: '--cloud-init',
+    help: 'install cloud-init with its NoCloud data source (does not hold the boot without a seed)',
+    schema: z.boolean().default(false),
+  }),
+  entrypointService: opt({
+    flags: '--entrypoint-service',
+    help: "run the image's ENTRYPOINT/CMD (with its Env, WorkingDir and User) as a service at boot, output on the console",
+    schema: z.boolean().default(false),
+  }),
+  builder: opt({
+    flags: '--builder <builder>',
+    help: 'what runs the distribution template',
+    schema: z.enum(BUILDERS).default('auto'),
+    defaultHelp: 'auto',
+  }),
+  platform: opt({
+    flags: '--platform <os/arch>',
+    help: 'which image of a multi-platform index',
+    defaultHelp: "the host's",
+    schema: z.string().min(1).optional(),
+  }),
+  pull: opt({
+    flags: '--pull <policy>',
+    help: 'when to pull from the registry, as docker spells it',
+    schema: z.enum(PULL_POLICIES).default('missing'),
+    defaultHelp: 'missing',
+  }),
+  insecureRegistries: opt({
+    flags: '--insecure-registry <host>',
+    help: 'reach this registry over plain HTTP (repeatable; loopback registries always are)',
+    schema: z.array(z.string().min(1)).default([]),
+    repeatable: true,
+  }),
+  compress: opt({
+    flags: '--compress',
+    help: 'compressed qcow2 (also inside a containerdisk)',
+    schema: z.boolean().default(false),
+  }),
+  push: opt({
+    flags: '--push <ref>',
+    help: 'push the containerDisk image to this registry (REGISTRY/REPO:TAG); with -o also keep the archive',
+    schema: z.string().min(1, 'the --push reference is empty').optional(),
+  }),
+  seed: opt({
+    flags: '--seed <seed>',
+    help: 'fixes UUIDs and every other random choice (reproducible output)',
+    schema: z.string().optional(),
+  }),
+  config: opt({
+    flags: '--config <file>',
+    help: 'these options from a YAML or JSON file, keyed by the long flag names (plus image:); flags given here win',
+    schema: z.string().min(1, 'the config file name is empty').optional(),
+  }),
 } as const;
 
 /** Output options every command takes. */
@@ -111,7 +242,11 @@ export const ConvertOptionsSchema = z
   .strict()
   .superRefine((o, ctx) => {
     if (o.raw && o.init !== 'auto' && o.init !== 'image') {
-      ctx.addIssue({ code: 'custom', path: ['raw'], message: `--raw means --init image, but --init ${o.init} was given too; give one of them` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['raw'],
+        message: `--raw means --init image, but --init ${o.init} was given too; give one of them`,
+      });
     }
   })
   .transform((o) => ({ ...o, init: o.raw ? ('image' as const) : o.init }));
@@ -127,9 +262,12 @@ export function parseConvertOptions(input: unknown): ConvertOptions {
   const msg = r.error.issues
     .map((i) => {
       const key = String(i.path[0] ?? '');
-      const name = key === 'image' ? 'image' : names.get(key) ?? (key || 'options');
+      const name = key === 'image' ? 'image' : (names.get(key) ?? (key || 'options'));
       const rest = i.path.slice(1).join('.');
-      const text = i.code === 'unrecognized_keys' ? `unknown option${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')}` : i.message;
+      const text =
+        i.code === 'unrecognized_keys'
+          ? `unknown option${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')}`
+          : i.message;
       return `${name}${rest ? `[${rest}]` : ''}: ${text}`;
     })
     .join('; ');
@@ -139,7 +277,17 @@ export function parseConvertOptions(input: unknown): ConvertOptions {
 /** A hostname from the image name: "ghcr.io/acme/web-app:1.2" → "web-app". */
 export function hostnameFromImage(ref: string): string {
   const noTransport = ref.replace(/^(docker-daemon|docker-archive|docker|oci|oci-archive):(\/\/)?/, '');
-  const last = noTransport.replace(/@.*$/, '').replace(/:[^/]*$/, '').split('/').pop() ?? '';
-  const h = last.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '');
+  const last =
+    noTransport
+      .replace(/@.*$/, '')
+      .replace(/:[^/]*$/, '')
+      .split('/')
+      .pop() ?? '';
+  const h = last
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
   return h || 'img2vm';
 }

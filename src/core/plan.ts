@@ -190,11 +190,27 @@ export interface ConversionPlan {
      * with the options' values, the distribution, the image's process and the account settings the build's files
      * and edits are made from (secrets left out).
      */
-    build?: { builders: BuilderId[]; recipe: BuildRecipe | null; os: OsRelease | null; process: ProcessFacts | null; settings: GuestSettings };
+    build?: {
+      builders: BuilderId[];
+      recipe: BuildRecipe | null;
+      os: OsRelease | null;
+      process: ProcessFacts | null;
+      settings: GuestSettings;
+    };
     /** img2vm: the kernel asked for (--kernel and its companions; null spec: Debian's cloud kernel). */
     kernelSource?: { spec: string | null; modulesDir: string | null; mirror: string | null; security: boolean };
     /** --init img2vm: what img2vm's init will run, and the kernel it boots. */
-    init?: { mode: 'workload' | 'init' | 'console'; argv: string[]; user: string; cwd: string; login: boolean; why: string; kernel: string | null; service?: string[]; dns?: string[] };
+    init?: {
+      mode: 'workload' | 'init' | 'console';
+      argv: string[];
+      user: string;
+      cwd: string;
+      login: boolean;
+      why: string;
+      kernel: string | null;
+      service?: string[];
+      dns?: string[];
+    };
   };
   content: ContentFacts | null;
   kernel: KernelFacts | null;

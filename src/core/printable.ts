@@ -7,7 +7,8 @@
  * paragraph separators (they make a name read differently from its bytes), and lone UTF-16 surrogates (no
  * terminal byte sequence stands for them).
  */
-const UNSAFE = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const UNSAFE =
+  /[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** The same in JSON text, where JSON.stringify has already escaped C0 and lone surrogates but leaves DEL and C1 raw. */
 const UNSAFE_IN_JSON = /[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
@@ -35,7 +36,8 @@ function decodeUtf8(b: Uint8Array): string {
       i++;
       continue;
     }
-    const n = lead >= 0xc2 && lead <= 0xdf ? 1 : lead >= 0xe0 && lead <= 0xef ? 2 : lead >= 0xf0 && lead <= 0xf4 ? 3 : 0;
+    const n =
+      lead >= 0xc2 && lead <= 0xdf ? 1 : lead >= 0xe0 && lead <= 0xef ? 2 : lead >= 0xf0 && lead <= 0xf4 ? 3 : 0;
     let cp = n === 1 ? lead & 0x1f : n === 2 ? lead & 0x0f : lead & 0x07;
     let ok = n > 0;
     for (let k = 1; ok && k <= n; k++) {

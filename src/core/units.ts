@@ -6,11 +6,20 @@ export const MiB = 1024 * KiB;
 export const GiB = 1024 * MiB;
 
 const SUFFIX: Record<string, number> = {
-  '': 1, b: 1,
-  k: KiB, kb: KiB, kib: KiB,
-  m: MiB, mb: MiB, mib: MiB,
-  g: GiB, gb: GiB, gib: GiB,
-  t: 1024 * GiB, tb: 1024 * GiB, tib: 1024 * GiB,
+  '': 1,
+  b: 1,
+  k: KiB,
+  kb: KiB,
+  kib: KiB,
+  m: MiB,
+  mb: MiB,
+  mib: MiB,
+  g: GiB,
+  gb: GiB,
+  gib: GiB,
+  t: 1024 * GiB,
+  tb: 1024 * GiB,
+  tib: 1024 * GiB,
 };
 
 /** Parses a size with binary units (K, M, G, T; "MB" and "MiB" both mean 2^20, as qemu-img does). */

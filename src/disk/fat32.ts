@@ -2,9 +2,27 @@
 import { Img2vmError } from '../core/errors.js';
 import type { BlockTarget } from './target.js';
 import { reservedArea, type BootFields } from './fat32/boot.js';
-import { ATTR_ARCHIVE, ATTR_DIRECTORY, ATTR_VOLUME_ID, DOT, DOTDOT, encodeNamed, encodeShortEntry, ENTRY, fatTime, type FatTime } from './fat32/entries.js';
+import {
+  ATTR_ARCHIVE,
+  ATTR_DIRECTORY,
+  ATTR_VOLUME_ID,
+  DOT,
+  DOTDOT,
+  encodeNamed,
+  encodeShortEntry,
+  ENTRY,
+  fatTime,
+  type FatTime,
+} from './fat32/entries.js';
 import { clusterOffset, RESERVED_SECTORS, ROOT_CLUSTER, SECTOR, type Fat32Geometry } from './fat32/geometry.js';
-import { planFat32Layout, type DirNode, type Fat32Content, type Fat32File, type Fat32Layout, type FileNode } from './fat32/layout.js';
+import {
+  planFat32Layout,
+  type DirNode,
+  type Fat32Content,
+  type Fat32File,
+  type Fat32Layout,
+  type FileNode,
+} from './fat32/layout.js';
 
 export type { Fat32Content, Fat32File, Fat32Layout } from './fat32/layout.js';
 
@@ -29,12 +47,19 @@ const END_OF_CHAIN = 0x0fffffff;
 const CHUNK = 1 << 20;
 
 function checkOptions(o: Fat32Options): void {
-  if (!Number.isSafeInteger(o.offset) || o.offset < 0 || o.offset % SECTOR !== 0) throw new RangeError(`writeFat32: offset ${o.offset} is not a multiple of ${SECTOR}`);
-  if (!Number.isSafeInteger(o.size) || o.size <= 0) throw new RangeError(`writeFat32: size ${o.size} is not a positive integer`);
-  if (!Number.isInteger(o.volumeId) || o.volumeId < 0 || o.volumeId > 0xffffffff) throw new RangeError(`writeFat32: volume id ${o.volumeId} is not a uint32`);
+  if (!Number.isSafeInteger(o.offset) || o.offset < 0 || o.offset % SECTOR !== 0)
+    throw new RangeError(`writeFat32: offset ${o.offset} is not a multiple of ${SECTOR}`);
+  if (!Number.isSafeInteger(o.size) || o.size <= 0)
+    throw new RangeError(`writeFat32: size ${o.size} is not a positive integer`);
+  if (!Number.isInteger(o.volumeId) || o.volumeId < 0 || o.volumeId > 0xffffffff)
+    throw new RangeError(`writeFat32: volume id ${o.volumeId} is not a uint32`);
   if (!Number.isFinite(o.epoch)) throw new RangeError(`writeFat32: epoch ${o.epoch} is not a number`);
   if (!/^[A-Z0-9 !#$%&'()\-@^_`{}~]{0,11}$/.test(o.label) || o.label.startsWith(' ')) {
-    throw new Img2vmError('usage', `the ESP label ${JSON.stringify(o.label)} is not a FAT volume label`, 'use at most 11 upper-case letters, digits or - _, not starting with a space');
+    throw new Img2vmError(
+      'usage',
+      `the ESP label ${JSON.stringify(o.label)} is not a FAT volume label`,
+      'use at most 11 upper-case letters, digits or - _, not starting with a space',
+    );
   }
 }
 
@@ -49,10 +74,18 @@ export function planFat32(opts: Fat32Options, files: readonly Fat32File[]): Fat3
  * Writes the reserved sectors, both FATs and every directory cluster in full and nothing else: free clusters and
  * the slack after each file's end stay holes. The same options and files give the same bytes, in any input order.
  */
-export async function writeFat32(target: BlockTarget, opts: Fat32Options, files: readonly Fat32File[], signal?: AbortSignal): Promise<void> {
+export async function writeFat32(
+  target: BlockTarget,
+  opts: Fat32Options,
+  files: readonly Fat32File[],
+  signal?: AbortSignal,
+): Promise<void> {
   const layout = planFat32(opts, files);
   // Written past the end, the file system would grow a raw file or a qcow2 beyond the disk its partition table describes.
-  if (target.size() < opts.offset + opts.size) throw new RangeError(`writeFat32: the target is ${target.size()} bytes, the file system ends at ${opts.offset + opts.size}`);
+  if (target.size() < opts.offset + opts.size)
+    throw new RangeError(
+      `writeFat32: the target is ${target.size()} bytes, the file system ends at ${opts.offset + opts.size}`,
+    );
   const g = layout.geometry;
   const free = g.clusterCount - layout.used;
   const boot: BootFields = {
@@ -66,7 +99,8 @@ export async function writeFat32(target: BlockTarget, opts: Fat32Options, files:
   target.write(reservedArea(boot), opts.offset);
   writeFats(target, opts.offset, layout);
   const time = fatTime(opts.epoch);
-  for (const d of layout.dirs) target.write(encodeDirectory(d, g, time, opts.label), opts.offset + clusterOffset(g, d.cluster));
+  for (const d of layout.dirs)
+    target.write(encodeDirectory(d, g, time, opts.label), opts.offset + clusterOffset(g, d.cluster));
   for (const f of layout.files) await writeFile(target, opts.offset + clusterOffset(g, f.cluster), f, signal);
 }
 
@@ -101,7 +135,17 @@ function encodeDirectory(d: DirNode, g: Fat32Geometry, time: FatTime, label: str
     at += ENTRY;
   };
   if (d.parent === undefined) {
-    if (label !== '') put(encodeShortEntry({ name: Buffer.from(label.padEnd(11, ' '), 'latin1'), attr: ATTR_VOLUME_ID, caseFlags: 0, cluster: 0, size: 0, time }));
+    if (label !== '')
+      put(
+        encodeShortEntry({
+          name: Buffer.from(label.padEnd(11, ' '), 'latin1'),
+          attr: ATTR_VOLUME_ID,
+          caseFlags: 0,
+          cluster: 0,
+          size: 0,
+          time,
+        }),
+      );
   } else {
     put(encodeShortEntry({ name: DOT, attr: ATTR_DIRECTORY, caseFlags: 0, cluster: d.cluster, size: 0, time }));
     // ".." of a directory in the root names cluster 0, not the root's cluster: FAT's convention for the root.
@@ -109,7 +153,10 @@ function encodeDirectory(d: DirNode, g: Fat32Geometry, time: FatTime, label: str
     put(encodeShortEntry({ name: DOTDOT, attr: ATTR_DIRECTORY, caseFlags: 0, cluster: up, size: 0, time }));
   }
   for (const c of d.children) {
-    const e = c.kind === 'dir' ? { attr: ATTR_DIRECTORY, cluster: c.cluster, size: 0, time } : { attr: ATTR_ARCHIVE, cluster: c.cluster, size: c.size, time };
+    const e =
+      c.kind === 'dir'
+        ? { attr: ATTR_DIRECTORY, cluster: c.cluster, size: 0, time }
+        : { attr: ATTR_ARCHIVE, cluster: c.cluster, size: c.size, time };
     for (const part of encodeNamed(c.name, c.short, e)) put(part);
   }
   return buf;
@@ -119,7 +166,10 @@ function encodeDirectory(d: DirNode, g: Fat32Geometry, time: FatTime, label: str
 class SequentialWriter {
   private readonly buf = Buffer.alloc(CHUNK);
   private fill = 0;
-  constructor(private readonly target: BlockTarget, private at: number) {}
+  constructor(
+    private readonly target: BlockTarget,
+    private at: number,
+  ) {}
 
   push(data: Uint8Array): void {
     if (this.fill === 0 && data.length >= CHUNK) {

@@ -27,7 +27,8 @@ export interface GptSectors {
 export function gptSectors(layout: DiskLayout): GptSectors {
   if (layout.table !== 'gpt') throw new Error(`gptSectors: the layout uses ${layout.table}`);
   const ss = layout.sectorSize;
-  if (layout.diskSize % ss !== 0) throw new Error(`disk size ${layout.diskSize} is not a whole number of ${ss}-byte sectors`);
+  if (layout.diskSize % ss !== 0)
+    throw new Error(`disk size ${layout.diskSize} is not a whole number of ${ss}-byte sectors`);
   const lastLba = layout.diskSize / ss - 1;
   const firstUsable = 2 + GPT_ENTRY_SECTORS;
   const backupEntriesLba = lastLba - GPT_ENTRY_SECTORS;
@@ -67,11 +68,20 @@ function gptEntries(layout: DiskLayout, firstUsable: number, lastUsable: number)
   const ss = layout.sectorSize;
   const out = Buffer.alloc(GPT_ENTRY_COUNT * GPT_ENTRY_SIZE);
   for (const p of layout.partitions) {
-    if (p.index < 1 || p.index > GPT_ENTRY_COUNT) throw new Error(`partition index ${p.index} is outside 1..${GPT_ENTRY_COUNT}`);
+    if (p.index < 1 || p.index > GPT_ENTRY_COUNT)
+      throw new Error(`partition index ${p.index} is outside 1..${GPT_ENTRY_COUNT}`);
     const first = p.start / ss;
     const last = (p.start + p.size) / ss - 1;
-    if (!Number.isInteger(first) || !Number.isInteger(last) || first < firstUsable || last > lastUsable || last < first) {
-      throw new Error(`partition ${p.index} (${p.role}) at sectors ${first}..${last} is outside the usable ${firstUsable}..${lastUsable}`);
+    if (
+      !Number.isInteger(first) ||
+      !Number.isInteger(last) ||
+      first < firstUsable ||
+      last > lastUsable ||
+      last < first
+    ) {
+      throw new Error(
+        `partition ${p.index} (${p.role}) at sectors ${first}..${last} is outside the usable ${firstUsable}..${lastUsable}`,
+      );
     }
     const o = (p.index - 1) * GPT_ENTRY_SIZE;
     encodeGuid(p.gptType).copy(out, o);
@@ -86,7 +96,8 @@ function gptEntries(layout: DiskLayout, firstUsable: number, lastUsable: number)
 
 function encodeName(name: string): Buffer {
   const b = Buffer.from(name, 'utf16le');
-  if (b.length > NAME_UNITS * 2) throw new Error(`GPT partition name "${name}" is longer than ${NAME_UNITS} UTF-16 code units`);
+  if (b.length > NAME_UNITS * 2)
+    throw new Error(`GPT partition name "${name}" is longer than ${NAME_UNITS} UTF-16 code units`);
   return b;
 }
 
@@ -102,7 +113,6 @@ export function encodeGuid(guid: string): Buffer {
   b.subarray(6, 8).reverse();
   return b;
 }
-
 
 /** CRC-32 (IEEE) as GPT's headers and entry arrays carry it. */
 export function crc32(data: Uint8Array): number {

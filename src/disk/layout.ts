@@ -80,15 +80,43 @@ export function planLayout(input: LayoutInput): DiskLayout {
   const wanted: Wanted[] = [];
   // GRUB's core.img needs a home on GPT; on MBR it lives in the gap between the MBR and the first partition.
   if (biosBoots && table === 'gpt') {
-    wanted.push({ role: 'bios-boot', name: 'BIOS boot', size: BIOS_BOOT_SIZE, gptType: GPT_TYPE.biosBoot, mbrType: MBR_TYPE.none, bootable: false });
+    wanted.push({
+      role: 'bios-boot',
+      name: 'BIOS boot',
+      size: BIOS_BOOT_SIZE,
+      gptType: GPT_TYPE.biosBoot,
+      mbrType: MBR_TYPE.none,
+      bootable: false,
+    });
   }
   if (efiBoots) {
-    wanted.push({ role: 'esp', name: 'EFI System', size: input.espSize ?? DEFAULT_ESP_SIZE, gptType: GPT_TYPE.esp, mbrType: MBR_TYPE.esp, bootable: false });
+    wanted.push({
+      role: 'esp',
+      name: 'EFI System',
+      size: input.espSize ?? DEFAULT_ESP_SIZE,
+      gptType: GPT_TYPE.esp,
+      mbrType: MBR_TYPE.esp,
+      bootable: false,
+    });
   }
   if (input.bootPartitionSize !== undefined) {
-    wanted.push({ role: 'boot', name: 'boot', size: input.bootPartitionSize, gptType: GPT_TYPE.linuxFilesystem, mbrType: MBR_TYPE.linux, bootable: flag('boot') });
+    wanted.push({
+      role: 'boot',
+      name: 'boot',
+      size: input.bootPartitionSize,
+      gptType: GPT_TYPE.linuxFilesystem,
+      mbrType: MBR_TYPE.linux,
+      bootable: flag('boot'),
+    });
   }
-  wanted.push({ role: 'root', name: 'root', size: input.rootSize, gptType: GPT_TYPE.rootX86_64, mbrType: MBR_TYPE.linux, bootable: flag('root') });
+  wanted.push({
+    role: 'root',
+    name: 'root',
+    size: input.rootSize,
+    gptType: GPT_TYPE.rootX86_64,
+    mbrType: MBR_TYPE.linux,
+    bootable: flag('root'),
+  });
 
   const tail = table === 'gpt' ? GPT_TAIL : 0;
   const needed = ALIGNMENT + wanted.reduce((sum, w) => sum + alignUp(w.size, ALIGNMENT), 0) + tail;
@@ -125,7 +153,17 @@ export function planLayout(input: LayoutInput): DiskLayout {
   let start = ALIGNMENT;
   wanted.forEach((w, i) => {
     const size = w.role === 'root' ? end - start : alignUp(w.size, ALIGNMENT);
-    partitions.push({ index: i + 1, role: w.role, name: w.name, start, size, gptType: w.gptType, mbrType: w.mbrType, guid: random.uuid(), bootable: w.bootable });
+    partitions.push({
+      index: i + 1,
+      role: w.role,
+      name: w.name,
+      start,
+      size,
+      gptType: w.gptType,
+      mbrType: w.mbrType,
+      guid: random.uuid(),
+      bootable: w.bootable,
+    });
     start += size;
   });
 
@@ -146,7 +184,8 @@ function drawSignature(random: Random): number {
 
 function positive(what: string, n: number): void {
   // These come from the program, not straight from the user: a bad value is a bug, not a usage error.
-  if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`planLayout: ${what} must be a positive integer, got ${n}`);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new RangeError(`planLayout: ${what} must be a positive integer, got ${n}`);
 }
 
 function alignDown(n: number, a: number): number {

@@ -30,11 +30,13 @@ export function chs(lba: number, beyond: Buffer = CHS_BEYOND): Buffer {
 /** The MBR of an MBR-partitioned disk. bootCode is at most the 440 bytes before the disk signature. */
 export function mbrPartitionSector(layout: DiskLayout, bootCode?: Buffer): Buffer {
   if (layout.table !== 'mbr') throw new Error(`mbrPartitionSector: the layout uses ${layout.table}; use protectiveMbr`);
-  if (layout.partitions.length > MAX_ENTRIES) throw new Error(`an MBR holds ${MAX_ENTRIES} primary partitions, the layout has ${layout.partitions.length}`);
+  if (layout.partitions.length > MAX_ENTRIES)
+    throw new Error(`an MBR holds ${MAX_ENTRIES} primary partitions, the layout has ${layout.partitions.length}`);
   const s = emptySector(bootCode);
   s.writeUInt32LE(layout.mbrSignature >>> 0, SIGNATURE_OFFSET);
   for (const p of layout.partitions) {
-    if (p.mbrType === 0) throw new Error(`partition ${p.index} (${p.role}) has no MBR type; it belongs on GPT disks only`);
+    if (p.mbrType === 0)
+      throw new Error(`partition ${p.index} (${p.role}) has no MBR type; it belongs on GPT disks only`);
     const first = p.start / layout.sectorSize;
     const count = p.size / layout.sectorSize;
     if (!Number.isInteger(first) || !Number.isInteger(count) || first + count > 0x1_0000_0000) {
@@ -96,7 +98,9 @@ function emptySector(bootCode: Buffer | undefined): Buffer {
   const s = Buffer.alloc(512);
   if (bootCode) {
     if (bootCode.length > BOOT_CODE_SIZE) {
-      throw new RangeError(`boot code is ${bootCode.length} bytes; only the first ${BOOT_CODE_SIZE} bytes of a boot sector belong to it`);
+      throw new RangeError(
+        `boot code is ${bootCode.length} bytes; only the first ${BOOT_CODE_SIZE} bytes of a boot sector belong to it`,
+      );
     }
     bootCode.copy(s, 0);
   }

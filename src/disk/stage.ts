@@ -29,7 +29,10 @@ export interface Disk {
  */
 export function openDisk(plan: ConversionPlan, file: string, env: Env, o: { container?: 'raw' | 'qcow2' } = {}): Disk {
   const container = o.container ?? plan.disk.container;
-  const t = new PathTagged(container === 'qcow2' ? new Qcow2Target(file, { compress: plan.output.compress }) : new RawFileTarget(file), file);
+  const t = new PathTagged(
+    container === 'qcow2' ? new Qcow2Target(file, { compress: plan.output.compress }) : new RawFileTarget(file),
+    file,
+  );
   // Reached only when the run failed (the output stage closes it first): the file goes, its tables need not be written.
   env.scope.defer(`close ${file}`, () => t.discard());
   const root = new Ext4Writer({
@@ -50,7 +53,13 @@ export interface DiskContent {
 }
 
 /** One disk step: writes one part of the disk the plan describes; returns the stage line's detail. */
-export type DiskStep = (disk: Disk, plan: ConversionPlan, step: PlanStep, content: DiskContent, env: Env) => Promise<string>;
+export type DiskStep = (
+  disk: Disk,
+  plan: ConversionPlan,
+  step: PlanStep,
+  content: DiskContent,
+  env: Env,
+) => Promise<string>;
 
 function fsFor(plan: ConversionPlan, step: PlanStep): FileSystemPlan {
   const fs = plan.filesystems.find((f) => f.role === step.target);
@@ -69,17 +78,31 @@ const table: DiskStep = async (disk, plan) => {
 
 const ext4: DiskStep = async (disk, plan, step, content, env) => {
   const fs = fsFor(plan, step);
-  if (fs.inodes === undefined || fs.journalMiB === undefined || fs.hashSeed === undefined) throw new Error(`the plan's ${fs.role} file system lacks its ext4 parameters`);
+  if (fs.inodes === undefined || fs.journalMiB === undefined || fs.hashSeed === undefined)
+    throw new Error(`the plan's ${fs.role} file system lacks its ext4 parameters`);
   const journalBytes = fs.journalMiB * 1024 * 1024;
   if (fs.role === 'root') {
     // The root's file contents are in place since flattening; its metadata goes after them now.
     if (!plan.layout) disk.target.resize(fs.size);
-    await disk.root.finish(content.root, { sizeBytes: fs.size, inodeCount: fs.inodes, journalBytes, signal: env.signal });
+    await disk.root.finish(content.root, {
+      sizeBytes: fs.size,
+      inodeCount: fs.inodes,
+      journalBytes,
+      signal: env.signal,
+    });
     return `ext4 root, ${formatSize(fs.size)}`;
   }
   // /boot's own file system: its file contents are copied from where flattening put them.
   if (!content.boot) throw new Error('the plan has a /boot file system but the tree has no /boot taken out');
-  const w = new Ext4Writer({ target: disk.target, offset: fs.offset, maxBytes: fs.size, uuid: fs.uuid, label: fs.label, hashSeed: fs.hashSeed, epoch: env.epoch });
+  const w = new Ext4Writer({
+    target: disk.target,
+    offset: fs.offset,
+    maxBytes: fs.size,
+    uuid: fs.uuid,
+    label: fs.label,
+    hashSeed: fs.hashSeed,
+    epoch: env.epoch,
+  });
   await w.finish(content.boot, { sizeBytes: fs.size, inodeCount: fs.inodes, journalBytes, signal: env.signal });
   return `ext4 ${fs.role}, ${formatSize(fs.size)}`;
 };
@@ -91,7 +114,12 @@ async function espFile(path: string, src: { content?: string; from?: string }, e
   const file = src.from.startsWith('work:') ? join(env.work, src.from.slice(5)) : src.from;
   const st = await lstat(file).catch(() => undefined);
   // Nothing but a regular file is ever copied into an output (a device node would be read forever).
-  if (!st?.isFile()) throw new Img2vmError('badImage', `${file} (for the ESP's ${path}) is not a regular file`, 'the image or the host has something else at that path');
+  if (!st?.isFile())
+    throw new Img2vmError(
+      'badImage',
+      `${file} (for the ESP's ${path}) is not a regular file`,
+      'the image or the host has something else at that path',
+    );
   return { path, content: { size: st.size, read: () => createReadStream(file) } };
 }
 
@@ -102,7 +130,18 @@ const vfat: DiskStep = async (disk, plan, step, _content, env) => {
     if (f.fs !== 'esp' || f.path.endsWith('/')) continue;
     files.push(await espFile(f.path.replace(/^\/+/, ''), f, env));
   }
-  await writeFat32(disk.target, { offset: fs.offset, size: fs.size, volumeId: Number.parseInt(fs.uuid.replace('-', ''), 16), label: fs.label, epoch: env.epoch }, files, env.signal);
+  await writeFat32(
+    disk.target,
+    {
+      offset: fs.offset,
+      size: fs.size,
+      volumeId: Number.parseInt(fs.uuid.replace('-', ''), 16),
+      label: fs.label,
+      epoch: env.epoch,
+    },
+    files,
+    env.signal,
+  );
   return `vfat ESP, ${formatSize(fs.size)}, ${files.length} file${files.length === 1 ? '' : 's'}`;
 };
 
@@ -113,14 +152,18 @@ export const DISK_STEPS: Record<string, DiskStep> = { gpt: table, mbr: table, ex
  * is reported where it is full.
  */
 class PathTagged implements BlockTarget {
-  constructor(private readonly t: BlockTarget, readonly path: string) {}
+  constructor(
+    private readonly t: BlockTarget,
+    readonly path: string,
+  ) {}
 
   private tagged<T>(fn: () => T): T {
     try {
       return fn();
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      if (err && typeof err === 'object' && typeof err.code === 'string' && err.path === undefined) err.path = this.path;
+      if (err && typeof err === 'object' && typeof err.code === 'string' && err.path === undefined)
+        err.path = this.path;
       throw e;
     }
   }

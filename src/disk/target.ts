@@ -20,7 +20,10 @@ export interface BlockTarget {
 export class RawFileTarget implements BlockTarget {
   private fd: number | undefined;
 
-  constructor(readonly path: string, opts: { create?: boolean } = {}) {
+  constructor(
+    readonly path: string,
+    opts: { create?: boolean } = {},
+  ) {
     this.fd = openSync(path, opts.create === false ? 'r+' : 'w+', 0o644);
   }
 

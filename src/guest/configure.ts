@@ -27,7 +27,14 @@ export interface BaseSettings {
 /** What every strategy writes: fstab, the ESP's mount point, no container marker, and the root password. */
 export function baseGuestFiles(s: BaseSettings, by: string): GuestFile[] {
   return [
-    { kind: 'file', path: '/etc/fstab', fs: 'root', mode: 0o644, content: renderFstab(s.rootUuid, s.bootUuid, s.espUuid), by },
+    {
+      kind: 'file',
+      path: '/etc/fstab',
+      fs: 'root',
+      mode: 0o644,
+      content: renderFstab(s.rootUuid, s.bootUuid, s.espUuid),
+      by,
+    },
     ...(s.espUuid ? [{ kind: 'dir', path: '/boot/efi', fs: 'root', mode: 0o755, by } as GuestFile] : []),
     // Docker leaves this marker in some images; inside a VM it would make systemd think it runs in a container.
     { kind: 'remove', path: '/.dockerenv', fs: 'root', by },
@@ -36,11 +43,19 @@ export function baseGuestFiles(s: BaseSettings, by: string): GuestFile[] {
 
 /** The root password, set in the image's own /etc/shadow (the hash is made when the file is written). */
 export function passwordEdit(password: boolean, by: string): GuestFile[] {
-  return password ? [{ kind: 'edit', path: '/etc/shadow', fs: 'root', mode: 0o640, note: "root's password (SHA-512 crypt)", by }] : [];
+  return password
+    ? [{ kind: 'edit', path: '/etc/shadow', fs: 'root', mode: 0o640, note: "root's password (SHA-512 crypt)", by }]
+    : [];
 }
 
 /** /etc/shadow with root's password set (SHA-512 crypt), and the group that owns the file (Debian's shadow). */
-export function passwordShadow(shadow: string, group: string, password: string, random: Random, epochSeconds: number): { content: string; gid: number } {
+export function passwordShadow(
+  shadow: string,
+  group: string,
+  password: string,
+  random: Random,
+  epochSeconds: number,
+): { content: string; gid: number } {
   const hash = sha512Crypt(password, makeSalt(random));
   const gid = /^shadow:[^:]*:(\d+):/m.exec(group)?.[1];
   return { content: setRootPassword(shadow, hash, passwordChangeDays(epochSeconds)), gid: gid ? Number(gid) : 0 };

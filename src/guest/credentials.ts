@@ -84,8 +84,7 @@ export function sha512Crypt(password: string, salt: string, rounds?: number): st
       );
     }
   }
-  const effectiveRounds =
-    rounds === undefined ? ROUNDS_DEFAULT : Math.min(ROUNDS_MAX, Math.max(ROUNDS_MIN, rounds));
+  const effectiveRounds = rounds === undefined ? ROUNDS_DEFAULT : Math.min(ROUNDS_MAX, Math.max(ROUNDS_MIN, rounds));
 
   const key = Buffer.from(password, 'utf8');
   const saltBytes = Buffer.from(saltText, 'latin1');

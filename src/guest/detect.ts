@@ -17,7 +17,11 @@ export function parseOsRelease(text: string): OsRelease {
     const m = /^\s*([A-Z0-9_]+)=(.*)$/.exec(line);
     if (!m) continue;
     let v = m[2]!.trim();
-    if ((v.startsWith('"') && v.endsWith('"') && v.length >= 2) || (v.startsWith("'") && v.endsWith("'") && v.length >= 2)) v = v.slice(1, -1);
+    if (
+      (v.startsWith('"') && v.endsWith('"') && v.length >= 2) ||
+      (v.startsWith("'") && v.endsWith("'") && v.length >= 2)
+    )
+      v = v.slice(1, -1);
     kv[m[1]!] = v.replace(/\\(["$`\\])/g, '$1');
   }
   const lower = (v: string | undefined) => (v === undefined || v === '' ? undefined : v.toLowerCase());

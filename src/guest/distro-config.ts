@@ -7,7 +7,14 @@ import type { RootTree } from '../rootfs/tree-edit.js';
 import { binPath } from '../rootfs/tree-path.js';
 import type { ImageConfig } from '../source/image.js';
 import type { DistroRecipe } from './distros.js';
-import { applyEdits, buildFeatures, buildValues, guestFiles, type GuestOptions, type GuestPlan } from './guest-config.js';
+import {
+  applyEdits,
+  buildFeatures,
+  buildValues,
+  guestFiles,
+  type GuestOptions,
+  type GuestPlan,
+} from './guest-config.js';
 
 /** The guest options as guest-config takes them, from the plan's settings (and the password, kept apart). */
 function guestOptionsOf(s: GuestSettings, hostname: string, password: string | undefined): GuestOptions {
@@ -47,16 +54,41 @@ function accountNotes(s: GuestSettings): string[] {
  * What a conversion writes into a distribution's root, as plan data. Computed with a stand-in password, whose
  * hash is not kept: the real one is made when the accounts are edited.
  */
-export function distroGuestFiles(recipe: DistroRecipe, s: GuestSettings, process: ProcessFacts | null, hostname: string): GuestFile[] {
-  const g = guestFiles(recipe, guestOptionsOf(s, hostname, s.password ? 'x' : undefined), imageConfigOf(process), { random: createRandom('plan'), epochSeconds: 0 });
+export function distroGuestFiles(
+  recipe: DistroRecipe,
+  s: GuestSettings,
+  process: ProcessFacts | null,
+  hostname: string,
+): GuestFile[] {
+  const g = guestFiles(recipe, guestOptionsOf(s, hostname, s.password ? 'x' : undefined), imageConfigOf(process), {
+    random: createRandom('plan'),
+    epochSeconds: 0,
+  });
   const by = 'distro';
   const notes = accountNotes(s);
   return [
     ...g.dirs.map((d): GuestFile => ({ kind: 'dir', path: d.path, fs: 'root', mode: d.mode, by })),
     ...g.removes.map((r): GuestFile => ({ kind: 'remove', path: r.dir, fs: 'root', filter: `${r.prefix}*`, by })),
-    ...g.files.map((f): GuestFile => ({ kind: 'file', path: f.path, fs: 'root', mode: f.mode, content: f.content, by })),
+    ...g.files.map((f): GuestFile => ({
+      kind: 'file',
+      path: f.path,
+      fs: 'root',
+      mode: f.mode,
+      content: f.content,
+      by,
+    })),
     ...g.symlinks.map((l): GuestFile => ({ kind: 'symlink', path: l.path, fs: 'root', content: l.target, by })),
-    ...(notes.length ? [{ kind: 'edit', path: '/etc/passwd, /etc/shadow, /etc/group', fs: 'root', note: notes.join('; '), by } as GuestFile] : []),
+    ...(notes.length
+      ? [
+          {
+            kind: 'edit',
+            path: '/etc/passwd, /etc/shadow, /etc/group',
+            fs: 'root',
+            note: notes.join('; '),
+            by,
+          } as GuestFile,
+        ]
+      : []),
   ];
 }
 
@@ -73,12 +105,18 @@ export interface AccountInput {
 
 /** The account edits, with the real password hashes (salted from the run's seed), against the image's own files. */
 export async function applyAccountEdits(tree: RootTree, a: AccountInput, env: Env): Promise<void> {
-  const g: GuestPlan = guestFiles(a.recipe, guestOptionsOf(a.settings, a.hostname, a.password), imageConfigOf(a.process), { random: env.random.fork('password'), epochSeconds: env.epoch });
+  const g: GuestPlan = guestFiles(
+    a.recipe,
+    guestOptionsOf(a.settings, a.hostname, a.password),
+    imageConfigOf(a.process),
+    { random: env.random.fork('password'), epochSeconds: env.epoch },
+  );
   const current = new Map<string, { content: string; mode: number; uid: number; gid: number }>();
   for (const path of ACCOUNT_FILES) {
     const n = tree.lookup(binPath(path));
     const data = await tree.readFile(binPath(path));
-    if (n?.kind === 'file' && data) current.set(path, { content: data.toString('utf8'), mode: n.meta.mode, uid: n.meta.uid, gid: n.meta.gid });
+    if (n?.kind === 'file' && data)
+      current.set(path, { content: data.toString('utf8'), mode: n.meta.mode, uid: n.meta.uid, gid: n.meta.gid });
   }
   const out = applyEdits(g.edits, (path) => current.get(path));
   for (const d of out.dirs) {

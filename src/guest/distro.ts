@@ -62,7 +62,13 @@ export const distroStrategy: GuestStrategy = {
     const image = known.image;
     // Before the image is read, the distribution is not known; the recipe refuses an unsupported one.
     const recipe = image && image.os !== undefined ? recipeFor(image.os ?? undefined, image.architecture) : undefined;
-    const build = { builders, recipe: recipe ? recipeWithFeatures(recipe, settings) : null, os: image?.os ?? null, process: image?.process ?? null, settings };
+    const build = {
+      builders,
+      recipe: recipe ? recipeWithFeatures(recipe, settings) : null,
+      os: image?.os ?? null,
+      process: image?.process ?? null,
+      settings,
+    };
     const made = known.tree?.build;
     return {
       strategy: 'distro',
@@ -82,7 +88,17 @@ export const distroStrategy: GuestStrategy = {
   async edit(tree, plan, secrets, env) {
     const b = plan.guest.build;
     if (!b?.os) return;
-    await applyAccountEdits(tree, { recipe: recipeFor(b.os, undefined), settings: b.settings, process: b.process, hostname: plan.hostname, password: secrets.password }, env);
+    await applyAccountEdits(
+      tree,
+      {
+        recipe: recipeFor(b.os, undefined),
+        settings: b.settings,
+        process: b.process,
+        hostname: plan.hostname,
+        password: secrets.password,
+      },
+      env,
+    );
   },
   kernelFromImage: true,
   noKernelHint: 'the guest build did not install a kernel; see -v output',
@@ -97,7 +113,9 @@ export const distroStrategy: GuestStrategy = {
         const builder = BUILDERS[id];
         if (!(await builder.available(env)).ok) continue;
         const hit = await builder.lookup(input, env);
-        return hit ? { image: hit.image, build: { builder: id, cached: true, image: hit.ref }, detail: 'cached' } : undefined;
+        return hit
+          ? { image: hit.image, build: { builder: id, cached: true, image: hit.ref }, detail: 'cached' }
+          : undefined;
       }
       return undefined;
     }
@@ -105,6 +123,10 @@ export const distroStrategy: GuestStrategy = {
     const built = await builder.build(input, env);
     // The built image holds the base layers too: the source's unpacked copy would only double the disk used.
     if (image.workDir) await rm(image.workDir, { recursive: true, force: true });
-    return { image: built.image, build: { builder: builder.id, cached: built.cached, image: built.ref }, detail: built.cached ? 'cached' : 'built' };
+    return {
+      image: built.image,
+      build: { builder: builder.id, cached: built.cached, image: built.ref },
+      detail: built.cached ? 'cached' : 'built',
+    };
   },
 };

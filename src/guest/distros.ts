@@ -20,16 +20,34 @@ const SUPPORTED =
   'Debian 11, 12, 13 and testing/sid; Ubuntu 20.04 and newer; Alpine 3.18 and newer; Fedora 39 and newer; ' +
   'CentOS Stream 9 and 10; Rocky Linux and AlmaLinux 8, 9 and 10';
 const OTHER_WAYS =
-  '--init img2vm boots any image with img2vm\'s own kernel and init; --init image (--raw) boots an image that brings its own kernel and init';
+  "--init img2vm boots any image with img2vm's own kernel and init; --init image (--raw) boots an image that brings its own kernel and init";
 
 function unsupported(message: string): Img2vmError {
-  return new Img2vmError('unsupportedDistro', `${message}; img2vm installs a kernel and init into: ${SUPPORTED}`, OTHER_WAYS);
+  return new Img2vmError(
+    'unsupportedDistro',
+    `${message}; img2vm installs a kernel and init into: ${SUPPORTED}`,
+    OTHER_WAYS,
+  );
 }
 
-const DEBIAN_CODENAMES: Record<string, number> = { buster: 10, bullseye: 11, bookworm: 12, trixie: 13, forky: 14, duke: 15 };
+const DEBIAN_CODENAMES: Record<string, number> = {
+  buster: 10,
+  bullseye: 11,
+  bookworm: 12,
+  trixie: 13,
+  forky: 14,
+  duke: 15,
+};
 const UBUNTU_CODENAMES: Record<string, string> = {
-  focal: '20.04', jammy: '22.04', kinetic: '22.10', lunar: '23.04', mantic: '23.10', noble: '24.04',
-  oracular: '24.10', plucky: '25.04', questing: '25.10',
+  focal: '20.04',
+  jammy: '22.04',
+  kinetic: '22.10',
+  lunar: '23.04',
+  mantic: '23.10',
+  noble: '24.04',
+  oracular: '24.10',
+  plucky: '25.04',
+  questing: '25.10',
 };
 
 function major(v: string | undefined): number {
@@ -54,7 +72,8 @@ function debian(os: OsRelease, name: string): DistroInfo {
 
 function ubuntu(versionId: string | undefined, name: string): DistroInfo {
   const n = ubuntuNumber(versionId);
-  if (Number.isNaN(n)) throw unsupported(`${name} has no Ubuntu release number in its os-release (VERSION_ID "${versionId ?? ''}")`);
+  if (Number.isNaN(n))
+    throw unsupported(`${name} has no Ubuntu release number in its os-release (VERSION_ID "${versionId ?? ''}")`);
   if (n < 2004) throw unsupported(`${name} ${versionId} is too old`);
   return ubuntuInfo(versionId!.slice(0, 5), n);
 }
@@ -73,7 +92,12 @@ function enterprise(os: OsRelease, id: 'centos' | 'rocky' | 'almalinux' | 'ol', 
   const n = major(os.versionId);
   const min = id === 'centos' ? 9 : 8;
   if (Number.isNaN(n) || n < min || n > 10) {
-    throw unsupported(`${os.prettyName ?? `${label} ${os.versionId ?? ''}`} is not supported${id === 'centos' && n === 8 ? ' (CentOS Stream 8 reached its end of life and its repositories are archived)' : ''}`.replace(/ +/g, ' '));
+    throw unsupported(
+      `${os.prettyName ?? `${label} ${os.versionId ?? ''}`} is not supported${id === 'centos' && n === 8 ? ' (CentOS Stream 8 reached its end of life and its repositories are archived)' : ''}`.replace(
+        / +/g,
+        ' ',
+      ),
+    );
   }
   return enterpriseInfo(id, String(n));
 }
@@ -81,7 +105,11 @@ function enterprise(os: OsRelease, id: 'centos' | 'rocky' | 'almalinux' | 'ol', 
 /** Picks the recipe for an image's os-release, or explains what is supported and what else works. */
 export function recipeFor(os: OsRelease | undefined, arch: string | undefined): DistroRecipe {
   if (arch && arch !== 'amd64') {
-    throw new Img2vmError('unsupportedDistro', `image architecture ${arch} is not supported`, 'img2vm builds x86-64 (amd64) guests; pick --platform linux/amd64');
+    throw new Img2vmError(
+      'unsupportedDistro',
+      `image architecture ${arch} is not supported`,
+      'img2vm builds x86-64 (amd64) guests; pick --platform linux/amd64',
+    );
   }
   if (!os) {
     throw new Img2vmError(
@@ -106,7 +134,8 @@ export function recipeFor(os: OsRelease | undefined, arch: string | undefined): 
     case 'fedora': {
       const n = major(os.versionId);
       // Rawhide's VERSION_ID is its future release number, so it passes like any new release.
-      if (Number.isNaN(n) || n < 39) throw unsupported(`Fedora ${os.versionId ?? ''} is too old (its repositories are archived)`);
+      if (Number.isNaN(n) || n < 39)
+        throw unsupported(`Fedora ${os.versionId ?? ''} is too old (its repositories are archived)`);
       info = fedoraInfo(String(n));
       break;
     }
@@ -128,7 +157,10 @@ export function recipeFor(os: OsRelease | undefined, arch: string | undefined): 
       info = derivative(os, name, warnings);
   }
   // PRETTY_NAME is image content that ends up in boot menus: printable and short.
-  const pretty = os.prettyName?.replace(/[\x00-\x1f\x7f]/g, '').slice(0, 80).trim();
+  const pretty = os.prettyName
+    ?.replace(/[\x00-\x1f\x7f]/g, '')
+    .slice(0, 80)
+    .trim();
   return { template: info.template, label: pretty || info.label, values: info.values, distro: info, warnings };
 }
 
@@ -147,15 +179,21 @@ function derivative(os: OsRelease, name: string, warnings: string[]): DistroInfo
   }
   if (like.has('debian') && os.versionCodename && os.versionCodename in DEBIAN_CODENAMES) {
     const n = DEBIAN_CODENAMES[os.versionCodename]!;
-    warnings.push(`${name} is not supported as such; treating it as Debian ${n} (${os.versionCodename}), the release it is built on`);
+    warnings.push(
+      `${name} is not supported as such; treating it as Debian ${n} (${os.versionCodename}), the release it is built on`,
+    );
     return debian({ ...os, versionId: String(n) }, name);
   }
   if ((like.has('rhel') || like.has('centos') || like.has('fedora')) && os.id === 'ol') {
-    warnings.push(`${name} is not supported as such; treating it as an Enterprise Linux ${major(os.versionId)} rebuild`);
+    warnings.push(
+      `${name} is not supported as such; treating it as an Enterprise Linux ${major(os.versionId)} rebuild`,
+    );
     return enterprise(os, 'ol', name);
   }
   if (like.has('debian') || like.has('ubuntu') || like.has('fedora') || like.has('rhel') || like.has('alpine')) {
-    throw unsupported(`${name} is derived from ${os.idLike.join('/')} but names no release of it img2vm knows, so its package names cannot be trusted`);
+    throw unsupported(
+      `${name} is derived from ${os.idLike.join('/')} but names no release of it img2vm knows, so its package names cannot be trusted`,
+    );
   }
   throw unsupported(`distribution "${name}" is not supported`);
 }

@@ -6,7 +6,14 @@ import type { ImageConfig } from '../source/image.js';
 import { makeSalt, passwordChangeDays, sha512Crypt } from './credentials.js';
 import type { DistroRecipe } from './distros.js';
 import { type AccountEdits, type GuestFile, type ReadGuestFile, applyAccounts } from './config/accounts.js';
-import { ENTRYPOINT_UNIT, OPENRC_LAUNCHER, OPENRC_SERVICE, entrypointSpec, openrcEntrypoint, systemdEntrypointUnit } from './config/entrypoint.js';
+import {
+  ENTRYPOINT_UNIT,
+  OPENRC_LAUNCHER,
+  OPENRC_SERVICE,
+  entrypointSpec,
+  openrcEntrypoint,
+  systemdEntrypointUnit,
+} from './config/entrypoint.js';
 import { authorizedKeys, parseDns, parseSshKeys, validateHostname, validateUserName } from './config/validate.js';
 
 export type { CurrentFile, GuestFile, ReadGuestFile } from './config/accounts.js';
@@ -43,11 +50,16 @@ const list = (xs: Iterable<string>) => [...new Set(xs)].join(' ');
  */
 export function buildValues(recipe: DistroRecipe, features: BuildFeatures): Record<string, string> {
   const d = recipe.distro;
-  const on = [features.ssh && d.features.ssh, features.sudo && d.features.sudo, features.cloudInit && d.features.cloudInit, features.entrypoint && d.features.entrypoint].filter(
-    (f): f is NonNullable<typeof f> & object => !!f,
-  );
+  const on = [
+    features.ssh && d.features.ssh,
+    features.sudo && d.features.sudo,
+    features.cloudInit && d.features.cloudInit,
+    features.entrypoint && d.features.entrypoint,
+  ].filter((f): f is NonNullable<typeof f> & object => !!f);
   const values = { ...recipe.values };
-  const extra = [values.extra_packages ?? '', ...on.flatMap((f) => f.packages)].flatMap((s) => s.split(/\s+/)).filter(Boolean);
+  const extra = [values.extra_packages ?? '', ...on.flatMap((f) => f.packages)]
+    .flatMap((s) => s.split(/\s+/))
+    .filter(Boolean);
   values.extra_packages = list(extra);
   const enable = on.flatMap((f) => f.enable);
   if (d.init === 'openrc') {
@@ -118,10 +130,16 @@ function dnsFiles(recipe: DistroRecipe, servers: string[], warnings: string[]): 
       ];
     case 'networkmanager':
       // NetworkManager's global DNS overrides what every connection learns and is written to resolv.conf.
-      return [file('/etc/NetworkManager/conf.d/90-img2vm-dns.conf', `${header}[global-dns-domain-*]\nservers=${servers.join(',')}\n`)];
+      return [
+        file(
+          '/etc/NetworkManager/conf.d/90-img2vm-dns.conf',
+          `${header}[global-dns-domain-*]\nservers=${servers.join(',')}\n`,
+        ),
+      ];
     case 'udhcpc':
       // musl's resolver reads the first three nameservers only.
-      if (servers.length > 3) warnings.push(`--dns: only the first 3 of ${servers.length} servers are used by Alpine's resolver`);
+      if (servers.length > 3)
+        warnings.push(`--dns: only the first 3 of ${servers.length} servers are used by Alpine's resolver`);
       return [
         file('/etc/resolv.conf', `${header}${servers.map((s) => `nameserver ${s}\n`).join('')}`),
         file('/etc/udhcpc/udhcpc.conf', `${header}RESOLV_CONF="no"\n`),
@@ -142,10 +160,19 @@ export function guestFiles(recipe: DistroRecipe, o: GuestOptions, image: ImageCo
   const removes: { dir: string; prefix: string }[] = [];
   const user = o.user === undefined ? undefined : validateUserName(o.user);
   if (user && o.password === undefined && !o.sshKey) {
-    throw new Img2vmError('usage', `--user ${user} needs --password or --ssh-key`, 'without either the user could never log in');
+    throw new Img2vmError(
+      'usage',
+      `--user ${user} needs --password or --ssh-key`,
+      'without either the user could never log in',
+    );
   }
   const keys = o.sshKey ? parseSshKeys(o.sshKey.text, o.sshKey.file) : undefined;
-  if (o.password !== undefined && o.password === '') throw new Img2vmError('usage', '--password is empty', 'give a password, or leave --password out for no password login');
+  if (o.password !== undefined && o.password === '')
+    throw new Img2vmError(
+      'usage',
+      '--password is empty',
+      'give a password, or leave --password out for no password login',
+    );
 
   if (o.hostname !== undefined) {
     const name = validateHostname(o.hostname);
@@ -155,10 +182,14 @@ export function guestFiles(recipe: DistroRecipe, o: GuestOptions, image: ImageCo
   if (d.init === 'systemd') files.push(file('/etc/machine-id', '', 0o444));
   if (o.dns !== undefined) files.push(...dnsFiles(recipe, parseDns(o.dns), warnings));
   // What /etc/resolv.conf is matters more than what the image left there (often nothing, or docker's copy).
-  if (d.network === 'networkd') symlinks.push({ path: '/etc/resolv.conf', target: '../run/systemd/resolve/stub-resolv.conf' });
+  if (d.network === 'networkd')
+    symlinks.push({ path: '/etc/resolv.conf', target: '../run/systemd/resolve/stub-resolv.conf' });
   // A regular file: NetworkManager leaves a symlink alone (EL 8's systemd ships resolved, disabled, so a stub
   // link would point at nothing).
-  if (d.network === 'networkmanager') files.push(file('/etc/resolv.conf', '# Written by img2vm: NetworkManager writes the DNS servers here once it is up.\n'));
+  if (d.network === 'networkmanager')
+    files.push(
+      file('/etc/resolv.conf', '# Written by img2vm: NetworkManager writes the DNS servers here once it is up.\n'),
+    );
 
   if (o.entrypointService) {
     const spec = entrypointSpec(image);
@@ -166,7 +197,10 @@ export function guestFiles(recipe: DistroRecipe, o: GuestOptions, image: ImageCo
       const { unit, warnings: w } = systemdEntrypointUnit(spec);
       warnings.push(...w);
       files.push(file(ENTRYPOINT_UNIT, unit));
-      symlinks.push({ path: '/etc/systemd/system/multi-user.target.wants/img2vm-entrypoint.service', target: ENTRYPOINT_UNIT });
+      symlinks.push({
+        path: '/etc/systemd/system/multi-user.target.wants/img2vm-entrypoint.service',
+        target: ENTRYPOINT_UNIT,
+      });
     } else {
       warnings.push(...spec.warnings);
       const { service, launcher } = openrcEntrypoint(spec);
@@ -183,7 +217,9 @@ export function guestFiles(recipe: DistroRecipe, o: GuestOptions, image: ImageCo
     epochDays: passwordChangeDays(ctx.epochSeconds),
     shadow: d.shadow,
     ...(o.password !== undefined ? { rootPasswordHash: hash() } : {}),
-    ...(user ? { user: { name: user, sudoGroup: d.sudoGroup, ...(o.password !== undefined ? { passwordHash: hash() } : {}) } } : {}),
+    ...(user
+      ? { user: { name: user, sudoGroup: d.sudoGroup, ...(o.password !== undefined ? { passwordHash: hash() } : {}) } }
+      : {}),
     ...(keys ? { authorizedKeys: authorizedKeys(keys) } : {}),
   };
   return { files, dirs, symlinks, removes, edits, warnings };
@@ -193,14 +229,26 @@ export function guestFiles(recipe: DistroRecipe, o: GuestOptions, image: ImageCo
  * The account part of a plan against the image's own files: new passwd/group/shadow/gshadow, home and
  * .ssh directories, authorized_keys, and the sudoers entry. `read` sees the flattened image.
  */
-export function applyEdits(edits: GuestEdits, read: ReadGuestFile): { files: GuestFile[]; dirs: GuestDir[]; warnings: string[] } {
+export function applyEdits(
+  edits: GuestEdits,
+  read: ReadGuestFile,
+): { files: GuestFile[]; dirs: GuestDir[]; warnings: string[] } {
   const acc = applyAccounts(edits, read);
   const files = [...acc.files];
   const dirs: GuestDir[] = [];
   if (edits.authorizedKeys !== undefined) {
     // Container images sometimes have no /root at all.
-    dirs.push({ path: acc.root.home, mode: 0o700, uid: 0, gid: 0 }, { path: posix.join(acc.root.home, '.ssh'), mode: 0o700, uid: 0, gid: 0 });
-    files.push({ path: posix.join(acc.root.home, '.ssh/authorized_keys'), content: edits.authorizedKeys, mode: 0o600, uid: 0, gid: 0 });
+    dirs.push(
+      { path: acc.root.home, mode: 0o700, uid: 0, gid: 0 },
+      { path: posix.join(acc.root.home, '.ssh'), mode: 0o700, uid: 0, gid: 0 },
+    );
+    files.push({
+      path: posix.join(acc.root.home, '.ssh/authorized_keys'),
+      content: edits.authorizedKeys,
+      mode: 0o600,
+      uid: 0,
+      gid: 0,
+    });
   }
   const u = acc.user;
   if (u) {
@@ -208,13 +256,25 @@ export function applyEdits(edits: GuestEdits, read: ReadGuestFile): { files: Gue
     dirs.push({ path: u.home, mode: 0o750, uid: u.uid, gid: u.gid });
     if (edits.authorizedKeys !== undefined) {
       dirs.push({ path: posix.join(u.home, '.ssh'), mode: 0o700, uid: u.uid, gid: u.gid });
-      files.push({ path: posix.join(u.home, '.ssh/authorized_keys'), content: edits.authorizedKeys, mode: 0o600, uid: u.uid, gid: u.gid });
+      files.push({
+        path: posix.join(u.home, '.ssh/authorized_keys'),
+        content: edits.authorizedKeys,
+        mode: 0o600,
+        uid: u.uid,
+        gid: u.gid,
+      });
     }
     // Without a password sudo could never ask for one, so a key-only user gets it without.
     const rule = edits.user?.passwordHash !== undefined ? 'ALL=(ALL:ALL) ALL' : 'ALL=(ALL:ALL) NOPASSWD: ALL';
     dirs.push({ path: '/etc/sudoers.d', mode: 0o750, uid: 0, gid: 0 });
     // A fixed name: sudo skips files in sudoers.d whose names contain a dot, and user names may.
-    files.push({ path: '/etc/sudoers.d/90-img2vm', content: `# Written by img2vm (--user)\n${u.name} ${rule}\n`, mode: 0o440, uid: 0, gid: 0 });
+    files.push({
+      path: '/etc/sudoers.d/90-img2vm',
+      content: `# Written by img2vm (--user)\n${u.name} ${rule}\n`,
+      mode: 0o440,
+      uid: 0,
+      gid: 0,
+    });
   }
   return { files, dirs, warnings: acc.warnings };
 }

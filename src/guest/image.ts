@@ -6,7 +6,9 @@ export const imageStrategy: GuestStrategy = {
   id: 'image',
   describe: (o) => ({
     strategy: 'image',
-    reason: o.raw ? '--raw: the image brings its own kernel and init' : '--init image: the image brings its own kernel and init',
+    reason: o.raw
+      ? '--raw: the image brings its own kernel and init'
+      : '--init image: the image brings its own kernel and init',
     distribution: null,
     template: null,
     builder: null,

@@ -26,7 +26,16 @@ const INITRD_WORK_NAME = 'img2vm-initrd.img';
  * What the root disk and the network need on virtio (QEMU, cloud-hypervisor), SCSI and NVMe disks, and virtio-mmio
  * (Firecracker); built-ins are skipped, so the list serves Debian 12's kernel (virtio as modules) and 13's alike.
  */
-const WANTED_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'sd_mod', 'nvme', 'ext4', 'virtio_net', 'virtio_mmio'];
+const WANTED_MODULES = [
+  'virtio_pci',
+  'virtio_blk',
+  'virtio_scsi',
+  'sd_mod',
+  'nvme',
+  'ext4',
+  'virtio_net',
+  'virtio_mmio',
+];
 
 export function img2vmKernelPaths(version: string): { kernel: string; initrd: string } {
   return { kernel: `${IMG2VM_BOOT_DIR}/vmlinuz-${version}`, initrd: `${IMG2VM_BOOT_DIR}/initrd.img-${version}` };
@@ -57,7 +66,11 @@ async function initramfsModules(env: Env, files: ModuleFile[], decompresses: boo
       // The tools decompress in place: a copy under the work directory, named as they expect.
       const packed = `${plain}.${m.compressed === 'xz' ? 'xz' : 'zst'}`;
       await copyFile(m.path, packed);
-      await run(m.compressed === 'xz' ? 'xz' : 'zstd', m.compressed === 'xz' ? ['-d', '-q', packed] : ['-d', '-q', '--rm', packed], { signal: env.signal });
+      await run(
+        m.compressed === 'xz' ? 'xz' : 'zstd',
+        m.compressed === 'xz' ? ['-d', '-q', packed] : ['-d', '-q', '--rm', packed],
+        { signal: env.signal },
+      );
     }
     out.push({ name: `${m.name}.ko`, content: { path: plain } });
   }
@@ -66,7 +79,12 @@ async function initramfsModules(env: Env, files: ModuleFile[], decompresses: boo
 
 /** --dns values: repeated and/or comma lists. */
 function dnsList(dns: string[] | undefined): string[] | undefined {
-  return dns ? dns.flatMap((d) => d.split(',')).map((d) => d.trim()).filter(Boolean) : undefined;
+  return dns
+    ? dns
+        .flatMap((d) => d.split(','))
+        .map((d) => d.trim())
+        .filter(Boolean)
+    : undefined;
 }
 
 /** What the init will run; the plan and the spec both take it from here, so they cannot disagree. */
@@ -85,7 +103,14 @@ function init(o: ConvertOptions, known: Known): NonNullable<ConversionPlan['gues
 
 /** The kernel img2vm boots, as the tree facts and the plan carry it. */
 export function bundleFacts(k: KernelBundle): NonNullable<TreeFacts['kernelBundle']> {
-  return { version: k.version, vmlinuz: k.vmlinuz, modulesDir: k.modulesDir, config: k.config, origin: k.origin, id: k.id };
+  return {
+    version: k.version,
+    vmlinuz: k.vmlinuz,
+    modulesDir: k.modulesDir,
+    config: k.config,
+    origin: k.origin,
+    id: k.id,
+  };
 }
 
 /** Where img2vm's kernel and initramfs are in the guest, as the loaders boot them. */
@@ -104,22 +129,53 @@ export const img2vmStrategy: GuestStrategy = {
     template: null,
     builder: null,
     cached: null,
-    kernelSource: { spec: o.kernel ?? null, modulesDir: o.kernelModules ?? null, mirror: o.kernelMirror ?? null, security: !o.kernelNoSecurity },
+    kernelSource: {
+      spec: o.kernel ?? null,
+      modulesDir: o.kernelModules ?? null,
+      mirror: o.kernelMirror ?? null,
+      security: !o.kernelNoSecurity,
+    },
     init: init(o, known),
   }),
   guestFiles(o, known) {
     const k = known.tree?.kernelBundle;
     const pw = passwordEdit(o.password !== undefined, 'img2vm');
-    if (!k) return [...pw, { kind: 'file', path: `${IMG2VM_BOOT_DIR}/`, fs: 'root', note: "img2vm's kernel and initramfs, once the kernel is fetched", by: 'img2vm' }];
+    if (!k)
+      return [
+        ...pw,
+        {
+          kind: 'file',
+          path: `${IMG2VM_BOOT_DIR}/`,
+          fs: 'root',
+          note: "img2vm's kernel and initramfs, once the kernel is fetched",
+          by: 'img2vm',
+        },
+      ];
     const p = img2vmKernelPaths(k.version);
     const files: GuestFile[] = [
       ...pw,
       { kind: 'file', path: p.kernel, fs: 'root', mode: 0o644, from: k.vmlinuz, note: k.origin, by: 'img2vm' },
-      { kind: 'file', path: p.initrd, fs: 'root', mode: 0o644, from: `work:${INITRD_WORK_NAME}`, note: "img2vm's init, its spec and the disk and network modules", by: 'img2vm' },
+      {
+        kind: 'file',
+        path: p.initrd,
+        fs: 'root',
+        mode: 0o644,
+        from: `work:${INITRD_WORK_NAME}`,
+        note: "img2vm's init, its spec and the disk and network modules",
+        by: 'img2vm',
+      },
     ];
     // An image that loads modules itself (udev, modprobe) finds the rest of the kernel's where it looks.
     if (known.tree?.userland?.modprobe && k.modulesDir) {
-      files.push({ kind: 'copy', path: `/lib/modules/${k.version}`, fs: 'root', from: k.modulesDir, filter: '**', note: `the modules of ${k.version}`, by: 'img2vm' });
+      files.push({
+        kind: 'copy',
+        path: `/lib/modules/${k.version}`,
+        fs: 'root',
+        from: k.modulesDir,
+        filter: '**',
+        note: `the modules of ${k.version}`,
+        by: 'img2vm',
+      });
     }
     return files;
   },
@@ -160,7 +216,11 @@ export const img2vmStrategy: GuestStrategy = {
     const init = plan.guest.init;
     if (!k || !init) throw new Error('the initramfs needs the kernel and the init decision');
     const proc = made.image.config.config;
-    const modules = await initramfsModules(env, resolveModules(k, WANTED_MODULES, { missing: 'skip' }), kernelDecompresses(k.config));
+    const modules = await initramfsModules(
+      env,
+      resolveModules(k, WANTED_MODULES, { missing: 'skip' }),
+      kernelDecompresses(k.config),
+    );
     const entries = img2vmInitramfsEntries(
       {
         mode: init.mode,
@@ -183,6 +243,7 @@ export const img2vmStrategy: GuestStrategy = {
 
 function autoReason(image: ImageFacts | undefined): string {
   if (image?.os === null) return 'auto: the image has no /etc/os-release (no distribution to install into)';
-  if (image?.os && !hasTemplate(image.os)) return `auto: img2vm has no template for ${image.os.prettyName ?? image.os.id}`;
+  if (image?.os && !hasTemplate(image.os))
+    return `auto: img2vm has no template for ${image.os.prettyName ?? image.os.id}`;
   return 'auto: no builder is available to install the distribution (docker, runc, podman)';
 }

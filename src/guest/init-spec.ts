@@ -72,7 +72,11 @@ export function escapeSpecValue(value: string, what: string): string {
   let out = '';
   for (const b of bytes) {
     if (b === 0) {
-      throw new Img2vmError('badImage', `${what} contains a NUL byte`, 'a command, variable or path cannot hold NUL; fix the image config');
+      throw new Img2vmError(
+        'badImage',
+        `${what} contains a NUL byte`,
+        'a command, variable or path cannot hold NUL; fix the image config',
+      );
     }
     if (b === 0x5c) out += '\\\\';
     else if (b === 0x0a) out += '\\n';
@@ -93,26 +97,46 @@ function check(spec: InitSpec): void {
     throw new Img2vmError('usage', `root wait of ${wait} s is out of range`, 'give whole seconds from 0 to 3600');
   }
   for (const o of spec.root.options ?? []) {
-    if (!OPTION.test(o)) throw new Img2vmError('usage', `mount option "${o}" is not valid`, 'mount options are words like noatime or errors=remount-ro');
+    if (!OPTION.test(o))
+      throw new Img2vmError(
+        'usage',
+        `mount option "${o}" is not valid`,
+        'mount options are words like noatime or errors=remount-ro',
+      );
   }
   if (spec.hostname !== undefined && (spec.hostname.length > 64 || !HOSTNAME.test(spec.hostname))) {
-    throw new Img2vmError('usage', `hostname "${spec.hostname}" is not valid`, 'use letters, digits, - and ., at most 64 characters');
+    throw new Img2vmError(
+      'usage',
+      `hostname "${spec.hostname}" is not valid`,
+      'use letters, digits, - and ., at most 64 characters',
+    );
   }
   for (const d of spec.dns ?? []) {
-    if (isIP(d) === 0) throw new Img2vmError('usage', `DNS server "${d}" is not an IP address`, 'give --dns an IPv4 or IPv6 address');
+    if (isIP(d) === 0)
+      throw new Img2vmError('usage', `DNS server "${d}" is not an IP address`, 'give --dns an IPv4 or IPv6 address');
   }
   for (const e of spec.env ?? []) {
-    if (e.indexOf('=') < 1) throw new Img2vmError('badImage', `environment entry "${e}" is not NAME=VALUE`, 'fix Env in the image config');
+    if (e.indexOf('=') < 1)
+      throw new Img2vmError('badImage', `environment entry "${e}" is not NAME=VALUE`, 'fix Env in the image config');
   }
   for (const m of spec.modules ?? []) {
     if (!m.startsWith('/')) throw new Error(`init spec: module path "${m}" is not absolute`);
   }
-  if (spec.service?.length && spec.mode !== 'console') throw new Error(`init spec: a service is for mode console, not ${spec.mode}`);
+  if (spec.service?.length && spec.mode !== 'console')
+    throw new Error(`init spec: a service is for mode console, not ${spec.mode}`);
   if (spec.service?.length && !spec.service[0]) {
-    throw new Img2vmError('badImage', "the image's ENTRYPOINT/CMD starts with an empty program name", 'fix the image config, or convert without --entrypoint-service');
+    throw new Img2vmError(
+      'badImage',
+      "the image's ENTRYPOINT/CMD starts with an empty program name",
+      'fix the image config, or convert without --entrypoint-service',
+    );
   }
   if (spec.mode === 'workload' && (spec.argv ?? []).length === 0) {
-    throw new Img2vmError('badImage', 'the image has neither ENTRYPOINT nor CMD: there is no workload to run', 'give the image a CMD, or boot it with a console or its own init');
+    throw new Img2vmError(
+      'badImage',
+      'the image has neither ENTRYPOINT nor CMD: there is no workload to run',
+      'give the image a CMD, or boot it with a console or its own init',
+    );
   }
 }
 
@@ -146,7 +170,11 @@ export function renderInitSpec(spec: InitSpec): Buffer {
   lines.push('end', '');
   const out = Buffer.from(lines.join('\n'), 'ascii');
   if (out.length > MAX_SPEC_BYTES) {
-    throw new Img2vmError('badImage', `the init spec would be ${out.length} bytes, more than the init reads (1 MiB)`, 'the image command or environment is too large');
+    throw new Img2vmError(
+      'badImage',
+      `the init spec would be ${out.length} bytes, more than the init reads (1 MiB)`,
+      'the image command or environment is too large',
+    );
   }
   return out;
 }

@@ -69,7 +69,12 @@ async function content(src: FileSource, path: string): Promise<Buffer> {
   try {
     return await readFile(src.path);
   } catch (e) {
-    throw new Img2vmError('usage', `cannot read ${src.path} for the initramfs (${path}): ${(e as Error).message}`, 'check that the file exists and is readable', { cause: e });
+    throw new Img2vmError(
+      'usage',
+      `cannot read ${src.path} for the initramfs (${path}): ${(e as Error).message}`,
+      'check that the file exists and is readable',
+      { cause: e },
+    );
   }
 }
 
@@ -100,14 +105,42 @@ export async function writeInitramfs(entries: readonly InitramfsEntry[], opts: I
   for (const p of paths) {
     const e = byPath.get(p)!;
     let r: CpioRecord;
-    if (e.type === 'dir') r = { name: p, mode: S_IFMT.dir | (e.mode ?? 0o755), mtime, data: Buffer.alloc(0), rdevMajor: 0, rdevMinor: 0 };
-    else if (e.type === 'symlink') r = { name: p, mode: S_IFMT.symlink | 0o777, mtime, data: Buffer.from(e.target, 'utf8'), rdevMajor: 0, rdevMinor: 0 };
-    else if (e.type === 'file') r = { name: p, mode: S_IFMT.file | (e.mode ?? 0o644), mtime, data: await content(e.content, p), rdevMajor: 0, rdevMinor: 0 };
-    else r = { name: p, mode: S_IFMT[e.type] | (e.mode ?? 0o600), mtime, data: Buffer.alloc(0), rdevMajor: e.major, rdevMinor: e.minor };
-    if (r.data.length > MAX_FILE) throw new Img2vmError('usage', `${p} is larger than cpio's 4 GiB limit`, 'leave it out of the initramfs');
+    if (e.type === 'dir')
+      r = { name: p, mode: S_IFMT.dir | (e.mode ?? 0o755), mtime, data: Buffer.alloc(0), rdevMajor: 0, rdevMinor: 0 };
+    else if (e.type === 'symlink')
+      r = {
+        name: p,
+        mode: S_IFMT.symlink | 0o777,
+        mtime,
+        data: Buffer.from(e.target, 'utf8'),
+        rdevMajor: 0,
+        rdevMinor: 0,
+      };
+    else if (e.type === 'file')
+      r = {
+        name: p,
+        mode: S_IFMT.file | (e.mode ?? 0o644),
+        mtime,
+        data: await content(e.content, p),
+        rdevMajor: 0,
+        rdevMinor: 0,
+      };
+    else
+      r = {
+        name: p,
+        mode: S_IFMT[e.type] | (e.mode ?? 0o600),
+        mtime,
+        data: Buffer.alloc(0),
+        rdevMajor: e.major,
+        rdevMinor: e.minor,
+      };
+    if (r.data.length > MAX_FILE)
+      throw new Img2vmError('usage', `${p} is larger than cpio's 4 GiB limit`, 'leave it out of the initramfs');
     chunks.push(...member(r, ino++));
   }
-  chunks.push(...member({ name: 'TRAILER!!!', mode: 0, mtime: 0, data: Buffer.alloc(0), rdevMajor: 0, rdevMinor: 0 }, 0));
+  chunks.push(
+    ...member({ name: 'TRAILER!!!', mode: 0, mtime: 0, data: Buffer.alloc(0), rdevMajor: 0, rdevMinor: 0 }, 0),
+  );
   const archive = Buffer.concat(chunks);
   // gzip from zlib has no name and mtime 0 in its header, so compressed output is as reproducible as the archive.
   return opts.compression === 'gzip' ? gzipSync(archive, { level: 9 }) : archive;
@@ -134,11 +167,16 @@ export function img2vmInitramfsEntries(
   init: FileSource = { path: nativeInitPath() },
 ): InitramfsEntry[] {
   if (!Buffer.isBuffer(init) && !existsSync(init.path)) {
-    throw new Img2vmError('toolMissing', `img2vm's init is not built (${init.path})`, 'run scripts/build-native.sh (it needs musl-tools or gcc)');
+    throw new Img2vmError(
+      'toolMissing',
+      `img2vm's init is not built (${init.path})`,
+      'run scripts/build-native.sh (it needs musl-tools or gcc)',
+    );
   }
   const names = new Set<string>();
   for (const m of modules) {
-    if (!/^[A-Za-z0-9_.+-]+$/.test(m.name) || names.has(m.name)) throw new Error(`initramfs: module file name "${m.name}" is invalid or repeated`);
+    if (!/^[A-Za-z0-9_.+-]+$/.test(m.name) || names.has(m.name))
+      throw new Error(`initramfs: module file name "${m.name}" is invalid or repeated`);
     names.add(m.name);
   }
   const modulePaths = modules.map((m) => `/${INIT_MODULES_DIR}/${m.name}`);
@@ -150,6 +188,11 @@ export function img2vmInitramfsEntries(
     { type: 'dir', path: 'sys', mode: 0o555 },
     { type: 'dir', path: 'newroot' },
     { type: 'file', path: INIT_SPEC_PATH, mode: 0o644, content: renderInitSpec({ ...spec, modules: modulePaths }) },
-    ...modules.map((m, i): InitramfsEntry => ({ type: 'file', path: modulePaths[i]!.slice(1), mode: 0o644, content: m.content })),
+    ...modules.map((m, i): InitramfsEntry => ({
+      type: 'file',
+      path: modulePaths[i]!.slice(1),
+      mode: 0o644,
+      content: m.content,
+    })),
   ];
 }

@@ -3,7 +3,15 @@
 // its --init id. Planning functions are pure; make() is the guest stage.
 import type { Env } from '../core/context.js';
 import type { ConvertOptions } from '../core/options.js';
-import type { ContentFacts, ConversionPlan, GuestFile, GuestStrategyId, ImageFacts, PlanInputs, TreeFacts } from '../core/plan.js';
+import type {
+  ContentFacts,
+  ConversionPlan,
+  GuestFile,
+  GuestStrategyId,
+  ImageFacts,
+  PlanInputs,
+  TreeFacts,
+} from '../core/plan.js';
 import type { KernelBundle } from '../kernel/index.js';
 import type { RootTree } from '../rootfs/tree-edit.js';
 import type { SourceImage } from '../source/image.js';

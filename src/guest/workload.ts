@@ -22,21 +22,45 @@ const INIT_SYSTEMS = new Set(['init', 'systemd', 'openrc-init', 'runit-init', 't
 /** A shell alone is not a workload: `docker run -it debian` gives bash, so img2vm gives the console. */
 const SHELLS = new Set(['sh', 'bash', 'ash', 'dash', 'zsh', 'ksh', 'mksh', 'fish', 'csh', 'tcsh', 'busybox']);
 
-export function decideInit(p: NonNullable<ImageFacts['process']>, password: boolean, userland: Userland | undefined, service = false): InitDecision {
+export function decideInit(
+  p: NonNullable<ImageFacts['process']>,
+  password: boolean,
+  userland: Userland | undefined,
+  service = false,
+): InitDecision {
   const argv = [...p.entrypoint, ...p.cmd];
   // No User means uid 0 even without an /etc/passwd, as docker runs it; the init resolves names in the image.
   const base = { user: p.user, cwd: p.cwd || '/' };
   if (service) return serviceDecision(argv, base, consoleLogin(password, userland), userland);
-  if (argv.length === 0) return { ...base, mode: 'console', argv: [], login: consoleLogin(password, userland), why: 'the image has no ENTRYPOINT or CMD: a console' };
+  if (argv.length === 0)
+    return {
+      ...base,
+      mode: 'console',
+      argv: [],
+      login: consoleLogin(password, userland),
+      why: 'the image has no ENTRYPOINT or CMD: a console',
+    };
   const prog = posix.basename(argv[0]!);
   if (INIT_SYSTEMS.has(prog) && p.entrypoint.length === 0) {
     return { ...base, mode: 'init', argv, login: false, why: `CMD ${argv[0]} is an init system: it becomes PID 1` };
   }
   if (argv.length === 1 && SHELLS.has(prog)) {
     const login = consoleLogin(password, userland);
-    return { ...base, mode: 'console', argv, login, why: `CMD is a bare shell (${argv[0]}): ${login ? 'a login prompt' : 'a root shell'} on the console` };
+    return {
+      ...base,
+      mode: 'console',
+      argv,
+      login,
+      why: `CMD is a bare shell (${argv[0]}): ${login ? 'a login prompt' : 'a root shell'} on the console`,
+    };
   }
-  return { ...base, mode: 'workload', argv, login: false, why: 'ENTRYPOINT/CMD runs as the workload; its exit status ends the VM' };
+  return {
+    ...base,
+    mode: 'workload',
+    argv,
+    login: false,
+    why: 'ENTRYPOINT/CMD runs as the workload; its exit status ends the VM',
+  };
 }
 
 /**
@@ -61,9 +85,18 @@ function consoleLogin(password: boolean, userland: Userland | undefined): boolea
  * --entrypoint-service: the console as in console mode (root's: the image's User and WorkingDir are the
  * service's), and the command beside it, restarted when it fails; only the console's end ends the VM.
  */
-function serviceDecision(argv: string[], base: { user: string; cwd: string }, login: boolean, userland: Userland | undefined): InitDecision {
+function serviceDecision(
+  argv: string[],
+  base: { user: string; cwd: string },
+  login: boolean,
+  userland: Userland | undefined,
+): InitDecision {
   if (argv.length === 0) {
-    throw new Img2vmError('usage', '--entrypoint-service: the image has no ENTRYPOINT or CMD', 'drop --entrypoint-service, or convert an image that names a program to run');
+    throw new Img2vmError(
+      'usage',
+      '--entrypoint-service: the image has no ENTRYPOINT or CMD',
+      'drop --entrypoint-service, or convert an image that names a program to run',
+    );
   }
   // Known only once the image is read; before that the plan assumes a console is possible.
   if (userland && !login && !userland.shell) {
@@ -74,11 +107,29 @@ function serviceDecision(argv: string[], base: { user: string; cwd: string }, lo
     );
   }
   const prompt = login ? 'a login prompt' : 'a root shell';
-  return { ...base, mode: 'console', argv: [], service: argv, login, why: `ENTRYPOINT/CMD runs as a service (restarted when it fails) beside ${prompt} on the console; the console's end ends the VM` };
+  return {
+    ...base,
+    mode: 'console',
+    argv: [],
+    service: argv,
+    login,
+    why: `ENTRYPOINT/CMD runs as a service (restarted when it fails) beside ${prompt} on the console; the console's end ends the VM`,
+  };
 }
 
 /** The process an image config describes, as the init spec takes it. */
-export function processOf(config: { Entrypoint?: string[] | null; Cmd?: string[] | null; Env?: string[] | null; WorkingDir?: string | null; User?: string | null } | null | undefined): NonNullable<ImageFacts['process']> {
+export function processOf(
+  config:
+    | {
+        Entrypoint?: string[] | null;
+        Cmd?: string[] | null;
+        Env?: string[] | null;
+        WorkingDir?: string | null;
+        User?: string | null;
+      }
+    | null
+    | undefined,
+): NonNullable<ImageFacts['process']> {
   return {
     entrypoint: config?.Entrypoint ?? [],
     cmd: config?.Cmd ?? [],

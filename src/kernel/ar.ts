@@ -23,7 +23,8 @@ const MAX_MEMBERS = 64;
 
 export async function readArMembers(readAt: ReadAt, fileSize: number): Promise<ArMember[]> {
   const magic = await readAt(0, MAGIC.length);
-  if (magic.length < MAGIC.length || magic.toString('latin1') !== MAGIC) throw new ArError('not an ar archive (bad magic)');
+  if (magic.length < MAGIC.length || magic.toString('latin1') !== MAGIC)
+    throw new ArError('not an ar archive (bad magic)');
   const members: ArMember[] = [];
   let off = MAGIC.length;
   while (off < fileSize) {
@@ -34,14 +35,18 @@ export async function readArMembers(readAt: ReadAt, fileSize: number): Promise<A
     if (h.length < HEADER) throw new ArError(`truncated member header at offset ${off}`);
     if (h[58] !== 0x60 || h[59] !== 0x0a) throw new ArError(`bad member header at offset ${off}`);
     const rawName = h.toString('latin1', 0, 16).trimEnd();
-    if (rawName.startsWith('/') && rawName !== '/') throw new ArError(`member at offset ${off} uses an extended name table, which .deb files never do`);
+    if (rawName.startsWith('/') && rawName !== '/')
+      throw new ArError(`member at offset ${off} uses an extended name table, which .deb files never do`);
     const name = rawName.endsWith('/') ? rawName.slice(0, -1) : rawName;
     if (!/^[A-Za-z0-9_.+-]*$/.test(name)) throw new ArError(`member at offset ${off} has an invalid name`);
     const sizeField = h.toString('latin1', 48, 58).trimEnd();
     if (!/^[0-9]{1,10}$/.test(sizeField)) throw new ArError(`member "${name}" has an invalid size field`);
     const size = Number(sizeField);
     const start = off + HEADER;
-    if (start + size > fileSize) throw new ArError(`member "${name}" (${size} bytes at offset ${start}) runs past the end of the file (${fileSize} bytes): truncated`);
+    if (start + size > fileSize)
+      throw new ArError(
+        `member "${name}" (${size} bytes at offset ${start}) runs past the end of the file (${fileSize} bytes): truncated`,
+      );
     members.push({ name, offset: start, size });
     off = start + size + (size % 2);
   }

@@ -89,7 +89,14 @@ export interface SuiteIndex {
   source: SuiteSource;
   release: Release;
   stanzas: PackageStanza[];
-  stats: { inRelease: number; packages: number; packagesPath: string; uncompressed: number; stanzas: number; ms: number };
+  stats: {
+    inRelease: number;
+    packages: number;
+    packagesPath: string;
+    uncompressed: number;
+    stanzas: number;
+    ms: number;
+  };
 }
 
 export interface ResolvedKernel {
@@ -110,7 +117,11 @@ function url(base: string, path: string): string {
 }
 
 function badIndex(what: string, why: string): Img2vmError {
-  return new Img2vmError('badImage', `${what}: ${why}`, 'the mirror, a proxy or the network altered or replaced the file; try again or another --kernel-mirror (nothing was cached)');
+  return new Img2vmError(
+    'badImage',
+    `${what}: ${why}`,
+    'the mirror, a proxy or the network altered or replaced the file; try again or another --kernel-mirror (nothing was cached)',
+  );
 }
 
 async function fetchSuite(src: SuiteSource, o: ArchiveOptions): Promise<SuiteIndex> {
@@ -125,7 +136,8 @@ async function fetchSuite(src: SuiteSource, o: ArchiveOptions): Promise<SuiteInd
     throw e;
   }
   const verdict = await verifyDetached(signed.text, signed.signature, o.keyring, o.work, o.http.signal);
-  if (!verdict.ok) throw badIndex(inReleaseUrl, `the signature is not valid: ${verdict.reason ?? 'rejected'} (keyring ${o.keyring})`);
+  if (!verdict.ok)
+    throw badIndex(inReleaseUrl, `the signature is not valid: ${verdict.reason ?? 'rejected'} (keyring ${o.keyring})`);
   let release: Release;
   try {
     release = parseRelease(signed.text.toString('utf8'));
@@ -133,7 +145,11 @@ async function fetchSuite(src: SuiteSource, o: ArchiveOptions): Promise<SuiteInd
   } catch (e) {
     if (!(e instanceof ReleaseError)) throw e;
     if (/expired/.test(e.message)) {
-      throw new Img2vmError('badImage', `${inReleaseUrl}: ${e.message}`, 'use an up-to-date --kernel-mirror; to accept an expired archive anyway (e.g. a snapshot), set allowExpired');
+      throw new Img2vmError(
+        'badImage',
+        `${inReleaseUrl}: ${e.message}`,
+        'use an up-to-date --kernel-mirror; to accept an expired archive anyway (e.g. a snapshot), set allowExpired',
+      );
     }
     throw badIndex(inReleaseUrl, e.message);
   }
@@ -157,7 +173,10 @@ async function fetchSuite(src: SuiteSource, o: ArchiveOptions): Promise<SuiteInd
   // Size and hash before a single byte is parsed or decompressed.
   const got = createHash('sha256').update(body).digest('hex');
   if (body.length !== entry.size || got !== entry.sha256) {
-    throw badIndex(canonical, `it has ${body.length} bytes with SHA-256 ${got}, but the signed Release says ${entry.size} bytes with SHA-256 ${entry.sha256}`);
+    throw badIndex(
+      canonical,
+      `it has ${body.length} bytes with SHA-256 ${got}, but the signed Release says ${entry.size} bytes with SHA-256 ${entry.sha256}`,
+    );
   }
   const stats: ScanStats = { bytes: 0, stanzas: 0 };
   const plainHash = createHash('sha256');
@@ -169,24 +188,42 @@ async function fetchSuite(src: SuiteSource, o: ArchiveOptions): Promise<SuiteInd
   };
   let stanzas: PackageStanza[];
   try {
-    const { chunks } = decode(body.subarray(0, 512), Readable.from([body]), { signal: o.http.signal, maxBytes: plain?.size ?? MAX_PACKAGES_UNCOMPRESSED, what: canonical });
+    const { chunks } = decode(body.subarray(0, 512), Readable.from([body]), {
+      signal: o.http.signal,
+      maxBytes: plain?.size ?? MAX_PACKAGES_UNCOMPRESSED,
+      what: canonical,
+    });
     stanzas = await scanPackages(hashed(chunks), (n) => n.startsWith('linux-image-'), stats);
   } catch (e) {
     if (e instanceof PackagesError || e instanceof CodecError) throw badIndex(canonical, e.message);
     throw e;
   }
   if (plain && (stats.bytes !== plain.size || plainHash.digest('hex') !== plain.sha256)) {
-    throw badIndex(canonical, `it decompresses to ${stats.bytes} bytes that do not match the signed Release's entry for ${dir}/Packages`);
+    throw badIndex(
+      canonical,
+      `it decompresses to ${stats.bytes} bytes that do not match the signed Release's entry for ${dir}/Packages`,
+    );
   }
-  const st = { inRelease: raw.length, packages: body.length, packagesPath, uncompressed: stats.bytes, stanzas: stats.stanzas, ms: Math.round(performance.now() - t0) };
-  o.debug(`${src.suite}: InRelease ${st.inRelease} B, ${packagesPath} ${st.packages} B → ${st.uncompressed} B, ${st.stanzas} stanzas, in ${st.ms} ms`);
+  const st = {
+    inRelease: raw.length,
+    packages: body.length,
+    packagesPath,
+    uncompressed: stats.bytes,
+    stanzas: stats.stanzas,
+    ms: Math.round(performance.now() - t0),
+  };
+  o.debug(
+    `${src.suite}: InRelease ${st.inRelease} B, ${packagesPath} ${st.packages} B → ${st.uncompressed} B, ${st.stanzas} stanzas, in ${st.ms} ms`,
+  );
   return { source: src, release, stanzas, stats: st };
 }
 
 function unreachableHint(o: ArchiveOptions): string {
   // Node's http client does not read these, and neither does img2vm: say so rather than let the user wonder.
   const proxy = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY'].find((v) => process.env[v]);
-  const viaProxy = proxy ? `; img2vm does not use ${proxy} for the kernel: give an apt proxy as the mirror instead (e.g. --kernel-mirror http://PROXY:3142/deb.debian.org/debian)` : '';
+  const viaProxy = proxy
+    ? `; img2vm does not use ${proxy} for the kernel: give an apt proxy as the mirror instead (e.g. --kernel-mirror http://PROXY:3142/deb.debian.org/debian)`
+    : '';
   return `check the network, or point --kernel-mirror at a reachable Debian mirror or apt proxy (now ${o.mirror}); or pass --kernel with a local kernel${viaProxy}`;
 }
 
@@ -194,7 +231,7 @@ function unreachableHint(o: ArchiveOptions): string {
 export function tlsHint(host: string): string {
   return (
     `${host}'s certificate is not signed by a CA Node.js trusts, or the clock is wrong: if a proxy or firewall intercepts TLS, ` +
-    'add its CA with NODE_EXTRA_CA_CERTS=FILE (the host\'s store is /etc/ssl/certs/ca-certificates.crt on Debian); ' +
+    "add its CA with NODE_EXTRA_CA_CERTS=FILE (the host's store is /etc/ssl/certs/ca-certificates.crt on Debian); " +
     'or give a plain-http mirror or apt proxy with --kernel-mirror http://… (the signatures are still checked, but an old index can then be replayed to a cache that has seen none)'
   );
 }
@@ -205,7 +242,9 @@ const securityOptOut = 'to go without security updates (not advised), pass --ker
 export async function fetchSuites(o: ArchiveOptions): Promise<SuiteIndex[]> {
   const sources = suiteSources(o.suite, o.mirror, o.securityMirror);
   if (!o.securityMirror && hasSecuritySuite(o.suite)) {
-    o.warn(`fetching without ${o.suite.replace(/-backports$/, '')}-security (--kernel-no-security): the kernel may lack security fixes`);
+    o.warn(
+      `fetching without ${o.suite.replace(/-backports$/, '')}-security (--kernel-no-security): the kernel may lack security fixes`,
+    );
   }
   const results = await Promise.allSettled(sources.map((s) => fetchSuite(s, o)));
   const out: SuiteIndex[] = [];
@@ -222,18 +261,34 @@ export async function fetchSuites(o: ArchiveOptions): Promise<SuiteIndex[]> {
             `give a mirror that carries it: img2vm looks beside --kernel-mirror (…/debian → …/debian-security), else at ${DEFAULT_SECURITY_MIRROR}; ${securityOptOut}`,
           );
         }
-        if (src.required) throw new Img2vmError('imageNotFound', `suite ${src.suite} is not in the Debian archive at ${src.base} (${e.message})`, 'check the suite name (e.g. trixie, bookworm) and the --kernel-mirror');
+        if (src.required)
+          throw new Img2vmError(
+            'imageNotFound',
+            `suite ${src.suite} is not in the Debian archive at ${src.base} (${e.message})`,
+            'check the suite name (e.g. trixie, bookworm) and the --kernel-mirror',
+          );
         return void o.debug(`${src.suite}: not in ${src.base}; skipped`);
       }
       if (e.reason === 'unreachable' || e.reason === 'tls') {
         if (src.required) {
           const what = src.role === 'security' ? `the security suite ${src.suite}` : `the kernel index of ${src.suite}`;
           const hint = e.reason === 'tls' ? tlsHint(new URL(e.url).host) : unreachableHint(o);
-          throw new ArchiveUnreachableError(`cannot fetch ${what} from ${src.base}: ${e.message}`, src.role === 'security' ? `${hint}; ${securityOptOut}` : hint, e, src.base);
+          throw new ArchiveUnreachableError(
+            `cannot fetch ${what} from ${src.base}: ${e.message}`,
+            src.role === 'security' ? `${hint}; ${securityOptOut}` : hint,
+            e,
+            src.base,
+          );
         }
-        return void o.warn(`${src.suite} at ${src.base} is unreachable (${e.message}); continuing without it, so the kernel may lack its newest fixes`);
+        return void o.warn(
+          `${src.suite} at ${src.base} is unreachable (${e.message}); continuing without it, so the kernel may lack its newest fixes`,
+        );
       }
-      throw new Img2vmError('badImage', `${src.suite} at ${src.base}: ${e.message}`, 'the mirror or a proxy misbehaves; try another --kernel-mirror');
+      throw new Img2vmError(
+        'badImage',
+        `${src.suite} at ${src.base}: ${e.message}`,
+        'the mirror or a proxy misbehaves; try another --kernel-mirror',
+      );
     }
     throw e;
   });
@@ -251,7 +306,12 @@ export function selectKernel(suites: SuiteIndex[], arch: string): Omit<ResolvedK
     }
   }
   const names = suites.map((s) => s.source.suite).join(', ');
-  if (!best) throw new Img2vmError('imageNotFound', `no ${metaName} package in ${names}`, 'choose a suite that has Debian cloud kernels (e.g. debian-archive:trixie)');
+  if (!best)
+    throw new Img2vmError(
+      'imageNotFound',
+      `no ${metaName} package in ${names}`,
+      'choose a suite that has Debian cloud kernels (e.g. debian-archive:trixie)',
+    );
   const { meta } = best;
   // The current suite first, so the kernel comes from where its metapackage does.
   const ordered = [best.s, ...suites.filter((s) => s !== best!.s)];
@@ -260,13 +320,22 @@ export function selectKernel(suites: SuiteIndex[], arch: string): Omit<ResolvedK
       if (!alt.name.startsWith('linux-image-') || alt.name === metaName) continue;
       for (const s of ordered) {
         const hit = s.stanzas
-          .filter((p) => p.package === alt.name && p.architecture === arch && (!alt.relation || satisfies(p.version, alt.relation, alt.version!)))
+          .filter(
+            (p) =>
+              p.package === alt.name &&
+              p.architecture === arch &&
+              (!alt.relation || satisfies(p.version, alt.relation, alt.version!)),
+          )
           .sort((a, b) => compareDebVersions(b.version, a.version))[0];
         if (hit) return { meta, image: hit, from: s.source, suites };
       }
     }
   }
-  throw new Img2vmError('imageNotFound', `${metaName} ${meta.version} depends on no kernel package that is in ${names}`, 'the mirror may be mid-update; try again later');
+  throw new Img2vmError(
+    'imageNotFound',
+    `${metaName} ${meta.version} depends on no kernel package that is in ${names}`,
+    'the mirror may be mid-update; try again later',
+  );
 }
 
 export async function resolveArchiveKernel(o: ArchiveOptions): Promise<ResolvedKernel> {

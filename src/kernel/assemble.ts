@@ -25,12 +25,21 @@ export function depmodArgv(baseDir: string, configDir: string, version: string):
 }
 
 /** Feeds a staged tar (linuxkit's kernel.tar, possibly compressed) to the collector. */
-async function collectStagedTar(collector: KernelCollector, file: string, what: string, signal?: AbortSignal): Promise<void> {
+async function collectStagedTar(
+  collector: KernelCollector,
+  file: string,
+  what: string,
+  signal?: AbortSignal,
+): Promise<void> {
   const fh = await open(file, 'r');
   const head = Buffer.alloc(512);
   const { bytesRead } = await fh.read(head, 0, 512, 0);
   await fh.close();
-  const { chunks } = decode(head.subarray(0, bytesRead), createReadStream(file), { signal, maxBytes: 16 * 2 ** 30, what });
+  const { chunks } = decode(head.subarray(0, bytesRead), createReadStream(file), {
+    signal,
+    maxBytes: 16 * 2 ** 30,
+    what,
+  });
   try {
     await collector.addTar(new TarReader(new ByteSource(chunks)), { whiteouts: false });
   } finally {
@@ -44,7 +53,11 @@ const MODULES = /^(?:usr\/)?lib\/modules\/([^/]+)\/(.+)$/;
  * Chooses the kernel among what was collected and moves its files into `dest`. With several
  * vmlinuz-V, the newest that has modules wins (an image may keep an old kernel beside a new one).
  */
-export async function assembleKernel(collector: KernelCollector, dest: string, o: { signal?: AbortSignal; what: string }): Promise<AssembledKernel> {
+export async function assembleKernel(
+  collector: KernelCollector,
+  dest: string,
+  o: { signal?: AbortSignal; what: string },
+): Promise<AssembledKernel> {
   let files = collector.files();
   const kernelTar = files.get('kernel.tar');
   if (kernelTar) {
@@ -65,7 +78,8 @@ export async function assembleKernel(collector: KernelCollector, dest: string, o
     vmlinuzSrc = files.get(`boot/vmlinuz-${version}`)!;
   } else {
     const unversioned = files.get('kernel') ?? files.get('boot/vmlinuz');
-    if (!unversioned) throw new CollectError('it holds no kernel (no /boot/vmlinuz-*, /boot/vmlinuz or linuxkit /kernel)');
+    if (!unversioned)
+      throw new CollectError('it holds no kernel (no /boot/vmlinuz-*, /boot/vmlinuz or linuxkit /kernel)');
     vmlinuzSrc = unversioned;
     version = await kernelVersionOf(unversioned);
   }
@@ -93,7 +107,9 @@ export async function assembleKernel(collector: KernelCollector, dest: string, o
         await rename(file, to);
       } catch (e) {
         // Only a hostile tree has a file where another entry needs a directory.
-        throw new CollectError(`its modules tree is inconsistent at ${m[2]!} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        throw new CollectError(
+          `its modules tree is inconsistent at ${m[2]!} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+        );
       }
     }
     if (!(await stat(join(dest, result.modulesDir, 'modules.dep')).catch(() => undefined))?.isFile()) {

@@ -28,9 +28,22 @@ export interface BuildRecord {
  * processes (a concurrent run unpacking the same kernel waits, then takes this one). Nothing reaches the store
  * unless every step succeeded and the tree checks out; the draft is removed on failure and on interruption.
  */
-export async function buildTree(cache: KernelCache, name: string, ctx: RunContext, what: string, fill: (c: KernelCollector, scratch: string) => Promise<void>, rec: () => BuildRecord): Promise<TreeRecord> {
+export async function buildTree(
+  cache: KernelCache,
+  name: string,
+  ctx: RunContext,
+  what: string,
+  fill: (c: KernelCollector, scratch: string) => Promise<void>,
+  rec: () => BuildRecord,
+): Promise<TreeRecord> {
   let record: TreeRecord | undefined;
-  const onWait = (pid: number) => ctx.sink({ type: 'log', level: 'info', stage: 'guest', message: `kernel: waiting for img2vm process ${pid}, which is unpacking the same kernel` });
+  const onWait = (pid: number) =>
+    ctx.sink({
+      type: 'log',
+      level: 'info',
+      stage: 'guest',
+      message: `kernel: waiting for img2vm process ${pid}, which is unpacking the same kernel`,
+    });
   await cache.store.ensure('kernel', name as KernelKey, {
     scope: ctx.scope,
     check: TREE_CHECK,
@@ -58,7 +71,12 @@ export async function buildTree(cache: KernelCache, name: string, ctx: RunContex
           files: size.files,
         };
       } catch (e) {
-        if (isFormatError(e)) throw new Img2vmError('badImage', `${what}: ${e.message}`, 'the kernel source is damaged or not a kernel; nothing was cached');
+        if (isFormatError(e))
+          throw new Img2vmError(
+            'badImage',
+            `${what}: ${e.message}`,
+            'the kernel source is damaged or not a kernel; nothing was cached',
+          );
         throw asWriteError(e, { area: 'cache', what: `the kernel from ${what}`, path: cache.root });
       }
       try {
@@ -71,5 +89,9 @@ export async function buildTree(cache: KernelCache, name: string, ctx: RunContex
   });
   const stored = (await cache.readTree(name, { verify: false })) ?? record;
   if (stored) return stored;
-  throw new Img2vmError('outputNotWritable', `the kernel from ${what} was stored in ${cache.treeDir(name)} but cannot be read back`, 'check that directory (disk full, or removed meanwhile)');
+  throw new Img2vmError(
+    'outputNotWritable',
+    `the kernel from ${what} was stored in ${cache.treeDir(name)} but cannot be read back`,
+    'check that directory (disk full, or removed meanwhile)',
+  );
 }

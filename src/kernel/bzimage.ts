@@ -11,7 +11,8 @@ const MAX_SCAN = 512 << 20;
 
 /** The release from a bzImage header (x86 boot protocol ≥ 2.00), or undefined when the bytes are not one. */
 export function versionFromSetupHeader(head: Buffer): string | undefined {
-  if (head.length < KERNEL_VERSION_PTR + 2 || head.toString('latin1', HDRS_OFFSET, HDRS_OFFSET + 4) !== 'HdrS') return undefined;
+  if (head.length < KERNEL_VERSION_PTR + 2 || head.toString('latin1', HDRS_OFFSET, HDRS_OFFSET + 4) !== 'HdrS')
+    return undefined;
   if (head.readUInt16LE(0x206) < 0x0200) return undefined;
   const ptr = head.readUInt16LE(KERNEL_VERSION_PTR);
   if (ptr === 0) return undefined;
@@ -29,7 +30,11 @@ function releaseToken(s: string): string | undefined {
 
 export async function kernelVersionOf(vmlinuz: string): Promise<string> {
   const fh = await open(vmlinuz, 'r').catch((e: NodeJS.ErrnoException) => {
-    throw new Img2vmError('usage', `cannot read the kernel ${vmlinuz}: ${e.code ?? e.message}`, 'give the path of a kernel image (vmlinuz/bzImage)');
+    throw new Img2vmError(
+      'usage',
+      `cannot read the kernel ${vmlinuz}: ${e.code ?? e.message}`,
+      'give the path of a kernel image (vmlinuz/bzImage)',
+    );
   });
   try {
     const head = Buffer.alloc(64 << 10);
@@ -46,7 +51,9 @@ export async function kernelVersionOf(vmlinuz: string): Promise<string> {
       const buf = Buffer.concat([carry, chunk.subarray(0, r.bytesRead)]);
       for (let i = buf.indexOf(BANNER); i >= 0; i = buf.indexOf(BANNER, i + 1)) {
         if (i + BANNER.length + 130 > buf.length && r.bytesRead === chunk.length) break;
-        const rel = releaseToken(buf.toString('latin1', i + BANNER.length, Math.min(buf.length, i + BANNER.length + 130)));
+        const rel = releaseToken(
+          buf.toString('latin1', i + BANNER.length, Math.min(buf.length, i + BANNER.length + 130)),
+        );
         if (rel) return rel;
       }
       carry = Buffer.from(buf.subarray(Math.max(0, buf.length - 200)));
@@ -55,5 +62,9 @@ export async function kernelVersionOf(vmlinuz: string): Promise<string> {
   } finally {
     await fh.close();
   }
-  throw new Img2vmError('badImage', `${vmlinuz} is not a Linux kernel image (no bzImage header, no "Linux version" banner)`, 'give a bzImage/vmlinuz or an uncompressed vmlinux');
+  throw new Img2vmError(
+    'badImage',
+    `${vmlinuz} is not a Linux kernel image (no bzImage header, no "Linux version" banner)`,
+    'give a bzImage/vmlinuz or an uncompressed vmlinux',
+  );
 }

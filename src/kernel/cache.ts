@@ -14,7 +14,16 @@ import type { Scope } from '../core/scope.js';
 import { LAYOUT, writeRecord, type Check, type KernelKey, type Store } from '../store/index.js';
 
 export const TreeSourceSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('debian-archive'), suite: z.string(), from: z.string(), package: z.string(), packageVersion: z.string(), url: z.string(), sha256: z.string(), size: z.number() }),
+  z.object({
+    kind: z.literal('debian-archive'),
+    suite: z.string(),
+    from: z.string(),
+    package: z.string(),
+    packageVersion: z.string(),
+    url: z.string(),
+    sha256: z.string(),
+    size: z.number(),
+  }),
   z.object({ kind: z.literal('deb'), path: z.string(), sha256: z.string(), size: z.number() }),
   z.object({ kind: z.literal('image'), ref: z.string(), imageId: z.string() }),
 ]);
@@ -148,7 +157,8 @@ export class KernelCache {
       const rec = await this.readIndex(name.slice(0, -5));
       const tree = rec && LAYOUT.kernel.key(rec.tree);
       // lstat, not a read: reading a tree would not be a use, but it is work prune need not do.
-      if (rec && !(tree && (await lstat(join(this.treeDir(tree), 'kernel.json')).catch(() => undefined)))) await rm(join(this.index, name), { force: true });
+      if (rec && !(tree && (await lstat(join(this.treeDir(tree), 'kernel.json')).catch(() => undefined))))
+        await rm(join(this.index, name), { force: true });
     }
   }
 }

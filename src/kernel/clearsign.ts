@@ -40,12 +40,16 @@ export function splitClearsigned(input: Buffer): Clearsigned {
   let i = 0;
   while (i < lines.length && trimEnd(lines[i]!) === '') i++;
   if (i >= lines.length || trimEnd(lines[i]!) !== BEGIN_MESSAGE) {
-    throw new ClearsignError(i >= lines.length ? 'the file is empty' : 'the file does not start with a clearsigned message (text before "-----BEGIN PGP SIGNED MESSAGE-----", or not signed)');
+    throw new ClearsignError(
+      i >= lines.length
+        ? 'the file is empty'
+        : 'the file does not start with a clearsigned message (text before "-----BEGIN PGP SIGNED MESSAGE-----", or not signed)',
+    );
   }
   i++;
 
   const hashes: string[] = [];
-  for (;; i++) {
+  for (; ; i++) {
     if (i >= lines.length) throw new ClearsignError('the file ends inside the armor headers');
     const h = trimEnd(lines[i]!);
     if (h === '') break;
@@ -56,14 +60,15 @@ export function splitClearsigned(input: Buffer): Clearsigned {
   i++;
 
   const text: string[] = [];
-  for (;; i++) {
+  for (; ; i++) {
     if (i >= lines.length) throw new ClearsignError('the file ends before the signature');
     const l = trimEnd(lines[i]!);
     if (l === BEGIN_SIGNATURE) break;
     if (l.startsWith('- ')) text.push(l.slice(2));
     // A signer escapes every line that starts with a dash; an unescaped one is armor (a second
     // message, or a signature boundary) that must not be taken as signed text.
-    else if (l.startsWith('-')) throw new ClearsignError(`the signed text holds an unescaped armor line "${l.slice(0, 80)}"`);
+    else if (l.startsWith('-'))
+      throw new ClearsignError(`the signed text holds an unescaped armor line "${l.slice(0, 80)}"`);
     else text.push(l);
   }
 
@@ -82,7 +87,12 @@ export function splitClearsigned(input: Buffer): Clearsigned {
   }
   sig.push(END_SIGNATURE);
   for (i++; i < lines.length; i++) {
-    if (trimEnd(lines[i]!) !== '') throw new ClearsignError('there is text after the signature (a second message, or unsigned text)');
+    if (trimEnd(lines[i]!) !== '')
+      throw new ClearsignError('there is text after the signature (a second message, or unsigned text)');
   }
-  return { text: Buffer.from(text.join('\n'), 'latin1'), signature: Buffer.from(`${sig.join('\n')}\n`, 'latin1'), hashes };
+  return {
+    text: Buffer.from(text.join('\n'), 'latin1'),
+    signature: Buffer.from(`${sig.join('\n')}\n`, 'latin1'),
+    hashes,
+  };
 }

@@ -65,12 +65,18 @@ async function* viaZlib(z: Transform, input: Readable, o: DecodeOptions, check?:
 }
 
 /** Decompressed chunks of `input`; `head` (the first bytes, already read) decides the codec. */
-export function decode(head: Buffer, input: Readable, o: DecodeOptions): { compression: Compression; chunks: AsyncGenerator<Buffer> } {
+export function decode(
+  head: Buffer,
+  input: Readable,
+  o: DecodeOptions,
+): { compression: Compression; chunks: AsyncGenerator<Buffer> } {
   const compression = detectCompression(head);
   if (compression === 'none') return { compression, chunks: capped(input as AsyncIterable<Buffer>, o) };
-  if (compression === 'gzip') return { compression, chunks: capped(viaZlib(zlib.createGunzip({ chunkSize: 1 << 16 }), input, o), o) };
+  if (compression === 'gzip')
+    return { compression, chunks: capped(viaZlib(zlib.createGunzip({ chunkSize: 1 << 16 }), input, o), o) };
   // zstd as layers have it: Node's own where this Node has one, else the host tool.
   const zstd = compression === 'zstd' ? nodeZstd() : undefined;
-  if (zstd) return { compression, chunks: capped(viaZlib(zstd({ chunkSize: 1 << 16 }), input, o, zstdFrameCheck()), o) };
+  if (zstd)
+    return { compression, chunks: capped(viaZlib(zstd({ chunkSize: 1 << 16 }), input, o, zstdFrameCheck()), o) };
   return { compression, chunks: capped(viaTool(TOOL[compression]!, input, o), o) };
 }

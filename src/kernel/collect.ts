@@ -112,7 +112,8 @@ export class KernelCollector {
   }
 
   private next(): string {
-    if (this.kept.size >= this.limits.maxFiles) throw new CollectError(`more than ${this.limits.maxFiles} kernel files`);
+    if (this.kept.size >= this.limits.maxFiles)
+      throw new CollectError(`more than ${this.limits.maxFiles} kernel files`);
     return join(this.staging, String(this.seq++));
   }
 
@@ -129,7 +130,8 @@ export class KernelCollector {
 
   private async write(path: string, h: TarHeader, reader: TarReader): Promise<void> {
     this.bytes += h.size;
-    if (this.bytes > this.limits.maxBytes) throw new CollectError(`kernel files add up to more than ${this.limits.maxBytes} bytes`);
+    if (this.bytes > this.limits.maxBytes)
+      throw new CollectError(`kernel files add up to more than ${this.limits.maxBytes} bytes`);
     const file = this.next();
     const fd = openSync(file, 'w', 0o644);
     try {

@@ -37,11 +37,20 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 
 /** The RFC 2822 dates the Debian archive writes ("Sat, 21 Nov 2026 09:15:44 UTC"); undefined when malformed. */
 export function parseArchiveDate(s: string): Date | undefined {
-  const m = /^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) (UTC|GMT|Z|[+-]\d{4})$/.exec(s.trim());
+  const m =
+    /^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) (UTC|GMT|Z|[+-]\d{4})$/.exec(
+      s.trim(),
+    );
   if (!m) return undefined;
   const month = MONTHS.indexOf(m[2]!);
   if (month < 0) return undefined;
-  const [day, year, hh, mm, ss] = [m[1], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number];
+  const [day, year, hh, mm, ss] = [m[1], m[3], m[4], m[5], m[6]].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return undefined;
   let t = Date.UTC(year, month, day, hh, mm, ss);
   const zone = m[7]!;

@@ -5,7 +5,14 @@ import { join } from 'node:path';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { isNoSpace, noSpaceError } from '../core/no-space.js';
-import { ArchiveUnreachableError, defaultSecurityMirror, DEFAULT_MIRROR, resolveArchiveKernel, suiteSources, type ResolvedKernel } from './archive.js';
+import {
+  ArchiveUnreachableError,
+  defaultSecurityMirror,
+  DEFAULT_MIRROR,
+  resolveArchiveKernel,
+  suiteSources,
+  type ResolvedKernel,
+} from './archive.js';
 import { buildTree } from './build.js';
 import { bundleOf, type KernelBundle } from './bundle.js';
 import { KernelCache, type IndexRecord, type TreeRecord } from './cache.js';
@@ -23,42 +30,74 @@ function log(ctx: RunContext, level: 'info' | 'warn' | 'debug', message: string)
 }
 
 export function indexKey(mirror: string, security: string | null, suite: string, arch: string): string {
-  return createHash('sha256').update(JSON.stringify([mirror, security, suite, arch])).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(JSON.stringify([mirror, security, suite, arch]))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 function treeName(debSha256: string): string {
   return `sha256-${debSha256}`;
 }
 
-const packageVersionOf = (r: TreeRecord): string => (r.source.kind === 'debian-archive' ? r.source.packageVersion : '0');
+const packageVersionOf = (r: TreeRecord): string =>
+  r.source.kind === 'debian-archive' ? r.source.packageVersion : '0';
 
 /** The newest cached archive kernel of a suite (from any mirror), for working offline. */
-async function newestCached(cache: KernelCache, suite: string): Promise<{ name: string; record: TreeRecord } | undefined> {
-  const all = (await cache.allTrees()).filter((t) => t.record.source.kind === 'debian-archive' && t.record.source.suite === suite);
+async function newestCached(
+  cache: KernelCache,
+  suite: string,
+): Promise<{ name: string; record: TreeRecord } | undefined> {
+  const all = (await cache.allTrees()).filter(
+    (t) => t.record.source.kind === 'debian-archive' && t.record.source.suite === suite,
+  );
   return all.sort((a, b) => compareDebVersions(packageVersionOf(b.record), packageVersionOf(a.record)))[0];
 }
 
-export async function debianArchiveKernel(suite: string, ctx: RunContext, o: KernelOptions, cache: KernelCache): Promise<KernelBundle> {
+export async function debianArchiveKernel(
+  suite: string,
+  ctx: RunContext,
+  o: KernelOptions,
+  cache: KernelCache,
+): Promise<KernelBundle> {
   const mirror = (o.mirror ?? DEFAULT_MIRROR).replace(/\/+$/, '');
-  if (!/^https?:\/\/[^/]/.test(mirror)) throw new Img2vmError('usage', `--kernel-mirror ${mirror} is not an http(s) URL`, `e.g. --kernel-mirror ${DEFAULT_MIRROR}`);
-  const security = o.securityMirror === undefined ? defaultSecurityMirror(mirror) : o.securityMirror === null ? null : o.securityMirror.replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/]/.test(mirror))
+    throw new Img2vmError(
+      'usage',
+      `--kernel-mirror ${mirror} is not an http(s) URL`,
+      `e.g. --kernel-mirror ${DEFAULT_MIRROR}`,
+    );
+  const security =
+    o.securityMirror === undefined
+      ? defaultSecurityMirror(mirror)
+      : o.securityMirror === null
+        ? null
+        : o.securityMirror.replace(/\/+$/, '');
   const arch = o.arch ?? 'amd64';
   let now = o.now?.() ?? new Date();
   const key = indexKey(mirror, security, suite, arch);
   const maxAge = o.maxAgeMs ?? DAY;
-  const set = suiteSetKey(arch, suiteSources(suite, mirror, security).map((s) => s.suite));
+  const set = suiteSetKey(
+    arch,
+    suiteSources(suite, mirror, security).map((s) => s.suite),
+  );
 
   const fromIndex = async (idx: IndexRecord | undefined): Promise<KernelBundle | undefined> => {
     if (!idx) return undefined;
     const r = await cache.take(idx.tree, ctx.scope);
     return r ? bundleOf(cache.treeDir(idx.tree), r) : undefined;
   };
-  const fresh = (idx: IndexRecord | undefined): boolean => !!idx && now.getTime() - Date.parse(idx.checkedAt) < maxAge && now.getTime() >= Date.parse(idx.checkedAt);
+  const fresh = (idx: IndexRecord | undefined): boolean =>
+    !!idx && now.getTime() - Date.parse(idx.checkedAt) < maxAge && now.getTime() >= Date.parse(idx.checkedAt);
   // A cached answer is not fresh once a newer kernel of the same suites was seen, through this mirror or another.
   const usable = async (idx: IndexRecord | undefined): Promise<boolean> => {
     if (o.refresh || !fresh(idx)) return false;
     if (!olderThanSeen(await readSeen(cache), set, idx!.packageVersion)) return true;
-    log(ctx, 'debug', `the cached ${suite} kernel ${idx!.packageVersion} is older than one seen since; asking the archive`);
+    log(
+      ctx,
+      'debug',
+      `the cached ${suite} kernel ${idx!.packageVersion} is older than one seen since; asking the archive`,
+    );
     return false;
   };
   // Without the archive: the newer of this mirror's last answer and the newest cached kernel of the suite, so that
@@ -66,7 +105,11 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
   const offlineFallback = async (why: string, idx: IndexRecord | undefined): Promise<KernelBundle | undefined> => {
     const viaIndex = idx && (await cache.take(idx.tree, ctx.scope));
     const n = await newestCached(cache, suite);
-    const newer = n && viaIndex && n.name !== idx!.tree && compareDebVersions(packageVersionOf(n.record), packageVersionOf(viaIndex)) > 0;
+    const newer =
+      n &&
+      viaIndex &&
+      n.name !== idx!.tree &&
+      compareDebVersions(packageVersionOf(n.record), packageVersionOf(viaIndex)) > 0;
     if (viaIndex && !newer) {
       const b = bundleOf(cache.treeDir(idx!.tree), viaIndex);
       log(ctx, 'warn', `${why}; using the cached kernel ${b.version} (${b.origin}), last checked ${idx!.checkedAt}`);
@@ -89,10 +132,17 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
   if (o.offline) {
     const b = await offlineFallback('offline', idx);
     if (b) return b;
-    throw new Img2vmError('imageNotFound', `no ${suite} kernel is cached, and the archive may not be asked (offline)`, 'run once with network access, or pass --kernel with a local kernel');
+    throw new Img2vmError(
+      'imageNotFound',
+      `no ${suite} kernel is cached, and the archive may not be asked (offline)`,
+      'run once with network access, or pass --kernel with a local kernel',
+    );
   }
 
-  const lock = await cache.lock(key, { signal: ctx.signal, onWait: (pid) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is fetching the same kernel`) });
+  const lock = await cache.lock(key, {
+    signal: ctx.signal,
+    onWait: (pid) => log(ctx, 'info', `waiting for img2vm process ${pid}, which is fetching the same kernel`),
+  });
   try {
     // The clock again: while this run waited, the holder may have cached an answer checked after the first reading,
     // and an answer checked later than `now` is never fresh (it would be fetched all over again).
@@ -127,38 +177,90 @@ export async function debianArchiveKernel(suite: string, ctx: RunContext, o: Ker
     const img = resolved.image;
     // Before anything is downloaded or cached: nothing older than what was seen, then remember what is seen now.
     const seen = await readSeen(cache);
-    const releases = resolved.suites.map((s) => ({ codename: s.release.codename ?? s.source.suite, date: s.release.date, at: s.source.base }));
+    const releases = resolved.suites.map((s) => ({
+      codename: s.release.codename ?? s.source.suite,
+      date: s.release.date,
+      at: s.source.base,
+    }));
     checkReleaseDates(seen, releases);
     checkKernelVersion(seen, { set, package: img.package, version: img.version, at: resolved.from.base });
-    await recordSeen(cache, { releases, kernel: { set, package: img.package, version: img.version, at: resolved.from.base, seenAt: now } }, ctx.signal);
+    await recordSeen(
+      cache,
+      { releases, kernel: { set, package: img.package, version: img.version, at: resolved.from.base, seenAt: now } },
+      ctx.signal,
+    );
     const name = treeName(img.sha256);
     const origin = `Debian ${resolved.from.suite} ${img.package} ${img.version}`;
     let record = await cache.take(name, ctx.scope);
     if (record) log(ctx, 'debug', `${img.package} ${img.version} is already cached`);
     else {
-      log(ctx, 'info', `fetching ${img.package} ${img.version} from ${resolved.from.suite} (${(img.size / 1e6).toFixed(1)} MB)`);
-      record = await buildTree(cache, name, ctx, resolved.url, async (collector, scratch) => {
-        const deb = join(scratch, 'kernel.deb');
-        let sha: string;
-        try {
-          sha = await downloadFile(resolved.url, deb, { ...o.http, signal: ctx.signal, size: img.size, onProgress: o.onProgress, log: (m) => log(ctx, 'debug', m) });
-        } catch (e) {
-          if (isNoSpace(e)) throw noSpaceError({ area: 'cache', what: `the kernel package ${img.package}`, path: cache.root, needBytes: img.size, needNote: 'the package; its unpacked tree needs more' }, e);
-          if (e instanceof HttpError) {
-            const kind = e.reason === 'protocol' ? 'badImage' : 'imageNotFound';
-            throw new Img2vmError(kind, `cannot download ${resolved.url}: ${e.message}`, 'the mirror may be mid-update or unreachable; try again, or another --kernel-mirror');
+      log(
+        ctx,
+        'info',
+        `fetching ${img.package} ${img.version} from ${resolved.from.suite} (${(img.size / 1e6).toFixed(1)} MB)`,
+      );
+      record = await buildTree(
+        cache,
+        name,
+        ctx,
+        resolved.url,
+        async (collector, scratch) => {
+          const deb = join(scratch, 'kernel.deb');
+          let sha: string;
+          try {
+            sha = await downloadFile(resolved.url, deb, {
+              ...o.http,
+              signal: ctx.signal,
+              size: img.size,
+              onProgress: o.onProgress,
+              log: (m) => log(ctx, 'debug', m),
+            });
+          } catch (e) {
+            if (isNoSpace(e))
+              throw noSpaceError(
+                {
+                  area: 'cache',
+                  what: `the kernel package ${img.package}`,
+                  path: cache.root,
+                  needBytes: img.size,
+                  needNote: 'the package; its unpacked tree needs more',
+                },
+                e,
+              );
+            if (e instanceof HttpError) {
+              const kind = e.reason === 'protocol' ? 'badImage' : 'imageNotFound';
+              throw new Img2vmError(
+                kind,
+                `cannot download ${resolved.url}: ${e.message}`,
+                'the mirror may be mid-update or unreachable; try again, or another --kernel-mirror',
+              );
+            }
+            throw e;
           }
-          throw e;
-        }
-        if (sha !== img.sha256) {
-          throw new Img2vmError('badImage', `${resolved.url} has SHA-256 ${sha}, but the signed index says ${img.sha256}`, 'the mirror, a proxy or the network altered the package; try again or another --kernel-mirror (nothing was cached)');
-        }
-        await collectDeb(deb, collector, ctx.signal);
-      }, () => ({
-        id: `sha256:${img.sha256}`,
-        origin,
-        source: { kind: 'debian-archive', suite, from: resolved.from.suite, package: img.package, packageVersion: img.version, url: resolved.url, sha256: img.sha256, size: img.size },
-      }));
+          if (sha !== img.sha256) {
+            throw new Img2vmError(
+              'badImage',
+              `${resolved.url} has SHA-256 ${sha}, but the signed index says ${img.sha256}`,
+              'the mirror, a proxy or the network altered the package; try again or another --kernel-mirror (nothing was cached)',
+            );
+          }
+          await collectDeb(deb, collector, ctx.signal);
+        },
+        () => ({
+          id: `sha256:${img.sha256}`,
+          origin,
+          source: {
+            kind: 'debian-archive',
+            suite,
+            from: resolved.from.suite,
+            package: img.package,
+            packageVersion: img.version,
+            url: resolved.url,
+            sha256: img.sha256,
+            size: img.size,
+          },
+        }),
+      );
     }
     await cache.writeIndex(key, {
       format: 1,
@@ -187,16 +289,27 @@ export async function localDebKernel(path: string, ctx: RunContext, cache: Kerne
       size += (c as Buffer).length;
     }
   } catch (e) {
-    throw new Img2vmError('usage', `cannot read the kernel package ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'give the path of a linux-image .deb');
+    throw new Img2vmError(
+      'usage',
+      `cannot read the kernel package ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      'give the path of a linux-image .deb',
+    );
   }
   const sha = h.digest('hex');
   const name = treeName(sha);
   const record =
     (await cache.take(name, ctx.scope)) ??
-    (await buildTree(cache, name, ctx, path, (collector) => collectDeb(path, collector, ctx.signal), () => ({
-      id: `sha256:${sha}`,
-      origin: `package ${path}`,
-      source: { kind: 'deb', path, sha256: sha, size },
-    })));
+    (await buildTree(
+      cache,
+      name,
+      ctx,
+      path,
+      (collector) => collectDeb(path, collector, ctx.signal),
+      () => ({
+        id: `sha256:${sha}`,
+        origin: `package ${path}`,
+        source: { kind: 'deb', path, sha256: sha, size },
+      }),
+    ));
   return bundleOf(cache.treeDir(name), record);
 }

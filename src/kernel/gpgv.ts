@@ -66,19 +66,30 @@ export function judgeStatus(status: string): SignatureVerdict {
       }
     }
   }
-  if (sigs.some((s) => s.bad)) return { ok: false, signers: [], reason: 'a signature is BAD (the file was altered after signing)' };
+  if (sigs.some((s) => s.bad))
+    return { ok: false, signers: [], reason: 'a signature is BAD (the file was altered after signing)' };
   const good = sigs.filter((s) => s.good && s.valid && s.valid.length >= 9 && !WEAK_HASHES.has(s.valid[7]!));
   if (good.length === 0) {
     const weak = sigs.some((s) => s.good && s.valid && WEAK_HASHES.has(s.valid[7] ?? ''));
     const other = sigs.map((s) => s.other).filter(Boolean);
-    const why = weak ? 'only signatures with a weak digest (MD5/SHA-1)' : other.length ? `no good signature (${other.join(', ')}: e.g. signed by a key the keyring does not have, or an expired/revoked one)` : 'no good signature';
+    const why = weak
+      ? 'only signatures with a weak digest (MD5/SHA-1)'
+      : other.length
+        ? `no good signature (${other.join(', ')}: e.g. signed by a key the keyring does not have, or an expired/revoked one)`
+        : 'no good signature';
     return { ok: false, signers: [], reason: why };
   }
   return { ok: true, signers: good.map((s) => s.valid![0]!) };
 }
 
 /** Runs gpgv on text + detached signature in a private directory (so no user keyring or gpg.conf takes part). */
-export async function verifyDetached(text: Buffer, signature: Buffer, keyring: string, workDir: string, signal?: AbortSignal): Promise<SignatureVerdict> {
+export async function verifyDetached(
+  text: Buffer,
+  signature: Buffer,
+  keyring: string,
+  workDir: string,
+  signal?: AbortSignal,
+): Promise<SignatureVerdict> {
   const dir = await mkdtemp(join(workDir, 'gpgv-'));
   try {
     const data = join(dir, 'Release');
@@ -88,8 +99,15 @@ export async function verifyDetached(text: Buffer, signature: Buffer, keyring: s
     const r = await run('gpgv', gpgvArgv(keyring, sig, data), { reject: false, signal, env: { GNUPGHOME: dir } });
     const verdict = judgeStatus(r.stdout);
     if (!verdict.ok) {
-      const said = r.stderr.trim().split('\n').filter((l) => !/^gpgv: +(Signature made|using )/.test(l)).slice(-2).join(' | ');
-      verdict.reason = /\[GNUPG:\]/.test(r.stdout) ? `${verdict.reason ?? 'rejected'}${said ? `; gpgv: ${said}` : ''}` : `gpgv could not check it: ${said || `exit ${r.exitCode}`}`;
+      const said = r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !/^gpgv: +(Signature made|using )/.test(l))
+        .slice(-2)
+        .join(' | ');
+      verdict.reason = /\[GNUPG:\]/.test(r.stdout)
+        ? `${verdict.reason ?? 'rejected'}${said ? `; gpgv: ${said}` : ''}`
+        : `gpgv could not check it: ${said || `exit ${r.exitCode}`}`;
     }
     return verdict;
   } finally {

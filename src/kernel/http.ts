@@ -41,11 +41,20 @@ export interface HttpOptions {
 }
 
 /** Whether an error of the network stack is worth another attempt; failing to connect at all is not. */
-const TRANSIENT = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'HPE_INVALID_CHUNK_SIZE']);
+const TRANSIENT = new Set([
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ECONNABORTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+  'HPE_INVALID_CHUNK_SIZE',
+]);
 
 /** Certificate errors of Node's TLS stack (and OpenSSL's, for a handshake that cannot even start). */
 function tlsFailure(code: string, host: string): string | undefined {
-  if (/CERT|SELF_SIGNED|^UNABLE_TO_|^ERR_TLS_|HOSTNAME_MISMATCH/.test(code)) return `cannot verify the TLS certificate of ${host} (${code})`;
+  if (/CERT|SELF_SIGNED|^UNABLE_TO_|^ERR_TLS_|HOSTNAME_MISMATCH/.test(code))
+    return `cannot verify the TLS certificate of ${host} (${code})`;
   if (/^ERR_SSL_/.test(code)) return `the TLS handshake with ${host} failed (${code})`;
   return undefined;
 }
@@ -62,8 +71,14 @@ function request(url: URL, headers: Record<string, string>, o: HttpOptions): Pro
   const idle = o.idleTimeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
     const tls = url.protocol === 'https:' && o.ca !== undefined ? { ca: o.ca } : {};
-    const req = mod.get(url, { headers: { 'user-agent': 'img2vm', ...headers }, signal: o.signal, timeout: idle, ...tls }, resolve);
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`${url.host} sent nothing for ${idle / 1000} s`), { code: 'ETIMEDOUT' })));
+    const req = mod.get(
+      url,
+      { headers: { 'user-agent': 'img2vm', ...headers }, signal: o.signal, timeout: idle, ...tls },
+      resolve,
+    );
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error(`${url.host} sent nothing for ${idle / 1000} s`), { code: 'ETIMEDOUT' })),
+    );
     req.on('error', reject);
   });
 }
@@ -86,21 +101,29 @@ async function openOnce(url: string, headers: Record<string, string>, o: HttpOpt
     const status = res.statusCode ?? 0;
     if (status >= 300 && status < 400 && res.headers.location) {
       res.resume();
-      if (hops >= (o.maxRedirects ?? 5)) throw new HttpError('protocol', url, `${url} redirects more than ${o.maxRedirects ?? 5} times`);
+      if (hops >= (o.maxRedirects ?? 5))
+        throw new HttpError('protocol', url, `${url} redirects more than ${o.maxRedirects ?? 5} times`);
       let next: URL;
       try {
         next = new URL(res.headers.location, u);
       } catch {
         throw new HttpError('protocol', u.href, `${u.href} redirects to an invalid URL`);
       }
-      if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new HttpError('protocol', u.href, `${u.href} redirects to a ${next.protocol} URL`);
-      if (u.protocol === 'https:' && next.protocol === 'http:') throw new HttpError('protocol', u.href, `${u.href} redirects to plain http (${next.href}), which would give up what https protects`);
+      if (next.protocol !== 'http:' && next.protocol !== 'https:')
+        throw new HttpError('protocol', u.href, `${u.href} redirects to a ${next.protocol} URL`);
+      if (u.protocol === 'https:' && next.protocol === 'http:')
+        throw new HttpError(
+          'protocol',
+          u.href,
+          `${u.href} redirects to plain http (${next.href}), which would give up what https protects`,
+        );
       u = next;
       continue;
     }
     if (status >= 200 && status < 300) return { res, url: u.href };
     res.resume();
-    if (status === 404 || status === 410) throw new HttpError('notFound', u.href, `${u.href} does not exist (HTTP ${status})`, status);
+    if (status === 404 || status === 410)
+      throw new HttpError('notFound', u.href, `${u.href} does not exist (HTTP ${status})`, status);
     if (status === 408 || status === 429 || status >= 500) throw new Transient(`HTTP ${status} from ${u.href}`);
     throw new HttpError('protocol', u.href, `${u.href} answered HTTP ${status}`, status);
   }
@@ -115,7 +138,8 @@ async function retrying<T>(url: string, o: HttpOptions, attempt: (n: number) => 
       if (o.signal?.aborted) throw o.signal.reason;
       const transient = e instanceof Transient || TRANSIENT.has((e as NodeJS.ErrnoException).code ?? '');
       if (!transient) throw e;
-      if (n >= tries) throw new HttpError('unreachable', url, `${(e as Error).message}; gave up after ${tries} attempts`);
+      if (n >= tries)
+        throw new HttpError('unreachable', url, `${(e as Error).message}; gave up after ${tries} attempts`);
       const ms = Math.round(Math.min((o.backoffMs ?? 500) * 2 ** (n - 1), 10_000) * (0.75 + Math.random() / 2));
       o.log?.(`${(e as Error).message}; retrying in ${ms} ms (attempt ${n + 1} of ${tries})`);
       await abortableSleep(ms, o.signal);

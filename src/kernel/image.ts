@@ -9,10 +9,20 @@ import { bundleOf, type KernelBundle } from './bundle.js';
 import type { KernelCache } from './cache.js';
 import type { KernelOptions } from './options.js';
 
-export async function imageKernel(ref: string, ctx: RunContext, o: KernelOptions, cache: KernelCache): Promise<KernelBundle> {
+export async function imageKernel(
+  ref: string,
+  ctx: RunContext,
+  o: KernelOptions,
+  cache: KernelCache,
+): Promise<KernelBundle> {
   const image = await openSource(ref, ctx, o.docker, { cacheDir: o.cacheDir, ...o.source });
   const hex = image.id.replace(/^sha256:/, '');
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Img2vmError('badImage', `image ${ref} has an unusable id ${image.id.slice(0, 80)}`, 'use an image with a sha256 config digest');
+  if (!/^[0-9a-f]{64}$/.test(hex))
+    throw new Img2vmError(
+      'badImage',
+      `image ${ref} has an unusable id ${image.id.slice(0, 80)}`,
+      'use an image with a sha256 config digest',
+    );
   const name = `image-${hex}`;
   const cached = await cache.take(name, ctx.scope);
   if (cached) return bundleOf(cache.treeDir(name), cached);
@@ -28,7 +38,12 @@ export async function imageKernel(ref: string, ctx: RunContext, o: KernelOptions
           await collector.addTar(new TarReader(new ByteSource(opened.chunks)), { whiteouts: true });
         } catch (e) {
           opened.destroy(e);
-          if (e instanceof TarFormatError || isCodecError(e)) throw new Img2vmError('badImage', `image ${ref}, layer ${layer.name}: ${e.message}`, 'the image is damaged; rebuild or re-pull it');
+          if (e instanceof TarFormatError || isCodecError(e))
+            throw new Img2vmError(
+              'badImage',
+              `image ${ref}, layer ${layer.name}: ${e.message}`,
+              'the image is damaged; rebuild or re-pull it',
+            );
           throw e;
         } finally {
           await opened.dispose();

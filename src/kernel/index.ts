@@ -14,7 +14,13 @@ import type { KernelSpec } from './spec.js';
 export type { KernelBundle } from './bundle.js';
 export { archiveOptions, type KernelOptions } from './options.js';
 export { parseKernelSource, describeSpec, DEFAULT_SUITE, type KernelSpec, type ParseKernelOptions } from './spec.js';
-export { resolveModules, canonicalModuleName, type ModuleFile, type ModuleCompression, type ResolveOptions } from './modules.js';
+export {
+  resolveModules,
+  canonicalModuleName,
+  type ModuleFile,
+  type ModuleCompression,
+  type ResolveOptions,
+} from './modules.js';
 export { kernelVersionOf } from './bzimage.js';
 export { compareDebVersions } from './debversion.js';
 export { DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR } from './archive.js';

@@ -51,7 +51,11 @@ function relPath(p: string, version: string | undefined): string {
   for (const prefix of version ? [`/lib/modules/${version}/`, `/usr/lib/modules/${version}/`] : []) {
     if (r.startsWith(prefix)) r = r.slice(prefix.length);
   }
-  if (r.startsWith('/') || r.split('/').some((c) => c === '..' || c === '' || c === '.') || !/\.ko(\.(xz|zst|gz))?$/.test(r)) {
+  if (
+    r.startsWith('/') ||
+    r.split('/').some((c) => c === '..' || c === '' || c === '.') ||
+    !/\.ko(\.(xz|zst|gz))?$/.test(r)
+  ) {
     throw new ModulesError(`modules.dep names an unsafe or non-module path "${p.slice(0, 120)}"`);
   }
   return r;
@@ -64,7 +68,12 @@ export function parseModulesDep(text: string, version?: string): ModulesIndex['d
     const colon = line.indexOf(':');
     if (colon < 0) throw new ModulesError(`malformed modules.dep line "${line.slice(0, 120)}"`);
     const path = relPath(line.slice(0, colon).trim(), version);
-    const deps = line.slice(colon + 1).trim().split(/\s+/).filter(Boolean).map((d) => relPath(d, version));
+    const deps = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((d) => relPath(d, version));
     const name = moduleNameOf(path);
     // depmod lists a module once; should two share a name, the first wins, as modprobe's lookup does.
     if (!dep.has(name)) dep.set(name, { path, deps });
@@ -73,7 +82,13 @@ export function parseModulesDep(text: string, version?: string): ModulesIndex['d
 }
 
 export function parseModulesBuiltin(text: string): Set<string> {
-  return new Set(text.split('\n').map((l) => l.trim()).filter(Boolean).map(moduleNameOf));
+  return new Set(
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .map(moduleNameOf),
+  );
 }
 
 export interface ResolveOptions {
@@ -110,7 +125,8 @@ export function moduleClosure(index: ModulesIndex, wanted: string[], opts: Resol
     const name = canonicalModuleName(w);
     if (index.dep.has(name)) visit(name, []);
     else if (index.builtin.has(name)) continue;
-    else if (opts.missing !== 'skip') throw new ModulesError(`the kernel has no module "${w}" (neither built in nor in modules.dep)`);
+    else if (opts.missing !== 'skip')
+      throw new ModulesError(`the kernel has no module "${w}" (neither built in nor in modules.dep)`);
   }
   return order;
 }
@@ -121,7 +137,8 @@ function readIndexFile(path: string, required: boolean): string | undefined {
     return undefined;
   }
   const st = statSync(path);
-  if (!st.isFile() || st.size > MAX_INDEX) throw new ModulesError(`${path} is not a regular file of at most ${MAX_INDEX >> 20} MiB`);
+  if (!st.isFile() || st.size > MAX_INDEX)
+    throw new ModulesError(`${path} is not a regular file of at most ${MAX_INDEX >> 20} MiB`);
   return readFileSync(path, 'utf8');
 }
 
@@ -135,7 +152,11 @@ export function loadModulesIndex(modulesDir: string, version?: string): ModulesI
  * The module files to load (in order) so that every wanted module is available. A kernel without a
  * modules directory has everything built in: nothing to load.
  */
-export function resolveModules(bundle: { modulesDir?: string; version: string; origin?: string }, wanted: string[], opts: ResolveOptions = {}): ModuleFile[] {
+export function resolveModules(
+  bundle: { modulesDir?: string; version: string; origin?: string },
+  wanted: string[],
+  opts: ResolveOptions = {},
+): ModuleFile[] {
   if (!bundle.modulesDir) return [];
   const dir = bundle.modulesDir;
   try {
@@ -148,6 +169,10 @@ export function resolveModules(bundle: { modulesDir?: string; version: string; o
     });
   } catch (e) {
     if (!(e instanceof ModulesError)) throw e;
-    throw new Img2vmError('badImage', `kernel ${bundle.version}${bundle.origin ? ` (${bundle.origin})` : ''}: ${e.message}`, 'use a kernel that has these drivers (built in or as modules), or regenerate modules.dep with depmod');
+    throw new Img2vmError(
+      'badImage',
+      `kernel ${bundle.version}${bundle.origin ? ` (${bundle.origin})` : ''}: ${e.message}`,
+      'use a kernel that has these drivers (built in or as modules), or regenerate modules.dep with depmod',
+    );
   }
 }

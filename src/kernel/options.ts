@@ -32,6 +32,9 @@ export interface KernelOptions {
 }
 
 /** What a conversion's options decide about the archive fetch (the rest is the caller's). */
-export function archiveOptions(o: { kernelMirror?: string; kernelNoSecurity?: boolean }): Pick<KernelOptions, 'mirror' | 'securityMirror'> {
+export function archiveOptions(o: {
+  kernelMirror?: string;
+  kernelNoSecurity?: boolean;
+}): Pick<KernelOptions, 'mirror' | 'securityMirror'> {
   return o.kernelNoSecurity ? { mirror: o.kernelMirror, securityMirror: null } : { mirror: o.kernelMirror };
 }

@@ -41,7 +41,11 @@ export interface ScanStats {
 }
 
 /** Reads stanzas from decompressed chunks; returns the valid ones whose Package want() accepts. */
-export async function scanPackages(chunks: AsyncIterable<Buffer>, want: (name: string) => boolean, stats?: ScanStats): Promise<PackageStanza[]> {
+export async function scanPackages(
+  chunks: AsyncIterable<Buffer>,
+  want: (name: string) => boolean,
+  stats?: ScanStats,
+): Promise<PackageStanza[]> {
   const kept: PackageStanza[] = [];
   let pending: Buffer = Buffer.alloc(0);
   const take = (s: Buffer): void => {
@@ -94,15 +98,20 @@ export function toStanza(p: Paragraph): PackageStanza {
   const pkg = get('package');
   if (!/^[a-z0-9][a-z0-9+.-]+$/.test(pkg)) throw new PackagesError(`invalid package name "${pkg.slice(0, 80)}"`);
   const version = get('version');
-  if (!isValidDebVersion(version)) throw new PackagesError(`package ${pkg} has an invalid version "${version.slice(0, 80)}"`);
+  if (!isValidDebVersion(version))
+    throw new PackagesError(`package ${pkg} has an invalid version "${version.slice(0, 80)}"`);
   const filename = get('filename');
-  if (!/^[A-Za-z0-9][A-Za-z0-9._+~%/-]*\.deb$/.test(filename) || filename.split('/').some((c) => c === '..' || c === '.' || c === '')) {
+  if (
+    !/^[A-Za-z0-9][A-Za-z0-9._+~%/-]*\.deb$/.test(filename) ||
+    filename.split('/').some((c) => c === '..' || c === '.' || c === '')
+  ) {
     throw new PackagesError(`package ${pkg} has an unsafe Filename "${filename.slice(0, 120)}"`);
   }
   const size = get('size');
   if (!/^[0-9]{1,15}$/.test(size)) throw new PackagesError(`package ${pkg} has an invalid Size "${size.slice(0, 40)}"`);
   const sha256 = get('sha256');
-  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new PackagesError(`package ${pkg} has an invalid SHA256 "${sha256.slice(0, 80)}"`);
+  if (!/^[0-9a-f]{64}$/.test(sha256))
+    throw new PackagesError(`package ${pkg} has an invalid SHA256 "${sha256.slice(0, 80)}"`);
   return {
     package: pkg,
     version,
@@ -123,7 +132,10 @@ export function parseDepends(field: string): DependsClause[] {
     const alts: DependsClause = [];
     for (const alt of clause.split('|')) {
       const a = alt.replace(/\s+/g, ' ').trim();
-      const m = /^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9-]+)?\s*(?:\(\s*(<<|<=|=|>=|>>|<|>)\s*([^\s)]+)\s*\))?\s*(?:\[[^\]]*\])?\s*(?:<[^>]*>\s*)*$/.exec(a);
+      const m =
+        /^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9-]+)?\s*(?:\(\s*(<<|<=|=|>=|>>|<|>)\s*([^\s)]+)\s*\))?\s*(?:\[[^\]]*\])?\s*(?:<[^>]*>\s*)*$/.exec(
+          a,
+        );
       if (!m) throw new PackagesError(`malformed dependency "${a.slice(0, 80)}"`);
       const d: Dependency = { name: m[1]! };
       if (m[2]) {

@@ -50,7 +50,8 @@ export function parseRelease(text: string): Release {
     const m = /^\s*([0-9a-f]{64})\s+([0-9]{1,15})\s+(\S+)\s*$/.exec(line);
     if (!m) throw new ReleaseError(`malformed SHA256 line "${line.slice(0, 100)}"`);
     const path = m[3]!;
-    if (path.startsWith('/') || path.split('/').some((c) => c === '..' || c === '.' || c === '')) throw new ReleaseError(`SHA256 list names an unsafe path "${path.slice(0, 100)}"`);
+    if (path.startsWith('/') || path.split('/').some((c) => c === '..' || c === '.' || c === ''))
+      throw new ReleaseError(`SHA256 list names an unsafe path "${path.slice(0, 100)}"`);
     if (sha256.has(path)) throw new ReleaseError(`SHA256 list names "${path}" twice`);
     sha256.set(path, { sha256: m[1]!, size: Number(m[2]) });
   }
@@ -92,12 +93,16 @@ export function checkRelease(r: Release, c: ReleaseCheck): void {
   }
   const future = r.date.getTime() - c.now.getTime();
   if (future > (c.maxFutureMs ?? 10 * DAY)) {
-    throw new ReleaseError(`it is dated ${r.date.toISOString()}, ${Math.round(future / DAY)} days in the future (is the clock right?)`);
+    throw new ReleaseError(
+      `it is dated ${r.date.toISOString()}, ${Math.round(future / DAY)} days in the future (is the clock right?)`,
+    );
   }
   if (r.validUntil && r.validUntil.getTime() < r.date.getTime()) {
     throw new ReleaseError(`its Valid-Until ${r.validUntil.toISOString()} is before its Date ${r.date.toISOString()}`);
   }
   if (r.validUntil && !c.allowExpired && r.validUntil.getTime() < c.now.getTime()) {
-    throw new ReleaseError(`it expired on ${r.validUntil.toISOString()} (Valid-Until); the mirror is out of date or frozen`);
+    throw new ReleaseError(
+      `it expired on ${r.validUntil.toISOString()} (Valid-Until); the mirror is out of date or frozen`,
+    );
   }
 }

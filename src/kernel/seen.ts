@@ -19,7 +19,10 @@ const SeenSchema = z.object({
   /** Codename → the newest Date of its signed Release seen, and the archive root it came from. */
   releases: z.record(z.string(), z.object({ date: z.string(), at: z.string() })),
   /** Suite set key (suiteSetKey) → the newest kernel package resolved from it. */
-  kernels: z.record(z.string(), z.object({ package: z.string(), version: z.string(), at: z.string(), seenAt: z.string() })),
+  kernels: z.record(
+    z.string(),
+    z.object({ package: z.string(), version: z.string(), at: z.string(), seenAt: z.string() }),
+  ),
 });
 
 export type Seen = z.infer<typeof SeenSchema>;
@@ -83,20 +86,37 @@ export async function readSeen(cache: KernelCache): Promise<Seen> {
     const idx = await cache.readIndex(name.slice(0, -'.json'.length));
     if (!idx) continue;
     for (const [suite, date] of Object.entries(idx.releases)) {
-      mergeRelease(s, { codename: suite, date, at: suite.endsWith('-security') && idx.securityMirror ? idx.securityMirror : idx.mirror });
+      mergeRelease(s, {
+        codename: suite,
+        date,
+        at: suite.endsWith('-security') && idx.securityMirror ? idx.securityMirror : idx.mirror,
+      });
     }
-    const set = suiteSetKey(idx.arch, suiteSources(idx.suite, idx.mirror, idx.securityMirror).map((x) => x.suite));
-    mergeKernel(s, set, { package: `the kernel of ${idx.suite}`, version: idx.packageVersion, at: idx.mirror, seenAt: idx.checkedAt });
+    const set = suiteSetKey(
+      idx.arch,
+      suiteSources(idx.suite, idx.mirror, idx.securityMirror).map((x) => x.suite),
+    );
+    mergeKernel(s, set, {
+      package: `the kernel of ${idx.suite}`,
+      version: idx.packageVersion,
+      at: idx.mirror,
+      seenAt: idx.checkedAt,
+    });
   }
   return s;
 }
 
 /** Adds what a fetch saw, keeping the newest of each; under a lock and by rename, so concurrent runs lose nothing. */
-export async function recordSeen(cache: KernelCache, facts: { releases?: SeenRelease[]; kernel?: SeenKernel }, signal?: AbortSignal): Promise<void> {
+export async function recordSeen(
+  cache: KernelCache,
+  facts: { releases?: SeenRelease[]; kernel?: SeenKernel },
+  signal?: AbortSignal,
+): Promise<void> {
   const lock = await cache.lockSeen({ signal });
   try {
     const s = await readFileRecord(cache);
-    for (const r of facts.releases ?? []) mergeRelease(s, { codename: r.codename, date: r.date.toISOString(), at: r.at });
+    for (const r of facts.releases ?? [])
+      mergeRelease(s, { codename: r.codename, date: r.date.toISOString(), at: r.at });
     if (facts.kernel) {
       const k = facts.kernel;
       mergeKernel(s, k.set, { package: k.package, version: k.version, at: k.at, seenAt: k.seenAt.toISOString() });

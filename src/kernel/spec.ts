@@ -42,7 +42,11 @@ export function parseKernelSource(src: string | undefined, o: ParseKernelOptions
     if (s.startsWith(`${ARCHIVE_PREFIX}:`)) {
       const suite = s.slice(ARCHIVE_PREFIX.length + 1);
       if (!/^[a-z][a-z0-9-]{0,63}$/.test(suite)) {
-        throw new Img2vmError('usage', `--kernel ${s}: "${suite}" is not a Debian suite name`, `e.g. --kernel ${ARCHIVE_PREFIX}:trixie or ${ARCHIVE_PREFIX}:bookworm`);
+        throw new Img2vmError(
+          'usage',
+          `--kernel ${s}: "${suite}" is not a Debian suite name`,
+          `e.g. --kernel ${ARCHIVE_PREFIX}:trixie or ${ARCHIVE_PREFIX}:bookworm`,
+        );
       }
       return { kind: 'debian-archive', suite };
     }
@@ -52,16 +56,26 @@ export function parseKernelSource(src: string | undefined, o: ParseKernelOptions
     }
     if (isPathLike(s) || o.isFile?.(s)) {
       if (/\.deb$/i.test(s)) return { kind: 'deb', path: abs(s) };
-      return o.modulesDir ? { kind: 'vmlinuz', path: abs(s), modulesDir: abs(o.modulesDir) } : { kind: 'vmlinuz', path: abs(s) };
+      return o.modulesDir
+        ? { kind: 'vmlinuz', path: abs(s), modulesDir: abs(o.modulesDir) }
+        : { kind: 'vmlinuz', path: abs(s) };
     }
     if (o.modulesDir) {
-      throw new Img2vmError('usage', `--kernel ${s} is not a path, so --kernel-modules cannot go with it`, `name the kernel file as a path (e.g. --kernel ./${s}), or drop --kernel-modules`);
+      throw new Img2vmError(
+        'usage',
+        `--kernel ${s} is not a path, so --kernel-modules cannot go with it`,
+        `name the kernel file as a path (e.g. --kernel ./${s}), or drop --kernel-modules`,
+      );
     }
     parseSourceRef(s);
     return { kind: 'image', ref: s };
   })();
   if (o.modulesDir && spec.kind !== 'vmlinuz') {
-    throw new Img2vmError('usage', `--kernel-modules only goes with a kernel file (--kernel /path/to/vmlinuz), not with ${describeSpec(spec)}`, 'drop --kernel-modules: that source brings its own modules');
+    throw new Img2vmError(
+      'usage',
+      `--kernel-modules only goes with a kernel file (--kernel /path/to/vmlinuz), not with ${describeSpec(spec)}`,
+      'drop --kernel-modules: that source brings its own modules',
+    );
   }
   return spec;
 }

@@ -15,9 +15,12 @@ const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 const CONFIG_TYPE = 'application/vnd.oci.image.config.v1+json';
 const LAYER_TYPE = 'application/vnd.oci.image.layer.v1.tar';
 
-
 /** Streams a tar into `dest` while hashing it; returns its sha256 digest and size. */
-async function writeHashed(pack: tar.Pack, dest: string, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
+async function writeHashed(
+  pack: tar.Pack,
+  dest: string,
+  signal?: AbortSignal,
+): Promise<{ digest: string; size: number }> {
   const h = createHash('sha256');
   let size = 0;
   const tee = new PassThrough();
@@ -30,14 +33,27 @@ async function writeHashed(pack: tar.Pack, dest: string, signal?: AbortSignal): 
 }
 
 /** The layer: /disk (dir) and /disk/disk.qcow2, both 107:107, as KubeVirt's virt-launcher expects. */
-async function diskLayer(qcow2: string, dest: string, t: Date, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
+async function diskLayer(
+  qcow2: string,
+  dest: string,
+  t: Date,
+  signal?: AbortSignal,
+): Promise<{ digest: string; size: number }> {
   const pack = tar.pack();
   const size = (await stat(qcow2)).size;
   const done = writeHashed(pack, dest, signal);
   // The write side fails first when it fails (a full disk, an abort): the copy into the entry must not wait for it.
   done.catch((e: unknown) => pack.destroy(e as Error));
   pack.entry({ name: 'disk/', type: 'directory', mode: 0o555, uid: QEMU_UID, gid: QEMU_UID, mtime: t });
-  const entry = pack.entry({ name: 'disk/disk.qcow2', type: 'file', mode: 0o444, uid: QEMU_UID, gid: QEMU_UID, size, mtime: t });
+  const entry = pack.entry({
+    name: 'disk/disk.qcow2',
+    type: 'file',
+    mode: 0o444,
+    uid: QEMU_UID,
+    gid: QEMU_UID,
+    size,
+    mtime: t,
+  });
   await pipeline(createReadStream(qcow2), entry, { signal });
   pack.finalize();
   return done;
@@ -60,7 +76,12 @@ export interface ContainerDiskImage {
  * Builds the layer (under `work`), the config and the manifest of the containerDisk image for a qcow2; `epoch`
  * (seconds) is its members' and its config's time (SOURCE_DATE_EPOCH, else 1970: the archive is reproducible).
  */
-export async function containerDiskImage(qcow2: string, work: string, epoch: number, signal?: AbortSignal): Promise<ContainerDiskImage> {
+export async function containerDiskImage(
+  qcow2: string,
+  work: string,
+  epoch: number,
+  signal?: AbortSignal,
+): Promise<ContainerDiskImage> {
   const t = new Date(epoch * 1000);
   const layerPath = join(work, 'containerdisk-layer.tar');
   const layer = await diskLayer(qcow2, layerPath, t, signal);
@@ -81,7 +102,14 @@ export async function containerDiskImage(qcow2: string, work: string, epoch: num
   const index = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{ mediaType: MANIFEST_TYPE, digest: manifest.digest, size: manifest.bytes.length, platform: { architecture: 'amd64', os: 'linux' } }],
+    manifests: [
+      {
+        mediaType: MANIFEST_TYPE,
+        digest: manifest.digest,
+        size: manifest.bytes.length,
+        platform: { architecture: 'amd64', os: 'linux' },
+      },
+    ],
   };
   return {
     blobs: [
@@ -94,7 +122,13 @@ export async function containerDiskImage(qcow2: string, work: string, epoch: num
 }
 
 /** The OCI image layout as a tar: oci-layout, index.json, and the blobs (config, manifest, the layer). */
-export async function writeContainerDiskArchive(qcow2: string, dest: string, work: string, epoch: number, signal?: AbortSignal): Promise<void> {
+export async function writeContainerDiskArchive(
+  qcow2: string,
+  dest: string,
+  work: string,
+  epoch: number,
+  signal?: AbortSignal,
+): Promise<void> {
   const img = await containerDiskImage(qcow2, work, epoch, signal);
   const pack = tar.pack();
   const out = pipeline(pack, createWriteStream(dest), { signal });
@@ -115,7 +149,13 @@ export async function writeContainerDiskArchive(qcow2: string, dest: string, wor
 }
 
 /** Pushes the containerDisk image of a qcow2 to a registry as `ref` (a tag); returns the canonical reference and manifest digest. */
-export async function pushContainerDisk(qcow2: string, ref: string, ctx: RunContext, epoch: number, opts: PushOptions = {}): Promise<{ ref: string; digest: string }> {
+export async function pushContainerDisk(
+  qcow2: string,
+  ref: string,
+  ctx: RunContext,
+  epoch: number,
+  opts: PushOptions = {},
+): Promise<{ ref: string; digest: string }> {
   const img = await containerDiskImage(qcow2, ctx.work, epoch, ctx.signal);
   return pushOciImage(ref, img.blobs, img.manifest, ctx, opts);
 }
@@ -128,7 +168,8 @@ export const containerdisk: OutputFormat = {
   tools: [],
   async write(i) {
     // With --push alone nothing is kept: the image is only pushed.
-    if (i.plan.output.path !== null) await writeContainerDiskArchive(i.disk, i.dest, i.env.work, i.env.fixedEpoch, i.env.signal);
+    if (i.plan.output.path !== null)
+      await writeContainerDiskArchive(i.disk, i.dest, i.env.work, i.env.fixedEpoch, i.env.signal);
     return { sideFiles: [], containerDiskQcow2: i.disk };
   },
 };

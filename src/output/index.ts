@@ -29,7 +29,9 @@ export function resolveFormat(output: string, format?: string): OutputFormat {
     const exts = FORMATS.flatMap((x) => x.extensions).join(', ');
     throw new Img2vmError(
       'usage',
-      ext ? `cannot tell the output format from the extension "${ext}"` : `the output "${output}" has no extension to tell its format`,
+      ext
+        ? `cannot tell the output format from the extension "${ext}"`
+        : `the output "${output}" has no extension to tell its format`,
       `use one of ${exts}, or give --format (${formatIds().join(', ')})`,
     );
   }

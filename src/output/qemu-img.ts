@@ -9,12 +9,34 @@ import { progress } from '../core/events.js';
 import { run } from '../tools/index.js';
 import type { OutputFormat } from './format.js';
 
-export function qemuImgConvertArgs(src: string, dest: string, format: string, opts: { compress?: boolean; options?: string; progress?: boolean } = {}): string[] {
-  return ['convert', ...(opts.progress ? ['-p'] : []), '-f', 'raw', '-O', format, ...(opts.compress ? ['-c'] : []), ...(opts.options ? ['-o', opts.options] : []), src, dest];
+export function qemuImgConvertArgs(
+  src: string,
+  dest: string,
+  format: string,
+  opts: { compress?: boolean; options?: string; progress?: boolean } = {},
+): string[] {
+  return [
+    'convert',
+    ...(opts.progress ? ['-p'] : []),
+    '-f',
+    'raw',
+    '-O',
+    format,
+    ...(opts.compress ? ['-c'] : []),
+    ...(opts.options ? ['-o', opts.options] : []),
+    src,
+    dest,
+  ];
 }
 
 /** Runs qemu-img convert with its progress meter turned into progress events (percent of the disk). */
-export async function qemuImgConvert(src: string, dest: string, format: string, ctx: RunContext, opts: { compress?: boolean; options?: string } = {}): Promise<void> {
+export async function qemuImgConvert(
+  src: string,
+  dest: string,
+  format: string,
+  ctx: RunContext,
+  opts: { compress?: boolean; options?: string } = {},
+): Promise<void> {
   const bar = progress(ctx.sink, 'output', 'entries', 100, 'percent');
   try {
     await run('qemu-img', qemuImgConvertArgs(src, dest, format, { ...opts, progress: true }), {
@@ -29,8 +51,18 @@ export async function qemuImgConvert(src: string, dest: string, format: string, 
   } catch (e) {
     // qemu-img says "No space left on device" on stderr; the disk's data is what the converted file needs.
     if (isNoSpace(e)) {
-      const data = await stat(src).then((st) => st.blocks * 512).catch(() => undefined);
-      throw noSpaceError({ area: 'output', what: `the ${format} output`, path: dirname(dest), ...(data !== undefined ? { needBytes: data, needNote: "the disk's data" } : {}) }, e);
+      const data = await stat(src)
+        .then((st) => st.blocks * 512)
+        .catch(() => undefined);
+      throw noSpaceError(
+        {
+          area: 'output',
+          what: `the ${format} output`,
+          path: dirname(dest),
+          ...(data !== undefined ? { needBytes: data, needNote: "the disk's data" } : {}),
+        },
+        e,
+      );
     }
     throw e;
   }
@@ -41,7 +73,13 @@ export async function qemuImgConvert(src: string, dest: string, format: string, 
 export const QEMU_FORMATS: Record<string, { qemuFormat: string; options?: string }> = {};
 
 /** A format written by `qemu-img convert -O qemuFormat`; `options` are its -o creation options. */
-export function qemuImgFormat(id: string, extensions: string[], qemuFormat: string, options?: string, compressible = false): OutputFormat {
+export function qemuImgFormat(
+  id: string,
+  extensions: string[],
+  qemuFormat: string,
+  options?: string,
+  compressible = false,
+): OutputFormat {
   QEMU_FORMATS[id] = { qemuFormat, options };
   return {
     id,
@@ -49,9 +87,14 @@ export function qemuImgFormat(id: string, extensions: string[], qemuFormat: stri
     assembly: { container: 'raw', inPlace: false },
     tools: ['qemu-img'],
     async write(i) {
-      await qemuImgConvert(i.disk, i.dest, qemuFormat, i.env, { compress: compressible && i.plan.output.compress, options });
+      await qemuImgConvert(i.disk, i.dest, qemuFormat, i.env, {
+        compress: compressible && i.plan.output.compress,
+        options,
+      });
       // qemu-img puts random ids and the time into these formats: they come from the seed and the epoch instead.
-      makeReproducible(id as DiskFormatId, i.dest, i.env.random.fork(`format-${id}`), i.env.epoch, { finalName: i.plan.output.path ? basename(i.plan.output.path) : undefined });
+      makeReproducible(id as DiskFormatId, i.dest, i.env.random.fork(`format-${id}`), i.env.epoch, {
+        finalName: i.plan.output.path ? basename(i.plan.output.path) : undefined,
+      });
       return { sideFiles: [] };
     },
   };

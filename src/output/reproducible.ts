@@ -28,9 +28,19 @@ export interface ReproducibleOptions {
  * - raw and qcow2 hold no ids or times (qemu-img's qcow2 and Qcow2Target's are already reproducible): nothing to do.
  * Values are drawn from random in a fixed order, so the same seed gives the same file.
  */
-export function makeReproducible(format: DiskFormatId, file: string, random: Random, epochSeconds: number, opts: ReproducibleOptions = {}): void {
+export function makeReproducible(
+  format: DiskFormatId,
+  file: string,
+  random: Random,
+  epochSeconds: number,
+  opts: ReproducibleOptions = {},
+): void {
   if (!Number.isFinite(epochSeconds) || epochSeconds < 0) {
-    throw new Img2vmError('usage', `the timestamp ${epochSeconds} is not a time img2vm can write`, 'set SOURCE_DATE_EPOCH to whole seconds since 1970, or unset it');
+    throw new Img2vmError(
+      'usage',
+      `the timestamp ${epochSeconds} is not a time img2vm can write`,
+      'set SOURCE_DATE_EPOCH to whole seconds since 1970, or unset it',
+    );
   }
   if (format === 'raw' || format === 'qcow2') return;
   const fd = openSync(file, 'r+');

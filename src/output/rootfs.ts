@@ -56,7 +56,10 @@ export function firecrackerConfig(a: RootfsArtifacts, opts: { mem: number; cpus:
   )}\n`;
 }
 
-export function cloudHypervisorScript(a: RootfsArtifacts, opts: { mem: number; cpus: number; cmdline?: string }): string {
+export function cloudHypervisorScript(
+  a: RootfsArtifacts,
+  opts: { mem: number; cpus: number; cmdline?: string },
+): string {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   return [
     '#!/bin/sh',
@@ -74,9 +77,22 @@ export function cloudHypervisorScript(a: RootfsArtifacts, opts: { mem: number; c
 }
 
 const FirecrackerConfigSchema = z.object({
-  'boot-source': z.object({ kernel_image_path: z.string().min(1), initrd_path: z.string().min(1).optional(), boot_args: z.string().default('') }),
-  drives: z.array(z.object({ drive_id: z.string(), path_on_host: z.string().min(1), is_root_device: z.boolean(), is_read_only: z.boolean().optional() })),
-  'machine-config': z.object({ vcpu_count: z.number().int().positive(), mem_size_mib: z.number().int().positive() }).optional(),
+  'boot-source': z.object({
+    kernel_image_path: z.string().min(1),
+    initrd_path: z.string().min(1).optional(),
+    boot_args: z.string().default(''),
+  }),
+  drives: z.array(
+    z.object({
+      drive_id: z.string(),
+      path_on_host: z.string().min(1),
+      is_root_device: z.boolean(),
+      is_read_only: z.boolean().optional(),
+    }),
+  ),
+  'machine-config': z
+    .object({ vcpu_count: z.number().int().positive(), mem_size_mib: z.number().int().positive() })
+    .optional(),
 });
 
 /** What a Firecracker config boots, with paths made absolute. */
@@ -101,12 +117,20 @@ export async function readFirecrackerConfig(path: string): Promise<DirectBoot> {
   try {
     raw = JSON.parse(await readFile(config, 'utf8'));
   } catch (e) {
-    throw new Img2vmError('usage', `cannot read the Firecracker config ${path}: ${(e as Error).message}`, 'give a NAME.firecracker.json written by img2vm --format rootfs');
+    throw new Img2vmError(
+      'usage',
+      `cannot read the Firecracker config ${path}: ${(e as Error).message}`,
+      'give a NAME.firecracker.json written by img2vm --format rootfs',
+    );
   }
   const r = FirecrackerConfigSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    throw new Img2vmError('usage', `${path} is not a Firecracker config: ${issue.path.join('.') || '(top)'}: ${issue.message}`, 'give a NAME.firecracker.json written by img2vm --format rootfs');
+    throw new Img2vmError(
+      'usage',
+      `${path} is not a Firecracker config: ${issue.path.join('.') || '(top)'}: ${issue.message}`,
+      'give a NAME.firecracker.json written by img2vm --format rootfs',
+    );
   }
   const c = r.data;
   const at = (p: string) => resolve(dirname(config), p);
@@ -143,12 +167,23 @@ export const rootfs: OutputFormat = {
       return f;
     };
     // img2vm's init ends the VM by a reboot there: Firecracker exits on the guest's i8042 reset, not on poweroff.
-    const extra = [...(i.plan.guest.strategy === 'img2vm' ? ['quiet', 'img2vm.halt=reboot'] : []), ...(i.plan.boot.userCmdline ? [i.plan.boot.userCmdline] : [])].join(' ');
+    const extra = [
+      ...(i.plan.guest.strategy === 'img2vm' ? ['quiet', 'img2vm.halt=reboot'] : []),
+      ...(i.plan.boot.userCmdline ? [i.plan.boot.userCmdline] : []),
+    ].join(' ');
     const vm = { ...VM, cmdline: extra || undefined };
     const files: [string, () => Promise<void>, number][] = [
       [a.kernel, () => copyFile(file('vmlinuz'), tmp(a.kernel)), 0o644],
       [a.vmlinux, () => copyFile(file('vmlinux'), tmp(a.vmlinux)), 0o644],
-      ...(a.initrd ? [[a.initrd, () => copyFile(file('initrd.img'), tmp(a.initrd!)), 0o644] as [string, () => Promise<void>, number]] : []),
+      ...(a.initrd
+        ? [
+            [a.initrd, () => copyFile(file('initrd.img'), tmp(a.initrd!)), 0o644] as [
+              string,
+              () => Promise<void>,
+              number,
+            ],
+          ]
+        : []),
       [a.firecracker, () => writeFile(tmp(a.firecracker), firecrackerConfig(a, vm)), 0o644],
       [a.cloudHypervisor, () => writeFile(tmp(a.cloudHypervisor), cloudHypervisorScript(a, vm)), 0o755],
     ];

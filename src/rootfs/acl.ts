@@ -33,7 +33,11 @@ export function aclTextToXattr(text: string): Buffer | string {
     if (base === 'user' || base === 'group') {
       tag = named ? (base === 'user' ? TAG.user : TAG.group) : base === 'user' ? TAG.user_obj : TAG.group_obj;
       if (named) {
-        const num = /^[0-9]{1,10}$/.test(idText ?? '') ? Number(idText) : /^[0-9]{1,10}$/.test(qualifier) ? Number(qualifier) : NaN;
+        const num = /^[0-9]{1,10}$/.test(idText ?? '')
+          ? Number(idText)
+          : /^[0-9]{1,10}$/.test(qualifier)
+            ? Number(qualifier)
+            : NaN;
         if (!(num >= 0 && num < UNDEFINED_ID)) return `"${line}" names ${base} "${qualifier}" without a numeric id`;
         id = num;
       }
@@ -45,10 +49,13 @@ export function aclTextToXattr(text: string): Buffer | string {
   }
   entries.sort((a, b) => a.tag - b.tag || a.id - b.id);
   const count = (t: number): number => entries.filter((e) => e.tag === t).length;
-  if (count(TAG.user_obj) !== 1 || count(TAG.group_obj) !== 1 || count(TAG.other) !== 1) return 'an ACL needs exactly one user::, group:: and other:: entry';
-  if (count(TAG.mask) > 1 || (count(TAG.mask) === 0 && (count(TAG.user) > 0 || count(TAG.group) > 0))) return 'an ACL with named entries needs one mask:: entry';
+  if (count(TAG.user_obj) !== 1 || count(TAG.group_obj) !== 1 || count(TAG.other) !== 1)
+    return 'an ACL needs exactly one user::, group:: and other:: entry';
+  if (count(TAG.mask) > 1 || (count(TAG.mask) === 0 && (count(TAG.user) > 0 || count(TAG.group) > 0)))
+    return 'an ACL with named entries needs one mask:: entry';
   for (let i = 1; i < entries.length; i++) {
-    if (entries[i]!.tag === entries[i - 1]!.tag && entries[i]!.id === entries[i - 1]!.id) return 'an ACL names the same user or group twice';
+    if (entries[i]!.tag === entries[i - 1]!.tag && entries[i]!.id === entries[i - 1]!.id)
+      return 'an ACL names the same user or group twice';
   }
   const out = Buffer.alloc(4 + 8 * entries.length);
   out.writeUInt32LE(2, 0);
@@ -72,7 +79,8 @@ function parsePerm(s: string): number | undefined {
   return s.length > 0 && s.length <= 3 ? p : undefined;
 }
 
-const ORDER = 'its entries are not user::, user:ID ..., group::, group:ID ..., mask:: (optional) and other::, in that order, as Linux requires';
+const ORDER =
+  'its entries are not user::, user:ID ..., group::, group:ID ..., mask:: (optional) and other::, in that order, as Linux requires';
 
 /**
  * Why Linux would refuse this system.posix_acl_* value, or undefined if it would set it: the
@@ -82,7 +90,8 @@ const ORDER = 'its entries are not user::, user:ID ..., group::, group:ID ..., m
  * with no entries is not set either (posix_acl_from_xattr() reads it as none, which removes one).
  */
 export function aclXattrProblem(value: Buffer): string | undefined {
-  if (value.length < 4 || (value.length - 4) % 8 !== 0 || value.readUInt32LE(0) !== 2) return 'it is not a POSIX ACL in the xattr format';
+  if (value.length < 4 || (value.length - 4) % 8 !== 0 || value.readUInt32LE(0) !== 2)
+    return 'it is not a POSIX ACL in the xattr format';
   if (value.length === 4) return 'it is an ACL without entries, which Linux takes as none';
   const order = [TAG.user_obj, TAG.user, TAG.group_obj, TAG.group, TAG.mask, TAG.other];
   let last = -1;
@@ -96,7 +105,12 @@ export function aclXattrProblem(value: Buffer): string | undefined {
     if (perm & ~7) return `it has an entry with the permissions 0x${perm.toString(16)}`;
     const repeats = tag === TAG.user || tag === TAG.group;
     // Going back, repeating a base entry, or passing user:: or group:: by.
-    if (rank < last || (rank === last && !repeats) || order.slice(last + 1, rank).some((t) => t === TAG.user_obj || t === TAG.group_obj)) return ORDER;
+    if (
+      rank < last ||
+      (rank === last && !repeats) ||
+      order.slice(last + 1, rank).some((t) => t === TAG.user_obj || t === TAG.group_obj)
+    )
+      return ORDER;
     if (repeats) {
       named = true;
       if (value.readUInt32LE(o + 4) === UNDEFINED_ID) return 'a named entry has no id';

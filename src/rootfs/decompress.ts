@@ -44,7 +44,11 @@ export interface OpenLayerOptions {
   zstd?: 'node' | 'tool';
 }
 
-export async function openLayer(stream: LayerStream, signal?: AbortSignal, opts: OpenLayerOptions = {}): Promise<OpenedLayer> {
+export async function openLayer(
+  stream: LayerStream,
+  signal?: AbortSignal,
+  opts: OpenLayerOptions = {},
+): Promise<OpenedLayer> {
   const sourceErrors = new WeakSet<object>();
   const it = (stream as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
   // A stalled source may never settle a pending read, even when destroyed (Readable.from of a stuck
@@ -125,7 +129,8 @@ export async function openLayer(stream: LayerStream, signal?: AbortSignal, opts:
     decoder = zlib.createGunzip({ chunkSize: CHUNK });
   } else if (compression === 'zstd') {
     const make = nodeZstd();
-    if (!make || opts.zstd === 'tool') return viaZstdTool(rest(), signal, { compression, isSourceError, destroySource });
+    if (!make || opts.zstd === 'tool')
+      return viaZstdTool(rest(), signal, { compression, isSourceError, destroySource });
     decoder = make({ chunkSize: CHUNK });
     check = zstdFrameCheck();
   } else {
@@ -156,7 +161,11 @@ export async function openLayer(stream: LayerStream, signal?: AbortSignal, opts:
 export function isCodecError(e: unknown): e is Error & { code: string } {
   if (e instanceof FilterError || e instanceof ZstdFrameError) return true;
   const code = (e as { code?: unknown } | null)?.code;
-  return e instanceof Error && typeof code === 'string' && (code.startsWith('Z_') || code.startsWith('ZSTD_error') || code === 'ERR_BUFFER_TOO_LARGE');
+  return (
+    e instanceof Error &&
+    typeof code === 'string' &&
+    (code.startsWith('Z_') || code.startsWith('ZSTD_error') || code === 'ERR_BUFFER_TOO_LARGE')
+  );
 }
 
 type ZstdFactory = (o?: zlib.ZlibOptions) => Transform;

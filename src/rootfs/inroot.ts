@@ -5,7 +5,21 @@
 // files in. Node has no openat(): a path under /proc/self/fd/N starts at the directory open as N
 // itself, whatever has been renamed on the way to it since, so every lookup goes one component from
 // a directory already opened O_NOFOLLOW, and only img2vm's own paths (the root) are ever walked whole.
-import { closeSync, constants as C, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, readSync, rmSync, writeSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants as C,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { Img2vmError } from '../core/errors.js';
 import { MAX_SYMLINKS, NAME_MAX } from './limits.js';
 import { binPath, showPath, splitPath } from './tree-path.js';
@@ -40,11 +54,19 @@ export function openRoot(root: string): number {
 }
 
 function loop(path: string): Img2vmError {
-  return new Img2vmError('badImage', `too many levels of symbolic links resolving /${showPath(binPath(path))} in the image`, 'the image has a symlink loop on that path');
+  return new Img2vmError(
+    'badImage',
+    `too many levels of symbolic links resolving /${showPath(binPath(path))} in the image`,
+    'the image has a symlink loop on that path',
+  );
 }
 
 function notDir(path: string, at: BinName): Img2vmError {
-  return new Img2vmError('badImage', `cannot reach /${path.replace(/^\/+/, '')} in the image: /${showPath(at)} is not a directory`, 'the image has a file where a directory is expected');
+  return new Img2vmError(
+    'badImage',
+    `cannot reach /${path.replace(/^\/+/, '')} in the image: /${showPath(at)} is not a directory`,
+    'the image has a file where a directory is expected',
+  );
 }
 
 /** Where a path leads: the directory that holds it, open, and the final name in it (null: the path names that directory). */
@@ -61,7 +83,11 @@ interface Found {
  * with followLast. With create, missing directories on the way are made 0755 (root's, as docker makes them). When a
  * directory on the way is missing (without create) or is no directory, says which (its real path).
  */
-function resolve(rootFd: number, path: string, o: { followLast?: boolean; create?: boolean } = {}): Found | { blocked: BinName } {
+function resolve(
+  rootFd: number,
+  path: string,
+  o: { followLast?: boolean; create?: boolean } = {},
+): Found | { blocked: BinName } {
   /** Directories opened below the root, the innermost last, and their names. */
   const stack: number[] = [];
   const names: BinName[] = [];
@@ -87,7 +113,12 @@ function resolve(rootFd: number, path: string, o: { followLast?: boolean; create
         continue;
       }
       // Components of symlink targets are not checked by splitPath; the kernel would refuse such a name too.
-      if (c.length > NAME_MAX) throw new Img2vmError('badImage', `resolving /${showPath(binPath(path))} in the image meets a name of ${c.length} bytes; Linux allows at most ${NAME_MAX}`, 'the image has a symlink no Linux file system can follow');
+      if (c.length > NAME_MAX)
+        throw new Img2vmError(
+          'badImage',
+          `resolving /${showPath(binPath(path))} in the image meets a name of ${c.length} bytes; Linux allows at most ${NAME_MAX}`,
+          'the image has a symlink no Linux file system can follow',
+        );
       const last = queue.length === 0;
       if (last && !o.followLast) return hand(c);
       const st = lstatAt(top(), c);
@@ -113,7 +144,13 @@ function resolve(rootFd: number, path: string, o: { followLast?: boolean; create
 }
 
 /** Runs fn on what path leads to inside root (open only meanwhile); undefined when it leads nowhere. */
-function inRoot<T>(root: string, path: string, o: { followLast?: boolean; create?: boolean }, fn: (f: Found) => T, blocked?: (at: BinName) => T): T | undefined {
+function inRoot<T>(
+  root: string,
+  path: string,
+  o: { followLast?: boolean; create?: boolean },
+  fn: (f: Found) => T,
+  blocked?: (at: BinName) => T,
+): T | undefined {
   const rootFd = openRoot(root);
   try {
     const f = resolve(rootFd, path, o);
@@ -130,7 +167,9 @@ function inRoot<T>(root: string, path: string, o: { followLast?: boolean; create
 
 /** Whether path exists inside root (symlinks followed inside it, the final one too). */
 export function existsInRoot(root: string, path: string): boolean {
-  return inRoot(root, path, { followLast: true }, (f) => f.name === null || lstatAt(f.dir, f.name) !== undefined) ?? false;
+  return (
+    inRoot(root, path, { followLast: true }, (f) => f.name === null || lstatAt(f.dir, f.name) !== undefined) ?? false
+  );
 }
 
 /** Removes the entry path names inside root (a directory with its tree; a final symlink itself, never what it points to). */
@@ -142,14 +181,20 @@ export function removeInRoot(root: string, path: string): void {
 
 /** Makes the directory path and its parents inside root, following the image's symlinks inside it (as mkdir -p does). */
 export function mkdirInRoot(root: string, path: string): void {
-  inRoot(root, path, { create: true, followLast: true }, (f) => {
-    if (f.name === null) return;
-    const st = lstatAt(f.dir, f.name);
-    if (!st) mkdirSync(at(f.dir, f.name), 0o755);
-    else if (!st.isDirectory()) throw notDir(path, binPath(path.replace(/^\/+/, '')));
-  }, (blockedAt) => {
-    throw notDir(path, blockedAt);
-  });
+  inRoot(
+    root,
+    path,
+    { create: true, followLast: true },
+    (f) => {
+      if (f.name === null) return;
+      const st = lstatAt(f.dir, f.name);
+      if (!st) mkdirSync(at(f.dir, f.name), 0o755);
+      else if (!st.isDirectory()) throw notDir(path, binPath(path.replace(/^\/+/, '')));
+    },
+    (blockedAt) => {
+      throw notDir(path, blockedAt);
+    },
+  );
 }
 
 /** More than this is no account database: a hostile image may put a huge file, a FIFO or a device there. */
@@ -171,7 +216,11 @@ export function readInRoot(root: string, path: string): Buffer | undefined {
       const st = fstatSync(fd);
       if (!st.isFile()) return undefined;
       if (st.size > MAX_READ) {
-        throw new Img2vmError('badImage', `/${path.replace(/^\/+/, '')} in the image is ${st.size} bytes; more than ${MAX_READ} is not read`, 'check that the image file is what it should be');
+        throw new Img2vmError(
+          'badImage',
+          `/${path.replace(/^\/+/, '')} in the image is ${st.size} bytes; more than ${MAX_READ} is not read`,
+          'check that the image file is what it should be',
+        );
       }
       const buf = Buffer.alloc(st.size);
       let n = 0;
@@ -188,22 +237,39 @@ export function readInRoot(root: string, path: string): Buffer | undefined {
  * entry was there (a symlink is replaced, never written through; a hard link is not written through either).
  * Missing directories on the way are made.
  */
-export function writeInRoot(root: string, path: string, content: string | Uint8Array, mode = 0o644, owner: { uid: number; gid: number } = { uid: 0, gid: 0 }): void {
-  inRoot(root, path, { create: true }, (f) => {
-    if (f.name === null) throw new Img2vmError('badImage', `cannot write /${path.replace(/^\/+/, '')} in the image: it names a directory`, 'the image layout is broken');
-    const name = at(f.dir, f.name);
-    rmSync(name, { recursive: true, force: true });
-    const fd = openSync(name, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777);
-    try {
-      const data = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-      for (let n = 0; n < data.length; ) n += writeSync(fd, data, n, data.length - n);
-      // chown first: it clears setuid and setgid bits, which the mode then sets.
-      fchownSync(fd, owner.uid, owner.gid);
-      fchmodSync(fd, mode & 0o7777);
-    } finally {
-      closeSync(fd);
-    }
-  }, (blockedAt) => {
-    throw notDir(path, blockedAt);
-  });
+export function writeInRoot(
+  root: string,
+  path: string,
+  content: string | Uint8Array,
+  mode = 0o644,
+  owner: { uid: number; gid: number } = { uid: 0, gid: 0 },
+): void {
+  inRoot(
+    root,
+    path,
+    { create: true },
+    (f) => {
+      if (f.name === null)
+        throw new Img2vmError(
+          'badImage',
+          `cannot write /${path.replace(/^\/+/, '')} in the image: it names a directory`,
+          'the image layout is broken',
+        );
+      const name = at(f.dir, f.name);
+      rmSync(name, { recursive: true, force: true });
+      const fd = openSync(name, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777);
+      try {
+        const data = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+        for (let n = 0; n < data.length;) n += writeSync(fd, data, n, data.length - n);
+        // chown first: it clears setuid and setgid bits, which the mode then sets.
+        fchownSync(fd, owner.uid, owner.gid);
+        fchmodSync(fd, mode & 0o7777);
+      } finally {
+        closeSync(fd);
+      }
+    },
+    (blockedAt) => {
+      throw notDir(path, blockedAt);
+    },
+  );
 }

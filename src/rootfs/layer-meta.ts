@@ -1,7 +1,13 @@
 // Turns a layer entry's header into node metadata, refusing numbers no Linux file system can hold and dropping xattrs Linux would reject.
 import { Img2vmError } from '../core/errors.js';
 import { accessAclMode, aclTextToXattr, aclXattrProblem, chmodAcl } from './acl.js';
-import { MAX_ENTRY_XATTR_BYTES, MAX_TOTAL_XATTR_BYTES, overLimit, XATTR_HELD_OVERHEAD, xattrDiskBytes } from './limits.js';
+import {
+  MAX_ENTRY_XATTR_BYTES,
+  MAX_TOTAL_XATTR_BYTES,
+  overLimit,
+  XATTR_HELD_OVERHEAD,
+  xattrDiskBytes,
+} from './limits.js';
 import type { TarHeader } from './tar.js';
 import { showPath } from './tree-path.js';
 import { NO_XATTRS, sealMap, type NodeMeta, type Timestamp } from './tree.js';
@@ -23,13 +29,21 @@ const POSIX_ACLS = [ACCESS_ACL, 'system.posix_acl_default'];
 
 function checkId(v: number, what: string, h: TarHeader): void {
   if (!Number.isSafeInteger(v) || v < 0 || v > MAX_ID) {
-    throw new Img2vmError('badImage', `layer entry "${showPath(h.path)}" has ${what} ${v}; Linux ids are 0 to ${MAX_ID}`, HINT);
+    throw new Img2vmError(
+      'badImage',
+      `layer entry "${showPath(h.path)}" has ${what} ${v}; Linux ids are 0 to ${MAX_ID}`,
+      HINT,
+    );
   }
 }
 
 export function checkDevice(h: TarHeader): void {
   if (h.devmajor < 0 || h.devmajor > MAX_MAJOR || h.devminor < 0 || h.devminor > MAX_MINOR) {
-    throw new Img2vmError('badImage', `device node "${showPath(h.path)}" has number ${h.devmajor}:${h.devminor}; Linux allows majors to ${MAX_MAJOR} and minors to ${MAX_MINOR}`, HINT);
+    throw new Img2vmError(
+      'badImage',
+      `device node "${showPath(h.path)}" has number ${h.devmajor}:${h.devminor}; Linux allows majors to ${MAX_MAJOR} and minors to ${MAX_MINOR}`,
+      HINT,
+    );
   }
 }
 
@@ -42,7 +56,8 @@ export function entryKind(type: string): EntryKind {
 
 /** Why Linux would refuse to set this xattr on a node of this kind, or undefined if it would not. */
 function xattrProblem(name: string, value: Buffer, kind: EntryKind): string | undefined {
-  if (name.length === 0 || name.length > XATTR_NAME_MAX) return `its name is ${name.length} bytes (1 to ${XATTR_NAME_MAX} allowed)`;
+  if (name.length === 0 || name.length > XATTR_NAME_MAX)
+    return `its name is ${name.length} bytes (1 to ${XATTR_NAME_MAX} allowed)`;
   if (name.includes('\0')) return 'its name contains a NUL byte';
   if (value.length > XATTR_SIZE_MAX) return `its value is ${value.length} bytes (at most ${XATTR_SIZE_MAX})`;
   if (POSIX_ACLS.includes(name)) {
@@ -51,9 +66,11 @@ function xattrProblem(name: string, value: Buffer, kind: EntryKind): string | un
     if (name !== ACCESS_ACL && kind !== 'dir') return 'a default ACL belongs on a directory';
     return aclXattrProblem(value);
   }
-  if (!NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length)) return 'Linux has no such xattr namespace';
+  if (!NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length))
+    return 'Linux has no such xattr namespace';
   // The kernel refuses user.* on symlinks and device nodes (and would not show them).
-  if (name.startsWith('user.') && kind !== 'file' && kind !== 'dir') return 'user xattrs exist only on regular files and directories';
+  if (name.startsWith('user.') && kind !== 'file' && kind !== 'dir')
+    return 'user xattrs exist only on regular files and directories';
   return undefined;
 }
 
@@ -81,7 +98,10 @@ export class MetaCache {
     const x = this.xattrs(xattrs, h.path);
     const id = this.xattrIds.get(x);
     const m = h.mtimeExact;
-    const key = id === undefined ? undefined : `${mode} ${h.uid} ${h.gid} ${m.sec} ${m.nsec} ${time(h.atime)} ${time(h.ctime)} ${id}`;
+    const key =
+      id === undefined
+        ? undefined
+        : `${mode} ${h.uid} ${h.gid} ${m.sec} ${m.nsec} ${time(h.atime)} ${time(h.ctime)} ${id}`;
     const found = key === undefined ? undefined : this.metas.get(key);
     if (found) return found;
     const meta: NodeMeta = { mode, uid: h.uid, gid: h.gid, mtime: Object.freeze({ ...m }), xattrs: x };
@@ -114,7 +134,11 @@ export class MetaCache {
     if (found) return found.map;
     this.heldXattrBytes += bytes + xattrs.size * XATTR_HELD_OVERHEAD;
     if (this.heldXattrBytes > MAX_TOTAL_XATTR_BYTES) {
-      throw overLimit('MAX_TOTAL_XATTR_BYTES', MAX_TOTAL_XATTR_BYTES, `the image's extended attributes take more than ${MAX_TOTAL_XATTR_BYTES} bytes of memory (at "${showPath(path)}")`);
+      throw overLimit(
+        'MAX_TOTAL_XATTR_BYTES',
+        MAX_TOTAL_XATTR_BYTES,
+        `the image's extended attributes take more than ${MAX_TOTAL_XATTR_BYTES} bytes of memory (at "${showPath(path)}")`,
+      );
     }
     const map = sealMap(new Map(xattrs));
     if (shareable && this.xattrSets.size < SHARED_MAX) {

@@ -181,9 +181,15 @@ export class LayerFlattener {
   private classify(e: unknown, layer: OpenedLayer | undefined): unknown {
     if (this.signal?.aborted) return this.signal.reason;
     if (e instanceof Img2vmError) return e;
-    if (e instanceof TarFormatError) return new Img2vmError('badImage', `layer is corrupt: ${e.message}`, CORRUPT_HINT, { cause: e });
+    if (e instanceof TarFormatError)
+      return new Img2vmError('badImage', `layer is corrupt: ${e.message}`, CORRUPT_HINT, { cause: e });
     if (isCodecError(e) && !layer?.isSourceError(e)) {
-      return new Img2vmError('badImage', `layer is corrupt: ${layer?.compression ?? 'decompression'}: ${e.message}`, CORRUPT_HINT, { cause: e });
+      return new Img2vmError(
+        'badImage',
+        `layer is corrupt: ${layer?.compression ?? 'decompression'}: ${e.message}`,
+        CORRUPT_HINT,
+        { cause: e },
+      );
     }
     return e;
   }
@@ -200,7 +206,11 @@ export class LayerFlattener {
       );
     }
     if (t.nameBytes > MAX_NAME_BYTES) {
-      throw overLimit('MAX_NAME_BYTES', MAX_NAME_BYTES, `the image's names and symlink targets take more than ${MAX_NAME_BYTES} bytes (at "${showPath(h.path)}" in layer ${this.layerNo})`);
+      throw overLimit(
+        'MAX_NAME_BYTES',
+        MAX_NAME_BYTES,
+        `the image's names and symlink targets take more than ${MAX_NAME_BYTES} bytes (at "${showPath(h.path)}" in layer ${this.layerNo})`,
+      );
     }
   }
 
@@ -242,7 +252,10 @@ export class LayerFlattener {
       if (h.type === 'dir') {
         (r.node as DirNode).meta = meta!;
         this.mark(r);
-      } else this.warn(`skipping "${showPath(h.path)}": a ${h.type} entry cannot replace the directory "/${showPath(r.names.join('/'))}"`);
+      } else
+        this.warn(
+          `skipping "${showPath(h.path)}": a ${h.type} entry cannot replace the directory "/${showPath(r.names.join('/'))}"`,
+        );
       return;
     }
     const existing = r.node;
@@ -360,7 +373,9 @@ export class LayerFlattener {
     };
     try {
       const store = this.store;
-      return store.putSparse ? await store.putSparse(parts(), h.size, h.path) : await store.put(holesAsZeros(parts()), h.size, h.path);
+      return store.putSparse
+        ? await store.putSparse(parts(), h.size, h.path)
+        : await store.put(holesAsZeros(parts()), h.size, h.path);
     } catch (e) {
       throw readError ?? e;
     }
@@ -377,7 +392,9 @@ export class LayerFlattener {
     }
     if (name !== null && name.length > NAME_MAX) {
       // No layer below can have made such a name (it is refused there), so there is nothing to hide.
-      this.warn(`ignoring whiteout "${showPath(h.path)}": it hides a name of ${name.length} bytes, and no Linux file has a name over ${NAME_MAX}`);
+      this.warn(
+        `ignoring whiteout "${showPath(h.path)}": it hides a name of ${name.length} bytes, and no Linux file has a name over ${NAME_MAX}`,
+      );
       return;
     }
     this.whiteouts++;

@@ -32,7 +32,11 @@ export function maxEntries(): number {
 export function maxEntriesFrom(v: string | undefined): number {
   if (v === undefined || v === '') return 500_000;
   if (!/^[1-9][0-9]{0,9}$/.test(v)) {
-    throw new Img2vmError('usage', `IMG2VM_MAX_ENTRIES="${v.slice(0, 40)}" is not a count of entries`, 'give a whole number, e.g. IMG2VM_MAX_ENTRIES=2000000, or unset it for 500,000');
+    throw new Img2vmError(
+      'usage',
+      `IMG2VM_MAX_ENTRIES="${v.slice(0, 40)}" is not a count of entries`,
+      'give a whole number, e.g. IMG2VM_MAX_ENTRIES=2000000, or unset it for 500,000',
+    );
   }
   return Number(v);
 }
@@ -74,7 +78,8 @@ export const MAX_TOTAL_XATTR_BYTES = 32 * 1024 * 1024;
 /** What one attribute costs in memory beyond its bytes (a Buffer and a Map entry), for MAX_TOTAL_XATTR_BYTES. */
 export const XATTR_HELD_OVERHEAD = 128;
 
-const REFUSE_HINT = 'img2vm holds the file tree in memory while it writes the disk; make the image smaller (fewer files or layers with less metadata), or report the image if it is a real one';
+const REFUSE_HINT =
+  'img2vm holds the file tree in memory while it writes the disk; make the image smaller (fewer files or layers with less metadata), or report the image if it is a real one';
 
 /** The error for a cap: it names the cap, its value, and what the image had. */
 export function overLimit(limit: string, value: number, what: string, hint = REFUSE_HINT): Img2vmError {
@@ -90,7 +95,8 @@ const PREFIXES = ['user.', 'trusted.', 'security.'];
 /** Bytes ext4 needs for one attribute in an xattr block (entry header, name without its namespace prefix, value). */
 export function xattrDiskBytes(name: string, value: Uint8Array): number {
   let n = name.length;
-  if (name.startsWith('system.posix_acl_')) n = 0; // stored by index; the on-disk ACL is no longer than the xattr form
+  if (name.startsWith('system.posix_acl_'))
+    n = 0; // stored by index; the on-disk ACL is no longer than the xattr form
   else for (const p of PREFIXES) if (name.startsWith(p)) n -= p.length;
   return 16 + pad4(n) + pad4(value.length);
 }

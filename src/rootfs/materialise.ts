@@ -1,5 +1,17 @@
 // Makes a flattened tree real in a host directory, as root (the runc builder's bundle root): owners, modes, times, xattrs, devices, hard links, each entry made relative to its already-open parent.
-import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lutimesSync, mkdirSync, renameSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lutimesSync,
+  mkdirSync,
+  renameSync,
+  symlinkSync,
+} from 'node:fs';
 import { setImmediate as yieldToEvents } from 'node:timers/promises';
 import { run } from '../tools/index.js';
 import { at, openDirAt, openRoot } from './inroot.js';
@@ -41,7 +53,12 @@ const YIELD_EVERY = 2048;
  * otherwise. Entries that need a host tool (device nodes, FIFOs, xattrs) are made and finished in the spool under
  * img2vm's own names, before they are moved into place: no image name is ever in a tool's argv or input.
  */
-export async function materialise(tree: RootTree, dest: string, spool: SpoolStore, o: MaterialiseOptions = {}): Promise<void> {
+export async function materialise(
+  tree: RootTree,
+  dest: string,
+  spool: SpoolStore,
+  o: MaterialiseOptions = {},
+): Promise<void> {
   const warn = o.onWarning ?? (() => {});
   const maker = new EntryMaker(tree, spool, warn, o.signal);
   // Entries with xattrs first, in the spool: owned and moded there (chown would drop a capability set before it), then
@@ -128,9 +145,14 @@ class EntryMaker {
       }
     }
     if (items.length === 0) return prepared;
-    const r = await run('setfattr', SETFATTR_RESTORE_ARGV, { input: xattrRestoreScript(items), reject: false, ...(this.signal ? { signal: this.signal } : {}) });
+    const r = await run('setfattr', SETFATTR_RESTORE_ARGV, {
+      input: xattrRestoreScript(items),
+      reject: false,
+      ...(this.signal ? { signal: this.signal } : {}),
+    });
     if (r.exitCode !== 0) {
-      for (const line of (r.stderr || r.stdout).split('\n').filter(Boolean)) this.warn(`extended attribute not set: ${line}`);
+      for (const line of (r.stderr || r.stdout).split('\n').filter(Boolean))
+        this.warn(`extended attribute not set: ${line}`);
     }
     for (const { node } of items) if (node && node.kind !== 'dir') this.times(prepared.get(node)!, node.meta);
     return prepared;
@@ -149,7 +171,9 @@ class EntryMaker {
     let path: string;
     switch (node.kind) {
       case 'file': {
-        const ref = this.spool.holds(node.data) ? node.data : await this.spool.putSparse(node.data.store.read(node.data), node.size);
+        const ref = this.spool.holds(node.data)
+          ? node.data
+          : await this.spool.putSparse(node.data.store.read(node.data), node.size);
         path = this.spool.take(ref);
         break;
       }
@@ -164,7 +188,11 @@ class EntryMaker {
       case 'char':
       case 'block':
         path = this.spool.scratch();
-        await run('mknod', mknodArgv(path, node.kind, node.major, node.minor), this.signal ? { signal: this.signal } : {});
+        await run(
+          'mknod',
+          mknodArgv(path, node.kind, node.major, node.minor),
+          this.signal ? { signal: this.signal } : {},
+        );
         break;
       case 'socket':
         this.warn(`the socket "${showPath(name)}" is not made (only a program that listens on it makes one)`);

@@ -74,7 +74,8 @@ export class SparseWriter {
       writeAll(this.fd, this.carry, 0, this.carryLen, this.pos);
       this.blocks++;
     }
-    if (this.pos + this.carryLen !== size) throw new TarFormatError(`file content is ${this.pos + this.carryLen} bytes, header says ${size}`);
+    if (this.pos + this.carryLen !== size)
+      throw new TarFormatError(`file content is ${this.pos + this.carryLen} bytes, header says ${size}`);
     ftruncateSync(this.fd, size);
     return this.blocks;
   }

@@ -9,7 +9,14 @@ import { progress } from '../core/events.js';
 import type { ContentFacts, ConversionPlan, GuestFile, TreeFacts } from '../core/plan.js';
 import { testHook } from '../core/test-hook.js';
 import { LayerFlattener, type Flattened } from './layers.js';
-import { detachBoot, exportFromTree, findKernelInTree, hasResolvedInTree, probeUserlandInTree, writeGuestFilesToTree } from './tree-guest.js';
+import {
+  detachBoot,
+  exportFromTree,
+  findKernelInTree,
+  hasResolvedInTree,
+  probeUserlandInTree,
+  writeGuestFilesToTree,
+} from './tree-guest.js';
 import { treeStats } from './tree-stats.js';
 import type { RootTree } from './tree-edit.js';
 import { binPath } from './tree-path.js';
@@ -38,10 +45,21 @@ export interface LayeredImage {
 }
 
 /** Flattens the image's layers into a tree whose file contents go to `store` as they stream. */
-export async function flattenImage(image: LayeredImage, store: ContentStore, env: Env, o: { warnLost: boolean }): Promise<Flattened> {
+export async function flattenImage(
+  image: LayeredImage,
+  store: ContentStore,
+  env: Env,
+  o: { warnLost: boolean },
+): Promise<Flattened> {
   const sizes = image.layers.map((l) => l.size);
   const total = sizes.every((s) => s !== undefined) ? sizes.reduce((a, b) => a! + b!, 0) : undefined;
-  const bar = progress(env.sink, 'rootfs', 'bytes', total, `${image.layers.length} layer${image.layers.length === 1 ? '' : 's'}`);
+  const bar = progress(
+    env.sink,
+    'rootfs',
+    'bytes',
+    total,
+    `${image.layers.length} layer${image.layers.length === 1 ? '' : 's'}`,
+  );
   const f = new LayerFlattener({
     store,
     epoch: { sec: env.epoch, nsec: 0 },
@@ -59,7 +77,12 @@ export async function flattenImage(image: LayeredImage, store: ContentStore, env
 }
 
 /** What the bootable tree tells planning: its kernel (or the one img2vm brings), its userland, how it was made. */
-export function treeFacts(tree: RootTree, kernelFromImage: boolean, brought: Pick<TreeFacts, 'kernel' | 'kernelBundle' | 'build'>, noKernelHint: string): TreeFacts {
+export function treeFacts(
+  tree: RootTree,
+  kernelFromImage: boolean,
+  brought: Pick<TreeFacts, 'kernel' | 'kernelBundle' | 'build'>,
+  noKernelHint: string,
+): TreeFacts {
   let kernel = brought.kernel;
   if (kernelFromImage) {
     const found = findKernelInTree(tree);
@@ -85,7 +108,13 @@ export interface Configured {
 }
 
 /** Writes the plan's guest files into the tree, copies out what the plan exports, and takes /boot out when separate. */
-export async function configureTree(tree: RootTree, plan: ConversionPlan, edit: EditGuestFile, env: Env, o: { estimate?: boolean } = {}): Promise<Configured> {
+export async function configureTree(
+  tree: RootTree,
+  plan: ConversionPlan,
+  edit: EditGuestFile,
+  env: Env,
+  o: { estimate?: boolean } = {},
+): Promise<Configured> {
   await writeGuestFilesToTree(tree, plan.guestFiles, edit, env.work, o);
   const exported = new Map<string, string>();
   for (const e of plan.exports) {
@@ -104,11 +133,24 @@ export async function configureTree(tree: RootTree, plan: ConversionPlan, edit: 
  * What the file systems must hold, measured on the final tree: blocks and entries (the root's, and /boot's when it
  * is separate), and the smallest root file system the writer can make of it (which the caller's writer says).
  */
-export function measureContent(tree: RootTree, bootTree: DirNode | null, minimumBytes: (content: ContentFacts) => number): ContentFacts {
+export function measureContent(
+  tree: RootTree,
+  bootTree: DirNode | null,
+  minimumBytes: (content: ContentFacts) => number,
+): ContentFacts {
   const s = treeStats(tree);
-  const content: ContentFacts = { blocks4k: s.blocks4k, entries: s.files + s.dirs + s.symlinks + s.specials, bytes: s.bytes, files: s.files };
+  const content: ContentFacts = {
+    blocks4k: s.blocks4k,
+    entries: s.files + s.dirs + s.symlinks + s.specials,
+    bytes: s.bytes,
+    files: s.files,
+  };
   if (bootTree) {
-    const b = treeStats({ root: bootTree, nameCount: (n) => tree.nameCount(n), dataBlocks: (n) => tree.dataBlocks(n) } as RootTree);
+    const b = treeStats({
+      root: bootTree,
+      nameCount: (n) => tree.nameCount(n),
+      dataBlocks: (n) => tree.dataBlocks(n),
+    } as RootTree);
     content.boot = { blocks4k: b.blocks4k, entries: b.files + b.dirs + b.symlinks + b.specials };
   }
   content.minimumBytes = minimumBytes(content);

@@ -114,7 +114,12 @@ export class ByteSource {
         return false;
       }
       const v = r.value;
-      this.buf = typeof v === 'string' ? Buffer.from(v, 'latin1') : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+      this.buf =
+        typeof v === 'string'
+          ? Buffer.from(v, 'latin1')
+          : Buffer.isBuffer(v)
+            ? v
+            : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
       this.off = 0;
     }
     return true;
@@ -197,7 +202,8 @@ export class TarReader {
     for (;;) {
       const blk = await this.src.readExact(BLOCK, 'a tar header');
       if (blk === null) {
-        if (pax || longName !== null || longLink !== null) throw new TarFormatError('archive ends after an extended header');
+        if (pax || longName !== null || longLink !== null)
+          throw new TarFormatError('archive ends after an extended header');
         this.ended = true;
         return null;
       }
@@ -269,7 +275,7 @@ export class TarReader {
       }
     };
     take(blk, 386, 4);
-    for (let more = blk[482] !== 0; more; ) {
+    for (let more = blk[482] !== 0; more;) {
       const ext = await this.src.readExact(BLOCK, 'a GNU sparse extension header');
       if (ext === null) throw new TarFormatError('archive ends in a GNU sparse extension header');
       take(ext, 0, 21);
@@ -288,7 +294,8 @@ export class TarReader {
     let want = -1; // numbers after the count, once it is known
     let digits = '';
     while (want < 0 || nums.length < want) {
-      if (this.remaining < BLOCK) throw badSparse(path, `is longer than the entry's data (${this.remaining} bytes left)`);
+      if (this.remaining < BLOCK)
+        throw badSparse(path, `is longer than the entry's data (${this.remaining} bytes left)`);
       const b = await this.src.readExact(BLOCK, `the sparse map of "${path}"`);
       if (b === null) throw new TarFormatError(`unexpected end of data in the sparse map of "${path}"`);
       this.remaining -= BLOCK;
@@ -298,7 +305,13 @@ export class TarReader {
           digits += String.fromCharCode(c);
           continue;
         }
-        if (c !== 0x0a) throw badSparse(path, c >= 0x30 && c <= 0x39 ? 'has a number of more than 16 digits' : `has a byte 0x${c.toString(16).padStart(2, '0')} where a digit or a newline belongs`);
+        if (c !== 0x0a)
+          throw badSparse(
+            path,
+            c >= 0x30 && c <= 0x39
+              ? 'has a number of more than 16 digits'
+              : `has a byte 0x${c.toString(16).padStart(2, '0')} where a digit or a newline belongs`,
+          );
         if (digits === '') throw badSparse(path, 'has an empty line');
         const n = Number(digits);
         digits = '';
@@ -487,7 +500,8 @@ function parsePax(buf: Buffer, prev: Pax | null): Pax {
     if (j === i || buf[j] !== 0x20) throw new TarFormatError('malformed PAX record length');
     const len = Number(buf.toString('latin1', i, j));
     const end = i + len;
-    if (!(len > j - i + 1) || end > buf.length || buf[end - 1] !== 0x0a) throw new TarFormatError('malformed PAX record');
+    if (!(len > j - i + 1) || end > buf.length || buf[end - 1] !== 0x0a)
+      throw new TarFormatError('malformed PAX record');
     const eq = buf.indexOf(0x3d, j + 1);
     if (eq < 0 || eq >= end - 1) throw new TarFormatError('malformed PAX record: no "="');
     const key = buf.toString('latin1', j + 1, eq);
@@ -526,13 +540,16 @@ function paxSparse(h: TarHeader, pax: Pax): { regions?: SparseRegions; size: num
   const realSize = r.get('GNU.sparse.size') ?? r.get('GNU.sparse.realsize');
   const size = realSize ? paxInt(realSize, 'GNU.sparse.size') : h.size;
   if (v1) return { size };
-  if (pax.sparse00Disordered) throw badSparse(h.path, 'has GNU.sparse.offset and GNU.sparse.numbytes records that do not alternate');
+  if (pax.sparse00Disordered)
+    throw badSparse(h.path, 'has GNU.sparse.offset and GNU.sparse.numbytes records that do not alternate');
   const count = text('GNU.sparse.numblocks');
-  if (count === undefined || !/^[0-9]{1,16}$/.test(count)) throw badSparse(h.path, `has no count of regions (GNU.sparse.numblocks "${showPath(count ?? '')}")`);
+  if (count === undefined || !/^[0-9]{1,16}$/.test(count))
+    throw badSparse(h.path, `has no count of regions (GNU.sparse.numblocks "${showPath(count ?? '')}")`);
   if (Number(count) > MAX_SPARSE_REGIONS) throw tooManyRegions(h.path, Number(count));
   const map = text('GNU.sparse.map');
   const nums = pax.sparse00.length > 0 ? pax.sparse00 : map ? map.split(',') : [];
-  if (nums.length !== 2 * Number(count)) throw badSparse(h.path, `says it has ${count} regions but lists ${nums.length / 2}`);
+  if (nums.length !== 2 * Number(count))
+    throw badSparse(h.path, `says it has ${count} regions but lists ${nums.length / 2}`);
   const regions: SparseRegions = { offsets: [], lengths: [] };
   nums.forEach((v, i) => {
     const n = /^[0-9]{1,16}$/.test(v) ? Number(v) : NaN;
@@ -555,12 +572,18 @@ function checkSparse(path: string, regions: SparseRegions, size: number, stored:
     const at = offsets[i]!;
     const len = lengths[i]!;
     if (at < 0 || len < 0) throw badSparse(path, `has region ${i + 1} at offset ${at} of ${len} bytes`);
-    if (at < end) throw badSparse(path, `has region ${i + 1} at offset ${at}, before the end of region ${i} (${end}): regions must be in order and must not overlap`);
+    if (at < end)
+      throw badSparse(
+        path,
+        `has region ${i + 1} at offset ${at}, before the end of region ${i} (${end}): regions must be in order and must not overlap`,
+      );
     end = at + len;
-    if (end > size) throw badSparse(path, `has region ${i + 1} ending at byte ${end}, past the file's size of ${size} bytes`);
+    if (end > size)
+      throw badSparse(path, `has region ${i + 1} ending at byte ${end}, past the file's size of ${size} bytes`);
     data += len;
   }
-  if (data !== stored) throw badSparse(path, `has regions holding ${data} bytes of data, but the entry stores ${stored}`);
+  if (data !== stored)
+    throw badSparse(path, `has regions holding ${data} bytes of data, but the entry stores ${stored}`);
 }
 
 function applyPax(h: TarHeader, pax: Pax): void {
@@ -598,11 +621,15 @@ function applyPax(h: TarHeader, pax: Pax): void {
         h.aclText = { ...h.aclText, default: value.toString('latin1') };
         break;
       default:
-        if ((key.startsWith('SCHILY.xattr.') || key.startsWith('LIBARCHIVE.xattr.')) && h.xattrs === NO_XATTRS) h.xattrs = new Map();
+        if ((key.startsWith('SCHILY.xattr.') || key.startsWith('LIBARCHIVE.xattr.')) && h.xattrs === NO_XATTRS)
+          h.xattrs = new Map();
         if (key.startsWith('SCHILY.xattr.')) {
           h.xattrs.set(key.slice('SCHILY.xattr.'.length), Buffer.from(value));
         } else if (key.startsWith('LIBARCHIVE.xattr.')) {
-          h.xattrs.set(percentDecode(key.slice('LIBARCHIVE.xattr.'.length)), Buffer.from(value.toString('latin1'), 'base64'));
+          h.xattrs.set(
+            percentDecode(key.slice('LIBARCHIVE.xattr.'.length)),
+            Buffer.from(value.toString('latin1'), 'base64'),
+          );
         }
     }
   }
@@ -610,7 +637,8 @@ function applyPax(h: TarHeader, pax: Pax): void {
 
 function paxInt(v: Buffer, key: string): number {
   const s = v.toString('latin1');
-  if (!/^[0-9]{1,16}$/.test(s) || !Number.isSafeInteger(Number(s))) throw new TarFormatError(`malformed PAX ${key} "${s}"`);
+  if (!/^[0-9]{1,16}$/.test(s) || !Number.isSafeInteger(Number(s)))
+    throw new TarFormatError(`malformed PAX ${key} "${s}"`);
   return Number(s);
 }
 
@@ -666,7 +694,10 @@ function verifyChecksum(b: Buffer): void {
  */
 function parseCount(b: Buffer, off: number, len: number, what: string, header: Buffer): number {
   const n = parseNumeric(b, off, len, what);
-  if (n < 0) throw new TarFormatError(`the tar header of "${showPath(cstring(header.subarray(0, 100)))}" has a negative ${what}: ${what} ${n}`);
+  if (n < 0)
+    throw new TarFormatError(
+      `the tar header of "${showPath(cstring(header.subarray(0, 100)))}" has a negative ${what}: ${what} ${n}`,
+    );
   return n;
 }
 

@@ -2,7 +2,17 @@
 import { Img2vmError } from '../core/errors.js';
 import { countDataBlocks } from './blocks.js';
 import { realPath, resolvePath, showPath, type ResolveOptions, type Resolved } from './tree-path.js';
-import { NO_XATTRS, ownName, type BinName, type ContentStore, type DirNode, type FileNode, type Node, type NodeMeta, type Timestamp } from './tree.js';
+import {
+  NO_XATTRS,
+  ownName,
+  type BinName,
+  type ContentStore,
+  type DirNode,
+  type FileNode,
+  type Node,
+  type NodeMeta,
+  type Timestamp,
+} from './tree.js';
 
 export type Found = Extract<Resolved, { ok: true }>;
 
@@ -73,7 +83,13 @@ export class RootTree {
   }
 
   meta(init: MetaInit): NodeMeta {
-    const m: NodeMeta = { mode: init.mode & 0o7777, uid: init.uid ?? 0, gid: init.gid ?? 0, mtime: init.mtime ?? this.epoch, xattrs: init.xattrs ?? NO_XATTRS };
+    const m: NodeMeta = {
+      mode: init.mode & 0o7777,
+      uid: init.uid ?? 0,
+      gid: init.gid ?? 0,
+      mtime: init.mtime ?? this.epoch,
+      xattrs: init.xattrs ?? NO_XATTRS,
+    };
     if (init.atime) m.atime = init.atime;
     if (init.ctime) m.ctime = init.ctime;
     return m;
@@ -98,7 +114,10 @@ export class RootTree {
 
   /** Resolves with chroot semantics; see resolvePath. With create, missing directories get dirMeta(). */
   resolve(path: BinName, opts: { followLast?: boolean; create?: boolean } = {}): Resolved {
-    return resolvePath(this.root, path, { followLast: opts.followLast ?? false, ...(opts.create ? this.creating : {}) });
+    return resolvePath(this.root, path, {
+      followLast: opts.followLast ?? false,
+      ...(opts.create ? this.creating : {}),
+    });
   }
 
   /** ResolveOptions that make missing directories as members of this tree. */
@@ -122,7 +141,11 @@ export class RootTree {
     if (n?.kind !== 'file') return undefined;
     const max = opts.maxBytes ?? 1 << 20;
     if (n.size > max) {
-      throw new Img2vmError('badImage', `"${showPath(path)}" in the image is ${n.size} bytes; more than ${max} is not read`, 'check that the image file is what it should be');
+      throw new Img2vmError(
+        'badImage',
+        `"${showPath(path)}" in the image is ${n.size} bytes; more than ${max} is not read`,
+        'check that the image file is what it should be',
+      );
     }
     const parts: Buffer[] = [];
     for await (const c of n.data.store.read(n.data)) parts.push(c);
@@ -155,7 +178,11 @@ export class RootTree {
 
   symlink(path: BinName, target: BinName, init: MetaInit = { mode: 0o777 }): Node {
     if (target === '' || target.includes('\0') || target.length >= 4096) {
-      throw new Img2vmError('badImage', `symlink target for "${showPath(path)}" is empty or invalid`, 'use a target of 1 to 4095 bytes without NUL');
+      throw new Img2vmError(
+        'badImage',
+        `symlink target for "${showPath(path)}" is empty or invalid`,
+        'use a target of 1 to 4095 bytes without NUL',
+      );
     }
     const node: Node = { kind: 'symlink', meta: this.meta(init), target };
     this.put(path, node);
@@ -166,10 +193,16 @@ export class RootTree {
   link(path: BinName, target: BinName): Node {
     const t = this.resolve(target);
     const node = t.ok ? t.node : undefined;
-    const fail = (why: string): Img2vmError => new Img2vmError('badImage', `cannot hard-link "${showPath(path)}" to "${showPath(target)}": ${why}`, 'link to an existing file');
+    const fail = (why: string): Img2vmError =>
+      new Img2vmError(
+        'badImage',
+        `cannot hard-link "${showPath(path)}" to "${showPath(target)}": ${why}`,
+        'link to an existing file',
+      );
     if (!node || node.kind === 'dir') throw fail(node ? 'it is a directory' : 'it does not exist');
     const r = this.resolveForWrite(path);
-    if (t.ok && r.node?.kind === 'dir' && t.dirs.includes(r.node)) throw fail('it is inside the directory the link would replace');
+    if (t.ok && r.node?.kind === 'dir' && t.dirs.includes(r.node))
+      throw fail('it is inside the directory the link would replace');
     this.placeLink(r, node);
     return node;
   }
@@ -180,9 +213,19 @@ export class RootTree {
    */
   mkdirp(path: BinName, init?: MetaInit): DirNode {
     const r = resolvePath(this.root, path, { followLast: true, ...this.creating });
-    if (!r.ok) throw new Img2vmError('badImage', `cannot make directory "${showPath(path)}": "/${showPath(r.at)}" is not a directory`, 'the image has a file where a directory is expected');
+    if (!r.ok)
+      throw new Img2vmError(
+        'badImage',
+        `cannot make directory "${showPath(path)}": "/${showPath(r.at)}" is not a directory`,
+        'the image has a file where a directory is expected',
+      );
     if (r.node?.kind === 'dir') return r.node;
-    if (r.node) throw new Img2vmError('badImage', `cannot make directory "${showPath(path)}": it exists and is not a directory`, 'the image has a file where a directory is expected');
+    if (r.node)
+      throw new Img2vmError(
+        'badImage',
+        `cannot make directory "${showPath(path)}": it exists and is not a directory`,
+        'the image has a file where a directory is expected',
+      );
     const dir: DirNode = { kind: 'dir', meta: init ? this.meta(init) : this.dirMeta(), entries: new Map() };
     this.place(r, dir);
     return dir;
@@ -288,8 +331,18 @@ export class RootTree {
 
   private resolveForWrite(path: BinName): Found {
     const r = this.resolve(path, { create: true });
-    if (!r.ok) throw new Img2vmError('badImage', `cannot write "${showPath(path)}": "/${showPath(r.at)}" is not a directory`, 'the image has a file where a directory is expected');
-    if (r.name === null) throw new Img2vmError('badImage', `cannot write "${showPath(path)}": it names a directory`, 'name a file, not a directory');
+    if (!r.ok)
+      throw new Img2vmError(
+        'badImage',
+        `cannot write "${showPath(path)}": "/${showPath(r.at)}" is not a directory`,
+        'the image has a file where a directory is expected',
+      );
+    if (r.name === null)
+      throw new Img2vmError(
+        'badImage',
+        `cannot write "${showPath(path)}": it names a directory`,
+        'name a file, not a directory',
+      );
     return r;
   }
 

@@ -22,7 +22,10 @@ export function findKernelInTree(tree: RootTree): KernelFacts | undefined {
   const boot = tree.lookup(p('/boot'));
   if (boot?.kind !== 'dir') return undefined;
   const names = [...boot.entries.keys()].map(showPath);
-  const versions = names.filter((n) => n.startsWith('vmlinuz-') && boot.entries.get(binPath(n))?.kind === 'file').map((n) => n.slice(8)).sort(compareVersions);
+  const versions = names
+    .filter((n) => n.startsWith('vmlinuz-') && boot.entries.get(binPath(n))?.kind === 'file')
+    .map((n) => n.slice(8))
+    .sort(compareVersions);
   const version = versions.at(-1);
   if (!version) return undefined;
   const hasInitrd = boot.entries.get(binPath(`initrd.img-${version}`))?.kind === 'file';
@@ -30,7 +33,8 @@ export function findKernelInTree(tree: RootTree): KernelFacts | undefined {
     const n = tree.lookup(p(name), { followLast: false });
     return n?.kind === 'symlink' && showPath(n.target).replace(/^\/+/, '') === target;
   };
-  const useLinks = link('/vmlinuz', `boot/vmlinuz-${version}`) && (!hasInitrd || link('/initrd.img', `boot/initrd.img-${version}`));
+  const useLinks =
+    link('/vmlinuz', `boot/vmlinuz-${version}`) && (!hasInitrd || link('/initrd.img', `boot/initrd.img-${version}`));
   return {
     version,
     kernelPath: useLinks ? '/vmlinuz' : `/boot/vmlinuz-${version}`,
@@ -74,7 +78,14 @@ export function probeUserlandInTree(tree: RootTree): Userland {
   const first = (paths: readonly string[]) => paths.find((x) => isProgram(tree, x));
   return {
     login: !!first(CONSOLE_PROGRAMS.getty) && !!first(CONSOLE_PROGRAMS.login),
-    modprobe: !!first(['/sbin/modprobe', '/usr/sbin/modprobe', '/bin/modprobe', '/usr/bin/modprobe', '/bin/kmod', '/usr/bin/kmod']),
+    modprobe: !!first([
+      '/sbin/modprobe',
+      '/usr/sbin/modprobe',
+      '/bin/modprobe',
+      '/usr/bin/modprobe',
+      '/bin/kmod',
+      '/usr/bin/kmod',
+    ]),
     shell: first(CONSOLE_PROGRAMS.shell) ?? null,
   };
 }
@@ -82,7 +93,12 @@ export function probeUserlandInTree(tree: RootTree): Userland {
 /** Stores a host file in the tree's store, streamed (kernels, module trees), as a new node at path. */
 async function putHostFile(tree: RootTree, path: string, host: string, mode: number): Promise<void> {
   const st = await lstat(host);
-  if (!st.isFile()) throw new Img2vmError('badImage', `${host} is not a regular file`, 'img2vm copies only regular files into the guest');
+  if (!st.isFile())
+    throw new Img2vmError(
+      'badImage',
+      `${host} is not a regular file`,
+      'img2vm copies only regular files into the guest',
+    );
   const ref = await tree.store.put(createReadStream(host), st.size);
   const node: FileNode = { kind: 'file', meta: tree.meta({ mode }), size: st.size, data: ref };
   tree.put(p(path), node);
@@ -114,19 +130,30 @@ function globRe(pattern: string): RegExp {
  * Carries out planned guest files (all but the ESP's) in order; `edit` entries go to the caller, who knows the secrets.
  * An estimate (img2vm plan without the guest's build or kernel) leaves out the files whose content is not known yet.
  */
-export async function writeGuestFilesToTree(tree: RootTree, files: readonly GuestFile[], edit: (f: GuestFile) => Promise<void>, workDir: string, o: { estimate?: boolean } = {}): Promise<void> {
+export async function writeGuestFilesToTree(
+  tree: RootTree,
+  files: readonly GuestFile[],
+  edit: (f: GuestFile) => Promise<void>,
+  workDir: string,
+  o: { estimate?: boolean } = {},
+): Promise<void> {
   for (const f of files) {
     if (f.fs === 'esp') continue;
     switch (f.kind) {
       case 'file':
         // A directory-like entry names files a later fact decides (img2vm's kernel before it is fetched): nothing yet.
         if (f.path.endsWith('/') && f.from === undefined && f.content === undefined) break;
-        if (f.from !== undefined) await putHostFile(tree, f.path, f.from.startsWith('work:') ? join(workDir, f.from.slice(5)) : f.from, f.mode ?? 0o644);
+        if (f.from !== undefined)
+          await putHostFile(
+            tree,
+            f.path,
+            f.from.startsWith('work:') ? join(workDir, f.from.slice(5)) : f.from,
+            f.mode ?? 0o644,
+          );
         else if (f.content === undefined) {
           if (o.estimate) break;
           throw new Error(`guest file ${f.path} has no content yet`);
-        }
-        else tree.writeFile(p(f.path), f.content, { mode: f.mode ?? 0o644 });
+        } else tree.writeFile(p(f.path), f.content, { mode: f.mode ?? 0o644 });
         break;
       case 'dir':
         tree.mkdirp(p(f.path));
@@ -139,7 +166,12 @@ export async function writeGuestFilesToTree(tree: RootTree, files: readonly Gues
         else tree.remove(p(f.path));
         break;
       case 'copy':
-        await copyHostTree(tree, f.path, f.from!, f.filter === '**' ? undefined : (f.filter ?? '*').split(/\s+/).map(globRe));
+        await copyHostTree(
+          tree,
+          f.path,
+          f.from!,
+          f.filter === '**' ? undefined : (f.filter ?? '*').split(/\s+/).map(globRe),
+        );
         break;
       case 'edit':
         await edit(f);
@@ -157,7 +189,8 @@ function removeMatching(tree: RootTree, dir: string, re: RegExp): void {
 /** A regular file of the tree as a stream of its content (for the ESP and side files); refuses anything else. */
 export function fileNode(tree: RootTree, path: string): FileNode {
   const n: Node | undefined = tree.lookup(p(path));
-  if (n?.kind !== 'file') throw new Img2vmError('badImage', `${path} in the image is not a regular file`, "the image's /boot is damaged");
+  if (n?.kind !== 'file')
+    throw new Img2vmError('badImage', `${path} in the image is not a regular file`, "the image's /boot is damaged");
   return n;
 }
 
@@ -171,7 +204,11 @@ export async function exportFromTree(tree: RootTree, path: string, dest: string)
 export function detachBoot(tree: RootTree): DirNode {
   const r = tree.resolve(p('/boot'), { followLast: true });
   if (!r.ok || r.node?.kind !== 'dir' || r.node === tree.root) {
-    throw new Img2vmError('badImage', "the image's /boot is not a directory of its own", 'convert without --boot-partition');
+    throw new Img2vmError(
+      'badImage',
+      "the image's /boot is not a directory of its own",
+      'convert without --boot-partition',
+    );
   }
   const boot = r.node;
   // Unlinked without releasing: the contents move to /boot's own file system (which copies them).

@@ -26,7 +26,11 @@ export function binPath(s: string): BinName {
 
 function checkName(c: string, whole: BinName): void {
   if (c.length > NAME_MAX) {
-    throw new Img2vmError('badImage', `path "${showPath(whole)}" has a name component of ${c.length} bytes; Linux allows at most ${NAME_MAX}`, HINT);
+    throw new Img2vmError(
+      'badImage',
+      `path "${showPath(whole)}" has a name component of ${c.length} bytes; Linux allows at most ${NAME_MAX}`,
+      HINT,
+    );
   }
   if (c.includes('\0')) throw new Img2vmError('badImage', `path "${showPath(whole)}" contains a NUL byte`, HINT);
 }
@@ -50,7 +54,11 @@ export function splitPath(p: BinName, whiteoutPrefix?: string): string[] {
   const whiteout = whiteoutPrefix !== undefined && n > 0 && out[n - 1]!.startsWith(whiteoutPrefix);
   const len = whiteout ? p.length - whiteoutPrefix.length : p.length;
   if (len >= PATH_MAX) {
-    throw new Img2vmError('badImage', `path "${showPath(p)}" is ${len} bytes long; Linux allows at most ${PATH_MAX - 1}`, HINT);
+    throw new Img2vmError(
+      'badImage',
+      `path "${showPath(p)}" is ${len} bytes long; Linux allows at most ${PATH_MAX - 1}`,
+      HINT,
+    );
   }
   for (let i = 0; i < n; i++) {
     if (whiteout && i === n - 1) {
@@ -118,7 +126,12 @@ export function resolvePath(root: DirNode, path: BinName, opts: ResolveOptions =
 }
 
 /** resolvePath for a path already split by splitPath (path is for messages only). */
-export function resolveComponents(root: DirNode, comps: readonly string[], path: BinName, opts: ResolveOptions = {}): Resolved {
+export function resolveComponents(
+  root: DirNode,
+  comps: readonly string[],
+  path: BinName,
+  opts: ResolveOptions = {},
+): Resolved {
   const dirs: DirNode[] = [root];
   const names: BinName[] = [];
   /** Bytes of "/" + names.join("/"), the real absolute path so far. */

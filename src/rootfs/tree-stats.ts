@@ -35,7 +35,17 @@ function dirBlocks(d: DirNode): number {
 }
 
 export function treeStats(tree: RootTree, whiteouts = 0): TreeStats {
-  const s: TreeStats = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, whiteouts, xattrs: 0, bytes: 0, blocks4k: 0 };
+  const s: TreeStats = {
+    files: 0,
+    dirs: 0,
+    symlinks: 0,
+    hardlinks: 0,
+    specials: 0,
+    whiteouts,
+    xattrs: 0,
+    bytes: 0,
+    blocks4k: 0,
+  };
   const seen = new Set<Node>();
   s.xattrs += tree.root.meta.xattrs.size;
   const stack: DirNode[] = [tree.root];

@@ -23,7 +23,16 @@ function escape(bin: string): string {
   let out = '';
   for (let i = 0; i < bin.length; i++) {
     const c = bin.charCodeAt(i);
-    const plain = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2e || c === 0x2f || c === 0x5f || c === 0x2d || c === 0x2b || c === 0x40;
+    const plain =
+      (c >= 0x30 && c <= 0x39) ||
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x61 && c <= 0x7a) ||
+      c === 0x2e ||
+      c === 0x2f ||
+      c === 0x5f ||
+      c === 0x2d ||
+      c === 0x2b ||
+      c === 0x40;
     out += plain ? bin[i] : `\\${c.toString(8).padStart(3, '0')}`;
   }
   return out;

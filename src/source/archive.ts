@@ -29,7 +29,11 @@ const ManifestSchema = z
 export function archiveMemberPath(name: string): string {
   const n = posix.normalize(name.replace(/^\.\/+/, ''));
   if (n.startsWith('/') || n === '..' || n.startsWith('../') || n.includes('\0')) {
-    throw new Img2vmError('badImage', `image archive has an unsafe member name "${name}"`, 'the archive is corrupt or hostile; re-create it with docker save');
+    throw new Img2vmError(
+      'badImage',
+      `image archive has an unsafe member name "${name}"`,
+      'the archive is corrupt or hostile; re-create it with docker save',
+    );
   }
   return n.replace(/\/$/, '');
 }
@@ -48,7 +52,11 @@ export interface ExtractOptions {
 }
 
 /** Unpacks the regular files of an image archive below dir; symlinks are remembered, never created. */
-export async function extractArchive(stream: Readable, dir: string, o: ExtractOptions | ((n: number) => void) = {}): Promise<ExtractedArchive> {
+export async function extractArchive(
+  stream: Readable,
+  dir: string,
+  o: ExtractOptions | ((n: number) => void) = {},
+): Promise<ExtractedArchive> {
   const { onBytes, signal, size } = typeof o === 'function' ? { onBytes: o, signal: undefined, size: undefined } : o;
   const links = new Map<string, string>();
   const ex = tar.extract();
@@ -83,8 +91,19 @@ export async function extractArchive(stream: Readable, dir: string, o: ExtractOp
     if (e instanceof Img2vmError) throw e;
     if ((e as Error).name === 'AbortError') throw e;
     // A full work directory is not a corrupt archive.
-    if (isNoSpace(e) || isReadOnly(e)) throw asWriteError(e, { area: 'work', what: "the image archive's files", path: dir, ...(size !== undefined ? { needBytes: size, needNote: 'the archive\'s size' } : {}) });
-    throw new Img2vmError('badImage', `image archive is corrupt: ${(e as Error).message}`, 'check the file, or re-create it with docker save', { cause: e });
+    if (isNoSpace(e) || isReadOnly(e))
+      throw asWriteError(e, {
+        area: 'work',
+        what: "the image archive's files",
+        path: dir,
+        ...(size !== undefined ? { needBytes: size, needNote: "the archive's size" } : {}),
+      });
+    throw new Img2vmError(
+      'badImage',
+      `image archive is corrupt: ${(e as Error).message}`,
+      'check the file, or re-create it with docker save',
+      { cause: e },
+    );
   }
   return { dir, links };
 }
@@ -98,8 +117,18 @@ export function resolveMember(a: ExtractedArchive, member: string): string {
 
 async function readJsonBytes(path: string, what: string): Promise<Buffer> {
   const st = await stat(path).catch(() => undefined);
-  if (!st?.isFile()) throw new Img2vmError('badImage', `image archive has no ${what}`, 'the archive is corrupt or not made by docker save');
-  if (st.size > MAX_JSON) throw new Img2vmError('badImage', `image archive's ${what} is ${st.size} bytes; more than ${MAX_JSON} is refused`, 'the archive is hostile or broken');
+  if (!st?.isFile())
+    throw new Img2vmError(
+      'badImage',
+      `image archive has no ${what}`,
+      'the archive is corrupt or not made by docker save',
+    );
+  if (st.size > MAX_JSON)
+    throw new Img2vmError(
+      'badImage',
+      `image archive's ${what} is ${st.size} bytes; more than ${MAX_JSON} is refused`,
+      'the archive is hostile or broken',
+    );
   return readFile(path);
 }
 
@@ -108,7 +137,11 @@ async function readJson(path: string, what: string): Promise<unknown> {
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch (e) {
-    throw new Img2vmError('badImage', `image archive has no valid ${what}: ${(e as Error).message}`, 'the archive is corrupt or not made by docker save');
+    throw new Img2vmError(
+      'badImage',
+      `image archive has no valid ${what}: ${(e as Error).message}`,
+      'the archive is corrupt or not made by docker save',
+    );
   }
 }
 
@@ -116,12 +149,20 @@ async function readJson(path: string, what: string): Promise<unknown> {
 export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: string): Promise<SourceImage> {
   const parsed = ManifestSchema.safeParse(await readJson(join(a.dir, 'manifest.json'), 'manifest.json'));
   if (!parsed.success) {
-    throw new Img2vmError('badImage', `image archive manifest.json is invalid: ${formatZodError(parsed.error)}`, 'the archive is corrupt or not made by docker save');
+    throw new Img2vmError(
+      'badImage',
+      `image archive manifest.json is invalid: ${formatZodError(parsed.error)}`,
+      'the archive is corrupt or not made by docker save',
+    );
   }
   const entry = tag ? parsed.data.find((m) => m.RepoTags?.includes(tag)) : parsed.data[0];
   if (!entry) {
     const tags = parsed.data.flatMap((m) => m.RepoTags ?? []);
-    throw new Img2vmError('imageNotFound', `image archive has no image tagged "${tag}"`, `it holds: ${tags.join(', ') || '(untagged images)'}`);
+    throw new Img2vmError(
+      'imageNotFound',
+      `image archive has no image tagged "${tag}"`,
+      `it holds: ${tags.join(', ') || '(untagged images)'}`,
+    );
   }
   const configPath = resolveMember(a, entry.Config);
   const configBytes = await readJsonBytes(configPath, 'image config');
@@ -129,11 +170,19 @@ export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: s
   try {
     cfgJson = JSON.parse(configBytes.toString('utf8'));
   } catch (e) {
-    throw new Img2vmError('badImage', `image archive has no valid image config: ${(e as Error).message}`, 'the archive is corrupt or not made by docker save');
+    throw new Img2vmError(
+      'badImage',
+      `image archive has no valid image config: ${(e as Error).message}`,
+      'the archive is corrupt or not made by docker save',
+    );
   }
   const cfg = ImageConfigSchema.safeParse(cfgJson);
   if (!cfg.success) {
-    throw new Img2vmError('badImage', `image config is invalid: ${formatZodError(cfg.error)}`, 'the archive is corrupt');
+    throw new Img2vmError(
+      'badImage',
+      `image config is invalid: ${formatZodError(cfg.error)}`,
+      'the archive is corrupt',
+    );
   }
   const id = sha256(configBytes);
   const diffIds = cfg.data.rootfs?.diff_ids ?? [];
@@ -141,14 +190,16 @@ export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: s
     entry.Layers.map(async (l, i): Promise<Layer> => {
       const path = resolveMember(a, l);
       const st = await stat(path).catch(() => undefined);
-      if (!st?.isFile()) throw new Img2vmError('badImage', `image archive lacks layer ${l}`, 'the archive is truncated; re-create it');
+      if (!st?.isFile())
+        throw new Img2vmError('badImage', `image archive lacks layer ${l}`, 'the archive is truncated; re-create it');
       const digest = await expectedDigest(archiveMemberPath(l), path, diffIds[i]);
       const what = `image archive layer ${l}`;
       return {
         name: l,
         size: st.size,
         ...(digest ? { digest } : {}),
-        open: async () => (digest ? verified(createReadStream(path), digest, st.size, what) : (createReadStream(path) as Readable)),
+        open: async () =>
+          digest ? verified(createReadStream(path), digest, st.size, what) : (createReadStream(path) as Readable),
       };
     }),
   );

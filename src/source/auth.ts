@@ -27,7 +27,11 @@ export function basicAuth(c: Credentials): string {
  */
 export function mayReceiveCredentials(target: URL, registry: URL): boolean {
   if (target.protocol === 'https:') return true;
-  return target.protocol === 'http:' && registry.protocol === 'http:' && target.hostname.toLowerCase() === registry.hostname.toLowerCase();
+  return (
+    target.protocol === 'http:' &&
+    registry.protocol === 'http:' &&
+    target.hostname.toLowerCase() === registry.hostname.toLowerCase()
+  );
 }
 
 const AuthEntrySchema = z
@@ -72,20 +76,32 @@ export interface CredentialOptions {
 }
 
 /** Credentials for a registry domain, or undefined to go anonymous. */
-export async function lookupCredentials(domain: string, opts: CredentialOptions = {}): Promise<Credentials | undefined> {
+export async function lookupCredentials(
+  domain: string,
+  opts: CredentialOptions = {},
+): Promise<Credentials | undefined> {
   const path = dockerConfigPath(opts.env);
   const st = await stat(path).catch(() => undefined);
   if (!st?.isFile()) return undefined;
-  if (st.size > 4 * 1024 * 1024) throw new Img2vmError('usage', `docker config ${path} is larger than 4 MiB`, 'check that file');
+  if (st.size > 4 * 1024 * 1024)
+    throw new Img2vmError('usage', `docker config ${path} is larger than 4 MiB`, 'check that file');
   let data: unknown;
   try {
     data = JSON.parse(await readFile(path, 'utf8'));
   } catch (e) {
-    throw new Img2vmError('usage', `docker config ${path} is not valid JSON: ${(e as Error).message}`, 'fix or remove that file');
+    throw new Img2vmError(
+      'usage',
+      `docker config ${path} is not valid JSON: ${(e as Error).message}`,
+      'fix or remove that file',
+    );
   }
   const parsed = ConfigSchema.safeParse(data);
   if (!parsed.success) {
-    throw new Img2vmError('usage', `docker config ${path} is invalid: ${formatZodError(parsed.error)}`, 'fix or remove that file');
+    throw new Img2vmError(
+      'usage',
+      `docker config ${path} is invalid: ${formatZodError(parsed.error)}`,
+      'fix or remove that file',
+    );
   }
   const cfg = parsed.data;
   const key = credentialKey(domain);
@@ -95,14 +111,18 @@ export async function lookupCredentials(domain: string, opts: CredentialOptions 
     const c = await fromHelper(cfg.credsStore, key, opts);
     if (c) return c;
   }
-  const entry =
-    cfg.auths?.[key] ?? Object.entries(cfg.auths ?? {}).find(([k]) => keyHost(k) === domain)?.[1];
+  const entry = cfg.auths?.[key] ?? Object.entries(cfg.auths ?? {}).find(([k]) => keyHost(k) === domain)?.[1];
   if (!entry) return undefined;
   const c: Credentials = {};
   if (entry.auth) {
     const dec = Buffer.from(entry.auth, 'base64').toString('utf8');
     const i = dec.indexOf(':');
-    if (i < 0) throw new Img2vmError('usage', `docker config ${path}: the auth of ${key} is not base64 of user:password`, `log in again: docker login ${domain}`);
+    if (i < 0)
+      throw new Img2vmError(
+        'usage',
+        `docker config ${path}: the auth of ${key} is not base64 of user:password`,
+        `log in again: docker login ${domain}`,
+      );
     c.username = dec.slice(0, i);
     c.password = dec.slice(i + 1);
   }
@@ -113,7 +133,11 @@ export async function lookupCredentials(domain: string, opts: CredentialOptions 
   return Object.keys(c).length ? c : undefined;
 }
 
-async function fromHelper(helper: string, serverUrl: string, opts: CredentialOptions): Promise<Credentials | undefined> {
+async function fromHelper(
+  helper: string,
+  serverUrl: string,
+  opts: CredentialOptions,
+): Promise<Credentials | undefined> {
   let r;
   try {
     r = await runCredentialHelper(helper, 'get', serverUrl, { signal: opts.signal });
@@ -127,16 +151,29 @@ async function fromHelper(helper: string, serverUrl: string, opts: CredentialOpt
   if (r.exitCode !== 0) {
     const out = `${r.stdout} ${r.stderr}`.trim();
     if (/credentials not found/i.test(out)) return undefined;
-    throw new Img2vmError('usage', `credential helper docker-credential-${helper} failed for ${serverUrl}: ${out || `exit ${r.exitCode}`}`, `check it with: echo ${serverUrl} | docker-credential-${helper} get`);
+    throw new Img2vmError(
+      'usage',
+      `credential helper docker-credential-${helper} failed for ${serverUrl}: ${out || `exit ${r.exitCode}`}`,
+      `check it with: echo ${serverUrl} | docker-credential-${helper} get`,
+    );
   }
   let data: unknown;
   try {
     data = JSON.parse(r.stdout);
   } catch {
-    throw new Img2vmError('usage', `credential helper docker-credential-${helper} printed something other than JSON`, `check it with: echo ${serverUrl} | docker-credential-${helper} get`);
+    throw new Img2vmError(
+      'usage',
+      `credential helper docker-credential-${helper} printed something other than JSON`,
+      `check it with: echo ${serverUrl} | docker-credential-${helper} get`,
+    );
   }
   const out = HelperOutputSchema.safeParse(data);
-  if (!out.success) throw new Img2vmError('usage', `credential helper docker-credential-${helper} printed JSON without Secret`, 'the helper is broken');
+  if (!out.success)
+    throw new Img2vmError(
+      'usage',
+      `credential helper docker-credential-${helper} printed JSON without Secret`,
+      'the helper is broken',
+    );
   // docker's convention: the user name "<token>" marks an identity token rather than a password.
   if (out.data.Username === '<token>') return { identityToken: out.data.Secret };
   return { username: out.data.Username ?? '', password: out.data.Secret };

@@ -17,7 +17,10 @@ import { digestMismatch, hexOf, sha256, tooLarge, truncated, verified } from './
  * opens at once, O_NOFOLLOW (unless follow) so a symlink is not taken, then fstat of what was opened must be a
  * regular file (a FIFO or device is closed unread). Undefined when nothing is there.
  */
-export async function openRegularFile(path: string, follow = false): Promise<{ fh: FileHandle; size: number } | undefined> {
+export async function openRegularFile(
+  path: string,
+  follow = false,
+): Promise<{ fh: FileHandle; size: number } | undefined> {
   let fh: FileHandle;
   try {
     fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | (follow ? 0 : constants.O_NOFOLLOW));
@@ -140,7 +143,13 @@ export class BlobCache {
    * The blob, fetched by fill() once across processes when it is not in the store (whole and verified): the first
    * process fetches under the blob's lock, the others wait and then find it. Held for the scope either way.
    */
-  async fetch(digest: string, size: number, scope: Scope, lock: LockOptions, fill: (w: BlobWriter) => Promise<void>): Promise<void> {
+  async fetch(
+    digest: string,
+    size: number,
+    scope: Scope,
+    lock: LockOptions,
+    fill: (w: BlobWriter) => Promise<void>,
+  ): Promise<void> {
     const what = `blob ${digest}`;
     await this.store.ensure('blob', key(digest), {
       scope,
@@ -166,7 +175,9 @@ export class BlobCache {
   async getRef(ref: string): Promise<string | undefined> {
     try {
       const j = JSON.parse(await readFile(this.refPath(ref), 'utf8')) as { ref?: unknown; digest?: unknown };
-      return j.ref === ref && typeof j.digest === 'string' && /^sha256:[a-f0-9]{64}$/.test(j.digest) ? j.digest : undefined;
+      return j.ref === ref && typeof j.digest === 'string' && /^sha256:[a-f0-9]{64}$/.test(j.digest)
+        ? j.digest
+        : undefined;
     } catch {
       return undefined;
     }
@@ -183,7 +194,8 @@ export class BlobCache {
       try {
         const j = JSON.parse(await readFile(join(this.refs, name), 'utf8')) as { digest?: unknown };
         if (typeof j.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(j.digest)) continue;
-        if (!(await stat(this.pathOf(j.digest)).catch(() => undefined))) await rm(join(this.refs, name), { force: true });
+        if (!(await stat(this.pathOf(j.digest)).catch(() => undefined)))
+          await rm(join(this.refs, name), { force: true });
       } catch {
         /* unreadable: getRef ignores it */
       }
@@ -264,7 +276,13 @@ export class BlobWriter {
   }
 
   private writeError(e: unknown): unknown {
-    return asWriteError(e, { area: 'cache', what: this.what, path: this.cache.blobs, needBytes: this.size, needNote: 'the whole blob' });
+    return asWriteError(e, {
+      area: 'cache',
+      what: this.what,
+      path: this.cache.blobs,
+      needBytes: this.size,
+      needNote: 'the whole blob',
+    });
   }
 
   /** Starts over (a registry that cannot resume a range). */
@@ -300,6 +318,15 @@ export class BlobWriter {
 
 export function cacheError(root: string, e: unknown, needBytes?: number): Img2vmError {
   if (e instanceof Img2vmError) return e;
-  if (isNoSpace(e)) return noSpaceError({ area: 'cache', what: 'the blob cache', path: root, ...(needBytes !== undefined ? { needBytes } : {}) }, e);
-  return new Img2vmError('outputNotWritable', `cannot write the blob cache ${root}: ${(e as Error).message}`, 'free space there, fix its permissions, or set XDG_CACHE_HOME elsewhere', { cause: e });
+  if (isNoSpace(e))
+    return noSpaceError(
+      { area: 'cache', what: 'the blob cache', path: root, ...(needBytes !== undefined ? { needBytes } : {}) },
+      e,
+    );
+  return new Img2vmError(
+    'outputNotWritable',
+    `cannot write the blob cache ${root}: ${(e as Error).message}`,
+    'free space there, fix its permissions, or set XDG_CACHE_HOME elsewhere',
+    { cause: e },
+  );
 }

@@ -23,7 +23,12 @@ export interface ImportOptions {
  * has it. The archive is generated on the fly: manifest.json, the config, one file per layer
  * (compressed layers are fine: the daemon decompresses and checks each against its diff_id).
  */
-export async function importToDaemon(img: SourceImage, client: DockerClient, ctx: RunContext, o: ImportOptions = {}): Promise<string> {
+export async function importToDaemon(
+  img: SourceImage,
+  client: DockerClient,
+  ctx: RunContext,
+  o: ImportOptions = {},
+): Promise<string> {
   if (img.daemonId && (await client.inspect(img.daemonId))) return img.daemonId;
   const configBytes = img.configBytes ?? Buffer.from(JSON.stringify(img.config));
   const id = sha256(configBytes);
@@ -86,8 +91,18 @@ export async function importToDaemon(img: SourceImage, client: DockerClient, ctx
     if (first) throw first.e;
     const lines = (load as PromiseFulfilledResult<string[]>).value;
     const info = await client.inspect(`${repo}:${tag}`);
-    if (!info) throw new Img2vmError('toolFailed', `the Docker daemon did not keep the image it loaded (${lines.join('; ') || 'no output'})`, 'see the daemon log');
-    ctx.sink({ type: 'log', level: 'debug', stage: 'source', message: `loaded ${img.ref} into the Docker daemon as ${repo}:${tag} (${info.Id})` });
+    if (!info)
+      throw new Img2vmError(
+        'toolFailed',
+        `the Docker daemon did not keep the image it loaded (${lines.join('; ') || 'no output'})`,
+        'see the daemon log',
+      );
+    ctx.sink({
+      type: 'log',
+      level: 'debug',
+      stage: 'source',
+      message: `loaded ${img.ref} into the Docker daemon as ${repo}:${tag} (${info.Id})`,
+    });
     return info.Id;
   } finally {
     if (spool) await rm(spool, { recursive: true, force: true });

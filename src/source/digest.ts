@@ -9,14 +9,21 @@ export const MAX_JSON = 4 * 1024 * 1024;
 
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
 
-export const DigestSchema = z.string().regex(SHA256, 'expected a sha256 digest ("sha256:" and 64 lowercase hex digits)');
+export const DigestSchema = z
+  .string()
+  .regex(SHA256, 'expected a sha256 digest ("sha256:" and 64 lowercase hex digits)');
 
 export function isDigest(s: string): boolean {
   return SHA256.test(s);
 }
 
 export function hexOf(digest: string): string {
-  if (!SHA256.test(digest)) throw new Img2vmError('badImage', `"${digest}" is not a sha256 digest`, 'only sha256 content addresses are supported');
+  if (!SHA256.test(digest))
+    throw new Img2vmError(
+      'badImage',
+      `"${digest}" is not a sha256 digest`,
+      'only sha256 content addresses are supported',
+    );
   return digest.slice('sha256:'.length);
 }
 
@@ -35,7 +42,11 @@ export function tooLarge(what: string, limit: number): Img2vmError {
 }
 
 export function truncated(what: string, got: number, want: number): Img2vmError {
-  return new Img2vmError('badImage', `${what} is truncated: ${got} of ${want} bytes`, 'the source is incomplete; fetch or re-create it');
+  return new Img2vmError(
+    'badImage',
+    `${what} is truncated: ${got} of ${want} bytes`,
+    'the source is incomplete; fetch or re-create it',
+  );
 }
 
 /** Checks bytes in hand against their content address. */
@@ -96,7 +107,11 @@ export async function readLimited(src: AsyncIterable<Buffer | string>, limit: nu
     n += b.length;
     if (n > limit) {
       (src as Partial<Readable>).destroy?.();
-      throw new Img2vmError('badImage', `${what} is larger than ${limit} bytes`, 'refused: no genuine image document is that large');
+      throw new Img2vmError(
+        'badImage',
+        `${what} is larger than ${limit} bytes`,
+        'refused: no genuine image document is that large',
+      );
     }
     parts.push(b);
   }

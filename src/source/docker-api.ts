@@ -27,7 +27,11 @@ export function dockerEndpoint(env: NodeJS.ProcessEnv = process.env): DockerEndp
 export function imagePath(name: string): string {
   const parts = name.split('/');
   if (!name || /[\x00-\x1f\x7f]/.test(name) || parts.some((p) => p === '' || p === '.' || p === '..')) {
-    throw new Img2vmError('usage', `invalid image name for the Docker daemon: ${JSON.stringify(name)}`, 'give a name like debian:12, registry.lan/team/app:v1 or an image id');
+    throw new Img2vmError(
+      'usage',
+      `invalid image name for the Docker daemon: ${JSON.stringify(name)}`,
+      'give a name like debian:12, registry.lan/team/app:v1 or an image id',
+    );
   }
   return parts.map(encodeURIComponent).join('/');
 }
@@ -57,7 +61,12 @@ export class DockerClient {
     private readonly signal?: AbortSignal,
   ) {}
 
-  private raw(method: string, path: string, body?: Readable | Buffer, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+  private raw(
+    method: string,
+    path: string,
+    body?: Readable | Buffer,
+    headers: Record<string, string> = {},
+  ): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const req = httpRequest(
         { socketPath: this.endpoint.socketPath, method, path: `/v1.41${path}`, headers, signal: this.signal },
@@ -82,8 +91,7 @@ export class DockerClient {
         // pipe() leaves the request open when the body fails; the daemon would wait forever.
         body.on('error', (e) => req.destroy(e));
         body.pipe(req);
-      }
-      else req.end(body);
+      } else req.end(body);
     });
   }
 
@@ -101,7 +109,8 @@ export class DockerClient {
 
   async ping(): Promise<void> {
     const r = await this.json('GET', '/_ping');
-    if (r.status !== 200) throw new Img2vmError('daemonUnreachable', `Docker daemon answered ${r.status} to a ping`, 'check dockerd');
+    if (r.status !== 200)
+      throw new Img2vmError('daemonUnreachable', `Docker daemon answered ${r.status} to a ping`, 'check dockerd');
   }
 
   /** Inspects an image; undefined when the daemon does not have it. */
@@ -123,7 +132,10 @@ export class DockerClient {
    * Builds an image from a tar build context; the host network is used because these machines
    * have no bridge. Each line of build output goes to onLine; a build error is thrown.
    */
-  async build(context: Readable, opts: { tag: string; labels: Record<string, string>; onLine?: (l: string) => void }): Promise<void> {
+  async build(
+    context: Readable,
+    opts: { tag: string; labels: Record<string, string>; onLine?: (l: string) => void },
+  ): Promise<void> {
     const q = new URLSearchParams({
       t: opts.tag,
       networkmode: 'host',
@@ -160,7 +172,11 @@ export class DockerClient {
       }
     }
     if (error) {
-      throw new Img2vmError('buildFailed', `guest build failed: ${error.trim()}`, `last build output:\n${tail.join('\n')}`);
+      throw new Img2vmError(
+        'buildFailed',
+        `guest build failed: ${error.trim()}`,
+        `last build output:\n${tail.join('\n')}`,
+      );
     }
   }
 
@@ -171,8 +187,9 @@ export class DockerClient {
   async removeContainer(id: string, waitMs = 30_000): Promise<void> {
     const path = `/containers/${encodeURIComponent(id)}`;
     const r = await this.json('DELETE', `${path}?force=1&v=1`);
-    if (r.status !== 204 && r.status !== 404 && r.status !== 409) throw apiError('remove container', id, r.status, r.body);
-    for (const t0 = Date.now(); Date.now() - t0 < waitMs; ) {
+    if (r.status !== 204 && r.status !== 404 && r.status !== 409)
+      throw apiError('remove container', id, r.status, r.body);
+    for (const t0 = Date.now(); Date.now() - t0 < waitMs;) {
       if ((await this.json('GET', `${path}/json`)).status === 404) return;
       await new Promise((res) => setTimeout(res, 100));
       await this.json('DELETE', `${path}?force=1&v=1`);
@@ -201,7 +218,8 @@ export class DockerClient {
         lines.push(line.trim());
         continue;
       }
-      if (msg.error || msg.errorDetail) throw apiError('load image', 'archive', 200, msg.errorDetail?.message ?? msg.error);
+      if (msg.error || msg.errorDetail)
+        throw apiError('load image', 'archive', 200, msg.errorDetail?.message ?? msg.error);
       if (msg.stream?.trim()) lines.push(msg.stream.trim());
     }
     return lines;
@@ -209,7 +227,16 @@ export class DockerClient {
 
   /** Creates (never starts) a container of an image, to read its file system; no network, a command that is never run. */
   async createContainer(image: string, labels: Record<string, string>): Promise<string> {
-    const body = Buffer.from(JSON.stringify({ Image: image, Entrypoint: ['/img2vm-never-run'], Cmd: [], Labels: labels, NetworkDisabled: true, HostConfig: { NetworkMode: 'none' } }));
+    const body = Buffer.from(
+      JSON.stringify({
+        Image: image,
+        Entrypoint: ['/img2vm-never-run'],
+        Cmd: [],
+        Labels: labels,
+        NetworkDisabled: true,
+        HostConfig: { NetworkMode: 'none' },
+      }),
+    );
     const res = await this.raw('POST', '/containers/create', body, { 'Content-Type': 'application/json' });
     const text = await readAll(res);
     if (res.statusCode !== 201) throw apiError('create container of', image, res.statusCode ?? 0, text);
@@ -242,7 +269,6 @@ export class DockerClient {
     return r.body.map((c) => ({ id: c.Id, value: c.Labels?.[label] ?? '' }));
   }
 
-
   /** Adds a tag to an image. */
   async tag(image: string, repo: string, tag: string): Promise<void> {
     const q = new URLSearchParams({ repo, tag });
@@ -255,14 +281,22 @@ export class DockerClient {
     const q = new URLSearchParams({ fromSrc: '-', repo, tag });
     const res = await this.raw('POST', `/images/create?${q}`, tar, { 'Content-Type': 'application/x-tar' });
     const text = await readAll(res);
-    if (res.statusCode !== 200 || /"error"/.test(text)) throw apiError('import image', `${repo}:${tag}`, res.statusCode ?? 0, text);
+    if (res.statusCode !== 200 || /"error"/.test(text))
+      throw apiError('import image', `${repo}:${tag}`, res.statusCode ?? 0, text);
     return `${repo}:${tag}`;
   }
 }
 
 function apiError(what: string, name: string, status: number, body: unknown): Img2vmError {
-  const msg = typeof body === 'object' && body && 'message' in body ? String((body as { message: unknown }).message) : String(body).trim();
-  return new Img2vmError('toolFailed', `Docker daemon could not ${what} ${name} (HTTP ${status}): ${msg}`, 'see the daemon log (journalctl -u docker)');
+  const msg =
+    typeof body === 'object' && body && 'message' in body
+      ? String((body as { message: unknown }).message)
+      : String(body).trim();
+  return new Img2vmError(
+    'toolFailed',
+    `Docker daemon could not ${what} ${name} (HTTP ${status}): ${msg}`,
+    'see the daemon log (journalctl -u docker)',
+  );
 }
 
 async function readAll(s: Readable): Promise<string> {

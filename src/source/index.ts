@@ -57,7 +57,8 @@ const KNOWN = ['docker-daemon', 'docker-archive', 'docker', 'oci', 'oci-archive'
 
 /** Splits TRANSPORT:REST; a bare reference (including host:port/name:tag) has no transport. */
 export function parseSourceRef(ref: string): ParsedSource {
-  if (!ref.trim()) throw new Img2vmError('usage', 'the image reference is empty', 'give an image, e.g. debian:bookworm');
+  if (!ref.trim())
+    throw new Img2vmError('usage', 'the image reference is empty', 'give an image, e.g. debian:bookworm');
   const m = /^([a-z-]+):(.*)$/s.exec(ref);
   // "docker:latest" is the image named docker; the transport is spelled docker://.
   if (m && KNOWN.includes(m[1]!) && !(m[1] === 'docker' && !m[2]!.startsWith('//'))) {
@@ -65,10 +66,16 @@ export function parseSourceRef(ref: string): ParsedSource {
     const rest = m[2]!;
     switch (transport) {
       case 'docker-daemon':
-        if (!rest) throw new Img2vmError('usage', 'docker-daemon: needs an image', 'e.g. docker-daemon:debian:bookworm');
+        if (!rest)
+          throw new Img2vmError('usage', 'docker-daemon: needs an image', 'e.g. docker-daemon:debian:bookworm');
         return { transport, target: rest };
       case 'docker-archive':
-        if (!rest) throw new Img2vmError('usage', 'docker-archive: needs a file', 'e.g. docker-archive:image.tar (made by docker save)');
+        if (!rest)
+          throw new Img2vmError(
+            'usage',
+            'docker-archive: needs a file',
+            'e.g. docker-archive:image.tar (made by docker save)',
+          );
         return { transport, target: rest };
       case 'docker': {
         const target = rest.slice(2);
@@ -81,12 +88,22 @@ export function parseSourceRef(ref: string): ParsedSource {
         const i = rest.indexOf(':');
         const target = i < 0 ? rest : rest.slice(0, i);
         const tag = i < 0 ? '' : rest.slice(i + 1);
-        if (!target) throw new Img2vmError('usage', `${transport}: needs a ${transport === 'oci' ? 'directory' : 'file'}`, `e.g. ${transport}:${transport === 'oci' ? 'layout-dir' : 'image.tar'}:TAG`);
+        if (!target)
+          throw new Img2vmError(
+            'usage',
+            `${transport}: needs a ${transport === 'oci' ? 'directory' : 'file'}`,
+            `e.g. ${transport}:${transport === 'oci' ? 'layout-dir' : 'image.tar'}:TAG`,
+          );
         return tag ? { transport, target, tag } : { transport, target };
       }
     }
   }
-  if (/\s/.test(ref)) throw new Img2vmError('usage', `"${ref}" is not a valid image reference`, 'references have no spaces, e.g. debian:bookworm');
+  if (/\s/.test(ref))
+    throw new Img2vmError(
+      'usage',
+      `"${ref}" is not a valid image reference`,
+      'references have no spaces, e.g. debian:bookworm',
+    );
   return { transport: 'docker-daemon', target: ref, bare: true };
 }
 
@@ -98,8 +115,18 @@ export interface Resolved {
 
 function resolveOptions(o: OpenSourceOptions): Resolved {
   const pull = o.pull ?? 'missing';
-  if (!PULL_POLICIES.includes(pull)) throw new Img2vmError('usage', `--pull ${String(pull)} is not one of ${PULL_POLICIES.join(', ')}`, 'e.g. --pull missing');
-  const platform = o.platform === undefined ? defaultPlatform() : typeof o.platform === 'string' ? parsePlatform(o.platform) : o.platform;
+  if (!PULL_POLICIES.includes(pull))
+    throw new Img2vmError(
+      'usage',
+      `--pull ${String(pull)} is not one of ${PULL_POLICIES.join(', ')}`,
+      'e.g. --pull missing',
+    );
+  const platform =
+    o.platform === undefined
+      ? defaultPlatform()
+      : typeof o.platform === 'string'
+        ? parsePlatform(o.platform)
+        : o.platform;
   return { pull, platform, platformExplicit: o.platform !== undefined };
 }
 
@@ -108,7 +135,12 @@ function resolveOptions(o: OpenSourceOptions): Resolved {
  * scope removes); registry blobs go to the shared cache and are read from there. The returned image's
  * `transport` says where it came from, and `daemonId` is set when it is in the Docker daemon.
  */
-export async function openSource(ref: string, ctx: RunContext, docker?: DockerClient, options: OpenSourceOptions = {}): Promise<SourceImage> {
+export async function openSource(
+  ref: string,
+  ctx: RunContext,
+  docker?: DockerClient,
+  options: OpenSourceOptions = {},
+): Promise<SourceImage> {
   const src = parseSourceRef(ref);
   const r = resolveOptions(options);
   let client = docker;

@@ -15,7 +15,12 @@ export const MediaType = {
 } as const;
 
 /** What we ask registries for, best first; schema 1 is left out on purpose so a registry converts or refuses. */
-export const MANIFEST_ACCEPT = [MediaType.ociIndex, MediaType.dockerList, MediaType.ociManifest, MediaType.dockerManifest].join(', ');
+export const MANIFEST_ACCEPT = [
+  MediaType.ociIndex,
+  MediaType.dockerList,
+  MediaType.ociManifest,
+  MediaType.dockerManifest,
+].join(', ');
 
 const INDEX_TYPES = new Set<string>([MediaType.ociIndex, MediaType.dockerList]);
 const MANIFEST_TYPES = new Set<string>([MediaType.ociManifest, MediaType.dockerManifest]);
@@ -72,7 +77,11 @@ export function parseJson(bytes: Buffer, what: string): unknown {
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch (e) {
-    throw new Img2vmError('badImage', `${what} is not valid JSON: ${(e as Error).message}`, 'the image source is corrupt or not an image');
+    throw new Img2vmError(
+      'badImage',
+      `${what} is not valid JSON: ${(e as Error).message}`,
+      'the image source is corrupt or not an image',
+    );
   }
 }
 
@@ -89,7 +98,11 @@ export function formatZodError(e: z.ZodError): string {
 export function validate<T extends z.ZodType>(schema: T, data: unknown, what: string): z.infer<T> {
   const r = schema.safeParse(data);
   if (!r.success) {
-    throw new Img2vmError('badImage', `${what} is invalid: ${formatZodError(r.error)}`, 'the image source is corrupt or not a container image');
+    throw new Img2vmError(
+      'badImage',
+      `${what} is invalid: ${formatZodError(r.error)}`,
+      'the image source is corrupt or not a container image',
+    );
   }
   return r.data;
 }
@@ -98,7 +111,11 @@ export function validate<T extends z.ZodType>(schema: T, data: unknown, what: st
 export function parseDocument(bytes: Buffer, what: string, contentType?: string): Document {
   const data = parseJson(bytes, what);
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new Img2vmError('badImage', `${what} is not a JSON object`, 'the image source is corrupt or not a container image');
+    throw new Img2vmError(
+      'badImage',
+      `${what} is not a JSON object`,
+      'the image source is corrupt or not a container image',
+    );
   }
   const obj = data as Record<string, unknown>;
   const header = contentType?.split(';')[0]?.trim();
@@ -118,23 +135,36 @@ export function parseDocument(bytes: Buffer, what: string, contentType?: string)
     checkImageManifest(manifest, what);
     return { kind: 'manifest', manifest };
   }
-  throw new Img2vmError('badImage', `${what} has media type ${mt ?? '(none)'}, which is not an image index or manifest`, 'the reference names something other than a container image');
+  throw new Img2vmError(
+    'badImage',
+    `${what} has media type ${mt ?? '(none)'}, which is not an image index or manifest`,
+    'the reference names something other than a container image',
+  );
 }
 
 export function isIndexType(mediaType: string): boolean {
   return INDEX_TYPES.has(mediaType);
 }
 
-const LAYER_TYPE = /^application\/vnd\.(oci\.image\.layer\.(nondistributable\.)?v1\.tar|docker\.image\.rootfs\.(foreign\.)?diff\.tar)(\.gzip|\+gzip|\+zstd)?$/;
+const LAYER_TYPE =
+  /^application\/vnd\.(oci\.image\.layer\.(nondistributable\.)?v1\.tar|docker\.image\.rootfs\.(foreign\.)?diff\.tar)(\.gzip|\+gzip|\+zstd)?$/;
 
 /** Refuses artifacts (Helm charts, signatures, attestations) that are manifests but not images. */
 function checkImageManifest(m: ImageManifest, what: string): void {
   if (!CONFIG_TYPES.has(m.config.mediaType)) {
-    throw new Img2vmError('badImage', `${what} has a config of type ${m.config.mediaType}: not a container image`, 'the reference names an artifact, not an image');
+    throw new Img2vmError(
+      'badImage',
+      `${what} has a config of type ${m.config.mediaType}: not a container image`,
+      'the reference names an artifact, not an image',
+    );
   }
   for (const l of m.layers) {
     if (!LAYER_TYPE.test(l.mediaType)) {
-      throw new Img2vmError('badImage', `${what} has a layer ${l.digest} of unsupported type ${l.mediaType}`, 'only tar layers (plain, gzip, zstd) are supported');
+      throw new Img2vmError(
+        'badImage',
+        `${what} has a layer ${l.digest} of unsupported type ${l.mediaType}`,
+        'only tar layers (plain, gzip, zstd) are supported',
+      );
     }
   }
 }

@@ -36,7 +36,11 @@ export function defaultPlatform(arch: string = process.arch): Platform {
 export function parsePlatform(s: string): Platform {
   const parts = s.trim().toLowerCase().split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[a-z0-9._-]+$/.test(p))) {
-    throw new Img2vmError('usage', `--platform "${s}" is not os/arch[/variant]`, 'e.g. --platform linux/amd64 or linux/arm64/v8');
+    throw new Img2vmError(
+      'usage',
+      `--platform "${s}" is not os/arch[/variant]`,
+      'e.g. --platform linux/amd64 or linux/arm64/v8',
+    );
   }
   const [os, arch, variant] = parts as [string, string, string | undefined];
   const alias = ARCH_ALIASES[arch];
@@ -56,7 +60,10 @@ function variantOf(p: { architecture: string; variant?: string | undefined | nul
   return undefined;
 }
 
-export function platformMatches(have: { os?: string | undefined; architecture?: string | undefined; variant?: string | undefined | null }, want: Platform): boolean {
+export function platformMatches(
+  have: { os?: string | undefined; architecture?: string | undefined; variant?: string | undefined | null },
+  want: Platform,
+): boolean {
   if (have.os !== want.os || have.architecture !== want.architecture) return false;
   if (!want.variant) return true;
   return variantOf({ architecture: have.architecture, variant: have.variant }) === variantOf(want);
@@ -70,7 +77,11 @@ export function selectPlatform(manifests: Descriptor[], want: Platform, what: st
     const dflt = candidates.find((d) => variantOf(d.platform!) === variantOf(want));
     return dflt ?? candidates[0]!;
   }
-  const have = [...new Set(manifests.filter((d) => d.platform && d.platform.os !== 'unknown').map((d) => formatPlatform(d.platform!)))];
+  const have = [
+    ...new Set(
+      manifests.filter((d) => d.platform && d.platform.os !== 'unknown').map((d) => formatPlatform(d.platform!)),
+    ),
+  ];
   throw new Img2vmError(
     'imageNotFound',
     `${what} has no image for ${formatPlatform(want)}`,

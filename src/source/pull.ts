@@ -35,13 +35,20 @@ function debug(ctx: RunContext, message: string): void {
 }
 
 export function makeClient(ref: DockerReference, p: PullContext): RegistryClient {
-  const insecure = isLoopbackRegistry(ref.domain) || p.insecureRegistries.some((r) => r.replace(/^https?:\/\//, '').replace(/\/+$/, '') === ref.domain);
+  const insecure =
+    isLoopbackRegistry(ref.domain) ||
+    p.insecureRegistries.some((r) => r.replace(/^https?:\/\//, '').replace(/\/+$/, '') === ref.domain);
   return new RegistryClient({
     domain: ref.domain,
     plainHttp: insecure,
     signal: p.ctx.signal,
     log: (m) => debug(p.ctx, m),
-    credentials: () => lookupCredentials(ref.domain, { env: p.env, signal: p.ctx.signal, warn: (m) => p.ctx.sink({ type: 'log', level: 'warn', stage: 'source', message: m }) }),
+    credentials: () =>
+      lookupCredentials(ref.domain, {
+        env: p.env,
+        signal: p.ctx.signal,
+        warn: (m) => p.ctx.sink({ type: 'log', level: 'warn', stage: 'source', message: m }),
+      }),
     ...p.registry,
   });
 }
@@ -56,7 +63,12 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
   let client: RegistryClient | undefined;
   const registry = (): RegistryClient => {
     if (p.pull === 'never') {
-      throw new RegistryError('notFound', 'imageNotFound', `${name} is not (completely) in the local cache, and --pull never forbids the registry`, 'pull it once with --pull missing, or use a local source');
+      throw new RegistryError(
+        'notFound',
+        'imageNotFound',
+        `${name} is not (completely) in the local cache, and --pull never forbids the registry`,
+        'pull it once with --pull missing, or use a local source',
+      );
     }
     return (client ??= makeClient(ref, p));
   };
@@ -79,7 +91,8 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
     const got = await registry().getManifest(repo, reference);
     const digest = sha256(got.bytes);
     if (ref.digest && digest !== ref.digest) throw digestMismatch(`manifest ${name}`, ref.digest, digest);
-    if (got.digest && /^sha256:/.test(got.digest) && got.digest !== digest) throw digestMismatch(`manifest ${name} (Docker-Content-Digest)`, got.digest, digest);
+    if (got.digest && /^sha256:/.test(got.digest) && got.digest !== digest)
+      throw digestMismatch(`manifest ${name} (Docker-Content-Digest)`, got.digest, digest);
     top = got;
     topDigest = digest;
     await hold(digest);
@@ -105,17 +118,37 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
 
   // The config.
   const cfgDesc = manifest.config;
-  if (cfgDesc.size > MAX_JSON) throw new Img2vmError('badImage', `the image config of ${name} declares ${cfgDesc.size} bytes; more than ${MAX_JSON} is refused`, 'the image is hostile or broken');
+  if (cfgDesc.size > MAX_JSON)
+    throw new Img2vmError(
+      'badImage',
+      `the image config of ${name} declares ${cfgDesc.size} bytes; more than ${MAX_JSON} is refused`,
+      'the image is hostile or broken',
+    );
   await hold(cfgDesc.digest);
   let configBytes = await p.cache.read(cfgDesc.digest, MAX_JSON);
   if (!configBytes) {
     await fetchBlob(registry(), repo, cfgDesc, p, () => {});
     configBytes = await p.cache.read(cfgDesc.digest, MAX_JSON);
-    if (!configBytes) throw new Img2vmError('badImage', `the image config ${cfgDesc.digest} vanished from the cache`, 'try again');
+    if (!configBytes)
+      throw new Img2vmError('badImage', `the image config ${cfgDesc.digest} vanished from the cache`, 'try again');
   }
-  const config = validate(ImageConfigSchema, parseJson(configBytes, `image config ${cfgDesc.digest}`), `image config ${cfgDesc.digest}`);
-  if (p.platformExplicit && !platformMatches({ os: config.os, architecture: config.architecture, variant: (config as { variant?: string }).variant }, p.platform)) {
-    throw new Img2vmError('imageNotFound', `${name} is ${config.os}/${config.architecture}, not ${formatPlatform(p.platform)}`, 'choose its platform with --platform, or another image');
+  const config = validate(
+    ImageConfigSchema,
+    parseJson(configBytes, `image config ${cfgDesc.digest}`),
+    `image config ${cfgDesc.digest}`,
+  );
+  if (
+    p.platformExplicit &&
+    !platformMatches(
+      { os: config.os, architecture: config.architecture, variant: (config as { variant?: string }).variant },
+      p.platform,
+    )
+  ) {
+    throw new Img2vmError(
+      'imageNotFound',
+      `${name} is ${config.os}/${config.architecture}, not ${formatPlatform(p.platform)}`,
+      'choose its platform with --platform, or another image',
+    );
   }
 
   // The layers, three at a time, each only once it is verified in the cache.
@@ -130,17 +163,45 @@ export async function openRegistryImage(ref: DockerReference, original: string, 
     const c = registry();
     const total = missing.reduce((s, l) => s + l.size, 0);
     const t0 = performance.now();
-    const bar = progress(p.ctx.sink, 'source', 'bytes', total, `${missing.length} layer${missing.length === 1 ? '' : 's'}`);
+    const bar = progress(
+      p.ctx.sink,
+      'source',
+      'bytes',
+      total,
+      `${missing.length} layer${missing.length === 1 ? '' : 's'}`,
+    );
     try {
-      await mapLimit(missing, PARALLEL, p.ctx.signal, (l, signal) => fetchBlob(c, repo, l, p, progressReporter(p.ctx, l, (n) => bar.add(n)), signal));
+      await mapLimit(missing, PARALLEL, p.ctx.signal, (l, signal) =>
+        fetchBlob(
+          c,
+          repo,
+          l,
+          p,
+          progressReporter(p.ctx, l, (n) => bar.add(n)),
+          signal,
+        ),
+      );
     } catch (e) {
       // What the user must make room for is every layer still missing, not the rest of the one that failed.
-      if (isNoSpace(e)) throw noSpaceError({ area: 'cache', what: `the layers of ${name}`, path: p.cache.blobs, needBytes: total, needNote: `${missing.length} layer${missing.length === 1 ? '' : 's'} not cached yet` }, e);
+      if (isNoSpace(e))
+        throw noSpaceError(
+          {
+            area: 'cache',
+            what: `the layers of ${name}`,
+            path: p.cache.blobs,
+            needBytes: total,
+            needNote: `${missing.length} layer${missing.length === 1 ? '' : 's'} not cached yet`,
+          },
+          e,
+        );
       throw e;
     }
     bar.end();
     const s = (performance.now() - t0) / 1000;
-    debug(p.ctx, `${name}: pulled ${missing.length} layer(s), ${mb(total)} in ${s.toFixed(1)} s (${(total / 1e6 / Math.max(s, 0.001)).toFixed(1)} MB/s)`);
+    debug(
+      p.ctx,
+      `${name}: pulled ${missing.length} layer(s), ${mb(total)} in ${s.toFixed(1)} s (${(total / 1e6 / Math.max(s, 0.001)).toFixed(1)} MB/s)`,
+    );
   } else if (manifest.layers.length) {
     debug(p.ctx, `${name}: all ${manifest.layers.length} layer(s) in the cache`);
   }
@@ -167,23 +228,48 @@ export async function resolveManifest(
   for (let depth = 0; ; depth++) {
     const parsed = parseDocument(doc.bytes, `manifest ${digest} of ${name}`, doc.contentType);
     if (parsed.kind === 'manifest') return { manifest: parsed.manifest, digest };
-    if (depth >= MAX_NESTING) throw new Img2vmError('badImage', `${name}: indexes nested more than ${MAX_NESTING} deep`, 'the image is hostile or broken');
+    if (depth >= MAX_NESTING)
+      throw new Img2vmError(
+        'badImage',
+        `${name}: indexes nested more than ${MAX_NESTING} deep`,
+        'the image is hostile or broken',
+      );
     // A lone entry without a platform (a nested index, say) is descended into whatever the platform.
-    const only = parsed.index.manifests.length === 1 && !parsed.index.manifests[0]!.platform ? parsed.index.manifests[0] : undefined;
+    const only =
+      parsed.index.manifests.length === 1 && !parsed.index.manifests[0]!.platform
+        ? parsed.index.manifests[0]
+        : undefined;
     const d = only ?? selectPlatform(parsed.index.manifests, p.platform, name);
-    if (d.size > MAX_JSON) throw new Img2vmError('badImage', `${name}: manifest ${d.digest} declares ${d.size} bytes; more than ${MAX_JSON} is refused`, 'the image is hostile or broken');
+    if (d.size > MAX_JSON)
+      throw new Img2vmError(
+        'badImage',
+        `${name}: manifest ${d.digest} declares ${d.size} bytes; more than ${MAX_JSON} is refused`,
+        'the image is hostile or broken',
+      );
     doc = await fetch(d);
     digest = d.digest;
   }
 }
 
 /** Fetches a blob into the cache once across processes: under its lock, unless a holder has fetched it meanwhile. */
-async function fetchBlob(c: RegistryClient, repo: string, d: Descriptor, p: PullContext, onProgress: (n: number) => void, signal?: AbortSignal): Promise<void> {
+async function fetchBlob(
+  c: RegistryClient,
+  repo: string,
+  d: Descriptor,
+  p: PullContext,
+  onProgress: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<void> {
   const sig = signal ?? p.ctx.signal;
-  const onWait = (pid: number) => debug(p.ctx, `blob ${d.digest.slice(7, 19)}: waiting for img2vm process ${pid}, which is fetching it`);
-  await p.cache.fetch(d.digest, d.size, p.ctx.scope, { signal: sig, onWait }, (w) => c.downloadBlob(repo, d.digest, w, onProgress, sig)).catch((e) => {
-    throw sig.aborted ? sig.reason : cacheError(p.cache.root, e, d.size);
-  });
+  const onWait = (pid: number) =>
+    debug(p.ctx, `blob ${d.digest.slice(7, 19)}: waiting for img2vm process ${pid}, which is fetching it`);
+  await p.cache
+    .fetch(d.digest, d.size, p.ctx.scope, { signal: sig, onWait }, (w) =>
+      c.downloadBlob(repo, d.digest, w, onProgress, sig),
+    )
+    .catch((e) => {
+      throw sig.aborted ? sig.reason : cacheError(p.cache.root, e, d.size);
+    });
 }
 
 function mb(n: number): string {
@@ -210,7 +296,12 @@ function progressReporter(ctx: RunContext, l: Descriptor, add: (delta: number) =
 }
 
 /** Runs fn over items, limit at a time; the first failure cancels the others and is thrown. */
-export async function mapLimit<T>(items: readonly T[], limit: number, parent: AbortSignal | undefined, fn: (item: T, signal: AbortSignal) => Promise<void>): Promise<void> {
+export async function mapLimit<T>(
+  items: readonly T[],
+  limit: number,
+  parent: AbortSignal | undefined,
+  fn: (item: T, signal: AbortSignal) => Promise<void>,
+): Promise<void> {
   const ac = new AbortController();
   const signal = parent ? AbortSignal.any([parent, ac.signal]) : ac.signal;
   let next = 0;

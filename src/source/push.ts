@@ -49,12 +49,23 @@ class Pusher {
     this.base = client.base;
   }
 
-  private request(method: string, url: URL, headers: Record<string, string> = {}, body?: RequestBody, retry = true): Promise<IncomingMessage> {
+  private request(
+    method: string,
+    url: URL,
+    headers: Record<string, string> = {},
+    body?: RequestBody,
+    retry = true,
+  ): Promise<IncomingMessage> {
     return this.client.request(method, url, this.repo, headers, this.ctx.signal, { body, push: true, retry });
   }
 
   refused(detail: string, cause?: unknown): Img2vmError {
-    return new Img2vmError('usage', `registry ${this.domain} refused the push to ${this.repo}: ${detail}`, `log in with docker login ${this.domain}, or check the repository name`, { cause });
+    return new Img2vmError(
+      'usage',
+      `registry ${this.domain} refused the push to ${this.repo}: ${detail}`,
+      `log in with docker login ${this.domain}, or check the repository name`,
+      { cause },
+    );
   }
 
   /** The error for a final non-success answer, with what the registry said. */
@@ -62,7 +73,11 @@ class Pusher {
     const status = res.statusCode ?? 0;
     const detail = await errorDetail(res);
     if (status === 401 || status === 403) return this.refused(`${what}: HTTP ${status}${detail ? ` (${detail})` : ''}`);
-    return new Img2vmError('toolFailed', `registry ${this.domain} failed ${what} of ${this.repo}: HTTP ${status}${detail ? ` (${detail})` : ''}`, 'check the registry and its logs; try again');
+    return new Img2vmError(
+      'toolFailed',
+      `registry ${this.domain} failed ${what} of ${this.repo}: HTTP ${status}${detail ? ` (${detail})` : ''}`,
+      'check the registry and its logs; try again',
+    );
   }
 
   /** The registry client's errors, said as push errors: a refusal is the user's to fix (log in), the rest a failure. */
@@ -87,28 +102,57 @@ class Pusher {
   async uploadBlob(b: PushBlob): Promise<void> {
     const body: RequestBody = b.bytes ?? (() => createReadStream(b.path!));
     for (let attempt = 1; ; attempt++) {
-      const start = await this.request('POST', new URL(`/v2/${this.repo}/blobs/uploads/`, this.base), { 'Content-Length': '0' }, Buffer.alloc(0));
+      const start = await this.request(
+        'POST',
+        new URL(`/v2/${this.repo}/blobs/uploads/`, this.base),
+        { 'Content-Length': '0' },
+        Buffer.alloc(0),
+      );
       if (start.statusCode !== 202) throw await this.failure(start, `to start the upload of blob ${b.digest}`);
       start.resume();
       const loc = start.headers.location;
-      if (!loc) throw new Img2vmError('toolFailed', `registry ${this.domain} started an upload without a Location`, 'the registry is misconfigured');
+      if (!loc)
+        throw new Img2vmError(
+          'toolFailed',
+          `registry ${this.domain} started an upload without a Location`,
+          'the registry is misconfigured',
+        );
       let url: URL;
       try {
         url = new URL(loc, this.base);
       } catch {
-        throw new Img2vmError('toolFailed', `registry ${this.domain} answered an invalid upload Location`, 'the registry is misconfigured or hostile');
+        throw new Img2vmError(
+          'toolFailed',
+          `registry ${this.domain} answered an invalid upload Location`,
+          'the registry is misconfigured or hostile',
+        );
       }
       if (url.origin !== this.base.origin) {
-        throw new Img2vmError('toolFailed', `registry ${this.domain} sent the upload to another host (${url.origin})`, 'the registry is misconfigured or hostile; img2vm sends credentials and data only to the registry itself');
+        throw new Img2vmError(
+          'toolFailed',
+          `registry ${this.domain} sent the upload to another host (${url.origin})`,
+          'the registry is misconfigured or hostile; img2vm sends credentials and data only to the registry itself',
+        );
       }
       url.search = `${url.search ? `${url.search}&` : '?'}digest=${encodeURIComponent(b.digest)}`;
       let res: IncomingMessage;
       try {
-        res = await this.request('PUT', url, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(b.size) }, body, false);
+        res = await this.request(
+          'PUT',
+          url,
+          { 'Content-Type': 'application/octet-stream', 'Content-Length': String(b.size) },
+          body,
+          false,
+        );
       } catch (e) {
         const cause = (e as Error).cause;
         if (e instanceof RegistryError && isRetryable(cause) && attempt < TRIES && !this.ctx.signal.aborted) {
-          await this.client.backoff(attempt, undefined, `${(cause as Error).message} uploading ${b.digest}`, this.ctx.signal);
+          await this.client.backoff(
+            attempt,
+            undefined,
+            `${(cause as Error).message} uploading ${b.digest}`,
+            this.ctx.signal,
+          );
           continue;
         }
         throw e;
@@ -129,13 +173,22 @@ class Pusher {
 
   async putManifest(tag: string, m: PushManifest): Promise<string> {
     const url = new URL(`/v2/${this.repo}/manifests/${tag}`, this.base);
-    const res = await this.request('PUT', url, { 'Content-Type': m.mediaType, 'Content-Length': String(m.bytes.length) }, m.bytes);
+    const res = await this.request(
+      'PUT',
+      url,
+      { 'Content-Type': m.mediaType, 'Content-Length': String(m.bytes.length) },
+      m.bytes,
+    );
     if (res.statusCode !== 201) throw await this.failure(res, `the manifest upload`);
     res.resume();
     const want = sha256(m.bytes);
     const got = res.headers['docker-content-digest'];
     if (typeof got === 'string' && got.trim() && got.trim() !== want) {
-      throw new Img2vmError('toolFailed', `registry ${this.domain} stored the manifest of ${this.repo}:${tag} as ${got.trim()}, not ${want}`, 'the registry altered the manifest; check it');
+      throw new Img2vmError(
+        'toolFailed',
+        `registry ${this.domain} stored the manifest of ${this.repo}:${tag} as ${got.trim()}, not ${want}`,
+        'the registry altered the manifest; check it',
+      );
     }
     return want;
   }
@@ -145,21 +198,40 @@ class Pusher {
  * Pushes blobs (skipping those the repository already has) and then the manifest under ref's tag.
  * Returns the canonical reference and the manifest's digest.
  */
-export async function pushOciImage(ref: string, blobs: PushBlob[], manifest: PushManifest, ctx: RunContext, opts: PushOptions = {}): Promise<{ ref: string; digest: string }> {
+export async function pushOciImage(
+  ref: string,
+  blobs: PushBlob[],
+  manifest: PushManifest,
+  ctx: RunContext,
+  opts: PushOptions = {},
+): Promise<{ ref: string; digest: string }> {
   const r = parseDockerReference(ref);
-  if (r.digest) throw new Img2vmError('usage', `--push ${ref}: a push needs a tag, not a digest`, 'give a reference like registry.example:5000/team/disk:1.0');
+  if (r.digest)
+    throw new Img2vmError(
+      'usage',
+      `--push ${ref}: a push needs a tag, not a digest`,
+      'give a reference like registry.example:5000/team/disk:1.0',
+    );
   const tag = r.tag ?? 'latest';
-  const insecure = isLoopbackRegistry(r.domain) || (opts.insecureRegistries ?? []).some((x) => x.replace(/^https?:\/\//, '').replace(/\/+$/, '') === r.domain);
+  const insecure =
+    isLoopbackRegistry(r.domain) ||
+    (opts.insecureRegistries ?? []).some((x) => x.replace(/^https?:\/\//, '').replace(/\/+$/, '') === r.domain);
   for (const b of blobs) {
     if (!isDigest(b.digest)) throw new Img2vmError('internal', `blob digest "${b.digest}" is not a sha256 digest`);
     if (!b.bytes && !b.path) throw new Img2vmError('internal', `blob ${b.digest} has neither bytes nor a path`);
     const size = b.bytes ? b.bytes.length : (await stat(b.path!)).size;
-    if (size !== b.size) throw new Img2vmError('internal', `blob ${b.digest} is ${size} bytes, not the ${b.size} declared`);
+    if (size !== b.size)
+      throw new Img2vmError('internal', `blob ${b.digest} is ${size} bytes, not the ${b.size} declared`);
   }
   const client = new RegistryClient({
     domain: r.domain,
     plainHttp: !!insecure,
-    credentials: () => lookupCredentials(r.domain, { env: opts.env, signal: ctx.signal, warn: (message) => ctx.sink({ type: 'log', level: 'warn', stage: 'output', message }) }),
+    credentials: () =>
+      lookupCredentials(r.domain, {
+        env: opts.env,
+        signal: ctx.signal,
+        warn: (message) => ctx.sink({ type: 'log', level: 'warn', stage: 'output', message }),
+      }),
     signal: ctx.signal,
     log: (message) => ctx.sink({ type: 'log', level: 'debug', stage: 'output', message }),
     tries: TRIES,

@@ -27,7 +27,11 @@ const DIGEST_RE = new RegExp(`^${DIGEST}$`);
 const MAX_NAME = 255;
 
 function invalid(s: string, why: string): Img2vmError {
-  return new Img2vmError('usage', `invalid image reference "${s}": ${why}`, 'references look like debian, debian:bookworm, registry.example:5000/team/app:1.0 or name@sha256:…');
+  return new Img2vmError(
+    'usage',
+    `invalid image reference "${s}": ${why}`,
+    'references look like debian, debian:bookworm, registry.example:5000/team/app:1.0 or name@sha256:…',
+  );
 }
 
 /** Parses and normalises a reference; errors are usage errors that say what is wrong. */
@@ -41,7 +45,8 @@ export function parseDockerReference(s: string): DockerReference {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!DIGEST_RE.test(digest)) throw invalid(s, `"${digest}" is not a digest`);
-    if (!/^sha256:[a-f0-9]{64}$/.test(digest)) throw invalid(s, `only sha256 digests (64 lowercase hex digits) are supported, not "${digest}"`);
+    if (!/^sha256:[a-f0-9]{64}$/.test(digest))
+      throw invalid(s, `only sha256 digests (64 lowercase hex digits) are supported, not "${digest}"`);
   }
   let tag: string | undefined;
   const colon = rest.lastIndexOf(':');
@@ -85,7 +90,8 @@ export function canonicalReference(r: DockerReference): string {
 /** The name docker shows: debian:latest rather than docker.io/library/debian:latest. */
 export function familiarReference(r: DockerReference): string {
   let name = `${r.domain}/${r.path}`;
-  if (r.domain === 'docker.io') name = r.path.startsWith('library/') && r.path.indexOf('/', 8) < 0 ? r.path.slice(8) : r.path;
+  if (r.domain === 'docker.io')
+    name = r.path.startsWith('library/') && r.path.indexOf('/', 8) < 0 ? r.path.slice(8) : r.path;
   return `${name}${r.tag ? `:${r.tag}` : ''}${r.digest ? `@${r.digest}` : ''}`;
 }
 

@@ -25,7 +25,16 @@ export interface Challenge {
 }
 
 // DNS failures (ENOTFOUND, EAI_AGAIN) are not retried: without a network they would only delay the error.
-const RETRYABLE = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETRESET']);
+const RETRYABLE = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+  'EHOSTUNREACH',
+  'ENETRESET',
+]);
 
 export function isRetryable(e: unknown): boolean {
   if (e instanceof Img2vmError) return false;
@@ -77,7 +86,7 @@ export function parseChallenges(header: string): Challenge[] {
       cur = { scheme: m[1].toLowerCase(), params: {} };
       out.push(cur);
     } else if (m[2] && cur) {
-      cur.params[m[2].toLowerCase()] = m[3] !== undefined ? m[3].replace(/\\(.)/g, '$1') : m[4] ?? '';
+      cur.params[m[2].toLowerCase()] = m[3] !== undefined ? m[3].replace(/\\(.)/g, '$1') : (m[4] ?? '');
     }
   }
   return out;
@@ -91,11 +100,36 @@ export function networkError(e: unknown, domain: string, url: URL, signal: Abort
   const code = err.code ?? '';
   const where = `registry ${domain} (${url.origin})`;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new RegistryError('unreachable', 'imageNotFound', `cannot resolve the host of ${where}`, 'check the name and the network, or use a local source (docker-daemon:, oci:, docker-archive:)', { cause: e });
+    return new RegistryError(
+      'unreachable',
+      'imageNotFound',
+      `cannot resolve the host of ${where}`,
+      'check the name and the network, or use a local source (docker-daemon:, oci:, docker-archive:)',
+      { cause: e },
+    );
   }
-  if (code === 'ECONNREFUSED') return new RegistryError('unreachable', 'imageNotFound', `${where} refused the connection`, 'is the registry running on that port?', { cause: e });
+  if (code === 'ECONNREFUSED')
+    return new RegistryError(
+      'unreachable',
+      'imageNotFound',
+      `${where} refused the connection`,
+      'is the registry running on that port?',
+      { cause: e },
+    );
   if (code.startsWith('ERR_SSL') || code === 'EPROTO' || /certificate|SSL|TLS/i.test(err.message ?? '')) {
-    return new RegistryError('unreachable', 'imageNotFound', `TLS with ${where} failed: ${err.message}`, `if it serves plain HTTP, list it in insecureRegistries (${domain})`, { cause: e });
+    return new RegistryError(
+      'unreachable',
+      'imageNotFound',
+      `TLS with ${where} failed: ${err.message}`,
+      `if it serves plain HTTP, list it in insecureRegistries (${domain})`,
+      { cause: e },
+    );
   }
-  return new RegistryError('unreachable', 'imageNotFound', `cannot reach ${where}: ${err.message}`, 'check the network and the registry', { cause: e });
+  return new RegistryError(
+    'unreachable',
+    'imageNotFound',
+    `cannot reach ${where}: ${err.message}`,
+    'check the network and the registry',
+    { cause: e },
+  );
 }

@@ -10,7 +10,14 @@ import type { BlobWriter } from './blob-cache.js';
 import { MAX_JSON, readLimited, tooLarge, truncated } from './digest.js';
 import { formatZodError, MANIFEST_ACCEPT } from './manifest.js';
 import { apiHost } from './reference.js';
-import { errorDetail, isRetryable, networkError, parseChallenges, RegistryError, retryAfterMs } from './registry-errors.js';
+import {
+  errorDetail,
+  isRetryable,
+  networkError,
+  parseChallenges,
+  RegistryError,
+  retryAfterMs,
+} from './registry-errors.js';
 
 export { errorDetail, isRetryable, parseChallenges, RegistryError, type RegistryFailure } from './registry-errors.js';
 
@@ -79,12 +86,30 @@ export class RegistryClient {
 
   // ---- transport ----
 
-  private exchange(method: string, url: URL, headers: OutgoingHttpHeaders, body: RequestBody | undefined, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+  private exchange(
+    method: string,
+    url: URL,
+    headers: OutgoingHttpHeaders,
+    body: RequestBody | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const mod = url.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req = mod(url, { method, headers, signal, timeout: this.timeoutMs, ...(this.o.ca && url.protocol === 'https:' ? { ca: this.o.ca } : {}) }, resolve);
+      const req = mod(
+        url,
+        {
+          method,
+          headers,
+          signal,
+          timeout: this.timeoutMs,
+          ...(this.o.ca && url.protocol === 'https:' ? { ca: this.o.ca } : {}),
+        },
+        resolve,
+      );
       req.on('timeout', () => {
-        req.destroy(Object.assign(new Error(`${url.host} sent nothing for ${this.timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
+        req.destroy(
+          Object.assign(new Error(`${url.host} sent nothing for ${this.timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }),
+        );
       });
       req.on('error', reject);
       if (typeof body === 'function') {
@@ -114,20 +139,36 @@ export class RegistryClient {
       if (![301, 302, 303, 307, 308].includes(status) || !loc) return res;
       res.resume();
       if (hop >= this.maxRedirects) {
-        throw new RegistryError('protocol', 'badImage', `registry ${this.domain} redirected ${url.pathname} more than ${this.maxRedirects} times`, 'the registry is misconfigured or hostile');
+        throw new RegistryError(
+          'protocol',
+          'badImage',
+          `registry ${this.domain} redirected ${url.pathname} more than ${this.maxRedirects} times`,
+          'the registry is misconfigured or hostile',
+        );
       }
       let next: URL;
       try {
         next = new URL(loc, current);
       } catch {
-        throw new RegistryError('protocol', 'badImage', `registry ${this.domain} redirected to an invalid URL`, 'the registry is misconfigured or hostile');
+        throw new RegistryError(
+          'protocol',
+          'badImage',
+          `registry ${this.domain} redirected to an invalid URL`,
+          'the registry is misconfigured or hostile',
+        );
       }
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-        throw new RegistryError('protocol', 'badImage', `registry ${this.domain} redirected to a ${next.protocol} URL`, 'the registry is misconfigured or hostile');
+        throw new RegistryError(
+          'protocol',
+          'badImage',
+          `registry ${this.domain} redirected to a ${next.protocol} URL`,
+          'the registry is misconfigured or hostile',
+        );
       }
       if (current.protocol === 'https:' && next.protocol === 'http:') {
         throw new RegistryError(
-          'protocol', 'badImage',
+          'protocol',
+          'badImage',
           `registry ${this.domain} redirected ${current.host}${current.pathname} from HTTPS to plain HTTP (${next.origin})`,
           'img2vm does not give up TLS on a redirect; the registry is misconfigured or hostile',
         );
@@ -174,7 +215,12 @@ export class RegistryClient {
   }
 
   /** Waits before attempt `attempt + 1`: Retry-After when given, else exponential with jitter. */
-  async backoff(attempt: number, retryAfter: number | undefined, why: string, signal: AbortSignal | undefined): Promise<void> {
+  async backoff(
+    attempt: number,
+    retryAfter: number | undefined,
+    why: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const exp = Math.min(this.backoffMs * 2 ** (attempt - 1), 10_000);
     const ms = retryAfter ?? Math.round(exp * (0.75 + Math.random() / 2));
     this.o.log?.(`${this.domain}: ${why}; retrying in ${ms} ms (attempt ${attempt + 1} of ${this.tries})`);
@@ -203,8 +249,12 @@ export class RegistryClient {
   }
 
   /** Answers a 401: a bearer token from the realm (cached per scope), or basic credentials. */
-  private async authenticate(header: string | string[] | undefined, scope: string, signal: AbortSignal | undefined): Promise<void> {
-    const challenges = parseChallenges(Array.isArray(header) ? header.join(', ') : header ?? '');
+  private async authenticate(
+    header: string | string[] | undefined,
+    scope: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const challenges = parseChallenges(Array.isArray(header) ? header.join(', ') : (header ?? ''));
     const bearer = challenges.find((c) => c.scheme === 'bearer');
     const creds = await this.credentials();
     if (bearer) {
@@ -216,29 +266,54 @@ export class RegistryClient {
         realmUrl = undefined;
       }
       if (!realmUrl || (realmUrl.protocol !== 'https:' && realmUrl.protocol !== 'http:')) {
-        throw new RegistryError('protocol', 'badImage', `registry ${this.domain} sent a bearer challenge without a usable realm`, 'the registry is misconfigured');
+        throw new RegistryError(
+          'protocol',
+          'badImage',
+          `registry ${this.domain} sent a bearer challenge without a usable realm`,
+          'the registry is misconfigured',
+        );
       }
       const token = await this.fetchToken(realmUrl, bearer.params.service, scope, creds, signal);
-      this.tokens.set(scope, { header: `Bearer ${token.value}`, expires: Date.now() + Math.max(token.expiresIn - 10, 5) * 1000 });
+      this.tokens.set(scope, {
+        header: `Bearer ${token.value}`,
+        expires: Date.now() + Math.max(token.expiresIn - 10, 5) * 1000,
+      });
       return;
     }
     if (challenges.some((c) => c.scheme === 'basic')) {
       if (!creds?.username && !creds?.password) {
-        throw new RegistryError('denied', 'imageNotFound', `registry ${this.domain} requires a login`, `log in first: docker login ${this.domain}`);
+        throw new RegistryError(
+          'denied',
+          'imageNotFound',
+          `registry ${this.domain} requires a login`,
+          `log in first: docker login ${this.domain}`,
+        );
       }
       // Sent only to the registry's own origin (see send), over whatever the user chose for it.
       this.basic = basicAuth(creds);
       return;
     }
-    throw new RegistryError('denied', 'imageNotFound', `registry ${this.domain} refused access and offered no supported authentication (${String(header ?? 'no WWW-Authenticate')})`, `log in first: docker login ${this.domain}`);
+    throw new RegistryError(
+      'denied',
+      'imageNotFound',
+      `registry ${this.domain} refused access and offered no supported authentication (${String(header ?? 'no WWW-Authenticate')})`,
+      `log in first: docker login ${this.domain}`,
+    );
   }
 
-  private async fetchToken(realm: URL, service: string | undefined, scope: string, creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<{ value: string; expiresIn: number }> {
+  private async fetchToken(
+    realm: URL,
+    service: string | undefined,
+    scope: string,
+    creds: Credentials | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ value: string; expiresIn: number }> {
     if (creds?.registryToken) return { value: creds.registryToken, expiresIn: 3600 };
     const basic = creds?.username || creds?.password ? basicAuth(creds) : undefined;
     if ((creds?.identityToken || basic) && !mayReceiveCredentials(realm, this.base)) {
       throw new RegistryError(
-        'protocol', 'badImage',
+        'protocol',
+        'badImage',
         `registry ${this.domain} names ${realm.origin} as its token service: img2vm sends credentials to another host only over HTTPS`,
         `serve that token service over HTTPS, or remove the credentials for ${this.domain} from the docker config to pull anonymously`,
       );
@@ -246,9 +321,22 @@ export class RegistryClient {
     let res: IncomingMessage;
     if (creds?.identityToken) {
       // OAuth2 refresh-token grant, as docker does for identity tokens.
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'img2vm', scope });
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: creds.identityToken,
+        client_id: 'img2vm',
+        scope,
+      });
       if (service) form.set('service', service);
-      res = await this.sendRetrying('POST', realm, { 'Content-Type': 'application/x-www-form-urlencoded' }, () => undefined, realm.origin, signal, Buffer.from(form.toString()));
+      res = await this.sendRetrying(
+        'POST',
+        realm,
+        { 'Content-Type': 'application/x-www-form-urlencoded' },
+        () => undefined,
+        realm.origin,
+        signal,
+        Buffer.from(form.toString()),
+      );
     } else {
       const u = new URL(realm);
       if (service) u.searchParams.set('service', service);
@@ -258,39 +346,69 @@ export class RegistryClient {
     return this.readToken(res, realm, creds);
   }
 
-  private async readToken(res: IncomingMessage, realm: URL, creds: Credentials | undefined): Promise<{ value: string; expiresIn: number }> {
+  private async readToken(
+    res: IncomingMessage,
+    realm: URL,
+    creds: Credentials | undefined,
+  ): Promise<{ value: string; expiresIn: number }> {
     const status = res.statusCode ?? 0;
     if (status === 401 || status === 403) {
       res.resume();
       throw new RegistryError(
         'denied',
         'imageNotFound',
-        creds ? `registry ${this.domain} refused the credentials from the docker config` : `registry ${this.domain} refused an anonymous token`,
+        creds
+          ? `registry ${this.domain} refused the credentials from the docker config`
+          : `registry ${this.domain} refused an anonymous token`,
         `log in (again): docker login ${this.domain}`,
       );
     }
     if (status !== 200) {
       res.resume();
-      throw new RegistryError('protocol', 'imageNotFound', `the token service of ${this.domain} answered HTTP ${status}`, 'try again later');
+      throw new RegistryError(
+        'protocol',
+        'imageNotFound',
+        `the token service of ${this.domain} answered HTTP ${status}`,
+        'try again later',
+      );
     }
     const body = await readLimited(res, 1024 * 1024, `the token from ${realm.host}`);
     let json: unknown;
     try {
       json = JSON.parse(body.toString('utf8'));
     } catch {
-      throw new RegistryError('protocol', 'badImage', `the token service of ${this.domain} answered something other than JSON`, 'the registry is misconfigured');
+      throw new RegistryError(
+        'protocol',
+        'badImage',
+        `the token service of ${this.domain} answered something other than JSON`,
+        'the registry is misconfigured',
+      );
     }
     const t = TokenSchema.safeParse(json);
-    if (!t.success) throw new RegistryError('protocol', 'badImage', `the token service of ${this.domain} answered an invalid token: ${formatZodError(t.error)}`, 'the registry is misconfigured');
+    if (!t.success)
+      throw new RegistryError(
+        'protocol',
+        'badImage',
+        `the token service of ${this.domain} answered an invalid token: ${formatZodError(t.error)}`,
+        'the registry is misconfigured',
+      );
     return { value: (t.data.token || t.data.access_token)!, expiresIn: t.data.expires_in ?? 60 };
   }
 
   /** A request in a repository's scope (pull, or pull,push), authenticating once on a 401. */
-  async request(method: string, path: string | URL, repo: string, headers: Record<string, string> = {}, signal = this.o.signal, opts: RequestOptions = {}): Promise<IncomingMessage> {
+  async request(
+    method: string,
+    path: string | URL,
+    repo: string,
+    headers: Record<string, string> = {},
+    signal = this.o.signal,
+    opts: RequestOptions = {},
+  ): Promise<IncomingMessage> {
     const url = new URL(path, this.base);
     const scope = RegistryClient.scope(repo, opts.push);
     const tries = opts.retry === false ? 1 : this.tries;
-    const go = () => this.sendRetrying(method, url, headers, () => this.authHeader(scope), this.base.origin, signal, opts.body, tries);
+    const go = () =>
+      this.sendRetrying(method, url, headers, () => this.authHeader(scope), this.base.origin, signal, opts.body, tries);
     let res = await go();
     if (res.statusCode === 401) {
       const challenge = res.headers['www-authenticate'];
@@ -308,19 +426,43 @@ export class RegistryClient {
     const detail = await errorDetail(res);
     const said = detail ? ` (${detail})` : '';
     if (status === 401 || status === 403) {
-      return new RegistryError('denied', 'imageNotFound', `registry ${this.domain} denied access to ${what}${said}`, `the repository does not exist or needs a login: docker login ${this.domain}`);
+      return new RegistryError(
+        'denied',
+        'imageNotFound',
+        `registry ${this.domain} denied access to ${what}${said}`,
+        `the repository does not exist or needs a login: docker login ${this.domain}`,
+      );
     }
-    if (status === 404) return new RegistryError('notFound', 'imageNotFound', `${what} is not in registry ${this.domain}${said}`, 'check the name and tag');
+    if (status === 404)
+      return new RegistryError(
+        'notFound',
+        'imageNotFound',
+        `${what} is not in registry ${this.domain}${said}`,
+        'check the name and tag',
+      );
     if (status === 429 || status >= 500) {
-      return new RegistryError('unreachable', 'imageNotFound', `registry ${this.domain} answered HTTP ${status} for ${what}, ${this.tries} times${said}`, 'the registry is overloaded or failing; try again later');
+      return new RegistryError(
+        'unreachable',
+        'imageNotFound',
+        `registry ${this.domain} answered HTTP ${status} for ${what}, ${this.tries} times${said}`,
+        'the registry is overloaded or failing; try again later',
+      );
     }
-    return new RegistryError('protocol', 'imageNotFound', `registry ${this.domain} answered HTTP ${status} for ${what}${said}`, 'check the reference');
+    return new RegistryError(
+      'protocol',
+      'imageNotFound',
+      `registry ${this.domain} answered HTTP ${status} for ${what}${said}`,
+      'check the reference',
+    );
   }
 
   // ---- API ----
 
   /** Fetches a manifest or index (at most 4 MiB), retrying a body that breaks off. */
-  async getManifest(repo: string, reference: string): Promise<{ bytes: Buffer; contentType?: string; digest?: string }> {
+  async getManifest(
+    repo: string,
+    reference: string,
+  ): Promise<{ bytes: Buffer; contentType?: string; digest?: string }> {
     const what = `manifest ${repo}:${reference}`;
     for (let attempt = 1; ; attempt++) {
       const res = await this.request('GET', `/v2/${repo}/manifests/${reference}`, repo, { Accept: MANIFEST_ACCEPT });
@@ -328,12 +470,21 @@ export class RegistryClient {
       const len = Number(res.headers['content-length']);
       if (len > MAX_JSON) {
         res.destroy();
-        throw new RegistryError('protocol', 'badImage', `registry ${this.domain} sent a ${len}-byte ${what}; more than ${MAX_JSON} bytes is refused`, 'the registry is misconfigured or hostile');
+        throw new RegistryError(
+          'protocol',
+          'badImage',
+          `registry ${this.domain} sent a ${len}-byte ${what}; more than ${MAX_JSON} bytes is refused`,
+          'the registry is misconfigured or hostile',
+        );
       }
       try {
         const bytes = await readLimited(res, MAX_JSON, `${what} from ${this.domain}`);
         const dh = res.headers['docker-content-digest'];
-        return { bytes, contentType: res.headers['content-type'], digest: typeof dh === 'string' ? dh.trim() : undefined };
+        return {
+          bytes,
+          contentType: res.headers['content-type'],
+          digest: typeof dh === 'string' ? dh.trim() : undefined,
+        };
       } catch (e) {
         if (isRetryable(e) && attempt < this.tries) {
           await this.backoff(attempt, undefined, `${(e as Error).message} reading ${what}`, this.o.signal);
@@ -348,7 +499,13 @@ export class RegistryClient {
    * Downloads a blob into w, resuming with a Range request after a broken connection when the
    * registry answers 206, starting over when it answers 200. Never accepts more bytes than declared.
    */
-  async downloadBlob(repo: string, digest: string, w: BlobWriter, onProgress: (bytes: number) => void, signal = this.o.signal): Promise<void> {
+  async downloadBlob(
+    repo: string,
+    digest: string,
+    w: BlobWriter,
+    onProgress: (bytes: number) => void,
+    signal = this.o.signal,
+  ): Promise<void> {
     const what = `blob ${digest}`;
     for (let attempt = 1; ; attempt++) {
       const headers: Record<string, string> = {};
@@ -383,14 +540,24 @@ export class RegistryClient {
         }
       } catch (e) {
         if (isRetryable(e) && attempt < this.tries && !signal?.aborted) {
-          await this.backoff(attempt, undefined, `${(e as Error).message} after ${w.offset} of ${w.size} bytes of ${what}`, signal);
+          await this.backoff(
+            attempt,
+            undefined,
+            `${(e as Error).message} after ${w.offset} of ${w.size} bytes of ${what}`,
+            signal,
+          );
           continue;
         }
         throw this.networkError(e, this.base, signal);
       }
       if (w.offset < w.size) {
         if (attempt < this.tries) {
-          await this.backoff(attempt, undefined, `connection ended after ${w.offset} of ${w.size} bytes of ${what}`, signal);
+          await this.backoff(
+            attempt,
+            undefined,
+            `connection ended after ${w.offset} of ${w.size} bytes of ${what}`,
+            signal,
+          );
           continue;
         }
         throw truncated(`${what} from ${this.domain}`, w.offset, w.size);
@@ -399,4 +566,3 @@ export class RegistryClient {
     }
   }
 }
-

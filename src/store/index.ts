@@ -1,4 +1,21 @@
 // The store's interface: one content-addressed store for every kind of entry img2vm keeps between runs.
 export { treeBytes, writeRecord } from './files.js';
-export { openStore, Store, type Check, type Draft, type EnsureOptions, type StoreEntry, type StoreOptions } from './store.js';
-export { KINDS, LAYOUT, type BlobKey, type BuildKey, type DiskKey, type KernelKey, type KeyOf, type Kind } from './kinds.js';
+export {
+  openStore,
+  Store,
+  type Check,
+  type Draft,
+  type EnsureOptions,
+  type StoreEntry,
+  type StoreOptions,
+} from './store.js';
+export {
+  KINDS,
+  LAYOUT,
+  type BlobKey,
+  type BuildKey,
+  type DiskKey,
+  type KernelKey,
+  type KeyOf,
+  type Kind,
+} from './kinds.js';

@@ -182,7 +182,11 @@ export class Store {
         if (state !== 'open') throw new Error(`the draft of ${kind} ${key} was ${state} already`);
         await syncTree(path);
         if (check && !(await passes(path, check, true))) {
-          throw new Img2vmError('outputNotWritable', `the ${kind} ${key} written to ${scratch} does not read back as written`, 'the disk holding the cache may be failing: check it, or set XDG_CACHE_HOME elsewhere');
+          throw new Img2vmError(
+            'outputNotWritable',
+            `the ${kind} ${key} written to ${scratch} does not read back as written`,
+            'the disk holding the cache may be failing: check it, or set XDG_CACHE_HOME elsewhere',
+          );
         }
         const final = await this.place(kind, key, path, check);
         state = 'published';

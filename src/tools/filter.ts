@@ -107,7 +107,12 @@ export function filterThrough(tool: ToolName, argv: readonly string[], input: As
       const late = stopped as { reason: unknown } | undefined;
       if (late) throw reasonOf(late.reason);
       if (r.exitCode !== 0) {
-        const status = r.exitCode !== undefined ? `exit ${r.exitCode}` : r.signal ? `killed by ${r.signal}` : `could not start: ${r.shortMessage}`;
+        const status =
+          r.exitCode !== undefined
+            ? `exit ${r.exitCode}`
+            : r.signal
+              ? `killed by ${r.signal}`
+              : `could not start: ${r.shortMessage}`;
         throw new FilterError(tool, status, stderr);
       }
       clean = true;

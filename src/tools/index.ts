@@ -6,68 +6,68 @@ import { Img2vmError } from '../core/errors.js';
 
 /** Every host program img2vm may start, and the Debian package that provides it. */
 export const TOOLS = {
-  'mke2fs': 'e2fsprogs',
-  'e2fsck': 'e2fsprogs',
-  'debugfs': 'e2fsprogs',
-  'tune2fs': 'e2fsprogs',
+  mke2fs: 'e2fsprogs',
+  e2fsck: 'e2fsprogs',
+  debugfs: 'e2fsprogs',
+  tune2fs: 'e2fsprogs',
   'qemu-img': 'qemu-utils',
   'qemu-system-x86_64': 'qemu-system-x86',
   'grub-mkimage': 'grub-common',
   'mkfs.fat': 'dosfstools',
-  'mcopy': 'mtools',
-  'mmd': 'mtools',
-  'sfdisk': 'fdisk',
-  'setfattr': 'attr',
-  'mknod': 'coreutils',
-  'mkfifo': 'coreutils',
-  'docker': 'docker.io',
+  mcopy: 'mtools',
+  mmd: 'mtools',
+  sfdisk: 'fdisk',
+  setfattr: 'attr',
+  mknod: 'coreutils',
+  mkfifo: 'coreutils',
+  docker: 'docker.io',
   // The daemonless guest builders: runc runs the recipe's steps, getfattr reads the built tree's xattrs back.
-  'runc': 'runc',
-  'getfattr': 'attr',
-  'podman': 'podman',
-  'debootstrap': 'debootstrap',
+  runc: 'runc',
+  getfattr: 'attr',
+  podman: 'podman',
+  debootstrap: 'debootstrap',
   // Guest kernels compressed with something other than LZ4 or gzip (turned into vmlinux for microVMs); zstd also
   // decompresses zstd layers on a Node.js without zstd of its own (before 22.15).
-  'xz': 'xz-utils',
-  'zstd': 'zstd',
-  'bzip2': 'bzip2',
-  'lzop': 'lzop',
+  xz: 'xz-utils',
+  zstd: 'zstd',
+  bzip2: 'bzip2',
+  lzop: 'lzop',
   // The img2vm guest kernel: Debian archive signatures, and modules.dep for kernel packages that ship none.
-  'setpriv': 'util-linux',
-  'gpgv': 'gpgv',
-  'depmod': 'kmod',
+  setpriv: 'util-linux',
+  gpgv: 'gpgv',
+  depmod: 'kmod',
 } as const;
 
 export type ToolName = keyof typeof TOOLS;
 
 /** What each tool is needed for, as `img2vm doctor` says it (a new tool needs a line here too). */
 export const TOOL_PURPOSES: Readonly<Record<ToolName, string>> = {
-  'mke2fs': 'the tests and benchmarks (img2vm writes ext4 itself)',
-  'e2fsck': 'checking written file systems (the tests)',
-  'debugfs': 'reading file systems back (the tests)',
-  'tune2fs': 'inspecting file systems (the tests)',
+  mke2fs: 'the tests and benchmarks (img2vm writes ext4 itself)',
+  e2fsck: 'checking written file systems (the tests)',
+  debugfs: 'reading file systems back (the tests)',
+  tune2fs: 'inspecting file systems (the tests)',
   'qemu-img': 'vmdk, vhdx, vhd and vdi output; img2vm run/test on non-raw disks',
   'qemu-system-x86_64': 'img2vm run and img2vm test',
   'grub-mkimage': 'GRUB for BIOS and UEFI boot (--boot hybrid, the default, needs both)',
   'mkfs.fat': 'the tests (img2vm writes the EFI System partition itself)',
-  'mcopy': 'reading EFI System partitions back (the tests)',
-  'mmd': 'making EFI System partitions by hand in the tests',
-  'sfdisk': 'reading partition tables back (the tests)',
-  'setfattr': 'xattrs in the runc builder\'s bundle root',
-  'mknod': "device nodes in the runc builder's bundle root",
-  'mkfifo': "FIFOs in the runc builder's bundle root",
-  'docker': 'building test fixture images by hand (img2vm itself talks to the daemon\'s API)',
-  'debootstrap': 'the demo image and the test fixtures',
-  'xz': '--format rootfs with an xz- or lzma-compressed kernel',
-  'zstd': 'zstd-compressed layers (buildah, podman, BuildKit) when Node.js is older than 22.15; zstd-compressed kernels and modules',
-  'bzip2': '--format rootfs with a bzip2-compressed kernel',
-  'lzop': '--format rootfs with an lzo-compressed kernel',
-  'setpriv': 'QEMU dies with img2vm, however img2vm ends (img2vm run/test)',
-  'gpgv': "checking the Debian archive's signature when img2vm fetches a kernel (--init img2vm)",
-  'depmod': 'the module order of fetched kernels whose package ships no modules.dep (--init img2vm)',
-  'runc': 'the daemonless runc builder (--builder runc; auto takes it when no Docker daemon answers)',
-  'podman': 'the podman builder (--builder podman)',
-  'getfattr': "reading xattrs back from the runc builder's bundle root",
+  mcopy: 'reading EFI System partitions back (the tests)',
+  mmd: 'making EFI System partitions by hand in the tests',
+  sfdisk: 'reading partition tables back (the tests)',
+  setfattr: "xattrs in the runc builder's bundle root",
+  mknod: "device nodes in the runc builder's bundle root",
+  mkfifo: "FIFOs in the runc builder's bundle root",
+  docker: "building test fixture images by hand (img2vm itself talks to the daemon's API)",
+  debootstrap: 'the demo image and the test fixtures',
+  xz: '--format rootfs with an xz- or lzma-compressed kernel',
+  zstd: 'zstd-compressed layers (buildah, podman, BuildKit) when Node.js is older than 22.15; zstd-compressed kernels and modules',
+  bzip2: '--format rootfs with a bzip2-compressed kernel',
+  lzop: '--format rootfs with an lzo-compressed kernel',
+  setpriv: 'QEMU dies with img2vm, however img2vm ends (img2vm run/test)',
+  gpgv: "checking the Debian archive's signature when img2vm fetches a kernel (--init img2vm)",
+  depmod: 'the module order of fetched kernels whose package ships no modules.dep (--init img2vm)',
+  runc: 'the daemonless runc builder (--builder runc; auto takes it when no Docker daemon answers)',
+  podman: 'the podman builder (--builder podman)',
+  getfattr: "reading xattrs back from the runc builder's bundle root",
 };
 
 const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
@@ -180,12 +180,20 @@ export async function runCredentialHelper(
   opts: { signal?: AbortSignal; timeoutMs?: number } = {},
 ): Promise<RunResult> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(helper)) {
-    throw new Img2vmError('usage', `credential helper name "${helper}" in the docker config is not valid`, 'fix credsStore or credHelpers in ~/.docker/config.json');
+    throw new Img2vmError(
+      'usage',
+      `credential helper name "${helper}" in the docker config is not valid`,
+      'fix credsStore or credHelpers in ~/.docker/config.json',
+    );
   }
   const name = `docker-credential-${helper}`;
   const bin = which(name);
   if (!bin) {
-    throw new Img2vmError('toolMissing', `credential helper "${name}" is not installed`, `install it, or remove "${helper}" from credsStore/credHelpers in ~/.docker/config.json`);
+    throw new Img2vmError(
+      'toolMissing',
+      `credential helper "${name}" is not installed`,
+      `install it, or remove "${helper}" from credsStore/credHelpers in ~/.docker/config.json`,
+    );
   }
   const r = await execa(bin, [action], {
     input: serverUrl,

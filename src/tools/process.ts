@@ -25,7 +25,9 @@ export type ToolProcess = ResultPromise<{ reject: false; buffer: false; encoding
  */
 export function spawnTool(name: ToolName, argv: readonly string[], opts: SpawnOptions): ToolProcess {
   const bin = requireTool(name);
-  const [file, args] = opts.dieWithParent ? [requireTool('setpriv'), ['--pdeathsig', 'KILL', '--', bin, ...argv]] : [bin, [...argv]];
+  const [file, args] = opts.dieWithParent
+    ? [requireTool('setpriv'), ['--pdeathsig', 'KILL', '--', bin, ...argv]]
+    : [bin, [...argv]];
   return execa(file, args, {
     stdio: opts.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
     env: { LC_ALL: 'C', ...opts.env },

@@ -39,7 +39,9 @@ export function chooseAccel(env: NodeJS.ProcessEnv = process.env): Promise<Accel
   const forced = env.IMG2VM_ACCEL;
   if (forced === 'kvm' || forced === 'tcg') return Promise.resolve({ accel: forced, reason: 'IMG2VM_ACCEL' });
   if (forced) {
-    return Promise.reject(new Img2vmError('usage', `invalid IMG2VM_ACCEL "${forced}"`, 'set it to kvm or tcg, or unset it'));
+    return Promise.reject(
+      new Img2vmError('usage', `invalid IMG2VM_ACCEL "${forced}"`, 'set it to kvm or tcg, or unset it'),
+    );
   }
   cached ??= probeKvm();
   return cached;
@@ -69,7 +71,8 @@ async function probeKvm(): Promise<AccelChoice> {
     }, KVM_PROBE_TIMEOUT_MS);
     const r = await child;
     clearTimeout(timer);
-    if (timedOut) return { accel: 'tcg', reason: `a KVM probe guest did not finish within ${KVM_PROBE_TIMEOUT_MS / 1000} s` };
+    if (timedOut)
+      return { accel: 'tcg', reason: `a KVM probe guest did not finish within ${KVM_PROBE_TIMEOUT_MS / 1000} s` };
     if (r.exitCode === PROBE_OK) return { accel: 'kvm', reason: 'KVM probe passed' };
     const why = stderr
       .trim()
@@ -82,4 +85,3 @@ async function probeKvm(): Promise<AccelChoice> {
     await rm(dir, { recursive: true, force: true });
   }
 }
-

@@ -135,18 +135,57 @@ interface Rule {
 const FAILURES: readonly Rule[] = [
   { re: /Kernel panic - not syncing: ?(.*)/, reason: (m) => `kernel panic: ${m[1]!.trim() || 'not syncing'}` },
   { re: /Entering rescue mode/, early: true, reason: (_m, w) => `GRUB entered rescue mode${w.detail('grub')}` },
-  { re: /^grub rescue> *$/, early: true, prompt: true, reason: (_m, w) => `GRUB entered rescue mode${w.detail('grub')}` },
-  { re: /^grub> *$/, early: true, prompt: true, reason: (_m, w) => `GRUB stopped at its command line (no usable grub.cfg?)${w.detail('grub')}` },
-  { re: /you need to load the kernel first|Press any key to continue/, early: true, reason: (_m, w) => `GRUB could not boot the kernel${w.detail('grub')}` },
-  { re: /No bootable device/, early: true, reason: (_m, w) => `the BIOS found no bootable disk${w.detail('firmware')}` },
-  { re: /No bootable option or device was found/, early: true, reason: (_m, w) => `the UEFI firmware found nothing to boot${w.detail('firmware')}` },
-  { re: /^Shell> *$/, early: true, prompt: true, reason: () => 'the UEFI firmware dropped to its shell: no bootable EFI binary found' },
-  { re: /^\(initramfs\) *$/, prompt: true, reason: (_m, w) => `dropped to the initramfs emergency shell${w.detail('initramfs')}` },
-  { re: /You are in emergency mode|Give root password for maintenance|Cannot open access to console, the root account is locked/, reason: (_m, w) => `systemd entered emergency mode${w.detail('systemd')}` },
+  {
+    re: /^grub rescue> *$/,
+    early: true,
+    prompt: true,
+    reason: (_m, w) => `GRUB entered rescue mode${w.detail('grub')}`,
+  },
+  {
+    re: /^grub> *$/,
+    early: true,
+    prompt: true,
+    reason: (_m, w) => `GRUB stopped at its command line (no usable grub.cfg?)${w.detail('grub')}`,
+  },
+  {
+    re: /you need to load the kernel first|Press any key to continue/,
+    early: true,
+    reason: (_m, w) => `GRUB could not boot the kernel${w.detail('grub')}`,
+  },
+  {
+    re: /No bootable device/,
+    early: true,
+    reason: (_m, w) => `the BIOS found no bootable disk${w.detail('firmware')}`,
+  },
+  {
+    re: /No bootable option or device was found/,
+    early: true,
+    reason: (_m, w) => `the UEFI firmware found nothing to boot${w.detail('firmware')}`,
+  },
+  {
+    re: /^Shell> *$/,
+    early: true,
+    prompt: true,
+    reason: () => 'the UEFI firmware dropped to its shell: no bootable EFI binary found',
+  },
+  {
+    re: /^\(initramfs\) *$/,
+    prompt: true,
+    reason: (_m, w) => `dropped to the initramfs emergency shell${w.detail('initramfs')}`,
+  },
+  {
+    re: /You are in emergency mode|Give root password for maintenance|Cannot open access to console, the root account is locked/,
+    reason: (_m, w) => `systemd entered emergency mode${w.detail('systemd')}`,
+  },
 ];
 
 /** Lines kept to explain a failure that is announced later (GRUB prints the error, then the prompt). */
-const DETAILS: readonly { re: RegExp; key: 'grub' | 'firmware' | 'initramfs' | 'systemd'; early?: boolean; overrides?: boolean }[] = [
+const DETAILS: readonly {
+  re: RegExp;
+  key: 'grub' | 'firmware' | 'initramfs' | 'systemd';
+  early?: boolean;
+  overrides?: boolean;
+}[] = [
   // GRUB redraws its banner with cursor moves, not newlines, so the banner can end up on the error's line.
   { re: /^error: .+?(?=\s*GNU GRUB|$)/, key: 'grub', early: true },
   { re: /Boot failed: .+/, key: 'firmware', early: true },
@@ -206,8 +245,17 @@ export class ConsoleWatcher {
     if (this.verdict) return this.verdict;
     if (this.pendingLogin && !this.checking && at - this.pendingLogin.at >= this.loginGraceMs) {
       this.decide({ status: 'ready', matched: 'login', line: this.pendingLogin.line, at: this.pendingLogin.at });
-    } else if (this.grubErrorAt !== undefined && this.milestones.kernel === undefined && at - this.grubErrorAt >= this.grubGraceMs) {
-      this.decide({ status: 'failed', reason: `GRUB failed: ${this.details.get('grub') ?? 'error'}`, line: this.details.get('grub') ?? '', at });
+    } else if (
+      this.grubErrorAt !== undefined &&
+      this.milestones.kernel === undefined &&
+      at - this.grubErrorAt >= this.grubGraceMs
+    ) {
+      this.decide({
+        status: 'failed',
+        reason: `GRUB failed: ${this.details.get('grub') ?? 'error'}`,
+        line: this.details.get('grub') ?? '',
+        at,
+      });
     }
     return this.verdict;
   }
@@ -235,7 +283,8 @@ export class ConsoleWatcher {
     this.verdict = v;
     if (v.status === 'ready') {
       this.milestones.ready = v.at;
-      if (this.milestones.init === undefined && this.initCandidate !== undefined) this.milestones.init = this.initCandidate;
+      if (this.milestones.init === undefined && this.initCandidate !== undefined)
+        this.milestones.init = this.initCandidate;
     }
   }
 
@@ -301,7 +350,9 @@ export class ConsoleWatcher {
     if (nonce === undefined || nonce !== this.opts.nonce || !this.opts.nonce) {
       if (nonce === 'none' && this.opts.nonce && !this.verdict && !this.opts.expect) {
         return {
-          status: 'failed', line: text, at,
+          status: 'failed',
+          line: text,
+          at,
           reason: `the guest's readiness check found no nonce (${text.slice(text.indexOf('img2vm-'))}): it reads the SMBIOS OEM string ${BOOT_NONCE_PREFIX}… that img2vm test passes, through /sys/firmware/dmi/entries, or ${BOOT_NONCE_PREFIX} on the kernel command line of a direct-kernel boot`,
           hint: "the guest's kernel needs DMI sysfs (CONFIG_DMI_SYSFS, the dmi-sysfs module); Debian's cloud kernel has it built in",
         };
@@ -346,7 +397,10 @@ function degradedReason(state: string, failed: string[], waiting: string[]): { r
   }
   const failedToo = failed.length ? `; failed units: ${named(failed)}` : '';
   if (state === 'starting' || state === 'initializing') {
-    return { reason: `the guest was still starting when its readiness check gave up${waiting.length ? `: waiting for ${named(waiting)}` : ''}${failedToo}`, hint };
+    return {
+      reason: `the guest was still starting when its readiness check gave up${waiting.length ? `: waiting for ${named(waiting)}` : ''}${failedToo}`,
+      hint,
+    };
   }
   return { reason: `the guest's system is in state ${state}${failedToo}`, hint };
 }

@@ -11,7 +11,14 @@ import type { DiskFormat } from './qemu.js';
  * to the guest on the next boot.
  */
 export const FORMAT_BY_EXTENSION: Readonly<Record<string, DiskFormat>> = {
-  raw: 'raw', img: 'raw', ext4: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', vhdx: 'vhdx', vhd: 'vpc', vdi: 'vdi',
+  raw: 'raw',
+  img: 'raw',
+  ext4: 'raw',
+  qcow2: 'qcow2',
+  vmdk: 'vmdk',
+  vhdx: 'vhdx',
+  vhd: 'vpc',
+  vdi: 'vdi',
 };
 
 /** The format img2vm wrote a file in, from its extension; undefined for names img2vm does not write. */
@@ -73,7 +80,8 @@ interface QemuImgInfo {
 /** Why qemu-img's view of a disk may not be booted; undefined when it is one self-contained file. */
 export function infoProblem(info: QemuImgInfo, path: string, format: DiskFormat): string | undefined {
   if (info.format !== format) return `qemu-img reads it as ${info.format ?? 'nothing'}, not ${format}`;
-  if (info['backing-filename'] || info['full-backing-filename']) return `it has a backing file (${info['backing-filename'] ?? info['full-backing-filename']})`;
+  if (info['backing-filename'] || info['full-backing-filename'])
+    return `it has a backing file (${info['backing-filename'] ?? info['full-backing-filename']})`;
   const data = info['format-specific']?.data;
   if (data?.['data-file']) return `it keeps its data in an external data file (${data['data-file']})`;
   const others = (data?.extents ?? []).map((e) => e.filename).filter((f) => f !== undefined && f !== path);
@@ -111,14 +119,26 @@ export async function diskFormat(path: string): Promise<DiskFormat> {
     throw new Img2vmError(
       'usage',
       `cannot tell the format of ${path} from its name`,
-      `name the disk as img2vm writes it: ${Object.keys(FORMAT_BY_EXTENSION).map((e) => `.${e}`).join(', ')} (img2vm never lets QEMU guess a format)`,
+      `name the disk as img2vm writes it: ${Object.keys(FORMAT_BY_EXTENSION)
+        .map((e) => `.${e}`)
+        .join(', ')} (img2vm never lets QEMU guess a format)`,
     );
   }
   if (format === 'raw') return format;
-  const headProblem = format === 'qcow2' ? qcow2HeaderProblem(await readHead(path)) : format === 'vmdk' ? vmdkHeaderProblem(await readHead(path)) : undefined;
+  const headProblem =
+    format === 'qcow2'
+      ? qcow2HeaderProblem(await readHead(path))
+      : format === 'vmdk'
+        ? vmdkHeaderProblem(await readHead(path))
+        : undefined;
   if (headProblem) throw refuse(path, format, headProblem);
   const r = await run('qemu-img', qemuImgInfoArgs(path, format), { reject: false });
-  if (r.exitCode !== 0) throw refuse(path, format, `qemu-img cannot read it as ${format}: ${(r.stderr || r.stdout).trim().split('\n').pop() ?? ''}`);
+  if (r.exitCode !== 0)
+    throw refuse(
+      path,
+      format,
+      `qemu-img cannot read it as ${format}: ${(r.stderr || r.stdout).trim().split('\n').pop() ?? ''}`,
+    );
   let info: QemuImgInfo;
   try {
     info = JSON.parse(r.stdout) as QemuImgInfo;

@@ -92,9 +92,15 @@ export function detectFirmware(head: Uint8Array): FirmwareGuess {
     const esp = types.includes(ESP_GUID);
     const biosBoot = types.includes(BIOS_BOOT_GUID);
     const hybridMbr = entries.some((e) => e.type !== MBR_GPT_PROTECTIVE);
-    if (esp && biosBoot) return { firmware: 'bios', table: 'hybrid', reason: 'GPT with a BIOS boot and an EFI System partition (hybrid): BIOS' };
+    if (esp && biosBoot)
+      return {
+        firmware: 'bios',
+        table: 'hybrid',
+        reason: 'GPT with a BIOS boot and an EFI System partition (hybrid): BIOS',
+      };
     if (biosBoot) return { firmware: 'bios', table: 'gpt', reason: 'GPT with a BIOS boot partition: BIOS' };
-    if (esp && hybridMbr && hasBootCode) return { firmware: 'bios', table: 'hybrid', reason: 'GPT with a hybrid MBR and boot code: BIOS' };
+    if (esp && hybridMbr && hasBootCode)
+      return { firmware: 'bios', table: 'hybrid', reason: 'GPT with a hybrid MBR and boot code: BIOS' };
     if (esp) return { firmware: 'uefi', table: 'gpt', reason: 'GPT with an EFI System partition: UEFI' };
     return hasBootCode
       ? { firmware: 'bios', table: 'gpt', reason: 'GPT without an EFI System partition, MBR boot code present: BIOS' }
@@ -122,7 +128,18 @@ export async function readDiskHead(path: string, format: DiskFormat): Promise<Ui
   const dir = await mkdtemp(join(tmpdir(), 'img2vm-head-'));
   try {
     const out = join(dir, 'head.raw');
-    await run('qemu-img', ['dd', '-U', '-f', format, '-O', 'raw', `bs=${HEAD_BYTES}`, 'count=1', `if=${path}`, `of=${out}`]);
+    await run('qemu-img', [
+      'dd',
+      '-U',
+      '-f',
+      format,
+      '-O',
+      'raw',
+      `bs=${HEAD_BYTES}`,
+      'count=1',
+      `if=${path}`,
+      `of=${out}`,
+    ]);
     return await readFile(out);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -148,5 +165,9 @@ export async function findOvmf(candidates = OVMF_CANDIDATES): Promise<{ code: st
       /* next */
     }
   }
-  throw new Img2vmError('toolMissing', 'UEFI firmware (OVMF) is missing', 'install it: apt-get install ovmf (or boot with --bios)');
+  throw new Img2vmError(
+    'toolMissing',
+    'UEFI firmware (OVMF) is missing',
+    'install it: apt-get install ovmf (or boot with --bios)',
+  );
 }

@@ -89,7 +89,10 @@ export class LoginSession {
       case 'user':
       case 'password': {
         if (!partial && LOGIN_INCORRECT.test(line)) {
-          return this.finish(step, { status: 'login-failed', reason: `login as ${this.opts.user} failed: ${line.trim()}` });
+          return this.finish(step, {
+            status: 'login-failed',
+            reason: `login as ${this.opts.user} failed: ${line.trim()}`,
+          });
         }
         if (!partial) return;
         if (this.state === 'user' && PASSWORD_PROMPT.test(line)) {
@@ -98,7 +101,10 @@ export class LoginSession {
           return;
         }
         if (this.state === 'password' && LOGIN_PROMPT.test(line)) {
-          return this.finish(step, { status: 'login-failed', reason: `login as ${this.opts.user} failed: asked to log in again` });
+          return this.finish(step, {
+            status: 'login-failed',
+            reason: `login as ${this.opts.user} failed: asked to log in again`,
+          });
         }
         if (SHELL_PROMPT.test(line) && !PASSWORD_PROMPT.test(line) && !LOGIN_PROMPT.test(line)) {
           if (this.opts.command === undefined) return this.finish(step, { status: 'logged-in' });

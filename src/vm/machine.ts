@@ -10,7 +10,15 @@ import { diskFormat } from './disk.js';
 import { chooseAccel } from './accel.js';
 import { detectFirmware, findOvmf, readDiskHead } from './firmware.js';
 import { readFirecrackerConfig, type DirectBoot } from '../output/rootfs.js';
-import { qemuArgs, type Accel, type Boot, type DiskFormat, type Firmware, type OvmfFiles, type Publish } from './qemu.js';
+import {
+  qemuArgs,
+  type Accel,
+  type Boot,
+  type DiskFormat,
+  type Firmware,
+  type OvmfFiles,
+  type Publish,
+} from './qemu.js';
 
 export interface MachineOptions {
   /** A disk, or a direct-kernel output: NAME.firecracker.json, or the NAME.ext4 beside one. */
@@ -42,7 +50,8 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
   if (/\.firecracker\.json$/i.test(o.disk)) return prepareDirect(o, await readFirecrackerConfig(o.disk));
   const disk = resolve(o.disk);
   const st = await stat(disk).catch(() => undefined);
-  if (!st?.isFile()) throw new Img2vmError('usage', `disk not found: ${o.disk}`, 'give the path of a disk written by img2vm');
+  if (!st?.isFile())
+    throw new Img2vmError('usage', `disk not found: ${o.disk}`, 'give the path of a disk written by img2vm');
   const format = await diskFormat(disk);
   // A bare file system with a Firecracker config beside it is img2vm's direct-kernel output.
   const config = join(dirname(disk), `${basename(disk).replace(/\.[^.]*$/, '')}.firecracker.json`);
@@ -65,8 +74,17 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
     ovmf = { code: found.code, vars };
   }
   const argv = qemuArgs({
-    disk, format, firmware, ovmf, accel,
-    memMiB: o.memMiB, cpus: o.cpus, snapshot: o.snapshot, publish: o.publish, console: o.console, bootNonce: o.bootNonce,
+    disk,
+    format,
+    firmware,
+    ovmf,
+    accel,
+    memMiB: o.memMiB,
+    cpus: o.cpus,
+    snapshot: o.snapshot,
+    publish: o.publish,
+    console: o.console,
+    bootNonce: o.bootNonce,
   });
   return { disk, format, firmware, firmwareReason, accel, accelReason, console: o.console, argv };
 }
@@ -78,20 +96,37 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
  */
 async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine> {
   if (o.firmware) {
-    throw new Img2vmError('usage', `--${o.firmware} does not apply: ${o.disk} is a direct-kernel output, booted without firmware`, 'leave out --uefi/--bios');
+    throw new Img2vmError(
+      'usage',
+      `--${o.firmware} does not apply: ${o.disk} is a direct-kernel output, booted without firmware`,
+      'leave out --uefi/--bios',
+    );
   }
   await checkDirectFiles(c);
   const [root, ...more] = c.drives;
   const { accel, reason: accelReason } = await chooseAccel();
   const argv = qemuArgs({
-    disk: root!.path, format: 'raw', firmware: 'direct', accel,
+    disk: root!.path,
+    format: 'raw',
+    firmware: 'direct',
+    accel,
     direct: { kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, moreDisks: more, tscKhz: await hostCpuKhz() },
-    memMiB: o.memMiB, cpus: o.cpus, snapshot: o.snapshot, publish: o.publish, console: o.console, bootNonce: o.bootNonce,
+    memMiB: o.memMiB,
+    cpus: o.cpus,
+    snapshot: o.snapshot,
+    publish: o.publish,
+    console: o.console,
+    bootNonce: o.bootNonce,
   });
   return {
-    disk: root!.path, format: 'raw', firmware: 'direct',
+    disk: root!.path,
+    format: 'raw',
+    firmware: 'direct',
     firmwareReason: `${basename(c.config)}: ${basename(c.kernel)} on QEMU microvm, disks on virtio-mmio found through ACPI as Firecracker presents them`,
-    accel, accelReason, console: o.console, argv,
+    accel,
+    accelReason,
+    console: o.console,
+    argv,
   };
 }
 
@@ -101,16 +136,32 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
  */
 async function checkDirectFiles(c: DirectBoot): Promise<void> {
   const files: [string, string][] = [
-    ['kernel', c.kernel], ...(c.initrd ? [['initrd', c.initrd] as [string, string]] : []), ...c.drives.map((d, i) => [i ? `drive ${i}` : 'root drive', d.path] as [string, string]),
+    ['kernel', c.kernel],
+    ...(c.initrd ? [['initrd', c.initrd] as [string, string]] : []),
+    ...c.drives.map((d, i) => [i ? `drive ${i}` : 'root drive', d.path] as [string, string]),
   ];
   const dir = dirname(c.config);
   for (const [what, path] of files) {
     if (dirname(path) !== dir) {
-      throw new Img2vmError('usage', `refusing ${basename(c.config)}: its ${what} ${path} is not beside the config`, 'img2vm boots only the files it wrote next to the config (./NAME...), so a config cannot hand other host files to the guest');
+      throw new Img2vmError(
+        'usage',
+        `refusing ${basename(c.config)}: its ${what} ${path} is not beside the config`,
+        'img2vm boots only the files it wrote next to the config (./NAME...), so a config cannot hand other host files to the guest',
+      );
     }
     const st = await lstat(path).catch(() => undefined);
-    if (!st) throw new Img2vmError('usage', `the ${what} named by ${basename(c.config)} is missing: ${path}`, 'keep the files img2vm wrote beside the config together');
-    if (!st.isFile()) throw new Img2vmError('usage', `refusing ${basename(c.config)}: its ${what} ${path} is not a regular file (a link or device?)`, 'img2vm boots only the regular files it wrote next to the config');
+    if (!st)
+      throw new Img2vmError(
+        'usage',
+        `the ${what} named by ${basename(c.config)} is missing: ${path}`,
+        'keep the files img2vm wrote beside the config together',
+      );
+    if (!st.isFile())
+      throw new Img2vmError(
+        'usage',
+        `refusing ${basename(c.config)}: its ${what} ${path} is not a regular file (a link or device?)`,
+        'img2vm boots only the regular files it wrote next to the config',
+      );
   }
 }
 

@@ -74,25 +74,38 @@ export function qemuArgs(o: QemuOptions): string[] {
   // microvm is QEMU's Firecracker-like machine: no PCI, virtio-mmio devices. With ACPI on and the automatic
   // virtio_mmio.device= command line off, the guest finds its disks only through the ACPI DSDT, which is how
   // Firecracker (1.8 and newer) describes them — so a kernel that boots here finds its disks there too.
-  const args: string[] = ['-nodefaults', '-machine', direct ? 'microvm,acpi=on,auto-kernel-cmdline=off' : 'q35', '-accel', o.accel];
+  const args: string[] = [
+    '-nodefaults',
+    '-machine',
+    direct ? 'microvm,acpi=on,auto-kernel-cmdline=off' : 'q35',
+    '-accel',
+    o.accel,
+  ];
   // KVM passes the host CPU through; under TCG "max" offers the x86-64-v2+ features newer distributions require.
   args.push('-cpu', o.accel === 'kvm' ? 'host' : 'max');
   args.push('-m', String(o.memMiB), '-smp', String(o.cpus));
   if (o.firmware === 'uefi') {
     if (!o.ovmf) throw new Error('qemuArgs: UEFI needs OVMF files');
     args.push(
-      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${qemuEscape(o.ovmf.code)}`,
-      '-drive', `if=pflash,format=raw,unit=1,file=${qemuEscape(o.ovmf.vars)}`,
+      '-drive',
+      `if=pflash,format=raw,unit=0,readonly=on,file=${qemuEscape(o.ovmf.code)}`,
+      '-drive',
+      `if=pflash,format=raw,unit=1,file=${qemuEscape(o.ovmf.vars)}`,
     );
   }
-  if (o.bootNonce !== undefined && !BOOT_NONCE.test(o.bootNonce)) throw new Error(`qemuArgs: a boot nonce is 16 to 64 hex digits, not ${o.bootNonce}`);
+  if (o.bootNonce !== undefined && !BOOT_NONCE.test(o.bootNonce))
+    throw new Error(`qemuArgs: a boot nonce is 16 to 64 hex digits, not ${o.bootNonce}`);
   if (direct) {
-    let cmdline = o.accel === 'tcg' && direct.tscKhz ? `${direct.cmdline} tsc_early_khz=${direct.tscKhz}` : direct.cmdline;
+    let cmdline =
+      o.accel === 'tcg' && direct.tscKhz ? `${direct.cmdline} tsc_early_khz=${direct.tscKhz}` : direct.cmdline;
     if (o.bootNonce) cmdline += ` ${BOOT_NONCE_PREFIX}${o.bootNonce}`;
     args.push('-kernel', direct.kernel, ...(direct.initrd ? ['-initrd', direct.initrd] : []), '-append', cmdline);
     const disks = [{ path: o.disk, readOnly: false }, ...direct.moreDisks];
     disks.forEach((d, i) => {
-      args.push('-drive', `id=disk${i},file=${qemuEscape(d.path)},if=none,format=${o.format}${d.readOnly ? ',readonly=on' : ''}`);
+      args.push(
+        '-drive',
+        `id=disk${i},file=${qemuEscape(d.path)},if=none,format=${o.format}${d.readOnly ? ',readonly=on' : ''}`,
+      );
       args.push('-device', `virtio-blk-device,drive=disk${i}`);
     });
   } else args.push('-drive', `file=${qemuEscape(o.disk)},if=virtio,format=${o.format}`);
@@ -104,7 +117,12 @@ export function qemuArgs(o: QemuOptions): string[] {
     // restrict=on: the guest reaches nothing, not even the host; only these forwards, on loopback, reach it.
     const fwd = o.publish.map((p) => `,hostfwd=tcp:127.0.0.1:${p.host}-:${p.guest}`).join('');
     // romfile= drops iPXE: it costs seconds under TCG and would only try network boot.
-    args.push('-netdev', `user,id=net0,restrict=on${fwd}`, '-device', direct ? 'virtio-net-device,netdev=net0' : 'virtio-net-pci,netdev=net0,romfile=');
+    args.push(
+      '-netdev',
+      `user,id=net0,restrict=on${fwd}`,
+      '-device',
+      direct ? 'virtio-net-device,netdev=net0' : 'virtio-net-pci,netdev=net0,romfile=',
+    );
   }
   // -nographic also routes SeaBIOS and GRUB output to the serial port (sercon), so boot failures are visible.
   args.push('-nographic');
@@ -118,10 +136,26 @@ export function qemuArgs(o: QemuOptions): string[] {
 /** The command line of the KVM probe: a tiny multiboot kernel that exits QEMU through isa-debug-exit. */
 export function kvmProbeArgs(kernel: string): string[] {
   return [
-    '-nodefaults', '-machine', 'q35', '-accel', 'kvm', '-cpu', 'host', '-m', '64',
-    '-display', 'none', '-serial', 'none', '-monitor', 'none', '-no-reboot',
-    '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04',
-    '-kernel', kernel,
+    '-nodefaults',
+    '-machine',
+    'q35',
+    '-accel',
+    'kvm',
+    '-cpu',
+    'host',
+    '-m',
+    '64',
+    '-display',
+    'none',
+    '-serial',
+    'none',
+    '-monitor',
+    'none',
+    '-no-reboot',
+    '-device',
+    'isa-debug-exit,iobase=0xf4,iosize=0x04',
+    '-kernel',
+    kernel,
   ];
 }
 
@@ -131,7 +165,11 @@ export function parsePublish(text: string): Publish {
   const host = m ? Number(m[1]) : 0;
   const guest = m ? Number(m[2]) : 0;
   if (!m || host < 1 || host > 65535 || guest < 1 || guest > 65535) {
-    throw new Img2vmError('usage', `invalid --publish "${text}"`, 'use HOST:GUEST with TCP ports 1-65535, e.g. --publish 2222:22');
+    throw new Img2vmError(
+      'usage',
+      `invalid --publish "${text}"`,
+      'use HOST:GUEST with TCP ports 1-65535, e.g. --publish 2222:22',
+    );
   }
   return { host, guest };
 }
@@ -141,7 +179,11 @@ export function parseMem(text: string): number {
   const bytes = /^\s*\d+\s*$/.test(text) ? Number(text) * MiB : parseSize(text);
   const mib = Math.floor(bytes / MiB);
   if (bytes % MiB !== 0 || mib < 64) {
-    throw new Img2vmError('usage', `invalid --mem "${text}"`, 'give whole MiB, at least 64M, e.g. --mem 1024M or --mem 2G');
+    throw new Img2vmError(
+      'usage',
+      `invalid --mem "${text}"`,
+      'give whole MiB, at least 64M, e.g. --mem 1024M or --mem 2G',
+    );
   }
   return mib;
 }

@@ -120,7 +120,8 @@ export class RunSession {
         this.stderrTail = (this.stderrTail + d.toString()).slice(-4000);
       });
       this.o.io.input?.on('data', onInput);
-      if (this.o.timeoutMs !== undefined) this.timers.push(setTimeout(() => this.finish({ kind: 'timeout' }), this.o.timeoutMs));
+      if (this.o.timeoutMs !== undefined)
+        this.timers.push(setTimeout(() => this.finish({ kind: 'timeout' }), this.o.timeoutMs));
       if (signal?.aborted) onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       void this.qemu.exited.then((r) => this.onExit(r));
@@ -159,7 +160,8 @@ export class RunSession {
     // The nonce line came: what was held is the boot of a workload disk, not its output.
     if (this.console.nonce !== undefined && this.console.holdBoot) {
       this.console.stopHoldingBoot();
-      for (const line of Buffer.concat(this.boot).toString('utf8').split('\n')) if (line.trim()) this.o.io.own?.(`boot: ${line.replace(/\r$/, '')}`);
+      for (const line of Buffer.concat(this.boot).toString('utf8').split('\n'))
+        if (line.trim()) this.o.io.own?.(`boot: ${line.replace(/\r$/, '')}`);
       this.boot = [];
     }
     this.deliver(parts.output, parts.own);
@@ -194,7 +196,12 @@ export class RunSession {
     this.interrupted = sig;
     if (this.console.exited) return;
     this.qemu.stdin.write(INTERRUPT_BYTE);
-    this.timers.push(setTimeout(() => this.finish({ kind: 'interrupted', signal: sig }), this.o.interruptGraceMs ?? INTERRUPT_GRACE_MS));
+    this.timers.push(
+      setTimeout(
+        () => this.finish({ kind: 'interrupted', signal: sig }),
+        this.o.interruptGraceMs ?? INTERRUPT_GRACE_MS,
+      ),
+    );
   }
 }
 
@@ -203,16 +210,32 @@ function signalOf(reason: unknown): NodeJS.Signals {
 }
 
 /** What a run's end means: the result (with the workload's status), or the error img2vm exits with. */
-export function concludeRun(end: RunEnd, session: RunSession, machine: Machine, o: { timeoutMs?: number }, seconds: number): RunResult {
+export function concludeRun(
+  end: RunEnd,
+  session: RunSession,
+  machine: Machine,
+  o: { timeoutMs?: number },
+  seconds: number,
+): RunResult {
   const wl = session.console;
   if (end.kind === 'interrupted') {
-    const said = wl.status !== undefined ? `the workload exited with status ${wl.status}` : wl.nonce ? 'the workload did not report an exit status in time; QEMU was stopped' : 'QEMU was stopped';
+    const said =
+      wl.status !== undefined
+        ? `the workload exited with status ${wl.status}`
+        : wl.nonce
+          ? 'the workload did not report an exit status in time; QEMU was stopped'
+          : 'QEMU was stopped';
     throw new SignalInterrupt(end.signal, said);
   }
-  if (end.kind === 'timeout') throw new Img2vmError('testTimeout', `stopped QEMU after --timeout ${o.timeoutMs! / 1000} s`);
+  if (end.kind === 'timeout')
+    throw new Img2vmError('testTimeout', `stopped QEMU after --timeout ${o.timeoutMs! / 1000} s`);
   // A guest that reported its workload's status and was then stopped (it did not power off) still has that status.
   if (end.code !== 0 && wl.status === undefined) {
-    const why = session.stderrTail.split('\n').map((l) => l.trim()).filter((l) => l && !/warning:/.test(l)).pop();
+    const why = session.stderrTail
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !/warning:/.test(l))
+      .pop();
     throw new Img2vmError(
       'qemuFailed',
       `QEMU failed (${end.signal ? `signal ${end.signal}` : `exit ${end.code}`})${why ? `: ${why}` : ''}`,
@@ -222,11 +245,19 @@ export function concludeRun(end: RunEnd, session: RunSession, machine: Machine, 
   if (wl.nonce !== undefined && wl.status === undefined && !session.quit) {
     throw new Img2vmError(
       'kernelPanic',
-      wl.fatal ? `img2vm's init failed: ${wl.fatal}` : "the guest powered off without reporting the workload's exit status",
+      wl.fatal
+        ? `img2vm's init failed: ${wl.fatal}`
+        : "the guest powered off without reporting the workload's exit status",
       "run it again with -v to see img2vm's own console lines",
     );
   }
-  const result: RunResult = { disk: machine.disk, format: machine.format, firmware: machine.firmware, accel: machine.accel, seconds };
+  const result: RunResult = {
+    disk: machine.disk,
+    format: machine.format,
+    firmware: machine.firmware,
+    accel: machine.accel,
+    seconds,
+  };
   if (wl.status !== undefined) result.workload = { status: wl.status };
   return result;
 }
@@ -234,15 +265,24 @@ export function concludeRun(end: RunEnd, session: RunSession, machine: Machine, 
 export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult> {
   const machine = await prepareMachine(
     {
-      disk: o.disk, firmware: o.firmware, memMiB: o.memMiB ?? DEFAULT_MEM_MIB, cpus: o.cpus ?? DEFAULT_CPUS,
-      snapshot: !o.persist, publish: o.publish ?? [], console: o.io.terminal ? 'terminal' : 'pipe',
+      disk: o.disk,
+      firmware: o.firmware,
+      memMiB: o.memMiB ?? DEFAULT_MEM_MIB,
+      cpus: o.cpus ?? DEFAULT_CPUS,
+      snapshot: !o.persist,
+      publish: o.publish ?? [],
+      console: o.io.terminal ? 'terminal' : 'pipe',
     },
     ctx.scope,
   );
   o.onStart?.(machine);
   ctx.signal?.throwIfAborted();
   const t0 = performance.now();
-  const session = new RunSession(startQemu(machine, ctx.scope), { io: o.io, timeoutMs: o.timeoutMs, interruptGraceMs: o.interruptGraceMs });
+  const session = new RunSession(startQemu(machine, ctx.scope), {
+    io: o.io,
+    timeoutMs: o.timeoutMs,
+    interruptGraceMs: o.interruptGraceMs,
+  });
   const end = await session.run(ctx.signal);
   return concludeRun(end, session, machine, o, Math.round(performance.now() - t0) / 1000);
 }

@@ -55,7 +55,11 @@ export class TestSession {
     private readonly qemu: ConsoleProcess,
     private readonly o: TestSessionOptions,
   ) {
-    this.watcher = new ConsoleWatcher({ expect: o.expect, until: o.login && !o.expect ? 'login' : 'ready', nonce: o.bootNonce });
+    this.watcher = new ConsoleWatcher({
+      expect: o.expect,
+      until: o.login && !o.expect ? 'login' : 'ready',
+      nonce: o.bootNonce,
+    });
     this.workload = new WorkloadConsole({ hostNonce: o.bootNonce });
     this.session = o.login ? new LoginSession({ ...o.login, command: o.command, nonce: o.nonce }) : undefined;
   }
@@ -66,7 +70,12 @@ export class TestSession {
   }
 
   async run(signal?: AbortSignal): Promise<End> {
-    const onAbort = () => this.finish({ ok: false, kind: 'interrupted', message: String((signal?.reason as Error)?.message ?? 'interrupted') });
+    const onAbort = () =>
+      this.finish({
+        ok: false,
+        kind: 'interrupted',
+        message: String((signal?.reason as Error)?.message ?? 'interrupted'),
+      });
     const end = new Promise<End>((resolve) => {
       this.settle = resolve;
       this.qemu.stderr?.on('data', (d: Buffer) => {
@@ -121,7 +130,11 @@ export class TestSession {
       return;
     }
     if (this.workload.exited) {
-      return this.finish({ ok: false, kind: 'loginFailed', message: `the workload ended (status ${this.workload.status}) during the ${this.phase === 'command' ? 'command' : 'login'}` });
+      return this.finish({
+        ok: false,
+        kind: 'loginFailed',
+        message: `the workload ended (status ${this.workload.status}) during the ${this.phase === 'command' ? 'command' : 'login'}`,
+      });
     }
     if (this.phase === 'wait-login') {
       if (this.watcher.milestones.login !== undefined) this.startLogin();
@@ -160,13 +173,15 @@ export class TestSession {
   private afterVerdict(): void {
     const v = this.watcher.verdict;
     if (!v || this.phase !== 'boot' || this.done) return;
-    if (v.status === 'failed') return this.finish({ ok: false, kind: 'kernelPanic', message: `boot failed: ${v.reason}`, hint: v.hint });
+    if (v.status === 'failed')
+      return this.finish({ ok: false, kind: 'kernelPanic', message: `boot failed: ${v.reason}`, hint: v.hint });
     if (this.o.expectExit !== undefined && v.matched !== 'expect') {
       const what = v.matched === 'marker' ? 'its readiness marker' : 'a login prompt';
       return this.finish({
-        ok: false, kind: 'commandFailed',
+        ok: false,
+        kind: 'commandFailed',
         message: `expected a workload exiting with status ${this.o.expectExit}, but the guest came up to ${what} instead (${v.line})`,
-        hint: '--expect-exit is for disks whose workload runs under img2vm\'s init (--init img2vm)',
+        hint: "--expect-exit is for disks whose workload runs under img2vm's init (--init img2vm)",
       });
     }
     if (!this.session) return this.finish({ ok: true });
@@ -182,7 +197,8 @@ export class TestSession {
     const line = this.workload.unbound;
     if (this.workload.nonce !== undefined || this.o.expect || !line || !/ host=none$/i.test(line)) return;
     this.finish({
-      ok: false, kind: 'kernelPanic',
+      ok: false,
+      kind: 'kernelPanic',
       message: `boot failed: img2vm's init found no nonce (host=none): it reads the SMBIOS OEM string ${BOOT_NONCE_PREFIX}… that img2vm test passes, through /sys/firmware/dmi/entries, or ${BOOT_NONCE_PREFIX} on the kernel command line of a direct-kernel boot`,
       hint: "the guest's kernel needs DMI sysfs (CONFIG_DMI_SYSFS); Debian's cloud kernel, img2vm's default, has it built in",
     });
@@ -193,14 +209,23 @@ export class TestSession {
     const status = this.workload.status!;
     const expected = this.o.expectExit ?? 0;
     if (this.session) {
-      return this.finish({ ok: false, kind: 'loginFailed', message: `the workload exited with status ${status} before a login prompt` });
+      return this.finish({
+        ok: false,
+        kind: 'loginFailed',
+        message: `the workload exited with status ${status} before a login prompt`,
+      });
     }
     if (this.o.expect) {
-      return this.finish({ ok: false, kind: 'commandFailed', message: `the workload exited with status ${status} before a console line matched /${this.o.expect.source}/` });
+      return this.finish({
+        ok: false,
+        kind: 'commandFailed',
+        message: `the workload exited with status ${status} before a console line matched /${this.o.expect.source}/`,
+      });
     }
     if (status === expected) return this.finish({ ok: true });
     this.finish({
-      ok: false, kind: 'commandFailed',
+      ok: false,
+      kind: 'commandFailed',
       message: `the workload exited with status ${status}${this.o.expectExit !== undefined ? `, not ${expected}` : ''}`,
     });
   }
@@ -221,16 +246,27 @@ export class TestSession {
   /** What was seen but not believed, for a report of a test that did not pass. */
   private ignoredNote(): string {
     const unbound = this.workload.nonce === undefined && this.workload.unbound;
-    return this.watcher.ignoredNote() + (unbound ? `; ignored a nonce line without this boot's nonce (${unbound})` : '');
+    return (
+      this.watcher.ignoredNote() + (unbound ? `; ignored a nonce line without this boot's nonce (${unbound})` : '')
+    );
   }
 
   private onTimeout(): void {
     const s = this.o.timeoutMs / 1000;
     const tail = this.tail('; last console line: ', '; the console stayed silent');
     if (this.phase === 'login' || this.phase === 'wait-login') {
-      return this.finish({ ok: false, kind: 'loginFailed', message: `logging in as ${this.o.login!.user} did not finish within ${s} s${tail}` });
+      return this.finish({
+        ok: false,
+        kind: 'loginFailed',
+        message: `logging in as ${this.o.login!.user} did not finish within ${s} s${tail}`,
+      });
     }
-    if (this.phase === 'command') return this.finish({ ok: false, kind: 'testTimeout', message: `the command did not finish within ${s} s${tail}` });
+    if (this.phase === 'command')
+      return this.finish({
+        ok: false,
+        kind: 'testTimeout',
+        message: `the command did not finish within ${s} s${tail}`,
+      });
     if (this.workload.nonce !== undefined && !this.o.expect) {
       return this.finish({ ok: false, kind: 'testTimeout', message: `the workload did not exit within ${s} s${tail}` });
     }
@@ -241,7 +277,11 @@ export class TestSession {
         : this.watcher.checking
           ? "the guest's readiness check began but gave no verdict"
           : 'no readiness marker or login prompt';
-    this.finish({ ok: false, kind: 'testTimeout', message: `${what} within ${s} s${tail}${this.o.expect ? '' : this.ignoredNote()}` });
+    this.finish({
+      ok: false,
+      kind: 'testTimeout',
+      message: `${what} within ${s} s${tail}${this.o.expect ? '' : this.ignoredNote()}`,
+    });
   }
 
   private onExit(r: { exitCode?: number; signal?: string }): void {
@@ -252,9 +292,14 @@ export class TestSession {
     if (!this.done && this.workload.exited && this.phase === 'boot') this.afterWorkload();
     if (this.done) return;
     if (r.exitCode !== 0) {
-      const why = this.stderr.split('\n').map((l) => l.trim()).filter((l) => l && !/warning:/.test(l)).pop();
+      const why = this.stderr
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !/warning:/.test(l))
+        .pop();
       return this.finish({
-        ok: false, kind: 'qemuFailed',
+        ok: false,
+        kind: 'qemuFailed',
         message: `QEMU failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`})${why ? `: ${why}` : ''}`,
         hint: `command: qemu-system-x86_64 ${this.o.argv.join(' ')}`,
       });
@@ -262,12 +307,22 @@ export class TestSession {
     const ending = this.tail(' (last console line: ', '');
     const close = ending ? ')' : '';
     if (this.workload.nonce !== undefined && this.phase === 'boot') {
-      const why = this.workload.fatal ? `img2vm's init failed: ${this.workload.fatal}` : "the guest powered off without reporting the workload's exit status";
+      const why = this.workload.fatal
+        ? `img2vm's init failed: ${this.workload.fatal}`
+        : "the guest powered off without reporting the workload's exit status";
       return this.finish({ ok: false, kind: 'kernelPanic', message: `boot failed: ${why}` });
     }
     if (this.phase === 'boot' || this.phase === 'wait-login') {
-      return this.finish({ ok: false, kind: 'kernelPanic', message: `boot failed: the guest reset or powered off before it was up${ending}${close}${this.ignoredNote()}` });
+      return this.finish({
+        ok: false,
+        kind: 'kernelPanic',
+        message: `boot failed: the guest reset or powered off before it was up${ending}${close}${this.ignoredNote()}`,
+      });
     }
-    this.finish({ ok: false, kind: this.phase === 'login' ? 'loginFailed' : 'commandFailed', message: `the guest reset or powered off during the ${this.phase}${ending}${close}` });
+    this.finish({
+      ok: false,
+      kind: this.phase === 'login' ? 'loginFailed' : 'commandFailed',
+      message: `the guest reset or powered off during the ${this.phase}${ending}${close}`,
+    });
   }
 }

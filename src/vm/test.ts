@@ -96,24 +96,54 @@ export class VmTestError extends Img2vmError {
 const round = (ms: number | undefined) => (ms === undefined ? undefined : Math.round(ms / 10) / 100);
 
 function checkOptions(o: TestOptions): void {
-  if (o.command !== undefined && !o.login) throw new Img2vmError('usage', '--run needs --login USER:PASSWORD', 'e.g. --login root:secret --run "systemctl is-system-running"');
+  if (o.command !== undefined && !o.login)
+    throw new Img2vmError(
+      'usage',
+      '--run needs --login USER:PASSWORD',
+      'e.g. --login root:secret --run "systemctl is-system-running"',
+    );
   if (o.expectExit !== undefined && (!Number.isInteger(o.expectExit) || o.expectExit < 0 || o.expectExit > 255)) {
-    throw new Img2vmError('usage', `invalid --expect-exit ${o.expectExit}`, 'an exit status is a whole number from 0 to 255');
+    throw new Img2vmError(
+      'usage',
+      `invalid --expect-exit ${o.expectExit}`,
+      'an exit status is a whole number from 0 to 255',
+    );
   }
-  if (o.expectExit !== undefined && o.login) throw new Img2vmError('usage', '--expect-exit does not go with --login', 'a workload disk runs its workload, not a login');
+  if (o.expectExit !== undefined && o.login)
+    throw new Img2vmError(
+      'usage',
+      '--expect-exit does not go with --login',
+      'a workload disk runs its workload, not a login',
+    );
 }
 
 /** Keys in the order a reader of --json wants them; undefined ones are left out. */
 function emptyReport(o: TestOptions): TestReport {
   return {
-    passed: false, disk: resolve(o.disk), format: undefined, firmware: undefined, firmwareReason: undefined,
-    accel: undefined, accelReason: undefined, matched: undefined, matchedLine: undefined, kernelRelease: undefined,
-    timings: { total: 0 }, login: undefined, command: undefined, workload: undefined, log: undefined,
+    passed: false,
+    disk: resolve(o.disk),
+    format: undefined,
+    firmware: undefined,
+    firmwareReason: undefined,
+    accel: undefined,
+    accelReason: undefined,
+    matched: undefined,
+    matchedLine: undefined,
+    kernelRelease: undefined,
+    timings: { total: 0 },
+    login: undefined,
+    command: undefined,
+    workload: undefined,
+    log: undefined,
   };
 }
 
 /** The console log; it is created before booting, so a log that cannot be written fails now rather than after minutes. */
-async function openLog(o: TestOptions, report: TestReport, scope: Scope): Promise<{ stream: WriteStream; close: () => Promise<void> } | undefined> {
+async function openLog(
+  o: TestOptions,
+  report: TestReport,
+  scope: Scope,
+): Promise<{ stream: WriteStream; close: () => Promise<void> } | undefined> {
   if (!o.logFile) return undefined;
   report.log = resolve(o.logFile);
   await writeFile(report.log, '').catch((e: Error) => {
@@ -125,7 +155,12 @@ async function openLog(o: TestOptions, report: TestReport, scope: Scope): Promis
 
 function describeMachine(report: TestReport, m: Machine): void {
   Object.assign(report, {
-    disk: m.disk, format: m.format, firmware: m.firmware, firmwareReason: m.firmwareReason, accel: m.accel, accelReason: m.accelReason,
+    disk: m.disk,
+    format: m.format,
+    firmware: m.firmware,
+    firmwareReason: m.firmwareReason,
+    accel: m.accel,
+    accelReason: m.accelReason,
   });
 }
 
@@ -133,8 +168,14 @@ function describeMachine(report: TestReport, m: Machine): void {
 function describeSession(report: TestReport, s: TestSession, o: TestOptions, totalMs: number): void {
   const m = s.watcher.milestones;
   report.timings = {
-    firmware: round(m.firmware), kernel: round(m.kernel), init: round(m.init), login: round(m.login),
-    marker: round(m.marker), ready: round(m.ready), exit: round(s.exitAt), total: round(totalMs)!,
+    firmware: round(m.firmware),
+    kernel: round(m.kernel),
+    init: round(m.init),
+    login: round(m.login),
+    marker: round(m.marker),
+    ready: round(m.ready),
+    exit: round(s.exitAt),
+    total: round(totalMs)!,
   };
   report.kernelRelease = s.watcher.kernelRelease;
   const v = s.watcher.verdict;
@@ -162,8 +203,10 @@ function conclude(report: TestReport, s: TestSession, end: End, o: TestOptions, 
     return fail(end.kind, end.message, end.hint);
   }
   const out = s.sessionOutcome;
-  if (out?.status === 'login-failed') return fail('loginFailed', out.reason, 'check --login against the --password the disk was converted with');
-  if (out?.status === 'done' && out.exitCode !== 0) return fail('commandFailed', `the command exited with status ${out.exitCode}: ${o.command}`);
+  if (out?.status === 'login-failed')
+    return fail('loginFailed', out.reason, 'check --login against the --password the disk was converted with');
+  if (out?.status === 'done' && out.exitCode !== 0)
+    return fail('commandFailed', `the command exited with status ${out.exitCode}: ${o.command}`);
   if (report.matched === undefined && s.workload.exited) {
     report.matched = 'exit';
     report.matchedLine = `img2vm-exit: status=${s.workload.status}`;
@@ -180,7 +223,13 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
   const bootNonce = o.bootNonce ?? randomBytes(16).toString('hex');
   const machine = await prepareMachine(
     {
-      disk: o.disk, firmware: o.firmware, memMiB: o.memMiB ?? DEFAULT_MEM_MIB, cpus: o.cpus ?? DEFAULT_CPUS, snapshot: true, publish: [], console: 'pipe',
+      disk: o.disk,
+      firmware: o.firmware,
+      memMiB: o.memMiB ?? DEFAULT_MEM_MIB,
+      cpus: o.cpus ?? DEFAULT_CPUS,
+      snapshot: true,
+      publish: [],
+      console: 'pipe',
       bootNonce,
     },
     ctx.scope,
@@ -191,8 +240,16 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
 
   const qemu = startQemu(machine, ctx.scope);
   const session = new TestSession(qemu, {
-    timeoutMs: o.timeoutMs ?? DEFAULT_TEST_TIMEOUT_MS, expect: o.expect, expectExit: o.expectExit, login: o.login, command: o.command,
-    nonce: o.nonce ?? randomBytes(4).toString('hex'), bootNonce, argv: machine.argv, log: log?.stream, onEvent: o.onEvent,
+    timeoutMs: o.timeoutMs ?? DEFAULT_TEST_TIMEOUT_MS,
+    expect: o.expect,
+    expectExit: o.expectExit,
+    login: o.login,
+    command: o.command,
+    nonce: o.nonce ?? randomBytes(4).toString('hex'),
+    bootNonce,
+    argv: machine.argv,
+    log: log?.stream,
+    onEvent: o.onEvent,
   });
   const end = await session.run(ctx.signal);
   const totalMs = session.now();

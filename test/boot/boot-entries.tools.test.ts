@@ -21,7 +21,13 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const FACTS: FlatFacts = {
   source: { transport: 'docker-daemon', id: `sha256:${'ab'.repeat(32)}`, layers: 1 },
   os: { id: 'debian', idLike: [], versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' },
-  guest: { distribution: 'Debian GNU/Linux 12 (bookworm)', template: 'debian', builder: 'docker', cached: true, image: 'img2vm-cache:0123' },
+  guest: {
+    distribution: 'Debian GNU/Linux 12 (bookworm)',
+    template: 'debian',
+    builder: 'docker',
+    cached: true,
+    image: 'img2vm-cache:0123',
+  },
   content: { blocks4k: 70_000, entries: 9_000, bytes: 270 << 20, files: 7_000 },
   kernel: { version: '6.1.0-28-cloud-amd64', kernelPath: '/vmlinuz', initrdPath: '/initrd.img' },
 };
@@ -31,7 +37,8 @@ function planFor(opts: Partial<ConvertOptionsInput>, facts: FlatFacts = FACTS): 
   return plan(o, known(facts), createRandom('s'));
 }
 const grubCfg = (p: ConversionPlan) => p.guestFiles.find((f) => f.path === '/boot/grub/grub.cfg')!.content!;
-const blsEntry = (p: ConversionPlan) => p.guestFiles.find((f) => f.fs === 'esp' && f.path.startsWith('/loader/entries/') && f.content)!.content!;
+const blsEntry = (p: ConversionPlan) =>
+  p.guestFiles.find((f) => f.fs === 'esp' && f.path.startsWith('/loader/entries/') && f.content)!.content!;
 
 function refusal(f: () => unknown): Img2vmError {
   try {
@@ -52,7 +59,11 @@ async function grubScriptCheck(cfg: string): Promise<{ exitCode: number; all: st
 }
 
 /** The lines of a grub.cfg that start a command at the top level or in the entry (comments left out). */
-const commands = (cfg: string) => cfg.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#')).map((l) => l.trim().split(/\s/)[0]);
+const commands = (cfg: string) =>
+  cfg
+    .split('\n')
+    .filter((l) => l.trim() && !l.trim().startsWith('#'))
+    .map((l) => l.trim().split(/\s/)[0]);
 
 const HOSTILE_TITLE = 'x\' { menuentry "y" {\n  linux /evil\n} # \x1b]0;t\x07';
 
@@ -76,7 +87,7 @@ describe('--kernel-cmdline', () => {
     }
   });
 
-  it("refuses with GRUB what GRUB would change on its way to the kernel: ' and \\ anywhere, \" other than around a whole argument with a space", () => {
+  it('refuses with GRUB what GRUB would change on its way to the kernel: \' and \\ anywhere, " other than around a whole argument with a space', () => {
     const cases: [string, RegExp, RegExp][] = [
       ["a='b'", /' at character 3/, /backslash/],
       ['a=b\\c', /\\ at character 4/, /backslash/],
@@ -93,7 +104,9 @@ describe('--kernel-cmdline', () => {
       expect(`${e.message} ${e.hint}`, cmdline).toMatch(hint);
     }
     // systemd-boot hands the options line to the kernel as it is: only control characters are refused there
-    expect(planFor({ kernelCmdline: 'a=\'b\' c=d\\e foo="a b"', bootloader: 'systemd-boot', boot: 'uefi' }).boot.userCmdline).toBe('a=\'b\' c=d\\e foo="a b"');
+    expect(
+      planFor({ kernelCmdline: 'a=\'b\' c=d\\e foo="a b"', bootloader: 'systemd-boot', boot: 'uefi' }).boot.userCmdline,
+    ).toBe('a=\'b\' c=d\\e foo="a b"');
   });
 
   it('is at most 1024 bytes, so GRUB never drops arguments that do not fit the 2048 bytes x86 kernels take', () => {
@@ -113,19 +126,39 @@ describe('--kernel-cmdline', () => {
     expect(cfg.split('\n').find((l) => l.trimStart().startsWith('linux '))).toBe(
       `  linux /vmlinuz root=UUID=${p.rootUuid} ro console=tty0 console=ttyS0,115200n8 quiet 't1=a$b' 't2=c;d' 't3={e}' '#t4' 't5=ok*?' 't6=x|y&z<w>v' 't7=g  h' 'if' 't8=[['`,
     );
-    expect(commands(cfg)).toEqual(['serial', 'terminal_input', 'terminal_output', 'set', 'set', 'menuentry', 'insmod', 'linux', 'initrd', '}']);
+    expect(commands(cfg)).toEqual([
+      'serial',
+      'terminal_input',
+      'terminal_output',
+      'set',
+      'set',
+      'menuentry',
+      'insmod',
+      'linux',
+      'initrd',
+      '}',
+    ]);
     expect(await grubScriptCheck(cfg)).toMatchObject({ exitCode: 0 });
     // the BLS options line carries the same arguments, byte for byte
     const sd = planFor({ kernelCmdline: 'quiet t1=a$b "t7=g  h"', bootloader: 'systemd-boot', boot: 'uefi' });
-    expect(blsEntry(sd)).toContain(`\noptions    root=UUID=${sd.rootUuid} ro console=tty0 console=ttyS0,115200n8 quiet t1=a$b "t7=g  h"\n`);
+    expect(blsEntry(sd)).toContain(
+      `\noptions    root=UUID=${sd.rootUuid} ro console=tty0 console=ttyS0,115200n8 quiet t1=a$b "t7=g  h"\n`,
+    );
   });
 });
 
-describe("names from the image in boot entries", () => {
-  const hostileOs = { ...FACTS, guest: undefined, os: { id: 'debian', idLike: [], versionId: '12', prettyName: HOSTILE_TITLE } };
+describe('names from the image in boot entries', () => {
+  const hostileOs = {
+    ...FACTS,
+    guest: undefined,
+    os: { id: 'debian', idLike: [], versionId: '12', prettyName: HOSTILE_TITLE },
+  };
 
   it('grub.cfg: PRETTY_NAME is one single-quoted word on the menuentry line, control characters made spaces', async () => {
-    const p = planFor({ init: 'img2vm' }, { ...hostileOs, kernelBundle: { version: '6.1.0-28-cloud-amd64', vmlinuz: '/k', origin: 'o', id: 'i' } });
+    const p = planFor(
+      { init: 'img2vm' },
+      { ...hostileOs, kernelBundle: { version: '6.1.0-28-cloud-amd64', vmlinuz: '/k', origin: 'o', id: 'i' } },
+    );
     const cfg = grubCfg(p);
     expect(cfg).toContain(`menuentry 'x'\\'' { menuentry "y" { linux /evil } # ]0;t' {\n`);
     expect(commands(cfg).filter((c) => c === 'menuentry' || c === 'linux')).toEqual(['menuentry', 'linux']);
@@ -133,31 +166,59 @@ describe("names from the image in boot entries", () => {
   });
 
   it('grub.cfg: the kernel and initrd paths are quoted when they hold anything GRUB reads specially', async () => {
-    const cfg = renderGrubCfg({ title: 'T', kernel: '/boot/vmlinuz-6.1 ; }', initrd: "/boot/initrd.img-$x'y", cmdline: 'root=UUID=u ro' });
+    const cfg = renderGrubCfg({
+      title: 'T',
+      kernel: '/boot/vmlinuz-6.1 ; }',
+      initrd: "/boot/initrd.img-$x'y",
+      cmdline: 'root=UUID=u ro',
+    });
     expect(cfg).toContain("  linux '/boot/vmlinuz-6.1 ; }' root=UUID=u ro\n");
     expect(cfg).toContain("  initrd '/boot/initrd.img-$x'\\''y'\n");
     expect(await grubScriptCheck(cfg)).toMatchObject({ exitCode: 0 });
   });
 
   it('BLS: every field on its one line; the title without control characters, a sort key only when it is an os-release ID', () => {
-    const e = renderBlsEntry({ title: 'Evil\noptions init=/bin/sh\r\n', kernelVersion: '6.1.0-28-cloud-amd64', cmdline: 'root=UUID=u ro', hasInitrd: true, sortKey: 'debian\nlinux /x' });
+    const e = renderBlsEntry({
+      title: 'Evil\noptions init=/bin/sh\r\n',
+      kernelVersion: '6.1.0-28-cloud-amd64',
+      cmdline: 'root=UUID=u ro',
+      hasInitrd: true,
+      sortKey: 'debian\nlinux /x',
+    });
     expect(e.split('\n').map((l) => l.split(/\s/)[0])).toEqual(['title', 'version', 'options', 'linux', 'initrd', '']);
     expect(e).toMatch(/^title      Evil options init=\/bin\/sh\n/);
-    expect(renderBlsEntry({ title: 'T', kernelVersion: '6.9', cmdline: 'x', hasInitrd: false, sortKey: 'toy-os_1.0' })).toMatch(/^sort-key   toy-os_1\.0$/m);
+    expect(
+      renderBlsEntry({ title: 'T', kernelVersion: '6.9', cmdline: 'x', hasInitrd: false, sortKey: 'toy-os_1.0' }),
+    ).toMatch(/^sort-key   toy-os_1\.0$/m);
     // through the plan, with the hostile PRETTY_NAME
     const sd = planFor({ bootloader: 'systemd-boot', boot: 'uefi', init: 'image' }, { ...hostileOs });
-    expect(blsEntry(sd).split('\n').filter((l) => l.startsWith('linux') || l.startsWith('options'))).toHaveLength(2);
+    expect(
+      blsEntry(sd)
+        .split('\n')
+        .filter((l) => l.startsWith('linux') || l.startsWith('options')),
+    ).toHaveLength(2);
   });
 
-  it("refuses a kernel whose version cannot name a boot entry and ESP files safely", () => {
+  it('refuses a kernel whose version cannot name a boot entry and ESP files safely', () => {
     for (const version of ['6.1\n', '6.1 ; }', '../../x', '6.1:x', '.hidden', 'x'.repeat(65)]) {
-      const e = refusal(() => planFor({ raw: true }, { ...FACTS, kernel: { version, kernelPath: `/boot/vmlinuz-${version}` } }));
+      const e = refusal(() =>
+        planFor({ raw: true }, { ...FACTS, kernel: { version, kernelPath: `/boot/vmlinuz-${version}` } }),
+      );
       expect(e.kind, JSON.stringify(version)).toBe('badImage');
       expect(e.message).toMatch(/kernel version/);
       expect(e.message).not.toMatch(/[\n\x1b]/);
     }
-    for (const version of ['6.1.0-28-cloud-amd64', '6.5.6-300.fc39.x86_64', '6.1.21-v8+', '6.6.1-arch1-1', 'lts', '5.10.0~rc1']) {
-      expect(() => planFor({ raw: true }, { ...FACTS, kernel: { version, kernelPath: `/boot/vmlinuz-${version}` } })).not.toThrow();
+    for (const version of [
+      '6.1.0-28-cloud-amd64',
+      '6.5.6-300.fc39.x86_64',
+      '6.1.21-v8+',
+      '6.6.1-arch1-1',
+      'lts',
+      '5.10.0~rc1',
+    ]) {
+      expect(() =>
+        planFor({ raw: true }, { ...FACTS, kernel: { version, kernelPath: `/boot/vmlinuz-${version}` } }),
+      ).not.toThrow();
     }
   });
 

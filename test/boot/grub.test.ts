@@ -19,14 +19,37 @@ describe('GRUB BIOS patching', () => {
     expect(c.readUInt16LE(508)).toBe(60);
   });
   it('works on the real boot.img (jump at 0x66 becomes NOPs)', () => {
-    expect(existsSync(`${GRUB_PC_DIR}/boot.img`), `${GRUB_PC_DIR}/boot.img is missing: install grub-pc-bin (scripts/install-deps.sh)`).toBe(true);
+    expect(
+      existsSync(`${GRUB_PC_DIR}/boot.img`),
+      `${GRUB_PC_DIR}/boot.img is missing: install grub-pc-bin (scripts/install-deps.sh)`,
+    ).toBe(true);
     const real = readFileSync(`${GRUB_PC_DIR}/boot.img`);
     expect(real[0x66]).not.toBe(0x90);
     expect(patchBootImage(real, 1).readBigUInt64LE(0x5c)).toBe(1n);
   });
   it('builds the exact grub-mkimage argv', () => {
-    expect(grubMkimageArgs('/w/core.img', '/w/early.cfg', '/boot/grub', 'i386-pc', ['biosdisk', 'ext2'], '/usr/lib/grub/i386-pc')).toEqual([
-      '-O', 'i386-pc', '-d', '/usr/lib/grub/i386-pc', '-o', '/w/core.img', '-c', '/w/early.cfg', '-p', '/boot/grub', 'biosdisk', 'ext2',
+    expect(
+      grubMkimageArgs(
+        '/w/core.img',
+        '/w/early.cfg',
+        '/boot/grub',
+        'i386-pc',
+        ['biosdisk', 'ext2'],
+        '/usr/lib/grub/i386-pc',
+      ),
+    ).toEqual([
+      '-O',
+      'i386-pc',
+      '-d',
+      '/usr/lib/grub/i386-pc',
+      '-o',
+      '/w/core.img',
+      '-c',
+      '/w/early.cfg',
+      '-p',
+      '/boot/grub',
+      'biosdisk',
+      'ext2',
     ]);
     expect(earlyConfig('u-u-i-d', '/boot/grub')).toBe('search.fs_uuid u-u-i-d root\nset prefix=($root)/boot/grub\n');
   });
@@ -34,7 +57,12 @@ describe('GRUB BIOS patching', () => {
 
 describe('grub.cfg', () => {
   it('boots the kernel with root by UUID on the serial console', () => {
-    const cfg = renderGrubCfg({ title: "Debian's", kernel: '/vmlinuz', initrd: '/initrd.img', cmdline: kernelCmdline('abc', 'quiet') });
+    const cfg = renderGrubCfg({
+      title: "Debian's",
+      kernel: '/vmlinuz',
+      initrd: '/initrd.img',
+      cmdline: kernelCmdline('abc', 'quiet'),
+    });
     expect(cfg).toContain("menuentry 'Debian'\\''s' {");
     expect(cfg).toContain('  linux /vmlinuz root=UUID=abc ro console=tty0 console=ttyS0,115200n8 quiet\n');
     expect(cfg).toContain('  initrd /initrd.img\n');

@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  blsPaths, kernelInstallFiles, renderBlsEntry, renderLoaderConf, SYSTEMD_BOOT_EFI, systemdBoot,
+  blsPaths,
+  kernelInstallFiles,
+  renderBlsEntry,
+  renderLoaderConf,
+  SYSTEMD_BOOT_EFI,
+  systemdBoot,
 } from '../../src/boot/systemd-boot.js';
 import type { ConversionPlan } from '../../src/core/plan.js';
 import { createRandom } from '../../src/core/random.js';
@@ -26,7 +31,15 @@ describe('systemd-boot layout', () => {
     });
   });
   it('writes a type #1 entry (golden)', () => {
-    expect(renderBlsEntry({ title: 'Debian GNU/Linux 12 (bookworm)', kernelVersion: '6.1.0-50-cloud-amd64', cmdline: 'root=UUID=u ro console=ttyS0,115200n8', hasInitrd: true, sortKey: 'debian' })).toBe(
+    expect(
+      renderBlsEntry({
+        title: 'Debian GNU/Linux 12 (bookworm)',
+        kernelVersion: '6.1.0-50-cloud-amd64',
+        cmdline: 'root=UUID=u ro console=ttyS0,115200n8',
+        hasInitrd: true,
+        sortKey: 'debian',
+      }),
+    ).toBe(
       [
         'title      Debian GNU/Linux 12 (bookworm)',
         'version    6.1.0-50-cloud-amd64',
@@ -45,8 +58,18 @@ describe('systemd-boot layout', () => {
     expect(renderLoaderConf()).toMatch(/^editor no$/m);
   });
   it('puts the loader at the removable path and where bootctl looks for it', () => {
-    const { guestFiles } = systemdBoot.files({ rootUuid: 'u', bootFsUuid: 'u', separateBoot: false, grubDir: '/boot/grub', cmdline: 'root=UUID=u', title: 'T', kernel: { version: '6.9', kernelPath: '/vmlinuz', initrdPath: '/initrd.img' } });
-    expect(guestFiles.filter((f) => f.fs === 'esp').map((f) => ({ src: f.from ?? 'content', dest: f.path.slice(1) }))).toEqual([
+    const { guestFiles } = systemdBoot.files({
+      rootUuid: 'u',
+      bootFsUuid: 'u',
+      separateBoot: false,
+      grubDir: '/boot/grub',
+      cmdline: 'root=UUID=u',
+      title: 'T',
+      kernel: { version: '6.9', kernelPath: '/vmlinuz', initrdPath: '/initrd.img' },
+    });
+    expect(
+      guestFiles.filter((f) => f.fs === 'esp').map((f) => ({ src: f.from ?? 'content', dest: f.path.slice(1) })),
+    ).toEqual([
       { src: 'work:systemd-bootx64.efi', dest: 'EFI/BOOT/BOOTX64.EFI' },
       { src: 'work:systemd-bootx64.efi', dest: 'EFI/systemd/systemd-bootx64.efi' },
       { src: 'content', dest: 'loader/loader.conf' },
@@ -66,10 +89,21 @@ describe('guest configuration', () => {
   });
   it("prefers the guest's systemd-boot binary and falls back to the host's", async () => {
     const { existsSync, readFileSync } = await import('node:fs');
-    expect(existsSync(SYSTEMD_BOOT_EFI), `${SYSTEMD_BOOT_EFI} is missing: install systemd-boot-efi (scripts/install-deps.sh)`).toBe(true);
+    expect(
+      existsSync(SYSTEMD_BOOT_EFI),
+      `${SYSTEMD_BOOT_EFI} is missing: install systemd-boot-efi (scripts/install-deps.sh)`,
+    ).toBe(true);
     const work = join(tmp, 'work');
     await mkdir(work);
-    const env = { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('t'), epoch: 0, fixedEpoch: 0 };
+    const env = {
+      work,
+      signal: new AbortController().signal,
+      sink: () => {},
+      scope: new Scope(),
+      random: createRandom('t'),
+      epoch: 0,
+      fixedEpoch: 0,
+    };
     const plan = {} as ConversionPlan;
     await systemdBoot.prepare!(plan, new Map(), env);
     expect(readFileSync(join(work, 'systemd-bootx64.efi')).equals(readFileSync(SYSTEMD_BOOT_EFI))).toBe(true);

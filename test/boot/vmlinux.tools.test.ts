@@ -70,18 +70,36 @@ const tool = (cmd: string, args: string[], input: Buffer) => execFileSync(cmd, a
 describe('LZ4 legacy decoding', () => {
   it('decodes literals, an overlapping match and a final literal run', () => {
     // "abc", then 9 bytes from 3 back (overlapping), then "xyz!!" alone as the last sequence
-    const block = Buffer.concat([Buffer.from([0x35]), Buffer.from('abc'), Buffer.from([3, 0]), Buffer.from([0x50]), Buffer.from('xyz!!')]);
+    const block = Buffer.concat([
+      Buffer.from([0x35]),
+      Buffer.from('abc'),
+      Buffer.from([3, 0]),
+      Buffer.from([0x50]),
+      Buffer.from('xyz!!'),
+    ]);
     expect(lz4LegacyDecode(frame(block), 17).toString()).toBe('abcabcabcabcxyz!!');
   });
   it('reads extended literal and match lengths', () => {
     const lits = Buffer.from('ABCDEFGHIJKLMNOPQRST'); // 20 = 15 + 5
     // match: offset 1, length 4 + 15 + 255 + 1 = 275 copies of "T"
-    const block = Buffer.concat([Buffer.from([0xff, 5]), lits, Buffer.from([1, 0, 255, 1]), Buffer.from([0x10]), Buffer.from('!')]);
+    const block = Buffer.concat([
+      Buffer.from([0xff, 5]),
+      lits,
+      Buffer.from([1, 0, 255, 1]),
+      Buffer.from([0x10]),
+      Buffer.from('!'),
+    ]);
     const out = lz4LegacyDecode(frame(block), 20 + 275 + 1);
     expect(out.toString()).toBe(`${lits.toString()}${'T'.repeat(275)}!`);
   });
   it('refuses matches before the start, blocks past the end and a size other than stated', () => {
-    const before = Buffer.concat([Buffer.from([0x10]), Buffer.from('a'), Buffer.from([2, 0]), Buffer.from([0x10]), Buffer.from('b')]);
+    const before = Buffer.concat([
+      Buffer.from([0x10]),
+      Buffer.from('a'),
+      Buffer.from([2, 0]),
+      Buffer.from([0x10]),
+      Buffer.from('b'),
+    ]);
     expect(() => lz4LegacyDecode(frame(before), 10)).toThrow(/before the start/);
     const ok = Buffer.concat([Buffer.from([0x30]), Buffer.from('abc')]);
     expect(() => lz4LegacyDecode(Buffer.concat([LEGACY, u32(50), ok]), 3)).toThrow(/past the end/);
@@ -91,7 +109,8 @@ describe('LZ4 legacy decoding', () => {
   });
   it('matches the lz4 tool on 9 MiB of mixed data (two 8 MiB blocks)', () => {
     const parts: Buffer[] = [];
-    for (let i = 0; parts.length * 4096 < 9 << 20; i++) parts.push(i % 3 ? Buffer.alloc(4096, i & 0xff) : randomBytes(4096));
+    for (let i = 0; parts.length * 4096 < 9 << 20; i++)
+      parts.push(i % 3 ? Buffer.alloc(4096, i & 0xff) : randomBytes(4096));
     const data = Buffer.concat(parts);
     const packed = tool('lz4', ['-l', '-c', '-9'], data);
     expect(lz4LegacyDecode(packed, data.length).equals(data)).toBe(true);
@@ -126,8 +145,12 @@ describe('bzImage → vmlinux', () => {
   });
   it('refuses what is not an x86-64 bzImage whose payload is what its header says', async () => {
     await expect(extractVmlinux(Buffer.alloc(4096), scratch)).rejects.toThrow(/not a bzImage/);
-    await expect(extractVmlinux(bzImage(gzipSync(kernel), kernel.length, { version: 0x206 }), scratch)).rejects.toThrow(/boot protocol 2\.06/);
-    await expect(extractVmlinux(bzImage(Buffer.from('plain text, not compressed'), 26), scratch)).rejects.toThrow(/unknown compression/);
+    await expect(extractVmlinux(bzImage(gzipSync(kernel), kernel.length, { version: 0x206 }), scratch)).rejects.toThrow(
+      /boot protocol 2\.06/,
+    );
+    await expect(extractVmlinux(bzImage(Buffer.from('plain text, not compressed'), 26), scratch)).rejects.toThrow(
+      /unknown compression/,
+    );
     await expect(extractVmlinux(bzImage(gzipSync(kernel), kernel.length + 1), scratch)).rejects.toThrow(/states/);
     const arm = elf({ machine: 183 });
     await expect(extractVmlinux(bzImage(gzipSync(arm), arm.length), scratch)).rejects.toThrow(/not x86-64/);

@@ -12,7 +12,9 @@ import { Store } from '../../src/store/index.js';
 
 const KEY = 'a'.repeat(64);
 const LAYER = Buffer.alloc(2048, 1);
-const CONFIG = Buffer.from('{"architecture":"amd64","os":"linux","config":{"Env":["A=1"]},"rootfs":{"type":"layers","diff_ids":[]}}');
+const CONFIG = Buffer.from(
+  '{"architecture":"amd64","os":"linux","config":{"Env":["A=1"]},"rootfs":{"type":"layers","diff_ids":[]}}',
+);
 
 let dir: string;
 let store: Store;
@@ -76,7 +78,12 @@ describe('BuildCache', () => {
     utimesSync(cache.entryDir(KEY), old, old);
     const scope = new Scope();
     const img = (await cache.use(KEY, scope, 'oci-archive:x'))!;
-    expect(img).toMatchObject({ ref: 'oci-archive:x', id: sha256(CONFIG), configBytes: CONFIG, config: { config: { Env: ['A=1'] } } });
+    expect(img).toMatchObject({
+      ref: 'oci-archive:x',
+      id: sha256(CONFIG),
+      configBytes: CONFIG,
+      config: { config: { Env: ['A=1'] } },
+    });
     expect(img.layers.map((l) => [l.digest, l.size])).toEqual([[sha256(LAYER), LAYER.length]]);
     expect((await store.status('build', KEY)).holders).toEqual([process.pid]);
     expect(statSync(cache.entryDir(KEY)).mtimeMs).toBeGreaterThan(old.getTime());

@@ -51,7 +51,15 @@ describe('parseRecipe', () => {
         network: true,
         line: 10,
       },
-      { kind: 'run', script: 'systemctl enable foo.service', env: expect.any(Object), user: 'nobody:nogroup', workdir: '/srv/build', network: false, line: 16 },
+      {
+        kind: 'run',
+        script: 'systemctl enable foo.service',
+        env: expect.any(Object),
+        user: 'nobody:nogroup',
+        workdir: '/srv/build',
+        network: false,
+        line: 16,
+      },
       { kind: 'copy', src: 'files/etc', dest: '/etc', line: 17 },
     ]);
   });
@@ -104,7 +112,7 @@ describe('needsNetwork', () => {
       expect(needsNetwork(s), s).toBe(true);
     }
   });
-  it('is false for local work, and for package managers\' offline subcommands', () => {
+  it("is false for local work, and for package managers' offline subcommands", () => {
     for (const s of [
       'systemctl enable ssh.service img2vm-ready.service && systemctl mask systemd-firstboot.service',
       'apt-get clean && rm -rf /var/lib/apt/lists/*',
@@ -129,7 +137,11 @@ describe('renderRecipe', () => {
     return root;
   };
   it('renders, parses and lists the files with git modes, whatever the checkout umask', async () => {
-    const root = tmpl({ Dockerfile: 'FROM {{base}}\nUSER root\nWORKDIR /\nCOPY files/ /\nRUN {{cmd}}\n', 'files/etc/a': 'a', 'files/usr/bin/b': '#!/bin/sh\n' });
+    const root = tmpl({
+      Dockerfile: 'FROM {{base}}\nUSER root\nWORKDIR /\nCOPY files/ /\nRUN {{cmd}}\n',
+      'files/etc/a': 'a',
+      'files/usr/bin/b': '#!/bin/sh\n',
+    });
     chmodSync(join(root, 't/files/etc/a'), 0o664);
     chmodSync(join(root, 't/files/usr/bin/b'), 0o775);
     const r = await renderRecipe({ template: 't' }, { base: 'img', cmd: 'apk add x' }, root);
@@ -143,9 +155,13 @@ describe('renderRecipe', () => {
   });
   it('a template outside the subset, or with files outside files/, is an img2vm bug naming the template', async () => {
     const bad = tmpl({ Dockerfile: 'FROM {{base}}\nUSER root\nWORKDIR /\nADD x /\n' });
-    await expect(renderRecipe({ template: 't' }, { base: 'img' }, bad)).rejects.toThrow('templates/t/Dockerfile (rendered): line 4: ADD is not in the subset');
+    await expect(renderRecipe({ template: 't' }, { base: 'img' }, bad)).rejects.toThrow(
+      'templates/t/Dockerfile (rendered): line 4: ADD is not in the subset',
+    );
     const stray = tmpl({ Dockerfile: 'FROM {{base}}\n', 'notes.txt': 'x' });
-    await expect(renderRecipe({ template: 't' }, { base: 'img' }, stray)).rejects.toThrow('templates/t/notes.txt: only files/ is copied into the guest');
+    await expect(renderRecipe({ template: 't' }, { base: 'img' }, stray)).rejects.toThrow(
+      'templates/t/notes.txt: only files/ is copied into the guest',
+    );
     await expect(renderRecipe({ template: 't' }, {}, stray)).rejects.toThrow('no value for {{base}}');
     rmSync(bad, { recursive: true, force: true });
     rmSync(stray, { recursive: true, force: true });

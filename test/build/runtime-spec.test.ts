@@ -1,6 +1,18 @@
 // The runc builder's config.json and runc command lines, as exact data.
 import { describe, expect, it } from 'vitest';
-import { containerId, ownerOf, runcDeleteArgv, runcKillArgv, runcListArgv, runcRunArgv, runtimeSpec, SECCOMP_REFUSED, seccompProfile, stepEnv, type StepProcess } from '../../src/build/runtime-spec.js';
+import {
+  containerId,
+  ownerOf,
+  runcDeleteArgv,
+  runcKillArgv,
+  runcListArgv,
+  runcRunArgv,
+  runtimeSpec,
+  SECCOMP_REFUSED,
+  seccompProfile,
+  stepEnv,
+  type StepProcess,
+} from '../../src/build/runtime-spec.js';
 
 const STEP: StepProcess = {
   script: 'apt-get update && apt-get install -y linux-image-cloud-amd64',
@@ -13,7 +25,18 @@ const STEP: StepProcess = {
   resolvConf: '/tmp/img2vm-x/runc-bundle-y/resolv.conf',
 };
 
-const CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_MKNOD', 'CAP_SETFCAP', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SYS_CHROOT'];
+const CAPS = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_MKNOD',
+  'CAP_SETFCAP',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SYS_CHROOT',
+];
 
 describe('runtimeSpec', () => {
   it('a step that fetches: the host network namespace and its resolv.conf, read-only; nothing else of the host', () => {
@@ -36,18 +59,49 @@ describe('runtimeSpec', () => {
       hostname: 'localhost',
       mounts: [
         { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-        { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-        { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-        { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+        {
+          destination: '/dev',
+          type: 'tmpfs',
+          source: 'tmpfs',
+          options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+        },
+        {
+          destination: '/dev/pts',
+          type: 'devpts',
+          source: 'devpts',
+          options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+        },
+        {
+          destination: '/dev/shm',
+          type: 'tmpfs',
+          source: 'shm',
+          options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+        },
         { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
         { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755'] },
         { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
-        { destination: '/etc/resolv.conf', type: 'bind', source: '/tmp/img2vm-x/runc-bundle-y/resolv.conf', options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] },
+        {
+          destination: '/etc/resolv.conf',
+          type: 'bind',
+          source: '/tmp/img2vm-x/runc-bundle-y/resolv.conf',
+          options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'],
+        },
       ],
       linux: {
         resources: { devices: [{ allow: false, access: 'rwm' }], pids: { limit: 4096 } },
         namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
-        maskedPaths: ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
+        maskedPaths: [
+          '/proc/acpi',
+          '/proc/asound',
+          '/proc/kcore',
+          '/proc/keys',
+          '/proc/latency_stats',
+          '/proc/timer_list',
+          '/proc/timer_stats',
+          '/proc/sched_debug',
+          '/proc/scsi',
+          '/sys/firmware',
+        ],
         readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
         seccomp: seccompProfile('x64'),
       },
@@ -56,8 +110,22 @@ describe('runtimeSpec', () => {
 
   it('a step that does not fetch: a fresh network namespace and no resolv.conf from the host', () => {
     const s = runtimeSpec({ ...STEP, network: false, script: 'systemctl enable foo' }, 'x64');
-    expect(s.linux.namespaces).toEqual([{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }]);
-    expect(s.mounts.map((m) => m.destination)).toEqual(['/proc', '/dev', '/dev/pts', '/dev/shm', '/sys', '/run', '/tmp']);
+    expect(s.linux.namespaces).toEqual([
+      { type: 'pid' },
+      { type: 'ipc' },
+      { type: 'uts' },
+      { type: 'mount' },
+      { type: 'network' },
+    ]);
+    expect(s.mounts.map((m) => m.destination)).toEqual([
+      '/proc',
+      '/dev',
+      '/dev/pts',
+      '/dev/shm',
+      '/sys',
+      '/run',
+      '/tmp',
+    ]);
     expect(s.process.args).toEqual(['/bin/sh', '-c', 'systemctl enable foo']);
   });
 
@@ -66,12 +134,25 @@ describe('runtimeSpec', () => {
       const s = runtimeSpec({ ...STEP, network }, 'x64');
       for (const ns of ['pid', 'ipc', 'uts', 'mount']) expect(s.linux.namespaces).toContainEqual({ type: ns });
       expect(s.linux.namespaces).not.toContainEqual({ type: 'user' });
-      for (const cap of ['CAP_SYS_ADMIN', 'CAP_NET_ADMIN', 'CAP_SYS_MODULE', 'CAP_SYS_PTRACE', 'CAP_NET_RAW', 'CAP_SYS_RAWIO']) expect(s.process.capabilities.bounding).not.toContain(cap);
+      for (const cap of [
+        'CAP_SYS_ADMIN',
+        'CAP_NET_ADMIN',
+        'CAP_SYS_MODULE',
+        'CAP_SYS_PTRACE',
+        'CAP_NET_RAW',
+        'CAP_SYS_RAWIO',
+      ])
+        expect(s.process.capabilities.bounding).not.toContain(cap);
     }
   });
 
   it('a step as another user gets its supplementary groups', () => {
-    expect(runtimeSpec({ ...STEP, uid: 1000, gid: 1000, additionalGids: [27, 100] }, 'x64').process.user).toEqual({ uid: 1000, gid: 1000, additionalGids: [27, 100], umask: 0o022 });
+    expect(runtimeSpec({ ...STEP, uid: 1000, gid: 1000, additionalGids: [27, 100] }, 'x64').process.user).toEqual({
+      uid: 1000,
+      gid: 1000,
+      additionalGids: [27, 100],
+      umask: 0o022,
+    });
   });
 });
 
@@ -86,7 +167,8 @@ describe('the seccomp filter of a build step', () => {
   }
 
   it('is in every step config, for the host ABIs of x86-64 and arm64 (and the native one elsewhere)', () => {
-    for (const network of [true, false]) expect(runtimeSpec({ ...STEP, network }, 'x64').linux.seccomp).toEqual(seccompProfile('x64'));
+    for (const network of [true, false])
+      expect(runtimeSpec({ ...STEP, network }, 'x64').linux.seccomp).toEqual(seccompProfile('x64'));
     expect(seccompProfile('x64').architectures).toEqual(['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
     expect(seccompProfile('arm64').architectures).toEqual(['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM']);
     expect(seccompProfile('mips').architectures).toEqual([]);
@@ -95,7 +177,39 @@ describe('the seccomp filter of a build step', () => {
 
   it('refuses with EPERM what Docker refuses a container without CAP_SYS_ADMIN: kexec, modules, keys, mount, namespaces, tracing, bpf', () => {
     const p = seccompProfile('x64');
-    for (const name of ['kexec_load', 'kexec_file_load', 'init_module', 'finit_module', 'delete_module', 'keyctl', 'add_key', 'request_key', 'bpf', 'mount', 'umount2', 'pivot_root', 'fsopen', 'move_mount', 'open_tree', 'ptrace', 'process_vm_readv', 'unshare', 'setns', 'open_by_handle_at', 'perf_event_open', 'userfaultfd', 'reboot', 'swapon', 'swapoff', 'settimeofday', 'clock_settime', 'acct', 'syslog', 'iopl', 'ioperm']) {
+    for (const name of [
+      'kexec_load',
+      'kexec_file_load',
+      'init_module',
+      'finit_module',
+      'delete_module',
+      'keyctl',
+      'add_key',
+      'request_key',
+      'bpf',
+      'mount',
+      'umount2',
+      'pivot_root',
+      'fsopen',
+      'move_mount',
+      'open_tree',
+      'ptrace',
+      'process_vm_readv',
+      'unshare',
+      'setns',
+      'open_by_handle_at',
+      'perf_event_open',
+      'userfaultfd',
+      'reboot',
+      'swapon',
+      'swapoff',
+      'settimeofday',
+      'clock_settime',
+      'acct',
+      'syslog',
+      'iopl',
+      'ioperm',
+    ]) {
       expect(answer(p, name), name).toBe(1);
     }
   });
@@ -105,12 +219,35 @@ describe('the seccomp filter of a build step', () => {
     expect(answer(p, 'clone', 0x10000000 | 0x01200011)).toBe(1);
     expect(answer(p, 'clone', 0x01200011)).toBe('allow'); // fork's flags
     expect(answer(p, 'clone', 0x003d0f00)).toBe('allow'); // pthread_create's flags
-    for (const name of ['clone3', 'io_uring_setup', 'io_uring_enter', 'io_uring_register']) expect(answer(p, name), name).toBe(38);
+    for (const name of ['clone3', 'io_uring_setup', 'io_uring_enter', 'io_uring_register'])
+      expect(answer(p, name), name).toBe(38);
   });
 
   it('leaves what package managers and maintainer scripts use alone', () => {
     const p = seccompProfile('x64');
-    for (const name of ['openat', 'execve', 'chown', 'fchownat', 'mknodat', 'chroot', 'setuid', 'setgroups', 'setxattr', 'fsetxattr', 'rename', 'renameat2', 'fsync', 'socket', 'connect', 'kill', 'wait4', 'sethostname', 'personality', 'prctl', 'capset']) {
+    for (const name of [
+      'openat',
+      'execve',
+      'chown',
+      'fchownat',
+      'mknodat',
+      'chroot',
+      'setuid',
+      'setgroups',
+      'setxattr',
+      'fsetxattr',
+      'rename',
+      'renameat2',
+      'fsync',
+      'socket',
+      'connect',
+      'kill',
+      'wait4',
+      'sethostname',
+      'personality',
+      'prctl',
+      'capset',
+    ]) {
       expect(answer(p, name), name).toBe('allow');
     }
     expect(new Set(SECCOMP_REFUSED).size).toBe(SECCOMP_REFUSED.length);
@@ -119,21 +256,29 @@ describe('the seccomp filter of a build step', () => {
 
 describe('stepEnv', () => {
   it("the image's Env with the step's over it; PATH and HOME only when neither has them", () => {
-    expect(stepEnv(['PATH=/opt/bin:/bin', 'LANG=C.UTF-8', 'X=1'], { X: '2', DEBIAN_FRONTEND: 'noninteractive' }, '/root')).toEqual([
-      'PATH=/opt/bin:/bin',
-      'LANG=C.UTF-8',
-      'X=2',
-      'DEBIAN_FRONTEND=noninteractive',
-      'HOME=/root',
+    expect(
+      stepEnv(['PATH=/opt/bin:/bin', 'LANG=C.UTF-8', 'X=1'], { X: '2', DEBIAN_FRONTEND: 'noninteractive' }, '/root'),
+    ).toEqual(['PATH=/opt/bin:/bin', 'LANG=C.UTF-8', 'X=2', 'DEBIAN_FRONTEND=noninteractive', 'HOME=/root']);
+    expect(stepEnv(null, {}, '/home/u')).toEqual([
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      'HOME=/home/u',
     ]);
-    expect(stepEnv(null, {}, '/home/u')).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/home/u']);
-    expect(stepEnv(['HOME=/srv', 'A=b=c', 'junk'], {}, '/root')).toEqual(['HOME=/srv', 'A=b=c', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+    expect(stepEnv(['HOME=/srv', 'A=b=c', 'junk'], {}, '/root')).toEqual([
+      'HOME=/srv',
+      'A=b=c',
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    ]);
   });
 });
 
 describe('runc command lines', () => {
   it('run in the foreground, kill, delete --force, list', () => {
-    expect(runcRunArgv('/w/runc-bundle-1', 'img2vm-42-abcd-3')).toEqual(['run', '--bundle', '/w/runc-bundle-1', 'img2vm-42-abcd-3']);
+    expect(runcRunArgv('/w/runc-bundle-1', 'img2vm-42-abcd-3')).toEqual([
+      'run',
+      '--bundle',
+      '/w/runc-bundle-1',
+      'img2vm-42-abcd-3',
+    ]);
     expect(runcKillArgv('img2vm-42-abcd-3')).toEqual(['kill', 'img2vm-42-abcd-3', 'KILL']);
     expect(runcDeleteArgv('img2vm-42-abcd-3')).toEqual(['delete', '--force', 'img2vm-42-abcd-3']);
     expect(runcListArgv()).toEqual(['list', '--format', 'json']);

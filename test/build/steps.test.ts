@@ -1,5 +1,15 @@
 // How the runc builder carries out recipe steps: USER as docker resolves it, COPY inside the root only, the ENV the image keeps, the cache key.
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -12,14 +22,20 @@ import { applyEnv, copyStep, copyTargets, recipeEnv, resolveUser } from '../../s
 import { parseRecipe, renderRecipe, type RecipeFile, type Step } from '../../src/build/recipe.js';
 import { recipeFor } from '../../src/guest/distros.js';
 
-const PASSWD = 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nu:x:1000:1000::/home/u:/bin/sh\nbroken line\n';
+const PASSWD =
+  'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nu:x:1000:1000::/home/u:/bin/sh\nbroken line\n';
 const GROUP = 'root:x:0:\nadm:x:4:u\nsudo:x:27:u,other\nu:x:1000:\nstaff:x:50:other\n';
 
 describe('resolveUser', () => {
   it('names and numbers as docker resolves them, with supplementary groups', () => {
     expect(resolveUser(PASSWD, GROUP, 'root')).toEqual({ uid: 0, gid: 0, additionalGids: [], home: '/root' });
     expect(resolveUser(PASSWD, GROUP, 'u')).toEqual({ uid: 1000, gid: 1000, additionalGids: [4, 27], home: '/home/u' });
-    expect(resolveUser(PASSWD, GROUP, '1000')).toEqual({ uid: 1000, gid: 1000, additionalGids: [4, 27], home: '/home/u' });
+    expect(resolveUser(PASSWD, GROUP, '1000')).toEqual({
+      uid: 1000,
+      gid: 1000,
+      additionalGids: [4, 27],
+      home: '/home/u',
+    });
     expect(resolveUser(PASSWD, GROUP, 'u:staff')).toEqual({ uid: 1000, gid: 50, additionalGids: [], home: '/home/u' });
     expect(resolveUser(PASSWD, GROUP, '4321:99')).toEqual({ uid: 4321, gid: 99, additionalGids: [], home: '/' });
     expect(resolveUser(undefined, undefined, '0')).toEqual({ uid: 0, gid: 0, additionalGids: [], home: '/' });
@@ -45,9 +61,16 @@ describe('copyTargets', () => {
       ['/usr/local/sbin/tool', 'files/usr/local/sbin/tool'],
       ['/etc/hosts.extra', 'files/etc/hosts.extra'],
     ]);
-    expect(copyTargets(copy('files/etc', '/opt/etc'), FILES).map((t) => t.dest)).toEqual(['/opt/etc/systemd/system/a.service', '/opt/etc/hosts.extra']);
-    expect(copyTargets(copy('files/etc/hosts.extra', '/etc/hosts.d/'), FILES).map((t) => t.dest)).toEqual(['/etc/hosts.d/hosts.extra']);
-    expect(copyTargets(copy('files/etc/hosts.extra', '/etc/renamed'), FILES).map((t) => t.dest)).toEqual(['/etc/renamed']);
+    expect(copyTargets(copy('files/etc', '/opt/etc'), FILES).map((t) => t.dest)).toEqual([
+      '/opt/etc/systemd/system/a.service',
+      '/opt/etc/hosts.extra',
+    ]);
+    expect(copyTargets(copy('files/etc/hosts.extra', '/etc/hosts.d/'), FILES).map((t) => t.dest)).toEqual([
+      '/etc/hosts.d/hosts.extra',
+    ]);
+    expect(copyTargets(copy('files/etc/hosts.extra', '/etc/renamed'), FILES).map((t) => t.dest)).toEqual([
+      '/etc/renamed',
+    ]);
     expect(() => copyTargets(copy('files/nothing', '/'), FILES)).toThrow(/nothing in the template matches/);
   });
 });
@@ -93,16 +116,29 @@ describe('copyStep', () => {
 
 describe('the ENV a built image keeps', () => {
   it('ENV values stay, ARG values do not (they are build-time only)', () => {
-    const df = 'FROM sha256:abc\nUSER root\nWORKDIR /\nARG DEBIAN_FRONTEND=noninteractive\nENV LANG=C.UTF-8 A="x y"\nRUN true\nENV B=2\n';
-    expect(parseRecipe(df).steps[0]).toMatchObject({ env: { DEBIAN_FRONTEND: 'noninteractive', LANG: 'C.UTF-8', A: 'x y' } });
+    const df =
+      'FROM sha256:abc\nUSER root\nWORKDIR /\nARG DEBIAN_FRONTEND=noninteractive\nENV LANG=C.UTF-8 A="x y"\nRUN true\nENV B=2\n';
+    expect(parseRecipe(df).steps[0]).toMatchObject({
+      env: { DEBIAN_FRONTEND: 'noninteractive', LANG: 'C.UTF-8', A: 'x y' },
+    });
     expect(recipeEnv(df)).toEqual({ LANG: 'C.UTF-8', A: 'x y', B: '2' });
     expect(recipeEnv('FROM x\nUSER root\nWORKDIR /\nARG A=1\nRUN true\n')).toEqual({});
   });
 
   it("is applied to the base config's Env in place, and the config names one layer", () => {
-    expect(applyEnv(['PATH=/bin', 'LANG=C'], { LANG: 'C.UTF-8', NEW: '1' })).toEqual(['PATH=/bin', 'LANG=C.UTF-8', 'NEW=1']);
+    expect(applyEnv(['PATH=/bin', 'LANG=C'], { LANG: 'C.UTF-8', NEW: '1' })).toEqual([
+      'PATH=/bin',
+      'LANG=C.UTF-8',
+      'NEW=1',
+    ]);
     const c = builtConfig(
-      { architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'], Cmd: ['/bin/bash'] }, rootfs: { type: 'layers', diff_ids: ['sha256:1', 'sha256:2'] }, history: [{}, {}] },
+      {
+        architecture: 'amd64',
+        os: 'linux',
+        config: { Env: ['PATH=/bin'], Cmd: ['/bin/bash'] },
+        rootfs: { type: 'layers', diff_ids: ['sha256:1', 'sha256:2'] },
+        history: [{}, {}],
+      },
       { LANG: 'C.UTF-8' },
       'sha256:layer',
       { 'org.img2vm.template': 'debian' },
@@ -135,7 +171,10 @@ describe('buildKey', () => {
       buildKey('runc', '1', base, { ...r, dockerfile: `${r.dockerfile} ` }),
       buildKey('runc', '1', base, { ...r, files: r.files.map((f, i) => (i === 0 ? { ...f, mode: 0o600 } : f)) }),
       buildKey('runc', '1', base, { ...r, files: r.files.map((f, i) => (i === 0 ? { ...f, path: `${f.path}x` } : f)) }),
-      buildKey('runc', '1', base, { ...r, files: r.files.map((f, i) => (i === 0 ? { ...f, content: Buffer.concat([f.content, Buffer.from('\n')]) } : f)) }),
+      buildKey('runc', '1', base, {
+        ...r,
+        files: r.files.map((f, i) => (i === 0 ? { ...f, content: Buffer.concat([f.content, Buffer.from('\n')]) } : f)),
+      }),
     ];
     expect(new Set([k, ...variants]).size).toBe(variants.length + 1);
     // The values are in the key through the rendered Dockerfile.
@@ -160,7 +199,9 @@ describe('the bundle root', () => {
     })();
     expect(e).toBeInstanceOf(Img2vmError);
     expect((e as Img2vmError).kind).toBe('badImage');
-    expect((e as Img2vmError).message).toMatch(/is 3802 bytes; under the build directory \/tmp\/t+ it would be 4107, and Linux allows 4095/);
+    expect((e as Img2vmError).message).toMatch(
+      /is 3802 bytes; under the build directory \/tmp\/t+ it would be 4107, and Linux allows 4095/,
+    );
     expect((e as Img2vmError).message).toMatch(/^the image's path "\/d00x+/);
   });
 });

@@ -1,6 +1,24 @@
 // The runc builder's layer writer, read back as the runc builder unpacks a layer: owners, modes, binary xattrs, hard links, devices, sparse files, raw names.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, createReadStream, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  createReadStream,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,12 +38,19 @@ let src: string;
 let server: Server | undefined;
 
 /** Paths as Buffers so non-UTF-8 names work. */
-const b = (...parts: (string | Buffer)[]): Buffer => Buffer.concat(parts.map((p, i) => Buffer.concat([i ? Buffer.from('/') : Buffer.alloc(0), Buffer.isBuffer(p) ? p : Buffer.from(p)])));
+const b = (...parts: (string | Buffer)[]): Buffer =>
+  Buffer.concat(
+    parts.map((p, i) =>
+      Buffer.concat([i ? Buffer.from('/') : Buffer.alloc(0), Buffer.isBuffer(p) ? p : Buffer.from(p)]),
+    ),
+  );
 const RAW_NAME = Buffer.from([0x6e, 0xff, 0x6c, 0x5c, 0x0a, 0x78]); // n\xffl\\\nx: not UTF-8, a backslash, a newline
 
 function setx(path: Buffer, name: string, value: Buffer): void {
   // setfattr --restore takes the path with its bytes escaped, so names that are not UTF-8 get there intact.
-  execFileSync('setfattr', SETFATTR_RESTORE_ARGV, { input: xattrRestoreScript([{ path: b(src, path).toString('latin1'), attrs: [[name, value]] }]) });
+  execFileSync('setfattr', SETFATTR_RESTORE_ARGV, {
+    input: xattrRestoreScript([{ path: b(src, path).toString('latin1'), attrs: [[name, value]] }]),
+  });
 }
 
 async function makeTree(): Promise<void> {
@@ -73,7 +98,8 @@ async function makeTree(): Promise<void> {
   // A socket cannot be in a tar: it is left out with a warning. (Node unlinks it on close, so it stays open.)
   server = createServer();
   await new Promise<void>((res) => server!.listen(join(src, 'sock'), res));
-  for (const p of ['etc/hostname', 'home/u/odd-size', 'usr/bin/ping', 'empty', 'sparse']) utimesSync(join(src, p), T, T + 5);
+  for (const p of ['etc/hostname', 'home/u/odd-size', 'usr/bin/ping', 'empty', 'sparse'])
+    utimesSync(join(src, p), T, T + 5);
 }
 
 interface Seen {
@@ -99,7 +125,19 @@ function snapshot(root: string): Map<string, Seen> {
       const r = rel.length ? b(rel, n) : n;
       const st = lstatSync(b(root, r));
       const key = r.toString('latin1');
-      const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isFIFO() ? 'fifo' : 'socket';
+      const type = st.isFile()
+        ? 'file'
+        : st.isDirectory()
+          ? 'dir'
+          : st.isSymbolicLink()
+            ? 'symlink'
+            : st.isCharacterDevice()
+              ? 'char'
+              : st.isBlockDevice()
+                ? 'block'
+                : st.isFIFO()
+                  ? 'fifo'
+                  : 'socket';
       const s: Seen = { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
       s.mtime = Math.floor(st.mtimeMs / 1000);
       if (type === 'file') {
@@ -107,7 +145,8 @@ function snapshot(root: string): Map<string, Seen> {
         s.content = readFileSync(b(root, r)).toString('base64').slice(0, 64);
         if (st.nlink > 1) s.inode = inodes.get(st.ino) ?? (inodes.set(st.ino, key), key);
       }
-      if (type === 'symlink') s.target = (readlinkSync(b(root, r), { encoding: 'buffer' }) as Buffer).toString('latin1');
+      if (type === 'symlink')
+        s.target = (readlinkSync(b(root, r), { encoding: 'buffer' }) as Buffer).toString('latin1');
       if (type === 'char' || type === 'block') s.rdev = st.rdev;
       out.set(key, s);
       if (type === 'dir') walk(r);
@@ -168,15 +207,21 @@ describe('writeTreeTar', () => {
     expect(st.size).toBe(16 << 20);
     expect(st.blocks * 512).toBeLessThanOrEqual(64 * 1024);
     expect(lstatSync(join(dir, 'back', 'all-hole')).blocks).toBe(0);
-    expect(readFileSync(join(dir, 'back', 'sparse')).subarray(8 << 20, (8 << 20) + 4096)).toEqual(Buffer.alloc(4096, 0xab));
+    expect(readFileSync(join(dir, 'back', 'sparse')).subarray(8 << 20, (8 << 20) + 4096)).toEqual(
+      Buffer.alloc(4096, 0xab),
+    );
   });
 
   it('writes each inode once and links the other names to it, in name order', async () => {
     const tar = new TarReader(new ByteSource(createReadStream(tarPath)[Symbol.asyncIterator]()));
     const seen: { path: string; type: string; linkpath: string }[] = [];
-    for (let h = await tar.next(); h; h = await tar.next()) seen.push({ path: h.path, type: h.type, linkpath: h.linkpath });
+    for (let h = await tar.next(); h; h = await tar.next())
+      seen.push({ path: h.path, type: h.type, linkpath: h.linkpath });
     expect(seen[0]).toEqual({ path: './', type: 'dir', linkpath: '' });
-    expect(seen.filter((e) => e.linkpath === 'etc/ping6' && e.type === 'link').map((e) => e.path)).toEqual(['usr/bin/ping', 'usr/bin/ping4']);
+    expect(seen.filter((e) => e.linkpath === 'etc/ping6' && e.type === 'link').map((e) => e.path)).toEqual([
+      'usr/bin/ping',
+      'usr/bin/ping4',
+    ]);
     const paths = seen.map((e) => Buffer.from(e.path.replace(/\/$/, ''), 'latin1'));
     expect([...paths].sort(Buffer.compare)).toEqual(paths);
     expect(result.entries).toBe(seen.length);

@@ -3,7 +3,13 @@ import { mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { defaultConversionTools, doctorChecks, doctorExitCode, renderChecks, type DoctorEnv } from '../../src/cli/doctor.js';
+import {
+  defaultConversionTools,
+  doctorChecks,
+  doctorExitCode,
+  renderChecks,
+  type DoctorEnv,
+} from '../../src/cli/doctor.js';
 import { TOOL_PURPOSES, TOOLS, which } from '../../src/tools/index.js';
 
 const healthy: DoctorEnv = { pingDocker: async () => undefined, exists: () => true, isRoot: true };
@@ -38,7 +44,10 @@ describe('img2vm doctor', () => {
   it('every tool has its package and what it is needed for', async () => {
     const checks = await doctorChecks(healthy);
     for (const [tool, pkg] of Object.entries(TOOLS)) {
-      expect(checks.find((c) => c.name === tool)).toMatchObject({ package: pkg, for: TOOL_PURPOSES[tool as keyof typeof TOOLS] });
+      expect(checks.find((c) => c.name === tool)).toMatchObject({
+        package: pkg,
+        for: TOOL_PURPOSES[tool as keyof typeof TOOLS],
+      });
       expect(TOOL_PURPOSES[tool as keyof typeof TOOLS].length).toBeGreaterThan(10);
     }
   });
@@ -47,10 +56,17 @@ describe('img2vm doctor', () => {
     // Everything but grub-mkimage, the one tool the default conversion runs.
     await pathWith(['mcopy', 'mmd', 'setfattr', 'qemu-img']);
     const checks = await doctorChecks(healthy);
-    expect(checks.find((c) => c.name === 'grub-mkimage')).toMatchObject({ ok: false, required: true, package: 'grub-common', fix: 'apt-get install grub-common' });
+    expect(checks.find((c) => c.name === 'grub-mkimage')).toMatchObject({
+      ok: false,
+      required: true,
+      package: 'grub-common',
+      fix: 'apt-get install grub-common',
+    });
     expect(doctorExitCode(checks)).toBe(5);
     const text = renderChecks(checks);
-    expect(text).toMatch(/^MISSING {2}grub-mkimage +grub-common +GRUB for BIOS and UEFI boot \(--boot hybrid, the default, needs both\)$/m);
+    expect(text).toMatch(
+      /^MISSING {2}grub-mkimage +grub-common +GRUB for BIOS and UEFI boot \(--boot hybrid, the default, needs both\)$/m,
+    );
     expect(text).toMatch(/^ {9}→ apt-get install grub-common$/m);
     expect(text).toContain('the default conversion needs: apt-get install grub-common\n');
   });
@@ -58,7 +74,11 @@ describe('img2vm doctor', () => {
   it('only optional tools missing: reported, exit 0', async () => {
     await pathWith(['grub-mkimage']);
     const checks = await doctorChecks(healthy);
-    expect(checks.find((c) => c.name === 'qemu-system-x86_64')).toMatchObject({ ok: false, required: false, package: 'qemu-system-x86' });
+    expect(checks.find((c) => c.name === 'qemu-system-x86_64')).toMatchObject({
+      ok: false,
+      required: false,
+      package: 'qemu-system-x86',
+    });
     expect(doctorExitCode(checks)).toBe(0);
     const text = renderChecks(checks);
     expect(text).toMatch(/^missing {2}qemu-system-x86_64 +qemu-system-x86 +img2vm run and img2vm test \(optional\)$/m);
@@ -67,8 +87,16 @@ describe('img2vm doctor', () => {
   });
 
   it('no daemon or no GRUB modules also fail the default conversion; no OVMF does not', async () => {
-    const noDaemon = await doctorChecks({ ...healthy, which: () => '/usr/bin/x', pingDocker: async () => Promise.reject(new Error('connect ENOENT /var/run/docker.sock')) });
-    expect(noDaemon.find((c) => c.name === 'docker daemon')).toMatchObject({ ok: false, required: true, detail: 'connect ENOENT /var/run/docker.sock' });
+    const noDaemon = await doctorChecks({
+      ...healthy,
+      which: () => '/usr/bin/x',
+      pingDocker: async () => Promise.reject(new Error('connect ENOENT /var/run/docker.sock')),
+    });
+    expect(noDaemon.find((c) => c.name === 'docker daemon')).toMatchObject({
+      ok: false,
+      required: true,
+      detail: 'connect ENOENT /var/run/docker.sock',
+    });
     expect(doctorExitCode(noDaemon)).toBe(5);
     const noOvmf = await doctorChecks({ ...healthy, which: () => '/usr/bin/x', exists: (p) => !p.includes('OVMF') });
     expect(doctorExitCode(noOvmf)).toBe(0);

@@ -62,10 +62,11 @@ describe('src/cli', () => {
     const raw: string[] = [];
     for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts') && n !== 'print.ts')) {
       const text = readFileSync(join(dir, f), 'utf8');
-      for (const m of text.matchAll(/(process\.(?:stdout|stderr)\.write|console\.(?:log|error|warn|info))\(([^\n]*)/g)) raw.push(`${f}: ${m[1]}(${m[2]}`);
+      for (const m of text.matchAll(/(process\.(?:stdout|stderr)\.write|console\.(?:log|error|warn|info))\(([^\n]*)/g))
+        raw.push(`${f}: ${m[1]}(${m[2]}`);
     }
     expect(raw).toEqual([
-      "vm-commands.ts: process.stdout.write(lf.end()));",
+      'vm-commands.ts: process.stdout.write(lf.end()));',
       'vm-commands.ts: process.stdout.write(lf ? lf.push(b) : b),',
     ]);
   });

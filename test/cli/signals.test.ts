@@ -21,7 +21,11 @@ function untilAborted({ signal }: { signal: AbortSignal }): Promise<never> {
 }
 
 describe('withSignals', () => {
-  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const) {
     it(`${sig} aborts the run: exit ${code}, the scope closed`, async () => {
       const closed = vi.fn();
       const run = withSignals(async (c) => {
@@ -31,13 +35,19 @@ describe('withSignals', () => {
       }, 'still cleaning');
       const e = (await run.catch((x: unknown) => x)) as InterruptedError;
       expect(e).toBeInstanceOf(InterruptedError);
-      expect(e).toMatchObject({ kind: 'interrupted', exitCode: code, signalName: sig, message: `interrupted by ${sig}`, hint: 'nothing was written; temporary files were removed' });
+      expect(e).toMatchObject({
+        kind: 'interrupted',
+        exitCode: code,
+        signalName: sig,
+        message: `interrupted by ${sig}`,
+        hint: 'nothing was written; temporary files were removed',
+      });
       expect(closed).toHaveBeenCalledOnce();
       expect(process.listenerCount(sig)).toBe(0);
     });
   }
 
-  it('a step\'s own failure after the abort is replaced by the interruption', async () => {
+  it("a step's own failure after the abort is replaced by the interruption", async () => {
     const e = await withSignals(async ({ signal }) => {
       setImmediate(() => emit('SIGINT'));
       await new Promise((r) => signal.addEventListener('abort', r));
@@ -47,11 +57,19 @@ describe('withSignals', () => {
   });
 
   it('a signal after the work succeeded reports what was completed', async () => {
-    const e = await withSignals(async () => {
-      emit('SIGTERM');
-      return { output: '/out/disk.qcow2' };
-    }, 'x', { late: (r, sig) => new InterruptedError(sig, { after: `${r.output} was written` }) }).catch((x: unknown) => x);
-    expect(e).toMatchObject({ exitCode: 143, message: 'interrupted by SIGTERM after /out/disk.qcow2 was written', hint: 'that output is complete and stays; temporary files were removed' });
+    const e = await withSignals(
+      async () => {
+        emit('SIGTERM');
+        return { output: '/out/disk.qcow2' };
+      },
+      'x',
+      { late: (r, sig) => new InterruptedError(sig, { after: `${r.output} was written` }) },
+    ).catch((x: unknown) => x);
+    expect(e).toMatchObject({
+      exitCode: 143,
+      message: 'interrupted by SIGTERM after /out/disk.qcow2 was written',
+      hint: 'that output is complete and stays; temporary files were removed',
+    });
   });
 
   it('an InterruptedError that knows more (thrown by the run itself) is kept', async () => {
@@ -73,7 +91,12 @@ describe('withSignals', () => {
   });
 
   it('exit codes by signal', () => {
-    expect([signalExitCode('SIGINT'), signalExitCode('SIGTERM'), signalExitCode('SIGHUP'), signalExitCode(undefined)]).toEqual([130, 143, 129, 130]);
+    expect([
+      signalExitCode('SIGINT'),
+      signalExitCode('SIGTERM'),
+      signalExitCode('SIGHUP'),
+      signalExitCode(undefined),
+    ]).toEqual([130, 143, 129, 130]);
   });
 });
 

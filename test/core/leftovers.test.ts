@@ -3,7 +3,16 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { deadOwner, hostTag, ownerTag, pidAlive, sweepTempOutputs, sweepWorkDirs, tempBeside, workDirPrefix } from '../../src/core/leftovers.js';
+import {
+  deadOwner,
+  hostTag,
+  ownerTag,
+  pidAlive,
+  sweepTempOutputs,
+  sweepWorkDirs,
+  tempBeside,
+  workDirPrefix,
+} from '../../src/core/leftovers.js';
 
 let dir: string;
 beforeEach(() => {
@@ -47,7 +56,8 @@ describe('sweeping', () => {
       `img2vm-${process.pid}.${hostTag()}-livelv`, // a live run's
       `img2vm-${dead}.0badc0de-abcdef`, // another host's (or pid namespace's)
       `img2vm-${dead}-abcdef`, // not a name img2vm makes
-      'img2vm-cache', 'other',
+      'img2vm-cache',
+      'other',
     ].filter((n) => hostTag() !== '0badc0de' || !n.includes('0badc0de'));
     for (const n of [...gone, ...kept]) {
       mkdirSync(join(dir, n));

@@ -46,7 +46,7 @@ describe('acquireLock', () => {
     await (await acquireLock(path, { pollMs: 10, staleMs: 60_000 })).release();
   });
 
-  it('keeps a live holder\'s lock fresh, so it is not taken for stale', async () => {
+  it("keeps a live holder's lock fresh, so it is not taken for stale", async () => {
     const path = join(env.dir, 'k.lock');
     const held = await acquireLock(path, { staleMs: 1000 });
     const old = new Date(0);

@@ -36,7 +36,9 @@ describe('printable', () => {
   });
 
   it('escapes bidirectional overrides and isolates, line and paragraph separators, and lone surrogates', () => {
-    expect(printable('a\u202eb\u2066c\u2069d\u200fe\u2028f\u2029')).toBe('a\\u202eb\\u2066c\\u2069d\\u200fe\\u2028f\\u2029');
+    expect(printable('a\u202eb\u2066c\u2069d\u200fe\u2028f\u2029')).toBe(
+      'a\\u202eb\\u2066c\\u2069d\\u200fe\\u2028f\\u2029',
+    );
     expect(printable('x\ud800y\udc00z')).toBe('x\\ud800y\\udc00z');
     expect(printable('\ud83e\udd80')).toBe('🦀');
   });

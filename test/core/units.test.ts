@@ -5,7 +5,13 @@ import { createRandom } from '../../src/core/random.js';
 
 describe('parseSize', () => {
   it.each([
-    ['4G', 4 * GiB], ['512M', 512 * MiB], ['1.5G', 1.5 * GiB], ['100MiB', 100 * MiB], ['2gb', 2 * GiB], ['4096', 4096], ['1T', 1024 * GiB],
+    ['4G', 4 * GiB],
+    ['512M', 512 * MiB],
+    ['1.5G', 1.5 * GiB],
+    ['100MiB', 100 * MiB],
+    ['2gb', 2 * GiB],
+    ['4096', 4096],
+    ['1T', 1024 * GiB],
   ])('%s', (t, n) => expect(parseSize(t)).toBe(n));
   it.each(['', 'abc', '-1G', '0', '4X', '1..2G'])('rejects %j with a usage error', (t) => {
     expect(() => parseSize(t)).toThrow(/invalid size/);

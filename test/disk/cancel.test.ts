@@ -30,7 +30,14 @@ describe('cancellation of the disk writers', () => {
         }
       },
     };
-    await expect(writeFat32(target, { offset: 0, size: 64 * MiB, volumeId: 1, label: 'EFI', epoch: EPOCH }, [{ path: 'EFI/BOOT/BIG.EFI', content }], ac.signal)).rejects.toBe(reason);
+    await expect(
+      writeFat32(
+        target,
+        { offset: 0, size: 64 * MiB, volumeId: 1, label: 'EFI', epoch: EPOCH },
+        [{ path: 'EFI/BOOT/BIG.EFI', content }],
+        ac.signal,
+      ),
+    ).rejects.toBe(reason);
     expect(chunks).toBe(3);
     target.close();
   });

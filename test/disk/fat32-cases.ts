@@ -5,14 +5,23 @@ import type { Fat32File, Fat32Options } from '../../src/disk/fat32.js';
 export const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** 2 MiB into the disk, so that every test also proves the offset is honoured. */
-export const OPTS: Fat32Options = { offset: 2 * MiB, size: 64 * MiB, volumeId: 0xc0ffee42, label: 'EFI', epoch: 1700000001 };
+export const OPTS: Fat32Options = {
+  offset: 2 * MiB,
+  size: 64 * MiB,
+  volumeId: 0xc0ffee42,
+  label: 'EFI',
+  epoch: 1700000001,
+};
 
 /** The ESP img2vm writes for systemd-boot, in small; the kernel comes as a stream. */
 export const SMALL: Fat32File[] = [
   { path: 'EFI/BOOT/BOOTX64.EFI', content: text('MZ not really an EFI binary') },
   { path: 'EFI/systemd/systemd-bootx64.efi', content: text('MZ sd-boot') },
   { path: 'loader/loader.conf', content: text('timeout 0\ndefault img2vm-*\n') },
-  { path: 'loader/entries/img2vm-6.1.0-28-cloud-amd64.conf', content: text('title img2vm\nlinux /vmlinuz-6.1.0-28-cloud-amd64\n') },
+  {
+    path: 'loader/entries/img2vm-6.1.0-28-cloud-amd64.conf',
+    content: text('title img2vm\nlinux /vmlinuz-6.1.0-28-cloud-amd64\n'),
+  },
   {
     path: 'vmlinuz-6.1.0-28-cloud-amd64',
     content: {

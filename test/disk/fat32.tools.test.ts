@@ -36,7 +36,9 @@ async function espDisk(opts: Fat32Options, files: Fat32File[]): Promise<string> 
   t.write(Buffer.alloc(GUARD, 0x5a), opts.offset + opts.size);
   const t0 = performance.now();
   await writeFat32(t, opts, files);
-  console.log(`writeFat32 ${opts.size / MiB} MiB, ${files.length} files: ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  console.log(
+    `writeFat32 ${opts.size / MiB} MiB, ${files.length} files: ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+  );
   t.close();
   const guard = (at: number, fill: number) => {
     const b = Buffer.alloc(GUARD);
@@ -53,7 +55,16 @@ async function espDisk(opts: Fat32Options, files: Fat32File[]): Promise<string> 
 /** fsck.fat -n on a sparse copy of the partition (dosfstools 4.2 has no offset option): no finding at all. */
 function fsck(disk: string, opts: Fat32Options): void {
   const part = `${disk}.part`;
-  tool('dd', [`if=${disk}`, `of=${part}`, 'bs=1M', `skip=${opts.offset}`, `count=${opts.size}`, 'iflag=skip_bytes,count_bytes', 'conv=sparse', 'status=none']);
+  tool('dd', [
+    `if=${disk}`,
+    `of=${part}`,
+    'bs=1M',
+    `skip=${opts.offset}`,
+    `count=${opts.size}`,
+    'iflag=skip_bytes,count_bytes',
+    'conv=sparse',
+    'status=none',
+  ]);
   const out = tool('fsck.fat', ['-n', part]).trim().split('\n');
   rmSync(part);
   // A clean check prints the version, then only the summary line.
@@ -155,7 +166,14 @@ describe('the small ESP, read back by tools', () => {
 
 describe('geometry against mkfs.fat', () => {
   // mkfs.fat -s 1 is today's path for ESPs up to 260 MiB; above, img2vm picks the cluster size mkfs.fat picks itself.
-  const cases: [number, string[]][] = [[64, ['-s', '1']], [100, ['-s', '1']], [256, ['-s', '1']], [260, ['-s', '1']], [261, []], [512, []]];
+  const cases: [number, string[]][] = [
+    [64, ['-s', '1']],
+    [100, ['-s', '1']],
+    [256, ['-s', '1']],
+    [260, ['-s', '1']],
+    [261, []],
+    [512, []],
+  ];
   for (const [mib, extra] of cases) {
     it(`${mib} MiB: the same BPB as mkfs.fat -F 32 ${extra.join(' ')}`, () => {
       const img = join(tmp, `mkfs-${mib}.raw`);
@@ -164,7 +182,14 @@ describe('geometry against mkfs.fat', () => {
       const theirs = readFileSync(img).subarray(0, 512);
       rmSync(img);
       const g = fat32Geometry(mib * MiB)!;
-      const ours = bootSector({ geometry: g, hiddenSectors: 0, volumeId: 0xc0ffee42, label: 'EFI', freeClusters: 0, nextFree: 2 });
+      const ours = bootSector({
+        geometry: g,
+        hiddenSectors: 0,
+        volumeId: 0xc0ffee42,
+        label: 'EFI',
+        freeClusters: 0,
+        nextFree: 2,
+      });
       // Everything but the OEM name (3-10) and the boot code (90-509).
       expect(ours.subarray(11, 90).toString('hex')).toBe(theirs.subarray(11, 90).toString('hex'));
     });
@@ -186,7 +211,8 @@ function prng(seed: number): () => number {
 /** Names of every kind: exact 8.3 in either case, mixed case, long, dotted, punctuation short names lack, non-ASCII. */
 function randomName(rnd: () => number): string {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-  const word = (n: number, alphabet: string) => Array.from({ length: 1 + Math.floor(rnd() * n) }, () => pick([...alphabet])).join('');
+  const word = (n: number, alphabet: string) =>
+    Array.from({ length: 1 + Math.floor(rnd() * n) }, () => pick([...alphabet])).join('');
   const kinds = [
     () => `${word(8, 'ABCDEFXYZ019_-')}.${word(3, 'EFICONF')}`,
     () => `${word(8, 'abcxyz0189')}.${word(3, 'efi')}`,
@@ -222,13 +248,22 @@ function randomTree(seed: number, count: number): Fat32File[] {
     for (let i = 0; i < size; i++) bytes[i] = Math.floor(rnd() * 256);
     // Half of them streamed in uneven chunks.
     const chunk = 1 + Math.floor(rnd() * 70_000);
-    const content: Fat32Content = rnd() < 0.5 ? bytes : { size, async *read() { for (let i = 0; i < size; i += chunk) yield bytes.subarray(i, i + chunk); } };
+    const content: Fat32Content =
+      rnd() < 0.5
+        ? bytes
+        : {
+            size,
+            async *read() {
+              for (let i = 0; i < size; i += chunk) yield bytes.subarray(i, i + chunk);
+            },
+          };
     files.push({ path, content });
   }
   // One directory where the same basis needs tails past ~9, shortening the base.
   for (let i = 0; i < 25; i++) files.push({ path: `tails/systemd-boot-${seed}-${i}.efi`, content: Buffer.from([i]) });
   // Empty directories are not something the writer makes (it makes those on the way to files), so give each a file.
-  for (const d of dirs.slice(1)) if (!files.some((f) => f.path.startsWith(`${d}/`))) files.push({ path: `${d}/KEEP`, content: Buffer.from(d) });
+  for (const d of dirs.slice(1))
+    if (!files.some((f) => f.path.startsWith(`${d}/`))) files.push({ path: `${d}/KEEP`, content: Buffer.from(d) });
   return files;
 }
 
@@ -249,7 +284,15 @@ function streamed(n: number, fill: number): { content: Fat32Content; sha: string
   const h = createHash('sha256');
   const chunk = (i: number) => Buffer.alloc(Math.min(MiB, n - i), (fill + i / MiB) & 0xff);
   for (let i = 0; i < n; i += MiB) h.update(chunk(i));
-  return { content: { size: n, async *read() { for (let i = 0; i < n; i += MiB) yield chunk(i); } }, sha: h.digest('hex') };
+  return {
+    content: {
+      size: n,
+      async *read() {
+        for (let i = 0; i < n; i += MiB) yield chunk(i);
+      },
+    },
+    sha: h.digest('hex'),
+  };
 }
 
 describe('ESP sizes', () => {
@@ -266,7 +309,9 @@ describe('ESP sizes', () => {
       const disk = await espDisk(opts, files);
       fsck(disk, opts);
       await expectReadsBack(disk, opts, files);
-      const probe = execFileSync('blkid', ['-p', '-O', String(opts.offset), '-o', 'export', disk], { encoding: 'utf8' });
+      const probe = execFileSync('blkid', ['-p', '-O', String(opts.offset), '-o', 'export', disk], {
+        encoding: 'utf8',
+      });
       expect(probe).toMatch(/^VERSION=FAT32$/m);
       rmSync(disk);
     });

@@ -18,7 +18,11 @@ describe('partition tables match the golden files', () => {
         mkdirSync(GOLDEN_DIR, { recursive: true });
         for (const ch of chunks) writeFileSync(join(GOLDEN_DIR, `${c.name}.${ch.offset}.bin`), ch.bytes);
       }
-      const files = existsSync(GOLDEN_DIR) ? readdirSync(GOLDEN_DIR).filter((f) => f.startsWith(`${c.name}.`)).sort() : [];
+      const files = existsSync(GOLDEN_DIR)
+        ? readdirSync(GOLDEN_DIR)
+            .filter((f) => f.startsWith(`${c.name}.`))
+            .sort()
+        : [];
       expect(files).toEqual(chunks.map((ch) => `${c.name}.${ch.offset}.bin`).sort());
       for (const ch of chunks) {
         const golden = readFileSync(join(GOLDEN_DIR, `${c.name}.${ch.offset}.bin`));

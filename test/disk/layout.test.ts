@@ -50,21 +50,35 @@ describe('planLayout: each boot mode, fitted to the content', () => {
     expect(l.table).toBe('mbr');
     expect(summary(l)).toEqual([[1, 'root', 1, 1000]]);
     expect(l.diskSize).toBe(1001 * MiB);
-    expect(l.partitions[0]).toMatchObject({ mbrType: 0x83, bootable: true, gptType: GPT_TYPE.rootX86_64, name: 'root' });
+    expect(l.partitions[0]).toMatchObject({
+      mbrType: 0x83,
+      bootable: true,
+      gptType: GPT_TYPE.rootX86_64,
+      name: 'root',
+    });
   });
 
   it('bios with a separate /boot → /boot first and flagged active, root after it', () => {
     const l = plan({ boot: 'bios', bootPartitionSize: 256 * MiB });
     checkInvariants(l);
-    expect(summary(l)).toEqual([[1, 'boot', 1, 256], [2, 'root', 257, 1000]]);
-    expect(l.partitions.map((p) => [p.mbrType, p.bootable])).toEqual([[0x83, true], [0x83, false]]);
+    expect(summary(l)).toEqual([
+      [1, 'boot', 1, 256],
+      [2, 'root', 257, 1000],
+    ]);
+    expect(l.partitions.map((p) => [p.mbrType, p.bootable])).toEqual([
+      [0x83, true],
+      [0x83, false],
+    ]);
     expect(l.diskSize).toBe(1257 * MiB);
   });
 
   it('bios on GPT → a 1 MiB BIOS boot partition first, and a 1 MiB tail for the backup table', () => {
     const l = plan({ boot: 'bios', table: 'gpt' });
     checkInvariants(l);
-    expect(summary(l)).toEqual([[1, 'bios-boot', 1, 1], [2, 'root', 2, 1000]]);
+    expect(summary(l)).toEqual([
+      [1, 'bios-boot', 1, 1],
+      [2, 'root', 2, 1000],
+    ]);
     expect(l.partitions[0]).toMatchObject({ name: 'BIOS boot', gptType: '21686148-6449-6E6F-744E-656564454649' });
     expect(l.diskSize).toBe(1003 * MiB);
   });
@@ -74,17 +88,33 @@ describe('planLayout: each boot mode, fitted to the content', () => {
     checkInvariants(l);
     expect(l.table).toBe('gpt');
     expect(DEFAULT_ESP_SIZE).toBe(64 * MiB);
-    expect(summary(l)).toEqual([[1, 'esp', 1, 64], [2, 'root', 65, 1000]]);
-    expect(l.partitions[0]).toMatchObject({ name: 'EFI System', gptType: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', mbrType: 0xef });
+    expect(summary(l)).toEqual([
+      [1, 'esp', 1, 64],
+      [2, 'root', 65, 1000],
+    ]);
+    expect(l.partitions[0]).toMatchObject({
+      name: 'EFI System',
+      gptType: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B',
+      mbrType: 0xef,
+    });
     expect(l.partitions[1]).toMatchObject({ name: 'root', gptType: '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709' });
     expect(l.diskSize).toBe(1066 * MiB);
   });
 
   it('hybrid → GPT with BIOS boot, ESP, (boot,) root', () => {
-    expect(summary(plan({ boot: 'hybrid' }))).toEqual([[1, 'bios-boot', 1, 1], [2, 'esp', 2, 64], [3, 'root', 66, 1000]]);
+    expect(summary(plan({ boot: 'hybrid' }))).toEqual([
+      [1, 'bios-boot', 1, 1],
+      [2, 'esp', 2, 64],
+      [3, 'root', 66, 1000],
+    ]);
     const l = plan({ boot: 'hybrid', bootPartitionSize: 300 * MiB });
     checkInvariants(l);
-    expect(summary(l)).toEqual([[1, 'bios-boot', 1, 1], [2, 'esp', 2, 64], [3, 'boot', 66, 300], [4, 'root', 366, 1000]]);
+    expect(summary(l)).toEqual([
+      [1, 'bios-boot', 1, 1],
+      [2, 'esp', 2, 64],
+      [3, 'boot', 66, 300],
+      [4, 'root', 366, 1000],
+    ]);
     expect(l.partitions.map((p) => p.name)).toEqual(['BIOS boot', 'EFI System', 'boot', 'root']);
     expect(partitionByRole(l, 'boot')!.gptType).toBe('0FC63DAF-8483-4772-8E79-3D69D8477DE4');
     expect(l.diskSize).toBe(1367 * MiB);
@@ -93,17 +123,29 @@ describe('planLayout: each boot mode, fitted to the content', () => {
   it('uefi or hybrid on MBR → ESP 0xEF, no BIOS boot partition; active flag only when BIOS boots', () => {
     const u = plan({ boot: 'uefi', table: 'mbr' });
     checkInvariants(u);
-    expect(u.partitions.map((p) => [p.role, p.mbrType, p.bootable])).toEqual([['esp', 0xef, false], ['root', 0x83, false]]);
+    expect(u.partitions.map((p) => [p.role, p.mbrType, p.bootable])).toEqual([
+      ['esp', 0xef, false],
+      ['root', 0x83, false],
+    ]);
     expect(u.diskSize).toBe(1065 * MiB);
     const h = plan({ boot: 'hybrid', table: 'mbr', bootPartitionSize: 100 * MiB });
     checkInvariants(h);
-    expect(h.partitions.map((p) => [p.role, p.mbrType, p.bootable])).toEqual([['esp', 0xef, false], ['boot', 0x83, true], ['root', 0x83, false]]);
+    expect(h.partitions.map((p) => [p.role, p.mbrType, p.bootable])).toEqual([
+      ['esp', 0xef, false],
+      ['boot', 0x83, true],
+      ['root', 0x83, false],
+    ]);
   });
 
   it('rounds every partition up to whole MiB', () => {
     const l = plan({ boot: 'hybrid', rootSize: 1000 * MiB + 1, espSize: 10 * MiB + 7, bootPartitionSize: 1 });
     checkInvariants(l);
-    expect(summary(l)).toEqual([[1, 'bios-boot', 1, 1], [2, 'esp', 2, 11], [3, 'boot', 13, 1], [4, 'root', 14, 1001]]);
+    expect(summary(l)).toEqual([
+      [1, 'bios-boot', 1, 1],
+      [2, 'esp', 2, 11],
+      [3, 'boot', 13, 1],
+      [4, 'root', 14, 1001],
+    ]);
     expect(l.diskSize).toBe(1016 * MiB);
   });
 
@@ -113,7 +155,13 @@ describe('planLayout: each boot mode, fitted to the content', () => {
       for (const table of [undefined, 'mbr', 'gpt'] as Array<PartitionTableKind | undefined>) {
         for (const rootSize of [1, MiB - 1, MiB, 777 * MiB + 3]) {
           for (const extra of [undefined, 0, 5 * MiB + 1, 3 * GiB + 12_345]) {
-            const fitted = planLayout({ boot, table, rootSize, bootPartitionSize: extra === 0 ? 1 : undefined, random });
+            const fitted = planLayout({
+              boot,
+              table,
+              rootSize,
+              bootPartitionSize: extra === 0 ? 1 : undefined,
+              random,
+            });
             checkInvariants(fitted);
             if (extra === undefined || extra === 0) continue;
             const l = planLayout({ boot, table, rootSize, diskSize: fitted.diskSize + extra, random });
@@ -158,7 +206,11 @@ describe('planLayout: explicit --size', () => {
   });
 
   it('refuses a size that is too small, naming the size it needs', () => {
-    for (const [boot, needed] of [['bios', 1001 * MiB], ['uefi', 1066 * MiB], ['hybrid', 1067 * MiB]] as Array<[BootMode, number]>) {
+    for (const [boot, needed] of [
+      ['bios', 1001 * MiB],
+      ['uefi', 1066 * MiB],
+      ['hybrid', 1067 * MiB],
+    ] as Array<[BootMode, number]>) {
       const attempt = () => plan({ boot, diskSize: needed - 512 });
       expect(attempt).toThrow(Img2vmError);
       try {
@@ -167,15 +219,21 @@ describe('planLayout: explicit --size', () => {
         const err = e as Img2vmError;
         expect(err.kind).toBe('sizeTooSmall');
         expect(err.exitCode).toBe(8);
-        expect(err.message).toBe(`--size ${formatSize(needed - 512)} is too small: the image needs at least ${formatSize(needed)}`);
+        expect(err.message).toBe(
+          `--size ${formatSize(needed - 512)} is too small: the image needs at least ${formatSize(needed)}`,
+        );
         expect(err.hint).toContain(formatSize(needed));
       }
     }
-    expect(() => plan({ boot: 'uefi', diskSize: 512 * MiB })).toThrow('--size 512M is too small: the image needs at least 1.04G');
+    expect(() => plan({ boot: 'uefi', diskSize: 512 * MiB })).toThrow(
+      '--size 512M is too small: the image needs at least 1.04G',
+    );
   });
 
   it('refuses an MBR larger than 32-bit sector numbers can describe', () => {
-    expect(() => plan({ boot: 'bios', diskSize: 3 * 1024 * GiB })).toThrow(/MBR partition table cannot describe a 3072G disk/);
+    expect(() => plan({ boot: 'bios', diskSize: 3 * 1024 * GiB })).toThrow(
+      /MBR partition table cannot describe a 3072G disk/,
+    );
     const l = plan({ boot: 'bios', diskSize: 2 * 1024 * GiB - 512 });
     expect(partitionByRole(l, 'root')!.size).toBe(2 * 1024 * GiB - 2 * MiB);
     expect(() => plan({ boot: 'uefi', diskSize: 3 * 1024 * GiB })).not.toThrow();
@@ -213,7 +271,10 @@ describe('planLayout: identifiers', () => {
   it('never uses a zero MBR signature', () => {
     let calls = 0;
     const zeroFirst = createRandom('z');
-    const random = { ...zeroFirst, bytes: (n: number) => (n === 4 && calls++ === 0 ? Buffer.alloc(4) : zeroFirst.bytes(n)) };
+    const random = {
+      ...zeroFirst,
+      bytes: (n: number) => (n === 4 && calls++ === 0 ? Buffer.alloc(4) : zeroFirst.bytes(n)),
+    };
     expect(planLayout({ boot: 'bios', rootSize: MiB, random }).mbrSignature).not.toBe(0);
   });
 

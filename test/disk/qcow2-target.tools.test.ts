@@ -35,7 +35,7 @@ function prng(seed: number) {
       pool = Buffer.from(words.buffer);
     }
     const out = Buffer.alloc(len);
-    for (let at = 0; at < len; ) {
+    for (let at = 0; at < len;) {
       const from = int(0, pool.length / 2);
       at += pool.copy(out, at, from, from + Math.min(len - at, pool.length / 2));
     }
@@ -56,7 +56,11 @@ function prng(seed: number) {
 class Pair {
   readonly q: Qcow2Target;
   readonly r: RawFileTarget;
-  constructor(readonly qPath = file('qcow2'), readonly rPath = file('raw'), opts: { size?: number; compress?: boolean } = {}) {
+  constructor(
+    readonly qPath = file('qcow2'),
+    readonly rPath = file('raw'),
+    opts: { size?: number; compress?: boolean } = {},
+  ) {
     this.q = new Qcow2Target(qPath, opts);
     this.r = new RawFileTarget(rPath);
     if (opts.size !== undefined) this.r.resize(opts.size);
@@ -117,7 +121,13 @@ async function expectSameAsRaw(qcow2: string, raw: string) {
   expect(r.stdout).toContain('Images are identical');
 }
 
-interface MapEntry { start: number; length: number; data: boolean; zero: boolean; offset?: number }
+interface MapEntry {
+  start: number;
+  length: number;
+  data: boolean;
+  zero: boolean;
+  offset?: number;
+}
 async function qemuMap(path: string): Promise<MapEntry[]> {
   return JSON.parse((await qemuImg('map', '--output=json', '-f', 'qcow2', path)).stdout) as MapEntry[];
 }
@@ -131,8 +141,21 @@ describe('Qcow2Target layout and header', () => {
     p.close();
     const info = JSON.parse((await qemuImg('info', '--output=json', p.qPath)).stdout);
     expect(info).toMatchObject({
-      format: 'qcow2', 'virtual-size': 64 * MiB, 'cluster-size': CLUSTER, 'dirty-flag': false,
-      'format-specific': { type: 'qcow2', data: { compat: '1.1', 'compression-type': 'zlib', 'lazy-refcounts': false, 'refcount-bits': 16, corrupt: false, 'extended-l2': false } },
+      format: 'qcow2',
+      'virtual-size': 64 * MiB,
+      'cluster-size': CLUSTER,
+      'dirty-flag': false,
+      'format-specific': {
+        type: 'qcow2',
+        data: {
+          compat: '1.1',
+          'compression-type': 'zlib',
+          'lazy-refcounts': false,
+          'refcount-bits': 16,
+          corrupt: false,
+          'extended-l2': false,
+        },
+      },
     });
     expect(info['backing-filename']).toBeUndefined();
     // qemu-img's own qcow2 of the same disk: the first cluster differs only in where the tables are.
@@ -140,7 +163,10 @@ describe('Qcow2Target layout and header', () => {
     await qemuImg('convert', '-f', 'raw', '-O', 'qcow2', p.rPath, ref);
     const ours = readFileSync(p.qPath).subarray(0, CLUSTER);
     const theirs = readFileSync(ref).subarray(0, CLUSTER);
-    for (const [at, len] of [[40, 8], [48, 8]] as const) {
+    for (const [at, len] of [
+      [40, 8],
+      [48, 8],
+    ] as const) {
       ours.fill(0, at, at + len);
       theirs.fill(0, at, at + len);
     }

@@ -19,8 +19,22 @@ function sfdisk(...args: string[]): { status: number | null; stdout: string; std
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-interface SfdiskPartition { start: number; size: number; type: string; uuid?: string; name?: string; bootable?: boolean }
-interface SfdiskTable { label: string; id: string; firstlba?: number; lastlba?: number; sectorsize: number; partitions: SfdiskPartition[] }
+interface SfdiskPartition {
+  start: number;
+  size: number;
+  type: string;
+  uuid?: string;
+  name?: string;
+  bootable?: boolean;
+}
+interface SfdiskTable {
+  label: string;
+  id: string;
+  firstlba?: number;
+  lastlba?: number;
+  sectorsize: number;
+  partitions: SfdiskPartition[];
+}
 
 function readTable(image: string): { table: SfdiskTable; stderr: string } {
   const r = sfdisk('--json', image);
@@ -36,7 +50,12 @@ function expected(l: DiskLayout): Partial<SfdiskTable> {
       label: 'dos',
       id: `0x${l.mbrSignature.toString(16).padStart(8, '0')}`,
       sectorsize: 512,
-      partitions: l.partitions.map((p) => ({ start: sectors(p.start), size: sectors(p.size), type: p.mbrType.toString(16), ...(p.bootable ? { bootable: true } : {}) })),
+      partitions: l.partitions.map((p) => ({
+        start: sectors(p.start),
+        size: sectors(p.size),
+        type: p.mbrType.toString(16),
+        ...(p.bootable ? { bootable: true } : {}),
+      })),
     };
   }
   return {
@@ -45,7 +64,13 @@ function expected(l: DiskLayout): Partial<SfdiskTable> {
     firstlba: 34,
     lastlba: sectors(l.diskSize) - 34,
     sectorsize: 512,
-    partitions: l.partitions.map((p) => ({ start: sectors(p.start), size: sectors(p.size), type: p.gptType, uuid: p.guid.toUpperCase(), name: p.name })),
+    partitions: l.partitions.map((p) => ({
+      start: sectors(p.start),
+      size: sectors(p.size),
+      type: p.gptType,
+      uuid: p.guid.toUpperCase(),
+      name: p.name,
+    })),
   };
 }
 
@@ -114,27 +139,32 @@ describe('sfdisk reads back what we write', () => {
         expectVerifiedClean(image);
       });
 
-      if (l.table === 'gpt') it('the backup GPT alone gives the same table', async () => {
-        const damaged = join(dir, `${c.name}-noprimary.img`);
-        await writeTable(damaged, l);
-        const fh = await open(damaged, 'r+');
-        try {
-          await fh.write(Buffer.alloc(33 * 512), 0, 33 * 512, 512);
-        } finally {
-          await fh.close();
-        }
-        const { table, stderr } = readTable(damaged);
-        expect(stderr).toMatch(/primary GPT table is corrupt, but the backup appears OK/);
-        expectTable(table, l);
-        await rm(damaged);
-      });
+      if (l.table === 'gpt')
+        it('the backup GPT alone gives the same table', async () => {
+          const damaged = join(dir, `${c.name}-noprimary.img`);
+          await writeTable(damaged, l);
+          const fh = await open(damaged, 'r+');
+          try {
+            await fh.write(Buffer.alloc(33 * 512), 0, 33 * 512, 512);
+          } finally {
+            await fh.close();
+          }
+          const { table, stderr } = readTable(damaged);
+          expect(stderr).toMatch(/primary GPT table is corrupt, but the backup appears OK/);
+          expectTable(table, l);
+          await rm(damaged);
+        });
 
       it('sfdisk writing the same table produces the same bytes', async () => {
         const dump = sfdisk('--dump', image);
         expect(dump.status, dump.stderr).toBe(0);
         const theirs = join(dir, `${c.name}-sfdisk.img`);
         await sparseImage(theirs, l.diskSize);
-        const w = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', theirs], { input: dump.stdout, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
+        const w = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', theirs], {
+          input: dump.stdout,
+          encoding: 'utf8',
+          env: { ...process.env, LC_ALL: 'C' },
+        });
         expect(w.status, w.stderr).toBe(0);
         for (const chunk of partitionTableBytes(l)) {
           const got = await readAt(theirs, chunk.offset, chunk.bytes.length);
@@ -175,8 +205,14 @@ describe('sfdisk reads back what we write', () => {
 
   it('beyond the CHS range (20 GiB MBR, 3 TiB GPT) the tables still verify', async () => {
     const big = [
-      caseLayout(CASES.find((c) => c.name === 'bios-mbr')!, 20 * GiB),
-      caseLayout(CASES.find((c) => c.name === 'hybrid-gpt')!, 3 * 1024 * GiB),
+      caseLayout(
+        CASES.find((c) => c.name === 'bios-mbr')!,
+        20 * GiB,
+      ),
+      caseLayout(
+        CASES.find((c) => c.name === 'hybrid-gpt')!,
+        3 * 1024 * GiB,
+      ),
     ];
     for (const l of big) {
       const image = join(dir, `big-${l.table}.img`);

@@ -16,7 +16,11 @@ export interface PositionalFile {
  * size-checked). Without bootCode the boot-code area of sector 0 is left as the file has it, as fdisk does, so a
  * boot loader written earlier survives and the order of the two steps does not matter.
  */
-export async function writePartitionTable(file: number | PositionalFile, layout: DiskLayout, bootCode?: Buffer): Promise<void> {
+export async function writePartitionTable(
+  file: number | PositionalFile,
+  layout: DiskLayout,
+  bootCode?: Buffer,
+): Promise<void> {
   const f = typeof file === 'number' ? fdFile(file) : file;
   const st = await f.stat();
   if (st.isFile() && st.size !== layout.diskSize) {
@@ -44,7 +48,9 @@ function fdFile(fd: number): PositionalFile {
   return {
     write: (buffer, offset, length, position) =>
       new Promise((resolve, reject) => {
-        write(fd, buffer, offset, length, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten })));
+        write(fd, buffer, offset, length, position, (err, bytesWritten) =>
+          err ? reject(err) : resolve({ bytesWritten }),
+        );
       }),
     stat: () => fstatAsync(fd),
   };

@@ -13,14 +13,31 @@ import { planLayout, type DiskLayout } from '../../src/disk/layout.js';
 import { chs, mbrPartitionSector, protectiveMbr } from '../../src/disk/mbr.js';
 import { partitionTableBytes } from '../../src/disk/table.js';
 
-const layout = (boot: 'bios' | 'uefi' | 'hybrid', diskSize = 3 * GiB, extra: Partial<Parameters<typeof planLayout>[0]> = {}) =>
-  planLayout({ boot, rootSize: GiB, diskSize, random: createRandom('tables'), ...extra });
+const layout = (
+  boot: 'bios' | 'uefi' | 'hybrid',
+  diskSize = 3 * GiB,
+  extra: Partial<Parameters<typeof planLayout>[0]> = {},
+) => planLayout({ boot, rootSize: GiB, diskSize, random: createRandom('tables'), ...extra });
 
-interface MbrEntry { status: number; chsFirst: number[]; type: number; chsLast: number[]; lba: number; count: number }
+interface MbrEntry {
+  status: number;
+  chsFirst: number[];
+  type: number;
+  chsLast: number[];
+  lba: number;
+  count: number;
+}
 function mbrEntries(s: Buffer): MbrEntry[] {
   return [0, 1, 2, 3].map((i) => {
     const o = 0x1be + i * 16;
-    return { status: s[o]!, chsFirst: [...s.subarray(o + 1, o + 4)], type: s[o + 4]!, chsLast: [...s.subarray(o + 5, o + 8)], lba: s.readUInt32LE(o + 8), count: s.readUInt32LE(o + 12) };
+    return {
+      status: s[o]!,
+      chsFirst: [...s.subarray(o + 1, o + 4)],
+      type: s[o + 4]!,
+      chsLast: [...s.subarray(o + 5, o + 8)],
+      lba: s.readUInt32LE(o + 8),
+      count: s.readUInt32LE(o + 12),
+    };
   });
 }
 
@@ -47,8 +64,22 @@ describe('MBR partition sector', () => {
     expect(s.readUInt16LE(0x1bc)).toBe(0);
     expect([s[510], s[511]]).toEqual([0x55, 0xaa]);
     const [boot, root, e3, e4] = mbrEntries(s);
-    expect(boot).toEqual({ status: 0x80, chsFirst: [32, 33, 0], type: 0x83, chsLast: [...chs(2048 + 524288 - 1)], lba: 2048, count: 524288 });
-    expect(root).toEqual({ status: 0, chsFirst: [...chs(526336)], type: 0x83, chsLast: [...chs(6291455)], lba: 526336, count: 6291456 - 526336 });
+    expect(boot).toEqual({
+      status: 0x80,
+      chsFirst: [32, 33, 0],
+      type: 0x83,
+      chsLast: [...chs(2048 + 524288 - 1)],
+      lba: 2048,
+      count: 524288,
+    });
+    expect(root).toEqual({
+      status: 0,
+      chsFirst: [...chs(526336)],
+      type: 0x83,
+      chsLast: [...chs(6291455)],
+      lba: 526336,
+      count: 6291456 - 526336,
+    });
     expect(e3!.type + e4!.type + e3!.count + e4!.count).toBe(0);
   });
 
@@ -74,7 +105,14 @@ describe('protective MBR', () => {
     const s = protectiveMbr(l);
     expect(s.readUInt32LE(0x1b8)).toBe(0);
     const [pe, ...rest] = mbrEntries(s);
-    expect(pe).toEqual({ status: 0, chsFirst: [0, 2, 0], type: 0xee, chsLast: [...chs(6291455)], lba: 1, count: 6291455 });
+    expect(pe).toEqual({
+      status: 0,
+      chsFirst: [0, 2, 0],
+      type: 0xee,
+      chsLast: [...chs(6291455)],
+      lba: 1,
+      count: 6291455,
+    });
     expect(rest.every((e) => e.type === 0 && e.count === 0)).toBe(true);
     expect([s[510], s[511]]).toEqual([0x55, 0xaa]);
   });
@@ -136,12 +174,25 @@ function parseHeader(h: Buffer) {
 describe('GPT', () => {
   const l = layout('hybrid', 3 * GiB, { bootPartitionSize: 256 * MiB });
   const g = gptSectors(l);
-  const lastLba = 3 * GiB / 512 - 1;
+  const lastLba = (3 * GiB) / 512 - 1;
 
   it('writes a primary header at LBA 1 and a backup at the last LBA that point at each other', () => {
     const p = parseHeader(g.primaryHeader);
     const b = parseHeader(g.backupHeader);
-    const common = { signature: 'EFI PART', revision: 0x10000, size: 92, crcOk: true, reserved: 0, firstUsable: 34, lastUsable: lastLba - 33, diskGuid: l.diskGuid.toUpperCase(), count: 128, entrySize: 128, entriesCrc: crc32(g.entries), restZero: true };
+    const common = {
+      signature: 'EFI PART',
+      revision: 0x10000,
+      size: 92,
+      crcOk: true,
+      reserved: 0,
+      firstUsable: 34,
+      lastUsable: lastLba - 33,
+      diskGuid: l.diskGuid.toUpperCase(),
+      count: 128,
+      entrySize: 128,
+      entriesCrc: crc32(g.entries),
+      restZero: true,
+    };
     expect(p).toEqual({ ...common, myLba: 1, altLba: lastLba, entriesLba: 2 });
     expect(b).toEqual({ ...common, myLba: lastLba, altLba: 1, entriesLba: lastLba - 32 });
     expect(g.backupHeaderLba).toBe(lastLba);
@@ -190,7 +241,10 @@ describe('partitionTableBytes', () => {
   it('is LBA 0–33 and the last 33 sectors for GPT', () => {
     const l = layout('uefi');
     const chunks = partitionTableBytes(l);
-    expect(chunks.map((c) => [c.offset, c.bytes.length])).toEqual([[0, 34 * 512], [3 * GiB - 33 * 512, 33 * 512]]);
+    expect(chunks.map((c) => [c.offset, c.bytes.length])).toEqual([
+      [0, 34 * 512],
+      [3 * GiB - 33 * 512, 33 * 512],
+    ]);
     const g = gptSectors(l);
     const head = chunks[0]!;
     const tail = chunks[1]!;
@@ -213,7 +267,10 @@ describe('writePartitionTable', () => {
   const size = 200 * MiB;
   const read = readAt;
 
-  for (const [name, boot] of [['mbr', 'bios'], ['gpt', 'hybrid']] as const) {
+  for (const [name, boot] of [
+    ['mbr', 'bios'],
+    ['gpt', 'hybrid'],
+  ] as const) {
     it(`writes the ${name} chunks at their offsets and touches nothing else (fd and FileHandle)`, async () => {
       const l = planLayout({ boot, rootSize: 100 * MiB, diskSize: size, random: createRandom('write') });
       for (const how of ['fd', 'handle'] as const) {
@@ -228,7 +285,8 @@ describe('writePartitionTable', () => {
             await fh.write(marker, 0, marker.length, p.start + p.size - marker.length);
           }
           await (how === 'fd' ? writePartitionTable(fh.fd, l) : writePartitionTable(fh, l));
-          for (const c of partitionTableBytes(l)) expect((await read(path, c.offset, c.bytes.length)).equals(c.bytes)).toBe(true);
+          for (const c of partitionTableBytes(l))
+            expect((await read(path, c.offset, c.bytes.length)).equals(c.bytes)).toBe(true);
           for (const p of l.partitions) {
             expect((await read(path, p.start, marker.length)).equals(marker)).toBe(true);
             expect((await read(path, p.start + p.size - marker.length, marker.length)).equals(marker)).toBe(true);

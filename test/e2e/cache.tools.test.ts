@@ -1,7 +1,17 @@
 // `img2vm cache ls | prune` on fake cache directories, a private Docker daemon and a private podman storage (so no one else's images are touched).
 import { execa, execaSync, type ResultPromise } from 'execa';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,10 +45,19 @@ function dockerArchive(dest: string, tag: string, created: Date, labels: Record<
   execaSync('tar', ['-C', d, '-cf', join(d, 'layer.tar'), 'x']);
   rmSync(join(d, 'x'));
   const layer = readFileSync(join(d, 'layer.tar'));
-  const config = JSON.stringify({ architecture: 'amd64', os: 'linux', created: created.toISOString(), config: { Labels: labels }, rootfs: { type: 'layers', diff_ids: [`sha256:${createHash('sha256').update(layer).digest('hex')}`] } });
+  const config = JSON.stringify({
+    architecture: 'amd64',
+    os: 'linux',
+    created: created.toISOString(),
+    config: { Labels: labels },
+    rootfs: { type: 'layers', diff_ids: [`sha256:${createHash('sha256').update(layer).digest('hex')}`] },
+  });
   const c = createHash('sha256').update(config).digest('hex');
   writeFileSync(join(d, `${c}.json`), config);
-  writeFileSync(join(d, 'manifest.json'), JSON.stringify([{ Config: `${c}.json`, RepoTags: [tag], Layers: ['layer.tar'] }]));
+  writeFileSync(
+    join(d, 'manifest.json'),
+    JSON.stringify([{ Config: `${c}.json`, RepoTags: [tag], Layers: ['layer.tar'] }]),
+  );
   execaSync('tar', ['-C', d, '-cf', dest, '.']);
   rmSync(d, { recursive: true, force: true });
 }
@@ -52,7 +71,17 @@ function runcEntry(key: string, used: Date, complete = true): string {
   if (complete) {
     writeFileSync(
       join(dir, 'build.json'),
-      JSON.stringify({ format: 1, builder: 'runc', key, base: `sha256:${'b'.repeat(64)}`, template: 'debian', label: 'Debian GNU/Linux 12 (bookworm)', createdAt: used.toISOString(), layer: { digest: `sha256:${hex(key)}`, size: layer.length, entries: 3 }, configDigest: `sha256:${hex('{}')}` }),
+      JSON.stringify({
+        format: 1,
+        builder: 'runc',
+        key,
+        base: `sha256:${'b'.repeat(64)}`,
+        template: 'debian',
+        label: 'Debian GNU/Linux 12 (bookworm)',
+        createdAt: used.toISOString(),
+        layer: { digest: `sha256:${hex(key)}`, size: layer.length, entries: 3 },
+        configDigest: `sha256:${hex('{}')}`,
+      }),
     );
   }
   utimesSync(dir, used, used);
@@ -65,7 +94,18 @@ function kernelTree(name: string, version: string, used: Date): string {
   writeFileSync(join(dir, 'boot', `vmlinuz-${version}`), 'kernel');
   writeFileSync(
     join(dir, 'kernel.json'),
-    JSON.stringify({ format: 1, id: name, version, vmlinuz: `boot/vmlinuz-${version}`, origin: `Debian archive (bookworm) linux-image-${version}`, createdAt: used.toISOString(), depmod: false, source: { kind: 'deb', path: '/x.deb', sha256: 'x', size: 1 }, bytes: 6, files: 1 }),
+    JSON.stringify({
+      format: 1,
+      id: name,
+      version,
+      vmlinuz: `boot/vmlinuz-${version}`,
+      origin: `Debian archive (bookworm) linux-image-${version}`,
+      createdAt: used.toISOString(),
+      depmod: false,
+      source: { kind: 'deb', path: '/x.deb', sha256: 'x', size: 1 },
+      bytes: 6,
+      files: 1,
+    }),
   );
   utimesSync(join(dir, 'kernel.json'), used, used);
   utimesSync(join(dir, 'boot', `vmlinuz-${version}`), used, used);
@@ -73,13 +113,18 @@ function kernelTree(name: string, version: string, used: Date): string {
   return dir;
 }
 
-async function ls(): Promise<{ entries: { kind: string; store: string; name: string; bytes: number; lastUsed: string; busy: string | null }[]; notes: string[] }> {
+async function ls(): Promise<{
+  entries: { kind: string; store: string; name: string; bytes: number; lastUsed: string; busy: string | null }[];
+  notes: string[];
+}> {
   const r = await img2vm(['cache', 'ls', '--json'], { env });
   expect(r.exitCode, r.all).toBe(0);
   return JSON.parse(r.stdout);
 }
 
-async function pruneJson(args: string[]): Promise<{ removed: { name: string; freed: number }[]; kept: { name: string; why: string }[]; freed: number }> {
+async function pruneJson(
+  args: string[],
+): Promise<{ removed: { name: string; freed: number }[]; kept: { name: string; why: string }[]; freed: number }> {
   const r = await img2vm(['cache', 'prune', ...args, '--json'], { env });
   expect(r.exitCode, r.all).toBe(0);
   return JSON.parse(r.stdout);
@@ -92,10 +137,30 @@ beforeAll(async () => {
   xdg = join(tmp, 'xdg');
   const sock = join(tmp, 'docker.sock');
   // A daemon of our own: prune --all must not reach anyone else's images.
-  dockerd = execa('dockerd', ['--bridge=none', '--iptables=false', '--ip-masq=false', '--ip6tables=false', '--data-root', join(tmp, 'docker'), '--exec-root', join(tmp, 'docker-exec'), '--pidfile', join(tmp, 'dockerd.pid'), '--host', `unix://${sock}`], { reject: false, all: true, buffer: false });
+  dockerd = execa(
+    'dockerd',
+    [
+      '--bridge=none',
+      '--iptables=false',
+      '--ip-masq=false',
+      '--ip6tables=false',
+      '--data-root',
+      join(tmp, 'docker'),
+      '--exec-root',
+      join(tmp, 'docker-exec'),
+      '--pidfile',
+      join(tmp, 'dockerd.pid'),
+      '--host',
+      `unix://${sock}`,
+    ],
+    { reject: false, all: true, buffer: false },
+  );
   for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 200));
   const storage = join(tmp, 'storage.conf');
-  writeFileSync(storage, `[storage]\ndriver = "vfs"\ngraphroot = "${join(tmp, 'podman', 'graph')}"\nrunroot = "${join(tmp, 'podman', 'run')}"\n`);
+  writeFileSync(
+    storage,
+    `[storage]\ndriver = "vfs"\ngraphroot = "${join(tmp, 'podman', 'graph')}"\nrunroot = "${join(tmp, 'podman', 'run')}"\n`,
+  );
   env = { XDG_CACHE_HOME: xdg, DOCKER_HOST: `unix://${sock}`, CONTAINERS_STORAGE_CONF: storage };
   for (let i = 0; i < 50; i++) {
     if ((await execa('docker', ['info'], { env, reject: false })).exitCode === 0) break;
@@ -123,7 +188,17 @@ beforeAll(async () => {
   mkdirSync(join(xdg, 'img2vm', 'kernels', 'index'), { recursive: true });
   writeFileSync(
     join(xdg, 'img2vm', 'kernels', 'index', 'k1.json'),
-    JSON.stringify({ format: 1, mirror: 'm', securityMirror: null, suite: 'bookworm', arch: 'amd64', tree: KERNEL_OLD, packageVersion: '1', checkedAt: OLD.toISOString(), releases: {} }),
+    JSON.stringify({
+      format: 1,
+      mirror: 'm',
+      securityMirror: null,
+      suite: 'bookworm',
+      arch: 'amd64',
+      tree: KERNEL_OLD,
+      packageVersion: '1',
+      checkedAt: OLD.toISOString(),
+      releases: {},
+    }),
   );
 
   const old = join(tmp, 'old.tar');
@@ -177,16 +252,27 @@ describe('img2vm cache ls', () => {
         '6.1.0-2-cloud-amd64',
       ].sort(),
     );
-    expect(by[`runc:${KEY_OLD.slice(0, 32)}`]).toMatchObject({ kind: 'guest-build', store: 'img2vm', busy: null, lastUsed: OLD.toISOString() });
+    expect(by[`runc:${KEY_OLD.slice(0, 32)}`]).toMatchObject({
+      kind: 'guest-build',
+      store: 'img2vm',
+      busy: null,
+      lastUsed: OLD.toISOString(),
+    });
     expect(by[`runc:${KEY_OLD.slice(0, 32)}`]!.bytes).toBeGreaterThan(4096);
     expect(by[`runc:${KEY_HELD.slice(0, 32)}`]!.busy).toBe(`in use by img2vm process ${process.pid}`);
-    expect(by[`img2vm-cache:${KEY_OLD.slice(0, 32)}`]).toMatchObject({ kind: 'guest-build', store: 'docker', lastUsed: OLD.toISOString() });
+    expect(by[`img2vm-cache:${KEY_OLD.slice(0, 32)}`]).toMatchObject({
+      kind: 'guest-build',
+      store: 'docker',
+      lastUsed: OLD.toISOString(),
+    });
     expect(by['img2vm-source:0123456789abcdef']).toMatchObject({ kind: 'source-image', store: 'docker' });
     expect(by[`sha256:${BLOB_OLD}`]).toMatchObject({ kind: 'registry-blob', bytes: 8, lastUsed: OLD.toISOString() });
     // A kernel's size is its tree's: the 6-byte kernel image and its record.
     const record = statSync(join(xdg, 'img2vm', 'kernels', 'trees', KERNEL_OLD, 'kernel.json')).size;
     expect(by['6.1.0-1-cloud-amd64']).toMatchObject({ kind: 'kernel', bytes: 6 + record, lastUsed: OLD.toISOString() });
-    expect(Date.parse(by[`localhost/img2vm-cache:${KEY_NEW.slice(0, 32)}`]!.lastUsed)).toBeGreaterThan(OLD.getTime() + 86400_000);
+    expect(Date.parse(by[`localhost/img2vm-cache:${KEY_NEW.slice(0, 32)}`]!.lastUsed)).toBeGreaterThan(
+      OLD.getTime() + 86400_000,
+    );
   });
 
   it('prints a table with a total', async () => {
@@ -210,14 +296,30 @@ describe('img2vm cache prune', () => {
   it('without flags removes what was not used for 30 days, keeps what a running img2vm holds, and drops what pointed at the removed', async () => {
     const r = await pruneJson([]);
     expect(names(r.removed)).toEqual(
-      [`runc:${KEY_OLD.slice(0, 32)}`, `runc:${KEY_BROKEN.slice(0, 32)}`, `img2vm-cache:${KEY_OLD.slice(0, 32)}`, `localhost/img2vm-cache:${KEY_HELD.slice(0, 32)}`, `sha256:${BLOB_OLD}`, '6.1.0-1-cloud-amd64'].sort(),
+      [
+        `runc:${KEY_OLD.slice(0, 32)}`,
+        `runc:${KEY_BROKEN.slice(0, 32)}`,
+        `img2vm-cache:${KEY_OLD.slice(0, 32)}`,
+        `localhost/img2vm-cache:${KEY_HELD.slice(0, 32)}`,
+        `sha256:${BLOB_OLD}`,
+        '6.1.0-1-cloud-amd64',
+      ].sort(),
     );
-    expect(r.kept).toEqual([expect.objectContaining({ name: `runc:${KEY_HELD.slice(0, 32)}`, why: `in use by img2vm process ${process.pid}` })]);
+    expect(r.kept).toEqual([
+      expect.objectContaining({
+        name: `runc:${KEY_HELD.slice(0, 32)}`,
+        why: `in use by img2vm process ${process.pid}`,
+      }),
+    ]);
     expect(r.freed).toBeGreaterThan(0);
     expect(existsSync(join(xdg, 'img2vm', 'builds', 'runc', KEY_OLD))).toBe(false);
     expect(readdirSync(join(xdg, 'img2vm', 'refs'))).toEqual(['r2.json']);
     expect(readdirSync(join(xdg, 'img2vm', 'kernels', 'index'))).toEqual([]);
-    const images = (await sh('docker', ['-H', env.DOCKER_HOST!, 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.split('\n').sort();
+    const images = (
+      await sh('docker', ['-H', env.DOCKER_HOST!, 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'])
+    ).stdout
+      .split('\n')
+      .sort();
     expect(images).toEqual(['img2vm-source:0123456789abcdef', 'someone-else:old']);
   });
 
@@ -235,29 +337,61 @@ describe('img2vm cache prune', () => {
     mkdirSync(partial, { recursive: true });
     writeFileSync(join(partial, 'entry'), '');
     const r = await pruneJson(['--all']);
-    expect(names(r.removed)).toEqual([`runc:${KEY_NEW.slice(0, 32)}`, 'img2vm-source:0123456789abcdef', `localhost/img2vm-cache:${KEY_NEW.slice(0, 32)}`].sort());
-    expect(names(r.kept)).toEqual([`runc:${KEY_HELD.slice(0, 32)}`, `sha256:${BLOB_NEW}`, '6.1.0-2-cloud-amd64'].sort());
-    expect(r.kept.find((k) => k.name === '6.1.0-2-cloud-amd64')!.why).toBe(`a kernel fetch is under way (img2vm process ${process.pid})`);
-    expect(r.kept.find((k) => k.name === `sha256:${BLOB_NEW}`)!.why).toBe(`a pull is under way (img2vm process ${process.pid})`);
+    expect(names(r.removed)).toEqual(
+      [
+        `runc:${KEY_NEW.slice(0, 32)}`,
+        'img2vm-source:0123456789abcdef',
+        `localhost/img2vm-cache:${KEY_NEW.slice(0, 32)}`,
+      ].sort(),
+    );
+    expect(names(r.kept)).toEqual(
+      [`runc:${KEY_HELD.slice(0, 32)}`, `sha256:${BLOB_NEW}`, '6.1.0-2-cloud-amd64'].sort(),
+    );
+    expect(r.kept.find((k) => k.name === '6.1.0-2-cloud-amd64')!.why).toBe(
+      `a kernel fetch is under way (img2vm process ${process.pid})`,
+    );
+    expect(r.kept.find((k) => k.name === `sha256:${BLOB_NEW}`)!.why).toBe(
+      `a pull is under way (img2vm process ${process.pid})`,
+    );
     rmSync(lock);
     rmSync(partial, { recursive: true });
     rmSync(join(xdg, 'img2vm', 'holders', owned('build', KEY_HELD)));
     const again = await pruneJson(['--all']);
-    expect(names(again.removed)).toEqual([`runc:${KEY_HELD.slice(0, 32)}`, `sha256:${BLOB_NEW}`, '6.1.0-2-cloud-amd64'].sort());
+    expect(names(again.removed)).toEqual(
+      [`runc:${KEY_HELD.slice(0, 32)}`, `sha256:${BLOB_NEW}`, '6.1.0-2-cloud-amd64'].sort(),
+    );
     expect((await ls()).entries).toEqual([]);
-    expect((await sh('docker', ['-H', env.DOCKER_HOST!, 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'])).stdout).toBe('someone-else:old');
+    expect(
+      (await sh('docker', ['-H', env.DOCKER_HOST!, 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'])).stdout,
+    ).toBe('someone-else:old');
   });
 });
 
 describe('ages', () => {
   it('parses s, m, h, d, w and refuses anything else', () => {
-    expect([parseAge('45s'), parseAge('90m'), parseAge('12h'), parseAge('7d'), parseAge('2w'), parseAge('1.5h')]).toEqual([45_000, 5_400_000, 43_200_000, 604_800_000, 1_209_600_000, 5_400_000]);
+    expect([
+      parseAge('45s'),
+      parseAge('90m'),
+      parseAge('12h'),
+      parseAge('7d'),
+      parseAge('2w'),
+      parseAge('1.5h'),
+    ]).toEqual([45_000, 5_400_000, 43_200_000, 604_800_000, 1_209_600_000, 5_400_000]);
     for (const bad of ['', '7', 'd', '-1d', '7y', '7 days']) expect(() => parseAge(bad)).toThrow(/is not an age/);
   });
 
   it('stale means last used before now minus the age (30 days by default); --all takes everything', () => {
     const now = Date.parse('2024-03-01T00:00:00Z');
-    const e = (lastUsed: string) => ({ kind: 'kernel' as const, store: 'img2vm' as const, name: 'k', detail: '', bytes: 1, busy: null, location: '/', lastUsed });
+    const e = (lastUsed: string) => ({
+      kind: 'kernel' as const,
+      store: 'img2vm' as const,
+      name: 'k',
+      detail: '',
+      bytes: 1,
+      busy: null,
+      location: '/',
+      lastUsed,
+    });
     expect(isStale(e('2024-01-30T23:59:59Z'), { now })).toBe(true);
     expect(isStale(e('2024-01-31T00:00:01Z'), { now })).toBe(false);
     expect(isStale(e('2024-02-29T11:00:00Z'), { now, olderThan: parseAge('12h') })).toBe(true);

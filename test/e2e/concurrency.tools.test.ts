@@ -47,11 +47,25 @@ describe('four conversions of one registry image on one cold cache', () => {
     const waiting = new Set<number>();
     proxy.releaseWhen = () => proxy.heldCount + waiting.size >= N;
     const runs = Array.from({ length: N }, (_, i) => {
-      const child = execa(BIN, [`docker://${proxy.host}/e2e/light:v1`, '-o', join(tmp, `disk-${i}.qcow2`), '--raw', '--boot', 'bios', '--seed', 'same', '-v'], {
-        env: { CI: 'true', XDG_CACHE_HOME: xdg, TMPDIR: work, SOURCE_DATE_EPOCH: '1700000000', ...NO_DAEMON },
-        reject: false,
-        all: true,
-      });
+      const child = execa(
+        BIN,
+        [
+          `docker://${proxy.host}/e2e/light:v1`,
+          '-o',
+          join(tmp, `disk-${i}.qcow2`),
+          '--raw',
+          '--boot',
+          'bios',
+          '--seed',
+          'same',
+          '-v',
+        ],
+        {
+          env: { CI: 'true', XDG_CACHE_HOME: xdg, TMPDIR: work, SOURCE_DATE_EPOCH: '1700000000', ...NO_DAEMON },
+          reject: false,
+          all: true,
+        },
+      );
       child.stderr!.on('data', (d: Buffer) => {
         if (/waiting for img2vm process \d+, which is fetching it/.test(String(d))) {
           waiting.add(i);
@@ -63,13 +77,14 @@ describe('four conversions of one registry image on one cold cache', () => {
     const results = await Promise.all(runs);
     for (const r of results) expect(r.exitCode, r.all).toBe(0);
     for (const b of [img.config, ...img.layers]) expect(proxy.blobGets(b.digest), `GETs of ${b.digest}`).toBe(1);
-    expect(waiting.size, 'runs that waited for another one\'s fetch').toBeGreaterThan(0);
+    expect(waiting.size, "runs that waited for another one's fetch").toBeGreaterThan(0);
     const digests = new Set(Array.from({ length: N }, (_, i) => sha(join(tmp, `disk-${i}.qcow2`))));
     expect(digests.size).toBe(1);
     // The cache holds each blob once, whole; no partial, no lock, no work directory is left.
     const blobs = entries(join(xdg, 'img2vm', 'blobs', 'sha256'));
     expect(blobs).toEqual([img.manifest, img.config, ...img.layers].map((b) => b.digest.slice(7)).sort());
-    for (const b of [img.config, ...img.layers]) expect(sha(join(xdg, 'img2vm', 'blobs', 'sha256', b.digest.slice(7)))).toBe(b.digest.slice(7));
+    for (const b of [img.config, ...img.layers])
+      expect(sha(join(xdg, 'img2vm', 'blobs', 'sha256', b.digest.slice(7)))).toBe(b.digest.slice(7));
     expect(entries(join(xdg, 'img2vm', 'locks'))).toEqual([]);
     expect(entries(work)).toEqual([]);
   });
@@ -82,9 +97,21 @@ describe('four conversions of one registry image on one cold cache', () => {
     const first = sha(join(tmp, 'disk-0.qcow2'));
     const results = await Promise.all(
       Array.from({ length: N }, (_, i) =>
-        img2vm([`docker://${proxy.host}/e2e/light:v1`, '-o', join(tmp, `warm-${i}.qcow2`), '--raw', '--boot', 'bios', '--seed', 'same'], {
-          env: { XDG_CACHE_HOME: xdg, TMPDIR: work, SOURCE_DATE_EPOCH: '1700000000', ...NO_DAEMON },
-        }),
+        img2vm(
+          [
+            `docker://${proxy.host}/e2e/light:v1`,
+            '-o',
+            join(tmp, `warm-${i}.qcow2`),
+            '--raw',
+            '--boot',
+            'bios',
+            '--seed',
+            'same',
+          ],
+          {
+            env: { XDG_CACHE_HOME: xdg, TMPDIR: work, SOURCE_DATE_EPOCH: '1700000000', ...NO_DAEMON },
+          },
+        ),
       ),
     );
     for (const r of results) expect(r.exitCode, r.all).toBe(0);

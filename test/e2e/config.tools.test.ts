@@ -10,7 +10,19 @@ let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'img2vm-e2e-config-'));
   // --raw plans (and converts) only an image with a kernel of its own: a stand-in is enough to plan.
-  const img = buildImage({ layers: [gz(await tarOf({ 'etc/': { dir: true }, 'etc/hostname': 'x\n', 'bin/app': '#!/bin/sh\n', 'boot/': { dir: true }, 'boot/vmlinuz-6.1.0-test': 'not a kernel\n' }))] });
+  const img = buildImage({
+    layers: [
+      gz(
+        await tarOf({
+          'etc/': { dir: true },
+          'etc/hostname': 'x\n',
+          'bin/app': '#!/bin/sh\n',
+          'boot/': { dir: true },
+          'boot/vmlinuz-6.1.0-test': 'not a kernel\n',
+        }),
+      ),
+    ],
+  });
   await writeLayout(join(dir, 'layout'), [{ top: img.manifest, tag: 'v1' }], imageBlobs(img));
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -18,20 +30,39 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 describe('img2vm plan --config', () => {
   it('takes image and options from the file, flags win', async () => {
     const config = join(dir, 'img2vm.yaml');
-    await writeFile(config, [
-      `image: oci:${join(dir, 'layout')}:v1`,
-      'raw: true',
-      'boot: uefi',
-      'boot-partition: 256M',
-      'kernel-cmdline: quiet loglevel=3',
-      'hostname: from-file',
-      'insecure-registry: [reg.lan, other.lan]',
-      `output: ${join(dir, 'disk.qcow2')}`,
-      '',
-    ].join('\n'));
-    const r = await img2vm(['plan', '--config', config, '--json', '--hostname', 'from-flag', '-o', join(dir, 'disk.raw')]);
+    await writeFile(
+      config,
+      [
+        `image: oci:${join(dir, 'layout')}:v1`,
+        'raw: true',
+        'boot: uefi',
+        'boot-partition: 256M',
+        'kernel-cmdline: quiet loglevel=3',
+        'hostname: from-file',
+        'insecure-registry: [reg.lan, other.lan]',
+        `output: ${join(dir, 'disk.qcow2')}`,
+        '',
+      ].join('\n'),
+    );
+    const r = await img2vm([
+      'plan',
+      '--config',
+      config,
+      '--json',
+      '--hostname',
+      'from-flag',
+      '-o',
+      join(dir, 'disk.raw'),
+    ]);
     expect(r.exitCode, r.all).toBe(0);
-    const p = JSON.parse(r.stdout) as { image: string; guest: { strategy: string }; boot: { mode: string; userCmdline: string }; hostname: string; layout: { partitions: { role: string; size: number }[] }; output: { format: string; path: string } };
+    const p = JSON.parse(r.stdout) as {
+      image: string;
+      guest: { strategy: string };
+      boot: { mode: string; userCmdline: string };
+      hostname: string;
+      layout: { partitions: { role: string; size: number }[] };
+      output: { format: string; path: string };
+    };
     expect(p.image).toBe(`oci:${join(dir, 'layout')}:v1`);
     expect(p.guest.strategy).toBe('image');
     expect(p.boot).toMatchObject({ mode: 'uefi', userCmdline: 'quiet loglevel=3' });

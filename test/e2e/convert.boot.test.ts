@@ -35,7 +35,7 @@ let work: string;
 function digestOf(fd: number, offset: number, size: number): Buffer {
   const h = createHash('sha256');
   const b = Buffer.alloc(1 << 20);
-  for (let done = 0; done < size; ) {
+  for (let done = 0; done < size;) {
     const n = readSync(fd, b, 0, Math.min(b.length, size - done), offset + done);
     if (n === 0) throw new Error(`the archive ends inside a file at ${offset + done}`);
     h.update(b.subarray(0, n));
@@ -94,7 +94,18 @@ describe('img2vm IMAGE -o disk.qcow2 (docker daemon, Debian, BIOS)', () => {
 
   it('converts the image and reports the result as JSON', async () => {
     const out = join(work, 'disk.qcow2');
-    const r = await img2vm([RICH, '-o', out, '--boot', 'bios', '--password', 's3cret', '--hostname', 'e2e-host', '--json']);
+    const r = await img2vm([
+      RICH,
+      '-o',
+      out,
+      '--boot',
+      'bios',
+      '--password',
+      's3cret',
+      '--hostname',
+      'e2e-host',
+      '--json',
+    ]);
     expect(r.exitCode, r.all).toBe(0);
     result = JSON.parse(r.stdout);
     expect(result.format).toBe('qcow2');
@@ -125,7 +136,15 @@ describe('img2vm IMAGE -o disk.qcow2 (docker daemon, Debian, BIOS)', () => {
     // Files img2vm writes on purpose (and the mount points and Docker's own files, as a daemon image may carry them).
     const ignore = (p: string) =>
       /^(\.dockerenv|lost\+found|dev(\/.*)?|proc(\/.*)?|sys(\/.*)?|boot\/grub(\/.*)?)$/.test(p) ||
-      ['etc/fstab', 'etc/hostname', 'etc/hosts', 'etc/shadow', 'etc/machine-id', 'etc/resolv.conf', 'etc/mtab'].includes(p);
+      [
+        'etc/fstab',
+        'etc/hostname',
+        'etc/hosts',
+        'etc/shadow',
+        'etc/machine-id',
+        'etc/resolv.conf',
+        'etc/mtab',
+      ].includes(p);
     const diffs = diffTrees(expected, actual, ignore);
     expect(diffs.slice(0, 30)).toEqual([]);
     // spot checks of what matters most

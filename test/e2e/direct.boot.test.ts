@@ -20,9 +20,28 @@ afterAll(() => rm(work, { recursive: true, force: true }));
 /** Boots QEMU with the given argv until `ready` appears on the serial console; resolves with the seconds taken. */
 async function bootUntil(args: string[], ready: RegExp, timeoutS = 300): Promise<number> {
   const t0 = Date.now();
-  const q = execa('qemu-system-x86_64', ['-accel', 'tcg', '-m', '1024', '-nographic', '-nodefaults', '-serial', 'stdio', '-nic', 'none', '-no-reboot', ...args], {
-    reject: false, timeout: timeoutS * 1000, buffer: false,
-  });
+  const q = execa(
+    'qemu-system-x86_64',
+    [
+      '-accel',
+      'tcg',
+      '-m',
+      '1024',
+      '-nographic',
+      '-nodefaults',
+      '-serial',
+      'stdio',
+      '-nic',
+      'none',
+      '-no-reboot',
+      ...args,
+    ],
+    {
+      reject: false,
+      timeout: timeoutS * 1000,
+      buffer: false,
+    },
+  );
   let seen = '';
   const ok = await new Promise<boolean>((resolve) => {
     q.stdout!.on('data', (d: Buffer) => {
@@ -44,7 +63,14 @@ describe('--format rootfs', () => {
     const r = await img2vm([BASE, '-o', out, '--json']);
     expect(r.exitCode, r.all).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ format: 'rootfs', bootMode: 'direct-kernel', partitionTable: 'none' });
-    expect((await readdir(work)).sort()).toEqual(['vm.cloud-hypervisor.sh', 'vm.ext4', 'vm.firecracker.json', 'vm.initrd.img', 'vm.vmlinux', 'vm.vmlinuz']);
+    expect((await readdir(work)).sort()).toEqual([
+      'vm.cloud-hypervisor.sh',
+      'vm.ext4',
+      'vm.firecracker.json',
+      'vm.initrd.img',
+      'vm.vmlinux',
+      'vm.vmlinuz',
+    ]);
     await sh('e2fsck', ['-fn', out]);
     await sh('sh', ['-n', join(work, 'vm.cloud-hypervisor.sh')]);
     // The ELF kernel is the bzImage's payload, whole: the size the build recorded, an x86-64 ELF with the PVH entry.
@@ -53,7 +79,16 @@ describe('--format rootfs', () => {
     expect(inspectElfKernel(vmlinux).pvh).toBe(true);
     // QEMU users boot the bzImage with -kernel on a PC machine (virtio-pci).
     const s = await bootUntil(
-      ['-kernel', join(work, 'vm.vmlinuz'), '-initrd', join(work, 'vm.initrd.img'), '-append', 'root=/dev/vda rw console=ttyS0', '-drive', `file=${out},if=virtio,format=raw,snapshot=on`],
+      [
+        '-kernel',
+        join(work, 'vm.vmlinuz'),
+        '-initrd',
+        join(work, 'vm.initrd.img'),
+        '-append',
+        'root=/dev/vda rw console=ttyS0',
+        '-drive',
+        `file=${out},if=virtio,format=raw,snapshot=on`,
+      ],
       /img2vm-ready: /,
     );
     console.log(`direct-kernel boot (q35, bzImage) to ready: ${s.toFixed(1)} s`);
@@ -83,7 +118,9 @@ describe('--format containerdisk', () => {
     await sh('mkdir', ['-p', x]);
     await sh('tar', ['-xf', out, '-C', x]);
     const index = JSON.parse((await sh('cat', [join(x, 'index.json')])).stdout);
-    const manifest = JSON.parse((await sh('cat', [join(x, 'blobs/sha256', index.manifests[0].digest.slice(7))])).stdout);
+    const manifest = JSON.parse(
+      (await sh('cat', [join(x, 'blobs/sha256', index.manifests[0].digest.slice(7))])).stdout,
+    );
     const layer = join(x, 'blobs/sha256', manifest.layers[0].digest.slice(7));
     const listing = (await sh('tar', ['--numeric-owner', '-tvf', layer])).stdout;
     expect(listing).toMatch(/107\/107 .* disk\/disk\.qcow2/);

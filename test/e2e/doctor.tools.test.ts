@@ -27,7 +27,11 @@ describe('img2vm doctor', () => {
     expect(r.stdout).toMatch(/^missing {2}qemu-img +qemu-utils +vmdk, vhdx, vhd and vdi output/m);
     const j = await execa(BIN, ['doctor', '--json'], { reject: false, env: { PATH: bin } });
     expect(j.exitCode).toBe(5);
-    expect(JSON.parse(j.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'grub-mkimage', ok: false, required: true, package: 'grub-common' })]));
+    expect(JSON.parse(j.stdout)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ name: 'grub-mkimage', ok: false, required: true, package: 'grub-common' }),
+      ]),
+    );
   });
 
   it('with the normal PATH of a set-up machine it passes', async () => {

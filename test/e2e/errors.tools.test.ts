@@ -70,7 +70,10 @@ describe('user errors', () => {
   it('unsupported distribution under --init distro → exit 6 naming the supported ones and the other ways', async () => {
     const r = await run(['img2vm-e2e-toyos:latest', '-o', join(work, 'd.qcow2'), '--init', 'distro']);
     expect(r.exitCode).toBe(6);
-    oneLine(r.stderr, /Toy OS 1.0.*not supported.*img2vm installs a kernel and init into: Debian 11, 12, 13.*Alpine.*Rocky/);
+    oneLine(
+      r.stderr,
+      /Toy OS 1.0.*not supported.*img2vm installs a kernel and init into: Debian 11, 12, 13.*Alpine.*Rocky/,
+    );
     expect(r.stderr).toMatch(/hint: --init img2vm boots any image.*--init image \(--raw\)/);
     await nothingLeft();
   });

@@ -25,7 +25,11 @@ async function disk(name: string, files: Fat32File[]): Promise<string> {
   const path = join(tmp, `${name}.raw`);
   const t = new RawFileTarget(path);
   t.resize(layout.diskSize);
-  await writeFat32(t, { offset: esp.start, size: esp.size, volumeId: 0x1234abcd, label: 'EFI', epoch: 1700000000 }, files);
+  await writeFat32(
+    t,
+    { offset: esp.start, size: esp.size, volumeId: 0x1234abcd, label: 'EFI', epoch: 1700000000 },
+    files,
+  );
   t.close();
   const fd = openSync(path, 'r+');
   try {
@@ -41,44 +45,85 @@ async function boot(path: string): Promise<string> {
   const code = OVMF_CANDIDATES[0]!;
   const vars = join(tmp, `${Math.random().toString(36).slice(2)}.vars.fd`);
   copyFileSync(code.vars, vars);
-  const argv = qemuArgs({ disk: path, format: 'raw', firmware: 'uefi', ovmf: { code: code.code, vars }, accel: 'tcg', memMiB: 256, cpus: 1, snapshot: true, publish: [], console: 'pipe' });
+  const argv = qemuArgs({
+    disk: path,
+    format: 'raw',
+    firmware: 'uefi',
+    ovmf: { code: code.code, vars },
+    accel: 'tcg',
+    memMiB: 256,
+    cpus: 1,
+    snapshot: true,
+    publish: [],
+    console: 'pipe',
+  });
   expect(argv.join(' ')).toContain('-nic none');
   const r = await execa('qemu-system-x86_64', argv, { reject: false, timeout: 180_000, stdin: 'ignore', all: true });
   // ANSI sequences and CRs out, so the assertions read plain lines.
   const out = (r.all ?? '').replace(/\x1b\[[0-9;=?]*[a-zA-Z]/g, '').replaceAll('\r', '');
-  if (r.timedOut || r.exitCode !== 0) throw new Error(`QEMU ${r.timedOut ? 'timed out' : `exited ${r.exitCode}`}:\n${out}`);
+  if (r.timedOut || r.exitCode !== 0)
+    throw new Error(`QEMU ${r.timedOut ? 'timed out' : `exited ${r.exitCode}`}:\n${out}`);
   return out;
 }
 
 describe('OVMF reads the ESP', () => {
   it('boots GRUB from EFI/BOOT/BOOTX64.EFI, and GRUB reads long-named files from it', async () => {
     const cfg = join(tmp, 'early.cfg');
-    writeFileSync(cfg, [
-      'echo IMG2VM-GRUB-STARTED',
-      `cat (hd0,gpt1)/${ENTRY}`,
-      'cat (hd0,gpt1)/loader/Mixed.Case.Long.Name.txt',
-      'echo IMG2VM-GRUB-DONE',
-      'halt',
-    ].join('\n'));
+    writeFileSync(
+      cfg,
+      [
+        'echo IMG2VM-GRUB-STARTED',
+        `cat (hd0,gpt1)/${ENTRY}`,
+        'cat (hd0,gpt1)/loader/Mixed.Case.Long.Name.txt',
+        'echo IMG2VM-GRUB-DONE',
+        'halt',
+      ].join('\n'),
+    );
     const efi = join(tmp, 'bootx64.efi');
-    await execa('grub-mkimage', ['-O', 'x86_64-efi', '-p', '/EFI/BOOT', '-c', cfg, '-o', efi, 'echo', 'halt', 'cat', 'fat', 'part_gpt']);
-    const out = await boot(await disk('grub', [
-      { path: 'EFI/BOOT/BOOTX64.EFI', content: readFileSync(efi) },
-      { path: ENTRY, content: text('MARKER-LONG-NAME\n') },
-      { path: 'loader/Mixed.Case.Long.Name.txt', content: text('MARKER-MIXED-CASE\n') },
-    ]));
+    await execa('grub-mkimage', [
+      '-O',
+      'x86_64-efi',
+      '-p',
+      '/EFI/BOOT',
+      '-c',
+      cfg,
+      '-o',
+      efi,
+      'echo',
+      'halt',
+      'cat',
+      'fat',
+      'part_gpt',
+    ]);
+    const out = await boot(
+      await disk('grub', [
+        { path: 'EFI/BOOT/BOOTX64.EFI', content: readFileSync(efi) },
+        { path: ENTRY, content: text('MARKER-LONG-NAME\n') },
+        { path: 'loader/Mixed.Case.Long.Name.txt', content: text('MARKER-MIXED-CASE\n') },
+      ]),
+    );
     expect(out).toMatch(/IMG2VM-GRUB-STARTED\nMARKER-LONG-NAME\n+MARKER-MIXED-CASE\n+IMG2VM-GRUB-DONE/);
   });
 
   it("lets the firmware's own FAT driver (the UEFI shell) read long names and show NT lower-case names", async () => {
     // No boot loader: OVMF falls back to its built-in shell, which runs startup.nsh from the first file system.
-    const script = ['echo IMG2VM-SHELL-STARTED', 'fs0:', `type \\${ENTRY.replaceAll('/', '\\')}`, 'ls \\loader', 'echo IMG2VM-SHELL-DONE', 'reset -s', ''].join('\r\n');
-    const out = await boot(await disk('shell', [
-      { path: 'startup.nsh', content: text(script) },
-      { path: ENTRY, content: text('MARKER-LONG-NAME\n') },
-      { path: 'loader/Mixed.Case.Long.Name.txt', content: text('x') },
-      { path: 'loader/lower.txt', content: text('xy') },
-    ]));
+    const script = [
+      'echo IMG2VM-SHELL-STARTED',
+      'fs0:',
+      `type \\${ENTRY.replaceAll('/', '\\')}`,
+      'ls \\loader',
+      'echo IMG2VM-SHELL-DONE',
+      'reset -s',
+      '',
+    ].join('\r\n');
+    const out = await boot(
+      await disk('shell', [
+        { path: 'startup.nsh', content: text(script) },
+        { path: ENTRY, content: text('MARKER-LONG-NAME\n') },
+        { path: 'loader/Mixed.Case.Long.Name.txt', content: text('x') },
+        { path: 'loader/lower.txt', content: text('xy') },
+      ]),
+    );
     expect(out).toMatch(/IMG2VM-SHELL-STARTED/);
     expect(out).toMatch(/type \\loader\\entries\\img2vm-6\.1\.0-28-cloud-amd64\.conf\nMARKER-LONG-NAME/);
     // The listing: names as stored (long names, and "lower.txt"/"entries" from the NT case flags), times from the epoch.

@@ -7,7 +7,19 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Node } from '../../src/rootfs/tree.js';
-import { catFile, chunksOf, debugfs, dir, expectClean, file, meta, run, tmp, ts, writeImage } from '../disk/ext4/helpers.js';
+import {
+  catFile,
+  chunksOf,
+  debugfs,
+  dir,
+  expectClean,
+  file,
+  meta,
+  run,
+  tmp,
+  ts,
+  writeImage,
+} from '../disk/ext4/helpers.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const CACHE = join(REPO, '.cache', 'ext4-boot');
@@ -20,7 +32,8 @@ function fromDeb(pkg: string, path: RegExp): Buffer {
   let deb = readdirSync(CACHE).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
   if (!deb) {
     const r = spawnSync('apt-get', ['download', pkg], { cwd: CACHE, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`apt-get download ${pkg} failed (is the Debian archive reachable?): ${r.stderr}`);
+    if (r.status !== 0)
+      throw new Error(`apt-get download ${pkg} failed (is the Debian archive reachable?): ${r.stderr}`);
     deb = readdirSync(CACHE).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'))!;
   }
   const unpacked = join(CACHE, `${deb}.d`);
@@ -42,7 +55,9 @@ function fromDeb(pkg: string, path: RegExp): Buffer {
 
 /** A host program and the shared libraries ldd says it loads, as initramfs entries (for resize2fs in the guest). */
 function withLibraries(program: string, as: string): Array<{ name: string; mode: number; data: Buffer }> {
-  const out: Array<{ name: string; mode: number; data: Buffer }> = [{ name: as, mode: 0o100755, data: readFileSync(program) }];
+  const out: Array<{ name: string; mode: number; data: Buffer }> = [
+    { name: as, mode: 0o100755, data: readFileSync(program) },
+  ];
   for (const m of execFileSync('ldd', [program], { encoding: 'utf8' }).matchAll(/(?:=> )?(\/\S+) \(0x/g)) {
     out.push({ name: m[1]!.slice(1), mode: 0o100755, data: readFileSync(m[1]!) });
   }
@@ -115,14 +130,28 @@ describe('Linux mounts the image', () => {
     const busybox = fromDeb('busybox-static', /^\/bin\/busybox$/);
     const initrd = t.path('initrd.gz');
     const resize = withLibraries('/usr/sbin/resize2fs', 'bin/resize2fs');
-    const dirs = [...new Set(resize.flatMap((f) => f.name.split('/').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('/'))))].filter((d) => d !== 'bin');
-    writeFileSync(initrd, gzipSync(cpio([
-      { name: 'bin', mode: 0o40755 },
-      ...dirs.map((d) => ({ name: d, mode: 0o40755 })),
-      { name: 'bin/busybox', mode: 0o100755, data: busybox },
-      ...resize,
-      { name: 'init', mode: 0o100755, data: Buffer.from(INIT) },
-    ])));
+    const dirs = [
+      ...new Set(
+        resize.flatMap((f) =>
+          f.name
+            .split('/')
+            .slice(0, -1)
+            .map((_, i, a) => a.slice(0, i + 1).join('/')),
+        ),
+      ),
+    ].filter((d) => d !== 'bin');
+    writeFileSync(
+      initrd,
+      gzipSync(
+        cpio([
+          { name: 'bin', mode: 0o40755 },
+          ...dirs.map((d) => ({ name: d, mode: 0o40755 })),
+          { name: 'bin/busybox', mode: 0o100755, data: busybox },
+          ...resize,
+          { name: 'init', mode: 0o100755, data: Buffer.from(INIT) },
+        ]),
+      ),
+    );
     const vmlinuz = t.path('vmlinuz');
     writeFileSync(vmlinuz, kernel);
 
@@ -130,33 +159,71 @@ describe('Linux mounts the image', () => {
     const big = Buffer.from(Buffer.alloc(12 << 20).map((_, i) => (i * 2654435761) >>> 24));
     const sparse = Buffer.alloc(3000 * 4096);
     for (let i = 0; i < 3000; i += 3) sparse.fill(i & 0xff || 1, i * 4096, i * 4096 + 100);
-    await writeImage(img, async (w) => {
-      const many = new Map<string, Node>();
-      for (let i = 0; i < 20_000; i++) many.set(`entry-${i}`, file(w.putBuffer(Buffer.from(`${i}\n`)), `${i}\n`.length));
-      const hl = file(w.putBuffer(Buffer.from('linked')), 6);
-      return dir({
-        hello: file(w.putBuffer(Buffer.from('hello from img2vm')), 17),
-        owned: file(w.putBuffer(Buffer.from('x')), 1, meta(0o4750, { uid: 1234, gid: 5678, mtime: ts(2_000_000_000, 5) })),
-        slowlink: { kind: 'symlink', meta: meta(0o777), target: `/${'long/'.repeat(20)}target` },
-        data: dir({
-          big: file(await w.put(chunksOf(big, 1 << 20), big.length), big.length, meta(0o644, { xattrs: new Map([['security.capability', Buffer.from('0100000200040000000000000000000000000000', 'hex')]]) })),
-          sparse: file(await w.put(chunksOf(sparse, 65536), sparse.length), sparse.length),
-          hard1: hl,
-          hard2: hl,
-        }),
-        many: dir(many),
-      });
-    }, { sizeBytes: 256 << 20, inodeCount: 32_768 });
+    await writeImage(
+      img,
+      async (w) => {
+        const many = new Map<string, Node>();
+        for (let i = 0; i < 20_000; i++)
+          many.set(`entry-${i}`, file(w.putBuffer(Buffer.from(`${i}\n`)), `${i}\n`.length));
+        const hl = file(w.putBuffer(Buffer.from('linked')), 6);
+        return dir({
+          hello: file(w.putBuffer(Buffer.from('hello from img2vm')), 17),
+          owned: file(
+            w.putBuffer(Buffer.from('x')),
+            1,
+            meta(0o4750, { uid: 1234, gid: 5678, mtime: ts(2_000_000_000, 5) }),
+          ),
+          slowlink: { kind: 'symlink', meta: meta(0o777), target: `/${'long/'.repeat(20)}target` },
+          data: dir({
+            big: file(
+              await w.put(chunksOf(big, 1 << 20), big.length),
+              big.length,
+              meta(0o644, {
+                xattrs: new Map([
+                  ['security.capability', Buffer.from('0100000200040000000000000000000000000000', 'hex')],
+                ]),
+              }),
+            ),
+            sparse: file(await w.put(chunksOf(sparse, 65536), sparse.length), sparse.length),
+            hard1: hl,
+            hard2: hl,
+          }),
+          many: dir(many),
+        });
+      },
+      { sizeBytes: 256 << 20, inodeCount: 32_768 },
+    );
     expectClean(img);
     // The disk is larger than the file system: the guest grows it online, as a first boot would,
     // to 72 groups, past what one descriptor block holds (a reserved descriptor block comes into use).
     truncateSync(img, 9 * 1024 ** 3);
 
-    const r = spawnSync('qemu-system-x86_64', [
-      '-accel', 'tcg', '-m', '512', '-smp', '1', '-nographic', '-no-reboot', '-nic', 'none',
-      '-kernel', vmlinuz, '-initrd', initrd, '-append', 'console=ttyS0 panic=-1 loglevel=4',
-      '-drive', `file=${img},if=none,id=d0,format=raw`, '-device', 'nvme,drive=d0,serial=img2vm',
-    ], { encoding: 'latin1', timeout: 5 * 60_000, maxBuffer: 1 << 26 });
+    const r = spawnSync(
+      'qemu-system-x86_64',
+      [
+        '-accel',
+        'tcg',
+        '-m',
+        '512',
+        '-smp',
+        '1',
+        '-nographic',
+        '-no-reboot',
+        '-nic',
+        'none',
+        '-kernel',
+        vmlinuz,
+        '-initrd',
+        initrd,
+        '-append',
+        'console=ttyS0 panic=-1 loglevel=4',
+        '-drive',
+        `file=${img},if=none,id=d0,format=raw`,
+        '-device',
+        'nvme,drive=d0,serial=img2vm',
+      ],
+      { encoding: 'latin1', timeout: 5 * 60_000, maxBuffer: 1 << 26 },
+    );
     const out = r.stdout ?? '';
     expect(out, out.slice(-4000)).toContain('IMG2VM-DONE');
     // The firmware's escape sequences may share a line with the first check.
@@ -171,7 +238,10 @@ describe('Linux mounts the image', () => {
     expect(check('link')).toBe(`/${'long/'.repeat(20)}target`);
     expect(check('hard')).toBe('2');
     // statfs blocks: the 65536-block file system less its overhead, then 9 GiB's worth after the online resize.
-    const resized = out.split('\n').filter((l) => l.includes('RESIZE ')).join('\n');
+    const resized = out
+      .split('\n')
+      .filter((l) => l.includes('RESIZE '))
+      .join('\n');
     expect(resized).toMatch(/on-line resizing required/);
     expect(resized).toMatch(/old_desc_blocks = 1, new_desc_blocks = 2/);
     expect(Number(check('before'))).toBeGreaterThan(50_000);
@@ -179,7 +249,10 @@ describe('Linux mounts the image', () => {
     expect(Number(check('after')), resized).toBeGreaterThan(2_200_000);
     expect(check('grown-write')).toBe('ok');
     expect(check('umount')).toBe('ok');
-    const kmsg = out.split('\n').filter((l) => l.includes('KMSG ')).join('\n');
+    const kmsg = out
+      .split('\n')
+      .filter((l) => l.includes('KMSG '))
+      .join('\n');
     expect(kmsg).toMatch(/EXT4-fs \(nvme0n1\): mounted filesystem/);
     expect(kmsg).not.toMatch(/error|checksum|corrupt|warning/i);
 

@@ -24,10 +24,29 @@ async function freePort(): Promise<number> {
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'img2vm-e2e-cfg-'));
   const base = await debianFixture('img2vm-e2e:bookworm');
-  await dockerBuild(IMAGE, `FROM ${base}\nENV GREETING="hello from the entrypoint"\nWORKDIR /tmp\nUSER nobody\nCMD ["/bin/sh", "-c", "echo \\"entrypoint: $GREETING as $(id -un) in $(pwd)\\""]\n`);
+  await dockerBuild(
+    IMAGE,
+    `FROM ${base}\nENV GREETING="hello from the entrypoint"\nWORKDIR /tmp\nUSER nobody\nCMD ["/bin/sh", "-c", "echo \\"entrypoint: $GREETING as $(id -un) in $(pwd)\\""]\n`,
+  );
   await sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(tmp, 'key')]);
   disk = join(tmp, 'cfg.qcow2');
-  const r = await img2vm([IMAGE, '-o', disk, '--boot', 'bios', '--password', 'pw', '--user', 'alice', '--ssh-key', join(tmp, 'key.pub'), '--dns', '192.0.2.53', '--entrypoint-service', '--json']);
+  const r = await img2vm([
+    IMAGE,
+    '-o',
+    disk,
+    '--boot',
+    'bios',
+    '--password',
+    'pw',
+    '--user',
+    'alice',
+    '--ssh-key',
+    join(tmp, 'key.pub'),
+    '--dns',
+    '192.0.2.53',
+    '--entrypoint-service',
+    '--json',
+  ]);
   expect(r.exitCode, r.all).toBe(0);
 }, 30 * 60_000);
 
@@ -39,7 +58,14 @@ afterAll(async () => {
 /** Boots the disk (snapshot: the disk file never changes) with SSH forwarded to a port on 127.0.0.1. */
 async function boot(): Promise<{ port: number; console: () => string; stop: () => Promise<void> }> {
   const port = await freePort();
-  const p = execa(BIN, ['run', disk, '--publish', `${port}:22`, '--timeout', '600'], { reject: false, stdin: 'ignore', all: true, buffer: false, env: { CI: 'true' }, forceKillAfterDelay: 60_000 });
+  const p = execa(BIN, ['run', disk, '--publish', `${port}:22`, '--timeout', '600'], {
+    reject: false,
+    stdin: 'ignore',
+    all: true,
+    buffer: false,
+    env: { CI: 'true' },
+    forceKillAfterDelay: 60_000,
+  });
   running.add(p);
   let out = '';
   p.all!.on('data', (d: Buffer) => (out += d.toString('latin1')));
@@ -64,7 +90,26 @@ async function ssh(port: number, user: string, cmd: string) {
   // sshd starts after the readiness marker on a slow first boot (host keys are made then): retry a little.
   let last = '';
   for (let i = 0; i < 30; i++) {
-    const r = await execa('ssh', ['-o', 'StrictHostKeyChecking=no', '-o', `UserKnownHostsFile=${join(tmp, `known-${port}`)}`, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-i', join(tmp, 'key'), '-p', String(port), `${user}@127.0.0.1`, cmd], { reject: false, all: true });
+    const r = await execa(
+      'ssh',
+      [
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        `UserKnownHostsFile=${join(tmp, `known-${port}`)}`,
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'ConnectTimeout=10',
+        '-i',
+        join(tmp, 'key'),
+        '-p',
+        String(port),
+        `${user}@127.0.0.1`,
+        cmd,
+      ],
+      { reject: false, all: true },
+    );
     if (r.exitCode === 0) return r.stdout;
     last = r.all ?? '';
     await new Promise((res) => setTimeout(res, 3000));

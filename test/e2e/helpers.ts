@@ -11,7 +11,12 @@ export const REPO = resolve(import.meta.dirname, '..', '..');
 export const BIN = join(REPO, 'bin', 'img2vm');
 
 export async function img2vm(args: string[], opts: { env?: Record<string, string>; timeout?: number } = {}) {
-  return execa(BIN, args, { reject: false, env: { CI: 'true', ...opts.env }, timeout: opts.timeout ?? 20 * 60_000, all: true });
+  return execa(BIN, args, {
+    reject: false,
+    env: { CI: 'true', ...opts.env },
+    timeout: opts.timeout ?? 20 * 60_000,
+    all: true,
+  });
 }
 
 export async function sh(cmd: string, args: string[], input?: string) {
@@ -62,11 +67,20 @@ export async function snapshotTree(root: string): Promise<Map<string, Meta>> {
       const r = rel ? `${rel}/${name}` : name;
       const p = join(root, r);
       const st = await lstat(p);
-      const m: Meta = { type: typeOf(st), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, ino: st.ino, nlink: st.nlink };
+      const m: Meta = {
+        type: typeOf(st),
+        mode: st.mode & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
+        ino: st.ino,
+        nlink: st.nlink,
+      };
       if (m.type === 'file') {
         m.size = st.size;
         m.mtime = Math.floor(st.mtimeMs / 1000);
-        m.sha256 = createHash('sha256').update(await readFile(p)).digest('hex');
+        m.sha256 = createHash('sha256')
+          .update(await readFile(p))
+          .digest('hex');
       }
       if (m.type === 'symlink') m.target = await readlink(p);
       out.set(r, m);
@@ -104,7 +118,9 @@ export async function readExt4(image: string, offset: number, dest: string): Pro
     if (!e) {
       // rdump skips fifos, sockets and device nodes: take them from the listing.
       const fmt = Number.parseInt(m[2]!, 8) & 0o170000;
-      const type = ({ 0o010000: 'fifo', 0o020000: 'char', 0o060000: 'block', 0o140000: 'socket' } as const)[fmt as 0o010000];
+      const type = ({ 0o010000: 'fifo', 0o020000: 'char', 0o060000: 'block', 0o140000: 'socket' } as const)[
+        fmt as 0o010000
+      ];
       if (type) tree.set(path, (e = { type, mode: 0, uid: 0, gid: 0 }));
     }
     if (e) {
@@ -121,12 +137,26 @@ export async function readExt4(image: string, offset: number, dest: string): Pro
 /** A flattened tree as path → metadata (content hashed from its store), comparable with snapshotTree's. */
 export async function treeMeta(tree: RootTree): Promise<Map<string, Meta>> {
   const out = new Map<string, Meta>();
-  const kinds: Record<Node['kind'], Meta['type']> = { file: 'file', dir: 'dir', symlink: 'symlink', fifo: 'fifo', char: 'char', block: 'block', socket: 'socket' };
+  const kinds: Record<Node['kind'], Meta['type']> = {
+    file: 'file',
+    dir: 'dir',
+    symlink: 'symlink',
+    fifo: 'fifo',
+    char: 'char',
+    block: 'block',
+    socket: 'socket',
+  };
   const walk = async (dir: DirNode, rel: string) => {
     for (const [bname, n] of [...dir.entries].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const name = Buffer.from(bname, 'latin1').toString('utf8');
       const r = rel ? `${rel}/${name}` : name;
-      const m: Meta = { type: kinds[n.kind], mode: n.meta.mode, uid: n.meta.uid, gid: n.meta.gid, nlink: tree.nameCount(n) };
+      const m: Meta = {
+        type: kinds[n.kind],
+        mode: n.meta.mode,
+        uid: n.meta.uid,
+        gid: n.meta.gid,
+        nlink: tree.nameCount(n),
+      };
       if (n.kind === 'file') {
         m.size = n.size;
         m.mtime = n.meta.mtime.sec;
@@ -143,7 +173,11 @@ export async function treeMeta(tree: RootTree): Promise<Map<string, Meta>> {
   return out;
 }
 
-export function diffTrees(expected: Map<string, Meta>, actual: Map<string, Meta>, ignore: (p: string) => boolean): string[] {
+export function diffTrees(
+  expected: Map<string, Meta>,
+  actual: Map<string, Meta>,
+  ignore: (p: string) => boolean,
+): string[] {
   const diffs: string[] = [];
   for (const [p, e] of expected) {
     if (ignore(p)) continue;
@@ -180,7 +214,11 @@ export async function startRegistry(dir: string, htpasswd?: string): Promise<{ h
     join(dir, 'config.yml'),
     `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: img2vm-e2e\n${auth}`,
   );
-  const p = execa('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], { reject: false, all: true, buffer: false });
+  const p = execa('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], {
+    reject: false,
+    all: true,
+    buffer: false,
+  });
   for (let i = 0; i < 100; i++) {
     const r = await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => undefined);
     if (r && (r.status === 200 || r.status === 401)) return { host: `127.0.0.1:${port}`, process: p };

@@ -49,7 +49,9 @@ describe('the daemon source reading the image own /etc files from its layer dire
     const disk = join(tmp, 'disk.img');
     const r = await img2vm([`docker-daemon:${TAG}`, '-o', disk, '--raw', '--boot', 'bios']);
     expect(r.exitCode, r.all).toBe(0);
-    const table = JSON.parse((await sh('sfdisk', ['--json', disk])).stdout) as { partitiontable: { sectorsize?: number; partitions: { start: number }[] } };
+    const table = JSON.parse((await sh('sfdisk', ['--json', disk])).stdout) as {
+      partitiontable: { sectorsize?: number; partitions: { start: number }[] };
+    };
     const root = table.partitiontable.partitions.at(-1)!;
     const out = `${disk}?offset=${root.start * (table.partitiontable.sectorsize ?? 512)}`;
     const dump = join(tmp, 'dump');
@@ -75,15 +77,29 @@ describe('terminal control sequences from the image', () => {
   it('a refused layer entry whose name holds escape sequences is quoted with them escaped', async () => {
     expect(Buffer.byteLength(hostile)).toBe(314);
     const archive = join(tmp, 'escape.tar');
-    await writeOciArchive(archive, [await layerOf([...bootable(), { name: 'data/', dir: true }, { name: `data/${hostile}`, content: 'x' }])], { Cmd: ['/bin/sh'] });
+    await writeOciArchive(
+      archive,
+      [await layerOf([...bootable(), { name: 'data/', dir: true }, { name: `data/${hostile}`, content: 'x' }])],
+      { Cmd: ['/bin/sh'] },
+    );
     for (const json of [false, true]) {
-      const r = await img2vm([`oci-archive:${archive}`, '-o', join(tmp, 'escape.img'), '--raw', '--boot', 'bios', ...(json ? ['--json'] : [])]);
+      const r = await img2vm([
+        `oci-archive:${archive}`,
+        '-o',
+        join(tmp, 'escape.img'),
+        '--raw',
+        '--boot',
+        'bios',
+        ...(json ? ['--json'] : []),
+      ]);
       expect(r.exitCode, r.all).toBe(10);
       for (const stream of [r.stdout, r.stderr]) {
         expect(stream, JSON.stringify(stream)).not.toMatch(/[\x07\x1b\x7f-\x9f]/);
       }
       // Still there to read, as escapes.
-      expect(json ? r.stdout : r.stderr).toContain(json ? '\\u001b]0;IMG2VM-PWNED-TITLE\\u0007' : '\\x1b]0;IMG2VM-PWNED-TITLE\\x07');
+      expect(json ? r.stdout : r.stderr).toContain(
+        json ? '\\u001b]0;IMG2VM-PWNED-TITLE\\u0007' : '\\x1b]0;IMG2VM-PWNED-TITLE\\x07',
+      );
     }
   });
 });

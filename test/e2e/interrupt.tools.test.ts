@@ -11,8 +11,20 @@ import { writeOciArchive } from '../../src/build/oci-archive-out.js';
 import { openSource } from '../../src/source/index.js';
 import { debianFixture, dockerBuild, img2vm, sh, startRegistry } from './helpers.js';
 import {
-  CountingProxy, dockerContainersFrom, entries, interruptAt, lastError, lightImage, mountsUnder, processesNaming, pushBuilt, runcContainers, signalCode,
-  testContext, writeArchive, type Interrupted,
+  CountingProxy,
+  dockerContainersFrom,
+  entries,
+  interruptAt,
+  lastError,
+  lightImage,
+  mountsUnder,
+  processesNaming,
+  pushBuilt,
+  runcContainers,
+  signalCode,
+  testContext,
+  writeArchive,
+  type Interrupted,
 } from './robust-helpers.js';
 
 const DEBIAN = 'img2vm-e2e:bookworm';
@@ -142,7 +154,17 @@ describe('an interrupt at each stage leaves nothing, and a rerun succeeds', () =
 
   it('building the guest with runc, a RUN step in its container: SIGHUP → 129, no runc container or bundle left', async () => {
     const s = scenario('runc-build', 'qcow2');
-    const args = [`oci-archive:${debianOci}:bookworm`, '-o', s.out, '--init', 'distro', '--builder', 'runc', '--boot', 'bios'];
+    const args = [
+      `oci-archive:${debianOci}:bookworm`,
+      '-o',
+      s.out,
+      '--init',
+      'distro',
+      '--builder',
+      'runc',
+      '--boot',
+      'bios',
+    ];
     const r = await interruptAt('during:guest/build-step', args, { ...s.env, ...NO_DAEMON }, 'SIGHUP');
     await expectInterrupted(r, s, 'SIGHUP', 'guest');
     expect(entries(join(s.xdg, 'img2vm', 'builds', 'runc'))).toEqual([]);
@@ -183,26 +205,39 @@ describe('an interrupt at each stage leaves nothing, and a rerun succeeds', () =
     expect(head.status).toBe(404);
     const again = await img2vm(args, { env: s.env });
     expect(again.exitCode, again.all).toBe(0);
-    expect((await fetch(`http://${registry.host}/v2/e2e/pushed/manifests/v1`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } })).status).toBe(200);
+    expect(
+      (
+        await fetch(`http://${registry.host}/v2/e2e/pushed/manifests/v1`, {
+          method: 'HEAD',
+          headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+        })
+      ).status,
+    ).toBe(200);
   });
 });
 
 describe('interrupts that come too late, or too hard', () => {
   it('a signal after the output was renamed into place says that the output exists', async () => {
     const s = scenario('late');
-    const r = await interruptAt('after:output/rename', [`oci-archive:${archive}`, '-o', s.out, '--raw', '--boot', 'bios'], { ...s.env, ...NO_DAEMON });
+    const r = await interruptAt(
+      'after:output/rename',
+      [`oci-archive:${archive}`, '-o', s.out, '--raw', '--boot', 'bios'],
+      { ...s.env, ...NO_DAEMON },
+    );
     expect(r.exitCode, r.stderr).toBe(130);
     const e = lastError(r.stderr);
     expect(e.message).toBe(`interrupted by SIGINT after ${s.out} was written`);
     expect(e.hint).toBe('that output is complete and stays; temporary files were removed');
     expect(readFileSync(s.out).subarray(0, EARLIER.length).toString()).not.toBe(EARLIER);
-    const parts = JSON.parse((await sh('sfdisk', ['--json', s.out])).stdout) as { partitiontable: { partitions: unknown[] } };
+    const parts = JSON.parse((await sh('sfdisk', ['--json', s.out])).stdout) as {
+      partitiontable: { partitions: unknown[] };
+    };
     expect(parts.partitiontable.partitions.length).toBeGreaterThan(0);
     expect(entries(s.outDir)).toEqual(['disk.img']);
     expect(entries(s.work)).toEqual([]);
   });
 
-  it('SIGKILL leaves a work directory and a temporary output; the next run sweeps them (and no live run\'s)', async () => {
+  it("SIGKILL leaves a work directory and a temporary output; the next run sweeps them (and no live run's)", async () => {
     const s = scenario('kill');
     const args = [`oci-archive:${archive}`, '-o', s.out, '--raw', '--boot', 'bios'];
     const r = await interruptAt('before:disk/ext4', args, { ...s.env, ...NO_DAEMON }, 'SIGKILL');
@@ -210,7 +245,9 @@ describe('interrupts that come too late, or too hard', () => {
     const leftWork = entries(s.work);
     const leftOut = entries(s.outDir).filter((n) => n !== 'disk.img');
     expect(leftWork).toEqual([expect.stringMatching(new RegExp(`^img2vm-${r.pid}\\.[0-9a-f]{8}-`))]);
-    expect(leftOut).toEqual([expect.stringMatching(new RegExp(`^\\.disk\\.img\\.img2vm-${r.pid}\\.[0-9a-f]{8}\\.tmp$`))]);
+    expect(leftOut).toEqual([
+      expect.stringMatching(new RegExp(`^\\.disk\\.img\\.img2vm-${r.pid}\\.[0-9a-f]{8}\\.tmp$`)),
+    ]);
     // Leftovers named for a live process (this one) stay.
     const live = `img2vm-${process.pid}.${leftWork[0]!.split('.')[1]!.slice(0, 8)}-keepme`;
     mkdirSync(join(s.work, live));

@@ -7,7 +7,13 @@ import type { RunContext } from '../../src/core/context.js';
 import type { Img2vmEvent } from '../../src/core/events.js';
 import { createRandom } from '../../src/core/random.js';
 import { Scope } from '../../src/core/scope.js';
-import { getKernel, kernelVersionOf, parseKernelSource, resolveModules, type KernelBundle } from '../../src/kernel/index.js';
+import {
+  getKernel,
+  kernelVersionOf,
+  parseKernelSource,
+  resolveModules,
+  type KernelBundle,
+} from '../../src/kernel/index.js';
 
 let dir: string;
 let ctx: RunContext;
@@ -17,7 +23,13 @@ let fetchMs: number;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'img2vm-kernel-e2e-'));
-  ctx = { work: await mkdtemp(join(dir, 'work-')), signal: new AbortController().signal, sink: (e) => events.push(e), scope: new Scope(), random: createRandom() };
+  ctx = {
+    work: await mkdtemp(join(dir, 'work-')),
+    signal: new AbortController().signal,
+    sink: (e) => events.push(e),
+    scope: new Scope(),
+    random: createRandom(),
+  };
 });
 
 /** Every test needs the fetched kernel; without it each one fails (a failed hook would only mark them skipped). */
@@ -38,9 +50,13 @@ describe("Debian's cloud kernel from deb.debian.org (network)", () => {
     bundle = await getKernel(parseKernelSource(undefined), ctx, { cacheDir: join(dir, 'cache') });
     fetchMs = performance.now() - t0;
     expect(bundle.version).toMatch(/^6\.12\.\d+\+deb13(\.\d+)?-cloud-amd64$/);
-    expect(bundle.origin).toMatch(/^Debian trixie(-security|-updates)? linux-image-6\.12\.\d+\+deb13(\.\d+)?-cloud-amd64 6\.12\.\d+-\d+$/);
+    expect(bundle.origin).toMatch(
+      /^Debian trixie(-security|-updates)? linux-image-6\.12\.\d+\+deb13(\.\d+)?-cloud-amd64 6\.12\.\d+-\d+$/,
+    );
     expect(bundle.id).toMatch(/^sha256:[0-9a-f]{64}$/);
-    expect(bundle.vmlinuz.startsWith(join(dir, 'cache', 'kernels', 'trees', `sha256-${bundle.id.slice(7)}`))).toBe(true);
+    expect(bundle.vmlinuz.startsWith(join(dir, 'cache', 'kernels', 'trees', `sha256-${bundle.id.slice(7)}`))).toBe(
+      true,
+    );
     console.log(`fetched ${bundle.origin} in ${Math.round(fetchMs)} ms`);
   });
 
@@ -68,13 +84,18 @@ describe("Debian's cloud kernel from deb.debian.org (network)", () => {
     expect(names(['virtio_net'])).toEqual(['failover', 'net_failover', 'virtio_net']);
     expect(names(['virtio_mmio'])).toEqual(['virtio_mmio']);
     expect(names(['vfat'])).toEqual(['fat', 'vfat']);
-    expect(new Set(resolveModules(bundle, ['virtio_blk', 'virtio_scsi', 'vfat']).map((m) => m.compressed))).toEqual(new Set(['xz']));
+    expect(new Set(resolveModules(bundle, ['virtio_blk', 'virtio_scsi', 'vfat']).map((m) => m.compressed))).toEqual(
+      new Set(['xz']),
+    );
     expect(await readFile(bundle.config!, 'utf8')).toMatch(/^CONFIG_MODULE_DECOMPRESS=y$/m);
   });
 
   it('came over https, with the security suite, and is remembered so that no older index or kernel is taken later', async () => {
     fetched();
-    const seen = JSON.parse(await readFile(join(dir, 'cache', 'kernels', 'seen.json'), 'utf8')) as { releases: Record<string, { date: string; at: string }>; kernels: Record<string, { version: string }> };
+    const seen = JSON.parse(await readFile(join(dir, 'cache', 'kernels', 'seen.json'), 'utf8')) as {
+      releases: Record<string, { date: string; at: string }>;
+      kernels: Record<string, { version: string }>;
+    };
     expect(Object.keys(seen.releases).sort()).toEqual(['trixie', 'trixie-security', 'trixie-updates']);
     expect(seen.releases['trixie-security']!.at).toBe('https://deb.debian.org/debian-security');
     expect(seen.releases.trixie!.at).toBe('https://deb.debian.org/debian');
@@ -83,13 +104,17 @@ describe("Debian's cloud kernel from deb.debian.org (network)", () => {
 
   it('asked again at once, the archive passes its own memory check (no refusal of the same or a newer index)', async () => {
     const bundle = fetched();
-    expect(await getKernel(parseKernelSource(undefined), ctx, { cacheDir: join(dir, 'cache'), maxAgeMs: 0 })).toEqual(bundle);
+    expect(await getKernel(parseKernelSource(undefined), ctx, { cacheDir: join(dir, 'cache'), maxAgeMs: 0 })).toEqual(
+      bundle,
+    );
   });
 
   it('is served from the cache the second time, without the network', async () => {
     const bundle = fetched();
     const t0 = performance.now();
-    expect(await getKernel(parseKernelSource(undefined), ctx, { cacheDir: join(dir, 'cache'), offline: true })).toEqual(bundle);
+    expect(await getKernel(parseKernelSource(undefined), ctx, { cacheDir: join(dir, 'cache'), offline: true })).toEqual(
+      bundle,
+    );
     console.log(`cached lookup in ${Math.round(performance.now() - t0)} ms`);
   });
 });

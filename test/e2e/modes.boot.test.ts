@@ -27,7 +27,12 @@ async function convert(name: string, args: string[], env: Record<string, string>
 async function bootTest(disk: string, args: string[] = []) {
   const r = await img2vm(['test', disk, '--timeout', '300', '--json', ...args]);
   expect(r.exitCode, r.all).toBe(0);
-  return JSON.parse(r.stdout) as { passed: boolean; firmware: string; matched: string; timings: Record<string, number> };
+  return JSON.parse(r.stdout) as {
+    passed: boolean;
+    firmware: string;
+    matched: string;
+    timings: Record<string, number>;
+  };
 }
 
 const timings: string[] = [];
@@ -56,10 +61,20 @@ describe('boot modes', () => {
     timings.push(`uefi/OVMF ${r.timings.ready}`);
   });
 
-  it('uefi with systemd-boot boots on OVMF, and the guest\'s kernel-install adds new kernels beside img2vm\'s', async () => {
-    const { out, result } = await convert('sdboot.qcow2', ['--boot', 'uefi', '--bootloader', 'systemd-boot', '--password', 'pw']);
+  it("uefi with systemd-boot boots on OVMF, and the guest's kernel-install adds new kernels beside img2vm's", async () => {
+    const { out, result } = await convert('sdboot.qcow2', [
+      '--boot',
+      'uefi',
+      '--bootloader',
+      'systemd-boot',
+      '--password',
+      'pw',
+    ]);
     expect(result).toMatchObject({ bootMode: 'uefi', bootloader: 'systemd-boot', partitionTable: 'gpt' });
-    expect(result.partitions.map((p: { role: string; size: number }) => [p.role, p.size])).toEqual([['esp', 256 * 1024 * 1024], ['root', expect.any(Number)]]);
+    expect(result.partitions.map((p: { role: string; size: number }) => [p.role, p.size])).toEqual([
+      ['esp', 256 * 1024 * 1024],
+      ['root', expect.any(Number)],
+    ]);
     // The ESP is mounted by volume id; bootctl finds it; a kernel added the way an upgrade adds one becomes the default.
     const cmd = [
       'findmnt -n -o FSTYPE /boot/efi',
@@ -88,7 +103,16 @@ describe('boot modes', () => {
   it('a separate /boot partition boots and is mounted', async () => {
     const { out, result } = await convert('bootpart.qcow2', ['--boot-partition', '256M', '--password', 'pw']);
     expect(result.partitions.map((p: { role: string }) => p.role)).toEqual(['bios-boot', 'esp', 'boot', 'root']);
-    const r = await img2vm(['test', out, '--timeout', '300', '--login', 'root:pw', '--run', 'findmnt -no FSTYPE /boot && ls /boot/vmlinuz-*']);
+    const r = await img2vm([
+      'test',
+      out,
+      '--timeout',
+      '300',
+      '--login',
+      'root:pw',
+      '--run',
+      'findmnt -no FSTYPE /boot && ls /boot/vmlinuz-*',
+    ]);
     expect(r.exitCode, r.all).toBe(0);
     expect(r.stdout).toMatch(/ext4/);
   });
@@ -96,7 +120,14 @@ describe('boot modes', () => {
   it('grows the root file system on boot after the disk was enlarged', async () => {
     const { out } = await convert('grow.qcow2', ['--boot', 'bios']);
     await sh('qemu-img', ['resize', out, '+1G']);
-    const r = await img2vm(['test', out, '--timeout', '300', '--expect', 'img2vm-growroot: grew /dev/vda\\d to \\d+ MiB']);
+    const r = await img2vm([
+      'test',
+      out,
+      '--timeout',
+      '300',
+      '--expect',
+      'img2vm-growroot: grew /dev/vda\\d to \\d+ MiB',
+    ]);
     expect(r.exitCode, r.all).toBe(0);
   });
 });
@@ -110,8 +141,16 @@ describe('output formats', () => {
     const { out: direct } = await convert('ref.qcow2', ['--seed', 'formats'], fixed);
     await sh('qemu-img', ['check', '-f', 'qcow2', direct]);
     await sh('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', raw, direct]);
-    sizes.push(`qcow2 (direct) ${((await stat(direct)).blocks * 512 / 1048576).toFixed(0)} MiB`);
-    const env = { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('f'), epoch: 1_700_000_000, fixedEpoch: 1_700_000_000 };
+    sizes.push(`qcow2 (direct) ${(((await stat(direct)).blocks * 512) / 1048576).toFixed(0)} MiB`);
+    const env = {
+      work,
+      signal: new AbortController().signal,
+      sink: () => {},
+      scope: new Scope(),
+      random: createRandom('f'),
+      epoch: 1_700_000_000,
+      fixedEpoch: 1_700_000_000,
+    };
     for (const f of FORMATS.filter((x) => ['vmdk', 'vhdx', 'vhd', 'vdi'].includes(x.id))) {
       const out = join(work, `disk.${f.id}`);
       await f.write({ disk: raw, dest: out, env, plan: result.plan, files: new Map() });
@@ -125,6 +164,8 @@ describe('output formats', () => {
       sizes.push(`${f.id} ${(info['actual-size'] / 1048576).toFixed(0)} MiB`);
     }
     const rawInfo = JSON.parse((await sh('qemu-img', ['info', '--output=json', raw])).stdout);
-    console.log(`format sizes (virtual ${(result.diskSize / 1048576).toFixed(0)} MiB):\nraw ${(rawInfo['actual-size'] / 1048576).toFixed(0)} MiB\n${sizes.join('\n')}`);
+    console.log(
+      `format sizes (virtual ${(result.diskSize / 1048576).toFixed(0)} MiB):\nraw ${(rawInfo['actual-size'] / 1048576).toFixed(0)} MiB\n${sizes.join('\n')}`,
+    );
   });
 });

@@ -11,12 +11,23 @@ import { setRootPassword, sha512Crypt } from '../../src/guest/credentials.js';
 import type { InitSpec } from '../../src/guest/init-spec.js';
 import { debianFixture, dockerBuild, REPO, sh } from './helpers.js';
 
-const CACHE = process.env.IMG2VM_FIXTURE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'img2vm-fixtures');
+const CACHE =
+  process.env.IMG2VM_FIXTURE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'img2vm-fixtures');
 const BASE = 'img2vm-e2e:bookworm';
 const SYSTEMD = 'img2vm-e2e-init-systemd:bookworm';
 // What Debian's cloud kernels need for a virtio disk and virtio-net, dependencies first; ext4 is built in
 // (6.1 and 6.12), and so are virtio, virtio_ring and virtio_pci on 6.12: those are skipped when modules.builtin has them.
-const MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_blk', 'failover', 'net_failover', 'virtio_net'];
+const MODULES = [
+  'virtio_ring',
+  'virtio',
+  'virtio_pci_legacy_dev',
+  'virtio_pci_modern_dev',
+  'virtio_pci',
+  'virtio_blk',
+  'failover',
+  'net_failover',
+  'virtio_net',
+];
 
 interface Kernel {
   vmlinuz: string;
@@ -37,7 +48,11 @@ async function debianKernel(): Promise<Kernel> {
     await mkdir(CACHE, { recursive: true });
     const tmp = await mkdtemp(join(CACHE, 'kernel-dl-'));
     try {
-      const dl = await execa('apt-get', ['-o', 'APT::Sandbox::User=root', 'download', `${pkg}=${version}`], { cwd: tmp, reject: false, all: true });
+      const dl = await execa('apt-get', ['-o', 'APT::Sandbox::User=root', 'download', `${pkg}=${version}`], {
+        cwd: tmp,
+        reject: false,
+        all: true,
+      });
       if (dl.exitCode !== 0) throw new Error(`apt-get download ${pkg}=${version} failed:\n${dl.all}`);
       const deb = (await readdir(tmp)).find((f) => f.endsWith('.deb'))!;
       await sh('dpkg-deb', ['-x', join(tmp, deb), join(tmp, 'x')]);
@@ -57,7 +72,8 @@ async function debianKernel(): Promise<Kernel> {
   for (const name of MODULES) {
     const file = files.find((f) => new RegExp(`/${name}\\.ko(\\.xz|\\.zst|\\.gz)?$`).test(f));
     if (file) modules.push({ name: file.slice(file.lastIndexOf('/') + 1), content: { path: file } });
-    else if (!new RegExp(`/${name}\\.ko$`, 'm').test(builtin)) throw new Error(`${pkg} has neither a module nor a built-in ${name}`);
+    else if (!new RegExp(`/${name}\\.ko$`, 'm').test(builtin))
+      throw new Error(`${pkg} has neither a module nor a built-in ${name}`);
   }
   return { vmlinuz: join(dir, 'boot', `vmlinuz-${kver}`), modules };
 }
@@ -121,10 +137,28 @@ interface Vm {
 /** QEMU argv of a direct-kernel boot on the PC machine; user networking is restricted to the guest and QEMU. */
 function qemuArgs(o: { initrd: string; disk: string; snapshot: boolean; net: boolean; mem: number }): string[] {
   return [
-    '-accel', 'tcg', '-m', String(o.mem), '-smp', '1', '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
-    '-kernel', kernel.vmlinuz, '-initrd', o.initrd, '-append', 'console=ttyS0 quiet panic=-1',
-    '-drive', `file=${o.disk},if=virtio,format=raw${o.snapshot ? ',snapshot=on' : ''}`,
-    ...(o.net ? ['-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0,romfile='] : ['-nic', 'none']),
+    '-accel',
+    'tcg',
+    '-m',
+    String(o.mem),
+    '-smp',
+    '1',
+    '-nographic',
+    '-nodefaults',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-kernel',
+    kernel.vmlinuz,
+    '-initrd',
+    o.initrd,
+    '-append',
+    'console=ttyS0 quiet panic=-1',
+    '-drive',
+    `file=${o.disk},if=virtio,format=raw${o.snapshot ? ',snapshot=on' : ''}`,
+    ...(o.net
+      ? ['-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0,romfile=']
+      : ['-nic', 'none']),
   ];
 }
 
@@ -162,9 +196,15 @@ function boot(args: string[]): Vm {
         const check = () => {
           const m = re.exec(out);
           if (m) return done(() => resolve(m));
-          if (ended || /Kernel panic/.test(out)) return done(() => reject(new Error(`QEMU ended (or the kernel panicked) before ${re}:\n${out.slice(-3000)}`)));
+          if (ended || /Kernel panic/.test(out))
+            return done(() =>
+              reject(new Error(`QEMU ended (or the kernel panicked) before ${re}:\n${out.slice(-3000)}`)),
+            );
         };
-        const timer = setTimeout(() => done(() => reject(new Error(`no ${re} within ${seconds} s:\n${out.slice(-3000)}`))), seconds * 1000);
+        const timer = setTimeout(
+          () => done(() => reject(new Error(`no ${re} within ${seconds} s:\n${out.slice(-3000)}`))),
+          seconds * 1000,
+        );
         const done = (f: () => void) => {
           clearTimeout(timer);
           listeners.delete(check);
@@ -206,17 +246,29 @@ describe('a scratch image holding one static program', () => {
     const root = join(work, 'scratch');
     await mkdir(root, { recursive: true });
     await writeFile(join(work, 'probe.c'), PROBE_C);
-    const cc = await execa('musl-gcc', ['-static', '-Os', '-o', join(root, 'probe'), join(work, 'probe.c')], { reject: false, all: true });
+    const cc = await execa('musl-gcc', ['-static', '-Os', '-o', join(root, 'probe'), join(work, 'probe.c')], {
+      reject: false,
+      all: true,
+    });
     expect(cc.exitCode, `musl-gcc (package musl-tools) failed:\n${cc.all}`).toBe(0);
     disk = await ext4Of(root, '32M');
   });
 
   it('runs the workload as a child with its argv, Env, WorkingDir and User, then reports its status and powers off', async () => {
-    const initrd = await initrdFor({ mode: 'workload', root: { uuid: disk.uuid }, argv: ['/probe', 'exit', '3', 'two words'], env: ['FOO=bar baz'], cwd: '/work/dir', user: '1000:1000' });
+    const initrd = await initrdFor({
+      mode: 'workload',
+      root: { uuid: disk.uuid },
+      argv: ['/probe', 'exit', '3', 'two words'],
+      env: ['FOO=bar baz'],
+      cwd: '/work/dir',
+      user: '1000:1000',
+    });
     const vm = boot(qemuArgs({ initrd, disk: disk.file, snapshot: false, net: false, mem: 512 }));
     expect(await vm.exit, 'QEMU should end by itself when the guest powers off').toBe(0);
     const out = vm.output();
-    expect(out).toContain('probe: argv[0]=/probe\r\nprobe: argv[1]=exit\r\nprobe: argv[2]=3\r\nprobe: argv[3]=two words\r\n');
+    expect(out).toContain(
+      'probe: argv[0]=/probe\r\nprobe: argv[1]=exit\r\nprobe: argv[2]=3\r\nprobe: argv[3]=two words\r\n',
+    );
     expect(out).toContain('probe: FOO=bar baz\r\n');
     expect(out).toContain('probe: cwd=/work/dir\r\n');
     const pid = Number(/probe: pid=(\d+) uid=1000 gid=1000/.exec(out)?.[1]);
@@ -227,7 +279,9 @@ describe('a scratch image holding one static program', () => {
     // Everything was synced and remounted read-only before the power-off.
     await sh('e2fsck', ['-fn', disk.file]);
     const first = vm.firstOutputAt(/probe: argv/);
-    console.log(`scratch workload: first output ${(((first ?? 0) - vm.startedAt) / 1000).toFixed(1)} s after QEMU started`);
+    console.log(
+      `scratch workload: first output ${(((first ?? 0) - vm.startedAt) / 1000).toFixed(1)} s after QEMU started`,
+    );
   });
 
   it('reports 128+N for a workload killed by signal N', async () => {
@@ -238,7 +292,12 @@ describe('a scratch image holding one static program', () => {
   });
 
   it('reports 127 with a message for a command that is not there', async () => {
-    const initrd = await initrdFor({ mode: 'workload', root: { uuid: disk.uuid }, argv: ['no-such-program'], env: ['PATH=/bin'] });
+    const initrd = await initrdFor({
+      mode: 'workload',
+      root: { uuid: disk.uuid },
+      argv: ['no-such-program'],
+      env: ['PATH=/bin'],
+    });
     const vm = boot(qemuArgs({ initrd, disk: disk.file, snapshot: true, net: false, mem: 512 }));
     expect(await vm.exit).toBe(0);
     expect(vm.output()).toContain('img2vm-init: exec no-such-program: not found in PATH');
@@ -255,7 +314,12 @@ describe('a Debian image', () => {
 
   it('gives a root shell on the console, with the address DHCP gave and the hostname, and powers off when it ends', async () => {
     const disk = await ext4Of(debian, '600M');
-    const initrd = await initrdFor({ mode: 'console', root: { uuid: disk.uuid }, hostname: 'native-init', env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] });
+    const initrd = await initrdFor({
+      mode: 'console',
+      root: { uuid: disk.uuid },
+      hostname: 'native-init',
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    });
     const vm = boot(qemuArgs({ initrd, disk: disk.file, snapshot: true, net: true, mem: 512 }));
     await vm.waitFor(/root@native-init:\/# /, 240);
     // The marker is computed, so the echo of the typed line cannot match it.
@@ -279,7 +343,12 @@ describe('a Debian image', () => {
       'trap "echo got-term; exit 9" TERM',
       '(sleep 1; kill -TERM 1) & sleep 300 & wait',
     ].join('; ');
-    const initrd = await initrdFor({ mode: 'workload', root: { uuid: disk.uuid }, argv: ['/bin/bash', '-c', script], network: 'none' });
+    const initrd = await initrdFor({
+      mode: 'workload',
+      root: { uuid: disk.uuid },
+      argv: ['/bin/bash', '-c', script],
+      network: 'none',
+    });
     const vm = boot(qemuArgs({ initrd, disk: disk.file, snapshot: true, net: false, mem: 512 }));
     expect(await vm.exit).toBe(0);
     expect(vm.output()).toContain('zombies=0');
@@ -293,7 +362,12 @@ describe('a Debian image', () => {
     await writeFile(shadow, setRootPassword(before, sha512Crypt('s3cret', 'native1nit'), 19000));
     const disk = await ext4Of(debian, '600M');
     await writeFile(shadow, before);
-    const initrd = await initrdFor({ mode: 'console', login: true, root: { uuid: disk.uuid }, hostname: 'native-init' });
+    const initrd = await initrdFor({
+      mode: 'console',
+      login: true,
+      root: { uuid: disk.uuid },
+      hostname: 'native-init',
+    });
     const vm = boot(qemuArgs({ initrd, disk: disk.file, snapshot: true, net: false, mem: 512 }));
     await vm.waitFor(/native-init login: $/, 240);
     vm.type('root\n');
@@ -314,7 +388,7 @@ describe('a Debian image', () => {
       [
         `FROM ${BASE}`,
         'RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd-sysv && apt-get clean && rm -rf /var/lib/apt/lists/*',
-        "RUN printf '[Unit]\\nAfter=multi-user.target\\n[Service]\\nType=oneshot\\nExecStart=/bin/sh -c \\047echo \"img2vm-ready: $(uname -r)\" > /dev/console\\047\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/img2vm-ready.service && systemctl enable img2vm-ready.service",
+        'RUN printf \'[Unit]\\nAfter=multi-user.target\\n[Service]\\nType=oneshot\\nExecStart=/bin/sh -c \\047echo "img2vm-ready: $(uname -r)" > /dev/console\\047\\n[Install]\\nWantedBy=multi-user.target\\n\' > /etc/systemd/system/img2vm-ready.service && systemctl enable img2vm-ready.service',
       ].join('\n'),
     );
     const disk = await ext4Of(await exportImage(SYSTEMD), '1G');

@@ -11,9 +11,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildImage, imageBlobs, OCI_LAYER, OCI_LAYER_GZIP, sha256, tarDirectory, writeLayout } from '../../fixtures/hostile/images.js';
+import {
+  buildImage,
+  imageBlobs,
+  OCI_LAYER,
+  OCI_LAYER_GZIP,
+  sha256,
+  tarDirectory,
+  writeLayout,
+} from '../../fixtures/hostile/images.js';
 import { debugfs, run } from '../disk/ext4/helpers.js';
-import { diffListings, listingFromExt4, listingFromModel, showPath, type Difference, type Listing } from '../model/listing.js';
+import {
+  diffListings,
+  listingFromExt4,
+  listingFromModel,
+  showPath,
+  type Difference,
+  type Listing,
+} from '../model/listing.js';
 import { flattenModel, type LayerEntry, type Time } from '../model/oci-layers.js';
 import { REPO, img2vm, sh } from './helpers.js';
 import { LADDER, layers, specJson } from './producers/tree.js';
@@ -41,13 +56,27 @@ const PRODUCERS: Record<Producer, { how: string; compressions: Compression[]; zs
   'gnutar-posix': { how: 'GNU tar --format=posix --xattrs --acls', compressions: ['none', 'gzip', 'zstd'] },
   'gnutar-gnu-sparse': { how: 'GNU tar --format=gnu -S', compressions: ['none'] },
   'gnutar-posix-sparse': { how: 'GNU tar --format=posix --xattrs --acls -S', compressions: ['none'] },
-  bsdtar: { how: 'bsdtar (defaults: restricted pax, xattrs, ACLs, sparse files read)', compressions: ['none', 'gzip', 'zstd'] },
+  bsdtar: {
+    how: 'bsdtar (defaults: restricted pax, xattrs, ACLs, sparse files read)',
+    compressions: ['none', 'gzip', 'zstd'],
+  },
   'bsdtar-no-read-sparse': { how: 'bsdtar --no-read-sparse', compressions: ['none'] },
-  'python-pax': { how: 'Python tarfile PAX_FORMAT, xattrs as SCHILY.xattr', compressions: ['none', 'gzip', 'zstd'], zstdBy: 'zstd(1)' },
+  'python-pax': {
+    how: 'Python tarfile PAX_FORMAT, xattrs as SCHILY.xattr',
+    compressions: ['none', 'gzip', 'zstd'],
+    zstdBy: 'zstd(1)',
+  },
   'python-gnu': { how: 'Python tarfile GNU_FORMAT', compressions: ['none', 'gzip', 'zstd'], zstdBy: 'zstd(1)' },
-  go: { how: 'Go archive/tar FileInfoHeader + FormatPAX, xattrs as SCHILY.xattr', compressions: ['none', 'gzip', 'zstd'], zstdBy: 'zstd(1)' },
+  go: {
+    how: 'Go archive/tar FileInfoHeader + FormatPAX, xattrs as SCHILY.xattr',
+    compressions: ['none', 'gzip', 'zstd'],
+    zstdBy: 'zstd(1)',
+  },
   docker: { how: 'docker build (classic builder) + docker save; gzip: docker push', compressions: ['none', 'gzip'] },
-  podman: { how: 'podman build + podman save --format oci-archive --uncompressed; gzip, zstd: podman push --compression-format', compressions: ['none', 'gzip', 'zstd'] },
+  podman: {
+    how: 'podman build + podman save --format oci-archive --uncompressed; gzip, zstd: podman push --compression-format',
+    compressions: ['none', 'gzip', 'zstd'],
+  },
 };
 
 type Feature = 'user-xattrs' | 'capability' | 'acls' | 'long-whiteout';
@@ -114,7 +143,7 @@ const TIMES: Record<Producer, { rule: TimeRule; why: string }> = {
   },
   podman: {
     rule: 'podman',
-    why: "ADD unpacks through UnixNano, which overflows after 2262 (the host file system then stores its minimum, 1901-12-13T20:45:52Z); the layer writer truncates to seconds",
+    why: 'ADD unpacks through UnixNano, which overflows after 2262 (the host file system then stores its minimum, 1901-12-13T20:45:52Z); the layer writer truncates to seconds',
   },
 };
 
@@ -138,7 +167,9 @@ interface CellResult {
 
 /** The line img2vm's error starts with, or '' when it succeeded. */
 function errorLine(r: CellResult): string {
-  return r.exitCode === 0 ? '' : (r.output.split('\n').find((l) => l.startsWith('img2vm: error:')) ?? r.output.split('\n').at(-1) ?? '');
+  return r.exitCode === 0
+    ? ''
+    : (r.output.split('\n').find((l) => l.startsWith('img2vm: error:')) ?? r.output.split('\n').at(-1) ?? '');
 }
 
 // ---- the expected tree per producer ----
@@ -179,11 +210,23 @@ function expectedFor(p: Producer): Listing {
   const cannot = CANNOT[p];
   const rule = TIMES[p].rule;
   const drop = (k: string): boolean =>
-    (k.startsWith('user.') && !!cannot['user-xattrs']) || (k === 'security.capability' && !!cannot.capability) || (k.startsWith('system.posix_acl_') && !!cannot.acls);
+    (k.startsWith('user.') && !!cannot['user-xattrs']) ||
+    (k === 'security.capability' && !!cannot.capability) ||
+    (k.startsWith('system.posix_acl_') && !!cannot.acls);
   const ls = layers().map((l) =>
     l
       .filter((e) => !(cannot['long-whiteout'] && isWhiteout(e) && (e.path.split('/').pop() ?? '').length > 255))
-      .map((e) => ({ ...e, meta: { ...e.meta, mtime: producerTime(e.meta.mtime, rule), xattrs: new Map([...e.meta.xattrs].filter(([k]) => !drop(k))) } }) as LayerEntry),
+      .map(
+        (e) =>
+          ({
+            ...e,
+            meta: {
+              ...e.meta,
+              mtime: producerTime(e.meta.mtime, rule),
+              xattrs: new Map([...e.meta.xattrs].filter(([k]) => !drop(k))),
+            },
+          }) as LayerEntry,
+      ),
   );
   const want = listingFromModel(flattenModel(ls, EPOCH));
   // Where the holes are: every 4 KiB block that holds a byte other than zero, and no other.
@@ -198,7 +241,7 @@ function expectedFor(p: Producer): Listing {
 
 function ranges(blocks: number[]): string {
   const out: string[] = [];
-  for (let i = 0; i < blocks.length; ) {
+  for (let i = 0; i < blocks.length;) {
     let j = i;
     while (j + 1 < blocks.length && blocks[j + 1] === blocks[j]! + 1) j++;
     out.push(i === j ? `${blocks[i]}` : `${blocks[i]}-${blocks[j]}`);
@@ -232,7 +275,9 @@ function mappedBlocks(img: string, ino: number): string {
 
 async function decompressed(file: string, data: Buffer): Promise<Buffer> {
   if (file.endsWith('.gz')) return gunzipSync(data);
-  if (file.endsWith('.zst')) return (await execa('zstd', ['-dc', file], { encoding: 'buffer', stripFinalNewline: false, maxBuffer: 1 << 30 })).stdout as Buffer;
+  if (file.endsWith('.zst'))
+    return (await execa('zstd', ['-dc', file], { encoding: 'buffer', stripFinalNewline: false, maxBuffer: 1 << 30 }))
+      .stdout as Buffer;
   return data;
 }
 
@@ -248,7 +293,12 @@ async function assemble(cellDir: string, dest: string): Promise<void> {
     diffIds.push(sha256(await decompressed(join(cellDir, f), data)));
     mediaType = f.endsWith('.gz') ? OCI_LAYER_GZIP : f.endsWith('.zst') ? OCI_LAYER_ZSTD : OCI_LAYER;
   }
-  const config = JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds } });
+  const config = JSON.stringify({
+    architecture: 'amd64',
+    os: 'linux',
+    config: {},
+    rootfs: { type: 'layers', diff_ids: diffIds },
+  });
   const img = buildImage({ layers: blobs, rawConfig: config, layerMediaType: mediaType });
   const dir = await mkdtemp(join(tmpdir(), 'img2vm-producers-oci-'));
   try {
@@ -282,13 +332,18 @@ async function convertCell(c: Cell): Promise<CellResult> {
   const files = await readdir(cellDir);
   let ref: string;
   if (files.includes('image.tar')) {
-    ref = c.producer === 'docker' && c.compression === 'none' ? `docker-archive:${join(cellDir, 'image.tar')}` : `oci-archive:${join(cellDir, 'image.tar')}`;
+    ref =
+      c.producer === 'docker' && c.compression === 'none'
+        ? `docker-archive:${join(cellDir, 'image.tar')}`
+        : `oci-archive:${join(cellDir, 'image.tar')}`;
   } else {
     await assemble(cellDir, join(dir, 'image.tar'));
     ref = `oci-archive:${join(dir, 'image.tar')}`;
   }
   const out = join(dir, 'root.ext4');
-  const r = await img2vm([ref, '--format', 'rootfs', '-o', out, '--raw', '--seed', 'producers'], { env: { SOURCE_DATE_EPOCH: String(EPOCH.sec) } });
+  const r = await img2vm([ref, '--format', 'rootfs', '-o', out, '--raw', '--seed', 'producers'], {
+    env: { SOURCE_DATE_EPOCH: String(EPOCH.sec) },
+  });
   const res: CellResult = { exitCode: r.exitCode ?? -1, output: r.all ?? '', diffs: [], fsck: '' };
   if (res.exitCode === 0) {
     const fsck = run('e2fsck', ['-fn', out]);
@@ -296,7 +351,11 @@ async function convertCell(c: Cell): Promise<CellResult> {
     const scratch = join(dir, 'dump');
     await mkdir(scratch, { recursive: true });
     const extra = new Set(EXTRA[c.producer]?.paths ?? []);
-    const got = listingFromExt4(out, scratch, { ignore: (p) => IMG2VM_OWN.has(p) || extra.has(p), blocksOf: (p) => p.startsWith('/holes/'), extents: (ino) => mappedBlocks(out, ino) });
+    const got = listingFromExt4(out, scratch, {
+      ignore: (p) => IMG2VM_OWN.has(p) || extra.has(p),
+      blocksOf: (p) => p.startsWith('/holes/'),
+      extents: (ino) => mappedBlocks(out, ino),
+    });
     res.diffs = diffListings(expectedFor(c.producer), got);
   }
   await rm(dir, { recursive: true, force: true });
@@ -306,19 +365,31 @@ async function convertCell(c: Cell): Promise<CellResult> {
 // ---- the matrix ----
 
 function summary(r: CellResult): string {
-  if (r.exitCode !== 0) return `refused (exit ${r.exitCode}): ${errorLine(r).replace(/^img2vm: error: /, '').slice(0, 90)}`;
+  if (r.exitCode !== 0)
+    return `refused (exit ${r.exitCode}): ${errorLine(r)
+      .replace(/^img2vm: error: /, '')
+      .slice(0, 90)}`;
   if (r.diffs.length === 0 && !r.fsck) return 'identical';
   // Differences by field, with the first paths of each.
   const parts: string[] = [];
   const byField = new Map<string, Difference[]>();
   for (const d of r.diffs) byField.set(d.what, [...(byField.get(d.what) ?? []), d]);
-  for (const [what, ds] of byField) parts.push(`${what} ×${ds.length} (${ds.slice(0, 3).map((d) => showPath(d.path)).join(', ')}${ds.length > 3 ? ', …' : ''})`);
+  for (const [what, ds] of byField)
+    parts.push(
+      `${what} ×${ds.length} (${ds
+        .slice(0, 3)
+        .map((d) => showPath(d.path))
+        .join(', ')}${ds.length > 3 ? ', …' : ''})`,
+    );
   if (r.fsck) parts.push('e2fsck finds errors');
   return parts.join('; ');
 }
 
 beforeAll(async () => {
-  expect(process.getuid?.(), 'the producer matrix materialises devices, owners and security xattrs: run it as root').toBe(0);
+  expect(
+    process.getuid?.(),
+    'the producer matrix materialises devices, owners and security xattrs: run it as root',
+  ).toBe(0);
   await sh('bash', [join(REPO, 'scripts', 'start-docker.sh')]);
   work = await mkdtemp(join(tmpdir(), 'img2vm-producers-'));
   const spec = join(work, 'spec.json');
@@ -331,8 +402,20 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const lines: string[] = [];
-  const settled = await Promise.all(CELLS.map(async (c) => [c, await results.get(c.id)?.catch((e: unknown) => ({ exitCode: -1, output: String(e), diffs: [], fsck: '' }))] as const));
-  lines.push('', 'producer matrix (ext4 written by img2vm vs. the layer model minus what the producer cannot write)', '');
+  const settled = await Promise.all(
+    CELLS.map(
+      async (c) =>
+        [
+          c,
+          await results.get(c.id)?.catch((e: unknown) => ({ exitCode: -1, output: String(e), diffs: [], fsck: '' })),
+        ] as const,
+    ),
+  );
+  lines.push(
+    '',
+    'producer matrix (ext4 written by img2vm vs. the layer model minus what the producer cannot write)',
+    '',
+  );
   for (const [c, r] of settled) {
     if (!r) continue;
     lines.push(`${c.id.padEnd(28)} ${summary(r)}`);
@@ -342,7 +425,13 @@ afterAll(async () => {
     if (!r || r.diffs.length + (r.fsck ? 1 : 0) === 0) continue;
     lines.push(`  ${c.id}:`, ...r.diffs.slice(0, 40).map((d) => `    ${d.text}`));
     if (r.diffs.length > 40) lines.push(`    … and ${r.diffs.length - 40} more`);
-    if (r.fsck) lines.push(...r.fsck.split('\n').slice(0, 20).map((l) => `    e2fsck: ${l}`));
+    if (r.fsck)
+      lines.push(
+        ...r.fsck
+          .split('\n')
+          .slice(0, 20)
+          .map((l) => `    e2fsck: ${l}`),
+      );
   }
   lines.push('', 'cannot write (left out of the expected tree):');
   for (const p of Object.keys(PRODUCERS) as Producer[]) {
@@ -363,7 +452,11 @@ describe('producer matrix', () => {
     expect([...want.keys()].filter((p) => p.startsWith('/opq/'))).toEqual(['/opq/new']);
     expect(want.get('/links/sub/hard2')?.group).toBe('/links/sub/hard2');
     // Every file of the ladder has content: one cut into a directory cannot pass for it.
-    expect(LADDER.every((k) => want.get(`/ladder/${'p'.repeat(k - 8)}/${'L'.repeat(266 - k)}`)?.size === `long ${k}\n`.length)).toBe(true);
+    expect(
+      LADDER.every(
+        (k) => want.get(`/ladder/${'p'.repeat(k - 8)}/${'L'.repeat(266 - k)}`)?.size === `long ${k}\n`.length,
+      ),
+    ).toBe(true);
   });
 
   for (const c of CELLS) {

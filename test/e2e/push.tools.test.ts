@@ -26,7 +26,13 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'img2vm-e2e-push-'));
   await mkdir(join(tmp, 'work'));
-  ctx = { work: join(tmp, 'work'), signal: new AbortController().signal, sink: (e) => events.push(e), scope: new Scope(), random: createRandom('e2e-push') };
+  ctx = {
+    work: join(tmp, 'work'),
+    signal: new AbortController().signal,
+    sink: (e) => events.push(e),
+    scope: new Scope(),
+    random: createRandom('e2e-push'),
+  };
   await sh('bash', [join(REPO, 'scripts', 'start-docker.sh')]);
 
   ({ host, process: registry } = await startRegistry(join(tmp, 'registry')));
@@ -54,13 +60,22 @@ describe('pushContainerDisk to docker-registry', () => {
     expect(r.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
 
     // The registry serves the manifest under the tag with the digest pushOciImage returned.
-    const head = await fetch(`http://${host}/v2/kubevirt/fake-disk/manifests/v1`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const head = await fetch(`http://${host}/v2/kubevirt/fake-disk/manifests/v1`, {
+      method: 'HEAD',
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     expect(head.status).toBe(200);
     expect(head.headers.get('docker-content-digest')).toBe(r.digest);
 
     images.push(ref);
     await sh('docker', ['pull', '-q', ref]);
-    const inspect = JSON.parse((await sh('docker', ['image', 'inspect', ref])).stdout) as { RepoDigests: string[]; Architecture: string; Os: string; Config: { Labels: Record<string, string> }; RootFS: { Layers: string[] } }[];
+    const inspect = JSON.parse((await sh('docker', ['image', 'inspect', ref])).stdout) as {
+      RepoDigests: string[];
+      Architecture: string;
+      Os: string;
+      Config: { Labels: Record<string, string> };
+      RootFS: { Layers: string[] };
+    }[];
     expect(inspect).toHaveLength(1);
     const img = inspect[0]!;
     expect(img.RepoDigests).toContain(`${host}/kubevirt/fake-disk@${r.digest}`);
@@ -74,10 +89,15 @@ describe('pushContainerDisk to docker-registry', () => {
     const out = join(tmp, 'pulled.qcow2');
     await sh('docker', ['cp', `${id}:/disk/disk.qcow2`, out]);
     expect(sha256(await readFile(out))).toBe(sha256(await readFile(qcow2)));
-    const info = JSON.parse((await sh('qemu-img', ['info', '--output=json', out])).stdout) as { format: string; 'virtual-size': number };
+    const info = JSON.parse((await sh('qemu-img', ['info', '--output=json', out])).stdout) as {
+      format: string;
+      'virtual-size': number;
+    };
     expect(info).toMatchObject({ format: 'qcow2', 'virtual-size': 64 * 1024 * 1024 });
 
-    const listing = await execa('bash', ['-o', 'pipefail', '-c', `docker export ${id} | tar -tv --numeric-owner`], { all: true });
+    const listing = await execa('bash', ['-o', 'pipefail', '-c', `docker export ${id} | tar -tv --numeric-owner`], {
+      all: true,
+    });
     expect(listing.exitCode).toBe(0);
     const lines = listing.stdout.split('\n').filter((l) => /\sdisk\/(disk\.qcow2)?$/.test(l));
     expect(lines).toHaveLength(2);
@@ -91,7 +111,10 @@ describe('pushContainerDisk to docker-registry', () => {
     const logs = events.flatMap((e) => (e.type === 'log' ? [e.message] : []));
     expect(logs.filter((m) => /already in/.test(m))).toHaveLength(2);
     expect(logs.some((m) => /: pushed /.test(m))).toBe(false);
-    const head = await fetch(`http://${host}/v2/kubevirt/fake-disk/manifests/v2`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const head = await fetch(`http://${host}/v2/kubevirt/fake-disk/manifests/v2`, {
+      method: 'HEAD',
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     expect(head.headers.get('docker-content-digest')).toBe(r.digest);
   });
 });
@@ -119,7 +142,10 @@ describe('img2vm --format containerdisk --push', () => {
     const j = JSON.parse(r.stdout);
     expect(j).toMatchObject({ output: null, format: 'containerdisk' });
     expect((await readdir(tmp)).sort()).toEqual(before);
-    const head = await fetch(`http://${host}/v2/e2e/push-only/manifests/1`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const head = await fetch(`http://${host}/v2/e2e/push-only/manifests/1`, {
+      method: 'HEAD',
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     expect(head.headers.get('docker-content-digest')).toBe(j.pushed.digest);
   });
 

@@ -40,7 +40,8 @@ function privateDir(name: string): string {
 const MiB = 1048576;
 
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) throw new Error('these tests mount small tmpfs file systems: run the e2e tests as root');
+  if (process.getuid?.() !== 0)
+    throw new Error('these tests mount small tmpfs file systems: run the e2e tests as root');
   tmp = mkdtempSync(join(tmpdir(), 'img2vm-resources-'));
   img = await lightImage(8);
   archive = join(tmp, 'light.tar');
@@ -63,12 +64,22 @@ afterAll(async () => {
 const quote = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The one error: exit 7, the no-space message naming the place and its mount, how much is free and needed. */
-function expectNoSpace(r: { exitCode?: number; stderr: unknown }, what: RegExp, area: string, mount: string, where = mount): void {
+function expectNoSpace(
+  r: { exitCode?: number; stderr: unknown },
+  what: RegExp,
+  area: string,
+  mount: string,
+  where = mount,
+): void {
   const stderr = String(r.stderr);
   expect(r.exitCode, stderr).toBe(7);
   const e = lastError(stderr);
   seen.push(`${e.message}\n    hint: ${e.hint}`);
-  expect(e.message).toMatch(new RegExp(`^no space left for ${what.source} in ${area} ${quote(where)}: the file system at ${quote(mount)} has \\d+(\\.\\d+)?[BKMG] free; it needs about \\d+(\\.\\d+)?[BKMG] \\(`));
+  expect(e.message).toMatch(
+    new RegExp(
+      `^no space left for ${what.source} in ${area} ${quote(where)}: the file system at ${quote(mount)} has \\d+(\\.\\d+)?[BKMG] free; it needs about \\d+(\\.\\d+)?[BKMG] \\(`,
+    ),
+  );
   expect(e.hint).toMatch(/nothing partial was kept$/);
   // One message: no second error, no cleanup failure, no internal error.
   expect(stderr.match(/img2vm: (error|cleanup)/g)).toEqual(['img2vm: error']);
@@ -80,7 +91,9 @@ describe('no space left', () => {
     const out = await smallFs('out-raw', '4m');
     writeFileSync(join(out, 'keep'), 'earlier\n');
     const work = privateDir('work-raw');
-    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.img'), '--raw', '--boot', 'bios'], { env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-raw') } });
+    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.img'), '--raw', '--boot', 'bios'], {
+      env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-raw') },
+    });
     expectNoSpace(r, /the disk/, 'the output directory', out);
     expect(entries(out)).toEqual(['keep']);
     expect(entries(work)).toEqual([]);
@@ -89,7 +102,9 @@ describe('no space left', () => {
   it('on the output file system (qcow2 written directly)', async () => {
     const out = await smallFs('out-qcow2', '4m');
     const work = privateDir('work-qcow2');
-    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.qcow2'), '--raw', '--boot', 'bios'], { env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-qcow2') } });
+    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.qcow2'), '--raw', '--boot', 'bios'], {
+      env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-qcow2') },
+    });
     expectNoSpace(r, /the disk/, 'the output directory', out);
     expect(entries(out)).toEqual([]);
     expect(entries(work)).toEqual([]);
@@ -98,7 +113,9 @@ describe('no space left', () => {
   it('on the output file system while qemu-img converts (vmdk)', async () => {
     const out = await smallFs('out-vmdk', '4m');
     const work = privateDir('work-vmdk');
-    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.vmdk'), '--raw', '--boot', 'bios'], { env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-vmdk') } });
+    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.vmdk'), '--raw', '--boot', 'bios'], {
+      env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-vmdk') },
+    });
     expectNoSpace(r, /the vmdk output/, 'the output directory', out);
     expect(entries(out)).toEqual([]);
     expect(entries(work)).toEqual([]);
@@ -107,7 +124,9 @@ describe('no space left', () => {
   it('in TMPDIR while an image archive is unpacked: not "the archive is corrupt"', async () => {
     const work = await smallFs('tmp-extract', '2m');
     const out = privateDir('out-extract');
-    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.img'), '--raw', '--boot', 'bios'], { env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-extract') } });
+    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.img'), '--raw', '--boot', 'bios'], {
+      env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-extract') },
+    });
     expectNoSpace(r, /the image archive's files/, 'the work directory \\(TMPDIR\\)', work);
     expect(entries(work)).toEqual([]);
     expect(entries(out)).toEqual([]);
@@ -117,7 +136,9 @@ describe('no space left', () => {
     // Room for the unpacked archive, not for the disk besides it.
     const work = await smallFs('tmp-disk', `${Math.ceil(readFileSync(archive).length / MiB) + 4}m`);
     const out = privateDir('out-tmpdisk');
-    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.vmdk'), '--raw', '--boot', 'bios'], { env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-tmpdisk') } });
+    const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.vmdk'), '--raw', '--boot', 'bios'], {
+      env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-tmpdisk') },
+    });
     expectNoSpace(r, /the disk/, 'the work directory \\(TMPDIR\\)', work);
     expect(entries(work)).toEqual([]);
     expect(entries(out)).toEqual([]);
@@ -127,13 +148,26 @@ describe('no space left', () => {
     const xdg = await smallFs('xdg-full', '2m');
     const out = privateDir('out-cache');
     const work = privateDir('work-cache');
-    const r = await img2vm([`docker://${registry.host}/e2e/light:v1`, '-o', join(out, 'disk.img'), '--raw', '--boot', 'bios'], { env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: xdg } });
-    expectNoSpace(r, new RegExp(`the layers of ${quote(registry.host)}/e2e/light:v1`), 'the cache', xdg, join(xdg, 'img2vm', 'blobs', 'sha256'));
+    const r = await img2vm(
+      [`docker://${registry.host}/e2e/light:v1`, '-o', join(out, 'disk.img'), '--raw', '--boot', 'bios'],
+      { env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: xdg } },
+    );
+    expectNoSpace(
+      r,
+      new RegExp(`the layers of ${quote(registry.host)}/e2e/light:v1`),
+      'the cache',
+      xdg,
+      join(xdg, 'img2vm', 'blobs', 'sha256'),
+    );
     // No partial blob; what is there is whole.
     const blobs = join(xdg, 'img2vm', 'blobs', 'sha256');
     for (const n of entries(blobs)) {
       expect(n).toMatch(/^[0-9a-f]{64}$/);
-      expect(createHash('sha256').update(readFileSync(join(blobs, n))).digest('hex')).toBe(n);
+      expect(
+        createHash('sha256')
+          .update(readFileSync(join(blobs, n)))
+          .digest('hex'),
+      ).toBe(n);
     }
     expect(entries(work)).toEqual([]);
     expect(entries(out)).toEqual([]);
@@ -144,7 +178,9 @@ describe('other file-system faults', () => {
   it('a read-only output directory is refused before any work (the image is not even looked for)', async () => {
     const ro = await smallFs('out-ro', '1m', true);
     const work = privateDir('work-ro');
-    const r = await img2vm(['oci-archive:/nonexistent/image.tar', '-o', join(ro, 'disk.qcow2')], { env: { ...NO_DAEMON, TMPDIR: work } });
+    const r = await img2vm(['oci-archive:/nonexistent/image.tar', '-o', join(ro, 'disk.qcow2')], {
+      env: { ...NO_DAEMON, TMPDIR: work },
+    });
     expect(r.exitCode, r.all).toBe(7);
     const e = lastError(String(r.stderr));
     seen.push(`${e.message}\n    hint: ${e.hint}`);
@@ -156,8 +192,22 @@ describe('other file-system faults', () => {
   it('a cached layer whose bytes no longer match its digest is fetched again, and the disk is the same', async () => {
     const xdg = privateDir('xdg-damaged');
     const out = privateDir('out-damaged');
-    const env = { ...NO_DAEMON, TMPDIR: privateDir('work-damaged'), XDG_CACHE_HOME: xdg, SOURCE_DATE_EPOCH: '1700000000' };
-    const args = (name: string) => [`docker://${proxy.host}/e2e/light:v1`, '-o', join(out, name), '--raw', '--boot', 'bios', '--seed', 'damaged'];
+    const env = {
+      ...NO_DAEMON,
+      TMPDIR: privateDir('work-damaged'),
+      XDG_CACHE_HOME: xdg,
+      SOURCE_DATE_EPOCH: '1700000000',
+    };
+    const args = (name: string) => [
+      `docker://${proxy.host}/e2e/light:v1`,
+      '-o',
+      join(out, name),
+      '--raw',
+      '--boot',
+      'bios',
+      '--seed',
+      'damaged',
+    ];
     const first = await img2vm(args('a.qcow2'), { env });
     expect(first.exitCode, first.all).toBe(0);
     const layer = img.layers[0]!;

@@ -53,7 +53,13 @@ export async function writeArchive(img: BuiltImage, dest: string, tag = 'latest'
 }
 
 export function testContext(work: string): RunContext {
-  return { work, signal: new AbortController().signal, sink: () => {}, scope: new Scope(), random: createRandom('e2e') };
+  return {
+    work,
+    signal: new AbortController().signal,
+    sink: () => {},
+    scope: new Scope(),
+    random: createRandom('e2e'),
+  };
 }
 
 /** Pushes a built image to a registry as REF (host/repo:tag). */
@@ -62,7 +68,12 @@ export async function pushBuilt(img: BuiltImage, ref: string, work: string): Pro
   try {
     await pushOciImage(
       ref,
-      [img.config, ...img.layers].map((b) => ({ digest: b.digest, size: b.size, mediaType: b.mediaType, bytes: b.bytes })),
+      [img.config, ...img.layers].map((b) => ({
+        digest: b.digest,
+        size: b.size,
+        mediaType: b.mediaType,
+        bytes: b.bytes,
+      })),
       { bytes: img.manifest.bytes, mediaType: img.manifest.mediaType },
       ctx,
     );
@@ -104,10 +115,13 @@ export class CountingProxy {
       const path = (req.url ?? '/').split('?')[0]!;
       if (req.method === 'GET') this.gets.set(path, (this.gets.get(path) ?? 0) + 1);
       const forward = () => {
-        const up2 = request({ host: uh, port: Number(up), method: req.method, path: req.url, headers: req.headers }, (ur) => {
-          res.writeHead(ur.statusCode ?? 502, ur.headers);
-          ur.pipe(res);
-        });
+        const up2 = request(
+          { host: uh, port: Number(up), method: req.method, path: req.url, headers: req.headers },
+          (ur) => {
+            res.writeHead(ur.statusCode ?? 502, ur.headers);
+            ur.pipe(res);
+          },
+        );
         up2.on('error', () => res.destroy());
         // A held GET has ended long ago: piping it would never end the upstream request.
         if (req.method === 'GET' || req.method === 'HEAD') up2.end();
@@ -145,8 +159,17 @@ export interface Interrupted {
  * Runs img2vm with IMG2VM_TEST_HOOK=hook, waits for it to report the hook on stderr, sends `signal`, and returns
  * how it ended. Fails with the run's output when it ends before reaching the hook.
  */
-export async function interruptAt(hook: string, args: string[], env: Record<string, string>, signal: NodeJS.Signals = 'SIGINT'): Promise<Interrupted> {
-  const child: ResultPromise = execa(BIN, args, { env: { CI: 'true', ...env, IMG2VM_TEST_HOOK: hook }, reject: false, buffer: true });
+export async function interruptAt(
+  hook: string,
+  args: string[],
+  env: Record<string, string>,
+  signal: NodeJS.Signals = 'SIGINT',
+): Promise<Interrupted> {
+  const child: ResultPromise = execa(BIN, args, {
+    env: { CI: 'true', ...env, IMG2VM_TEST_HOOK: hook },
+    reject: false,
+    buffer: true,
+  });
   const [when, point] = hook.split(/:(.*)/s);
   const line = `img2vm-hook: ${when} ${point}`;
   let stderr = '';
@@ -159,7 +182,9 @@ export async function interruptAt(hook: string, args: string[], env: Record<stri
   });
   if (!reached) {
     const r = await child;
-    throw new Error(`img2vm ended (exit ${r.exitCode}) before reaching ${hook}:\n${String(r.stderr)}\n${String(r.stdout)}`);
+    throw new Error(
+      `img2vm ended (exit ${r.exitCode}) before reaching ${hook}:\n${String(r.stderr)}\n${String(r.stdout)}`,
+    );
   }
   child.kill(signal);
   const r = await child;
@@ -187,7 +212,9 @@ export async function processesNaming(paths: string[]): Promise<string[]> {
 }
 
 export function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(dir));
+  return readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .filter((l) => l.split(' ')[1]?.startsWith(dir));
 }
 
 /** runc containers of a process (their ids carry its pid) or with a bundle below dir. */
@@ -200,7 +227,11 @@ export async function runcContainers(pid: number, dir: string): Promise<string[]
 
 /** Every container (running or not) made from this image or an image built on it: `docker ps -a --filter ancestor=`. */
 export async function dockerContainersFrom(image: string): Promise<string[]> {
-  const r = await execa('docker', ['ps', '-a', '--no-trunc', '--filter', `ancestor=${image}`, '--format', '{{.ID}} {{.Image}} {{.Status}}'], { reject: false });
+  const r = await execa(
+    'docker',
+    ['ps', '-a', '--no-trunc', '--filter', `ancestor=${image}`, '--format', '{{.ID}} {{.Image}} {{.Status}}'],
+    { reject: false },
+  );
   expect(r.exitCode, `docker ps -a: ${r.stderr}`).toBe(0);
   return r.stdout.split('\n').filter(Boolean);
 }

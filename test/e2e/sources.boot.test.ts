@@ -16,7 +16,15 @@ import { DockerClient } from '../../src/source/docker-api.js';
 import type { SourceImage } from '../../src/source/image.js';
 import { importToDaemon, openSource, type OpenSourceOptions } from '../../src/source/index.js';
 import { buildImage, gz, imageBlobs, sha256, tarDirectory, tarOf, writeLayout } from '../../fixtures/hostile/images.js';
-import { debianFixture, diffTrees, img2vm, sh, startRegistry as startSharedRegistry, treeMeta, type Meta } from './helpers.js';
+import {
+  debianFixture,
+  diffTrees,
+  img2vm,
+  sh,
+  startRegistry as startSharedRegistry,
+  treeMeta,
+  type Meta,
+} from './helpers.js';
 
 const BASE = 'img2vm-e2e:bookworm';
 let tmp: string;
@@ -78,7 +86,14 @@ async function dockerSaveToOci(saveTar: string, dest: string): Promise<void> {
     join(dest, 'index.json'),
     JSON.stringify({
       schemaVersion: 2,
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'bookworm' } }],
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: sha256(manifest),
+          size: manifest.length,
+          annotations: { 'org.opencontainers.image.ref.name': 'bookworm' },
+        },
+      ],
     }),
   );
   await rm(x, { recursive: true, force: true });
@@ -112,7 +127,13 @@ function opts(extra: OpenSourceOptions = {}): OpenSourceOptions {
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'img2vm-e2e-src-'));
   await mkdir(join(tmp, 'work'));
-  ctx = { work: join(tmp, 'work'), signal: new AbortController().signal, sink: (e) => events.push(e), scope: new Scope(), random: createRandom('e2e') };
+  ctx = {
+    work: join(tmp, 'work'),
+    signal: new AbortController().signal,
+    sink: (e) => events.push(e),
+    scope: new Scope(),
+    random: createRandom('e2e'),
+  };
   await debianFixture(BASE);
 
   anon = await startRegistry('anon');
@@ -141,7 +162,8 @@ afterAll(async () => {
   for (const t of [...pushedTags, ...loadedImages]) await execa('docker', ['rmi', '-f', t], { reject: false });
   await ctx?.scope.close();
   if (tmp) await rm(tmp, { recursive: true, force: true });
-  if (throughput.length) console.log(`pull throughput from docker-registry on 127.0.0.1:\n  ${throughput.join('\n  ')}`);
+  if (throughput.length)
+    console.log(`pull throughput from docker-registry on 127.0.0.1:\n  ${throughput.join('\n  ')}`);
 });
 
 describe('daemonless sources flatten to the daemon image', () => {
@@ -150,13 +172,17 @@ describe('daemonless sources flatten to the daemon image', () => {
     const img = await openSource(`docker://${anon}/e2e/debian:bookworm`, ctx, undefined, opts());
     const s = (performance.now() - t0) / 1000;
     const bytes = img.layers.reduce((n, l) => n + (l.size ?? 0), 0);
-    throughput.push(`cold cache: ${(bytes / 1e6).toFixed(1)} MB compressed in ${s.toFixed(2)} s = ${(bytes / 1e6 / s).toFixed(1)} MB/s (manifest, config, ${img.layers.length} layer(s), sha256-verified, fsynced)`);
+    throughput.push(
+      `cold cache: ${(bytes / 1e6).toFixed(1)} MB compressed in ${s.toFixed(2)} s = ${(bytes / 1e6 / s).toFixed(1)} MB/s (manifest, config, ${img.layers.length} layer(s), sha256-verified, fsynced)`,
+    );
     expect(img.transport).toBe('docker');
     expectSameTree(await flattenTree(img, 'registry'));
 
     const t1 = performance.now();
     const again = await openSource(`docker://${anon}/e2e/debian:bookworm`, ctx, undefined, opts({ pull: 'always' }));
-    throughput.push(`warm cache, --pull always (manifest fetched, blobs re-hashed from the cache): ${((performance.now() - t1) / 1000).toFixed(2)} s`);
+    throughput.push(
+      `warm cache, --pull always (manifest fetched, blobs re-hashed from the cache): ${((performance.now() - t1) / 1000).toFixed(2)} s`,
+    );
     expect(again.id).toBe(img.id);
   });
 
@@ -172,8 +198,16 @@ describe('daemonless sources flatten to the daemon image', () => {
 
   it('docker:// from a registry with htpasswd auth, credentials from DOCKER_CONFIG', async () => {
     const ref = `docker://${authed}/e2e/debian:bookworm`;
-    await expect(openSource(ref, ctx, undefined, opts({ cacheDir: join(tmp, 'cache-auth') }))).rejects.toMatchObject({ kind: 'imageNotFound', message: expect.stringMatching(/requires a login/) });
-    const img = await openSource(ref, ctx, undefined, opts({ cacheDir: join(tmp, 'cache-auth'), env: { DOCKER_CONFIG: dockerConfig } }));
+    await expect(openSource(ref, ctx, undefined, opts({ cacheDir: join(tmp, 'cache-auth') }))).rejects.toMatchObject({
+      kind: 'imageNotFound',
+      message: expect.stringMatching(/requires a login/),
+    });
+    const img = await openSource(
+      ref,
+      ctx,
+      undefined,
+      opts({ cacheDir: join(tmp, 'cache-auth'), env: { DOCKER_CONFIG: dockerConfig } }),
+    );
     expectSameTree(await flattenTree(img, 'authed'));
   });
 
@@ -205,7 +239,12 @@ describe('importToDaemon', () => {
 
   it('loads an image the daemon does not have, with gzip and plain layers, under the same id', async () => {
     const marker = `${Date.now()}-${Math.random()}`;
-    const built = buildImage({ layers: [gz(await tarOf({ 'etc/': { dir: true }, 'etc/marker': marker })), await tarOf({ 'hello.txt': 'hello\n' })] });
+    const built = buildImage({
+      layers: [
+        gz(await tarOf({ 'etc/': { dir: true }, 'etc/marker': marker })),
+        await tarOf({ 'hello.txt': 'hello\n' }),
+      ],
+    });
     const dir = join(tmp, 'gen-layout');
     await writeLayout(dir, [{ top: built.manifest, tag: 'gen' }], imageBlobs(built));
     const img = await openSource(`oci:${dir}:gen`, ctx);
@@ -225,19 +264,27 @@ describe('importToDaemon', () => {
     expect((await tree.readFile('/hello.txt'))?.toString()).toBe('hello\n');
   });
 
-  it('reports a layer that went bad after it was opened as a digest mismatch, and loads nothing', { timeout: 120_000 }, async () => {
-    const built = buildImage({ layers: [await tarOf({ 'y.txt': `${Math.random()}`.repeat(100) })] });
-    const dir = join(tmp, 'gen-bad');
-    await writeLayout(dir, [{ top: built.manifest }], imageBlobs(built));
-    const img = await openSource(`oci:${dir}`, ctx);
-    const p = join(dir, 'blobs', 'sha256', built.layers[0]!.digest.slice(7));
-    const b = await readFile(p);
-    b.write('X', 600, 'latin1');
-    await writeFile(p, b);
-    await expect(importToDaemon(img, new DockerClient(), ctx, { tag: 'img2vm-e2e-import:bad' })).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/does not match its digest/) });
-    loadedImages.push('img2vm-e2e-import:bad');
-    expect((await execa('docker', ['image', 'inspect', built.config.digest], { reject: false })).exitCode).not.toBe(0);
-  });
+  it(
+    'reports a layer that went bad after it was opened as a digest mismatch, and loads nothing',
+    { timeout: 120_000 },
+    async () => {
+      const built = buildImage({ layers: [await tarOf({ 'y.txt': `${Math.random()}`.repeat(100) })] });
+      const dir = join(tmp, 'gen-bad');
+      await writeLayout(dir, [{ top: built.manifest }], imageBlobs(built));
+      const img = await openSource(`oci:${dir}`, ctx);
+      const p = join(dir, 'blobs', 'sha256', built.layers[0]!.digest.slice(7));
+      const b = await readFile(p);
+      b.write('X', 600, 'latin1');
+      await writeFile(p, b);
+      await expect(
+        importToDaemon(img, new DockerClient(), ctx, { tag: 'img2vm-e2e-import:bad' }),
+      ).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/does not match its digest/) });
+      loadedImages.push('img2vm-e2e-import:bad');
+      expect((await execa('docker', ['image', 'inspect', built.config.digest], { reject: false })).exitCode).not.toBe(
+        0,
+      );
+    },
+  );
 
   it('an OCI archive made in code goes through the same path', async () => {
     const built = buildImage({ layers: [gz(await tarOf({ 'x.txt': `${Math.random()}` }))] });
@@ -245,7 +292,9 @@ describe('importToDaemon', () => {
     await writeLayout(dir, [{ top: built.manifest }], imageBlobs(built));
     const file = join(tmp, 'gen2.tar');
     await writeFile(file, await tarDirectory(dir));
-    const id = await importToDaemon(await openSource(`oci-archive:${file}`, ctx), new DockerClient(), ctx, { tag: 'img2vm-e2e-import:gen2' });
+    const id = await importToDaemon(await openSource(`oci-archive:${file}`, ctx), new DockerClient(), ctx, {
+      tag: 'img2vm-e2e-import:gen2',
+    });
     loadedImages.push('img2vm-e2e-import:gen2', id);
     expect(id).toBe(built.config.digest);
   });
@@ -264,7 +313,9 @@ describe('the CLI with daemonless sources', () => {
     pushedTags.push(tag);
     await sh('docker', ['push', '-q', tag]);
     const out = join(tmp, 'from-registry.qcow2');
-    const r = await img2vm([`docker://${tag}`, '-o', out, '--raw', '--json'], { env: { ...NO_DAEMON, XDG_CACHE_HOME: join(tmp, 'xdg') } });
+    const r = await img2vm([`docker://${tag}`, '-o', out, '--raw', '--json'], {
+      env: { ...NO_DAEMON, XDG_CACHE_HOME: join(tmp, 'xdg') },
+    });
     expect(r.exitCode, r.all).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ guestImage: null, kernelVersion: expect.stringMatching(/^6\./) });
     const t = await img2vm(['test', out, '--timeout', '300', '--json']);
@@ -272,7 +323,10 @@ describe('the CLI with daemonless sources', () => {
   });
 
   it('without --raw and without a daemon, names the missing builder', async () => {
-    const r = await img2vm([`docker://${anon}/e2e/debian:bookworm`, '-o', join(tmp, 'x.qcow2'), '--init', 'distro', '--builder', 'docker'], { env: { ...NO_DAEMON, XDG_CACHE_HOME: join(tmp, 'xdg') } });
+    const r = await img2vm(
+      [`docker://${anon}/e2e/debian:bookworm`, '-o', join(tmp, 'x.qcow2'), '--init', 'distro', '--builder', 'docker'],
+      { env: { ...NO_DAEMON, XDG_CACHE_HOME: join(tmp, 'xdg') } },
+    );
     expect(r.exitCode).toBe(4);
     expect(r.stderr).toMatch(/needs a builder, and the docker builder's daemon is not reachable/);
   });

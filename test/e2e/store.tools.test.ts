@@ -32,7 +32,14 @@ describe('a writer killed in the middle of a blob', () => {
     const xdg = join(tmp, 'xdg');
     const store = join(xdg, 'img2vm');
     const env = { ...NO_DAEMON, XDG_CACHE_HOME: xdg, TMPDIR: mkdtempSync(join(tmp, 'work-')), HOME: tmp };
-    const args = (out: string) => [`docker://${reg.host}/e2e/light:v1`, '-o', join(tmp, out), '--raw', '--boot', 'bios'];
+    const args = (out: string) => [
+      `docker://${reg.host}/e2e/light:v1`,
+      '-o',
+      join(tmp, out),
+      '--raw',
+      '--boot',
+      'bios',
+    ];
     const r = await interruptAt('during:source/fetch-blob', args('a.img'), env, 'SIGKILL');
     expect(r.signal).toBe('SIGKILL');
     const owner = new RegExp(`^blob\\.[0-9a-f]{64}\\.${r.pid}\\.[0-9a-f]{8}\\.[0-9a-f]{12}$`);
@@ -45,7 +52,12 @@ describe('a writer killed in the middle of a blob', () => {
     expect(entries(join(store, 'holders')).length).toBeGreaterThan(0);
     for (const h of entries(join(store, 'holders'))) expect(h).toMatch(owner);
     for (const h of killed) expect(entries(join(store, 'blobs', 'sha256'))).not.toContain(h);
-    for (const n of entries(join(store, 'blobs', 'sha256'))) expect(createHash('sha256').update(readFileSync(join(store, 'blobs', 'sha256', n))).digest('hex')).toBe(n);
+    for (const n of entries(join(store, 'blobs', 'sha256')))
+      expect(
+        createHash('sha256')
+          .update(readFileSync(join(store, 'blobs', 'sha256', n)))
+          .digest('hex'),
+      ).toBe(n);
 
     // The dead writer keeps nothing busy, and its draft is no entry.
     const ls = await img2vm(['cache', 'ls', '--json'], { env });
@@ -73,7 +85,12 @@ describe('a writer killed in the middle of a blob', () => {
   it('SIGINT instead: the run removes its own draft, lock and holders before it exits', async () => {
     const xdg = join(tmp, 'xdg-int');
     const env = { ...NO_DAEMON, XDG_CACHE_HOME: xdg, TMPDIR: mkdtempSync(join(tmp, 'work-')), HOME: tmp };
-    const r = await interruptAt('during:source/fetch-blob', [`docker://${reg.host}/e2e/light:v1`, '-o', join(tmp, 'c.img'), '--raw', '--boot', 'bios'], env, 'SIGINT');
+    const r = await interruptAt(
+      'during:source/fetch-blob',
+      [`docker://${reg.host}/e2e/light:v1`, '-o', join(tmp, 'c.img'), '--raw', '--boot', 'bios'],
+      env,
+      'SIGINT',
+    );
     expect(r.exitCode, r.stderr).toBe(130);
     for (const d of ['tmp', 'locks', 'holders']) expect(entries(join(xdg, 'img2vm', d)), d).toEqual([]);
   });

@@ -26,13 +26,29 @@ async function richLayer(): Promise<Buffer> {
   })();
   const mtime = new Date('2024-03-01T12:00:00Z');
   const add = (h: Parameters<typeof p.entry>[0], body?: Buffer) =>
-    new Promise<void>((res, rej) => (body ? p.entry(h, body, (e) => (e ? rej(e) : res())) : p.entry(h, (e) => (e ? rej(e) : res()))));
+    new Promise<void>((res, rej) =>
+      body ? p.entry(h, body, (e) => (e ? rej(e) : res())) : p.entry(h, (e) => (e ? rej(e) : res())),
+    );
   await add({ name: 'bin/', type: 'directory', mode: 0o755, mtime });
   await add({ name: 'bin/busybox', mode: 0o755, mtime }, await readFile('/bin/busybox'));
-  for (const a of ['sh', 'ls', 'stat', 'cat']) await add({ name: `bin/${a}`, type: 'symlink', linkname: 'busybox', mtime });
+  for (const a of ['sh', 'ls', 'stat', 'cat'])
+    await add({ name: `bin/${a}`, type: 'symlink', linkname: 'busybox', mtime });
   await add({ name: 'data/', type: 'directory', mode: 0o1777, mtime });
   await add({ name: 'data/setuid', mode: 0o4755, uid: 1234, gid: 5678, mtime }, Buffer.from('#!/bin/sh\n'));
-  await add({ name: 'data/capped', mode: 0o755, mtime, pax: { 'SCHILY.xattr.security.capability': Buffer.from('0100000200200000000000000000000000000000', 'hex').toString('latin1'), 'SCHILY.xattr.user.note': 'hello' } }, Buffer.from('x'));
+  await add(
+    {
+      name: 'data/capped',
+      mode: 0o755,
+      mtime,
+      pax: {
+        'SCHILY.xattr.security.capability': Buffer.from('0100000200200000000000000000000000000000', 'hex').toString(
+          'latin1',
+        ),
+        'SCHILY.xattr.user.note': 'hello',
+      },
+    },
+    Buffer.from('x'),
+  );
   await add({ name: 'data/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666, mtime });
   await add({ name: 'data/loop9', type: 'block-device', devmajor: 7, devminor: 9, mode: 0o660, gid: 6, mtime });
   await add({ name: 'data/fifo', type: 'fifo', mode: 0o644, mtime });
@@ -52,7 +68,9 @@ beforeAll(async () => {
   await execa('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], { reject: false });
   uid = Number((await sh('id', ['-u', USER])).stdout.trim());
   archive = join(tmp, 'rich.tar');
-  await writeOciArchive(archive, [await richLayer()], { Cmd: ['/bin/sh', '-c', 'stat -c "%n %a %u:%g" /data/setuid /data/link; cat /data/capped; echo; exit 0'] });
+  await writeOciArchive(archive, [await richLayer()], {
+    Cmd: ['/bin/sh', '-c', 'stat -c "%n %a %u:%g" /data/setuid /data/link; cat /data/capped; echo; exit 0'],
+  });
   await chmod(tmp, 0o755);
   await chmod(archive, 0o644);
   // The user's own cache (kernels are fetched into it) and output directory.
@@ -69,7 +87,25 @@ afterAll(async () => {
 
 /** bin/img2vm as the unprivileged user, its own cache, a fixed epoch. */
 function asUser(args: string[], env: Record<string, string> = {}) {
-  return execa('runuser', ['-u', USER, '--', 'env', `HOME=${tmp}/out`, `XDG_CACHE_HOME=${tmp}/cache`, `TMPDIR=${tmp}/out`, 'SOURCE_DATE_EPOCH=1700000000', 'DOCKER_HOST=unix:///nonexistent', 'CI=true', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), BIN, ...args], { reject: false, all: true });
+  return execa(
+    'runuser',
+    [
+      '-u',
+      USER,
+      '--',
+      'env',
+      `HOME=${tmp}/out`,
+      `XDG_CACHE_HOME=${tmp}/cache`,
+      `TMPDIR=${tmp}/out`,
+      'SOURCE_DATE_EPOCH=1700000000',
+      'DOCKER_HOST=unix:///nonexistent',
+      'CI=true',
+      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      BIN,
+      ...args,
+    ],
+    { reject: false, all: true },
+  );
 }
 
 const sha = async (f: string) => {
@@ -81,7 +117,18 @@ const sha = async (f: string) => {
 describe('unprivileged, reproducible assembly', () => {
   it('a user who is not root converts it; every attribute is in the ext4 the disk holds; e2fsck is clean; it boots', async () => {
     const out = join(tmp, 'out', 'rich.raw');
-    const r = await asUser([`oci-archive:${archive}`, '-o', out, '--init', 'img2vm', '--boot', 'bios', '--seed', 's1', '--json']);
+    const r = await asUser([
+      `oci-archive:${archive}`,
+      '-o',
+      out,
+      '--init',
+      'img2vm',
+      '--boot',
+      'bios',
+      '--seed',
+      's1',
+      '--json',
+    ]);
     expect(r.exitCode, r.all).toBe(0);
     expect((await stat(out)).uid).toBe(uid);
     const j = JSON.parse(r.stdout);
@@ -108,26 +155,50 @@ describe('unprivileged, reproducible assembly', () => {
 
   it('two conversions with one --seed and SOURCE_DATE_EPOCH are identical in every format, one after the other and at the same time', async () => {
     const formats = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vhd', 'vdi', 'containerdisk', 'rootfs'];
-    const ext: Record<string, string> = { raw: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', vhdx: 'vhdx', vhd: 'vhd', vdi: 'vdi', containerdisk: 'tar', rootfs: 'ext4' };
+    const ext: Record<string, string> = {
+      raw: 'raw',
+      qcow2: 'qcow2',
+      vmdk: 'vmdk',
+      vhdx: 'vhdx',
+      vhd: 'vhd',
+      vdi: 'vdi',
+      containerdisk: 'tar',
+      rootfs: 'ext4',
+    };
     // The same file name in two directories: a VMDK names its own file, which is part of its bytes.
     for (const d of ['1', '2']) {
       await sh('mkdir', ['-p', join(tmp, 'out', d)]);
       await chown(join(tmp, 'out', d), uid, uid);
     }
     const file = (f: string, d: string) => join(tmp, 'out', d, `disk.${ext[f]}`);
-    const convert = (f: string, d: string) => asUser([`oci-archive:${archive}`, '-o', file(f, d), '--format', f, '--init', 'img2vm', '--seed', 'same', '-q']);
+    const convert = (f: string, d: string) =>
+      asUser([`oci-archive:${archive}`, '-o', file(f, d), '--format', f, '--init', 'img2vm', '--seed', 'same', '-q']);
     for (const f of formats) {
-      const [a, b] = f === 'qcow2' || f === 'raw' ? await Promise.all([convert(f, '1'), convert(f, '2')]) : [await convert(f, '1'), await convert(f, '2')];
+      const [a, b] =
+        f === 'qcow2' || f === 'raw'
+          ? await Promise.all([convert(f, '1'), convert(f, '2')])
+          : [await convert(f, '1'), await convert(f, '2')];
       expect(a.exitCode, a.all).toBe(0);
       expect(b.exitCode, b.all).toBe(0);
       expect(await sha(file(f, '2')), `${f} differs`).toBe(await sha(file(f, '1')));
     }
     // the direct-kernel output's side files too (kernel, initrd, vmlinux, runner configs)
     for (const side of ['vmlinuz', 'initrd.img', 'vmlinux', 'firecracker.json', 'cloud-hypervisor.sh']) {
-      expect(await sha(join(tmp, 'out', '2', `disk.${side}`)), side).toBe(await sha(join(tmp, 'out', '1', `disk.${side}`)));
+      expect(await sha(join(tmp, 'out', '2', `disk.${side}`)), side).toBe(
+        await sha(join(tmp, 'out', '1', `disk.${side}`)),
+      );
     }
     // another seed: other ids, other bytes
-    const c = await asUser([`oci-archive:${archive}`, '-o', join(tmp, 'out', 'other.raw'), '--init', 'img2vm', '--seed', 'another', '-q']);
+    const c = await asUser([
+      `oci-archive:${archive}`,
+      '-o',
+      join(tmp, 'out', 'other.raw'),
+      '--init',
+      'img2vm',
+      '--seed',
+      'another',
+      '-q',
+    ]);
     expect(c.exitCode, c.all).toBe(0);
     expect(await sha(join(tmp, 'out', 'other.raw'))).not.toBe(await sha(file('raw', '1')));
   });

@@ -67,16 +67,25 @@ function outputMatching(stream: Readable | null, re: RegExp, o: { seconds: numbe
       if (re.test(text)) done();
     };
     const onEnd = () => done(new Error(`${o.what}: the output ended first; it was:\n${text.slice(-3000)}`));
-    const timer = setTimeout(() => done(new Error(`${o.what}: not there after ${o.seconds} s; the output so far:\n${text.slice(-3000)}`)), o.seconds * 1000);
+    const timer = setTimeout(
+      () => done(new Error(`${o.what}: not there after ${o.seconds} s; the output so far:\n${text.slice(-3000)}`)),
+      o.seconds * 1000,
+    );
     stream.on('data', onData);
     stream.on('end', onEnd);
   });
 }
 
 /** Checks every 100 ms until `found` gives a value; fails loudly after `seconds`, or as soon as `ended` settles. */
-async function until<T>(found: () => T | undefined, o: { seconds: number; what: string; ended?: Promise<unknown> }): Promise<T> {
+async function until<T>(
+  found: () => T | undefined,
+  o: { seconds: number; what: string; ended?: Promise<unknown> },
+): Promise<T> {
   let over = false;
-  void o.ended?.then(() => (over = true), () => (over = true));
+  void o.ended?.then(
+    () => (over = true),
+    () => (over = true),
+  );
   const deadline = performance.now() + o.seconds * 1000;
   for (;;) {
     const v = found();
@@ -106,7 +115,9 @@ function tcpListeners(port: number): string[] {
       const [addr, hexPort] = local.split(':') as [string, string];
       if (Number.parseInt(hexPort, 16) !== port) continue;
       // IPv4 is one 32-bit word in host (little-endian) order; IPv6 is shown as the kernel's hex, bracketed.
-      out.push(addr.length === 8 ? `${[...Buffer.from(addr, 'hex').reverse()].join('.')}:${port}` : `[${addr}]:${port}`);
+      out.push(
+        addr.length === 8 ? `${[...Buffer.from(addr, 'hex').reverse()].join('.')}:${port}` : `[${addr}]:${port}`,
+      );
     }
   }
   return out;
@@ -120,7 +131,15 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
     if (r.exitCode !== 0) throw new Error(`conversion failed:\n${r.all}`);
     // Wipe the root file system's superblock: GRUB can no longer find its root.
     await copyFile(GOOD, BROKEN);
-    await sh('dd', ['if=/dev/zero', `of=${BROKEN}`, 'bs=1024', `seek=${PART_OFFSET_MIB * 1024 + 1}`, 'count=1024', 'conv=notrunc', 'status=none']);
+    await sh('dd', [
+      'if=/dev/zero',
+      `of=${BROKEN}`,
+      'bs=1024',
+      `seek=${PART_OFFSET_MIB * 1024 + 1}`,
+      'count=1024',
+      'conv=notrunc',
+      'status=none',
+    ]);
   });
 
   afterAll(async () => {
@@ -132,7 +151,13 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
     const log = join(WORK, 'good.log');
     const bootNonce = randomBytes(16).toString('hex');
     const r = await test({ logFile: log, bootNonce });
-    expect(r).toMatchObject({ passed: true, matched: 'marker', format: 'raw', firmware: 'bios', kernelRelease: expect.stringMatching(/^6\./) });
+    expect(r).toMatchObject({
+      passed: true,
+      matched: 'marker',
+      format: 'raw',
+      firmware: 'bios',
+      kernelRelease: expect.stringMatching(/^6\./),
+    });
     const t = r.timings;
     expect(t.firmware).toBeLessThan(t.kernel!);
     expect(t.kernel).toBeLessThan(t.init!);
@@ -155,13 +180,19 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
     const e = await failure({ disk: BROKEN, timeoutMs: 240_000 });
     expect(e.exitCode).toBe(21);
     // core.img has `normal` built in, so GRUB stops at its command line rather than in rescue mode
-    expect(e.message).toMatch(/^boot failed: GRUB (entered rescue mode|stopped at its command line \(no usable grub.cfg\?\)) \(error: no such device: [0-9a-f-]+\.\)$/);
+    expect(e.message).toMatch(
+      /^boot failed: GRUB (entered rescue mode|stopped at its command line \(no usable grub.cfg\?\)) \(error: no such device: [0-9a-f-]+\.\)$/,
+    );
     expect(e.report.lastLines?.at(-1)).toMatch(/grub( rescue)?>/);
   });
 
   it('--expect passes on a custom pattern', async () => {
     const r = await test({ expect: /Reached target .*multi-user\.target/ });
-    expect(r).toMatchObject({ passed: true, matched: 'expect', matchedLine: expect.stringContaining('multi-user.target') });
+    expect(r).toMatchObject({
+      passed: true,
+      matched: 'expect',
+      matchedLine: expect.stringContaining('multi-user.target'),
+    });
   });
 
   it('--expect that never matches fails by timeout (exit 20)', async () => {
@@ -185,12 +216,15 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
 
   it('fails on a system that came up degraded, naming the failed unit (exit 21)', async () => {
     // Enabled as `systemctl enable` would (the fixture has no systemd yet: the distro template installs it).
-    await dockerBuild(FAILING_UNIT, [
-      `FROM ${BASE}`,
-      'RUN mkdir -p /etc/systemd/system/multi-user.target.wants'
-        + " && printf '[Unit]\\nDescription=fails at every boot\\n[Service]\\nExecStart=/bin/false\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/img2vm-e2e-false.service"
-        + ' && ln -s ../img2vm-e2e-false.service /etc/systemd/system/multi-user.target.wants/',
-    ].join('\n'));
+    await dockerBuild(
+      FAILING_UNIT,
+      [
+        `FROM ${BASE}`,
+        'RUN mkdir -p /etc/systemd/system/multi-user.target.wants' +
+          " && printf '[Unit]\\nDescription=fails at every boot\\n[Service]\\nExecStart=/bin/false\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/img2vm-e2e-false.service" +
+          ' && ln -s ../img2vm-e2e-false.service /etc/systemd/system/multi-user.target.wants/',
+      ].join('\n'),
+    );
     const c = await img2vm([FAILING_UNIT, '-o', DEGRADED, '--init', 'distro', '--boot', 'bios']);
     expect(c.exitCode, c.all).toBe(0);
     const r = await img2vm(['test', DEGRADED, '--timeout', '300', '--json']);
@@ -205,7 +239,10 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
     it('SIGINT stops QEMU, leaves no process behind and exits 130', async () => {
       const p = execa(BIN, ['test', GOOD, '--timeout', '120'], { reject: false, all: true });
       // QEMU is running once the firmware has printed on the console (img2vm reports that milestone).
-      await outputMatching(p.stderr, /^img2vm: firmware at /m, { seconds: 120, what: 'the firmware milestone of img2vm test' });
+      await outputMatching(p.stderr, /^img2vm: firmware at /m, {
+        seconds: 120,
+        what: 'the firmware milestone of img2vm test',
+      });
       expect((await qemuPids()).length).toBe(1);
       p.kill('SIGINT');
       const r = await p;
@@ -219,9 +256,16 @@ describe('img2vm test / run on a Debian disk (TCG)', () => {
       // is read once QEMU stopped. The kernel printed 10 to 18 s after QEMU started on this busy 2-core TCG host, with
       // another test file beside this one: --timeout leaves it three times that.
       const port = await freePort();
-      const p = execa(BIN, ['run', GOOD, '--timeout', '60', '--publish', `${port}:22`], { reject: false, stdin: 'ignore' });
+      const p = execa(BIN, ['run', GOOD, '--timeout', '60', '--publish', `${port}:22`], {
+        reject: false,
+        stdin: 'ignore',
+      });
       try {
-        const where = await until(() => (tcpListeners(port).length ? tcpListeners(port) : undefined), { seconds: 60, what: `a listener for --publish ${port}:22`, ended: p });
+        const where = await until(() => (tcpListeners(port).length ? tcpListeners(port) : undefined), {
+          seconds: 60,
+          what: `a listener for --publish ${port}:22`,
+          ended: p,
+        });
         expect(where).toEqual([`127.0.0.1:${port}`]);
       } catch (e) {
         p.kill('SIGTERM');

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, sh } from './helpers.js';
 
-const CACHE = process.env.IMG2VM_FIXTURE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'img2vm-fixtures');
+const CACHE =
+  process.env.IMG2VM_FIXTURE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'img2vm-fixtures');
 // Its own directory: a fixed path would be emptied under another run of this file, and qemuPids would count its QEMUs.
 const WORK = mkdtempSync(join(tmpdir(), 'img2vm-e2e-workload-'));
 const ENV = { CI: 'true', IMG2VM_ACCEL: 'tcg' };
@@ -72,7 +73,10 @@ int main(void) {
  * A BIOS boot sector that prints HOST-FILE-LEAKED through int 10h (SeaBIOS copies it to the serial port) and halts:
  * xor ax,ax; mov ds,ax; xor bx,bx; mov si,msg; mov ah,0eh; l: lodsb; test al,al; jz d; int 10h; jmp l; d: hlt; jmp d.
  */
-const LEAK_SECTOR = Buffer.concat([Buffer.from('31c08ed831dbbe177cb40eac84c07404cd10ebf7f4ebfd', 'hex'), Buffer.from('HOST-FILE-LEAKED\r\n\0')]);
+const LEAK_SECTOR = Buffer.concat([
+  Buffer.from('31c08ed831dbbe177cb40eac84c07404cd10ebf7f4ebfd', 'hex'),
+  Buffer.from('HOST-FILE-LEAKED\r\n\0'),
+]);
 
 /** Debian's cloud kernel (the host's candidate), downloaded once into the fixture cache. */
 async function debianKernel(): Promise<string> {
@@ -85,7 +89,13 @@ async function debianKernel(): Promise<string> {
     await mkdir(CACHE, { recursive: true });
     const tmp = await mkdtemp(join(CACHE, 'kernel-dl-'));
     try {
-      await sh('sh', ['-c', 'cd "$1" && apt-get -o APT::Sandbox::User=root download "$2"', 'sh', tmp, `${pkg}=${version}`]);
+      await sh('sh', [
+        '-c',
+        'cd "$1" && apt-get -o APT::Sandbox::User=root download "$2"',
+        'sh',
+        tmp,
+        `${pkg}=${version}`,
+      ]);
       const deb = (await readdir(tmp)).find((f) => f.endsWith('.deb'))!;
       await sh('dpkg-deb', ['-x', join(tmp, deb), join(tmp, 'x')]);
       await writeFile(join(tmp, 'x', '.complete'), '');
@@ -101,11 +111,18 @@ async function debianKernel(): Promise<string> {
 /** A direct-kernel "disk" as img2vm --format rootfs lays it out: NAME.firecracker.json beside its kernel, initrd and drive. */
 async function workloadConfig(name: string, wl: string): Promise<string> {
   const file = join(WORK, `${name}.firecracker.json`);
-  await writeFile(file, JSON.stringify({
-    'boot-source': { kernel_image_path: './vm.vmlinuz', initrd_path: './vm.initrd.img', boot_args: `console=ttyS0 quiet panic=-1 wl=${wl}` },
-    drives: [{ drive_id: 'rootfs', path_on_host: './vm.ext4', is_root_device: true, is_read_only: false }],
-    'machine-config': { vcpu_count: 1, mem_size_mib: 256 },
-  }));
+  await writeFile(
+    file,
+    JSON.stringify({
+      'boot-source': {
+        kernel_image_path: './vm.vmlinuz',
+        initrd_path: './vm.initrd.img',
+        boot_args: `console=ttyS0 quiet panic=-1 wl=${wl}`,
+      },
+      drives: [{ drive_id: 'rootfs', path_on_host: './vm.ext4', is_root_device: true, is_read_only: false }],
+      'machine-config': { vcpu_count: 1, mem_size_mib: 256 },
+    }),
+  );
   return file;
 }
 
@@ -114,7 +131,8 @@ async function qemuPids(): Promise<string[]> {
   return r.stdout.split('\n').filter(Boolean);
 }
 
-const cli = (args: string[]) => execa(BIN, args, { reject: false, env: ENV, stdin: 'ignore', timeout: 300_000, stripFinalNewline: false });
+const cli = (args: string[]) =>
+  execa(BIN, args, { reject: false, env: ENV, stdin: 'ignore', timeout: 300_000, stripFinalNewline: false });
 
 /** Runs `img2vm run`, sends `signal` once the workload waits, and returns the result. */
 async function interrupted(config: string, signal: 'SIGINT' | 'SIGTERM') {
@@ -125,7 +143,9 @@ async function interrupted(config: string, signal: 'SIGINT' | 'SIGTERM') {
       out += d.toString();
       if (out.includes('waiting for ^C')) resolve();
     });
-    void p.then((r) => reject(new Error(`img2vm run ended before the workload waited (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`)));
+    void p.then((r) =>
+      reject(new Error(`img2vm run ended before the workload waited (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`)),
+    );
   });
   p.kill(signal);
   return p;
@@ -150,7 +170,7 @@ describe('workload disks (TCG)', () => {
     exit3 = await workloadConfig('exit3', 'exit:3');
   });
 
-  it('run: the workload\'s output on stdout, img2vm\'s lines only on stderr with -v, its status as the exit code', async () => {
+  it("run: the workload's output on stdout, img2vm's lines only on stderr with -v, its status as the exit code", async () => {
     const r = await cli(['run', exit3, '-v']);
     expect(r.exitCode, r.stderr).toBe(3);
     // Whatever the kernel printed before the init (quiet: at most a warning), then the workload, LF line ends.
@@ -164,7 +184,7 @@ describe('workload disks (TCG)', () => {
     expect(quiet.stderr).not.toContain('img2vm-init');
   });
 
-  it('run: a forged exit line is the workload\'s output, and the true status wins', async () => {
+  it("run: a forged exit line is the workload's output, and the true status wins", async () => {
     const r = await cli(['run', await workloadConfig('forge', 'forge')]);
     expect(r.exitCode, r.stderr).toBe(7);
     expect(r.stdout).toMatch(/hello from the workload\nimg2vm-exit: nonce=f{32} status=0\n$/);
@@ -174,7 +194,12 @@ describe('workload disks (TCG)', () => {
     const r = await cli(['test', exit3, '--json']);
     expect(r.exitCode).toBe(24);
     const report = JSON.parse(r.stdout) as Record<string, unknown>;
-    expect(report).toMatchObject({ passed: false, reason: 'the workload exited with status 3', workload: { status: 3, expected: 0 }, error: { kind: 'commandFailed', exitCode: 24 } });
+    expect(report).toMatchObject({
+      passed: false,
+      reason: 'the workload exited with status 3',
+      workload: { status: 3, expected: 0 },
+      error: { kind: 'commandFailed', exitCode: 24 },
+    });
     const ok = await cli(['test', exit3, '--expect-exit', '3']);
     expect(ok.exitCode, ok.stderr).toBe(0);
     expect(ok.stderr).toMatch(/passed: the workload exited with status 3 after/);
@@ -183,7 +208,10 @@ describe('workload disks (TCG)', () => {
   it('test: a guest that powers off without an exit line fails (exit 21)', async () => {
     const r = await cli(['test', await workloadConfig('noexit', 'noexit'), '--json']);
     expect(r.exitCode).toBe(21);
-    expect(JSON.parse(r.stdout)).toMatchObject({ reason: "boot failed: the guest powered off without reporting the workload's exit status", workload: { status: null } });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      reason: "boot failed: the guest powered off without reporting the workload's exit status",
+      workload: { status: null },
+    });
   });
 
   it('run without a terminal: SIGINT types ^C for the workload (exit 130), SIGTERM too (exit 143); no QEMU is left', async () => {
@@ -201,14 +229,21 @@ describe('workload disks (TCG)', () => {
   it('run on a terminal: Ctrl-C is a keystroke for the guest, and the workload it kills gives the exit code', async () => {
     const wait = await workloadConfig('tty', 'wait');
     // script(1) gives img2vm a pseudo-terminal; what is written to script's stdin is typed on it.
-    const p = execa('script', ['-qec', `${BIN} run ${wait}`, '/dev/null'], { reject: false, env: ENV, stdin: 'pipe', timeout: 300_000 });
+    const p = execa('script', ['-qec', `${BIN} run ${wait}`, '/dev/null'], {
+      reject: false,
+      env: ENV,
+      stdin: 'pipe',
+      timeout: 300_000,
+    });
     let out = '';
     await new Promise<void>((resolve, reject) => {
       p.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         if (out.includes('waiting for ^C')) resolve();
       });
-      void p.then((r) => reject(new Error(`img2vm run ended before the workload waited (exit ${r.exitCode}):\n${r.stdout}`)));
+      void p.then((r) =>
+        reject(new Error(`img2vm run ended before the workload waited (exit ${r.exitCode}):\n${r.stdout}`)),
+      );
     });
     p.stdin!.write('\x03');
     const r = await p;
@@ -244,10 +279,29 @@ describe('a raw disk whose first sector a guest rewrote into a qcow2 header nami
   });
 
   it('opened as qcow2 (what probing does), the guest boots the host file: the attack is real', async () => {
-    const q = execa('qemu-system-x86_64', [
-      '-nodefaults', '-machine', 'q35', '-accel', 'tcg', '-m', '128', '-drive', `file=${disk},if=virtio,format=qcow2,readonly=on`,
-      '-nographic', '-serial', 'stdio', '-monitor', 'none', '-nic', 'none', '-no-reboot',
-    ], { reject: false, buffer: false, stdin: 'ignore' });
+    const q = execa(
+      'qemu-system-x86_64',
+      [
+        '-nodefaults',
+        '-machine',
+        'q35',
+        '-accel',
+        'tcg',
+        '-m',
+        '128',
+        '-drive',
+        `file=${disk},if=virtio,format=qcow2,readonly=on`,
+        '-nographic',
+        '-serial',
+        'stdio',
+        '-monitor',
+        'none',
+        '-nic',
+        'none',
+        '-no-reboot',
+      ],
+      { reject: false, buffer: false, stdin: 'ignore' },
+    );
     let seen = '';
     const leaked = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), 60_000);
@@ -268,7 +322,10 @@ describe('a raw disk whose first sector a guest rewrote into a qcow2 header nami
     const log = join(dir, 'console.log');
     const t = await cli(['test', disk, '--bios', '--timeout', '120', '--log', log, '--json']);
     expect(t.exitCode, t.stdout).toBe(21);
-    expect(JSON.parse(t.stdout)).toMatchObject({ format: 'raw', reason: 'boot failed: the BIOS found no bootable disk (Boot failed: not a bootable disk)' });
+    expect(JSON.parse(t.stdout)).toMatchObject({
+      format: 'raw',
+      reason: 'boot failed: the BIOS found no bootable disk (Boot failed: not a bootable disk)',
+    });
     expect(await readFile(log, 'utf8')).not.toContain('LEAKED');
     const r = await cli(['run', disk, '--bios', '--timeout', '10']);
     expect(r.exitCode).toBe(20);

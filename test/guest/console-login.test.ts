@@ -60,7 +60,18 @@ describe('probeUserlandInTree', () => {
     expect(probeUserlandInTree(busybox(['/sbin/getty', '/bin/login', '/bin/sh'])).login).toBe(true);
     expect(probeUserlandInTree(tree((t) => (file(t, '/usr/sbin/agetty'), file(t, '/usr/bin/login')))).login).toBe(true);
     // merged /usr: /sbin is a symlink to usr/sbin
-    expect(probeUserlandInTree(tree((t) => (file(t, '/usr/sbin/agetty'), file(t, '/usr/bin/login'), link(t, '/sbin', 'usr/sbin'), link(t, '/bin', 'usr/bin')))).login).toBe(true);
+    expect(
+      probeUserlandInTree(
+        tree(
+          (t) => (
+            file(t, '/usr/sbin/agetty'),
+            file(t, '/usr/bin/login'),
+            link(t, '/sbin', 'usr/sbin'),
+            link(t, '/bin', 'usr/bin')
+          ),
+        ),
+      ).login,
+    ).toBe(true);
   });
   it('finds none when either is missing (a busybox image with only a shell, as busybox-static is often packed)', () => {
     expect(probeUserlandInTree(busybox(['/bin/sh'])).login).toBe(false);
@@ -69,11 +80,28 @@ describe('probeUserlandInTree', () => {
   });
   it('finds none when a candidate is not what stat() in the guest would accept: no execute bit, a directory, dangling or looping links', () => {
     expect(probeUserlandInTree(tree((t) => (file(t, '/sbin/getty'), file(t, '/bin/login', 0o644)))).login).toBe(false);
-    expect(probeUserlandInTree(tree((t) => (file(t, '/sbin/getty'), t.mkdirp(binPath('/bin/login'))))).login).toBe(false);
-    expect(probeUserlandInTree(tree((t) => (file(t, '/sbin/getty'), link(t, '/bin/login', '/nowhere')))).login).toBe(false);
-    expect(probeUserlandInTree(tree((t) => (file(t, '/sbin/getty'), link(t, '/bin/login', '/usr/bin/login'), link(t, '/usr/bin/login', '/bin/login')))).login).toBe(false);
+    expect(probeUserlandInTree(tree((t) => (file(t, '/sbin/getty'), t.mkdirp(binPath('/bin/login'))))).login).toBe(
+      false,
+    );
+    expect(probeUserlandInTree(tree((t) => (file(t, '/sbin/getty'), link(t, '/bin/login', '/nowhere')))).login).toBe(
+      false,
+    );
+    expect(
+      probeUserlandInTree(
+        tree(
+          (t) => (
+            file(t, '/sbin/getty'),
+            link(t, '/bin/login', '/usr/bin/login'),
+            link(t, '/usr/bin/login', '/bin/login')
+          ),
+        ),
+      ).login,
+    ).toBe(false);
     // a link out of the root stays inside it, as after the init's chroot
-    expect(probeUserlandInTree(tree((t) => (file(t, '/sbin/getty'), link(t, '/bin/login', '../../../../usr/bin/login')))).login).toBe(false);
+    expect(
+      probeUserlandInTree(tree((t) => (file(t, '/sbin/getty'), link(t, '/bin/login', '../../../../usr/bin/login'))))
+        .login,
+    ).toBe(false);
     // a shell without an execute bit is no shell either
     expect(probeUserlandInTree(tree((t) => file(t, '/bin/sh', 0o644))).shell).toBeNull();
   });
@@ -96,7 +124,8 @@ describe('--password on an image without a getty and login', () => {
       expect(e.message).toContain('/sbin/agetty');
       expect(e.message).toContain('/usr/bin/login');
       // the ways out
-      for (const way of [/getty and login/, /--init distro/, /--ssh-key/, /leave --password out/]) expect(e.hint).toMatch(way);
+      for (const way of [/getty and login/, /--init distro/, /--ssh-key/, /leave --password out/])
+        expect(e.hint).toMatch(way);
     }
   });
   it('is not refused where no console is given (a workload, the image’s own init), nor before the image has been read', () => {
@@ -107,8 +136,18 @@ describe('--password on an image without a getty and login', () => {
     expect(decideInit(p([], []), false, none)).toMatchObject({ mode: 'console', login: false });
   });
   it('is refused by the plan once the flattened tree shows the image lacks them', () => {
-    const o = parseConvertOptions({ image: 'oci-archive:/x/busybox.tar', output: '/out/d.qcow2', init: 'img2vm', password: 'pw', seed: 's' });
-    const facts: FlatFacts = { os: null, process: p([], ['/bin/sh']), content: { blocks4k: 10, entries: 3, bytes: 4096, files: 2 } };
+    const o = parseConvertOptions({
+      image: 'oci-archive:/x/busybox.tar',
+      output: '/out/d.qcow2',
+      init: 'img2vm',
+      password: 'pw',
+      seed: 's',
+    });
+    const facts: FlatFacts = {
+      os: null,
+      process: p([], ['/bin/sh']),
+      content: { blocks4k: 10, entries: 3, bytes: 4096, files: 2 },
+    };
     expect(() => plan(o, known(facts), createRandom('s'))).not.toThrow();
     const lacking = { ...facts, userland: probeUserlandInTree(busybox(['/bin/sh'])) };
     expect(refusal(() => plan(o, known(lacking), createRandom('s'))).message).toMatch(/--password/);

@@ -38,7 +38,9 @@ describe('sha512Crypt: agrees with openssl passwd -6', () => {
   ];
 
   it.each([1, 2, 8, 15, 16, 17, 30])('salts of length %i, default rounds', (saltLength) => {
-    const salt = makeSalt(createRandom(`salt-${saltLength}`)).padEnd(30, 'x').slice(0, saltLength);
+    const salt = makeSalt(createRandom(`salt-${saltLength}`))
+      .padEnd(30, 'x')
+      .slice(0, saltLength);
     const expected = opensslCrypt(salt, passwords);
     expect(expected).toHaveLength(passwords.length);
     passwords.forEach((pw, i) => expect(sha512Crypt(pw, salt)).toBe(expected[i]));
@@ -55,4 +57,3 @@ describe('sha512Crypt: agrees with openssl passwd -6', () => {
     expect(opensslCrypt('saltstring', ['Hello world!'])[0]).toBe(sha512Crypt('Hello world!', 'saltstring'));
   });
 });
-

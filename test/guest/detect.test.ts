@@ -18,19 +18,32 @@ async function layer(entries: E[], gzip = false): Promise<Buffer> {
 }
 
 function image(layers: Buffer[]): SourceImage {
-  return { ref: 'x', id: 'sha256:x', config: {}, layers: layers.map((b, i) => ({ name: `l${i}`, open: async () => Readable.from([b]) })) };
+  return {
+    ref: 'x',
+    id: 'sha256:x',
+    config: {},
+    layers: layers.map((b, i) => ({ name: `l${i}`, open: async () => Readable.from([b]) })),
+  };
 }
 
 describe('detectOs', () => {
-  it('follows Debian\'s etc/os-release symlink to usr/lib/os-release, across gzip layers', async () => {
+  it("follows Debian's etc/os-release symlink to usr/lib/os-release, across gzip layers", async () => {
     const img = image([
-      await layer([{ name: 'usr/lib/os-release', body: 'ID=debian\nVERSION_ID="12"\n' }, { name: 'etc/os-release', type: 'symlink', linkname: '../usr/lib/os-release' }], true),
+      await layer(
+        [
+          { name: 'usr/lib/os-release', body: 'ID=debian\nVERSION_ID="12"\n' },
+          { name: 'etc/os-release', type: 'symlink', linkname: '../usr/lib/os-release' },
+        ],
+        true,
+      ),
     ]);
     expect(await detectOs(img)).toMatchObject({ id: 'debian', versionId: '12' });
   });
   it('takes the upper layer and honours whiteouts', async () => {
     const lower = await layer([{ name: 'etc/os-release', body: 'ID=debian\n' }]);
-    expect((await detectOs(image([lower, await layer([{ name: 'etc/os-release', body: 'ID=alpine\n' }])])))?.id).toBe('alpine');
+    expect((await detectOs(image([lower, await layer([{ name: 'etc/os-release', body: 'ID=alpine\n' }])])))?.id).toBe(
+      'alpine',
+    );
     expect(await detectOs(image([lower, await layer([{ name: 'etc/.wh.os-release' }])]))).toBeUndefined();
     expect(await detectOs(image([lower, await layer([{ name: 'etc/.wh..wh..opq' }])]))).toBeUndefined();
   });
@@ -46,7 +59,9 @@ describe('detectOs', () => {
 describe('detectOs: os-release reached through links', () => {
   const usrLib = { name: 'usr/lib/os-release', body: 'ID=fedora\nVERSION_ID=41\n' };
   it('follows an absolute symlink, re-rooted in the image', async () => {
-    const img = image([await layer([usrLib, { name: 'etc/os-release', type: 'symlink', linkname: '/usr/lib/os-release' }])]);
+    const img = image([
+      await layer([usrLib, { name: 'etc/os-release', type: 'symlink', linkname: '/usr/lib/os-release' }]),
+    ]);
     expect(await detectOs(img)).toMatchObject({ id: 'fedora', versionId: '41' });
   });
   it('follows a symlink to a file that is not one of the two standard paths', async () => {
@@ -60,11 +75,19 @@ describe('detectOs: os-release reached through links', () => {
     expect(await detectOs(img)).toMatchObject({ id: 'alpine', versionId: '3.20.1' });
   });
   it('follows symlinked directories on the way (merged /usr)', async () => {
-    const img = image([await layer([usrLib, { name: 'lib', type: 'symlink', linkname: 'usr/lib' }, { name: 'etc/os-release', type: 'symlink', linkname: '../lib/os-release' }])]);
+    const img = image([
+      await layer([
+        usrLib,
+        { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+        { name: 'etc/os-release', type: 'symlink', linkname: '../lib/os-release' },
+      ]),
+    ]);
     expect((await detectOs(img))?.id).toBe('fedora');
   });
   it('a link climbing above the root stays inside the image', async () => {
-    const img = image([await layer([usrLib, { name: 'etc/os-release', type: 'symlink', linkname: '../../../../usr/lib/os-release' }])]);
+    const img = image([
+      await layer([usrLib, { name: 'etc/os-release', type: 'symlink', linkname: '../../../../usr/lib/os-release' }]),
+    ]);
     expect((await detectOs(img))?.id).toBe('fedora');
   });
   it('reads a hard link like the file it names', async () => {
@@ -95,23 +118,41 @@ describe('detectOs: os-release reached through links', () => {
     expect((await detectOs(image([lower, opaque])))?.id).toBe('arch');
   });
   it('a whiteout under a symlinked directory removes the file it leads to', async () => {
-    const lower = await layer([usrLib, { name: 'lib', type: 'symlink', linkname: 'usr/lib' }, { name: 'etc/os-release', type: 'symlink', linkname: '../usr/lib/os-release' }]);
+    const lower = await layer([
+      usrLib,
+      { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+      { name: 'etc/os-release', type: 'symlink', linkname: '../usr/lib/os-release' },
+    ]);
     expect(await detectOs(image([lower, await layer([{ name: 'lib/.wh.os-release' }])]))).toBeUndefined();
   });
   it('many other files named like os-release do not hide the real one', async () => {
-    const decoys = Array.from({ length: 300 }, (_, i) => ({ name: `etc/os-release.d/os-release-${i}`, body: 'ID=decoy\n' }));
+    const decoys = Array.from({ length: 300 }, (_, i) => ({
+      name: `etc/os-release.d/os-release-${i}`,
+      body: 'ID=decoy\n',
+    }));
     expect((await detectOs(image([await layer([...decoys, usrLib])])))?.id).toBe('fedora');
   });
   it('ignores an os-release too large to be one', async () => {
-    const img = image([await layer([{ name: 'etc/os-release', body: `ID=debian\n${'#'.repeat(70 * 1024)}\n` }, usrLib])]);
+    const img = image([
+      await layer([{ name: 'etc/os-release', body: `ID=debian\n${'#'.repeat(70 * 1024)}\n` }, usrLib]),
+    ]);
     expect((await detectOs(img))?.id).toBe('fedora');
   });
 });
 
 describe('parseOsRelease', () => {
   it('reads quoted values, escapes, ID_LIKE lists and the Ubuntu codename, lower-casing identifiers', () => {
-    const r = parseOsRelease('ID="LinuxMint"\nID_LIKE="ubuntu Debian"\nVERSION_ID="21.3"\nUBUNTU_CODENAME=jammy\nPRETTY_NAME="Linux \\"Mint\\" 21.3"\n# comment\nJUNK\n');
-    expect(r).toEqual({ id: 'linuxmint', idLike: ['ubuntu', 'debian'], versionId: '21.3', versionCodename: undefined, ubuntuCodename: 'jammy', prettyName: 'Linux "Mint" 21.3' });
+    const r = parseOsRelease(
+      'ID="LinuxMint"\nID_LIKE="ubuntu Debian"\nVERSION_ID="21.3"\nUBUNTU_CODENAME=jammy\nPRETTY_NAME="Linux \\"Mint\\" 21.3"\n# comment\nJUNK\n',
+    );
+    expect(r).toEqual({
+      id: 'linuxmint',
+      idLike: ['ubuntu', 'debian'],
+      versionId: '21.3',
+      versionCodename: undefined,
+      ubuntuCodename: 'jammy',
+      prettyName: 'Linux "Mint" 21.3',
+    });
   });
   it('gives "linux" for a file without ID, as os-release(5) says', () => {
     expect(parseOsRelease('NAME=x\n').id).toBe('linux');

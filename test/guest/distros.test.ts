@@ -4,7 +4,11 @@ import { parseOsRelease } from '../../src/guest/detect.js';
 import { recipeFor } from '../../src/guest/distros.js';
 
 const osr = (fields: Record<string, string>) =>
-  parseOsRelease(Object.entries(fields).map(([k, v]) => `${k}="${v}"`).join('\n'));
+  parseOsRelease(
+    Object.entries(fields)
+      .map(([k, v]) => `${k}="${v}"`)
+      .join('\n'),
+  );
 
 function refusal(f: () => unknown): Img2vmError {
   try {
@@ -17,31 +21,153 @@ function refusal(f: () => unknown): Img2vmError {
 }
 
 describe('recipeFor: supported releases', () => {
-  const cases: [string, Record<string, string>, { id: string; version: string; template: string; kernel: string; release: string }][] = [
-    ['Debian 11', { ID: 'debian', VERSION_ID: '11', VERSION_CODENAME: 'bullseye' }, { id: 'debian', version: '11', template: 'debian', kernel: 'linux-image-cloud-amd64', release: '' }],
-    ['Debian 12', { ID: 'debian', VERSION_ID: '12', VERSION_CODENAME: 'bookworm' }, { id: 'debian', version: '12', template: 'debian', kernel: 'linux-image-cloud-amd64', release: 'systemd-resolved' }],
-    ['Debian 13', { ID: 'debian', VERSION_ID: '13', VERSION_CODENAME: 'trixie' }, { id: 'debian', version: '13', template: 'debian', kernel: 'linux-image-cloud-amd64', release: 'systemd-resolved' }],
-    ['Debian sid', { ID: 'debian', PRETTY_NAME: 'Debian GNU/Linux forky/sid', VERSION_CODENAME: 'forky' }, { id: 'debian', version: 'testing', template: 'debian', kernel: 'linux-image-cloud-amd64', release: 'systemd-resolved' }],
-    ['Ubuntu 20.04', { ID: 'ubuntu', ID_LIKE: 'debian', VERSION_ID: '20.04', UBUNTU_CODENAME: 'focal' }, { id: 'ubuntu', version: '20.04', template: 'debian', kernel: 'linux-image-virtual', release: '' }],
-    ['Ubuntu 22.04', { ID: 'ubuntu', VERSION_ID: '22.04' }, { id: 'ubuntu', version: '22.04', template: 'debian', kernel: 'linux-image-virtual', release: '' }],
-    ['Ubuntu 22.10', { ID: 'ubuntu', VERSION_ID: '22.10' }, { id: 'ubuntu', version: '22.10', template: 'debian', kernel: 'linux-image-virtual', release: 'systemd-resolved' }],
-    ['Ubuntu 24.04', { ID: 'ubuntu', VERSION_ID: '24.04' }, { id: 'ubuntu', version: '24.04', template: 'debian', kernel: 'linux-image-virtual', release: 'systemd-resolved' }],
-    ['Ubuntu 25.10', { ID: 'ubuntu', VERSION_ID: '25.10' }, { id: 'ubuntu', version: '25.10', template: 'debian', kernel: 'linux-image-virtual', release: 'systemd-resolved' }],
-    ['Alpine 3.18', { ID: 'alpine', VERSION_ID: '3.18.9' }, { id: 'alpine', version: '3.18', template: 'alpine', kernel: 'linux-virt', release: '' }],
-    ['Alpine 3.22', { ID: 'alpine', VERSION_ID: '3.22.1' }, { id: 'alpine', version: '3.22', template: 'alpine', kernel: 'linux-virt', release: '' }],
-    ['Alpine edge', { ID: 'alpine', VERSION_ID: '3.23_alpha20250108', PRETTY_NAME: 'Alpine Linux edge' }, { id: 'alpine', version: 'edge', template: 'alpine', kernel: 'linux-virt', release: '' }],
-    ['Fedora 39', { ID: 'fedora', VERSION_ID: '39' }, { id: 'fedora', version: '39', template: 'fedora', kernel: 'kernel-core', release: '' }],
-    ['Fedora 42', { ID: 'fedora', VERSION_ID: '42' }, { id: 'fedora', version: '42', template: 'fedora', kernel: 'kernel-core', release: '' }],
-    ['CentOS Stream 9', { ID: 'centos', ID_LIKE: 'rhel fedora', VERSION_ID: '9' }, { id: 'centos', version: '9', template: 'fedora', kernel: 'kernel-core', release: '' }],
-    ['CentOS Stream 10', { ID: 'centos', ID_LIKE: 'rhel fedora', VERSION_ID: '10' }, { id: 'centos', version: '10', template: 'fedora', kernel: 'kernel-core', release: '' }],
-    ['Rocky 8.10', { ID: 'rocky', ID_LIKE: 'rhel centos fedora', VERSION_ID: '8.10' }, { id: 'rocky', version: '8', template: 'fedora', kernel: 'kernel-core', release: '' }],
-    ['Rocky 9.5', { ID: 'rocky', VERSION_ID: '9.5' }, { id: 'rocky', version: '9', template: 'fedora', kernel: 'kernel-core', release: '' }],
-    ['AlmaLinux 10.0', { ID: 'almalinux', VERSION_ID: '10.0' }, { id: 'almalinux', version: '10', template: 'fedora', kernel: 'kernel-core', release: '' }],
+  const cases: [
+    string,
+    Record<string, string>,
+    { id: string; version: string; template: string; kernel: string; release: string },
+  ][] = [
+    [
+      'Debian 11',
+      { ID: 'debian', VERSION_ID: '11', VERSION_CODENAME: 'bullseye' },
+      { id: 'debian', version: '11', template: 'debian', kernel: 'linux-image-cloud-amd64', release: '' },
+    ],
+    [
+      'Debian 12',
+      { ID: 'debian', VERSION_ID: '12', VERSION_CODENAME: 'bookworm' },
+      {
+        id: 'debian',
+        version: '12',
+        template: 'debian',
+        kernel: 'linux-image-cloud-amd64',
+        release: 'systemd-resolved',
+      },
+    ],
+    [
+      'Debian 13',
+      { ID: 'debian', VERSION_ID: '13', VERSION_CODENAME: 'trixie' },
+      {
+        id: 'debian',
+        version: '13',
+        template: 'debian',
+        kernel: 'linux-image-cloud-amd64',
+        release: 'systemd-resolved',
+      },
+    ],
+    [
+      'Debian sid',
+      { ID: 'debian', PRETTY_NAME: 'Debian GNU/Linux forky/sid', VERSION_CODENAME: 'forky' },
+      {
+        id: 'debian',
+        version: 'testing',
+        template: 'debian',
+        kernel: 'linux-image-cloud-amd64',
+        release: 'systemd-resolved',
+      },
+    ],
+    [
+      'Ubuntu 20.04',
+      { ID: 'ubuntu', ID_LIKE: 'debian', VERSION_ID: '20.04', UBUNTU_CODENAME: 'focal' },
+      { id: 'ubuntu', version: '20.04', template: 'debian', kernel: 'linux-image-virtual', release: '' },
+    ],
+    [
+      'Ubuntu 22.04',
+      { ID: 'ubuntu', VERSION_ID: '22.04' },
+      { id: 'ubuntu', version: '22.04', template: 'debian', kernel: 'linux-image-virtual', release: '' },
+    ],
+    [
+      'Ubuntu 22.10',
+      { ID: 'ubuntu', VERSION_ID: '22.10' },
+      {
+        id: 'ubuntu',
+        version: '22.10',
+        template: 'debian',
+        kernel: 'linux-image-virtual',
+        release: 'systemd-resolved',
+      },
+    ],
+    [
+      'Ubuntu 24.04',
+      { ID: 'ubuntu', VERSION_ID: '24.04' },
+      {
+        id: 'ubuntu',
+        version: '24.04',
+        template: 'debian',
+        kernel: 'linux-image-virtual',
+        release: 'systemd-resolved',
+      },
+    ],
+    [
+      'Ubuntu 25.10',
+      { ID: 'ubuntu', VERSION_ID: '25.10' },
+      {
+        id: 'ubuntu',
+        version: '25.10',
+        template: 'debian',
+        kernel: 'linux-image-virtual',
+        release: 'systemd-resolved',
+      },
+    ],
+    [
+      'Alpine 3.18',
+      { ID: 'alpine', VERSION_ID: '3.18.9' },
+      { id: 'alpine', version: '3.18', template: 'alpine', kernel: 'linux-virt', release: '' },
+    ],
+    [
+      'Alpine 3.22',
+      { ID: 'alpine', VERSION_ID: '3.22.1' },
+      { id: 'alpine', version: '3.22', template: 'alpine', kernel: 'linux-virt', release: '' },
+    ],
+    [
+      'Alpine edge',
+      { ID: 'alpine', VERSION_ID: '3.23_alpha20250108', PRETTY_NAME: 'Alpine Linux edge' },
+      { id: 'alpine', version: 'edge', template: 'alpine', kernel: 'linux-virt', release: '' },
+    ],
+    [
+      'Fedora 39',
+      { ID: 'fedora', VERSION_ID: '39' },
+      { id: 'fedora', version: '39', template: 'fedora', kernel: 'kernel-core', release: '' },
+    ],
+    [
+      'Fedora 42',
+      { ID: 'fedora', VERSION_ID: '42' },
+      { id: 'fedora', version: '42', template: 'fedora', kernel: 'kernel-core', release: '' },
+    ],
+    [
+      'CentOS Stream 9',
+      { ID: 'centos', ID_LIKE: 'rhel fedora', VERSION_ID: '9' },
+      { id: 'centos', version: '9', template: 'fedora', kernel: 'kernel-core', release: '' },
+    ],
+    [
+      'CentOS Stream 10',
+      { ID: 'centos', ID_LIKE: 'rhel fedora', VERSION_ID: '10' },
+      { id: 'centos', version: '10', template: 'fedora', kernel: 'kernel-core', release: '' },
+    ],
+    [
+      'Rocky 8.10',
+      { ID: 'rocky', ID_LIKE: 'rhel centos fedora', VERSION_ID: '8.10' },
+      { id: 'rocky', version: '8', template: 'fedora', kernel: 'kernel-core', release: '' },
+    ],
+    [
+      'Rocky 9.5',
+      { ID: 'rocky', VERSION_ID: '9.5' },
+      { id: 'rocky', version: '9', template: 'fedora', kernel: 'kernel-core', release: '' },
+    ],
+    [
+      'AlmaLinux 10.0',
+      { ID: 'almalinux', VERSION_ID: '10.0' },
+      { id: 'almalinux', version: '10', template: 'fedora', kernel: 'kernel-core', release: '' },
+    ],
   ];
   for (const [name, fields, want] of cases) {
     it(name, () => {
       const r = recipeFor(osr(fields), 'amd64');
-      expect({ id: r.distro.id, version: r.distro.version, template: r.template, kernel: r.values.kernel_package, release: r.values.release_packages }).toEqual(want);
+      expect({
+        id: r.distro.id,
+        version: r.distro.version,
+        template: r.template,
+        kernel: r.values.kernel_package,
+        release: r.values.release_packages,
+      }).toEqual(want);
       expect(r.warnings).toEqual([]);
     });
   }
@@ -66,25 +192,50 @@ describe('recipeFor: supported releases', () => {
   });
 
   it('Alpine needs its root file system module named on the kernel command line; the others need nothing', () => {
-    expect(recipeFor(osr({ ID: 'alpine', VERSION_ID: '3.20.3' }), 'amd64').distro.kernelArgs).toEqual(['modules=sd-mod,usb-storage,ext4', 'rootfstype=ext4']);
+    expect(recipeFor(osr({ ID: 'alpine', VERSION_ID: '3.20.3' }), 'amd64').distro.kernelArgs).toEqual([
+      'modules=sd-mod,usb-storage,ext4',
+      'rootfstype=ext4',
+    ]);
     expect(recipeFor(osr({ ID: 'debian', VERSION_ID: '12' }), 'amd64').distro.kernelArgs).toEqual([]);
   });
 
-  it('labels with the image\'s PRETTY_NAME when it has one', () => {
-    expect(recipeFor(osr({ ID: 'debian', VERSION_ID: '12', PRETTY_NAME: 'Debian GNU/Linux 12 (bookworm)' }), 'amd64').label).toBe('Debian GNU/Linux 12 (bookworm)');
+  it("labels with the image's PRETTY_NAME when it has one", () => {
+    expect(
+      recipeFor(osr({ ID: 'debian', VERSION_ID: '12', PRETTY_NAME: 'Debian GNU/Linux 12 (bookworm)' }), 'amd64').label,
+    ).toBe('Debian GNU/Linux 12 (bookworm)');
     expect(recipeFor(osr({ ID: 'rocky', VERSION_ID: '9.4' }), 'amd64').label).toBe('Rocky Linux 9');
-    expect(recipeFor(osr({ ID: 'debian', VERSION_ID: '12', PRETTY_NAME: `evil\x1b[2J${'x'.repeat(200)}` }), 'amd64').label).toBe(`evil[2J${'x'.repeat(73)}`);
+    expect(
+      recipeFor(osr({ ID: 'debian', VERSION_ID: '12', PRETTY_NAME: `evil\x1b[2J${'x'.repeat(200)}` }), 'amd64').label,
+    ).toBe(`evil[2J${'x'.repeat(73)}`);
   });
 });
 
 describe('recipeFor: derivatives (ID_LIKE)', () => {
   it('accepts an Ubuntu derivative that names its Ubuntu release, as that release, with a warning', () => {
-    const r = recipeFor(osr({ ID: 'linuxmint', ID_LIKE: 'ubuntu debian', VERSION_ID: '21.3', UBUNTU_CODENAME: 'jammy', PRETTY_NAME: 'Linux Mint 21.3' }), 'amd64');
-    expect([r.distro.id, r.distro.version, r.values.kernel_package]).toEqual(['ubuntu', '22.04', 'linux-image-virtual']);
-    expect(r.warnings).toEqual(['Linux Mint 21.3 is not supported as such; treating it as Ubuntu 22.04, the release it is built on']);
+    const r = recipeFor(
+      osr({
+        ID: 'linuxmint',
+        ID_LIKE: 'ubuntu debian',
+        VERSION_ID: '21.3',
+        UBUNTU_CODENAME: 'jammy',
+        PRETTY_NAME: 'Linux Mint 21.3',
+      }),
+      'amd64',
+    );
+    expect([r.distro.id, r.distro.version, r.values.kernel_package]).toEqual([
+      'ubuntu',
+      '22.04',
+      'linux-image-virtual',
+    ]);
+    expect(r.warnings).toEqual([
+      'Linux Mint 21.3 is not supported as such; treating it as Ubuntu 22.04, the release it is built on',
+    ]);
   });
   it('accepts a Debian derivative whose codename is a Debian release', () => {
-    const r = recipeFor(osr({ ID: 'raspbian', ID_LIKE: 'debian', VERSION_ID: '12', VERSION_CODENAME: 'bookworm' }), 'amd64');
+    const r = recipeFor(
+      osr({ ID: 'raspbian', ID_LIKE: 'debian', VERSION_ID: '12', VERSION_CODENAME: 'bookworm' }),
+      'amd64',
+    );
     expect([r.distro.id, r.distro.version]).toEqual(['debian', '12']);
     expect(r.warnings[0]).toMatch(/treating it as Debian 12 \(bookworm\)/);
   });
@@ -94,12 +245,30 @@ describe('recipeFor: derivatives (ID_LIKE)', () => {
     expect(r.warnings).toHaveLength(1);
   });
   it('refuses a derivative that names no parent release img2vm knows', () => {
-    expect(refusal(() => recipeFor(osr({ ID: 'kali', ID_LIKE: 'debian', VERSION_ID: '2024.1', VERSION_CODENAME: 'kali-rolling', PRETTY_NAME: 'Kali GNU/Linux Rolling' }), 'amd64')).message).toMatch(
-      /^Kali GNU\/Linux Rolling is derived from debian but names no release of it img2vm knows/,
-    );
-    expect(refusal(() => recipeFor(osr({ ID: 'amzn', ID_LIKE: 'fedora', VERSION_ID: '2023' }), 'amd64')).message).toMatch(/derived from fedora/);
-    expect(refusal(() => recipeFor(osr({ ID: 'postmarketos', ID_LIKE: 'alpine', VERSION_ID: 'v24.06' }), 'amd64')).message).toMatch(/derived from alpine/);
-    expect(refusal(() => recipeFor(osr({ ID: 'pop', ID_LIKE: 'ubuntu debian', UBUNTU_CODENAME: 'bionic' }), 'amd64')).message).toMatch(/built on Ubuntu "bionic"/);
+    expect(
+      refusal(() =>
+        recipeFor(
+          osr({
+            ID: 'kali',
+            ID_LIKE: 'debian',
+            VERSION_ID: '2024.1',
+            VERSION_CODENAME: 'kali-rolling',
+            PRETTY_NAME: 'Kali GNU/Linux Rolling',
+          }),
+          'amd64',
+        ),
+      ).message,
+    ).toMatch(/^Kali GNU\/Linux Rolling is derived from debian but names no release of it img2vm knows/);
+    expect(
+      refusal(() => recipeFor(osr({ ID: 'amzn', ID_LIKE: 'fedora', VERSION_ID: '2023' }), 'amd64')).message,
+    ).toMatch(/derived from fedora/);
+    expect(
+      refusal(() => recipeFor(osr({ ID: 'postmarketos', ID_LIKE: 'alpine', VERSION_ID: 'v24.06' }), 'amd64')).message,
+    ).toMatch(/derived from alpine/);
+    expect(
+      refusal(() => recipeFor(osr({ ID: 'pop', ID_LIKE: 'ubuntu debian', UBUNTU_CODENAME: 'bionic' }), 'amd64'))
+        .message,
+    ).toMatch(/built on Ubuntu "bionic"/);
   });
 });
 
@@ -124,7 +293,9 @@ describe('recipeFor: refusals', () => {
       expect(e.kind).toBe('unsupportedDistro');
       expect(e.exitCode).toBe(6);
       expect(e.message).toMatch(message);
-      expect(e.message).toMatch(/Debian 11, 12, 13 and testing\/sid; Ubuntu 20\.04 and newer; Alpine 3\.18 and newer; Fedora 39 and newer/);
+      expect(e.message).toMatch(
+        /Debian 11, 12, 13 and testing\/sid; Ubuntu 20\.04 and newer; Alpine 3\.18 and newer; Fedora 39 and newer/,
+      );
       expect(e.hint).toMatch(/--init img2vm/);
       expect(e.hint).toMatch(/--init image/);
     });

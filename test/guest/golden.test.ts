@@ -15,7 +15,11 @@ function describeRecipe(r: RenderedRecipe): string {
   const steps = r.steps.map((s) =>
     s.kind === 'copy'
       ? `${s.line} COPY ${s.src} -> ${s.dest}`
-      : `${s.line} RUN user=${s.user} workdir=${s.workdir} network=${s.network ? 'yes' : 'no'} env=${Object.entries(s.env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',')}`,
+      : `${s.line} RUN user=${s.user} workdir=${s.workdir} network=${s.network ? 'yes' : 'no'} env=${Object.entries(
+          s.env,
+        )
+          .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+          .join(',')}`,
   );
   return [
     '== Dockerfile',

@@ -59,7 +59,11 @@ async function checkSpec(bytes: Buffer | string) {
   const f = join(work, `spec-${Math.random().toString(36).slice(2)}`);
   writeFileSync(f, bytes);
   const r = await execa(INIT, ['--check-spec', f], { reject: false, encoding: 'latin1' });
-  return { code: r.exitCode, json: r.exitCode === 0 ? JSON.parse(r.stdout) : undefined, stderr: r.stderr.replace(f, 'SPEC') };
+  return {
+    code: r.exitCode,
+    json: r.exitCode === 0 ? JSON.parse(r.stdout) : undefined,
+    stderr: r.stderr.replace(f, 'SPEC'),
+  };
 }
 
 describe('renderInitSpec', () => {
@@ -99,7 +103,9 @@ describe('renderInitSpec', () => {
     bad({ mode: 'console', service: ['', 'x'] }, 'badImage', /starts with an empty program name/);
     bad({ mode: 'console', service: ['/app', 'a\0b'] }, 'badImage', /argument 1 of the service contains a NUL byte/);
     // only the console mode has a service: anything else is a bug in img2vm, not the user's doing
-    expect(() => renderInitSpec({ mode: 'workload', root: { uuid: UUID }, argv: ['/x'], service: ['/y'] })).toThrow(/a service is for mode console, not workload/);
+    expect(() => renderInitSpec({ mode: 'workload', root: { uuid: UUID }, argv: ['/x'], service: ['/y'] })).toThrow(
+      /a service is for mode console, not workload/,
+    );
     bad({ hostname: 'bad_name!' }, 'usage', /hostname "bad_name!" is not valid/);
     bad({ dns: ['dns.example'] }, 'usage', /not an IP address/);
     bad({ root: { uuid: UUID, waitSeconds: 5000 } }, 'usage', /root wait/);
@@ -143,13 +149,34 @@ describe('native/init reads the spec', () => {
 
   it('applies its defaults to a minimal spec', async () => {
     const r = await checkSpec(`img2vm-init 2\nmode init\nroot-uuid ${UUID}\nend\n`);
-    expect(r.json).toMatchObject({ mode: 'init', rootFstype: 'ext4', rootOptions: 'rw', rootWait: 30, hostname: null, argv: [], service: [], cwd: '/', user: '', login: false, net: 'auto', tmp: 'tmpfs' });
+    expect(r.json).toMatchObject({
+      mode: 'init',
+      rootFstype: 'ext4',
+      rootOptions: 'rw',
+      rootWait: 30,
+      hostname: null,
+      argv: [],
+      service: [],
+      cwd: '/',
+      user: '',
+      login: false,
+      net: 'auto',
+      tmp: 'tmpfs',
+    });
   });
 
   it('gets back the service, in order, beside an empty console command and the shared env, cwd and user', async () => {
     const r = await checkSpec(renderInitSpec(SERVICE));
     expect(r.stderr).toBe('');
-    expect(r.json).toMatchObject({ mode: 'console', argv: [], service: SERVICE.service, env: SERVICE.env, cwd: '/srv', user: 'app:app', login: true });
+    expect(r.json).toMatchObject({
+      mode: 'console',
+      argv: [],
+      service: SERVICE.service,
+      env: SERVICE.env,
+      cwd: '/srv',
+      user: 'app:app',
+      login: true,
+    });
   });
 
   const head = `img2vm-init 2\nmode workload\nroot-uuid ${UUID}\narg /x\n`;
@@ -173,11 +200,27 @@ describe('native/init reads the spec', () => {
     ['text after end', `${head}end\narg /y\n`, /line 6: text after "end"/],
     ['no mode', `img2vm-init 2\nroot-uuid ${UUID}\nend\n`, /no mode/],
     ['no root', `img2vm-init 2\nmode init\nend\n`, /no root-uuid/],
-    ['a workload without command', `img2vm-init 2\nmode workload\nroot-uuid ${UUID}\nend\n`, /mode workload needs at least one arg/],
+    [
+      'a workload without command',
+      `img2vm-init 2\nmode workload\nroot-uuid ${UUID}\nend\n`,
+      /mode workload needs at least one arg/,
+    ],
     ['a service beside a workload', `${head}service /y\nend\n`, /service is for mode console only/],
-    ['a service beside an init', `img2vm-init 2\nmode init\nroot-uuid ${UUID}\nservice /y\nend\n`, /service is for mode console only/],
-    ['a service with an empty program', `img2vm-init 2\nmode console\nroot-uuid ${UUID}\nservice \nservice x\nend\n`, /the service's program \(its first service line\) is empty/],
-    ['a service with a bad escape', `img2vm-init 2\nmode console\nroot-uuid ${UUID}\nservice a\\qb\nend\n`, /line 4: service: unknown escape/],
+    [
+      'a service beside an init',
+      `img2vm-init 2\nmode init\nroot-uuid ${UUID}\nservice /y\nend\n`,
+      /service is for mode console only/,
+    ],
+    [
+      'a service with an empty program',
+      `img2vm-init 2\nmode console\nroot-uuid ${UUID}\nservice \nservice x\nend\n`,
+      /the service's program \(its first service line\) is empty/,
+    ],
+    [
+      'a service with a bad escape',
+      `img2vm-init 2\nmode console\nroot-uuid ${UUID}\nservice a\\qb\nend\n`,
+      /line 4: service: unknown escape/,
+    ],
     ['a bad mode', `img2vm-init 2\nmode daemon\nend\n`, /line 2: mode must be init, workload or console/],
     ['a bad UUID', `img2vm-init 2\nroot-uuid 1234\nend\n`, /line 2: root-uuid "1234" is not a UUID/],
     ['a relative module', `${head}module virtio.ko\nend\n`, /line 5: module must be an absolute path/],
@@ -198,7 +241,12 @@ describe('native/init reads the spec', () => {
 
 describe("native/init relays the service's output", () => {
   const relay = async (input: Buffer | string, prefix = 'service| ') => {
-    const r = await execa(INIT, ['--relay', prefix], { input, reject: false, encoding: 'buffer', stripFinalNewline: false });
+    const r = await execa(INIT, ['--relay', prefix], {
+      input,
+      reject: false,
+      encoding: 'buffer',
+      stripFinalNewline: false,
+    });
     return { code: r.exitCode, out: Buffer.from(r.stdout).toString('latin1') };
   };
   it('puts the prefix before every line, empty ones included, and ends at end of input', async () => {
@@ -233,11 +281,33 @@ describe("native/init's restart policy for the service", () => {
   const policy = async (...ends: string[]) => (await execa(INIT, ['--restart-policy', ...ends])).stdout.split('\n');
   it('restarts a failure after 1 s, doubling to 30 s while it keeps failing fast, and from 1 s after a run of 30 s', async () => {
     const fast = Array.from({ length: 7 }, () => 'exit=1/2');
-    expect(await policy(...fast, 'exit=1/30', 'exit=1/29.9')).toEqual(['restart 1', 'restart 2', 'restart 4', 'restart 8', 'restart 16', 'restart 30', 'restart 30', 'restart 1', 'restart 2']);
+    expect(await policy(...fast, 'exit=1/30', 'exit=1/29.9')).toEqual([
+      'restart 1',
+      'restart 2',
+      'restart 4',
+      'restart 8',
+      'restart 16',
+      'restart 30',
+      'restart 30',
+      'restart 1',
+      'restart 2',
+    ]);
   });
   it('takes status 0 and SIGHUP, SIGINT, SIGTERM, SIGPIPE as final (kill PID stops it), any other end as a failure', async () => {
-    expect(await policy('exit=0/0', 'signal=1/0', 'signal=2/0', 'signal=15/0', 'signal=13/0')).toEqual(['final', 'final', 'final', 'final', 'final']);
-    expect(await policy('signal=9/0', 'signal=11/0', 'exit=127/0', 'exit=126/0', 'signal=6/0')).toEqual(['restart 1', 'restart 2', 'restart 4', 'restart 8', 'restart 16']);
+    expect(await policy('exit=0/0', 'signal=1/0', 'signal=2/0', 'signal=15/0', 'signal=13/0')).toEqual([
+      'final',
+      'final',
+      'final',
+      'final',
+      'final',
+    ]);
+    expect(await policy('signal=9/0', 'signal=11/0', 'exit=127/0', 'exit=126/0', 'signal=6/0')).toEqual([
+      'restart 1',
+      'restart 2',
+      'restart 4',
+      'restart 8',
+      'restart 16',
+    ]);
   });
   it('refuses malformed ends', async () => {
     for (const bad of ['exit=1', 'exit=x/1', 'stop=1/1', 'exit=256/1']) {
@@ -254,8 +324,29 @@ describe('native/init resolves User through the image files', () => {
     root = join(work, 'root');
     mkdirSync(join(root, 'etc'), { recursive: true });
     const long = `x${'y'.repeat(5000)}:x:7:7::/:/bin/sh`;
-    writeFileSync(join(root, 'etc', 'passwd'), ['root:x:0:0:root:/root:/bin/bash', 'broken line', long, 'bad:x:NaN:1::/:/bin/sh', 'alice:x:1000:1000:Alice:/home/alice:/bin/zsh', 'svc:x:999:999::/var/lib/svc:/usr/sbin/nologin', 'nohome:x:1001:1001:::'].join('\n'));
-    writeFileSync(join(root, 'etc', 'group'), ['root:x:0:', 'staff:x:50:alice,svc', 'alice:x:1000:', 'audio:x:29:bob,alice', 'svc:x:999:', 'weird:x:abc:alice'].join('\n') + '\n');
+    writeFileSync(
+      join(root, 'etc', 'passwd'),
+      [
+        'root:x:0:0:root:/root:/bin/bash',
+        'broken line',
+        long,
+        'bad:x:NaN:1::/:/bin/sh',
+        'alice:x:1000:1000:Alice:/home/alice:/bin/zsh',
+        'svc:x:999:999::/var/lib/svc:/usr/sbin/nologin',
+        'nohome:x:1001:1001:::',
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(root, 'etc', 'group'),
+      [
+        'root:x:0:',
+        'staff:x:50:alice,svc',
+        'alice:x:1000:',
+        'audio:x:29:bob,alice',
+        'svc:x:999:',
+        'weird:x:abc:alice',
+      ].join('\n') + '\n',
+    );
   });
   const cases: Array<[string, object]> = [
     ['', { uid: 0, gid: 0, groups: [0], name: 'root', home: '/root', shell: '/bin/bash' }],
@@ -276,7 +367,10 @@ describe('native/init resolves User through the image files', () => {
     });
   }
   it('refuses names the image does not have', async () => {
-    for (const [user, msg] of [['bob', /no user "bob" in the image's \/etc\/passwd/], ['alice:wheel', /no group "wheel" in the image's \/etc\/group/]] as const) {
+    for (const [user, msg] of [
+      ['bob', /no user "bob" in the image's \/etc\/passwd/],
+      ['alice:wheel', /no group "wheel" in the image's \/etc\/group/],
+    ] as const) {
       const r = await execa(INIT, ['--resolve-user', root, user], { reject: false });
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(msg);
@@ -294,12 +388,26 @@ describe('native/init resolves User through the image files', () => {
 describe('native/init reads the kernel command line', () => {
   const parse = async (text: string) => JSON.parse((await execa(INIT, ['--parse-cmdline', text])).stdout);
   it('takes a Firecracker-style static ip= and the img2vm.* parameters, ignoring the rest', async () => {
-    expect(await parse('console=ttyS0 reboot=k ip=172.16.0.2::172.16.0.1:255.255.255.0::eth0:off:8.8.8.8 img2vm.halt=reboot img2vm.rootwait=5 root=/dev/vda')).toEqual({
+    expect(
+      await parse(
+        'console=ttyS0 reboot=k ip=172.16.0.2::172.16.0.1:255.255.255.0::eth0:off:8.8.8.8 img2vm.halt=reboot img2vm.rootwait=5 root=/dev/vda',
+      ),
+    ).toEqual({
       halt: 'reboot',
       rootWait: 5,
       dhcpTimeout: 10,
       hostname: '',
-      ip: { present: 1, off: 0, dhcp: 0, client: '172.16.0.2', gateway: '172.16.0.1', netmask: '255.255.255.0', host: '', iface: 'eth0', dns: ['8.8.8.8', '0.0.0.0'] },
+      ip: {
+        present: 1,
+        off: 0,
+        dhcp: 0,
+        client: '172.16.0.2',
+        gateway: '172.16.0.1',
+        netmask: '255.255.255.0',
+        host: '',
+        iface: 'eth0',
+        dns: ['8.8.8.8', '0.0.0.0'],
+      },
     });
   });
   it('defaults to power-off, DHCP and no ip=', async () => {
@@ -308,12 +416,25 @@ describe('native/init reads the kernel command line', () => {
   it('knows ip=dhcp, ip=off, prefix lengths, classful defaults and quoted values', async () => {
     expect((await parse('ip=dhcp')).ip).toMatchObject({ present: 1, dhcp: 1, off: 0 });
     expect((await parse('ip=off')).ip).toMatchObject({ present: 1, off: 1 });
-    expect((await parse('ip=10.1.2.3::10.1.2.1:16:vm:eth1:none')).ip).toMatchObject({ client: '10.1.2.3', netmask: '255.255.0.0', host: 'vm', iface: 'eth1', dhcp: 0 });
-    expect((await parse('ip=192.168.7.9')).ip).toMatchObject({ client: '192.168.7.9', netmask: '255.255.255.0', dhcp: 0 });
+    expect((await parse('ip=10.1.2.3::10.1.2.1:16:vm:eth1:none')).ip).toMatchObject({
+      client: '10.1.2.3',
+      netmask: '255.255.0.0',
+      host: 'vm',
+      iface: 'eth1',
+      dhcp: 0,
+    });
+    expect((await parse('ip=192.168.7.9')).ip).toMatchObject({
+      client: '192.168.7.9',
+      netmask: '255.255.255.0',
+      dhcp: 0,
+    });
     expect((await parse('"img2vm.hostname=a b" img2vm.dhcp_timeout=3')).hostname).toBe('a b');
   });
   it('ignores malformed values with a warning instead of guessing', async () => {
-    const r = await execa(INIT, ['--parse-cmdline', 'ip=1.2.3.4.5::: img2vm.halt=explode img2vm.rootwait=9999 img2vm.nosuch=1']);
+    const r = await execa(INIT, [
+      '--parse-cmdline',
+      'ip=1.2.3.4.5::: img2vm.halt=explode img2vm.rootwait=9999 img2vm.nosuch=1',
+    ]);
     expect(JSON.parse(r.stdout)).toMatchObject({ halt: 'poweroff', rootWait: -1, ip: { present: 0 } });
     expect(r.stderr).toMatch(/ignoring malformed ip=/);
     expect(r.stderr).toMatch(/ignoring img2vm.halt=explode/);
@@ -324,7 +445,12 @@ describe('native/init reads the kernel command line', () => {
 
 describe("native/init finds img2vm test's boot nonce, to repeat it in its nonce line", () => {
   const NONCE = '7a'.repeat(16);
-  const oem = (...strings: string[]) => Buffer.concat([Buffer.from([11, 5, 0x0b, 0x00, strings.length]), ...strings.map((s) => Buffer.from(`${s}\0`)), Buffer.from([0])]);
+  const oem = (...strings: string[]) =>
+    Buffer.concat([
+      Buffer.from([11, 5, 0x0b, 0x00, strings.length]),
+      ...strings.map((s) => Buffer.from(`${s}\0`)),
+      Buffer.from([0]),
+    ]);
   const dmi = (entries: Record<string, Buffer>) => {
     const dir = mkdtempSync(join(work, 'dmi-'));
     for (const [name, raw] of Object.entries(entries)) {
@@ -340,7 +466,15 @@ describe("native/init finds img2vm test's boot nonce, to repeat it in its nonce 
   };
 
   it('in an SMBIOS OEM string (type 11), whichever entry and position holds it', async () => {
-    expect(await find(dmi({ '1-0': oem(`img2vm.nonce=${'0'.repeat(32)}`), '11-0': oem('vendor'), '11-1': oem('x', `img2vm.nonce=${NONCE}`) }))).toBe(NONCE);
+    expect(
+      await find(
+        dmi({
+          '1-0': oem(`img2vm.nonce=${'0'.repeat(32)}`),
+          '11-0': oem('vendor'),
+          '11-1': oem('x', `img2vm.nonce=${NONCE}`),
+        }),
+      ),
+    ).toBe(NONCE);
   });
 
   it('else on the kernel command line (direct-kernel boots), without a warning about the parameter', async () => {
@@ -354,7 +488,14 @@ describe("native/init finds img2vm test's boot nonce, to repeat it in its nonce 
       expect(await find(dmi({ '11-0': oem(`img2vm.nonce=${bad}`) }), `"img2vm.nonce=${bad}"`), bad).toBe('none');
     }
     // Cut short (no NUL at the end), or a header length past the end.
-    expect(await find(dmi({ '11-0': Buffer.from([11, 5, 0, 0, 1, ...Buffer.from(`img2vm.nonce=${NONCE}`)]), '11-1': Buffer.from([11, 200, 0]) }))).toBe(NONCE);
+    expect(
+      await find(
+        dmi({
+          '11-0': Buffer.from([11, 5, 0, 0, 1, ...Buffer.from(`img2vm.nonce=${NONCE}`)]),
+          '11-1': Buffer.from([11, 200, 0]),
+        }),
+      ),
+    ).toBe(NONCE);
     expect(await find(dmi({ '11-0': Buffer.from([11, 200, 0, 0]) }))).toBe('none');
   });
 });
@@ -382,7 +523,10 @@ describe('native/init parses DHCP replies from the network defensively', () => {
     ip[9] = 17;
     return Buffer.concat([ip, udp, body]);
   }
-  const OFFER = [53, 1, 2, 1, 4, 255, 255, 255, 0, 3, 4, 10, 0, 2, 2, 6, 8, 10, 0, 2, 3, 1, 1, 1, 1, 54, 4, 10, 0, 2, 2, 26, 2, 5, 220, 255];
+  const OFFER = [
+    53, 1, 2, 1, 4, 255, 255, 255, 0, 3, 4, 10, 0, 2, 2, 6, 8, 10, 0, 2, 3, 1, 1, 1, 1, 54, 4, 10, 0, 2, 2, 26, 2, 5,
+    220, 255,
+  ];
   async function parse(pkt: Buffer, xid = XID) {
     const f = join(work, `dhcp-${Math.random().toString(36).slice(2)}`);
     writeFileSync(f, pkt);
@@ -392,7 +536,16 @@ describe('native/init parses DHCP replies from the network defensively', () => {
   it('takes the lease, mask, router, name servers, server id and MTU of an offer', async () => {
     const r = await parse(reply(OFFER));
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ type: 2, addr: '10.0.2.15', mask: '255.255.255.0', router: '10.0.2.2', server: '10.0.2.2', mtu: 1500, dns: ['10.0.2.3', '1.1.1.1', '0.0.0.0'], ndns: 2 });
+    expect(JSON.parse(r.stdout)).toEqual({
+      type: 2,
+      addr: '10.0.2.15',
+      mask: '255.255.255.0',
+      router: '10.0.2.2',
+      server: '10.0.2.2',
+      mtu: 1500,
+      dns: ['10.0.2.3', '1.1.1.1', '0.0.0.0'],
+      ndns: 2,
+    });
   });
 
   it('ignores replies to another transaction, and packets that are not replies', async () => {

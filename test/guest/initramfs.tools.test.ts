@@ -38,8 +38,18 @@ function entries(): InitramfsEntry[] {
 }
 
 async function cpio(args: string[], input: Buffer, cwd = work) {
-  const r = await execa('cpio', args, { input, cwd, reject: false, encoding: 'buffer', stripFinalNewline: false, env: { LC_ALL: 'C', TZ: 'UTC' } });
-  expect(r.exitCode, `cpio ${args.join(' ')} failed (is the cpio package installed?): ${Buffer.from(r.stderr).toString()}`).toBe(0);
+  const r = await execa('cpio', args, {
+    input,
+    cwd,
+    reject: false,
+    encoding: 'buffer',
+    stripFinalNewline: false,
+    env: { LC_ALL: 'C', TZ: 'UTC' },
+  });
+  expect(
+    r.exitCode,
+    `cpio ${args.join(' ')} failed (is the cpio package installed?): ${Buffer.from(r.stderr).toString()}`,
+  ).toBe(0);
   return Buffer.from(r.stdout).toString('utf8');
 }
 
@@ -57,7 +67,10 @@ describe('writeInitramfs', () => {
   it('is read back by GNU cpio: types, modes, owners, sizes, devices, link targets and the fixed time', async () => {
     const bytes = await writeInitramfs(entries(), { mtime: 1_700_000_000 });
     const list = await cpio(['-itv', '--numeric-uid-gid', '--quiet'], bytes);
-    const rows = list.trim().split('\n').map((l) => l.replace(/\s+/g, ' '));
+    const rows = list
+      .trim()
+      .split('\n')
+      .map((l) => l.replace(/\s+/g, ' '));
     expect(rows).toEqual([
       'drwxr-xr-x 2 0 0 0 Nov 14 2023 bin',
       'lrwxrwxrwx 1 0 0 7 Nov 14 2023 bin/sh -> busybox',
@@ -117,10 +130,22 @@ describe('writeInitramfs', () => {
   });
 
   it('refuses paths that repeat, climb out, or sit below a non-directory, and unreadable sources', async () => {
-    await expect(writeInitramfs([{ type: 'dir', path: 'a' }, { type: 'dir', path: '/a/' }])).rejects.toThrow(/"a" is given twice/);
+    await expect(
+      writeInitramfs([
+        { type: 'dir', path: 'a' },
+        { type: 'dir', path: '/a/' },
+      ]),
+    ).rejects.toThrow(/"a" is given twice/);
     await expect(writeInitramfs([{ type: 'dir', path: 'a/../../etc' }])).rejects.toThrow(/climbs out/);
-    await expect(writeInitramfs([{ type: 'symlink', path: 'a', target: 'x' }, { type: 'dir', path: 'a/b' }])).rejects.toThrow(/"a" is a symlink but has "a\/b" below it/);
-    const err = await writeInitramfs([{ type: 'file', path: 'x', content: { path: join(work, 'missing') } }]).catch((e: unknown) => e);
+    await expect(
+      writeInitramfs([
+        { type: 'symlink', path: 'a', target: 'x' },
+        { type: 'dir', path: 'a/b' },
+      ]),
+    ).rejects.toThrow(/"a" is a symlink but has "a\/b" below it/);
+    const err = await writeInitramfs([{ type: 'file', path: 'x', content: { path: join(work, 'missing') } }]).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(Img2vmError);
     expect((err as Img2vmError).message).toMatch(/cannot read .*missing for the initramfs \(x\)/);
   });
@@ -131,14 +156,20 @@ describe('img2vmInitramfsEntries', () => {
 
   it('lays out /init, /dev/console, the mount points, the modules in order and the spec naming them', async () => {
     const init = Buffer.from('\x7fELF fake init');
-    const mods = [{ name: 'virtio_blk.ko.xz', content: Buffer.from('b') }, { name: 'failover.ko', content: Buffer.from('a') }];
+    const mods = [
+      { name: 'virtio_blk.ko.xz', content: Buffer.from('b') },
+      { name: 'failover.ko', content: Buffer.from('a') },
+    ];
     const bytes = await writeInitramfs(img2vmInitramfsEntries(spec, mods, init), { mtime: 0 });
     const list = await cpio(['-itv', '--numeric-uid-gid', '--quiet'], bytes);
     expect(list).toMatch(/^crw------- +1 0 +0 +5, +1 .* dev\/console$/m);
     expect(list).toMatch(/^-rwxr-xr-x +1 0 +0 +14 .* init$/m);
     for (const d of ['proc', 'sys', 'newroot']) expect(list).toMatch(new RegExp(`^d.* ${d}$`, 'm'));
     const specText = await cpio(['-i', '--to-stdout', '--quiet', 'img2vm/spec'], bytes);
-    expect(specText.split('\n').filter((l) => l.startsWith('module '))).toEqual(['module /img2vm/modules/virtio_blk.ko.xz', 'module /img2vm/modules/failover.ko']);
+    expect(specText.split('\n').filter((l) => l.startsWith('module '))).toEqual([
+      'module /img2vm/modules/virtio_blk.ko.xz',
+      'module /img2vm/modules/failover.ko',
+    ]);
     expect(await cpio(['-i', '--to-stdout', '--quiet', 'img2vm/modules/failover.ko'], bytes)).toBe('a');
   });
 
@@ -152,7 +183,9 @@ describe('img2vmInitramfsEntries', () => {
     expect(err).toBeInstanceOf(Img2vmError);
     expect((err as Img2vmError).kind).toBe('toolMissing');
     expect((err as Img2vmError).hint).toMatch(/scripts\/build-native.sh/);
-    expect(() => img2vmInitramfsEntries(spec, [{ name: '../x.ko', content: Buffer.alloc(0) }], Buffer.alloc(1))).toThrow(/module file name/);
+    expect(() =>
+      img2vmInitramfsEntries(spec, [{ name: '../x.ko', content: Buffer.alloc(0) }], Buffer.alloc(1)),
+    ).toThrow(/module file name/);
     const dup = { name: 'a.ko', content: Buffer.alloc(0) };
     expect(() => img2vmInitramfsEntries(spec, [dup, dup], Buffer.alloc(1))).toThrow(/invalid or repeated/);
   });

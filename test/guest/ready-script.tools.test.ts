@@ -18,7 +18,11 @@ const BUSYBOX = ['busybox', 'sh'];
 
 /** An SMBIOS type 11 structure as the kernel shows it: a 5-byte header, NUL-ended strings, a final NUL. */
 function oemStrings(...strings: string[]): Buffer {
-  return Buffer.concat([Buffer.from([11, 5, 0x0b, 0x00, strings.length]), ...strings.map((s) => Buffer.from(`${s}\0`)), Buffer.from([0])]);
+  return Buffer.concat([
+    Buffer.from([11, 5, 0x0b, 0x00, strings.length]),
+    ...strings.map((s) => Buffer.from(`${s}\0`)),
+    Buffer.from([0]),
+  ]);
 }
 
 interface Guest {
@@ -65,17 +69,24 @@ describe('img2vm-ready: the nonce', () => {
   it('comes from the SMBIOS OEM string img2vm test passes, whichever entry holds it', () => {
     const dmi = { '11-0': oemStrings('vendor thing'), '11-1': oemStrings('other', `img2vm.nonce=${NONCE}`) };
     expect(run('announce', { dmi })).toBe(`img2vm-checking: nonce=${NONCE}\n`);
-    expect(run('announce', { dmi: { '11-0': oemStrings(`img2vm.nonce=${NONCE}`) } })).toBe(`img2vm-checking: nonce=${NONCE}\n`);
+    expect(run('announce', { dmi: { '11-0': oemStrings(`img2vm.nonce=${NONCE}`) } })).toBe(
+      `img2vm-checking: nonce=${NONCE}\n`,
+    );
   });
 
   it('else from img2vm.nonce= on the kernel command line (a direct-kernel boot has no SMBIOS)', () => {
-    expect(run('announce', { cmdline: `console=ttyS0  img2vm.nonce=${NONCE}\n` })).toBe(`img2vm-checking: nonce=${NONCE}\n`);
+    expect(run('announce', { cmdline: `console=ttyS0  img2vm.nonce=${NONCE}\n` })).toBe(
+      `img2vm-checking: nonce=${NONCE}\n`,
+    );
   });
 
   it('is "none" without one, or when it is not 16 to 64 lowercase hex digits', () => {
     expect(run('announce', {})).toBe('img2vm-checking: nonce=none\n');
     for (const bad of ['abc', 'ABCDEF0123456789', `${NONCE};reboot`, 'x'.repeat(20), 'a'.repeat(65)]) {
-      expect(run('announce', { dmi: { '11-0': oemStrings(`img2vm.nonce=${bad}`) }, cmdline: `img2vm.nonce=${bad}` }), bad).toBe('img2vm-checking: nonce=none\n');
+      expect(
+        run('announce', { dmi: { '11-0': oemStrings(`img2vm.nonce=${bad}`) }, cmdline: `img2vm.nonce=${bad}` }),
+        bad,
+      ).toBe('img2vm-checking: nonce=none\n');
     }
   });
 });
@@ -95,17 +106,32 @@ describe('img2vm-ready: the verdict, as img2vm test reads it', () => {
   });
 
   it('systemd, degraded: the failed units, whatever the listing puts before them', () => {
-    const failed = 'img2vm-e2e-false.service loaded failed failed fails at every boot\\n\\xe2\\x97\\x8f other.mount loaded failed failed Other\\n';
+    const failed =
+      'img2vm-e2e-false.service loaded failed failed fails at every boot\\n\\xe2\\x97\\x8f other.mount loaded failed failed Other\\n';
     const out = run('systemd', { dmi, bin: systemctl('degraded', failed) });
-    expect(out).toBe(`img2vm-degraded: nonce=${NONCE} kernel=6.1.0-28-cloud-amd64 state=degraded failed=img2vm-e2e-false.service,other.mount waiting=\n`);
-    expect(verdict(out)).toMatchObject({ status: 'failed', reason: 'the guest came up degraded: failed units: img2vm-e2e-false.service, other.mount' });
+    expect(out).toBe(
+      `img2vm-degraded: nonce=${NONCE} kernel=6.1.0-28-cloud-amd64 state=degraded failed=img2vm-e2e-false.service,other.mount waiting=\n`,
+    );
+    expect(verdict(out)).toMatchObject({
+      status: 'failed',
+      reason: 'the guest came up degraded: failed units: img2vm-e2e-false.service, other.mount',
+    });
   });
 
   it('systemd still starting when the wait ran out: the jobs it waits for', () => {
-    const bin = { ...systemctl('', '', '12 slow.service start running\\n13 multi-user.target start waiting\\n'), timeout: 'exit 124' };
+    const bin = {
+      ...systemctl('', '', '12 slow.service start running\\n13 multi-user.target start waiting\\n'),
+      timeout: 'exit 124',
+    };
     const out = run('systemd', { dmi, bin });
-    expect(out).toBe(`img2vm-degraded: nonce=${NONCE} kernel=6.1.0-28-cloud-amd64 state=starting failed= waiting=slow.service,multi-user.target\n`);
-    expect(verdict(out)).toMatchObject({ status: 'failed', reason: 'the guest was still starting when its readiness check gave up: waiting for slow.service, multi-user.target' });
+    expect(out).toBe(
+      `img2vm-degraded: nonce=${NONCE} kernel=6.1.0-28-cloud-amd64 state=starting failed= waiting=slow.service,multi-user.target\n`,
+    );
+    expect(verdict(out)).toMatchObject({
+      status: 'failed',
+      reason:
+        'the guest was still starting when its readiness check gave up: waiting for slow.service, multi-user.target',
+    });
   });
 
   it('systemd before 240, which refuses --wait for is-system-running: asks until the system has settled', () => {
@@ -119,7 +145,9 @@ describe('img2vm-ready: the verdict, as img2vm test reads it', () => {
       `"--failed --plain --no-legend") echo "a.service loaded failed failed A" ;;`,
       'esac',
     ].join('\n');
-    expect(run('systemd', { dmi, bin: { systemctl: fake } })).toBe(`img2vm-degraded: nonce=${NONCE} kernel=6.1.0-28-cloud-amd64 state=degraded failed=a.service waiting=\n`);
+    expect(run('systemd', { dmi, bin: { systemctl: fake } })).toBe(
+      `img2vm-degraded: nonce=${NONCE} kernel=6.1.0-28-cloud-amd64 state=degraded failed=a.service waiting=\n`,
+    );
   });
 
   it('OpenRC: crashed and failed services of every runlevel, each once', () => {
@@ -131,13 +159,20 @@ describe('img2vm-ready: the verdict, as img2vm test reads it', () => {
     ].join('\n');
     // busybox runs its own applets first (uname too: the host's release).
     const out = run('openrc', { dmi, bin: { 'rc-status': rc } }, BUSYBOX);
-    expect(out).toMatch(new RegExp(`^img2vm-degraded: nonce=${NONCE} kernel=\\S+ state=degraded failed=bad-one,sshd waiting=\n$`));
-    expect(run('openrc', { dmi, bin: { 'rc-status': 'exit 1' } }, BUSYBOX)).toMatch(new RegExp(`^img2vm-ready: nonce=${NONCE} kernel=\\S+\n$`));
+    expect(out).toMatch(
+      new RegExp(`^img2vm-degraded: nonce=${NONCE} kernel=\\S+ state=degraded failed=bad-one,sshd waiting=\n$`),
+    );
+    expect(run('openrc', { dmi, bin: { 'rc-status': 'exit 1' } }, BUSYBOX)).toMatch(
+      new RegExp(`^img2vm-ready: nonce=${NONCE} kernel=\\S+\n$`),
+    );
   });
 
   it('without the nonce, its lines say so, and img2vm test fails saying why rather than passing', () => {
     const out = run('systemd', { bin: systemctl('running') });
     expect(out).toBe('img2vm-ready: nonce=none kernel=6.1.0-28-cloud-amd64\n');
-    expect(verdict(out)).toMatchObject({ status: 'failed', reason: expect.stringContaining("the guest's readiness check found no nonce") });
+    expect(verdict(out)).toMatchObject({
+      status: 'failed',
+      reason: expect.stringContaining("the guest's readiness check found no nonce"),
+    });
   });
 });

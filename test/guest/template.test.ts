@@ -15,7 +15,8 @@ const TEMPLATES = ['debian', 'fedora', 'alpine'];
 const read = (t: string, p: string) => readFileSync(join(TEMPLATES_DIR, t, 'files', p), 'utf8');
 
 describe('renderTemplate', () => {
-  it('fills placeholders', () => expect(renderTemplate('FROM {{base}}\n{{ x }}', { base: 'a', x: 'b' })).toBe('FROM a\nb'));
+  it('fills placeholders', () =>
+    expect(renderTemplate('FROM {{base}}\n{{ x }}', { base: 'a', x: 'b' })).toBe('FROM a\nb'));
   it('refuses unknown and unused names', () => {
     expect(() => renderTemplate('{{nope}}', {})).toThrow(/no value for \{\{nope\}\}/);
     expect(() => renderTemplate('x', { y: '1' })).toThrow(/never used: y/);
@@ -58,10 +59,15 @@ describe('templates', () => {
   it('every package install removes the host keys it made, in the same step', async () => {
     for (const os of ['ID=debian\nVERSION_ID=12', 'ID=alpine\nVERSION_ID=3.20.0', 'ID=fedora\nVERSION_ID=41']) {
       const recipe = recipeFor(parseOsRelease(os), 'amd64');
-      const r = await renderRecipe(recipe, { base: 'x', ...buildValues(recipe, { ssh: true, sudo: false, cloudInit: false, entrypoint: false }) });
+      const r = await renderRecipe(recipe, {
+        base: 'x',
+        ...buildValues(recipe, { ssh: true, sudo: false, cloudInit: false, entrypoint: false }),
+      });
       const installs = r.steps.filter((s) => s.kind === 'run' && s.network);
       expect(installs.length, os).toBe(1);
-      expect(installs[0]).toMatchObject({ script: expect.stringMatching(/openssh-server[\s\S]*rm -f \/etc\/ssh\/ssh_host_\*$/) });
+      expect(installs[0]).toMatchObject({
+        script: expect.stringMatching(/openssh-server[\s\S]*rm -f \/etc\/ssh\/ssh_host_\*$/),
+      });
     }
   });
 
@@ -74,7 +80,9 @@ describe('templates', () => {
     expect(unit).toMatch(/^Type=simple$/m);
     expect(unit).not.toMatch(/^After=multi-user\.target$/m);
     const openrc = read('alpine', 'etc/init.d/img2vm-ready');
-    expect(openrc).toContain('/usr/local/sbin/img2vm-ready announce > /dev/console\n\t/usr/local/sbin/img2vm-ready openrc > /dev/console');
+    expect(openrc).toContain(
+      '/usr/local/sbin/img2vm-ready announce > /dev/console\n\t/usr/local/sbin/img2vm-ready openrc > /dev/console',
+    );
     expect(openrc).toContain("after '*'");
   });
 
@@ -87,7 +95,9 @@ describe('templates', () => {
     expect(nm).toMatch(/^type=ethernet$/m);
     expect(nm).toMatch(/^multi-connect=3$/m);
     expect(nm).not.toMatch(/^interface-name=/m);
-    expect(readFileSync(join(TEMPLATES_DIR, 'fedora', 'Dockerfile'), 'utf8')).toContain('chmod 600 /etc/NetworkManager/system-connections/img2vm-dhcp.nmconnection');
+    expect(readFileSync(join(TEMPLATES_DIR, 'fedora', 'Dockerfile'), 'utf8')).toContain(
+      'chmod 600 /etc/NetworkManager/system-connections/img2vm-dhcp.nmconnection',
+    );
     const udhcpc = read('alpine', 'etc/init.d/img2vm-dhcp');
     expect(udhcpc).toContain('for dev in /sys/class/net/*');
     expect(udhcpc).toContain('udhcpc -b');
@@ -106,7 +116,9 @@ describe('templates', () => {
     expect(read('alpine', 'etc/mkinitfs/mkinitfs.conf')).toMatch(/^features="ata base ext4 nvme scsi virtio img2vm"$/m);
     // The initramfs loads the modules its /etc/modules names before mounting root: ext4 is one of them.
     expect(read('alpine', 'etc/mkinitfs/features.d/img2vm.files')).toBe('/etc/modules\n');
-    expect(readFileSync(join(TEMPLATES_DIR, 'alpine', 'Dockerfile'), 'utf8')).toContain('grep -qx ext4 /etc/modules 2>/dev/null || echo ext4 >> /etc/modules');
+    expect(readFileSync(join(TEMPLATES_DIR, 'alpine', 'Dockerfile'), 'utf8')).toContain(
+      'grep -qx ext4 /etc/modules 2>/dev/null || echo ext4 >> /etc/modules',
+    );
     expect(read('debian', 'etc/initramfs-tools/conf.d/img2vm')).toMatch(/^FSTYPE=ext4$/m);
   });
 });

@@ -9,19 +9,25 @@ import { shellcheck } from './shellcheck.js';
 const TEMPLATES = ['debian', 'fedora', 'alpine'];
 
 function walk(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)],
+  );
 }
 
 describe('templates', () => {
   it('every shell script parses with dash and bash', () => {
-    const scripts = TEMPLATES.flatMap((t) => walk(join(TEMPLATES_DIR, t, 'files'))).filter((f) => /^#!\/(bin\/sh|sbin\/openrc-run)/.test(readFileSync(f, 'utf8')));
+    const scripts = TEMPLATES.flatMap((t) => walk(join(TEMPLATES_DIR, t, 'files'))).filter((f) =>
+      /^#!\/(bin\/sh|sbin\/openrc-run)/.test(readFileSync(f, 'utf8')),
+    );
     expect(scripts.length).toBeGreaterThanOrEqual(7);
     for (const f of scripts) {
       for (const sh of ['/bin/dash', '/bin/bash']) {
         try {
           execFileSync(sh, ['-n', f], { stdio: 'pipe' });
         } catch (e) {
-          throw new Error(`${sh} -n ${relative(TEMPLATES_DIR, f)}: ${(e as { stderr?: Buffer }).stderr?.toString() ?? e}`);
+          throw new Error(
+            `${sh} -n ${relative(TEMPLATES_DIR, f)}: ${(e as { stderr?: Buffer }).stderr?.toString() ?? e}`,
+          );
         }
       }
       expect(statSync(f).mode & 0o111, `${f} is executable`).not.toBe(0);
@@ -29,7 +35,9 @@ describe('templates', () => {
   });
 
   it('every shell script is clean under shellcheck (POSIX sh: busybox runs some of them)', () => {
-    const scripts = TEMPLATES.flatMap((t) => walk(join(TEMPLATES_DIR, t, 'files'))).filter((f) => /^#!\/(bin\/sh|sbin\/openrc-run)/.test(readFileSync(f, 'utf8')));
+    const scripts = TEMPLATES.flatMap((t) => walk(join(TEMPLATES_DIR, t, 'files'))).filter((f) =>
+      /^#!\/(bin\/sh|sbin\/openrc-run)/.test(readFileSync(f, 'utf8')),
+    );
     for (const f of scripts) shellcheck(readFileSync(f, 'utf8'), relative(TEMPLATES_DIR, f));
   });
 });

@@ -1,5 +1,13 @@
 // Facts about an image for plan tests, written flat as a finished conversion knows them, sorted into planning's phases.
-import type { ContentFacts, ImageFacts, KernelFacts, PlanInputs, ProcessFacts, TreeFacts, Userland } from '../../src/core/plan.js';
+import type {
+  ContentFacts,
+  ImageFacts,
+  KernelFacts,
+  PlanInputs,
+  ProcessFacts,
+  TreeFacts,
+  Userland,
+} from '../../src/core/plan.js';
 import type { Known } from '../../src/guest/strategy.js';
 
 export interface FlatFacts {
@@ -10,7 +18,13 @@ export interface FlatFacts {
   os?: ImageFacts['os'];
   builders?: ImageFacts['builders'];
   /** The distro strategy's build, as the plan shows it. */
-  guest?: { distribution?: string; template?: string; builder: NonNullable<TreeFacts['build']>['builder']; cached: boolean | null; image: string | null };
+  guest?: {
+    distribution?: string;
+    template?: string;
+    builder: NonNullable<TreeFacts['build']>['builder'];
+    cached: boolean | null;
+    image: string | null;
+  };
   kernel?: KernelFacts | null;
   kernelBundle?: TreeFacts['kernelBundle'];
   hasResolved?: boolean;

@@ -32,11 +32,31 @@ describe('readArMembers', () => {
     ['a bad magic', (b) => Buffer.concat([Buffer.from('!<arc>\n\n'), b.subarray(8)]), /bad magic/],
     ['a truncated member', (b) => b.subarray(0, 199), /runs past the end of the file.*truncated/],
     ['a truncated header', (b) => b.subarray(0, 150), /truncated member header at offset 136/],
-    ['a bad header terminator', (b) => Buffer.concat([b.subarray(0, 66), Buffer.from('x\n'), b.subarray(68)]), /bad member header at offset 8/],
-    ['a non-numeric size', (b) => Buffer.concat([b.subarray(0, 56), Buffer.from('-4        '), b.subarray(66)]), /invalid size field/],
-    ['a huge size', (b) => Buffer.concat([b.subarray(0, 56), Buffer.from('9999999999'), b.subarray(66)]), /runs past the end/],
-    ['an extended name', (b) => Buffer.concat([b.subarray(0, 8), Buffer.from('/123            '), b.subarray(24)]), /extended name table/],
-    ['a path as name', (b) => Buffer.concat([b.subarray(0, 8), Buffer.from('../etc/passwd   '), b.subarray(24)]), /invalid name/],
+    [
+      'a bad header terminator',
+      (b) => Buffer.concat([b.subarray(0, 66), Buffer.from('x\n'), b.subarray(68)]),
+      /bad member header at offset 8/,
+    ],
+    [
+      'a non-numeric size',
+      (b) => Buffer.concat([b.subarray(0, 56), Buffer.from('-4        '), b.subarray(66)]),
+      /invalid size field/,
+    ],
+    [
+      'a huge size',
+      (b) => Buffer.concat([b.subarray(0, 56), Buffer.from('9999999999'), b.subarray(66)]),
+      /runs past the end/,
+    ],
+    [
+      'an extended name',
+      (b) => Buffer.concat([b.subarray(0, 8), Buffer.from('/123            '), b.subarray(24)]),
+      /extended name table/,
+    ],
+    [
+      'a path as name',
+      (b) => Buffer.concat([b.subarray(0, 8), Buffer.from('../etc/passwd   '), b.subarray(24)]),
+      /invalid name/,
+    ],
   ];
   it.each(hostile)('refuses %s', async (_, mutate, msg) => {
     const b = mutate(DEB);
@@ -52,15 +72,47 @@ describe('readArMembers', () => {
 
 describe('debMembers', () => {
   it('finds the data archive of a .deb', async () => {
-    expect(await debMembers(readerOf(DEB), DEB.length)).toEqual({ version: '2.0', control: { name: 'control.tar.xz', offset: 132, size: 3 }, data: { name: 'data.tar.xz', offset: 196, size: 5 } });
+    expect(await debMembers(readerOf(DEB), DEB.length)).toEqual({
+      version: '2.0',
+      control: { name: 'control.tar.xz', offset: 132, size: 3 },
+      data: { name: 'data.tar.xz', offset: 196, size: 5 },
+    });
   });
 
   const cases: [string, { name: string; data: Buffer }[], RegExp][] = [
     ['no debian-binary first', [{ name: 'data.tar.xz', data: Buffer.from('d') }], /first member is not debian-binary/],
-    ['a format version 3', [{ name: 'debian-binary', data: Buffer.from('3.0\n') }], /unsupported .deb format version "3.0"/],
-    ['no data member', [{ name: 'debian-binary', data: Buffer.from('2.0\n') }, { name: 'control.tar.gz', data: Buffer.from('c') }], /no data.tar member/],
-    ['data before control', [{ name: 'debian-binary', data: Buffer.from('2.0\n') }, { name: 'data.tar.xz', data: Buffer.from('d') }, { name: 'control.tar.xz', data: Buffer.from('c') }], /unexpected member "data.tar.xz"/],
-    ['two data members', [{ name: 'debian-binary', data: Buffer.from('2.0\n') }, { name: 'control.tar', data: Buffer.from('c') }, { name: 'data.tar', data: Buffer.from('d') }, { name: 'data.tar.xz', data: Buffer.from('d') }], /unexpected member "data.tar.xz"/],
+    [
+      'a format version 3',
+      [{ name: 'debian-binary', data: Buffer.from('3.0\n') }],
+      /unsupported .deb format version "3.0"/,
+    ],
+    [
+      'no data member',
+      [
+        { name: 'debian-binary', data: Buffer.from('2.0\n') },
+        { name: 'control.tar.gz', data: Buffer.from('c') },
+      ],
+      /no data.tar member/,
+    ],
+    [
+      'data before control',
+      [
+        { name: 'debian-binary', data: Buffer.from('2.0\n') },
+        { name: 'data.tar.xz', data: Buffer.from('d') },
+        { name: 'control.tar.xz', data: Buffer.from('c') },
+      ],
+      /unexpected member "data.tar.xz"/,
+    ],
+    [
+      'two data members',
+      [
+        { name: 'debian-binary', data: Buffer.from('2.0\n') },
+        { name: 'control.tar', data: Buffer.from('c') },
+        { name: 'data.tar', data: Buffer.from('d') },
+        { name: 'data.tar.xz', data: Buffer.from('d') },
+      ],
+      /unexpected member "data.tar.xz"/,
+    ],
   ];
   it.each(cases)('refuses %s', async (_, members, msg) => {
     const b = arOf(members);
@@ -68,7 +120,12 @@ describe('debMembers', () => {
   });
 
   it('ignores members reserved for extensions (leading underscore)', async () => {
-    const b = arOf([{ name: 'debian-binary', data: Buffer.from('2.0\n') }, { name: '_gpgbuilder', data: Buffer.from('sig') }, { name: 'control.tar.zst', data: Buffer.from('c') }, { name: 'data.tar.zst', data: Buffer.from('d') }]);
+    const b = arOf([
+      { name: 'debian-binary', data: Buffer.from('2.0\n') },
+      { name: '_gpgbuilder', data: Buffer.from('sig') },
+      { name: 'control.tar.zst', data: Buffer.from('c') },
+      { name: 'data.tar.zst', data: Buffer.from('d') },
+    ]);
     expect((await debMembers(readerOf(b), b.length)).data.name).toBe('data.tar.zst');
   });
 });

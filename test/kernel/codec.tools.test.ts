@@ -9,7 +9,10 @@ import { CodecError, decode } from '../../src/kernel/codec.js';
 
 function tool(name: string, args: string[], input: Buffer): Buffer {
   const r = spawnSync(name, args, { input, maxBuffer: 1 << 30 });
-  if (r.error || r.status !== 0) throw new Error(`${name} could not run (${r.error?.message ?? r.stderr.toString()}); install it with scripts/install-deps.sh`);
+  if (r.error || r.status !== 0)
+    throw new Error(
+      `${name} could not run (${r.error?.message ?? r.stderr.toString()}); install it with scripts/install-deps.sh`,
+    );
   return r.stdout;
 }
 
@@ -50,7 +53,10 @@ describe('kernel-path decode', () => {
     const blob = compress(data);
 
     it(`${name}: decompresses exactly`, async () => {
-      const { compression, chunks } = decode(blob.subarray(0, 512), Readable.from([blob]), { maxBytes: 1 << 30, what: 'test.tar' });
+      const { compression, chunks } = decode(blob.subarray(0, 512), Readable.from([blob]), {
+        maxBytes: 1 << 30,
+        what: 'test.tar',
+      });
       expect(compression).toBe(name);
       expect((await drain(chunks)).equals(data)).toBe(true);
     });

@@ -17,7 +17,14 @@ let deb: string;
 beforeEach(async () => {
   env = await testEnv();
   deb = join(env.dir, 'linux-image.deb');
-  writeFileSync(deb, await fakeKernelDeb({ version: VERSION, usrMerged: false, modules: { 'drivers/block/virtio_blk.ko': 'blk', 'fs/ext4/ext4.ko': 'ext4' } }));
+  writeFileSync(
+    deb,
+    await fakeKernelDeb({
+      version: VERSION,
+      usrMerged: false,
+      modules: { 'drivers/block/virtio_blk.ko': 'blk', 'fs/ext4/ext4.ko': 'ext4' },
+    }),
+  );
 });
 afterEach(() => env.close());
 

@@ -60,19 +60,25 @@ describe('compareDebVersions', () => {
   });
 
   it('never throws on junk', () => {
-    for (const s of ['', ':', '-', '::--', '\u0000', '~~~', 'abc:def']) expect(() => compareDebVersions(s, '1.0')).not.toThrow();
+    for (const s of ['', ':', '-', '::--', '\u0000', '~~~', 'abc:def'])
+      expect(() => compareDebVersions(s, '1.0')).not.toThrow();
   });
 });
 
 describe('parseDebVersion and validity', () => {
   it('splits epoch, upstream and revision at the first colon and the last hyphen', () => {
-    expect(parseDebVersion('2:6.12.9+deb13-cloud-1')).toEqual({ epoch: 2, upstream: '6.12.9+deb13-cloud', revision: '1' });
+    expect(parseDebVersion('2:6.12.9+deb13-cloud-1')).toEqual({
+      epoch: 2,
+      upstream: '6.12.9+deb13-cloud',
+      revision: '1',
+    });
     expect(parseDebVersion('1.0')).toEqual({ epoch: 0, upstream: '1.0', revision: '' });
   });
 
   it('accepts what the archive uses and rejects what dpkg would', () => {
     for (const v of ['6.12.118-1', '1:2.3~rc1-0+deb13u1', '20230311', '0.1']) expect(isValidDebVersion(v)).toBe(true);
-    for (const v of ['', 'a1.0', '1.0-', '1 .0', '1.0_1', `1${'0'.repeat(300)}`]) expect(isValidDebVersion(v)).toBe(false);
+    for (const v of ['', 'a1.0', '1.0-', '1 .0', '1.0_1', `1${'0'.repeat(300)}`])
+      expect(isValidDebVersion(v)).toBe(false);
   });
 });
 

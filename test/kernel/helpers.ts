@@ -21,7 +21,13 @@ export async function testEnv(): Promise<TestEnv> {
   const work = await mkdtemp(join(dir, 'work-'));
   const events: Img2vmEvent[] = [];
   const scope = new Scope();
-  const ctx: RunContext = { work, signal: new AbortController().signal, sink: (e) => events.push(e), scope, random: createRandom('kernel') };
+  const ctx: RunContext = {
+    work,
+    signal: new AbortController().signal,
+    sink: (e) => events.push(e),
+    scope,
+    random: createRandom('kernel'),
+  };
   return {
     dir,
     cache: join(dir, 'cache'),

@@ -46,8 +46,14 @@ describe('getBuffer', () => {
       if (req.url === '/loop') res.writeHead(302, { location: '/loop' }).end();
       else res.writeHead(302, { location: 'file:///etc/passwd' }).end();
     };
-    await expect(getBuffer(`${base}/loop`, 100, fast)).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/redirects more than 5 times/) });
-    await expect(getBuffer(`${base}/file`, 100, fast)).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/redirects to a file: URL/) });
+    await expect(getBuffer(`${base}/loop`, 100, fast)).rejects.toMatchObject({
+      reason: 'protocol',
+      message: expect.stringMatching(/redirects more than 5 times/),
+    });
+    await expect(getBuffer(`${base}/file`, 100, fast)).rejects.toMatchObject({
+      reason: 'protocol',
+      message: expect.stringMatching(/redirects to a file: URL/),
+    });
   });
 
   it('retries 5xx and broken connections, then succeeds', async () => {
@@ -64,7 +70,10 @@ describe('getBuffer', () => {
 
   it('gives up after its attempts, as unreachable', async () => {
     handler = (_req, res) => res.writeHead(500).end();
-    await expect(getBuffer(`${base}/x`, 100, fast)).rejects.toMatchObject({ reason: 'unreachable', message: expect.stringMatching(/HTTP 500 .*gave up after 3 attempts/) });
+    await expect(getBuffer(`${base}/x`, 100, fast)).rejects.toMatchObject({
+      reason: 'unreachable',
+      message: expect.stringMatching(/HTTP 500 .*gave up after 3 attempts/),
+    });
   });
 
   it('does not retry 404, nor other client errors', async () => {
@@ -87,8 +96,14 @@ describe('getBuffer', () => {
         res.end(Buffer.alloc(600));
       }
     };
-    await expect(getBuffer(`${base}/declared`, 999, fast)).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/1000 bytes, more than the 999/) });
-    await expect(getBuffer(`${base}/chunked`, 999, fast)).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/more than the 999 bytes/) });
+    await expect(getBuffer(`${base}/declared`, 999, fast)).rejects.toMatchObject({
+      reason: 'protocol',
+      message: expect.stringMatching(/1000 bytes, more than the 999/),
+    });
+    await expect(getBuffer(`${base}/chunked`, 999, fast)).rejects.toMatchObject({
+      reason: 'protocol',
+      message: expect.stringMatching(/more than the 999 bytes/),
+    });
   });
 
   it('drops a server that goes silent and tries again', async () => {
@@ -105,7 +120,10 @@ describe('getBuffer', () => {
     const port = (server.address() as AddressInfo).port;
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
-    await expect(getBuffer(`http://127.0.0.1:${port}/x`, 100, fast)).rejects.toMatchObject({ reason: 'unreachable', message: expect.stringMatching(/ECONNREFUSED/) });
+    await expect(getBuffer(`http://127.0.0.1:${port}/x`, 100, fast)).rejects.toMatchObject({
+      reason: 'unreachable',
+      message: expect.stringMatching(/ECONNREFUSED/),
+    });
     server = createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   });
@@ -122,11 +140,18 @@ describe('downloadFile', () => {
         return;
       }
       const from = Number(/bytes=(\d+)-/.exec(req.headers.range)![1]);
-      res.writeHead(206, { 'content-length': BODY.length - from, 'content-range': `bytes ${from}-${BODY.length - 1}/${BODY.length}` }).end(BODY.subarray(from));
+      res
+        .writeHead(206, {
+          'content-length': BODY.length - from,
+          'content-range': `bytes ${from}-${BODY.length - 1}/${BODY.length}`,
+        })
+        .end(BODY.subarray(from));
     };
     const file = join(env.dir, 'f');
     const progress: number[] = [];
-    expect(await downloadFile(`${base}/f`, file, { ...fast, size: BODY.length, onProgress: (d) => progress.push(d) })).toBe(sha(BODY));
+    expect(
+      await downloadFile(`${base}/f`, file, { ...fast, size: BODY.length, onProgress: (d) => progress.push(d) }),
+    ).toBe(sha(BODY));
     expect((await readFile(file)).equals(BODY)).toBe(true);
     expect(ranges[0]).toBeUndefined();
     expect(ranges[1]).toMatch(/^bytes=\d+-$/);
@@ -148,12 +173,16 @@ describe('downloadFile', () => {
   it('refuses a file larger than the index says, as soon as it shows', async () => {
     handler = (_req, res) => res.writeHead(200, { 'content-length': BODY.length }).end(BODY);
     await expect(downloadFile(`${base}/f`, join(env.dir, 'f'), { ...fast, size: 100 })).rejects.toThrow(HttpError);
-    await expect(downloadFile(`${base}/f`, join(env.dir, 'f'), { ...fast, size: 100 })).rejects.toThrow(/is 10003 bytes, but the index says 100/);
+    await expect(downloadFile(`${base}/f`, join(env.dir, 'f'), { ...fast, size: 100 })).rejects.toThrow(
+      /is 10003 bytes, but the index says 100/,
+    );
     handler = (_req, res) => {
       res.writeHead(200);
       res.end(BODY);
     };
-    await expect(downloadFile(`${base}/f`, join(env.dir, 'f'), { ...fast, size: 100 })).rejects.toThrow(/more than the 100 bytes the index says/);
+    await expect(downloadFile(`${base}/f`, join(env.dir, 'f'), { ...fast, size: 100 })).rejects.toThrow(
+      /more than the 100 bytes the index says/,
+    );
   });
 });
 
@@ -190,7 +219,12 @@ describe('https', () => {
       served++;
       res.end('should not be read');
     };
-    await expect(getBuffer(`${tlsBase}/x`, 100, fast)).rejects.toMatchObject({ reason: 'tls', message: expect.stringMatching(/cannot verify the TLS certificate of 127\.0\.0\.1:\d+ \(DEPTH_ZERO_SELF_SIGNED_CERT\)/) });
+    await expect(getBuffer(`${tlsBase}/x`, 100, fast)).rejects.toMatchObject({
+      reason: 'tls',
+      message: expect.stringMatching(
+        /cannot verify the TLS certificate of 127\.0\.0\.1:\d+ \(DEPTH_ZERO_SELF_SIGNED_CERT\)/,
+      ),
+    });
     expect(connections).toBe(1);
     expect(served).toBe(0);
   });
@@ -205,7 +239,10 @@ describe('https', () => {
         res.end('plain');
       }
     };
-    await expect(getBuffer(`${tlsBase}/secure`, 100, { ...fast, ca: cert })).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/redirects to plain http \(http:\/\/127\.0\.0\.1:\d+\/plain\)/) });
+    await expect(getBuffer(`${tlsBase}/secure`, 100, { ...fast, ca: cert })).rejects.toMatchObject({
+      reason: 'protocol',
+      message: expect.stringMatching(/redirects to plain http \(http:\/\/127\.0\.0\.1:\d+\/plain\)/),
+    });
     expect(plain).toBe(0);
   });
 });

@@ -25,7 +25,7 @@ async function layout(layers: Record<string, FileSpec>[]): Promise<string> {
 const kernel = (ref: string) => getKernel({ kind: 'image', ref }, env.ctx, { cacheDir: env.cache });
 
 describe('kernel images', () => {
-  it('reads linuxkit\'s layout: /kernel and the modules in /kernel.tar, keeping its modules.dep', async () => {
+  it("reads linuxkit's layout: /kernel and the modules in /kernel.tar, keeping its modules.dep", async () => {
     const v = '6.6.71-linuxkit';
     const modules = await tarOf({
       'lib/': { dir: true },
@@ -36,7 +36,9 @@ describe('kernel images', () => {
       [`lib/modules/${v}/kernel/fs/fat/fat.ko`]: 'fat',
       [`lib/modules/${v}/build`]: { symlink: `/usr/src/linux-headers-${v}` },
     });
-    const ref = await layout([{ kernel: fakeBzImage(v), 'kernel.tar': modules, 'System.map': 'x', 'kernel-dev.tar': 'headers' }]);
+    const ref = await layout([
+      { kernel: fakeBzImage(v), 'kernel.tar': modules, 'System.map': 'x', 'kernel-dev.tar': 'headers' },
+    ]);
     const b = await kernel(ref);
     expect(b.version).toBe(v);
     expect(b.origin).toBe(`image ${ref}`);
@@ -44,7 +46,12 @@ describe('kernel images', () => {
     expect(b.config).toBeUndefined();
     expect((await readFile(b.vmlinuz)).equals(fakeBzImage(v))).toBe(true);
     expect(resolveModules(b, ['virtio_blk', 'vfat']).map((m) => m.name)).toEqual(['fat', 'vfat']);
-    expect(await listFiles(b.modulesDir!)).toEqual(['kernel/fs/fat/fat.ko', 'kernel/fs/fat/vfat.ko', 'modules.builtin', 'modules.dep']);
+    expect(await listFiles(b.modulesDir!)).toEqual([
+      'kernel/fs/fat/fat.ko',
+      'kernel/fs/fat/vfat.ko',
+      'modules.builtin',
+      'modules.dep',
+    ]);
     // Again: from the cache, the same bundle.
     expect(await kernel(ref)).toEqual(b);
   });
@@ -107,13 +114,29 @@ describe('kernel images', () => {
     ]);
     const b = await kernel(ref);
     expect(await listFiles(b.modulesDir!)).toEqual(['kernel/new.ko', 'modules.dep']);
-    expect(await listFiles(join(b.modulesDir!, '..', '..', '..'))).toEqual(['boot/vmlinuz-6.1.0', 'kernel.json', 'lib/modules/6.1.0/kernel/new.ko', 'lib/modules/6.1.0/modules.dep']);
+    expect(await listFiles(join(b.modulesDir!, '..', '..', '..'))).toEqual([
+      'boot/vmlinuz-6.1.0',
+      'kernel.json',
+      'lib/modules/6.1.0/kernel/new.ko',
+      'lib/modules/6.1.0/modules.dep',
+    ]);
   });
 
   it('refuses an image without a kernel, or whose modules belong to another kernel, and caches nothing', async () => {
-    await expect(kernel(await layout([{ 'etc/os-release': 'ID=debian\n' }]))).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/holds no kernel/) });
-    await expect(kernel(await layout([{ kernel: fakeBzImage('6.6.1'), 'lib/modules/6.6.2/modules.dep': '' }]))).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/its kernel is 6\.6\.1 but its modules are for 6\.6\.2/) });
-    await expect(kernel(await layout([{ kernel: 'not a kernel' }]))).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/not a Linux kernel image/) });
+    await expect(kernel(await layout([{ 'etc/os-release': 'ID=debian\n' }]))).rejects.toMatchObject({
+      kind: 'badImage',
+      message: expect.stringMatching(/holds no kernel/),
+    });
+    await expect(
+      kernel(await layout([{ kernel: fakeBzImage('6.6.1'), 'lib/modules/6.6.2/modules.dep': '' }])),
+    ).rejects.toMatchObject({
+      kind: 'badImage',
+      message: expect.stringMatching(/its kernel is 6\.6\.1 but its modules are for 6\.6\.2/),
+    });
+    await expect(kernel(await layout([{ kernel: 'not a kernel' }]))).rejects.toMatchObject({
+      kind: 'badImage',
+      message: expect.stringMatching(/not a Linux kernel image/),
+    });
     const kernels = kernelCacheDir({ cacheDir: env.cache });
     expect(await listFiles(join(kernels, 'trees'))).toEqual([]);
     expect(await listFiles(join(env.cache, 'tmp'))).toEqual([]);
@@ -134,11 +157,19 @@ describe('a kernel file with a modules directory', () => {
   it('uses the files where they are, with an id that follows their contents', async () => {
     const t = await tree('6.1.0');
     const b = await getKernel({ kind: 'vmlinuz', path: t.vmlinuz, modulesDir: t.mods }, env.ctx);
-    expect(b).toEqual({ version: '6.1.0', vmlinuz: t.vmlinuz, modulesDir: t.mods, origin: `kernel file ${t.vmlinuz} with modules from ${t.mods}`, id: expect.stringMatching(/^sha256:/) });
+    expect(b).toEqual({
+      version: '6.1.0',
+      vmlinuz: t.vmlinuz,
+      modulesDir: t.mods,
+      origin: `kernel file ${t.vmlinuz} with modules from ${t.mods}`,
+      id: expect.stringMatching(/^sha256:/),
+    });
     // The lib/modules directory above works too.
     expect(await getKernel({ kind: 'vmlinuz', path: t.vmlinuz, modulesDir: join(t.mods, '..') }, env.ctx)).toEqual(b);
     const changed = await tree('6.1.0', 'b');
-    expect((await getKernel({ kind: 'vmlinuz', path: changed.vmlinuz, modulesDir: changed.mods }, env.ctx)).id).not.toBe(b.id);
+    expect(
+      (await getKernel({ kind: 'vmlinuz', path: changed.vmlinuz, modulesDir: changed.mods }, env.ctx)).id,
+    ).not.toBe(b.id);
     const bare = await getKernel({ kind: 'vmlinuz', path: t.vmlinuz }, env.ctx);
     expect(bare.modulesDir).toBeUndefined();
     expect(bare.id).not.toBe(b.id);
@@ -146,8 +177,14 @@ describe('a kernel file with a modules directory', () => {
 
   it('says what is wrong with the files', async () => {
     const t = await tree('6.1.0');
-    await expect(getKernel({ kind: 'vmlinuz', path: join(env.dir, 'nope') }, env.ctx)).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/does not exist/) });
-    await expect(getKernel({ kind: 'vmlinuz', path: t.vmlinuz, modulesDir: env.dir }, env.ctx)).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/has no modules\.dep/) });
+    await expect(getKernel({ kind: 'vmlinuz', path: join(env.dir, 'nope') }, env.ctx)).rejects.toMatchObject({
+      kind: 'usage',
+      message: expect.stringMatching(/does not exist/),
+    });
+    await expect(getKernel({ kind: 'vmlinuz', path: t.vmlinuz, modulesDir: env.dir }, env.ctx)).rejects.toMatchObject({
+      kind: 'usage',
+      message: expect.stringMatching(/has no modules\.dep/),
+    });
     const other = await tree('6.2.0');
     await getKernel({ kind: 'vmlinuz', path: t.vmlinuz, modulesDir: other.mods }, env.ctx);
     expect(env.logs('warn')).toEqual([expect.stringMatching(/is 6\.1\.0, but its modules directory is named 6\.2\.0/)]);

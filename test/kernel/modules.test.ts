@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { kernelVersionOf, versionFromSetupHeader } from '../../src/kernel/bzimage.js';
-import { canonicalModuleName, moduleClosure, ModulesError, parseModulesBuiltin, parseModulesDep, resolveModules } from '../../src/kernel/modules.js';
+import {
+  canonicalModuleName,
+  moduleClosure,
+  ModulesError,
+  parseModulesBuiltin,
+  parseModulesDep,
+  resolveModules,
+} from '../../src/kernel/modules.js';
 import { fakeBzImage } from '../../fixtures/debian-mirror/kernel.js';
 
 // A slice of trixie's cloud kernel, as depmod writes it (a module's line lists its whole closure).
@@ -34,12 +41,18 @@ describe('moduleClosure', () => {
   });
 
   it('gives a valid order whatever order depmod listed a closure in', () => {
-    const shuffled = DEP.replace('kernel/x/c.ko: kernel/x/a.ko kernel/x/b.ko', 'kernel/x/c.ko: kernel/x/b.ko kernel/x/a.ko');
-    for (const text of [DEP, shuffled]) expect(moduleClosure({ dep: parseModulesDep(text), builtin: new Set() }, ['c'])).toEqual(['a', 'b', 'c']);
+    const shuffled = DEP.replace(
+      'kernel/x/c.ko: kernel/x/a.ko kernel/x/b.ko',
+      'kernel/x/c.ko: kernel/x/b.ko kernel/x/a.ko',
+    );
+    for (const text of [DEP, shuffled])
+      expect(moduleClosure({ dep: parseModulesDep(text), builtin: new Set() }, ['c'])).toEqual(['a', 'b', 'c']);
   });
 
   it('lists each module once, skips built-ins and treats - and _ alike', () => {
-    expect(moduleClosure(index(), ['vfat', 'fat', 'ext4', 'virtio-blk', 'nvme', 'virtio_pci', 'scsi_mod', 'virtio-scsi'])).toEqual(['fat', 'vfat', 'virtio_blk', 'scsi_common', 'scsi_mod', 'virtio_scsi']);
+    expect(
+      moduleClosure(index(), ['vfat', 'fat', 'ext4', 'virtio-blk', 'nvme', 'virtio_pci', 'scsi_mod', 'virtio-scsi']),
+    ).toEqual(['fat', 'vfat', 'virtio_blk', 'scsi_common', 'scsi_mod', 'virtio_scsi']);
     expect(moduleClosure(index(), ['nls_cp437', 'virtio_mmio.ko'])).toEqual(['nls_cp437', 'virtio_mmio']);
     expect(canonicalModuleName('nls-cp437.ko.zst')).toBe('nls_cp437');
   });
@@ -50,18 +63,32 @@ describe('moduleClosure', () => {
   });
 
   it('refuses dependency cycles and dangling dependencies', () => {
-    expect(() => moduleClosure({ dep: parseModulesDep('a.ko: b.ko\nb.ko: a.ko\n'), builtin: new Set() }, ['a'])).toThrow(/cycle: a → b → a/);
-    expect(() => moduleClosure({ dep: parseModulesDep('a.ko: gone.ko\n'), builtin: new Set() }, ['a'])).toThrow(/"gone" that has no line of its own/);
+    expect(() =>
+      moduleClosure({ dep: parseModulesDep('a.ko: b.ko\nb.ko: a.ko\n'), builtin: new Set() }, ['a']),
+    ).toThrow(/cycle: a → b → a/);
+    expect(() => moduleClosure({ dep: parseModulesDep('a.ko: gone.ko\n'), builtin: new Set() }, ['a'])).toThrow(
+      /"gone" that has no line of its own/,
+    );
   });
 });
 
 describe('parseModulesDep', () => {
   it('takes the absolute paths old depmods wrote', () => {
-    const dep = parseModulesDep('/lib/modules/4.9.0/kernel/a.ko: /lib/modules/4.9.0/kernel/b.ko\n/lib/modules/4.9.0/kernel/b.ko:\n', '4.9.0');
+    const dep = parseModulesDep(
+      '/lib/modules/4.9.0/kernel/a.ko: /lib/modules/4.9.0/kernel/b.ko\n/lib/modules/4.9.0/kernel/b.ko:\n',
+      '4.9.0',
+    );
     expect(dep.get('a')).toEqual({ path: 'kernel/a.ko', deps: ['kernel/b.ko'] });
   });
 
-  it.each(['../../../etc/passwd.ko:', 'kernel/a.ko: /etc/shadow.ko', '/lib/modules/other/kernel/a.ko:', 'kernel/a.txt:', 'kernel//a.ko:', 'no colon here'])('refuses "%s"', (line) => {
+  it.each([
+    '../../../etc/passwd.ko:',
+    'kernel/a.ko: /etc/shadow.ko',
+    '/lib/modules/other/kernel/a.ko:',
+    'kernel/a.txt:',
+    'kernel//a.ko:',
+    'no colon here',
+  ])('refuses "%s"', (line) => {
     expect(() => parseModulesDep(`${line}\n`, '6.1.0')).toThrow(ModulesError);
   });
 });
@@ -75,7 +102,7 @@ describe('resolveModules', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('gives absolute paths and each module\'s compression', async () => {
+  it("gives absolute paths and each module's compression", async () => {
     await writeFile(join(dir, 'modules.dep'), DEP);
     await writeFile(join(dir, 'modules.builtin'), BUILTIN);
     for (const line of DEP.split('\n').filter(Boolean)) {
@@ -94,9 +121,19 @@ describe('resolveModules', () => {
   });
 
   it('is an Img2vmError naming the kernel when a module is missing or modules.dep is', async () => {
-    expect(() => resolveModules({ version: '6.12', modulesDir: dir, origin: 'test' }, ['vfat'])).toThrow(expect.objectContaining({ kind: 'badImage', message: expect.stringMatching(/kernel 6\.12 \(test\): .*modules\.dep is missing/) }));
+    expect(() => resolveModules({ version: '6.12', modulesDir: dir, origin: 'test' }, ['vfat'])).toThrow(
+      expect.objectContaining({
+        kind: 'badImage',
+        message: expect.stringMatching(/kernel 6\.12 \(test\): .*modules\.dep is missing/),
+      }),
+    );
     await writeFile(join(dir, 'modules.dep'), 'kernel/a.ko:\n');
-    expect(() => resolveModules({ version: '6.12', modulesDir: dir }, ['a'])).toThrow(expect.objectContaining({ kind: 'badImage', message: expect.stringMatching(/lists kernel\/a\.ko, which is not in/) }));
+    expect(() => resolveModules({ version: '6.12', modulesDir: dir }, ['a'])).toThrow(
+      expect.objectContaining({
+        kind: 'badImage',
+        message: expect.stringMatching(/lists kernel\/a\.ko, which is not in/),
+      }),
+    );
   });
 
   it('needs nothing for a kernel without modules', () => {
@@ -131,8 +168,14 @@ describe('kernelVersionOf', () => {
   it('refuses files that are not kernels', async () => {
     const p = join(dir, 'x');
     await writeFile(p, 'hello');
-    await expect(kernelVersionOf(p)).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/not a Linux kernel image/) });
-    await expect(kernelVersionOf(join(dir, 'missing'))).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/ENOENT/) });
+    await expect(kernelVersionOf(p)).rejects.toMatchObject({
+      kind: 'badImage',
+      message: expect.stringMatching(/not a Linux kernel image/),
+    });
+    await expect(kernelVersionOf(join(dir, 'missing'))).rejects.toMatchObject({
+      kind: 'usage',
+      message: expect.stringMatching(/ENOENT/),
+    });
   });
 
   it('ignores headers that point outside the file or at junk', () => {

@@ -29,7 +29,8 @@ Filename: pool/main/l/linux-signed-amd64/linux-image-6.12.117+deb13-cloud-amd64_
 Size: 34671208
 SHA256: ${H}`;
 
-const OTHER = (i: number) => `Package: zz-other-${i}\nVersion: 1\nArchitecture: amd64\nFilename: pool/x.deb\nSize: 1\nSHA256: ${H}`;
+const OTHER = (i: number) =>
+  `Package: zz-other-${i}\nVersion: 1\nArchitecture: amd64\nFilename: pool/x.deb\nSize: 1\nSHA256: ${H}`;
 
 async function* chunked(text: string, size: number): AsyncGenerator<Buffer> {
   const b = Buffer.from(text);
@@ -63,12 +64,17 @@ describe('scanPackages', () => {
       depends: [[{ name: 'linux-image-6.12.117+deb13-cloud-amd64', relation: '=', version: '6.12.117-1' }]],
       source: 'linux-signed-amd64 (6.12.117+1)',
     });
-    expect(image!.depends).toEqual([[{ name: 'kmod' }], [{ name: 'initramfs-tools', relation: '>=', version: '0.120+deb8u2' }, { name: 'linux-initramfs-tool' }]]);
+    expect(image!.depends).toEqual([
+      [{ name: 'kmod' }],
+      [{ name: 'initramfs-tools', relation: '>=', version: '0.120+deb8u2' }, { name: 'linux-initramfs-tool' }],
+    ]);
   });
 
   it('handles a last stanza without a final newline, extra blank lines, and a stanza not starting with Package', async () => {
     const text = `\n\n${OTHER(1)}\n\n\n\nVersion: 6.12.117-1\n${IMAGE.replace(/^Version: .*\n/m, '')}`;
-    expect((await scanPackages(chunked(text, 13), wantImages)).map((p) => p.package)).toEqual(['linux-image-6.12.117+deb13-cloud-amd64']);
+    expect((await scanPackages(chunked(text, 13), wantImages)).map((p) => p.package)).toEqual([
+      'linux-image-6.12.117+deb13-cloud-amd64',
+    ]);
   });
 
   const hostile: [string, string, RegExp][] = [
@@ -107,6 +113,8 @@ describe('parseDepends', () => {
       [{ name: 'e', relation: '>=', version: '3' }],
     ]);
     expect(parseDepends('')).toEqual([]);
-    expect(parseDepends('linux-base-cloud-amd64 (= 7.2.13-1),\n linux-image-7.2.13+deb14-cloud-amd64 (= 7.2.13-1)')).toHaveLength(2);
+    expect(
+      parseDepends('linux-base-cloud-amd64 (= 7.2.13-1),\n linux-image-7.2.13+deb14-cloud-amd64 (= 7.2.13-1)'),
+    ).toHaveLength(2);
   });
 });

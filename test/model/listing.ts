@@ -31,7 +31,8 @@ const ACL_GROUP = 8;
 export function canonicalXattr(name: string, v: Buffer): Buffer {
   if (!name.startsWith('system.posix_acl_')) return v;
   const b = Buffer.from(v);
-  for (let o = 4; o + 8 <= b.length; o += 8) if (b.readUInt16LE(o) !== ACL_USER && b.readUInt16LE(o) !== ACL_GROUP) b.writeUInt32LE(0, o + 4);
+  for (let o = 4; o + 8 <= b.length; o += 8)
+    if (b.readUInt16LE(o) !== ACL_USER && b.readUInt16LE(o) !== ACL_GROUP) b.writeUInt32LE(0, o + 4);
   return b;
 }
 
@@ -62,7 +63,15 @@ export function listingFromModel(m: ModelResult): Listing {
   const identity = new Map<string, unknown>();
   for (const [p, n] of m.paths) {
     const path = `/${p}`;
-    const row: Row = { kind: n.kind, mode: n.meta.mode, uid: n.meta.uid, gid: n.meta.gid, mtime: { ...n.meta.mtime }, xattrs: xattrText(n.meta.xattrs), group: '' };
+    const row: Row = {
+      kind: n.kind,
+      mode: n.meta.mode,
+      uid: n.meta.uid,
+      gid: n.meta.gid,
+      mtime: { ...n.meta.mtime },
+      xattrs: xattrText(n.meta.xattrs),
+      group: '',
+    };
     if (n.kind === 'file') {
       row.size = n.content!.length;
       row.sha256 = sha256(n.content!);
@@ -76,7 +85,15 @@ export function listingFromModel(m: ModelResult): Listing {
   return out;
 }
 
-const EXT4_KIND: Record<string, string> = { regular: 'file', directory: 'dir', symlink: 'symlink', character: 'char', block: 'block', FIFO: 'fifo', socket: 'socket' };
+const EXT4_KIND: Record<string, string> = {
+  regular: 'file',
+  directory: 'dir',
+  symlink: 'symlink',
+  character: 'char',
+  block: 'block',
+  FIFO: 'fifo',
+  socket: 'socket',
+};
 
 /** A time as ext4 stores it: the low 32 bits signed, then epoch bits and nanoseconds in the extra field. */
 export function ext4Time([lo, extra]: [number, number]): Time {
@@ -87,7 +104,11 @@ export function ext4Time([lo, extra]: [number, number]): Time {
  * An ext4 image (a file, or "FILE?offset=N") read back with debugfs. `ignore` leaves out paths img2vm
  * adds of its own (lost+found, /etc/fstab). `blocksOf` names files whose mapped 4 KiB blocks to list.
  */
-export function listingFromExt4(image: string, scratch: string, opts: { ignore?: (p: string) => boolean; blocksOf?: (p: string) => boolean; extents?: (ino: number) => string } = {}): Listing {
+export function listingFromExt4(
+  image: string,
+  scratch: string,
+  opts: { ignore?: (p: string) => boolean; blocksOf?: (p: string) => boolean; extents?: (ino: number) => string } = {},
+): Listing {
   const t = readTree(image, scratch);
   const out: Listing = new Map();
   const identity = new Map<string, unknown>();
@@ -96,7 +117,15 @@ export function listingFromExt4(image: string, scratch: string, opts: { ignore?:
     if (opts.ignore?.(e.path)) continue;
     const r = t.inodes.get(e.ino)!;
     const kind = EXT4_KIND[r.type] ?? r.type;
-    const row: Row = { kind, mode: r.perm, uid: r.uid, gid: r.gid, mtime: ext4Time(r.times.mtime), xattrs: xattrText(r.xattrs), group: '' };
+    const row: Row = {
+      kind,
+      mode: r.perm,
+      uid: r.uid,
+      gid: r.gid,
+      mtime: ext4Time(r.times.mtime),
+      xattrs: xattrText(r.xattrs),
+      group: '',
+    };
     if (kind === 'file') {
       row.size = r.size;
       row.sha256 = r.sha256!;
@@ -120,7 +149,8 @@ export function showPath(p: string): string {
       let out = '';
       for (const ch of s) {
         const code = ch.charCodeAt(0);
-        out += ch === '…' ? ch : code < 0x20 || code > 0x7e || ch === '\\' ? `\\x${code.toString(16).padStart(2, '0')}` : ch;
+        out +=
+          ch === '…' ? ch : code < 0x20 || code > 0x7e || ch === '\\' ? `\\x${code.toString(16).padStart(2, '0')}` : ch;
       }
       return out;
     })
@@ -137,7 +167,20 @@ function showValue(k: keyof Row, v: unknown): string {
   return String(v);
 }
 
-const FIELDS: (keyof Row)[] = ['kind', 'mode', 'uid', 'gid', 'mtime', 'size', 'sha256', 'target', 'device', 'xattrs', 'group', 'blocks'];
+const FIELDS: (keyof Row)[] = [
+  'kind',
+  'mode',
+  'uid',
+  'gid',
+  'mtime',
+  'size',
+  'sha256',
+  'target',
+  'device',
+  'xattrs',
+  'group',
+  'blocks',
+];
 
 export interface Difference {
   path: string;
@@ -162,6 +205,7 @@ export function diffListings(want: Listing, got: Listing): Difference[] {
       out.push({ path: p, what: k, text: `${showPath(p)}: ${k} want ${showValue(k, w[k])} got ${showValue(k, g[k])}` });
     }
   }
-  for (const [p, g] of got) if (!want.has(p)) out.push({ path: p, what: 'extra', text: `${showPath(p)}: extra ${g.kind}` });
+  for (const [p, g] of got)
+    if (!want.has(p)) out.push({ path: p, what: 'extra', text: `${showPath(p)}: extra ${g.kind}` });
   return out;
 }

@@ -209,7 +209,8 @@ export class LayerModel {
     // A whiteout is never made itself: only the name it hides must fit in 255 bytes (`.wh.` + 255 is 259).
     if (last !== undefined && last.startsWith(WH)) return this.whiteout(comps.slice(0, -1).join('/'), last);
     checkNames(comps);
-    if ((e.type === 'char' || e.type === 'block') && (e.major > 0xfff || e.minor > 0xfffff)) throw new ModelRejects('device number out of range');
+    if ((e.type === 'char' || e.type === 'block') && (e.major > 0xfff || e.minor > 0xfffff))
+      throw new ModelRejects('device number out of range');
     // POLICY: a symlink with an empty target (or one Linux refuses) is skipped with a warning.
     if (e.type === 'symlink' && (e.target === '' || e.target.includes('\0') || e.target.length >= PATH_MAX)) return;
 
@@ -224,7 +225,10 @@ export class LayerModel {
       linkedAt = join(t.dir, t.name);
       linked = this.paths.get(linkedAt);
       if (linked?.kind === 'dir') return this.count('hard link to a directory skipped');
-      if (!linked) return this.count(this.whitedOut.has(linkedAt) ? 'hard link to a whited-out file skipped' : 'hard link to nothing skipped');
+      if (!linked)
+        return this.count(
+          this.whitedOut.has(linkedAt) ? 'hard link to a whited-out file skipped' : 'hard link to nothing skipped',
+        );
     } else if (e.meta.uid > MAX_ID || e.meta.gid > MAX_ID) throw new ModelRejects('id out of range');
 
     const w = this.resolve(e.path, { create: true });
@@ -273,7 +277,8 @@ export class LayerModel {
         const meta: Meta = { ...e.meta, xattrs: validXattrs(e.meta.xattrs, e.type) };
         if (e.type === 'file') this.paths.set(p, this.inode('file', meta, { content: e.content }));
         // Symlinks carry no permissions of their own: always 0777.
-        else if (e.type === 'symlink') this.paths.set(p, this.inode('symlink', { ...meta, mode: 0o777 }, { target: e.target }));
+        else if (e.type === 'symlink')
+          this.paths.set(p, this.inode('symlink', { ...meta, mode: 0o777 }, { target: e.target }));
         else if (e.type === 'fifo') this.paths.set(p, this.inode('fifo', meta));
         else this.paths.set(p, this.inode(e.type, meta, { major: e.major, minor: e.minor }));
       }
@@ -298,7 +303,8 @@ export class LayerModel {
     const before = this.paths.size;
     if (name === null) this.removeLower(dir, false);
     else this.removeLower(join(dir, name), true);
-    if (this.paths.size < before) this.count(name === null ? 'opaque whiteout removed entries' : 'whiteout removed entries');
+    if (this.paths.size < before)
+      this.count(name === null ? 'opaque whiteout removed entries' : 'whiteout removed entries');
     else this.count('whiteout removed nothing');
   }
 

@@ -29,7 +29,8 @@ function readAt(fd: number, offset: number, length: number): Buffer {
   let got = 0;
   while (got < length) {
     const n = readSync(fd, b, got, length - got, offset + got);
-    if (n === 0) throw new Error(`tar: the file ends at ${offset + got}, inside a member (${length} bytes wanted at ${offset})`);
+    if (n === 0)
+      throw new Error(`tar: the file ends at ${offset + got}, inside a member (${length} bytes wanted at ${offset})`);
     got += n;
   }
   return b;
@@ -52,7 +53,10 @@ function num(b: Buffer, off: number, len: number): number {
     if (f[0] === 0xff) v -= 1n << BigInt(8 * len - 1);
     return Number(v);
   }
-  const s = f.toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
+  const s = f
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .replace(/^ +/, '');
   if (s === '') return 0;
   if (!/^[0-7]+$/.test(s)) throw new Error(`tar: not an octal number: ${JSON.stringify(s)}`);
   return Number.parseInt(s, 8);
@@ -72,7 +76,8 @@ function paxRecords(data: Buffer): Map<string, Buffer> {
   while (at < data.length) {
     const space = data.indexOf(0x20, at);
     const len = Number(data.subarray(at, space).toString('latin1'));
-    if (space < 0 || !Number.isInteger(len) || len <= 0 || at + len > data.length) throw new Error(`tar: bad pax record at ${at}`);
+    if (space < 0 || !Number.isInteger(len) || len <= 0 || at + len > data.length)
+      throw new Error(`tar: bad pax record at ${at}`);
     const rec = data.subarray(space + 1, at + len - 1); // without the final newline
     const eq = rec.indexOf(0x3d);
     if (eq < 0 || data[at + len - 1] !== 0x0a) throw new Error(`tar: bad pax record at ${at}`);
@@ -177,7 +182,9 @@ export function layerEntries(fd: number, start: number, length: number, contentO
       case '6':
         return { type: 'fifo', path, meta };
       default:
-        throw new Error(`tar: member ${JSON.stringify(path)} has typeflag ${JSON.stringify(m.typeflag)}, which image layers do not use`);
+        throw new Error(
+          `tar: member ${JSON.stringify(path)} has typeflag ${JSON.stringify(m.typeflag)}, which image layers do not use`,
+        );
     }
   });
 }
@@ -197,7 +204,10 @@ export function dockerSaveLayers(file: string, contentOf: ContentOf): LayerEntry
       const m = index.get(p);
       if (!m) throw new Error(`${file}: manifest.json names ${p}, which the archive lacks`);
       const magic = readAt(fd, m.dataAt, Math.min(4, m.size));
-      if (magic[0] === 0x1f && magic[1] === 0x8b) throw new Error(`${file}: layer ${p} is gzip-compressed; this reader takes the uncompressed tars docker save writes`);
+      if (magic[0] === 0x1f && magic[1] === 0x8b)
+        throw new Error(
+          `${file}: layer ${p} is gzip-compressed; this reader takes the uncompressed tars docker save writes`,
+        );
       return layerEntries(fd, m.dataAt, m.size, contentOf);
     });
   } finally {

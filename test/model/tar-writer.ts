@@ -4,7 +4,15 @@ import type { LayerEntry, Time } from './oci-layers.js';
 export type Encoding = 'ustar' | 'pax' | 'gnu';
 
 const BLOCK = 512;
-const TYPEFLAG: Record<LayerEntry['type'], string> = { file: '0', link: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6' };
+const TYPEFLAG: Record<LayerEntry['type'], string> = {
+  file: '0',
+  link: '1',
+  symlink: '2',
+  char: '3',
+  block: '4',
+  dir: '5',
+  fifo: '6',
+};
 const OCTAL_MAX = (digits: number): number => 8 ** digits - 1;
 
 function pad(b: Buffer): Buffer {
@@ -90,7 +98,8 @@ function header(h: Header): Buffer {
 function ustarSplit(path: string): { prefix: string; name: string } | undefined {
   if (path.length <= 100) return { prefix: '', name: path };
   for (let i = Math.min(155, path.length - 1); i > 0; i--) {
-    if (path[i] === '/' && path.length - i - 1 <= 100 && path.length - i - 1 > 0) return { prefix: path.slice(0, i), name: path.slice(i + 1) };
+    if (path[i] === '/' && path.length - i - 1 <= 100 && path.length - i - 1 > 0)
+      return { prefix: path.slice(0, i), name: path.slice(i + 1) };
   }
   return undefined;
 }
@@ -117,7 +126,17 @@ export function entryBlocks(e: LayerEntry, wanted: Encoding, dirSlash: boolean):
   if (enc === 'gnu' && e.type !== 'dir' && path.length > 100 && path[99] === '/') enc = 'pax';
   const split = ustarSplit(path);
   if (enc === 'ustar' && (!split || link.length > 100 || bigId(m.uid) || bigId(m.gid) || !timeFits)) enc = 'pax';
-  const base = { linkname: link.slice(0, 100), typeflag: TYPEFLAG[e.type], mode: m.mode, uid: m.uid, gid: m.gid, size: content.length, mtime: m.mtime.sec, major, minor };
+  const base = {
+    linkname: link.slice(0, 100),
+    typeflag: TYPEFLAG[e.type],
+    mode: m.mode,
+    uid: m.uid,
+    gid: m.gid,
+    size: content.length,
+    mtime: m.mtime.sec,
+    major,
+    minor,
+  };
   const out: Buffer[] = [];
   if (enc === 'ustar') {
     out.push(header({ ...base, name: split!.name, prefix: split!.prefix, gnu: false }));
@@ -125,11 +144,43 @@ export function entryBlocks(e: LayerEntry, wanted: Encoding, dirSlash: boolean):
     const longName = path.length > 100;
     if (longName) {
       const data = Buffer.from(`${path}\0`, 'latin1');
-      out.push(header({ ...base, name: '././@LongLink', linkname: '', typeflag: 'L', mode: 0, uid: 0, gid: 0, size: data.length, mtime: 0, major: 0, minor: 0, gnu: true }), pad(data));
+      out.push(
+        header({
+          ...base,
+          name: '././@LongLink',
+          linkname: '',
+          typeflag: 'L',
+          mode: 0,
+          uid: 0,
+          gid: 0,
+          size: data.length,
+          mtime: 0,
+          major: 0,
+          minor: 0,
+          gnu: true,
+        }),
+        pad(data),
+      );
     }
     if (link.length > 100) {
       const data = Buffer.from(`${link}\0`, 'latin1');
-      out.push(header({ ...base, name: '././@LongLink', linkname: '', typeflag: 'K', mode: 0, uid: 0, gid: 0, size: data.length, mtime: 0, major: 0, minor: 0, gnu: true }), pad(data));
+      out.push(
+        header({
+          ...base,
+          name: '././@LongLink',
+          linkname: '',
+          typeflag: 'K',
+          mode: 0,
+          uid: 0,
+          gid: 0,
+          size: data.length,
+          mtime: 0,
+          major: 0,
+          minor: 0,
+          gnu: true,
+        }),
+        pad(data),
+      );
     }
     out.push(header({ ...base, name: path.slice(0, 100), gnu: true }));
   } else {
@@ -142,7 +193,23 @@ export function entryBlocks(e: LayerEntry, wanted: Encoding, dirSlash: boolean):
     for (const [k, v] of m.xattrs) recs.push(paxRecord(`SCHILY.xattr.${k}`, v));
     if (recs.length > 0) {
       const data = Buffer.concat(recs);
-      out.push(header({ ...base, name: 'PaxHeaders/entry', linkname: '', typeflag: 'x', mode: 0o644, uid: 0, gid: 0, size: data.length, mtime: 0, major: 0, minor: 0, gnu: false }), pad(data));
+      out.push(
+        header({
+          ...base,
+          name: 'PaxHeaders/entry',
+          linkname: '',
+          typeflag: 'x',
+          mode: 0o644,
+          uid: 0,
+          gid: 0,
+          size: data.length,
+          mtime: 0,
+          major: 0,
+          minor: 0,
+          gnu: false,
+        }),
+        pad(data),
+      );
     }
     // As Go's writer does, the name field holds a short stand-in when the PAX path carries the name.
     const name = path.length > 100 ? standIn(path, e.type === 'dir') : path;
@@ -161,7 +228,10 @@ function standIn(path: string, dir: boolean): string {
 }
 
 /** A whole layer tar, each entry encoded as pick() says. */
-export function layerTar(entries: LayerEntry[], pick: (e: LayerEntry, i: number) => { encoding: Encoding; dirSlash: boolean }): Buffer {
+export function layerTar(
+  entries: LayerEntry[],
+  pick: (e: LayerEntry, i: number) => { encoding: Encoding; dirSlash: boolean },
+): Buffer {
   const parts = entries.map((e, i) => {
     const p = pick(e, i);
     return entryBlocks(e, p.encoding, p.dirSlash);

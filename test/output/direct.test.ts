@@ -6,7 +6,12 @@ import { join } from 'node:path';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeContainerDiskArchive } from '../../src/output/containerdisk.js';
-import { cloudHypervisorScript, firecrackerConfig, readFirecrackerConfig, rootfsArtifacts } from '../../src/output/rootfs.js';
+import {
+  cloudHypervisorScript,
+  firecrackerConfig,
+  readFirecrackerConfig,
+  rootfsArtifacts,
+} from '../../src/output/rootfs.js';
 
 let tmp: string;
 beforeAll(async () => {
@@ -29,14 +34,25 @@ async function readTar(stream: NodeJS.ReadableStream) {
 describe('direct-kernel output', () => {
   it('names its companion files after the ext4', () => {
     expect(rootfsArtifacts('/o/vm.ext4', true)).toEqual({
-      ext4: '/o/vm.ext4', kernel: '/o/vm.vmlinuz', vmlinux: '/o/vm.vmlinux', initrd: '/o/vm.initrd.img', firecracker: '/o/vm.firecracker.json', cloudHypervisor: '/o/vm.cloud-hypervisor.sh',
+      ext4: '/o/vm.ext4',
+      kernel: '/o/vm.vmlinuz',
+      vmlinux: '/o/vm.vmlinux',
+      initrd: '/o/vm.initrd.img',
+      firecracker: '/o/vm.firecracker.json',
+      cloudHypervisor: '/o/vm.cloud-hypervisor.sh',
     });
   });
   it('writes a Firecracker config and a cloud-hypervisor command line that point at them', () => {
     const a = rootfsArtifacts('/o/vm.ext4', true);
     const fc = JSON.parse(firecrackerConfig(a, { mem: 512, cpus: 1, cmdline: 'quiet' }));
-    expect(fc['boot-source']).toEqual({ kernel_image_path: './vm.vmlinux', initrd_path: './vm.initrd.img', boot_args: 'root=/dev/vda rw console=ttyS0 reboot=k panic=1 pci=off quiet' });
-    expect(fc.drives).toEqual([{ drive_id: 'rootfs', path_on_host: './vm.ext4', is_root_device: true, is_read_only: false }]);
+    expect(fc['boot-source']).toEqual({
+      kernel_image_path: './vm.vmlinux',
+      initrd_path: './vm.initrd.img',
+      boot_args: 'root=/dev/vda rw console=ttyS0 reboot=k panic=1 pci=off quiet',
+    });
+    expect(fc.drives).toEqual([
+      { drive_id: 'rootfs', path_on_host: './vm.ext4', is_root_device: true, is_read_only: false },
+    ]);
     expect(fc['machine-config']).toEqual({ vcpu_count: 1, mem_size_mib: 512 });
     const ch = cloudHypervisorScript(a, { mem: 512, cpus: 1 });
     expect(ch).toContain("--kernel './vm.vmlinux'");
@@ -47,24 +63,38 @@ describe('direct-kernel output', () => {
 });
 
 describe('reading a Firecracker config back (img2vm test/run)', () => {
-  it('round-trips what img2vm writes, with paths taken from the config\'s directory', async () => {
+  it("round-trips what img2vm writes, with paths taken from the config's directory", async () => {
     const a = rootfsArtifacts(join(tmp, 'vm.ext4'), true);
     await writeFile(a.firecracker, firecrackerConfig(a, { mem: 768, cpus: 3 }));
     expect(await readFirecrackerConfig(a.firecracker)).toEqual({
-      config: a.firecracker, kernel: a.vmlinux, initrd: a.initrd, cmdline: 'root=/dev/vda rw console=ttyS0 reboot=k panic=1 pci=off',
-      drives: [{ path: a.ext4, readOnly: false }], memMiB: 768, cpus: 3,
+      config: a.firecracker,
+      kernel: a.vmlinux,
+      initrd: a.initrd,
+      cmdline: 'root=/dev/vda rw console=ttyS0 reboot=k panic=1 pci=off',
+      drives: [{ path: a.ext4, readOnly: false }],
+      memMiB: 768,
+      cpus: 3,
     });
   });
   it('puts the root drive first and keeps absolute paths', async () => {
     const p = join(tmp, 'two.firecracker.json');
-    await writeFile(p, JSON.stringify({
-      'boot-source': { kernel_image_path: '/k/vmlinux', boot_args: 'console=ttyS0' },
-      drives: [{ drive_id: 'data', path_on_host: 'data.ext4', is_root_device: false, is_read_only: true }, { drive_id: 'root', path_on_host: '/r/root.ext4', is_root_device: true }],
-    }));
+    await writeFile(
+      p,
+      JSON.stringify({
+        'boot-source': { kernel_image_path: '/k/vmlinux', boot_args: 'console=ttyS0' },
+        drives: [
+          { drive_id: 'data', path_on_host: 'data.ext4', is_root_device: false, is_read_only: true },
+          { drive_id: 'root', path_on_host: '/r/root.ext4', is_root_device: true },
+        ],
+      }),
+    );
     const c = await readFirecrackerConfig(p);
     expect(c.kernel).toBe('/k/vmlinux');
     expect(c.initrd).toBeUndefined();
-    expect(c.drives).toEqual([{ path: '/r/root.ext4', readOnly: false }, { path: join(tmp, 'data.ext4'), readOnly: true }]);
+    expect(c.drives).toEqual([
+      { path: '/r/root.ext4', readOnly: false },
+      { path: join(tmp, 'data.ext4'), readOnly: true },
+    ]);
   });
   it('refuses unreadable, malformed and rootless configs with a usage error naming the problem', async () => {
     const bad = async (name: string, text: string) => {
@@ -72,11 +102,27 @@ describe('reading a Firecracker config back (img2vm test/run)', () => {
       await writeFile(p, text);
       return readFirecrackerConfig(p);
     };
-    await expect(readFirecrackerConfig(join(tmp, 'missing.firecracker.json'))).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/cannot read/) });
-    await expect(bad('a.json', '{not json')).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/cannot read/) });
-    await expect(bad('b.json', '{"drives": []}')).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/boot-source/) });
-    await expect(bad('c.json', JSON.stringify({ 'boot-source': { kernel_image_path: 'k' }, drives: [{ drive_id: 'd', path_on_host: 'd', is_root_device: false }] })))
-      .rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/no root drive/) });
+    await expect(readFirecrackerConfig(join(tmp, 'missing.firecracker.json'))).rejects.toMatchObject({
+      kind: 'usage',
+      message: expect.stringMatching(/cannot read/),
+    });
+    await expect(bad('a.json', '{not json')).rejects.toMatchObject({
+      kind: 'usage',
+      message: expect.stringMatching(/cannot read/),
+    });
+    await expect(bad('b.json', '{"drives": []}')).rejects.toMatchObject({
+      kind: 'usage',
+      message: expect.stringMatching(/boot-source/),
+    });
+    await expect(
+      bad(
+        'c.json',
+        JSON.stringify({
+          'boot-source': { kernel_image_path: 'k' },
+          drives: [{ drive_id: 'd', path_on_host: 'd', is_root_device: false }],
+        }),
+      ),
+    ).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/no root drive/) });
   });
 });
 

@@ -9,7 +9,12 @@ describe('output format', () => {
     expect(resolveFormat('a.IMG').id).toBe('raw');
     expect(resolveFormat('a.raw').id).toBe('raw');
     expect(resolveFormat('a.bin', 'qcow2').id).toBe('qcow2');
-    expect(['a.vmdk', 'a.vhdx', 'a.vhd', 'a.vdi'].map((f) => resolveFormat(f).id)).toEqual(['vmdk', 'vhdx', 'vhd', 'vdi']);
+    expect(['a.vmdk', 'a.vhdx', 'a.vhd', 'a.vdi'].map((f) => resolveFormat(f).id)).toEqual([
+      'vmdk',
+      'vhdx',
+      'vhd',
+      'vdi',
+    ]);
   });
   it('lists the choices when it cannot tell', () => {
     expect(() => resolveFormat('a.xyz')).toThrow(/cannot tell the output format/);
@@ -17,7 +22,16 @@ describe('output format', () => {
     expect(() => resolveFormat('a.img', 'nope')).toThrow(/unknown --format/);
   });
   it('converts with the exact qemu-img argv', () => {
-    expect(qemuImgConvertArgs('/w/disk.raw', '/o/.d.tmp', 'qcow2', { compress: true })).toEqual(['convert', '-f', 'raw', '-O', 'qcow2', '-c', '/w/disk.raw', '/o/.d.tmp']);
+    expect(qemuImgConvertArgs('/w/disk.raw', '/o/.d.tmp', 'qcow2', { compress: true })).toEqual([
+      'convert',
+      '-f',
+      'raw',
+      '-O',
+      'qcow2',
+      '-c',
+      '/w/disk.raw',
+      '/o/.d.tmp',
+    ]);
   });
 });
 

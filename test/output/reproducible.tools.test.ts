@@ -34,7 +34,8 @@ beforeAll(() => {
   const t = new RawFileTarget(raw);
   t.resize(48 * MiB);
   const r = createRandom('fixture');
-  for (const off of [0, 3 * MiB - 4096, 17 * MiB + 512, 48 * MiB - 512]) t.write(r.bytes(off === 48 * MiB - 512 ? 512 : 300_000), off);
+  for (const off of [0, 3 * MiB - 4096, 17 * MiB + 512, 48 * MiB - 512])
+    t.write(r.bytes(off === 48 * MiB - 512 ? 512 : 300_000), off);
   t.close();
 });
 

@@ -1,7 +1,16 @@
 // Shared helpers for the rootfs tests: tars generated in code, a sandbox with sentinels around the root, and a way to apply layers.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -73,7 +82,14 @@ export function patchBytes(tar: Buffer, placeholder: string, bytes: Buffer): Buf
 }
 
 /** One raw ustar/GNU header block, for what pack() cannot express (raw name bytes, GNU long names, huge sizes). */
-export function rawHeader(o: { name: Buffer | string; size?: number; typeflag?: string; mode?: number; gnu?: boolean; linkname?: string }): Buffer {
+export function rawHeader(o: {
+  name: Buffer | string;
+  size?: number;
+  typeflag?: string;
+  mode?: number;
+  gnu?: boolean;
+  linkname?: string;
+}): Buffer {
   const b = Buffer.alloc(512);
   const name = Buffer.isBuffer(o.name) ? o.name : Buffer.from(o.name);
   name.copy(b, 0, 0, Math.min(100, name.length));
@@ -189,7 +205,9 @@ export function snapshotOutside(sb: Sandbox): string[] {
       let extra = '';
       if (st.isFile()) extra = createHash('sha256').update(readFileSync(q)).digest('hex');
       else if (st.isSymbolicLink()) extra = readlinkSync(q);
-      out.push(`${q.slice(sb.dir.length)} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} ${st.nlink} ${st.mtimeMs} ${extra}`);
+      out.push(
+        `${q.slice(sb.dir.length)} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} ${st.nlink} ${st.mtimeMs} ${extra}`,
+      );
       if (st.isDirectory()) walk(q);
     }
   };
@@ -212,7 +230,12 @@ export async function applyLayers(root: string, layers: Buffer[], signal?: Abort
   const warnings: string[] = [];
   const spool = new SpoolStore(join(mkdtempSync(join(tmpdir(), 'img2vm-spool-')), 'spool'));
   try {
-    const f = new LayerFlattener({ store: spool, epoch: { sec: T0.getTime() / 1000, nsec: 0 }, onWarning: (w) => warnings.push(w), ...(signal ? { signal } : {}) });
+    const f = new LayerFlattener({
+      store: spool,
+      epoch: { sec: T0.getTime() / 1000, nsec: 0 },
+      onWarning: (w) => warnings.push(w),
+      ...(signal ? { signal } : {}),
+    });
     for (const l of layers) await f.applyLayer(Readable.from([l]));
     const { tree, stats } = f.finish();
     await materialise(tree, root, spool, { onWarning: (w) => warnings.push(w), ...(signal ? { signal } : {}) });
@@ -225,7 +248,10 @@ export async function applyLayers(root: string, layers: Buffer[], signal?: Abort
 /** Reads one xattr as hex with getfattr (the test's own check, independent of the code under test). */
 export function getXattrHex(path: string, name: string): string | undefined {
   try {
-    const out = execFileSync('getfattr', ['-h', '-e', 'hex', '-n', name, path], { encoding: 'latin1', stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('getfattr', ['-h', '-e', 'hex', '-n', name, path], {
+      encoding: 'latin1',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const m = /=0x([0-9a-f]*)\s*$/m.exec(out);
     return m ? m[1] : undefined;
   } catch {

@@ -176,7 +176,13 @@ describe('hardlinks', () => {
 describe('whiteouts that try to leave the root', () => {
   it('.wh... and .wh.. are ignored', async () => {
     const l1 = await makeTar([{ name: 'keep', content: 'k' }]);
-    const { warnings } = await applyLayers(sb.root, [l1, await makeTar([{ name: '.wh...', content: '' }, { name: 'sub/.wh..', content: '' }])]);
+    const { warnings } = await applyLayers(sb.root, [
+      l1,
+      await makeTar([
+        { name: '.wh...', content: '' },
+        { name: 'sub/.wh..', content: '' },
+      ]),
+    ]);
     // A whiteout never creates anything, not even its parent directory.
     expect(readdirSync(sb.root).sort()).toEqual(['keep']);
     expect(warnings).toHaveLength(2);
@@ -202,7 +208,10 @@ describe('whiteouts that try to leave the root', () => {
   });
 
   it('a whiteout of a symlink removes the symlink, not its target', async () => {
-    const l1 = await makeTar([{ name: 'data/file', content: 'f' }, { name: 'ln', type: 'symlink', linkname: '/data' }]);
+    const l1 = await makeTar([
+      { name: 'data/file', content: 'f' },
+      { name: 'ln', type: 'symlink', linkname: '/data' },
+    ]);
     await applyLayers(sb.root, [l1, await makeTar([{ name: '.wh.ln', content: '' }])]);
     expect(existsSync(p('ln'))).toBe(false);
     expect(readFileSync(p('data/file'), 'utf8')).toBe('f');
@@ -233,7 +242,15 @@ describe('entries no file system can hold', () => {
   });
 
   it('a self-referencing symlink used as a directory is a badImage error', async () => {
-    await expectBadImage([await makeTar([{ name: 'self', type: 'symlink', linkname: 'self/x' }, { name: 'self/y', content: 'y' }])], /symbolic links/);
+    await expectBadImage(
+      [
+        await makeTar([
+          { name: 'self', type: 'symlink', linkname: 'self/x' },
+          { name: 'self/y', content: 'y' },
+        ]),
+      ],
+      /symbolic links/,
+    );
   });
 
   it('a 300-byte name component is a badImage error', async () => {
@@ -241,7 +258,12 @@ describe('entries no file system can hold', () => {
   });
 
   it('a path below a regular file is skipped with a warning', async () => {
-    const { warnings }: Applied = await applyLayers(sb.root, [await makeTar([{ name: 'f', content: 'file' }, { name: 'f/x', content: 'x' }])]);
+    const { warnings }: Applied = await applyLayers(sb.root, [
+      await makeTar([
+        { name: 'f', content: 'file' },
+        { name: 'f/x', content: 'x' },
+      ]),
+    ]);
     expect(warnings).toHaveLength(1);
     expect(readFileSync(p('f'), 'utf8')).toBe('file');
   });

@@ -1,6 +1,15 @@
 // The one resolver for host directories (the runc builder's bundle root after the image's own programs ran in it): nothing it reads or writes is outside the root.
 import { execFileSync } from 'node:child_process';
-import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Img2vmError } from '../../src/core/errors.js';
@@ -61,7 +70,8 @@ describe('reading', () => {
     execFileSync('mknod', [p('etc', 'group'), 'c', '1', '5']);
     mkdirSync(p('etc', 'shadow'));
     symlinkSync('/nowhere', p('etc', 'gshadow'));
-    for (const f of ['passwd', 'group', 'shadow', 'gshadow', 'missing']) expect(readInRoot(sb.root, `etc/${f}`)).toBeUndefined();
+    for (const f of ['passwd', 'group', 'shadow', 'gshadow', 'missing'])
+      expect(readInRoot(sb.root, `etc/${f}`)).toBeUndefined();
   });
 
   it('a symlink loop is a badImage error; a huge file is refused before it is read', () => {
@@ -102,7 +112,10 @@ describe('writing', () => {
 
   it('a file on the way, or a loop, is a badImage error naming the path', () => {
     writeFileSync(p('etc'), 'not a directory');
-    badImage(() => writeInRoot(sb.root, 'etc/fstab', 'x'), /cannot reach \/etc\/fstab in the image: \/etc is not a directory/);
+    badImage(
+      () => writeInRoot(sb.root, 'etc/fstab', 'x'),
+      /cannot reach \/etc\/fstab in the image: \/etc is not a directory/,
+    );
     badImage(() => mkdirInRoot(sb.root, 'etc/app'), /\/etc is not a directory/);
     symlinkSync('self/x', p('self'));
     badImage(() => writeInRoot(sb.root, 'self/y', 'x'), /too many levels of symbolic links/);

@@ -40,19 +40,114 @@ const XATTR = 'SCHILY.xattr.system.posix_acl_access';
 /** ACLs as text, as GNU tar --acls and bsdtar write them: the extractors set them after the mode. */
 const TEXT: Case[] = [
   // bsdtar's own /acls/dir of the producer matrix: group:: (r-x) in the header's mode, mask::rwx in the ACL.
-  { name: 'bsd-dir', dir: true, mode: 0o750, records: [['SCHILY.acl.access', 'user::rwx,group::r-x,other::---,group:users:rwx:100,mask::rwx']] },
-  { name: 'suid', mode: 0o4755, records: [['SCHILY.acl.access', 'user::rwx,user:5:rwx,group::r-x,mask::-wx,other::r-x']] },
+  {
+    name: 'bsd-dir',
+    dir: true,
+    mode: 0o750,
+    records: [['SCHILY.acl.access', 'user::rwx,group::r-x,other::---,group:users:rwx:100,mask::rwx']],
+  },
+  {
+    name: 'suid',
+    mode: 0o4755,
+    records: [['SCHILY.acl.access', 'user::rwx,user:5:rwx,group::r-x,mask::-wx,other::r-x']],
+  },
   { name: 'no-mask', mode: 0o777, records: [['SCHILY.acl.access', 'user::rw-,group::r--,other::---']] },
-  { name: 'default-only', dir: true, mode: 0o751, records: [['SCHILY.acl.default', 'user::rwx,group::r-x,other::---']] },
+  {
+    name: 'default-only',
+    dir: true,
+    mode: 0o751,
+    records: [['SCHILY.acl.default', 'user::rwx,group::r-x,other::---']],
+  },
 ];
 
 /** ACLs as the xattr, as Go's and Python's writers and GNU tar --xattrs carry them: Docker and containerd set them before the mode. */
 const XATTRS: Case[] = [
-  { name: 'x-file', mode: 0o644, records: [[XATTR, bin(acl([[USER_OBJ, 7], [USER, 4, 1000], [GROUP_OBJ, 5], [MASK, 4], [OTHER, 1]]))]] },
-  { name: 'x-dir', dir: true, mode: 0o750, records: [[XATTR, bin(acl([[USER_OBJ, 7], [GROUP_OBJ, 5], [GROUP, 7, 100], [MASK, 7], [OTHER, 0]]))]] },
-  { name: 'x-no-mask', mode: 0o777, records: [[XATTR, bin(acl([[USER_OBJ, 6], [GROUP_OBJ, 4], [OTHER, 0]]))]] },
-  { name: 'x-out-of-order', mode: 0o644, records: [[XATTR, bin(acl([[GROUP_OBJ, 5], [USER_OBJ, 7], [OTHER, 1]]))]] },
-  { name: 'x-named-no-mask', mode: 0o640, records: [[XATTR, bin(acl([[USER_OBJ, 7], [USER, 4, 1000], [GROUP_OBJ, 5], [OTHER, 1]]))]] },
+  {
+    name: 'x-file',
+    mode: 0o644,
+    records: [
+      [
+        XATTR,
+        bin(
+          acl([
+            [USER_OBJ, 7],
+            [USER, 4, 1000],
+            [GROUP_OBJ, 5],
+            [MASK, 4],
+            [OTHER, 1],
+          ]),
+        ),
+      ],
+    ],
+  },
+  {
+    name: 'x-dir',
+    dir: true,
+    mode: 0o750,
+    records: [
+      [
+        XATTR,
+        bin(
+          acl([
+            [USER_OBJ, 7],
+            [GROUP_OBJ, 5],
+            [GROUP, 7, 100],
+            [MASK, 7],
+            [OTHER, 0],
+          ]),
+        ),
+      ],
+    ],
+  },
+  {
+    name: 'x-no-mask',
+    mode: 0o777,
+    records: [
+      [
+        XATTR,
+        bin(
+          acl([
+            [USER_OBJ, 6],
+            [GROUP_OBJ, 4],
+            [OTHER, 0],
+          ]),
+        ),
+      ],
+    ],
+  },
+  {
+    name: 'x-out-of-order',
+    mode: 0o644,
+    records: [
+      [
+        XATTR,
+        bin(
+          acl([
+            [GROUP_OBJ, 5],
+            [USER_OBJ, 7],
+            [OTHER, 1],
+          ]),
+        ),
+      ],
+    ],
+  },
+  {
+    name: 'x-named-no-mask',
+    mode: 0o640,
+    records: [
+      [
+        XATTR,
+        bin(
+          acl([
+            [USER_OBJ, 7],
+            [USER, 4, 1000],
+            [GROUP_OBJ, 5],
+            [OTHER, 1],
+          ]),
+        ),
+      ],
+    ],
+  },
 ];
 
 /** A PAX header with the records, then the entry with the case's mode. */
@@ -80,7 +175,10 @@ interface Seen {
 
 function getfattrHex(path: string, name: string): string {
   try {
-    const out = execFileSync('getfattr', ['-h', '-e', 'hex', '-n', name, path], { encoding: 'latin1', stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('getfattr', ['-h', '-e', 'hex', '-n', name, path], {
+      encoding: 'latin1',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const m = /=0x([0-9a-f]*)\s*$/m.exec(out);
     return m ? canonicalXattr(name, Buffer.from(m[1]!, 'hex')).toString('hex') : '';
   } catch {
@@ -127,7 +225,11 @@ describe('the mode and access ACL are what extraction on Linux leaves', () => {
     ['ACLs as text, extracted by bsdtar', TEXT, ['bsdtar', '-xpf', '-']],
     ['ACLs as text, extracted by GNU tar --acls', TEXT, ['tar', '--acls', '-xpf', '-']],
     // (GNU tar sets a directory's xattrs after its mode; Docker and containerd do not, see the next test.)
-    ['ACLs as xattrs on files, extracted by GNU tar --xattrs (setxattr, then chmod)', files, ['tar', '--xattrs', '--xattrs-include=*', '-xpf', '-']],
+    [
+      'ACLs as xattrs on files, extracted by GNU tar --xattrs (setxattr, then chmod)',
+      files,
+      ['tar', '--xattrs', '--xattrs-include=*', '-xpf', '-'],
+    ],
   ] as const) {
     it(what, async () => {
       const dir = extract(cases, argv);
@@ -145,7 +247,9 @@ describe('the mode and access ACL are what extraction on Linux leaves', () => {
       else execFileSync('touch', [p]);
       const value = Buffer.from(c.records[0]![1], 'latin1');
       try {
-        execFileSync('setfattr', ['-n', 'system.posix_acl_access', '-v', `0x${value.toString('hex')}`, p], { stdio: 'ignore' });
+        execFileSync('setfattr', ['-n', 'system.posix_acl_access', '-v', `0x${value.toString('hex')}`, p], {
+          stdio: 'ignore',
+        });
       } catch {
         // Linux refused the ACL (as it would for the unpacker, which then warns or fails)
       }
@@ -164,10 +268,20 @@ describe('the mode and access ACL are what extraction on Linux leaves', () => {
     expect(fromTree(root, 'default-only').mode).toBe('751');
     // As the xattr: the header's mode stays and the ACL follows it (user:: rw-, mask:: r--, other:: r--).
     expect(fromTree(root, 'x-file').mode).toBe('644');
-    expect(must(root, 'x-file').meta.xattrs.get('system.posix_acl_access')).toEqual(acl([[USER_OBJ, 6], [USER, 4, 1000], [GROUP_OBJ, 5], [MASK, 4], [OTHER, 4]]));
+    expect(must(root, 'x-file').meta.xattrs.get('system.posix_acl_access')).toEqual(
+      acl([
+        [USER_OBJ, 6],
+        [USER, 4, 1000],
+        [GROUP_OBJ, 5],
+        [MASK, 4],
+        [OTHER, 4],
+      ]),
+    );
     expect(fromTree(root, 'x-no-mask')).toEqual({ mode: '777', access: '', default: '' });
     expect(warnings).toEqual([
-      expect.stringMatching(/"system.posix_acl_access" of "x-out-of-order": its entries are not user::, user:ID \.\.\., group::/),
+      expect.stringMatching(
+        /"system.posix_acl_access" of "x-out-of-order": its entries are not user::, user:ID \.\.\., group::/,
+      ),
       expect.stringMatching(/"system.posix_acl_access" of "x-named-no-mask": it has named entries but no mask:: entry/),
     ]);
   });
@@ -178,32 +292,142 @@ describe('which ACL values Linux refuses', () => {
     const dir = mkdtempSync(join(tmpdir(), 'img2vm-acl-valid-'));
     try {
       const values: Array<[string, Buffer]> = [
-        ['base entries', acl([[USER_OBJ, 6], [GROUP_OBJ, 4], [OTHER, 4]])],
-        ['a mask without named entries', acl([[USER_OBJ, 6], [GROUP_OBJ, 4], [MASK, 4], [OTHER, 4]])],
-        ['named users and groups', acl([[USER_OBJ, 7], [USER, 5, 1], [USER, 1, 2], [GROUP_OBJ, 4], [GROUP, 2, 3], [MASK, 7], [OTHER, 0]])],
-        ['named entries out of id order', acl([[USER_OBJ, 7], [USER, 5, 9], [USER, 1, 2], [GROUP_OBJ, 4], [MASK, 7], [OTHER, 0]])],
+        [
+          'base entries',
+          acl([
+            [USER_OBJ, 6],
+            [GROUP_OBJ, 4],
+            [OTHER, 4],
+          ]),
+        ],
+        [
+          'a mask without named entries',
+          acl([
+            [USER_OBJ, 6],
+            [GROUP_OBJ, 4],
+            [MASK, 4],
+            [OTHER, 4],
+          ]),
+        ],
+        [
+          'named users and groups',
+          acl([
+            [USER_OBJ, 7],
+            [USER, 5, 1],
+            [USER, 1, 2],
+            [GROUP_OBJ, 4],
+            [GROUP, 2, 3],
+            [MASK, 7],
+            [OTHER, 0],
+          ]),
+        ],
+        [
+          'named entries out of id order',
+          acl([
+            [USER_OBJ, 7],
+            [USER, 5, 9],
+            [USER, 1, 2],
+            [GROUP_OBJ, 4],
+            [MASK, 7],
+            [OTHER, 0],
+          ]),
+        ],
         ['no entries', acl([])],
-        ['no other::', acl([[USER_OBJ, 6], [GROUP_OBJ, 4]])],
-        ['no user::', acl([[GROUP_OBJ, 4], [OTHER, 4]])],
-        ['user:: twice', acl([[USER_OBJ, 6], [USER_OBJ, 6], [GROUP_OBJ, 4], [OTHER, 4]])],
-        ['mask:: before group::', acl([[USER_OBJ, 6], [MASK, 4], [GROUP_OBJ, 4], [OTHER, 4]])],
-        ['a named user without a mask', acl([[USER_OBJ, 6], [USER, 4, 5], [GROUP_OBJ, 4], [OTHER, 4]])],
-        ['a named user with no id', acl([[USER_OBJ, 6], [USER, 4, U], [GROUP_OBJ, 4], [MASK, 4], [OTHER, 4]])],
-        ['permissions beyond rwx', acl([[USER_OBJ, 8], [GROUP_OBJ, 4], [OTHER, 4]])],
-        ['an unknown tag', acl([[USER_OBJ, 6], [GROUP_OBJ, 4], [0x40, 4], [OTHER, 4]])],
-        ['version 1', Buffer.concat([Buffer.from([1, 0, 0, 0]), acl([[USER_OBJ, 6], [GROUP_OBJ, 4], [OTHER, 4]]).subarray(4)])],
+        [
+          'no other::',
+          acl([
+            [USER_OBJ, 6],
+            [GROUP_OBJ, 4],
+          ]),
+        ],
+        [
+          'no user::',
+          acl([
+            [GROUP_OBJ, 4],
+            [OTHER, 4],
+          ]),
+        ],
+        [
+          'user:: twice',
+          acl([
+            [USER_OBJ, 6],
+            [USER_OBJ, 6],
+            [GROUP_OBJ, 4],
+            [OTHER, 4],
+          ]),
+        ],
+        [
+          'mask:: before group::',
+          acl([
+            [USER_OBJ, 6],
+            [MASK, 4],
+            [GROUP_OBJ, 4],
+            [OTHER, 4],
+          ]),
+        ],
+        [
+          'a named user without a mask',
+          acl([
+            [USER_OBJ, 6],
+            [USER, 4, 5],
+            [GROUP_OBJ, 4],
+            [OTHER, 4],
+          ]),
+        ],
+        [
+          'a named user with no id',
+          acl([
+            [USER_OBJ, 6],
+            [USER, 4, U],
+            [GROUP_OBJ, 4],
+            [MASK, 4],
+            [OTHER, 4],
+          ]),
+        ],
+        [
+          'permissions beyond rwx',
+          acl([
+            [USER_OBJ, 8],
+            [GROUP_OBJ, 4],
+            [OTHER, 4],
+          ]),
+        ],
+        [
+          'an unknown tag',
+          acl([
+            [USER_OBJ, 6],
+            [GROUP_OBJ, 4],
+            [0x40, 4],
+            [OTHER, 4],
+          ]),
+        ],
+        [
+          'version 1',
+          Buffer.concat([
+            Buffer.from([1, 0, 0, 0]),
+            acl([
+              [USER_OBJ, 6],
+              [GROUP_OBJ, 4],
+              [OTHER, 4],
+            ]).subarray(4),
+          ]),
+        ],
       ];
       for (const [what, v] of values) {
         const f = join(dir, what.replace(/\W+/g, '-'));
         execFileSync('touch', [f]);
         let linux = true;
         try {
-          execFileSync('setfattr', ['-n', 'system.posix_acl_access', '-v', `0x${v.toString('hex')}`, f], { stdio: 'ignore' });
+          execFileSync('setfattr', ['-n', 'system.posix_acl_access', '-v', `0x${v.toString('hex')}`, f], {
+            stdio: 'ignore',
+          });
         } catch {
           linux = false;
         }
         // An empty ACL is accepted by setxattr(2) and means "none": nothing to keep either way.
-        expect(aclXattrProblem(v) === undefined, `${what}: ${aclXattrProblem(v) ?? 'accepted'}`).toBe(linux && v.length > 4);
+        expect(aclXattrProblem(v) === undefined, `${what}: ${aclXattrProblem(v) ?? 'accepted'}`).toBe(
+          linux && v.length > 4,
+        );
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -215,7 +439,10 @@ describe('ACLs on links', () => {
   it('a hard link entry with an ACL as text sets the shared inode’s bits', async () => {
     const l = Buffer.concat([
       paxEntry('a', Buffer.from('x'), '0'),
-      paxEntry('b', Buffer.alloc(0), '1', [['linkpath', 'a'], ['SCHILY.acl.access', 'user::rw-,user:7:rwx,group::r--,mask::rwx,other::---']]),
+      paxEntry('b', Buffer.alloc(0), '1', [
+        ['linkpath', 'a'],
+        ['SCHILY.acl.access', 'user::rw-,user:7:rwx,group::r--,mask::rwx,other::---'],
+      ]),
       TAR_END,
     ]);
     const { root } = await flattenLayers([l]);
@@ -224,9 +451,27 @@ describe('ACLs on links', () => {
   });
 
   it('a symlink cannot have an ACL (Linux refuses it): dropped with a warning', async () => {
-    const l = Buffer.concat([paxEntry('s', Buffer.alloc(0), '2', [['linkpath', 't'], [XATTR, bin(acl([[USER_OBJ, 7], [GROUP_OBJ, 5], [MASK, 7], [OTHER, 0]]))]]), TAR_END]);
+    const l = Buffer.concat([
+      paxEntry('s', Buffer.alloc(0), '2', [
+        ['linkpath', 't'],
+        [
+          XATTR,
+          bin(
+            acl([
+              [USER_OBJ, 7],
+              [GROUP_OBJ, 5],
+              [MASK, 7],
+              [OTHER, 0],
+            ]),
+          ),
+        ],
+      ]),
+      TAR_END,
+    ]);
     const { root, warnings } = await flattenLayers([l]);
     expect(must(root, 's').meta.xattrs.size).toBe(0);
-    expect(warnings).toEqual([expect.stringMatching(/"system.posix_acl_access" of "s": Linux has no ACLs on symlinks/)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(/"system.posix_acl_access" of "s": Linux has no ACLs on symlinks/),
+    ]);
   });
 });

@@ -26,7 +26,14 @@ afterEach(async () => {
 
 describe('hostile corpus through the tree flattener', () => {
   it('has cases that reach flattening', () => {
-    expect(CASES.map((c) => c.id)).toEqual(expect.arrayContaining(['bomb-gzip-zeros', 'bomb-sparse-file', 'registry-truncated-gzip', 'docker-archive-layer-tampered']));
+    expect(CASES.map((c) => c.id)).toEqual(
+      expect.arrayContaining([
+        'bomb-gzip-zeros',
+        'bomb-sparse-file',
+        'registry-truncated-gzip',
+        'docker-archive-layer-tampered',
+      ]),
+    );
   });
 
   it.each(CASES.map((c) => [c.id, c] as const))('%s', async (_id, c) => {
@@ -37,12 +44,21 @@ describe('hostile corpus through the tree flattener', () => {
       const outside = join(dir, 'outside');
       await mkdir(input);
       await mkdir(outside);
-      const ctx: RunContext = { work: join(dir, 'work'), signal: new AbortController().signal, sink: () => {}, scope, random: createRandom('test') };
+      const ctx: RunContext = {
+        work: join(dir, 'work'),
+        signal: new AbortController().signal,
+        sink: () => {},
+        scope,
+        random: createRandom('test'),
+      };
       await mkdir(ctx.work);
       const ref = await c.prepare({ input, outside, registry });
       const store = new MemoryStore({ discard: true });
       const run = async () => {
-        const img = await openSource(ref, ctx, undefined, { cacheDir: join(dir, 'cache'), registry: { backoffMs: 1, tries: 2 } });
+        const img = await openSource(ref, ctx, undefined, {
+          cacheDir: join(dir, 'cache'),
+          registry: { backoffMs: 1, tries: 2 },
+        });
         const f = new LayerFlattener({ store, epoch: EPOCH });
         for (const l of img.layers) await f.applyLayer(await l.open());
         return f.finish();

@@ -53,7 +53,10 @@ describe('paths that try to leave the root', () => {
       { name: 'alias', type: 'symlink', linkname: 'real' },
       { name: 'sub/up', type: 'symlink', linkname: '../alias/../../../..' },
     ]);
-    const l2 = await makeTar([{ name: 'alias/f', content: 'via alias' }, { name: 'sub/up/g', content: 'via up' }]);
+    const l2 = await makeTar([
+      { name: 'alias/f', content: 'via alias' },
+      { name: 'sub/up/g', content: 'via up' },
+    ]);
     const { root } = await flattenLayers([l1, l2]);
     expect(await text(root, 'real/f')).toBe('via alias');
     expect(must(root, 'alias').kind).toBe('symlink');
@@ -66,7 +69,10 @@ describe('paths that try to leave the root', () => {
       { name: 'victim', type: 'symlink', linkname: '/etc/passwd' },
       { name: 'vdir', type: 'symlink', linkname: '/etc' },
     ]);
-    const l2 = await makeTar([{ name: 'victim', content: 'overwrite?' }, { name: 'vdir', type: 'directory', mode: 0o777 }]);
+    const l2 = await makeTar([
+      { name: 'victim', content: 'overwrite?' },
+      { name: 'vdir', type: 'directory', mode: 0o777 },
+    ]);
     const r = await flattenLayers([l1, l2]);
     expect(await text(r.root, 'victim')).toBe('overwrite?');
     expect(await text(r.root, 'etc/passwd')).toBe('root:x:0:0');
@@ -156,7 +162,13 @@ describe('hard links', () => {
 describe('whiteouts that try to leave the root', () => {
   it('.wh... and .wh.. are ignored and create nothing', async () => {
     const l1 = await makeTar([{ name: 'keep', content: 'k' }]);
-    const { root, warnings } = await flattenLayers([l1, await makeTar([{ name: '.wh...', content: '' }, { name: 'sub/.wh..', content: '' }])]);
+    const { root, warnings } = await flattenLayers([
+      l1,
+      await makeTar([
+        { name: '.wh...', content: '' },
+        { name: 'sub/.wh..', content: '' },
+      ]),
+    ]);
     expect(ls(root)).toEqual(['keep']);
     expect(warnings).toHaveLength(2);
   });
@@ -179,14 +191,20 @@ describe('whiteouts that try to leave the root', () => {
   });
 
   it('a whiteout of a symlink removes the symlink, not its target', async () => {
-    const l1 = await makeTar([{ name: 'data/file', content: 'f' }, { name: 'ln', type: 'symlink', linkname: '/data' }]);
+    const l1 = await makeTar([
+      { name: 'data/file', content: 'f' },
+      { name: 'ln', type: 'symlink', linkname: '/data' },
+    ]);
     const { root } = await flattenLayers([l1, await makeTar([{ name: '.wh.ln', content: '' }])]);
     expect(at(root, 'ln')).toBeUndefined();
     expect(await text(root, 'data/file')).toBe('f');
   });
 
   it('an opaque marker under a symlink applies to the directory it resolves to inside the root', async () => {
-    const l1 = await makeTar([{ name: 'outside/mine', content: 'in root' }, { name: 's', type: 'symlink', linkname: '/../../../../outside' }]);
+    const l1 = await makeTar([
+      { name: 'outside/mine', content: 'in root' },
+      { name: 's', type: 'symlink', linkname: '/../../../../outside' },
+    ]);
     const { root } = await flattenLayers([l1, await makeTar([{ name: 's/.wh..wh..opq', content: '' }])]);
     expect(ls(root, 'outside')).toEqual([]);
   });
@@ -207,16 +225,42 @@ describe('entries no file system can hold', () => {
   });
 
   it('a self-referencing symlink used as a directory is a badImage error; 40 hops are fine, 41 are not', async () => {
-    await expectBadImage([await makeTar([{ name: 'self', type: 'symlink', linkname: 'self/x' }, { name: 'self/y', content: 'y' }])], /symbolic links/);
-    const chain = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `l${i}`, type: 'symlink' as const, linkname: i === n - 1 ? 'real' : `l${i + 1}` }));
-    const ok = await flattenLayers([await makeTar([{ name: 'real/', type: 'directory' }, ...chain(40), { name: 'l0/f', content: 'f' }])]);
+    await expectBadImage(
+      [
+        await makeTar([
+          { name: 'self', type: 'symlink', linkname: 'self/x' },
+          { name: 'self/y', content: 'y' },
+        ]),
+      ],
+      /symbolic links/,
+    );
+    const chain = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        name: `l${i}`,
+        type: 'symlink' as const,
+        linkname: i === n - 1 ? 'real' : `l${i + 1}`,
+      }));
+    const ok = await flattenLayers([
+      await makeTar([{ name: 'real/', type: 'directory' }, ...chain(40), { name: 'l0/f', content: 'f' }]),
+    ]);
     expect(await text(ok.root, 'real/f')).toBe('f');
-    await expectBadImage([await makeTar([{ name: 'real/', type: 'directory' }, ...chain(41), { name: 'l0/f', content: 'f' }])], /too many levels/);
+    await expectBadImage(
+      [await makeTar([{ name: 'real/', type: 'directory' }, ...chain(41), { name: 'l0/f', content: 'f' }])],
+      /too many levels/,
+    );
   });
 
   it('a 300-byte name component is a badImage error, also when it comes from a symlink target', async () => {
     await expectBadImage([await makeTar([{ name: `dir/${'z'.repeat(300)}`, content: 'z' }])], /300 bytes.*at most 255/);
-    await expectBadImage([await makeTar([{ name: 's', type: 'symlink', linkname: `${'z'.repeat(256)}/d` }, { name: 's/f', content: 'f' }])], /256 bytes.*at most 255/);
+    await expectBadImage(
+      [
+        await makeTar([
+          { name: 's', type: 'symlink', linkname: `${'z'.repeat(256)}/d` },
+          { name: 's/f', content: 'f' },
+        ]),
+      ],
+      /256 bytes.*at most 255/,
+    );
   });
 
   it('a NUL in a PAX path is a badImage error', async () => {
@@ -226,18 +270,30 @@ describe('entries no file system can hold', () => {
   it('a path of 4096 bytes, or one that resolves to 4096 bytes through a symlink, is a badImage error', async () => {
     const comp = 'p'.repeat(200);
     const long = Array.from({ length: 20 }, () => comp).join('/'); // 4019 bytes
-    await expectBadImage([await makeTar([{ name: `${long}/${'q'.repeat(76)}`, content: 'x' }])], /4096 bytes long; Linux allows at most 4095/);
+    await expectBadImage(
+      [await makeTar([{ name: `${long}/${'q'.repeat(76)}`, content: 'x' }])],
+      /4096 bytes long; Linux allows at most 4095/,
+    );
     // The entry's own path is short; what it resolves to is not.
     const deep = Array.from({ length: 19 }, () => comp).join('/');
     await expectBadImage(
-      [await makeTar([{ name: `${deep}/`, type: 'directory' }, { name: 's', type: 'symlink', linkname: `/${deep}` }, { name: `s/${'r'.repeat(255)}/${'f'.repeat(20)}`, content: 'x' }])],
+      [
+        await makeTar([
+          { name: `${deep}/`, type: 'directory' },
+          { name: 's', type: 'symlink', linkname: `/${deep}` },
+          { name: `s/${'r'.repeat(255)}/${'f'.repeat(20)}`, content: 'x' },
+        ]),
+      ],
       /resolves to .* Linux allows at most 4095/,
     );
   });
 
   it('uid, gid or device numbers out of range are badImage errors, not internal ones', async () => {
     await expectBadImage([await makeTar([{ name: 'u', content: 'x', pax: { uid: '4294967295' } }])], /uid 4294967295/);
-    await expectBadImage([await makeTar([{ name: 'g', content: 'x', pax: { gid: '99999999999' } }])], /gid 99999999999/);
+    await expectBadImage(
+      [await makeTar([{ name: 'g', content: 'x', pax: { gid: '99999999999' } }])],
+      /gid 99999999999/,
+    );
     const neg = rawHeader({ name: 'n', size: 0 });
     neg.fill(0xff, 108, 116); // base-256 -1
     neg.fill(0x20, 148, 156);
@@ -245,23 +301,46 @@ describe('entries no file system can hold', () => {
     for (const c of neg) sum += c;
     neg.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
     await expectBadImage([Buffer.concat([neg, TAR_END])], /uid -1/);
-    await expectBadImage([await makeTar([{ name: 'dev/x', type: 'block-device', devmajor: 4096, devminor: 0 }])], /4096:0/);
+    await expectBadImage(
+      [await makeTar([{ name: 'dev/x', type: 'block-device', devmajor: 4096, devminor: 0 }])],
+      /4096:0/,
+    );
   });
 
   it('a path below a regular file is skipped with a warning', async () => {
-    const { root, warnings } = await flattenLayers([await makeTar([{ name: 'f', content: 'file' }, { name: 'f/x', content: 'x' }])]);
+    const { root, warnings } = await flattenLayers([
+      await makeTar([
+        { name: 'f', content: 'file' },
+        { name: 'f/x', content: 'x' },
+      ]),
+    ]);
     expect(warnings).toEqual([expect.stringMatching(/"f\/x": "\/f" is not a directory/)]);
     expect(await text(root, 'f')).toBe('file');
   });
 
   it('a symlink with an empty target, an unknown entry type, and xattrs Linux refuses are skipped with warnings', async () => {
-    const unknown = Buffer.concat([rawHeader({ name: 'weird', typeflag: 'Z', size: 3 }), padTo512(Buffer.from('abc')), ustar('after', 0), TAR_END]);
+    const unknown = Buffer.concat([
+      rawHeader({ name: 'weird', typeflag: 'Z', size: 3 }),
+      padTo512(Buffer.from('abc')),
+      ustar('after', 0),
+      TAR_END,
+    ]);
     const r1 = await flattenLayers([unknown]);
     expect(ls(r1.root)).toEqual(['after']);
     expect(r1.warnings).toEqual([expect.stringMatching(/unsupported tar entry type 'Z'/)]);
     const r2 = await flattenLayers([
       await makeTar([
-        { name: 'f', content: 'x', pax: { 'SCHILY.xattr.bogus.x': '1', 'SCHILY.xattr.user.': '2', 'SCHILY.xattr.system.posix_acl_access': 'nope', 'SCHILY.xattr.user.ok': '3', 'SCHILY.xattr.system.posix_acl_default': '\x02\0\0\0' } },
+        {
+          name: 'f',
+          content: 'x',
+          pax: {
+            'SCHILY.xattr.bogus.x': '1',
+            'SCHILY.xattr.user.': '2',
+            'SCHILY.xattr.system.posix_acl_access': 'nope',
+            'SCHILY.xattr.user.ok': '3',
+            'SCHILY.xattr.system.posix_acl_default': '\x02\0\0\0',
+          },
+        },
       ]),
     ]);
     expect(must(r2.root, 'f').meta.xattrs).toEqual(new Map([['user.ok', Buffer.from('3')]]));
@@ -274,7 +353,12 @@ describe('entries no file system can hold', () => {
 
 describe('missing parents and reproducibility', () => {
   it('directories made for a path through a dangling symlink are made where it points, at the epoch', async () => {
-    const { root } = await flattenLayers([await makeTar([{ name: 'bin', type: 'symlink', linkname: 'usr/bin' }, { name: 'bin/ls', content: 'ls' }])]);
+    const { root } = await flattenLayers([
+      await makeTar([
+        { name: 'bin', type: 'symlink', linkname: 'usr/bin' },
+        { name: 'bin/ls', content: 'ls' },
+      ]),
+    ]);
     expect(await text(root, 'usr/bin/ls')).toBe('ls');
     expect(must(root, 'usr/bin').meta).toMatchObject({ mode: 0o755, uid: 0, gid: 0, mtime: EPOCH });
   });

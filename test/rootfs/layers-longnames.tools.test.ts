@@ -39,7 +39,9 @@ describe('a path longer than 100 bytes with "/" as byte 100 stays a regular file
     });
 
     it(`${format}: the tree flattener makes regular files with their bytes`, async () => {
-      const { root, warnings } = await flattenLayers([Buffer.concat([entry(EMPTY, Buffer.alloc(0)), entry(FULL, CONTENT), TAR_END])]);
+      const { root, warnings } = await flattenLayers([
+        Buffer.concat([entry(EMPTY, Buffer.alloc(0)), entry(FULL, CONTENT), TAR_END]),
+      ]);
       expect(warnings).toEqual([]);
       expect(must(root, EMPTY).kind).toBe('file');
       expect(await bytes(root, EMPTY)).toEqual(Buffer.alloc(0));
@@ -109,8 +111,14 @@ describe('a whiteout of a name of 252 to 255 bytes', () => {
   it("removes the file below, made real in a directory (the runc builder's bundle); one hiding 256 bytes is ignored", async () => {
     const sb = sandbox();
     try {
-      const lower = await makeTar([{ name: `dir/${long}`, content: 'lower' }, { name: 'dir/keep', content: 'k' }]);
-      const upper = await makeTar([{ name: `dir/.wh.${long}`, content: '' }, { name: `dir/.wh.${'m'.repeat(256)}`, content: '' }]);
+      const lower = await makeTar([
+        { name: `dir/${long}`, content: 'lower' },
+        { name: 'dir/keep', content: 'k' },
+      ]);
+      const upper = await makeTar([
+        { name: `dir/.wh.${long}`, content: '' },
+        { name: `dir/.wh.${'m'.repeat(256)}`, content: '' },
+      ]);
       const { warnings } = await applyLayers(sb.root, [lower, upper]);
       expect(warnings).toEqual([expect.stringMatching(/ignoring whiteout .*hides a name of 256 bytes/)]);
       expect(existsSync(join(sb.root, 'dir', long))).toBe(false);
@@ -124,7 +132,10 @@ describe('a whiteout of a name of 252 to 255 bytes', () => {
     const comp = 'p'.repeat(200);
     const deep = Array.from({ length: 20 }, () => comp).join('/'); // 4019 bytes
     const name = 'q'.repeat(4094 - deep.length - 1);
-    const lower = await makeTar([{ name: `${deep}/${name}`, content: 'x' }, { name: `${deep}/keep`, content: 'k' }]);
+    const lower = await makeTar([
+      { name: `${deep}/${name}`, content: 'x' },
+      { name: `${deep}/keep`, content: 'k' },
+    ]);
     const upper = await makeTar([{ name: `${deep}/.wh.${name}`, content: '' }]);
     const { root } = await flattenLayers([lower, upper]);
     expect(at(root, `${deep}/${name}`)).toBeUndefined();

@@ -8,7 +8,10 @@ import { flattenLayers, must } from './layers-helpers.js';
 /** v2 capability, effective, permitted = cap_setuid (bit 7 → byte 0x80) + cap_net_raw (bit 13). */
 const CAP = Buffer.from('0100000280200000000000000000000000000000', 'hex');
 /** user::rw- user:1234:r-- group::r-- mask::r-- other::r-- in the xattr format. */
-const ACL = Buffer.from('0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000400ffffffff', 'hex');
+const ACL = Buffer.from(
+  '0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000400ffffffff',
+  'hex',
+);
 
 describe('PAX times', () => {
   it.each([
@@ -32,17 +35,27 @@ describe('PAX times', () => {
   it('mtime, atime and ctime reach the tree exactly; a bad one is a corrupt layer', async () => {
     const { root } = await flattenLayers([
       await makeTar([
-        { name: 'f', content: 'x', pax: { mtime: '1700000000.123456789', atime: '1700000001.000000001', ctime: '1700000002.999999999' } },
+        {
+          name: 'f',
+          content: 'x',
+          pax: { mtime: '1700000000.123456789', atime: '1700000001.000000001', ctime: '1700000002.999999999' },
+        },
         { name: 'old', content: 'x', pax: { mtime: '-86400.25' } },
         { name: 'd/', type: 'directory', pax: { mtime: '1234567890.000000042' } },
         { name: 'plain', content: 'x' },
       ]),
     ]);
-    expect(must(root, 'f').meta).toMatchObject({ mtime: { sec: 1700000000, nsec: 123456789 }, atime: { sec: 1700000001, nsec: 1 }, ctime: { sec: 1700000002, nsec: 999999999 } });
+    expect(must(root, 'f').meta).toMatchObject({
+      mtime: { sec: 1700000000, nsec: 123456789 },
+      atime: { sec: 1700000001, nsec: 1 },
+      ctime: { sec: 1700000002, nsec: 999999999 },
+    });
     expect(must(root, 'old').meta.mtime).toEqual({ sec: -86401, nsec: 750000000 });
     expect(must(root, 'd').meta.mtime).toEqual({ sec: 1234567890, nsec: 42 });
     expect(must(root, 'plain').meta.atime).toBeUndefined();
-    const e = await flattenLayers([await makeTar([{ name: 'f', content: 'x', pax: { mtime: '1e9' } }])]).catch((x: unknown) => x);
+    const e = await flattenLayers([await makeTar([{ name: 'f', content: 'x', pax: { mtime: '1e9' } }])]).catch(
+      (x: unknown) => x,
+    );
     expect(e).toMatchObject({ kind: 'badImage', message: expect.stringMatching(/malformed PAX mtime/) });
   });
 
@@ -67,10 +80,30 @@ describe('xattrs', () => {
         content: 'ELF',
         // The bits its access ACL gives (user::rw-, mask::r--, other::r--): an ACL beside another mode is the next describe's.
         mode: 0o4644,
-        pax: { 'SCHILY.xattr.security.capability': 'Q'.repeat(CAP.length), 'SCHILY.xattr.user.bin': 'B'.repeat(binary.length), 'SCHILY.xattr.system.posix_acl_access': 'A'.repeat(ACL.length) },
+        pax: {
+          'SCHILY.xattr.security.capability': 'Q'.repeat(CAP.length),
+          'SCHILY.xattr.user.bin': 'B'.repeat(binary.length),
+          'SCHILY.xattr.system.posix_acl_access': 'A'.repeat(ACL.length),
+        },
       },
-      { name: 'data', content: 'x', uid: 1000, pax: { 'SCHILY.xattr.user.comment': 'héllo', 'SCHILY.xattr.trusted.odd name\twith tab': 'v', 'SCHILY.xattr.security.selinux': 'system_u:object_r:bin_t:s0\0' } },
-      { name: 'dir/', type: 'directory', pax: { 'SCHILY.xattr.trusted.overlay.opaque': 'y', 'SCHILY.xattr.system.posix_acl_default': 'D'.repeat(ACL.length) } },
+      {
+        name: 'data',
+        content: 'x',
+        uid: 1000,
+        pax: {
+          'SCHILY.xattr.user.comment': 'héllo',
+          'SCHILY.xattr.trusted.odd name\twith tab': 'v',
+          'SCHILY.xattr.security.selinux': 'system_u:object_r:bin_t:s0\0',
+        },
+      },
+      {
+        name: 'dir/',
+        type: 'directory',
+        pax: {
+          'SCHILY.xattr.trusted.overlay.opaque': 'y',
+          'SCHILY.xattr.system.posix_acl_default': 'D'.repeat(ACL.length),
+        },
+      },
       // bsdtar's form: percent-encoded name, base64 value
       { name: 'bsd', content: 'x', pax: { 'LIBARCHIVE.xattr.user.with%3Dequals%20space': binary.toString('base64') } },
     ]);
@@ -81,7 +114,13 @@ describe('xattrs', () => {
     const { root, stats, warnings } = await flattenLayers([t]);
     expect(warnings).toEqual([]);
     expect(must(root, 'usr/bin/ping').meta).toMatchObject({ mode: 0o4644 });
-    expect(must(root, 'usr/bin/ping').meta.xattrs).toEqual(new Map([['security.capability', CAP], ['user.bin', binary], ['system.posix_acl_access', ACL]]));
+    expect(must(root, 'usr/bin/ping').meta.xattrs).toEqual(
+      new Map([
+        ['security.capability', CAP],
+        ['user.bin', binary],
+        ['system.posix_acl_access', ACL],
+      ]),
+    );
     expect(must(root, 'data').meta.xattrs).toEqual(
       new Map([
         ['user.comment', Buffer.from('héllo')],
@@ -89,7 +128,12 @@ describe('xattrs', () => {
         ['security.selinux', Buffer.from('system_u:object_r:bin_t:s0\0')],
       ]),
     );
-    expect(must(root, 'dir').meta.xattrs).toEqual(new Map([['trusted.overlay.opaque', Buffer.from('y')], ['system.posix_acl_default', ACL]]));
+    expect(must(root, 'dir').meta.xattrs).toEqual(
+      new Map([
+        ['trusted.overlay.opaque', Buffer.from('y')],
+        ['system.posix_acl_default', ACL],
+      ]),
+    );
     expect(must(root, 'bsd').meta.xattrs).toEqual(new Map([['user.with=equals space', binary]]));
     expect(stats.xattrs).toBe(9);
   });
@@ -97,13 +141,21 @@ describe('xattrs', () => {
   it('user.* on a symlink or device node is dropped as the kernel would refuse it; security.* stays', async () => {
     const { root, warnings } = await flattenLayers([
       await makeTar([
-        { name: 'ln', type: 'symlink', linkname: 'x', pax: { 'SCHILY.xattr.user.x': '1', 'SCHILY.xattr.security.selinux': 'l' } },
+        {
+          name: 'ln',
+          type: 'symlink',
+          linkname: 'x',
+          pax: { 'SCHILY.xattr.user.x': '1', 'SCHILY.xattr.security.selinux': 'l' },
+        },
         { name: 'null', type: 'character-device', devmajor: 1, devminor: 3, pax: { 'SCHILY.xattr.user.y': '2' } },
       ]),
     ]);
     expect(must(root, 'ln').meta.xattrs).toEqual(new Map([['security.selinux', Buffer.from('l')]]));
     expect(must(root, 'null').meta.xattrs.size).toBe(0);
-    expect(warnings).toEqual([expect.stringMatching(/"user.x" of "ln": user xattrs exist only/), expect.stringMatching(/"user.y" of "null"/)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(/"user.x" of "ln": user xattrs exist only/),
+      expect.stringMatching(/"user.y" of "null"/),
+    ]);
   });
 
   it('a hard link entry adds its xattrs to the shared node', async () => {
@@ -123,15 +175,27 @@ describe('xattrs', () => {
       await makeTar([
         { name: 'f', content: 'x', pax: { 'SCHILY.acl.access': access } },
         { name: 'd/', type: 'directory', pax: { 'SCHILY.acl.default': 'user::rwx,group::r-x,other::---' } },
-        { name: 'byname', content: 'x', pax: { 'SCHILY.acl.access': 'user::rw-\nuser:alice:r--\ngroup::r--\nmask::r--\nother::r--\n' } },
-        { name: 'star', content: 'x', pax: { 'SCHILY.acl.access': 'user::rw-,user:alice:r--:1234,group::r--,mask::r--,other::r--' } },
+        {
+          name: 'byname',
+          content: 'x',
+          pax: { 'SCHILY.acl.access': 'user::rw-\nuser:alice:r--\ngroup::r--\nmask::r--\nother::r--\n' },
+        },
+        {
+          name: 'star',
+          content: 'x',
+          pax: { 'SCHILY.acl.access': 'user::rw-,user:alice:r--:1234,group::r--,mask::r--,other::r--' },
+        },
       ]),
     ]);
     expect(must(root, 'f').meta.xattrs.get('system.posix_acl_access')).toEqual(ACL);
     expect(must(root, 'star').meta.xattrs.get('system.posix_acl_access')).toEqual(ACL);
-    expect(must(root, 'd').meta.xattrs.get('system.posix_acl_default')).toEqual(Buffer.from('0200000001000700ffffffff04000500ffffffff20000000ffffffff', 'hex'));
+    expect(must(root, 'd').meta.xattrs.get('system.posix_acl_default')).toEqual(
+      Buffer.from('0200000001000700ffffffff04000500ffffffff20000000ffffffff', 'hex'),
+    );
     expect(must(root, 'byname').meta.xattrs.size).toBe(0);
-    expect(warnings).toEqual([expect.stringMatching(/access ACL of "byname": .*names user "alice" without a numeric id/)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(/access ACL of "byname": .*names user "alice" without a numeric id/),
+    ]);
   });
 
   it('ACL text that the kernel would refuse is reported', () => {

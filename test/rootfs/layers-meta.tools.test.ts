@@ -9,7 +9,10 @@ import { flattenLayers, must, text } from './layers-helpers.js';
 /** v2 capability, effective, permitted = cap_setuid (bit 7 → byte 0x80) + cap_net_raw (bit 13). */
 const CAP = Buffer.from('0100000280200000000000000000000000000000', 'hex');
 /** user::rw- user:1234:r-- group::r-- mask::r-- other::r-- in the xattr format. */
-const ACL = Buffer.from('0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000400ffffffff', 'hex');
+const ACL = Buffer.from(
+  '0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000400ffffffff',
+  'hex',
+);
 
 describe('an archive made by GNU tar --xattrs from real files', () => {
   it('carries nanosecond times and every xattr, ACL and capability included', async () => {
@@ -23,7 +26,9 @@ describe('an archive made by GNU tar --xattrs from real files', () => {
         try {
           execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
         } catch (e) {
-          throw new Error(`${cmd} ${args.join(' ')} failed (setfattr is in the attr package, tar in tar): ${String((e as { stderr?: Buffer }).stderr ?? e)}`);
+          throw new Error(
+            `${cmd} ${args.join(' ')} failed (setfattr is in the attr package, tar in tar): ${String((e as { stderr?: Buffer }).stderr ?? e)}`,
+          );
         }
       };
       sh('setfattr', ['-n', 'user.foo', '-v', 'bar', f]);
@@ -33,7 +38,18 @@ describe('an archive made by GNU tar --xattrs from real files', () => {
       sh('setfattr', ['-n', 'system.posix_acl_access', '-v', `0x${ACL.toString('hex')}`, f]);
       sh('touch', ['-h', '-d', '2023-11-14 22:13:20.123456789 UTC', f]);
       const out = join(dir, 'layer.tar');
-      sh('tar', ['--format=posix', '--xattrs', '--xattrs-include=*', '--acls', '--numeric-owner', '-C', src, '-cf', out, 'd']);
+      sh('tar', [
+        '--format=posix',
+        '--xattrs',
+        '--xattrs-include=*',
+        '--acls',
+        '--numeric-owner',
+        '-C',
+        src,
+        '-cf',
+        out,
+        'd',
+      ]);
       const { root, warnings } = await flattenLayers([readFileSync(out)]);
       expect(warnings).toEqual([]);
       const node = must(root, 'd/f');

@@ -56,7 +56,14 @@ describe('a directory with 100,000 entries', () => {
     const store = new MemoryStore();
     const f = new LayerFlattener({ store, epoch: EPOCH });
     await f.applyLayer(Readable.from([l1]));
-    await f.applyLayer(Readable.from([await makeTar([{ name: '.wh.big', content: '' }, { name: 'after', content: 'a' }])]));
+    await f.applyLayer(
+      Readable.from([
+        await makeTar([
+          { name: '.wh.big', content: '' },
+          { name: 'after', content: 'a' },
+        ]),
+      ]),
+    );
     const { root, stats } = f.finish();
     expect(ls(root)).toEqual(['after']);
     expect(store.puts).toBe(n + 2);
@@ -66,7 +73,13 @@ describe('a directory with 100,000 entries', () => {
     const once = await flattenLayers([l1]);
     expect(dir(once.root, 'big').entries.size).toBe(n + 1);
     // '.', '..' and 100,001 entries of 8 + (names of 2..6 bytes, padded to 4 or 8).
-    const entryBytes = 24 + Array.from({ length: n }, (_, i) => 8 + ((`f${i}`.length + 3) & ~3)).reduce((a, b) => a + b, 0) + 8 + 4;
-    expect(once.stats).toMatchObject({ files: n + 1, dirs: 1, bytes: 1, blocks4k: 1 + 1 + Math.ceil(entryBytes / 4096) });
+    const entryBytes =
+      24 + Array.from({ length: n }, (_, i) => 8 + ((`f${i}`.length + 3) & ~3)).reduce((a, b) => a + b, 0) + 8 + 4;
+    expect(once.stats).toMatchObject({
+      files: n + 1,
+      dirs: 1,
+      bytes: 1,
+      blocks4k: 1 + 1 + Math.ceil(entryBytes / 4096),
+    });
   });
 });

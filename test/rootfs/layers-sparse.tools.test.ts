@@ -152,7 +152,9 @@ describe('crafted sparse entries in every form', () => {
   it('old GNU S with more regions than the header holds reads its extension blocks', async () => {
     const many: Region[] = Array.from({ length: 50 }, (_, i) => [i * 8192 + i, 7]);
     const d = DATA.subarray(0, 50 * 7);
-    const { root } = await flattenLayers([tar(oldGnu('many', 50 * 8192, many, d), oldGnu('next', 10, [[0, 10]], DATA.subarray(0, 10)))]);
+    const { root } = await flattenLayers([
+      tar(oldGnu('many', 50 * 8192, many, d), oldGnu('next', 10, [[0, 10]], DATA.subarray(0, 10))),
+    ]);
     expect((await bytes(root, 'many')).equals(expand(50 * 8192, many, d))).toBe(true);
     expect((await bytes(root, 'next')).toString()).toBe('abcdefghij');
   });
@@ -174,7 +176,9 @@ describe('crafted sparse entries in every form', () => {
   });
 
   it('a sparse file that is all hole, and one with a zero-length region at its end (as GNU tar writes)', async () => {
-    const { root, stats } = await flattenLayers([tar(pax10('hole', 1 << 20, mapText([[1 << 20, 0]]), Buffer.alloc(0)), oldGnu('h2', 5000, [], Buffer.alloc(0)))]);
+    const { root, stats } = await flattenLayers([
+      tar(pax10('hole', 1 << 20, mapText([[1 << 20, 0]]), Buffer.alloc(0)), oldGnu('h2', 5000, [], Buffer.alloc(0))),
+    ]);
     expect((await bytes(root, 'hole')).equals(Buffer.alloc(1 << 20))).toBe(true);
     expect((await bytes(root, 'h2')).equals(Buffer.alloc(5000))).toBe(true);
     expect(stats.blocks4k).toBe(1);
@@ -182,7 +186,12 @@ describe('crafted sparse entries in every form', () => {
 
   it('a store without putSparse gets the holes as zeros, and the same content', async () => {
     const mem = new MemoryStore();
-    const plain: ContentStore = { put: (c, s) => mem.put(c, s), putBuffer: (d) => mem.putBuffer(d), release: (r) => mem.release(r), read: (r) => mem.read(r) };
+    const plain: ContentStore = {
+      put: (c, s) => mem.put(c, s),
+      putBuffer: (d) => mem.putBuffer(d),
+      release: (r) => mem.release(r),
+      read: (r) => mem.read(r),
+    };
     const { root } = await flattenLayers([tar(pax10('f', size, mapText(regions), data))], { store: plain });
     expect((await bytes(root, 'f')).equals(want)).toBe(true);
   });
@@ -257,15 +266,70 @@ async function refused(layer: Buffer, re: RegExp): Promise<Img2vmError> {
 describe('hostile sparse maps are refused, saying what is wrong', () => {
   const d = DATA.subarray(0, 200);
   it('overlapping regions', async () => {
-    await refused(oldGnu('f', 1000, [[0, 100], [50, 100]], d), /"f" is a sparse file whose map has region 2 at offset 50, before the end of region 1 \(100\)/);
-    await refused(pax10('f', 1000, mapText([[0, 100], [99, 100]]), d), /region 2 at offset 99, before the end of region 1/);
+    await refused(
+      oldGnu(
+        'f',
+        1000,
+        [
+          [0, 100],
+          [50, 100],
+        ],
+        d,
+      ),
+      /"f" is a sparse file whose map has region 2 at offset 50, before the end of region 1 \(100\)/,
+    );
+    await refused(
+      pax10(
+        'f',
+        1000,
+        mapText([
+          [0, 100],
+          [99, 100],
+        ]),
+        d,
+      ),
+      /region 2 at offset 99, before the end of region 1/,
+    );
   });
   it('regions out of order', async () => {
-    await refused(pax01('f', 1000, [[500, 100], [0, 100]], d), /region 2 at offset 0, before the end of region 1 \(600\): regions must be in order/);
-    await refused(pax00('f', 1000, [[500, 100], [0, 100]], d), /region 2 at offset 0/);
+    await refused(
+      pax01(
+        'f',
+        1000,
+        [
+          [500, 100],
+          [0, 100],
+        ],
+        d,
+      ),
+      /region 2 at offset 0, before the end of region 1 \(600\): regions must be in order/,
+    );
+    await refused(
+      pax00(
+        'f',
+        1000,
+        [
+          [500, 100],
+          [0, 100],
+        ],
+        d,
+      ),
+      /region 2 at offset 0/,
+    );
   });
   it('a region past the real size', async () => {
-    await refused(oldGnu('f', 150, [[0, 100], [100, 100]], d), /region 2 ending at byte 200, past the file's size of 150 bytes/);
+    await refused(
+      oldGnu(
+        'f',
+        150,
+        [
+          [0, 100],
+          [100, 100],
+        ],
+        d,
+      ),
+      /region 2 ending at byte 200, past the file's size of 150 bytes/,
+    );
     await refused(pax10('f', 1000, mapText([[2000, 200]]), d), /ending at byte 2200, past the file's size of 1000/);
   });
   it('a map with more data than the entry stores, and less', async () => {
@@ -275,11 +339,22 @@ describe('hostile sparse maps are refused, saying what is wrong', () => {
   it('a 1.0 map longer than the entry', async () => {
     const long = mapText(Array.from({ length: 100 }, (_, i): Region => [i * 10, 1]));
     // The map takes two blocks; the entry stores one.
-    const layer = paxed('GNUSparseFile.0/f', [['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0'], ['GNU.sparse.realsize', '1000']], padTo512(Buffer.from(long.slice(0, 512))));
+    const layer = paxed(
+      'GNUSparseFile.0/f',
+      [
+        ['GNU.sparse.major', '1'],
+        ['GNU.sparse.minor', '0'],
+        ['GNU.sparse.realsize', '1000'],
+      ],
+      padTo512(Buffer.from(long.slice(0, 512))),
+    );
     await refused(layer, /map is longer than the entry's data \(0 bytes left\)/);
   });
   it('absurd counts of regions', async () => {
-    await refused(pax10('f', 1000, '99999999999\n', d), /sparse file of 99999999999 or more data regions; the limit MAX_SPARSE_REGIONS is 1,000,000/);
+    await refused(
+      pax10('f', 1000, '99999999999\n', d),
+      /sparse file of 99999999999 or more data regions; the limit MAX_SPARSE_REGIONS is 1,000,000/,
+    );
     await refused(pax01('f', 1000, [[0, 200]], d, 5_000_000), /5000000 or more data regions/);
     await refused(pax01('f', 1000, [[0, 200]], d, 2), /says it has 2 regions but lists 1/);
   });
@@ -291,11 +366,27 @@ describe('hostile sparse maps are refused, saying what is wrong', () => {
   it('numbers that are not numbers, and an unknown version', async () => {
     await refused(pax10('f', 1000, '1\n0\n-5\n', d), /byte 0x2d where a digit or a newline belongs/);
     await refused(pax10('f', 1000, '1\n0\n12345678901234567\n', d), /a number of more than 16 digits/);
-    const v2 = paxed('f', [['GNU.sparse.major', '2'], ['GNU.sparse.minor', '0']], d);
+    const v2 = paxed(
+      'f',
+      [
+        ['GNU.sparse.major', '2'],
+        ['GNU.sparse.minor', '0'],
+      ],
+      d,
+    );
     await refused(v2, /GNU sparse format 2\.0, which img2vm does not read/);
   });
   it('a sparse map on an entry that is not a regular file', async () => {
-    const layer = paxed('d', [['GNU.sparse.size', '10'], ['GNU.sparse.numblocks', '0'], ['GNU.sparse.map', '']], Buffer.alloc(0), '5');
+    const layer = paxed(
+      'd',
+      [
+        ['GNU.sparse.size', '10'],
+        ['GNU.sparse.numblocks', '0'],
+        ['GNU.sparse.map', ''],
+      ],
+      Buffer.alloc(0),
+      '5',
+    );
     await refused(layer, /"d" is a sparse file whose map is on a dir entry/);
   });
   it('a layer cut off inside a 1.0 map is a damaged layer (fetching it again may help)', async () => {
@@ -322,7 +413,14 @@ function sha(b: Buffer): string {
 
 /** Files with holes where ext4 leaves them (on 4 KiB blocks): data runs at these offsets. */
 const SOURCES: Record<string, { size: number; runs: Region[] }> = {
-  middle: { size: 1 << 20, runs: [[8192, 5], [128 * 4096, 4096], [(1 << 20) - 100, 100]] },
+  middle: {
+    size: 1 << 20,
+    runs: [
+      [8192, 5],
+      [128 * 4096, 4096],
+      [(1 << 20) - 100, 100],
+    ],
+  },
   many: { size: 60 * 65536, runs: Array.from({ length: 40 }, (_, i): Region => [i * 65536 + 4096, 10]) },
   'all-hole': { size: 1 << 20, runs: [] },
   lead: { size: 300 * 1024, runs: [[50 * 4096, 8192]] },

@@ -73,20 +73,38 @@ describe('content streams to the store', () => {
       }
     }
     const f = new LayerFlattener({ store: new Failing(), epoch: EPOCH });
-    await expect(f.applyLayer(Readable.from([await makeTar([{ name: 'f', content: 'x'.repeat(100_000) }])]))).rejects.toThrow('disk full (from the store)');
+    await expect(
+      f.applyLayer(Readable.from([await makeTar([{ name: 'f', content: 'x'.repeat(100_000) }])])),
+    ).rejects.toThrow('disk full (from the store)');
   });
 });
 
 describe('progress', () => {
   it('reports bytes read and entries over all layers, and a last report from finish()', async () => {
-    const l1 = await makeTar([{ name: 'a', content: 'a' }, { name: 'b', content: 'b' }]);
+    const l1 = await makeTar([
+      { name: 'a', content: 'a' },
+      { name: 'b', content: 'b' },
+    ]);
     const l2 = await makeTar([{ name: 'c', content: 'c' }]);
     const events: FlattenProgress[] = [];
-    const f = new LayerFlattener({ store: new MemoryStore(), epoch: EPOCH, onProgress: (p) => events.push(p), layers: 2, bytesInTotal: l1.length + l2.length, progressIntervalMs: 0 });
+    const f = new LayerFlattener({
+      store: new MemoryStore(),
+      epoch: EPOCH,
+      onProgress: (p) => events.push(p),
+      layers: 2,
+      bytesInTotal: l1.length + l2.length,
+      progressIntervalMs: 0,
+    });
     await f.applyLayer(Readable.from([l1]));
     await f.applyLayer(Readable.from([l2]));
     f.finish();
-    expect(events.at(-1)).toEqual({ layer: 2, layers: 2, bytesIn: l1.length + l2.length, bytesInTotal: l1.length + l2.length, entries: 3 });
+    expect(events.at(-1)).toEqual({
+      layer: 2,
+      layers: 2,
+      bytesIn: l1.length + l2.length,
+      bytesInTotal: l1.length + l2.length,
+      entries: 3,
+    });
     for (let i = 1; i < events.length; i++) {
       expect(events[i]!.bytesIn).toBeGreaterThanOrEqual(events[i - 1]!.bytesIn);
       expect(events[i]!.entries).toBeGreaterThanOrEqual(events[i - 1]!.entries);
@@ -96,7 +114,12 @@ describe('progress', () => {
 
   it('is throttled: within one interval only the first report and the one from finish()', async () => {
     const events: FlattenProgress[] = [];
-    const f = new LayerFlattener({ store: new MemoryStore(), epoch: EPOCH, onProgress: (p) => events.push(p), progressIntervalMs: 1e9 });
+    const f = new LayerFlattener({
+      store: new MemoryStore(),
+      epoch: EPOCH,
+      onProgress: (p) => events.push(p),
+      progressIntervalMs: 1e9,
+    });
     for (let i = 0; i < 5; i++) await f.applyLayer(Readable.from([await makeTar([{ name: `f${i}`, content: 'x' }])]));
     f.finish();
     expect(events).toHaveLength(2);
@@ -178,7 +201,10 @@ describe('cancellation', () => {
 
   it('after a layer failed, half applied, it refuses to go on', async () => {
     const f = new LayerFlattener({ store: new MemoryStore(), epoch: EPOCH });
-    const tar = await makeTar([{ name: 'a', content: 'a' }, { name: 'b', content: 'b'.repeat(5000) }]);
+    const tar = await makeTar([
+      { name: 'a', content: 'a' },
+      { name: 'b', content: 'b'.repeat(5000) },
+    ]);
     await expect(f.applyLayer(Readable.from([tar.subarray(0, 2048)]))).rejects.toMatchObject({ kind: 'badImage' });
     await expect(f.applyLayer(Readable.from([tar]))).rejects.toThrow(/after a layer failed/);
     expect(() => f.finish()).toThrow(/after a layer failed/);

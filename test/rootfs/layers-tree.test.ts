@@ -58,11 +58,20 @@ describe('RootTree writes', () => {
       ]),
     ]);
     r.tree.writeFile(binPath('/etc/hostname'), 'box\n', { mode: 0o644 });
-    r.tree.writeFile(binPath('/etc/systemd/network/10-eth.network'), '[Match]\n', { mode: 0o644, mtime: { sec: 5, nsec: 6 } });
+    r.tree.writeFile(binPath('/etc/systemd/network/10-eth.network'), '[Match]\n', {
+      mode: 0o644,
+      mtime: { sec: 5, nsec: 6 },
+    });
     expect(await text(r.root, 'etc/hostname')).toBe('box\n');
     expect(await text(r.root, 'etc/shadow')).toBe('root:secret');
     expect(paths(r.root)).toContain('etc/systemd dir');
-    expect(r.tree.lookup('/etc/systemd')?.meta).toEqual({ mode: 0o755, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() });
+    expect(r.tree.lookup('/etc/systemd')?.meta).toEqual({
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      mtime: EPOCH,
+      xattrs: new Map(),
+    });
     expect(r.tree.lookup('/etc/systemd/network/10-eth.network')?.meta.mtime).toEqual({ sec: 5, nsec: 6 });
     expectExactRefs(r);
   });
@@ -75,7 +84,12 @@ describe('RootTree writes', () => {
   });
 
   it('a hard-linked file is unlinked, not changed in place', async () => {
-    const r = await flattenLayers([await makeTar([{ name: 'etc/passwd', content: 'old' }, { name: 'etc/passwd-', type: 'link', linkname: 'etc/passwd' }])]);
+    const r = await flattenLayers([
+      await makeTar([
+        { name: 'etc/passwd', content: 'old' },
+        { name: 'etc/passwd-', type: 'link', linkname: 'etc/passwd' },
+      ]),
+    ]);
     const before = r.tree.lookup('/etc/passwd-')!;
     expect(r.tree.nameCount(before)).toBe(2);
     r.tree.writeFile('/etc/passwd', 'new', { mode: 0o644 });
@@ -87,7 +101,12 @@ describe('RootTree writes', () => {
   });
 
   it('writing over a directory replaces its whole tree and releases its files', async () => {
-    const r = await flattenLayers([await makeTar([{ name: 'd/a', content: 'a' }, { name: 'd/sub/b', content: 'b' }])]);
+    const r = await flattenLayers([
+      await makeTar([
+        { name: 'd/a', content: 'a' },
+        { name: 'd/sub/b', content: 'b' },
+      ]),
+    ]);
     r.tree.writeFile('d', 'now a file', { mode: 0o600 });
     expect(paths(r.root)).toEqual(['d file']);
     expect(r.store.liveCount).toBe(1);
@@ -110,7 +129,14 @@ describe('RootTree writes', () => {
     expect(tree.mkdirp('lib/systemd/system').meta.mtime).toEqual(EPOCH);
     tree.writeFile('f', 'f', { mode: 0o644 });
     expect(() => tree.mkdirp('f')).toThrow(/exists and is not a directory/);
-    expect(paths(tree.root)).toEqual(['f file', 'lib symlink → usr/lib', 'usr dir', 'usr/lib dir', 'usr/lib/systemd dir', 'usr/lib/systemd/system dir']);
+    expect(paths(tree.root)).toEqual([
+      'f file',
+      'lib symlink → usr/lib',
+      'usr dir',
+      'usr/lib dir',
+      'usr/lib/systemd dir',
+      'usr/lib/systemd/system dir',
+    ]);
   });
 
   it('link makes the same node; remove drops one name and releases content with the last', () => {
@@ -146,9 +172,25 @@ describe('RootTree writes', () => {
   it('an adopted tree has its names counted by identity', () => {
     const store = new MemoryStore();
     const data = store.putBuffer(Buffer.from('x'));
-    const f: FileNode = { kind: 'file', meta: { mode: 0o644, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() }, size: 1, data };
-    const sub: DirNode = { kind: 'dir', meta: { mode: 0o755, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() }, entries: new Map([['g', f]]) };
-    const root: DirNode = { kind: 'dir', meta: { ...sub.meta }, entries: new Map<string, FileNode | DirNode>([['f', f], ['sub', sub]]) };
+    const f: FileNode = {
+      kind: 'file',
+      meta: { mode: 0o644, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() },
+      size: 1,
+      data,
+    };
+    const sub: DirNode = {
+      kind: 'dir',
+      meta: { mode: 0o755, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() },
+      entries: new Map([['g', f]]),
+    };
+    const root: DirNode = {
+      kind: 'dir',
+      meta: { ...sub.meta },
+      entries: new Map<string, FileNode | DirNode>([
+        ['f', f],
+        ['sub', sub],
+      ]),
+    };
     const tree = new RootTree({ store, epoch: EPOCH, root });
     expect(tree.nameCount(f)).toBe(2);
     expect(treeStats(tree)).toMatchObject({ files: 1, hardlinks: 1, dirs: 1 });

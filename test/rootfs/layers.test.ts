@@ -32,22 +32,35 @@ describe('entry types and metadata', () => {
     expect(must(root, 'usr/bin/su').meta.mode).toBe(0o4755);
     expect(must(root, 'usr/bin/wall').meta).toMatchObject({ mode: 0o2755, gid: 5 });
     expect(must(root, 'tmp').meta).toMatchObject({ mode: 0o1777, mtime: { sec: sec(t1), nsec: 0 } });
-    expect(must(root, 'home/u').meta).toMatchObject({ mode: 0o700, uid: 1000, gid: 1000, mtime: { sec: sec(t1), nsec: 0 } });
+    expect(must(root, 'home/u').meta).toMatchObject({
+      mode: 0o700,
+      uid: 1000,
+      gid: 1000,
+      mtime: { sec: sec(t1), nsec: 0 },
+    });
     expect(must(root, 'etc').meta.mtime).toEqual({ sec: sec(t1), nsec: 0 });
     const bin = must(root, 'bin') as SymlinkNode;
-    expect(bin).toMatchObject({ kind: 'symlink', target: 'usr/bin', meta: { uid: 7, gid: 8, mode: 0o777, mtime: { sec: sec(t1), nsec: 0 } } });
+    expect(bin).toMatchObject({
+      kind: 'symlink',
+      target: 'usr/bin',
+      meta: { uid: 7, gid: 8, mode: 0o777, mtime: { sec: sec(t1), nsec: 0 } },
+    });
     expect((must(root, 'abs') as SymlinkNode).target).toBe('/etc/hostname');
     expect((must(root, 'dangling') as SymlinkNode).target).toBe('../../nowhere/at/all');
   });
 
   it('missing parents are 0755 root:root at the given epoch; the root too until a layer sets it', async () => {
     const { root } = await flattenLayers([await makeTar([{ name: 'a/b/c', content: 'c', uid: 5 }])]);
-    for (const p of ['a', 'a/b']) expect(must(root, p).meta).toEqual({ mode: 0o755, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() });
+    for (const p of ['a', 'a/b'])
+      expect(must(root, p).meta).toEqual({ mode: 0o755, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() });
     expect(root.meta).toEqual({ mode: 0o755, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() });
   });
 
   it('applies the root directory entry ./ to the root itself', async () => {
-    const layer = await makeTar([{ name: './', type: 'directory', mode: 0o751, mtime: T0 }, { name: './a', content: 'a' }]);
+    const layer = await makeTar([
+      { name: './', type: 'directory', mode: 0o751, mtime: T0 },
+      { name: './a', content: 'a' },
+    ]);
     const { root } = await flattenLayers([layer]);
     expect(root.meta).toMatchObject({ mode: 0o751, mtime: { sec: sec(T0), nsec: 0 } });
     expect(await text(root, 'a')).toBe('a');
@@ -74,7 +87,10 @@ describe('entry types and metadata', () => {
   });
 
   it('a regular file met again is a new node; its hard links keep the old one', async () => {
-    const l1 = await makeTar([{ name: 'a', content: 'old' }, { name: 'b', type: 'link', linkname: 'a' }]);
+    const l1 = await makeTar([
+      { name: 'a', content: 'old' },
+      { name: 'b', type: 'link', linkname: 'a' },
+    ]);
     const l2 = await makeTar([{ name: 'a', content: 'new' }]);
     const r = await flattenLayers([l1, l2]);
     expect(await text(r.root, 'a')).toBe('new');
@@ -105,7 +121,12 @@ describe('entry types and metadata', () => {
     ]);
     const { root, stats } = await flattenLayers([layer]);
     expect(must(root, 'dev/null')).toMatchObject({ kind: 'char', major: 1, minor: 3, meta: { mode: 0o666 } });
-    expect(must(root, 'dev/loop9') as DeviceNode).toMatchObject({ kind: 'block', major: 7, minor: 9, meta: { mode: 0o660, gid: 6 } });
+    expect(must(root, 'dev/loop9') as DeviceNode).toMatchObject({
+      kind: 'block',
+      major: 7,
+      minor: 9,
+      meta: { mode: 0o660, gid: 6 },
+    });
     expect(must(root, 'run/initctl')).toMatchObject({ kind: 'fifo', meta: { mode: 0o600 } });
     expect(stats.specials).toBe(3);
   });
@@ -115,7 +136,11 @@ describe('entry types and metadata', () => {
     const deepFile = `${deep.slice(0, 4000 - 3)}/ok`.slice(0, 4000);
     const long = 'n'.repeat(200);
     const names = ['café', 'Ünïcødé/日本語.txt', 'emoji-🐳'];
-    const layer = await makeTar([{ name: deepFile, content: 'deep' }, { name: `dir/${long}`, content: 'long' }, ...names.map((n) => ({ name: n, content: n }))]);
+    const layer = await makeTar([
+      { name: deepFile, content: 'deep' },
+      { name: `dir/${long}`, content: 'long' },
+      ...names.map((n) => ({ name: n, content: n })),
+    ]);
     expect(Buffer.byteLength(deepFile)).toBe(4000);
     const { root } = await flattenLayers([layer]);
     expect(await text(root, deepFile)).toBe('deep');
@@ -145,8 +170,16 @@ describe('entry types and metadata', () => {
   });
 
   it('takes uid, gid and mtime from PAX records', async () => {
-    const { root } = await flattenLayers([await makeTar([{ name: 'big', content: 'x', pax: { uid: '3000000000', gid: '3000000001', mtime: '1600000000.5' } }])]);
-    expect(must(root, 'big').meta).toMatchObject({ uid: 3000000000, gid: 3000000001, mtime: { sec: 1600000000, nsec: 500000000 } });
+    const { root } = await flattenLayers([
+      await makeTar([
+        { name: 'big', content: 'x', pax: { uid: '3000000000', gid: '3000000001', mtime: '1600000000.5' } },
+      ]),
+    ]);
+    expect(must(root, 'big').meta).toMatchObject({
+      uid: 3000000000,
+      gid: 3000000001,
+      mtime: { sec: 1600000000, nsec: 500000000 },
+    });
   });
 });
 
@@ -196,7 +229,11 @@ describe('whiteouts', () => {
   });
 
   it('a whiteout does not hide an entry of its own layer, before or after it', async () => {
-    const l1 = await makeTar([{ name: 'f', content: 'lower' }, { name: 'g', content: 'lower' }, { name: 'd/lower', content: 'x' }]);
+    const l1 = await makeTar([
+      { name: 'f', content: 'lower' },
+      { name: 'g', content: 'lower' },
+      { name: 'd/lower', content: 'x' },
+    ]);
     const l2 = await makeTar([
       { name: '.wh.f', content: '' },
       { name: 'f', content: 'upper' },
@@ -218,7 +255,10 @@ describe('whiteouts', () => {
 
   it('a whiteout of a lower file keeps a hard link the upper layer made to it', async () => {
     const l1 = await makeTar([{ name: 'orig', content: 'shared' }]);
-    const l2 = await makeTar([{ name: 'copy', type: 'link', linkname: 'orig' }, { name: '.wh.orig', content: '' }]);
+    const l2 = await makeTar([
+      { name: 'copy', type: 'link', linkname: 'orig' },
+      { name: '.wh.orig', content: '' },
+    ]);
     const r = await flattenLayers([l1, l2]);
     expect(ls(r.root)).toEqual(['copy']);
     expect(await text(r.root, 'copy')).toBe('shared');
@@ -243,7 +283,11 @@ describe('whiteouts', () => {
 describe('replacement', () => {
   it('file → dir → file across layers; a file replacing a dir releases the whole tree', async () => {
     const l1 = await makeTar([{ name: 'x', content: 'file' }]);
-    const l2 = await makeTar([{ name: 'x/', type: 'directory' }, { name: 'x/child', content: 'c' }, { name: 'x/sub/deep', content: 'd' }]);
+    const l2 = await makeTar([
+      { name: 'x/', type: 'directory' },
+      { name: 'x/child', content: 'c' },
+      { name: 'x/sub/deep', content: 'd' },
+    ]);
     const l3 = await makeTar([{ name: 'x', content: 'file again' }]);
     const two = await flattenLayers([l1, l2]);
     expect(must(two.root, 'x').kind).toBe('dir');
@@ -270,13 +314,22 @@ describe('replacement', () => {
     ]);
     const { root } = await flattenLayers([l1, l2]);
     expect(ls(root, 'etc')).toEqual(['a', 'b']);
-    expect(must(root, 'etc').meta).toEqual({ mode: 0o700, uid: 3, gid: 0, mtime: { sec: sec(t2), nsec: 0 }, xattrs: new Map([['user.new', Buffer.from('n')]]) });
+    expect(must(root, 'etc').meta).toEqual({
+      mode: 0o700,
+      uid: 3,
+      gid: 0,
+      mtime: { sec: sec(t2), nsec: 0 },
+      xattrs: new Map([['user.new', Buffer.from('n')]]),
+    });
     expect(must(root, 'lib').kind).toBe('dir');
     expect(ls(root, 'usr/lib')).toEqual([]);
   });
 
   it('a file under a symlinked directory goes through it; duplicates in one layer: the last wins', async () => {
-    const l1 = await makeTar([{ name: 'usr/bin/', type: 'directory' }, { name: 'bin', type: 'symlink', linkname: 'usr/bin' }]);
+    const l1 = await makeTar([
+      { name: 'usr/bin/', type: 'directory' },
+      { name: 'bin', type: 'symlink', linkname: 'usr/bin' },
+    ]);
     const l2 = await makeTar([
       { name: 'bin/tool', content: 'one' },
       { name: 'dup', content: 'first' },
@@ -316,8 +369,12 @@ describe('compression and corruption', () => {
     const e1 = await corrupt(gz.subarray(0, Math.floor(gz.length / 2)));
     expect(e1.message).toMatch(/layer is corrupt/);
     expect(e1.hint).toBeTruthy();
-    expect((await corrupt(tar.subarray(0, 5000))).message).toMatch(/layer is corrupt: unexpected end of data in the content of "f"/);
-    expect((await corrupt(Buffer.from('this is not a tar archive at all'.repeat(40)))).message).toMatch(/layer is corrupt/);
+    expect((await corrupt(tar.subarray(0, 5000))).message).toMatch(
+      /layer is corrupt: unexpected end of data in the content of "f"/,
+    );
+    expect((await corrupt(Buffer.from('this is not a tar archive at all'.repeat(40)))).message).toMatch(
+      /layer is corrupt/,
+    );
     const bad = Buffer.from(gz);
     bad[bad.length - 6]! ^= 0xff;
     await corrupt(bad);
@@ -349,9 +406,26 @@ describe('statistics', () => {
     ]);
     const l2 = await makeTar([{ name: 'etc/.wh.gone', content: '' }]);
     const r = await flattenLayers([l1, l2]);
-    expect(r.stats).toEqual({ files: 1, dirs: 1, symlinks: 2, hardlinks: 1, specials: 1, whiteouts: 1, xattrs: 0, bytes: 4, blocks4k: 1 + 1 + 2 });
+    expect(r.stats).toEqual({
+      files: 1,
+      dirs: 1,
+      symlinks: 2,
+      hardlinks: 1,
+      specials: 1,
+      whiteouts: 1,
+      xattrs: 0,
+      bytes: 4,
+      blocks4k: 1 + 1 + 2,
+    });
     expect(at(r.root, 'etc/gone')).toBeUndefined();
-    expect(paths(r.root)).toEqual(['etc dir', 'etc/a file', 'fifo fifo', 'h file', `l symlink → ${'x'.repeat(70)}`, 's symlink → etc/a']);
+    expect(paths(r.root)).toEqual([
+      'etc dir',
+      'etc/a file',
+      'fifo fifo',
+      'h file',
+      `l symlink → ${'x'.repeat(70)}`,
+      's symlink → etc/a',
+    ]);
   });
 
   it('count only the non-zero 4 KiB blocks of a file, aligned to file offsets', async () => {

@@ -106,10 +106,16 @@ describe('MAX_ENTRY_XATTR_BYTES', () => {
   it('an entry over it is refused as it is read, naming the limit; at it, it is kept', async () => {
     // 16 bytes of entry, "big" padded to 4, the value: exactly the limit.
     const value = 'v'.repeat(MAX_ENTRY_XATTR_BYTES - 16 - 4);
-    const ok = await flattenLayers([await makeTar([{ name: 'f', content: 'x', pax: { 'SCHILY.xattr.user.big': value } }])]);
+    const ok = await flattenLayers([
+      await makeTar([{ name: 'f', content: 'x', pax: { 'SCHILY.xattr.user.big': value } }]),
+    ]);
     expect(must(ok.root, 'f').meta.xattrs.get('user.big')?.length).toBe(value.length);
-    const e = await refused([await makeTar([{ name: 'f', content: 'x', pax: { 'SCHILY.xattr.user.big': `${value}vvvv` } }])]);
-    expect(e.message).toMatch(/extended attributes of "f" take 4064 bytes in ext4.*the limit MAX_ENTRY_XATTR_BYTES is 4,060/);
+    const e = await refused([
+      await makeTar([{ name: 'f', content: 'x', pax: { 'SCHILY.xattr.user.big': `${value}vvvv` } }]),
+    ]);
+    expect(e.message).toMatch(
+      /extended attributes of "f" take 4064 bytes in ext4.*the limit MAX_ENTRY_XATTR_BYTES is 4,060/,
+    );
   });
 
   it('counts what a hard link adds to its target', async () => {
@@ -226,6 +232,7 @@ describe('the entry cap', () => {
     expect(maxEntriesFrom(undefined)).toBe(500_000);
     expect(maxEntriesFrom('')).toBe(500_000);
     expect(maxEntriesFrom('2000000')).toBe(2_000_000);
-    for (const bad of ['0', '-1', '1e6', 'lots', '99999999999']) expect(() => maxEntriesFrom(bad)).toThrow(/IMG2VM_MAX_ENTRIES=".*" is not a count of entries/);
+    for (const bad of ['0', '-1', '1e6', 'lots', '99999999999'])
+      expect(() => maxEntriesFrom(bad)).toThrow(/IMG2VM_MAX_ENTRIES=".*" is not a count of entries/);
   });
 });

@@ -1,6 +1,20 @@
 // The runc builder's unpacking: layers flattened into the tree and made real in a host directory (types, owners, modes, times, xattrs, devices, hard links, holes).
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -10,7 +24,18 @@ import { SpoolStore } from '../../src/rootfs/spool-store.js';
 import { RootTree } from '../../src/rootfs/tree-edit.js';
 import { binPath } from '../../src/rootfs/tree-path.js';
 import { SETFATTR_RESTORE_ARGV, xattrRestoreScript } from '../../src/rootfs/xattr.js';
-import { applyLayers, getXattrHex, makeTar, padTo512, patchBytes, rawHeader, sandbox, T0, TAR_END, type Sandbox } from './helpers.js';
+import {
+  applyLayers,
+  getXattrHex,
+  makeTar,
+  padTo512,
+  patchBytes,
+  rawHeader,
+  sandbox,
+  T0,
+  TAR_END,
+  type Sandbox,
+} from './helpers.js';
 
 let sb: Sandbox;
 beforeEach(() => {
@@ -63,7 +88,10 @@ describe('entry types and metadata', () => {
   });
 
   it('applies the root directory entry ./ to the root itself', async () => {
-    const layer = await makeTar([{ name: './', type: 'directory', mode: 0o751, mtime: T0 }, { name: './a', content: 'a' }]);
+    const layer = await makeTar([
+      { name: './', type: 'directory', mode: 0o751, mtime: T0 },
+      { name: './a', content: 'a' },
+    ]);
     await applyLayers(sb.root, [layer]);
     const st = lstatSync(sb.root);
     expect(st.mode & 0o7777).toBe(0o751);
@@ -91,7 +119,10 @@ describe('entry types and metadata', () => {
   });
 
   it('recreates a regular file met again instead of writing through its hardlinks', async () => {
-    const l1 = await makeTar([{ name: 'a', content: 'old' }, { name: 'b', type: 'link', linkname: 'a' }]);
+    const l1 = await makeTar([
+      { name: 'a', content: 'old' },
+      { name: 'b', type: 'link', linkname: 'a' },
+    ]);
     const l2 = await makeTar([{ name: 'a', content: 'new' }]);
     await applyLayers(sb.root, [l1, l2]);
     expect(readFileSync(p('a'), 'utf8')).toBe('new');
@@ -104,8 +135,20 @@ describe('entry types and metadata', () => {
     const cap = Buffer.from('0100000280200000000000000000000000000000', 'hex');
     const placeholder = 'Q'.repeat(cap.length);
     const tar = await makeTar([
-      { name: 'usr/bin/ping', content: 'ELF', mode: 0o755, uid: 0, gid: 0, pax: { 'SCHILY.xattr.security.capability': placeholder } },
-      { name: 'data', content: 'x', uid: 1000, pax: { 'SCHILY.xattr.user.comment': 'héllo', 'SCHILY.xattr.trusted.odd name\twith tab': 'v' } },
+      {
+        name: 'usr/bin/ping',
+        content: 'ELF',
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        pax: { 'SCHILY.xattr.security.capability': placeholder },
+      },
+      {
+        name: 'data',
+        content: 'x',
+        uid: 1000,
+        pax: { 'SCHILY.xattr.user.comment': 'héllo', 'SCHILY.xattr.trusted.odd name\twith tab': 'v' },
+      },
       { name: 'dir/', type: 'directory', pax: { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } },
     ]);
     const { stats, warnings } = await applyLayers(sb.root, [patchBytes(tar, placeholder, cap)]);
@@ -119,7 +162,10 @@ describe('entry types and metadata', () => {
 
   it("an access ACL as an xattr ends as Docker's unpacker leaves it: the header's mode, the ACL following it", async () => {
     // user::rwx, group::r-x, group:100:rwx, mask::rwx, other::--- on a file and a directory whose headers say 0640 and 0750.
-    const acl = Buffer.from('0200000001000700ffffffff04000500ffffffff080007006400000010000700ffffffff20000000ffffffff', 'hex');
+    const acl = Buffer.from(
+      '0200000001000700ffffffff04000500ffffffff080007006400000010000700ffffffff20000000ffffffff',
+      'hex',
+    );
     const placeholder = (c: string): string => c.repeat(acl.length);
     let tar = await makeTar([
       { name: 'f', content: 'x', mode: 0o640, pax: { 'SCHILY.xattr.system.posix_acl_access': placeholder('F') } },
@@ -131,8 +177,12 @@ describe('entry types and metadata', () => {
     expect(lstatSync(p('f')).mode & 0o7777).toBe(0o640);
     expect(lstatSync(p('d')).mode & 0o7777).toBe(0o750);
     // chmod rewrote user:: to rw- (f), mask:: to r-- (f) and r-x (d).
-    expect(getXattrHex(p('f'), 'system.posix_acl_access')).toBe('0200000001000600ffffffff04000500ffffffff080007006400000010000400ffffffff20000000ffffffff');
-    expect(getXattrHex(p('d'), 'system.posix_acl_access')).toBe('0200000001000700ffffffff04000500ffffffff080007006400000010000500ffffffff20000000ffffffff');
+    expect(getXattrHex(p('f'), 'system.posix_acl_access')).toBe(
+      '0200000001000600ffffffff04000500ffffffff080007006400000010000400ffffffff20000000ffffffff',
+    );
+    expect(getXattrHex(p('d'), 'system.posix_acl_access')).toBe(
+      '0200000001000700ffffffff04000500ffffffff080007006400000010000500ffffffff20000000ffffffff',
+    );
   });
 
   it('creates fifos and device nodes', async () => {
@@ -162,7 +212,9 @@ describe('entry types and metadata', () => {
     writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 512 * 1024 * 1024);
     ftruncateSync(fd, 1024 * 1024 * 1024);
     closeSync(fd);
-    const r = spawnSync('tar', ['--format=posix', '-S', '--numeric-owner', '-C', src, '-cf', '-', 'big'], { maxBuffer: 1 << 20 });
+    const r = spawnSync('tar', ['--format=posix', '-S', '--numeric-owner', '-C', src, '-cf', '-', 'big'], {
+      maxBuffer: 1 << 20,
+    });
     expect(r.status).toBe(0);
     const { stats } = await applyLayers(sb.root, [r.stdout]);
     const st = statSync(p('big'));
@@ -214,7 +266,10 @@ describe('entry types and metadata', () => {
     // Each entry is made relative to its open parent: the host path of the bundle does not count against PATH_MAX.
     const deepRoot = join(sb.dir, ...Array.from({ length: 4 }, (_, i) => `${i}${'r'.repeat(99)}`));
     mkdirSync(deepRoot, { recursive: true });
-    const name = Array.from({ length: 38 }, (_, i) => `d${String(i).padStart(2, '0')}${'x'.repeat(96)}`).join('/') + '/' + 'f'.repeat(200);
+    const name =
+      Array.from({ length: 38 }, (_, i) => `d${String(i).padStart(2, '0')}${'x'.repeat(96)}`).join('/') +
+      '/' +
+      'f'.repeat(200);
     expect(Buffer.byteLength(name)).toBe(4000);
     const { warnings } = await applyLayers(deepRoot, [await makeTar([{ name, content: 'deep', mode: 0o640, uid: 7 }])]);
     expect(warnings).toEqual([]);
@@ -248,7 +303,9 @@ describe('entry types and metadata', () => {
   });
 
   it('takes uid, gid and mtime from PAX records', async () => {
-    const layer = await makeTar([{ name: 'big', content: 'x', pax: { uid: '3000000000', gid: '3000000001', mtime: '1600000000.5' } }]);
+    const layer = await makeTar([
+      { name: 'big', content: 'x', pax: { uid: '3000000000', gid: '3000000001', mtime: '1600000000.5' } },
+    ]);
     await applyLayers(sb.root, [layer]);
     const st = lstatSync(p('big'));
     expect([st.uid, st.gid, st.mtimeMs]).toEqual([3000000000, 3000000001, 1600000000500]);
@@ -301,7 +358,11 @@ describe('whiteouts', () => {
   });
 
   it('a whiteout does not hide an entry of its own layer, before or after it', async () => {
-    const l1 = await makeTar([{ name: 'f', content: 'lower' }, { name: 'g', content: 'lower' }, { name: 'd/lower', content: 'x' }]);
+    const l1 = await makeTar([
+      { name: 'f', content: 'lower' },
+      { name: 'g', content: 'lower' },
+      { name: 'd/lower', content: 'x' },
+    ]);
     const l2 = await makeTar([
       { name: '.wh.f', content: '' },
       { name: 'f', content: 'upper' },
@@ -335,7 +396,11 @@ describe('whiteouts', () => {
 describe('replacement', () => {
   it('replaces file → dir → file across layers, and a dir by a file removes the tree', async () => {
     const l1 = await makeTar([{ name: 'x', content: 'file' }]);
-    const l2 = await makeTar([{ name: 'x/', type: 'directory' }, { name: 'x/child', content: 'c' }, { name: 'x/sub/deep', content: 'd' }]);
+    const l2 = await makeTar([
+      { name: 'x/', type: 'directory' },
+      { name: 'x/child', content: 'c' },
+      { name: 'x/sub/deep', content: 'd' },
+    ]);
     const l3 = await makeTar([{ name: 'x', content: 'file again' }]);
     mkdirSync(p('two'));
     mkdirSync(p('three'));
@@ -370,7 +435,10 @@ describe('replacement', () => {
   });
 
   it('a file under a symlinked directory goes through it; duplicates in one layer: last wins', async () => {
-    const l1 = await makeTar([{ name: 'usr/bin/', type: 'directory' }, { name: 'bin', type: 'symlink', linkname: 'usr/bin' }]);
+    const l1 = await makeTar([
+      { name: 'usr/bin/', type: 'directory' },
+      { name: 'bin', type: 'symlink', linkname: 'usr/bin' },
+    ]);
     const l2 = await makeTar([
       { name: 'bin/tool', content: 'one' },
       { name: 'dup', content: 'first' },
@@ -488,13 +556,15 @@ describe('a tree img2vm edited, with contents in another store', () => {
     expect(lstatSync(p('var', 'big')).nlink).toBe(2);
   });
 
-  it('an aborted signal stops it before the first entry, with the signal\'s reason', async () => {
+  it("an aborted signal stops it before the first entry, with the signal's reason", async () => {
     const tree = new RootTree({ store: new MemoryStore(), epoch: { sec: 0, nsec: 0 } });
     tree.writeFile(binPath('/f'), 'x', { mode: 0o644 });
     const ac = new AbortController();
     const reason = new Error('stop');
     ac.abort(reason);
-    await expect(materialise(tree, sb.root, new SpoolStore(join(sb.dir, 'spool')), { signal: ac.signal })).rejects.toBe(reason);
+    await expect(materialise(tree, sb.root, new SpoolStore(join(sb.dir, 'spool')), { signal: ac.signal })).rejects.toBe(
+      reason,
+    );
     expect(readdirSync(sb.root)).toEqual([]);
   });
 });
@@ -508,10 +578,18 @@ describe('host tools', () => {
 
   it('the xattr restore script escapes paths and names and hex-encodes values', () => {
     const script = xattrRestoreScript([
-      { path: '/r/a b\n\xff', attrs: [['security.capability', Buffer.from([1, 0x80])], ['user.x=y', Buffer.alloc(0)]] },
+      {
+        path: '/r/a b\n\xff',
+        attrs: [
+          ['security.capability', Buffer.from([1, 0x80])],
+          ['user.x=y', Buffer.alloc(0)],
+        ],
+      },
       { path: '/r/none', attrs: [] },
     ]);
-    expect(script.toString('latin1')).toBe('# file: /r/a\\040b\\012\\377\nsecurity.capability=0x0180\nuser.x\\075y=0x\n\n');
+    expect(script.toString('latin1')).toBe(
+      '# file: /r/a\\040b\\012\\377\nsecurity.capability=0x0180\nuser.x\\075y=0x\n\n',
+    );
     expect(SETFATTR_RESTORE_ARGV).toEqual(['-h', '--restore=-']);
   });
 });

@@ -9,14 +9,26 @@ import { LayerFlattener } from '../../src/rootfs/layers.js';
 import { MemoryStore } from '../../src/rootfs/memory-store.js';
 import type { ContentStore, DirNode, Node } from '../../src/rootfs/tree.js';
 import { expectClean, tmp, writeImage } from '../disk/ext4/helpers.js';
-import { diffListings, listingFromExt4, listingFromModel, sha256, showPath, xattrText, type Listing, type Row } from '../model/listing.js';
+import {
+  diffListings,
+  listingFromExt4,
+  listingFromModel,
+  sha256,
+  showPath,
+  xattrText,
+  type Listing,
+  type Row,
+} from '../model/listing.js';
 import { flattenModel, ModelRejects, type LayerEntry, type Meta, type Time } from '../model/oci-layers.js';
 import { layerTar, type Encoding } from '../model/tar-writer.js';
 
 const EPOCH: Time = { sec: 1_600_000_000, nsec: 0 };
 const ONE = process.env.IMG2VM_LAYER_SEED;
 /** 400 stacks flatten in a few seconds on the CI machines (2 shared cores). */
-const SEEDS = ONE !== undefined ? [Number(ONE)] : Array.from({ length: Number(process.env.IMG2VM_LAYER_SEEDS ?? 400) }, (_, i) => i + 1);
+const SEEDS =
+  ONE !== undefined
+    ? [Number(ONE)]
+    : Array.from({ length: Number(process.env.IMG2VM_LAYER_SEEDS ?? 400) }, (_, i) => i + 1);
 /** Stacks also written as ext4 and read back with debugfs (a fraction of a second each); seeds whose trees are among the largest. */
 const EXT4_SEEDS = ONE !== undefined ? [Number(ONE)] : [11, 34, 44, 69, 78];
 
@@ -100,23 +112,52 @@ function generate(seed: number): Stack {
       else if (k < 48) e = { type: 'dir', path: spell(r, rel), meta: meta(r, 'dir') };
       else if (k < 58) {
         // Mostly within the tree, some absolute, some climbing out, a few empty (skipped).
-        const t = r.chance(0.03) ? '' : r.chance(0.3) ? `/${relPath(r, known)}` : r.chance(0.2) ? `../${r.pick(NAMES)}` : relPath(r, known).split('/').pop()!;
+        const t = r.chance(0.03)
+          ? ''
+          : r.chance(0.3)
+            ? `/${relPath(r, known)}`
+            : r.chance(0.2)
+              ? `../${r.pick(NAMES)}`
+              : relPath(r, known).split('/').pop()!;
         e = { type: 'symlink', path: spell(r, rel), meta: meta(r, 'symlink'), target: t };
-      } else if (k < 68) e = { type: 'link', path: spell(r, rel), meta: meta(r, 'link'), target: spell(r, relPath(r, known)) };
+      } else if (k < 68)
+        e = { type: 'link', path: spell(r, rel), meta: meta(r, 'link'), target: spell(r, relPath(r, known)) };
       else if (k < 82) {
         // A whiteout of a known path (or of '..', '.', ''), spelled as its parent plus .wh.NAME.
         const parts = rel.split('/');
         const name = r.chance(0.03) ? r.pick(['', '.', '..']) : parts.pop()!;
-        e = { type: 'file', path: spell(r, [...parts, `.wh.${name}`].join('/')), meta: meta(r, 'file'), content: Buffer.alloc(0) };
+        e = {
+          type: 'file',
+          path: spell(r, [...parts, `.wh.${name}`].join('/')),
+          meta: meta(r, 'file'),
+          content: Buffer.alloc(0),
+        };
       } else if (k < 88) {
         const parts = rel.split('/');
         if (r.chance(0.5)) parts.pop();
-        e = { type: 'file', path: spell(r, [...parts, '.wh..wh..opq'].join('/')), meta: meta(r, 'file'), content: Buffer.alloc(0) };
+        e = {
+          type: 'file',
+          path: spell(r, [...parts, '.wh..wh..opq'].join('/')),
+          meta: meta(r, 'file'),
+          content: Buffer.alloc(0),
+        };
       } else if (k < 90) {
         // aufs metadata: never content.
-        e = { type: 'file', path: `.wh..wh.plnk/${r.int(100)}.${r.int(100)}`, meta: meta(r, 'file'), content: r.bytes(3) };
+        e = {
+          type: 'file',
+          path: `.wh..wh.plnk/${r.int(100)}.${r.int(100)}`,
+          meta: meta(r, 'file'),
+          content: r.bytes(3),
+        };
       } else if (k < 95) e = { type: 'fifo', path: spell(r, rel), meta: meta(r, 'fifo') };
-      else e = { type: r.chance(0.5) ? 'char' : 'block', path: spell(r, rel), meta: meta(r, 'dev'), major: r.int(4096), minor: r.int(1 << 20) };
+      else
+        e = {
+          type: r.chance(0.5) ? 'char' : 'block',
+          path: spell(r, rel),
+          meta: meta(r, 'dev'),
+          major: r.int(4096),
+          minor: r.int(1 << 20),
+        };
       entries.push(e);
       if (!rel.includes('.wh.') && !known.includes(rel)) known.push(rel);
     }
@@ -158,7 +199,15 @@ async function treeListing(root: DirNode): Promise<Listing> {
   const out: Listing = new Map();
   const byNode = new Map<Node, string[]>();
   const visit = async (n: Node, path: string): Promise<void> => {
-    const row: Row = { kind: n.kind, mode: n.meta.mode, uid: n.meta.uid, gid: n.meta.gid, mtime: { ...n.meta.mtime }, xattrs: xattrText(n.meta.xattrs), group: '' };
+    const row: Row = {
+      kind: n.kind,
+      mode: n.meta.mode,
+      uid: n.meta.uid,
+      gid: n.meta.gid,
+      mtime: { ...n.meta.mtime },
+      xattrs: xattrText(n.meta.xattrs),
+      group: '',
+    };
     if (n.kind === 'file') {
       const parts: Buffer[] = [];
       for await (const c of n.data.store.read(n.data)) parts.push(c);
@@ -168,15 +217,20 @@ async function treeListing(root: DirNode): Promise<Listing> {
     if (n.kind === 'symlink') row.target = n.target;
     if (n.kind === 'char' || n.kind === 'block') row.device = `${n.major}:${n.minor}`;
     out.set(path, row);
-    if (n.kind === 'dir') for (const [name, c] of n.entries) await visit(c, path === '/' ? `/${name}` : `${path}/${name}`);
+    if (n.kind === 'dir')
+      for (const [name, c] of n.entries) await visit(c, path === '/' ? `/${name}` : `${path}/${name}`);
     else byNode.set(n, [...(byNode.get(n) ?? []), path]);
   };
   await visit(root, '/');
-  for (const paths of byNode.values()) if (paths.length > 1) for (const p of paths) out.get(p)!.group = [...paths].sort()[0]!;
+  for (const paths of byNode.values())
+    if (paths.length > 1) for (const p of paths) out.get(p)!.group = [...paths].sort()[0]!;
   return out;
 }
 
-async function flatten(s: Stack, store: ContentStore): Promise<{ rejected: true; why: string } | { rejected: false; root: DirNode }> {
+async function flatten(
+  s: Stack,
+  store: ContentStore,
+): Promise<{ rejected: true; why: string } | { rejected: false; root: DirNode }> {
   const f = new LayerFlattener({ store, epoch: EPOCH });
   try {
     for (const t of s.tars) await f.applyLayer(Readable.from([t]));
@@ -190,12 +244,23 @@ async function flatten(s: Stack, store: ContentStore): Promise<{ rejected: true;
 function describeStack(s: Stack): string {
   return s.layers
     .map((l, i) =>
-      [`layer ${i + 1}:`, ...l.map((e) => `  ${e.type} ${JSON.stringify(showPath(e.path))}${'target' in e ? ` -> ${JSON.stringify(showPath(e.target))}` : ''} mode ${e.meta.mode.toString(8)} ${e.meta.uid}:${e.meta.gid}`)].join('\n'),
+      [
+        `layer ${i + 1}:`,
+        ...l.map(
+          (e) =>
+            `  ${e.type} ${JSON.stringify(showPath(e.path))}${'target' in e ? ` -> ${JSON.stringify(showPath(e.target))}` : ''} mode ${e.meta.mode.toString(8)} ${e.meta.uid}:${e.meta.gid}`,
+        ),
+      ].join('\n'),
     )
     .join('\n');
 }
 
-function compare(seed: number, s: Stack, want: Outcome, got: { rejected: true; why: string } | { rejected: false; listing: Listing }): string | undefined {
+function compare(
+  seed: number,
+  s: Stack,
+  want: Outcome,
+  got: { rejected: true; why: string } | { rejected: false; listing: Listing },
+): string | undefined {
   const again = `reproduce: IMG2VM_LAYER_SEED=${seed} npx vitest run test/rootfs/random-layers.tools.test.ts`;
   if (want.rejected !== got.rejected) {
     return `seed ${seed}: the model ${want.rejected ? `rejects the image (${want.why})` : 'accepts the image'}, img2vm ${got.rejected ? `rejects it (${got.why})` : 'accepts it'}\n${again}`;
@@ -203,7 +268,10 @@ function compare(seed: number, s: Stack, want: Outcome, got: { rejected: true; w
   if (want.rejected || got.rejected) return undefined;
   const d = diffListings(want.listing, got.listing);
   if (d.length === 0) return undefined;
-  return `seed ${seed}: ${d.length} differences (want = model, got = img2vm)\n${d.slice(0, 20).map((x) => `  ${x.text}`).join('\n')}\n${again}`;
+  return `seed ${seed}: ${d.length} differences (want = model, got = img2vm)\n${d
+    .slice(0, 20)
+    .map((x) => `  ${x.text}`)
+    .join('\n')}\n${again}`;
 }
 
 describe('random layer stacks against the OCI layer model', () => {
@@ -224,8 +292,15 @@ describe('random layer stacks against the OCI layer model', () => {
       const f = compare(seed, s, want, got);
       if (f) failures.push(f);
     }
-    console.log(`random layer stacks: ${SEEDS.length} seeds, ${rejected} rejected by both (symlink loops), ${failures.length} disagreements; rules exercised:`);
-    console.log([...counts].sort().map(([k, v]) => `  ${k}: ${v}`).join('\n'));
+    console.log(
+      `random layer stacks: ${SEEDS.length} seeds, ${rejected} rejected by both (symlink loops), ${failures.length} disagreements; rules exercised:`,
+    );
+    console.log(
+      [...counts]
+        .sort()
+        .map(([k, v]) => `  ${k}: ${v}`)
+        .join('\n'),
+    );
     // A generator that stopped making these cases would leave the comparison toothless.
     if (ONE === undefined) for (const rule of RULES) expect(counts.get(rule) ?? 0, rule).toBeGreaterThan(0);
     expect(failures.slice(0, 5).join('\n\n'), `${failures.length} of ${SEEDS.length} seeds disagree`).toBe('');
@@ -236,15 +311,20 @@ describe('random layer stacks against the OCI layer model', () => {
     for (const seed of EXT4_SEEDS) {
       const s = generate(seed);
       const want = modelOutcome(s);
-      if (ONE === undefined) expect(want.rejected ? 0 : want.listing.size, `seed ${seed} is a tree worth writing`).toBeGreaterThan(20);
+      if (ONE === undefined)
+        expect(want.rejected ? 0 : want.listing.size, `seed ${seed} is a tree worth writing`).toBeGreaterThan(20);
       const img = t.path(`seed-${seed}.ext4`);
       let res: Awaited<ReturnType<typeof flatten>> | undefined;
       await writeImage(img, async (w) => {
         res = await flatten(s, w);
-        return res.rejected ? { kind: 'dir', meta: { mode: 0o755, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() }, entries: new Map() } : res.root;
+        return res.rejected
+          ? { kind: 'dir', meta: { mode: 0o755, uid: 0, gid: 0, mtime: EPOCH, xattrs: new Map() }, entries: new Map() }
+          : res.root;
       });
       expectClean(img);
-      const got = res!.rejected ? res! : { rejected: false as const, listing: listingFromExt4(img, t.dir, { ignore: (p) => p === '/lost+found' }) };
+      const got = res!.rejected
+        ? res!
+        : { rejected: false as const, listing: listingFromExt4(img, t.dir, { ignore: (p) => p === '/lost+found' }) };
       const f = compare(seed, s, want, got);
       if (f) failures.push(f);
     }

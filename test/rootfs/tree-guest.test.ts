@@ -14,7 +14,11 @@ describe('findKernelInTree', () => {
       t.writeFile(binPath(`/boot/vmlinuz-${v}`), '', { mode: 0o644 });
       t.writeFile(binPath(`/boot/initrd.img-${v}`), '', { mode: 0o644 });
     }
-    expect(findKernelInTree(t)).toEqual({ version: '6.1.0-10-cloud-amd64', kernelPath: '/boot/vmlinuz-6.1.0-10-cloud-amd64', initrdPath: '/boot/initrd.img-6.1.0-10-cloud-amd64' });
+    expect(findKernelInTree(t)).toEqual({
+      version: '6.1.0-10-cloud-amd64',
+      kernelPath: '/boot/vmlinuz-6.1.0-10-cloud-amd64',
+      initrdPath: '/boot/initrd.img-6.1.0-10-cloud-amd64',
+    });
     t.symlink(binPath('/vmlinuz'), binPath('boot/vmlinuz-6.1.0-9-cloud-amd64'));
     expect(findKernelInTree(t)).toMatchObject({ kernelPath: '/boot/vmlinuz-6.1.0-10-cloud-amd64' });
     t.symlink(binPath('/vmlinuz'), binPath('boot/vmlinuz-6.1.0-10-cloud-amd64'));

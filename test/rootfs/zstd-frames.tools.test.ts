@@ -7,7 +7,10 @@ import { ZstdFrameError, ZstdFrames } from '../../src/rootfs/zstd-frames.js';
 
 function zstdCli(data: Buffer, args: string[]): Buffer {
   const r = spawnSync('zstd', ['-q', '-c', ...args], { input: data, maxBuffer: 1 << 30 });
-  if (r.error || r.status !== 0) throw new Error(`zstd could not run (${r.error?.message ?? r.stderr.toString()}); install it with scripts/install-deps.sh`);
+  if (r.error || r.status !== 0)
+    throw new Error(
+      `zstd could not run (${r.error?.message ?? r.stderr.toString()}); install it with scripts/install-deps.sh`,
+    );
   return r.stdout;
 }
 
@@ -69,7 +72,8 @@ describe('zstd frame walker', () => {
     // Every cut in the small frames and around every boundary; a sample elsewhere.
     const cuts = new Set<number>();
     for (let c = 1; c < Math.min(200, stream.length); c++) cuts.add(c);
-    for (const b of boundaries) for (let d = -12; d <= 12; d++) if (b + d > 0 && b + d <= stream.length) cuts.add(b + d);
+    for (const b of boundaries)
+      for (let d = -12; d <= 12; d++) if (b + d > 0 && b + d <= stream.length) cuts.add(b + d);
     for (let c = 200; c < stream.length; c += 97) cuts.add(c);
     let checked = 0;
     for (const c of [...cuts].sort((a, b) => a - b)) {

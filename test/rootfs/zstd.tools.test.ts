@@ -33,7 +33,10 @@ vi.mock('../../src/rootfs/decompress.js', async (original) => {
 /** What the zstd CLI makes of data (as buildah and podman write it: one frame, level 3 unless told). */
 function zstdCli(data: Buffer, args: string[] = ['-3']): Buffer {
   const r = spawnSync('zstd', ['-q', '-c', ...args], { input: data, maxBuffer: 1 << 30 });
-  if (r.error || r.status !== 0) throw new Error(`zstd could not run (${r.error?.message ?? r.stderr.toString()}); install it with scripts/install-deps.sh`);
+  if (r.error || r.status !== 0)
+    throw new Error(
+      `zstd could not run (${r.error?.message ?? r.stderr.toString()}); install it with scripts/install-deps.sh`,
+    );
   return r.stdout;
 }
 
@@ -75,7 +78,9 @@ async function snapshot(root: DirNode): Promise<string[]> {
         for await (const c of n.data.store.read(n.data)) h.update(c);
         what += ` ${n.size} ${h.digest('hex')}`;
       }
-      out.push(`${p} ${what} ${m.mode.toString(8)} ${m.uid}:${m.gid} ${m.mtime.sec}.${m.mtime.nsec} ${[...m.xattrs.keys()].join(',')}`);
+      out.push(
+        `${p} ${what} ${m.mode.toString(8)} ${m.uid}:${m.gid} ${m.mtime.sec}.${m.mtime.nsec} ${[...m.xattrs.keys()].join(',')}`,
+      );
       if (n.kind === 'dir') await walk(n, `${p}/`);
     }
   };
@@ -96,7 +101,10 @@ const LOWER: Ent[] = [
   { name: 'gone/file', content: 'deleted by the upper layer' },
   { name: 'x'.repeat(120) + '/long', content: 'a PAX path' },
 ];
-const UPPER: Ent[] = [{ name: '.wh.gone', content: '' }, { name: 'etc/hostname', content: 'upper\n', mtime: T0 }];
+const UPPER: Ent[] = [
+  { name: '.wh.gone', content: '' },
+  { name: 'etc/hostname', content: 'upper\n', mtime: T0 },
+];
 
 afterEach(() => expect(zstdChildren(), 'zstd processes left behind').toEqual([]));
 
@@ -119,10 +127,13 @@ describe('zstd layers', () => {
 
   for (const via of ['tool', 'node'] as const) {
     it(`decompress exactly through ${via === 'tool' ? 'the zstd host tool' : "Node's own zstd"}, several frames in a row too`, async (ctx) => {
-      if (via === 'node' && !nodeZstd()) ctx.skip(`Node ${process.version} has no zstd of its own (22.15 and later have)`);
+      if (via === 'node' && !nodeZstd())
+        ctx.skip(`Node ${process.version} has no zstd of its own (22.15 and later have)`);
       const tar = await makeTar(LOWER);
       const blob = Buffer.concat([zstdCli(tar.subarray(0, 1 << 20)), zstdCli(tar.subarray(1 << 20), ['-1'])]);
-      const layer = await openLayer(Readable.from([blob.subarray(0, 100), blob.subarray(100)]), undefined, { zstd: via });
+      const layer = await openLayer(Readable.from([blob.subarray(0, 100), blob.subarray(100)]), undefined, {
+        zstd: via,
+      });
       const parts: Buffer[] = [];
       try {
         for (let r = await layer.chunks.next(); !r.done; r = await layer.chunks.next()) parts.push(r.value);
@@ -240,6 +251,8 @@ describe('zstd layers among the other compressions', () => {
     const r = spawnSync('zstd', ['-q', '-c'], { input: await makeTar([{ name: 'z', content: 'zstd' }]) });
     expect(r.status, `zstd: ${r.error?.message ?? r.stderr}`).toBe(0);
     expect(await text((await flattenLayers([r.stdout])).root, 'z')).toBe('zstd');
-    expect((await corrupt(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]))).message).toMatch(/^layer is corrupt: zstd: /);
+    expect((await corrupt(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]))).message).toMatch(
+      /^layer is corrupt: zstd: /,
+    );
   });
 });

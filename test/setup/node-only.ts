@@ -24,7 +24,8 @@ for (const name of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execF
   cp[name] = (file: unknown) => refuse(`child_process.${name}(${String(file)})`);
 }
 // What every spawn ends in, for a library that makes its own ChildProcess (the method is Node's, not in its types).
-(childProcess.ChildProcess.prototype as unknown as { spawn: (o: { file?: string }) => never }).spawn = (o) => refuse(`ChildProcess#spawn(${String(o?.file)})`);
+(childProcess.ChildProcess.prototype as unknown as { spawn: (o: { file?: string }) => never }).spawn = (o) =>
+  refuse(`ChildProcess#spawn(${String(o?.file)})`);
 syncBuiltinESMExports();
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|::ffff:127(\.\d{1,3}){3})$/i;
@@ -47,7 +48,9 @@ const connect = Socket.prototype.connect;
 Socket.prototype.connect = function (this: Socket, ...args: unknown[]) {
   const t = target(args);
   if ('path' in t ? !resolve(t.path).startsWith(TMP) : !LOOPBACK.test(t.host)) {
-    refuse(`a connection to ${'path' in t ? t.path : t.host} (only loopback and sockets under ${tmpdir()} are the test's own)`);
+    refuse(
+      `a connection to ${'path' in t ? t.path : t.host} (only loopback and sockets under ${tmpdir()} are the test's own)`,
+    );
   }
   return (connect as (...a: unknown[]) => Socket).apply(this, args);
 } as typeof Socket.prototype.connect;

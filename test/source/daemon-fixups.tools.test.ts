@@ -24,14 +24,18 @@ afterEach(async () => {
 /** What `docker export` of a container shows: Docker's init layer over the image (its own /etc, empty files, /etc/mtab). */
 function exportTree(): RootTree {
   const t = new RootTree({ store: new MemoryStore(), epoch: EPOCH });
-  for (const p of ['/.dockerenv', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf', '/dev/console']) t.writeFile(binPath(p), '', { mode: 0o755 });
+  for (const p of ['/.dockerenv', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf', '/dev/console'])
+    t.writeFile(binPath(p), '', { mode: 0o755 });
   t.symlink(binPath('/etc/mtab'), binPath('/proc/mounts'));
   for (const d of ['/dev/pts', '/dev/shm', '/proc', '/sys']) t.mkdirp(binPath(d));
   return t;
 }
 
 function overlay(upper: string, lower: string[]): ImageInspect {
-  return { Id: 'sha256:x', GraphDriver: { Name: 'overlay2', Data: { UpperDir: upper, LowerDir: lower.join(':') } } } as ImageInspect;
+  return {
+    Id: 'sha256:x',
+    GraphDriver: { Name: 'overlay2', Data: { UpperDir: upper, LowerDir: lower.join(':') } },
+  } as ImageInspect;
 }
 
 /** Every file's bytes in the tree, to look for the lower layer's content anywhere. */
@@ -39,7 +43,8 @@ async function allContent(t: RootTree): Promise<string> {
   const out: string[] = [];
   const walk = async (n: Node): Promise<void> => {
     if (n.kind === 'dir') for (const c of n.entries.values()) await walk(c);
-    else if (n.kind === 'file') for await (const c of n.data.store.read(n.data)) out.push(Buffer.from(c).toString('latin1'));
+    else if (n.kind === 'file')
+      for await (const c of n.data.store.read(n.data)) out.push(Buffer.from(c).toString('latin1'));
   };
   await walk(t.root);
   return out.join('');

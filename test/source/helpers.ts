@@ -25,11 +25,22 @@ export interface Sandbox {
 /** root/{work,cache,input,outside}: a case may write only to work and cache. */
 export async function sandbox(): Promise<Sandbox> {
   const root = await mkdtemp(join(tmpdir(), 'img2vm-src-'));
-  const dirs = { work: join(root, 'work'), cache: join(root, 'cache'), input: join(root, 'input'), outside: join(root, 'outside') };
+  const dirs = {
+    work: join(root, 'work'),
+    cache: join(root, 'cache'),
+    input: join(root, 'input'),
+    outside: join(root, 'outside'),
+  };
   for (const d of Object.values(dirs)) await mkdir(d);
   const events: Img2vmEvent[] = [];
   const scope = new Scope();
-  const ctx: RunContext = { work: dirs.work, signal: new AbortController().signal, sink: (e) => events.push(e), scope, random: createRandom('test') };
+  const ctx: RunContext = {
+    work: dirs.work,
+    signal: new AbortController().signal,
+    sink: (e) => events.push(e),
+    scope,
+    random: createRandom('test'),
+  };
   return {
     root,
     ...dirs,

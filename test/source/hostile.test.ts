@@ -24,7 +24,10 @@ describe('hostile image sources', () => {
   it.each(HOSTILE_CASES.map((c) => [c.id, c] as const))('%s', async (_id, c) => {
     const ref = await c.prepare({ input: sb.input, outside: sb.outside, registry });
     const run = async () => {
-      const img = await openSource(ref, sb.ctx, undefined, { cacheDir: sb.cache, registry: { backoffMs: 1, tries: 2 } });
+      const img = await openSource(ref, sb.ctx, undefined, {
+        cacheDir: sb.cache,
+        registry: { backoffMs: 1, tries: 2 },
+      });
       if ('error' in c.expect && c.expect.error.at === 'open') return { img, stats: undefined };
       const root = join(sb.work, 'rootfs');
       return { img, stats: await flatten(img, root), root };

@@ -35,25 +35,38 @@ describe('oci: layouts with special files at blob paths', () => {
   it('a FIFO as the config blob is refused at once, unread (a blocking open would hang here)', async () => {
     const { dir, img } = await layout();
     await mkfifo(blobPath(dir, img.config.digest));
-    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/blob sha256:[0-9a-f]+ is not a regular file$/) });
+    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({
+      kind: 'badImage',
+      message: expect.stringMatching(/blob sha256:[0-9a-f]+ is not a regular file$/),
+    });
   });
 
   it('a FIFO as a layer blob, and as index.json', async () => {
     const { dir, img } = await layout();
     await mkfifo(blobPath(dir, img.layers[0]!.digest));
-    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/not a regular file/) });
+    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({
+      kind: 'badImage',
+      message: expect.stringMatching(/not a regular file/),
+    });
     await mkfifo(join(dir, 'index.json'));
-    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({ kind: 'badImage', message: expect.stringMatching(/index\.json is not a regular file/) });
+    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({
+      kind: 'badImage',
+      message: expect.stringMatching(/index\.json is not a regular file/),
+    });
   });
 
   it('a device, or a link to one, is not read', async () => {
     const { dir, img } = await layout();
     await rm(blobPath(dir, img.manifest.digest));
     await symlink('/dev/zero', blobPath(dir, img.manifest.digest));
-    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({ message: expect.stringMatching(/is a symbolic link/) });
+    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({
+      message: expect.stringMatching(/is a symbolic link/),
+    });
     await rm(join(dir, 'index.json'));
     await symlink('/dev/zero', join(dir, 'index.json'));
-    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({ message: expect.stringMatching(/index\.json is not a regular file/) });
+    await expect(openSource(`oci:${dir}:v1`, sb.ctx)).rejects.toMatchObject({
+      message: expect.stringMatching(/index\.json is not a regular file/),
+    });
   });
 });
 
@@ -66,6 +79,8 @@ describe('blob cache', () => {
     expect(await cache.read(digest, 1024)).toBeUndefined();
     expect(await cache.verify(digest, 0)).toBe(false);
     const s = cache.open(digest, 0, 'blob');
-    await expect(new Promise((resolve, reject) => s.on('error', reject).on('end', resolve).resume())).rejects.toThrow(/not a regular file/);
+    await expect(new Promise((resolve, reject) => s.on('error', reject).on('end', resolve).resume())).rejects.toThrow(
+      /not a regular file/,
+    );
   });
 });

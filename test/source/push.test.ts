@@ -33,11 +33,20 @@ class FakeRegistry {
   readonly scopes: string[] = [];
   private uploads = 0;
   host = '';
-  private constructor(private readonly server: Server, private readonly o: FakeOptions) {}
+  private constructor(
+    private readonly server: Server,
+    private readonly o: FakeOptions,
+  ) {}
 
   static async start(o: FakeOptions = {}): Promise<FakeRegistry> {
     let reg!: FakeRegistry;
-    const server = createServer((req, res) => void reg.handle(req, res).catch((e: unknown) => { res.statusCode = 500; res.end(String(e)); }));
+    const server = createServer(
+      (req, res) =>
+        void reg.handle(req, res).catch((e: unknown) => {
+          res.statusCode = 500;
+          res.end(String(e));
+        }),
+    );
     reg = new FakeRegistry(server, o);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     reg.host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -55,7 +64,13 @@ class FakeRegistry {
     return Buffer.concat(parts);
   }
 
-  private error(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}) {
+  private error(
+    res: ServerResponse,
+    status: number,
+    code: string,
+    message: string,
+    headers: Record<string, string> = {},
+  ) {
     res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
     res.end(JSON.stringify({ errors: [{ code, message }] }));
   }
@@ -83,7 +98,8 @@ class FakeRegistry {
     if (url.pathname === '/token') {
       const b = this.o.bearer!;
       this.scopes.push(url.searchParams.get('scope') ?? '');
-      if (b.user && req.headers.authorization !== `Basic ${Buffer.from(`${b.user}:${b.pass}`).toString('base64')}`) return this.error(res, 401, 'DENIED', 'bad credentials');
+      if (b.user && req.headers.authorization !== `Basic ${Buffer.from(`${b.user}:${b.pass}`).toString('base64')}`)
+        return this.error(res, 401, 'DENIED', 'bad credentials');
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify({ token: 'good-token', expires_in: 300 }));
       return;
@@ -100,13 +116,18 @@ class FakeRegistry {
     if ((m = /^\/v2\/(.+)\/blobs\/uploads\/$/.exec(url.pathname)) && req.method === 'POST') {
       await this.body(req);
       const id = ++this.uploads;
-      res.writeHead(202, { Location: `/v2/${m[1]}/blobs/uploads/${id}?_state=abc%3D%3D`, 'Docker-Upload-UUID': String(id) });
+      res.writeHead(202, {
+        Location: `/v2/${m[1]}/blobs/uploads/${id}?_state=abc%3D%3D`,
+        'Docker-Upload-UUID': String(id),
+      });
       res.end();
       return;
     }
     if ((m = /^\/v2\/(.+)\/blobs\/uploads\/(\d+)$/.exec(url.pathname)) && req.method === 'PUT') {
-      if (url.searchParams.get('_state') !== 'abc==') return this.error(res, 400, 'BLOB_UPLOAD_INVALID', 'lost the upload state');
-      if (req.headers['content-type'] !== 'application/octet-stream') return this.error(res, 400, 'BLOB_UPLOAD_INVALID', 'content type');
+      if (url.searchParams.get('_state') !== 'abc==')
+        return this.error(res, 400, 'BLOB_UPLOAD_INVALID', 'lost the upload state');
+      if (req.headers['content-type'] !== 'application/octet-stream')
+        return this.error(res, 400, 'BLOB_UPLOAD_INVALID', 'content type');
       const body = await this.body(req);
       if (Number(req.headers['content-length']) !== body.length) return this.error(res, 400, 'SIZE_INVALID', 'length');
       const digest = url.searchParams.get('digest') ?? '';
@@ -140,7 +161,13 @@ beforeEach(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'img2vm-push-'));
   await mkdir(join(tmp, 'work'));
   events = [];
-  ctx = { work: join(tmp, 'work'), signal: new AbortController().signal, sink: (e) => events.push(e), scope: new Scope(), random: createRandom('push') };
+  ctx = {
+    work: join(tmp, 'work'),
+    signal: new AbortController().signal,
+    sink: (e) => events.push(e),
+    scope: new Scope(),
+    random: createRandom('push'),
+  };
 });
 afterEach(async () => {
   await reg?.close();
@@ -151,21 +178,38 @@ afterEach(async () => {
 
 /** A config in memory, a layer as a file, and a manifest naming both. */
 async function image(layerBytes = randomBytes(300 * 1024)) {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layerBytes)] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layerBytes)] } }),
+  );
   const layerPath = join(tmp, 'layer.tar');
   await writeFile(layerPath, layerBytes);
   const blobs: PushBlob[] = [
     { digest: sha(config), size: config.length, mediaType: 'application/vnd.oci.image.config.v1+json', bytes: config },
-    { digest: sha(layerBytes), size: layerBytes.length, mediaType: 'application/vnd.oci.image.layer.v1.tar', path: layerPath },
+    {
+      digest: sha(layerBytes),
+      size: layerBytes.length,
+      mediaType: 'application/vnd.oci.image.layer.v1.tar',
+      path: layerPath,
+    },
   ];
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT, config: { mediaType: blobs[0]!.mediaType, digest: blobs[0]!.digest, size: blobs[0]!.size }, layers: [{ mediaType: blobs[1]!.mediaType, digest: blobs[1]!.digest, size: blobs[1]!.size }] }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MT,
+      config: { mediaType: blobs[0]!.mediaType, digest: blobs[0]!.digest, size: blobs[0]!.size },
+      layers: [{ mediaType: blobs[1]!.mediaType, digest: blobs[1]!.digest, size: blobs[1]!.size }],
+    }),
+  );
   return { blobs, manifest: { bytes: manifest, mediaType: MT }, config, layerBytes };
 }
 
 async function dockerConfig(host: string, user: string, pass: string): Promise<NodeJS.ProcessEnv> {
   const dir = join(tmp, 'docker');
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: { [host]: { auth: Buffer.from(`${user}:${pass}`).toString('base64') } } }));
+  await writeFile(
+    join(dir, 'config.json'),
+    JSON.stringify({ auths: { [host]: { auth: Buffer.from(`${user}:${pass}`).toString('base64') } } }),
+  );
   return { DOCKER_CONFIG: dir };
 }
 
@@ -224,9 +268,13 @@ describe('pushOciImage', () => {
   it('answers basic auth with the docker config credentials, and says to log in without them', async () => {
     reg = await FakeRegistry.start({ basic: { user: 'u', pass: 'p' } });
     const img = await image(randomBytes(1000));
-    await pushOciImage(`${reg.host}/b/disk:1`, img.blobs, img.manifest, ctx, { env: await dockerConfig(reg.host, 'u', 'p') });
+    await pushOciImage(`${reg.host}/b/disk:1`, img.blobs, img.manifest, ctx, {
+      env: await dockerConfig(reg.host, 'u', 'p'),
+    });
     expect(reg.manifests.has('b/disk:1')).toBe(true);
-    await expect(pushOciImage(`${reg.host}/b/disk:2`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } })).rejects.toMatchObject({
+    await expect(
+      pushOciImage(`${reg.host}/b/disk:2`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } }),
+    ).rejects.toMatchObject({
       kind: 'usage',
       message: expect.stringContaining(`registry ${reg.host} refused the push to b/disk`),
       hint: `log in with docker login ${reg.host}, or check the repository name`,
@@ -236,19 +284,29 @@ describe('pushOciImage', () => {
   it('turns a refused token and a 403 into usage errors', async () => {
     reg = await FakeRegistry.start({ bearer: { user: 'u', pass: 'p' } });
     const img = await image(randomBytes(1000));
-    await expect(pushOciImage(`${reg.host}/t/disk:1`, img.blobs, img.manifest, ctx, { env: await dockerConfig(reg.host, 'u', 'wrong') })).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/refused the push to t\/disk/) });
+    await expect(
+      pushOciImage(`${reg.host}/t/disk:1`, img.blobs, img.manifest, ctx, {
+        env: await dockerConfig(reg.host, 'u', 'wrong'),
+      }),
+    ).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/refused the push to t\/disk/) });
     await reg.close();
     reg = await FakeRegistry.start({
       hook: (req, res) => {
         if (req.method !== 'POST') return false;
         res.writeHead(403, { 'Content-Type': 'application/json' });
-        res.end(JSON.stringify({ errors: [{ code: 'DENIED', message: 'requested access to the resource is denied' }] }));
+        res.end(
+          JSON.stringify({ errors: [{ code: 'DENIED', message: 'requested access to the resource is denied' }] }),
+        );
         return true;
       },
     });
-    await expect(pushOciImage(`${reg.host}/t/disk:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } })).rejects.toMatchObject({
+    await expect(
+      pushOciImage(`${reg.host}/t/disk:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } }),
+    ).rejects.toMatchObject({
       kind: 'usage',
-      message: expect.stringMatching(/refused the push to t\/disk: .*403.*DENIED: requested access to the resource is denied/),
+      message: expect.stringMatching(
+        /refused the push to t\/disk: .*403.*DENIED: requested access to the resource is denied/,
+      ),
     });
   });
 
@@ -262,7 +320,9 @@ describe('pushOciImage', () => {
       },
     });
     const img = await image(randomBytes(1000));
-    await expect(pushOciImage(`${reg.host}/f/disk:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } })).rejects.toMatchObject({
+    await expect(
+      pushOciImage(`${reg.host}/f/disk:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } }),
+    ).rejects.toMatchObject({
       kind: 'toolFailed',
       message: expect.stringMatching(/HTTP 400 \(MANIFEST_INVALID: manifest invalid\)/),
     });
@@ -295,7 +355,9 @@ describe('pushOciImage', () => {
       },
     });
     const img = await image(randomBytes(1000));
-    await expect(pushOciImage(`${reg.host}/h/disk:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } })).rejects.toMatchObject({ kind: 'toolFailed', message: expect.stringMatching(/another host/) });
+    await expect(
+      pushOciImage(`${reg.host}/h/disk:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } }),
+    ).rejects.toMatchObject({ kind: 'toolFailed', message: expect.stringMatching(/another host/) });
   });
 
   it('accepts an absolute Location on the same host', async () => {
@@ -325,15 +387,24 @@ describe('pushOciImage', () => {
       },
     });
     const img = await image(randomBytes(1000));
-    await expect(pushOciImage(`${reg.host}/d/disk:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } })).rejects.toMatchObject({ kind: 'toolFailed', message: expect.stringMatching(/stored the manifest .* as sha256:0+, not/) });
+    await expect(
+      pushOciImage(`${reg.host}/d/disk:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } }),
+    ).rejects.toMatchObject({
+      kind: 'toolFailed',
+      message: expect.stringMatching(/stored the manifest .* as sha256:0+, not/),
+    });
   });
 
   it('refuses digest references, and blobs whose size is not what they declare', async () => {
     reg = await FakeRegistry.start();
     const img = await image(randomBytes(1000));
-    await expect(pushOciImage(`${reg.host}/x@sha256:${'a'.repeat(64)}`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } })).rejects.toMatchObject({ kind: 'usage' });
+    await expect(
+      pushOciImage(`${reg.host}/x@sha256:${'a'.repeat(64)}`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } }),
+    ).rejects.toMatchObject({ kind: 'usage' });
     const bad = [{ ...img.blobs[1]!, size: 5 }];
-    await expect(pushOciImage(`${reg.host}/x:1`, bad, img.manifest, ctx, { env: { HOME: tmp } })).rejects.toMatchObject({ kind: 'internal' });
+    await expect(pushOciImage(`${reg.host}/x:1`, bad, img.manifest, ctx, { env: { HOME: tmp } })).rejects.toMatchObject(
+      { kind: 'internal' },
+    );
     expect(reg.log).toEqual([]);
   });
 
@@ -343,7 +414,9 @@ describe('pushOciImage', () => {
     const port = (srv.address() as AddressInfo).port;
     await new Promise<void>((r) => srv.close(() => r()));
     const img = await image(randomBytes(100));
-    await expect(pushOciImage(`127.0.0.1:${port}/x:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } })).rejects.toMatchObject({ kind: 'toolFailed', hint: 'is the registry running on that port?' });
+    await expect(
+      pushOciImage(`127.0.0.1:${port}/x:1`, img.blobs, img.manifest, ctx, { env: { HOME: tmp } }),
+    ).rejects.toMatchObject({ kind: 'toolFailed', hint: 'is the registry running on that port?' });
   });
 });
 
@@ -356,7 +429,9 @@ describe('pushContainerDisk', () => {
     const r = await pushContainerDisk(qcow2, `${reg.host}/kubevirt/disk:v1`, ctx, 0, { env: { HOME: tmp } });
     const img = await containerDiskImage(qcow2, ctx.work, 0);
     expect(r.digest).toBe(img.manifest.digest);
-    const m = JSON.parse(reg.manifests.get('kubevirt/disk:v1')!.bytes.toString('utf8')) as { layers: { digest: string; mediaType: string }[] };
+    const m = JSON.parse(reg.manifests.get('kubevirt/disk:v1')!.bytes.toString('utf8')) as {
+      layers: { digest: string; mediaType: string }[];
+    };
     expect(m.layers).toHaveLength(1);
     const layer = reg.blobs.get(`kubevirt/disk@${m.layers[0]!.digest}`)!;
     const entries: { name: string; uid?: number; gid?: number; body: Buffer }[] = [];

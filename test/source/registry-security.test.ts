@@ -1,5 +1,11 @@
 // Where registry credentials may go: the registry itself and HTTPS token services only; never dropping TLS on a redirect.
-import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -24,7 +30,10 @@ interface Seen {
 }
 
 /** A server on 127.0.0.1 that logs each request; https: with the test certificate. */
-async function serve(https: boolean, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ port: number; seen: Seen[] }> {
+async function serve(
+  https: boolean,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ port: number; seen: Seen[] }> {
   const seen: Seen[] = [];
   const listener: RequestListener = (req, res) => {
     seen.push({ url: req.url ?? '', authorization: req.headers.authorization });
@@ -38,7 +47,10 @@ async function serve(https: boolean, handler: (req: IncomingMessage, res: Server
 
 const MANIFEST = Buffer.from('{"schemaVersion":2}');
 function manifest(res: ServerResponse): void {
-  res.writeHead(200, { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json', 'Content-Length': MANIFEST.length });
+  res.writeHead(200, {
+    'Content-Type': 'application/vnd.oci.image.manifest.v1+json',
+    'Content-Length': MANIFEST.length,
+  });
   res.end(MANIFEST);
 }
 
@@ -62,20 +74,33 @@ const CREDS: Credentials = { username: 'alice', password: 's3cret' };
 const BASIC = `Basic ${Buffer.from('alice:s3cret').toString('base64')}`;
 
 function client(port: number, https: boolean, creds?: Credentials): RegistryClient {
-  return new RegistryClient({ domain: `127.0.0.1:${port}`, plainHttp: !https, credentials: async () => creds, ca: tls.cert, tries: 1, backoffMs: 1 });
+  return new RegistryClient({
+    domain: `127.0.0.1:${port}`,
+    plainHttp: !https,
+    credentials: async () => creds,
+    ca: tls.cert,
+    tries: 1,
+    backoffMs: 1,
+  });
 }
 
 describe('token services', () => {
   it('an HTTPS token service on another host gets the credentials', async () => {
     const auth = await serve(true, tokenService);
-    const reg = await serve(true, bearerRegistry(() => `https://localhost:${auth.port}/token`));
+    const reg = await serve(
+      true,
+      bearerRegistry(() => `https://localhost:${auth.port}/token`),
+    );
     expect((await client(reg.port, true, CREDS).getManifest('app', 'v1')).bytes).toEqual(MANIFEST);
     expect(auth.seen.map((s) => s.authorization)).toEqual([BASIC]);
   });
 
   it('a plain-HTTP token service on another host gets no credentials: refused with a clear error', async () => {
     const auth = await serve(false, tokenService);
-    const reg = await serve(true, bearerRegistry(() => `http://localhost:${auth.port}/token`));
+    const reg = await serve(
+      true,
+      bearerRegistry(() => `http://localhost:${auth.port}/token`),
+    );
     await expect(client(reg.port, true, CREDS).getManifest('app', 'v1')).rejects.toMatchObject({
       kind: 'badImage',
       message: `registry 127.0.0.1:${reg.port} names http://localhost:${auth.port} as its token service: img2vm sends credentials to another host only over HTTPS`,
@@ -88,17 +113,26 @@ describe('token services', () => {
 
   it('a plain-HTTP registry may name a plain-HTTP token service on its own host, not on another', async () => {
     const auth = await serve(false, tokenService);
-    const same = await serve(false, bearerRegistry(() => `http://127.0.0.1:${auth.port}/token`));
+    const same = await serve(
+      false,
+      bearerRegistry(() => `http://127.0.0.1:${auth.port}/token`),
+    );
     expect((await client(same.port, false, CREDS).getManifest('app', 'v1')).bytes).toEqual(MANIFEST);
     expect(auth.seen.map((s) => s.authorization)).toEqual([BASIC]);
-    const other = await serve(false, bearerRegistry(() => `http://localhost:${auth.port}/token`));
+    const other = await serve(
+      false,
+      bearerRegistry(() => `http://localhost:${auth.port}/token`),
+    );
     await expect(client(other.port, false, CREDS).getManifest('app', 'v1')).rejects.toThrow(/only over HTTPS/);
     expect(auth.seen).toHaveLength(1);
   });
 
-  it('an HTTPS registry\'s token service on its own host but over plain HTTP gets no credentials', async () => {
+  it("an HTTPS registry's token service on its own host but over plain HTTP gets no credentials", async () => {
     const auth = await serve(false, tokenService);
-    const reg = await serve(true, bearerRegistry(() => `http://127.0.0.1:${auth.port}/token`));
+    const reg = await serve(
+      true,
+      bearerRegistry(() => `http://127.0.0.1:${auth.port}/token`),
+    );
     await expect(client(reg.port, true, CREDS).getManifest('app', 'v1')).rejects.toThrow(/only over HTTPS/);
     expect(auth.seen).toEqual([]);
   });
@@ -136,7 +170,10 @@ describe('redirects', () => {
       res.writeHead(302, { Location: `http://127.0.0.1:${plain.port}/token` });
       res.end();
     });
-    const reg = await serve(true, bearerRegistry(() => `https://localhost:${auth.port}/token`));
+    const reg = await serve(
+      true,
+      bearerRegistry(() => `https://localhost:${auth.port}/token`),
+    );
     await expect(client(reg.port, true, CREDS).getManifest('app', 'v1')).rejects.toThrow(/from HTTPS to plain HTTP/);
     expect(plain.seen).toEqual([]);
   });

@@ -31,9 +31,23 @@ afterEach(async () => {
 });
 
 /** An image with `n` layers holding incompressible files, so sizes are what they say. */
-async function image(n = 2, bytes = 64 * 1024, platform?: BuiltImage['platform'], tagFile = 'marker'): Promise<BuiltImage> {
+async function image(
+  n = 2,
+  bytes = 64 * 1024,
+  platform?: BuiltImage['platform'],
+  tagFile = 'marker',
+): Promise<BuiltImage> {
   const layers: Buffer[] = [];
-  for (let i = 0; i < n; i++) layers.push(gz(await tarOf({ [`layer${i}/`]: { dir: true }, [`layer${i}/data.bin`]: randomBytes(bytes), [`${tagFile}${i}`]: `${i}\n` })));
+  for (let i = 0; i < n; i++)
+    layers.push(
+      gz(
+        await tarOf({
+          [`layer${i}/`]: { dir: true },
+          [`layer${i}/data.bin`]: randomBytes(bytes),
+          [`${tagFile}${i}`]: `${i}\n`,
+        }),
+      ),
+    );
   return buildImage({ layers, platform });
 }
 
@@ -63,34 +77,60 @@ describe('pulling', () => {
     expect(reg.blobRequests().every((r) => r.authorization?.startsWith('Bearer '))).toBe(true);
     const root = join(sb.work, 'root');
     await flatten(got, root);
-    expect(await listTree(root)).toEqual(['layer0', 'layer0/data.bin', 'layer1', 'layer1/data.bin', 'layer2', 'layer2/data.bin', 'marker0', 'marker1', 'marker2']);
+    expect(await listTree(root)).toEqual([
+      'layer0',
+      'layer0/data.bin',
+      'layer1',
+      'layer1/data.bin',
+      'layer2',
+      'layer2/data.bin',
+      'marker0',
+      'marker1',
+      'marker2',
+    ]);
     // Layers live in the content-addressed cache.
     const names = await readdir(join(sb.cache, 'blobs', 'sha256'));
     for (const l of img.layers) expect(names).toContain(l.digest.slice(7));
-    expect(sb.events.some((e) => e.type === 'log' && e.level === 'debug' && /layer [0-9a-f]{12}: /.test(e.message))).toBe(true);
+    expect(
+      sb.events.some((e) => e.type === 'log' && e.level === 'debug' && /layer [0-9a-f]{12}: /.test(e.message)),
+    ).toBe(true);
   });
 
   it('pulls by digest and by tag@digest', async () => {
     await start();
     const img = await image(1);
     reg.push('x', 'v1', img);
-    expect((await openSource(`docker://${reg.host}/x@${img.manifest.digest}`, sb.ctx, undefined, opts())).id).toBe(img.config.digest);
-    expect((await openSource(`docker://${reg.host}/x:v1@${img.manifest.digest}`, sb.ctx, undefined, opts())).id).toBe(img.config.digest);
+    expect((await openSource(`docker://${reg.host}/x@${img.manifest.digest}`, sb.ctx, undefined, opts())).id).toBe(
+      img.config.digest,
+    );
+    expect((await openSource(`docker://${reg.host}/x:v1@${img.manifest.digest}`, sb.ctx, undefined, opts())).id).toBe(
+      img.config.digest,
+    );
   });
 
   it('chooses the platform from a manifest list or an OCI index; attestations never match', async () => {
     await start();
     const amd = await image(1, 1024, { os: 'linux', architecture: 'amd64' }, 'amd');
     const arm = await image(1, 1024, { os: 'linux', architecture: 'arm64', variant: 'v8' }, 'arm');
-    const attestation = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: amd.manifest.digest, size: amd.manifest.size, platform: { os: 'unknown', architecture: 'unknown' } };
-    for (const [flavour, repo] of [['docker', 'multi-docker'], ['oci', 'multi-oci']] as const) {
+    const attestation = {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: amd.manifest.digest,
+      size: amd.manifest.size,
+      platform: { os: 'unknown', architecture: 'unknown' },
+    };
+    for (const [flavour, repo] of [
+      ['docker', 'multi-docker'],
+      ['oci', 'multi-oci'],
+    ] as const) {
       reg.push(repo, undefined, amd);
       reg.push(repo, undefined, arm);
       reg.putManifest(repo, buildIndex([amd, arm], flavour, [attestation]), 'v1');
       const ref = `docker://${reg.host}/${repo}:v1`;
       expect((await openSource(ref, sb.ctx, undefined, opts({ platform: 'linux/amd64' }))).id).toBe(amd.config.digest);
       expect((await openSource(ref, sb.ctx, undefined, opts({ platform: 'linux/arm64' }))).id).toBe(arm.config.digest);
-      expect((await openSource(ref, sb.ctx, undefined, opts({ platform: 'linux/aarch64/v8' }))).id).toBe(arm.config.digest);
+      expect((await openSource(ref, sb.ctx, undefined, opts({ platform: 'linux/aarch64/v8' }))).id).toBe(
+        arm.config.digest,
+      );
       await expect(openSource(ref, sb.ctx, undefined, opts({ platform: 'linux/s390x' }))).rejects.toMatchObject({
         kind: 'imageNotFound',
         message: expect.stringMatching(/no image for linux\/s390x/),
@@ -98,14 +138,19 @@ describe('pulling', () => {
       });
     }
     // The host default: linux/amd64 on x86_64.
-    if (process.arch === 'x64') expect((await openSource(`docker://${reg.host}/multi-oci:v1`, sb.ctx, undefined, opts())).id).toBe(amd.config.digest);
+    if (process.arch === 'x64')
+      expect((await openSource(`docker://${reg.host}/multi-oci:v1`, sb.ctx, undefined, opts())).id).toBe(
+        amd.config.digest,
+      );
   });
 
   it('refuses a single-platform image of another platform only when --platform asks for one', async () => {
     await start();
     const arm = await image(1, 1024, { os: 'linux', architecture: 'arm64' });
     reg.push('arm', 'v1', arm);
-    await expect(openSource(`docker://${reg.host}/arm:v1`, sb.ctx, undefined, opts({ platform: 'linux/amd64' }))).rejects.toThrow(/is linux\/arm64, not linux\/amd64/);
+    await expect(
+      openSource(`docker://${reg.host}/arm:v1`, sb.ctx, undefined, opts({ platform: 'linux/amd64' })),
+    ).rejects.toThrow(/is linux\/arm64, not linux\/amd64/);
     expect((await openSource(`docker://${reg.host}/arm:v1`, sb.ctx, undefined, opts())).id).toBe(arm.config.digest);
   });
 
@@ -213,14 +258,28 @@ describe('credentials', () => {
     await start({ auth: 'basic', users: { alice: 's3cret' } });
     reg.push('private', 'v1', await image(1));
     const ref = `docker://${reg.host}/private:v1`;
-    await expect(openSource(ref, sb.ctx, undefined, opts())).rejects.toMatchObject({ kind: 'imageNotFound', message: expect.stringMatching(/requires a login/), hint: expect.stringMatching(/docker login 127\.0\.0\.1:/) });
+    await expect(openSource(ref, sb.ctx, undefined, opts())).rejects.toMatchObject({
+      kind: 'imageNotFound',
+      message: expect.stringMatching(/requires a login/),
+      hint: expect.stringMatching(/docker login 127\.0\.0\.1:/),
+    });
     const dir = join(sb.input, 'docker');
     await mkdir(dir);
-    await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: { [`http://${reg.host}`]: { auth: Buffer.from('alice:wrong').toString('base64') } } }));
-    await expect(openSource(ref, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } }))).rejects.toThrow(/denied access/);
-    await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:s3cret').toString('base64') } } }));
+    await writeFile(
+      join(dir, 'config.json'),
+      JSON.stringify({ auths: { [`http://${reg.host}`]: { auth: Buffer.from('alice:wrong').toString('base64') } } }),
+    );
+    await expect(openSource(ref, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } }))).rejects.toThrow(
+      /denied access/,
+    );
+    await writeFile(
+      join(dir, 'config.json'),
+      JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:s3cret').toString('base64') } } }),
+    );
     expect(await pullAndList(ref, opts({ env: { DOCKER_CONFIG: dir } }))).toContain('marker0');
-    expect(reg.blobRequests().every((r) => r.authorization === `Basic ${Buffer.from('alice:s3cret').toString('base64')}`)).toBe(true);
+    expect(
+      reg.blobRequests().every((r) => r.authorization === `Basic ${Buffer.from('alice:s3cret').toString('base64')}`),
+    ).toBe(true);
   });
 
   it('sends username/password to the token realm of a bearer registry', async () => {
@@ -229,7 +288,10 @@ describe('credentials', () => {
     const ref = `docker://${reg.host}/private:v1`;
     await expect(openSource(ref, sb.ctx, undefined, opts())).rejects.toThrow(/refused an anonymous token/);
     await mkdir(join(sb.input, '.docker'));
-    await writeFile(join(sb.input, '.docker', 'config.json'), JSON.stringify({ auths: { [reg.host]: { username: 'bob', password: 'pw' } } }));
+    await writeFile(
+      join(sb.input, '.docker', 'config.json'),
+      JSON.stringify({ auths: { [reg.host]: { username: 'bob', password: 'pw' } } }),
+    );
     expect(await pullAndList(ref)).toContain('marker0');
     expect(reg.tokenRequests.at(-1)!.authorization).toBe(`Basic ${Buffer.from('bob:pw').toString('base64')}`);
   });
@@ -240,7 +302,9 @@ describe('credentials', () => {
     const dir = join(sb.input, 'bad');
     await mkdir(dir);
     await writeFile(join(dir, 'config.json'), '{"auths": ');
-    await expect(openSource(`docker://${reg.host}/private:v1`, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } }))).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/config\.json is not valid JSON/) });
+    await expect(
+      openSource(`docker://${reg.host}/private:v1`, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } })),
+    ).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/config\.json is not valid JSON/) });
   });
 });
 
@@ -265,7 +329,10 @@ describe('cache and pull policies', () => {
     const img = await image(1);
     reg.push('n', 'v1', img);
     const ref = `docker://${reg.host}/n:v1`;
-    await expect(openSource(ref, sb.ctx, undefined, opts({ pull: 'never' }))).rejects.toMatchObject({ kind: 'imageNotFound', message: expect.stringMatching(/--pull never/) });
+    await expect(openSource(ref, sb.ctx, undefined, opts({ pull: 'never' }))).rejects.toMatchObject({
+      kind: 'imageNotFound',
+      message: expect.stringMatching(/--pull never/),
+    });
     expect(reg.log).toHaveLength(0);
     await openSource(ref, sb.ctx, undefined, opts());
     await reg.close();
@@ -284,7 +351,8 @@ describe('cache and pull policies', () => {
     const results = await Promise.all(Array.from({ length: 4 }, () => openSource(ref, sb.ctx, undefined, opts())));
     for (const r of results) expect(r.id).toBe(img.config.digest);
     expect(await partials(sb.cache)).toEqual([]);
-    for (const l of img.layers) expect((await readFile(join(sb.cache, 'blobs', 'sha256', l.digest.slice(7)))).equals(l.bytes)).toBe(true);
+    for (const l of img.layers)
+      expect((await readFile(join(sb.cache, 'blobs', 'sha256', l.digest.slice(7)))).equals(l.bytes)).toBe(true);
     for (const [i, r] of results.entries()) {
       const root = join(sb.work, `r${i}`);
       await flatten(r, root);
@@ -326,17 +394,32 @@ describe('bare references', () => {
     expect(img.transport).toBe('docker');
     await expect(openSource(`${reg.host}/team/nope:v1`, sb.ctx, down, opts())).rejects.toMatchObject({
       kind: 'daemonUnreachable',
-      message: expect.stringMatching(/cannot reach the Docker daemon .*, and manifest team\/nope:v1 is not in registry/),
+      message: expect.stringMatching(
+        /cannot reach the Docker daemon .*, and manifest team\/nope:v1 is not in registry/,
+      ),
     });
   });
 });
 
 describe('registry client pieces', () => {
   it('parses WWW-Authenticate challenges', () => {
-    expect(parseChallenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/debian:pull"')).toEqual([
-      { scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/debian:pull' } },
+    expect(
+      parseChallenges(
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/debian:pull"',
+      ),
+    ).toEqual([
+      {
+        scheme: 'bearer',
+        params: {
+          realm: 'https://auth.docker.io/token',
+          service: 'registry.docker.io',
+          scope: 'repository:library/debian:pull',
+        },
+      },
     ]);
-    expect(parseChallenges('Basic realm="Registry Realm"')).toEqual([{ scheme: 'basic', params: { realm: 'Registry Realm' } }]);
+    expect(parseChallenges('Basic realm="Registry Realm"')).toEqual([
+      { scheme: 'basic', params: { realm: 'Registry Realm' } },
+    ]);
     expect(parseChallenges('Bearer realm="a\\"b", error=invalid_token, Basic realm=x')).toEqual([
       { scheme: 'bearer', params: { realm: 'a"b', error: 'invalid_token' } },
       { scheme: 'basic', params: { realm: 'x' } },

@@ -26,9 +26,23 @@ afterEach(async () => {
 });
 
 /** An image with `n` layers holding incompressible files, so sizes are what they say. */
-async function image(n = 2, bytes = 64 * 1024, platform?: BuiltImage['platform'], tagFile = 'marker'): Promise<BuiltImage> {
+async function image(
+  n = 2,
+  bytes = 64 * 1024,
+  platform?: BuiltImage['platform'],
+  tagFile = 'marker',
+): Promise<BuiltImage> {
   const layers: Buffer[] = [];
-  for (let i = 0; i < n; i++) layers.push(gz(await tarOf({ [`layer${i}/`]: { dir: true }, [`layer${i}/data.bin`]: randomBytes(bytes), [`${tagFile}${i}`]: `${i}\n` })));
+  for (let i = 0; i < n; i++)
+    layers.push(
+      gz(
+        await tarOf({
+          [`layer${i}/`]: { dir: true },
+          [`layer${i}/data.bin`]: randomBytes(bytes),
+          [`${tagFile}${i}`]: `${i}\n`,
+        }),
+      ),
+    );
   return buildImage({ layers, platform });
 }
 
@@ -54,7 +68,8 @@ describe('pulling', () => {
     const z = buildImage({ layers: [zr.stdout], layerMediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' });
     reg.push('zstd', 'v1', z);
     expect(await pullAndList(`docker://${reg.host}/zstd:v1`)).toEqual(['z.txt']);
-  });});
+  });
+});
 
 describe('credentials', () => {
   it('asks credHelpers and credsStore helpers (docker-credential-NAME get, server URL on stdin)', async () => {
@@ -74,7 +89,9 @@ describe('credentials', () => {
       const dir = join(sb.input, 'cfg');
       await mkdir(dir);
       await writeFile(join(dir, 'config.json'), JSON.stringify({ credHelpers: { [reg.host]: 'fake' } }));
-      expect(await pullAndList(`docker://${reg.host}/private:v1`, opts({ env: { DOCKER_CONFIG: dir } }))).toContain('marker0');
+      expect(await pullAndList(`docker://${reg.host}/private:v1`, opts({ env: { DOCKER_CONFIG: dir } }))).toContain(
+        'marker0',
+      );
       expect((await readFile(stdinLog, 'utf8')).trim()).toBe(reg.host);
       // credsStore: a helper that does not know the registry means anonymous (and then a login error).
       await writeFile(join(dir, 'config.json'), JSON.stringify({ credsStore: 'fake' }));
@@ -82,12 +99,21 @@ describe('credentials', () => {
       await start({ auth: 'basic', users: { carol: 'from-helper' } });
       reg.push('private', 'v1', await image(1));
       // The new registry has another port, which the helper does not know.
-      await expect(openSource(`docker://${reg.host}/private:v1`, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } }))).rejects.toThrow(/requires a login/);
+      await expect(
+        openSource(`docker://${reg.host}/private:v1`, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } })),
+      ).rejects.toThrow(/requires a login/);
       // A helper that is not installed is a warning, not a failure.
       await writeFile(join(dir, 'config.json'), JSON.stringify({ credsStore: 'missing-helper' }));
-      await expect(openSource(`docker://${reg.host}/private:v1`, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } }))).rejects.toThrow(/requires a login/);
-      expect(sb.events.some((e) => e.type === 'log' && e.level === 'warn' && /docker-credential-missing-helper/.test(e.message))).toBe(true);
+      await expect(
+        openSource(`docker://${reg.host}/private:v1`, sb.ctx, undefined, opts({ env: { DOCKER_CONFIG: dir } })),
+      ).rejects.toThrow(/requires a login/);
+      expect(
+        sb.events.some(
+          (e) => e.type === 'log' && e.level === 'warn' && /docker-credential-missing-helper/.test(e.message),
+        ),
+      ).toBe(true);
     } finally {
       process.env.PATH = oldPath;
     }
-  });});
+  });
+});

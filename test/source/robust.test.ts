@@ -44,7 +44,10 @@ describe('extractArchive', () => {
     await mkdir(dir);
     const reason = new Error('interrupted by SIGINT');
     let seen = 0;
-    const got = extractArchive(await endlessTar(), dir, { signal: ac.signal, onBytes: (n) => (seen += n) > 1 << 20 && ac.abort(reason) });
+    const got = extractArchive(await endlessTar(), dir, {
+      signal: ac.signal,
+      onBytes: (n) => (seen += n) > 1 << 20 && ac.abort(reason),
+    });
     await expect(got).rejects.toBe(reason);
     expect(seen).toBeGreaterThan(1 << 20);
   });
@@ -54,15 +57,22 @@ describe('extractArchive', () => {
     ac.abort(new Error('stop'));
     const dir = join(sb.work, 'y');
     await mkdir(dir);
-    await expect(extractArchive(Readable.from([await tarOf({ a: 'a' })]), dir, { signal: ac.signal })).rejects.toThrow('stop');
+    await expect(extractArchive(Readable.from([await tarOf({ a: 'a' })]), dir, { signal: ac.signal })).rejects.toThrow(
+      'stop',
+    );
     expect(await readdir(dir)).toEqual([]);
   });
 });
 
 describe('concurrent pulls into one cache', () => {
-  it('fetch each blob once: the second waits on the first one\'s lock, then reads the cache', async () => {
+  it("fetch each blob once: the second waits on the first one's lock, then reads the cache", async () => {
     reg = await FakeRegistry.start();
-    const img = buildImage({ layers: [gz(await tarOf({ 'a.bin': createRandom('a').bytes(256 * 1024) })), gz(await tarOf({ 'b.bin': createRandom('b').bytes(256 * 1024) }))] });
+    const img = buildImage({
+      layers: [
+        gz(await tarOf({ 'a.bin': createRandom('a').bytes(256 * 1024) })),
+        gz(await tarOf({ 'b.bin': createRandom('b').bytes(256 * 1024) })),
+      ],
+    });
     reg.push('team/app', 'v1', img);
     const ctx2 = { ...sb.ctx, scope: new Scope() };
     const o = { cacheDir: sb.cache, registry: { backoffMs: 1 }, env: { HOME: sb.input } };
@@ -72,10 +82,16 @@ describe('concurrent pulls into one cache', () => {
     ]);
     await ctx2.scope.close();
     expect(a.id).toBe(b.id);
-    for (const blob of [img.config, ...img.layers]) expect(reg.blobRequests(blob.digest).filter((r) => r.method === 'GET'), blob.digest).toHaveLength(1);
-    const waited = sb.events.some((e) => e.type === 'log' && /waiting for img2vm process \d+, which is fetching it/.test(e.message));
+    for (const blob of [img.config, ...img.layers])
+      expect(
+        reg.blobRequests(blob.digest).filter((r) => r.method === 'GET'),
+        blob.digest,
+      ).toHaveLength(1);
+    const waited = sb.events.some(
+      (e) => e.type === 'log' && /waiting for img2vm process \d+, which is fetching it/.test(e.message),
+    );
     expect(waited).toBe(true);
-    expect((await readdir(join(sb.cache, 'locks')))).toEqual([]);
+    expect(await readdir(join(sb.cache, 'locks'))).toEqual([]);
     expect(await new BlobCache(openStore(sb.cache)).verify(img.layers[0]!.digest, img.layers[0]!.size)).toBe(true);
   });
 });

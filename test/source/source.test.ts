@@ -43,7 +43,11 @@ describe('docker references', () => {
     ['localhost:5000/x', 'localhost:5000/x:latest', 'localhost:5000/x:latest'],
     ['127.0.0.1:5000/x:tag', '127.0.0.1:5000/x:tag', '127.0.0.1:5000/x:tag'],
     ['[::1]:5000/team/x:1', '[::1]:5000/team/x:1', '[::1]:5000/team/x:1'],
-    ['registry.example.com/a/b/c:v1.0-rc_1', 'registry.example.com/a/b/c:v1.0-rc_1', 'registry.example.com/a/b/c:v1.0-rc_1'],
+    [
+      'registry.example.com/a/b/c:v1.0-rc_1',
+      'registry.example.com/a/b/c:v1.0-rc_1',
+      'registry.example.com/a/b/c:v1.0-rc_1',
+    ],
     ['Example.com/x', 'Example.com/x:latest', 'Example.com/x:latest'],
     [`x@${D}`, `docker.io/library/x@${D}`, `x@${D}`],
     [`x:tag@${D}`, `docker.io/library/x:tag@${D}`, `x:tag@${D}`],
@@ -94,8 +98,12 @@ describe('platforms', () => {
   });
   it('treats arm64 without a variant as v8', () => {
     expect(platformMatches({ os: 'linux', architecture: 'arm64' }, parsePlatform('linux/arm64/v8'))).toBe(true);
-    expect(platformMatches({ os: 'linux', architecture: 'arm', variant: 'v6' }, parsePlatform('linux/arm/v7'))).toBe(false);
-    expect(platformMatches({ os: 'linux', architecture: 'arm', variant: 'v6' }, parsePlatform('linux/arm'.concat('/v6')))).toBe(true);
+    expect(platformMatches({ os: 'linux', architecture: 'arm', variant: 'v6' }, parsePlatform('linux/arm/v7'))).toBe(
+      false,
+    );
+    expect(
+      platformMatches({ os: 'linux', architecture: 'arm', variant: 'v6' }, parsePlatform('linux/arm'.concat('/v6'))),
+    ).toBe(true);
   });
 });
 

@@ -28,24 +28,34 @@ const held = `in use by img2vm process ${process.pid}`;
 describe('prune while a run uses the store', () => {
   it('keeps the kernel a run has taken until the run ends', async () => {
     const deb = join(sb.input, 'linux-image.deb');
-    writeFileSync(deb, await fakeKernelDeb({ version: '6.1.0-99-test', usrMerged: false, modules: { 'fs/ext4/ext4.ko': 'ext4' } }));
+    writeFileSync(
+      deb,
+      await fakeKernelDeb({ version: '6.1.0-99-test', usrMerged: false, modules: { 'fs/ext4/ext4.ko': 'ext4' } }),
+    );
     const k = await getKernel({ kind: 'deb', path: deb }, sb.ctx, { cacheDir: sb.cache });
     const during = await all();
     expect(during.removed).toEqual([]);
-    expect(during.kept.map((x) => [x.entry.kind, x.entry.name, x.outcome.removed ? '' : x.outcome.why])).toEqual([['kernel', '6.1.0-99-test', held]]);
+    expect(during.kept.map((x) => [x.entry.kind, x.entry.name, x.outcome.removed ? '' : x.outcome.why])).toEqual([
+      ['kernel', '6.1.0-99-test', held],
+    ]);
     expect(await readFile(k.vmlinuz)).toBeTruthy();
     await sb.ctx.scope.close();
     expect((await all()).removed.map((x) => x.entry.name)).toEqual(['6.1.0-99-test']);
   });
 
-  it("keeps the blobs of an image a run has opened, so its layers can still be read", async () => {
+  it('keeps the blobs of an image a run has opened, so its layers can still be read', async () => {
     reg = await FakeRegistry.start();
     const img = buildImage({ layers: [gz(await tarOf({ 'a.txt': 'a' }))] });
     reg.push('team/app', 'v1', img);
-    const opened = await openSource(`docker://${reg.host}/team/app:v1`, sb.ctx, undefined, { cacheDir: sb.cache, env: { HOME: sb.input } });
+    const opened = await openSource(`docker://${reg.host}/team/app:v1`, sb.ctx, undefined, {
+      cacheDir: sb.cache,
+      env: { HOME: sb.input },
+    });
     const during = await all();
     expect(during.removed).toEqual([]);
-    expect(during.kept.map((x) => x.entry.name).sort()).toEqual([img.manifest, img.config, ...img.layers].map((b) => b.digest).sort());
+    expect(during.kept.map((x) => x.entry.name).sort()).toEqual(
+      [img.manifest, img.config, ...img.layers].map((b) => b.digest).sort(),
+    );
     expect(new Set(during.kept.map((x) => (x.outcome.removed ? '' : x.outcome.why)))).toEqual(new Set([held]));
     const layer = await opened.layers[0]!.open();
     let n = 0;

@@ -2,7 +2,18 @@
 import { execa } from 'execa';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -82,12 +93,17 @@ describe('writing an entry', () => {
     expect((await s.entries()).map((e) => e.key)).toEqual([]);
     // What does not check out is not published.
     writeFileSync(join(d.path, hex('x')), 'not x');
-    await expect(d.publish(check)).rejects.toMatchObject({ kind: 'outputNotWritable', message: expect.stringMatching(/does not read back as written/) });
+    await expect(d.publish(check)).rejects.toMatchObject({
+      kind: 'outputNotWritable',
+      message: expect.stringMatching(/does not read back as written/),
+    });
     expect(existsSync(s.path('build', KEY))).toBe(false);
     await d.discard();
     expect(list(s.tmp)).toEqual([]);
     // A failing make leaves nothing either.
-    await expect(s.ensure('build', KEY, { scope, check, make: async () => Promise.reject(new Error('the build failed')) })).rejects.toThrow('the build failed');
+    await expect(
+      s.ensure('build', KEY, { scope, check, make: async () => Promise.reject(new Error('the build failed')) }),
+    ).rejects.toThrow('the build failed');
     expect(list(s.tmp)).toEqual([]);
     expect(existsSync(s.path('build', KEY))).toBe(false);
   });
@@ -97,7 +113,9 @@ describe('writing an entry', () => {
     const digest = `sha256:${hex('bytes')}` as const;
     const d = await s.draft('blob', digest, scope);
     writeFileSync(d.path, 'bytes');
-    expect(await d.publish({ whole: async (p) => statSync(p).size === 5 })).toBe(join(root, 'blobs', 'sha256', hex('bytes')));
+    expect(await d.publish({ whole: async (p) => statSync(p).size === 5 })).toBe(
+      join(root, 'blobs', 'sha256', hex('bytes')),
+    );
     expect(readFileSync(s.path('blob', digest), 'utf8')).toBe('bytes');
     expect(list(s.tmp)).toEqual([]);
   });
@@ -114,7 +132,10 @@ describe('a writer that was killed', () => {
     renameSync(killed.scratch, left);
     const live = await s.draft('build', OTHER, scope);
     // Another host's draft cannot be judged by its pid: kept for a day, then removed.
-    const foreign = join(s.tmp, `build.${OTHER}.4242.${hostTag() === '0badc0de' ? '0badc0df' : '0badc0de'}.abcdefabcdef`);
+    const foreign = join(
+      s.tmp,
+      `build.${OTHER}.4242.${hostTag() === '0badc0de' ? '0badc0df' : '0badc0de'}.abcdefabcdef`,
+    );
     const foreignOld = `${foreign.slice(0, -12)}000000000000`;
     mkdirSync(foreign);
     mkdirSync(foreignOld);
@@ -134,7 +155,10 @@ describe('a writer that was killed', () => {
     const s = new Store(root);
     const dead = deadPid();
     mkdirSync(s.locks, { recursive: true });
-    writeFileSync(s.lockPath('build', KEY), JSON.stringify({ pid: dead, host: (await import('node:os')).hostname(), nonce: 'dead' }));
+    writeFileSync(
+      s.lockPath('build', KEY),
+      JSON.stringify({ pid: dead, host: (await import('node:os')).hostname(), nonce: 'dead' }),
+    );
     mkdirSync(s.holders, { recursive: true });
     writeFileSync(join(s.holders, `build.${KEY}.${dead}.${hostTag()}.abcdefabcdef`), '');
     const got = await s.ensure('build', KEY, { scope, check, lock: { pollMs: 10 }, make: async (d) => fill(d.path) });
@@ -174,7 +198,7 @@ describe('reading an entry', () => {
     await expect(d.publish(check)).rejects.toThrow(/does not read back as written/);
   });
 
-  it('a use is the entry\'s mtime: taking it moves it, listing it does not', async () => {
+  it("a use is the entry's mtime: taking it moves it, listing it does not", async () => {
     const s = new Store(root);
     const { path } = await s.ensure('build', KEY, { scope, check, make: async (d) => fill(d.path) });
     const old = new Date('2024-01-01T00:00:00Z');
@@ -194,7 +218,8 @@ describe('prune over the store', () => {
   it('never removes what a live process holds, nor a kind while a live process writes it', async () => {
     const s = new Store(root);
     const making = new Scope();
-    for (const k of [KEY, OTHER]) await s.ensure('build', k, { scope: making, check, make: async (d) => fill(d.path, k) });
+    for (const k of [KEY, OTHER])
+      await s.ensure('build', k, { scope: making, check, make: async (d) => fill(d.path, k) });
     await making.close();
     const blob = `sha256:${hex('blob')}` as const;
     const bd = await s.draft('blob', blob);
@@ -215,7 +240,9 @@ describe('prune over the store', () => {
       ]);
       const r = await prune({ all: true }, loc());
       expect(r.removed).toEqual([]);
-      expect(r.kept.map((k) => k.entry.name).sort()).toEqual([blob, `runc:${KEY.slice(0, 32)}`, `runc:${OTHER.slice(0, 32)}`].sort());
+      expect(r.kept.map((k) => k.entry.name).sort()).toEqual(
+        [blob, `runc:${KEY.slice(0, 32)}`, `runc:${OTHER.slice(0, 32)}`].sort(),
+      );
       expect((await s.entries()).length).toBe(3);
     } finally {
       await writing.discard();
@@ -223,7 +250,9 @@ describe('prune over the store', () => {
       await child;
     }
     // The other process is gone: its entry goes. Ours stays until our run ends.
-    expect((await prune({ all: true }, loc())).removed.map((x) => x.entry.name).sort()).toEqual([blob, `runc:${OTHER.slice(0, 32)}`].sort());
+    expect((await prune({ all: true }, loc())).removed.map((x) => x.entry.name).sort()).toEqual(
+      [blob, `runc:${OTHER.slice(0, 32)}`].sort(),
+    );
     await scope.close();
     expect((await prune({ all: true }, loc())).removed.map((x) => x.entry.name)).toEqual([`runc:${KEY.slice(0, 32)}`]);
     expect(await s.entries()).toEqual([]);
@@ -233,10 +262,16 @@ describe('prune over the store', () => {
     const s = new Store(root);
     const key = hex('every input of one conversion');
     const making = new Scope();
-    await s.ensure('disk', key, { scope: making, check: { whole: async () => true }, make: async (d) => writeFileSync(join(d.path, 'disk.qcow2'), 'qcow') });
+    await s.ensure('disk', key, {
+      scope: making,
+      check: { whole: async () => true },
+      make: async (d) => writeFileSync(join(d.path, 'disk.qcow2'), 'qcow'),
+    });
     await making.close();
     expect(s.path('disk', key)).toBe(join(root, 'disks', key));
-    expect((await inventory(loc())).items.map((i) => [i.entry.kind, i.entry.name, i.entry.bytes])).toEqual([['converted-disk', key, 4]]);
+    expect((await inventory(loc())).items.map((i) => [i.entry.kind, i.entry.name, i.entry.bytes])).toEqual([
+      ['converted-disk', key, 4],
+    ]);
     expect((await prune({ all: true }, loc())).removed.map((x) => x.entry.kind)).toEqual(['converted-disk']);
     expect(() => s.path('disk', 'not a digest')).toThrow(/not a disk key/);
   });

@@ -17,7 +17,9 @@ describe('filterThrough', () => {
       for await (const _ of f.chunks) void _;
     })().catch((x: unknown) => x);
     expect(e).toBeInstanceOf(FilterError);
-    expect((e as FilterError).message).toMatch(/^zstd failed \(exit 1\): .*(unknown header|not in zstd format|unsupported format)/);
+    expect((e as FilterError).message).toMatch(
+      /^zstd failed \(exit 1\): .*(unknown header|not in zstd format|unsupported format)/,
+    );
   });
 
   it("the input's own error wins over the program's complaint about a cut stream", async () => {

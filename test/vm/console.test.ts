@@ -12,7 +12,7 @@ function replay(data: Buffer | string, opts: WatchOptions = {}, msPerByte = 1) {
   const w = new ConsoleWatcher(opts);
   let text = '';
   let seed = 7;
-  for (let i = 0; i < buf.length && !w.verdict; ) {
+  for (let i = 0; i < buf.length && !w.verdict;) {
     seed = (seed * 1103515245 + 12345) % 2 ** 31;
     const n = 1 + (seed % 97);
     text += w.feed(buf.subarray(i, i + n), Math.min(i + n, buf.length) * msPerByte);
@@ -57,14 +57,26 @@ describe('ConsoleWatcher on a Debian boot to a login prompt (no readiness marker
     expect(m.login).toBeGreaterThan(end - 100);
     expect(w.kernelRelease).toBe('6.1.0-50-cloud-amd64');
     expect(w.tick(m.login! + 9_999)).toBeUndefined();
-    expect(w.tick(m.login! + 10_000)).toMatchObject({ status: 'ready', matched: 'login', at: m.login, line: 'localhost login:' });
+    expect(w.tick(m.login! + 10_000)).toMatchObject({
+      status: 'ready',
+      matched: 'login',
+      at: m.login,
+      line: 'localhost login:',
+    });
     expect(m.ready).toBe(m.login);
   });
 
   it('passes on the readiness marker when it follows the prompt within the grace period', () => {
     const nonce = '1'.repeat(32);
-    const { w } = replay(Buffer.concat([log, Buffer.from(`\r\nimg2vm-ready: nonce=${nonce} kernel=6.1.0-51-amd64\r\n`)]), { nonce });
-    expect(w.verdict).toMatchObject({ status: 'ready', matched: 'marker', line: `img2vm-ready: nonce=${nonce} kernel=6.1.0-51-amd64` });
+    const { w } = replay(
+      Buffer.concat([log, Buffer.from(`\r\nimg2vm-ready: nonce=${nonce} kernel=6.1.0-51-amd64\r\n`)]),
+      { nonce },
+    );
+    expect(w.verdict).toMatchObject({
+      status: 'ready',
+      matched: 'marker',
+      line: `img2vm-ready: nonce=${nonce} kernel=6.1.0-51-amd64`,
+    });
     expect(w.kernelRelease).toBe('6.1.0-51-amd64');
     expect(w.milestones.marker).toBe(w.milestones.ready);
   });
@@ -98,7 +110,10 @@ describe('ConsoleWatcher fails early with the reason', () => {
   it('kernel panic stops at the panic line, not at the end of the trace', () => {
     const data = transcript('kernel-panic.txt');
     const { w } = replay(data);
-    expect(w.verdict).toMatchObject({ status: 'failed', reason: 'kernel panic: VFS: Unable to mount root fs on unknown-block(0,0)' });
+    expect(w.verdict).toMatchObject({
+      status: 'failed',
+      reason: 'kernel panic: VFS: Unable to mount root fs on unknown-block(0,0)',
+    });
     const panicAt = data.indexOf('Kernel panic - not syncing');
     expect(w.verdict!.at).toBeLessThan(panicAt + 200);
   });
@@ -107,7 +122,8 @@ describe('ConsoleWatcher fails early with the reason', () => {
     const { w } = replay(transcript('initramfs-shell.txt'));
     expect(w.verdict).toMatchObject({
       status: 'failed',
-      reason: 'dropped to the initramfs emergency shell (ALERT!  UUID=00000000-1111-2222-3333-444444444444 does not exist.  Dropping to a shell!)',
+      reason:
+        'dropped to the initramfs emergency shell (ALERT!  UUID=00000000-1111-2222-3333-444444444444 does not exist.  Dropping to a shell!)',
     });
   });
 
@@ -120,22 +136,41 @@ describe('ConsoleWatcher fails early with the reason', () => {
       'You are in emergency mode. After logging in, type "journalctl -xb" to view\r\n',
     ].join('');
     const { w } = replay(t);
-    expect(w.verdict).toMatchObject({ status: 'failed', reason: 'systemd entered emergency mode ([FAILED] Failed to mount boot-efi.mount - /boot/efi.)' });
+    expect(w.verdict).toMatchObject({
+      status: 'failed',
+      reason: 'systemd entered emergency mode ([FAILED] Failed to mount boot-efi.mount - /boot/efi.)',
+    });
   });
 
   it('firmware that finds nothing to boot (SeaBIOS, OVMF, UEFI shell)', () => {
-    expect(replay('SeaBIOS (version 1.16)\r\nBooting from Hard Disk...\r\nBoot failed: not a bootable disk\r\n\r\nNo bootable device.  Retrying in 60 seconds.\r\n').w.verdict)
-      .toMatchObject({ status: 'failed', reason: 'the BIOS found no bootable disk (Boot failed: not a bootable disk)' });
-    expect(replay('BdsDxe: failed to load Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x2,0x0): Not Found\r\nBdsDxe: No bootable option or device was found.\r\n').w.verdict)
-      .toMatchObject({ status: 'failed', reason: expect.stringContaining('the UEFI firmware found nothing to boot (BdsDxe: failed to load Boot0001') });
+    expect(
+      replay(
+        'SeaBIOS (version 1.16)\r\nBooting from Hard Disk...\r\nBoot failed: not a bootable disk\r\n\r\nNo bootable device.  Retrying in 60 seconds.\r\n',
+      ).w.verdict,
+    ).toMatchObject({ status: 'failed', reason: 'the BIOS found no bootable disk (Boot failed: not a bootable disk)' });
+    expect(
+      replay(
+        'BdsDxe: failed to load Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x2,0x0): Not Found\r\nBdsDxe: No bootable option or device was found.\r\n',
+      ).w.verdict,
+    ).toMatchObject({
+      status: 'failed',
+      reason: expect.stringContaining('the UEFI firmware found nothing to boot (BdsDxe: failed to load Boot0001'),
+    });
     expect(replay('UEFI Interactive Shell v2.2\r\nShell> ').w.verdict).toMatchObject({ status: 'failed' });
   });
 
   it('a GRUB error that nothing follows fails after the grace period; one the kernel follows does not', () => {
-    const stuck = replay('GRUB loading.\r\nerror: file `/boot/grub/x86_64-efi/normal.mod\' not found.\r\n', { grubGraceMs: 15_000 });
+    const stuck = replay("GRUB loading.\r\nerror: file `/boot/grub/x86_64-efi/normal.mod' not found.\r\n", {
+      grubGraceMs: 15_000,
+    });
     expect(stuck.w.verdict).toBeUndefined();
-    expect(stuck.w.tick(stuck.end + 15_000)).toMatchObject({ status: 'failed', reason: expect.stringContaining('GRUB failed: error: file') });
-    const fine = replay('error: file `/boot/grub/locale/en.mo.gz\' not found.\r\n[    0.000000] Linux version 6.1.0 (x)\r\n');
+    expect(stuck.w.tick(stuck.end + 15_000)).toMatchObject({
+      status: 'failed',
+      reason: expect.stringContaining('GRUB failed: error: file'),
+    });
+    const fine = replay(
+      "error: file `/boot/grub/locale/en.mo.gz' not found.\r\n[    0.000000] Linux version 6.1.0 (x)\r\n",
+    );
     expect(fine.w.tick(fine.end + 60_000)).toBeUndefined();
   });
 });
@@ -154,14 +189,20 @@ describe('ConsoleWatcher does not fail on look-alikes', () => {
   });
 
   it('the readiness unit announced by systemd is not the marker', () => {
-    const { w } = replay('[    0.1] Linux version 6.1.0 (x)\r\n         Starting img2vm-ready.service - img2vm readiness marker...\r\n');
+    const { w } = replay(
+      '[    0.1] Linux version 6.1.0 (x)\r\n         Starting img2vm-ready.service - img2vm readiness marker...\r\n',
+    );
     expect(w.verdict).toBeUndefined();
     expect(w.milestones.marker).toBeUndefined();
   });
 
   it('keeps the last console lines for the failure report', () => {
     const { w } = replay(transcript('grub-rescue.txt'));
-    expect(w.lastLines(3)).toEqual(['error: no such device: ac5b47d9-f427-46f2-a78e-83ffb17eeac4.', 'error: unknown filesystem.', 'grub rescue> ']);
+    expect(w.lastLines(3)).toEqual([
+      'error: no such device: ac5b47d9-f427-46f2-a78e-83ffb17eeac4.',
+      'error: unknown filesystem.',
+      'grub rescue> ',
+    ]);
   });
 });
 
@@ -176,10 +217,11 @@ describe('GRUB banner redrawn onto the error line', () => {
   });
 });
 
-describe('ConsoleWatcher believes readiness lines only when they carry this boot\'s nonce', () => {
+describe("ConsoleWatcher believes readiness lines only when they carry this boot's nonce", () => {
   const NONCE = '5e'.repeat(16);
   const OTHER = '0'.repeat(32);
-  const BOOT = '[    0.000000] Linux version 6.1.0-28-cloud-amd64 (x)\r\n[    1.0] systemd[1]: systemd 252 running in system mode\r\n';
+  const BOOT =
+    '[    0.000000] Linux version 6.1.0-28-cloud-amd64 (x)\r\n[    1.0] systemd[1]: systemd 252 running in system mode\r\n';
   const checking = (n = NONCE) => `img2vm-checking: nonce=${n}\r\n`;
   const ready = (n = NONCE) => `img2vm-ready: nonce=${n} kernel=6.1.0-28-cloud-amd64\r\n`;
   const degraded = (state: string, failed: string, waiting = '', n = NONCE) =>
@@ -187,13 +229,21 @@ describe('ConsoleWatcher believes readiness lines only when they carry this boot
 
   it('passes on the marker with the nonce, and takes the kernel release from it', () => {
     const { w } = replay(BOOT + checking() + ready(), { nonce: NONCE });
-    expect(w.verdict).toMatchObject({ status: 'ready', matched: 'marker', line: `img2vm-ready: nonce=${NONCE} kernel=6.1.0-28-cloud-amd64` });
+    expect(w.verdict).toMatchObject({
+      status: 'ready',
+      matched: 'marker',
+      line: `img2vm-ready: nonce=${NONCE} kernel=6.1.0-28-cloud-amd64`,
+    });
     expect(w.kernelRelease).toBe('6.1.0-28-cloud-amd64');
     expect(w.milestones.marker).toBe(w.milestones.ready);
   });
 
   it('ignores a marker canned in the image or printed early: without a nonce, with another, or from an older img2vm', () => {
-    const forged = 'img2vm-ready: 6.1.0-28-cloud-amd64\r\n' + ready(OTHER) + checking(OTHER) + degraded('degraded', 'x.service', '', OTHER);
+    const forged =
+      'img2vm-ready: 6.1.0-28-cloud-amd64\r\n' +
+      ready(OTHER) +
+      checking(OTHER) +
+      degraded('degraded', 'x.service', '', OTHER);
     const { w, end } = replay(BOOT + forged, { nonce: NONCE });
     expect(w.verdict).toBeUndefined();
     expect(w.milestones.marker).toBeUndefined();
@@ -211,7 +261,9 @@ describe('ConsoleWatcher believes readiness lines only when they carry this boot
   });
 
   it('fails on a degraded system, naming the failed units', () => {
-    const { w } = replay(BOOT + checking() + degraded('degraded', 'img2vm-e2e-false.service,other@x.service'), { nonce: NONCE });
+    const { w } = replay(BOOT + checking() + degraded('degraded', 'img2vm-e2e-false.service,other@x.service'), {
+      nonce: NONCE,
+    });
     expect(w.verdict).toMatchObject({
       status: 'failed',
       reason: 'the guest came up degraded: failed units: img2vm-e2e-false.service, other@x.service',
@@ -222,14 +274,18 @@ describe('ConsoleWatcher believes readiness lines only when they carry this boot
 
   it('names what a system still starting waited for, and lists at most 10 units', () => {
     const many = Array.from({ length: 12 }, (_, i) => `u${i}.service`).join(',');
-    expect(replay(BOOT + degraded('starting', '', 'slow.service,slower.mount'), { nonce: NONCE }).w.verdict).toMatchObject({
-      status: 'failed', reason: 'the guest was still starting when its readiness check gave up: waiting for slow.service, slower.mount',
+    expect(
+      replay(BOOT + degraded('starting', '', 'slow.service,slower.mount'), { nonce: NONCE }).w.verdict,
+    ).toMatchObject({
+      status: 'failed',
+      reason: 'the guest was still starting when its readiness check gave up: waiting for slow.service, slower.mount',
     });
     expect(replay(BOOT + degraded('degraded', many), { nonce: NONCE }).w.verdict).toMatchObject({
-      reason: 'the guest came up degraded: failed units: u0.service, u1.service, u2.service, u3.service, u4.service, u5.service, u6.service, u7.service, u8.service, u9.service and 2 more',
+      reason:
+        'the guest came up degraded: failed units: u0.service, u1.service, u2.service, u3.service, u4.service, u5.service, u6.service, u7.service, u8.service, u9.service and 2 more',
     });
     expect(replay(BOOT + degraded('maintenance', 'a.service'), { nonce: NONCE }).w.verdict).toMatchObject({
-      reason: 'the guest\'s system is in state maintenance; failed units: a.service',
+      reason: "the guest's system is in state maintenance; failed units: a.service",
     });
   });
 
@@ -250,11 +306,17 @@ describe('ConsoleWatcher believes readiness lines only when they carry this boot
 
   it('a guest whose check could not read the nonce fails at once, saying so', () => {
     const { w } = replay(BOOT + checking('none'), { nonce: NONCE });
-    expect(w.verdict).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^the guest's readiness check found no nonce \(img2vm-checking: nonce=none\)/) });
+    expect(w.verdict).toMatchObject({
+      status: 'failed',
+      reason: expect.stringMatching(/^the guest's readiness check found no nonce \(img2vm-checking: nonce=none\)/),
+    });
   });
 
   it('--expect alone decides: readiness lines are not consulted', () => {
-    const { w } = replay(BOOT + checking() + degraded('degraded', 'x.service') + 'hello\r\n', { nonce: NONCE, expect: /hello/ });
+    const { w } = replay(BOOT + checking() + degraded('degraded', 'x.service') + 'hello\r\n', {
+      nonce: NONCE,
+      expect: /hello/,
+    });
     expect(w.verdict).toMatchObject({ status: 'ready', matched: 'expect' });
   });
 });

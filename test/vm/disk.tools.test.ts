@@ -48,7 +48,10 @@ afterAll(async () => {
 describe('the raw disk whose first sector a guest made a qcow2 header naming a host file', () => {
   it('is a qcow2 with a backing file to a probing reader (the attack is real)', async () => {
     const disk = await poisonedRaw('attack.raw', join(dir, 'secret.raw'));
-    const probed = JSON.parse(await qemuImg('info', '-U', '--output=json', disk)) as { format: string; 'backing-filename'?: string };
+    const probed = JSON.parse(await qemuImg('info', '-U', '--output=json', disk)) as {
+      format: string;
+      'backing-filename'?: string;
+    };
     expect(probed.format).toBe('qcow2');
     expect(probed['backing-filename']).toBe(join(dir, 'secret.raw'));
   });
@@ -58,7 +61,10 @@ describe('the raw disk whose first sector a guest made a qcow2 header naming a h
     expect(await diskFormat(disk)).toBe('raw');
     const scope = new Scope();
     try {
-      const m = await prepareMachine({ disk, firmware: 'bios', memMiB: 256, cpus: 1, snapshot: true, publish: [], console: 'pipe' }, scope);
+      const m = await prepareMachine(
+        { disk, firmware: 'bios', memMiB: 256, cpus: 1, snapshot: true, publish: [], console: 'pipe' },
+        scope,
+      );
       expect(m.format).toBe('raw');
       expect(m.argv[m.argv.indexOf('-drive') + 1]).toBe(`file=${disk},if=virtio,format=raw`);
       expect(m.argv.join(' ')).not.toContain('secret');
@@ -72,17 +78,29 @@ describe('qcow2 and vmdk disks that name other files are refused', () => {
   it('a qcow2 with a backing file', async () => {
     const disk = join(dir, 'overlay.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', '-b', join(dir, 'secret.raw'), '-F', 'raw', disk);
-    await expect(diskFormat(disk)).rejects.toMatchObject({ kind: 'usage', message: `refusing to boot ${disk} as qcow2: it has a backing file` });
+    await expect(diskFormat(disk)).rejects.toMatchObject({
+      kind: 'usage',
+      message: `refusing to boot ${disk} as qcow2: it has a backing file`,
+    });
   });
 
   it('a qcow2 with an external data file', async () => {
     const disk = join(dir, 'datafile.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', '-o', `data_file=${join(dir, 'data.raw')}`, disk, '1M');
-    await expect(diskFormat(disk)).rejects.toMatchObject({ message: `refusing to boot ${disk} as qcow2: it keeps its data in an external data file` });
+    await expect(diskFormat(disk)).rejects.toMatchObject({
+      message: `refusing to boot ${disk} as qcow2: it keeps its data in an external data file`,
+    });
   });
 
   it('self-contained disks of every format img2vm writes pass', async () => {
-    for (const [ext, fmt, opts] of [['qcow2', 'qcow2', []], ['vmdk', 'vmdk', []], ['vmdk', 'vmdk', ['-o', 'subformat=streamOptimized']], ['vhdx', 'vhdx', []], ['vhd', 'vpc', []], ['vdi', 'vdi', []]] as const) {
+    for (const [ext, fmt, opts] of [
+      ['qcow2', 'qcow2', []],
+      ['vmdk', 'vmdk', []],
+      ['vmdk', 'vmdk', ['-o', 'subformat=streamOptimized']],
+      ['vhdx', 'vhdx', []],
+      ['vhd', 'vpc', []],
+      ['vdi', 'vdi', []],
+    ] as const) {
       const disk = join(dir, `ok-${opts.length}.${ext}`);
       await qemuImg('create', '-q', '-f', fmt, ...opts, disk, '4M');
       expect(await diskFormat(disk)).toBe(fmt);

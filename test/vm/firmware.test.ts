@@ -43,7 +43,9 @@ function gpt(types: string[], opts: { sector?: number; bootCode?: boolean; hybri
 describe('detectFirmware', () => {
   it('MBR with boot code → BIOS', () => {
     expect(detectFirmware(mbr([{ type: 0x83, start: 2048, sectors: 1638400 }]))).toEqual({
-      firmware: 'bios', table: 'mbr', reason: 'MBR partition table: BIOS',
+      firmware: 'bios',
+      table: 'mbr',
+      reason: 'MBR partition table: BIOS',
     });
   });
 
@@ -58,11 +60,17 @@ describe('detectFirmware', () => {
   });
 
   it('hybrid GPT (BIOS boot and ESP) → BIOS', () => {
-    expect(detectFirmware(gpt([BIOS_BOOT, ESP, LINUX], { bootCode: true }))).toMatchObject({ firmware: 'bios', table: 'hybrid' });
+    expect(detectFirmware(gpt([BIOS_BOOT, ESP, LINUX], { bootCode: true }))).toMatchObject({
+      firmware: 'bios',
+      table: 'hybrid',
+    });
   });
 
   it('GPT with an ESP behind a hybrid MBR with boot code → BIOS', () => {
-    expect(detectFirmware(gpt([ESP, LINUX], { bootCode: true, hybrid: true }))).toMatchObject({ firmware: 'bios', table: 'hybrid' });
+    expect(detectFirmware(gpt([ESP, LINUX], { bootCode: true, hybrid: true }))).toMatchObject({
+      firmware: 'bios',
+      table: 'hybrid',
+    });
   });
 
   it('reads GPTs with 4096-byte sectors', () => {
@@ -76,7 +84,10 @@ describe('detectFirmware', () => {
   });
 
   it('MBR whose only bootable thing is an EFI System partition → UEFI', () => {
-    expect(detectFirmware(mbr([{ type: 0xef, start: 2048, sectors: 65536 }], false))).toMatchObject({ firmware: 'uefi', table: 'mbr' });
+    expect(detectFirmware(mbr([{ type: 0xef, start: 2048, sectors: 65536 }], false))).toMatchObject({
+      firmware: 'uefi',
+      table: 'mbr',
+    });
     expect(detectFirmware(mbr([{ type: 0xef, start: 2048, sectors: 65536 }], true)).firmware).toBe('bios');
   });
 
@@ -86,7 +97,10 @@ describe('detectFirmware', () => {
   });
 
   it('a protective MBR without a GPT header is read as MBR', () => {
-    expect(detectFirmware(mbr([{ type: 0xee, start: 1, sectors: 100 }]))).toMatchObject({ firmware: 'bios', table: 'mbr' });
+    expect(detectFirmware(mbr([{ type: 0xee, start: 1, sectors: 100 }]))).toMatchObject({
+      firmware: 'bios',
+      table: 'mbr',
+    });
   });
 
   it('prints GUIDs in their usual mixed-endian text form', () => {

@@ -21,7 +21,11 @@ describe('LoginSession', () => {
     expect(s.phase).toBe('command');
     // The echo of the typed line carries the markers split by "", so only the real output ends the session.
     const step = s.feed(t.slice(cut));
-    expect(step.outcome).toEqual({ status: 'done', exitCode: 0, output: '6.1.0-50-cloud-amd64\nuid=0(root) gid=0(root) groups=0(root)' });
+    expect(step.outcome).toEqual({
+      status: 'done',
+      exitCode: 0,
+      output: '6.1.0-50-cloud-amd64\nuid=0(root) gid=0(root) groups=0(root)',
+    });
     expect(s.phase).toBe('finished');
   });
 
@@ -31,14 +35,19 @@ describe('LoginSession', () => {
     expect(s.feed('admin\nPassword: ')).toEqual({ write: 's3cret:x\r' });
     expect(s.feed('\nLinux host 6.1\n\nadmin@host:~$ ')).toEqual({ write: commandLine('false', 'n1') });
     expect(s.feed(`${commandLine('false', 'n1').trimEnd()}\n__IMG2VM_BEGIN_n1__\n`)).toEqual({});
-    expect(s.feed('__IMG2VM_RC_n1_1__\nadmin@host:~$ ')).toEqual({ outcome: { status: 'done', exitCode: 1, output: '' } });
+    expect(s.feed('__IMG2VM_RC_n1_1__\nadmin@host:~$ ')).toEqual({
+      outcome: { status: 'done', exitCode: 1, output: '' },
+    });
   });
 
   it('fails on "Login incorrect"', () => {
     const s = new LoginSession({ user: 'root', password: 'wrong', nonce: 'n' });
     s.start();
     expect(s.feed('root\nPassword: ').write).toBe('wrong\r');
-    expect(s.feed('\n\nLogin incorrect\nlocalhost login: ').outcome).toEqual({ status: 'login-failed', reason: 'login as root failed: Login incorrect' });
+    expect(s.feed('\n\nLogin incorrect\nlocalhost login: ').outcome).toEqual({
+      status: 'login-failed',
+      reason: 'login as root failed: Login incorrect',
+    });
   });
 
   it('without a command, passes at the first shell prompt', () => {
@@ -58,7 +67,9 @@ describe('LoginSession', () => {
 
 describe('login helpers', () => {
   it('types the command in a subshell with stdin closed and split markers', () => {
-    expect(commandLine('uname -r', 'abc')).toBe('echo __IMG2VM_""BEGIN_abc__; (uname -r) </dev/null; echo __IMG2VM_""RC_abc_$?__\r');
+    expect(commandLine('uname -r', 'abc')).toBe(
+      'echo __IMG2VM_""BEGIN_abc__; (uname -r) </dev/null; echo __IMG2VM_""RC_abc_$?__\r',
+    );
   });
 
   it('parses --login', () => {

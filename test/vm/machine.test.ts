@@ -10,7 +10,10 @@ describe('hostCpuKhz', () => {
     const dir = await mkdtemp(join(tmpdir(), 'img2vm-cpuinfo-'));
     try {
       const f = join(dir, 'cpuinfo');
-      await writeFile(f, 'processor\t: 0\nmodel name\t: X\ncpu MHz\t\t: 2596.134\n\nprocessor\t: 1\ncpu MHz\t\t: 1200.000\n');
+      await writeFile(
+        f,
+        'processor\t: 0\nmodel name\t: X\ncpu MHz\t\t: 2596.134\n\nprocessor\t: 1\ncpu MHz\t\t: 1200.000\n',
+      );
       expect(await hostCpuKhz(f)).toBe(2596134);
       await writeFile(f, 'processor\t: 0\nBogoMIPS\t: 100\n');
       expect(await hostCpuKhz(f)).toBeUndefined();

@@ -1,92 +1,240 @@
 // Exact QEMU command lines: every flag a guest starts with is part of the contract (isolation, firmware, console).
 import { describe, expect, it } from 'vitest';
 import { Img2vmError } from '../../src/core/errors.js';
-import { kvmProbeArgs, parseCpus, parseMem, parsePublish, parseTimeout, qemuArgs, qemuEscape } from '../../src/vm/qemu.js';
+import {
+  kvmProbeArgs,
+  parseCpus,
+  parseMem,
+  parsePublish,
+  parseTimeout,
+  qemuArgs,
+  qemuEscape,
+} from '../../src/vm/qemu.js';
 
 describe('qemuArgs', () => {
   it('BIOS, TCG, no network, snapshot, headless console', () => {
     expect(
       qemuArgs({
-        disk: '/d/disk.qcow2', format: 'qcow2', firmware: 'bios', accel: 'tcg', memMiB: 1024, cpus: 2,
-        snapshot: true, publish: [], console: 'pipe',
+        disk: '/d/disk.qcow2',
+        format: 'qcow2',
+        firmware: 'bios',
+        accel: 'tcg',
+        memMiB: 1024,
+        cpus: 2,
+        snapshot: true,
+        publish: [],
+        console: 'pipe',
       }),
     ).toEqual([
-      '-nodefaults', '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-m', '1024', '-smp', '2',
-      '-drive', 'file=/d/disk.qcow2,if=virtio,format=qcow2',
+      '-nodefaults',
+      '-machine',
+      'q35',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-m',
+      '1024',
+      '-smp',
+      '2',
+      '-drive',
+      'file=/d/disk.qcow2,if=virtio,format=qcow2',
       '-snapshot',
-      '-nic', 'none',
-      '-nographic', '-serial', 'stdio', '-monitor', 'none',
+      '-nic',
+      'none',
+      '-nographic',
+      '-serial',
+      'stdio',
+      '-monitor',
+      'none',
       '-no-reboot',
     ]);
   });
 
   it('direct kernel: Firecracker-like microvm, disks on virtio-mmio found through ACPI only, TSC rate under TCG', () => {
-    const direct = { kernel: '/o/vm.vmlinux', initrd: '/o/vm.initrd.img', cmdline: 'root=/dev/vda rw console=ttyS0', tscKhz: 2596134, moreDisks: [{ path: '/o/data,1.ext4', readOnly: true }] };
+    const direct = {
+      kernel: '/o/vm.vmlinux',
+      initrd: '/o/vm.initrd.img',
+      cmdline: 'root=/dev/vda rw console=ttyS0',
+      tscKhz: 2596134,
+      moreDisks: [{ path: '/o/data,1.ext4', readOnly: true }],
+    };
     expect(
       qemuArgs({
-        disk: '/o/vm.ext4', format: 'raw', firmware: 'direct', direct, accel: 'tcg', memMiB: 512, cpus: 1,
-        snapshot: true, publish: [{ host: 2222, guest: 22 }], console: 'pipe',
+        disk: '/o/vm.ext4',
+        format: 'raw',
+        firmware: 'direct',
+        direct,
+        accel: 'tcg',
+        memMiB: 512,
+        cpus: 1,
+        snapshot: true,
+        publish: [{ host: 2222, guest: 22 }],
+        console: 'pipe',
       }),
     ).toEqual([
-      '-nodefaults', '-machine', 'microvm,acpi=on,auto-kernel-cmdline=off', '-accel', 'tcg', '-cpu', 'max', '-m', '512', '-smp', '1',
-      '-kernel', '/o/vm.vmlinux', '-initrd', '/o/vm.initrd.img', '-append', 'root=/dev/vda rw console=ttyS0 tsc_early_khz=2596134',
-      '-drive', 'id=disk0,file=/o/vm.ext4,if=none,format=raw', '-device', 'virtio-blk-device,drive=disk0',
-      '-drive', 'id=disk1,file=/o/data,,1.ext4,if=none,format=raw,readonly=on', '-device', 'virtio-blk-device,drive=disk1',
+      '-nodefaults',
+      '-machine',
+      'microvm,acpi=on,auto-kernel-cmdline=off',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-m',
+      '512',
+      '-smp',
+      '1',
+      '-kernel',
+      '/o/vm.vmlinux',
+      '-initrd',
+      '/o/vm.initrd.img',
+      '-append',
+      'root=/dev/vda rw console=ttyS0 tsc_early_khz=2596134',
+      '-drive',
+      'id=disk0,file=/o/vm.ext4,if=none,format=raw',
+      '-device',
+      'virtio-blk-device,drive=disk0',
+      '-drive',
+      'id=disk1,file=/o/data,,1.ext4,if=none,format=raw,readonly=on',
+      '-device',
+      'virtio-blk-device,drive=disk1',
       '-snapshot',
-      '-netdev', 'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22', '-device', 'virtio-net-device,netdev=net0',
-      '-nographic', '-serial', 'stdio', '-monitor', 'none',
+      '-netdev',
+      'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22',
+      '-device',
+      'virtio-net-device,netdev=net0',
+      '-nographic',
+      '-serial',
+      'stdio',
+      '-monitor',
+      'none',
       '-no-reboot',
     ]);
     // KVM guests read kvmclock: the kernel command line is passed exactly as the config has it.
-    const kvm = qemuArgs({ disk: '/o/vm.ext4', format: 'raw', firmware: 'direct', direct: { ...direct, moreDisks: [] }, accel: 'kvm', memMiB: 512, cpus: 1, snapshot: true, publish: [], console: 'pipe' });
+    const kvm = qemuArgs({
+      disk: '/o/vm.ext4',
+      format: 'raw',
+      firmware: 'direct',
+      direct: { ...direct, moreDisks: [] },
+      accel: 'kvm',
+      memMiB: 512,
+      cpus: 1,
+      snapshot: true,
+      publish: [],
+      console: 'pipe',
+    });
     expect(kvm[kvm.indexOf('-append') + 1]).toBe('root=/dev/vda rw console=ttyS0');
   });
 
   it('UEFI, KVM, published ports on loopback only, persistent, terminal console', () => {
     expect(
       qemuArgs({
-        disk: '/d/a,b.vhdx', format: 'vhdx', firmware: 'uefi', ovmf: { code: '/fw/CODE.fd', vars: '/tmp/x/VARS.fd' },
-        accel: 'kvm', memMiB: 2048, cpus: 4, snapshot: false,
-        publish: [{ host: 2222, guest: 22 }, { host: 8080, guest: 80 }], console: 'terminal',
+        disk: '/d/a,b.vhdx',
+        format: 'vhdx',
+        firmware: 'uefi',
+        ovmf: { code: '/fw/CODE.fd', vars: '/tmp/x/VARS.fd' },
+        accel: 'kvm',
+        memMiB: 2048,
+        cpus: 4,
+        snapshot: false,
+        publish: [
+          { host: 2222, guest: 22 },
+          { host: 8080, guest: 80 },
+        ],
+        console: 'terminal',
       }),
     ).toEqual([
-      '-nodefaults', '-machine', 'q35', '-accel', 'kvm', '-cpu', 'host', '-m', '2048', '-smp', '4',
-      '-drive', 'if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd',
-      '-drive', 'if=pflash,format=raw,unit=1,file=/tmp/x/VARS.fd',
-      '-drive', 'file=/d/a,,b.vhdx,if=virtio,format=vhdx',
-      '-netdev', 'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8080-:80',
-      '-device', 'virtio-net-pci,netdev=net0,romfile=',
-      '-nographic', '-serial', 'mon:stdio',
+      '-nodefaults',
+      '-machine',
+      'q35',
+      '-accel',
+      'kvm',
+      '-cpu',
+      'host',
+      '-m',
+      '2048',
+      '-smp',
+      '4',
+      '-drive',
+      'if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd',
+      '-drive',
+      'if=pflash,format=raw,unit=1,file=/tmp/x/VARS.fd',
+      '-drive',
+      'file=/d/a,,b.vhdx,if=virtio,format=vhdx',
+      '-netdev',
+      'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8080-:80',
+      '-device',
+      'virtio-net-pci,netdev=net0,romfile=',
+      '-nographic',
+      '-serial',
+      'mon:stdio',
       '-no-reboot',
     ]);
   });
 
   it('never forwards a port on anything but 127.0.0.1 and always restricts the guest', () => {
     const args = qemuArgs({
-      disk: 'x', format: 'raw', firmware: 'bios', accel: 'tcg', memMiB: 512, cpus: 1, snapshot: true,
-      publish: [{ host: 1, guest: 65535 }], console: 'pipe',
+      disk: 'x',
+      format: 'raw',
+      firmware: 'bios',
+      accel: 'tcg',
+      memMiB: 512,
+      cpus: 1,
+      snapshot: true,
+      publish: [{ host: 1, guest: 65535 }],
+      console: 'pipe',
     });
     const net = args[args.indexOf('-netdev') + 1]!;
     expect(net.startsWith('user,id=net0,restrict=on,')).toBe(true);
-    for (const f of net.split(',').filter((p) => p.startsWith('hostfwd='))) expect(f).toMatch(/^hostfwd=tcp:127\.0\.0\.1:\d+-:\d+$/);
+    for (const f of net.split(',').filter((p) => p.startsWith('hostfwd=')))
+      expect(f).toMatch(/^hostfwd=tcp:127\.0\.0\.1:\d+-:\d+$/);
   });
 
-  it('hands img2vm test\'s boot nonce to the guest: an SMBIOS OEM string, or on microvm (no SMBIOS) the kernel command line', () => {
+  it("hands img2vm test's boot nonce to the guest: an SMBIOS OEM string, or on microvm (no SMBIOS) the kernel command line", () => {
     const nonce = '0123456789abcdef'.repeat(2);
-    const base = { format: 'raw' as const, accel: 'tcg' as const, memMiB: 512, cpus: 1, snapshot: true, publish: [], console: 'pipe' as const, bootNonce: nonce };
+    const base = {
+      format: 'raw' as const,
+      accel: 'tcg' as const,
+      memMiB: 512,
+      cpus: 1,
+      snapshot: true,
+      publish: [],
+      console: 'pipe' as const,
+      bootNonce: nonce,
+    };
     const bios = qemuArgs({ ...base, disk: '/d/disk.raw', firmware: 'bios' });
-    expect(bios.slice(bios.indexOf('-smbios'), bios.indexOf('-smbios') + 2)).toEqual(['-smbios', `type=11,value=img2vm.nonce=${nonce}`]);
-    const direct = qemuArgs({ ...base, disk: '/o/vm.ext4', firmware: 'direct', direct: { kernel: '/o/k', cmdline: 'root=/dev/vda console=ttyS0', moreDisks: [] } });
+    expect(bios.slice(bios.indexOf('-smbios'), bios.indexOf('-smbios') + 2)).toEqual([
+      '-smbios',
+      `type=11,value=img2vm.nonce=${nonce}`,
+    ]);
+    const direct = qemuArgs({
+      ...base,
+      disk: '/o/vm.ext4',
+      firmware: 'direct',
+      direct: { kernel: '/o/k', cmdline: 'root=/dev/vda console=ttyS0', moreDisks: [] },
+    });
     expect(direct).not.toContain('-smbios');
     expect(direct[direct.indexOf('-append') + 1]).toBe(`root=/dev/vda console=ttyS0 img2vm.nonce=${nonce}`);
     // Without one (img2vm run), nothing is added: the guest's readiness lines say nonce=none.
     expect(qemuArgs({ ...base, bootNonce: undefined, disk: '/d/disk.raw', firmware: 'bios' })).not.toContain('-smbios');
-    expect(() => qemuArgs({ ...base, bootNonce: 'x,y', disk: '/d/disk.raw', firmware: 'bios' })).toThrow(/16 to 64 hex digits/);
+    expect(() => qemuArgs({ ...base, bootNonce: 'x,y', disk: '/d/disk.raw', firmware: 'bios' })).toThrow(
+      /16 to 64 hex digits/,
+    );
   });
 
   it('refuses UEFI without firmware files', () => {
     expect(() =>
-      qemuArgs({ disk: 'x', format: 'raw', firmware: 'uefi', accel: 'tcg', memMiB: 512, cpus: 1, snapshot: true, publish: [], console: 'pipe' }),
+      qemuArgs({
+        disk: 'x',
+        format: 'raw',
+        firmware: 'uefi',
+        accel: 'tcg',
+        memMiB: 512,
+        cpus: 1,
+        snapshot: true,
+        publish: [],
+        console: 'pipe',
+      }),
     ).toThrow(/OVMF/);
   });
 
@@ -96,9 +244,26 @@ describe('qemuArgs', () => {
 
   it('probes KVM with a kernel that exits through isa-debug-exit', () => {
     expect(kvmProbeArgs('/tmp/p.bin')).toEqual([
-      '-nodefaults', '-machine', 'q35', '-accel', 'kvm', '-cpu', 'host', '-m', '64',
-      '-display', 'none', '-serial', 'none', '-monitor', 'none', '-no-reboot',
-      '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-kernel', '/tmp/p.bin',
+      '-nodefaults',
+      '-machine',
+      'q35',
+      '-accel',
+      'kvm',
+      '-cpu',
+      'host',
+      '-m',
+      '64',
+      '-display',
+      'none',
+      '-serial',
+      'none',
+      '-monitor',
+      'none',
+      '-no-reboot',
+      '-device',
+      'isa-debug-exit,iobase=0xf4,iosize=0x04',
+      '-kernel',
+      '/tmp/p.bin',
     ]);
   });
 });
@@ -117,7 +282,8 @@ describe('option parsing', () => {
 
   it('--publish', () => {
     expect(parsePublish('2222:22')).toEqual({ host: 2222, guest: 22 });
-    for (const bad of ['22', '0:22', '2222:70000', 'a:b', '0.0.0.0:2222:22', '2222:22/udp']) usage(() => parsePublish(bad));
+    for (const bad of ['22', '0:22', '2222:70000', 'a:b', '0.0.0.0:2222:22', '2222:22/udp'])
+      usage(() => parsePublish(bad));
   });
 
   it('--mem', () => {

@@ -20,7 +20,7 @@ function io(terminal = false): RunIo & { out: string; lines: string[] } {
 }
 
 describe('RunSession', () => {
-  it('relays the workload\'s output without img2vm\'s lines and learns its status; QEMU ends by itself', async () => {
+  it("relays the workload's output without img2vm's lines and learns its status; QEMU ends by itself", async () => {
     const q = new FakeQemu();
     const u = io();
     const s = new RunSession(q, { io: u });
@@ -70,7 +70,7 @@ describe('RunSession', () => {
     expect(q.typed).toBe('ls\r');
   });
 
-  it('an interruption types ^C and waits for the workload\'s exit line, then ends as interrupted', async () => {
+  it("an interruption types ^C and waits for the workload's exit line, then ends as interrupted", async () => {
     const q = new FakeQemu();
     const ac = new AbortController();
     const s = new RunSession(q, { io: io(), interruptGraceMs: 60_000 });
@@ -129,7 +129,14 @@ describe('RunSession', () => {
 
 describe('concludeRun', () => {
   const machine: Machine = {
-    disk: '/d/app.raw', format: 'raw', firmware: 'bios', firmwareReason: 'MBR', accel: 'tcg', accelReason: 'test', console: 'pipe', argv: ['-nodefaults'],
+    disk: '/d/app.raw',
+    format: 'raw',
+    firmware: 'bios',
+    firmwareReason: 'MBR',
+    accel: 'tcg',
+    accelReason: 'test',
+    console: 'pipe',
+    argv: ['-nodefaults'],
   };
   /** A session that has read `console`, ended as `end`. */
   async function conclude(consoleText: string, end: RunEnd, terminal = false): Promise<ReturnType<typeof concludeRun>> {
@@ -142,39 +149,66 @@ describe('concludeRun', () => {
     return concludeRun(end, s, machine, { timeoutMs: 5000 }, 1.5);
   }
 
-  it('gives the workload\'s status to exit with', async () => {
+  it("gives the workload's status to exit with", async () => {
     expect(await conclude(`${nonceLine()}${exitLine(42)}`, { kind: 'exit', code: 0 })).toEqual({
-      disk: '/d/app.raw', format: 'raw', firmware: 'bios', accel: 'tcg', seconds: 1.5, workload: { status: 42 },
+      disk: '/d/app.raw',
+      format: 'raw',
+      firmware: 'bios',
+      accel: 'tcg',
+      seconds: 1.5,
+      workload: { status: 42 },
     });
     // Stopped after its exit line because it did not power off: still the workload's status.
-    expect((await conclude(`${nonceLine()}${exitLine(0)}`, { kind: 'exit', signal: 'SIGTERM' })).workload).toEqual({ status: 0 });
+    expect((await conclude(`${nonceLine()}${exitLine(0)}`, { kind: 'exit', signal: 'SIGTERM' })).workload).toEqual({
+      status: 0,
+    });
   });
 
-  it('a disk without img2vm\'s init has no status: img2vm exits 0 when QEMU does', async () => {
+  it("a disk without img2vm's init has no status: img2vm exits 0 when QEMU does", async () => {
     const r = await conclude('login: ', { kind: 'exit', code: 0 });
     expect(r.workload).toBeUndefined();
   });
 
   it('an interruption exits 130 or 143 and says what became of the workload', async () => {
-    const e1 = await conclude(`${nonceLine()}${exitLine(130)}`, { kind: 'interrupted', signal: 'SIGINT' }).catch((e: unknown) => e);
+    const e1 = await conclude(`${nonceLine()}${exitLine(130)}`, { kind: 'interrupted', signal: 'SIGINT' }).catch(
+      (e: unknown) => e,
+    );
     expect(e1).toMatchObject({ exitCode: 130, message: 'interrupted by SIGINT: the workload exited with status 130' });
     const e2 = await conclude(nonceLine(), { kind: 'interrupted', signal: 'SIGTERM' }).catch((e: unknown) => e);
-    expect(e2).toMatchObject({ exitCode: 143, message: 'interrupted by SIGTERM: the workload did not report an exit status in time; QEMU was stopped' });
+    expect(e2).toMatchObject({
+      exitCode: 143,
+      message: 'interrupted by SIGTERM: the workload did not report an exit status in time; QEMU was stopped',
+    });
   });
 
   it('a missing exit line is an error, not a status', async () => {
-    await expect(conclude(nonceLine(), { kind: 'exit', code: 0 })).rejects.toMatchObject({ kind: 'kernelPanic', message: "the guest powered off without reporting the workload's exit status" });
-    await expect(conclude(`${nonceLine()}img2vm-init: fatal: no root\r\n`, { kind: 'exit', code: 0 })).rejects.toMatchObject({ message: "img2vm's init failed: no root" });
+    await expect(conclude(nonceLine(), { kind: 'exit', code: 0 })).rejects.toMatchObject({
+      kind: 'kernelPanic',
+      message: "the guest powered off without reporting the workload's exit status",
+    });
+    await expect(
+      conclude(`${nonceLine()}img2vm-init: fatal: no root\r\n`, { kind: 'exit', code: 0 }),
+    ).rejects.toMatchObject({ message: "img2vm's init failed: no root" });
   });
 
   it('Ctrl-a x on a terminal is the user quitting, not a failed guest', async () => {
-    expect((await conclude(`${nonceLine()}working\r\nQEMU: Terminated\n\r`, { kind: 'exit', code: 0 }, true)).workload).toBeUndefined();
+    expect(
+      (await conclude(`${nonceLine()}working\r\nQEMU: Terminated\n\r`, { kind: 'exit', code: 0 }, true)).workload,
+    ).toBeUndefined();
     // Without a terminal there is no monitor: the same text is only the guest's.
-    await expect(conclude(`${nonceLine()}QEMU: Terminated\n\r`, { kind: 'exit', code: 0 }, false)).rejects.toMatchObject({ kind: 'kernelPanic' });
+    await expect(
+      conclude(`${nonceLine()}QEMU: Terminated\n\r`, { kind: 'exit', code: 0 }, false),
+    ).rejects.toMatchObject({ kind: 'kernelPanic' });
   });
 
   it('a timeout exits 20, QEMU failing 22', async () => {
-    await expect(conclude('', { kind: 'timeout' })).rejects.toMatchObject({ exitCode: 20, message: 'stopped QEMU after --timeout 5 s' });
-    await expect(conclude('', { kind: 'exit', code: 1 })).rejects.toMatchObject({ exitCode: 22, message: 'QEMU failed (exit 1)' });
+    await expect(conclude('', { kind: 'timeout' })).rejects.toMatchObject({
+      exitCode: 20,
+      message: 'stopped QEMU after --timeout 5 s',
+    });
+    await expect(conclude('', { kind: 'exit', code: 1 })).rejects.toMatchObject({
+      exitCode: 22,
+      message: 'QEMU failed (exit 1)',
+    });
   });
 });

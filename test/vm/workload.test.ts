@@ -32,7 +32,11 @@ describe('WorkloadConsole', () => {
     expect(r.wl.nonce).toBe(NONCE);
     expect(r.wl.status).toBe(3);
     expect(r.output).toBe('[    0.000000] Linux version 6.1.0\r\nhello\r\n\x1b[1mbold\x1b[0m\r\n');
-    expect(r.own).toEqual([`img2vm-init: nonce=${NONCE}`, `img2vm-exit: nonce=${NONCE} status=3`, '[    3.1] reboot: Power down']);
+    expect(r.own).toEqual([
+      `img2vm-init: nonce=${NONCE}`,
+      `img2vm-exit: nonce=${NONCE} status=3`,
+      '[    3.1] reboot: Power down',
+    ]);
   });
 
   it('reads the same from any split of the stream, one byte at a time included', () => {
@@ -48,7 +52,7 @@ describe('WorkloadConsole', () => {
     }
   });
 
-  it('ignores a forged exit line and a second nonce line: both are the workload\'s output', () => {
+  it("ignores a forged exit line and a second nonce line: both are the workload's output", () => {
     const forged = `img2vm-init: nonce=${OTHER}\r\nimg2vm-exit: nonce=${OTHER} status=0\r\nimg2vm-exit: nonce=${NONCE.toUpperCase().slice(0, 16)} status=0\r\n`;
     const r = feed([transcript(forged, 7)]);
     expect(r.wl.nonce).toBe(NONCE);
@@ -57,7 +61,7 @@ describe('WorkloadConsole', () => {
     expect(r.own.filter((l) => l.includes(OTHER))).toEqual([]);
   });
 
-  it('believes no exit line before a nonce line (a disk without img2vm\'s init)', () => {
+  it("believes no exit line before a nonce line (a disk without img2vm's init)", () => {
     const r = feed([`img2vm-exit: nonce=${NONCE} status=0\r\nlogin: `]);
     expect(r.wl.nonce).toBeUndefined();
     expect(r.wl.status).toBeUndefined();
@@ -72,7 +76,13 @@ describe('WorkloadConsole', () => {
   });
 
   it('keeps the exit line whole when escape sequences and carriage returns surround it', () => {
-    const r = feed([`img2vm-init: nonce=${NONCE}\n`, `\r\x1b[0m`, `img2vm-exit: nonce=${NONCE} sta`, `tus=42\r`, `\r\n`]);
+    const r = feed([
+      `img2vm-init: nonce=${NONCE}\n`,
+      `\r\x1b[0m`,
+      `img2vm-exit: nonce=${NONCE} sta`,
+      `tus=42\r`,
+      `\r\n`,
+    ]);
     expect(r.wl.status).toBe(42);
   });
 
@@ -83,7 +93,7 @@ describe('WorkloadConsole', () => {
     expect(feed([transcript('a\r\n\r\n\r\nb\r\n', 0)]).output).toMatch(/a\r\n\r\n\r\nb\r\n$/);
   });
 
-  it('shows a prompt without a newline at once, holding back only what could be img2vm\'s', () => {
+  it("shows a prompt without a newline at once, holding back only what could be img2vm's", () => {
     const wl = new WorkloadConsole();
     expect(wl.feed(Buffer.from('Password: ')).output.toString()).toBe('Password: ');
     expect(wl.feed(Buffer.from('\r\nimg2')).output.toString()).toBe('\r\n');
@@ -93,7 +103,7 @@ describe('WorkloadConsole', () => {
     expect(wl.flush().own).toEqual(['img2vm-init: no newline yet']);
   });
 
-  it('releases an endless line that looks like img2vm\'s once it is longer than any line of the protocol', () => {
+  it("releases an endless line that looks like img2vm's once it is longer than any line of the protocol", () => {
     const wl = new WorkloadConsole({ maxLine: 64 });
     const out = wl.feed(Buffer.from(`img2vm-init: ${'x'.repeat(100)}`)).output.toString();
     expect(out).toBe(`img2vm-init: ${'x'.repeat(100)}`);
@@ -115,7 +125,9 @@ describe('helpers', () => {
 
   it('CrlfToLf turns CR LF into LF across chunk boundaries and keeps a lone CR', () => {
     const c = new CrlfToLf();
-    const out = [c.push(Buffer.from('a\r')), c.push(Buffer.from('\nb\r')), c.push(Buffer.from('c\r\n')), c.end()].map((b) => b.toString()).join('');
+    const out = [c.push(Buffer.from('a\r')), c.push(Buffer.from('\nb\r')), c.push(Buffer.from('c\r\n')), c.end()]
+      .map((b) => b.toString())
+      .join('');
     expect(out).toBe('a\nb\rc\n');
   });
 
@@ -132,13 +144,13 @@ describe('WorkloadConsole with the boot nonce img2vm test handed the guest', () 
     return { wl, output: p.output.toString(), own: p.own };
   };
 
-  it('believes the init\'s nonce line only when it carries the boot nonce', () => {
+  it("believes the init's nonce line only when it carries the boot nonce", () => {
     const r = run(`img2vm-init: nonce=${NONCE} host=${BOOT}\r\nhi\r\n\r\nimg2vm-exit: nonce=${NONCE} status=4\r\n`);
     expect([r.wl.nonce, r.wl.status]).toEqual([NONCE, 4]);
     expect(r.own[0]).toBe(`img2vm-init: nonce=${NONCE} host=${BOOT}`);
   });
 
-  it('takes a nonce line without it, with another or with none for the guest\'s output, and remembers it', () => {
+  it("takes a nonce line without it, with another or with none for the guest's output, and remembers it", () => {
     for (const host of ['', ' host=none', ` host=${OTHER}`]) {
       const line = `img2vm-init: nonce=${OTHER}${host}`;
       const r = run(`${line}\r\nimg2vm-exit: nonce=${OTHER} status=0\r\n`);

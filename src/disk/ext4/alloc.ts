@@ -10,7 +10,10 @@ export class Allocator {
   private readonly lens: number[] = [];
   private freeCount = 0;
 
-  constructor(limit: number, private readonly onFull: () => never) {
+  constructor(
+    limit: number,
+    private readonly onFull: () => never,
+  ) {
     this.cursor = skipReserved(0);
     this.limit = limit;
   }

@@ -12,7 +12,10 @@ export class BatchWriter {
   written = 0;
   writes = 0;
 
-  constructor(private readonly target: BlockTarget, private readonly base: number) {}
+  constructor(
+    private readonly target: BlockTarget,
+    private readonly base: number,
+  ) {}
 
   /** Writes one block at block number b: len bytes of src from off, the rest zeros. */
   block(b: number, src: Uint8Array, off = 0, len = BLOCK): void {

@@ -110,7 +110,11 @@ export function refKinds(store: ContentStore): RefMaker {
 
 export function checkFileSize(size: number): void {
   if (!Number.isSafeInteger(size) || size < 0 || Math.ceil(size / BLOCK) > MAX_FILE_BLOCKS) {
-    throw new Img2vmError('badImage', `a file size of ${size} bytes cannot be stored in ext4`, 'the image content is damaged or hostile');
+    throw new Img2vmError(
+      'badImage',
+      `a file size of ${size} bytes cannot be stored in ext4`,
+      'the image content is damaged or hostile',
+    );
   }
 }
 
@@ -133,7 +137,11 @@ export class FileSink {
   feed(chunk: Uint8Array): void {
     const len = chunk.length;
     if (this.total + len > this.size) {
-      throw new Img2vmError('badImage', `a file's content is longer than its declared ${this.size} bytes`, 'the image content is damaged or hostile');
+      throw new Img2vmError(
+        'badImage',
+        `a file's content is longer than its declared ${this.size} bytes`,
+        'the image content is damaged or hostile',
+      );
     }
     this.total += len;
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, len);
@@ -162,7 +170,11 @@ export class FileSink {
   /** n bytes of hole (putSparse): whole blocks stay unmapped without being looked at; a block the hole only partly covers is fed zeros. */
   skip(n: number): void {
     if (this.total + n > this.size) {
-      throw new Img2vmError('badImage', `a file's content is longer than its declared ${this.size} bytes`, 'the image content is damaged or hostile');
+      throw new Img2vmError(
+        'badImage',
+        `a file's content is longer than its declared ${this.size} bytes`,
+        'the image content is damaged or hostile',
+      );
     }
     if (this.carryLen > 0) {
       const k = Math.min(n, BLOCK - this.carryLen);
@@ -190,7 +202,11 @@ export class FileSink {
 
   end(): Ext4Ref {
     if (this.total !== this.size) {
-      throw new Img2vmError('badImage', `a file's content ended after ${this.total} of its declared ${this.size} bytes`, 'the image content is damaged or hostile');
+      throw new Img2vmError(
+        'badImage',
+        `a file's content ended after ${this.total} of its declared ${this.size} bytes`,
+        'the image content is damaged or hostile',
+      );
     }
     if (this.carryLen > 0) {
       const carry = this.carry!;

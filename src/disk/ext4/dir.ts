@@ -14,7 +14,15 @@ export const FT_SOCK = 6;
 export const FT_LNK = 7;
 
 /** The directory entry's file type of each kind of node. */
-export const FILE_TYPE: Record<Node['kind'], number> = { file: FT_REG, dir: FT_DIR, char: FT_CHR, block: FT_BLK, fifo: FT_FIFO, socket: FT_SOCK, symlink: FT_LNK };
+export const FILE_TYPE: Record<Node['kind'], number> = {
+  file: FT_REG,
+  dir: FT_DIR,
+  char: FT_CHR,
+  block: FT_BLK,
+  fifo: FT_FIFO,
+  socket: FT_SOCK,
+  symlink: FT_LNK,
+};
 
 export interface DirEntry {
   /** The name as a latin1 binary string (one char per byte). */
@@ -96,7 +104,11 @@ function htreeShape(names: readonly string[], order: Uint32Array): HtreeShape {
   }
   const nodes = starts.length <= ROOT_LIMIT ? 0 : Math.ceil(starts.length / NODE_LIMIT);
   if (nodes > ROOT_LIMIT) {
-    throw new Img2vmError('badImage', `a directory with ${order.length} entries is larger than an ext4 htree can index without large_dir`, 'the image content is hostile or needs splitting into several directories');
+    throw new Img2vmError(
+      'badImage',
+      `a directory with ${order.length} entries is larger than an ext4 htree can index without large_dir`,
+      'the image content is hostile or needs splitting into several directories',
+    );
   }
   return { starts, nodes, total: 1 + nodes + starts.length };
 }
@@ -137,7 +149,15 @@ function dxTail(b: Buffer, countOffset: number, count: number, limit: number, se
 }
 
 /** dx entries (hash, logical block) for [from, to) of the lists, at off: the first entry's hash slot holds limit and count. */
-function dxEntries(b: Buffer, off: number, limit: number, hashes: number[], blocks: number[], from: number, to: number): void {
+function dxEntries(
+  b: Buffer,
+  off: number,
+  limit: number,
+  hashes: number[],
+  blocks: number[],
+  from: number,
+  to: number,
+): void {
   b.writeUInt16LE(limit, off);
   b.writeUInt16LE(to - from, off + 2);
   for (let i = from; i < to; i++) {
@@ -157,7 +177,15 @@ export interface DirContent {
  * used again for the next (emit copies it out). self/parent become "." and ".."; children come in
  * the listed order (linear) or hash order (htree). seed is the directory inode's checksum seed.
  */
-export function writeDir(self: number, parent: number, list: DirListing, hasher: DirHasher, seed: number, minBlocks: number, emit: (block: Buffer) => void): { blocks: number; indexed: boolean } {
+export function writeDir(
+  self: number,
+  parent: number,
+  list: DirListing,
+  hasher: DirHasher,
+  seed: number,
+  minBlocks: number,
+  emit: (block: Buffer) => void,
+): { blocks: number; indexed: boolean } {
   const { names, inos, types } = list;
   const b = SCRATCH;
   if (fitsOneBlock(names)) {
@@ -254,9 +282,20 @@ export function writeDir(self: number, parent: number, list: DirListing, hasher:
 const SCRATCH = Buffer.alloc(BLOCK);
 
 /** All blocks of a directory in logical order, as copies (for tests; the writer streams them with writeDir). */
-export function buildDir(self: number, parent: number, children: DirEntry[], hasher: DirHasher, seed: number, minBlocks = 1): DirContent {
+export function buildDir(
+  self: number,
+  parent: number,
+  children: DirEntry[],
+  hasher: DirHasher,
+  seed: number,
+  minBlocks = 1,
+): DirContent {
   const blocks: Buffer[] = [];
-  const list: DirListing = { names: children.map((c) => c.name), inos: children.map((c) => c.ino), types: children.map((c) => c.type) };
+  const list: DirListing = {
+    names: children.map((c) => c.name),
+    inos: children.map((c) => c.ino),
+    types: children.map((c) => c.type),
+  };
   const { indexed } = writeDir(self, parent, list, hasher, seed, minBlocks, (b) => blocks.push(Buffer.from(b)));
   return { blocks, indexed };
 }

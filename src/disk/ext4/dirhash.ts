@@ -46,7 +46,14 @@ function transform(buf: Uint32Array, x: Uint32Array): void {
 }
 
 /** Packs up to num*4 bytes of the name into 32-bit words, padded with the length as ext4 does. */
-function str2hashbuf(name: Uint8Array, start: number, len: number, out: Uint32Array, num: number, signed: boolean): void {
+function str2hashbuf(
+  name: Uint8Array,
+  start: number,
+  len: number,
+  out: Uint32Array,
+  num: number,
+  signed: boolean,
+): void {
   let pad = (len | (len << 8)) >>> 0;
   pad = (pad | (pad << 16)) >>> 0;
   let val = pad;
@@ -72,7 +79,10 @@ export class DirHasher {
   private readonly x = new Uint32Array(8);
   private readonly scratch = Buffer.alloc(256);
 
-  constructor(seed: Uint8Array, private readonly signed: boolean) {
+  constructor(
+    seed: Uint8Array,
+    private readonly signed: boolean,
+  ) {
     const v = Buffer.from(seed.buffer, seed.byteOffset, 16);
     for (let i = 0; i < 4; i++) this.seed[i] = v.readUInt32LE(4 * i);
     if (this.seed.every((s) => s === 0)) this.seed.set([0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476]);

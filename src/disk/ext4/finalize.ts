@@ -5,7 +5,15 @@ import { crc32c } from '../../core/crc32c.js';
 import { BACKUP_REGION, BLOCK, BLOCKS_PER_GROUP, DESCS_PER_BLOCK, backupGroups, isBackupGroup } from './geometry.js';
 import { journalSuperblock } from './journal.js';
 import type { FixedPlacement, Geometry } from './layout.js';
-import { BG_BLOCK_UNINIT, BG_INODE_UNINIT, BG_INODE_ZEROED, descriptorTable, superblock, type GroupDesc, type SuperParams } from './super.js';
+import {
+  BG_BLOCK_UNINIT,
+  BG_INODE_UNINIT,
+  BG_INODE_ZEROED,
+  descriptorTable,
+  superblock,
+  type GroupDesc,
+  type SuperParams,
+} from './super.js';
 
 function setBits(b: Buffer, from: number, to: number): void {
   while (from < to && from & 7) b[from >> 3]! |= 1 << (from++ & 7);
@@ -136,7 +144,8 @@ export function finalize(f: FinalizeInput): FinalCounts {
   f.batch.block(f.fixed.journal[0]![0], journalSuperblock(f.journalBlocks, f.uuid));
   const inodes = geo.inodesPerGroup * geo.groups;
   const backups = backupGroups(geo.groups);
-  const overhead = (1 + backups.length) * BACKUP_REGION + 2 * geo.groups + geo.groups * geo.inodeTableBlocks + f.journalBlocks;
+  const overhead =
+    (1 + backups.length) * BACKUP_REGION + 2 * geo.groups + geo.groups * geo.inodeTableBlocks + f.journalBlocks;
   const params: SuperParams = {
     blocks: geo.blocks,
     inodes,

@@ -90,7 +90,8 @@ export function placeRun(pos: number, n: number): number {
   for (;;) {
     const stop = nextReservedStart(p + 1);
     if (p + n <= stop) return p;
-    if (n > BLOCKS_PER_GROUP - BACKUP_REGION) throw new Error(`a contiguous run of ${n} blocks cannot avoid the backup regions`);
+    if (n > BLOCKS_PER_GROUP - BACKUP_REGION)
+      throw new Error(`a contiguous run of ${n} blocks cannot avoid the backup regions`);
     p = stop + BACKUP_REGION;
   }
 }

@@ -7,13 +7,41 @@ import { FILE_TYPE, FT_DIR, writeDir, type DirListing } from './dir.js';
 import type { DirHasher } from './dirhash.js';
 import { buildExtentTree, extentRootInPlace } from './extents.js';
 import { Fifo } from './fifo.js';
-import { BLOCK, FIRST_INO, INODE_SIZE, JOURNAL_INO, LOST_FOUND_INO, MAX_EXTENT_LEN, RESIZE_INO, ROOT_INO, backupGroups } from './geometry.js';
 import {
-  EXTENTS_FL, INDEX_FL, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK,
-  encodeInode, inodeSeed, type InodeFields,
+  BLOCK,
+  FIRST_INO,
+  INODE_SIZE,
+  JOURNAL_INO,
+  LOST_FOUND_INO,
+  MAX_EXTENT_LEN,
+  RESIZE_INO,
+  ROOT_INO,
+  backupGroups,
+} from './geometry.js';
+import {
+  EXTENTS_FL,
+  INDEX_FL,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFREG,
+  S_IFSOCK,
+  encodeInode,
+  inodeSeed,
+  type InodeFields,
 } from './inode.js';
 import { journalExtents, type FixedPlacement, type Geometry } from './layout.js';
-import { childOf, FAST_SYMLINK_MAX, LINK_MAX, LOST_FOUND_BLOCKS, plannedIno, sortedNames, type TreePlan } from './plan.js';
+import {
+  childOf,
+  FAST_SYMLINK_MAX,
+  LINK_MAX,
+  LOST_FOUND_BLOCKS,
+  plannedIno,
+  sortedNames,
+  type TreePlan,
+} from './plan.js';
 import { ibodyArea, layoutXattrs, xattrBlock } from './xattr.js';
 
 export interface InodePass {
@@ -158,7 +186,17 @@ function deviceIBlock(buf: Buffer, off: number, major: number, minor: number): v
  * Fills f (reused for every inode) for node and writes what the inode points at; i_block goes
  * straight into the inode at off of buf, which is zero there.
  */
-function nodeInode(p: InodePass, f: InodeFields, buf: Buffer, off: number, ino: number, node: Node, links: number, dirList?: DirListing, parent = 0): void {
+function nodeInode(
+  p: InodePass,
+  f: InodeFields,
+  buf: Buffer,
+  off: number,
+  ino: number,
+  node: Node,
+  links: number,
+  dirList?: DirListing,
+  parent = 0,
+): void {
   const m = node.meta;
   const seed = inodeSeed(p.fsSeed, ino);
   f.mode = MODE_TYPE[node.kind] | (m.mode & 0o7777);
@@ -188,14 +226,22 @@ function nodeInode(p: InodePass, f: InodeFields, buf: Buffer, off: number, ino: 
       // Blocks are taken and written as the directory makes them, in logical order; their extents close runs as they break.
       const ext: number[] = [];
       let l = 0;
-      const d = writeDir(ino, parent, dirList!, p.hasher, seed, ino === LOST_FOUND_INO ? LOST_FOUND_BLOCKS : 1, (block) => {
-        const b = p.alloc.alloc();
-        p.batch.block(b, block);
-        const n = ext.length;
-        if (n > 0 && ext[n - 2]! + ext[n - 1]! === b && ext[n - 1]! < MAX_EXTENT_LEN) ext[n - 1]!++;
-        else ext.push(l, b, 1);
-        l++;
-      });
+      const d = writeDir(
+        ino,
+        parent,
+        dirList!,
+        p.hasher,
+        seed,
+        ino === LOST_FOUND_INO ? LOST_FOUND_BLOCKS : 1,
+        (block) => {
+          const b = p.alloc.alloc();
+          p.batch.block(b, block);
+          const n = ext.length;
+          if (n > 0 && ext[n - 2]! + ext[n - 1]! === b && ext[n - 1]! < MAX_EXTENT_LEN) ext[n - 1]!++;
+          else ext.push(l, b, 1);
+          l++;
+        },
+      );
       const t = extentTree(p, ext, seed, buf, off + IBLOCK);
       f.flags = EXTENTS_FL | (d.indexed ? INDEX_FL : 0);
       f.size = d.blocks * BLOCK;
@@ -242,7 +288,11 @@ function reservedInode(p: InodePass, ino: number): InodeFields | undefined {
     const backups = backupGroups(p.geo.groups).length;
     const apb = BLOCK / 4;
     return {
-      ...base, mode: S_IFREG | 0o600, links: 1, flags: 0, iblock,
+      ...base,
+      mode: S_IFREG | 0o600,
+      links: 1,
+      flags: 0,
+      iblock,
       size: (apb * apb + apb + 12) * BLOCK,
       sectors: (1 + p.reservedGdtBlocks * (1 + backups)) * (BLOCK / 512),
     };
@@ -252,10 +302,19 @@ function reservedInode(p: InodePass, ino: number): InodeFields | undefined {
     const l = p.fixed.journal.reduce((s, [, n]) => s + n, 0);
     const iblock = Buffer.alloc(60);
     extentTree(p, ext, inodeSeed(p.fsSeed, ino), iblock, 0);
-    return { ...base, mode: S_IFREG | 0o600, links: 1, flags: EXTENTS_FL, iblock, size: l * BLOCK, sectors: l * (BLOCK / 512) };
+    return {
+      ...base,
+      mode: S_IFREG | 0o600,
+      links: 1,
+      flags: EXTENTS_FL,
+      iblock,
+      size: l * BLOCK,
+      sectors: l * (BLOCK / 512),
+    };
   }
   // The bad-blocks inode carries the creation time, as mke2fs leaves it; the others stay empty.
-  if (ino === 1) return { ...base, crtime: { sec: 0, nsec: 0 }, mode: 0, links: 0, flags: 0, size: 0, sectors: 0, extraIsize: 0 };
+  if (ino === 1)
+    return { ...base, crtime: { sec: 0, nsec: 0 }, mode: 0, links: 0, flags: 0, size: 0, sectors: 0, extraIsize: 0 };
   return undefined;
 }
 
@@ -276,7 +335,20 @@ export function writeInodeTables(p: InodePass): number[] {
   const last = plan.lastIno;
   const walk = new InodeWalk(p);
   const epoch = { sec: p.epoch, nsec: 0 };
-  const f: InodeFields = { mode: 0, uid: 0, gid: 0, size: 0, atime: epoch, ctime: epoch, mtime: epoch, crtime: epoch, links: 0, sectors: 0, flags: 0, fileAcl: 0 };
+  const f: InodeFields = {
+    mode: 0,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    atime: epoch,
+    ctime: epoch,
+    mtime: epoch,
+    crtime: epoch,
+    links: 0,
+    sectors: 0,
+    flags: 0,
+    fileAcl: 0,
+  };
   const perBlock = BLOCK / INODE_SIZE;
   // One buffer for every piece of every table: the target has it written out before it is filled again.
   const piece = Buffer.alloc(PIECE_INODES * INODE_SIZE);
@@ -300,7 +372,10 @@ export function writeInodeTables(p: InodePass): number[] {
         if (ino === ROOT_INO || ino === LOST_FOUND_INO) {
           node = ino === ROOT_INO ? plan.root : plan.lostFound;
           // lost+found's entries were numbered by the plan: the walk reaches them only later.
-          const l = ino === ROOT_INO ? walk.list(plan.root, ROOT_INO) : { list: plan.lostFoundList, subdirs: countDirs(plan.lostFoundList) };
+          const l =
+            ino === ROOT_INO
+              ? walk.list(plan.root, ROOT_INO)
+              : { list: plan.lostFoundList, subdirs: countDirs(plan.lostFoundList) };
           list = l.list;
           links = dirLinks(l.subdirs);
         } else {
@@ -335,5 +410,19 @@ function countDirs(list: DirListing): number {
 
 function emptyInode(): InodeFields {
   const z = { sec: 0, nsec: 0 };
-  return { mode: 0, uid: 0, gid: 0, size: 0, atime: z, ctime: z, mtime: z, crtime: z, links: 0, sectors: 0, flags: 0, fileAcl: 0, extraIsize: 0 };
+  return {
+    mode: 0,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    atime: z,
+    ctime: z,
+    mtime: z,
+    crtime: z,
+    links: 0,
+    sectors: 0,
+    flags: 0,
+    fileAcl: 0,
+    extraIsize: 0,
+  };
 }

@@ -3,8 +3,21 @@ import { Img2vmError } from '../../core/errors.js';
 import { formatSize } from '../../core/units.js';
 import type { Allocator } from './alloc.js';
 import {
-  BACKUP_REGION, BLOCK, BLOCKS_PER_GROUP, INODE_SIZE, MAX_BLOCKS, MAX_GROUPS, MAX_INODES_PER_GROUP,
-  advance, groupsFor, inodesPerGroupFor, isBackupGroup, nextReservedStart, placeRun, skipReserved, trimBlocks,
+  BACKUP_REGION,
+  BLOCK,
+  BLOCKS_PER_GROUP,
+  INODE_SIZE,
+  MAX_BLOCKS,
+  MAX_GROUPS,
+  MAX_INODES_PER_GROUP,
+  advance,
+  groupsFor,
+  inodesPerGroupFor,
+  isBackupGroup,
+  nextReservedStart,
+  placeRun,
+  skipReserved,
+  trimBlocks,
 } from './geometry.js';
 import { defaultJournalBlocks, journalFallbacks, MIN_JOURNAL_BLOCKS } from './journal.js';
 
@@ -107,7 +120,11 @@ function keepLastGroup(end: number): number {
 }
 
 function tooLarge(what: string): Img2vmError {
-  return new Img2vmError('usage', `${what} is larger than the ext4 writer supports (${formatSize(MAX_BLOCKS * BLOCK)}, ${MAX_GROUPS} block groups)`, 'use a smaller --size, or fewer inodes');
+  return new Img2vmError(
+    'usage',
+    `${what} is larger than the ext4 writer supports (${formatSize(MAX_BLOCKS * BLOCK)}, ${MAX_GROUPS} block groups)`,
+    'use a smaller --size, or fewer inodes',
+  );
 }
 
 /** The smallest file-system size in blocks for the demand with inodeCount inodes and the given (or default) journal. */
@@ -136,11 +153,16 @@ export function minimumBlocks(d: Demand, inodeCount: number, journalBlocks?: num
 export function chooseJournal(d: Demand, g: Geometry, journalBlocks: number | undefined): number | undefined {
   if (journalBlocks !== undefined) {
     if (!Number.isInteger(journalBlocks) || journalBlocks < MIN_JOURNAL_BLOCKS || journalBlocks > MAX_JOURNAL_BLOCKS) {
-      throw new Img2vmError('usage', `a journal of ${journalBlocks} blocks is outside the ${MIN_JOURNAL_BLOCKS} to ${MAX_JOURNAL_BLOCKS} the writer makes`, 'give a journal of 4 to 256 MiB');
+      throw new Img2vmError(
+        'usage',
+        `a journal of ${journalBlocks} blocks is outside the ${MIN_JOURNAL_BLOCKS} to ${MAX_JOURNAL_BLOCKS} the writer makes`,
+        'give a journal of 4 to 256 MiB',
+      );
     }
     return layoutEnd(d, g, journalBlocks) <= g.blocks ? journalBlocks : undefined;
   }
-  for (const jb of journalFallbacks(defaultJournalBlocks(g.blocks * BLOCK))) if (layoutEnd(d, g, jb) <= g.blocks) return jb;
+  for (const jb of journalFallbacks(defaultJournalBlocks(g.blocks * BLOCK)))
+    if (layoutEnd(d, g, jb) <= g.blocks) return jb;
   return undefined;
 }
 

@@ -4,7 +4,10 @@ import type { ContentRef, ContentStore } from '../../rootfs/tree.js';
 
 class MemoryRef implements ContentRef {
   released = false;
-  constructor(readonly store: MemoryStore, readonly data: Buffer) {}
+  constructor(
+    readonly store: MemoryStore,
+    readonly data: Buffer,
+  ) {}
 }
 
 export class MemoryStore implements ContentStore {
@@ -16,10 +19,20 @@ export class MemoryStore implements ContentStore {
     let n = 0;
     for await (const c of chunks) {
       n += c.length;
-      if (n > size) throw new Img2vmError('badImage', `a file's content is longer than its declared ${size} bytes`, 'the image content is damaged or hostile');
+      if (n > size)
+        throw new Img2vmError(
+          'badImage',
+          `a file's content is longer than its declared ${size} bytes`,
+          'the image content is damaged or hostile',
+        );
       parts.push(Buffer.from(c));
     }
-    if (n !== size) throw new Img2vmError('badImage', `a file's content ended after ${n} of its declared ${size} bytes`, 'the image content is damaged or hostile');
+    if (n !== size)
+      throw new Img2vmError(
+        'badImage',
+        `a file's content ended after ${n} of its declared ${size} bytes`,
+        'the image content is damaged or hostile',
+      );
     return this.putBuffer(Buffer.concat(parts, n));
   }
 

@@ -70,8 +70,20 @@ function isBinary(s: string): boolean {
 }
 
 function checkName(name: string, dirPath: () => string): void {
-  if (name.length === 0 || name.length > 255 || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || !isBinary(name)) {
-    throw new Img2vmError('badImage', `directory ${displayPath(dirPath())} has an entry whose name ext4 cannot store (${JSON.stringify(displayPath(name))}, ${name.length} bytes)`, 'names are 1 to 255 bytes without "/" or NUL');
+  if (
+    name.length === 0 ||
+    name.length > 255 ||
+    name === '.' ||
+    name === '..' ||
+    name.includes('/') ||
+    name.includes('\0') ||
+    !isBinary(name)
+  ) {
+    throw new Img2vmError(
+      'badImage',
+      `directory ${displayPath(dirPath())} has an entry whose name ext4 cannot store (${JSON.stringify(displayPath(name))}, ${name.length} bytes)`,
+      'names are 1 to 255 bytes without "/" or NUL',
+    );
   }
 }
 
@@ -80,24 +92,44 @@ const isU32 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xff
 function checkNode(node: Node, path: () => string, ours: (r: unknown) => r is Ext4Ref): void {
   const m = node.meta;
   if (!isU32(m.uid) || !isU32(m.gid) || !Number.isInteger(m.mode)) {
-    throw new Img2vmError('badImage', `${path()} has owner ${m.uid}:${m.gid} or mode ${m.mode}, which ext4 cannot store`, 'owners are 32-bit numbers; the image content is damaged or hostile');
+    throw new Img2vmError(
+      'badImage',
+      `${path()} has owner ${m.uid}:${m.gid} or mode ${m.mode}, which ext4 cannot store`,
+      'owners are 32-bit numbers; the image content is damaged or hostile',
+    );
   }
   switch (node.kind) {
     case 'symlink':
       if (node.target.length === 0 || node.target.length > MAX_SYMLINK || !isBinary(node.target)) {
-        throw new Img2vmError('badImage', `symlink ${path()} has a target of ${node.target.length} bytes (ext4 stores 1 to ${MAX_SYMLINK})`, 'the image content is damaged or hostile');
+        throw new Img2vmError(
+          'badImage',
+          `symlink ${path()} has a target of ${node.target.length} bytes (ext4 stores 1 to ${MAX_SYMLINK})`,
+          'the image content is damaged or hostile',
+        );
       }
       break;
     case 'char':
     case 'block':
-      if (!Number.isInteger(node.major) || !Number.isInteger(node.minor) || node.major < 0 || node.minor < 0 || node.major > 0xfff || node.minor > 0xfffff) {
-        throw new Img2vmError('badImage', `device ${path()} has number ${node.major}:${node.minor}, beyond Linux's 12-bit major and 20-bit minor`, 'the image content is damaged or hostile');
+      if (
+        !Number.isInteger(node.major) ||
+        !Number.isInteger(node.minor) ||
+        node.major < 0 ||
+        node.minor < 0 ||
+        node.major > 0xfff ||
+        node.minor > 0xfffff
+      ) {
+        throw new Img2vmError(
+          'badImage',
+          `device ${path()} has number ${node.major}:${node.minor}, beyond Linux's 12-bit major and 20-bit minor`,
+          'the image content is damaged or hostile',
+        );
       }
       break;
     case 'file':
       if (ours(node.data)) {
         if (node.data.released) throw new Error(`${path()} refers to content that was released`);
-        if (node.data.size !== node.size) throw new Error(`${path()} is ${node.size} bytes but its content is ${node.data.size}`);
+        if (node.data.size !== node.size)
+          throw new Error(`${path()} is ${node.size} bytes but its content is ${node.data.size}`);
       }
       break;
     default:
@@ -131,12 +163,20 @@ export function sortedNames(dir: DirNode, plan: Pick<TreePlan, 'root' | 'madeLos
 }
 
 /** The node a name of dir stands for (lost+found made up for a root without one). */
-export function childOf(dir: DirNode, name: string, plan: Pick<TreePlan, 'root' | 'madeLostFound' | 'lostFound'>): Node {
+export function childOf(
+  dir: DirNode,
+  name: string,
+  plan: Pick<TreePlan, 'root' | 'madeLostFound' | 'lostFound'>,
+): Node {
   return dir === plan.root && plan.madeLostFound && name === LOST_FOUND ? plan.lostFound : dir.entries.get(name)!;
 }
 
 /** The inode number a plan gave a non-directory node, or undefined when it has not met it (yet). */
-export function plannedIno(plan: Pick<TreePlan, 'mark' | 'inoOf'>, node: Node, ours: (r: unknown) => r is Ext4Ref): number | undefined {
+export function plannedIno(
+  plan: Pick<TreePlan, 'mark' | 'inoOf'>,
+  node: Node,
+  ours: (r: unknown) => r is Ext4Ref,
+): number | undefined {
   if (node.kind === 'file') {
     const r = node.data;
     if (ours(r) && r.mark === plan.mark && r.owner === node) return r.ino;
@@ -149,18 +189,37 @@ export function plannedIno(plan: Pick<TreePlan, 'mark' | 'inoOf'>, node: Node, o
  * blocks it needs. It keeps no list of nodes: the inode pass walks the tree again in the same order
  * (itable.ts), and what it cannot find again by walking is here, small for real trees.
  */
-export function planTree(root: DirNode, epoch: number, hasher: DirHasher, ours: (r: unknown) => r is Ext4Ref): TreePlan {
-  if (root.kind !== 'dir') throw new Img2vmError('badImage', 'the root of the tree is not a directory', 'the image content is damaged');
+export function planTree(
+  root: DirNode,
+  epoch: number,
+  hasher: DirHasher,
+  ours: (r: unknown) => r is Ext4Ref,
+): TreePlan {
+  if (root.kind !== 'dir')
+    throw new Img2vmError('badImage', 'the root of the tree is not a directory', 'the image content is damaged');
   const lf = root.entries.get(LOST_FOUND);
   if (lf && lf.kind !== 'dir') {
-    throw new Img2vmError('badImage', '/lost+found in the image is not a directory', 'ext4 needs /lost+found as a directory; remove the entry from the image');
+    throw new Img2vmError(
+      'badImage',
+      '/lost+found in the image is not a directory',
+      'ext4 needs /lost+found as a directory; remove the entry from the image',
+    );
   }
   const mark = ++plans;
   const plan: TreePlan = {
-    mark, root, lostFound: lf ?? lostFoundNode(epoch), madeLostFound: !lf, inoOf: new Map(), links: new Map(),
-    lostFoundList: { names: [], inos: [], types: [] }, lastIno: 0, copies: [], copyBlocks: 0,
+    mark,
+    root,
+    lostFound: lf ?? lostFoundNode(epoch),
+    madeLostFound: !lf,
+    inoOf: new Map(),
+    links: new Map(),
+    lostFoundList: { names: [], inos: [], types: [] },
+    lastIno: 0,
+    copies: [],
+    copyBlocks: 0,
     metadataBlocks: 1, // the resize inode's double-indirect block
-    dataBlocks: 0, dirs: 0,
+    dataBlocks: 0,
+    dirs: 0,
   };
   const { lostFound, inoOf, links, copies } = plan;
   let next = FIRST_INO + 1;
@@ -214,7 +273,11 @@ export function planTree(root: DirNode, epoch: number, hasher: DirHasher, ours: 
       let ino: number;
       if (child.kind === 'dir') {
         if (placed.has(child)) {
-          throw new Img2vmError('badImage', `directory ${childPath(name)()} appears under more than one name (a hard-linked directory)`, 'the image content is damaged or hostile');
+          throw new Img2vmError(
+            'badImage',
+            `directory ${childPath(name)()} appears under more than one name (a hard-linked directory)`,
+            'the image content is damaged or hostile',
+          );
         }
         placed.add(child);
         ino = child === lostFound ? LOST_FOUND_INO : next++;
@@ -231,7 +294,11 @@ export function planTree(root: DirNode, epoch: number, hasher: DirHasher, ours: 
           ino = known;
           const l = (links.get(ino) ?? 1) + 1;
           if (l > LINK_MAX) {
-            throw new Img2vmError('badImage', `${childPath(name)()} has more than ${LINK_MAX} hard links, more than ext4 allows`, 'the image content is damaged or hostile');
+            throw new Img2vmError(
+              'badImage',
+              `${childPath(name)()} has more than ${LINK_MAX} hard links, more than ext4 allows`,
+              'the image content is damaged or hostile',
+            );
           }
           links.set(ino, l);
         }

@@ -11,7 +11,15 @@ import { finalize } from './finalize.js';
 import { BLOCK, DESCS_PER_BLOCK, GDT_SPAN, MAX_BLOCKS, trimBlocks } from './geometry.js';
 import { writeInodeTables } from './itable.js';
 import { buildExtentTree } from './extents.js';
-import { chooseJournal, geometryFor, journalExtents, MAX_JOURNAL_BLOCKS, minimumBlocks, placeFixed, type Demand } from './layout.js';
+import {
+  chooseJournal,
+  geometryFor,
+  journalExtents,
+  MAX_JOURNAL_BLOCKS,
+  minimumBlocks,
+  placeFixed,
+  type Demand,
+} from './layout.js';
 import { MIN_JOURNAL_BLOCKS } from './journal.js';
 import { planTree, type TreePlan } from './plan.js';
 import { fsChecksumSeed } from './super.js';
@@ -75,7 +83,10 @@ export interface Ext4Summary {
 
 export function parseUuid(s: string, what: string): Buffer {
   const hex = s.replace(/-/g, '');
-  if (!/^[0-9a-fA-F]{32}$/.test(hex) || !/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(s)) {
+  if (
+    !/^[0-9a-fA-F]{32}$/.test(hex) ||
+    !/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(s)
+  ) {
     throw new Img2vmError('usage', `${what} "${s}" is not a UUID`, 'give it as 8-4-4-4-12 hexadecimal digits');
   }
   return Buffer.from(hex, 'hex');
@@ -108,15 +119,21 @@ export class Ext4Writer implements ContentStore {
 
   constructor(o: Ext4WriterOptions) {
     if (!Number.isSafeInteger(o.offset) || o.offset < 0 || o.offset % BLOCK !== 0) {
-      throw new Img2vmError('usage', `file-system offset ${o.offset} is not a multiple of 4096`, 'align the partition to 4 KiB');
+      throw new Img2vmError(
+        'usage',
+        `file-system offset ${o.offset} is not a multiple of 4096`,
+        'align the partition to 4 KiB',
+      );
     }
-    if (!Number.isFinite(o.epoch)) throw new Img2vmError('usage', `epoch ${o.epoch} is not a time`, 'give seconds since 1970');
+    if (!Number.isFinite(o.epoch))
+      throw new Img2vmError('usage', `epoch ${o.epoch} is not a time`, 'give seconds since 1970');
     this.target = o.target;
     this.base = o.offset;
     this.uuid = parseUuid(o.uuid, 'file-system UUID');
     this.hashSeed = parseUuid(o.hashSeed, 'directory hash seed');
     this.label = Buffer.from(o.label, 'utf8');
-    if (this.label.length > 16) throw new Img2vmError('usage', `file-system label "${o.label}" is longer than 16 bytes`, 'use a shorter label');
+    if (this.label.length > 16)
+      throw new Img2vmError('usage', `file-system label "${o.label}" is longer than 16 bytes`, 'use a shorter label');
     this.epoch = Math.trunc(o.epoch);
     this.maxBytes = o.maxBytes;
     this.fsSeed = fsChecksumSeed(this.uuid);
@@ -134,7 +151,11 @@ export class Ext4Writer implements ContentStore {
         'give a larger --size, or leave --size out to fit the content',
       );
     }
-    throw new Img2vmError('usage', `the content is larger than the ext4 writer supports (${formatSize(MAX_BLOCKS * BLOCK)})`, 'the image is too large for one file system');
+    throw new Img2vmError(
+      'usage',
+      `the content is larger than the ext4 writer supports (${formatSize(MAX_BLOCKS * BLOCK)})`,
+      'the image is too large for one file system',
+    );
   }
 
   private isOurs = (r: unknown): r is Ext4Ref => r instanceof Ext4Ref && r.store === this;
@@ -225,7 +246,12 @@ export class Ext4Writer implements ContentStore {
   private demand(plan: TreePlan): Demand {
     // Content stored but used by no node is freed at finish, so it counts as free space.
     const unused = this.held - plan.dataBlocks;
-    return { cursor: this.alloc.cursor, free: this.alloc.freeBlocks + unused, variable: plan.metadataBlocks + plan.copyBlocks, usedInodes: plan.lastIno };
+    return {
+      cursor: this.alloc.cursor,
+      free: this.alloc.freeBlocks + unused,
+      variable: plan.metadataBlocks + plan.copyBlocks,
+      usedInodes: plan.lastIno,
+    };
   }
 
   measure(root: DirNode): Ext4Measure {
@@ -238,7 +264,8 @@ export class Ext4Writer implements ContentStore {
       metadataBlocks: plan.metadataBlocks,
       dataEndBlock: d.cursor,
       freeBlocks: d.free,
-      minimumBytes: (inodeCount = plan.lastIno, journalBytes?: number) => minimumBlocks(d, inodeCount, journalBlocksOf(journalBytes)) * BLOCK,
+      minimumBytes: (inodeCount = plan.lastIno, journalBytes?: number) =>
+        minimumBlocks(d, inodeCount, journalBlocksOf(journalBytes)) * BLOCK,
     };
   }
 
@@ -256,16 +283,34 @@ export class Ext4Writer implements ContentStore {
     const jWanted = journalBlocksOf(o.journalBytes);
     const need = (): string => formatSize(minimumBlocks(d, Math.max(o.inodeCount, plan.lastIno), jWanted) * BLOCK);
     if (!Number.isSafeInteger(o.sizeBytes) || o.sizeBytes <= 0 || o.sizeBytes > MAX_BLOCKS * BLOCK) {
-      throw new Img2vmError('usage', `a root file system of ${o.sizeBytes} bytes is outside what the ext4 writer makes (up to ${formatSize(MAX_BLOCKS * BLOCK)})`, 'use a smaller --size');
+      throw new Img2vmError(
+        'usage',
+        `a root file system of ${o.sizeBytes} bytes is outside what the ext4 writer makes (up to ${formatSize(MAX_BLOCKS * BLOCK)})`,
+        'use a smaller --size',
+      );
     }
     if (!Number.isSafeInteger(o.inodeCount) || o.inodeCount < plan.lastIno) {
-      throw new Img2vmError('sizeTooSmall', `the root file system needs ${plan.lastIno} inodes, ${o.inodeCount} were planned`, 'this is a planning error: plan at least as many inodes as the tree has entries');
+      throw new Img2vmError(
+        'sizeTooSmall',
+        `the root file system needs ${plan.lastIno} inodes, ${o.inodeCount} were planned`,
+        'this is a planning error: plan at least as many inodes as the tree has entries',
+      );
     }
     const blocks = trimBlocks(Math.floor(o.sizeBytes / BLOCK));
     const geo = geometryFor(blocks, o.inodeCount);
-    if (!geo) throw new Img2vmError('sizeTooSmall', `${o.inodeCount} inodes need a root file system of at least ${need()}, not ${formatSize(o.sizeBytes)}`, 'give a larger --size');
+    if (!geo)
+      throw new Img2vmError(
+        'sizeTooSmall',
+        `${o.inodeCount} inodes need a root file system of at least ${need()}, not ${formatSize(o.sizeBytes)}`,
+        'give a larger --size',
+      );
     const jb = chooseJournal(d, geo, jWanted);
-    if (jb === undefined) throw new Img2vmError('sizeTooSmall', `the root file system (${formatSize(o.sizeBytes)}) is too small for the image content: it needs ${need()}`, 'give a larger --size, or leave --size out to fit the content');
+    if (jb === undefined)
+      throw new Img2vmError(
+        'sizeTooSmall',
+        `the root file system (${formatSize(o.sizeBytes)}) is too small for the image content: it needs ${need()}`,
+        'give a larger --size, or leave --size out to fit the content',
+      );
 
     // Content stored for no node of the tree (overwritten files the flattener did not release) is freed.
     const live = this.live;
@@ -284,24 +329,55 @@ export class Ext4Writer implements ContentStore {
     o.signal?.throwIfAborted();
     const reservedGdtBlocks = GDT_SPAN - Math.ceil(geo.groups / DESCS_PER_BLOCK);
     const pass = {
-      plan, geo, fixed, alloc: this.alloc, batch: this.batch, fsSeed: this.fsSeed, hasher: this.hasher, epoch: this.epoch, ours: this.isOurs,
+      plan,
+      geo,
+      fixed,
+      alloc: this.alloc,
+      batch: this.batch,
+      fsSeed: this.fsSeed,
+      hasher: this.hasher,
+      epoch: this.epoch,
+      ours: this.isOurs,
       refOf: (n: FileNode): Ext4Ref => copied.get(n) ?? (n.data as Ext4Ref),
-      reservedGdtBlocks, resizeDind,
+      reservedGdtBlocks,
+      resizeDind,
     };
     const usedDirs = writeInodeTables(pass);
     o.signal?.throwIfAborted();
     this.zeroStale(dataEnd);
     const journalIBlock = buildExtentTree(journalExtents(fixed), () => 0, 0).root;
     const counts = finalize({
-      geo, fixed, alloc: this.alloc, batch: this.batch, fsSeed: this.fsSeed, lastIno: plan.lastIno, usedDirs,
-      reservedGdtBlocks, resizeDind, journalBlocks: jb, journalIBlock, uuid: this.uuid, label: this.label, hashSeed: this.hashSeed, epoch: this.epoch,
+      geo,
+      fixed,
+      alloc: this.alloc,
+      batch: this.batch,
+      fsSeed: this.fsSeed,
+      lastIno: plan.lastIno,
+      usedDirs,
+      reservedGdtBlocks,
+      resizeDind,
+      journalBlocks: jb,
+      journalIBlock,
+      uuid: this.uuid,
+      label: this.label,
+      hashSeed: this.hashSeed,
+      epoch: this.epoch,
     });
     const end = this.base + blocks * BLOCK;
     if (this.target.size() < end) this.target.resize(end);
     return {
-      sizeBytes: blocks * BLOCK, blocks, groups: geo.groups, inodes: counts.inodes, inodesPerGroup: geo.inodesPerGroup, usedInodes: plan.lastIno,
-      freeBlocks: counts.freeBlocks, freeInodes: counts.freeInodes, journalBytes: jb * BLOCK, reservedGdtBlocks,
-      bytesWritten: this.batch.written, writes: this.batch.writes,
+      sizeBytes: blocks * BLOCK,
+      blocks,
+      groups: geo.groups,
+      inodes: counts.inodes,
+      inodesPerGroup: geo.inodesPerGroup,
+      usedInodes: plan.lastIno,
+      freeBlocks: counts.freeBlocks,
+      freeInodes: counts.freeInodes,
+      journalBytes: jb * BLOCK,
+      reservedGdtBlocks,
+      bytesWritten: this.batch.written,
+      writes: this.batch.writes,
     };
   }
 
@@ -327,7 +403,11 @@ function journalBlocksOf(bytes: number | undefined): number | undefined {
   if (bytes === undefined) return undefined;
   const jb = Math.ceil(bytes / BLOCK);
   if (!Number.isSafeInteger(jb) || jb < MIN_JOURNAL_BLOCKS || jb > MAX_JOURNAL_BLOCKS) {
-    throw new Img2vmError('usage', `a journal of ${bytes} bytes is outside the 4 MiB to 256 MiB the ext4 writer makes`, 'give another journal size');
+    throw new Img2vmError(
+      'usage',
+      `a journal of ${bytes} bytes is outside the 4 MiB to 256 MiB the ext4 writer makes`,
+      'give another journal size',
+    );
   }
   return jb;
 }

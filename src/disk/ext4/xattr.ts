@@ -31,7 +31,11 @@ function entrySize(a: Attr): number {
 /** POSIX ACL from the xattr form (version 2, 8-byte entries) to ext4's (version 1, 4-byte entries without an id). */
 export function aclToDisk(v: Buffer, what: () => string): Buffer {
   if (v.length < 4 || (v.length - 4) % 8 !== 0 || v.readUInt32LE(0) !== 2) {
-    throw new Img2vmError('badImage', `${what()} is not a POSIX ACL in the xattr format`, 'the image content is damaged or hostile');
+    throw new Img2vmError(
+      'badImage',
+      `${what()} is not a POSIX ACL in the xattr format`,
+      'the image content is damaged or hostile',
+    );
   }
   const parts: Buffer[] = [Buffer.from([1, 0, 0, 0])];
   for (let off = 4; off < v.length; off += 8) {
@@ -41,7 +45,11 @@ export function aclToDisk(v: Buffer, what: () => string): Buffer {
     } else if (tag === 0x01 || tag === 0x04 || tag === 0x10 || tag === 0x20) {
       parts.push(v.subarray(off, off + 4));
     } else {
-      throw new Img2vmError('badImage', `${what()} has an ACL entry of unknown type ${tag}`, 'the image content is damaged or hostile');
+      throw new Img2vmError(
+        'badImage',
+        `${what()} has an ACL entry of unknown type ${tag}`,
+        'the image content is damaged or hostile',
+      );
     }
   }
   return Buffer.concat(parts);
@@ -64,10 +72,19 @@ function toAttr(full: string, value: Buffer, path: () => string): Attr {
     }
   }
   if (index === 0 || rest.length === 0) {
-    throw new Img2vmError('badImage', `${what()} is in a namespace ext4 does not store (only user., trusted., security. and POSIX ACLs)`, 'remove the attribute from the image');
+    throw new Img2vmError(
+      'badImage',
+      `${what()} is in a namespace ext4 does not store (only user., trusted., security. and POSIX ACLs)`,
+      'remove the attribute from the image',
+    );
   }
   const name = Buffer.from(rest, 'latin1');
-  if (name.length > 255) throw new Img2vmError('badImage', `${what()} has a name longer than 255 bytes`, 'the image content is damaged or hostile');
+  if (name.length > 255)
+    throw new Img2vmError(
+      'badImage',
+      `${what()} has a name longer than 255 bytes`,
+      'the image content is damaged or hostile',
+    );
   return { index, name, value };
 }
 

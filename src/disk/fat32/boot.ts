@@ -34,20 +34,32 @@ const LOAD_ADDRESS = 0x7c00;
 function stub(): Buffer {
   const msgAt = LOAD_ADDRESS + CODE_AT + 26;
   const code = [
-    0x31, 0xc0, //             xor ax, ax
-    0x8e, 0xd8, //             mov ds, ax
-    0xbe, msgAt & 0xff, msgAt >> 8, // mov si, message
+    0x31,
+    0xc0, //             xor ax, ax
+    0x8e,
+    0xd8, //             mov ds, ax
+    0xbe,
+    msgAt & 0xff,
+    msgAt >> 8, // mov si, message
     0xfc, //                   cld
     0xac, //          next:    lodsb
-    0x84, 0xc0, //             test al, al
-    0x74, 0x09, //             jz stop
-    0xb4, 0x0e, //             mov ah, 0Eh      (teletype output)
-    0xbb, 0x07, 0x00, //       mov bx, 0007h    (page 0, grey)
-    0xcd, 0x10, //             int 10h
-    0xeb, 0xf2, //             jmp next
+    0x84,
+    0xc0, //             test al, al
+    0x74,
+    0x09, //             jz stop
+    0xb4,
+    0x0e, //             mov ah, 0Eh      (teletype output)
+    0xbb,
+    0x07,
+    0x00, //       mov bx, 0007h    (page 0, grey)
+    0xcd,
+    0x10, //             int 10h
+    0xeb,
+    0xf2, //             jmp next
     0xfa, //          stop:    cli
     0xf4, //                   hlt
-    0xeb, 0xfc, //             jmp stop         (an NMI wakes hlt)
+    0xeb,
+    0xfc, //             jmp stop         (an NMI wakes hlt)
   ];
   return Buffer.concat([Buffer.from(code), Buffer.from(MESSAGE + '\0', 'latin1')]);
 }

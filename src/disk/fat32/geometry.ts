@@ -47,7 +47,8 @@ function chs(sectors: number): { sectorsPerTrack: number; heads: number } {
     return { sectorsPerTrack: sectors <= 4096 ? 16 : 32, heads };
   }
   const cyl = 63 * 1024;
-  const heads = sectors <= 16 * cyl ? 16 : sectors <= 32 * cyl ? 32 : sectors <= 64 * cyl ? 64 : sectors <= 128 * cyl ? 128 : 255;
+  const heads =
+    sectors <= 16 * cyl ? 16 : sectors <= 32 * cyl ? 32 : sectors <= 64 * cyl ? 64 : sectors <= 128 * cyl ? 128 : 255;
   return { sectorsPerTrack: 63, heads };
 }
 
@@ -69,7 +70,16 @@ export function fat32Geometry(bytes: number): Fat32Geometry | undefined {
   // Rounding the FAT up can leave room for a cluster the FAT has no entry for: never count it.
   const clusterCount = Math.min(Math.floor((totalSectors - dataSector) / spc), (fatSectors * SECTOR) / 4 - 2);
   if (clusterCount < MIN_CLUSTERS || clusterCount > MAX_CLUSTERS) return undefined;
-  return { totalSectors, sectorsPerCluster: spc, clusterBytes, fatSectors, clusterCount, dataSector, sectorsPerTrack, heads };
+  return {
+    totalSectors,
+    sectorsPerCluster: spc,
+    clusterBytes,
+    fatSectors,
+    clusterCount,
+    dataSector,
+    sectorsPerTrack,
+    heads,
+  };
 }
 
 /** Byte offset, from the start of the file system, of a cluster. */

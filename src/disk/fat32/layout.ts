@@ -71,7 +71,10 @@ function newDir(name: string, path: string, parent: DirNode | undefined): DirNod
 }
 
 /** Builds the tree, checking every name, and gives each directory's children their short names. */
-function buildTree(files: readonly Fat32File[], hasLabel: boolean): { root: DirNode; dirs: DirNode[]; nodes: FatNode[] } {
+function buildTree(
+  files: readonly Fat32File[],
+  hasLabel: boolean,
+): { root: DirNode; dirs: DirNode[]; nodes: FatNode[] } {
   const root = newDir('', '', undefined);
   const index = new Map<DirNode, Map<string, FatNode>>([[root, new Map()]]);
   // In path order, so that when two paths spell one directory differently (FAT ignores case) the same one wins.
@@ -90,12 +93,23 @@ function buildTree(files: readonly Fat32File[], hasLabel: boolean): { root: DirN
       if (last) {
         if (existing) throw badName(f.path, `${JSON.stringify(existing.path)} is there already (FAT ignores case)`);
         const size = contentSize(f.content);
-        if (!Number.isSafeInteger(size) || size < 0 || size > MAX_FILE_SIZE) throw badName(f.path, `its size ${size} is not one FAT32 can store (at most 4 GiB - 1)`);
-        const node: FileNode = { kind: 'file', name, path, short: NO_SHORT, cluster: 0, clusters: 0, size, content: f.content };
+        if (!Number.isSafeInteger(size) || size < 0 || size > MAX_FILE_SIZE)
+          throw badName(f.path, `its size ${size} is not one FAT32 can store (at most 4 GiB - 1)`);
+        const node: FileNode = {
+          kind: 'file',
+          name,
+          path,
+          short: NO_SHORT,
+          cluster: 0,
+          clusters: 0,
+          size,
+          content: f.content,
+        };
         siblings.set(key, node);
         dir.children.push(node);
       } else if (existing) {
-        if (existing.kind !== 'dir') throw badName(f.path, `${JSON.stringify(existing.path)} is a file, not a directory`);
+        if (existing.kind !== 'dir')
+          throw badName(f.path, `${JSON.stringify(existing.path)} is a file, not a directory`);
         dir = existing;
       } else {
         const sub = newDir(name, path, dir);
@@ -121,7 +135,11 @@ function buildTree(files: readonly Fat32File[], hasLabel: boolean): { root: DirN
       d.entries += (c.short.long ? longEntryCount(c.name.length) : 0) + 1;
     });
     if (d.entries > MAX_DIR_ENTRIES) {
-      throw new Img2vmError('badImage', `the ESP directory /${d.path} would need ${d.entries} entries; FAT allows ${MAX_DIR_ENTRIES}`, 'put fewer files in one directory');
+      throw new Img2vmError(
+        'badImage',
+        `the ESP directory /${d.path} would need ${d.entries} entries; FAT allows ${MAX_DIR_ENTRIES}`,
+        'put fewer files in one directory',
+      );
     }
     for (const c of d.children) if (c.kind === 'dir') visit(c);
   };

@@ -24,7 +24,12 @@ const BATCH_CLUSTERS = 16;
  * cluster 1. Each output is at most one cluster plus alignment, so the write position never passes the clusters
  * not yet read: memory stays at two buffers plus 12 bytes per cluster for the placement.
  */
-export function compactInPlace(fd: number, hostClusters: number, live: (h: number) => boolean, stats: IoStats): Placement {
+export function compactInPlace(
+  fd: number,
+  hostClusters: number,
+  live: (h: number) => boolean,
+  stats: IoStats,
+): Placement {
   const off = new Float64Array(hostClusters);
   const len = new Uint32Array(hostClusters);
   const w = new SequentialWriter(fd, CLUSTER, stats);

@@ -36,7 +36,12 @@ export class SequentialWriter {
   private readonly buf: Buffer;
   private used = 0;
 
-  constructor(private readonly fd: number, private start: number, private readonly stats: IoStats, capacity = 4 << 20) {
+  constructor(
+    private readonly fd: number,
+    private start: number,
+    private readonly stats: IoStats,
+    capacity = 4 << 20,
+  ) {
     this.buf = Buffer.alloc(capacity);
   }
 

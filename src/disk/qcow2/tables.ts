@@ -41,8 +41,15 @@ export function planTables(dataClusters: number, l2Tables: number, virtualSize: 
   }
   const refcountTableStart = refcountBlocksStart + blocks;
   return {
-    l1Size, l2Start, l1Start, l1Clusters, refcountBlocksStart, refcountBlocks: blocks, refcountTableStart,
-    refcountTableClusters: tableClusters, totalClusters: refcountTableStart + tableClusters,
+    l1Size,
+    l2Start,
+    l1Start,
+    l1Clusters,
+    refcountBlocksStart,
+    refcountBlocks: blocks,
+    refcountTableStart,
+    refcountTableClusters: tableClusters,
+    totalClusters: refcountTableStart + tableClusters,
   };
 }
 

@@ -47,7 +47,10 @@ export class Qcow2Target implements BlockTarget {
   private readonly compress: boolean;
   private readonly io: IoStats = { writeCalls: 0, readCalls: 0 };
 
-  constructor(readonly path: string, opts: Qcow2TargetOptions = {}) {
+  constructor(
+    readonly path: string,
+    opts: Qcow2TargetOptions = {},
+  ) {
     this.compress = opts.compress ?? false;
     if (opts.size !== undefined) this.setSize(opts.size);
     this.fd = openSync(path, 'w+', 0o644);
@@ -65,7 +68,11 @@ export class Qcow2Target implements BlockTarget {
   private setSize(bytes: number): void {
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`qcow2: invalid size ${bytes}`);
     if (bytes > MAX_VIRTUAL) {
-      throw new Img2vmError('usage', `a ${bytes}-byte disk is larger than img2vm's qcow2 writer supports (256 TiB)`, 'give a smaller --size');
+      throw new Img2vmError(
+        'usage',
+        `a ${bytes}-byte disk is larger than img2vm's qcow2 writer supports (256 TiB)`,
+        'give a smaller --size',
+      );
     }
     this.virtualSize = bytes;
   }
@@ -86,13 +93,15 @@ export class Qcow2Target implements BlockTarget {
   }
 
   private flushTail(): void {
-    if (this.tailLen > 0) pwriteAll(this.handle, this.tail.subarray(0, this.tailLen * CLUSTER), this.tailStart * CLUSTER, this.io);
+    if (this.tailLen > 0)
+      pwriteAll(this.handle, this.tail.subarray(0, this.tailLen * CLUSTER), this.tailStart * CLUSTER, this.io);
     this.tailStart += this.tailLen;
     this.tailLen = 0;
   }
 
   private allocate(guests: number[]): void {
-    if (this.nextHost + guests.length > MAX_CLUSTERS) throw new Img2vmError('usage', 'the qcow2 file would exceed 256 TiB', 'give a smaller --size');
+    if (this.nextHost + guests.length > MAX_CLUSTERS)
+      throw new Img2vmError('usage', 'the qcow2 file would exceed 256 TiB', 'give a smaller --size');
     if (guests.length >= DIRECT_CLUSTERS) {
       this.flushTail();
       for (const g of guests) this.map(g, this.nextHost++);
@@ -227,7 +236,8 @@ export class Qcow2Target implements BlockTarget {
   }
 
   private zeroHost(h: number, from: number, len: number): void {
-    if (this.inTail(h)) this.tail.fill(0, (h - this.tailStart) * CLUSTER + from, (h - this.tailStart) * CLUSTER + from + len);
+    if (this.inTail(h))
+      this.tail.fill(0, (h - this.tailStart) * CLUSTER + from, (h - this.tailStart) * CLUSTER + from + len);
     else pwriteAll(this.handle, Buffer.alloc(len), h * CLUSTER + from, this.io);
   }
 

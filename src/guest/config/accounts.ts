@@ -64,13 +64,25 @@ function fields(line: string): string[] {
 
 function read(readFile: ReadGuestFile, path: string): CurrentFile | undefined {
   const f = readFile(path);
-  if (f && f.content.length > MAX_ACCOUNT_FILE) throw new Img2vmError('badImage', `the image's ${path} is larger than ${MAX_ACCOUNT_FILE} bytes`, 'that is not an account file; check the image');
+  if (f && f.content.length > MAX_ACCOUNT_FILE)
+    throw new Img2vmError(
+      'badImage',
+      `the image's ${path} is larger than ${MAX_ACCOUNT_FILE} bytes`,
+      'that is not an account file; check the image',
+    );
   return f;
 }
 
-function out(path: string, content: string, current: CurrentFile | undefined, fallback: { mode: number; gid: number }): GuestFile {
+function out(
+  path: string,
+  content: string,
+  current: CurrentFile | undefined,
+  fallback: { mode: number; gid: number },
+): GuestFile {
   // An existing file keeps its mode and owner (shadow is 0640 root:shadow on Debian, 0000 root:root on Fedora).
-  return current ? { path, content, mode: current.mode, uid: current.uid, gid: current.gid } : { path, content, mode: fallback.mode, uid: 0, gid: fallback.gid };
+  return current
+    ? { path, content, mode: current.mode, uid: current.uid, gid: current.gid }
+    : { path, content, mode: fallback.mode, uid: 0, gid: fallback.gid };
 }
 
 /** Adds `name` to the member list (4th field of group, also of gshadow) of `group`; whether anything changed. */
@@ -96,7 +108,11 @@ function homeOf(entry: string[] | undefined, fallback: string): string {
   const home = entry?.[5];
   if (home === undefined || home === '') return fallback;
   if (!home.startsWith('/') || home.split('/').includes('..')) {
-    throw new Img2vmError('badImage', `the image's /etc/passwd gives ${entry![0]} the home directory ${JSON.stringify(home)}`, 'fix the account in the image');
+    throw new Img2vmError(
+      'badImage',
+      `the image's /etc/passwd gives ${entry![0]} the home directory ${JSON.stringify(home)}`,
+      'fix the account in the image',
+    );
   }
   return home;
 }
@@ -112,7 +128,9 @@ export function applyAccounts(edits: AccountEdits, readFile: ReadGuestFile): Acc
   const group = lines(groupF?.content ?? '');
   let shadowText = shadowF?.content ?? '';
   const gshadow = gshadowF ? lines(gshadowF.content) : undefined;
-  const shadowGid = edits.shadow.group ? Number(fields(group.find((g) => fields(g)[0] === edits.shadow.group) ?? '::0')[2]) || 0 : 0;
+  const shadowGid = edits.shadow.group
+    ? Number(fields(group.find((g) => fields(g)[0] === edits.shadow.group) ?? '::0')[2]) || 0
+    : 0;
   const rootEntry = passwd.map(fields).find((f) => f[0] === 'root');
   const result: AccountResult = { files: [], root: { home: homeOf(rootEntry, '/root') }, warnings };
   let passwdChanged = false;
@@ -134,18 +152,40 @@ export function applyAccounts(edits: AccountEdits, readFile: ReadGuestFile): Acc
       uid = Number(existing[2]);
       gid = Number(existing[3]);
       if (!Number.isInteger(uid) || uid < UID_MIN || uid > UID_MAX) {
-        throw new Img2vmError('usage', `--user ${u.name}: the image has ${u.name} as a system account (uid ${existing[2]})`, 'pick another name');
+        throw new Img2vmError(
+          'usage',
+          `--user ${u.name}: the image has ${u.name} as a system account (uid ${existing[2]})`,
+          'pick another name',
+        );
       }
-      if (!/^\d+$/.test(existing[3] ?? '')) throw new Img2vmError('badImage', `the image's /etc/passwd gives ${u.name} no valid group id`, 'fix the account in the image');
+      if (!/^\d+$/.test(existing[3] ?? ''))
+        throw new Img2vmError(
+          'badImage',
+          `the image's /etc/passwd gives ${u.name} no valid group id`,
+          'fix the account in the image',
+        );
       home = homeOf(existing, `/home/${u.name}`);
-      if (/(nologin|false)$/.test(existing[6] ?? '')) warnings.push(`${u.name} exists in the image with the shell ${existing[6]}: it cannot log in until that is changed`);
+      if (/(nologin|false)$/.test(existing[6] ?? ''))
+        warnings.push(
+          `${u.name} exists in the image with the shell ${existing[6]}: it cannot log in until that is changed`,
+        );
     } else {
       const uids = new Set(passwd.map((l) => Number(fields(l)[2])));
       const gids = new Set(group.map((l) => Number(fields(l)[2])));
-      if (group.some((l) => fields(l)[0] === u.name)) throw new Img2vmError('usage', `--user ${u.name}: the image already has a group of that name`, 'pick another name');
+      if (group.some((l) => fields(l)[0] === u.name))
+        throw new Img2vmError(
+          'usage',
+          `--user ${u.name}: the image already has a group of that name`,
+          'pick another name',
+        );
       let n = UID_MIN;
       while (n <= UID_MAX && (uids.has(n) || gids.has(n))) n++;
-      if (n > UID_MAX) throw new Img2vmError('badImage', 'the image has no free user id between 1000 and 59999', 'remove unused accounts from the image');
+      if (n > UID_MAX)
+        throw new Img2vmError(
+          'badImage',
+          'the image has no free user id between 1000 and 59999',
+          'remove unused accounts from the image',
+        );
       uid = gid = n;
       home = `/home/${u.name}`;
       passwd.push(`${u.name}:x:${uid}:${gid}::${home}:${shellFor(read(readFile, '/etc/shells'))}`);
@@ -175,8 +215,10 @@ export function applyAccounts(edits: AccountEdits, readFile: ReadGuestFile): Acc
   if (passwdChanged) result.files.push(out('/etc/passwd', join(passwd), passwdF, { mode: 0o644, gid: 0 }));
   if (groupChanged) {
     result.files.push(out('/etc/group', join(group), groupF, { mode: 0o644, gid: 0 }));
-    if (gshadow) result.files.push(out('/etc/gshadow', join(gshadow), gshadowF, { mode: edits.shadow.mode, gid: shadowGid }));
+    if (gshadow)
+      result.files.push(out('/etc/gshadow', join(gshadow), gshadowF, { mode: edits.shadow.mode, gid: shadowGid }));
   }
-  if (shadowChanged) result.files.push(out('/etc/shadow', shadowText, shadowF, { mode: edits.shadow.mode, gid: shadowGid }));
+  if (shadowChanged)
+    result.files.push(out('/etc/shadow', shadowText, shadowF, { mode: edits.shadow.mode, gid: shadowGid }));
   return result;
 }

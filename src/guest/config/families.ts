@@ -36,7 +36,11 @@ export interface DistroInfo {
 }
 
 const none: Feature = { packages: [], enable: [], boot: [] };
-const feature = (packages: string[], enable: string[] = [], boot: string[] = []): Feature => ({ packages, enable, boot });
+const feature = (packages: string[], enable: string[] = [], boot: string[] = []): Feature => ({
+  packages,
+  enable,
+  boot,
+});
 
 /**
  * Debian and Ubuntu share templates/debian. `resolvedSplit`: systemd-resolved is its own package from
@@ -60,7 +64,12 @@ function debianFamily(
     init: 'systemd',
     network: 'networkd',
     kernelPackage,
-    values: { kernel_package: kernelPackage, release_packages: resolvedSplit ? 'systemd-resolved' : '', extra_packages: '', enable_units: '' },
+    values: {
+      kernel_package: kernelPackage,
+      release_packages: resolvedSplit ? 'systemd-resolved' : '',
+      extra_packages: '',
+      enable_units: '',
+    },
     features: {
       ssh: feature(['openssh-server'], [sshUnit, 'img2vm-ssh-keygen.service']),
       sudo: feature(['sudo']),
@@ -80,7 +89,15 @@ export function debianInfo(version: string, n: number): DistroInfo {
   const label = version === 'testing' ? 'Debian testing/sid' : `Debian ${version}`;
   // linux-image-cloud-amd64: the kernel Debian builds for VMs (virtio, NVMe, Xen/Hyper-V), in 11, 12 and 13.
   // systemd-boot became a package of its own in bookworm; in bullseye the EFI binary is inside `systemd`.
-  return debianFamily('debian', version, label, 'linux-image-cloud-amd64', n >= 12, 'ssh.service', n >= 12 ? 'systemd-boot' : undefined);
+  return debianFamily(
+    'debian',
+    version,
+    label,
+    'linux-image-cloud-amd64',
+    n >= 12,
+    'ssh.service',
+    n >= 12 ? 'systemd-boot' : undefined,
+  );
 }
 
 /** n is YYMM (2404 for 24.04). */
@@ -88,7 +105,15 @@ export function ubuntuInfo(version: string, n: number): DistroInfo {
   // linux-image-virtual: the generic kernel with the module set for VMs; exists in every release since 14.04.
   // Since 22.10 sshd is socket-activated: ssh.socket (RequiredBy=ssh.service) listens and starts ssh.service on
   // the first connection; that is the unit the package itself enables there.
-  return debianFamily('ubuntu', version, `Ubuntu ${version}`, 'linux-image-virtual', n >= 2210, n >= 2210 ? 'ssh.socket' : 'ssh.service', n >= 2210 ? 'systemd-boot' : undefined);
+  return debianFamily(
+    'ubuntu',
+    version,
+    `Ubuntu ${version}`,
+    'linux-image-virtual',
+    n >= 2210,
+    n >= 2210 ? 'ssh.socket' : 'ssh.service',
+    n >= 2210 ? 'systemd-boot' : undefined,
+  );
 }
 
 export function alpineInfo(version: string): DistroInfo {
@@ -102,7 +127,14 @@ export function alpineInfo(version: string): DistroInfo {
     network: 'udhcpc',
     // linux-virt installs /boot/vmlinuz-virt and its modules; mkinitfs writes /boot/initramfs-virt.
     kernelPackage: 'linux-virt',
-    values: { kernel_package: 'linux-virt', kernel_flavor: 'virt', release_packages: '', extra_packages: '', boot_services: '', default_services: '' },
+    values: {
+      kernel_package: 'linux-virt',
+      kernel_flavor: 'virt',
+      release_packages: '',
+      extra_packages: '',
+      boot_services: '',
+      default_services: '',
+    },
     features: {
       // openssh-server's init script lives in openssh-server-common-openrc, which apk adds itself (install_if openrc).
       ssh: feature(['openssh-server'], ['img2vm-ssh-keygen', 'sshd']),
@@ -156,7 +188,12 @@ export function fedoraInfo(version: string): DistroInfo {
   return fedoraFamily('fedora', version, `Fedora ${version}`, 'systemd-boot-unsigned');
 }
 
-const EL_NAMES: Record<string, string> = { centos: 'CentOS Stream', rocky: 'Rocky Linux', almalinux: 'AlmaLinux', ol: 'Oracle Linux' };
+const EL_NAMES: Record<string, string> = {
+  centos: 'CentOS Stream',
+  rocky: 'Rocky Linux',
+  almalinux: 'AlmaLinux',
+  ol: 'Oracle Linux',
+};
 
 /** CentOS Stream, Rocky Linux, AlmaLinux (and Oracle Linux as a rebuild) 8, 9 and 10; none ships systemd-boot. */
 export function enterpriseInfo(id: 'centos' | 'rocky' | 'almalinux' | 'ol', version: string): DistroInfo {

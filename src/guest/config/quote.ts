@@ -2,12 +2,17 @@
 import { Img2vmError } from '../../core/errors.js';
 
 function badImage(what: string, why: string): Img2vmError {
-  return new Img2vmError('badImage', `the image's ${what} ${why}`, 'fix the image config, or convert without --entrypoint-service');
+  return new Img2vmError(
+    'badImage',
+    `the image's ${what} ${why}`,
+    'fix the image config, or convert without --entrypoint-service',
+  );
 }
 
 /** Strings from the image config are JSON: a lone surrogate would turn into a replacement character on the way out. */
 function wellFormed(s: string, what: string): void {
-  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s)) throw badImage(what, 'is not valid Unicode');
+  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s))
+    throw badImage(what, 'is not valid Unicode');
   if (s.includes('\0')) throw badImage(what, 'contains a NUL character');
 }
 
@@ -53,10 +58,16 @@ const MAX_COMMAND = 64 * 1024;
 export function execStart(argv: readonly string[]): string {
   if (!argv.length || argv[0] === '') throw badImage('ENTRYPOINT/CMD', 'is empty');
   // A leading - would be read as an option by sh's exec; docker would fail to find such a program too.
-  if (argv[0]!.startsWith('-')) throw badImage('ENTRYPOINT/CMD', `starts with ${JSON.stringify(argv[0])}, which is not a program`);
+  if (argv[0]!.startsWith('-'))
+    throw badImage('ENTRYPOINT/CMD', `starts with ${JSON.stringify(argv[0])}, which is not a program`);
   const words = plainExecutable(argv[0]!)
     ? [argv[0]!, ...argv.slice(1).map((a, i) => systemdWord(a, `CMD argument ${i + 1}`))]
-    : ['/bin/sh', '-c', systemdWord('exec "$0" "$@"', 'wrapper'), ...argv.map((a, i) => systemdWord(a, `CMD argument ${i}`))];
+    : [
+        '/bin/sh',
+        '-c',
+        systemdWord('exec "$0" "$@"', 'wrapper'),
+        ...argv.map((a, i) => systemdWord(a, `CMD argument ${i}`)),
+      ];
   const line = words.join(' ');
   if (line.length > MAX_COMMAND) throw badImage('ENTRYPOINT/CMD', `is longer than ${MAX_COMMAND} bytes once quoted`);
   return line;
@@ -86,7 +97,8 @@ export function environmentLine(name: string, value: string): string {
 /** A value for a systemd setting that is taken literally apart from % specifiers (WorkingDirectory=, User=). */
 export function systemdLiteral(value: string, what: string): string {
   wellFormed(value, what);
-  if (/[\x00-\x1f\x7f]/.test(value) || value.trim() !== value) throw badImage(what, `${JSON.stringify(value)} has control characters or surrounding blanks`);
+  if (/[\x00-\x1f\x7f]/.test(value) || value.trim() !== value)
+    throw badImage(what, `${JSON.stringify(value)} has control characters or surrounding blanks`);
   return value.replace(/%/g, '%%');
 }
 

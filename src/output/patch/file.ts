@@ -14,7 +14,8 @@ export function fileOf(fd: number, format: string): PatchFile {
 }
 
 export function readAt(f: PatchFile, offset: number, length: number): Buffer {
-  if (offset < 0 || offset + length > f.size) unexpected(f, `a ${length}-byte structure at ${offset} lies outside the ${f.size}-byte file`);
+  if (offset < 0 || offset + length > f.size)
+    unexpected(f, `a ${length}-byte structure at ${offset} lies outside the ${f.size}-byte file`);
   const b = Buffer.alloc(length);
   let done = 0;
   while (done < length) {

@@ -15,7 +15,8 @@ const UUID_PARENT = 0x1b8;
 export function patchVdi(f: PatchFile, random: Random): void {
   const h = readAt(f, 0, 0x200);
   if (h.readUInt32LE(0x40) !== SIGNATURE) unexpected(f, 'no VDI signature');
-  if (h.readUInt32LE(0x44) !== VERSION_1_1 || !HEADER_1_1_SIZES.includes(h.readUInt32LE(0x48))) unexpected(f, 'it is not a version 1.1 VDI header');
+  if (h.readUInt32LE(0x44) !== VERSION_1_1 || !HEADER_1_1_SIZES.includes(h.readUInt32LE(0x48)))
+    unexpected(f, 'it is not a version 1.1 VDI header');
   // Link and parent UUIDs are only set on snapshots and differencing images, which img2vm never makes.
   const zero = Buffer.alloc(16);
   if (!h.subarray(UUID_LINK, UUID_LINK + 16).equals(zero) || !h.subarray(UUID_PARENT, UUID_PARENT + 16).equals(zero)) {

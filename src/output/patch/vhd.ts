@@ -33,7 +33,8 @@ export function patchVhd(f: PatchFile, random: Random, epochSeconds: number): vo
   const type = footer.readUInt32BE(DISK_TYPE);
   if (type === DIFFERENCING) unexpected(f, 'it is a differencing disk');
   // A dynamic disk carries a copy of the footer in its first sector; it must stay identical to the one at the end.
-  if (type === DYNAMIC && !readAt(f, 0, FOOTER).equals(footer)) unexpected(f, 'the footer copy at the start differs from the footer');
+  if (type === DYNAMIC && !readAt(f, 0, FOOTER).equals(footer))
+    unexpected(f, 'the footer copy at the start differs from the footer');
   footer.writeUInt32BE(vhdTimestamp(epochSeconds), TIMESTAMP);
   guidLE(random).copy(footer, UNIQUE_ID);
   footer.writeUInt32BE(vhdChecksum(footer), CHECKSUM);

@@ -64,7 +64,10 @@ export function patchVhdx(f: PatchFile, random: Random): void {
     if (!h.subarray(LOG_GUID, LOG_GUID + 16).equals(zero)) unexpected(f, 'its log is not empty');
   }
   const [h1, h2] = headers as [Buffer, Buffer];
-  if (h1.readBigUInt64LE(LOG_OFFSET) !== h2.readBigUInt64LE(LOG_OFFSET) || h1.readUInt32LE(LOG_LENGTH) !== h2.readUInt32LE(LOG_LENGTH)) {
+  if (
+    h1.readBigUInt64LE(LOG_OFFSET) !== h2.readBigUInt64LE(LOG_OFFSET) ||
+    h1.readUInt32LE(LOG_LENGTH) !== h2.readUInt32LE(LOG_LENGTH)
+  ) {
     unexpected(f, 'its two headers disagree about the log');
   }
   const page83 = page83Offset(f);

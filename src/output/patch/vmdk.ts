@@ -15,7 +15,11 @@ const NO_PARENT = 0xffff_ffff;
 /** The file name the extent line may carry: printable, without the quote that ends it. */
 export function checkExtentName(name: string): void {
   if (name.length === 0 || /["\\\u0000-\u001f\u007f]/.test(name)) {
-    throw new Img2vmError('usage', `the VMDK file name "${name}" cannot be written into its descriptor`, 'choose an output name without quotes, backslashes or control characters');
+    throw new Img2vmError(
+      'usage',
+      `the VMDK file name "${name}" cannot be written into its descriptor`,
+      'choose an output name without quotes, backslashes or control characters',
+    );
   }
 }
 
@@ -34,7 +38,9 @@ export function patchVmdk(f: PatchFile, random: Random, extentName: string): voi
   const lines = text.split('\n');
   // qemu prints the CID without leading zeros, so it has 1 to 8 digits.
   const cid = lines.findIndex((l) => /^CID=[0-9a-f]{1,8}$/i.test(l));
-  const extents = lines.map((l, i) => [i, /^(RW|RDONLY|NOACCESS) (\d+) SPARSE "[^"]*"(.*)$/.exec(l)] as const).filter(([, m]) => m);
+  const extents = lines
+    .map((l, i) => [i, /^(RW|RDONLY|NOACCESS) (\d+) SPARSE "[^"]*"(.*)$/.exec(l)] as const)
+    .filter(([, m]) => m);
   if (cid < 0) unexpected(f, 'its descriptor has no CID line');
   if (extents.length !== 1) unexpected(f, `its descriptor has ${extents.length} sparse extents, not one`);
   let id = u32(random);
@@ -44,7 +50,11 @@ export function patchVmdk(f: PatchFile, random: Random, extentName: string): voi
   lines[at] = `${m![1]} ${m![2]} SPARSE "${extentName}"${m![3]}`;
   const bytes = Buffer.from(lines.join('\n'), 'utf8');
   if (bytes.length >= size) {
-    throw new Img2vmError('usage', `the VMDK file name "${extentName}" is too long for the descriptor`, 'choose a shorter output name');
+    throw new Img2vmError(
+      'usage',
+      `the VMDK file name "${extentName}" is too long for the descriptor`,
+      'choose a shorter output name',
+    );
   }
   const out = Buffer.alloc(size);
   bytes.copy(out);

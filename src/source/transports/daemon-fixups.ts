@@ -11,7 +11,14 @@ import type { EventSink } from '../../core/events.js';
 import type { ImageInspect } from '../docker-api.js';
 
 /** What Docker's init layer creates in every container (daemon/initlayer), shadowing the image. */
-export const INIT_LAYER_PATHS = ['/.dockerenv', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf', '/etc/mtab', '/dev/console'];
+export const INIT_LAYER_PATHS = [
+  '/.dockerenv',
+  '/etc/hostname',
+  '/etc/hosts',
+  '/etc/resolv.conf',
+  '/etc/mtab',
+  '/dev/console',
+];
 /** The directories it makes or changes on the way: the export shows them with the container's creation time. */
 export const INIT_LAYER_DIRS = ['/dev/pts', '/dev/shm', '/dev', '/proc', '/sys', '/etc', '/'];
 
@@ -63,7 +70,9 @@ async function layerEntry(layer: FileHandle, comps: readonly BinPath[]): Promise
   try {
     let dir = layer;
     for (const c of comps.slice(0, -1)) {
-      const next = await open(at(dir, c), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch((e: unknown) => errno(e));
+      const next = await open(at(dir, c), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch(
+        (e: unknown) => errno(e),
+      );
       if (next === 'ENOENT') return 'absent';
       if (next === 'ELOOP' || next === 'ENOTDIR') return 'none';
       if (typeof next !== 'object') throw new Error(`opening ${c} in an image layer directory: ${String(next)}`);
@@ -83,14 +92,20 @@ async function layerEntry(layer: FileHandle, comps: readonly BinPath[]): Promise
     // overlay2 marks a deleted entry with a 0:0 character device.
     if (isWhiteout(st)) return 'none';
     const owned = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs };
-    if (st.isSymbolicLink()) return { ...owned, kind: 'symlink', target: (await readlink(name, { encoding: 'buffer' })).toString('latin1') };
+    if (st.isSymbolicLink())
+      return { ...owned, kind: 'symlink', target: (await readlink(name, { encoding: 'buffer' })).toString('latin1') };
     if (st.isFile() && st.size <= MAX_FILE) {
       const content = await readSmallFile(name, st);
       return content ? { ...owned, kind: 'file', content } : { kind: 'other' };
     }
     // Linux's dev_t: major in bits 8-19 (and 32-43), minor in bits 0-7 and 20-31.
     if (st.isCharacterDevice() || st.isBlockDevice()) {
-      return { ...owned, kind: st.isCharacterDevice() ? 'char' : 'block', major: ((st.rdev >> 8) & 0xfff) | (Math.floor(st.rdev / 2 ** 32) & ~0xfff), minor: (st.rdev & 0xff) | ((st.rdev >> 12) & ~0xff) };
+      return {
+        ...owned,
+        kind: st.isCharacterDevice() ? 'char' : 'block',
+        major: ((st.rdev >> 8) & 0xfff) | (Math.floor(st.rdev / 2 ** 32) & ~0xfff),
+        minor: (st.rdev & 0xff) | ((st.rdev >> 12) & ~0xff),
+      };
     }
     return st.isDirectory() ? { ...owned, kind: 'dir' } : { kind: 'other' };
   } finally {
@@ -131,9 +146,15 @@ const ts = (ms: number) => ({ sec: Math.floor(ms / 1000), nsec: Math.round((ms %
  * Returns the fix-up to run on the flattened export: exact where the layer directories can be read (overlay2,
  * as root), else Docker's empty additions are removed and a warning says which files of the image were lost.
  */
-export function initLayerFixup(info: ImageInspect, sink?: EventSink): (tree: RootTree, o: { warnLost: boolean }) => Promise<void> {
+export function initLayerFixup(
+  info: ImageInspect,
+  sink?: EventSink,
+): (tree: RootTree, o: { warnLost: boolean }) => Promise<void> {
   const g = info.GraphDriver;
-  const dirs = g?.Name === 'overlay2' && g.Data?.UpperDir ? [g.Data.UpperDir, ...(g.Data.LowerDir ? g.Data.LowerDir.split(':') : [])] : [];
+  const dirs =
+    g?.Name === 'overlay2' && g.Data?.UpperDir
+      ? [g.Data.UpperDir, ...(g.Data.LowerDir ? g.Data.LowerDir.split(':') : [])]
+      : [];
   return async (tree, o) => {
     const layers: FileHandle[] = [];
     try {
@@ -178,7 +199,16 @@ async function restore(tree: RootTree, layers: FileHandle[]): Promise<void> {
     const n = tree.lookup(binPath(path), { followLast: false });
     if (n?.kind !== 'dir') continue;
     const e = await imageEntry(layers, path);
-    if (e?.kind === 'dir') n.meta = { ...n.meta, mode: e.mode, uid: e.uid, gid: e.gid, mtime: ts(e.mtimeMs), atime: ts(e.mtimeMs), ctime: ts(e.mtimeMs) };
+    if (e?.kind === 'dir')
+      n.meta = {
+        ...n.meta,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        mtime: ts(e.mtimeMs),
+        atime: ts(e.mtimeMs),
+        ctime: ts(e.mtimeMs),
+      };
     else if (n.entries.size === 0) {
       // Docker's directory over what the image has there (nothing, or a symlink such as /etc -> /some/where): overlayfs
       // shows an upper directory alone, so the export holds nothing of the image here; the image's entry comes back.
@@ -200,7 +230,8 @@ function dropAdditions(tree: RootTree): string[] {
   }
   for (const path of INIT_LAYER_DIRS) {
     const n = tree.lookup(binPath(path), { followLast: false });
-    if (n?.kind === 'dir') n.meta = { ...n.meta, mtime: { ...tree.epoch }, atime: { ...tree.epoch }, ctime: { ...tree.epoch } };
+    if (n?.kind === 'dir')
+      n.meta = { ...n.meta, mtime: { ...tree.epoch }, atime: { ...tree.epoch }, ctime: { ...tree.epoch } };
   }
   return lost;
 }

@@ -13,11 +13,19 @@ export const dockerArchive: Transport = {
     await splitArchiveTag(src);
     const st = await stat(src.target).catch(() => undefined);
     if (!st?.isFile()) {
-      throw new Img2vmError('imageNotFound', `docker archive "${src.target}" does not exist or is not a file`, 'create one with: docker save IMAGE -o FILE');
+      throw new Img2vmError(
+        'imageNotFound',
+        `docker archive "${src.target}" does not exist or is not a file`,
+        'create one with: docker save IMAGE -o FILE',
+      );
     }
     const dir = await env.workDir();
     const bar = progress(env.ctx.sink, 'source', 'bytes', st.size, 'archive');
-    const a = await extractArchive(createReadStream(src.target), dir, { onBytes: (n) => bar.add(n), signal: env.ctx.signal, size: st.size });
+    const a = await extractArchive(createReadStream(src.target), dir, {
+      onBytes: (n) => bar.add(n),
+      signal: env.ctx.signal,
+      size: st.size,
+    });
     bar.end();
     return { ...(await openArchiveImage(a, ref, src.tag)), workDir: dir };
   },
@@ -34,4 +42,3 @@ async function splitArchiveTag(src: ParsedSource): Promise<void> {
     }
   }
 }
-

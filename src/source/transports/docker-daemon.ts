@@ -19,13 +19,20 @@ export const dockerDaemon: Transport = {
   id: 'docker-daemon',
   async open(src, ref, env) {
     const client = env.docker();
-    if (!src.bare) return openDaemonImage(client, src.target, ref, env.ctx, env.platformExplicit ? env.platform : undefined);
+    if (!src.bare)
+      return openDaemonImage(client, src.target, ref, env.ctx, env.platformExplicit ? env.platform : undefined);
     return openBare(src.target, ref, client, env, env.pullContext);
   },
 };
 
 /** A bare reference: the daemon's image unless --pull always, then the cache and the registry. */
-async function openBare(name: string, ref: string, client: DockerClient, r: TransportEnv, pullCtx: () => PullContext): Promise<SourceImage> {
+async function openBare(
+  name: string,
+  ref: string,
+  client: DockerClient,
+  r: TransportEnv,
+  pullCtx: () => PullContext,
+): Promise<SourceImage> {
   let daemonDown: Img2vmError | undefined;
   let mismatch: ImageInspect | undefined;
   let dref: DockerReference | undefined;
@@ -40,7 +47,10 @@ async function openBare(name: string, ref: string, client: DockerClient, r: Tran
   if (r.pull !== 'always') {
     try {
       const info = await client.inspect(name);
-      if (info && (!r.platformExplicit || platformMatches({ os: info.Os, architecture: info.Architecture }, r.platform))) {
+      if (
+        info &&
+        (!r.platformExplicit || platformMatches({ os: info.Os, architecture: info.Architecture }, r.platform))
+      ) {
         return await openDaemonImage(client, name, ref, r.ctx, undefined, info);
       }
       mismatch = info;
@@ -52,15 +62,30 @@ async function openBare(name: string, ref: string, client: DockerClient, r: Tran
   if (!dref) {
     if (daemonDown) throw daemonDown;
     if (r.pull === 'always') throw refError;
-    throw new Img2vmError('imageNotFound', `image "${name}" is not in the local Docker daemon (and is not a name a registry could have)`, 'check the name with: docker image ls');
+    throw new Img2vmError(
+      'imageNotFound',
+      `image "${name}" is not in the local Docker daemon (and is not a name a registry could have)`,
+      'check the name with: docker image ls',
+    );
   }
   try {
     return await openRegistryImage(dref, ref, pullCtx());
   } catch (e) {
     if (!(e instanceof RegistryError) || e.reason === 'protocol' || r.pull === 'always') throw e;
-    if (daemonDown) throw new Img2vmError('daemonUnreachable', `${daemonDown.message}, and ${e.message}`, daemonDown.hint, { cause: e });
+    if (daemonDown)
+      throw new Img2vmError('daemonUnreachable', `${daemonDown.message}, and ${e.message}`, daemonDown.hint, {
+        cause: e,
+      });
     const why = mismatch ? ` for ${formatPlatform(r.platform)} (it has ${mismatch.Os}/${mismatch.Architecture})` : '';
-    throw new Img2vmError('imageNotFound', `image "${name}" is not in the local Docker daemon${why}, and ${e.message}`, `pull or build it first (docker pull ${name}), or check the name with: docker image ls; ${e.hint ?? ''}`.replace(/; $/, ''), { cause: e });
+    throw new Img2vmError(
+      'imageNotFound',
+      `image "${name}" is not in the local Docker daemon${why}, and ${e.message}`,
+      `pull or build it first (docker pull ${name}), or check the name with: docker image ls; ${e.hint ?? ''}`.replace(
+        /; $/,
+        '',
+      ),
+      { cause: e },
+    );
   }
 }
 
@@ -98,7 +123,14 @@ export interface DaemonImageContext {
  * loaded image. The daemon adds mount points (/proc, /sys, /dev/pts, /dev/shm, /.dockerenv, /etc/hosts,
  * /etc/hostname, /etc/resolv.conf, /etc/mtab) where the image has none.
  */
-export async function openDaemonImage(client: DockerClient, name: string, ref: string, ctx: DaemonImageContext, platform?: Platform, inspected?: ImageInspect): Promise<SourceImage> {
+export async function openDaemonImage(
+  client: DockerClient,
+  name: string,
+  ref: string,
+  ctx: DaemonImageContext,
+  platform?: Platform,
+  inspected?: ImageInspect,
+): Promise<SourceImage> {
   const info = inspected ?? (await client.inspect(name));
   if (!info) {
     throw new Img2vmError(
@@ -108,7 +140,11 @@ export async function openDaemonImage(client: DockerClient, name: string, ref: s
     );
   }
   if (platform && !platformMatches({ os: info.Os, architecture: info.Architecture }, platform)) {
-    throw new Img2vmError('imageNotFound', `image "${name}" in the Docker daemon is ${info.Os}/${info.Architecture}, not ${formatPlatform(platform)}`, 'pull the platform you want, or drop --platform');
+    throw new Img2vmError(
+      'imageNotFound',
+      `image "${name}" in the Docker daemon is ${info.Os}/${info.Architecture}, not ${formatPlatform(platform)}`,
+      'pull the platform you want, or drop --platform',
+    );
   }
   await sweepExportContainers(client);
   let container: Promise<string> | undefined;
@@ -116,14 +152,23 @@ export async function openDaemonImage(client: DockerClient, name: string, ref: s
     (container ??= (async () => {
       const id = await client.createContainer(info.Id, { [EXPORT_LABEL]: `${hostname()}:${process.pid}` });
       // Removed by a client of its own: the run's client stops answering once the run is interrupted.
-      ctx.scope.defer(`remove container ${id.slice(0, 12)}`, () => new DockerClient(client.endpoint).removeContainer(id));
+      ctx.scope.defer(`remove container ${id.slice(0, 12)}`, () =>
+        new DockerClient(client.endpoint).removeContainer(id),
+      );
       return id;
     })());
   const c = info.Config ?? {};
   const config: ImageConfig = {
     architecture: info.Architecture,
     os: info.Os,
-    config: { Env: c.Env ?? null, Entrypoint: c.Entrypoint ?? null, Cmd: c.Cmd ?? null, WorkingDir: c.WorkingDir ?? null, User: c.User ?? null, Labels: c.Labels ?? null },
+    config: {
+      Env: c.Env ?? null,
+      Entrypoint: c.Entrypoint ?? null,
+      Cmd: c.Cmd ?? null,
+      WorkingDir: c.WorkingDir ?? null,
+      User: c.User ?? null,
+      Labels: c.Labels ?? null,
+    },
     rootfs: { type: 'layers', diff_ids: info.RootFS?.Layers ?? [] },
   };
   return {
@@ -161,7 +206,12 @@ async function firstFileOf(res: Readable, path: string): Promise<Buffer | undefi
   try {
     const h = await tar.next();
     if (!h || h.type !== 'file') return undefined;
-    if (h.size > 1 << 20) throw new Img2vmError('badImage', `${path} in the image is ${h.size} bytes, more than img2vm reads`, 'check the image');
+    if (h.size > 1 << 20)
+      throw new Img2vmError(
+        'badImage',
+        `${path} in the image is ${h.size} bytes, more than img2vm reads`,
+        'check the image',
+      );
     const parts: Buffer[] = [];
     await tar.readData((chunk) => parts.push(Buffer.from(chunk)));
     return Buffer.concat(parts);

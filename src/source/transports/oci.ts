@@ -5,5 +5,6 @@ import type { Transport } from '../transport.js';
 
 export const oci: Transport = {
   id: 'oci',
-  open: (src, ref, env) => openOciLayout(resolvePath(src.target), ref, { tag: src.tag, ...env, signal: env.ctx.signal }),
+  open: (src, ref, env) =>
+    openOciLayout(resolvePath(src.target), ref, { tag: src.tag, ...env, signal: env.ctx.signal }),
 };

@@ -7,7 +7,9 @@ import { debugfs, dir, EPOCH, expectClean, file, meta, tmp, ts, writeImage } fro
 import { readTree, type ReadTree } from './readback.js';
 
 const t = tmp();
-afterAll(() => { if (!process.env.KEEP) t.done(); });
+afterAll(() => {
+  if (!process.env.KEEP) t.done();
+});
 
 const linked = Buffer.from('one inode, three names\n');
 const contents = new Map<string, Buffer>();
@@ -35,7 +37,15 @@ beforeAll(async () => {
       allbits: f('allbits', 'y', meta(0o7777)),
       nobits: f('nobits', 'z', meta(0)),
       owners: f('owners', 'o', meta(0o600, { uid: 70000, gid: 4294967294 })),
-      times: f('times', 't', meta(0o644, { mtime: ts(1_700_000_000, 123_456_789), atime: ts(-1_234_567_890, 42), ctime: ts(3_000_000_000, 999_999_999) })),
+      times: f(
+        'times',
+        't',
+        meta(0o644, {
+          mtime: ts(1_700_000_000, 123_456_789),
+          atime: ts(-1_234_567_890, 42),
+          ctime: ts(3_000_000_000, 999_999_999),
+        }),
+      ),
       epoch0: f('epoch0', '0', meta(0o644, { mtime: ts(0, 0), atime: ts(-1, 999_999_999), ctime: ts(2 ** 31 - 1, 1) })),
       far: f('far', 'f', meta(0o644, { mtime: ts(2 ** 32 + 5, 1), atime: ts(2 ** 33, 7) })),
       hard1: hl,
@@ -74,14 +84,22 @@ function inodeAt(path: string): ReturnType<ReadTree['inodes']['get']> & object {
 
 function times(m: NodeMeta): Record<string, [number, number]> {
   const enc = (x: Timestamp): [number, number] => encodeTime(x);
-  return { mtime: enc(m.mtime), atime: enc(m.atime ?? m.mtime), ctime: enc(m.ctime ?? m.mtime), crtime: enc({ sec: EPOCH, nsec: 0 }) };
+  return {
+    mtime: enc(m.mtime),
+    atime: enc(m.atime ?? m.mtime),
+    ctime: enc(m.ctime ?? m.mtime),
+    crtime: enc({ sec: EPOCH, nsec: 0 }),
+  };
 }
 
 describe('inode attributes', () => {
   it('e2fsck finds nothing to fix', () => expectClean(img));
 
   it('keeps every name, including 255-byte, non-UTF-8, space, newline and control-byte names', () => {
-    const names = tree.entries.filter((e) => e.path.lastIndexOf('/') === 0).map((e) => e.path).sort();
+    const names = tree.entries
+      .filter((e) => e.path.lastIndexOf('/') === 0)
+      .map((e) => e.path)
+      .sort();
     expect(names).toEqual([...expected.keys(), '/lost+found'].sort());
     expect(tree.entries.map((e) => e.path)).toContain('/\xe9t\xe9/\x01\x7f');
   });
@@ -142,7 +160,15 @@ describe('inode attributes', () => {
   });
 
   it('keeps every file byte', () => {
-    const byName: Record<string, string> = { '/suid': 'suid', '/owners': 'owners', ['/' + 'n'.repeat(255)]: 'long', '/\xff\xfe-not-utf8': 'bin', '/new\nline': 'newline', '/empty': 'empty', '/\xe9t\xe9/\x01\x7f': 'ctl' };
+    const byName: Record<string, string> = {
+      '/suid': 'suid',
+      '/owners': 'owners',
+      ['/' + 'n'.repeat(255)]: 'long',
+      '/\xff\xfe-not-utf8': 'bin',
+      '/new\nline': 'newline',
+      '/empty': 'empty',
+      '/\xe9t\xe9/\x01\x7f': 'ctl',
+    };
     for (const [p, k] of Object.entries(byName)) expect(inodeAt(p).sha256, p).toBe(sha(contents.get(k)!));
     expect(inodeAt('/empty').blockcount).toBe(0);
     expect(inodeAt('/empty').flags).toBe(0x80000);

@@ -32,12 +32,17 @@ describe('directories', () => {
     }
     const mid = new Map<string, Node>();
     for (let i = 0; i < 5000; i++) mid.set(`f${i}`, fifo());
-    await writeImage(img, () => dir({
-      exact: dir(Object.fromEntries(exact.map((n) => [n, fifo()]))),
-      overflow: dir(Object.fromEntries([...exact, 'more'].map((n) => [n, fifo()]))),
-      mid: dir(mid),
-      big: dir(big),
-    }), { sizeBytes: 512 << 20, inodeCount: 110_000 });
+    await writeImage(
+      img,
+      () =>
+        dir({
+          exact: dir(Object.fromEntries(exact.map((n) => [n, fifo()]))),
+          overflow: dir(Object.fromEntries([...exact, 'more'].map((n) => [n, fifo()]))),
+          mid: dir(mid),
+          big: dir(big),
+        }),
+      { sizeBytes: 512 << 20, inodeCount: 110_000 },
+    );
   });
 
   it('pass e2fsck, which checks every htree hash range, limit, count and checksum', () => expectClean(img));
@@ -58,7 +63,10 @@ describe('directories', () => {
     // ls -p also prints the empty entry that covers each dx node block (inode 0).
     expect(ls.split('\n').filter((l) => /^\/[1-9]/.test(l)).length).toBe(100_000 + 2);
     const picks = [0, 1, 65_000, 65_001, 99_999, 12_345, 77_777].map((i) => bigNames[i]!);
-    const out = debugfsBatch(img, picks.map((n) => `stat /big/${n}`));
+    const out = debugfsBatch(
+      img,
+      picks.map((n) => `stat /big/${n}`),
+    );
     expect(out.match(/^Inode: \d+/gm)?.length).toBe(picks.length);
     expect(debugfs(img, 'stat /big/subdirectory-number-7')).toMatch(/Links: 2 /);
   });
@@ -67,7 +75,11 @@ describe('directories', () => {
 describe('htree leaves', () => {
   it('mark a leaf that continues a run of equal hashes with the low bit of its index hash', () => {
     const hasher = { hash: () => 0x12345678 } as unknown as DirHasher;
-    const children: DirEntry[] = Array.from({ length: 600 }, (_, i) => ({ name: `same-hash-${i}`, ino: 100 + i, type: FT_REG }));
+    const children: DirEntry[] = Array.from({ length: 600 }, (_, i) => ({
+      name: `same-hash-${i}`,
+      ino: 100 + i,
+      type: FT_REG,
+    }));
     const d = buildDir(50, 2, children, hasher, 0);
     expect(d.indexed).toBe(true);
     const root = d.blocks[0]!;
@@ -82,6 +94,8 @@ describe('htree leaves', () => {
     const signed = new DirHasher(seed, true).hash(Buffer.from('\xe9', 'latin1'));
     const unsigned = new DirHasher(seed, false).hash(Buffer.from('\xe9', 'latin1'));
     expect(signed).not.toBe(unsigned);
-    expect(new DirHasher(seed, true).hash(Buffer.from('ascii'))).toBe(new DirHasher(seed, false).hash(Buffer.from('ascii')));
+    expect(new DirHasher(seed, true).hash(Buffer.from('ascii'))).toBe(
+      new DirHasher(seed, false).hash(Buffer.from('ascii')),
+    );
   });
 });

@@ -5,7 +5,21 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Img2vmError } from '../../../src/core/errors.js';
 import { Ext4Writer, MemoryStore } from '../../../src/disk/ext4/index.js';
 import { RawFileTarget } from '../../../src/disk/target.js';
-import { catFile, chunksOf, debugfs, dir, EPOCH, expectClean, file, SEED, tmp, UUID, writeImage, expectFailure, rejection } from './helpers.js';
+import {
+  catFile,
+  chunksOf,
+  debugfs,
+  dir,
+  EPOCH,
+  expectClean,
+  file,
+  SEED,
+  tmp,
+  UUID,
+  writeImage,
+  expectFailure,
+  rejection,
+} from './helpers.js';
 
 const t = tmp();
 afterAll(() => t.done());
@@ -27,12 +41,14 @@ describe('file contents', () => {
     const big = sparse(3000, (i) => i % 2 === 0); // 1500 extents: 5 leaves under an index block
     const tailHole = Buffer.concat([sparse(4, () => true), Buffer.alloc(3 * 4096 + 5)]);
     const allZero = Buffer.alloc(10 * 4096 + 1);
-    await writeImage(img, async (w) => dir({
-      small: file(await w.put(chunksOf(small, 1000), small.length), small.length),
-      big: file(await w.put(chunksOf(big, 65536), big.length), big.length),
-      tailhole: file(await w.put(chunksOf(tailHole, 4097), tailHole.length), tailHole.length),
-      zeros: file(await w.put(chunksOf(allZero, 1), allZero.length), allZero.length),
-    }));
+    await writeImage(img, async (w) =>
+      dir({
+        small: file(await w.put(chunksOf(small, 1000), small.length), small.length),
+        big: file(await w.put(chunksOf(big, 65536), big.length), big.length),
+        tailhole: file(await w.put(chunksOf(tailHole, 4097), tailHole.length), tailHole.length),
+        zeros: file(await w.put(chunksOf(allZero, 1), allZero.length), allZero.length),
+      }),
+    );
     expectClean(img);
     expect(sha(catFile(img, '/small'))).toBe(sha(small));
     expect(sha(catFile(img, '/big'))).toBe(sha(big));
@@ -54,8 +70,16 @@ describe('file contents', () => {
     const w = new Ext4Writer({ target, offset: 0, uuid: UUID, label: '', hashSeed: SEED, epoch: EPOCH });
     const sizes = [1, 4095, 4096, 4097, 8191, 100_003];
     const refs = await Promise.all(sizes.map((s) => w.put(chunksOf(data, s), data.length)));
-    expectFailure(await rejection(w.put(chunksOf(data, 4096), data.length + 1)), 'badImage', /ended after 100003 of its declared 100004/);
-    expectFailure(await rejection(w.put(chunksOf(data, 4096), data.length - 1)), 'badImage', /longer than its declared 100002/);
+    expectFailure(
+      await rejection(w.put(chunksOf(data, 4096), data.length + 1)),
+      'badImage',
+      /ended after 100003 of its declared 100004/,
+    );
+    expectFailure(
+      await rejection(w.put(chunksOf(data, 4096), data.length - 1)),
+      'badImage',
+      /longer than its declared 100002/,
+    );
     const root = dir(Object.fromEntries(refs.map((r, i) => [`f${sizes[i]}`, file(r, data.length)])));
     await w.finish(root, { sizeBytes: 32 << 20, inodeCount: 1024 });
     target.close();
@@ -66,14 +90,18 @@ describe('file contents', () => {
   it('write data from the front, many small files in few writes', async () => {
     const img = t.path('batch.img');
     const n = 2000;
-    const { summary } = await writeImage(img, (w) => {
-      const entries: Record<string, ReturnType<typeof file>> = {};
-      for (let i = 0; i < n; i++) {
-        const b = Buffer.alloc(3000, i & 0xff || 1);
-        entries[`f${i}`] = file(w.putBuffer(b), b.length);
-      }
-      return dir(entries);
-    }, { sizeBytes: 64 << 20 });
+    const { summary } = await writeImage(
+      img,
+      (w) => {
+        const entries: Record<string, ReturnType<typeof file>> = {};
+        for (let i = 0; i < n; i++) {
+          const b = Buffer.alloc(3000, i & 0xff || 1);
+          entries[`f${i}`] = file(w.putBuffer(b), b.length);
+        }
+        return dir(entries);
+      },
+      { sizeBytes: 64 << 20 },
+    );
     expectClean(img);
     expect(debugfs(img, 'stat /f0')).toMatch(/EXTENTS:\n\(0\):257\n/);
     expect(debugfs(img, 'stat /f1')).toMatch(/EXTENTS:\n\(0\):258\n/);
@@ -102,11 +130,13 @@ describe('file contents', () => {
     readSync(fd, raw, 0, raw.length, 257 * 4096);
     closeSync(fd);
     const stale = Buffer.alloc(4096, 0x5a);
-    for (let i = 0; i < 80; i++) expect(raw.subarray(i * 4096, i * 4096 + 4096).equals(stale), `block ${257 + i}`).toBe(false);
+    for (let i = 0; i < 80; i++)
+      expect(raw.subarray(i * 4096, i * 4096 + 4096).equals(stale), `block ${257 + i}`).toBe(false);
     // Every block of that range the bitmap calls free is zero; the in-use ones are metadata now.
     const free = [...debugfs(img, 'testb 257 80').matchAll(/Block (\d+) not in use/g)].map((m) => Number(m[1]));
     expect(free.length).toBeGreaterThan(50);
-    for (const b of free) expect(raw.subarray((b - 257) * 4096, (b - 256) * 4096).equals(Buffer.alloc(4096)), `free block ${b}`).toBe(true);
+    for (const b of free)
+      expect(raw.subarray((b - 257) * 4096, (b - 256) * 4096).equals(Buffer.alloc(4096)), `free block ${b}`).toBe(true);
   });
 
   it('copy content of other stores in at finish, and give a ref used by two nodes two copies', async () => {
@@ -159,11 +189,23 @@ describe('file contents', () => {
 
   it('refuse content past maxBytes with sizeTooSmall, and file sizes ext4 cannot hold', async () => {
     const target = new RawFileTarget(t.path('max.img'));
-    const w = new Ext4Writer({ target, offset: 0, maxBytes: 2 << 20, uuid: UUID, label: '', hashSeed: SEED, epoch: EPOCH });
+    const w = new Ext4Writer({
+      target,
+      offset: 0,
+      maxBytes: 2 << 20,
+      uuid: UUID,
+      label: '',
+      hashSeed: SEED,
+      epoch: EPOCH,
+    });
     w.putBuffer(Buffer.alloc(200 * 4096, 1));
     const err = await w.put(chunksOf(Buffer.alloc(400 * 4096, 2), 65536), 400 * 4096).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Img2vmError);
-    expectFailure(err, 'sizeTooSmall', /file contents alone need more than the root file system's 2M: 800K are stored and a file of 1\.6M does not fit/);
+    expectFailure(
+      err,
+      'sizeTooSmall',
+      /file contents alone need more than the root file system's 2M: 800K are stored and a file of 1\.6M does not fit/,
+    );
     expect(() => w.putBuffer(Buffer.alloc(300 * 4096, 3))).toThrow(/need more than/);
     expectFailure(await rejection(w.put(chunksOf(Buffer.alloc(0), 1), 2 ** 60)), 'badImage', /./);
     target.close();

@@ -10,7 +10,7 @@ afterAll(() => t.done());
 
 const kernel = Buffer.from(Buffer.alloc(5 * 1024 * 1024).map((_, i) => (i * 7 + (i >> 12)) & 0xff));
 const sparse = Buffer.alloc(2000 * 4096);
-for (let i = 0; i < 2000; i += 2) sparse.fill(i % 200 + 1, i * 4096, i * 4096 + 4096);
+for (let i = 0; i < 2000; i += 2) sparse.fill((i % 200) + 1, i * 4096, i * 4096 + 4096);
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 let img: string;
@@ -43,7 +43,9 @@ describe('GRUB reads the file system', () => {
   it('is clean for e2fsck first', () => expectClean(img));
 
   it('lists directories, including a 3000-entry htree', () => {
-    expect(grub('ls', '/').trim().split(/\s+/).sort()).toEqual(['boot/', 'caf\xc3\xa9', 'longlink', 'lost+found/', 'sparse', 'vmlinuz'].sort());
+    expect(grub('ls', '/').trim().split(/\s+/).sort()).toEqual(
+      ['boot/', 'caf\xc3\xa9', 'longlink', 'lost+found/', 'sparse', 'vmlinuz'].sort(),
+    );
     const mods = grub('ls', '/boot/grub/x86_64-efi').trim().split(/\s+/);
     expect(mods).toHaveLength(3001);
     expect(mods).toContain('module-2999.mod');

@@ -52,13 +52,31 @@ export interface Image {
 export async function writeImage(
   path: string,
   fill: (w: Ext4Writer) => Promise<DirNode> | DirNode,
-  o: { sizeBytes?: number; inodeCount?: number; journalBytes?: number; offset?: number; writer?: Partial<Ext4WriterOptions> } = {},
+  o: {
+    sizeBytes?: number;
+    inodeCount?: number;
+    journalBytes?: number;
+    offset?: number;
+    writer?: Partial<Ext4WriterOptions>;
+  } = {},
 ): Promise<Image> {
   const target = new RawFileTarget(path);
   try {
-    const w = new Ext4Writer({ target, offset: o.offset ?? 0, uuid: UUID, label: 'root', hashSeed: SEED, epoch: EPOCH, ...o.writer });
+    const w = new Ext4Writer({
+      target,
+      offset: o.offset ?? 0,
+      uuid: UUID,
+      label: 'root',
+      hashSeed: SEED,
+      epoch: EPOCH,
+      ...o.writer,
+    });
     const root = await fill(w);
-    const summary = await w.finish(root, { sizeBytes: o.sizeBytes ?? 64 * 1024 * 1024, inodeCount: o.inodeCount ?? 4096, ...(o.journalBytes ? { journalBytes: o.journalBytes } : {}) });
+    const summary = await w.finish(root, {
+      sizeBytes: o.sizeBytes ?? 64 * 1024 * 1024,
+      inodeCount: o.inodeCount ?? 4096,
+      ...(o.journalBytes ? { journalBytes: o.journalBytes } : {}),
+    });
     return { path, summary };
   } finally {
     target.close();
@@ -66,7 +84,11 @@ export async function writeImage(
 }
 
 function tool(name: string, args: string[], input?: Buffer): { status: number; stdout: Buffer; stderr: string } {
-  const r = spawnSync(name, args, { input, maxBuffer: 1 << 30, env: { ...process.env, LC_ALL: 'C', PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+  const r = spawnSync(name, args, {
+    input,
+    maxBuffer: 1 << 30,
+    env: { ...process.env, LC_ALL: 'C', PATH: `${process.env.PATH}:/usr/sbin:/sbin` },
+  });
   if (r.error) throw new Error(`${name} could not run (${r.error.message}); install it with scripts/install-deps.sh`);
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr.toString() };
 }
@@ -82,7 +104,10 @@ export function expectClean(path: string): void {
   const extra = process.env.IMG2VM_E2FSCK_EXTRA;
   if (extra) {
     const lib = join(extra, '..', '..', 'lib', 'x86_64-linux-gnu');
-    const x = spawnSync(extra, ['-fn', path], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C', LD_LIBRARY_PATH: lib } });
+    const x = spawnSync(extra, ['-fn', path], {
+      encoding: 'utf8',
+      env: { ...process.env, LC_ALL: 'C', LD_LIBRARY_PATH: lib },
+    });
     expect(x.status, `${extra} -fn ${path}:\n${x.stdout}${x.stderr}`).toBe(0);
   }
 }
@@ -119,7 +144,10 @@ export async function* chunksOf(buf: Buffer, size: number): AsyncIterable<Uint8A
 
 /** The error a promise rejects with (undefined if it resolves). */
 export async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(() => undefined, (e: unknown) => e);
+  return p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
 }
 
 /**

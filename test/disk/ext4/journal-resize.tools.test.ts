@@ -31,7 +31,11 @@ describe('journal', () => {
   });
 
   it('is sized 16, 32 or 64 MiB by the file-system size, or as asked', async () => {
-    for (const [size, want] of [[511 * MiB, '16M'], [512 * MiB, '32M'], [2048 * MiB, '64M']] as const) {
+    for (const [size, want] of [
+      [511 * MiB, '16M'],
+      [512 * MiB, '32M'],
+      [2048 * MiB, '64M'],
+    ] as const) {
       const img = t.path(`j${size}.img`);
       await writeImage(img, () => dir(), { sizeBytes: size });
       expect(dumpe2fsHeader(img)).toMatch(new RegExp(`Total journal size: +${want}\\n`));
@@ -41,7 +45,9 @@ describe('journal', () => {
     expect(summary.journalBytes).toBe(200 * MiB);
     expectClean(img);
     expect(dumpe2fsHeader(img)).toMatch(/Total journal size: +200M\n/);
-    expect(debugfs(img, 'stat <8>')).toMatch(/EXTENTS:\n\(0-16383\):\d+-\d+, \(16384-32767\):\d+-\d+, \(32768-49151\):\d+-\d+, \(49152-51199\):\d+-\d+\n/);
+    expect(debugfs(img, 'stat <8>')).toMatch(
+      /EXTENTS:\n\(0-16383\):\d+-\d+, \(16384-32767\):\d+-\d+, \(32768-49151\):\d+-\d+, \(49152-51199\):\d+-\d+\n/,
+    );
   });
 });
 
@@ -49,7 +55,9 @@ describe('resize inode', () => {
   it('reserves descriptor blocks so resize2fs can grow the file system offline', async () => {
     const img = t.path('grow.img');
     const data = Buffer.from(Buffer.alloc(3 * MiB).map((_, i) => (i * 31) & 0xff));
-    const { summary } = await writeImage(img, (w) => dir({ keep: file(w.putBuffer(data), data.length) }), { sizeBytes: 256 * MiB });
+    const { summary } = await writeImage(img, (w) => dir({ keep: file(w.putBuffer(data), data.length) }), {
+      sizeBytes: 256 * MiB,
+    });
     expect(summary.reservedGdtBlocks).toBe(255);
     expectClean(img);
     expect(dumpe2fsHeader(img)).toMatch(/Reserved GDT blocks: +255\n/);

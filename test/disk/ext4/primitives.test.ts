@@ -1,7 +1,15 @@
 // The ext4 writer's building blocks against published values: crc32c, timestamps, geometry, ACLs (the directory hash against debugfs: primitives.tools.test.ts).
 import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../../src/core/crc32c.js';
-import { advance, backupGroups, BACKUP_REGION, isBackupGroup, placeRun, skipReserved, trimBlocks } from '../../../src/disk/ext4/geometry.js';
+import {
+  advance,
+  backupGroups,
+  BACKUP_REGION,
+  isBackupGroup,
+  placeRun,
+  skipReserved,
+  trimBlocks,
+} from '../../../src/disk/ext4/geometry.js';
 import { encodeInode, encodeTime, MAX_TIME, MIN_TIME } from '../../../src/disk/ext4/inode.js';
 import { aclToDisk } from '../../../src/disk/ext4/xattr.js';
 
@@ -38,7 +46,26 @@ describe('timestamps', () => {
   it('stores i_blocks and sizes beyond 32 bits in their high fields', () => {
     const b = Buffer.alloc(256);
     const z = { sec: 0, nsec: 0 };
-    encodeInode(b, 0, { mode: 0o100644, uid: 0x12345, gid: 0x67890, size: 5 * 2 ** 32 + 3, atime: z, ctime: z, mtime: z, crtime: z, links: 1, sectors: 3 * 2 ** 32 + 9, flags: 0, fileAcl: 2 ** 33 + 1 }, 12, 0);
+    encodeInode(
+      b,
+      0,
+      {
+        mode: 0o100644,
+        uid: 0x12345,
+        gid: 0x67890,
+        size: 5 * 2 ** 32 + 3,
+        atime: z,
+        ctime: z,
+        mtime: z,
+        crtime: z,
+        links: 1,
+        sectors: 3 * 2 ** 32 + 9,
+        flags: 0,
+        fileAcl: 2 ** 33 + 1,
+      },
+      12,
+      0,
+    );
     expect(b.readUInt32LE(0x04)).toBe(3);
     expect(b.readUInt32LE(0x6c)).toBe(5);
     expect(b.readUInt32LE(0x1c)).toBe(9);
@@ -53,7 +80,20 @@ describe('timestamps', () => {
 describe('geometry', () => {
   it('puts backup superblocks in 0, 1 and powers of 3, 5, 7', () => {
     expect(backupGroups(100)).toEqual([1, 3, 5, 7, 9, 25, 27, 49, 81]);
-    expect([0, 1, 2, 3, 4, 5, 25, 125, 243, 343, 6561, 15625].map(isBackupGroup)).toEqual([true, true, false, true, false, true, true, true, true, true, true, true]);
+    expect([0, 1, 2, 3, 4, 5, 25, 125, 243, 343, 6561, 15625].map(isBackupGroup)).toEqual([
+      true,
+      true,
+      false,
+      true,
+      false,
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+    ]);
   });
 
   it('never allocates inside a backup region', () => {
@@ -79,7 +119,13 @@ describe('POSIX ACLs', () => {
   it('convert from the xattr format to ext4 short and long entries', () => {
     const x = Buffer.alloc(4 + 5 * 8);
     x.writeUInt32LE(2, 0);
-    const ents: Array<[number, number, number]> = [[1, 7, 0xffffffff], [2, 5, 1000], [4, 5, 0xffffffff], [0x10, 7, 0xffffffff], [0x20, 4, 0xffffffff]];
+    const ents: Array<[number, number, number]> = [
+      [1, 7, 0xffffffff],
+      [2, 5, 1000],
+      [4, 5, 0xffffffff],
+      [0x10, 7, 0xffffffff],
+      [0x20, 4, 0xffffffff],
+    ];
     ents.forEach(([tag, perm, id], i) => {
       x.writeUInt16LE(tag, 4 + 8 * i);
       x.writeUInt16LE(perm, 6 + 8 * i);

@@ -11,8 +11,21 @@ describe('directory hash', () => {
   it('agrees with debugfs dx_hash (signed half_md4, the seed) on ASCII, long and high-byte names', async () => {
     const img = t.path('hash.img');
     await writeImage(img, () => dir());
-    const names = ['a', 'hello', 'x'.repeat(31), 'y'.repeat(32), 'z'.repeat(33), 'n'.repeat(255), 'caf\xe9', '\xff\xfe\x80', 'mixed-\x81name.txt'];
-    const out = debugfsBatch(img, names.map((n) => `dx_hash -h half_md4 -s ${SEED} "${n}"`));
+    const names = [
+      'a',
+      'hello',
+      'x'.repeat(31),
+      'y'.repeat(32),
+      'z'.repeat(33),
+      'n'.repeat(255),
+      'caf\xe9',
+      '\xff\xfe\x80',
+      'mixed-\x81name.txt',
+    ];
+    const out = debugfsBatch(
+      img,
+      names.map((n) => `dx_hash -h half_md4 -s ${SEED} "${n}"`),
+    );
     const got = [...out.matchAll(/Hash of .* is 0x([0-9a-f]+)/g)].map((m) => parseInt(m[1]!, 16));
     const h = new DirHasher(parseUuid(SEED, 'seed'), true);
     expect(got).toHaveLength(names.length);

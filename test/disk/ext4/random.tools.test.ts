@@ -34,7 +34,15 @@ function prng(seed: number): { int(n: number): number; chance(p: number): boolea
 
 type R = ReturnType<typeof prng>;
 
-const KIND_TYPE: Record<Node['kind'], string> = { file: 'regular', dir: 'directory', symlink: 'symlink', char: 'character', block: 'block', fifo: 'FIFO', socket: 'socket' };
+const KIND_TYPE: Record<Node['kind'], string> = {
+  file: 'regular',
+  dir: 'directory',
+  symlink: 'symlink',
+  char: 'character',
+  block: 'block',
+  fifo: 'FIFO',
+  socket: 'socket',
+};
 
 function name(r: R, taken: Set<string>): string {
   for (;;) {
@@ -56,7 +64,13 @@ function time(r: R): { sec: number; nsec: number } {
 }
 
 function acl(r: R): Buffer {
-  const tags: Array<[number, number]> = [[1, r.int(8)], [2, r.int(8)], [4, r.int(8)], [0x10, 7], [0x20, r.int(8)]];
+  const tags: Array<[number, number]> = [
+    [1, r.int(8)],
+    [2, r.int(8)],
+    [4, r.int(8)],
+    [0x10, 7],
+    [0x20, r.int(8)],
+  ];
   const b = Buffer.alloc(4 + 8 * tags.length);
   b.writeUInt32LE(2, 0);
   tags.forEach(([tag, perm], i) => {
@@ -76,14 +90,23 @@ function randomMeta(r: R): NodeMeta {
     }
   }
   if (r.chance(0.03)) xattrs.set('system.posix_acl_access', acl(r));
-  return { mode: r.int(0o10000), uid: r.chance(0.5) ? r.int(70_000) : r.int(2 ** 32), gid: r.int(2 ** 32), mtime: time(r), atime: time(r), ctime: time(r), xattrs };
+  return {
+    mode: r.int(0o10000),
+    uid: r.chance(0.5) ? r.int(70_000) : r.int(2 ** 32),
+    gid: r.int(2 ** 32),
+    mtime: time(r),
+    atime: time(r),
+    ctime: time(r),
+    xattrs,
+  };
 }
 
 /** Content with runs of zero blocks (holes) and an odd tail. */
 function content(r: R): Buffer {
   const blocks = r.chance(0.5) ? r.int(2) : r.int(60);
   const b = Buffer.alloc(blocks * 4096 + (r.chance(0.7) ? r.int(4096) : 0));
-  for (let i = 0; i * 4096 < b.length; i++) if (r.chance(0.6)) r.bytes(Math.min(4096, b.length - i * 4096)).copy(b, i * 4096);
+  for (let i = 0; i * 4096 < b.length; i++)
+    if (r.chance(0.6)) r.bytes(Math.min(4096, b.length - i * 4096)).copy(b, i * 4096);
   return b;
 }
 
@@ -117,7 +140,12 @@ async function build(w: Ext4Writer, seed: number): Promise<Built> {
         } else {
           const c = content(r);
           const how = r.int(3);
-          const ref = how === 0 ? w.putBuffer(c) : how === 1 ? await w.put(chunksOf(c, 1 + r.int(10_000)), c.length) : mem.putBuffer(c);
+          const ref =
+            how === 0
+              ? w.putBuffer(c)
+              : how === 1
+                ? await w.put(chunksOf(c, 1 + r.int(10_000)), c.length)
+                : mem.putBuffer(c);
           if (r.chance(0.1)) w.release(w.putBuffer(r.bytes(8192)));
           const f: FileNode = { kind: 'file', meta: randomMeta(r), size: c.length, data: ref };
           files.push(f);
@@ -132,7 +160,12 @@ async function build(w: Ext4Writer, seed: number): Promise<Built> {
         for (let j = 0; j < len; j++) tgt += String.fromCharCode(1 + r.int(255));
         node = { kind: 'symlink', meta: randomMeta(r), target: tgt };
       } else if (k < 90) {
-        node = { kind: r.chance(0.5) ? 'char' : 'block', meta: randomMeta(r), major: r.int(4096), minor: r.int(1 << 20) };
+        node = {
+          kind: r.chance(0.5) ? 'char' : 'block',
+          meta: randomMeta(r),
+          major: r.int(4096),
+          minor: r.int(1 << 20),
+        };
       } else {
         node = { kind: r.chance(0.5) ? 'fifo' : 'socket', meta: randomMeta(r) };
       }
@@ -156,10 +189,14 @@ describe('random trees', () => {
     it(`round-trip every name, attribute, xattr and byte (seed ${seed})`, async () => {
       const img = t.path(`random-${seed}.img`);
       let built: Built | undefined;
-      await writeImage(img, async (w) => {
-        built = await build(w, seed);
-        return built.root;
-      }, { sizeBytes: 128 << 20, inodeCount: 8192 });
+      await writeImage(
+        img,
+        async (w) => {
+          built = await build(w, seed);
+          return built.root;
+        },
+        { sizeBytes: 128 << 20, inodeCount: 8192 },
+      );
       const b = built!;
       expectClean(img);
       const back = readTree(img, t.dir);
@@ -185,8 +222,19 @@ describe('random trees', () => {
         const r = back.inodes.get(e.ino)!;
         const m = node.meta;
         const where = JSON.stringify(p);
-        expect([where, r.type, r.perm, r.uid, r.gid], where).toEqual([where, KIND_TYPE[node.kind], m.mode, m.uid, m.gid]);
-        expect(r.times, where).toEqual({ mtime: encodeTime(m.mtime), atime: encodeTime(m.atime!), ctime: encodeTime(m.ctime!), crtime: [EPOCH, 0] });
+        expect([where, r.type, r.perm, r.uid, r.gid], where).toEqual([
+          where,
+          KIND_TYPE[node.kind],
+          m.mode,
+          m.uid,
+          m.gid,
+        ]);
+        expect(r.times, where).toEqual({
+          mtime: encodeTime(m.mtime),
+          atime: encodeTime(m.atime!),
+          ctime: encodeTime(m.ctime!),
+          crtime: [EPOCH, 0],
+        });
         expect(new Map([...r.xattrs]), where).toEqual(new Map([...m.xattrs].map(([k, v]) => [k, debugfsView(k, v)])));
         if (node.kind === 'dir') {
           expect(r.links, where).toBe(2 + [...node.entries.values()].filter((c) => c.kind === 'dir').length);
@@ -194,7 +242,11 @@ describe('random trees', () => {
           expect(r.links, where).toBe(names.get(node));
         }
         if (node.kind === 'file') {
-          expect([where, r.size, r.sha256], where).toEqual([where, node.size, createHash('sha256').update(b.data.get(node)!).digest('hex')]);
+          expect([where, r.size, r.sha256], where).toEqual([
+            where,
+            node.size,
+            createHash('sha256').update(b.data.get(node)!).digest('hex'),
+          ]);
         }
         if (node.kind === 'symlink') expect(r.target, where).toBe(node.target);
         if (node.kind === 'char' || node.kind === 'block') expect(r.device, where).toEqual([node.major, node.minor]);

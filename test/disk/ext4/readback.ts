@@ -101,7 +101,13 @@ export function readTree(img: string, dumpDir: string): ReadTree {
   let level: Array<[number, string]> = [[2, '']];
   const seen = new Set<number>([2]);
   while (level.length > 0) {
-    const outs = perRequest(debugfsBatch(img, level.map(([ino]) => `ls -p <${ino}>`)), level.length);
+    const outs = perRequest(
+      debugfsBatch(
+        img,
+        level.map(([ino]) => `ls -p <${ino}>`),
+      ),
+      level.length,
+    );
     const next: Array<[number, string]> = [];
     level.forEach(([, dirPath], i) => {
       for (const m of outs[i]!.matchAll(/^\/(\d+)\/([0-7]{6})\/(-?\d+)\/(-?\d+)\/([^/]*)\/(\d*)\/\n/gm)) {
@@ -118,7 +124,13 @@ export function readTree(img: string, dumpDir: string): ReadTree {
     level = next;
   }
   const inos = [...new Set([2, ...entries.map((e) => e.ino)])].sort((a, b) => a - b);
-  const stats = perRequest(debugfsBatch(img, inos.map((i) => `stat <${i}>`)), inos.length);
+  const stats = perRequest(
+    debugfsBatch(
+      img,
+      inos.map((i) => `stat <${i}>`),
+    ),
+    inos.length,
+  );
   const inodes = new Map<number, ReadInode>();
   const wanted: Array<[number, string]> = [];
   inos.forEach((ino, i) => {
@@ -127,16 +139,27 @@ export function readTree(img: string, dumpDir: string): ReadTree {
     for (const n of xattrNames(stats[i]!)) wanted.push([ino, n]);
   });
   if (wanted.length > 0) {
-    const vals = perRequest(debugfsBatch(img, wanted.map(([ino, n]) => `ea_get -x <${ino}> ${n}`)), wanted.length);
+    const vals = perRequest(
+      debugfsBatch(
+        img,
+        wanted.map(([ino, n]) => `ea_get -x <${ino}> ${n}`),
+      ),
+      wanted.length,
+    );
     wanted.forEach(([ino, n], i) => {
       const m = /\(\d+\)(?: = ((?:[0-9a-f]{2} )*))?/.exec(vals[i]!);
       if (!m) throw new Error(`ea_get ${n} of ${ino}: ${vals[i]}`);
       inodes.get(ino)!.xattrs.set(n, Buffer.from((m[1] ?? '').replace(/ /g, ''), 'hex'));
     });
   }
-  const dumps = [...inodes.values()].filter((r) => r.type === 'regular' || (r.type === 'symlink' && r.target === undefined));
+  const dumps = [...inodes.values()].filter(
+    (r) => r.type === 'regular' || (r.type === 'symlink' && r.target === undefined),
+  );
   if (dumps.length > 0) {
-    debugfsBatch(img, dumps.map((r) => `dump <${r.ino}> ${join(dumpDir, String(r.ino))}`));
+    debugfsBatch(
+      img,
+      dumps.map((r) => `dump <${r.ino}> ${join(dumpDir, String(r.ino))}`),
+    );
     for (const r of dumps) {
       const data = readFileSync(join(dumpDir, String(r.ino)));
       if (r.type === 'symlink') r.target = data.toString('latin1');

@@ -12,14 +12,18 @@ class CountingTarget implements BlockTarget {
 
   write(buf: Uint8Array, offset: number): void {
     this.written += buf.length;
-    for (let i = 0; i < buf.length; i += 4096) this.blocks.set((offset + i) / 4096, Buffer.from(buf.subarray(i, i + 4096)));
+    for (let i = 0; i < buf.length; i += 4096)
+      this.blocks.set((offset + i) / 4096, Buffer.from(buf.subarray(i, i + 4096)));
     this.bytes = Math.max(this.bytes, offset + buf.length);
   }
 
   read(buf: Uint8Array, offset: number): number {
     for (let i = 0; i < buf.length; i += 4096) {
       const b = this.blocks.get((offset + i) / 4096);
-      if (b) Buffer.from(buf.buffer, buf.byteOffset + i, Math.min(4096, buf.length - i)).set(b.subarray(0, Math.min(4096, buf.length - i)));
+      if (b)
+        Buffer.from(buf.buffer, buf.byteOffset + i, Math.min(4096, buf.length - i)).set(
+          b.subarray(0, Math.min(4096, buf.length - i)),
+        );
       else buf.fill(0, i, Math.min(buf.length, i + 4096));
     }
     return buf.length;
@@ -43,7 +47,14 @@ async function* parts(list: (Buffer | number)[]): AsyncIterable<Uint8Array | num
 describe('ext4 writer: holes', () => {
   it('stores a 1 TB file with 4 KiB of data as 4 KiB, and reads it back as data then zeros', async () => {
     const target = new CountingTarget();
-    const w = new Ext4Writer({ target, offset: 0, uuid: '01234567-89ab-cdef-0123-456789abcdef', label: 'root', hashSeed: '01234567-89ab-cdef-0123-456789abcdef', epoch: 0 });
+    const w = new Ext4Writer({
+      target,
+      offset: 0,
+      uuid: '01234567-89ab-cdef-0123-456789abcdef',
+      label: 'root',
+      hashSeed: '01234567-89ab-cdef-0123-456789abcdef',
+      epoch: 0,
+    });
     const data = Buffer.alloc(4096, 0x61);
     const size = 1e12;
     const ref = await w.putSparse(parts([data, size - 4096]), size);
@@ -60,7 +71,14 @@ describe('ext4 writer: holes', () => {
 
   it('fills a hole that only partly covers a block with zeros, and refuses more than the declared size', async () => {
     const target = new CountingTarget();
-    const w = new Ext4Writer({ target, offset: 0, uuid: '01234567-89ab-cdef-0123-456789abcdef', label: 'root', hashSeed: '01234567-89ab-cdef-0123-456789abcdef', epoch: 0 });
+    const w = new Ext4Writer({
+      target,
+      offset: 0,
+      uuid: '01234567-89ab-cdef-0123-456789abcdef',
+      label: 'root',
+      hashSeed: '01234567-89ab-cdef-0123-456789abcdef',
+      epoch: 0,
+    });
     const ref = await w.putSparse(parts([Buffer.from('head'), 10_000, Buffer.from('tail')]), 10_008);
     const chunks: Buffer[] = [];
     for await (const c of w.read(ref)) chunks.push(Buffer.from(c));

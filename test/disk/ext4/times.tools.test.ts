@@ -61,7 +61,7 @@ describe('encodeTime and decodeTime', () => {
   it('never write what e2fsck takes for a mis-encoded pre-1970 time (epoch bits 3 with the sign bit), at any second', () => {
     // The edges of every epoch, and 200,000 seeded seconds across the whole range and beyond.
     let x = 0x2545f491;
-    const rand = (): number => ((x = (x * 1103515245 + 12345) >>> 0) / TWO32);
+    const rand = (): number => (x = (x * 1103515245 + 12345) >>> 0) / TWO32;
     const secs = [MIN_TIME - 1, MAX_TIME + 1];
     for (let e = -1; e <= 3; e++) for (const d of [-1, 0, 1]) secs.push(e * TWO32 + 2 ** 31 + d, e * TWO32 + d);
     for (let i = 0; i < 200_000; i++) secs.push(Math.floor(MIN_TIME - 1e9 + rand() * (MAX_TIME - MIN_TIME + 2e9)));
@@ -74,7 +74,9 @@ describe('encodeTime and decodeTime', () => {
       } else {
         // Moved to the nearest time ext4 holds alike for both readers, never wrapped.
         const d = Math.abs(held.sec - sec);
-        const nearest = Math.min(...[MIN_TIME, AMBIGUOUS_FROM - 1, AMBIGUOUS_TO, MAX_TIME].map((b) => Math.abs(b - sec)));
+        const nearest = Math.min(
+          ...[MIN_TIME, AMBIGUOUS_FROM - 1, AMBIGUOUS_TO, MAX_TIME].map((b) => Math.abs(b - sec)),
+        );
         if (d !== nearest) expect(d, `${sec}`).toBe(nearest);
       }
     }
@@ -108,7 +110,12 @@ beforeAll(async () => {
   img = t.path('times.img');
   await writeImage(img, (w) => {
     const entries: Record<string, Node> = {};
-    for (const [name, given] of CASES) entries[name] = file(w.putBuffer(Buffer.from(name)), name.length, meta(0o644, { mtime: given, atime: given, ctime: given }));
+    for (const [name, given] of CASES)
+      entries[name] = file(
+        w.putBuffer(Buffer.from(name)),
+        name.length,
+        meta(0o644, { mtime: given, atime: given, ctime: given }),
+      );
     entries.dir2400 = dir({}, meta(0o755, { mtime: ts(13_569_465_600, 1) }));
     return dir(entries);
   });
@@ -128,8 +135,12 @@ function debugfsStat(path: string): string {
 }
 
 function debugfsStatOf(image: string, path: string): string {
-  const r = spawnSync('debugfs', ['-R', `stat "/${path}"`, image], { encoding: 'latin1', env: { ...process.env, LC_ALL: 'C', TZ: 'GMT', PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
-  if (r.error || r.status !== 0) throw new Error(`debugfs could not run (${r.error?.message ?? r.stderr}); install it with scripts/install-deps.sh`);
+  const r = spawnSync('debugfs', ['-R', `stat "/${path}"`, image], {
+    encoding: 'latin1',
+    env: { ...process.env, LC_ALL: 'C', TZ: 'GMT', PATH: `${process.env.PATH}:/usr/sbin:/sbin` },
+  });
+  if (r.error || r.status !== 0)
+    throw new Error(`debugfs could not run (${r.error?.message ?? r.stderr}); install it with scripts/install-deps.sh`);
   return r.stdout;
 }
 
@@ -147,7 +158,8 @@ describe('times written by the ext4 writer', () => {
         expect(m, `${name} ${field} in\n${s}`).not.toBeNull();
         expect(decodeTime(parseInt(m![1]!, 16) | 0, parseInt(m![2]!, 16)), `${name} ${field}`).toEqual(held);
         // debugfs 1.47.0 decodes as the kernel does (1.47.1 and later print pre-1970 times as 2038-2106).
-        if (held.sec >= 0 || /^1\.47\.0\b/.test(e2fsprogsVersion())) expect(m![3], `${name} ${field}`).toBe(asctime(held.sec));
+        if (held.sec >= 0 || /^1\.47\.0\b/.test(e2fsprogsVersion()))
+          expect(m![3], `${name} ${field}`).toBe(asctime(held.sec));
       }
     }
   });
@@ -174,7 +186,10 @@ describe('why 2310-2378 is not written exactly', () => {
     const sec = AMBIGUOUS_FROM + 2 ** 30;
     const sif = run('debugfs', ['-w', '-R', `sif /f mtime @${sec}`, raw]);
     expect(sif.status, sif.out).toBe(0);
-    expect(/mtime: 0x([0-9a-f]{8}):([0-9a-f]{8})/.exec(debugfsStatOf(raw, 'f'))?.slice(1)).toEqual(['c0000000', '00000003']);
+    expect(/mtime: 0x([0-9a-f]{8}):([0-9a-f]{8})/.exec(debugfsStatOf(raw, 'f'))?.slice(1)).toEqual([
+      'c0000000',
+      '00000003',
+    ]);
     if (process.env.CI || process.getuid?.() === 0) {
       await mounted(raw, (mnt) => expect(statSync(`${mnt}/f`).mtimeMs / 1000).toBe(sec));
     } else ctx.annotate('not root: the kernel side was not checked');
@@ -184,7 +199,11 @@ describe('why 2310-2378 is not written exactly', () => {
     // Preening (what a boot-time check does) fixes it without asking: 2344 becomes 1935.
     const preen = run('e2fsck', ['-fp', raw]);
     expect(preen.status, preen.out).toBe(1);
-    expect(/mtime: 0x([0-9a-f]{8}):([0-9a-f]{8}) -- (.*)/.exec(debugfsStatOf(raw, 'f'))?.slice(1)).toEqual(['c0000000', '00000000', 'Mon Dec 23 10:22:56 1935']);
+    expect(/mtime: 0x([0-9a-f]{8}):([0-9a-f]{8}) -- (.*)/.exec(debugfsStatOf(raw, 'f'))?.slice(1)).toEqual([
+      'c0000000',
+      '00000000',
+      'Mon Dec 23 10:22:56 1935',
+    ]);
   });
 });
 

@@ -10,18 +10,41 @@ const T0: Time = { sec: 1_700_000_000, nsec: 0 };
 const AFTER_2310: Time = { sec: 13_569_465_600, nsec: 0 };
 const T1: Time = { sec: 1_710_000_000, nsec: 0 };
 
-function meta(mode: number, o: { uid?: number; gid?: number; mtime?: Time; xattrs?: Record<string, Buffer> } = {}): Meta {
-  return { mode, uid: o.uid ?? 0, gid: o.gid ?? 0, mtime: o.mtime ?? T0, xattrs: new Map(Object.entries(o.xattrs ?? {})) };
+function meta(
+  mode: number,
+  o: { uid?: number; gid?: number; mtime?: Time; xattrs?: Record<string, Buffer> } = {},
+): Meta {
+  return {
+    mode,
+    uid: o.uid ?? 0,
+    gid: o.gid ?? 0,
+    mtime: o.mtime ?? T0,
+    xattrs: new Map(Object.entries(o.xattrs ?? {})),
+  };
 }
 
-const dir = (path: string, mode = 0o755, o: Parameters<typeof meta>[1] = {}): LayerEntry => ({ type: 'dir', path, meta: meta(mode, o) });
-const file = (path: string, content: Buffer | string, mode = 0o644, o: Parameters<typeof meta>[1] = {}): LayerEntry => ({
+const dir = (path: string, mode = 0o755, o: Parameters<typeof meta>[1] = {}): LayerEntry => ({
+  type: 'dir',
+  path,
+  meta: meta(mode, o),
+});
+const file = (
+  path: string,
+  content: Buffer | string,
+  mode = 0o644,
+  o: Parameters<typeof meta>[1] = {},
+): LayerEntry => ({
   type: 'file',
   path,
   meta: meta(mode, o),
   content: Buffer.isBuffer(content) ? content : Buffer.from(content, 'latin1'),
 });
-const symlink = (path: string, target: string, o: Parameters<typeof meta>[1] = {}): LayerEntry => ({ type: 'symlink', path, target, meta: meta(0o777, o) });
+const symlink = (path: string, target: string, o: Parameters<typeof meta>[1] = {}): LayerEntry => ({
+  type: 'symlink',
+  path,
+  target,
+  meta: meta(0o777, o),
+});
 const hardlink = (path: string, target: string): LayerEntry => ({ type: 'link', path, target, meta: meta(0o644) });
 const whiteout = (parent: string, name: string): LayerEntry => file(`${parent}/.wh.${name}`, '');
 
@@ -50,7 +73,9 @@ function sparse(size: number, runs: Array<[number, number]>): Buffer {
 /** POSIX ACL in the xattr format the kernel takes (version 2, entries sorted by tag then id). */
 function acl(entries: Array<[tag: 'u' | 'U' | 'g' | 'G' | 'm' | 'o', perm: number, id?: number]>): Buffer {
   const TAG = { u: 1, U: 2, g: 4, G: 8, m: 0x10, o: 0x20 } as const;
-  const sorted = entries.map(([t, p, id]) => ({ tag: TAG[t], perm: p, id: id ?? 0xffffffff })).sort((a, b) => a.tag - b.tag || a.id - b.id);
+  const sorted = entries
+    .map(([t, p, id]) => ({ tag: TAG[t], perm: p, id: id ?? 0xffffffff }))
+    .sort((a, b) => a.tag - b.tag || a.id - b.id);
   const out = Buffer.alloc(4 + 8 * sorted.length);
   out.writeUInt32LE(2, 0);
   sorted.forEach((e, i) => {
@@ -97,13 +122,20 @@ export function fakeKernel(): Buffer {
  * tarfile) can leave a '/' at its end on a regular file (issue 16 item 1: such a file became a
  * directory, or the conversion failed), and around 155, the ustar prefix field's end.
  */
-export const LADDER = [...Array.from({ length: 11 }, (_, i) => 95 + i), ...Array.from({ length: 11 }, (_, i) => 150 + i)];
+export const LADDER = [
+  ...Array.from({ length: 11 }, (_, i) => 95 + i),
+  ...Array.from({ length: 11 }, (_, i) => 150 + i),
+];
 
 function ladder(): LayerEntry[] {
   const out: LayerEntry[] = [dir('ladder')];
   for (const k of LADDER) {
     const d = `ladder/${'p'.repeat(k - 8)}`; // k - 1 bytes: its '/' is byte k
-    out.push(dir(d), file(`${d}/${`f${k}`.padEnd(12, 'x')}`, `short ${k}\n`), file(`${d}/${'L'.repeat(266 - k)}`, `long ${k}\n`));
+    out.push(
+      dir(d),
+      file(`${d}/${`f${k}`.padEnd(12, 'x')}`, `short ${k}\n`),
+      file(`${d}/${'L'.repeat(266 - k)}`, `long ${k}\n`),
+    );
   }
   return out;
 }
@@ -172,16 +204,43 @@ export function layers(): LayerEntry[][] {
     { type: 'fifo', path: 'devs/fifo', meta: meta(0o620) },
     dir('xattrs'),
     file('xattrs/file', 'x\n', 0o644, {
-      xattrs: { 'user.greeting': Buffer.from('hello'), 'user.binary': Buffer.from([0, 0xff, 1, 0x0a]), 'user.big': Buffer.alloc(3000, 0x42), 'user.empty': Buffer.alloc(0) },
+      xattrs: {
+        'user.greeting': Buffer.from('hello'),
+        'user.binary': Buffer.from([0, 0xff, 1, 0x0a]),
+        'user.big': Buffer.alloc(3000, 0x42),
+        'user.empty': Buffer.alloc(0),
+      },
     }),
     dir('xattrs/dir', 0o755, { xattrs: { 'user.dirattr': Buffer.from('d') } }),
     file('xattrs/cap', 'ELF\n', 0o755, { xattrs: { 'security.capability': CAP_NET_RAW } }),
     dir('acls'),
-    file('acls/file', 'acl\n', 0o640, { xattrs: { 'system.posix_acl_access': acl([['u', 6], ['U', 4, 1000], ['g', 4], ['m', 4], ['o', 0]]) } }),
+    file('acls/file', 'acl\n', 0o640, {
+      xattrs: {
+        'system.posix_acl_access': acl([
+          ['u', 6],
+          ['U', 4, 1000],
+          ['g', 4],
+          ['m', 4],
+          ['o', 0],
+        ]),
+      },
+    }),
     dir('acls/dir', 0o770, {
       xattrs: {
-        'system.posix_acl_access': acl([['u', 7], ['g', 5], ['G', 7, 100], ['m', 7], ['o', 0]]),
-        'system.posix_acl_default': acl([['u', 7], ['U', 7, 1000], ['g', 5], ['m', 7], ['o', 0]]),
+        'system.posix_acl_access': acl([
+          ['u', 7],
+          ['g', 5],
+          ['G', 7, 100],
+          ['m', 7],
+          ['o', 0],
+        ]),
+        'system.posix_acl_default': acl([
+          ['u', 7],
+          ['U', 7, 1000],
+          ['g', 5],
+          ['m', 7],
+          ['o', 0],
+        ]),
       },
     }),
     dir('times', 0o755, { mtime: { sec: -315_619_200, nsec: 0 } }),
@@ -196,7 +255,14 @@ export function layers(): LayerEntry[][] {
     symlink('times/link-nsec', 'nsec', { mtime: { sec: 1_600_000_000, nsec: 250_000_000 } }),
     dir('times/sub', 0o755, { mtime: { sec: 1_700_000_000, nsec: 987_654_321 } }),
     dir('holes'),
-    file('holes/middle', sparse(1 << 20, [[0, 4096], [128 * 4096, 4096], [(1 << 20) - 100, 100]])),
+    file(
+      'holes/middle',
+      sparse(1 << 20, [
+        [0, 4096],
+        [128 * 4096, 4096],
+        [(1 << 20) - 100, 100],
+      ]),
+    ),
     file('holes/tail', sparse(256 * 1024, [[0, 100]])),
     file('holes/all-hole', sparse(128 * 1024, [])),
     file('holes/lead', sparse(300 * 1024, [[50 * 4096, 8192]])),
