@@ -43,10 +43,15 @@ export default tseslint.config(
     },
   },
   {
+    // A test rethrows with the tool's output in its message; the cause adds nothing to read.
+    files: ['test/**/*.ts', 'bench/**', 'fixtures/**'],
+    rules: { 'preserve-caught-error': 'off' },
+  },
+  {
     files: ['src/**/*.ts'],
     rules: {
-      'max-lines-per-function': ['warn', { max: 80, skipBlankLines: true, skipComments: true }],
-      'max-lines': ['warn', { max: 450, skipBlankLines: true, skipComments: true }],
+      'max-lines-per-function': ['warn', { max: 100, skipBlankLines: true, skipComments: true }],
+      'max-lines': ['warn', { max: 600, skipBlankLines: true, skipComments: true }],
       '@typescript-eslint/no-non-null-assertion': 'off',
     },
   },

@@ -328,7 +328,9 @@ async function cli(n, perDir, dir, shape, distDir) {
   let size;
   try {
     size = statSync(out).size;
-  } catch {}
+  } catch {
+    // no output file: the run refused the input, reported below
+  }
   let refused;
   if (r.status !== 0) {
     try {

@@ -313,7 +313,7 @@ export async function renderRecipe(
   try {
     parsed = parseRecipe(dockerfile);
   } catch (e) {
-    if (e instanceof RecipeSyntaxError) throw new Error(`${what} (rendered): ${e.message}`);
+    if (e instanceof RecipeSyntaxError) throw new Error(`${what} (rendered): ${e.message}`, { cause: e });
     throw e;
   }
   const files = (await readTree(dir)).filter((f) => f.path !== 'Dockerfile');

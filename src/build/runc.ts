@@ -59,7 +59,7 @@ async function planRunc(img: SourceImage, recipe: BuildRecipe): Promise<Planned>
 export async function sweepContainers(): Promise<void> {
   const r = await run('runc', runcListArgv(), { reject: false });
   if (r.exitCode !== 0) return;
-  let list: { id?: unknown }[] = [];
+  let list: { id?: unknown }[];
   try {
     list = (JSON.parse(r.stdout || 'null') as { id?: unknown }[] | null) ?? [];
   } catch {

@@ -186,10 +186,10 @@ describe('names from the image in boot entries', () => {
       sortKey: 'debian\nlinux /x',
     });
     expect(e.split('\n').map((l) => l.split(/\s/)[0])).toEqual(['title', 'version', 'options', 'linux', 'initrd', '']);
-    expect(e).toMatch(/^title      Evil options init=\/bin\/sh\n/);
+    expect(e).toMatch(/^title {6}Evil options init=\/bin\/sh\n/);
     expect(
       renderBlsEntry({ title: 'T', kernelVersion: '6.9', cmdline: 'x', hasInitrd: false, sortKey: 'toy-os_1.0' }),
-    ).toMatch(/^sort-key   toy-os_1\.0$/m);
+    ).toMatch(/^sort-key {3}toy-os_1\.0$/m);
     // through the plan, with the hostile PRETTY_NAME
     const sd = planFor({ bootloader: 'systemd-boot', boot: 'uefi', init: 'image' }, { ...hostileOs });
     expect(

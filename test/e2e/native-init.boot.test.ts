@@ -339,7 +339,7 @@ describe('a Debian image', () => {
     const disk = await ext4Of(debian, '600M');
     const script = [
       '(sleep 0.2 &); (sleep 0.2 &); sleep 1',
-      'echo "zombies=$(grep -l \") Z \" /proc/[0-9]*/stat 2>/dev/null | wc -l)"',
+      'echo "zombies=$(grep -l ") Z " /proc/[0-9]*/stat 2>/dev/null | wc -l)"',
       'trap "echo got-term; exit 9" TERM',
       '(sleep 1; kill -TERM 1) & sleep 300 & wait',
     ].join('; ');

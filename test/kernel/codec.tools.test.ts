@@ -21,7 +21,7 @@ function decompressorChildren(): string[] {
   const out: string[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
-    let stat = '';
+    let stat: string;
     try {
       stat = readFileSync(`/proc/${d}/stat`, 'utf8');
     } catch {

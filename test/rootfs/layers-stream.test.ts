@@ -33,6 +33,7 @@ class LaggingStore extends MemoryStore {
     super({ discard: true });
   }
   override async put(chunks: AsyncIterable<Uint8Array>, size: number): Promise<ContentRef> {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the generator below is not a method
     const self = this;
     let consumed = 0;
     async function* watched(): AsyncGenerator<Uint8Array> {

@@ -63,7 +63,7 @@ function relPath(r: Rng, known: string[]): string {
 
 /** A path as a hostile or sloppy layer might spell it. */
 function spell(r: Rng, rel: string): string {
-  let parts = rel.split('/');
+  const parts = rel.split('/');
   if (r.chance(0.05)) parts.splice(r.int(parts.length), 0, '..');
   if (r.chance(0.05)) parts.splice(r.int(parts.length), 0, '.');
   if (r.chance(0.03)) parts.splice(r.int(parts.length), 0, '');

@@ -39,6 +39,7 @@ class FakeRegistry {
   ) {}
 
   static async start(o: FakeOptions = {}): Promise<FakeRegistry> {
+    // eslint-disable-next-line prefer-const -- the handler closes over it before the registry exists
     let reg!: FakeRegistry;
     const server = createServer(
       (req, res) =>

@@ -45,7 +45,7 @@ export function systemdWord(s: string, what: string): string {
  * runs; rather than escape for each of those, anything beyond plain path characters goes through sh.
  */
 function plainExecutable(path: string): boolean {
-  return /^\/[A-Za-z0-9._+@:,=\/-]*$/.test(path) && !path.endsWith('/');
+  return /^\/[A-Za-z0-9._+@:,=/-]*$/.test(path) && !path.endsWith('/');
 }
 
 const MAX_COMMAND = 64 * 1024;
