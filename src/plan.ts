@@ -284,13 +284,6 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
       : [];
   const src = parseSourceRef(o.image);
 
-  const unknown: string[] = [];
-  if (!known.image) unknown.push('source');
-  if (!known.tree) unknown.push('kernel');
-  else if (known.tree.estimated) unknown.push('kernel (estimated)');
-  if (!content) unknown.push('content');
-  else if (content.estimated) unknown.push('content (estimated)');
-
   return {
     image: o.image,
     rootUuid: ids.root,
@@ -328,8 +321,19 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
       separateBoot,
       table: layout?.table ?? o.partitionTable ?? (o.boot === 'bios' ? 'mbr' : 'gpt'),
     }),
-    unknown,
+    unknown: unknownFacts(known),
   };
+}
+
+/** What the plan had to guess: facts not known yet, or estimated. */
+function unknownFacts(known: Known): string[] {
+  const unknown: string[] = [];
+  if (!known.image) unknown.push('source');
+  if (!known.tree) unknown.push('kernel');
+  else if (known.tree.estimated) unknown.push('kernel (estimated)');
+  if (!known.content) unknown.push('content');
+  else if (known.content.estimated) unknown.push('content (estimated)');
+  return unknown;
 }
 
 interface DiskInput {

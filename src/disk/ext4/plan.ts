@@ -195,57 +195,10 @@ export function planTree(
   hasher: DirHasher,
   ours: (r: unknown) => r is Ext4Ref,
 ): TreePlan {
-  if (root.kind !== 'dir')
-    throw new Img2vmError('badImage', 'the root of the tree is not a directory', 'the image content is damaged');
-  const lf = root.entries.get(LOST_FOUND);
-  if (lf && lf.kind !== 'dir') {
-    throw new Img2vmError(
-      'badImage',
-      '/lost+found in the image is not a directory',
-      'ext4 needs /lost+found as a directory; remove the entry from the image',
-    );
-  }
-  const mark = ++plans;
-  const plan: TreePlan = {
-    mark,
-    root,
-    lostFound: lf ?? lostFoundNode(epoch),
-    madeLostFound: !lf,
-    inoOf: new Map(),
-    links: new Map(),
-    lostFoundList: { names: [], inos: [], types: [] },
-    lastIno: 0,
-    copies: [],
-    copyBlocks: 0,
-    metadataBlocks: 1, // the resize inode's double-indirect block
-    dataBlocks: 0,
-    dirs: 0,
-  };
-  const { lostFound, inoOf, links, copies } = plan;
+  const plan = newTreePlan(root, epoch);
+  const { lostFound } = plan;
   let next = FIRST_INO + 1;
-
-  /** What a node needs besides its inode; a file of ours is marked as this plan's, with its number. */
-  const account = (node: Node, ino: number, path: () => string): void => {
-    checkNode(node, path, ours);
-    if (node.meta.xattrs.size > 0 && layoutXattrs(node.meta.xattrs, path).block.length > 0) plan.metadataBlocks++;
-    if (node.kind === 'symlink' && node.target.length > FAST_SYMLINK_MAX) plan.metadataBlocks++;
-    if (node.kind === 'dir') return;
-    if (node.kind === 'file') {
-      const r = node.data;
-      if (ours(r) && r.mark !== mark) {
-        r.mark = mark;
-        r.owner = node;
-        r.ino = ino;
-        plan.dataBlocks += r.blocks;
-        plan.metadataBlocks += treeBlocksFor(r.extentCount);
-        return;
-      }
-      copies.push(node);
-      const n = Math.ceil(node.size / BLOCK);
-      plan.copyBlocks += n + treeBlocksFor(n);
-    }
-    inoOf.set(node, ino);
-  };
+  const account = (node: Node, ino: number, path: () => string): void => accountNode(plan, node, ino, path, ours);
 
   // The directories in the order they are reached; a message names one by its parent's place here and its name.
   const queue: DirNode[] = [root];
@@ -292,15 +245,7 @@ export function planTree(
           account(child, ino, childPath(name));
         } else {
           ino = known;
-          const l = (links.get(ino) ?? 1) + 1;
-          if (l > LINK_MAX) {
-            throw new Img2vmError(
-              'badImage',
-              `${childPath(name)()} has more than ${LINK_MAX} hard links, more than ext4 allows`,
-              'the image content is damaged or hostile',
-            );
-          }
-          links.set(ino, l);
+          linkAgain(plan, ino, childPath(name));
         }
       }
       if (lfInos) {
@@ -315,4 +260,75 @@ export function planTree(
   }
   plan.lastIno = next - 1;
   return plan;
+}
+
+/** The plan before the walk: the root and /lost+found checked, nothing counted but the resize inode's block. */
+function newTreePlan(root: DirNode, epoch: number): TreePlan {
+  if (root.kind !== 'dir')
+    throw new Img2vmError('badImage', 'the root of the tree is not a directory', 'the image content is damaged');
+  const lf = root.entries.get(LOST_FOUND);
+  if (lf && lf.kind !== 'dir') {
+    throw new Img2vmError(
+      'badImage',
+      '/lost+found in the image is not a directory',
+      'ext4 needs /lost+found as a directory; remove the entry from the image',
+    );
+  }
+  return {
+    mark: ++plans,
+    root,
+    lostFound: lf ?? lostFoundNode(epoch),
+    madeLostFound: !lf,
+    inoOf: new Map(),
+    links: new Map(),
+    lostFoundList: { names: [], inos: [], types: [] },
+    lastIno: 0,
+    copies: [],
+    copyBlocks: 0,
+    metadataBlocks: 1, // the resize inode's double-indirect block
+    dataBlocks: 0,
+    dirs: 0,
+  };
+}
+
+/** What a node needs besides its inode; a file of ours is marked as this plan's, with its number. */
+function accountNode(
+  plan: TreePlan,
+  node: Node,
+  ino: number,
+  path: () => string,
+  ours: (r: unknown) => r is Ext4Ref,
+): void {
+  checkNode(node, path, ours);
+  if (node.meta.xattrs.size > 0 && layoutXattrs(node.meta.xattrs, path).block.length > 0) plan.metadataBlocks++;
+  if (node.kind === 'symlink' && node.target.length > FAST_SYMLINK_MAX) plan.metadataBlocks++;
+  if (node.kind === 'dir') return;
+  if (node.kind === 'file') {
+    const r = node.data;
+    if (ours(r) && r.mark !== plan.mark) {
+      r.mark = plan.mark;
+      r.owner = node;
+      r.ino = ino;
+      plan.dataBlocks += r.blocks;
+      plan.metadataBlocks += treeBlocksFor(r.extentCount);
+      return;
+    }
+    plan.copies.push(node);
+    const n = Math.ceil(node.size / BLOCK);
+    plan.copyBlocks += n + treeBlocksFor(n);
+  }
+  plan.inoOf.set(node, ino);
+}
+
+/** One more name for an inode already placed, within ext4's link limit. */
+function linkAgain(plan: TreePlan, ino: number, path: () => string): void {
+  const l = (plan.links.get(ino) ?? 1) + 1;
+  if (l > LINK_MAX) {
+    throw new Img2vmError(
+      'badImage',
+      `${path()} has more than ${LINK_MAX} hard links, more than ext4 allows`,
+      'the image content is damaged or hostile',
+    );
+  }
+  plan.links.set(ino, l);
 }

@@ -19,6 +19,7 @@ import {
   minimumBlocks,
   placeFixed,
   type Demand,
+  type Geometry,
 } from './layout.js';
 import { MIN_JOURNAL_BLOCKS } from './journal.js';
 import { planTree, type TreePlan } from './plan.js';
@@ -279,38 +280,7 @@ export class Ext4Writer implements ContentStore {
     this.open();
     // Everything up to the first write is checked first: a refused size leaves the writer usable.
     const plan = planTree(root, this.epoch, this.hasher, this.isOurs);
-    const d = this.demand(plan);
-    const jWanted = journalBlocksOf(o.journalBytes);
-    const need = (): string => formatSize(minimumBlocks(d, Math.max(o.inodeCount, plan.lastIno), jWanted) * BLOCK);
-    if (!Number.isSafeInteger(o.sizeBytes) || o.sizeBytes <= 0 || o.sizeBytes > MAX_BLOCKS * BLOCK) {
-      throw new Img2vmError(
-        'usage',
-        `a root file system of ${o.sizeBytes} bytes is outside what the ext4 writer makes (up to ${formatSize(MAX_BLOCKS * BLOCK)})`,
-        'use a smaller --size',
-      );
-    }
-    if (!Number.isSafeInteger(o.inodeCount) || o.inodeCount < plan.lastIno) {
-      throw new Img2vmError(
-        'sizeTooSmall',
-        `the root file system needs ${plan.lastIno} inodes, ${o.inodeCount} were planned`,
-        'this is a planning error: plan at least as many inodes as the tree has entries',
-      );
-    }
-    const blocks = trimBlocks(Math.floor(o.sizeBytes / BLOCK));
-    const geo = geometryFor(blocks, o.inodeCount);
-    if (!geo)
-      throw new Img2vmError(
-        'sizeTooSmall',
-        `${o.inodeCount} inodes need a root file system of at least ${need()}, not ${formatSize(o.sizeBytes)}`,
-        'give a larger --size',
-      );
-    const jb = chooseJournal(d, geo, jWanted);
-    if (jb === undefined)
-      throw new Img2vmError(
-        'sizeTooSmall',
-        `the root file system (${formatSize(o.sizeBytes)}) is too small for the image content: it needs ${need()}`,
-        'give a larger --size, or leave --size out to fit the content',
-      );
+    const { blocks, geo, jb } = this.shapeFor(plan, o);
 
     // Content stored for no node of the tree (overwritten files the flattener did not release) is freed.
     const live = this.live;
@@ -379,6 +349,43 @@ export class Ext4Writer implements ContentStore {
       bytesWritten: this.batch.written,
       writes: this.batch.writes,
     };
+  }
+
+  /** The file system's blocks, geometry and journal for a plan and the options, or the reason it cannot be made. */
+  private shapeFor(plan: TreePlan, o: Ext4FinishOptions): { blocks: number; geo: Geometry; jb: number } {
+    const d = this.demand(plan);
+    const jWanted = journalBlocksOf(o.journalBytes);
+    const need = (): string => formatSize(minimumBlocks(d, Math.max(o.inodeCount, plan.lastIno), jWanted) * BLOCK);
+    if (!Number.isSafeInteger(o.sizeBytes) || o.sizeBytes <= 0 || o.sizeBytes > MAX_BLOCKS * BLOCK) {
+      throw new Img2vmError(
+        'usage',
+        `a root file system of ${o.sizeBytes} bytes is outside what the ext4 writer makes (up to ${formatSize(MAX_BLOCKS * BLOCK)})`,
+        'use a smaller --size',
+      );
+    }
+    if (!Number.isSafeInteger(o.inodeCount) || o.inodeCount < plan.lastIno) {
+      throw new Img2vmError(
+        'sizeTooSmall',
+        `the root file system needs ${plan.lastIno} inodes, ${o.inodeCount} were planned`,
+        'this is a planning error: plan at least as many inodes as the tree has entries',
+      );
+    }
+    const blocks = trimBlocks(Math.floor(o.sizeBytes / BLOCK));
+    const geo = geometryFor(blocks, o.inodeCount);
+    if (!geo)
+      throw new Img2vmError(
+        'sizeTooSmall',
+        `${o.inodeCount} inodes need a root file system of at least ${need()}, not ${formatSize(o.sizeBytes)}`,
+        'give a larger --size',
+      );
+    const jb = chooseJournal(d, geo, jWanted);
+    if (jb === undefined)
+      throw new Img2vmError(
+        'sizeTooSmall',
+        `the root file system (${formatSize(o.sizeBytes)}) is too small for the image content: it needs ${need()}`,
+        'give a larger --size, or leave --size out to fit the content',
+      );
+    return { blocks, geo, jb };
   }
 
   private async copyIn(node: FileNode): Promise<Ext4Ref> {

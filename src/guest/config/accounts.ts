@@ -117,6 +117,49 @@ function homeOf(entry: string[] | undefined, fallback: string): string {
   return home;
 }
 
+/** The ids and home of an account the image already has, which must be a regular user's. */
+function existingUser(
+  name: string,
+  existing: string[],
+  warnings: string[],
+): { uid: number; gid: number; home: string } {
+  const uid = Number(existing[2]);
+  const gid = Number(existing[3]);
+  if (!Number.isInteger(uid) || uid < UID_MIN || uid > UID_MAX) {
+    throw new Img2vmError(
+      'usage',
+      `--user ${name}: the image has ${name} as a system account (uid ${existing[2]})`,
+      'pick another name',
+    );
+  }
+  if (!/^\d+$/.test(existing[3] ?? ''))
+    throw new Img2vmError(
+      'badImage',
+      `the image's /etc/passwd gives ${name} no valid group id`,
+      'fix the account in the image',
+    );
+  if (/(nologin|false)$/.test(existing[6] ?? ''))
+    warnings.push(`${name} exists in the image with the shell ${existing[6]}: it cannot log in until that is changed`);
+  return { uid, gid, home: homeOf(existing, `/home/${name}`) };
+}
+
+/** The first id from 1000 free as both a user and a group id, for a new account whose name no group has. */
+function freeId(passwd: string[], group: string[], name: string): number {
+  const uids = new Set(passwd.map((l) => Number(fields(l)[2])));
+  const gids = new Set(group.map((l) => Number(fields(l)[2])));
+  if (group.some((l) => fields(l)[0] === name))
+    throw new Img2vmError('usage', `--user ${name}: the image already has a group of that name`, 'pick another name');
+  let n = UID_MIN;
+  while (n <= UID_MAX && (uids.has(n) || gids.has(n))) n++;
+  if (n > UID_MAX)
+    throw new Img2vmError(
+      'badImage',
+      'the image has no free user id between 1000 and 59999',
+      'remove unused accounts from the image',
+    );
+  return n;
+}
+
 /** Applies the account edits to the image's files; the result replaces them whole. */
 export function applyAccounts(edits: AccountEdits, readFile: ReadGuestFile): AccountResult {
   const warnings: string[] = [];
@@ -149,43 +192,9 @@ export function applyAccounts(edits: AccountEdits, readFile: ReadGuestFile): Acc
     let gid: number;
     let home: string;
     if (existing) {
-      uid = Number(existing[2]);
-      gid = Number(existing[3]);
-      if (!Number.isInteger(uid) || uid < UID_MIN || uid > UID_MAX) {
-        throw new Img2vmError(
-          'usage',
-          `--user ${u.name}: the image has ${u.name} as a system account (uid ${existing[2]})`,
-          'pick another name',
-        );
-      }
-      if (!/^\d+$/.test(existing[3] ?? ''))
-        throw new Img2vmError(
-          'badImage',
-          `the image's /etc/passwd gives ${u.name} no valid group id`,
-          'fix the account in the image',
-        );
-      home = homeOf(existing, `/home/${u.name}`);
-      if (/(nologin|false)$/.test(existing[6] ?? ''))
-        warnings.push(
-          `${u.name} exists in the image with the shell ${existing[6]}: it cannot log in until that is changed`,
-        );
+      ({ uid, gid, home } = existingUser(u.name, existing, warnings));
     } else {
-      const uids = new Set(passwd.map((l) => Number(fields(l)[2])));
-      const gids = new Set(group.map((l) => Number(fields(l)[2])));
-      if (group.some((l) => fields(l)[0] === u.name))
-        throw new Img2vmError(
-          'usage',
-          `--user ${u.name}: the image already has a group of that name`,
-          'pick another name',
-        );
-      let n = UID_MIN;
-      while (n <= UID_MAX && (uids.has(n) || gids.has(n))) n++;
-      if (n > UID_MAX)
-        throw new Img2vmError(
-          'badImage',
-          'the image has no free user id between 1000 and 59999',
-          'remove unused accounts from the image',
-        );
+      const n = freeId(passwd, group, u.name);
       uid = gid = n;
       home = `/home/${u.name}`;
       passwd.push(`${u.name}:x:${uid}:${gid}::${home}:${shellFor(read(readFile, '/etc/shells'))}`);
