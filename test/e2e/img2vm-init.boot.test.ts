@@ -104,7 +104,8 @@ describe('--init img2vm', () => {
     expect(Number(/pid=(\d+)/.exec(run.stdout)![1])).toBeGreaterThan(1);
     timings.push(`run scratch.qcow2 to exit: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     // the test command passes it only with the status asked for
-    expect((await img2vm(['test', out, '--expect-exit', '7', '--timeout', '300'])).exitCode).toBe(0);
+    const t = await img2vm(['test', out, '--expect-exit', '7', '--timeout', '300']);
+    expect(t.exitCode, t.all).toBe(0);
   });
 
   it('--kernel-cmdline reaches the kernel through GRUB byte for byte, with what GRUB script reads specially quoted', async () => {
