@@ -7,6 +7,7 @@ bash scripts/install-deps.sh
 npm run -s build
 # The tests are type-checked too (tsconfig.json builds src alone): a test that no longer fits the code fails here, not at run time.
 npm run -s typecheck
+npm run -s lint
 bash scripts/build-native.sh
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
