@@ -154,6 +154,8 @@ export interface GuestSettings {
   cloudInit: boolean;
   entrypointService: boolean;
   systemdBoot: boolean;
+  /** The root is LUKS2: the initramfs must unlock it (cryptsetup-initramfs on Debian and Ubuntu). */
+  luks: boolean;
 }
 
 /** A distribution template with the values the options select: what a builder builds on top of the image. */

@@ -170,7 +170,7 @@ function luksPlan(opts: Partial<ConvertOptionsInput>) {
     image: 'img2vm-demo:bookworm',
     output: '/out/d.img',
     seed: 's',
-    init: 'img2vm',
+    init: 'image',
     luksPassword: 'correct horse',
     ...opts,
   });
@@ -202,6 +202,15 @@ describe('the plan of an encrypted root', () => {
     expect(p.disk.rootOffset).toBe(fs.offset);
     expect(partitionByRole(p.layout!, 'boot')).toBeDefined();
     expect(JSON.stringify(p)).not.toContain('correct horse');
+  });
+
+  it("names the volume on the kernel command line for the distribution's initramfs", () => {
+    const { p } = luksPlan({});
+    expect(p.boot.cmdline).toContain(`cryptopts=target=root_crypt,source=UUID=${p.luks!.uuid},key=none,luks`);
+  });
+
+  it("refuses img2vm's own init, which cannot unlock it yet", () => {
+    expect(() => luksPlan({ init: 'img2vm' })).toThrow(/img2vm's own init cannot unlock/);
   });
 
   it('refuses two passphrases, a master key without one, and the partitionless rootfs format', () => {
