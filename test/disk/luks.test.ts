@@ -1,6 +1,6 @@
 // The LUKS2 writer in node alone: the anti-forensic split, the headers as bytes, the volume that encrypts as it is
 // written, and the plan an encrypted root makes (secrets nowhere in it). cryptsetup reads it in luks.tools.test.ts.
-import { createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { luksSecrets } from '../../src/convert.js';
 import { parseConvertOptions, type ConvertOptionsInput } from '../../src/core/options.js';
@@ -93,6 +93,25 @@ describe('aes-xts-plain64', () => {
     const d = createDecipheriv('aes-256-xts', key, iv);
     expect(Buffer.concat([d.update(enc.subarray(1024, 1536)), d.final()]).equals(data.subarray(1024, 1536))).toBe(true);
     expect(xtsDecrypt(key, enc, 7, 512).equals(data)).toBe(true);
+  });
+
+  it("is Node's own aes-256-xts, sector by sector, for both sector sizes and sector numbers past 2^32", () => {
+    const key = randomBytes(64);
+    const data = randomBytes(16 * 4096);
+    for (const [size, first] of [
+      [512, 0],
+      [512, 2 ** 32 - 3],
+      [4096, 12345],
+    ] as const) {
+      const enc = xtsEncrypt(key, data, first, size);
+      for (let off = 0, s = first; off < data.length; off += size, s++) {
+        const iv = Buffer.alloc(16);
+        iv.writeBigUInt64LE(BigInt(s));
+        const c = createCipheriv('aes-256-xts', key, iv);
+        expect(c.update(data.subarray(off, off + size)).equals(enc.subarray(off, off + size))).toBe(true);
+      }
+      expect(xtsDecrypt(key, enc, first, size).equals(data)).toBe(true);
+    }
   });
 });
 
