@@ -2,6 +2,7 @@
 // written, and the plan an encrypted root makes (secrets nowhere in it). cryptsetup reads it in luks.tools.test.ts.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { renderPlan } from '../../src/cli/plan-render.js';
 import { luksSecrets } from '../../src/convert.js';
 import { parseConvertOptions, type ConvertOptionsInput } from '../../src/core/options.js';
 import { createRandom } from '../../src/core/random.js';
@@ -221,6 +222,11 @@ describe('the plan of an encrypted root', () => {
     expect(p.disk.rootOffset).toBe(fs.offset);
     expect(partitionByRole(p.layout!, 'boot')).toBeDefined();
     expect(JSON.stringify(p)).not.toContain('correct horse');
+    // img2vm plan says so
+    const text = renderPlan(p);
+    expect(text).toMatch(/luks +root encrypted: LUKS2 .*aes-xts-plain64 512-bit, 512-byte sectors, pbkdf2-sha256/);
+    expect(text).toContain('/boot in the clear: its own ext4 partition');
+    expect(text).not.toContain('correct horse');
   });
 
   it("names the volume on the kernel command line for the distribution's initramfs", () => {
