@@ -88,6 +88,20 @@ describe.each(['docker', 'buildah'] as const)('img2vm build --builder %s', (buil
     expect(await readdir(work)).toEqual([]);
   }, 600_000);
 
+  it('-t keeps the built image under that name', async () => {
+    const work = await mkdtemp(join(tmp, `${builder}-tag-`));
+    const tag = `img2vm-e2e-build-kept:${builder}`;
+    const r = await build(builder, work, join(tmp, `${builder}-tag.img`), ['-t', tag]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect((JSON.parse(r.stdout) as { build: { tag: string } }).build.tag).toBe(tag);
+    try {
+      expect(await imageExists(builder, tag)).toBe(true);
+    } finally {
+      await execa(builder, ['rmi', tag], { reject: false });
+    }
+    expect(await readdir(work)).toEqual([]);
+  }, 600_000);
+
   it("a failing step is exit 12 with the builder's message, no disk, no container, no temp dir", async () => {
     const work = await mkdtemp(join(tmp, `${builder}-fail-`));
     const out = join(tmp, `${builder}-fail.img`);
