@@ -6,7 +6,7 @@ PKGS=(
   docker.io            # the docker builder and daemon sources; tests build fixtures with it
   runc                 # the daemonless runc builder (--builder runc)
   podman               # the podman builder (--builder podman)
-  buildah              # bench/builders.mjs: the daemonless builders compared (runc builder, buildah, podman)
+  buildah              # img2vm build --builder buildah (a Dockerfile with no daemon); bench/builders.mjs compares it
   qemu-system-x86      # img2vm run/test, boot tests
   qemu-utils           # qemu-img: output formats, checks in tests
   ovmf                 # UEFI firmware for run/test
@@ -40,6 +40,7 @@ PKGS=(
   procps util-linux    # ps and mount: the interrupt e2e tests look for children left, the full-disk ones mount small tmpfs
   libarchive-tools     # bsdtar: a layer producer in the producer-matrix e2e test
   golang-go            # Go's archive/tar: a layer producer in the producer-matrix e2e test (compiled at test time)
+  cryptsetup-bin       # the LUKS2 tests read what img2vm writes: luksDump, open --test-passphrase, luksAddKey
   python3              # Python's tarfile: a layer producer in the producer-matrix e2e test; it also materialises the tree
 )
 missing=()

@@ -193,7 +193,10 @@ async function prepare(
   const bootable = made?.image ?? image;
 
   // rootfs: the layers flattened straight into the root file system inside the disk.
-  const disk = openDisk(p.plan, o.diskFile(p.plan), env, o.lookupOnly ? { container: 'raw' } : {});
+  const disk = openDisk(p.plan, o.diskFile(p.plan), env, {
+    ...(o.lookupOnly ? { container: 'raw' as const } : {}),
+    ...(secrets.luks ? { luks: secrets.luks } : {}),
+  });
   const fail = failureContext(p.plan, disk.file, undefined, bootable, env);
   const flat = await stages.stage(p.plan, 'rootfs', fail, (step) =>
     step(

@@ -11,7 +11,8 @@ import { Img2vmError, InterruptedError } from './core/errors.js';
 import { nullSink, type EventSink, type StageId } from './core/events.js';
 import { parseConvertOptions, type ConvertOptions, type ConvertOptionsInput } from './core/options.js';
 import type { ConversionPlan, PlanInputs } from './core/plan.js';
-import { createRandom } from './core/random.js';
+import { createRandom, type Random } from './core/random.js';
+import type { LuksSecrets } from './disk/luks/volume.js';
 import { epochSeconds, fixedEpochSeconds } from './core/epoch.js';
 import { Scope } from './core/scope.js';
 import { sweepTempOutputs, sweepWorkDirs, tempBeside, workDirPrefix } from './core/leftovers.js';
@@ -141,6 +142,57 @@ function readInputs(o: ConvertOptions): PlanInputs {
   }
 }
 
+/**
+ * The LUKS2 secrets: the passphrase (given, or read from its file), and the master key — random from the system on
+ * every run, --seed or not; only --luks-master-key-file fixes it (and then the salts and stripes come from the seeded
+ * random too, so the bytes are reproducible).
+ */
+export function luksSecrets(o: ConvertOptions, random: Random): LuksSecrets | undefined {
+  if (!o.luks) return undefined;
+  // A file's one trailing newline is the editor's, not the passphrase's (as cryptsetup reads a key file it is not).
+  const passphrase =
+    o.luksPassword !== undefined
+      ? Buffer.from(o.luksPassword, 'utf8')
+      : withoutNewline(readSecretFile(o.luksPasswordFile!, '--luks-password-file', 'a file holding the passphrase'));
+  const trimmed = passphrase;
+  if (trimmed.length === 0)
+    throw new Img2vmError(
+      'usage',
+      `--luks-password-file ${o.luksPasswordFile}: the passphrase is empty`,
+      'write the passphrase into the file',
+    );
+  if (o.luksMasterKeyFile === undefined)
+    return { passphrase: trimmed, masterKey: randomBytes(64), random: (n) => randomBytes(n) };
+  const masterKey = readSecretFile(o.luksMasterKeyFile, '--luks-master-key-file', 'a file of 64 random bytes');
+  if (masterKey.length !== 64 || masterKey.subarray(0, 32).equals(masterKey.subarray(32)))
+    throw new Img2vmError(
+      'usage',
+      `--luks-master-key-file ${o.luksMasterKeyFile}: ${masterKey.length !== 64 ? `${masterKey.length} bytes, not 64` : 'its two halves are equal (AES-XTS refuses such a key)'}`,
+      'make one with: head -c 64 /dev/urandom > master.key (tests and CI only)',
+    );
+  const seeded = random.fork('luks-secrets');
+  return { passphrase: trimmed, masterKey, random: (n) => seeded.bytes(n) };
+}
+
+function withoutNewline(b: Buffer): Buffer {
+  let n = b.length;
+  if (n > 0 && b[n - 1] === 0x0a) n--;
+  if (n > 0 && b[n - 1] === 0x0d && n === b.length - 1) n--;
+  return b.subarray(0, n);
+}
+
+function readSecretFile(file: string, flag: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new Img2vmError(
+      'usage',
+      `cannot read ${flag} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      `give ${what}`,
+    );
+  }
+}
+
 /** The stages' context: the run's, and the one epoch every time img2vm writes comes from. */
 function envOf(work: string, hooks: { signal: AbortSignal; sink: EventSink; scope: Scope }, o: ConvertOptions): Env {
   // Unseeded runs still draw every value from one seed of their own, so every phase draws the same ids.
@@ -178,7 +230,11 @@ export async function convert(
     let applied;
     try {
       applied = await apply(
-        { planning: Planning.fromOptions(o, inputs, env.random), secrets: { password: o.password }, out },
+        {
+          planning: Planning.fromOptions(o, inputs, env.random),
+          secrets: { password: o.password, luks: luksSecrets(o, env.random) },
+          out,
+        },
         env,
         completed,
       );
@@ -273,7 +329,11 @@ export async function planImage(
   scope.defer(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
   const env = envOf(work, { signal: hooks.signal ?? new AbortController().signal, sink, scope }, o);
   try {
-    return await planOnly(Planning.fromOptions(o, inputs, env.random), { password: o.password }, env);
+    return await planOnly(
+      Planning.fromOptions(o, inputs, env.random),
+      { password: o.password, luks: luksSecrets(o, env.random) },
+      env,
+    );
   } finally {
     if (!hooks.scope) await scope.close();
   }

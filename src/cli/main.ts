@@ -10,6 +10,8 @@ import { addConvertOptions } from './options.js';
 import { conversionInput } from './config-file.js';
 import { renderPlan } from './plan-render.js';
 import { addVmCommands } from './vm-commands.js';
+import { addBuildOptions, buildForConversion, type BuildFlags, type BuildSummary } from './build.js';
+import type { Scope } from '../core/scope.js';
 import { addDoctorCommand } from './doctor.js';
 import { addCacheCommand } from './cache.js';
 import { VmTestError } from '../vm/test.js';
@@ -53,6 +55,40 @@ function completed(r: ConvertResult): string {
   return r.pushed ? `${r.pushed.ref} was pushed` : 'the conversion finished';
 }
 
+/** --builder also names img2vm build's Dockerfile builders. */
+const BUILD_CHOICES = { builder: ['buildah'] };
+
+/** Runs a conversion whose options come from input (which may build an image first, under the same signals and scope). */
+async function runConvert(
+  opts: GlobalFlags,
+  input: (ctx: {
+    signal: AbortSignal;
+    scope: Scope;
+  }) => Promise<{ options: Record<string, unknown> & { image: string }; build?: BuildSummary }>,
+): Promise<void> {
+  let build: BuildSummary | undefined;
+  const renderer = pickRenderer(opts);
+  let ok = false;
+  try {
+    const result = await withSignals(
+      async ({ signal, scope }) => {
+        const i = await input({ signal, scope });
+        build = i.build;
+        return convert(i.options, { sink: renderer.sink, signal, scope });
+      },
+      'still cleaning up; interrupt again to stop waiting',
+      { late: (res, sig) => new InterruptedError(sig, { after: completed(res) }) },
+    );
+    reportLateSignals(completed(result));
+    ok = true;
+    await renderer.done(true);
+    if (opts.json) stdoutJson(build ? { ...result, build } : result);
+    else if (!opts.quiet) stderr(`${build ? `built ${build.id} with ${build.builder}\n` : ''}${summary(result)}\n`);
+  } finally {
+    if (!ok) await renderer.done(false);
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -66,26 +102,18 @@ export function buildProgram(): Command {
     .command('convert', { isDefault: true })
     .description('convert IMAGE into a bootable disk (the default command)')
     .argument('[image]', `${IMAGE_HELP}; or image: in --config`);
-  addConvertOptions(convertCmd).action(
-    async (image: string | undefined, opts: Record<string, unknown> & GlobalFlags) => {
-      const input = await conversionInput(image, opts);
-      const renderer = pickRenderer(opts);
-      let ok = false;
-      try {
-        const result = await withSignals(
-          ({ signal, scope }) => convert(input, { sink: renderer.sink, signal, scope }),
-          'still cleaning up; interrupt again to stop waiting',
-          { late: (res, sig) => new InterruptedError(sig, { after: completed(res) }) },
-        );
-        reportLateSignals(completed(result));
-        ok = true;
-        await renderer.done(true);
-        if (opts.json) stdoutJson(result);
-        else if (!opts.quiet) stderr(`${summary(result)}\n`);
-      } finally {
-        if (!ok) await renderer.done(false);
-      }
-    },
+  addConvertOptions(convertCmd).action(async (image: string | undefined, opts: Record<string, unknown> & GlobalFlags) =>
+    runConvert(opts, async () => ({ options: await conversionInput(image, opts) })),
+  );
+
+  const buildCmd = program
+    .command('build')
+    .description('build a Dockerfile (with docker or buildah) and convert the result into a bootable disk')
+    .argument('[context]', 'the build context directory', '.');
+  addBuildOptions(buildCmd);
+  addConvertOptions(buildCmd, BUILD_CHOICES).action(
+    async (context: string, opts: Record<string, unknown> & GlobalFlags & BuildFlags) =>
+      runConvert(opts, async (ctx) => buildForConversion(context, opts, await conversionInput('build', opts), ctx)),
   );
 
   const planCmd = program
@@ -93,17 +121,24 @@ export function buildProgram(): Command {
     .description(
       'print what a conversion would build (layout, file systems, boot loaders, guest files, steps) without writing a disk',
     )
-    .argument('[image]', `${IMAGE_HELP}; or image: in --config`);
-  addConvertOptions(planCmd).action(async (image: string | undefined, opts: Record<string, unknown> & GlobalFlags) => {
-    const input = await conversionInput(image, opts);
-    const p = await withSignals(
-      ({ signal, scope }) =>
-        planImage(input, { signal, scope, sink: opts.verbose ? plainRenderer(true).sink : undefined }),
-      'still cleaning up',
-    );
-    if (opts.json) stdoutJson(p);
-    else if (!opts.quiet) stdout(renderPlan(p));
-  });
+    .argument('[image]', `${IMAGE_HELP}; or image: in --config; with --build, the build context`)
+    .option('--build', 'plan `img2vm build`: build the Dockerfile of the context the argument names (default .)');
+  addBuildOptions(planCmd);
+  addConvertOptions(planCmd, BUILD_CHOICES).action(
+    async (
+      image: string | undefined,
+      opts: Record<string, unknown> & GlobalFlags & BuildFlags & { build?: boolean },
+    ) => {
+      const p = await withSignals(async ({ signal, scope }) => {
+        const input = opts.build
+          ? (await buildForConversion(image, opts, await conversionInput('build', opts), { signal, scope })).options
+          : await conversionInput(image, opts);
+        return planImage(input, { signal, scope, sink: opts.verbose ? plainRenderer(true).sink : undefined });
+      }, 'still cleaning up');
+      if (opts.json) stdoutJson(p);
+      else if (!opts.quiet) stdout(renderPlan(p));
+    },
+  );
   addVmCommands(program);
   addDoctorCommand(program);
   addCacheCommand(program);

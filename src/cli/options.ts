@@ -14,19 +14,23 @@ function choicesOf(schema: z.ZodType): readonly string[] | undefined {
   return undefined;
 }
 
-function toOption(spec: OptionSpec): Option {
+function toOption(spec: OptionSpec, more: readonly string[] = []): Option {
   const help = `${spec.help}${spec.defaultHelp ? ` (default: ${spec.defaultHelp})` : ''}`;
   const o = new Option(spec.flags, help);
-  const choices = choicesOf(spec.schema);
+  const own = choicesOf(spec.schema);
+  const choices = own && [...own, ...more.filter((c) => !own.includes(c))];
   if (choices) o.choices(choices);
   if (spec.repeatable) o.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
   if (spec.hidden) o.hideHelp();
   return o;
 }
 
-/** Adds every conversion option (and the global output flags) to a command. */
-export function addConvertOptions(cmd: Command): Command {
-  for (const spec of Object.values(CONVERT_OPTIONS)) cmd.addOption(toOption(spec));
+/**
+ * Adds every conversion option (and the global output flags) to a command. moreChoices widens an option's choices
+ * for a command that reads it itself first (--builder buildah for img2vm build).
+ */
+export function addConvertOptions(cmd: Command, moreChoices: Record<string, readonly string[]> = {}): Command {
+  for (const [key, spec] of Object.entries(CONVERT_OPTIONS)) cmd.addOption(toOption(spec, moreChoices[key]));
   return addGlobalOptions(cmd);
 }
 

@@ -24,6 +24,17 @@ export function renderPlan(p: ConversionPlan): string {
         `  ${x.index}  ${x.role.padEnd(9)} ${formatSize(x.start).padStart(7)} +${formatSize(x.size).padEnd(8)} ${x.gptType} ${x.guid}`,
       );
   }
+  if (p.luks) {
+    const l = p.luks;
+    line(
+      `luks      root encrypted: LUKS2 ${l.uuid}, ${l.cipher} ${l.keyBytes * 8}-bit, ${l.sectorSize}-byte sectors, ${l.pbkdf}-${l.hash} (${l.keyslotIterations} iterations), master key ${l.masterKey === 'file' ? 'from --luks-master-key-file (test only)' : 'random'}; data at +${formatSize(l.dataOffset)}`,
+    );
+    const boot = p.filesystems.find((f) => f.role === 'boot') ?? p.filesystems.find((f) => f.role === 'esp');
+    if (boot)
+      line(
+        `          /boot in the clear: ${boot.role === 'esp' ? 'the ESP' : `its own ext4 partition at ${boot.offset}`}`,
+      );
+  }
   for (const f of p.filesystems)
     line(
       `fs        ${f.role}: ${f.type} "${f.label}" ${f.uuid}, ${formatSize(f.size)} at ${f.offset}${f.inodes ? `, ${f.inodes} inodes` : ''}`,

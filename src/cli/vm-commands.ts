@@ -1,4 +1,5 @@
 // The `run` and `test` subcommands: option parsing, signal handling, the terminal and output for the vm stage.
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { Img2vmError } from '../core/errors.js';
 import { Scope } from '../core/scope.js';
@@ -115,6 +116,8 @@ interface TestFlags {
   expectExit?: string;
   login?: string;
   run?: string;
+  luksPassword?: string;
+  luksPasswordFile?: string;
   log?: string;
   uefi?: boolean;
   bios?: boolean;
@@ -196,6 +199,21 @@ async function runAction(disk: string, f: RunFlags): Promise<void> {
   if (result.workload) process.exitCode = result.workload.status;
 }
 
+/** The passphrase to type at the initramfs's prompt: given, or the file's content without its one trailing newline. */
+function luksAnswer(f: TestFlags): { luksPassphrase?: string } {
+  if (f.luksPassword !== undefined) return { luksPassphrase: f.luksPassword };
+  if (f.luksPasswordFile === undefined) return {};
+  try {
+    return { luksPassphrase: readFileSync(f.luksPasswordFile, 'utf8').replace(/\r?\n$/, '') };
+  } catch (e) {
+    throw new Img2vmError(
+      'usage',
+      `cannot read --luks-password-file ${f.luksPasswordFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      'give the file holding the passphrase',
+    );
+  }
+}
+
 async function testAction(disk: string, f: TestFlags): Promise<void> {
   const login = f.login !== undefined ? parseLogin(f.login) : undefined;
   if (f.login !== undefined && !login) {
@@ -222,6 +240,7 @@ async function testAction(disk: string, f: TestFlags): Promise<void> {
           expectExit: f.expectExit !== undefined ? parseExitStatus(f.expectExit) : undefined,
           login,
           command: f.run,
+          ...luksAnswer(f),
           logFile: f.log,
           onEvent,
         },
@@ -293,6 +312,13 @@ export function addVmCommands(program: Command): void {
     .option('--expect-exit <status>', "a disk with img2vm's init: pass when its workload exits with STATUS (default 0)")
     .option('--login <user:password>', 'log in on the serial console (an empty password: "root:")')
     .option('--run <command>', 'after --login, run COMMAND; pass only if it exits 0')
+    .addOption(
+      new Option(
+        '--luks-password <pass>',
+        "type PASS when the guest's initramfs asks for the LUKS passphrase",
+      ).conflicts('luksPasswordFile'),
+    )
+    .option('--luks-password-file <file>', 'as --luks-password, the passphrase read from FILE')
     .option('--log <file>', 'save the console output to FILE')
     .addOption(
       new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),

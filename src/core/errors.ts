@@ -12,6 +12,8 @@ export const ExitCode = {
   buildFailed: 9,
   badImage: 10,
   toolFailed: 11,
+  // `img2vm build`: the Dockerfile's build failed (the builder's message is in the error)
+  imageBuildFailed: 12,
   // `img2vm test` outcomes
   testTimeout: 20,
   kernelPanic: 21,

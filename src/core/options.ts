@@ -205,6 +205,21 @@ export const CONVERT_OPTIONS = {
     help: 'push the containerDisk image to this registry (REGISTRY/REPO:TAG); with -o also keep the archive',
     schema: z.string().min(1, 'the --push reference is empty').optional(),
   }),
+  luksPassword: opt({
+    flags: '--luks-password <pass>',
+    help: 'encrypt the root file system with LUKS2 under this passphrase (written by img2vm itself, no root); /boot goes to a clear partition. --luks-password-file keeps it out of the process list',
+    schema: z.string().min(1, 'the LUKS passphrase is empty').optional(),
+  }),
+  luksPasswordFile: opt({
+    flags: '--luks-password-file <file>',
+    help: 'as --luks-password, the passphrase read from this file (one trailing newline dropped)',
+    schema: z.string().min(1).optional(),
+  }),
+  luksMasterKeyFile: opt({
+    flags: '--luks-master-key-file <file>',
+    help: 'tests and CI only: the LUKS2 master key (64 bytes) from this file instead of a random one, so the same options give the same bytes; anyone with the file can read the disk',
+    schema: z.string().min(1).optional(),
+  }),
   seed: opt({
     flags: '--seed <seed>',
     help: 'fixes UUIDs and every other random choice (reproducible output)',
@@ -248,8 +263,31 @@ export const ConvertOptionsSchema = z
         message: `--raw means --init image, but --init ${o.init} was given too; give one of them`,
       });
     }
+    if (o.luksPassword !== undefined && o.luksPasswordFile !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['luksPasswordFile'],
+        message: 'give the passphrase once: --luks-password or --luks-password-file',
+      });
+    }
+    if (o.luksMasterKeyFile !== undefined && o.luksPassword === undefined && o.luksPasswordFile === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['luksMasterKeyFile'],
+        message: 'a master key is for a LUKS2 root: give --luks-password or --luks-password-file too',
+      });
+    }
   })
-  .transform((o) => ({ ...o, init: o.raw ? ('image' as const) : o.init }));
+  .transform((o) => {
+    const luks = o.luksPassword !== undefined || o.luksPasswordFile !== undefined;
+    // An encrypted root needs a clear /boot beside it for GRUB to read the kernel from (systemd-boot reads the ESP).
+    const bootPartition =
+      o.bootPartition ?? (luks && o.bootloader !== 'systemd-boot' ? LUKS_BOOT_PARTITION : undefined);
+    return { ...o, init: o.raw ? ('image' as const) : o.init, bootPartition, luks };
+  });
+
+/** The /boot partition an encrypted root gets when --boot-partition does not size it: room for a few kernels. */
+export const LUKS_BOOT_PARTITION = 512 * 1024 * 1024;
 
 export type ConvertOptionsInput = z.input<typeof ConvertOptionsSchema>;
 export type ConvertOptions = z.output<typeof ConvertOptionsSchema>;

@@ -154,6 +154,8 @@ export interface GuestSettings {
   cloudInit: boolean;
   entrypointService: boolean;
   systemdBoot: boolean;
+  /** The root is LUKS2: the initramfs must unlock it (cryptsetup-initramfs on Debian and Ubuntu). */
+  luks: boolean;
 }
 
 /** A distribution template with the values the options select: what a builder builds on top of the image. */
@@ -161,6 +163,25 @@ export interface BuildRecipe {
   template: string;
   label: string;
   values: Record<string, string>;
+}
+
+/**
+ * The LUKS2 volume the root file system is written into (--luks-password): everything but the secrets. The data
+ * segment starts dataOffset bytes into the root partition; the file system's offset is after it.
+ */
+export interface LuksPlan {
+  uuid: string;
+  cipher: 'aes-xts-plain64';
+  keyBytes: number;
+  sectorSize: 512 | 4096;
+  hash: 'sha256';
+  /** PBKDF2: Node.js 20 has no Argon2 (crypto.argon2 came with Node.js 24), so the keyslot uses PBKDF2-SHA256. */
+  pbkdf: 'pbkdf2';
+  keyslotIterations: number;
+  digestIterations: number;
+  dataOffset: number;
+  /** random: drawn from the system for every run, --seed or not; file: --luks-master-key-file (tests only). */
+  masterKey: 'random' | 'file';
 }
 
 export interface ConversionPlan {
@@ -224,6 +245,8 @@ export interface ConversionPlan {
   /** How the size was chosen: fitted to the content, or --size. */
   sizing: 'fitted' | 'fixed';
   filesystems: FileSystemPlan[];
+  /** The root partition encrypted with LUKS2 (its file system inside), or null. */
+  luks: LuksPlan | null;
   boot: {
     mode: 'bios' | 'uefi' | 'hybrid' | 'direct-kernel';
     loaders: BootLoaderId[];

@@ -14,6 +14,7 @@ import { writeFat32, type Fat32File } from './fat32.js';
 import { Qcow2Target } from './qcow2/target.js';
 import { partitionTableBytes } from './table.js';
 import { RawFileTarget, type BlockTarget } from './target.js';
+import { LuksVolume, type LuksSecrets } from './luks/volume.js';
 
 /** The disk being assembled: the file it is in, its target, and the root file system's writer on it. */
 export interface Disk {
@@ -21,13 +22,20 @@ export interface Disk {
   target: BlockTarget;
   /** The content store the layers' file contents go to, at the root's offset. */
   root: Ext4Writer;
+  /** The LUKS2 volume the root is written through (encrypted as written), finished after the root. */
+  luks: LuksVolume | null;
 }
 
 /**
  * Opens the disk in `file` as the plan's container (qcow2 clusters written directly, or a sparse raw file), with
  * the root's writer at the offset the options fixed. The scope discards it if the run fails before it is closed.
  */
-export function openDisk(plan: ConversionPlan, file: string, env: Env, o: { container?: 'raw' | 'qcow2' } = {}): Disk {
+export function openDisk(
+  plan: ConversionPlan,
+  file: string,
+  env: Env,
+  o: { container?: 'raw' | 'qcow2'; luks?: LuksSecrets } = {},
+): Disk {
   const container = o.container ?? plan.disk.container;
   const t = new PathTagged(
     container === 'qcow2' ? new Qcow2Target(file, { compress: plan.output.compress }) : new RawFileTarget(file),
@@ -35,15 +43,17 @@ export function openDisk(plan: ConversionPlan, file: string, env: Env, o: { cont
   );
   // Reached only when the run failed (the output stage closes it first): the file goes, its tables need not be written.
   env.scope.defer(`close ${file}`, () => t.discard());
+  if (plan.luks && !o.luks) throw new Error('the plan encrypts the root but no LUKS2 secrets were given');
+  const luks = plan.luks && o.luks ? new LuksVolume(t, plan.disk.rootOffset, plan.luks, o.luks) : null;
   const root = new Ext4Writer({
-    target: t,
+    target: luks ?? t,
     offset: plan.disk.rootOffset,
     uuid: plan.rootUuid,
     label: 'root',
     hashSeed: plan.rootHashSeed,
     epoch: env.epoch,
   });
-  return { file, target: t, root };
+  return { file, target: t, root, luks };
 }
 
 /** What the disk steps write: the final tree (and /boot's), and the work files the ESP's files come from. */
@@ -90,6 +100,10 @@ const ext4: DiskStep = async (disk, plan, step, content, env) => {
       journalBytes,
       signal: env.signal,
     });
+    if (disk.luks) {
+      await disk.luks.finish(fs.size, env.signal);
+      return `ext4 root in LUKS2 (${plan.luks?.cipher}), ${formatSize(fs.size)}`;
+    }
     return `ext4 root, ${formatSize(fs.size)}`;
   }
   // /boot's own file system: its file contents are copied from where flattening put them.

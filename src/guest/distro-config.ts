@@ -1,5 +1,6 @@
 // The distro strategy's guest configuration: the options' build features for the cached template build, the
 // per-conversion files as plan data (secrets left out), and the account edits made when the files are written.
+import { Img2vmError } from '../core/errors.js';
 import type { Env } from '../core/context.js';
 import type { BuildRecipe, GuestFile, GuestSettings, ProcessFacts } from '../core/plan.js';
 import { createRandom } from '../core/random.js';
@@ -35,6 +36,16 @@ export function recipeWithFeatures(recipe: DistroRecipe, s: GuestSettings): Buil
   // The guest's own systemd-boot: bootctl and the kernel-install hooks keep the ESP current on upgrades.
   const sdboot = s.systemdBoot ? recipe.distro.systemdBootPackage : undefined;
   if (sdboot) values.extra_packages = [values.extra_packages, sdboot].filter(Boolean).join(' ');
+  if (s.luks) {
+    const pkg = recipe.distro.luksPackage;
+    if (!pkg)
+      throw new Img2vmError(
+        'usage',
+        `--luks-password: img2vm does not yet make ${recipe.distro.label}'s initramfs unlock an encrypted root`,
+        'an encrypted root boots with --init distro on Debian and Ubuntu; leave the passphrase out here',
+      );
+    values.extra_packages = [values.extra_packages, pkg].filter(Boolean).join(' ');
+  }
   return { template: recipe.template, label: recipe.label, values };
 }
 

@@ -24,6 +24,7 @@ function settingsOf(o: ConvertOptions, known: Known): GuestSettings {
     cloudInit: o.cloudInit,
     entrypointService: o.entrypointService,
     systemdBoot: o.bootloader === 'systemd-boot',
+    luks: o.luks,
   };
 }
 

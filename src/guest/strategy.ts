@@ -1,6 +1,7 @@
 // The guest-strategy interface: how a root file system becomes bootable (the distribution's own kernel and init
 // from a template, img2vm's own, or the image's own). One file per strategy, registered in guest/index.ts under
 // its --init id. Planning functions are pure; make() is the guest stage.
+import type { LuksSecrets } from '../disk/luks/volume.js';
 import type { Env } from '../core/context.js';
 import type { ConvertOptions } from '../core/options.js';
 import type {
@@ -39,6 +40,8 @@ export interface Bootable {
 /** What a conversion knows that the plan must not show. */
 export interface Secrets {
   password?: string;
+  /** The LUKS2 passphrase and master key (--luks-password): never in the plan, a log or a helper's argv. */
+  luks?: LuksSecrets;
 }
 
 export interface GuestStrategy {

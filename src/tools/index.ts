@@ -25,6 +25,7 @@ export const TOOLS = {
   runc: 'runc',
   getfattr: 'attr',
   podman: 'podman',
+  buildah: 'buildah',
   debootstrap: 'debootstrap',
   // Guest kernels compressed with something other than LZ4 or gzip (turned into vmlinux for microVMs); zstd also
   // decompresses zstd layers on a Node.js without zstd of its own (before 22.15).
@@ -67,6 +68,7 @@ export const TOOL_PURPOSES: Readonly<Record<ToolName, string>> = {
   depmod: 'the module order of fetched kernels whose package ships no modules.dep (--init img2vm)',
   runc: 'the daemonless runc builder (--builder runc; auto takes it when no Docker daemon answers)',
   podman: 'the podman builder (--builder podman)',
+  buildah: 'img2vm build --builder buildah: a Dockerfile built with no daemon',
   getfattr: "reading xattrs back from the runc builder's bundle root",
 };
 

@@ -6,6 +6,7 @@ import { BOOT_NONCE_PREFIX, ConsoleWatcher, type Milestone } from './console.js'
 import { LoginSession, type SessionOutcome } from './login.js';
 import type { ConsoleProcess } from './machine.js';
 import { WorkloadConsole } from './workload.js';
+import { LuksPrompt } from './luks-prompt.js';
 
 export type End = { ok: true } | { ok: false; kind: ExitCodeName; message: string; hint?: string };
 
@@ -16,6 +17,8 @@ export interface TestSessionOptions {
   expectExit?: number;
   login?: { user: string; password: string };
   command?: string;
+  /** Typed when the initramfs asks for the LUKS passphrase (never logged: the prompt does not echo it). */
+  luksPassphrase?: string;
   nonce: string;
   /**
    * The boot nonce handed to the guest (qemu.ts): readiness lines and img2vm's init line are believed only with it,
@@ -50,6 +53,7 @@ export class TestSession {
   private readonly timers: NodeJS.Timeout[] = [];
   private stderr = '';
   private settle: ((e: End) => void) | undefined;
+  private readonly luks: LuksPrompt;
 
   constructor(
     private readonly qemu: ConsoleProcess,
@@ -62,6 +66,7 @@ export class TestSession {
     });
     this.workload = new WorkloadConsole({ hostNonce: o.bootNonce });
     this.session = o.login ? new LoginSession({ ...o.login, command: o.command, nonce: o.nonce }) : undefined;
+    this.luks = new LuksPrompt(o.luksPassphrase);
   }
 
   /** Milliseconds since QEMU started. */
@@ -124,6 +129,9 @@ export class TestSession {
     if (text) this.o.onEvent?.({ type: 'vm-console', stage: 'vm', text });
     this.emitMilestones();
     if (this.phase === 'boot') {
+      const luks = this.luks.feed(text);
+      if (luks.write) this.type(luks.write);
+      if (luks.fail) return this.finish({ ok: false, kind: 'loginFailed', ...luks.fail });
       this.afterVerdict();
       if (!this.done) this.unboundInit();
       if (!this.done && this.workload.exited) this.afterWorkload();

@@ -29,6 +29,8 @@ export interface TestOptions {
   login?: { user: string; password: string };
   /** Run after logging in; the test passes only if it exits 0. Needs login. */
   command?: string;
+  /** Answers the initramfs's LUKS passphrase prompt. */
+  luksPassphrase?: string;
   /** Where to save the console output (ANSI stripped, LF line ends). */
   logFile?: string;
   /** Fixes the command markers (tests); random otherwise. */
@@ -245,6 +247,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
     expectExit: o.expectExit,
     login: o.login,
     command: o.command,
+    ...(o.luksPassphrase !== undefined ? { luksPassphrase: o.luksPassphrase } : {}),
     nonce: o.nonce ?? randomBytes(4).toString('hex'),
     bootNonce,
     argv: machine.argv,

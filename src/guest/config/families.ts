@@ -31,6 +31,8 @@ export interface DistroInfo {
   kernelArgs: string[];
   /** The package that ships systemd-boot's EFI binary, where the release has one. */
   systemdBootPackage?: string;
+  /** What makes the initramfs unlock a LUKS2 root (told which by the kernel command line), where img2vm has it. */
+  luksPackage?: string;
   /** How /etc/shadow is created when an image has none (existing files keep their own mode and owner). */
   shadow: { mode: number; group: string | null };
 }
@@ -80,6 +82,7 @@ function debianFamily(
     sudoGroup: 'sudo',
     kernelArgs: [],
     systemdBootPackage,
+    luksPackage: 'cryptsetup-initramfs',
     shadow: { mode: 0o640, group: 'shadow' },
   };
 }

@@ -1,0 +1,47 @@
+// Answers the initramfs asking for the LUKS passphrase on the serial console, once; a second ask means it was wrong.
+//
+// Debian's cryptroot asks "Please unlock disk NAME: " and, after a refused passphrase, says so and asks again: the
+// test ends there with a clear message instead of waiting for its timeout (or for cryptroot's retries to run out).
+
+/** What the initramfs prints when it wants the passphrase (Debian's askpass; systemd's password agent). */
+const PROMPT = /(Please unlock disk [^\n:]*:|Please enter passphrase for disk [^\n]*[:!])\s*$/;
+const REFUSED = /No key available with this passphrase|bad password or options|cryptsetup failed/;
+
+export type LuksStep = { write?: string; fail?: { message: string; hint: string } };
+
+export class LuksPrompt {
+  private tail = '';
+  private answered = false;
+
+  constructor(private readonly passphrase: string | undefined) {}
+
+  /** Feeds console text; says what to type, or why the boot cannot go on. */
+  feed(text: string): LuksStep {
+    this.tail = (this.tail + text).slice(-2000);
+    if (this.answered && REFUSED.test(this.tail))
+      return {
+        fail: {
+          message: 'the LUKS passphrase was refused by the guest',
+          hint: 'give the passphrase the disk was converted with (--luks-password)',
+        },
+      };
+    if (!PROMPT.test(this.tail)) return {};
+    if (this.passphrase === undefined)
+      return {
+        fail: {
+          message: 'the guest asks for a LUKS passphrase',
+          hint: 'give it with --luks-password (or --luks-password-file)',
+        },
+      };
+    if (this.answered)
+      return {
+        fail: {
+          message: 'the guest asked for the LUKS passphrase again: the one given was refused',
+          hint: 'give the passphrase the disk was converted with (--luks-password)',
+        },
+      };
+    this.answered = true;
+    this.tail = '';
+    return { write: `${this.passphrase}\n` };
+  }
+}
