@@ -40,6 +40,10 @@ PKGS=(
   procps util-linux    # ps and mount: the interrupt e2e tests look for children left, the full-disk ones mount small tmpfs
   libarchive-tools     # bsdtar: a layer producer in the producer-matrix e2e test
   golang-go            # Go's archive/tar: a layer producer in the producer-matrix e2e test (compiled at test time)
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross  # img2vm's own init cross-built for arm64 disks (scripts/build-native.sh)
+  qemu-system-arm      # qemu-system-aarch64: img2vm run/test on arm64 disks, the arm64 boot tests
+  qemu-efi-aarch64     # AAVMF: UEFI firmware for arm64 guests
+  qemu-user-static     # arm64 programs under emulation: the debootstrap second stage of the arm64 test fixture
   python3              # Python's tarfile: a layer producer in the producer-matrix e2e test; it also materialises the tree
 )
 missing=()

@@ -29,6 +29,15 @@ import { ext4Shape } from './disk/ext4/index.js';
 import { baseGuestFiles } from './guest/configure.js';
 import { hasTemplate } from './guest/distros.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
+import {
+  checkStrategyArch,
+  decideArch,
+  type ArchDecision,
+  distroPossible,
+  hostArch,
+  optionsForArch,
+} from './guest/arch.js';
+import type { GuestArch } from './core/arch.js';
 import type { Known } from './guest/strategy.js';
 import { resolveFormat } from './output/index.js';
 import { rootfsArtifacts } from './output/rootfs.js';
@@ -100,7 +109,8 @@ function drawIds(random: Random): { root: string; boot: string; esp: string; roo
 }
 
 /** Options that install packages into the distribution need its template; say so instead of ignoring them. */
-function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId): void {
+function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId, arch: ArchDecision): void {
+  checkStrategyArch(id, arch, o.init !== 'auto');
   if (id === 'distro') return;
   // img2vm's init runs the entrypoint as a service itself; an image's own init gets nothing from img2vm.
   const service = id === 'image' && o.entrypointService && '--entrypoint-service';
@@ -122,14 +132,16 @@ function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId): void {
  * --init auto: the distribution's own VM when img2vm has its template and a builder is available, img2vm's
  * kernel and init otherwise. Until the image has been read, distro is assumed.
  */
-export function strategyFor(o: ConvertOptions, image?: ImageFacts): GuestStrategyId {
+export function strategyFor(o: ConvertOptions, image?: ImageFacts, distroArch = true): GuestStrategyId {
   if (o.init !== 'auto') return o.init;
+  if (!distroArch) return 'img2vm';
   if (image?.os === undefined) return 'distro';
   if (image.os === null || !hasTemplate(image.os)) return 'img2vm';
   if (image.builders && !Object.values(image.builders).some(Boolean)) return 'img2vm';
   return 'distro';
 }
 
+/** The loaders the options ask for (after optionsForArch made --boot what the architecture has). */
 export function loadersFor(o: ConvertOptions, direct: boolean): BootLoaderId[] {
   if (direct) return ['direct-kernel'];
   const bios = o.boot === 'bios' || o.boot === 'hybrid';
@@ -210,7 +222,7 @@ export function checkOptions(o: ConvertOptions, format: OutputFormat): void {
  * sizes do not depend on the content (so file data can be written before the root's size is known). A --size too
  * small is refused once the content is measured, with the size it needs.
  */
-function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[]): number {
+function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[], arch: GuestArch): number {
   if (direct) return 0;
   const probe = planLayout({
     boot: o.boot,
@@ -218,19 +230,22 @@ function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[])
     rootSize: MiB,
     bootPartitionSize: o.bootPartition,
     random: createRandom('offsets'),
+    arch,
     espSize: loaders.includes('systemd-boot') ? SYSTEMD_BOOT_ESP_SIZE : undefined,
   });
   return partitionByRole(probe, 'root')!.start;
 }
 
 /** The plan from the options and every fact known so far; the phases above call it with more facts each time. */
-function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan {
-  const format = formatOf(o);
-  checkOptions(o, format);
+function derive(given: ConvertOptions, known: Known, random: Random): ConversionPlan {
+  const format = formatOf(given);
   const direct = !!format.directKernel;
-  const strategyId = strategyFor(o, known.image);
+  const arch = decideArch(given, known.image, known.inputs.hostArchitecture ?? hostArch());
+  const o = optionsForArch(given, arch, direct);
+  checkOptions(o, format);
+  const strategyId = strategyFor(o, known.image, distroPossible(arch));
   const strategy = GUEST_STRATEGIES[strategyId];
-  checkStrategyOptions(o, strategyId);
+  checkStrategyOptions(o, strategyId, arch);
   const guest = strategy.describe(o, known);
   const loaders = loadersFor(o, direct);
   const userCmdline = checkKernelCmdline(o.kernelCmdline, {
@@ -245,7 +260,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
   // img2vm's init shares the console with the workload's output: the kernel says only what is wrong.
   const extraArgs =
     [...(strategyId === 'img2vm' ? ['quiet'] : []), ...(userCmdline ? [userCmdline] : [])].join(' ') || undefined;
-  const cmdline = direct ? null : kernelCmdline(ids.root, extraArgs);
+  const cmdline = direct ? null : kernelCmdline(ids.root, extraArgs, arch.arch);
   const kernel = known.tree?.kernel ?? null;
   if (kernel) checkKernelVersion(kernel.version);
 
@@ -258,6 +273,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     title: guest.distribution ?? 'Linux',
     osId: known.image?.os?.id,
     kernel,
+    arch: arch.arch,
   };
   const loaderFiles = loaders.map((id) => BOOT_LOADERS[id].files(li));
   const guestFiles = dedupe([
@@ -276,7 +292,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
   const exports = [...new Map(loaderFiles.flatMap((l) => l.exports).map((e) => [e.as, e])).values()];
 
   const content = known.content ?? null;
-  const { layout, filesystems } = sizeDisk(o, content, { direct, loaders, ids, espUuid, random });
+  const { layout, filesystems } = sizeDisk(o, content, { direct, loaders, ids, espUuid, random, arch: arch.arch });
   const outPath = o.output !== undefined ? resolve(o.output) : null;
   const sideFiles =
     direct && outPath
@@ -284,15 +300,9 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
       : [];
   const src = parseSourceRef(o.image);
 
-  const unknown: string[] = [];
-  if (!known.image) unknown.push('source');
-  if (!known.tree) unknown.push('kernel');
-  else if (known.tree.estimated) unknown.push('kernel (estimated)');
-  if (!content) unknown.push('content');
-  else if (content.estimated) unknown.push('content (estimated)');
-
   return {
     image: o.image,
+    architecture: { arch: arch.arch, from: arch.from },
     rootUuid: ids.root,
     rootHashSeed: ids.rootHash,
     source: {
@@ -307,7 +317,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     content,
     kernel,
     disk: {
-      rootOffset: rootOffset(o, direct, loaders),
+      rootOffset: rootOffset(o, direct, loaders, arch.arch),
       container: format.assembly.container,
       inPlace: format.assembly.inPlace,
     },
@@ -328,8 +338,19 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
       separateBoot,
       table: layout?.table ?? o.partitionTable ?? (o.boot === 'bios' ? 'mbr' : 'gpt'),
     }),
-    unknown,
+    unknown: unknownFacts(known),
   };
+}
+
+/** The facts a plan was made without (e.g. the kernel before the guest build ran). */
+function unknownFacts(known: Known): string[] {
+  const unknown: string[] = [];
+  if (!known.image) unknown.push('source');
+  if (!known.tree) unknown.push('kernel');
+  else if (known.tree.estimated) unknown.push('kernel (estimated)');
+  if (!known.content) unknown.push('content');
+  else if (known.content.estimated) unknown.push('content (estimated)');
+  return unknown;
 }
 
 interface DiskInput {
@@ -338,6 +359,7 @@ interface DiskInput {
   ids: ReturnType<typeof drawIds>;
   espUuid: string | undefined;
   random: Random;
+  arch: GuestArch;
 }
 
 /** Partitions and file systems from the content's size (or --size); nothing until the content is known. */
@@ -394,6 +416,7 @@ function sizeDisk(
     bootPartitionSize: o.bootPartition,
     diskSize: o.size,
     random: d.random.fork('layout'),
+    arch: d.arch,
     espSize: d.loaders.includes('systemd-boot') ? SYSTEMD_BOOT_ESP_SIZE : undefined,
   });
   const rootPart = partitionByRole(layout, 'root')!;
