@@ -56,4 +56,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# arm64 programs under emulation for the arm64 Debian fixture's second stage: changes the running kernel (root).
+bash "$(dirname "$0")/register-binfmt.sh" || echo "warning: qemu-aarch64 is not registered with binfmt_misc; the arm64 Debian fixture cannot be built" >&2
 bash "$(dirname "$0")/start-docker.sh"

@@ -83,6 +83,11 @@ describe('arm64 from an amd64 host', () => {
     expect(run.exitCode, run.all).toBe(3);
     expect(run.stdout).toContain('workload on aarch64 as uid 1000 gid 1000');
     timings.push(`run arm64 to exit (TCG): ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+    // img2vm test reads the same exit protocol (its boot nonce through SMBIOS, which AAVMF passes on)
+    const t = await img2vm(['test', out, '--expect-exit', '3', '--timeout', '900'], { env: NO_DAEMON });
+    expect(t.exitCode, t.all).toBe(0);
+    const wrong = await img2vm(['test', out, '--expect-exit', '0', '--timeout', '900'], { env: NO_DAEMON });
+    expect(wrong.exitCode, wrong.all).not.toBe(0);
   });
 
   it('the same index gives an amd64 disk by --platform linux/amd64, and the plan says which', async () => {
