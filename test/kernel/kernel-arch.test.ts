@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkKernelArch, kernelArchOf } from '../../src/kernel/kernel-arch.js';
 import { suiteForGrubVersion } from '../../src/kernel/grub.js';
+import { kernelVersionOf } from '../../src/kernel/bzimage.js';
 
 /** An x86 bzImage's first sector and setup header: "HdrS" at 0x202. */
 function bzImage(): Buffer {
@@ -88,6 +89,13 @@ describe('checkKernelArch', () => {
     );
     await expect(checkKernelArch(x86, 'amd64', 'x')).resolves.toBeUndefined();
     await expect(checkKernelArch(arm, 'arm64', 'x')).resolves.toBeUndefined();
+  });
+
+  it('reads the release of a gzip-compressed arm64 Image (a --kernel vmlinuz path) from the banner inside', async () => {
+    const gz = join(dir, 'vmlinuz-gz');
+    const banner = Buffer.from('Linux version 6.1.0-31-cloud-arm64 (debian-kernel@lists.debian.org) #1 SMP\0');
+    writeFileSync(gz, gzipSync(Buffer.concat([arm64Image(), Buffer.alloc(3 << 20, 1), banner, Buffer.alloc(300)])));
+    await expect(kernelVersionOf(gz)).resolves.toBe('6.1.0-31-cloud-arm64');
   });
 });
 
