@@ -208,7 +208,8 @@ export const img2vmStrategy: GuestStrategy = {
     const k = await getKernel(spec, env, {
       ...archive,
       docker,
-      source: { pull: plan.source.pull, insecureRegistries: plan.source.insecureRegistries },
+      // A kernel image of several platforms gives the guest's architecture's kernel.
+      source: { pull: plan.source.pull, insecureRegistries: plan.source.insecureRegistries, platform: `linux/${arch}` },
       onProgress: (done, total) => {
         bar.setTotal(total);
         bar.set(done);
