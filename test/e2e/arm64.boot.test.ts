@@ -3,7 +3,7 @@
 // --platform, and `img2vm run` boots it on qemu-system-aarch64 (TCG, AAVMF), its CMD running as its USER, with its
 // output and exit code relayed.
 import { execa } from 'execa';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,5 +115,27 @@ describe('arm64 from an amd64 host', () => {
     );
     expect(bios.exitCode, bios.all).toBe(2);
     expect(bios.stderr).toMatch(/--boot bios cannot boot a linux\/arm64 guest/);
+  });
+
+  it('a --kernel of the other architecture is refused from its own header, naming both, and nothing is written', async () => {
+    // An x86 bzImage's setup header: "HdrS", boot protocol 2.15, the version string the header points at
+    const bz = Buffer.alloc(0x4000);
+    bz.write('MZ', 0, 'latin1');
+    bz.write('HdrS', 0x202, 'latin1');
+    bz.writeUInt16LE(0x020f, 0x206);
+    bz.writeUInt16LE(0x1000 - 0x200, 0x20e);
+    bz.write('6.1.0-99-amd64 (test) #1 SMP\0', 0x1000, 'latin1');
+    const vmlinuz = join(tmp, 'vmlinuz-6.1.0-99-amd64');
+    await writeFile(vmlinuz, bz);
+    const out = join(tmp, 'wrong-kernel.qcow2');
+    const r = await img2vm(
+      [`oci:${layout}`, '--platform', 'linux/arm64', '--init', 'img2vm', '--kernel', vmlinuz, '-o', out],
+      { env: NO_DAEMON },
+    );
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(
+      /--kernel \S+ is an amd64 kernel \(an x86 bzImage \("HdrS" boot header\)\), and the image is linux\/arm64/,
+    );
+    expect(await stat(out).catch(() => undefined)).toBeUndefined();
   });
 });
