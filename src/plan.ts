@@ -241,7 +241,7 @@ function derive(given: ConvertOptions, known: Known, random: Random): Conversion
   const format = formatOf(given);
   const direct = !!format.directKernel;
   const arch = decideArch(given, known.image, known.inputs.hostArchitecture ?? hostArch());
-  const o = optionsForArch(given, arch, direct);
+  const o = optionsForArch(given, arch);
   checkOptions(o, format);
   const strategyId = strategyFor(o, known.image, distroPossible(arch));
   const strategy = GUEST_STRATEGIES[strategyId];

@@ -72,7 +72,6 @@ for (const host of HOSTS)
 function refusal(c: Combo): RegExp | null {
   if (c.boot === 'bios') return /--boot bios cannot boot a linux\/arm64 guest: arm64 machines boot through UEFI only/;
   if (c.partitionTable === 'mbr') return /--partition-table mbr cannot hold a linux\/arm64 guest/;
-  if (c.format === 'rootfs') return /--format rootfs makes x86-64 microVM kernels .* and the image is linux\/arm64/;
   if (c.bootloader === 'systemd-boot') return /--bootloader systemd-boot has no arm64 binary here/;
   if (c.init === 'distro')
     return c.host === 'arm64'
@@ -98,6 +97,21 @@ describe('plan: an arm64 image, every combination as data', () => {
     expect(p.architecture).toEqual({ arch: 'arm64', from: 'image' });
     // auto never picks a strategy that runs the image's programs for a guest the host cannot run
     expect(p.guest.strategy).toBe(init === 'auto' ? 'img2vm' : init);
+    if (format === 'rootfs') {
+      // the direct-kernel output: the Image itself for the microVM runners, no firmware, no partitions
+      expect(p.boot).toMatchObject({ mode: 'direct-kernel', loaders: ['direct-kernel'], cmdline: null });
+      expect(p.layout).toBeNull();
+      expect(p.steps.map((s) => `${s.stage}/${s.id}`)).toEqual([
+        'source/oci',
+        `guest/${p.guest.strategy}`,
+        'rootfs/flatten',
+        'rootfs/configure',
+        'rootfs/direct-kernel',
+        'disk/ext4',
+        'output/rootfs',
+      ]);
+      return;
+    }
     // UEFI only, GPT only, GRUB arm64-efi at the removable path, the arm64 root partition type
     expect(p.boot.mode).toBe('uefi');
     expect(p.boot.loaders).toEqual(['grub-efi']);

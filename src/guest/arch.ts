@@ -42,7 +42,7 @@ export function hostArch(): string {
  * The options as the architecture lets them be: --boot hybrid (the default) means every firmware the architecture
  * has, so on arm64 it is UEFI. What the architecture cannot do is refused, naming the option and the architecture.
  */
-export function optionsForArch(o: ConvertOptions, a: ArchDecision, directKernel: boolean): ConvertOptions {
+export function optionsForArch(o: ConvertOptions, a: ArchDecision): ConvertOptions {
   const name = `linux/${a.arch}`;
   const firmware = ARCH[a.arch].firmware;
   if (o.boot !== 'hybrid' && !firmware.includes(o.boot)) {
@@ -58,13 +58,6 @@ export function optionsForArch(o: ConvertOptions, a: ArchDecision, directKernel:
       'usage',
       `--partition-table mbr cannot hold a ${name} guest: ${a.arch} disks are UEFI-only GPT`,
       'leave --partition-table out (or give gpt)',
-    );
-  }
-  if (directKernel) {
-    throw new Img2vmError(
-      'usage',
-      `--format rootfs makes x86-64 microVM kernels (an ELF vmlinux) only, and the image is ${name}`,
-      'write a disk (e.g. -o disk.qcow2) for an arm64 guest',
     );
   }
   if (o.bootloader === 'systemd-boot') {

@@ -1,12 +1,13 @@
 // What run and test share: inspecting the disk, choosing firmware and accelerator, and owning the QEMU process.
 import { constants } from 'node:fs';
-import { access, copyFile, lstat, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { access, copyFile, lstat, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ARCH, type GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
 import { defaultPlatform } from '../source/index.js';
+import { kernelArchOf } from '../kernel/index.js';
 import type { Scope } from '../core/scope.js';
 import { spawnTool, stopProcess, type ToolProcess } from '../tools/process.js';
 import { diskFormat } from './disk.js';
@@ -123,6 +124,18 @@ function firmwareFor(
   return { firmware: guess.firmware, firmwareReason: guess.reason };
 }
 
+/** The architecture of a direct-kernel output's kernel, from its header (amd64 when it is none img2vm knows). */
+async function directKernelArch(kernel: string): Promise<GuestArch> {
+  const fh = await open(kernel, 'r');
+  try {
+    const head = Buffer.alloc(64 << 10);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return kernelArchOf(head.subarray(0, bytesRead))?.arch === 'arm64' ? 'arm64' : 'amd64';
+  } finally {
+    await fh.close();
+  }
+}
+
 /** KVM only for a guest of the host's own architecture; another architecture's guest is emulated (TCG). */
 async function accelFor(arch: GuestArch, host: string = defaultPlatform().architecture): Promise<AccelChoice> {
   if (arch !== host) return { accel: 'tcg', reason: `an ${arch} guest on an ${host} host is emulated` };
@@ -152,13 +165,16 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
   }
   await checkDirectFiles(c);
   const [root, ...more] = c.drives;
-  const { accel, reason: accelReason } = await chooseAccel();
+  const arch = await directKernelArch(c.kernel);
+  const { accel, reason: accelReason } = await accelFor(arch);
+  const tscKhz = arch === 'amd64' ? await hostCpuKhz() : undefined;
   const argv = qemuArgs({
+    arch,
     disk: root!.path,
     format: 'raw',
     firmware: 'direct',
     accel,
-    direct: { kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, moreDisks: more, tscKhz: await hostCpuKhz() },
+    direct: { kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, moreDisks: more, tscKhz },
     memMiB: o.memMiB,
     cpus: o.cpus,
     snapshot: o.snapshot,
@@ -167,12 +183,15 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
     bootNonce: o.bootNonce,
   });
   return {
-    arch: 'amd64',
-    archReason: 'direct-kernel outputs are x86-64 microVM kernels',
+    arch,
+    archReason: `${basename(c.kernel)}'s own header`,
     disk: root!.path,
     format: 'raw',
     firmware: 'direct',
-    firmwareReason: `${basename(c.config)}: ${basename(c.kernel)} on QEMU microvm, disks on virtio-mmio found through ACPI as Firecracker presents them`,
+    firmwareReason:
+      arch === 'arm64'
+        ? `${basename(c.config)}: ${basename(c.kernel)} on QEMU virt, disks on virtio-mmio found through the device tree as Firecracker presents them`
+        : `${basename(c.config)}: ${basename(c.kernel)} on QEMU microvm, disks on virtio-mmio found through ACPI as Firecracker presents them`,
     accel,
     accelReason,
     console: o.console,

@@ -78,7 +78,7 @@ export function qemuArgs(o: QemuOptions): string[] {
   // virtio_mmio.device= command line off, the guest finds its disks only through the ACPI DSDT, which is how
   // Firecracker (1.8 and newer) describes them — so a kernel that boots here finds its disks there too.
   const arm64 = o.arch === 'arm64';
-  if (arm64 && o.firmware !== 'uefi') throw new Error('qemuArgs: arm64 guests boot through UEFI only');
+  if (arm64 && o.firmware === 'bios') throw new Error('qemuArgs: arm64 guests boot through UEFI only');
   // virt is QEMU's generic arm64 machine (PCI, PL011 serial, SMBIOS for the firmware): what arm64 clouds resemble.
   const machine = arm64 ? 'virt' : direct ? 'microvm,acpi=on,auto-kernel-cmdline=off' : 'q35';
   const args: string[] = ['-nodefaults', '-machine', machine, '-accel', o.accel];
@@ -99,7 +99,11 @@ export function qemuArgs(o: QemuOptions): string[] {
     throw new Error(`qemuArgs: a boot nonce is 16 to 64 hex digits, not ${o.bootNonce}`);
   if (direct) {
     let cmdline =
-      o.accel === 'tcg' && direct.tscKhz ? `${direct.cmdline} tsc_early_khz=${direct.tscKhz}` : direct.cmdline;
+      o.accel === 'tcg' && direct.tscKhz && !arm64
+        ? `${direct.cmdline} tsc_early_khz=${direct.tscKhz}`
+        : direct.cmdline;
+    // virt's serial is a PL011 (Firecracker's config names its own ttyS0): the last console is /dev/console.
+    if (arm64) cmdline += ' console=ttyAMA0';
     if (o.bootNonce) cmdline += ` ${BOOT_NONCE_PREFIX}${o.bootNonce}`;
     args.push('-kernel', direct.kernel, ...(direct.initrd ? ['-initrd', direct.initrd] : []), '-append', cmdline);
     const disks = [{ path: o.disk, readOnly: false }, ...direct.moreDisks];

@@ -90,6 +90,29 @@ describe('arm64 from an amd64 host', () => {
     expect(wrong.exitCode, wrong.all).not.toBe(0);
   });
 
+  it('--format rootfs for arm64: the Image for microVM runners; its Firecracker config boots on QEMU virt', async () => {
+    const out = join(tmp, 'arm64.ext4');
+    const r = await img2vm([`oci:${layout}`, '--platform', 'linux/arm64', '--init', 'img2vm', '-o', out], {
+      env: NO_DAEMON,
+    });
+    expect(r.exitCode, r.all).toBe(0);
+    // the kernel runners load is the uncompressed arm64 Image ("ARM\x64" at 0x38)
+    const head = (await readFile(join(tmp, 'arm64.vmlinux'))).subarray(0, 64);
+    expect(head.toString('latin1', 0x38, 0x3c)).toBe('ARM\x64');
+    const ch = await readFile(join(tmp, 'arm64.cloud-hypervisor.sh'), 'utf8');
+    expect(ch).toContain('console=ttyAMA0');
+    const t1 = performance.now();
+    const run = await execa('bin/img2vm', ['run', join(tmp, 'arm64.firecracker.json'), '--timeout', '900'], {
+      reject: false,
+      all: true,
+      stdin: 'ignore',
+      env: NO_DAEMON,
+    });
+    expect(run.exitCode, run.all).toBe(3);
+    expect(run.stdout).toContain('workload on aarch64 as uid 1000 gid 1000');
+    timings.push(`run arm64 direct kernel to exit (TCG): ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+  });
+
   it('the same index gives an amd64 disk by --platform linux/amd64, and the plan says which', async () => {
     const r = await img2vm(
       ['plan', `oci:${layout}`, '--platform', 'linux/amd64', '--init', 'img2vm', '-o', 'x.qcow2'],

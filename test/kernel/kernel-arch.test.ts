@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { checkKernelArch, kernelArchOf } from '../../src/kernel/kernel-arch.js';
 import { suiteForGrubVersion } from '../../src/kernel/grub.js';
 import { kernelVersionOf } from '../../src/kernel/bzimage.js';
+import { arm64Image } from '../../src/boot/direct-kernel.js';
 
 /** An x86 bzImage's first sector and setup header: "HdrS" at 0x202. */
 function bzImage(): Buffer {
@@ -18,7 +19,7 @@ function bzImage(): Buffer {
 }
 
 /** An arm64 Image header (Documentation/arch/arm64/booting.rst): "ARM\x64" at 0x38, with the EFI stub's "MZ". */
-function arm64Image(): Buffer {
+function armImage(): Buffer {
   const b = Buffer.alloc(0x10000);
   b.write('MZ', 0, 'latin1');
   b.write('ARM\x64', 0x38, 'latin1');
@@ -47,11 +48,11 @@ function elf(machine: number): Buffer {
 describe('kernelArchOf', () => {
   it.each([
     ['bzImage', bzImage(), 'amd64', /HdrS/],
-    ['arm64 Image', arm64Image(), 'arm64', /ARM\\x64/],
+    ['arm64 Image', armImage(), 'arm64', /ARM\\x64/],
     // Debian's arm64 vmlinuz: only the first 64 KiB of the gzip stream are read
     [
       'gzip arm64 Image',
-      gzipSync(Buffer.concat([arm64Image(), Buffer.alloc(1 << 20, 7)])).subarray(0, 64 << 10),
+      gzipSync(Buffer.concat([armImage(), Buffer.alloc(1 << 20, 7)])).subarray(0, 64 << 10),
       'arm64',
       /gzip/,
     ],
@@ -80,7 +81,7 @@ describe('checkKernelArch', () => {
     const x86 = join(dir, 'vmlinuz-x86');
     const arm = join(dir, 'vmlinuz-arm');
     writeFileSync(x86, bzImage());
-    writeFileSync(arm, gzipSync(arm64Image()));
+    writeFileSync(arm, gzipSync(armImage()));
     await expect(checkKernelArch(x86, 'arm64', `--kernel ${x86}`)).rejects.toThrow(
       /--kernel .*vmlinuz-x86 is an amd64 kernel \(an x86 bzImage \("HdrS" boot header\)\), and the image is linux\/arm64/,
     );
@@ -94,7 +95,7 @@ describe('checkKernelArch', () => {
   it('reads the release of a gzip-compressed arm64 Image (a --kernel vmlinuz path) from the banner inside', async () => {
     const gz = join(dir, 'vmlinuz-gz');
     const banner = Buffer.from('Linux version 6.1.0-31-cloud-arm64 (debian-kernel@lists.debian.org) #1 SMP\0');
-    writeFileSync(gz, gzipSync(Buffer.concat([arm64Image(), Buffer.alloc(3 << 20, 1), banner, Buffer.alloc(300)])));
+    writeFileSync(gz, gzipSync(Buffer.concat([armImage(), Buffer.alloc(3 << 20, 1), banner, Buffer.alloc(300)])));
     await expect(kernelVersionOf(gz)).resolves.toBe('6.1.0-31-cloud-arm64');
   });
 });
@@ -104,5 +105,17 @@ describe('suiteForGrubVersion', () => {
     expect(suiteForGrubVersion('grub-mkimage (GRUB) 2.06-13+deb12u1')).toBe('bookworm');
     expect(suiteForGrubVersion('grub-mkimage (GRUB) 2.12-9')).toBe('trixie');
     expect(() => suiteForGrubVersion('grub-mkimage (GRUB) 2.04-20')).toThrow(/2\.06 \(bookworm\) and 2\.12 \(trixie\)/);
+  });
+});
+
+describe('arm64Image: the kernel a microVM runner loads on aarch64', () => {
+  it('is the Image itself, unwrapped from gzip; another architecture or an EFI zboot is refused', () => {
+    const img = armImage();
+    expect(arm64Image(img, 'k').equals(img)).toBe(true);
+    expect(arm64Image(gzipSync(img), 'k').equals(img)).toBe(true);
+    expect(() => arm64Image(bzImage(), '6.1.0-amd64')).toThrow(
+      /6\.1\.0-amd64 cannot be booted directly: it is an x86 bzImage/,
+    );
+    expect(() => arm64Image(zboot(0xaa64), 'k')).toThrow(/EFI zboot/);
   });
 });

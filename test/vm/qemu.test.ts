@@ -60,6 +60,29 @@ describe('qemuArgs', () => {
       'none',
       '-no-reboot',
     ]);
+    const direct = qemuArgs({
+      arch: 'arm64',
+      disk: '/o/vm.ext4',
+      format: 'raw',
+      firmware: 'direct',
+      direct: { kernel: '/o/vm.vmlinux', cmdline: 'root=/dev/vda rw console=ttyS0', tscKhz: 2e6, moreDisks: [] },
+      accel: 'tcg',
+      memMiB: 512,
+      cpus: 1,
+      snapshot: true,
+      publish: [],
+      console: 'pipe',
+    });
+    // virt (not microvm), no firmware, the Image on -kernel, virtio-mmio disks, PL011 as the console, no TSC rate
+    expect(direct.slice(0, 5)).toEqual(['-nodefaults', '-machine', 'virt', '-accel', 'tcg']);
+    expect(direct).not.toContain('-drive if=pflash');
+    expect(direct.slice(direct.indexOf('-kernel'), direct.indexOf('-kernel') + 4)).toEqual([
+      '-kernel',
+      '/o/vm.vmlinux',
+      '-append',
+      'root=/dev/vda rw console=ttyS0 console=ttyAMA0',
+    ]);
+    expect(direct).toContain('virtio-blk-device,drive=disk0');
     const bios = { arch: 'arm64', disk: '/d', format: 'raw', firmware: 'bios', accel: 'tcg' } as const;
     const rest = { memMiB: 512, cpus: 1, snapshot: true, publish: [], console: 'pipe' } as const;
     expect(() => qemuArgs({ ...bios, ...rest })).toThrow(/arm64 guests boot through UEFI only/);
