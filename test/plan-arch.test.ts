@@ -72,7 +72,7 @@ for (const host of HOSTS)
 function refusal(c: Combo): RegExp | null {
   if (c.boot === 'bios') return /--boot bios cannot boot a linux\/arm64 guest: arm64 machines boot through UEFI only/;
   if (c.partitionTable === 'mbr') return /--partition-table mbr cannot hold a linux\/arm64 guest/;
-  if (c.bootloader === 'systemd-boot') return /--bootloader systemd-boot has no arm64 binary here/;
+  if (c.bootloader === 'systemd-boot' && c.format === 'rootfs') return /--bootloader does not apply to --format rootfs/;
   if (c.init === 'distro')
     return c.host === 'arm64'
       ? /--init distro installs amd64 distribution packages only, and the image is linux\/arm64/
@@ -112,8 +112,26 @@ describe('plan: an arm64 image, every combination as data', () => {
       ]);
       return;
     }
-    // UEFI only, GPT only, GRUB arm64-efi at the removable path, the arm64 root partition type
+    // UEFI only, GPT only, the arm64 root partition type, the loader at the arm64 removable path
     expect(p.boot.mode).toBe('uefi');
+    expect(p.layout!.table).toBe('gpt');
+    expect(partitionByRole(p.layout!, 'root')!.gptType).toBe(GPT_TYPE.rootArm64);
+    expect(p.boot.cmdline).toMatch(/ console=ttyAMA0,115200n8/);
+    if (bootloader === 'systemd-boot') {
+      // --boot hybrid means every firmware arm64 has: UEFI, so systemd-boot needs no --boot uefi here
+      expect(p.boot.loaders).toEqual(['systemd-boot']);
+      expect(partitionByRole(p.layout!, 'esp')!.size).toBe(256 * MiB);
+      const esp = p.guestFiles.filter((g) => g.fs === 'esp').map((g) => g.path);
+      expect(esp.slice(0, 3)).toEqual([
+        '/EFI/BOOT/BOOTAA64.EFI',
+        '/EFI/systemd/systemd-bootaa64.efi',
+        '/loader/loader.conf',
+      ]);
+      expect(p.guestFiles.find((g) => g.fs === 'esp')!.from).toBe('work:systemd-bootaa64.efi');
+      expect(p.steps.map((s) => s.id)).toContain('systemd-boot');
+      return;
+    }
+    // GRUB arm64-efi
     expect(p.boot.loaders).toEqual(['grub-efi']);
     expect(p.layout!.table).toBe('gpt');
     expect(p.layout!.partitions.map((x) => x.role)).toEqual(['esp', 'root']);

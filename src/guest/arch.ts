@@ -60,13 +60,6 @@ export function optionsForArch(o: ConvertOptions, a: ArchDecision): ConvertOptio
       'leave --partition-table out (or give gpt)',
     );
   }
-  if (o.bootloader === 'systemd-boot') {
-    throw new Img2vmError(
-      'usage',
-      `--bootloader systemd-boot has no ${a.arch} binary here (the host's systemd-boot is ${a.host}), and the image is ${name}`,
-      `leave --bootloader out: ${a.arch} disks get GRUB arm64-efi from Debian's archive`,
-    );
-  }
   return { ...o, boot: 'uefi' };
 }
 

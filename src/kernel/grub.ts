@@ -1,5 +1,6 @@
-// GRUB's EFI modules for a guest architecture the host has no GRUB package for (arm64 on an amd64 host): Debian's
-// grub-efi-<arch>-bin, found through the signed index, hash-checked, unpacked once into the cache.
+// Boot-loader files for a guest architecture the host has no package for (arm64 on an amd64 host): GRUB's EFI
+// modules (grub-efi-<arch>-bin) and systemd-boot (systemd-boot-efi) from Debian, found through the signed index,
+// hash-checked, unpacked once into the cache.
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -133,62 +134,104 @@ export async function unpackDebDir(deb: string, prefix: string, dest: string, si
   return n;
 }
 
-interface GrubIndex {
+interface PackageIndex {
   version: string;
   sha256: string;
   checkedAt: string;
 }
 
+/** A directory of files from one Debian package, as debianPackageDir caches it. */
+export interface PackageDirSpec {
+  /** The package, its architecture and the suite it is taken from. */
+  name: string;
+  arch: string;
+  suite: string;
+  /** The directory inside the package whose plain files are kept (e.g. usr/lib/grub/arm64-efi/). */
+  prefix: string;
+  /** A file that must be in it (the package is refused without it). */
+  marker: string;
+  /** The cache's subdirectory, and the directory name the files are kept under. */
+  cacheName: string;
+  dirName: string;
+}
+
 /**
- * The directory of GRUB's <arch>-efi modules, for grub-mkimage -d: from the cache while its answer is a day fresh,
- * else resolved in the archive, fetched, verified and unpacked once (published by rename, so a concurrent run
- * either finds the whole directory or makes its own).
+ * The files of a directory in a Debian package for another architecture: from the cache while its answer is a day
+ * fresh, else resolved in the signed archive, fetched, hash-checked and unpacked once (published by rename, so a
+ * concurrent run either finds the whole directory or makes its own).
  */
-export async function grubEfiModuleDir(
-  arch: GuestArch,
+export async function debianPackageDir(
+  spec: PackageDirSpec,
   ctx: RunContext,
   o: { mirror?: string; cacheDir?: string } = {},
 ): Promise<string> {
-  const platform = arch === 'arm64' ? 'arm64-efi' : 'x86_64-efi';
-  const name = `grub-efi-${arch}-bin`;
-  const suite = suiteForGrubVersion((await run('grub-mkimage', ['--version'], { signal: ctx.signal })).stdout);
-  const root = join(o.cacheDir ?? cacheDir(), 'grub');
-  const indexFile = join(root, `index-${arch}-${suite}.json`);
-  const dirOf = (sha: string) => join(root, `${arch}-${sha}`, platform);
-  const log = (m: string) => ctx.sink({ type: 'log', level: 'debug', stage: 'rootfs', message: `grub: ${m}` });
+  const { name, arch, suite } = spec;
+  const root = join(o.cacheDir ?? cacheDir(), spec.cacheName);
+  const indexFile = join(root, `index-${name}-${arch}-${suite}.json`);
+  const dirOf = (sha: string) => join(root, `${arch}-${sha}`, spec.dirName);
+  const log = (m: string) => ctx.sink({ type: 'log', level: 'debug', stage: 'rootfs', message: `${name}: ${m}` });
   const idx = await readFile(indexFile, 'utf8')
-    .then((t) => JSON.parse(t) as GrubIndex)
+    .then((t) => JSON.parse(t) as PackageIndex)
     .catch(() => undefined);
-  if (idx && Date.now() - Date.parse(idx.checkedAt) < DAY && (await exists(join(dirOf(idx.sha256), 'kernel.img'))))
+  if (idx && Date.now() - Date.parse(idx.checkedAt) < DAY && (await exists(join(dirOf(idx.sha256), spec.marker))))
     return dirOf(idx.sha256);
-  const scratch = await mkdtemp(join(ctx.work, 'grub-'));
+  const scratch = await mkdtemp(join(ctx.work, `${spec.cacheName}-`));
   const r = await resolveDebianPackage({ name, arch, suite, mirror: o.mirror, work: scratch, signal: ctx.signal, log });
   const dir = dirOf(r.stanza.sha256);
-  if (!(await exists(join(dir, 'kernel.img')))) {
+  if (!(await exists(join(dir, spec.marker)))) {
+    const mb = (r.stanza.size / 1e6).toFixed(1);
     ctx.sink({
       type: 'log',
       level: 'info',
       stage: 'rootfs',
-      message: `fetching ${name} ${r.stanza.version} (${(r.stanza.size / 1e6).toFixed(1)} MB)`,
+      message: `fetching ${name} ${r.stanza.version} (${mb} MB)`,
     });
-    const deb = join(scratch, 'grub.deb');
+    const deb = join(scratch, 'package.deb');
     await downloadVerified(r, deb, ctx.signal);
-    const draft = join(scratch, platform);
+    const draft = join(scratch, spec.dirName);
     await mkdir(draft);
-    await unpackDebDir(deb, `usr/lib/grub/${platform}/`, draft, ctx.signal);
-    if (!(await exists(join(draft, 'kernel.img'))))
-      throw new Img2vmError('badImage', `${r.url} holds no ${platform}/kernel.img`, 'try another --kernel-mirror');
+    await unpackDebDir(deb, spec.prefix, draft, ctx.signal);
+    if (!(await exists(join(draft, spec.marker))))
+      throw new Img2vmError(
+        'badImage',
+        `${r.url} holds no ${spec.prefix}${spec.marker}`,
+        'try another --kernel-mirror',
+      );
     await mkdir(join(root, `${arch}-${r.stanza.sha256}`), { recursive: true });
     await rename(draft, dir).catch(async (e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOTEMPTY' && e.code !== 'EEXIST') throw e;
     });
   }
   await mkdir(root, { recursive: true });
-  const rec: GrubIndex = { version: r.stanza.version, sha256: r.stanza.sha256, checkedAt: new Date().toISOString() };
+  const rec: PackageIndex = { version: r.stanza.version, sha256: r.stanza.sha256, checkedAt: new Date().toISOString() };
   await writeFile(`${indexFile}.${process.pid}`, JSON.stringify(rec));
   await rename(`${indexFile}.${process.pid}`, indexFile);
   await rm(scratch, { recursive: true, force: true });
   return dir;
+}
+
+/** The directory of GRUB's <arch>-efi modules for grub-mkimage -d, from the Debian release of the host's GRUB. */
+export async function grubEfiModuleDir(
+  arch: GuestArch,
+  ctx: RunContext,
+  o: { mirror?: string; cacheDir?: string } = {},
+): Promise<string> {
+  const platform = arch === 'arm64' ? 'arm64-efi' : 'x86_64-efi';
+  const suite = suiteForGrubVersion((await run('grub-mkimage', ['--version'], { signal: ctx.signal })).stdout);
+  const spec = { name: `grub-efi-${arch}-bin`, arch, suite, prefix: `usr/lib/grub/${platform}/` };
+  return debianPackageDir({ ...spec, marker: 'kernel.img', cacheName: 'grub', dirName: platform }, ctx, o);
+}
+
+/** systemd-boot's EFI binary for an architecture (systemd-boot<efi arch>.efi), from Debian's systemd-boot-efi. */
+export async function systemdBootEfiFile(
+  arch: GuestArch,
+  ctx: RunContext,
+  o: { mirror?: string; cacheDir?: string } = {},
+): Promise<string> {
+  const file = `systemd-boot${arch === 'arm64' ? 'aa64' : 'x64'}.efi`;
+  const spec = { name: 'systemd-boot-efi', arch, suite: 'trixie', prefix: 'usr/lib/systemd/boot/efi/' };
+  const dir = await debianPackageDir({ ...spec, marker: file, cacheName: 'systemd-boot', dirName: 'efi' }, ctx, o);
+  return join(dir, file);
 }
 
 async function exists(p: string): Promise<boolean> {

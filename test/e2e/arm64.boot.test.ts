@@ -90,6 +90,25 @@ describe('arm64 from an amd64 host', () => {
     expect(wrong.exitCode, wrong.all).not.toBe(0);
   });
 
+  it("--bootloader systemd-boot for arm64: Debian's systemd-bootaa64.efi, verified, loads the Image from the ESP", async () => {
+    const out = join(tmp, 'arm64-sdboot.qcow2');
+    const r = await img2vm(
+      [`oci:${layout}`, '--platform', 'linux/arm64', '--init', 'img2vm', '--bootloader', 'systemd-boot', '-o', out],
+      { env: NO_DAEMON },
+    );
+    expect(r.exitCode, r.all).toBe(0);
+    const t1 = performance.now();
+    const run = await execa('bin/img2vm', ['run', out, '--timeout', '900'], {
+      reject: false,
+      all: true,
+      stdin: 'ignore',
+      env: NO_DAEMON,
+    });
+    expect(run.exitCode, run.all).toBe(3);
+    expect(run.stdout).toContain('workload on aarch64 as uid 1000 gid 1000');
+    timings.push(`run arm64 systemd-boot to exit (TCG): ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+  });
+
   it('--format rootfs for arm64: the Image for microVM runners; its Firecracker config boots on QEMU virt', async () => {
     const out = join(tmp, 'arm64.ext4');
     const r = await img2vm([`oci:${layout}`, '--platform', 'linux/arm64', '--init', 'img2vm', '-o', out], {
