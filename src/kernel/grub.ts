@@ -45,6 +45,8 @@ export interface DebianPackageOptions {
   arch: string;
   suite: string;
   mirror?: string;
+  /** The keyring the archive must be signed with (default Debian's). */
+  keyring?: string;
   /** A private directory for the index signatures and the download. */
   work: string;
   signal?: AbortSignal;
@@ -60,7 +62,7 @@ export async function resolveDebianPackage(o: DebianPackageOptions): Promise<{ s
     securityMirror: defaultSecurityMirror(mirror),
     suite: o.suite,
     arch: o.arch,
-    keyring: DEBIAN_KEYRING,
+    keyring: o.keyring ?? DEBIAN_KEYRING,
     now: new Date(),
     allowExpired: false,
     http: { signal: o.signal, log: debug },
@@ -163,7 +165,7 @@ export interface PackageDirSpec {
 export async function debianPackageDir(
   spec: PackageDirSpec,
   ctx: RunContext,
-  o: { mirror?: string; cacheDir?: string } = {},
+  o: { mirror?: string; cacheDir?: string; keyring?: string } = {},
 ): Promise<string> {
   const { name, arch, suite } = spec;
   const root = join(o.cacheDir ?? cacheDir(), spec.cacheName);
@@ -176,7 +178,8 @@ export async function debianPackageDir(
   if (idx && Date.now() - Date.parse(idx.checkedAt) < DAY && (await exists(join(dirOf(idx.sha256), spec.marker))))
     return dirOf(idx.sha256);
   const scratch = await mkdtemp(join(ctx.work, `${spec.cacheName}-`));
-  const r = await resolveDebianPackage({ name, arch, suite, mirror: o.mirror, work: scratch, signal: ctx.signal, log });
+  const where = { mirror: o.mirror, keyring: o.keyring };
+  const r = await resolveDebianPackage({ name, arch, suite, ...where, work: scratch, signal: ctx.signal, log });
   const dir = dirOf(r.stanza.sha256);
   if (!(await exists(join(dir, spec.marker)))) {
     const mb = (r.stanza.size / 1e6).toFixed(1);
