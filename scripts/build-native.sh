@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../native"
 srcs=(*.c)
+# shellcheck disable=SC2054,SC2191  # compiler flags: the commas and = are meant literally
 flags=(-std=gnu11 -Os -Wall -Wextra -Werror -static -s -ffunction-sections -fdata-sections -Wl,--gc-sections
        -fno-asynchronous-unwind-tables -ffile-prefix-map="$PWD"=native -Wl,--build-id=none)
 
