@@ -215,7 +215,12 @@ describe('plan: an amd64 image on an arm64 host', () => {
       os: { id: 'debian', idLike: [], versionId: '12' },
       builders: { docker: true },
     };
-    expect(planFor({ init: 'auto' }, f).guest.strategy).toBe('img2vm');
+    expect(planFor({ init: 'auto' }, f).guest).toMatchObject({
+      strategy: 'img2vm',
+      reason: expect.stringMatching(
+        /the image is linux\/amd64 and this host linux\/arm64: a distribution build would run/,
+      ),
+    });
     expect(planFor({ init: 'auto' }, { ...f, inputs: { hostArchitecture: 'amd64' } }).guest.strategy).toBe('distro');
     expect(() => planFor({ init: 'distro' }, f)).toThrow(
       /--init distro runs the image's linux\/amd64 programs .* this host is linux\/arm64 .*qemu-user-static/,

@@ -20,6 +20,7 @@ import {
   type ModuleFile,
 } from '../kernel/index.js';
 import { passwordEdit } from './configure.js';
+import { hostArch } from './arch.js';
 import { hasTemplate } from './distros.js';
 import type { GuestStrategy, Known } from './strategy.js';
 import { decideInit, type InitDecision } from './workload.js';
@@ -131,7 +132,10 @@ export const img2vmStrategy: GuestStrategy = {
   kernelFromImage: false,
   describe: (o, known) => ({
     strategy: 'img2vm',
-    reason: o.init === 'img2vm' ? "--init img2vm: img2vm's own kernel and init" : autoReason(known.image),
+    reason:
+      o.init === 'img2vm'
+        ? "--init img2vm: img2vm's own kernel and init"
+        : autoReason(known.image, known.inputs.hostArchitecture ?? hostArch()),
     distribution: known.image?.os?.prettyName ?? known.image?.os?.id ?? null,
     template: null,
     builder: null,
@@ -253,9 +257,11 @@ export const img2vmStrategy: GuestStrategy = {
   },
 };
 
-function autoReason(image: ImageFacts | undefined): string {
+function autoReason(image: ImageFacts | undefined, host: string): string {
   if (image?.os === null) return 'auto: the image has no /etc/os-release (no distribution to install into)';
   if (image?.os && !hasTemplate(image.os))
     return `auto: img2vm has no template for ${image.os.prettyName ?? image.os.id}`;
+  if (image && (image.architecture !== 'amd64' || host !== 'amd64'))
+    return `auto: the image is linux/${image.architecture} and this host linux/${host}: a distribution build would run the image's programs (img2vm's own init runs none of them)`;
   return 'auto: no builder is available to install the distribution (docker, runc, podman)';
 }
