@@ -41,6 +41,10 @@ PKGS=(
   libarchive-tools     # bsdtar: a layer producer in the producer-matrix e2e test
   golang-go            # Go's archive/tar: a layer producer in the producer-matrix e2e test (compiled at test time)
   cryptsetup-bin       # the LUKS2 tests read what img2vm writes: luksDump, open --test-passphrase, luksAddKey
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross  # img2vm's own init cross-built for arm64 disks (scripts/build-native.sh)
+  qemu-system-arm      # qemu-system-aarch64: img2vm run/test on arm64 disks, the arm64 boot tests
+  qemu-efi-aarch64     # AAVMF: UEFI firmware for arm64 guests
+  qemu-user-static     # arm64 programs under emulation: the debootstrap second stage of the arm64 test fixture
   python3              # Python's tarfile: a layer producer in the producer-matrix e2e test; it also materialises the tree
 )
 missing=()
@@ -53,4 +57,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# arm64 programs under emulation for the arm64 Debian fixture's second stage: changes the running kernel (root).
+bash "$(dirname "$0")/register-binfmt.sh" || echo "warning: qemu-aarch64 is not registered with binfmt_misc; the arm64 Debian fixture cannot be built" >&2
 bash "$(dirname "$0")/start-docker.sh"

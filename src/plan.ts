@@ -31,6 +31,15 @@ import { LUKS_DATA_OFFSET } from './disk/luks/header.js';
 import { baseGuestFiles } from './guest/configure.js';
 import { hasTemplate } from './guest/distros.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
+import {
+  checkStrategyArch,
+  decideArch,
+  type ArchDecision,
+  distroPossible,
+  hostArch,
+  optionsForArch,
+} from './guest/arch.js';
+import type { GuestArch } from './core/arch.js';
 import type { Known } from './guest/strategy.js';
 import { resolveFormat } from './output/index.js';
 import { rootfsArtifacts } from './output/rootfs.js';
@@ -102,7 +111,8 @@ function drawIds(random: Random): { root: string; boot: string; esp: string; roo
 }
 
 /** Options that install packages into the distribution need its template; say so instead of ignoring them. */
-function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId): void {
+function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId, arch: ArchDecision): void {
+  checkStrategyArch(id, arch, o.init !== 'auto');
   if (id === 'img2vm' && o.luks)
     throw new Img2vmError(
       'usage',
@@ -130,14 +140,16 @@ function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId): void {
  * --init auto: the distribution's own VM when img2vm has its template and a builder is available, img2vm's
  * kernel and init otherwise. Until the image has been read, distro is assumed.
  */
-export function strategyFor(o: ConvertOptions, image?: ImageFacts): GuestStrategyId {
+export function strategyFor(o: ConvertOptions, image?: ImageFacts, distroArch = true): GuestStrategyId {
   if (o.init !== 'auto') return o.init;
+  if (!distroArch) return 'img2vm';
   if (image?.os === undefined) return 'distro';
   if (image.os === null || !hasTemplate(image.os)) return 'img2vm';
   if (image.builders && !Object.values(image.builders).some(Boolean)) return 'img2vm';
   return 'distro';
 }
 
+/** The loaders the options ask for (after optionsForArch made --boot what the architecture has). */
 export function loadersFor(o: ConvertOptions, direct: boolean): BootLoaderId[] {
   if (direct) return ['direct-kernel'];
   const bios = o.boot === 'bios' || o.boot === 'hybrid';
@@ -225,7 +237,7 @@ export function checkOptions(o: ConvertOptions, format: OutputFormat): void {
  * sizes do not depend on the content (so file data can be written before the root's size is known). A --size too
  * small is refused once the content is measured, with the size it needs.
  */
-function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[]): number {
+function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[], arch: GuestArch): number {
   if (direct) return 0;
   const luks = o.luks ? LUKS_DATA_OFFSET : 0;
   const probe = planLayout({
@@ -234,6 +246,7 @@ function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[])
     rootSize: MiB,
     bootPartitionSize: o.bootPartition,
     random: createRandom('offsets'),
+    arch,
     espSize: loaders.includes('systemd-boot') ? SYSTEMD_BOOT_ESP_SIZE : undefined,
   });
   return partitionByRole(probe, 'root')!.start + luks;
@@ -297,13 +310,15 @@ function unknownFacts(known: Known): string[] {
 }
 
 /** The plan from the options and every fact known so far; the phases above call it with more facts each time. */
-function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan {
-  const format = formatOf(o);
-  checkOptions(o, format);
+function derive(given: ConvertOptions, known: Known, random: Random): ConversionPlan {
+  const format = formatOf(given);
   const direct = !!format.directKernel;
-  const strategyId = strategyFor(o, known.image);
+  const arch = decideArch(given, known.image, known.inputs.hostArchitecture ?? hostArch());
+  const o = optionsForArch(given, arch);
+  checkOptions(o, format);
+  const strategyId = strategyFor(o, known.image, distroPossible(arch));
   const strategy = GUEST_STRATEGIES[strategyId];
-  checkStrategyOptions(o, strategyId);
+  checkStrategyOptions(o, strategyId, arch);
   const guest = strategy.describe(o, known);
   const loaders = loadersFor(o, direct);
   const userCmdline = checkKernelCmdline(o.kernelCmdline, {
@@ -317,7 +332,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
   const grubDir = direct ? null : separateBoot ? '/grub' : '/boot/grub';
   const luks = luksPlan(o, random);
   const extraArgs = extraArgsFor(strategyId, luks, userCmdline);
-  const cmdline = direct ? null : kernelCmdline(ids.root, extraArgs);
+  const cmdline = direct ? null : kernelCmdline(ids.root, extraArgs, arch.arch);
   const kernel = known.tree?.kernel ?? null;
   if (kernel) checkKernelVersion(kernel.version);
 
@@ -330,6 +345,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     title: guest.distribution ?? 'Linux',
     osId: known.image?.os?.id,
     kernel,
+    arch: arch.arch,
   };
   const loaderFiles = loaders.map((id) => BOOT_LOADERS[id].files(li));
   const guestFiles = dedupe([
@@ -348,7 +364,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
   const exports = [...new Map(loaderFiles.flatMap((l) => l.exports).map((e) => [e.as, e])).values()];
 
   const content = known.content ?? null;
-  const { layout, filesystems } = sizeDisk(o, content, { direct, loaders, ids, espUuid, random });
+  const { layout, filesystems } = sizeDisk(o, content, { direct, loaders, ids, espUuid, random, arch: arch.arch });
   const outPath = o.output !== undefined ? resolve(o.output) : null;
   const sideFiles =
     direct && outPath
@@ -358,6 +374,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
 
   return {
     image: o.image,
+    architecture: { arch: arch.arch, from: arch.from },
     rootUuid: ids.root,
     rootHashSeed: ids.rootHash,
     source: {
@@ -372,7 +389,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     content,
     kernel,
     disk: {
-      rootOffset: rootOffset(o, direct, loaders),
+      rootOffset: rootOffset(o, direct, loaders, arch.arch),
       container: format.assembly.container,
       inPlace: format.assembly.inPlace,
     },
@@ -404,6 +421,7 @@ interface DiskInput {
   ids: ReturnType<typeof drawIds>;
   espUuid: string | undefined;
   random: Random;
+  arch: GuestArch;
 }
 
 /** Partitions and file systems from the content's size (or --size); nothing until the content is known. */
@@ -462,6 +480,7 @@ function sizeDisk(
     bootPartitionSize: o.bootPartition,
     diskSize: o.size,
     random: d.random.fork('layout'),
+    arch: d.arch,
     espSize: d.loaders.includes('systemd-boot') ? SYSTEMD_BOOT_ESP_SIZE : undefined,
   });
   const rootPart = partitionByRole(layout, 'root')!;

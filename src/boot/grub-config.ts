@@ -1,4 +1,5 @@
 // The grub.cfg img2vm writes (shared by the BIOS and EFI GRUB installs): one entry, serial and screen console.
+import { ARCH, type GuestArch } from '../core/arch.js';
 import type { GuestFile } from '../core/plan.js';
 import { kernelArgs, menuTitle } from './cmdline.js';
 import { kernelFiles, type LoaderInput } from './loader.js';
@@ -9,6 +10,11 @@ export interface GrubEntry {
   kernel: string;
   initrd?: string;
   cmdline: string;
+  /**
+   * GRUB's own serial terminal (PC UARTs); without it GRUB writes to the firmware's console, which UEFI on arm64
+   * machines puts on their serial port itself.
+   */
+  serial?: boolean;
 }
 
 /**
@@ -68,9 +74,9 @@ export function renderGrubCfg(e: GrubEntry): string {
   return [
     "# Written by img2vm. The kernel and initrd paths follow Debian's /vmlinuz and /initrd.img links when present,",
     '# so kernel upgrades inside the guest keep booting.',
-    'serial --unit=0 --speed=115200',
-    'terminal_input serial console',
-    'terminal_output serial console',
+    ...(e.serial === false
+      ? []
+      : ['serial --unit=0 --speed=115200', 'terminal_input serial console', 'terminal_output serial console']),
     'set timeout=0',
     'set timeout_style=hidden',
     `menuentry ${grubQuote(menuTitle(e.title))} {`,
@@ -82,9 +88,13 @@ export function renderGrubCfg(e: GrubEntry): string {
   ].join('\n');
 }
 
-/** The kernel command line: root by UUID, consoles on screen and serial (serial last, so it is /dev/console). */
-export function kernelCmdline(rootUuid: string, extra?: string): string {
-  return [`root=UUID=${rootUuid}`, 'ro', 'console=tty0', 'console=ttyS0,115200n8', ...(extra ? [extra] : [])].join(' ');
+/**
+ * The kernel command line: root by UUID, consoles on screen and on the architecture's serial port (serial last,
+ * so it is /dev/console).
+ */
+export function kernelCmdline(rootUuid: string, extra?: string, arch: GuestArch = 'amd64'): string {
+  const serial = `console=${ARCH[arch].serialConsole},115200n8`;
+  return [`root=UUID=${rootUuid}`, 'ro', 'console=tty0', serial, ...(extra ? [extra] : [])].join(' ');
 }
 
 /** /boot/grub/grub.cfg for either GRUB; its kernel paths are relative to the file system holding /boot. */
@@ -109,6 +119,7 @@ export function grubCfgFile(i: LoaderInput, by: string): GuestFile {
       kernel: onBootFs(paths.kernelPath),
       initrd: paths.initrdPath && onBootFs(paths.initrdPath),
       cmdline: i.cmdline,
+      serial: (i.arch ?? 'amd64') === 'amd64',
     }),
   };
 }
@@ -133,7 +144,7 @@ export function grubMkimageArgs(
   out: string,
   earlyCfg: string,
   prefix: string,
-  format: 'i386-pc' | 'x86_64-efi',
+  format: 'i386-pc' | 'x86_64-efi' | 'arm64-efi',
   modules: readonly string[],
   dir?: string,
 ): string[] {

@@ -1,5 +1,6 @@
 // The boot-loader interface: what a loader puts into the guest and the ESP (pure, part of the plan), and how it
 // installs itself into the finished disk. One file per loader, registered in boot/index.ts under its CLI id.
+import type { GuestArch } from '../core/arch.js';
 import type { Env } from '../core/context.js';
 import type { BootLoaderId, ConversionPlan, GuestFile, KernelFacts } from '../core/plan.js';
 import type { BlockTarget } from '../disk/target.js';
@@ -20,6 +21,8 @@ export interface LoaderInput {
   osId?: string;
   /** null until the kernel is known (before the guest build). */
   kernel: KernelFacts | null;
+  /** The guest's architecture (default amd64). */
+  arch?: GuestArch;
 }
 
 export interface LoaderFiles {

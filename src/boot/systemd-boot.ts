@@ -2,15 +2,17 @@
 // Specification, type #1 entries), so kernel upgrades inside the guest keep the ESP current by themselves.
 import { copyFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ARCH, type GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
+import { systemdBootEfiFile } from '../kernel/grub.js';
 import type { GuestFile } from '../core/plan.js';
-import { REMOVABLE_PATH } from './grub-efi.js';
 import { kernelFiles, type BootLoader, type LoaderInput } from './loader.js';
 import { menuTitle } from './cmdline.js';
 import { kernelExports } from './direct-kernel.js';
 
 /** Where Debian's systemd-boot-efi package puts the boot loader (in the guest, and on a Debian host). */
-export const SYSTEMD_BOOT_EFI = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
+export const SYSTEMD_BOOT_DIR = '/usr/lib/systemd/boot/efi';
+export const SYSTEMD_BOOT_EFI = `${SYSTEMD_BOOT_DIR}/systemd-bootx64.efi`;
 /** The entry token: names the kernel directory on the ESP and prefixes the entry file. */
 export const ENTRY_TOKEN = 'img2vm';
 /** Room for three Debian cloud kernels with their initrds (about 30 MB each) besides the loader: upgrades need two at once. */
@@ -117,12 +119,15 @@ function bootFiles(i: LoaderInput): {
   });
   const k = i.kernel;
   const p = k ? blsPaths(k.version) : undefined;
-  const efi = { from: `work:${EFI_WORK_NAME}` };
+  const arch = i.arch ?? 'amd64';
+  const name = efiName(arch);
+  const efi = { from: `work:${name}` };
+  const source = arch === 'amd64' ? "the host's" : "Debian's systemd-boot-efi, verified,";
   return {
     guestFiles: [
       ...kernelInstallFiles(i.cmdline),
-      esp(`/${REMOVABLE_PATH}`, efi, "the guest's systemd-bootx64.efi (the host's if the image has none)"),
-      esp('/EFI/systemd/systemd-bootx64.efi', efi, 'the same binary, where bootctl looks for it'),
+      esp(`/${ARCH[arch].removablePath}`, efi, `the guest's ${name} (${source} if the image has none)`),
+      esp(`/EFI/systemd/${name}`, efi, 'the same binary, where bootctl looks for it'),
       esp('/loader/loader.conf', { content: renderLoaderConf() }),
       ...(k && p
         ? [
@@ -144,21 +149,32 @@ function bootFiles(i: LoaderInput): {
     ],
     exports: [
       ...(k ? kernelExports(kernelFiles(k)) : []),
-      { path: SYSTEMD_BOOT_EFI, as: 'guest-systemd-bootx64.efi', optional: true },
+      { path: `${SYSTEMD_BOOT_DIR}/${name}`, as: `guest-${name}`, optional: true },
     ],
   };
 }
 
-const EFI_WORK_NAME = 'systemd-bootx64.efi';
+/** systemd-boot's binary is named after the EFI architecture (systemd-bootx64.efi, systemd-bootaa64.efi). */
+const efiName = (arch: GuestArch): string => `systemd-boot${arch === 'arm64' ? 'aa64' : 'x64'}.efi`;
 
 export const systemdBoot: BootLoader = {
   id: 'systemd-boot',
   label: 'systemd-boot',
   tools: [],
   files: bootFiles,
-  /** The loader binary for the ESP: the guest's own (matching its bootctl), else the host's. */
-  async prepare(_plan, exported, env) {
-    await copyFile(await pickSystemdBootEfi(exported.get('guest-systemd-bootx64.efi')), join(env.work, EFI_WORK_NAME));
+  /**
+   * The loader binary for the ESP: the guest's own (matching its bootctl), else the host's for amd64, else
+   * Debian's for the guest's architecture.
+   */
+  async prepare(plan, exported, env) {
+    const arch = plan.architecture.arch;
+    const name = efiName(arch);
+    const guest = exported.get(`guest-${name}`);
+    const src =
+      arch === 'amd64' || (guest && (await lstat(guest).catch(() => undefined))?.isFile())
+        ? await pickSystemdBootEfi(guest)
+        : await systemdBootEfiFile(arch, env, { mirror: plan.guest.kernelSource?.mirror ?? undefined });
+    await copyFile(src, join(env.work, name));
     return new Map();
   },
 };

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { SYSTEMD_BOOT_EFI } from '../boot/systemd-boot.js';
+import { nativeInitPath } from '../guest/initramfs.js';
 import { ExitCode } from '../core/errors.js';
 import { parseConvertOptions } from '../core/options.js';
 import { resolveFormat } from '../output/index.js';
@@ -95,6 +96,13 @@ export async function doctorChecks(env: DoctorEnv = {}): Promise<Check[]> {
       true,
     ],
     ['/usr/share/OVMF/OVMF_CODE_4M.fd', 'ovmf', 'img2vm run/test of UEFI disks', false],
+    ['/usr/share/AAVMF/AAVMF_CODE.fd', 'qemu-efi-aarch64', 'img2vm run/test of arm64 disks (UEFI firmware)', false],
+    [
+      nativeInitPath('arm64'),
+      'gcc-aarch64-linux-gnu',
+      "img2vm's init for arm64 guests (scripts/build-native.sh cross-builds it; libc6-dev-arm64-cross too)",
+      false,
+    ],
     [SYSTEMD_BOOT_EFI, 'systemd-boot-efi', '--bootloader systemd-boot with --raw images that lack it', false],
   ];
   for (const [f, pkg, purpose, required] of files) {
@@ -109,6 +117,7 @@ export async function doctorChecks(env: DoctorEnv = {}): Promise<Check[]> {
       required,
     });
   }
+  checks.push(binfmtCheck(exists));
   const root = env.isRoot ?? process.getuid?.() === 0;
   checks.push({
     name: 'root',
@@ -119,6 +128,26 @@ export async function doctorChecks(env: DoctorEnv = {}): Promise<Check[]> {
     required: false,
   });
   return checks;
+}
+
+/**
+ * arm64 programs on an amd64 host run only under qemu-user-static registered with binfmt_misc, which changes the
+ * running kernel and so needs root. img2vm's own-init path runs nothing from the image and needs none of it; the
+ * arm64 Debian test fixture's debootstrap second stage does (and --init distro for arm64 would).
+ */
+function binfmtCheck(exists: (path: string) => boolean): Check {
+  const registered = exists('/proc/sys/fs/binfmt_misc/qemu-aarch64');
+  return {
+    name: 'binfmt_misc qemu-aarch64',
+    ok: registered,
+    detail: registered ? 'registered' : 'not registered',
+    package: 'qemu-user-static',
+    fix: registered
+      ? undefined
+      : 'as root (it changes the running kernel): apt-get install qemu-user-static && scripts/register-binfmt.sh',
+    for: "arm64 programs on this host: the arm64 Debian test fixture's second stage (img2vm's own init needs none)",
+    required: false,
+  };
 }
 
 /** The report for people: one line per check (what provides it, what needs it), how to fix what is missing. */

@@ -2,12 +2,19 @@
 import type { ConversionPlan } from '../core/plan.js';
 import { formatSize } from '../core/units.js';
 
+const ARCH_FROM: Record<ConversionPlan['architecture']['from'], string> = {
+  image: "the image's config",
+  platform: '--platform; the image not read yet',
+  host: "the host's; the image not read yet",
+};
+
 export function renderPlan(p: ConversionPlan): string {
   const out: string[] = [];
   const line = (s = '') => out.push(s);
   line(
     `image     ${p.image} (${p.source.transport}${p.source.id ? `, ${p.source.id.slice(0, 19)}` : ''}${p.source.layers !== null ? `, ${p.source.layers} layer${p.source.layers === 1 ? '' : 's'}` : ''})`,
   );
+  line(`arch      linux/${p.architecture.arch} (${ARCH_FROM[p.architecture.from]})`);
   line(
     `guest     ${p.guest.strategy}: ${p.guest.reason}${p.guest.distribution ? `; ${p.guest.distribution}` : ''}${p.guest.builder ? ` with ${p.guest.builder}` : ''}${p.guest.cached === null ? '' : p.guest.cached ? ' (cached)' : ' (to build)'}`,
   );

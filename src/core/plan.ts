@@ -1,6 +1,7 @@
 // The conversion plan as plain data (what `img2vm plan --json` prints), and the facts about an image it is made from.
 import type { DiskLayout } from './layout.js';
 import type { StageId } from './events.js';
+import type { GuestArch } from './arch.js';
 
 /** What /etc/os-release says of the image's distribution (parsed in guest/detect.ts). */
 export interface OsRelease {
@@ -63,6 +64,8 @@ export interface TreeFacts {
 /** Files the options name, read once when the conversion starts (so a plan is a function of data). */
 export interface PlanInputs {
   sshKey?: { file: string; text: string };
+  /** The host's architecture as OCI spells it (default: this machine's), for plans of another host. */
+  hostArchitecture?: string;
 }
 
 export interface Userland {
@@ -186,6 +189,11 @@ export interface LuksPlan {
 
 export interface ConversionPlan {
   image: string;
+  /**
+   * The guest's architecture, which chooses the kernel, the init, the loaders, the firmware and the machine: the
+   * image config's once it is read, before that --platform's or the host's.
+   */
+  architecture: { arch: GuestArch; from: 'image' | 'platform' | 'host' };
   /** The root file system's UUID and directory hash seed (drawn before its size is known). */
   rootUuid: string;
   rootHashSeed: string;

@@ -2,6 +2,7 @@
 import { Img2vmError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { alignUp, formatSize, MiB } from '../core/units.js';
+import { ARCH, type GuestArch } from '../core/arch.js';
 
 export type { BootMode, DiskLayout, PartitionPlan, PartitionRole, PartitionTableKind } from '../core/layout.js';
 import type { BootMode, DiskLayout, PartitionPlan, PartitionRole, PartitionTableKind } from '../core/layout.js';
@@ -19,6 +20,8 @@ export interface LayoutInput {
   /** The explicit --size; root takes all the space the other partitions leave. */
   diskSize?: number;
   random: Random;
+  /** The guest's architecture, whose root partition type the GPT gets (default amd64). */
+  arch?: GuestArch;
 }
 
 export const SECTOR_SIZE = 512;
@@ -49,8 +52,9 @@ export const GPT_TYPE = {
    * Boot Loader Specification entries, which would send kernel updates where GRUB does not look.
    */
   linuxFilesystem: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
-  /** Discoverable Partitions Specification: root for x86-64, so systemd can find it without root=. */
-  rootX86_64: '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709',
+  /** Discoverable Partitions Specification: root for x86-64 and for arm64, so systemd can find it without root=. */
+  rootX86_64: ARCH.amd64.rootGptType,
+  rootArm64: ARCH.arm64.rootGptType,
 } as const;
 
 export const MBR_TYPE = { linux: 0x83, esp: 0xef, none: 0x00 } as const;
@@ -113,7 +117,7 @@ export function planLayout(input: LayoutInput): DiskLayout {
     role: 'root',
     name: 'root',
     size: input.rootSize,
-    gptType: GPT_TYPE.rootX86_64,
+    gptType: ARCH[input.arch ?? 'amd64'].rootGptType,
     mbrType: MBR_TYPE.linux,
     bootable: flag('root'),
   });

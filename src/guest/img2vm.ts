@@ -1,6 +1,6 @@
 // --init img2vm: img2vm's own kernel (Debian's cloud kernel by default) and init, for any image — scratch,
 // distroless, any distribution — with nothing installed into it and no builder or daemon.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -10,9 +10,17 @@ import { progress } from '../core/events.js';
 import type { ConversionPlan, GuestFile, ImageFacts, TreeFacts } from '../core/plan.js';
 import { DockerClient } from '../source/docker-api.js';
 import { run } from '../tools/index.js';
-import { img2vmInitramfsEntries, writeInitramfs, type InitModule } from './initramfs.js';
-import { getKernel, parseKernelSource, resolveModules, type KernelBundle, type ModuleFile } from '../kernel/index.js';
+import { checkInitArch, img2vmInitramfsEntries, nativeInitPath, writeInitramfs, type InitModule } from './initramfs.js';
+import {
+  checkKernelArch,
+  getKernel,
+  parseKernelSource,
+  resolveModules,
+  type KernelBundle,
+  type ModuleFile,
+} from '../kernel/index.js';
 import { passwordEdit } from './configure.js';
+import { hostArch } from './arch.js';
 import { hasTemplate } from './distros.js';
 import type { GuestStrategy, Known } from './strategy.js';
 import { decideInit, type InitDecision } from './workload.js';
@@ -124,7 +132,10 @@ export const img2vmStrategy: GuestStrategy = {
   kernelFromImage: false,
   describe: (o, known) => ({
     strategy: 'img2vm',
-    reason: o.init === 'img2vm' ? "--init img2vm: img2vm's own kernel and init" : autoReason(known.image),
+    reason:
+      o.init === 'img2vm'
+        ? "--init img2vm: img2vm's own kernel and init"
+        : autoReason(known.image, known.inputs.hostArchitecture ?? hostArch()),
     distribution: known.image?.os?.prettyName ?? known.image?.os?.id ?? null,
     template: null,
     builder: null,
@@ -186,28 +197,30 @@ export const img2vmStrategy: GuestStrategy = {
     const ks = plan.guest.kernelSource;
     if (!ks) throw new Error('the img2vm strategy was planned without a kernel source');
     const spec = parseKernelSource(ks.spec ?? undefined, { modulesDir: ks.modulesDir ?? undefined });
-    const archive = { mirror: ks.mirror ?? undefined, ...(ks.security ? {} : { securityMirror: null }) };
+    const arch = plan.architecture.arch;
+    const archive = { arch, mirror: ks.mirror ?? undefined, ...(ks.security ? {} : { securityMirror: null }) };
+    const what = ks.spec ? `--kernel ${ks.spec}` : "Debian's cloud kernel";
     const docker = new DockerClient(undefined, env.signal);
     if (lookupOnly) {
-      try {
-        const k = await getKernel(spec, env, { ...archive, offline: true, docker });
-        return { image, kernel: k, detail: `kernel ${k.version} (${k.origin})` };
-      } catch {
-        // Not cached (or not reachable offline): the plan says the kernel is not known yet.
-        return undefined;
-      }
+      // Not cached (or not reachable offline): the plan says the kernel is not known yet.
+      const k = await getKernel(spec, env, { ...archive, offline: true, docker }).catch(() => undefined);
+      if (!k) return undefined;
+      await checkKernelArch(k.vmlinuz, arch, what);
+      return { image, kernel: k, detail: `kernel ${k.version} (${k.origin})` };
     }
     const bar = progress(env.sink, 'guest', 'bytes', undefined, 'kernel package');
     const k = await getKernel(spec, env, {
       ...archive,
       docker,
-      source: { pull: plan.source.pull, insecureRegistries: plan.source.insecureRegistries },
+      // A kernel image of several platforms gives the guest's architecture's kernel.
+      source: { pull: plan.source.pull, insecureRegistries: plan.source.insecureRegistries, platform: `linux/${arch}` },
       onProgress: (done, total) => {
         bar.setTotal(total);
         bar.set(done);
       },
     });
     bar.end();
+    await checkKernelArch(k.vmlinuz, arch, what);
     return { image, kernel: k, detail: `kernel ${k.version} (${k.origin})` };
   },
   /** The initramfs: img2vm's init, the spec of what it runs, and the modules the root disk and network need. */
@@ -216,6 +229,8 @@ export const img2vmStrategy: GuestStrategy = {
     const init = plan.guest.init;
     if (!k || !init) throw new Error('the initramfs needs the kernel and the init decision');
     const proc = made.image.config.config;
+    const initPath = nativeInitPath(plan.architecture.arch);
+    if (existsSync(initPath)) checkInitArch(initPath, plan.architecture.arch);
     const modules = await initramfsModules(
       env,
       resolveModules(k, WANTED_MODULES, { missing: 'skip' }),
@@ -236,14 +251,17 @@ export const img2vmStrategy: GuestStrategy = {
         ...(init.dns ? { dns: init.dns } : {}),
       },
       modules,
+      { path: initPath },
     );
     await writeFile(join(env.work, INITRD_WORK_NAME), await writeInitramfs(entries, { mtime: env.fixedEpoch }));
   },
 };
 
-function autoReason(image: ImageFacts | undefined): string {
+function autoReason(image: ImageFacts | undefined, host: string): string {
   if (image?.os === null) return 'auto: the image has no /etc/os-release (no distribution to install into)';
   if (image?.os && !hasTemplate(image.os))
     return `auto: img2vm has no template for ${image.os.prettyName ?? image.os.id}`;
+  if (image && (image.architecture !== 'amd64' || host !== 'amd64'))
+    return `auto: the image is linux/${image.architecture} and this host linux/${host}: a distribution build would run the image's programs (img2vm's own init runs none of them)`;
   return 'auto: no builder is available to install the distribution (docker, runc, podman)';
 }

@@ -1,8 +1,9 @@
 // Writes initramfs archives (cpio "newc", optionally gzip) byte-reproducibly, and lays out the one img2vm's init boots from.
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { ARCH, type GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
 import { INIT_MODULES_DIR, INIT_SPEC_PATH, renderInitSpec, type InitSpec } from './init-spec.js';
 
@@ -146,9 +147,27 @@ export async function writeInitramfs(entries: readonly InitramfsEntry[], opts: I
   return opts.compression === 'gzip' ? gzipSync(archive, { level: 9 }) : archive;
 }
 
-/** native/init as built by scripts/build-native.sh, beside src/ and dist/ alike. */
-export function nativeInitPath(): string {
-  return fileURLToPath(new URL('../../native/init', import.meta.url));
+/** native/init (amd64) or native/init-ARCH as built by scripts/build-native.sh, beside src/ and dist/ alike. */
+export function nativeInitPath(arch: GuestArch = 'amd64'): string {
+  return fileURLToPath(new URL(`../../native/${arch === 'amd64' ? 'init' : `init-${arch}`}`, import.meta.url));
+}
+
+/** Refuses an init built for another architecture than the guest's (its ELF e_machine), naming both. */
+export function checkInitArch(path: string, arch: GuestArch): void {
+  const head = Buffer.alloc(20);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, head, 0, 20, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const machine = head.toString('latin1', 0, 4) === '\x7fELF' ? head.readUInt16LE(18) : -1;
+  if (machine === ARCH[arch].elfMachine) return;
+  throw new Img2vmError(
+    'toolMissing',
+    `img2vm's init ${path} is not a linux/${arch} program (ELF machine ${machine}, a ${arch} one is ${ARCH[arch].elfMachine})`,
+    'run scripts/build-native.sh on an amd64 host with gcc-aarch64-linux-gnu and libc6-dev-arm64-cross installed',
+  );
 }
 
 export interface InitModule {
@@ -170,7 +189,7 @@ export function img2vmInitramfsEntries(
     throw new Img2vmError(
       'toolMissing',
       `img2vm's init is not built (${init.path})`,
-      'run scripts/build-native.sh (it needs musl-tools or gcc)',
+      'run scripts/build-native.sh (it needs musl-tools or gcc; arm64 guests need gcc-aarch64-linux-gnu and libc6-dev-arm64-cross)',
     );
   }
   const names = new Set<string>();

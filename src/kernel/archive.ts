@@ -83,6 +83,8 @@ export interface ArchiveOptions {
   work: string;
   warn: (message: string) => void;
   debug: (message: string) => void;
+  /** Which packages of the index to keep (default the linux-image-* ones a kernel fetch reads). */
+  wants?: (name: string) => boolean;
 }
 
 export interface SuiteIndex {
@@ -193,7 +195,7 @@ async function fetchSuite(src: SuiteSource, o: ArchiveOptions): Promise<SuiteInd
       maxBytes: plain?.size ?? MAX_PACKAGES_UNCOMPRESSED,
       what: canonical,
     });
-    stanzas = await scanPackages(hashed(chunks), (n) => n.startsWith('linux-image-'), stats);
+    stanzas = await scanPackages(hashed(chunks), o.wants ?? ((n) => n.startsWith('linux-image-')), stats);
   } catch (e) {
     if (e instanceof PackagesError || e instanceof CodecError) throw badIndex(canonical, e.message);
     throw e;

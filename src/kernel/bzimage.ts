@@ -1,5 +1,7 @@
 // Reads a kernel's release string (uname -r) from its file: the bzImage setup header, or the "Linux version" banner of an uncompressed image.
+import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { createGunzip } from 'node:zlib';
 import { Img2vmError } from '../core/errors.js';
 
 const HDRS_OFFSET = 0x202;
@@ -28,6 +30,29 @@ function releaseToken(s: string): string | undefined {
   return /^[0-9]+\.[0-9]+[A-Za-z0-9._+~-]{0,120}$/.test(tok) ? tok : undefined;
 }
 
+/** The "Linux version" banner of a gzip-compressed kernel image, decompressed as a stream (at most MAX_SCAN). */
+async function gzipBanner(vmlinuz: string): Promise<string | undefined> {
+  let carry = Buffer.alloc(0);
+  let seen = 0;
+  const gunzip = createReadStream(vmlinuz).pipe(createGunzip());
+  try {
+    for await (const c of gunzip as AsyncIterable<Buffer>) {
+      const buf = Buffer.concat([carry, c]);
+      const i = buf.indexOf(BANNER);
+      if (i >= 0 && i + BANNER.length + 130 <= buf.length)
+        return releaseToken(buf.toString('latin1', i + BANNER.length, i + BANNER.length + 130));
+      carry = Buffer.from(buf.subarray(Math.max(0, buf.length - 200)));
+      seen += c.length;
+      if (seen > MAX_SCAN) return undefined;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    gunzip.destroy();
+  }
+  return undefined;
+}
+
 export async function kernelVersionOf(vmlinuz: string): Promise<string> {
   const fh = await open(vmlinuz, 'r').catch((e: NodeJS.ErrnoException) => {
     throw new Img2vmError(
@@ -41,6 +66,11 @@ export async function kernelVersionOf(vmlinuz: string): Promise<string> {
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
     const v = versionFromSetupHeader(head.subarray(0, bytesRead));
     if (v) return v;
+    // A gzip-compressed image (Debian's arm64 vmlinuz: a gzipped Image) has its banner inside the stream.
+    if (head[0] === 0x1f && head[1] === 0x8b) {
+      const gz = await gzipBanner(vmlinuz);
+      if (gz) return gz;
+    }
     // An uncompressed kernel carries its banner in plain text.
     const chunk = Buffer.alloc(4 << 20);
     let pos = 0;

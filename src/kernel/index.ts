@@ -22,6 +22,7 @@ export {
   type ResolveOptions,
 } from './modules.js';
 export { kernelVersionOf } from './bzimage.js';
+export { checkKernelArch, kernelArchOf } from './kernel-arch.js';
 export { compareDebVersions } from './debversion.js';
 export { DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR } from './archive.js';
 export { KernelCache } from './cache.js';

@@ -1,4 +1,5 @@
 // KubeVirt containerDisk: an OCI image archive whose one layer holds the qcow2 at /disk/disk.qcow2, owned by 107:107 (qemu).
+import type { GuestArch } from '../core/arch.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -81,12 +82,14 @@ export async function containerDiskImage(
   work: string,
   epoch: number,
   signal?: AbortSignal,
+  arch: GuestArch = 'amd64',
 ): Promise<ContainerDiskImage> {
   const t = new Date(epoch * 1000);
   const layerPath = join(work, 'containerdisk-layer.tar');
   const layer = await diskLayer(qcow2, layerPath, t, signal);
+  // The disk's architecture, so KubeVirt and registries pick the containerDisk for the nodes that can run it.
   const config = blob({
-    architecture: 'amd64',
+    architecture: arch,
     os: 'linux',
     created: t.toISOString(),
     config: { Labels: { 'org.img2vm.kind': 'containerdisk' } },
@@ -107,7 +110,7 @@ export async function containerDiskImage(
         mediaType: MANIFEST_TYPE,
         digest: manifest.digest,
         size: manifest.bytes.length,
-        platform: { architecture: 'amd64', os: 'linux' },
+        platform: { architecture: arch, os: 'linux' },
       },
     ],
   };
@@ -128,8 +131,9 @@ export async function writeContainerDiskArchive(
   work: string,
   epoch: number,
   signal?: AbortSignal,
+  arch: GuestArch = 'amd64',
 ): Promise<void> {
-  const img = await containerDiskImage(qcow2, work, epoch, signal);
+  const img = await containerDiskImage(qcow2, work, epoch, signal, arch);
   const pack = tar.pack();
   const out = pipeline(pack, createWriteStream(dest), { signal });
   out.catch((e: unknown) => pack.destroy(e as Error));
@@ -155,8 +159,9 @@ export async function pushContainerDisk(
   ctx: RunContext,
   epoch: number,
   opts: PushOptions = {},
+  arch: GuestArch = 'amd64',
 ): Promise<{ ref: string; digest: string }> {
-  const img = await containerDiskImage(qcow2, ctx.work, epoch, ctx.signal);
+  const img = await containerDiskImage(qcow2, ctx.work, epoch, ctx.signal, arch);
   return pushOciImage(ref, img.blobs, img.manifest, ctx, opts);
 }
 
@@ -169,7 +174,14 @@ export const containerdisk: OutputFormat = {
   async write(i) {
     // With --push alone nothing is kept: the image is only pushed.
     if (i.plan.output.path !== null)
-      await writeContainerDiskArchive(i.disk, i.dest, i.env.work, i.env.fixedEpoch, i.env.signal);
+      await writeContainerDiskArchive(
+        i.disk,
+        i.dest,
+        i.env.work,
+        i.env.fixedEpoch,
+        i.env.signal,
+        i.plan.architecture.arch,
+      );
     return { sideFiles: [], containerDiskQcow2: i.disk };
   },
 };

@@ -13,7 +13,12 @@ export async function pushArtifact(
   const ref = plan.output.push;
   if (!artifact.containerDiskQcow2 || ref === null)
     throw new Error('push runs after the containerdisk output, with a reference');
-  return pushContainerDisk(artifact.containerDiskQcow2, ref, env, env.fixedEpoch, {
-    insecureRegistries: plan.source.insecureRegistries,
-  });
+  return pushContainerDisk(
+    artifact.containerDiskQcow2,
+    ref,
+    env,
+    env.fixedEpoch,
+    { insecureRegistries: plan.source.insecureRegistries },
+    plan.architecture.arch,
+  );
 }

@@ -3,6 +3,7 @@
 import { chmod, copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import type { GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
 import { tempBeside as tmp } from '../core/leftovers.js';
 import type { OutputFormat } from './format.js';
@@ -38,7 +39,16 @@ export function directKernelCmdline(extra?: string, console = 'ttyS0'): string {
   return [`root=/dev/vda`, 'rw', `console=${console}`, ...(extra ? [extra] : [])].join(' ');
 }
 
-export function firecrackerConfig(a: RootfsArtifacts, opts: { mem: number; cpus: number; cmdline?: string }): string {
+/** The runner configs' options: size, the command line's extra words, and the serial console of the runner. */
+export interface RunnerOptions {
+  mem: number;
+  cpus: number;
+  cmdline?: string;
+  /** Firecracker's serial is ttyS0 on x86-64 and aarch64 alike; cloud-hypervisor's is ttyAMA0 (PL011) on aarch64. */
+  arch?: GuestArch;
+}
+
+export function firecrackerConfig(a: RootfsArtifacts, opts: RunnerOptions): string {
   // Paths relative to the config, so the set can be moved together.
   const rel = (p: string) => `./${basename(p)}`;
   return `${JSON.stringify(
@@ -56,10 +66,7 @@ export function firecrackerConfig(a: RootfsArtifacts, opts: { mem: number; cpus:
   )}\n`;
 }
 
-export function cloudHypervisorScript(
-  a: RootfsArtifacts,
-  opts: { mem: number; cpus: number; cmdline?: string },
-): string {
+export function cloudHypervisorScript(a: RootfsArtifacts, opts: RunnerOptions): string {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   return [
     '#!/bin/sh',
@@ -68,7 +75,7 @@ export function cloudHypervisorScript(
     'exec cloud-hypervisor \\',
     `  --kernel ${q(`./${basename(a.vmlinux)}`)} \\`,
     ...(a.initrd ? [`  --initramfs ${q(`./${basename(a.initrd)}`)} \\`] : []),
-    `  --cmdline ${q(directKernelCmdline(opts.cmdline))} \\`,
+    `  --cmdline ${q(directKernelCmdline(opts.cmdline, opts.arch === 'arm64' ? 'ttyAMA0' : 'ttyS0'))} \\`,
     `  --disk path=${q(`./${basename(a.ext4)}`)} \\`,
     `  --cpus boot=${opts.cpus} --memory size=${opts.mem}M \\`,
     '  --serial tty --console off "$@"',
@@ -171,7 +178,7 @@ export const rootfs: OutputFormat = {
       ...(i.plan.guest.strategy === 'img2vm' ? ['quiet', 'img2vm.halt=reboot'] : []),
       ...(i.plan.boot.userCmdline ? [i.plan.boot.userCmdline] : []),
     ].join(' ');
-    const vm = { ...VM, cmdline: extra || undefined };
+    const vm = { ...VM, cmdline: extra || undefined, arch: i.plan.architecture.arch };
     const files: [string, () => Promise<void>, number][] = [
       [a.kernel, () => copyFile(file('vmlinuz'), tmp(a.kernel)), 0o644],
       [a.vmlinux, () => copyFile(file('vmlinux'), tmp(a.vmlinux)), 0o644],

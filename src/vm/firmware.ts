@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import { access, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { archOfRootType, type GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
 import { run } from '../tools/index.js';
 import type { DiskFormat, Firmware } from './qemu.js';
@@ -112,6 +113,19 @@ export function detectFirmware(head: Uint8Array): FirmwareGuess {
   return { firmware: 'bios', table: 'mbr', reason: 'MBR partition table: BIOS' };
 }
 
+/**
+ * The guest's architecture from the disk itself: the Discoverable Partitions root type img2vm (and systemd-repart)
+ * give the root partition names it. A disk without one (MBR, another tool's GPT) is taken as amd64, and says so.
+ */
+export function detectArch(head: Uint8Array): { arch: GuestArch; reason: string } {
+  const types = head.byteLength >= 512 && head[510] === 0x55 && head[511] === 0xaa ? gptTypes(head) : undefined;
+  for (const t of types ?? []) {
+    const arch = archOfRootType(t);
+    if (arch) return { arch, reason: `its GPT root partition has the ${arch} root type` };
+  }
+  return { arch: 'amd64', reason: 'no architecture-specific root partition type: amd64' };
+}
+
 /** The first HEAD_BYTES of the guest-visible disk, whatever the container format. */
 export async function readDiskHead(path: string, format: DiskFormat): Promise<Uint8Array> {
   if (format === 'raw') {
@@ -154,8 +168,17 @@ export const OVMF_CANDIDATES: readonly { code: string; vars: string }[] = [
   { code: '/usr/share/edk2/x64/OVMF_CODE.4m.fd', vars: '/usr/share/edk2/x64/OVMF_VARS.4m.fd' },
 ];
 
-/** Finds OVMF (without Secure Boot: img2vm's EFI binaries are unsigned). */
-export async function findOvmf(candidates = OVMF_CANDIDATES): Promise<{ code: string; vars: string }> {
+/** arm64 UEFI firmware (AAVMF, Debian's qemu-efi-aarch64; Fedora's edk2-aarch64), code and variable-store template. */
+export const AAVMF_CANDIDATES: readonly { code: string; vars: string }[] = [
+  { code: '/usr/share/AAVMF/AAVMF_CODE.fd', vars: '/usr/share/AAVMF/AAVMF_VARS.fd' },
+  { code: '/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw', vars: '/usr/share/edk2/aarch64/vars-template-pflash.raw' },
+];
+
+/** Finds OVMF (without Secure Boot: img2vm's EFI binaries are unsigned), or AAVMF for arm64 guests. */
+export async function findOvmf(
+  candidates = OVMF_CANDIDATES,
+  arch: GuestArch = 'amd64',
+): Promise<{ code: string; vars: string }> {
   for (const c of candidates) {
     try {
       await access(c.code, constants.R_OK);
@@ -165,6 +188,12 @@ export async function findOvmf(candidates = OVMF_CANDIDATES): Promise<{ code: st
       /* next */
     }
   }
+  if (arch === 'arm64')
+    throw new Img2vmError(
+      'toolMissing',
+      'arm64 UEFI firmware (AAVMF) is missing',
+      'install it: apt-get install qemu-efi-aarch64',
+    );
   throw new Img2vmError(
     'toolMissing',
     'UEFI firmware (OVMF) is missing',

@@ -1,14 +1,25 @@
 // What run and test share: inspecting the disk, choosing firmware and accelerator, and owning the QEMU process.
-import { copyFile, lstat, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, copyFile, lstat, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { ARCH, type GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
+import { defaultPlatform } from '../source/index.js';
+import { kernelArchOf } from '../kernel/index.js';
 import type { Scope } from '../core/scope.js';
 import { spawnTool, stopProcess, type ToolProcess } from '../tools/process.js';
 import { diskFormat } from './disk.js';
-import { chooseAccel } from './accel.js';
-import { detectFirmware, findOvmf, readDiskHead } from './firmware.js';
+import { chooseAccel, type AccelChoice } from './accel.js';
+import {
+  AAVMF_CANDIDATES,
+  detectArch,
+  detectFirmware,
+  findOvmf,
+  readDiskHead,
+  type FirmwareGuess,
+} from './firmware.js';
 import { readFirecrackerConfig, type DirectBoot } from '../output/rootfs.js';
 import {
   qemuArgs,
@@ -35,6 +46,9 @@ export interface MachineOptions {
 }
 
 export interface Machine {
+  /** The guest's architecture, read from the disk (its root partition type), and why. */
+  arch: GuestArch;
+  archReason: string;
   disk: string;
   format: DiskFormat;
   firmware: Boot;
@@ -56,16 +70,17 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
   // A bare file system with a Firecracker config beside it is img2vm's direct-kernel output.
   const config = join(dirname(disk), `${basename(disk).replace(/\.[^.]*$/, '')}.firecracker.json`);
   const hasConfig = format === 'raw' && !!(await stat(config).catch(() => undefined))?.isFile();
-  const guess = !o.firmware || hasConfig ? detectFirmware(await readDiskHead(disk, format)) : undefined;
-  if (hasConfig && guess?.table === 'none') {
+  const head = await readDiskHead(disk, format);
+  const guess = detectFirmware(head);
+  if (hasConfig && guess.table === 'none') {
     return prepareDirect(o, await readFirecrackerConfig(config));
   }
-  const firmware = o.firmware ?? guess!.firmware;
-  const firmwareReason = o.firmware ? `--${o.firmware}` : guess!.reason;
-  const { accel, reason: accelReason } = await chooseAccel();
+  const { arch, reason: archReason } = detectArch(head);
+  const { firmware, firmwareReason } = firmwareFor(o, arch, guess);
+  const { accel, reason: accelReason } = await accelFor(arch);
   let ovmf: OvmfFiles | undefined;
   if (firmware === 'uefi') {
-    const found = await findOvmf();
+    const found = arch === 'arm64' ? await findOvmf(AAVMF_CANDIDATES, 'arm64') : await findOvmf();
     const dir = await mkdtemp(join(tmpdir(), 'img2vm-vm-'));
     scope.defer(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
     // UEFI writes boot entries into its variable store: each run gets a fresh copy, the template stays intact.
@@ -74,6 +89,7 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
     ovmf = { code: found.code, vars };
   }
   const argv = qemuArgs({
+    arch,
     disk,
     format,
     firmware,
@@ -86,7 +102,52 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
     console: o.console,
     bootNonce: o.bootNonce,
   });
-  return { disk, format, firmware, firmwareReason, accel, accelReason, console: o.console, argv };
+  return { arch, archReason, disk, format, firmware, firmwareReason, accel, accelReason, console: o.console, argv };
+}
+
+/** --uefi/--bios, else what the partition table says; an arm64 disk boots through UEFI whatever it says. */
+function firmwareFor(
+  o: MachineOptions,
+  arch: GuestArch,
+  guess: FirmwareGuess,
+): { firmware: Firmware; firmwareReason: string } {
+  if (arch === 'arm64') {
+    if (o.firmware === 'bios')
+      throw new Img2vmError(
+        'usage',
+        `--bios cannot boot ${o.disk}: it is an arm64 disk, and arm64 machines boot through UEFI only`,
+        'leave out --bios',
+      );
+    return { firmware: 'uefi', firmwareReason: 'arm64 machines boot through UEFI' };
+  }
+  if (o.firmware) return { firmware: o.firmware, firmwareReason: `--${o.firmware}` };
+  return { firmware: guess.firmware, firmwareReason: guess.reason };
+}
+
+/** The architecture of a direct-kernel output's kernel, from its header (amd64 when it is none img2vm knows). */
+async function directKernelArch(kernel: string): Promise<GuestArch> {
+  const fh = await open(kernel, 'r');
+  try {
+    const head = Buffer.alloc(64 << 10);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return kernelArchOf(head.subarray(0, bytesRead))?.arch === 'arm64' ? 'arm64' : 'amd64';
+  } finally {
+    await fh.close();
+  }
+}
+
+/** KVM only for a guest of the host's own architecture; another architecture's guest is emulated (TCG). */
+async function accelFor(arch: GuestArch, host: string = defaultPlatform().architecture): Promise<AccelChoice> {
+  if (arch !== host) return { accel: 'tcg', reason: `an ${arch} guest on an ${host} host is emulated` };
+  if (arch === 'amd64') return chooseAccel();
+  // The KVM probe is an x86 program: an arm64 host takes KVM when it is there, or what IMG2VM_ACCEL says.
+  const forced = process.env.IMG2VM_ACCEL;
+  if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: 'IMG2VM_ACCEL' };
+  const kvm = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(
+    () => true,
+    () => false,
+  );
+  return kvm ? { accel: 'kvm', reason: '/dev/kvm is accessible' } : { accel: 'tcg', reason: 'no /dev/kvm' };
 }
 
 /**
@@ -104,13 +165,16 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
   }
   await checkDirectFiles(c);
   const [root, ...more] = c.drives;
-  const { accel, reason: accelReason } = await chooseAccel();
+  const arch = await directKernelArch(c.kernel);
+  const { accel, reason: accelReason } = await accelFor(arch);
+  const tscKhz = arch === 'amd64' ? await hostCpuKhz() : undefined;
   const argv = qemuArgs({
+    arch,
     disk: root!.path,
     format: 'raw',
     firmware: 'direct',
     accel,
-    direct: { kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, moreDisks: more, tscKhz: await hostCpuKhz() },
+    direct: { kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, moreDisks: more, tscKhz },
     memMiB: o.memMiB,
     cpus: o.cpus,
     snapshot: o.snapshot,
@@ -119,10 +183,15 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
     bootNonce: o.bootNonce,
   });
   return {
+    arch,
+    archReason: `${basename(c.kernel)}'s own header`,
     disk: root!.path,
     format: 'raw',
     firmware: 'direct',
-    firmwareReason: `${basename(c.config)}: ${basename(c.kernel)} on QEMU microvm, disks on virtio-mmio found through ACPI as Firecracker presents them`,
+    firmwareReason:
+      arch === 'arm64'
+        ? `${basename(c.config)}: ${basename(c.kernel)} on QEMU virt, disks on virtio-mmio found through the device tree as Firecracker presents them`
+        : `${basename(c.config)}: ${basename(c.kernel)} on QEMU microvm, disks on virtio-mmio found through ACPI as Firecracker presents them`,
     accel,
     accelReason,
     console: o.console,
@@ -189,7 +258,7 @@ export interface ConsoleProcess {
  * from img2vm's own lines.
  */
 export function startQemu(m: Machine, scope: Scope): ConsoleProcess {
-  const child: ToolProcess = spawnTool('qemu-system-x86_64', m.argv, { stdio: 'pipe', dieWithParent: true });
+  const child: ToolProcess = spawnTool(ARCH[m.arch].qemu, m.argv, { stdio: 'pipe', dieWithParent: true });
   const stop = scope.defer('stop QEMU', () => stopProcess(child, 3000));
   // QEMU may exit while a session types; the exit is reported on its own, the broken pipe is not news.
   child.stdin!.on('error', () => undefined);

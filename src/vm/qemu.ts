@@ -1,4 +1,5 @@
 // QEMU command lines as pure data, so tests can assert every argument a guest is started with.
+import type { GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
 import { MiB, parseSize } from '../core/units.js';
 import { BOOT_NONCE, BOOT_NONCE_PREFIX } from './console.js';
@@ -37,6 +38,8 @@ export interface DirectKernel {
 }
 
 export interface QemuOptions {
+  /** The guest's architecture (default amd64): arm64 runs on QEMU's virt machine, UEFI only. */
+  arch?: GuestArch;
   disk: string;
   format: DiskFormat;
   firmware: Boot;
@@ -74,14 +77,13 @@ export function qemuArgs(o: QemuOptions): string[] {
   // microvm is QEMU's Firecracker-like machine: no PCI, virtio-mmio devices. With ACPI on and the automatic
   // virtio_mmio.device= command line off, the guest finds its disks only through the ACPI DSDT, which is how
   // Firecracker (1.8 and newer) describes them — so a kernel that boots here finds its disks there too.
-  const args: string[] = [
-    '-nodefaults',
-    '-machine',
-    direct ? 'microvm,acpi=on,auto-kernel-cmdline=off' : 'q35',
-    '-accel',
-    o.accel,
-  ];
-  // KVM passes the host CPU through; under TCG "max" offers the x86-64-v2+ features newer distributions require.
+  const arm64 = o.arch === 'arm64';
+  if (arm64 && o.firmware === 'bios') throw new Error('qemuArgs: arm64 guests boot through UEFI only');
+  // virt is QEMU's generic arm64 machine (PCI, PL011 serial, SMBIOS for the firmware): what arm64 clouds resemble.
+  const machine = arm64 ? 'virt' : direct ? 'microvm,acpi=on,auto-kernel-cmdline=off' : 'q35';
+  const args: string[] = ['-nodefaults', '-machine', machine, '-accel', o.accel];
+  // KVM passes the host CPU through; under TCG "max" offers the x86-64-v2+ features newer distributions require
+  // (and on arm64 every feature QEMU emulates).
   args.push('-cpu', o.accel === 'kvm' ? 'host' : 'max');
   args.push('-m', String(o.memMiB), '-smp', String(o.cpus));
   if (o.firmware === 'uefi') {
@@ -97,7 +99,11 @@ export function qemuArgs(o: QemuOptions): string[] {
     throw new Error(`qemuArgs: a boot nonce is 16 to 64 hex digits, not ${o.bootNonce}`);
   if (direct) {
     let cmdline =
-      o.accel === 'tcg' && direct.tscKhz ? `${direct.cmdline} tsc_early_khz=${direct.tscKhz}` : direct.cmdline;
+      o.accel === 'tcg' && direct.tscKhz && !arm64
+        ? `${direct.cmdline} tsc_early_khz=${direct.tscKhz}`
+        : direct.cmdline;
+    // virt's serial is a PL011 (Firecracker's config names its own ttyS0): the last console is /dev/console.
+    if (arm64) cmdline += ' console=ttyAMA0';
     if (o.bootNonce) cmdline += ` ${BOOT_NONCE_PREFIX}${o.bootNonce}`;
     args.push('-kernel', direct.kernel, ...(direct.initrd ? ['-initrd', direct.initrd] : []), '-append', cmdline);
     const disks = [{ path: o.disk, readOnly: false }, ...direct.moreDisks];

@@ -1,4 +1,5 @@
 // `img2vm run`: boots a disk with its console relayed to the user; on a workload disk it ends with the workload's exit status.
+import { ARCH } from '../core/arch.js';
 import { InterruptedError, Img2vmError } from '../core/errors.js';
 import { prepareMachine, startQemu, type ConsoleProcess, type Machine } from './machine.js';
 import type { Accel, Boot, DiskFormat, Firmware, Publish } from './qemu.js';
@@ -239,7 +240,7 @@ export function concludeRun(
     throw new Img2vmError(
       'qemuFailed',
       `QEMU failed (${end.signal ? `signal ${end.signal}` : `exit ${end.code}`})${why ? `: ${why}` : ''}`,
-      `command: qemu-system-x86_64 ${machine.argv.join(' ')}`,
+      `command: ${ARCH[machine.arch].qemu} ${machine.argv.join(' ')}`,
     );
   }
   if (wl.nonce !== undefined && wl.status === undefined && !session.quit) {

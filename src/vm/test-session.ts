@@ -25,7 +25,7 @@ export interface TestSessionOptions {
    * so nothing canned in the image or printed early can pass the test.
    */
   bootNonce: string;
-  /** The QEMU command line, for the hint of a QEMU failure. */
+  /** The QEMU command line with the program first, for the hint of a QEMU failure. */
   argv: readonly string[];
   log?: WriteStream;
   onEvent?: EventSink;
@@ -309,7 +309,7 @@ export class TestSession {
         ok: false,
         kind: 'qemuFailed',
         message: `QEMU failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`})${why ? `: ${why}` : ''}`,
-        hint: `command: qemu-system-x86_64 ${this.o.argv.join(' ')}`,
+        hint: `command: ${this.o.argv.join(' ')}`,
       });
     }
     const ending = this.tail(' (last console line: ', '');

@@ -8,6 +8,7 @@ import { Img2vmError, type ExitCodeName } from '../core/errors.js';
 import type { Scope } from '../core/scope.js';
 import { prepareMachine, startQemu, type Machine } from './machine.js';
 import { TestSession, type End } from './test-session.js';
+import { ARCH } from '../core/arch.js';
 import type { Accel, Boot, DiskFormat, Firmware } from './qemu.js';
 
 export const DEFAULT_TEST_TIMEOUT_MS = 300_000;
@@ -250,7 +251,7 @@ export async function testDisk(o: TestOptions, ctx: VmContext): Promise<TestRepo
     ...(o.luksPassphrase !== undefined ? { luksPassphrase: o.luksPassphrase } : {}),
     nonce: o.nonce ?? randomBytes(4).toString('hex'),
     bootNonce,
-    argv: machine.argv,
+    argv: [ARCH[machine.arch].qemu, ...machine.argv],
     log: log?.stream,
     onEvent: o.onEvent,
   });

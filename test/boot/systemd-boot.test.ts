@@ -104,7 +104,7 @@ describe('guest configuration', () => {
       epoch: 0,
       fixedEpoch: 0,
     };
-    const plan = {} as ConversionPlan;
+    const plan = { architecture: { arch: 'amd64', from: 'image' } } as ConversionPlan;
     await systemdBoot.prepare!(plan, new Map(), env);
     expect(readFileSync(join(work, 'systemd-bootx64.efi')).equals(readFileSync(SYSTEMD_BOOT_EFI))).toBe(true);
     const guest = join(tmp, 'guest.efi');

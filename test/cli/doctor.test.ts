@@ -104,4 +104,20 @@ describe('img2vm doctor', () => {
     expect(noGrub.find((c) => c.name.includes('i386-pc'))).toMatchObject({ ok: false, package: 'grub-pc-bin' });
     expect(doctorExitCode(noGrub)).toBe(5);
   });
+
+  it('arm64: the firmware, the cross-built init, and what needs root to run arm64 programs (optional all)', async () => {
+    const checks = await doctorChecks({ ...healthy, exists: (p) => !p.includes('binfmt_misc') });
+    expect(checks.find((c) => c.name === 'binfmt_misc qemu-aarch64')).toMatchObject({
+      ok: false,
+      required: false,
+      package: 'qemu-user-static',
+      fix: expect.stringMatching(/as root .*register-binfmt\.sh/),
+    });
+    expect(checks.find((c) => c.name === '/usr/share/AAVMF/AAVMF_CODE.fd')).toMatchObject({
+      package: 'qemu-efi-aarch64',
+      required: false,
+    });
+    expect(checks.find((c) => c.name.endsWith('native/init-arm64'))).toMatchObject({ required: false });
+    expect(doctorExitCode(checks)).toBe(0);
+  });
 });

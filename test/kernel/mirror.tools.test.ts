@@ -202,7 +202,10 @@ describe('debian archive: a good mirror', () => {
     });
     await expect(
       getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m, { offline: true })),
-    ).rejects.toMatchObject({ kind: 'imageNotFound', message: expect.stringMatching(/no trixie kernel is cached/) });
+    ).rejects.toMatchObject({
+      kind: 'imageNotFound',
+      message: expect.stringMatching(/no trixie kernel for amd64 is cached/),
+    });
   });
 
   it('downloads once for two concurrent fetches of the same suite', async () => {

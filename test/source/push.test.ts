@@ -422,6 +422,18 @@ describe('pushOciImage', () => {
 });
 
 describe('pushContainerDisk', () => {
+  it("an arm64 disk's containerDisk says arm64 in its config and its index platform", async () => {
+    const qcow2 = join(tmp, 'arm.qcow2');
+    await writeFile(qcow2, randomBytes(4096));
+    const img = await containerDiskImage(qcow2, ctx.work, 0, undefined, 'arm64');
+    const config = img.blobs.find((b) => b.mediaType.includes('config')) as { bytes: Buffer };
+    expect(JSON.parse(config.bytes.toString('utf8'))).toMatchObject({ architecture: 'arm64', os: 'linux' });
+    type Index = { manifests: { platform: unknown }[] };
+    expect((img.index as Index).manifests[0]!.platform).toEqual({ architecture: 'arm64', os: 'linux' });
+    const amd = await containerDiskImage(qcow2, ctx.work, 0);
+    expect((amd.index as Index).manifests[0]!.platform).toEqual({ architecture: 'amd64', os: 'linux' });
+  });
+
   it('pushes the same image the archive holds: /disk/disk.qcow2 owned 107:107', async () => {
     reg = await FakeRegistry.start();
     const qcow2 = join(tmp, 'x.qcow2');

@@ -1,6 +1,6 @@
 // Firmware choice from partition tables generated as bytes (MBR, GPT with 512- and 4096-byte sectors, hybrids).
 import { describe, expect, it } from 'vitest';
-import { detectFirmware, gptTypes, guidToString } from '../../src/vm/firmware.js';
+import { detectArch, detectFirmware, gptTypes, guidToString } from '../../src/vm/firmware.js';
 
 const ESP = 'c12a7328-f81f-11d2-ba4b-00a0c93ec93b';
 const BIOS_BOOT = '21686148-6449-6e6f-744e-656564454649';
@@ -106,5 +106,18 @@ describe('detectFirmware', () => {
   it('prints GUIDs in their usual mixed-endian text form', () => {
     expect(guidToString(guidBytes(ESP))).toBe(ESP);
     expect(guidToString(guidBytes(BIOS_BOOT))).toBe(BIOS_BOOT);
+  });
+});
+
+describe('detectArch: the guest architecture from the disk', () => {
+  const ROOT_AMD64 = '4f68bce3-e8cd-4db1-96e7-fbcaf984b709';
+  const ROOT_ARM64 = 'b921b045-1df0-41c3-af44-4c6f280d3fae';
+  it('reads the Discoverable Partitions root type of the GPT', () => {
+    expect(detectArch(gpt([ESP, ROOT_ARM64]))).toMatchObject({ arch: 'arm64', reason: /arm64 root type/ });
+    expect(detectArch(gpt([BIOS_BOOT, ESP, ROOT_AMD64]))).toMatchObject({ arch: 'amd64', reason: /amd64 root type/ });
+  });
+  it('takes a disk without one (MBR, a plain Linux partition) as amd64 and says why', () => {
+    expect(detectArch(gpt([ESP, LINUX]))).toMatchObject({ arch: 'amd64', reason: /no architecture-specific/ });
+    expect(detectArch(mbr([{ type: 0x83, start: 2048, sectors: 2048 }]))).toMatchObject({ arch: 'amd64' });
   });
 });

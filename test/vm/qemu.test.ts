@@ -12,6 +12,82 @@ import {
 } from '../../src/vm/qemu.js';
 
 describe('qemuArgs', () => {
+  it('arm64: the virt machine, every emulated CPU feature under TCG, AAVMF in pflash, PCI virtio, PL011 console', () => {
+    expect(
+      qemuArgs({
+        arch: 'arm64',
+        disk: '/d/disk.qcow2',
+        format: 'qcow2',
+        firmware: 'uefi',
+        ovmf: { code: '/usr/share/AAVMF/AAVMF_CODE.fd', vars: '/tmp/x/OVMF_VARS.fd' },
+        accel: 'tcg',
+        memMiB: 1024,
+        cpus: 2,
+        snapshot: true,
+        publish: [{ host: 8080, guest: 80 }],
+        console: 'pipe',
+        bootNonce: 'ab'.repeat(16),
+      }),
+    ).toEqual([
+      '-nodefaults',
+      '-machine',
+      'virt',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-m',
+      '1024',
+      '-smp',
+      '2',
+      '-drive',
+      'if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd',
+      '-drive',
+      'if=pflash,format=raw,unit=1,file=/tmp/x/OVMF_VARS.fd',
+      '-drive',
+      'file=/d/disk.qcow2,if=virtio,format=qcow2',
+      '-smbios',
+      `type=11,value=img2vm.nonce=${'ab'.repeat(16)}`,
+      '-snapshot',
+      '-netdev',
+      'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:8080-:80',
+      '-device',
+      'virtio-net-pci,netdev=net0,romfile=',
+      '-nographic',
+      '-serial',
+      'stdio',
+      '-monitor',
+      'none',
+      '-no-reboot',
+    ]);
+    const direct = qemuArgs({
+      arch: 'arm64',
+      disk: '/o/vm.ext4',
+      format: 'raw',
+      firmware: 'direct',
+      direct: { kernel: '/o/vm.vmlinux', cmdline: 'root=/dev/vda rw console=ttyS0', tscKhz: 2e6, moreDisks: [] },
+      accel: 'tcg',
+      memMiB: 512,
+      cpus: 1,
+      snapshot: true,
+      publish: [],
+      console: 'pipe',
+    });
+    // virt (not microvm), no firmware, the Image on -kernel, virtio-mmio disks, PL011 as the console, no TSC rate
+    expect(direct.slice(0, 5)).toEqual(['-nodefaults', '-machine', 'virt', '-accel', 'tcg']);
+    expect(direct).not.toContain('-drive if=pflash');
+    expect(direct.slice(direct.indexOf('-kernel'), direct.indexOf('-kernel') + 4)).toEqual([
+      '-kernel',
+      '/o/vm.vmlinux',
+      '-append',
+      'root=/dev/vda rw console=ttyS0 console=ttyAMA0',
+    ]);
+    expect(direct).toContain('virtio-blk-device,drive=disk0');
+    const bios = { arch: 'arm64', disk: '/d', format: 'raw', firmware: 'bios', accel: 'tcg' } as const;
+    const rest = { memMiB: 512, cpus: 1, snapshot: true, publish: [], console: 'pipe' } as const;
+    expect(() => qemuArgs({ ...bios, ...rest })).toThrow(/arm64 guests boot through UEFI only/);
+  });
+
   it('BIOS, TCG, no network, snapshot, headless console', () => {
     expect(
       qemuArgs({

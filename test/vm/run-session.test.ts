@@ -129,6 +129,8 @@ describe('RunSession', () => {
 
 describe('concludeRun', () => {
   const machine: Machine = {
+    arch: 'amd64',
+    archReason: 'test',
     disk: '/d/app.raw',
     format: 'raw',
     firmware: 'bios',
