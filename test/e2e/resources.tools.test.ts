@@ -37,8 +37,6 @@ function privateDir(name: string): string {
   return d;
 }
 
-const MiB = 1048576;
-
 beforeAll(async () => {
   if (process.getuid?.() !== 0)
     throw new Error('these tests mount small tmpfs file systems: run the e2e tests as root');
@@ -121,20 +119,20 @@ describe('no space left', () => {
     expect(entries(work)).toEqual([]);
   });
 
-  it('in TMPDIR while an image archive is unpacked: not "the archive is corrupt"', async () => {
+  it('an image archive takes no room in TMPDIR: it is read where it lies, not unpacked', async () => {
     const work = await smallFs('tmp-extract', '2m');
     const out = privateDir('out-extract');
     const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.img'), '--raw', '--boot', 'bios'], {
       env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-extract') },
     });
-    expectNoSpace(r, /the image archive's files/, 'the work directory \\(TMPDIR\\)', work);
+    expect(r.exitCode, r.stderr).toBe(0);
     expect(entries(work)).toEqual([]);
-    expect(entries(out)).toEqual([]);
+    expect(entries(out)).toEqual(['disk.img']);
   });
 
   it('in TMPDIR while the disk is assembled there (vmdk)', async () => {
-    // Room for the unpacked archive, not for the disk besides it.
-    const work = await smallFs('tmp-disk', `${Math.ceil(readFileSync(archive).length / MiB) + 4}m`);
+    // Room for small things, not for the disk (about 14 MiB on disk).
+    const work = await smallFs('tmp-disk', '4m');
     const out = privateDir('out-tmpdisk');
     const r = await img2vm([`oci-archive:${archive}`, '-o', join(out, 'disk.vmdk'), '--raw', '--boot', 'bios'], {
       env: { ...NO_DAEMON, TMPDIR: work, XDG_CACHE_HOME: privateDir('xdg-tmpdisk') },
