@@ -223,6 +223,19 @@ function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[])
   return partitionByRole(probe, 'root')!.start;
 }
 
+/** Where the image comes from and how it is read. */
+function sourcePlan(o: ConvertOptions, known: Known): ConversionPlan['source'] {
+  return {
+    transport: known.image?.source.transport ?? parseSourceRef(o.image).transport,
+    id: known.image?.source.id ?? null,
+    layers: known.image?.source.layers ?? null,
+    pull: o.pull,
+    platform: o.platform ?? null,
+    insecureRegistries: o.insecureRegistries,
+    verifyCache: o.verifyCache,
+  };
+}
+
 /** The plan from the options and every fact known so far; the phases above call it with more facts each time. */
 function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan {
   const format = formatOf(o);
@@ -282,7 +295,6 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     direct && outPath
       ? Object.values(rootfsArtifacts(outPath, !!kernel?.initrdPath)).filter((p): p is string => !!p && p !== outPath)
       : [];
-  const src = parseSourceRef(o.image);
 
   const unknown: string[] = [];
   if (!known.image) unknown.push('source');
@@ -295,14 +307,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
     image: o.image,
     rootUuid: ids.root,
     rootHashSeed: ids.rootHash,
-    source: {
-      transport: known.image?.source.transport ?? src.transport,
-      id: known.image?.source.id ?? null,
-      layers: known.image?.source.layers ?? null,
-      pull: o.pull,
-      platform: o.platform ?? null,
-      insecureRegistries: o.insecureRegistries,
-    },
+    source: sourcePlan(o, known),
     guest,
     content,
     kernel,

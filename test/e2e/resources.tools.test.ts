@@ -1,6 +1,7 @@
 // Full and read-only file systems, each a small tmpfs mounted by the test (as root): no space for the output, the work
 // directory (TMPDIR) or the cache gives one message saying where, how much is free and how much is needed, exit 7,
-// and no partial file; a read-only output directory is refused before any work; a damaged cached blob is fetched again.
+// and no partial file; a read-only output directory is refused before any work; a damaged cached blob is fetched
+// again (--verify-cache, or after `cache verify`).
 import { execa } from 'execa';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -187,7 +188,7 @@ describe('other file-system faults', () => {
     expect(entries(work)).toEqual([]);
   });
 
-  it('a cached layer whose bytes no longer match its digest is fetched again, and the disk is the same', async () => {
+  it('a cached layer whose bytes no longer match its digest is fetched again (--verify-cache, or after cache verify), and the disk is the same', async () => {
     const xdg = privateDir('xdg-damaged');
     const out = privateDir('out-damaged');
     const env = {
@@ -210,15 +211,29 @@ describe('other file-system faults', () => {
     expect(first.exitCode, first.all).toBe(0);
     const layer = img.layers[0]!;
     const file = join(xdg, 'img2vm', 'blobs', 'sha256', layer.digest.slice(7));
-    const bytes = readFileSync(file);
-    bytes[bytes.length >> 1]! ^= 0xff;
-    writeFileSync(file, bytes);
-    const before = proxy.blobGets(layer.digest);
-    const second = await img2vm(args('b.qcow2'), { env });
+    const damage = () => {
+      const bytes = readFileSync(file);
+      bytes[bytes.length >> 1]! ^= 0xff;
+      writeFileSync(file, bytes);
+    };
+    const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+    // Hashed again before use with --verify-cache.
+    damage();
+    let before = proxy.blobGets(layer.digest);
+    const second = await img2vm([...args('b.qcow2'), '--verify-cache'], { env });
     expect(second.exitCode, second.all).toBe(0);
     expect(proxy.blobGets(layer.digest) - before).toBe(1);
-    expect(createHash('sha256').update(readFileSync(file)).digest('hex')).toBe(layer.digest.slice(7));
-    const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+    expect(sha(file)).toBe(layer.digest.slice(7));
     expect(sha(join(out, 'b.qcow2'))).toBe(sha(join(out, 'a.qcow2')));
+    // Found by cache verify, which removes it; the next run (trusting the cache) fetches it again.
+    damage();
+    const check = await img2vm(['cache', 'verify', '--json'], { env });
+    expect(check.exitCode, check.all).toBe(0);
+    expect(JSON.parse(check.stdout).damaged).toEqual([{ kind: 'blob', key: layer.digest, path: file }]);
+    before = proxy.blobGets(layer.digest);
+    const third = await img2vm(args('c.qcow2'), { env });
+    expect(third.exitCode, third.all).toBe(0);
+    expect(proxy.blobGets(layer.digest) - before).toBe(1);
+    expect(sha(join(out, 'c.qcow2'))).toBe(sha(join(out, 'a.qcow2')));
   });
 });
