@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildImage, gz, tarOf } from '../../fixtures/hostile/images.js';
 import { FakeRegistry } from '../../fixtures/hostile/registry.js';
 import { verifyStore } from '../../src/cache/index.js';
+import { renderVerify } from '../../src/cli/cache.js';
 import { createRandom } from '../../src/core/random.js';
 import { Scope } from '../../src/core/scope.js';
 import { BlobCache } from '../../src/source/blob-cache.js';
@@ -94,6 +95,11 @@ describe('verify once', () => {
     expect(report.checked).toBe(4);
     expect(report.hashedBytes).toBeGreaterThanOrEqual(img.layers.reduce((s, l) => s + l.size, 0));
     expect(await new BlobCache(openStore(sb.cache)).has(bad.digest)).toBe(false);
+    expect(renderVerify(report)).toMatch(
+      new RegExp(
+        `^damaged  blob ${bad.digest}: removed \\(.+\\); the next run fetches or makes it again\\n4 entries checked \\([0-9.]+[BKMG] hashed\\), 1 damaged\\n$`,
+      ),
+    );
 
     const again = await run();
     expect(again.layers).toEqual(img.layers.map((l) => l.bytes));
