@@ -388,6 +388,8 @@ function scale() {
   const o = (k) => join(work, `scale-${k}.qcow2`);
   const c = img2vm(`oci-archive:${archive}`, o('c'));
   rmSync(o('c'), { force: true });
+  const c0 = BEFORE_BIN ? img2vm(`oci-archive:${archive}`, o('c0'), BEFORE_BIN) : undefined;
+  rmSync(o('c0'), { force: true });
   const a = img2vm('img2vm-bench-scale:latest', o('a'));
   rmSync(o('a'), { force: true });
   // The synthetic image has no kernel to install a boot loader for: the classic pipeline skips extlinux here.
@@ -396,6 +398,10 @@ function scale() {
     : timed('bash', ['-c', CLASSIC, 'classic', 'img2vm-bench-scale:latest', o('b'), String(size), work, 'noboot']);
   console.log(`\nscale run: ${FILES} files + one ${BIG_MIB} MiB file, layer ${mib(lsize)}`);
   console.log(`img2vm, OCI archive: ${c.s.toFixed(1)} s, peak RSS ${c.rss.toFixed(0)} MiB (${stages(c.json)})`);
+  if (c0)
+    console.log(
+      `before (${BEFORE_BIN}), OCI archive: ${c0.s.toFixed(1)} s, peak RSS ${c0.rss.toFixed(0)} MiB (${stages(c0.json)})`,
+    );
   console.log(`img2vm, daemon:      ${a.s.toFixed(1)} s, peak RSS ${a.rss.toFixed(0)} MiB (${stages(a.json)})`);
   console.log(`classic pipeline:    ${b.s.toFixed(1)} s, peak RSS ${b.rss.toFixed(0)} MiB`);
   console.log(`ratio img2vm (daemon) / classic: ${(a.s / b.s).toFixed(2)}`);
