@@ -1,8 +1,13 @@
-// Benchmark (issue 11): img2vm's one-pass assembly against the classic loop-mount pipeline and the tool floor, in
-// the same run, cold page cache, best of N interleaved; then a scale run on a synthetic 2 GB / 100,000-file image.
+// Benchmark (issues 11, 20): img2vm's one-pass assembly against the classic loop-mount pipeline and the tool floor,
+// and against the limits of the machine — the inflate floor (every layer decompressed to /dev/null, one core and all
+// cores) and the daemon floor (docker export into /dev/null) — in the same run, cold page cache, best of N
+// interleaved; then a scale run on a synthetic 2 GB / 100,000-file image.
 // Usage (as root, after the set-up): node bench/assembly.mjs [--runs 3] [--skip-scale] [--files 100000] [--big-mib 1100]
+//   [--before-bin PATH] (another img2vm build, run interleaved: before and after in the same run)
 //   (a) img2vm from the daemon, --raw      vs  (b) classic: docker export → loop → mkfs → mount → tar → extlinux → qemu-img
 //   (c) img2vm from an OCI archive, --raw  vs  (d) tool floor: untar the layers, mke2fs -d, qemu-img
+//   (e) daemon floor: docker export of the image's container into /dev/null
+//   (f) inflate floor: every gzip layer of (c) to /dev/null, gzip -dc and Node's zlib, one at a time and all at once
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -29,6 +34,9 @@ const RUNS = Number(arg('runs', 3));
 const FILES = Number(arg('files', 100000));
 const BIG_MIB = Number(arg('big-mib', 1100));
 const SKIP_SCALE = process.argv.includes('--skip-scale');
+// Another build of img2vm (e.g. the previous commit's bin/img2vm) run interleaved with this one: before and after in
+// the same run.
+const BEFORE_BIN = arg('before-bin', undefined);
 const ONLY_SCALE = process.argv.includes('--only-scale');
 const work = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), 'img2vm-bench-asm-'));
 const env = { ...process.env, CI: 'true', SOURCE_DATE_EPOCH: '1700000000' };
@@ -156,9 +164,56 @@ function classic(image, out, sizeBytes) {
 function floor(archive, out, sizeBytes) {
   return timed('bash', ['-c', FLOOR, 'floor', archive, out, String(sizeBytes), work]);
 }
-function img2vm(source, out) {
-  const r = timed(BIN, [source, '-o', out, '--raw', '--boot', 'bios', '--json']);
+function img2vm(source, out, bin = BIN) {
+  const r = timed(bin, [source, '-o', out, '--raw', '--boot', 'bios', '--json']);
   return { ...r, json: JSON.parse(r.stdout) };
+}
+
+/** The image's gzip layers as files (outside the timing), for the inflate floor. */
+function layerFiles(archive) {
+  const dir = join(work, 'floor-layers');
+  mkdirSync(dir, { recursive: true });
+  bash(`tar -x -C ${dir} -f ${archive} ./blobs ./index.json`);
+  const blob = (d) => join(dir, 'blobs', 'sha256', d.slice(7));
+  const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8'));
+  return JSON.parse(readFileSync(blob(index.manifests[0].digest), 'utf8')).layers.map((l) => blob(l.digest));
+}
+
+const NODE_INFLATE = `
+const z = require('zlib'), fs = require('fs');
+const one = (f) => new Promise((ok, fail) =>
+  fs.createReadStream(f, { highWaterMark: 1 << 20 }).pipe(z.createGunzip({ chunkSize: 1 << 20 }))
+    .on('data', () => {}).on('end', ok).on('error', fail));
+const [mode, ...files] = process.argv.slice(1);
+(mode === 'all' ? Promise.all(files.map(one)) : files.reduce((p, f) => p.then(() => one(f)), Promise.resolve()))
+  .catch((e) => { console.error(e); process.exit(1); });`;
+
+/** Every layer decompressed to /dev/null: by gzip -dc or Node's zlib (what img2vm uses), one at a time or all at once. */
+function inflateFloor(files, tool, all) {
+  if (tool === 'node') return timed('node', ['-e', NODE_INFLATE, all ? 'all' : 'one', ...files]);
+  return timed('bash', [
+    '-c',
+    `printf '%s\\n' "$@" | xargs -P ${all ? files.length : 1} -n 1 sh -c 'gzip -dc "$0" >/dev/null'`,
+    'inflate',
+    ...files,
+  ]);
+}
+
+/** What the daemon itself takes to hand over the image's files: docker export of a container into /dev/null. */
+function daemonFloor(cid) {
+  return timed('bash', ['-c', 'docker export "$1" >/dev/null', 'export', cid]);
+}
+
+/** path | img2vm | baseline | ratio | goal, best of the runs each. */
+function limits(rows) {
+  console.log('\npath              img2vm (s)   baseline                                   (s)    ratio   goal');
+  for (const [path, mine, name, base, goal] of rows) {
+    const m = best(mine).s;
+    const b = best(base).s;
+    console.log(
+      `${path.padEnd(17)} ${m.toFixed(2).padStart(9)}    ${name.padEnd(40)} ${b.toFixed(2).padStart(6)}   ${(m / b).toFixed(2).padStart(5)}   ${goal}`,
+    );
+  }
 }
 
 function best(list) {
@@ -204,15 +259,29 @@ try {
       `image ${image}: ${nLayers} layers, ${mib(info.Size)}; OCI archive (gzip layers) ${mib(statSync(archive).size)}`,
     );
     const size = Math.ceil((info.Size * 1.6 + 256 * 1048576) / 1048576) * 1048576;
-    const res = { a: [], b: [], c: [], d: [] };
+    const res = { a: [], b: [], c: [], d: [], e: [], g1: [], gN: [], n1: [], nN: [], a0: [], c0: [] };
+    const files = layerFiles(archive);
+    const cid = sh('docker', ['create', image, '/bin/true']).trim();
     const out = (k) => join(work, `out-${k}.qcow2`);
     for (let i = 0; i < RUNS; i++) {
       for (const k of ['a', 'b', 'c', 'd']) rmSync(out(k), { force: true });
       res.a.push(img2vm(image, out('a')));
       res.b.push(classic(image, out('b'), size));
       res.c.push(img2vm(`oci-archive:${archive}`, out('c')));
+      if (BEFORE_BIN) {
+        rmSync(out('a0'), { force: true });
+        rmSync(out('c0'), { force: true });
+        res.a0.push(img2vm(image, out('a0'), BEFORE_BIN));
+        res.c0.push(img2vm(`oci-archive:${archive}`, out('c0'), BEFORE_BIN));
+      }
       res.d.push(floor(archive, out('d'), size));
+      res.e.push(daemonFloor(cid));
+      res.g1.push(inflateFloor(files, 'gzip', false));
+      res.gN.push(inflateFloor(files, 'gzip', true));
+      res.n1.push(inflateFloor(files, 'node', false));
+      res.nN.push(inflateFloor(files, 'node', true));
     }
+    sh('docker', ['rm', cid]);
     if (dropCaches.warm) console.log('(could not drop the page cache: these are warm-cache numbers)');
     report(
       'kernel-ready Debian image',
@@ -226,6 +295,28 @@ try {
         ['a/b', res.a, res.b],
         ['c/d', res.c, res.d],
       ],
+    );
+    // The floors: the fastest way this machine has to do the unavoidable part.
+    const inflate1 = best(res.g1).s <= best(res.n1).s ? res.g1 : res.n1;
+    const inflateN = best(res.gN).s <= best(res.nN).s ? res.gN : res.nN;
+    const tool = (r) => (r === res.g1 || r === res.gN ? 'gzip -dc' : "Node's zlib");
+    console.log(
+      `inflate floor, best s: gzip -dc one at a time ${best(res.g1).s.toFixed(2)}, all at once ${best(res.gN).s.toFixed(2)}; Node's zlib one at a time ${best(res.n1).s.toFixed(2)}, all at once ${best(res.nN).s.toFixed(2)}`,
+    );
+    limits([
+      ['daemon', res.a, 'classic loop-mount pipeline', res.b, '<= 0.6'],
+      ['daemon', res.a, 'daemon floor: docker export > /dev/null', res.e, '<= 1.2'],
+      ['OCI archive', res.c, 'tool floor: untar, mke2fs -d, qemu-img', res.d, '<= 0.35'],
+      ['OCI archive', res.c, `inflate floor, all cores (${tool(inflateN)})`, inflateN, '<= 1.5'],
+      ['OCI archive', res.c, `inflate floor, one core (${tool(inflate1)})`, inflate1, ''],
+    ]);
+    if (BEFORE_BIN)
+      limits([
+        ['daemon', res.a, `before: ${BEFORE_BIN}`, res.a0, 'after/before'],
+        ['OCI archive', res.c, `before: ${BEFORE_BIN}`, res.c0, 'after/before'],
+      ]);
+    console.log(
+      `peak RSS: img2vm daemon ${best(res.a).rss.toFixed(0)} MiB, OCI archive ${best(res.c).rss.toFixed(0)} MiB (goal <= 300)`,
     );
     console.log(`where img2vm's time went (best (a)): ${stages(best(res.a).json)}`);
     console.log(`where img2vm's time went (best (c)): ${stages(best(res.c).json)}`);
@@ -297,6 +388,8 @@ function scale() {
   const o = (k) => join(work, `scale-${k}.qcow2`);
   const c = img2vm(`oci-archive:${archive}`, o('c'));
   rmSync(o('c'), { force: true });
+  const c0 = BEFORE_BIN ? img2vm(`oci-archive:${archive}`, o('c0'), BEFORE_BIN) : undefined;
+  rmSync(o('c0'), { force: true });
   const a = img2vm('img2vm-bench-scale:latest', o('a'));
   rmSync(o('a'), { force: true });
   // The synthetic image has no kernel to install a boot loader for: the classic pipeline skips extlinux here.
@@ -305,6 +398,10 @@ function scale() {
     : timed('bash', ['-c', CLASSIC, 'classic', 'img2vm-bench-scale:latest', o('b'), String(size), work, 'noboot']);
   console.log(`\nscale run: ${FILES} files + one ${BIG_MIB} MiB file, layer ${mib(lsize)}`);
   console.log(`img2vm, OCI archive: ${c.s.toFixed(1)} s, peak RSS ${c.rss.toFixed(0)} MiB (${stages(c.json)})`);
+  if (c0)
+    console.log(
+      `before (${BEFORE_BIN}), OCI archive: ${c0.s.toFixed(1)} s, peak RSS ${c0.rss.toFixed(0)} MiB (${stages(c0.json)})`,
+    );
   console.log(`img2vm, daemon:      ${a.s.toFixed(1)} s, peak RSS ${a.rss.toFixed(0)} MiB (${stages(a.json)})`);
   console.log(`classic pipeline:    ${b.s.toFixed(1)} s, peak RSS ${b.rss.toFixed(0)} MiB`);
   console.log(`ratio img2vm (daemon) / classic: ${(a.s / b.s).toFixed(2)}`);

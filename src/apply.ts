@@ -238,6 +238,7 @@ function openImage(plan: ConversionPlan, env: Env): Promise<SourceImage> {
     pull: plan.source.pull,
     ...(plan.source.platform ? { platform: plan.source.platform } : {}),
     insecureRegistries: plan.source.insecureRegistries,
+    verifyCache: plan.source.verifyCache,
   });
 }
 

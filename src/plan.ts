@@ -309,6 +309,19 @@ function unknownFacts(known: Known): string[] {
   return unknown;
 }
 
+/** Where the image comes from and how it is read. */
+function sourcePlan(o: ConvertOptions, known: Known): ConversionPlan['source'] {
+  return {
+    transport: known.image?.source.transport ?? parseSourceRef(o.image).transport,
+    id: known.image?.source.id ?? null,
+    layers: known.image?.source.layers ?? null,
+    pull: o.pull,
+    platform: o.platform ?? null,
+    insecureRegistries: o.insecureRegistries,
+    verifyCache: o.verifyCache,
+  };
+}
+
 /** The plan from the options and every fact known so far; the phases above call it with more facts each time. */
 function derive(given: ConvertOptions, known: Known, random: Random): ConversionPlan {
   const format = formatOf(given);
@@ -370,21 +383,13 @@ function derive(given: ConvertOptions, known: Known, random: Random): Conversion
     direct && outPath
       ? Object.values(rootfsArtifacts(outPath, !!kernel?.initrdPath)).filter((p): p is string => !!p && p !== outPath)
       : [];
-  const src = parseSourceRef(o.image);
 
   return {
     image: o.image,
     architecture: { arch: arch.arch, from: arch.from },
     rootUuid: ids.root,
     rootHashSeed: ids.rootHash,
-    source: {
-      transport: known.image?.source.transport ?? src.transport,
-      id: known.image?.source.id ?? null,
-      layers: known.image?.source.layers ?? null,
-      pull: o.pull,
-      platform: o.platform ?? null,
-      insecureRegistries: o.insecureRegistries,
-    },
+    source: sourcePlan(o, known),
     guest,
     content,
     kernel,

@@ -87,16 +87,19 @@ async function exists(ref: string, signal: AbortSignal): Promise<boolean> {
   return (await run('podman', podmanExistsArgv(ref), { reject: false, signal })).exitCode === 0;
 }
 
-/** Reads the built image out of podman's storage into the work directory. */
+/**
+ * Reads the built image out of podman's storage into the work directory, as an oci-archive that stays there (its
+ * layers are read from it in place) until the image is done with or the run ends.
+ */
 async function readBuilt(env: Env, tag: string): Promise<SourceImage> {
   const dir = await mkdtemp(join(env.work, 'podman-out-'));
   const file = join(dir, 'image.tar');
-  await run('podman', podmanSaveArgv(tag, file), { signal: env.signal });
   try {
-    return await openSource(`oci-archive:${file}`, env);
-  } finally {
-    // The source module unpacked it: the archive itself is no longer needed.
-    await rm(file, { force: true });
+    await run('podman', podmanSaveArgv(tag, file), { signal: env.signal });
+    return { ...(await openSource(`oci-archive:${file}`, env)), workDir: dir };
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
   }
 }
 

@@ -1,7 +1,16 @@
-// `img2vm cache ls | prune`: what img2vm keeps between runs (guest builds, imported sources, registry blobs, kernels), and removing what is unused.
+// `img2vm cache ls | verify | prune`: what img2vm keeps between runs (guest builds, imported sources, registry blobs, kernels), re-checking it, and removing what is unused.
 import type { Command } from 'commander';
 import { formatSize } from '../core/units.js';
-import { DEFAULT_PRUNE_AGE, inventory, parseAge, prune, type CacheEntry, type PruneReport } from '../cache/index.js';
+import {
+  DEFAULT_PRUNE_AGE,
+  inventory,
+  parseAge,
+  prune,
+  verifyStore,
+  type CacheEntry,
+  type PruneReport,
+  type VerifyReport,
+} from '../cache/index.js';
 import { stdout, stdoutJson } from './print.js';
 
 const KIND_LABEL: Record<CacheEntry['kind'], string> = {
@@ -64,6 +73,16 @@ export function renderPrune(r: PruneReport): string {
   return `${lines.join('\n')}\n`;
 }
 
+export function renderVerify(r: VerifyReport): string {
+  const lines = r.damaged.map(
+    (d) => `damaged  ${d.kind} ${d.key}: removed (${d.path}); the next run fetches or makes it again`,
+  );
+  lines.push(
+    `${r.checked} entr${r.checked === 1 ? 'y' : 'ies'} checked (${formatSize(r.hashedBytes)} hashed), ${r.damaged.length} damaged`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
 export function addCacheCommand(program: Command): void {
   const cache = program
     .command('cache')
@@ -77,6 +96,17 @@ export function addCacheCommand(program: Command): void {
       const entries = inv.items.map((i) => i.entry);
       if (opts.json) stdoutJson({ entries, notes: inv.notes, bytes: entries.reduce((a, e) => a + e.bytes, 0) });
       else stdout(renderList(entries, inv.notes));
+    });
+  cache
+    .command('verify')
+    .description(
+      'hash every cached blob and check every kernel and build against its record, removing what is damaged (runs trust what entered the cache verified)',
+    )
+    .option('--json', 'print what was checked and found damaged as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const r = await verifyStore();
+      if (opts.json) stdoutJson(r);
+      else stdout(renderVerify(r));
     });
   cache
     .command('prune')

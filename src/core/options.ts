@@ -195,6 +195,11 @@ export const CONVERT_OPTIONS = {
     schema: z.array(z.string().min(1)).default([]),
     repeatable: true,
   }),
+  verifyCache: opt({
+    flags: '--verify-cache',
+    help: 'hash cached registry layers again before using them (they are verified once, when they enter the cache)',
+    schema: z.boolean().default(false),
+  }),
   compress: opt({
     flags: '--compress',
     help: 'compressed qcow2 (also inside a containerdisk)',

@@ -205,6 +205,8 @@ export interface ConversionPlan {
     /** The platform asked for (--platform), null: the host's. */
     platform: string | null;
     insecureRegistries: string[];
+    /** Cached registry blobs hashed again before use (--verify-cache); otherwise trusted as verified on entry. */
+    verifyCache: boolean;
   };
   guest: {
     strategy: GuestStrategyId;

@@ -2,7 +2,7 @@
 //
 // WHEN is before, after or during; POINT is STAGE/STEP-ID as the plan spells it (rootfs/flatten, guest/distro,
 // output/vmdk, output/push), output/rename (the rename into place), or a point inside a long operation:
-//   during:source/extract      an image archive is being unpacked (after its first file)
+//   during:source/archive      an image archive's headers are being read (after its first member)
 //   during:source/fetch-blob   a blob is being downloaded into the cache (after its first chunk)
 //   during:guest/build-step    a builder's RUN step is running in its container
 //   during:rootfs/flatten      a layer is being flattened (after its first chunk)

@@ -1,19 +1,40 @@
-// Reads `docker save` archives (legacy and OCI-layout flavours) from a stream into a work directory, safely.
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, stat } from 'node:fs/promises';
-import { dirname, join, posix } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createWriteStream } from 'node:fs';
+// Reads `docker save` archives (legacy and OCI-layout flavours) in place: members are found by their offsets in the
+// tar and read where they lie, never unpacked.
 import type { Readable } from 'node:stream';
-import * as tar from 'tar-stream';
 import { z } from 'zod';
+import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
-import { asWriteError, isNoSpace, isReadOnly } from '../core/no-space.js';
-import { testHook } from '../core/test-hook.js';
+import { progress } from '../core/events.js';
 import { detectCompression } from '../rootfs/decompress.js';
+import {
+  archiveMemberPath,
+  findMember,
+  indexArchive,
+  openMember,
+  type ArchiveFile,
+  type ArchiveIndex,
+} from './archive-index.js';
 import { MAX_JSON, isDigest, sha256, verified } from './digest.js';
 import { ImageConfigSchema, type Layer, type SourceImage } from './image.js';
 import { formatZodError } from './manifest.js';
+
+export { archiveMemberPath, type ArchiveIndex } from './archive-index.js';
+
+/** Indexes the archive at file (size bytes), with progress as its headers are passed; nothing is written anywhere. */
+export async function indexImageArchive(file: string, size: number, ctx: RunContext): Promise<ArchiveIndex> {
+  const bar = progress(ctx.sink, 'source', 'bytes', size, 'archive');
+  try {
+    const a = await indexArchive(file, { signal: ctx.signal, onBytes: (n) => bar.add(n) });
+    bar.end();
+    return a;
+  } catch (e) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    if (e instanceof Img2vmError || (e as Error).name === 'AbortError') throw e;
+    throw new Img2vmError('badImage', `cannot read image archive ${file}: ${(e as Error).message}`, 'check the file', {
+      cause: e,
+    });
+  }
+}
 
 const ManifestSchema = z
   .array(
@@ -25,115 +46,28 @@ const ManifestSchema = z
   )
   .min(1);
 
-/** Normalises a member name of an archive; anything that could climb out of the work dir is refused. */
-export function archiveMemberPath(name: string): string {
-  const n = posix.normalize(name.replace(/^\.\/+/, ''));
-  if (n.startsWith('/') || n === '..' || n.startsWith('../') || n.includes('\0')) {
-    throw new Img2vmError(
-      'badImage',
-      `image archive has an unsafe member name "${name}"`,
-      'the archive is corrupt or hostile; re-create it with docker save',
-    );
-  }
-  return n.replace(/\/$/, '');
-}
-
-export interface ExtractedArchive {
-  dir: string;
-  /** Symlinked members (legacy docker save links duplicate layers), member → target member. */
-  links: Map<string, string>;
-}
-
-export interface ExtractOptions {
-  onBytes?: (n: number) => void;
-  signal?: AbortSignal;
-  /** The archive's size, when known: what a full work directory is told it needs. */
-  size?: number;
-}
-
-/** Unpacks the regular files of an image archive below dir; symlinks are remembered, never created. */
-export async function extractArchive(
-  stream: Readable,
-  dir: string,
-  o: ExtractOptions | ((n: number) => void) = {},
-): Promise<ExtractedArchive> {
-  const { onBytes, signal, size } = typeof o === 'function' ? { onBytes: o, signal: undefined, size: undefined } : o;
-  const links = new Map<string, string>();
-  const ex = tar.extract();
-  if (onBytes) stream.on('data', (c: Buffer) => onBytes(c.length));
-  let files = 0;
-  const done = (async () => {
-    for await (const entry of ex) {
-      const h = entry.header;
-      const p = archiveMemberPath(h.name);
-      if (h.type === 'file' || h.type === 'contiguous-file') {
-        const dest = join(dir, p);
-        await mkdir(dirname(dest), { recursive: true });
-        await pipeline(entry, createWriteStream(dest, { mode: 0o600 }), { signal });
-        if (files++ === 0) await testHook('during', 'source/extract');
-        signal?.throwIfAborted();
-        continue;
-      }
-      if (h.type === 'symlink' && h.linkname) {
-        links.set(p, archiveMemberPath(posix.join(posix.dirname(p), h.linkname)));
-      }
-      entry.resume();
-    }
-  })();
-  try {
-    await Promise.all([pipeline(stream, ex, { signal }), done]);
-  } catch (e) {
-    // Both sides are torn down (a stream left paused would keep its file open).
-    stream.destroy();
-    ex.destroy();
-    await done.catch(() => undefined);
-    if (signal?.aborted) throw signal.reason;
-    if (e instanceof Img2vmError) throw e;
-    if ((e as Error).name === 'AbortError') throw e;
-    // A full work directory is not a corrupt archive.
-    if (isNoSpace(e) || isReadOnly(e))
-      throw asWriteError(e, {
-        area: 'work',
-        what: "the image archive's files",
-        path: dir,
-        ...(size !== undefined ? { needBytes: size, needNote: "the archive's size" } : {}),
-      });
-    throw new Img2vmError(
-      'badImage',
-      `image archive is corrupt: ${(e as Error).message}`,
-      'check the file, or re-create it with docker save',
-      { cause: e },
-    );
-  }
-  return { dir, links };
-}
-
-/** The file of a member, following the archive's own symlinks (which were checked when it was read). */
-export function resolveMember(a: ExtractedArchive, member: string): string {
-  let p = archiveMemberPath(member);
-  for (let i = 0; i < 8 && a.links.has(p); i++) p = a.links.get(p)!;
-  return join(a.dir, p);
-}
-
-async function readJsonBytes(path: string, what: string): Promise<Buffer> {
-  const st = await stat(path).catch(() => undefined);
-  if (!st?.isFile())
+/** A small member's bytes; absent, not a regular file, or too large is an error naming what was looked for. */
+async function readJsonBytes(a: ArchiveIndex, member: string, what: string): Promise<Buffer> {
+  const m = findMember(a, member);
+  if (m?.kind !== 'file')
     throw new Img2vmError(
       'badImage',
       `image archive has no ${what}`,
       'the archive is corrupt or not made by docker save',
     );
-  if (st.size > MAX_JSON)
+  if (m.size > MAX_JSON)
     throw new Img2vmError(
       'badImage',
-      `image archive's ${what} is ${st.size} bytes; more than ${MAX_JSON} is refused`,
+      `image archive's ${what} is ${m.size} bytes; more than ${MAX_JSON} is refused`,
       'the archive is hostile or broken',
     );
-  return readFile(path);
+  const parts: Buffer[] = [];
+  for await (const c of await openMember(a, m)) parts.push(c as Buffer);
+  return Buffer.concat(parts);
 }
 
-async function readJson(path: string, what: string): Promise<unknown> {
-  const bytes = await readJsonBytes(path, what);
+async function readJson(a: ArchiveIndex, member: string, what: string): Promise<unknown> {
+  const bytes = await readJsonBytes(a, member, what);
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch (e) {
@@ -145,9 +79,9 @@ async function readJson(path: string, what: string): Promise<unknown> {
   }
 }
 
-/** Opens an extracted docker-save archive as an image (the first manifest entry, or the one tagged `tag`). */
-export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: string): Promise<SourceImage> {
-  const parsed = ManifestSchema.safeParse(await readJson(join(a.dir, 'manifest.json'), 'manifest.json'));
+/** Opens a docker-save archive as an image (the first manifest entry, or the one tagged `tag`). */
+export async function openArchiveImage(a: ArchiveIndex, ref: string, tag?: string): Promise<SourceImage> {
+  const parsed = ManifestSchema.safeParse(await readJson(a, 'manifest.json', 'manifest.json'));
   if (!parsed.success) {
     throw new Img2vmError(
       'badImage',
@@ -164,8 +98,7 @@ export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: s
       `it holds: ${tags.join(', ') || '(untagged images)'}`,
     );
   }
-  const configPath = resolveMember(a, entry.Config);
-  const configBytes = await readJsonBytes(configPath, 'image config');
+  const configBytes = await readJsonBytes(a, entry.Config, 'image config');
   let cfgJson: unknown;
   try {
     cfgJson = JSON.parse(configBytes.toString('utf8'));
@@ -188,18 +121,19 @@ export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: s
   const diffIds = cfg.data.rootfs?.diff_ids ?? [];
   const layers = await Promise.all(
     entry.Layers.map(async (l, i): Promise<Layer> => {
-      const path = resolveMember(a, l);
-      const st = await stat(path).catch(() => undefined);
-      if (!st?.isFile())
+      const m = findMember(a, l);
+      if (m?.kind !== 'file')
         throw new Img2vmError('badImage', `image archive lacks layer ${l}`, 'the archive is truncated; re-create it');
-      const digest = await expectedDigest(archiveMemberPath(l), path, diffIds[i]);
+      const digest = await expectedDigest(a, archiveMemberPath(l), m, diffIds[i]);
       const what = `image archive layer ${l}`;
       return {
         name: l,
-        size: st.size,
+        size: m.size,
         ...(digest ? { digest } : {}),
-        open: async () =>
-          digest ? verified(createReadStream(path), digest, st.size, what) : (createReadStream(path) as Readable),
+        open: async (): Promise<Readable> => {
+          const s = await openMember(a, m);
+          return digest ? verified(s, digest, m.size, what) : s;
+        },
       };
     }),
   );
@@ -210,16 +144,23 @@ export async function openArchiveImage(a: ExtractedArchive, ref: string, tag?: s
  * What a layer member must hash to: its name in the OCI flavour (blobs/sha256/HEX); in the legacy
  * flavour an uncompressed layer.tar is exactly the layer's diff, so its diff_id.
  */
-async function expectedDigest(member: string, path: string, diffId: string | undefined): Promise<string | undefined> {
+async function expectedDigest(
+  a: ArchiveIndex,
+  member: string,
+  file: ArchiveFile,
+  diffId: string | undefined,
+): Promise<string | undefined> {
   const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(member);
   if (m) return `sha256:${m[1]}`;
   if (!diffId || !isDigest(diffId)) return undefined;
-  const fh = await open(path, 'r');
-  try {
-    const head = Buffer.alloc(6);
-    const { bytesRead } = await fh.read(head, 0, 6, 0);
-    return detectCompression(head.subarray(0, bytesRead)) === 'none' ? diffId : undefined;
-  } finally {
-    await fh.close();
-  }
+  const head = await readHead(a, file, 6);
+  return detectCompression(head) === 'none' ? diffId : undefined;
+}
+
+/** The first n bytes of a member (fewer when it is shorter). */
+async function readHead(a: ArchiveIndex, file: ArchiveFile, n: number): Promise<Buffer> {
+  const s = await openMember(a, { ...file, size: Math.min(n, file.size) });
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(c as Buffer);
+  return Buffer.concat(parts);
 }

@@ -10,7 +10,7 @@ import { testHook } from '../core/test-hook.js';
 import type { LockOptions } from '../core/lock.js';
 import type { Scope } from '../core/scope.js';
 import { writeRecord, type BlobKey, type Check, type Draft, type Store } from '../store/index.js';
-import { digestMismatch, hexOf, sha256, tooLarge, truncated, verified } from './digest.js';
+import { digestMismatch, hexOf, sha256, sha256Hash, tooLarge, truncated, verified } from './digest.js';
 
 /**
  * Opens a file for reading without letting what sits at its name block or feed the reader: O_NONBLOCK so a FIFO
@@ -168,7 +168,8 @@ export class BlobCache {
   }
 
   private refPath(ref: string): string {
-    return join(this.refs, `${sha256(ref).slice(7)}.json`);
+    // A file name, not a check of content: not counted as hashing.
+    return join(this.refs, `${createHash('sha256').update(ref).digest('hex')}.json`);
   }
 
   /** The digest a reference (tag) resolved to when it was last pulled. */
@@ -207,7 +208,7 @@ export class BlobCache {
 async function digestOf(path: string): Promise<{ digest: string; size: number; ino: number } | undefined> {
   const f = await openRegularFile(path);
   if (!f) return undefined;
-  const h = createHash('sha256');
+  const h = sha256Hash();
   let size = 0;
   try {
     const { ino } = await f.fh.stat();
@@ -221,12 +222,12 @@ async function digestOf(path: string): Promise<{ digest: string; size: number; i
   }
 }
 
-/** A blob is whole when it is a regular file of its size, intact when its bytes hash to its digest. */
-function blobCheck(digest: string, size: number): Check {
+/** A blob is whole when it is a regular file (of its size, when known), intact when its bytes hash to its digest. */
+export function blobCheck(digest: string, size?: number): Check {
   return {
     whole: async (p) => {
       const st = await lstat(p);
-      return st.isFile() && st.size === size;
+      return st.isFile() && (size === undefined || st.size === size);
     },
     intact: async (p) => (await digestOf(p))?.digest === digest,
   };
@@ -240,7 +241,7 @@ function key(digest: string): BlobKey {
 
 /** Sequential writer of one blob into the store's draft; commit() checks size and digest, then publishes it. */
 export class BlobWriter {
-  private hash: Hash = createHash('sha256');
+  private hash: Hash = sha256Hash();
   private done = false;
   offset = 0;
 
@@ -288,7 +289,7 @@ export class BlobWriter {
   /** Starts over (a registry that cannot resume a range). */
   async reset(): Promise<void> {
     await this.fh.truncate(0);
-    this.hash = createHash('sha256');
+    this.hash = sha256Hash();
     this.offset = 0;
   }
 

@@ -47,6 +47,11 @@ export interface OpenSourceOptions {
   insecureRegistries?: string[];
   /** Root of the blob cache; default cacheDir() (~/.cache/img2vm). */
   cacheDir?: string;
+  /**
+   * Hash cached blobs again each time they are used. Off by default: a blob is verified as it enters the cache
+   * (its digest checked as the bytes arrive) and trusted after; `img2vm cache verify` re-checks the whole cache.
+   */
+  verifyCache?: boolean;
   /** Environment for DOCKER_CONFIG/HOME (credentials); default process.env. */
   env?: NodeJS.ProcessEnv;
   /** Retry tuning (mostly for tests): attempts per request, first backoff, idle timeout. */
@@ -150,7 +155,9 @@ export async function openSource(
     docker: () => (client ??= new DockerClient(undefined, ctx.signal)),
     pullContext: () => ({
       ctx,
-      cache: new BlobCache(openStore(options.cacheDir ?? cacheDir(options.env))),
+      cache: new BlobCache(
+        openStore(options.cacheDir ?? cacheDir(options.env), { verify: options.verifyCache ? 'read' : 'entry' }),
+      ),
       pull: r.pull,
       platform: r.platform,
       platformExplicit: r.platformExplicit,

@@ -1,16 +1,16 @@
-// Reads OCI image layouts (oci:DIR[:TAG]) and, once unpacked, oci-archive: files, verifying every blob against its digest.
+// Reads OCI image layouts (oci:DIR[:TAG]) and oci-archive: files in place, verifying every blob against its digest.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { Img2vmError } from '../core/errors.js';
+import { findMember, openMember, type ArchiveIndex } from './archive-index.js';
 import { openRegularFile } from './blob-cache.js';
-import { MAX_JSON, VerifyStream, hexOf, tooLarge, truncated, verified, verifyBytes } from './digest.js';
+import { MAX_JSON, hexOf, tooLarge, truncated, verified, verifyBytes } from './digest.js';
 import { ImageConfigSchema, type Layer, type SourceImage, type SourceTransport } from './image.js';
 import { IndexSchema, isIndexType, parseJson, validate, type Descriptor, type ImageIndex } from './manifest.js';
 import { formatPlatform, platformMatches, selectPlatform, type Platform } from './platform.js';
-import { mapLimit, resolveManifest } from './pull.js';
+import { resolveManifest } from './pull.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 const CONTAINERD_NAME = 'io.containerd.image.name';
@@ -21,29 +21,73 @@ export interface OciLayoutOptions {
   tag?: string;
   platform: Platform;
   platformExplicit: boolean;
-  /** Maps a path inside the layout to a file (an unpacked archive resolves its symlinked members). */
-  resolve?: (member: string) => string;
   transport?: SourceTransport;
   signal?: AbortSignal;
-  /** How messages name the layout (an unpacked archive is named after its file). */
+  /** How messages name the layout (an archive is named after its file). */
   label?: string;
+}
+
+/** A file of the layout, opened: its size, and its bytes (a stream that closes what it opened when read or destroyed). */
+export interface LayoutFile {
+  size: number;
+  stream(): Promise<Readable>;
+  /** Lets go of it unread. */
+  close(): Promise<void>;
+}
+
+/**
+ * How a layout's files are reached: a directory's, or an archive's members where they lie. undefined when absent;
+ * something that is not a regular file is an error coded ENOTREG (ELOOP: a symbolic link, when follow is false).
+ */
+export type LayoutFiles = (path: string, follow: boolean) => Promise<LayoutFile | undefined>;
+
+/** The files of a layout directory, each opened so that nothing at its name can block or feed the read. */
+export function directoryFiles(dir: string): LayoutFiles {
+  return async (path, follow) => {
+    const f = await openRegularFile(join(dir, path), follow);
+    if (!f) return undefined;
+    return {
+      size: f.size,
+      stream: async () => f.fh.createReadStream() as Readable,
+      close: () => f.fh.close(),
+    };
+  };
+}
+
+/** The members of an indexed archive as a layout's files, read in place. */
+export function archiveFiles(a: ArchiveIndex): LayoutFiles {
+  return async (path) => {
+    const m = findMember(a, path);
+    if (!m) return undefined;
+    if (m.kind !== 'file') throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTREG' });
+    return { size: m.size, stream: () => openMember(a, m), close: async () => {} };
+  };
 }
 
 /** Opens one image of an OCI layout directory; blobs are read in place and verified. */
 export async function openOciLayout(dir: string, ref: string, o: OciLayoutOptions): Promise<SourceImage> {
-  const resolve = o.resolve ?? ((m: string) => join(dir, m));
-  const where = o.label ?? `OCI layout ${dir}`;
   const st = await stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) {
     throw new Img2vmError(
       'imageNotFound',
-      `${where} does not exist or is not a directory`,
+      `${o.label ?? `OCI layout ${dir}`} does not exist or is not a directory`,
       'give the directory that holds index.json and blobs/ (oci:DIR[:TAG])',
     );
   }
-  const layoutFile = await readSmallFile(resolve('oci-layout'), 'oci-layout', where, true);
+  return openLayoutImage(directoryFiles(dir), `OCI layout ${dir}`, ref, o);
+}
+
+/** Opens one image of an OCI layout whose files files() reaches, named `where` in messages. */
+export async function openLayoutImage(
+  files: LayoutFiles,
+  label: string,
+  ref: string,
+  o: OciLayoutOptions,
+): Promise<SourceImage> {
+  const where = o.label ?? label;
+  const layoutFile = await readSmallFile(files, 'oci-layout', where, true);
   if (layoutFile) validate(LayoutFileSchema, parseJson(layoutFile, `${where}: oci-layout`), `${where}: oci-layout`);
-  const indexBytes = await readSmallFile(resolve('index.json'), 'index.json', where, false);
+  const indexBytes = await readSmallFile(files, 'index.json', where, false);
   if (!indexBytes)
     throw new Img2vmError(
       'imageNotFound',
@@ -59,7 +103,7 @@ export async function openOciLayout(dir: string, ref: string, o: OciLayoutOption
         `${where}: ${d.mediaType} ${d.digest} declares ${d.size} bytes; more than ${MAX_JSON} is refused`,
         'the layout is hostile or broken',
       );
-    return readBlobFile(resolve(`blobs/sha256/${hexOf(d.digest)}`), d, where);
+    return readBlobFile(files, d, where);
   };
 
   const entry = chooseEntry(index, o, where);
@@ -86,26 +130,17 @@ export async function openOciLayout(dir: string, ref: string, o: OciLayoutOption
     );
   }
 
-  // Every layer is hashed before the image is handed out, so a bad blob fails here rather than half-way through a build.
-  await mapLimit(manifest.layers, 3, o.signal, async (l) => {
-    const path = resolve(`blobs/sha256/${hexOf(l.digest)}`);
-    await pipeline(
-      await openBlobFile(path, l, where),
-      new VerifyStream(l.digest, l.size, `${where}: layer ${l.digest}`),
-      devNull(),
-      { signal: o.signal },
-    );
-  });
-  const layers: Layer[] = manifest.layers.map((l) => {
-    const path = resolve(`blobs/sha256/${hexOf(l.digest)}`);
-    return {
-      name: l.digest,
-      digest: l.digest,
-      size: l.size,
-      mediaType: l.mediaType,
-      open: async () => verified(await openBlobFile(path, l, where), l.digest, l.size, `${where}: layer ${l.digest}`),
-    };
-  });
+  // Every layer is there, a regular file of its size, before the image is handed out (a missing or planted blob
+  // fails here); its bytes are hashed once, as they are read.
+  for (const l of manifest.layers) await (await openBlobFile(files, l, where)).close();
+  const layers: Layer[] = manifest.layers.map((l) => ({
+    name: l.digest,
+    digest: l.digest,
+    size: l.size,
+    mediaType: l.mediaType,
+    open: async () =>
+      verified(await (await openBlobFile(files, l, where)).stream(), l.digest, l.size, `${where}: layer ${l.digest}`),
+  }));
   return {
     ref,
     id: manifest.config.digest,
@@ -153,10 +188,10 @@ function chooseEntry(index: ImageIndex, o: OciLayoutOptions, where: string): Des
  * Opens a blob file so that nothing at its name can block or feed the read (a FIFO, a device, a symlink out of the
  * layout), checking its size against the descriptor.
  */
-async function openBlobFile(path: string, d: Descriptor, where: string): Promise<Readable> {
+async function openBlobFile(files: LayoutFiles, d: Descriptor, where: string): Promise<LayoutFile> {
   let f;
   try {
-    f = await openRegularFile(path);
+    f = await files(`blobs/sha256/${hexOf(d.digest)}`, false);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ELOOP')
@@ -175,20 +210,19 @@ async function openBlobFile(path: string, d: Descriptor, where: string): Promise
   }
   if (!f)
     throw new Img2vmError('badImage', `${where} lacks blob ${d.digest}`, 'the layout is incomplete; copy it again');
-  const { fh, size } = f;
-  if (size > d.size) {
-    await fh.close();
+  if (f.size > d.size) {
+    await f.close();
     throw tooLarge(`${where}: blob ${d.digest}`, d.size);
   }
-  if (size < d.size) {
-    await fh.close();
-    throw truncated(`${where}: blob ${d.digest}`, size, d.size);
+  if (f.size < d.size) {
+    await f.close();
+    throw truncated(`${where}: blob ${d.digest}`, f.size, d.size);
   }
-  return fh.createReadStream() as Readable;
+  return f;
 }
 
-async function readBlobFile(path: string, d: Descriptor, where: string): Promise<Buffer> {
-  const s = await openBlobFile(path, d, where);
+async function readBlobFile(files: LayoutFiles, d: Descriptor, where: string): Promise<Buffer> {
+  const s = await (await openBlobFile(files, d, where)).stream();
   const parts: Buffer[] = [];
   for await (const c of s) parts.push(c as Buffer);
   const buf = Buffer.concat(parts);
@@ -205,49 +239,39 @@ function kindOf(mediaType: string): string {
 
 /** index.json and oci-layout: followed if they are links (the user's own layout), but only ever read as regular files. */
 async function readSmallFile(
-  path: string,
+  files: LayoutFiles,
   name: string,
   where: string,
   optional: boolean,
 ): Promise<Buffer | undefined> {
   let f;
   try {
-    f = await openRegularFile(path, true);
+    f = await files(name, true);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOTREG') throw e;
     if (optional) return undefined;
     throw new Img2vmError('badImage', `${where}: ${name} is not a regular file`, 'the layout is broken');
   }
   if (!f) return undefined;
-  try {
-    if (f.size > MAX_JSON)
+  if (f.size > MAX_JSON) {
+    await f.close();
+    throw new Img2vmError(
+      'badImage',
+      `${where}: ${name} is ${f.size} bytes; more than ${MAX_JSON} is refused`,
+      'the layout is hostile or broken',
+    );
+  }
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of await f.stream()) {
+    n += (c as Buffer).length;
+    if (n > MAX_JSON)
       throw new Img2vmError(
         'badImage',
-        `${where}: ${name} is ${f.size} bytes; more than ${MAX_JSON} is refused`,
+        `${where}: ${name} is larger than ${MAX_JSON} bytes`,
         'the layout is hostile or broken',
       );
-    const parts: Buffer[] = [];
-    let n = 0;
-    for await (const c of f.fh.createReadStream({ autoClose: false })) {
-      n += (c as Buffer).length;
-      if (n > MAX_JSON)
-        throw new Img2vmError(
-          'badImage',
-          `${where}: ${name} is larger than ${MAX_JSON} bytes`,
-          'the layout is hostile or broken',
-        );
-      parts.push(c as Buffer);
-    }
-    return Buffer.concat(parts);
-  } finally {
-    await f.fh.close();
+    parts.push(c as Buffer);
   }
-}
-
-function devNull(): Writable {
-  return new Writable({
-    write(_c, _e, cb) {
-      cb();
-    },
-  });
+  return Buffer.concat(parts);
 }

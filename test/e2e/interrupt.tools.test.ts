@@ -136,10 +136,10 @@ describe('an interrupt at each stage leaves nothing, and a rerun succeeds', () =
     }
   });
 
-  it('unpacking an image archive: SIGTERM → 143', async () => {
-    const s = scenario('extract');
+  it('reading an image archive: SIGTERM → 143', async () => {
+    const s = scenario('archive');
     const args = [`oci-archive:${archive}`, '-o', s.out, '--raw', '--boot', 'bios'];
-    const r = await interruptAt('during:source/extract', args, { ...s.env, ...NO_DAEMON }, 'SIGTERM');
+    const r = await interruptAt('during:source/archive', args, { ...s.env, ...NO_DAEMON }, 'SIGTERM');
     await expectInterrupted(r, s, 'SIGTERM', 'source');
     await rerun(args, s);
   });

@@ -11,7 +11,6 @@ import { createRandom } from '../../src/core/random.js';
 import { Scope } from '../../src/core/scope.js';
 import { LayerFlattener } from '../../src/rootfs/layers.js';
 import { MemoryStore } from '../../src/rootfs/memory-store.js';
-import { extractArchive } from '../../src/source/archive.js';
 import { DockerClient } from '../../src/source/docker-api.js';
 import type { SourceImage } from '../../src/source/image.js';
 import { importToDaemon, openSource, type OpenSourceOptions } from '../../src/source/index.js';
@@ -60,7 +59,7 @@ async function push(registry: string, config?: string): Promise<string> {
 async function dockerSaveToOci(saveTar: string, dest: string): Promise<void> {
   const x = join(tmp, 'save-x');
   await mkdir(x, { recursive: true });
-  await extractArchive(createReadStream(saveTar), x);
+  await sh('tar', ['-x', '-C', x, '-f', saveTar]);
   const [m] = JSON.parse(await readFile(join(x, 'manifest.json'), 'utf8')) as { Config: string; Layers: string[] }[];
   const blobs = join(dest, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });

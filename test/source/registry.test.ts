@@ -360,7 +360,7 @@ describe('cache and pull policies', () => {
     }
   });
 
-  it('hashes cached blobs again before use, and fetches a damaged one anew', async () => {
+  it('with --verify-cache, hashes cached blobs again before use, and fetches a damaged one anew', async () => {
     await start();
     const img = await image(1);
     reg.push('d', 'v1', img);
@@ -374,14 +374,16 @@ describe('cache and pull policies', () => {
     };
     await damage();
     const n = reg.blobRequests().length;
-    const got = await openSource(ref, sb.ctx, undefined, opts());
+    const got = await openSource(ref, sb.ctx, undefined, opts({ verifyCache: true }));
     expect(reg.blobRequests().length).toBe(n + 1);
     expect((await readFile(p)).equals(img.layers[0]!.bytes)).toBe(true);
     expect(await listTree(await flatten(got, join(sb.work, 'x')).then(() => join(sb.work, 'x')))).toContain('marker0');
     // Damage after the check is still caught when the layer is read.
     await damage();
     await expect(flatten(got, join(sb.work, 'y'))).rejects.toThrow(/layer is corrupt|does not match its digest/);
-    await expect(openSource(ref, sb.ctx, undefined, opts({ pull: 'never' }))).rejects.toThrow(/--pull never/);
+    await expect(openSource(ref, sb.ctx, undefined, opts({ pull: 'never', verifyCache: true }))).rejects.toThrow(
+      /--pull never/,
+    );
   });
 });
 

@@ -1,9 +1,7 @@
-// docker-archive:FILE[:REF] — a tar made by docker save, unpacked into the work directory.
-import { createReadStream } from 'node:fs';
+// docker-archive:FILE[:REF] — a tar made by docker save, read in place.
 import { stat } from 'node:fs/promises';
 import { Img2vmError } from '../../core/errors.js';
-import { progress } from '../../core/events.js';
-import { extractArchive, openArchiveImage } from '../archive.js';
+import { indexImageArchive, openArchiveImage } from '../archive.js';
 import type { ParsedSource } from '../index.js';
 import type { Transport } from '../transport.js';
 
@@ -19,15 +17,7 @@ export const dockerArchive: Transport = {
         'create one with: docker save IMAGE -o FILE',
       );
     }
-    const dir = await env.workDir();
-    const bar = progress(env.ctx.sink, 'source', 'bytes', st.size, 'archive');
-    const a = await extractArchive(createReadStream(src.target), dir, {
-      onBytes: (n) => bar.add(n),
-      signal: env.ctx.signal,
-      size: st.size,
-    });
-    bar.end();
-    return { ...(await openArchiveImage(a, ref, src.tag)), workDir: dir };
+    return openArchiveImage(await indexImageArchive(src.target, st.size, env.ctx), ref, src.tag);
   },
 };
 
