@@ -31,7 +31,7 @@
  * img2vm.halt=reboot (ends Firecracker, which exits on the i8042 reset of reboot=k, and QEMU with -no-reboot),
  * img2vm.halt=halt (stops the CPUs; for debugging). A fatal error waits 1 s, then does the same.
  *
- * When not PID 1 this binary is a test tool: --check-spec FILE, --resolve-user ROOT USER, --parse-cmdline TEXT,
+ * When not PID 1 this binary is a test tool: --check-spec FILE, --check-run FILE (runcfg.c), --resolve-user ROOT USER, --parse-cmdline TEXT,
  * --parse-dhcp PACKET XID MAC, --boot-nonce DMI_DIR CMDLINE (the parsers, run on the host by the unit tests),
  * --restart-policy END... (the service's); and --relay PREFIX, the service's output relay, which PID 1 starts in
  * the guest and the unit tests drive on the host.
@@ -227,11 +227,23 @@ static int tool_main(int argc, char **argv)
 		printf("%s\n", host);
 		return 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "--check-run")) {
+		size_t len;
+		struct runcfg r;
+		char err[512];
+		char *buf = read_file(argv[2], RUNCFG_MAX_BYTES, &len);
+		if (!buf)
+			fatal("run config %s: %s", argv[2], errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
+		if (runcfg_parse(buf, len, &r, err, sizeof err) < 0)
+			fatal("run config %s: %s", argv[2], err);
+		runcfg_dump(&r);
+		return 0;
+	}
 	if (argc == 3 && !strcmp(argv[1], "--relay"))
 		return relay_main(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "--restart-policy"))
 		return restart_policy_main(argc - 2, argv + 2);
-	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --resolve-user ROOT "
+	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --check-run FILE | --resolve-user ROOT "
 			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC | --boot-nonce DMI_DIR CMDLINE | --relay PREFIX | --restart-policy END...\n");
 	return 2;
 }
@@ -259,6 +271,12 @@ int main(int argc, char **argv)
 	struct spec s = read_spec();
 	load_modules(&s);
 	const char *dev = wait_root(s.root_uuid, c.root_wait >= 0 ? c.root_wait : s.root_wait);
+	struct runcfg rc;
+	memset(&rc, 0, sizeof rc);
+	if (c.run) {
+		runcfg_read(c.root_wait >= 0 ? c.root_wait : s.root_wait, &rc);
+		runcfg_apply(&rc, &s);
+	}
 	mount_root(dev, &s);
 	switch_root();
 	const char *hostname = pick_hostname(&s, &c);
@@ -268,6 +286,7 @@ int main(int argc, char **argv)
 		run_image_init(&s);
 
 	mount_runtime(&s);
+	runcfg_mount(&rc);
 	struct netinfo ni;
 	net_setup(&s, &c, &ni);
 	write_etc(&s, hostname, &ni);
