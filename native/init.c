@@ -65,14 +65,15 @@ static int is_boot_nonce(const char *s, size_t n)
 }
 
 /*
- * The boot nonce from the SMBIOS OEM strings (type 11) that DMI sysfs shows in dmi_dir/11-N/raw: a header whose
- * second byte is its length, then NUL-ended strings, an empty one last. Else the command line's img2vm.nonce=.
+ * The value of the first SMBIOS OEM string (type 11) KEY=VALUE that DMI sysfs shows in dmi_dir/11-N/raw (a header
+ * whose second byte is its length, then NUL-ended strings, an empty one last) for which ok(VALUE) holds; 1 when found.
  */
-static void boot_nonce(const char *dmi_dir, const char *from_cmdline, char out[65])
+static int dmi_oem(const char *dmi_dir, const char *key, int (*ok)(const char *, size_t), char *out, size_t outlen)
 {
 	DIR *d = opendir(dmi_dir);
 	struct dirent *e;
-	while (d && (e = readdir(d))) {
+	int found = 0;
+	while (d && !found && (e = readdir(d))) {
 		char path[512];
 		size_t len;
 		if (strncmp(e->d_name, "11-", 3) || snprintf(path, sizeof path, "%s/%s/raw", dmi_dir, e->d_name) >= (int)sizeof path)
@@ -81,16 +82,14 @@ static void boot_nonce(const char *dmi_dir, const char *from_cmdline, char out[6
 		if (!raw)
 			continue;
 		size_t at = len >= 2 ? (unsigned char)raw[1] : len;
-		while (at < len && raw[at]) {
+		while (!found && at < len && raw[at]) {
 			const char *str = raw + at;
 			size_t n = strnlen(str, len - at);
-			size_t k = strlen(BOOT_NONCE_KEY);
-			if (n > k && !memcmp(str, BOOT_NONCE_KEY, k) && is_boot_nonce(str + k, n - k)) {
+			size_t k = strlen(key);
+			if (n > k && n - k < outlen && !memcmp(str, key, k) && ok(str + k, n - k)) {
 				memcpy(out, str + k, n - k);
 				out[n - k] = 0;
-				free(raw);
-				closedir(d);
-				return;
+				found = 1;
 			}
 			at += n + 1;
 		}
@@ -98,10 +97,23 @@ static void boot_nonce(const char *dmi_dir, const char *from_cmdline, char out[6
 	}
 	if (d)
 		closedir(d);
+	return found;
+}
+
+/* The boot nonce: an SMBIOS OEM string img2vm.nonce=HEX, else the command line's img2vm.nonce=, else "none". */
+static void boot_nonce(const char *dmi_dir, const char *from_cmdline, char out[65])
+{
+	if (dmi_oem(dmi_dir, BOOT_NONCE_KEY, is_boot_nonce, out, 65))
+		return;
 	if (from_cmdline && is_boot_nonce(from_cmdline, strlen(from_cmdline)))
 		strcpy(out, from_cmdline);
 	else
 		strcpy(out, "none");
+}
+
+static int is_flag(const char *s, size_t n)
+{
+	return n == 1 && (*s == '0' || *s == '1');
 }
 
 static void early_mounts(void)
@@ -268,6 +280,10 @@ int main(int argc, char **argv)
 	boot_nonce("/sys/firmware/dmi/entries", c.nonce, host);
 	say("nonce=%s host=%s", nonce, host);
 
+	char flag[2];
+	/* A firmware boot cannot be given kernel parameters per run: the run config's flag comes as an OEM string. */
+	if (!c.run && dmi_oem("/sys/firmware/dmi/entries", "img2vm.run=", is_flag, flag, sizeof flag))
+		c.run = flag[0] == '1';
 	struct spec s = read_spec();
 	load_modules(&s);
 	const char *dev = wait_root(s.root_uuid, c.root_wait >= 0 ? c.root_wait : s.root_wait);

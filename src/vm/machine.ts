@@ -18,6 +18,7 @@ import {
   type Firmware,
   type OvmfFiles,
   type Publish,
+  type Share,
 } from './qemu.js';
 
 export interface MachineOptions {
@@ -32,6 +33,9 @@ export interface MachineOptions {
   console: 'terminal' | 'pipe';
   /** `img2vm test`'s nonce for this boot, handed to the guest (see qemuArgs). */
   bootNonce?: string;
+  /** `img2vm run IMAGE`: the run config disk and virtio-fs shares (see qemuArgs). */
+  runConfig?: string;
+  shares?: readonly Share[];
 }
 
 export interface Machine {
@@ -85,6 +89,8 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
     publish: o.publish,
     console: o.console,
     bootNonce: o.bootNonce,
+    runConfig: o.runConfig,
+    shares: o.shares,
   });
   return { disk, format, firmware, firmwareReason, accel, accelReason, console: o.console, argv };
 }
@@ -117,6 +123,8 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
     publish: o.publish,
     console: o.console,
     bootNonce: o.bootNonce,
+    runConfig: o.runConfig,
+    shares: o.shares,
   });
   return {
     disk: root!.path,

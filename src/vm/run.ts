@@ -1,7 +1,7 @@
 // `img2vm run`: boots a disk with its console relayed to the user; on a workload disk it ends with the workload's exit status.
 import { InterruptedError, Img2vmError } from '../core/errors.js';
 import { prepareMachine, startQemu, type ConsoleProcess, type Machine } from './machine.js';
-import type { Accel, Boot, DiskFormat, Firmware, Publish } from './qemu.js';
+import type { Accel, Boot, DiskFormat, Firmware, Publish, Share } from './qemu.js';
 import { DEFAULT_CPUS, DEFAULT_MEM_MIB, type VmContext } from './test.js';
 import { signalExitCode, WorkloadConsole } from './workload.js';
 
@@ -47,6 +47,9 @@ export interface RunOptions {
   publish?: readonly Publish[];
   /** Let the guest write to the disk file (QEMU's -snapshot is on otherwise). */
   persist?: boolean;
+  /** `img2vm run IMAGE`: the run config disk and virtio-fs shares. */
+  runConfig?: string;
+  shares?: readonly Share[];
   io: RunIo;
   interruptGraceMs?: number;
   /** Called once the machine is chosen, before QEMU starts. */
@@ -272,6 +275,8 @@ export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult>
       snapshot: !o.persist,
       publish: o.publish ?? [],
       console: o.io.terminal ? 'terminal' : 'pipe',
+      runConfig: o.runConfig,
+      shares: o.shares,
     },
     ctx.scope,
   );
