@@ -125,6 +125,10 @@ export function qemuArgs(o: QemuOptions): string[] {
       );
       args.push('-device', `virtio-blk-device,drive=disk${i}`);
     });
+  } else if (o.runConfig) {
+    // Another virtio disk would come first on the PCI bus, and SeaBIOS boots only the first: the root says it is the one.
+    args.push('-drive', `id=root,file=${qemuEscape(o.disk)},if=none,format=${o.format}`);
+    args.push('-device', 'virtio-blk-pci,drive=root,bootindex=0');
   } else args.push('-drive', `file=${qemuEscape(o.disk)},if=virtio,format=${o.format}`);
   if (o.runConfig) {
     args.push('-drive', `id=runcfg,file=${qemuEscape(o.runConfig)},if=none,format=raw,readonly=on`);

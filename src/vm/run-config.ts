@@ -2,7 +2,6 @@
 import { isIP } from 'node:net';
 import { isAbsolute, posix } from 'node:path';
 import { Img2vmError } from '../core/errors.js';
-import type { ProcessFacts } from '../core/plan.js';
 import { escapeSpecValue } from '../guest/init-spec.js';
 
 export const RUN_CONFIG_SERIAL = 'img2vm-run';
@@ -43,9 +42,14 @@ const usage = (message: string, hint: string) => new Img2vmError('usage', messag
  * The workload's argv as `docker run` makes it: --entrypoint replaces the image's ENTRYPOINT and drops its CMD;
  * arguments after IMAGE replace CMD. undefined when the run changes neither (the disk runs what the image says).
  */
-export function resolveCommand(image: ProcessFacts, entrypoint: string | undefined, args: string[]): string[] | undefined {
+export function resolveCommand(
+  imageEntrypoint: readonly string[],
+  entrypoint: string | undefined,
+  args: string[],
+): string[] | undefined {
   if (entrypoint === undefined && args.length === 0) return undefined;
-  const argv = entrypoint !== undefined ? [...(entrypoint ? [entrypoint] : []), ...args] : [...image.entrypoint, ...args];
+  const argv =
+    entrypoint !== undefined ? [...(entrypoint ? [entrypoint] : []), ...args] : [...imageEntrypoint, ...args];
   if (argv.length === 0)
     throw new Img2vmError('usage', 'no command: --entrypoint "" and no COMMAND', 'give a command after the image', {
       exitCode: 125,
@@ -59,7 +63,8 @@ const ENV_NAME = /^[^=\s][^=]*$/;
 export function envEntry(text: string, host: NodeJS.ProcessEnv): string | undefined {
   const eq = text.indexOf('=');
   const name = eq < 0 ? text : text.slice(0, eq);
-  if (!ENV_NAME.test(name)) throw usage(`invalid environment variable "${text}"`, 'use -e NAME=VALUE, or -e NAME to pass the host value');
+  if (!ENV_NAME.test(name))
+    throw usage(`invalid environment variable "${text}"`, 'use -e NAME=VALUE, or -e NAME to pass the host value');
   if (eq >= 0) return text;
   const value = host[name];
   return value === undefined ? undefined : `${name}=${value}`;
@@ -89,7 +94,10 @@ function port(text: string | undefined): number {
 /** -p [ADDRESS:]HOST:GUEST[/tcp], on 127.0.0.1 unless an address is given (docker's default is every address). */
 export function parsePublishFlag(text: string): PublishSpec {
   const bad = () =>
-    usage(`invalid --publish "${text}"`, 'use [ADDRESS:]HOST:GUEST with TCP ports, e.g. -p 8080:80 or -p 0.0.0.0:8080:80');
+    usage(
+      `invalid --publish "${text}"`,
+      'use [ADDRESS:]HOST:GUEST with TCP ports, e.g. -p 8080:80 or -p 0.0.0.0:8080:80',
+    );
   const m = /^(?:(\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(text.trim());
   if (!m) throw bad();
   if (m[4] === 'udp') throw usage(`--publish ${text}: UDP is not forwarded`, 'only TCP ports can be published');
@@ -108,7 +116,10 @@ export function parseVolume(text: string): Volume {
   if (parts.length < 2 || parts.length > 3 || !host || !guest || (mode !== 'ro' && mode !== 'rw'))
     throw usage(`invalid --volume "${text}"`, 'use HOST_DIR:GUEST_DIR or HOST_DIR:GUEST_DIR:ro, both absolute');
   if (!isAbsolute(host))
-    throw usage(`--volume ${text}: ${host} is not an absolute path`, 'img2vm has no named volumes: give a host directory, e.g. -v "$PWD/data:/data"');
+    throw usage(
+      `--volume ${text}: ${host} is not an absolute path`,
+      'img2vm has no named volumes: give a host directory, e.g. -v "$PWD/data:/data"',
+    );
   if (!guest.startsWith('/') || posix.normalize(guest) === '/' || guest.split('/').includes('..'))
     throw usage(`--volume ${text}: the guest path must be absolute and not /`, 'e.g. -v /srv/data:/data');
   return { host, guest: posix.normalize(guest), readOnly: mode === 'ro' };
@@ -124,7 +135,8 @@ export function renderRunConfig(c: RunConfig): Buffer {
     put('env', e, `environment variable ${e.split('=')[0]}`);
   }
   if (c.cwd !== undefined) {
-    if (!c.cwd.startsWith('/')) throw usage(`--workdir ${c.cwd} is not absolute`, 'give an absolute path, e.g. -w /src');
+    if (!c.cwd.startsWith('/'))
+      throw usage(`--workdir ${c.cwd} is not absolute`, 'give an absolute path, e.g. -w /src');
     put('cwd', c.cwd, '--workdir');
   }
   if (c.user !== undefined) put('user', c.user, '--user');

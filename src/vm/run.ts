@@ -50,6 +50,10 @@ export interface RunOptions {
   /** `img2vm run IMAGE`: the run config disk and virtio-fs shares. */
   runConfig?: string;
   shares?: readonly Share[];
+  /** QEMU's monitor on the console (Ctrl-a x quits); default: when the console is the user's terminal. */
+  monitor?: boolean;
+  /** Hold the boot text back even on a terminal (the disk is known to run img2vm's init: only the workload shows). */
+  holdBoot?: boolean;
   io: RunIo;
   interruptGraceMs?: number;
   /** Called once the machine is chosen, before QEMU starts. */
@@ -76,6 +80,8 @@ export interface RunSessionOptions {
   timeoutMs?: number;
   /** How long boot text is held back waiting for img2vm's nonce line when output is not a terminal. */
   bootHoldMs?: number;
+  /** Hold boot text back on a terminal too. */
+  holdBoot?: boolean;
   interruptGraceMs?: number;
   poweroffGraceMs?: number;
 }
@@ -110,7 +116,7 @@ export class RunSession {
   async run(signal?: AbortSignal): Promise<RunEnd> {
     // A script reading a workload's output wants that alone, as from docker run; a disk without img2vm's init
     // (no nonce line) gets its boot text released after a while, and from then on as it comes.
-    if (!this.o.io.terminal) {
+    if (!this.o.io.terminal || this.o.holdBoot) {
       this.console.holdBoot = true;
       this.timers.push(setTimeout(() => this.releaseBoot(), this.o.bootHoldMs ?? BOOT_HOLD_MS));
     }
@@ -274,7 +280,7 @@ export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult>
       cpus: o.cpus ?? DEFAULT_CPUS,
       snapshot: !o.persist,
       publish: o.publish ?? [],
-      console: o.io.terminal ? 'terminal' : 'pipe',
+      console: (o.monitor ?? o.io.terminal) ? 'terminal' : 'pipe',
       runConfig: o.runConfig,
       shares: o.shares,
     },
@@ -287,6 +293,7 @@ export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult>
     io: o.io,
     timeoutMs: o.timeoutMs,
     interruptGraceMs: o.interruptGraceMs,
+    holdBoot: o.holdBoot,
   });
   const end = await session.run(ctx.signal);
   return concludeRun(end, session, machine, o, Math.round(performance.now() - t0) / 1000);

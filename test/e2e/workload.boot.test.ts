@@ -171,7 +171,7 @@ describe('workload disks (TCG)', () => {
   });
 
   it("run: the workload's output on stdout, img2vm's lines only on stderr with -v, its status as the exit code", async () => {
-    const r = await cli(['run', exit3, '-v']);
+    const r = await cli(['run', exit3, '--verbose']);
     expect(r.exitCode, r.stderr).toBe(3);
     // Whatever the kernel printed before the init (quiet: at most a warning), then the workload, LF line ends.
     expect(r.stdout).toMatch(/(^|\n)hello from the workload\n$/);
