@@ -104,6 +104,20 @@ export function diskCheck(key: string): Check {
   };
 }
 
+/** The record of a finished disk that is not kept in the store (a --push of a plain disk names its fields too). */
+export async function diskRecordOf(fields: DiskKeyFields, file: string, meta: unknown = null): Promise<DiskRecord> {
+  const st = await lstat(file);
+  return {
+    format: 1,
+    key: diskKey(fields),
+    fields,
+    bytes: st.size,
+    sha256: await hashFile(file),
+    createdAt: new Date().toISOString(),
+    meta,
+  };
+}
+
 export class DiskStore {
   constructor(readonly store: Store) {}
 

@@ -30,4 +30,13 @@ export {
   type DiskKeyFields,
   type DiskKeyOptions,
 } from './disk-key.js';
-export { copyDisk, diskCheck, DiskStore, DISK_FILE, DISK_RECORD, parseDiskRecord, type DiskRecord } from './disks.js';
+export {
+  copyDisk,
+  diskCheck,
+  diskRecordOf,
+  DiskStore,
+  DISK_FILE,
+  DISK_RECORD,
+  parseDiskRecord,
+  type DiskRecord,
+} from './disks.js';
