@@ -7,10 +7,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { layerOf, writeOciArchive } from '../../fixtures/oci.js';
-import { Scope } from '../../src/core/scope.js';
-import { createRandom } from '../../src/core/random.js';
-import { getKernel, parseKernelSource } from '../../src/kernel/index.js';
+import { busyboxArchive, kernelFiles } from './ci-fixtures.js';
 import { img2vm, startRegistry } from './helpers.js';
 
 const NO_DAEMON = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' };
@@ -30,37 +27,10 @@ const sha256 = async (f: string) =>
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'img2vm-e2e-diskcache-'));
-  const applets = ['sh', 'echo', 'cat', 'ls'];
   image = join(tmp, 'busybox.tar');
-  await writeOciArchive(
-    image,
-    [
-      await layerOf([
-        { name: 'bin/', dir: true },
-        { name: 'bin/busybox', mode: 0o755, content: await readFile('/bin/busybox') },
-        ...applets.map((a) => ({ name: `bin/${a}`, symlink: 'busybox' })),
-      ]),
-    ],
-    { Cmd: ['/bin/sh', '-c', 'echo cached disk; exit 0'] },
-  );
-  // The kernel as a file and its modules, so each "machine" starts with an empty cache and no network: the one
-  // Debian kernel img2vm fetches (once, into the default cache) is given to them as --kernel FILE.
-  const scope = new Scope();
-  try {
-    const k = await getKernel(parseKernelSource(undefined), {
-      work: tmp,
-      signal: new AbortController().signal,
-      sink: () => {},
-      scope,
-      random: createRandom('k'),
-    });
-    await mkdir(join(tmp, 'kernel'));
-    await execa('cp', ['-a', k.vmlinuz, join(tmp, 'kernel', 'vmlinuz')]);
-    await execa('cp', ['-a', k.modulesDir!, join(tmp, 'kernel', 'modules')]);
-  } finally {
-    await scope.close();
-  }
-  kernelArgs = ['--kernel', join(tmp, 'kernel', 'vmlinuz'), '--kernel-modules', join(tmp, 'kernel', 'modules')];
+  await busyboxArchive(image, 'cached disk');
+  // The kernel as files, so each "machine" starts with an empty cache and no network.
+  kernelArgs = await kernelFiles(join(tmp, 'kernel'));
   ({ host, process: registry } = await startRegistry(join(tmp, 'registry')));
 }, 10 * 60_000);
 
