@@ -189,11 +189,11 @@ export function checkOptions(o: ConvertOptions, format: OutputFormat): void {
     );
   }
   if (o.push) {
-    if (format.id !== 'containerdisk')
+    if (format.directKernel)
       throw new Img2vmError(
         'usage',
-        '--push applies only to --format containerdisk',
-        'add --format containerdisk, or leave --push out',
+        '--push does not apply to --format rootfs',
+        'push a disk format (qcow2, raw, containerdisk, ...), or leave --push out',
       );
     if (parseDockerReference(o.push).digest)
       throw new Img2vmError(
@@ -221,6 +221,17 @@ function rootOffset(o: ConvertOptions, direct: boolean, loaders: BootLoaderId[])
     espSize: loaders.includes('systemd-boot') ? SYSTEMD_BOOT_ESP_SIZE : undefined,
   });
   return partitionByRole(probe, 'root')!.start;
+}
+
+/** The facts a plan is still missing (or has only estimated). */
+function unknownFacts(known: Known, content: ContentFacts | null): string[] {
+  const unknown: string[] = [];
+  if (!known.image) unknown.push('source');
+  if (!known.tree) unknown.push('kernel');
+  else if (known.tree.estimated) unknown.push('kernel (estimated)');
+  if (!content) unknown.push('content');
+  else if (content.estimated) unknown.push('content (estimated)');
+  return unknown;
 }
 
 /** The plan from the options and every fact known so far; the phases above call it with more facts each time. */
@@ -284,12 +295,7 @@ function derive(o: ConvertOptions, known: Known, random: Random): ConversionPlan
       : [];
   const src = parseSourceRef(o.image);
 
-  const unknown: string[] = [];
-  if (!known.image) unknown.push('source');
-  if (!known.tree) unknown.push('kernel');
-  else if (known.tree.estimated) unknown.push('kernel (estimated)');
-  if (!content) unknown.push('content');
-  else if (content.estimated) unknown.push('content (estimated)');
+  const unknown = unknownFacts(known, content);
 
   return {
     image: o.image,
@@ -481,6 +487,7 @@ function planSteps(o: ConvertOptions, s: StepInput): PlanStep[] {
     steps.push({ stage: 'output', id: s.format, title: `Write ${s.format} ${o.output ?? ''}`.trim() });
   else steps.push({ stage: 'output', id: s.format, title: `Make the ${s.format} in the work directory` });
   if (o.push) steps.push({ stage: 'output', id: 'push', title: `Push ${o.push}` });
+  if (o.cacheTo) steps.push({ stage: 'output', id: 'cache-to', title: `Push the disk to the cache ${o.cacheTo}` });
   return steps;
 }
 

@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunContext } from '../core/context.js';
-import { run } from '../tools/index.js';
+import { run, which } from '../tools/index.js';
 import { bootFsUuid } from './grub-bios.js';
 import { earlyConfig, grubCfgFile, grubMkimageArgs, grubModulesCopy } from './grub-config.js';
 import type { BootLoader } from './loader.js';
@@ -44,6 +44,7 @@ export const grubEfi: BootLoader = {
   id: 'grub-efi',
   label: 'GRUB EFI',
   tools: ['grub-mkimage'],
+  hostFiles: () => [GRUB_EFI_DIR, which('grub-mkimage') ?? 'grub-mkimage'],
   files: (i) => ({
     guestFiles: [
       grubCfgFile(i, 'grub'),
