@@ -67,6 +67,12 @@ export interface ConvertHooks {
   signal?: AbortSignal;
   /** Supplied by the CLI so a SIGINT can release resources; created here otherwise. */
   scope?: Scope;
+  /**
+   * Take the disk from img2vm's local store when it holds one for the same key, and keep a converted one there
+   * (`img2vm run IMAGE`), without --cache-from/--cache-to. Unseeded disks are fine here: any disk made from the same
+   * inputs serves a run, and nothing is shared beyond this machine.
+   */
+  localCache?: boolean;
 }
 
 /** The options, with the one rule the schema cannot express: some output must be asked for. */
@@ -115,8 +121,14 @@ function checkCacheOptions(o: ConvertOptions, format: OutputFormat): void {
  * disk kept locally and pushed to --cache-to) and the record a --push of a plain disk carries; undefined when
  * neither is asked for.
  */
-function diskHooks(o: ConvertOptions, format: OutputFormat, inputs: PlanInputs, scope: Scope): DiskHooks | undefined {
-  const caching = o.cacheFrom !== undefined || o.cacheTo !== undefined;
+function diskHooks(
+  o: ConvertOptions,
+  format: OutputFormat,
+  inputs: PlanInputs,
+  scope: Scope,
+  local = false,
+): DiskHooks | undefined {
+  const caching = local || o.cacheFrom !== undefined || o.cacheTo !== undefined;
   if (!caching && !(o.push && format.id !== 'containerdisk')) return undefined;
   const disks = new DiskStore(openStore());
   const sde = process.env.SOURCE_DATE_EPOCH;
@@ -267,7 +279,7 @@ export async function convert(
           planning: Planning.fromOptions(o, inputs, env.random),
           secrets: { password: o.password },
           out,
-          disk: diskHooks(o, format, inputs, scope),
+          disk: diskHooks(o, format, inputs, scope, hooks.localCache),
         },
         env,
         completed,

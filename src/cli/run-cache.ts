@@ -22,7 +22,12 @@ export interface CacheOptions {
   verbose: boolean;
 }
 
-/** Converts IMAGE for a run (placeholder until the disk store lands: a private conversion per run). */
+/**
+ * The disk for a run of IMAGE: the conversion reads the image and resolves the kernel (which the key needs), then
+ * takes the disk from img2vm's store when it holds one for the same key (rootfs, disk and boot are skipped) or
+ * converts and keeps it there. Either way the run boots a private copy in its own directory with -snapshot: the
+ * store's disk is never handed to QEMU.
+ */
 export async function cachedDisk(
   image: string,
   o: CacheOptions,
@@ -32,10 +37,20 @@ export async function cachedDisk(
   ctx.scope.defer(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
   const renderer = o.quiet ? silentRenderer() : plainRenderer(o.verbose);
   const out = join(dir, 'disk.qcow2');
-  const r = await convert(
-    { image, output: out, init: o.init },
-    { sink: renderer.sink, signal: ctx.signal, scope: ctx.scope },
-  );
-  await renderer.done(true);
-  return { path: out, entrypoint: r.plan.guest.init?.entrypoint, converted: true };
+  let ok = false;
+  try {
+    const r = await convert(
+      { image, output: out, init: o.init },
+      { sink: renderer.sink, signal: ctx.signal, scope: ctx.scope, localCache: true },
+    );
+    ok = true;
+    return {
+      path: out,
+      entrypoint: r.plan.guest.init ? (r.plan.guest.init.entrypoint ?? []) : undefined,
+      converted: r.disk?.from == null,
+      ...(r.disk ? { key: r.disk.key } : {}),
+    };
+  } finally {
+    await renderer.done(ok);
+  }
 }
