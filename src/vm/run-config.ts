@@ -122,7 +122,7 @@ export function parseVolume(text: string): Volume {
     );
   if (!guest.startsWith('/') || posix.normalize(guest) === '/' || guest.split('/').includes('..'))
     throw usage(`--volume ${text}: the guest path must be absolute and not /`, 'e.g. -v /srv/data:/data');
-  return { host, guest: posix.normalize(guest), readOnly: mode === 'ro' };
+  return { host, guest: posix.normalize(guest).replace(/\/+$/, ''), readOnly: mode === 'ro' };
 }
 
 /** The run config as the init reads it: escaped KEY VALUE lines, then NUL bytes to a whole block. */
