@@ -135,10 +135,10 @@ function report(e: unknown, json: boolean): number {
   return err.exitCode;
 }
 
-/** `run` reads its arguments as docker run does: after IMAGE, the first non-option starts the command (run-image.ts). */
+/** `run` and `test` read their arguments as docker run does: after IMAGE, the first non-option starts the command (run-image.ts). */
 function dockerStyleArgs(program: Command, argv: string[]): string[] {
   const sub = program.commands.find((c) => c.name() === argv[0]);
-  if (!sub || argv[0] !== 'run' || argv.includes('--help') || argv.includes('-h')) return argv;
+  if (!sub || (argv[0] !== 'run' && argv[0] !== 'test') || argv.includes('--help') || argv.includes('-h')) return argv;
   return [argv[0], ...splitRunArgs(sub, argv.slice(1))];
 }
 

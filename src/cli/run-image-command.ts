@@ -1,5 +1,6 @@
 // docker run's flags on `img2vm run` (and `img2vm test`), spelled as docker spells them, and the action for an image.
 import { Option, type Command } from 'commander';
+import { Img2vmError } from '../core/errors.js';
 import { stderr, stdoutJson } from './print.js';
 import { withVmSignals } from './vm-signals.js';
 import { runImage, type RunImageFlags } from './run-image.js';
@@ -64,4 +65,51 @@ export async function runImageAction(image: string, command: string[], f: RunIma
   if (f.json) stdoutJson(result);
   else if (f.verbose && result.image) stderr(`img2vm: ${result.image.converted ? 'converted' : 'cached'} ${image}\n`);
   if (result.workload) process.exitCode = result.workload.status;
+}
+
+/**
+ * `img2vm test IMAGE`: the run as `img2vm run IMAGE` makes it (the workload's output on stdout), passing when the
+ * workload exits with --expect-exit (default 0); a failed test exits 24 (commandFailed), as a failed --run does.
+ */
+export async function testImageAction(
+  image: string,
+  command: string[],
+  f: RunImageFlags & { expectExit?: string; expect?: string; login?: string; run?: string; log?: string },
+): Promise<void> {
+  const diskOnly =
+    f.expect !== undefined
+      ? '--expect'
+      : f.login !== undefined
+        ? '--login'
+        : f.run !== undefined
+          ? '--run'
+          : f.log !== undefined
+            ? '--log'
+            : undefined;
+  if (diskOnly)
+    throw new Img2vmError(
+      'usage',
+      `${diskOnly} is for img2vm test DISK`,
+      "an image test passes on its workload's exit status (--expect-exit)",
+    );
+  const want = f.expectExit !== undefined ? Number(f.expectExit) : 0;
+  if (!/^\d{1,3}$/.test(f.expectExit ?? '0') || want > 255)
+    throw new Img2vmError(
+      'usage',
+      `invalid --expect-exit "${f.expectExit}"`,
+      'an exit status is a whole number from 0 to 255',
+    );
+  const result = await withVmSignals((ctx) => runImage(image, command, f, ctx));
+  const status = result.workload?.status;
+  const passed = status === want;
+  if (f.json) stdoutJson({ ...result, passed, expectExit: want });
+  else if (!f.quiet && passed) stderr(`passed: the workload exited with status ${status} after ${result.seconds} s\n`);
+  if (!passed)
+    throw new Img2vmError(
+      'commandFailed',
+      status === undefined
+        ? 'the guest reported no exit status'
+        : `the workload exited with status ${status}, not ${want}`,
+      'run it with img2vm run (the same flags) to see its output',
+    );
 }

@@ -5,7 +5,7 @@ import type { Scope } from '../core/scope.js';
 import { parseLogin } from '../vm/login.js';
 import { parseCpus, parseMem, parseTimeout, type Firmware } from '../vm/qemu.js';
 import { parsePublishFlag } from '../vm/run-config.js';
-import { addRunImageOptions, imageOnlyFlags, runImageAction } from './run-image-command.js';
+import { addRunImageOptions, imageOnlyFlags, runImageAction, testImageAction } from './run-image-command.js';
 import { isDiskTarget, type RunImageFlags } from './run-image.js';
 import { runDisk, type RunIo } from '../vm/run.js';
 import { withVmSignals } from './vm-signals.js';
@@ -269,29 +269,48 @@ export function addVmCommands(program: Command): void {
       return runImageAction(target, command, f);
     });
 
-  program
+  const test = program
     .command('test')
     .description(
-      'boot DISK headless and pass when the guest is up (readiness marker or login prompt), or when its workload exits 0',
+      'boot DISK headless and pass when the guest is up (readiness marker or login prompt), or when its workload exits 0; IMAGE runs as img2vm run does (the same flags) and passes when its workload exits 0 (--expect-exit N)',
     )
     .argument(
-      '<disk>',
-      'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs',
+      '<disk-or-image>',
+      'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs; anything else is an image reference',
     )
+    .argument('[command...]', 'IMAGE only: the command and its arguments')
     .option('--timeout <seconds>', 'fail if the test has not passed by then', String(DEFAULT_TEST_TIMEOUT_MS / 1000))
-    .option('--expect <regex>', 'pass when a console line matches REGEX instead')
-    .option('--expect-exit <status>', "a disk with img2vm's init: pass when its workload exits with STATUS (default 0)")
-    .option('--login <user:password>', 'log in on the serial console (an empty password: "root:")')
-    .option('--run <command>', 'after --login, run COMMAND; pass only if it exits 0')
-    .option('--log <file>', 'save the console output to FILE')
-    .addOption(
-      new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),
+    .option('--expect <regex>', 'DISK: pass when a console line matches REGEX instead')
+    .option('--expect-exit <status>', "pass when the workload (img2vm's init) exits with STATUS (default 0)")
+    .option('--login <user:password>', 'DISK: log in on the serial console (an empty password: "root:")')
+    .option('--run <command>', 'DISK: after --login, run COMMAND; pass only if it exits 0')
+    .option('--log <file>', 'DISK: save the console output to FILE');
+  addRunImageOptions(test);
+  test
+    .option(
+      '-p, --publish <[address:]host:guest>',
+      'IMAGE: forward TCP port HOST on 127.0.0.1 (or ADDRESS) to the guest port GUEST (repeatable)',
+      collect,
+      [],
     )
-    .option('--bios', 'boot with BIOS firmware (SeaBIOS), whatever the partition table says')
-    .option('--mem <size>', 'guest memory, e.g. 1024M or 2G', '1024M')
+    .addOption(
+      new Option('--uefi', 'DISK: boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),
+    )
+    .option('--bios', 'DISK: boot with BIOS firmware (SeaBIOS), whatever the partition table says')
+    .option('--mem <size>', 'guest memory, e.g. 1024M or 2G (-m, --memory)', '1024M')
     .option('--cpus <n>', 'virtual CPUs', '2')
     .option('--json', 'print one JSON result object (timings, match, command output)')
     .option('-q, --quiet', 'print nothing but errors and the command output')
-    .option('-v, --verbose', 'show the serial console while the guest boots')
-    .action(testAction);
+    .option('--verbose', 'show the serial console while the guest boots')
+    .action(async (target: string, command: string[], f: TestFlags & RunImageFlags) => {
+      if (!isDiskTarget(target)) return testImageAction(target, command, f);
+      const imageOnly = imageOnlyFlags(f, command) ?? (f.publish.length ? '-p/--publish' : undefined);
+      if (imageOnly)
+        throw new Img2vmError(
+          'usage',
+          `${imageOnly} is for img2vm test IMAGE, not a disk`,
+          'test an image to give the run its own settings',
+        );
+      return testAction(target, { ...f, mem: f.memory ?? f.mem });
+    });
 }
