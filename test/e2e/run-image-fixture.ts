@@ -23,10 +23,11 @@ const APPLETS = [
   'rm',
 ];
 
-/** A busybox image whose CMD prints a line; `app` is uid 1000 in its /etc/passwd. */
+/** A busybox image whose CMD prints a line; `app` is uid 1000 in its /etc/passwd; `tag` (in /etc/tag) makes it new. */
 export async function writeBusyboxImage(
   dest: string,
   config: ProcessConfig = { Cmd: ['echo', 'hello from the image'] },
+  tag = '',
 ): Promise<void> {
   await writeOciArchive(
     dest,
@@ -38,6 +39,7 @@ export async function writeBusyboxImage(
         { name: 'etc/', dir: true },
         { name: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' },
         { name: 'etc/group', content: 'root:x:0:\napp:x:1000:\n' },
+        { name: 'etc/tag', content: tag },
         { name: 'tmp/', dir: true, mode: 0o1777 },
       ]),
     ],
