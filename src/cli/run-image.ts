@@ -17,7 +17,7 @@ import {
   resolveCommand,
   type RunConfig,
 } from '../vm/run-config.js';
-import { startShares } from '../vm/virtiofs.js';
+import { checkVolume, startShares } from '../vm/virtiofs.js';
 import { CrlfToLf, plainLine } from '../vm/workload.js';
 import { FORMAT_BY_EXTENSION } from '../vm/disk.js';
 import { stderr } from './print.js';
@@ -127,14 +127,17 @@ export function runEnv(f: Pick<RunImageFlags, 'env' | 'envFile'>, host: NodeJS.P
   ];
 }
 
+function ttyMissing(): never {
+  throw new Img2vmError('usage', 'the input device is not a TTY', 'leave out -t when stdin is not a terminal', {
+    exitCode: RUN_FAILED,
+  });
+}
+
 /** The console as `docker run` gives it: with -t the user's terminal in raw mode; with -i the user's input; else neither. */
 function imageIo(scope: Scope, f: RunImageFlags): RunIo {
   const stdin = process.stdin;
   if (f.tty) {
-    if (!stdin.isTTY)
-      throw new Img2vmError('usage', 'the input device is not a TTY', 'leave out -t when stdin is not a terminal', {
-        exitCode: RUN_FAILED,
-      });
+    if (!stdin.isTTY) ttyMissing();
     stdin.setRawMode(true);
     scope.defer('restore the terminal', () => stdin.setRawMode(false));
   }
@@ -219,6 +222,9 @@ export async function runImage(
         'img2vm run IMAGE takes --init img2vm (the default) or distro',
       );
     runEnv(f, process.env);
+    // What can be refused is refused before the conversion.
+    if (f.tty && !process.stdin.isTTY) ttyMissing();
+    for (const v of p.volumes) await checkVolume(v);
     const dir = await mkdtemp(
       join(tmpdir(), `img2vm-run-${f.name ? `${f.name.replace(/[^A-Za-z0-9_.-]/g, '_')}-` : ''}`),
     );
