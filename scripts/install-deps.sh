@@ -8,6 +8,7 @@ PKGS=(
   podman               # the podman builder (--builder podman)
   buildah              # bench/builders.mjs: the daemonless builders compared (runc builder, buildah, podman)
   qemu-system-x86      # img2vm run/test, boot tests
+  qemu-system-common   # /usr/lib/qemu/virtiofsd: the volumes (-v) of img2vm run IMAGE
   qemu-utils           # qemu-img: output formats, checks in tests
   ovmf                 # UEFI firmware for run/test
   e2fsprogs            # mke2fs; e2fsck and debugfs in tests
