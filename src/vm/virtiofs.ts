@@ -15,10 +15,21 @@ const START_TIMEOUT_MS = 30_000;
 /**
  * virtiofsd's argv. The namespace sandbox pivots into the shared directory (nothing outside it is reachable, and
  * a symlink in it resolves inside it), in its own pid and net namespaces. It runs as root, so the guest's owners and
- * modes are written as they are; cache=auto lets the guest cache what the host does not change under it.
+ * modes are written as they are; cache=auto lets the guest cache what the host does not change under it. Without
+ * CAP_MKNOD the guest cannot leave device nodes in a host directory (FIFOs and sockets need no capability).
  */
 export function virtiofsdArgs(dir: string, socket: string): string[] {
-  return [`--socket-path=${socket}`, '-o', `source=${dir}`, '-o', 'sandbox=namespace', '-o', 'cache=auto'];
+  return [
+    `--socket-path=${socket}`,
+    '-o',
+    `source=${dir}`,
+    '-o',
+    'sandbox=namespace',
+    '-o',
+    'cache=auto',
+    '-o',
+    'modcaps=-mknod',
+  ];
 }
 
 /**

@@ -21,6 +21,10 @@ const APPLETS = [
   'seq',
   'sync',
   'rm',
+  'mknod',
+  'mkfifo',
+  'chown',
+  'chmod',
 ];
 
 /** A busybox image whose CMD prints a line; `app` is uid 1000 in its /etc/passwd; `tag` (in /etc/tag) makes it new. */

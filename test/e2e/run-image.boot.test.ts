@@ -59,6 +59,8 @@ describe('img2vm run IMAGE', () => {
       'cat /ro/ro.txt',
       '(echo x > /ro/new.txt) 2>/dev/null && echo ro-writable || echo ro-refused',
       'cat /data/escape 2>/dev/null || echo escape-refused',
+      'mknod /data/blk b 8 0 2>/dev/null && echo mknod-allowed || echo mknod-refused',
+      'mkfifo /data/fifo && echo fifo-made',
       'httpd -p 80 -h /data',
       'echo ready',
       'while [ ! -e /data/done ]; do sleep 0.2; done',
@@ -105,7 +107,9 @@ describe('img2vm run IMAGE', () => {
     await writeFile(join(data, 'done'), 'seen from the host\n');
     const r = await p;
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(7);
-    expect(r.stdout).toContain('env K=V FROM_IMAGE=yes\ncwd /data\nread-only content\nro-refused\nescape-refused\n');
+    expect(r.stdout).toContain(
+      'env K=V FROM_IMAGE=yes\ncwd /data\nread-only content\nro-refused\nescape-refused\nmknod-refused\nfifo-made\n',
+    );
     expect(r.stdout).toContain('ready\nseen from the host\n');
     const st = await stat(join(data, 'out.txt'));
     expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([1000, 1000, 0o640]);

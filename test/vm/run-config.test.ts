@@ -207,6 +207,8 @@ describe('QEMU devices of a run', () => {
       'sandbox=namespace',
       '-o',
       'cache=auto',
+      '-o',
+      'modcaps=-mknod',
     ]);
     const ro = readOnlyArgs('/usr/lib/qemu/virtiofsd', '/srv/$(x)', '/r/s.sock');
     expect(ro.slice(0, 9)).toEqual([
