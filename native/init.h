@@ -115,6 +115,7 @@ void spec_dump(const struct spec *s);
 #define RUNCFG_VERSION 1
 #define RUNCFG_MAX_BYTES (1 << 20)
 #define RUNCFG_MAX_VOLUMES 32
+#define RUNCFG_STDIN_PORT "img2vm.stdin"
 struct volume {
 	const char *tag;  /* the virtio-fs tag the host gave the share */
 	const char *path; /* where it is mounted in the guest */
@@ -133,6 +134,7 @@ void runcfg_read(int wait_s, struct runcfg *r);
 void runcfg_apply(const struct runcfg *r, struct spec *s);
 void runcfg_mount(const struct runcfg *r);
 void runcfg_dump(const struct runcfg *r);
+int runcfg_stdin_port(int wait_s);
 
 /* root.c */
 void load_modules(const struct spec *s);

@@ -175,11 +175,14 @@ static void run_terminal(const struct child_plan *p)
 		t.c_iflag &= ~(tcflag_t)(ICRNL | IXON);
 		tcsetattr(0, TCSANOW, &t);
 	}
-	if (p->tty == 2 && !p->interactive) {
-		int null = open("/dev/null", O_RDONLY);
-		if (null > 0) {
-			dup2(null, 0);
-			close(null);
+	if (p->tty == 2) {
+		/* -i: the host's input through its own port, byte for byte, with an end; else /dev/null, as docker gives */
+		int in = p->interactive ? runcfg_stdin_port(10) : -1;
+		if (in < 0)
+			in = open("/dev/null", O_RDONLY);
+		if (in > 0) {
+			dup2(in, 0);
+			close(in);
 		}
 	}
 }

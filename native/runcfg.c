@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,45 @@ static int find_disk(char *out, size_t len)
 	if (d)
 		closedir(d);
 	return found;
+}
+
+/*
+ * -i without -t: the workload's stdin is the virtio-serial port named RUNCFG_STDIN_PORT, which the host feeds and
+ * closes at the end of its input (the guest then reads end of file). Returns an fd, or -1 (with a message) when the
+ * port does not come in wait_s seconds.
+ */
+int runcfg_stdin_port(int wait_s)
+{
+	double start = uptime();
+	for (;;) {
+		DIR *d = opendir("/sys/class/virtio-ports");
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			char p[300], dev[300];
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(p, sizeof p, "/sys/class/virtio-ports/%s/name", e->d_name);
+			char *name = read_file(p, 256, NULL);
+			int match = name && !strncmp(name, RUNCFG_STDIN_PORT, strlen(RUNCFG_STDIN_PORT)) &&
+				    (name[strlen(RUNCFG_STDIN_PORT)] == 0 || name[strlen(RUNCFG_STDIN_PORT)] == '\n');
+			free(name);
+			if (!match)
+				continue;
+			snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
+			closedir(d);
+			int fd = open(dev, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				say("stdin port %s: %s", dev, strerror(errno));
+			return fd;
+		}
+		if (d)
+			closedir(d);
+		if (uptime() - start >= wait_s) {
+			say("no virtio-serial port %s: the workload's stdin is /dev/null", RUNCFG_STDIN_PORT);
+			return -1;
+		}
+		sleep_ms(50);
+	}
 }
 
 /* Reads the run config disk the host attached (img2vm.run on the command line); fatal when it does not come. */

@@ -149,7 +149,8 @@ function imageIo(scope: Scope, f: RunImageFlags): RunIo {
   const lf = f.tty ? undefined : new CrlfToLf();
   if (lf) scope.defer('flush the console', () => process.stdout.write(lf.end()));
   return {
-    input: f.interactive ? stdin : undefined,
+    // With -t, keystrokes go to the guest's terminal; -i alone has a port of its own (runImage).
+    input: f.interactive && f.tty ? stdin : undefined,
     terminal: !!f.tty,
     output: (b) => process.stdout.write(lf ? lf.push(b) : b),
     own: f.verbose ? (line) => stderr(`${plainLine(line)}\n`) : undefined,
@@ -249,6 +250,7 @@ export async function runImage(
         publish: p.publish,
         runConfig: config,
         shares,
+        ...(f.interactive && !f.tty ? { stdin: { socket: join(dir, 'stdin.sock'), source: process.stdin } } : {}),
         monitor: false,
         holdBoot: true,
         io,

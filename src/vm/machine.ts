@@ -36,6 +36,7 @@ export interface MachineOptions {
   /** `img2vm run IMAGE`: the run config disk and virtio-fs shares (see qemuArgs). */
   runConfig?: string;
   shares?: readonly Share[];
+  stdinSocket?: string;
 }
 
 export interface Machine {
@@ -91,6 +92,7 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
     bootNonce: o.bootNonce,
     runConfig: o.runConfig,
     shares: o.shares,
+    stdinSocket: o.stdinSocket,
   });
   return { disk, format, firmware, firmwareReason, accel, accelReason, console: o.console, argv };
 }
@@ -125,6 +127,7 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
     bootNonce: o.bootNonce,
     runConfig: o.runConfig,
     shares: o.shares,
+    stdinSocket: o.stdinSocket,
   });
   return {
     disk: root!.path,

@@ -2,7 +2,7 @@
 import { Img2vmError } from '../core/errors.js';
 import { MiB, parseSize } from '../core/units.js';
 import { BOOT_NONCE, BOOT_NONCE_PREFIX } from './console.js';
-import { RUN_CONFIG_PARAM, RUN_CONFIG_SERIAL } from './run-config.js';
+import { RUN_CONFIG_PARAM, RUN_CONFIG_SERIAL, STDIN_PORT } from './run-config.js';
 
 export type Firmware = 'bios' | 'uefi';
 /** How a machine starts: through firmware from a disk, or (direct-kernel outputs) with the kernel loaded by QEMU. */
@@ -77,6 +77,11 @@ export interface QemuOptions {
   runConfig?: string;
   /** virtio-fs shares; guest memory is then a shared memfd, which vhost-user needs to reach it. */
   shares?: readonly Share[];
+  /**
+   * -i without -t: the workload's stdin as a virtio-serial port (img2vm.stdin) fed from this unix socket, so input
+   * passes byte for byte and its end is an end of file; QEMU waits for img2vm to connect before the guest starts.
+   */
+  stdinSocket?: string;
 }
 
 /** QEMU option values are comma-separated; a literal comma is written twice. */
@@ -135,6 +140,11 @@ export function qemuArgs(o: QemuOptions): string[] {
     args.push('-device', `${direct ? 'virtio-blk-device' : 'virtio-blk-pci'},drive=runcfg,serial=${RUN_CONFIG_SERIAL}`);
   }
   args.push(...shareArgs(o, !!direct));
+  if (o.stdinSocket) {
+    args.push('-device', direct ? 'virtio-serial-device' : 'virtio-serial-pci');
+    args.push('-chardev', `socket,id=stdin,path=${qemuEscape(o.stdinSocket)},server=on,wait=on`);
+    args.push('-device', `virtserialport,chardev=stdin,name=${STDIN_PORT}`);
+  }
   if (o.bootNonce && !direct) args.push('-smbios', `type=11,value=${BOOT_NONCE_PREFIX}${o.bootNonce}`);
   // A firmware boot's kernel command line is the disk's: the init learns of the run config from an OEM string.
   if (o.runConfig && !direct) args.push('-smbios', `type=11,value=${RUN_CONFIG_PARAM}`);

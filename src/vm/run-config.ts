@@ -5,6 +5,8 @@ import { Img2vmError } from '../core/errors.js';
 import { escapeSpecValue } from '../guest/init-spec.js';
 
 export const RUN_CONFIG_SERIAL = 'img2vm-run';
+/** The virtio-serial port that is the workload's stdin with -i and no -t (native/run.c opens it). */
+export const STDIN_PORT = 'img2vm.stdin';
 /** The kernel parameter that tells the init to wait for and read the run config disk. */
 export const RUN_CONFIG_PARAM = 'img2vm.run=1';
 const MAX_BYTES = 1 << 20;

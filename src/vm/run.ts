@@ -1,5 +1,7 @@
 // `img2vm run`: boots a disk with its console relayed to the user; on a workload disk it ends with the workload's exit status.
+import { connect, type Socket } from 'node:net';
 import { InterruptedError, Img2vmError } from '../core/errors.js';
+import type { Scope } from '../core/scope.js';
 import { prepareMachine, startQemu, type ConsoleProcess, type Machine } from './machine.js';
 import type { Accel, Boot, DiskFormat, Firmware, Publish, Share } from './qemu.js';
 import { DEFAULT_CPUS, DEFAULT_MEM_MIB, type VmContext } from './test.js';
@@ -50,6 +52,8 @@ export interface RunOptions {
   /** `img2vm run IMAGE`: the run config disk and virtio-fs shares. */
   runConfig?: string;
   shares?: readonly Share[];
+  /** -i without -t: source becomes the workload's stdin through the port QEMU serves on socket (see qemuArgs). */
+  stdin?: { socket: string; source: NodeJS.ReadableStream };
   /** QEMU's monitor on the console (Ctrl-a x quits); default: when the console is the user's terminal. */
   monitor?: boolean;
   /** Hold the boot text back even on a terminal (the disk is known to run img2vm's init: only the workload shows). */
@@ -271,6 +275,35 @@ export function concludeRun(
   return result;
 }
 
+/**
+ * Connects to the stdin port's socket once QEMU listens (it waits for this before starting the guest) and feeds it
+ * source; source's end closes the connection, which the guest reads as the end of its stdin.
+ */
+function feedStdin(socket: string, source: NodeJS.ReadableStream, qemu: ConsoleProcess, scope: Scope): void {
+  let conn: Socket | undefined;
+  let done = false;
+  scope.defer('close the stdin port', () => {
+    done = true;
+    conn?.destroy();
+  });
+  void qemu.exited.then(() => (done = true));
+  const attempt = () => {
+    if (done) return;
+    const c = connect(socket);
+    c.once('error', () => {
+      c.destroy();
+      // QEMU has not made its socket yet: it will, before it starts the guest.
+      if (!done) setTimeout(attempt, 20);
+    });
+    c.once('connect', () => {
+      conn = c;
+      c.on('error', () => undefined);
+      source.pipe(c);
+    });
+  };
+  attempt();
+}
+
 export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult> {
   const machine = await prepareMachine(
     {
@@ -283,13 +316,16 @@ export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult>
       console: (o.monitor ?? o.io.terminal) ? 'terminal' : 'pipe',
       runConfig: o.runConfig,
       shares: o.shares,
+      stdinSocket: o.stdin?.socket,
     },
     ctx.scope,
   );
   o.onStart?.(machine);
   ctx.signal?.throwIfAborted();
   const t0 = performance.now();
-  const session = new RunSession(startQemu(machine, ctx.scope), {
+  const qemu = startQemu(machine, ctx.scope);
+  if (o.stdin) feedStdin(o.stdin.socket, o.stdin.source, qemu, ctx.scope);
+  const session = new RunSession(qemu, {
     io: o.io,
     timeoutMs: o.timeoutMs,
     interruptGraceMs: o.interruptGraceMs,

@@ -25,6 +25,8 @@ const APPLETS = [
   'mkfifo',
   'chown',
   'chmod',
+  'sha256sum',
+  'cut',
 ];
 
 /** A busybox image whose CMD prints a line; `app` is uid 1000 in its /etc/passwd; `tag` (in /etc/tag) makes it new. */

@@ -3,7 +3,7 @@
 // code; then a second run that converts nothing, -it under a pseudo-terminal (window size, input, Ctrl-C), -u and
 // --entrypoint.
 import { execa } from 'execa';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -41,7 +41,7 @@ afterAll(() => rm(work, { recursive: true, force: true }));
 describe('img2vm run IMAGE', () => {
   let key: string;
 
-  it('-e, -v (rw and :ro), -w, -p and the exit code, converting the image into the store', async () => {
+  it('-i, -e, -v (rw and :ro), -w, -p and the exit code, converting the image into the store', async () => {
     const data = join(work, 'data');
     const ro = join(work, 'ro');
     await mkdir(data);
@@ -52,7 +52,10 @@ describe('img2vm run IMAGE', () => {
     // An absolute link to a host file beside the volume: the guest resolves it in its own root, never the host's.
     await symlink(join(work, 'secret.txt'), join(data, 'escape'));
     const port = await freePort();
+    // -i without -t: stdin byte for byte (every byte value, no line discipline) and its end.
+    const input = randomBytes(300_000);
     const script = [
+      'echo "stdin $(sha256sum | cut -d" " -f1)"',
       'echo "env K=$K FROM_IMAGE=$FROM_IMAGE"',
       'echo "cwd $(pwd)"',
       'echo written > /data/out.txt && chown 1000:1000 /data/out.txt && chmod 640 /data/out.txt',
@@ -72,6 +75,7 @@ describe('img2vm run IMAGE', () => {
       [
         'run',
         '--json',
+        '-i',
         `oci-archive:${image}`,
         '-e',
         'K=V',
@@ -88,7 +92,7 @@ describe('img2vm run IMAGE', () => {
         '-c',
         script,
       ],
-      { reject: false, env: ENV, stdin: 'ignore', timeout: 600_000 },
+      { reject: false, env: ENV, input, timeout: 600_000 },
     );
     let out = '';
     await new Promise<void>((resolve, reject) => {
@@ -108,7 +112,8 @@ describe('img2vm run IMAGE', () => {
     const r = await p;
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(7);
     expect(r.stdout).toContain(
-      'env K=V FROM_IMAGE=yes\ncwd /data\nread-only content\nro-refused\nescape-refused\nmknod-refused\nfifo-made\n',
+      `stdin ${createHash('sha256').update(input).digest('hex')}\n` +
+        'env K=V FROM_IMAGE=yes\ncwd /data\nread-only content\nro-refused\nescape-refused\nmknod-refused\nfifo-made\n',
     );
     expect(r.stdout).toContain('ready\nseen from the host\n');
     const st = await stat(join(data, 'out.txt'));

@@ -185,6 +185,15 @@ describe('QEMU devices of a run', () => {
     expect(a).toContain('-snapshot');
     expect(a).toContain('restrict=on,hostfwd=tcp:0.0.0.0:8080-:80');
   });
+  it('-i without -t: a virtio-serial port on a socket QEMU waits on before the guest starts', () => {
+    const a = qemuArgs({ ...base, stdinSocket: '/r/stdin.sock' }).join(' ');
+    expect(a).toContain(
+      '-device virtio-serial-pci -chardev socket,id=stdin,path=/r/stdin.sock,server=on,wait=on ' +
+        '-device virtserialport,chardev=stdin,name=img2vm.stdin',
+    );
+    expect(qemuArgs(base).join(' ')).not.toContain('virtserialport');
+  });
+
   it('direct boot: the flag on the kernel command line, virtio-mmio devices', () => {
     const a = qemuArgs({
       ...base,
