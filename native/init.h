@@ -116,6 +116,7 @@ void spec_dump(const struct spec *s);
 #define RUNCFG_MAX_BYTES (1 << 20)
 #define RUNCFG_MAX_VOLUMES 32
 #define RUNCFG_STDIN_PORT "img2vm.stdin"
+#define RUNCFG_WINSIZE_PORT "img2vm.winsize"
 struct volume {
 	const char *tag;  /* the virtio-fs tag the host gave the share */
 	const char *path; /* where it is mounted in the guest */
@@ -135,6 +136,7 @@ void runcfg_apply(const struct runcfg *r, struct spec *s);
 void runcfg_mount(const struct runcfg *r);
 void runcfg_dump(const struct runcfg *r);
 int runcfg_stdin_port(int wait_s);
+void runcfg_winsize_relay(const char *tty);
 
 /* root.c */
 void load_modules(const struct spec *s);

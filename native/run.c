@@ -365,6 +365,10 @@ int run_workload(const struct spec *s, const char *hostname)
 	if (with_service)
 		service_start(&sv, s, hostname);
 	say("starting %s (%.2f s since boot)", p.argv[0], uptime());
+	if (s->tty == 1 && p.session) {
+		console_tty(tty, sizeof tty);
+		runcfg_winsize_relay(tty);
+	}
 	pid_t pid = spawn(&p);
 	int status = 126;
 	if (pid < 0)

@@ -27,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "init.h"
 
@@ -184,12 +186,8 @@ static int find_disk(char *out, size_t len)
 	return found;
 }
 
-/*
- * -i without -t: the workload's stdin is the virtio-serial port named RUNCFG_STDIN_PORT, which the host feeds and
- * closes at the end of its input (the guest then reads end of file). Returns an fd, or -1 (with a message) when the
- * port does not come in wait_s seconds.
- */
-int runcfg_stdin_port(int wait_s)
+/* The /dev node of the virtio-serial port NAME, opened with flags; -1 when it does not come in wait_s seconds. */
+static int open_port(const char *want, int flags, int wait_s)
 {
 	double start = uptime();
 	for (;;) {
@@ -201,25 +199,75 @@ int runcfg_stdin_port(int wait_s)
 				continue;
 			snprintf(p, sizeof p, "/sys/class/virtio-ports/%s/name", e->d_name);
 			char *name = read_file(p, 256, NULL);
-			int match = name && !strncmp(name, RUNCFG_STDIN_PORT, strlen(RUNCFG_STDIN_PORT)) &&
-				    (name[strlen(RUNCFG_STDIN_PORT)] == 0 || name[strlen(RUNCFG_STDIN_PORT)] == '\n');
+			size_t k = strlen(want);
+			int match = name && !strncmp(name, want, k) && (name[k] == 0 || name[k] == '\n');
 			free(name);
 			if (!match)
 				continue;
 			snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
 			closedir(d);
-			int fd = open(dev, O_RDONLY | O_CLOEXEC);
+			int fd = open(dev, flags | O_CLOEXEC);
 			if (fd < 0)
-				say("stdin port %s: %s", dev, strerror(errno));
+				say("port %s: %s", dev, strerror(errno));
 			return fd;
 		}
 		if (d)
 			closedir(d);
-		if (uptime() - start >= wait_s) {
-			say("no virtio-serial port %s: the workload's stdin is /dev/null", RUNCFG_STDIN_PORT);
+		if (uptime() - start >= wait_s)
 			return -1;
-		}
 		sleep_ms(50);
+	}
+}
+
+/*
+ * -i without -t: the workload's stdin is the virtio-serial port named RUNCFG_STDIN_PORT, which the host feeds and
+ * closes at the end of its input (the guest then reads end of file). Returns an fd, or -1 (with a message).
+ */
+int runcfg_stdin_port(int wait_s)
+{
+	int fd = open_port(RUNCFG_STDIN_PORT, O_RDONLY, wait_s);
+	if (fd < 0)
+		say("no virtio-serial port %s: the workload's stdin is /dev/null", RUNCFG_STDIN_PORT);
+	return fd;
+}
+
+/*
+ * -t: a child of PID 1 that sets the console's window size from the host's "ROWS COLS" lines on the port
+ * RUNCFG_WINSIZE_PORT; the tty itself then sends SIGWINCH to the workload's foreground process group.
+ */
+void runcfg_winsize_relay(const char *tty)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return;
+	reset_signals();
+	int in = open_port(RUNCFG_WINSIZE_PORT, O_RDONLY, 10);
+	int t = open(tty, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (in < 0 || t < 0)
+		_exit(0);
+	char buf[256];
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(in, buf + n, sizeof buf - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			_exit(0);
+		n += (size_t)r;
+		buf[n] = 0;
+		char *nl;
+		while ((nl = strchr(buf, '\n'))) {
+			unsigned rows, cols;
+			*nl = 0;
+			if (sscanf(buf, "%u %u", &rows, &cols) == 2 && rows && cols && rows < 10000 && cols < 10000) {
+				struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+				ioctl(t, TIOCSWINSZ, &ws);
+			}
+			n -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, n + 1);
+		}
+		if (n >= sizeof buf - 1)
+			n = 0;
 	}
 }
 

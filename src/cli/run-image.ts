@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
+import { PassThrough } from 'node:stream';
 import { Img2vmError, InterruptedError, isImg2vmError } from '../core/errors.js';
 import type { Scope } from '../core/scope.js';
 import { parseCpus, parseMem, parseTimeout } from '../vm/qemu.js';
@@ -125,6 +126,20 @@ export function runEnv(f: Pick<RunImageFlags, 'env' | 'envFile'>, host: NodeJS.P
     ...f.envFile.flatMap((file) => envFileEntries(readEnvFile(file), host)),
     ...f.env.map((e) => envEntry(e, host)).filter((e): e is string => e !== undefined),
   ];
+}
+
+/** This terminal's size, "ROWS COLS" lines, each time it changes (SIGWINCH), for -t's guest terminal. */
+function windowSizes(scope: Scope): NodeJS.ReadableStream {
+  const out = new PassThrough();
+  const onResize = () => {
+    if (process.stdout.rows && process.stdout.columns) out.write(`${process.stdout.rows} ${process.stdout.columns}\n`);
+  };
+  process.stdout.on('resize', onResize);
+  scope.defer('stop following the window size', () => {
+    process.stdout.off('resize', onResize);
+    out.end();
+  });
+  return out;
 }
 
 function ttyMissing(): never {
@@ -251,6 +266,7 @@ export async function runImage(
         runConfig: config,
         shares,
         ...(f.interactive && !f.tty ? { stdin: { socket: join(dir, 'stdin.sock'), source: process.stdin } } : {}),
+        ...(f.tty ? { winsize: { socket: join(dir, 'winsize.sock'), source: windowSizes(ctx.scope) } } : {}),
         monitor: false,
         holdBoot: true,
         io,

@@ -37,6 +37,7 @@ export interface MachineOptions {
   runConfig?: string;
   shares?: readonly Share[];
   stdinSocket?: string;
+  winsizeSocket?: string;
 }
 
 export interface Machine {
@@ -93,6 +94,7 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
     runConfig: o.runConfig,
     shares: o.shares,
     stdinSocket: o.stdinSocket,
+    winsizeSocket: o.winsizeSocket,
   });
   return { disk, format, firmware, firmwareReason, accel, accelReason, console: o.console, argv };
 }
@@ -128,6 +130,7 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
     runConfig: o.runConfig,
     shares: o.shares,
     stdinSocket: o.stdinSocket,
+    winsizeSocket: o.winsizeSocket,
   });
   return {
     disk: root!.path,

@@ -2,7 +2,7 @@
 import { Img2vmError } from '../core/errors.js';
 import { MiB, parseSize } from '../core/units.js';
 import { BOOT_NONCE, BOOT_NONCE_PREFIX } from './console.js';
-import { RUN_CONFIG_PARAM, RUN_CONFIG_SERIAL, STDIN_PORT } from './run-config.js';
+import { RUN_CONFIG_PARAM, RUN_CONFIG_SERIAL, STDIN_PORT, WINSIZE_PORT } from './run-config.js';
 
 export type Firmware = 'bios' | 'uefi';
 /** How a machine starts: through firmware from a disk, or (direct-kernel outputs) with the kernel loaded by QEMU. */
@@ -82,6 +82,8 @@ export interface QemuOptions {
    * passes byte for byte and its end is an end of file; QEMU waits for img2vm to connect before the guest starts.
    */
   stdinSocket?: string;
+  /** -t: the window size port, fed from this unix socket (QEMU does not wait for it). */
+  winsizeSocket?: string;
 }
 
 /** QEMU option values are comma-separated; a literal comma is written twice. */
@@ -140,10 +142,14 @@ export function qemuArgs(o: QemuOptions): string[] {
     args.push('-device', `${direct ? 'virtio-blk-device' : 'virtio-blk-pci'},drive=runcfg,serial=${RUN_CONFIG_SERIAL}`);
   }
   args.push(...shareArgs(o, !!direct));
+  if (o.stdinSocket || o.winsizeSocket) args.push('-device', direct ? 'virtio-serial-device' : 'virtio-serial-pci');
   if (o.stdinSocket) {
-    args.push('-device', direct ? 'virtio-serial-device' : 'virtio-serial-pci');
     args.push('-chardev', `socket,id=stdin,path=${qemuEscape(o.stdinSocket)},server=on,wait=on`);
     args.push('-device', `virtserialport,chardev=stdin,name=${STDIN_PORT}`);
+  }
+  if (o.winsizeSocket) {
+    args.push('-chardev', `socket,id=winsize,path=${qemuEscape(o.winsizeSocket)},server=on,wait=off`);
+    args.push('-device', `virtserialport,chardev=winsize,name=${WINSIZE_PORT}`);
   }
   if (o.bootNonce && !direct) args.push('-smbios', `type=11,value=${BOOT_NONCE_PREFIX}${o.bootNonce}`);
   // A firmware boot's kernel command line is the disk's: the init learns of the run config from an OEM string.

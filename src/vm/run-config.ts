@@ -7,6 +7,8 @@ import { escapeSpecValue } from '../guest/init-spec.js';
 export const RUN_CONFIG_SERIAL = 'img2vm-run';
 /** The virtio-serial port that is the workload's stdin with -i and no -t (native/run.c opens it). */
 export const STDIN_PORT = 'img2vm.stdin';
+/** The virtio-serial port of -t's window size changes, "ROWS COLS" lines (native/runcfg.c relays them to the tty). */
+export const WINSIZE_PORT = 'img2vm.winsize';
 /** The kernel parameter that tells the init to wait for and read the run config disk. */
 export const RUN_CONFIG_PARAM = 'img2vm.run=1';
 const MAX_BYTES = 1 << 20;

@@ -54,6 +54,8 @@ export interface RunOptions {
   shares?: readonly Share[];
   /** -i without -t: source becomes the workload's stdin through the port QEMU serves on socket (see qemuArgs). */
   stdin?: { socket: string; source: NodeJS.ReadableStream };
+  /** -t: window size changes ("ROWS COLS" lines from source) through the port QEMU serves on socket. */
+  winsize?: { socket: string; source: NodeJS.ReadableStream };
   /** QEMU's monitor on the console (Ctrl-a x quits); default: when the console is the user's terminal. */
   monitor?: boolean;
   /** Hold the boot text back even on a terminal (the disk is known to run img2vm's init: only the workload shows). */
@@ -276,13 +278,13 @@ export function concludeRun(
 }
 
 /**
- * Connects to the stdin port's socket once QEMU listens (it waits for this before starting the guest) and feeds it
- * source; source's end closes the connection, which the guest reads as the end of its stdin.
+ * Connects to a port's socket once QEMU listens (for stdin it waits for this before starting the guest) and feeds it
+ * source; source's end closes the connection, which the guest reads as the end of the stream.
  */
-function feedStdin(socket: string, source: NodeJS.ReadableStream, qemu: ConsoleProcess, scope: Scope): void {
+function feedPort(socket: string, source: NodeJS.ReadableStream, qemu: ConsoleProcess, scope: Scope): void {
   let conn: Socket | undefined;
   let done = false;
-  scope.defer('close the stdin port', () => {
+  scope.defer(`close ${socket}`, () => {
     done = true;
     conn?.destroy();
   });
@@ -317,6 +319,7 @@ export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult>
       runConfig: o.runConfig,
       shares: o.shares,
       stdinSocket: o.stdin?.socket,
+      winsizeSocket: o.winsize?.socket,
     },
     ctx.scope,
   );
@@ -324,7 +327,8 @@ export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult>
   ctx.signal?.throwIfAborted();
   const t0 = performance.now();
   const qemu = startQemu(machine, ctx.scope);
-  if (o.stdin) feedStdin(o.stdin.socket, o.stdin.source, qemu, ctx.scope);
+  if (o.stdin) feedPort(o.stdin.socket, o.stdin.source, qemu, ctx.scope);
+  if (o.winsize) feedPort(o.winsize.socket, o.winsize.source, qemu, ctx.scope);
   const session = new RunSession(qemu, {
     io: o.io,
     timeoutMs: o.timeoutMs,

@@ -128,25 +128,45 @@ describe('img2vm run IMAGE', () => {
     expect(ls.stdout).toContain(key);
   });
 
-  it('a second run converts nothing; -it is a terminal (window size, input, Ctrl-C), with -u and --entrypoint', async () => {
+  it('a second run converts nothing; -it is a terminal (window size and its changes, input, Ctrl-C), with -u and --entrypoint', async () => {
     expect(key, 'the first run gave the key').toBeDefined();
-    const cmd = [
-      'stty rows 33 cols 111;',
-      `exec ${BIN} run --json -it -u app --entrypoint sh oci-archive:${image} --`,
-      `-c 'stty size; tty; id -u; trap "echo got-INT; exit 42" INT; echo ready; read l; echo got:$l; while :; do sleep 1; done'`,
-    ].join(' ');
-    // script(1) gives img2vm a pseudo-terminal; what is written to its stdin is typed on it.
-    const p = execa('script', ['-qec', cmd, '/dev/null'], { reject: false, env: ENV, stdin: 'pipe', timeout: 600_000 });
+    const workload =
+      'stty size; tty; id -u; trap "echo got-INT; exit 42" INT; trap "stty size" WINCH; echo ready; read l; echo got:$l; while :; do sleep 1; done';
+    // A pseudo-terminal of 33 x 111 whose stdin is typed on it; SIGUSR1 makes it 40 x 100 (test/e2e/pty-driver.py).
+    const p = execa(
+      'python3',
+      [
+        join(import.meta.dirname, 'pty-driver.py'),
+        BIN,
+        'run',
+        '--json',
+        '-it',
+        '-u',
+        'app',
+        '--entrypoint',
+        'sh',
+        `oci-archive:${image}`,
+        '--',
+        '-c',
+        workload,
+      ],
+      { reject: false, env: ENV, stdin: 'pipe', timeout: 600_000 },
+    );
     let out = '';
-    let typed = false;
+    const step = { typed: false, resized: false };
     await new Promise<void>((resolve, reject) => {
       p.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
-        if (!typed && out.includes('ready')) {
-          typed = true;
+        const plain = out.replace(/\r/g, '');
+        if (!step.typed && plain.includes('ready\n')) {
+          step.typed = true;
           p.stdin!.write('typed line\r');
         }
-        if (out.includes('got:typed line')) resolve();
+        if (!step.resized && plain.includes('got:typed line\n')) {
+          step.resized = true;
+          p.kill('SIGUSR1');
+        }
+        if (/got:typed line\n(.*\n)*40 100\n/.test(plain)) resolve();
       });
       void p.then((r) => reject(new Error(`run ended early (${r.exitCode}):\n${out}`)));
     });

@@ -194,6 +194,14 @@ describe('QEMU devices of a run', () => {
     expect(qemuArgs(base).join(' ')).not.toContain('virtserialport');
   });
 
+  it('-t: the window size port, which QEMU does not wait for', () => {
+    const a = qemuArgs({ ...base, winsizeSocket: '/r/w.sock' }).join(' ');
+    expect(a).toContain(
+      '-device virtio-serial-pci -chardev socket,id=winsize,path=/r/w.sock,server=on,wait=off ' +
+        '-device virtserialport,chardev=winsize,name=img2vm.winsize',
+    );
+  });
+
   it('direct boot: the flag on the kernel command line, virtio-mmio devices', () => {
     const a = qemuArgs({
       ...base,
