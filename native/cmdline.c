@@ -125,6 +125,8 @@ static void apply(struct cmdline *c, const char *key, const char *val)
 			warn("ignoring img2vm.dhcp_timeout=%s (seconds, at most 600)", val);
 	} else if (!strcmp(key, "img2vm.hostname")) {
 		c->hostname = val;
+	} else if (!strcmp(key, "img2vm.run")) {
+		c->run = strcmp(val, "0") != 0;
 	} else if (!strcmp(key, "img2vm.nonce")) {
 		c->nonce = val;
 	} else if (!strcmp(key, "ip")) {

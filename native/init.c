@@ -31,7 +31,7 @@
  * img2vm.halt=reboot (ends Firecracker, which exits on the i8042 reset of reboot=k, and QEMU with -no-reboot),
  * img2vm.halt=halt (stops the CPUs; for debugging). A fatal error waits 1 s, then does the same.
  *
- * When not PID 1 this binary is a test tool: --check-spec FILE, --resolve-user ROOT USER, --parse-cmdline TEXT,
+ * When not PID 1 this binary is a test tool: --check-spec FILE, --check-run FILE (runcfg.c), --resolve-user ROOT USER, --parse-cmdline TEXT,
  * --parse-dhcp PACKET XID MAC, --boot-nonce DMI_DIR CMDLINE (the parsers, run on the host by the unit tests),
  * --restart-policy END... (the service's); and --relay PREFIX, the service's output relay, which PID 1 starts in
  * the guest and the unit tests drive on the host.
@@ -65,14 +65,15 @@ static int is_boot_nonce(const char *s, size_t n)
 }
 
 /*
- * The boot nonce from the SMBIOS OEM strings (type 11) that DMI sysfs shows in dmi_dir/11-N/raw: a header whose
- * second byte is its length, then NUL-ended strings, an empty one last. Else the command line's img2vm.nonce=.
+ * The value of the first SMBIOS OEM string (type 11) KEY=VALUE that DMI sysfs shows in dmi_dir/11-N/raw (a header
+ * whose second byte is its length, then NUL-ended strings, an empty one last) for which ok(VALUE) holds; 1 when found.
  */
-static void boot_nonce(const char *dmi_dir, const char *from_cmdline, char out[65])
+static int dmi_oem(const char *dmi_dir, const char *key, int (*ok)(const char *, size_t), char *out, size_t outlen)
 {
 	DIR *d = opendir(dmi_dir);
 	struct dirent *e;
-	while (d && (e = readdir(d))) {
+	int found = 0;
+	while (d && !found && (e = readdir(d))) {
 		char path[512];
 		size_t len;
 		if (strncmp(e->d_name, "11-", 3) || snprintf(path, sizeof path, "%s/%s/raw", dmi_dir, e->d_name) >= (int)sizeof path)
@@ -81,16 +82,14 @@ static void boot_nonce(const char *dmi_dir, const char *from_cmdline, char out[6
 		if (!raw)
 			continue;
 		size_t at = len >= 2 ? (unsigned char)raw[1] : len;
-		while (at < len && raw[at]) {
+		while (!found && at < len && raw[at]) {
 			const char *str = raw + at;
 			size_t n = strnlen(str, len - at);
-			size_t k = strlen(BOOT_NONCE_KEY);
-			if (n > k && !memcmp(str, BOOT_NONCE_KEY, k) && is_boot_nonce(str + k, n - k)) {
+			size_t k = strlen(key);
+			if (n > k && n - k < outlen && !memcmp(str, key, k) && ok(str + k, n - k)) {
 				memcpy(out, str + k, n - k);
 				out[n - k] = 0;
-				free(raw);
-				closedir(d);
-				return;
+				found = 1;
 			}
 			at += n + 1;
 		}
@@ -98,10 +97,23 @@ static void boot_nonce(const char *dmi_dir, const char *from_cmdline, char out[6
 	}
 	if (d)
 		closedir(d);
+	return found;
+}
+
+/* The boot nonce: an SMBIOS OEM string img2vm.nonce=HEX, else the command line's img2vm.nonce=, else "none". */
+static void boot_nonce(const char *dmi_dir, const char *from_cmdline, char out[65])
+{
+	if (dmi_oem(dmi_dir, BOOT_NONCE_KEY, is_boot_nonce, out, 65))
+		return;
 	if (from_cmdline && is_boot_nonce(from_cmdline, strlen(from_cmdline)))
 		strcpy(out, from_cmdline);
 	else
 		strcpy(out, "none");
+}
+
+static int is_flag(const char *s, size_t n)
+{
+	return n == 1 && (*s == '0' || *s == '1');
 }
 
 static void early_mounts(void)
@@ -227,11 +239,23 @@ static int tool_main(int argc, char **argv)
 		printf("%s\n", host);
 		return 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "--check-run")) {
+		size_t len;
+		struct runcfg r;
+		char err[512];
+		char *buf = read_file(argv[2], RUNCFG_MAX_BYTES, &len);
+		if (!buf)
+			fatal("run config %s: %s", argv[2], errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
+		if (runcfg_parse(buf, len, &r, err, sizeof err) < 0)
+			fatal("run config %s: %s", argv[2], err);
+		runcfg_dump(&r);
+		return 0;
+	}
 	if (argc == 3 && !strcmp(argv[1], "--relay"))
 		return relay_main(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "--restart-policy"))
 		return restart_policy_main(argc - 2, argv + 2);
-	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --resolve-user ROOT "
+	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --check-run FILE | --resolve-user ROOT "
 			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC | --boot-nonce DMI_DIR CMDLINE | --relay PREFIX | --restart-policy END...\n");
 	return 2;
 }
@@ -256,9 +280,19 @@ int main(int argc, char **argv)
 	boot_nonce("/sys/firmware/dmi/entries", c.nonce, host);
 	say("nonce=%s host=%s", nonce, host);
 
+	char flag[2];
+	/* A firmware boot cannot be given kernel parameters per run: the run config's flag comes as an OEM string. */
+	if (!c.run && dmi_oem("/sys/firmware/dmi/entries", "img2vm.run=", is_flag, flag, sizeof flag))
+		c.run = flag[0] == '1';
 	struct spec s = read_spec();
 	load_modules(&s);
 	const char *dev = wait_root(s.root_uuid, c.root_wait >= 0 ? c.root_wait : s.root_wait);
+	struct runcfg rc;
+	memset(&rc, 0, sizeof rc);
+	if (c.run) {
+		runcfg_read(c.root_wait >= 0 ? c.root_wait : s.root_wait, &rc);
+		runcfg_apply(&rc, &s);
+	}
 	mount_root(dev, &s);
 	switch_root();
 	const char *hostname = pick_hostname(&s, &c);
@@ -268,6 +302,7 @@ int main(int argc, char **argv)
 		run_image_init(&s);
 
 	mount_runtime(&s);
+	runcfg_mount(&rc);
 	struct netinfo ni;
 	net_setup(&s, &c, &ni);
 	write_etc(&s, hostname, &ni);

@@ -37,6 +37,11 @@ struct spec {
 	int login;
 	enum net_mode net;
 	int tmp_tmpfs;
+	/* Set by a run config (runcfg.c), not by the spec: 0 = the console as it always was; 1 = docker's -t (a
+	 * terminal of rows x cols); 2 = no -t (no echo; stdin /dev/null unless interactive, docker's -i) */
+	int tty;
+	int interactive;
+	int rows, cols;
 };
 
 /* What the kernel command line asked for (only img2vm.* and ip=). */
@@ -52,6 +57,7 @@ struct ipconf {
 
 struct cmdline {
 	enum halt_action halt;
+	int run; /* img2vm.run: a run config disk is attached (serial RUNCFG_SERIAL) and must be read */
 	int root_wait; /* -1 = unset */
 	int dhcp_timeout;
 	const char *hostname; /* img2vm.hostname= */
@@ -98,8 +104,39 @@ int ipv4_parse(const char *s, uint32_t *out);
 void ipv4_format(uint32_t a, char out[16]);
 
 /* spec.c */
+int spec_hexval(char c);
+const char *spec_unescape(char *s, const char **why);
 int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t errlen);
 void spec_dump(const struct spec *s);
+
+/* runcfg.c: the per-run settings of `img2vm run IMAGE`, on a small read-only disk beside the root */
+#define RUNCFG_SERIAL "img2vm-run"
+#define RUNCFG_MAGIC "img2vm-run"
+#define RUNCFG_VERSION 1
+#define RUNCFG_MAX_BYTES (1 << 20)
+#define RUNCFG_MAX_VOLUMES 32
+#define RUNCFG_STDIN_PORT "img2vm.stdin"
+#define RUNCFG_WINSIZE_PORT "img2vm.winsize"
+struct volume {
+	const char *tag;  /* the virtio-fs tag the host gave the share */
+	const char *path; /* where it is mounted in the guest */
+	int ro;
+};
+struct runcfg {
+	int present;
+	struct strv argv, env;
+	const char *cwd, *user;
+	int tty, interactive, rows, cols;
+	struct volume vol[RUNCFG_MAX_VOLUMES];
+	int nvol;
+};
+int runcfg_parse(char *buf, size_t len, struct runcfg *r, char *err, size_t errlen);
+void runcfg_read(int wait_s, struct runcfg *r);
+void runcfg_apply(const struct runcfg *r, struct spec *s);
+void runcfg_mount(const struct runcfg *r);
+void runcfg_dump(const struct runcfg *r);
+int runcfg_stdin_port(int wait_s);
+void runcfg_winsize_relay(const char *tty);
 
 /* root.c */
 void load_modules(const struct spec *s);
@@ -135,6 +172,7 @@ struct child_plan {
 	struct ids ids;
 	const char *cwd;
 	int session; /* make the console its controlling tty (a getty opens the tty itself) */
+	int tty, interactive, rows, cols; /* the run config's terminal settings (struct spec) */
 	int out_fd;  /* >= 0: stdin /dev/null, stdout and stderr this fd, no tty at all (the service) */
 };
 void reset_signals(void);

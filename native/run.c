@@ -158,6 +158,35 @@ static void keep_tty(pid_t worker)
 	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
+/*
+ * The terminal a run config asks for, on the session's tty: with -t the host's window size (the host terminal is
+ * raw, so the guest's line discipline is the one the workload sees, Ctrl-C included); without -t no echo, no line
+ * editing (what -i sends arrives as sent) and, without -i, stdin /dev/null as docker gives it.
+ */
+static void run_terminal(const struct child_plan *p)
+{
+	struct termios t;
+	if (p->tty == 1 && p->rows > 0 && p->cols > 0) {
+		struct winsize ws = { .ws_row = (unsigned short)p->rows, .ws_col = (unsigned short)p->cols };
+		ioctl(0, TIOCSWINSZ, &ws);
+	}
+	if (p->tty == 2 && tcgetattr(0, &t) == 0) {
+		t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | IEXTEN);
+		t.c_iflag &= ~(tcflag_t)(ICRNL | IXON);
+		tcsetattr(0, TCSANOW, &t);
+	}
+	if (p->tty == 2) {
+		/* -i: the host's input through its own port, byte for byte, with an end; else /dev/null, as docker gives */
+		int in = p->interactive ? runcfg_stdin_port(10) : -1;
+		if (in < 0)
+			in = open("/dev/null", O_RDONLY);
+		if (in > 0) {
+			dup2(in, 0);
+			close(in);
+		}
+	}
+}
+
 pid_t spawn(const struct child_plan *p)
 {
 	char tty[64];
@@ -179,6 +208,7 @@ pid_t spawn(const struct child_plan *p)
 			if (fd > 2)
 				close(fd);
 		}
+		run_terminal(p);
 		pid_t worker = fork();
 		if (worker > 0)
 			keep_tty(worker);
@@ -305,6 +335,7 @@ int run_workload(const struct spec *s, const char *hostname)
 	p.cwd = with_service ? "/" : s->cwd;
 	p.argv = s->argv.v;
 	p.session = 1;
+	p.tty = s->tty, p.interactive = s->interactive, p.rows = s->rows, p.cols = s->cols;
 	if (s->mode == MODE_CONSOLE) {
 		static const char *gettys[] = { "/sbin/agetty", "/usr/sbin/agetty", "/sbin/getty", "/usr/sbin/getty", NULL };
 		static const char *logins[] = { "/bin/login", "/usr/bin/login", NULL };
@@ -334,6 +365,10 @@ int run_workload(const struct spec *s, const char *hostname)
 	if (with_service)
 		service_start(&sv, s, hostname);
 	say("starting %s (%.2f s since boot)", p.argv[0], uptime());
+	if (s->tty == 1 && p.session) {
+		console_tty(tty, sizeof tty);
+		runcfg_winsize_relay(tty);
+	}
 	pid_t pid = spawn(&p);
 	int status = 126;
 	if (pid < 0)

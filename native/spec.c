@@ -45,7 +45,7 @@ static int fail(char *err, size_t n, int line, const char *fmt, ...)
 	return -1;
 }
 
-static int hexval(char c)
+int spec_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -57,7 +57,7 @@ static int hexval(char c)
 }
 
 /* Decodes in place (the result is never longer); returns NULL with a reason on a bad escape or byte. */
-static const char *unescape(char *s, const char **why)
+const char *spec_unescape(char *s, const char **why)
 {
 	char *w = s;
 	for (char *r = s; *r; r++) {
@@ -76,7 +76,7 @@ static const char *unescape(char *s, const char **why)
 		} else if (*r == 'n') {
 			*w++ = '\n';
 		} else if (*r == 'x') {
-			int h = *(r + 1) ? hexval(r[1]) : -1, l = h >= 0 && r[2] ? hexval(r[2]) : -1;
+			int h = *(r + 1) ? spec_hexval(r[1]) : -1, l = h >= 0 && r[2] ? spec_hexval(r[2]) : -1;
 			if (h < 0 || l < 0) {
 				*why = "\\x needs two hex digits";
 				return NULL;
@@ -104,7 +104,7 @@ static int uuid_ok(const char *u)
 		if (i == 8 || i == 13 || i == 18 || i == 23) {
 			if (u[i] != '-')
 				return 0;
-		} else if (hexval(u[i]) < 0) {
+		} else if (spec_hexval(u[i]) < 0) {
 			return 0;
 		}
 	}
@@ -252,7 +252,7 @@ int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t n)
 			return fail(err, n, line, "\"%s\" given twice", key);
 		seen[k] = 1;
 		const char *why = NULL;
-		char *val = (char *)unescape(sp + 1, &why);
+		char *val = (char *)spec_unescape(sp + 1, &why);
 		if (!val)
 			return fail(err, n, line, "%s: %s", key, why);
 		if (set(s, key, val, cap, err, n, line) < 0)

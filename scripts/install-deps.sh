@@ -8,6 +8,7 @@ PKGS=(
   podman               # the podman builder (--builder podman)
   buildah              # img2vm build --builder buildah (a Dockerfile with no daemon); bench/builders.mjs compares it
   qemu-system-x86      # img2vm run/test, boot tests
+  qemu-system-common   # /usr/lib/qemu/virtiofsd: the volumes (-v) of img2vm run IMAGE
   qemu-utils           # qemu-img: output formats, checks in tests
   ovmf                 # UEFI firmware for run/test
   e2fsprogs            # mke2fs; e2fsck and debugfs in tests
@@ -26,6 +27,7 @@ PKGS=(
   zstd                 # zstd layers on a Node.js before 22.15, zstd kernels; the tests make zstd layers with it
   apache2-utils        # htpasswd: the registry-auth e2e test
   docker-registry      # a local registry on 127.0.0.1 for the source and push e2e tests
+  skopeo               # the disk-cache e2e test reads the disk artifacts img2vm pushes with another client
   time                 # GNU time: peak memory in the benchmarks
   extlinux syslinux-common  # the classic loop-mount pipeline npm run bench compares against
   gpgv debian-archive-keyring  # verifying the Debian archive img2vm fetches kernels from

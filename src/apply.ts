@@ -20,6 +20,9 @@ import { processOf } from './guest/workload.js';
 import { FORMATS } from './output/index.js';
 import type { OutputArtifact } from './output/format.js';
 import { pushArtifact } from './output/push.js';
+import { pushDisk, pushDiskToCache } from './output/disk-artifact.js';
+import { diskKeyFields, type KeyContext } from './disk-key.js';
+import type { DiskKeyFields, DiskRecord } from './store/index.js';
 import type { Planning } from './plan.js';
 import {
   configureTree,
@@ -49,6 +52,29 @@ export interface ApplyInput {
   secrets: Secrets;
   /** The temporary output beside the target (or in the work directory), and the final path (null: push only). */
   out: { tmp: string; final: string | null };
+  /** The converted-disk cache and the push of a plain disk: what they need besides the plan (see DiskHooks). */
+  disk?: DiskHooks;
+}
+
+/** A finished disk from a cache: its record, and where it came from (the local store, a registry reference). */
+export interface CachedDisk {
+  record: DiskRecord;
+  from: string;
+  /** The --cache-from repository it was pulled from (a --cache-to of the same one pushes nothing). */
+  repo?: string;
+}
+
+/**
+ * How apply works with converted disks: once the guest stage ran, the key's fields are known and lookup() may place
+ * the finished disk at the temporary output (then nothing is converted); after the output stage, keep() makes the
+ * finished disk's record (and keeps it in the local store when caching), which a push and cacheTo take.
+ */
+export interface DiskHooks {
+  key: KeyContext;
+  lookup?(fields: DiskKeyFields, dest: string, env: Env): Promise<CachedDisk | undefined>;
+  keep(fields: DiskKeyFields, file: string, plan: ConversionPlan, env: Env): Promise<DiskRecord>;
+  /** --cache-to: the repository the finished disk is pushed to, tagged by its key. */
+  cacheTo?: string;
 }
 
 export interface Applied {
@@ -58,13 +84,92 @@ export interface Applied {
   /** The image the guest stage made (the daemon image a distro build tagged), null with nothing built. */
   guestImage: string | null;
   pushed?: { ref: string; digest: string };
+  /** The finished disk's record; from: where a cached one came from (null: converted now). */
+  disk?: { record: DiskRecord; from: string | null };
   timings: Partial<Record<StageId, number>>;
+}
+
+/** --cache-to: the finished disk pushed to the cache repository under its key. */
+async function cacheTo(
+  step: StepRun,
+  repo: string,
+  file: string,
+  record: DiskRecord,
+  plan: ConversionPlan,
+  env: Env,
+): Promise<void> {
+  await step(
+    'cache-to',
+    () =>
+      pushDiskToCache(file, record, repo, env, env.fixedEpoch, { insecureRegistries: plan.source.insecureRegistries }),
+    (p) => `cached as ${p.ref}`,
+  );
+}
+
+/**
+ * A cache hit: the disk is at the temporary output already, so the stages that would have made it are skipped and
+ * the output is renamed into place (a --push of a plain disk still pushes it). The plan is the one the disk was
+ * made with, its output path this run's.
+ */
+async function fromCache(
+  input: ApplyInput,
+  current: ConversionPlan,
+  hit: CachedDisk,
+  env: Env,
+  stages: Stages,
+  completed: Completed,
+): Promise<Applied> {
+  const kept = (hit.record.meta as { plan?: ConversionPlan } | null)?.plan;
+  const plan: ConversionPlan = kept
+    ? {
+        ...kept,
+        steps: current.steps,
+        output: { ...kept.output, path: current.output.path, push: current.output.push },
+      }
+    : current;
+  const reason = `the disk (key ${hit.record.key.slice(0, 12)}) came from ${hit.from}`;
+  for (const stage of ['rootfs', 'disk', 'boot'] as const) env.sink({ type: 'stage-skip', stage, reason });
+  await stages.stage(plan, 'output', { work: env.work, plan }, async (step) => {
+    if (plan.output.push !== null) {
+      const ref = plan.output.push;
+      completed.pushed = await step(
+        'push',
+        () =>
+          pushDisk(input.out.tmp, hit.record, ref, env, env.fixedEpoch, {
+            insecureRegistries: plan.source.insecureRegistries,
+          }),
+        (p) => p.digest,
+      );
+    }
+    if (input.disk?.cacheTo && input.disk.cacheTo !== hit.repo)
+      await cacheTo(step, input.disk.cacheTo, input.out.tmp, hit.record, plan, env);
+  });
+  env.signal.throwIfAborted();
+  if (input.out.final !== null) {
+    await rename(input.out.tmp, input.out.final);
+    completed.renamed.push(input.out.final);
+  }
+  return {
+    plan,
+    file: input.out.final ?? input.out.tmp,
+    guestImage: null,
+    ...(completed.pushed ? { pushed: completed.pushed } : {}),
+    disk: { record: hit.record, from: hit.from },
+    timings: stages.timings,
+  };
 }
 
 /** Runs the conversion: every stage in order, then the renames into place, all or nothing. */
 export async function apply(input: ApplyInput, env: Env, completed: Completed): Promise<Applied> {
   const stages = new Stages(env);
-  const prepared = await prepare(input.planning, input.secrets, env, stages, {
+  const f = await front(input.planning, env, stages, false);
+  if (!f.made) throw new Error('the guest stage made nothing outside img2vm plan');
+  const fields = input.disk
+    ? await diskKeyFields(f.planning.plan, f.planning.options, f.image, f.made, input.disk.key)
+    : undefined;
+  const hit = fields && (await input.disk?.lookup?.(fields, input.out.tmp, env));
+  if (hit && fields) return fromCache(input, f.planning.plan, hit, env, stages, completed);
+  const prepared = await prepare(f, input.secrets, env, stages, {
     lookupOnly: false,
     diskFile: (p) => diskFileFor(p, input.out.tmp, env),
   });
@@ -102,16 +207,28 @@ export async function apply(input: ApplyInput, env: Env, completed: Completed): 
   disk.target.close();
   const format = FORMATS.find((f) => f.id === plan.output.format)!;
   let artifact: OutputArtifact | undefined;
+  let record: DiskRecord | undefined;
   await stages.stage(plan, 'output', fail, async (step) => {
     artifact = await step(format.id, () => format.write({ disk: disk.file, dest: input.out.tmp, plan, files, env }));
+    const made = artifact;
+    if (input.disk && fields) {
+      const keep = input.disk.keep;
+      record = await step('keep', () => keep(fields, input.out.tmp, plan, env));
+    }
     if (plan.output.push !== null) {
-      const made = artifact;
+      const rec = record;
       completed.pushed = await step(
         'push',
-        () => pushArtifact(plan, made, env),
+        () =>
+          format.id === 'containerdisk' || !rec
+            ? pushArtifact(plan, made, env)
+            : pushDisk(input.out.tmp, rec, plan.output.push!, env, env.fixedEpoch, {
+                insecureRegistries: plan.source.insecureRegistries,
+              }),
         (p) => p.digest,
       );
     }
+    if (input.disk?.cacheTo && record) await cacheTo(step, input.disk.cacheTo, input.out.tmp, record, plan, env);
   });
 
   // Side files first, the output last: a disk that is in place always has its companions. From the first rename
@@ -133,6 +250,7 @@ export async function apply(input: ApplyInput, env: Env, completed: Completed): 
     file,
     guestImage: made.build?.image ?? null,
     ...(completed.pushed ? { pushed: completed.pushed } : {}),
+    ...(record ? { disk: { record, from: null } } : {}),
     timings: stages.timings,
   };
 }
@@ -144,7 +262,7 @@ export async function apply(input: ApplyInput, env: Env, completed: Completed): 
  */
 export async function planOnly(planning: Planning, secrets: Secrets, env: Env): Promise<ConversionPlan> {
   const stages = new Stages(env, { silent: true });
-  const prepared = await prepare(planning, secrets, env, stages, {
+  const prepared = await prepare(await front(planning, env, stages, true), secrets, env, stages, {
     lookupOnly: true,
     diskFile: () => join(env.work, 'plan-root.raw'),
   });
@@ -161,14 +279,14 @@ interface Prepared {
   configured: Configured;
 }
 
-/** source → guest → rootfs, with the image, tree and content phases of planning between them. */
-async function prepare(
-  planning: Planning,
-  secrets: Secrets,
-  env: Env,
-  stages: Stages,
-  o: { lookupOnly: boolean; diskFile: (plan: ConversionPlan) => string },
-): Promise<Prepared> {
+interface Front {
+  planning: Planning;
+  image: SourceImage;
+  made: Bootable | undefined;
+}
+
+/** source → guest, with the image phase of planning between them. */
+async function front(planning: Planning, env: Env, stages: Stages, lookupOnly: boolean): Promise<Front> {
   let p = planning;
 
   // source: the image's config and layers, from the transport its reference names.
@@ -186,10 +304,24 @@ async function prepare(
   const made = await stages.stage(p.plan, 'guest', { work: env.work, plan: p.plan }, (step) =>
     step(
       strategy.id,
-      () => strategy.make(p.plan, image, env, { lookupOnly: o.lookupOnly }),
+      () => strategy.make(p.plan, image, env, { lookupOnly }),
       (m) => m?.detail,
     ),
   );
+  return { planning: p, image, made };
+}
+
+/** rootfs, with the tree and content phases of planning: the tree written into the disk, its content measured. */
+async function prepare(
+  f: Front,
+  secrets: Secrets,
+  env: Env,
+  stages: Stages,
+  o: { lookupOnly: boolean; diskFile: (plan: ConversionPlan) => string },
+): Promise<Prepared> {
+  let p = f.planning;
+  const { made, image } = f;
+  const strategy = GUEST_STRATEGIES[p.plan.guest.strategy];
   const bootable = made?.image ?? image;
 
   // rootfs: the layers flattened straight into the root file system inside the disk.

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
-import { apply, planOnly, type Completed } from './apply.js';
+import { apply, planOnly, type CachedDisk, type Completed, type DiskHooks } from './apply.js';
 import { BOOT_LOADERS } from './boot/index.js';
 import type { Env } from './core/context.js';
 import { Img2vmError, InterruptedError } from './core/errors.js';
@@ -14,6 +14,9 @@ import type { ConversionPlan, PlanInputs } from './core/plan.js';
 import { createRandom, type Random } from './core/random.js';
 import type { LuksSecrets } from './disk/luks/volume.js';
 import { epochSeconds, fixedEpochSeconds } from './core/epoch.js';
+import { img2vmVersion } from './core/paths.js';
+import { cacheRepository, pullDiskFromCache } from './output/disk-artifact.js';
+import { diskKey, diskRecordOf, DiskStore, openStore, type DiskKeyFields } from './store/index.js';
 import { Scope } from './core/scope.js';
 import { sweepTempOutputs, sweepWorkDirs, tempBeside, workDirPrefix } from './core/leftovers.js';
 import { partitionByRole } from './disk/layout.js';
@@ -51,8 +54,10 @@ export interface ConvertResult {
   guestBuildCached: boolean | null;
   /** The daemon image the guest stage built (img2vm-cache:...), null with --raw. */
   guestImage: string | null;
-  /** Set when --push pushed the containerDisk image. */
+  /** Set when --push pushed the disk (a containerDisk's image, or any other format as an OCI artifact). */
   pushed?: { ref: string; digest: string };
+  /** With --cache-from/--cache-to or a pushed plain disk: the disk's key, and where a cached disk came from (null: converted). */
+  disk?: { key: string; from: string | null };
   timings: Partial<Record<StageId, number>> & { total: number };
   /** The plan as it was carried out. */
   plan: ConversionPlan;
@@ -63,6 +68,12 @@ export interface ConvertHooks {
   signal?: AbortSignal;
   /** Supplied by the CLI so a SIGINT can release resources; created here otherwise. */
   scope?: Scope;
+  /**
+   * Take the disk from img2vm's local store when it holds one for the same key, and keep a converted one there
+   * (`img2vm run IMAGE`), without --cache-from/--cache-to. Unseeded disks are fine here: any disk made from the same
+   * inputs serves a run, and nothing is shared beyond this machine.
+   */
+  localCache?: boolean;
 }
 
 /** The options, with the one rule the schema cannot express: some output must be asked for. */
@@ -75,7 +86,99 @@ function validate(input: ConvertOptionsInput | ConvertOptions): { o: ConvertOpti
       'add -o FILE, e.g. -o disk.qcow2 (only a pushed containerDisk needs no file: --push REGISTRY/REPO:TAG)',
     );
   }
-  return { o, format: formatOf(o) };
+  const format = formatOf(o);
+  checkCacheOptions(o, format);
+  return { o, format };
+}
+
+/** What the converted-disk cache cannot do: disks that differ on every run, side files, a containerDisk's image. */
+function checkCacheOptions(o: ConvertOptions, format: OutputFormat): void {
+  const flag = o.cacheFrom !== undefined ? '--cache-from' : o.cacheTo !== undefined ? '--cache-to' : undefined;
+  if (!flag) return;
+  if (o.cacheTo !== undefined) cacheRepository(o.cacheTo, '--cache-to');
+  if (o.cacheFrom !== undefined) cacheRepository(o.cacheFrom, '--cache-from');
+  if (o.seed === undefined)
+    throw new Img2vmError(
+      'usage',
+      `${flag} needs --seed: without one every conversion draws new UUIDs, so no two disks are the same`,
+      'add --seed with a value of your own (e.g. the image name), and SOURCE_DATE_EPOCH for fixed times',
+    );
+  if (o.luksPassword !== undefined || o.luksPasswordFile !== undefined)
+    throw new Img2vmError(
+      'usage',
+      `${flag} does not go with a LUKS2 root: its master key is random on every run, and the cache key holds no secret`,
+      'convert encrypted disks without the cache',
+    );
+  if (format.directKernel)
+    throw new Img2vmError(
+      'usage',
+      `${flag} does not apply to --format rootfs`,
+      'cache a disk format (qcow2, raw, ...)',
+    );
+  if (format.id === 'containerdisk' && (o.push || o.output === undefined))
+    throw new Img2vmError(
+      'usage',
+      `${flag} does not go with pushing a containerdisk`,
+      'write the containerdisk with -o and push it in a second step, or push a qcow2 with --push',
+    );
+}
+
+/**
+ * The converted-disk hooks apply takes: the cache (the local store, then --cache-from's repository; the finished
+ * disk kept locally and pushed to --cache-to) and the record a --push of a plain disk carries; undefined when
+ * neither is asked for.
+ */
+function diskHooks(
+  o: ConvertOptions,
+  format: OutputFormat,
+  inputs: PlanInputs,
+  scope: Scope,
+  local = false,
+): DiskHooks | undefined {
+  const caching = local || o.cacheFrom !== undefined || o.cacheTo !== undefined;
+  if (!caching && !(o.push && format.id !== 'containerdisk')) return undefined;
+  const disks = new DiskStore(openStore());
+  const sde = process.env.SOURCE_DATE_EPOCH;
+  return {
+    key: {
+      version: img2vmVersion(),
+      ...(inputs.sshKey ? { sshKeyText: inputs.sshKey.text } : {}),
+      sourceDateEpoch: sde === undefined || sde === '' ? null : epochSeconds(),
+    },
+    ...(o.cacheTo !== undefined ? { cacheTo: o.cacheTo } : {}),
+    keep: (fields, file, plan) =>
+      caching ? disks.put(fields, file, scope, { plan }) : diskRecordOf(fields, file, { plan }),
+    lookup: caching ? (fields, dest, env) => lookupDisk(disks, o, fields, dest, env) : undefined,
+  };
+}
+
+/** The disk for these fields from the local store, else from --cache-from's repository (then kept locally too). */
+async function lookupDisk(
+  disks: DiskStore,
+  o: ConvertOptions,
+  fields: DiskKeyFields,
+  dest: string,
+  env: Env,
+): Promise<CachedDisk | undefined> {
+  const key = diskKey(fields);
+  const log = (level: 'info' | 'warn', message: string) => env.sink({ type: 'log', level, message });
+  const local = await disks.get(key, dest, env.scope);
+  if (local) return { record: local, from: 'the local cache' };
+  if (o.cacheFrom === undefined) return undefined;
+  try {
+    const rec = await pullDiskFromCache(o.cacheFrom, key, dest, env, { insecureRegistries: o.insecureRegistries });
+    if (!rec) {
+      log('info', `no disk with key ${key.slice(0, 12)} in ${o.cacheFrom}: converting`);
+      return undefined;
+    }
+    await disks.adopt(rec, dest, env.scope);
+    return { record: rec, from: `${o.cacheFrom}:${key}`, repo: o.cacheFrom };
+  } catch (e) {
+    if (env.signal.aborted) throw e;
+    // A cache only saves time: a registry that fails or holds something else is reported, and the disk is made.
+    log('warn', `--cache-from ${o.cacheFrom}: ${(e as Error).message}; converting instead`);
+    return undefined;
+  }
 }
 
 /** Checks what can be checked before any work: option combinations, tools, the output directory. */
@@ -234,6 +337,7 @@ export async function convert(
           planning: Planning.fromOptions(o, inputs, env.random),
           secrets: { password: o.password, luks: luksSecrets(o, env.random) },
           out,
+          disk: diskHooks(o, format, inputs, scope, hooks.localCache),
         },
         env,
         completed,
@@ -306,6 +410,7 @@ async function result(a: Awaited<ReturnType<typeof apply>>, final: string | null
     guestBuildCached: p.guest.cached,
     guestImage: a.guestImage,
     ...(a.pushed ? { pushed: a.pushed } : {}),
+    ...(a.disk ? { disk: { key: a.disk.record.key, from: a.disk.from } } : {}),
     timings: { ...a.timings, total: Math.round(performance.now() - t0) },
     plan: p,
   };

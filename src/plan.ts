@@ -216,11 +216,11 @@ export function checkOptions(o: ConvertOptions, format: OutputFormat): void {
     );
   }
   if (o.push) {
-    if (format.id !== 'containerdisk')
+    if (format.directKernel)
       throw new Img2vmError(
         'usage',
-        '--push applies only to --format containerdisk',
-        'add --format containerdisk, or leave --push out',
+        '--push does not apply to --format rootfs',
+        'push a disk format (qcow2, raw, containerdisk, ...), or leave --push out',
       );
     if (parseDockerReference(o.push).digest)
       throw new Img2vmError(
@@ -573,6 +573,7 @@ function planSteps(o: ConvertOptions, s: StepInput): PlanStep[] {
     steps.push({ stage: 'output', id: s.format, title: `Write ${s.format} ${o.output ?? ''}`.trim() });
   else steps.push({ stage: 'output', id: s.format, title: `Make the ${s.format} in the work directory` });
   if (o.push) steps.push({ stage: 'output', id: 'push', title: `Push ${o.push}` });
+  if (o.cacheTo) steps.push({ stage: 'output', id: 'cache-to', title: `Push the disk to the cache ${o.cacheTo}` });
   return steps;
 }
 

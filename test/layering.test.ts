@@ -25,6 +25,7 @@ const RANKS: Record<string, number> = {
   boot: 5,
   output: 5,
   plan: 6,
+  'disk-key': 6,
   'write-failure': 6,
   apply: 7,
   convert: 8,

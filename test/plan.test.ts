@@ -305,7 +305,15 @@ describe('plan: ids, sizes and strategies', () => {
     const p = planFor({ output: undefined, format: undefined, push: '127.0.0.1:5000/disk:1' });
     expect(p.output).toMatchObject({ format: 'containerdisk', path: null, push: '127.0.0.1:5000/disk:1' });
     expect(p.steps.slice(-2).map((s) => `${s.stage}/${s.id}`)).toEqual(['output/containerdisk', 'output/push']);
-    expect(() => planFor({ push: '127.0.0.1:5000/disk:1' })).toThrow(/--push applies only to --format containerdisk/);
+    // Any other disk format is pushed as an OCI artifact after it is written; the direct-kernel output is not a disk.
+    expect(
+      planFor({ push: '127.0.0.1:5000/disk:1' })
+        .steps.slice(-2)
+        .map((s) => `${s.stage}/${s.id}`),
+    ).toEqual(['output/qcow2', 'output/push']);
+    expect(() => planFor({ output: 'x.ext4', push: '127.0.0.1:5000/disk:1' })).toThrow(
+      /--push does not apply to --format rootfs/,
+    );
   });
 
   it('names the transport of each kind of reference', () => {

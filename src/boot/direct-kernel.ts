@@ -13,6 +13,7 @@ export const directKernel: BootLoader = {
   id: 'direct-kernel',
   label: 'none (direct kernel boot)',
   tools: [],
+  hostFiles: () => [],
   files: (i) => ({
     guestFiles: [],
     exports: i.kernel ? kernelExports(kernelFiles(i.kernel)) : [],

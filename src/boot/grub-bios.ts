@@ -6,7 +6,7 @@ import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import type { DiskLayout } from '../disk/layout.js';
 import type { BlockTarget } from '../disk/target.js';
-import { run } from '../tools/index.js';
+import { run, which } from '../tools/index.js';
 import { earlyConfig, grubCfgFile, grubMkimageArgs, grubModulesCopy } from './grub-config.js';
 import type { BootLoader } from './loader.js';
 
@@ -99,6 +99,7 @@ export const grubBios: BootLoader = {
   id: 'grub-bios',
   label: 'GRUB BIOS',
   tools: ['grub-mkimage'],
+  hostFiles: () => [GRUB_PC_DIR, which('grub-mkimage') ?? 'grub-mkimage'],
   files: (i) => ({
     guestFiles: [grubCfgFile(i, 'grub'), grubModulesCopy(i, GRUB_PC_DIR, 'i386-pc', 'grub-bios')],
     exports: [],

@@ -6,7 +6,7 @@ import { ARCH, type GuestArch } from '../core/arch.js';
 import type { Env, RunContext } from '../core/context.js';
 import type { ConversionPlan } from '../core/plan.js';
 import { grubEfiModuleDir } from '../kernel/grub.js';
-import { run } from '../tools/index.js';
+import { run, which } from '../tools/index.js';
 import { bootFsUuid } from './grub-bios.js';
 import { earlyConfig, grubCfgFile, grubMkimageArgs, grubModulesCopy } from './grub-config.js';
 import type { BootLoader } from './loader.js';
@@ -69,6 +69,7 @@ export const grubEfi: BootLoader = {
   id: 'grub-efi',
   label: 'GRUB EFI',
   tools: ['grub-mkimage'],
+  hostFiles: () => [GRUB_EFI_DIR, which('grub-mkimage') ?? 'grub-mkimage'],
   files: (i) => {
     const arch = i.arch ?? 'amd64';
     const platform = ARCH[arch].grubEfi;

@@ -37,6 +37,8 @@ export interface BootLoader {
   label: string;
   /** Host tools install() runs (checked before any work). */
   tools: readonly ToolName[];
+  /** The host files and trees its bytes come from (GRUB's modules, grub-mkimage): converted disks are keyed by them. */
+  hostFiles(): string[];
   files(input: LoaderInput): LoaderFiles;
   /**
    * Makes what its ESP files come from (work:NAME), once the guest files are written: from the plan and the files

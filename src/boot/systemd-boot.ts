@@ -161,6 +161,8 @@ export const systemdBoot: BootLoader = {
   id: 'systemd-boot',
   label: 'systemd-boot',
   tools: [],
+  // The guest's own binary wins when the image has one; that one is part of the image's digest.
+  hostFiles: () => [SYSTEMD_BOOT_EFI],
   files: bootFiles,
   /**
    * The loader binary for the ESP: the guest's own (matching its bootctl), else the host's for amd64, else

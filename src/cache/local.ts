@@ -1,7 +1,7 @@
 // The part of the cache img2vm keeps itself, the store: each entry listed with what it is, and removed only when no running img2vm holds or may take it.
 import { BuildCache } from '../build/build-cache.js';
 import { KernelCache } from '../kernel/cache.js';
-import type { Kind, Store, StoreEntry } from '../store/index.js';
+import { DiskStore, type Kind, type Store, type StoreEntry } from '../store/index.js';
 import { isoOf, type CacheEntry, type CacheKind, type Removable, type RemoveOutcome } from './entries.js';
 
 const KIND: Record<Kind, CacheKind> = {
@@ -44,8 +44,16 @@ async function describe(store: Store, e: StoreEntry): Promise<{ name: string; de
         ? { name: record.version, detail: record.origin }
         : { name: e.key, detail: 'incomplete (an interrupted unpacking or removal)' };
     }
-    case 'disk':
-      return { name: e.key, detail: 'a converted disk' };
+    case 'disk': {
+      const r = await new DiskStore(store).find(e.key);
+      if (!r) return { name: `disk:${e.key}`, detail: 'incomplete (an interrupted copy or removal)' };
+      const f = r.fields;
+      const img = f.image.manifest ?? f.image.config;
+      return {
+        name: `disk:${e.key}`,
+        detail: `${f.options.format} of ${img.slice(0, 19)} (${f.image.platform}), --init ${f.guest.strategy}${f.kernel ? `, kernel ${f.kernel.slice(0, 19)}` : ''}`,
+      };
+    }
   }
 }
 

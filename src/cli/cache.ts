@@ -86,7 +86,9 @@ export function renderVerify(r: VerifyReport): string {
 export function addCacheCommand(program: Command): void {
   const cache = program
     .command('cache')
-    .description('what img2vm keeps between runs: guest builds, imported sources, registry blobs, kernels');
+    .description(
+      'what img2vm keeps between runs: guest builds, imported sources, registry blobs, kernels, converted disks',
+    );
   cache
     .command('ls')
     .description('list the cached entries with their sizes and last use')

@@ -12,6 +12,7 @@ import { renderPlan } from './plan-render.js';
 import { addVmCommands } from './vm-commands.js';
 import { addBuildOptions, buildForConversion, type BuildFlags, type BuildSummary } from './build.js';
 import type { Scope } from '../core/scope.js';
+import { splitRunArgs } from './run-image.js';
 import { addDoctorCommand } from './doctor.js';
 import { addCacheCommand } from './cache.js';
 import { VmTestError } from '../vm/test.js';
@@ -169,10 +170,18 @@ function report(e: unknown, json: boolean): number {
   return err.exitCode;
 }
 
+/** `run` and `test` read their arguments as docker run does: after IMAGE, the first non-option starts the command (run-image.ts). */
+function dockerStyleArgs(program: Command, argv: string[]): string[] {
+  const sub = program.commands.find((c) => c.name() === argv[0]);
+  if (!sub || (argv[0] !== 'run' && argv[0] !== 'test') || argv.includes('--help') || argv.includes('-h')) return argv;
+  return [argv[0], ...splitRunArgs(sub, argv.slice(1))];
+}
+
 export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
   try {
-    await buildProgram().parseAsync(argv, { from: 'user' });
+    const program = buildProgram();
+    await program.parseAsync(dockerStyleArgs(program, argv), { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     return report(e, json);

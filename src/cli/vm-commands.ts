@@ -2,44 +2,18 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { Img2vmError } from '../core/errors.js';
-import { Scope } from '../core/scope.js';
+import type { Scope } from '../core/scope.js';
 import { parseLogin } from '../vm/login.js';
-import { parseCpus, parseMem, parsePublish, parseTimeout, type Firmware } from '../vm/qemu.js';
-import { runDisk, SignalInterrupt, type RunIo } from '../vm/run.js';
+import { parseCpus, parseMem, parseTimeout, type Firmware } from '../vm/qemu.js';
+import { parsePublishFlag } from '../vm/run-config.js';
+import { addRunImageOptions, imageOnlyFlags, runImageAction, testImageAction } from './run-image-command.js';
+import { isDiskTarget, type RunImageFlags } from './run-image.js';
+import { runDisk, type RunIo } from '../vm/run.js';
+import { withVmSignals } from './vm-signals.js';
 import type { Img2vmEvent, MachineSummary } from '../core/events.js';
 import { DEFAULT_TEST_TIMEOUT_MS, testDisk, VmTestError, type TestReport } from '../vm/test.js';
 import { CrlfToLf, plainLine } from '../vm/workload.js';
 import { stderr, stdout, stdoutJson } from './print.js';
-
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-
-/**
- * The first signal aborts with the signal's name (run types ^C to the guest and waits for its workload; QEMU is
- * stopped by the scope: SIGTERM, then SIGKILL 3 s later); a second one only says that this is under way; a
- * third exits at once, with execa killing QEMU on the way out.
- */
-async function withVmSignals<T>(fn: (ctx: { scope: Scope; signal: AbortSignal }) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
-  const scope = new Scope();
-  let count = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    count++;
-    if (count === 1) ac.abort(new SignalInterrupt(sig));
-    else stderr('img2vm: stopping the guest; QEMU is killed soon after the first signal\n');
-    if (count >= 3) process.exit(new SignalInterrupt(sig).exitCode);
-  };
-  for (const s of SIGNALS) process.on(s, onSignal);
-  try {
-    const r = await fn({ signal: ac.signal, scope });
-    if (ac.signal.aborted) throw ac.signal.reason;
-    return r;
-  } catch (e) {
-    throw ac.signal.aborted && !(e instanceof SignalInterrupt) && !(e instanceof VmTestError) ? ac.signal.reason : e;
-  } finally {
-    await scope.close((label, e) => stderr(`img2vm: cleanup "${label}" failed: ${(e as Error).message}\n`));
-    for (const s of SIGNALS) process.off(s, onSignal);
-  }
-}
 
 /**
  * The user's terminal as the guest's console: keystrokes go to the guest raw (Ctrl-C included, so it reaches the
@@ -165,14 +139,21 @@ function testEvents(f: TestFlags, user: string | undefined): (e: Img2vmEvent) =>
   };
 }
 
-async function runAction(disk: string, f: RunFlags): Promise<void> {
+async function runAction(disk: string, command: string[], f: RunFlags & RunImageFlags): Promise<void> {
+  const imageOnly = imageOnlyFlags(f, command);
+  if (imageOnly)
+    throw new Img2vmError(
+      'usage',
+      `${imageOnly} is for img2vm run IMAGE, not a disk`,
+      'run an image to give a run its own settings',
+    );
   const opts = {
     disk,
     firmware: firmwareFlag(f),
-    memMiB: parseMem(f.mem),
+    memMiB: parseMem(f.memory ?? f.mem),
     cpus: parseCpus(f.cpus),
     timeoutMs: f.timeout !== undefined ? parseTimeout(f.timeout) : undefined,
-    publish: f.publish.map(parsePublish),
+    publish: f.publish.map(parsePublishFlag),
     persist: Boolean(f.persist),
   };
   const result = await withVmSignals((ctx) => {
@@ -184,7 +165,7 @@ async function runAction(disk: string, f: RunFlags): Promise<void> {
         onStart: (m) => {
           if (f.quiet || f.json) return;
           stderr(`img2vm: booting ${describe(m)}\n`);
-          for (const p of opts.publish) stderr(`img2vm: 127.0.0.1:${p.host} → guest port ${p.guest}\n`);
+          for (const p of opts.publish) stderr(`img2vm: ${p.address}:${p.host} → guest port ${p.guest}\n`);
           const quit = io.terminal ? 'Ctrl-a x quits' : 'SIGINT or SIGTERM sends ^C to the guest, then stops it';
           stderr(
             `img2vm: ${opts.persist ? 'writes go to the disk' : 'writes are discarded (--persist keeps them)'}; ${quit}\n`,
@@ -269,65 +250,93 @@ async function testAction(disk: string, f: TestFlags): Promise<void> {
 }
 
 export function addVmCommands(program: Command): void {
-  program
+  const run = program
     .command('run')
     .description(
-      "boot DISK in QEMU with its serial console on this terminal (Ctrl-a x quits); a workload disk exits with its workload's status",
+      "boot DISK in QEMU with its serial console on this terminal (Ctrl-a x quits), or run IMAGE as docker run does: converted once into img2vm's cache, booted with this run's command, environment, ports and volumes, the cached disk never written; the workload's exit status is img2vm's",
     )
     .argument(
-      '<disk>',
-      'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs',
+      '<disk-or-image>',
+      'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs; anything else is an image reference (NAME[:TAG], docker://, oci:, oci-archive:, docker-archive:, docker-daemon:)',
     )
-    .option('--timeout <seconds>', 'stop QEMU after this many seconds')
-    .option('--mem <size>', 'guest memory, e.g. 1024M or 2G', '1024M')
-    .option('--cpus <n>', 'virtual CPUs', '2')
+    .argument(
+      '[command...]',
+      'IMAGE only: the command and its arguments (everything after IMAGE that is not an option; -- ends the options)',
+    )
+    .option('--timeout <seconds>', 'stop QEMU after this many seconds');
+  addRunImageOptions(run);
+  run
+    .option('--mem <size>', 'guest memory, e.g. 1024M or 2G (-m, --memory)', '1024M')
+    .option('--cpus <n>', 'virtual CPUs (a fraction is rounded up)', '2')
     .option(
-      '--publish <host:guest>',
-      'forward TCP port 127.0.0.1:HOST to the guest port GUEST (repeatable)',
+      '-p, --publish <[address:]host:guest>',
+      'forward TCP port HOST on 127.0.0.1 (or ADDRESS) to the guest port GUEST (repeatable)',
       collect,
       [],
     )
-    .addOption(new Option('--snapshot', "discard the guest's writes (the default)").conflicts('persist'))
-    .option('--persist', 'let the guest write to DISK')
+    .addOption(new Option('--snapshot', "DISK: discard the guest's writes (the default)").conflicts('persist'))
+    .option('--persist', 'DISK: let the guest write to DISK')
     .addOption(
-      new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),
+      new Option('--uefi', 'DISK: boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),
     )
-    .option('--bios', 'boot with BIOS firmware (SeaBIOS), whatever the partition table says')
+    .option('--bios', 'DISK: boot with BIOS firmware (SeaBIOS), whatever the partition table says')
     .option('--json', 'print one JSON result object when QEMU has exited')
     .option('-q, --quiet', 'print nothing but errors (and the console)')
-    .option('-v, --verbose', "also show img2vm's own console lines (its init's) on stderr")
-    .action(runAction);
+    .option('--verbose', "also show img2vm's own console lines (its init's) on stderr")
+    .action(async (target: string, command: string[], f: RunFlags & RunImageFlags) => {
+      if (isDiskTarget(target)) return runAction(target, command, f);
+      return runImageAction(target, command, f);
+    });
 
-  program
+  const test = program
     .command('test')
     .description(
-      'boot DISK headless and pass when the guest is up (readiness marker or login prompt), or when its workload exits 0',
+      'boot DISK headless and pass when the guest is up (readiness marker or login prompt), or when its workload exits 0; IMAGE runs as img2vm run does (the same flags) and passes when its workload exits 0 (--expect-exit N)',
     )
     .argument(
-      '<disk>',
-      'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs',
+      '<disk-or-image>',
+      'a disk written by img2vm (raw, qcow2, vmdk, vhdx, vhd, vdi), or the NAME.ext4 or NAME.firecracker.json of --format rootfs; anything else is an image reference',
     )
+    .argument('[command...]', 'IMAGE only: the command and its arguments')
     .option('--timeout <seconds>', 'fail if the test has not passed by then', String(DEFAULT_TEST_TIMEOUT_MS / 1000))
-    .option('--expect <regex>', 'pass when a console line matches REGEX instead')
-    .option('--expect-exit <status>', "a disk with img2vm's init: pass when its workload exits with STATUS (default 0)")
-    .option('--login <user:password>', 'log in on the serial console (an empty password: "root:")')
-    .option('--run <command>', 'after --login, run COMMAND; pass only if it exits 0')
+    .option('--expect <regex>', 'DISK: pass when a console line matches REGEX instead')
+    .option('--expect-exit <status>', "pass when the workload (img2vm's init) exits with STATUS (default 0)")
+    .option('--login <user:password>', 'DISK: log in on the serial console (an empty password: "root:")')
+    .option('--run <command>', 'DISK: after --login, run COMMAND; pass only if it exits 0')
     .addOption(
       new Option(
         '--luks-password <pass>',
-        "type PASS when the guest's initramfs asks for the LUKS passphrase",
+        "DISK: type PASS when the guest's initramfs asks for the LUKS passphrase",
       ).conflicts('luksPasswordFile'),
     )
-    .option('--luks-password-file <file>', 'as --luks-password, the passphrase read from FILE')
-    .option('--log <file>', 'save the console output to FILE')
-    .addOption(
-      new Option('--uefi', 'boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),
+    .option('--luks-password-file <file>', 'DISK: as --luks-password, the passphrase read from FILE')
+    .option('--log <file>', 'DISK: save the console output to FILE');
+  addRunImageOptions(test);
+  test
+    .option(
+      '-p, --publish <[address:]host:guest>',
+      'IMAGE: forward TCP port HOST on 127.0.0.1 (or ADDRESS) to the guest port GUEST (repeatable)',
+      collect,
+      [],
     )
-    .option('--bios', 'boot with BIOS firmware (SeaBIOS), whatever the partition table says')
-    .option('--mem <size>', 'guest memory, e.g. 1024M or 2G', '1024M')
+    .addOption(
+      new Option('--uefi', 'DISK: boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),
+    )
+    .option('--bios', 'DISK: boot with BIOS firmware (SeaBIOS), whatever the partition table says')
+    .option('--mem <size>', 'guest memory, e.g. 1024M or 2G (-m, --memory)', '1024M')
     .option('--cpus <n>', 'virtual CPUs', '2')
     .option('--json', 'print one JSON result object (timings, match, command output)')
     .option('-q, --quiet', 'print nothing but errors and the command output')
-    .option('-v, --verbose', 'show the serial console while the guest boots')
-    .action(testAction);
+    .option('--verbose', 'show the serial console while the guest boots')
+    .action(async (target: string, command: string[], f: TestFlags & RunImageFlags) => {
+      if (!isDiskTarget(target)) return testImageAction(target, command, f);
+      const imageOnly = imageOnlyFlags(f, command) ?? (f.publish.length ? '-p/--publish' : undefined);
+      if (imageOnly)
+        throw new Img2vmError(
+          'usage',
+          `${imageOnly} is for img2vm test IMAGE, not a disk`,
+          'test an image to give the run its own settings',
+        );
+      return testAction(target, { ...f, mem: f.memory ?? f.mem });
+    });
 }

@@ -207,7 +207,7 @@ export const CONVERT_OPTIONS = {
   }),
   push: opt({
     flags: '--push <ref>',
-    help: 'push the containerDisk image to this registry (REGISTRY/REPO:TAG); with -o also keep the archive',
+    help: 'push the disk to this registry (REGISTRY/REPO:TAG): a containerdisk as its image, any other format as an OCI artifact (application/vnd.img2vm.disk.v1); with -o also keep the file',
     schema: z.string().min(1, 'the --push reference is empty').optional(),
   }),
   luksPassword: opt({
@@ -224,6 +224,16 @@ export const CONVERT_OPTIONS = {
     flags: '--luks-master-key-file <file>',
     help: 'tests and CI only: the LUKS2 master key (64 bytes) from this file instead of a random one, so the same options give the same bytes; anyone with the file can read the disk',
     schema: z.string().min(1).optional(),
+  }),
+  cacheTo: opt({
+    flags: '--cache-to <repo>',
+    help: 'push the finished disk to this registry repository as an OCI artifact tagged by its key (everything that decides its bytes), and keep it in the local cache; needs --seed',
+    schema: z.string().min(1, 'the --cache-to repository is empty').optional(),
+  }),
+  cacheFrom: opt({
+    flags: '--cache-from <repo>',
+    help: 'take the disk from the local cache, else from this registry repository, when one with the same key is there, instead of converting; needs --seed',
+    schema: z.string().min(1, 'the --cache-from repository is empty').optional(),
   }),
   seed: opt({
     flags: '--seed <seed>',

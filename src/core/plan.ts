@@ -234,6 +234,8 @@ export interface ConversionPlan {
     init?: {
       mode: 'workload' | 'init' | 'console';
       argv: string[];
+      /** The image's ENTRYPOINT (argv is it and CMD): a run's command follows it. */
+      entrypoint: string[];
       user: string;
       cwd: string;
       login: boolean;

@@ -106,7 +106,13 @@ function init(o: ConvertOptions, known: Known): NonNullable<ConversionPlan['gues
   if (!d) return undefined;
   const k = known.tree?.kernelBundle;
   const dns = dnsList(o.dns);
-  return { ...d, kernel: k ? `${k.version} (${k.origin})` : null, ...(dns ? { dns } : {}) };
+  return {
+    ...d,
+    // `img2vm run IMAGE COMMAND` puts COMMAND after the image's ENTRYPOINT, as docker run does.
+    entrypoint: known.image!.process.entrypoint,
+    kernel: k ? `${k.version} (${k.origin})` : null,
+    ...(dns ? { dns } : {}),
+  };
 }
 
 /** The kernel img2vm boots, as the tree facts and the plan carry it. */

@@ -1,7 +1,7 @@
 // File-system helpers of the store: a tree's size, fsync before a rename, and small records replaced by rename.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ownerTag } from '../core/leftovers.js';
 
@@ -81,4 +81,28 @@ export async function writeRecord(path: string, text: string): Promise<void> {
   } finally {
     await rm(tmp, { force: true });
   }
+}
+
+/**
+ * A SHA-256 naming the content of files and trees: each file by its place (the index of the root it was given as,
+ * and its path below it, so where the tree sits does not count) and bytes, in name order; a symlink by its target;
+ * a missing root as absent. For keys that depend on host files (boot loader modules, img2vm's code).
+ */
+export async function hashPaths(roots: readonly string[], o: { only?: RegExp } = {}): Promise<string> {
+  const h = createHash('sha256');
+  const walk = async (i: number, p: string, rel: string): Promise<void> => {
+    const st = await lstat(p).catch(() => undefined);
+    if (!st) h.update(`absent ${i}:${rel}\n`);
+    else if (st.isSymbolicLink()) h.update(`link ${i}:${rel} ${await readlink(p)}\n`);
+    else if (st.isDirectory()) {
+      for (const e of (await readdir(p)).sort()) await walk(i, join(p, e), rel ? `${rel}/${e}` : e);
+    } else if (st.isFile() && (!o.only || o.only.test(p)))
+      h.update(
+        `file ${i}:${rel} ${createHash('sha256')
+          .update(await readFile(p))
+          .digest('hex')}\n`,
+      );
+  };
+  for (const [i, p] of roots.entries()) await walk(i, p, '');
+  return h.digest('hex');
 }

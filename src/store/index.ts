@@ -1,5 +1,5 @@
 // The store's interface: one content-addressed store for every kind of entry img2vm keeps between runs.
-export { treeBytes, writeRecord } from './files.js';
+export { hashPaths, treeBytes, writeRecord } from './files.js';
 export {
   openStore,
   Store,
@@ -19,3 +19,24 @@ export {
   type KeyOf,
   type Kind,
 } from './kinds.js';
+export {
+  canonicalJson,
+  diskKey,
+  diskKeyOptions,
+  DiskKeyFieldsSchema,
+  keyAnnotations,
+  passwordDigest,
+  sha256Hex,
+  type DiskKeyFields,
+  type DiskKeyOptions,
+} from './disk-key.js';
+export {
+  copyDisk,
+  diskCheck,
+  diskRecordOf,
+  DiskStore,
+  DISK_FILE,
+  DISK_RECORD,
+  parseDiskRecord,
+  type DiskRecord,
+} from './disks.js';

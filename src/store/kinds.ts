@@ -13,7 +13,7 @@ export type KernelKey = `${'sha256' | 'image'}-${string}`;
 export type BuildKey = string;
 /**
  * A converted disk: hex SHA-256 over everything that decides its bytes (the plan as data, the digests of the source
- * layers and of the kernel and init, img2vm's version). Reserved: nothing writes disks into the store yet.
+ * layers and of the kernel and init, img2vm's version): the fields are listed in disk-key.ts.
  */
 export type DiskKey = string;
 

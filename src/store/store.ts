@@ -1,7 +1,7 @@
-// The one content-addressed store of blobs, kernels, builds (and converted disks): lock, temp + publish by rename, verify on entry and on read, holders, last use, sweep, listing.
+// The one content-addressed store of blobs, kernels, builds and converted disks: lock, temp + publish by rename, verify on entry and on read, holders, last use, sweep, listing.
 //
 // <root>/blobs/sha256/<hex>        a blob (file)              <root>/kernels/trees/<key>/   a kernel bundle
-// <root>/builds/runc/<key>/        a guest build              <root>/disks/<key>/           a converted disk (reserved)
+// <root>/builds/runc/<key>/        a guest build              <root>/disks/<key>/           a converted disk (disks.ts)
 // <root>/tmp/<kind>.<name>.<pid>.<host tag>.<nonce>[.gone]   an entry being written (or, with .gone, removed)
 // <root>/locks/<kind>.<name>.lock                          held while one process writes that key (or does other
 //                                                           work of the kind under that name)

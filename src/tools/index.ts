@@ -38,6 +38,10 @@ export const TOOLS = {
   setpriv: 'util-linux',
   gpgv: 'gpgv',
   depmod: 'kmod',
+  // -v volumes of img2vm run IMAGE: QEMU's own virtiofsd (7.2 ships it in /usr/lib/qemu), and for :ro a
+  // private read-only bind mount it serves from.
+  virtiofsd: 'qemu-system-common',
+  unshare: 'util-linux',
 } as const;
 
 export type ToolName = keyof typeof TOOLS;
@@ -72,15 +76,26 @@ export const TOOL_PURPOSES: Readonly<Record<ToolName, string>> = {
   podman: 'the podman builder (--builder podman)',
   buildah: 'img2vm build --builder buildah: a Dockerfile built with no daemon',
   getfattr: "reading xattrs back from the runc builder's bundle root",
+  virtiofsd: 'volumes (-v HOST:GUEST) of img2vm run IMAGE, shared live over virtio-fs',
+  unshare: 'read-only volumes (-v HOST:GUEST:ro) of img2vm run IMAGE: a read-only bind mount only virtiofsd sees',
 };
 
 const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
 
+/** virtiofsd's places besides PATH: Debian's QEMU keeps it in /usr/lib/qemu, others in libexec. */
+const VIRTIOFSD_DIRS = ['/usr/libexec', '/usr/lib/qemu', '/usr/local/libexec'];
+
+/** Where to look for a tool, in order: IMG2VM_VIRTIOFSD names a virtiofsd; then PATH, sbin, and a tool's own places. */
+function candidates(name: string): string[] {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), ...SBIN];
+  const own = name === 'virtiofsd' ? VIRTIOFSD_DIRS : [];
+  const first = name === 'virtiofsd' && process.env.IMG2VM_VIRTIOFSD ? [process.env.IMG2VM_VIRTIOFSD] : [];
+  return [...first, ...[...dirs, ...own].map((d) => join(d, name))];
+}
+
 /** Finds a program on PATH (plus the sbin directories, which non-root PATHs often lack). */
 export function which(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), ...SBIN];
-  for (const d of dirs) {
-    const p = join(d, name);
+  for (const p of candidates(name)) {
     try {
       accessSync(p, constants.X_OK);
       return p;

@@ -29,6 +29,7 @@ import {
   type Firmware,
   type OvmfFiles,
   type Publish,
+  type Share,
 } from './qemu.js';
 
 export interface MachineOptions {
@@ -43,6 +44,11 @@ export interface MachineOptions {
   console: 'terminal' | 'pipe';
   /** `img2vm test`'s nonce for this boot, handed to the guest (see qemuArgs). */
   bootNonce?: string;
+  /** `img2vm run IMAGE`: the run config disk and virtio-fs shares (see qemuArgs). */
+  runConfig?: string;
+  shares?: readonly Share[];
+  stdinSocket?: string;
+  winsizeSocket?: string;
 }
 
 export interface Machine {
@@ -101,6 +107,10 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
     publish: o.publish,
     console: o.console,
     bootNonce: o.bootNonce,
+    runConfig: o.runConfig,
+    shares: o.shares,
+    stdinSocket: o.stdinSocket,
+    winsizeSocket: o.winsizeSocket,
   });
   return { arch, archReason, disk, format, firmware, firmwareReason, accel, accelReason, console: o.console, argv };
 }
@@ -181,6 +191,10 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
     publish: o.publish,
     console: o.console,
     bootNonce: o.bootNonce,
+    runConfig: o.runConfig,
+    shares: o.shares,
+    stdinSocket: o.stdinSocket,
+    winsizeSocket: o.winsizeSocket,
   });
   return {
     arch,

@@ -3,6 +3,7 @@ import type { GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
 import { MiB, parseSize } from '../core/units.js';
 import { BOOT_NONCE, BOOT_NONCE_PREFIX } from './console.js';
+import { RUN_CONFIG_PARAM, RUN_CONFIG_SERIAL, STDIN_PORT, WINSIZE_PORT } from './run-config.js';
 
 export type Firmware = 'bios' | 'uefi';
 /** How a machine starts: through firmware from a disk, or (direct-kernel outputs) with the kernel loaded by QEMU. */
@@ -13,6 +14,14 @@ export type DiskFormat = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vpc' | 'vdi';
 export interface Publish {
   host: number;
   guest: number;
+  /** The host address to listen on; 127.0.0.1 unless given (`img2vm run IMAGE -p ADDRESS:HOST:GUEST`). */
+  address?: string;
+}
+
+/** A virtio-fs share: the guest mounts `tag`; virtiofsd serves it on the vhost-user socket. */
+export interface Share {
+  tag: string;
+  socket: string;
 }
 
 export interface OvmfFiles {
@@ -64,6 +73,20 @@ export interface QemuOptions {
    * has no SMBIOS, so a direct-kernel boot gets it on the kernel command line, which QEMU builds there anyway.
    */
   bootNonce?: string;
+  /**
+   * `img2vm run IMAGE`: the run config disk (raw, read-only, serial img2vm-run) and, on a direct-kernel boot, the
+   * kernel parameter that makes img2vm's init read it (native/runcfg.c).
+   */
+  runConfig?: string;
+  /** virtio-fs shares; guest memory is then a shared memfd, which vhost-user needs to reach it. */
+  shares?: readonly Share[];
+  /**
+   * -i without -t: the workload's stdin as a virtio-serial port (img2vm.stdin) fed from this unix socket, so input
+   * passes byte for byte and its end is an end of file; QEMU waits for img2vm to connect before the guest starts.
+   */
+  stdinSocket?: string;
+  /** -t: the window size port, fed from this unix socket (QEMU does not wait for it). */
+  winsizeSocket?: string;
 }
 
 /** QEMU option values are comma-separated; a literal comma is written twice. */
@@ -105,6 +128,7 @@ export function qemuArgs(o: QemuOptions): string[] {
     // virt's serial is a PL011 (Firecracker's config names its own ttyS0): the last console is /dev/console.
     if (arm64) cmdline += ' console=ttyAMA0';
     if (o.bootNonce) cmdline += ` ${BOOT_NONCE_PREFIX}${o.bootNonce}`;
+    if (o.runConfig) cmdline += ` ${RUN_CONFIG_PARAM}`;
     args.push('-kernel', direct.kernel, ...(direct.initrd ? ['-initrd', direct.initrd] : []), '-append', cmdline);
     const disks = [{ path: o.disk, readOnly: false }, ...direct.moreDisks];
     disks.forEach((d, i) => {
@@ -114,14 +138,34 @@ export function qemuArgs(o: QemuOptions): string[] {
       );
       args.push('-device', `virtio-blk-device,drive=disk${i}`);
     });
+  } else if (o.runConfig) {
+    // Another virtio disk would come first on the PCI bus, and SeaBIOS boots only the first: the root says it is the one.
+    args.push('-drive', `id=root,file=${qemuEscape(o.disk)},if=none,format=${o.format}`);
+    args.push('-device', 'virtio-blk-pci,drive=root,bootindex=0');
   } else args.push('-drive', `file=${qemuEscape(o.disk)},if=virtio,format=${o.format}`);
+  if (o.runConfig) {
+    args.push('-drive', `id=runcfg,file=${qemuEscape(o.runConfig)},if=none,format=raw,readonly=on`);
+    args.push('-device', `${direct ? 'virtio-blk-device' : 'virtio-blk-pci'},drive=runcfg,serial=${RUN_CONFIG_SERIAL}`);
+  }
+  args.push(...shareArgs(o, !!direct));
+  if (o.stdinSocket || o.winsizeSocket) args.push('-device', direct ? 'virtio-serial-device' : 'virtio-serial-pci');
+  if (o.stdinSocket) {
+    args.push('-chardev', `socket,id=stdin,path=${qemuEscape(o.stdinSocket)},server=on,wait=on`);
+    args.push('-device', `virtserialport,chardev=stdin,name=${STDIN_PORT}`);
+  }
+  if (o.winsizeSocket) {
+    args.push('-chardev', `socket,id=winsize,path=${qemuEscape(o.winsizeSocket)},server=on,wait=off`);
+    args.push('-device', `virtserialport,chardev=winsize,name=${WINSIZE_PORT}`);
+  }
   if (o.bootNonce && !direct) args.push('-smbios', `type=11,value=${BOOT_NONCE_PREFIX}${o.bootNonce}`);
+  // A firmware boot's kernel command line is the disk's: the init learns of the run config from an OEM string.
+  if (o.runConfig && !direct) args.push('-smbios', `type=11,value=${RUN_CONFIG_PARAM}`);
   if (o.snapshot) args.push('-snapshot');
   if (o.publish.length === 0) {
     args.push('-nic', 'none');
   } else {
     // restrict=on: the guest reaches nothing, not even the host; only these forwards, on loopback, reach it.
-    const fwd = o.publish.map((p) => `,hostfwd=tcp:127.0.0.1:${p.host}-:${p.guest}`).join('');
+    const fwd = o.publish.map((p) => `,hostfwd=tcp:${p.address ?? '127.0.0.1'}:${p.host}-:${p.guest}`).join('');
     // romfile= drops iPXE: it costs seconds under TCG and would only try network boot.
     args.push(
       '-netdev',
@@ -136,6 +180,19 @@ export function qemuArgs(o: QemuOptions): string[] {
   else args.push('-serial', 'stdio', '-monitor', 'none');
   // A reboot (panic=N, a triple fault, `reboot`) ends QEMU instead of looping through the boot again.
   args.push('-no-reboot');
+  return args;
+}
+
+/** virtio-fs devices: vhost-user needs the guest's RAM in a shared memfd, so the memory backend comes with them. */
+function shareArgs(o: QemuOptions, direct: boolean): string[] {
+  const shares = o.shares ?? [];
+  if (!shares.length) return [];
+  const args = ['-object', `memory-backend-memfd,id=mem,size=${o.memMiB}M,share=on`, '-machine', 'memory-backend=mem'];
+  shares.forEach((s, i) => {
+    if (!/^[a-z0-9-]{1,36}$/.test(s.tag)) throw new Error(`qemuArgs: a share tag is [a-z0-9-]{1,36}, not ${s.tag}`);
+    args.push('-chardev', `socket,id=fs${i},path=${qemuEscape(s.socket)}`);
+    args.push('-device', `${direct ? 'vhost-user-fs-device' : 'vhost-user-fs-pci'},chardev=fs${i},tag=${s.tag}`);
+  });
   return args;
 }
 

@@ -1,8 +1,10 @@
 // `img2vm run`: boots a disk with its console relayed to the user; on a workload disk it ends with the workload's exit status.
 import { ARCH } from '../core/arch.js';
+import { connect, type Socket } from 'node:net';
 import { InterruptedError, Img2vmError } from '../core/errors.js';
+import type { Scope } from '../core/scope.js';
 import { prepareMachine, startQemu, type ConsoleProcess, type Machine } from './machine.js';
-import type { Accel, Boot, DiskFormat, Firmware, Publish } from './qemu.js';
+import type { Accel, Boot, DiskFormat, Firmware, Publish, Share } from './qemu.js';
 import { DEFAULT_CPUS, DEFAULT_MEM_MIB, type VmContext } from './test.js';
 import { signalExitCode, WorkloadConsole } from './workload.js';
 
@@ -48,6 +50,17 @@ export interface RunOptions {
   publish?: readonly Publish[];
   /** Let the guest write to the disk file (QEMU's -snapshot is on otherwise). */
   persist?: boolean;
+  /** `img2vm run IMAGE`: the run config disk and virtio-fs shares. */
+  runConfig?: string;
+  shares?: readonly Share[];
+  /** -i without -t: source becomes the workload's stdin through the port QEMU serves on socket (see qemuArgs). */
+  stdin?: { socket: string; source: NodeJS.ReadableStream };
+  /** -t: window size changes ("ROWS COLS" lines from source) through the port QEMU serves on socket. */
+  winsize?: { socket: string; source: NodeJS.ReadableStream };
+  /** QEMU's monitor on the console (Ctrl-a x quits); default: when the console is the user's terminal. */
+  monitor?: boolean;
+  /** Hold the boot text back even on a terminal (the disk is known to run img2vm's init: only the workload shows). */
+  holdBoot?: boolean;
   io: RunIo;
   interruptGraceMs?: number;
   /** Called once the machine is chosen, before QEMU starts. */
@@ -74,6 +87,8 @@ export interface RunSessionOptions {
   timeoutMs?: number;
   /** How long boot text is held back waiting for img2vm's nonce line when output is not a terminal. */
   bootHoldMs?: number;
+  /** Hold boot text back on a terminal too. */
+  holdBoot?: boolean;
   interruptGraceMs?: number;
   poweroffGraceMs?: number;
 }
@@ -108,7 +123,7 @@ export class RunSession {
   async run(signal?: AbortSignal): Promise<RunEnd> {
     // A script reading a workload's output wants that alone, as from docker run; a disk without img2vm's init
     // (no nonce line) gets its boot text released after a while, and from then on as it comes.
-    if (!this.o.io.terminal) {
+    if (!this.o.io.terminal || this.o.holdBoot) {
       this.console.holdBoot = true;
       this.timers.push(setTimeout(() => this.releaseBoot(), this.o.bootHoldMs ?? BOOT_HOLD_MS));
     }
@@ -263,6 +278,35 @@ export function concludeRun(
   return result;
 }
 
+/**
+ * Connects to a port's socket once QEMU listens (for stdin it waits for this before starting the guest) and feeds it
+ * source; source's end closes the connection, which the guest reads as the end of the stream.
+ */
+function feedPort(socket: string, source: NodeJS.ReadableStream, qemu: ConsoleProcess, scope: Scope): void {
+  let conn: Socket | undefined;
+  let done = false;
+  scope.defer(`close ${socket}`, () => {
+    done = true;
+    conn?.destroy();
+  });
+  void qemu.exited.then(() => (done = true));
+  const attempt = () => {
+    if (done) return;
+    const c = connect(socket);
+    c.once('error', () => {
+      c.destroy();
+      // QEMU has not made its socket yet: it will, before it starts the guest.
+      if (!done) setTimeout(attempt, 20);
+    });
+    c.once('connect', () => {
+      conn = c;
+      c.on('error', () => undefined);
+      source.pipe(c);
+    });
+  };
+  attempt();
+}
+
 export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult> {
   const machine = await prepareMachine(
     {
@@ -272,17 +316,25 @@ export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult>
       cpus: o.cpus ?? DEFAULT_CPUS,
       snapshot: !o.persist,
       publish: o.publish ?? [],
-      console: o.io.terminal ? 'terminal' : 'pipe',
+      console: (o.monitor ?? o.io.terminal) ? 'terminal' : 'pipe',
+      runConfig: o.runConfig,
+      shares: o.shares,
+      stdinSocket: o.stdin?.socket,
+      winsizeSocket: o.winsize?.socket,
     },
     ctx.scope,
   );
   o.onStart?.(machine);
   ctx.signal?.throwIfAborted();
   const t0 = performance.now();
-  const session = new RunSession(startQemu(machine, ctx.scope), {
+  const qemu = startQemu(machine, ctx.scope);
+  if (o.stdin) feedPort(o.stdin.socket, o.stdin.source, qemu, ctx.scope);
+  if (o.winsize) feedPort(o.winsize.socket, o.winsize.source, qemu, ctx.scope);
+  const session = new RunSession(qemu, {
     io: o.io,
     timeoutMs: o.timeoutMs,
     interruptGraceMs: o.interruptGraceMs,
+    holdBoot: o.holdBoot,
   });
   const end = await session.run(ctx.signal);
   return concludeRun(end, session, machine, o, Math.round(performance.now() - t0) / 1000);

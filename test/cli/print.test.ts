@@ -66,6 +66,9 @@ describe('src/cli', () => {
         raw.push(`${f}: ${m[1]}(${m[2]}`);
     }
     expect(raw).toEqual([
+      // img2vm run IMAGE: the guest's console as docker run gives a container's output.
+      'run-image.ts: process.stdout.write(lf.end()));',
+      'run-image.ts: process.stdout.write(lf ? lf.push(b) : b),',
       'vm-commands.ts: process.stdout.write(lf.end()));',
       'vm-commands.ts: process.stdout.write(lf ? lf.push(b) : b),',
     ]);

@@ -155,9 +155,9 @@ describe('img2vm --format containerdisk --push', () => {
     expect(r.stderr).toMatch(/no output given[\s\S]*-o FILE[\s\S]*--push/);
   });
 
-  it('refuses --push without --format containerdisk', async () => {
-    const r = await img2vm(['img2vm-e2e:bookworm', '-o', join(tmp, 'x.qcow2'), '--push', `${host}/e2e/x:1`]);
+  it('refuses --push of the direct-kernel output, which is not a disk', async () => {
+    const r = await img2vm(['img2vm-e2e:bookworm', '-o', join(tmp, 'x.ext4'), '--push', `${host}/e2e/x:1`]);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(/--push applies only to --format containerdisk/);
+    expect(r.stderr).toMatch(/--push does not apply to --format rootfs/);
   });
 });

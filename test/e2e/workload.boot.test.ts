@@ -170,8 +170,8 @@ describe('workload disks (TCG)', () => {
     exit3 = await workloadConfig('exit3', 'exit:3');
   });
 
-  it("run: the workload's output on stdout, img2vm's lines only on stderr with -v, its status as the exit code", async () => {
-    const r = await cli(['run', exit3, '-v']);
+  it("run: the workload's output on stdout, img2vm's lines only on stderr with --verbose, its status as the exit code", async () => {
+    const r = await cli(['run', exit3, '--verbose']);
     expect(r.exitCode, r.stderr).toBe(3);
     // Whatever the kernel printed before the init (quiet: at most a warning), then the workload, LF line ends.
     expect(r.stdout).toMatch(/(^|\n)hello from the workload\n$/);
