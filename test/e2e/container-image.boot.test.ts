@@ -2,7 +2,7 @@
 // boot-tests the disk as user 1000 with every capability dropped, no new privileges, a read-only root, /tmp a tmpfs,
 // no network and no devices, the kernel given as files in the mounted work directory.
 import { execa } from 'execa';
-import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,13 +51,13 @@ afterAll(async () => {
 });
 
 /** `docker run` of the image with everything taken away, the work directory mounted at /work. */
-async function locked(args: string[]) {
+async function locked(runArgs: string[], args: string[]) {
   const t0 = performance.now();
-  const r = await execa('docker', ['run', '--rm', ...LOCKED_DOWN, '-v', `${work}:/work`, IMAGE, ...args], {
+  const r = await execa('docker', ['run', '--rm', ...LOCKED_DOWN, '-v', `${work}:/work`, ...runArgs, IMAGE, ...args], {
     reject: false,
     all: true,
   });
-  timings.push(`${args[0]}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  timings.push(`${args.join(' ')}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return r;
 }
 
@@ -73,23 +73,33 @@ describe('the img2vm container image', () => {
     expect(ins.stdout).toBe('1000:1000 ["img2vm"]');
   });
 
-  it('converts and boot-tests a disk with every privilege dropped and a read-only root', async () => {
-    const conv = await locked([
-      'oci-archive:/work/image.tar',
-      '-o',
-      '/work/disk.qcow2',
-      '--kernel',
-      '/work/kernel/vmlinuz',
-      '--kernel-modules',
-      '/work/kernel/modules',
-      '--seed',
-      'ci',
-    ]);
-    expect(conv.exitCode, conv.all).toBe(0);
-    expect(await readdir(work)).toContain('disk.qcow2');
-    const test = await locked(['test', '/work/disk.qcow2', '--expect-exit', '0', '--timeout', '900']);
-    expect(test.exitCode, test.all).toBe(0);
-    // Nothing but the disk was left in the work directory.
-    expect((await readdir(work)).sort()).toEqual(['disk.qcow2', 'image.tar', 'kernel']);
+  it("converts and boot-tests a disk with every privilege dropped and a read-only root, by the action's script", async () => {
+    // The GitHub action's convert step (scripts/ci-job.sh) run in the container, with the action's inputs.
+    const job = await locked(
+      [
+        '-v',
+        `${join(REPO, 'scripts', 'ci-job.sh')}:/ci-job.sh:ro`,
+        '-e',
+        'IMG2VM_IMAGE=oci-archive:/work/image.tar',
+        '-e',
+        'IMG2VM_OUTPUT=/work/disk.qcow2',
+        '-e',
+        'IMG2VM_FORMAT=qcow2',
+        '-e',
+        'IMG2VM_TEST=true',
+        '-e',
+        'IMG2VM_ARGS=--kernel /work/kernel/vmlinuz --kernel-modules /work/kernel/modules --seed ci',
+        '-e',
+        'GITHUB_OUTPUT=/work/github-output',
+        '--entrypoint',
+        '/bin/sh',
+      ],
+      ['/ci-job.sh'],
+    );
+    expect(job.exitCode, job.all).toBe(0);
+    expect(job.stdout).toMatch(/img2vm oci-archive:\/work\/image.tar -o \/work\/disk.qcow2 --format qcow2/);
+    expect(await readFile(join(work, 'github-output'), 'utf8')).toBe('disk=/work/disk.qcow2\n');
+    // Nothing but the disk (and the step's output file) was left in the work directory.
+    expect((await readdir(work)).sort()).toEqual(['disk.qcow2', 'github-output', 'image.tar', 'kernel']);
   });
 });
