@@ -1,6 +1,7 @@
 // Benchmark (issue 19): the CI job on a fresh runner, in img2vm's container image with every privilege dropped —
 // pull the image from a registry, fetch and verify the kernel, convert, smoke-test under TCG — from an empty cache,
 // and then the same job on another empty cache with --cache-from hitting the disk the first one pushed.
+// The disk gets a root password, so its smoke test passes on the console's login prompt.
 // Usage (as root, after the set-up): node bench/ci-job.mjs [IMAGE]   (default: the demo image img2vm-demo:bookworm)
 import { spawn, spawnSync } from 'node:child_process';
 import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -89,7 +90,17 @@ try {
   chownSync(join(work, 'job'), 1000, 1000);
   const cache = `${host}/bench/img2vm-cache`;
   const convert = (extra) =>
-    step('convert', [`docker://${ref}`, '-o', '/work/disk.qcow2', '--seed', 'bench', '--json', ...extra]);
+    step('convert', [
+      `docker://${ref}`,
+      '-o',
+      '/work/disk.qcow2',
+      '--seed',
+      'bench',
+      '--password',
+      'bench',
+      '--json',
+      ...extra,
+    ]);
   const size = Number(sh('docker', ['image', 'inspect', '-f', '{{.Size}}', 'img2vm:latest']).trim());
   console.log(`img2vm:latest: ${(size / 1e6).toFixed(0)} MB; image ${source} from ${ref}`);
 
@@ -103,6 +114,7 @@ try {
     const j = JSON.parse(c.out);
     const t = step('test', ['test', '/work/disk.qcow2', '--timeout', '900']);
     rows.push({ label, convert: c.s, test: t.s, timings: j.timings, disk: j.disk });
+    console.log(`${label}: convert ${fmt(c.s)}, test ${fmt(t.s)}`);
   }
   for (const r of rows) {
     const t = r.timings;

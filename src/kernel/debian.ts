@@ -192,6 +192,7 @@ export async function debianArchiveKernel(
     const name = treeName(img.sha256);
     const origin = `Debian ${resolved.from.suite} ${img.package} ${img.version}`;
     let record = await cache.take(name, ctx.scope);
+    if (!record && o.peek) return { version: '', vmlinuz: '', origin, id: `sha256:${img.sha256}`, peeked: true };
     if (record) log(ctx, 'debug', `${img.package} ${img.version} is already cached`);
     else {
       log(

@@ -170,6 +170,21 @@ describe('debian archive: a good mirror', () => {
     ]);
   });
 
+  it('with peek, names the kernel by the signed index without downloading it, and the id is the fetched one', async () => {
+    const m = await mirror(suites());
+    const peeked = await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m, { peek: true }));
+    expect(peeked).toMatchObject({ peeked: true, origin: `Debian trixie-security linux-image-${NEW} 6.12.99-1` });
+    expect(debRequests(m)).toBe(0);
+    await expectNothingCached();
+    const fetched = await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m));
+    expect(fetched.id).toBe(peeked.id);
+    expect(fetched.peeked).toBeUndefined();
+    // Once cached, a peek gives the whole kernel.
+    expect(await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m, { peek: true }))).toEqual(
+      fetched,
+    );
+  });
+
   it('serves a second conversion from the cache without asking the archive, even when it is gone', async () => {
     const m = await mirror(suites());
     const first = await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m));
