@@ -54,6 +54,9 @@ async function newestCached(
   return all.sort((a, b) => compareDebVersions(packageVersionOf(b.record), packageVersionOf(a.record)))[0];
 }
 
+/** A peek's resolution, for the fetch that follows it in the same run (same index, same work directory). */
+const peekedInRun = new Map<string, ResolvedKernel>();
+
 export async function debianArchiveKernel(
   suite: string,
   ctx: RunContext,
@@ -153,20 +156,25 @@ export async function debianArchiveKernel(
       if (b) return b;
     }
     let resolved: ResolvedKernel;
+    const memo = `${key}\0${ctx.work}`;
+    const peeked = peekedInRun.get(memo);
+    peekedInRun.delete(memo);
     try {
-      resolved = await resolveArchiveKernel({
-        mirror,
-        securityMirror: security,
-        suite,
-        arch,
-        keyring: o.keyring ?? DEBIAN_KEYRING,
-        now,
-        allowExpired: o.allowExpired ?? false,
-        http: { ...o.http, signal: ctx.signal, log: (m) => log(ctx, 'debug', m) },
-        work: ctx.work,
-        warn: (m) => log(ctx, 'warn', m),
-        debug: (m) => log(ctx, 'debug', m),
-      });
+      resolved =
+        peeked ??
+        (await resolveArchiveKernel({
+          mirror,
+          securityMirror: security,
+          suite,
+          arch,
+          keyring: o.keyring ?? DEBIAN_KEYRING,
+          now,
+          allowExpired: o.allowExpired ?? false,
+          http: { ...o.http, signal: ctx.signal, log: (m) => log(ctx, 'debug', m) },
+          work: ctx.work,
+          warn: (m) => log(ctx, 'warn', m),
+          debug: (m) => log(ctx, 'debug', m),
+        }));
     } catch (e) {
       if (e instanceof ArchiveUnreachableError) {
         const b = await offlineFallback(`cannot reach ${e.base ?? mirror}`, idx);
@@ -192,7 +200,10 @@ export async function debianArchiveKernel(
     const name = treeName(img.sha256);
     const origin = `Debian ${resolved.from.suite} ${img.package} ${img.version}`;
     let record = await cache.take(name, ctx.scope);
-    if (!record && o.peek) return { version: '', vmlinuz: '', origin, id: `sha256:${img.sha256}`, peeked: true };
+    if (!record && o.peek) {
+      peekedInRun.set(memo, resolved);
+      return { version: '', vmlinuz: '', origin, id: `sha256:${img.sha256}`, peeked: true };
+    }
     if (record) log(ctx, 'debug', `${img.package} ${img.version} is already cached`);
     else {
       log(

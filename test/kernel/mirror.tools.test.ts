@@ -176,8 +176,13 @@ describe('debian archive: a good mirror', () => {
     expect(peeked).toMatchObject({ peeked: true, origin: `Debian trixie-security linux-image-${NEW} 6.12.99-1` });
     expect(debRequests(m)).toBe(0);
     await expectNothingCached();
+    const asked = m.requests.length;
     const fetched = await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m));
     expect(fetched.id).toBe(peeked.id);
+    // The fetch that follows the peek in the same run takes the package the peek resolved, asking nothing else.
+    expect(m.requests.slice(asked)).toEqual([
+      `/debian-security/pool/main/l/linux/linux-image-${NEW}_6.12.99-1_amd64.deb`,
+    ]);
     expect(fetched.peeked).toBeUndefined();
     // Once cached, a peek gives the whole kernel.
     expect(await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m, { peek: true }))).toEqual(
