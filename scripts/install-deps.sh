@@ -28,6 +28,7 @@ PKGS=(
   apache2-utils        # htpasswd: the registry-auth e2e test
   docker-registry      # a local registry on 127.0.0.1 for the source and push e2e tests
   skopeo               # the disk-cache e2e test reads the disk artifacts img2vm pushes with another client
+  catatonit            # the pause process of podman pods: examples/kubernetes-job.yaml under podman kube play
   time                 # GNU time: peak memory in the benchmarks
   extlinux syslinux-common  # the classic loop-mount pipeline npm run bench compares against
   gpgv debian-archive-keyring  # verifying the Debian archive img2vm fetches kernels from

@@ -162,13 +162,10 @@ async function fromCache(
 /** Runs the conversion: every stage in order, then the renames into place, all or nothing. */
 export async function apply(input: ApplyInput, env: Env, completed: Completed): Promise<Applied> {
   const stages = new Stages(env);
-  const f = await front(input.planning, env, stages, false);
+  const f = await front(input.planning, env, stages, false, input.disk, input.out.tmp);
   if (!f.made) throw new Error('the guest stage made nothing outside img2vm plan');
-  const fields = input.disk
-    ? await diskKeyFields(f.planning.plan, f.planning.options, f.image, f.made, input.disk.key)
-    : undefined;
-  const hit = fields && (await input.disk?.lookup?.(fields, input.out.tmp, env));
-  if (hit && fields) return fromCache(input, f.planning.plan, hit, env, stages, completed);
+  const { fields, hit } = f;
+  if (hit) return fromCache(input, f.planning.plan, hit, env, stages, completed);
   const prepared = await prepare(f, input.secrets, env, stages, {
     lookupOnly: false,
     diskFile: (p) => diskFileFor(p, input.out.tmp, env),
@@ -283,10 +280,24 @@ interface Front {
   planning: Planning;
   image: SourceImage;
   made: Bootable | undefined;
+  /** The disk's key fields and the cached disk found for them, when the input has disk hooks. */
+  fields?: DiskKeyFields;
+  hit?: CachedDisk;
 }
 
-/** source → guest, with the image phase of planning between them. */
-async function front(planning: Planning, env: Env, stages: Stages, lookupOnly: boolean): Promise<Front> {
+/**
+ * source → guest, with the image phase of planning between them. With a disk cache to ask, the guest stage first
+ * only resolves the kernel (its digest, from the signed index), asks the cache, and fetches the kernel only when the
+ * cache has no disk for it.
+ */
+async function front(
+  planning: Planning,
+  env: Env,
+  stages: Stages,
+  lookupOnly: boolean,
+  disk?: DiskHooks,
+  dest?: string,
+): Promise<Front> {
   let p = planning;
 
   // source: the image's config and layers, from the transport its reference names.
@@ -301,14 +312,24 @@ async function front(planning: Planning, env: Env, stages: Stages, lookupOnly: b
 
   // guest: made bootable by the strategy the plan chose (a template build, img2vm's kernel, or nothing).
   const strategy = GUEST_STRATEGIES[p.plan.guest.strategy];
-  const made = await stages.stage(p.plan, 'guest', { work: env.work, plan: p.plan }, (step) =>
+  const plan = p.plan;
+  const { made, fields, hit } = await stages.stage(plan, 'guest', { work: env.work, plan }, (step) =>
     step(
       strategy.id,
-      () => strategy.make(p.plan, image, env, { lookupOnly }),
-      (m) => m?.detail,
+      async () => {
+        if (!disk || lookupOnly) return { made: await strategy.make(plan, image, env, { lookupOnly }) };
+        let m = await strategy.make(plan, image, env, { lookupOnly, peek: !!disk.lookup });
+        if (!m) throw new Error('the guest stage made nothing outside img2vm plan');
+        const keyFields = await diskKeyFields(plan, p.options, image, m, disk.key);
+        const found = await disk.lookup?.(keyFields, dest!, env);
+        if (found) return { made: m, fields: keyFields, hit: found };
+        if (m.kernel?.peeked) m = await strategy.make(plan, image, env, { lookupOnly });
+        return { made: m, fields: keyFields };
+      },
+      (r) => (r.hit ? `the disk from ${r.hit.from}` : r.made?.detail),
     ),
   );
-  return { planning: p, image, made };
+  return { planning: p, image, made, ...(fields ? { fields } : {}), ...(hit ? { hit } : {}) };
 }
 
 /** rootfs, with the tree and content phases of planning: the tree written into the disk, its content measured. */

@@ -199,7 +199,7 @@ export const img2vmStrategy: GuestStrategy = {
   noKernelHint: '',
   tools: [],
   /** The kernel: fetched and verified (or from the cache); with lookupOnly only from the cache, never the network. */
-  async make(plan, image, env, { lookupOnly }) {
+  async make(plan, image, env, { lookupOnly, peek }) {
     const ks = plan.guest.kernelSource;
     if (!ks) throw new Error('the img2vm strategy was planned without a kernel source');
     const spec = parseKernelSource(ks.spec ?? undefined, { modulesDir: ks.modulesDir ?? undefined });
@@ -217,6 +217,7 @@ export const img2vmStrategy: GuestStrategy = {
     const bar = progress(env.sink, 'guest', 'bytes', undefined, 'kernel package');
     const k = await getKernel(spec, env, {
       ...archive,
+      ...(peek ? { peek } : {}),
       docker,
       // A kernel image of several platforms gives the guest's architecture's kernel.
       source: { pull: plan.source.pull, insecureRegistries: plan.source.insecureRegistries, platform: `linux/${arch}` },

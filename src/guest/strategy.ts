@@ -57,9 +57,15 @@ export interface GuestStrategy {
   tools: readonly ToolName[];
   /**
    * The guest stage: makes the image bootable. With lookupOnly (img2vm plan) nothing is built or fetched:
-   * undefined when it would have to be.
+   * undefined when it would have to be. With peek, a kernel from the archive may come back only resolved (its id,
+   * kernel.peeked), for a disk cache to be asked first; such a result never goes further than that question.
    */
-  make(plan: ConversionPlan, image: SourceImage, env: Env, o: { lookupOnly: boolean }): Promise<Bootable | undefined>;
+  make(
+    plan: ConversionPlan,
+    image: SourceImage,
+    env: Env,
+    o: { lookupOnly: boolean; peek?: boolean },
+  ): Promise<Bootable | undefined>;
   /** Makes the work files its guest files come from (work:NAME), once the plan's files are known. */
   workFiles?(plan: ConversionPlan, made: Bootable, env: Env): Promise<void>;
   /** Carries out its `edit` guest files (the ones that need secrets or the image's account files). */

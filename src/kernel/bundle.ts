@@ -15,6 +15,8 @@ export interface KernelBundle {
   origin: string;
   /** A content hash identifying this kernel and its modules, for caches of what is built from it. */
   id: string;
+  /** Only resolved, not fetched (KernelOptions.peek): id and origin are known, the files are not there. */
+  peeked?: true;
 }
 
 export function bundleOf(treeDir: string, r: TreeRecord): KernelBundle {

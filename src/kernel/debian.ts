@@ -142,6 +142,21 @@ async function offlineFallback(f: Fetch, why: string, idx: IndexRecord | undefin
   return bundleOf(cache.treeDir(n.name), record);
 }
 
+/** A peek's resolution, for the fetch that follows it in the same run (same index, same work directory). */
+const peekedInRun = new Map<string, ResolvedKernel>();
+
+/**
+ * KernelOptions.peek: a kernel the cache does not hold is only named (its id is the package's SHA-256 in the signed
+ * index), and the resolution is kept for the fetch that follows in the same run; undefined when it is cached.
+ */
+async function peekOnly(f: Fetch, resolved: ResolvedKernel): Promise<KernelBundle | undefined> {
+  const img = resolved.image;
+  if (await f.cache.take(treeName(img.sha256), f.ctx.scope)) return undefined;
+  peekedInRun.set(`${f.key}\0${f.ctx.work}`, resolved);
+  const origin = `Debian ${resolved.from.suite} ${img.package} ${img.version}`;
+  return { version: '', vmlinuz: '', origin, id: `sha256:${img.sha256}`, peeked: true };
+}
+
 /** Asks the archive which kernel is current; an unreachable archive falls back to the cache when it can. */
 async function resolveOrFallback(
   f: Fetch,
@@ -149,6 +164,10 @@ async function resolveOrFallback(
   now: Date,
 ): Promise<ResolvedKernel | KernelBundle> {
   const { ctx, o } = f;
+  const memo = `${f.key}\0${ctx.work}`;
+  const peeked = peekedInRun.get(memo);
+  peekedInRun.delete(memo);
+  if (peeked) return peeked;
   try {
     return await resolveArchiveKernel({
       mirror: f.mirror,
@@ -322,6 +341,8 @@ export async function debianArchiveKernel(
     const resolved = await resolveOrFallback(f, idx, now);
     if (!('suites' in resolved)) return resolved;
     await checkAndRecordSeen(f, resolved, now);
+    const peek = o.peek ? await peekOnly(f, resolved) : undefined;
+    if (peek) return peek;
     const { name, record } = await kernelTree(f, resolved);
     await cache.writeIndex(f.key, {
       format: 1,

@@ -17,6 +17,11 @@ export interface KernelOptions {
   maxAgeMs?: number;
   /** Ask the archive even when the cached answer is fresh. */
   refresh?: boolean;
+  /**
+   * An archive kernel that is not cached is only resolved (the signed index names its package's SHA-256, its id):
+   * the bundle comes back with peeked set and no files, and nothing is downloaded.
+   */
+  peek?: boolean;
   /** Never use the network: the cached kernel of the suite, else an error. */
   offline?: boolean;
   /** Accept Release files past their Valid-Until (archive snapshots); off by default, as in apt. */

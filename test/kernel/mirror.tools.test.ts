@@ -170,6 +170,26 @@ describe('debian archive: a good mirror', () => {
     ]);
   });
 
+  it('with peek, names the kernel by the signed index without downloading it, and the id is the fetched one', async () => {
+    const m = await mirror(suites());
+    const peeked = await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m, { peek: true }));
+    expect(peeked).toMatchObject({ peeked: true, origin: `Debian trixie-security linux-image-${NEW} 6.12.99-1` });
+    expect(debRequests(m)).toBe(0);
+    await expectNothingCached();
+    const asked = m.requests.length;
+    const fetched = await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m));
+    expect(fetched.id).toBe(peeked.id);
+    // The fetch that follows the peek in the same run takes the package the peek resolved, asking nothing else.
+    expect(m.requests.slice(asked)).toEqual([
+      `/debian-security/pool/main/l/linux/linux-image-${NEW}_6.12.99-1_amd64.deb`,
+    ]);
+    expect(fetched.peeked).toBeUndefined();
+    // Once cached, a peek gives the whole kernel.
+    expect(await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m, { peek: true }))).toEqual(
+      fetched,
+    );
+  });
+
   it('serves a second conversion from the cache without asking the archive, even when it is gone', async () => {
     const m = await mirror(suites());
     const first = await getKernel({ kind: 'debian-archive', suite: 'trixie' }, env.ctx, opts(m));
