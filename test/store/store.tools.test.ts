@@ -270,7 +270,7 @@ describe('prune over the store', () => {
     await making.close();
     expect(s.path('disk', key)).toBe(join(root, 'disks', key));
     expect((await inventory(loc())).items.map((i) => [i.entry.kind, i.entry.name, i.entry.bytes])).toEqual([
-      ['converted-disk', key, 4],
+      ['converted-disk', `disk:${key}`, 4],
     ]);
     expect((await prune({ all: true }, loc())).removed.map((x) => x.entry.kind)).toEqual(['converted-disk']);
     expect(() => s.path('disk', 'not a digest')).toThrow(/not a disk key/);
