@@ -74,7 +74,7 @@ describe('arm64 from an amd64 host', () => {
     expect(p.layout.table).toBe('gpt');
 
     const t1 = performance.now();
-    const run = await execa('bin/img2vm', ['run', out, '--timeout', '900', '-v'], {
+    const run = await execa('bin/img2vm', ['run', out, '--timeout', '900', '--verbose'], {
       reject: false,
       all: true,
       stdin: 'ignore',
