@@ -23,6 +23,10 @@ struct strv {
 	int n;
 };
 
+/* jsonout.c: the tool modes' JSON dumps. */
+void json_str(const char *s);
+void json_strv(const struct strv *v);
+
 struct spec {
 	enum mode mode;
 	const char *root_uuid;

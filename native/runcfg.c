@@ -345,29 +345,11 @@ void runcfg_mount(const struct runcfg *r)
 	}
 }
 
-static void jstr(const char *s)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20 || *p >= 0x7f)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
-}
-
 static void jlist(const char *name, const struct strv *v)
 {
-	printf("\"%s\":[", name);
-	for (int i = 0; i < v->n; i++) {
-		if (i)
-			putchar(',');
-		jstr(v->v[i]);
-	}
-	printf("],");
+	printf("\"%s\":", name);
+	json_strv(v);
+	putchar(',');
 }
 
 /* JSON of a parsed run config, for the tool mode the unit tests drive. */
@@ -377,16 +359,16 @@ void runcfg_dump(const struct runcfg *r)
 	jlist("argv", &r->argv);
 	jlist("env", &r->env);
 	printf("\"cwd\":");
-	r->cwd ? jstr(r->cwd) : (void)printf("null");
+	r->cwd ? json_str(r->cwd) : (void)printf("null");
 	printf(",\"user\":");
-	r->user ? jstr(r->user) : (void)printf("null");
+	r->user ? json_str(r->user) : (void)printf("null");
 	printf(",\"tty\":%d,\"interactive\":%d,\"rows\":%d,\"cols\":%d,\"volumes\":[", r->tty, r->interactive, r->rows,
 	       r->cols);
 	for (int i = 0; i < r->nvol; i++) {
 		printf("%s{\"tag\":", i ? "," : "");
-		jstr(r->vol[i].tag);
+		json_str(r->vol[i].tag);
 		printf(",\"path\":");
-		jstr(r->vol[i].path);
+		json_str(r->vol[i].path);
 		printf(",\"ro\":%s}", r->vol[i].ro ? "true" : "false");
 	}
 	printf("]}\n");

@@ -278,53 +278,34 @@ int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t n)
 	return 0;
 }
 
-/* JSON of the parsed spec, bytes >= 0x80 as \u00XX (latin1), for the tool mode the unit tests drive. */
-static void jstr(const char *s)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20 || *p >= 0x7f)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
-}
-
+/* One named list of the spec's JSON dump, after its first member (strings as json_str writes them). */
 static void jlist(const char *name, const struct strv *v)
 {
-	printf(",\"%s\":[", name);
-	for (int i = 0; i < v->n; i++) {
-		if (i)
-			putchar(',');
-		jstr(v->v[i]);
-	}
-	putchar(']');
+	printf(",\"%s\":", name);
+	json_strv(v);
 }
 
 void spec_dump(const struct spec *s)
 {
 	static const char *modes[] = { "init", "workload", "console" };
 	printf("{\"mode\":\"%s\",\"rootUuid\":", modes[s->mode]);
-	jstr(s->root_uuid);
+	json_str(s->root_uuid);
 	printf(",\"rootFstype\":");
-	jstr(s->root_fstype);
+	json_str(s->root_fstype);
 	printf(",\"rootOptions\":");
-	jstr(s->root_options);
+	json_str(s->root_options);
 	printf(",\"rootWait\":%d,\"hostname\":", s->root_wait);
 	if (s->hostname)
-		jstr(s->hostname);
+		json_str(s->hostname);
 	else
 		printf("null");
 	jlist("argv", &s->argv);
 	jlist("service", &s->service);
 	jlist("env", &s->env);
 	printf(",\"cwd\":");
-	jstr(s->cwd);
+	json_str(s->cwd);
 	printf(",\"user\":");
-	jstr(s->user);
+	json_str(s->user);
 	printf(",\"login\":%s", s->login ? "true" : "false");
 	jlist("modules", &s->modules);
 	printf(",\"net\":\"%s\"", s->net == NET_AUTO ? "auto" : "none");
