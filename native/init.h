@@ -23,6 +23,10 @@ struct strv {
 	int n;
 };
 
+/* spec.c: shared by the spec and run-config parsers. */
+int cfg_fail(char *err, size_t n, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void strv_push(struct strv *v, char *s, int cap);
+
 /* jsonout.c: the tool modes' JSON dumps. */
 void json_str(const char *s);
 void json_strv(const struct strv *v);

@@ -22,7 +22,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,25 +31,6 @@
 #include <unistd.h>
 
 #include "init.h"
-
-static int rfail(char *err, size_t n, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int rfail(char *err, size_t n, int line, const char *fmt, ...)
-{
-	va_list ap;
-	int k = line > 0 ? snprintf(err, n, "line %d: ", line) : 0;
-	va_start(ap, fmt);
-	vsnprintf(err + k, n - (size_t)k, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-static void rpush(struct strv *v, char *s, int cap)
-{
-	if (!v->v)
-		v->v = calloc((size_t)cap + 1, sizeof(char *));
-	if (v->v)
-		v->v[v->n++] = s;
-}
 
 static int yesno(const char *v, int *out)
 {
@@ -76,38 +56,38 @@ static int rset(struct runcfg *r, const char *k, char *v, int cap, char *err, si
 	unsigned long u;
 	int b;
 	if (!strcmp(k, "arg")) {
-		rpush(&r->argv, v, cap);
+		strv_push(&r->argv, v, cap);
 	} else if (!strcmp(k, "env")) {
 		if (!strchr(v, '=') || v[0] == '=')
-			return rfail(err, n, line, "env must be NAME=VALUE, not \"%s\"", v);
-		rpush(&r->env, v, cap);
+			return cfg_fail(err, n, line, "env must be NAME=VALUE, not \"%s\"", v);
+		strv_push(&r->env, v, cap);
 	} else if (!strcmp(k, "cwd")) {
 		if (v[0] != '/')
-			return rfail(err, n, line, "cwd must be an absolute path, not \"%s\"", v);
+			return cfg_fail(err, n, line, "cwd must be an absolute path, not \"%s\"", v);
 		r->cwd = v;
 	} else if (!strcmp(k, "user")) {
 		r->user = v;
 	} else if (!strcmp(k, "tty") || !strcmp(k, "interactive")) {
 		if (yesno(v, &b) < 0)
-			return rfail(err, n, line, "%s must be yes or no", k);
+			return cfg_fail(err, n, line, "%s must be yes or no", k);
 		if (k[0] == 't')
 			r->tty = b ? 1 : 2;
 		else
 			r->interactive = b;
 	} else if (!strcmp(k, "rows") || !strcmp(k, "cols")) {
 		if (parse_uint(v, 10000, &u) < 0)
-			return rfail(err, n, line, "%s must be a number up to 10000, not \"%s\"", k, v);
+			return cfg_fail(err, n, line, "%s must be a number up to 10000, not \"%s\"", k, v);
 		*(k[0] == 'r' ? &r->rows : &r->cols) = (int)u;
 	} else if (!strcmp(k, "volume")) {
 		char *tag = strchr(v, ' '), *path = tag ? strchr(tag + 1, ' ') : NULL;
 		if (!path || r->nvol >= RUNCFG_MAX_VOLUMES)
-			return rfail(err, n, line, "volume must be \"ro|rw TAG PATH\" (at most %d)", RUNCFG_MAX_VOLUMES);
+			return cfg_fail(err, n, line, "volume must be \"ro|rw TAG PATH\" (at most %d)", RUNCFG_MAX_VOLUMES);
 		*tag++ = 0, *path++ = 0;
 		if ((strcmp(v, "ro") && strcmp(v, "rw")) || !tag_ok(tag) || path[0] != '/')
-			return rfail(err, n, line, "volume must be \"ro|rw TAG /PATH\"");
+			return cfg_fail(err, n, line, "volume must be \"ro|rw TAG /PATH\"");
 		r->vol[r->nvol++] = (struct volume){ tag, path, !strcmp(v, "ro") };
 	} else {
-		return rfail(err, n, line, "unknown key \"%s\"", k);
+		return cfg_fail(err, n, line, "unknown key \"%s\"", k);
 	}
 	return 0;
 }
@@ -120,7 +100,7 @@ int runcfg_parse(char *buf, size_t len, struct runcfg *r, char *err, size_t n)
 	if (nul)
 		len = (size_t)(nul - buf);
 	if (len == 0 || buf[len - 1] != '\n')
-		return rfail(err, n, 0, "does not end with a newline (truncated?)");
+		return cfg_fail(err, n, 0, "does not end with a newline (truncated?)");
 	int cap = 0, line = 0, ended = 0;
 	for (size_t i = 0; i < len; i++)
 		cap += buf[i] == '\n';
@@ -130,12 +110,12 @@ int runcfg_parse(char *buf, size_t len, struct runcfg *r, char *err, size_t n)
 		p = nl + 1;
 		line++;
 		if (ended)
-			return rfail(err, n, line, "text after \"end\"");
+			return cfg_fail(err, n, line, "text after \"end\"");
 		if (line == 1) {
 			char want[32];
 			snprintf(want, sizeof want, "%s %d", RUNCFG_MAGIC, RUNCFG_VERSION);
 			if (strcmp(cur, want))
-				return rfail(err, n, line, "not an img2vm run config (the first line must be \"%s\")", want);
+				return cfg_fail(err, n, line, "not an img2vm run config (the first line must be \"%s\")", want);
 			continue;
 		}
 		if (!strcmp(cur, "end")) {
@@ -144,17 +124,17 @@ int runcfg_parse(char *buf, size_t len, struct runcfg *r, char *err, size_t n)
 		}
 		char *sp = strchr(cur, ' ');
 		if (!sp)
-			return rfail(err, n, line, "malformed line (KEY VALUE expected)");
+			return cfg_fail(err, n, line, "malformed line (KEY VALUE expected)");
 		*sp = 0;
 		const char *why = NULL;
 		char *val = (char *)spec_unescape(sp + 1, &why);
 		if (!val)
-			return rfail(err, n, line, "%s: %s", cur, why);
+			return cfg_fail(err, n, line, "%s: %s", cur, why);
 		if (rset(r, cur, val, cap, err, n, line) < 0)
 			return -1;
 	}
 	if (!ended)
-		return rfail(err, n, 0, "no \"end\" line (truncated?)");
+		return cfg_fail(err, n, 0, "no \"end\" line (truncated?)");
 	static char *none[1] = { NULL };
 	if (!r->argv.v)
 		r->argv.v = none;

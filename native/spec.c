@@ -34,8 +34,7 @@ static const struct key KEYS[] = {
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
-static int fail(char *err, size_t n, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t n, int line, const char *fmt, ...)
+int cfg_fail(char *err, size_t n, int line, const char *fmt, ...)
 {
 	va_list ap;
 	int k = line > 0 ? snprintf(err, n, "line %d: ", line) : 0;
@@ -111,7 +110,7 @@ static int uuid_ok(const char *u)
 	return 1;
 }
 
-static void push(struct strv *v, char *s, int cap)
+void strv_push(struct strv *v, char *s, int cap)
 {
 	if (!v->v)
 		v->v = calloc((size_t)cap + 1, sizeof(char *));
@@ -130,62 +129,62 @@ static int set(struct spec *s, const char *k, char *v, int cap, char *err, size_
 		else if (!strcmp(v, "console"))
 			s->mode = MODE_CONSOLE;
 		else
-			return fail(err, n, line, "mode must be init, workload or console, not \"%s\"", v);
+			return cfg_fail(err, n, line, "mode must be init, workload or console, not \"%s\"", v);
 	} else if (!strcmp(k, "root-uuid")) {
 		if (!uuid_ok(v))
-			return fail(err, n, line, "root-uuid \"%s\" is not a UUID", v);
+			return cfg_fail(err, n, line, "root-uuid \"%s\" is not a UUID", v);
 		s->root_uuid = v;
 	} else if (!strcmp(k, "root-fstype")) {
 		if (strcmp(v, "ext4") && strcmp(v, "ext3") && strcmp(v, "ext2"))
-			return fail(err, n, line, "root-fstype must be ext4, ext3 or ext2, not \"%s\"", v);
+			return cfg_fail(err, n, line, "root-fstype must be ext4, ext3 or ext2, not \"%s\"", v);
 		s->root_fstype = v;
 	} else if (!strcmp(k, "root-options")) {
 		s->root_options = v;
 	} else if (!strcmp(k, "root-wait")) {
 		if (parse_uint(v, 3600, &u) < 0)
-			return fail(err, n, line, "root-wait must be seconds (0..3600), not \"%s\"", v);
+			return cfg_fail(err, n, line, "root-wait must be seconds (0..3600), not \"%s\"", v);
 		s->root_wait = (int)u;
 	} else if (!strcmp(k, "hostname")) {
 		if (!*v || strlen(v) > 64)
-			return fail(err, n, line, "hostname must be 1..64 bytes");
+			return cfg_fail(err, n, line, "hostname must be 1..64 bytes");
 		s->hostname = v;
 	} else if (!strcmp(k, "arg")) {
-		push(&s->argv, v, cap);
+		strv_push(&s->argv, v, cap);
 	} else if (!strcmp(k, "service")) {
-		push(&s->service, v, cap);
+		strv_push(&s->service, v, cap);
 	} else if (!strcmp(k, "env")) {
 		if (!strchr(v, '=') || v[0] == '=')
-			return fail(err, n, line, "env must be NAME=VALUE, not \"%s\"", v);
-		push(&s->env, v, cap);
+			return cfg_fail(err, n, line, "env must be NAME=VALUE, not \"%s\"", v);
+		strv_push(&s->env, v, cap);
 	} else if (!strcmp(k, "cwd")) {
 		if (v[0] != '/')
-			return fail(err, n, line, "cwd must be an absolute path, not \"%s\"", v);
+			return cfg_fail(err, n, line, "cwd must be an absolute path, not \"%s\"", v);
 		s->cwd = v;
 	} else if (!strcmp(k, "user")) {
 		s->user = v;
 	} else if (!strcmp(k, "login")) {
 		if (strcmp(v, "yes") && strcmp(v, "no"))
-			return fail(err, n, line, "login must be yes or no");
+			return cfg_fail(err, n, line, "login must be yes or no");
 		s->login = !strcmp(v, "yes");
 	} else if (!strcmp(k, "module")) {
 		if (v[0] != '/')
-			return fail(err, n, line, "module must be an absolute path in the initramfs, not \"%s\"", v);
-		push(&s->modules, v, cap);
+			return cfg_fail(err, n, line, "module must be an absolute path in the initramfs, not \"%s\"", v);
+		strv_push(&s->modules, v, cap);
 	} else if (!strcmp(k, "net")) {
 		if (!strcmp(v, "auto"))
 			s->net = NET_AUTO;
 		else if (!strcmp(v, "none"))
 			s->net = NET_NONE;
 		else
-			return fail(err, n, line, "net must be auto or none, not \"%s\"", v);
+			return cfg_fail(err, n, line, "net must be auto or none, not \"%s\"", v);
 	} else if (!strcmp(k, "dns")) {
 		unsigned char a[16];
 		if (inet_pton(AF_INET, v, a) != 1 && inet_pton(AF_INET6, v, a) != 1)
-			return fail(err, n, line, "dns must be an IP address, not \"%s\"", v);
-		push(&s->dns, v, cap);
+			return cfg_fail(err, n, line, "dns must be an IP address, not \"%s\"", v);
+		strv_push(&s->dns, v, cap);
 	} else if (!strcmp(k, "tmp")) {
 		if (strcmp(v, "tmpfs") && strcmp(v, "image"))
-			return fail(err, n, line, "tmp must be tmpfs or image");
+			return cfg_fail(err, n, line, "tmp must be tmpfs or image");
 		s->tmp_tmpfs = !strcmp(v, "tmpfs");
 	}
 	return 0;
@@ -202,9 +201,9 @@ int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t n)
 	s->user = "";
 	s->tmp_tmpfs = 1;
 	if (memchr(buf, 0, len))
-		return fail(err, n, 0, "contains a NUL byte");
+		return cfg_fail(err, n, 0, "contains a NUL byte");
 	if (len == 0 || buf[len - 1] != '\n')
-		return fail(err, n, 0, "does not end with a newline (truncated?)");
+		return cfg_fail(err, n, 0, "does not end with a newline (truncated?)");
 	int cap = 0;
 	for (size_t i = 0; i < len; i++)
 		cap += buf[i] == '\n';
@@ -217,17 +216,17 @@ int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t n)
 		char *cur = p;
 		p = nl + 1;
 		if (ended)
-			return fail(err, n, line, "text after \"end\"");
+			return cfg_fail(err, n, line, "text after \"end\"");
 		if (line == 1) {
 			size_t m = strlen(SPEC_MAGIC);
 			if (strncmp(cur, SPEC_MAGIC " ", m + 1))
-				return fail(err, n, line, "not an img2vm init spec (the first line must be \"%s %d\")", SPEC_MAGIC,
+				return cfg_fail(err, n, line, "not an img2vm init spec (the first line must be \"%s %d\")", SPEC_MAGIC,
 					    SPEC_VERSION);
 			unsigned long ver;
 			if (parse_uint(cur + m + 1, 1000000, &ver) < 0)
-				return fail(err, n, line, "malformed version \"%s\"", cur + m + 1);
+				return cfg_fail(err, n, line, "malformed version \"%s\"", cur + m + 1);
 			if (ver != SPEC_VERSION)
-				return fail(err, n, line, "spec version %lu, this init reads version %d only", ver, SPEC_VERSION);
+				return cfg_fail(err, n, line, "spec version %lu, this init reads version %d only", ver, SPEC_VERSION);
 			continue;
 		}
 		if (!strcmp(cur, "end")) {
@@ -236,7 +235,7 @@ int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t n)
 		}
 		char *sp = strchr(cur, ' ');
 		if (!sp)
-			return fail(err, n, line, "malformed line (KEY VALUE expected)");
+			return cfg_fail(err, n, line, "malformed line (KEY VALUE expected)");
 		*sp = 0;
 		const char *key = cur;
 		size_t k;
@@ -245,31 +244,31 @@ int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t n)
 		if (k == NKEYS) {
 			for (const char *c = key; *c; c++)
 				if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
-					return fail(err, n, line, "malformed key");
-			return fail(err, n, line, "unknown key \"%s\"", key);
+					return cfg_fail(err, n, line, "malformed key");
+			return cfg_fail(err, n, line, "unknown key \"%s\"", key);
 		}
 		if (seen[k] && !KEYS[k].repeat)
-			return fail(err, n, line, "\"%s\" given twice", key);
+			return cfg_fail(err, n, line, "\"%s\" given twice", key);
 		seen[k] = 1;
 		const char *why = NULL;
 		char *val = (char *)spec_unescape(sp + 1, &why);
 		if (!val)
-			return fail(err, n, line, "%s: %s", key, why);
+			return cfg_fail(err, n, line, "%s: %s", key, why);
 		if (set(s, key, val, cap, err, n, line) < 0)
 			return -1;
 	}
 	if (!ended)
-		return fail(err, n, 0, "no \"end\" line (truncated?)");
+		return cfg_fail(err, n, 0, "no \"end\" line (truncated?)");
 	if (!seen[0]) /* KEYS[0] is mode */
-		return fail(err, n, 0, "no mode");
+		return cfg_fail(err, n, 0, "no mode");
 	if (!s->root_uuid)
-		return fail(err, n, 0, "no root-uuid");
+		return cfg_fail(err, n, 0, "no root-uuid");
 	if (s->mode == MODE_WORKLOAD && s->argv.n == 0)
-		return fail(err, n, 0, "mode workload needs at least one arg");
+		return cfg_fail(err, n, 0, "mode workload needs at least one arg");
 	if (s->service.n > 0 && s->mode != MODE_CONSOLE)
-		return fail(err, n, 0, "service is for mode console only");
+		return cfg_fail(err, n, 0, "service is for mode console only");
 	if (s->service.n > 0 && !s->service.v[0][0])
-		return fail(err, n, 0, "the service's program (its first service line) is empty");
+		return cfg_fail(err, n, 0, "the service's program (its first service line) is empty");
 	static char *none[1] = { NULL };
 	struct strv *all[] = { &s->argv, &s->env, &s->modules, &s->dns, &s->service };
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
