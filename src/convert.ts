@@ -22,6 +22,8 @@ import { sweepTempOutputs, sweepWorkDirs, tempBeside, workDirPrefix } from './co
 import { partitionByRole } from './disk/layout.js';
 import { SLACK } from './disk/sizing.js';
 import { GUEST_STRATEGIES } from './guest/index.js';
+import { parseBinfmt } from './guest/binfmt.js';
+import { readBinfmtFiles } from './tools/binfmt.js';
 import type { OutputFormat } from './output/format.js';
 import { formatOf, plan, Planning, strategyFor } from './plan.js';
 import { preflight, type ToolName } from './tools/index.js';
@@ -231,11 +233,15 @@ async function preflightOutput(output: string): Promise<void> {
     throw new Img2vmError('outputNotWritable', `output ${out} is a directory`, 'give a file name, e.g. -o disk.qcow2');
 }
 
-/** The files options name, read once at the start (so a plan is a function of data). */
+/**
+ * The files options name, and what the host's binfmt_misc runs (a distro build for another architecture needs
+ * it), read once at the start (so a plan is a function of data).
+ */
 function readInputs(o: ConvertOptions): PlanInputs {
-  if (o.sshKey === undefined) return {};
+  const binfmt = parseBinfmt(readBinfmtFiles());
+  if (o.sshKey === undefined) return { binfmt };
   try {
-    return { sshKey: { file: o.sshKey, text: readFileSync(o.sshKey, 'utf8') } };
+    return { binfmt, sshKey: { file: o.sshKey, text: readFileSync(o.sshKey, 'utf8') } };
   } catch (e) {
     throw new Img2vmError(
       'usage',

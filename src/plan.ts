@@ -111,8 +111,8 @@ function drawIds(random: Random): { root: string; boot: string; esp: string; roo
 }
 
 /** Options that install packages into the distribution need its template; say so instead of ignoring them. */
-function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId, arch: ArchDecision): void {
-  checkStrategyArch(id, arch, o.init !== 'auto');
+function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId, arch: ArchDecision, known: Known): void {
+  checkStrategyArch(id, arch, o.init !== 'auto', known.inputs.binfmt);
   if (id === 'img2vm' && o.luks)
     throw new Img2vmError(
       'usage',
@@ -144,7 +144,7 @@ export function strategyFor(o: ConvertOptions, image?: ImageFacts, distroArch = 
   if (o.init !== 'auto') return o.init;
   if (!distroArch) return 'img2vm';
   if (image?.os === undefined) return 'distro';
-  if (image.os === null || !hasTemplate(image.os)) return 'img2vm';
+  if (image.os === null || !hasTemplate(image.os, image.architecture)) return 'img2vm';
   if (image.builders && !Object.values(image.builders).some(Boolean)) return 'img2vm';
   return 'distro';
 }
@@ -331,8 +331,8 @@ function derive(given: ConvertOptions, known: Known, random: Random): Conversion
   checkOptions(o, format);
   const strategyId = strategyFor(o, known.image, distroPossible(arch));
   const strategy = GUEST_STRATEGIES[strategyId];
-  checkStrategyOptions(o, strategyId, arch);
-  const guest = strategy.describe(o, known);
+  checkStrategyOptions(o, strategyId, arch, known);
+  const guest = strategy.describe(o, known, arch);
   const loaders = loadersFor(o, direct);
   const userCmdline = checkKernelCmdline(o.kernelCmdline, {
     grub: loaders.some((l) => l === 'grub-bios' || l === 'grub-efi'),

@@ -73,10 +73,12 @@ function refusal(c: Combo): RegExp | null {
   if (c.boot === 'bios') return /--boot bios cannot boot a linux\/arm64 guest: arm64 machines boot through UEFI only/;
   if (c.partitionTable === 'mbr') return /--partition-table mbr cannot hold a linux\/arm64 guest/;
   if (c.bootloader === 'systemd-boot' && c.format === 'rootfs') return /--bootloader does not apply to --format rootfs/;
+  // This busybox image has no distribution (Debian arm64 images are in plan-arch-distro.test.ts); on an amd64
+  // host the missing emulator is found first, before the image is read.
   if (c.init === 'distro')
     return c.host === 'arm64'
-      ? /--init distro installs amd64 distribution packages only, and the image is linux\/arm64/
-      : /--init distro runs the image's linux\/arm64 programs .* this host is linux\/amd64/;
+      ? /the image has no \/etc\/os-release/
+      : /--init distro runs the image's linux\/arm64 programs .* this host is linux\/amd64: binfmt_misc is not mounted/;
   return null;
 }
 
@@ -218,12 +220,12 @@ describe('plan: an amd64 image on an arm64 host', () => {
     expect(planFor({ init: 'auto' }, f).guest).toMatchObject({
       strategy: 'img2vm',
       reason: expect.stringMatching(
-        /the image is linux\/amd64 and this host linux\/arm64: a distribution build would run/,
+        /the image is linux\/amd64 and this host linux\/arm64: a distribution build would run the image's programs under emulation/,
       ),
     });
     expect(planFor({ init: 'auto' }, { ...f, inputs: { hostArchitecture: 'amd64' } }).guest.strategy).toBe('distro');
     expect(() => planFor({ init: 'distro' }, f)).toThrow(
-      /--init distro runs the image's linux\/amd64 programs .* this host is linux\/arm64 .*qemu-user-static/,
+      /--init distro runs the image's linux\/amd64 programs .* this host is linux\/arm64: binfmt_misc is not mounted/,
     );
   });
 });

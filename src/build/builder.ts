@@ -8,6 +8,11 @@ export interface BuildInput {
   image: SourceImage;
   recipe: BuildRecipe;
   ref: string;
+  /**
+   * The platform the steps run as when it is not the host's (linux/arm64 on an amd64 host: binfmt_misc runs them
+   * under emulation); docker and podman are told it, runc needs no word. Absent: the host's own.
+   */
+  platform?: string;
 }
 
 export interface Builder {

@@ -87,6 +87,7 @@ export async function dockerBuild(
   baseId: string,
   recipe: BuildRecipe,
   ctx: RunContext,
+  platform?: string,
 ): Promise<BuildResult> {
   const plan = await planBuild(baseId, recipe);
   if (await client.inspect(plan.tag)) return { tag: plan.tag, cached: true };
@@ -95,6 +96,7 @@ export async function dockerBuild(
   try {
     await client.build(Readable.from(contextTar(plan.files)), {
       tag: plan.tag,
+      ...(platform ? { platform } : {}),
       labels: { 'org.img2vm.base': baseId, 'org.img2vm.template': recipe.template, 'org.img2vm.key': plan.key },
       onLine: (l) => {
         // The classic builder announces "Step N/M : ..." before each instruction, and the container a RUN runs in.
@@ -149,7 +151,7 @@ export const dockerBuilder: Builder = {
     const docker = new DockerClient(undefined, env.signal);
     // Images from registries and archives are loaded into the daemon (unchanged, same id) to build on.
     const base = img.daemonId ?? (await importToDaemon(img, docker, env));
-    const built = await dockerBuild(docker, base, input.recipe, env);
+    const built = await dockerBuild(docker, base, input.recipe, env, input.platform);
     const out = await openDaemonImage(docker, built.tag, input.ref, env);
     return { image: out, cached: built.cached, ref: built.tag };
   },

@@ -42,7 +42,12 @@ export function podmanLoadArgv(file: string): string[] {
  * The host network (no bridge exists here, and only package managers run); never a registry (--pull=never: the
  * base was loaded); one layer for the whole build (--layers=false keeps no intermediate images).
  */
-export function podmanBuildArgv(o: { tag: string; context: string; labels: Record<string, string> }): string[] {
+export function podmanBuildArgv(o: {
+  tag: string;
+  context: string;
+  labels: Record<string, string>;
+  platform?: string;
+}): string[] {
   const labels = Object.entries(o.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
   return [
     'build',
@@ -52,6 +57,8 @@ export function podmanBuildArgv(o: { tag: string; context: string; labels: Recor
     '--layers=false',
     '--format',
     'oci',
+    // Another architecture's base: its steps run under the host's binfmt_misc emulator.
+    ...(o.platform ? ['--platform', o.platform] : []),
     ...labels,
     '--file',
     join(o.context, 'Dockerfile'),
@@ -154,7 +161,8 @@ async function build(input: BuildInput, ctx: Env, p: Planned): Promise<void> {
     const bar = progress(ctx.sink, 'guest', 'entries', undefined, 'build steps');
     const tail: string[] = [];
     const labels = { 'org.img2vm.base': p.base, 'org.img2vm.template': input.recipe.template, 'org.img2vm.key': p.key };
-    const code = await runPodmanBuild(podmanBuildArgv({ tag: p.tag, context, labels }), steps, ctx.signal, (l) => {
+    const argv = podmanBuildArgv({ tag: p.tag, context, labels, platform: input.platform });
+    const code = await runPodmanBuild(argv, steps, ctx.signal, (l) => {
       const m = /^STEP (\d+)\/(\d+)/.exec(l);
       if (m) {
         bar.setTotal(Number(m[2]));

@@ -18,6 +18,11 @@ export function renderPlan(p: ConversionPlan): string {
   line(
     `guest     ${p.guest.strategy}: ${p.guest.reason}${p.guest.distribution ? `; ${p.guest.distribution}` : ''}${p.guest.builder ? ` with ${p.guest.builder}` : ''}${p.guest.cached === null ? '' : p.guest.cached ? ' (cached)' : ' (to build)'}`,
   );
+  const build = p.guest.build;
+  if (build?.emulator)
+    line(
+      `          the build runs ${build.platform} programs under ${build.emulator.name} (${build.emulator.interpreter})`,
+    );
   if (p.content)
     line(
       `content   ${p.content.files} files, ${formatSize(p.content.bytes)}${p.content.estimated ? ' (before the guest build: sizes are estimates)' : ''}`,

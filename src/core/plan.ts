@@ -2,6 +2,7 @@
 import type { DiskLayout } from './layout.js';
 import type { StageId } from './events.js';
 import type { GuestArch } from './arch.js';
+import type { BinfmtFacts } from './binfmt.js';
 
 /** What /etc/os-release says of the image's distribution (parsed in guest/detect.ts). */
 export interface OsRelease {
@@ -66,6 +67,11 @@ export interface PlanInputs {
   sshKey?: { file: string; text: string };
   /** The host's architecture as OCI spells it (default: this machine's), for plans of another host. */
   hostArchitecture?: string;
+  /**
+   * What binfmt_misc on the host runs (src/guest/binfmt.ts parses it): a distro build for another architecture runs
+   * the image's programs under a user-mode emulator registered there. Absent: none is registered.
+   */
+  binfmt?: BinfmtFacts;
 }
 
 export interface Userland {
@@ -224,6 +230,13 @@ export interface ConversionPlan {
     build?: {
       builders: BuilderId[];
       recipe: BuildRecipe | null;
+      /** The platform the build's steps run as (the guest's); docker and podman are told it, runc needs no word. */
+      platform: string;
+      /**
+       * The binfmt_misc handler that runs the steps' programs when the guest's architecture is not the host's (its
+       * name and interpreter); null: they run natively.
+       */
+      emulator: { name: string; interpreter: string } | null;
       os: OsRelease | null;
       process: ProcessFacts | null;
       settings: GuestSettings;

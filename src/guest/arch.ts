@@ -2,6 +2,8 @@
 // option combinations an architecture cannot honour, refused as usage errors naming both sides.
 import { ARCH, guestArch, type GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
+import type { BinfmtFacts } from '../core/binfmt.js';
+import { emulationFix, emulationFor } from './binfmt.js';
 import type { ConvertOptions } from '../core/options.js';
 import type { GuestStrategyId, ImageFacts } from '../core/plan.js';
 import { defaultPlatform, formatPlatform, parsePlatform } from '../source/index.js';
@@ -64,22 +66,32 @@ export function optionsForArch(o: ConvertOptions, a: ArchDecision): ConvertOptio
 }
 
 /**
- * Strategies that run the image's programs during the conversion (distro builds) need the guest's architecture on
- * the host; img2vm's own init runs nothing, so it serves every architecture. --init auto picks it for a foreign image.
+ * A distro build runs the image's programs during the conversion: natively when the guest's architecture is the
+ * host's, else under a user-mode emulator that binfmt_misc runs them through (registered with the F flag, so the
+ * build's containers find it). Without one, --init distro for a foreign image is refused, saying what to register
+ * and that registering needs root. img2vm's own init runs nothing from the image and serves every architecture.
  */
-export function checkStrategyArch(id: GuestStrategyId, a: ArchDecision, explicit: boolean): void {
-  if (id !== 'distro' || !explicit) return;
-  if (a.arch === a.host && a.arch === 'amd64') return;
+export function checkStrategyArch(
+  id: GuestStrategyId,
+  a: ArchDecision,
+  explicit: boolean,
+  binfmt: BinfmtFacts | undefined,
+): void {
+  if (id !== 'distro' || !explicit || a.arch === a.host) return;
+  const e = emulationFor(binfmt, a.arch);
+  if (e.ok) return;
   throw new Img2vmError(
-    'usage',
-    a.arch === a.host
-      ? `--init distro installs amd64 distribution packages only, and the image is linux/${a.arch}`
-      : `--init distro runs the image's linux/${a.arch} programs to install its kernel, and this host is linux/${a.host} (they would need qemu-user-static registered with binfmt_misc, which img2vm does not use yet)`,
-    "give --init img2vm: img2vm's own kernel and init run nothing from the image during the conversion",
+    'toolMissing',
+    `--init distro runs the image's linux/${a.arch} programs to install its kernel, and this host is linux/${a.host}: ${e.why}`,
+    `${emulationFix(a.arch)}; or give --init img2vm (img2vm's own kernel and init run nothing from the image)`,
   );
 }
 
-/** Whether --init auto may choose the distro strategy for this architecture (it runs the image's programs). */
+/**
+ * Whether --init auto may choose the distro strategy for this architecture: only natively. A foreign image's
+ * distro build would run every package script under emulation (many minutes; see the README), while img2vm's own
+ * init converts it in seconds with nothing emulated, so a slow emulated build is done only when asked for.
+ */
 export function distroPossible(a: ArchDecision): boolean {
-  return a.arch === 'amd64' && a.host === 'amd64';
+  return a.arch === a.host;
 }

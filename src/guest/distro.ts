@@ -9,6 +9,7 @@ import type { Builder, BuildInput } from '../build/builder.js';
 import { applyAccountEdits, distroGuestFiles, recipeWithFeatures } from './distro-config.js';
 import { recipeFor } from './distros.js';
 import type { Bootable, GuestStrategy, Known } from './strategy.js';
+import { emulationFor } from './binfmt.js';
 
 /** The builders --builder names: one, or auto's order. */
 export function buildersFor(o: ConvertOptions): BuilderId[] {
@@ -56,16 +57,19 @@ async function pickBuilder(wanted: BuilderId[], env: Env): Promise<Builder> {
 
 export const distroStrategy: GuestStrategy = {
   id: 'distro',
-  describe(o, known) {
+  describe(o, known, a) {
     const reason = o.init === 'auto' ? 'auto: the distribution is installed from its template' : '--init distro';
     const settings = settingsOf(o, known);
     const builders = buildersFor(o);
     const image = known.image;
     // Before the image is read, the distribution is not known; the recipe refuses an unsupported one.
     const recipe = image && image.os !== undefined ? recipeFor(image.os ?? undefined, image.architecture) : undefined;
+    const emulation = a.arch === a.host ? undefined : emulationFor(known.inputs.binfmt, a.arch);
     const build = {
       builders,
       recipe: recipe ? recipeWithFeatures(recipe, settings) : null,
+      platform: `linux/${a.arch}`,
+      emulator: emulation?.ok ? { name: emulation.handler.name, interpreter: emulation.handler.interpreter } : null,
       os: image?.os ?? null,
       process: image?.process ?? null,
       settings,
@@ -84,7 +88,12 @@ export const distroStrategy: GuestStrategy = {
   guestFiles(o, known, hostname) {
     const os = known.image?.os;
     if (!os) return [];
-    return distroGuestFiles(recipeFor(os, undefined), settingsOf(o, known), known.image?.process ?? null, hostname);
+    return distroGuestFiles(
+      recipeFor(os, known.image?.architecture),
+      settingsOf(o, known),
+      known.image?.process ?? null,
+      hostname,
+    );
   },
   async edit(tree, plan, secrets, env) {
     const b = plan.guest.build;
@@ -92,7 +101,7 @@ export const distroStrategy: GuestStrategy = {
     await applyAccountEdits(
       tree,
       {
-        recipe: recipeFor(b.os, undefined),
+        recipe: recipeFor(b.os, plan.architecture.arch),
         settings: b.settings,
         process: b.process,
         hostname: plan.hostname,
@@ -108,7 +117,12 @@ export const distroStrategy: GuestStrategy = {
   async make(plan, image, env, { lookupOnly }): Promise<Bootable | undefined> {
     const b = plan.guest.build;
     if (!b?.recipe) throw new Error('the distro strategy was planned without its recipe');
-    const input: BuildInput = { image, recipe: b.recipe, ref: plan.image };
+    const input: BuildInput = {
+      image,
+      recipe: b.recipe,
+      ref: plan.image,
+      ...(b.emulator ? { platform: b.platform } : {}),
+    };
     if (lookupOnly) {
       for (const id of b.builders) {
         const builder = BUILDERS[id];

@@ -1,4 +1,5 @@
 // Which distributions img2vm can make bootable, how each is set up, and the values their templates take.
+import { GUEST_ARCHES, isGuestArch, type GuestArch } from '../core/arch.js';
 import { Img2vmError } from '../core/errors.js';
 import type { OsRelease } from './detect.js';
 import { type DistroInfo, debianInfo, ubuntuInfo, alpineInfo, fedoraInfo, enterpriseInfo } from './config/families.js';
@@ -61,34 +62,39 @@ function ubuntuNumber(v: string | undefined): number {
   return m ? Number(m[1]) * 100 + Number(m[2]) : NaN;
 }
 
-function debian(os: OsRelease, name: string): DistroInfo {
+function debian(os: OsRelease, name: string, arch: GuestArch): DistroInfo {
   const fromId = major(os.versionId);
   // testing and sid have no VERSION_ID; their codename is the next release's.
   const version = Number.isNaN(fromId) ? 'testing' : String(fromId);
   const n = Number.isNaN(fromId) ? Infinity : fromId;
   if (n < 11) throw unsupported(`${name} ${os.versionId} is too old (its archive has moved to archive.debian.org)`);
-  return debianInfo(version, n);
+  return debianInfo(version, n, arch);
 }
 
-function ubuntu(versionId: string | undefined, name: string): DistroInfo {
+function ubuntu(versionId: string | undefined, name: string, arch: GuestArch): DistroInfo {
   const n = ubuntuNumber(versionId);
   if (Number.isNaN(n))
     throw unsupported(`${name} has no Ubuntu release number in its os-release (VERSION_ID "${versionId ?? ''}")`);
   if (n < 2004) throw unsupported(`${name} ${versionId} is too old`);
-  return ubuntuInfo(versionId!.slice(0, 5), n);
+  return ubuntuInfo(versionId!.slice(0, 5), n, arch);
 }
 
-function alpine(os: OsRelease): DistroInfo {
+function alpine(os: OsRelease, arch: GuestArch): DistroInfo {
   // VERSION_ID is 3.20.3, or 3.21_alpha20240923 on edge.
   const m = /^(\d+)\.(\d+)/.exec(os.versionId ?? '');
   if (!m) throw unsupported(`Alpine with VERSION_ID "${os.versionId ?? ''}" is not a release img2vm knows`);
   const n = Number(m[1]) * 100 + Number(m[2]);
   if (n < 318) throw unsupported(`Alpine ${os.versionId} is too old`);
   const edge = /_alpha|_beta|edge/.test(`${os.versionId} ${os.prettyName ?? ''}`);
-  return alpineInfo(edge ? 'edge' : `${m[1]}.${m[2]}`);
+  return alpineInfo(edge ? 'edge' : `${m[1]}.${m[2]}`, arch);
 }
 
-function enterprise(os: OsRelease, id: 'centos' | 'rocky' | 'almalinux' | 'ol', label: string): DistroInfo {
+function enterprise(
+  os: OsRelease,
+  id: 'centos' | 'rocky' | 'almalinux' | 'ol',
+  label: string,
+  arch: GuestArch,
+): DistroInfo {
   const n = major(os.versionId);
   const min = id === 'centos' ? 9 : 8;
   if (Number.isNaN(n) || n < min || n > 10) {
@@ -99,16 +105,16 @@ function enterprise(os: OsRelease, id: 'centos' | 'rocky' | 'almalinux' | 'ol', 
       ),
     );
   }
-  return enterpriseInfo(id, String(n));
+  return enterpriseInfo(id, String(n), arch);
 }
 
 /** Picks the recipe for an image's os-release, or explains what is supported and what else works. */
-export function recipeFor(os: OsRelease | undefined, arch: string | undefined): DistroRecipe {
-  if (arch && arch !== 'amd64') {
+export function recipeFor(os: OsRelease | undefined, arch = 'amd64'): DistroRecipe {
+  if (!isGuestArch(arch)) {
     throw new Img2vmError(
       'unsupportedDistro',
       `image architecture ${arch} is not supported`,
-      'img2vm builds x86-64 (amd64) guests; pick --platform linux/amd64',
+      `img2vm makes ${GUEST_ARCHES.join(' and ')} guests; pick one with --platform`,
     );
   }
   if (!os) {
@@ -123,30 +129,30 @@ export function recipeFor(os: OsRelease | undefined, arch: string | undefined): 
   let info: DistroInfo;
   switch (os.id) {
     case 'debian':
-      info = debian(os, 'Debian');
+      info = debian(os, 'Debian', arch);
       break;
     case 'ubuntu':
-      info = ubuntu(os.versionId, 'Ubuntu');
+      info = ubuntu(os.versionId, 'Ubuntu', arch);
       break;
     case 'alpine':
-      info = alpine(os);
+      info = alpine(os, arch);
       break;
     case 'fedora': {
       const n = major(os.versionId);
       // Rawhide's VERSION_ID is its future release number, so it passes like any new release.
       if (Number.isNaN(n) || n < 39)
         throw unsupported(`Fedora ${os.versionId ?? ''} is too old (its repositories are archived)`);
-      info = fedoraInfo(String(n));
+      info = fedoraInfo(String(n), arch);
       break;
     }
     case 'centos':
-      info = enterprise(os, 'centos', 'CentOS Stream');
+      info = enterprise(os, 'centos', 'CentOS Stream', arch);
       break;
     case 'rocky':
-      info = enterprise(os, 'rocky', 'Rocky Linux');
+      info = enterprise(os, 'rocky', 'Rocky Linux', arch);
       break;
     case 'almalinux':
-      info = enterprise(os, 'almalinux', 'AlmaLinux');
+      info = enterprise(os, 'almalinux', 'AlmaLinux', arch);
       break;
     case 'rhel':
       // UBI's repositories carry no kernel; RHEL proper needs a subscription inside the build.
@@ -154,7 +160,14 @@ export function recipeFor(os: OsRelease | undefined, arch: string | undefined): 
     case 'devuan':
       throw unsupported(`${name}: Devuan does not use systemd, which img2vm's Debian recipe installs`);
     default:
-      info = derivative(os, name, warnings);
+      info = derivative(os, name, warnings, arch);
+  }
+  if (!info.arches.includes(arch)) {
+    throw new Img2vmError(
+      'unsupportedDistro',
+      `img2vm's ${info.template} template installs a kernel into ${info.arches.join(' and ')} guests only, and ${name} here is linux/${arch}`,
+      `${OTHER_WAYS}; or give the image's ${info.arches.join('/')} variant with --platform`,
+    );
   }
   // PRETTY_NAME is image content that ends up in boot menus: printable and short.
   const pretty = os.prettyName
@@ -169,26 +182,26 @@ export function recipeFor(os: OsRelease | undefined, arch: string | undefined): 
  * names a parent release img2vm knows (the package names and versions are then the parent's); otherwise
  * it is refused, because guessing package names for an unknown archive fails late, inside the build.
  */
-function derivative(os: OsRelease, name: string, warnings: string[]): DistroInfo {
+function derivative(os: OsRelease, name: string, warnings: string[], arch: GuestArch): DistroInfo {
   const like = new Set(os.idLike);
   if (like.has('ubuntu') && os.ubuntuCodename) {
     const v = UBUNTU_CODENAMES[os.ubuntuCodename];
     if (!v) throw unsupported(`${name} is built on Ubuntu "${os.ubuntuCodename}", a release img2vm does not know`);
     warnings.push(`${name} is not supported as such; treating it as Ubuntu ${v}, the release it is built on`);
-    return ubuntu(v, name);
+    return ubuntu(v, name, arch);
   }
   if (like.has('debian') && os.versionCodename && os.versionCodename in DEBIAN_CODENAMES) {
     const n = DEBIAN_CODENAMES[os.versionCodename]!;
     warnings.push(
       `${name} is not supported as such; treating it as Debian ${n} (${os.versionCodename}), the release it is built on`,
     );
-    return debian({ ...os, versionId: String(n) }, name);
+    return debian({ ...os, versionId: String(n) }, name, arch);
   }
   if ((like.has('rhel') || like.has('centos') || like.has('fedora')) && os.id === 'ol') {
     warnings.push(
       `${name} is not supported as such; treating it as an Enterprise Linux ${major(os.versionId)} rebuild`,
     );
-    return enterprise(os, 'ol', name);
+    return enterprise(os, 'ol', name, arch);
   }
   if (like.has('debian') || like.has('ubuntu') || like.has('fedora') || like.has('rhel') || like.has('alpine')) {
     throw unsupported(
@@ -198,10 +211,10 @@ function derivative(os: OsRelease, name: string, warnings: string[]): DistroInfo
   throw unsupported(`distribution "${name}" is not supported`);
 }
 
-/** Whether img2vm has a template for this distribution (for --init auto's choice). */
-export function hasTemplate(os: OsRelease): boolean {
+/** Whether img2vm has a template for this distribution on this architecture (for --init auto's choice). */
+export function hasTemplate(os: OsRelease, arch = 'amd64'): boolean {
   try {
-    recipeFor(os, undefined);
+    recipeFor(os, arch);
     return true;
   } catch {
     return false;

@@ -266,9 +266,9 @@ export const img2vmStrategy: GuestStrategy = {
 
 function autoReason(image: ImageFacts | undefined, host: string): string {
   if (image?.os === null) return 'auto: the image has no /etc/os-release (no distribution to install into)';
-  if (image?.os && !hasTemplate(image.os))
-    return `auto: img2vm has no template for ${image.os.prettyName ?? image.os.id}`;
-  if (image && (image.architecture !== 'amd64' || host !== 'amd64'))
-    return `auto: the image is linux/${image.architecture} and this host linux/${host}: a distribution build would run the image's programs (img2vm's own init runs none of them)`;
+  if (image?.os && !hasTemplate(image.os, image.architecture))
+    return `auto: img2vm has no template for ${image.os.prettyName ?? image.os.id} on linux/${image.architecture}`;
+  if (image && image.architecture !== host)
+    return `auto: the image is linux/${image.architecture} and this host linux/${host}: a distribution build would run the image's programs under emulation, which takes many minutes (give --init distro for it; img2vm's own init runs none of them)`;
   return 'auto: no builder is available to install the distribution (docker, runc, podman)';
 }

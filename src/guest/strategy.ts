@@ -17,6 +17,7 @@ import type { KernelBundle } from '../kernel/index.js';
 import type { RootTree } from '../rootfs/tree-edit.js';
 import type { SourceImage } from '../source/image.js';
 import type { ToolName } from '../tools/index.js';
+import type { ArchDecision } from './arch.js';
 
 /** The facts planning has so far: the options' files, then the image, the bootable tree, the measured content. */
 export interface Known {
@@ -47,7 +48,8 @@ export interface Secrets {
 export interface GuestStrategy {
   id: GuestStrategyId;
   /** What it will do and why, from what is known (pure; may refuse, e.g. an unsupported distribution). */
-  describe(o: ConvertOptions, known: Known): ConversionPlan['guest'];
+  /** arch: the guest's architecture and the host's, as planning decided them. */
+  describe(o: ConvertOptions, known: Known, arch: ArchDecision): ConversionPlan['guest'];
   /** The files it writes into the guest besides fstab and the password (pure). */
   guestFiles(o: ConvertOptions, known: Known, hostname: string): GuestFile[];
   /** Whether the kernel is the one in the image's /boot (distro, image) or one the strategy brings (img2vm). */

@@ -134,7 +134,7 @@ export class DockerClient {
    */
   async build(
     context: Readable,
-    opts: { tag: string; labels: Record<string, string>; onLine?: (l: string) => void },
+    opts: { tag: string; labels: Record<string, string>; platform?: string; onLine?: (l: string) => void },
   ): Promise<void> {
     const q = new URLSearchParams({
       t: opts.tag,
@@ -142,6 +142,8 @@ export class DockerClient {
       rm: '1',
       forcerm: '1',
       labels: JSON.stringify(opts.labels),
+      // Another architecture's base: its steps run under the host's binfmt_misc emulator.
+      ...(opts.platform ? { platform: opts.platform } : {}),
     });
     const res = await this.raw('POST', `/build?${q}`, context, { 'Content-Type': 'application/x-tar' });
     if (res.statusCode !== 200) throw apiError('build image', opts.tag, res.statusCode ?? 0, await readAll(res));

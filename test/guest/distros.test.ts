@@ -300,7 +300,45 @@ describe('recipeFor: refusals', () => {
       expect(e.hint).toMatch(/--init image/);
     });
   }
-  it('refuses architectures other than amd64 before looking at the distribution', () => {
-    expect(refusal(() => recipeFor(osr({ ID: 'debian', VERSION_ID: '12' }), 'arm64')).message).toMatch(/arm64/);
+  it('refuses architectures img2vm makes no guests for before looking at the distribution', () => {
+    const e = refusal(() => recipeFor(osr({ ID: 'debian', VERSION_ID: '12' }), 'riscv64'));
+    expect(e.message).toBe('image architecture riscv64 is not supported');
+    expect(e.kind).toBe('unsupportedDistro');
+  });
+
+  it.each([
+    ['Alpine 3.22', { ID: 'alpine', VERSION_ID: '3.22.1' }, 'alpine'],
+    ['Fedora 42', { ID: 'fedora', VERSION_ID: '42' }, 'fedora'],
+    ['Rocky Linux 9', { ID: 'rocky', ID_LIKE: 'rhel centos fedora', VERSION_ID: '9.5' }, 'fedora'],
+  ])('refuses %s on arm64: its template names ttyS0 in files it copies as they are', (_n, fields, template) => {
+    const e = refusal(() => recipeFor(osr(fields), 'arm64'));
+    expect(e.kind).toBe('unsupportedDistro');
+    expect(e.message).toMatch(
+      new RegExp(
+        `^img2vm's ${template} template installs a kernel into amd64 guests only, and .* here is linux/arm64$`,
+      ),
+    );
+    expect(e.hint).toMatch(/--init img2vm/);
+  });
+});
+
+describe('recipeFor: the architecture is data', () => {
+  it.each([
+    ['Debian 12', { ID: 'debian', VERSION_ID: '12' }, 'amd64', 'linux-image-cloud-amd64', 'ttyS0'],
+    ['Debian 12', { ID: 'debian', VERSION_ID: '12' }, 'arm64', 'linux-image-cloud-arm64', 'ttyAMA0'],
+    ['Debian 11', { ID: 'debian', VERSION_ID: '11' }, 'arm64', 'linux-image-cloud-arm64', 'ttyAMA0'],
+    ['Debian testing', { ID: 'debian', VERSION_CODENAME: 'forky' }, 'arm64', 'linux-image-cloud-arm64', 'ttyAMA0'],
+    ['Ubuntu 24.04', { ID: 'ubuntu', VERSION_ID: '24.04' }, 'arm64', 'linux-image-virtual', 'ttyAMA0'],
+    ['Alpine 3.22', { ID: 'alpine', VERSION_ID: '3.22.1' }, 'amd64', 'linux-virt', undefined],
+  ])('%s on %s: kernel %s, serial console %s', (_n, fields, arch, kernel, console) => {
+    const r = recipeFor(osr(fields), arch);
+    expect(r.distro.arch).toBe(arch);
+    expect(r.distro.kernelPackage).toBe(kernel);
+    expect(r.values.kernel_package).toBe(kernel);
+    expect(r.values.serial_console).toBe(console);
+  });
+
+  it('defaults to amd64 when no architecture is given (plans of an image not read yet)', () => {
+    expect(recipeFor(osr({ ID: 'debian', VERSION_ID: '12' })).distro.kernelPackage).toBe('linux-image-cloud-amd64');
   });
 });

@@ -37,10 +37,12 @@ const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const NONE: BuildFeatures = { ssh: false, sudo: false, cloudInit: false, entrypoint: false };
 const ALL: BuildFeatures = { ssh: true, sudo: true, cloudInit: true, entrypoint: true };
 
-const CASES: [string, string, BuildFeatures][] = [
+/** Name, os-release, features, and the guest's architecture (amd64 unless given). */
+const CASES: [string, string, BuildFeatures, string?][] = [
   ['debian-11', 'ID=debian\nVERSION_ID="11"\nVERSION_CODENAME=bullseye', NONE],
   ['debian-12', 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm', NONE],
   ['debian-12-all-options', 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm', ALL],
+  ['debian-12-arm64', 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm', NONE, 'arm64'],
   ['debian-13', 'ID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie', NONE],
   ['debian-testing', 'ID=debian\nVERSION_CODENAME=forky\nPRETTY_NAME="Debian GNU/Linux forky/sid"', NONE],
   ['ubuntu-20.04', 'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="20.04"', NONE],
@@ -48,6 +50,7 @@ const CASES: [string, string, BuildFeatures][] = [
   ['ubuntu-22.04', 'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="22.04"', NONE],
   ['ubuntu-24.04', 'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"', NONE],
   ['ubuntu-24.04-all-options', 'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"', ALL],
+  ['ubuntu-24.04-arm64', 'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"', NONE, 'arm64'],
   ['ubuntu-25.04', 'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="25.04"', NONE],
   ['alpine-3.18', 'ID=alpine\nVERSION_ID=3.18.9', NONE],
   ['alpine-3.22', 'ID=alpine\nVERSION_ID=3.22.1', NONE],
@@ -67,17 +70,17 @@ const CASES: [string, string, BuildFeatures][] = [
   ['almalinux-10', 'ID="almalinux"\nID_LIKE="rhel centos fedora"\nVERSION_ID="10.0"', NONE],
 ];
 
-async function render(osRelease: string, features: BuildFeatures): Promise<string> {
-  const recipe = recipeFor(parseOsRelease(osRelease), 'amd64');
+async function render(osRelease: string, features: BuildFeatures, arch = 'amd64'): Promise<string> {
+  const recipe = recipeFor(parseOsRelease(osRelease), arch);
   const r = await renderRecipe(recipe, { base: 'img2vm-golden-base', ...buildValues(recipe, features) });
   return describeRecipe(r);
 }
 
 describe('golden recipes', () => {
   if (UPDATE) mkdirSync(GOLDEN, { recursive: true });
-  for (const [name, osRelease, features] of CASES) {
+  for (const [name, osRelease, features, arch] of CASES) {
     it(`${name} renders as test/guest/golden/${name}.txt`, async () => {
-      const got = await render(osRelease, features);
+      const got = await render(osRelease, features, arch);
       const path = join(GOLDEN, `${name}.txt`);
       if (UPDATE) writeFileSync(path, got);
       let want: string;

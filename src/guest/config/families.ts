@@ -1,4 +1,6 @@
-// Per-family, per-release facts: package names, services, network stack; release-specific choices cite why.
+// Per-family, per-release, per-architecture facts: package names, services, network stack, serial console;
+// release-specific choices cite why.
+import { ARCH, type GuestArch } from '../../core/arch.js';
 
 export type Family = 'debian' | 'alpine' | 'fedora';
 
@@ -21,6 +23,10 @@ export interface DistroInfo {
   label: string;
   init: 'systemd' | 'openrc';
   network: 'networkd' | 'networkmanager' | 'udhcpc';
+  /** The guest's architecture, which this recipe is for. */
+  arch: GuestArch;
+  /** The architectures the family's template has packages and a console for (a recipe for another is refused). */
+  arches: GuestArch[];
   kernelPackage: string;
   /** Template values with every optional feature off. */
   values: Record<string, string>;
@@ -35,6 +41,14 @@ export interface DistroInfo {
   luksPackage?: string;
   /** How /etc/shadow is created when an image has none (existing files keep their own mode and owner). */
   shadow: { mode: number; group: string | null };
+}
+
+/** The kernel package for each architecture a family's template serves. */
+type Kernels = Partial<Record<GuestArch, string>>;
+
+/** What a family's values take from the architecture: its kernel package and the serial console of img2vm's VMs. */
+function archFacts(kernels: Kernels, arch: GuestArch): Pick<DistroInfo, 'arch' | 'arches' | 'kernelPackage'> {
+  return { arch, arches: Object.keys(kernels) as GuestArch[], kernelPackage: kernels[arch] ?? '' };
 }
 
 const none: Feature = { packages: [], enable: [], boot: [] };
@@ -52,11 +66,13 @@ function debianFamily(
   id: string,
   version: string,
   label: string,
-  kernelPackage: string,
+  kernels: Kernels,
   resolvedSplit: boolean,
   sshUnit: string,
   systemdBootPackage: string | undefined,
+  arch: GuestArch,
 ): DistroInfo {
+  const a = archFacts(kernels, arch);
   return {
     id,
     version,
@@ -65,9 +81,11 @@ function debianFamily(
     label,
     init: 'systemd',
     network: 'networkd',
-    kernelPackage,
+    ...a,
     values: {
-      kernel_package: kernelPackage,
+      kernel_package: a.kernelPackage,
+      // The getty on the serial port img2vm's VMs have: the PC UART, or the PL011 of QEMU's arm virt machine.
+      serial_console: ARCH[arch].serialConsole,
       release_packages: resolvedSplit ? 'systemd-resolved' : '',
       extra_packages: '',
       enable_units: '',
@@ -88,38 +106,44 @@ function debianFamily(
 }
 
 /** n is the major release, Infinity for testing/sid. */
-export function debianInfo(version: string, n: number): DistroInfo {
+export function debianInfo(version: string, n: number, arch: GuestArch = 'amd64'): DistroInfo {
   const label = version === 'testing' ? 'Debian testing/sid' : `Debian ${version}`;
-  // linux-image-cloud-amd64: the kernel Debian builds for VMs (virtio, NVMe, Xen/Hyper-V), in 11, 12 and 13.
-  // systemd-boot became a package of its own in bookworm; in bullseye the EFI binary is inside `systemd`.
+  // linux-image-cloud-ARCH: the kernel Debian builds for VMs (virtio, NVMe; Xen/Hyper-V on amd64), in 11, 12 and
+  // 13 for amd64 and arm64 alike. systemd-boot became a package of its own in bookworm; in bullseye the EFI binary
+  // is inside `systemd` (on both architectures).
   return debianFamily(
     'debian',
     version,
     label,
-    'linux-image-cloud-amd64',
+    { amd64: 'linux-image-cloud-amd64', arm64: 'linux-image-cloud-arm64' },
     n >= 12,
     'ssh.service',
     n >= 12 ? 'systemd-boot' : undefined,
+    arch,
   );
 }
 
 /** n is YYMM (2404 for 24.04). */
-export function ubuntuInfo(version: string, n: number): DistroInfo {
-  // linux-image-virtual: the generic kernel with the module set for VMs; exists in every release since 14.04.
+export function ubuntuInfo(version: string, n: number, arch: GuestArch = 'amd64'): DistroInfo {
+  // linux-image-virtual: the generic kernel with the module set for VMs; exists in every release since 14.04, on
+  // amd64 and (from the ports archive, which arm64 images' sources name) arm64.
   // Since 22.10 sshd is socket-activated: ssh.socket (RequiredBy=ssh.service) listens and starts ssh.service on
   // the first connection; that is the unit the package itself enables there.
   return debianFamily(
     'ubuntu',
     version,
     `Ubuntu ${version}`,
-    'linux-image-virtual',
+    { amd64: 'linux-image-virtual', arm64: 'linux-image-virtual' },
     n >= 2210,
     n >= 2210 ? 'ssh.socket' : 'ssh.service',
     n >= 2210 ? 'systemd-boot' : undefined,
+    arch,
   );
 }
 
-export function alpineInfo(version: string): DistroInfo {
+// The Alpine and Fedora templates name the serial console ttyS0 in what they copy as it is (an inittab, securetty,
+// unit files), so they serve amd64 only until that becomes a value as it is in the Debian template.
+export function alpineInfo(version: string, arch: GuestArch = 'amd64'): DistroInfo {
   return {
     id: 'alpine',
     version,
@@ -129,7 +153,7 @@ export function alpineInfo(version: string): DistroInfo {
     init: 'openrc',
     network: 'udhcpc',
     // linux-virt installs /boot/vmlinuz-virt and its modules; mkinitfs writes /boot/initramfs-virt.
-    kernelPackage: 'linux-virt',
+    ...archFacts({ amd64: 'linux-virt' }, arch),
     values: {
       kernel_package: 'linux-virt',
       kernel_flavor: 'virt',
@@ -157,7 +181,13 @@ export function alpineInfo(version: string): DistroInfo {
   };
 }
 
-function fedoraFamily(id: string, version: string, label: string, systemdBootPackage: string | undefined): DistroInfo {
+function fedoraFamily(
+  id: string,
+  version: string,
+  label: string,
+  systemdBootPackage: string | undefined,
+  arch: GuestArch,
+): DistroInfo {
   return {
     id,
     version,
@@ -168,7 +198,7 @@ function fedoraFamily(id: string, version: string, label: string, systemdBootPac
     // systemd-networkd is not in the RHEL-family repositories (only EPEL); NetworkManager is everywhere.
     network: 'networkmanager',
     // kernel-core: the kernel and the modules a VM needs (virtio, NVMe, ext4), since Fedora 21 and EL 8.
-    kernelPackage: 'kernel-core',
+    ...archFacts({ amd64: 'kernel-core' }, arch),
     values: { kernel_package: 'kernel-core', release_packages: '', extra_packages: '', enable_units: '' },
     features: {
       // sshd-keygen@.service already makes missing host keys before sshd on this family; ours runs after it.
@@ -186,9 +216,9 @@ function fedoraFamily(id: string, version: string, label: string, systemdBootPac
   };
 }
 
-export function fedoraInfo(version: string): DistroInfo {
+export function fedoraInfo(version: string, arch: GuestArch = 'amd64'): DistroInfo {
   // systemd-boot-unsigned carries the EFI binary on Fedora (systemd-boot itself is the signed one on some releases).
-  return fedoraFamily('fedora', version, `Fedora ${version}`, 'systemd-boot-unsigned');
+  return fedoraFamily('fedora', version, `Fedora ${version}`, 'systemd-boot-unsigned', arch);
 }
 
 const EL_NAMES: Record<string, string> = {
@@ -199,6 +229,10 @@ const EL_NAMES: Record<string, string> = {
 };
 
 /** CentOS Stream, Rocky Linux, AlmaLinux (and Oracle Linux as a rebuild) 8, 9 and 10; none ships systemd-boot. */
-export function enterpriseInfo(id: 'centos' | 'rocky' | 'almalinux' | 'ol', version: string): DistroInfo {
-  return fedoraFamily(id, version, `${EL_NAMES[id]} ${version}`, undefined);
+export function enterpriseInfo(
+  id: 'centos' | 'rocky' | 'almalinux' | 'ol',
+  version: string,
+  arch: GuestArch = 'amd64',
+): DistroInfo {
+  return fedoraFamily(id, version, `${EL_NAMES[id]} ${version}`, undefined, arch);
 }
