@@ -5,6 +5,10 @@ import { configDefaults, defineConfig } from 'vitest/config';
 // The file name says what a test needs; test/setup/node-only.ts fails a node-tier test that starts a process or leaves loopback.
 const TOOLS = 'test/**/*.tools.test.ts';
 const BOOT = 'test/**/*.boot.test.ts';
+// The slow tier: tests that take far longer than a boot (an arm64 distribution build under emulation), run only
+// when asked for (IMG2VM_SLOW=1, which `bash scripts/test.sh --slow` sets), so the default suite keeps its time.
+const SLOW = 'test/**/*.slow.test.ts';
+const RUN_SLOW = process.env.IMG2VM_SLOW === '1';
 // vitest's default is one worker per core but one: a single worker on the 2-core machines this runs on.
 const NODE_WORKERS = Math.max(2, availableParallelism() - 1);
 // Two files at a time: a TCG guest keeps about one core busy while the other file converts, builds or waits on the
@@ -19,7 +23,7 @@ export default defineConfig({
         test: {
           name: 'node',
           include: ['test/**/*.test.ts'],
-          exclude: [...configDefaults.exclude, TOOLS, BOOT],
+          exclude: [...configDefaults.exclude, TOOLS, BOOT, SLOW],
           setupFiles: ['test/setup/node-only.ts'],
           testTimeout: 30_000,
           maxWorkers: NODE_WORKERS,
@@ -46,6 +50,20 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
         },
       },
+      ...(RUN_SLOW
+        ? [
+            {
+              test: {
+                name: 'slow',
+                include: [SLOW],
+                testTimeout: 180 * 60_000,
+                hookTimeout: 60 * 60_000,
+                maxWorkers: VM_WORKERS,
+                sequence: { groupOrder: 1 },
+              },
+            },
+          ]
+        : []),
     ],
   },
 });
