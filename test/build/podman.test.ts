@@ -49,6 +49,33 @@ describe('podman command lines', () => {
     ]);
   });
 
+  it("build for another architecture's image: --platform, so its steps run under the binfmt_misc emulator", () => {
+    const argv = podmanBuildArgv({
+      tag: 'localhost/img2vm-cache:0123',
+      context: '/w/podman-ctx-1',
+      labels: {},
+      platform: 'linux/arm64',
+    });
+    expect(argv.slice(0, 9)).toEqual([
+      'build',
+      '--network',
+      'host',
+      '--pull=never',
+      '--layers=false',
+      '--format',
+      'oci',
+      '--platform',
+      'linux/arm64',
+    ]);
+    expect(argv.slice(9)).toEqual([
+      '--file',
+      '/w/podman-ctx-1/Dockerfile',
+      '--tag',
+      'localhost/img2vm-cache:0123',
+      '/w/podman-ctx-1',
+    ]);
+  });
+
   it('save uncompressed as an oci-archive; load, exists, info, rm', () => {
     expect(podmanSaveArgv('localhost/img2vm-cache:0123', '/w/out/image.tar')).toEqual([
       'save',

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerClient, imagePath } from '../../src/source/docker-api.js';
 
@@ -48,6 +49,18 @@ describe('DockerClient requests', () => {
     expect(await client().inspect('evil?force=1#x')).toBeUndefined();
     await client().removeImage('evil?force=1#x');
     expect(paths).toEqual(['/v1.41/images/evil%3Fforce%3D1%23x/json', '/v1.41/images/evil%3Fforce%3D1%23x?noprune=0']);
+  });
+
+  it("a build for another architecture's image names its platform; a native one leaves the daemon's default", async () => {
+    paths.length = 0;
+    const labels = {};
+    await expect(
+      client().build(Readable.from([]), { tag: 'img2vm-cache:ab', labels, platform: 'linux/arm64' }),
+    ).rejects.toThrow();
+    await expect(client().build(Readable.from([]), { tag: 'img2vm-cache:cd', labels })).rejects.toThrow();
+    const queries = paths.map((p) => new URL(p, 'http://d').searchParams);
+    expect(queries.map((q) => q.get('platform'))).toEqual(['linux/arm64', null]);
+    expect(queries.map((q) => q.get('t'))).toEqual(['img2vm-cache:ab', 'img2vm-cache:cd']);
   });
 
   it('a name with .. is refused before anything reaches the daemon', async () => {
