@@ -3,6 +3,11 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { SYSTEMD_BOOT_EFI } from '../boot/systemd-boot.js';
 import { nativeInitPath } from '../guest/initramfs.js';
+import { ARCH, type GuestArch } from '../core/arch.js';
+import type { BinfmtFacts } from '../core/binfmt.js';
+import { hostArch } from '../guest/arch.js';
+import { emulationFix, emulationFor, parseBinfmt } from '../guest/binfmt.js';
+import { readBinfmtFiles } from '../tools/binfmt.js';
 import { ExitCode } from '../core/errors.js';
 import { parseConvertOptions } from '../core/options.js';
 import { resolveFormat } from '../output/index.js';
@@ -41,6 +46,9 @@ export interface DoctorEnv {
   /** Resolves when the Docker daemon answers. */
   pingDocker?: () => Promise<void>;
   isRoot?: boolean;
+  /** What binfmt_misc runs (default: this host's /proc/sys/fs/binfmt_misc), and the host's architecture. */
+  binfmt?: BinfmtFacts;
+  hostArch?: string;
 }
 
 export async function doctorChecks(env: DoctorEnv = {}): Promise<Check[]> {
@@ -117,7 +125,7 @@ export async function doctorChecks(env: DoctorEnv = {}): Promise<Check[]> {
       required,
     });
   }
-  checks.push(binfmtCheck(exists));
+  checks.push(binfmtCheck(env.binfmt ?? parseBinfmt(readBinfmtFiles()), env.hostArch ?? hostArch()));
   const root = env.isRoot ?? process.getuid?.() === 0;
   checks.push({
     name: 'root',
@@ -131,21 +139,21 @@ export async function doctorChecks(env: DoctorEnv = {}): Promise<Check[]> {
 }
 
 /**
- * arm64 programs on an amd64 host run only under qemu-user-static registered with binfmt_misc, which changes the
- * running kernel and so needs root. img2vm's own-init path runs nothing from the image and needs none of it; the
- * arm64 Debian test fixture's debootstrap second stage does (and --init distro for arm64 would).
+ * The other architecture's programs (arm64 on an amd64 host, amd64 on an arm64 one) run only under qemu-user-static
+ * registered with binfmt_misc with the F flag (so containers find the emulator), which changes the running kernel
+ * and so needs root. img2vm's own-init path runs nothing from the image and needs none of it; --init distro for such
+ * an image runs its package scripts so, and so does the arm64 Debian test fixture's debootstrap second stage.
  */
-function binfmtCheck(exists: (path: string) => boolean): Check {
-  const registered = exists('/proc/sys/fs/binfmt_misc/qemu-aarch64');
+function binfmtCheck(binfmt: BinfmtFacts, host: string): Check {
+  const foreign: GuestArch = host === 'arm64' ? 'amd64' : 'arm64';
+  const e = emulationFor(binfmt, foreign);
   return {
-    name: 'binfmt_misc qemu-aarch64',
-    ok: registered,
-    detail: registered ? 'registered' : 'not registered',
+    name: `binfmt_misc qemu-${ARCH[foreign].uname}`,
+    ok: e.ok,
+    detail: e.ok ? `${e.handler.name} registered (${e.handler.interpreter}, flags ${e.handler.flags})` : e.why,
     package: 'qemu-user-static',
-    fix: registered
-      ? undefined
-      : 'as root (it changes the running kernel): apt-get install qemu-user-static && scripts/register-binfmt.sh',
-    for: "arm64 programs on this host: the arm64 Debian test fixture's second stage (img2vm's own init needs none)",
+    fix: e.ok ? undefined : emulationFix(foreign),
+    for: `--init distro for linux/${foreign} images (their template's build runs under emulation)${foreign === 'arm64' ? " and the arm64 Debian test fixture's second stage" : ''}; img2vm's own init needs none`,
     required: false,
   };
 }

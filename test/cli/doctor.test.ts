@@ -10,9 +10,20 @@ import {
   renderChecks,
   type DoctorEnv,
 } from '../../src/cli/doctor.js';
+import { parseBinfmt } from '../../src/guest/binfmt.js';
 import { TOOL_PURPOSES, TOOLS, which } from '../../src/tools/index.js';
 
-const healthy: DoctorEnv = { pingDocker: async () => undefined, exists: () => true, isRoot: true };
+const AARCH64 = (flags: string) =>
+  `enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: ${flags}\noffset 0\n` +
+  'magic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n';
+const binfmtWith = (flags: string) => parseBinfmt({ status: 'enabled\n', entries: { 'qemu-aarch64': AARCH64(flags) } });
+const healthy: DoctorEnv = {
+  pingDocker: async () => undefined,
+  exists: () => true,
+  isRoot: true,
+  binfmt: binfmtWith('POF'),
+  hostArch: 'amd64',
+};
 
 let bin: string;
 let oldPath: string | undefined;
@@ -106,12 +117,31 @@ describe('img2vm doctor', () => {
   });
 
   it('arm64: the firmware, the cross-built init, and what needs root to run arm64 programs (optional all)', async () => {
-    const checks = await doctorChecks({ ...healthy, exists: (p) => !p.includes('binfmt_misc') });
+    const registered = await doctorChecks(healthy);
+    expect(registered.find((c) => c.name === 'binfmt_misc qemu-aarch64')).toMatchObject({
+      ok: true,
+      detail: 'qemu-aarch64 registered (/usr/libexec/qemu-binfmt/aarch64-binfmt-P, flags POF)',
+      for: expect.stringMatching(/^--init distro for linux\/arm64 images/),
+    });
+    const checks = await doctorChecks({ ...healthy, binfmt: parseBinfmt({ entries: {} }) });
     expect(checks.find((c) => c.name === 'binfmt_misc qemu-aarch64')).toMatchObject({
       ok: false,
       required: false,
       package: 'qemu-user-static',
-      fix: expect.stringMatching(/as root .*register-binfmt\.sh/),
+      detail: 'binfmt_misc is not mounted at /proc/sys/fs/binfmt_misc',
+      fix: expect.stringMatching(/^as root .*scripts\/register-binfmt\.sh or update-binfmts --enable qemu-aarch64$/),
+    });
+    // Registered without F: a container's root has no emulator at the registered path, so it does not count.
+    const noF = await doctorChecks({ ...healthy, binfmt: binfmtWith('P') });
+    expect(noF.find((c) => c.name === 'binfmt_misc qemu-aarch64')).toMatchObject({
+      ok: false,
+      detail: expect.stringMatching(/without the F \(fix-binary\) flag/),
+    });
+    // On an arm64 host the foreign architecture is amd64.
+    const arm64Host = await doctorChecks({ ...healthy, hostArch: 'arm64' });
+    expect(arm64Host.find((c) => c.name === 'binfmt_misc qemu-x86_64')).toMatchObject({
+      ok: false,
+      fix: expect.stringMatching(/update-binfmts --enable qemu-x86_64$/),
     });
     expect(checks.find((c) => c.name === '/usr/share/AAVMF/AAVMF_CODE.fd')).toMatchObject({
       package: 'qemu-efi-aarch64',
