@@ -1,6 +1,12 @@
 #!/bin/bash
 # Runs the whole test suite: installs what it needs (Debian packages, dockerd, npm modules), builds, type-checks, then the node, tools and boot tiers.
+# --slow adds the slow tier (*.slow.test.ts: an arm64 distribution build under emulation, many minutes); other
+# arguments go to vitest.
 set -euo pipefail
+if [ "${1:-}" = --slow ]; then
+  export IMG2VM_SLOW=1
+  shift
+fi
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
@@ -20,7 +26,7 @@ set -e
 [ -n "${IMG2VM_TEST_REPORT:-}" ] && cp "$report" "$IMG2VM_TEST_REPORT"
 node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  const tier = (f) => (/\.boot\.test\.ts$/.test(f) ? "boot" : /\.tools\.test\.ts$/.test(f) ? "tools" : "node");
+  const tier = (f) => (/\.slow\.test\.ts$/.test(f) ? "slow" : /\.boot\.test\.ts$/.test(f) ? "boot" : /\.tools\.test\.ts$/.test(f) ? "tools" : "node");
   const files = r.testResults.map((f) => ({ name: f.name.slice(process.cwd().length + 1), tier: tier(f.name), s: (f.endTime - f.startTime) / 1000, tests: f.assertionResults.length }));
   const tiers = {};
   for (const f of files) (tiers[f.tier] ??= { files: 0, tests: 0, s: 0 }), (tiers[f.tier].files++, (tiers[f.tier].tests += f.tests), (tiers[f.tier].s += f.s));
