@@ -47,7 +47,7 @@ PKGS=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross  # img2vm's own init cross-built for arm64 disks (scripts/build-native.sh)
   qemu-system-arm      # qemu-system-aarch64: img2vm run/test on arm64 disks, the arm64 boot tests
   qemu-efi-aarch64     # AAVMF: UEFI firmware for arm64 guests
-  qemu-user-static     # arm64 programs under emulation: the debootstrap second stage of the arm64 test fixture
+  qemu-user-static     # arm64 programs under emulation: the arm64 test fixture's debootstrap second stage, --init distro for arm64 images
   python3              # Python's tarfile: a layer producer in the producer-matrix e2e test; it also materialises the tree
 )
 missing=()
@@ -60,6 +60,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# arm64 programs under emulation for the arm64 Debian fixture's second stage: changes the running kernel (root).
-bash "$(dirname "$0")/register-binfmt.sh" || echo "warning: qemu-aarch64 is not registered with binfmt_misc; the arm64 Debian fixture cannot be built" >&2
+# arm64 programs under emulation for the arm64 Debian fixture's second stage and --init distro for arm64 images:
+# changes the running kernel (root).
+bash "$(dirname "$0")/register-binfmt.sh" || echo "warning: qemu-aarch64 is not registered with binfmt_misc; the arm64 Debian fixture cannot be built and --init distro refuses arm64 images" >&2
 bash "$(dirname "$0")/start-docker.sh"

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Registers QEMU's user-mode arm64 emulator with binfmt_misc (needs root: it changes the running kernel), so the
-# arm64 test fixture's debootstrap second stage can run arm64 programs on an amd64 host. Uses Debian's registration
+# arm64 test fixture's debootstrap second stage and --init distro's template build for arm64 images can run arm64
+# programs on an amd64 host. Uses Debian's registration
 # from qemu-user-static (/usr/lib/binfmt.d/qemu-aarch64.conf, flags OPF: F opens the emulator now, so chroots and
 # containers without it inside still run arm64 programs). What systemd-binfmt would do at boot, for hosts without it.
 set -euo pipefail
