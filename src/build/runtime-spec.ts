@@ -141,7 +141,11 @@ export const SECCOMP_REFUSED: readonly string[] = [
  */
 export const SECCOMP_ABSENT: readonly string[] = ['clone3', 'io_uring_setup', 'io_uring_enter', 'io_uring_register'];
 
-/** The ABIs a process of the host's architecture can call the kernel with (Node's process.arch names); others: the native one only. */
+/**
+ * The ABIs a process of the host's architecture can call the kernel with (Node's process.arch names); others: the
+ * native one only. A step of another architecture's image (--init distro for arm64 on an amd64 host) runs inside
+ * binfmt_misc's user-mode emulator, a host program whose system calls are the host's: the host's list serves it too.
+ */
 const SECCOMP_ARCHITECTURES: Record<string, string[]> = {
   x64: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
   arm64: ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'],
