@@ -5,7 +5,8 @@
  * as the workload, or gives a console (optionally with the image's command as a service beside it, service.c).
  *
  * Boot: devtmpfs, proc, sysfs; the kernel command line (img2vm.* and ip= only); the nonce line; the spec
- * (/img2vm/spec, see spec.c); kernel modules in the spec's order; wait for the ext4 root by UUID; mount it; move
+ * (/img2vm/spec, see spec.c); kernel modules in the spec's order; with luks-uuid, the LUKS2 volume unlocked (the
+ * passphrase asked on the console, unlock.c); wait for the ext4 root by UUID; mount it; move
  * /dev, /proc, /sys into it; free the initramfs; MS_MOVE the root onto / and chroot. Then, for the workload and
  * console modes: devpts, /dev/shm, /run, /tmp, cgroup2; hostname; loopback and DHCP or ip=; /etc/resolv.conf,
  * hosts and hostname bind-mounted from /run/img2vm; the service, if any; the workload (or the getty or shell) as
@@ -33,7 +34,8 @@
  *
  * When not PID 1 this binary is a test tool: --check-spec FILE, --check-run FILE (runcfg.c), --resolve-user ROOT USER, --parse-cmdline TEXT,
  * --parse-dhcp PACKET XID MAC, --boot-nonce DMI_DIR CMDLINE (the parsers, run on the host by the unit tests),
- * --restart-policy END... (the service's); and --relay PREFIX, the service's output relay, which PID 1 starts in
+ * --restart-policy END... (the service's), --luks-unlock FILE (unlock.c, the passphrase on stdin), --sha256 HEX,
+ * --hmac-sha256 KEYHEX MSGHEX, --pbkdf2-sha256 PASSHEX SALTHEX ITERATIONS BYTES (sha256.c); and --relay PREFIX, the service's output relay, which PID 1 starts in
  * the guest and the unit tests drive on the host.
  */
 #define _GNU_SOURCE
@@ -169,8 +171,66 @@ static const char *pick_hostname(const struct spec *s, const struct cmdline *c)
 	return s->hostname ? s->hostname : "localhost";
 }
 
+/* Hex text to bytes (the digest tool modes' inputs); returns the byte count, or exits on bad input. */
+static size_t unhex(const char *h, uint8_t **out)
+{
+	size_t n = strlen(h) / 2;
+	*out = malloc(n + 1);
+	if (!*out || strlen(h) % 2)
+		fatal("not hex: %s", h);
+	for (size_t i = 0; i < n; i++) {
+		int a = spec_hexval(h[2 * i]), b = spec_hexval(h[2 * i + 1]);
+		if (a < 0 || b < 0)
+			fatal("not hex: %s", h);
+		(*out)[i] = (uint8_t)(a * 16 + b);
+	}
+	return n;
+}
+
+static void print_hex(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		printf("%02x", p[i]);
+	printf("\n");
+}
+
+/* The digest tool modes: the C SHA-256, HMAC and PBKDF2 checked against published vectors by the unit tests. */
+static int digest_tool(int argc, char **argv)
+{
+	uint8_t *a, *b, out[32];
+	if (argc == 3 && !strcmp(argv[1], "--sha256")) {
+		size_t n = unhex(argv[2], &a);
+		sha256(a, n, out);
+		print_hex(out, 32);
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "--hmac-sha256")) {
+		size_t n = unhex(argv[2], &a), m = unhex(argv[3], &b);
+		hmac_sha256(a, n, b, m, out);
+		print_hex(out, 32);
+		return 0;
+	}
+	unsigned long iter, len;
+	if (argc == 6 && !strcmp(argv[1], "--pbkdf2-sha256") && parse_uint(argv[4], 0xffffffffu, &iter) == 0 &&
+	    parse_uint(argv[5], 4096, &len) == 0 && iter > 0) {
+		size_t n = unhex(argv[2], &a), m = unhex(argv[3], &b);
+		uint8_t *dk = malloc(len + 1);
+		if (!dk)
+			fatal("out of memory");
+		pbkdf2_sha256(a, n, b, m, (uint32_t)iter, dk, len);
+		print_hex(dk, len);
+		return 0;
+	}
+	return -1;
+}
+
 static int tool_main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--luks-unlock"))
+		return luks_tool_main(argv[2]);
+	int r = digest_tool(argc, argv);
+	if (r >= 0)
+		return r;
 	if (argc == 3 && !strcmp(argv[1], "--check-spec")) {
 		size_t len;
 		struct spec s;
@@ -256,7 +316,8 @@ static int tool_main(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "--restart-policy"))
 		return restart_policy_main(argc - 2, argv + 2);
 	fprintf(stderr, "img2vm-init is PID 1 of img2vm's initramfs; as a tool: --check-spec FILE | --check-run FILE | --resolve-user ROOT "
-			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC | --boot-nonce DMI_DIR CMDLINE | --relay PREFIX | --restart-policy END...\n");
+			"USER | --parse-cmdline TEXT | --parse-dhcp PACKET XID MAC | --boot-nonce DMI_DIR CMDLINE | --relay PREFIX | --restart-policy END... | "
+			"--luks-unlock FILE | --sha256 HEX | --hmac-sha256 KEYHEX MSGHEX | --pbkdf2-sha256 PASSHEX SALTHEX ITERATIONS BYTES\n");
 	return 2;
 }
 
@@ -286,7 +347,8 @@ int main(int argc, char **argv)
 		c.run = flag[0] == '1';
 	struct spec s = read_spec();
 	load_modules(&s);
-	const char *dev = wait_root(s.root_uuid, c.root_wait >= 0 ? c.root_wait : s.root_wait);
+	int wait = c.root_wait >= 0 ? c.root_wait : s.root_wait;
+	const char *dev = s.luks_uuid ? unlock_root(s.luks_uuid, wait) : wait_root(s.root_uuid, wait);
 	struct runcfg rc;
 	memset(&rc, 0, sizeof rc);
 	if (c.run) {

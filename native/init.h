@@ -9,7 +9,7 @@
 /* Where the initramfs carries the spec; src/guest/initramfs.ts and init-spec.ts write it there. */
 #define SPEC_PATH "/img2vm/spec"
 #define SPEC_MAGIC "img2vm-init"
-#define SPEC_VERSION 2 /* 2 added the service keys */
+#define SPEC_VERSION 3 /* 2 added the service keys, 3 luks-uuid */
 #define SPEC_MAX_BYTES (1 << 20)
 #define NEWROOT "/newroot"
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -34,6 +34,7 @@ void json_strv(const struct strv *v);
 struct spec {
 	enum mode mode;
 	const char *root_uuid;
+	const char *luks_uuid; /* the root file system is inside this LUKS2 volume (unlock.c); NULL when clear */
 	const char *root_fstype;
 	const char *root_options;
 	int root_wait; /* seconds */
@@ -145,6 +146,71 @@ void runcfg_mount(const struct runcfg *r);
 void runcfg_dump(const struct runcfg *r);
 int runcfg_stdin_port(int wait_s);
 void runcfg_winsize_relay(const char *tty);
+
+/* sha256.c */
+struct sha256 {
+	uint32_t h[8];
+	uint64_t len;
+	uint8_t buf[64];
+	size_t n;
+};
+void sha256_init(struct sha256 *c);
+void sha256_update(struct sha256 *c, const void *data, size_t n);
+void sha256_final(struct sha256 *c, uint8_t out[32]);
+void sha256(const void *data, size_t n, uint8_t out[32]);
+void hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, uint8_t mac[32]);
+void pbkdf2_sha256(const void *pass, size_t plen, const void *salt, size_t slen, uint32_t iterations, uint8_t *dk,
+		   size_t dklen);
+
+/* json.c */
+enum jtype { J_OBJECT, J_ARRAY, J_STRING, J_PRIMITIVE };
+struct jtok {
+	enum jtype type;
+	size_t start, end; /* a string's content without the quotes */
+	int parent;
+	int next; /* the index of the first token after this one's subtree */
+};
+int json_parse(const char *s, size_t len, struct jtok *t, int cap);
+int json_get(const char *s, const struct jtok *t, int obj, const char *key);
+int json_child(const struct jtok *t, int c, int i);
+int json_string(const char *s, const struct jtok *t, int i, char *out, size_t outlen);
+int json_u64(const char *s, const struct jtok *t, int i, uint64_t *out);
+int json_is(const char *s, const struct jtok *t, int i, const char *want);
+
+/* luks.c */
+struct luks {
+	char uuid[41];
+	uint64_t hdr_size;
+	char *json;
+	size_t json_len;
+	struct jtok *tok;
+	int ntok;
+};
+struct luks_segment {
+	uint64_t offset, size, iv_tweak; /* bytes; size 0 = dynamic */
+	unsigned sector_size;
+};
+int luks_read(int fd, struct luks *l, char *err, size_t errlen);
+void luks_free(struct luks *l);
+int luks_segment(const struct luks *l, struct luks_segment *sg, char *err, size_t errlen);
+int luks_unlock(int fd, const struct luks *l, const char *pass, size_t plen, uint8_t *key, size_t *klen, int *slot,
+		char *err, size_t errlen);
+
+/* aes.c */
+struct aes {
+	uint8_t rk[240];
+	int rounds;
+};
+int aes_key(struct aes *a, const uint8_t *key, size_t len);
+void aes_encrypt(const struct aes *a, uint8_t s[16]);
+void aes_decrypt(const struct aes *a, uint8_t s[16]);
+int xts_decrypt(const uint8_t *key, size_t klen, uint8_t *buf, size_t len, char *err, size_t errlen);
+
+/* unlock.c */
+const char *unlock_root(const char *luks_uuid, int wait_s);
+int dm_crypt_params(char *out, size_t cap, const uint8_t *key, size_t klen, const struct luks_segment *sg,
+		    unsigned maj, unsigned min);
+int luks_tool_main(const char *path);
 
 /* root.c */
 void load_modules(const struct spec *s);

@@ -4,7 +4,7 @@
  * Strict on purpose: the init and the spec always ship together in one initramfs, so anything unexpected is a bug
  * or corruption.
  *
- *   img2vm-init 2            magic and version, the first line (2 added service)
+ *   img2vm-init 3            magic and version, the first line (2 added service, 3 luks-uuid)
  *   KEY SP VALUE LF          KEY is [a-z0-9-]+; VALUE is the rest of the line, escaped:
  *                            \\ is a backslash, \n a newline, \xHH any byte but NUL; raw control bytes are refused
  *   end LF                   the last line, so a truncated file is noticed
@@ -30,7 +30,7 @@ static const struct key KEYS[] = {
 	{ "mode", 0 },	   { "root-uuid", 0 }, { "root-fstype", 0 }, { "root-options", 0 }, { "root-wait", 0 },
 	{ "hostname", 0 }, { "arg", 1 },       { "env", 1 },	     { "cwd", 0 },	    { "user", 0 },
 	{ "login", 0 },	   { "module", 1 },    { "net", 0 },	     { "dns", 1 },	    { "tmp", 0 },
-	{ "service", 1 },
+	{ "service", 1 },  { "luks-uuid", 0 },
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -134,6 +134,10 @@ static int set(struct spec *s, const char *k, char *v, int cap, char *err, size_
 		if (!uuid_ok(v))
 			return cfg_fail(err, n, line, "root-uuid \"%s\" is not a UUID", v);
 		s->root_uuid = v;
+	} else if (!strcmp(k, "luks-uuid")) {
+		if (!uuid_ok(v))
+			return cfg_fail(err, n, line, "luks-uuid \"%s\" is not a UUID", v);
+		s->luks_uuid = v;
 	} else if (!strcmp(k, "root-fstype")) {
 		if (strcmp(v, "ext4") && strcmp(v, "ext3") && strcmp(v, "ext2"))
 			return cfg_fail(err, n, line, "root-fstype must be ext4, ext3 or ext2, not \"%s\"", v);
@@ -289,6 +293,11 @@ void spec_dump(const struct spec *s)
 	static const char *modes[] = { "init", "workload", "console" };
 	printf("{\"mode\":\"%s\",\"rootUuid\":", modes[s->mode]);
 	json_str(s->root_uuid);
+	printf(",\"luksUuid\":");
+	if (s->luks_uuid)
+		json_str(s->luks_uuid);
+	else
+		printf("null");
 	printf(",\"rootFstype\":");
 	json_str(s->root_fstype);
 	printf(",\"rootOptions\":");

@@ -3,9 +3,9 @@ import { isIP } from 'node:net';
 import { Img2vmError } from '../core/errors.js';
 
 /**
- * Format, version 2 (native/spec.c is the parser and refuses anything else; 2 added `service`):
+ * Format, version 3 (native/spec.c is the parser and refuses anything else; 2 added `service`, 3 `luks-uuid`):
  *
- *   img2vm-init 2          first line: magic and version
+ *   img2vm-init 3          first line: magic and version
  *   KEY VALUE              one setting a line; VALUE is the rest of the line, escaped so any byte but NUL fits:
  *                          `\\` a backslash, `\n` a newline, `\xHH` any other byte below 0x20, 0x7f and above
  *                          (so the file is ASCII); repeatable keys (arg, service, env, module, dns) keep their order
@@ -14,7 +14,7 @@ import { Img2vmError } from '../core/errors.js';
  * Unknown keys, a key given twice, bad escapes and raw control bytes are fatal in the init: the spec and the
  * init always ship together in one initramfs, so a mismatch is a bug, never something to guess around.
  */
-export const INIT_SPEC_VERSION = 2;
+export const INIT_SPEC_VERSION = 3;
 /** Where the spec and the init live in the initramfs (paths without the leading slash, as cpio has them). */
 export const INIT_SPEC_PATH = 'img2vm/spec';
 export const INIT_MODULES_DIR = 'img2vm/modules';
@@ -38,6 +38,11 @@ export interface InitSpec {
     options?: readonly string[];
     /** How long to wait for the device to appear (default 30; the kernel parameter img2vm.rootwait wins). */
     waitSeconds?: number;
+    /**
+     * The root file system is inside the LUKS2 volume of this UUID: the init finds it, asks for the passphrase on
+     * the console and maps it with dm-crypt (native/unlock.c). Only the UUID: no secret is in the spec.
+     */
+    luksUuid?: string;
   };
   /** The command: the image's ENTRYPOINT + CMD (workload), its init (init), or a shell (console; empty = user's shell). */
   argv?: readonly string[];
@@ -92,6 +97,8 @@ const OPTION = /^[A-Za-z0-9_=.:/+-]+$/;
 
 function check(spec: InitSpec): void {
   if (!UUID.test(spec.root.uuid)) throw new Error(`init spec: root UUID "${spec.root.uuid}" is not a UUID`);
+  if (spec.root.luksUuid !== undefined && !UUID.test(spec.root.luksUuid))
+    throw new Error(`init spec: LUKS UUID "${spec.root.luksUuid}" is not a UUID`);
   const wait = spec.root.waitSeconds;
   if (wait !== undefined && (!Number.isInteger(wait) || wait < 0 || wait > 3600)) {
     throw new Img2vmError('usage', `root wait of ${wait} s is out of range`, 'give whole seconds from 0 to 3600');
@@ -153,6 +160,7 @@ export function renderInitSpec(spec: InitSpec): Buffer {
   const put = (key: string, value: string, what = key) => lines.push(`${key} ${escapeSpecValue(value, what)}`);
   put('mode', spec.mode);
   put('root-uuid', spec.root.uuid.toLowerCase());
+  if (spec.root.luksUuid !== undefined) put('luks-uuid', spec.root.luksUuid.toLowerCase());
   put('root-fstype', spec.root.fsType ?? 'ext4');
   put('root-options', (spec.root.options ?? ['rw']).join(',') || 'rw');
   put('root-wait', String(spec.root.waitSeconds ?? 30));

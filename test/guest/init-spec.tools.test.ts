@@ -130,6 +130,7 @@ describe('native/init reads the spec', () => {
     expect(r.json).toEqual({
       mode: 'workload',
       rootUuid: UUID,
+      luksUuid: null,
       rootFstype: 'ext4',
       rootOptions: 'rw,noatime,errors=remount-ro',
       rootWait: 12,
@@ -148,7 +149,7 @@ describe('native/init reads the spec', () => {
   });
 
   it('applies its defaults to a minimal spec', async () => {
-    const r = await checkSpec(`img2vm-init 2\nmode init\nroot-uuid ${UUID}\nend\n`);
+    const r = await checkSpec(`img2vm-init 3\nmode init\nroot-uuid ${UUID}\nend\n`);
     expect(r.json).toMatchObject({
       mode: 'init',
       rootFstype: 'ext4',
@@ -165,6 +166,19 @@ describe('native/init reads the spec', () => {
     });
   });
 
+  it('gets back the LUKS2 volume the root is in (its UUID only), none when the root is clear', async () => {
+    const LUKS = '6C1D2F3E-4B5A-4C7D-8E9F-0A1B2C3D4E5F';
+    const spec = renderInitSpec({ mode: 'init', root: { uuid: UUID, luksUuid: LUKS } });
+    expect(spec.toString()).toContain(`\nluks-uuid ${LUKS.toLowerCase()}\n`);
+    const r = await checkSpec(spec);
+    expect(r.stderr).toBe('');
+    expect(r.json).toMatchObject({ rootUuid: UUID, luksUuid: LUKS.toLowerCase() });
+    expect((await checkSpec(renderInitSpec({ mode: 'init', root: { uuid: UUID } }))).json).toMatchObject({
+      luksUuid: null,
+    });
+    expect(() => renderInitSpec({ mode: 'init', root: { uuid: UUID, luksUuid: 'x' } })).toThrow(/LUKS UUID "x"/);
+  });
+
   it('gets back the service, in order, beside an empty console command and the shared env, cwd and user', async () => {
     const r = await checkSpec(renderInitSpec(SERVICE));
     expect(r.stderr).toBe('');
@@ -179,13 +193,13 @@ describe('native/init reads the spec', () => {
     });
   });
 
-  const head = `img2vm-init 2\nmode workload\nroot-uuid ${UUID}\narg /x\n`;
+  const head = `img2vm-init 3\nmode workload\nroot-uuid ${UUID}\narg /x\n`;
   const refused: Array<[string, string, RegExp]> = [
-    ['a newer version', `img2vm-init 3\nmode init\nend\n`, /line 1: spec version 3, this init reads version 2 only/],
-    // version 1 had no service; an init and its spec ship together, so an old spec is a stale build
-    ['an older version', `img2vm-init 1\nmode init\nend\n`, /line 1: spec version 1, this init reads version 2 only/],
+    ['a newer version', `img2vm-init 4\nmode init\nend\n`, /line 1: spec version 4, this init reads version 3 only/],
+    // version 2 had no luks-uuid; an init and its spec ship together, so an old spec is a stale build
+    ['an older version', `img2vm-init 2\nmode init\nend\n`, /line 1: spec version 2, this init reads version 3 only/],
     ['another file', `#!/bin/sh\nend\n`, /line 1: not an img2vm init spec/],
-    ['a malformed version', `img2vm-init 2.0\nend\n`, /line 1: malformed version/],
+    ['a malformed version', `img2vm-init 3.0\nend\n`, /line 1: malformed version/],
     ['an unknown key', `${head}color blue\nend\n`, /line 5: unknown key "color"/],
     ['a malformed key', `${head}Mode! x\nend\n`, /line 5: malformed key/],
     ['a line without value', `${head}cwd\nend\n`, /line 5: malformed line/],
@@ -198,31 +212,33 @@ describe('native/init reads the spec', () => {
     ['a missing end', `${head}`, /no "end" line \(truncated\?\)/],
     ['a missing final newline', `${head}end`, /does not end with a newline/],
     ['text after end', `${head}end\narg /y\n`, /line 6: text after "end"/],
-    ['no mode', `img2vm-init 2\nroot-uuid ${UUID}\nend\n`, /no mode/],
-    ['no root', `img2vm-init 2\nmode init\nend\n`, /no root-uuid/],
+    ['no mode', `img2vm-init 3\nroot-uuid ${UUID}\nend\n`, /no mode/],
+    ['no root', `img2vm-init 3\nmode init\nend\n`, /no root-uuid/],
     [
       'a workload without command',
-      `img2vm-init 2\nmode workload\nroot-uuid ${UUID}\nend\n`,
+      `img2vm-init 3\nmode workload\nroot-uuid ${UUID}\nend\n`,
       /mode workload needs at least one arg/,
     ],
     ['a service beside a workload', `${head}service /y\nend\n`, /service is for mode console only/],
     [
       'a service beside an init',
-      `img2vm-init 2\nmode init\nroot-uuid ${UUID}\nservice /y\nend\n`,
+      `img2vm-init 3\nmode init\nroot-uuid ${UUID}\nservice /y\nend\n`,
       /service is for mode console only/,
     ],
     [
       'a service with an empty program',
-      `img2vm-init 2\nmode console\nroot-uuid ${UUID}\nservice \nservice x\nend\n`,
+      `img2vm-init 3\nmode console\nroot-uuid ${UUID}\nservice \nservice x\nend\n`,
       /the service's program \(its first service line\) is empty/,
     ],
     [
       'a service with a bad escape',
-      `img2vm-init 2\nmode console\nroot-uuid ${UUID}\nservice a\\qb\nend\n`,
+      `img2vm-init 3\nmode console\nroot-uuid ${UUID}\nservice a\\qb\nend\n`,
       /line 4: service: unknown escape/,
     ],
-    ['a bad mode', `img2vm-init 2\nmode daemon\nend\n`, /line 2: mode must be init, workload or console/],
-    ['a bad UUID', `img2vm-init 2\nroot-uuid 1234\nend\n`, /line 2: root-uuid "1234" is not a UUID/],
+    ['a bad mode', `img2vm-init 3\nmode daemon\nend\n`, /line 2: mode must be init, workload or console/],
+    ['a bad UUID', `img2vm-init 3\nroot-uuid 1234\nend\n`, /line 2: root-uuid "1234" is not a UUID/],
+    ['a bad LUKS UUID', `${head}luks-uuid LUKS\nend\n`, /line 5: luks-uuid "LUKS" is not a UUID/],
+    ['a second LUKS UUID', `${head}luks-uuid ${UUID}\nluks-uuid ${UUID}\nend\n`, /line 6: "luks-uuid" given twice/],
     ['a relative module', `${head}module virtio.ko\nend\n`, /line 5: module must be an absolute path/],
     ['a bad wait', `${head}root-wait -1\nend\n`, /line 5: root-wait must be seconds/],
     ['an env without =', `${head}env FOO\nend\n`, /line 5: env must be NAME=VALUE/],
