@@ -113,12 +113,6 @@ function drawIds(random: Random): { root: string; boot: string; esp: string; roo
 /** Options that install packages into the distribution need its template; say so instead of ignoring them. */
 function checkStrategyOptions(o: ConvertOptions, id: GuestStrategyId, arch: ArchDecision, known: Known): void {
   checkStrategyArch(id, arch, o.init !== 'auto', known.inputs.binfmt);
-  if (id === 'img2vm' && o.luks)
-    throw new Img2vmError(
-      'usage',
-      "--luks-password: img2vm's own init cannot unlock an encrypted root yet",
-      'use --init distro (Debian and Ubuntu unlock it in their initramfs) or an image whose own initramfs does (--init image)',
-    );
   if (id === 'distro') return;
   // img2vm's init runs the entrypoint as a service itself; an image's own init gets nothing from img2vm.
   const service = id === 'image' && o.entrypointService && '--entrypoint-service';
@@ -273,11 +267,14 @@ function luksPlan(o: ConvertOptions, random: Random): LuksPlan | null {
   };
 }
 
-/** img2vm's init shares the console with the workload's output: the kernel says only what is wrong. */
+/**
+ * img2vm's init shares the console with the workload's output: the kernel says only what is wrong. It learns the
+ * LUKS2 volume from its spec in the initramfs, so only a distribution's initramfs is told on the command line.
+ */
 function extraArgsFor(strategy: GuestStrategyId, luks: LuksPlan | null, user: string | undefined): string | undefined {
   const args = [
     ...(strategy === 'img2vm' ? ['quiet'] : []),
-    ...(luks ? [luksCmdline(luks)] : []),
+    ...(luks && strategy !== 'img2vm' ? [luksCmdline(luks)] : []),
     ...(user ? [user] : []),
   ];
   return args.join(' ') || undefined;

@@ -45,6 +45,15 @@ const WANTED_MODULES = [
   'virtio_mmio',
 ];
 
+/**
+ * What unlocking a LUKS2 root needs (only with --luks-password): device-mapper and its crypt target, and the xts
+ * template over AES that dm-crypt asks the crypto API for (the initramfs has no modprobe to load it on demand).
+ * The init decrypts the keyslot itself, so no AF_ALG; AES itself is built into Debian's kernels.
+ */
+const LUKS_MODULES = ['dm_mod', 'dm_crypt', 'xts'];
+/** The CPU's AES instructions, when the kernel has them as modules: faster dm-crypt, and skipped where absent. */
+const LUKS_FAST_AES = ['aesni_intel', 'aes_ce_blk'];
+
 export function img2vmKernelPaths(version: string): { kernel: string; initrd: string } {
   return { kernel: `${IMG2VM_BOOT_DIR}/vmlinuz-${version}`, initrd: `${IMG2VM_BOOT_DIR}/initrd.img-${version}` };
 }
@@ -238,15 +247,18 @@ export const img2vmStrategy: GuestStrategy = {
     const proc = made.image.config.config;
     const initPath = nativeInitPath(plan.architecture.arch);
     if (existsSync(initPath)) checkInitArch(initPath, plan.architecture.arch);
-    const modules = await initramfsModules(
-      env,
-      resolveModules(k, WANTED_MODULES, { missing: 'skip' }),
-      kernelDecompresses(k.config),
-    );
+    const luks = plan.luks;
+    const files = [
+      ...resolveModules(k, WANTED_MODULES, { missing: 'skip' }),
+      ...(luks ? resolveModules(k, LUKS_MODULES) : []),
+      ...(luks ? resolveModules(k, LUKS_FAST_AES, { missing: 'skip' }) : []),
+    ];
+    const unique = files.filter((m, i) => files.findIndex((o) => o.name === m.name) === i);
+    const modules = await initramfsModules(env, unique, kernelDecompresses(k.config));
     const entries = img2vmInitramfsEntries(
       {
         mode: init.mode,
-        root: { uuid: plan.rootUuid, fsType: 'ext4' },
+        root: { uuid: plan.rootUuid, fsType: 'ext4', ...(luks ? { luksUuid: luks.uuid } : {}) },
         argv: init.argv,
         ...(init.service ? { service: init.service } : {}),
         env: proc?.Env ?? [],

@@ -234,8 +234,16 @@ describe('the plan of an encrypted root', () => {
     expect(p.boot.cmdline).toContain(`cryptopts=target=root_crypt,source=UUID=${p.luks!.uuid},key=none,luks`);
   });
 
-  it("refuses img2vm's own init, which cannot unlock it yet", () => {
-    expect(() => luksPlan({ init: 'img2vm' })).toThrow(/img2vm's own init cannot unlock/);
+  it("plans it for img2vm's own init too: the volume shown, /boot clear, nothing about it on the command line", () => {
+    const { p } = luksPlan({ init: 'img2vm' });
+    expect(p.guest.strategy).toBe('img2vm');
+    expect(p.luks).toMatchObject({ cipher: 'aes-xts-plain64', pbkdf: 'pbkdf2', keyslotIterations: 600_000 });
+    expect(partitionByRole(p.layout!, 'boot')).toBeDefined();
+    // the init reads the volume's UUID from its spec in the initramfs
+    expect(p.boot.cmdline).not.toContain('cryptopts');
+    expect(p.boot.cmdline).not.toContain(p.luks!.uuid);
+    expect(renderPlan(p)).toMatch(/luks +root encrypted: LUKS2 /);
+    expect(JSON.stringify(p)).not.toContain('correct horse');
   });
 
   it('refuses two passphrases, a master key without one, and the partitionless rootfs format', () => {
