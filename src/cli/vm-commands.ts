@@ -104,6 +104,8 @@ interface TestFlags {
 
 interface RunFlags {
   timeout?: string;
+  luksPassword?: string;
+  luksPasswordFile?: string;
   mem: string;
   cpus: string;
   publish: string[];
@@ -155,6 +157,7 @@ async function runAction(disk: string, command: string[], f: RunFlags & RunImage
     timeoutMs: f.timeout !== undefined ? parseTimeout(f.timeout) : undefined,
     publish: f.publish.map(parsePublishFlag),
     persist: Boolean(f.persist),
+    ...luksAnswer(f),
   };
   const result = await withVmSignals((ctx) => {
     const io = terminalIo(ctx.scope, Boolean(f.verbose));
@@ -181,7 +184,7 @@ async function runAction(disk: string, command: string[], f: RunFlags & RunImage
 }
 
 /** The passphrase to type at the initramfs's prompt: given, or the file's content without its one trailing newline. */
-function luksAnswer(f: TestFlags): { luksPassphrase?: string } {
+function luksAnswer(f: { luksPassword?: string; luksPasswordFile?: string }): { luksPassphrase?: string } {
   if (f.luksPassword !== undefined) return { luksPassphrase: f.luksPassword };
   if (f.luksPasswordFile === undefined) return {};
   try {
@@ -249,6 +252,13 @@ async function testAction(disk: string, f: TestFlags): Promise<void> {
   }
 }
 
+/** --luks-password and --luks-password-file, as run and test take them. */
+function luksOptions(cmd: Command, help: string): void {
+  cmd
+    .addOption(new Option('--luks-password <pass>', help).conflicts('luksPasswordFile'))
+    .option('--luks-password-file <file>', 'DISK: as --luks-password, the passphrase read from FILE');
+}
+
 export function addVmCommands(program: Command): void {
   const run = program
     .command('run')
@@ -265,6 +275,10 @@ export function addVmCommands(program: Command): void {
     )
     .option('--timeout <seconds>', 'stop QEMU after this many seconds');
   addRunImageOptions(run);
+  luksOptions(
+    run,
+    'DISK: type PASS when the guest asks for the LUKS passphrase, then hand the console over (a wrong one fails)',
+  );
   run
     .option('--mem <size>', 'guest memory, e.g. 1024M or 2G (-m, --memory)', '1024M')
     .option('--cpus <n>', 'virtual CPUs (a fraction is rounded up)', '2')
@@ -276,6 +290,7 @@ export function addVmCommands(program: Command): void {
     )
     .addOption(new Option('--snapshot', "DISK: discard the guest's writes (the default)").conflicts('persist'))
     .option('--persist', 'DISK: let the guest write to DISK')
+
     .addOption(
       new Option('--uefi', 'DISK: boot with UEFI firmware (OVMF), whatever the partition table says').conflicts('bios'),
     )
@@ -285,6 +300,12 @@ export function addVmCommands(program: Command): void {
     .option('--verbose', "also show img2vm's own console lines (its init's) on stderr")
     .action(async (target: string, command: string[], f: RunFlags & RunImageFlags) => {
       if (isDiskTarget(target)) return runAction(target, command, f);
+      if (f.luksPassword !== undefined || f.luksPasswordFile !== undefined)
+        throw new Img2vmError(
+          'usage',
+          '--luks-password is for img2vm run DISK, not an image',
+          'img2vm run IMAGE converts without encryption; convert with --luks-password and run the disk',
+        );
       return runImageAction(target, command, f);
     });
 
@@ -303,14 +324,8 @@ export function addVmCommands(program: Command): void {
     .option('--expect-exit <status>', "pass when the workload (img2vm's init) exits with STATUS (default 0)")
     .option('--login <user:password>', 'DISK: log in on the serial console (an empty password: "root:")')
     .option('--run <command>', 'DISK: after --login, run COMMAND; pass only if it exits 0')
-    .addOption(
-      new Option(
-        '--luks-password <pass>',
-        "DISK: type PASS when the guest's initramfs asks for the LUKS passphrase",
-      ).conflicts('luksPasswordFile'),
-    )
-    .option('--luks-password-file <file>', 'DISK: as --luks-password, the passphrase read from FILE')
     .option('--log <file>', 'DISK: save the console output to FILE');
+  luksOptions(test, "DISK: type PASS when the guest's initramfs asks for the LUKS passphrase");
   addRunImageOptions(test);
   test
     .option(

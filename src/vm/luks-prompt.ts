@@ -2,12 +2,15 @@
 //
 // Debian's cryptroot asks "Please unlock disk NAME: " and, after a refused passphrase, says so and asks again: the
 // test ends there with a clear message instead of waiting for its timeout (or for cryptroot's retries to run out).
+// img2vm's own init (native/unlock.c) asks and refuses in the same words. `img2vm test` and `img2vm run` both use it.
 
 /** What the initramfs prints when it wants the passphrase (Debian's askpass; systemd's password agent). */
 const PROMPT = /(Please unlock disk [^\n:]*:|Please enter passphrase for disk [^\n]*[:!])\s*$/;
 const REFUSED = /No key available with this passphrase|bad password or options|cryptsetup failed/;
+/** The volume is open (img2vm's init; Debian's cryptroot): nothing more to answer or watch for. */
+const UNLOCKED = /LUKS2 volume \S+ unlocked|cryptsetup: \S+: set up successfully/;
 
-export type LuksStep = { write?: string; fail?: { message: string; hint: string } };
+export type LuksStep = { write?: string; fail?: { message: string; hint: string }; done?: true };
 
 export class LuksPrompt {
   private tail = '';
@@ -18,6 +21,7 @@ export class LuksPrompt {
   /** Feeds console text; says what to type, or why the boot cannot go on. */
   feed(text: string): LuksStep {
     this.tail = (this.tail + text).slice(-2000);
+    if (this.answered && UNLOCKED.test(this.tail)) return { done: true };
     if (this.answered && REFUSED.test(this.tail))
       return {
         fail: {

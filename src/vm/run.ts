@@ -6,6 +6,7 @@ import type { Scope } from '../core/scope.js';
 import { prepareMachine, startQemu, type ConsoleProcess, type Machine } from './machine.js';
 import type { Accel, Boot, DiskFormat, Firmware, Publish, Share } from './qemu.js';
 import { DEFAULT_CPUS, DEFAULT_MEM_MIB, type VmContext } from './test.js';
+import { LuksPrompt } from './luks-prompt.js';
 import { signalExitCode, WorkloadConsole } from './workload.js';
 
 /** How long an interrupted guest has to report its workload's exit before QEMU is stopped. */
@@ -65,6 +66,8 @@ export interface RunOptions {
   interruptGraceMs?: number;
   /** Called once the machine is chosen, before QEMU starts. */
   onStart?: (machine: Machine) => void;
+  /** Typed when the guest asks for the LUKS passphrase (--luks-password); never shown or logged. */
+  luksPassphrase?: string;
 }
 
 export interface RunResult {
@@ -80,7 +83,8 @@ export interface RunResult {
 export type RunEnd =
   | { kind: 'exit'; code?: number; signal?: string }
   | { kind: 'timeout' }
-  | { kind: 'interrupted'; signal: NodeJS.Signals };
+  | { kind: 'interrupted'; signal: NodeJS.Signals }
+  | { kind: 'luks'; message: string; hint: string };
 
 export interface RunSessionOptions {
   io: RunIo;
@@ -91,6 +95,71 @@ export interface RunSessionOptions {
   holdBoot?: boolean;
   interruptGraceMs?: number;
   poweroffGraceMs?: number;
+  /** The LUKS passphrase to type when asked (see LuksAnswer). */
+  luksPassphrase?: string;
+}
+
+/** How much console output is held back waiting for a LUKS prompt before it is let through after all. */
+const MAX_LUKS_HOLD = 256 * 1024;
+
+/**
+ * The LUKS side of a run. With a passphrase it is typed at the prompt (LuksPrompt, as img2vm test does), and when
+ * the output is not a terminal the prompt is kept out of it (a script gets the workload's output alone): output
+ * is held until the prompt, the prompt line dropped, and the newline the guest prints after the answer too.
+ * Without a passphrase a terminal's user types it; anything else ends at the prompt with what to give, never a hang.
+ */
+class LuksAnswer {
+  private prompt: LuksPrompt | undefined;
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private holding: boolean;
+  private skipEcho = false;
+
+  constructor(passphrase: string | undefined, terminal: boolean) {
+    this.prompt = passphrase !== undefined || !terminal ? new LuksPrompt(passphrase) : undefined;
+    this.holding = passphrase !== undefined && !terminal;
+  }
+
+  /** Watches console text; returns what to type, a failure, and the output to show now. */
+  step(text: string, output: Buffer): { write?: string; fail?: { message: string; hint: string }; output: Buffer } {
+    if (!this.prompt) return { output };
+    const s = this.prompt.feed(text);
+    if (s.done) this.prompt = undefined;
+    let shown = output;
+    const held = this.holding;
+    if (this.skipEcho && shown.length) {
+      this.skipEcho = false;
+      shown = shown.subarray(/^\r?\n/.exec(shown.toString('latin1'))?.[0].length ?? 0);
+    }
+    if (this.holding) {
+      this.held.push(shown);
+      this.heldBytes += shown.length;
+      shown = Buffer.alloc(0);
+      if (s.write) shown = this.dropPrompt();
+      else if (this.heldBytes > MAX_LUKS_HOLD) shown = this.release();
+    }
+    if (s.write && held) this.skipEcho = true;
+    return { ...(s.write ? { write: s.write } : {}), ...(s.fail ? { fail: s.fail } : {}), output: shown };
+  }
+
+  /** What is held, up to the line the prompt is on. */
+  private dropPrompt(): Buffer {
+    const all = Buffer.concat(this.held);
+    const at = all.lastIndexOf('Please ');
+    const line = at < 0 ? all.length : all.lastIndexOf(0x0a, at) + 1;
+    this.held = [];
+    this.holding = false;
+    return all.subarray(0, line);
+  }
+
+  /** Everything held (the end of the run, or far too much output for a disk that asks nothing). */
+  release(): Buffer {
+    const all = Buffer.concat(this.held);
+    this.held = [];
+    this.heldBytes = 0;
+    this.holding = false;
+    return all;
+  }
 }
 
 /**
@@ -114,11 +183,14 @@ export class RunSession {
   private interrupted: NodeJS.Signals | undefined;
   private poweroffTimer = false;
   private settle: ((e: RunEnd) => void) | undefined;
+  private readonly luks: LuksAnswer;
 
   constructor(
     private readonly qemu: ConsoleProcess,
     private readonly o: RunSessionOptions,
-  ) {}
+  ) {
+    this.luks = new LuksAnswer(o.luksPassphrase, o.io.terminal);
+  }
 
   async run(signal?: AbortSignal): Promise<RunEnd> {
     // A script reading a workload's output wants that alone, as from docker run; a disk without img2vm's init
@@ -180,7 +252,10 @@ export class RunSession {
         if (line.trim()) this.o.io.own?.(`boot: ${line.replace(/\r$/, '')}`);
       this.boot = [];
     }
-    this.deliver(parts.output, parts.own);
+    const luks = this.luks.step(chunk.toString('utf8'), parts.output);
+    if (luks.write) this.qemu.stdin.write(luks.write);
+    this.deliver(luks.output, parts.own);
+    if (luks.fail) return this.finish({ kind: 'luks', ...luks.fail });
     if (this.console.exited && !this.poweroffTimer) {
       this.poweroffTimer = true;
       this.timers.push(setTimeout(() => void this.qemu.stop(), this.o.poweroffGraceMs ?? POWEROFF_GRACE_MS));
@@ -203,7 +278,7 @@ export class RunSession {
   private onExit(r: { exitCode?: number; signal?: string }): void {
     this.releaseBoot();
     const rest = this.console.flush();
-    this.deliver(rest.output, rest.own);
+    this.deliver(Buffer.concat([this.luks.release(), rest.output]), rest.own);
     this.finish({ kind: 'exit', code: r.exitCode, signal: r.signal });
   }
 
@@ -245,6 +320,7 @@ export function concludeRun(
   }
   if (end.kind === 'timeout')
     throw new Img2vmError('testTimeout', `stopped QEMU after --timeout ${o.timeoutMs! / 1000} s`);
+  if (end.kind === 'luks') throw new Img2vmError('loginFailed', end.message, end.hint);
   // A guest that reported its workload's status and was then stopped (it did not power off) still has that status.
   if (end.code !== 0 && wl.status === undefined) {
     const why = session.stderrTail
@@ -335,6 +411,7 @@ export async function runDisk(o: RunOptions, ctx: VmContext): Promise<RunResult>
     timeoutMs: o.timeoutMs,
     interruptGraceMs: o.interruptGraceMs,
     holdBoot: o.holdBoot,
+    ...(o.luksPassphrase !== undefined ? { luksPassphrase: o.luksPassphrase } : {}),
   });
   const end = await session.run(ctx.signal);
   return concludeRun(end, session, machine, o, Math.round(performance.now() - t0) / 1000);

@@ -8,7 +8,8 @@ describe('the LUKS passphrase prompt on the console', () => {
     expect(p.feed('Begin: Running /scripts/local-top ... ')).toEqual({});
     expect(p.feed('Please unlock disk root_')).toEqual({});
     expect(p.feed('crypt: ')).toEqual({ write: 's3cret\n' });
-    expect(p.feed('cryptsetup: root_crypt: set up successfully\ndone.\n')).toEqual({});
+    // the volume is open: nothing more to watch for (img2vm run stops holding output back)
+    expect(p.feed('cryptsetup: root_crypt: set up successfully\ndone.\n')).toEqual({ done: true });
   });
 
   it('ends with a clear failure when the passphrase is refused or asked for again', () => {
@@ -18,6 +19,23 @@ describe('the LUKS passphrase prompt on the console', () => {
     const again = new LuksPrompt('wrong');
     again.feed('Please unlock disk root_crypt: ');
     expect(again.feed('\nPlease unlock disk root_crypt: ').fail?.message).toMatch(/again/);
+  });
+
+  it("answers img2vm's own init the same way, and is done once the volume is open", () => {
+    const p = new LuksPrompt('pw');
+    expect(p.feed('Please unlock disk root (LUKS2 UUID=6c1d2f3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f): ')).toEqual({
+      write: 'pw\n',
+    });
+    expect(
+      p.feed('\r\nimg2vm-init: LUKS2 volume 6c1d2f3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f unlocked with keyslot 0'),
+    ).toEqual({
+      done: true,
+    });
+    const wrong = new LuksPrompt('pw');
+    wrong.feed('Please unlock disk root (LUKS2 UUID=6c1d2f3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f): ');
+    expect(wrong.feed('img2vm-init: No key available with this passphrase (try 1 of 3).\r\n').fail?.message).toMatch(
+      /refused/,
+    );
   });
 
   it('says to give --luks-password when none was given, instead of waiting', () => {

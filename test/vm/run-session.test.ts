@@ -127,6 +127,76 @@ describe('RunSession', () => {
   });
 });
 
+describe('RunSession with an encrypted root (img2vm run --luks-password)', () => {
+  const UUID = '6c1d2f3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f';
+  const PROMPT = `Please unlock disk root (LUKS2 UUID=${UUID}): `;
+  const UNLOCKED = `img2vm-init: LUKS2 volume ${UUID} unlocked with keyslot 0 in 4.2 s\r\n`;
+
+  it('types the passphrase at the prompt once, keeps the prompt out of the output, then relays the workload', async () => {
+    const q = new FakeQemu();
+    const u = io();
+    const s = new RunSession(q, { io: u, luksPassphrase: 'open sesame' });
+    const end = s.run();
+    q.print(`SeaBIOS\r\n${nonceLine()}Please unlock disk `);
+    await new Promise((r) => setImmediate(r));
+    expect(q.typed).toBe('');
+    q.print(PROMPT.slice('Please unlock disk '.length));
+    await new Promise((r) => setImmediate(r));
+    expect(q.typed).toBe('open sesame\n');
+    q.print(`\r\n${UNLOCKED}hello from the root\r\n${exitLine(3)}`);
+    q.exit(0);
+    await end;
+    expect(s.console.status).toBe(3);
+    expect(u.out).toBe('hello from the root\r\n');
+    expect(u.out).not.toContain('open sesame');
+    expect(u.lines).toContain(UNLOCKED.trim());
+    expect(q.typed).toBe('open sesame\n');
+  });
+
+  it('ends with a clear failure (exit 23, QEMU stopped) when the guest refuses the passphrase', async () => {
+    const q = new FakeQemu();
+    const s = new RunSession(q, { io: io(), luksPassphrase: 'wrong' });
+    const end = s.run();
+    q.print(`${nonceLine()}${PROMPT}`);
+    await new Promise((r) => setImmediate(r));
+    q.print('\r\nimg2vm-init: No key available with this passphrase (try 1 of 3).\r\n');
+    const e = await end;
+    expect(e).toMatchObject({ kind: 'luks', message: 'the LUKS passphrase was refused by the guest' });
+    expect(q.stops).toBeGreaterThan(0);
+    const machine = { arch: 'amd64', disk: '/d', format: 'raw', firmware: 'bios', accel: 'tcg', argv: [] } as never;
+    expect(() => concludeRun(e, s, machine, {}, 1)).toThrow(
+      expect.objectContaining({ exitCode: 23, message: 'the LUKS passphrase was refused by the guest' }),
+    );
+  });
+
+  it('without a passphrase: a script is told to give one at the prompt; a terminal user types it', async () => {
+    const q = new FakeQemu();
+    const end = new RunSession(q, { io: io() }).run();
+    q.print(`${nonceLine()}${PROMPT}`);
+    expect(await end).toMatchObject({ kind: 'luks', message: 'the guest asks for a LUKS passphrase' });
+
+    const q2 = new FakeQemu();
+    const t = io(true);
+    const end2 = new RunSession(q2, { io: t }).run();
+    q2.print(`${nonceLine()}${PROMPT}`);
+    await new Promise((r) => setImmediate(r));
+    expect(t.out).toBe(PROMPT);
+    expect(q2.typed).toBe('');
+    q2.exit(0);
+    expect(await end2).toMatchObject({ kind: 'exit' });
+  });
+
+  it('lets output through when a disk given a passphrase never asks for one', async () => {
+    const q = new FakeQemu();
+    const u = io();
+    const end = new RunSession(q, { io: u, luksPassphrase: 'unused' }).run();
+    q.print(`${nonceLine()}no encryption here\r\n${exitLine(0)}`);
+    q.exit(0);
+    await end;
+    expect(u.out).toBe('no encryption here\r\n');
+  });
+});
+
 describe('concludeRun', () => {
   const machine: Machine = {
     arch: 'amd64',
