@@ -56,10 +56,12 @@ struct dm_target_spec_ {
 #define DM_SECURE_DATA_FLAG_ (1 << 15)
 
 /*
- * Reads one line from fd with echo off when it is a terminal. Returns its length (the newline dropped), -1 at end of
- * input. The line never reaches the console or a log.
+ * Prints the prompt and reads one line from fd with echo off when it is a terminal. Returns its length (the newline
+ * dropped), -1 at end of input. Echo goes off (and stale input is dropped) before the prompt is printed: whoever
+ * answers it, a person or img2vm test, may type the moment it appears, and that must be neither echoed nor
+ * flushed. The line never reaches the console or a log.
  */
-static int read_secret(int fd, char *out, size_t cap)
+static int read_secret(int fd, const char *prompt, char *out, size_t cap)
 {
 	struct termios old, quiet;
 	int tty = tcgetattr(fd, &old) == 0;
@@ -69,6 +71,7 @@ static int read_secret(int fd, char *out, size_t cap)
 		quiet.c_lflag |= ICANON;
 		tcsetattr(fd, TCSAFLUSH, &quiet);
 	}
+	write_all(2, prompt, strlen(prompt));
 	size_t n = 0;
 	int got = 0, end = 0;
 	for (;;) {
@@ -88,7 +91,7 @@ static int read_secret(int fd, char *out, size_t cap)
 	}
 	out[n] = 0;
 	if (tty) {
-		tcsetattr(fd, TCSAFLUSH, &old);
+		tcsetattr(fd, TCSANOW, &old);
 		explicit_bzero(&quiet, sizeof quiet);
 	}
 	write_all(2, "\n", 1);
@@ -105,9 +108,8 @@ static size_t ask_and_unlock(int fd, const struct luks *l, const char *name, uin
 	size_t klen = 0;
 	for (int t = 1; t <= TRIES; t++) {
 		char prompt[160];
-		int n = snprintf(prompt, sizeof prompt, "Please unlock disk %s (LUKS2 UUID=%s): ", name, l->uuid);
-		write_all(2, prompt, (size_t)n);
-		int len = read_secret(0, pass, sizeof pass);
+		snprintf(prompt, sizeof prompt, "Please unlock disk %s (LUKS2 UUID=%s): ", name, l->uuid);
+		int len = read_secret(0, prompt, pass, sizeof pass);
 		if (len < 0)
 			fatal("no passphrase: the console's input ended");
 		double start = uptime();
