@@ -134,6 +134,7 @@ static int dm_ioctl(int ctl, unsigned long req, struct dm_ioctl_ *io)
 	return r;
 }
 
+/* A request naming the mapping; with luks_uuid (DM_DEV_CREATE only: later requests give one of name or UUID) its UUID. */
 static void dm_header(struct dm_ioctl_ *io, size_t size, const char *luks_uuid)
 {
 	memset(io, 0, sizeof *io);
@@ -141,6 +142,8 @@ static void dm_header(struct dm_ioctl_ *io, size_t size, const char *luks_uuid)
 	io->data_size = (uint32_t)size;
 	io->data_start = sizeof *io;
 	snprintf(io->name, sizeof io->name, "%s", DM_NAME);
+	if (!luks_uuid)
+		return;
 	/* cryptsetup's UUID form (CRYPT-LUKS2-<uuid without dashes>-<name>), so the guest's tools recognise the mapping. */
 	char hex[41];
 	size_t w = 0;
@@ -195,7 +198,7 @@ static dev_t dm_map(const char *dev, const struct luks *l, const struct luks_seg
 	if (dm_ioctl(ctl, DM_DEV_CREATE_, &u.io) < 0)
 		fatal("device-mapper: create %s: %s", DM_NAME, strerror(errno));
 	dev_t mapped = (dev_t)u.io.dev;
-	dm_header(&u.io, sizeof u, l->uuid);
+	dm_header(&u.io, sizeof u, NULL);
 	u.io.target_count = 1;
 	u.io.flags = DM_SECURE_DATA_FLAG_;
 	struct dm_target_spec_ *t = (struct dm_target_spec_ *)(u.b + sizeof u.io);
@@ -208,11 +211,11 @@ static dev_t dm_map(const char *dev, const struct luks *l, const struct luks_seg
 	int r = dm_ioctl(ctl, DM_TABLE_LOAD_, &u.io), e = errno;
 	explicit_bzero(&u, sizeof u);
 	if (r < 0) {
-		dm_header(&u.io, sizeof u, l->uuid);
+		dm_header(&u.io, sizeof u, NULL);
 		dm_ioctl(ctl, DM_DEV_REMOVE_, &u.io);
 		fatal("device-mapper: load the crypt table: %s (are dm-crypt and the xts and aes modules loaded?)", strerror(e));
 	}
-	dm_header(&u.io, sizeof u, l->uuid);
+	dm_header(&u.io, sizeof u, NULL);
 	if (dm_ioctl(ctl, DM_DEV_SUSPEND_, &u.io) < 0)
 		fatal("device-mapper: resume %s: %s", DM_NAME, strerror(errno));
 	close(ctl);
