@@ -54,6 +54,19 @@ const LUKS_MODULES = ['dm_mod', 'dm_crypt', 'xts'];
 /** The CPU's AES instructions, when the kernel has them as modules: faster dm-crypt, and skipped where absent. */
 const LUKS_FAST_AES = ['aesni_intel', 'aes_ce_blk'];
 
+/** The modules img2vm's initramfs loads, in load order: the disk and network ones, and with LUKS dm-crypt's. */
+export function initModuleFiles(
+  k: { modulesDir?: string; version: string; origin?: string },
+  luks: boolean,
+): ModuleFile[] {
+  const files = [
+    ...resolveModules(k, WANTED_MODULES, { missing: 'skip' }),
+    ...(luks ? resolveModules(k, LUKS_MODULES) : []),
+    ...(luks ? resolveModules(k, LUKS_FAST_AES, { missing: 'skip' }) : []),
+  ];
+  return files.filter((m, i) => files.findIndex((o) => o.name === m.name) === i);
+}
+
 export function img2vmKernelPaths(version: string): { kernel: string; initrd: string } {
   return { kernel: `${IMG2VM_BOOT_DIR}/vmlinuz-${version}`, initrd: `${IMG2VM_BOOT_DIR}/initrd.img-${version}` };
 }
@@ -248,13 +261,7 @@ export const img2vmStrategy: GuestStrategy = {
     const initPath = nativeInitPath(plan.architecture.arch);
     if (existsSync(initPath)) checkInitArch(initPath, plan.architecture.arch);
     const luks = plan.luks;
-    const files = [
-      ...resolveModules(k, WANTED_MODULES, { missing: 'skip' }),
-      ...(luks ? resolveModules(k, LUKS_MODULES) : []),
-      ...(luks ? resolveModules(k, LUKS_FAST_AES, { missing: 'skip' }) : []),
-    ];
-    const unique = files.filter((m, i) => files.findIndex((o) => o.name === m.name) === i);
-    const modules = await initramfsModules(env, unique, kernelDecompresses(k.config));
+    const modules = await initramfsModules(env, initModuleFiles(k, luks !== null), kernelDecompresses(k.config));
     const entries = img2vmInitramfsEntries(
       {
         mode: init.mode,
