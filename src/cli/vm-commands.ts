@@ -252,6 +252,16 @@ async function testAction(disk: string, f: TestFlags): Promise<void> {
   }
 }
 
+/** run IMAGE and test IMAGE convert without encryption: a passphrase for them is a mistake to say, not to ignore. */
+function refuseLuksForImage(cmd: 'run' | 'test', f: { luksPassword?: string; luksPasswordFile?: string }): void {
+  if (f.luksPassword === undefined && f.luksPasswordFile === undefined) return;
+  throw new Img2vmError(
+    'usage',
+    `--luks-password is for img2vm ${cmd} DISK, not an image`,
+    `img2vm ${cmd} IMAGE converts without encryption; convert with --luks-password, then ${cmd} the disk`,
+  );
+}
+
 /** --luks-password and --luks-password-file, as run and test take them. */
 function luksOptions(cmd: Command, help: string): void {
   cmd
@@ -300,12 +310,7 @@ export function addVmCommands(program: Command): void {
     .option('--verbose', "also show img2vm's own console lines (its init's) on stderr")
     .action(async (target: string, command: string[], f: RunFlags & RunImageFlags) => {
       if (isDiskTarget(target)) return runAction(target, command, f);
-      if (f.luksPassword !== undefined || f.luksPasswordFile !== undefined)
-        throw new Img2vmError(
-          'usage',
-          '--luks-password is for img2vm run DISK, not an image',
-          'img2vm run IMAGE converts without encryption; convert with --luks-password and run the disk',
-        );
+      refuseLuksForImage('run', f);
       return runImageAction(target, command, f);
     });
 
@@ -344,7 +349,10 @@ export function addVmCommands(program: Command): void {
     .option('-q, --quiet', 'print nothing but errors and the command output')
     .option('--verbose', 'show the serial console while the guest boots')
     .action(async (target: string, command: string[], f: TestFlags & RunImageFlags) => {
-      if (!isDiskTarget(target)) return testImageAction(target, command, f);
+      if (!isDiskTarget(target)) {
+        refuseLuksForImage('test', f);
+        return testImageAction(target, command, f);
+      }
       const imageOnly = imageOnlyFlags(f, command) ?? (f.publish.length ? '-p/--publish' : undefined);
       if (imageOnly)
         throw new Img2vmError(

@@ -200,7 +200,7 @@ export const img2vmStrategy: GuestStrategy = {
         fs: 'root',
         mode: 0o644,
         from: `work:${INITRD_WORK_NAME}`,
-        note: "img2vm's init, its spec and the disk and network modules",
+        note: `img2vm's init, its spec and the disk and network modules${o.luks ? ", and dm-crypt's to unlock the LUKS2 root" : ''}`,
         by: 'img2vm',
       },
     ];

@@ -51,6 +51,14 @@ describe('img2vm run IMAGE before the boot', () => {
     }
   });
 
+  it('refuses a LUKS passphrase for an image, which run and test convert without encryption', async () => {
+    for (const cmd of ['run', 'test']) {
+      const r = await run([cmd, `oci-archive:${image}`, '--luks-password', 'x']);
+      expect(r.exitCode, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`--luks-password is for img2vm ${cmd} DISK, not an image`);
+    }
+  });
+
   it('leaves no temporary directory behind', async () => {
     expect((await readdir(work)).filter((n) => n.startsWith('img2vm-run'))).toEqual([]);
   });
