@@ -167,8 +167,8 @@ int dm_crypt_params(char *out, size_t cap, const uint8_t *key, size_t klen, cons
 	if (sg->sector_size == 512)
 		n = snprintf(out, cap, "aes-xts-plain64 %s %llu %u:%u %llu", k, (unsigned long long)sg->iv_tweak, maj, min,
 			     (unsigned long long)(sg->offset / 512));
-	else /* LUKS2 counts the IV in its sector size, which dm-crypt calls iv_large_sectors */
-		n = snprintf(out, cap, "aes-xts-plain64 %s %llu %u:%u %llu 2 sector_size:%u iv_large_sectors", k,
+	else /* as cryptsetup maps LUKS2: the IV still counts 512-byte sectors (iv_large_sectors is for plain mode only) */
+		n = snprintf(out, cap, "aes-xts-plain64 %s %llu %u:%u %llu 1 sector_size:%u", k,
 			     (unsigned long long)sg->iv_tweak, maj, min, (unsigned long long)(sg->offset / 512), sg->sector_size);
 	explicit_bzero(k, sizeof k);
 	return n > 0 && (size_t)n < cap ? 0 : -1;

@@ -191,6 +191,22 @@ describe('--luks-unlock on volumes cryptsetup formats (a plain file: no root, no
     expect((await tool(['--luks-unlock', file], 'not it\nnot it\nnot it\n')).exitCode).toBe(1);
   }, 60_000);
 
+  it('maps a volume of 4096-byte sectors with sector_size:4096, as cryptsetup does for LUKS2', async () => {
+    const file = join(work, 'cs4k.luks');
+    writeFileSync(file, Buffer.alloc(32 * 1024 * 1024));
+    const fast = ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000'];
+    const f = await cs(
+      ['luksFormat', '-q', '--type', 'luks2', ...fast, '--sector-size', '4096', '--key-file', '-', file],
+      '4k',
+    );
+    expect(f.exitCode, f.all).toBe(0);
+    const r = await tool(['--luks-unlock', file], '4k\n');
+    expect(r.exitCode, r.stderr).toBe(0);
+    const u = JSON.parse(r.stdout) as Unlocked;
+    expect(u.sectorSize).toBe(4096);
+    expect(u.table).toMatch(new RegExp(`^aes-xts-plain64 [0-9a-f]{128} 0 254:0 ${u.offset / 512} 1 sector_size:4096$`));
+  }, 60_000);
+
   it('names an argon2id keyslot (luksAddKey by default) as one it cannot open, and still opens the pbkdf2 one', async () => {
     const file = join(work, 'argon.luks');
     writeFileSync(file, Buffer.alloc(32 * 1024 * 1024));
