@@ -185,6 +185,7 @@ struct luks {
 	size_t json_len;
 	struct jtok *tok;
 	int ntok;
+	int secondary; /* the primary header was damaged: read from the secondary copy */
 };
 struct luks_segment {
 	uint64_t offset, size, iv_tweak; /* bytes; size 0 = dynamic */

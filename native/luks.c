@@ -88,23 +88,20 @@ void luks_free(struct luks *l)
 	l->tok = NULL;
 }
 
-/*
- * Reads and checks the primary binary header (magic, version 2, sha256 checksum over header and JSON) and tokenizes
- * the JSON. Returns 0, or -1 with err saying what is wrong.
- */
-int luks_read(int fd, struct luks *l, char *err, size_t errlen)
+/* Reads and checks the binary header at off (magic, version 2, its offset field, sha256 over header and JSON). */
+static int read_header(int fd, uint64_t off, const char *magic, struct luks *l, char *err, size_t errlen)
 {
 	uint8_t bin[BIN_SIZE];
 	memset(l, 0, sizeof *l);
-	if (pread_all(fd, bin, sizeof bin, 0) < 0)
+	if (pread_all(fd, bin, sizeof bin, off) < 0)
 		return cfg_fail(err, errlen, 0, "cannot read a LUKS2 header: %s", errno ? strerror(errno) : "too short");
-	if (memcmp(bin, "LUKS\xba\xbe", 6))
+	if (memcmp(bin, magic, 6))
 		return cfg_fail(err, errlen, 0, "no LUKS header (magic)");
 	if (bin[6] != 0 || bin[7] != 2)
 		return cfg_fail(err, errlen, 0, "LUKS version %d: img2vm's init opens LUKS2 only", bin[6] << 8 | bin[7]);
 	uint64_t size = be64(bin + 8);
-	if (size < 16384 || size > MAX_HDR || (size & (size - 1)))
-		return cfg_fail(err, errlen, 0, "LUKS2 header size %llu is not valid", (unsigned long long)size);
+	if (size < 16384 || size > MAX_HDR || (size & (size - 1)) || be64(bin + 256) != off)
+		return cfg_fail(err, errlen, 0, "LUKS2 header size %llu or offset is not valid", (unsigned long long)size);
 	if (memcmp(bin + 72, "sha256", 7))
 		return cfg_fail(err, errlen, 0, "LUKS2 header checksum \"%.31s\": only sha256 is supported", (char *)bin + 72);
 	uint8_t *hdr = malloc(size);
@@ -112,7 +109,7 @@ int luks_read(int fd, struct luks *l, char *err, size_t errlen)
 		return cfg_fail(err, errlen, 0, "out of memory");
 	uint8_t want[32], got[32];
 	memcpy(want, bin + 448, 32);
-	if (pread_all(fd, hdr, size, 0) < 0) {
+	if (pread_all(fd, hdr, size, off) < 0) {
 		free(hdr);
 		return cfg_fail(err, errlen, 0, "cannot read the %llu-byte LUKS2 header", (unsigned long long)size);
 	}
@@ -134,6 +131,25 @@ int luks_read(int fd, struct luks *l, char *err, size_t errlen)
 		return cfg_fail(err, errlen, 0, "the LUKS2 JSON metadata is not valid JSON img2vm's init can read");
 	}
 	return 0;
+}
+
+/*
+ * The primary header, else (damaged) the secondary copy at one of the offsets the format allows (16 KiB to 4 MiB),
+ * as cryptsetup falls back. Returns 0 with l->secondary set when the copy was used, or -1 with the primary's error.
+ */
+int luks_read(int fd, struct luks *l, char *err, size_t errlen)
+{
+	char second[256];
+	if (read_header(fd, 0, "LUKS\xba\xbe", l, err, errlen) == 0)
+		return 0;
+	for (uint64_t off = 16384; off <= MAX_HDR; off *= 2) {
+		if (read_header(fd, off, "SKUL\xba\xbe", l, second, sizeof second) == 0) {
+			l->secondary = 1;
+			return 0;
+		}
+	}
+	memset(l, 0, sizeof *l);
+	return -1;
 }
 
 #define J(obj, key) json_get(l->json, l->tok, (obj), (key))

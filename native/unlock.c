@@ -222,16 +222,20 @@ static dev_t dm_map(const char *dev, const struct luks *l, const struct luks_seg
 	return mapped;
 }
 
-/* Whether dev starts with a LUKS2 header whose UUID is uuid. */
+/* Whether dev holds a LUKS2 header (the primary, or a secondary copy where the format allows one) of UUID uuid. */
 static int is_luks(const char *dev, const char *uuid)
 {
 	uint8_t b[208];
-	int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NONBLOCK), hit = 0;
 	if (fd < 0)
 		return 0;
-	ssize_t n = pread(fd, b, sizeof b, 0);
+	for (off_t off = 0; !hit && off <= (4 << 20); off = off ? off * 2 : 16384) {
+		if (pread(fd, b, sizeof b, off) != (ssize_t)sizeof b)
+			break;
+		hit = !memcmp(b, off ? "SKUL\xba\xbe" : "LUKS\xba\xbe", 6) && !strncasecmp((char *)b + 168, uuid, 40);
+	}
 	close(fd);
-	return n == (ssize_t)sizeof b && !memcmp(b, "LUKS\xba\xbe", 6) && !strncasecmp((char *)b + 168, uuid, 40);
+	return hit;
 }
 
 /* The block device holding the LUKS2 volume uuid, waited for (bounded) as the root is. */
@@ -276,6 +280,8 @@ const char *unlock_root(const char *luks_uuid, int wait_s)
 		fatal("open %s: %s", dev, strerror(errno));
 	if (luks_read(fd, &l, err, sizeof err) < 0 || luks_segment(&l, &sg, err, sizeof err) < 0)
 		fatal("LUKS2 volume on %s: %s", dev, err);
+	if (l.secondary)
+		warn("LUKS2 volume %s: the primary header is damaged; using the secondary copy", l.uuid);
 	size_t klen = ask_and_unlock(fd, &l, "root", key, &slot);
 	close(fd);
 	dev_t mapped = dm_map(dev, &l, &sg, key, klen);
@@ -307,7 +313,7 @@ int luks_tool_main(const char *path)
 	dm_crypt_params(table, sizeof table, key, klen, &sg, 254, 0);
 	printf("{\"uuid\":");
 	json_str(l.uuid);
-	printf(",\"keyslot\":%d,\"keyBytes\":%zu,\"sectorSize\":%u,\"offset\":%llu,\"table\":", slot, klen, sg.sector_size,
+	printf(",\"header\":\"%s\",\"keyslot\":%d,\"keyBytes\":%zu,\"sectorSize\":%u,\"offset\":%llu,\"table\":", l.secondary ? "secondary" : "primary", slot, klen, sg.sector_size,
 	       (unsigned long long)sg.offset);
 	json_str(table);
 	printf("}\n");

@@ -94,6 +94,7 @@ async function tsVolume(name: string, masterKey: Buffer, pass: string): Promise<
 
 interface Unlocked {
   uuid: string;
+  header: 'primary' | 'secondary';
   keyslot: number;
   keyBytes: number;
   sectorSize: number;
@@ -108,7 +109,14 @@ describe('--luks-unlock: the init opening a LUKS2 volume', () => {
     const r = await tool(['--luks-unlock', vol], 'correct horse\n');
     expect(r.exitCode, r.stderr).toBe(0);
     const u = JSON.parse(r.stdout) as Unlocked;
-    expect(u).toMatchObject({ uuid: PARAMS.uuid, keyslot: 0, keyBytes: 64, sectorSize: 512, offset: LUKS_DATA_OFFSET });
+    expect(u).toMatchObject({
+      uuid: PARAMS.uuid,
+      header: 'primary',
+      keyslot: 0,
+      keyBytes: 64,
+      sectorSize: 512,
+      offset: LUKS_DATA_OFFSET,
+    });
     expect(u.table).toBe(`aes-xts-plain64 ${key.toString('hex')} 0 254:0 ${LUKS_DATA_OFFSET / 512}`);
     expect(r.stderr).toContain(`Please unlock disk root (LUKS2 UUID=${PARAMS.uuid}): `);
     expect(r.stderr).not.toContain('correct horse');
@@ -133,15 +141,21 @@ describe('--luks-unlock: the init opening a LUKS2 volume', () => {
     expect(eof.stderr).toContain("fatal: no passphrase: the console's input ended");
   });
 
-  it('refuses a damaged header (checksum) and a file that is not LUKS', async () => {
-    const vol = await tsVolume('damaged.luks', randomBytes(64), 'x');
+  it('falls back to the secondary header when the primary is damaged, and refuses when both are', async () => {
+    const key = randomBytes(64);
+    const vol = await tsVolume('damaged.luks', key, 'x');
     const { openSync, writeSync, closeSync } = await import('node:fs');
     const fd = openSync(vol, 'r+');
     writeSync(fd, Buffer.from('{"tampered":1}'), 0, 14, 4096 + 100);
+    const one = await tool(['--luks-unlock', vol], 'x\n');
+    expect(one.exitCode, one.stderr).toBe(0);
+    expect(JSON.parse(one.stdout)).toMatchObject({ header: 'secondary', keyslot: 0 });
+    expect((JSON.parse(one.stdout) as Unlocked).table).toContain(key.toString('hex'));
+    writeSync(fd, Buffer.from('{"tampered":2}'), 0, 14, 16384 + 4096 + 100);
     closeSync(fd);
-    const bad = await tool(['--luks-unlock', vol], 'x\n');
-    expect(bad.exitCode).toBe(1);
-    expect(bad.stderr).toContain('checksum does not match');
+    const both = await tool(['--luks-unlock', vol], 'x\n');
+    expect(both.exitCode).toBe(1);
+    expect(both.stderr).toContain("the LUKS2 header's checksum does not match (damaged header)");
     const plain = join(work, 'plain');
     writeFileSync(plain, Buffer.alloc(8192));
     const none = await tool(['--luks-unlock', plain], 'x\n');
