@@ -229,3 +229,20 @@ describe('plan: an amd64 image on an arm64 host', () => {
     );
   });
 });
+
+describe("plan: an arm64 image with an encrypted root under img2vm's init", () => {
+  it("has the LUKS2 volume, /boot on a clear partition with img2vm's kernel, UEFI only, nothing of it on the command line", () => {
+    const p = planFor({ init: 'img2vm', luksPassword: 'arm64 secret' }, facts('arm64', 'amd64'));
+    expect(p.architecture.arch).toBe('arm64');
+    expect(p.guest.strategy).toBe('img2vm');
+    expect(p.boot.loaders).toEqual(['grub-efi']);
+    expect(p.luks).toMatchObject({ cipher: 'aes-xts-plain64', pbkdf: 'pbkdf2' });
+    expect(partitionByRole(p.layout!, 'boot')).toBeDefined();
+    expect(p.guestFiles.find((g) => g.path === `/boot/img2vm/initrd.img-${KERNEL}`)).toMatchObject({
+      fs: 'boot',
+      note: expect.stringMatching(/dm-crypt's to unlock the LUKS2 root/),
+    });
+    expect(p.boot.cmdline).not.toContain('cryptopts');
+    expect(JSON.stringify(p)).not.toContain('arm64 secret');
+  });
+});
