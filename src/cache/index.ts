@@ -6,7 +6,7 @@ import { KernelCache, TREE_CHECK } from '../kernel/cache.js';
 import { BlobCache, blobCheck } from '../source/blob-cache.js';
 import { hashWatch } from '../source/digest.js';
 import { openStore, type Check, type Kind } from '../store/index.js';
-import type { CacheEntry, Inventory, RemoveOutcome } from './entries.js';
+import type { CacheEntry, Inventory, Removable, RemoveOutcome } from './entries.js';
 import { dockerImages, podmanImages } from './images.js';
 import { storeEntries } from './local.js';
 
@@ -82,13 +82,50 @@ export function isStale(e: CacheEntry, o: PruneOptions): boolean {
 /** Removes stale entries, never one a running img2vm holds, then what pointed at them (tag records, kernel index). */
 export async function prune(o: PruneOptions, loc: CacheLocations = defaultLocations()): Promise<PruneReport> {
   const inv = await inventory(loc);
-  const report: PruneReport = { removed: [], kept: [], freed: 0, notes: inv.notes };
+  return removeItems(
+    inv.items.filter((i) => isStale(i.entry, o)),
+    inv.notes,
+    loc,
+  );
+}
+
+/**
+ * The entries `cache rm NAME...` means: an entry whose name is NAME, else the one entry whose name starts with it
+ * (a key's first hex digits, as docker takes an image id's). A name that matches none or several is refused whole.
+ */
+export function selectByName<T extends { entry: CacheEntry }>(items: T[], names: string[]): T[] {
+  const chosen = new Set<T>();
+  for (const name of names) {
+    const exact = items.filter((i) => i.entry.name === name);
+    const matches = exact.length ? exact : items.filter((i) => name.length > 0 && i.entry.name.startsWith(name));
+    if (matches.length === 0)
+      throw new Img2vmError('usage', `no cached entry is named ${name}`, 'see the names with: img2vm cache ls');
+    if (matches.length > 1)
+      throw new Img2vmError(
+        'usage',
+        `${name} names ${matches.length} cached entries (${matches
+          .slice(0, 3)
+          .map((i) => i.entry.name)
+          .join(', ')}${matches.length > 3 ? ', …' : ''})`,
+        'give more of the name (img2vm cache ls shows them whole)',
+      );
+    chosen.add(matches[0]!);
+  }
+  return [...chosen];
+}
+
+/** Removes the named entries (never one a running img2vm holds), then what pointed at them. */
+export async function removeNamed(names: string[], loc: CacheLocations = defaultLocations()): Promise<PruneReport> {
+  const inv = await inventory(loc);
+  return removeItems(selectByName(inv.items, names), inv.notes, loc);
+}
+
+async function removeItems(items: Removable[], notes: string[], loc: CacheLocations): Promise<PruneReport> {
+  const report: PruneReport = { removed: [], kept: [], freed: 0, notes };
   // Guest builds first: an image store refuses to drop a source image a build still stands on.
   const order = ['guest-build', 'source-image', 'converted-disk', 'registry-blob', 'kernel'];
-  const stale = inv.items
-    .filter((i) => isStale(i.entry, o))
-    .sort((a, b) => order.indexOf(a.entry.kind) - order.indexOf(b.entry.kind));
-  for (const item of stale) {
+  const sorted = [...items].sort((a, b) => order.indexOf(a.entry.kind) - order.indexOf(b.entry.kind));
+  for (const item of sorted) {
     if (item.entry.busy) {
       report.kept.push({ entry: item.entry, outcome: { removed: false, why: item.entry.busy } });
       continue;

@@ -1,4 +1,4 @@
-// `img2vm cache ls | verify | prune`: what img2vm keeps between runs (guest builds, imported sources, registry blobs, kernels), re-checking it, and removing what is unused.
+// `img2vm cache ls | verify | prune | rm`: what img2vm keeps between runs (guest builds, imported sources, registry blobs, kernels), re-checking it, and removing what is unused.
 import type { Command } from 'commander';
 import { formatSize } from '../core/units.js';
 import {
@@ -6,6 +6,7 @@ import {
   inventory,
   parseAge,
   prune,
+  removeNamed,
   verifyStore,
   type CacheEntry,
   type PruneReport,
@@ -123,14 +124,26 @@ export function addCacheCommand(program: Command): void {
     )
     .option('--json', 'print what was removed and kept as JSON')
     .action(async (opts: { all?: boolean; olderThan: string; json?: boolean }) => {
-      const olderThan = parseAge(opts.olderThan);
-      const r = await prune({ all: !!opts.all, olderThan });
-      if (opts.json) {
-        const rec = (x: PruneReport['removed'][number]) => ({
-          ...x.entry,
-          ...(x.outcome.removed ? { freed: x.outcome.freed, note: x.outcome.note ?? null } : { why: x.outcome.why }),
-        });
-        stdoutJson({ removed: r.removed.map(rec), kept: r.kept.map(rec), freed: r.freed, notes: r.notes });
-      } else stdout(renderPrune(r));
+      printRemoval(await prune({ all: !!opts.all, olderThan: parseAge(opts.olderThan) }), opts.json);
     });
+  cache
+    .command('rm')
+    .description('remove the named entries (names as cache ls shows them, or a unique start of one)')
+    .argument('<name...>', 'entries to remove')
+    .option('--json', 'print what was removed and kept as JSON')
+    .action(async (names: string[], opts: { json?: boolean }) => {
+      const r = await removeNamed(names);
+      printRemoval(r, opts.json);
+      // An entry a running img2vm holds is kept: the user asked for it by name, so say it failed.
+      if (r.kept.length) process.exitCode = 1;
+    });
+}
+
+function printRemoval(r: PruneReport, json: boolean | undefined): void {
+  if (!json) return stdout(renderPrune(r));
+  const rec = (x: PruneReport['removed'][number]) => ({
+    ...x.entry,
+    ...(x.outcome.removed ? { freed: x.outcome.freed, note: x.outcome.note ?? null } : { why: x.outcome.why }),
+  });
+  stdoutJson({ removed: r.removed.map(rec), kept: r.kept.map(rec), freed: r.freed, notes: r.notes });
 }

@@ -1,4 +1,4 @@
-// `img2vm cache ls | prune` on fake cache directories, a private Docker daemon and a private podman storage (so no one else's images are touched).
+// `img2vm cache ls | prune | rm` on fake cache directories, a private Docker daemon and a private podman storage (so no one else's images are touched).
 import { execa, execaSync, type ResultPromise } from 'execa';
 import { createHash } from 'node:crypto';
 import {
@@ -327,6 +327,26 @@ describe('img2vm cache prune', () => {
     const r = await pruneJson(['--older-than', '1h']);
     expect(r.removed).toEqual([]);
     expect(names((await ls()).entries)).toHaveLength(6);
+  });
+
+  it('rm removes the entries it is given by name or a unique start, refuses unknown or ambiguous names, keeps a held one', async () => {
+    const key = hex('rm-me');
+    runcEntry(key, new Date());
+    const unknown = await img2vm(['cache', 'rm', `runc:${key.slice(0, 12)}`, 'no-such-entry'], { env });
+    expect(unknown.exitCode).toBe(2);
+    expect(unknown.stderr).toMatch(/no cached entry is named no-such-entry/);
+    expect(existsSync(join(xdg, 'img2vm', 'builds', 'runc', key))).toBe(true);
+    const ambiguous = await img2vm(['cache', 'rm', 'runc:'], { env });
+    expect(ambiguous.exitCode).toBe(2);
+    expect(ambiguous.stderr).toMatch(/runc: names 3 cached entries/);
+    const r = await img2vm(['cache', 'rm', `runc:${key.slice(0, 12)}`, '--json'], { env });
+    expect(r.exitCode, r.all).toBe(0);
+    expect(names(JSON.parse(r.stdout).removed)).toEqual([`runc:${key.slice(0, 32)}`]);
+    expect(existsSync(join(xdg, 'img2vm', 'builds', 'runc', key))).toBe(false);
+    const held = await img2vm(['cache', 'rm', `runc:${KEY_HELD.slice(0, 32)}`], { env });
+    expect(held.exitCode).toBe(1);
+    expect(held.stdout).toContain(`kept     guest build runc:${KEY_HELD.slice(0, 32)}: in use by img2vm process`);
+    expect(existsSync(join(xdg, 'img2vm', 'builds', 'runc', KEY_HELD))).toBe(true);
   });
 
   it('--all removes everything but what is held, also while a kernel fetch or a pull runs only those wait', async () => {

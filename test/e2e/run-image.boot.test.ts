@@ -36,11 +36,20 @@ beforeAll(async () => {
   // A file of its own makes this run's image new to the store, so the first run must convert it.
   await writeBusyboxImage(image, { Cmd: ['echo', 'hello from the image'] }, randomBytes(8).toString('hex'));
 }, 60_000);
-afterAll(() => rm(work, { recursive: true, force: true }));
+let key: string | undefined;
+afterAll(async () => {
+  // The disk this file's image was converted into is of no use to anyone after it: out of the user's store.
+  if (key) {
+    const ls = JSON.parse((await execa(BIN, ['cache', 'ls', '--json'], { env: ENV })).stdout) as {
+      entries: { name: string }[];
+    };
+    const mine = ls.entries.filter((e) => e.name.includes(key!)).map((e) => e.name);
+    if (mine.length) await execa(BIN, ['cache', 'rm', ...mine], { env: ENV });
+  }
+  await rm(work, { recursive: true, force: true });
+});
 
 describe('img2vm run IMAGE', () => {
-  let key: string;
-
   it('-i, -e, -v (rw and :ro), -w, -p and the exit code, converting the image into the store', async () => {
     const data = join(work, 'data');
     const ro = join(work, 'ro');
