@@ -268,24 +268,16 @@ function luksPlan(o: ConvertOptions, random: Random): LuksPlan | null {
 }
 
 /**
- * img2vm's init shares the console with the workload's output: the kernel says only what is wrong. It learns the
- * LUKS2 volume from its spec in the initramfs, so only a distribution's initramfs is told on the command line.
+ * img2vm's init shares the console with the workload's output: the kernel says only what is wrong. What unlocks a
+ * LUKS2 root is the strategy's to say (img2vm's init learns the volume from its spec, so it says nothing).
  */
-function extraArgsFor(strategy: GuestStrategyId, luks: LuksPlan | null, user: string | undefined): string | undefined {
-  const args = [
-    ...(strategy === 'img2vm' ? ['quiet'] : []),
-    ...(luks && strategy !== 'img2vm' ? [luksCmdline(luks)] : []),
-    ...(user ? [user] : []),
-  ];
+function extraArgsFor(
+  strategy: GuestStrategyId,
+  unlock: { args: string[] } | null,
+  user: string | undefined,
+): string | undefined {
+  const args = [...(strategy === 'img2vm' ? ['quiet'] : []), ...(unlock?.args ?? []), ...(user ? [user] : [])];
   return args.join(' ') || undefined;
-}
-
-/**
- * What tells the distribution's initramfs to unlock the root (Debian's cryptroot script reads cryptopts; naming
- * the volume here rather than in a crypttab keeps the cached guest build free of any one disk's UUID).
- */
-function luksCmdline(l: LuksPlan): string {
-  return `cryptopts=target=root_crypt,source=UUID=${l.uuid},key=none,luks`;
 }
 
 /**
@@ -341,8 +333,9 @@ function derive(given: ConvertOptions, known: Known, random: Random): Conversion
   const hostname = o.hostname ?? hostnameFromImage(o.image);
   const grubDir = direct ? null : separateBoot ? '/grub' : '/boot/grub';
   const luks = luksPlan(o, random);
-  const extraArgs = extraArgsFor(strategyId, luks, userCmdline);
-  const cmdline = direct ? null : kernelCmdline(ids.root, extraArgs, arch.arch);
+  const unlock = luks ? (strategy.luksCmdline?.(known, luks.uuid) ?? null) : null;
+  const extraArgs = extraArgsFor(strategyId, unlock, userCmdline);
+  const cmdline = direct ? null : kernelCmdline(unlock?.root ?? `UUID=${ids.root}`, extraArgs, arch.arch);
   const kernel = known.tree?.kernel ?? null;
   if (kernel) checkKernelVersion(kernel.version);
 

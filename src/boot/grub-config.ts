@@ -89,12 +89,12 @@ export function renderGrubCfg(e: GrubEntry): string {
 }
 
 /**
- * The kernel command line: root by UUID, consoles on screen and on the architecture's serial port (serial last,
- * so it is /dev/console).
+ * The kernel command line: the root (UUID=<ext4 UUID>, or the device an initramfs maps it to), consoles on screen
+ * and on the architecture's serial port (serial last, so it is /dev/console).
  */
-export function kernelCmdline(rootUuid: string, extra?: string, arch: GuestArch = 'amd64'): string {
+export function kernelCmdline(root: string, extra?: string, arch: GuestArch = 'amd64'): string {
   const serial = `console=${ARCH[arch].serialConsole},115200n8`;
-  return [`root=UUID=${rootUuid}`, 'ro', 'console=tty0', serial, ...(extra ? [extra] : [])].join(' ');
+  return [`root=${root}`, 'ro', 'console=tty0', serial, ...(extra ? [extra] : [])].join(' ');
 }
 
 /** /boot/grub/grub.cfg for either GRUB; its kernel paths are relative to the file system holding /boot. */

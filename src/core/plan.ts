@@ -163,7 +163,7 @@ export interface GuestSettings {
   cloudInit: boolean;
   entrypointService: boolean;
   systemdBoot: boolean;
-  /** The root is LUKS2: the initramfs must unlock it (cryptsetup-initramfs on Debian and Ubuntu). */
+  /** The root is LUKS2: the initramfs must unlock it (what each family needs is in guest/config/families.ts). */
   luks: boolean;
 }
 

@@ -1,6 +1,5 @@
 // The distro strategy's guest configuration: the options' build features for the cached template build, the
 // per-conversion files as plan data (secrets left out), and the account edits made when the files are written.
-import { Img2vmError } from '../core/errors.js';
 import type { Env } from '../core/context.js';
 import type { BuildRecipe, GuestFile, GuestSettings, ProcessFacts } from '../core/plan.js';
 import { createRandom } from '../core/random.js';
@@ -36,17 +35,19 @@ export function recipeWithFeatures(recipe: DistroRecipe, s: GuestSettings): Buil
   // The guest's own systemd-boot: bootctl and the kernel-install hooks keep the ESP current on upgrades.
   const sdboot = s.systemdBoot ? recipe.distro.systemdBootPackage : undefined;
   if (sdboot) values.extra_packages = [values.extra_packages, sdboot].filter(Boolean).join(' ');
-  if (s.luks) {
-    const pkg = recipe.distro.luksPackage;
-    if (!pkg)
-      throw new Img2vmError(
-        'usage',
-        `--luks-password: img2vm does not yet make ${recipe.distro.label}'s initramfs unlock an encrypted root`,
-        'an encrypted root boots with --init distro on Debian and Ubuntu; leave the passphrase out here',
-      );
-    values.extra_packages = [values.extra_packages, pkg].filter(Boolean).join(' ');
-  }
-  return { template: recipe.template, label: recipe.label, values };
+  return { template: recipe.template, label: recipe.label, values: s.luks ? withLuks(recipe, values) : values };
+}
+
+/** The template values with what unlocks a LUKS2 root at boot: the family's packages and its initramfs settings. */
+export function withLuks(recipe: DistroRecipe, values: Record<string, string>): Record<string, string> {
+  const luks = recipe.distro.luks;
+  const extra = [values.extra_packages, ...luks.packages].filter(Boolean).join(' ');
+  return { ...values, ...luks.values, extra_packages: extra };
+}
+
+/** The kernel command line's part that makes the distribution's initramfs unlock the LUKS2 volume of this UUID. */
+export function distroLuksCmdline(recipe: DistroRecipe, luksUuid: string): { root?: string; args: string[] } {
+  return recipe.distro.luks.cmdline(luksUuid);
 }
 
 function imageConfigOf(p: ProcessFacts | null): ImageConfig {

@@ -6,7 +6,7 @@ import type { BuilderId, GuestSettings } from '../core/plan.js';
 import type { ConvertOptions } from '../core/options.js';
 import { AUTO_ORDER, BUILDERS } from '../build/index.js';
 import type { Builder, BuildInput } from '../build/builder.js';
-import { applyAccountEdits, distroGuestFiles, recipeWithFeatures } from './distro-config.js';
+import { applyAccountEdits, distroGuestFiles, distroLuksCmdline, recipeWithFeatures } from './distro-config.js';
 import { recipeFor } from './distros.js';
 import type { Bootable, GuestStrategy, Known } from './strategy.js';
 import { emulationFor } from './binfmt.js';
@@ -84,6 +84,11 @@ export const distroStrategy: GuestStrategy = {
       cached: made ? made.cached : null,
       build,
     };
+  },
+  luksCmdline(known, luksUuid) {
+    // Before the image is read the family is not known; the plan made from its facts has the arguments.
+    const os = known.image?.os;
+    return os ? distroLuksCmdline(recipeFor(os, known.image?.architecture), luksUuid) : { args: [] };
   },
   guestFiles(o, known, hostname) {
     const os = known.image?.os;

@@ -1,5 +1,7 @@
 // --init image (--raw): the image brings its own kernel and init; img2vm installs nothing and keeps its configuration.
 import { passwordEdit } from './configure.js';
+import { distroLuksCmdline } from './distro-config.js';
+import { hasTemplate, recipeFor } from './distros.js';
 import type { GuestStrategy } from './strategy.js';
 
 export const imageStrategy: GuestStrategy = {
@@ -14,6 +16,13 @@ export const imageStrategy: GuestStrategy = {
     builder: null,
     cached: null,
   }),
+  // The image's own initramfs: told as its family's would be where img2vm knows the family; otherwise nothing
+  // (--kernel-cmdline says what that initramfs needs).
+  luksCmdline(known, luksUuid) {
+    const os = known.image?.os;
+    const arch = known.image?.architecture;
+    return os && hasTemplate(os, arch) ? distroLuksCmdline(recipeFor(os, arch), luksUuid) : { args: [] };
+  },
   guestFiles: (o) => passwordEdit(o.password !== undefined, 'image'),
   kernelFromImage: true,
   noKernelHint: 'drop --raw so img2vm installs a kernel, or add one to the image',

@@ -50,6 +50,11 @@ export interface GuestStrategy {
   /** What it will do and why, from what is known (pure; may refuse, e.g. an unsupported distribution). */
   /** arch: the guest's architecture and the host's, as planning decided them. */
   describe(o: ConvertOptions, known: Known, arch: ArchDecision): ConversionPlan['guest'];
+  /**
+   * What the kernel command line must say for the root's initramfs to unlock the LUKS2 volume of this UUID (pure):
+   * extra arguments, and root= where it is not the ext4's UUID. Absent: the command line says nothing of it.
+   */
+  luksCmdline?(known: Known, luksUuid: string): { root?: string; args: string[] };
   /** The files it writes into the guest besides fstab and the password (pure). */
   guestFiles(o: ConvertOptions, known: Known, hostname: string): GuestFile[];
   /** Whether the kernel is the one in the image's /boot (distro, image) or one the strategy brings (img2vm). */

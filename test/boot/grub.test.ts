@@ -61,7 +61,7 @@ describe('grub.cfg', () => {
       title: "Debian's",
       kernel: '/vmlinuz',
       initrd: '/initrd.img',
-      cmdline: kernelCmdline('abc', 'quiet'),
+      cmdline: kernelCmdline('UUID=abc', 'quiet'),
     });
     expect(cfg).toContain("menuentry 'Debian'\\''s' {");
     expect(cfg).toContain('  linux /vmlinuz root=UUID=abc ro console=tty0 console=ttyS0,115200n8 quiet\n');

@@ -37,10 +37,26 @@ export interface DistroInfo {
   kernelArgs: string[];
   /** The package that ships systemd-boot's EFI binary, where the release has one. */
   systemdBootPackage?: string;
-  /** What makes the initramfs unlock a LUKS2 root (told which by the kernel command line), where img2vm has it. */
-  luksPackage?: string;
+  /** What makes the initramfs unlock a LUKS2 root (--luks-password). */
+  luks: LuksUnlock;
   /** How /etc/shadow is created when an image has none (existing files keep their own mode and owner). */
   shadow: { mode: number; group: string | null };
+}
+
+/**
+ * How a family's initramfs unlocks a LUKS2 root. The volume is named on the kernel command line, not in a crypttab,
+ * so the cached guest build holds no one disk's UUID; the root stays open across switch_root without a crypttab.
+ */
+export interface LuksUnlock {
+  /** Installed by the template build. */
+  packages: string[];
+  /** Template values that differ for an encrypted root (keys of the family's `values`). */
+  values: Record<string, string>;
+  /**
+   * The kernel command line's part: `args` name the volume of this LUKS UUID; `root`, where set, replaces
+   * `UUID=<ext4 UUID>` as root= (the initramfs wants the mapped device named). Never the passphrase.
+   */
+  cmdline(luksUuid: string): { root?: string; args: string[] };
 }
 
 /** The kernel package for each architecture a family's template serves. */
@@ -100,7 +116,13 @@ function debianFamily(
     sudoGroup: 'sudo',
     kernelArgs: [],
     systemdBootPackage,
-    luksPackage: 'cryptsetup-initramfs',
+    // cryptsetup-initramfs is forced into the initramfs by the template's conf hook; its cryptroot script reads
+    // cryptopts (no crypttab in the build).
+    luks: {
+      packages: ['cryptsetup-initramfs'],
+      values: {},
+      cmdline: (uuid) => ({ args: [`cryptopts=target=root_crypt,source=UUID=${uuid},key=none,luks`] }),
+    },
     shadow: { mode: 0o640, group: 'shadow' },
   };
 }
@@ -141,6 +163,8 @@ export function ubuntuInfo(version: string, n: number, arch: GuestArch = 'amd64'
   );
 }
 
+const MKINITFS_FEATURES = ['ata', 'base', 'ext4', 'nvme', 'scsi', 'virtio', 'img2vm'];
+
 // The Alpine and Fedora templates name the serial console ttyS0 in what they copy as it is (an inittab, securetty,
 // unit files), so they serve amd64 only until that becomes a value as it is in the Debian template.
 export function alpineInfo(version: string, arch: GuestArch = 'amd64'): DistroInfo {
@@ -157,6 +181,10 @@ export function alpineInfo(version: string, arch: GuestArch = 'amd64'): DistroIn
     values: {
       kernel_package: 'linux-virt',
       kernel_flavor: 'virt',
+      // mkinitfs includes only the features named (it has no host-only mode): a VM's root disk on virtio-blk,
+      // virtio-scsi, NVMe or SATA with ext4 on it; img2vm's own feature puts /etc/modules (which names ext4, a
+      // module in linux-virt) into the initramfs, whose init loads those modules before it mounts the root.
+      mkinitfs_features: MKINITFS_FEATURES.join(' '),
       release_packages: '',
       extra_packages: '',
       boot_services: '',
@@ -177,6 +205,14 @@ export function alpineInfo(version: string, arch: GuestArch = 'amd64'): DistroIn
     // fills) before it mounts the root; ext4 is a module in linux-virt. This is what Alpine's own boot loader
     // configuration passes; the template's /etc/modules makes a boot entry without it work too.
     kernelArgs: ['modules=sd-mod,usb-storage,ext4', 'rootfstype=ext4'],
+    // The cryptsetup feature adds dm-crypt and the kernel's crypto modules; nlplug-findfs (linked with
+    // libcryptsetup) opens cryptroot= as /dev/mapper/<cryptdm>, asking "Enter passphrase for DEVICE:" on the
+    // console, and the init mounts root= from there (mkinitfs-bootparam(7)).
+    luks: {
+      packages: ['cryptsetup'],
+      values: { mkinitfs_features: [...MKINITFS_FEATURES, 'cryptsetup'].join(' ') },
+      cmdline: (uuid) => ({ root: '/dev/mapper/root', args: [`cryptroot=UUID=${uuid}`, 'cryptdm=root'] }),
+    },
     shadow: { mode: 0o640, group: 'shadow' },
   };
 }
@@ -199,7 +235,14 @@ function fedoraFamily(
     network: 'networkmanager',
     // kernel-core: the kernel and the modules a VM needs (virtio, NVMe, ext4), since Fedora 21 and EL 8.
     ...archFacts({ amd64: 'kernel-core' }, arch),
-    values: { kernel_package: 'kernel-core', release_packages: '', extra_packages: '', enable_units: '' },
+    values: {
+      kernel_package: 'kernel-core',
+      // Written to /etc/dracut.conf.d/91-img2vm-modules.conf as add_dracutmodules (none without an option).
+      dracut_modules: '',
+      release_packages: '',
+      extra_packages: '',
+      enable_units: '',
+    },
     features: {
       // sshd-keygen@.service already makes missing host keys before sshd on this family; ours runs after it.
       ssh: feature(['openssh-server'], ['sshd.service', 'img2vm-ssh-keygen.service']),
@@ -211,6 +254,16 @@ function fedoraFamily(
     sudoGroup: 'wheel',
     kernelArgs: [],
     systemdBootPackage,
+    // dracut's crypt module, named so that a missing cryptsetup fails the build instead of the boot (the generic
+    // initramfs would take it only when cryptsetup is there). In the systemd initramfs,
+    // systemd-cryptsetup-generator turns rd.luks.uuid= into the unit that asks for the passphrase ("Please enter
+    // passphrase for disk ...") and opens /dev/mapper/luks-<UUID>; root=UUID= of the ext4 inside then appears
+    // (dracut.cmdline(7)). No crypttab: the mapping stays after switch_root and systemd closes it at shutdown.
+    luks: {
+      packages: ['cryptsetup'],
+      values: { dracut_modules: 'crypt' },
+      cmdline: (uuid) => ({ args: [`rd.luks.uuid=${uuid}`] }),
+    },
     // The setup package ships /etc/shadow as mode 0000, root:root.
     shadow: { mode: 0o000, group: null },
   };
