@@ -4,8 +4,12 @@
 // test ends there with a clear message instead of waiting for its timeout (or for cryptroot's retries to run out).
 // img2vm's own init (native/unlock.c) asks and refuses in the same words. `img2vm test` and `img2vm run` both use it.
 
-/** What the initramfs prints when it wants the passphrase (Debian's askpass; systemd's password agent). */
-const PROMPT = /(Please unlock disk [^\n:]*:|Please enter passphrase for disk [^\n]*[:!])\s*$/;
+/**
+ * What the initramfs prints when it wants the passphrase: Debian's askpass, systemd's password agent (dracut on the
+ * RHEL family), Alpine's nlplug-findfs ("Enter passphrase for /dev/vda2: ", refusing as cryptsetup words it).
+ */
+const PROMPT =
+  /(Please unlock disk [^\n:]*:|Please enter passphrase for disk [^\n]*[:!]|Enter passphrase for \/dev\/\S+:)\s*$/;
 const REFUSED = /No key available with this passphrase|bad password or options|cryptsetup failed/;
 /** The volume is open (img2vm's init; Debian's cryptroot): nothing more to answer or watch for. */
 const UNLOCKED = /LUKS2 volume \S+ unlocked|cryptsetup: \S+: set up successfully/;

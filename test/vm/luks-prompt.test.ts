@@ -38,6 +38,17 @@ describe('the LUKS passphrase prompt on the console', () => {
     );
   });
 
+  it("answers Alpine's nlplug-findfs and dracut's systemd password agent", () => {
+    const alpine = new LuksPrompt('pw');
+    expect(alpine.feed('Enter passphrase for /dev/')).toEqual({});
+    expect(alpine.feed('vda2: ')).toEqual({ write: 'pw\n' });
+    expect(alpine.feed('No key available with this passphrase.\n').fail?.message).toMatch(/refused/);
+    const dracut = new LuksPrompt('pw');
+    expect(dracut.feed('Please enter passphrase for disk luks-6c1d2f3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f: ')).toEqual({
+      write: 'pw\n',
+    });
+  });
+
   it('says to give --luks-password when none was given, instead of waiting', () => {
     const f = new LuksPrompt(undefined).feed('Please unlock disk root_crypt: ');
     expect(f.fail).toMatchObject({
