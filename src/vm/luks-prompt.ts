@@ -6,7 +6,8 @@
 
 /**
  * What the initramfs prints when it wants the passphrase: Debian's askpass, systemd's password agent (dracut on the
- * RHEL family), Alpine's nlplug-findfs ("Enter passphrase for /dev/vda2: ", refusing as cryptsetup words it).
+ * RHEL family), cryptsetup's own prompt (dracut's cryptroot-ask) and Alpine's nlplug-findfs, which both say
+ * "Enter passphrase for /dev/X: " and refuse in cryptsetup's words.
  */
 const PROMPT =
   /(Please unlock disk [^\n:]*:|Please enter passphrase for disk [^\n]*[:!]|Enter passphrase for \/dev\/\S+:)\s*$/;

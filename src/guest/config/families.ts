@@ -254,11 +254,12 @@ function fedoraFamily(
     sudoGroup: 'wheel',
     kernelArgs: [],
     systemdBootPackage,
-    // dracut's crypt module, named so that a missing cryptsetup fails the build instead of the boot (the generic
-    // initramfs would take it only when cryptsetup is there). In the systemd initramfs,
-    // systemd-cryptsetup-generator turns rd.luks.uuid= into the unit that asks for the passphrase ("Please enter
-    // passphrase for disk ...") and opens /dev/mapper/luks-<UUID>; root=UUID= of the ext4 inside then appears
-    // (dracut.cmdline(7)). No crypttab: the mapping stays after switch_root and systemd closes it at shutdown.
+    // dracut's crypt module, named although the generic initramfs takes it whenever cryptsetup (or
+    // systemd-cryptsetup) is installed. In the systemd initramfs, systemd-cryptsetup-generator turns rd.luks.uuid=
+    // into the unit that asks for the passphrase ("Please enter passphrase for disk ...") and opens
+    // /dev/mapper/luks-<UUID> (without systemd-cryptsetup, dracut's cryptroot-ask runs cryptsetup, which asks
+    // "Enter passphrase for /dev/...:"); root=UUID= of the ext4 inside then appears (dracut.cmdline(7)). No
+    // crypttab: the mapping stays after switch_root and systemd closes it at shutdown.
     luks: {
       packages: ['cryptsetup'],
       values: { dracut_modules: 'crypt' },
