@@ -43,6 +43,10 @@ describe('the LUKS passphrase prompt on the console', () => {
     expect(alpine.feed('Enter passphrase for /dev/')).toEqual({});
     expect(alpine.feed('vda2: ')).toEqual({ write: 'pw\n' });
     expect(alpine.feed('No key available with this passphrase.\n').fail?.message).toMatch(/refused/);
+    // dracut's cryptroot-ask (no systemd-cryptsetup in the initramfs) lets cryptsetup ask.
+    expect(new LuksPrompt('pw').feed('Enter passphrase for /dev/disk/by-uuid/6c1d2f3e-4b5a: ')).toEqual({
+      write: 'pw\n',
+    });
     const dracut = new LuksPrompt('pw');
     expect(dracut.feed('Please enter passphrase for disk luks-6c1d2f3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f: ')).toEqual({
       write: 'pw\n',
