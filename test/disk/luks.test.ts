@@ -185,7 +185,7 @@ describe('the volume encrypts as it is written', () => {
   });
 });
 
-function luksPlan(opts: Partial<ConvertOptionsInput>) {
+function luksPlan(opts: Partial<ConvertOptionsInput>, os: unknown = null) {
   const o = parseConvertOptions({
     image: 'img2vm-demo:bookworm',
     output: '/out/d.img',
@@ -200,7 +200,7 @@ function luksPlan(opts: Partial<ConvertOptionsInput>) {
       o,
       known({
         source: { transport: 'docker-daemon', id: `sha256:${'ab'.repeat(32)}`, layers: 1 },
-        os: null,
+        os,
         content: { blocks4k: 10_000, entries: 500, bytes: 30 << 20, files: 400, boot: { blocks4k: 9000, entries: 5 } },
         kernel: { version: '6.1.0-28-cloud-amd64', kernelPath: '/boot/vmlinuz', initrdPath: '/boot/initrd.img' },
         hasResolved: true,
@@ -229,8 +229,9 @@ describe('the plan of an encrypted root', () => {
     expect(text).not.toContain('correct horse');
   });
 
-  it("names the volume on the kernel command line for the distribution's initramfs", () => {
-    const { p } = luksPlan({});
+  it("names the volume on the kernel command line for the distribution's initramfs (Debian's, here)", () => {
+    const debian = { id: 'debian', idLike: [], versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' };
+    const { p } = luksPlan({}, debian);
     expect(p.boot.cmdline).toContain(`cryptopts=target=root_crypt,source=UUID=${p.luks!.uuid},key=none,luks`);
   });
 

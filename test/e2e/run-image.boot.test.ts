@@ -191,6 +191,6 @@ describe('img2vm run IMAGE', () => {
     const ls = JSON.parse((await execa(BIN, ['cache', 'ls', '--json'], { env: ENV })).stdout) as {
       entries: { name: string }[];
     };
-    expect(ls.entries.filter((e) => e.name.includes(key))).toHaveLength(1);
+    expect(ls.entries.filter((e) => e.name.includes(key!))).toHaveLength(1);
   });
 });
