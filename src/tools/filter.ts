@@ -1,6 +1,6 @@
 // A host program as a stream filter (zstd -dc): input on its stdin, its stdout as chunks, stopped and waited for on every way out.
 // No process outlives the read that started it.
-import { pipeline } from 'node:stream';
+import { PassThrough, pipeline } from 'node:stream';
 import type { ToolName } from './index.js';
 import { hasExited, spawnTool, stopProcess } from './process.js';
 
@@ -47,6 +47,8 @@ export interface Filter {
 
 // Killed programs get this long between SIGTERM and SIGKILL; a decompressor has nothing to clean up.
 const GRACE_MS = 1000;
+/** Output held for a reader that has not come yet (the decoders' READ_AHEAD, which src/tools cannot import). */
+const OUT_AHEAD = 16 << 20;
 // Only the end of stderr is quoted; a hostile stream must not grow it without bound.
 const STDERR_MAX = 4096;
 
@@ -72,6 +74,11 @@ export function filterThrough(tool: ToolName, argv: readonly string[], input: As
   }
   // A program that exits early breaks the pipe: that EPIPE is told by its exit status instead.
   pipeline(feed(), child.stdin!, () => {});
+  // Taken into a stream of our own from the start: execa destroys an unread stdout when the program exits, and a
+  // filter may be read only later (a layer decompressed ahead of its turn), so what it wrote would be lost. Once
+  // this buffer is full the program blocks on its stdout, as it would with nobody reading.
+  const out = new PassThrough({ highWaterMark: OUT_AHEAD });
+  pipeline(child.stdout!, out, () => {});
   let stopped: { reason: unknown } | undefined;
   const exited = new Promise<void>((resolve) => {
     if (hasExited(child) || child.pid === undefined) resolve();
@@ -81,6 +88,7 @@ export function filterThrough(tool: ToolName, argv: readonly string[], input: As
     child.stdin!.destroy();
     // execa's promise waits for stdout to end, which an unread stdout never does.
     child.stdout!.destroy();
+    out.destroy();
     await stopProcess(child, GRACE_MS);
   };
   const reasonOf = (r: unknown): unknown => r ?? new Error(`${tool} was stopped`);
@@ -89,7 +97,7 @@ export function filterThrough(tool: ToolName, argv: readonly string[], input: As
     let clean = false;
     try {
       try {
-        for await (const c of child.stdout! as AsyncIterable<Buffer>) {
+        for await (const c of out as AsyncIterable<Buffer>) {
           if (stopped) break;
           yield c;
           if (stopped) break;

@@ -47,6 +47,19 @@ describe('filterThrough', () => {
     expect(exited).toBe(true);
   });
 
+  it('output read only after the program has exited is all there (a layer decompressed ahead of its turn)', async () => {
+    const data = Buffer.alloc(3 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7919) >>> 5;
+    const f = filterThrough('zstd', ['--compress', '--stdout', '--quiet', '-1'], Readable.from([data]));
+    await f.exited;
+    const parts: Buffer[] = [];
+    for await (const c of f.chunks) parts.push(c);
+    const back = filterThrough('zstd', decompressArgv('zstd'), Readable.from(parts));
+    const out: Buffer[] = [];
+    for await (const c of back.chunks) out.push(c);
+    expect(Buffer.concat(out).equals(data)).toBe(true);
+  });
+
   it('a missing program is toolMissing naming its Debian package', () => {
     const path = process.env.PATH;
     process.env.PATH = '/nonexistent';
