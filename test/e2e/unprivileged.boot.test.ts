@@ -4,7 +4,7 @@
 import { execa } from 'execa';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { chmod, chown, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -201,5 +201,55 @@ describe('unprivileged, reproducible assembly', () => {
     ]);
     expect(c.exitCode, c.all).toBe(0);
     expect(await sha(join(tmp, 'out', 'other.raw'))).not.toBe(await sha(file('raw', '1')));
+  });
+  it('a user who is not root writes an encrypted root: cryptsetup reads the header and takes the passphrase, nothing of the passphrase printed', async () => {
+    const pass = join(tmp, 'out', 'luks-pass');
+    await writeFile(pass, 'not root, still encrypted', { mode: 0o600 });
+    await chown(pass, uid, uid);
+    const out = join(tmp, 'out', 'luks.raw');
+    const r = await asUser([
+      `oci-archive:${archive}`,
+      '-o',
+      out,
+      '--init',
+      'img2vm',
+      '--boot',
+      'bios',
+      '--luks-password-file',
+      pass,
+      '--json',
+    ]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.all).not.toContain('not root, still encrypted');
+    expect((await stat(out)).uid).toBe(uid);
+    const j = JSON.parse(r.stdout);
+    const root = j.partitions.find((x: { role: string }) => x.role === 'root');
+    // the root partition as a plain file: cryptsetup needs no device mapper to read it or test a passphrase
+    const part = join(tmp, 'out', 'luks-root.img');
+    await sh('dd', [
+      `if=${out}`,
+      `of=${part}`,
+      'bs=1M',
+      `skip=${root.start}`,
+      `count=${root.size}`,
+      'iflag=skip_bytes,count_bytes',
+      'status=none',
+    ]);
+    const d = await sh('cryptsetup', ['luksDump', part]);
+    expect(d.stdout).toMatch(/^Version:\s+2$/m);
+    expect(d.stdout).toContain(`UUID:          \t${j.plan.luks.uuid}`);
+    const ok = await execa('cryptsetup', ['open', '--test-passphrase', '--key-file', pass, part], { reject: false });
+    expect(ok.exitCode, ok.all).toBe(0);
+    await writeFile(join(tmp, 'out', 'wrong'), 'not it');
+    const bad = await execa(
+      'cryptsetup',
+      ['open', '--test-passphrase', '--key-file', join(tmp, 'out', 'wrong'), part],
+      {
+        reject: false,
+        all: true,
+      },
+    );
+    expect(bad.exitCode).toBe(2);
+    expect(bad.all).toContain('No key available with this passphrase');
   });
 });
