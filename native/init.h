@@ -9,7 +9,7 @@
 /* Where the initramfs carries the spec; src/guest/initramfs.ts and init-spec.ts write it there. */
 #define SPEC_PATH "/img2vm/spec"
 #define SPEC_MAGIC "img2vm-init"
-#define SPEC_VERSION 3 /* 2 added the service keys, 3 luks-uuid */
+#define SPEC_VERSION 4 /* 2 added the service keys, 3 luks-uuid, 4 module-optional */
 #define SPEC_MAX_BYTES (1 << 20)
 #define NEWROOT "/newroot"
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,6 +40,7 @@ struct spec {
 	int root_wait; /* seconds */
 	const char *hostname;
 	struct strv argv, env, modules, dns;
+	struct strv optional_modules; /* of modules, those whose failure to load is noted, not fatal */
 	struct strv service; /* console mode: the image's command, run beside the console with env, cwd and user */
 	const char *cwd;
 	const char *user;

@@ -4,7 +4,7 @@
  * Strict on purpose: the init and the spec always ship together in one initramfs, so anything unexpected is a bug
  * or corruption.
  *
- *   img2vm-init 3            magic and version, the first line (2 added service, 3 luks-uuid)
+ *   img2vm-init 4            magic and version, the first line (2 added service, 3 luks-uuid, 4 module-optional)
  *   KEY SP VALUE LF          KEY is [a-z0-9-]+; VALUE is the rest of the line, escaped:
  *                            \\ is a backslash, \n a newline, \xHH any byte but NUL; raw control bytes are refused
  *   end LF                   the last line, so a truncated file is noticed
@@ -30,7 +30,7 @@ static const struct key KEYS[] = {
 	{ "mode", 0 },	   { "root-uuid", 0 }, { "root-fstype", 0 }, { "root-options", 0 }, { "root-wait", 0 },
 	{ "hostname", 0 }, { "arg", 1 },       { "env", 1 },	     { "cwd", 0 },	    { "user", 0 },
 	{ "login", 0 },	   { "module", 1 },    { "net", 0 },	     { "dns", 1 },	    { "tmp", 0 },
-	{ "service", 1 },  { "luks-uuid", 0 },
+	{ "service", 1 },  { "luks-uuid", 0 }, { "module-optional", 1 },
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -174,6 +174,10 @@ static int set(struct spec *s, const char *k, char *v, int cap, char *err, size_
 		if (v[0] != '/')
 			return cfg_fail(err, n, line, "module must be an absolute path in the initramfs, not \"%s\"", v);
 		strv_push(&s->modules, v, cap);
+	} else if (!strcmp(k, "module-optional")) {
+		if (v[0] != '/')
+			return cfg_fail(err, n, line, "module-optional must be an absolute path in the initramfs, not \"%s\"", v);
+		strv_push(&s->optional_modules, v, cap);
 	} else if (!strcmp(k, "net")) {
 		if (!strcmp(v, "auto"))
 			s->net = NET_AUTO;
@@ -274,7 +278,7 @@ int spec_parse(char *buf, size_t len, struct spec *s, char *err, size_t n)
 	if (s->service.n > 0 && !s->service.v[0][0])
 		return cfg_fail(err, n, 0, "the service's program (its first service line) is empty");
 	static char *none[1] = { NULL };
-	struct strv *all[] = { &s->argv, &s->env, &s->modules, &s->dns, &s->service };
+	struct strv *all[] = { &s->argv, &s->env, &s->modules, &s->optional_modules, &s->dns, &s->service };
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
 		if (!all[i]->v)
 			all[i]->v = none;
@@ -316,6 +320,7 @@ void spec_dump(const struct spec *s)
 	json_str(s->user);
 	printf(",\"login\":%s", s->login ? "true" : "false");
 	jlist("modules", &s->modules);
+	jlist("optionalModules", &s->optional_modules);
 	printf(",\"net\":\"%s\"", s->net == NET_AUTO ? "auto" : "none");
 	jlist("dns", &s->dns);
 	printf(",\"tmp\":\"%s\"}\n", s->tmp_tmpfs ? "tmpfs" : "image");

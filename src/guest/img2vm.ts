@@ -51,18 +51,24 @@ const WANTED_MODULES = [
  * The init decrypts the keyslot itself, so no AF_ALG; AES itself is built into Debian's kernels.
  */
 const LUKS_MODULES = ['dm_mod', 'dm_crypt', 'xts'];
-/** The CPU's AES instructions, when the kernel has them as modules: faster dm-crypt, and skipped where absent. */
+/**
+ * The CPU's AES instructions, when the kernel has them as modules: faster dm-crypt, skipped where the kernel lacks
+ * them, and optional in the guest, whose CPU may lack the instructions (the generic AES then serves).
+ */
 const LUKS_FAST_AES = ['aesni_intel', 'aes_ce_blk'];
 
-/** The modules img2vm's initramfs loads, in load order: the disk and network ones, and with LUKS dm-crypt's. */
+/**
+ * The modules img2vm's initramfs loads, in load order: the disk and network ones, and with LUKS dm-crypt's; the
+ * CPU-specific AES ones and what only they need are optional.
+ */
 export function initModuleFiles(
   k: { modulesDir?: string; version: string; origin?: string },
   luks: boolean,
-): ModuleFile[] {
+): (ModuleFile & { optional?: boolean })[] {
   const files = [
     ...resolveModules(k, WANTED_MODULES, { missing: 'skip' }),
     ...(luks ? resolveModules(k, LUKS_MODULES) : []),
-    ...(luks ? resolveModules(k, LUKS_FAST_AES, { missing: 'skip' }) : []),
+    ...(luks ? resolveModules(k, LUKS_FAST_AES, { missing: 'skip' }).map((m) => ({ ...m, optional: true })) : []),
   ];
   return files.filter((m, i) => files.findIndex((o) => o.name === m.name) === i);
 }
@@ -82,11 +88,16 @@ function kernelDecompresses(config: string | undefined): boolean {
 }
 
 /** The modules for the initramfs, decompressed in the work directory when the kernel cannot do it itself. */
-async function initramfsModules(env: Env, files: ModuleFile[], decompresses: boolean): Promise<InitModule[]> {
+async function initramfsModules(
+  env: Env,
+  files: (ModuleFile & { optional?: boolean })[],
+  decompresses: boolean,
+): Promise<InitModule[]> {
   const out: InitModule[] = [];
   for (const m of files) {
+    const optional = m.optional ? { optional: true } : {};
     if (!m.compressed || decompresses) {
-      out.push({ name: basename(m.path), content: { path: m.path } });
+      out.push({ name: basename(m.path), content: { path: m.path }, ...optional });
       continue;
     }
     const plain = join(env.work, 'modules', `${m.name}.ko`);
@@ -102,7 +113,7 @@ async function initramfsModules(env: Env, files: ModuleFile[], decompresses: boo
         { signal: env.signal },
       );
     }
-    out.push({ name: `${m.name}.ko`, content: { path: plain } });
+    out.push({ name: `${m.name}.ko`, content: { path: plain }, ...optional });
   }
   return out;
 }

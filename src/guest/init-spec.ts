@@ -5,16 +5,16 @@ import { Img2vmError } from '../core/errors.js';
 /**
  * Format, version 3 (native/spec.c is the parser and refuses anything else; 2 added `service`, 3 `luks-uuid`):
  *
- *   img2vm-init 3          first line: magic and version
+ *   img2vm-init 4          first line: magic and version
  *   KEY VALUE              one setting a line; VALUE is the rest of the line, escaped so any byte but NUL fits:
  *                          `\\` a backslash, `\n` a newline, `\xHH` any other byte below 0x20, 0x7f and above
- *                          (so the file is ASCII); repeatable keys (arg, service, env, module, dns) keep their order
+ *                          (so the file is ASCII); repeatable keys (arg, service, env, module, module-optional, dns) keep their order
  *   end                    last line, so a truncated spec is refused rather than half-applied
  *
  * Unknown keys, a key given twice, bad escapes and raw control bytes are fatal in the init: the spec and the
  * init always ship together in one initramfs, so a mismatch is a bug, never something to guess around.
  */
-export const INIT_SPEC_VERSION = 3;
+export const INIT_SPEC_VERSION = 4;
 /** Where the spec and the init live in the initramfs (paths without the leading slash, as cpio has them). */
 export const INIT_SPEC_PATH = 'img2vm/spec';
 export const INIT_MODULES_DIR = 'img2vm/modules';
@@ -63,6 +63,11 @@ export interface InitSpec {
   login?: boolean;
   /** Absolute paths of kernel modules inside the initramfs, in load order (dependencies first). */
   modules?: readonly string[];
+  /**
+   * Of modules, those whose failure to load the init notes and goes on: CPU-specific speed-ups a CPU may lack (on an
+   * arm64 CPU without the AES instructions aes_ce_cipher finds no device and aes_ce_blk then misses its symbols).
+   */
+  optionalModules?: readonly string[];
   /** auto: DHCP on every Ethernet interface, or ip= from the kernel command line; none: loopback only. */
   network?: 'auto' | 'none';
   /** Name servers for /etc/resolv.conf; when empty, those DHCP or ip= gave. */
@@ -129,6 +134,9 @@ function check(spec: InitSpec): void {
   for (const m of spec.modules ?? []) {
     if (!m.startsWith('/')) throw new Error(`init spec: module path "${m}" is not absolute`);
   }
+  for (const m of spec.optionalModules ?? []) {
+    if (!spec.modules?.includes(m)) throw new Error(`init spec: optional module "${m}" is not among the modules`);
+  }
   if (spec.service?.length && spec.mode !== 'console')
     throw new Error(`init spec: a service is for mode console, not ${spec.mode}`);
   if (spec.service?.length && !spec.service[0]) {
@@ -172,6 +180,7 @@ export function renderInitSpec(spec: InitSpec): Buffer {
   put('user', spec.user ?? '', 'User');
   put('login', spec.login ? 'yes' : 'no');
   for (const m of spec.modules ?? []) put('module', m);
+  for (const m of spec.optionalModules ?? []) put('module-optional', m);
   put('net', spec.network ?? 'auto');
   for (const d of spec.dns ?? []) put('dns', d);
   put('tmp', spec.tmp ?? 'tmpfs');

@@ -57,6 +57,34 @@ describe("img2vm's initramfs modules", () => {
     ]);
   });
 
+  it('makes the CPU-specific AES modules and what only they need optional, nothing dm-crypt needs', () => {
+    const optional = initModuleFiles(kernel(DEBIAN), true)
+      .filter((m) => m.optional)
+      .map((m) => m.name);
+    expect(optional).toEqual(['cryptd', 'crypto_simd', 'gf128mul', 'aesni_intel']);
+  });
+
+  // arm64: aes_ce_blk needs aes_ce_cipher's symbols, and aes_ce_cipher refuses a CPU without the AES instructions
+  // (ENODEV), so on such a CPU aes_ce_blk fails too (ENOENT): both must be optional or the boot ends there.
+  it('on arm64, loads aes_ce_cipher before aes_ce_blk, both optional', () => {
+    const arm64 = kernel([
+      'kernel/drivers/block/virtio_blk.ko.xz:',
+      'kernel/crypto/xts.ko.xz:',
+      'kernel/arch/arm64/crypto/aes-ce-cipher.ko.xz:',
+      'kernel/arch/arm64/crypto/aes-ce-blk.ko.xz: kernel/arch/arm64/crypto/aes-ce-cipher.ko.xz',
+      'kernel/drivers/md/dm-mod.ko.xz:',
+      'kernel/drivers/md/dm-crypt.ko.xz: kernel/drivers/md/dm-mod.ko.xz',
+    ]);
+    expect(initModuleFiles(arm64, true).map((m) => [m.name, m.optional ?? false])).toEqual([
+      ['virtio_blk', false],
+      ['dm_mod', false],
+      ['dm_crypt', false],
+      ['xts', false],
+      ['aes_ce_cipher', true],
+      ['aes_ce_blk', true],
+    ]);
+  });
+
   it('takes built-in ones as there, skips a missing CPU-specific AES, and refuses a kernel without dm-crypt', () => {
     const builtin = kernel(
       ['kernel/drivers/block/virtio_blk.ko:'],

@@ -30,6 +30,7 @@ const FULL: InitSpec = {
   cwd: '/srv/app',
   user: 'www-data:www-data',
   modules: ['/img2vm/modules/virtio_blk.ko', '/img2vm/modules/virtio_net.ko.xz'],
+  optionalModules: ['/img2vm/modules/virtio_net.ko.xz'],
   dns: ['10.0.2.3', 'fd00::3'],
   tmp: 'image',
 };
@@ -111,6 +112,9 @@ describe('renderInitSpec', () => {
     bad({ root: { uuid: UUID, waitSeconds: 5000 } }, 'usage', /root wait/);
     bad({ root: { uuid: UUID, options: ['rw,ro'] } }, 'usage', /mount option/);
     expect(() => renderInitSpec({ mode: 'init', root: { uuid: 'nope' } })).toThrow(/not a UUID/);
+    expect(() =>
+      renderInitSpec({ mode: 'init', root: { uuid: UUID }, modules: ['/m/a.ko'], optionalModules: ['/m/b.ko'] }),
+    ).toThrow(/optional module "\/m\/b.ko" is not among the modules/);
   });
 
   it('gives a relative WorkingDir from / and an empty one as /', () => {
@@ -142,6 +146,7 @@ describe('native/init reads the spec', () => {
       user: 'www-data:www-data',
       login: false,
       modules: FULL.modules,
+      optionalModules: FULL.optionalModules,
       net: 'auto',
       dns: FULL.dns,
       tmp: 'image',
@@ -149,7 +154,7 @@ describe('native/init reads the spec', () => {
   });
 
   it('applies its defaults to a minimal spec', async () => {
-    const r = await checkSpec(`img2vm-init 3\nmode init\nroot-uuid ${UUID}\nend\n`);
+    const r = await checkSpec(`img2vm-init 4\nmode init\nroot-uuid ${UUID}\nend\n`);
     expect(r.json).toMatchObject({
       mode: 'init',
       rootFstype: 'ext4',
@@ -193,11 +198,11 @@ describe('native/init reads the spec', () => {
     });
   });
 
-  const head = `img2vm-init 3\nmode workload\nroot-uuid ${UUID}\narg /x\n`;
+  const head = `img2vm-init 4\nmode workload\nroot-uuid ${UUID}\narg /x\n`;
   const refused: Array<[string, string, RegExp]> = [
-    ['a newer version', `img2vm-init 4\nmode init\nend\n`, /line 1: spec version 4, this init reads version 3 only/],
+    ['a newer version', `img2vm-init 5\nmode init\nend\n`, /line 1: spec version 5, this init reads version 4 only/],
     // version 2 had no luks-uuid; an init and its spec ship together, so an old spec is a stale build
-    ['an older version', `img2vm-init 2\nmode init\nend\n`, /line 1: spec version 2, this init reads version 3 only/],
+    ['an older version', `img2vm-init 2\nmode init\nend\n`, /line 1: spec version 2, this init reads version 4 only/],
     ['another file', `#!/bin/sh\nend\n`, /line 1: not an img2vm init spec/],
     ['a malformed version', `img2vm-init 3.0\nend\n`, /line 1: malformed version/],
     ['an unknown key', `${head}color blue\nend\n`, /line 5: unknown key "color"/],
@@ -212,34 +217,39 @@ describe('native/init reads the spec', () => {
     ['a missing end', `${head}`, /no "end" line \(truncated\?\)/],
     ['a missing final newline', `${head}end`, /does not end with a newline/],
     ['text after end', `${head}end\narg /y\n`, /line 6: text after "end"/],
-    ['no mode', `img2vm-init 3\nroot-uuid ${UUID}\nend\n`, /no mode/],
-    ['no root', `img2vm-init 3\nmode init\nend\n`, /no root-uuid/],
+    ['no mode', `img2vm-init 4\nroot-uuid ${UUID}\nend\n`, /no mode/],
+    ['no root', `img2vm-init 4\nmode init\nend\n`, /no root-uuid/],
     [
       'a workload without command',
-      `img2vm-init 3\nmode workload\nroot-uuid ${UUID}\nend\n`,
+      `img2vm-init 4\nmode workload\nroot-uuid ${UUID}\nend\n`,
       /mode workload needs at least one arg/,
     ],
     ['a service beside a workload', `${head}service /y\nend\n`, /service is for mode console only/],
     [
       'a service beside an init',
-      `img2vm-init 3\nmode init\nroot-uuid ${UUID}\nservice /y\nend\n`,
+      `img2vm-init 4\nmode init\nroot-uuid ${UUID}\nservice /y\nend\n`,
       /service is for mode console only/,
     ],
     [
       'a service with an empty program',
-      `img2vm-init 3\nmode console\nroot-uuid ${UUID}\nservice \nservice x\nend\n`,
+      `img2vm-init 4\nmode console\nroot-uuid ${UUID}\nservice \nservice x\nend\n`,
       /the service's program \(its first service line\) is empty/,
     ],
     [
       'a service with a bad escape',
-      `img2vm-init 3\nmode console\nroot-uuid ${UUID}\nservice a\\qb\nend\n`,
+      `img2vm-init 4\nmode console\nroot-uuid ${UUID}\nservice a\\qb\nend\n`,
       /line 4: service: unknown escape/,
     ],
-    ['a bad mode', `img2vm-init 3\nmode daemon\nend\n`, /line 2: mode must be init, workload or console/],
-    ['a bad UUID', `img2vm-init 3\nroot-uuid 1234\nend\n`, /line 2: root-uuid "1234" is not a UUID/],
+    ['a bad mode', `img2vm-init 4\nmode daemon\nend\n`, /line 2: mode must be init, workload or console/],
+    ['a bad UUID', `img2vm-init 4\nroot-uuid 1234\nend\n`, /line 2: root-uuid "1234" is not a UUID/],
     ['a bad LUKS UUID', `${head}luks-uuid LUKS\nend\n`, /line 5: luks-uuid "LUKS" is not a UUID/],
     ['a second LUKS UUID', `${head}luks-uuid ${UUID}\nluks-uuid ${UUID}\nend\n`, /line 6: "luks-uuid" given twice/],
     ['a relative module', `${head}module virtio.ko\nend\n`, /line 5: module must be an absolute path/],
+    [
+      'a relative optional module',
+      `${head}module-optional aes.ko\nend\n`,
+      /line 5: module-optional must be an absolute path/,
+    ],
     ['a bad wait', `${head}root-wait -1\nend\n`, /line 5: root-wait must be seconds/],
     ['an env without =', `${head}env FOO\nend\n`, /line 5: env must be NAME=VALUE/],
     ['a bad DNS address', `${head}dns 1.2.3\nend\n`, /line 5: dns must be an IP address/],

@@ -154,11 +154,12 @@ describe('writeInitramfs', () => {
 describe('img2vmInitramfsEntries', () => {
   const spec = { mode: 'workload' as const, root: { uuid: '0f3b1a52-94c4-4d8e-a4e9-2c6bb8e0a7d1' }, argv: ['/hello'] };
 
-  it('lays out /init, /dev/console, the mount points, the modules in order and the spec naming them', async () => {
+  it('lays out /init, /dev/console, the mount points, the modules in order and the spec naming them (and the optional ones)', async () => {
     const init = Buffer.from('\x7fELF fake init');
     const mods = [
       { name: 'virtio_blk.ko.xz', content: Buffer.from('b') },
       { name: 'failover.ko', content: Buffer.from('a') },
+      { name: 'aes-ce-blk.ko.xz', content: Buffer.from('c'), optional: true },
     ];
     const bytes = await writeInitramfs(img2vmInitramfsEntries(spec, mods, init), { mtime: 0 });
     const list = await cpio(['-itv', '--numeric-uid-gid', '--quiet'], bytes);
@@ -166,9 +167,11 @@ describe('img2vmInitramfsEntries', () => {
     expect(list).toMatch(/^-rwxr-xr-x +1 0 +0 +14 .* init$/m);
     for (const d of ['proc', 'sys', 'newroot']) expect(list).toMatch(new RegExp(`^d.* ${d}$`, 'm'));
     const specText = await cpio(['-i', '--to-stdout', '--quiet', 'img2vm/spec'], bytes);
-    expect(specText.split('\n').filter((l) => l.startsWith('module '))).toEqual([
+    expect(specText.split('\n').filter((l) => l.startsWith('module'))).toEqual([
       'module /img2vm/modules/virtio_blk.ko.xz',
       'module /img2vm/modules/failover.ko',
+      'module /img2vm/modules/aes-ce-blk.ko.xz',
+      'module-optional /img2vm/modules/aes-ce-blk.ko.xz',
     ]);
     expect(await cpio(['-i', '--to-stdout', '--quiet', 'img2vm/modules/failover.ko'], bytes)).toBe('a');
   });
