@@ -5,9 +5,12 @@ import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar-stream';
+import type * as TarStream from 'tar-stream';
 import { sha256 } from '../source/digest.js';
 import type { Layer, SourceImage } from '../source/image.js';
+import { lazy } from '../core/lazy.js';
+
+const tar = lazy<typeof TarStream>('tar-stream');
 
 const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar';
 
@@ -51,7 +54,7 @@ async function spool(layer: Layer, path: string, signal: AbortSignal): Promise<B
   };
 }
 
-function add(pack: tar.Pack, name: string, data: Buffer): Promise<void> {
+function add(pack: TarStream.Pack, name: string, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) =>
     pack.entry({ name, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? reject(e) : resolve())),
   );
@@ -108,7 +111,7 @@ export async function writeOciArchive(
         ],
       }),
     );
-    const pack = tar.pack();
+    const pack = tar().pack();
     const writing = pipeline(pack, createWriteStream(dest, { mode: 0o600 }), { signal });
     const feeding = (async () => {
       await add(pack, 'oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));

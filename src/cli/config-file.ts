@@ -1,10 +1,14 @@
 // --config FILE: conversion options from YAML or JSON, keyed by the long flag names, checked by the option table's own schemas.
 import { open } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import type * as Yaml from 'yaml';
 import { z } from 'zod';
 import { Img2vmError } from '../core/errors.js';
 import { CONVERT_OPTIONS, GLOBAL_OPTIONS, longName, type OptionSpec } from '../core/options.js';
 import { givenConvertOptions } from './options.js';
+import { lazy } from '../core/lazy.js';
+
+/** Only a --config file needs it. */
+const yaml = lazy<typeof Yaml>('yaml');
 
 /** A config file is a page of options, not data: anything larger is a mistake. */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -82,7 +86,7 @@ export function configOptions(doc: unknown, label: string): Record<string, unkno
 /** Parses YAML (JSON is YAML too; a .json file is read as strict JSON) with duplicate keys refused. */
 export function parseConfigText(text: string, label: string, json: boolean): unknown {
   try {
-    return json ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true, maxAliasCount: 100 });
+    return json ? JSON.parse(text) : yaml().parse(text, { uniqueKeys: true, maxAliasCount: 100 });
   } catch (e) {
     const first = (e as Error).message.split('\n')[0];
     throw new Img2vmError(

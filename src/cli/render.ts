@@ -1,8 +1,13 @@
 // Renders pipeline events: listr2 on a terminal, plain lines otherwise, nothing with --json or --quiet.
-import { Listr, type ListrTaskWrapper, type ListrRendererFactory } from 'listr2';
+import type * as Listr2 from 'listr2';
+import type { ListrTaskWrapper, ListrRendererFactory } from 'listr2';
 import type { EventSink, Img2vmEvent, StageId } from '../core/events.js';
 import { printableEvent, stderr } from './print.js';
 import { formatProgress, RateMeter } from './progress.js';
+import { lazy } from '../core/lazy.js';
+
+/** Only a terminal's progress display needs it. */
+const listr2 = lazy<typeof Listr2>('listr2');
 
 export interface Renderer {
   sink: EventSink;
@@ -95,7 +100,7 @@ export function listrRenderer(
     StageId,
     { task: ListrTaskWrapper<unknown, ListrRendererFactory, ListrRendererFactory>; title: string; meter: RateMeter }
   >();
-  const list = new Listr(
+  const list = new (listr2().Listr)(
     stages.map((s) => ({
       title: s.title,
       task: async (_ctx: unknown, task: ListrTaskWrapper<unknown, ListrRendererFactory, ListrRendererFactory>) => {

@@ -6,10 +6,13 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar-stream';
+import type * as TarStream from 'tar-stream';
 import type { RunContext } from '../core/context.js';
 import { pushOciImage, type PushBlob, type PushManifest, type PushOptions } from '../source/push.js';
 import type { OutputFormat } from './format.js';
+import { lazy } from '../core/lazy.js';
+
+const tar = lazy<typeof TarStream>('tar-stream');
 
 const QEMU_UID = 107;
 const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
@@ -18,7 +21,7 @@ const LAYER_TYPE = 'application/vnd.oci.image.layer.v1.tar';
 
 /** Streams a tar into `dest` while hashing it; returns its sha256 digest and size. */
 async function writeHashed(
-  pack: tar.Pack,
+  pack: TarStream.Pack,
   dest: string,
   signal?: AbortSignal,
 ): Promise<{ digest: string; size: number }> {
@@ -40,7 +43,7 @@ async function diskLayer(
   t: Date,
   signal?: AbortSignal,
 ): Promise<{ digest: string; size: number }> {
-  const pack = tar.pack();
+  const pack = tar().pack();
   const size = (await stat(qcow2)).size;
   const done = writeHashed(pack, dest, signal);
   // The write side fails first when it fails (a full disk, an abort): the copy into the entry must not wait for it.
@@ -134,7 +137,7 @@ export async function writeContainerDiskArchive(
   arch: GuestArch = 'amd64',
 ): Promise<void> {
   const img = await containerDiskImage(qcow2, work, epoch, signal, arch);
-  const pack = tar.pack();
+  const pack = tar().pack();
   const out = pipeline(pack, createWriteStream(dest), { signal });
   out.catch((e: unknown) => pack.destroy(e as Error));
   const t = new Date(epoch * 1000);

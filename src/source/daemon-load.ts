@@ -5,12 +5,15 @@ import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
-import * as tar from 'tar-stream';
+import type * as TarStream from 'tar-stream';
 import type { RunContext } from '../core/context.js';
 import { Img2vmError } from '../core/errors.js';
 import { sha256 } from './digest.js';
 import type { DockerClient } from './docker-api.js';
 import type { SourceImage } from './image.js';
+import { lazy } from '../core/lazy.js';
+
+const tar = lazy<typeof TarStream>('tar-stream');
 
 export interface ImportOptions {
   /** Tag for the loaded image; default img2vm-source:<first 16 hex digits of the id>. */
@@ -59,7 +62,7 @@ export async function importToDaemon(
     const hex = id.slice(7);
     const names = sized.map((_, i) => `${String(i).padStart(3, '0')}/layer.tar`);
     const manifest = JSON.stringify([{ Config: `${hex}.json`, RepoTags: [`${repo}:${tag}`], Layers: names }]);
-    const pack = tar.pack();
+    const pack = tar().pack();
     const body = new PassThrough();
     const feeding = (async () => {
       const mtime = new Date(0);
@@ -109,7 +112,7 @@ export async function importToDaemon(
   }
 }
 
-function entry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], data: Buffer): Promise<void> {
+function entry(pack: TarStream.Pack, header: Parameters<TarStream.Pack['entry']>[0], data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => pack.entry(header, data, (err) => (err ? reject(err) : resolve())));
 }
 

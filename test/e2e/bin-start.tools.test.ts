@@ -1,10 +1,10 @@
-// How bin/img2vm starts node: without source maps unless asked for (they cost a cold start about 0.1 s).
+// How the CLI starts: node without source maps unless asked for, and no package only some commands need (each costs every start its load time).
 import { execa } from 'execa';
 import { chmod, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN } from './helpers.js';
+import { BIN, REPO } from './helpers.js';
 
 let bin: string;
 beforeAll(async () => {
@@ -35,5 +35,22 @@ describe('bin/img2vm', () => {
       expect.stringMatching(/dist\/cli\/main\.js$/),
       '--version',
     ]);
+  });
+});
+
+describe('the CLI at start', () => {
+  it('loads neither yaml (--config), listr2 (a terminal) nor tar-stream (build, containerdisk, daemon import)', async () => {
+    // Node's CommonJS cache, read as the process exits: packages imported from ESM land there too.
+    const probe = join(bin, 'probe.mjs');
+    await writeFile(
+      probe,
+      "import { createRequire } from 'node:module';\n" +
+        "const M = createRequire(import.meta.url)('module');\n" +
+        "process.on('exit', () => process.stderr.write('LOADED ' + JSON.stringify(Object.keys(M._cache)) + '\\n'));\n",
+    );
+    const r = await execa(process.execPath, ['--import', probe, join(REPO, 'dist', 'cli', 'main.js'), '--version']);
+    const loaded = JSON.parse(/^LOADED (.*)$/m.exec(r.stderr)![1]!) as string[];
+    expect(loaded.some((k) => k.includes('/node_modules/commander/'))).toBe(true);
+    expect(loaded.filter((k) => /\/node_modules\/(yaml|listr2|tar-stream)\//.test(k))).toEqual([]);
   });
 });

@@ -1,0 +1,10 @@
+// Loads a dependency on first use instead of at start: every run pays for what the CLI imports, and some packages only a few commands need.
+import { createRequire } from 'node:module';
+
+const load = createRequire(import.meta.url);
+
+/** The package `name` (its CommonJS entry), loaded the first time the returned function is called. */
+export function lazy<T>(name: string): () => T {
+  let m: T | undefined;
+  return () => (m ??= load(name) as T);
+}
