@@ -266,22 +266,29 @@ static const char *wait_luks(const char *uuid, int seconds)
 	}
 }
 
+/* Opens a LUKS2 volume and reads its header and data segment, or ends the boot saying what is wrong with it. */
+static int open_volume(const char *path, struct luks *l, struct luks_segment *sg)
+{
+	char err[512];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fatal("open %s: %s", path, strerror(errno));
+	if (luks_read(fd, l, err, sizeof err) < 0 || luks_segment(l, sg, err, sizeof err) < 0)
+		fatal("LUKS2 volume on %s: %s", path, err);
+	if (l->secondary)
+		warn("LUKS2 volume %s: the primary header is damaged; using the secondary copy", l->uuid);
+	return fd;
+}
+
 /* Boot: unlocks the LUKS2 volume and returns the node of the mapped device, which holds the root file system. */
 const char *unlock_root(const char *luks_uuid, int wait_s)
 {
 	const char *dev = wait_luks(luks_uuid, wait_s);
-	char err[512];
 	struct luks l;
 	struct luks_segment sg;
 	uint8_t key[64];
 	int slot = -1;
-	int fd = open(dev, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fatal("open %s: %s", dev, strerror(errno));
-	if (luks_read(fd, &l, err, sizeof err) < 0 || luks_segment(&l, &sg, err, sizeof err) < 0)
-		fatal("LUKS2 volume on %s: %s", dev, err);
-	if (l.secondary)
-		warn("LUKS2 volume %s: the primary header is damaged; using the secondary copy", l.uuid);
+	int fd = open_volume(dev, &l, &sg);
 	size_t klen = ask_and_unlock(fd, &l, "root", key, &slot);
 	close(fd);
 	dev_t mapped = dm_map(dev, &l, &sg, key, klen);
@@ -299,16 +306,12 @@ const char *unlock_root(const char *luks_uuid, int wait_s)
  */
 int luks_tool_main(const char *path)
 {
-	char err[512], table[400];
+	char table[400];
 	struct luks l;
 	struct luks_segment sg;
 	uint8_t key[64];
 	int slot = -1;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fatal("open %s: %s", path, strerror(errno));
-	if (luks_read(fd, &l, err, sizeof err) < 0 || luks_segment(&l, &sg, err, sizeof err) < 0)
-		fatal("LUKS2 volume on %s: %s", path, err);
+	int fd = open_volume(path, &l, &sg);
 	size_t klen = ask_and_unlock(fd, &l, "root", key, &slot);
 	dm_crypt_params(table, sizeof table, key, klen, &sg, 254, 0);
 	printf("{\"uuid\":");
