@@ -7,10 +7,18 @@ export interface IoStats {
   readCalls: number;
 }
 
+/**
+ * The most one write syscall is given. The ext4 writer hands over batches of up to 8 MiB; written whole they kept the
+ * main thread in the kernel for milliseconds at a time while a daemon export filled its socket and stopped, and cost
+ * more per byte too: on a 295 MiB daemon image, 75 such writes took 0.43-0.65 s of main-thread time, the same bytes in
+ * 256 KiB pieces 0.09 s, and the conversion 13% less (issue 20). Where the bytes land is unchanged.
+ */
+export const WRITE_PIECE = 256 * 1024;
+
 export function pwriteAll(fd: number, buf: Uint8Array, offset: number, stats: IoStats): void {
   let done = 0;
   while (done < buf.length) {
-    done += writeSync(fd, buf, done, buf.length - done, offset + done);
+    done += writeSync(fd, buf, done, Math.min(buf.length - done, WRITE_PIECE), offset + done);
     stats.writeCalls++;
   }
 }
