@@ -11,7 +11,8 @@ export interface IoStats {
  * The most one write syscall is given. The ext4 writer hands over batches of up to 8 MiB; written whole they kept the
  * main thread in the kernel for milliseconds at a time while a daemon export filled its socket and stopped, and cost
  * more per byte too: on a 295 MiB daemon image, 75 such writes took 0.43-0.65 s of main-thread time, the same bytes in
- * 256 KiB pieces 0.09 s; the rootfs stage took 11% less, the whole run 9% (medians of 14 interleaved cold pairs, issue 20). Where the bytes land is unchanged.
+ * 256 KiB pieces 0.09 s; the rootfs stage took 11% less, the whole run 9% (medians of 14 interleaved cold pairs,
+ * issue 20). Where the bytes land is unchanged.
  */
 export const WRITE_PIECE = 256 * 1024;
 
