@@ -105,7 +105,7 @@ const MAX_LUKS_HOLD = 256 * 1024;
 /**
  * The LUKS side of a run. With a passphrase it is typed at the prompt (LuksPrompt, as img2vm test does), and when
  * the output is not a terminal the prompt is kept out of it (a script gets the workload's output alone): output
- * is held until the prompt, the prompt line dropped, and the newline the guest prints after the answer too.
+ * is held until the prompt, the prompt line dropped up to the newline the guest prints after the answer.
  * Without a passphrase a terminal's user types it; anything else ends at the prompt with what to give, never a hang.
  */
 class LuksAnswer {
@@ -128,8 +128,11 @@ class LuksAnswer {
     let shown = output;
     const held = this.holding;
     if (this.skipEcho && shown.length) {
-      this.skipEcho = false;
-      shown = shown.subarray(/^\r?\n/.exec(shown.toString('latin1'))?.[0].length ?? 0);
+      // The rest of the prompt line (its trailing space may come after the answer was typed) and the newline the
+      // guest prints after the answer, however the chunks fall.
+      const nl = shown.indexOf(0x0a);
+      this.skipEcho = nl < 0;
+      shown = nl < 0 ? Buffer.alloc(0) : shown.subarray(nl + 1);
     }
     if (this.holding) {
       this.held.push(shown);

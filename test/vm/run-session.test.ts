@@ -153,6 +153,24 @@ describe('RunSession with an encrypted root (img2vm run --luks-password)', () =>
     expect(q.typed).toBe('open sesame\n');
   });
 
+  it('keeps the rest of the prompt line out too when the prompt arrives without its trailing space', async () => {
+    const q = new FakeQemu();
+    const u = io();
+    const s = new RunSession(q, { io: u, luksPassphrase: 'open sesame' });
+    const end = s.run();
+    // the prompt matches at its colon; the space after it, and the newline the guest prints after the answer,
+    // come in chunks of their own
+    q.print(`${nonceLine()}${PROMPT.trimEnd()}`);
+    await new Promise((r) => setImmediate(r));
+    expect(q.typed).toBe('open sesame\n');
+    q.print(' ');
+    await new Promise((r) => setImmediate(r));
+    q.print(`\r\n${UNLOCKED}hello from the root\r\n${exitLine(3)}`);
+    q.exit(0);
+    await end;
+    expect(u.out).toBe('hello from the root\r\n');
+  });
+
   it('ends with a clear failure (exit 23, QEMU stopped) when the guest refuses the passphrase', async () => {
     const q = new FakeQemu();
     const s = new RunSession(q, { io: io(), luksPassphrase: 'wrong' });
