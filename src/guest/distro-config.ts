@@ -45,11 +45,6 @@ export function withLuks(recipe: DistroRecipe, values: Record<string, string>): 
   return { ...values, ...luks.values, extra_packages: extra };
 }
 
-/** The kernel command line's part that makes the distribution's initramfs unlock the LUKS2 volume of this UUID. */
-export function distroLuksCmdline(recipe: DistroRecipe, luksUuid: string): { root?: string; args: string[] } {
-  return recipe.distro.luks.cmdline(luksUuid);
-}
-
 function imageConfigOf(p: ProcessFacts | null): ImageConfig {
   return { config: p ? { Entrypoint: p.entrypoint, Cmd: p.cmd, Env: p.env, WorkingDir: p.cwd, User: p.user } : {} };
 }

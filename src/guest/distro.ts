@@ -6,7 +6,7 @@ import type { BuilderId, GuestSettings } from '../core/plan.js';
 import type { ConvertOptions } from '../core/options.js';
 import { AUTO_ORDER, BUILDERS } from '../build/index.js';
 import type { Builder, BuildInput } from '../build/builder.js';
-import { applyAccountEdits, distroGuestFiles, distroLuksCmdline, recipeWithFeatures } from './distro-config.js';
+import { applyAccountEdits, distroGuestFiles, recipeWithFeatures } from './distro-config.js';
 import { recipeFor } from './distros.js';
 import type { Bootable, GuestStrategy, Known } from './strategy.js';
 import { emulationFor } from './binfmt.js';
@@ -88,7 +88,7 @@ export const distroStrategy: GuestStrategy = {
   luksCmdline(known, luksUuid) {
     // Before the image is read the family is not known; the plan made from its facts has the arguments.
     const os = known.image?.os;
-    return os ? distroLuksCmdline(recipeFor(os, known.image?.architecture), luksUuid) : { args: [] };
+    return os ? recipeFor(os, known.image?.architecture).distro.luks.cmdline(luksUuid) : { args: [] };
   },
   guestFiles(o, known, hostname) {
     const os = known.image?.os;

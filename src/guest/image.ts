@@ -1,6 +1,5 @@
 // --init image (--raw): the image brings its own kernel and init; img2vm installs nothing and keeps its configuration.
 import { passwordEdit } from './configure.js';
-import { distroLuksCmdline } from './distro-config.js';
 import { hasTemplate, recipeFor } from './distros.js';
 import type { GuestStrategy } from './strategy.js';
 
@@ -21,7 +20,7 @@ export const imageStrategy: GuestStrategy = {
   luksCmdline(known, luksUuid) {
     const os = known.image?.os;
     const arch = known.image?.architecture;
-    return os && hasTemplate(os, arch) ? distroLuksCmdline(recipeFor(os, arch), luksUuid) : { args: [] };
+    return os && hasTemplate(os, arch) ? recipeFor(os, arch).distro.luks.cmdline(luksUuid) : { args: [] };
   },
   guestFiles: (o) => passwordEdit(o.password !== undefined, 'image'),
   kernelFromImage: true,

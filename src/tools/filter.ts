@@ -47,7 +47,7 @@ export interface Filter {
 
 // Killed programs get this long between SIGTERM and SIGKILL; a decompressor has nothing to clean up.
 const GRACE_MS = 1000;
-/** Output held for a reader that has not come yet (the decoders' READ_AHEAD, which src/tools cannot import). */
+/** Output held for a reader that has not come yet (a caller may start reading only after the program has exited). */
 const OUT_AHEAD = 16 << 20;
 // Only the end of stderr is quoted; a hostile stream must not grow it without bound.
 const STDERR_MAX = 4096;
@@ -74,9 +74,9 @@ export function filterThrough(tool: ToolName, argv: readonly string[], input: As
   }
   // A program that exits early breaks the pipe: that EPIPE is told by its exit status instead.
   pipeline(feed(), child.stdin!, () => {});
-  // Taken into a stream of our own from the start: execa destroys an unread stdout when the program exits, and a
-  // filter may be read only later (a layer decompressed ahead of its turn), so what it wrote would be lost. Once
-  // this buffer is full the program blocks on its stdout, as it would with nobody reading.
+  // Taken into a stream of our own from the start: execa destroys an unread stdout when the program exits, so a
+  // filter read only later (after a short program has already ended) would lose what it wrote. Once this buffer is
+  // full the program blocks on its stdout, as it would with nobody reading.
   const out = new PassThrough({ highWaterMark: OUT_AHEAD });
   pipeline(child.stdout!, out, () => {});
   let stopped: { reason: unknown } | undefined;
