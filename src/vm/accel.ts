@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Img2vmError } from '../core/errors.js';
 import { spawnTool, stopProcess } from '../tools/process.js';
-import { kvmProbeArgs, type Accel } from './qemu.js';
+import { kvmProbeArgs, type Accel, type TcgThread } from './qemu.js';
 
 /** Built from kvm-probe.S (see there why a probe must run code rather than just open /dev/kvm). */
 const KVM_PROBE_HEX =
@@ -30,6 +30,21 @@ export interface AccelChoice {
 }
 
 let cached: Promise<AccelChoice> | undefined;
+
+/**
+ * How QEMU runs a TCG guest's vCPUs: each on its own host thread (QEMU's default, "multi") or all taking turns on one
+ * ("single"). Multi is faster when the host has cores to spare (a Debian boot to login alone on 2 cores: 19.0-19.6 s
+ * against 26.2-27.0 s), single when VMs outnumber the cores (two such boots at once: 29.4-30.6 s against 33.9-35.7 s),
+ * and under that oversubscription QEMU 7.2's multi-threaded mode let a guest run code that another vCPU had already
+ * patched back (a kernel oops on an int3 in sched_clock_tick while static keys were switched, in a suite run).
+ * IMG2VM_TCG_THREAD=single|multi chooses; unset is multi.
+ */
+export function tcgThreadFrom(env: NodeJS.ProcessEnv = process.env): TcgThread {
+  const v = env.IMG2VM_TCG_THREAD;
+  if (v === undefined || v === '' || v === 'multi') return 'multi';
+  if (v === 'single') return 'single';
+  throw new Img2vmError('usage', `invalid IMG2VM_TCG_THREAD "${v}"`, 'set it to single or multi, or unset it');
+}
 
 /**
  * KVM if it works, TCG otherwise; probed once per process. IMG2VM_ACCEL=kvm|tcg skips the probe

@@ -11,7 +11,7 @@ import { kernelArchOf } from '../kernel/index.js';
 import type { Scope } from '../core/scope.js';
 import { spawnTool, stopProcess, type ToolProcess } from '../tools/process.js';
 import { diskFormat } from './disk.js';
-import { chooseAccel, type AccelChoice } from './accel.js';
+import { chooseAccel, tcgThreadFrom, type AccelChoice } from './accel.js';
 import {
   AAVMF_CANDIDATES,
   detectArch,
@@ -30,6 +30,7 @@ import {
   type OvmfFiles,
   type Publish,
   type Share,
+  type TcgThread,
 } from './qemu.js';
 
 export interface MachineOptions {
@@ -83,7 +84,7 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
   }
   const { arch, reason: archReason } = detectArch(head);
   const { firmware, firmwareReason } = firmwareFor(o, arch, guess);
-  const { accel, reason: accelReason } = await accelFor(arch);
+  const { accel, reason: accelReason, tcgThread } = await accelFor(arch);
   let ovmf: OvmfFiles | undefined;
   if (firmware === 'uefi') {
     const found = arch === 'arm64' ? await findOvmf(AAVMF_CANDIDATES, 'arm64') : await findOvmf();
@@ -101,6 +102,7 @@ export async function prepareMachine(o: MachineOptions, scope: Scope): Promise<M
     firmware,
     ovmf,
     accel,
+    tcgThread,
     memMiB: o.memMiB,
     cpus: o.cpus,
     snapshot: o.snapshot,
@@ -146,8 +148,17 @@ async function directKernelArch(kernel: string): Promise<GuestArch> {
   }
 }
 
+/** The accelerator, and under TCG how its vCPUs share host threads (IMG2VM_TCG_THREAD). */
+async function accelFor(arch: GuestArch): Promise<AccelChoice & { tcgThread: TcgThread }> {
+  const choice = await acceleratorFor(arch);
+  const tcgThread = tcgThreadFrom();
+  if (choice.accel === 'tcg' && tcgThread === 'single')
+    return { ...choice, reason: `${choice.reason}; vCPUs take turns on one thread (IMG2VM_TCG_THREAD)`, tcgThread };
+  return { ...choice, tcgThread };
+}
+
 /** KVM only for a guest of the host's own architecture; another architecture's guest is emulated (TCG). */
-async function accelFor(arch: GuestArch, host: string = defaultPlatform().architecture): Promise<AccelChoice> {
+async function acceleratorFor(arch: GuestArch, host: string = defaultPlatform().architecture): Promise<AccelChoice> {
   if (arch !== host) return { accel: 'tcg', reason: `an ${arch} guest on an ${host} host is emulated` };
   if (arch === 'amd64') return chooseAccel();
   // The KVM probe is an x86 program: an arm64 host takes KVM when it is there, or what IMG2VM_ACCEL says.
@@ -176,7 +187,7 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
   await checkDirectFiles(c);
   const [root, ...more] = c.drives;
   const arch = await directKernelArch(c.kernel);
-  const { accel, reason: accelReason } = await accelFor(arch);
+  const { accel, reason: accelReason, tcgThread } = await accelFor(arch);
   const tscKhz = arch === 'amd64' ? await hostCpuKhz() : undefined;
   const argv = qemuArgs({
     arch,
@@ -184,6 +195,7 @@ async function prepareDirect(o: MachineOptions, c: DirectBoot): Promise<Machine>
     format: 'raw',
     firmware: 'direct',
     accel,
+    tcgThread,
     direct: { kernel: c.kernel, initrd: c.initrd, cmdline: c.cmdline, moreDisks: more, tscKhz },
     memMiB: o.memMiB,
     cpus: o.cpus,

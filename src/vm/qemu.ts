@@ -9,6 +9,8 @@ export type Firmware = 'bios' | 'uefi';
 /** How a machine starts: through firmware from a disk, or (direct-kernel outputs) with the kernel loaded by QEMU. */
 export type Boot = Firmware | 'direct';
 export type Accel = 'kvm' | 'tcg';
+/** How TCG runs the vCPUs: a host thread each, or all on one in turn (see tcgThreadFrom). */
+export type TcgThread = 'multi' | 'single';
 /** Disk formats qemu-img reports for the files img2vm writes (vhd is "vpc" to QEMU). */
 export type DiskFormat = 'raw' | 'qcow2' | 'vmdk' | 'vhdx' | 'vpc' | 'vdi';
 export interface Publish {
@@ -57,6 +59,8 @@ export interface QemuOptions {
   /** Required when firmware is 'uefi'. */
   ovmf?: OvmfFiles;
   accel: Accel;
+  /** TCG only: absent or 'multi' is QEMU's default. */
+  tcgThread?: TcgThread;
   memMiB: number;
   cpus: number;
   /** Discard guest writes (the default): the disk file is never changed. */
@@ -104,7 +108,8 @@ export function qemuArgs(o: QemuOptions): string[] {
   if (arm64 && o.firmware === 'bios') throw new Error('qemuArgs: arm64 guests boot through UEFI only');
   // virt is QEMU's generic arm64 machine (PCI, PL011 serial, SMBIOS for the firmware): what arm64 clouds resemble.
   const machine = arm64 ? 'virt' : direct ? 'microvm,acpi=on,auto-kernel-cmdline=off' : 'q35';
-  const args: string[] = ['-nodefaults', '-machine', machine, '-accel', o.accel];
+  const accel = o.accel === 'tcg' && o.tcgThread === 'single' ? 'tcg,thread=single' : o.accel;
+  const args: string[] = ['-nodefaults', '-machine', machine, '-accel', accel];
   // KVM passes the host CPU through; under TCG "max" offers the x86-64-v2+ features newer distributions require
   // (and on arm64 every feature QEMU emulates).
   args.push('-cpu', o.accel === 'kvm' ? 'host' : 'max');

@@ -181,7 +181,27 @@ describe('a Firecracker config names only the files beside it', () => {
       const ok = await config('ok', './vm.vmlinux', './vm.ext4');
       const m = await prepareMachine(opts(ok), scope);
       expect(m.firmware).toBe('direct');
+      expect(m.argv.slice(m.argv.indexOf('-accel'), m.argv.indexOf('-accel') + 2)).toEqual(['-accel', 'tcg']);
     } finally {
+      await scope.close();
+    }
+  });
+
+  it('IMG2VM_TCG_THREAD=single puts every vCPU on one thread and says so; another value is refused', async () => {
+    const scope = new Scope();
+    try {
+      const ok = await config('single', './vm.vmlinux', './vm.ext4');
+      process.env.IMG2VM_TCG_THREAD = 'single';
+      const m = await prepareMachine(opts(ok), scope);
+      expect(m.argv[m.argv.indexOf('-accel') + 1]).toBe('tcg,thread=single');
+      expect(m.accelReason).toBe('IMG2VM_ACCEL; vCPUs take turns on one thread (IMG2VM_TCG_THREAD)');
+      process.env.IMG2VM_TCG_THREAD = 'one';
+      await expect(prepareMachine(opts(ok), scope)).rejects.toMatchObject({
+        kind: 'usage',
+        message: 'invalid IMG2VM_TCG_THREAD "one"',
+      });
+    } finally {
+      delete process.env.IMG2VM_TCG_THREAD;
       await scope.close();
     }
   });

@@ -342,6 +342,25 @@ describe('qemuArgs', () => {
       '/tmp/p.bin',
     ]);
   });
+
+  it("TCG's vCPUs on one thread only when asked, and never a TCG option on KVM", () => {
+    const base = {
+      arch: 'amd64' as const,
+      disk: '/d/x.raw',
+      format: 'raw' as const,
+      firmware: 'bios' as const,
+      memMiB: 512,
+      cpus: 2,
+      snapshot: true,
+      publish: [],
+      console: 'pipe' as const,
+    };
+    const accelOf = (a: string[]) => a[a.indexOf('-accel') + 1];
+    expect(accelOf(qemuArgs({ ...base, accel: 'tcg' }))).toBe('tcg');
+    expect(accelOf(qemuArgs({ ...base, accel: 'tcg', tcgThread: 'multi' }))).toBe('tcg');
+    expect(accelOf(qemuArgs({ ...base, accel: 'tcg', tcgThread: 'single' }))).toBe('tcg,thread=single');
+    expect(accelOf(qemuArgs({ ...base, accel: 'kvm', tcgThread: 'single' }))).toBe('kvm');
+  });
 });
 
 describe('option parsing', () => {
