@@ -16,10 +16,21 @@ export type SessionOutcome =
   | { status: 'login-failed'; reason: string };
 
 export interface SessionStep {
-  /** Bytes to type on the console now. */
+  /** Bytes to type on the console: now, or after pauseMs. */
   write?: string;
+  /**
+   * login(1) prints "Password: " and then turns echo off with TCSAFLUSH, which throws away whatever was typed in
+   * between: under TCG that window is wide enough for a password typed at once to be lost (the guest then waits
+   * 60 s and asks again). The password is typed after this pause.
+   */
+  pauseMs?: number;
   outcome?: SessionOutcome;
 }
+
+/** How long the password waits after its prompt (see SessionStep.pauseMs). */
+export const PASSWORD_PAUSE_MS = 500;
+/** Times a login that was asked for again (login timed out, the password lost) starts over before it fails. */
+const LOGIN_RETRIES = 1;
 
 const PASSWORD_PROMPT = /(?:^|\s)Password: *$/i;
 const SHELL_PROMPT = /[#$] *$/;
@@ -54,6 +65,7 @@ export class LoginSession {
   private readonly begin: string;
   private readonly rc: RegExp;
   private output: string[] | undefined;
+  private retries = 0;
 
   constructor(private readonly opts: LoginOptions) {
     this.begin = `__IMG2VM_BEGIN_${opts.nonce}__`;
@@ -98,9 +110,17 @@ export class LoginSession {
         if (this.state === 'user' && PASSWORD_PROMPT.test(line)) {
           this.state = 'password';
           step.write = `${this.opts.password}\r`;
+          step.pauseMs = PASSWORD_PAUSE_MS;
           return;
         }
         if (this.state === 'password' && LOGIN_PROMPT.test(line)) {
+          if (this.retries < LOGIN_RETRIES) {
+            // Asked to log in again without "Login incorrect": the password never reached login (it timed out).
+            this.retries++;
+            this.state = 'user';
+            step.write = `${this.opts.user}\r`;
+            return;
+          }
           return this.finish(step, {
             status: 'login-failed',
             reason: `login as ${this.opts.user} failed: asked to log in again`,

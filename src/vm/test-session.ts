@@ -153,7 +153,10 @@ export class TestSession {
 
   private loginStep(text: string): void {
     const step = this.session!.feed(text);
-    if (step.write) this.type(step.write);
+    if (step.write && step.pauseMs) {
+      const write = step.write;
+      this.timers.push(setTimeout(() => !this.done && this.type(write), step.pauseMs));
+    } else if (step.write) this.type(step.write);
     if (this.session!.phase === 'command' && this.phase === 'login') {
       this.phase = 'command';
       this.o.onEvent?.({ type: 'vm-phase', stage: 'vm', phase: 'command' });

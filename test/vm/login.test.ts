@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { commandLine, LoginSession, parseLogin } from '../../src/vm/login.js';
+import { commandLine, LoginSession, parseLogin, PASSWORD_PAUSE_MS } from '../../src/vm/login.js';
 
 describe('LoginSession', () => {
   it('replays a recorded root login (empty password) running `uname -r; id`', () => {
@@ -32,7 +32,7 @@ describe('LoginSession', () => {
   it('answers the password prompt and reports a non-zero exit status', () => {
     const s = new LoginSession({ user: 'admin', password: 's3cret:x', command: 'false', nonce: 'n1' });
     expect(s.start()).toBe('admin\r');
-    expect(s.feed('admin\nPassword: ')).toEqual({ write: 's3cret:x\r' });
+    expect(s.feed('admin\nPassword: ')).toEqual({ write: 's3cret:x\r', pauseMs: PASSWORD_PAUSE_MS });
     expect(s.feed('\nLinux host 6.1\n\nadmin@host:~$ ')).toEqual({ write: commandLine('false', 'n1') });
     expect(s.feed(`${commandLine('false', 'n1').trimEnd()}\n__IMG2VM_BEGIN_n1__\n`)).toEqual({});
     expect(s.feed('__IMG2VM_RC_n1_1__\nadmin@host:~$ ')).toEqual({
@@ -47,6 +47,19 @@ describe('LoginSession', () => {
     expect(s.feed('\n\nLogin incorrect\nlocalhost login: ').outcome).toEqual({
       status: 'login-failed',
       reason: 'login as root failed: Login incorrect',
+    });
+  });
+
+  it('asked to log in again after the password (login timed out: the password was lost), starts over once, then fails', () => {
+    const s = new LoginSession({ user: 'root', password: 'pw', nonce: 'n' });
+    s.start();
+    expect(s.feed('root\nPassword: ').write).toBe('pw\r');
+    const timedOut = '\nLogin timed out after 60 seconds.\n\nDebian GNU/Linux 12 localhost ttyS0\n\nlocalhost login: ';
+    expect(s.feed(timedOut)).toEqual({ write: 'root\r' });
+    expect(s.feed('root\nPassword: ')).toEqual({ write: 'pw\r', pauseMs: PASSWORD_PAUSE_MS });
+    expect(s.feed(timedOut).outcome).toEqual({
+      status: 'login-failed',
+      reason: 'login as root failed: asked to log in again',
     });
   });
 

@@ -1,6 +1,7 @@
 // `img2vm test` decisions on workload disks, over a fake QEMU: the exit status against --expect-exit, forgeries, a missing exit line.
 import { describe, expect, it } from 'vitest';
 import { TestSession, type TestSessionOptions } from '../../src/vm/test-session.js';
+import { PASSWORD_PAUSE_MS } from '../../src/vm/login.js';
 import { BOOT_NONCE, exitLine, FakeQemu, nonceLine } from './fake-qemu.js';
 
 const KERNEL = '[    0.000000] Linux version 6.1.0-28-cloud-amd64 (debian-kernel@lists.debian.org)\r\n';
@@ -150,6 +151,30 @@ describe("TestSession believes only lines bound to this boot's nonce (the one im
       message:
         "no readiness marker or login prompt within 0.03 s; last console line: still booting; ignored a readiness line without this boot's nonce (img2vm-ready: 6.1.0-28-cloud-amd64)",
     });
+  });
+
+  it('types the password only after a pause behind its prompt (login flushes what arrives before it turns echo off)', async () => {
+    const q = new FakeQemu();
+    const s = new TestSession(q, {
+      timeoutMs: 60_000,
+      nonce: 'n',
+      bootNonce: BOOT_NONCE,
+      argv: ['-nodefaults'],
+      login: { user: 'root', password: 'pw' },
+    });
+    const end = s.run();
+    q.print(KERNEL);
+    q.print('\r\nlocalhost login: ');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(q.typed).toBe('root\r');
+    q.print('root\r\nPassword: ');
+    await new Promise((r) => setTimeout(r, PASSWORD_PAUSE_MS / 2));
+    expect(q.typed).toBe('root\r');
+    await new Promise((r) => setTimeout(r, PASSWORD_PAUSE_MS));
+    expect(q.typed).toBe('root\rpw\r');
+    q.print('\r\nroot@localhost:~# ');
+    expect(await end).toEqual({ ok: true });
+    expect(s.sessionOutcome).toEqual({ status: 'logged-in' });
   });
 
   it('a degraded guest fails the boot (exit 21) naming its failed units, before any login', async () => {
