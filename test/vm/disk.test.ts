@@ -15,14 +15,18 @@ import {
 import { prepareMachine, type MachineOptions } from '../../src/vm/machine.js';
 
 let dir: string;
+// The suite's script sets IMG2VM_TCG_THREAD for its boots: these tests decide it themselves.
+const tcgThread = process.env.IMG2VM_TCG_THREAD;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'img2vm-disk-'));
   await writeFile(join(dir, 'secret.raw'), 'host secret\n'.repeat(1000));
   process.env.IMG2VM_ACCEL = 'tcg';
+  delete process.env.IMG2VM_TCG_THREAD;
 });
 afterAll(async () => {
   delete process.env.IMG2VM_ACCEL;
+  if (tcgThread !== undefined) process.env.IMG2VM_TCG_THREAD = tcgThread;
   await rm(dir, { recursive: true, force: true });
 });
 
