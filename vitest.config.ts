@@ -15,6 +15,10 @@ const NODE_WORKERS = Math.max(2, availableParallelism() - 1);
 // network. Files that run together must not see each other: private work directories, free ports, containers of
 // their own image (docker ps --filter ancestor=), processes named by their own paths.
 const VM_WORKERS = 2;
+// Two VMs at once on what may be two cores: TCG then runs each VM's vCPUs on one host thread in turn (faster there,
+// and QEMU 7.2's multi-threaded TCG let a guest kernel oops while patching its own code under that load; src/vm/accel.ts
+// has the numbers). A value the caller set wins.
+const VM_ENV = { IMG2VM_TCG_THREAD: process.env.IMG2VM_TCG_THREAD || 'single' };
 
 export default defineConfig({
   test: {
@@ -36,6 +40,7 @@ export default defineConfig({
           testTimeout: 30 * 60_000,
           hookTimeout: 30 * 60_000,
           maxWorkers: VM_WORKERS,
+          env: VM_ENV,
           // After the node tier, together with the boot tier: the two share the VM_WORKERS.
           sequence: { groupOrder: 1 },
         },
@@ -47,6 +52,7 @@ export default defineConfig({
           testTimeout: 30 * 60_000,
           hookTimeout: 30 * 60_000,
           maxWorkers: VM_WORKERS,
+          env: VM_ENV,
           sequence: { groupOrder: 1 },
         },
       },
@@ -59,6 +65,7 @@ export default defineConfig({
                 testTimeout: 180 * 60_000,
                 hookTimeout: 60 * 60_000,
                 maxWorkers: VM_WORKERS,
+                env: VM_ENV,
                 sequence: { groupOrder: 1 },
               },
             },

@@ -15,10 +15,6 @@ npm run -s build
 npm run -s typecheck
 npm run -s lint
 bash scripts/build-native.sh
-# The boot tier runs two VMs at once on what may be two cores: TCG then runs each VM's vCPUs on one thread in turn
-# (faster there, and QEMU 7.2's multi-threaded TCG let a guest kernel oops while patching its code under that load;
-# src/vm/accel.ts has the numbers). A caller's own setting wins.
-export IMG2VM_TCG_THREAD="${IMG2VM_TCG_THREAD:-single}"
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 set +e
