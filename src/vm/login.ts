@@ -33,6 +33,7 @@ export const PASSWORD_PAUSE_MS = 500;
 const LOGIN_RETRIES = 1;
 
 const PASSWORD_PROMPT = /(?:^|\s)Password: *$/i;
+const PASSWORD_PROMPT_THEN_MORE = /(?:^|\s)Password: /i;
 const SHELL_PROMPT = /[#$] *$/;
 const LOGIN_PROMPT = /\blogin: *$/;
 const LOGIN_INCORRECT = /Login incorrect|Authentication failure|Permission denied/;
@@ -106,13 +107,16 @@ export class LoginSession {
             reason: `login as ${this.opts.user} failed: ${line.trim()}`,
           });
         }
-        if (!partial) return;
-        if (this.state === 'user' && PASSWORD_PROMPT.test(line)) {
+        // The prompt is normally the line's unfinished end; output from elsewhere on the console (an image's service
+        // under img2vm's init) can finish its line first, in the same piece of console text.
+        const prompt = partial ? PASSWORD_PROMPT.test(line) : PASSWORD_PROMPT_THEN_MORE.test(line);
+        if (this.state === 'user' && prompt) {
           this.state = 'password';
           step.write = `${this.opts.password}\r`;
           step.pauseMs = PASSWORD_PAUSE_MS;
           return;
         }
+        if (!partial) return;
         if (this.state === 'password' && LOGIN_PROMPT.test(line)) {
           if (this.retries < LOGIN_RETRIES) {
             // Asked to log in again without "Login incorrect": the password never reached login (it timed out).

@@ -63,6 +63,16 @@ describe('LoginSession', () => {
     });
   });
 
+  it('answers a password prompt whose line other console output finished first (a service beside the login)', () => {
+    const s = new LoginSession({ user: 'root', password: 'pw', nonce: 'n' });
+    s.start();
+    expect(s.feed('root\nPassword: service| marker run=2\n')).toEqual({ write: 'pw\r', pauseMs: PASSWORD_PAUSE_MS });
+    // (the prompt's own words: "Password:" then a space, at the start of the line or after a space)
+    const t = new LoginSession({ user: 'root', password: 'pw', nonce: 'n' });
+    t.start();
+    expect(t.feed('root\nservice| Password:x changed\n')).toEqual({});
+  });
+
   it('without a command, passes at the first shell prompt', () => {
     const s = new LoginSession({ user: 'root', password: '', nonce: 'n' });
     s.start();
