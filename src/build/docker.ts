@@ -4,7 +4,6 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, lstat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
-import type * as TarStream from 'tar-stream';
 import type { RunContext } from '../core/context.js';
 import { progress } from '../core/events.js';
 import { importToDaemon, openDaemonImage } from '../source/index.js';
@@ -13,9 +12,7 @@ import { TEMPLATES_DIR } from '../core/paths.js';
 import { DockerClient } from '../source/docker-api.js';
 import { testHook } from '../core/test-hook.js';
 import { renderTemplate } from './template.js';
-import { lazy } from '../core/lazy.js';
-
-const tar = lazy<typeof TarStream>('tar-stream');
+import { tarStream } from '../core/lazy.js';
 
 /** Bump when the way a build is done changes, so old cache entries are not reused. */
 const CACHE_VERSION = '1';
@@ -73,7 +70,7 @@ export async function planBuild(baseId: string, recipe: BuildRecipe): Promise<Bu
 }
 
 function contextTar(files: TemplateFile[]): Readable {
-  const pack = tar().pack();
+  const pack = tarStream().pack();
   for (const f of files) pack.entry({ name: f.path, mode: f.mode, mtime: new Date(0), uid: 0, gid: 0 }, f.content);
   pack.finalize();
   return pack as unknown as Readable;

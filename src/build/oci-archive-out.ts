@@ -8,9 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type * as TarStream from 'tar-stream';
 import { sha256 } from '../source/digest.js';
 import type { Layer, SourceImage } from '../source/image.js';
-import { lazy } from '../core/lazy.js';
-
-const tar = lazy<typeof TarStream>('tar-stream');
+import { tarStream } from '../core/lazy.js';
 
 const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar';
 
@@ -111,7 +109,7 @@ export async function writeOciArchive(
         ],
       }),
     );
-    const pack = tar().pack();
+    const pack = tarStream().pack();
     const writing = pipeline(pack, createWriteStream(dest, { mode: 0o600 }), { signal });
     const feeding = (async () => {
       await add(pack, 'oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));

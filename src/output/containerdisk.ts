@@ -10,9 +10,7 @@ import type * as TarStream from 'tar-stream';
 import type { RunContext } from '../core/context.js';
 import { pushOciImage, type PushBlob, type PushManifest, type PushOptions } from '../source/push.js';
 import type { OutputFormat } from './format.js';
-import { lazy } from '../core/lazy.js';
-
-const tar = lazy<typeof TarStream>('tar-stream');
+import { tarStream } from '../core/lazy.js';
 
 const QEMU_UID = 107;
 const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
@@ -43,7 +41,7 @@ async function diskLayer(
   t: Date,
   signal?: AbortSignal,
 ): Promise<{ digest: string; size: number }> {
-  const pack = tar().pack();
+  const pack = tarStream().pack();
   const size = (await stat(qcow2)).size;
   const done = writeHashed(pack, dest, signal);
   // The write side fails first when it fails (a full disk, an abort): the copy into the entry must not wait for it.
@@ -137,7 +135,7 @@ export async function writeContainerDiskArchive(
   arch: GuestArch = 'amd64',
 ): Promise<void> {
   const img = await containerDiskImage(qcow2, work, epoch, signal, arch);
-  const pack = tar().pack();
+  const pack = tarStream().pack();
   const out = pipeline(pack, createWriteStream(dest), { signal });
   out.catch((e: unknown) => pack.destroy(e as Error));
   const t = new Date(epoch * 1000);

@@ -11,9 +11,7 @@ import { Img2vmError } from '../core/errors.js';
 import { sha256 } from './digest.js';
 import type { DockerClient } from './docker-api.js';
 import type { SourceImage } from './image.js';
-import { lazy } from '../core/lazy.js';
-
-const tar = lazy<typeof TarStream>('tar-stream');
+import { tarStream } from '../core/lazy.js';
 
 export interface ImportOptions {
   /** Tag for the loaded image; default img2vm-source:<first 16 hex digits of the id>. */
@@ -62,7 +60,7 @@ export async function importToDaemon(
     const hex = id.slice(7);
     const names = sized.map((_, i) => `${String(i).padStart(3, '0')}/layer.tar`);
     const manifest = JSON.stringify([{ Config: `${hex}.json`, RepoTags: [`${repo}:${tag}`], Layers: names }]);
-    const pack = tar().pack();
+    const pack = tarStream().pack();
     const body = new PassThrough();
     const feeding = (async () => {
       const mtime = new Date(0);
