@@ -186,8 +186,9 @@ const DETAILS: readonly {
   early?: boolean;
   overrides?: boolean;
 }[] = [
-  // GRUB redraws its banner with cursor moves, not newlines, so the banner can end up on the error's line.
-  { re: /^error: .+?(?=\s*GNU GRUB|$)/, key: 'grub', early: true },
+  // GRUB redraws its screen with cursor moves, not newlines, so its banner can end up on the error's line, and what
+  // it printed before on the same line as the error (a suite run named no error at all under load).
+  { re: /\berror: .+?(?=\s*GNU GRUB|$)/, key: 'grub', early: true },
   { re: /Boot failed: .+/, key: 'firmware', early: true },
   { re: /BdsDxe: failed to load .+/, key: 'firmware', early: true },
   // Debian's initramfs says it gave up first, then names the missing device: the name explains more.

@@ -215,6 +215,15 @@ describe('GRUB banner redrawn onto the error line', () => {
     expect(JSON.stringify(w.verdict)).toContain('(error: no such device: d79141a5-aea9.)');
     expect(JSON.stringify(w.verdict)).not.toContain('GNU GRUB');
   });
+
+  it('finds the error after what GRUB printed before it on the same line', () => {
+    const w = new ConsoleWatcher();
+    w.feed('Welcome to GRUB!\x1b[2J\x1b[Herror: no such device: d79141a5-aea9.GNU GRUB  version 2.06\r\ngrub> ', 100);
+    expect(w.verdict).toMatchObject({
+      status: 'failed',
+      reason: 'GRUB stopped at its command line (no usable grub.cfg?) (error: no such device: d79141a5-aea9.)',
+    });
+  });
 });
 
 describe("ConsoleWatcher believes readiness lines only when they carry this boot's nonce", () => {
