@@ -1,7 +1,8 @@
 // Benchmark (issues 11, 20): img2vm's one-pass assembly against the classic loop-mount pipeline and the tool floor,
 // and against the limits of the machine — the inflate floor (every layer decompressed to /dev/null, one core and all
 // cores) and the daemon floor (docker export into /dev/null) — in the same run, cold page cache, best of N
-// interleaved; then a scale run on a synthetic 2 GB / 100,000-file image, against its own tool floor and daemon floor too.
+// interleaved; then a scale run on a synthetic 2 GB / 100,000-file image, against its own tool floor and daemon
+// floor too.
 // Usage (as root, after the set-up): node bench/assembly.mjs [--runs 3] [--skip-scale] [--files 100000] [--big-mib 1100]
 //   [--before-bin PATH] (another img2vm build, run interleaved: before and after in the same run) [--scale-runs 1]
 //   (a) img2vm from the daemon, --raw      vs  (b) classic: docker export → loop → mkfs → mount → tar → extlinux → qemu-img
